@@ -1,0 +1,67 @@
+# Starling — every target works on a fresh machine that has only Go.
+SHELL := /bin/bash
+GO ?= go
+BIN := $(CURDIR)/bin
+NATS_CLI_VERSION := v0.5.0
+NATS_SERVER_VERSION := v2.15.2
+STATICCHECK_VERSION := v0.8.2
+FUZZTIME ?= 20s
+UNIT_PKGS = $$($(GO) list ./... | grep -v '/tests$$')
+
+.PHONY: all build run test vet unit e2e bench fuzz lint tools compare clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/starling ./cmd/starling
+
+# The combined server on its defaults (client port 4222, monitoring on 8222).
+run: build
+	$(BIN)/starling -m 8222
+
+# The whole suite: vet, unit tests with the race detector, end-to-end tests.
+test: vet unit e2e
+
+vet:
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -race -count=1 -timeout 10m $(UNIT_PKGS)
+
+e2e: tools build
+	STARLING_BIN=$(BIN)/starling NATS_CLI=$(BIN)/nats $(GO) test -count=1 -timeout 10m ./tests/...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# Each fuzz target for a bounded time (FUZZTIME each).
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for t in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz' || true); do \
+	    echo "== $$pkg $$t ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
+
+lint: $(BIN)/staticcheck
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(BIN)/staticcheck ./...
+
+tools: $(BIN)/nats
+
+$(BIN)/nats:
+	GOBIN=$(BIN) $(GO) install github.com/nats-io/natscli/nats@$(NATS_CLI_VERSION)
+
+$(BIN)/nats-server:
+	GOBIN=$(BIN) $(GO) install github.com/nats-io/nats-server/v2@$(NATS_SERVER_VERSION)
+
+$(BIN)/staticcheck:
+	GOBIN=$(BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+# nats bench against nats-server and Starling, alternately, on this machine.
+compare: build $(BIN)/nats $(BIN)/nats-server
+	$(GO) run ./cmd/compare -starling $(BIN)/starling -nats-server $(BIN)/nats-server -nats $(BIN)/nats
+
+clean:
+	rm -rf $(BIN) ./data

@@ -1,0 +1,14 @@
+// Command starling is the Starling server: a NATS-compatible core router (and, in later
+// releases, the streaming layer). Everything lives in package app; main stays tiny.
+package main
+
+import (
+	"context"
+	"os"
+
+	"github.com/starling-io/starling/cmd/starling/app"
+)
+
+func main() {
+	os.Exit(app.Execute(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+}

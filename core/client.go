@@ -1,0 +1,322 @@
+package core
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/starling-io/starling/core/subject"
+	"github.com/starling-io/starling/core/wire"
+)
+
+type clientKind uint8
+
+const (
+	kindClient   clientKind = iota // a socket speaking the client protocol
+	kindInternal                   // an in-process Conn: no socket, handler subscriptions
+)
+
+// Read buffer sizing: start small so idle connections stay cheap, grow while reads fill
+// the buffer, shrink back when traffic calms down.
+const (
+	minReadBuf = 512
+	maxReadBuf = 64 << 10
+	// maxSpareOut is the largest flushed outbound buffer kept for reuse.
+	maxSpareOut = 1 << 20
+	// l1Max bounds the per-client match cache.
+	l1Max = 128
+)
+
+// connectOpts holds what the client said in CONNECT (defaults per the spec: verbose,
+// pedantic and echo on when absent).
+type connectOpts struct {
+	Verbose      bool   `json:"verbose"`
+	Pedantic     bool   `json:"pedantic"`
+	TLSRequired  bool   `json:"tls_required"`
+	AuthToken    string `json:"auth_token,omitempty"`
+	User         string `json:"user,omitempty"`
+	Pass         string `json:"pass,omitempty"`
+	Nkey         string `json:"nkey,omitempty"`
+	Sig          string `json:"sig,omitempty"`
+	JWT          string `json:"jwt,omitempty"`
+	Name         string `json:"name"`
+	Lang         string `json:"lang"`
+	Version      string `json:"version"`
+	Protocol     int    `json:"protocol"`
+	Echo         bool   `json:"echo"`
+	Headers      bool   `json:"headers"`
+	NoResponders bool   `json:"no_responders"`
+	Account      *any   `json:"account,omitempty"`
+	NewAccount   *any   `json:"new_account,omitempty"`
+}
+
+// client is one connection. Fields are grouped by who touches them.
+type client struct {
+	srv  *Server
+	kind clientKind
+	cid  uint64
+	nc   net.Conn // nil for kindInternal
+	ip   string
+	port int
+	log  *slog.Logger
+
+	// Owned by the read goroutine.
+	parser    *wire.Parser
+	prod      producer
+	l1        map[string]*subject.Result[*subscription]
+	l1gen     uint64
+	gotPing   bool // first PING after CONNECT answered (connect_info INFO sent)
+	connected bool // CONNECT processed
+
+	// Set at CONNECT by the read goroutine before any delivery can depend on them; the
+	// flags are atomics because producers on other goroutines read them.
+	opts    connectOpts
+	echo    atomic.Bool
+	headers atomic.Bool
+	proto1  atomic.Bool // protocol >= 1 and first PONG sent: may receive async INFO
+
+	mu        sync.Mutex // guards everything below
+	out       outbound
+	subs      map[string]*subscription // by sid
+	closed    bool
+	reason    string
+	stop      time.Time
+	pingsOut  int
+	pingSent  time.Time
+	rtt       time.Duration
+	pingTimer *time.Timer
+	name      string // CONNECT name, readable by monitoring
+	lang      string
+	version   string
+
+	start   time.Time
+	lastIn  atomic.Int64 // unix nanos of the last inbound PUB/SUB/PING
+	lastAct atomic.Int64 // unix nanos of the last activity either way
+	stats   counters
+	writerDone chan struct{}
+}
+
+// counters are per-connection traffic totals: atomics so monitoring can read them while
+// the owner updates them without contention.
+type counters struct {
+	inMsgs, inBytes, outMsgs, outBytes atomic.Int64
+}
+
+func (s *Server) createClient(nc net.Conn) {
+	now := time.Now()
+	c := &client{
+		srv:        s,
+		kind:       kindClient,
+		cid:        s.nextCID.Add(1),
+		nc:         nc,
+		start:      now,
+		subs:       make(map[string]*subscription),
+		writerDone: make(chan struct{}),
+	}
+	if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
+		c.ip, c.port = a.IP.String(), a.Port
+	}
+	c.log = s.log.With("cid", c.cid, "remote", nc.RemoteAddr().String())
+	c.lastAct.Store(now.UnixNano())
+	c.out.signal = make(chan struct{}, 1)
+	c.prod.init(c)
+	c.parser = wire.NewParser(c)
+	c.parser.MaxControlLine = s.opts.MaxControlLine
+	c.parser.MaxPayload = s.opts.MaxPayload
+	// Until CONNECT, defaults apply: verbose and pedantic on (telnet users), echo on.
+	c.opts = connectOpts{Verbose: true, Pedantic: true, Echo: true}
+	c.echo.Store(true)
+
+	s.mu.Lock()
+	if s.shutdown || s.ldm {
+		s.mu.Unlock()
+		_ = nc.Close()
+		return
+	}
+	over := len(s.clients) >= s.opts.MaxConnections
+	if !over {
+		s.clients[c.cid] = c
+		s.totalConn.Add(1)
+	}
+	s.mu.Unlock()
+
+	c.mu.Lock()
+	c.out.buf = wire.AppendInfo(c.out.buf, s.infoJSON(c, false))
+	if over {
+		c.out.buf = wire.AppendErr(c.out.buf, wire.ErrMaxConnections.Text)
+		c.mu.Unlock()
+		c.log.Debug("connection refused", "reason", "maximum connections exceeded")
+		_ = nc.SetWriteDeadline(time.Now().Add(time.Second))
+		_, _ = nc.Write(c.out.buf)
+		_ = nc.Close()
+		return
+	}
+	c.mu.Unlock()
+	c.log.Debug("client connected")
+	s.wg.Add(2)
+	go c.writeLoop()
+	go c.readLoop()
+	c.setPingTimer(s.opts.PingInterval)
+	c.flushSignal()
+}
+
+func (c *client) readLoop() {
+	defer c.srv.wg.Done()
+	buf := make([]byte, minReadBuf)
+	small := 0
+	for {
+		n, err := c.nc.Read(buf)
+		if n > 0 {
+			c.lastAct.Store(time.Now().UnixNano())
+			perr := c.parser.Parse(buf[:n])
+			c.prod.flushPending()
+			if perr != nil {
+				c.handleParseError(perr)
+				return
+			}
+			// Adapt the buffer to the traffic.
+			switch {
+			case n == len(buf) && len(buf) < maxReadBuf:
+				buf = make([]byte, len(buf)*2)
+				small = 0
+			case n < len(buf)/4 && len(buf) > minReadBuf:
+				if small++; small > 8 {
+					buf = make([]byte, len(buf)/2)
+					small = 0
+				}
+			default:
+				small = 0
+			}
+		}
+		if err != nil {
+			reason := reasonReadError
+			if errors.Is(err, io.EOF) {
+				reason = reasonClientClosed
+			}
+			c.closeConnection(reason)
+			return
+		}
+	}
+}
+
+// handleParseError answers a protocol error the way the spec says and closes.
+func (c *client) handleParseError(err error) {
+	var we *wire.Error
+	if !errors.As(err, &we) {
+		c.log.Debug("closing connection", "cause", err)
+		c.closeConnection(reasonProtocolViolation)
+		return
+	}
+	c.log.Debug("protocol error", "cause", we.Error())
+	if we.Text != "" {
+		c.sendErr(we.Text)
+	}
+	if we.Close {
+		reason := we.Reason
+		if reason == "" {
+			reason = reasonProtocolViolation
+		}
+		c.closeFlushing(reason)
+	}
+}
+
+// closeFlushing closes after giving queued output (typically an -ERR) a short chance to
+// reach the client.
+func (c *client) closeFlushing(reason string) {
+	c.mu.Lock()
+	c.out.flushOnClose = true
+	c.mu.Unlock()
+	c.closeConnection(reason)
+}
+
+// closeConnection is idempotent: it removes the client from the server and the index,
+// stops its timers and ends its goroutines.
+func (c *client) closeConnection(reason string) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.closed = true
+	c.reason = reason
+	c.stop = time.Now()
+	if c.pingTimer != nil {
+		c.pingTimer.Stop()
+	}
+	subs := make([]*subscription, 0, len(c.subs))
+	for _, sub := range c.subs {
+		subs = append(subs, sub)
+	}
+	flush := c.out.flushOnClose
+	c.mu.Unlock()
+
+	for _, sub := range subs {
+		sub.closed.Store(true)
+		_ = c.srv.subs.Remove(sub.subject, sub.queue, sub)
+	}
+	c.srv.removeClient(c)
+	if c.nc != nil {
+		if !flush {
+			_ = c.nc.Close()
+		}
+		c.flushSignal() // the writer flushes (if asked), closes the socket and exits
+	}
+	if reason != reasonClientClosed && reason != reasonShutdown {
+		c.log.Debug("connection closed", "reason", reason)
+	}
+}
+
+func (s *Server) removeClient(c *client) {
+	s.mu.Lock()
+	delete(s.clients, c.cid)
+	s.closed.add(c.connInfo(ConnzOptions{Subs: true}, time.Now()))
+	s.mu.Unlock()
+	s.gone.inMsgs.Add(c.stats.inMsgs.Load())
+	s.gone.inBytes.Add(c.stats.inBytes.Load())
+	s.gone.outMsgs.Add(c.stats.outMsgs.Load())
+	s.gone.outBytes.Add(c.stats.outBytes.Load())
+}
+
+func (c *client) isClosed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
+}
+
+// sendProto queues a protocol line for this client and makes sure it gets flushed.
+func (c *client) sendProto(line string) {
+	c.mu.Lock()
+	if !c.closed {
+		c.out.buf = append(c.out.buf, line...)
+	}
+	c.mu.Unlock()
+	c.prod.addPending(c)
+}
+
+func (c *client) sendErr(text string) {
+	c.mu.Lock()
+	if !c.closed {
+		c.out.buf = wire.AppendErr(c.out.buf, text)
+	}
+	c.mu.Unlock()
+	c.prod.addPending(c)
+}
+
+// sendAsyncInfo sends the current INFO to a client that can take async INFOs; used for
+// lame duck and (later) topology changes.
+func (c *client) sendAsyncInfo() {
+	if c.kind != kindClient || !c.proto1.Load() {
+		return
+	}
+	info := c.srv.infoJSON(c, false)
+	c.mu.Lock()
+	if !c.closed {
+		c.out.buf = wire.AppendInfo(c.out.buf, info)
+	}
+	c.mu.Unlock()
+	c.flushSignal()
+}

@@ -1,0 +1,219 @@
+package core
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/starling-io/starling/core/subject"
+)
+
+// Msg is a message handed to an in-process handler. Its slices alias the publisher's
+// buffers and are valid only during the handler call: copy what you keep.
+type Msg struct {
+	Subject []byte
+	Reply   []byte
+	Header  []byte // raw header block ("NATS/1.0…\r\n\r\n"); nil when none
+	Data    []byte
+	Sub     *Subscription
+}
+
+// MsgHandler runs on the publisher's goroutine. It must not block: hand work to a queue.
+type MsgHandler func(m Msg)
+
+// Subscription is an in-process subscription.
+type Subscription subscription
+
+// Subject returns the subscribed subject.
+func (s *Subscription) Subject() string { return s.subject }
+
+// Queue returns the queue group ("" for none).
+func (s *Subscription) Queue() string { return s.queue }
+
+// Unsubscribe removes the subscription; further messages are not delivered.
+func (s *Subscription) Unsubscribe() error {
+	(*subscription)(s).client.removeSub((*subscription)(s))
+	return nil
+}
+
+// AutoUnsubscribe removes the subscription after max deliveries in total.
+func (s *Subscription) AutoUnsubscribe(max int) error {
+	sub := (*subscription)(s)
+	if int64(max) <= sub.delivered.Load() {
+		return s.Unsubscribe()
+	}
+	sub.max.Store(int64(max))
+	return nil
+}
+
+// Conn is an in-process client of the router: the way streaming talks to core without a
+// socket. Its subscriptions are ordinary index entries; their handlers run on the
+// publisher's goroutine. Publish queues frames for socket subscribers; Flush wakes their
+// writers once per batch. Safe for concurrent use.
+type Conn struct {
+	c       *client
+	mu      sync.Mutex // the producer's pending set
+	nextSID atomic.Uint64
+	inbox   string
+	scratch sync.Pool // header+payload concatenation for Publish with headers
+}
+
+// Connect opens an in-process connection named name (shown in /connz).
+func (s *Server) Connect(name string) (*Conn, error) {
+	c := &client{
+		srv:   s,
+		kind:  kindInternal,
+		cid:   s.nextCID.Add(1),
+		start: time.Now(),
+		subs:  make(map[string]*subscription),
+		ip:    "127.0.0.1",
+		name:  name,
+		lang:  "go",
+		version: Version,
+	}
+	c.log = s.log.With("cid", c.cid, "conn", name)
+	c.echo.Store(true)
+	c.headers.Store(true)
+	c.opts = connectOpts{Echo: true, Headers: true, NoResponders: true, Name: name, Protocol: 1}
+	c.lastAct.Store(c.start.UnixNano())
+	nc := &Conn{c: c, inbox: "_INBOX." + nuid()}
+	c.prod.init(c)
+	c.prod.lock = &nc.mu
+	s.mu.Lock()
+	if s.shutdown {
+		s.mu.Unlock()
+		return nil, ErrServerClosed
+	}
+	s.clients[c.cid] = c
+	s.totalConn.Add(1)
+	s.mu.Unlock()
+	return nc, nil
+}
+
+// nuid returns a random 22-character token for inbox names.
+func nuid() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// ID returns the connection id (cid).
+func (nc *Conn) ID() uint64 { return nc.c.cid }
+
+// NewInbox returns a unique reply subject for this connection.
+func (nc *Conn) NewInbox() string {
+	return nc.inbox + "." + strconv.FormatUint(nc.nextSID.Add(1), 36)
+}
+
+// Subscribe registers handler for subject; queue "" means a plain subscription.
+func (nc *Conn) Subscribe(subj, queue string, handler MsgHandler) (*Subscription, error) {
+	c := nc.c
+	if handler == nil || (queue != "" && !subject.ValidQueue([]byte(queue))) {
+		return nil, ErrBadSubject
+	}
+	sub := &subscription{client: c, subject: subj, queue: queue, handler: handler,
+		sid: strconv.FormatUint(nc.nextSID.Add(1), 10)}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, ErrConnClosed
+	}
+	if err := c.srv.subs.Insert(subj, queue, sub); err != nil {
+		c.mu.Unlock()
+		return nil, ErrBadSubject
+	}
+	c.subs[sub.sid] = sub
+	c.mu.Unlock()
+	return (*Subscription)(sub), nil
+}
+
+// Publish routes one message. hdr, when not empty, is a complete header block
+// ("NATS/1.0\r\n…\r\n\r\n"). Frames for socket subscribers are sent at the next Flush.
+func (nc *Conn) Publish(subj, reply string, hdr, data []byte) error {
+	c := nc.c
+	if len(hdr)+len(data) > c.srv.opts.MaxPayload {
+		return ErrMaxPayload
+	}
+	if subj == "" {
+		return ErrBadSubject
+	}
+	if c.isClosed() {
+		return ErrConnClosed
+	}
+	msg := data
+	var buf *[]byte
+	if len(hdr) > 0 {
+		buf, _ = nc.scratch.Get().(*[]byte)
+		if buf == nil {
+			buf = new([]byte)
+		}
+		*buf = append(append((*buf)[:0], hdr...), data...)
+		msg = *buf
+	}
+	s, r := bytesOf(subj), bytesOf(reply)
+	c.stats.inMsgs.Add(1)
+	c.stats.inBytes.Add(int64(len(msg)))
+	n := c.prod.route(c.srv.subs.Match(s), s, r, len(hdr), msg)
+	if n == 0 && len(r) > 0 {
+		c.noResponders(s, r)
+	}
+	if buf != nil {
+		nc.scratch.Put(buf)
+	}
+	return nil
+}
+
+// Flush wakes the writer of every socket client that received frames since the last
+// Flush: the in-process "end of read buffer".
+func (nc *Conn) Flush() { nc.c.prod.flushPending() }
+
+// Request publishes data with a fresh reply subject and waits for the first answer.
+func (nc *Conn) Request(ctx context.Context, subj string, hdr, data []byte) (Msg, error) {
+	inbox := nc.NewInbox()
+	ch := make(chan Msg, 1)
+	sub, err := nc.Subscribe(inbox, "", func(m Msg) {
+		cp := Msg{Subject: bytes.Clone(m.Subject), Reply: bytes.Clone(m.Reply),
+			Header: bytes.Clone(m.Header), Data: bytes.Clone(m.Data)}
+		select {
+		case ch <- cp:
+		default:
+		}
+	})
+	if err != nil {
+		return Msg{}, err
+	}
+	defer sub.Unsubscribe()
+	if err := nc.Publish(subj, inbox, hdr, data); err != nil {
+		return Msg{}, err
+	}
+	nc.Flush()
+	select {
+	case m := <-ch:
+		if len(m.Data) == 0 && bytes.HasPrefix(m.Header, []byte("NATS/1.0 503")) {
+			return Msg{}, ErrNoResponders
+		}
+		return m, nil
+	case <-ctx.Done():
+		return Msg{}, ctx.Err()
+	}
+}
+
+// Close removes the connection and its subscriptions.
+func (nc *Conn) Close() {
+	nc.Flush()
+	nc.c.closeConnection(reasonClientClosed)
+}
+
+// bytesOf views a string as bytes without copying; the router never writes to subjects.
+func bytesOf(s string) []byte {
+	if s == "" {
+		return nil
+	}
+	return unsafe.Slice(unsafe.StringData(s), len(s))
+}

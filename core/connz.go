@@ -1,0 +1,311 @@
+package core
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/starling-io/starling/core/subject"
+)
+
+// ConnzOptions are /connz's query parameters.
+type ConnzOptions struct {
+	Sort       string // cid (default), start, subs, pending, msgs_to, msgs_from, bytes_to, bytes_from, last, idle, uptime, stop, reason, rtt
+	Subs       bool   // include subscriptions_list
+	SubsDetail bool   // include subscriptions_list_detail
+	Offset     int
+	Limit      int    // <= 0: 1024
+	CID        uint64 // only this connection
+	State      string // open (default), closed, any/all
+}
+
+// Connz is /connz.
+type Connz struct {
+	ID       string      `json:"server_id"`
+	Now      time.Time   `json:"now"`
+	NumConns int         `json:"num_connections"`
+	Total    int         `json:"total"`
+	Offset   int         `json:"offset"`
+	Limit    int         `json:"limit"`
+	Conns    []*ConnInfo `json:"connections"`
+}
+
+// ConnInfo describes one connection.
+type ConnInfo struct {
+	Cid            uint64       `json:"cid"`
+	Kind           string       `json:"kind,omitempty"`
+	Type           string       `json:"type,omitempty"`
+	IP             string       `json:"ip"`
+	Port           int          `json:"port"`
+	Start          time.Time    `json:"start"`
+	LastActivity   time.Time    `json:"last_activity"`
+	Stop           *time.Time   `json:"stop,omitempty"`
+	Reason         string       `json:"reason,omitempty"`
+	RTT            string       `json:"rtt,omitempty"`
+	Uptime         string       `json:"uptime"`
+	Idle           string       `json:"idle"`
+	Pending        int          `json:"pending_bytes"`
+	InMsgs         int64        `json:"in_msgs"`
+	OutMsgs        int64        `json:"out_msgs"`
+	InBytes        int64        `json:"in_bytes"`
+	OutBytes       int64        `json:"out_bytes"`
+	NumSubs        uint32       `json:"subscriptions"`
+	Name           string       `json:"name,omitempty"`
+	Lang           string       `json:"lang,omitempty"`
+	Version        string       `json:"version,omitempty"`
+	Subs           []string     `json:"subscriptions_list,omitempty"`
+	SubsDetail     []SubDetail  `json:"subscriptions_list_detail,omitempty"`
+	NameTag        string       `json:"name_tag,omitempty"`
+	rtt            time.Duration
+}
+
+// SubDetail describes one subscription (in /connz and /subsz).
+type SubDetail struct {
+	Account string `json:"account,omitempty"`
+	Subject string `json:"subject"`
+	Queue   string `json:"qgroup,omitempty"`
+	Sid     string `json:"sid"`
+	Msgs    int64  `json:"msgs"`
+	Max     int64  `json:"max,omitempty"`
+	Cid     uint64 `json:"cid"`
+}
+
+// ErrBadRequest wraps invalid monitoring query parameters (HTTP 400).
+var ErrBadRequest = errors.New("bad request")
+
+// connInfo snapshots a client. Safe from any goroutine.
+func (c *client) connInfo(o ConnzOptions, now time.Time) *ConnInfo {
+	ci := &ConnInfo{
+		Cid: c.cid, Kind: "Client", Type: "nats", IP: c.ip, Port: c.port,
+		Start: c.start.UTC(), LastActivity: time.Unix(0, c.lastAct.Load()).UTC(),
+		InMsgs: c.stats.inMsgs.Load(), OutMsgs: c.stats.outMsgs.Load(),
+		InBytes: c.stats.inBytes.Load(), OutBytes: c.stats.outBytes.Load(),
+		NameTag: "$G",
+	}
+	if c.kind == kindInternal {
+		ci.Type = "internal"
+	}
+	c.mu.Lock()
+	ci.Pending = c.out.pending()
+	ci.NumSubs = uint32(len(c.subs))
+	ci.Name, ci.Lang, ci.Version = c.name, c.lang, c.version
+	if c.rtt > 0 {
+		ci.rtt = c.rtt
+		ci.RTT = c.rtt.String()
+	}
+	end := now
+	if c.closed {
+		stop := c.stop.UTC()
+		ci.Stop, ci.Reason = &stop, c.reason
+		end = c.stop
+	}
+	if o.Subs || o.SubsDetail {
+		for _, sub := range c.subs {
+			if o.SubsDetail {
+				ci.SubsDetail = append(ci.SubsDetail, sub.detail())
+			} else {
+				ci.Subs = append(ci.Subs, sub.subject)
+			}
+		}
+	}
+	c.mu.Unlock()
+	ci.Uptime = compactDuration(end.Sub(c.start))
+	ci.Idle = compactDuration(end.Sub(ci.LastActivity))
+	return ci
+}
+
+func (sub *subscription) detail() SubDetail {
+	return SubDetail{Subject: sub.subject, Queue: sub.queue, Sid: sub.sid,
+		Msgs: sub.delivered.Load(), Max: sub.max.Load(), Cid: sub.client.cid}
+}
+
+// closedRing keeps the most recent closed connections for /connz?state=closed.
+type closedRing struct {
+	max   int
+	items []*ConnInfo
+	next  int
+}
+
+func (r *closedRing) add(ci *ConnInfo) {
+	if len(r.items) < r.max {
+		r.items = append(r.items, ci)
+		return
+	}
+	r.items[r.next] = ci
+	r.next = (r.next + 1) % r.max
+}
+
+// Connz returns connection details; an invalid option wraps ErrBadRequest.
+func (s *Server) Connz(o ConnzOptions) (*Connz, error) {
+	if o.Sort == "" {
+		o.Sort = "cid"
+	}
+	if o.State == "" {
+		o.State = "open"
+	}
+	if o.Limit <= 0 {
+		o.Limit = 1024
+	}
+	if o.Offset < 0 {
+		o.Offset = 0
+	}
+	less, ok := connzSorts[o.Sort]
+	if !ok {
+		return nil, fmt.Errorf("%w: invalid sorting option: %s", ErrBadRequest, o.Sort)
+	}
+	switch o.State {
+	case "open", "closed", "any", "all":
+	default:
+		return nil, fmt.Errorf("%w: Error decoding state for %s", ErrBadRequest, o.State)
+	}
+	if (o.Sort == "stop" || o.Sort == "reason") && o.State != "closed" {
+		return nil, fmt.Errorf("%w: invalid sorting option: %s (only valid for closed connections)", ErrBadRequest, o.Sort)
+	}
+	now := time.Now()
+	s.mu.Lock()
+	var open []*client
+	if o.State != "closed" {
+		open = s.clientList()
+	}
+	var closed []*ConnInfo
+	if o.State != "open" {
+		closed = append(closed, s.closed.items...)
+	}
+	s.mu.Unlock()
+
+	all := make([]*ConnInfo, 0, len(open)+len(closed))
+	for _, c := range open {
+		if o.CID == 0 || c.cid == o.CID {
+			all = append(all, c.connInfo(o, now))
+		}
+	}
+	for _, ci := range closed {
+		if o.CID == 0 || ci.Cid == o.CID {
+			all = append(all, ci)
+		}
+	}
+	sort.SliceStable(all, func(i, j int) bool { return less(all[i], all[j]) })
+	cz := &Connz{ID: s.id, Now: now.UTC(), Total: len(all), Offset: o.Offset, Limit: o.Limit}
+	if o.CID != 0 {
+		cz.Limit = 1
+	}
+	lo := min(o.Offset, len(all))
+	hi := min(lo+cz.Limit, len(all))
+	cz.Conns = all[lo:hi]
+	cz.NumConns = len(cz.Conns)
+	return cz, nil
+}
+
+var connzSorts = map[string]func(a, b *ConnInfo) bool{
+	"cid":        func(a, b *ConnInfo) bool { return a.Cid < b.Cid },
+	"start":      func(a, b *ConnInfo) bool { return a.Start.Before(b.Start) },
+	"subs":       func(a, b *ConnInfo) bool { return a.NumSubs > b.NumSubs },
+	"pending":    func(a, b *ConnInfo) bool { return a.Pending > b.Pending },
+	"msgs_to":    func(a, b *ConnInfo) bool { return a.OutMsgs > b.OutMsgs },
+	"msgs_from":  func(a, b *ConnInfo) bool { return a.InMsgs > b.InMsgs },
+	"bytes_to":   func(a, b *ConnInfo) bool { return a.OutBytes > b.OutBytes },
+	"bytes_from": func(a, b *ConnInfo) bool { return a.InBytes > b.InBytes },
+	"last":       func(a, b *ConnInfo) bool { return a.LastActivity.After(b.LastActivity) },
+	"idle":       func(a, b *ConnInfo) bool { return a.LastActivity.Before(b.LastActivity) },
+	"uptime":     func(a, b *ConnInfo) bool { return a.Start.Before(b.Start) },
+	"stop":       func(a, b *ConnInfo) bool { return a.Stop != nil && b.Stop != nil && a.Stop.After(*b.Stop) },
+	"reason":     func(a, b *ConnInfo) bool { return a.Reason > b.Reason },
+	"rtt":        func(a, b *ConnInfo) bool { return a.rtt > b.rtt },
+}
+
+// SubszOptions are /subsz's query parameters.
+type SubszOptions struct {
+	Subs   bool
+	Offset int
+	Limit  int
+	Test   string // a literal subject: list only subscriptions it would reach
+}
+
+// Subsz is /subsz: index statistics flattened to the top level.
+type Subsz struct {
+	ID           string      `json:"server_id"`
+	Now          time.Time   `json:"now"`
+	NumSubs      uint32      `json:"num_subscriptions"`
+	NumCache     uint32      `json:"num_cache"`
+	NumInserts   uint64      `json:"num_inserts"`
+	NumRemoves   uint64      `json:"num_removes"`
+	NumMatches   uint64      `json:"num_matches"`
+	CacheHitRate float64     `json:"cache_hit_rate"`
+	MaxFanout    uint32      `json:"max_fanout"`
+	AvgFanout    float64     `json:"avg_fanout"`
+	Total        int         `json:"total"`
+	Offset       int         `json:"offset"`
+	Limit        int         `json:"limit"`
+	Subs         []SubDetail `json:"subscriptions_list,omitempty"`
+}
+
+// Subsz returns subscription statistics and optionally the subscriptions themselves.
+func (s *Server) Subsz(o SubszOptions) (*Subsz, error) {
+	if o.Limit <= 0 {
+		o.Limit = 1024
+	}
+	if o.Offset < 0 {
+		o.Offset = 0
+	}
+	st := s.subs.Stats()
+	sz := &Subsz{ID: s.id, Now: time.Now().UTC(), NumSubs: uint32(st.NumSubs), NumCache: uint32(st.NumCache),
+		NumInserts: st.NumInserts, NumRemoves: st.NumRemoves, NumMatches: st.NumMatches,
+		CacheHitRate: st.CacheHitRate, MaxFanout: st.MaxFanout, AvgFanout: st.AvgFanout,
+		Offset: o.Offset, Limit: o.Limit}
+	if o.Test != "" && !subject.ValidLiteral([]byte(o.Test)) {
+		return nil, fmt.Errorf("%w: invalid test subject, must be valid publish subject: %s", ErrBadRequest, o.Test)
+	}
+	if !o.Subs {
+		return sz, nil
+	}
+	var list []SubDetail
+	if o.Test != "" {
+		r := s.subs.MatchString(o.Test)
+		for _, sub := range r.Plain {
+			list = append(list, sub.detail())
+		}
+		for _, q := range r.Queues {
+			for _, sub := range q.Members {
+				list = append(list, sub.detail())
+			}
+		}
+	} else {
+		s.subs.All(func(_, _ string, sub *subscription) bool {
+			list = append(list, sub.detail())
+			return true
+		})
+	}
+	sort.Slice(list, func(i, j int) bool {
+		if list[i].Cid != list[j].Cid {
+			return list[i].Cid < list[j].Cid
+		}
+		return list[i].Sid < list[j].Sid
+	})
+	for i := range list {
+		list[i].Account = "$G"
+	}
+	sz.Total = len(list)
+	lo := min(o.Offset, len(list))
+	sz.Subs = list[lo:min(lo+o.Limit, len(list))]
+	return sz, nil
+}
+
+// Healthz is /healthz.
+type Healthz struct {
+	Status string `json:"status"`
+	Error  string `json:"error,omitempty"`
+}
+
+// Healthz reports "ok" once the server accepts clients.
+func (s *Server) Healthz() Healthz {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.shutdown:
+		return Healthz{Status: "error", Error: "server is shutting down"}
+	case s.listener == nil && !s.ldm:
+		return Healthz{Status: "error", Error: "server not ready for client connections"}
+	}
+	return Healthz{Status: "ok"}
+}

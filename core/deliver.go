@@ -1,0 +1,252 @@
+package core
+
+import (
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/starling-io/starling/core/subject"
+	"github.com/starling-io/starling/core/wire"
+)
+
+// subscription is one entry in the index: a socket client's SUB, or an in-process
+// handler.
+type subscription struct {
+	client  *client
+	subject string
+	queue   string
+	sid     string
+	handler MsgHandler // set for in-process subscriptions
+
+	max       atomic.Int64 // auto-unsubscribe limit; 0 = none
+	delivered atomic.Int64
+	closed    atomic.Bool
+}
+
+// producer is the publishing side of a connection: it remembers which destinations got
+// frames since the last flush so each is woken once per read buffer. A socket client's
+// producer is used only by its read goroutine; an in-process Conn's is shared by its
+// callers, so it carries a lock.
+type producer struct {
+	self    *client
+	lock    *sync.Mutex // nil when single-goroutine
+	pending map[*client]struct{}
+	last    *client       // fast path for runs of messages to one destination
+	stall   chan struct{} // a destination past its stall mark: wait for it at the flush
+	timer   *time.Timer   // reused for stall waits
+}
+
+// Back-pressure: a producer whose destination is past 3/4 of max_pending waits for it to
+// drain, at most maxStall per read buffer. A healthy but briefly slower reader is given
+// time instead of being cut off; a reader that stopped still hits max_pending and is closed.
+const maxStall = 10 * time.Millisecond
+
+func (p *producer) init(self *client) {
+	p.self = self
+	p.pending = make(map[*client]struct{})
+}
+
+func (p *producer) addPending(c *client) {
+	if p.lock != nil {
+		p.lock.Lock()
+		p.pending[c] = struct{}{}
+		p.lock.Unlock()
+		return
+	}
+	if c == p.last {
+		return
+	}
+	p.last = c
+	p.pending[c] = struct{}{}
+}
+
+// flushPending is the end of a read buffer: flush our own output in place (our own socket
+// may block us — that is natural back-pressure) and wake every other destination once.
+func (p *producer) flushPending() {
+	if p.lock != nil {
+		p.lock.Lock()
+		defer p.lock.Unlock()
+	}
+	self := false
+	for c := range p.pending {
+		if c == p.self {
+			self = true
+			continue
+		}
+		c.flushSignal()
+	}
+	clear(p.pending)
+	p.last = nil
+	if self && p.self.nc != nil {
+		if p.self.flushOut() {
+			p.self.flushSignal()
+		}
+	}
+	if p.stall != nil {
+		p.waitStall()
+	}
+}
+
+func (p *producer) waitStall() {
+	ch := p.stall
+	p.stall = nil
+	if p.timer == nil {
+		p.timer = time.NewTimer(maxStall)
+	} else {
+		p.timer.Reset(maxStall)
+	}
+	select {
+	case <-ch:
+		p.timer.Stop()
+	case <-p.timer.C:
+	}
+}
+
+// match looks the subject up in the per-client L1 cache (no lock), falling back to the
+// shared index. The L1 is dropped whenever the index generation moves.
+func (c *client) match(subj []byte) *subject.Result[*subscription] {
+	idx := c.srv.subs
+	if g := idx.Generation(); g != c.l1gen {
+		clear(c.l1)
+		c.l1gen = g
+	}
+	if r, ok := c.l1[string(subj)]; ok {
+		return r
+	}
+	r := idx.Match(subj)
+	if c.l1 == nil {
+		c.l1 = make(map[string]*subject.Result[*subscription], l1Max)
+	}
+	if len(c.l1) < l1Max {
+		c.l1[string(subj)] = r
+	}
+	return r
+}
+
+// route delivers one message to every plain match and to one member of each queue group,
+// and returns how many subscriptions received it. msg is header block + payload with the
+// first hdrLen bytes the header (hdrLen 0 = no header).
+func (p *producer) route(r *subject.Result[*subscription], subj, reply []byte, hdrLen int, msg []byte) int {
+	n := 0
+	for _, sub := range r.Plain {
+		if p.deliver(sub, subj, reply, hdrLen, msg) {
+			n++
+		}
+	}
+	for i := range r.Queues {
+		members := r.Queues[i].Members
+		if len(members) == 0 {
+			continue
+		}
+		start := 0
+		if len(members) > 1 {
+			start = rand.IntN(len(members))
+		}
+		for j := range members {
+			if p.deliver(members[(start+j)%len(members)], subj, reply, hdrLen, msg) {
+				n++
+				break
+			}
+		}
+	}
+	return n
+}
+
+// deliver hands one message to one subscription; false means it could not take it (closed,
+// echo suppressed, auto-unsubscribed) and a queue group should try another member.
+func (p *producer) deliver(sub *subscription, subj, reply []byte, hdrLen int, msg []byte) bool {
+	dst := sub.client
+	if sub.closed.Load() || (dst == p.self && !dst.echo.Load()) {
+		return false
+	}
+	max := sub.max.Load()
+	n := sub.delivered.Add(1)
+	if max > 0 && n > max {
+		return false
+	}
+	if sub.handler != nil {
+		m := Msg{Subject: subj, Reply: reply, Data: msg[hdrLen:], Sub: (*Subscription)(sub)}
+		if hdrLen > 0 {
+			m.Header = msg[:hdrLen]
+		}
+		sub.handler(m)
+	} else if !p.deliverFrame(dst, sub, subj, reply, hdrLen, msg) {
+		return false
+	}
+	dst.stats.outMsgs.Add(1)
+	dst.stats.outBytes.Add(int64(len(msg)))
+	if max > 0 && n == max {
+		dst.removeSub(sub)
+	}
+	return true
+}
+
+// deliverFrame appends MSG or HMSG to dst's outbound buffer. Headers are stripped for a
+// connection that did not negotiate them.
+func (p *producer) deliverFrame(dst *client, sub *subscription, subj, reply []byte, hdrLen int, msg []byte) bool {
+	withHdr := hdrLen > 0 && dst.headers.Load()
+	if hdrLen > 0 && !withHdr {
+		msg = msg[hdrLen:]
+	}
+	frame := len(subj) + len(reply) + len(sub.sid) + len(msg) + 32
+	dst.mu.Lock()
+	if dst.closed {
+		dst.mu.Unlock()
+		return false
+	}
+	if dst.overPending(frame) {
+		dst.mu.Unlock()
+		dst.markSlowConsumer()
+		return false
+	}
+	b := dst.out.buf
+	if withHdr {
+		b = wire.AppendHMsg(b, subj, sub.sid, reply, hdrLen, len(msg))
+	} else {
+		b = wire.AppendMsg(b, subj, sub.sid, reply, len(msg))
+	}
+	b = append(b, msg...)
+	dst.out.buf = append(b, '\r', '\n')
+	if p.stall == nil && p.lock == nil && dst != p.self && dst.stallMark(0) {
+		p.stall = dst.stallChan()
+	}
+	dst.mu.Unlock()
+	p.addPending(dst)
+	return true
+}
+
+// noResponders answers a request nobody received with a 503 status message on the
+// publisher's own plain subscription that matches the reply subject (how nats.go's
+// Request fails fast).
+func (c *client) noResponders(subj, reply []byte) {
+	var target *subscription
+	c.mu.Lock()
+	for _, sub := range c.subs {
+		if sub.queue == "" && !sub.closed.Load() && subject.Matches(sub.subject, string(reply)) {
+			target = sub
+			break
+		}
+	}
+	c.mu.Unlock()
+	if target == nil {
+		return
+	}
+	// NATS/1.0 503\r\nNats-Subject: <subj>\r\n\r\n
+	hdr := make([]byte, 0, 32+len(subj))
+	hdr = append(hdr, "NATS/1.0 503\r\nNats-Subject: "...)
+	hdr = append(hdr, subj...)
+	hdr = append(hdr, "\r\n\r\n"...)
+	if target.handler != nil {
+		target.handler(Msg{Subject: reply, Header: hdr, Sub: (*Subscription)(target)})
+		return
+	}
+	c.mu.Lock()
+	if !c.closed {
+		c.out.buf = wire.AppendHMsg(c.out.buf, reply, target.sid, nil, len(hdr), len(hdr))
+		c.out.buf = append(c.out.buf, hdr...)
+		c.out.buf = append(c.out.buf, '\r', '\n')
+	}
+	c.mu.Unlock()
+	c.prod.addPending(c)
+}

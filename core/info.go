@@ -1,0 +1,56 @@
+package core
+
+import (
+	"encoding/json"
+	"runtime"
+)
+
+// serverInfo is the INFO object (spec §4); omitted fields follow the reference.
+type serverInfo struct {
+	ServerID      string   `json:"server_id"`
+	ServerName    string   `json:"server_name"`
+	Version       string   `json:"version"`
+	Proto         int      `json:"proto"`
+	Go            string   `json:"go"`
+	Host          string   `json:"host"`
+	Port          int      `json:"port"`
+	Headers       bool     `json:"headers"`
+	AuthRequired  bool     `json:"auth_required,omitempty"`
+	TLSRequired   bool     `json:"tls_required,omitempty"`
+	MaxPayload    int      `json:"max_payload"`
+	ClientID      uint64   `json:"client_id,omitempty"`
+	ClientIP      string   `json:"client_ip,omitempty"`
+	Nonce         string   `json:"nonce,omitempty"`
+	Cluster       string   `json:"cluster,omitempty"`
+	ConnectURLs   []string `json:"connect_urls,omitempty"`
+	LameDuckMode  bool     `json:"ldm,omitempty"`
+	ConnectInfo   bool     `json:"connect_info,omitempty"`
+	RemoteAccount string   `json:"remote_account,omitempty"`
+}
+
+// infoJSON renders the INFO for one client; connectInfo marks the INFO that follows the
+// first PONG.
+func (s *Server) infoJSON(c *client, connectInfo bool) []byte {
+	s.mu.Lock()
+	info := serverInfo{
+		ServerID:     s.id,
+		ServerName:   s.name,
+		Version:      NATSVersion,
+		Proto:        1,
+		Go:           runtime.Version(),
+		Host:         s.opts.Host,
+		Port:         s.port,
+		Headers:      !s.opts.NoHeaderSupport,
+		MaxPayload:   s.opts.MaxPayload,
+		ClientID:     c.cid,
+		ClientIP:     c.ip,
+		LameDuckMode: s.ldm,
+	}
+	s.mu.Unlock()
+	if connectInfo {
+		info.ConnectInfo = true
+		info.RemoteAccount = "$G"
+	}
+	b, _ := json.Marshal(info)
+	return b
+}

@@ -1,0 +1,276 @@
+package monitor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/starling-io/starling/core"
+)
+
+// Monitor is the HTTP monitoring endpoint of one core.Server.
+type Monitor struct {
+	srv  *core.Server
+	log  *slog.Logger
+	mux  *http.ServeMux
+	http *http.Server
+	ln   net.Listener
+
+	mu    sync.Mutex
+	stats map[string]uint64 // http_req_stats
+}
+
+// New builds the handlers; call Start to listen. basePath prefixes every path.
+func New(srv *core.Server, basePath string, log *slog.Logger) *Monitor {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	m := &Monitor{srv: srv, log: log, mux: http.NewServeMux(), stats: map[string]uint64{}}
+	routes := map[string]http.HandlerFunc{
+		"/":               m.HandleRoot,
+		"/varz":           m.HandleVarz,
+		"/connz":          m.HandleConnz,
+		"/subsz":          m.HandleSubsz,
+		"/subscriptionsz": m.HandleSubsz,
+		"/routez":         m.HandleRoutez,
+		"/healthz":        m.HandleHealthz,
+		"/accountz":       m.HandleAccountz,
+		"/gatewayz":       m.HandleGatewayz,
+	}
+	for path, h := range routes {
+		pattern := "GET " + basePath + path
+		if path == "/" {
+			pattern = "GET " + basePath + "/{$}"
+		}
+		m.mux.HandleFunc(pattern, m.count(path, h))
+	}
+	return m
+}
+
+// Handle mounts an extra handler (e.g. streaming's /streaming/ endpoints), counted in
+// http_req_stats like the built-in ones.
+func (m *Monitor) Handle(path string, h http.HandlerFunc) {
+	m.mux.HandleFunc("GET "+path, m.count(path, h))
+}
+
+// Handler returns the HTTP handler (for tests and embedding).
+func (m *Monitor) Handler() http.Handler { return m.mux }
+
+func (m *Monitor) count(path string, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		m.mu.Lock()
+		m.stats[path]++
+		m.mu.Unlock()
+		h(w, r)
+	}
+}
+
+// Start listens on addr ("host:port"; port 0 = random) and serves in the background.
+func (m *Monitor) Start(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("monitor: listen: %w", err)
+	}
+	m.ln = ln
+	m.http = &http.Server{Handler: m.mux, ReadHeaderTimeout: 5 * time.Second}
+	m.log.Info("listening for monitoring requests", "addr", ln.Addr().String())
+	go func() {
+		if err := m.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			m.log.Error("monitoring server failed", "err", err)
+		}
+	}()
+	return nil
+}
+
+// Addr returns the bound address (nil before Start).
+func (m *Monitor) Addr() net.Addr {
+	if m.ln == nil {
+		return nil
+	}
+	return m.ln.Addr()
+}
+
+// Close stops the HTTP server.
+func (m *Monitor) Close(ctx context.Context) error {
+	if m.http == nil {
+		return nil
+	}
+	return m.http.Shutdown(ctx)
+}
+
+// writeJSON writes v indented like nats-server does, with the headers monitoring tools expect.
+func writeJSON(w http.ResponseWriter, v any, indent bool) {
+	var b []byte
+	var err error
+	if indent {
+		b, err = json.MarshalIndent(v, "", "  ")
+	} else {
+		b, err = json.Marshal(v)
+	}
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Access-Control-Allow-Origin", "*")
+	_, _ = w.Write(b)
+}
+
+func badRequest(w http.ResponseWriter, err error) {
+	msg := err.Error()
+	if errors.Is(err, core.ErrBadRequest) {
+		msg = msg[len(core.ErrBadRequest.Error())+2:]
+	}
+	http.Error(w, msg, http.StatusBadRequest)
+}
+
+func boolParam(r *http.Request, name string) (bool, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fmt.Errorf("Error decoding boolean for '%s': %v", name, err)
+	}
+	return b, nil
+}
+
+func intParam(r *http.Request, name string) (int, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return 0, fmt.Errorf("Error decoding integer for '%s': %v", name, err)
+	}
+	return n, nil
+}
+
+// HandleRoot serves a small index page.
+func (m *Monitor) HandleRoot(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	fmt.Fprintf(w, `<html><body><h1>Starling %s</h1><ul>`, core.Version)
+	for _, p := range []string{"varz", "connz", "subsz", "routez", "healthz", "accountz", "gatewayz"} {
+		fmt.Fprintf(w, `<li><a href="%s">%s</a></li>`, p, p)
+	}
+	fmt.Fprint(w, `</ul></body></html>`)
+}
+
+// HandleVarz serves /varz.
+func (m *Monitor) HandleVarz(w http.ResponseWriter, r *http.Request) {
+	v := m.srv.Varz()
+	m.mu.Lock()
+	for k, n := range m.stats {
+		v.HTTPReqStats[k] = n
+	}
+	m.mu.Unlock()
+	writeJSON(w, v, true)
+}
+
+// HandleConnz serves /connz.
+func (m *Monitor) HandleConnz(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	o := core.ConnzOptions{Sort: q.Get("sort"), State: q.Get("state")}
+	var err error
+	if q.Get("subs") == "detail" {
+		o.SubsDetail = true
+	} else if o.Subs, err = boolParam(r, "subs"); err != nil {
+		badRequest(w, err)
+		return
+	}
+	if o.Offset, err = intParam(r, "offset"); err != nil {
+		badRequest(w, err)
+		return
+	}
+	if o.Limit, err = intParam(r, "limit"); err != nil {
+		badRequest(w, err)
+		return
+	}
+	if v := q.Get("cid"); v != "" {
+		if o.CID, err = strconv.ParseUint(v, 10, 64); err != nil {
+			badRequest(w, fmt.Errorf("Error decoding cid: %v", err))
+			return
+		}
+	}
+	cz, err := m.srv.Connz(o)
+	if err != nil {
+		badRequest(w, err)
+		return
+	}
+	writeJSON(w, cz, true)
+}
+
+// HandleSubsz serves /subsz.
+func (m *Monitor) HandleSubsz(w http.ResponseWriter, r *http.Request) {
+	o := core.SubszOptions{Test: r.URL.Query().Get("test")}
+	var err error
+	if o.Subs, err = boolParam(r, "subs"); err != nil {
+		badRequest(w, err)
+		return
+	}
+	if o.Offset, err = intParam(r, "offset"); err != nil {
+		badRequest(w, err)
+		return
+	}
+	if o.Limit, err = intParam(r, "limit"); err != nil {
+		badRequest(w, err)
+		return
+	}
+	sz, err := m.srv.Subsz(o)
+	if err != nil {
+		badRequest(w, err)
+		return
+	}
+	writeJSON(w, sz, true)
+}
+
+// Routez is /routez; routes arrive with clustering, until then the list is empty.
+type Routez struct {
+	ID        string    `json:"server_id"`
+	Name      string    `json:"server_name"`
+	Now       time.Time `json:"now"`
+	NumRoutes int       `json:"num_routes"`
+	Routes    []any     `json:"routes"`
+}
+
+// HandleRoutez serves /routez.
+func (m *Monitor) HandleRoutez(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, Routez{ID: m.srv.ID(), Name: m.srv.Name(), Now: time.Now().UTC(), Routes: []any{}}, true)
+}
+
+// HandleHealthz serves /healthz (compact JSON; 503 when unhealthy).
+func (m *Monitor) HandleHealthz(w http.ResponseWriter, r *http.Request) {
+	h := m.srv.Healthz()
+	if h.Status != "ok" {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		b, _ := json.Marshal(h)
+		_, _ = w.Write(b)
+		return
+	}
+	writeJSON(w, h, false)
+}
+
+// HandleAccountz serves /accountz: Starling has the global account only.
+func (m *Monitor) HandleAccountz(w http.ResponseWriter, r *http.Request) {
+	if acc := r.URL.Query().Get("acc"); acc != "" && acc != "$G" {
+		http.Error(w, fmt.Sprintf("Account %s does not exist", acc), http.StatusBadRequest)
+		return
+	}
+	writeJSON(w, map[string]any{"server_id": m.srv.ID(), "now": time.Now().UTC(), "accounts": []string{"$G"}}, true)
+}
+
+// HandleGatewayz serves /gatewayz in its empty form.
+func (m *Monitor) HandleGatewayz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, map[string]any{"server_id": m.srv.ID(), "now": time.Now().UTC(),
+		"outbound_gateways": map[string]any{}, "inbound_gateways": map[string]any{}}, true)
+}

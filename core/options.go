@@ -1,0 +1,122 @@
+package core
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Defaults, as nats-server's where the concept is the same.
+const (
+	DefaultPort             = 4222
+	DefaultMaxPayload       = 1 << 20
+	DefaultMaxControlLine   = 4096
+	DefaultMaxConnections   = 64 * 1024
+	DefaultMaxPending       = 64 << 20
+	DefaultPingInterval     = 2 * time.Minute
+	DefaultPingMax          = 2
+	DefaultWriteDeadline    = 10 * time.Second
+	DefaultAuthTimeout      = 2 * time.Second
+	DefaultLameDuckDuration = 2 * time.Minute
+	DefaultLameDuckGrace    = 10 * time.Second
+
+	// firstPingDelay caps the first server PING after CONNECT: it measures RTT early.
+	firstPingDelay = 2 * time.Second
+)
+
+// Options configures a Server. The zero value of every field means "the default";
+// use Port -1 to listen on a random free port.
+type Options struct {
+	Host            string // listen address; "" = 0.0.0.0
+	Port            int    // 0 = DefaultPort, -1 = random
+	ServerName      string // defaults to the server id
+	ClientAdvertise string // host:port given to clients in connect_urls
+
+	MaxPayload       int
+	MaxControlLine   int
+	MaxConnections   int
+	MaxSubscriptions int // per connection; 0 = unlimited
+	MaxPending       int64
+	PingInterval     time.Duration
+	PingMax          int
+	WriteDeadline    time.Duration
+	AuthTimeout      time.Duration
+	NoHeaderSupport  bool
+
+	LameDuckDuration    time.Duration
+	LameDuckGracePeriod time.Duration
+
+	// HTTPHost/HTTPPort are reported in /varz; the HTTP server itself lives in core/monitor.
+	HTTPHost string
+	HTTPPort int
+
+	Logger *slog.Logger // nil = discard
+}
+
+// ErrInvalidOptions wraps every option validation failure.
+var ErrInvalidOptions = errors.New("core: invalid options")
+
+// withDefaults returns a copy with every zero field set to its default, or an error
+// naming the first option that cannot work.
+func (o Options) withDefaults() (Options, error) {
+	if o.Host == "" {
+		o.Host = "0.0.0.0"
+	}
+	if o.Port == 0 {
+		o.Port = DefaultPort
+	}
+	if o.MaxPayload == 0 {
+		o.MaxPayload = DefaultMaxPayload
+	}
+	if o.MaxControlLine == 0 {
+		o.MaxControlLine = DefaultMaxControlLine
+	}
+	if o.MaxConnections == 0 {
+		o.MaxConnections = DefaultMaxConnections
+	}
+	if o.MaxPending == 0 {
+		o.MaxPending = DefaultMaxPending
+	}
+	if o.PingInterval == 0 {
+		o.PingInterval = DefaultPingInterval
+	}
+	if o.PingMax == 0 {
+		o.PingMax = DefaultPingMax
+	}
+	if o.WriteDeadline == 0 {
+		o.WriteDeadline = DefaultWriteDeadline
+	}
+	if o.AuthTimeout == 0 {
+		o.AuthTimeout = DefaultAuthTimeout
+	}
+	if o.LameDuckDuration == 0 {
+		o.LameDuckDuration = DefaultLameDuckDuration
+	}
+	if o.LameDuckGracePeriod == 0 {
+		o.LameDuckGracePeriod = DefaultLameDuckGrace
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	switch {
+	case o.Port < -1 || o.Port > 65535:
+		return o, fmt.Errorf("%w: port %d out of range", ErrInvalidOptions, o.Port)
+	case o.MaxPayload < 0 || o.MaxPayload > 1<<30:
+		return o, fmt.Errorf("%w: max_payload %d out of range (0..1GiB)", ErrInvalidOptions, o.MaxPayload)
+	case int64(o.MaxPayload) > o.MaxPending:
+		return o, fmt.Errorf("%w: max_payload (%d) must not exceed max_pending (%d)", ErrInvalidOptions, o.MaxPayload, o.MaxPending)
+	case o.MaxControlLine < 0:
+		return o, fmt.Errorf("%w: max_control_line %d is negative", ErrInvalidOptions, o.MaxControlLine)
+	case o.MaxConnections < 0:
+		return o, fmt.Errorf("%w: max_connections %d is negative", ErrInvalidOptions, o.MaxConnections)
+	case o.PingMax < 0 || o.PingInterval < 0 || o.WriteDeadline < 0:
+		return o, fmt.Errorf("%w: ping and write settings must not be negative", ErrInvalidOptions)
+	case o.LameDuckGracePeriod > o.LameDuckDuration:
+		return o, fmt.Errorf("%w: lame_duck_grace_period exceeds lame_duck_duration", ErrInvalidOptions)
+	}
+	if o.MaxPayload > 8<<20 {
+		o.Logger.Warn("max_payload above 8MB is not recommended", "max_payload", o.MaxPayload)
+	}
+	return o, nil
+}

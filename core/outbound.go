@@ -1,0 +1,150 @@
+package core
+
+import (
+	"errors"
+	"net"
+	"os"
+	"time"
+)
+
+// outbound is a client's pending output: producers append whole frames to buf under the
+// client's lock; one flusher at a time swaps buf for the spare and writes it in a single
+// call, so frames from many producers and many messages leave in one syscall.
+type outbound struct {
+	buf          []byte        // frames waiting to be written
+	spare        []byte        // recycled buffer, swapped in when buf is taken
+	inflight     int           // bytes being written right now
+	flushing     bool          // a flusher owns the socket
+	flushOnClose bool          // on close, give queued bytes a last chance (an -ERR)
+	stall        chan struct{} // closed when pending drops below the stall mark
+	signal       chan struct{} // wakes the writer; capacity 1, never blocks
+}
+
+// pending is the number of bytes queued or in flight; c.mu must be held.
+func (o *outbound) pending() int { return len(o.buf) + o.inflight }
+
+// flushSignal wakes the client's writer without blocking.
+func (c *client) flushSignal() {
+	if c.out.signal == nil {
+		return
+	}
+	select {
+	case c.out.signal <- struct{}{}:
+	default:
+	}
+}
+
+// writeLoop is the client's writer: it flushes whenever signalled, and after the client is
+// closed it makes a last flush (if asked), closes the socket and exits.
+func (c *client) writeLoop() {
+	defer c.srv.wg.Done()
+	defer close(c.writerDone)
+	for range c.out.signal {
+		if c.flushOut() {
+			c.finishClose()
+			return
+		}
+	}
+}
+
+// finishClose runs on the writer once the client is closed.
+func (c *client) finishClose() {
+	c.mu.Lock()
+	b := c.out.buf
+	flush := c.out.flushOnClose
+	c.out.buf, c.out.spare = nil, nil
+	if c.out.stall != nil {
+		close(c.out.stall)
+		c.out.stall = nil
+	}
+	c.mu.Unlock()
+	if flush && len(b) > 0 {
+		_ = c.nc.SetWriteDeadline(time.Now().Add(time.Second))
+		_, _ = c.nc.Write(b)
+	}
+	_ = c.nc.Close()
+}
+
+// flushOut writes everything queued unless another flusher is active (which will pick the
+// new bytes up on its next round). It reports whether the client is closed.
+func (c *client) flushOut() (closed bool) {
+	c.mu.Lock()
+	for !c.closed && !c.out.flushing && len(c.out.buf) > 0 {
+		b := c.out.buf
+		c.out.buf = c.out.spare[:0]
+		c.out.spare = nil
+		c.out.inflight = len(b)
+		c.out.flushing = true
+		c.mu.Unlock()
+
+		_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.opts.WriteDeadline))
+		n, err := c.nc.Write(b)
+		if n > 0 {
+			c.lastAct.Store(time.Now().UnixNano())
+		}
+
+		c.mu.Lock()
+		c.out.inflight = 0
+		c.out.flushing = false
+		if c.out.stall != nil && !c.stallMark(0) {
+			close(c.out.stall)
+			c.out.stall = nil
+		}
+		if cap(b) <= maxSpareOut && c.out.spare == nil {
+			c.out.spare = b[:0]
+		}
+		if err != nil {
+			c.mu.Unlock()
+			reason := reasonWriteError
+			if errors.Is(err, os.ErrDeadlineExceeded) || isTimeout(err) {
+				reason = reasonSlowConsumerWrite
+				c.srv.slow.Add(1)
+				c.log.Info("slow consumer detected", "reason", reason)
+			}
+			c.closeConnection(reason)
+			return true
+		}
+	}
+	closed = c.closed
+	c.mu.Unlock()
+	return closed
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// overPending reports whether adding n bytes would pass the client's max pending budget; the
+// caller holds c.mu. The caller then closes the client as a slow consumer.
+func (c *client) overPending(n int) bool {
+	return int64(c.out.pending()+n) > c.srv.opts.MaxPending
+}
+
+// stallMark reports whether pending output (plus n) is past 3/4 of max_pending, where
+// producers start waiting briefly for this client to drain; c.mu must be held.
+func (c *client) stallMark(n int) bool {
+	return int64(c.out.pending()+n) > c.srv.opts.MaxPending/4*3
+}
+
+// stallChan returns the channel a producer waits on while c drains; c.mu must be held.
+func (c *client) stallChan() chan struct{} {
+	if c.out.stall == nil {
+		c.out.stall = make(chan struct{})
+	}
+	return c.out.stall
+}
+
+// markSlowConsumer closes a client whose pending output passed max_pending. It must be
+// called without c.mu held.
+func (c *client) markSlowConsumer() {
+	c.mu.Lock()
+	already := c.closed
+	c.mu.Unlock()
+	if already {
+		return
+	}
+	c.srv.slow.Add(1)
+	c.log.Info("slow consumer detected", "reason", reasonSlowConsumerPending, "max_pending", c.srv.opts.MaxPending)
+	c.closeConnection(reasonSlowConsumerPending)
+}

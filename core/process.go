@@ -1,0 +1,185 @@
+package core
+
+import (
+	"encoding/json"
+	"strconv"
+	"time"
+
+	"github.com/starling-io/starling/core/subject"
+	"github.com/starling-io/starling/core/wire"
+)
+
+// This file implements wire.Handler: one processX per inbound operation. Each runs on the
+// client's read goroutine. A returned *wire.Error closes the connection (after its -ERR);
+// errors that keep the connection open are sent here and nil is returned.
+
+var _ wire.Handler = (*client)(nil)
+
+func (c *client) ProcessConnect(arg []byte) error {
+	opts := connectOpts{Verbose: true, Pedantic: true, Echo: true}
+	if err := json.Unmarshal(arg, &opts); err != nil {
+		c.log.Debug("invalid CONNECT", "cause", err)
+		return wire.ErrBadConnect
+	}
+	srvHeaders := !c.srv.opts.NoHeaderSupport
+	opts.Headers = opts.Headers && srvHeaders
+	switch {
+	case opts.Account != nil || opts.NewAccount != nil:
+		c.log.Debug("CONNECT names an account", "cause", "accounts are not supported")
+		return wire.ErrAuthorization
+	case opts.Protocol < 0 || opts.Protocol > 1:
+		return wire.ErrBadProtocol
+	case opts.NoResponders && !opts.Headers:
+		return wire.ErrNoRespondersNeedsHeaders
+	}
+	c.opts = opts
+	c.opts.Pass, c.opts.AuthToken, c.opts.Sig = "", "", "" // never keep secrets around
+	c.echo.Store(opts.Echo)
+	c.headers.Store(opts.Headers)
+	c.parser.ExpectConnect = false
+	c.parser.Headers = opts.Headers
+	c.connected = true
+	c.gotPing = false
+	c.mu.Lock()
+	c.name, c.lang, c.version = opts.Name, opts.Lang, opts.Version
+	c.mu.Unlock()
+	c.setPingTimer(min(c.srv.opts.PingInterval, firstPingDelay))
+	if opts.Verbose {
+		c.sendProto(wire.OKLine)
+	}
+	return nil
+}
+
+func (c *client) ProcessInfo(arg []byte) error { return nil }
+
+func (c *client) ProcessPub(subj, reply, payload []byte) error {
+	return c.processMsg(subj, reply, 0, payload)
+}
+
+func (c *client) ProcessHPub(subj, reply []byte, hdrLen int, msg []byte) error {
+	return c.processMsg(subj, reply, hdrLen, msg)
+}
+
+func (c *client) processMsg(subj, reply []byte, hdrLen int, msg []byte) error {
+	c.stats.inMsgs.Add(1)
+	c.stats.inBytes.Add(int64(len(msg)))
+	c.lastIn.Store(c.lastAct.Load())
+	if c.opts.Pedantic && !subject.ValidLiteral(subj) {
+		c.sendErr(wire.ErrInvalidPubSubject.Text) // and still routed, like the reference
+	}
+	if c.opts.Verbose {
+		c.sendProto(wire.OKLine)
+	}
+	n := c.prod.route(c.match(subj), subj, reply, hdrLen, msg)
+	if n == 0 && len(reply) > 0 && c.opts.NoResponders {
+		c.noResponders(subj, reply)
+	}
+	return nil
+}
+
+func (c *client) ProcessSub(subj, queue, sid []byte) error {
+	c.lastIn.Store(c.lastAct.Load())
+	if len(queue) > 0 && string(queue) == "_sys_" {
+		c.sendErr(wire.PermSub(subj, queue))
+		return nil
+	}
+	sub := &subscription{client: c, subject: string(subj), queue: string(queue), sid: string(sid)}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	if max := c.srv.opts.MaxSubscriptions; max > 0 && len(c.subs) >= max {
+		c.mu.Unlock()
+		c.sendErr(wire.ErrMaxSubscriptions.Text)
+		return nil
+	}
+	if _, dup := c.subs[sub.sid]; dup {
+		c.mu.Unlock()
+		if c.opts.Verbose {
+			c.sendProto(wire.OKLine)
+		}
+		return nil
+	}
+	if err := c.srv.subs.Insert(sub.subject, sub.queue, sub); err != nil {
+		c.mu.Unlock()
+		c.sendErr(wire.ErrInvalidSubject.Text)
+		return nil
+	}
+	c.subs[sub.sid] = sub
+	c.mu.Unlock()
+	if c.opts.Verbose {
+		c.sendProto(wire.OKLine)
+	}
+	return nil
+}
+
+func (c *client) ProcessUnsub(sid []byte, max int64) error {
+	c.mu.Lock()
+	sub := c.subs[string(sid)]
+	c.mu.Unlock()
+	if sub != nil {
+		if max > 0 && max > sub.delivered.Load() {
+			sub.max.Store(max)
+		} else {
+			c.removeSub(sub)
+		}
+	}
+	if c.opts.Verbose {
+		c.sendProto(wire.OKLine)
+	}
+	return nil
+}
+
+// removeSub takes a subscription out of the client and the index; safe from any goroutine.
+func (c *client) removeSub(sub *subscription) {
+	if sub.closed.Swap(true) {
+		return
+	}
+	c.mu.Lock()
+	if c.subs[sub.sid] == sub {
+		delete(c.subs, sub.sid)
+	}
+	c.mu.Unlock()
+	_ = c.srv.subs.Remove(sub.subject, sub.queue, sub)
+}
+
+func (c *client) ProcessPing() error {
+	c.lastIn.Store(c.lastAct.Load())
+	c.sendProto(wire.PongLine)
+	// The first PING after CONNECT completes the handshake; a protocol-1 client then gets
+	// the connect-info INFO and may receive async INFOs from now on.
+	if c.connected && !c.gotPing {
+		c.gotPing = true
+		if c.opts.Protocol >= 1 {
+			info := c.srv.infoJSON(c, true)
+			c.mu.Lock()
+			if !c.closed {
+				c.out.buf = wire.AppendInfo(c.out.buf, info)
+			}
+			c.mu.Unlock()
+			c.proto1.Store(true)
+		}
+	}
+	return nil
+}
+
+func (c *client) ProcessPong() error {
+	c.mu.Lock()
+	c.pingsOut = 0
+	if !c.pingSent.IsZero() {
+		c.rtt = time.Since(c.pingSent)
+		c.pingSent = time.Time{}
+	}
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *client) ProcessOK() error { return nil }
+
+// ProcessErr: a client that sends -ERR is closed, like the reference does.
+func (c *client) ProcessErr(arg []byte) error {
+	c.log.Debug("client sent -ERR", "text", strconv.Quote(string(arg)))
+	c.closeConnection(reasonClientClosed)
+	return errClientErr
+}

@@ -1,0 +1,308 @@
+package core
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/starling-io/starling/core/subject"
+)
+
+// NATSVersion is the nats-server feature level Starling speaks; it is what INFO reports as
+// "version" because clients and the nats CLI gate features on it.
+const NATSVersion = "2.11.0"
+
+// Version is Starling's own release.
+const Version = "0.1.0"
+
+// ErrServerClosed is returned by Start on a server that was shut down.
+var ErrServerClosed = errors.New("core: server closed")
+
+// Server is the core router. Create it with New, then Start it.
+type Server struct {
+	opts  Options
+	log   *slog.Logger
+	id    string
+	name  string
+	start time.Time
+	subs  *subject.Index[*subscription]
+
+	mu       sync.Mutex
+	clients  map[uint64]*client
+	closed   closedRing
+	listener net.Listener
+	shutdown bool
+	ldm      bool
+	urls     []string // our client URLs (connect_urls)
+	port     int      // bound client port
+
+	nextCID   atomic.Uint64
+	totalConn atomic.Uint64
+	slow      atomic.Int64
+	stale     atomic.Int64
+	cpu       cpuMeter
+	gone      counters // traffic of closed connections, so totals never go backwards
+
+	ready chan struct{}
+	done  chan struct{}
+	wg    sync.WaitGroup
+}
+
+// New validates opts and builds a server that is not yet listening.
+func New(opts Options) (*Server, error) {
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		opts:    o,
+		log:     o.Logger,
+		id:      newServerID(),
+		start:   time.Now(),
+		subs:    subject.NewIndex[*subscription](),
+		clients: make(map[uint64]*client),
+		closed:  closedRing{max: 10000},
+		ready:   make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	s.name = o.ServerName
+	if s.name == "" {
+		s.name = s.id
+	}
+	return s, nil
+}
+
+// newServerID returns a 56-character id shaped like nats-server's (an nkey-style 'N…').
+func newServerID() string {
+	var b [35]byte
+	_, _ = rand.Read(b[:])
+	id := []byte(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
+	id[0] = 'N'
+	return string(id)
+}
+
+// ID returns the server id sent in INFO.
+func (s *Server) ID() string { return s.id }
+
+// Name returns the server name.
+func (s *Server) Name() string { return s.name }
+
+// Start opens the client listener and accepts connections in the background.
+func (s *Server) Start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.shutdown {
+		return ErrServerClosed
+	}
+	if s.listener != nil {
+		return errors.New("core: server already started")
+	}
+	port := s.opts.Port
+	if port < 0 {
+		port = 0
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(s.opts.Host, strconv.Itoa(port)))
+	if err != nil {
+		return fmt.Errorf("core: listen: %w", err)
+	}
+	s.listener = ln
+	s.port = ln.Addr().(*net.TCPAddr).Port
+	s.urls = s.clientURLs(ln.Addr().(*net.TCPAddr))
+	s.log.Info("listening for client connections", "addr", ln.Addr().String(), "server_id", s.id, "server_name", s.name, "version", Version)
+	s.wg.Add(1)
+	go s.acceptLoop(ln)
+	close(s.ready)
+	return nil
+}
+
+// Addr returns the bound client address (nil before Start).
+func (s *Server) Addr() *net.TCPAddr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.listener == nil {
+		return nil
+	}
+	return s.listener.Addr().(*net.TCPAddr)
+}
+
+// ClientURL returns a nats:// URL a local client can dial.
+func (s *Server) ClientURL() string {
+	a := s.Addr()
+	if a == nil {
+		return ""
+	}
+	host := s.opts.Host
+	if host == "0.0.0.0" || host == "::" || host == "" {
+		host = "127.0.0.1"
+	}
+	return "nats://" + net.JoinHostPort(host, strconv.Itoa(a.Port))
+}
+
+// clientURLs lists the host:port pairs a client could use to reach us: the advertise
+// address if set, the configured host, or every non-loopback interface address.
+func (s *Server) clientURLs(a *net.TCPAddr) []string {
+	if s.opts.ClientAdvertise != "" {
+		return []string{s.opts.ClientAdvertise}
+	}
+	port := strconv.Itoa(a.Port)
+	if !a.IP.IsUnspecified() {
+		return []string{net.JoinHostPort(a.IP.String(), port)}
+	}
+	var urls []string
+	addrs, _ := net.InterfaceAddrs()
+	for _, ad := range addrs {
+		ipn, ok := ad.(*net.IPNet)
+		if !ok || ipn.IP.IsLoopback() || ipn.IP.IsLinkLocalUnicast() {
+			continue
+		}
+		urls = append(urls, net.JoinHostPort(ipn.IP.String(), port))
+	}
+	if len(urls) == 0 {
+		urls = append(urls, net.JoinHostPort("127.0.0.1", port))
+	}
+	return urls
+}
+
+func (s *Server) acceptLoop(ln net.Listener) {
+	defer s.wg.Done()
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.isShuttingDown() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of descriptors and the like: back off instead of spinning.
+			backoff = min(max(backoff*2, 5*time.Millisecond), time.Second)
+			s.log.Error("accept failed", "err", err, "retry_in", backoff)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		s.createClient(nc)
+	}
+}
+
+func (s *Server) isShuttingDown() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.shutdown
+}
+
+// Shutdown stops accepting, closes every connection (reason "Server Shutdown") and waits
+// for connection goroutines to end or ctx to expire.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if s.shutdown {
+		s.mu.Unlock()
+		return nil
+	}
+	s.shutdown = true
+	ln := s.listener
+	cls := make([]*client, 0, len(s.clients))
+	for _, c := range s.clients {
+		cls = append(cls, c)
+	}
+	s.mu.Unlock()
+	if ln != nil {
+		_ = ln.Close()
+	}
+	for _, c := range cls {
+		c.closeConnection(reasonShutdown)
+	}
+	waited := make(chan struct{})
+	go func() { s.wg.Wait(); close(waited) }()
+	defer close(s.done)
+	select {
+	case <-waited:
+		s.log.Info("server stopped")
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Done is closed once Shutdown has finished.
+func (s *Server) Done() <-chan struct{} { return s.done }
+
+// LameDuck stops accepting, tells clients (INFO with ldm) so they move elsewhere, waits the
+// grace period, closes clients spread over the rest of the lame-duck duration (at most one
+// second apart), then shuts down. ctx cancels the waits, not the shutdown.
+func (s *Server) LameDuck(ctx context.Context) error {
+	s.mu.Lock()
+	if s.shutdown || s.ldm {
+		s.mu.Unlock()
+		return nil
+	}
+	s.ldm = true
+	ln := s.listener
+	s.listener = nil
+	cls := s.clientList()
+	s.mu.Unlock()
+	if ln != nil {
+		_ = ln.Close()
+	}
+	s.log.Info("entering lame duck mode", "clients", len(cls), "grace", s.opts.LameDuckGracePeriod, "duration", s.opts.LameDuckDuration)
+	for _, c := range cls {
+		c.sendAsyncInfo()
+	}
+	sleepCtx(ctx, s.opts.LameDuckGracePeriod)
+	s.mu.Lock()
+	cls = s.clientList()
+	s.mu.Unlock()
+	if n := len(cls); n > 0 {
+		gap := min((s.opts.LameDuckDuration-s.opts.LameDuckGracePeriod)/time.Duration(n), time.Second)
+		for _, c := range cls { // map order is already random
+			if c.kind != kindClient {
+				continue
+			}
+			c.closeConnection(reasonShutdown)
+			sleepCtx(ctx, gap)
+		}
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return s.Shutdown(sctx)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// clientList snapshots the connected clients; s.mu must be held.
+func (s *Server) clientList() []*client {
+	cls := make([]*client, 0, len(s.clients))
+	for _, c := range s.clients {
+		cls = append(cls, c)
+	}
+	return cls
+}
+
+// NumClients returns the number of open connections (in-process ones included).
+func (s *Server) NumClients() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.clients)
+}
+
+// NumSubscriptions returns the number of subscriptions in the index.
+func (s *Server) NumSubscriptions() int { return s.subs.Count() }
+
+func (s *Server) goVersion() string { return runtime.Version() }

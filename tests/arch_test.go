@@ -1,0 +1,122 @@
+package tests
+
+import (
+	"encoding/json"
+	"io"
+	"os/exec"
+	"path"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/starling-io/starling"
+
+// allowed maps each package (relative to the module) to the packages of ours it may import
+// directly: the table of ../shared/ARCHITECTURE.md. "*" allows anything but *test helpers.
+// A package missing from the table fails the test, so a new package needs a decision.
+var allowed = map[string][]string{
+	"core/wire":           {},
+	"core/subject":        {},
+	"core/conf":           {},
+	"core/ipq":            {},
+	"stores/seqset":       {},
+	"proto/stanpb":        {},
+	"proto/raftpb":        {},
+	"proto/storepb":       {},
+	"core/auth":           {"core/subject"},
+	"core":                {"core/wire", "core/subject", "core/auth", "core/ipq"},
+	"core/monitor":        {"core"},
+	"stores":              {},
+	"stores/memstore":     {"stores", "stores/seqset", "proto/storepb"},
+	"stores/filestore":    {"stores", "stores/seqset", "proto/storepb"},
+	"stores/boltstore":    {"stores", "stores/seqset", "proto/storepb"},
+	"stores/storetest":    {"stores", "stores/seqset", "proto/storepb"},
+	"raftlog":             {},
+	"raftlog/raftlogtest": {"raftlog"},
+	"streaming": {"core", "core/subject", "core/ipq", "stores", "stores/seqset", "raftlog",
+		"proto/stanpb", "proto/raftpb"},
+	"streaming/monitor": {"streaming", "core/monitor"},
+	"tests":             {"*"},
+}
+
+type goPackage struct {
+	ImportPath string
+	Imports    []string
+	Deps       []string
+}
+
+func listPackages(t *testing.T, args ...string) []goPackage {
+	t.Helper()
+	cmd := exec.Command("go", append([]string{"list", "-json"}, args...)...)
+	cmd.Dir = ".."
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	var pkgs []goPackage
+	dec := json.NewDecoder(strings.NewReader(string(out)))
+	for {
+		var p goPackage
+		if err := dec.Decode(&p); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatalf("decode go list: %v", err)
+		}
+		pkgs = append(pkgs, p)
+	}
+	return pkgs
+}
+
+func rel(importPath string) (string, bool) {
+	if importPath == module {
+		return "", true
+	}
+	r, ok := strings.CutPrefix(importPath, module+"/")
+	return r, ok
+}
+
+// TestImportDirections fails on any import edge the architecture does not allow.
+func TestImportDirections(t *testing.T) {
+	for _, p := range listPackages(t, "./...") {
+		name, _ := rel(p.ImportPath)
+		rules, known := allowed[name]
+		if strings.HasPrefix(name, "cmd/") {
+			rules, known = []string{"*"}, true
+		}
+		if !known {
+			t.Errorf("package %s is not in the architecture table (tests/arch_test.go): decide what it may import", name)
+			continue
+		}
+		for _, imp := range p.Imports {
+			dep, ours := rel(imp)
+			if !ours {
+				continue
+			}
+			if strings.HasSuffix(path.Base(dep), "test") {
+				t.Errorf("%s imports test helper %s: *test packages are for _test.go files only", name, dep)
+				continue
+			}
+			if !allows(rules, dep) {
+				t.Errorf("%s imports %s: not allowed by ARCHITECTURE.md (allowed: %v)", name, dep, rules)
+			}
+		}
+	}
+}
+
+func allows(rules []string, dep string) bool {
+	for _, r := range rules {
+		if r == "*" || r == dep {
+			return true
+		}
+	}
+	return false
+}
+
+// TestBinaryHasNoTesting keeps test code out of the shipped binary.
+func TestBinaryHasNoTesting(t *testing.T) {
+	for _, p := range listPackages(t, "-deps", "./cmd/starling") {
+		if p.ImportPath == "testing" {
+			t.Fatal("the starling binary depends on package testing")
+		}
+	}
+}

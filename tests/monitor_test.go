@@ -1,0 +1,129 @@
+package tests
+
+import (
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/starling-io/starling/core"
+)
+
+func coreConnzClosed() core.ConnzOptions { return core.ConnzOptions{State: "closed"} }
+
+// The monitoring endpoints decode into the reference's field names and JSON types.
+func TestMonitoringEndpoints(t *testing.T) {
+	m := startServer(t)
+	a := connect(t, m, nats.Name("alpha"))
+	b := connect(t, m, nats.Name("beta"))
+	for _, s := range []string{"m.one", "m.two", "m.three"} {
+		_, err := a.Subscribe(s, func(*nats.Msg) {})
+		must(t, err)
+	}
+	_, err := b.QueueSubscribe("m.q", "grp", func(*nats.Msg) {})
+	must(t, err)
+	must(t, a.Flush())
+	must(t, b.Flush())
+	for range 10 {
+		must(t, b.Publish("m.one", []byte("12345")))
+	}
+	must(t, b.Flush())
+	must(t, a.Flush())
+
+	var varz struct {
+		ServerID      string            `json:"server_id"`
+		Version       string            `json:"version"`
+		Connections   int               `json:"connections"`
+		Subscriptions int               `json:"subscriptions"`
+		InMsgs        int64             `json:"in_msgs"`
+		OutMsgs       int64             `json:"out_msgs"`
+		InBytes       int64             `json:"in_bytes"`
+		PingInterval  time.Duration     `json:"ping_interval"`
+		Uptime        string            `json:"uptime"`
+		Mem           int64             `json:"mem"`
+		CPU           float64           `json:"cpu"`
+		Start         time.Time         `json:"start"`
+		MaxPayload    int               `json:"max_payload"`
+		HTTPReqStats  map[string]uint64 `json:"http_req_stats"`
+	}
+	getJSON(t, m, "/varz", nil) // counted in http_req_stats of the next call
+	if code := getJSON(t, m, "/varz", &varz); code != 200 {
+		t.Fatalf("/varz status %d", code)
+	}
+	if varz.ServerID == "" || varz.Connections != 2 || varz.Subscriptions != 4 || varz.InMsgs != 10 ||
+		varz.OutMsgs != 10 || varz.InBytes != 50 || varz.PingInterval != 2*time.Minute || varz.Mem <= 0 ||
+		varz.MaxPayload != 1<<20 || varz.HTTPReqStats["/varz"] < 1 {
+		t.Fatalf("unexpected varz %+v", varz)
+	}
+
+	var connz core.Connz
+	getJSON(t, m, "/connz?subs=1&sort=subs", &connz)
+	if connz.NumConns != 2 || connz.Total != 2 || connz.Conns[0].Name != "alpha" || len(connz.Conns[0].Subs) != 3 ||
+		connz.Conns[0].Lang != "go" || connz.Conns[0].Version == "" {
+		t.Fatalf("unexpected connz %+v", connz)
+	}
+	getJSON(t, m, "/connz?limit=1&offset=1", &connz)
+	if connz.NumConns != 1 || connz.Total != 2 || connz.Offset != 1 || connz.Conns[0].Name != "beta" {
+		t.Fatalf("pagination: %+v", connz)
+	}
+	bid, _ := b.GetClientID()
+	getJSON(t, m, "/connz?subs=detail&cid="+itoa(bid), &connz)
+	if connz.NumConns != 1 || connz.Conns[0].Cid != bid || len(connz.Conns[0].SubsDetail) != 1 || connz.Conns[0].SubsDetail[0].Queue != "grp" {
+		t.Fatalf("cid filter: %+v", connz.Conns)
+	}
+	getJSON(t, m, "/connz?sort=msgs_from", &connz)
+	if connz.Conns[0].Name != "beta" || connz.Conns[0].InMsgs != 10 {
+		t.Fatalf("sort msgs_from: %+v", connz.Conns[0])
+	}
+	if code := getJSON(t, m, "/connz?sort=bogus", nil); code != http.StatusBadRequest {
+		t.Fatalf("bad sort: status %d", code)
+	}
+	if code := getJSON(t, m, "/connz?sort=stop", nil); code != http.StatusBadRequest {
+		t.Fatalf("sort=stop on open: status %d", code)
+	}
+	b.Close()
+	waitFor(t, 2*time.Second, func() error {
+		getJSON(t, m, "/connz?state=closed", &connz)
+		if connz.NumConns != 1 || connz.Conns[0].Reason != "Client Closed" {
+			return errString("closed connection not listed")
+		}
+		return nil
+	})
+
+	var subsz core.Subsz
+	getJSON(t, m, "/subsz?subs=1&test=m.one", &subsz)
+	if subsz.NumSubs != 3 || subsz.Total != 1 || subsz.Subs[0].Subject != "m.one" {
+		t.Fatalf("subsz %+v", subsz)
+	}
+	if code := getJSON(t, m, "/subsz?test=m.*", nil); code != http.StatusBadRequest {
+		t.Fatalf("subsz wildcard test: status %d", code)
+	}
+	var h struct{ Status string }
+	if code := getJSON(t, m, "/healthz", &h); code != 200 || h.Status != "ok" {
+		t.Fatalf("healthz %d %+v", code, h)
+	}
+	var routez struct {
+		NumRoutes int   `json:"num_routes"`
+		Routes    []any `json:"routes"`
+	}
+	getJSON(t, m, "/routez", &routez)
+	if routez.Routes == nil {
+		t.Fatal("routez routes must be an array")
+	}
+}
+
+type errString string
+
+func (e errString) Error() string { return string(e) }
+
+func itoa(n uint64) string {
+	b := []byte{}
+	for {
+		b = append([]byte{byte('0' + n%10)}, b...)
+		n /= 10
+		if n == 0 {
+			return string(b)
+		}
+	}
+}
