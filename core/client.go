@@ -93,10 +93,10 @@ type client struct {
 	lang      string
 	version   string
 
-	start   time.Time
-	lastIn  atomic.Int64 // unix nanos of the last inbound PUB/SUB/PING
-	lastAct atomic.Int64 // unix nanos of the last activity either way
-	stats   counters
+	start      time.Time
+	lastIn     atomic.Int64 // unix nanos of the last inbound PUB/SUB/PING
+	lastAct    atomic.Int64 // unix nanos of the last activity either way
+	stats      counters
 	writerDone chan struct{}
 }
 

@@ -67,14 +67,14 @@ type Conn struct {
 // Connect opens an in-process connection named name (shown in /connz).
 func (s *Server) Connect(name string) (*Conn, error) {
 	c := &client{
-		srv:   s,
-		kind:  kindInternal,
-		cid:   s.nextCID.Add(1),
-		start: time.Now(),
-		subs:  make(map[string]*subscription),
-		ip:    "127.0.0.1",
-		name:  name,
-		lang:  "go",
+		srv:     s,
+		kind:    kindInternal,
+		cid:     s.nextCID.Add(1),
+		start:   time.Now(),
+		subs:    make(map[string]*subscription),
+		ip:      "127.0.0.1",
+		name:    name,
+		lang:    "go",
 		version: Version,
 	}
 	c.log = s.log.With("cid", c.cid, "conn", name)

@@ -33,31 +33,31 @@ type Connz struct {
 
 // ConnInfo describes one connection.
 type ConnInfo struct {
-	Cid            uint64       `json:"cid"`
-	Kind           string       `json:"kind,omitempty"`
-	Type           string       `json:"type,omitempty"`
-	IP             string       `json:"ip"`
-	Port           int          `json:"port"`
-	Start          time.Time    `json:"start"`
-	LastActivity   time.Time    `json:"last_activity"`
-	Stop           *time.Time   `json:"stop,omitempty"`
-	Reason         string       `json:"reason,omitempty"`
-	RTT            string       `json:"rtt,omitempty"`
-	Uptime         string       `json:"uptime"`
-	Idle           string       `json:"idle"`
-	Pending        int          `json:"pending_bytes"`
-	InMsgs         int64        `json:"in_msgs"`
-	OutMsgs        int64        `json:"out_msgs"`
-	InBytes        int64        `json:"in_bytes"`
-	OutBytes       int64        `json:"out_bytes"`
-	NumSubs        uint32       `json:"subscriptions"`
-	Name           string       `json:"name,omitempty"`
-	Lang           string       `json:"lang,omitempty"`
-	Version        string       `json:"version,omitempty"`
-	Subs           []string     `json:"subscriptions_list,omitempty"`
-	SubsDetail     []SubDetail  `json:"subscriptions_list_detail,omitempty"`
-	NameTag        string       `json:"name_tag,omitempty"`
-	rtt            time.Duration
+	Cid          uint64      `json:"cid"`
+	Kind         string      `json:"kind,omitempty"`
+	Type         string      `json:"type,omitempty"`
+	IP           string      `json:"ip"`
+	Port         int         `json:"port"`
+	Start        time.Time   `json:"start"`
+	LastActivity time.Time   `json:"last_activity"`
+	Stop         *time.Time  `json:"stop,omitempty"`
+	Reason       string      `json:"reason,omitempty"`
+	RTT          string      `json:"rtt,omitempty"`
+	Uptime       string      `json:"uptime"`
+	Idle         string      `json:"idle"`
+	Pending      int         `json:"pending_bytes"`
+	InMsgs       int64       `json:"in_msgs"`
+	OutMsgs      int64       `json:"out_msgs"`
+	InBytes      int64       `json:"in_bytes"`
+	OutBytes     int64       `json:"out_bytes"`
+	NumSubs      uint32      `json:"subscriptions"`
+	Name         string      `json:"name,omitempty"`
+	Lang         string      `json:"lang,omitempty"`
+	Version      string      `json:"version,omitempty"`
+	Subs         []string    `json:"subscriptions_list,omitempty"`
+	SubsDetail   []SubDetail `json:"subscriptions_list_detail,omitempty"`
+	NameTag      string      `json:"name_tag,omitempty"`
+	rtt          time.Duration
 }
 
 // SubDetail describes one subscription (in /connz and /subsz).

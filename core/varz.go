@@ -13,62 +13,62 @@ import (
 // Varz is /varz (monitoring spec §2): field names and JSON types as nats-server's, because
 // nats-top and prometheus-nats-exporter decode them into its structs.
 type Varz struct {
-	ServerID         string            `json:"server_id"`
-	ServerName       string            `json:"server_name"`
-	Version          string            `json:"version"`
-	Proto            int               `json:"proto"`
-	GoVersion        string            `json:"go"`
-	Host             string            `json:"host"`
-	Port             int               `json:"port"`
-	AuthRequired     bool              `json:"auth_required,omitempty"`
-	TLSRequired      bool              `json:"tls_required,omitempty"`
-	ConnectURLs      []string          `json:"connect_urls,omitempty"`
-	MaxConn          int               `json:"max_connections"`
-	MaxSubs          int               `json:"max_subscriptions,omitempty"`
-	PingInterval     time.Duration     `json:"ping_interval"`
-	MaxPingsOut      int               `json:"ping_max"`
-	HTTPHost         string            `json:"http_host"`
-	HTTPPort         int               `json:"http_port"`
-	HTTPBasePath     string            `json:"http_base_path"`
-	HTTPSPort        int               `json:"https_port"`
-	AuthTimeout      float64           `json:"auth_timeout"`
-	MaxControlLine   int               `json:"max_control_line"`
-	MaxPayload       int               `json:"max_payload"`
-	MaxPending       int64             `json:"max_pending"`
-	Cluster          ClusterOptsVarz   `json:"cluster"`
-	Gateway          struct{}          `json:"gateway"`
-	LeafNode         struct{}          `json:"leaf"`
-	MQTT             struct{}          `json:"mqtt"`
-	Websocket        struct{}          `json:"websocket"`
-	JetStream        struct{}          `json:"jetstream"`
-	TLSTimeout       float64           `json:"tls_timeout"`
-	WriteDeadline    time.Duration     `json:"write_deadline"`
-	Start            time.Time         `json:"start"`
-	Now              time.Time         `json:"now"`
-	Uptime           string            `json:"uptime"`
-	Mem              int64             `json:"mem"`
-	Cores            int               `json:"cores"`
-	MaxProcs         int               `json:"gomaxprocs"`
-	CPU              float64           `json:"cpu"`
-	Connections      int               `json:"connections"`
-	TotalConnections uint64            `json:"total_connections"`
-	Routes           int               `json:"routes"`
-	Remotes          int               `json:"remotes"`
-	Leafs            int               `json:"leafnodes"`
-	InMsgs           int64             `json:"in_msgs"`
-	OutMsgs          int64             `json:"out_msgs"`
-	InBytes          int64             `json:"in_bytes"`
-	OutBytes         int64             `json:"out_bytes"`
-	InClientMsgs     int64             `json:"in_client_msgs"`
-	OutClientMsgs    int64             `json:"out_client_msgs"`
-	InClientBytes    int64             `json:"in_client_bytes"`
-	OutClientBytes   int64             `json:"out_client_bytes"`
-	SlowConsumers    int64             `json:"slow_consumers"`
-	StaleConnections int64             `json:"stale_connections"`
-	StalledClients   int64             `json:"stalled_clients"`
-	Subscriptions    uint32            `json:"subscriptions"`
-	HTTPReqStats     map[string]uint64 `json:"http_req_stats"`
-	ConfigLoadTime   time.Time         `json:"config_load_time"`
+	ServerID           string             `json:"server_id"`
+	ServerName         string             `json:"server_name"`
+	Version            string             `json:"version"`
+	Proto              int                `json:"proto"`
+	GoVersion          string             `json:"go"`
+	Host               string             `json:"host"`
+	Port               int                `json:"port"`
+	AuthRequired       bool               `json:"auth_required,omitempty"`
+	TLSRequired        bool               `json:"tls_required,omitempty"`
+	ConnectURLs        []string           `json:"connect_urls,omitempty"`
+	MaxConn            int                `json:"max_connections"`
+	MaxSubs            int                `json:"max_subscriptions,omitempty"`
+	PingInterval       time.Duration      `json:"ping_interval"`
+	MaxPingsOut        int                `json:"ping_max"`
+	HTTPHost           string             `json:"http_host"`
+	HTTPPort           int                `json:"http_port"`
+	HTTPBasePath       string             `json:"http_base_path"`
+	HTTPSPort          int                `json:"https_port"`
+	AuthTimeout        float64            `json:"auth_timeout"`
+	MaxControlLine     int                `json:"max_control_line"`
+	MaxPayload         int                `json:"max_payload"`
+	MaxPending         int64              `json:"max_pending"`
+	Cluster            ClusterOptsVarz    `json:"cluster"`
+	Gateway            struct{}           `json:"gateway"`
+	LeafNode           struct{}           `json:"leaf"`
+	MQTT               struct{}           `json:"mqtt"`
+	Websocket          struct{}           `json:"websocket"`
+	JetStream          struct{}           `json:"jetstream"`
+	TLSTimeout         float64            `json:"tls_timeout"`
+	WriteDeadline      time.Duration      `json:"write_deadline"`
+	Start              time.Time          `json:"start"`
+	Now                time.Time          `json:"now"`
+	Uptime             string             `json:"uptime"`
+	Mem                int64              `json:"mem"`
+	Cores              int                `json:"cores"`
+	MaxProcs           int                `json:"gomaxprocs"`
+	CPU                float64            `json:"cpu"`
+	Connections        int                `json:"connections"`
+	TotalConnections   uint64             `json:"total_connections"`
+	Routes             int                `json:"routes"`
+	Remotes            int                `json:"remotes"`
+	Leafs              int                `json:"leafnodes"`
+	InMsgs             int64              `json:"in_msgs"`
+	OutMsgs            int64              `json:"out_msgs"`
+	InBytes            int64              `json:"in_bytes"`
+	OutBytes           int64              `json:"out_bytes"`
+	InClientMsgs       int64              `json:"in_client_msgs"`
+	OutClientMsgs      int64              `json:"out_client_msgs"`
+	InClientBytes      int64              `json:"in_client_bytes"`
+	OutClientBytes     int64              `json:"out_client_bytes"`
+	SlowConsumers      int64              `json:"slow_consumers"`
+	StaleConnections   int64              `json:"stale_connections"`
+	StalledClients     int64              `json:"stalled_clients"`
+	Subscriptions      uint32             `json:"subscriptions"`
+	HTTPReqStats       map[string]uint64  `json:"http_req_stats"`
+	ConfigLoadTime     time.Time          `json:"config_load_time"`
 	SlowConsumersStats SlowConsumersStats `json:"slow_consumer_stats"`
 }
 
@@ -108,9 +108,9 @@ func (s *Server) Varz() *Varz {
 		Cores: runtime.NumCPU(), MaxProcs: runtime.GOMAXPROCS(0),
 		Mem: rss(), CPU: s.cpu.percent(now),
 		TotalConnections: s.totalConn.Load(),
-		SlowConsumers: s.slow.Load(), StaleConnections: s.stale.Load(),
-		Subscriptions: uint32(s.subs.Count()),
-		HTTPReqStats: map[string]uint64{},
+		SlowConsumers:    s.slow.Load(), StaleConnections: s.stale.Load(),
+		Subscriptions:  uint32(s.subs.Count()),
+		HTTPReqStats:   map[string]uint64{},
 		ConfigLoadTime: s.start.UTC(),
 	}
 	v.SlowConsumersStats.Clients = uint64(v.SlowConsumers)

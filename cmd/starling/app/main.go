@@ -39,11 +39,11 @@ type Main struct {
 	trace      bool
 	version    bool
 
-	log     *slog.Logger
-	logOut  io.Closer
-	srv     *core.Server
-	mon     *monitor.Monitor
-	ready   chan struct{}
+	log    *slog.Logger
+	logOut io.Closer
+	srv    *core.Server
+	mon    *monitor.Monitor
+	ready  chan struct{}
 }
 
 // NewMain returns a Main writing to the given streams.
