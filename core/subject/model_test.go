@@ -3,6 +3,7 @@ package subject
 import (
 	"errors"
 	"math/rand/v2"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -100,7 +101,7 @@ func runModel(t *testing.T, seed uint64, ops, matchers int) {
 	for m := range matchers {
 		wg.Go(func() {
 			mr := rand.New(rand.NewPCG(seed, uint64(m)+100))
-			for !stop.Load() {
+			for seen := 0; !stop.Load(); seen++ {
 				s := randSubject(mr, modelLiteral, true)
 				g1 := x.Generation()
 				var res *Result[int]
@@ -109,9 +110,17 @@ func runModel(t *testing.T, seed uint64, ops, matchers int) {
 				} else {
 					res = x.MatchString(s)
 				}
-				if x.Generation() == g1 && len(obs[m]) < 5000 {
-					obs[m] = append(obs[m], observation{g1, s, res})
+				if x.Generation() != g1 {
+					continue
 				}
+				// Reservoir sampling keeps observations from all generations.
+				o := observation{g1, s, res}
+				if len(obs[m]) < 5000 {
+					obs[m] = append(obs[m], o)
+				} else if j := mr.IntN(seen + 1); j < len(obs[m]) {
+					obs[m][j] = o
+				}
+				runtime.Gosched()
 			}
 		})
 	}
@@ -178,16 +187,17 @@ func runModel(t *testing.T, seed uint64, ops, matchers int) {
 	stop.Store(true)
 	wg.Wait()
 
-	checked := 0
+	checked, gens := 0, map[uint64]bool{}
 	for _, list := range obs {
 		for _, o := range list {
+			gens[o.gen] = true
 			if got, want := canon(o.res), canon(expected(snapshots[o.gen], o.subject)); got != want {
 				t.Fatalf("concurrent Match(%q) at generation %d = %s, want %s", o.subject, o.gen, got, want)
 			}
 			checked++
 		}
 	}
-	t.Logf("%d ops, %d concurrent observations checked, stats %+v", ops, checked, x.Stats())
+	t.Logf("%d ops, %d concurrent observations over %d generations checked, stats %+v", ops, checked, len(gens), x.Stats())
 
 	for _, s := range ref {
 		if err := x.Remove(s.subject, s.queue, s.v); err != nil {

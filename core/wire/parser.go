@@ -186,11 +186,11 @@ func (p *Parser) Parse(buf []byte) error {
 			}
 			switch b | 0x20 {
 			case 'p':
-				if i+3 <= len(buf) && buf[i]|0x20 == 'u' && buf[i+1]|0x20 == 'b' &&
-					(buf[i+2] == ' ' || buf[i+2] == '\t') {
-					// Fast path for the hot op: "PUB " in one piece.
-					p.op, p.state = opPub, stArgStart
-					i += 3
+				if next, err := p.fastPub(buf, i-1); next >= 0 {
+					if err != nil {
+						return p.fail(err)
+					}
+					i = next
 					continue
 				}
 				p.state = stOpP
@@ -324,6 +324,76 @@ func (p *Parser) Parse(buf []byte) error {
 		}
 	}
 	return nil
+}
+
+// fastPub parses a PUB op that is entirely in buf[i:] and valid, in one pass: the common
+// case on a busy connection. It returns the index after the op and the Handler's error, or
+// -1 to leave the op to the state machine (split across calls, invalid, unusual bytes or a
+// control line at the very limit), which then reads it again from its first byte. So errors
+// are only ever produced by the state machine, and the fast path cannot change what is
+// accepted: it takes a subset of the valid lines (fields of bytes above ' ', separated by
+// spaces and tabs, a size of at most 9 digits) and delivers what the state machine would.
+func (p *Parser) fastPub(buf []byte, i int) (int, error) {
+	b := buf[i:]
+	if len(b) < 4 || b[1]|0x20 != 'u' || b[2]|0x20 != 'b' || (b[3] != ' ' && b[3] != '\t') {
+		return -1, nil
+	}
+	k := 4
+	for k < len(b) && (b[k] == ' ' || b[k] == '\t') {
+		k++
+	}
+	// The argument starts at k; its '\n' may follow at most limit bytes (with a '\r' among
+	// them: this is stricter than the state machine by one byte, which then handles it).
+	w := b[:min(len(b), k+p.maxControlLine()+1)]
+	s0 := k
+	for k < len(w) && w[k] > ' ' {
+		k++
+	}
+	e0 := k
+	for k < len(w) && (w[k] == ' ' || w[k] == '\t') {
+		k++
+	}
+	s1 := k
+	for k < len(w) && w[k] > ' ' {
+		k++
+	}
+	e1 := k
+	for k < len(w) && (w[k] == ' ' || w[k] == '\t') {
+		k++
+	}
+	s2 := k
+	for k < len(w) && w[k] > ' ' {
+		k++
+	}
+	e2 := k
+	for k < len(w) && (w[k] == ' ' || w[k] == '\t') {
+		k++
+	}
+	if k < len(w) && w[k] == '\r' {
+		k++
+	}
+	if k >= len(w) || w[k] != '\n' || e0 == s0 || e1 == s1 {
+		return -1, nil
+	}
+	subject, reply, size := w[s0:e0:e0], w[s1:e1:e1], w[s2:e2]
+	if e2 == s2 { // two fields: subject size
+		reply, size = nil, reply
+	}
+	if len(size) > 9 {
+		return -1, nil
+	}
+	n := 0
+	for _, c := range size {
+		if c-'0' > 9 {
+			return -1, nil
+		}
+		n = n*10 + int(c-'0')
+	}
+	pl := k + 1 // payload start in b
+	if n > p.maxPayload() || n+2 > len(b)-pl || b[pl+n] != '\r' || b[pl+n+1] != '\n' {
+		return -1, nil
+	}
+	return i + pl + n + 2, p.h.ProcessPub(subject, reply, b[pl:pl+n:pl+n])
 }
 
 // readLine collects the argument part of a control line from b, up to and excluding '\n'.

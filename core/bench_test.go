@@ -1,0 +1,136 @@
+package core_test
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/starling-io/starling/core"
+)
+
+// subscribeRaw opens n socket subscribers on subject that read and discard everything.
+func subscribeRaw(b *testing.B, s *core.Server, subject string, n int) {
+	b.Helper()
+	for i := range n {
+		nc, err := net.Dial("tcp", s.Addr().String())
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { nc.Close() })
+		r := bufio.NewReader(nc)
+		if _, err := r.ReadString('\n'); err != nil { // INFO
+			b.Fatal(err)
+		}
+		fmt.Fprintf(nc, "CONNECT {\"verbose\":false,\"pedantic\":false}\r\nSUB %s %d\r\nPING\r\n", subject, i+1)
+		if l, err := r.ReadString('\n'); err != nil || l != "PONG\r\n" {
+			b.Fatalf("handshake: %q %v", l, err)
+		}
+		go io.Copy(io.Discard, r)
+	}
+}
+
+// BenchmarkDeliver routes one 16-byte message to 1 and to 100 socket subscribers: match
+// (cached), frame append into each outbound buffer, one writer wake-up per batch of 64.
+func BenchmarkDeliver(b *testing.B) {
+	for _, subs := range []int{1, 100} {
+		b.Run(fmt.Sprintf("subs=%d", subs), func(b *testing.B) {
+			s := startCoreB(b)
+			subscribeRaw(b, s, "bench.deliver", subs)
+			for s.NumSubscriptions() < subs {
+				time.Sleep(time.Millisecond)
+			}
+			nc, err := s.Connect("bench")
+			if err != nil {
+				b.Fatal(err)
+			}
+			payload := make([]byte, 16)
+			b.SetBytes(int64(len(payload) * subs))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				if err := nc.Publish("bench.deliver", "", nil, payload); err != nil {
+					b.Fatal(err)
+				}
+				if i%64 == 63 {
+					nc.Flush()
+				}
+			}
+			nc.Flush()
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)*float64(subs)/b.Elapsed().Seconds(), "deliveries/s")
+		})
+	}
+}
+
+// BenchmarkInProcessHandler is the streaming path: a socket-free publish to an in-process
+// handler subscription.
+func BenchmarkInProcessHandler(b *testing.B) {
+	s := startCoreB(b)
+	nc, err := s.Connect("bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var n int
+	if _, err := nc.Subscribe("bench.handler", "", func(m core.Msg) { n += len(m.Data) }); err != nil {
+		b.Fatal(err)
+	}
+	payload := make([]byte, 16)
+	b.SetBytes(16)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		_ = nc.Publish("bench.handler", "", nil, payload)
+	}
+}
+
+// BenchmarkPubSubSocket is the whole path over loopback: a client writes batches of PUBs,
+// the server parses, routes and writes MSGs to one subscriber that discards them.
+func BenchmarkPubSubSocket(b *testing.B) {
+	s := startCoreB(b)
+	subscribeRaw(b, s, "bench.sock", 1)
+	pub, err := net.Dial("tcp", s.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pub.Close()
+	r := bufio.NewReader(pub)
+	_, _ = r.ReadString('\n')
+	fmt.Fprint(pub, "CONNECT {\"verbose\":false,\"pedantic\":false}\r\n")
+	frame := []byte("PUB bench.sock 16\r\n0123456789abcdef\r\n")
+	const perWrite = 1024
+	batch := make([]byte, 0, len(frame)*perWrite)
+	for range perWrite {
+		batch = append(batch, frame...)
+	}
+	b.SetBytes(16)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for sent := 0; sent < b.N; sent += perWrite {
+		n := min(perWrite, b.N-sent)
+		if _, err := pub.Write(batch[:n*len(frame)]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	fmt.Fprint(pub, "PING\r\n")
+	if l, err := r.ReadString('\n'); err != nil || l != "PONG\r\n" {
+		b.Fatalf("%q %v", l, err)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+}
+
+func startCoreB(b *testing.B) *core.Server {
+	b.Helper()
+	s, err := core.New(core.Options{Host: "127.0.0.1", Port: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = s.Shutdown(b.Context()) })
+	return s
+}
