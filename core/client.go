@@ -7,6 +7,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/starling-io/starling/core/subject"
@@ -59,7 +60,8 @@ type client struct {
 	srv  *Server
 	kind clientKind
 	cid  uint64
-	nc   net.Conn // nil for kindInternal
+	nc   net.Conn        // nil for kindInternal
+	raw  syscall.RawConn // for non-blocking in-place writes; nil when not a plain TCP socket
 	ip   string
 	port int
 	log  *slog.Logger
@@ -116,6 +118,9 @@ func (s *Server) createClient(nc net.Conn) {
 		start:      now,
 		subs:       make(map[string]*subscription),
 		writerDone: make(chan struct{}),
+	}
+	if tc, ok := nc.(*net.TCPConn); ok {
+		c.raw, _ = tc.SyscallConn()
 	}
 	if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
 		c.ip, c.port = a.IP.String(), a.Port

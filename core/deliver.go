@@ -74,7 +74,11 @@ func (p *producer) flushPending() {
 			self = true
 			continue
 		}
-		c.flushSignal()
+		if p.lock == nil && len(p.pending) <= 4 {
+			c.tryFlushInPlace()
+		} else {
+			c.flushSignal()
+		}
 	}
 	clear(p.pending)
 	p.last = nil

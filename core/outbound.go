@@ -4,8 +4,14 @@ import (
 	"errors"
 	"net"
 	"os"
+	"syscall"
 	"time"
 )
+
+// inPlaceMax is the most a producer writes to another client's socket itself at the end of
+// its read buffer. Small frames (requests, replies) then skip the writer's wake-up; bulk
+// output is left to the writer so that parsing and writing use both cores.
+const inPlaceMax = 16 << 10
 
 // outbound is a client's pending output: producers append whole frames to buf under the
 // client's lock; one flusher at a time swaps buf for the spare and writes it in a single
@@ -63,6 +69,58 @@ func (c *client) finishClose() {
 		_, _ = c.nc.Write(b)
 	}
 	_ = c.nc.Close()
+}
+
+// tryFlushInPlace makes one non-blocking write of c's small pending output from the
+// producer's goroutine; whatever the socket does not take (or a busy flusher, or a large
+// backlog) is left to the writer, which is then signalled.
+func (c *client) tryFlushInPlace() {
+	if c.raw == nil {
+		c.flushSignal()
+		return
+	}
+	c.mu.Lock()
+	if c.closed || c.out.flushing || len(c.out.buf) == 0 || len(c.out.buf) > inPlaceMax {
+		c.mu.Unlock()
+		c.flushSignal()
+		return
+	}
+	b := c.out.buf
+	c.out.buf = c.out.spare[:0]
+	c.out.spare = nil
+	c.out.inflight = len(b)
+	c.out.flushing = true
+	c.mu.Unlock()
+
+	n, err := 0, error(nil)
+	rerr := c.raw.Write(func(fd uintptr) bool {
+		n, err = syscall.Write(int(fd), b)
+		return true // never wait for writability: that is the writer's job
+	})
+	if n < 0 {
+		n = 0
+	}
+	if rerr != nil && err == nil {
+		err = rerr
+	}
+	done := n == len(b)
+
+	c.mu.Lock()
+	c.out.inflight = 0
+	c.out.flushing = false
+	if !done {
+		// Put the rest back in front of anything appended meanwhile.
+		c.out.buf = append(append(make([]byte, 0, len(b)-n+len(c.out.buf)), b[n:]...), c.out.buf...)
+	} else if c.out.spare == nil {
+		c.out.spare = b[:0]
+	}
+	c.mu.Unlock()
+	if n > 0 {
+		c.lastAct.Store(time.Now().UnixNano())
+	}
+	if !done || (err != nil && err != syscall.EAGAIN) {
+		c.flushSignal() // the writer finishes the job or reports the error
+	}
 }
 
 // flushOut writes everything queued unless another flusher is active (which will pick the

@@ -244,26 +244,28 @@ func TestPongKeepsConnectionAlive(t *testing.T) {
 func TestProtocolErrorsCloseSilently(t *testing.T) {
 	s := startCore(t, nil)
 	for _, in := range []string{
-		"PUB foo\r\n",             // too few args
-		"PUB foo bar baz 1\r\n",   // too many
-		"PUB foo x\r\n",           // bad size
-		"SUB foo\r\n",             // missing sid
-		"UNSUB\r\n",               // missing sid
-		"UNSUB 1 x\r\n",           // bad max
-		"HPUB foo 10 5\r\n",       // header larger than total
+		"PUB foo\r\n",           // too few args
+		"PUB foo bar baz 1\r\n", // too many
+		"PUB foo x\r\n",         // bad size
+		"SUB foo\r\n",           // missing sid
+		"UNSUB 1 x\r\n",         // bad max
+		"HPUB foo 10 5\r\n",     // header larger than total
 		"PUB foo 99999999999999999999\r\n",
 	} {
 		c, _ := dial(t, s)
 		c.send(`CONNECT {"verbose":false,"headers":true}` + "\r\n" + in)
 		c.expectClosed()
 	}
-	// Bad payload terminator is an unknown operation.
-	c, _ := dial(t, s)
-	c.send(`CONNECT {"verbose":false}` + "\r\nPUB foo 2\r\nhiXX")
-	c.expect("-ERR 'Unknown Protocol Operation'\r\n")
-	c.expectClosed()
+	// A bad payload terminator, or an op with no space before its arguments, is an
+	// unknown operation, as in the reference's state machine.
+	for _, in := range []string{"PUB foo 2\r\nhiXX", "UNSUB\r\n"} {
+		c, _ := dial(t, s)
+		c.send(`CONNECT {"verbose":false}` + "\r\n" + in)
+		c.expect("-ERR 'Unknown Protocol Operation'\r\n")
+		c.expectClosed()
+	}
 	// A server that is still up after all that.
-	c, _ = dial(t, s)
+	c, _ := dial(t, s)
 	c.send("PING\r\n")
 	c.expect("PONG\r\n")
 }
