@@ -105,7 +105,7 @@ func hasInterest[T comparable, S text](n *node[T], toks []S) bool {
 }
 
 // HasInterest reports whether any subscription matches subject. It consults the
-// cache but never fills it, and does not allocate.
+// cache but never fills it, and does not allocate (up to 32 tokens).
 func (x *Index[T]) HasInterest(subject []byte) bool {
 	h := maphash.Bytes(x.seed, subject)
 	if r := cacheGet(&x.cache, h, subject); r != nil {
@@ -203,7 +203,7 @@ func mergeQueues[T comparable](r *Result[T], nodes []*node[T], mem []T) {
 	}
 	off := 0
 	for i := range r.Queues {
-		r.Queues[i].Members = mem[off:off:off+counts[i]]
+		r.Queues[i].Members = mem[off : off : off+counts[i]]
 		off += counts[i]
 	}
 	for _, n := range nodes {

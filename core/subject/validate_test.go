@@ -81,7 +81,7 @@ func TestValidQueue(t *testing.T) {
 		{"q.1", true},
 		{"*", true},
 		{">", true},
-		{"a..b", true}, // subject rules do not apply
+		{"a..b", true},  // subject rules do not apply
 		{"_sys_", true}, // reserved, but that is a permissions matter
 		{"", false},
 		{"a b", false},

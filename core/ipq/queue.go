@@ -1,0 +1,83 @@
+package ipq
+
+import "sync"
+
+// Queue is a multi-producer queue drained in batches by one consumer. It is
+// safe for concurrent use. The zero value is not usable: use New.
+type Queue[T any] struct {
+	name  string
+	limit int           // 0: unbounded
+	ready chan struct{} // cap 1: a pending wake-up
+
+	mu    sync.Mutex
+	items []T
+}
+
+// New returns an empty queue. limit is the most items it holds; 0 means
+// unbounded.
+func New[T any](name string, limit int) *Queue[T] {
+	return &Queue[T]{name: name, limit: max(limit, 0), ready: make(chan struct{}, 1)}
+}
+
+// Push appends v. It never blocks: it returns ErrFull when the queue holds
+// limit items. A Push that makes the queue non-empty signals Ready.
+func (q *Queue[T]) Push(v T) error {
+	q.mu.Lock()
+	if q.limit > 0 && len(q.items) >= q.limit {
+		q.mu.Unlock()
+		return ErrFull
+	}
+	q.items = append(q.items, v)
+	first := len(q.items) == 1
+	q.mu.Unlock()
+	if first {
+		select {
+		case q.ready <- struct{}{}:
+		default: // a wake-up is already pending
+		}
+	}
+	return nil
+}
+
+// Ready returns a channel that receives when the queue goes from empty to
+// non-empty. A receive may find the queue already drained (the items were
+// popped after the signal); consumers just Pop and continue.
+func (q *Queue[T]) Ready() <-chan struct{} { return q.ready }
+
+// Pop removes every queued item and appends them to into, in push order,
+// returning the extended slice. When into is empty the queue swaps buffers with
+// it instead of copying: into's backing array is cleared and taken over by the
+// queue, so the caller must be done with the previous batch. A consumer calling
+// batch = q.Pop(batch[:0]) in a loop thus ping-pongs two buffers and allocates
+// nothing in steady state; passing nil instead lets a buffer grown by a burst
+// be collected.
+func (q *Queue[T]) Pop(into []T) []T {
+	if len(into) == 0 {
+		// The buffer we hand to the queue must not keep old items alive.
+		clear(into[:cap(into)])
+		q.mu.Lock()
+		out := q.items
+		q.items = into[:0]
+		q.mu.Unlock()
+		if out == nil {
+			return into[:0]
+		}
+		return out
+	}
+	q.mu.Lock()
+	into = append(into, q.items...)
+	clear(q.items)
+	q.items = q.items[:0]
+	q.mu.Unlock()
+	return into
+}
+
+// Len returns the number of queued items.
+func (q *Queue[T]) Len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.items)
+}
+
+// Name returns the name given to New (for logs and monitoring).
+func (q *Queue[T]) Name() string { return q.name }

@@ -1,0 +1,167 @@
+package ipq
+
+import (
+	"errors"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestQueueBasics(t *testing.T) {
+	q := New[int]("test", 0)
+	if q.Name() != "test" || q.Len() != 0 {
+		t.Fatalf("Name = %q, Len = %d", q.Name(), q.Len())
+	}
+	if got := q.Pop(nil); len(got) != 0 {
+		t.Fatalf("Pop of empty queue = %v", got)
+	}
+	select {
+	case <-q.Ready():
+		t.Fatal("Ready signalled on an empty queue")
+	default:
+	}
+	for i := range 5 {
+		if err := q.Push(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if q.Len() != 5 {
+		t.Fatalf("Len = %d, want 5", q.Len())
+	}
+	select {
+	case <-q.Ready():
+	default:
+		t.Fatal("Ready not signalled")
+	}
+	select {
+	case <-q.Ready():
+		t.Fatal("Ready signalled twice for one empty-to-non-empty transition")
+	default:
+	}
+	got := q.Pop(nil)
+	if len(got) != 5 || got[0] != 0 || got[4] != 4 || q.Len() != 0 {
+		t.Fatalf("Pop = %v, Len = %d", got, q.Len())
+	}
+	// Append mode: items go after what into holds.
+	_ = q.Push(7)
+	_ = q.Push(8)
+	got = q.Pop([]int{1, 2})
+	if len(got) != 4 || got[2] != 7 || got[3] != 8 || q.Len() != 0 {
+		t.Fatalf("Pop(append) = %v", got)
+	}
+	<-q.Ready()
+	// After draining, the next push signals again.
+	_ = q.Push(9)
+	select {
+	case <-q.Ready():
+	default:
+		t.Fatal("Ready not signalled after drain")
+	}
+}
+
+func TestQueueLimit(t *testing.T) {
+	q := New[string]("limited", 3)
+	for i := range 3 {
+		if err := q.Push("x"); err != nil {
+			t.Fatalf("push %d: %v", i, err)
+		}
+	}
+	if err := q.Push("y"); !errors.Is(err, ErrFull) {
+		t.Fatalf("push past limit = %v, want ErrFull", err)
+	}
+	if q.Len() != 3 {
+		t.Fatalf("Len = %d", q.Len())
+	}
+	q.Pop(nil)
+	if err := q.Push("z"); err != nil {
+		t.Fatalf("push after pop: %v", err)
+	}
+}
+
+func TestQueuePopClearsRecycledBuffer(t *testing.T) {
+	q := New[*int]("ptrs", 0)
+	v := new(int)
+	_ = q.Push(v)
+	batch := q.Pop(nil)
+	_ = q.Push(new(int))
+	batch = q.Pop(batch[:0]) // the old buffer goes to the queue, cleared
+	if len(batch) != 1 || batch[0] == v {
+		t.Fatalf("batch = %v", batch)
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.items) != 0 || q.items[:cap(q.items)][0] != nil {
+		t.Fatal("recycled buffer still references a popped item")
+	}
+}
+
+// TestQueueConcurrent has several producers and one consumer driven by Ready;
+// every item arrives once and each producer's items arrive in order.
+func TestQueueConcurrent(t *testing.T) {
+	const producers, perProducer = 4, 20000
+	type item struct{ p, seq int }
+	q := New[item]("conc", 0)
+	var wg sync.WaitGroup
+	for p := range producers {
+		wg.Go(func() {
+			for i := range perProducer {
+				if err := q.Push(item{p, i}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	next := make([]int, producers)
+	total := 0
+	var batch []item
+	timeout := time.After(30 * time.Second)
+	for total < producers*perProducer {
+		select {
+		case <-q.Ready():
+		case <-timeout:
+			t.Fatalf("stalled after %d items", total)
+		}
+		batch = q.Pop(batch[:0])
+		for _, it := range batch {
+			if it.seq != next[it.p] {
+				t.Fatalf("producer %d: got seq %d, want %d", it.p, it.seq, next[it.p])
+			}
+			next[it.p]++
+		}
+		total += len(batch)
+	}
+	wg.Wait()
+	if q.Len() != 0 {
+		t.Fatalf("Len = %d after draining", q.Len())
+	}
+}
+
+func TestQueueSteadyStateAllocs(t *testing.T) {
+	q := New[int]("allocs", 0)
+	var batch []int
+	round := func() {
+		for i := range 64 {
+			_ = q.Push(i)
+		}
+		<-q.Ready()
+		batch = q.Pop(batch[:0])
+		if len(batch) != 64 {
+			t.Fatalf("batch of %d", len(batch))
+		}
+	}
+	round()
+	round()
+	if n := testing.AllocsPerRun(100, round); n != 0 {
+		t.Fatalf("steady state: %v allocs per round, want 0", n)
+	}
+	var appendBatch []int
+	appendRound := func() {
+		_ = q.Push(1)
+		appendBatch = q.Pop(append(appendBatch[:0], 0))
+	}
+	appendRound()
+	if n := testing.AllocsPerRun(100, appendRound); n != 0 {
+		t.Fatalf("append mode: %v allocs per round, want 0", n)
+	}
+}
