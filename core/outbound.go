@@ -114,11 +114,13 @@ func (c *client) tryFlushInPlace() {
 	} else if c.out.spare == nil {
 		c.out.spare = b[:0]
 	}
+	// A producer that appended while we held the socket left its bytes to us.
+	more := len(c.out.buf) > 0
 	c.mu.Unlock()
 	if n > 0 {
 		c.lastAct.Store(time.Now().UnixNano())
 	}
-	if !done || (err != nil && err != syscall.EAGAIN) {
+	if !done || more || (err != nil && err != syscall.EAGAIN) {
 		c.flushSignal() // the writer finishes the job or reports the error
 	}
 }

@@ -377,3 +377,36 @@ func TestNoEcho(t *testing.T) {
 	recvN(t, theirs, 1, 2*time.Second)
 	expectNone(t, mine, 100*time.Millisecond)
 }
+
+// Many concurrent requesters against a queue group of responders: every request is
+// answered (this caught a lost-wake-up race between in-place flushes and the writer).
+func TestConcurrentRequestReply(t *testing.T) {
+	m := startServer(t)
+	for range 2 {
+		r := connect(t, m)
+		_, err := r.QueueSubscribe("svc.concurrent", "q", func(msg *nats.Msg) { _ = msg.Respond(msg.Data) })
+		must(t, err)
+		must(t, r.Flush())
+	}
+	const requesters, each = 8, 300
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for i := range requesters {
+		nc := connect(t, m)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range each {
+				want := fmt.Sprintf("%d-%d", i, j)
+				resp, err := nc.Request("svc.concurrent", []byte(want), 5*time.Second)
+				if err != nil || string(resp.Data) != want {
+					failed.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if n := failed.Load(); n > 0 {
+		t.Fatalf("%d of %d requests failed", n, requesters*each)
+	}
+}

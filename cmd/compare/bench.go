@@ -43,6 +43,7 @@ func (n natsCLI) start(args []string) (*proc, error) {
 	p := &proc{exited: make(chan struct{})}
 	p.cmd = exec.Command(n.path, args...)
 	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
+	p.cmd.SysProcAttr = orphanKill()
 	if err := p.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", n.path, err)
 	}
@@ -79,8 +80,8 @@ func (p *proc) wait(ctx context.Context, deadline time.Time) error {
 }
 
 // waitDelivering is wait for a consumer: it also fails fast when progress stops moving.
-func (p *proc) waitDelivering(ctx context.Context, deadline time.Time, progress func() (int64, error)) error {
-	err := waitProgress(ctx, p.exited, deadline, progress)
+func (p *proc) waitDelivering(ctx context.Context, deadline time.Time, stall time.Duration, progress func() (int64, error)) error {
+	err := waitProgress(ctx, p.exited, deadline, stall, progress)
 	if err != nil {
 		p.kill()
 		return fmt.Errorf("%s: %w", p.name(), err)
@@ -89,9 +90,9 @@ func (p *proc) waitDelivering(ctx context.Context, deadline time.Time, progress 
 }
 
 // waitProgress blocks until done closes. It gives up at deadline, when ctx ends, or when progress
-// (a delivered-message counter) has not moved for stallTimeout.
-func waitProgress(ctx context.Context, done <-chan struct{}, deadline time.Time, progress func() (int64, error)) error {
-	tick := time.NewTicker(stallPoll)
+// (a delivered-message counter) has not moved for stall.
+func waitProgress(ctx context.Context, done <-chan struct{}, deadline time.Time, stall time.Duration, progress func() (int64, error)) error {
+	tick := time.NewTicker(min(stallPoll, stall/2))
 	defer tick.Stop()
 	last, lastMove := int64(-1), time.Now()
 	for {
@@ -109,8 +110,8 @@ func waitProgress(ctx context.Context, done <-chan struct{}, deadline time.Time,
 				last, lastMove = n, now // an unreadable counter is not evidence of a stall
 				continue
 			}
-			if now.Sub(lastMove) > stallTimeout {
-				return fmt.Errorf("%w: no deliveries for %v", errStalled, stallTimeout)
+			if now.Sub(lastMove) > stall {
+				return fmt.Errorf("%w: no deliveries for %v", errStalled, stall)
 			}
 		}
 	}
@@ -139,8 +140,16 @@ func (p *proc) exitErr() error {
 	return nil
 }
 
+// name is the subcommand, e.g. "bench service request": the arguments before the first flag.
 func (p *proc) name() string {
-	return strings.Join(p.cmd.Args[1:min(3, len(p.cmd.Args))], " ")
+	args := p.cmd.Args[1:]
+	for i, a := range args {
+		if strings.HasPrefix(a, "-") {
+			args = args[:i]
+			break
+		}
+	}
+	return strings.Join(args, " ")
 }
 
 // warnings returns natscli's own warnings ("WARNING: at least one of the clients disconnected..."),

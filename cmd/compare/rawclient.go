@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -163,11 +162,14 @@ func (g *queueGroup) read(i int) {
 // discardPayload skips the payload announced by a "MSG <subject> <sid> [reply] <size>" line.
 func discardPayload(r *bufio.Reader, line []byte) error {
 	line = bytes.TrimRight(line, "\r\n")
-	size, err := strconv.Atoi(string(line[bytes.LastIndexByte(line, ' ')+1:]))
-	if err != nil {
-		return fmt.Errorf("bad MSG line %q", line)
+	size := 0
+	for _, c := range line[bytes.LastIndexByte(line, ' ')+1:] {
+		if c < '0' || c > '9' || size > 1<<30 {
+			return fmt.Errorf("bad MSG line %q", line)
+		}
+		size = size*10 + int(c-'0')
 	}
-	_, err = r.Discard(size + 2)
+	_, err := r.Discard(size + 2)
 	return err
 }
 

@@ -78,6 +78,7 @@ func tryStartServer(ctx context.Context, spec serverSpec, logDir string) (*serve
 	args := serverArgs(strconv.Itoa(ports[0]), strconv.Itoa(ports[1]))
 	cmd := exec.Command(spec.path, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = orphanKill()
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
@@ -95,6 +96,12 @@ func tryStartServer(ctx context.Context, spec serverSpec, logDir string) (*serve
 		return nil, fmt.Errorf("%w (log: %s)", err, s.logPath)
 	}
 	return s, nil
+}
+
+// orphanKill makes the kernel SIGKILL a child when this process dies without stopping it
+// (SIGKILL, a crash), so no server or bench client outlives the tool.
+func orphanKill() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 }
 
 // freePorts asks the kernel for n distinct unused loopback ports. They are released before the

@@ -1,0 +1,17 @@
+// Command compare runs `nats bench` (natscli v0.5.0) against nats-server and Starling on this
+// machine and prints a Markdown report: the median msgs/s of each scenario on each server and
+// their ratio, then each server's memory while holding 10,000 idle connections.
+//
+//	go run ./cmd/compare -starling bin/starling -nats-server bin/nats-server -nats bin/nats
+//
+// Every run gets a freshly started server on fresh loopback ports, and the two servers take
+// turns (A B, then B A) so that a change in the machine's load during the run does not favour
+// one of them. The report goes to stdout and progress to stderr; the exit status is 1 when a
+// measurement failed (a server that does not start, a bench that times out, stalls or prints
+// nothing parsable), never because of a ratio, and 2 on bad flags.
+//
+// Files: servers.go starts, probes and stops servers; bench.go runs `nats` processes and parses
+// their output; scenarios.go defines and runs the scenarios; rawclient.go is the minimal NATS
+// protocol client for the queue group and idle connections; memory.go is the idle-connection
+// test; report.go prints.
+package main

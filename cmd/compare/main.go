@@ -1,0 +1,192 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+)
+
+const (
+	runTimeout      = 60 * time.Second // one run, setup to last delivery; ~10x a normal run
+	quickRunTimeout = 30 * time.Second
+	versionTimeout  = 5 * time.Second
+)
+
+// options are the command-line flags.
+type options struct {
+	starling   string
+	natsServer string
+	nats       string
+	rounds     int
+	quick      bool
+	msgs       int
+	skipMem    bool
+}
+
+func parseFlags(args []string, errOut io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("compare", flag.ContinueOnError)
+	fs.SetOutput(errOut)
+	fs.StringVar(&o.starling, "starling", "bin/starling", "Starling server binary")
+	fs.StringVar(&o.natsServer, "nats-server", "bin/nats-server", "nats-server binary (v2.15.2)")
+	fs.StringVar(&o.nats, "nats", "bin/nats", "nats CLI binary (natscli v0.5.0)")
+	fs.IntVar(&o.rounds, "rounds", 3, "runs per scenario and server; the median is reported")
+	fs.BoolVar(&o.quick, "quick", false, "short runs (~0.5 s each) for a smoke test")
+	fs.IntVar(&o.msgs, "msgs", 0, "messages per run for every scenario (0: per-scenario defaults);\n"+
+		"request/reply manages only ~10-15k/s on 2 cores, so a large N times it out")
+	fs.BoolVar(&o.skipMem, "skip-mem", false, "skip the 10,000 idle connections memory test")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	if o.rounds < 1 {
+		return o, fmt.Errorf("-rounds: must be at least 1, got %d", o.rounds)
+	}
+	if o.msgs < 0 {
+		return o, fmt.Errorf("-msgs: must not be negative, got %d", o.msgs)
+	}
+	for flagName, path := range map[string]string{"-starling": o.starling, "-nats-server": o.natsServer, "-nats": o.nats} {
+		if _, err := exec.LookPath(path); err != nil {
+			return o, fmt.Errorf("%s: %w", flagName, err)
+		}
+	}
+	return o, nil
+}
+
+func main() {
+	o, err := parseFlags(os.Args[1:], os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "compare:", err)
+		os.Exit(2)
+	}
+	// Ctrl-C cancels ctx; every child process and server is then stopped before exit.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, o, os.Args, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run measures everything, writes the report to out and returns the exit code.
+func run(ctx context.Context, o options, argv []string, out, progress io.Writer) int {
+	logDir, err := os.MkdirTemp("", "starling-compare-")
+	if err != nil {
+		fmt.Fprintln(progress, "compare:", err)
+		return 1
+	}
+	rep := &report{
+		argv: argv, started: time.Now(), loadStart: loadAvg(), rounds: o.rounds, quick: o.quick,
+		servers:  [2]serverSpec{{"nats-server", o.natsServer}, {"starling", o.starling}},
+		natsPath: o.nats, natsVersion: binaryVersion(o.nats, "--version"),
+	}
+	for i, s := range rep.servers {
+		rep.versions[i] = binaryVersion(s.path, "-v")
+	}
+	r := runner{nats: natsCLI{o.nats}, timeout: runTimeout, stall: stallTimeout}
+	if o.quick {
+		r.timeout = quickRunTimeout
+	}
+	for _, sc := range scenarios() {
+		if ctx.Err() != nil {
+			break
+		}
+		rep.rows = append(rep.rows, measureScenario(ctx, r, rep.servers, sc, o, logDir, progress))
+	}
+	if !o.skipMem && ctx.Err() == nil {
+		rep.mem = measureAllMemory(ctx, rep.servers, logDir, progress)
+	}
+	rep.write(out)
+	if rep.failed() || ctx.Err() != nil {
+		fmt.Fprintf(progress, "compare: failures; server logs kept in %s\n", logDir)
+		return 1
+	}
+	_ = os.RemoveAll(logDir)
+	return 0
+}
+
+// measureScenario runs sc o.rounds times per server, alternating which server goes first each
+// round (A B, B A, ...) so that drift in the machine's state does not favour one of them.
+func measureScenario(ctx context.Context, r runner, servers [2]serverSpec, sc scenario, o options, logDir string, progress io.Writer) row {
+	rw := row{sc: sc, msgs: sc.msgs}
+	if o.quick {
+		rw.msgs = sc.quickMsgs
+	}
+	if o.msgs > 0 {
+		rw.msgs = o.msgs
+	}
+	for round := range o.rounds {
+		order := []int{0, 1}
+		if round%2 == 1 {
+			order = []int{1, 0}
+		}
+		for _, i := range order {
+			c := &rw.cells[i]
+			if c.err != nil || ctx.Err() != nil {
+				continue
+			}
+			res, err := runOnce(ctx, r, servers[i], sc, rw.msgs, logDir)
+			if err != nil {
+				c.err = fmt.Errorf("round %d: %w", round+1, err)
+				fmt.Fprintf(progress, "[%s] round %d %s: FAILED: %v\n", sc.name, round+1, servers[i].name, err)
+				continue
+			}
+			c.runs = append(c.runs, res)
+			fmt.Fprintf(progress, "[%s] round %d %s: %s msgs/s (%s)\n", sc.name, round+1, servers[i].name,
+				fmtRate(res.rate.msgsPerSec), res.duration.Round(10*time.Millisecond))
+		}
+	}
+	return rw
+}
+
+// runOnce measures sc once on a server started for this run alone.
+func runOnce(ctx context.Context, r runner, spec serverSpec, sc scenario, msgs int, logDir string) (runResult, error) {
+	s, err := startServer(ctx, spec, logDir)
+	if err != nil {
+		return runResult{}, err
+	}
+	defer s.stop()
+	res, err := r.run(ctx, s, sc.plan(s.url(), msgs))
+	if err != nil {
+		return res, fmt.Errorf("%w (server log: %s)", err, s.logPath)
+	}
+	return res, nil
+}
+
+func measureAllMemory(ctx context.Context, servers [2]serverSpec, logDir string, progress io.Writer) *[2]memCell {
+	var mem [2]memCell
+	for i, s := range servers {
+		fmt.Fprintf(progress, "[memory] %s: opening %d connections...\n", s.name, idleConns)
+		res, err := measureMemory(ctx, s, logDir)
+		mem[i] = memCell{res: res, err: err}
+		if err != nil {
+			fmt.Fprintf(progress, "[memory] %s: FAILED: %v\n", s.name, err)
+			continue
+		}
+		fmt.Fprintf(progress, "[memory] %s: VmRSS %s, /varz mem %s\n", s.name, fmtBytes(float64(res.rss)), fmtBytes(float64(res.varzMem)))
+	}
+	return &mem
+}
+
+// binaryVersion runs `path flag` and returns its first output line, for the report only.
+func binaryVersion(path, flag string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), versionTimeout)
+	defer cancel()
+	b, err := exec.CommandContext(ctx, path, flag).CombinedOutput()
+	if err != nil {
+		return ""
+	}
+	first, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
+	return first
+}
