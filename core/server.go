@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -304,5 +303,3 @@ func (s *Server) NumClients() int {
 
 // NumSubscriptions returns the number of subscriptions in the index.
 func (s *Server) NumSubscriptions() int { return s.subs.Count() }
-
-func (s *Server) goVersion() string { return runtime.Version() }

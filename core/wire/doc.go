@@ -14,11 +14,17 @@
 //     sub-slice;
 //   - a control line split across reads is copied into a scratch array sized to the control
 //     line limit (allocated once), a payload split across reads into a reusable message
-//     buffer (grown once, reused).
+//     buffer (grown once, reused; a buffer above 64 KiB is released after its message, so a
+//     rare large message does not pin memory on an idle connection).
 //
-// So it never allocates in steady state, and never retains the caller's buffer after Parse
-// returns. Memory held per connection is bounded by MaxControlLine and MaxPayload: a peer that
-// sends an endless line without a newline is rejected as soon as the line exceeds the limit.
+// PUB and HPUB written the way clients write them take a one-pass fast path (fastpath.go);
+// everything else, and every error, goes through the state machine, and the tests and
+// fuzzers check that splitting the input anywhere never changes the result.
+//
+// The parser never allocates in steady state, and never retains the caller's buffer after
+// Parse returns. Memory held per connection is bounded by MaxControlLine and MaxPayload: a
+// peer that sends an endless line without a newline is rejected as soon as the line exceeds
+// the limit.
 //
 // The Parser is not safe for concurrent use; one belongs to one connection's read loop.
 package wire

@@ -179,42 +179,61 @@ func (p *Parser) Parse(buf []byte) error {
 		switch p.state {
 		case stOpStart:
 			b := buf[i]
-			i++
 			// b|0x20 folds the case of letters exactly: only 'X' and 'x' map to 'x'.
 			if p.ExpectConnect && b|0x20 != 'c' {
 				return p.fail(ErrAuthorization)
 			}
+			var o op
 			switch b | 0x20 {
-			case 'p':
-				if next, err := p.fastPub(buf, i-1); next >= 0 {
+			case 'p', 'h':
+				o = opPub
+				if b|0x20 == 'h' {
+					o = opHPub
+				}
+				if next, err := p.fastMsg(buf, i, o); next >= 0 {
 					if err != nil {
 						return p.fail(err)
 					}
 					i = next
 					continue
 				}
-				p.state = stOpP
-				continue
-			case 'h':
-				p.op = opHPub
+				if o == opPub {
+					if i+1 == len(buf) {
+						i, p.state = i+1, stOpP
+						continue
+					}
+					switch buf[i+1] | 0x20 {
+					case 'i':
+						o = opPing
+					case 'o':
+						o = opPong
+					}
+				}
 			case 's':
-				p.op = opSub
+				o = opSub
 			case 'u':
-				p.op = opUnsub
+				o = opUnsub
 			case 'c':
-				p.op = opConnect
+				o = opConnect
 			case 'i':
-				p.op = opInfo
+				o = opInfo
 			default:
 				switch b {
 				case '+':
-					p.op = opOK
+					o = opOK
 				case '-':
-					p.op = opErr
+					o = opErr
 				default:
 					return p.fail(ErrUnknownOp)
 				}
 			}
+			p.op = o
+			if name := opName(o); len(buf)-i >= len(name) && hasPrefixFold(buf[i:], name) {
+				i += len(name) // the whole name is here
+				p.state = afterName(o)
+				continue
+			}
+			i++ // match the rest byte by byte, failing where it differs
 			p.pos, p.state = 1, stOpName
 
 		case stOpP:
@@ -249,6 +268,7 @@ func (p *Parser) Parse(buf []byte) error {
 			}
 			i++
 			p.state = stArgStart
+			fallthrough
 
 		case stArgStart:
 			for i < len(buf) && (buf[i] == ' ' || buf[i] == '\t') {
@@ -302,12 +322,14 @@ func (p *Parser) Parse(buf []byte) error {
 			}
 
 		case stLineEnd:
-			j := bytes.IndexByte(buf[i:], '\n')
-			if j < 0 {
+			if i+1 < len(buf) && buf[i] == '\r' && buf[i+1] == '\n' {
+				i += 2 // the usual case, without a search
+			} else if j := bytes.IndexByte(buf[i:], '\n'); j >= 0 {
+				i += j + 1
+			} else {
 				i = len(buf)
 				continue
 			}
-			i += j + 1
 			p.state = stOpStart
 			var err error
 			switch p.op {
@@ -324,76 +346,6 @@ func (p *Parser) Parse(buf []byte) error {
 		}
 	}
 	return nil
-}
-
-// fastPub parses a PUB op that is entirely in buf[i:] and valid, in one pass: the common
-// case on a busy connection. It returns the index after the op and the Handler's error, or
-// -1 to leave the op to the state machine (split across calls, invalid, unusual bytes or a
-// control line at the very limit), which then reads it again from its first byte. So errors
-// are only ever produced by the state machine, and the fast path cannot change what is
-// accepted: it takes a subset of the valid lines (fields of bytes above ' ', separated by
-// spaces and tabs, a size of at most 9 digits) and delivers what the state machine would.
-func (p *Parser) fastPub(buf []byte, i int) (int, error) {
-	b := buf[i:]
-	if len(b) < 4 || b[1]|0x20 != 'u' || b[2]|0x20 != 'b' || (b[3] != ' ' && b[3] != '\t') {
-		return -1, nil
-	}
-	k := 4
-	for k < len(b) && (b[k] == ' ' || b[k] == '\t') {
-		k++
-	}
-	// The argument starts at k; its '\n' may follow at most limit bytes (with a '\r' among
-	// them: this is stricter than the state machine by one byte, which then handles it).
-	w := b[:min(len(b), k+p.maxControlLine()+1)]
-	s0 := k
-	for k < len(w) && w[k] > ' ' {
-		k++
-	}
-	e0 := k
-	for k < len(w) && (w[k] == ' ' || w[k] == '\t') {
-		k++
-	}
-	s1 := k
-	for k < len(w) && w[k] > ' ' {
-		k++
-	}
-	e1 := k
-	for k < len(w) && (w[k] == ' ' || w[k] == '\t') {
-		k++
-	}
-	s2 := k
-	for k < len(w) && w[k] > ' ' {
-		k++
-	}
-	e2 := k
-	for k < len(w) && (w[k] == ' ' || w[k] == '\t') {
-		k++
-	}
-	if k < len(w) && w[k] == '\r' {
-		k++
-	}
-	if k >= len(w) || w[k] != '\n' || e0 == s0 || e1 == s1 {
-		return -1, nil
-	}
-	subject, reply, size := w[s0:e0:e0], w[s1:e1:e1], w[s2:e2]
-	if e2 == s2 { // two fields: subject size
-		reply, size = nil, reply
-	}
-	if len(size) > 9 {
-		return -1, nil
-	}
-	n := 0
-	for _, c := range size {
-		if c-'0' > 9 {
-			return -1, nil
-		}
-		n = n*10 + int(c-'0')
-	}
-	pl := k + 1 // payload start in b
-	if n > p.maxPayload() || n+2 > len(b)-pl || b[pl+n] != '\r' || b[pl+n+1] != '\n' {
-		return -1, nil
-	}
-	return i + pl + n + 2, p.h.ProcessPub(subject, reply, b[pl:pl+n:pl+n])
 }
 
 // readLine collects the argument part of a control line from b, up to and excluding '\n'.
@@ -684,6 +636,19 @@ func parseInt64(b []byte) int64 {
 		}
 	}
 	return n
+}
+
+// hasPrefixFold reports whether b starts with name (lower case), ignoring the case of letters.
+func hasPrefixFold(b []byte, name string) bool {
+	if len(b) < len(name) {
+		return false
+	}
+	for j := 0; j < len(name); j++ {
+		if !eqFold(b[j], name[j]) {
+			return false
+		}
+	}
+	return true
 }
 
 // eqFold reports whether input byte b matches c, a lower-case letter or a symbol of an op

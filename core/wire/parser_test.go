@@ -159,6 +159,7 @@ var validCases = []parseCase{
 	{name: "pub lower bare lf", in: "pub foo 5\nhello\r\n", want: []string{`PUB "foo" "" "hello"`}},
 	{name: "pub tabs", in: "PUB\tfoo\t\tbar \t5\t\r\nhello\r\n", want: []string{`PUB "foo" "bar" "hello"`}},
 	{name: "pub spaces", in: "PUB   foo  5  \r\nhello\r\n", want: []string{`PUB "foo" "" "hello"`}},
+	{name: "pub cr inside line", in: "PUB foo\rbar 1\r\nx\r\n", want: []string{`PUB "foo" "bar" "x"`}},
 	{name: "pub zero", in: "PUB foo 0\r\n\r\n", want: []string{`PUB "foo" "" ""`}},
 	{name: "pub crlf in payload", in: "PUB foo 6\r\n\r\n\r\n\r\n\r\n",
 		want: []string{`PUB "foo" "" "\r\n\r\n\r\n"`}},
@@ -218,90 +219,94 @@ func TestParseValid(t *testing.T) {
 	}
 }
 
+var long79 = strings.Repeat("a", 79)
+
+var errorCases = []parseCase{
+	{name: "unknown op", in: "FOO bar\r\n", err: ErrUnknownOp},
+	{name: "empty line", in: "\r\n", err: ErrUnknownOp},
+	{name: "bare lf", in: "\n", err: ErrUnknownOp},
+	{name: "space first", in: " PING\r\n", err: ErrUnknownOp},
+	{name: "after valid op", in: "PING\r\nFOO bar\r\n", want: []string{"PING"}, err: ErrUnknownOp},
+	{name: "route RS+", in: "RS+ $G foo\r\n", err: ErrUnknownOp},
+	{name: "route RMSG", in: "RMSG $G foo 1\r\nx\r\n", err: ErrUnknownOp},
+	{name: "leaf LS+", in: "LS+ $G foo\r\n", err: ErrUnknownOp},
+	{name: "MSG from client", in: "MSG foo 1 1\r\nx\r\n", err: ErrUnknownOp},
+	{name: "truncated op", in: "PIN\r\n", err: ErrUnknownOp},
+	{name: "P junk", in: "PX\r\n", err: ErrUnknownOp},
+	{name: "PUB glued", in: "PUBfoo 1\r\nx\r\n", err: ErrUnknownOp},
+	{name: "PUB no args", in: "PUB\r\n", err: ErrUnknownOp},
+	{name: "SUB no args", in: "SUB\r\n", err: ErrUnknownOp},
+	{name: "UNSUB no args", in: "UNSUB\r\n", err: ErrUnknownOp},
+	{name: "+ junk", in: "+OX\r\n", err: ErrUnknownOp},
+	{name: "- junk", in: "-EXR\r\n", err: ErrUnknownOp},
+	{name: "vertical tab is not +", in: "\vOK\r\n", err: ErrUnknownOp},
+	{name: "CONNECT typo", in: "CONECT {}\r\n", err: ErrUnknownOp},
+	{name: "PUB bad terminator", in: "PUB foo 5\r\nhelloXY", err: ErrUnknownOp},
+	{name: "PUB lf terminator", in: "PUB foo 5\r\nhello\nPING\r\n", err: ErrUnknownOp},
+	{name: "PUB cr only", in: "PUB foo 5\r\nhello\rPING\r\n", err: ErrUnknownOp},
+	{name: "PUB short payload", in: "PUB foo 2\r\nhi\r\nPUB foo 3\r\nabcd\r\n",
+		want: []string{`PUB "foo" "" "hi"`}, err: ErrUnknownOp},
+	{name: "HPUB bad terminator", in: "HPUB foo 2 3\r\nabcde", err: ErrUnknownOp},
+	{name: "PUB blank args", in: "PUB \r\n", err: ErrProtocol},
+	{name: "PUB one arg", in: "PUB foo\r\n", err: ErrProtocol},
+	{name: "PUB four args", in: "PUB a b c 1\r\nx\r\n", err: ErrProtocol},
+	{name: "PUB bad size", in: "PUB foo x\r\n", err: ErrProtocol},
+	{name: "PUB size with sign", in: "PUB foo +1\r\nx\r\n", err: ErrProtocol},
+	{name: "PUB negative size", in: "PUB foo -1\r\n", err: ErrProtocol},
+	{name: "PUB size 2^31", in: "PUB foo 2147483648\r\n", err: ErrProtocol},
+	{name: "PUB size overflow", in: "PUB foo 99999999999999999999999\r\n", err: ErrProtocol},
+	{name: "PUB size over limit", in: "PUB foo 2147483647\r\n", err: ErrMaxPayload},
+	{name: "PUB over max payload", in: "PUB pub.a 101\r\n", set: settings{maxPayload: 100},
+		err: ErrMaxPayload},
+	{name: "PUB default max payload", in: "PUB foo 1048577\r\n", err: ErrMaxPayload},
+	{name: "HPUB two args", in: "HPUB foo 5\r\n", err: ErrProtocol},
+	{name: "HPUB five args", in: "HPUB a b c 1 2\r\n", err: ErrProtocol},
+	{name: "HPUB hdr > total", in: "HPUB foo 6 5\r\n", err: ErrProtocol},
+	{name: "HPUB bad hdr", in: "HPUB foo x 5\r\n", err: ErrProtocol},
+	{name: "HPUB bad total", in: "HPUB foo 1 x\r\n", err: ErrProtocol},
+	{name: "HPUB total overflow", in: "HPUB foo 1 99999999999\r\n", err: ErrProtocol},
+	{name: "HPUB over max payload", in: "HPUB foo 1 101\r\n", set: settings{maxPayload: 100},
+		err: ErrMaxPayload},
+	{name: "HPUB without headers", in: "HPUB foo 12 12\r\n", set: settings{noHeaders: true},
+		err: ErrHeadersRequired},
+	{name: "A3 HPUB without headers", in: "CONNECT {\"verbose\":false}\r\nHPUB foo 12 12\r\n",
+		set: settings{noHeaders: true}, want: []string{`CONNECT "{\"verbose\":false}"`},
+		err: ErrHeadersRequired},
+	{name: "SUB one arg", in: "SUB foo\r\n", err: ErrProtocol},
+	{name: "SUB blank", in: "SUB  \r\n", err: ErrProtocol},
+	{name: "SUB four args", in: "SUB a b c d\r\n", err: ErrProtocol},
+	{name: "UNSUB blank", in: "UNSUB \r\n", err: ErrProtocol},
+	{name: "UNSUB three args", in: "UNSUB 1 2 3\r\n", err: ErrProtocol},
+	{name: "UNSUB bad max", in: "UNSUB 1 x\r\n", err: ErrProtocol},
+	{name: "UNSUB negative max", in: "UNSUB 1 -2\r\n", err: ErrProtocol},
+	{name: "UNSUB max overflow", in: "UNSUB 1 9223372036854775808\r\n", err: ErrProtocol},
+	{name: "UNSUB max overflow long", in: "UNSUB 1 99999999999999999999999\r\n", err: ErrProtocol},
+	{name: "control line over limit", in: "SUB 123456789\r\n", set: settings{maxLine: 8},
+		err: ErrMaxControlLine},
+	{name: "control line over limit bare lf", in: "SUB 123456789\n", set: settings{maxLine: 8},
+		err: ErrMaxControlLine},
+	{name: "control line over limit by cr", in: "SUB 12345678\r\r\n", set: settings{maxLine: 8},
+		err: ErrMaxControlLine},
+	{name: "control line no newline", in: "SUB " + long79, set: settings{maxLine: 64},
+		err: ErrMaxControlLine},
+	{name: "A4 long subject", in: "SUB " + long79 + " 1\r\n", set: settings{maxLine: 64},
+		err: ErrMaxControlLine},
+	{name: "connect over limit", in: "CONNECT {\"ab\":1}\r\n", set: settings{maxLine: 7},
+		err: ErrMaxControlLine},
+	{name: "pub over limit", in: "PUB foo 1\r\nx\r\nPUB foo.bar.baz 1\r\nx\r\n",
+		set: settings{maxLine: 8}, want: []string{`PUB "foo" "" "x"`}, err: ErrMaxControlLine},
+	{name: "auth PING", in: "PING\r\n", set: settings{expectConnect: true}, err: ErrAuthorization},
+	{name: "auth PUB", in: "PUB foo 1\r\nx\r\n", set: settings{expectConnect: true},
+		err: ErrAuthorization},
+	{name: "auth junk", in: "xyz", set: settings{expectConnect: true}, err: ErrAuthorization},
+	{name: "auth still expected", in: "CONNECT {}\r\nPING\r\n", set: settings{expectConnect: true},
+		want: []string{`CONNECT "{}"`}, err: ErrAuthorization},
+	{name: "auth C but not CONNECT", in: "CLOSE\r\n", set: settings{expectConnect: true},
+		err: ErrUnknownOp},
+}
+
 func TestParseErrors(t *testing.T) {
-	long := strings.Repeat("a", 79)
-	cases := []parseCase{
-		{name: "unknown op", in: "FOO bar\r\n", err: ErrUnknownOp},
-		{name: "empty line", in: "\r\n", err: ErrUnknownOp},
-		{name: "bare lf", in: "\n", err: ErrUnknownOp},
-		{name: "space first", in: " PING\r\n", err: ErrUnknownOp},
-		{name: "after valid op", in: "PING\r\nFOO bar\r\n", want: []string{"PING"}, err: ErrUnknownOp},
-		{name: "route RS+", in: "RS+ $G foo\r\n", err: ErrUnknownOp},
-		{name: "route RMSG", in: "RMSG $G foo 1\r\nx\r\n", err: ErrUnknownOp},
-		{name: "leaf LS+", in: "LS+ $G foo\r\n", err: ErrUnknownOp},
-		{name: "MSG from client", in: "MSG foo 1 1\r\nx\r\n", err: ErrUnknownOp},
-		{name: "truncated op", in: "PIN\r\n", err: ErrUnknownOp},
-		{name: "P junk", in: "PX\r\n", err: ErrUnknownOp},
-		{name: "PUB glued", in: "PUBfoo 1\r\nx\r\n", err: ErrUnknownOp},
-		{name: "PUB no args", in: "PUB\r\n", err: ErrUnknownOp},
-		{name: "SUB no args", in: "SUB\r\n", err: ErrUnknownOp},
-		{name: "UNSUB no args", in: "UNSUB\r\n", err: ErrUnknownOp},
-		{name: "+ junk", in: "+OX\r\n", err: ErrUnknownOp},
-		{name: "- junk", in: "-EXR\r\n", err: ErrUnknownOp},
-		{name: "vertical tab is not +", in: "\vOK\r\n", err: ErrUnknownOp},
-		{name: "CONNECT typo", in: "CONECT {}\r\n", err: ErrUnknownOp},
-		{name: "PUB bad terminator", in: "PUB foo 5\r\nhelloXY", err: ErrUnknownOp},
-		{name: "PUB lf terminator", in: "PUB foo 5\r\nhello\nPING\r\n", err: ErrUnknownOp},
-		{name: "PUB cr only", in: "PUB foo 5\r\nhello\rPING\r\n", err: ErrUnknownOp},
-		{name: "PUB short payload", in: "PUB foo 2\r\nhi\r\nPUB foo 3\r\nabcd\r\n",
-			want: []string{`PUB "foo" "" "hi"`}, err: ErrUnknownOp},
-		{name: "HPUB bad terminator", in: "HPUB foo 2 3\r\nabcde", err: ErrUnknownOp},
-		{name: "PUB blank args", in: "PUB \r\n", err: ErrProtocol},
-		{name: "PUB one arg", in: "PUB foo\r\n", err: ErrProtocol},
-		{name: "PUB four args", in: "PUB a b c 1\r\nx\r\n", err: ErrProtocol},
-		{name: "PUB bad size", in: "PUB foo x\r\n", err: ErrProtocol},
-		{name: "PUB size with sign", in: "PUB foo +1\r\nx\r\n", err: ErrProtocol},
-		{name: "PUB negative size", in: "PUB foo -1\r\n", err: ErrProtocol},
-		{name: "PUB size 2^31", in: "PUB foo 2147483648\r\n", err: ErrProtocol},
-		{name: "PUB size overflow", in: "PUB foo 99999999999999999999999\r\n", err: ErrProtocol},
-		{name: "PUB size over limit", in: "PUB foo 2147483647\r\n", err: ErrMaxPayload},
-		{name: "PUB over max payload", in: "PUB pub.a 101\r\n", set: settings{maxPayload: 100},
-			err: ErrMaxPayload},
-		{name: "PUB default max payload", in: "PUB foo 1048577\r\n", err: ErrMaxPayload},
-		{name: "HPUB two args", in: "HPUB foo 5\r\n", err: ErrProtocol},
-		{name: "HPUB five args", in: "HPUB a b c 1 2\r\n", err: ErrProtocol},
-		{name: "HPUB hdr > total", in: "HPUB foo 6 5\r\n", err: ErrProtocol},
-		{name: "HPUB bad hdr", in: "HPUB foo x 5\r\n", err: ErrProtocol},
-		{name: "HPUB bad total", in: "HPUB foo 1 x\r\n", err: ErrProtocol},
-		{name: "HPUB total overflow", in: "HPUB foo 1 99999999999\r\n", err: ErrProtocol},
-		{name: "HPUB over max payload", in: "HPUB foo 1 101\r\n", set: settings{maxPayload: 100},
-			err: ErrMaxPayload},
-		{name: "HPUB without headers", in: "HPUB foo 12 12\r\n", set: settings{noHeaders: true},
-			err: ErrHeadersRequired},
-		{name: "A3 HPUB without headers", in: "CONNECT {\"verbose\":false}\r\nHPUB foo 12 12\r\n",
-			set: settings{noHeaders: true}, want: []string{`CONNECT "{\"verbose\":false}"`},
-			err: ErrHeadersRequired},
-		{name: "SUB one arg", in: "SUB foo\r\n", err: ErrProtocol},
-		{name: "SUB blank", in: "SUB  \r\n", err: ErrProtocol},
-		{name: "SUB four args", in: "SUB a b c d\r\n", err: ErrProtocol},
-		{name: "UNSUB blank", in: "UNSUB \r\n", err: ErrProtocol},
-		{name: "UNSUB three args", in: "UNSUB 1 2 3\r\n", err: ErrProtocol},
-		{name: "UNSUB bad max", in: "UNSUB 1 x\r\n", err: ErrProtocol},
-		{name: "UNSUB negative max", in: "UNSUB 1 -2\r\n", err: ErrProtocol},
-		{name: "UNSUB max overflow", in: "UNSUB 1 9223372036854775808\r\n", err: ErrProtocol},
-		{name: "UNSUB max overflow long", in: "UNSUB 1 99999999999999999999999\r\n", err: ErrProtocol},
-		{name: "control line over limit", in: "SUB 123456789\r\n", set: settings{maxLine: 8},
-			err: ErrMaxControlLine},
-		{name: "control line over limit by cr", in: "SUB 12345678\r\r\n", set: settings{maxLine: 8},
-			err: ErrMaxControlLine},
-		{name: "control line no newline", in: "SUB " + long, set: settings{maxLine: 64},
-			err: ErrMaxControlLine},
-		{name: "A4 long subject", in: "SUB " + long + " 1\r\n", set: settings{maxLine: 64},
-			err: ErrMaxControlLine},
-		{name: "connect over limit", in: "CONNECT {\"ab\":1}\r\n", set: settings{maxLine: 7},
-			err: ErrMaxControlLine},
-		{name: "pub over limit", in: "PUB foo 1\r\nx\r\nPUB foo.bar.baz 1\r\nx\r\n",
-			set: settings{maxLine: 8}, want: []string{`PUB "foo" "" "x"`}, err: ErrMaxControlLine},
-		{name: "auth PING", in: "PING\r\n", set: settings{expectConnect: true}, err: ErrAuthorization},
-		{name: "auth PUB", in: "PUB foo 1\r\nx\r\n", set: settings{expectConnect: true},
-			err: ErrAuthorization},
-		{name: "auth junk", in: "xyz", set: settings{expectConnect: true}, err: ErrAuthorization},
-		{name: "auth still expected", in: "CONNECT {}\r\nPING\r\n", set: settings{expectConnect: true},
-			want: []string{`CONNECT "{}"`}, err: ErrAuthorization},
-		{name: "auth C but not CONNECT", in: "CLOSE\r\n", set: settings{expectConnect: true},
-			err: ErrUnknownOp},
-	}
-	for _, tc := range cases {
+	for _, tc := range errorCases {
 		runCase(t, tc)
 	}
 }
@@ -564,26 +569,32 @@ func TestZeroAllocs(t *testing.T) {
 	h := &nopHandler{}
 	p := NewParser(h)
 	p.Headers = true
+	pubs := repeatOp(pubOp(16))
 	mixed := []byte("PUB foo.bar 16\r\n0123456789abcdef\r\nPUB foo reply 2\r\nhi\r\n" +
-		"HPUB foo 12 14\r\nNATS/1.0\r\n\r\nhi\r\nSUB foo 1\r\nSUB foo q 2\r\nUNSUB 1 5\r\nPING\r\n")
-	if n := testing.AllocsPerRun(100, func() {
-		if err := p.Parse(mixed); err != nil {
-			t.Fatal(err)
-		}
-	}); n != 0 {
-		t.Errorf("in-buffer parse: %v allocs", n)
-	}
-	// Split everywhere: control lines and payloads cross calls (after a warm-up run that
-	// allocates the scratch array and message buffer once).
-	run := func() {
-		for i := 0; i < len(mixed); i += 5 {
-			if err := p.Parse(mixed[i:min(i+5, len(mixed))]); err != nil {
+		"HPUB foo 12 14\r\nNATS/1.0\r\n\r\nhi\r\nSUB foo 1\r\nSUB foo q 2\r\nUNSUB 1 5\r\nPING\r\n" +
+		"pub  foo\t2 \r\nhi\r\nPONG\r\n+OK\r\n")
+	for name, buf := range map[string][]byte{"pub": pubs, "mixed": mixed} {
+		if n := testing.AllocsPerRun(100, func() {
+			if err := p.Parse(buf); err != nil {
 				t.Fatal(err)
 			}
+		}); n != 0 {
+			t.Errorf("%s in one buffer: %v allocs", name, n)
 		}
-	}
-	run()
-	if n := testing.AllocsPerRun(100, run); n != 0 {
-		t.Errorf("split parse: %v allocs", n)
+		// Split everywhere: control lines and payloads cross calls. The warm-up run
+		// allocates the scratch array and the message buffer, once.
+		for _, step := range []int{1, 5, 16} {
+			run := func() {
+				for i := 0; i < len(buf); i += step {
+					if err := p.Parse(buf[i:min(i+step, len(buf))]); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			run()
+			if n := testing.AllocsPerRun(20, run); n != 0 {
+				t.Errorf("%s split every %d bytes: %v allocs", name, step, n)
+			}
+		}
 	}
 }
