@@ -130,7 +130,10 @@ func (s *Server) createClient(nc net.Conn) {
 	c.out.signal = make(chan struct{}, 1)
 	c.prod.init(c)
 	c.parser = wire.NewParser(c)
-	c.parser.MaxControlLine = s.opts.MaxControlLine
+	// Until CONNECT the default control-line limit applies even when a smaller one is
+	// configured, so a client's CONNECT (which carries credentials) still fits; this is
+	// what the reference does (spec appendix A4).
+	c.parser.MaxControlLine = max(s.opts.MaxControlLine, DefaultMaxControlLine)
 	c.parser.MaxPayload = s.opts.MaxPayload
 	// Until CONNECT, defaults apply: verbose and pedantic on (telnet users), echo on.
 	c.opts = connectOpts{Verbose: true, Pedantic: true, Echo: true}

@@ -186,12 +186,15 @@ func TestTranscriptLimits(t *testing.T) {
 	c.expectClosed()
 
 	c, _ = dial(t, s)
+	c.send(`CONNECT {"verbose":false,"user":"bob","pass":"a password longer than the limit"}` + "\r\n")
 	c.send("SUB " + strings.Repeat("a", 79) + " 1\r\n")
 	c.expect("-ERR 'maximum control line exceeded'\r\n")
 	c.expectClosed()
 
-	// A long line without a newline is refused as soon as it passes the limit.
+	// A long line without a newline is refused as soon as it passes the limit. Before
+	// CONNECT the default limit (4 KiB) applies, so CONNECT itself fits.
 	c, _ = dial(t, s)
+	c.send(`CONNECT {"verbose":false}` + "\r\n")
 	c.send("PUB " + strings.Repeat("b", 200))
 	c.expect("-ERR 'maximum control line exceeded'\r\n")
 	c.expectClosed()
