@@ -1,0 +1,75 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+)
+
+func TestFlagErrorsNameTheFlag(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--max_payload", "lots"}, "max_payload"},
+		{[]string{"-p", "abc"}, "-p"},
+		{[]string{"--ping_interval", "soon"}, "ping_interval"},
+		{[]string{"extra"}, "unexpected argument"},
+		{[]string{"-c", "x.conf"}, "flag -c"},
+		{[]string{"--bogus"}, "bogus"},
+	} {
+		var errOut bytes.Buffer
+		m := NewMain(&bytes.Buffer{}, &errOut)
+		err := m.ParseFlags(tc.args)
+		if err == nil || !strings.Contains(err.Error()+errOut.String(), tc.want) {
+			t.Errorf("%v: got %v (%s), want mention of %q", tc.args, err, errOut.String(), tc.want)
+		}
+	}
+}
+
+func TestInvalidOptionsRefuseToStart(t *testing.T) {
+	m := NewMain(&bytes.Buffer{}, &bytes.Buffer{})
+	if err := m.ParseFlags([]string{"-p", "-1", "--max_payload", "2MB", "--max_pending", "1MB"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(); err == nil || !strings.Contains(err.Error(), "max_payload") {
+		t.Fatalf("want max_payload error, got %v", err)
+	}
+}
+
+func TestSizes(t *testing.T) {
+	for in, want := range map[string]int{"1024": 1024, "64KB": 64 << 10, "1MB": 1 << 20, "2G": 2 << 30, "10B": 10} {
+		got, err := parseSize(in)
+		if err != nil || got != want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "MB", "-1", "1XB"} {
+		if _, err := parseSize(bad); err == nil {
+			t.Errorf("parseSize(%q) accepted", bad)
+		}
+	}
+}
+
+func TestVersionAndRunStop(t *testing.T) {
+	var out bytes.Buffer
+	if code := Execute(context.Background(), []string{"-v"}, &out, &bytes.Buffer{}); code != 0 || !strings.Contains(out.String(), "starling version") {
+		t.Fatalf("-v: code %d output %q", code, out.String())
+	}
+	m := NewMain(&bytes.Buffer{}, &bytes.Buffer{})
+	if err := m.ParseFlags([]string{"-a", "127.0.0.1", "-p", "-1", "-m", "-1", "-DV"}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	<-m.Ready()
+	if m.Server().ClientURL() == "" || m.MonitorAddr() == "" {
+		t.Fatal("server or monitor not listening")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+}

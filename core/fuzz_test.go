@@ -1,0 +1,70 @@
+package core_test
+
+import (
+	"bufio"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/starling-io/starling/core"
+)
+
+var (
+	fuzzOnce sync.Once
+	fuzzSrv  *core.Server
+)
+
+// FuzzServerInput feeds arbitrary bytes to a live server over a socket, after a CONNECT
+// that turns headers on, and checks that the server still answers a fresh client: no input
+// may panic it or wedge it.
+func FuzzServerInput(f *testing.F) {
+	for _, seed := range []string{
+		"PUB foo 5\r\nhello\r\n",
+		"SUB foo 1\r\nPUB foo bar 2\r\nhi\r\nUNSUB 1 1\r\n",
+		"HPUB foo 12 14\r\nNATS/1.0\r\n\r\nhi\r\n",
+		"SUB _INBOX.* 9\r\nPUB nobody _INBOX.x 0\r\n\r\n",
+		"CONNECT {\"protocol\":5}\r\n",
+		"SUB foo..bar 1\r\nPUB foo.* 0\r\n\r\n",
+		"PING\r\nPONG\r\n+OK\r\n-ERR 'x'\r\n",
+		"PUB foo 3\r\nabcXY",
+		"SUB a q 1\r\nSUB a q 2\r\nPUB a 1\r\nx\r\n",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		fuzzOnce.Do(func() {
+			s, err := core.New(core.Options{Host: "127.0.0.1", Port: -1, MaxPayload: 4096, MaxControlLine: 256})
+			if err != nil {
+				panic(err)
+			}
+			if err := s.Start(); err != nil {
+				panic(err)
+			}
+			fuzzSrv = s
+		})
+		addr := fuzzSrv.Addr().String()
+		nc, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = nc.Write([]byte("CONNECT {\"verbose\":false,\"pedantic\":true,\"headers\":true,\"no_responders\":true,\"protocol\":1}\r\n"))
+		_, _ = nc.Write(in)
+		nc.Close()
+
+		probe, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer probe.Close()
+		_ = probe.SetDeadline(time.Now().Add(5 * time.Second))
+		r := bufio.NewReader(probe)
+		if _, err := r.ReadString('\n'); err != nil {
+			t.Fatalf("no INFO after input %q: %v", in, err)
+		}
+		_, _ = probe.Write([]byte("PING\r\n"))
+		if l, err := r.ReadString('\n'); err != nil || l != "PONG\r\n" {
+			t.Fatalf("server unhealthy after input %q: %q %v", in, l, err)
+		}
+	})
+}
