@@ -72,6 +72,7 @@ type client struct {
 	l1        map[string]*subject.Result[*subscription]
 	l1gen     uint64
 	gotPing   bool // first PING after CONNECT answered (connect_info INFO sent)
+	inBatch   inBatch
 	connected bool // CONNECT processed
 
 	// Set at CONNECT by the read goroutine before any delivery can depend on them; the
@@ -100,6 +101,27 @@ type client struct {
 	lastAct    atomic.Int64 // unix nanos of the last activity either way
 	stats      counters
 	writerDone chan struct{}
+}
+
+// inBatch counts inbound traffic during one read buffer; it is published to the atomic
+// counters once per buffer instead of once per message.
+type inBatch struct {
+	msgs, bytes int64
+	active      bool // a PUB, SUB or PING arrived: the client is not idle
+}
+
+// publishInBatch moves the read buffer's counts to the shared counters.
+func (c *client) publishInBatch(now int64) {
+	b := &c.inBatch
+	if b.msgs > 0 {
+		c.stats.inMsgs.Add(b.msgs)
+		c.stats.inBytes.Add(b.bytes)
+		b.active = true
+	}
+	if b.active {
+		c.lastIn.Store(now)
+	}
+	*b = inBatch{}
 }
 
 // counters are per-connection traffic totals: atomics so monitoring can read them while
@@ -179,8 +201,10 @@ func (c *client) readLoop() {
 	for {
 		n, err := c.nc.Read(buf)
 		if n > 0 {
-			c.lastAct.Store(time.Now().UnixNano())
+			now := time.Now().UnixNano()
+			c.lastAct.Store(now)
 			perr := c.parser.Parse(buf[:n])
+			c.publishInBatch(now)
 			c.prod.flushPending()
 			if perr != nil {
 				c.handleParseError(perr)

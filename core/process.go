@@ -62,9 +62,8 @@ func (c *client) ProcessHPub(subj, reply []byte, hdrLen int, msg []byte) error {
 }
 
 func (c *client) processMsg(subj, reply []byte, hdrLen int, msg []byte) error {
-	c.stats.inMsgs.Add(1)
-	c.stats.inBytes.Add(int64(len(msg)))
-	c.lastIn.Store(c.lastAct.Load())
+	c.inBatch.msgs++
+	c.inBatch.bytes += int64(len(msg))
 	if c.opts.Pedantic && !subject.ValidLiteral(subj) {
 		c.sendErr(wire.ErrInvalidPubSubject.Text) // and still routed, like the reference
 	}
@@ -79,7 +78,7 @@ func (c *client) processMsg(subj, reply []byte, hdrLen int, msg []byte) error {
 }
 
 func (c *client) ProcessSub(subj, queue, sid []byte) error {
-	c.lastIn.Store(c.lastAct.Load())
+	c.inBatch.active = true
 	if len(queue) > 0 && string(queue) == "_sys_" {
 		c.sendErr(wire.PermSub(subj, queue))
 		return nil
@@ -146,7 +145,7 @@ func (c *client) removeSub(sub *subscription) {
 }
 
 func (c *client) ProcessPing() error {
-	c.lastIn.Store(c.lastAct.Load())
+	c.inBatch.active = true
 	c.sendProto(wire.PongLine)
 	// The first PING after CONNECT completes the handshake; a protocol-1 client then gets
 	// the connect-info INFO and may receive async INFOs from now on.
