@@ -1,6 +1,7 @@
 package core
 
 import (
+	"bytes"
 	"encoding/json"
 	"strconv"
 	"time"
@@ -64,6 +65,14 @@ func (c *client) ProcessHPub(subj, reply []byte, hdrLen int, msg []byte) error {
 func (c *client) processMsg(subj, reply []byte, hdrLen int, msg []byte) error {
 	c.inBatch.msgs++
 	c.inBatch.bytes += int64(len(msg))
+	if len(reply) > 0 && reservedReply(reply) {
+		c.sendErr(wire.PermPubReply(reply))
+		return nil
+	}
+	if len(subj) > 0 && (subj[0] == '_' || subj[0] == '$') && reservedSubject(subj) {
+		c.sendErr(wire.PermPub(subj))
+		return nil
+	}
 	if c.opts.Pedantic && !subject.ValidLiteral(subj) {
 		c.sendErr(wire.ErrInvalidPubSubject.Text) // and still routed, like the reference
 	}
@@ -182,4 +191,19 @@ func (c *client) ProcessErr(arg []byte) error {
 	c.log.Debug("client sent -ERR", "text", strconv.Quote(string(arg)))
 	c.closeConnection(reasonClientClosed)
 	return errClientErr
+}
+
+// reservedReply: reply prefixes the reference keeps for its own machinery (service imports,
+// JetStream acks, gateways); a client may not use them.
+func reservedReply(r []byte) bool {
+	if r[0] != '_' && r[0] != '$' {
+		return false
+	}
+	return bytes.HasPrefix(r, []byte("_R_.")) || bytes.HasPrefix(r, []byte("$JS.ACK.")) ||
+		bytes.HasPrefix(r, []byte("_GR_.")) || bytes.HasPrefix(r, []byte("$GR."))
+}
+
+// reservedSubject: subjects of gateway replies and Raft groups, never published by clients.
+func reservedSubject(s []byte) bool {
+	return bytes.HasPrefix(s, []byte("_GR_.")) || bytes.HasPrefix(s, []byte("$GR.")) || bytes.HasPrefix(s, []byte("$NRG."))
 }

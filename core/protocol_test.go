@@ -304,3 +304,12 @@ func TestClientSendingErrIsClosed(t *testing.T) {
 	c.send("-ERR 'oops'\r\n")
 	c.expectClosed()
 }
+
+func TestReservedReplyAndSubjects(t *testing.T) {
+	s := startCore(t, nil)
+	c, _ := dial(t, s)
+	c.send(`CONNECT {"verbose":false}` + "\r\nSUB > 1\r\nPUB pub.a _R_.abc 1\r\nx\r\nPUB $NRG.x 1\r\nx\r\nPUB ok 1\r\nx\r\nPING\r\n")
+	c.expect("-ERR 'Permissions Violation for Publish with Reply of \"_R_.abc\"'\r\n")
+	c.expect("-ERR 'Permissions Violation for Publish to \"$NRG.x\"'\r\n")
+	c.expect("MSG ok 1 1\r\nx\r\nPONG\r\n")
+}
