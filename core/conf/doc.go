@@ -1,0 +1,51 @@
+// Package conf parses nats-server style configuration files into a tree of maps, arrays and
+// scalars, every key and value carrying its file:line:col. It only parses: what the keys mean
+// is decided by the caller (cmd/starling), which uses the Entry.As* helpers so a type mismatch
+// is reported as "file:line:col: key: expected a size, got string \"abc\"".
+//
+// # Format
+//
+// A file is an implicit map. An entry is a key, an optional ':' or '=', and a value
+// ("port: 4222", "port = 4222", "port 4222"); entries end at a newline, ',' or ';'. Keys are
+// bare words or quoted. Comments run from '#' or "//" to the end of the line, where a token
+// could start (so the "//" in nats://host:4222 is part of the word).
+//
+// Values:
+//
+//   - maps { ... } (no separator needed before the brace: "tls { ... }") and arrays
+//     [ a, b ] whose elements are separated by commas or newlines;
+//   - "double-quoted" strings with escapes \t \n \r \" \\ \/ \xXX \uXXXX, 'single-quoted'
+//     raw strings (both end on their line), and block strings: '(' up to a line holding
+//     only ')', kept raw;
+//   - bare words, classified: true/false/yes/no/on/off (any case) are booleans; -?digits
+//     are int64; a size suffix multiplies (K M G T P are powers of 1000, KB/Ki/KiB ... are
+//     powers of 1024, any case, as nats-server); 2.5 and 1e3 are floats; a Go duration
+//     (10s, 500ms, 1h30m) is a time.Duration; anything else is a string (127.0.0.1,
+//     0.0.0.0:4222, nats-route://h:6222). A word that looks numeric but is not valid, such
+//     as 99999999999999999999, 1.5MB or 1h30, is an error rather than a string;
+//   - $NAME or ${NAME}: the value of the nearest earlier key NAME in this or an enclosing
+//     map, else the environment variable NAME (its text classified like a bare word), else
+//     an error. Inside quotes '$' is literal, so a bcrypt hash ($2a$11$...) must be quoted.
+//
+// One spelling is ambiguous: a bare 2m is the size 2000000 (nats-server reads it so), and
+// Entry.AsDuration reads it back as two minutes. A quoted "2m" stays a string until asked.
+//
+// "include path" (a directive: no ':' or '=') parses the file at path, relative to the
+// including file's directory, into the current map as if its text stood there. Errors in it
+// carry its own name and lines. Include cycles, includes nested more than 10 deep (or more than
+// 1000 in one parse), and maps and arrays nested more than 64 deep are errors, so no input
+// can exhaust the stack or make the work explode.
+//
+// A key given twice keeps the last value and position (nats-server behaviour).
+//
+// # Errors
+//
+// Parse does not stop at the first problem: after a bad entry it carries on at the next
+// separator or line, after an unterminated map or array at the bracket that closes the outer
+// one, and reports everything (up to 100) as Errors, one "file:line:col: message" per line.
+// Each *Error wraps a sentinel (ErrSyntax, ErrUndefined, ErrInclude, ErrTooDeep, ErrType).
+//
+// The parser is a recursive descent over the bytes of each file, with no token stream: the
+// scanner (lex.go) reads what the parser (parse.go) asks for, because a bare word ends
+// differently as a key (at ':' or '=') than as a value.
+package conf

@@ -1,0 +1,262 @@
+package conf
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Kind is the type of a Value.
+type Kind int
+
+// The kinds of value. The zero Kind is invalid: every parsed Value has one of these.
+const (
+	KindString Kind = iota + 1
+	KindInt
+	KindFloat
+	KindBool
+	KindDuration
+	KindMap
+	KindArray
+)
+
+// String returns the kind's name as used in error messages: "string", "integer", ...
+func (k Kind) String() string {
+	switch k {
+	case KindString:
+		return "string"
+	case KindInt:
+		return "integer"
+	case KindFloat:
+		return "float"
+	case KindBool:
+		return "boolean"
+	case KindDuration:
+		return "duration"
+	case KindMap:
+		return "map"
+	case KindArray:
+		return "array"
+	}
+	return "invalid"
+}
+
+// Value is one parsed value. Only the field for its Kind is set (Str for KindString, Int
+// for KindInt, ...). Raw is the source text of a scalar as written, quotes included for a
+// quoted string; a value that came from a $variable has the referenced value's Raw and the
+// reference's Pos.
+type Value struct {
+	Kind  Kind
+	Pos   Pos
+	Str   string
+	Int   int64
+	Float float64
+	Bool  bool
+	Dur   time.Duration
+	Map   *Map
+	Array []*Value
+	Raw   string
+}
+
+// Map is a configuration map: the top level of a file or a { ... } block.
+type Map struct {
+	Keys    []string // each key once, in the order it first appeared
+	Entries map[string]*Entry
+}
+
+// Entry is one key of a Map. A key defined twice keeps the last value and that definition's
+// position (nats-server behaviour); its place in Map.Keys stays that of the first.
+type Entry struct {
+	Key    string
+	KeyPos Pos
+	Value  *Value
+	// Referenced is set when a $variable resolved to this entry. Mapping code can use it
+	// to let keys that exist only as variables pass its unknown-key check, as nats-server does.
+	Referenced bool
+}
+
+func newMap() *Map { return &Map{Entries: make(map[string]*Entry)} }
+
+// set adds or replaces key. Replacing does not move the key in Keys, which keeps duplicate
+// keys O(1) each.
+func (m *Map) set(key string, pos Pos, v *Value) {
+	if _, ok := m.Entries[key]; !ok {
+		m.Keys = append(m.Keys, key)
+	}
+	m.Entries[key] = &Entry{Key: key, KeyPos: pos, Value: v}
+}
+
+// Get returns the entry for key. It tries the exact key first, then a case-insensitive match
+// (nats-server treats option names case-insensitively; the last such key in file order wins).
+// It is safe on a nil Map.
+func (m *Map) Get(key string) (*Entry, bool) {
+	if m == nil {
+		return nil, false
+	}
+	if e, ok := m.Entries[key]; ok {
+		return e, true
+	}
+	for i := len(m.Keys) - 1; i >= 0; i-- {
+		if strings.EqualFold(m.Keys[i], key) {
+			return m.Entries[m.Keys[i]], true
+		}
+	}
+	return nil, false
+}
+
+// Errorf returns an error at the entry's key position whose message starts with the key:
+// "file:line:col: key: message". It wraps what fmt.Errorf would (use %w to wrap a cause).
+func (e *Entry) Errorf(format string, args ...any) *Error {
+	err := fmt.Errorf(format, args...)
+	return &Error{Pos: e.KeyPos, Msg: e.Key + ": " + err.Error(), Err: err}
+}
+
+// describe names a value for an error message: `string "abc"`, `integer 1MB`, `map`.
+func describe(v *Value) string {
+	switch v.Kind {
+	case KindString:
+		return "string " + strconv.Quote(v.Str)
+	case KindMap, KindArray:
+		return v.Kind.String()
+	}
+	return v.Kind.String() + " " + v.Raw
+}
+
+func (e *Entry) mismatch(want string) *Error {
+	return &Error{Pos: e.KeyPos, Msg: e.Key + ": expected " + want + ", got " + describe(e.Value), Err: ErrType}
+}
+
+// scalarText returns the text of a scalar: a string's value, or any other scalar as written.
+func scalarText(v *Value) (string, bool) {
+	switch v.Kind {
+	case KindString:
+		return v.Str, true
+	case KindInt, KindFloat, KindBool, KindDuration:
+		return v.Raw, true
+	}
+	return "", false
+}
+
+// AsString returns a string value. Other scalars are accepted as written (password: 0123
+// gives "0123"); a map or array is an error.
+func (e *Entry) AsString() (string, error) {
+	if s, ok := scalarText(e.Value); ok {
+		return s, nil
+	}
+	return "", e.mismatch("a string")
+}
+
+// asKind returns the value, or for a quoted string the value its text would have unquoted
+// (so "1MB" and "true" in quotes work where a size or a boolean is expected).
+func asKind(v *Value) Value {
+	if v.Kind == KindString {
+		if c, msg := classify(strings.TrimSpace(v.Str)); msg == "" {
+			return c
+		}
+	}
+	return *v
+}
+
+// AsInt returns an integer value, including sizes such as 1MB (written bare or quoted).
+func (e *Entry) AsInt() (int64, error) {
+	if v := asKind(e.Value); v.Kind == KindInt {
+		return v.Int, nil
+	}
+	return 0, e.mismatch("an integer")
+}
+
+// AsSize is AsInt with "expected a size" in its error, for byte counts like max_payload.
+func (e *Entry) AsSize() (int64, error) {
+	if v := asKind(e.Value); v.Kind == KindInt {
+		return v.Int, nil
+	}
+	return 0, e.mismatch("a size")
+}
+
+// AsBool returns a boolean value: true/false/yes/no/on/off in any case, bare or quoted.
+func (e *Entry) AsBool() (bool, error) {
+	if v := asKind(e.Value); v.Kind == KindBool {
+		return v.Bool, nil
+	}
+	return false, e.mismatch("a boolean")
+}
+
+// AsFloat returns a float value; an integer is accepted.
+func (e *Entry) AsFloat() (float64, error) {
+	switch v := asKind(e.Value); v.Kind {
+	case KindFloat:
+		return v.Float, nil
+	case KindInt:
+		return float64(v.Int), nil
+	}
+	return 0, e.mismatch("a number")
+}
+
+// AsDuration returns a duration. It accepts a Go duration, bare (10s) or quoted ("2m"), and,
+// like nats-server, a plain number as seconds (write_deadline: 5, timeout: 2.5). A bare 2m,
+// which classifies as the size 2000000, is read back as two minutes.
+func (e *Entry) AsDuration() (time.Duration, error) {
+	v := e.Value
+	if v.Kind == KindString {
+		if d, err := time.ParseDuration(strings.TrimSpace(v.Str)); err == nil {
+			return d, nil
+		}
+		c := asKind(v)
+		v = &c
+	}
+	switch v.Kind {
+	case KindDuration:
+		return v.Dur, nil
+	case KindInt:
+		if d, err := time.ParseDuration(v.Raw); err == nil {
+			return d, nil
+		}
+		if n, err := strconv.ParseInt(v.Raw, 10, 64); err == nil && n == v.Int &&
+			n <= math.MaxInt64/int64(time.Second) && n >= math.MinInt64/int64(time.Second) {
+			return time.Duration(n) * time.Second, nil
+		}
+	case KindFloat:
+		if s := v.Float * float64(time.Second); s < math.MaxInt64 && s > math.MinInt64 {
+			return time.Duration(s), nil
+		}
+	}
+	return 0, e.mismatch("a duration")
+}
+
+// AsMap returns a map value.
+func (e *Entry) AsMap() (*Map, error) {
+	if e.Value.Kind == KindMap {
+		return e.Value.Map, nil
+	}
+	return nil, e.mismatch("a map")
+}
+
+// AsArray returns an array value.
+func (e *Entry) AsArray() ([]*Value, error) {
+	if e.Value.Kind == KindArray {
+		return e.Value.Array, nil
+	}
+	return nil, e.mismatch("an array")
+}
+
+// AsStrings returns a string or an array of strings as a slice (scalars accepted as in
+// AsString). A map or nested array element is an error at the element's position.
+func (e *Entry) AsStrings() ([]string, error) {
+	if s, ok := scalarText(e.Value); ok {
+		return []string{s}, nil
+	}
+	if e.Value.Kind != KindArray {
+		return nil, e.mismatch("a string or an array of strings")
+	}
+	out := make([]string, 0, len(e.Value.Array))
+	for i, v := range e.Value.Array {
+		s, ok := scalarText(v)
+		if !ok {
+			return nil, &Error{Pos: v.Pos, Msg: fmt.Sprintf("%s[%d]: expected a string, got %s", e.Key, i, describe(v)), Err: ErrType}
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}

@@ -1,0 +1,139 @@
+package conf
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"testing"
+	"time"
+)
+
+const helperSrc = `s: abc
+q: "1MB"
+n: 42
+size: 2MB
+m2: 2m
+f: 2.5
+b: on
+qb: "TRUE"
+d: 1500ms
+qd: "2m"
+qn: "30"
+sec: 5
+huge: 9223372036854775807
+pw: 000123
+obj { x: 1 }
+arr: [a, 1, true]
+bad_arr: [a, {x: 1}]
+nan: (
+not a number
+)
+`
+
+func TestEntryHelpers(t *testing.T) {
+	m := mustParse(t, helperSrc, Options{})
+	get := func(key string) *Entry {
+		e, ok := m.Get(key)
+		if !ok {
+			t.Fatalf("no key %q", key)
+		}
+		return e
+	}
+	type result struct {
+		v   any
+		err string
+	}
+	call := func(v any, err error) result {
+		if err != nil {
+			return result{nil, err.Error()}
+		}
+		return result{v, ""}
+	}
+	tests := []struct {
+		name string
+		got  result
+		want result
+	}{
+		{"AsString string", call(get("s").AsString()), result{"abc", ""}},
+		{"AsString int as written", call(get("pw").AsString()), result{"000123", ""}},
+		{"AsString map", call(get("obj").AsString()), result{nil, "test.conf:15:1: obj: expected a string, got map"}},
+
+		{"AsInt int", call(get("n").AsInt()), result{int64(42), ""}},
+		{"AsInt size", call(get("size").AsInt()), result{int64(2 << 20), ""}},
+		{"AsInt quoted size", call(get("q").AsInt()), result{int64(1 << 20), ""}},
+		{"AsInt float", call(get("f").AsInt()), result{nil, "test.conf:6:1: f: expected an integer, got float 2.5"}},
+		{"AsSize string", call(get("s").AsSize()), result{nil, `test.conf:1:1: s: expected a size, got string "abc"`}},
+		{"AsSize array", call(get("arr").AsSize()), result{nil, "test.conf:16:1: arr: expected a size, got array"}},
+
+		{"AsBool bare", call(get("b").AsBool()), result{true, ""}},
+		{"AsBool quoted", call(get("qb").AsBool()), result{true, ""}},
+		{"AsBool int", call(get("n").AsBool()), result{nil, "test.conf:3:1: n: expected a boolean, got integer 42"}},
+
+		{"AsFloat float", call(get("f").AsFloat()), result{2.5, ""}},
+		{"AsFloat int", call(get("n").AsFloat()), result{42.0, ""}},
+		{"AsFloat bool", call(get("b").AsFloat()), result{nil, "test.conf:7:1: b: expected a number, got boolean on"}},
+
+		{"AsDuration bare", call(get("d").AsDuration()), result{1500 * time.Millisecond, ""}},
+		{"AsDuration quoted", call(get("qd").AsDuration()), result{2 * time.Minute, ""}},
+		{"AsDuration bare 2m", call(get("m2").AsDuration()), result{2 * time.Minute, ""}},
+		{"AsDuration int seconds", call(get("sec").AsDuration()), result{5 * time.Second, ""}},
+		{"AsDuration quoted int seconds", call(get("qn").AsDuration()), result{30 * time.Second, ""}},
+		{"AsDuration float seconds", call(get("f").AsDuration()), result{2500 * time.Millisecond, ""}},
+		{"AsDuration size", call(get("size").AsDuration()), result{nil, "test.conf:4:1: size: expected a duration, got integer 2MB"}},
+		{"AsDuration overflow", call(get("huge").AsDuration()), result{nil, "test.conf:13:1: huge: expected a duration, got integer 9223372036854775807"}},
+		{"AsDuration string", call(get("s").AsDuration()), result{nil, `test.conf:1:1: s: expected a duration, got string "abc"`}},
+
+		{"AsMap", call(get("obj").AsMap()), result{"{x=i:1}", ""}},
+		{"AsMap string", call(get("s").AsMap()), result{nil, `test.conf:1:1: s: expected a map, got string "abc"`}},
+		{"AsArray", call(get("arr").AsArray()), result{3, ""}},
+		{"AsArray map", call(get("obj").AsArray()), result{nil, "test.conf:15:1: obj: expected an array, got map"}},
+
+		{"AsStrings single", call(get("s").AsStrings()), result{"[abc]", ""}},
+		{"AsStrings array", call(get("arr").AsStrings()), result{"[a 1 true]", ""}},
+		{"AsStrings map element", call(get("bad_arr").AsStrings()), result{nil, "test.conf:17:14: bad_arr[1]: expected a string, got map"}},
+		{"AsStrings map", call(get("obj").AsStrings()), result{nil, "test.conf:15:1: obj: expected a string or an array of strings, got map"}},
+		{"AsStrings block", call(get("nan").AsStrings()), result{"[not a number]", ""}},
+	}
+	for _, tc := range tests {
+		got := tc.got
+		switch v := got.v.(type) { // render composite results comparably
+		case *Map:
+			got.v = dumpMap(v)
+		case []*Value:
+			got.v = len(v)
+		case []string:
+			got.v = fmt.Sprint(v)
+		}
+		if got != tc.want {
+			t.Errorf("%s: got (%v, %q), want (%v, %q)", tc.name, got.v, got.err, tc.want.v, tc.want.err)
+		}
+	}
+
+	_, err := get("s").AsInt()
+	if !errors.Is(err, ErrType) {
+		t.Errorf("type mismatch %v does not wrap ErrType", err)
+	}
+}
+
+func TestEntryErrorf(t *testing.T) {
+	m := mustParse(t, "\n  port: 70000", Options{})
+	e, _ := m.Get("port")
+	err := e.Errorf("port %d out of range (max %d)", e.Value.Int, math.MaxUint16)
+	if got := err.Error(); got != "test.conf:2:3: port: port 70000 out of range (max 65535)" {
+		t.Errorf("Errorf = %q", got)
+	}
+	err = e.Errorf("cannot listen: %w", fs.ErrPermission)
+	if !errors.Is(err, fs.ErrPermission) {
+		t.Errorf("Errorf does not wrap %%w: %v", err)
+	}
+}
+
+func TestKindString(t *testing.T) {
+	want := []string{"invalid", "string", "integer", "float", "boolean", "duration", "map", "array", "invalid"}
+	for k := Kind(0); k <= KindArray+1; k++ {
+		if got := k.String(); got != want[k] {
+			t.Errorf("Kind(%d) = %q, want %q", k, got, want[k])
+		}
+	}
+}
