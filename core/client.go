@@ -1,6 +1,7 @@
 package core
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/starling-io/starling/core/auth"
 	"github.com/starling-io/starling/core/subject"
 	"github.com/starling-io/starling/core/wire"
 )
@@ -71,7 +73,8 @@ type client struct {
 	prod      producer
 	l1        map[string]*subject.Result[*subscription]
 	l1gen     uint64
-	gotPing   bool // first PING after CONNECT answered (connect_info INFO sent)
+	gotPing   bool     // first PING after CONNECT answered (connect_info INFO sent)
+	optsSeen  *Options // the options the parser limits were taken from
 	inBatch   inBatch
 	connected bool // CONNECT processed
 
@@ -81,6 +84,15 @@ type client struct {
 	echo    atomic.Bool
 	headers atomic.Bool
 	proto1  atomic.Bool // protocol >= 1 and first PONG sent: may receive async INFO
+
+	// Authentication and permissions. perms is replaced by Reload; the read goroutine keeps
+	// a decision cache built for the checker it last saw.
+	nonce       []byte // sent in INFO for nkey signing
+	tlsState    *tls.ConnectionState
+	perms       atomic.Pointer[auth.Checker]
+	responses   atomic.Pointer[auth.Responses]
+	pubCache    *auth.PubCache
+	pubCacheFor *auth.Checker
 
 	mu        sync.Mutex // guards everything below
 	out       outbound
@@ -92,7 +104,10 @@ type client struct {
 	pingSent  time.Time
 	rtt       time.Duration
 	pingTimer *time.Timer
-	name      string // CONNECT name, readable by monitoring
+	authTimer *time.Timer
+	authDone  bool           // CONNECT authenticated (or no auth needed)
+	ident     *auth.Identity // who the client is; nil without auth
+	name      string         // CONNECT name, readable by monitoring
 	lang      string
 	version   string
 
@@ -155,8 +170,7 @@ func (s *Server) createClient(nc net.Conn) {
 	// Until CONNECT the default control-line limit applies even when a smaller one is
 	// configured, so a client's CONNECT (which carries credentials) still fits; this is
 	// what the reference does (spec appendix A4).
-	c.parser.MaxControlLine = max(s.opts.MaxControlLine, DefaultMaxControlLine)
-	c.parser.MaxPayload = s.opts.MaxPayload
+	c.applyLimits(s.o())
 	// Until CONNECT, defaults apply: verbose and pedantic on (telnet users), echo on.
 	c.opts = connectOpts{Verbose: true, Pedantic: true, Echo: true}
 	c.echo.Store(true)
@@ -167,30 +181,49 @@ func (s *Server) createClient(nc net.Conn) {
 		_ = nc.Close()
 		return
 	}
-	over := len(s.clients) >= s.opts.MaxConnections
+	over := len(s.clients) >= s.o().MaxConnections
 	if !over {
 		s.clients[c.cid] = c
 		s.totalConn.Add(1)
 	}
 	s.mu.Unlock()
 
-	c.mu.Lock()
-	c.out.buf = wire.AppendInfo(c.out.buf, s.infoJSON(c, false))
+	o := s.o()
+	if o.Auth != nil && o.Auth.NeedsNonce() {
+		c.nonce = auth.NewNonce(nil)
+	}
+	info := s.infoJSON(c, false)
 	if over {
-		c.out.buf = wire.AppendErr(c.out.buf, wire.ErrMaxConnections.Text)
-		c.mu.Unlock()
+		b := wire.AppendErr(wire.AppendInfo(nil, info), wire.ErrMaxConnections.Text)
 		c.log.Debug("connection refused", "reason", "maximum connections exceeded")
 		_ = nc.SetWriteDeadline(time.Now().Add(time.Second))
-		_, _ = nc.Write(c.out.buf)
+		_, _ = nc.Write(b)
 		_ = nc.Close()
 		return
 	}
-	c.mu.Unlock()
+	if o.Auth != nil && o.Auth.Required() {
+		c.parser.ExpectConnect = true
+		c.startAuthTimer(o)
+	}
 	c.log.Debug("client connected")
-	s.wg.Add(2)
+	if o.TLS != nil {
+		s.wg.Add(1)
+		// The handshake runs on the client's own goroutine, never on the accept loop.
+		go c.upgradeAndRun(o, info)
+		return
+	}
+	c.mu.Lock()
+	c.out.buf = wire.AppendInfo(c.out.buf, info)
+	c.mu.Unlock()
+	c.run()
+}
+
+// run starts the client's writer and reader once its transport is final.
+func (c *client) run() {
+	c.srv.wg.Add(2)
 	go c.writeLoop()
 	go c.readLoop()
-	c.setPingTimer(s.opts.PingInterval)
+	c.setPingTimer(c.srv.o().PingInterval)
 	c.flushSignal()
 }
 
@@ -203,6 +236,9 @@ func (c *client) readLoop() {
 		if n > 0 {
 			now := time.Now().UnixNano()
 			c.lastAct.Store(now)
+			if o := c.srv.o(); o != c.optsSeen {
+				c.applyLimits(o)
+			}
 			perr := c.parser.Parse(buf[:n])
 			c.publishInBatch(now)
 			c.prod.flushPending()
@@ -232,6 +268,17 @@ func (c *client) readLoop() {
 			c.closeConnection(reason)
 			return
 		}
+	}
+}
+
+// applyLimits takes the parser limits from (reloaded) options on the read goroutine.
+func (c *client) applyLimits(o *Options) {
+	c.optsSeen = o
+	c.parser.MaxPayload = o.MaxPayload
+	if c.connected {
+		c.parser.MaxControlLine = o.MaxControlLine
+	} else {
+		c.parser.MaxControlLine = max(o.MaxControlLine, DefaultMaxControlLine)
 	}
 }
 
@@ -279,11 +326,15 @@ func (c *client) closeConnection(reason string) {
 	if c.pingTimer != nil {
 		c.pingTimer.Stop()
 	}
+	if c.authTimer != nil {
+		c.authTimer.Stop()
+	}
 	subs := make([]*subscription, 0, len(c.subs))
 	for _, sub := range c.subs {
 		subs = append(subs, sub)
 	}
 	flush := c.out.flushOnClose
+	nc := c.nc
 	c.mu.Unlock()
 
 	for _, sub := range subs {
@@ -291,9 +342,9 @@ func (c *client) closeConnection(reason string) {
 		_ = c.srv.subs.Remove(sub.subject, sub.queue, sub)
 	}
 	c.srv.removeClient(c)
-	if c.nc != nil {
+	if nc != nil {
 		if !flush {
-			_ = c.nc.Close()
+			_ = nc.Close()
 		}
 		c.flushSignal() // the writer flushes (if asked), closes the socket and exits
 	}

@@ -137,7 +137,7 @@ func (nc *Conn) Subscribe(subj, queue string, handler MsgHandler) (*Subscription
 // ("NATS/1.0\r\n…\r\n\r\n"). Frames for socket subscribers are sent at the next Flush.
 func (nc *Conn) Publish(subj, reply string, hdr, data []byte) error {
 	c := nc.c
-	if len(hdr)+len(data) > c.srv.opts.MaxPayload {
+	if len(hdr)+len(data) > c.srv.o().MaxPayload {
 		return ErrMaxPayload
 	}
 	if subj == "" {

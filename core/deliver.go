@@ -17,7 +17,8 @@ type subscription struct {
 	subject string
 	queue   string
 	sid     string
-	handler MsgHandler // set for in-process subscriptions
+	handler MsgHandler  // set for in-process subscriptions
+	filter  atomic.Bool // the owner's subscribe denies must be checked per message (§14.3)
 
 	max       atomic.Int64 // auto-unsubscribe limit; 0 = none
 	delivered atomic.Int64
@@ -164,6 +165,9 @@ func (p *producer) deliver(sub *subscription, subj, reply []byte, hdrLen int, ms
 	if sub.closed.Load() || (dst == p.self && !dst.echo.Load()) {
 		return false
 	}
+	if sub.filter.Load() && dst.perms.Load().DenySubscribeDelivery(subj, bytesOf(sub.queue)) {
+		return false
+	}
 	max := sub.max.Load()
 	n := sub.delivered.Add(1)
 	if max > 0 && n > max {
@@ -177,6 +181,11 @@ func (p *producer) deliver(sub *subscription, subj, reply []byte, hdrLen int, ms
 		sub.handler(m)
 	} else if !p.deliverFrame(dst, sub, subj, reply, hdrLen, msg) {
 		return false
+	}
+	if len(reply) > 0 {
+		if r := dst.responses.Load(); r != nil {
+			r.Record(reply, time.Now())
+		}
 	}
 	dst.stats.outMsgs.Add(1)
 	dst.stats.outBytes.Add(int64(len(msg)))

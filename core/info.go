@@ -1,6 +1,7 @@
 package core
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"runtime"
 )
@@ -17,6 +18,7 @@ type serverInfo struct {
 	Headers       bool     `json:"headers"`
 	AuthRequired  bool     `json:"auth_required,omitempty"`
 	TLSRequired   bool     `json:"tls_required,omitempty"`
+	TLSVerify     bool     `json:"tls_verify,omitempty"`
 	MaxPayload    int      `json:"max_payload"`
 	ClientID      uint64   `json:"client_id,omitempty"`
 	ClientIP      string   `json:"client_ip,omitempty"`
@@ -38,13 +40,21 @@ func (s *Server) infoJSON(c *client, connectInfo bool) []byte {
 		Version:      NATSVersion,
 		Proto:        1,
 		Go:           runtime.Version(),
-		Host:         s.opts.Host,
+		Host:         s.o().Host,
 		Port:         s.port,
-		Headers:      !s.opts.NoHeaderSupport,
-		MaxPayload:   s.opts.MaxPayload,
+		Headers:      !s.o().NoHeaderSupport,
+		MaxPayload:   s.o().MaxPayload,
 		ClientID:     c.cid,
 		ClientIP:     c.ip,
 		LameDuckMode: s.ldm,
+		Nonce:        string(c.nonce),
+	}
+	if o := s.o(); o.Auth != nil {
+		info.AuthRequired = o.Auth.Required()
+	}
+	if o := s.o(); o.TLS != nil {
+		info.TLSRequired = true
+		info.TLSVerify = o.TLS.ClientAuth >= tls.VerifyClientCertIfGiven
 	}
 	s.mu.Unlock()
 	if connectInfo {

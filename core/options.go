@@ -1,10 +1,13 @@
 package core
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/starling-io/starling/core/auth"
 )
 
 // Defaults, as nats-server's where the concept is the same.
@@ -20,6 +23,7 @@ const (
 	DefaultAuthTimeout      = 2 * time.Second
 	DefaultLameDuckDuration = 2 * time.Minute
 	DefaultLameDuckGrace    = 10 * time.Second
+	DefaultTLSTimeout       = 2 * time.Second
 
 	// firstPingDelay caps the first server PING after CONNECT: it measures RTT early.
 	firstPingDelay = 2 * time.Second
@@ -46,6 +50,16 @@ type Options struct {
 
 	LameDuckDuration    time.Duration
 	LameDuckGracePeriod time.Duration
+
+	// Auth decides who may connect and what they may do; nil lets anyone in.
+	Auth *auth.Authenticator
+	// TLS, when set, requires every client to upgrade after INFO (tls_required).
+	TLS *tls.Config
+	// TLSTimeout bounds the handshake (default 2s); the auth timeout becomes TLSTimeout+1s.
+	TLSTimeout time.Duration
+	// TLSMap logs clients in by their certificate (verify_and_map): a subject, e-mail or
+	// DNS name of the verified certificate must be a configured user name.
+	TLSMap bool
 
 	// HTTPHost/HTTPPort are reported in /varz; the HTTP server itself lives in core/monitor.
 	HTTPHost string
@@ -92,6 +106,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.LameDuckDuration == 0 {
 		o.LameDuckDuration = DefaultLameDuckDuration
+	}
+	if o.TLSTimeout == 0 {
+		o.TLSTimeout = DefaultTLSTimeout
 	}
 	if o.LameDuckGracePeriod == 0 {
 		o.LameDuckGracePeriod = DefaultLameDuckGrace

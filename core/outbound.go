@@ -137,7 +137,7 @@ func (c *client) flushOut() (closed bool) {
 		c.out.flushing = true
 		c.mu.Unlock()
 
-		_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.opts.WriteDeadline))
+		_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.o().WriteDeadline))
 		n, err := c.nc.Write(b)
 		if n > 0 {
 			c.lastAct.Store(time.Now().UnixNano())
@@ -178,13 +178,13 @@ func isTimeout(err error) bool {
 // overPending reports whether adding n bytes would pass the client's max pending budget; the
 // caller holds c.mu. The caller then closes the client as a slow consumer.
 func (c *client) overPending(n int) bool {
-	return int64(c.out.pending()+n) > c.srv.opts.MaxPending
+	return int64(c.out.pending()+n) > c.srv.o().MaxPending
 }
 
 // stallMark reports whether pending output (plus n) is past 3/4 of max_pending, where
 // producers start waiting briefly for this client to drain; c.mu must be held.
 func (c *client) stallMark(n int) bool {
-	return int64(c.out.pending()+n) > c.srv.opts.MaxPending/4*3
+	return int64(c.out.pending()+n) > c.srv.o().MaxPending/4*3
 }
 
 // stallChan returns the channel a producer waits on while c drains; c.mu must be held.
@@ -205,6 +205,6 @@ func (c *client) markSlowConsumer() {
 		return
 	}
 	c.srv.slow.Add(1)
-	c.log.Info("slow consumer detected", "reason", reasonSlowConsumerPending, "max_pending", c.srv.opts.MaxPending)
+	c.log.Info("slow consumer detected", "reason", reasonSlowConsumerPending, "max_pending", c.srv.o().MaxPending)
 	c.closeConnection(reasonSlowConsumerPending)
 }

@@ -29,7 +29,7 @@ func (c *client) setPingTimer(d time.Duration) {
 // processPingTimer: skip the PING when the client was recently active and its RTT is
 // known; close it as stale after ping_max unanswered PINGs.
 func (c *client) processPingTimer() {
-	interval := c.srv.opts.PingInterval
+	interval := c.srv.o().PingInterval
 	now := time.Now()
 	c.mu.Lock()
 	if c.closed {
@@ -38,7 +38,7 @@ func (c *client) processPingTimer() {
 	}
 	recent := now.Sub(time.Unix(0, c.lastIn.Load())) < interval && c.rtt > 0
 	if !recent {
-		if c.pingsOut+1 > c.srv.opts.PingMax {
+		if c.pingsOut+1 > c.srv.o().PingMax {
 			c.out.buf = wire.AppendErr(c.out.buf, wire.ErrStale.Text)
 			c.out.flushOnClose = true
 			c.mu.Unlock()

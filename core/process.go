@@ -22,7 +22,7 @@ func (c *client) ProcessConnect(arg []byte) error {
 		c.log.Debug("invalid CONNECT", "cause", err)
 		return wire.ErrBadConnect
 	}
-	srvHeaders := !c.srv.opts.NoHeaderSupport
+	srvHeaders := !c.srv.o().NoHeaderSupport
 	opts.Headers = opts.Headers && srvHeaders
 	switch {
 	case opts.Account != nil || opts.NewAccount != nil:
@@ -33,19 +33,23 @@ func (c *client) ProcessConnect(arg []byte) error {
 	case opts.NoResponders && !opts.Headers:
 		return wire.ErrNoRespondersNeedsHeaders
 	}
+	if err := c.authenticate(&opts); err != nil {
+		c.log.Info("authentication failed", "cause", err, "user", opts.User, "nkey", opts.Nkey)
+		return wire.ErrAuthorization
+	}
 	c.opts = opts
 	c.opts.Pass, c.opts.AuthToken, c.opts.Sig = "", "", "" // never keep secrets around
 	c.echo.Store(opts.Echo)
 	c.headers.Store(opts.Headers)
 	c.parser.ExpectConnect = false
-	c.parser.MaxControlLine = c.srv.opts.MaxControlLine
+	c.parser.MaxControlLine = c.srv.o().MaxControlLine
 	c.parser.Headers = opts.Headers
 	c.connected = true
 	c.gotPing = false
 	c.mu.Lock()
 	c.name, c.lang, c.version = opts.Name, opts.Lang, opts.Version
 	c.mu.Unlock()
-	c.setPingTimer(min(c.srv.opts.PingInterval, firstPingDelay))
+	c.setPingTimer(min(c.srv.o().PingInterval, firstPingDelay))
 	if opts.Verbose {
 		c.sendProto(wire.OKLine)
 	}
@@ -65,6 +69,10 @@ func (c *client) ProcessHPub(subj, reply []byte, hdrLen int, msg []byte) error {
 func (c *client) processMsg(subj, reply []byte, hdrLen int, msg []byte) error {
 	c.inBatch.msgs++
 	c.inBatch.bytes += int64(len(msg))
+	if !c.canPublish(subj) {
+		c.sendErr(wire.PermPub(subj))
+		return nil
+	}
 	if len(reply) > 0 && reservedReply(reply) {
 		c.sendErr(wire.PermPubReply(reply))
 		return nil
@@ -92,13 +100,19 @@ func (c *client) ProcessSub(subj, queue, sid []byte) error {
 		c.sendErr(wire.PermSub(subj, queue))
 		return nil
 	}
+	ck := c.perms.Load()
+	if !ck.CanSubscribe(subj, queue) {
+		c.sendErr(wire.PermSub(subj, queue))
+		return nil
+	}
 	sub := &subscription{client: c, subject: string(subj), queue: string(queue), sid: string(sid)}
+	sub.filter.Store(ck.FilterDelivery(sub.subject))
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
 		return nil
 	}
-	if max := c.srv.opts.MaxSubscriptions; max > 0 && len(c.subs) >= max {
+	if max := c.srv.o().MaxSubscriptions; max > 0 && len(c.subs) >= max {
 		c.mu.Unlock()
 		c.sendErr(wire.ErrMaxSubscriptions.Text)
 		return nil

@@ -28,7 +28,7 @@ var ErrServerClosed = errors.New("core: server closed")
 
 // Server is the core router. Create it with New, then Start it.
 type Server struct {
-	opts  Options
+	opts  atomic.Pointer[Options] // replaced whole by Reload; read with o()
 	log   *slog.Logger
 	id    string
 	name  string
@@ -63,7 +63,6 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		opts:    o,
 		log:     o.Logger,
 		id:      newServerID(),
 		start:   time.Now(),
@@ -73,6 +72,7 @@ func New(opts Options) (*Server, error) {
 		ready:   make(chan struct{}),
 		done:    make(chan struct{}),
 	}
+	s.opts.Store(&o)
 	s.name = o.ServerName
 	if s.name == "" {
 		s.name = s.id
@@ -88,6 +88,9 @@ func newServerID() string {
 	id[0] = 'N'
 	return string(id)
 }
+
+// o returns the options in force: immutable, replaced as a whole by Reload.
+func (s *Server) o() *Options { return s.opts.Load() }
 
 // ID returns the server id sent in INFO.
 func (s *Server) ID() string { return s.id }
@@ -105,11 +108,11 @@ func (s *Server) Start() error {
 	if s.listener != nil {
 		return errors.New("core: server already started")
 	}
-	port := s.opts.Port
+	port := s.o().Port
 	if port < 0 {
 		port = 0
 	}
-	ln, err := net.Listen("tcp", net.JoinHostPort(s.opts.Host, strconv.Itoa(port)))
+	ln, err := net.Listen("tcp", net.JoinHostPort(s.o().Host, strconv.Itoa(port)))
 	if err != nil {
 		return fmt.Errorf("core: listen: %w", err)
 	}
@@ -139,7 +142,7 @@ func (s *Server) ClientURL() string {
 	if a == nil {
 		return ""
 	}
-	host := s.opts.Host
+	host := s.o().Host
 	if host == "0.0.0.0" || host == "::" || host == "" {
 		host = "127.0.0.1"
 	}
@@ -149,8 +152,8 @@ func (s *Server) ClientURL() string {
 // clientURLs lists the host:port pairs a client could use to reach us: the advertise
 // address if set, the configured host, or every non-loopback interface address.
 func (s *Server) clientURLs(a *net.TCPAddr) []string {
-	if s.opts.ClientAdvertise != "" {
-		return []string{s.opts.ClientAdvertise}
+	if s.o().ClientAdvertise != "" {
+		return []string{s.o().ClientAdvertise}
 	}
 	port := strconv.Itoa(a.Port)
 	if !a.IP.IsUnspecified() {
@@ -250,16 +253,16 @@ func (s *Server) LameDuck(ctx context.Context) error {
 	if ln != nil {
 		_ = ln.Close()
 	}
-	s.log.Info("entering lame duck mode", "clients", len(cls), "grace", s.opts.LameDuckGracePeriod, "duration", s.opts.LameDuckDuration)
+	s.log.Info("entering lame duck mode", "clients", len(cls), "grace", s.o().LameDuckGracePeriod, "duration", s.o().LameDuckDuration)
 	for _, c := range cls {
 		c.sendAsyncInfo()
 	}
-	sleepCtx(ctx, s.opts.LameDuckGracePeriod)
+	sleepCtx(ctx, s.o().LameDuckGracePeriod)
 	s.mu.Lock()
 	cls = s.clientList()
 	s.mu.Unlock()
 	if n := len(cls); n > 0 {
-		gap := min((s.opts.LameDuckDuration-s.opts.LameDuckGracePeriod)/time.Duration(n), time.Second)
+		gap := min((s.o().LameDuckDuration-s.o().LameDuckGracePeriod)/time.Duration(n), time.Second)
 		for _, c := range cls { // map order is already random
 			if c.kind != kindClient {
 				continue

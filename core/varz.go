@@ -94,7 +94,7 @@ type SlowConsumersStats struct {
 // Varz returns the server's configuration and statistics.
 func (s *Server) Varz() *Varz {
 	now := time.Now()
-	o := &s.opts
+	o := s.o()
 	v := &Varz{
 		ServerID: s.id, ServerName: s.name, Version: NATSVersion, Proto: 1,
 		GoVersion: runtime.Version(), Host: o.Host, Port: s.port,

@@ -86,6 +86,9 @@ var (
 	// ErrBadConnect: CONNECT whose argument is not valid JSON. The connection is closed
 	// without -ERR.
 	ErrBadConnect = &Error{Close: true, Reason: "Protocol Violation"}
+
+	// ErrTLSRequired: the TLS handshake did not finish within the TLS timeout.
+	ErrTLSRequired = &Error{Text: "Secure Connection - TLS Required", Close: true, Reason: "TLS Handshake Failure"}
 )
 
 // PermPub returns the -ERR text for a publish permission violation:

@@ -1,0 +1,21 @@
+package auth
+
+import "errors"
+
+// ErrAuthorization is returned by Authenticator.Check when the credentials do
+// not authenticate a client. The client is at fault; the server answers
+// -ERR 'Authorization Violation' and closes. The returned error may wrap a
+// detail for the server log (unknown user, bad signature…); it never contains
+// a password or token and must not be sent to the client.
+var ErrAuthorization = errors.New("authorization violation")
+
+// ErrInvalidOptions is wrapped by the errors New returns for a configuration
+// that cannot work: unknown or duplicate users, bad nkeys, conflicting
+// mechanisms, malformed bcrypt hashes. Each error names the user at fault.
+var ErrInvalidOptions = errors.New("auth: invalid options")
+
+// ErrInvalidPermission is wrapped by the errors Compile (and New, for each
+// user's permissions) returns for a permission entry that is not a valid
+// subject, or a "subject queue" entry that does not parse. Each error names the
+// entry.
+var ErrInvalidPermission = errors.New("auth: invalid permission")

@@ -1,0 +1,105 @@
+package core
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/starling-io/starling/core/wire"
+)
+
+// ErrReload wraps options that cannot change while the server runs.
+var ErrReload = errors.New("core: reload")
+
+// Reload puts new options in force without dropping anyone who is still allowed in: limits
+// and timeouts apply to every connection from its next read or tick, TLS settings to new
+// connections, and a new Authenticator re-checks every client — a client whose user was
+// removed or whose credentials changed is closed with an Authorization Violation, the
+// others get their (possibly changed) permissions at once. The listen address and the
+// server name cannot change.
+func (s *Server) Reload(next Options) error {
+	n, err := next.withDefaults()
+	if err != nil {
+		return err
+	}
+	cur := s.o()
+	switch {
+	case n.Host != cur.Host || (n.Port != cur.Port && !(cur.Port < 0 && n.Port < 0)):
+		return fmt.Errorf("%w: the listen address cannot change (restart instead)", ErrReload)
+	case n.ServerName != cur.ServerName:
+		return fmt.Errorf("%w: server_name cannot change", ErrReload)
+	}
+	if next.Logger == nil {
+		n.Logger = cur.Logger
+	}
+	s.opts.Store(&n)
+	s.mu.Lock()
+	cls := s.clientList()
+	s.mu.Unlock()
+	closed := 0
+	for _, c := range cls {
+		if c.kind == kindClient && !c.reauthenticate(cur, &n) {
+			closed++
+		}
+	}
+	s.log.Info("configuration reloaded", "clients", len(cls), "closed", closed)
+	return nil
+}
+
+// reauthenticate applies a new Authenticator to an authenticated client; false means the
+// client was closed.
+func (c *client) reauthenticate(old, n *Options) bool {
+	if old.Auth == n.Auth {
+		return true
+	}
+	c.mu.Lock()
+	id, done := c.ident, c.authDone
+	c.mu.Unlock()
+	if !done {
+		return true // still to send CONNECT: it will be checked against the new users
+	}
+	if n.Auth == nil || !n.Auth.Required() && id == nil {
+		c.setIdentity(nil)
+		return true
+	}
+	if id != nil && old.Auth != nil {
+		if nid, ok := n.Auth.Revalidate(old.Auth, id); ok {
+			c.setIdentity(nid)
+			c.recheckSubscriptions()
+			return true
+		}
+	}
+	c.log.Info("closing connection after reload", "cause", "user removed or credentials changed")
+	c.mu.Lock()
+	if !c.closed {
+		c.out.buf = wire.AppendErr(c.out.buf, wire.ErrAuthorization.Text)
+	}
+	c.mu.Unlock()
+	c.closeFlushing(reasonAuthFailure)
+	return false
+}
+
+// recheckSubscriptions applies changed permissions to existing subscriptions: one that is
+// no longer allowed is removed (with the permission -ERR, as at SUB time), the others get
+// their delivery filter recomputed.
+func (c *client) recheckSubscriptions() {
+	ck := c.perms.Load()
+	c.mu.Lock()
+	subs := make([]*subscription, 0, len(c.subs))
+	for _, sub := range c.subs {
+		subs = append(subs, sub)
+	}
+	c.mu.Unlock()
+	for _, sub := range subs {
+		if ck.CanSubscribe(bytesOf(sub.subject), bytesOf(sub.queue)) {
+			sub.filter.Store(ck.FilterDelivery(sub.subject))
+			continue
+		}
+		c.removeSub(sub)
+		c.mu.Lock()
+		if !c.closed {
+			c.out.buf = wire.AppendErr(c.out.buf, wire.PermSub(bytesOf(sub.subject), bytesOf(sub.queue)))
+		}
+		c.mu.Unlock()
+		c.flushSignal()
+	}
+}
