@@ -1,6 +1,7 @@
 package core
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"sort"
@@ -17,6 +18,7 @@ type ConnzOptions struct {
 	Offset     int
 	Limit      int    // <= 0: 1024
 	CID        uint64 // only this connection
+	Auth       bool   // include authorized_user (never a credential)
 	State      string // open (default), closed, any/all
 }
 
@@ -33,31 +35,34 @@ type Connz struct {
 
 // ConnInfo describes one connection.
 type ConnInfo struct {
-	Cid          uint64      `json:"cid"`
-	Kind         string      `json:"kind,omitempty"`
-	Type         string      `json:"type,omitempty"`
-	IP           string      `json:"ip"`
-	Port         int         `json:"port"`
-	Start        time.Time   `json:"start"`
-	LastActivity time.Time   `json:"last_activity"`
-	Stop         *time.Time  `json:"stop,omitempty"`
-	Reason       string      `json:"reason,omitempty"`
-	RTT          string      `json:"rtt,omitempty"`
-	Uptime       string      `json:"uptime"`
-	Idle         string      `json:"idle"`
-	Pending      int         `json:"pending_bytes"`
-	InMsgs       int64       `json:"in_msgs"`
-	OutMsgs      int64       `json:"out_msgs"`
-	InBytes      int64       `json:"in_bytes"`
-	OutBytes     int64       `json:"out_bytes"`
-	NumSubs      uint32      `json:"subscriptions"`
-	Name         string      `json:"name,omitempty"`
-	Lang         string      `json:"lang,omitempty"`
-	Version      string      `json:"version,omitempty"`
-	Subs         []string    `json:"subscriptions_list,omitempty"`
-	SubsDetail   []SubDetail `json:"subscriptions_list_detail,omitempty"`
-	NameTag      string      `json:"name_tag,omitempty"`
-	rtt          time.Duration
+	Cid            uint64      `json:"cid"`
+	Kind           string      `json:"kind,omitempty"`
+	Type           string      `json:"type,omitempty"`
+	IP             string      `json:"ip"`
+	Port           int         `json:"port"`
+	Start          time.Time   `json:"start"`
+	LastActivity   time.Time   `json:"last_activity"`
+	Stop           *time.Time  `json:"stop,omitempty"`
+	Reason         string      `json:"reason,omitempty"`
+	RTT            string      `json:"rtt,omitempty"`
+	Uptime         string      `json:"uptime"`
+	Idle           string      `json:"idle"`
+	Pending        int         `json:"pending_bytes"`
+	InMsgs         int64       `json:"in_msgs"`
+	OutMsgs        int64       `json:"out_msgs"`
+	InBytes        int64       `json:"in_bytes"`
+	OutBytes       int64       `json:"out_bytes"`
+	NumSubs        uint32      `json:"subscriptions"`
+	Name           string      `json:"name,omitempty"`
+	Lang           string      `json:"lang,omitempty"`
+	Version        string      `json:"version,omitempty"`
+	TLSVersion     string      `json:"tls_version,omitempty"`
+	TLSCipher      string      `json:"tls_cipher_suite,omitempty"`
+	AuthorizedUser string      `json:"authorized_user,omitempty"`
+	Subs           []string    `json:"subscriptions_list,omitempty"`
+	SubsDetail     []SubDetail `json:"subscriptions_list_detail,omitempty"`
+	NameTag        string      `json:"name_tag,omitempty"`
+	rtt            time.Duration
 }
 
 // SubDetail describes one subscription (in /connz and /subsz).
@@ -90,6 +95,13 @@ func (c *client) connInfo(o ConnzOptions, now time.Time) *ConnInfo {
 	ci.Pending = c.out.pending()
 	ci.NumSubs = uint32(len(c.subs))
 	ci.Name, ci.Lang, ci.Version = c.name, c.lang, c.version
+	if st := c.tlsState; st != nil {
+		ci.TLSVersion = tls.VersionName(st.Version)
+		ci.TLSCipher = tls.CipherSuiteName(st.CipherSuite)
+	}
+	if o.Auth && c.ident != nil {
+		ci.AuthorizedUser = c.ident.Name
+	}
 	if c.rtt > 0 {
 		ci.rtt = c.rtt
 		ci.RTT = c.rtt.String()

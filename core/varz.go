@@ -1,6 +1,7 @@
 package core
 
 import (
+	"crypto/tls"
 	"os"
 	"runtime"
 	"strconv"
@@ -22,6 +23,7 @@ type Varz struct {
 	Port               int                `json:"port"`
 	AuthRequired       bool               `json:"auth_required,omitempty"`
 	TLSRequired        bool               `json:"tls_required,omitempty"`
+	TLSVerify          bool               `json:"tls_verify,omitempty"`
 	ConnectURLs        []string           `json:"connect_urls,omitempty"`
 	MaxConn            int                `json:"max_connections"`
 	MaxSubs            int                `json:"max_subscriptions,omitempty"`
@@ -114,6 +116,14 @@ func (s *Server) Varz() *Varz {
 		ConfigLoadTime: s.start.UTC(),
 	}
 	v.SlowConsumersStats.Clients = uint64(v.SlowConsumers)
+	if o.Auth != nil {
+		v.AuthRequired = o.Auth.Required()
+	}
+	if o.TLS != nil {
+		v.TLSRequired = true
+		v.TLSVerify = o.TLS.ClientAuth >= tls.VerifyClientCertIfGiven
+		v.TLSTimeout = o.TLSTimeout.Seconds()
+	}
 	s.mu.Lock()
 	v.ConnectURLs = append([]string(nil), s.urls...)
 	v.Connections = len(s.clients)

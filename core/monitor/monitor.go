@@ -189,6 +189,10 @@ func (m *Monitor) HandleConnz(w http.ResponseWriter, r *http.Request) {
 		badRequest(w, err)
 		return
 	}
+	if o.Auth, err = boolParam(r, "auth"); err != nil {
+		badRequest(w, err)
+		return
+	}
 	if o.Offset, err = intParam(r, "offset"); err != nil {
 		badRequest(w, err)
 		return

@@ -1,0 +1,135 @@
+package core_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/starling-io/starling/core"
+	"github.com/starling-io/starling/core/auth"
+)
+
+// aliceBob is the spec's appendix A4 configuration: alice (bcrypt) with permissions, bob
+// plain.
+func aliceBob(t *testing.T) *auth.Authenticator {
+	t.Helper()
+	hash, err := bcrypt.GenerateFromPassword([]byte("password"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := auth.New(auth.Options{Users: []*auth.User{
+		{Username: "alice", Password: string(hash), Permissions: &auth.Permissions{
+			Publish:   &auth.SubjectPermission{Allow: []string{"pub.>"}, Deny: []string{"pub.secret"}},
+			Subscribe: &auth.SubjectPermission{Allow: []string{"sub.*", "q.foo grp"}},
+		}},
+		{Username: "bob", Password: "bobpw"},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func TestTranscriptAuthAndPermissions(t *testing.T) {
+	a := aliceBob(t)
+	s := startCore(t, func(o *core.Options) {
+		o.Auth = a
+		o.AuthTimeout = 300 * time.Millisecond
+	})
+
+	// Anything but CONNECT first: violation.
+	c, info := dial(t, s)
+	if info["auth_required"] != true {
+		t.Fatalf("INFO lacks auth_required: %v", info)
+	}
+	c.send("PING\r\n")
+	c.expect("-ERR 'Authorization Violation'\r\n")
+	c.expectClosed()
+
+	// No CONNECT in time.
+	c, _ = dial(t, s)
+	c.expect("-ERR 'Authentication Timeout'\r\n")
+	c.expectClosed()
+
+	// Wrong password.
+	c, _ = dial(t, s)
+	c.send(`CONNECT {"verbose":false,"user":"alice","pass":"wrong"}` + "\r\nPING\r\n")
+	c.expect("-ERR 'Authorization Violation'\r\n")
+	c.expectClosed()
+
+	// Right password; permissions apply and the connection stays open.
+	c, _ = dial(t, s)
+	c.send(`CONNECT {"verbose":false,"user":"alice","pass":"password"}` + "\r\nPING\r\n")
+	c.expect("PONG\r\n")
+	c.send("PUB pub.secret 1\r\nx\r\nPUB other 1\r\nx\r\nSUB sub.bad.x 1\r\nSUB q.foo 2\r\nSUB q.foo grp 3\r\nSUB q.foo other 4\r\nSUB sub.x 5\r\nSUB sub.* 6\r\nPUB pub.a 1\r\nx\r\nPING\r\n")
+	c.expect("-ERR 'Permissions Violation for Publish to \"pub.secret\"'\r\n")
+	c.expect("-ERR 'Permissions Violation for Publish to \"other\"'\r\n")
+	c.expect("-ERR 'Permissions Violation for Subscription to \"sub.bad.x\"'\r\n")
+	c.expect("-ERR 'Permissions Violation for Subscription to \"q.foo\"'\r\n")
+	c.expect("-ERR 'Permissions Violation for Subscription to \"q.foo\" using queue \"other\"'\r\n")
+	c.expect("PONG\r\n")
+	if n := s.NumSubscriptions(); n != 3 {
+		t.Fatalf("%d subscriptions, want 3 (q.foo grp, sub.x, sub.*)", n)
+	}
+
+	// bob: plain password, no permissions.
+	b, _ := dial(t, s)
+	b.send(`CONNECT {"verbose":false,"user":"bob","pass":"bobpw"}` + "\r\nPUB sub.x 2\r\nhi\r\nPING\r\n")
+	b.expect("PONG\r\n")
+	// One copy per matching subscription (sub.x and sub.*), in either order.
+	got := c.line() + c.line() + c.line() + c.line()
+	if !strings.Contains(got, "MSG sub.x 5 2\r\nhi\r\n") || !strings.Contains(got, "MSG sub.x 6 2\r\nhi\r\n") {
+		t.Fatalf("alice got %q", got)
+	}
+}
+
+func TestTokenAndNonce(t *testing.T) {
+	a, err := auth.New(auth.Options{Token: "s3cr3t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startCore(t, func(o *core.Options) { o.Auth = a })
+	c, info := dial(t, s)
+	if _, ok := info["nonce"]; ok {
+		t.Fatal("nonce sent without nkey users")
+	}
+	c.send(`CONNECT {"verbose":false,"auth_token":"s3cr3t"}` + "\r\nPING\r\n")
+	c.expect("PONG\r\n")
+	c, _ = dial(t, s)
+	c.send(`CONNECT {"verbose":false,"auth_token":"nope"}` + "\r\nPING\r\n")
+	c.expect("-ERR 'Authorization Violation'\r\n")
+	c.expectClosed()
+}
+
+// Reload: removing a user closes that user's connection with an Authorization Violation;
+// a tightened permission applies at once to an open connection; others go on untouched.
+func TestReloadUsersAndPermissions(t *testing.T) {
+	s := startCore(t, func(o *core.Options) { o.Auth = aliceBob(t) })
+	alice, _ := dial(t, s)
+	alice.send(`CONNECT {"verbose":false,"user":"alice","pass":"password"}` + "\r\nSUB sub.x 1\r\nPING\r\n")
+	alice.expect("PONG\r\n")
+	bob, _ := dial(t, s)
+	bob.send(`CONNECT {"verbose":false,"user":"bob","pass":"bobpw"}` + "\r\nPING\r\n")
+	bob.expect("PONG\r\n")
+
+	// New config: alice is gone, bob may only publish to "only.this".
+	next, err := auth.New(auth.Options{Users: []*auth.User{{Username: "bob", Password: "bobpw",
+		Permissions: &auth.Permissions{Publish: &auth.SubjectPermission{Allow: []string{"only.this"}}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Reload(core.Options{Host: "127.0.0.1", Port: -1, Auth: next}); err != nil {
+		t.Fatal(err)
+	}
+	alice.expect("-ERR 'Authorization Violation'\r\n")
+	alice.expectClosed()
+	bob.send("PUB other 1\r\nx\r\nPUB only.this 1\r\nx\r\nPING\r\n")
+	bob.expect("-ERR 'Permissions Violation for Publish to \"other\"'\r\nPONG\r\n")
+
+	// Changing the listen address is refused and changes nothing.
+	if err := s.Reload(core.Options{Host: "127.0.0.2", Port: -1, Auth: next}); err == nil || !strings.Contains(err.Error(), "listen") {
+		t.Fatalf("reload with a new host: %v", err)
+	}
+}
