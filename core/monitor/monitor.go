@@ -2,6 +2,7 @@ package monitor
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -73,10 +74,16 @@ func (m *Monitor) count(path string, h http.HandlerFunc) http.HandlerFunc {
 }
 
 // Start listens on addr ("host:port"; port 0 = random) and serves in the background.
-func (m *Monitor) Start(addr string) error {
+func (m *Monitor) Start(addr string) error { return m.StartTLS(addr, nil) }
+
+// StartTLS is Start over HTTPS when cfg is not nil (the https / https_port setting).
+func (m *Monitor) StartTLS(addr string, cfg *tls.Config) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("monitor: listen: %w", err)
+	}
+	if cfg != nil {
+		ln = tls.NewListener(ln, cfg)
 	}
 	m.ln = ln
 	m.http = &http.Server{Handler: m.mux, ReadHeaderTimeout: 5 * time.Second}
