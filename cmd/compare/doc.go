@@ -12,6 +12,7 @@
 //
 // Files: servers.go starts, probes and stops servers; bench.go runs `nats` processes and parses
 // their output; scenarios.go defines and runs the scenarios; rawclient.go is the minimal NATS
-// protocol client for the queue group and idle connections; memory.go is the idle-connection
-// test; report.go prints.
+// protocol client for the queue group and idle connections; perms.go is the permissions
+// scenario's config file and its pre-run check; memory.go is the idle-connection test; report.go
+// prints.
 package main

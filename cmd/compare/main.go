@@ -126,6 +126,12 @@ func measureScenario(ctx context.Context, r runner, servers [2]serverSpec, sc sc
 	if o.msgs > 0 {
 		rw.msgs = o.msgs
 	}
+	extra, err := sc.config.serverArgs(logDir)
+	if err != nil {
+		rw.cells[0].err, rw.cells[1].err = err, err
+		fmt.Fprintf(progress, "[%s] FAILED: %v\n", sc.name, err)
+		return rw
+	}
 	for round := range o.rounds {
 		order := []int{0, 1}
 		if round%2 == 1 {
@@ -136,7 +142,7 @@ func measureScenario(ctx context.Context, r runner, servers [2]serverSpec, sc sc
 			if c.err != nil || ctx.Err() != nil {
 				continue
 			}
-			res, err := runOnce(ctx, r, servers[i], sc, rw.msgs, logDir)
+			res, err := runOnce(ctx, r, servers[i], sc, rw.msgs, logDir, extra)
 			if err != nil {
 				c.err = fmt.Errorf("round %d: %w", round+1, err)
 				fmt.Fprintf(progress, "[%s] round %d %s: FAILED: %v\n", sc.name, round+1, servers[i].name, err)
@@ -150,13 +156,18 @@ func measureScenario(ctx context.Context, r runner, servers [2]serverSpec, sc sc
 	return rw
 }
 
-// runOnce measures sc once on a server started for this run alone.
-func runOnce(ctx context.Context, r runner, spec serverSpec, sc scenario, msgs int, logDir string) (runResult, error) {
-	s, err := startServer(ctx, spec, logDir)
+// runOnce measures sc once on a server started for this run alone, with extra server flags.
+func runOnce(ctx context.Context, r runner, spec serverSpec, sc scenario, msgs int, logDir string, extra []string) (runResult, error) {
+	s, err := startServer(ctx, spec, logDir, extra)
 	if err != nil {
 		return runResult{}, err
 	}
 	defer s.stop()
+	if sc.config != nil && sc.config.check != nil {
+		if err := sc.config.check(s.addr()); err != nil {
+			return runResult{}, fmt.Errorf("%w (server log: %s)", err, s.logPath)
+		}
+	}
 	res, err := r.run(ctx, s, sc.plan(s.url(), msgs))
 	if err != nil {
 		return res, fmt.Errorf("%w (server log: %s)", err, s.logPath)

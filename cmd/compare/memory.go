@@ -33,7 +33,7 @@ type memResult struct {
 // subscriptions each, and reads the server's memory once /varz shows all of them.
 func measureMemory(ctx context.Context, spec serverSpec, logDir string) (memResult, error) {
 	var res memResult
-	s, err := startServer(ctx, spec, logDir)
+	s, err := startServer(ctx, spec, logDir, nil)
 	if err != nil {
 		return res, err
 	}

@@ -86,6 +86,30 @@ func (r *report) writeThroughput(w io.Writer) {
 		fmt.Fprintf(w, "| %s | %s | %s | %s |\n", row.sc.name, row.cells[0].cellRate(), row.cells[1].cellRate(), fmtRatio(b, a))
 	}
 	fmt.Fprintln(w)
+	r.writeSelfRatios(w)
+}
+
+// writeSelfRatios prints the lines asked for by scenarios' selfRatio: Starling (servers[1]) on
+// one row against Starling on another row of the same run.
+func (r *report) writeSelfRatios(w io.Writer) {
+	found := false
+	for _, row := range r.rows {
+		sr := row.sc.self
+		if sr == nil {
+			continue
+		}
+		var base float64 // 0, printed as "–", when the baseline row is missing or failed
+		for _, b := range r.rows {
+			if b.sc.name == sr.baseline {
+				base = b.cells[1].okMedian()
+			}
+		}
+		fmt.Fprintf(w, "%s (%s): %s (target ≥ %.2f)\n", sr.label, sr.baseline, fmtRatio(row.cells[1].okMedian(), base), sr.target)
+		found = true
+	}
+	if found {
+		fmt.Fprintln(w)
+	}
 }
 
 func (r *report) writeDetails(w io.Writer) {
@@ -151,6 +175,9 @@ func (r *report) writeCommands(w io.Writer) {
 	for _, row := range r.rows {
 		p := row.sc.plan("nats://127.0.0.1:$PORT", row.msgs)
 		fmt.Fprintf(w, "# %s\n", row.sc.name)
+		if c := row.sc.config; c != nil {
+			fmt.Fprintf(w, "# (both servers also get: -c $TMPDIR/%s, shown below)\n", c.file)
+		}
 		if p.queue > 0 {
 			fmt.Fprintf(w, "(in-process) %d raw TCP connections: %sSUB %s %s 1\\r\\nPING\\r\\n\n",
 				p.queue, strings.TrimSuffix(connectLine, "\r\n")+`\r\n`, p.subject, queueName)
@@ -165,6 +192,11 @@ func (r *report) writeCommands(w io.Writer) {
 			idleConns, strings.TrimSuffix(connectLine, "\r\n")+`\r\n`, idleSubsPerConn)
 	}
 	fmt.Fprintf(w, "```\n\n")
+	for _, row := range r.rows {
+		if c := row.sc.config; c != nil {
+			fmt.Fprintf(w, "%s:\n\n```\n%s```\n\n", c.file, c.text)
+		}
+	}
 }
 
 func (r *report) writeErrors(w io.Writer) {
@@ -205,6 +237,14 @@ func bytesOf(r runResult) float64 { return r.rate.bytesPerSec }
 func pubOf(r runResult) float64   { return r.pubRate }
 
 func (c cell) median() float64 { return c.medianOf(rateOf) }
+
+// okMedian is the median, or 0 when a round failed (a median over fewer rounds is not comparable).
+func (c cell) okMedian() float64 {
+	if c.err != nil {
+		return 0
+	}
+	return c.median()
+}
 
 // cellRate is the median for the summary table, or "failed".
 func (c cell) cellRate() string {

@@ -45,10 +45,21 @@ type scenario struct {
 	msgs      int // per run; sized for ~2-5 s against nats-server on 2 cores
 	quickMsgs int // per run with -quick (~0.5 s)
 	plan      func(url string, msgs int) plan
+	config    *serverConfig // file both servers load with -c; nil: flags only
+	self      *selfRatio    // extra line under the table; nil for none
+}
+
+// selfRatio asks for a line under the throughput table: this row's Starling median over another
+// row's Starling median in the same run, i.e. what a feature costs Starling itself.
+type selfRatio struct {
+	label    string // e.g. "Starling with 20 rules / Starling open"
+	baseline string // name of the row giving the denominator
+	target   float64
 }
 
 // scenarios are the report's rows. Which side's rate each one reports, and why:
-//   - pub-only: the publisher's, the only side there is.
+//   - pub-only: the publisher's, the only side there is. The permissions variant publishes as a
+//     user with 20 publish rules (perms.go), on both servers loading the same config file.
 //   - pub → 1 sub and 1 pub → 5 subs: `nats bench sub`'s aggregate, i.e. messages received by all
 //     its clients over the span from the first client's first message to the last client's last
 //     one. With 5 subscribers that counts every copy (5 × msgs), the server's real output rate;
@@ -61,29 +72,37 @@ type scenario struct {
 //     across its clients, against `nats bench service serve` instances.
 func scenarios() []scenario {
 	return []scenario{
-		{"pub-only 16 B", 5_000_000, 1_000_000, func(url string, n int) plan {
+		{name: "pub-only 16 B", msgs: 5_000_000, quickMsgs: 1_000_000, plan: func(url string, n int) plan {
 			return plan{foreground: pubArgs(url, "bench.pub", n), side: sidePub}
 		}},
-		{"pub → 1 sub 16 B", 3_000_000, 600_000, func(url string, n int) plan {
+		// Right after pub-only, so that its line under the table compares neighbouring rows.
+		{name: "pub-only 16 B, user with 20 allow/deny rules", msgs: 5_000_000, quickMsgs: 1_000_000,
+			plan: func(url string, n int) plan {
+				return plan{foreground: pubArgs(url, permSubject, n, "--user", permUser, "--password", permPassword), side: sidePub}
+			},
+			config: permConfig(),
+			self:   &selfRatio{label: "Starling with 20 rules / Starling open", baseline: "pub-only 16 B", target: 0.95},
+		},
+		{name: "pub → 1 sub 16 B", msgs: 3_000_000, quickMsgs: 600_000, plan: func(url string, n int) plan {
 			return plan{
 				background: subArgs(url, "bench.one", 1, n), subject: "bench.one", wantConns: 1,
 				foreground: pubArgs(url, "bench.one", n), side: sideSub,
 			}
 		}},
 		// The subscriber aggregate counts every copy: 5 × msgs over the delivery span.
-		{"1 pub → 5 subs 16 B", 600_000, 100_000, func(url string, n int) plan {
+		{name: "1 pub → 5 subs 16 B", msgs: 600_000, quickMsgs: 100_000, plan: func(url string, n int) plan {
 			return plan{
 				background: subArgs(url, "bench.fan", fanoutSubs, n), subject: "bench.fan", wantConns: fanoutSubs,
 				foreground: pubArgs(url, "bench.fan", n), side: sideSub,
 			}
 		}},
-		{"queue group of 4, 1 pub 16 B", 3_000_000, 600_000, func(url string, n int) plan {
+		{name: "queue group of 4, 1 pub 16 B", msgs: 3_000_000, quickMsgs: 600_000, plan: func(url string, n int) plan {
 			return plan{
 				queue: queueMembers, queueWant: int64(n), subject: "bench.q", wantConns: queueMembers,
 				foreground: pubArgs(url, "bench.q", n), side: sideQSub,
 			}
 		}},
-		{"request/reply 16 B", 40_000, 8_000, func(url string, n int) plan {
+		{name: "request/reply 16 B", msgs: 40_000, quickMsgs: 8_000, plan: func(url string, n int) plan {
 			return plan{
 				background: serveArgs(url, "bench.svc", serveClients), subject: "bench.svc",
 				wantConns: serveClients, endless: true,
@@ -99,8 +118,10 @@ func common(url string) []string {
 	return []string{"--no-context", "-s", url, "--no-progress", "--size", strconv.Itoa(payloadSize)}
 }
 
-func pubArgs(url, subject string, msgs int) []string {
-	return append(append([]string{"bench", "pub"}, common(url)...), "--msgs", strconv.Itoa(msgs), subject)
+// pubArgs: extra are further flags, such as credentials.
+func pubArgs(url, subject string, msgs int, extra ...string) []string {
+	args := append(append([]string{"bench", "pub"}, common(url)...), "--msgs", strconv.Itoa(msgs))
+	return append(append(args, extra...), subject)
 }
 
 // subArgs: every one of the clients expects all msgs, and the process exits once each has them.

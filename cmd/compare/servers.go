@@ -47,13 +47,14 @@ func serverArgs(port, httpPort string) []string {
 	return []string{"-a", "127.0.0.1", "-p", port, "-m", httpPort}
 }
 
-// startServer starts spec on fresh loopback ports and returns once its monitoring endpoint answers.
-// The server's output goes to a log file in logDir, named in errors so a failed start can be read.
-func startServer(ctx context.Context, spec serverSpec, logDir string) (*server, error) {
+// startServer starts spec on fresh loopback ports, with extra flags (e.g. -c FILE) after the usual
+// ones, and returns once its monitoring endpoint answers. The server's output goes to a log file
+// in logDir, named in errors so a failed start can be read.
+func startServer(ctx context.Context, spec serverSpec, logDir string, extra []string) (*server, error) {
 	var err error
 	for attempt := 0; attempt < startAttempts; attempt++ {
 		var s *server
-		s, err = tryStartServer(ctx, spec, logDir)
+		s, err = tryStartServer(ctx, spec, logDir, extra)
 		if err == nil {
 			return s, nil
 		}
@@ -64,7 +65,7 @@ func startServer(ctx context.Context, spec serverSpec, logDir string) (*server, 
 	return nil, fmt.Errorf("start %s (%s): %w", spec.name, spec.path, err)
 }
 
-func tryStartServer(ctx context.Context, spec serverSpec, logDir string) (*server, error) {
+func tryStartServer(ctx context.Context, spec serverSpec, logDir string, extra []string) (*server, error) {
 	ports, err := freePorts(2)
 	if err != nil {
 		return nil, err
@@ -75,7 +76,7 @@ func tryStartServer(ctx context.Context, spec serverSpec, logDir string) (*serve
 	}
 	defer logFile.Close() // the child holds its own descriptor
 
-	args := serverArgs(strconv.Itoa(ports[0]), strconv.Itoa(ports[1]))
+	args := append(serverArgs(strconv.Itoa(ports[0]), strconv.Itoa(ports[1])), extra...)
 	cmd := exec.Command(spec.path, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = orphanKill()
