@@ -3,6 +3,9 @@ package app
 import (
 	"bytes"
 	"context"
+	"errors"
+	"net"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -30,12 +33,21 @@ func TestFlagErrorsNameTheFlag(t *testing.T) {
 
 func TestInvalidOptionsRefuseToStart(t *testing.T) {
 	m := NewMain(&bytes.Buffer{}, &bytes.Buffer{})
-	if err := m.ParseFlags([]string{"-p", "-1", "--max_payload", "2MB", "--max_pending", "1MB"}); err != nil {
-		t.Fatal(err)
+	err := m.ParseFlags([]string{"-p", "-1", "--max_payload", "2MB", "--max_pending", "1MB"})
+	var ce *ConfigError
+	if !errors.As(err, &ce) || !strings.Contains(err.Error(), "max_payload") {
+		t.Fatalf("want a configuration error about max_payload, got %v", err)
 	}
-	if err := m.Start(); err == nil || !strings.Contains(err.Error(), "max_payload") {
-		t.Fatalf("want max_payload error, got %v", err)
+	// A port already taken fails at Start.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	check(t, err)
+	defer ln.Close()
+	m = NewMain(&bytes.Buffer{}, &bytes.Buffer{})
+	check(t, m.ParseFlags([]string{"-a", "127.0.0.1", "-p", strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)}))
+	if err := m.Start(); err == nil || !strings.Contains(err.Error(), "listen") {
+		t.Fatalf("want a listen error, got %v", err)
 	}
+	_ = m.Close()
 }
 
 func TestSizes(t *testing.T) {

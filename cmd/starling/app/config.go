@@ -1,0 +1,253 @@
+package app
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/starling-io/starling/core/conf"
+)
+
+// readFile maps a parsed configuration file onto s: the same settings the flags set, under
+// nats-server's key names and aliases. Unknown keys are errors, except keys that only serve
+// as $variables. Every problem goes to p with its file:line:col and the key's dotted path.
+func readFile(s *settings, m *conf.Map, p *problems) {
+	r := &fileReader{p: p}
+	o := &s.core
+	each(m, "", func(key, path string, e *conf.Entry) {
+		switch key {
+		case "listen":
+			if host, port, ok := r.hostPort(e, path); ok {
+				o.Host, o.Port = orString(host, o.Host), port
+			}
+		case "host", "net":
+			o.Host, _ = r.str(e, path)
+		case "port":
+			o.Port, _ = r.intIn(e, path, -1, 65535)
+		case "http", "http_port", "monitor_port":
+			if host, port, ok := r.hostPort(e, path); ok {
+				s.httpHost, s.httpPort = orString(host, s.httpHost), port
+			}
+		case "https", "https_port":
+			if host, port, ok := r.hostPort(e, path); ok {
+				s.httpHost, s.httpsPort, s.httpsAt = orString(host, s.httpHost), port, fileOrigin(e.KeyPos, path)
+			}
+		case "http_base_path":
+			s.basePath, _ = r.str(e, path)
+		case "server_name":
+			o.ServerName, _ = r.str(e, path)
+		case "client_advertise":
+			o.ClientAdvertise, _ = r.str(e, path)
+		case "max_payload":
+			o.MaxPayload, _ = r.size(e, path, 1<<30)
+		case "max_control_line":
+			o.MaxControlLine, _ = r.size(e, path, 1<<30)
+		case "max_connections", "max_conn":
+			o.MaxConnections, _ = r.intIn(e, path, 0, math.MaxInt32)
+		case "max_subscriptions", "max_subs":
+			o.MaxSubscriptions, _ = r.intIn(e, path, 0, math.MaxInt32)
+		case "max_pending":
+			n, _ := r.size(e, path, math.MaxInt64)
+			o.MaxPending = int64(n)
+		case "ping_interval":
+			o.PingInterval, _ = r.duration(e, path)
+		case "ping_max":
+			o.PingMax, _ = r.intIn(e, path, 0, math.MaxInt32)
+		case "write_deadline":
+			o.WriteDeadline, _ = r.duration(e, path)
+		case "lame_duck_duration":
+			o.LameDuckDuration, _ = r.duration(e, path)
+		case "lame_duck_grace_period":
+			o.LameDuckGracePeriod, _ = r.duration(e, path)
+		case "no_header_support":
+			o.NoHeaderSupport, _ = r.boolean(e, path)
+		case "debug":
+			s.debug, _ = r.boolean(e, path)
+		case "trace":
+			s.trace, _ = r.boolean(e, path)
+		case "logfile", "log_file":
+			s.logFile, _ = r.str(e, path)
+		case "pid_file":
+			s.pidFile, _ = r.str(e, path)
+		case "no_auth_user":
+			s.auth.noAuthUser, _ = r.str(e, path)
+			s.auth.noAuthAt = fileOrigin(e.KeyPos, path)
+		case "authorization":
+			r.authorization(s, e, path)
+		case "tls":
+			if t, ok := r.tlsBlock(e, path); ok {
+				s.tls = t
+			}
+		case "cluster":
+			s.cluster = r.reserved(e, path, clusterSchema())
+		case "streaming":
+			s.streaming = r.reserved(e, path, streamingSchema())
+		default:
+			r.unknown(e, path)
+		}
+	})
+}
+
+func orString(s, otherwise string) string {
+	if s != "" {
+		return s
+	}
+	return otherwise
+}
+
+// fileReader reads typed values out of a configuration tree, reporting problems to p. Every
+// getter returns ok=false after reporting.
+type fileReader struct {
+	p *problems
+}
+
+// each calls fn for every entry of m in file order, with the key lower-cased (nats-server
+// reads keys case-insensitively) and its dotted path under parent.
+func each(m *conf.Map, parent string, fn func(key, path string, e *conf.Entry)) {
+	for _, k := range m.Keys {
+		fn(strings.ToLower(k), child(parent, k), m.Entries[k])
+	}
+}
+
+func child(parent, key string) string {
+	if parent == "" {
+		return key
+	}
+	return parent + "." + key
+}
+
+// unknown reports a key nobody reads, unless it is a variable some $reference used.
+func (r *fileReader) unknown(e *conf.Entry, path string) {
+	if !e.Referenced {
+		r.p.at(e.KeyPos, path, "unknown configuration key")
+	}
+}
+
+// fail reports an error from an Entry.As* helper, naming the key by its full path.
+func (r *fileReader) fail(err error, e *conf.Entry, path string) {
+	var ce *conf.Error
+	if errors.As(err, &ce) && path != e.Key {
+		ce.Msg = path + strings.TrimPrefix(ce.Msg, e.Key)
+	}
+	r.p.add(err)
+}
+
+func (r *fileReader) str(e *conf.Entry, path string) (string, bool) {
+	v, err := e.AsString()
+	if err != nil {
+		r.fail(err, e, path)
+		return "", false
+	}
+	return v, true
+}
+
+func (r *fileReader) boolean(e *conf.Entry, path string) (bool, bool) {
+	v, err := e.AsBool()
+	if err != nil {
+		r.fail(err, e, path)
+		return false, false
+	}
+	return v, true
+}
+
+func (r *fileReader) intIn(e *conf.Entry, path string, lo, hi int64) (int, bool) {
+	v, err := e.AsInt()
+	if err != nil {
+		r.fail(err, e, path)
+		return 0, false
+	}
+	if v < lo || v > hi {
+		r.p.at(e.KeyPos, path, "%d is out of range (%d..%d)", v, lo, hi)
+		return 0, false
+	}
+	return int(v), true
+}
+
+// size reads a byte count (1MB, 64KB, 1048576) in 0..hi.
+func (r *fileReader) size(e *conf.Entry, path string, hi int64) (int, bool) {
+	v, err := e.AsSize()
+	if err != nil {
+		r.fail(err, e, path)
+		return 0, false
+	}
+	if v < 0 || v > hi {
+		r.p.at(e.KeyPos, path, "size %d is out of range (0..%d)", v, hi)
+		return 0, false
+	}
+	return int(v), true
+}
+
+// duration reads a non-negative duration ("2m", 500ms, or a number of seconds).
+func (r *fileReader) duration(e *conf.Entry, path string) (time.Duration, bool) {
+	v, err := e.AsDuration()
+	if err != nil {
+		r.fail(err, e, path)
+		return 0, false
+	}
+	if v < 0 {
+		r.p.at(e.KeyPos, path, "duration %v is negative", v)
+		return 0, false
+	}
+	return v, true
+}
+
+func (r *fileReader) mapOf(e *conf.Entry, path string) (*conf.Map, bool) {
+	m, err := e.AsMap()
+	if err != nil {
+		r.fail(err, e, path)
+		return nil, false
+	}
+	return m, true
+}
+
+// hostPort reads "host:port" or a bare port (host "").
+func (r *fileReader) hostPort(e *conf.Entry, path string) (string, int, bool) {
+	if e.Value.Kind == conf.KindInt {
+		port, ok := r.intIn(e, path, -1, 65535)
+		return "", port, ok
+	}
+	s, ok := r.str(e, path)
+	if !ok {
+		return "", 0, false
+	}
+	host, ps, err := net.SplitHostPort(s)
+	port, perr := strconv.Atoi(ps)
+	if err != nil || perr != nil || port < -1 || port > 65535 {
+		r.p.at(e.KeyPos, path, "expected host:port or a port, got %q", s)
+		return "", 0, false
+	}
+	return host, port, true
+}
+
+// item is one string of a list, with where it was written.
+type item struct {
+	s    string
+	pos  conf.Pos
+	path string
+}
+
+// list reads a string or an array of strings, keeping each element's position.
+func (r *fileReader) list(e *conf.Entry, path string) []item {
+	v := e.Value
+	if v.Kind != conf.KindArray {
+		s, ok := r.str(e, path)
+		if !ok {
+			return nil
+		}
+		return []item{{s, v.Pos, path}}
+	}
+	out := make([]item, 0, len(v.Array))
+	for i, el := range v.Array {
+		ipath := fmt.Sprintf("%s[%d]", path, i)
+		ee := &conf.Entry{Key: ipath, KeyPos: el.Pos, Value: el}
+		s, ok := r.str(ee, ipath)
+		if ok {
+			out = append(out, item{s, el.Pos, ipath})
+		}
+	}
+	return out
+}

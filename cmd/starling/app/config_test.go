@@ -1,0 +1,290 @@
+package app
+
+import (
+	"bytes"
+	"crypto/tls"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/starling-io/starling/core"
+	"github.com/starling-io/starling/core/conf"
+)
+
+// Every configuration error names file:line:col and the key, and all of them are reported
+// at once.
+func TestConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	pki := newTestPKI(t, dir)
+	for _, tc := range []struct {
+		name string
+		text string
+		want []string // "line:col: key: message" after the file name, one per error
+	}{
+		{"unknown key", "port: 4222\nbogus: 1\n",
+			[]string{`2:1: bogus: unknown configuration key`}},
+		{"unknown nested key", "tls {\n  cert_file: \"@CERT@\"\n  key_file: \"@KEY@\"\n  verfy: true\n}\n",
+			[]string{`4:3: tls.verfy: unknown configuration key`}},
+		{"wrong type for max_payload", `max_payload: "lots"`,
+			[]string{`1:1: max_payload: expected a size, got string "lots"`}},
+		{"map for a string", "server_name { a: 1 }",
+			[]string{`1:1: server_name: expected a string, got map`}},
+		{"bad duration", "write_deadline: 1s\nping_interval: \"soon\"\n",
+			[]string{`2:1: ping_interval: expected a duration, got string "soon"`}},
+		{"port out of range", "port: 70000",
+			[]string{`1:1: port: 70000 is out of range (-1..65535)`}},
+		{"bad listen", "listen: \"nohostport\"",
+			[]string{`1:1: listen: expected host:port or a port, got "nohostport"`}},
+		{"bad tls cipher name", "tls {\n  cert_file: \"@CERT@\"\n  key_file: \"@KEY@\"\n  cipher_suites: [TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, TLS_NOPE]\n}\n",
+			[]string{`4:58: tls.cipher_suites[1]: "TLS_NOPE" is not a cipher suite name`}},
+		{"insecure tls cipher", "tls {\n  cert_file: \"@CERT@\"\n  key_file: \"@KEY@\"\n  cipher_suites: TLS_RSA_WITH_RC4_128_SHA\n}\n",
+			[]string{`4:18: tls.cipher_suites: "TLS_RSA_WITH_RC4_128_SHA" is insecure`}},
+		{"missing cert file", "tls {\n  cert_file: \"/nonexistent/cert.pem\"\n  key_file: \"@KEY@\"\n}\n",
+			[]string{`2:3: tls.cert_file: open /nonexistent/cert.pem: no such file or directory`}},
+		{"cert without key", "tls {\n  cert_file: \"@CERT@\"\n}\n",
+			[]string{`1:1: tls: TLS needs both a certificate and its key`}},
+		{"user without password and nkey", "authorization {\n  users: [\n    {user: alice, password: pw}\n    {user: bob}\n  ]\n}\n",
+			[]string{`4:5: authorization.users[1]: user "bob" has neither a password nor an nkey`}},
+		{"entry without user or nkey", "authorization {\n  users: [\n    {password: pw}\n  ]\n}\n",
+			[]string{`3:5: authorization.users[0]: needs a user (with a password) or an nkey`}},
+		{"duplicate user", "authorization {\n  users: [\n    {user: alice, password: a}\n    {user: alice, password: b}\n  ]\n}\n",
+			[]string{`4:5: authorization.users[1]: duplicate user "alice" (first defined at authorization.users[0]`}},
+		{"invalid nkey", "authorization {\n  users: [\n    {nkey: UNOTAKEY}\n  ]\n}\n",
+			[]string{`3:6: authorization.users[0].nkey: "UNOTAKEY" is not a valid public user nkey`}},
+		{"bad permission subject", "authorization {\n  users: [\n    {user: a, password: b, permissions: {publish: [\"ok.>\", \"bad..subject\"]}}\n  ]\n}\n",
+			[]string{`3:60: authorization.users[0].permissions.publish[1]: "bad..subject" is not a valid subject`}},
+		{"token with users", "authorization {\n  token: t\n  users: [ {user: a, password: b} ]\n}\n",
+			[]string{`2:3: authorization.token: a token cannot be combined with a users list`}},
+		{"unknown no_auth_user", "no_auth_user: zed\nauthorization { users: [ {user: a, password: b} ] }\n",
+			[]string{`1:1: no_auth_user: "zed" is not a user or nkey`}},
+		{"https without tls", "https: 8443",
+			[]string{`1:1: https: HTTPS monitoring needs a tls block`}},
+		{"reserved block type", "cluster {\n  name: c1\n  port: \"six\"\n  pool_size: 3\n}\nstreaming {\n  store: paper\n  store_limits { max_age: soon }\n}\n",
+			[]string{`3:3: cluster.port: expected an integer, got string "six"`,
+				`7:3: streaming.store: "paper" is not one of`,
+				`8:18: streaming.store_limits.max_age: expected a duration`}},
+		{"syntax error from the parser", "port: 4222\nmax_payload: [1\n",
+			[]string{`2:14: unterminated array`}},
+		{"several errors at once", "port: \"x\"\nbogus: 1\ntls {\n  cert_file: \"/nonexistent/c.pem\"\n  key_file: \"/nonexistent/k.pem\"\n  curve_preferences: [P999]\n}\nauthorization { users: [ {user: u} ] }\n",
+			[]string{
+				`1:1: port: expected an integer, got string "x"`,
+				`2:1: bogus: unknown configuration key`,
+				`6:23: tls.curve_preferences[0]: "P999" is not a curve name`,
+				`4:3: tls.cert_file: open /nonexistent/c.pem: no such file or directory`,
+				`8:26: authorization.users[0]: user "u" has neither a password nor an nkey`,
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			text := strings.NewReplacer("@CERT@", pki.serverCert, "@KEY@", pki.serverKey).Replace(tc.text)
+			path := writeFile(t, dir, strings.ReplaceAll(tc.name, " ", "_")+".conf", text)
+			m := NewMain(&bytes.Buffer{}, &bytes.Buffer{})
+			err := m.ParseFlags([]string{"-c", path})
+			var ce *ConfigError
+			if !errors.As(err, &ce) {
+				t.Fatalf("want a *ConfigError, got %v", err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), path+":"+w) {
+					t.Errorf("missing %q in:\n%v", path+":"+w, err)
+				}
+			}
+			if len(ce.Errs) != len(tc.want) {
+				t.Errorf("got %d errors, want %d:\n%v", len(ce.Errs), len(tc.want), err)
+			}
+			var pe *conf.Error
+			if !errors.As(err, &pe) {
+				t.Errorf("no *conf.Error in %v", err)
+			}
+		})
+	}
+}
+
+// The example of README.md's "Configuration file" section, with its paths pointed at
+// certificates made here.
+func readmeExample(t *testing.T, pki *testPKI) string {
+	t.Helper()
+	b, err := os.ReadFile("../../../README.md")
+	check(t, err)
+	readme := string(b)
+	start := strings.Index(readme, "# starling.conf\n")
+	if start < 0 {
+		t.Fatal("README.md has no example starting with # starling.conf")
+	}
+	end := strings.Index(readme[start:], "```")
+	if end < 0 {
+		t.Fatal("README.md example is not closed")
+	}
+	text := readme[start : start+end]
+	text = strings.ReplaceAll(text, "/etc/starling/tls/", pki.dir+"/")
+	text = strings.ReplaceAll(text, "/var/run/starling.pid", filepath.Join(pki.dir, "starling.pid"))
+	return text
+}
+
+func TestReadmeExampleConfig(t *testing.T) {
+	dir := t.TempDir()
+	pki := newTestPKI(t, dir)
+	path := writeFile(t, dir, "starling.conf", readmeExample(t, pki))
+
+	m := NewMain(&bytes.Buffer{}, &bytes.Buffer{})
+	check(t, m.ParseFlags([]string{"-c", path}))
+	c := m.cfg
+	o := c.core
+	if o.Auth == nil || !o.Auth.Required() || !o.Auth.NeedsNonce() {
+		t.Fatalf("Auth %+v: want an Authenticator requiring auth, with nkey users", o.Auth)
+	}
+	if len(c.plain) != 0 {
+		t.Errorf("plain-text passwords in the README example: %v", c.plain)
+	}
+	if o.TLS == nil || o.TLS.MinVersion != tls.VersionTLS12 || len(o.TLS.Certificates) != 1 ||
+		!bytes.Equal(o.TLS.Certificates[0].Certificate[0], pki.serverDER) || o.TLS.ClientCAs == nil {
+		t.Fatalf("TLS config %+v", o.TLS)
+	}
+	if o.TLS.ClientAuth != tls.NoClientCert || len(o.TLS.CipherSuites) != 2 || len(o.TLS.CurvePreferences) != 2 {
+		t.Errorf("TLS client auth %v, ciphers %v, curves %v", o.TLS.ClientAuth, o.TLS.CipherSuites, o.TLS.CurvePreferences)
+	}
+	if o.TLSTimeout != 2*time.Second || o.AuthTimeout != 3*time.Second {
+		t.Errorf("TLS timeout %v, auth timeout %v", o.TLSTimeout, o.AuthTimeout)
+	}
+	want := core.Options{Host: "0.0.0.0", Port: 4222, ServerName: "starling-1",
+		MaxPayload: 1 << 20, MaxControlLine: 4 << 10, MaxConnections: 10000, MaxSubscriptions: 1000,
+		MaxPending: 64 << 20, PingInterval: 2 * time.Minute, PingMax: 2, WriteDeadline: 10 * time.Second,
+		LameDuckDuration: 2 * time.Minute, LameDuckGracePeriod: 10 * time.Second}
+	got := o
+	got.Auth, got.TLS, got.TLSTimeout, got.AuthTimeout = nil, nil, 0, 0
+	if got != want {
+		t.Errorf("core options\n got %+v\nwant %+v", got, want)
+	}
+	if c.httpPort != 8222 || c.pidFile != filepath.Join(dir, "starling.pid") {
+		t.Errorf("http port %d, pid file %q", c.httpPort, c.pidFile)
+	}
+
+	// Flags win over the file; what they do not name keeps the file's value.
+	m = NewMain(&bytes.Buffer{}, &bytes.Buffer{})
+	check(t, m.ParseFlags([]string{"-c", path, "--max_payload", "2KB", "-p", "5222", "-m", "0", "--server_name", "flagged"}))
+	o = m.cfg.core
+	if o.MaxPayload != 2048 || o.Port != 5222 || o.ServerName != "flagged" || m.cfg.httpPort != 0 ||
+		o.MaxConnections != 10000 || o.Host != "0.0.0.0" || o.Auth == nil {
+		t.Errorf("flags over file: %+v http %d", o, m.cfg.httpPort)
+	}
+}
+
+func TestFlagsOverrideFile(t *testing.T) {
+	dir := t.TempDir()
+	pki := newTestPKI(t, dir)
+	path := writeFile(t, dir, "a.conf", `
+listen: "127.0.0.2:4333"
+max_payload: 2KB
+debug: true
+authorization { user: fileuser, password: filepw }
+tls { cert_file: "/nonexistent/c.pem", key_file: "/nonexistent/k.pem" }
+`)
+	m := NewMain(&bytes.Buffer{}, &bytes.Buffer{})
+	check(t, m.ParseFlags([]string{"-c", path, "--max_payload", "4KB", "-a", "127.0.0.1",
+		"--user", "flaguser", "--pass", "flagpw", "--tlscert", pki.serverCert, "--tlskey", pki.serverKey, "--tlscacert", pki.caFile, "--tlsverify"}))
+	c := m.cfg
+	if c.core.MaxPayload != 4096 || c.core.Host != "127.0.0.1" || c.core.Port != 4333 || !c.debug {
+		t.Errorf("merged: %+v debug %v", c.core, c.debug)
+	}
+	if c.auth.user != "flaguser" || c.auth.pass != "flagpw" || len(c.plain) != 1 || c.plain[0] != "flaguser" {
+		t.Errorf("auth %+v plain %v", c.auth, c.plain)
+	}
+	if c.core.TLS == nil || c.core.TLS.ClientAuth != tls.RequireAndVerifyClientCert || c.core.TLS.ClientCAs == nil {
+		t.Errorf("TLS %+v", c.core.TLS)
+	}
+
+	// A flag's own problem names the flag.
+	m = NewMain(&bytes.Buffer{}, &bytes.Buffer{})
+	err := m.ParseFlags([]string{"--tlscert", "/nonexistent/c.pem", "--tlskey", pki.serverKey})
+	if err == nil || !strings.Contains(err.Error(), "flag --tlscert: open /nonexistent/c.pem") {
+		t.Errorf("got %v", err)
+	}
+	err = m.ParseFlags([]string{"--pass", "x"})
+	if err == nil || !strings.Contains(err.Error(), "flag --pass: a password needs a user name") {
+		t.Errorf("got %v", err)
+	}
+	err = m.ParseFlags([]string{"--tls"})
+	if err == nil || !strings.Contains(err.Error(), "flag --tls: TLS needs both a certificate and its key") {
+		t.Errorf("got %v", err)
+	}
+}
+
+// Keys used only as $variables are not unknown keys; include works; aliases and the
+// reserved blocks are accepted and kept.
+func TestConfigVariablesIncludesAndReserved(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "limits.conf", "max_conn: 77\nmax_subs: 5\n")
+	path := writeFile(t, dir, "main.conf", `
+PORT = 4555
+READONLY = { publish: { allow: [] }, subscribe: { allow: "public.>", deny: ["public.secret", "public.work workers"] } }
+include limits.conf
+net: 127.0.0.1
+port: $PORT
+monitor_port: "127.0.0.1:8999"
+authorization {
+  timeout: 0.5
+  users: [
+    {username: reader, pass: "", permission: $READONLY}
+    {user: writer, password: w, permissions: { pub: "x.>", allow_responses: { max: -1, expires: "1m" } }}
+  ]
+}
+no_auth_user: reader
+cluster {
+  name: c1
+  listen: "0.0.0.0:6222"
+  routes: ["nats-route://a:6222", "nats-route://b:6222"]
+  authorization { user: route, password: pw, timeout: 2 }
+  tls { cert_file: c.pem, key_file: k.pem, cipher_suites: [TLS_AES_128_GCM_SHA256] }
+  no_advertise: true
+  pool_size: 3
+  connect_retries: 5
+}
+streaming {
+  cluster_id: test-cluster
+  store: file
+  dir: /var/lib/starling
+  store_limits { max_channels: 10, max_bytes: 1GB, channels { "orders.>": { max_msgs: 100 } } }
+  cluster { node_id: a, peers: [b, c] }
+}
+`)
+	m := NewMain(&bytes.Buffer{}, &bytes.Buffer{})
+	check(t, m.ParseFlags([]string{"-c", path}))
+	c := m.cfg
+	if c.core.Port != 4555 || c.core.Host != "127.0.0.1" || c.core.MaxConnections != 77 || c.core.MaxSubscriptions != 5 {
+		t.Errorf("core %+v", c.core)
+	}
+	if c.httpHost != "127.0.0.1" || c.httpPort != 8999 || c.core.AuthTimeout != 500*time.Millisecond {
+		t.Errorf("http %s:%d auth timeout %v", c.httpHost, c.httpPort, c.core.AuthTimeout)
+	}
+	if c.core.Auth == nil || c.core.Auth.Required() {
+		t.Errorf("no_auth_user: auth %+v", c.core.Auth)
+	}
+	reader := c.auth.users[0].user.Permissions
+	if reader.Publish != nil || reader.Subscribe == nil || len(reader.Subscribe.Allow) != 1 || len(reader.Subscribe.Deny) != 2 {
+		t.Errorf("reader permissions %+v", reader)
+	}
+	writer := c.auth.users[1].user.Permissions
+	if writer.Publish.Allow[0] != "x.>" || writer.AllowResponses.MaxMsgs != -1 || writer.AllowResponses.Expires != time.Minute {
+		t.Errorf("writer permissions %+v %+v", writer.Publish, writer.AllowResponses)
+	}
+	if c.cluster["name"] != "c1" || c.cluster["listen"] != "0.0.0.0:6222" || c.cluster["pool_size"] != 3 ||
+		len(c.cluster["routes"].([]string)) != 2 || c.cluster["tls"].(tlsSettings).cert != "c.pem" {
+		t.Errorf("cluster %+v", c.cluster)
+	}
+	lim := c.streaming["store_limits"].(map[string]any)
+	if c.streaming["id"] != "test-cluster" || c.streaming["store"] != "file" || lim["max_bytes"] != int64(1<<30) ||
+		lim["channels"].(map[string]any)["orders.>"].(map[string]any)["max_msgs"] != 100 {
+		t.Errorf("streaming %+v", c.streaming)
+	}
+}
+
+func TestMissingConfigFile(t *testing.T) {
+	m := NewMain(&bytes.Buffer{}, &bytes.Buffer{})
+	err := m.ParseFlags([]string{"-c", filepath.Join(t.TempDir(), "none.conf")})
+	var ce *ConfigError
+	if !errors.As(err, &ce) || !strings.Contains(err.Error(), "flag -c: ") || !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("got %v", err)
+	}
+}

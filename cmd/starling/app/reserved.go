@@ -1,0 +1,220 @@
+package app
+
+import (
+	"math"
+	"net"
+	"slices"
+	"strconv"
+
+	"github.com/starling-io/starling/core/conf"
+)
+
+// The cluster { } and streaming { } blocks belong to later issues (routes, the streaming
+// layer). They are read now so that a file written for them is accepted and checked: every
+// key must be known and of the right type. The values are kept, by canonical key name, in
+// settings.cluster and settings.streaming, and not used yet.
+
+// kind is the type a reserved key's value must have.
+type kind uint8
+
+const (
+	kString   kind = iota + 1
+	kInt           // an integer, -1 for "unlimited" allowed
+	kPort          // -1..65535
+	kSize          // a byte count (1MB), -1 allowed
+	kBool          //
+	kDuration      // "2m", 500ms or seconds
+	kStrings       // a string or a list of strings
+	kAddr          // host:port or a port
+	kMap           // a nested block with keys
+	kMapOf         // a block of named blocks (e.g. per-channel limits), each with keys
+	kTLS           // a tls block, read like the top-level one
+)
+
+// field is one key of a reserved block: its canonical name first, then its aliases.
+type field struct {
+	names []string
+	kind  kind
+	keys  schema   // kMap, kMapOf
+	oneOf []string // kString: the allowed values, if restricted
+}
+
+type schema []field
+
+func f(k kind, names ...string) field { return field{names: names, kind: k} }
+
+func (s schema) lookup(key string) (field, bool) {
+	for _, f := range s {
+		if slices.Contains(f.names, key) {
+			return f, true
+		}
+	}
+	return field{}, false
+}
+
+// clusterSchema is nats-server's cluster block.
+func clusterSchema() schema {
+	return schema{
+		f(kString, "name"),
+		f(kAddr, "listen"),
+		f(kString, "host", "net"),
+		f(kPort, "port"),
+		f(kStrings, "routes"),
+		{names: []string{"authorization"}, kind: kMap, keys: schema{
+			f(kString, "user", "username"),
+			f(kString, "password", "pass"),
+			f(kString, "token"),
+			f(kDuration, "timeout"),
+		}},
+		f(kTLS, "tls"),
+		f(kString, "advertise", "cluster_advertise"),
+		f(kBool, "no_advertise"),
+		f(kInt, "pool_size"),
+		f(kInt, "connect_retries"),
+		f(kDuration, "ping_interval"),
+		f(kInt, "ping_max"),
+	}
+}
+
+// streamingSchema is nats-streaming-server's streaming block, with Starling's store names.
+func streamingSchema() schema {
+	limits := schema{
+		f(kInt, "max_msgs", "mm"),
+		f(kSize, "max_bytes", "mb"),
+		f(kDuration, "max_age", "ma"),
+		f(kInt, "max_subs", "msu", "max_subscriptions"),
+		f(kDuration, "max_inactivity", "mi"),
+	}
+	storeLimits := append(schema{
+		f(kInt, "max_channels", "mc"),
+		{names: []string{"channels", "channels_limits"}, kind: kMapOf, keys: limits},
+	}, limits...)
+	return schema{
+		f(kString, "id", "cluster_id"),
+		f(kString, "discover_prefix"),
+		{names: []string{"store", "store_type"}, kind: kString, oneOf: []string{"memory", "file", "bolt"}},
+		f(kString, "dir", "datastore"),
+		f(kBool, "sd", "stan_debug"),
+		f(kBool, "sv", "stan_trace"),
+		f(kString, "ft_group", "ft_group_name"),
+		f(kDuration, "hb_interval", "server_to_client_hb_interval"),
+		f(kDuration, "hb_timeout", "server_to_client_hb_timeout"),
+		f(kInt, "hb_fail_count", "server_to_client_hb_fail_count"),
+		f(kInt, "ack_subs_pool_size", "ack_subscriptions_pool_size"),
+		{names: []string{"store_limits", "limits"}, kind: kMap, keys: storeLimits},
+		{names: []string{"file_options", "file"}, kind: kMap, keys: schema{
+			f(kBool, "compact", "compact_enabled"),
+			f(kInt, "compact_fragmentation", "compact_frag"),
+			f(kDuration, "compact_interval"),
+			f(kSize, "compact_min_size"),
+			f(kSize, "buffer_size"),
+			f(kBool, "crc", "do_crc"),
+			f(kInt, "crc_poly"),
+			f(kBool, "sync", "sync_on_flush", "do_sync"),
+			f(kInt, "slice_max_msgs", "slice_max_count", "slice_msgs", "slice_count"),
+			f(kSize, "slice_max_bytes", "slice_max_size", "slice_bytes", "slice_size"),
+			f(kDuration, "slice_max_age", "slice_age", "slice_max_time", "slice_time_limit"),
+			f(kString, "slice_archive_script", "slice_archive", "slice_script"),
+			f(kInt, "file_descriptors_limit", "fds_limit"),
+			f(kInt, "parallel_recovery"),
+			f(kSize, "read_buffer_size"),
+			f(kDuration, "auto_sync"),
+		}},
+		{names: []string{"cluster"}, kind: kMap, keys: schema{
+			f(kString, "node_id"),
+			f(kBool, "bootstrap"),
+			f(kStrings, "peers"),
+			f(kString, "log_path", "raft_log_path"),
+			f(kInt, "log_cache_size", "raft_log_cache_size"),
+			f(kInt, "log_snapshots", "raft_log_snapshots"),
+			f(kInt, "trailing_logs", "raft_trailing_logs"),
+			f(kBool, "sync", "raft_sync"),
+			f(kBool, "raft_logging"),
+			f(kDuration, "raft_heartbeat_timeout"),
+			f(kDuration, "raft_election_timeout"),
+			f(kDuration, "raft_lease_timeout"),
+			f(kDuration, "raft_commit_timeout"),
+			f(kBool, "proceed_on_restore_failure"),
+			f(kBool, "allow_add_remove_node"),
+		}},
+	}
+}
+
+// reserved reads a block against its schema into canonical name → value: string, int,
+// bool, time.Duration, []string, map[string]any, or tlsSettings.
+func (r *fileReader) reserved(e *conf.Entry, path string, keys schema) map[string]any {
+	m, ok := r.mapOf(e, path)
+	if !ok {
+		return nil
+	}
+	out := map[string]any{}
+	each(m, path, func(key, kpath string, e *conf.Entry) {
+		fd, ok := keys.lookup(key)
+		if !ok {
+			r.unknown(e, kpath)
+			return
+		}
+		if v, ok := r.reservedValue(e, kpath, fd); ok {
+			out[fd.names[0]] = v
+		}
+	})
+	return out
+}
+
+func (r *fileReader) reservedValue(e *conf.Entry, path string, fd field) (any, bool) {
+	switch fd.kind {
+	case kString:
+		s, ok := r.str(e, path)
+		if ok && fd.oneOf != nil && !slices.Contains(fd.oneOf, s) {
+			r.p.at(e.KeyPos, path, "%q is not one of %q", s, fd.oneOf)
+			return nil, false
+		}
+		return s, ok
+	case kInt:
+		return r.intIn(e, path, -1, math.MaxInt64)
+	case kPort:
+		return r.intIn(e, path, -1, 65535)
+	case kSize:
+		n, err := e.AsSize()
+		if err != nil {
+			r.fail(err, e, path)
+			return nil, false
+		}
+		if n < -1 {
+			r.p.at(e.KeyPos, path, "size %d is negative", n)
+			return nil, false
+		}
+		return n, true
+	case kBool:
+		return r.boolean(e, path)
+	case kDuration:
+		return r.duration(e, path)
+	case kStrings:
+		var out []string
+		for _, it := range r.list(e, path) {
+			out = append(out, it.s)
+		}
+		return out, true
+	case kAddr:
+		host, port, ok := r.hostPort(e, path)
+		return net.JoinHostPort(host, strconv.Itoa(port)), ok
+	case kMap:
+		m := r.reserved(e, path, fd.keys)
+		return m, m != nil
+	case kMapOf:
+		m, ok := r.mapOf(e, path)
+		if !ok {
+			return nil, false
+		}
+		out := map[string]any{}
+		each(m, path, func(_, kpath string, e *conf.Entry) {
+			if sub := r.reserved(e, kpath, fd.keys); sub != nil {
+				out[e.Key] = sub
+			}
+		})
+		return out, true
+	case kTLS:
+		return r.tlsBlock(e, path)
+	}
+	return nil, false
+}

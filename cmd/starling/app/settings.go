@@ -1,0 +1,285 @@
+package app
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/starling-io/starling/core"
+	"github.com/starling-io/starling/core/auth"
+	"github.com/starling-io/starling/core/conf"
+)
+
+// settings is everything the flags and the configuration file set. configure fills it from
+// defaults, then the file, then the flags given on the command line (which win), and build
+// turns it into the components' Options: core.Options with its Authenticator and tls.Config.
+type settings struct {
+	core core.Options // limits, listen address, names; Auth, TLS and TLSMap are built
+
+	httpHost   string
+	httpPort   int // monitoring over HTTP; 0 = off, -1 = random
+	httpsPort  int // monitoring over HTTPS with the tls block's certificate
+	httpsAt    origin
+	basePath   string
+	pidFile    string
+	logFile    string
+	configFile string
+	debug      bool
+	trace      bool
+
+	version bool   // -v: print the version and exit
+	check   bool   // -t: check the configuration and exit
+	signal  string // --signal CMD[=PID]: signal a running server and exit
+
+	auth authSettings
+	tls  tlsSettings
+
+	// Reserved for later issues: accepted and validated, not yet used.
+	cluster   map[string]any
+	streaming map[string]any
+
+	plain []string // users with plain-text passwords, "token" for a plain token (built)
+}
+
+// authSettings is the authorization block and the --user/--pass/--auth flags.
+type authSettings struct {
+	at         origin // the authorization block, for what auth.New reports
+	user, pass string
+	userAt     origin
+	passAt     origin
+	token      string
+	tokenAt    origin
+	users      []userEntry
+	usersAt    origin
+	defaults   *auth.Permissions
+	noAuthUser string
+	noAuthAt   origin
+}
+
+// userEntry is one element of authorization.users.
+type userEntry struct {
+	user    *auth.User
+	at      origin
+	hasPass bool // a password key was written, even an empty one
+}
+
+// tlsSettings is the tls block and the --tls* flags.
+type tlsSettings struct {
+	on       bool
+	onAt     origin
+	cert     string
+	certAt   origin
+	key      string
+	keyAt    origin
+	ca       string
+	caAt     origin
+	verify   bool
+	mapUsers bool // verify_and_map
+	timeout  time.Duration
+	ciphers  []uint16
+	curves   []tls.CurveID
+}
+
+// newSettings returns the defaults; flag definitions also write their defaults into it.
+func newSettings() *settings {
+	return &settings{}
+}
+
+// level is the log level the settings ask for.
+func (s *settings) level() slog.Level {
+	switch {
+	case s.trace:
+		return levelTrace
+	case s.debug:
+		return slog.LevelDebug
+	}
+	return slog.LevelInfo
+}
+
+// build checks what can only be checked once file and flags are merged, loads the TLS
+// certificates and builds the Authenticator, and validates the core options. Problems go
+// to p.
+func (s *settings) build(p *problems) {
+	s.core.TLS = s.tls.build(p)
+	s.core.TLSMap = s.tls.on && s.tls.mapUsers
+	if s.tls.on {
+		s.core.TLSTimeout = s.tls.timeout
+	}
+	s.core.Auth, s.plain = s.auth.build(p, s.core.TLSMap)
+	if s.basePath != "" {
+		s.basePath = path.Clean("/" + strings.Trim(s.basePath, "/"))
+		if s.basePath == "/" {
+			s.basePath = ""
+		}
+	}
+	switch {
+	case s.httpPort != 0 && s.httpsPort != 0:
+		p.add(s.httpsAt.errorf("monitoring cannot be served over both HTTP (port %d) and HTTPS (port %d)", s.httpPort, s.httpsPort))
+	case s.httpsPort != 0 && !s.tls.on:
+		p.add(s.httpsAt.errorf("HTTPS monitoring needs a tls block (or --tlscert/--tlskey) with the server certificate"))
+	}
+	if _, err := core.New(s.coreOptions(nil)); err != nil {
+		p.add(err)
+	}
+}
+
+// coreOptions returns the core options with the logger and the monitoring address filled.
+func (s *settings) coreOptions(log *slog.Logger) core.Options {
+	o := s.core
+	o.Logger = log
+	if port := s.monitorPort(); port != 0 {
+		o.HTTPHost = s.monitorHost()
+		if s.httpsPort == 0 {
+			o.HTTPPort = s.httpPort
+		}
+	}
+	return o
+}
+
+func (s *settings) monitorPort() int {
+	if s.httpsPort != 0 {
+		return s.httpsPort
+	}
+	return s.httpPort
+}
+
+func (s *settings) monitorHost() string {
+	if s.httpHost != "" {
+		return s.httpHost
+	}
+	if s.core.Host != "" {
+		return s.core.Host
+	}
+	return "0.0.0.0"
+}
+
+// build returns the Authenticator (nil without authentication) and the users whose
+// passwords are plain text. Conflicts are reported where the settings were written; what
+// only auth.New finds is reported at the authorization block (or the flags).
+func (a *authSettings) build(p *problems, tlsMap bool) (*auth.Authenticator, []string) {
+	ok := true
+	fail := func(at origin, format string, args ...any) {
+		p.add(at.errorf(format, args...))
+		ok = false
+	}
+	single := a.user != "" || a.pass != ""
+	if len(a.users) > 0 {
+		if a.token != "" {
+			fail(a.tokenAt, "a token cannot be combined with a users list (%s)", a.usersAt.name)
+		}
+		if single {
+			at := a.userAt
+			if a.user == "" {
+				at = a.passAt
+			}
+			fail(at, "a single user cannot be combined with a users list (%s)", a.usersAt.name)
+		}
+	} else if single && a.token != "" {
+		fail(a.tokenAt, "a token cannot be combined with a user and password")
+	}
+	if a.pass != "" && a.user == "" {
+		fail(a.passAt, "a password needs a user name")
+	}
+	users := make([]*auth.User, 0, len(a.users))
+	for _, u := range a.users {
+		if u.user.Nkey == "" && !u.hasPass && !tlsMap {
+			fail(u.at, "user %q has neither a password nor an nkey (write password: \"\" to allow an empty one, or map TLS certificates with verify_and_map)", u.user.Username)
+		}
+		users = append(users, u.user)
+	}
+	if a.noAuthUser != "" && !hasUser(users, a.noAuthUser) {
+		fail(a.noAuthAt, "%q is not a user or nkey of the authorization users list", a.noAuthUser)
+	}
+	if !ok {
+		return nil, nil
+	}
+	if len(users) == 0 && !single && a.token == "" {
+		if a.defaults != nil {
+			if _, err := auth.Compile(a.defaults); err != nil {
+				p.add(a.at.errorf("%v", err))
+			}
+		}
+		return nil, nil
+	}
+	at := a.at
+	if at.name == "" {
+		at = origin{name: "flags --user/--pass/--auth"}
+	}
+	au, err := auth.New(auth.Options{
+		Users: users, Token: a.token, Username: a.user, Password: a.pass,
+		NoAuthUser: a.noAuthUser, DefaultPermissions: a.defaults,
+	})
+	if err != nil {
+		for _, e := range unjoin(err) {
+			p.add(at.errorf("%v", e))
+		}
+		return nil, nil
+	}
+	return au, au.PlainPasswords()
+}
+
+func hasUser(users []*auth.User, name string) bool {
+	for _, u := range users {
+		if u.Username == name || u.Nkey == name {
+			return true
+		}
+	}
+	return false
+}
+
+// unjoin splits an errors.Join into its errors.
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+// configure reads the command line and the configuration file it names: defaults, then the
+// file, then the flags given (which win), then build. usage receives flag errors and -h.
+// A flag that cannot be parsed is returned as the flag package's error (a usage error);
+// everything else as a *ConfigError listing every problem.
+func configure(args []string, usage io.Writer) (*settings, error) {
+	args = append([]string(nil), args...)
+	for i, a := range args { // -DV is a boolean-looking flag; flag.Func needs a value
+		if a == "-DV" || a == "--DV" {
+			args[i] = "-DV=true"
+		}
+	}
+	first := newSettings()
+	fs := newFlagSet(first, usage)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q (flags start with -)", fs.Arg(0))
+	}
+	s := newSettings()
+	fs = newFlagSet(s, io.Discard)
+	var p problems
+	if first.configFile != "" {
+		m, err := conf.ParseFile(first.configFile, conf.Options{})
+		var ces conf.Errors
+		switch {
+		case errors.As(err, &ces):
+			p.add(ces)
+		case err != nil:
+			p.add(fmt.Errorf("flag -c: %w", err))
+		default:
+			readFile(s, m, &p)
+		}
+	}
+	if err := fs.Parse(args); err != nil { // parsed once already: cannot fail
+		return nil, err
+	}
+	s.build(&p)
+	if err := p.err(); err != nil {
+		return s, err
+	}
+	return s, nil
+}
