@@ -1,7 +1,10 @@
 package core_test
 
 import (
+	"encoding/json"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -132,4 +135,54 @@ func TestReloadUsersAndPermissions(t *testing.T) {
 	if err := s.Reload(core.Options{Host: "127.0.0.2", Port: -1, Auth: next}); err == nil || !strings.Contains(err.Error(), "listen") {
 		t.Fatalf("reload with a new host: %v", err)
 	}
+}
+
+// No credential ever reaches a log line or /connz, even at trace level.
+func TestCredentialsNeverLogged(t *testing.T) {
+	var logs syncLog
+	a, err := auth.New(auth.Options{Users: []*auth.User{{Username: "carl", Password: "right-pass-4711"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startCore(t, func(o *core.Options) {
+		o.Auth = a
+		o.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug - 4}))
+	})
+	c, _ := dial(t, s)
+	c.send(`CONNECT {"verbose":false,"user":"carl","pass":"wrong-pass-0815"}` + "\r\nPING\r\n")
+	c.expect("-ERR 'Authorization Violation'\r\n")
+	c.expectClosed()
+	c, _ = dial(t, s)
+	c.send(`CONNECT {"verbose":false,"user":"carl","pass":"right-pass-4711","auth_token":"tok-9999"}` + "\r\nPING\r\n")
+	c.expect("PONG\r\n")
+	cz, err := s.Connz(core.ConnzOptions{Auth: true, State: "any", Subs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dump, _ := json.Marshal(cz)
+	for _, secret := range []string{"wrong-pass-0815", "right-pass-4711", "tok-9999"} {
+		if strings.Contains(logs.String(), secret) || strings.Contains(string(dump), secret) {
+			t.Fatalf("secret %q leaked:\nlogs: %s\nconnz: %s", secret, logs.String(), dump)
+		}
+	}
+	if !strings.Contains(string(dump), `"authorized_user":"carl"`) {
+		t.Fatalf("connz lacks authorized_user: %s", dump)
+	}
+}
+
+type syncLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *syncLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *syncLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -62,8 +62,9 @@ type Options struct {
 	TLSMap bool
 
 	// HTTPHost/HTTPPort are reported in /varz; the HTTP server itself lives in core/monitor.
-	HTTPHost string
-	HTTPPort int
+	HTTPHost  string
+	HTTPPort  int
+	HTTPSPort int
 
 	Logger *slog.Logger // nil = discard
 }

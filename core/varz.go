@@ -102,7 +102,7 @@ func (s *Server) Varz() *Varz {
 		GoVersion: runtime.Version(), Host: o.Host, Port: s.port,
 		MaxConn: o.MaxConnections, MaxSubs: o.MaxSubscriptions,
 		PingInterval: o.PingInterval, MaxPingsOut: o.PingMax,
-		HTTPHost: o.HTTPHost, HTTPPort: o.HTTPPort,
+		HTTPHost: o.HTTPHost, HTTPPort: o.HTTPPort, HTTPSPort: o.HTTPSPort,
 		AuthTimeout: o.AuthTimeout.Seconds(), MaxControlLine: o.MaxControlLine,
 		MaxPayload: o.MaxPayload, MaxPending: o.MaxPending,
 		TLSTimeout: 2, WriteDeadline: o.WriteDeadline,

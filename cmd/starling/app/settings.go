@@ -136,6 +136,8 @@ func (s *settings) coreOptions(log *slog.Logger) core.Options {
 		o.HTTPHost = s.monitorHost()
 		if s.httpsPort == 0 {
 			o.HTTPPort = s.httpPort
+		} else {
+			o.HTTPSPort = s.httpsPort
 		}
 	}
 	return o
