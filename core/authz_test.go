@@ -1,13 +1,16 @@
 package core_test
 
 import (
+	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nkeys"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/starling-io/starling/core"
@@ -185,4 +188,36 @@ func (l *syncLog) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// A signature is good for the nonce of one connection only: replaying it on another
+// connection (which got a fresh nonce) is refused.
+func TestNkeyNonceNotReusable(t *testing.T) {
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := kp.PublicKey()
+	a, err := auth.New(auth.Options{Users: []*auth.User{{Nkey: pub}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startCore(t, func(o *core.Options) { o.Auth = a })
+	first, info := dial(t, s)
+	nonce, _ := info["nonce"].(string)
+	if len(nonce) != auth.NonceLen {
+		t.Fatalf("nonce %q", nonce)
+	}
+	sig, _ := kp.Sign([]byte(nonce))
+	connect := fmt.Sprintf(`CONNECT {"verbose":false,"nkey":%q,"sig":%q}`+"\r\nPING\r\n", pub, base64.RawURLEncoding.EncodeToString(sig))
+	first.send(connect)
+	first.expect("PONG\r\n")
+
+	second, info2 := dial(t, s)
+	if info2["nonce"] == nonce {
+		t.Fatal("nonce reused across connections")
+	}
+	second.send(connect)
+	second.expect("-ERR 'Authorization Violation'\r\n")
+	second.expectClosed()
 }
