@@ -22,6 +22,7 @@ type Msg struct {
 	Header  []byte // raw header block ("NATS/1.0…\r\n\r\n"); nil when none
 	Data    []byte
 	Sub     *Subscription
+	From    uint64 // cid of the publishing connection (see Server.IsConnected)
 }
 
 // MsgHandler runs on the publisher's goroutine. It must not block: hand work to a queue.
@@ -102,6 +103,18 @@ func nuid() string {
 	_, _ = rand.Read(b[:])
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
+
+// IsConnected reports whether the connection with this cid is still open: how a layer
+// above learns that a peer's NATS connection is gone without waiting for timeouts.
+func (s *Server) IsConnected(cid uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.clients[cid]
+	return ok
+}
+
+// IsConnected reports whether the connection with this cid is still open.
+func (nc *Conn) IsConnected(cid uint64) bool { return nc.c.srv.IsConnected(cid) }
 
 // ID returns the connection id (cid).
 func (nc *Conn) ID() uint64 { return nc.c.cid }

@@ -174,7 +174,7 @@ func (p *producer) deliver(sub *subscription, subj, reply []byte, hdrLen int, ms
 		return false
 	}
 	if sub.handler != nil {
-		m := Msg{Subject: subj, Reply: reply, Data: msg[hdrLen:], Sub: (*Subscription)(sub)}
+		m := Msg{Subject: subj, Reply: reply, Data: msg[hdrLen:], Sub: (*Subscription)(sub), From: p.self.cid}
 		if hdrLen > 0 {
 			m.Header = msg[:hdrLen]
 		}
