@@ -8,7 +8,7 @@ STATICCHECK_VERSION := v0.8.2
 FUZZTIME ?= 20s
 UNIT_PKGS = $$($(GO) list ./... | grep -v '/tests$$')
 
-.PHONY: all build run test vet unit e2e bench fuzz lint tools compare clean
+.PHONY: all build run test vet unit e2e bench fuzz lint tools compare clean proto
 
 all: build
 
@@ -65,3 +65,21 @@ compare: build $(BIN)/nats $(BIN)/nats-server
 
 clean:
 	rm -rf $(BIN) ./data
+
+# Regenerate proto/*/*.pb.go (committed; a normal build never needs protoc). protoc comes from
+# Debian's protobuf-compiler, installed only when missing; the committed files were generated with
+# libprotoc 3.21.12 (Debian bookworm, 3.21.12-3+deb12u1) — another protoc changes only their
+# "// protoc" header line. protoc-gen-go is pinned to the google.golang.org/protobuf version in go.mod.
+PROTOC_VERSION := 3.21.12
+PROTO_FILES = $(sort $(wildcard proto/*/*.proto))
+PROTOC_GEN_GO_VERSION = $$($(GO) list -m -f '{{.Version}}' google.golang.org/protobuf)
+
+proto:
+	@command -v protoc >/dev/null || { \
+	  sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  $$sudo apt-get update && $$sudo apt-get install -y protobuf-compiler; }
+	@v=$$(protoc --version); [ "$$v" = "libprotoc $(PROTOC_VERSION)" ] || \
+	  echo "warning: $$v, not libprotoc $(PROTOC_VERSION): the generated headers will differ"
+	GOBIN=$(BIN) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+	protoc -I . --plugin=protoc-gen-go=$(BIN)/protoc-gen-go \
+	  --go_out=. --go_opt=paths=source_relative $(PROTO_FILES)
