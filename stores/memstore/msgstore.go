@@ -1,0 +1,323 @@
+package memstore
+
+import (
+	"sort"
+	"sync"
+
+	"github.com/starling-io/starling/stores"
+)
+
+// msgStore is one channel's messages: a queue of chunks, oldest first. Each chunk holds
+// up to chunkMsgs entries and a byte arena (Reply then Data of each message, copied in);
+// a chunk is closed early when its arena would pass chunkBytes, so the memory held beyond
+// the limits is at most about one chunk. A chunk whose entries have all been removed
+// becomes the spare for the next new chunk: with limits in force, appends reuse memory
+// and allocate nothing. Entries and arenas hold no pointers, so the GC does not scan
+// them however many messages the channel holds.
+type msgStore struct {
+	mu sync.RWMutex // guards everything below; leaf lock
+
+	name     string
+	overhead uint64 // len(name) + stores.MsgOverhead, counted per message
+	limits   stores.Limits
+	maxMsgs  int // entries per chunk
+	maxBytes int // arena bytes per chunk (a larger single message gets its own chunk)
+
+	chunks []*chunk // chunks[0] holds first (when msgs > 0)
+	spare  *chunk   // one emptied chunk kept for reuse
+
+	first, last uint64
+	msgs, bytes uint64
+
+	closed, deleted bool
+}
+
+type chunk struct {
+	first uint64 // sequence of ents[0]
+	ents  []entry
+	buf   []byte
+}
+
+// entry locates one message in its chunk's arena: Reply at buf[off:off+rlen], Data after.
+type entry struct {
+	time int64
+	off  uint32
+	rlen uint32
+	dlen uint32
+}
+
+func newMsgStore(name string, limits stores.Limits, last uint64, chunkMsgs, chunkBytes int) *msgStore {
+	return &msgStore{
+		name:     name,
+		overhead: uint64(len(name) + stores.MsgOverhead),
+		limits:   limits,
+		maxMsgs:  chunkMsgs,
+		maxBytes: chunkBytes,
+		first:    last + 1,
+		last:     last,
+	}
+}
+
+// usable returns the error for a store that cannot be used, or nil. Caller holds mu.
+func (ms *msgStore) usable() error {
+	switch {
+	case ms.deleted:
+		return stores.ErrChannelDeleted
+	case ms.closed:
+		return stores.ErrClosed
+	}
+	return nil
+}
+
+// Append implements stores.MsgStore. Data and Reply are copied into the channel's arena.
+func (ms *msgStore) Append(batch []stores.Msg) error {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	if err := ms.usable(); err != nil {
+		return err
+	}
+	if len(batch) == 0 {
+		return nil
+	}
+	if err := ms.check(batch); err != nil {
+		return err
+	}
+	if ms.msgs == 0 {
+		ms.first = batch[0].Seq // a resumed channel may start after last+1
+	}
+	// Enforcing after each message ends in the same state as enforcing after the batch
+	// (the prefix to remove only grows as messages are added), and frees old chunks
+	// while the batch opens new ones, so a big batch reuses them too.
+	for i := range batch {
+		ms.add(&batch[i])
+		ms.enforce()
+	}
+	ms.last = batch[len(batch)-1].Seq
+	return nil
+}
+
+// check validates a batch against the channel. Caller holds mu.
+func (ms *msgStore) check(batch []stores.Msg) error {
+	seq, t := batch[0].Seq, batch[0].Time
+	if seq <= ms.last || (ms.msgs > 0 && seq != ms.last+1) {
+		return stores.ErrBadSequence
+	}
+	if ms.msgs > 0 {
+		if c := ms.chunks[len(ms.chunks)-1]; t < c.ents[len(c.ents)-1].time {
+			return stores.ErrBadTime
+		}
+	}
+	for i := 1; i < len(batch); i++ {
+		if batch[i].Seq != seq+uint64(i) {
+			return stores.ErrBadSequence
+		}
+		if batch[i].Time < batch[i-1].Time {
+			return stores.ErrBadTime
+		}
+	}
+	return nil
+}
+
+// add appends one message that continues the channel. Caller holds mu.
+func (ms *msgStore) add(m *stores.Msg) {
+	need := len(m.Reply) + len(m.Data)
+	var c *chunk
+	if n := len(ms.chunks); n > 0 {
+		c = ms.chunks[n-1]
+		if len(c.ents) >= ms.maxMsgs || len(c.buf)+need > ms.maxBytes {
+			c = nil
+		}
+	}
+	if c == nil {
+		c = ms.newChunk(m.Seq)
+	}
+	if cap(c.buf)-len(c.buf) < need {
+		c.buf = grow(c.buf, need, ms.maxBytes)
+	}
+	off := len(c.buf)
+	c.buf = append(c.buf, m.Reply...)
+	c.buf = append(c.buf, m.Data...)
+	c.ents = append(c.ents, entry{time: m.Time, off: uint32(off), rlen: uint32(len(m.Reply)), dlen: uint32(len(m.Data))})
+	ms.msgs++
+	ms.bytes += ms.overhead + uint64(need)
+}
+
+// newChunk opens a chunk after the current tail: the spare if there is one, else a new
+// one sized like the tail (a channel that filled a chunk will likely fill the next).
+func (ms *msgStore) newChunk(first uint64) *chunk {
+	c := ms.spare
+	if c != nil {
+		ms.spare = nil
+		c.ents, c.buf = c.ents[:0], c.buf[:0]
+	} else {
+		c = &chunk{}
+		if n := len(ms.chunks); n > 0 {
+			prev := ms.chunks[n-1]
+			c.ents = make([]entry, 0, cap(prev.ents))
+			c.buf = make([]byte, 0, min(cap(prev.buf), ms.maxBytes))
+		}
+	}
+	c.first = first
+	ms.chunks = append(ms.chunks, c)
+	return c
+}
+
+// grow returns buf with room for need more bytes, doubling (append grows large slices by
+// only 1.25×) from 4 KiB up to limit, or to exactly what one oversized message needs.
+func grow(buf []byte, need, limit int) []byte {
+	n := max(2*cap(buf), 4096)
+	if n > limit {
+		n = limit
+	}
+	n = max(n, len(buf)+need)
+	nb := make([]byte, len(buf), n)
+	copy(nb, buf)
+	return nb
+}
+
+// enforce removes the oldest messages while over MaxMsgs or MaxBytes, keeping the
+// newest. Caller holds mu.
+func (ms *msgStore) enforce() (removed int) {
+	for ms.msgs > 1 && ms.limits.Exceeded(ms.msgs, ms.bytes) {
+		ms.removeFirst()
+		removed++
+	}
+	return removed
+}
+
+// removeFirst removes the oldest message. Caller holds mu; msgs > 0.
+func (ms *msgStore) removeFirst() {
+	c := ms.chunks[0]
+	i := ms.first - c.first
+	e := &c.ents[i]
+	ms.bytes -= ms.overhead + uint64(e.rlen) + uint64(e.dlen)
+	ms.msgs--
+	ms.first++
+	if int(i)+1 == len(c.ents) { // chunk emptied: recycle it
+		copy(ms.chunks, ms.chunks[1:])
+		ms.chunks[len(ms.chunks)-1] = nil
+		ms.chunks = ms.chunks[:len(ms.chunks)-1]
+		ms.spare = c
+	}
+}
+
+// Sync implements stores.MsgStore: memory only, nothing to make durable.
+func (ms *msgStore) Sync() error {
+	ms.mu.RLock()
+	defer ms.mu.RUnlock()
+	return ms.usable()
+}
+
+// locate returns the chunk and entry of seq, which is in [first, last]. Caller holds mu.
+func (ms *msgStore) locate(seq uint64) (*chunk, *entry) {
+	n := len(ms.chunks)
+	c := ms.chunks[n-1]
+	if seq < c.first {
+		// The last chunk whose first is <= seq, among chunks[0:n-1].
+		i := sort.Search(n-1, func(i int) bool { return ms.chunks[i].first > seq }) - 1
+		c = ms.chunks[i]
+	}
+	return c, &c.ents[seq-c.first]
+}
+
+// Load implements stores.MsgStore. It allocates only for a non-empty Reply that differs
+// from into.Reply, or when into.Data is too small.
+func (ms *msgStore) Load(seq uint64, into *stores.Msg) error {
+	ms.mu.RLock()
+	defer ms.mu.RUnlock()
+	if err := ms.usable(); err != nil {
+		return err
+	}
+	if seq < ms.first || seq > ms.last || ms.msgs == 0 {
+		return stores.ErrNotFound
+	}
+	c, e := ms.locate(seq)
+	into.Seq, into.Time = seq, e.time
+	reply := c.buf[e.off : e.off+e.rlen]
+	if into.Reply != string(reply) { // compared without allocating
+		into.Reply = string(reply)
+	}
+	d := e.off + e.rlen
+	into.Data = append(into.Data[:0], c.buf[d:d+e.dlen]...)
+	return nil
+}
+
+// SeqAtTime implements stores.MsgStore by binary search over chunks, then entries.
+func (ms *msgStore) SeqAtTime(ns int64) uint64 {
+	ms.mu.RLock()
+	defer ms.mu.RUnlock()
+	if ms.msgs == 0 {
+		return ms.last + 1
+	}
+	ci := sort.Search(len(ms.chunks), func(i int) bool {
+		ents := ms.chunks[i].ents
+		return ents[len(ents)-1].time >= ns
+	})
+	if ci == len(ms.chunks) {
+		return ms.last + 1
+	}
+	c := ms.chunks[ci]
+	lo := 0
+	if ci == 0 {
+		lo = int(ms.first - c.first)
+	}
+	j := lo + sort.Search(len(c.ents)-lo, func(k int) bool { return c.ents[lo+k].time >= ns })
+	return c.first + uint64(j)
+}
+
+// State implements stores.MsgStore.
+func (ms *msgStore) State() stores.ChannelState {
+	ms.mu.RLock()
+	defer ms.mu.RUnlock()
+	return stores.ChannelState{First: ms.first, Last: ms.last, Msgs: ms.msgs, Bytes: ms.bytes}
+}
+
+// SetLimits implements stores.MsgStore.
+func (ms *msgStore) SetLimits(l stores.Limits) {
+	ms.mu.Lock()
+	ms.limits = l
+	ms.mu.Unlock()
+}
+
+// Expire implements stores.MsgStore.
+func (ms *msgStore) Expire(now int64) (removed int, next int64) {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	if ms.usable() != nil {
+		return 0, 0
+	}
+	removed = ms.enforce()
+	for ms.msgs > 0 {
+		_, e := ms.locate(ms.first)
+		if !ms.limits.Expired(e.time, now) {
+			return removed, ms.limits.ExpiresAt(e.time)
+		}
+		ms.removeFirst()
+		removed++
+	}
+	return removed, 0
+}
+
+// Close implements stores.MsgStore: it releases the messages.
+func (ms *msgStore) Close() error {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	ms.closed = true
+	ms.release()
+	return nil
+}
+
+// markDeleted makes every later call fail with ErrChannelDeleted and returns Last.
+func (ms *msgStore) markDeleted() uint64 {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	ms.deleted = true
+	ms.release()
+	return ms.last
+}
+
+// release drops the memory; State keeps reporting the final range. Caller holds mu.
+func (ms *msgStore) release() {
+	ms.chunks, ms.spare = nil, nil
+	ms.first, ms.msgs, ms.bytes = ms.last+1, 0, 0
+}

@@ -1,0 +1,243 @@
+package memstore
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/starling-io/starling/stores"
+)
+
+// Compile-time proof that the memory store implements the contract.
+var (
+	_ stores.Store    = (*Store)(nil)
+	_ stores.MsgStore = (*msgStore)(nil)
+	_ stores.SubStore = (*subStore)(nil)
+)
+
+// Default chunk geometry (see Options).
+const (
+	DefaultChunkMsgs  = 1024
+	DefaultChunkBytes = 1 << 20
+)
+
+// Options configure a memory store. The zero value is usable.
+type Options struct {
+	// Limits are the initial limits (copied); nil means {Global: stores.DefaultLimits()}.
+	Limits *stores.LimitsSet
+	// ChunkMsgs is the number of messages per chunk (0 = DefaultChunkMsgs).
+	ChunkMsgs int
+	// ChunkBytes is the arena size at which a chunk is closed (0 = DefaultChunkBytes,
+	// at most 1 GiB). A single larger message gets a chunk of its own.
+	ChunkBytes int
+}
+
+// Store is the memory store: everything in RAM, nothing survives the process.
+type Store struct {
+	// mu guards the fields below. Lock order: Store.mu, then a channel's msgStore.mu or
+	// subStore.mu (leaf locks, never held while taking Store.mu).
+	mu sync.Mutex
+
+	opts     Options
+	limits   *stores.LimitsSet
+	info     *stores.ServerInfo // nil until Init
+	clients  map[string]stores.ClientInfo
+	channels map[string]*channel
+	tombs    map[string]uint64 // last sequence of deleted channels
+	closed   bool
+}
+
+type channel struct {
+	ch   stores.Channel
+	msgs *msgStore
+	subs *subStore
+}
+
+// New returns an empty memory store.
+func New(opts Options) (*Store, error) {
+	if opts.ChunkMsgs < 0 || opts.ChunkBytes < 0 || opts.ChunkBytes > 1<<30 {
+		return nil, fmt.Errorf("memstore: invalid chunk geometry (%d msgs, %d bytes)", opts.ChunkMsgs, opts.ChunkBytes)
+	}
+	if opts.ChunkMsgs == 0 {
+		opts.ChunkMsgs = DefaultChunkMsgs
+	}
+	if opts.ChunkBytes == 0 {
+		opts.ChunkBytes = DefaultChunkBytes
+	}
+	limits := &stores.LimitsSet{Global: stores.DefaultLimits()}
+	if opts.Limits != nil {
+		if err := opts.Limits.Validate(); err != nil {
+			return nil, err
+		}
+		limits = opts.Limits.Clone()
+	}
+	opts.Limits = nil
+	return &Store{
+		opts:     opts,
+		limits:   limits,
+		clients:  make(map[string]stores.ClientInfo),
+		channels: make(map[string]*channel),
+		tombs:    make(map[string]uint64),
+	}, nil
+}
+
+// Name implements stores.Store.
+func (s *Store) Name() string { return "MEMORY" }
+
+// Init implements stores.Store.
+func (s *Store) Init(info stores.ServerInfo) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return stores.ErrClosed
+	}
+	s.info = &info
+	return nil
+}
+
+// Recover implements stores.Store: nil until Init, then the current state.
+func (s *Store) Recover() (*stores.RecoveredState, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, stores.ErrClosed
+	}
+	if s.info == nil {
+		return nil, nil
+	}
+	rs := &stores.RecoveredState{Info: *s.info}
+	for _, c := range s.clients {
+		rs.Clients = append(rs.Clients, cloneClient(c))
+	}
+	slices.SortFunc(rs.Clients, func(a, b stores.ClientInfo) int { return cmp.Compare(a.ID, b.ID) })
+	for _, ch := range s.channels {
+		subs, err := ch.subs.Subs()
+		if err != nil {
+			return nil, err
+		}
+		rs.Channels = append(rs.Channels, &stores.RecoveredChannel{Channel: &ch.ch, Subs: subs})
+	}
+	slices.SortFunc(rs.Channels, func(a, b *stores.RecoveredChannel) int {
+		return cmp.Compare(a.Channel.Name, b.Channel.Name)
+	})
+	return rs, nil
+}
+
+// CreateChannel implements stores.Store.
+func (s *Store) CreateChannel(name string, id uint64) (*stores.Channel, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, stores.ErrClosed
+	}
+	if _, ok := s.channels[name]; ok {
+		return nil, stores.ErrExists
+	}
+	if n := s.limits.Global.MaxChannels; n > 0 && len(s.channels) >= n {
+		return nil, stores.ErrTooManyChannels
+	}
+	l := s.limits.For(name)
+	ch := &channel{
+		msgs: newMsgStore(name, l, s.tombs[name], s.opts.ChunkMsgs, s.opts.ChunkBytes),
+		subs: newSubStore(l.MaxSubs),
+	}
+	ch.ch = stores.Channel{Name: name, ID: id, Msgs: ch.msgs, Subs: ch.subs}
+	delete(s.tombs, name)
+	s.channels[name] = ch
+	return &ch.ch, nil
+}
+
+// DeleteChannel implements stores.Store.
+func (s *Store) DeleteChannel(name string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return stores.ErrClosed
+	}
+	ch, ok := s.channels[name]
+	if !ok {
+		return stores.ErrNotFound
+	}
+	delete(s.channels, name)
+	if last := ch.msgs.markDeleted(); last > 0 {
+		s.tombs[name] = last
+	}
+	ch.subs.markDeleted()
+	return nil
+}
+
+// AddClient implements stores.Store.
+func (s *Store) AddClient(c stores.ClientInfo) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return stores.ErrClosed
+	}
+	s.clients[c.ID] = cloneClient(c)
+	return nil
+}
+
+func cloneClient(c stores.ClientInfo) stores.ClientInfo {
+	c.ConnID = slices.Clone(c.ConnID)
+	return c
+}
+
+// DeleteClient implements stores.Store.
+func (s *Store) DeleteClient(id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return stores.ErrClosed
+	}
+	if _, ok := s.clients[id]; !ok {
+		return stores.ErrNotFound
+	}
+	delete(s.clients, id)
+	return nil
+}
+
+// SetLimits implements stores.Store.
+func (s *Store) SetLimits(l *stores.LimitsSet) error {
+	if err := l.Validate(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return stores.ErrClosed
+	}
+	s.limits = l.Clone()
+	for name, ch := range s.channels {
+		cl := s.limits.For(name)
+		ch.msgs.SetLimits(cl)
+		ch.subs.setMaxSubs(cl.MaxSubs)
+	}
+	return nil
+}
+
+// Sync implements stores.Store: memory only, nothing to make durable.
+func (s *Store) Sync() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return stores.ErrClosed
+	}
+	return nil
+}
+
+// Close implements stores.Store: it closes every channel and drops everything.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	for _, ch := range s.channels {
+		ch.msgs.Close()
+		ch.subs.Close()
+	}
+	s.channels, s.clients, s.tombs, s.info = nil, nil, nil, nil
+	return nil
+}

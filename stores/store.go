@@ -1,0 +1,119 @@
+package stores
+
+// Store is a streaming server's whole storage: server identity, clients, and channels.
+// See the package documentation for the durability contract and concurrency rules.
+//
+// The lifecycle is: open (implementation-specific), SetLimits with the configured limits,
+// Recover; on a fresh store (Recover returns nil, nil) Init; then use; Close.
+type Store interface {
+	// Name is the store type shown by monitoring: "MEMORY", "FILE" or "BOLT".
+	Name() string
+
+	// Init records the server identity. It is durable when it returns. Calling it again
+	// replaces the identity.
+	Init(info ServerInfo) error
+
+	// Recover returns everything the store holds: right after open, what a previous run
+	// left (the Channels with their MsgStores and SubStores opened); later, the current
+	// state (for Raft snapshots and monitoring). It returns nil, nil if Init has never
+	// been called. The *Channel values are the store's own, the same on every call.
+	Recover() (*RecoveredState, error)
+
+	// CreateChannel creates an empty channel with the caller's ID and the limits
+	// LimitsSet.For(name). ErrExists if it exists; ErrTooManyChannels if MaxChannels
+	// channels exist. A channel previously deleted with that name continues its sequence:
+	// the new channel's State is {First: last+1, Last: last}. Durable when it returns.
+	CreateChannel(name string, id uint64) (*Channel, error)
+
+	// DeleteChannel removes a channel with its messages and subscriptions (ErrNotFound
+	// if unknown). Its MsgStore and SubStore then fail with ErrChannelDeleted. The store
+	// remembers its last sequence for a later CreateChannel. Durable when it returns.
+	DeleteChannel(name string) error
+
+	// AddClient registers a client, replacing one with the same ID.
+	AddClient(c ClientInfo) error
+
+	// DeleteClient unregisters a client (ErrNotFound if unknown).
+	DeleteClient(id string) error
+
+	// SetLimits validates and installs the limits (the store keeps a copy), and applies
+	// them to existing channels: LimitsSet.For(name) for each, effective at its next
+	// Append, Expire or CreateSub. A fresh store has {Global: DefaultLimits()}.
+	SetLimits(l *LimitsSet) error
+
+	// Sync makes the metadata changes made so far (clients) durable. Channel messages
+	// and subscriptions are synced by their own MsgStore.Sync and SubStore.Sync.
+	Sync() error
+
+	// Close syncs and closes the store and all its channels; later calls fail with
+	// ErrClosed. Close is idempotent.
+	Close() error
+}
+
+// MsgStore is one channel's message log.
+type MsgStore interface {
+	// Append stores a batch of messages (copying Data and Reply) and then applies
+	// MaxMsgs and MaxBytes. The batch must continue the channel (see ErrBadSequence and
+	// ErrBadTime); otherwise nothing is stored. An empty batch does nothing. The messages
+	// are visible to Load and State on return and durable after the next Sync.
+	Append(batch []Msg) error
+
+	// Sync is the group-commit point: after it returns nil, every message appended (and
+	// every removal made) before it is durable as the store promises.
+	Sync() error
+
+	// Load copies message seq into into (Seq, Time, Reply, and Data reusing into.Data's
+	// capacity). ErrNotFound if seq is outside [First, Last].
+	Load(seq uint64, into *Msg) error
+
+	// SeqAtTime returns the sequence of the first stored message with Time >= ns, or
+	// Last+1 if there is none (including when the channel is empty). O(log n).
+	SeqAtTime(ns int64) uint64
+
+	// State returns the current sequence range, count and bytes.
+	State() ChannelState
+
+	// SetLimits replaces the channel's limits (only MaxMsgs, MaxBytes and MaxAge matter
+	// to a MsgStore), effective at the next Append or Expire.
+	SetLimits(l Limits)
+
+	// Expire removes every message whose age is MaxAge or more (Time+MaxAge <= now), and
+	// enforces MaxMsgs and MaxBytes as Append does. It returns how many messages it
+	// removed and the unix-ns time when the oldest remaining message expires (0 when
+	// MaxAge is 0 or the channel is empty).
+	Expire(now int64) (removed int, next int64)
+
+	// Close syncs and releases the channel's store; later calls fail with ErrClosed. The
+	// Store's Close and DeleteChannel close it too; Close is idempotent.
+	Close() error
+}
+
+// SubStore is one channel's subscriptions with their pending (sent, not acknowledged)
+// sequences.
+type SubStore interface {
+	// CreateSub stores a new subscription with the caller's ID (ErrExists if in use;
+	// ErrTooManySubs if the channel holds MaxSubs subscriptions, counting offline ones).
+	CreateSub(s *SubState) error
+
+	// UpdateSub replaces a subscription's state (a durable resumed with a new inbox, a
+	// closed flag, a new LastSent); its pending set is kept. ErrNotFound if unknown.
+	UpdateSub(s *SubState) error
+
+	// DeleteSub removes a subscription and its pending set. ErrNotFound if unknown.
+	DeleteSub(id uint64) error
+
+	// Record applies a batch of events in order: a sent sequence becomes pending and
+	// raises LastSent to at least it; an acked one stops being pending. Events naming an
+	// unknown subscription are ignored, so a batch is never half-applied.
+	Record(events []SubEvent) error
+
+	// Sync makes every change made before it durable.
+	Sync() error
+
+	// Subs returns every subscription with its pending set, by ID: after a restart, what
+	// was recovered; later, the current state.
+	Subs() ([]RecoveredSub, error)
+
+	// Close syncs and releases the subscription store; later calls fail with ErrClosed.
+	Close() error
+}

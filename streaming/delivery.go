@@ -1,0 +1,277 @@
+package streaming
+
+import (
+	"time"
+
+	"github.com/starling-io/starling/stores"
+)
+
+// deliverNew sends a channel's newly stored messages to its ready subscriptions.
+func (s *Server) deliverNew(ch *channel) {
+	for sub := range ch.subs {
+		if sub.ready && !sub.offline {
+			s.sendAvailable(sub)
+		}
+	}
+	for _, g := range ch.queues {
+		s.sendGroup(g)
+	}
+}
+
+// sendAvailable sends a plain or durable subscription everything after its position, up
+// to max in flight (spec §8.1).
+func (s *Server) sendAvailable(sub *subState) {
+	st := sub.ch.store.Msgs.State()
+	for !sub.stalled() {
+		next := max(sub.lastSent+1, st.First)
+		if next > st.Last || st.Msgs == 0 {
+			return
+		}
+		sub.lastSent = next
+		s.sendMsg(sub, next, false, 0)
+	}
+}
+
+// sendGroup sends a queue group its new messages, each to the best member (§8.4).
+func (s *Server) sendGroup(g *queueGroup) {
+	if len(g.members) == 0 {
+		return
+	}
+	st := g.members[0].ch.store.Msgs.State()
+	for {
+		next := max(g.lastSent+1, st.First)
+		if next > st.Last || st.Msgs == 0 {
+			return
+		}
+		m := s.bestMember(g)
+		if m == nil {
+			return // every member stalled
+		}
+		g.lastSent = next
+		s.sendMsg(m, next, false, 0)
+	}
+}
+
+// bestMember: the ready, unstalled member with the fewest pending messages whose client
+// answers heartbeats; the chosen first member rotates to the end.
+func (s *Server) bestMember(g *queueGroup) *subState {
+	best := -1
+	for i, m := range g.members {
+		if !m.ready || m.stalled() {
+			continue
+		}
+		if c := s.clients[m.clientID]; c != nil && c.hbFails > 0 {
+			continue
+		}
+		if best < 0 || len(m.pending) < len(g.members[best].pending) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return nil
+	}
+	m := g.members[best]
+	if best == 0 && len(g.members) > 1 {
+		copy(g.members, g.members[1:])
+		g.members[len(g.members)-1] = m
+	}
+	return m
+}
+
+// sendMsg publishes one stored message to sub; a first delivery is recorded as pending
+// with its ack deadline. It reports false when the message is gone (limits).
+func (s *Server) sendMsg(sub *subState, seq uint64, redelivered bool, count uint32) bool {
+	ld := &s.scratch.load
+	if err := sub.ch.store.Msgs.Load(seq, ld); err != nil {
+		return false
+	}
+	b := appendMsgProto(s.scratch.out[:0], seq, sub.ch.name, ld.Reply, ld.Data, ld.Time, redelivered, count)
+	s.scratch.out = b
+	_ = s.bus.Publish(sub.inbox, "", nil, b)
+	s.mu.Lock()
+	s.stats.OutMsgs++
+	s.stats.OutBytes += uint64(len(ld.Data))
+	s.mu.Unlock()
+	if !redelivered {
+		at := time.Now().Add(sub.ackWait).UnixNano()
+		sub.pending[seq] = pendingMsg{expiry: at}
+		sub.expPush(expiry{seq: seq, at: at})
+		s.recordEvent(sub, stores.SubEvent{SubID: sub.id, Seq: seq})
+		s.armTimer(sub)
+	}
+	return true
+}
+
+// redeliver resends a pending message, flagged, with a new deadline.
+func (s *Server) redeliver(sub *subState, seq uint64) {
+	p := sub.pending[seq]
+	p.count++
+	p.expiry = time.Now().Add(sub.ackWait).UnixNano()
+	sub.pending[seq] = p
+	sub.expPush(expiry{seq: seq, at: p.expiry})
+	if !s.sendMsg(sub, seq, true, p.count) {
+		// Removed by limits in the meantime: as good as acknowledged.
+		delete(sub.pending, seq)
+		s.recordEvent(sub, stores.SubEvent{SubID: sub.id, Seq: seq, Acked: true})
+		return
+	}
+	s.armTimer(sub)
+}
+
+// redeliverAll resends everything pending, in sequence order (durable resume, §7.4).
+func (s *Server) redeliverAll(sub *subState) {
+	seqs := make([]uint64, 0, len(sub.pending))
+	for seq := range sub.pending {
+		seqs = append(seqs, seq)
+	}
+	sortSeqs(seqs)
+	sub.expReset()
+	for _, seq := range seqs {
+		s.redeliver(sub, seq)
+	}
+}
+
+func sortSeqs(a []uint64) {
+	for i := 1; i < len(a); i++ {
+		for j := i; j > 0 && a[j] < a[j-1]; j-- {
+			a[j], a[j-1] = a[j-1], a[j]
+		}
+	}
+}
+
+// armTimer keeps one timer per subscription, set to its earliest ack deadline.
+func (s *Server) armTimer(sub *subState) {
+	for sub.expLen() > 0 {
+		e := sub.expFront()
+		if p, ok := sub.pending[e.seq]; ok && p.expiry == e.at {
+			break
+		}
+		sub.expPop() // acked or re-queued: drop lazily
+	}
+	if sub.expLen() == 0 {
+		return
+	}
+	at := time.Unix(0, sub.expFront().at)
+	if sub.timer != nil && !sub.timerAt.IsZero() && !at.Before(sub.timerAt) {
+		return // already due no later than that
+	}
+	sub.timerAt = at
+	d := time.Until(at)
+	if sub.timer == nil {
+		sub.timer = time.AfterFunc(d, func() { s.push(op{kind: opRedeliver, sub: sub}) })
+		return
+	}
+	sub.timer.Reset(d)
+}
+
+// processRedeliver resends every message whose ack deadline has passed (§8.3).
+func (s *Server) processRedeliver(sub *subState) {
+	sub.timerAt = time.Time{}
+	if !sub.ready || sub.offline {
+		return
+	}
+	if c := s.clients[sub.clientID]; c != nil && c.hbFails > 0 && sub.group == nil {
+		s.armLater(sub)
+		return
+	}
+	due := time.Now().Add(redeliverSlack).UnixNano()
+	for sub.expLen() > 0 {
+		e := sub.expFront()
+		p, ok := sub.pending[e.seq]
+		if !ok || p.expiry != e.at {
+			sub.expPop()
+			continue
+		}
+		if e.at > due {
+			break
+		}
+		sub.expPop()
+		s.redeliver(sub, e.seq)
+	}
+	s.armTimer(sub)
+}
+
+// armLater retries a redelivery pass one ack wait later.
+func (s *Server) armLater(sub *subState) {
+	sub.timerAt = time.Now().Add(sub.ackWait)
+	if sub.timer != nil {
+		sub.timer.Reset(sub.ackWait)
+	}
+}
+
+// processAck removes an acknowledged sequence from the subscription (or, for a queue
+// member, from whichever member has it) and resumes a stalled delivery.
+func (s *Server) processAck(o *op) {
+	sub := s.byAck[o.subject]
+	if sub == nil {
+		return
+	}
+	_, seq, err := decodeAck(o.data)
+	if err != nil {
+		return
+	}
+	owner := sub
+	if _, ok := owner.pending[seq]; !ok && sub.group != nil {
+		owner = nil
+		for _, m := range sub.group.members {
+			if _, ok := m.pending[seq]; ok {
+				owner = m
+				break
+			}
+		}
+	}
+	if owner == nil {
+		return
+	}
+	if _, ok := owner.pending[seq]; !ok {
+		return
+	}
+	wasStalled := owner.stalled()
+	delete(owner.pending, seq)
+	s.recordEvent(owner, stores.SubEvent{SubID: owner.id, Seq: seq, Acked: true})
+	if wasStalled {
+		if owner.group != nil {
+			s.sendGroup(owner.group)
+		} else {
+			s.sendAvailable(owner)
+		}
+	}
+}
+
+// recordEvent batches sent/ack records per channel; flushSentAcks proposes them once per
+// engine batch.
+func (s *Server) recordEvent(sub *subState, e stores.SubEvent) {
+	if s.scratch.sent == nil {
+		s.scratch.sent = map[*channel][]stores.SubEvent{}
+	}
+	s.scratch.sent[sub.ch] = append(s.scratch.sent[sub.ch], e)
+}
+
+func (s *Server) flushSentAcks() {
+	for ch, evs := range s.scratch.sent {
+		if len(evs) == 0 {
+			continue
+		}
+		if _, err := s.propose(&cmdSentAck{ch: ch, events: evs}); err != nil {
+			s.log.Error("recording deliveries failed", "channel", ch.name, "err", err)
+		}
+		s.scratch.sent[ch] = evs[:0]
+	}
+}
+
+// restore rebuilds channels and clients recovered from a durable store.
+func (s *Server) restore(st *stores.RecoveredState) error {
+	for _, ci := range st.Clients {
+		c := &client{id: ci.ID, hbInbox: ci.HbInbox, connID: ci.ConnID, protocol: ci.Protocol,
+			pingInterval: ci.PingInterval, pingMaxOut: ci.PingMaxOut, subs: map[*subState]struct{}{}}
+		s.clients[c.id] = c
+		if len(c.connID) > 0 {
+			s.byConnID[string(c.connID)] = c
+		}
+	}
+	for _, rc := range st.Channels {
+		ch := s.addChannel(rc.Channel)
+		ch.lastTime = time.Now().UnixNano()
+	}
+	return nil
+}

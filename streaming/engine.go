@@ -1,0 +1,168 @@
+package streaming
+
+import (
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/starling-io/starling/core"
+)
+
+type opKind uint8
+
+const (
+	opConnect opKind = iota
+	opPing
+	opPublish
+	opSubscribe
+	opUnsubscribe
+	opSubClose
+	opClose
+	opAck
+	opHbReply
+	opCheckReply
+	opHbTick
+	opRedeliver
+	opCheckTimeout
+	opSnapshot
+	opExpire
+	opIdle
+)
+
+// op is one unit of work for the engine: a request copied out of core's buffers, or a
+// timer firing.
+type op struct {
+	kind    opKind
+	subject string // the NATS subject it arrived on
+	reply   string
+	data    []byte
+	from    uint64 // publishing NATS connection
+	sub     *subState
+	ch      *channel
+	token   string
+	snap    chan *snapshot // opSnapshot: where the copy goes
+	subsToo bool
+}
+
+// handler turns a core delivery into an op. It runs on the publisher's goroutine, so it
+// only copies and queues; a full queue refuses the request rather than stalling core.
+func (s *Server) handler(kind opKind) core.MsgHandler {
+	return func(m core.Msg) {
+		if len(m.Header) > 0 && len(m.Data) == 0 && (kind == opHbReply || kind == opCheckReply) {
+			// A no-responders status: nobody listens on the client's heartbeat inbox any
+			// more. Not an answer; for a duplicate check it settles the question at once.
+			if kind == opCheckReply {
+				subj := string(m.Subject)
+				_ = s.q.Push(op{kind: opCheckTimeout, token: subj[strings.LastIndexByte(subj, '.')+1:]})
+			}
+			return
+		}
+		o := op{kind: kind, reply: string(m.Reply), data: append([]byte(nil), m.Data...), from: m.From}
+		switch kind {
+		case opAck, opHbReply, opCheckReply:
+			subj := string(m.Subject)
+			o.token = subj[strings.LastIndexByte(subj, '.')+1:]
+			o.subject = subj
+		}
+		if err := s.q.Push(o); err != nil && kind == opPublish && o.reply != "" {
+			s.log.Warn("streaming queue full, refusing publish")
+			s.sendPubAck(o.reply, nil, "stan: server is overloaded")
+			s.bus.Flush()
+		}
+	}
+}
+
+func (s *Server) push(o op) { _ = s.q.Push(o) }
+
+// run is the engine: drain the queue in batches, handle each op in order (runs of
+// publishes are stored together), then flush core once.
+func (s *Server) run() {
+	defer close(s.done)
+	var batch []op
+	for {
+		select {
+		case <-s.q.Ready():
+		case <-s.stop:
+			return
+		}
+		batch = s.q.Pop(batch[:0])
+		for i := range batch {
+			o := &batch[i]
+			if o.kind == opPublish {
+				s.queuePublish(o)
+				if len(s.scratch.pubs) >= s.opts.IOBatchSize {
+					s.flushPublishes()
+				}
+				continue
+			}
+			s.flushPublishes()
+			s.process(o)
+		}
+		s.flushPublishes()
+		s.flushSentAcks()
+		s.bus.Flush()
+		clear(batch)
+	}
+}
+
+func (s *Server) process(o *op) {
+	switch o.kind {
+	case opConnect:
+		s.processConnect(o)
+	case opPing:
+		s.processPing(o)
+	case opSubscribe:
+		s.processSubscribe(o)
+	case opUnsubscribe, opSubClose:
+		s.processUnsubscribe(o, o.kind == opSubClose)
+	case opClose:
+		s.processClose(o)
+	case opAck:
+		s.processAck(o)
+	case opHbReply:
+		s.processHbReply(o)
+	case opCheckReply:
+		s.processCheckReply(o, true)
+	case opCheckTimeout:
+		s.processCheckReply(o, false)
+	case opHbTick:
+		s.processHbTick()
+	case opRedeliver:
+		s.processRedeliver(o.sub)
+	case opSnapshot:
+		s.processSnapshot(o)
+	case opExpire:
+		s.processExpire(o.ch)
+	case opIdle:
+		s.processIdle(o.ch)
+	}
+}
+
+// reply encodes m and publishes it to subject (no-op without a subject).
+func (s *Server) reply(subject string, m proto.Message) {
+	if subject == "" {
+		return
+	}
+	b, err := proto.MarshalOptions{}.MarshalAppend(s.scratch.out[:0], m)
+	if err != nil {
+		s.log.Error("encoding a response failed", "err", err)
+		return
+	}
+	s.scratch.out = b
+	_ = s.bus.Publish(subject, "", nil, b)
+}
+
+// heartbeatLoop ticks client heartbeats: one ticker for all clients, never one per client.
+func (s *Server) heartbeatLoop() {
+	t := time.NewTicker(s.opts.HBInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			s.push(op{kind: opHbTick})
+		case <-s.stop:
+			return
+		}
+	}
+}

@@ -1,0 +1,113 @@
+package streaming
+
+import (
+	"time"
+)
+
+// Age and inactivity limits run on timers: one per channel at most for each, set to the
+// next due time — never a ticker, never a timer per message.
+
+// armAge schedules the next age expiry of a channel with MaxAge.
+func (s *Server) armAge(ch *channel, at int64) {
+	if ch.limits.MaxAge <= 0 || at <= 0 || (ch.ageTimer != nil && ch.ageAt != 0 && ch.ageAt <= at) {
+		return
+	}
+	ch.ageAt = at
+	d := time.Until(time.Unix(0, at))
+	if ch.ageTimer == nil {
+		ch.ageTimer = time.AfterFunc(d, func() { s.push(op{kind: opExpire, ch: ch}) })
+		return
+	}
+	ch.ageTimer.Reset(d)
+}
+
+// processExpire removes the messages that reached MaxAge and re-arms for the next one.
+func (s *Server) processExpire(ch *channel) {
+	ch.ageAt = 0
+	if ch.deleted {
+		return
+	}
+	v, err := s.propose(&cmdExpire{ch: ch, now: time.Now().UnixNano()})
+	if err != nil {
+		s.log.Error("expiring messages failed", "channel", ch.name, "err", err)
+		return
+	}
+	r := v.(expireResult)
+	if r.removed > 0 {
+		s.log.Debug("expired messages", "channel", ch.name, "removed", r.removed)
+	}
+	s.armAge(ch, r.next)
+}
+
+// touch records activity on a channel with MaxInactivity and (re)arms its timer.
+func (s *Server) touch(ch *channel) {
+	if ch.limits.MaxInactivity <= 0 {
+		return
+	}
+	ch.active = time.Now().UnixNano()
+	if ch.idleTimer == nil {
+		ch.idleTimer = time.AfterFunc(ch.limits.MaxInactivity, func() { s.push(op{kind: opIdle, ch: ch}) })
+		return
+	}
+	ch.idleTimer.Reset(ch.limits.MaxInactivity)
+}
+
+// processIdle deletes a channel that had no new message and no active subscription for
+// MaxInactivity (offline durables do not count; they go with it). Its last sequence is
+// remembered by the store, so a channel created again with the name continues after it.
+func (s *Server) processIdle(ch *channel) {
+	if ch.deleted {
+		return
+	}
+	idle := time.Duration(time.Now().UnixNano() - ch.active)
+	if idle < ch.limits.MaxInactivity || s.activeSubs(ch) {
+		s.touchAfter(ch, ch.limits.MaxInactivity-idle)
+		return
+	}
+	if _, err := s.propose(&cmdDeleteChannel{ch: ch}); err != nil {
+		s.log.Error("deleting inactive channel failed", "channel", ch.name, "err", err)
+		return
+	}
+	s.log.Debug("deleted inactive channel", "channel", ch.name)
+}
+
+func (s *Server) touchAfter(ch *channel, d time.Duration) {
+	if d <= 0 {
+		d = ch.limits.MaxInactivity
+	}
+	ch.idleTimer.Reset(d)
+}
+
+func (s *Server) activeSubs(ch *channel) bool {
+	if len(ch.subs) > 0 {
+		return true
+	}
+	for _, g := range ch.queues {
+		if len(g.members) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// deleteChannel is the applied side of a channel deletion.
+func (s *Server) deleteChannel(ch *channel) error {
+	if err := s.store.DeleteChannel(ch.name); err != nil {
+		return err
+	}
+	ch.deleted = true
+	for _, d := range ch.durables {
+		delete(s.byAck, d.ackInbox)
+	}
+	for _, g := range ch.queues {
+		if g.shadow != nil {
+			delete(s.byAck, g.shadow.ackInbox)
+		}
+	}
+	if ch.ageTimer != nil {
+		ch.ageTimer.Stop()
+	}
+	delete(s.channels, ch.name)
+	delete(s.lowerNames, lowerName(ch.name))
+	return nil
+}

@@ -1,0 +1,211 @@
+package streaming
+
+import (
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/starling-io/starling/core"
+)
+
+// Monitoring data (spec §16) with the reference's JSON names. The engine owns the state, so
+// a snapshot is taken on the engine goroutine: the request is an op with a reply channel.
+
+// Serverz is /streaming/serverz.
+type Serverz struct {
+	ClusterID     string    `json:"cluster_id"`
+	ServerID      string    `json:"server_id"`
+	Version       string    `json:"version"`
+	GoVersion     string    `json:"go"`
+	State         string    `json:"state"`
+	Role          string    `json:"role,omitempty"`
+	NodeID        string    `json:"node_id,omitempty"`
+	Now           time.Time `json:"now"`
+	Start         time.Time `json:"start_time"`
+	Uptime        string    `json:"uptime"`
+	Clients       int       `json:"clients"`
+	Subscriptions int       `json:"subscriptions"`
+	Channels      int       `json:"channels"`
+	TotalMsgs     int       `json:"total_msgs"`
+	TotalBytes    uint64    `json:"total_bytes"`
+	InMsgs        uint64    `json:"in_msgs"`
+	InBytes       uint64    `json:"in_bytes"`
+	OutMsgs       uint64    `json:"out_msgs"`
+	OutBytes      uint64    `json:"out_bytes"`
+}
+
+// Channelz describes one channel.
+type Channelz struct {
+	Name          string           `json:"name"`
+	Msgs          int              `json:"msgs"`
+	Bytes         uint64           `json:"bytes"`
+	FirstSeq      uint64           `json:"first_seq"`
+	LastSeq       uint64           `json:"last_seq"`
+	SubsCount     int              `json:"subs_count"`
+	Subscriptions []*Subscriptionz `json:"subscriptions,omitempty"`
+}
+
+// Subscriptionz describes one subscription.
+type Subscriptionz struct {
+	ClientID     string `json:"client_id"`
+	Inbox        string `json:"inbox"`
+	AckInbox     string `json:"ack_inbox"`
+	DurableName  string `json:"durable_name,omitempty"`
+	QueueName    string `json:"queue_name,omitempty"`
+	IsDurable    bool   `json:"is_durable"`
+	IsOffline    bool   `json:"is_offline"`
+	MaxInflight  int    `json:"max_inflight"`
+	AckWait      int    `json:"ack_wait"`
+	LastSent     uint64 `json:"last_sent"`
+	PendingCount int    `json:"pending_count"`
+	IsStalled    bool   `json:"is_stalled"`
+}
+
+// Clientz describes one client.
+type Clientz struct {
+	ID            string                      `json:"id"`
+	HBInbox       string                      `json:"hb_inbox"`
+	SubsCount     int                         `json:"subs_count"`
+	Subscriptions map[string][]*Subscriptionz `json:"subscriptions,omitempty"`
+}
+
+// snapshot is everything monitoring reads, copied on the engine goroutine.
+type snapshot struct {
+	clients  []*Clientz
+	channels []*Channelz
+}
+
+// takeSnapshot asks the engine for a copy of its state (subs: include subscriptions).
+func (s *Server) takeSnapshot(subs bool) *snapshot {
+	ch := make(chan *snapshot, 1)
+	if err := s.q.Push(op{kind: opSnapshot, snap: ch, subsToo: subs}); err != nil {
+		return &snapshot{}
+	}
+	select {
+	case sn := <-ch:
+		return sn
+	case <-s.done:
+		return &snapshot{}
+	case <-time.After(5 * time.Second):
+		return &snapshot{}
+	}
+}
+
+func (s *Server) processSnapshot(o *op) {
+	sn := &snapshot{}
+	for _, c := range s.clients {
+		cz := &Clientz{ID: c.id, HBInbox: c.hbInbox, SubsCount: len(c.subs)}
+		if o.subsToo {
+			for sub := range c.subs {
+				if cz.Subscriptions == nil {
+					cz.Subscriptions = map[string][]*Subscriptionz{}
+				}
+				cz.Subscriptions[sub.ch.name] = append(cz.Subscriptions[sub.ch.name], sub.monitor())
+			}
+		}
+		sn.clients = append(sn.clients, cz)
+	}
+	for _, ch := range s.channels {
+		st := ch.store.Msgs.State()
+		cz := &Channelz{Name: ch.name, Msgs: int(st.Msgs), Bytes: st.Bytes, FirstSeq: st.First, LastSeq: st.Last}
+		each := func(sub *subState) {
+			cz.SubsCount++
+			if o.subsToo {
+				cz.Subscriptions = append(cz.Subscriptions, sub.monitor())
+			}
+		}
+		for sub := range ch.subs {
+			each(sub)
+		}
+		for _, d := range ch.durables {
+			if d.offline {
+				each(d)
+			}
+		}
+		for _, g := range ch.queues {
+			for _, m := range g.members {
+				each(m)
+			}
+			if g.shadow != nil {
+				each(g.shadow)
+			}
+		}
+		if st.Msgs == 0 {
+			cz.FirstSeq = 0
+			if st.Last > 0 {
+				cz.FirstSeq = st.Last + 1
+			}
+		}
+		sn.channels = append(sn.channels, cz)
+	}
+	o.snap <- sn
+}
+
+func (sub *subState) monitor() *Subscriptionz {
+	z := &Subscriptionz{ClientID: sub.clientID, Inbox: sub.inbox, AckInbox: sub.ackInbox,
+		IsDurable: sub.durable != "", IsOffline: sub.offline, MaxInflight: sub.maxInFlight,
+		AckWait: int(sub.ackWait / time.Second), LastSent: sub.position(), PendingCount: len(sub.pending),
+		IsStalled: sub.stalled()}
+	if sub.group != nil {
+		z.QueueName = sub.group.key
+	} else {
+		z.DurableName = sub.durable
+	}
+	return z
+}
+
+// Serverz returns server-wide figures.
+func (s *Server) Serverz() *Serverz {
+	sn := s.takeSnapshot(false)
+	now := time.Now()
+	z := &Serverz{ClusterID: s.opts.ClusterID, ServerID: s.id, Version: core.Version, GoVersion: goVersion(),
+		State: "STANDALONE", Now: now.UTC(), Start: s.start.UTC(), Uptime: uptime(now.Sub(s.start)),
+		Clients: len(sn.clients), Channels: len(sn.channels)}
+	for _, ch := range sn.channels {
+		z.TotalMsgs += ch.Msgs
+		z.TotalBytes += ch.Bytes
+		z.Subscriptions += ch.SubsCount
+	}
+	s.mu.Lock()
+	z.InMsgs, z.InBytes, z.OutMsgs, z.OutBytes = s.stats.InMsgs, s.stats.InBytes, s.stats.OutMsgs, s.stats.OutBytes
+	s.mu.Unlock()
+	return z
+}
+
+// Channels returns the channels sorted by name (with subscriptions when subs).
+func (s *Server) Channels(subs bool) []*Channelz {
+	sn := s.takeSnapshot(subs)
+	sort.Slice(sn.channels, func(i, j int) bool { return sn.channels[i].Name < sn.channels[j].Name })
+	return sn.channels
+}
+
+// Clients returns the clients sorted by ID (with subscriptions when subs).
+func (s *Server) Clients(subs bool) []*Clientz {
+	sn := s.takeSnapshot(subs)
+	sort.Slice(sn.clients, func(i, j int) bool { return sn.clients[i].ID < sn.clients[j].ID })
+	return sn.clients
+}
+
+// StoreType names the store for /streaming/storez.
+func (s *Server) StoreType() string { return strings.ToUpper(s.store.Name()) }
+
+// uptime renders like the reference: "1d2h3m4s".
+func uptime(d time.Duration) string {
+	sec := int64(d / time.Second)
+	days, sec := sec/86400, sec%86400
+	h, sec := sec/3600, sec%3600
+	m, sec := sec/60, sec%60
+	var b strings.Builder
+	if days > 0 {
+		b.WriteString(strconv.FormatInt(days, 10) + "d")
+	}
+	if days > 0 || h > 0 {
+		b.WriteString(strconv.FormatInt(h, 10) + "h")
+	}
+	if days > 0 || h > 0 || m > 0 {
+		b.WriteString(strconv.FormatInt(m, 10) + "m")
+	}
+	b.WriteString(strconv.FormatInt(sec, 10) + "s")
+	return b.String()
+}

@@ -1,0 +1,239 @@
+package monitor
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/starling-io/starling/streaming"
+)
+
+// Paths, relative to the monitoring base path.
+const (
+	RootPath       = "/streaming"
+	ServerPath     = RootPath + "/serverz"
+	StorePath      = RootPath + "/storez"
+	ClientsPath    = RootPath + "/clientsz"
+	ChannelsPath   = RootPath + "/channelsz"
+	IsFTActivePath = RootPath + "/isFTActive"
+
+	// DefaultListLimit is the page size of clientsz and channelsz without ?limit.
+	DefaultListLimit = 1024
+)
+
+// Storez is /streaming/storez.
+type Storez struct {
+	ClusterID  string    `json:"cluster_id"`
+	ServerID   string    `json:"server_id"`
+	Now        time.Time `json:"now"`
+	Type       string    `json:"type"`
+	Limits     Limits    `json:"limits"`
+	TotalMsgs  int       `json:"total_msgs"`
+	TotalBytes uint64    `json:"total_bytes"`
+}
+
+// Limits is the store limits as storez shows them: the global limits (0 = unlimited) and,
+// per channel name or wildcard pattern, that entry's limits after inheritance.
+type Limits struct {
+	MaxChannels int `json:"max_channels"`
+	ChannelLimits
+	Channels map[string]*ChannelLimits `json:"channels,omitempty"`
+}
+
+// ChannelLimits is one channel's limits; durations are in nanoseconds, as the reference
+// server shows them.
+type ChannelLimits struct {
+	MaxMsgs          int           `json:"max_msgs"`
+	MaxBytes         int64         `json:"max_bytes"`
+	MaxAge           time.Duration `json:"max_age"`
+	MaxSubscriptions int           `json:"max_subscriptions"`
+	MaxInactivity    time.Duration `json:"max_inactivity"`
+}
+
+// Clientsz is /streaming/clientsz.
+type Clientsz struct {
+	ClusterID string               `json:"cluster_id"`
+	ServerID  string               `json:"server_id"`
+	Now       time.Time            `json:"now"`
+	Offset    int                  `json:"offset"`
+	Limit     int                  `json:"limit"`
+	Count     int                  `json:"count"`
+	Total     int                  `json:"total"`
+	Clients   []*streaming.Clientz `json:"clients"`
+}
+
+// Channelsz is /streaming/channelsz: the channel names, or with subs=1 the channels with
+// their subscriptions.
+type Channelsz struct {
+	ClusterID string                `json:"cluster_id"`
+	ServerID  string                `json:"server_id"`
+	Now       time.Time             `json:"now"`
+	Offset    int                   `json:"offset"`
+	Limit     int                   `json:"limit"`
+	Count     int                   `json:"count"`
+	Total     int                   `json:"total"`
+	Names     []string              `json:"names,omitempty"`
+	Channels  []*streaming.Channelz `json:"channels,omitempty"`
+}
+
+// Monitor serves one streaming.Server's endpoints.
+type Monitor struct {
+	s      *streaming.Server
+	limits Limits
+
+	idOnce   sync.Once
+	serverID string // the streaming server ID, read once from Serverz
+}
+
+// New returns the handlers for s; limits is what storez shows.
+func New(s *streaming.Server, limits Limits) *Monitor {
+	return &Monitor{s: s, limits: limits}
+}
+
+// Routes returns every handler by path (relative to the monitoring base path), to mount
+// with core/monitor's Monitor.Handle.
+func (m *Monitor) Routes() map[string]http.HandlerFunc {
+	return map[string]http.HandlerFunc{
+		RootPath:       m.HandleRoot,
+		ServerPath:     m.HandleServerz,
+		StorePath:      m.HandleStorez,
+		ClientsPath:    m.HandleClientsz,
+		ChannelsPath:   m.HandleChannelsz,
+		IsFTActivePath: m.HandleIsFTActive,
+	}
+}
+
+// id returns the streaming server ID. streaming.Server exposes it through Serverz only,
+// which snapshots the engine's state, so it is read once (it never changes).
+func (m *Monitor) id() string {
+	m.idOnce.Do(func() { m.serverID = m.s.Serverz().ServerID })
+	return m.serverID
+}
+
+// HandleRoot serves /streaming: an index of the endpoints. Links are relative so that they
+// work under any base path.
+func (m *Monitor) HandleRoot(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	fmt.Fprint(w, `<html><body><h1>Starling streaming</h1><ul>`)
+	for _, p := range []string{"serverz", "storez", "clientsz", "channelsz"} {
+		fmt.Fprintf(w, `<li><a href="streaming/%s">%s</a></li>`, p, p)
+	}
+	fmt.Fprint(w, `</ul></body></html>`)
+}
+
+// HandleServerz serves /streaming/serverz.
+func (m *Monitor) HandleServerz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, m.s.Serverz())
+}
+
+// HandleStorez serves /streaming/storez.
+func (m *Monitor) HandleStorez(w http.ResponseWriter, r *http.Request) {
+	z := m.s.Serverz()
+	writeJSON(w, &Storez{ClusterID: z.ClusterID, ServerID: z.ServerID, Now: z.Now, Type: m.s.StoreType(),
+		Limits: m.limits, TotalMsgs: z.TotalMsgs, TotalBytes: z.TotalBytes})
+}
+
+// HandleClientsz serves /streaming/clientsz: clients sorted by ID, a page of them (offset,
+// limit), with their subscriptions when subs=1; client=ID returns that client alone.
+func (m *Monitor) HandleClientsz(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	subs := q.Get("subs") == "1"
+	clients := m.s.Clients(subs)
+	if id := q.Get("client"); id != "" {
+		for _, c := range clients {
+			if c.ID == id {
+				writeJSON(w, c)
+				return
+			}
+		}
+		http.Error(w, fmt.Sprintf("Client %s not found", id), http.StatusNotFound)
+		return
+	}
+	offset, limit := page(r)
+	lo, hi := bounds(offset, limit, len(clients))
+	writeJSON(w, &Clientsz{ClusterID: m.s.ClusterID(), ServerID: m.id(), Now: time.Now().UTC(),
+		Offset: offset, Limit: limit, Count: hi - lo, Total: len(clients),
+		Clients: append(make([]*streaming.Clientz, 0, hi-lo), clients[lo:hi]...)})
+}
+
+// HandleChannelsz serves /streaming/channelsz: channel names sorted, a page of them; with
+// subs=1 the channels themselves with their subscriptions; channel=NAME returns that
+// channel alone (with its subscriptions when subs=1).
+func (m *Monitor) HandleChannelsz(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	subs := q.Get("subs") == "1"
+	channels := m.s.Channels(subs)
+	if name := q.Get("channel"); name != "" {
+		for _, c := range channels {
+			if c.Name == name {
+				writeJSON(w, c)
+				return
+			}
+		}
+		http.Error(w, fmt.Sprintf("Channel %s not found", name), http.StatusNotFound)
+		return
+	}
+	offset, limit := page(r)
+	lo, hi := bounds(offset, limit, len(channels))
+	z := &Channelsz{ClusterID: m.s.ClusterID(), ServerID: m.id(), Now: time.Now().UTC(),
+		Offset: offset, Limit: limit, Count: hi - lo, Total: len(channels)}
+	if subs {
+		z.Channels = channels[lo:hi]
+	} else {
+		z.Names = make([]string, 0, hi-lo)
+		for _, c := range channels[lo:hi] {
+			z.Names = append(z.Names, c.Name)
+		}
+	}
+	writeJSON(w, z)
+}
+
+// HandleIsFTActive serves /streaming/isFTActive: 200 on the active server of a
+// fault-tolerance group, 204 (no body) otherwise — a standalone server included.
+func (m *Monitor) HandleIsFTActive(w http.ResponseWriter, r *http.Request) {
+	if m.s.Serverz().State == "FT_ACTIVE" {
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// page reads offset (default 0; negative is 0) and limit (default, and for 0 or less,
+// DefaultListLimit). Values that are not numbers are the defaults, as in the reference.
+func page(r *http.Request) (offset, limit int) {
+	q := r.URL.Query()
+	offset, _ = strconv.Atoi(q.Get("offset"))
+	limit, _ = strconv.Atoi(q.Get("limit"))
+	if offset < 0 {
+		offset = 0
+	}
+	if limit <= 0 {
+		limit = DefaultListLimit
+	}
+	return offset, limit
+}
+
+// bounds returns the slice [lo:hi] of a list of total elements for offset and limit.
+func bounds(offset, limit, total int) (lo, hi int) {
+	lo = min(offset, total)
+	hi = total
+	if limit < total-lo {
+		hi = lo + limit
+	}
+	return lo, hi
+}
+
+// writeJSON writes v indented by two spaces, with the headers monitoring tools expect.
+func writeJSON(w http.ResponseWriter, v any) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Access-Control-Allow-Origin", "*")
+	_, _ = w.Write(b)
+}

@@ -1,0 +1,77 @@
+package streaming
+
+import (
+	"log/slog"
+	"runtime"
+	"time"
+
+	"github.com/starling-io/starling/stores"
+)
+
+func goVersion() string { return runtime.Version() }
+
+// Defaults as nats-streaming-server has them.
+const (
+	DefaultClusterID      = "test-cluster"
+	DefaultDiscoverPrefix = "_STAN.discover"
+	DefaultHBInterval     = 30 * time.Second
+	DefaultHBTimeout      = 10 * time.Second
+	DefaultHBFailCount    = 10
+	DefaultIOBatchSize    = 1024
+	DefaultQueueLimit     = 1 << 20
+
+	// duplicateCheckWait is how long a live-looking old client has to answer before a
+	// duplicate connect replaces it (reference: 500 ms).
+	duplicateCheckWait = 500 * time.Millisecond
+	// redeliverSlack: messages due within this much are redelivered in the same pass.
+	redeliverSlack = 15 * time.Millisecond
+)
+
+// Options configures the streaming layer.
+type Options struct {
+	ClusterID      string
+	DiscoverPrefix string
+	HBInterval     time.Duration
+	HBTimeout      time.Duration
+	HBFailCount    int
+	IOBatchSize    int
+	ReplaceDurable bool
+	// Limits are the channel limits (nil: the store's own, by default the reference's
+	// defaults); streaming runs the age and inactivity timers, the store the rest.
+	Limits *stores.LimitsSet
+	// QueueLimit bounds the requests waiting for the engine; past it publishes are refused
+	// with an error PubAck instead of stalling core.
+	QueueLimit int
+	Logger     *slog.Logger
+}
+
+func (o Options) withDefaults() Options {
+	if o.ClusterID == "" {
+		o.ClusterID = DefaultClusterID
+	}
+	if o.DiscoverPrefix == "" {
+		o.DiscoverPrefix = DefaultDiscoverPrefix
+	}
+	if o.HBInterval == 0 {
+		o.HBInterval = DefaultHBInterval
+	}
+	if o.HBTimeout == 0 {
+		o.HBTimeout = DefaultHBTimeout
+	}
+	if o.HBFailCount == 0 {
+		o.HBFailCount = DefaultHBFailCount
+	}
+	if o.IOBatchSize == 0 {
+		o.IOBatchSize = DefaultIOBatchSize
+	}
+	if o.QueueLimit == 0 {
+		o.QueueLimit = DefaultQueueLimit
+	}
+	if o.Limits == nil {
+		o.Limits = &stores.LimitsSet{Global: stores.DefaultLimits()}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o
+}

@@ -1,0 +1,198 @@
+package streaming
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/starling-io/starling/stores"
+)
+
+// pendingPub is a validated publish waiting for its batch to be stored.
+type pendingPub struct {
+	ch    *channel
+	reply string
+	guid  []byte // aliases the request, which the engine owns
+	msg   stores.Msg
+}
+
+// scratch is engine-owned memory reused across batches.
+type scratch struct {
+	pubs    []pendingPub
+	touched []*channel
+	msgs    []stores.Msg
+	out     []byte
+	pub     pubMsgView
+	cmdPub  cmdPublish
+	load    stores.Msg
+	sent    map[*channel][]stores.SubEvent
+}
+
+func (s *Server) sendPubAck(reply string, guid []byte, errText string) {
+	if reply == "" {
+		return
+	}
+	s.scratch.out = appendPubAck(s.scratch.out[:0], guid, errText)
+	_ = s.bus.Publish(reply, "", nil, s.scratch.out)
+}
+
+// queuePublish validates one PubMsg and adds it to the current batch (spec §6).
+func (s *Server) queuePublish(o *op) {
+	pm := &s.scratch.pub
+	if err := decodePubMsg(o.data, pm); err != nil {
+		s.log.Debug("invalid publish request", "err", err)
+		s.sendPubAck(o.reply, nil, errInvalidPubReq)
+		return
+	}
+	if len(pm.guid) == 0 || !validChannel(string(pm.subject)) {
+		s.log.Debug("invalid publish request", "guid", string(pm.guid), "channel", string(pm.subject))
+		s.sendPubAck(o.reply, pm.guid, errInvalidPubReq)
+		return
+	}
+	var c *client
+	if len(pm.connID) > 0 {
+		c = s.byConnID[string(pm.connID)]
+	} else {
+		c = s.clients[string(pm.clientID)]
+	}
+	if c == nil {
+		s.log.Debug("publish from an unknown client", "client_id", string(pm.clientID))
+		s.sendPubAck(o.reply, pm.guid, errInvalidPubReq)
+		return
+	}
+	ch := s.channels[string(pm.subject)]
+	if ch == nil {
+		var errText string
+		if ch, errText = s.lookupOrCreateChannel(string(pm.subject)); ch == nil {
+			s.sendPubAck(o.reply, pm.guid, errText)
+			return
+		}
+	}
+	var reply string
+	if len(pm.reply) > 0 {
+		reply = string(pm.reply)
+	}
+	s.scratch.pubs = append(s.scratch.pubs, pendingPub{ch: ch, reply: o.reply, guid: pm.guid,
+		msg: stores.Msg{Reply: reply, Data: pm.data}}) // views into o.data, which we own
+	s.mu.Lock()
+	s.stats.InMsgs++
+	s.stats.InBytes += uint64(len(pm.data))
+	s.mu.Unlock()
+}
+
+// flushPublishes stores the batch channel by channel (one proposal and one Sync each),
+// then sends the PubAcks in arrival order and delivers the new messages. A PubAck is sent
+// only after the store holds the message as durably as it promises.
+func (s *Server) flushPublishes() {
+	pubs := s.scratch.pubs
+	if len(pubs) == 0 {
+		return
+	}
+	now := time.Now().UnixNano()
+	touched := s.scratch.touched[:0]
+	failed := map[*channel]error(nil)
+	for i := 0; i < len(pubs); i++ {
+		ch := pubs[i].ch
+		if containsChan(touched, ch) {
+			continue
+		}
+		touched = append(touched, ch)
+		msgs := s.scratch.msgs[:0]
+		last := ch.store.Msgs.State().Last
+		t := max(now, ch.lastTime)
+		for j := i; j < len(pubs); j++ {
+			if pubs[j].ch == ch {
+				last++
+				m := pubs[j].msg
+				m.Seq, m.Time = last, t
+				msgs = append(msgs, m)
+			}
+		}
+		cmd := &s.scratch.cmdPub
+		cmd.ch, cmd.msgs = ch, msgs
+		_, err := s.propose(cmd)
+		cmd.ch, cmd.msgs = nil, nil
+		if err == nil {
+			err = ch.store.Msgs.Sync()
+		}
+		if err != nil {
+			s.log.Error("storing messages failed", "channel", ch.name, "err", err)
+			if failed == nil {
+				failed = map[*channel]error{}
+			}
+			failed[ch] = err
+		} else {
+			ch.lastTime = t
+			s.touch(ch)
+			s.armAge(ch, ch.limits.ExpiresAt(msgs[0].Time))
+		}
+		s.scratch.msgs = msgs[:0]
+	}
+	for i := range pubs {
+		errText := ""
+		if err := failed[pubs[i].ch]; err != nil {
+			errText = err.Error()
+		}
+		s.sendPubAck(pubs[i].reply, pubs[i].guid, errText)
+	}
+	for _, ch := range touched {
+		if failed[ch] == nil {
+			s.deliverNew(ch)
+		}
+	}
+	clear(pubs)
+	s.scratch.pubs = pubs[:0]
+	clear(touched)
+	s.scratch.touched = touched[:0]
+}
+
+func lowerName(name string) string { return strings.ToLower(name) }
+
+func containsChan(list []*channel, ch *channel) bool {
+	for _, c := range list {
+		if c == ch {
+			return true
+		}
+	}
+	return false
+}
+
+// lookupOrCreateChannel returns the channel or the error text for the requester.
+func (s *Server) lookupOrCreateChannel(name string) (*channel, string) {
+	if ch := s.channels[name]; ch != nil {
+		return ch, ""
+	}
+	lower := lowerName(name)
+	if other, ok := s.lowerNames[lower]; ok && other != name {
+		return nil, fmt.Sprintf("rejecting channel %q because channel %q alreay exists (different cases not allowed)", name, other)
+	}
+	v, err := s.propose(&cmdCreateChannel{name: name})
+	if err != nil {
+		s.log.Debug("cannot create channel", "channel", name, "err", err)
+		return nil, err.Error()
+	}
+	return v.(*channel), ""
+}
+
+// createChannel is the applied side of a channel creation.
+func (s *Server) createChannel(name string) (*channel, error) {
+	s.nextChanID++
+	st, err := s.store.CreateChannel(name, s.nextChanID)
+	if err != nil {
+		return nil, err
+	}
+	return s.addChannel(st), nil
+}
+
+func (s *Server) addChannel(st *stores.Channel) *channel {
+	ch := &channel{name: st.Name, id: st.ID, store: st, subs: map[*subState]struct{}{},
+		durables: map[string]*subState{}, queues: map[string]*queueGroup{}}
+	s.channels[ch.name] = ch
+	s.lowerNames[lowerName(ch.name)] = ch.name
+	ch.limits = s.opts.Limits.For(ch.name)
+	s.touch(ch)
+	if st.ID > s.nextChanID {
+		s.nextChanID = st.ID
+	}
+	return ch
+}

@@ -1,0 +1,175 @@
+package streaming
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/starling-io/starling/core"
+	"github.com/starling-io/starling/core/ipq"
+	"github.com/starling-io/starling/raftlog"
+	"github.com/starling-io/starling/stores"
+)
+
+// Bus is what streaming needs from core; *core.Conn satisfies it.
+type Bus interface {
+	Subscribe(subject, queue string, h core.MsgHandler) (*core.Subscription, error)
+	Publish(subject, reply string, hdr, data []byte) error
+	Flush()
+	IsConnected(cid uint64) bool
+}
+
+var _ Bus = (*core.Conn)(nil)
+
+// Server is the streaming layer. Create it with New, then Start it.
+type Server struct {
+	opts  Options
+	log   *slog.Logger
+	bus   Bus
+	store stores.Store
+	rlog  raftlog.Log
+	id    string // streaming server id (a NUID, not the NATS server id)
+	start time.Time
+
+	// Subjects (spec §2).
+	discover, pings, pubPrefix, subReq, unsubReq, subCloseReq, closeReq string
+	ackPrefix, hbPrefix, checkPrefix                                    string
+
+	q    *ipq.Queue[op] // everything the engine does arrives here
+	subs []*core.Subscription
+	stop chan struct{}
+	done chan struct{}
+
+	// Engine-owned state (one goroutine; see DESIGN.md).
+	clients    map[string]*client
+	byConnID   map[string]*client
+	channels   map[string]*channel
+	lowerNames map[string]string // lower-case name → name, to refuse case conflicts
+	byAck      map[string]*subState
+	checks     map[string]*dupCheck
+	nextChanID uint64
+	nextAck    uint64
+	lastSeqs   map[string]uint64 // last sequence of deleted channels: sequences never go back
+	scratch    scratch
+	applyOut   []any
+
+	mu     sync.Mutex // guards stats read by monitoring
+	stats  Stats
+	closed bool
+}
+
+// Stats are counters for /streaming/serverz.
+type Stats struct {
+	InMsgs, InBytes, OutMsgs, OutBytes uint64
+}
+
+// New builds the streaming layer over bus and store; newLog creates the replication log
+// with the server as its state machine (raftlog.NewLocal standalone).
+func New(bus Bus, store stores.Store, newLog func(raftlog.StateMachine) raftlog.Log, opts Options) (*Server, error) {
+	o := opts.withDefaults()
+	if !validChannel(o.ClusterID) || !validClientID(o.ClusterID) {
+		return nil, fmt.Errorf("streaming: invalid cluster ID %q", o.ClusterID)
+	}
+	s := &Server{
+		opts: o, log: o.Logger, bus: bus, store: store, id: nuid(), start: time.Now(),
+		clients: map[string]*client{}, byConnID: map[string]*client{}, channels: map[string]*channel{},
+		lowerNames: map[string]string{}, byAck: map[string]*subState{}, checks: map[string]*dupCheck{},
+		lastSeqs: map[string]uint64{},
+		stop:     make(chan struct{}), done: make(chan struct{}),
+	}
+	c := o.ClusterID
+	s.discover = o.DiscoverPrefix + "." + c
+	s.pings = s.discover + ".pings"
+	s.pubPrefix = "_STAN.pub." + c
+	s.subReq = "_STAN.sub." + c
+	s.unsubReq = "_STAN.unsub." + c
+	s.subCloseReq = "_STAN.subclose." + c
+	s.closeReq = "_STAN.close." + c
+	s.ackPrefix = "_INBOX." + s.id
+	s.hbPrefix = "_STAN.hb." + s.id
+	s.checkPrefix = "_STAN.check." + s.id
+	s.q = ipq.New[op]("streaming", o.QueueLimit)
+	s.rlog = newLog(s)
+	return s, nil
+}
+
+// nuid returns a random 22-character token.
+func nuid() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// Start recovers state from the store, subscribes to the protocol subjects and starts the
+// engine.
+func (s *Server) Start() error {
+	if err := s.opts.Limits.Validate(); err != nil {
+		return fmt.Errorf("streaming: limits: %w", err)
+	}
+	if err := s.store.SetLimits(s.opts.Limits); err != nil {
+		return fmt.Errorf("streaming: limits: %w", err)
+	}
+	if err := s.recover(); err != nil {
+		return err
+	}
+	handlers := []struct {
+		subject string
+		kind    opKind
+	}{
+		{s.discover, opConnect}, {s.pings, opPing}, {s.pubPrefix + ".>", opPublish},
+		{s.subReq, opSubscribe}, {s.unsubReq, opUnsubscribe}, {s.subCloseReq, opSubClose},
+		{s.closeReq, opClose}, {s.ackPrefix + ".*", opAck}, {s.hbPrefix + ".*", opHbReply},
+		{s.checkPrefix + ".*", opCheckReply},
+	}
+	for _, h := range handlers {
+		sub, err := s.bus.Subscribe(h.subject, "", s.handler(h.kind))
+		if err != nil {
+			return fmt.Errorf("streaming: subscribe %s: %w", h.subject, err)
+		}
+		s.subs = append(s.subs, sub)
+	}
+	go s.run()
+	go s.heartbeatLoop()
+	s.log.Info("streaming server ready", "cluster_id", s.opts.ClusterID, "store", s.store.Name(), "server_id", s.id)
+	return nil
+}
+
+// recover loads clients, channels and subscriptions from the store (durable stores).
+func (s *Server) recover() error {
+	st, err := s.store.Recover()
+	if err != nil {
+		return fmt.Errorf("streaming: recover: %w", err)
+	}
+	if st == nil {
+		return s.store.Init(stores.ServerInfo{ClusterID: s.opts.ClusterID, Discovery: s.discover,
+			Publish: s.pubPrefix, Subscribe: s.subReq, Unsubscribe: s.unsubReq, Close: s.closeReq, SubClose: s.subCloseReq})
+	}
+	if st.Info.ClusterID != "" && st.Info.ClusterID != s.opts.ClusterID {
+		return fmt.Errorf("streaming: cluster ID %q does not match recovered value of %q", s.opts.ClusterID, st.Info.ClusterID)
+	}
+	return s.restore(st)
+}
+
+// Shutdown stops the engine and closes the store.
+func (s *Server) Shutdown() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	for _, sub := range s.subs {
+		_ = sub.Unsubscribe()
+	}
+	close(s.stop)
+	<-s.done
+	return errors.Join(s.rlog.Close(), s.store.Close())
+}
+
+// ClusterID returns the cluster ID clients connect with.
+func (s *Server) ClusterID() string { return s.opts.ClusterID }

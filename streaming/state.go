@@ -1,0 +1,132 @@
+package streaming
+
+import (
+	"time"
+
+	"github.com/starling-io/starling/stores"
+)
+
+// client is a registered streaming client.
+type client struct {
+	id           string
+	hbInbox      string
+	connID       []byte
+	protocol     int32
+	pingInterval int32
+	pingMaxOut   int32
+	nats         uint64 // cid of the NATS connection it connected over
+	subs         map[*subState]struct{}
+	hbOut        bool // a heartbeat is outstanding
+	hbFails      int
+}
+
+// channel is one message log and its subscriptions.
+type channel struct {
+	name      string
+	id        uint64
+	store     *stores.Channel
+	subs      map[*subState]struct{} // online plain and durable subscriptions
+	durables  map[string]*subState   // durable key → sub (online or offline)
+	queues    map[string]*queueGroup
+	nextSubID uint64
+	lastTime  int64 // timestamp of the last message: timestamps never go back
+	limits    stores.Limits
+	ageTimer  *time.Timer // one per channel with MaxAge: the next message to expire
+	ageAt     int64
+	idleTimer *time.Timer // one per channel with MaxInactivity
+	active    int64       // unix ns of the last publish or subscription change
+	deleted   bool
+}
+
+// subState is one subscription (or queue member).
+type subState struct {
+	id          uint64
+	ch          *channel
+	clientID    string
+	inbox       string
+	ackInbox    string
+	durable     string // durable name ("" for none)
+	qgroup      string // queue name as the client gave it
+	maxInFlight int
+	ackWait     time.Duration
+	lastSent    uint64 // plain/durable subscriptions; queue members use group.lastSent
+	group       *queueGroup
+	offline     bool
+
+	pending  map[uint64]pendingMsg // by value: no allocation per message
+	expiries []expiry              // FIFO in send order from expHead; acked entries skipped lazily
+	expHead  int
+	timer    *time.Timer
+	timerAt  time.Time
+	ready    bool // response sent: delivery may start
+}
+
+type pendingMsg struct {
+	expiry int64 // unix ns
+	count  uint32
+}
+
+type expiry struct {
+	seq uint64
+	at  int64
+}
+
+// queueGroup is the shared state of a queue group on one channel.
+type queueGroup struct {
+	key      string // queue name, or "durable:queue" for durable groups
+	durable  bool
+	members  []*subState
+	lastSent uint64
+	shadow   *subState // durable group with no member: its last member's state, offline
+}
+
+func (sub *subState) isQueue() bool { return sub.group != nil }
+
+// stalled: as many messages pending as it may have in flight.
+func (sub *subState) stalled() bool { return len(sub.pending) >= sub.maxInFlight }
+
+// position returns the last sequence sent to the subscription (or its group).
+func (sub *subState) position() uint64 {
+	if sub.group != nil {
+		return sub.group.lastSent
+	}
+	return sub.lastSent
+}
+
+func (sub *subState) setPosition(seq uint64) {
+	if sub.group != nil {
+		if seq > sub.group.lastSent {
+			sub.group.lastSent = seq
+		}
+		return
+	}
+	if seq > sub.lastSent {
+		sub.lastSent = seq
+	}
+}
+
+// durableKey: a durable belongs to a client ID (spec §7.4).
+func durableKey(clientID, channel, durable string) string {
+	return clientID + "-" + channel + "-" + durable
+}
+
+// The deadline FIFO reuses its array: popping advances a head that resets when the queue
+// empties, so steady-state sending does not allocate.
+
+func (sub *subState) expLen() int { return len(sub.expiries) - sub.expHead }
+
+func (sub *subState) expFront() expiry { return sub.expiries[sub.expHead] }
+
+func (sub *subState) expPop() {
+	sub.expHead++
+	if sub.expHead == len(sub.expiries) {
+		sub.expiries, sub.expHead = sub.expiries[:0], 0
+	} else if sub.expHead > 1024 && sub.expHead > len(sub.expiries)/2 {
+		n := copy(sub.expiries, sub.expiries[sub.expHead:])
+		sub.expiries, sub.expHead = sub.expiries[:n], 0
+	}
+}
+
+func (sub *subState) expPush(e expiry) { sub.expiries = append(sub.expiries, e) }
+
+func (sub *subState) expReset() { sub.expiries, sub.expHead = sub.expiries[:0], 0 }
