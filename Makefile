@@ -5,6 +5,8 @@ BIN := $(CURDIR)/bin
 NATS_CLI_VERSION := v0.5.0
 NATS_SERVER_VERSION := v2.15.2
 STATICCHECK_VERSION := v0.8.2
+STAN_BENCH_VERSION := v0.10.4
+NATS_STREAMING_SERVER_VERSION := v0.25.6
 FUZZTIME ?= 20s
 UNIT_PKGS = $$($(GO) list ./... | grep -v '/tests$$')
 
@@ -48,7 +50,7 @@ lint: $(BIN)/staticcheck
 	$(GO) vet ./...
 	$(BIN)/staticcheck ./...
 
-tools: $(BIN)/nats
+tools: $(BIN)/nats $(BIN)/stan-bench $(BIN)/nats-streaming-server
 
 $(BIN)/nats:
 	GOBIN=$(BIN) $(GO) install github.com/nats-io/natscli/nats@$(NATS_CLI_VERSION)
@@ -56,12 +58,21 @@ $(BIN)/nats:
 $(BIN)/nats-server:
 	GOBIN=$(BIN) $(GO) install github.com/nats-io/nats-server/v2@$(NATS_SERVER_VERSION)
 
+# stan-bench and nats-streaming-server: the streaming rows of `make compare`.
+$(BIN)/stan-bench:
+	GOBIN=$(BIN) $(GO) install github.com/nats-io/stan.go/examples/stan-bench@$(STAN_BENCH_VERSION)
+
+$(BIN)/nats-streaming-server:
+	GOBIN=$(BIN) $(GO) install github.com/nats-io/nats-streaming-server@$(NATS_STREAMING_SERVER_VERSION)
+
 $(BIN)/staticcheck:
 	GOBIN=$(BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
-# nats bench against nats-server and Starling, alternately, on this machine.
-compare: build $(BIN)/nats $(BIN)/nats-server
-	$(GO) run ./cmd/compare -starling $(BIN)/starling -nats-server $(BIN)/nats-server -nats $(BIN)/nats
+# nats bench against nats-server and Starling, and stan-bench against nats-streaming-server and
+# Starling, alternately, on this machine.
+compare: build $(BIN)/nats $(BIN)/nats-server $(BIN)/stan-bench $(BIN)/nats-streaming-server
+	$(GO) run ./cmd/compare -starling $(BIN)/starling -nats-server $(BIN)/nats-server -nats $(BIN)/nats \
+	  -stan-bench $(BIN)/stan-bench -nats-streaming-server $(BIN)/nats-streaming-server
 
 clean:
 	rm -rf $(BIN) ./data

@@ -22,14 +22,24 @@ func (s *Server) deliverNew(ch *channel) {
 // to max in flight (spec §8.1).
 func (s *Server) sendAvailable(sub *subState) {
 	st := sub.ch.store.Msgs.State()
+	first := s.firstDeliverable(sub.ch, st.First)
 	for !sub.stalled() {
-		next := max(sub.lastSent+1, st.First)
-		if next > st.Last || st.Msgs == 0 {
+		next := max(sub.lastSent+1, first)
+		if next > st.Last {
 			return
 		}
 		sub.lastSent = next
 		s.sendMsg(sub, next, false, 0)
 	}
+}
+
+// firstDeliverable is the oldest sequence that can still be sent: the store's first, or
+// the first of the batch being delivered when limits evicted part of it already.
+func (s *Server) firstDeliverable(ch *channel, storeFirst uint64) uint64 {
+	if b := s.scratch.batch; s.scratch.batchCh == ch && len(b) > 0 && b[0].Seq < storeFirst {
+		return b[0].Seq
+	}
+	return storeFirst
 }
 
 // sendGroup sends a queue group its new messages, each to the best member (§8.4).
@@ -38,9 +48,10 @@ func (s *Server) sendGroup(g *queueGroup) {
 		return
 	}
 	st := g.members[0].ch.store.Msgs.State()
+	first := s.firstDeliverable(g.members[0].ch, st.First)
 	for {
-		next := max(g.lastSent+1, st.First)
-		if next > st.Last || st.Msgs == 0 {
+		next := max(g.lastSent+1, first)
+		if next > st.Last {
 			return
 		}
 		m := s.bestMember(g)
@@ -83,7 +94,11 @@ func (s *Server) bestMember(g *queueGroup) *subState {
 func (s *Server) sendMsg(sub *subState, seq uint64, redelivered bool, count uint32) bool {
 	ld := &s.scratch.load
 	if err := sub.ch.store.Msgs.Load(seq, ld); err != nil {
-		return false
+		b := s.scratch.batch
+		if s.scratch.batchCh != sub.ch || len(b) == 0 || seq < b[0].Seq || seq > b[len(b)-1].Seq {
+			return false
+		}
+		ld = &b[seq-b[0].Seq]
 	}
 	b := appendMsgProto(s.scratch.out[:0], seq, sub.ch.name, ld.Reply, ld.Data, ld.Time, redelivered, count)
 	s.scratch.out = b

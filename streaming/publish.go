@@ -26,6 +26,8 @@ type scratch struct {
 	cmdPub  cmdPublish
 	load    stores.Msg
 	sent    map[*channel][]stores.SubEvent
+	batchCh *channel     // the channel whose batch is being delivered
+	batch   []stores.Msg // its messages, for those limits evicted at once
 }
 
 func (s *Server) sendPubAck(reply string, guid []byte, errText string) {
@@ -125,6 +127,12 @@ func (s *Server) flushPublishes() {
 			ch.lastTime = t
 			s.touch(ch)
 			s.armAge(ch, ch.limits.ExpiresAt(msgs[0].Time))
+			// Deliver now, while the batch is at hand: a message that limits already
+			// evicted from the store is still sent to subscribers that were waiting for
+			// it, as the reference does.
+			s.scratch.batchCh, s.scratch.batch = ch, msgs
+			s.deliverNew(ch)
+			s.scratch.batchCh, s.scratch.batch = nil, nil
 		}
 		s.scratch.msgs = msgs[:0]
 	}
@@ -134,11 +142,6 @@ func (s *Server) flushPublishes() {
 			errText = err.Error()
 		}
 		s.sendPubAck(pubs[i].reply, pubs[i].guid, errText)
-	}
-	for _, ch := range touched {
-		if failed[ch] == nil {
-			s.deliverNew(ch)
-		}
 	}
 	clear(pubs)
 	s.scratch.pubs = pubs[:0]

@@ -40,7 +40,9 @@ func startServer(t testing.TB, args ...string) *app.Main {
 	t.Helper()
 	logs := &syncBuffer{}
 	m := app.NewMain(io.Discard, logs)
-	all := append([]string{"-a", "127.0.0.1", "-p", "-1", "-m", "-1"}, args...)
+	// Core tests run core alone: the streaming layer's own connection and subscriptions
+	// would otherwise show in their counts (streaming tests use startStan or the binary).
+	all := append([]string{"-a", "127.0.0.1", "-p", "-1", "-m", "-1", "--no_streaming"}, args...)
 	if err := m.ParseFlags(all); err != nil {
 		t.Fatalf("parse flags %v: %v", all, err)
 	}

@@ -513,3 +513,25 @@ func TestStanQueueGroupLastMemberUnsubscribes(t *testing.T) {
 		t.Fatalf("a destroyed durable group came back with %v, want a fresh start 1..3", got)
 	}
 }
+
+// Live subscribers with room in flight get every message even when max_msgs evicts part
+// of a publish batch before delivery (stan-bench hung on this with -mm 500). (A stalled
+// subscriber skips what limits removed meanwhile, as with the reference.)
+func TestStanLimitsDoNotStarveLiveSubscribers(t *testing.T) {
+	limits := &stores.LimitsSet{Global: stores.DefaultLimits()}
+	limits.Global.MaxMsgs = 5
+	s := startStan(t, limits, nil)
+	sc := stanConnect(t, s, "c1")
+	col := newCollector()
+	const n = 2000
+	_, err := sc.Subscribe("burst", col.handler, stan.MaxInflight(2*n))
+	must(t, err)
+	for i := range n {
+		if _, err := sc.PublishAsync("burst", []byte(fmt.Sprint(i)), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := col.seqs(t, n, 20*time.Second); !equalSeqs(got, seqRange(1, n)) {
+		t.Fatalf("received %d messages, not 1..%d in order", len(got), n)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -25,7 +26,7 @@ const (
 // errStalled reports deliveries that stopped before every expected message arrived.
 var errStalled = errors.New("deliveries stalled")
 
-// natsCLI runs `nats bench` (natscli v0.5.0).
+// natsCLI runs `nats bench` (natscli v0.5.0); with path set to stan-bench, stan-bench.
 type natsCLI struct {
 	path string
 }
@@ -140,7 +141,8 @@ func (p *proc) exitErr() error {
 	return nil
 }
 
-// name is the subcommand, e.g. "bench service request": the arguments before the first flag.
+// name is the subcommand, e.g. "bench service request": the arguments before the first flag;
+// the program's name when there are none (stan-bench).
 func (p *proc) name() string {
 	args := p.cmd.Args[1:]
 	for i, a := range args {
@@ -148,6 +150,9 @@ func (p *proc) name() string {
 			args = args[:i]
 			break
 		}
+	}
+	if len(args) == 0 {
+		return filepath.Base(p.cmd.Path)
 	}
 	return strings.Join(args, " ")
 }

@@ -1,8 +1,11 @@
 // Command compare runs `nats bench` (natscli v0.5.0) against nats-server and Starling on this
 // machine and prints a Markdown report: the median msgs/s of each scenario on each server and
-// their ratio, then each server's memory while holding 10,000 idle connections.
+// their ratio, then stan-bench (stan.go v0.10.4) against nats-streaming-server v0.25.6 and
+// Starling's streaming layer (both with the memory store), then each server's memory while
+// holding 10,000 idle connections.
 //
-//	go run ./cmd/compare -starling bin/starling -nats-server bin/nats-server -nats bin/nats
+//	go run ./cmd/compare -starling bin/starling -nats-server bin/nats-server -nats bin/nats \
+//	  -stan-bench bin/stan-bench -nats-streaming-server bin/nats-streaming-server
 //
 // Every run gets a freshly started server on fresh loopback ports, and the two servers take
 // turns (A B, then B A) so that a change in the machine's load during the run does not favour
@@ -14,5 +17,5 @@
 // their output; scenarios.go defines and runs the scenarios; rawclient.go is the minimal NATS
 // protocol client for the queue group and idle connections; perms.go is the permissions
 // scenario's config file and its pre-run check; memory.go is the idle-connection test; report.go
-// prints.
+// prints; streaming.go runs and parses stan-bench, streaming_report.go prints its section.
 package main

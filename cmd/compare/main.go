@@ -29,6 +29,11 @@ type options struct {
 	quick      bool
 	msgs       int
 	skipMem    bool
+	skipCore   bool
+	// streaming (stan-bench) rows
+	stanBench     string
+	natsStreaming string
+	skipStreaming bool
 }
 
 func parseFlags(args []string, errOut io.Writer) (options, error) {
@@ -43,6 +48,10 @@ func parseFlags(args []string, errOut io.Writer) (options, error) {
 	fs.IntVar(&o.msgs, "msgs", 0, "messages per run for every scenario (0: per-scenario defaults);\n"+
 		"request/reply manages only ~10-15k/s on 2 cores, so a large N times it out")
 	fs.BoolVar(&o.skipMem, "skip-mem", false, "skip the 10,000 idle connections memory test")
+	fs.StringVar(&o.stanBench, "stan-bench", "bin/stan-bench", "stan-bench binary (github.com/nats-io/stan.go/examples/stan-bench v0.10.4)")
+	fs.StringVar(&o.natsStreaming, "nats-streaming-server", "bin/nats-streaming-server", "nats-streaming-server binary (v0.25.6)")
+	fs.BoolVar(&o.skipStreaming, "skip-streaming", false, "skip the streaming (stan-bench) rows")
+	fs.BoolVar(&o.skipCore, "skip-core", false, "skip the core NATS (nats bench) rows")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -55,7 +64,14 @@ func parseFlags(args []string, errOut io.Writer) (options, error) {
 	if o.msgs < 0 {
 		return o, fmt.Errorf("-msgs: must not be negative, got %d", o.msgs)
 	}
-	for flagName, path := range map[string]string{"-starling": o.starling, "-nats-server": o.natsServer, "-nats": o.nats} {
+	bins := map[string]string{"-starling": o.starling, "-nats-server": o.natsServer}
+	if !o.skipCore {
+		bins["-nats"] = o.nats
+	}
+	if !o.skipStreaming {
+		bins["-stan-bench"], bins["-nats-streaming-server"] = o.stanBench, o.natsStreaming
+	}
+	for flagName, path := range bins {
 		if _, err := exec.LookPath(path); err != nil {
 			return o, fmt.Errorf("%s: %w", flagName, err)
 		}
@@ -88,7 +104,7 @@ func run(ctx context.Context, o options, argv []string, out, progress io.Writer)
 	}
 	rep := &report{
 		argv: argv, started: time.Now(), loadStart: loadAvg(), rounds: o.rounds, quick: o.quick,
-		servers:  [2]serverSpec{{"nats-server", o.natsServer}, {"starling", o.starling}},
+		servers:  [2]serverSpec{{name: "nats-server", path: o.natsServer}, {name: "starling", path: o.starling}},
 		natsPath: o.nats, natsVersion: binaryVersion(o.nats, "--version"),
 	}
 	for i, s := range rep.servers {
@@ -99,10 +115,13 @@ func run(ctx context.Context, o options, argv []string, out, progress io.Writer)
 		r.timeout = quickRunTimeout
 	}
 	for _, sc := range scenarios() {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || o.skipCore {
 			break
 		}
 		rep.rows = append(rep.rows, measureScenario(ctx, r, rep.servers, sc, o, logDir, progress))
+	}
+	if !o.skipStreaming && ctx.Err() == nil {
+		rep.stan = measureStreaming(ctx, o, r.timeout, logDir, progress)
 	}
 	if !o.skipMem && ctx.Err() == nil {
 		rep.mem = measureAllMemory(ctx, rep.servers, logDir, progress)
@@ -116,8 +135,7 @@ func run(ctx context.Context, o options, argv []string, out, progress io.Writer)
 	return 0
 }
 
-// measureScenario runs sc o.rounds times per server, alternating which server goes first each
-// round (A B, B A, ...) so that drift in the machine's state does not favour one of them.
+// measureScenario runs sc o.rounds times per server, alternating which server goes first.
 func measureScenario(ctx context.Context, r runner, servers [2]serverSpec, sc scenario, o options, logDir string, progress io.Writer) row {
 	rw := row{sc: sc, msgs: sc.msgs}
 	if o.quick {
@@ -132,28 +150,37 @@ func measureScenario(ctx context.Context, r runner, servers [2]serverSpec, sc sc
 		fmt.Fprintf(progress, "[%s] FAILED: %v\n", sc.name, err)
 		return rw
 	}
-	for round := range o.rounds {
+	alternate(ctx, o.rounds, &rw.cells, sc.name, servers, progress, func(i int) (runResult, error) {
+		return runOnce(ctx, r, servers[i], sc, rw.msgs, logDir, extra)
+	})
+	return rw
+}
+
+// alternate calls measure rounds times per server, alternating which server goes first each
+// round (A B, B A, ...) so that drift in the machine's state does not favour one of them. A
+// server's first failure ends its rounds.
+func alternate(ctx context.Context, rounds int, cells *[2]cell, label string, servers [2]serverSpec, progress io.Writer, measure func(i int) (runResult, error)) {
+	for round := range rounds {
 		order := []int{0, 1}
 		if round%2 == 1 {
 			order = []int{1, 0}
 		}
 		for _, i := range order {
-			c := &rw.cells[i]
+			c := &cells[i]
 			if c.err != nil || ctx.Err() != nil {
 				continue
 			}
-			res, err := runOnce(ctx, r, servers[i], sc, rw.msgs, logDir, extra)
+			res, err := measure(i)
 			if err != nil {
 				c.err = fmt.Errorf("round %d: %w", round+1, err)
-				fmt.Fprintf(progress, "[%s] round %d %s: FAILED: %v\n", sc.name, round+1, servers[i].name, err)
+				fmt.Fprintf(progress, "[%s] round %d %s: FAILED: %v\n", label, round+1, servers[i].name, err)
 				continue
 			}
 			c.runs = append(c.runs, res)
-			fmt.Fprintf(progress, "[%s] round %d %s: %s msgs/s (%s)\n", sc.name, round+1, servers[i].name,
+			fmt.Fprintf(progress, "[%s] round %d %s: %s msgs/s (%s)\n", label, round+1, servers[i].name,
 				fmtRate(res.rate.msgsPerSec), res.duration.Round(10*time.Millisecond))
 		}
 	}
-	return rw
 }
 
 // runOnce measures sc once on a server started for this run alone, with extra server flags.

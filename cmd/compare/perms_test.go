@@ -94,7 +94,7 @@ func TestCheckPermissions(t *testing.T) {
 		t.Skip("no", natsServer)
 	}
 	dir := t.TempDir()
-	spec := serverSpec{"nats-server", natsServer}
+	spec := serverSpec{name: "nats-server", path: natsServer}
 	extra, err := permConfig().serverArgs(dir)
 	if err != nil {
 		t.Fatal(err)

@@ -43,13 +43,23 @@ type report struct {
 	quick       bool
 	rows        []row
 	mem         *[2]memCell // nil with -skip-mem
+	stan        *stanReport // nil with -skip-streaming
 }
 
 func (r *report) write(w io.Writer) {
-	fmt.Fprintf(w, "# nats bench: Starling vs nats-server\n\n")
+	if r.stan != nil {
+		fmt.Fprintf(w, "# nats bench: Starling vs nats-server; stan-bench: Starling vs nats-streaming-server\n\n")
+	} else {
+		fmt.Fprintf(w, "# nats bench: Starling vs nats-server\n\n")
+	}
 	r.writeMachine(w)
-	r.writeThroughput(w)
-	r.writeDetails(w)
+	if len(r.rows) > 0 { // none with -skip-core
+		r.writeThroughput(w)
+		r.writeDetails(w)
+	}
+	if r.stan != nil {
+		r.stan.write(w)
+	}
 	if r.mem != nil {
 		r.writeMemory(w)
 	}
@@ -170,6 +180,9 @@ func (r *report) writeCommands(w io.Writer) {
 	// argv[0] is a temporary binary under `go run`, so name the package instead.
 	fmt.Fprintf(w, "## Commands\n\n```\ngo run ./cmd/compare %s\n", strings.Join(r.argv[1:], " "))
 	for _, s := range r.servers {
+		if len(r.rows) == 0 && r.mem == nil {
+			break // -skip-core -skip-mem: only the streaming servers ran
+		}
 		fmt.Fprintf(w, "%s %s\n", s.path, strings.Join(serverArgs("$PORT", "$HTTP_PORT"), " "))
 	}
 	for _, row := range r.rows {
@@ -190,6 +203,9 @@ func (r *report) writeCommands(w io.Writer) {
 	if r.mem != nil {
 		fmt.Fprintf(w, "# memory\n(in-process) %d raw TCP connections, each: %sSUB idle.<conn>.<i> <i>\\r\\n (i=1..%d) PING\\r\\n\n",
 			idleConns, strings.TrimSuffix(connectLine, "\r\n")+`\r\n`, idleSubsPerConn)
+	}
+	if r.stan != nil {
+		r.stan.writeCommands(w)
 	}
 	fmt.Fprintf(w, "```\n\n")
 	for _, row := range r.rows {
@@ -215,6 +231,9 @@ func (r *report) writeErrors(w io.Writer) {
 			}
 		}
 	}
+	if r.stan != nil {
+		errs = append(errs, r.stan.errors()...)
+	}
 	if len(errs) > 0 {
 		fmt.Fprintf(w, "## Failures\n\n%s\n\n", strings.Join(errs, "\n"))
 	}
@@ -228,6 +247,9 @@ func (r *report) failed() bool {
 				return true
 			}
 		}
+	}
+	if r.stan != nil && len(r.stan.errors()) > 0 {
+		return true
 	}
 	return r.mem != nil && (r.mem[0].err != nil || r.mem[1].err != nil)
 }

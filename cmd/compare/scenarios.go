@@ -143,8 +143,9 @@ func requestArgs(url, subject string, clients, msgs int) []string {
 // runResult is one measured run.
 type runResult struct {
 	rate     benchRate
-	pubRate  float64  // publisher-side msgs/s where the rate is measured elsewhere; 0 if n/a
-	notes    []string // natscli warnings, queue-group distribution
+	pubRate  float64    // publisher-side msgs/s where the rate is measured elsewhere; 0 if n/a
+	notes    []string   // natscli warnings, queue-group distribution
+	stan     stanResult // every rate stan-bench printed; zero for nats bench rows
 	duration time.Duration
 }
 

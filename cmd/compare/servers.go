@@ -26,8 +26,9 @@ const (
 
 // serverSpec names a server binary under test.
 type serverSpec struct {
-	name string // label in the report: "nats-server" or "starling"
+	name string // label in the report: "nats-server", "starling" or "nats-streaming-server"
 	path string
+	args []string // flags for every start of this server, after serverArgs
 }
 
 // server is one running server process, started fresh for every run so that no run inherits
@@ -76,7 +77,7 @@ func tryStartServer(ctx context.Context, spec serverSpec, logDir string, extra [
 	}
 	defer logFile.Close() // the child holds its own descriptor
 
-	args := append(serverArgs(strconv.Itoa(ports[0]), strconv.Itoa(ports[1])), extra...)
+	args := append(append(serverArgs(strconv.Itoa(ports[0]), strconv.Itoa(ports[1])), spec.args...), extra...)
 	cmd := exec.Command(spec.path, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = orphanKill()

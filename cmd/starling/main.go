@@ -1,5 +1,6 @@
-// Command starling is the Starling server: a NATS-compatible core router (and, in later
-// releases, the streaming layer). Everything lives in package app; main stays tiny.
+// Command starling is the Starling server: a NATS-compatible core router and, in the same
+// process, the NATS-Streaming-compatible streaming layer. Everything lives in package app;
+// main stays tiny.
 package main
 
 import (

@@ -85,8 +85,12 @@ func readFile(s *settings, m *conf.Map, p *problems) {
 		case "cluster":
 			s.cluster = r.reserved(e, path, clusterSchema())
 		case "streaming":
-			s.streaming = r.reserved(e, path, streamingSchema())
+			r.streamingBlock(s, e, path)
 		default:
+			if isStreamingKey(key) && !e.Referenced {
+				r.p.at(e.KeyPos, path, "unknown configuration key (streaming settings go inside a streaming { } block)")
+				return
+			}
 			r.unknown(e, path)
 		}
 	})

@@ -64,7 +64,7 @@ func TestConfigErrors(t *testing.T) {
 			[]string{`1:1: https: HTTPS monitoring needs a tls block`}},
 		{"reserved block type", "cluster {\n  name: c1\n  port: \"six\"\n  pool_size: 3\n}\nstreaming {\n  store: paper\n  store_limits { max_age: soon }\n}\n",
 			[]string{`3:3: cluster.port: expected an integer, got string "six"`,
-				`7:3: streaming.store: "paper" is not one of`,
+				`7:3: streaming.store: "paper" is not a store type (memory, file or bolt)`,
 				`8:18: streaming.store_limits.max_age: expected a duration`}},
 		{"syntax error from the parser", "port: 4222\nmax_payload: [1\n",
 			[]string{`2:14: unterminated array`}},
@@ -160,6 +160,15 @@ func TestReadmeExampleConfig(t *testing.T) {
 	if c.httpPort != 8222 || c.pidFile != filepath.Join(dir, "starling.pid") {
 		t.Errorf("http port %d, pid file %q", c.httpPort, c.pidFile)
 	}
+	st := c.streaming
+	if st.off || st.opts.ClusterID != "test-cluster" || st.storeType() != "memory" || st.limits.Global.MaxBytes != 1<<30 ||
+		st.limits.Global.MaxAge != 24*time.Hour || st.limits.Channels["orders.>"].MaxMsgs != 10000 ||
+		st.limits.Channels["orders.audit"].MaxAge >= 0 || len(st.warnings) != 0 {
+		t.Errorf("streaming %+v", st)
+	}
+	if audit := st.limits.For("orders.audit"); audit.MaxMsgs != 10000 || audit.MaxAge != 0 {
+		t.Errorf("orders.audit limits %+v", audit)
+	}
 
 	// Flags win over the file; what they do not name keeps the file's value.
 	m = NewMain(&bytes.Buffer{}, &bytes.Buffer{})
@@ -243,10 +252,10 @@ cluster {
 }
 streaming {
   cluster_id: test-cluster
-  store: file
-  dir: /var/lib/starling
+  store: memory
   store_limits { max_channels: 10, max_bytes: 1GB, channels { "orders.>": { max_msgs: 100 } } }
   cluster { node_id: a, peers: [b, c] }
+  file_options { buffer_size: 4MB, sync: true }
 }
 `)
 	m := NewMain(&bytes.Buffer{}, &bytes.Buffer{})
@@ -273,10 +282,15 @@ streaming {
 		len(c.cluster["routes"].([]string)) != 2 || c.cluster["tls"].(tlsSettings).cert != "c.pem" {
 		t.Errorf("cluster %+v", c.cluster)
 	}
-	lim := c.streaming["store_limits"].(map[string]any)
-	if c.streaming["id"] != "test-cluster" || c.streaming["store"] != "file" || lim["max_bytes"] != int64(1<<30) ||
-		lim["channels"].(map[string]any)["orders.>"].(map[string]any)["max_msgs"] != 100 {
-		t.Errorf("streaming %+v", c.streaming)
+	st := c.streaming
+	if st.opts.ClusterID != "test-cluster" || st.storeType() != "memory" || st.limits.Global.MaxBytes != 1<<30 ||
+		st.limits.Global.MaxChannels != 10 || st.limits.Channels["orders.>"].MaxMsgs != 100 {
+		t.Errorf("streaming %+v", st)
+	}
+	cl := st.reserved["cluster"].(map[string]any)
+	fo := st.reserved["file_options"].(map[string]any)
+	if cl["node_id"] != "a" || len(cl["peers"].([]string)) != 2 || fo["buffer_size"] != int64(4<<20) || fo["sync"] != true {
+		t.Errorf("streaming reserved %+v", st.reserved)
 	}
 }
 

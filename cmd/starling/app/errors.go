@@ -92,6 +92,22 @@ type origin struct {
 	name string   // "tls.cert_file" or "flag --tlscert"
 }
 
+// String names o for a message: "file:line:col: key" or "flag --name".
+func (o origin) String() string {
+	if o.pos.Line == 0 {
+		return o.name
+	}
+	return o.pos.String() + ": " + o.name
+}
+
+// wrap returns err as a problem at o, wrapping it.
+func (o origin) wrap(err error) error {
+	if o.pos.Line == 0 {
+		return fmt.Errorf("%s: %w", o.name, err)
+	}
+	return newConfError(o.pos, o.name, err)
+}
+
 func fileOrigin(pos conf.Pos, path string) origin { return origin{pos: pos, name: path} }
 
 func flagOrigin(name string) origin { return origin{name: "flag --" + name} }

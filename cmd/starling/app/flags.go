@@ -6,8 +6,11 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/starling-io/starling/core"
+	"github.com/starling-io/starling/stores"
+	"github.com/starling-io/starling/streaming"
 )
 
 // newFlagSet defines the command line over s; defining a flag writes its default into s.
@@ -58,6 +61,7 @@ func newFlagSet(s *settings, out io.Writer) *flag.FlagSet {
 	fs.DurationVar(&o.LameDuckGracePeriod, "lame_duck_grace_period", 0, "wait before lame duck starts closing clients (default 10s)")
 	defineSecurityFlags(fs, s)
 	defineProcessFlags(fs, s)
+	defineStreamingFlags(fs, s)
 	return fs
 }
 
@@ -139,6 +143,84 @@ func defineProcessFlags(fs *flag.FlagSet, s *settings) {
 	for _, n := range []string{"v", "version"} {
 		fs.BoolVar(&s.version, n, false, "print the version and exit")
 	}
+}
+
+// defineStreamingFlags defines the streaming layer's flags, with nats-streaming-server's
+// names (-cid and --cid are the same flag to Go's flag package, so each name is defined
+// once). Limits and the settings build checks record where they were given.
+func defineStreamingFlags(fs *flag.FlagSet, s *settings) {
+	st := &s.streaming
+	o := &st.opts
+	at := func(key, name string, parse func(string) error) func(string) error {
+		return func(v string) error {
+			if err := parse(v); err != nil {
+				return err
+			}
+			st.setAt(key, flagOrigin(name))
+			return nil
+		}
+	}
+	str := func(dst *string) func(string) error { return func(v string) error { *dst = v; return nil } }
+	integer := func(dst *int) func(string) error {
+		return func(v string) error {
+			n, err := strconv.Atoi(v)
+			*dst = n
+			return err
+		}
+	}
+	duration := func(dst *time.Duration) func(string) error {
+		return func(v string) error {
+			d, err := time.ParseDuration(v)
+			*dst = d
+			return err
+		}
+	}
+	def := func(names []string, key, usage string, parse func(string) error) {
+		for _, n := range names {
+			fs.Func(n, usage, at(key, n, parse))
+		}
+	}
+
+	fs.BoolVar(&st.off, "no_streaming", false, "run the core NATS router only, without the streaming layer")
+	o.ClusterID, o.DiscoverPrefix = streaming.DefaultClusterID, streaming.DefaultDiscoverPrefix
+	def([]string{"cid", "cluster_id"}, "cluster_id", "streaming cluster ID (default "+streaming.DefaultClusterID+")", str(&o.ClusterID))
+	def([]string{"discover_prefix"}, "discover_prefix", "prefix of the subject clients connect on (default "+streaming.DefaultDiscoverPrefix+")", str(&o.DiscoverPrefix))
+	st.store = storeMemory
+	def([]string{"st", "store"}, "store", "streaming store: memory (file and bolt arrive with the durable stores) (default memory)", str(&st.store))
+	def([]string{"dir"}, "dir", "streaming store directory (file and bolt stores)", str(&st.dir))
+
+	g := &st.limits.Global
+	*g = stores.DefaultLimits()
+	def([]string{"mc", "max_channels"}, "max_channels", "maximum channels (0 = unlimited) (default 100)", integer(&g.MaxChannels))
+	def([]string{"msu", "max_subs"}, "max_subs", "maximum subscriptions per channel (0 = unlimited) (default 1000)", integer(&g.MaxSubs))
+	def([]string{"mm", "max_msgs"}, "max_msgs", "maximum messages per channel (0 = unlimited) (default 1000000)", integer(&g.MaxMsgs))
+	def([]string{"mb", "max_bytes"}, "max_bytes", "maximum bytes per channel, e.g. 1GB (0 = unlimited) (default 1024000000)", func(v string) error {
+		n, err := parseSize(v)
+		g.MaxBytes = int64(n)
+		return err
+	})
+	def([]string{"ma", "max_age"}, "max_age", "maximum age of a channel's messages, e.g. 24h (0 = unlimited)", duration(&g.MaxAge))
+	def([]string{"mi", "max_inactivity"}, "max_inactivity", "delete a channel unused this long, e.g. 1h (0 = never)", duration(&g.MaxInactivity))
+
+	o.HBInterval, o.HBTimeout, o.HBFailCount = streaming.DefaultHBInterval, streaming.DefaultHBTimeout, streaming.DefaultHBFailCount
+	def([]string{"hbi", "hb_interval"}, "hb_interval", "interval of the heartbeats sent to streaming clients (default 30s)", duration(&o.HBInterval))
+	def([]string{"hbt", "hb_timeout"}, "hb_timeout", "how long a client has to answer a heartbeat (default 10s)", duration(&o.HBTimeout))
+	def([]string{"hbf", "hb_fail_count"}, "hb_fail_count", "unanswered heartbeats before a client is closed (default 10)", integer(&o.HBFailCount))
+	o.IOBatchSize = streaming.DefaultIOBatchSize
+	def([]string{"io_batch_size"}, "io_batch_size", "maximum messages stored in one batch (default 1024)", integer(&o.IOBatchSize))
+	fs.BoolVar(&o.ReplaceDurable, "replace_durable", false, "a subscribe request for a durable that is online replaces it instead of failing")
+
+	for _, n := range []string{"SD", "stan_debug"} {
+		fs.BoolVar(&st.debug, n, false, "debug logging of the streaming layer")
+	}
+	for _, n := range []string{"SV", "stan_trace"} {
+		fs.BoolVar(&st.trace, n, false, "trace logging of the streaming layer")
+	}
+	fs.BoolFunc("SDV", "debug and trace logging of the streaming layer", func(v string) error {
+		on, err := strconv.ParseBool(v)
+		st.debug, st.trace = on, on
+		return err
+	})
 }
 
 // sizeFlag parses "1048576", "1MB", "64KB", "2GB".

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"os/signal"
@@ -19,10 +20,14 @@ import (
 
 	"github.com/starling-io/starling/core"
 	"github.com/starling-io/starling/core/monitor"
+	"github.com/starling-io/starling/streaming"
 )
 
 // levelTrace is below Debug: protocol tracing (-V).
 const levelTrace = slog.LevelDebug - 4
+
+// levelAll lets every record through the shared handler; the loggers filter.
+const levelAll = slog.Level(math.MinInt32)
 
 // Main is one run of the server: ParseFlags, then Run (or Start), then Close.
 type Main struct {
@@ -36,17 +41,21 @@ type Main struct {
 	cfg  *settings                  // the configuration in force
 	tls  atomic.Pointer[tls.Config] // in force, for HTTPS monitoring (certificates reload)
 
-	level  *slog.LevelVar // changed live by Reload
-	log    *slog.Logger
-	logOut io.Closer
-	srv    *core.Server
-	mon    *monitor.Monitor
-	ready  chan struct{}
+	level     *slog.LevelVar // changed live by Reload
+	stanLevel *slog.LevelVar // the streaming layer's (-SD, -SV), changed live by Reload
+	log       *slog.Logger
+	stanLog   *slog.Logger
+	logOut    io.Closer
+	srv       *core.Server
+	conn      *core.Conn        // streaming's in-process connection to core
+	stan      *streaming.Server // nil with --no_streaming
+	mon       *monitor.Monitor
+	ready     chan struct{}
 }
 
 // NewMain returns a Main writing to the given streams.
 func NewMain(stdout, stderr io.Writer) *Main {
-	return &Main{Stdout: stdout, Stderr: stderr, ready: make(chan struct{}), level: new(slog.LevelVar)}
+	return &Main{Stdout: stdout, Stderr: stderr, ready: make(chan struct{}), level: new(slog.LevelVar), stanLevel: new(slog.LevelVar)}
 }
 
 // ParseFlags reads the command line and the configuration file it names (-c): defaults,
@@ -73,15 +82,28 @@ func (m *Main) setupLogging(c *settings) error {
 		}
 		out, m.logOut = f, f
 	}
-	m.level.Set(c.level())
-	m.log = slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: m.level}))
+	m.setLevels(c)
+	// One handler, two loggers filtering at their own levels: core's (-D, -V) and the
+	// streaming layer's (also -SD, -SV).
+	h := slog.NewTextHandler(out, &slog.HandlerOptions{Level: levelAll})
+	m.log = slog.New(&levelHandler{h: h, level: m.level})
+	m.stanLog = slog.New(&levelHandler{h: h, level: m.stanLevel}).With("layer", "streaming")
 	return nil
 }
 
-// warnPlain logs the users whose passwords (or the token) are plain text, never a secret.
-func (m *Main) warnPlain(c *settings) {
+func (m *Main) setLevels(c *settings) {
+	m.level.Set(c.level())
+	m.stanLevel.Set(c.streaming.level(c.level()))
+}
+
+// logWarnings logs the users whose passwords (or the token) are plain text, never a
+// secret, and the streaming settings that are accepted but not used.
+func (m *Main) logWarnings(c *settings) {
 	if len(c.plain) > 0 {
 		m.log.Warn("plain-text passwords in the configuration: use bcrypt hashes", "users", c.plain)
+	}
+	for _, w := range c.streaming.warnings {
+		m.stanLog.Warn(w)
 	}
 }
 
@@ -102,7 +124,7 @@ func (m *Main) Start() error {
 	if err := m.setupLogging(c); err != nil {
 		return err
 	}
-	m.warnPlain(c)
+	m.logWarnings(c)
 	o := c.coreOptions(m.log)
 	srv, err := core.New(o)
 	if err != nil {
@@ -112,6 +134,11 @@ func (m *Main) Start() error {
 		return err
 	}
 	m.srv = srv
+	if !c.streaming.off {
+		if err := m.startStreaming(c); err != nil {
+			return err
+		}
+	}
 	if port := c.monitorPort(); port != 0 {
 		addr := net.JoinHostPort(c.monitorHost(), strconv.Itoa(max(port, 0)))
 		m.mon = monitor.New(srv, c.basePath, m.log)
@@ -120,6 +147,7 @@ func (m *Main) Start() error {
 			m.tls.Store(c.core.TLS)
 			cfg = &tls.Config{MinVersion: tls.VersionTLS12, GetConfigForClient: m.currentTLS}
 		}
+		m.mountStreaming(c)
 		if err := m.mon.StartTLS(addr, cfg); err != nil {
 			return err
 		}
@@ -141,6 +169,9 @@ func (m *Main) Start() error {
 func (m *Main) currentTLS(*tls.ClientHelloInfo) (*tls.Config, error) {
 	return m.tls.Load(), nil
 }
+
+// Streaming returns the streaming layer (nil before Start and with --no_streaming).
+func (m *Main) Streaming() *streaming.Server { return m.stan }
 
 // Ready is closed once the server accepts clients.
 func (m *Main) Ready() <-chan struct{} { return m.ready }
@@ -166,8 +197,11 @@ func (m *Main) Run(ctx context.Context) error {
 		signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGUSR2, syscall.SIGHUP)
 		defer signal.Stop(sigs)
 	}
-	if err := m.Start(); err != nil || m.srv == nil { // -v starts nothing
-		return err
+	if err := m.Start(); err != nil {
+		return errors.Join(err, m.Close()) // stop what did start
+	}
+	if m.srv == nil { // -v starts nothing
+		return nil
 	}
 	for {
 		select {
@@ -192,13 +226,19 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 }
 
-// Close shuts everything down, at most 10 seconds.
+// Close shuts everything down, at most 10 seconds: monitoring, then streaming (which
+// closes its store), then core.
 func (m *Main) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var errs []error
 	if m.mon != nil {
 		errs = append(errs, m.mon.Close(ctx))
+	}
+	if m.stan != nil {
+		errs = append(errs, m.stan.Shutdown())
+		m.conn.Close()
+		m.stan, m.conn = nil, nil
 	}
 	if m.srv != nil {
 		errs = append(errs, m.srv.Shutdown(ctx))
@@ -241,6 +281,9 @@ func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case c.check:
 		if len(c.plain) > 0 {
 			fmt.Fprintf(stderr, "starling: warning: plain-text passwords for %q: use bcrypt hashes\n", c.plain)
+		}
+		for _, w := range c.streaming.warnings {
+			fmt.Fprintf(stderr, "starling: warning: %s\n", w)
 		}
 		fmt.Fprintln(stdout, "configuration OK")
 		return 0

@@ -12,7 +12,8 @@ import (
 // changed are closed, the others keep going with their new permissions. If the new
 // configuration is invalid, or changes something that needs a restart (the listen address,
 // server_name, monitoring, log or PID file), every problem is logged, the running
-// configuration stays, and the error is returned.
+// configuration stays, and the error is returned. Streaming settings need a restart, except
+// its log levels (sd, sv).
 func (m *Main) Reload() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -38,11 +39,11 @@ func (m *Main) Reload() error {
 		return err
 	}
 	m.cfg = next
-	m.level.Set(next.level())
+	m.setLevels(next)
 	if next.core.TLS != nil {
 		m.tls.Store(next.core.TLS)
 	}
-	m.warnPlain(next)
+	m.logWarnings(next)
 	m.log.Info("configuration file reloaded", "file", next.configFile)
 	return nil
 }
@@ -62,6 +63,9 @@ func restartOnly(cur, next *settings) error {
 	}
 	if cur.pidFile != next.pidFile {
 		changed = append(changed, "pid_file")
+	}
+	if !cur.streaming.sameRestart(&next.streaming) {
+		changed = append(changed, "streaming settings (only stan_debug and stan_trace change live)")
 	}
 	if len(changed) > 0 {
 		return fmt.Errorf("reload: %s cannot change while the server runs (restart instead)", strings.Join(changed, ", "))

@@ -39,9 +39,10 @@ type settings struct {
 	auth authSettings
 	tls  tlsSettings
 
-	// Reserved for later issues: accepted and validated, not yet used.
-	cluster   map[string]any
-	streaming map[string]any
+	streaming streamSettings
+
+	// Reserved for a later milestone (routes): accepted and validated, not yet used.
+	cluster map[string]any
 
 	plain []string // users with plain-text passwords, "token" for a plain token (built)
 }
@@ -87,7 +88,7 @@ type tlsSettings struct {
 
 // newSettings returns the defaults; flag definitions also write their defaults into it.
 func newSettings() *settings {
-	return &settings{}
+	return &settings{streaming: newStreamSettings()}
 }
 
 // level is the log level the settings ask for.
@@ -126,6 +127,7 @@ func (s *settings) build(p *problems) {
 	if _, err := core.New(s.coreOptions(nil)); err != nil {
 		p.add(err)
 	}
+	s.streaming.build(p)
 }
 
 // coreOptions returns the core options with the logger and the monitoring address filled.

@@ -1,0 +1,246 @@
+package app
+
+import (
+	"math"
+	"time"
+
+	"github.com/starling-io/starling/core/conf"
+	"github.com/starling-io/starling/stores"
+)
+
+// streamingBlock maps the streaming { } block: nats-streaming-server's keys and aliases
+// (compared lower-case, so MaxMsgs is max_msgs's alias maxmsgs). The keys of later
+// milestones are read against streamingReservedSchema and kept, unused.
+func (r *fileReader) streamingBlock(s *settings, e *conf.Entry, path string) {
+	m, ok := r.mapOf(e, path)
+	if !ok {
+		return
+	}
+	st := &s.streaming
+	o := &st.opts
+	str := func(dst *string, key string, e *conf.Entry, kpath string) {
+		if v, ok := r.str(e, kpath); ok {
+			*dst = v
+			st.setAt(key, fileOrigin(e.KeyPos, kpath))
+		}
+	}
+	each(m, path, func(key, kpath string, e *conf.Entry) {
+		switch key {
+		case "enabled":
+			if on, ok := r.boolean(e, kpath); ok {
+				st.off = !on
+			}
+		case "id", "cid", "cluster_id", "clusterid":
+			str(&o.ClusterID, "cluster_id", e, kpath)
+		case "discover_prefix", "discoverprefix":
+			str(&o.DiscoverPrefix, "discover_prefix", e, kpath)
+		case "store", "store_type", "storetype":
+			str(&st.store, "store", e, kpath)
+		case "dir", "datastore", "file_store_dir":
+			str(&st.dir, "dir", e, kpath)
+		case "sd", "stan_debug":
+			st.debug, _ = r.boolean(e, kpath)
+		case "sv", "stan_trace":
+			st.trace, _ = r.boolean(e, kpath)
+		case "hb_interval", "server_to_client_hb_interval":
+			o.HBInterval, _ = r.duration(e, kpath)
+		case "hb_timeout", "server_to_client_hb_timeout":
+			o.HBTimeout, _ = r.duration(e, kpath)
+		case "hb_fail_count", "server_to_client_hb_fail_count":
+			o.HBFailCount, _ = r.intIn(e, kpath, 0, math.MaxInt32)
+		case "io_batch_size":
+			o.IOBatchSize, _ = r.intIn(e, kpath, 0, math.MaxInt32)
+		case "replace_durable":
+			o.ReplaceDurable, _ = r.boolean(e, kpath)
+		case "store_limits", "limits", "storelimits":
+			r.storeLimits(st, e, kpath)
+		case "sql_options", "sql":
+			r.p.at(e.KeyPos, kpath, "the SQL store is not supported (stores: memory, file, bolt)")
+		case "nats_server_url", "ns", "nats_server":
+			r.p.at(e.KeyPos, kpath, "streaming always runs on this server's own core router; an external NATS server is not supported")
+		case "username", "user", "password", "pass", "token", "nkey_seed_file", "credentials", "secure", "syslog_name":
+			if _, ok := r.str(e, kpath); ok {
+				st.ignored = append(st.ignored, fileOrigin(e.KeyPos, kpath))
+			}
+		case "tls":
+			if _, ok := r.mapOf(e, kpath); ok {
+				st.ignored = append(st.ignored, fileOrigin(e.KeyPos, kpath))
+			}
+		default:
+			fd, known := streamingReservedSchema().lookup(key)
+			if !known {
+				r.unknown(e, kpath)
+				return
+			}
+			if v, ok := r.reservedValue(e, kpath, fd); ok {
+				if st.reserved == nil {
+					st.reserved = map[string]any{}
+				}
+				st.reserved[fd.names[0]] = v
+			}
+		}
+	})
+}
+
+// isStreamingKey reports a key of the streaming block that nats-streaming-server also
+// accepts at the top level; Starling reads it only inside streaming { }.
+func isStreamingKey(key string) bool {
+	switch key {
+	case "cid", "cluster_id", "discover_prefix", "store", "store_type", "dir", "datastore", "sd", "sv",
+		"stan_debug", "stan_trace", "hb_interval", "hb_timeout", "hb_fail_count", "io_batch_size",
+		"replace_durable", "store_limits", "file_options", "sql_options", "ft_group", "partitioning":
+		return true
+	}
+	return false
+}
+
+// storeLimits maps store_limits: the global limits (0 = unlimited) and channels { }.
+func (r *fileReader) storeLimits(st *streamSettings, e *conf.Entry, path string) {
+	m, ok := r.mapOf(e, path)
+	if !ok {
+		return
+	}
+	g := &st.limits.Global
+	each(m, path, func(key, kpath string, e *conf.Entry) {
+		at := fileOrigin(e.KeyPos, kpath)
+		switch key {
+		case "max_channels", "mc", "maxchannels":
+			g.MaxChannels, _ = r.intIn(e, kpath, 0, math.MaxInt32)
+			st.setAt("max_channels", at)
+		case "channels", "channels_limits", "per_channel", "per_channel_limits", "perchannel", "perchannellimits":
+			r.channelLimits(st, e, kpath)
+		default:
+			if !r.limit(g, key, kpath, e, false) {
+				r.unknown(e, kpath)
+			}
+		}
+	})
+}
+
+// channelLimits maps store_limits.channels: one block of limits per channel name or
+// wildcard pattern. In an entry 0 inherits and a negative value means unlimited.
+func (r *fileReader) channelLimits(st *streamSettings, e *conf.Entry, path string) {
+	m, ok := r.mapOf(e, path)
+	if !ok {
+		return
+	}
+	st.setAt("channels", fileOrigin(e.KeyPos, path))
+	if st.limits.Channels == nil {
+		st.limits.Channels = map[string]stores.Limits{}
+	}
+	each(m, path, func(_, cpath string, ce *conf.Entry) {
+		name := ce.Key // channel names keep their case
+		cm, ok := r.mapOf(ce, cpath)
+		if !ok {
+			return
+		}
+		var l stores.Limits
+		each(cm, cpath, func(key, kpath string, e *conf.Entry) {
+			switch {
+			case key == "max_channels" || key == "mc" || key == "maxchannels":
+				r.p.at(e.KeyPos, kpath, "max_channels is a global limit: it cannot be set per channel")
+			case !r.limit(&l, key, kpath, e, true):
+				r.unknown(e, kpath)
+			}
+		})
+		st.limits.Channels[name] = l
+		st.setAt("channels."+name, fileOrigin(ce.KeyPos, cpath))
+	})
+}
+
+// limit reads one channel limit into l, reporting whether key is one. Global limits are
+// 0 or more; per-channel ones may be negative (unlimited).
+func (r *fileReader) limit(l *stores.Limits, key, path string, e *conf.Entry, perChannel bool) bool {
+	lo := int64(0)
+	if perChannel {
+		lo = math.MinInt32
+	}
+	switch key {
+	case "max_msgs", "mm", "maxmsgs", "max_count", "maxcount":
+		l.MaxMsgs, _ = r.intIn(e, path, lo, math.MaxInt)
+	case "max_bytes", "mb", "maxbytes":
+		n, err := e.AsSize()
+		switch {
+		case err != nil:
+			r.fail(err, e, path)
+		case n < 0 && !perChannel:
+			r.p.at(e.KeyPos, path, "size %d is negative (0 is unlimited)", n)
+		default:
+			l.MaxBytes = n
+		}
+	case "max_age", "ma", "maxage":
+		l.MaxAge, _ = r.limitDuration(e, path, perChannel)
+	case "max_subs", "max_subscriptions", "msu", "maxsubs", "maxsubscriptions":
+		l.MaxSubs, _ = r.intIn(e, path, lo, math.MaxInt32)
+	case "max_inactivity", "mi", "maxinactivity":
+		l.MaxInactivity, _ = r.limitDuration(e, path, perChannel)
+	default:
+		return false
+	}
+	return true
+}
+
+// limitDuration reads a duration limit; a per-channel one may be negative (unlimited).
+func (r *fileReader) limitDuration(e *conf.Entry, path string, perChannel bool) (time.Duration, bool) {
+	if !perChannel {
+		return r.duration(e, path)
+	}
+	v, err := e.AsDuration()
+	if err != nil {
+		r.fail(err, e, path)
+		return 0, false
+	}
+	return v, true
+}
+
+// streamingReservedSchema is the streaming block's keys for later milestones: accepted and
+// type-checked so that a file written for them loads, kept in streamSettings.reserved,
+// not used yet.
+func streamingReservedSchema() schema {
+	return schema{
+		f(kString, "ft_group", "ft_group_name"),
+		f(kBool, "partitioning"),
+		f(kInt, "ack_subs_pool_size", "ack_subscriptions_pool_size"),
+		f(kBool, "encrypt"),
+		f(kString, "encryption_cipher"),
+		f(kString, "encryption_key"),
+		{names: []string{"file_options", "file"}, kind: kMap, keys: schema{
+			f(kBool, "compact", "compact_enabled"),
+			f(kInt, "compact_fragmentation", "compact_frag"),
+			f(kDuration, "compact_interval"),
+			f(kSize, "compact_min_size"),
+			f(kSize, "buffer_size"),
+			f(kBool, "crc", "do_crc"),
+			f(kInt, "crc_poly"),
+			f(kBool, "sync", "sync_on_flush", "do_sync"),
+			f(kInt, "slice_max_msgs", "slice_max_count", "slice_msgs", "slice_count"),
+			f(kSize, "slice_max_bytes", "slice_max_size", "slice_bytes", "slice_size"),
+			f(kDuration, "slice_max_age", "slice_age", "slice_max_time", "slice_time_limit"),
+			f(kString, "slice_archive_script", "slice_archive", "slice_script"),
+			f(kInt, "file_descriptors_limit", "fds_limit"),
+			f(kInt, "parallel_recovery"),
+			f(kSize, "read_buffer_size"),
+			f(kDuration, "auto_sync"),
+		}},
+		{names: []string{"cluster"}, kind: kMap, keys: schema{
+			f(kString, "node_id"),
+			f(kBool, "bootstrap"),
+			f(kStrings, "peers"),
+			f(kString, "log_path", "raft_log_path"),
+			f(kInt, "log_cache_size", "raft_log_cache_size"),
+			f(kInt, "log_snapshots", "raft_log_snapshots"),
+			f(kInt, "trailing_logs", "raft_trailing_logs"),
+			f(kBool, "sync", "raft_sync"),
+			f(kBool, "raft_logging"),
+			f(kDuration, "raft_heartbeat_timeout"),
+			f(kDuration, "raft_election_timeout"),
+			f(kDuration, "raft_lease_timeout"),
+			f(kDuration, "raft_commit_timeout"),
+			f(kBool, "proceed_on_restore_failure"),
+			f(kBool, "allow_add_remove_node"),
+			f(kBool, "bolt_free_list_sync"),
+			f(kBool, "bolt_free_list_map"),
+			f(kBool, "nodes_connections"),
+		}},
+	}
+}

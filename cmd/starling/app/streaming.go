@@ -1,0 +1,303 @@
+package app
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/starling-io/starling/core/subject"
+	"github.com/starling-io/starling/raftlog"
+	"github.com/starling-io/starling/stores"
+	"github.com/starling-io/starling/stores/memstore"
+	"github.com/starling-io/starling/streaming"
+	stanmon "github.com/starling-io/starling/streaming/monitor"
+)
+
+// Store types (--store, streaming.store), lower-case.
+const (
+	storeMemory = "memory"
+	storeFile   = "file"
+	storeBolt   = "bolt"
+)
+
+// streamSettings is the streaming { } block and the streaming flags (nats-streaming-server's
+// names). Flag definitions write the defaults; the file, then the flags given, overwrite.
+type streamSettings struct {
+	off    bool              // --no_streaming, enabled: false: core only
+	opts   streaming.Options // ClusterID, DiscoverPrefix, HB*, IOBatchSize, ReplaceDurable (Limits: from limits, at start)
+	store  string            // as written; build lower-cases it
+	dir    string
+	debug  bool // -SD, sd: debug logging of the streaming layer
+	trace  bool // -SV, sv: trace logging of the streaming layer
+	limits stores.LimitsSet
+
+	// at is where each setting was last written (canonical key: "store", "max_msgs",
+	// "channels" for the block, "channels.NAME" for an entry), for the problems build finds.
+	at map[string]origin
+
+	// reserved holds the keys of later milestones (file_options, cluster, ft_group,
+	// partitioning, encrypt, …) by canonical name: read and type-checked, not used.
+	reserved map[string]any
+	// ignored are keys that mean nothing in-process (the credentials nats-streaming-server
+	// uses to reach its NATS server), with where they were written: logged at start.
+	ignored []origin
+
+	warnings []string // built: logged at start (and by -t)
+}
+
+// newStreamSettings returns the streaming defaults that flags do not write.
+func newStreamSettings() streamSettings {
+	return streamSettings{at: map[string]origin{}}
+}
+
+// setAt records where key was written.
+func (st *streamSettings) setAt(key string, o origin) { st.at[key] = o }
+
+// origin returns where key was written, or a description of the default.
+func (st *streamSettings) origin(key, flagName string) origin {
+	if o, ok := st.at[key]; ok {
+		return o
+	}
+	return origin{name: "default --" + flagName}
+}
+
+// storeType returns the store type, lower-case ("memory" when not set).
+func (st *streamSettings) storeType() string {
+	if st.store == "" {
+		return storeMemory
+	}
+	return strings.ToLower(st.store)
+}
+
+// build checks the streaming settings once file and flags are merged. With streaming off,
+// only the store's availability is not checked (a core-only run of a file written for a
+// later milestone's store still starts).
+func (st *streamSettings) build(p *problems) {
+	st.warnings = nil
+	at := st.origin("store", "store")
+	switch t := st.storeType(); t {
+	case storeMemory:
+		if st.dir != "" && !st.off {
+			st.warn("%s: the memory store keeps nothing on disk; the directory %q is not used", st.origin("dir", "dir"), st.dir)
+		}
+	case storeFile, storeBolt:
+		if !st.off {
+			p.add(at.errorf("store %s arrives with the durable stores milestone; use --store memory", strings.ToUpper(t)))
+		}
+	case "sql":
+		p.add(at.errorf("the SQL store is not supported (stores: memory, file, bolt)"))
+	default:
+		p.add(at.errorf("%q is not a store type (memory, file or bolt)", st.store))
+	}
+	o := &st.opts
+	if !validClusterID(o.ClusterID) {
+		p.add(st.origin("cluster_id", "cluster_id").errorf("cluster ID %q: only letters, digits, '-' and '_' are allowed", o.ClusterID))
+	}
+	if dp := o.DiscoverPrefix; !subject.ValidSubject(dp) || !subject.IsLiteral(dp) {
+		p.add(st.origin("discover_prefix", "discover_prefix").errorf("%q is not a valid subject without wildcards", dp))
+	}
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{{"hb_interval", o.HBInterval}, {"hb_timeout", o.HBTimeout}} {
+		if d.v < 0 {
+			p.add(st.origin(d.key, d.key).errorf("duration %v is negative", d.v))
+		}
+	}
+	for _, n := range []struct {
+		key string
+		v   int
+	}{{"hb_fail_count", o.HBFailCount}, {"io_batch_size", o.IOBatchSize}} {
+		if n.v < 0 {
+			p.add(st.origin(n.key, n.key).errorf("%d is negative", n.v))
+		}
+	}
+	st.buildLimits(p)
+	for _, o := range st.ignored {
+		st.warn("%s is not used: streaming reaches the core router in-process, without credentials", o)
+	}
+	for _, k := range slices.Sorted(maps.Keys(st.reserved)) {
+		st.warn("streaming.%s %s", k, reservedFor(k))
+	}
+}
+
+func (st *streamSettings) warn(format string, args ...any) {
+	st.warnings = append(st.warnings, fmt.Sprintf(format, args...))
+}
+
+// reservedFor says why a reserved streaming key is not used.
+func reservedFor(key string) string {
+	const later = "is reserved for a later milestone (%s) and not used"
+	switch key {
+	case "cluster":
+		return fmt.Sprintf(later, "Raft clustering; this server runs standalone")
+	case "ft_group", "partitioning":
+		return fmt.Sprintf(later, "fault tolerance and partitioning")
+	case "ack_subs_pool_size":
+		return "is not used: acknowledgements arrive on one wildcard subscription"
+	}
+	return fmt.Sprintf(later, "the durable stores")
+}
+
+// buildLimits checks the global limits (negative ones can only come from flags), each
+// per-channel entry on its own (reported at the entry), then the whole set (the number of
+// literal channels against max_channels, reported at the channels block).
+func (st *streamSettings) buildLimits(p *problems) {
+	g := st.limits.Global
+	ok := true
+	for _, l := range []struct {
+		key string // and flag
+		v   int64
+	}{
+		{"max_channels", int64(g.MaxChannels)}, {"max_subs", int64(g.MaxSubs)}, {"max_msgs", int64(g.MaxMsgs)},
+		{"max_bytes", g.MaxBytes}, {"max_age", int64(g.MaxAge)}, {"max_inactivity", int64(g.MaxInactivity)},
+	} {
+		if l.v < 0 {
+			p.add(st.origin(l.key, l.key).errorf("a global limit cannot be negative (0 is unlimited)"))
+			ok = false
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(st.limits.Channels)) {
+		one := stores.LimitsSet{Channels: map[string]stores.Limits{name: st.limits.Channels[name]}}
+		if err := one.Validate(); err != nil {
+			for _, e := range unjoin(err) {
+				p.add(st.origin("channels."+name, "max_channels").wrap(e))
+			}
+			ok = false
+		}
+	}
+	if !ok {
+		return
+	}
+	if err := st.limits.Validate(); err != nil {
+		at := st.origin("channels", "max_channels")
+		for _, e := range unjoin(err) {
+			p.add(at.wrap(e))
+		}
+	}
+}
+
+// validClusterID: what clients may use as a client ID (spec §4), which streaming also
+// requires of the cluster ID.
+func validClusterID(id string) bool {
+	if id == "" {
+		return false
+	}
+	for _, c := range []byte(id) {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// level is the streaming logger's level: the lower of the process level and -SD/-SV's.
+func (st *streamSettings) level(process slog.Level) slog.Level {
+	l := slog.LevelInfo
+	switch {
+	case st.trace:
+		l = levelTrace
+	case st.debug:
+		l = slog.LevelDebug
+	}
+	return min(l, process)
+}
+
+// restartKey is what a reload may not change: everything but the log levels.
+func (st *streamSettings) restartKey() any {
+	ignored := make([]string, 0, len(st.ignored))
+	for _, o := range st.ignored {
+		ignored = append(ignored, o.name)
+	}
+	return struct {
+		Off        bool
+		Opts       streaming.Options
+		Store, Dir string
+		Limits     stores.LimitsSet
+		Reserved   map[string]any
+		Ignored    []string
+	}{st.off, st.opts, st.storeType(), st.dir, st.limits, st.reserved, ignored}
+}
+
+// sameRestart reports whether cur and next differ only in what a reload may change.
+func (st *streamSettings) sameRestart(next *streamSettings) bool {
+	return reflect.DeepEqual(st.restartKey(), next.restartKey())
+}
+
+// newStore opens the store the settings name (build has refused the others).
+func (st *streamSettings) newStore() (stores.Store, error) {
+	switch t := st.storeType(); t {
+	case storeMemory:
+		return memstore.New(memstore.Options{Limits: st.limits.Clone()})
+	default:
+		return nil, fmt.Errorf("store %s is not available yet", strings.ToUpper(t))
+	}
+}
+
+// monitorLimits is the limits as /streaming/storez shows them: the global ones, and each
+// per-channel entry after inheritance.
+func (st *streamSettings) monitorLimits() stanmon.Limits {
+	g := (&stores.LimitsSet{Global: st.limits.Global}).For("") // the global limits, normalised
+	out := stanmon.Limits{MaxChannels: g.MaxChannels, ChannelLimits: channelLimits(g)}
+	for name := range st.limits.Channels {
+		if out.Channels == nil {
+			out.Channels = map[string]*stanmon.ChannelLimits{}
+		}
+		cl := channelLimits(st.limits.For(name))
+		out.Channels[name] = &cl
+	}
+	return out
+}
+
+func channelLimits(l stores.Limits) stanmon.ChannelLimits {
+	return stanmon.ChannelLimits{MaxMsgs: l.MaxMsgs, MaxBytes: l.MaxBytes, MaxAge: l.MaxAge,
+		MaxSubscriptions: l.MaxSubs, MaxInactivity: l.MaxInactivity}
+}
+
+// newLocalLog is the standalone replication log.
+func newLocalLog(sm raftlog.StateMachine) raftlog.Log { return raftlog.NewLocal(sm) }
+
+// startStreaming builds the store and the streaming layer over an in-process connection to
+// core (named _STARLING-<cluster ID> in /connz), and starts it. Called by Start with m.mu
+// held, after core has started.
+func (m *Main) startStreaming(c *settings) error {
+	st := &c.streaming
+	store, err := st.newStore()
+	if err != nil {
+		return fmt.Errorf("streaming store: %w", err)
+	}
+	conn, err := m.srv.Connect("_STARLING-" + st.opts.ClusterID)
+	if err != nil {
+		return errors.Join(fmt.Errorf("streaming: %w", err), store.Close())
+	}
+	o := st.opts
+	o.Logger = m.stanLog
+	o.Limits = st.limits.Clone() // streaming installs them in the store and runs age and inactivity
+	s, err := streaming.New(conn, store, newLocalLog, o)
+	if err == nil {
+		err = s.Start()
+	}
+	if err != nil { // Shutdown is for a started server: release what New took by hand
+		conn.Close()
+		return errors.Join(err, store.Close())
+	}
+	m.conn, m.stan = conn, s
+	return nil
+}
+
+// mountStreaming adds the /streaming endpoints to the monitoring server.
+func (m *Main) mountStreaming(c *settings) {
+	if m.mon == nil || m.stan == nil {
+		return
+	}
+	for path, h := range stanmon.New(m.stan, c.streaming.monitorLimits()).Routes() {
+		m.mon.Handle(c.basePath+path, h)
+	}
+}
