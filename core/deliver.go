@@ -51,7 +51,10 @@ func (p *producer) init(self *client) {
 func (p *producer) addPending(c *client) {
 	if p.lock != nil {
 		p.lock.Lock()
-		p.pending[c] = struct{}{}
+		if c != p.last {
+			p.last = c
+			p.pending[c] = struct{}{}
+		}
 		p.lock.Unlock()
 		return
 	}

@@ -3,8 +3,6 @@ package streaming
 import (
 	"testing"
 
-	"google.golang.org/protobuf/encoding/protowire"
-
 	"github.com/starling-io/starling/proto/stanpb"
 )
 
@@ -17,13 +15,11 @@ func BenchmarkPublishDeliver(b *testing.B) {
 			s, bus := newEngine(b)
 			s.step(op{kind: opConnect, reply: "r", data: marshal(&stanpb.ConnectRequest{ClientID: "c1", HeartbeatInbox: "hb", Protocol: 1, ConnID: []byte("conn")})})
 			s.step(op{kind: opSubscribe, reply: "r", data: marshal(&stanpb.SubscriptionRequest{ClientID: "c1", Subject: "bench", Inbox: "in", MaxInFlight: 1 << 20, AckWaitInSecs: 30})})
-			var ackInbox string
-			for inbox := range s.byAck {
-				ackInbox = inbox
+			var ackID uint64
+			for id := range s.byAckID {
+				ackID = id
 			}
 			pub := marshal(&stanpb.PubMsg{ClientID: "c1", Guid: "0123456789012345678901", Subject: "bench", Data: make([]byte, size), ConnID: []byte("conn")})
-			ackHead := protowire.AppendTag(protowire.AppendString(protowire.AppendTag(nil, 1, protowire.BytesType), "bench"), 2, protowire.VarintType)
-			ackBuf := make([]byte, 0, 64)
 			b.SetBytes(int64(size))
 			b.ReportAllocs()
 			b.ResetTimer()
@@ -31,8 +27,7 @@ func BenchmarkPublishDeliver(b *testing.B) {
 				o := op{kind: opPublish, reply: "_STAN.acks.x", data: pub}
 				s.queuePublish(&o)
 				s.flushPublishes()
-				ackBuf = protowire.AppendVarint(append(ackBuf[:0], ackHead...), uint64(i+1))
-				a := op{kind: opAck, subject: ackInbox, data: ackBuf}
+				a := op{kind: opAck, ackID: ackID, seq: uint64(i + 1)}
 				s.processAck(&a)
 				if i%64 == 63 {
 					s.flushSentAcks()

@@ -217,14 +217,11 @@ func (s *Server) armLater(sub *subState) {
 // processAck removes an acknowledged sequence from the subscription (or, for a queue
 // member, from whichever member has it) and resumes a stalled delivery.
 func (s *Server) processAck(o *op) {
-	sub := s.byAck[o.subject]
+	sub := s.byAckID[o.ackID]
 	if sub == nil {
 		return
 	}
-	_, seq, err := decodeAck(o.data)
-	if err != nil {
-		return
-	}
+	seq := o.seq
 	owner := sub
 	if _, ok := owner.pending[seq]; !ok && sub.group != nil {
 		owner = nil

@@ -3,6 +3,7 @@ package streaming
 import (
 	"strings"
 	"time"
+	"unsafe"
 
 	"google.golang.org/protobuf/proto"
 
@@ -41,6 +42,8 @@ type op struct {
 	sub     *subState
 	ch      *channel
 	token   string
+	ackID   uint64         // opAck: the subscription, by the last token of its ack inbox
+	seq     uint64         // opAck: the acknowledged sequence
 	snap    chan *snapshot // opSnapshot: where the copy goes
 	subsToo bool
 }
@@ -58,9 +61,28 @@ func (s *Server) handler(kind opKind) core.MsgHandler {
 			}
 			return
 		}
-		o := op{kind: kind, reply: string(m.Reply), data: append([]byte(nil), m.Data...), from: m.From}
+		if kind == opAck {
+			// Acks are decoded here, in place, so the hot ack path copies nothing.
+			_, seq, err := decodeAck(m.Data)
+			id, ok := ackID(m.Subject)
+			if err == nil && ok {
+				_ = s.q.Push(op{kind: opAck, ackID: id, seq: seq})
+			}
+			return
+		}
+		o := op{kind: kind, from: m.From}
+		if kind == opPublish {
+			// One allocation holds both the reply subject and the payload.
+			b := make([]byte, len(m.Reply)+len(m.Data))
+			copy(b, m.Reply)
+			copy(b[len(m.Reply):], m.Data)
+			o.reply = unsafe.String(unsafe.SliceData(b), len(m.Reply)) // b is never written again
+			o.data = b[len(m.Reply):]
+		} else {
+			o.reply, o.data = string(m.Reply), append([]byte(nil), m.Data...)
+		}
 		switch kind {
-		case opAck, opHbReply, opCheckReply:
+		case opHbReply, opCheckReply:
 			subj := string(m.Subject)
 			o.token = subj[strings.LastIndexByte(subj, '.')+1:]
 			o.subject = subj
@@ -74,6 +96,30 @@ func (s *Server) handler(kind opKind) core.MsgHandler {
 }
 
 func (s *Server) push(o op) { _ = s.q.Push(o) }
+
+// ackID parses the base-36 last token of an ack inbox.
+func ackID(subject []byte) (uint64, bool) {
+	i := len(subject) - 1
+	for i >= 0 && subject[i] != '.' {
+		i--
+	}
+	tok := subject[i+1:]
+	if len(tok) == 0 || len(tok) > 12 {
+		return 0, false
+	}
+	var n uint64
+	for _, c := range tok {
+		switch {
+		case c >= '0' && c <= '9':
+			n = n*36 + uint64(c-'0')
+		case c >= 'a' && c <= 'z':
+			n = n*36 + uint64(c-'a'+10)
+		default:
+			return 0, false
+		}
+	}
+	return n, true
+}
 
 // run is the engine: drain the queue in batches, handle each op in order (runs of
 // publishes are stored together), then flush core once.

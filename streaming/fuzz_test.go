@@ -98,9 +98,12 @@ func FuzzRequests(f *testing.F) {
 			o := op{kind: kind, data: append([]byte(nil), data[:n]...), reply: "r", from: 1}
 			data = data[n:]
 			if kind == opAck {
-				for inbox := range s.byAck {
-					o.subject = inbox
+				for id := range s.byAckID {
+					o.ackID = id
 					break
+				}
+				if _, seq, err := decodeAck(o.data); err == nil {
+					o.seq = seq
 				}
 			}
 			if kind == opRedeliver {
@@ -117,9 +120,12 @@ func FuzzRequests(f *testing.F) {
 			}
 		}
 		for inbox, sub := range s.byAck {
-			if sub.ackInbox != inbox {
-				t.Fatal("ack index out of sync")
+			if sub.ackInbox != inbox || s.byAckID[sub.ackID] != sub {
+				t.Fatal("ack indexes out of sync")
 			}
+		}
+		if len(s.byAck) != len(s.byAckID) {
+			t.Fatal("ack indexes differ in size")
 		}
 	})
 }

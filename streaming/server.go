@@ -48,8 +48,9 @@ type Server struct {
 	clients    map[string]*client
 	byConnID   map[string]*client
 	channels   map[string]*channel
-	lowerNames map[string]string // lower-case name → name, to refuse case conflicts
-	byAck      map[string]*subState
+	lowerNames map[string]string    // lower-case name → name, to refuse case conflicts
+	byAck      map[string]*subState // by ack inbox (unsubscribe requests name it)
+	byAckID    map[uint64]*subState // by the ack inbox's last token (acks)
 	checks     map[string]*dupCheck
 	nextChanID uint64
 	nextAck    uint64
@@ -77,7 +78,7 @@ func New(bus Bus, store stores.Store, newLog func(raftlog.StateMachine) raftlog.
 	s := &Server{
 		opts: o, log: o.Logger, bus: bus, store: store, id: nuid(), start: time.Now(),
 		clients: map[string]*client{}, byConnID: map[string]*client{}, channels: map[string]*channel{},
-		lowerNames: map[string]string{}, byAck: map[string]*subState{}, checks: map[string]*dupCheck{},
+		lowerNames: map[string]string{}, byAck: map[string]*subState{}, byAckID: map[uint64]*subState{}, checks: map[string]*dupCheck{},
 		lastSeqs: map[string]uint64{},
 		stop:     make(chan struct{}), done: make(chan struct{}),
 	}

@@ -45,6 +45,7 @@ type subState struct {
 	clientID    string
 	inbox       string
 	ackInbox    string
+	ackID       uint64 // last token of ackInbox, base 36
 	durable     string // durable name ("" for none)
 	qgroup      string // queue name as the client gave it
 	maxInFlight int

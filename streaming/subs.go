@@ -98,8 +98,15 @@ func (s *Server) processSubscribe(o *op) {
 		sub.id = ch.nextSubID
 	}
 	s.nextAck++
+	if sub.ackInbox != "" { // a durable resuming gets a new ack inbox
+		delete(s.byAck, sub.ackInbox)
+		delete(s.byAckID, sub.ackID)
+		delete(s.byAckID, sub.ackID)
+	}
+	sub.ackID = s.nextAck
 	sub.ackInbox = s.ackPrefix + "." + strconv.FormatUint(s.nextAck, 36)
 	s.byAck[sub.ackInbox] = sub
+	s.byAckID[sub.ackID] = sub
 	c.subs[sub] = struct{}{}
 	cmd := any(&cmdSubscribe{state: sub.storeState(), ch: ch})
 	if resume {
@@ -209,6 +216,7 @@ func (s *Server) findByInbox(ch *channel, inbox string) *subState {
 // forgetSub undoes the in-memory side of a subscription that could not be stored.
 func (s *Server) forgetSub(sub *subState) {
 	delete(s.byAck, sub.ackInbox)
+	delete(s.byAckID, sub.ackID)
 	if c := s.clients[sub.clientID]; c != nil {
 		delete(c.subs, sub)
 	}
@@ -241,6 +249,7 @@ func (s *Server) removeSub(sub *subState, unsubscribe bool) {
 	}
 	sub.ready = false
 	delete(s.byAck, sub.ackInbox)
+	delete(s.byAckID, sub.ackID)
 	if c := s.clients[sub.clientID]; c != nil {
 		delete(c.subs, sub)
 	}

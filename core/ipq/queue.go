@@ -11,6 +11,8 @@ type Queue[T any] struct {
 
 	mu    sync.Mutex
 	items []T
+
+	lastOut int // length of the batch the last Pop returned (the consumer's own field)
 }
 
 // New returns an empty queue. limit is the most items it holds; 0 means
@@ -53,15 +55,18 @@ func (q *Queue[T]) Ready() <-chan struct{} { return q.ready }
 // be collected.
 func (q *Queue[T]) Pop(into []T) []T {
 	if len(into) == 0 {
-		// The buffer we hand to the queue must not keep old items alive.
-		clear(into[:cap(into)])
+		// The buffer we hand to the queue must not keep old items alive. It is normally
+		// the batch this Pop returned last time, so clearing that many items is enough —
+		// clearing the whole capacity would cost a burst's worth on every small batch.
+		clear(into[:min(q.lastOut, cap(into))])
 		q.mu.Lock()
 		out := q.items
 		q.items = into[:0]
 		q.mu.Unlock()
 		if out == nil {
-			return into[:0]
+			out = into[:0]
 		}
+		q.lastOut = len(out)
 		return out
 	}
 	q.mu.Lock()
