@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/nats-io/stan.go"
@@ -10,12 +11,9 @@ import (
 // optionally with one subscriber; ops are messages (all acked, all received).
 // Run: go test -run '^$' -bench StanPublishAsync -benchmem ./tests/
 func BenchmarkStanPublishAsync(b *testing.B) {
-	for _, subs := range []int{0, 1} {
-		name := "subs=0"
-		if subs == 1 {
-			name = "subs=1"
-		}
-		b.Run(name, func(b *testing.B) {
+	for _, tc := range []struct{ subs, size int }{{0, 16}, {1, 16}, {0, 1024}, {1, 1024}} {
+		subs, size := tc.subs, tc.size
+		b.Run(fmt.Sprintf("subs=%d/size=%d", subs, size), func(b *testing.B) {
 			s := startStan(b, nil, nil)
 			sc := stanConnect(b, s, "bench")
 			done := make(chan struct{})
@@ -30,8 +28,8 @@ func BenchmarkStanPublishAsync(b *testing.B) {
 			}
 			acks := make(chan struct{}, 1)
 			acked := 0
-			payload := make([]byte, 16)
-			b.SetBytes(16)
+			payload := make([]byte, size)
+			b.SetBytes(int64(size))
 			b.ReportAllocs()
 			b.ResetTimer()
 			for range b.N {
