@@ -164,6 +164,30 @@ func intParam(r *http.Request, name string) (int, error) {
 	return n, nil
 }
 
+// params reads query parameters, keeping the first error.
+type params struct {
+	r   *http.Request
+	err error
+}
+
+func (p *params) bool(name string) bool {
+	if p.err != nil {
+		return false
+	}
+	v, err := boolParam(p.r, name)
+	p.err = err
+	return v
+}
+
+func (p *params) int(name string) int {
+	if p.err != nil {
+		return 0
+	}
+	v, err := intParam(p.r, name)
+	p.err = err
+	return v
+}
+
 // HandleRoot serves a small index page.
 func (m *Monitor) HandleRoot(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -189,25 +213,18 @@ func (m *Monitor) HandleVarz(w http.ResponseWriter, r *http.Request) {
 func (m *Monitor) HandleConnz(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	o := core.ConnzOptions{Sort: q.Get("sort"), State: q.Get("state")}
-	var err error
+	p := params{r: r}
 	if q.Get("subs") == "detail" {
 		o.SubsDetail = true
-	} else if o.Subs, err = boolParam(r, "subs"); err != nil {
-		badRequest(w, err)
+	} else {
+		o.Subs = p.bool("subs")
+	}
+	o.Auth, o.Offset, o.Limit = p.bool("auth"), p.int("offset"), p.int("limit")
+	if p.err != nil {
+		badRequest(w, p.err)
 		return
 	}
-	if o.Auth, err = boolParam(r, "auth"); err != nil {
-		badRequest(w, err)
-		return
-	}
-	if o.Offset, err = intParam(r, "offset"); err != nil {
-		badRequest(w, err)
-		return
-	}
-	if o.Limit, err = intParam(r, "limit"); err != nil {
-		badRequest(w, err)
-		return
-	}
+	var err error
 	if v := q.Get("cid"); v != "" {
 		if o.CID, err = strconv.ParseUint(v, 10, 64); err != nil {
 			//lint:ignore ST1005 the text nats-server answers with
@@ -225,18 +242,10 @@ func (m *Monitor) HandleConnz(w http.ResponseWriter, r *http.Request) {
 
 // HandleSubsz serves /subsz.
 func (m *Monitor) HandleSubsz(w http.ResponseWriter, r *http.Request) {
-	o := core.SubszOptions{Test: r.URL.Query().Get("test")}
-	var err error
-	if o.Subs, err = boolParam(r, "subs"); err != nil {
-		badRequest(w, err)
-		return
-	}
-	if o.Offset, err = intParam(r, "offset"); err != nil {
-		badRequest(w, err)
-		return
-	}
-	if o.Limit, err = intParam(r, "limit"); err != nil {
-		badRequest(w, err)
+	p := params{r: r}
+	o := core.SubszOptions{Test: r.URL.Query().Get("test"), Subs: p.bool("subs"), Offset: p.int("offset"), Limit: p.int("limit")}
+	if p.err != nil {
+		badRequest(w, p.err)
 		return
 	}
 	sz, err := m.srv.Subsz(o)
