@@ -2,6 +2,7 @@ package streaming
 
 import (
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -128,4 +129,15 @@ func FuzzRequests(f *testing.F) {
 			t.Fatal("ack indexes differ in size")
 		}
 	})
+}
+
+func TestShutdownWithoutStart(t *testing.T) {
+	s, _ := newEngine(t)
+	done := make(chan error, 1)
+	go func() { done <- s.Shutdown() }()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+		t.Fatal("Shutdown of a server that never started blocks")
+	}
 }

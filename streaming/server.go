@@ -58,9 +58,10 @@ type Server struct {
 	scratch    scratch
 	applyOut   []any
 
-	mu     sync.Mutex // guards stats read by monitoring
-	stats  Stats
-	closed bool
+	mu      sync.Mutex // guards stats read by monitoring
+	stats   Stats
+	closed  bool
+	started bool // the engine runs (Shutdown waits for it only then)
 }
 
 // Stats are counters for /streaming/serverz.
@@ -133,6 +134,7 @@ func (s *Server) Start() error {
 		}
 		s.subs = append(s.subs, sub)
 	}
+	s.started = true
 	go s.run()
 	go s.heartbeatLoop()
 	s.log.Info("streaming server ready", "cluster_id", s.opts.ClusterID, "store", s.store.Name(), "server_id", s.id)
@@ -168,7 +170,9 @@ func (s *Server) Shutdown() error {
 		_ = sub.Unsubscribe()
 	}
 	close(s.stop)
-	<-s.done
+	if s.started {
+		<-s.done
+	}
 	return errors.Join(s.rlog.Close(), s.store.Close())
 }
 
