@@ -81,8 +81,6 @@ type queueGroup struct {
 	shadow   *subState // durable group with no member: its last member's state, offline
 }
 
-func (sub *subState) isQueue() bool { return sub.group != nil }
-
 // stalled: as many messages pending as it may have in flight.
 func (sub *subState) stalled() bool { return len(sub.pending) >= sub.maxInFlight }
 
@@ -92,18 +90,6 @@ func (sub *subState) position() uint64 {
 		return sub.group.lastSent
 	}
 	return sub.lastSent
-}
-
-func (sub *subState) setPosition(seq uint64) {
-	if sub.group != nil {
-		if seq > sub.group.lastSent {
-			sub.group.lastSent = seq
-		}
-		return
-	}
-	if seq > sub.lastSent {
-		sub.lastSent = seq
-	}
 }
 
 // durableKey: a durable belongs to a client ID (spec §7.4).

@@ -228,7 +228,7 @@ func TestStanDurableResume(t *testing.T) {
 	must(t, sub.Close())
 	publishN(t, sc, "dur", 4, 5)
 	col2 := newCollector()
-	sub, err = sc.Subscribe("dur", col2.handler, stan.DurableName("d"), stan.DeliverAllAvailable())
+	_, err = sc.Subscribe("dur", col2.handler, stan.DurableName("d"), stan.DeliverAllAvailable())
 	must(t, err)
 	if got := col2.seqs(t, 2, 5*time.Second); !equalSeqs(got, seqRange(4, 5)) {
 		t.Fatalf("durable resumed at %v, want [4 5]", got)
