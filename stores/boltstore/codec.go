@@ -1,0 +1,111 @@
+package boltstore
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/starling-io/starling/proto/storepb"
+	"github.com/starling-io/starling/stores"
+)
+
+// Bucket and key names.
+const (
+	bktMeta    = "meta"
+	bktClients = "clients"
+	bktChans   = "chans"
+	bktTombs   = "tombs"
+	keyInfo    = "info"
+	preMsgs    = "m."
+	preSubs    = "s."
+	prePending = "p."
+)
+
+// msgHeader is the stored header of a message value: time (8) and reply length (4).
+const msgHeader = 12
+
+// appendMsg appends the stored value of m to buf.
+func appendMsg(buf []byte, m *stores.Msg) []byte {
+	buf = binary.BigEndian.AppendUint64(buf, uint64(m.Time))
+	buf = binary.BigEndian.AppendUint32(buf, uint32(len(m.Reply)))
+	buf = append(buf, m.Reply...)
+	return append(buf, m.Data...)
+}
+
+// decodeMsg copies the stored value v of message seq into into.
+func decodeMsg(seq uint64, v []byte, into *stores.Msg) error {
+	if len(v) < msgHeader {
+		return fmt.Errorf("boltstore: message %d: value of %d bytes is corrupt", seq, len(v))
+	}
+	rl := binary.BigEndian.Uint32(v[8:12])
+	if uint64(rl) > uint64(len(v)-msgHeader) {
+		return fmt.Errorf("boltstore: message %d: reply length %d is corrupt", seq, rl)
+	}
+	into.Seq = seq
+	into.Time = int64(binary.BigEndian.Uint64(v))
+	reply := v[msgHeader : msgHeader+rl]
+	if into.Reply != string(reply) { // compared without allocating
+		into.Reply = string(reply)
+	}
+	into.Data = append(into.Data[:0], v[msgHeader+rl:]...)
+	return nil
+}
+
+// msgTime returns the time and payload size (reply + data) of a stored value.
+func msgTime(v []byte) (int64, uint32, bool) {
+	if len(v) < msgHeader {
+		return 0, 0, false
+	}
+	return int64(binary.BigEndian.Uint64(v)), uint32(len(v) - msgHeader), true
+}
+
+func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
+
+func encodeInfo(i *stores.ServerInfo) ([]byte, error) {
+	return proto.Marshal(&storepb.ServerInfo{ClusterID: i.ClusterID, Discovery: i.Discovery,
+		Publish: i.Publish, Subscribe: i.Subscribe, Unsubscribe: i.Unsubscribe, Close: i.Close,
+		SubClose: i.SubClose, NodeID: i.NodeID})
+}
+
+func decodeInfo(v []byte) (stores.ServerInfo, error) {
+	var p storepb.ServerInfo
+	if err := proto.Unmarshal(v, &p); err != nil {
+		return stores.ServerInfo{}, fmt.Errorf("boltstore: server info: %w", err)
+	}
+	return stores.ServerInfo{ClusterID: p.ClusterID, Discovery: p.Discovery, Publish: p.Publish,
+		Subscribe: p.Subscribe, Unsubscribe: p.Unsubscribe, Close: p.Close, SubClose: p.SubClose,
+		NodeID: p.NodeID}, nil
+}
+
+func encodeClient(c *stores.ClientInfo) ([]byte, error) {
+	return proto.Marshal(&storepb.ClientInfo{ID: c.ID, HbInbox: c.HbInbox, ConnID: c.ConnID,
+		Protocol: c.Protocol, PingInterval: c.PingInterval, PingMaxOut: c.PingMaxOut})
+}
+
+func decodeClient(v []byte) (stores.ClientInfo, error) {
+	var p storepb.ClientInfo
+	if err := proto.Unmarshal(v, &p); err != nil {
+		return stores.ClientInfo{}, fmt.Errorf("boltstore: client: %w", err)
+	}
+	return stores.ClientInfo{ID: p.ID, HbInbox: p.HbInbox, ConnID: p.ConnID, Protocol: p.Protocol,
+		PingInterval: p.PingInterval, PingMaxOut: p.PingMaxOut}, nil
+}
+
+func encodeSub(s *stores.SubState) ([]byte, error) {
+	return proto.Marshal(&storepb.SubState{ID: s.ID, ClientID: s.ClientID, QGroup: s.QGroup,
+		Inbox: s.Inbox, AckInbox: s.AckInbox, MaxInFlight: s.MaxInFlight,
+		AckWaitInSecs: s.AckWaitSecs, DurableName: s.DurableName, LastSent: s.LastSent,
+		IsDurable: s.IsDurable, IsClosed: s.IsClosed})
+}
+
+func decodeSub(v []byte) (stores.SubState, error) {
+	var p storepb.SubState
+	if err := proto.Unmarshal(v, &p); err != nil {
+		return stores.SubState{}, fmt.Errorf("boltstore: subscription: %w", err)
+	}
+	return stores.SubState{ID: p.ID, ClientID: p.ClientID, QGroup: p.QGroup, Inbox: p.Inbox,
+		AckInbox: p.AckInbox, MaxInFlight: p.MaxInFlight, AckWaitSecs: p.AckWaitInSecs,
+		DurableName: p.DurableName, LastSent: p.LastSent, IsDurable: p.IsDurable,
+		IsClosed: p.IsClosed}, nil
+}

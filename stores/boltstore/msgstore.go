@@ -1,0 +1,386 @@
+package boltstore
+
+import (
+	"encoding/binary"
+	"sort"
+	"sync"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/starling-io/starling/stores"
+)
+
+// msgStore is one channel's messages in bucket m.<channel>. Messages appended since the
+// last Sync are held encoded in pbuf (Load serves them from there); Sync writes them and
+// deletes the messages removed by limits in one transaction. idx holds (time, size) of
+// every stored message, durable or not, for SeqAtTime, limits and Expire.
+type msgStore struct {
+	mu sync.RWMutex // guards everything below; leaf lock. Held across Sync's commit.
+
+	db       *bolt.DB
+	mkey     []byte // bucket name m.<channel>
+	ckey     []byte // channel name, key in chans
+	id       uint64
+	overhead uint64 // len(name) + stores.MsgOverhead
+	limits   stores.Limits
+
+	idx  []ent // idx[head+i] describes message first+i
+	head int
+
+	first, last uint64
+	msgs, bytes uint64
+
+	// Appended, not yet committed: message pfirst+i is pbuf[poff[i]:poff[i+1] or end].
+	pfirst uint64
+	poff   []uint32
+	pbuf   []byte
+	keys   []byte // scratch keys of a commit (bolt keeps them until commit)
+	meta   [16]byte
+
+	dfirst, dlast uint64 // messages on disk (none when dfirst > dlast)
+	plast         uint64 // last as recorded in chans
+
+	closed, deleted bool
+}
+
+type ent struct {
+	time int64
+	size uint32 // len(Reply) + len(Data)
+}
+
+func newMsgStore(db *bolt.DB, name string, id uint64, limits stores.Limits, last uint64) *msgStore {
+	return &msgStore{
+		db:       db,
+		mkey:     []byte(preMsgs + name),
+		ckey:     []byte(name),
+		id:       id,
+		overhead: uint64(len(name) + stores.MsgOverhead),
+		limits:   limits,
+		first:    last + 1,
+		last:     last,
+		dfirst:   last + 1,
+		dlast:    last,
+		plast:    last,
+	}
+}
+
+// load rebuilds the index from the channel's bucket on open.
+func (ms *msgStore) load(tx *bolt.Tx) error {
+	b := tx.Bucket(ms.mkey)
+	if b == nil {
+		return nil
+	}
+	c := b.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if len(k) != 8 {
+			continue
+		}
+		seq := binary.BigEndian.Uint64(k)
+		t, size, ok := msgTime(v)
+		if !ok || (ms.msgs > 0 && seq != ms.dlast+1) {
+			break // never expected: commits are atomic; keep the gapless prefix
+		}
+		if ms.msgs == 0 {
+			ms.first = seq
+		}
+		ms.idx = append(ms.idx, ent{time: t, size: size})
+		ms.msgs++
+		ms.bytes += ms.overhead + uint64(size)
+		ms.dlast = seq
+	}
+	if ms.msgs > 0 {
+		ms.dfirst = ms.first
+		ms.last = max(ms.dlast, ms.plast)
+		ms.plast = ms.last
+	}
+	return nil
+}
+
+func (ms *msgStore) usable() error {
+	switch {
+	case ms.deleted:
+		return stores.ErrChannelDeleted
+	case ms.closed:
+		return stores.ErrClosed
+	}
+	return nil
+}
+
+// Append implements stores.MsgStore.
+func (ms *msgStore) Append(batch []stores.Msg) error {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	if err := ms.usable(); err != nil {
+		return err
+	}
+	if len(batch) == 0 {
+		return nil
+	}
+	if err := ms.check(batch); err != nil {
+		return err
+	}
+	if ms.msgs == 0 {
+		ms.first = batch[0].Seq // a resumed channel may start after last+1
+	}
+	ms.trimPending()
+	if len(ms.poff) == 0 {
+		ms.pfirst = batch[0].Seq
+	}
+	for i := range batch {
+		m := &batch[i]
+		ms.poff = append(ms.poff, uint32(len(ms.pbuf)))
+		ms.pbuf = appendMsg(ms.pbuf, m)
+		size := uint32(len(m.Reply) + len(m.Data))
+		ms.idx = append(ms.idx, ent{time: m.Time, size: size})
+		ms.msgs++
+		ms.bytes += ms.overhead + uint64(size)
+		ms.enforce()
+	}
+	ms.last = batch[len(batch)-1].Seq
+	return nil
+}
+
+// check validates a batch against the channel. Caller holds mu.
+func (ms *msgStore) check(batch []stores.Msg) error {
+	seq, t := batch[0].Seq, batch[0].Time
+	if seq <= ms.last || (ms.msgs > 0 && seq != ms.last+1) {
+		return stores.ErrBadSequence
+	}
+	if ms.msgs > 0 && t < ms.idx[len(ms.idx)-1].time {
+		return stores.ErrBadTime
+	}
+	for i := 1; i < len(batch); i++ {
+		if batch[i].Seq != seq+uint64(i) {
+			return stores.ErrBadSequence
+		}
+		if batch[i].Time < batch[i-1].Time {
+			return stores.ErrBadTime
+		}
+	}
+	return nil
+}
+
+// trimPending drops pending messages already removed by limits (seq < first), so that
+// the pending messages are exactly first.. or none. Caller holds mu.
+func (ms *msgStore) trimPending() {
+	n := len(ms.poff)
+	if n == 0 || ms.pfirst >= ms.first {
+		return
+	}
+	k := ms.first - ms.pfirst
+	if k >= uint64(n) {
+		ms.poff, ms.pbuf = ms.poff[:0], ms.pbuf[:0]
+		return
+	}
+	off := ms.poff[k]
+	ms.pbuf = ms.pbuf[:copy(ms.pbuf, ms.pbuf[off:])]
+	ms.poff = ms.poff[:copy(ms.poff, ms.poff[k:])]
+	for i := range ms.poff {
+		ms.poff[i] -= off
+	}
+	ms.pfirst = ms.first
+}
+
+// enforce removes the oldest messages while over MaxMsgs or MaxBytes, keeping the
+// newest. Caller holds mu.
+func (ms *msgStore) enforce() (removed int) {
+	for ms.msgs > 1 && ms.limits.Exceeded(ms.msgs, ms.bytes) {
+		ms.removeFirst()
+		removed++
+	}
+	return removed
+}
+
+// removeFirst removes the oldest message from the index; the next Sync deletes it from
+// disk (or skips it if still pending). Caller holds mu; msgs > 0.
+func (ms *msgStore) removeFirst() {
+	ms.bytes -= ms.overhead + uint64(ms.idx[ms.head].size)
+	ms.msgs--
+	ms.first++
+	ms.head++
+	if ms.head >= 4096 && 2*ms.head >= len(ms.idx) {
+		ms.idx = ms.idx[:copy(ms.idx, ms.idx[ms.head:])]
+		ms.head = 0
+	}
+}
+
+// Sync implements stores.MsgStore: one bolt transaction (one fsync) for every append
+// and removal since the last Sync.
+func (ms *msgStore) Sync() error {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	if err := ms.usable(); err != nil {
+		return err
+	}
+	return ms.flush()
+}
+
+// flush commits the pending messages and removals. Caller holds mu.
+func (ms *msgStore) flush() error {
+	ms.trimPending()
+	delHi := min(ms.first-1, ms.dlast)
+	if len(ms.poff) == 0 && ms.dfirst > delHi && ms.plast == ms.last {
+		return nil
+	}
+	err := ms.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(ms.mkey)
+		chans := tx.Bucket([]byte(bktChans))
+		if b == nil || chans == nil {
+			return stores.ErrChannelDeleted
+		}
+		var k [8]byte
+		for seq := ms.dfirst; seq <= delHi; seq++ {
+			binary.BigEndian.PutUint64(k[:], seq)
+			if err := b.Delete(k[:]); err != nil {
+				return err
+			}
+		}
+		b.FillPercent = 0.95 // sequential keys: fill pages
+		n := len(ms.poff)
+		if cap(ms.keys) < 8*n {
+			ms.keys = make([]byte, 8*n)
+		}
+		keys := ms.keys[:8*n]
+		for i := 0; i < n; i++ {
+			key := keys[8*i : 8*i+8]
+			binary.BigEndian.PutUint64(key, ms.pfirst+uint64(i))
+			end := len(ms.pbuf)
+			if i+1 < n {
+				end = int(ms.poff[i+1])
+			}
+			if err := b.Put(key, ms.pbuf[ms.poff[i]:end]); err != nil {
+				return err
+			}
+		}
+		binary.BigEndian.PutUint64(ms.meta[:8], ms.id)
+		binary.BigEndian.PutUint64(ms.meta[8:], ms.last)
+		return chans.Put(ms.ckey, ms.meta[:])
+	})
+	if err != nil {
+		return err
+	}
+	ms.poff, ms.pbuf = ms.poff[:0], ms.pbuf[:0]
+	ms.dfirst, ms.dlast, ms.plast = ms.first, ms.last, ms.last
+	return nil
+}
+
+// Load implements stores.MsgStore: unsynced messages come from the pending buffer,
+// others from a read transaction (taken without holding mu).
+func (ms *msgStore) Load(seq uint64, into *stores.Msg) error {
+	ms.mu.RLock()
+	if err := ms.usable(); err != nil {
+		ms.mu.RUnlock()
+		return err
+	}
+	if seq < ms.first || seq > ms.last || ms.msgs == 0 {
+		ms.mu.RUnlock()
+		return stores.ErrNotFound
+	}
+	if n := uint64(len(ms.poff)); n > 0 && seq >= ms.pfirst && seq < ms.pfirst+n {
+		i := seq - ms.pfirst
+		end := len(ms.pbuf)
+		if i+1 < n {
+			end = int(ms.poff[i+1])
+		}
+		err := decodeMsg(seq, ms.pbuf[ms.poff[i]:end], into)
+		ms.mu.RUnlock()
+		return err
+	}
+	ms.mu.RUnlock()
+	// Committed: a concurrent Sync may delete it (limits), which reads as not found.
+	return ms.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(ms.mkey)
+		if b == nil {
+			return stores.ErrNotFound
+		}
+		var k [8]byte
+		binary.BigEndian.PutUint64(k[:], seq)
+		v := b.Get(k[:])
+		if v == nil {
+			return stores.ErrNotFound
+		}
+		return decodeMsg(seq, v, into)
+	})
+}
+
+// SeqAtTime implements stores.MsgStore by binary search over the in-memory index.
+func (ms *msgStore) SeqAtTime(ns int64) uint64 {
+	ms.mu.RLock()
+	defer ms.mu.RUnlock()
+	if ms.msgs == 0 {
+		return ms.last + 1
+	}
+	ents := ms.idx[ms.head:]
+	i := sort.Search(len(ents), func(i int) bool { return ents[i].time >= ns })
+	return ms.first + uint64(i)
+}
+
+// State implements stores.MsgStore.
+func (ms *msgStore) State() stores.ChannelState {
+	ms.mu.RLock()
+	defer ms.mu.RUnlock()
+	return stores.ChannelState{First: ms.first, Last: ms.last, Msgs: ms.msgs, Bytes: ms.bytes}
+}
+
+// SetLimits implements stores.MsgStore.
+func (ms *msgStore) SetLimits(l stores.Limits) {
+	ms.mu.Lock()
+	ms.limits = l
+	ms.mu.Unlock()
+}
+
+// Expire implements stores.MsgStore. The removals reach the disk at the next Sync.
+func (ms *msgStore) Expire(now int64) (removed int, next int64) {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	if ms.usable() != nil {
+		return 0, 0
+	}
+	removed = ms.enforce()
+	for ms.msgs > 0 {
+		t := ms.idx[ms.head].time
+		if !ms.limits.Expired(t, now) {
+			return removed, ms.limits.ExpiresAt(t)
+		}
+		ms.removeFirst()
+		removed++
+	}
+	return removed, 0
+}
+
+// Close implements stores.MsgStore: it syncs, then releases the index.
+func (ms *msgStore) Close() error {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	if ms.closed || ms.deleted {
+		ms.closed = true
+		return nil
+	}
+	err := ms.flush()
+	ms.closed = true
+	ms.release()
+	return err
+}
+
+// abandon closes without writing anything (a simulated crash).
+func (ms *msgStore) abandon() {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	ms.closed = true
+	ms.release()
+}
+
+// markDeleted makes every later call fail with ErrChannelDeleted and returns Last.
+func (ms *msgStore) markDeleted() uint64 {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	ms.deleted = true
+	ms.release()
+	return ms.last
+}
+
+// release drops the memory; State keeps reporting the final range. Caller holds mu.
+func (ms *msgStore) release() {
+	ms.idx, ms.head, ms.poff, ms.pbuf, ms.keys = nil, 0, nil, nil, nil
+	ms.first, ms.msgs, ms.bytes = ms.last+1, 0, 0
+}

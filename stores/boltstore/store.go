@@ -1,0 +1,412 @@
+package boltstore
+
+import (
+	"cmp"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/starling-io/starling/stores"
+)
+
+// Compile-time proof that the bolt store implements the contract.
+var (
+	_ stores.Store    = (*Store)(nil)
+	_ stores.MsgStore = (*msgStore)(nil)
+	_ stores.SubStore = (*subStore)(nil)
+)
+
+// Options configure a bolt store. The zero value is usable.
+type Options struct {
+	// Limits are the initial limits (copied); nil means {Global: stores.DefaultLimits()}.
+	Limits *stores.LimitsSet
+	// NoSync skips fsync on commit (bolt's DB.NoSync): for tests only, it voids the
+	// durability contract against power loss.
+	NoSync bool
+	// LockTimeout bounds the wait for the file lock held by another process (0: 1 s).
+	LockTimeout time.Duration
+}
+
+// Store is the bolt store: one bbolt file.
+type Store struct {
+	// mu guards the fields below. Lock order: Store.mu, then a channel's msgStore.mu or
+	// subStore.mu (leaf locks, never held while taking Store.mu).
+	mu sync.Mutex
+
+	db       *bolt.DB
+	limits   *stores.LimitsSet
+	info     *stores.ServerInfo // nil until Init
+	clients  map[string]stores.ClientInfo
+	dirty    map[string]bool // clients to write (true) or delete (false) at Sync
+	channels map[string]*channel
+	tombs    map[string]uint64 // last sequence of deleted channels
+	closed   bool
+}
+
+type channel struct {
+	ch   stores.Channel
+	msgs *msgStore
+	subs *subStore
+}
+
+// Open opens (creating if needed) the bolt store at path and recovers what it holds.
+func Open(path string, opts Options) (*Store, error) {
+	limits := &stores.LimitsSet{Global: stores.DefaultLimits()}
+	if opts.Limits != nil {
+		if err := opts.Limits.Validate(); err != nil {
+			return nil, err
+		}
+		limits = opts.Limits.Clone()
+	}
+	timeout := opts.LockTimeout
+	if timeout == 0 {
+		timeout = time.Second
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout:        timeout,
+		NoSync:         opts.NoSync,
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
+	}
+	s := &Store{
+		db:       db,
+		limits:   limits,
+		clients:  make(map[string]stores.ClientInfo),
+		dirty:    make(map[string]bool),
+		channels: make(map[string]*channel),
+		tombs:    make(map[string]uint64),
+	}
+	if err := s.load(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("boltstore: recover %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// load creates the top-level buckets and reads everything.
+func (s *Store) load() error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		for _, n := range []string{bktMeta, bktClients, bktChans, bktTombs} {
+			if _, err := tx.CreateBucketIfNotExists([]byte(n)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return s.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket([]byte(bktMeta)).Get([]byte(keyInfo)); v != nil {
+			info, err := decodeInfo(v)
+			if err != nil {
+				return err
+			}
+			s.info = &info
+		}
+		err := tx.Bucket([]byte(bktClients)).ForEach(func(_, v []byte) error {
+			c, err := decodeClient(v)
+			if err == nil {
+				s.clients[c.ID] = c
+			}
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		err = tx.Bucket([]byte(bktTombs)).ForEach(func(k, v []byte) error {
+			if len(v) == 8 {
+				s.tombs[string(k)] = binary.BigEndian.Uint64(v)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		return tx.Bucket([]byte(bktChans)).ForEach(func(k, v []byte) error {
+			if len(v) != 16 {
+				return fmt.Errorf("channel %q: metadata of %d bytes is corrupt", k, len(v))
+			}
+			name := string(k)
+			ch := s.newChannel(name, binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:]))
+			if err := ch.msgs.load(tx); err != nil {
+				return fmt.Errorf("channel %q: %w", name, err)
+			}
+			if err := ch.subs.load(tx); err != nil {
+				return fmt.Errorf("channel %q: %w", name, err)
+			}
+			s.channels[name] = ch
+			return nil
+		})
+	})
+}
+
+func (s *Store) newChannel(name string, id, last uint64) *channel {
+	l := s.limits.For(name)
+	ch := &channel{
+		msgs: newMsgStore(s.db, name, id, l, last),
+		subs: newSubStore(s.db, name, l.MaxSubs),
+	}
+	ch.ch = stores.Channel{Name: name, ID: id, Msgs: ch.msgs, Subs: ch.subs}
+	return ch
+}
+
+// Name implements stores.Store.
+func (s *Store) Name() string { return "BOLT" }
+
+// Init implements stores.Store: durable when it returns.
+func (s *Store) Init(info stores.ServerInfo) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return stores.ErrClosed
+	}
+	v, err := encodeInfo(&info)
+	if err != nil {
+		return err
+	}
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte(bktMeta)).Put([]byte(keyInfo), v)
+	})
+	if err != nil {
+		return err
+	}
+	s.info = &info
+	return nil
+}
+
+// Recover implements stores.Store: nil until Init, then the current state.
+func (s *Store) Recover() (*stores.RecoveredState, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, stores.ErrClosed
+	}
+	if s.info == nil {
+		return nil, nil
+	}
+	rs := &stores.RecoveredState{Info: *s.info}
+	for _, c := range s.clients {
+		rs.Clients = append(rs.Clients, cloneClient(c))
+	}
+	slices.SortFunc(rs.Clients, func(a, b stores.ClientInfo) int { return cmp.Compare(a.ID, b.ID) })
+	for _, ch := range s.channels {
+		subs, err := ch.subs.Subs()
+		if err != nil {
+			return nil, err
+		}
+		rs.Channels = append(rs.Channels, &stores.RecoveredChannel{Channel: &ch.ch, Subs: subs})
+	}
+	slices.SortFunc(rs.Channels, func(a, b *stores.RecoveredChannel) int {
+		return cmp.Compare(a.Channel.Name, b.Channel.Name)
+	})
+	return rs, nil
+}
+
+// CreateChannel implements stores.Store: durable when it returns.
+func (s *Store) CreateChannel(name string, id uint64) (*stores.Channel, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, stores.ErrClosed
+	}
+	if _, ok := s.channels[name]; ok {
+		return nil, stores.ErrExists
+	}
+	if n := s.limits.Global.MaxChannels; n > 0 && len(s.channels) >= n {
+		return nil, stores.ErrTooManyChannels
+	}
+	last := s.tombs[name]
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		for _, p := range []string{preMsgs, preSubs, prePending} {
+			if _, err := tx.CreateBucketIfNotExists([]byte(p + name)); err != nil {
+				return err
+			}
+		}
+		meta := binary.BigEndian.AppendUint64(u64(id), last)
+		if err := tx.Bucket([]byte(bktChans)).Put([]byte(name), meta); err != nil {
+			return err
+		}
+		return tx.Bucket([]byte(bktTombs)).Delete([]byte(name))
+	})
+	if err != nil {
+		return nil, fmt.Errorf("boltstore: create channel %q: %w", name, err)
+	}
+	ch := s.newChannel(name, id, last)
+	delete(s.tombs, name)
+	s.channels[name] = ch
+	return &ch.ch, nil
+}
+
+// DeleteChannel implements stores.Store: durable when it returns.
+func (s *Store) DeleteChannel(name string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return stores.ErrClosed
+	}
+	ch, ok := s.channels[name]
+	if !ok {
+		return stores.ErrNotFound
+	}
+	delete(s.channels, name)
+	last := ch.msgs.markDeleted()
+	ch.subs.markDeleted()
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		for _, p := range []string{preMsgs, preSubs, prePending} {
+			if err := tx.DeleteBucket([]byte(p + name)); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+				return err
+			}
+		}
+		if err := tx.Bucket([]byte(bktChans)).Delete([]byte(name)); err != nil {
+			return err
+		}
+		if last == 0 {
+			return nil
+		}
+		return tx.Bucket([]byte(bktTombs)).Put([]byte(name), u64(last))
+	})
+	if err != nil {
+		return fmt.Errorf("boltstore: delete channel %q: %w", name, err)
+	}
+	if last > 0 {
+		s.tombs[name] = last
+	}
+	return nil
+}
+
+// AddClient implements stores.Store: durable at the next Sync.
+func (s *Store) AddClient(c stores.ClientInfo) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return stores.ErrClosed
+	}
+	s.clients[c.ID] = cloneClient(c)
+	s.dirty[c.ID] = true
+	return nil
+}
+
+func cloneClient(c stores.ClientInfo) stores.ClientInfo {
+	c.ConnID = slices.Clone(c.ConnID)
+	return c
+}
+
+// DeleteClient implements stores.Store: durable at the next Sync.
+func (s *Store) DeleteClient(id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return stores.ErrClosed
+	}
+	if _, ok := s.clients[id]; !ok {
+		return stores.ErrNotFound
+	}
+	delete(s.clients, id)
+	s.dirty[id] = false
+	return nil
+}
+
+// SetLimits implements stores.Store.
+func (s *Store) SetLimits(l *stores.LimitsSet) error {
+	if err := l.Validate(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return stores.ErrClosed
+	}
+	s.limits = l.Clone()
+	for name, ch := range s.channels {
+		cl := s.limits.For(name)
+		ch.msgs.SetLimits(cl)
+		ch.subs.setMaxSubs(cl.MaxSubs)
+	}
+	return nil
+}
+
+// Sync implements stores.Store: it writes the client changes in one transaction.
+func (s *Store) Sync() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return stores.ErrClosed
+	}
+	return s.flushClients()
+}
+
+// flushClients commits the client changes. Caller holds mu.
+func (s *Store) flushClients() error {
+	if len(s.dirty) == 0 {
+		return nil
+	}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte(bktClients))
+		for id, put := range s.dirty {
+			if !put {
+				if err := b.Delete([]byte(id)); err != nil {
+					return err
+				}
+				continue
+			}
+			c := s.clients[id]
+			v, err := encodeClient(&c)
+			if err != nil {
+				return err
+			}
+			if err := b.Put([]byte(id), v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	clear(s.dirty)
+	return nil
+}
+
+// Close implements stores.Store: it syncs every channel and the clients, then closes
+// the file. Close is idempotent.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	var errs []error
+	for _, ch := range s.channels {
+		errs = append(errs, ch.msgs.Close(), ch.subs.Close())
+	}
+	errs = append(errs, s.flushClients(), s.db.Close())
+	s.channels, s.clients, s.tombs, s.info = nil, nil, nil, nil
+	return errors.Join(errs...)
+}
+
+// crash abandons the store as kill -9 would: the file is closed and nothing buffered
+// (unsynced appends, subscription changes, clients) is written.
+func (s *Store) crash() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	s.closed = true
+	for _, ch := range s.channels {
+		ch.msgs.abandon()
+		ch.subs.abandon()
+	}
+	s.db.Close()
+	s.channels, s.clients, s.tombs, s.info = nil, nil, nil, nil
+}
