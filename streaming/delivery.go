@@ -270,20 +270,3 @@ func (s *Server) flushSentAcks() {
 		s.scratch.sent[ch] = evs[:0]
 	}
 }
-
-// restore rebuilds channels and clients recovered from a durable store.
-func (s *Server) restore(st *stores.RecoveredState) error {
-	for _, ci := range st.Clients {
-		c := &client{id: ci.ID, hbInbox: ci.HbInbox, connID: ci.ConnID, protocol: ci.Protocol,
-			pingInterval: ci.PingInterval, pingMaxOut: ci.PingMaxOut, subs: map[*subState]struct{}{}}
-		s.clients[c.id] = c
-		if len(c.connID) > 0 {
-			s.byConnID[string(c.connID)] = c
-		}
-	}
-	for _, rc := range st.Channels {
-		ch := s.addChannel(rc.Channel)
-		ch.lastTime = time.Now().UnixNano()
-	}
-	return nil
-}

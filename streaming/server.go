@@ -91,12 +91,19 @@ func New(bus Bus, store stores.Store, newLog func(raftlog.StateMachine) raftlog.
 	s.unsubReq = "_STAN.unsub." + c
 	s.subCloseReq = "_STAN.subclose." + c
 	s.closeReq = "_STAN.close." + c
-	s.ackPrefix = "_INBOX." + s.id
-	s.hbPrefix = "_STAN.hb." + s.id
-	s.checkPrefix = "_STAN.check." + s.id
+	s.setID(s.id)
 	s.q = ipq.New[op]("streaming", o.QueueLimit)
 	s.rlog = newLog(s)
 	return s, nil
+}
+
+// setID sets the server id and the private subjects derived from it. The id is persisted,
+// so ack inboxes handed out before a restart keep working after it.
+func (s *Server) setID(id string) {
+	s.id = id
+	s.ackPrefix = "_INBOX." + id
+	s.hbPrefix = "_STAN.hb." + id
+	s.checkPrefix = "_STAN.check." + id
 }
 
 // nuid returns a random 22-character token.
@@ -149,7 +156,8 @@ func (s *Server) recover() error {
 	}
 	if st == nil {
 		return s.store.Init(stores.ServerInfo{ClusterID: s.opts.ClusterID, Discovery: s.discover,
-			Publish: s.pubPrefix, Subscribe: s.subReq, Unsubscribe: s.unsubReq, Close: s.closeReq, SubClose: s.subCloseReq})
+			Publish: s.pubPrefix, Subscribe: s.subReq, Unsubscribe: s.unsubReq, Close: s.closeReq, SubClose: s.subCloseReq,
+			NodeID: s.id})
 	}
 	if st.Info.ClusterID != "" && st.Info.ClusterID != s.opts.ClusterID {
 		return fmt.Errorf("streaming: cluster ID %q does not match recovered value of %q", s.opts.ClusterID, st.Info.ClusterID)

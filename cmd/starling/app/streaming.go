@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -13,6 +15,8 @@ import (
 	"github.com/starling-io/starling/core/subject"
 	"github.com/starling-io/starling/raftlog"
 	"github.com/starling-io/starling/stores"
+	"github.com/starling-io/starling/stores/boltstore"
+	"github.com/starling-io/starling/stores/filestore"
 	"github.com/starling-io/starling/stores/memstore"
 	"github.com/starling-io/starling/streaming"
 	stanmon "github.com/starling-io/starling/streaming/monitor"
@@ -23,6 +27,9 @@ const (
 	storeMemory = "memory"
 	storeFile   = "file"
 	storeBolt   = "bolt"
+
+	// defaultDataDir is where a durable store lives when --dir is not given.
+	defaultDataDir = "./data"
 )
 
 // streamSettings is the streaming { } block and the streaming flags (nats-streaming-server's
@@ -85,9 +92,9 @@ func (st *streamSettings) build(p *problems) {
 		if st.dir != "" && !st.off {
 			st.warn("%s: the memory store keeps nothing on disk; the directory %q is not used", st.origin("dir", "dir"), st.dir)
 		}
-	case storeFile, storeBolt:
-		if !st.off {
-			p.add(at.errorf("store %s arrives with the durable stores milestone; use --store memory", strings.ToUpper(t)))
+	case storeBolt, storeFile:
+		if st.dir == "" {
+			st.dir = defaultDataDir
 		}
 	case "sql":
 		p.add(at.errorf("the SQL store is not supported (stores: memory, file, bolt)"))
@@ -236,6 +243,16 @@ func (st *streamSettings) newStore() (stores.Store, error) {
 	switch t := st.storeType(); t {
 	case storeMemory:
 		return memstore.New(memstore.Options{Limits: st.limits.Clone()})
+	case storeFile:
+		if err := os.MkdirAll(st.dir, 0o755); err != nil {
+			return nil, fmt.Errorf("store directory: %w", err)
+		}
+		return filestore.Open(st.dir, filestore.Options{Limits: st.limits.Clone()})
+	case storeBolt:
+		if err := os.MkdirAll(st.dir, 0o755); err != nil {
+			return nil, fmt.Errorf("store directory: %w", err)
+		}
+		return boltstore.Open(filepath.Join(st.dir, "starling.db"), boltstore.Options{Limits: st.limits.Clone()})
 	default:
 		return nil, fmt.Errorf("store %s is not available yet", strings.ToUpper(t))
 	}

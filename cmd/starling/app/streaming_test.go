@@ -200,10 +200,6 @@ func TestStreamingConfigErrors(t *testing.T) {
 		text string
 		want []string // "line:col: key: message" after the file name
 	}{
-		{"file store", "streaming {\n  store: file\n}\n",
-			[]string{`2:3: streaming.store: store FILE arrives with the durable stores milestone; use --store memory`}},
-		{"bolt store", "streaming { store_type: Bolt }\n",
-			[]string{`1:13: streaming.store_type: store BOLT arrives with the durable stores milestone`}},
 		{"sql", "streaming {\n  store: sql\n  sql_options { driver: mysql }\n}\n",
 			[]string{`2:3: streaming.store: the SQL store is not supported`, `3:3: streaming.sql_options: the SQL store is not supported`}},
 		{"unknown store", "streaming { store: paper }",
@@ -274,8 +270,6 @@ func TestStreamingFlagErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--store", "bolt"}, "flag --store: store BOLT arrives with the durable stores milestone; use --store memory"},
-		{[]string{"-st", "FILE"}, "flag --st: store FILE arrives with the durable stores milestone"},
 		{[]string{"-st", "paper"}, `flag --st: "paper" is not a store type`},
 		{[]string{"-cid", "a b"}, `flag --cid: cluster ID "a b": only letters`},
 		{[]string{"-mm", "-1"}, "flag --mm: a global limit cannot be negative"},

@@ -1,0 +1,22 @@
+// Package filestore is the flat-file implementation of stores.Store.
+//
+// Layout of a store directory:
+//
+//	meta.log            server info, clients, channels, tombstones: framed records, compacted on open
+//	ch00000001/         one directory per channel (numbered; the name lives in meta.log)
+//	  subs.log          subscriptions and pending events: framed records, compacted on open
+//	  <first>.seg       append-only message records (first = 20-digit sequence of its first record)
+//	  <first>.idx       fixed-width index of the segment: one 24-byte entry per message
+//
+// A framed record is [len u32][crc32c u32 of payload][payload]. A message record is a fixed
+// 32-byte header [body len u32][crc32c u32 of header[8:] and body][seq u64][time i64]
+// [flags u32][reply len u32] followed by reply and data. A record with flag 1 is a marker
+// holding the channel's First (seq) and Last (time field): every segment starts with one and
+// Sync writes one when limits moved First, so removals are durable with the same fsync as the
+// messages. All integers are little-endian.
+//
+// Group commit: Append writes into a buffered writer; MsgStore.Sync flushes and fsyncs.
+// On open the last segment of every channel is scanned and its CRCs verified: a torn tail is
+// cut and the index rewritten; sealed segments trust their index when it is consistent with
+// the segment and are rescanned otherwise.
+package filestore

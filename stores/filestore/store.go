@@ -1,0 +1,461 @@
+package filestore
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/starling-io/starling/stores"
+)
+
+// Compile-time proof that the file store implements the contract.
+var (
+	_ stores.Store    = (*Store)(nil)
+	_ stores.MsgStore = (*msgStore)(nil)
+	_ stores.SubStore = (*subStore)(nil)
+)
+
+// DefaultSegmentBytes is the size at which a channel's segment is sealed.
+const DefaultSegmentBytes = 64 << 20
+
+// Options configure a file store. The zero value is usable.
+type Options struct {
+	// Limits are the initial limits (copied); nil means {Global: stores.DefaultLimits()}.
+	Limits *stores.LimitsSet
+	// SegmentBytes is the segment size (0 = DefaultSegmentBytes, at most 1 GiB).
+	SegmentBytes int64
+	// NoSync skips every fsync (tests, or users trading safety for speed).
+	NoSync bool
+	// MaxOpenSegments bounds the read handles of sealed segments kept open across all
+	// channels (0 = DefaultMaxOpenSegments); each channel also keeps its tail segment and
+	// subs.log open.
+	MaxOpenSegments int
+	// Hooks inject faults (tests).
+	Hooks Hooks
+}
+
+// Hooks are test hooks; nil fields are ignored.
+type Hooks struct {
+	// BeforeSync is called with the file's path after its data has been written and before
+	// it is fsynced; an error is returned by the Sync in progress.
+	BeforeSync func(path string) error
+}
+
+// Metadata record types of meta.log.
+const (
+	metaInfo      = 'I'
+	metaClient    = 'A'
+	metaClientDel = 'R'
+	metaChannel   = 'C' // name, id, dir number, base last
+	metaChanDel   = 'X' // name, last (also a tombstone)
+)
+
+// Store is the file store.
+type Store struct {
+	// mu guards the fields below. Lock order: Store.mu, then a channel's msgStore.mu or
+	// subStore.mu.
+	mu sync.Mutex
+
+	dir      string
+	opts     Options
+	limits   *stores.LimitsSet
+	meta     *recLog
+	info     *stores.ServerInfo
+	clients  map[string]stores.ClientInfo
+	channels map[string]*channel
+	tombs    map[string]uint64
+	nextDir  uint64
+	fds      *fdCache
+	closed   bool
+	buf      []byte
+}
+
+type channel struct {
+	ch     stores.Channel
+	dirNum uint64
+	base   uint64
+	msgs   *msgStore
+	subs   *subStore
+}
+
+// Open opens (creating if needed) the file store in dir and recovers what it holds.
+func Open(dir string, opts Options) (*Store, error) {
+	if opts.SegmentBytes < 0 || opts.SegmentBytes > 1<<30 {
+		return nil, fmt.Errorf("filestore: invalid SegmentBytes %d", opts.SegmentBytes)
+	}
+	if opts.SegmentBytes == 0 {
+		opts.SegmentBytes = DefaultSegmentBytes
+	}
+	limits := &stores.LimitsSet{Global: stores.DefaultLimits()}
+	if opts.Limits != nil {
+		if err := opts.Limits.Validate(); err != nil {
+			return nil, err
+		}
+		limits = opts.Limits.Clone()
+	}
+	opts.Limits = nil
+	if opts.MaxOpenSegments <= 0 {
+		opts.MaxOpenSegments = DefaultMaxOpenSegments
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	s := &Store{dir: dir, opts: opts, limits: limits, clients: map[string]stores.ClientInfo{},
+		channels: map[string]*channel{}, tombs: map[string]uint64{}, nextDir: 1,
+		fds: &fdCache{max: opts.MaxOpenSegments}}
+	l, recs, err := openRecLog(filepath.Join(dir, "meta.log"), &s.opts)
+	if err != nil {
+		return nil, err
+	}
+	s.meta = l
+	for _, r := range recs {
+		s.replay(r)
+	}
+	for name, ch := range s.channels {
+		if err := s.openChannel(name, ch); err != nil {
+			s.abandon()
+			return nil, err
+		}
+	}
+	s.removeStrayDirs()
+	if err := s.meta.rewrite(s.snapshot()); err != nil {
+		s.abandon()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) chanDir(n uint64) string { return filepath.Join(s.dir, fmt.Sprintf("ch%08d", n)) }
+
+func (s *Store) openChannel(name string, ch *channel) error {
+	d := s.chanDir(ch.dirNum)
+	if err := os.MkdirAll(d, 0o755); err != nil {
+		return err
+	}
+	l := s.limits.For(name)
+	ms, err := openMsgStore(d, name, ch.base, l, &s.opts, s.fds)
+	if err != nil {
+		return err
+	}
+	ss, err := openSubStore(filepath.Join(d, "subs.log"), l.MaxSubs, &s.opts)
+	if err != nil {
+		ms.abandon()
+		return err
+	}
+	ch.msgs, ch.subs = ms, ss
+	ch.ch.Msgs, ch.ch.Subs = ms, ss
+	return nil
+}
+
+// removeStrayDirs deletes channel directories no channel refers to (a crash during
+// DeleteChannel).
+func (s *Store) removeStrayDirs() {
+	used := map[string]bool{}
+	for _, ch := range s.channels {
+		used[filepath.Base(s.chanDir(ch.dirNum))] = true
+	}
+	ents, _ := os.ReadDir(s.dir)
+	for _, e := range ents {
+		if e.IsDir() && strings.HasPrefix(e.Name(), "ch") && !used[e.Name()] {
+			os.RemoveAll(filepath.Join(s.dir, e.Name()))
+		}
+	}
+}
+
+func (s *Store) replay(rec []byte) {
+	d := &dec{b: rec}
+	switch d.byte1() {
+	case metaInfo:
+		info := stores.ServerInfo{ClusterID: d.str(), Discovery: d.str(), Publish: d.str(), Subscribe: d.str(),
+			Unsubscribe: d.str(), Close: d.str(), SubClose: d.str(), NodeID: d.str()}
+		if !d.bad {
+			s.info = &info
+		}
+	case metaClient:
+		c := stores.ClientInfo{ID: d.str(), HbInbox: d.str(), ConnID: d.bytes(), Protocol: int32(d.iv()),
+			PingInterval: int32(d.iv()), PingMaxOut: int32(d.iv())}
+		if !d.bad {
+			c.ConnID = slices.Clone(c.ConnID)
+			s.clients[c.ID] = c
+		}
+	case metaClientDel:
+		delete(s.clients, d.str())
+	case metaChannel:
+		name, id, dn, base := d.str(), d.uv(), d.uv(), d.uv()
+		if !d.bad {
+			s.channels[name] = &channel{ch: stores.Channel{Name: name, ID: id}, dirNum: dn, base: base}
+			delete(s.tombs, name)
+			s.nextDir = max(s.nextDir, dn+1)
+		}
+	case metaChanDel:
+		name, last := d.str(), d.uv()
+		if !d.bad {
+			delete(s.channels, name)
+			if last > 0 {
+				s.tombs[name] = last
+			}
+		}
+	}
+}
+
+func encInfo(b []byte, i *stores.ServerInfo) []byte {
+	b = append(b, metaInfo)
+	for _, v := range []string{i.ClusterID, i.Discovery, i.Publish, i.Subscribe, i.Unsubscribe, i.Close, i.SubClose, i.NodeID} {
+		b = putStr(b, v)
+	}
+	return b
+}
+
+func encClient(b []byte, c *stores.ClientInfo) []byte {
+	b = append(b, metaClient)
+	b = putStr(b, c.ID)
+	b = putStr(b, c.HbInbox)
+	b = putStr(b, string(c.ConnID))
+	b = putIv(b, int64(c.Protocol))
+	b = putIv(b, int64(c.PingInterval))
+	return putIv(b, int64(c.PingMaxOut))
+}
+
+func encChannel(b []byte, name string, id, dn, base uint64) []byte {
+	return putUv(putUv(putUv(putStr(append(b, metaChannel), name), id), dn), base)
+}
+
+func encChanDel(b []byte, name string, last uint64) []byte {
+	return putUv(putStr(append(b, metaChanDel), name), last)
+}
+
+// snapshot returns the records that recreate the current metadata (compaction). Caller
+// holds mu or has exclusive access.
+func (s *Store) snapshot() [][]byte {
+	var out [][]byte
+	if s.info != nil {
+		out = append(out, encInfo(nil, s.info))
+	}
+	for _, id := range slices.Sorted(keys(s.clients)) {
+		c := s.clients[id]
+		out = append(out, encClient(nil, &c))
+	}
+	for _, name := range slices.Sorted(keys(s.tombs)) {
+		out = append(out, encChanDel(nil, name, s.tombs[name]))
+	}
+	for _, name := range slices.Sorted(keys(s.channels)) {
+		ch := s.channels[name]
+		out = append(out, encChannel(nil, name, ch.ch.ID, ch.dirNum, ch.base))
+	}
+	return out
+}
+
+func keys[V any](m map[string]V) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+// Name implements stores.Store.
+func (s *Store) Name() string { return "FILE" }
+
+// Init implements stores.Store: durable when it returns.
+func (s *Store) Init(info stores.ServerInfo) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return stores.ErrClosed
+	}
+	s.meta.add(encInfo(s.buf[:0], &info))
+	if err := s.meta.sync(); err != nil {
+		return err
+	}
+	s.info = &info
+	return nil
+}
+
+// Recover implements stores.Store.
+func (s *Store) Recover() (*stores.RecoveredState, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, stores.ErrClosed
+	}
+	if s.info == nil {
+		return nil, nil
+	}
+	rs := &stores.RecoveredState{Info: *s.info}
+	for _, c := range s.clients {
+		c.ConnID = slices.Clone(c.ConnID)
+		rs.Clients = append(rs.Clients, c)
+	}
+	slices.SortFunc(rs.Clients, func(a, b stores.ClientInfo) int { return cmp.Compare(a.ID, b.ID) })
+	for _, ch := range s.channels {
+		subs, err := ch.subs.Subs()
+		if err != nil {
+			return nil, err
+		}
+		rs.Channels = append(rs.Channels, &stores.RecoveredChannel{Channel: &ch.ch, Subs: subs})
+	}
+	slices.SortFunc(rs.Channels, func(a, b *stores.RecoveredChannel) int {
+		return cmp.Compare(a.Channel.Name, b.Channel.Name)
+	})
+	return rs, nil
+}
+
+// CreateChannel implements stores.Store: durable when it returns.
+func (s *Store) CreateChannel(name string, id uint64) (*stores.Channel, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, stores.ErrClosed
+	}
+	if _, ok := s.channels[name]; ok {
+		return nil, stores.ErrExists
+	}
+	if n := s.limits.Global.MaxChannels; n > 0 && len(s.channels) >= n {
+		return nil, stores.ErrTooManyChannels
+	}
+	ch := &channel{ch: stores.Channel{Name: name, ID: id}, dirNum: s.nextDir, base: s.tombs[name]}
+	d := s.chanDir(ch.dirNum)
+	os.RemoveAll(d)
+	if err := os.MkdirAll(d, 0o755); err != nil {
+		return nil, err
+	}
+	if err := syncDir(s.dir, &s.opts); err != nil {
+		return nil, err
+	}
+	if err := s.openChannel(name, ch); err != nil {
+		return nil, err
+	}
+	s.meta.add(encChannel(s.buf[:0], name, id, ch.dirNum, ch.base))
+	if err := s.meta.sync(); err != nil {
+		ch.msgs.abandon()
+		ch.subs.abandon()
+		return nil, err
+	}
+	s.nextDir++
+	delete(s.tombs, name)
+	s.channels[name] = ch
+	return &ch.ch, nil
+}
+
+// DeleteChannel implements stores.Store: durable when it returns.
+func (s *Store) DeleteChannel(name string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return stores.ErrClosed
+	}
+	ch, ok := s.channels[name]
+	if !ok {
+		return stores.ErrNotFound
+	}
+	last := ch.msgs.State().Last
+	s.meta.add(encChanDel(s.buf[:0], name, last))
+	if err := s.meta.sync(); err != nil {
+		return err
+	}
+	delete(s.channels, name)
+	ch.msgs.markDeleted()
+	ch.subs.markDeleted()
+	if last > 0 {
+		s.tombs[name] = last
+	}
+	return os.RemoveAll(s.chanDir(ch.dirNum))
+}
+
+// AddClient implements stores.Store (durable after Sync).
+func (s *Store) AddClient(c stores.ClientInfo) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return stores.ErrClosed
+	}
+	c.ConnID = slices.Clone(c.ConnID)
+	s.clients[c.ID] = c
+	s.buf = encClient(s.buf[:0], &c)
+	s.meta.add(s.buf)
+	return nil
+}
+
+// DeleteClient implements stores.Store (durable after Sync).
+func (s *Store) DeleteClient(id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return stores.ErrClosed
+	}
+	if _, ok := s.clients[id]; !ok {
+		return stores.ErrNotFound
+	}
+	delete(s.clients, id)
+	s.buf = putStr(append(s.buf[:0], metaClientDel), id)
+	s.meta.add(s.buf)
+	return nil
+}
+
+// SetLimits implements stores.Store.
+func (s *Store) SetLimits(l *stores.LimitsSet) error {
+	if err := l.Validate(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return stores.ErrClosed
+	}
+	s.limits = l.Clone()
+	for name, ch := range s.channels {
+		cl := s.limits.For(name)
+		ch.msgs.SetLimits(cl)
+		ch.subs.setMaxSubs(cl.MaxSubs)
+	}
+	return nil
+}
+
+// Sync implements stores.Store: it makes client changes durable.
+func (s *Store) Sync() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return stores.ErrClosed
+	}
+	return s.meta.sync()
+}
+
+// Close implements stores.Store.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	var errs []error
+	for _, ch := range s.channels {
+		errs = append(errs, ch.msgs.Close(), ch.subs.Close())
+	}
+	errs = append(errs, s.meta.close(true))
+	return errors.Join(errs...)
+}
+
+// abandon releases every file without writing (simulated kill -9, failed open).
+func (s *Store) abandon() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	for _, ch := range s.channels {
+		if ch.msgs != nil {
+			ch.msgs.abandon()
+		}
+		if ch.subs != nil {
+			ch.subs.abandon()
+		}
+	}
+	s.meta.close(false)
+}

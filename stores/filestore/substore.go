@@ -1,0 +1,293 @@
+package filestore
+
+import (
+	"cmp"
+	"slices"
+	"sync"
+
+	"github.com/starling-io/starling/stores"
+	"github.com/starling-io/starling/stores/seqset"
+)
+
+// Record types of subs.log.
+const (
+	subCreate  = 'C' // full state, empty pending
+	subUpdate  = 'U' // full state, pending kept
+	subDelete  = 'D' // id
+	subEvents  = 'E' // count, then (id, seq, acked) each
+	subPending = 'P' // id, count, seqs: sets pending (compaction)
+)
+
+// subStore is one channel's subscriptions, in memory and in subs.log.
+type subStore struct {
+	mu sync.Mutex // guards everything below; leaf lock
+
+	log     *recLog
+	maxSubs int
+	subs    map[uint64]*sub
+	buf     []byte
+
+	closed, deleted bool
+}
+
+type sub struct {
+	state   stores.SubState
+	pending seqset.Set
+}
+
+func openSubStore(path string, maxSubs int, opts *Options) (*subStore, error) {
+	l, recs, err := openRecLog(path, opts)
+	if err != nil {
+		return nil, err
+	}
+	ss := &subStore{log: l, maxSubs: maxSubs, subs: make(map[uint64]*sub)}
+	for _, r := range recs {
+		ss.replay(r)
+	}
+	// Compact: one state record and one pending record per subscription.
+	out := make([][]byte, 0, 2*len(ss.subs))
+	for _, id := range slices.Sorted(mapsKeys(ss.subs)) {
+		r := ss.subs[id]
+		out = append(out, encSub(nil, subCreate, &r.state))
+		p := append([]byte{subPending}, putUv(nil, id)...)
+		p = putUv(p, uint64(r.pending.Len()))
+		r.pending.Ascend(func(seq uint64) bool { p = putUv(p, seq); return true })
+		out = append(out, p)
+	}
+	if err := l.rewrite(out); err != nil {
+		return nil, err
+	}
+	return ss, nil
+}
+
+func mapsKeys(m map[uint64]*sub) func(func(uint64) bool) {
+	return func(yield func(uint64) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+func encSub(b []byte, typ byte, s *stores.SubState) []byte {
+	b = append(b, typ)
+	b = putUv(b, s.ID)
+	b = putStr(b, s.ClientID)
+	b = putStr(b, s.QGroup)
+	b = putStr(b, s.Inbox)
+	b = putStr(b, s.AckInbox)
+	b = putStr(b, s.DurableName)
+	b = putIv(b, int64(s.MaxInFlight))
+	b = putIv(b, int64(s.AckWaitSecs))
+	b = putUv(b, s.LastSent)
+	var fl uint64
+	if s.IsDurable {
+		fl |= 1
+	}
+	if s.IsClosed {
+		fl |= 2
+	}
+	return putUv(b, fl)
+}
+
+func decSub(d *dec) stores.SubState {
+	s := stores.SubState{ID: d.uv(), ClientID: d.str(), QGroup: d.str(), Inbox: d.str(), AckInbox: d.str(),
+		DurableName: d.str(), MaxInFlight: int32(d.iv()), AckWaitSecs: int32(d.iv()), LastSent: d.uv()}
+	fl := d.uv()
+	s.IsDurable, s.IsClosed = fl&1 != 0, fl&2 != 0
+	return s
+}
+
+// replay applies one record of subs.log; a malformed record is ignored.
+func (ss *subStore) replay(rec []byte) {
+	d := &dec{b: rec}
+	switch d.byte1() {
+	case subCreate:
+		s := decSub(d)
+		if !d.bad {
+			ss.subs[s.ID] = &sub{state: s}
+		}
+	case subUpdate:
+		s := decSub(d)
+		if r := ss.subs[s.ID]; r != nil && !d.bad {
+			r.state = s
+		}
+	case subDelete:
+		delete(ss.subs, d.uv())
+	case subEvents:
+		n := d.uv()
+		for i := uint64(0); i < n && !d.bad; i++ {
+			id, seq, acked := d.uv(), d.uv(), d.byte1() != 0
+			if !d.bad {
+				ss.apply(id, seq, acked)
+			}
+		}
+	case subPending:
+		id, n := d.uv(), d.uv()
+		r := ss.subs[id]
+		for i := uint64(0); i < n && !d.bad; i++ {
+			if seq := d.uv(); r != nil && !d.bad {
+				r.pending.Add(seq)
+			}
+		}
+	}
+}
+
+func (ss *subStore) apply(id, seq uint64, acked bool) {
+	r := ss.subs[id]
+	if r == nil {
+		return
+	}
+	if acked {
+		r.pending.Remove(seq)
+		return
+	}
+	r.pending.Add(seq)
+	r.state.LastSent = max(r.state.LastSent, seq)
+}
+
+func (ss *subStore) usable() error {
+	switch {
+	case ss.deleted:
+		return stores.ErrChannelDeleted
+	case ss.closed:
+		return stores.ErrClosed
+	}
+	return nil
+}
+
+func (ss *subStore) setMaxSubs(n int) {
+	ss.mu.Lock()
+	ss.maxSubs = n
+	ss.mu.Unlock()
+}
+
+// CreateSub implements stores.SubStore.
+func (ss *subStore) CreateSub(s *stores.SubState) error {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if err := ss.usable(); err != nil {
+		return err
+	}
+	if _, ok := ss.subs[s.ID]; ok {
+		return stores.ErrExists
+	}
+	if ss.maxSubs > 0 && len(ss.subs) >= ss.maxSubs {
+		return stores.ErrTooManySubs
+	}
+	ss.subs[s.ID] = &sub{state: *s}
+	ss.buf = encSub(ss.buf[:0], subCreate, s)
+	ss.log.add(ss.buf)
+	return nil
+}
+
+// UpdateSub implements stores.SubStore.
+func (ss *subStore) UpdateSub(s *stores.SubState) error {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if err := ss.usable(); err != nil {
+		return err
+	}
+	r, ok := ss.subs[s.ID]
+	if !ok {
+		return stores.ErrNotFound
+	}
+	r.state = *s
+	ss.buf = encSub(ss.buf[:0], subUpdate, s)
+	ss.log.add(ss.buf)
+	return nil
+}
+
+// DeleteSub implements stores.SubStore.
+func (ss *subStore) DeleteSub(id uint64) error {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if err := ss.usable(); err != nil {
+		return err
+	}
+	if _, ok := ss.subs[id]; !ok {
+		return stores.ErrNotFound
+	}
+	delete(ss.subs, id)
+	ss.buf = putUv(append(ss.buf[:0], subDelete), id)
+	ss.log.add(ss.buf)
+	return nil
+}
+
+// Record implements stores.SubStore: one log record per batch.
+func (ss *subStore) Record(events []stores.SubEvent) error {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if err := ss.usable(); err != nil {
+		return err
+	}
+	if len(events) == 0 {
+		return nil
+	}
+	b := putUv(append(ss.buf[:0], subEvents), uint64(len(events)))
+	for i := range events {
+		ev := &events[i]
+		ss.apply(ev.SubID, ev.Seq, ev.Acked)
+		b = putUv(putUv(b, ev.SubID), ev.Seq)
+		if ev.Acked {
+			b = append(b, 1)
+		} else {
+			b = append(b, 0)
+		}
+	}
+	ss.buf = b
+	ss.log.add(b)
+	return nil
+}
+
+// Sync implements stores.SubStore.
+func (ss *subStore) Sync() error {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if err := ss.usable(); err != nil {
+		return err
+	}
+	return ss.log.sync()
+}
+
+// Subs implements stores.SubStore.
+func (ss *subStore) Subs() ([]stores.RecoveredSub, error) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if err := ss.usable(); err != nil {
+		return nil, err
+	}
+	out := make([]stores.RecoveredSub, 0, len(ss.subs))
+	for _, r := range ss.subs {
+		out = append(out, stores.RecoveredSub{State: r.state, Pending: r.pending.AppendTo(nil)})
+	}
+	slices.SortFunc(out, func(a, b stores.RecoveredSub) int { return cmp.Compare(a.State.ID, b.State.ID) })
+	return out, nil
+}
+
+// Close implements stores.SubStore.
+func (ss *subStore) Close() error {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.closed || ss.deleted {
+		return nil
+	}
+	ss.closed = true
+	return ss.log.close(true)
+}
+
+func (ss *subStore) abandon() {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	ss.closed = true
+	ss.log.close(false)
+}
+
+func (ss *subStore) markDeleted() {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	ss.deleted = true
+	ss.log.close(false)
+	ss.subs = nil
+}
