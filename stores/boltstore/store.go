@@ -10,6 +10,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/starling-io/starling/stores"
 )
@@ -262,7 +263,7 @@ func (s *Store) DeleteChannel(name string) error {
 	ch.subs.markDeleted()
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		for _, p := range []string{preMsgs, preSubs, prePending} {
-			if err := tx.DeleteBucket([]byte(p + name)); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+			if err := tx.DeleteBucket([]byte(p + name)); err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
 				return err
 			}
 		}
