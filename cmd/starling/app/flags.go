@@ -209,6 +209,7 @@ func defineStreamingFlags(fs *flag.FlagSet, s *settings) {
 	o.IOBatchSize = streaming.DefaultIOBatchSize
 	def([]string{"io_batch_size"}, "io_batch_size", "maximum messages stored in one batch (default 1024)", integer(&o.IOBatchSize))
 	fs.BoolVar(&o.ReplaceDurable, "replace_durable", false, "a subscribe request for a durable that is online replaces it instead of failing")
+	fs.BoolVar(&st.fileSync, "file_sync", true, "file and bolt stores: fsync before every PubAck (false: faster, survives a process crash but not power loss)")
 
 	for _, n := range []string{"SD", "stan_debug"} {
 		fs.BoolVar(&st.debug, n, false, "debug logging of the streaming layer")

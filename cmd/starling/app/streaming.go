@@ -35,13 +35,17 @@ const (
 // streamSettings is the streaming { } block and the streaming flags (nats-streaming-server's
 // names). Flag definitions write the defaults; the file, then the flags given, overwrite.
 type streamSettings struct {
-	off    bool              // --no_streaming, enabled: false: core only
-	opts   streaming.Options // ClusterID, DiscoverPrefix, HB*, IOBatchSize, ReplaceDurable (Limits: from limits, at start)
-	store  string            // as written; build lower-cases it
-	dir    string
-	debug  bool // -SD, sd: debug logging of the streaming layer
-	trace  bool // -SV, sv: trace logging of the streaming layer
-	limits stores.LimitsSet
+	off   bool              // --no_streaming, enabled: false: core only
+	opts  streaming.Options // ClusterID, DiscoverPrefix, HB*, IOBatchSize, ReplaceDurable (Limits: from limits, at start)
+	store string            // as written; build lower-cases it
+	dir   string
+	// fileSync: the durable stores fsync at every Sync, so a PubAck means the message is on
+	// disk (--file_sync, default true); false trades that for speed: writes reach the OS
+	// at every batch and survive a crash of the process, not of the machine.
+	fileSync bool
+	debug    bool // -SD, sd: debug logging of the streaming layer
+	trace    bool // -SV, sv: trace logging of the streaming layer
+	limits   stores.LimitsSet
 
 	// at is where each setting was last written (canonical key: "store", "max_msgs",
 	// "channels" for the block, "channels.NAME" for an entry), for the problems build finds.
@@ -247,12 +251,12 @@ func (st *streamSettings) newStore() (stores.Store, error) {
 		if err := os.MkdirAll(st.dir, 0o755); err != nil {
 			return nil, fmt.Errorf("store directory: %w", err)
 		}
-		return filestore.Open(st.dir, filestore.Options{Limits: st.limits.Clone()})
+		return filestore.Open(st.dir, filestore.Options{Limits: st.limits.Clone(), NoSync: !st.fileSync})
 	case storeBolt:
 		if err := os.MkdirAll(st.dir, 0o755); err != nil {
 			return nil, fmt.Errorf("store directory: %w", err)
 		}
-		return boltstore.Open(filepath.Join(st.dir, "starling.db"), boltstore.Options{Limits: st.limits.Clone()})
+		return boltstore.Open(filepath.Join(st.dir, "starling.db"), boltstore.Options{Limits: st.limits.Clone(), NoSync: !st.fileSync})
 	default:
 		return nil, fmt.Errorf("store %s is not available yet", strings.ToUpper(t))
 	}
