@@ -10,16 +10,17 @@ NATS_STREAMING_SERVER_VERSION := v0.25.6
 FUZZTIME ?= 20s
 UNIT_PKGS = $$($(GO) list ./... | grep -v '/tests$$')
 
-.PHONY: all build run test vet unit e2e bench fuzz lint tools compare clean proto
+.PHONY: all build run test vet unit e2e bench fuzz lint tools compare clean proto soak
 
 all: build
 
 build:
 	$(GO) build -o $(BIN)/starling ./cmd/starling
 
-# The combined server on its defaults (client port 4222, monitoring on 8222).
+# The combined server: clients on 4222, monitoring on 8222, streaming on the file store
+# under ./data.
 run: build
-	$(BIN)/starling -m 8222
+	$(BIN)/starling -m 8222 --store file --dir ./data
 
 # The whole suite: vet, unit tests with the race detector, end-to-end tests.
 test: vet unit e2e
@@ -94,3 +95,9 @@ proto:
 	GOBIN=$(BIN) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
 	protoc -I . --plugin=protoc-gen-go=$(BIN)/protoc-gen-go \
 	  --go_out=. --go_opt=paths=source_relative $(PROTO_FILES)
+
+# The crash harness (tests/crash_test.go) many times per durable store: SIGKILL under async
+# publish load, restart, verify every acknowledged message; prints the tally per store.
+# SOAK_ITERATIONS (default 100) sets the iterations per store.
+soak: build
+	STARLING_BIN=$(BIN)/starling $(GO) test -tags soak -count=1 -run TestSoakCrash -timeout 60m -v ./tests/
