@@ -130,14 +130,16 @@ func (m *Main) Start() error {
 	if err != nil {
 		return err
 	}
-	if err := srv.Start(); err != nil {
-		return err
-	}
 	m.srv = srv
+	// Streaming is up (store recovered, subjects subscribed in-process) before core
+	// accepts its first client, so a client never finds the router without streaming.
 	if !c.streaming.off {
 		if err := m.startStreaming(c); err != nil {
 			return err
 		}
+	}
+	if err := srv.Start(); err != nil {
+		return err
 	}
 	if port := c.monitorPort(); port != 0 {
 		addr := net.JoinHostPort(c.monitorHost(), strconv.Itoa(max(port, 0)))
