@@ -1,8 +1,9 @@
 // Command compare runs `nats bench` (natscli v0.5.0) against nats-server and Starling on this
 // machine and prints a Markdown report: the median msgs/s of each scenario on each server and
 // their ratio, then stan-bench (stan.go v0.10.4) against nats-streaming-server v0.25.6 and
-// Starling's streaming layer (both with the memory store), then each server's memory while
-// holding 10,000 idle connections.
+// Starling's streaming layer (both with the memory store), then the same with durable stores
+// (nats-streaming-server's FILE store against Starling's file and bolt stores) plus a replay row,
+// then each server's memory while holding 10,000 idle connections.
 //
 //	go run ./cmd/compare -starling bin/starling -nats-server bin/nats-server -nats bin/nats \
 //	  -stan-bench bin/stan-bench -nats-streaming-server bin/nats-streaming-server
@@ -17,5 +18,7 @@
 // their output; scenarios.go defines and runs the scenarios; rawclient.go is the minimal NATS
 // protocol client for the queue group and idle connections; perms.go is the permissions
 // scenario's config file and its pre-run check; memory.go is the idle-connection test; report.go
-// prints; streaming.go runs and parses stan-bench, streaming_report.go prints its section.
+// prints; streaming.go runs and parses stan-bench, streaming_report.go prints its section;
+// durable.go runs the durable-store rows, replay.go their load-then-replay row (stan.go in
+// process), durable_report.go prints their section.
 package main

@@ -34,6 +34,7 @@ type options struct {
 	stanBench     string
 	natsStreaming string
 	skipStreaming bool
+	skipDurable   bool
 }
 
 func parseFlags(args []string, errOut io.Writer) (options, error) {
@@ -50,7 +51,8 @@ func parseFlags(args []string, errOut io.Writer) (options, error) {
 	fs.BoolVar(&o.skipMem, "skip-mem", false, "skip the 10,000 idle connections memory test")
 	fs.StringVar(&o.stanBench, "stan-bench", "bin/stan-bench", "stan-bench binary (github.com/nats-io/stan.go/examples/stan-bench v0.10.4)")
 	fs.StringVar(&o.natsStreaming, "nats-streaming-server", "bin/nats-streaming-server", "nats-streaming-server binary (v0.25.6)")
-	fs.BoolVar(&o.skipStreaming, "skip-streaming", false, "skip the streaming (stan-bench) rows")
+	fs.BoolVar(&o.skipStreaming, "skip-streaming", false, "skip the memory-store streaming (stan-bench) rows")
+	fs.BoolVar(&o.skipDurable, "skip-durable", false, "skip the durable-store streaming rows (file and bolt stores)")
 	fs.BoolVar(&o.skipCore, "skip-core", false, "skip the core NATS (nats bench) rows")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -68,7 +70,7 @@ func parseFlags(args []string, errOut io.Writer) (options, error) {
 	if !o.skipCore {
 		bins["-nats"] = o.nats
 	}
-	if !o.skipStreaming {
+	if !o.skipStreaming || !o.skipDurable {
 		bins["-stan-bench"], bins["-nats-streaming-server"] = o.stanBench, o.natsStreaming
 	}
 	for flagName, path := range bins {
@@ -122,6 +124,9 @@ func run(ctx context.Context, o options, argv []string, out, progress io.Writer)
 	}
 	if !o.skipStreaming && ctx.Err() == nil {
 		rep.stan = measureStreaming(ctx, o, r.timeout, logDir, progress)
+	}
+	if !o.skipDurable && ctx.Err() == nil {
+		rep.durable = measureDurable(ctx, o, r.timeout, logDir, progress)
 	}
 	if !o.skipMem && ctx.Err() == nil {
 		rep.mem = measureAllMemory(ctx, rep.servers, logDir, progress)

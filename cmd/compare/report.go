@@ -42,12 +42,13 @@ type report struct {
 	rounds      int
 	quick       bool
 	rows        []row
-	mem         *[2]memCell // nil with -skip-mem
-	stan        *stanReport // nil with -skip-streaming
+	mem         *[2]memCell    // nil with -skip-mem
+	stan        *stanReport    // nil with -skip-streaming
+	durable     *durableReport // nil with -skip-durable
 }
 
 func (r *report) write(w io.Writer) {
-	if r.stan != nil {
+	if r.stan != nil || r.durable != nil {
 		fmt.Fprintf(w, "# nats bench: Starling vs nats-server; stan-bench: Starling vs nats-streaming-server\n\n")
 	} else {
 		fmt.Fprintf(w, "# nats bench: Starling vs nats-server\n\n")
@@ -59,6 +60,9 @@ func (r *report) write(w io.Writer) {
 	}
 	if r.stan != nil {
 		r.stan.write(w)
+	}
+	if r.durable != nil {
+		r.durable.write(w)
 	}
 	if r.mem != nil {
 		r.writeMemory(w)
@@ -207,6 +211,9 @@ func (r *report) writeCommands(w io.Writer) {
 	if r.stan != nil {
 		r.stan.writeCommands(w)
 	}
+	if r.durable != nil {
+		r.durable.writeCommands(w)
+	}
 	fmt.Fprintf(w, "```\n\n")
 	for _, row := range r.rows {
 		if c := row.sc.config; c != nil {
@@ -234,6 +241,9 @@ func (r *report) writeErrors(w io.Writer) {
 	if r.stan != nil {
 		errs = append(errs, r.stan.errors()...)
 	}
+	if r.durable != nil {
+		errs = append(errs, r.durable.errors()...)
+	}
 	if len(errs) > 0 {
 		fmt.Fprintf(w, "## Failures\n\n%s\n\n", strings.Join(errs, "\n"))
 	}
@@ -249,6 +259,9 @@ func (r *report) failed() bool {
 		}
 	}
 	if r.stan != nil && len(r.stan.errors()) > 0 {
+		return true
+	}
+	if r.durable != nil && len(r.durable.errors()) > 0 {
 		return true
 	}
 	return r.mem != nil && (r.mem[0].err != nil || r.mem[1].err != nil)

@@ -155,8 +155,8 @@ func TestStanProbeNoStreaming(t *testing.T) {
 	}
 }
 
-// TestParseFlagsStreaming: the streaming binaries are required unless -skip-streaming, and the
-// nats CLI unless -skip-core.
+// TestParseFlagsStreaming: the streaming binaries are required unless both -skip-streaming and
+// -skip-durable, and the nats CLI unless -skip-core.
 func TestParseFlagsStreaming(t *testing.T) {
 	base := []string{"-starling", "true", "-nats-server", "true"}
 	missing := "/nonexistent/compare-test-binary"
@@ -167,7 +167,9 @@ func TestParseFlagsStreaming(t *testing.T) {
 		{[]string{"-nats", "true", "-stan-bench", "true", "-nats-streaming-server", "true"}, ""},
 		{[]string{"-nats", "true", "-stan-bench", missing, "-nats-streaming-server", "true"}, "-stan-bench"},
 		{[]string{"-nats", "true", "-stan-bench", "true", "-nats-streaming-server", missing}, "-nats-streaming-server"},
-		{[]string{"-nats", "true", "-stan-bench", missing, "-nats-streaming-server", missing, "-skip-streaming"}, ""},
+		{[]string{"-nats", "true", "-stan-bench", missing, "-nats-streaming-server", "true", "-skip-streaming"}, "-stan-bench"},
+		{[]string{"-nats", "true", "-stan-bench", missing, "-nats-streaming-server", "true", "-skip-durable"}, "-stan-bench"},
+		{[]string{"-nats", "true", "-stan-bench", missing, "-nats-streaming-server", missing, "-skip-streaming", "-skip-durable"}, ""},
 		{[]string{"-nats", missing, "-stan-bench", "true", "-nats-streaming-server", "true", "-skip-core"}, ""},
 	} {
 		_, err := parseFlags(append(append([]string{}, base...), tc.args...), io.Discard)

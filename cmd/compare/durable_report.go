@@ -1,0 +1,132 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+)
+
+// write prints the durable-store section: the summary table with each row's target, then
+// per-round details.
+func (d *durableReport) write(w io.Writer) {
+	fmt.Fprintf(w, "## Streaming, durable stores (stan-bench)\n\n")
+	fmt.Fprintf(w, "- every run on a fresh server with a fresh, empty `--dir` under %s (%s)\n", d.dataDir, fsType(d.dataDir))
+	fmt.Fprintf(w, "- nats-streaming-server: `-st FILE --dir DIR`, default file settings (fsync on flush); "+
+		"starling: `--store file|bolt --dir DIR`, default settings (fsync before every PubAck)\n")
+	fmt.Fprintf(w, "- pub rows: stan-bench as in the streaming table, 1 publisher, 1 subscriber; rate at the subscriber\n")
+	fmt.Fprintf(w, "- replay row: stan.go publishes N messages (PublishAsync, ≤ %d acks in flight, untimed) and waits "+
+		"for every ack; then a new connection subscribes with DeliverAllAvailable, MaxInflight %d, auto-ack; "+
+		"rate = N / (Subscribe call to N-th message)\n\n", replayPubInfl, replayMaxInfl)
+	fmt.Fprintf(w, "| scenario | rate measured at | nats-streaming-server msgs/s | starling msgs/s | ratio (starling/nats-streaming-server) | target | met |\n")
+	fmt.Fprintf(w, "|---|---|---:|---:|---:|---:|---|\n")
+	met := 0
+	var misses []string
+	for _, row := range d.rows {
+		ok := row.meets()
+		if ok {
+			met++
+		} else {
+			misses = append(misses, row.sc.name)
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | ≥ %g× | %s |\n", row.sc.name, row.sc.side(),
+			row.cells[0].cellRate(), row.cells[1].cellRate(),
+			fmtRatio(row.cells[1].okMedian(), row.cells[0].okMedian()), row.sc.target, yesNo(ok))
+	}
+	fmt.Fprintf(w, "\ntargets: %d of %d rows meet theirs", met, len(d.rows))
+	if len(misses) > 0 {
+		fmt.Fprintf(w, " (below: %s)", strings.Join(misses, "; "))
+	}
+	fmt.Fprintf(w, "\n\n")
+	d.writeDetails(w)
+}
+
+// meets reports whether both servers measured every round and the ratio reaches the target.
+func (r durableRow) meets() bool {
+	a, b := r.cells[0].okMedian(), r.cells[1].okMedian()
+	return a > 0 && b > 0 && b/a >= r.sc.target
+}
+
+func yesNo(ok bool) string {
+	if ok {
+		return "yes"
+	}
+	return "no"
+}
+
+func (d *durableReport) writeDetails(w io.Writer) {
+	fmt.Fprintf(w, "### Durable stores details\n\n")
+	fmt.Fprintf(w, "Pub: stan-bench's acked publish rate, or the replay row's (untimed) load rate.\n\n")
+	fmt.Fprintf(w, "| scenario | server | msgs/run | msgs/s per round | median pub msgs/s | median bytes/s |\n")
+	fmt.Fprintf(w, "|---|---|---:|---|---:|---:|\n")
+	for _, row := range d.rows {
+		for i, c := range row.cells {
+			rounds := make([]string, len(c.runs))
+			for j, run := range c.runs {
+				rounds[j] = fmtRate(run.rate.msgsPerSec)
+			}
+			if c.err != nil {
+				rounds = append(rounds, "failed")
+			}
+			fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s |\n", row.sc.name, row.servers[i].name,
+				fmtInt(int64(row.msgs)), strings.Join(rounds, ", "), fmtRate(c.medianOf(pubOf)), fmtBytes(c.medianOf(bytesOf)))
+		}
+	}
+	fmt.Fprintln(w)
+	for _, row := range d.rows {
+		for i, c := range row.cells {
+			for j, run := range c.runs {
+				for _, n := range run.notes {
+					fmt.Fprintf(w, "- %s, %s, round %d: %s\n", row.sc.name, row.servers[i].name, j+1, n)
+				}
+			}
+		}
+	}
+	fmt.Fprintln(w)
+}
+
+// writeCommands adds the durable rows' server and client invocations to the Commands block.
+func (d *durableReport) writeCommands(w io.Writer) {
+	for _, row := range d.rows {
+		fmt.Fprintf(w, "# durable: %s\n", row.sc.name)
+		for _, sv := range row.servers {
+			args := append(append(serverArgs("$PORT", "$HTTP_PORT"), sv.args...), "--dir", "$(mktemp -d)")
+			fmt.Fprintf(w, "%s %s\n", sv.path, strings.Join(args, " "))
+		}
+		if row.sc.replay {
+			fmt.Fprintf(w, "(in-process, stan.go) load %s × %d B on %s, then replay from sequence 1\n",
+				fmtInt(int64(row.msgs)), row.sc.size, replaySubject)
+			continue
+		}
+		fmt.Fprintf(w, "%s %s\n", d.benchPath, strings.Join(stanArgs("nats://127.0.0.1:$PORT", row.sc.bench(), row.msgs), " "))
+	}
+}
+
+func (d *durableReport) errors() []string {
+	var errs []string
+	for _, row := range d.rows {
+		for i, c := range row.cells {
+			if c.err != nil {
+				errs = append(errs, fmt.Sprintf("- durable %s on %s: %v", row.sc.name, row.servers[i].name, c.err))
+			}
+		}
+	}
+	return errs
+}
+
+// fsType names the filesystem holding dir, from /proc/mounts (longest matching mount point):
+// a tmpfs would make every fsync free.
+func fsType(dir string) string {
+	best, typ := "", "unknown filesystem"
+	for _, line := range strings.Split(readTrim("/proc/mounts"), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 3 {
+			continue
+		}
+		mp := f[1]
+		under := dir == mp || mp == "/" || strings.HasPrefix(dir, strings.TrimSuffix(mp, "/")+"/")
+		if under && len(mp) > len(best) {
+			best, typ = mp, f[2]+" on "+mp
+		}
+	}
+	return typ
+}
