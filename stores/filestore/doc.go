@@ -8,6 +8,7 @@
 //	  <first>.seg       append-only message records (first = 20-digit sequence of its first record)
 //	  <first>.idx       fixed-width index of the segment: one 24-byte entry per message
 //
+// Every file starts with an 8-byte header (6-byte magic, u16 format version); see FORMAT.md.
 // A framed record is [len u32][crc32c u32 of payload][payload]. A message record is a fixed
 // 32-byte header [body len u32][crc32c u32 of header[8:] and body][seq u64][time i64]
 // [flags u32][reply len u32] followed by reply and data. A record with flag 1 is a marker
@@ -18,5 +19,7 @@
 // Group commit: Append writes into a buffered writer; MsgStore.Sync flushes and fsyncs.
 // On open the last segment of every channel is scanned and its CRCs verified: a torn tail is
 // cut and the index rewritten; sealed segments trust their index when it is consistent with
-// the segment and are rescanned otherwise.
+// the segment and are rescanned otherwise. Damage that is not a torn tail fails only its
+// channel (Store.Damaged); Verify and Repair are the offline check and fix. What recovery
+// drops is logged to Options.Logger.
 package filestore

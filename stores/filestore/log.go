@@ -12,12 +12,13 @@ import (
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
-// errCorrupt marks data that fails its checks somewhere other than a repairable tail.
-var errCorrupt = errors.New("filestore: corrupt data")
+// ErrCorrupt marks data that fails its checks somewhere other than a repairable tail.
+var ErrCorrupt = errors.New("filestore: corrupt data")
 
 // recLog is an append-only log of framed records ([len u32][crc u32][payload]).
 type recLog struct {
 	path  string
+	magic string
 	f     *os.File
 	w     *bufio.Writer
 	opts  *Options
@@ -26,13 +27,56 @@ type recLog struct {
 
 // openRecLog reads every intact record of path (cutting a torn tail) and opens it for
 // appending. The caller compacts it with rewrite.
-func openRecLog(path string, opts *Options) (*recLog, [][]byte, error) {
+func openRecLog(path, magic string, opts *Options) (*recLog, [][]byte, error) {
 	data, err := os.ReadFile(path)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, nil, err
 	}
+	l := &recLog{path: path, magic: magic, opts: opts}
+	if len(data) == 0 {
+		return l, nil, nil
+	}
+	torn, err := checkHeader(path, magic, data)
+	if errors.Is(err, errBadMagic) {
+		return nil, nil, &DamageError{File: path, Offset: 0, Reason: "bad file header", Err: err}
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	if torn {
+		opts.Logger.Warn("filestore: torn header cut", "file", path, "offset", 0, "bytes", len(data))
+		return l, nil, nil
+	}
+	recs, off := readFrames(data)
+	if off != len(data) {
+		if next := nextFrame(data, off); next >= 0 {
+			return nil, nil, &DamageError{File: path, Offset: int64(off),
+				Reason: fmt.Sprintf("record fails its checks; an intact record follows at offset %d", next)}
+		}
+		opts.Logger.Warn("filestore: torn tail cut", "file", path, "offset", off, "bytes", len(data)-off)
+	}
+	return l, recs, nil
+}
+
+// nextFrame returns the offset of the first intact, non-empty frame after off, or -1.
+// Zeroed bytes (unwritten pages of an unsynced tail) never form one.
+func nextFrame(data []byte, off int) int {
+	for p := off + 1; p+8 < len(data); p++ {
+		n := int(binary.LittleEndian.Uint32(data[p:]))
+		if n == 0 || n > len(data)-p-8 {
+			continue
+		}
+		if crc32.Checksum(data[p+8:p+8+n], crcTable) == binary.LittleEndian.Uint32(data[p+4:]) {
+			return p
+		}
+	}
+	return -1
+}
+
+// readFrames returns the intact framed records after the file header and where they end.
+func readFrames(data []byte) ([][]byte, int) {
 	var recs [][]byte
-	off := 0
+	off := fileHdrSize
 	for off+8 <= len(data) {
 		n := int(binary.LittleEndian.Uint32(data[off:]))
 		if n > len(data)-off-8 {
@@ -45,8 +89,7 @@ func openRecLog(path string, opts *Options) (*recLog, [][]byte, error) {
 		recs = append(recs, p)
 		off += 8 + n
 	}
-	l := &recLog{path: path, opts: opts}
-	return l, recs, nil
+	return recs, off
 }
 
 // rewrite replaces the log with recs atomically (temp file, fsync, rename, fsync dir) and
@@ -62,6 +105,7 @@ func (l *recLog) rewrite(recs [][]byte) error {
 		return err
 	}
 	w := bufio.NewWriter(f)
+	w.Write(fileHeader(l.magic))
 	for _, r := range recs {
 		writeFrame(w, r, &l.frame)
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"container/list"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
@@ -86,6 +87,11 @@ func openMsgStore(dir, name string, base uint64, limits stores.Limits, opts *Opt
 		seg, mf, ml, err := ms.openSegment(strings.TrimSuffix(n, ".seg"), first, i == len(names)-1)
 		if err != nil {
 			ms.abandon()
+			var de *DamageError
+			if errors.As(err, &de) {
+				de.Channel = name
+				return nil, de
+			}
 			return nil, fmt.Errorf("filestore: channel %q: %w", name, err)
 		}
 		if mf != 0 {
@@ -130,7 +136,8 @@ func openMsgStore(dir, name string, base uint64, limits stores.Limits, opts *Opt
 		p := ms.segs[i-1]
 		if p.first+uint64(len(p.ents)) != ms.segs[i].first {
 			ms.abandon()
-			return nil, fmt.Errorf("filestore: channel %q: %w: gap before segment %d", name, errCorrupt, ms.segs[i].first)
+			return nil, &DamageError{Channel: name, File: ms.segs[i].base + ".seg", Offset: 0,
+				Reason: fmt.Sprintf("gap: the previous segment ends at sequence %d, this one starts at %d", p.first+uint64(len(p.ents))-1, ms.segs[i].first)}
 		}
 	}
 	if len(ms.segs) > 0 && ms.first < ms.segs[0].first {
@@ -170,12 +177,44 @@ func (ms *msgStore) openSegment(base string, first uint64, tail bool) (*segment,
 		return nil, 0, 0, err
 	}
 	size := fi.Size()
-	var mf, ml uint64
-	if !tail && seg.loadIndex(size) {
-		seg.size, seg.flushed = size, size
+	torn, err := readHeader(f, magicSeg)
+	if errors.Is(err, errBadMagic) || (torn && !tail) {
 		f.Close()
-		seg.f = nil
-		return seg, 0, 0, nil
+		return nil, 0, 0, &DamageError{File: base + ".seg", Offset: 0, Reason: "bad or missing file header", Err: err}
+	}
+	if err != nil {
+		f.Close()
+		return nil, 0, 0, err
+	}
+	if torn { // a crash right after the tail was created: rewrite its header
+		ms.opts.Logger.Warn("filestore: torn tail cut", "file", base+".seg", "offset", 0, "bytes", size)
+		err := f.Truncate(0)
+		if err == nil {
+			_, err = f.WriteAt(fileHeader(magicSeg), 0)
+		}
+		if err != nil {
+			f.Close()
+			return nil, 0, 0, err
+		}
+		size = fileHdrSize
+	}
+	var mf, ml uint64
+	why := ""
+	if !tail {
+		if f, err := os.Open(base + ".idx"); err == nil {
+			_, err = readHeader(f, magicIdx)
+			f.Close()
+			if errors.Is(err, ErrVersion) {
+				seg.f.Close()
+				return nil, 0, 0, err
+			}
+		}
+		if why = seg.loadIndex(size); why == "" {
+			seg.size, seg.flushed = size, size
+			f.Close()
+			seg.f = nil
+			return seg, 0, 0, nil
+		}
 	}
 	end, mf, ml, err := seg.scan(size)
 	if err != nil {
@@ -183,10 +222,22 @@ func (ms *msgStore) openSegment(base string, first uint64, tail bool) (*segment,
 		return nil, 0, 0, err
 	}
 	if end != size {
-		if !tail {
+		next, zeros, rerr := seg.resync(end, size)
+		if rerr != nil {
 			f.Close()
-			return nil, 0, 0, fmt.Errorf("%w: segment %s damaged at offset %d", errCorrupt, base, end)
+			return nil, 0, 0, rerr
 		}
+		if !tail || (next >= 0 && !zeros) {
+			f.Close()
+			reason := "record fails its checks before the end of a sealed segment"
+			if next == end {
+				reason = "sequence does not continue the segment"
+			} else if next >= 0 {
+				reason = fmt.Sprintf("record fails its checks; an intact record follows at offset %d", next)
+			}
+			return nil, 0, 0, &DamageError{File: base + ".seg", Offset: end, Reason: reason}
+		}
+		ms.opts.Logger.Warn("filestore: torn tail cut", "file", base+".seg", "offset", end, "bytes", size-end)
 		if err := f.Truncate(end); err != nil {
 			f.Close()
 			return nil, 0, 0, err
@@ -194,6 +245,7 @@ func (ms *msgStore) openSegment(base string, first uint64, tail bool) (*segment,
 	}
 	seg.size, seg.flushed = end, end
 	if !tail { // its index disagreed: rebuilt
+		ms.opts.Logger.Warn("filestore: index rebuilt", "file", base+".idx", "why", why)
 		err := seg.writeIndex(ms.opts)
 		f.Close()
 		seg.f = nil
@@ -212,38 +264,49 @@ func (ms *msgStore) openSegment(base string, first uint64, tail bool) (*segment,
 }
 
 // loadIndex reads the index file and keeps it if it is consistent with a segment of size
-// bytes.
-func (seg *segment) loadIndex(size int64) bool {
+// bytes; otherwise it returns why not.
+func (seg *segment) loadIndex(size int64) string {
 	data, err := os.ReadFile(seg.base + ".idx")
-	if err != nil || len(data)%idxSize != 0 || len(data) == 0 {
-		return false
+	if err != nil {
+		return err.Error()
+	}
+	if _, err := checkHeader(seg.base+".idx", magicIdx, data); err != nil || len(data) < fileHdrSize {
+		if err == nil {
+			return "torn header"
+		}
+		return err.Error()
+	}
+	data = data[fileHdrSize:]
+	if len(data)%idxSize != 0 || len(data) == 0 {
+		return fmt.Sprintf("%d bytes of entries is not a positive multiple of %d", len(data), idxSize)
 	}
 	ents := make([]entry, 0, len(data)/idxSize)
-	prevEnd := uint64(0)
+	prevEnd := uint64(fileHdrSize)
 	for p := data; len(p) > 0; p = p[idxSize:] {
 		if crc32.Checksum(p[:20], crcTable) != binary.LittleEndian.Uint32(p[20:]) {
-			return false
+			return fmt.Sprintf("entry %d fails its CRC", len(ents))
 		}
 		e := entry{time: int64(binary.LittleEndian.Uint64(p)), off: binary.LittleEndian.Uint32(p[8:]),
 			blen: binary.LittleEndian.Uint32(p[12:]), rlen: binary.LittleEndian.Uint32(p[16:])}
 		end := uint64(e.off) + hdrSize + uint64(e.blen)
 		if uint64(e.off) < prevEnd || e.rlen > e.blen || end > uint64(size) {
-			return false
+			return fmt.Sprintf("entry %d is inconsistent with the segment (%d bytes)", len(ents), size)
 		}
 		prevEnd = end
 		ents = append(ents, e)
 	}
 	seg.ents = ents
-	return true
+	return ""
 }
 
 // scan reads the records of the segment, verifying CRCs and sequences, and returns where
 // the intact prefix ends and the last marker.
 func (seg *segment) scan(size int64) (end int64, mf, ml uint64, err error) {
-	r := bufio.NewReaderSize(io.NewSectionReader(seg.f, 0, size), 256<<10)
+	r := bufio.NewReaderSize(io.NewSectionReader(seg.f, fileHdrSize, max(size-fileHdrSize, 0)), 256<<10)
 	var hdr [hdrSize]byte
 	var body []byte
 	seg.ents = seg.ents[:0]
+	end = fileHdrSize
 	for {
 		if _, err := io.ReadFull(r, hdr[:]); err != nil {
 			return end, mf, ml, nil
@@ -286,6 +349,7 @@ func (seg *segment) writeIndex(opts *Options) error {
 		return err
 	}
 	w := bufio.NewWriter(f)
+	w.Write(fileHeader(magicIdx))
 	var b [idxSize]byte
 	for i := range seg.ents {
 		putIdx(&b, &seg.ents[i])
@@ -340,6 +404,8 @@ func (ms *msgStore) newSegment(first uint64) error {
 		return err
 	}
 	seg := &segment{first: first, base: base, f: f, w: bufio.NewWriterSize(f, 256<<10)}
+	seg.w.Write(fileHeader(magicSeg))
+	seg.size = fileHdrSize
 	if n := len(ms.segs); n > 0 {
 		// A channel that filled a segment will likely fill the next one alike.
 		seg.ents = make([]entry, 0, cap(ms.segs[n-1].ents))
@@ -598,16 +664,19 @@ func (ms *msgStore) Load(seq uint64, into *stores.Msg) error {
 		if int64(e.off)+hdrSize+int64(e.blen) <= seg.flushed {
 			var err error
 			if seg.w != nil {
-				err = readMsg(seg.f, &e, into)
+				err = readMsg(seg.f, &e, seq, into)
 			} else {
 				var f *os.File
 				if f, err = ms.fds.acquire(seg); err == nil {
-					err = readMsg(f, &e, into)
+					err = readMsg(f, &e, seq, into)
 					ms.fds.release(seg)
 				}
 			}
 			ms.mu.RUnlock()
 			if err != nil {
+				if de, ok := err.(*DamageError); ok {
+					de.Channel = ms.name
+				}
 				return err
 			}
 			into.Seq, into.Time = seq, e.time
@@ -628,20 +697,26 @@ func (ms *msgStore) Load(seq uint64, into *stores.Msg) error {
 	}
 }
 
-func readMsg(f *os.File, e *entry, into *stores.Msg) error {
+func readMsg(f *os.File, e *entry, seq uint64, into *stores.Msg) error {
 	n := int(e.blen)
-	if cap(into.Data) < n {
-		into.Data = make([]byte, n)
+	if cap(into.Data) < hdrSize+n {
+		into.Data = make([]byte, hdrSize+n)
 	}
-	buf := into.Data[:n]
-	if _, err := f.ReadAt(buf, int64(e.off)+hdrSize); err != nil {
+	buf := into.Data[:hdrSize+n]
+	if _, err := f.ReadAt(buf, int64(e.off)); err != nil {
 		return fmt.Errorf("filestore: read: %w", err)
 	}
-	reply := buf[:e.rlen]
+	// The record's own CRC and sequence: damage a trusted index did not reveal is an error,
+	// never wrong data.
+	if binary.LittleEndian.Uint32(buf[0:]) != e.blen || binary.LittleEndian.Uint64(buf[8:]) != seq ||
+		crc32.Checksum(buf[8:], crcTable) != binary.LittleEndian.Uint32(buf[4:]) {
+		return &DamageError{File: f.Name(), Offset: int64(e.off), Reason: fmt.Sprintf("record of sequence %d fails its checks", seq)}
+	}
+	reply := buf[hdrSize : hdrSize+int(e.rlen)]
 	if into.Reply != string(reply) {
 		into.Reply = string(reply)
 	}
-	copy(buf, buf[e.rlen:])
+	copy(buf, buf[hdrSize+int(e.rlen):])
 	into.Data = buf[:n-int(e.rlen)]
 	return nil
 }
@@ -752,4 +827,50 @@ func (ms *msgStore) markDeleted() uint64 {
 	ms.segs = nil
 	ms.first, ms.msgs, ms.bytes = ms.last+1, 0, 0
 	return ms.last
+}
+
+// resync looks for an intact record after the bad one at off: it returns the offset of the
+// first one (-1 if none) and whether every byte from off to it (or to the end) is zero,
+// which is what unwritten pages of an unsynced tail read as.
+func (seg *segment) resync(off, size int64) (next int64, zeros bool, err error) {
+	data := make([]byte, size-off)
+	if _, err := seg.f.ReadAt(data, off); err != nil && !errors.Is(err, io.EOF) {
+		return -1, false, err
+	}
+	expect := seg.first + uint64(len(seg.ents))
+	zeros = true
+	for p := 0; p < len(data); p++ {
+		if p+hdrSize <= len(data) && intactAt(data[p:], expect) {
+			return off + int64(p), zeros, nil
+		}
+		if data[p] != 0 {
+			zeros = false
+		}
+	}
+	return -1, zeros, nil
+}
+
+// intactAt reports whether b starts with an intact record that could follow sequence
+// expect-1 (a message at or after expect, or a marker).
+func intactAt(b []byte, expect uint64) bool {
+	blen := binary.LittleEndian.Uint32(b[0:])
+	if uint64(blen) > uint64(len(b)-hdrSize) {
+		return false
+	}
+	seq := binary.LittleEndian.Uint64(b[8:])
+	flags := binary.LittleEndian.Uint32(b[24:])
+	switch {
+	case flags == flagMarker:
+		if blen != 0 {
+			return false
+		}
+	case flags == 0:
+		if seq < expect || seq-expect > 1<<32 || binary.LittleEndian.Uint32(b[28:]) > blen {
+			return false
+		}
+	default:
+		return false
+	}
+	crc := crc32.Checksum(b[8:hdrSize+int(blen)], crcTable)
+	return crc == binary.LittleEndian.Uint32(b[4:])
 }

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -35,6 +36,11 @@ type Options struct {
 	// channels (0 = DefaultMaxOpenSegments); each channel also keeps its tail segment and
 	// subs.log open.
 	MaxOpenSegments int
+	// Logger receives what recovery repaired or dropped (nil = discard).
+	Logger *slog.Logger
+	// Quarantine lets Repair move segments damaged before their end (and every earlier
+	// segment of the channel) into the channel's quarantine/ directory instead of refusing.
+	Quarantine bool
 	// Hooks inject faults (tests).
 	Hooks Hooks
 }
@@ -68,6 +74,7 @@ type Store struct {
 	info     *stores.ServerInfo
 	clients  map[string]stores.ClientInfo
 	channels map[string]*channel
+	damaged  map[string]*channel // not opened: their data failed its checks (kept on disk)
 	tombs    map[string]uint64
 	nextDir  uint64
 	fds      *fdCache
@@ -76,6 +83,7 @@ type Store struct {
 }
 
 type channel struct {
+	err    error // why it is damaged
 	ch     stores.Channel
 	dirNum uint64
 	base   uint64
@@ -102,13 +110,16 @@ func Open(dir string, opts Options) (*Store, error) {
 	if opts.MaxOpenSegments <= 0 {
 		opts.MaxOpenSegments = DefaultMaxOpenSegments
 	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
 	s := &Store{dir: dir, opts: opts, limits: limits, clients: map[string]stores.ClientInfo{},
-		channels: map[string]*channel{}, tombs: map[string]uint64{}, nextDir: 1,
+		channels: map[string]*channel{}, damaged: map[string]*channel{}, tombs: map[string]uint64{}, nextDir: 1,
 		fds: &fdCache{max: opts.MaxOpenSegments}}
-	l, recs, err := openRecLog(filepath.Join(dir, "meta.log"), &s.opts)
+	l, recs, err := openRecLog(filepath.Join(dir, "meta.log"), magicMeta, &s.opts)
 	if err != nil {
 		return nil, err
 	}
@@ -118,8 +129,18 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	for name, ch := range s.channels {
 		if err := s.openChannel(name, ch); err != nil {
-			s.abandon()
-			return nil, err
+			var de *DamageError
+			if !errors.As(err, &de) {
+				s.abandon()
+				return nil, err
+			}
+			// Fail this channel loudly; the others are served. Its files stay as they are.
+			de.Channel = name
+			s.opts.Logger.Error("filestore: channel damaged, not opened", "channel", name,
+				"file", de.File, "offset", de.Offset, "reason", de.Reason)
+			ch.err = de
+			s.damaged[name] = ch
+			delete(s.channels, name)
 		}
 	}
 	s.removeStrayDirs()
@@ -157,6 +178,9 @@ func (s *Store) openChannel(name string, ch *channel) error {
 func (s *Store) removeStrayDirs() {
 	used := map[string]bool{}
 	for _, ch := range s.channels {
+		used[filepath.Base(s.chanDir(ch.dirNum))] = true
+	}
+	for _, ch := range s.damaged {
 		used[filepath.Base(s.chanDir(ch.dirNum))] = true
 	}
 	ents, _ := os.ReadDir(s.dir)
@@ -247,6 +271,10 @@ func (s *Store) snapshot() [][]byte {
 		ch := s.channels[name]
 		out = append(out, encChannel(nil, name, ch.ch.ID, ch.dirNum, ch.base))
 	}
+	for _, name := range slices.Sorted(keys(s.damaged)) {
+		ch := s.damaged[name]
+		out = append(out, encChannel(nil, name, ch.ch.ID, ch.dirNum, ch.base))
+	}
 	return out
 }
 
@@ -258,6 +286,19 @@ func keys[V any](m map[string]V) func(func(string) bool) {
 			}
 		}
 	}
+}
+
+// Damaged returns one error (a *DamageError) per channel that was not opened because its
+// data is damaged somewhere other than a repairable tail, sorted by channel name. Those
+// channels are absent from Recover; their files are kept untouched for Verify/Repair.
+func (s *Store) Damaged() []error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []error
+	for _, name := range slices.Sorted(keys(s.damaged)) {
+		out = append(out, s.damaged[name].err)
+	}
+	return out
 }
 
 // Name implements stores.Store.
@@ -317,6 +358,9 @@ func (s *Store) CreateChannel(name string, id uint64) (*stores.Channel, error) {
 	if _, ok := s.channels[name]; ok {
 		return nil, stores.ErrExists
 	}
+	if d, ok := s.damaged[name]; ok {
+		return nil, d.err
+	}
 	if n := s.limits.Global.MaxChannels; n > 0 && len(s.channels) >= n {
 		return nil, stores.ErrTooManyChannels
 	}
@@ -353,6 +397,9 @@ func (s *Store) DeleteChannel(name string) error {
 	}
 	ch, ok := s.channels[name]
 	if !ok {
+		if d, ok := s.damaged[name]; ok {
+			return d.err
+		}
 		return stores.ErrNotFound
 	}
 	last := ch.msgs.State().Last

@@ -36,7 +36,7 @@ type sub struct {
 }
 
 func openSubStore(path string, maxSubs int, opts *Options) (*subStore, error) {
-	l, recs, err := openRecLog(path, opts)
+	l, recs, err := openRecLog(path, magicSubs, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,483 @@
+package filestore
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/starling-io/starling/stores"
+)
+
+// build makes a store with channel foo (n messages in small segments) and bar (10
+// messages), closed cleanly.
+func build(t *testing.T, n int) (string, []stores.Msg) {
+	t.Helper()
+	dir := t.TempDir()
+	s, err := Open(dir, Options{SegmentBytes: 1000, NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Init(stores.ServerInfo{ClusterID: "c"})
+	foo, _ := s.CreateChannel("foo", 1)
+	bar, _ := s.CreateChannel("bar", 2)
+	all := genMsgs(1, n)
+	for i := 0; i < n; i += 10 {
+		if err := foo.Msgs.Append(all[i:min(i+10, n)]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := bar.Msgs.Append(genMsgs(1, 10)); err != nil {
+		t.Fatal(err)
+	}
+	if err := foo.Subs.CreateSub(&stores.SubState{ID: 1, ClientID: "me", Inbox: "in"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return dir, all
+}
+
+func chanDirOf(t *testing.T, dir, name string) string {
+	s := &Store{dir: dir, clients: map[string]stores.ClientInfo{}, channels: map[string]*channel{}, tombs: map[string]uint64{}}
+	data, err := os.ReadFile(filepath.Join(dir, "meta.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, _ := readFrames(data)
+	for _, r := range recs {
+		s.replay(r)
+	}
+	return s.chanDir(s.channels[name].dirNum)
+}
+
+func segFiles(t *testing.T, dir, name string) []string {
+	segs, _ := filepath.Glob(filepath.Join(chanDirOf(t, dir, name), "*.seg"))
+	if len(segs) == 0 {
+		t.Fatal("no segments")
+	}
+	return segs
+}
+
+func flipByte(t *testing.T, path string, off int64) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var b [1]byte
+	f.ReadAt(b[:], off)
+	b[0] ^= 0x5a
+	if _, err := f.WriteAt(b[:], off); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func channelNames(t *testing.T, s *Store) []string {
+	rs, err := s.Recover()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, c := range rs.Channels {
+		out = append(out, c.Channel.Name)
+	}
+	return out
+}
+
+func TestFileHeaders(t *testing.T) {
+	dir, _ := build(t, 100)
+	cd := chanDirOf(t, dir, "foo")
+	segs := segFiles(t, dir, "foo")
+	idx, _ := filepath.Glob(filepath.Join(cd, "*.idx"))
+	for path, magic := range map[string]string{filepath.Join(dir, "meta.log"): magicMeta,
+		filepath.Join(cd, "subs.log"): magicSubs, segs[0]: magicSeg, idx[0]: magicIdx} {
+		data, _ := os.ReadFile(path)
+		if !bytes.HasPrefix(data, fileHeader(magic)) {
+			t.Fatalf("%s starts with %q", path, data[:min(len(data), 8)])
+		}
+	}
+	// An unknown version fails the open, naming the file.
+	for _, path := range []string{filepath.Join(dir, "meta.log"), filepath.Join(cd, "subs.log"), segs[0], segs[len(segs)-1], idx[0]} {
+		orig, _ := os.ReadFile(path)
+		bad := bytes.Clone(orig)
+		binary.LittleEndian.PutUint16(bad[6:], 99)
+		os.WriteFile(path, bad, 0o644)
+		s, err := Open(dir, Options{SegmentBytes: 1000})
+		if err == nil {
+			s.Close()
+			t.Fatalf("%s: version 99 opened", path)
+		}
+		if !errors.Is(err, ErrVersion) || !strings.Contains(err.Error(), path) {
+			t.Fatalf("%s: %v", path, err)
+		}
+		os.WriteFile(path, orig, 0o644)
+	}
+	s, err := Open(dir, Options{SegmentBytes: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+}
+
+func TestRecoveryLogged(t *testing.T) {
+	dir, _ := build(t, 100)
+	segs := segFiles(t, dir, "foo")
+	tail := segs[len(segs)-1]
+	fi, _ := os.Stat(tail)
+	os.Truncate(tail, fi.Size()-5)
+	idx, _ := filepath.Glob(filepath.Join(chanDirOf(t, dir, "foo"), "*.idx"))
+	os.WriteFile(idx[0], []byte("garbage"), 0o644)
+	var buf bytes.Buffer
+	s, err := Open(dir, Options{SegmentBytes: 1000, Logger: slog.New(slog.NewTextHandler(&buf, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	out := buf.String()
+	for _, want := range []string{"torn tail cut", "file=" + tail, "bytes=", "offset=", "index rebuilt", "file=" + idx[0], "why="} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("log lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestMidSegmentDamage: damage before the end of a segment (tail or sealed) or of subs.log
+// fails that channel only, loudly, and keeps its files.
+func TestMidSegmentDamage(t *testing.T) {
+	cases := map[string]func(t *testing.T, dir string) string{
+		"tail": func(t *testing.T, dir string) string {
+			segs := segFiles(t, dir, "foo")
+			fi, _ := os.Stat(segs[len(segs)-1])
+			flipByte(t, segs[len(segs)-1], fi.Size()/2)
+			return segs[len(segs)-1]
+		},
+		"sealed": func(t *testing.T, dir string) string {
+			segs := segFiles(t, dir, "foo")
+			fi, _ := os.Stat(segs[1])
+			flipByte(t, segs[1], fi.Size()/2)
+			os.Remove(strings.TrimSuffix(segs[1], ".seg") + ".idx") // forces the scan
+			return segs[1]
+		},
+		"subs": func(t *testing.T, dir string) string {
+			p := filepath.Join(chanDirOf(t, dir, "foo"), "subs.log")
+			f, _ := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
+			var fr [8]byte
+			rec := encSub(nil, subCreate, &stores.SubState{ID: 2, ClientID: "x"})
+			binary.LittleEndian.PutUint32(fr[0:], uint32(len(rec)))
+			binary.LittleEndian.PutUint32(fr[4:], crc32Checksum(rec))
+			f.Write(append(fr[:], rec...))
+			f.Close()
+			flipByte(t, p, fileHdrSize+9) // inside the first record
+			return p
+		},
+	}
+	for name, damage := range cases {
+		t.Run(name, func(t *testing.T) {
+			dir, _ := build(t, 100)
+			file := damage(t, dir)
+			before, _ := os.ReadFile(file)
+			for round := 0; round < 2; round++ { // stays damaged across reopen: nothing was dropped
+				s, err := Open(dir, Options{SegmentBytes: 1000})
+				if err != nil {
+					t.Fatalf("Open: %v", err)
+				}
+				if got := channelNames(t, s); len(got) != 1 || got[0] != "bar" {
+					t.Fatalf("channels %v", got)
+				}
+				dmg := s.Damaged()
+				var de *DamageError
+				if len(dmg) != 1 || !errors.As(dmg[0], &de) || !errors.Is(dmg[0], ErrCorrupt) {
+					t.Fatalf("Damaged() = %v", dmg)
+				}
+				if de.Channel != "foo" || de.File != file || de.Offset <= 0 || de.Offset >= int64(len(before)) {
+					t.Fatalf("damage %+v", de)
+				}
+				if !strings.Contains(de.Error(), file) {
+					t.Fatal(de.Error())
+				}
+				if _, err := s.CreateChannel("foo", 9); !errors.Is(err, ErrCorrupt) {
+					t.Fatalf("CreateChannel over a damaged channel: %v", err)
+				}
+				s.Close()
+				after, _ := os.ReadFile(file)
+				if !bytes.Equal(before, after) {
+					t.Fatal("damaged file modified")
+				}
+			}
+		})
+	}
+}
+
+func TestVerifyClean(t *testing.T) {
+	dir, _ := build(t, 100)
+	r, err := Verify(dir, Options{})
+	if err != nil || !r.OK() || len(r.Problems) != 0 {
+		t.Fatalf("%v %+v", err, r.Problems)
+	}
+	if len(r.Channels) != 2 {
+		t.Fatalf("%+v", r.Channels)
+	}
+	bar, foo := r.Channels[0], r.Channels[1]
+	if foo.Name != "foo" || foo.First != 1 || foo.Last != 100 || foo.Msgs != 100 || foo.Segments < 3 || foo.Subs != 1 || foo.Damaged {
+		t.Fatalf("foo %+v", foo)
+	}
+	if bar.Name != "bar" || bar.Msgs != 10 {
+		t.Fatalf("bar %+v", bar)
+	}
+}
+
+func TestRepairTornTailAndIndex(t *testing.T) {
+	dir, all := build(t, 100)
+	segs := segFiles(t, dir, "foo")
+	tail := segs[len(segs)-1]
+	fi, _ := os.Stat(tail)
+	os.Truncate(tail, fi.Size()-3)
+	idx, _ := filepath.Glob(filepath.Join(chanDirOf(t, dir, "foo"), "*.idx"))
+	os.WriteFile(idx[1], []byte("garbage garbage garbage!"), 0o644)
+	r, err := Verify(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]bool{}
+	for _, p := range r.Problems {
+		kinds[p.Kind] = true
+		if !p.Repairable || p.Channel != "foo" {
+			t.Fatalf("%+v", p)
+		}
+	}
+	if !kinds[ProblemTornTail] || !kinds[ProblemIndex] || r.OK() {
+		t.Fatalf("%+v", r.Problems)
+	}
+	r, err = Repair(dir, Options{})
+	if err != nil || !r.OK() {
+		t.Fatalf("Repair: %v %+v", err, r)
+	}
+	if r, _ := Verify(dir, Options{}); len(r.Problems) != 0 || r.Channels[1].Last != 99 {
+		t.Fatalf("after repair %+v %+v", r.Problems, r.Channels)
+	}
+	s, err := Open(dir, Options{SegmentBytes: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	rs, _ := s.Recover()
+	ms := rs.Channels[1].Channel.Msgs
+	var m stores.Msg
+	for i := range all[:99] {
+		if err := ms.Load(all[i].Seq, &m); err != nil || !bytes.Equal(m.Data, all[i].Data) {
+			t.Fatalf("Load(%d) = %v", all[i].Seq, err)
+		}
+	}
+}
+
+func snapshotDir(t *testing.T, dir string) map[string]string {
+	out := map[string]string{}
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			b, _ := os.ReadFile(p)
+			out[p] = string(b)
+		}
+		return nil
+	})
+	return out
+}
+
+// TestRepairRefusesThenQuarantines: damage in a sealed segment whose index is intact (Open
+// does not see it; Verify does). Repair refuses and changes nothing; with Quarantine it
+// moves the segment and the earlier ones aside, keeping Last.
+func TestRepairRefusesThenQuarantines(t *testing.T) {
+	dir, all := build(t, 100)
+	segs := segFiles(t, dir, "foo")
+	fi, _ := os.Stat(segs[2])
+	flipByte(t, segs[2], fi.Size()/2)
+	r, err := Verify(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Problems) != 1 || r.Problems[0].Kind != ProblemCorrupt || r.Problems[0].File != segs[2] || r.Problems[0].Repairable || !r.Channels[1].Damaged {
+		t.Fatalf("%+v", r.Problems)
+	}
+	before := snapshotDir(t, dir)
+	if _, err := Repair(dir, Options{}); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), segs[2]) || !strings.Contains(err.Error(), "Quarantine") {
+		t.Fatalf("Repair without quarantine: %v", err)
+	}
+	after := snapshotDir(t, dir)
+	if len(before) != len(after) {
+		t.Fatal("Repair refused but changed files")
+	}
+	for p, b := range before {
+		if after[p] != b {
+			t.Fatalf("Repair refused but changed %s", p)
+		}
+	}
+	r, err = Repair(dir, Options{Quarantine: true})
+	if err != nil || !r.OK() || len(r.Quarantined) < 3 {
+		t.Fatalf("Repair: %v %+v", err, r)
+	}
+	s, err := Open(dir, Options{SegmentBytes: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if d := s.Damaged(); len(d) != 0 {
+		t.Fatal(d)
+	}
+	rs, _ := s.Recover()
+	ms := rs.Channels[1].Channel.Msgs
+	st := ms.State()
+	if st.Last != 100 || st.First < 10 || st.Msgs != st.Last-st.First+1 {
+		t.Fatalf("state %+v", st)
+	}
+	var m stores.Msg
+	for q := st.First; q <= st.Last; q++ {
+		if err := ms.Load(q, &m); err != nil || !bytes.Equal(m.Data, all[q-1].Data) {
+			t.Fatalf("Load(%d): %v", q, err)
+		}
+	}
+}
+
+// TestQuarantineTail: damage in the middle of the tail; quarantine moves every segment
+// and Last survives, so no sequence is reused.
+func TestQuarantineTail(t *testing.T) {
+	dir, _ := build(t, 100)
+	segs := segFiles(t, dir, "foo")
+	tail := segs[len(segs)-1]
+	fi, _ := os.Stat(tail)
+	flipByte(t, tail, fi.Size()/2)
+	if _, err := Repair(dir, Options{}); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Repair: %v", err)
+	}
+	if _, err := Repair(dir, Options{Quarantine: true}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(dir, Options{SegmentBytes: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	rs, _ := s.Recover()
+	ms := rs.Channels[1].Channel.Msgs
+	if st := ms.State(); st.Last != 100 || st.Msgs != 0 {
+		t.Fatalf("state %+v", st)
+	}
+	if err := ms.Append(genMsgs(101, 3)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRepairDamagedLog: a damaged subs.log is copied aside and rewritten with every intact
+// record.
+func TestRepairDamagedLog(t *testing.T) {
+	dir, _ := build(t, 20)
+	p := filepath.Join(chanDirOf(t, dir, "foo"), "subs.log")
+	f, _ := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
+	var fr [8]byte
+	rec := encSub(nil, subCreate, &stores.SubState{ID: 2, ClientID: "x"})
+	binary.LittleEndian.PutUint32(fr[0:], uint32(len(rec)))
+	binary.LittleEndian.PutUint32(fr[4:], crc32Checksum(rec))
+	f.Write(append(fr[:], rec...))
+	f.Close()
+	flipByte(t, p, fileHdrSize+9)
+	if _, err := Repair(dir, Options{}); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Repair: %v", err)
+	}
+	r, err := Repair(dir, Options{Quarantine: true})
+	if err != nil || len(r.Quarantined) != 1 {
+		t.Fatalf("%v %+v", err, r)
+	}
+	s, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	rs, _ := s.Recover()
+	if subs := rs.Channels[1].Subs; len(subs) != 1 || subs[0].State.ID != 2 {
+		t.Fatalf("subs %+v", subs)
+	}
+}
+
+// TestGarbledTail: garbage written over the last n bytes of the tail is a torn tail, cut
+// automatically; so is a zeroed hole followed by intact records (unsynced pages).
+func TestGarbledTail(t *testing.T) {
+	check := func(t *testing.T, dir string, all []stores.Msg, minLast uint64) {
+		t.Helper()
+		s, err := Open(dir, Options{SegmentBytes: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		if d := s.Damaged(); len(d) != 0 {
+			t.Fatal(d)
+		}
+		rs, _ := s.Recover()
+		ms := rs.Channels[1].Channel.Msgs
+		st := ms.State()
+		if st.Last < minLast || st.Msgs != st.Last {
+			t.Fatalf("state %+v", st)
+		}
+		var m stores.Msg
+		for q := uint64(1); q <= st.Last; q++ {
+			if err := ms.Load(q, &m); err != nil || !bytes.Equal(m.Data, all[q-1].Data) {
+				t.Fatalf("Load(%d): %v", q, err)
+			}
+		}
+	}
+	for n := int64(1); n < 150; n += 11 {
+		dir, all := build(t, 100)
+		segs := segFiles(t, dir, "foo")
+		tail := segs[len(segs)-1]
+		fi, _ := os.Stat(tail)
+		f, _ := os.OpenFile(tail, os.O_RDWR, 0)
+		g := make([]byte, n)
+		for i := range g {
+			g[i] = byte(i*7 + int(n) + 1)
+		}
+		f.WriteAt(g, fi.Size()-n)
+		f.Close()
+		check(t, dir, all, 90)
+	}
+	dir, all := build(t, 100)
+	segs := segFiles(t, dir, "foo")
+	tail := segs[len(segs)-1]
+	fi, _ := os.Stat(tail)
+	f, _ := os.OpenFile(tail, os.O_RDWR, 0)
+	f.WriteAt(make([]byte, 100), fi.Size()/2)
+	f.Close()
+	check(t, dir, all, 85)
+}
+
+// TestLoadChecksCRC: damage inside a sealed segment whose index is intact is not seen by
+// Open, but Load reports it instead of returning wrong data.
+func TestLoadChecksCRC(t *testing.T) {
+	dir, _ := build(t, 100)
+	segs := segFiles(t, dir, "foo")
+	idx := &segment{base: strings.TrimSuffix(segs[0], ".seg")}
+	fi, _ := os.Stat(segs[0])
+	if why := idx.loadIndex(fi.Size()); why != "" {
+		t.Fatal(why)
+	}
+	e := idx.ents[3]
+	flipByte(t, segs[0], int64(e.off)+hdrSize+1)
+	s, err := Open(dir, Options{SegmentBytes: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	rs, _ := s.Recover()
+	var m stores.Msg
+	err = rs.Channels[1].Channel.Msgs.Load(4, &m)
+	var de *DamageError
+	if !errors.As(err, &de) || de.File != segs[0] || de.Offset != int64(e.off) || de.Channel != "foo" || !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Load = %v", err)
+	}
+	if err := rs.Channels[1].Channel.Msgs.Load(5, &m); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,583 @@
+package filestore
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/starling-io/starling/stores"
+)
+
+// Problem kinds found by Verify.
+const (
+	ProblemTornTail = "torn-tail" // incomplete or garbled records at the end of a tail: cut by Repair (and by Open)
+	ProblemIndex    = "index"     // an index file missing or disagreeing with its segment: rebuilt by Repair (and by Open)
+	ProblemCorrupt  = "corrupt"   // damage before the end of a file: Repair refuses unless Options.Quarantine
+	ProblemGap      = "gap"       // segments do not continue each other: Repair refuses unless Options.Quarantine
+	ProblemVersion  = "version"   // a file of an unknown format version: never repaired
+	ProblemMissing  = "missing"   // a channel directory is missing: Repair recreates it empty
+)
+
+// Problem is one defect found by Verify.
+type Problem struct {
+	Channel string // "" for meta.log
+	File    string
+	Offset  int64
+	Kind    string
+	Detail  string
+	// Repairable: Repair fixes it without dropping intact data.
+	Repairable bool
+	// Fixed is set by Repair once it has fixed (or quarantined) it.
+	Fixed bool
+}
+
+func (p Problem) String() string {
+	ch := ""
+	if p.Channel != "" {
+		ch = fmt.Sprintf("channel %q: ", p.Channel)
+	}
+	return fmt.Sprintf("%s%s: %s at offset %d: %s", ch, p.File, p.Kind, p.Offset, p.Detail)
+}
+
+// ChannelStats describes one channel as found on disk.
+type ChannelStats struct {
+	Name     string
+	Dir      string
+	Segments int
+	// First and Last are the channel's sequences as Open would recover them (First > Last:
+	// no messages); Msgs counts the intact messages from First to Last.
+	First, Last uint64
+	Msgs        uint64
+	Bytes       int64 // size of the segment files
+	Subs        int   // intact records of subs.log
+	Damaged     bool  // Open would not open it
+}
+
+// Report is the result of Verify or Repair.
+type Report struct {
+	Dir         string
+	Channels    []ChannelStats
+	Problems    []Problem
+	Quarantined []string // files Repair moved into a quarantine/ directory
+}
+
+// OK reports whether no problem is left unfixed.
+func (r *Report) OK() bool {
+	for _, p := range r.Problems {
+		if !p.Fixed {
+			return false
+		}
+	}
+	return true
+}
+
+// segInfo is what Verify learned about one segment file.
+type segInfo struct {
+	path     string
+	base     string
+	first    uint64
+	size     int64
+	ents     []entry
+	end      int64  // end of the intact prefix
+	bad      bool   // damaged before its end (not a torn tail)
+	torn     bool   // torn tail (or torn header)
+	maxSeq   uint64 // highest sequence of any intact record, also past damage
+	markF    uint64 // last marker in the intact prefix
+	markL    uint64
+	idxWhy   string // non-empty: index must be rebuilt
+	verError bool
+}
+
+// Verify checks, without modifying anything, every file of the store in dir: headers,
+// record CRCs, sequence continuity within and across segments, and indexes. The store must
+// not be open. The error is for failures to read the directory; defects are in Report.
+func Verify(dir string, opts Options) (Report, error) {
+	r, _, err := verify(dir)
+	return r, err
+}
+
+type chanInfo struct {
+	name  string
+	dir   string
+	ch    *channel
+	segs  []*segInfo
+	stats *ChannelStats
+}
+
+func verify(dir string) (Report, []*chanInfo, error) {
+	rep := Report{Dir: dir}
+	metaPath := filepath.Join(dir, "meta.log")
+	data, err := os.ReadFile(metaPath)
+	if err != nil {
+		return rep, nil, err
+	}
+	s := &Store{dir: dir, clients: map[string]stores.ClientInfo{}, channels: map[string]*channel{}, tombs: map[string]uint64{}}
+	recs, ok := verifyLog(&rep, "", metaPath, magicMeta, data)
+	if !ok {
+		return rep, nil, nil
+	}
+	for _, rec := range recs {
+		s.replay(rec)
+	}
+	var infos []*chanInfo
+	for _, name := range slices.Sorted(keys(s.channels)) {
+		ch := s.channels[name]
+		ci := &chanInfo{name: name, dir: s.chanDir(ch.dirNum), ch: ch}
+		rep.Channels = append(rep.Channels, ChannelStats{Name: name, Dir: ci.dir})
+		infos = append(infos, ci)
+	}
+	for i, ci := range infos {
+		ci.stats = &rep.Channels[i]
+		if err := verifyChannel(&rep, ci); err != nil {
+			return rep, nil, err
+		}
+	}
+	return rep, infos, nil
+}
+
+// verifyLog checks a framed log; it returns the intact records before any damage, and false
+// if the file cannot be read at all.
+func verifyLog(rep *Report, channel, path, magic string, data []byte) ([][]byte, bool) {
+	if len(data) == 0 {
+		return nil, true
+	}
+	torn, err := checkHeader(path, magic, data)
+	switch {
+	case errors.Is(err, ErrVersion):
+		rep.Problems = append(rep.Problems, Problem{Channel: channel, File: path, Kind: ProblemVersion, Detail: err.Error()})
+		return nil, false
+	case err != nil:
+		rep.Problems = append(rep.Problems, Problem{Channel: channel, File: path, Kind: ProblemCorrupt, Detail: err.Error()})
+		return nil, false
+	case torn:
+		rep.Problems = append(rep.Problems, Problem{Channel: channel, File: path, Kind: ProblemTornTail,
+			Detail: fmt.Sprintf("torn header (%d bytes)", len(data)), Repairable: true})
+		return nil, true
+	}
+	recs, off := readFrames(data)
+	if off != len(data) {
+		if next := nextFrame(data, off); next >= 0 {
+			rep.Problems = append(rep.Problems, Problem{Channel: channel, File: path, Offset: int64(off), Kind: ProblemCorrupt,
+				Detail: fmt.Sprintf("record fails its checks; an intact record follows at offset %d", next)})
+		} else {
+			rep.Problems = append(rep.Problems, Problem{Channel: channel, File: path, Offset: int64(off), Kind: ProblemTornTail,
+				Detail: fmt.Sprintf("%d bytes after the last intact record", len(data)-off), Repairable: true})
+		}
+	}
+	return recs, true
+}
+
+func verifyChannel(rep *Report, ci *chanInfo) error {
+	st := ci.stats
+	damage := func(p Problem) {
+		p.Channel = ci.name
+		rep.Problems = append(rep.Problems, p)
+		if !p.Repairable {
+			st.Damaged = true
+		}
+	}
+	if _, err := os.Stat(ci.dir); errors.Is(err, os.ErrNotExist) {
+		damage(Problem{File: ci.dir, Kind: ProblemMissing, Detail: "channel directory missing: its messages and subscriptions are lost", Repairable: true})
+		st.First, st.Last = ci.ch.base+1, ci.ch.base
+		return nil
+	}
+	subsPath := filepath.Join(ci.dir, "subs.log")
+	if data, err := os.ReadFile(subsPath); err == nil {
+		startLen := len(rep.Problems)
+		recs, _ := verifyLog(rep, ci.name, subsPath, magicSubs, data)
+		for _, p := range rep.Problems[startLen:] {
+			if !p.Repairable {
+				st.Damaged = true
+			}
+		}
+		st.Subs = len(recs)
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	names, err := filepath.Glob(filepath.Join(ci.dir, "*.seg"))
+	if err != nil {
+		return err
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		var first uint64
+		if _, err := fmt.Sscanf(filepath.Base(n), "%020d.seg", &first); err != nil {
+			continue
+		}
+		ci.segs = append(ci.segs, &segInfo{path: n, base: strings.TrimSuffix(n, ".seg"), first: first})
+	}
+	st.Segments = len(ci.segs)
+	markF, markL := uint64(0), uint64(0)
+	for i, si := range ci.segs {
+		if err := si.check(i == len(ci.segs)-1); err != nil {
+			return err
+		}
+		st.Bytes += si.size
+		switch {
+		case si.verError:
+			damage(Problem{File: si.path, Kind: ProblemVersion, Detail: si.idxWhy})
+			continue
+		case si.bad:
+			damage(Problem{File: si.path, Offset: si.end, Kind: ProblemCorrupt, Detail: "record fails its checks before the end of the segment"})
+		case si.torn:
+			damage(Problem{File: si.path, Offset: si.end, Kind: ProblemTornTail,
+				Detail: fmt.Sprintf("%d bytes after the last intact record", si.size-si.end), Repairable: true})
+		}
+		if si.idxWhy != "" && !si.bad {
+			damage(Problem{File: si.base + ".idx", Kind: ProblemIndex, Detail: si.idxWhy, Repairable: true})
+		}
+		if si.markF != 0 {
+			markF, markL = si.markF, si.markL
+		}
+	}
+	// First and Last as Open computes them; continuity of the segments that hold them.
+	last := max(ci.ch.base, markL)
+	for i := len(ci.segs) - 1; i >= 0; i-- {
+		if si := ci.segs[i]; len(si.ents) > 0 {
+			last = max(last, si.first+uint64(len(si.ents))-1)
+			break
+		}
+	}
+	first := markF
+	if len(ci.segs) > 0 {
+		first = max(first, ci.segs[0].first)
+	}
+	first = max(first, 1)
+	live := ci.segs
+	for len(live) > 1 && live[0].first+uint64(len(live[0].ents)) <= first && !live[0].bad {
+		live = live[1:]
+	}
+	for i := 1; i < len(live); i++ {
+		p, c := live[i-1], live[i]
+		if p.bad || c.verError || p.verError {
+			continue
+		}
+		if p.first+uint64(len(p.ents)) != c.first {
+			damage(Problem{File: c.path, Kind: ProblemGap,
+				Detail: fmt.Sprintf("the previous segment ends at sequence %d, this one starts at %d", p.first+uint64(len(p.ents))-1, c.first)})
+		}
+	}
+	if len(live) > 0 && first < live[0].first {
+		first = live[0].first
+	}
+	st.First, st.Last = first, last
+	for _, si := range live {
+		for i := range si.ents {
+			if seq := si.first + uint64(i); seq >= first && seq <= last {
+				st.Msgs++
+			}
+		}
+	}
+	if st.First > st.Last {
+		st.First = st.Last + 1
+	}
+	return nil
+}
+
+// check scans one segment file (read-only).
+func (si *segInfo) check(tail bool) error {
+	f, err := os.Open(si.path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	si.size = fi.Size()
+	torn, err := readHeader(f, magicSeg)
+	switch {
+	case errors.Is(err, ErrVersion):
+		si.verError, si.idxWhy = true, err.Error()
+		return nil
+	case errors.Is(err, errBadMagic) || (torn && !tail):
+		si.bad = true
+		return nil
+	case err != nil:
+		return err
+	case torn:
+		si.torn = true
+		return nil
+	}
+	seg := &segment{first: si.first, base: si.base, f: f}
+	end, mf, ml, err := seg.scan(si.size)
+	if err != nil {
+		return err
+	}
+	si.ents, si.end, si.markF, si.markL = seg.ents, end, mf, ml
+	if n := len(seg.ents); n > 0 {
+		si.maxSeq = si.first + uint64(n) - 1
+	}
+	si.maxSeq = max(si.maxSeq, ml)
+	if end != si.size {
+		next, zeros, err := seg.resync(end, si.size)
+		if err != nil {
+			return err
+		}
+		if !tail || (next >= 0 && !zeros) {
+			si.bad = true
+			// The highest sequence past the damage, so that quarantine never reuses one.
+			data := make([]byte, si.size-end)
+			if _, err := f.ReadAt(data, end); err != nil && !errors.Is(err, io.EOF) {
+				return err
+			}
+			for p := 0; p+hdrSize <= len(data); {
+				if !intactAt(data[p:], si.first) {
+					p++
+					continue
+				}
+				seq := binary.LittleEndian.Uint64(data[p+8:])
+				if binary.LittleEndian.Uint32(data[p+24:]) == flagMarker {
+					seq = binary.LittleEndian.Uint64(data[p+16:])
+				}
+				si.maxSeq = max(si.maxSeq, seq)
+				p += hdrSize + int(binary.LittleEndian.Uint32(data[p:]))
+			}
+		} else {
+			si.torn = true
+		}
+	}
+	if !tail && !si.bad {
+		idx := &segment{first: si.first, base: si.base}
+		if why := idx.loadIndex(si.size); why != "" {
+			si.idxWhy = why
+		} else if !slices.Equal(idx.ents, si.ents) {
+			si.idxWhy = fmt.Sprintf("index holds %d entries that differ from the segment's %d records", len(idx.ents), len(si.ents))
+		}
+	}
+	return nil
+}
+
+// Repair fixes what Verify finds, offline (the store must not be open): it cuts torn tails
+// and rebuilds indexes. Damage before the end of a file (and gaps between segments) would
+// lose intact data: Repair refuses, with an error wrapping ErrCorrupt and changing nothing,
+// unless opts.Quarantine is set; then it moves the damaged segment and every earlier one of
+// the channel into <channel dir>/quarantine/ (First moves past them, Last is kept), and a
+// damaged log is copied there and rewritten with its intact records. Files of an unknown
+// format version are never touched. The returned Report lists the problems found, each
+// Fixed when it was.
+func Repair(dir string, opts Options) (Report, error) {
+	if opts.Logger == nil {
+		opts.Logger = slogDiscard()
+	}
+	rep, infos, err := verify(dir)
+	if err != nil {
+		return rep, err
+	}
+	var refuse []string
+	for _, p := range rep.Problems {
+		if p.Kind == ProblemVersion {
+			return rep, fmt.Errorf("filestore: repair %s: %w: %s", dir, ErrVersion, p)
+		}
+		if !p.Repairable && !opts.Quarantine {
+			refuse = append(refuse, p.String())
+		}
+	}
+	if len(refuse) > 0 {
+		return rep, fmt.Errorf("filestore: repair %s refused: %w: fixing it would drop intact data; "+
+			"set Options.Quarantine to move the damaged files aside: %s", dir, ErrCorrupt, strings.Join(refuse, "; "))
+	}
+	if infos == nil { // meta.log unreadable
+		return rep, fmt.Errorf("filestore: repair %s: %w: meta.log is damaged: %s", dir, ErrCorrupt, rep.Problems[0])
+	}
+	o := &opts
+	for i := range rep.Problems {
+		p := &rep.Problems[i]
+		var err error
+		switch p.Kind {
+		case ProblemTornTail:
+			err = repairTornTail(p, o)
+		case ProblemIndex:
+			err = repairIndex(p, infos, o)
+		case ProblemMissing:
+			err = os.MkdirAll(p.File, 0o755)
+		case ProblemCorrupt, ProblemGap:
+			err = quarantine(&rep, p, infos, o)
+		}
+		if err != nil {
+			return rep, fmt.Errorf("filestore: repair %s: %w", p.File, err)
+		}
+		p.Fixed = true
+		opts.Logger.Warn("filestore: repaired", "problem", p.String())
+	}
+	after, _, err := verify(dir)
+	if err != nil {
+		return rep, err
+	}
+	if len(after.Problems) > 0 {
+		return rep, fmt.Errorf("filestore: repair %s: problems remain: %s", dir, after.Problems[0])
+	}
+	rep.Channels = after.Channels
+	return rep, nil
+}
+
+func repairTornTail(p *Problem, opts *Options) error {
+	if strings.HasSuffix(p.File, ".seg") {
+		f, err := os.OpenFile(p.File, os.O_RDWR, 0)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if p.Offset < fileHdrSize { // torn header
+			if err := f.Truncate(0); err != nil {
+				return err
+			}
+			if _, err := f.WriteAt(fileHeader(magicSeg), 0); err != nil {
+				return err
+			}
+		} else if err := f.Truncate(p.Offset); err != nil {
+			return err
+		}
+		return fsync(f, opts)
+	}
+	// A log: cut after the last intact record (an empty log if its header was torn).
+	f, err := os.OpenFile(p.File, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := f.Truncate(p.Offset); err != nil {
+		return err
+	}
+	return fsync(f, opts)
+}
+
+func findSeg(infos []*chanInfo, path string) (*chanInfo, int) {
+	for _, ci := range infos {
+		for i, si := range ci.segs {
+			if si.path == path || si.base+".idx" == path {
+				return ci, i
+			}
+		}
+	}
+	return nil, -1
+}
+
+func repairIndex(p *Problem, infos []*chanInfo, opts *Options) error {
+	ci, i := findSeg(infos, p.File)
+	if ci == nil {
+		return fmt.Errorf("no segment for index %s", p.File)
+	}
+	si := ci.segs[i]
+	seg := &segment{first: si.first, base: si.base, ents: si.ents}
+	return seg.writeIndex(opts)
+}
+
+// quarantine moves the damaged segment (or the segments before a gap) and every earlier
+// segment of its channel aside, or for a log keeps a copy and rewrites its intact records.
+func quarantine(rep *Report, p *Problem, infos []*chanInfo, opts *Options) error {
+	if !strings.HasSuffix(p.File, ".seg") {
+		return quarantineLog(rep, p, opts)
+	}
+	ci, i := findSeg(infos, p.File)
+	if ci == nil {
+		return fmt.Errorf("segment not found")
+	}
+	upto := i // inclusive
+	if p.Kind == ProblemGap {
+		upto = i - 1
+	}
+	qdir := filepath.Join(ci.dir, "quarantine")
+	if err := os.MkdirAll(qdir, 0o755); err != nil {
+		return err
+	}
+	var maxSeq uint64
+	for j := 0; j <= upto; j++ {
+		si := ci.segs[j]
+		if si.path == "" { // already moved for an earlier problem
+			continue
+		}
+		maxSeq = max(maxSeq, si.maxSeq)
+		for _, ext := range []string{".seg", ".idx"} {
+			src := si.base + ext
+			if _, err := os.Stat(src); err != nil {
+				continue
+			}
+			dst := filepath.Join(qdir, filepath.Base(src))
+			if err := os.Rename(src, dst); err != nil {
+				return err
+			}
+			rep.Quarantined = append(rep.Quarantined, dst)
+		}
+		si.path = ""
+	}
+	remaining := 0
+	for _, si := range ci.segs {
+		if si.path != "" {
+			remaining++
+		}
+	}
+	if remaining == 0 {
+		// Keep Last: an empty segment holding only a marker (First = Last+1).
+		last := max(maxSeq, ci.ch.base)
+		if err := writeMarkerSegment(ci.dir, last, opts); err != nil {
+			return err
+		}
+	}
+	return syncDir(ci.dir, opts)
+}
+
+func writeMarkerSegment(dir string, last uint64, opts *Options) error {
+	base := segPath(dir, last+1)
+	f, err := os.OpenFile(base+".seg", os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var h [hdrSize]byte
+	binary.LittleEndian.PutUint64(h[8:], last+1)
+	binary.LittleEndian.PutUint64(h[16:], last)
+	binary.LittleEndian.PutUint32(h[24:], flagMarker)
+	binary.LittleEndian.PutUint32(h[4:], crc32Checksum(h[8:]))
+	if _, err := f.Write(append(fileHeader(magicSeg), h[:]...)); err != nil {
+		return err
+	}
+	return fsync(f, opts)
+}
+
+func quarantineLog(rep *Report, p *Problem, opts *Options) error {
+	data, err := os.ReadFile(p.File)
+	if err != nil {
+		return err
+	}
+	qdir := filepath.Join(filepath.Dir(p.File), "quarantine")
+	if err := os.MkdirAll(qdir, 0o755); err != nil {
+		return err
+	}
+	dst := filepath.Join(qdir, filepath.Base(p.File))
+	if err := os.WriteFile(dst, data, 0o644); err != nil {
+		return err
+	}
+	rep.Quarantined = append(rep.Quarantined, dst)
+	var recs [][]byte
+	magic := magicSubs
+	if filepath.Base(p.File) == "meta.log" {
+		magic = magicMeta
+	}
+	if _, err := checkHeader(p.File, magic, data); err == nil && len(data) >= fileHdrSize {
+		// Every intact record: the prefix, then each one found past the damage.
+		off := fileHdrSize
+		for off < len(data) {
+			r, end := readFrames(append(make([]byte, fileHdrSize), data[off:]...))
+			recs = append(recs, r...)
+			off += end - fileHdrSize
+			next := nextFrame(data, off)
+			if next < 0 {
+				break
+			}
+			off = next
+		}
+	}
+	l := &recLog{path: p.File, magic: magic, opts: opts}
+	if err := l.rewrite(recs); err != nil {
+		return err
+	}
+	return l.close(false)
+}
