@@ -261,6 +261,9 @@ func (m *Main) Close() error {
 // Execute is the whole binary: parse, then check (-t), signal (--signal) or run until a
 // signal. Exit codes: 0 ok, 1 configuration or runtime failure, 2 usage.
 func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "store" {
+		return runStoreCommand(args[1:], stdout, stderr)
+	}
 	m := NewMain(stdout, stderr)
 	m.HandleSignals = true
 	err := m.ParseFlags(args)
