@@ -23,6 +23,7 @@ type recLog struct {
 	w     *bufio.Writer
 	opts  *Options
 	frame [8]byte
+	clean bool // opened with no torn tail: may be appended to as it is
 }
 
 // openRecLog reads every intact record of path (cutting a torn tail) and opens it for
@@ -54,8 +55,20 @@ func openRecLog(path, magic string, opts *Options) (*recLog, [][]byte, error) {
 				Reason: fmt.Sprintf("record fails its checks; an intact record follows at offset %d", next)}
 		}
 		opts.Logger.Warn("filestore: torn tail cut", "file", path, "offset", off, "bytes", len(data)-off)
+	} else {
+		l.clean = true
 	}
 	return l, recs, nil
+}
+
+// openAppend opens an intact log for appending as it is (no compaction).
+func (l *recLog) openAppend() error {
+	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	l.f, l.w = f, bufio.NewWriterSize(f, 32<<10)
+	return nil
 }
 
 // nextFrame returns the offset of the first intact, non-empty frame after off, or -1.

@@ -7,9 +7,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/starling-io/starling/stores"
 )
@@ -127,8 +129,29 @@ func Open(dir string, opts Options) (*Store, error) {
 	for _, r := range recs {
 		s.replay(r)
 	}
-	for name, ch := range s.channels {
-		if err := s.openChannel(name, ch); err != nil {
+	// Channels open in parallel: recovery scans each tail segment (CRCs), which is CPU
+	// work that spreads over the cores. openChannel touches only its own channel and the
+	// shared handle cache (which has its own lock).
+	names := make([]string, 0, len(s.channels))
+	for name := range s.channels {
+		names = append(names, name)
+	}
+	errs := make([]error, len(names))
+	var wg sync.WaitGroup
+	next := atomic.Int64{}
+	for range min(runtime.GOMAXPROCS(0), len(names)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1) - 1); i < len(names); i = int(next.Add(1) - 1) {
+				errs[i] = s.openChannel(names[i], s.channels[names[i]])
+			}
+		}()
+	}
+	wg.Wait()
+	for i, name := range names {
+		ch := s.channels[name]
+		if err := errs[i]; err != nil {
 			var de *DamageError
 			if !errors.As(err, &de) {
 				s.abandon()

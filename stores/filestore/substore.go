@@ -54,6 +54,14 @@ func openSubStore(path string, maxSubs int, opts *Options) (*subStore, error) {
 		r.pending.Ascend(func(seq uint64) bool { p = putUv(p, seq); return true })
 		out = append(out, p)
 	}
+	// Rewriting costs a file, two fsyncs and a rename per channel: only when the log has
+	// something to drop (records beyond the compact form, or a torn tail).
+	if l.clean && len(recs) <= len(out) {
+		if err := l.openAppend(); err != nil {
+			return nil, err
+		}
+		return ss, nil
+	}
 	if err := l.rewrite(out); err != nil {
 		return nil, err
 	}
