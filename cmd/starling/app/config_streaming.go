@@ -77,6 +77,12 @@ func (r *fileReader) streamingBlock(s *settings, e *conf.Entry, path string) {
 					st.reserved = map[string]any{}
 				}
 				st.reserved[fd.names[0]] = v
+				// file_options.sync is in force already (the rest is still reserved).
+				if fo, ok := v.(map[string]any); ok && fd.names[0] == "file_options" {
+					if sync, ok := fo["sync"].(bool); ok {
+						st.fileSync = sync
+					}
+				}
 			}
 		}
 	})

@@ -66,3 +66,25 @@ func TestStoreVerifyAndRepair(t *testing.T) {
 		t.Fatalf("unknown verb: %d", code)
 	}
 }
+
+func TestFileOptionsSync(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "s.conf")
+	if err := os.WriteFile(path, []byte("streaming { store: file, dir: \""+dir+"\", file_options { sync: false } }\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m := NewMain(&bytes.Buffer{}, &bytes.Buffer{})
+	if err := m.ParseFlags([]string{"-c", path}); err != nil {
+		t.Fatal(err)
+	}
+	if m.cfg.streaming.fileSync {
+		t.Fatal("file_options.sync: false was not applied")
+	}
+	m = NewMain(&bytes.Buffer{}, &bytes.Buffer{})
+	if err := m.ParseFlags([]string{"-c", path, "--file_sync=true"}); err != nil {
+		t.Fatal(err)
+	}
+	if !m.cfg.streaming.fileSync {
+		t.Fatal("the flag did not win over the file")
+	}
+}
