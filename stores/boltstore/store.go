@@ -55,8 +55,22 @@ type channel struct {
 	subs *subStore
 }
 
-// Open opens (creating if needed) the bolt store at path and recovers what it holds.
-func Open(path string, opts Options) (*Store, error) {
+// Open opens (creating if needed) the bolt store at path and recovers what it holds. A
+// corrupt file is an error, never a panic: bbolt panics on some damaged pages, and Open
+// turns that into ErrCorrupt so the server reports it and stops cleanly.
+func Open(path string, opts Options) (st *Store, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			st, err = nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, path, r)
+		}
+	}()
+	return openStore(path, opts)
+}
+
+// ErrCorrupt reports a database file bbolt cannot read.
+var ErrCorrupt = errors.New("boltstore: corrupt database file")
+
+func openStore(path string, opts Options) (*Store, error) {
 	limits := &stores.LimitsSet{Global: stores.DefaultLimits()}
 	if opts.Limits != nil {
 		if err := opts.Limits.Validate(); err != nil {
