@@ -1,11 +1,9 @@
 package boltstore
 
 import (
-	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"time"
 
@@ -208,22 +206,11 @@ func (s *Store) Recover() (*stores.RecoveredState, error) {
 	if s.info == nil {
 		return nil, nil
 	}
-	rs := &stores.RecoveredState{Info: *s.info}
-	for _, c := range s.clients {
-		rs.Clients = append(rs.Clients, cloneClient(c))
-	}
-	slices.SortFunc(rs.Clients, func(a, b stores.ClientInfo) int { return cmp.Compare(a.ID, b.ID) })
+	chans := make([]*stores.Channel, 0, len(s.channels))
 	for _, ch := range s.channels {
-		subs, err := ch.subs.Subs()
-		if err != nil {
-			return nil, err
-		}
-		rs.Channels = append(rs.Channels, &stores.RecoveredChannel{Channel: &ch.ch, Subs: subs})
+		chans = append(chans, &ch.ch)
 	}
-	slices.SortFunc(rs.Channels, func(a, b *stores.RecoveredChannel) int {
-		return cmp.Compare(a.Channel.Name, b.Channel.Name)
-	})
-	return rs, nil
+	return stores.NewRecoveredState(*s.info, s.clients, chans)
 }
 
 // CreateChannel implements stores.Store: durable when it returns.
@@ -305,14 +292,9 @@ func (s *Store) AddClient(c stores.ClientInfo) error {
 	if s.closed {
 		return stores.ErrClosed
 	}
-	s.clients[c.ID] = cloneClient(c)
+	s.clients[c.ID] = stores.CloneClient(c)
 	s.dirty[c.ID] = true
 	return nil
-}
-
-func cloneClient(c stores.ClientInfo) stores.ClientInfo {
-	c.ConnID = slices.Clone(c.ConnID)
-	return c
 }
 
 // DeleteClient implements stores.Store: durable at the next Sync.

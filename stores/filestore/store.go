@@ -1,7 +1,6 @@
 package filestore
 
 import (
-	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -227,7 +226,7 @@ func (s *Store) replay(rec []byte) {
 		c := stores.ClientInfo{ID: d.str(), HbInbox: d.str(), ConnID: d.bytes(), Protocol: int32(d.iv()),
 			PingInterval: int32(d.iv()), PingMaxOut: int32(d.iv())}
 		if !d.bad {
-			c.ConnID = slices.Clone(c.ConnID)
+			c = stores.CloneClient(c)
 			s.clients[c.ID] = c
 		}
 	case metaClientDel:
@@ -352,23 +351,11 @@ func (s *Store) Recover() (*stores.RecoveredState, error) {
 	if s.info == nil {
 		return nil, nil
 	}
-	rs := &stores.RecoveredState{Info: *s.info}
-	for _, c := range s.clients {
-		c.ConnID = slices.Clone(c.ConnID)
-		rs.Clients = append(rs.Clients, c)
-	}
-	slices.SortFunc(rs.Clients, func(a, b stores.ClientInfo) int { return cmp.Compare(a.ID, b.ID) })
+	chans := make([]*stores.Channel, 0, len(s.channels))
 	for _, ch := range s.channels {
-		subs, err := ch.subs.Subs()
-		if err != nil {
-			return nil, err
-		}
-		rs.Channels = append(rs.Channels, &stores.RecoveredChannel{Channel: &ch.ch, Subs: subs})
+		chans = append(chans, &ch.ch)
 	}
-	slices.SortFunc(rs.Channels, func(a, b *stores.RecoveredChannel) int {
-		return cmp.Compare(a.Channel.Name, b.Channel.Name)
-	})
-	return rs, nil
+	return stores.NewRecoveredState(*s.info, s.clients, chans)
 }
 
 // CreateChannel implements stores.Store: durable when it returns.
@@ -446,7 +433,7 @@ func (s *Store) AddClient(c stores.ClientInfo) error {
 	if s.closed {
 		return stores.ErrClosed
 	}
-	c.ConnID = slices.Clone(c.ConnID)
+	c = stores.CloneClient(c)
 	s.clients[c.ID] = c
 	s.buf = encClient(s.buf[:0], &c)
 	s.meta.add(s.buf)
