@@ -1,0 +1,239 @@
+package filestore
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+)
+
+// Recovery: opening a segment, trusting or rebuilding its index, scanning and
+// verifying records, and telling a torn tail from damage in the middle of a file.
+
+// openSegment opens one segment; the tail segment is always scanned and repaired, a
+// sealed one trusts a consistent index. It returns the last marker found in a scan.
+func (ms *msgStore) openSegment(base string, first uint64, tail bool) (*segment, uint64, uint64, error) {
+	f, err := os.OpenFile(base+".seg", os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	seg := &segment{first: first, base: base, f: f}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, 0, err
+	}
+	size := fi.Size()
+	torn, err := readHeader(f, magicSeg)
+	if errors.Is(err, errBadMagic) || (torn && !tail) {
+		f.Close()
+		return nil, 0, 0, &DamageError{File: base + ".seg", Offset: 0, Reason: "bad or missing file header", Err: err}
+	}
+	if err != nil {
+		f.Close()
+		return nil, 0, 0, err
+	}
+	if torn { // a crash right after the tail was created: rewrite its header
+		ms.opts.Logger.Warn("filestore: torn tail cut", "file", base+".seg", "offset", 0, "bytes", size)
+		err := f.Truncate(0)
+		if err == nil {
+			_, err = f.WriteAt(fileHeader(magicSeg), 0)
+		}
+		if err != nil {
+			f.Close()
+			return nil, 0, 0, err
+		}
+		size = fileHdrSize
+	}
+	var mf, ml uint64
+	why := ""
+	if !tail {
+		if f, err := os.Open(base + ".idx"); err == nil {
+			_, err = readHeader(f, magicIdx)
+			f.Close()
+			if errors.Is(err, ErrVersion) {
+				seg.f.Close()
+				return nil, 0, 0, err
+			}
+		}
+		if why = seg.loadIndex(size); why == "" {
+			seg.size, seg.flushed = size, size
+			f.Close()
+			seg.f = nil
+			return seg, 0, 0, nil
+		}
+	}
+	end, mf, ml, err := seg.scan(size)
+	if err != nil {
+		f.Close()
+		return nil, 0, 0, err
+	}
+	if end != size {
+		next, zeros, rerr := seg.resync(end, size)
+		if rerr != nil {
+			f.Close()
+			return nil, 0, 0, rerr
+		}
+		if !tail || (next >= 0 && !zeros) {
+			f.Close()
+			reason := "record fails its checks before the end of a sealed segment"
+			if next == end {
+				reason = "sequence does not continue the segment"
+			} else if next >= 0 {
+				reason = fmt.Sprintf("record fails its checks; an intact record follows at offset %d", next)
+			}
+			return nil, 0, 0, &DamageError{File: base + ".seg", Offset: end, Reason: reason}
+		}
+		ms.opts.Logger.Warn("filestore: torn tail cut", "file", base+".seg", "offset", end, "bytes", size-end)
+		if err := f.Truncate(end); err != nil {
+			f.Close()
+			return nil, 0, 0, err
+		}
+	}
+	seg.size, seg.flushed = end, end
+	if !tail { // its index disagreed: rebuilt
+		ms.opts.Logger.Warn("filestore: index rebuilt", "file", base+".idx", "why", why)
+		err := seg.writeIndex(ms.opts)
+		f.Close()
+		seg.f = nil
+		if err != nil {
+			return nil, 0, 0, err
+		}
+		return seg, mf, ml, nil
+	}
+	// The tail's index is written when it is sealed (and rebuilt by this scan on open).
+	if _, err := f.Seek(end, io.SeekStart); err != nil {
+		f.Close()
+		return nil, 0, 0, err
+	}
+	seg.w = bufio.NewWriterSize(f, 256<<10)
+	return seg, mf, ml, nil
+}
+
+// loadIndex reads the index file and keeps it if it is consistent with a segment of size
+// bytes; otherwise it returns why not.
+func (seg *segment) loadIndex(size int64) string {
+	data, err := os.ReadFile(seg.base + ".idx")
+	if err != nil {
+		return err.Error()
+	}
+	if _, err := checkHeader(seg.base+".idx", magicIdx, data); err != nil || len(data) < fileHdrSize {
+		if err == nil {
+			return "torn header"
+		}
+		return err.Error()
+	}
+	data = data[fileHdrSize:]
+	if len(data)%idxSize != 0 || len(data) == 0 {
+		return fmt.Sprintf("%d bytes of entries is not a positive multiple of %d", len(data), idxSize)
+	}
+	ents := make([]entry, 0, len(data)/idxSize)
+	prevEnd := uint64(fileHdrSize)
+	for p := data; len(p) > 0; p = p[idxSize:] {
+		if crc32.Checksum(p[:20], crcTable) != binary.LittleEndian.Uint32(p[20:]) {
+			return fmt.Sprintf("entry %d fails its CRC", len(ents))
+		}
+		e := entry{time: int64(binary.LittleEndian.Uint64(p)), off: binary.LittleEndian.Uint32(p[8:]),
+			blen: binary.LittleEndian.Uint32(p[12:]), rlen: binary.LittleEndian.Uint32(p[16:])}
+		end := uint64(e.off) + hdrSize + uint64(e.blen)
+		if uint64(e.off) < prevEnd || e.rlen > e.blen || end > uint64(size) {
+			return fmt.Sprintf("entry %d is inconsistent with the segment (%d bytes)", len(ents), size)
+		}
+		prevEnd = end
+		ents = append(ents, e)
+	}
+	seg.ents = ents
+	return ""
+}
+
+// scan reads the records of the segment, verifying CRCs and sequences, and returns where
+// the intact prefix ends and the last marker.
+func (seg *segment) scan(size int64) (end int64, mf, ml uint64, err error) {
+	r := bufio.NewReaderSize(io.NewSectionReader(seg.f, fileHdrSize, max(size-fileHdrSize, 0)), 256<<10)
+	var hdr [hdrSize]byte
+	var body []byte
+	seg.ents = seg.ents[:0]
+	end = fileHdrSize
+	for {
+		if _, err := io.ReadFull(r, hdr[:]); err != nil {
+			return end, mf, ml, nil
+		}
+		blen := binary.LittleEndian.Uint32(hdr[0:])
+		if int64(blen) > size-end-hdrSize {
+			return end, mf, ml, nil
+		}
+		if cap(body) < int(blen) {
+			body = make([]byte, blen)
+		}
+		body = body[:blen]
+		if _, err := io.ReadFull(r, body); err != nil {
+			return end, mf, ml, nil
+		}
+		crc := crc32.Update(crc32.Checksum(hdr[8:], crcTable), crcTable, body)
+		if crc != binary.LittleEndian.Uint32(hdr[4:]) {
+			return end, mf, ml, nil
+		}
+		seq := binary.LittleEndian.Uint64(hdr[8:])
+		tm := int64(binary.LittleEndian.Uint64(hdr[16:]))
+		flags := binary.LittleEndian.Uint32(hdr[24:])
+		rlen := binary.LittleEndian.Uint32(hdr[28:])
+		if flags&flagMarker != 0 {
+			mf, ml = seq, uint64(tm)
+		} else {
+			if seq != seg.first+uint64(len(seg.ents)) || rlen > blen {
+				return end, mf, ml, nil
+			}
+			seg.ents = append(seg.ents, entry{time: tm, off: uint32(end), blen: blen, rlen: rlen})
+		}
+		end += hdrSize + int64(blen)
+	}
+}
+
+// resync looks for an intact record after the bad one at off: it returns the offset of the
+// first one (-1 if none) and whether every byte from off to it (or to the end) is zero,
+// which is what unwritten pages of an unsynced tail read as.
+func (seg *segment) resync(off, size int64) (next int64, zeros bool, err error) {
+	data := make([]byte, size-off)
+	if _, err := seg.f.ReadAt(data, off); err != nil && !errors.Is(err, io.EOF) {
+		return -1, false, err
+	}
+	expect := seg.first + uint64(len(seg.ents))
+	zeros = true
+	for p := 0; p < len(data); p++ {
+		if p+hdrSize <= len(data) && intactAt(data[p:], expect) {
+			return off + int64(p), zeros, nil
+		}
+		if data[p] != 0 {
+			zeros = false
+		}
+	}
+	return -1, zeros, nil
+}
+
+// intactAt reports whether b starts with an intact record that could follow sequence
+// expect-1 (a message at or after expect, or a marker).
+func intactAt(b []byte, expect uint64) bool {
+	blen := binary.LittleEndian.Uint32(b[0:])
+	if uint64(blen) > uint64(len(b)-hdrSize) {
+		return false
+	}
+	seq := binary.LittleEndian.Uint64(b[8:])
+	flags := binary.LittleEndian.Uint32(b[24:])
+	switch {
+	case flags == flagMarker:
+		if blen != 0 {
+			return false
+		}
+	case flags == 0:
+		if seq < expect || seq-expect > 1<<32 || binary.LittleEndian.Uint32(b[28:]) > blen {
+			return false
+		}
+	default:
+		return false
+	}
+	crc := crc32.Checksum(b[8:hdrSize+int(blen)], crcTable)
+	return crc == binary.LittleEndian.Uint32(b[4:])
+}
