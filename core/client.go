@@ -21,6 +21,7 @@ type clientKind uint8
 const (
 	kindClient   clientKind = iota // a socket speaking the client protocol
 	kindInternal                   // an in-process Conn: no socket, handler subscriptions
+	kindRoute                      // another server of the cluster
 )
 
 // Read buffer sizing: start small so idle connections stay cheap, grow while reads fill
@@ -77,6 +78,9 @@ type client struct {
 	optsSeen  *Options // the options the parser limits were taken from
 	inBatch   inBatch
 	connected bool // CONNECT processed
+	ready     bool // a route: handshake done (cached from route.registered)
+
+	route *routeState // set for kindRoute
 
 	// Set at CONNECT by the read goroutine before any delivery can depend on them; the
 	// flags are atomics because producers on other goroutines read them.
@@ -239,11 +243,20 @@ func (c *client) readLoop() {
 			if o := c.srv.o(); o != c.optsSeen {
 				c.applyLimits(o)
 			}
-			perr := c.parser.Parse(buf[:n])
+			var perr error
+			if c.route != nil {
+				perr = c.route.parser.Parse(buf[:n])
+			} else {
+				perr = c.parser.Parse(buf[:n])
+			}
 			c.publishInBatch(now)
 			c.prod.flushPending()
 			if perr != nil {
-				c.handleParseError(perr)
+				if c.route != nil {
+					c.handleRouteError(perr)
+				} else {
+					c.handleParseError(perr)
+				}
 				return
 			}
 			// Adapt the buffer to the traffic.
@@ -274,6 +287,10 @@ func (c *client) readLoop() {
 // applyLimits takes the parser limits from (reloaded) options on the read goroutine.
 func (c *client) applyLimits(o *Options) {
 	c.optsSeen = o
+	if c.route != nil {
+		c.route.parser.MaxPayload = o.MaxPayload
+		return
+	}
 	c.parser.MaxPayload = o.MaxPayload
 	if c.connected {
 		c.parser.MaxControlLine = o.MaxControlLine
@@ -340,8 +357,13 @@ func (c *client) closeConnection(reason string) {
 	for _, sub := range subs {
 		sub.closed.Store(true)
 		_ = c.srv.subs.Remove(sub.subject, sub.queue, sub)
+		c.srv.subRemoved(sub)
 	}
-	c.srv.removeClient(c)
+	if c.kind == kindRoute {
+		c.srv.removeRoute(c)
+	} else {
+		c.srv.removeClient(c)
+	}
 	if nc != nil {
 		if !flush {
 			_ = nc.Close()

@@ -143,6 +143,7 @@ func (nc *Conn) Subscribe(subj, queue string, handler MsgHandler) (*Subscription
 	}
 	c.subs[sub.sid] = sub
 	c.mu.Unlock()
+	c.srv.subAdded(sub)
 	return (*Subscription)(sub), nil
 }
 

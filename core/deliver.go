@@ -1,7 +1,6 @@
 package core
 
 import (
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,6 +22,9 @@ type subscription struct {
 	max       atomic.Int64 // auto-unsubscribe limit; 0 = none
 	delivered atomic.Int64
 	closed    atomic.Bool
+
+	weight  atomic.Int32 // a route's queue interest: members behind it
+	counted bool         // in the server's route interest counts; guarded by Server.rmu
 }
 
 // producer is the publishing side of a connection: it remembers which destinations got
@@ -36,6 +38,9 @@ type producer struct {
 	last    *client       // fast path for runs of messages to one destination
 	stall   chan struct{} // a destination past its stall mark: wait for it at the flush
 	timer   *time.Timer   // reused for stall waits
+
+	hits   hitBuf   // routes the current message crosses (single-goroutine producers)
+	queues [][]byte // a routed message: the queue groups chosen for this server
 }
 
 // Back-pressure: a producer whose destination is past 3/4 of max_pending waits for it to
@@ -137,26 +142,36 @@ func (c *client) match(subj []byte) *subject.Result[*subscription] {
 // first hdrLen bytes the header (hdrLen 0 = no header).
 func (p *producer) route(r *subject.Result[*subscription], subj, reply []byte, hdrLen int, msg []byte) int {
 	n := 0
+	fromRoute := p.self.kind == kindRoute
+	hb := &p.hits
+	if p.lock != nil {
+		hb = hitPool.Get().(*hitBuf)
+		defer hitPool.Put(hb)
+	}
 	for _, sub := range r.Plain {
+		if sub.client.kind == kindRoute {
+			// Another server wants it: once per route, and never a second hop.
+			if !fromRoute {
+				hb.add(sub.client, "")
+			}
+			continue
+		}
 		if p.deliver(sub, subj, reply, hdrLen, msg) {
 			n++
 		}
 	}
 	for i := range r.Queues {
-		members := r.Queues[i].Members
-		if len(members) == 0 {
+		qg := &r.Queues[i]
+		if len(qg.Members) == 0 || (fromRoute && !p.listed(qg.Name)) {
 			continue
 		}
-		start := 0
-		if len(members) > 1 {
-			start = rand.IntN(len(members))
+		if p.routeQueue(hb, qg, subj, reply, hdrLen, msg) {
+			n++
 		}
-		for j := range members {
-			if p.deliver(members[(start+j)%len(members)], subj, reply, hdrLen, msg) {
-				n++
-				break
-			}
-		}
+	}
+	if len(hb.hits) > 0 {
+		n += len(hb.hits)
+		p.sendToRoutes(hb, subj, reply, hdrLen, msg)
 	}
 	return n
 }

@@ -48,6 +48,7 @@ func (s *Server) infoJSON(c *client, connectInfo bool) []byte {
 		ClientIP:     c.ip,
 		LameDuckMode: s.ldm,
 		Nonce:        string(c.nonce),
+		ConnectURLs:  s.connectURLs(),
 	}
 	if o := s.o(); o.Auth != nil {
 		info.AuthRequired = o.Auth.Required()

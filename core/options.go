@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"time"
 
 	"github.com/starling-io/starling/core/auth"
@@ -66,8 +67,33 @@ type Options struct {
 	HTTPPort  int
 	HTTPSPort int
 
+	// Cluster, when set, opens a route listener and joins the servers it names into a mesh.
+	Cluster *ClusterOptions
+
 	Logger *slog.Logger // nil = discard
 }
+
+// ClusterOptions configures routes (spec §16–17).
+type ClusterOptions struct {
+	Host        string     // route listen address; "" = 0.0.0.0
+	Port        int        // 0 = DefaultClusterPort, -1 = random
+	Name        string     // routes naming another cluster are refused; "" accepts any
+	Advertise   string     // host:port other servers should dial instead of the listen address
+	NoAdvertise bool       // do not put other servers' client URLs into connect_urls
+	Routes      []*url.URL // seeds; retried forever. Credentials in a URL are sent to it.
+
+	// Username/Password, when set, are required of every server that dials us, and sent
+	// when we dial a route whose URL carries none. Password may be a bcrypt hash.
+	Username, Password string
+	AuthTimeout        time.Duration
+
+	// TLS, when set, secures every route: TLS is the server side, TLSClient the dialing side
+	// (both normally verify the peer's certificate).
+	TLS, TLSClient *tls.Config
+}
+
+// DefaultClusterPort is the conventional route port.
+const DefaultClusterPort = 6222
 
 // ErrInvalidOptions wraps every option validation failure.
 var ErrInvalidOptions = errors.New("core: invalid options")
@@ -116,6 +142,25 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Cluster != nil {
+		co := *o.Cluster
+		if co.Host == "" {
+			co.Host = "0.0.0.0"
+		}
+		if co.Port == 0 {
+			co.Port = DefaultClusterPort
+		}
+		if co.AuthTimeout == 0 {
+			co.AuthTimeout = DefaultAuthTimeout
+		}
+		switch {
+		case co.Port < -1 || co.Port > 65535:
+			return o, fmt.Errorf("%w: cluster port %d out of range", ErrInvalidOptions, co.Port)
+		case (co.TLS == nil) != (co.TLSClient == nil):
+			return o, fmt.Errorf("%w: cluster TLS needs both the server and the client configuration", ErrInvalidOptions)
+		}
+		o.Cluster = &co
 	}
 	switch {
 	case o.Port < -1 || o.Port > 65535:

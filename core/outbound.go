@@ -158,7 +158,7 @@ func (c *client) flushOut() (closed bool) {
 			reason := reasonWriteError
 			if errors.Is(err, os.ErrDeadlineExceeded) || isTimeout(err) {
 				reason = reasonSlowConsumerWrite
-				c.srv.slow.Add(1)
+				c.srv.countSlow(c)
 				c.log.Info("slow consumer detected", "reason", reason)
 			}
 			c.closeConnection(reason)
@@ -204,7 +204,16 @@ func (c *client) markSlowConsumer() {
 	if already {
 		return
 	}
-	c.srv.slow.Add(1)
+	c.srv.countSlow(c)
 	c.log.Info("slow consumer detected", "reason", reasonSlowConsumerPending, "max_pending", c.srv.o().MaxPending)
 	c.closeConnection(reasonSlowConsumerPending)
+}
+
+// countSlow counts a slow consumer under its kind (/varz slow_consumer_stats).
+func (s *Server) countSlow(c *client) {
+	if c.kind == kindRoute {
+		s.slowRoutes.Add(1)
+		return
+	}
+	s.slow.Add(1)
 }

@@ -10,7 +10,7 @@ import (
 // setPingTimer (re)arms the keepalive timer with up to 20% jitter so thousands of
 // connections do not tick together. One timer per connection, never per message.
 func (c *client) setPingTimer(d time.Duration) {
-	if c.kind != kindClient || d <= 0 {
+	if c.kind == kindInternal || d <= 0 {
 		return
 	}
 	d += time.Duration(rand.Int64N(int64(d)/5 + 1))
@@ -30,6 +30,9 @@ func (c *client) setPingTimer(d time.Duration) {
 // known; close it as stale after ping_max unanswered PINGs.
 func (c *client) processPingTimer() {
 	interval := c.srv.o().PingInterval
+	if c.kind == kindRoute {
+		interval = min(interval, routePingMax)
+	}
 	now := time.Now()
 	c.mu.Lock()
 	if c.closed {

@@ -131,6 +131,7 @@ func (c *client) ProcessSub(subj, queue, sid []byte) error {
 	}
 	c.subs[sub.sid] = sub
 	c.mu.Unlock()
+	c.srv.subAdded(sub)
 	if c.opts.Verbose {
 		c.sendProto(wire.OKLine)
 	}
@@ -165,6 +166,7 @@ func (c *client) removeSub(sub *subscription) {
 	}
 	c.mu.Unlock()
 	_ = c.srv.subs.Remove(sub.subject, sub.queue, sub)
+	c.srv.subRemoved(sub)
 }
 
 func (c *client) ProcessPing() error {

@@ -27,7 +27,11 @@ func (s *Server) Reload(next Options) error {
 		return fmt.Errorf("%w: the listen address cannot change (restart instead)", ErrReload)
 	case n.ServerName != cur.ServerName:
 		return fmt.Errorf("%w: server_name cannot change", ErrReload)
+	case (n.Cluster == nil) != (cur.Cluster == nil):
+		return fmt.Errorf("%w: clustering cannot be turned on or off (restart instead)", ErrReload)
 	}
+	// Routes keep the cluster settings they started with.
+	n.Cluster = cur.Cluster
 	if next.Logger == nil {
 		n.Logger = cur.Logger
 	}

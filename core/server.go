@@ -51,7 +51,21 @@ type Server struct {
 	cpu       cpuMeter
 	gone      counters // traffic of closed connections, so totals never go backwards
 
+	// Cluster (route.go). rmu guards the route maps and interest counts; it is taken before
+	// any client's mu, never after.
+	rmu         sync.Mutex
+	routes      map[string]*client       // registered routes by remote server id
+	routeConns  map[uint64]*client       // every route connection, registered or not
+	interest    map[interestKey]int32    // local subscribers per subject/queue; nil unclustered
+	remoteURLs  map[string]int           // client URLs of the other servers, counted
+	dialing     map[string]bool          // route addresses being dialed
+	clusterURLs atomic.Pointer[[]string] // sorted keys of remoteURLs, for INFO
+	routeLn     net.Listener
+	routeURL    string // how other servers reach our route listener
+	slowRoutes  atomic.Int64
+
 	ready chan struct{}
+	quit  chan struct{} // closed when shutdown begins
 	done  chan struct{}
 	wg    sync.WaitGroup
 }
@@ -70,7 +84,15 @@ func New(opts Options) (*Server, error) {
 		clients: make(map[uint64]*client),
 		closed:  closedRing{max: 10000},
 		ready:   make(chan struct{}),
+		quit:    make(chan struct{}),
 		done:    make(chan struct{}),
+	}
+	if o.Cluster != nil {
+		s.routes = make(map[string]*client)
+		s.routeConns = make(map[uint64]*client)
+		s.interest = make(map[interestKey]int32)
+		s.remoteURLs = make(map[string]int)
+		s.dialing = make(map[string]bool)
 	}
 	s.opts.Store(&o)
 	s.name = o.ServerName
@@ -122,6 +144,12 @@ func (s *Server) Start() error {
 	s.log.Info("listening for client connections", "addr", ln.Addr().String(), "server_id", s.id, "server_name", s.name, "version", Version)
 	s.wg.Add(1)
 	go s.acceptLoop(ln)
+	if co := s.o().Cluster; co != nil {
+		if err := s.startCluster(co); err != nil {
+			_ = ln.Close()
+			return err
+		}
+	}
 	close(s.ready)
 	return nil
 }
@@ -209,7 +237,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	s.shutdown = true
-	ln := s.listener
+	close(s.quit)
+	ln, rln := s.listener, s.routeLn
 	cls := make([]*client, 0, len(s.clients))
 	for _, c := range s.clients {
 		cls = append(cls, c)
@@ -217,6 +246,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 	if ln != nil {
 		_ = ln.Close()
+	}
+	if rln != nil {
+		_ = rln.Close()
+	}
+	if s.routeConns != nil {
+		s.closeRoutes()
 	}
 	for _, c := range cls {
 		c.closeConnection(reasonShutdown)
@@ -257,6 +292,7 @@ func (s *Server) LameDuck(ctx context.Context) error {
 	for _, c := range cls {
 		c.sendAsyncInfo()
 	}
+	s.lameDuckRoutes()
 	sleepCtx(ctx, s.o().LameDuckGracePeriod)
 	s.mu.Lock()
 	cls = s.clientList()

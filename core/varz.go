@@ -136,8 +136,22 @@ func (s *Server) Varz() *Varz {
 		outb += c.stats.outBytes.Load()
 	}
 	s.mu.Unlock()
-	v.InMsgs, v.OutMsgs, v.InBytes, v.OutBytes = in, out, inb, outb
 	v.InClientMsgs, v.OutClientMsgs, v.InClientBytes, v.OutClientBytes = in, out, inb, outb
+	if co := o.Cluster; co != nil {
+		rin, rout, rinb, routb := s.routeTraffic()
+		in, out, inb, outb = in+rin, out+rout, inb+rinb, outb+routb
+		v.Routes = s.NumRoutes()
+		v.Cluster = ClusterOptsVarz{Name: co.Name, Host: co.Host, AuthTimeout: co.AuthTimeout.Seconds(), TLSTimeout: o.TLSTimeout.Seconds(), PoolSize: 1}
+		if a := s.ClusterAddr(); a != nil {
+			v.Cluster.Port = a.Port
+		}
+		for _, u := range co.Routes {
+			v.Cluster.URLs = append(v.Cluster.URLs, u.Host)
+		}
+	}
+	v.InMsgs, v.OutMsgs, v.InBytes, v.OutBytes = in, out, inb, outb
+	v.SlowConsumersStats.Routes = uint64(s.slowRoutes.Load())
+	v.SlowConsumers += s.slowRoutes.Load()
 	return v
 }
 

@@ -256,18 +256,32 @@ func (m *Monitor) HandleSubsz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, sz, true)
 }
 
-// Routez is /routez; routes arrive with clustering, until then the list is empty.
+// Routez is /routez.
 type Routez struct {
-	ID        string    `json:"server_id"`
-	Name      string    `json:"server_name"`
-	Now       time.Time `json:"now"`
-	NumRoutes int       `json:"num_routes"`
-	Routes    []any     `json:"routes"`
+	ID        string           `json:"server_id"`
+	Name      string           `json:"server_name"`
+	Now       time.Time        `json:"now"`
+	NumRoutes int              `json:"num_routes"`
+	Routes    []core.RouteInfo `json:"routes"`
 }
 
-// HandleRoutez serves /routez.
+// HandleRoutez serves /routez (subs=1 lists each route's interest).
 func (m *Monitor) HandleRoutez(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, Routez{ID: m.srv.ID(), Name: m.srv.Name(), Now: time.Now().UTC(), Routes: []any{}}, true)
+	subs := false
+	if v := r.URL.Query().Get("subs"); v != "" {
+		if v == "detail" {
+			subs = true
+		} else {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				http.Error(w, fmt.Sprintf("Error decoding boolean for 'subs': %v", err), http.StatusBadRequest)
+				return
+			}
+			subs = b
+		}
+	}
+	rs := m.srv.Routez(subs)
+	writeJSON(w, Routez{ID: m.srv.ID(), Name: m.srv.Name(), Now: time.Now().UTC(), NumRoutes: len(rs), Routes: rs}, true)
 }
 
 // HandleHealthz serves /healthz (compact JSON; 503 when unhealthy).

@@ -84,6 +84,7 @@ func readFile(s *settings, m *conf.Map, p *problems) {
 			}
 		case "cluster":
 			s.cluster = r.reserved(e, path, clusterSchema())
+			s.clusterAt = fileOrigin(e.KeyPos, path)
 		case "streaming":
 			r.streamingBlock(s, e, path)
 		default:

@@ -245,7 +245,6 @@ cluster {
   listen: "0.0.0.0:6222"
   routes: ["nats-route://a:6222", "nats-route://b:6222"]
   authorization { user: route, password: pw, timeout: 2 }
-  tls { cert_file: c.pem, key_file: k.pem, cipher_suites: [TLS_AES_128_GCM_SHA256] }
   no_advertise: true
   pool_size: 3
   connect_retries: 5
@@ -279,8 +278,12 @@ streaming {
 		t.Errorf("writer permissions %+v %+v", writer.Publish, writer.AllowResponses)
 	}
 	if c.cluster["name"] != "c1" || c.cluster["listen"] != "0.0.0.0:6222" || c.cluster["pool_size"] != 3 ||
-		len(c.cluster["routes"].([]string)) != 2 || c.cluster["tls"].(tlsSettings).cert != "c.pem" {
+		len(c.cluster["routes"].([]string)) != 2 {
 		t.Errorf("cluster %+v", c.cluster)
+	}
+	if co := c.core.Cluster; co == nil || co.Name != "c1" || co.Port != 6222 || len(co.Routes) != 2 || co.Routes[1].Host != "b:6222" ||
+		co.Username != "route" || co.Password != "pw" || co.AuthTimeout != 2*time.Second || !co.NoAdvertise {
+		t.Errorf("core cluster options %+v", c.core.Cluster)
 	}
 	st := c.streaming
 	if st.opts.ClusterID != "test-cluster" || st.storeType() != "memory" || st.limits.Global.MaxBytes != 1<<30 ||

@@ -60,6 +60,7 @@ func newFlagSet(s *settings, out io.Writer) *flag.FlagSet {
 	fs.DurationVar(&o.LameDuckDuration, "lame_duck_duration", 0, "time to spread client closes over in lame duck mode (default 2m)")
 	fs.DurationVar(&o.LameDuckGracePeriod, "lame_duck_grace_period", 0, "wait before lame duck starts closing clients (default 10s)")
 	defineSecurityFlags(fs, s)
+	defineClusterFlags(fs, s)
 	defineProcessFlags(fs, s)
 	defineStreamingFlags(fs, s)
 	return fs

@@ -41,8 +41,10 @@ type settings struct {
 
 	streaming streamSettings
 
-	// Reserved for a later milestone (routes): accepted and validated, not yet used.
-	cluster map[string]any
+	// The cluster block as read (see clusterSchema), where it was, and the cluster flags.
+	cluster      map[string]any
+	clusterAt    origin
+	clusterFlags clusterFlags
 
 	plain []string // users with plain-text passwords, "token" for a plain token (built)
 }
@@ -124,6 +126,7 @@ func (s *settings) build(p *problems) {
 	case s.httpsPort != 0 && !s.tls.on:
 		p.add(s.httpsAt.errorf("HTTPS monitoring needs a tls block (or --tlscert/--tlskey) with the server certificate"))
 	}
+	s.core.Cluster = s.buildCluster(p)
 	if _, err := core.New(s.coreOptions(nil)); err != nil {
 		p.add(err)
 	}

@@ -1,0 +1,136 @@
+package app
+
+import (
+	"crypto/tls"
+	"flag"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/starling-io/starling/core"
+)
+
+// clusterFlags are nats-server's cluster flags; given, they win over the cluster block.
+type clusterFlags struct {
+	listen, routes, name, advertise string
+	noAdvertise                     *bool
+}
+
+func defineClusterFlags(fs *flag.FlagSet, s *settings) {
+	c := &s.clusterFlags
+	fs.StringVar(&c.listen, "cluster", "", "route listen URL, nats://HOST:PORT (turns clustering on)")
+	fs.StringVar(&c.listen, "cluster_listen", "", "same as --cluster")
+	fs.StringVar(&c.routes, "routes", "", "routes to dial, comma separated: nats://[user:pass@]HOST:PORT,...")
+	fs.StringVar(&c.name, "cluster_name", "", "cluster name; routes of another cluster are refused")
+	fs.StringVar(&c.advertise, "cluster_advertise", "", "route address other servers should dial (host:port)")
+	fs.BoolFunc("no_advertise", "do not tell clients about the other servers of the cluster", func(v string) error {
+		b, err := strconv.ParseBool(v)
+		c.noAdvertise = &b
+		return err
+	})
+}
+
+// buildCluster turns the cluster block and flags into core options; nil when neither
+// --cluster nor a cluster block is given.
+func (s *settings) buildCluster(p *problems) *core.ClusterOptions {
+	m, fl := s.cluster, s.clusterFlags
+	if m == nil && fl.listen == "" {
+		return nil
+	}
+	at := func(key string) origin {
+		if s.clusterAt.pos.Line == 0 {
+			return origin{name: "cluster." + key}
+		}
+		return origin{pos: s.clusterAt.pos, name: "cluster." + key}
+	}
+	co := &core.ClusterOptions{}
+	str := func(key string) string { v, _ := m[key].(string); return v }
+	co.Name = str("name")
+	co.Advertise = str("advertise")
+	co.NoAdvertise, _ = m["no_advertise"].(bool)
+	if v, ok := m["listen"].(string); ok {
+		host, port, _ := net.SplitHostPort(v)
+		co.Host = host
+		co.Port, _ = strconv.Atoi(port)
+	}
+	if v := str("host"); v != "" {
+		co.Host = v
+	}
+	if v, ok := m["port"].(int); ok {
+		co.Port = v
+	}
+	if a, ok := m["authorization"].(map[string]any); ok {
+		co.Username, _ = a["user"].(string)
+		co.Password, _ = a["password"].(string)
+		co.AuthTimeout, _ = a["timeout"].(time.Duration)
+		if _, tok := a["token"]; tok {
+			p.add(at("authorization.token").errorf("routes authenticate with user and password (or TLS), not a token"))
+		}
+	}
+	if t, ok := m["tls"].(tlsSettings); ok {
+		co.TLS, co.TLSClient = buildRouteTLS(&t, p)
+	}
+	routes, _ := m["routes"].([]string)
+	// Flags last: they win.
+	if fl.listen != "" {
+		u, err := url.Parse(fl.listen)
+		if err != nil || u.Host == "" {
+			if h, port, e := net.SplitHostPort(fl.listen); e == nil {
+				u = &url.URL{Host: net.JoinHostPort(h, port)}
+			} else {
+				p.add(flagOrigin("cluster").errorf("want nats://HOST:PORT, got %q", fl.listen))
+				return nil
+			}
+		}
+		co.Host = u.Hostname()
+		co.Port, _ = strconv.Atoi(u.Port())
+		if u.User != nil {
+			co.Username = u.User.Username()
+			co.Password, _ = u.User.Password()
+		}
+	}
+	if fl.name != "" {
+		co.Name = fl.name
+	}
+	if fl.advertise != "" {
+		co.Advertise = fl.advertise
+	}
+	if fl.noAdvertise != nil {
+		co.NoAdvertise = *fl.noAdvertise
+	}
+	routesAt := at("routes")
+	if fl.routes != "" {
+		routes, routesAt = strings.Split(fl.routes, ","), flagOrigin("routes")
+	}
+	for _, r := range routes {
+		r = strings.TrimSpace(r)
+		if r == "" {
+			continue
+		}
+		u, err := url.Parse(r)
+		if err != nil || u.Host == "" || u.Port() == "" {
+			p.add(routesAt.errorf("route %q: want nats://[user:pass@]HOST:PORT", r))
+			continue
+		}
+		co.Routes = append(co.Routes, u)
+	}
+	return co
+}
+
+// buildRouteTLS makes the route TLS configurations from the cluster's tls block: the same
+// certificate on both ends, each verifying the other against the block's CA.
+func buildRouteTLS(t *tlsSettings, p *problems) (srv, cli *tls.Config) {
+	t.on = true
+	srv = t.build(p)
+	if srv == nil {
+		return nil, nil
+	}
+	if srv.ClientCAs != nil {
+		srv.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	cli = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: srv.Certificates, RootCAs: srv.ClientCAs,
+		CipherSuites: srv.CipherSuites, CurvePreferences: srv.CurvePreferences}
+	return srv, cli
+}

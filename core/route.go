@@ -1,0 +1,788 @@
+package core
+
+import (
+	"crypto/subtle"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/url"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/starling-io/starling/core/wire"
+)
+
+// Routes join servers into a full mesh (spec §16, in Starling's own dialect: no account
+// token). Each pair of servers keeps one route connection, used both ways; a message crosses
+// at most one route. A route is a client of kindRoute: it shares the outbound buffer,
+// writer, slow-consumer and keepalive machinery of clients, with its own parser and state.
+
+// Route close reasons, as /routez and the log name them.
+const (
+	reasonDuplicateRoute = "Duplicate Route"
+	reasonRouteRejected  = "Route Rejected"
+	reasonWrongPort      = "Incorrect Port"
+)
+
+const (
+	routeDialTimeout  = 2 * time.Second
+	routeBackoffStart = 250 * time.Millisecond
+	routeBackoffMax   = 10 * time.Second
+	routePingMax      = 30 * time.Second
+	// implicitRetries: a gossiped route is attempted this many extra times before the server
+	// it names is forgotten (explicit routes are retried forever).
+	implicitRetries = 3
+)
+
+// routeState is what a route connection knows beyond a client's.
+type routeState struct {
+	rid        uint64
+	solicited  bool     // we dialed it
+	configured bool     // from the configured routes: retried forever
+	url        *url.URL // what we dialed
+	parser     *wire.RouteParser
+
+	// Guarded by the server's rmu.
+	registered  bool
+	self        bool // the route led back to this server
+	remoteID    string
+	remoteName  string
+	remoteURL   string   // its route URL, from its INFO
+	connectURLs []string // its client URLs
+	info        []byte   // its INFO, forwarded to the others so they can connect to it
+}
+
+// routeInfo is the INFO exchanged on routes.
+type routeInfo struct {
+	ServerID     string   `json:"server_id"`
+	ServerName   string   `json:"server_name"`
+	Version      string   `json:"version"`
+	Proto        int      `json:"proto"`
+	Go           string   `json:"go"`
+	Host         string   `json:"host"`
+	Port         int      `json:"port"`
+	IP           string   `json:"ip,omitempty"` // nats-route://host:port/ — how to reach it
+	Cluster      string   `json:"cluster,omitempty"`
+	Headers      bool     `json:"headers"`
+	MaxPayload   int      `json:"max_payload"`
+	AuthRequired bool     `json:"auth_required,omitempty"`
+	TLSRequired  bool     `json:"tls_required,omitempty"`
+	ConnectURLs  []string `json:"connect_urls,omitempty"`
+	LameDuckMode bool     `json:"ldm,omitempty"`
+}
+
+// routeConnect is the soliciting side's CONNECT. Lang is a pointer: a client's CONNECT on the
+// route port carries it, a route's never does.
+type routeConnect struct {
+	Verbose  bool    `json:"verbose"`
+	Pedantic bool    `json:"pedantic"`
+	User     string  `json:"user,omitempty"`
+	Pass     string  `json:"pass,omitempty"`
+	TLS      bool    `json:"tls_required"`
+	Headers  bool    `json:"headers"`
+	Name     string  `json:"name"`
+	Cluster  string  `json:"cluster"`
+	Lang     *string `json:"lang,omitempty"`
+}
+
+// startCluster opens the route listener and starts dialing the configured routes; s.mu held.
+func (s *Server) startCluster(co *ClusterOptions) error {
+	port := co.Port
+	if port < 0 {
+		port = 0
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(co.Host, strconv.Itoa(port)))
+	if err != nil {
+		return fmt.Errorf("core: cluster listen: %w", err)
+	}
+	s.routeLn = ln
+	a := ln.Addr().(*net.TCPAddr)
+	host := co.Host
+	if co.Advertise != "" {
+		s.routeURL = "nats-route://" + co.Advertise + "/"
+	} else {
+		if a.IP.IsUnspecified() {
+			host = firstHost()
+		}
+		s.routeURL = "nats-route://" + net.JoinHostPort(host, strconv.Itoa(a.Port)) + "/"
+	}
+	s.log.Info("listening for route connections", "addr", ln.Addr().String(), "cluster", co.Name, "advertise", s.routeURL)
+	s.wg.Add(1)
+	go s.routeAcceptLoop(ln)
+	for _, u := range co.Routes {
+		s.solicit(u, true)
+	}
+	return nil
+}
+
+// firstHost is the address other servers can use when we listen on every interface.
+func firstHost() string {
+	addrs, _ := net.InterfaceAddrs()
+	for _, ad := range addrs {
+		if ipn, ok := ad.(*net.IPNet); ok && !ipn.IP.IsLoopback() && !ipn.IP.IsLinkLocalUnicast() && ipn.IP.To4() != nil {
+			return ipn.IP.String()
+		}
+	}
+	return "127.0.0.1"
+}
+
+// ClusterAddr returns the bound route listener address (nil without a cluster).
+func (s *Server) ClusterAddr() *net.TCPAddr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.routeLn == nil {
+		return nil
+	}
+	return s.routeLn.Addr().(*net.TCPAddr)
+}
+
+func (s *Server) routeAcceptLoop(ln net.Listener) {
+	defer s.wg.Done()
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.isShuttingDown() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			backoff = min(max(backoff*2, 5*time.Millisecond), time.Second)
+			s.log.Error("route accept failed", "err", err, "retry_in", backoff)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.startRoute(nc, &routeState{})
+		}()
+	}
+}
+
+// solicit dials a route in the background: a configured one until shutdown, a gossiped one
+// a few times. At most one dialer runs per URL.
+func (s *Server) solicit(u *url.URL, configured bool) {
+	key := u.Host
+	s.rmu.Lock()
+	if s.dialing[key] {
+		s.rmu.Unlock()
+		return
+	}
+	s.dialing[key] = true
+	s.rmu.Unlock()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.solicitLoop(u, configured)
+		s.rmu.Lock()
+		delete(s.dialing, key)
+		s.rmu.Unlock()
+	}()
+}
+
+func (s *Server) solicitLoop(u *url.URL, configured bool) {
+	backoff := routeBackoffStart
+	failures := 0
+	var id string // the server behind u, once known
+	for {
+		if s.isShuttingDown() {
+			return
+		}
+		s.rmu.Lock()
+		_, connected := s.routes[id]
+		s.rmu.Unlock()
+		if id != "" && connected {
+			// Already meshed with it over another connection (it dialed us): watch, don't dial.
+			if !configured || !s.sleepQuit(time.Second) {
+				return
+			}
+			continue
+		}
+		nc, err := net.DialTimeout("tcp", u.Host, routeDialTimeout)
+		if err == nil {
+			st := &routeState{solicited: true, configured: configured, url: u}
+			c := s.startRoute(nc, st)
+			if c != nil {
+				<-c.writerDone
+			}
+			s.rmu.Lock()
+			self, ok := st.self, st.registered
+			if st.remoteID != "" {
+				id = st.remoteID
+			}
+			s.rmu.Unlock()
+			if self {
+				s.log.Debug("route leads back to this server; not dialing it again", "url", redactURL(u))
+				return
+			}
+			if ok {
+				backoff, failures = routeBackoffStart, 0
+			}
+		} else {
+			s.log.Debug("route dial failed", "url", redactURL(u), "err", err)
+		}
+		failures++
+		if !configured && failures > implicitRetries {
+			s.log.Info("giving up on gossiped route", "url", redactURL(u))
+			return
+		}
+		d := backoff + rand.N(backoff/4+1)
+		backoff = min(backoff*2, routeBackoffMax)
+		if !s.sleepQuit(d) {
+			return
+		}
+	}
+}
+
+// sleepQuit waits d or until shutdown; false means shutdown.
+func (s *Server) sleepQuit(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-s.quit:
+		return false
+	}
+}
+
+func redactURL(u *url.URL) string {
+	if u == nil {
+		return ""
+	}
+	return u.Redacted()
+}
+
+// startRoute turns a connected socket into a running route; nil if the server is closing.
+func (s *Server) startRoute(nc net.Conn, st *routeState) *client {
+	co := s.o().Cluster
+	if co.TLS != nil {
+		var tc *tls.Conn
+		if st.solicited {
+			cfg := co.TLSClient.Clone()
+			if cfg.ServerName == "" {
+				cfg.ServerName = st.url.Hostname()
+			}
+			tc = tls.Client(nc, cfg)
+		} else {
+			tc = tls.Server(nc, co.TLS)
+		}
+		_ = nc.SetDeadline(time.Now().Add(s.o().TLSTimeout))
+		if err := tc.Handshake(); err != nil {
+			s.log.Info("route TLS handshake failed", "remote", nc.RemoteAddr().String(), "err", err)
+			_ = nc.Close()
+			return nil
+		}
+		_ = nc.SetDeadline(time.Time{})
+		nc = tc
+	}
+	now := time.Now()
+	c := &client{
+		srv:        s,
+		kind:       kindRoute,
+		cid:        s.nextCID.Add(1),
+		nc:         nc,
+		start:      now,
+		subs:       make(map[string]*subscription),
+		writerDone: make(chan struct{}),
+		route:      st,
+	}
+	if tc, ok := nc.(*net.TCPConn); ok {
+		c.raw, _ = tc.SyscallConn()
+	}
+	if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
+		c.ip, c.port = a.IP.String(), a.Port
+	}
+	st.rid = c.cid
+	st.parser = wire.NewRouteParser(c)
+	st.parser.MaxPayload = s.o().MaxPayload
+	c.log = s.log.With("rid", c.cid, "remote", nc.RemoteAddr().String(), "kind", "route")
+	c.lastAct.Store(now.UnixNano())
+	c.out.signal = make(chan struct{}, 1)
+	c.prod.init(c)
+	c.opts = connectOpts{Echo: false, Headers: true}
+	c.headers.Store(true)
+
+	s.rmu.Lock()
+	if s.routeConns == nil || s.isShuttingDownLocked() {
+		s.rmu.Unlock()
+		_ = nc.Close()
+		return nil
+	}
+	s.routeConns[c.cid] = c
+	s.rmu.Unlock()
+
+	info := s.routeInfoJSON()
+	c.mu.Lock()
+	if st.solicited {
+		c.out.buf = append(c.out.buf, "CONNECT "...)
+		c.out.buf = append(c.out.buf, s.routeConnectJSON(st.url)...)
+		c.out.buf = append(c.out.buf, '\r', '\n')
+		c.authDone = true // we are the one proving who we are
+	}
+	c.out.buf = wire.AppendInfo(c.out.buf, info)
+	c.mu.Unlock()
+	if !st.solicited {
+		c.startAuthTimer(&Options{AuthTimeout: co.AuthTimeout})
+	}
+	c.log.Debug("route connection opened", "solicited", st.solicited)
+	c.run()
+	return c
+}
+
+// isShuttingDownLocked is isShuttingDown for callers that hold rmu (s.mu is a leaf here).
+func (s *Server) isShuttingDownLocked() bool {
+	select {
+	case <-s.quit:
+		return true
+	default:
+		return false
+	}
+}
+
+func (s *Server) routeInfoJSON() []byte {
+	co := s.o().Cluster
+	s.mu.Lock()
+	info := routeInfo{
+		ServerID:     s.id,
+		ServerName:   s.name,
+		Version:      NATSVersion,
+		Proto:        1,
+		Go:           runtime.Version(),
+		Host:         co.Host,
+		IP:           s.routeURL,
+		Cluster:      co.Name,
+		Headers:      true,
+		MaxPayload:   s.o().MaxPayload,
+		AuthRequired: co.Username != "",
+		TLSRequired:  co.TLS != nil,
+		LameDuckMode: s.ldm,
+	}
+	if s.routeLn != nil {
+		info.Port = s.routeLn.Addr().(*net.TCPAddr).Port
+	}
+	if !s.ldm {
+		info.ConnectURLs = s.urls
+	}
+	s.mu.Unlock()
+	b, _ := json.Marshal(info)
+	return b
+}
+
+// routeConnectJSON is our CONNECT on a route we dialed: credentials from the URL, else the
+// cluster's own.
+func (s *Server) routeConnectJSON(u *url.URL) []byte {
+	co := s.o().Cluster
+	rc := routeConnect{Headers: true, Name: s.id, Cluster: co.Name, TLS: co.TLS != nil}
+	rc.User, rc.Pass = co.Username, co.Password
+	if u != nil && u.User != nil {
+		rc.User = u.User.Username()
+		rc.Pass, _ = u.User.Password()
+	}
+	b, _ := json.Marshal(rc)
+	return b
+}
+
+// RouteConnect checks the dialing side's CONNECT on a route we accepted.
+func (c *client) RouteConnect(arg []byte) error {
+	if c.route.solicited {
+		return nil // not expected from the accepting side; harmless
+	}
+	var rc routeConnect
+	if err := json.Unmarshal(arg, &rc); err != nil {
+		c.log.Info("closing route", "cause", "invalid CONNECT", "err", err)
+		return errRouteClose(wire.ErrBadConnect.Text, reasonProtocolViolation)
+	}
+	if rc.Lang != nil {
+		c.log.Info("closing connection", "cause", "a client connected to the route port")
+		return errRouteClose("attempted to connect to route port", reasonWrongPort)
+	}
+	co := c.srv.o().Cluster
+	if co.Name != "" && rc.Cluster != "" && rc.Cluster != co.Name {
+		c.log.Warn("rejecting route", "cause", fmt.Sprintf("cluster name %q does not match %q", rc.Cluster, co.Name))
+		return errRouteClose("Cluster Name Mismatch", reasonRouteRejected)
+	}
+	if co.Username != "" && (rc.User != co.Username || !passwordMatch(co.Password, rc.Pass)) {
+		c.log.Warn("rejecting route", "cause", "wrong credentials", "user", rc.User)
+		return errRouteClose(wire.ErrAuthorization.Text, reasonRouteRejected)
+	}
+	c.mu.Lock()
+	c.authDone = true
+	if c.authTimer != nil {
+		c.authTimer.Stop()
+	}
+	c.mu.Unlock()
+	return nil
+}
+
+// passwordMatch compares a configured password (plain or bcrypt) with a given one.
+func passwordMatch(configured, given string) bool {
+	if strings.HasPrefix(configured, "$2") {
+		return bcrypt.CompareHashAndPassword([]byte(configured), []byte(given)) == nil
+	}
+	return subtle.ConstantTimeCompare([]byte(configured), []byte(given)) == 1
+}
+
+// routeCloseErr ends a route after sending an -ERR.
+type routeCloseErr struct{ text, reason string }
+
+func (e *routeCloseErr) Error() string { return e.text }
+
+func errRouteClose(text, reason string) error { return &routeCloseErr{text, reason} }
+
+// RouteInfo handles an INFO: the peer's own (handshake or update) or one it forwards about
+// another server (gossip), which we dial unless already connected.
+func (c *client) RouteInfo(arg []byte) error {
+	var info routeInfo
+	if err := json.Unmarshal(arg, &info); err != nil || info.ServerID == "" {
+		c.log.Info("closing route", "cause", "invalid INFO")
+		return errRouteClose(wire.ErrProtocol.Text, reasonProtocolViolation)
+	}
+	if !c.isAuthDone() {
+		c.log.Info("closing route", "cause", "INFO before CONNECT")
+		return errRouteClose(wire.ErrAuthorization.Text, reasonRouteRejected)
+	}
+	s := c.srv
+	s.rmu.Lock()
+	registered, remote := c.route.registered, c.route.remoteID
+	s.rmu.Unlock()
+	switch {
+	case !registered:
+		return s.registerRoute(c, &info, arg)
+	case info.ServerID == remote:
+		s.updateRoute(c, &info)
+	default:
+		s.gossiped(&info)
+	}
+	return nil
+}
+
+func (c *client) isAuthDone() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.authDone
+}
+
+// registerRoute makes c the route to info's server, unless a route to it exists already and
+// wins the tie-break; then it sends c our whole interest and tells the other routes about
+// the newcomer.
+func (s *Server) registerRoute(c *client, info *routeInfo, raw []byte) error {
+	co := s.o().Cluster
+	st := c.route
+	if info.ServerID == s.id {
+		s.rmu.Lock()
+		st.self = true
+		s.rmu.Unlock()
+		return errRouteClose("Route To Self", reasonRouteRejected)
+	}
+	if co.Name != "" && info.Cluster != "" && info.Cluster != co.Name {
+		c.log.Warn("rejecting route", "cause", fmt.Sprintf("cluster name %q does not match %q", info.Cluster, co.Name))
+		return errRouteClose("Cluster Name Mismatch", reasonRouteRejected)
+	}
+	s.rmu.Lock()
+	st.remoteID, st.remoteName = info.ServerID, info.ServerName
+	old := s.routes[info.ServerID]
+	if old != nil && !s.keepNewRoute(c, old) {
+		s.rmu.Unlock()
+		c.log.Debug("duplicate route closed", "remote_id", info.ServerID)
+		c.closeConnection(reasonDuplicateRoute)
+		return errRouteClosed
+	}
+	st.registered = true
+	st.remoteURL = info.IP
+	st.connectURLs = info.ConnectURLs
+	st.info = slices.Clone(raw)
+	if old != nil {
+		old.route.registered = false
+		s.dropRemoteURLs(old.route.connectURLs)
+	}
+	s.routes[info.ServerID] = c
+	urlsChanged := !co.NoAdvertise && len(info.ConnectURLs) > 0 && s.addRemoteURLs(info.ConnectURLs)
+	c.mu.Lock()
+	for k := range s.interest {
+		c.out.buf = wire.AppendRouteSub(c.out.buf, k.subject, k.queue, int(s.interest[k]))
+	}
+	c.mu.Unlock()
+	others := make([]*client, 0, len(s.routes))
+	for _, r := range s.routes {
+		if r != c {
+			others = append(others, r)
+		}
+	}
+	s.rmu.Unlock()
+	if old != nil {
+		old.closeConnection(reasonDuplicateRoute)
+	}
+	c.setPingTimer(min(s.o().PingInterval, routePingMax))
+	c.flushSignal()
+	for _, r := range others {
+		r.sendRouteInfo(st.info) // they dial the newcomer if they do not know it
+	}
+	if urlsChanged {
+		s.clientURLsChanged()
+	}
+	c.log.Info("route connected", "remote_id", info.ServerID, "remote_name", info.ServerName, "solicited", st.solicited)
+	return nil
+}
+
+// keepNewRoute decides between two routes to the same server; both servers decide alike: the
+// connection dialed by the server with the smaller id stays. rmu held.
+func (s *Server) keepNewRoute(c, old *client) bool {
+	dialer := func(r *client) string {
+		if r.route.solicited {
+			return s.id
+		}
+		return r.route.remoteID
+	}
+	dn, do := dialer(c), dialer(old)
+	if dn == do {
+		return false // the same side dialed twice: keep what works
+	}
+	return dn < do
+}
+
+// updateRoute takes a changed INFO from a connected peer (new client URLs, lame duck).
+func (s *Server) updateRoute(c *client, info *routeInfo) {
+	urls := info.ConnectURLs
+	if info.LameDuckMode {
+		urls = nil
+	}
+	s.rmu.Lock()
+	if !c.route.registered {
+		s.rmu.Unlock()
+		return
+	}
+	old := c.route.connectURLs
+	c.route.connectURLs = urls
+	changed := false
+	if !s.o().Cluster.NoAdvertise {
+		changed = s.dropRemoteURLs(old)
+		changed = s.addRemoteURLs(urls) || changed
+	}
+	s.rmu.Unlock()
+	if changed {
+		s.clientURLsChanged()
+	}
+}
+
+// gossiped dials a server another route told us about, unless we know it already.
+func (s *Server) gossiped(info *routeInfo) {
+	if info.ServerID == s.id || info.IP == "" {
+		return
+	}
+	s.rmu.Lock()
+	_, known := s.routes[info.ServerID]
+	s.rmu.Unlock()
+	if known {
+		return
+	}
+	u, err := url.Parse(info.IP)
+	if err != nil || u.Host == "" {
+		s.log.Debug("ignoring gossiped route with a bad URL", "url", info.IP)
+		return
+	}
+	s.log.Debug("dialing gossiped route", "remote_id", info.ServerID, "url", u.Host)
+	s.solicit(&url.URL{Scheme: "nats-route", Host: u.Host}, false)
+}
+
+// sendRouteInfo queues an INFO on the route.
+func (c *client) sendRouteInfo(info []byte) {
+	c.mu.Lock()
+	if !c.closed {
+		c.out.buf = wire.AppendInfo(c.out.buf, info)
+	}
+	c.mu.Unlock()
+	c.flushSignal()
+}
+
+// removeRoute forgets a closed route: its interest left the index with its subscriptions;
+// here go its registration and its client URLs.
+func (s *Server) removeRoute(c *client) {
+	st := c.route
+	s.rmu.Lock()
+	delete(s.routeConns, c.cid)
+	changed := false
+	wasRegistered := st.registered
+	if st.registered {
+		st.registered = false
+		if s.routes[st.remoteID] == c {
+			delete(s.routes, st.remoteID)
+		}
+		if !s.o().Cluster.NoAdvertise {
+			changed = s.dropRemoteURLs(st.connectURLs)
+		}
+	}
+	s.rmu.Unlock()
+	s.gone.inMsgs.Add(c.stats.inMsgs.Load())
+	s.gone.inBytes.Add(c.stats.inBytes.Load())
+	s.gone.outMsgs.Add(c.stats.outMsgs.Load())
+	s.gone.outBytes.Add(c.stats.outBytes.Load())
+	if changed {
+		s.clientURLsChanged()
+	}
+	if wasRegistered {
+		c.log.Info("route closed", "remote_id", st.remoteID, "remote_name", st.remoteName, "reason", c.closeReason())
+	}
+}
+
+func (c *client) closeReason() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.reason
+}
+
+// addRemoteURLs counts client URLs learned from a route; true if the set grew. rmu held.
+func (s *Server) addRemoteURLs(urls []string) bool {
+	grew := false
+	for _, u := range urls {
+		if s.remoteURLs[u]++; s.remoteURLs[u] == 1 {
+			grew = true
+		}
+	}
+	if grew {
+		s.publishClusterURLs()
+	}
+	return grew
+}
+
+// dropRemoteURLs uncounts client URLs of a route; true if the set shrank. rmu held.
+func (s *Server) dropRemoteURLs(urls []string) bool {
+	shrank := false
+	for _, u := range urls {
+		if n, ok := s.remoteURLs[u]; ok {
+			if n <= 1 {
+				delete(s.remoteURLs, u)
+				shrank = true
+			} else {
+				s.remoteURLs[u] = n - 1
+			}
+		}
+	}
+	if shrank {
+		s.publishClusterURLs()
+	}
+	return shrank
+}
+
+// publishClusterURLs refreshes the sorted list of the other servers' client URLs that INFO
+// reads without taking rmu. rmu held.
+func (s *Server) publishClusterURLs() {
+	urls := make([]string, 0, len(s.remoteURLs))
+	for u := range s.remoteURLs {
+		urls = append(urls, u)
+	}
+	slices.Sort(urls)
+	s.clusterURLs.Store(&urls)
+}
+
+// clientURLsChanged sends the new connect_urls to every client that can take an async INFO.
+func (s *Server) clientURLsChanged() {
+	s.mu.Lock()
+	cls := s.clientList()
+	s.mu.Unlock()
+	for _, c := range cls {
+		c.sendAsyncInfo()
+	}
+}
+
+// connectURLs is INFO's connect_urls: ours (unless in lame duck) and the other servers'.
+// s.mu held.
+func (s *Server) connectURLs() []string {
+	co := s.o().Cluster
+	if co == nil || co.NoAdvertise {
+		return nil
+	}
+	var urls []string
+	if !s.ldm {
+		urls = append(urls, s.urls...)
+	}
+	if p := s.clusterURLs.Load(); p != nil {
+		for _, u := range *p {
+			if !slices.Contains(urls, u) {
+				urls = append(urls, u)
+			}
+		}
+	}
+	return urls
+}
+
+// lameDuckRoutes tells the other servers to stop advertising our client URLs.
+func (s *Server) lameDuckRoutes() {
+	if s.o().Cluster == nil {
+		return
+	}
+	info := s.routeInfoJSON()
+	s.rmu.Lock()
+	rs := make([]*client, 0, len(s.routes))
+	for _, r := range s.routes {
+		rs = append(rs, r)
+	}
+	s.rmu.Unlock()
+	for _, r := range rs {
+		r.sendRouteInfo(info)
+	}
+}
+
+// closeRoutes closes every route connection (shutdown).
+func (s *Server) closeRoutes() {
+	s.rmu.Lock()
+	rs := make([]*client, 0, len(s.routeConns))
+	for _, r := range s.routeConns {
+		rs = append(rs, r)
+	}
+	s.rmu.Unlock()
+	for _, r := range rs {
+		r.closeConnection(reasonShutdown)
+	}
+}
+
+func (c *client) RoutePing() error {
+	c.inBatch.active = true
+	c.sendProto(wire.PongLine)
+	return nil
+}
+
+func (c *client) RoutePong() error { return c.ProcessPong() }
+
+// RouteErr: the peer refused us; it closes the connection, we log why.
+func (c *client) RouteErr(arg []byte) error {
+	c.log.Warn("route error from peer", "text", string(arg))
+	return nil
+}
+
+// errRouteClosed stops parsing on a route that closed itself.
+var errRouteClosed = errors.New("route closed")
+
+// handleRouteError closes a route after bad input, with a log line naming the cause.
+func (c *client) handleRouteError(err error) {
+	if err == errRouteClosed {
+		c.closeConnection(reasonProtocolViolation) // no-op when already closed
+		return
+	}
+	var rc *routeCloseErr
+	if errors.As(err, &rc) {
+		c.sendErr(rc.text)
+		c.prod.flushPending()
+		c.closeFlushing(rc.reason)
+		return
+	}
+	var we *wire.Error
+	if errors.As(err, &we) {
+		c.log.Warn("closing route", "cause", "protocol error", "err", we.Error())
+		if we.Text != "" {
+			c.sendErr(we.Text)
+		}
+		c.closeFlushing(reasonProtocolViolation)
+		return
+	}
+	c.log.Warn("closing route", "cause", err)
+	c.closeConnection(reasonProtocolViolation)
+}

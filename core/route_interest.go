@@ -1,0 +1,262 @@
+package core
+
+import (
+	"math/rand/v2"
+	"sync"
+
+	"github.com/starling-io/starling/core/subject"
+	"github.com/starling-io/starling/core/wire"
+)
+
+// Interest propagation: every route learns, per subject and queue group, whether this
+// server has local subscribers (RS+/RS-); it keeps what it learns as subscriptions of the
+// route in the shared index, so one Match finds local subscribers and routes alike.
+
+// interestKey is a subject, or a subject and queue group, with local subscribers.
+type interestKey struct{ subject, queue string }
+
+// subAdded counts a new local subscription and tells the routes when the interest is new
+// (plain) or its weight changed (queue). Called after the index insert.
+func (s *Server) subAdded(sub *subscription) {
+	if s.interest == nil {
+		return
+	}
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	if sub.counted || sub.closed.Load() {
+		return
+	}
+	sub.counted = true
+	k := interestKey{sub.subject, sub.queue}
+	n := s.interest[k] + 1
+	s.interest[k] = n
+	if sub.queue == "" && n > 1 {
+		return
+	}
+	s.toRoutes(func(b []byte) []byte { return wire.AppendRouteSub(b, k.subject, k.queue, int(n)) })
+}
+
+// subRemoved uncounts a local subscription that left the index.
+func (s *Server) subRemoved(sub *subscription) {
+	if s.interest == nil {
+		return
+	}
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	if !sub.counted {
+		return
+	}
+	sub.counted = false
+	k := interestKey{sub.subject, sub.queue}
+	n := s.interest[k] - 1
+	if n <= 0 {
+		delete(s.interest, k)
+		s.toRoutes(func(b []byte) []byte { return wire.AppendRouteUnsub(b, k.subject, k.queue) })
+		return
+	}
+	s.interest[k] = n
+	if sub.queue != "" {
+		s.toRoutes(func(b []byte) []byte { return wire.AppendRouteSub(b, k.subject, k.queue, int(n)) })
+	}
+}
+
+// toRoutes appends a protocol line to every registered route; rmu held.
+func (s *Server) toRoutes(add func([]byte) []byte) {
+	for _, r := range s.routes {
+		r.mu.Lock()
+		if !r.closed {
+			r.out.buf = add(r.out.buf)
+		}
+		r.mu.Unlock()
+		r.flushSignal()
+	}
+}
+
+// RouteSub records the peer's interest as a subscription of the route.
+func (c *client) RouteSub(subj, queue []byte, weight int) error {
+	if !c.routeReady() {
+		return errRouteClose(wire.ErrAuthorization.Text, reasonRouteRejected)
+	}
+	c.inBatch.active = true
+	key := string(subj)
+	if len(queue) > 0 {
+		key += " " + string(queue)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return errRouteClosed
+	}
+	if sub := c.subs[key]; sub != nil {
+		sub.weight.Store(int32(max(weight, 1)))
+		return nil
+	}
+	sub := &subscription{client: c, subject: string(subj), queue: string(queue), sid: key}
+	sub.weight.Store(int32(max(weight, 1)))
+	if err := c.srv.subs.Insert(sub.subject, sub.queue, sub); err != nil {
+		c.log.Warn("closing route", "cause", "invalid subject in RS+", "subject", sub.subject)
+		return errRouteClose(wire.ErrInvalidSubject.Text, reasonProtocolViolation)
+	}
+	c.subs[key] = sub
+	return nil
+}
+
+// RouteUnsub drops the peer's interest.
+func (c *client) RouteUnsub(subj, queue []byte) error {
+	if !c.routeReady() {
+		return errRouteClose(wire.ErrAuthorization.Text, reasonRouteRejected)
+	}
+	key := string(subj)
+	if len(queue) > 0 {
+		key += " " + string(queue)
+	}
+	c.mu.Lock()
+	sub := c.subs[key]
+	delete(c.subs, key)
+	c.mu.Unlock()
+	if sub != nil {
+		sub.closed.Store(true)
+		_ = c.srv.subs.Remove(sub.subject, sub.queue, sub)
+	}
+	return nil
+}
+
+// RouteMsg delivers a message from another server to local subscribers only: to every plain
+// match, and to one member of each queue group the sender chose us for.
+func (c *client) RouteMsg(m *wire.RoutedMsg) error {
+	if !c.routeReady() {
+		return errRouteClose(wire.ErrAuthorization.Text, reasonRouteRejected)
+	}
+	c.inBatch.msgs++
+	c.inBatch.bytes += int64(len(m.Msg))
+	c.prod.queues = m.Queues
+	c.prod.route(c.match(m.Subject), m.Subject, m.Reply, m.HdrLen, m.Msg)
+	c.prod.queues = nil
+	return nil
+}
+
+// routeReady: the route finished its handshake (its INFO registered it).
+func (c *client) routeReady() bool {
+	if c.ready {
+		return true
+	}
+	c.srv.rmu.Lock()
+	c.ready = c.route.registered
+	c.srv.rmu.Unlock()
+	return c.ready
+}
+
+// routeHit is one route a message must cross, with the queue groups chosen behind it.
+type routeHit struct {
+	c      *client
+	queues []string
+}
+
+// hitBuf collects the routes one message crosses. A socket client's producer owns one; the
+// shared producer of an in-process Conn borrows one per message from hitPool.
+type hitBuf struct{ hits []routeHit }
+
+var hitPool = sync.Pool{New: func() any { return new(hitBuf) }}
+
+// add records that dst gets the message (once), for queue if not empty.
+func (hb *hitBuf) add(dst *client, queue string) {
+	for i := range hb.hits {
+		if h := &hb.hits[i]; h.c == dst {
+			if queue != "" {
+				h.queues = append(h.queues, queue)
+			}
+			return
+		}
+	}
+	n := len(hb.hits)
+	if n < cap(hb.hits) {
+		hb.hits = hb.hits[:n+1]
+	} else {
+		hb.hits = append(hb.hits, routeHit{})
+	}
+	h := &hb.hits[n]
+	h.c = dst
+	h.queues = h.queues[:0]
+	if queue != "" {
+		h.queues = append(h.queues, queue)
+	}
+}
+
+// listed reports whether a routed message named queue group q for this server.
+func (p *producer) listed(q string) bool {
+	for _, b := range p.queues {
+		if string(b) == q {
+			return true
+		}
+	}
+	return false
+}
+
+// routeQueue delivers to one member of a queue group: a local one if any takes it, else one
+// route chosen by weight (the number of members behind it). It reports whether someone got it.
+func (p *producer) routeQueue(hb *hitBuf, qg *subject.QueueGroup[*subscription], subj, reply []byte, hdrLen int, msg []byte) bool {
+	members := qg.Members
+	start := 0
+	if len(members) > 1 {
+		start = rand.IntN(len(members))
+	}
+	weight := int32(0)
+	for j := range members {
+		m := members[(start+j)%len(members)]
+		if m.client.kind == kindRoute {
+			weight += m.weight.Load()
+			continue
+		}
+		if p.deliver(m, subj, reply, hdrLen, msg) {
+			return true
+		}
+	}
+	if weight == 0 || p.self.kind == kindRoute {
+		return false
+	}
+	pick := rand.Int32N(weight)
+	for _, m := range members {
+		if m.client.kind != kindRoute {
+			continue
+		}
+		if pick -= m.weight.Load(); pick < 0 {
+			hb.add(m.client, qg.Name)
+			return true
+		}
+	}
+	return false
+}
+
+// sendToRoutes writes the message once to each route recorded in hb.
+func (p *producer) sendToRoutes(hb *hitBuf, subj, reply []byte, hdrLen int, msg []byte) {
+	for i := range hb.hits {
+		h := &hb.hits[i]
+		dst := h.c
+		h.c = nil
+		frame := len(subj) + len(reply) + len(msg) + 48
+		for _, q := range h.queues {
+			frame += len(q) + 1
+		}
+		dst.mu.Lock()
+		if dst.closed {
+			dst.mu.Unlock()
+			continue
+		}
+		if dst.overPending(frame) {
+			dst.mu.Unlock()
+			dst.markSlowConsumer()
+			continue
+		}
+		b := wire.AppendRouteMsg(dst.out.buf, subj, reply, h.queues, hdrLen, len(msg))
+		b = append(b, msg...)
+		dst.out.buf = append(b, '\r', '\n')
+		if p.stall == nil && p.lock == nil && dst.stallMark(0) {
+			p.stall = dst.stallChan()
+		}
+		dst.mu.Unlock()
+		dst.stats.outMsgs.Add(1)
+		dst.stats.outBytes.Add(int64(len(msg)))
+		p.addPending(dst)
+	}
+	hb.hits = hb.hits[:0]
+}

@@ -1,0 +1,221 @@
+package core
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// startMesh starts n servers: the first alone, each other one with the first as its only
+// seed, and waits until every server has a route to every other.
+func startMesh(t *testing.T, n int, tweak func(i int, o *Options)) []*Server {
+	t.Helper()
+	var srvs []*Server
+	var seed *url.URL
+	for i := range n {
+		o := Options{Host: "127.0.0.1", Port: -1, ServerName: fmt.Sprintf("s%d", i),
+			Cluster: &ClusterOptions{Host: "127.0.0.1", Port: -1, Name: "mesh"}}
+		if seed != nil {
+			o.Cluster.Routes = []*url.URL{seed}
+		}
+		if tweak != nil {
+			tweak(i, &o)
+		}
+		s, err := New(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = s.Shutdown(ctx)
+		})
+		if seed == nil {
+			seed = &url.URL{Scheme: "nats-route", Host: s.ClusterAddr().String()}
+		}
+		srvs = append(srvs, s)
+	}
+	waitFor(t, 5*time.Second, func() bool {
+		for _, s := range srvs {
+			if s.NumRoutes() != n-1 {
+				return false
+			}
+		}
+		return true
+	})
+	return srvs
+}
+
+func waitFor(t *testing.T, d time.Duration, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %v", d)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// interest reports whether s would send subj anywhere (a local or route subscription).
+func interest(s *Server, subj string) int {
+	r := s.subs.Match([]byte(subj))
+	n := len(r.Plain)
+	for _, q := range r.Queues {
+		n += len(q.Members)
+	}
+	return n
+}
+
+func mustConnect(t *testing.T, s *Server) *Conn {
+	t.Helper()
+	c, err := s.Connect("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+func TestRouteMeshForwardsOnce(t *testing.T) {
+	srvs := startMesh(t, 3, nil)
+	var got [3]atomic.Int64
+	for i, s := range srvs[1:] {
+		c := mustConnect(t, s)
+		if _, err := c.Subscribe("foo.*", "", func(Msg) { got[i+1].Add(1) }); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Subscribe("foo.>", "", func(Msg) { got[i+1].Add(1) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Both remote servers' interest has reached s0 (one route sub per subject per server).
+	waitFor(t, 2*time.Second, func() bool { return interest(srvs[0], "foo.bar") == 4 })
+	pub := mustConnect(t, srvs[0])
+	const n = 1000
+	for range n {
+		_ = pub.Publish("foo.bar", "", nil, []byte("x"))
+	}
+	pub.Flush()
+	waitFor(t, 2*time.Second, func() bool { return got[1].Load() == 2*n && got[2].Load() == 2*n })
+	time.Sleep(50 * time.Millisecond)
+	if got[1].Load() != 2*n || got[2].Load() != 2*n {
+		t.Fatalf("duplicates: %d %d", got[1].Load(), got[2].Load())
+	}
+}
+
+func TestRouteQueuePrefersLocalAndDeliversOnce(t *testing.T) {
+	srvs := startMesh(t, 3, nil)
+	var got [3]atomic.Int64
+	for i, s := range srvs {
+		c := mustConnect(t, s)
+		for range 2 {
+			if _, err := c.Subscribe("work", "q", func(Msg) { got[i].Add(1) }); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	waitFor(t, 2*time.Second, func() bool { return interest(srvs[0], "work") == 4 })
+	pub := mustConnect(t, srvs[0])
+	for range 100 {
+		_ = pub.Publish("work", "", nil, nil)
+	}
+	if got[0].Load() != 100 || got[1].Load()+got[2].Load() != 0 {
+		t.Fatalf("local member not preferred: %d %d %d", got[0].Load(), got[1].Load(), got[2].Load())
+	}
+	// Publish from a server with no member: each message to exactly one remote member.
+	srvs2 := startMesh(t, 3, nil)
+	var rem [3]atomic.Int64
+	for i, s := range srvs2[1:] {
+		c := mustConnect(t, s)
+		if _, err := c.Subscribe("work", "q", func(Msg) { rem[i+1].Add(1) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 2*time.Second, func() bool { return interest(srvs2[0], "work") == 2 })
+	pub2 := mustConnect(t, srvs2[0])
+	const n = 2000
+	for range n {
+		_ = pub2.Publish("work", "", nil, nil)
+	}
+	pub2.Flush()
+	waitFor(t, 2*time.Second, func() bool { return rem[1].Load()+rem[2].Load() == n })
+	time.Sleep(50 * time.Millisecond)
+	if a, b := rem[1].Load(), rem[2].Load(); a+b != n || a < n/4 || b < n/4 {
+		t.Fatalf("queue spread %d/%d of %d", a, b, n)
+	}
+}
+
+func TestRouteUnsubscribeAndRouteLoss(t *testing.T) {
+	srvs := startMesh(t, 2, nil)
+	c := mustConnect(t, srvs[1])
+	sub, _ := c.Subscribe("a", "", func(Msg) {})
+	waitFor(t, 2*time.Second, func() bool { return interest(srvs[0], "a") == 1 })
+	_ = sub.Unsubscribe()
+	waitFor(t, 2*time.Second, func() bool { return interest(srvs[0], "a") == 0 })
+	_, _ = c.Subscribe("b", "", func(Msg) {})
+	waitFor(t, 2*time.Second, func() bool { return interest(srvs[0], "b") == 1 })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srvs[1].Shutdown(ctx)
+	waitFor(t, 2*time.Second, func() bool { return interest(srvs[0], "b") == 0 && srvs[0].NumRoutes() == 0 })
+}
+
+func TestRouteRequestReplyAcrossServers(t *testing.T) {
+	srvs := startMesh(t, 3, nil)
+	resp := mustConnect(t, srvs[2])
+	if _, err := resp.Subscribe("svc", "", func(m Msg) {
+		_ = resp.Publish(string(m.Reply), "", nil, append([]byte("re:"), m.Data...))
+		resp.Flush()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 2*time.Second, func() bool { return interest(srvs[0], "svc") == 1 })
+	req := mustConnect(t, srvs[0])
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	m, err := req.Request(ctx, "svc", nil, []byte("hi"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(m.Data) != "re:hi" {
+		t.Fatalf("reply %q", m.Data)
+	}
+}
+
+func TestRouteAuthRejectsWrongPassword(t *testing.T) {
+	srvs := startMesh(t, 2, func(i int, o *Options) {
+		o.Cluster.Username, o.Cluster.Password = "r", "secret"
+	})
+	_ = srvs
+	// A third server with the wrong password never joins.
+	bad, err := New(Options{Host: "127.0.0.1", Port: -1, Cluster: &ClusterOptions{
+		Host: "127.0.0.1", Port: -1, Name: "mesh", Username: "r", Password: "wrong",
+		Routes: []*url.URL{{Scheme: "nats-route", Host: srvs[0].ClusterAddr().String()}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bad.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = bad.Shutdown(context.Background()) }()
+	time.Sleep(500 * time.Millisecond)
+	if bad.NumRoutes() != 0 || srvs[0].NumRoutes() != 1 {
+		t.Fatalf("routes: bad %d, s0 %d", bad.NumRoutes(), srvs[0].NumRoutes())
+	}
+}
+
+func TestRouteConnectURLs(t *testing.T) {
+	srvs := startMesh(t, 3, nil)
+	waitFor(t, 2*time.Second, func() bool {
+		srvs[0].mu.Lock()
+		defer srvs[0].mu.Unlock()
+		return len(srvs[0].connectURLs()) == 3
+	})
+}

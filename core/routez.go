@@ -1,0 +1,91 @@
+package core
+
+import (
+	"sort"
+	"time"
+)
+
+// RouteInfo is one entry of /routez (monitoring spec §5).
+type RouteInfo struct {
+	Rid          uint64    `json:"rid"`
+	RemoteID     string    `json:"remote_id"`
+	RemoteName   string    `json:"remote_name"`
+	DidSolicit   bool      `json:"did_solicit"`
+	IsConfigured bool      `json:"is_configured"`
+	IP           string    `json:"ip"`
+	Port         int       `json:"port"`
+	Start        time.Time `json:"start"`
+	LastActivity time.Time `json:"last_activity"`
+	RTT          string    `json:"rtt,omitempty"`
+	Uptime       string    `json:"uptime"`
+	Idle         string    `json:"idle"`
+	Pending      int       `json:"pending_size"`
+	InMsgs       int64     `json:"in_msgs"`
+	OutMsgs      int64     `json:"out_msgs"`
+	InBytes      int64     `json:"in_bytes"`
+	OutBytes     int64     `json:"out_bytes"`
+	NumSubs      uint32    `json:"subscriptions"`
+	Subs         []string  `json:"subscriptions_list,omitempty"`
+}
+
+// Routez lists the registered routes, by rid; subs adds each route's interest.
+func (s *Server) Routez(subs bool) []RouteInfo {
+	s.rmu.Lock()
+	rs := make([]*client, 0, len(s.routes))
+	for _, r := range s.routes {
+		rs = append(rs, r)
+	}
+	infos := make([]RouteInfo, 0, len(rs))
+	now := time.Now()
+	for _, c := range rs {
+		st := c.route
+		ri := RouteInfo{
+			Rid: c.cid, RemoteID: st.remoteID, RemoteName: st.remoteName,
+			DidSolicit: st.solicited, IsConfigured: st.configured,
+			IP: c.ip, Port: c.port, Start: c.start.UTC(),
+			InMsgs: c.stats.inMsgs.Load(), OutMsgs: c.stats.outMsgs.Load(),
+			InBytes: c.stats.inBytes.Load(), OutBytes: c.stats.outBytes.Load(),
+		}
+		last := time.Unix(0, c.lastAct.Load())
+		ri.LastActivity = last.UTC()
+		ri.Uptime = compactDuration(now.Sub(c.start))
+		ri.Idle = compactDuration(now.Sub(last))
+		c.mu.Lock()
+		ri.Pending = c.out.pending()
+		ri.NumSubs = uint32(len(c.subs))
+		if c.rtt > 0 {
+			ri.RTT = c.rtt.String()
+		}
+		if subs {
+			for k := range c.subs {
+				ri.Subs = append(ri.Subs, k)
+			}
+			sort.Strings(ri.Subs)
+		}
+		c.mu.Unlock()
+		infos = append(infos, ri)
+	}
+	s.rmu.Unlock()
+	sort.Slice(infos, func(i, j int) bool { return infos[i].Rid < infos[j].Rid })
+	return infos
+}
+
+// NumRoutes is the number of servers this one has a route to.
+func (s *Server) NumRoutes() int {
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	return len(s.routes)
+}
+
+// routeTraffic sums the traffic of open route connections.
+func (s *Server) routeTraffic() (in, out, inb, outb int64) {
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	for _, c := range s.routeConns {
+		in += c.stats.inMsgs.Load()
+		out += c.stats.outMsgs.Load()
+		inb += c.stats.inBytes.Load()
+		outb += c.stats.outBytes.Load()
+	}
+	return
+}
