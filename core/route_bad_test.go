@@ -1,0 +1,208 @@
+package core
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"math/big"
+	"net"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+)
+
+// fakeRoute dials s's route port and says what a route would, as server id.
+func fakeRoute(t *testing.T, s *Server, id string, extra string) net.Conn {
+	t.Helper()
+	nc, err := net.Dial("tcp", s.ClusterAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = nc.Close() })
+	_, err = nc.Write([]byte(`CONNECT {"name":"` + id + `","cluster":"mesh"}` + "\r\n" +
+		`INFO {"server_id":"` + id + `","cluster":"mesh"}` + "\r\n" + extra))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc
+}
+
+func readUntilClosed(nc net.Conn, d time.Duration) string {
+	_ = nc.SetReadDeadline(time.Now().Add(d))
+	var b strings.Builder
+	buf := make([]byte, 4096)
+	for {
+		n, err := nc.Read(buf)
+		b.Write(buf[:n])
+		if err != nil {
+			return b.String()
+		}
+	}
+}
+
+func TestRouteClientOnRoutePortIsRefused(t *testing.T) {
+	srvs := startMesh(t, 1, nil)
+	nc, err := net.Dial("tcp", srvs[0].ClusterAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	line, _ := bufio.NewReader(nc).ReadString('\n')
+	if !strings.HasPrefix(line, "INFO ") {
+		t.Fatalf("first line %q", line)
+	}
+	_, _ = nc.Write([]byte(`CONNECT {"lang":"go","verbose":false}` + "\r\nPING\r\n"))
+	out := readUntilClosed(nc, 2*time.Second)
+	if !strings.Contains(out, "-ERR 'attempted to connect to route port'") {
+		t.Fatalf("got %q", out)
+	}
+}
+
+func TestRouteGarbageClosesOnlyThatRoute(t *testing.T) {
+	srvs := startMesh(t, 2, nil)
+	nc := fakeRoute(t, srvs[0], "NFAKE", "")
+	waitFor(t, 2*time.Second, func() bool { return srvs[0].NumRoutes() == 2 })
+	_, _ = nc.Write([]byte("RS+ ok\r\nTHIS IS NOT A ROUTE OP\r\n"))
+	out := readUntilClosed(nc, 2*time.Second)
+	if !strings.Contains(out, "-ERR 'Unknown Protocol Operation'") {
+		t.Fatalf("got %q", out)
+	}
+	waitFor(t, 2*time.Second, func() bool { return srvs[0].NumRoutes() == 1 && interest(srvs[0], "ok") == 0 })
+	// The genuine route still carries messages.
+	var got int
+	done := make(chan struct{}, 10)
+	c := mustConnect(t, srvs[1])
+	_, _ = c.Subscribe("still", "", func(Msg) { got++; done <- struct{}{} })
+	waitFor(t, 2*time.Second, func() bool { return interest(srvs[0], "still") == 1 })
+	pub := mustConnect(t, srvs[0])
+	_ = pub.Publish("still", "", nil, []byte("x"))
+	pub.Flush()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+		t.Fatal("mesh broken by a bad route")
+	}
+}
+
+func TestRouteImpostorIsRefused(t *testing.T) {
+	old := dupWindow
+	dupWindow = 100 * time.Millisecond
+	defer func() { dupWindow = old }()
+	srvs := startMesh(t, 2, nil)
+	time.Sleep(2 * dupWindow)
+	nc := fakeRoute(t, srvs[0], srvs[1].ID(), "")
+	out := readUntilClosed(nc, 2*time.Second)
+	if !strings.Contains(out, "-ERR 'Duplicate Route'") {
+		t.Fatalf("got %q", out)
+	}
+	if srvs[0].NumRoutes() != 1 {
+		t.Fatalf("routes %d", srvs[0].NumRoutes())
+	}
+	rs := srvs[0].Routez(false)
+	if len(rs) != 1 || rs[0].RemoteID != srvs[1].ID() {
+		t.Fatalf("routez %+v", rs)
+	}
+}
+
+func TestRouteSelfIsNotRetried(t *testing.T) {
+	s, err := New(Options{Host: "127.0.0.1", Port: -1, Cluster: &ClusterOptions{Host: "127.0.0.1", Port: -1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Shutdown(context.Background()) }()
+	s.solicit(&url.URL{Scheme: "nats-route", Host: s.ClusterAddr().String()}, true)
+	waitFor(t, 2*time.Second, func() bool {
+		s.rmu.Lock()
+		defer s.rmu.Unlock()
+		return len(s.dialing) == 0
+	})
+	if s.NumRoutes() != 0 {
+		t.Fatal("route to self")
+	}
+}
+
+func TestRouteSlowConsumerIsClosedWithoutStallingPublisher(t *testing.T) {
+	srvs := startMesh(t, 1, func(_ int, o *Options) { o.MaxPending = 256 << 10; o.MaxPayload = 64 << 10 })
+	nc := fakeRoute(t, srvs[0], "NSLOW", "RS+ flood\r\n")
+	_ = nc // it never reads
+	waitFor(t, 2*time.Second, func() bool { return interest(srvs[0], "flood") == 1 })
+	pub := mustConnect(t, srvs[0])
+	msg := make([]byte, 8<<10)
+	start := time.Now()
+	for range 20000 {
+		_ = pub.Publish("flood", "", nil, msg)
+		pub.Flush()
+	}
+	if el := time.Since(start); el > 10*time.Second {
+		t.Fatalf("publisher stalled %v", el)
+	}
+	waitFor(t, 5*time.Second, func() bool { return srvs[0].NumRoutes() == 0 })
+	if v := srvs[0].Varz(); v.SlowConsumersStats.Routes != 1 {
+		t.Fatalf("slow routes %d", v.SlowConsumersStats.Routes)
+	}
+}
+
+// testRouteTLS returns server and client TLS configurations for 127.0.0.1 signed by one CA.
+func testRouteTLS(t *testing.T) (srv, cli *tls.Config) {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "ca"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "route"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	cert := tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	srv = &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12}
+	cli = &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return srv, cli
+}
+
+func TestRouteTLS(t *testing.T) {
+	srvTLS, cliTLS := testRouteTLS(t)
+	srvs := startMesh(t, 3, func(_ int, o *Options) { o.Cluster.TLS, o.Cluster.TLSClient = srvTLS, cliTLS })
+	got := make(chan struct{}, 1)
+	_, _ = mustConnect(t, srvs[2]).Subscribe("sec", "", func(Msg) { got <- struct{}{} })
+	waitFor(t, 2*time.Second, func() bool { return interest(srvs[0], "sec") == 1 })
+	pub := mustConnect(t, srvs[0])
+	_ = pub.Publish("sec", "", nil, nil)
+	pub.Flush()
+	select {
+	case <-got:
+	case <-time.After(2 * time.Second):
+		t.Fatal("no message over TLS routes")
+	}
+	// A server without the certificate cannot join.
+	plain, _ := New(Options{Host: "127.0.0.1", Port: -1, Cluster: &ClusterOptions{Host: "127.0.0.1", Port: -1,
+		Routes: []*url.URL{{Scheme: "nats-route", Host: srvs[0].ClusterAddr().String()}}}})
+	if err := plain.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = plain.Shutdown(context.Background()) }()
+	time.Sleep(500 * time.Millisecond)
+	if plain.NumRoutes() != 0 || srvs[0].NumRoutes() != 2 {
+		t.Fatalf("plain joined: %d %d", plain.NumRoutes(), srvs[0].NumRoutes())
+	}
+}

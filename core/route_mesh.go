@@ -1,0 +1,297 @@
+package core
+
+import (
+	"fmt"
+	"net/url"
+	"slices"
+	"time"
+
+	"github.com/starling-io/starling/core/wire"
+)
+
+// The mesh: which route is the route to each server, what servers tell each other about the
+// rest (gossip), and the client URLs of the whole cluster that clients learn in INFO.
+
+// dupWindow is how long after a route registers a second connection to the same server is
+// taken for a simultaneous dial (resolved by the tie-break) rather than an impostor.
+var dupWindow = 2 * time.Second
+
+// registerRoute makes c the route to info's server, unless a route to it exists already and
+// wins the tie-break; then it sends c our whole interest and tells the other routes about
+// the newcomer.
+func (s *Server) registerRoute(c *client, info *routeInfo, raw []byte) error {
+	co := s.o().Cluster
+	st := c.route
+	if info.ServerID == s.id {
+		s.rmu.Lock()
+		st.self = true
+		s.rmu.Unlock()
+		return errRouteClose("Route To Self", reasonRouteRejected)
+	}
+	if co.Name != "" && info.Cluster != "" && info.Cluster != co.Name {
+		c.log.Warn("rejecting route", "cause", fmt.Sprintf("cluster name %q does not match %q", info.Cluster, co.Name))
+		return errRouteClose("Cluster Name Mismatch", reasonRouteRejected)
+	}
+	s.rmu.Lock()
+	st.remoteID, st.remoteName = info.ServerID, info.ServerName
+	old := s.routes[info.ServerID]
+	if old != nil && time.Since(old.route.regAt) > dupWindow {
+		// The server already has a working route: this one is not who it claims to be.
+		s.rmu.Unlock()
+		c.log.Warn("closing route", "cause", "it claims the server id of an established route", "remote_id", info.ServerID)
+		return errRouteClose("Duplicate Route", reasonDuplicateRoute)
+	}
+	if old != nil && !s.keepNewRoute(c, old) {
+		s.rmu.Unlock()
+		c.log.Debug("duplicate route closed", "remote_id", info.ServerID)
+		c.closeConnection(reasonDuplicateRoute)
+		return errRouteClosed
+	}
+	st.registered = true
+	st.regAt = time.Now()
+	st.remoteURL = info.IP
+	st.connectURLs = info.ConnectURLs
+	st.info = slices.Clone(raw)
+	if old != nil {
+		old.route.registered = false
+		s.dropRemoteURLs(old.route.connectURLs)
+	}
+	s.routes[info.ServerID] = c
+	urlsChanged := !co.NoAdvertise && len(info.ConnectURLs) > 0 && s.addRemoteURLs(info.ConnectURLs)
+	c.mu.Lock()
+	for k := range s.interest {
+		c.out.buf = wire.AppendRouteSub(c.out.buf, k.subject, k.queue, int(s.interest[k]))
+	}
+	c.mu.Unlock()
+	others := make([]*client, 0, len(s.routes))
+	for _, r := range s.routes {
+		if r != c {
+			others = append(others, r)
+		}
+	}
+	s.rmu.Unlock()
+	if old != nil {
+		old.closeConnection(reasonDuplicateRoute)
+	}
+	c.setPingTimer(min(s.o().PingInterval, routePingMax))
+	c.flushSignal()
+	for _, r := range others {
+		r.sendRouteInfo(st.info) // they dial the newcomer if they do not know it
+	}
+	if urlsChanged {
+		s.clientURLsChanged()
+	}
+	c.log.Info("route connected", "remote_id", info.ServerID, "remote_name", info.ServerName, "solicited", st.solicited)
+	return nil
+}
+
+// keepNewRoute decides between two routes to the same server; both servers decide alike: the
+// connection dialed by the server with the smaller id stays. rmu held.
+func (s *Server) keepNewRoute(c, old *client) bool {
+	dialer := func(r *client) string {
+		if r.route.solicited {
+			return s.id
+		}
+		return r.route.remoteID
+	}
+	dn, do := dialer(c), dialer(old)
+	if dn == do {
+		return false // the same side dialed twice: keep what works
+	}
+	return dn < do
+}
+
+// updateRoute takes a changed INFO from a connected peer (new client URLs, lame duck).
+func (s *Server) updateRoute(c *client, info *routeInfo) {
+	urls := info.ConnectURLs
+	if info.LameDuckMode {
+		urls = nil
+	}
+	s.rmu.Lock()
+	if !c.route.registered {
+		s.rmu.Unlock()
+		return
+	}
+	old := c.route.connectURLs
+	c.route.connectURLs = urls
+	changed := false
+	if !s.o().Cluster.NoAdvertise {
+		changed = s.dropRemoteURLs(old)
+		changed = s.addRemoteURLs(urls) || changed
+	}
+	s.rmu.Unlock()
+	if changed {
+		s.clientURLsChanged()
+	}
+}
+
+// gossiped dials a server another route told us about, unless we know it already.
+func (s *Server) gossiped(info *routeInfo) {
+	if info.ServerID == s.id || info.IP == "" {
+		return
+	}
+	s.rmu.Lock()
+	_, known := s.routes[info.ServerID]
+	s.rmu.Unlock()
+	if known {
+		return
+	}
+	u, err := url.Parse(info.IP)
+	if err != nil || u.Host == "" {
+		s.log.Debug("ignoring gossiped route with a bad URL", "url", info.IP)
+		return
+	}
+	s.log.Debug("dialing gossiped route", "remote_id", info.ServerID, "url", u.Host)
+	s.solicit(&url.URL{Scheme: "nats-route", Host: u.Host}, false)
+}
+
+// sendRouteInfo queues an INFO on the route.
+func (c *client) sendRouteInfo(info []byte) {
+	c.mu.Lock()
+	if !c.closed {
+		c.out.buf = wire.AppendInfo(c.out.buf, info)
+	}
+	c.mu.Unlock()
+	c.flushSignal()
+}
+
+// removeRoute forgets a closed route: its interest left the index with its subscriptions;
+// here go its registration and its client URLs.
+func (s *Server) removeRoute(c *client) {
+	st := c.route
+	s.rmu.Lock()
+	delete(s.routeConns, c.cid)
+	changed := false
+	wasRegistered := st.registered
+	if st.registered {
+		st.registered = false
+		if s.routes[st.remoteID] == c {
+			delete(s.routes, st.remoteID)
+		}
+		if !s.o().Cluster.NoAdvertise {
+			changed = s.dropRemoteURLs(st.connectURLs)
+		}
+	}
+	s.rmu.Unlock()
+	s.gone.inMsgs.Add(c.stats.inMsgs.Load())
+	s.gone.inBytes.Add(c.stats.inBytes.Load())
+	s.gone.outMsgs.Add(c.stats.outMsgs.Load())
+	s.gone.outBytes.Add(c.stats.outBytes.Load())
+	if changed {
+		s.clientURLsChanged()
+	}
+	if wasRegistered {
+		c.log.Info("route closed", "remote_id", st.remoteID, "remote_name", st.remoteName, "reason", c.closeReason())
+	}
+}
+
+func (c *client) closeReason() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.reason
+}
+
+// addRemoteURLs counts client URLs learned from a route; true if the set grew. rmu held.
+func (s *Server) addRemoteURLs(urls []string) bool {
+	grew := false
+	for _, u := range urls {
+		if s.remoteURLs[u]++; s.remoteURLs[u] == 1 {
+			grew = true
+		}
+	}
+	if grew {
+		s.publishClusterURLs()
+	}
+	return grew
+}
+
+// dropRemoteURLs uncounts client URLs of a route; true if the set shrank. rmu held.
+func (s *Server) dropRemoteURLs(urls []string) bool {
+	shrank := false
+	for _, u := range urls {
+		if n, ok := s.remoteURLs[u]; ok {
+			if n <= 1 {
+				delete(s.remoteURLs, u)
+				shrank = true
+			} else {
+				s.remoteURLs[u] = n - 1
+			}
+		}
+	}
+	if shrank {
+		s.publishClusterURLs()
+	}
+	return shrank
+}
+
+// publishClusterURLs refreshes the sorted list of the other servers' client URLs that INFO
+// reads without taking rmu. rmu held.
+func (s *Server) publishClusterURLs() {
+	urls := make([]string, 0, len(s.remoteURLs))
+	for u := range s.remoteURLs {
+		urls = append(urls, u)
+	}
+	slices.Sort(urls)
+	s.clusterURLs.Store(&urls)
+}
+
+// clientURLsChanged sends the new connect_urls to every client that can take an async INFO.
+func (s *Server) clientURLsChanged() {
+	s.mu.Lock()
+	cls := s.clientList()
+	s.mu.Unlock()
+	for _, c := range cls {
+		c.sendAsyncInfo()
+	}
+}
+
+// connectURLs is INFO's connect_urls: ours (unless in lame duck) and the other servers'.
+// s.mu held.
+func (s *Server) connectURLs() []string {
+	co := s.o().Cluster
+	if co == nil || co.NoAdvertise {
+		return nil
+	}
+	var urls []string
+	if !s.ldm {
+		urls = append(urls, s.urls...)
+	}
+	if p := s.clusterURLs.Load(); p != nil {
+		for _, u := range *p {
+			if !slices.Contains(urls, u) {
+				urls = append(urls, u)
+			}
+		}
+	}
+	return urls
+}
+
+// lameDuckRoutes tells the other servers to stop advertising our client URLs.
+func (s *Server) lameDuckRoutes() {
+	if s.o().Cluster == nil {
+		return
+	}
+	info := s.routeInfoJSON()
+	s.rmu.Lock()
+	rs := make([]*client, 0, len(s.routes))
+	for _, r := range s.routes {
+		rs = append(rs, r)
+	}
+	s.rmu.Unlock()
+	for _, r := range rs {
+		r.sendRouteInfo(info)
+	}
+}
+
+// closeRoutes closes every route connection (shutdown).
+func (s *Server) closeRoutes() {
+	s.rmu.Lock()
+	rs := make([]*client, 0, len(s.routeConns))
+	for _, r := range s.routeConns {
+		rs = append(rs, r)
+	}
+	s.rmu.Unlock()
+	for _, r := range rs {
+		r.closeConnection(reasonShutdown)
+	}
+}
