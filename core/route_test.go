@@ -219,3 +219,62 @@ func TestRouteConnectURLs(t *testing.T) {
 		return len(srvs[0].connectURLs()) == 3
 	})
 }
+
+// BenchmarkRouteForward: an in-process publisher on one server, a subscriber on another;
+// every message crosses a real route socket (encode, write, read, parse, match, deliver).
+func BenchmarkRouteForward(b *testing.B) {
+	for _, size := range []int{16, 1024} {
+		b.Run(fmt.Sprintf("%dB", size), func(b *testing.B) {
+			t := &testing.T{}
+			srvs := startMesh(t, 2, nil)
+			defer func() {
+				for _, s := range srvs {
+					_ = s.Shutdown(context.Background())
+				}
+			}()
+			var got atomic.Int64
+			sc, _ := srvs[1].Connect("sub")
+			_, _ = sc.Subscribe("bench", "", func(Msg) { got.Add(1) })
+			for interest(srvs[0], "bench") == 0 {
+				time.Sleep(time.Millisecond)
+			}
+			pub, _ := srvs[0].Connect("pub")
+			msg := make([]byte, size)
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			n := int64(0)
+			for b.Loop() {
+				_ = pub.Publish("bench", "", nil, msg)
+				if n++; n%64 == 0 {
+					pub.Flush()
+					for n-got.Load() > 512 {
+						time.Sleep(10 * time.Microsecond)
+					}
+				}
+			}
+			pub.Flush()
+			for got.Load() < n {
+				time.Sleep(100 * time.Microsecond)
+			}
+		})
+	}
+}
+
+func TestRouteReconnectsToRestartedSeed(t *testing.T) {
+	srvs := startMesh(t, 2, nil)
+	addr := srvs[0].ClusterAddr()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srvs[0].Shutdown(ctx)
+	waitFor(t, 2*time.Second, func() bool { return srvs[1].NumRoutes() == 0 })
+	time.Sleep(300 * time.Millisecond) // a failed dial or two: the backoff grows
+	again, err := New(Options{Host: "127.0.0.1", Port: -1, Cluster: &ClusterOptions{Host: "127.0.0.1", Port: addr.Port, Name: "mesh"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := again.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = again.Shutdown(context.Background()) }()
+	waitFor(t, 5*time.Second, func() bool { return again.NumRoutes() == 1 && srvs[1].NumRoutes() == 1 })
+}
