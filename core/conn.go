@@ -22,7 +22,7 @@ type Msg struct {
 	Header  []byte // raw header block ("NATS/1.0…\r\n\r\n"); nil when none
 	Data    []byte
 	Sub     *Subscription
-	From    uint64 // cid of the publishing connection (see Server.IsConnected)
+	From    uint64 // cid of the publishing connection, or of the route it came over (see Server.IsConnected)
 }
 
 // MsgHandler runs on the publisher's goroutine. It must not block: hand work to a queue.
@@ -106,10 +106,19 @@ func nuid() string {
 
 // IsConnected reports whether the connection with this cid is still open: how a layer
 // above learns that a peer's NATS connection is gone without waiting for timeouts.
+//
+// A message that came over a route carries the route's cid: the publisher is on another
+// server, and is taken as connected while that route is up (its own heartbeats then decide).
 func (s *Server) IsConnected(cid uint64) bool {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	_, ok := s.clients[cid]
+	s.mu.Unlock()
+	if ok || s.routeConns == nil {
+		return ok
+	}
+	s.rmu.Lock()
+	_, ok = s.routeConns[cid]
+	s.rmu.Unlock()
 	return ok
 }
 

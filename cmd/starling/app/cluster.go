@@ -75,20 +75,14 @@ func (s *settings) buildCluster(p *problems) *core.ClusterOptions {
 	routes, _ := m["routes"].([]string)
 	// Flags last: they win.
 	if fl.listen != "" {
-		u, err := url.Parse(fl.listen)
-		if err != nil || u.Host == "" {
-			if h, port, e := net.SplitHostPort(fl.listen); e == nil {
-				u = &url.URL{Host: net.JoinHostPort(h, port)}
-			} else {
-				p.add(flagOrigin("cluster").errorf("want nats://HOST:PORT, got %q", fl.listen))
-				return nil
-			}
+		host, port, user, pass, ok := parseListenURL(fl.listen)
+		if !ok {
+			p.add(flagOrigin("cluster").errorf("want nats://HOST:PORT (PORT -1: any free port), got %q", fl.listen))
+			return nil
 		}
-		co.Host = u.Hostname()
-		co.Port, _ = strconv.Atoi(u.Port())
-		if u.User != nil {
-			co.Username = u.User.Username()
-			co.Password, _ = u.User.Password()
+		co.Host, co.Port = host, port
+		if user != "" {
+			co.Username, co.Password = user, pass
 		}
 	}
 	if fl.name != "" {
@@ -133,4 +127,25 @@ func buildRouteTLS(t *tlsSettings, p *problems) (srv, cli *tls.Config) {
 	cli = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: srv.Certificates, RootCAs: srv.ClientCAs,
 		CipherSuites: srv.CipherSuites, CurvePreferences: srv.CurvePreferences}
 	return srv, cli
+}
+
+// parseListenURL reads [nats://|nats-route://][user:pass@]host:port; the port may be -1.
+func parseListenURL(v string) (host string, port int, user, pass string, ok bool) {
+	if i := strings.Index(v, "://"); i >= 0 {
+		v = v[i+3:]
+	}
+	v = strings.TrimSuffix(v, "/")
+	if i := strings.LastIndex(v, "@"); i >= 0 {
+		user, pass, _ = strings.Cut(v[:i], ":")
+		v = v[i+1:]
+	}
+	h, p, err := net.SplitHostPort(v)
+	if err != nil {
+		return "", 0, "", "", false
+	}
+	port, err = strconv.Atoi(p)
+	if err != nil || port < -1 || port > 65535 {
+		return "", 0, "", "", false
+	}
+	return h, port, user, pass, true
 }
