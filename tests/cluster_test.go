@@ -48,6 +48,15 @@ func TestClusterFullMesh(t *testing.T) {
 		waitMesh(t, a, b, c)
 		checkVarzRoutes(t, a, b, c)
 	})
+	t.Run("every server seeds every other", func(t *testing.T) {
+		// Both ends of each pair solicit: the duplicate routes must resolve to one per pair.
+		a, b, c := newNode(t, "A"), newNode(t, "B"), newNode(t, "C")
+		a.start(a.clusterArgs("c1", b, c)...)
+		b.start(b.clusterArgs("c1", a, c)...)
+		c.start(c.clusterArgs("c1", a, b)...)
+		waitMesh(t, a, b, c)
+		checkVarzRoutes(t, a, b, c)
+	})
 }
 
 // checkVarzRoutes: /varz names the cluster and its port, and its routes count agrees with
