@@ -10,7 +10,7 @@ NATS_STREAMING_SERVER_VERSION := v0.25.6
 FUZZTIME ?= 20s
 UNIT_PKGS = $$($(GO) list ./... | grep -v '/tests$$')
 
-.PHONY: all build run test vet unit e2e bench fuzz lint tools compare clean proto soak
+.PHONY: all build run test vet unit e2e cluster-ref bench fuzz lint tools compare clean proto soak
 
 all: build
 
@@ -33,6 +33,11 @@ unit:
 
 e2e: tools build
 	STARLING_BIN=$(BIN)/starling NATS_CLI=$(BIN)/nats $(GO) test -count=1 -timeout 10m ./tests/...
+
+# The cluster tests (tests/cluster_test.go) against nats-server with the same flags, to check
+# the tests themselves.
+cluster-ref: $(BIN)/nats-server
+	CLUSTER_REF_SERVER=$(BIN)/nats-server $(GO) test -count=1 -timeout 5m -run '^TestCluster' ./tests/
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...

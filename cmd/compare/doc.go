@@ -3,7 +3,9 @@
 // their ratio, then stan-bench (stan.go v0.10.4) against nats-streaming-server v0.25.6 and
 // Starling's streaming layer (both with the memory store), then the same with durable stores
 // (nats-streaming-server's FILE store against Starling's file and bolt stores) plus a replay row,
-// then each server's memory while holding 10,000 idle connections.
+// then the cluster rows (nats bench with the publisher on one server of a two-server cluster and
+// the subscriber on the other; RSS and CPU of an idle three-server mesh holding 100,000
+// subscriptions), then each server's memory while holding 10,000 idle connections.
 //
 //	go run ./cmd/compare -starling bin/starling -nats-server bin/nats-server -nats bin/nats \
 //	  -stan-bench bin/stan-bench -nats-streaming-server bin/nats-streaming-server
@@ -20,5 +22,6 @@
 // scenario's config file and its pre-run check; memory.go is the idle-connection test; report.go
 // prints; streaming.go runs and parses stan-bench, streaming_report.go prints its section;
 // durable.go runs the durable-store rows, replay.go their load-then-replay row (stan.go in
-// process), durable_report.go prints their section.
+// process), durable_report.go prints their section; cluster.go starts clusters and runs the
+// cluster rows, mesh.go the idle mesh, cluster_report.go prints their section.
 package main

@@ -35,6 +35,7 @@ type options struct {
 	natsStreaming string
 	skipStreaming bool
 	skipDurable   bool
+	skipCluster   bool
 }
 
 func parseFlags(args []string, errOut io.Writer) (options, error) {
@@ -54,6 +55,7 @@ func parseFlags(args []string, errOut io.Writer) (options, error) {
 	fs.BoolVar(&o.skipStreaming, "skip-streaming", false, "skip the memory-store streaming (stan-bench) rows")
 	fs.BoolVar(&o.skipDurable, "skip-durable", false, "skip the durable-store streaming rows (file and bolt stores)")
 	fs.BoolVar(&o.skipCore, "skip-core", false, "skip the core NATS (nats bench) rows")
+	fs.BoolVar(&o.skipCluster, "skip-cluster", false, "skip the cluster rows (nats bench across a route, idle 3-server mesh)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -67,7 +69,7 @@ func parseFlags(args []string, errOut io.Writer) (options, error) {
 		return o, fmt.Errorf("-msgs: must not be negative, got %d", o.msgs)
 	}
 	bins := map[string]string{"-starling": o.starling, "-nats-server": o.natsServer}
-	if !o.skipCore {
+	if !o.skipCore || !o.skipCluster {
 		bins["-nats"] = o.nats
 	}
 	if !o.skipStreaming || !o.skipDurable {
@@ -127,6 +129,9 @@ func run(ctx context.Context, o options, argv []string, out, progress io.Writer)
 	}
 	if !o.skipDurable && ctx.Err() == nil {
 		rep.durable = measureDurable(ctx, o, r.timeout, logDir, progress)
+	}
+	if !o.skipCluster && ctx.Err() == nil {
+		rep.cluster = measureCluster(ctx, o, r, logDir, progress)
 	}
 	if !o.skipMem && ctx.Err() == nil {
 		rep.mem = measureAllMemory(ctx, rep.servers, logDir, progress)

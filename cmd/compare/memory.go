@@ -40,7 +40,11 @@ func measureMemory(ctx context.Context, spec serverSpec, logDir string) (memResu
 	defer s.stop()
 
 	start := time.Now()
-	conns, err := openIdle(ctx, s.addr())
+	conns, err := openConns(ctx, idleConns, func(i int) (*rawConn, error) {
+		// The read buffer only has to hold INFO's prefix and PONG; it stays allocated for
+		// every idle connection, so it is small.
+		return dialRaw(s.addr(), idleSubs(i), 512, dialTimeout)
+	})
 	defer closeAll(conns)
 	if err != nil {
 		return res, err
@@ -70,12 +74,12 @@ func measureMemory(ctx context.Context, spec serverSpec, logDir string) (memResu
 	return res, nil
 }
 
-// openIdle opens idleConns raw connections with a bounded pool of dialers. On error it returns
+// openConns opens n connections with dial, from a bounded pool of dialers. On error it returns
 // the connections opened so far, for the caller to close.
-func openIdle(ctx context.Context, addr string) ([]*rawConn, error) {
+func openConns(ctx context.Context, n int, dial func(i int) (*rawConn, error)) ([]*rawConn, error) {
 	ctx, cancel := context.WithTimeout(ctx, openTimeout)
 	defer cancel()
-	conns := make([]*rawConn, idleConns)
+	conns := make([]*rawConn, n)
 	next := make(chan int)
 	errs := make(chan error, dialWorkers)
 	var wg sync.WaitGroup
@@ -84,18 +88,16 @@ func openIdle(ctx context.Context, addr string) ([]*rawConn, error) {
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				// The read buffer only has to hold INFO's prefix and PONG; it stays allocated
-				// for every idle connection, so it is small.
-				rc, err := dialRaw(addr, idleSubs(i), 512, dialTimeout)
+				rc, err := dial(i)
 				if err != nil {
-					errs <- fmt.Errorf("idle connection %d: %w", i, err)
+					errs <- fmt.Errorf("connection %d: %w", i, err)
 					return
 				}
 				conns[i] = rc
 			}
 		}()
 	}
-	err := feed(ctx, next, errs)
+	err := feed(ctx, n, next, errs)
 	close(next)
 	wg.Wait()
 	if err == nil && len(errs) > 0 {
@@ -104,15 +106,15 @@ func openIdle(ctx context.Context, addr string) ([]*rawConn, error) {
 	return conns, err
 }
 
-// feed hands out connection indexes until all are given, a dialer fails, or ctx ends.
-func feed(ctx context.Context, next chan<- int, errs <-chan error) error {
-	for i := range idleConns {
+// feed hands out connection indexes until n are given, a dialer fails, or ctx ends.
+func feed(ctx context.Context, n int, next chan<- int, errs <-chan error) error {
+	for i := range n {
 		select {
 		case next <- i:
 		case err := <-errs:
 			return err
 		case <-ctx.Done():
-			return fmt.Errorf("opening idle connections: %w", ctx.Err())
+			return fmt.Errorf("opening connections: %w", ctx.Err())
 		}
 	}
 	return nil

@@ -45,6 +45,7 @@ type report struct {
 	mem         *[2]memCell    // nil with -skip-mem
 	stan        *stanReport    // nil with -skip-streaming
 	durable     *durableReport // nil with -skip-durable
+	cluster     *clusterReport // nil with -skip-cluster
 }
 
 func (r *report) write(w io.Writer) {
@@ -63,6 +64,9 @@ func (r *report) write(w io.Writer) {
 	}
 	if r.durable != nil {
 		r.durable.write(w)
+	}
+	if r.cluster != nil {
+		r.cluster.write(w)
 	}
 	if r.mem != nil {
 		r.writeMemory(w)
@@ -214,6 +218,9 @@ func (r *report) writeCommands(w io.Writer) {
 	if r.durable != nil {
 		r.durable.writeCommands(w)
 	}
+	if r.cluster != nil {
+		r.cluster.writeCommands(w)
+	}
 	fmt.Fprintf(w, "```\n\n")
 	for _, row := range r.rows {
 		if c := row.sc.config; c != nil {
@@ -244,6 +251,9 @@ func (r *report) writeErrors(w io.Writer) {
 	if r.durable != nil {
 		errs = append(errs, r.durable.errors()...)
 	}
+	if r.cluster != nil {
+		errs = append(errs, r.cluster.errors()...)
+	}
 	if len(errs) > 0 {
 		fmt.Fprintf(w, "## Failures\n\n%s\n\n", strings.Join(errs, "\n"))
 	}
@@ -262,6 +272,9 @@ func (r *report) failed() bool {
 		return true
 	}
 	if r.durable != nil && len(r.durable.errors()) > 0 {
+		return true
+	}
+	if r.cluster != nil && len(r.cluster.errors()) > 0 {
 		return true
 	}
 	return r.mem != nil && (r.mem[0].err != nil || r.mem[1].err != nil)

@@ -114,8 +114,11 @@ func scenarios() []scenario {
 
 // common are the flags every `nats bench` invocation gets: --no-context so a user's saved
 // context (credentials, other servers) cannot leak in, --no-progress because bars go to a tty.
-func common(url string) []string {
-	return []string{"--no-context", "-s", url, "--no-progress", "--size", strconv.Itoa(payloadSize)}
+func common(url string) []string { return commonSized(url, payloadSize) }
+
+// commonSized is common with a payload of size bytes.
+func commonSized(url string, size int) []string {
+	return []string{"--no-context", "-s", url, "--no-progress", "--size", strconv.Itoa(size)}
 }
 
 // pubArgs: extra are further flags, such as credentials.

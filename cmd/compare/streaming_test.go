@@ -156,7 +156,7 @@ func TestStanProbeNoStreaming(t *testing.T) {
 }
 
 // TestParseFlagsStreaming: the streaming binaries are required unless both -skip-streaming and
-// -skip-durable, and the nats CLI unless -skip-core.
+// -skip-durable, and the nats CLI unless both -skip-core and -skip-cluster.
 func TestParseFlagsStreaming(t *testing.T) {
 	base := []string{"-starling", "true", "-nats-server", "true"}
 	missing := "/nonexistent/compare-test-binary"
@@ -170,7 +170,8 @@ func TestParseFlagsStreaming(t *testing.T) {
 		{[]string{"-nats", "true", "-stan-bench", missing, "-nats-streaming-server", "true", "-skip-streaming"}, "-stan-bench"},
 		{[]string{"-nats", "true", "-stan-bench", missing, "-nats-streaming-server", "true", "-skip-durable"}, "-stan-bench"},
 		{[]string{"-nats", "true", "-stan-bench", missing, "-nats-streaming-server", missing, "-skip-streaming", "-skip-durable"}, ""},
-		{[]string{"-nats", missing, "-stan-bench", "true", "-nats-streaming-server", "true", "-skip-core"}, ""},
+		{[]string{"-nats", missing, "-stan-bench", "true", "-nats-streaming-server", "true", "-skip-core", "-skip-cluster"}, ""},
+		{[]string{"-nats", missing, "-stan-bench", "true", "-nats-streaming-server", "true", "-skip-core"}, "-nats"},
 	} {
 		_, err := parseFlags(append(append([]string{}, base...), tc.args...), io.Discard)
 		switch {

@@ -1,0 +1,370 @@
+package tests
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// The cluster tests run real server processes joined by routes, with real nats.go clients.
+// With CLUSTER_REF_SERVER=/path/to/nats-server they run the same flags against the reference
+// server instead of starling, to validate the tests themselves.
+
+const (
+	meshTimeout  = 10 * time.Second // routes formed or healed
+	readyTimeout = 10 * time.Second // a server accepting clients
+	quiet        = 150 * time.Millisecond
+)
+
+// clusterServer is the binary under test and whether it is the reference nats-server.
+func clusterServer(t *testing.T) (string, bool) {
+	t.Helper()
+	if p := os.Getenv("CLUSTER_REF_SERVER"); p != "" {
+		return p, true
+	}
+	return starlingBinary(t), false
+}
+
+// node is one server process of a test cluster, on ports chosen by the test so that it can be
+// restarted on the same ones.
+type node struct {
+	t                  *testing.T
+	name               string
+	port, cport, mport int      // client, route, monitoring
+	extra              []string // flags given to start, kept for restart
+	args               []string // the full command line
+	p                  *proc
+	ref                bool
+}
+
+// newNode picks free ports for a server; nothing runs until start.
+func newNode(t *testing.T, name string) *node {
+	t.Helper()
+	return &node{t: t, name: name, port: freePort(t), cport: freePort(t), mport: freePort(t)}
+}
+
+func (n *node) url() string      { return fmt.Sprintf("nats://127.0.0.1:%d", n.port) }
+func (n *node) hostPort() string { return fmt.Sprintf("127.0.0.1:%d", n.port) }
+func (n *node) routeURL() string { return fmt.Sprintf("nats://127.0.0.1:%d", n.cport) }
+func (n *node) routeAddr() string {
+	return fmt.Sprintf("127.0.0.1:%d", n.cport)
+}
+
+// clusterArgs are the nats-server clustering flags: route listener, cluster name, seeds.
+func (n *node) clusterArgs(cluster string, seeds ...*node) []string {
+	args := []string{"--cluster", n.routeURL(), "--cluster_name", cluster}
+	if len(seeds) > 0 {
+		urls := make([]string, len(seeds))
+		for i, s := range seeds {
+			urls[i] = s.routeURL()
+		}
+		args = append(args, "--routes", strings.Join(urls, ","))
+	}
+	return args
+}
+
+// start runs the server with the usual flags plus args and waits until it accepts clients.
+func (n *node) start(args ...string) *node {
+	n.t.Helper()
+	bin, ref := clusterServer(n.t)
+	n.ref, n.extra = ref, args
+	n.args = append([]string{"-a", "127.0.0.1", "-p", fmt.Sprint(n.port), "-m", fmt.Sprint(n.mport), "-n", n.name}, args...)
+	if !ref {
+		n.args = append(n.args, "--no_streaming") // streaming is not clustered yet
+	}
+	n.p = startProc(n.t, bin, n.args...)
+	n.t.Cleanup(func() {
+		if n.t.Failed() {
+			n.t.Logf("server %s (%s %s) output:\n%s", n.name, bin, strings.Join(n.args, " "), tail(n.p.out.String(), 4000))
+		}
+	})
+	waitFor(n.t, readyTimeout, func() error {
+		select {
+		case err := <-n.p.done:
+			n.p.done <- err
+			n.t.Fatalf("server %s exited during start: %v\n%s", n.name, err, n.p.out.String())
+		default:
+		}
+		nc, err := nats.Connect(n.url(), nats.Timeout(time.Second), nats.NoReconnect())
+		if err != nil {
+			return err
+		}
+		nc.Close()
+		_, err = n.routez()
+		return err
+	})
+	return n
+}
+
+// restart starts the server again with the same flags and ports.
+func (n *node) restart() {
+	n.t.Helper()
+	n.start(n.extra...)
+}
+
+// kill sends SIGKILL and reaps the process.
+func (n *node) kill() {
+	_ = n.p.cmd.Process.Kill()
+	err := <-n.p.done
+	n.p.done <- err // for the cleanup registered by startProc
+}
+
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return "…" + s[len(s)-n:]
+}
+
+// routezInfo is the part of /routez the tests read.
+type routezInfo struct {
+	ServerID  string `json:"server_id"`
+	NumRoutes int    `json:"num_routes"`
+	Routes    []struct {
+		RemoteID   string `json:"remote_id"`
+		RemoteName string `json:"remote_name"`
+		DidSolicit bool   `json:"did_solicit"`
+	} `json:"routes"`
+}
+
+// peers are the distinct servers this one has routes to, by name. nats-server keeps a pool of
+// route connections per peer (3 by default, plus one for the system account), so num_routes
+// is 4 × peers there; starling keeps one.
+func (r routezInfo) peers() []string {
+	var names []string
+	for _, rt := range r.Routes {
+		if !slices.Contains(names, rt.RemoteName) {
+			names = append(names, rt.RemoteName)
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+func (n *node) monGet(path string, v any) error {
+	c := http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d%s", n.mport, path))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", path, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+func (n *node) routez() (routezInfo, error) {
+	var r routezInfo
+	return r, n.monGet("/routez", &r)
+}
+
+// checkPeers reports whether n has routes to exactly the servers named want.
+func (n *node) checkPeers(want ...string) error {
+	r, err := n.routez()
+	if err != nil {
+		return err
+	}
+	slices.Sort(want)
+	if got := r.peers(); !slices.Equal(got, want) {
+		return fmt.Errorf("%s routes to %v (num_routes %d), want %v", n.name, got, r.NumRoutes, want)
+	}
+	if !n.ref && r.NumRoutes != len(want) {
+		return fmt.Errorf("%s num_routes %d, want %d (one route per peer)", n.name, r.NumRoutes, len(want))
+	}
+	return nil
+}
+
+// waitMesh waits until every node has a route to every other one, and to no one else.
+func waitMesh(t *testing.T, nodes ...*node) {
+	t.Helper()
+	waitFor(t, meshTimeout, func() error {
+		for _, n := range nodes {
+			var others []string
+			for _, o := range nodes {
+				if o != n {
+					others = append(others, o.name)
+				}
+			}
+			if err := n.checkPeers(others...); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// startMesh starts a three-server cluster, B and C seeded with A only, and waits for the full
+// mesh.
+func startMesh(t *testing.T) (a, b, c *node) {
+	t.Helper()
+	a, b, c = newNode(t, "A"), newNode(t, "B"), newNode(t, "C")
+	a.start(a.clusterArgs("c1")...)
+	b.start(b.clusterArgs("c1", a)...)
+	c.start(c.clusterArgs("c1", a)...)
+	waitMesh(t, a, b, c)
+	return a, b, c
+}
+
+// dial connects a nats.go client to n only, closed when the test ends.
+func (n *node) dial(opts ...nats.Option) *nats.Conn {
+	n.t.Helper()
+	nc, err := nats.Connect(n.url(), append([]nats.Option{nats.Name("client-of-" + n.name)}, opts...)...)
+	if err != nil {
+		n.t.Fatalf("connect to %s: %v", n.name, err)
+	}
+	n.t.Cleanup(nc.Close)
+	return nc
+}
+
+// awaitInterest returns once pub's server knows every subscription each of subs made (or
+// removed) before the call. Each sub connection answers a fresh sentinel subject, subscribed
+// after its other operations: interest travels over the route in order, so once pub's
+// request on the sentinel is answered, the earlier subscriptions have arrived too. A request
+// before that fails fast with no responders (or times out when the reply is not routable yet).
+func awaitInterest(t *testing.T, pub *nats.Conn, subs ...*nats.Conn) {
+	t.Helper()
+	for _, s := range subs {
+		subject := nats.NewInbox()
+		sub, err := s.Subscribe(subject, func(m *nats.Msg) { _ = m.Respond(nil) })
+		must(t, err)
+		must(t, s.Flush())
+		waitFor(t, meshTimeout, func() error {
+			_, err := pub.Request(subject, nil, 300*time.Millisecond)
+			return err
+		})
+		must(t, sub.Unsubscribe())
+	}
+}
+
+// counter counts messages per payload on one subscription, to find loss and duplicates.
+type counter struct {
+	ch chan string
+}
+
+func newCounter() *counter { return &counter{ch: make(chan string, 1<<16)} }
+
+func (c *counter) handle(m *nats.Msg) { c.ch <- string(m.Data) }
+
+func (c *counter) subscribe(t *testing.T, nc *nats.Conn, subject string) *nats.Subscription {
+	t.Helper()
+	sub, err := nc.Subscribe(subject, c.handle)
+	must(t, err)
+	must(t, sub.SetPendingLimits(-1, -1))
+	return sub
+}
+
+func (c *counter) queueSubscribe(t *testing.T, nc *nats.Conn, subject, queue string) *nats.Subscription {
+	t.Helper()
+	sub, err := nc.QueueSubscribe(subject, queue, c.handle)
+	must(t, err)
+	return sub
+}
+
+// take collects payloads for up to d, stopping early once n have arrived; then a short quiet
+// period catches extras.
+func (c *counter) take(n int, d time.Duration) map[string]int {
+	got := map[string]int{}
+	total := 0
+	deadline := time.After(d)
+	for total < n {
+		select {
+		case s := <-c.ch:
+			got[s]++
+			total++
+		case <-deadline:
+			return got
+		}
+	}
+	for {
+		select {
+		case s := <-c.ch:
+			got[s]++
+		case <-time.After(quiet):
+			return got
+		}
+	}
+}
+
+// exactlyOnce checks that got holds every payload of want once and nothing else.
+func exactlyOnce(t *testing.T, who string, got map[string]int, want []string) {
+	t.Helper()
+	var missing, dup []string
+	wanted := make(map[string]bool, len(want))
+	for _, w := range want {
+		wanted[w] = true
+		switch got[w] {
+		case 0:
+			missing = append(missing, w)
+		case 1:
+		default:
+			dup = append(dup, fmt.Sprintf("%s×%d", w, got[w]))
+		}
+	}
+	extra := 0
+	for k := range got {
+		if !wanted[k] {
+			extra++
+		}
+	}
+	if len(missing)+len(dup)+extra > 0 {
+		t.Fatalf("%s: %d of %d missing (%v), duplicates %v, %d unexpected", who, len(missing), len(want),
+			clipList(missing), clipList(dup), extra)
+	}
+}
+
+func clipList(s []string) []string {
+	if len(s) > 10 {
+		return append(s[:10:10], "…")
+	}
+	return s
+}
+
+func payloads(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s-%d", prefix, i)
+	}
+	return out
+}
+
+func publishAll(t *testing.T, nc *nats.Conn, subject string, data []string) {
+	t.Helper()
+	for _, d := range data {
+		must(t, nc.Publish(subject, []byte(d)))
+	}
+	must(t, nc.Flush())
+}
+
+// rawRoute dials n's route port and reads the server's first line (its route INFO).
+func rawRoute(t *testing.T, n *node) (net.Conn, *bufio.Reader, string) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", n.routeAddr(), 2*time.Second)
+	must(t, err)
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	r := bufio.NewReader(c)
+	line, err := r.ReadString('\n')
+	if err != nil {
+		t.Fatalf("route port of %s: no INFO: %v", n.name, err)
+	}
+	return c, r, line
+}
+
+// writeConf writes a config file for the test and returns its path.
+func writeConf(t *testing.T, name, text string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	must(t, os.WriteFile(p, []byte(text), 0o600))
+	return p
+}
