@@ -399,7 +399,7 @@ func (c *client) RouteConnect(arg []byte) error {
 	var rc routeConnect
 	if err := json.Unmarshal(arg, &rc); err != nil {
 		c.log.Info("closing route", "cause", "invalid CONNECT", "err", err)
-		return errRouteClose(wire.ErrBadConnect.Text, reasonProtocolViolation)
+		return errRouteClose(wire.ErrProtocol.Text, reasonProtocolViolation)
 	}
 	if rc.Lang != nil {
 		c.log.Info("closing connection", "cause", "a client connected to the route port")
@@ -496,7 +496,9 @@ func (c *client) handleRouteError(err error) {
 	}
 	var rc *routeCloseErr
 	if errors.As(err, &rc) {
-		c.sendErr(rc.text)
+		if rc.text != "" {
+			c.sendErr(rc.text)
+		}
 		c.prod.flushPending()
 		c.closeFlushing(rc.reason)
 		return

@@ -126,6 +126,9 @@ func (s *Server) Varz() *Varz {
 	}
 	s.mu.Lock()
 	v.ConnectURLs = append([]string(nil), s.urls...)
+	if urls := s.connectURLs(); urls != nil {
+		v.ConnectURLs = urls
+	}
 	v.Connections = len(s.clients)
 	in, out := s.gone.inMsgs.Load(), s.gone.outMsgs.Load()
 	inb, outb := s.gone.inBytes.Load(), s.gone.outBytes.Load()
