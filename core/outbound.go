@@ -181,10 +181,15 @@ func (c *client) overPending(n int) bool {
 	return int64(c.out.pending()+n) > c.srv.o().MaxPending
 }
 
-// stallMark reports whether pending output (plus n) is past 3/4 of max_pending, where
-// producers start waiting briefly for this client to drain; c.mu must be held.
+// stallMax caps the stall mark: past it, more queued output only costs memory — the writer
+// already has plenty to write — and buffers above it would be reallocated on every turn.
+const stallMax = 8 << 20
+
+// stallMark reports whether pending output (plus n) is past the stall mark (3/4 of
+// max_pending, at most stallMax), where producers start waiting briefly for this client to
+// drain; c.mu must be held.
 func (c *client) stallMark(n int) bool {
-	return int64(c.out.pending()+n) > c.srv.o().MaxPending/4*3
+	return int64(c.out.pending()+n) > min(c.srv.o().MaxPending/4*3, stallMax)
 }
 
 // stallChan returns the channel a producer waits on while c drains; c.mu must be held.
