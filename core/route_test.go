@@ -218,6 +218,30 @@ func TestRouteConnectURLs(t *testing.T) {
 		defer srvs[0].mu.Unlock()
 		return len(srvs[0].connectURLs()) == 3
 	})
+	v := srvs[0].Varz()
+	if v.Routes != 2 || v.Cluster.Name != "mesh" || v.Cluster.Port != srvs[0].ClusterAddr().Port || len(v.ConnectURLs) != 3 {
+		t.Fatalf("varz routes %d cluster %+v urls %v", v.Routes, v.Cluster, v.ConnectURLs)
+	}
+	c := mustConnect(t, srvs[1])
+	_, _ = c.Subscribe("count", "", func(Msg) {})
+	waitFor(t, 2*time.Second, func() bool { return interest(srvs[0], "count") == 1 })
+	pub := mustConnect(t, srvs[0])
+	for range 10 {
+		_ = pub.Publish("count", "", nil, []byte("12345"))
+	}
+	pub.Flush()
+	waitFor(t, 2*time.Second, func() bool {
+		rs := srvs[0].Routez(true)
+		for _, r := range rs {
+			if r.RemoteID == srvs[1].ID() {
+				return r.OutMsgs == 10 && r.OutBytes == 50 && r.NumSubs >= 1
+			}
+		}
+		return false
+	})
+	if v := srvs[0].Varz(); v.OutMsgs < 10 {
+		t.Fatalf("varz out_msgs %d", v.OutMsgs)
+	}
 }
 
 // BenchmarkRouteForward: an in-process publisher on one server, a subscriber on another;
