@@ -82,6 +82,8 @@ type ClusterOptsVarz struct {
 	AuthTimeout float64  `json:"auth_timeout,omitempty"`
 	URLs        []string `json:"urls,omitempty"`
 	TLSTimeout  float64  `json:"tls_timeout,omitempty"`
+	TLSRequired bool     `json:"tls_required,omitempty"`
+	TLSVerify   bool     `json:"tls_verify,omitempty"`
 	PoolSize    int      `json:"pool_size,omitempty"`
 }
 
@@ -147,6 +149,10 @@ func (s *Server) Varz() *Varz {
 		v.Cluster = ClusterOptsVarz{Name: co.Name, Host: co.Host, AuthTimeout: co.AuthTimeout.Seconds(), TLSTimeout: o.TLSTimeout.Seconds(), PoolSize: 1}
 		if a := s.ClusterAddr(); a != nil {
 			v.Cluster.Port = a.Port
+		}
+		if co.TLS != nil {
+			v.Cluster.TLSRequired = true
+			v.Cluster.TLSVerify = co.TLS.ClientAuth >= tls.VerifyClientCertIfGiven
 		}
 		for _, u := range co.Routes {
 			v.Cluster.URLs = append(v.Cluster.URLs, u.Host)
