@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -50,7 +51,36 @@ type node struct {
 // newNode picks free ports for a server; nothing runs until start.
 func newNode(t *testing.T, name string) *node {
 	t.Helper()
-	return &node{t: t, name: name, port: freePort(t), cport: freePort(t), mport: freePort(t)}
+	p := nodePorts(t)
+	return &node{t: t, name: name, port: p[0], cport: p[1], mport: p[2]}
+}
+
+// handedOut are the ports nodePorts has returned in this test process: the kernel may offer
+// a released port again, and a node's ports are chosen long before it binds them (and bound
+// again on restart), so no two nodes of a run ever get the same one.
+var handedOut = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
+
+// nodePorts returns three distinct free loopback ports never returned before.
+func nodePorts(t *testing.T) [3]int {
+	t.Helper()
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	var out [3]int
+	for i := 0; i < len(out); {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		must(t, err)
+		defer l.Close() // held until all three are chosen
+		p := l.Addr().(*net.TCPAddr).Port
+		if !handedOut.ports[p] {
+			handedOut.ports[p] = true
+			out[i] = p
+			i++
+		}
+	}
+	return out
 }
 
 func (n *node) url() string      { return fmt.Sprintf("nats://127.0.0.1:%d", n.port) }

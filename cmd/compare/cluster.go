@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -24,6 +26,13 @@ const (
 	syncSubject    = "compare.sync"
 	syncProbeEvery = 50 * time.Millisecond
 	clusterSubject = "bench.cluster"
+	// clusterMaxPending is the throughput rows' max_pending (bytes a client may have buffered
+	// before it is cut off as a slow consumer). `nats bench pub` does not wait for anyone, and
+	// a message crossing a route reaches B faster than one subscriber drains it, so with the
+	// default 64 MiB both servers sometimes cut the subscriber off at 1 KiB, and the run
+	// measures nothing. 1 GiB holds a whole run.
+	clusterMaxPending = 1 << 30
+	clusterConfFile   = "cluster-bench.conf"
 )
 
 // clusterScenario is one row of the cluster throughput table.
@@ -38,7 +47,7 @@ type clusterScenario struct {
 func clusterScenarios() []clusterScenario {
 	return []clusterScenario{
 		{name: "pub on A → 1 sub on B, 16 B", size: 16, msgs: 3_000_000, quickMsgs: 600_000, target: 1},
-		{name: "pub on A → 1 sub on B, 1 KiB", size: 1024, msgs: 1_000_000, quickMsgs: 200_000, target: 1},
+		{name: "pub on A → 1 sub on B, 1 KiB", size: 1024, msgs: 500_000, quickMsgs: 100_000, target: 1},
 	}
 }
 
@@ -74,8 +83,9 @@ type cluster struct {
 	nodes []*server
 }
 
-// startCluster starts n servers of spec, each seeded with the first, and waits for the full mesh.
-func startCluster(ctx context.Context, spec serverSpec, n int, logDir string) (*cluster, error) {
+// startCluster starts n servers of spec, each seeded with the first and given extra flags, and
+// waits for the full mesh.
+func startCluster(ctx context.Context, spec serverSpec, n int, logDir string, extra ...string) (*cluster, error) {
 	ports, err := freePorts(n)
 	if err != nil {
 		return nil, err
@@ -86,7 +96,7 @@ func startCluster(ctx context.Context, spec serverSpec, n int, logDir string) (*
 		if i > 0 {
 			seed = strconv.Itoa(ports[0])
 		}
-		s, err := startServer(ctx, spec, logDir, clusterArgs(strconv.Itoa(ports[i]), seed))
+		s, err := startServer(ctx, spec, logDir, append(clusterArgs(strconv.Itoa(ports[i]), seed), extra...))
 		if err != nil {
 			c.stop()
 			return nil, err
@@ -216,6 +226,13 @@ func measureCluster(ctx context.Context, o options, r runner, logDir string, pro
 	if o.quick {
 		rep.window = quickIdleWindow
 	}
+	conf := filepath.Join(logDir, clusterConfFile)
+	if err := os.WriteFile(conf, []byte(clusterConfText()), 0o644); err != nil {
+		for _, sc := range clusterScenarios() {
+			rep.rows = append(rep.rows, clusterRow{sc: sc, cells: [2]cell{{err: err}, {err: err}}})
+		}
+		return rep
+	}
 	for _, sc := range clusterScenarios() {
 		if ctx.Err() != nil {
 			break
@@ -228,7 +245,7 @@ func measureCluster(ctx context.Context, o options, r runner, logDir string, pro
 			rw.msgs = o.msgs
 		}
 		alternate(ctx, o.rounds, &rw.cells, "cluster "+sc.name, rep.servers, progress, func(i int) (runResult, error) {
-			return runClusterOnce(ctx, r, rep.servers[i], sc, rw.msgs, logDir)
+			return runClusterOnce(ctx, r, rep.servers[i], sc, rw.msgs, logDir, "-c", conf)
 		})
 		rep.rows = append(rep.rows, rw)
 	}
@@ -249,13 +266,17 @@ func measureCluster(ctx context.Context, o options, r runner, logDir string, pro
 	return rep
 }
 
-// runClusterOnce measures sc once on a fresh two-server cluster: `nats bench sub` on B, then
-// `nats bench pub` on A once A knows B's subscription; the rate is the subscriber's.
-func runClusterOnce(ctx context.Context, r runner, spec serverSpec, sc clusterScenario, msgs int, logDir string) (runResult, error) {
+// clusterConfText is the configuration file both servers load for the throughput rows.
+func clusterConfText() string { return fmt.Sprintf("max_pending: %d\n", clusterMaxPending) }
+
+// runClusterOnce measures sc once on a fresh two-server cluster started with extra flags:
+// `nats bench sub` on B, then `nats bench pub` on A once A knows B's subscription; the rate is
+// the subscriber's.
+func runClusterOnce(ctx context.Context, r runner, spec serverSpec, sc clusterScenario, msgs int, logDir string, extra ...string) (runResult, error) {
 	var res runResult
 	start := time.Now()
 	deadline := start.Add(r.timeout)
-	cl, err := startCluster(ctx, spec, 2, logDir)
+	cl, err := startCluster(ctx, spec, 2, logDir, extra...)
 	if err != nil {
 		return res, err
 	}
@@ -298,10 +319,10 @@ func runClusterOnce(ctx context.Context, r runner, spec serverSpec, sc clusterSc
 
 // clusterCommands lists the server and client invocations of the cluster rows.
 func (c *clusterReport) writeCommands(w io.Writer) {
-	fmt.Fprintf(w, "# cluster: every node (A has no --routes; B and C seed with A)\n")
+	fmt.Fprintf(w, "# cluster: every node (A has no --routes; B and C seed with A); the idle mesh without -c\n")
 	for _, s := range c.servers {
 		args := append(append(serverArgs("$PORT", "$HTTP_PORT"), s.args...), clusterArgs("$ROUTE_PORT", "$ROUTE_PORT_A")...)
-		fmt.Fprintf(w, "%s %s\n", s.path, strings.Join(args, " "))
+		fmt.Fprintf(w, "%s %s -c $TMPDIR/%s\n", s.path, strings.Join(args, " "), clusterConfFile)
 	}
 	for _, row := range c.rows {
 		sub, pub := row.sc.args("nats://127.0.0.1:$PORT_A", "nats://127.0.0.1:$PORT_B", row.msgs)

@@ -13,6 +13,8 @@ func (c *clusterReport) write(w io.Writer) {
 	fmt.Fprintf(w, "## Cluster (nats bench across a route)\n\n")
 	fmt.Fprintf(w, "- every run on a fresh two-server cluster: A with `--cluster`, B seeded with A (`--routes`); "+
 		"starling also gets `--no_streaming`\n")
+	fmt.Fprintf(w, "- both servers load `%s`: `%s` (the publisher is unthrottled; with the default 64 MiB both servers "+
+		"sometimes cut the subscriber off as a slow consumer at 1 KiB)\n", clusterConfFile, strings.TrimSpace(clusterConfText()))
 	fmt.Fprintf(w, "- `nats bench sub` (1 client) on B, started first; `nats bench pub` on A once a message published on A "+
 		"reaches a subscription made on B after the bench's; rate at the subscriber\n\n")
 	if len(c.rows) > 0 {
