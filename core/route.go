@@ -407,8 +407,9 @@ func (c *client) RouteConnect(arg []byte) error {
 	}
 	co := c.srv.o().Cluster
 	if co.Name != "" && rc.Cluster != "" && rc.Cluster != co.Name {
-		c.log.Warn("rejecting route", "cause", fmt.Sprintf("cluster name %q does not match %q", rc.Cluster, co.Name))
-		return errRouteClose("Cluster Name Mismatch", reasonRouteRejected)
+		msg := fmt.Sprintf("Rejecting connection, cluster name %q does not match %q", rc.Cluster, co.Name)
+		c.log.Warn("rejecting route", "cause", msg)
+		return errRouteClose(msg, reasonRouteRejected)
 	}
 	if co.Username != "" && (rc.User != co.Username || !passwordMatch(co.Password, rc.Pass)) {
 		c.log.Warn("rejecting route", "cause", "wrong credentials", "user", rc.User)
@@ -504,6 +505,13 @@ func (c *client) handleRouteError(err error) {
 		return
 	}
 	var we *wire.Error
+	if errors.As(err, &we) && !c.route.solicited && !c.isAuthDone() {
+		// Whatever a stranger sends before a valid CONNECT, the answer is the same.
+		c.log.Warn("closing route", "cause", "protocol error before CONNECT", "err", we.Error())
+		c.sendErr(wire.ErrAuthorization.Text)
+		c.closeFlushing(reasonRouteRejected)
+		return
+	}
 	if errors.As(err, &we) {
 		c.log.Warn("closing route", "cause", "protocol error", "err", we.Error())
 		if we.Text != "" {

@@ -206,3 +206,30 @@ func TestRouteTLS(t *testing.T) {
 		t.Fatalf("plain joined: %d %d", plain.NumRoutes(), srvs[0].NumRoutes())
 	}
 }
+
+func TestRouteWrongClusterNameAndStrangers(t *testing.T) {
+	srvs := startMesh(t, 1, nil)
+	nc, err := net.Dial("tcp", srvs[0].ClusterAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	_, _ = nc.Write([]byte(`CONNECT {"name":"NX","cluster":"other"}` + "\r\n"))
+	if out := readUntilClosed(nc, 2*time.Second); !strings.Contains(out, `-ERR 'Rejecting connection, cluster name "other" does not match "mesh"'`) {
+		t.Fatalf("got %q", out)
+	}
+	for _, in := range []string{"GARBAGE\r\n", "RS+ foo\r\n", "\x00\x01\x02\r\n"} {
+		nc, err := net.Dial("tcp", srvs[0].ClusterAddr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = nc.Write([]byte(in))
+		if out := readUntilClosed(nc, 2*time.Second); !strings.Contains(out, "-ERR 'Authorization Violation'") {
+			t.Fatalf("%q: got %q", in, out)
+		}
+		nc.Close()
+	}
+	if srvs[0].NumRoutes() != 0 || interest(srvs[0], "foo") != 0 {
+		t.Fatal("a stranger changed the server")
+	}
+}

@@ -29,8 +29,9 @@ func (s *Server) registerRoute(c *client, info *routeInfo, raw []byte) error {
 		return errRouteClose("Route To Self", reasonRouteRejected)
 	}
 	if co.Name != "" && info.Cluster != "" && info.Cluster != co.Name {
-		c.log.Warn("rejecting route", "cause", fmt.Sprintf("cluster name %q does not match %q", info.Cluster, co.Name))
-		return errRouteClose("Cluster Name Mismatch", reasonRouteRejected)
+		msg := fmt.Sprintf("Rejecting connection, cluster name %q does not match %q", info.Cluster, co.Name)
+		c.log.Warn("rejecting route", "cause", msg)
+		return errRouteClose(msg, reasonRouteRejected)
 	}
 	s.rmu.Lock()
 	st.remoteID, st.remoteName = info.ServerID, info.ServerName
