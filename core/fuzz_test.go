@@ -68,3 +68,57 @@ func FuzzServerInput(f *testing.F) {
 		}
 	})
 }
+
+var (
+	routeFuzzOnce sync.Once
+	routeFuzzSrv  *core.Server
+)
+
+// FuzzRouteInput is FuzzServerInput for the route port: a peer that completed the handshake
+// (CONNECT and INFO) then sends anything. The server must stay up and keep serving clients.
+func FuzzRouteInput(f *testing.F) {
+	for _, seed := range []string{
+		"RS+ foo\r\nRS+ bar q 3\r\nRS- foo\r\n",
+		"RMSG foo 5\r\nhello\r\nRMSG foo + _INBOX.1 q 2\r\nhi\r\n",
+		"HMSG foo | q 12 14\r\nNATS/1.0\r\n\r\nhi\r\n",
+		"INFO {\"server_id\":\"NOTHER\",\"ip\":\"nats-route://127.0.0.1:1/\"}\r\n",
+		"RS+ foo..bar\r\n", "RMSG foo 99999999\r\n", "PING\r\nPONG\r\n-ERR 'x'\r\n",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		routeFuzzOnce.Do(func() {
+			s, err := core.New(core.Options{Host: "127.0.0.1", Port: -1, MaxPayload: 4096,
+				Cluster: &core.ClusterOptions{Host: "127.0.0.1", Port: -1}})
+			if err != nil {
+				panic(err)
+			}
+			if err := s.Start(); err != nil {
+				panic(err)
+			}
+			routeFuzzSrv = s
+		})
+		nc, err := net.Dial("tcp", routeFuzzSrv.ClusterAddr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = nc.Write([]byte("CONNECT {\"name\":\"NFUZZ\"}\r\nINFO {\"server_id\":\"NFUZZ\"}\r\n"))
+		_, _ = nc.Write(in)
+		nc.Close()
+
+		probe, err := net.Dial("tcp", routeFuzzSrv.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer probe.Close()
+		_ = probe.SetDeadline(time.Now().Add(5 * time.Second))
+		r := bufio.NewReader(probe)
+		if _, err := r.ReadString('\n'); err != nil {
+			t.Fatalf("no INFO after route input %q: %v", in, err)
+		}
+		_, _ = probe.Write([]byte("CONNECT {\"verbose\":false}\r\nPING\r\n"))
+		if l, err := r.ReadString('\n'); err != nil || l != "PONG\r\n" {
+			t.Fatalf("server unhealthy after route input %q: %q %v", in, l, err)
+		}
+	})
+}
