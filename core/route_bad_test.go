@@ -2,6 +2,9 @@ package core
 
 import (
 	"bufio"
+	"bytes"
+	"log/slog"
+	"sync"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -231,5 +234,56 @@ func TestRouteWrongClusterNameAndStrangers(t *testing.T) {
 	}
 	if srvs[0].NumRoutes() != 0 || interest(srvs[0], "foo") != 0 {
 		t.Fatal("a stranger changed the server")
+	}
+}
+
+// routeLogs collects a server's log lines.
+type routeLogs struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *routeLogs) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *routeLogs) has(s string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Contains(l.b.String(), s)
+}
+
+// Every refused route leaves a log line that names why.
+func TestRouteRefusalsAreLogged(t *testing.T) {
+	old := dupWindow
+	dupWindow = 100 * time.Millisecond
+	defer func() { dupWindow = old }()
+	logs := &routeLogs{}
+	srvs := startMesh(t, 2, func(i int, o *Options) {
+		o.Cluster.Username, o.Cluster.Password = "r", "pw"
+		if i == 0 {
+			o.Logger = slog.New(slog.NewTextHandler(logs, nil))
+		}
+	})
+	time.Sleep(2 * dupWindow)
+	for _, c := range []struct{ send, log string }{
+		{`CONNECT {"user":"r","pass":"nope"}` + "\r\n", "wrong credentials"},
+		{`CONNECT {"user":"r","pass":"pw"}` + "\r\n" + `INFO {"server_id":"` + srvs[1].ID() + `"}` + "\r\n", "claims the server id of an established route"},
+		{`CONNECT {"user":"r","pass":"pw"}` + "\r\n" + `INFO {"server_id":"NNEW"}` + "\r\nBOGUS\r\n", "protocol error"},
+		{"BOGUS\r\n", "protocol error before CONNECT"},
+	} {
+		nc, err := net.Dial("tcp", srvs[0].ClusterAddr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = nc.Write([]byte(c.send))
+		readUntilClosed(nc, 2*time.Second)
+		nc.Close()
+		waitFor(t, 2*time.Second, func() bool { return logs.has(c.log) })
+	}
+	if srvs[0].NumRoutes() != 1 {
+		t.Fatalf("routes %d", srvs[0].NumRoutes())
 	}
 }
