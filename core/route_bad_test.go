@@ -3,8 +3,6 @@ package core
 import (
 	"bufio"
 	"bytes"
-	"log/slog"
-	"sync"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -12,10 +10,12 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"log/slog"
 	"math/big"
 	"net"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
