@@ -333,6 +333,17 @@ func (s *Server) startRoute(nc net.Conn, st *routeState) *client {
 	if !st.solicited {
 		c.startAuthTimer(&Options{AuthTimeout: co.AuthTimeout})
 	}
+	// Either side: a peer that connects but never finishes the handshake (no INFO, or a
+	// black hole that accepts and stays silent) is dropped, so the dialer can try again.
+	time.AfterFunc(2*co.AuthTimeout+routeDialTimeout, func() {
+		s.rmu.Lock()
+		done := st.registered || c.route.self
+		s.rmu.Unlock()
+		if !done && !c.isClosed() {
+			c.log.Info("closing route", "cause", "handshake not completed in time")
+			c.closeConnection(reasonRouteRejected)
+		}
+	})
 	c.log.Debug("route connection opened", "solicited", st.solicited)
 	c.run()
 	return c

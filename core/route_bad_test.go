@@ -287,3 +287,42 @@ func TestRouteRefusalsAreLogged(t *testing.T) {
 		t.Fatalf("routes %d", srvs[0].NumRoutes())
 	}
 }
+
+// A route port that accepts and says nothing does not hold the dialer forever.
+func TestRouteSilentPeerIsDropped(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 4)
+	go func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- nc // never answers
+		}
+	}()
+	s, err := New(Options{Host: "127.0.0.1", Port: -1, Cluster: &ClusterOptions{Host: "127.0.0.1", Port: -1,
+		AuthTimeout: 100 * time.Millisecond, Routes: []*url.URL{{Scheme: "nats-route", Host: ln.Addr().String()}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Shutdown(context.Background()) }()
+	first := <-accepted
+	defer first.Close()
+	if out := readUntilClosed(first, 5*time.Second); !strings.Contains(out, "CONNECT") {
+		t.Fatalf("dialer sent %q", out)
+	}
+	select {
+	case second := <-accepted: // dropped, then dialed again
+		second.Close()
+	case <-time.After(5 * time.Second):
+		t.Fatal("the dialer hangs on a silent peer")
+	}
+}
