@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -54,9 +55,15 @@ type channel struct {
 }
 
 // Open opens (creating if needed) the bolt store at path and recovers what it holds. A
-// corrupt file is an error, never a panic: bbolt panics on some damaged pages, and Open
-// turns that into ErrCorrupt so the server reports it and stops cleanly.
+// corrupt file is an error wrapping ErrCorrupt, never a crash: checkFile validates the
+// page structure before bbolt maps the file (bbolt trusts its pages and can fault or
+// panic on its own goroutine otherwise). As a second line, a panic or memory fault on
+// this goroutine while bbolt opens and we read is also turned into ErrCorrupt.
 func Open(path string, opts Options) (st *Store, err error) {
+	if err := checkFile(path); err != nil {
+		return nil, err
+	}
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
 			st, err = nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, path, r)
@@ -64,9 +71,6 @@ func Open(path string, opts Options) (st *Store, err error) {
 	}()
 	return openStore(path, opts)
 }
-
-// ErrCorrupt reports a database file bbolt cannot read.
-var ErrCorrupt = errors.New("boltstore: corrupt database file")
 
 func openStore(path string, opts Options) (*Store, error) {
 	limits := &stores.LimitsSet{Global: stores.DefaultLimits()}
@@ -81,10 +85,14 @@ func openStore(path string, opts Options) (*Store, error) {
 		timeout = time.Second
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout:        timeout,
-		NoSync:         opts.NoSync,
-		NoFreelistSync: true,
-		FreelistType:   bolt.FreelistMapType,
+		Timeout: timeout,
+		NoSync:  opts.NoSync,
+		// The freelist is persisted (NoFreelistSync false): without it, bbolt rebuilds
+		// the freelist on open by walking every page on a goroutine of its own, where
+		// a garbled page crashes the process beyond any recover. Persisting it costs
+		// no measurable commit time (BenchmarkStore/Append) and makes Open faster
+		// (BenchmarkOpen 254 -> 170 ms); checkFile validates it before bbolt reads it.
+		FreelistType: bolt.FreelistMapType,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
@@ -99,6 +107,9 @@ func openStore(path string, opts Options) (*Store, error) {
 	}
 	if err := s.load(); err != nil {
 		db.Close()
+		if !errors.Is(err, ErrCorrupt) {
+			err = fmt.Errorf("%w: %w", ErrCorrupt, err)
+		}
 		return nil, fmt.Errorf("boltstore: recover %s: %w", path, err)
 	}
 	return s, nil
