@@ -25,11 +25,25 @@ var (
 type Options struct {
 	// Limits are the initial limits (copied); nil means {Global: stores.DefaultLimits()}.
 	Limits *stores.LimitsSet
-	// NoSync skips fsync on commit (bolt's DB.NoSync): for tests only, it voids the
-	// durability contract against power loss.
+	// NoSync skips fsync on commit (bolt's DB.NoSync): commits reach the OS and survive a
+	// crash of the process, not of the machine. bbolt orders a commit's pages before its
+	// meta page only by fsync, so power loss with NoSync can also leave the file
+	// unreadable (Open then fails with ErrCorrupt). For tests, or users trading safety
+	// for speed.
 	NoSync bool
+	// AutoSync, with NoSync, fdatasyncs the file at this interval (0: never) from one
+	// goroutine, bounding the commits power loss can take to about AutoSync.
+	AutoSync time.Duration
+	// Hooks are test hooks.
+	Hooks Hooks
 	// LockTimeout bounds the wait for the file lock held by another process (0: 1 s).
 	LockTimeout time.Duration
+}
+
+// Hooks are test hooks; nil fields are ignored.
+type Hooks struct {
+	// AfterAutoSync is called after each AutoSync fdatasync with its error.
+	AfterAutoSync func(err error)
 }
 
 // Store is the bolt store: one bbolt file.
@@ -46,6 +60,9 @@ type Store struct {
 	channels map[string]*channel
 	tombs    map[string]uint64 // last sequence of deleted channels
 	closed   bool
+
+	hooks              Hooks
+	stopSync, syncDone chan struct{} // the AutoSync goroutine (nil without)
 }
 
 type channel struct {
@@ -80,6 +97,9 @@ func openStore(path string, opts Options) (*Store, error) {
 		}
 		limits = opts.Limits.Clone()
 	}
+	if opts.AutoSync < 0 {
+		return nil, fmt.Errorf("boltstore: invalid AutoSync %v", opts.AutoSync)
+	}
 	timeout := opts.LockTimeout
 	if timeout == 0 {
 		timeout = time.Second
@@ -104,6 +124,7 @@ func openStore(path string, opts Options) (*Store, error) {
 		dirty:    make(map[string]bool),
 		channels: make(map[string]*channel),
 		tombs:    make(map[string]uint64),
+		hooks:    opts.Hooks,
 	}
 	if err := s.load(); err != nil {
 		db.Close()
@@ -112,7 +133,39 @@ func openStore(path string, opts Options) (*Store, error) {
 		}
 		return nil, fmt.Errorf("boltstore: recover %s: %w", path, err)
 	}
+	if opts.NoSync && opts.AutoSync > 0 {
+		s.stopSync, s.syncDone = make(chan struct{}), make(chan struct{})
+		go s.autoSync(opts.AutoSync, s.stopSync, s.syncDone)
+	}
 	return s, nil
+}
+
+// autoSync fdatasyncs the file every interval until stop is closed; done is closed on
+// return. db.Sync is a plain fdatasync: it runs beside commits without a lock.
+func (s *Store) autoSync(interval time.Duration, stop, done chan struct{}) {
+	defer close(done)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			err := s.db.Sync()
+			if h := s.hooks.AfterAutoSync; h != nil {
+				h(err)
+			}
+		}
+	}
+}
+
+// stopAutoSync stops the AutoSync goroutine and waits for it. Caller holds mu.
+func (s *Store) stopAutoSync() {
+	if s.stopSync != nil {
+		close(s.stopSync)
+		<-s.syncDone
+		s.stopSync = nil
+	}
 }
 
 // load creates the top-level buckets and reads everything.
@@ -393,11 +446,16 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
+	s.stopAutoSync()
 	var errs []error
 	for _, ch := range s.channels {
 		errs = append(errs, ch.msgs.Close(), ch.subs.Close())
 	}
-	errs = append(errs, s.flushClients(), s.db.Close())
+	errs = append(errs, s.flushClients())
+	if s.syncDone != nil { // AutoSync: a clean stop leaves everything on disk
+		errs = append(errs, s.db.Sync())
+	}
+	errs = append(errs, s.db.Close())
 	s.channels, s.clients, s.tombs, s.info = nil, nil, nil, nil
 	return errors.Join(errs...)
 }
@@ -411,6 +469,7 @@ func (s *Store) crash() {
 		return
 	}
 	s.closed = true
+	s.stopAutoSync()
 	for _, ch := range s.channels {
 		ch.msgs.abandon()
 		ch.subs.abandon()
