@@ -223,7 +223,7 @@ func (ms *msgStore) newSegment(first uint64) error {
 		f.Close()
 		return err
 	}
-	seg := &segment{first: first, base: base, f: f, w: bufio.NewWriterSize(f, 256<<10)}
+	seg := &segment{first: first, base: base, f: f, w: bufio.NewWriterSize(f, ms.opts.BufferSize)}
 	seg.w.Write(fileHeader(magicSeg))
 	seg.size = fileHdrSize
 	if n := len(ms.segs); n > 0 {
@@ -349,7 +349,7 @@ func (ms *msgStore) check(batch []stores.Msg) error {
 func (ms *msgStore) write(m *stores.Msg) error {
 	blen := len(m.Reply) + len(m.Data)
 	seg := ms.segs[len(ms.segs)-1]
-	if len(seg.ents) > 0 && seg.size+hdrSize+int64(blen) > ms.opts.SegmentBytes {
+	if len(seg.ents) > 0 && ms.full(seg, blen, m.Time) {
 		if err := ms.newSegment(m.Seq); err != nil {
 			return err
 		}
@@ -373,6 +373,15 @@ func (ms *msgStore) write(m *stores.Msg) error {
 	seg.ents = append(seg.ents, e)
 	ms.bytes += ms.overhead + uint64(blen)
 	return nil
+}
+
+// full reports whether the tail seg (holding messages) must roll before a record of
+// blen bytes written at time t: SegmentBytes, SegmentMsgs, SegmentAge.
+func (ms *msgStore) full(seg *segment, blen int, t int64) bool {
+	o := ms.opts
+	return seg.size+hdrSize+int64(blen) > o.SegmentBytes ||
+		(o.SegmentMsgs > 0 && len(seg.ents) >= o.SegmentMsgs) ||
+		(o.SegmentAge > 0 && t-seg.ents[0].time >= int64(o.SegmentAge))
 }
 
 // find returns the segment holding seq, or nil. Caller holds mu.

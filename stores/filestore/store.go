@@ -26,12 +26,27 @@ var (
 // DefaultSegmentBytes is the size at which a channel's segment is sealed.
 const DefaultSegmentBytes = 64 << 20
 
+// DefaultBufferSize is the write buffer of a tail segment.
+const DefaultBufferSize = 256 << 10
+
 // Options configure a file store. The zero value is usable.
 type Options struct {
 	// Limits are the initial limits (copied); nil means {Global: stores.DefaultLimits()}.
 	Limits *stores.LimitsSet
 	// SegmentBytes is the segment size (0 = DefaultSegmentBytes, at most 1 GiB).
 	SegmentBytes int64
+	// SegmentMsgs rolls to a new segment after this many messages (0: no limit).
+	SegmentMsgs int
+	// SegmentAge rolls to a new segment when the tail's first message is this much older
+	// than the one being written (0: no limit). Limits drop whole segments, so smaller
+	// segments free disk sooner.
+	SegmentAge time.Duration
+	// BufferSize is the write buffer of each channel's tail segment (0 =
+	// DefaultBufferSize). Sync flushes it; a larger one only batches the writes of
+	// batches bigger than it.
+	BufferSize int
+	// ParallelRecovery is how many channels Open recovers at once (0: GOMAXPROCS).
+	ParallelRecovery int
 	// NoSync skips every fsync (tests, or users trading safety for speed): Sync only hands
 	// the writes to the OS, which survive a crash of the process but not of the machine.
 	NoSync bool
@@ -127,8 +142,17 @@ func Open(dir string, opts Options) (*Store, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if opts.AutoSync < 0 {
+	switch {
+	case opts.AutoSync < 0:
 		return nil, fmt.Errorf("filestore: invalid AutoSync %v", opts.AutoSync)
+	case opts.SegmentMsgs < 0, opts.SegmentAge < 0, opts.BufferSize < 0, opts.ParallelRecovery < 0:
+		return nil, fmt.Errorf("filestore: negative SegmentMsgs, SegmentAge, BufferSize or ParallelRecovery")
+	}
+	if opts.BufferSize == 0 {
+		opts.BufferSize = DefaultBufferSize
+	}
+	if opts.ParallelRecovery == 0 {
+		opts.ParallelRecovery = runtime.GOMAXPROCS(0)
 	}
 	opts.pending = nil
 	if opts.NoSync && opts.AutoSync > 0 {
@@ -158,7 +182,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	errs := make([]error, len(names))
 	var wg sync.WaitGroup
 	next := atomic.Int64{}
-	for range min(runtime.GOMAXPROCS(0), len(names)) {
+	for range min(s.opts.ParallelRecovery, len(names)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
