@@ -62,6 +62,8 @@ type msgStore struct {
 	closed, deleted bool
 	failed          error // a write failed mid-batch: the in-memory state is not trusted
 	hdr             [hdrSize]byte
+
+	flushed *os.File // the tail as of the last Flush: what SyncFlushed fsyncs
 }
 
 func segPath(dir string, first uint64) string {
@@ -474,6 +476,52 @@ func (ms *msgStore) sync() error {
 		return err
 	}
 	return fsync(seg.f, ms.opts)
+}
+
+// Flush implements stores.SplitSyncer: the first half of Sync (marker, buffered records
+// to the OS), keeping the tail's handle for SyncFlushed.
+func (ms *msgStore) Flush() error {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	if err := ms.usable(); err != nil {
+		return err
+	}
+	n := len(ms.segs)
+	if n == 0 {
+		return nil
+	}
+	seg := ms.segs[n-1]
+	if ms.first != ms.markFirst {
+		ms.writeMarker(seg)
+	}
+	if err := ms.flush(seg); err != nil {
+		return err
+	}
+	ms.flushed = seg.f
+	return nil
+}
+
+// SyncFlushed implements stores.SplitSyncer: it fsyncs, without holding mu, the tail as of
+// the last Flush. Earlier flushes went to that file or to segments sealed since, and
+// sealing fsyncs a segment before it closes it; so a handle closed meanwhile (os.ErrClosed
+// from the fsync: os.File holds the descriptor open while a Sync runs) is durable already.
+func (ms *msgStore) SyncFlushed() error {
+	ms.mu.RLock()
+	f, err := ms.flushed, ms.usable()
+	ms.mu.RUnlock()
+	if err != nil || f == nil {
+		return err
+	}
+	if err := fsync(f, ms.opts); err != nil {
+		if !errors.Is(err, os.ErrClosed) {
+			return err
+		}
+		ms.mu.RLock()
+		err = ms.usable()
+		ms.mu.RUnlock()
+		return err
+	}
+	return nil
 }
 
 // Load implements stores.MsgStore: one ReadAt into into.Data.

@@ -21,6 +21,8 @@ var (
 	_ stores.Store    = (*Store)(nil)
 	_ stores.MsgStore = (*msgStore)(nil)
 	_ stores.SubStore = (*subStore)(nil)
+
+	_ stores.SplitSyncer = (*msgStore)(nil)
 )
 
 // DefaultSegmentBytes is the size at which a channel's segment is sealed.
