@@ -129,9 +129,12 @@ func (s *Server) run() {
 	for {
 		select {
 		case <-s.q.Ready():
+		case <-s.readyCommits():
 		case <-s.stop:
+			s.drainCommits()
 			return
 		}
+		s.completeCommits()
 		batch = s.q.Pop(batch[:0])
 		for i := range batch {
 			o := &batch[i]

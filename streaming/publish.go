@@ -93,6 +93,7 @@ func (s *Server) flushPublishes() {
 	now := time.Now().UnixNano()
 	touched := s.scratch.touched[:0]
 	failed := map[*channel]error(nil)
+	var g *commitGroup // pipelined commit (commit.go): the PubAcks wait for the fsync
 	for i := 0; i < len(pubs); i++ {
 		ch := pubs[i].ch
 		if containsChan(touched, ch) {
@@ -114,6 +115,26 @@ func (s *Server) flushPublishes() {
 		cmd.ch, cmd.msgs = ch, msgs
 		_, err := s.propose(cmd)
 		cmd.ch, cmd.msgs = nil, nil
+		sp, _ := ch.store.Msgs.(stores.SplitSyncer)
+		if sp != nil && s.started {
+			if g == nil {
+				g = s.committer().group()
+			}
+			if err == nil {
+				err = sp.Flush()
+			}
+			if err != nil {
+				s.log.Error("storing messages failed", "channel", ch.name, "err", err)
+				sp = nil
+			} else {
+				ch.lastTime = t
+				s.touch(ch)
+				s.armAge(ch, ch.limits.ExpiresAt(msgs[0].Time))
+			}
+			g.addChan(ch, sp, msgs, err)
+			s.scratch.msgs = msgs[:0]
+			continue
+		}
 		if err == nil {
 			err = ch.store.Msgs.Sync()
 		}
@@ -125,6 +146,7 @@ func (s *Server) flushPublishes() {
 			failed[ch] = err
 		} else {
 			ch.lastTime = t
+			ch.synced = msgs[len(msgs)-1].Seq
 			s.touch(ch)
 			s.armAge(ch, ch.limits.ExpiresAt(msgs[0].Time))
 			// Deliver now, while the batch is at hand: a message that limits already
@@ -136,6 +158,21 @@ func (s *Server) flushPublishes() {
 		}
 		s.scratch.msgs = msgs[:0]
 	}
+	clear(touched)
+	s.scratch.touched = touched[:0]
+	if g != nil {
+		// The group takes the batch (the engine keeps the group's old, empty slice) and
+		// the errors of channels that did not split their Sync, for their PubAcks.
+		for ch, err := range failed {
+			g.addChan(ch, nil, nil, err)
+		}
+		g.pubs, s.scratch.pubs = pubs, g.pubs[:0]
+		s.commit.enqueue(g)
+		if s.commit.inflight > maxUncommitted {
+			s.waitCommits(0)
+		}
+		return
+	}
 	for i := range pubs {
 		errText := ""
 		if err := failed[pubs[i].ch]; err != nil {
@@ -145,8 +182,6 @@ func (s *Server) flushPublishes() {
 	}
 	clear(pubs)
 	s.scratch.pubs = pubs[:0]
-	clear(touched)
-	s.scratch.touched = touched[:0]
 }
 
 func lowerName(name string) string { return strings.ToLower(name) }
@@ -189,7 +224,7 @@ func (s *Server) createChannel(name string) (*channel, error) {
 
 func (s *Server) addChannel(st *stores.Channel) *channel {
 	ch := &channel{name: st.Name, id: st.ID, store: st, subs: map[*subState]struct{}{},
-		durables: map[string]*subState{}, queues: map[string]*queueGroup{}}
+		durables: map[string]*subState{}, queues: map[string]*queueGroup{}, synced: st.Msgs.State().Last}
 	s.channels[ch.name] = ch
 	s.lowerNames[lowerName(ch.name)] = ch.name
 	ch.limits = s.opts.Limits.For(ch.name)
