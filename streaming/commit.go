@@ -17,11 +17,14 @@ import (
 // channel's synced sequence (channel.synced). The committer covers every group queued
 // while the previous fsync ran with one SyncFlushed per channel: the group commit.
 //
-// Memory stays bounded: past maxUncommitted messages in groups not yet completed, the
-// engine waits for the committer before it appends more.
+// Memory stays bounded: past maxUncommitted messages or maxUncommittedBytes of payload in
+// groups not yet completed, the engine waits for the committer before it appends more.
 
-// maxUncommitted bounds the messages held in flight by the pipeline.
-const maxUncommitted = 64 << 10
+// maxUncommitted and maxUncommittedBytes bound what the pipeline holds in flight.
+const (
+	maxUncommitted      = 64 << 10
+	maxUncommittedBytes = 64 << 20
+)
 
 // commitGroup is one flushed publish batch waiting for its fsync.
 type commitGroup struct {
@@ -30,6 +33,7 @@ type commitGroup struct {
 	msgs  []stores.Msg // backing array of chans[i].msgs
 	spans []commitSpan // chans[i].msgs = msgs[spans[i].from:spans[i].to]
 	n     int          // messages
+	bytes int          // their payload bytes
 }
 
 type commitChan struct {
@@ -56,6 +60,7 @@ type committer struct {
 
 	free     []*commitGroup // engine: recycled groups
 	inflight int            // engine: messages in groups not yet completed
+	bytes    int            // engine: their payload bytes
 	groups   int            // engine: groups not yet completed
 
 	synced []syncedStore // committer goroutine: one SyncFlushed per store per pass
@@ -136,6 +141,7 @@ func (c *committer) syncOnce(sp stores.SplitSyncer) error {
 // enqueue hands a flushed group to the committer (engine).
 func (c *committer) enqueue(g *commitGroup) {
 	c.inflight += g.n
+	c.bytes += g.bytes
 	c.groups++
 	c.mu.Lock()
 	c.queued = append(c.queued, g)
@@ -172,11 +178,12 @@ func (c *committer) group() *commitGroup {
 // recycle empties g for reuse, dropping every reference to messages (engine).
 func (c *committer) recycle(g *commitGroup) {
 	c.inflight -= g.n
+	c.bytes -= g.bytes
 	c.groups--
 	clear(g.pubs)
 	clear(g.chans)
 	clear(g.msgs)
-	g.pubs, g.chans, g.msgs, g.spans, g.n = g.pubs[:0], g.chans[:0], g.msgs[:0], g.spans[:0], 0
+	g.pubs, g.chans, g.msgs, g.spans, g.n, g.bytes = g.pubs[:0], g.chans[:0], g.msgs[:0], g.spans[:0], 0, 0
 	c.free = append(c.free, g)
 }
 
@@ -193,6 +200,9 @@ func (g *commitGroup) addChan(ch *channel, sp stores.SplitSyncer, msgs []stores.
 	if err == nil {
 		g.msgs = append(g.msgs, msgs...)
 		g.n += len(msgs)
+		for i := range msgs {
+			g.bytes += len(msgs[i].Data) + len(msgs[i].Reply)
+		}
 	}
 	g.spans = append(g.spans, commitSpan{from, len(g.msgs)})
 	g.chans = append(g.chans, commitChan{ch: ch, sp: sp, err: err})
@@ -270,6 +280,11 @@ func (s *Server) completeGroup(g *commitGroup) {
 		}
 		s.sendPubAck(g.pubs[i].reply, g.pubs[i].guid, errText)
 	}
+}
+
+// full reports whether the pipeline holds as much as it may (engine).
+func (c *committer) full() bool {
+	return c.inflight > maxUncommitted || c.bytes > maxUncommittedBytes
 }
 
 // waitCommits completes groups until at most max remain in flight (engine).

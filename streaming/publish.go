@@ -168,7 +168,7 @@ func (s *Server) flushPublishes() {
 		}
 		g.pubs, s.scratch.pubs = pubs, g.pubs[:0]
 		s.commit.enqueue(g)
-		if s.commit.inflight > maxUncommitted {
+		if s.commit.full() {
 			s.waitCommits(0)
 		}
 		return
