@@ -149,6 +149,7 @@ func (s *Server) run() {
 			s.process(o)
 		}
 		s.flushPublishes()
+		s.completeCommits() // an fsync that returned meanwhile: its PubAcks go in this flush
 		s.flushSentAcks()
 		s.bus.Flush()
 		clear(batch)
