@@ -29,7 +29,8 @@ import (
 //
 // A missing or empty file, and a file of only zero bytes (a creation torn before its
 // first fsync: nothing was ever committed), are fresh: the latter is truncated so bbolt
-// initialises it.
+// initialises it. The check holds a shared flock, and skips a file another process holds
+// (bolt.Open then reports the lock); it releases it before bolt.Open locks the file.
 func checkFile(path string) error {
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -39,6 +40,11 @@ func checkFile(path string) error {
 		return fmt.Errorf("boltstore: open %s: %w", path, err)
 	}
 	defer f.Close()
+	if !tryLockShared(f) {
+		// Open by another process, which may be writing it: leave the verdict to
+		// bolt.Open, which waits for the lock and times out.
+		return nil
+	}
 	fi, err := f.Stat()
 	if err != nil {
 		return fmt.Errorf("boltstore: open %s: %w", path, err)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/starling-io/starling/stores"
 )
@@ -327,5 +328,24 @@ func TestZeroFilledFileIsFresh(t *testing.T) {
 	defer s.Close()
 	if st, err := s.Recover(); err != nil || st != nil {
 		t.Fatalf("Recover = %+v, %v", st, err)
+	}
+}
+
+// A file held open by another store (another process) is not checked while it may be
+// written: the second Open reports bbolt's lock timeout, not corruption.
+func TestOpenLockedFileIsNotChecked(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.db")
+	s, err := Open(path, Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s2, err := Open(path, Options{NoSync: true, LockTimeout: 50 * time.Millisecond})
+	if err == nil {
+		s2.Close()
+		t.Fatal("second Open of a held file succeeded")
+	}
+	if errors.Is(err, ErrCorrupt) {
+		t.Fatalf("second Open: %v", err)
 	}
 }

@@ -15,3 +15,10 @@ func mapFile(f *os.File, size int) (data []byte, unmap func(), err error) {
 	}
 	return data, func() { _ = syscall.Munmap(data) }, nil
 }
+
+// tryLockShared takes a shared flock on f without waiting: false when another process
+// holds the file (bbolt's writer keeps an exclusive flock for as long as it is open).
+// Closing f releases it.
+func tryLockShared(f *os.File) bool {
+	return syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB) == nil
+}
