@@ -221,6 +221,8 @@ func (st *streamSettings) level(process slog.Level) slog.Level {
 
 // restartKey is what a reload may not change: everything but the log levels.
 func (st *streamSettings) restartKey() any {
+	file := st.file
+	file.ignored = nil // where a key was written does not matter, its value does
 	ignored := make([]string, 0, len(st.ignored))
 	for _, o := range st.ignored {
 		ignored = append(ignored, o.name)
@@ -233,7 +235,7 @@ func (st *streamSettings) restartKey() any {
 		File       fileSettings
 		Reserved   map[string]any
 		Ignored    []string
-	}{st.off, st.opts, st.storeType(), st.dir, st.limits, st.file, st.reserved, ignored}
+	}{st.off, st.opts, st.storeType(), st.dir, st.limits, file, st.reserved, ignored}
 }
 
 // sameRestart reports whether cur and next differ only in what a reload may change.
