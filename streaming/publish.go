@@ -84,7 +84,9 @@ func (s *Server) queuePublish(o *op) {
 
 // flushPublishes stores the batch channel by channel (one proposal and one Sync each),
 // then sends the PubAcks in arrival order and delivers the new messages. A PubAck is sent
-// only after the store holds the message as durably as it promises.
+// only after the store holds the message as durably as it promises. With a store that
+// splits its Sync, each channel is only flushed here and the batch goes to the committer
+// as one group: its deliveries and PubAcks follow the fsync (commit.go).
 func (s *Server) flushPublishes() {
 	pubs := s.scratch.pubs
 	if len(pubs) == 0 {
@@ -115,23 +117,11 @@ func (s *Server) flushPublishes() {
 		cmd.ch, cmd.msgs = ch, msgs
 		_, err := s.propose(cmd)
 		cmd.ch, cmd.msgs = nil, nil
-		sp, _ := ch.store.Msgs.(stores.SplitSyncer)
-		if sp != nil && s.started {
+		if sp, _ := ch.store.Msgs.(stores.SplitSyncer); sp != nil && s.started {
 			if g == nil {
 				g = s.committer().group()
 			}
-			if err == nil {
-				err = sp.Flush()
-			}
-			if err != nil {
-				s.log.Error("storing messages failed", "channel", ch.name, "err", err)
-				sp = nil
-			} else {
-				ch.lastTime = t
-				s.touch(ch)
-				s.armAge(ch, ch.limits.ExpiresAt(msgs[0].Time))
-			}
-			g.addChan(ch, sp, msgs, err)
+			s.flushToGroup(g, ch, sp, msgs, t, err)
 			s.scratch.msgs = msgs[:0]
 			continue
 		}
@@ -145,10 +135,8 @@ func (s *Server) flushPublishes() {
 			}
 			failed[ch] = err
 		} else {
-			ch.lastTime = t
+			s.stored(ch, msgs, t)
 			ch.synced = msgs[len(msgs)-1].Seq
-			s.touch(ch)
-			s.armAge(ch, ch.limits.ExpiresAt(msgs[0].Time))
 			// Deliver now, while the batch is at hand: a message that limits already
 			// evicted from the store is still sent to subscribers that were waiting for
 			// it, as the reference does.
@@ -182,6 +170,28 @@ func (s *Server) flushPublishes() {
 	}
 	clear(pubs)
 	s.scratch.pubs = pubs[:0]
+}
+
+// flushToGroup flushes ch's just-appended msgs (err: the append's) and adds them, or the
+// failure, to the commit group g.
+func (s *Server) flushToGroup(g *commitGroup, ch *channel, sp stores.SplitSyncer, msgs []stores.Msg, t int64, err error) {
+	if err == nil {
+		err = sp.Flush()
+	}
+	if err != nil {
+		s.log.Error("storing messages failed", "channel", ch.name, "err", err)
+		sp = nil
+	} else {
+		s.stored(ch, msgs, t)
+	}
+	g.addChan(ch, sp, msgs, err)
+}
+
+// stored notes that msgs, stamped t, are in ch's store.
+func (s *Server) stored(ch *channel, msgs []stores.Msg, t int64) {
+	ch.lastTime = t
+	s.touch(ch)
+	s.armAge(ch, ch.limits.ExpiresAt(msgs[0].Time))
 }
 
 func lowerName(name string) string { return strings.ToLower(name) }
