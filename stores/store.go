@@ -88,6 +88,21 @@ type MsgStore interface {
 	Close() error
 }
 
+// SplitSyncer is implemented by a MsgStore whose group commit splits in two, so that the
+// durable write of one batch can overlap the appends of the next (a pipelined commit):
+//
+//   - Flush hands everything appended so far to the OS, in order. It is called by the
+//     channel's writer, like Append.
+//   - SyncFlushed makes durable everything flushed before it was called, as Sync would. It
+//     may run on another goroutine, concurrently with Append, Flush and Load.
+//
+// Flush then SyncFlushed is Sync: a message is durable (and may be acknowledged) once a
+// SyncFlushed that started after the Flush following its Append returns nil.
+type SplitSyncer interface {
+	Flush() error
+	SyncFlushed() error
+}
+
 // SubStore is one channel's subscriptions with their pending (sent, not acknowledged)
 // sequences.
 type SubStore interface {

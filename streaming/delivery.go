@@ -22,10 +22,10 @@ func (s *Server) deliverNew(ch *channel) {
 // to max in flight (spec §8.1).
 func (s *Server) sendAvailable(sub *subState) {
 	st := sub.ch.store.Msgs.State()
-	first := s.firstDeliverable(sub.ch, st.First)
+	first, last := s.firstDeliverable(sub.ch, st.First), min(st.Last, sub.ch.synced)
 	for !sub.stalled() {
 		next := max(sub.lastSent+1, first)
-		if next > st.Last {
+		if next > last {
 			return
 		}
 		sub.lastSent = next
@@ -47,11 +47,12 @@ func (s *Server) sendGroup(g *queueGroup) {
 	if len(g.members) == 0 {
 		return
 	}
-	st := g.members[0].ch.store.Msgs.State()
-	first := s.firstDeliverable(g.members[0].ch, st.First)
+	ch := g.members[0].ch
+	st := ch.store.Msgs.State()
+	first, last := s.firstDeliverable(ch, st.First), min(st.Last, ch.synced)
 	for {
 		next := max(g.lastSent+1, first)
-		if next > st.Last {
+		if next > last {
 			return
 		}
 		m := s.bestMember(g)
@@ -92,13 +93,17 @@ func (s *Server) bestMember(g *queueGroup) *subState {
 // sendMsg publishes one stored message to sub; a first delivery is recorded as pending
 // with its ack deadline. It reports false when the message is gone (limits).
 func (s *Server) sendMsg(sub *subState, seq uint64, redelivered bool, count uint32) bool {
-	ld := &s.scratch.load
-	if err := sub.ch.store.Msgs.Load(seq, ld); err != nil {
-		b := s.scratch.batch
-		if s.scratch.batchCh != sub.ch || len(b) == 0 || seq < b[0].Seq || seq > b[len(b)-1].Seq {
+	var ld *stores.Msg
+	if b := s.scratch.batch; s.scratch.batchCh == sub.ch && len(b) > 0 && seq >= b[0].Seq && seq <= b[len(b)-1].Seq {
+		// Just stored: send it from the batch at hand rather than read it back (a file
+		// store's Load is a read system call per message). It is also the only copy of
+		// a message that limits evicted at once.
+		ld = &b[seq-b[0].Seq]
+	} else {
+		ld = &s.scratch.load
+		if err := sub.ch.store.Msgs.Load(seq, ld); err != nil {
 			return false
 		}
-		ld = &b[seq-b[0].Seq]
 	}
 	b := appendMsgProto(s.scratch.out[:0], seq, sub.ch.name, ld.Reply, ld.Data, ld.Time, redelivered, count)
 	s.scratch.out = b

@@ -129,9 +129,12 @@ func (s *Server) run() {
 	for {
 		select {
 		case <-s.q.Ready():
+		case <-s.readyCommits():
 		case <-s.stop:
+			s.drainCommits()
 			return
 		}
+		s.completeCommits()
 		batch = s.q.Pop(batch[:0])
 		for i := range batch {
 			o := &batch[i]
@@ -146,6 +149,7 @@ func (s *Server) run() {
 			s.process(o)
 		}
 		s.flushPublishes()
+		s.completeCommits() // an fsync that returned meanwhile: its PubAcks go in this flush
 		s.flushSentAcks()
 		s.bus.Flush()
 		clear(batch)

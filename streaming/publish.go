@@ -84,7 +84,9 @@ func (s *Server) queuePublish(o *op) {
 
 // flushPublishes stores the batch channel by channel (one proposal and one Sync each),
 // then sends the PubAcks in arrival order and delivers the new messages. A PubAck is sent
-// only after the store holds the message as durably as it promises.
+// only after the store holds the message as durably as it promises. With a store that
+// splits its Sync, each channel is only flushed here and the batch goes to the committer
+// as one group: its deliveries and PubAcks follow the fsync (commit.go).
 func (s *Server) flushPublishes() {
 	pubs := s.scratch.pubs
 	if len(pubs) == 0 {
@@ -93,6 +95,7 @@ func (s *Server) flushPublishes() {
 	now := time.Now().UnixNano()
 	touched := s.scratch.touched[:0]
 	failed := map[*channel]error(nil)
+	var g *commitGroup // pipelined commit (commit.go): the PubAcks wait for the fsync
 	for i := 0; i < len(pubs); i++ {
 		ch := pubs[i].ch
 		if containsChan(touched, ch) {
@@ -114,6 +117,14 @@ func (s *Server) flushPublishes() {
 		cmd.ch, cmd.msgs = ch, msgs
 		_, err := s.propose(cmd)
 		cmd.ch, cmd.msgs = nil, nil
+		if sp, _ := ch.store.Msgs.(stores.SplitSyncer); sp != nil && s.started {
+			if g == nil {
+				g = s.committer().group()
+			}
+			s.flushToGroup(g, ch, sp, msgs, t, err)
+			s.scratch.msgs = msgs[:0]
+			continue
+		}
 		if err == nil {
 			err = ch.store.Msgs.Sync()
 		}
@@ -124,9 +135,8 @@ func (s *Server) flushPublishes() {
 			}
 			failed[ch] = err
 		} else {
-			ch.lastTime = t
-			s.touch(ch)
-			s.armAge(ch, ch.limits.ExpiresAt(msgs[0].Time))
+			s.stored(ch, msgs, t)
+			ch.synced = msgs[len(msgs)-1].Seq
 			// Deliver now, while the batch is at hand: a message that limits already
 			// evicted from the store is still sent to subscribers that were waiting for
 			// it, as the reference does.
@@ -135,6 +145,21 @@ func (s *Server) flushPublishes() {
 			s.scratch.batchCh, s.scratch.batch = nil, nil
 		}
 		s.scratch.msgs = msgs[:0]
+	}
+	clear(touched)
+	s.scratch.touched = touched[:0]
+	if g != nil {
+		// The group takes the batch (the engine keeps the group's old, empty slice) and
+		// the errors of channels that did not split their Sync, for their PubAcks.
+		for ch, err := range failed {
+			g.addChan(ch, nil, nil, err)
+		}
+		g.pubs, s.scratch.pubs = pubs, g.pubs[:0]
+		s.commit.enqueue(g)
+		if s.commit.full() {
+			s.waitCommits(0)
+		}
+		return
 	}
 	for i := range pubs {
 		errText := ""
@@ -145,8 +170,28 @@ func (s *Server) flushPublishes() {
 	}
 	clear(pubs)
 	s.scratch.pubs = pubs[:0]
-	clear(touched)
-	s.scratch.touched = touched[:0]
+}
+
+// flushToGroup flushes ch's just-appended msgs (err: the append's) and adds them, or the
+// failure, to the commit group g.
+func (s *Server) flushToGroup(g *commitGroup, ch *channel, sp stores.SplitSyncer, msgs []stores.Msg, t int64, err error) {
+	if err == nil {
+		err = sp.Flush()
+	}
+	if err != nil {
+		s.log.Error("storing messages failed", "channel", ch.name, "err", err)
+		sp = nil
+	} else {
+		s.stored(ch, msgs, t)
+	}
+	g.addChan(ch, sp, msgs, err)
+}
+
+// stored notes that msgs, stamped t, are in ch's store.
+func (s *Server) stored(ch *channel, msgs []stores.Msg, t int64) {
+	ch.lastTime = t
+	s.touch(ch)
+	s.armAge(ch, ch.limits.ExpiresAt(msgs[0].Time))
 }
 
 func lowerName(name string) string { return strings.ToLower(name) }
@@ -189,7 +234,7 @@ func (s *Server) createChannel(name string) (*channel, error) {
 
 func (s *Server) addChannel(st *stores.Channel) *channel {
 	ch := &channel{name: st.Name, id: st.ID, store: st, subs: map[*subState]struct{}{},
-		durables: map[string]*subState{}, queues: map[string]*queueGroup{}}
+		durables: map[string]*subState{}, queues: map[string]*queueGroup{}, synced: st.Msgs.State().Last}
 	s.channels[ch.name] = ch
 	s.lowerNames[lowerName(ch.name)] = ch.name
 	ch.limits = s.opts.Limits.For(ch.name)

@@ -57,6 +57,7 @@ type Server struct {
 	lastSeqs   map[string]uint64 // last sequence of deleted channels: sequences never go back
 	scratch    scratch
 	applyOut   []any
+	commit     *committer // the pipelined group commit (commit.go); nil until needed
 
 	mu      sync.Mutex // guards stats read by monitoring
 	stats   Stats

@@ -29,7 +29,8 @@ type channel struct {
 	durables  map[string]*subState   // durable key → sub (online or offline)
 	queues    map[string]*queueGroup
 	nextSubID uint64
-	lastTime  int64 // timestamp of the last message: timestamps never go back
+	lastTime  int64  // timestamp of the last message: timestamps never go back
+	synced    uint64 // the last sequence known durable: deliveries stop there (commit.go)
 	limits    stores.Limits
 	ageTimer  *time.Timer // one per channel with MaxAge: the next message to expire
 	ageAt     int64

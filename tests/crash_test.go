@@ -97,11 +97,11 @@ func crashOnce(t *testing.T, store string) crashResult {
 	}
 
 	stop := make(chan struct{})
-	pubDone := make(chan int, 1)
+	pubDone := make(chan [2]int, 1) // published (PublishAsync returned nil), attempted
 	started := make(chan struct{})
 	go func() {
-		published := 0
-		defer func() { pubDone <- published }()
+		published, attempted := 0, 0
+		defer func() { pubDone <- [2]int{published, attempted} }()
 		close(started)
 		for counter := 1; ; counter++ {
 			select {
@@ -109,6 +109,9 @@ func crashOnce(t *testing.T, store string) crashResult {
 				return
 			default:
 			}
+			// A PublishAsync that fails may still have reached the server: stan.go sends
+			// the message, then returns ErrConnectionClosed if Close ran meanwhile.
+			attempted = counter
 			if _, err := sc.PublishAsync(crashChannel, []byte(strconv.Itoa(counter)), ackHandler(counter)); err != nil {
 				return
 			}
@@ -126,9 +129,10 @@ func crashOnce(t *testing.T, store string) crashResult {
 	// waiting for room in its window of acks in flight.
 	_ = sc.Close()
 	nc.Close()
-	var published int
+	var published, attempted int
 	select {
-	case published = <-pubDone:
+	case pa := <-pubDone:
+		published, attempted = pa[0], pa[1]
 	case <-time.After(10 * time.Second):
 		t.Fatalf("publisher still blocked 10s after the SIGKILL")
 	}
@@ -210,7 +214,7 @@ read:
 			if counter <= lastCounter {
 				fail("sequence %d holds message %d after message %d: out of order or duplicated", m.seq, counter, lastCounter)
 			}
-			if counter > published {
+			if counter > attempted {
 				fail("sequence %d holds message %d, never published", m.seq, counter)
 			}
 			lastCounter = counter

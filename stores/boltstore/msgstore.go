@@ -2,6 +2,7 @@ package boltstore
 
 import (
 	"encoding/binary"
+	"fmt"
 	"sort"
 	"sync"
 
@@ -68,17 +69,21 @@ func newMsgStore(db *bolt.DB, name string, id uint64, limits stores.Limits, last
 func (ms *msgStore) load(tx *bolt.Tx) error {
 	b := tx.Bucket(ms.mkey)
 	if b == nil {
-		return nil
+		return fmt.Errorf("%w: no bucket %q", ErrCorrupt, ms.mkey)
 	}
 	c := b.Cursor()
 	for k, v := c.First(); k != nil; k, v = c.Next() {
 		if len(k) != 8 {
-			continue
+			return fmt.Errorf("%w: message key %x", ErrCorrupt, k)
 		}
 		seq := binary.BigEndian.Uint64(k)
 		t, size, ok := msgTime(v)
-		if !ok || (ms.msgs > 0 && seq != ms.dlast+1) {
-			break // never expected: commits are atomic; keep the gapless prefix
+		switch {
+		case !ok:
+			return fmt.Errorf("%w: message %d: value of %d bytes", ErrCorrupt, seq, len(v))
+		case ms.msgs > 0 && seq != ms.dlast+1:
+			// Commits are atomic and limits delete from the front: a gap is damage.
+			return fmt.Errorf("%w: message %d follows %d", ErrCorrupt, seq, ms.dlast)
 		}
 		if ms.msgs == 0 {
 			ms.first = seq

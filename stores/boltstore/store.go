@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -24,11 +25,25 @@ var (
 type Options struct {
 	// Limits are the initial limits (copied); nil means {Global: stores.DefaultLimits()}.
 	Limits *stores.LimitsSet
-	// NoSync skips fsync on commit (bolt's DB.NoSync): for tests only, it voids the
-	// durability contract against power loss.
+	// NoSync skips fsync on commit (bolt's DB.NoSync): commits reach the OS and survive a
+	// crash of the process, not of the machine. bbolt orders a commit's pages before its
+	// meta page only by fsync, so power loss with NoSync can also leave the file
+	// unreadable (Open then fails with ErrCorrupt). For tests, or users trading safety
+	// for speed.
 	NoSync bool
+	// AutoSync, with NoSync, fdatasyncs the file at this interval (0: never) from one
+	// goroutine, bounding the commits power loss can take to about AutoSync.
+	AutoSync time.Duration
+	// Hooks are test hooks.
+	Hooks Hooks
 	// LockTimeout bounds the wait for the file lock held by another process (0: 1 s).
 	LockTimeout time.Duration
+}
+
+// Hooks are test hooks; nil fields are ignored.
+type Hooks struct {
+	// AfterAutoSync is called after each AutoSync fdatasync with its error.
+	AfterAutoSync func(err error)
 }
 
 // Store is the bolt store: one bbolt file.
@@ -45,6 +60,9 @@ type Store struct {
 	channels map[string]*channel
 	tombs    map[string]uint64 // last sequence of deleted channels
 	closed   bool
+
+	hooks              Hooks
+	stopSync, syncDone chan struct{} // the AutoSync goroutine (nil without)
 }
 
 type channel struct {
@@ -54,9 +72,15 @@ type channel struct {
 }
 
 // Open opens (creating if needed) the bolt store at path and recovers what it holds. A
-// corrupt file is an error, never a panic: bbolt panics on some damaged pages, and Open
-// turns that into ErrCorrupt so the server reports it and stops cleanly.
+// corrupt file is an error wrapping ErrCorrupt, never a crash: checkFile validates the
+// page structure before bbolt maps the file (bbolt trusts its pages and can fault or
+// panic on its own goroutine otherwise). As a second line, a panic or memory fault on
+// this goroutine while bbolt opens and we read is also turned into ErrCorrupt.
 func Open(path string, opts Options) (st *Store, err error) {
+	if err := checkFile(path); err != nil {
+		return nil, err
+	}
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
 			st, err = nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, path, r)
@@ -64,9 +88,6 @@ func Open(path string, opts Options) (st *Store, err error) {
 	}()
 	return openStore(path, opts)
 }
-
-// ErrCorrupt reports a database file bbolt cannot read.
-var ErrCorrupt = errors.New("boltstore: corrupt database file")
 
 func openStore(path string, opts Options) (*Store, error) {
 	limits := &stores.LimitsSet{Global: stores.DefaultLimits()}
@@ -76,15 +97,22 @@ func openStore(path string, opts Options) (*Store, error) {
 		}
 		limits = opts.Limits.Clone()
 	}
+	if opts.AutoSync < 0 {
+		return nil, fmt.Errorf("boltstore: invalid AutoSync %v", opts.AutoSync)
+	}
 	timeout := opts.LockTimeout
 	if timeout == 0 {
 		timeout = time.Second
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout:        timeout,
-		NoSync:         opts.NoSync,
-		NoFreelistSync: true,
-		FreelistType:   bolt.FreelistMapType,
+		Timeout: timeout,
+		NoSync:  opts.NoSync,
+		// The freelist is persisted (NoFreelistSync false): without it, bbolt rebuilds
+		// the freelist on open by walking every page on a goroutine of its own, where
+		// a garbled page crashes the process beyond any recover. Persisting it costs
+		// no measurable commit time (BenchmarkStore/Append) and makes Open faster
+		// (BenchmarkOpen 254 -> 170 ms); checkFile validates it before bbolt reads it.
+		FreelistType: bolt.FreelistMapType,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
@@ -96,12 +124,48 @@ func openStore(path string, opts Options) (*Store, error) {
 		dirty:    make(map[string]bool),
 		channels: make(map[string]*channel),
 		tombs:    make(map[string]uint64),
+		hooks:    opts.Hooks,
 	}
 	if err := s.load(); err != nil {
 		db.Close()
+		if !errors.Is(err, ErrCorrupt) {
+			err = fmt.Errorf("%w: %w", ErrCorrupt, err)
+		}
 		return nil, fmt.Errorf("boltstore: recover %s: %w", path, err)
 	}
+	if opts.NoSync && opts.AutoSync > 0 {
+		s.stopSync, s.syncDone = make(chan struct{}), make(chan struct{})
+		go s.autoSync(opts.AutoSync, s.stopSync, s.syncDone)
+	}
 	return s, nil
+}
+
+// autoSync fdatasyncs the file every interval until stop is closed; done is closed on
+// return. db.Sync is a plain fdatasync: it runs beside commits without a lock.
+func (s *Store) autoSync(interval time.Duration, stop, done chan struct{}) {
+	defer close(done)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			err := s.db.Sync()
+			if h := s.hooks.AfterAutoSync; h != nil {
+				h(err)
+			}
+		}
+	}
+}
+
+// stopAutoSync stops the AutoSync goroutine and waits for it. Caller holds mu.
+func (s *Store) stopAutoSync() {
+	if s.stopSync != nil {
+		close(s.stopSync)
+		<-s.syncDone
+		s.stopSync = nil
+	}
 }
 
 // load creates the top-level buckets and reads everything.
@@ -382,11 +446,16 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
+	s.stopAutoSync()
 	var errs []error
 	for _, ch := range s.channels {
 		errs = append(errs, ch.msgs.Close(), ch.subs.Close())
 	}
-	errs = append(errs, s.flushClients(), s.db.Close())
+	errs = append(errs, s.flushClients())
+	if s.syncDone != nil { // AutoSync: a clean stop leaves everything on disk
+		errs = append(errs, s.db.Sync())
+	}
+	errs = append(errs, s.db.Close())
 	s.channels, s.clients, s.tombs, s.info = nil, nil, nil, nil
 	return errors.Join(errs...)
 }
@@ -400,6 +469,7 @@ func (s *Store) crash() {
 		return
 	}
 	s.closed = true
+	s.stopAutoSync()
 	for _, ch := range s.channels {
 		ch.msgs.abandon()
 		ch.subs.abandon()

@@ -17,6 +17,9 @@
 // messages. All integers are little-endian.
 //
 // Group commit: Append writes into a buffered writer; MsgStore.Sync flushes and fsyncs.
+// With Options.NoSync, Sync only hands the writes to the OS; Options.AutoSync then bounds
+// the window: one goroutine per store fsyncs, at that interval, every file and directory
+// whose fsync was skipped since its previous pass (autosync.go).
 // On open the last segment of every channel is scanned and its CRCs verified: a torn tail is
 // cut and the index rewritten; sealed segments trust their index when it is consistent with
 // the segment and are rescanned otherwise. Damage that is not a torn tail fails only its

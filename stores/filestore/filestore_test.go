@@ -216,3 +216,56 @@ func TestCrashAfterRoll(t *testing.T) {
 		}
 	}
 }
+
+// TestSuiteSegmentLimits: segments rolled by count (file_options.slice_max_msgs), a small
+// write buffer and serial recovery.
+func TestSuiteSegmentLimits(t *testing.T) {
+	storetest.Run(t, opener(Options{SegmentMsgs: 7, BufferSize: 100, ParallelRecovery: 1, NoSync: true}),
+		storetest.Caps{Durable: true, Crash: crash})
+}
+
+// SegmentMsgs and SegmentAge roll the tail like SegmentBytes.
+func TestSegmentRollLimits(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts Options
+	}{
+		{"msgs", Options{SegmentMsgs: 10}},
+		{"age", Options{SegmentAge: 100}}, // genMsgs: 10 ns apart
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			tc.opts.NoSync = true
+			s, err := Open(dir, tc.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Init(stores.ServerInfo{ClusterID: "c"}); err != nil {
+				t.Fatal(err)
+			}
+			ch, err := s.CreateChannel("foo", 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := ch.Msgs.Append(genMsgs(1, 35)); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			segs, _ := filepath.Glob(filepath.Join(dir, "ch*", "*.seg"))
+			if len(segs) != 4 {
+				t.Fatalf("%d segments, want 4: %v", len(segs), segs)
+			}
+			s, err = Open(dir, tc.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			st, _ := s.Recover()
+			if got := st.Channels[0].Channel.Msgs.State(); got.First != 1 || got.Last != 35 {
+				t.Fatalf("state %+v", got)
+			}
+		})
+	}
+}

@@ -130,6 +130,9 @@ func (l *recLog) rewrite(recs [][]byte) error {
 	if err == nil {
 		err = os.Rename(tmp, l.path)
 	}
+	if err == nil && l.opts.pending != nil {
+		l.opts.pending.addFile(l.path)
+	}
 	if err == nil {
 		err = syncDir(filepath.Dir(l.path), l.opts)
 	}
@@ -184,6 +187,9 @@ func fsync(f *os.File, opts *Options) error {
 		}
 	}
 	if opts.NoSync {
+		if opts.pending != nil {
+			opts.pending.addFile(f.Name())
+		}
 		return nil
 	}
 	return f.Sync()
@@ -191,6 +197,9 @@ func fsync(f *os.File, opts *Options) error {
 
 func syncDir(dir string, opts *Options) error {
 	if opts.NoSync {
+		if opts.pending != nil {
+			opts.pending.addDir(dir)
+		}
 		return nil
 	}
 	d, err := os.Open(dir)

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/starling-io/starling/stores"
 )
@@ -62,6 +63,79 @@ type msgStore struct {
 	closed, deleted bool
 	failed          error // a write failed mid-batch: the in-memory state is not trusted
 	hdr             [hdrSize]byte
+
+	flushed *os.File // the tail as of the last Flush: what SyncFlushed fsyncs
+
+	ra readAhead // sequential Loads (a subscriber replaying) read blocks, not records
+}
+
+// readAheadBlock is how much a sequential Load reads at once; records larger than half of
+// it are read alone.
+const readAheadBlock = 64 << 10
+
+// readAhead holds the last block read for sequential Loads. Its lock is a leaf, taken
+// under msgStore.mu (read): flushed bytes of a segment never change, so a block stays
+// valid for as long as its segment is in the store.
+type readAhead struct {
+	next atomic.Uint64 // the sequence a sequential reader asks for next
+	mu   sync.Mutex
+	seg  *segment // the block: bytes [off, off+len(buf)) of seg
+	off  int64
+	buf  []byte
+}
+
+// forget drops the block if it belongs to seg (being deleted), so that it does not keep
+// the segment's index in memory.
+func (ra *readAhead) forget(seg *segment) {
+	ra.mu.Lock()
+	if ra.seg == seg {
+		ra.seg, ra.buf = nil, ra.buf[:0]
+	}
+	ra.mu.Unlock()
+}
+
+// load copies record e (sequence seq) of seg into into from the block, reading the block
+// that starts at the record when it is not there. ok false: not a sequential read (or the
+// record is large); the caller reads the record alone.
+func (ra *readAhead) load(ms *msgStore, seg *segment, e *entry, seq uint64, into *stores.Msg) (ok bool, err error) {
+	if ra.next.Swap(seq+1) != seq || e.blen > readAheadBlock/2 {
+		return false, nil // random access (no lock taken) or a large record
+	}
+	ra.mu.Lock()
+	defer ra.mu.Unlock()
+	end := int64(e.off) + hdrSize + int64(e.blen)
+	if ra.seg != seg || int64(e.off) < ra.off || end > ra.off+int64(len(ra.buf)) {
+		n := min(int64(readAheadBlock), seg.flushed-int64(e.off))
+		if cap(ra.buf) < readAheadBlock {
+			ra.buf = make([]byte, readAheadBlock)
+		}
+		ra.seg, ra.off, ra.buf = nil, int64(e.off), ra.buf[:n]
+		var f *os.File
+		if seg.w != nil {
+			f = seg.f
+		} else if f, err = ms.fds.acquire(seg); err != nil {
+			return true, err
+		}
+		_, err = f.ReadAt(ra.buf, ra.off)
+		if seg.w == nil {
+			ms.fds.release(seg)
+		}
+		if err != nil {
+			return true, fmt.Errorf("filestore: read: %w", err)
+		}
+		ra.seg = seg
+	}
+	rec := ra.buf[int64(e.off)-ra.off : end-ra.off]
+	n := int(e.blen)
+	if cap(into.Data) < hdrSize+n {
+		into.Data = make([]byte, hdrSize+n)
+	}
+	buf := into.Data[:hdrSize+n]
+	copy(buf, rec)
+	if !checkRecord(buf, e, seq, into) {
+		return true, recordDamage(seg.base+".seg", e, seq)
+	}
+	return true, nil
 }
 
 func segPath(dir string, first uint64) string {
@@ -223,7 +297,7 @@ func (ms *msgStore) newSegment(first uint64) error {
 		f.Close()
 		return err
 	}
-	seg := &segment{first: first, base: base, f: f, w: bufio.NewWriterSize(f, 256<<10)}
+	seg := &segment{first: first, base: base, f: f, w: bufio.NewWriterSize(f, ms.opts.BufferSize)}
 	seg.w.Write(fileHeader(magicSeg))
 	seg.size = fileHdrSize
 	if n := len(ms.segs); n > 0 {
@@ -349,7 +423,7 @@ func (ms *msgStore) check(batch []stores.Msg) error {
 func (ms *msgStore) write(m *stores.Msg) error {
 	blen := len(m.Reply) + len(m.Data)
 	seg := ms.segs[len(ms.segs)-1]
-	if len(seg.ents) > 0 && seg.size+hdrSize+int64(blen) > ms.opts.SegmentBytes {
+	if len(seg.ents) > 0 && ms.full(seg, blen, m.Time) {
 		if err := ms.newSegment(m.Seq); err != nil {
 			return err
 		}
@@ -373,6 +447,15 @@ func (ms *msgStore) write(m *stores.Msg) error {
 	seg.ents = append(seg.ents, e)
 	ms.bytes += ms.overhead + uint64(blen)
 	return nil
+}
+
+// full reports whether the tail seg (holding messages) must roll before a record of
+// blen bytes written at time t: SegmentBytes, SegmentMsgs, SegmentAge.
+func (ms *msgStore) full(seg *segment, blen int, t int64) bool {
+	o := ms.opts
+	return seg.size+hdrSize+int64(blen) > o.SegmentBytes ||
+		(o.SegmentMsgs > 0 && len(seg.ents) >= o.SegmentMsgs) ||
+		(o.SegmentAge > 0 && t-seg.ents[0].time >= int64(o.SegmentAge))
 }
 
 // find returns the segment holding seq, or nil. Caller holds mu.
@@ -425,6 +508,7 @@ func (ms *msgStore) dropOld() {
 // dropSegment closes and deletes segs[0].
 func (ms *msgStore) dropSegment() {
 	seg := ms.segs[0]
+	ms.ra.forget(seg)
 	ms.closeSegment(seg)
 	os.Remove(seg.base + ".seg")
 	os.Remove(seg.base + ".idx")
@@ -467,6 +551,52 @@ func (ms *msgStore) sync() error {
 	return fsync(seg.f, ms.opts)
 }
 
+// Flush implements stores.SplitSyncer: the first half of Sync (marker, buffered records
+// to the OS), keeping the tail's handle for SyncFlushed.
+func (ms *msgStore) Flush() error {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	if err := ms.usable(); err != nil {
+		return err
+	}
+	n := len(ms.segs)
+	if n == 0 {
+		return nil
+	}
+	seg := ms.segs[n-1]
+	if ms.first != ms.markFirst {
+		ms.writeMarker(seg)
+	}
+	if err := ms.flush(seg); err != nil {
+		return err
+	}
+	ms.flushed = seg.f
+	return nil
+}
+
+// SyncFlushed implements stores.SplitSyncer: it fsyncs, without holding mu, the tail as of
+// the last Flush. Earlier flushes went to that file or to segments sealed since, and
+// sealing fsyncs a segment before it closes it; so a handle closed meanwhile (os.ErrClosed
+// from the fsync: os.File holds the descriptor open while a Sync runs) is durable already.
+func (ms *msgStore) SyncFlushed() error {
+	ms.mu.RLock()
+	f, err := ms.flushed, ms.usable()
+	ms.mu.RUnlock()
+	if err != nil || f == nil {
+		return err
+	}
+	if err := fsync(f, ms.opts); err != nil {
+		if !errors.Is(err, os.ErrClosed) {
+			return err
+		}
+		ms.mu.RLock()
+		err = ms.usable()
+		ms.mu.RUnlock()
+		return err
+	}
+	return nil
+}
+
 // Load implements stores.MsgStore: one ReadAt into into.Data.
 func (ms *msgStore) Load(seq uint64, into *stores.Msg) error {
 	ms.mu.RLock()
@@ -482,10 +612,12 @@ func (ms *msgStore) Load(seq uint64, into *stores.Msg) error {
 		seg := ms.find(seq)
 		e := seg.ents[seq-seg.first]
 		if int64(e.off)+hdrSize+int64(e.blen) <= seg.flushed {
-			var err error
-			if seg.w != nil {
+			ok, err := ms.ra.load(ms, seg, &e, seq, into)
+			switch {
+			case ok:
+			case seg.w != nil:
 				err = readMsg(seg.f, &e, seq, into)
-			} else {
+			default:
 				var f *os.File
 				if f, err = ms.fds.acquire(seg); err == nil {
 					err = readMsg(f, &e, seq, into)
@@ -526,11 +658,24 @@ func readMsg(f *os.File, e *entry, seq uint64, into *stores.Msg) error {
 	if _, err := f.ReadAt(buf, int64(e.off)); err != nil {
 		return fmt.Errorf("filestore: read: %w", err)
 	}
-	// The record's own CRC and sequence: damage a trusted index did not reveal is an error,
-	// never wrong data.
+	if !checkRecord(buf, e, seq, into) {
+		return recordDamage(f.Name(), e, seq)
+	}
+	return nil
+}
+
+func recordDamage(file string, e *entry, seq uint64) error {
+	return &DamageError{File: file, Offset: int64(e.off), Reason: fmt.Sprintf("record of sequence %d fails its checks", seq)}
+}
+
+// checkRecord checks the record read into buf (header and body, in into.Data's memory)
+// against its own CRC and sequence — damage a trusted index did not reveal is an error,
+// never wrong data — and moves its reply and data into into.
+func checkRecord(buf []byte, e *entry, seq uint64, into *stores.Msg) bool {
+	n := int(e.blen)
 	if binary.LittleEndian.Uint32(buf[0:]) != e.blen || binary.LittleEndian.Uint64(buf[8:]) != seq ||
 		crc32.Checksum(buf[8:], crcTable) != binary.LittleEndian.Uint32(buf[4:]) {
-		return &DamageError{File: f.Name(), Offset: int64(e.off), Reason: fmt.Sprintf("record of sequence %d fails its checks", seq)}
+		return false
 	}
 	reply := buf[hdrSize : hdrSize+int(e.rlen)]
 	if into.Reply != string(reply) {
@@ -538,7 +683,7 @@ func readMsg(f *os.File, e *entry, seq uint64, into *stores.Msg) error {
 	}
 	copy(buf, buf[hdrSize+int(e.rlen):])
 	into.Data = buf[:n-int(e.rlen)]
-	return nil
+	return true
 }
 
 // SeqAtTime implements stores.MsgStore by binary search over segments, then entries.

@@ -109,7 +109,7 @@ func (ms *msgStore) openSegment(base string, first uint64, tail bool) (*segment,
 		f.Close()
 		return nil, 0, 0, err
 	}
-	seg.w = bufio.NewWriterSize(f, 256<<10)
+	seg.w = bufio.NewWriterSize(f, ms.opts.BufferSize)
 	return seg, mf, ml, nil
 }
 

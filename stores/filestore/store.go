@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/starling-io/starling/stores"
 )
@@ -20,10 +21,15 @@ var (
 	_ stores.Store    = (*Store)(nil)
 	_ stores.MsgStore = (*msgStore)(nil)
 	_ stores.SubStore = (*subStore)(nil)
+
+	_ stores.SplitSyncer = (*msgStore)(nil)
 )
 
 // DefaultSegmentBytes is the size at which a channel's segment is sealed.
 const DefaultSegmentBytes = 64 << 20
+
+// DefaultBufferSize is the write buffer of a tail segment.
+const DefaultBufferSize = 256 << 10
 
 // Options configure a file store. The zero value is usable.
 type Options struct {
@@ -31,8 +37,25 @@ type Options struct {
 	Limits *stores.LimitsSet
 	// SegmentBytes is the segment size (0 = DefaultSegmentBytes, at most 1 GiB).
 	SegmentBytes int64
-	// NoSync skips every fsync (tests, or users trading safety for speed).
+	// SegmentMsgs rolls to a new segment after this many messages (0: no limit).
+	SegmentMsgs int
+	// SegmentAge rolls to a new segment when the tail's first message is this much older
+	// than the one being written (0: no limit). Limits drop whole segments, so smaller
+	// segments free disk sooner.
+	SegmentAge time.Duration
+	// BufferSize is the write buffer of each channel's tail segment (0 =
+	// DefaultBufferSize). Sync flushes it; a larger one only batches the writes of
+	// batches bigger than it.
+	BufferSize int
+	// ParallelRecovery is how many channels Open recovers at once (0: GOMAXPROCS).
+	ParallelRecovery int
+	// NoSync skips every fsync (tests, or users trading safety for speed): Sync only hands
+	// the writes to the OS, which survive a crash of the process but not of the machine.
 	NoSync bool
+	// AutoSync, with NoSync, fsyncs every file written since the previous pass at this
+	// interval (0: never), from one goroutine per store, so power loss takes at most about
+	// AutoSync of acknowledged writes. Without NoSync every Sync fsyncs and it is unused.
+	AutoSync time.Duration
 	// MaxOpenSegments bounds the read handles of sealed segments kept open across all
 	// channels (0 = DefaultMaxOpenSegments); each channel also keeps its tail segment and
 	// subs.log open.
@@ -44,6 +67,8 @@ type Options struct {
 	Quarantine bool
 	// Hooks inject faults (tests).
 	Hooks Hooks
+
+	pending *syncSet // NoSync with AutoSync: what the next pass fsyncs (set by Open)
 }
 
 // Hooks are test hooks; nil fields are ignored.
@@ -51,6 +76,9 @@ type Hooks struct {
 	// BeforeSync is called with the file's path after its data has been written and before
 	// it is fsynced; an error is returned by the Sync in progress.
 	BeforeSync func(path string) error
+	// AfterAutoSync is called after each AutoSync pass with the number of files and
+	// directories it fsynced and its first error.
+	AfterAutoSync func(n int, err error)
 }
 
 // Metadata record types of meta.log.
@@ -81,6 +109,8 @@ type Store struct {
 	fds      *fdCache
 	closed   bool
 	buf      []byte
+
+	stopSync, syncDone chan struct{} // the AutoSync goroutine (nil without)
 }
 
 type channel struct {
@@ -114,6 +144,22 @@ func Open(dir string, opts Options) (*Store, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	switch {
+	case opts.AutoSync < 0:
+		return nil, fmt.Errorf("filestore: invalid AutoSync %v", opts.AutoSync)
+	case opts.SegmentMsgs < 0, opts.SegmentAge < 0, opts.BufferSize < 0, opts.ParallelRecovery < 0:
+		return nil, fmt.Errorf("filestore: negative SegmentMsgs, SegmentAge, BufferSize or ParallelRecovery")
+	}
+	if opts.BufferSize == 0 {
+		opts.BufferSize = DefaultBufferSize
+	}
+	if opts.ParallelRecovery == 0 {
+		opts.ParallelRecovery = runtime.GOMAXPROCS(0)
+	}
+	opts.pending = nil
+	if opts.NoSync && opts.AutoSync > 0 {
+		opts.pending = newSyncSet()
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -138,7 +184,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	errs := make([]error, len(names))
 	var wg sync.WaitGroup
 	next := atomic.Int64{}
-	for range min(runtime.GOMAXPROCS(0), len(names)) {
+	for range min(s.opts.ParallelRecovery, len(names)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -169,6 +215,10 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err := s.meta.rewrite(s.snapshot()); err != nil {
 		s.abandon()
 		return nil, err
+	}
+	if s.opts.pending != nil {
+		s.stopSync, s.syncDone = make(chan struct{}), make(chan struct{})
+		go s.autoSync(s.opts.AutoSync, s.stopSync, s.syncDone)
 	}
 	return s, nil
 }
@@ -493,12 +543,26 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
+	s.stopAutoSync()
 	var errs []error
 	for _, ch := range s.channels {
 		errs = append(errs, ch.msgs.Close(), ch.subs.Close())
 	}
 	errs = append(errs, s.meta.close(true))
+	if s.opts.pending != nil { // a clean stop leaves everything on disk
+		errs = append(errs, s.autoSyncPass())
+	}
 	return errors.Join(errs...)
+}
+
+// stopAutoSync stops the AutoSync goroutine and waits for it. Caller holds mu (the
+// goroutine never takes it).
+func (s *Store) stopAutoSync() {
+	if s.stopSync != nil {
+		close(s.stopSync)
+		<-s.syncDone
+		s.stopSync = nil
+	}
 }
 
 // abandon releases every file without writing (simulated kill -9, failed open).
@@ -506,6 +570,7 @@ func (s *Store) abandon() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.closed = true
+	s.stopAutoSync()
 	for _, ch := range s.channels {
 		if ch.msgs != nil {
 			ch.msgs.abandon()

@@ -14,6 +14,7 @@ import (
 //     500,000 messages), so every Append also removes as many old messages. SetBytes
 //     counts payload bytes; msgs/s is reported.
 //   - Load/size=S: Load of a random stored sequence into a reused Msg.
+//   - LoadSequential/size=128: Load of every sequence in order (a subscriber replaying).
 //   - SeqAtTime: over 100,000 messages.
 //   - Record: a batch of 64 sent and 64 acked events (a sliding window of 1024 pending).
 func Bench(b *testing.B, open OpenFunc) {
@@ -27,6 +28,7 @@ func Bench(b *testing.B, open OpenFunc) {
 	for _, size := range []int{128, 64 << 10} {
 		b.Run(fmt.Sprintf("Load/size=%d", size), func(b *testing.B) { benchLoad(b, open, size) })
 	}
+	b.Run("LoadSequential/size=128", func(b *testing.B) { benchLoadStep(b, open, 128, 1) })
 	b.Run("SeqAtTime", func(b *testing.B) { benchSeqAtTime(b, open) })
 	b.Run("Record", func(b *testing.B) { benchRecord(b, open) })
 }
@@ -129,7 +131,10 @@ func benchAppend(b *testing.B, open OpenFunc, batch, size int) {
 	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "msgs/s")
 }
 
-func benchLoad(b *testing.B, open OpenFunc, size int) {
+func benchLoad(b *testing.B, open OpenFunc, size int) { benchLoadStep(b, open, size, 7920) }
+
+// benchLoadStep loads every step-th message, cycling: 7920 is random access, 1 a replay.
+func benchLoadStep(b *testing.B, open OpenFunc, size int, step uint64) {
 	_, ch := benchStore(b, open, &stores.LimitsSet{})
 	n := min(100_000, (128<<20)/size)
 	a := newAppender(ch.Msgs, 1, size)
@@ -141,7 +146,7 @@ func benchLoad(b *testing.B, open OpenFunc, size int) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		seq = (seq+7919)%last + 1
+		seq = (seq+step-1)%last + 1
 		if err := ch.Msgs.Load(seq, &m); err != nil {
 			b.Fatal(err)
 		}

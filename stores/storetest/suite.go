@@ -52,6 +52,7 @@ func Run(t *testing.T, open OpenFunc, caps Caps) {
 		{"Closed", s.testClosed},
 		{"ConcurrentLoad", s.testConcurrentLoad},
 		{"Crash", s.testCrash},
+		{"SplitSync", s.testSplitSync},
 		{"Model", s.testModel},
 	} {
 		t.Run(c.name, c.fn)

@@ -54,6 +54,8 @@ func (r *fileReader) streamingBlock(s *settings, e *conf.Entry, path string) {
 			o.ReplaceDurable, _ = r.boolean(e, kpath)
 		case "store_limits", "limits", "storelimits":
 			r.storeLimits(st, e, kpath)
+		case "file_options", "file":
+			r.fileOptions(st, e, kpath)
 		case "sql_options", "sql":
 			r.p.at(e.KeyPos, kpath, "the SQL store is not supported (stores: memory, file, bolt)")
 		case "nats_server_url", "ns", "nats_server":
@@ -77,12 +79,6 @@ func (r *fileReader) streamingBlock(s *settings, e *conf.Entry, path string) {
 					st.reserved = map[string]any{}
 				}
 				st.reserved[fd.names[0]] = v
-				// file_options.sync is in force already (the rest is still reserved).
-				if fo, ok := v.(map[string]any); ok && fd.names[0] == "file_options" {
-					if sync, ok := fo["sync"].(bool); ok {
-						st.fileSync = sync
-					}
-				}
 			}
 		}
 	})
@@ -210,24 +206,6 @@ func streamingReservedSchema() schema {
 		f(kBool, "encrypt"),
 		f(kString, "encryption_cipher"),
 		f(kString, "encryption_key"),
-		{names: []string{"file_options", "file"}, kind: kMap, keys: schema{
-			f(kBool, "compact", "compact_enabled"),
-			f(kInt, "compact_fragmentation", "compact_frag"),
-			f(kDuration, "compact_interval"),
-			f(kSize, "compact_min_size"),
-			f(kSize, "buffer_size"),
-			f(kBool, "crc", "do_crc"),
-			f(kInt, "crc_poly"),
-			f(kBool, "sync", "sync_on_flush", "do_sync"),
-			f(kInt, "slice_max_msgs", "slice_max_count", "slice_msgs", "slice_count"),
-			f(kSize, "slice_max_bytes", "slice_max_size", "slice_bytes", "slice_size"),
-			f(kDuration, "slice_max_age", "slice_age", "slice_max_time", "slice_time_limit"),
-			f(kString, "slice_archive_script", "slice_archive", "slice_script"),
-			f(kInt, "file_descriptors_limit", "fds_limit"),
-			f(kInt, "parallel_recovery"),
-			f(kSize, "read_buffer_size"),
-			f(kDuration, "auto_sync"),
-		}},
 		{names: []string{"cluster"}, kind: kMap, keys: schema{
 			f(kString, "node_id"),
 			f(kBool, "bootstrap"),

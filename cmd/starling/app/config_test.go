@@ -291,9 +291,11 @@ streaming {
 		t.Errorf("streaming %+v", st)
 	}
 	cl := st.reserved["cluster"].(map[string]any)
-	fo := st.reserved["file_options"].(map[string]any)
-	if cl["node_id"] != "a" || len(cl["peers"].([]string)) != 2 || fo["buffer_size"] != int64(4<<20) || fo["sync"] != true {
+	if cl["node_id"] != "a" || len(cl["peers"].([]string)) != 2 {
 		t.Errorf("streaming reserved %+v", st.reserved)
+	}
+	if st.file.bufferSize != 4<<20 || !st.file.sync {
+		t.Errorf("file_options %+v", st.file)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/starling-io/starling/core"
 	"github.com/starling-io/starling/stores"
+	"github.com/starling-io/starling/stores/filestore"
 	"github.com/starling-io/starling/streaming"
 )
 
@@ -210,7 +211,29 @@ func defineStreamingFlags(fs *flag.FlagSet, s *settings) {
 	o.IOBatchSize = streaming.DefaultIOBatchSize
 	def([]string{"io_batch_size"}, "io_batch_size", "maximum messages stored in one batch (default 1024)", integer(&o.IOBatchSize))
 	fs.BoolVar(&o.ReplaceDurable, "replace_durable", false, "a subscribe request for a durable that is online replaces it instead of failing")
-	fs.BoolVar(&st.fileSync, "file_sync", true, "file and bolt stores: fsync before every PubAck (false: faster, survives a process crash but not power loss)")
+	fo := &st.file
+	fo.sync, fo.autoSync, fo.sliceMaxBytes = true, time.Minute, filestore.DefaultSegmentBytes
+	fs.BoolFunc("file_sync", "file and bolt stores: fsync before every PubAck (false: faster, survives a process crash but not power loss) (default true)",
+		at("file.sync", "file_sync", func(v string) error {
+			on, err := strconv.ParseBool(v)
+			fo.sync = on
+			return err
+		}))
+	def([]string{"file_auto_sync"}, "file.auto_sync", "with --file_sync=false, fsync what was written at least this often, e.g. 1s (0: never) (default 1m)", func(v string) error {
+		d, err := time.ParseDuration(v)
+		fo.autoSync = max(d, 0)
+		return err
+	})
+	def([]string{"file_slice_max_msgs"}, "file.slice_max_msgs", "file store: roll a channel's segment after this many messages (0: no limit)", integer(&fo.sliceMaxMsgs))
+	def([]string{"file_slice_max_bytes"}, "file.slice_max_bytes", "file store: segment size, e.g. 64MB (at most 1GB) (default 64MB)", func(v string) error {
+		n, err := parseSize(v)
+		fo.sliceMaxBytes = int64(n)
+		return err
+	})
+	def([]string{"file_slice_max_age"}, "file.slice_max_age", "file store: roll a segment whose first message is older than this, e.g. 1h (0: no limit)", duration(&fo.sliceMaxAge))
+	def([]string{"file_fds_limit"}, "file.file_descriptors_limit", "file store: sealed segments kept open across channels (0: 256)", integer(&fo.fdsLimit))
+	def([]string{"file_parallel_recovery"}, "file.parallel_recovery", "file store: channels recovered at once at startup (0: one per core)", integer(&fo.parallelRecovery))
+	def([]string{"file_buffer_size"}, "file.buffer_size", "file store: write buffer per channel, e.g. 2MB (0: 256KB)", sizeFlag(&fo.bufferSize))
 
 	for _, n := range []string{"SD", "stan_debug"} {
 		fs.BoolVar(&st.debug, n, false, "debug logging of the streaming layer")

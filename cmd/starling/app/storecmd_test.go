@@ -77,14 +77,14 @@ func TestFileOptionsSync(t *testing.T) {
 	if err := m.ParseFlags([]string{"-c", path}); err != nil {
 		t.Fatal(err)
 	}
-	if m.cfg.streaming.fileSync {
+	if m.cfg.streaming.file.sync {
 		t.Fatal("file_options.sync: false was not applied")
 	}
 	m = NewMain(&bytes.Buffer{}, &bytes.Buffer{})
 	if err := m.ParseFlags([]string{"-c", path, "--file_sync=true"}); err != nil {
 		t.Fatal(err)
 	}
-	if !m.cfg.streaming.fileSync {
+	if !m.cfg.streaming.file.sync {
 		t.Fatal("the flag did not win over the file")
 	}
 }

@@ -35,23 +35,20 @@ const (
 // streamSettings is the streaming { } block and the streaming flags (nats-streaming-server's
 // names). Flag definitions write the defaults; the file, then the flags given, overwrite.
 type streamSettings struct {
-	off   bool              // --no_streaming, enabled: false: core only
-	opts  streaming.Options // ClusterID, DiscoverPrefix, HB*, IOBatchSize, ReplaceDurable (Limits: from limits, at start)
-	store string            // as written; build lower-cases it
-	dir   string
-	// fileSync: the durable stores fsync at every Sync, so a PubAck means the message is on
-	// disk (--file_sync, default true); false trades that for speed: writes reach the OS
-	// at every batch and survive a crash of the process, not of the machine.
-	fileSync bool
-	debug    bool // -SD, sd: debug logging of the streaming layer
-	trace    bool // -SV, sv: trace logging of the streaming layer
-	limits   stores.LimitsSet
+	off    bool              // --no_streaming, enabled: false: core only
+	opts   streaming.Options // ClusterID, DiscoverPrefix, HB*, IOBatchSize, ReplaceDurable (Limits: from limits, at start)
+	store  string            // as written; build lower-cases it
+	dir    string
+	file   fileSettings // --file_*, file_options { }
+	debug  bool         // -SD, sd: debug logging of the streaming layer
+	trace  bool         // -SV, sv: trace logging of the streaming layer
+	limits stores.LimitsSet
 
 	// at is where each setting was last written (canonical key: "store", "max_msgs",
 	// "channels" for the block, "channels.NAME" for an entry), for the problems build finds.
 	at map[string]origin
 
-	// reserved holds the keys of later milestones (file_options, cluster, ft_group,
+	// reserved holds the keys of later milestones (cluster, ft_group,
 	// partitioning, encrypt, …) by canonical name: read and type-checked, not used.
 	reserved map[string]any
 	// ignored are keys that mean nothing in-process (the credentials nats-streaming-server
@@ -129,6 +126,7 @@ func (st *streamSettings) build(p *problems) {
 		}
 	}
 	st.buildLimits(p)
+	st.buildFile(p)
 	for _, o := range st.ignored {
 		st.warn("%s is not used: streaming reaches the core router in-process, without credentials", o)
 	}
@@ -223,6 +221,8 @@ func (st *streamSettings) level(process slog.Level) slog.Level {
 
 // restartKey is what a reload may not change: everything but the log levels.
 func (st *streamSettings) restartKey() any {
+	file := st.file
+	file.ignored = nil // where a key was written does not matter, its value does
 	ignored := make([]string, 0, len(st.ignored))
 	for _, o := range st.ignored {
 		ignored = append(ignored, o.name)
@@ -232,9 +232,10 @@ func (st *streamSettings) restartKey() any {
 		Opts       streaming.Options
 		Store, Dir string
 		Limits     stores.LimitsSet
+		File       fileSettings
 		Reserved   map[string]any
 		Ignored    []string
-	}{st.off, st.opts, st.storeType(), st.dir, st.limits, st.reserved, ignored}
+	}{st.off, st.opts, st.storeType(), st.dir, st.limits, file, st.reserved, ignored}
 }
 
 // sameRestart reports whether cur and next differ only in what a reload may change.
@@ -251,12 +252,15 @@ func (st *streamSettings) newStore() (stores.Store, error) {
 		if err := os.MkdirAll(st.dir, 0o755); err != nil {
 			return nil, fmt.Errorf("store directory: %w", err)
 		}
-		return filestore.Open(st.dir, filestore.Options{Limits: st.limits.Clone(), NoSync: !st.fileSync})
+		o := st.file.fileStoreOptions()
+		o.Limits = st.limits.Clone()
+		return filestore.Open(st.dir, o)
 	case storeBolt:
 		if err := os.MkdirAll(st.dir, 0o755); err != nil {
 			return nil, fmt.Errorf("store directory: %w", err)
 		}
-		return boltstore.Open(filepath.Join(st.dir, "starling.db"), boltstore.Options{Limits: st.limits.Clone(), NoSync: !st.fileSync})
+		return boltstore.Open(filepath.Join(st.dir, "starling.db"), boltstore.Options{Limits: st.limits.Clone(),
+			NoSync: !st.file.sync, AutoSync: st.file.autoSync})
 	default:
 		return nil, fmt.Errorf("store %s is not available yet", strings.ToUpper(t))
 	}

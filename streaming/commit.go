@@ -1,0 +1,297 @@
+package streaming
+
+import (
+	"sync"
+
+	"github.com/starling-io/starling/stores"
+)
+
+// The pipelined group commit. With a store whose MsgStore splits its Sync
+// (stores.SplitSyncer: the file store), the engine does not wait for the fsync of a
+// publish batch: it appends and flushes the batch to the OS, hands it to the committer's
+// goroutine as a commitGroup, and goes on draining its queue — appending the next batch,
+// processing acks, subscribing — while the fsync runs. When the fsync returns, the
+// committer hands the group back; the engine then delivers the batch and sends its
+// PubAcks, in arrival order. So a PubAck still follows the fsync that covers its
+// message, and no message is delivered before it is durable: deliveries stop at each
+// channel's synced sequence (channel.synced). The committer covers every group queued
+// while the previous fsync ran with one SyncFlushed per channel: the group commit.
+//
+// Memory stays bounded: past maxUncommitted messages or maxUncommittedBytes of payload in
+// groups not yet completed, the engine waits for the committer before it appends more.
+
+// maxUncommitted and maxUncommittedBytes bound what the pipeline holds in flight.
+const (
+	maxUncommitted      = 64 << 10
+	maxUncommittedBytes = 64 << 20
+)
+
+// commitGroup is one flushed publish batch waiting for its fsync.
+type commitGroup struct {
+	pubs  []pendingPub // in arrival order; payloads alias their ops' own allocations
+	chans []commitChan // the channels it appended to
+	msgs  []stores.Msg // backing array of chans[i].msgs
+	spans []commitSpan // chans[i].msgs = msgs[spans[i].from:spans[i].to]
+	n     int          // messages
+	bytes int          // their payload bytes
+}
+
+type commitChan struct {
+	ch   *channel
+	sp   stores.SplitSyncer // nil: the channel failed before its fsync (err set)
+	msgs []stores.Msg
+	err  error
+}
+
+type commitSpan struct{ from, to int }
+
+// committer runs the fsyncs. queued and done are guarded by mu; the rest is owned by the
+// engine (free, inflight) or by the committer goroutine (synced).
+type committer struct {
+	mu     sync.Mutex
+	queued []*commitGroup // flushed, waiting for the fsync
+	done   []*commitGroup // synced or failed, waiting for the engine
+	spareQ []*commitGroup // the slices swapped with queued and done, reused
+	spareD []*commitGroup
+	wake   chan struct{} // cap 1: queued grew
+	ready  chan struct{} // cap 1: done grew
+	stop   chan struct{}
+	exited chan struct{}
+
+	free     []*commitGroup // engine: recycled groups
+	inflight int            // engine: messages in groups not yet completed
+	bytes    int            // engine: their payload bytes
+	groups   int            // engine: groups not yet completed
+
+	synced []syncedStore // committer goroutine: one SyncFlushed per store per pass
+}
+
+type syncedStore struct {
+	sp  stores.SplitSyncer
+	err error
+}
+
+func newCommitter() *committer {
+	c := &committer{wake: make(chan struct{}, 1), ready: make(chan struct{}, 1),
+		stop: make(chan struct{}), exited: make(chan struct{})}
+	go c.run()
+	return c
+}
+
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// run is the committer goroutine: take every queued group, fsync each channel they
+// touched once, hand them all back.
+func (c *committer) run() {
+	defer close(c.exited)
+	for {
+		select {
+		case <-c.wake:
+		case <-c.stop:
+			return
+		}
+		c.mu.Lock()
+		gs := c.queued
+		c.queued, c.spareQ = c.spareQ[:0], nil
+		c.mu.Unlock()
+		if len(gs) == 0 {
+			c.mu.Lock()
+			c.spareQ = gs
+			c.mu.Unlock()
+			continue
+		}
+		c.synced = c.synced[:0]
+		for _, g := range gs {
+			for i := range g.chans {
+				cc := &g.chans[i]
+				if cc.sp == nil {
+					continue
+				}
+				cc.err = c.syncOnce(cc.sp)
+			}
+		}
+		clear(c.synced)
+		c.mu.Lock()
+		c.done = append(c.done, gs...)
+		clear(gs)
+		c.spareQ = gs[:0]
+		c.mu.Unlock()
+		signal(c.ready)
+	}
+}
+
+// syncOnce runs SyncFlushed once per store in a pass: every group of the pass was flushed
+// before the pass began, so the first SyncFlushed covers them all.
+func (c *committer) syncOnce(sp stores.SplitSyncer) error {
+	for _, s := range c.synced {
+		if s.sp == sp {
+			return s.err
+		}
+	}
+	err := sp.SyncFlushed()
+	c.synced = append(c.synced, syncedStore{sp: sp, err: err})
+	return err
+}
+
+// enqueue hands a flushed group to the committer (engine).
+func (c *committer) enqueue(g *commitGroup) {
+	c.inflight += g.n
+	c.bytes += g.bytes
+	c.groups++
+	c.mu.Lock()
+	c.queued = append(c.queued, g)
+	c.mu.Unlock()
+	signal(c.wake)
+}
+
+// takeDone returns the completed groups (engine); give the slice back with putDone.
+func (c *committer) takeDone() []*commitGroup {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	gs := c.done
+	c.done, c.spareD = c.spareD[:0], nil
+	return gs
+}
+
+func (c *committer) putDone(gs []*commitGroup) {
+	clear(gs)
+	c.mu.Lock()
+	c.spareD = gs[:0]
+	c.mu.Unlock()
+}
+
+// group returns an empty group (engine).
+func (c *committer) group() *commitGroup {
+	if n := len(c.free); n > 0 {
+		g := c.free[n-1]
+		c.free = c.free[:n-1]
+		return g
+	}
+	return &commitGroup{}
+}
+
+// recycle empties g for reuse, dropping every reference to messages (engine).
+func (c *committer) recycle(g *commitGroup) {
+	c.inflight -= g.n
+	c.bytes -= g.bytes
+	c.groups--
+	clear(g.pubs)
+	clear(g.chans)
+	clear(g.msgs)
+	g.pubs, g.chans, g.msgs, g.spans, g.n, g.bytes = g.pubs[:0], g.chans[:0], g.msgs[:0], g.spans[:0], 0, 0
+	c.free = append(c.free, g)
+}
+
+// close stops the committer goroutine once the engine has completed every group.
+func (c *committer) close() {
+	close(c.stop)
+	<-c.exited
+}
+
+// addChan records ch's appended batch (copied: the engine reuses its scratch) in g,
+// or its failure.
+func (g *commitGroup) addChan(ch *channel, sp stores.SplitSyncer, msgs []stores.Msg, err error) {
+	from := len(g.msgs)
+	if err == nil {
+		g.msgs = append(g.msgs, msgs...)
+		g.n += len(msgs)
+		for i := range msgs {
+			g.bytes += len(msgs[i].Data) + len(msgs[i].Reply)
+		}
+	}
+	g.spans = append(g.spans, commitSpan{from, len(g.msgs)})
+	g.chans = append(g.chans, commitChan{ch: ch, sp: sp, err: err})
+}
+
+// committer returns the committer, starting it at the first batch that needs it (engine).
+func (s *Server) committer() *committer {
+	if s.commit == nil {
+		s.commit = newCommitter()
+	}
+	return s.commit
+}
+
+// readyCommits is what the engine waits on for completed groups (nil: none can come).
+func (s *Server) readyCommits() <-chan struct{} {
+	if s.commit == nil {
+		return nil
+	}
+	return s.commit.ready
+}
+
+// drainCommits completes every group in flight and stops the committer (engine, at stop).
+func (s *Server) drainCommits() {
+	if s.commit == nil {
+		return
+	}
+	s.waitCommits(0)
+	s.flushSentAcks()
+	s.bus.Flush()
+	s.commit.close()
+	s.commit = nil
+}
+
+// completeCommits delivers the batches whose fsync returned and sends their PubAcks
+// (engine).
+func (s *Server) completeCommits() {
+	c := s.commit
+	if c == nil {
+		return
+	}
+	gs := c.takeDone()
+	for _, g := range gs {
+		s.completeGroup(g)
+		c.recycle(g)
+	}
+	c.putDone(gs)
+}
+
+func (s *Server) completeGroup(g *commitGroup) {
+	for i := range g.chans {
+		cc := &g.chans[i]
+		cc.msgs = g.msgs[g.spans[i].from:g.spans[i].to]
+		ch := cc.ch
+		if cc.err != nil {
+			if cc.sp != nil { // the flush succeeded, the fsync did not
+				s.log.Error("storing messages failed", "channel", ch.name, "err", cc.err)
+			}
+			continue
+		}
+		ch.synced = max(ch.synced, cc.msgs[len(cc.msgs)-1].Seq)
+		if ch.deleted {
+			continue
+		}
+		s.scratch.batchCh, s.scratch.batch = ch, cc.msgs
+		s.deliverNew(ch)
+		s.scratch.batchCh, s.scratch.batch = nil, nil
+	}
+	for i := range g.pubs {
+		errText := ""
+		for j := range g.chans {
+			if cc := &g.chans[j]; cc.ch == g.pubs[i].ch && cc.err != nil {
+				errText = cc.err.Error()
+				break
+			}
+		}
+		s.sendPubAck(g.pubs[i].reply, g.pubs[i].guid, errText)
+	}
+}
+
+// full reports whether the pipeline holds as much as it may (engine).
+func (c *committer) full() bool {
+	return c.inflight > maxUncommitted || c.bytes > maxUncommittedBytes
+}
+
+// waitCommits completes groups until at most max remain in flight (engine).
+func (s *Server) waitCommits(max int) {
+	c := s.commit
+	for c.groups > max {
+		<-c.ready
+		s.completeCommits()
+	}
+}
