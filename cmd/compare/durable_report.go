@@ -37,6 +37,15 @@ func (d *durableReport) write(w io.Writer) {
 		fmt.Fprintf(w, " (below: %s)", strings.Join(misses, "; "))
 	}
 	fmt.Fprintf(w, "\n\n")
+	var cpuRows []cpuRow
+	for _, row := range d.rows {
+		if !row.sc.replay {
+			cpuRows = append(cpuRows, cpuRow{name: row.sc.name, cells: row.cells})
+		}
+	}
+	if len(d.rows) > 0 {
+		writeCPUTable(w, [2]serverSpec{{name: "nats-streaming-server"}, {name: "starling"}}, cpuRows)
+	}
 	d.writeDetails(w)
 }
 

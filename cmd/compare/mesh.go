@@ -185,3 +185,6 @@ func cpuPercent(ticks int64, elapsed time.Duration) float64 {
 	}
 	return float64(ticks) / clockTicks / elapsed.Seconds() * 100
 }
+
+// ticksDuration converts /proc clock ticks to time.
+func ticksDuration(ticks int64) time.Duration { return time.Duration(ticks) * time.Second / clockTicks }

@@ -150,6 +150,9 @@ type runResult struct {
 	notes    []string   // natscli warnings, queue-group distribution
 	stan     stanResult // every rate stan-bench printed; zero for nats bench rows
 	duration time.Duration
+	// CPU time per published message of the server and of the benchmark client (stan-bench
+	// rows only; 0 when unknown): what each side spent, whoever was the bottleneck.
+	serverCPUPerMsg, clientCPUPerMsg time.Duration
 }
 
 // runner executes plans against a running server.

@@ -131,6 +131,8 @@ func runStan(ctx context.Context, benchPath string, s *server, sc stanScenario, 
 		return runResult{}, err
 	}
 	start := time.Now()
+	pid := s.cmd.Process.Pid
+	ticks0, cpuErr := cpuTicks(pid)
 	p, err := natsCLI{benchPath}.start(stanArgs(s.url(), sc, msgs))
 	if err != nil {
 		return runResult{}, err
@@ -149,6 +151,12 @@ func runStan(ctx context.Context, benchPath string, s *server, sc stanScenario, 
 		return runResult{}, err
 	}
 	res := runResult{stan: st, rate: st.pub, pubRate: st.pub.msgsPerSec, notes: p.warnings(), duration: time.Since(start)}
+	if ticks1, err := cpuTicks(pid); err == nil && cpuErr == nil && msgs > 0 {
+		res.serverCPUPerMsg = ticksDuration(ticks1-ticks0) / time.Duration(msgs)
+	}
+	if ps := p.cmd.ProcessState; ps != nil && msgs > 0 {
+		res.clientCPUPerMsg = (ps.UserTime() + ps.SystemTime()) / time.Duration(msgs)
+	}
 	if sc.subs > 0 {
 		if st.sub.msgsPerSec <= 0 || st.agg.msgsPerSec <= 0 {
 			return res, fmt.Errorf("no Sub stats or Pub/Sub stats line in stan-bench output %q", clip(p.stdout.String(), 300))

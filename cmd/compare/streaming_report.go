@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 )
 
 // stanTarget is the goal: Starling at least twice nats-streaming-server on every row.
@@ -35,7 +36,43 @@ func (s *stanReport) write(w io.Writer) {
 		fmt.Fprintf(w, " (below: %s)", strings.Join(misses, "; "))
 	}
 	fmt.Fprintf(w, "\n\n")
+	cpuRows := make([]cpuRow, len(s.rows))
+	for i, row := range s.rows {
+		cpuRows[i] = cpuRow{name: row.sc.name, cells: row.cells}
+	}
+	writeCPUTable(w, s.servers, cpuRows)
 	s.writeDetails(w)
+}
+
+// cpuRow is one scenario's cells for the CPU table.
+type cpuRow struct {
+	name  string
+	cells [2]cell
+}
+
+// writeCPUTable prints the CPU each server and the benchmark client spent per message
+// (medians over the rounds). On a machine where the client shares the cores with the server,
+// the throughput ratio is capped by the client's own cost; this table shows the servers' work
+// directly.
+func writeCPUTable(w io.Writer, servers [2]serverSpec, rows []cpuRow) {
+	us := func(c cell, f func(runResult) time.Duration) float64 {
+		return c.medianOf(func(r runResult) float64 { return float64(f(r)) / float64(time.Microsecond) })
+	}
+	srv := func(r runResult) time.Duration { return r.serverCPUPerMsg }
+	cli := func(r runResult) time.Duration { return r.clientCPUPerMsg }
+	fmt.Fprintf(w, "Server CPU per published message (user+system, median): how much work each server does; "+
+		"stan-bench's own CPU per message beside it.\n\n")
+	fmt.Fprintf(w, "| scenario | %s server µs/msg | %s server µs/msg | server CPU ratio (%s/%s) | stan-bench µs/msg with %s | with %s |\n|---|---:|---:|---:|---:|---:|\n",
+		servers[0].name, servers[1].name, servers[0].name, servers[1].name, servers[0].name, servers[1].name)
+	for _, row := range rows {
+		a, b := us(row.cells[0], srv), us(row.cells[1], srv)
+		if a <= 0 || b <= 0 {
+			continue
+		}
+		fmt.Fprintf(w, "| %s | %.2f | %.2f | %s | %.2f | %.2f |\n", row.name, a, b, fmtRatio(a, b),
+			us(row.cells[0], cli), us(row.cells[1], cli))
+	}
+	fmt.Fprintln(w)
 }
 
 func (s *stanReport) writeDetails(w io.Writer) {

@@ -182,3 +182,17 @@ func TestParseFlagsStreaming(t *testing.T) {
 		}
 	}
 }
+
+func TestWriteCPUTable(t *testing.T) {
+	run := func(srv, cli time.Duration) runResult { return runResult{serverCPUPerMsg: srv, clientCPUPerMsg: cli} }
+	rows := []cpuRow{{name: "async pub 1 KiB, 0 subs", cells: [2]cell{
+		{runs: []runResult{run(8*time.Microsecond, 4*time.Microsecond), run(9*time.Microsecond, 5*time.Microsecond)}},
+		{runs: []runResult{run(3*time.Microsecond, 4*time.Microsecond)}},
+	}}, {name: "no cpu", cells: [2]cell{{runs: []runResult{{}}}, {runs: []runResult{{}}}}}}
+	var b strings.Builder
+	writeCPUTable(&b, [2]serverSpec{{name: "nss"}, {name: "starling"}}, rows)
+	out := b.String()
+	if !strings.Contains(out, "| async pub 1 KiB, 0 subs | 8.50 | 3.00 | 2.83 | 4.50 | 4.00 |") || strings.Contains(out, "no cpu") {
+		t.Fatalf("table:\n%s", out)
+	}
+}
