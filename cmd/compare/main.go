@@ -68,7 +68,10 @@ func parseFlags(args []string, errOut io.Writer) (options, error) {
 	if o.msgs < 0 {
 		return o, fmt.Errorf("-msgs: must not be negative, got %d", o.msgs)
 	}
-	bins := map[string]string{"-starling": o.starling, "-nats-server": o.natsServer}
+	bins := map[string]string{"-starling": o.starling}
+	if !o.skipCore || !o.skipMem || !o.skipCluster {
+		bins["-nats-server"] = o.natsServer
+	}
 	if !o.skipCore || !o.skipCluster {
 		bins["-nats"] = o.nats
 	}
