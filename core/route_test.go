@@ -302,3 +302,21 @@ func TestRouteReconnectsToRestartedSeed(t *testing.T) {
 	defer func() { _ = again.Shutdown(context.Background()) }()
 	waitFor(t, 5*time.Second, func() bool { return again.NumRoutes() == 1 && srvs[1].NumRoutes() == 1 })
 }
+
+// A server entering lame duck mode tells the others, which stop advertising its client URLs.
+func TestRouteLameDuckWithdrawsURLs(t *testing.T) {
+	srvs := startMesh(t, 2, func(_ int, o *Options) {
+		o.LameDuckDuration, o.LameDuckGracePeriod = time.Second, 500*time.Millisecond
+	})
+	urls := func() []string {
+		srvs[0].mu.Lock()
+		defer srvs[0].mu.Unlock()
+		return srvs[0].connectURLs()
+	}
+	waitFor(t, 2*time.Second, func() bool { return len(urls()) == 2 })
+	go func() { _ = srvs[1].LameDuck(context.Background()) }()
+	waitFor(t, 2*time.Second, func() bool { return len(urls()) == 1 })
+	if u := urls(); u[0] != srvs[0].urls[0] {
+		t.Fatalf("left %v", u)
+	}
+}
