@@ -16,7 +16,11 @@ import (
 // deletes the messages removed by limits in one transaction. idx holds (time, size) of
 // every stored message, durable or not, for SeqAtTime, limits and Expire.
 type msgStore struct {
-	mu sync.RWMutex // guards everything below; leaf lock. Held across Sync's commit.
+	// commitMu serializes commits (Sync, SyncFlushed, Close); it is taken before mu. A
+	// commit holds mu only to take its snapshot and to retire it, not across the bolt
+	// transaction, so Append and Load go on while it fsyncs.
+	commitMu sync.Mutex
+	mu       sync.RWMutex // guards everything below; leaf lock.
 
 	db       *bolt.DB
 	mkey     []byte // bucket name m.<channel>
@@ -36,10 +40,12 @@ type msgStore struct {
 	poff   []uint32
 	pbuf   []byte
 	keys   []byte // scratch keys of a commit (bolt keeps them until commit)
-	meta   [16]byte
 
 	dfirst, dlast uint64 // messages on disk (none when dfirst > dlast)
 	plast         uint64 // last as recorded in chans
+
+	flushedN   int  // pending messages (a prefix) handed to the next commit by Flush
+	committing bool // a commit is writing a prefix of the pending messages: keep them in place
 
 	closed, deleted bool
 }
@@ -115,6 +121,15 @@ func (ms *msgStore) usable() error {
 func (ms *msgStore) Append(batch []stores.Msg) error {
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
+	// A channel emptied by limits may resume after a gap; its pending messages must then be
+	// gone first, which a running commit delays: wait for it (commitMu comes before mu).
+	for len(batch) > 0 && ms.committing && ms.msgs == 0 && len(ms.poff) > 0 &&
+		batch[0].Seq != ms.pfirst+uint64(len(ms.poff)) {
+		ms.mu.Unlock()
+		ms.commitMu.Lock()
+		ms.commitMu.Unlock()
+		ms.mu.Lock()
+	}
 	if err := ms.usable(); err != nil {
 		return err
 	}
@@ -169,12 +184,24 @@ func (ms *msgStore) check(batch []stores.Msg) error {
 // the pending messages are exactly first.. or none. Caller holds mu.
 func (ms *msgStore) trimPending() {
 	n := len(ms.poff)
-	if n == 0 || ms.pfirst >= ms.first {
+	if n == 0 || ms.pfirst >= ms.first || ms.committing {
 		return
 	}
 	k := ms.first - ms.pfirst
 	if k >= uint64(n) {
 		ms.poff, ms.pbuf = ms.poff[:0], ms.pbuf[:0]
+		return
+	}
+	ms.dropPending(int(k))
+}
+
+// dropPending removes the first k pending messages. Caller holds mu; 0 < k < len(poff)
+// or k == len(poff).
+func (ms *msgStore) dropPending(k int) {
+	if k >= len(ms.poff) {
+		ms.pfirst += uint64(len(ms.poff))
+		ms.poff, ms.pbuf = ms.poff[:0], ms.pbuf[:0]
+		ms.flushedN = 0
 		return
 	}
 	off := ms.poff[k]
@@ -183,7 +210,8 @@ func (ms *msgStore) trimPending() {
 	for i := range ms.poff {
 		ms.poff[i] -= off
 	}
-	ms.pfirst = ms.first
+	ms.pfirst += uint64(k)
+	ms.flushedN = max(ms.flushedN-k, 0)
 }
 
 // enforce removes the oldest messages while over MaxMsgs or MaxBytes, keeping the
@@ -212,21 +240,73 @@ func (ms *msgStore) removeFirst() {
 // Sync implements stores.MsgStore: one bolt transaction (one fsync) for every append
 // and removal since the last Sync.
 func (ms *msgStore) Sync() error {
+	ms.commitMu.Lock()
+	defer ms.commitMu.Unlock()
+	if err := ms.Flush(); err != nil {
+		return err
+	}
+	return ms.commit()
+}
+
+// Flush implements stores.SplitSyncer: the messages appended so far go to the next commit.
+// Nothing reaches the OS before the commit's transaction: bolt's write is its fsync.
+func (ms *msgStore) Flush() error {
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
 	if err := ms.usable(); err != nil {
 		return err
 	}
-	return ms.flush()
+	ms.flushedN = len(ms.poff)
+	return nil
 }
 
-// flush commits the pending messages and removals. Caller holds mu.
-func (ms *msgStore) flush() error {
+// SyncFlushed implements stores.SplitSyncer: one bolt transaction for everything flushed
+// before it (and the removals made by limits), while Append and Load go on.
+func (ms *msgStore) SyncFlushed() error {
+	ms.commitMu.Lock()
+	defer ms.commitMu.Unlock()
+	return ms.commit()
+}
+
+// commit writes the flushed prefix of the pending messages and deletes what limits removed,
+// in one transaction. Caller holds commitMu, not mu.
+func (ms *msgStore) commit() error {
+	ms.mu.Lock()
+	if err := ms.usable(); err != nil {
+		ms.mu.Unlock()
+		return err
+	}
 	ms.trimPending()
+	n := min(ms.flushedN, len(ms.poff))
+	pfirst := ms.pfirst
 	delHi := min(ms.first-1, ms.dlast)
-	if len(ms.poff) == 0 && ms.dfirst > delHi && ms.plast == ms.last {
+	last := ms.plast // what chans will say: the last message on disk after this commit
+	switch {
+	case n > 0:
+		last = pfirst + uint64(n) - 1
+	case len(ms.poff) == 0:
+		last = ms.last // nothing pending: limits may have removed everything
+	}
+	if n == 0 && ms.dfirst > delHi && ms.plast == last {
+		ms.mu.Unlock()
 		return nil
 	}
+	// The prefix stays in place until retired (trimPending waits for committing), and Append
+	// only adds after it, so these views stay valid without mu.
+	offs := ms.poff[:n:n]
+	end := len(ms.pbuf)
+	if n < len(ms.poff) {
+		end = int(ms.poff[n])
+	}
+	buf := ms.pbuf[:end:end]
+	dfirst := ms.dfirst
+	ms.committing = true
+	if cap(ms.keys) < 8*n {
+		ms.keys = make([]byte, 8*n)
+	}
+	keys := ms.keys[:8*n]
+	ms.mu.Unlock()
+
 	err := ms.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(ms.mkey)
 		chans := tx.Bucket([]byte(bktChans))
@@ -234,38 +314,51 @@ func (ms *msgStore) flush() error {
 			return stores.ErrChannelDeleted
 		}
 		var k [8]byte
-		for seq := ms.dfirst; seq <= delHi; seq++ {
+		for seq := dfirst; seq <= delHi; seq++ {
 			binary.BigEndian.PutUint64(k[:], seq)
 			if err := b.Delete(k[:]); err != nil {
 				return err
 			}
 		}
 		b.FillPercent = 0.95 // sequential keys: fill pages
-		n := len(ms.poff)
-		if cap(ms.keys) < 8*n {
-			ms.keys = make([]byte, 8*n)
-		}
-		keys := ms.keys[:8*n]
 		for i := 0; i < n; i++ {
 			key := keys[8*i : 8*i+8]
-			binary.BigEndian.PutUint64(key, ms.pfirst+uint64(i))
-			end := len(ms.pbuf)
+			binary.BigEndian.PutUint64(key, pfirst+uint64(i))
+			e := len(buf)
 			if i+1 < n {
-				end = int(ms.poff[i+1])
+				e = int(offs[i+1])
 			}
-			if err := b.Put(key, ms.pbuf[ms.poff[i]:end]); err != nil {
+			if err := b.Put(key, buf[offs[i]:e]); err != nil {
 				return err
 			}
 		}
-		binary.BigEndian.PutUint64(ms.meta[:8], ms.id)
-		binary.BigEndian.PutUint64(ms.meta[8:], ms.last)
-		return chans.Put(ms.ckey, ms.meta[:])
+		var meta [16]byte
+		binary.BigEndian.PutUint64(meta[:8], ms.id)
+		binary.BigEndian.PutUint64(meta[8:], last)
+		return chans.Put(ms.ckey, meta[:])
 	})
+
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	ms.committing = false
 	if err != nil {
 		return err
 	}
-	ms.poff, ms.pbuf = ms.poff[:0], ms.pbuf[:0]
-	ms.dfirst, ms.dlast, ms.plast = ms.first, ms.last, ms.last
+	if uerr := ms.usable(); uerr != nil {
+		return nil // closed or deleted meanwhile: the commit itself succeeded
+	}
+	if delHi >= ms.dfirst {
+		ms.dfirst = delHi + 1
+	}
+	if n > 0 {
+		if ms.dfirst > ms.dlast { // nothing was on disk
+			ms.dfirst = pfirst
+		}
+		ms.dlast = last
+		ms.dropPending(n)
+	}
+	ms.plast = last
+	ms.trimPending()
 	return nil
 }
 
@@ -355,13 +448,19 @@ func (ms *msgStore) Expire(now int64) (removed int, next int64) {
 
 // Close implements stores.MsgStore: it syncs, then releases the index.
 func (ms *msgStore) Close() error {
+	ms.commitMu.Lock()
+	defer ms.commitMu.Unlock()
 	ms.mu.Lock()
-	defer ms.mu.Unlock()
 	if ms.closed || ms.deleted {
 		ms.closed = true
+		ms.mu.Unlock()
 		return nil
 	}
-	err := ms.flush()
+	ms.flushedN = len(ms.poff)
+	ms.mu.Unlock()
+	err := ms.commit()
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
 	ms.closed = true
 	ms.release()
 	return err
@@ -386,6 +485,6 @@ func (ms *msgStore) markDeleted() uint64 {
 
 // release drops the memory; State keeps reporting the final range. Caller holds mu.
 func (ms *msgStore) release() {
-	ms.idx, ms.head, ms.poff, ms.pbuf, ms.keys = nil, 0, nil, nil, nil
+	ms.idx, ms.head, ms.poff, ms.pbuf, ms.keys, ms.flushedN = nil, 0, nil, nil, nil, 0
 	ms.first, ms.msgs, ms.bytes = ms.last+1, 0, 0
 }
