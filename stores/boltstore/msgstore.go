@@ -126,9 +126,9 @@ func (ms *msgStore) Append(batch []stores.Msg) error {
 	for len(batch) > 0 && ms.committing && ms.msgs == 0 && len(ms.poff) > 0 &&
 		batch[0].Seq != ms.pfirst+uint64(len(ms.poff)) {
 		ms.mu.Unlock()
-		ms.commitMu.Lock()
-		ms.commitMu.Unlock()
+		ms.commitMu.Lock() // the running commit holds it
 		ms.mu.Lock()
+		ms.commitMu.Unlock()
 	}
 	if err := ms.usable(); err != nil {
 		return err
