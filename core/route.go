@@ -116,7 +116,7 @@ func (s *Server) startCluster(co *ClusterOptions) error {
 	}
 	s.log.Info("listening for route connections", "addr", ln.Addr().String(), "cluster", co.Name, "advertise", s.routeURL)
 	s.wg.Add(1)
-	go s.routeAcceptLoop(ln)
+	go s.acceptLoop(ln, "route", s.acceptRoute)
 	for _, u := range co.Routes {
 		s.solicit(u, true)
 	}
@@ -144,27 +144,14 @@ func (s *Server) ClusterAddr() *net.TCPAddr {
 	return s.routeLn.Addr().(*net.TCPAddr)
 }
 
-func (s *Server) routeAcceptLoop(ln net.Listener) {
-	defer s.wg.Done()
-	var backoff time.Duration
-	for {
-		nc, err := ln.Accept()
-		if err != nil {
-			if s.isShuttingDown() || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			backoff = min(max(backoff*2, 5*time.Millisecond), time.Second)
-			s.log.Error("route accept failed", "err", err, "retry_in", backoff)
-			time.Sleep(backoff)
-			continue
-		}
-		backoff = 0
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			s.startRoute(nc, &routeState{})
-		}()
-	}
+// acceptRoute runs the handshake of an accepted route on its own goroutine, never on the
+// accept loop (TLS may be slow).
+func (s *Server) acceptRoute(nc net.Conn) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.startRoute(nc, &routeState{})
+	}()
 }
 
 // solicit dials a route in the background: a configured one until shutdown, a gossiped one

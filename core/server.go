@@ -143,7 +143,7 @@ func (s *Server) Start() error {
 	s.urls = s.clientURLs(ln.Addr().(*net.TCPAddr))
 	s.log.Info("listening for client connections", "addr", ln.Addr().String(), "server_id", s.id, "server_name", s.name, "version", Version)
 	s.wg.Add(1)
-	go s.acceptLoop(ln)
+	go s.acceptLoop(ln, "client", s.createClient)
 	if co := s.o().Cluster; co != nil {
 		if err := s.startCluster(co); err != nil {
 			_ = ln.Close()
@@ -202,7 +202,9 @@ func (s *Server) clientURLs(a *net.TCPAddr) []string {
 	return urls
 }
 
-func (s *Server) acceptLoop(ln net.Listener) {
+// acceptLoop hands every connection accepted on ln to handle; kind names the listener in
+// the log.
+func (s *Server) acceptLoop(ln net.Listener, kind string, handle func(net.Conn)) {
 	defer s.wg.Done()
 	var backoff time.Duration
 	for {
@@ -213,12 +215,12 @@ func (s *Server) acceptLoop(ln net.Listener) {
 			}
 			// Out of descriptors and the like: back off instead of spinning.
 			backoff = min(max(backoff*2, 5*time.Millisecond), time.Second)
-			s.log.Error("accept failed", "err", err, "retry_in", backoff)
+			s.log.Error("accept failed", "listener", kind, "err", err, "retry_in", backoff)
 			time.Sleep(backoff)
 			continue
 		}
 		backoff = 0
-		s.createClient(nc)
+		handle(nc)
 	}
 }
 
