@@ -61,8 +61,9 @@ type Store struct {
 	tombs    map[string]uint64 // last sequence of deleted channels
 	closed   bool
 
-	hooks              Hooks
-	stopSync, syncDone chan struct{} // the AutoSync goroutine (nil without)
+	hooks    Hooks
+	stopSync func() // stops the AutoSync goroutine (nil without, or once stopped)
+	autoSync bool   // AutoSync is on: Close syncs the file
 }
 
 type channel struct {
@@ -134,36 +135,22 @@ func openStore(path string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("boltstore: recover %s: %w", path, err)
 	}
 	if opts.NoSync && opts.AutoSync > 0 {
-		s.stopSync, s.syncDone = make(chan struct{}), make(chan struct{})
-		go s.autoSync(opts.AutoSync, s.stopSync, s.syncDone)
-	}
-	return s, nil
-}
-
-// autoSync fdatasyncs the file every interval until stop is closed; done is closed on
-// return. db.Sync is a plain fdatasync: it runs beside commits without a lock.
-func (s *Store) autoSync(interval time.Duration, stop, done chan struct{}) {
-	defer close(done)
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-t.C:
+		s.autoSync = true
+		// db.Sync is a plain fdatasync: it runs beside commits without a lock.
+		s.stopSync = stores.Periodic(opts.AutoSync, func() {
 			err := s.db.Sync()
 			if h := s.hooks.AfterAutoSync; h != nil {
 				h(err)
 			}
-		}
+		})
 	}
+	return s, nil
 }
 
 // stopAutoSync stops the AutoSync goroutine and waits for it. Caller holds mu.
 func (s *Store) stopAutoSync() {
 	if s.stopSync != nil {
-		close(s.stopSync)
-		<-s.syncDone
+		s.stopSync()
 		s.stopSync = nil
 	}
 }
@@ -452,7 +439,7 @@ func (s *Store) Close() error {
 		errs = append(errs, ch.msgs.Close(), ch.subs.Close())
 	}
 	errs = append(errs, s.flushClients())
-	if s.syncDone != nil { // AutoSync: a clean stop leaves everything on disk
+	if s.autoSync { // a clean stop leaves everything on disk
 		errs = append(errs, s.db.Sync())
 	}
 	errs = append(errs, s.db.Close())

@@ -5,7 +5,6 @@ import (
 	"io/fs"
 	"os"
 	"sync"
-	"time"
 )
 
 // syncSet collects the files and directories whose fsync NoSync skipped, for the next
@@ -75,21 +74,6 @@ func (s *syncSet) pass() (n int, err error) {
 	}
 	s.take = paths[:0]
 	return n, err
-}
-
-// autoSync runs a pass every interval until stop is closed; done is closed on return.
-func (s *Store) autoSync(interval time.Duration, stop, done chan struct{}) {
-	defer close(done)
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-t.C:
-			s.autoSyncPass()
-		}
-	}
 }
 
 // autoSyncPass runs one pass, logging a failure (the files stay pending for the next).

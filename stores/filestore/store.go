@@ -110,7 +110,7 @@ type Store struct {
 	closed   bool
 	buf      []byte
 
-	stopSync, syncDone chan struct{} // the AutoSync goroutine (nil without)
+	stopSync func() // stops the AutoSync goroutine (nil without, or once stopped)
 }
 
 type channel struct {
@@ -217,8 +217,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	if s.opts.pending != nil {
-		s.stopSync, s.syncDone = make(chan struct{}), make(chan struct{})
-		go s.autoSync(s.opts.AutoSync, s.stopSync, s.syncDone)
+		s.stopSync = stores.Periodic(s.opts.AutoSync, func() { _ = s.autoSyncPass() })
 	}
 	return s, nil
 }
@@ -559,8 +558,7 @@ func (s *Store) Close() error {
 // goroutine never takes it).
 func (s *Store) stopAutoSync() {
 	if s.stopSync != nil {
-		close(s.stopSync)
-		<-s.syncDone
+		s.stopSync()
 		s.stopSync = nil
 	}
 }
