@@ -2,6 +2,7 @@ package core
 
 import (
 	"fmt"
+	"maps"
 	"net/url"
 	"slices"
 	"time"
@@ -60,16 +61,11 @@ func (s *Server) registerRoute(c *client, info *routeInfo, raw []byte) error {
 	s.routes[info.ServerID] = c
 	urlsChanged := !co.NoAdvertise && len(info.ConnectURLs) > 0 && s.addRemoteURLs(info.ConnectURLs)
 	c.mu.Lock()
-	for k := range s.interest {
-		c.out.buf = wire.AppendRouteSub(c.out.buf, k.subject, k.queue, int(s.interest[k]))
+	for k, n := range s.interest {
+		c.out.buf = wire.AppendRouteSub(c.out.buf, k.subject, k.queue, int(n))
 	}
 	c.mu.Unlock()
-	others := make([]*client, 0, len(s.routes))
-	for _, r := range s.routes {
-		if r != c {
-			others = append(others, r)
-		}
-	}
+	others := slices.DeleteFunc(slices.Collect(maps.Values(s.routes)), func(r *client) bool { return r == c })
 	s.rmu.Unlock()
 	if old != nil {
 		old.closeConnection(reasonDuplicateRoute)
@@ -274,10 +270,7 @@ func (s *Server) lameDuckRoutes() {
 	}
 	info := s.routeInfoJSON()
 	s.rmu.Lock()
-	rs := make([]*client, 0, len(s.routes))
-	for _, r := range s.routes {
-		rs = append(rs, r)
-	}
+	rs := slices.Collect(maps.Values(s.routes))
 	s.rmu.Unlock()
 	for _, r := range rs {
 		r.sendRouteInfo(info)
@@ -287,10 +280,7 @@ func (s *Server) lameDuckRoutes() {
 // closeRoutes closes every route connection (shutdown).
 func (s *Server) closeRoutes() {
 	s.rmu.Lock()
-	rs := make([]*client, 0, len(s.routeConns))
-	for _, r := range s.routeConns {
-		rs = append(rs, r)
-	}
+	rs := slices.Collect(maps.Values(s.routeConns))
 	s.rmu.Unlock()
 	for _, r := range rs {
 		r.closeConnection(reasonShutdown)

@@ -31,13 +31,9 @@ type RouteInfo struct {
 // Routez lists the registered routes, by rid; subs adds each route's interest.
 func (s *Server) Routez(subs bool) []RouteInfo {
 	s.rmu.Lock()
-	rs := make([]*client, 0, len(s.routes))
-	for _, r := range s.routes {
-		rs = append(rs, r)
-	}
-	infos := make([]RouteInfo, 0, len(rs))
+	infos := make([]RouteInfo, 0, len(s.routes))
 	now := time.Now()
-	for _, c := range rs {
+	for _, c := range s.routes {
 		st := c.route
 		ri := RouteInfo{
 			Rid: c.cid, RemoteID: st.remoteID, RemoteName: st.remoteName,

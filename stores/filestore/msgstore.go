@@ -537,18 +537,26 @@ func (ms *msgStore) Sync() error {
 }
 
 func (ms *msgStore) sync() error {
+	f, err := ms.flushTail()
+	if err != nil || f == nil {
+		return err
+	}
+	return fsync(f, ms.opts)
+}
+
+// flushTail writes the marker (if First moved) and the buffered records of the tail segment
+// to the OS and returns its file, or nil without segments. Caller holds mu.
+func (ms *msgStore) flushTail() (*os.File, error) {
 	n := len(ms.segs)
 	if n == 0 {
-		return nil
+		return nil, nil
 	}
 	seg := ms.segs[n-1]
 	if ms.first != ms.markFirst {
 		ms.writeMarker(seg)
 	}
-	if err := ms.flush(seg); err != nil {
-		return err
-	}
-	return fsync(seg.f, ms.opts)
+	err := ms.flush(seg)
+	return seg.f, err
 }
 
 // Flush implements stores.SplitSyncer: the first half of Sync (marker, buffered records
@@ -559,18 +567,11 @@ func (ms *msgStore) Flush() error {
 	if err := ms.usable(); err != nil {
 		return err
 	}
-	n := len(ms.segs)
-	if n == 0 {
-		return nil
-	}
-	seg := ms.segs[n-1]
-	if ms.first != ms.markFirst {
-		ms.writeMarker(seg)
-	}
-	if err := ms.flush(seg); err != nil {
+	f, err := ms.flushTail()
+	if err != nil || f == nil {
 		return err
 	}
-	ms.flushed = seg.f
+	ms.flushed = f
 	return nil
 }
 
