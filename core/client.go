@@ -151,11 +151,13 @@ type counters struct {
 	inMsgs, inBytes, outMsgs, outBytes atomic.Int64
 }
 
-func (s *Server) createClient(nc net.Conn) {
+// newSocketClient builds what every socket connection has — a client or a route — before
+// its protocol is set up.
+func (s *Server) newSocketClient(kind clientKind, nc net.Conn) *client {
 	now := time.Now()
 	c := &client{
 		srv:        s,
-		kind:       kindClient,
+		kind:       kind,
 		cid:        s.nextCID.Add(1),
 		nc:         nc,
 		start:      now,
@@ -168,10 +170,15 @@ func (s *Server) createClient(nc net.Conn) {
 	if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
 		c.ip, c.port = a.IP.String(), a.Port
 	}
-	c.log = s.log.With("cid", c.cid, "remote", nc.RemoteAddr().String())
 	c.lastAct.Store(now.UnixNano())
 	c.out.signal = make(chan struct{}, 1)
 	c.prod.init(c)
+	return c
+}
+
+func (s *Server) createClient(nc net.Conn) {
+	c := s.newSocketClient(kindClient, nc)
+	c.log = s.log.With("cid", c.cid, "remote", nc.RemoteAddr().String())
 	c.parser = wire.NewParser(c)
 	// Until CONNECT the default control-line limit applies even when a smaller one is
 	// configured, so a client's CONNECT (which carries credentials) still fits; this is

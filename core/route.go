@@ -271,30 +271,12 @@ func (s *Server) startRoute(nc net.Conn, st *routeState) *client {
 		_ = nc.SetDeadline(time.Time{})
 		nc = tc
 	}
-	now := time.Now()
-	c := &client{
-		srv:        s,
-		kind:       kindRoute,
-		cid:        s.nextCID.Add(1),
-		nc:         nc,
-		start:      now,
-		subs:       make(map[string]*subscription),
-		writerDone: make(chan struct{}),
-		route:      st,
-	}
-	if tc, ok := nc.(*net.TCPConn); ok {
-		c.raw, _ = tc.SyscallConn()
-	}
-	if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
-		c.ip, c.port = a.IP.String(), a.Port
-	}
+	c := s.newSocketClient(kindRoute, nc)
+	c.route = st
 	st.rid = c.cid
 	st.parser = wire.NewRouteParser(c)
 	st.parser.MaxPayload = s.o().MaxPayload
 	c.log = s.log.With("rid", c.cid, "remote", nc.RemoteAddr().String(), "kind", "route")
-	c.lastAct.Store(now.UnixNano())
-	c.out.signal = make(chan struct{}, 1)
-	c.prod.init(c)
 	c.opts = connectOpts{Echo: false, Headers: true}
 	c.headers.Store(true)
 
