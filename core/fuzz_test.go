@@ -52,21 +52,27 @@ func FuzzServerInput(f *testing.F) {
 		_, _ = nc.Write(in)
 		nc.Close()
 
-		probe, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer probe.Close()
-		_ = probe.SetDeadline(time.Now().Add(5 * time.Second))
-		r := bufio.NewReader(probe)
-		if _, err := r.ReadString('\n'); err != nil {
-			t.Fatalf("no INFO after input %q: %v", in, err)
-		}
-		_, _ = probe.Write([]byte("PING\r\n"))
-		if l, err := r.ReadString('\n'); err != nil || l != "PONG\r\n" {
-			t.Fatalf("server unhealthy after input %q: %q %v", in, l, err)
-		}
+		probeHealthy(t, addr, "PING\r\n", in)
 	})
+}
+
+// probeHealthy checks that a fresh client gets INFO, then PONG for send, after input in.
+func probeHealthy(t *testing.T, addr, send string, in []byte) {
+	t.Helper()
+	probe, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer probe.Close()
+	_ = probe.SetDeadline(time.Now().Add(5 * time.Second))
+	r := bufio.NewReader(probe)
+	if _, err := r.ReadString('\n'); err != nil {
+		t.Fatalf("no INFO after input %q: %v", in, err)
+	}
+	_, _ = probe.Write([]byte(send))
+	if l, err := r.ReadString('\n'); err != nil || l != "PONG\r\n" {
+		t.Fatalf("server unhealthy after input %q: %q %v", in, l, err)
+	}
 }
 
 var (
@@ -106,19 +112,6 @@ func FuzzRouteInput(f *testing.F) {
 		_, _ = nc.Write(in)
 		nc.Close()
 
-		probe, err := net.Dial("tcp", routeFuzzSrv.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer probe.Close()
-		_ = probe.SetDeadline(time.Now().Add(5 * time.Second))
-		r := bufio.NewReader(probe)
-		if _, err := r.ReadString('\n'); err != nil {
-			t.Fatalf("no INFO after route input %q: %v", in, err)
-		}
-		_, _ = probe.Write([]byte("CONNECT {\"verbose\":false}\r\nPING\r\n"))
-		if l, err := r.ReadString('\n'); err != nil || l != "PONG\r\n" {
-			t.Fatalf("server unhealthy after route input %q: %q %v", in, l, err)
-		}
+		probeHealthy(t, routeFuzzSrv.Addr().String(), "CONNECT {\"verbose\":false}\r\nPING\r\n", in)
 	})
 }
