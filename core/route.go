@@ -180,7 +180,7 @@ func (s *Server) solicitLoop(u *url.URL, configured bool) {
 	failures := 0
 	var id string // the server behind u, once known
 	for {
-		if s.isShuttingDown() {
+		if s.quitting() {
 			return
 		}
 		s.rmu.Lock()
@@ -281,7 +281,7 @@ func (s *Server) startRoute(nc net.Conn, st *routeState) *client {
 	c.headers.Store(true)
 
 	s.rmu.Lock()
-	if s.routeConns == nil || s.isShuttingDownLocked() {
+	if s.routeConns == nil || s.quitting() {
 		s.rmu.Unlock()
 		_ = nc.Close()
 		return nil
@@ -318,8 +318,9 @@ func (s *Server) startRoute(nc net.Conn, st *routeState) *client {
 	return c
 }
 
-// isShuttingDownLocked is isShuttingDown for callers that hold rmu (s.mu is a leaf here).
-func (s *Server) isShuttingDownLocked() bool {
+// quitting reports whether shutdown has begun, without s.mu, so callers holding rmu may ask
+// (s.mu is never taken under rmu).
+func (s *Server) quitting() bool {
 	select {
 	case <-s.quit:
 		return true
