@@ -469,7 +469,14 @@ func TestClusterRouteAuth(t *testing.T) {
 	// The outsiders retry their configured seed about every second; watch over two attempts.
 	// (Only the admitted pair: an outsider may list its route to A for the moment between
 	// A's INFO and A closing it, as nats-server does.)
-	deadline := time.Now().Add(2200 * time.Millisecond)
+	keptOut(t, a, b, 2200*time.Millisecond, "auth.x", bad, anon)
+}
+
+// keptOut checks, over watch, that only A and B are meshed, then that a message from B
+// reaches A's subscriber once while the outsiders' messages do not cross.
+func keptOut(t *testing.T, a, b *node, watch time.Duration, subj string, outsiders ...*node) {
+	t.Helper()
+	deadline := time.Now().Add(watch)
 	for time.Now().Before(deadline) {
 		must(t, a.checkPeers("B"))
 		must(t, b.checkPeers("A"))
@@ -477,14 +484,14 @@ func TestClusterRouteAuth(t *testing.T) {
 	}
 	ncA := a.dial()
 	got := newCounter()
-	got.subscribe(t, ncA, "auth.x")
+	got.subscribe(t, ncA, subj)
 	must(t, ncA.Flush())
 	pubB := b.dial()
 	awaitInterest(t, pubB, ncA)
-	for _, n := range []*node{bad, anon} {
-		publishAll(t, n.dial(), "auth.x", []string{"from " + n.name})
+	for _, n := range outsiders {
+		publishAll(t, n.dial(), subj, []string{"from " + n.name})
 	}
-	publishAll(t, pubB, "auth.x", []string{"from B"})
+	publishAll(t, pubB, subj, []string{"from B"})
 	exactlyOnce(t, "subscriber on A", got.take(1, 5*time.Second), []string{"from B"})
 }
 

@@ -103,23 +103,7 @@ func TestClusterRouteTLS(t *testing.T) {
 	stranger.start("-c", clusterConf(t, stranger, otherCA.tlsBlock("STRANGER")+"\n  "+seedList(a)))
 
 	// Watch over one retry of the outsiders' configured seed (about a second apart).
-	deadline := time.Now().Add(1200 * time.Millisecond)
-	for time.Now().Before(deadline) {
-		must(t, a.checkPeers("B"))
-		must(t, b.checkPeers("A"))
-		time.Sleep(100 * time.Millisecond)
-	}
-	ncA := a.dial()
-	got := newCounter()
-	got.subscribe(t, ncA, "tls.x")
-	must(t, ncA.Flush())
-	pubB := b.dial()
-	awaitInterest(t, pubB, ncA)
-	for _, n := range []*node{plain, stranger} {
-		publishAll(t, n.dial(), "tls.x", []string{"from " + n.name})
-	}
-	publishAll(t, pubB, "tls.x", []string{"from B"})
-	exactlyOnce(t, "subscriber on A", got.take(1, 5*time.Second), []string{"from B"})
+	keptOut(t, a, b, 1200*time.Millisecond, "tls.x", plain, stranger)
 }
 
 // cluster { no_advertise: true }: messages cross, but clients are not told about the other
