@@ -125,6 +125,44 @@ func (s *Server) IsConnected(cid uint64) bool {
 // IsConnected reports whether the connection with this cid is still open.
 func (nc *Conn) IsConnected(cid uint64) bool { return nc.c.srv.IsConnected(cid) }
 
+// ConnUser returns the authenticated user of the client connection cid ("" without
+// authentication, and for a token) and true, or false when cid is no open client
+// connection. A route connection (a message from a client on another server) reports
+// "" and true: the user is known to that server only.
+func (s *Server) ConnUser(cid uint64) (string, bool) {
+	s.mu.Lock()
+	c, ok := s.clients[cid]
+	s.mu.Unlock()
+	if ok {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.ident != nil {
+			return c.ident.Name, true
+		}
+		return "", true
+	}
+	if s.routeConns == nil {
+		return "", false
+	}
+	s.rmu.Lock()
+	_, ok = s.routeConns[cid]
+	s.rmu.Unlock()
+	return "", ok
+}
+
+// ConnUser returns the authenticated user of the connection cid (see Server.ConnUser).
+func (nc *Conn) ConnUser(cid uint64) (string, bool) { return nc.c.srv.ConnUser(cid) }
+
+// HasInterest reports whether a message published to subj now would reach any
+// subscriber, on this server or, through a route, on another.
+func (nc *Conn) HasInterest(subj string) bool {
+	r := nc.c.srv.subs.MatchString(subj)
+	return len(r.Plain) > 0 || len(r.Queues) > 0
+}
+
+// MaxPayload returns the largest message Publish accepts now (it follows reloads).
+func (nc *Conn) MaxPayload() int { return nc.c.srv.o().MaxPayload }
+
 // ID returns the connection id (cid).
 func (nc *Conn) ID() uint64 { return nc.c.cid }
 

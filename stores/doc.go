@@ -19,7 +19,13 @@
 //     them durable.
 //   - Store: Init, CreateChannel and DeleteChannel are durable when they return (they are
 //     rare); AddClient and DeleteClient may buffer until Store.Sync.
-//   - Close flushes and syncs whatever is buffered, so a clean shutdown loses nothing.
+//   - Close flushes and syncs whatever is buffered, so a clean shutdown loses nothing;
+//     the next Recover reports Clean.
+//   - Durable stores split every Sync (stores.SplitSyncer: MsgStore, SubStore and Store's
+//     client records), so that one group commit covers messages, subscriptions and clients.
+//   - A failed message write is sticky until MsgStore.Rollback, which returns the channel to
+//     what is durable; a failed subscription or client write is not: memory stays the truth
+//     and the next successful Sync writes it.
 //
 // The memory store (memstore) survives nothing: everything is in memory only and every
 // Sync is a no-op that returns nil.
@@ -53,7 +59,8 @@
 // == Last+1 and sequences contiguous, times non-decreasing and not before the newest stored
 // message. A channel that holds no message (fresh, or emptied by MaxAge) may resume at any
 // sequence after Last, so a channel deleted for inactivity and recreated — or restored
-// from a Raft snapshot — continues where it was; Last never goes back.
+// from a Raft snapshot — continues where it was; Last never goes back, except by
+// Rollback, which drops only messages that never became durable.
 //
 // Byte accounting (MaxBytes, ChannelState.Bytes) counts MsgSize per message:
 // len(Data) + len(Reply) + len(channel name) + MsgOverhead (16). The reference server counts

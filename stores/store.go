@@ -42,7 +42,14 @@ type Store interface {
 	SetLimits(l *LimitsSet) error
 
 	// Sync makes the metadata changes made so far (clients) durable. Channel messages
-	// and subscriptions are synced by their own MsgStore.Sync and SubStore.Sync.
+	// and subscriptions are synced by their own MsgStore.Sync and SubStore.Sync. A durable
+	// store also implements SplitSyncer for its client records (Flush, then SyncFlushed on
+	// another goroutine), so that they ride the same group commit as messages.
+	//
+	// If writing client records fails, the store keeps every change in memory and the next
+	// successful Sync (or Flush and SyncFlushed) writes them all: a failure is never
+	// sticky and the records on disk never contradict the ones in memory once a Sync
+	// succeeds.
 	Sync() error
 
 	// Close syncs and closes the store and all its channels; later calls fail with
@@ -83,21 +90,36 @@ type MsgStore interface {
 	// MaxAge is 0 or the channel is empty).
 	Expire(now int64) (removed int, next int64)
 
+	// Rollback makes a failed channel usable again. Once Append, Sync, Flush or
+	// SyncFlushed has failed (a full disk, an I/O error), the store refuses every later
+	// write and sync with that error — so nothing appended after the failure can be
+	// reported durable — until Rollback. Rollback returns the channel to exactly what its
+	// last successful Sync or SyncFlushed made durable: messages appended since are
+	// dropped (State().Last may go back: those sequences were never durable, so never
+	// acknowledged nor delivered, and are used again), and the failure is cleared. If the
+	// store cannot do that yet it returns the error and stays failed; the caller tries
+	// again later. On a healthy store it does nothing and returns nil. Call it from the
+	// writer, with no SyncFlushed running or due to run for what was flushed before.
+	Rollback() error
+
 	// Close syncs and releases the channel's store; later calls fail with ErrClosed. The
 	// Store's Close and DeleteChannel close it too; Close is idempotent.
 	Close() error
 }
 
-// SplitSyncer is implemented by a MsgStore whose group commit splits in two, so that the
-// durable write of one batch can overlap the appends of the next (a pipelined commit):
+// SplitSyncer is implemented by a MsgStore, a SubStore or a Store (for its client records)
+// whose group commit splits in two, so that the durable write of one batch can overlap the
+// changes of the next (a pipelined commit):
 //
-//   - Flush hands everything appended so far to the OS, in order. It is called by the
-//     channel's writer, like Append.
+//   - Flush hands everything written so far to the OS, in order (or, for a store that
+//     commits transactions, stages it for the next commit). It is called by the writer,
+//     like Append, CreateSub, Record or AddClient.
 //   - SyncFlushed makes durable everything flushed before it was called, as Sync would. It
-//     may run on another goroutine, concurrently with Append, Flush and Load.
+//     may run on another goroutine, concurrently with the writer's changes, Flush and
+//     reads, but not with another SyncFlushed, Sync or Close of the same store.
 //
-// Flush then SyncFlushed is Sync: a message is durable (and may be acknowledged) once a
-// SyncFlushed that started after the Flush following its Append returns nil.
+// Flush then SyncFlushed is Sync: a change is durable (and may be acknowledged) once a
+// SyncFlushed that started after the Flush following it returns nil.
 type SplitSyncer interface {
 	Flush() error
 	SyncFlushed() error
@@ -122,7 +144,9 @@ type SubStore interface {
 	// unknown subscription are ignored, so a batch is never half-applied.
 	Record(events []SubEvent) error
 
-	// Sync makes every change made before it durable.
+	// Sync makes every change made before it durable. A durable store also implements
+	// SplitSyncer. As for client records, a failed write is never sticky: the store keeps
+	// the state in memory and the next successful Sync writes it all.
 	Sync() error
 
 	// Subs returns every subscription with its pending set, by ID: after a restart, what

@@ -44,7 +44,8 @@ type SubState struct {
 	AckWaitSecs int32
 	LastSent    uint64 // highest sequence sent; Record raises it
 	IsDurable   bool
-	IsClosed    bool // offline durable / durable queue shadow
+	IsClosed    bool   // offline durable / durable queue shadow
+	User        string // the authenticated user that owns it ("" without authentication)
 }
 
 // SubEvent is one sent or acknowledged sequence of a subscription, recorded in batches
@@ -70,6 +71,7 @@ type ClientInfo struct {
 	Protocol     int32
 	PingInterval int32
 	PingMaxOut   int32
+	User         string // the authenticated user that registered it ("" without authentication)
 }
 
 // ServerInfo is the server identity persisted on the first start: the cluster ID and the
@@ -100,6 +102,9 @@ type RecoveredState struct {
 	Info     ServerInfo
 	Clients  []ClientInfo        // by ID
 	Channels []*RecoveredChannel // by name
+	// Clean: the previous run ended with Close, so every change it made is here. False
+	// after a crash: then the last changes made before it (those never synced) are not.
+	Clean bool
 }
 
 // RecoveredChannel is one channel of a RecoveredState with its subscriptions (by ID).

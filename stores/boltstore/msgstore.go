@@ -488,3 +488,11 @@ func (ms *msgStore) release() {
 	ms.idx, ms.head, ms.poff, ms.pbuf, ms.keys, ms.flushedN = nil, 0, nil, nil, nil, 0
 	ms.first, ms.msgs, ms.bytes = ms.last+1, 0, 0
 }
+
+// Rollback implements stores.MsgStore. TODO(issue 10): drop what is not committed after a
+// failed commit.
+func (ms *msgStore) Rollback() error {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	return ms.usable()
+}

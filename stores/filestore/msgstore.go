@@ -794,3 +794,11 @@ func (ms *msgStore) markDeleted() uint64 {
 	ms.first, ms.msgs, ms.bytes = ms.last+1, 0, 0
 	return ms.last
 }
+
+// Rollback implements stores.MsgStore. TODO(issue 10): truncate to what was synced and
+// reopen after a failed write.
+func (ms *msgStore) Rollback() error {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	return ms.usable()
+}

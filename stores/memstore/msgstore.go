@@ -321,3 +321,6 @@ func (ms *msgStore) release() {
 	ms.chunks, ms.spare = nil, nil
 	ms.first, ms.msgs, ms.bytes = ms.last+1, 0, 0
 }
+
+// Rollback implements stores.MsgStore: memory never fails, nothing to roll back.
+func (ms *msgStore) Rollback() error { return nil }

@@ -126,7 +126,7 @@ func (s *suite) testChannelRecreate(t *testing.T) {
 func (s *suite) testClients(t *testing.T) {
 	st, dir := s.fresh(t)
 	conn := []byte("conn-a")
-	a := stores.ClientInfo{ID: "a", HbInbox: "_INBOX.a", ConnID: conn, Protocol: 1, PingInterval: 5, PingMaxOut: 3}
+	a := stores.ClientInfo{ID: "a", HbInbox: "_INBOX.a", ConnID: conn, Protocol: 1, PingInterval: 5, PingMaxOut: 3, User: "alice"}
 	b := stores.ClientInfo{ID: "b", HbInbox: "_INBOX.b", ConnID: []byte("conn-b")}
 	c := stores.ClientInfo{ID: "c", HbInbox: "_INBOX.c"}
 	for _, ci := range []stores.ClientInfo{c, a, b} {
@@ -157,7 +157,7 @@ func (s *suite) testClients(t *testing.T) {
 		for i := 0; eq && i < len(want); i++ {
 			g, w := rs.Clients[i], want[i]
 			eq = g.ID == w.ID && g.HbInbox == w.HbInbox && string(g.ConnID) == string(w.ConnID) &&
-				g.Protocol == w.Protocol && g.PingInterval == w.PingInterval && g.PingMaxOut == w.PingMaxOut
+				g.Protocol == w.Protocol && g.PingInterval == w.PingInterval && g.PingMaxOut == w.PingMaxOut && g.User == w.User
 		}
 		if !eq {
 			t.Fatalf("clients = %+v, want %+v", rs.Clients, want)
@@ -213,8 +213,8 @@ func (s *suite) testSubs(t *testing.T) {
 	checkSubs(t, ss, nil)
 	s1 := stores.SubState{ID: 1, ClientID: "c1", Inbox: "_INBOX.1", AckInbox: "_INBOX.a1", MaxInFlight: 10, AckWaitSecs: 30}
 	s2 := stores.SubState{ID: 2, ClientID: "c2", Inbox: "_INBOX.2", AckInbox: "_INBOX.a2", DurableName: "dur",
-		IsDurable: true, MaxInFlight: 1, AckWaitSecs: 1, LastSent: 7}
-	s3 := stores.SubState{ID: 3, ClientID: "c3", QGroup: "dur:q", DurableName: "dur", IsDurable: true}
+		IsDurable: true, MaxInFlight: 1, AckWaitSecs: 1, LastSent: 7, User: "bob"}
+	s3 := stores.SubState{ID: 3, ClientID: "c3", QGroup: "dur:q", DurableName: "dur", IsDurable: true, User: "carol"}
 	for _, sub := range []stores.SubState{s2, s1, s3} {
 		if err := ss.CreateSub(&sub); err != nil {
 			t.Fatalf("CreateSub(%d): %v", sub.ID, err)

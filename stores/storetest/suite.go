@@ -53,6 +53,9 @@ func Run(t *testing.T, open OpenFunc, caps Caps) {
 		{"ConcurrentLoad", s.testConcurrentLoad},
 		{"Crash", s.testCrash},
 		{"SplitSync", s.testSplitSync},
+		{"MetaSplitSync", s.testMetaSplitSync},
+		{"Clean", s.testClean},
+		{"RollbackHealthy", s.testRollbackHealthy},
 		{"Model", s.testModel},
 	} {
 		t.Run(c.name, c.fn)

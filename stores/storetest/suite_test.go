@@ -18,6 +18,7 @@ import (
 type disk struct {
 	mu    sync.Mutex
 	byDir map[string]*memstore.Store
+	clean map[string]bool // the last store on dir was closed, not crashed
 }
 
 func (d *disk) open(tb testing.TB, dir string) stores.Store {
@@ -33,12 +34,17 @@ func (d *disk) open(tb testing.TB, dir string) stores.Store {
 	} else if err := ms.SetLimits(&stores.LimitsSet{Global: stores.DefaultLimits()}); err != nil {
 		tb.Fatal(err) // a reopened store starts with default limits
 	}
-	return &reopenable{Store: ms, chans: map[*stores.Channel]*stores.Channel{}}
+	r := &reopenable{Store: ms, chans: map[*stores.Channel]*stores.Channel{}, disk: d, dir: dir, wasClean: d.clean[dir]}
+	d.clean[dir] = false
+	return r
 }
 
 type reopenable struct {
 	*memstore.Store
-	closed atomic.Bool
+	disk     *disk
+	dir      string
+	wasClean bool
+	closed   atomic.Bool
 	mu     sync.Mutex
 	chans  map[*stores.Channel]*stores.Channel
 }
@@ -60,6 +66,7 @@ func (r *reopenable) Recover() (*stores.RecoveredState, error) {
 	}
 	rs, err := r.Store.Recover()
 	if rs != nil {
+		rs.Clean = r.wasClean
 		for _, rc := range rs.Channels {
 			rc.Channel = r.wrap(rc.Channel)
 		}
@@ -93,7 +100,14 @@ func (r *reopenable) AddClient(c stores.ClientInfo) error {
 func (r *reopenable) DeleteClient(id string) error        { return r.guard(r.Store.DeleteClient(id)) }
 func (r *reopenable) SetLimits(l *stores.LimitsSet) error { return r.guard(r.Store.SetLimits(l)) }
 func (r *reopenable) Sync() error                         { return r.guard(nil) }
-func (r *reopenable) Close() error                        { r.closed.Store(true); return nil }
+func (r *reopenable) Close() error {
+	if !r.closed.Swap(true) {
+		r.disk.mu.Lock()
+		r.disk.clean[r.dir] = true
+		r.disk.mu.Unlock()
+	}
+	return nil
+}
 
 type msgs struct {
 	stores.MsgStore
@@ -148,7 +162,7 @@ func (s subs) Subs() ([]stores.RecoveredSub, error) {
 }
 
 func TestDurablePaths(t *testing.T) {
-	d := &disk{byDir: map[string]*memstore.Store{}}
+	d := &disk{byDir: map[string]*memstore.Store{}, clean: map[string]bool{}}
 	storetest.Run(t, d.open, storetest.Caps{
 		Durable: true,
 		Crash:   func(s stores.Store) { s.(*reopenable).closed.Store(true) },
