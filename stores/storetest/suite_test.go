@@ -45,8 +45,8 @@ type reopenable struct {
 	dir      string
 	wasClean bool
 	closed   atomic.Bool
-	mu     sync.Mutex
-	chans  map[*stores.Channel]*stores.Channel
+	mu       sync.Mutex
+	chans    map[*stores.Channel]*stores.Channel
 }
 
 func (r *reopenable) wrap(c *stores.Channel) *stores.Channel {
