@@ -88,12 +88,16 @@ func (s *Server) applyOne(v any) any {
 	case *cmdPublish:
 		return c.ch.store.Msgs.Append(c.msgs)
 	case *cmdSubscribe:
+		s.markSubsDirty(c.ch)
 		return c.ch.store.Subs.CreateSub(&c.state)
 	case *cmdUpdateSub:
+		s.markSubsDirty(c.ch)
 		return c.ch.store.Subs.UpdateSub(&c.state)
 	case *cmdDeleteSub:
+		s.markSubsDirty(c.ch)
 		return c.ch.store.Subs.DeleteSub(c.id)
 	case *cmdSentAck:
+		s.markSubsDirty(c.ch)
 		return c.ch.store.Subs.Record(c.events)
 	case *cmdExpire:
 		removed, next := c.ch.store.Msgs.Expire(c.now)

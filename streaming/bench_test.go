@@ -15,7 +15,7 @@ func BenchmarkPublishDeliver(b *testing.B) {
 			s, bus := newEngine(b)
 			s.step(op{kind: opConnect, reply: "r", data: marshal(&stanpb.ConnectRequest{ClientID: "c1", HeartbeatInbox: "hb", Protocol: 1, ConnID: []byte("conn")})})
 			s.step(op{kind: opSubscribe, reply: "r", data: marshal(&stanpb.SubscriptionRequest{ClientID: "c1", Subject: "bench", Inbox: "in", MaxInFlight: 1 << 20, AckWaitInSecs: 30})})
-			var ackID uint64
+			var ackID ackKey
 			for id := range s.byAckID {
 				ackID = id
 			}
@@ -27,7 +27,7 @@ func BenchmarkPublishDeliver(b *testing.B) {
 				o := op{kind: opPublish, reply: "_STAN.acks.x", data: pub}
 				s.queuePublish(&o)
 				s.flushPublishes()
-				a := op{kind: opAck, ackID: ackID, seq: uint64(i + 1)}
+				a := op{kind: opAck, ack: ackID, seq: uint64(i + 1)}
 				s.processAck(&a)
 				if i%64 == 63 {
 					s.flushSentAcks()

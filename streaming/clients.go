@@ -1,86 +1,74 @@
 package streaming
 
 import (
-	"strconv"
-	"time"
-
 	"google.golang.org/protobuf/proto"
 
 	"github.com/starling-io/starling/proto/stanpb"
 	"github.com/starling-io/starling/stores"
 )
 
-// dupCheck is a connect for a client ID that is still registered and whose NATS
-// connection is alive: the old client gets a heartbeat and 500 ms to answer.
-type dupCheck struct {
-	req      *stanpb.ConnectRequest
-	reply    string
-	from     uint64
-	clientID string
-}
-
 func (s *Server) connectError(reply, text string) {
 	s.reply(reply, &stanpb.ConnectResponse{Error: text})
+}
+
+// refuseConnect answers a connect with text and logs why, naming the client.
+func (s *Server) refuseConnect(o *op, clientID, text, why string) {
+	s.log.Info("connect refused", "client_id", logID(clientID), "cause", why)
+	s.connectError(o.reply, text)
 }
 
 func (s *Server) processConnect(o *op) {
 	req := &stanpb.ConnectRequest{}
 	if err := proto.Unmarshal(o.data, req); err != nil || req.HeartbeatInbox == "" {
-		s.log.Debug("invalid connect request", "err", err)
-		s.connectError(o.reply, errInvalidConnReq)
+		s.refuseConnect(o, req.ClientID, errInvalidConnReq, "malformed request or no heartbeat inbox")
 		return
 	}
-	if !validClientID(req.ClientID) {
-		s.log.Debug("invalid client ID", "client_id", req.ClientID)
-		s.connectError(o.reply, errInvalidClientID)
+	switch {
+	case !validClientID(req.ClientID):
+		s.refuseConnect(o, req.ClientID, errInvalidClientID, "invalid client ID")
 		return
+	case len(req.ClientID) > MaxClientIDLen:
+		s.refuseConnect(o, req.ClientID, errClientIDTooLong, "client ID too long")
+		return
+	case !s.validInbox(req.HeartbeatInbox):
+		s.refuseConnect(o, req.ClientID, errInvalidConnReq, "heartbeat inbox is not a subject the client may own: "+quote(req.HeartbeatInbox))
+		return
+	}
+	user, ok := s.bus.ConnUser(o.from)
+	if !ok {
+		return // the connection that asked is gone: nobody to answer
 	}
 	if old := s.clients[req.ClientID]; old != nil {
 		for _, c := range s.checks {
-			if c.clientID == req.ClientID {
-				s.connectError(o.reply, errDuplicateClient)
+			if c.clientID == req.ClientID && c.req != nil {
+				s.refuseConnect(o, req.ClientID, errDuplicateClient, "a connect for this client ID is being checked")
 				return
 			}
+		}
+		if old.user != user {
+			// One user never takes over another user's client, dead or alive: it expires
+			// by heartbeats first.
+			s.refuseConnect(o, req.ClientID, errDuplicateClient, "client ID registered by another user")
+			return
 		}
 		// Sharing the process with core, we know when the old client's NATS connection is
 		// gone: then it is replaced at once instead of after heartbeat timeouts.
 		if old.nats != 0 && s.bus.IsConnected(old.nats) {
-			s.nextAck++
-			token := strconv.FormatUint(s.nextAck, 36)
-			s.checks[token] = &dupCheck{req: req, reply: o.reply, from: o.from, clientID: req.ClientID}
-			_ = s.bus.Publish(old.hbInbox, s.checkPrefix+"."+token, nil, nil)
-			time.AfterFunc(duplicateCheckWait, func() { s.push(op{kind: opCheckTimeout, token: token}) })
+			s.startCheck(&dupCheck{req: req, reply: o.reply, from: o.from, clientID: req.ClientID}, old)
 			return
 		}
 		s.log.Info("replacing client whose connection is gone", "client_id", old.id)
 		s.closeClient(old)
-	}
-	s.registerClient(req, o.reply, o.from)
-}
-
-// processCheckReply settles a duplicate connect: the old client answered (alive → refuse)
-// or did not (replace it).
-func (s *Server) processCheckReply(o *op, alive bool) {
-	c := s.checks[o.token]
-	if c == nil {
+	} else if s.opts.MaxClients > 0 && len(s.clients) >= s.opts.MaxClients {
+		s.refuseConnect(o, req.ClientID, errTooManyClients, "max_clients reached")
 		return
 	}
-	delete(s.checks, o.token)
-	if alive {
-		s.log.Debug("duplicate client ID refused", "client_id", c.clientID)
-		s.connectError(c.reply, errDuplicateClient)
-		return
-	}
-	if old := s.clients[c.clientID]; old != nil {
-		s.log.Info("replacing unresponsive client", "client_id", old.id)
-		s.closeClient(old)
-	}
-	s.registerClient(c.req, c.reply, c.from)
+	s.registerClient(req, o.reply, o.from, user)
 }
 
-func (s *Server) registerClient(req *stanpb.ConnectRequest, reply string, from uint64) {
+func (s *Server) registerClient(req *stanpb.ConnectRequest, reply string, from uint64, user string) {
 	info := stores.ClientInfo{ID: req.ClientID, HbInbox: req.HeartbeatInbox, ConnID: req.ConnID,
-		Protocol: req.Protocol, PingInterval: req.PingInterval, PingMaxOut: req.PingMaxOut}
+		Protocol: req.Protocol, PingInterval: req.PingInterval, PingMaxOut: req.PingMaxOut, User: user}
 	if _, err := s.propose(&cmdConnect{info: info}); err != nil {
 		s.log.Error("registering client failed", "client_id", req.ClientID, "err", err)
 		s.connectError(reply, err.Error())
@@ -97,8 +85,19 @@ func (s *Server) registerClient(req *stanpb.ConnectRequest, reply string, from u
 		resp.PingInterval = req.PingInterval
 		resp.PingMaxOut = req.PingMaxOut
 	}
-	s.log.Debug("client connected", "client_id", req.ClientID)
-	s.reply(reply, resp)
+	// The ConnectResponse confirms the registration: it waits until the record is durable.
+	s.afterDurable(func(err error) {
+		if err != nil {
+			s.log.Error("registering client failed", "client_id", c.id, "err", err)
+			if s.clients[c.id] == c {
+				s.closeClient(c)
+			}
+			s.connectError(reply, err.Error())
+			return
+		}
+		s.log.Debug("client connected", "client_id", c.id)
+		s.reply(reply, resp)
+	})
 }
 
 // addClient is the applied side of a connect.
@@ -107,11 +106,12 @@ func (s *Server) addClient(info stores.ClientInfo) error {
 		return err
 	}
 	c := &client{id: info.ID, hbInbox: info.HbInbox, connID: info.ConnID, protocol: info.Protocol,
-		pingInterval: info.PingInterval, pingMaxOut: info.PingMaxOut, subs: map[*subState]struct{}{}}
+		pingInterval: info.PingInterval, pingMaxOut: info.PingMaxOut, user: info.User, subs: map[*subState]struct{}{}}
 	s.clients[c.id] = c
 	if len(c.connID) > 0 {
 		s.byConnID[string(c.connID)] = c
 	}
+	s.clientsDirty = true
 	return nil
 }
 
@@ -128,23 +128,48 @@ func (s *Server) processPing(o *op) {
 		s.reply(o.reply, &stanpb.PingResponse{Error: errClientReplaced})
 		return
 	}
-	c.nats = o.from // the client may have reconnected its NATS connection
+	switch s.bind(c, o.from) {
+	case bindRefused:
+		s.log.Info("ping refused", "client_id", c.id, "cause", "from a connection of another user")
+		s.reply(o.reply, &stanpb.PingResponse{Error: errClientReplaced})
+		return
+	case bindChecking:
+		// The client may have moved to a new connection while the old one looks alive:
+		// answer, so stan.go keeps going, and let the liveness check decide.
+	}
 	s.reply(o.reply, &stanpb.PingResponse{})
 }
 
 func (s *Server) processClose(o *op) {
 	req := &stanpb.CloseRequest{}
 	if err := proto.Unmarshal(o.data, req); err != nil || req.ClientID == "" {
+		s.log.Info("close refused", "client_id", logID(req.ClientID), "cause", "malformed request")
 		s.reply(o.reply, &stanpb.CloseResponse{Error: errInvalidCloseReq})
 		return
 	}
 	c := s.clients[req.ClientID]
-	if c == nil {
+	if c == nil || s.bind(c, o.from) != bindOK {
+		s.log.Info("close refused", "client_id", logID(req.ClientID), "cause", refusal(c))
 		s.reply(o.reply, &stanpb.CloseResponse{Error: errUnknownClient})
 		return
 	}
 	s.closeClient(c)
-	s.reply(o.reply, &stanpb.CloseResponse{})
+	reply := o.reply
+	s.afterDurable(func(err error) {
+		resp := &stanpb.CloseResponse{}
+		if err != nil {
+			resp.Error = err.Error()
+		}
+		s.reply(reply, resp)
+	})
+}
+
+// refusal says why a request naming client c (nil: unknown) was refused.
+func refusal(c *client) string {
+	if c == nil {
+		return "unknown client"
+	}
+	return "not from the client's connection"
 }
 
 // closeClient unregisters a client and applies close semantics to its subscriptions
@@ -169,6 +194,7 @@ func (s *Server) dropClient(id string) error {
 	if len(c.connID) > 0 && s.byConnID[string(c.connID)] == c {
 		delete(s.byConnID, string(c.connID))
 	}
+	s.clientsDirty = true
 	return s.store.DeleteClient(id)
 }
 
@@ -192,9 +218,18 @@ func (s *Server) processHbTick() {
 	}
 }
 
+// processHbReply counts a heartbeat answer only from the client's own connection (or, its
+// connection being gone, from a new one of the same user: a reconnect), so nobody else
+// can keep a client alive by answering for it.
 func (s *Server) processHbReply(o *op) {
-	if c := s.clients[o.token]; c != nil {
-		c.hbOut = false
-		c.hbFails = 0
+	c := s.clients[o.token]
+	if c == nil {
+		return
 	}
+	if o.from != c.nats && !s.rebindIfGone(c, o.from) {
+		s.log.Debug("heartbeat answer from another connection ignored", "client_id", c.id)
+		return
+	}
+	c.hbOut = false
+	c.hbFails = 0
 }

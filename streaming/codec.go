@@ -129,3 +129,14 @@ func appendMsgProto(dst []byte, seq uint64, subject, reply string, data []byte, 
 	}
 	return dst
 }
+
+// msgProtoMax is the largest encoding appendMsgProto can produce for a message of this
+// channel, reply and data: a 10-byte sequence and timestamp, the redelivered flag and a
+// 5-byte redelivery count.
+func msgProtoMax(subject, reply, data int) int {
+	n := 1 + 10 + 1 + 10 + 1 + 1 + 1 + 5 // tags and varints of sequence, timestamp, flag, count
+	for _, l := range [...]int{subject, reply, data} {
+		n += 1 + protowire.SizeVarint(uint64(l)) + l
+	}
+	return n
+}

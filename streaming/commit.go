@@ -20,10 +20,12 @@ import (
 // Memory stays bounded: past maxUncommitted messages or maxUncommittedBytes of payload in
 // groups not yet completed, the engine waits for the committer before it appends more.
 
-// maxUncommitted and maxUncommittedBytes bound what the pipeline holds in flight.
+// maxUncommitted, maxUncommittedBytes and maxUncommittedGroups bound what the pipeline
+// holds in flight.
 const (
-	maxUncommitted      = 64 << 10
-	maxUncommittedBytes = 64 << 20
+	maxUncommitted       = 64 << 10
+	maxUncommittedBytes  = 64 << 20
+	maxUncommittedGroups = 4096
 )
 
 // commitGroup is one flushed publish batch waiting for its fsync.
@@ -34,6 +36,36 @@ type commitGroup struct {
 	spans []commitSpan // chans[i].msgs = msgs[spans[i].from:spans[i].to]
 	n     int          // messages
 	bytes int          // their payload bytes
+
+	// Metadata (durable.go): the subscription and client stores flushed into the group,
+	// and the replies that wait for them.
+	syncers []commitSyncer
+	after   []func(error)
+}
+
+// commitSyncer is a metadata store flushed into a group (sp nil: synced already, err set
+// or not).
+type commitSyncer struct {
+	sp  stores.SplitSyncer
+	err error
+}
+
+// addSyncer adds a flushed metadata store, or the error of its Flush.
+func (g *commitGroup) addSyncer(sp stores.SplitSyncer, err error) {
+	if err != nil {
+		sp = nil
+	}
+	g.syncers = append(g.syncers, commitSyncer{sp: sp, err: err})
+}
+
+// metaErr is the first failure among the group's metadata stores.
+func (g *commitGroup) metaErr() error {
+	for i := range g.syncers {
+		if err := g.syncers[i].err; err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 type commitChan struct {
@@ -114,6 +146,11 @@ func (c *committer) run() {
 				}
 				cc.err = c.syncOnce(cc.sp)
 			}
+			for i := range g.syncers {
+				if cs := &g.syncers[i]; cs.sp != nil {
+					cs.err = c.syncOnce(cs.sp)
+				}
+			}
 		}
 		clear(c.synced)
 		c.mu.Lock()
@@ -183,7 +220,10 @@ func (c *committer) recycle(g *commitGroup) {
 	clear(g.pubs)
 	clear(g.chans)
 	clear(g.msgs)
+	clear(g.syncers)
+	clear(g.after)
 	g.pubs, g.chans, g.msgs, g.spans, g.n, g.bytes = g.pubs[:0], g.chans[:0], g.msgs[:0], g.spans[:0], 0, 0
+	g.syncers, g.after = g.syncers[:0], g.after[:0]
 	c.free = append(c.free, g)
 }
 
@@ -226,14 +266,13 @@ func (s *Server) readyCommits() <-chan struct{} {
 
 // drainCommits completes every group in flight and stops the committer (engine, at stop).
 func (s *Server) drainCommits() {
-	if s.commit == nil {
-		return
+	if s.commit != nil {
+		s.waitCommits(0)
+		s.commit.close()
+		s.commit = nil
 	}
-	s.waitCommits(0)
-	s.flushSentAcks()
+	s.syncMetaAndReply() // synchronously now: the engine stops
 	s.bus.Flush()
-	s.commit.close()
-	s.commit = nil
 }
 
 // completeCommits delivers the batches whose fsync returned and sends their PubAcks
@@ -260,6 +299,7 @@ func (s *Server) completeGroup(g *commitGroup) {
 			if cc.sp != nil { // the flush succeeded, the fsync did not
 				s.log.Error("storing messages failed", "channel", ch.name, "err", cc.err)
 			}
+			ch.broken = true
 			continue
 		}
 		ch.synced = max(ch.synced, cc.msgs[len(cc.msgs)-1].Seq)
@@ -280,11 +320,20 @@ func (s *Server) completeGroup(g *commitGroup) {
 		}
 		s.sendPubAck(g.pubs[i].reply, g.pubs[i].guid, errText)
 	}
+	if len(g.after) > 0 {
+		err := g.metaErr()
+		if err != nil {
+			s.log.Error("storing subscriptions or clients failed", "err", err)
+		}
+		for _, fn := range g.after {
+			fn(err)
+		}
+	}
 }
 
 // full reports whether the pipeline holds as much as it may (engine).
 func (c *committer) full() bool {
-	return c.inflight > maxUncommitted || c.bytes > maxUncommittedBytes
+	return c.inflight > maxUncommitted || c.bytes > maxUncommittedBytes || c.groups > maxUncommittedGroups
 }
 
 // waitCommits completes groups until at most max remain in flight (engine).

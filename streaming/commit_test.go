@@ -66,7 +66,7 @@ var _ Bus = (*recBus)(nil)
 // newPipelinedEngine is newEngine over a store whose channels split their Sync, with the
 // pipelined commit on (as after Start). Connected client c1 and a subscriber on foo
 // (inbox "in") are set up.
-func newPipelinedEngine(t testing.TB, gate chan error) (*Server, *recBus, uint64) {
+func newPipelinedEngine(t testing.TB, gate chan error) (*Server, *recBus, ackKey) {
 	t.Helper()
 	mem, err := memstore.New(memstore.Options{})
 	if err != nil {
@@ -95,7 +95,7 @@ func newPipelinedEngine(t testing.TB, gate chan error) (*Server, *recBus, uint64
 	s.waitCommits(0)
 	s.step(op{kind: opSubscribe, reply: "r", data: marshal(&stanpb.SubscriptionRequest{ClientID: "c1", Subject: "foo", Inbox: "in",
 		MaxInFlight: 1 << 20, AckWaitInSecs: 30, StartPosition: stanpb.StartPosition_First})})
-	var ackID uint64
+	var ackID ackKey
 	for id := range s.byAckID {
 		ackID = id
 	}
@@ -172,7 +172,7 @@ func BenchmarkPublishDeliverPipelined(b *testing.B) {
 		s.queuePublish(&o)
 		s.flushPublishes()
 		s.waitCommits(0)
-		a := op{kind: opAck, ackID: ackID, seq: uint64(i + 2)}
+		a := op{kind: opAck, ack: ackID, seq: uint64(i + 2)}
 		s.processAck(&a)
 		if i%64 == 63 {
 			s.flushSentAcks()

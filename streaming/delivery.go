@@ -1,6 +1,7 @@
 package streaming
 
 import (
+	"slices"
 	"time"
 
 	"github.com/starling-io/starling/stores"
@@ -29,8 +30,17 @@ func (s *Server) sendAvailable(sub *subState) {
 			return
 		}
 		sub.lastSent = next
-		s.sendMsg(sub, next, false, 0)
+		s.sendMsg(sub, next, uncertainCount(next, sub.uncertain), true)
 	}
+}
+
+// uncertainCount is the redelivery count of a first delivery: 1 for a sequence that may
+// have been delivered before a crash (its "sent" record was not yet synced), else 0.
+func uncertainCount(seq, uncertain uint64) uint32 {
+	if seq <= uncertain {
+		return 1
+	}
+	return 0
 }
 
 // firstDeliverable is the oldest sequence that can still be sent: the store's first, or
@@ -60,7 +70,7 @@ func (s *Server) sendGroup(g *queueGroup) {
 			return // every member stalled
 		}
 		g.lastSent = next
-		s.sendMsg(m, next, false, 0)
+		s.sendMsg(m, next, uncertainCount(next, g.uncertain), true)
 	}
 }
 
@@ -90,9 +100,10 @@ func (s *Server) bestMember(g *queueGroup) *subState {
 	return m
 }
 
-// sendMsg publishes one stored message to sub; a first delivery is recorded as pending
-// with its ack deadline. It reports false when the message is gone (limits).
-func (s *Server) sendMsg(sub *subState, seq uint64, redelivered bool, count uint32) bool {
+// sendMsg publishes one stored message to sub, flagged redelivered when count > 0; a first
+// delivery is recorded as pending with its ack deadline. It reports false when the message
+// is gone (limits).
+func (s *Server) sendMsg(sub *subState, seq uint64, count uint32, first bool) bool {
 	var ld *stores.Msg
 	if b := s.scratch.batch; s.scratch.batchCh == sub.ch && len(b) > 0 && seq >= b[0].Seq && seq <= b[len(b)-1].Seq {
 		// Just stored: send it from the batch at hand rather than read it back (a file
@@ -105,16 +116,18 @@ func (s *Server) sendMsg(sub *subState, seq uint64, redelivered bool, count uint
 			return false
 		}
 	}
-	b := appendMsgProto(s.scratch.out[:0], seq, sub.ch.name, ld.Reply, ld.Data, ld.Time, redelivered, count)
+	b := appendMsgProto(s.scratch.out[:0], seq, sub.ch.name, ld.Reply, ld.Data, ld.Time, count > 0, count)
 	s.scratch.out = b
-	_ = s.bus.Publish(sub.inbox, "", nil, b)
+	if err := s.bus.Publish(sub.inbox, "", nil, b); err != nil {
+		s.deliveryFailed(sub, seq, err)
+	}
 	s.mu.Lock()
 	s.stats.OutMsgs++
 	s.stats.OutBytes += uint64(len(ld.Data))
 	s.mu.Unlock()
-	if !redelivered {
+	if first {
 		at := time.Now().Add(sub.ackWait).UnixNano()
-		sub.pending[seq] = pendingMsg{expiry: at}
+		sub.pending[seq] = pendingMsg{expiry: at, count: count}
 		sub.expPush(expiry{seq: seq, at: at})
 		s.recordEvent(sub, stores.SubEvent{SubID: sub.id, Seq: seq})
 		s.armTimer(sub)
@@ -129,7 +142,7 @@ func (s *Server) redeliver(sub *subState, seq uint64) {
 	p.expiry = time.Now().Add(sub.ackWait).UnixNano()
 	sub.pending[seq] = p
 	sub.expPush(expiry{seq: seq, at: p.expiry})
-	if !s.sendMsg(sub, seq, true, p.count) {
+	if !s.sendMsg(sub, seq, p.count, false) {
 		// Removed by limits in the meantime: as good as acknowledged.
 		delete(sub.pending, seq)
 		s.recordEvent(sub, stores.SubEvent{SubID: sub.id, Seq: seq, Acked: true})
@@ -151,13 +164,7 @@ func (s *Server) redeliverAll(sub *subState) {
 	}
 }
 
-func sortSeqs(a []uint64) {
-	for i := 1; i < len(a); i++ {
-		for j := i; j > 0 && a[j] < a[j-1]; j-- {
-			a[j], a[j-1] = a[j-1], a[j]
-		}
-	}
-}
+func sortSeqs(a []uint64) { slices.Sort(a) }
 
 // armTimer keeps one timer per subscription, set to its earliest ack deadline.
 func (s *Server) armTimer(sub *subState) {
@@ -194,6 +201,12 @@ func (s *Server) processRedeliver(sub *subState) {
 		s.armLater(sub)
 		return
 	}
+	if !s.bus.HasInterest(sub.inbox) {
+		// Nobody listens on the inbox (its subscriber died, or never subscribed): do not
+		// redeliver into the void; look again one ack wait later (audit finding 11).
+		s.armLater(sub)
+		return
+	}
 	due := time.Now().Add(redeliverSlack).UnixNano()
 	for sub.expLen() > 0 {
 		e := sub.expFront()
@@ -222,8 +235,14 @@ func (s *Server) armLater(sub *subState) {
 // processAck removes an acknowledged sequence from the subscription (or, for a queue
 // member, from whichever member has it) and resumes a stalled delivery.
 func (s *Server) processAck(o *op) {
-	sub := s.byAckID[o.ackID]
+	sub := s.byAckID[o.ack]
 	if sub == nil {
+		return
+	}
+	// Only the subscriber's own connection may acknowledge (binding.go): an ack inbox
+	// seen elsewhere (monitoring lists them) is no licence to ack.
+	if c := sub.owner; c == nil || (o.from != c.nats && s.bind(c, o.from) != bindOK) {
+		s.log.Debug("ack refused: not from the subscriber's connection", "channel", sub.ch.name, "client_id", sub.clientID)
 		return
 	}
 	seq := o.seq
@@ -274,4 +293,37 @@ func (s *Server) flushSentAcks() {
 		}
 		s.scratch.sent[ch] = evs[:0]
 	}
+}
+
+// deliveryFailed logs a delivery that core refused (a message that no longer fits
+// max_payload, an inbox core refuses): at most one line per deliveryLogEvery, with how
+// many failed meanwhile, so a subscription stuck on such a message cannot flood the log.
+func (s *Server) deliveryFailed(sub *subState, seq uint64, err error) {
+	now := time.Now()
+	s.failLog.n++
+	if now.Sub(s.failLog.last) < deliveryLogEvery {
+		return
+	}
+	s.log.Warn("delivery failed", "channel", sub.ch.name, "client_id", sub.clientID, "seq", seq,
+		"inbox", quote(sub.inbox), "err", err, "failures_since_last_report", s.failLog.n)
+	s.failLog.last, s.failLog.n = now, 0
+}
+
+// deliveryLogEvery is the shortest interval between two "delivery failed" lines.
+const deliveryLogEvery = 10 * time.Second
+
+// rateLog is the state of a rate-limited log line (engine-owned).
+type rateLog struct {
+	last time.Time
+	n    int
+}
+
+// sentPending reports whether sent/ack events wait for flushSentAcks.
+func (s *Server) sentPending() bool {
+	for _, evs := range s.scratch.sent {
+		if len(evs) > 0 {
+			return true
+		}
+	}
+	return false
 }

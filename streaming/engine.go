@@ -42,10 +42,11 @@ type op struct {
 	sub     *subState
 	ch      *channel
 	token   string
-	ackID   uint64         // opAck: the subscription, by the last token of its ack inbox
+	ack     ackKey         // opAck: the subscription, by the last token of its ack inbox
 	seq     uint64         // opAck: the acknowledged sequence
 	snap    chan *snapshot // opSnapshot: where the copy goes
 	subsToo bool
+	size    int32 // bytes counted in Server.qBytes
 }
 
 // handler turns a core delivery into an op. It runs on the publisher's goroutine, so it
@@ -64,9 +65,9 @@ func (s *Server) handler(kind opKind) core.MsgHandler {
 		if kind == opAck {
 			// Acks are decoded here, in place, so the hot ack path copies nothing.
 			_, seq, err := decodeAck(m.Data)
-			id, ok := ackID(m.Subject)
+			key, ok := parseAckKey(m.Subject)
 			if err == nil && ok {
-				_ = s.q.Push(op{kind: opAck, ackID: id, seq: seq})
+				_ = s.q.Push(op{kind: opAck, ack: key, seq: seq, from: m.From})
 			}
 			return
 		}
@@ -87,38 +88,37 @@ func (s *Server) handler(kind opKind) core.MsgHandler {
 			o.token = subj[strings.LastIndexByte(subj, '.')+1:]
 			o.subject = subj
 		}
-		if err := s.q.Push(o); err != nil && kind == opPublish && o.reply != "" {
-			s.log.Warn("streaming queue full, refusing publish")
-			s.sendPubAck(o.reply, nil, "stan: server is overloaded")
-			s.bus.Flush()
+		// The queue is bounded by bytes as well as by count: 1 MiB publishes fill memory
+		// long before a million of them are queued (audit finding 7).
+		n := int64(len(o.data) + len(o.reply))
+		err := error(errQueueBytes)
+		if s.qBytes.Add(n) <= s.opts.QueueBytes {
+			o.size = int32(min(n, 1<<31-1))
+			err = s.q.Push(o)
+		}
+		if err != nil {
+			s.qBytes.Add(-n)
+			if kind == opPublish && o.reply != "" {
+				s.warnOverloaded()
+				s.sendPubAck(o.reply, nil, errOverloaded)
+				s.bus.Flush()
+			}
 		}
 	}
 }
 
 func (s *Server) push(o op) { _ = s.q.Push(o) }
 
-// ackID parses the base-36 last token of an ack inbox.
-func ackID(subject []byte) (uint64, bool) {
-	i := len(subject) - 1
-	for i >= 0 && subject[i] != '.' {
-		i--
+// warnOverloaded logs a full queue at most once per deliveryLogEvery; it runs on
+// publishers' goroutines, hence the atomics.
+func (s *Server) warnOverloaded() {
+	n := s.refusedPubs.Add(1)
+	now := time.Now().UnixNano()
+	last := s.lastOverload.Load()
+	if now-last < int64(deliveryLogEvery) || !s.lastOverload.CompareAndSwap(last, now) {
+		return
 	}
-	tok := subject[i+1:]
-	if len(tok) == 0 || len(tok) > 12 {
-		return 0, false
-	}
-	var n uint64
-	for _, c := range tok {
-		switch {
-		case c >= '0' && c <= '9':
-			n = n*36 + uint64(c-'0')
-		case c >= 'a' && c <= 'z':
-			n = n*36 + uint64(c-'a'+10)
-		default:
-			return 0, false
-		}
-	}
-	return n, true
+	s.log.Warn("streaming queue full, refusing publishes", "queued_bytes", s.qBytes.Load(), "refused_so_far", n)
 }
 
 // run is the engine: drain the queue in batches, handle each op in order (runs of
@@ -136,6 +136,12 @@ func (s *Server) run() {
 		}
 		s.completeCommits()
 		batch = s.q.Pop(batch[:0])
+		s.maxPayload = s.bus.MaxPayload()
+		var size int64
+		for i := range batch {
+			size += int64(batch[i].size)
+		}
+		s.qBytes.Add(-size)
 		for i := range batch {
 			o := &batch[i]
 			if o.kind == opPublish {
@@ -151,6 +157,7 @@ func (s *Server) run() {
 		s.flushPublishes()
 		s.completeCommits() // an fsync that returned meanwhile: its PubAcks go in this flush
 		s.flushSentAcks()
+		s.commitMeta()
 		s.bus.Flush()
 		clear(batch)
 	}

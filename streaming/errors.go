@@ -23,7 +23,17 @@ const (
 	errInvalidCloseReq    = "stan: invalid close request"
 	errChannelDeleting    = "stan: channel is being deleted"
 	errClientReplaced     = "client has been replaced or is no longer registered"
+
+	// Refusals of our own (the reference has no such limits); stan.go shows them verbatim.
+	errClientIDTooLong = "stan: invalid clientID: longer than 256 bytes"
+	errTooManyClients  = "stan: too many clients"
+	errMsgTooLarge     = "stan: message too large: once delivered it would exceed max_payload"
+	errOverloaded      = "stan: server is overloaded"
+	errStoreFailing    = "stan: the channel's store is failing (see the server log)"
 )
 
 // ErrClosed is returned by Server methods after Shutdown.
 var ErrClosed = errors.New("streaming: server closed")
+
+// errQueueBytes: the engine's queue holds Options.QueueBytes already.
+var errQueueBytes = errors.New("streaming: queue full (bytes)")

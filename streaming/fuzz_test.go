@@ -25,8 +25,11 @@ func (b *fakeBus) Publish(subject, reply string, hdr, data []byte) error {
 	b.published++
 	return nil
 }
-func (b *fakeBus) Flush()                  {}
-func (b *fakeBus) IsConnected(uint64) bool { return b.alive }
+func (b *fakeBus) Flush()                         {}
+func (b *fakeBus) IsConnected(uint64) bool        { return b.alive }
+func (b *fakeBus) ConnUser(uint64) (string, bool) { return "", true }
+func (b *fakeBus) HasInterest(string) bool        { return true }
+func (b *fakeBus) MaxPayload() int                { return 1 << 20 }
 
 // newEngine builds a server whose engine the test drives op by op on its own goroutine.
 func newEngine(t testing.TB) (*Server, *fakeBus) {
@@ -56,6 +59,7 @@ func (s *Server) step(o op) {
 	}
 	s.flushPublishes()
 	s.flushSentAcks()
+	s.commitMeta()
 }
 
 func marshal(m proto.Message) []byte {
@@ -100,7 +104,7 @@ func FuzzRequests(f *testing.F) {
 			data = data[n:]
 			if kind == opAck {
 				for id := range s.byAckID {
-					o.ackID = id
+					o.ack = id
 					break
 				}
 				if _, seq, err := decodeAck(o.data); err == nil {
@@ -121,7 +125,7 @@ func FuzzRequests(f *testing.F) {
 			}
 		}
 		for inbox, sub := range s.byAck {
-			if sub.ackInbox != inbox || s.byAckID[sub.ackID] != sub {
+			if sub.ackInbox != inbox || s.byAckID[sub.ack] != sub {
 				t.Fatal("ack indexes out of sync")
 			}
 		}

@@ -98,12 +98,12 @@ func (s *Server) deleteChannel(ch *channel) error {
 	ch.deleted = true
 	for _, d := range ch.durables {
 		delete(s.byAck, d.ackInbox)
-		delete(s.byAckID, d.ackID)
+		delete(s.byAckID, d.ack)
 	}
 	for _, g := range ch.queues {
 		if g.shadow != nil {
 			delete(s.byAck, g.shadow.ackInbox)
-			delete(s.byAckID, g.shadow.ackID)
+			delete(s.byAckID, g.shadow.ack)
 		}
 	}
 	if ch.ageTimer != nil {

@@ -20,6 +20,11 @@ const (
 	DefaultIOBatchSize    = 1024
 	DefaultQueueLimit     = 1 << 20
 
+	// Limits of ours (the reference has none): they keep one client from exhausting the
+	// server's memory.
+	DefaultMaxClients = 65536
+	DefaultQueueBytes = 128 << 20
+
 	// duplicateCheckWait is how long a live-looking old client has to answer before a
 	// duplicate connect replaces it (reference: 500 ms).
 	duplicateCheckWait = 500 * time.Millisecond
@@ -42,6 +47,12 @@ type Options struct {
 	// QueueLimit bounds the requests waiting for the engine; past it publishes are refused
 	// with an error PubAck instead of stalling core.
 	QueueLimit int
+	// QueueBytes bounds the bytes (payloads and subjects) of the requests waiting for the
+	// engine, refused likewise past it (0: DefaultQueueBytes).
+	QueueBytes int64
+	// MaxClients bounds the registered clients (0: DefaultMaxClients; negative:
+	// unlimited); past it a connect is refused with an error.
+	MaxClients int
 	Logger     *slog.Logger
 }
 
@@ -66,6 +77,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.QueueLimit == 0 {
 		o.QueueLimit = DefaultQueueLimit
+	}
+	if o.QueueBytes <= 0 {
+		o.QueueBytes = DefaultQueueBytes
+	}
+	if o.MaxClients == 0 {
+		o.MaxClients = DefaultMaxClients
 	}
 	if o.Limits == nil {
 		o.Limits = &stores.LimitsSet{Global: stores.DefaultLimits()}

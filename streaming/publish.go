@@ -62,6 +62,18 @@ func (s *Server) queuePublish(o *op) {
 		s.sendPubAck(o.reply, pm.guid, errInvalidPubReq)
 		return
 	}
+	if o.from != c.nats && s.bind(c, o.from) != bindOK {
+		s.log.Info("publish refused", "client_id", c.id, "cause", "not from the client's connection")
+		s.sendPubAck(o.reply, pm.guid, errInvalidPubReq)
+		return
+	}
+	if msgProtoMax(len(pm.subject), len(pm.reply), len(pm.data)) > s.maxPayload {
+		// It would be acknowledged and then never delivered: its MsgProto (redelivered,
+		// with a 10-byte sequence) would not fit max_payload (audit finding 6).
+		s.log.Info("publish refused", "client_id", c.id, "channel", string(pm.subject), "cause", "message too large to deliver", "bytes", len(pm.data))
+		s.sendPubAck(o.reply, pm.guid, errMsgTooLarge)
+		return
+	}
 	ch := s.channels[string(pm.subject)]
 	if ch == nil {
 		var errText string
@@ -89,6 +101,16 @@ func (s *Server) queuePublish(o *op) {
 // as one group: its deliveries and PubAcks follow the fsync (commit.go).
 func (s *Server) flushPublishes() {
 	pubs := s.scratch.pubs
+	if len(pubs) == 0 {
+		return
+	}
+	for i := 0; i < len(s.scratch.pubs); i++ {
+		if ch := s.scratch.pubs[i].ch; ch.broken && !s.heal(ch) {
+			s.refuseBroken(ch)
+			i = -1 // rare: scan the shortened batch again
+		}
+	}
+	pubs = s.scratch.pubs
 	if len(pubs) == 0 {
 		return
 	}
@@ -134,6 +156,7 @@ func (s *Server) flushPublishes() {
 				failed = map[*channel]error{}
 			}
 			failed[ch] = err
+			ch.broken = true
 		} else {
 			s.stored(ch, msgs, t)
 			ch.synced = msgs[len(msgs)-1].Seq
@@ -154,6 +177,7 @@ func (s *Server) flushPublishes() {
 		for ch, err := range failed {
 			g.addChan(ch, nil, nil, err)
 		}
+		s.flushMetaInto(g) // acks and changes made before these publishes ride their commit
 		g.pubs, s.scratch.pubs = pubs, g.pubs[:0]
 		s.commit.enqueue(g)
 		if s.commit.full() {
@@ -180,11 +204,28 @@ func (s *Server) flushToGroup(g *commitGroup, ch *channel, sp stores.SplitSyncer
 	}
 	if err != nil {
 		s.log.Error("storing messages failed", "channel", ch.name, "err", err)
+		ch.broken = true
 		sp = nil
 	} else {
 		s.stored(ch, msgs, t)
 	}
 	g.addChan(ch, sp, msgs, err)
+}
+
+// refuseBroken answers the queued publishes to ch, whose store is still failing, with an
+// error PubAck and drops them from the batch.
+func (s *Server) refuseBroken(ch *channel) {
+	pubs := s.scratch.pubs
+	kept := pubs[:0]
+	for _, p := range pubs {
+		if p.ch == ch {
+			s.sendPubAck(p.reply, p.guid, errStoreFailing)
+			continue
+		}
+		kept = append(kept, p)
+	}
+	clear(pubs[len(kept):])
+	s.scratch.pubs = kept
 }
 
 // stored notes that msgs, stamped t, are in ch's store.
@@ -234,7 +275,7 @@ func (s *Server) createChannel(name string) (*channel, error) {
 
 func (s *Server) addChannel(st *stores.Channel) *channel {
 	ch := &channel{name: st.Name, id: st.ID, store: st, subs: map[*subState]struct{}{},
-		durables: map[string]*subState{}, queues: map[string]*queueGroup{}, synced: st.Msgs.State().Last}
+		durables: map[durableID]*subState{}, queues: map[queueID]*queueGroup{}, synced: st.Msgs.State().Last}
 	s.channels[ch.name] = ch
 	s.lowerNames[lowerName(ch.name)] = ch.name
 	ch.limits = s.opts.Limits.For(ch.name)

@@ -11,13 +11,20 @@ import (
 // channels, and every subscription with its position and pending set (spec §13). Pending
 // messages get the deadline "stored time + ack wait", so what is older than that is
 // redelivered as soon as the engine runs, the rest when due (§8.3).
+//
+// After a crash (the store was not closed), a subscription may have been sent messages
+// whose "sent" records were not yet synced: they are durable no later than the group
+// commit after the delivery. Such a message comes back as a first delivery after the
+// restart, so every message of the channel past the subscription's recovered position
+// is flagged redelivered when first sent (subState.uncertain). Some of them were never
+// sent; the flag only says "maybe", which is what at-least-once needs.
 func (s *Server) restore(st *stores.RecoveredState) error {
 	if st.Info.NodeID != "" {
 		s.setID(st.Info.NodeID)
 	}
 	for _, ci := range st.Clients {
 		c := &client{id: ci.ID, hbInbox: ci.HbInbox, connID: ci.ConnID, protocol: ci.Protocol,
-			pingInterval: ci.PingInterval, pingMaxOut: ci.PingMaxOut, subs: map[*subState]struct{}{}}
+			pingInterval: ci.PingInterval, pingMaxOut: ci.PingMaxOut, user: ci.User, subs: map[*subState]struct{}{}}
 		s.clients[c.id] = c
 		if len(c.connID) > 0 {
 			s.byConnID[string(c.connID)] = c
@@ -26,37 +33,37 @@ func (s *Server) restore(st *stores.RecoveredState) error {
 	for _, rc := range st.Channels {
 		ch := s.addChannel(rc.Channel)
 		ch.lastTime = time.Now().UnixNano()
-		if state := ch.store.Msgs.State(); state.Msgs > 0 {
+		state := ch.store.Msgs.State()
+		if state.Msgs > 0 {
 			var last stores.Msg
 			if ch.store.Msgs.Load(state.Last, &last) == nil {
 				ch.lastTime = last.Time
 			}
 		}
-		for i := range rc.Subs {
-			s.restoreSub(ch, &rc.Subs[i])
+		uncertain := uint64(0)
+		if !st.Clean {
+			uncertain = state.Last
 		}
+		for i := range rc.Subs {
+			s.restoreSub(ch, &rc.Subs[i], uncertain)
+		}
+		s.settleGroups(ch)
 	}
-	return nil
+	// What restoring changed (subscriptions of clients that are gone, merged groups) is
+	// durable before the first request is served.
+	return s.syncMeta()
 }
 
-func (s *Server) restoreSub(ch *channel, rs *stores.RecoveredSub) {
+func (s *Server) restoreSub(ch *channel, rs *stores.RecoveredSub, uncertain uint64) {
 	st := rs.State
-	sub := &subState{id: st.ID, ch: ch, clientID: st.ClientID, inbox: st.Inbox, ackInbox: st.AckInbox,
+	sub := &subState{id: st.ID, ch: ch, clientID: st.ClientID, user: st.User, inbox: st.Inbox, ackInbox: st.AckInbox,
 		durable: st.DurableName, qgroup: st.QGroup, maxInFlight: max(int(st.MaxInFlight), 1),
 		ackWait: max(time.Duration(st.AckWaitSecs)*time.Second, time.Second), lastSent: st.LastSent,
-		offline: st.IsClosed, pending: make(map[uint64]pendingMsg, len(rs.Pending))}
+		offline: st.IsClosed, pending: make(map[uint64]pendingMsg, len(rs.Pending)), uncertain: uncertain}
 	ch.nextSubID = max(ch.nextSubID, st.ID)
 	c := s.clients[st.ClientID]
-	if c == nil && !sub.offline {
-		if sub.durable == "" {
-			// A plain subscription of a client that is gone: nothing to keep.
-			s.propose(&cmdDeleteSub{id: sub.id, ch: ch})
-			return
-		}
-		sub.offline = true
-	}
-	if id, ok := ackID([]byte(sub.ackInbox)); ok && strings.HasPrefix(sub.ackInbox, s.ackPrefix+".") {
-		s.nextAck = max(s.nextAck, id) // never hand out a recovered ack inbox again
+	if c != nil && c.user != st.User {
+		c = nil // the client ID now belongs to another user's client
 	}
 	var m stores.Msg
 	for _, seq := range rs.Pending {
@@ -69,40 +76,119 @@ func (s *Server) restoreSub(ch *channel, rs *stores.RecoveredSub) {
 	}
 	switch {
 	case st.QGroup != "":
-		key := st.QGroup
-		if st.DurableName != "" {
-			key = st.DurableName + ":" + st.QGroup
-		}
-		g := ch.queues[key]
+		qid := queueID{user: st.User, key: st.QGroup}
+		g := ch.queues[qid]
 		if g == nil {
-			g = &queueGroup{key: key, durable: st.DurableName != ""}
-			ch.queues[key] = g
+			g = &queueGroup{id: qid, key: st.QGroup, durable: st.DurableName != "", uncertain: uncertain}
+			ch.queues[qid] = g
 		}
 		g.lastSent = max(g.lastSent, st.LastSent)
-		if sub.offline {
-			g.shadow = sub
+		if sub.offline || c == nil {
+			g.orphans = append(g.orphans, sub) // settleGroups decides
 			return
 		}
 		sub.group = g
 		g.members = append(g.members, sub)
 	case st.DurableName != "":
-		ch.durables[durableKey(st.ClientID, ch.name, st.DurableName)] = sub
+		ch.durables[sub.durableID()] = sub
+		if c == nil {
+			sub.offline = true
+		}
 		if sub.offline {
 			return
 		}
 		ch.subs[sub] = struct{}{}
 	default:
+		if c == nil {
+			// A plain subscription of a client that is gone: nothing to keep.
+			s.propose(&cmdDeleteSub{id: sub.id, ch: ch})
+			return
+		}
 		ch.subs[sub] = struct{}{}
 	}
+	s.activate(sub, c)
+}
+
+// activate makes a restored subscription of client c live: its ack inbox answers and its
+// pending messages are due.
+func (s *Server) activate(sub *subState, c *client) {
 	if strings.HasPrefix(sub.ackInbox, s.ackPrefix+".") {
-		if id, ok := ackID([]byte(sub.ackInbox)); ok {
-			sub.ackID = id
-			s.byAckID[id] = sub
-			s.nextAck = max(s.nextAck, id)
+		if key, ok := parseAckKey([]byte(sub.ackInbox)); ok {
+			sub.ack = key
+			s.byAckID[key] = sub
 		}
 	}
 	s.byAck[sub.ackInbox] = sub
+	sub.owner = c
 	c.subs[sub] = struct{}{}
 	sub.ready = true
 	s.armTimer(sub)
+}
+
+// settleGroups decides, after a restore, what becomes of the queue members whose client is
+// gone (or that were stored offline): their pending messages go to the group's live
+// members when it has some; a durable group with none keeps one offline shadow holding
+// every such member's pending messages (not only the last one's); a plain group with none
+// is gone. Every move is recorded, so no pending message of a group is lost.
+func (s *Server) settleGroups(ch *channel) {
+	for qid, g := range ch.queues {
+		orphans := g.orphans
+		g.orphans = nil
+		if len(orphans) == 0 {
+			continue
+		}
+		switch {
+		case len(g.members) > 0:
+			for _, o := range orphans {
+				s.movePending(o, g.members)
+				s.flushSentAcks()
+				s.propose(&cmdDeleteSub{id: o.id, ch: ch})
+			}
+			s.propose(&cmdUpdateSub{state: g.members[0].storeState(), ch: ch})
+			for _, m := range g.members {
+				s.armTimer(m)
+			}
+		case g.durable:
+			sh := orphans[0]
+			for _, o := range orphans[1:] {
+				s.movePending(o, []*subState{sh})
+				s.flushSentAcks()
+				s.propose(&cmdDeleteSub{id: o.id, ch: ch})
+			}
+			sh.offline, sh.lastSent = true, g.lastSent
+			g.shadow = sh
+			s.propose(&cmdUpdateSub{state: sh.storeState(), ch: ch})
+		default:
+			for _, o := range orphans {
+				s.propose(&cmdDeleteSub{id: o.id, ch: ch})
+			}
+			delete(ch.queues, qid)
+		}
+	}
+}
+
+// movePending moves from's pending messages to the subscriptions to, round robin, keeping
+// their deadlines, and records each as sent to its new owner.
+func (s *Server) movePending(from *subState, to []*subState) {
+	i := 0
+	for _, seq := range sortedPending(from) {
+		t := to[i%len(to)]
+		i++
+		p := from.pending[seq]
+		t.pending[seq] = p
+		t.expPush(expiry{seq: seq, at: p.expiry})
+		s.recordEvent(t, stores.SubEvent{SubID: t.id, Seq: seq})
+	}
+	clear(from.pending)
+	from.expReset()
+}
+
+// sortedPending returns sub's pending sequences in order.
+func sortedPending(sub *subState) []uint64 {
+	seqs := make([]uint64, 0, len(sub.pending))
+	for seq := range sub.pending {
+		seqs = append(seqs, seq)
+	}
+	sortSeqs(seqs)
+	return seqs
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/starling-io/starling/core"
@@ -20,7 +21,15 @@ type Bus interface {
 	Subscribe(subject, queue string, h core.MsgHandler) (*core.Subscription, error)
 	Publish(subject, reply string, hdr, data []byte) error
 	Flush()
+	// IsConnected reports whether the NATS connection cid is still open.
 	IsConnected(cid uint64) bool
+	// ConnUser returns the authenticated user of connection cid ("" without auth), and
+	// false when cid is no open connection.
+	ConnUser(cid uint64) (string, bool)
+	// HasInterest reports whether anything subscribes to subject now.
+	HasInterest(subject string) bool
+	// MaxPayload is the largest message Publish accepts now.
+	MaxPayload() int
 }
 
 var _ Bus = (*core.Conn)(nil)
@@ -50,14 +59,25 @@ type Server struct {
 	channels   map[string]*channel
 	lowerNames map[string]string    // lower-case name → name, to refuse case conflicts
 	byAck      map[string]*subState // by ack inbox (unsubscribe requests name it)
-	byAckID    map[uint64]*subState // by the ack inbox's last token (acks)
+	byAckID    map[ackKey]*subState // by the ack inbox's last token (acks)
 	checks     map[string]*dupCheck
 	nextChanID uint64
-	nextAck    uint64
 	lastSeqs   map[string]uint64 // last sequence of deleted channels: sequences never go back
 	scratch    scratch
 	applyOut   []any
 	commit     *committer // the pipelined group commit (commit.go); nil until needed
+	failLog    rateLog    // delivery failures (delivery.go)
+
+	// Metadata waiting for its commit (durable.go).
+	subsDirty    []*channel    // channels whose SubStore changed since the last flush
+	clientsDirty bool          // client records changed since then
+	waiting      []func(error) // replies waiting for the commit of what they confirm
+	splitMeta    bool          // the store's client and subscription records split their Sync
+
+	qBytes       atomic.Int64 // bytes of the requests in q (engine.go)
+	refusedPubs  atomic.Int64 // publishes refused because q was full
+	lastOverload atomic.Int64 // unix ns of the last "queue full" line
+	maxPayload   int          // core's max_payload, read at each engine batch
 
 	mu      sync.Mutex // guards stats read by monitoring
 	stats   Stats
@@ -80,7 +100,7 @@ func New(bus Bus, store stores.Store, newLog func(raftlog.StateMachine) raftlog.
 	s := &Server{
 		opts: o, log: o.Logger, bus: bus, store: store, id: nuid(), start: time.Now(),
 		clients: map[string]*client{}, byConnID: map[string]*client{}, channels: map[string]*channel{},
-		lowerNames: map[string]string{}, byAck: map[string]*subState{}, byAckID: map[uint64]*subState{}, checks: map[string]*dupCheck{},
+		lowerNames: map[string]string{}, byAck: map[string]*subState{}, byAckID: map[ackKey]*subState{}, checks: map[string]*dupCheck{},
 		lastSeqs: map[string]uint64{},
 		stop:     make(chan struct{}), done: make(chan struct{}),
 	}
@@ -93,6 +113,8 @@ func New(bus Bus, store stores.Store, newLog func(raftlog.StateMachine) raftlog.
 	s.subCloseReq = "_STAN.subclose." + c
 	s.closeReq = "_STAN.close." + c
 	s.setID(s.id)
+	_, s.splitMeta = store.(stores.SplitSyncer)
+	s.maxPayload = bus.MaxPayload()
 	s.q = ipq.New[op]("streaming", o.QueueLimit)
 	s.rlog = newLog(s)
 	return s, nil
@@ -143,6 +165,7 @@ func (s *Server) Start() error {
 		s.subs = append(s.subs, sub)
 	}
 	s.started = true
+	s.maxPayload = s.bus.MaxPayload()
 	go s.run()
 	go s.heartbeatLoop()
 	s.log.Info("streaming server ready", "cluster_id", s.opts.ClusterID, "store", s.store.Name(), "server_id", s.id)

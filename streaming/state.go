@@ -14,7 +14,8 @@ type client struct {
 	protocol     int32
 	pingInterval int32
 	pingMaxOut   int32
-	nats         uint64 // cid of the NATS connection it connected over
+	nats         uint64 // cid of the NATS connection it is bound to (0: none yet, after a restart)
+	user         string // the authenticated user that registered it ("" without auth)
 	subs         map[*subState]struct{}
 	hbOut        bool // a heartbeat is outstanding
 	hbFails      int
@@ -25,9 +26,9 @@ type channel struct {
 	name      string
 	id        uint64
 	store     *stores.Channel
-	subs      map[*subState]struct{} // online plain and durable subscriptions
-	durables  map[string]*subState   // durable key → sub (online or offline)
-	queues    map[string]*queueGroup
+	subs      map[*subState]struct{}  // online plain and durable subscriptions
+	durables  map[durableID]*subState // online or offline
+	queues    map[queueID]*queueGroup
 	nextSubID uint64
 	lastTime  int64  // timestamp of the last message: timestamps never go back
 	synced    uint64 // the last sequence known durable: deliveries stop there (commit.go)
@@ -37,6 +38,8 @@ type channel struct {
 	idleTimer *time.Timer // one per channel with MaxInactivity
 	active    int64       // unix ns of the last publish or subscription change
 	deleted   bool
+	subsDirty bool // in Server.subsDirty
+	broken    bool // a store write failed: roll back before the next append (durable.go)
 }
 
 // subState is one subscription (or queue member).
@@ -46,7 +49,9 @@ type subState struct {
 	clientID    string
 	inbox       string
 	ackInbox    string
-	ackID       uint64 // last token of ackInbox, base 36
+	ack         ackKey // the last token of ackInbox, decoded
+	owner       *client
+	user        string // the user that owns it (durables outlive their client)
 	durable     string // durable name ("" for none)
 	qgroup      string // queue name as the client gave it
 	maxInFlight int
@@ -54,6 +59,8 @@ type subState struct {
 	lastSent    uint64 // plain/durable subscriptions; queue members use group.lastSent
 	group       *queueGroup
 	offline     bool
+	gone        bool   // removed: a reply still waiting for its commit must not start it
+	uncertain   uint64 // after a crash, sequences up to this may have been sent already (flag them)
 
 	pending  map[uint64]pendingMsg // by value: no allocation per message
 	expiries []expiry              // FIFO in send order from expHead; acked entries skipped lazily
@@ -73,13 +80,20 @@ type expiry struct {
 	at  int64
 }
 
+// queueID names a queue group within its channel: a group belongs to the user whose
+// clients formed it, so another user's member can never take its messages.
+type queueID struct{ user, key string }
+
 // queueGroup is the shared state of a queue group on one channel.
 type queueGroup struct {
-	key      string // queue name, or "durable:queue" for durable groups
-	durable  bool
-	members  []*subState
-	lastSent uint64
-	shadow   *subState // durable group with no member: its last member's state, offline
+	id        queueID
+	key       string // queue name, or "durable:queue" for durable groups
+	durable   bool
+	members   []*subState
+	lastSent  uint64
+	shadow    *subState   // durable group with no member: its last member's state, offline
+	uncertain uint64      // as subState.uncertain, for the group's cursor
+	orphans   []*subState // restore only: members whose client is gone
 }
 
 // stalled: as many messages pending as it may have in flight.
@@ -93,9 +107,14 @@ func (sub *subState) position() uint64 {
 	return sub.lastSent
 }
 
-// durableKey: a durable belongs to a client ID (spec §7.4).
-func durableKey(clientID, channel, durable string) string {
-	return clientID + "-" + channel + "-" + durable
+// durableID names a durable subscription within its channel: it belongs to a client ID
+// (spec §7.4) and to the user that created it, so neither a client ID nor a durable name
+// containing a separator can reach another's durable (audit finding 14), nor one user
+// another user's.
+type durableID struct{ user, clientID, name string }
+
+func (sub *subState) durableID() durableID {
+	return durableID{user: sub.user, clientID: sub.clientID, name: sub.durable}
 }
 
 // The deadline FIFO reuses its array: popping advances a head that resets when the queue

@@ -1,7 +1,6 @@
 package streaming
 
 import (
-	"strconv"
 	"strings"
 	"time"
 
@@ -15,30 +14,35 @@ func (s *Server) subError(reply, text string) {
 	s.reply(reply, &stanpb.SubscriptionResponse{Error: text})
 }
 
-// processSubscribe follows the reference's validation order (spec §7.2).
+// processSubscribe follows the reference's validation order (spec §7.2), with the
+// delivery inbox checked as well: the server will publish to it.
 func (s *Server) processSubscribe(o *op) {
 	req := &stanpb.SubscriptionRequest{}
-	var errText string
+	var errText, why string
 	switch err := proto.Unmarshal(o.data, req); {
 	case err != nil:
-		errText = errInvalidSubReq
+		errText, why = errInvalidSubReq, "malformed request"
 	case req.ClientID == "":
-		errText = errMissingClient
+		errText, why = errMissingClient, "no client ID"
 	case req.AckWaitInSecs <= 0:
-		errText = errInvalidAckWait
+		errText, why = errInvalidAckWait, "ack wait"
 	case req.MaxInFlight <= 0:
-		errText = errInvalidMaxInflight
+		errText, why = errInvalidMaxInflight, "max in flight"
 	case req.StartPosition < stanpb.StartPosition_NewOnly || req.StartPosition > stanpb.StartPosition_First:
-		errText = errInvalidStart
+		errText, why = errInvalidStart, "start position"
 	case !validChannel(req.Subject):
-		errText = errInvalidSubject
+		errText, why = errInvalidSubject, "invalid channel"
+	case !s.validInbox(req.Inbox):
+		errText, why = errInvalidSubReq, "inbox is not a subject the client may own: "+quote(req.Inbox)
 	case s.clients[req.ClientID] == nil:
-		errText = errUnknownClient
+		errText, why = errUnknownClient, "unknown client"
+	case s.bind(s.clients[req.ClientID], o.from) != bindOK:
+		errText, why = errUnknownClient, "not from the client's connection"
 	case req.QGroup != "" && req.DurableName != "" && strings.Contains(req.DurableName, ":"):
-		errText = errDurableQueueColon
+		errText, why = errDurableQueueColon, "durable queue name with ':'"
 	}
 	if errText != "" {
-		s.log.Debug("subscription refused", "client_id", req.ClientID, "channel", req.Subject, "error", errText)
+		s.log.Info("subscription refused", "client_id", logID(req.ClientID), "channel", req.Subject, "cause", why)
 		s.subError(o.reply, errText)
 		return
 	}
@@ -48,7 +52,7 @@ func (s *Server) processSubscribe(o *op) {
 		return
 	}
 	c := s.clients[req.ClientID]
-	sub := &subState{ch: ch, clientID: req.ClientID, inbox: req.Inbox, durable: req.DurableName,
+	sub := &subState{ch: ch, clientID: req.ClientID, user: c.user, inbox: req.Inbox, durable: req.DurableName,
 		qgroup: req.QGroup, maxInFlight: int(req.MaxInFlight), ackWait: time.Duration(req.AckWaitInSecs) * time.Second,
 		pending: map[uint64]pendingMsg{}}
 	resume := false
@@ -58,30 +62,35 @@ func (s *Server) processSubscribe(o *op) {
 		if req.DurableName != "" {
 			key = req.DurableName + ":" + req.QGroup
 		}
-		g := ch.queues[key]
+		qid := queueID{user: c.user, key: key}
+		g := ch.queues[qid]
 		if g == nil {
-			g = &queueGroup{key: key, durable: req.DurableName != "", lastSent: s.startPosition(ch, req)}
-			ch.queues[key] = g
+			g = &queueGroup{id: qid, key: key, durable: req.DurableName != "", lastSent: s.startPosition(ch, req)}
+			ch.queues[qid] = g
 		}
 		if g.shadow != nil { // a durable group coming back: take over its last member's state
-			sub.pending, sub.expiries, sub.expHead, sub.id = g.shadow.pending, g.shadow.expiries, g.shadow.expHead, g.shadow.id
+			sh := g.shadow
+			sub.pending, sub.expiries, sub.expHead, sub.id = sh.pending, sh.expiries, sh.expHead, sh.id
+			delete(s.byAck, sh.ackInbox)
+			delete(s.byAckID, sh.ack)
 			g.shadow = nil
 			resume = true
 		}
 		sub.group = g
 		g.members = append(g.members, sub)
 	case req.DurableName != "":
-		key := durableKey(req.ClientID, ch.name, req.DurableName)
+		key := durableID{user: c.user, clientID: req.ClientID, name: req.DurableName}
 		if d := ch.durables[key]; d != nil {
 			if !d.offline {
 				if !s.opts.ReplaceDurable {
+					s.log.Info("subscription refused", "client_id", logID(req.ClientID), "channel", req.Subject, "cause", "durable already online")
 					s.subError(o.reply, errDuplicateDurable)
 					return
 				}
 				s.removeSub(d, false)
 			}
 			// Resume: position and pending kept; inbox, limits and ack inbox renewed.
-			d.inbox, d.maxInFlight, d.ackWait, d.offline, d.clientID = sub.inbox, sub.maxInFlight, sub.ackWait, false, req.ClientID
+			d.inbox, d.maxInFlight, d.ackWait, d.offline, d.gone = sub.inbox, sub.maxInFlight, sub.ackWait, false, false
 			sub = d
 			resume = true
 		} else {
@@ -97,39 +106,53 @@ func (s *Server) processSubscribe(o *op) {
 		ch.nextSubID++
 		sub.id = ch.nextSubID
 	}
-	s.nextAck++
 	if sub.ackInbox != "" { // a durable resuming gets a new ack inbox
 		delete(s.byAck, sub.ackInbox)
-		delete(s.byAckID, sub.ackID)
-		delete(s.byAckID, sub.ackID)
+		delete(s.byAckID, sub.ack)
 	}
-	sub.ackID = s.nextAck
-	sub.ackInbox = s.ackPrefix + "." + strconv.FormatUint(s.nextAck, 36)
+	sub.ack = newAckKey()
+	sub.ackInbox = s.ackPrefix + "." + sub.ack.token()
 	s.byAck[sub.ackInbox] = sub
-	s.byAckID[sub.ackID] = sub
+	s.byAckID[sub.ack] = sub
+	sub.owner = c
 	c.subs[sub] = struct{}{}
 	cmd := any(&cmdSubscribe{state: sub.storeState(), ch: ch})
 	if resume {
 		cmd = &cmdUpdateSub{state: sub.storeState(), ch: ch}
 	}
 	if _, err := s.propose(cmd); err != nil {
-		s.log.Debug("storing subscription failed", "err", err)
+		s.log.Info("subscription refused", "client_id", logID(req.ClientID), "channel", req.Subject, "cause", err)
 		s.forgetSub(sub)
 		s.subError(o.reply, err.Error())
 		return
 	}
 	s.touch(ch)
-	s.reply(o.reply, &stanpb.SubscriptionResponse{AckInbox: sub.ackInbox})
-	// Only now, after the response, may messages flow (spec §7.2 step 13).
-	sub.ready = true
-	if resume {
-		s.redeliverAll(sub)
-	}
-	if sub.group != nil {
-		s.sendGroup(sub.group)
-	} else {
-		s.sendAvailable(sub)
-	}
+	reply := o.reply
+	// The response confirms the subscription: it waits until its record is durable, and
+	// only after it may messages flow (spec §7.2 step 13).
+	s.afterDurable(func(err error) {
+		if err != nil {
+			s.log.Error("storing subscription failed", "client_id", sub.clientID, "channel", ch.name, "err", err)
+			if !sub.gone {
+				s.removeSub(sub, false)
+			}
+			s.subError(reply, err.Error())
+			return
+		}
+		s.reply(reply, &stanpb.SubscriptionResponse{AckInbox: sub.ackInbox})
+		if sub.gone {
+			return
+		}
+		sub.ready = true
+		if resume {
+			s.redeliverAll(sub)
+		}
+		if sub.group != nil {
+			s.sendGroup(sub.group)
+		} else {
+			s.sendAvailable(sub)
+		}
+	})
 }
 
 // startPosition resolves a start position to the last sequence considered sent (§7.3).
@@ -164,7 +187,7 @@ func (sub *subState) storeState() stores.SubState {
 	return stores.SubState{ID: sub.id, ClientID: sub.clientID, QGroup: sub.qgroup, Inbox: sub.inbox,
 		AckInbox: sub.ackInbox, DurableName: sub.durable, MaxInFlight: int32(sub.maxInFlight),
 		AckWaitSecs: int32(sub.ackWait / time.Second), LastSent: sub.position(),
-		IsDurable: sub.durable != "", IsClosed: sub.offline}
+		IsDurable: sub.durable != "", IsClosed: sub.offline, User: sub.user}
 }
 
 // processUnsubscribe handles unsubscribe (remove for good) and subscription close (a
@@ -172,12 +195,17 @@ func (sub *subState) storeState() stores.SubState {
 func (s *Server) processUnsubscribe(o *op, closeOnly bool) {
 	req := &stanpb.UnsubscribeRequest{}
 	if err := proto.Unmarshal(o.data, req); err != nil {
+		s.log.Info("unsubscribe refused", "cause", "malformed request")
 		s.subError(o.reply, errInvalidUnsubReq)
 		return
 	}
+	refuse := func(text, why string) {
+		s.log.Info("unsubscribe refused", "client_id", logID(req.ClientID), "channel", req.Subject, "cause", why)
+		s.subError(o.reply, text)
+	}
 	ch := s.channels[req.Subject]
 	if ch == nil {
-		s.subError(o.reply, errUnknownChannel)
+		refuse(errUnknownChannel, "unknown channel")
 		return
 	}
 	sub := s.byAck[req.Inbox]
@@ -185,16 +213,31 @@ func (s *Server) processUnsubscribe(o *op, closeOnly bool) {
 		sub = s.findByInbox(ch, req.Inbox)
 	}
 	if sub == nil {
-		s.subError(o.reply, errInvalidSub)
+		refuse(errInvalidSub, "no such subscription")
 		return
 	}
-	if sub.clientID != req.ClientID || s.clients[req.ClientID] == nil {
-		s.subError(o.reply, errUnknownClient)
+	c := s.clients[req.ClientID]
+	switch {
+	case c == nil:
+		refuse(errUnknownClient, "unknown client")
+		return
+	case sub.clientID != req.ClientID || sub.user != c.user:
+		refuse(errUnknownClient, "subscription of another client")
+		return
+	case s.bind(c, o.from) != bindOK:
+		refuse(errUnknownClient, "not from the client's connection")
 		return
 	}
 	s.flushSentAcks()
 	s.removeSub(sub, !closeOnly)
-	s.reply(o.reply, &stanpb.SubscriptionResponse{})
+	reply := o.reply
+	s.afterDurable(func(err error) {
+		resp := &stanpb.SubscriptionResponse{}
+		if err != nil {
+			resp.Error = err.Error()
+		}
+		s.reply(reply, resp)
+	})
 }
 
 func (s *Server) findByInbox(ch *channel, inbox string) *subState {
@@ -215,19 +258,21 @@ func (s *Server) findByInbox(ch *channel, inbox string) *subState {
 
 // forgetSub undoes the in-memory side of a subscription that could not be stored.
 func (s *Server) forgetSub(sub *subState) {
+	sub.gone = true
 	delete(s.byAck, sub.ackInbox)
-	delete(s.byAckID, sub.ackID)
-	if c := s.clients[sub.clientID]; c != nil {
+	delete(s.byAckID, sub.ack)
+	if c := sub.owner; c != nil {
 		delete(c.subs, sub)
 	}
+	sub.owner = nil
 	delete(sub.ch.subs, sub)
 	if g := sub.group; g != nil {
 		g.members = removeMember(g.members, sub)
 		if len(g.members) == 0 && g.shadow == nil {
-			delete(sub.ch.queues, g.key)
+			delete(sub.ch.queues, g.id)
 		}
 	} else if sub.durable != "" && sub.lastSent == 0 && len(sub.pending) == 0 {
-		delete(sub.ch.durables, durableKey(sub.clientID, sub.ch.name, sub.durable))
+		delete(sub.ch.durables, sub.durableID())
 	}
 }
 
@@ -247,12 +292,13 @@ func (s *Server) removeSub(sub *subState, unsubscribe bool) {
 	if sub.timer != nil {
 		sub.timer.Stop()
 	}
-	sub.ready = false
+	sub.ready, sub.gone = false, true
 	delete(s.byAck, sub.ackInbox)
-	delete(s.byAckID, sub.ackID)
-	if c := s.clients[sub.clientID]; c != nil {
+	delete(s.byAckID, sub.ack)
+	if c := sub.owner; c != nil {
 		delete(c.subs, sub)
 	}
+	sub.owner = nil
 	if g := sub.group; g != nil {
 		g.members = removeMember(g.members, sub)
 		switch {
@@ -264,7 +310,7 @@ func (s *Server) removeSub(sub *subState, unsubscribe bool) {
 			g.shadow = sub
 			s.propose(&cmdUpdateSub{state: sub.storeState(), ch: ch})
 		default:
-			delete(ch.queues, g.key)
+			delete(ch.queues, g.id)
 			s.propose(&cmdDeleteSub{id: sub.id, ch: ch})
 		}
 		return
@@ -276,21 +322,27 @@ func (s *Server) removeSub(sub *subState, unsubscribe bool) {
 		return
 	}
 	if sub.durable != "" {
-		delete(ch.durables, durableKey(sub.clientID, ch.name, sub.durable))
+		delete(ch.durables, sub.durableID())
 	}
 	s.propose(&cmdDeleteSub{id: sub.id, ch: ch})
 }
 
 // reassign hands a leaving member's unacknowledged messages to the remaining members,
-// round robin, redelivered at once and flagged.
+// round robin, redelivered at once and flagged. The transfer is recorded (a sent event
+// per message for its new owner, and the group's cursor on one member) before the
+// leaver's record is deleted, so a restart keeps every pending message of the group
+// (audit finding 4).
 func (s *Server) reassign(from *subState, g *queueGroup) {
 	i := 0
 	for seq, p := range from.pending {
 		to := g.members[i%len(g.members)]
 		i++
 		to.pending[seq] = p
+		s.recordEvent(to, stores.SubEvent{SubID: to.id, Seq: seq})
 		s.redeliver(to, seq)
 	}
 	clear(from.pending)
 	from.expReset()
+	s.flushSentAcks()
+	s.propose(&cmdUpdateSub{state: g.members[0].storeState(), ch: from.ch})
 }

@@ -52,6 +52,8 @@ func (r *fileReader) streamingBlock(s *settings, e *conf.Entry, path string) {
 			o.IOBatchSize, _ = r.intIn(e, kpath, 0, math.MaxInt32)
 		case "replace_durable":
 			o.ReplaceDurable, _ = r.boolean(e, kpath)
+		case "max_clients":
+			o.MaxClients, _ = r.intIn(e, kpath, -1, math.MaxInt32)
 		case "store_limits", "limits", "storelimits":
 			r.storeLimits(st, e, kpath)
 		case "file_options", "file":

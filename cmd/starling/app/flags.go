@@ -211,9 +211,11 @@ func defineStreamingFlags(fs *flag.FlagSet, s *settings) {
 	o.IOBatchSize = streaming.DefaultIOBatchSize
 	def([]string{"io_batch_size"}, "io_batch_size", "maximum messages stored in one batch (default 1024)", integer(&o.IOBatchSize))
 	fs.BoolVar(&o.ReplaceDurable, "replace_durable", false, "a subscribe request for a durable that is online replaces it instead of failing")
+	o.MaxClients = streaming.DefaultMaxClients
+	def([]string{"max_clients"}, "max_clients", "maximum registered streaming clients (-1 = unlimited) (default 65536)", integer(&o.MaxClients))
 	fo := &st.file
 	fo.sync, fo.autoSync, fo.sliceMaxBytes = true, time.Minute, filestore.DefaultSegmentBytes
-	fs.BoolFunc("file_sync", "file and bolt stores: fsync before every PubAck (false: faster, survives a process crash but not power loss) (default true)",
+	fs.BoolFunc("file_sync", "file and bolt stores: fsync before every PubAck (false: faster, survives a process crash but not power loss, and with bolt a power loss can leave the whole file unreadable) (default true)",
 		at("file.sync", "file_sync", func(v string) error {
 			on, err := strconv.ParseBool(v)
 			fo.sync = on

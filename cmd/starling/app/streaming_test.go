@@ -31,7 +31,7 @@ func parse(t *testing.T, args ...string) *settings {
 func TestStreamingDefaults(t *testing.T) {
 	st := parse(t).streaming
 	want := streaming.Options{ClusterID: "test-cluster", DiscoverPrefix: "_STAN.discover", HBInterval: 30 * time.Second,
-		HBTimeout: 10 * time.Second, HBFailCount: 10, IOBatchSize: 1024}
+		HBTimeout: 10 * time.Second, HBFailCount: 10, IOBatchSize: 1024, MaxClients: streaming.DefaultMaxClients}
 	if st.off || st.opts != want || st.storeType() != "memory" || st.dir != "" || st.debug || st.trace {
 		t.Errorf("defaults %+v", st)
 	}
@@ -46,19 +46,19 @@ func TestStreamingDefaults(t *testing.T) {
 // Every streaming flag, by its short and its long name.
 func TestStreamingFlags(t *testing.T) {
 	want := streaming.Options{ClusterID: "c1", DiscoverPrefix: "X.disc", HBInterval: 5 * time.Second,
-		HBTimeout: 2 * time.Second, HBFailCount: 3, IOBatchSize: 10, ReplaceDurable: true}
+		HBTimeout: 2 * time.Second, HBFailCount: 3, IOBatchSize: 10, ReplaceDurable: true, MaxClients: 7}
 	wantLimits := stores.Limits{MaxChannels: 5, MaxSubs: 6, MaxMsgs: 7, MaxBytes: 1 << 20, MaxAge: time.Hour, MaxInactivity: 2 * time.Hour}
 	for _, args := range [][]string{
 		{"-cid", "c1", "-st", "MEMORY", "-mc", "5", "-msu", "6", "-mm", "7", "-mb", "1MB", "-ma", "1h", "-mi", "2h",
 			"-hbi", "5s", "-hbt", "2s", "-hbf", "3", "--io_batch_size", "10", "--replace_durable", "-SD", "-SV",
-			"--discover_prefix", "X.disc", "--dir", "/tmp/x"},
+			"--discover_prefix", "X.disc", "--dir", "/tmp/x", "--max_clients", "7"},
 		{"--cluster_id", "c1", "--store", "memory", "--max_channels", "5", "--max_subs", "6", "--max_msgs", "7",
 			"--max_bytes", "1048576", "--max_age", "1h", "--max_inactivity", "2h", "--hb_interval", "5s", "--hb_timeout", "2s",
 			"--hb_fail_count", "3", "--io_batch_size=10", "--replace_durable=true", "--stan_debug", "--stan_trace",
-			"--discover_prefix", "X.disc", "--dir", "/tmp/x"},
+			"--discover_prefix", "X.disc", "--dir", "/tmp/x", "--max_clients", "7"},
 		{"-cid", "c1", "-mc", "5", "-msu", "6", "-mm", "7", "-mb", "1MB", "-ma", "1h", "-mi", "2h",
 			"-hbi", "5s", "-hbt", "2s", "-hbf", "3", "--io_batch_size", "10", "--replace_durable", "-SDV",
-			"--discover_prefix", "X.disc", "--dir", "/tmp/x"},
+			"--discover_prefix", "X.disc", "--dir", "/tmp/x", "--max_clients", "7"},
 	} {
 		c := parse(t, args...)
 		st := c.streaming
@@ -117,6 +117,7 @@ streaming {
   encrypt: false
   username: stan
   password: secret
+  max_clients: 9
 }
 `
 
@@ -125,7 +126,7 @@ func TestStreamingConfigFile(t *testing.T) {
 	c := parse(t, "-c", path)
 	st := c.streaming
 	want := streaming.Options{ClusterID: "orders-cluster", DiscoverPrefix: "_ORDERS.discover", HBInterval: 20 * time.Second,
-		HBTimeout: 4 * time.Second, HBFailCount: 5, IOBatchSize: 256, ReplaceDurable: true}
+		HBTimeout: 4 * time.Second, HBFailCount: 5, IOBatchSize: 256, ReplaceDurable: true, MaxClients: 9}
 	if st.opts != want || st.storeType() != "memory" || !st.debug || st.trace || st.off {
 		t.Errorf("options %+v store %q debug %v trace %v", st.opts, st.store, st.debug, st.trace)
 	}

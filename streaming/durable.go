@@ -1,0 +1,142 @@
+package streaming
+
+import (
+	"errors"
+
+	"github.com/starling-io/starling/stores"
+)
+
+// Nothing acknowledged is ever lost: a reply that confirms a state change — a connect,
+// subscribe (created or resumed), unsubscribe, subscription close or close response —
+// is sent only once the records of that change are as durable as a PubAck makes
+// messages (audit finding 1). The records ride the group commit of messages rather than
+// paying an fsync each:
+//
+//   - Apply marks what changed: the SubStore of a channel (subscriptions and their
+//     sent/ack records) or the Store's client records.
+//   - The reply is deferred with afterDurable.
+//   - Whenever the engine hands a commit group to the committer (publishes of the
+//     batch), and at the end of every engine batch, it records the sent/ack events of
+//     the batch, Flushes every marked store into the group and attaches the deferred
+//     replies to it; the committer's SyncFlushed of those stores is the group commit, in
+//     the same pass as the messages' fsyncs. Replies are sent when the group completes.
+//
+// So sent and ack records are durable no later than the group commit that follows the
+// delivery or ack, and every PubAck or reply also covers the acks received before it.
+// Stores that do not split their Sync (memory) are synced at the end of the batch, then
+// the replies go.
+
+// afterDurable defers fn — the reply confirming the changes proposed so far — until
+// those changes are durable; err is the commit's failure, if any.
+func (s *Server) afterDurable(fn func(err error)) { s.waiting = append(s.waiting, fn) }
+
+// markSubsDirty notes that ch's SubStore changed (Apply).
+func (s *Server) markSubsDirty(ch *channel) {
+	if !ch.subsDirty {
+		ch.subsDirty = true
+		s.subsDirty = append(s.subsDirty, ch)
+	}
+}
+
+// metaPending reports whether anything waits for a metadata commit.
+func (s *Server) metaPending() bool {
+	return len(s.waiting) > 0 || len(s.subsDirty) > 0 || s.clientsDirty || s.sentPending()
+}
+
+// commitMeta commits the metadata changed in this batch and releases the replies waiting
+// for it: pipelined, as a commit group of its own; otherwise synchronously (engine, at
+// the end of a batch).
+func (s *Server) commitMeta() {
+	if !s.metaPending() {
+		return
+	}
+	if s.splitMeta && s.started {
+		g := s.committer().group()
+		s.flushMetaInto(g)
+		s.commit.enqueue(g)
+		if s.commit.full() {
+			s.waitCommits(0)
+		}
+		return
+	}
+	s.syncMetaAndReply()
+}
+
+// syncMetaAndReply syncs the changed metadata synchronously and sends the replies waiting
+// for it.
+func (s *Server) syncMetaAndReply() {
+	for range 4 { // a reply's follow-up may change metadata again; bounded, never a loop
+		err := s.syncMeta()
+		waiting := s.waiting
+		s.waiting = nil
+		for _, fn := range waiting {
+			fn(err)
+		}
+		if !s.metaPending() {
+			return
+		}
+	}
+}
+
+// flushMetaInto records the batch's sent/ack events, flushes every changed SubStore and
+// the client records, and hands them and the waiting replies to commit group g.
+func (s *Server) flushMetaInto(g *commitGroup) {
+	s.flushSentAcks()
+	for _, ch := range s.subsDirty {
+		ch.subsDirty = false
+		if ch.deleted {
+			continue
+		}
+		if sp, ok := ch.store.Subs.(stores.SplitSyncer); ok {
+			g.addSyncer(sp, sp.Flush())
+		} else {
+			g.addSyncer(nil, ch.store.Subs.Sync())
+		}
+	}
+	clear(s.subsDirty)
+	s.subsDirty = s.subsDirty[:0]
+	if s.clientsDirty {
+		s.clientsDirty = false
+		sp := s.store.(stores.SplitSyncer)
+		g.addSyncer(sp, sp.Flush())
+	}
+	g.after = append(g.after, s.waiting...)
+	clear(s.waiting)
+	s.waiting = s.waiting[:0]
+}
+
+// syncMeta syncs, synchronously, everything changed since the last commit.
+func (s *Server) syncMeta() error {
+	s.flushSentAcks()
+	var errs []error
+	for _, ch := range s.subsDirty {
+		ch.subsDirty = false
+		if !ch.deleted {
+			errs = append(errs, ch.store.Subs.Sync())
+		}
+	}
+	clear(s.subsDirty)
+	s.subsDirty = s.subsDirty[:0]
+	if s.clientsDirty {
+		s.clientsDirty = false
+		errs = append(errs, s.store.Sync())
+	}
+	return errors.Join(errs...)
+}
+
+// heal makes a channel whose store failed (a full disk, say) usable again: once nothing
+// is in flight, the store rolls back to what is durable and appends continue from there
+// (audit finding 8). It reports false, the channel still broken, if the store cannot yet.
+func (s *Server) heal(ch *channel) bool {
+	if s.commit != nil {
+		s.waitCommits(0) // Rollback needs no SyncFlushed in flight
+	}
+	if err := ch.store.Msgs.Rollback(); err != nil {
+		s.log.Warn("channel store still failing", "channel", ch.name, "err", err)
+		return false
+	}
+	ch.broken = false
+	ch.synced = min(ch.synced, ch.store.Msgs.State().Last)
+	s.log.Info("channel store recovered after a failure", "channel", ch.name, "last", ch.store.Msgs.State().Last)
+	return true
+}
