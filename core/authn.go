@@ -1,7 +1,9 @@
 package core
 
 import (
+	"context"
 	"crypto/tls"
+	"sync"
 	"time"
 
 	"github.com/starling-io/starling/core/auth"
@@ -16,13 +18,15 @@ const (
 )
 
 // startAuthTimer closes a client that has not authenticated in time (spec §2.2): the auth
-// timeout, or the TLS timeout plus a second when TLS is on.
+// timeout, or the TLS timeout plus a second when TLS is on. The timer also ends authCtx,
+// so a CONNECT still waiting for its turn at bcrypt gives up.
 func (c *client) startAuthTimer(o *Options) {
 	d := o.AuthTimeout
 	if o.TLS != nil {
 		d = o.TLSTimeout + time.Second
 	}
 	c.mu.Lock()
+	c.authCtx, c.authCancel = context.WithCancel(context.Background())
 	c.authTimer = time.AfterFunc(d, c.authTimeout)
 	c.mu.Unlock()
 }
@@ -34,14 +38,21 @@ func (c *client) authTimeout() {
 		return
 	}
 	c.out.buf = wire.AppendErr(c.out.buf, wire.ErrAuthTimeout.Text)
+	user, checking, cancel := c.authUser, c.authChecking, c.authCancel
 	c.mu.Unlock()
-	c.log.Info("authentication timeout", "cause", "no CONNECT within the auth timeout")
+	cancel()
+	cause := "no CONNECT within the auth timeout"
+	if checking {
+		cause = "password not checked within the auth timeout (too many checks in progress)"
+	}
+	c.srv.logRefusedLogin(c, "authentication timeout", user, cause)
 	c.closeFlushing(reasonAuthTimeout)
 }
 
 // authenticate checks CONNECT's credentials (or the TLS certificate with verify_and_map)
 // and installs the identity's permissions. The returned error is for the server log only:
-// it never carries a secret.
+// it never carries a secret. One wrapping auth.ErrCheckAborted means the auth timer fired
+// (or the client closed) while the check waited for bcrypt: the client has its answer.
 func (c *client) authenticate(opts *connectOpts) error {
 	o := c.srv.o()
 	var id *auth.Identity
@@ -50,8 +61,18 @@ func (c *client) authenticate(opts *connectOpts) error {
 		if o.TLSMap {
 			id, err = o.Auth.CheckNames(certNames(c.tlsState))
 		} else {
-			id, err = o.Auth.Check(auth.Credentials{User: opts.User, Pass: opts.Pass, Token: opts.AuthToken,
-				Nkey: opts.Nkey, Sig: opts.Sig, Nonce: c.nonce})
+			ctx := context.Background() // no auth timer: auth was off when the client connected
+			c.mu.Lock()
+			if c.authCtx != nil {
+				ctx = c.authCtx
+			}
+			c.authUser, c.authChecking = loginName(opts), true
+			c.mu.Unlock()
+			id, err = o.Auth.CheckContext(ctx, auth.Credentials{User: opts.User, Pass: opts.Pass,
+				Token: opts.AuthToken, Nkey: opts.Nkey, Sig: opts.Sig, Nonce: c.nonce})
+			c.mu.Lock()
+			c.authChecking = false
+			c.mu.Unlock()
 		}
 		if err != nil {
 			return err
@@ -59,6 +80,60 @@ func (c *client) authenticate(opts *connectOpts) error {
 	}
 	c.setIdentity(id)
 	return nil
+}
+
+// loginName is who a CONNECT claims to be, for the log: the user name or the nkey.
+func loginName(opts *connectOpts) string {
+	if opts.User == "" {
+		return opts.Nkey
+	}
+	return opts.User
+}
+
+// Refused logins are logged at most authLogBurst lines per authLogWindow for the whole
+// server; the next line let through counts the ones left out.
+const (
+	authLogBurst  = 10
+	authLogWindow = time.Second
+)
+
+// logLimiter lets through at most authLogBurst lines per window and counts the rest.
+type logLimiter struct {
+	mu      sync.Mutex
+	window  time.Time // start of the current window
+	n       int       // lines let through in it
+	dropped int       // lines left out since the last one let through
+}
+
+// allow reports whether a line may be logged at now, and how many were left out
+// before it.
+func (l *logLimiter) allow(now time.Time) (ok bool, dropped int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if now.Sub(l.window) >= authLogWindow {
+		l.window, l.n = now, 0
+	}
+	if l.n >= authLogBurst {
+		l.dropped++
+		return false, 0
+	}
+	l.n++
+	dropped, l.dropped = l.dropped, 0
+	return true, dropped
+}
+
+// logRefusedLogin logs one line for a refused login, naming the user and the cause,
+// unless a flood of them has used up the log budget.
+func (s *Server) logRefusedLogin(c *client, msg, user string, cause any) {
+	ok, dropped := s.authLog.allow(time.Now())
+	if !ok {
+		return
+	}
+	if dropped > 0 {
+		c.log.Info(msg, "user", user, "cause", cause, "suppressed", dropped)
+		return
+	}
+	c.log.Info(msg, "user", user, "cause", cause)
 }
 
 // setIdentity installs who the client is and what it may do; safe from any goroutine.
@@ -81,7 +156,11 @@ func (c *client) setIdentity(id *auth.Identity) {
 	if c.authTimer != nil {
 		c.authTimer.Stop()
 	}
+	cancel := c.authCancel
 	c.mu.Unlock()
+	if cancel != nil {
+		cancel() // releases the context; nothing waits on it any more
+	}
 }
 
 // canPublish is the publish permission check on the read goroutine: one atomic load and,

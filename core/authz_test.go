@@ -221,3 +221,55 @@ func TestNkeyNonceNotReusable(t *testing.T) {
 	second.expect("-ERR 'Authorization Violation'\r\n")
 	second.expectClosed()
 }
+
+// A flood of refused logins logs at most authLogBurst (10) lines a second, each naming
+// the user and the cause; a later line counts the ones left out.
+func TestRefusedLoginsLogRateLimited(t *testing.T) {
+	var logs syncLog
+	a, err := auth.New(auth.Options{Users: []*auth.User{{Username: "carl", Password: "right-pass"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startCore(t, func(o *core.Options) {
+		o.Auth = a
+		o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	refuse := func() {
+		c, _ := dial(t, s)
+		c.send(`CONNECT {"verbose":false,"user":"carl","pass":"wrong"}` + "\r\nPING\r\n")
+		c.expect("-ERR 'Authorization Violation'\r\n")
+		c.expectClosed()
+	}
+	start := time.Now()
+	const attempts = 60
+	for range attempts {
+		refuse()
+	}
+	lines := func() []string {
+		var out []string
+		for _, l := range strings.Split(logs.String(), "\n") {
+			if strings.Contains(l, "authentication failed") {
+				out = append(out, l)
+			}
+		}
+		return out
+	}
+	got := lines()
+	windows := int(time.Since(start)/time.Second) + 1
+	if len(got) == 0 || len(got) > 10*windows || len(got) == attempts {
+		t.Fatalf("%d log lines for %d refused logins in %d window(s)", len(got), attempts, windows)
+	}
+	for _, l := range got {
+		if !strings.Contains(l, "user=carl") || !strings.Contains(l, "wrong password") || strings.Contains(l, "pass=") {
+			t.Fatalf("log line %q lacks the user or the cause", l)
+		}
+	}
+	// Once a new second starts, the next refusal is logged with the count left out.
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(logs.String(), "suppressed=") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no line counts the suppressed ones:\n%s", logs.String())
+		}
+		refuse()
+	}
+}

@@ -134,3 +134,40 @@ func startCoreB(b *testing.B) *core.Server {
 	b.Cleanup(func() { _ = s.Shutdown(b.Context()) })
 	return s
 }
+
+// BenchmarkConnPublish is the in-process publish the streaming layer makes for every
+// delivery and heartbeat: a 16-byte message to one socket subscriber (flushed every 64
+// messages, as a batch would be), the same with a reply subject (a heartbeat), and to
+// nobody. Steady state allocates nothing.
+func BenchmarkConnPublish(b *testing.B) {
+	for _, tc := range []struct {
+		name  string
+		subs  int
+		reply string
+	}{{"socket", 1, ""}, {"socket-reply", 1, "_STAN.hb.bench.client-1"}, {"none", 0, ""}} {
+		b.Run(tc.name, func(b *testing.B) {
+			s := startCoreB(b)
+			subscribeRaw(b, s, "_INBOX.bench.conn.publish", tc.subs)
+			for s.NumSubscriptions() < tc.subs {
+				time.Sleep(time.Millisecond)
+			}
+			nc, err := s.Connect("bench")
+			if err != nil {
+				b.Fatal(err)
+			}
+			payload := make([]byte, 16)
+			b.SetBytes(int64(len(payload)))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				if err := nc.Publish("_INBOX.bench.conn.publish", tc.reply, nil, payload); err != nil {
+					b.Fatal(err)
+				}
+				if i%64 == 63 {
+					nc.Flush()
+				}
+			}
+			nc.Flush()
+		})
+	}
+}

@@ -1,6 +1,7 @@
 package core
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"io"
@@ -113,9 +114,18 @@ type client struct {
 	authTimer *time.Timer
 	authDone  bool           // CONNECT authenticated (or no auth needed)
 	ident     *auth.Identity // who the client is; nil without auth
-	name      string         // CONNECT name, readable by monitoring
-	lang      string
-	version   string
+
+	// The auth timer ends authCtx (so does closing): a CONNECT waiting for its turn at
+	// bcrypt gives up. authUser and authChecking name, for the timer's log line, who the
+	// CONNECT claimed to be and whether its check was still running.
+	authCtx      context.Context
+	authCancel   context.CancelFunc
+	authUser     string
+	authChecking bool
+
+	name    string // CONNECT name, readable by monitoring
+	lang    string
+	version string
 
 	start      time.Time
 	lastIn     atomic.Int64 // unix nanos of the last inbound PUB/SUB/PING
@@ -355,6 +365,7 @@ func (c *client) closeConnection(reason string) {
 	if c.authTimer != nil {
 		c.authTimer.Stop()
 	}
+	authCancel := c.authCancel
 	subs := make([]*subscription, 0, len(c.subs))
 	for _, sub := range c.subs {
 		subs = append(subs, sub)
@@ -362,6 +373,9 @@ func (c *client) closeConnection(reason string) {
 	flush := c.out.flushOnClose
 	nc := c.nc
 	c.mu.Unlock()
+	if authCancel != nil {
+		authCancel() // a CONNECT waiting for bcrypt gives up
+	}
 
 	for _, sub := range subs {
 		sub.closed.Store(true)

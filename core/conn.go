@@ -196,12 +196,21 @@ func (nc *Conn) Subscribe(subj, queue string, handler MsgHandler) (*Subscription
 
 // Publish routes one message. hdr, when not empty, is a complete header block
 // ("NATS/1.0\r\n…\r\n\r\n"). Frames for socket subscribers are sent at the next Flush.
+//
+// subj, and reply unless empty, must be valid literal subjects with no whitespace or
+// control byte (subject.ValidPublish), short enough that a socket client could have
+// published them (validPubArgs); otherwise Publish returns ErrBadSubject and delivers
+// nothing. The layer above publishes to subjects its clients chose, and both are
+// written verbatim into MSG, HMSG and RMSG frames: a space or CR LF in them would let
+// a client forge protocol to any subscriber or across a route.
 func (nc *Conn) Publish(subj, reply string, hdr, data []byte) error {
 	c := nc.c
-	if len(hdr)+len(data) > c.srv.o().MaxPayload {
+	o := c.srv.o()
+	if len(hdr)+len(data) > o.MaxPayload {
 		return ErrMaxPayload
 	}
-	if subj == "" {
+	if !subject.ValidPublish(subj) || (reply != "" && !subject.ValidPublish(reply)) ||
+		!validPubArgs(o.MaxControlLine, subj, reply, len(hdr), len(hdr)+len(data)) {
 		return ErrBadSubject
 	}
 	if c.isClosed() {
@@ -228,6 +237,35 @@ func (nc *Conn) Publish(subj, reply string, hdr, data []byte) error {
 		nc.scratch.Put(buf)
 	}
 	return nil
+}
+
+// validPubArgs reports whether the arguments of the PUB (or HPUB) a socket client would
+// send for this message — subject, reply, sizes — fit a control line of max bytes: the
+// length rule every other publisher obeys, which keeps MSG and RMSG lines within what
+// clients and routes accept.
+func validPubArgs(max int, subj, reply string, hdrLen, total int) bool {
+	const sizes = 2 * 11 // two sizes of at most 10 digits (max_payload <= 1 GiB), a space each
+	n := len(subj)
+	if reply != "" {
+		n += 1 + len(reply)
+	}
+	if n+sizes <= max {
+		return true // the common case: no need to count digits
+	}
+	n += 1 + digits(total)
+	if hdrLen > 0 {
+		n += 1 + digits(hdrLen)
+	}
+	return n <= max
+}
+
+// digits returns the number of decimal digits of n >= 0.
+func digits(n int) int {
+	d := 1
+	for ; n >= 10; n /= 10 {
+		d++
+	}
+	return d
 }
 
 // Flush wakes the writer of every socket client that received frames since the last

@@ -3,6 +3,8 @@ package core_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -98,5 +100,138 @@ func TestConnAutoUnsubscribeAndClose(t *testing.T) {
 	}
 	if err := ic.Publish("x", "", nil, nil); !errors.Is(err, core.ErrConnClosed) {
 		t.Fatalf("publish after close: %v", err)
+	}
+}
+
+// forgedSubjects are subjects and replies a streaming client could choose as its inbox or
+// heartbeat inbox (audit finding 2): each would split a MSG, HMSG or RMSG line, reach
+// subscribers it was not published to, or is not a literal subject.
+var forgedSubjects = []string{
+	"orders.x 1 12\r\ncancel-all!!\r\nMSG orders.y",
+	"orders.x 12\r\ncancel-all!!\r\nRMSG admin.shutdown 5\r\nHELLO\r\nRMSG orders.y",
+	"orders.x\r\nPING",
+	"orders.x 1",
+	"orders.x\t1",
+	"orders.x\n",
+	"orders.x\r",
+	"orders.x\f",
+	"orders.x\v",
+	"orders.x\x00",
+	"orders\x7f.x",
+	"orders.*",
+	"orders.>",
+	">",
+	"*",
+	"orders..x",
+	".orders",
+	"orders.",
+	"",
+}
+
+// The in-process Publish refuses every forging subject and reply with ErrBadSubject and
+// delivers nothing: a raw socket subscriber to ">" sees only the ordinary messages, and
+// in order, so no forged frame was ever written before them.
+func TestConnPublishRefusesForgedSubjects(t *testing.T) {
+	s := startCore(t, nil)
+	raw, _ := dial(t, s)
+	raw.send(`CONNECT {"verbose":false,"headers":true}` + "\r\nSUB > 1\r\nSUB admin.shutdown 2\r\nPING\r\n")
+	raw.expect("PONG\r\n")
+	ic, err := s.Connect("internal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ic.Close()
+	var inproc atomic.Int64
+	if _, err := ic.Subscribe(">", "", func(core.Msg) { inproc.Add(1) }); err != nil {
+		t.Fatal(err)
+	}
+	hdr := []byte("NATS/1.0\r\n\r\n")
+	for _, bad := range forgedSubjects {
+		for _, h := range [][]byte{nil, hdr} {
+			if err := ic.Publish(bad, "", h, []byte("forged")); !errors.Is(err, core.ErrBadSubject) {
+				t.Errorf("Publish(%q) = %v, want ErrBadSubject", bad, err)
+			}
+			if bad == "" {
+				continue // an empty reply means "no reply"
+			}
+			if err := ic.Publish("orders.ok", bad, h, []byte("forged")); !errors.Is(err, core.ErrBadSubject) {
+				t.Errorf("Publish(reply %q) = %v, want ErrBadSubject", bad, err)
+			}
+		}
+	}
+	ic.Flush()
+	if n := inproc.Load(); n != 0 {
+		t.Fatalf("%d refused messages reached an in-process subscriber", n)
+	}
+
+	// Ordinary subjects, replies and headers still go through, byte for byte.
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(ic.Publish("orders.ok", "", nil, []byte("a")))
+	must(ic.Publish("_INBOX.Zx3fA0b9QeLr4Tn2Kp7Ws1", "_STAN.hb.c1.client-1", nil, nil))
+	must(ic.Publish("foo*.f>o.ünï", "r.1", hdr, []byte("b")))
+	ic.Flush()
+	raw.expect("MSG orders.ok 1 1\r\na\r\n")
+	raw.expect("MSG _INBOX.Zx3fA0b9QeLr4Tn2Kp7Ws1 1 _STAN.hb.c1.client-1 0\r\n\r\n")
+	raw.expect("HMSG foo*.f>o.ünï 1 r.1 12 13\r\nNATS/1.0\r\n\r\nb\r\n")
+	raw.send("PING\r\n")
+	raw.expect("PONG\r\n")
+	if n := inproc.Load(); n != 3 {
+		t.Fatalf("in-process subscriber got %d messages, want 3", n)
+	}
+}
+
+// The length rule is a socket client's: the PUB arguments a client would send for the
+// message must fit max_control_line. Publish accepts exactly what the parser accepts.
+func TestConnPublishLengthRule(t *testing.T) {
+	const max = 64
+	s := startCore(t, func(o *core.Options) { o.MaxControlLine = max })
+	ic, err := s.Connect("internal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ic.Close()
+	payload := []byte("0123456789abcdef") // "16": two digits
+	subj := func(n int) string { return "s." + strings.Repeat("x", n-2) }
+	for _, tc := range []struct {
+		subj, reply string
+		hdr         []byte
+		ok          bool
+	}{
+		{subj(max - 3), "", nil, true}, // "<subj> 16"
+		{subj(max - 2), "", nil, false},
+		{subj(max - 8), "r.xx", nil, true}, // "<subj> r.xx 16"
+		{subj(max - 7), "r.xx", nil, false},
+		{subj(max - 6), "", []byte("NATS/1.0\r\n\r\n"), true}, // "<subj> 12 28"
+		{subj(max - 5), "", []byte("NATS/1.0\r\n\r\n"), false},
+	} {
+		err := ic.Publish(tc.subj, tc.reply, tc.hdr, payload)
+		if (err == nil) != tc.ok {
+			t.Errorf("Publish(%d-byte subject, reply %q, %d-byte header) = %v, want ok=%v", len(tc.subj), tc.reply, len(tc.hdr), err, tc.ok)
+		}
+		if !tc.ok && !errors.Is(err, core.ErrBadSubject) {
+			t.Errorf("want ErrBadSubject, got %v", err)
+		}
+		// The same message from a socket client: accepted, or refused for its length.
+		c, _ := dial(t, s)
+		line := "PUB " + tc.subj + " "
+		if tc.reply != "" {
+			line += tc.reply + " "
+		}
+		if tc.hdr != nil {
+			line = fmt.Sprintf("H%s%d %d\r\n%s%s\r\n", line, len(tc.hdr), len(tc.hdr)+len(payload), tc.hdr, payload)
+		} else {
+			line = fmt.Sprintf("%s%d\r\n%s\r\n", line, len(payload), payload)
+		}
+		c.send(`CONNECT {"verbose":false,"headers":true}` + "\r\n" + line + "PING\r\n")
+		if tc.ok {
+			c.expect("PONG\r\n")
+		} else {
+			c.expect("-ERR 'maximum control line exceeded'\r\n")
+		}
 	}
 }

@@ -3,9 +3,11 @@ package core
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"strconv"
 	"time"
 
+	"github.com/starling-io/starling/core/auth"
 	"github.com/starling-io/starling/core/subject"
 	"github.com/starling-io/starling/core/wire"
 )
@@ -26,7 +28,7 @@ func (c *client) ProcessConnect(arg []byte) error {
 	opts.Headers = opts.Headers && srvHeaders
 	switch {
 	case opts.Account != nil || opts.NewAccount != nil:
-		c.log.Debug("CONNECT names an account", "cause", "accounts are not supported")
+		c.srv.logRefusedLogin(c, "authentication failed", loginName(&opts), "CONNECT names an account: accounts are not supported")
 		return wire.ErrAuthorization
 	case opts.Protocol < 0 || opts.Protocol > 1:
 		return wire.ErrBadProtocol
@@ -34,7 +36,9 @@ func (c *client) ProcessConnect(arg []byte) error {
 		return wire.ErrNoRespondersNeedsHeaders
 	}
 	if err := c.authenticate(&opts); err != nil {
-		c.log.Info("authentication failed", "cause", err, "user", opts.User, "nkey", opts.Nkey)
+		if !errors.Is(err, auth.ErrCheckAborted) { // else the auth timer has logged it
+			c.srv.logRefusedLogin(c, "authentication failed", loginName(&opts), err)
+		}
 		return wire.ErrAuthorization
 	}
 	c.opts = opts

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -318,5 +319,56 @@ func TestRouteLameDuckWithdrawsURLs(t *testing.T) {
 	waitFor(t, 2*time.Second, func() bool { return len(urls()) == 1 })
 	if u := urls(); u[0] != srvs[0].urls[0] {
 		t.Fatalf("left %v", u)
+	}
+}
+
+// The audit's cross-route forgery: a subject with CR LF published in-process on s0 would
+// have become RMSG lines that s1 parsed as messages to any subject. Publish refuses it, so
+// s1's subscribers (a wildcard and the literal target) see only the ordinary message,
+// and the route stays up.
+func TestRouteConnPublishRefusesForgery(t *testing.T) {
+	srvs := startMesh(t, 2, nil)
+	var mu sync.Mutex
+	var got []string // "subject data" of what s1's subscribers received
+	record := func(m Msg) {
+		mu.Lock()
+		got = append(got, string(m.Subject)+" "+string(m.Data))
+		mu.Unlock()
+	}
+	seen := func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), got...)
+	}
+	victim := mustConnect(t, srvs[1])
+	for _, subj := range []string{"orders.>", "admin.shutdown"} {
+		if _, err := victim.Subscribe(subj, "", record); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 2*time.Second, func() bool { return interest(srvs[0], "orders.x") == 1 && interest(srvs[0], "admin.shutdown") == 1 })
+	pub := mustConnect(t, srvs[0])
+	for _, bad := range []string{
+		"orders.x 12\r\ncancel-all!!\r\nRMSG admin.shutdown 5\r\nHELLO\r\nRMSG orders.y",
+		"orders.x 5\r\nHELLO\r\nRS+ admin.>\r\nRMSG orders.y",
+		"orders.>",
+	} {
+		if err := pub.Publish(bad, "", nil, []byte("inj")); err != ErrBadSubject {
+			t.Fatalf("Publish(%q) = %v, want ErrBadSubject", bad, err)
+		}
+		if err := pub.Publish("orders.ok", bad, nil, []byte("inj")); err != ErrBadSubject {
+			t.Fatalf("Publish(reply %q) = %v, want ErrBadSubject", bad, err)
+		}
+	}
+	if err := pub.Publish("orders.done", "", nil, []byte("ok")); err != nil {
+		t.Fatal(err)
+	}
+	pub.Flush()
+	waitFor(t, 2*time.Second, func() bool { return len(seen()) > 0 })
+	if g := seen(); len(g) != 1 || g[0] != "orders.done ok" {
+		t.Fatalf("s1 received %q, want only \"orders.done ok\"", g)
+	}
+	if srvs[0].NumRoutes() != 1 || srvs[1].NumRoutes() != 1 {
+		t.Fatal("the route dropped")
 	}
 }

@@ -49,7 +49,8 @@ type Server struct {
 	slow      atomic.Int64
 	stale     atomic.Int64
 	cpu       cpuMeter
-	gone      counters // traffic of closed connections, so totals never go backwards
+	gone      counters   // traffic of closed connections, so totals never go backwards
+	authLog   logLimiter // refused logins: a flood must not flood the log
 
 	// Cluster (route.go). rmu guards the route maps and interest counts; it is taken before
 	// any client's mu, never after.

@@ -4,11 +4,14 @@
 //
 // Authentication: New validates Options (a users list of user/password and
 // nkey users, or a single user, or a token, plus an optional NoAuthUser and
-// DefaultPermissions) into an immutable Authenticator. At CONNECT the router
-// calls Check with the client's Credentials and the nonce it sent (NewNonce,
-// when NeedsNonce), and gets the shared *Identity of the user or an error
-// wrapping ErrAuthorization. Passwords and tokens may be bcrypt hashes; plain
-// ones are compared in constant time.
+// DefaultPermissions) into an Authenticator whose configuration is immutable.
+// At CONNECT the router calls CheckContext with the client's Credentials and
+// the nonce it sent (NewNonce, when NeedsNonce), and gets the shared *Identity
+// of the user or an error wrapping ErrAuthorization. Passwords and tokens may
+// be bcrypt hashes; plain ones are compared in constant time. bcrypt checks are
+// bounded (at most Options.BcryptConcurrency at once; CheckContext gives up
+// waiting when its context ends) and recent answers are cached, so a password
+// flood cannot take all the CPU.
 //
 // Authorization: an Identity carries its Permissions compiled into a Checker,
 // shared by all connections of the user and safe for concurrent use; a nil

@@ -19,3 +19,9 @@ var ErrInvalidOptions = errors.New("auth: invalid options")
 // subject, or a "subject queue" entry that does not parse. Each error names the
 // entry.
 var ErrInvalidPermission = errors.New("auth: invalid permission")
+
+// ErrCheckAborted is returned by Authenticator.CheckContext when its context
+// ended while the check waited for its turn to run bcrypt (too many password
+// checks in progress): nothing was decided. The router's auth timer has
+// normally answered the client already ("Authentication Timeout").
+var ErrCheckAborted = errors.New("auth: password check aborted")

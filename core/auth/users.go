@@ -2,6 +2,7 @@ package auth
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
@@ -39,6 +40,10 @@ type Options struct {
 
 	// AlwaysEnableNonce makes NeedsNonce true even without nkey users.
 	AlwaysEnableNonce bool
+
+	// BcryptConcurrency bounds the bcrypt checks in progress at once; the
+	// others wait (CheckContext). 0 means GOMAXPROCS/2, at least 1.
+	BcryptConcurrency int
 }
 
 // Credentials is what the client sent in CONNECT, plus the nonce the server
@@ -94,7 +99,8 @@ func newSecret(s string) (secret, error) {
 }
 
 // match reports whether the client's plain text p is the secret. With bcrypt
-// it takes as long as the hash's cost says (tens of milliseconds at cost 11).
+// it takes as long as the hash's cost says (tens of milliseconds at cost 11):
+// Check goes through verifier.match, which bounds and caches that.
 func (s *secret) match(p string) bool {
 	if s.bcrypt != nil {
 		return bcrypt.CompareHashAndPassword(s.bcrypt, []byte(p)) == nil
@@ -110,8 +116,11 @@ type account struct {
 	key  nkeys.KeyPair // nkey users
 }
 
-// Authenticator decides who may connect. It is immutable after New and safe
-// for concurrent use.
+// Authenticator decides who may connect. Its configuration is immutable after
+// New; it is safe for concurrent use. It also owns what makes bcrypt affordable
+// (verifier): a bound on the checks in progress and caches of recently checked
+// credentials, which therefore last as long as the Authenticator — a reload that
+// builds a new one starts them afresh.
 type Authenticator struct {
 	mode   mode
 	byName map[string]*account // users list, by user name
@@ -121,6 +130,7 @@ type Authenticator struct {
 	anon   *Identity           // modeNone
 	nonce  bool
 	plain  []string
+	verify *verifier
 }
 
 // New validates o and builds an Authenticator. All problems are reported at
@@ -130,7 +140,7 @@ type Authenticator struct {
 // malformed bcrypt hashes, an unknown NoAuthUser, invalid permission subjects.
 // New logs nothing; see PlainPasswords.
 func New(o Options) (*Authenticator, error) {
-	a := &Authenticator{nonce: o.AlwaysEnableNonce}
+	a := &Authenticator{nonce: o.AlwaysEnableNonce, verify: newVerifier(o.BcryptConcurrency)}
 	var errs []error
 	bad := func(format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidOptions}, args...)...))
@@ -298,28 +308,62 @@ func (a *Authenticator) PlainPasswords() []string {
 // (never a password or token); the client is told only "Authorization
 // Violation". Checking a bcrypt password is slow by design; everything else
 // takes microseconds (an nkey signature about 50µs).
+//
+// Check is CheckContext without a deadline.
 func (a *Authenticator) Check(c Credentials) (*Identity, error) {
+	return a.CheckContext(context.Background(), c)
+}
+
+// CheckContext is Check for a client that may give up: at most
+// Options.BcryptConcurrency bcrypt checks run at once, and one that has to wait
+// for its turn gives up when ctx ends (the connection's auth timer fired or it
+// closed) — it never starts bcrypt after that — and returns an error wrapping
+// ErrCheckAborted and ctx's error. A user name and password that passed or
+// failed a bcrypt check within VerifiedTTL or RefusedTTL get the same answer
+// at once, without waiting and without bcrypt.
+func (a *Authenticator) CheckContext(ctx context.Context, c Credentials) (*Identity, error) {
 	switch a.mode {
 	case modeUsers:
-		return a.checkUsers(&c)
+		return a.checkUsers(ctx, &c)
 	case modeSingle:
 		if c.User != a.single.id.Name {
 			return nil, fmt.Errorf("%w: unknown user %q", ErrAuthorization, c.User)
 		}
-		if !a.single.pass.match(c.Pass) {
-			return nil, fmt.Errorf("%w: user %q: wrong password", ErrAuthorization, c.User)
+		if err := a.checkPassword(ctx, a.single, c.Pass, c.User); err != nil {
+			return nil, err
 		}
 		return a.single.id, nil
 	case modeToken:
-		if !a.single.pass.match(c.Token) {
-			return nil, fmt.Errorf("%w: wrong token", ErrAuthorization)
+		if err := a.checkPassword(ctx, a.single, c.Token, ""); err != nil {
+			return nil, err
 		}
 		return a.single.id, nil
 	}
 	return a.anon, nil
 }
 
-func (a *Authenticator) checkUsers(c *Credentials) (*Identity, error) {
+// checkPassword checks p against acc's password (or token, user ""), and
+// returns nil, an error wrapping ErrAuthorization, or one wrapping
+// ErrCheckAborted.
+func (a *Authenticator) checkPassword(ctx context.Context, acc *account, p, user string) error {
+	ok, err := a.verify.match(ctx, acc, p)
+	if ok {
+		return nil
+	}
+	who := fmt.Sprintf("user %q", user)
+	if user == "" {
+		who = "token"
+	}
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w: %s: waited for a password check: %w", ErrCheckAborted, who, err)
+	case user == "":
+		return fmt.Errorf("%w: wrong token", ErrAuthorization)
+	}
+	return fmt.Errorf("%w: %s: wrong password", ErrAuthorization, who)
+}
+
+func (a *Authenticator) checkUsers(ctx context.Context, c *Credentials) (*Identity, error) {
 	if a.noAuth != nil && c.User == "" && c.Pass == "" && c.Token == "" && c.Nkey == "" {
 		return a.noAuth.id, nil
 	}
@@ -340,8 +384,8 @@ func (a *Authenticator) checkUsers(c *Credentials) (*Identity, error) {
 	if acc == nil {
 		return nil, fmt.Errorf("%w: unknown user %q", ErrAuthorization, c.User)
 	}
-	if !acc.pass.match(c.Pass) {
-		return nil, fmt.Errorf("%w: user %q: wrong password", ErrAuthorization, c.User)
+	if err := a.checkPassword(ctx, acc, c.Pass, c.User); err != nil {
+		return nil, err
 	}
 	return acc.id, nil
 }

@@ -189,3 +189,18 @@ func BenchmarkScale(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkValidPublish is the check the in-process connection makes on every publish:
+// a typical streaming inbox and a heartbeat reply subject.
+func BenchmarkValidPublish(b *testing.B) {
+	for _, s := range []string{"_INBOX.Zx3fA0b9QeLr4Tn2Kp7Ws1", "_STAN.hb.Zx3fA0b9QeLr4Tn2Kp7Ws1.client-1"} {
+		b.Run(fmt.Sprint(len(s)), func(b *testing.B) {
+			b.ReportAllocs()
+			for range b.N {
+				if !ValidPublish(s) {
+					b.Fatal(s)
+				}
+			}
+		})
+	}
+}

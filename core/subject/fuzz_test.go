@@ -13,6 +13,8 @@ func FuzzValidSubject(f *testing.F) {
 	f.Add("foo bar")
 	f.Add("a.\t.b")
 	f.Add(strings.Repeat("x.", 40) + ">")
+	f.Add("abcdefg.>.abcdef.*.abcdefgh\x7f")
+	f.Add("_INBOX.Zx3fA0b9QeLr4Tn2Kp7Ws1 1 12\r\nMSG x")
 	f.Fuzz(func(t *testing.T, s string) {
 		b := []byte(s)
 		valid := ValidSubject(s)
@@ -36,6 +38,9 @@ func FuzzValidSubject(f *testing.F) {
 		}
 		if got := ValidLiteral(b); got != (want && !hasWildcard) {
 			t.Fatalf("ValidLiteral(%q) = %v", s, got)
+		}
+		if got := ValidPublish(s); got != (want && !hasWildcard && !hasControl(s)) {
+			t.Fatalf("ValidPublish(%q) = %v", s, got)
 		}
 		if got := IsLiteral(s); got != !hasWildcard {
 			t.Fatalf("IsLiteral(%q) = %v", s, got)

@@ -1,6 +1,11 @@
 package subject
 
-import "strings"
+import (
+	"encoding/binary"
+	"math/bits"
+	"strings"
+	"unsafe"
+)
 
 // text is the set of types subjects arrive as: strings from the API and
 // configuration, byte slices from the wire. Generic helpers over it avoid both
@@ -33,6 +38,68 @@ func ValidSubjectBytes(s []byte) bool { return validSubject(s, false) }
 // ValidLiteral reports whether s is a valid publish subject (what a pedantic
 // server requires): a valid subject with no '*' or '>' token.
 func ValidLiteral(s []byte) bool { return validSubject(s, true) }
+
+// ValidPublish reports whether s is a subject the server may publish on its own
+// behalf (the in-process connection) and write into MSG, HMSG and RMSG frames: a
+// valid literal subject (see ValidLiteral) that also has no control byte
+// (0x00–0x1f, 0x7f) anywhere. The protocol itself accepts control bytes other
+// than whitespace, but no legitimate subject needs them.
+//
+// It runs on every in-process publish, so it reads eight bytes at a time: a few
+// word operations refuse a space, control byte or DEL anywhere in the word and find
+// its dots; only the tokens that end at a dot are looked at. It does not allocate.
+func ValidPublish(s string) bool {
+	if len(s) == 0 {
+		return false
+	}
+	b := unsafe.Slice(unsafe.StringData(s), len(s))
+	start, i := 0, 0 // start: first byte of the current token
+	for ; i+8 <= len(b); i += 8 {
+		w := binary.LittleEndian.Uint64(b[i:])
+		del := w ^ (lsb * 0x7f)
+		if ((w-lsb*0x21)&^w|(del-lsb)&^del)&msb != 0 {
+			return false // a byte below 0x21 (space, control) or 0x7f
+		}
+		for dots := zeroBytes(w ^ (lsb * tsep)); dots != 0; dots &= dots - 1 {
+			end := i + bits.TrailingZeros64(dots)/8
+			if !literalToken(s[start:end]) {
+				return false
+			}
+			start = end + 1
+		}
+	}
+	for ; i < len(b); i++ {
+		c := b[i]
+		if c <= ' ' || c == 0x7f {
+			return false
+		}
+		if c == tsep {
+			if !literalToken(s[start:i]) {
+				return false
+			}
+			start = i + 1
+		}
+	}
+	return literalToken(s[start:])
+}
+
+// Word-at-a-time constants: every byte 0x01, every byte 0x7f, every byte 0x80.
+const (
+	lsb = 0x0101010101010101
+	low = 0x7f7f7f7f7f7f7f7f
+	msb = 0x8080808080808080
+)
+
+// zeroBytes returns a mask with the high bit set in exactly the bytes of v that are
+// zero (no false positives: nothing carries between bytes).
+func zeroBytes(v uint64) uint64 {
+	return ^((v & low) + low | v) & msb
+}
+
+// literalToken reports whether tok is a non-empty token other than a wildcard.
+func literalToken(tok string) bool {
+	return len(tok) > 1 || len(tok) == 1 && tok[0] != pwc && tok[0] != fwc
+}
 
 // ValidQueue reports whether q is a valid queue group name: non-empty and no
 // whitespace. Subject rules do not apply to queue names.

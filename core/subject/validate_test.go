@@ -1,6 +1,10 @@
 package subject
 
-import "testing"
+import (
+	"math/rand/v2"
+	"strings"
+	"testing"
+)
 
 func TestValidSubject(t *testing.T) {
 	tests := []struct {
@@ -63,6 +67,9 @@ func TestValidSubject(t *testing.T) {
 		}
 		if got := ValidLiteral([]byte(tt.s)); got != tt.literal {
 			t.Errorf("ValidLiteral(%q) = %v, want %v", tt.s, got, tt.literal)
+		}
+		if got, want := ValidPublish(tt.s), tt.literal && !hasControl(tt.s); got != want {
+			t.Errorf("ValidPublish(%q) = %v, want %v", tt.s, got, want)
 		}
 		if tt.valid {
 			if got := IsLiteral(tt.s); got != tt.literal {
@@ -207,6 +214,86 @@ func TestTokenize(t *testing.T) {
 			if got[i] != tt.toks[i] {
 				t.Errorf("tokenize(%q) = %q, want %q", tt.s, got, tt.toks)
 			}
+		}
+	}
+}
+
+// hasControl reports whether s has a control byte (0x00–0x1f, 0x7f).
+func hasControl(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < ' ' || s[i] == 0x7f {
+			return true
+		}
+	}
+	return false
+}
+
+// ValidPublish refuses everything that could split or extend a protocol line,
+// and accepts every ordinary subject the server publishes to.
+func TestValidPublish(t *testing.T) {
+	for _, s := range []string{
+		"foo", "_INBOX.Zx3fA0b9QeLr4Tn2Kp7Ws1.ab", "_STAN.acks.abc.42", "a.b.c.d.e.f.g.h",
+		"foo*", "f>o", "ünïcode.主题", "x\x80.\xff", "a-b_c:d/e", "$SYS.REQ.SERVER.PING",
+	} {
+		if !ValidPublish(s) {
+			t.Errorf("ValidPublish(%q) = false, want true", s)
+		}
+	}
+	for _, s := range []string{
+		"", ".", "foo.", ".foo", "foo..bar", "*", ">", "foo.*", "foo.>", "*.foo", "foo.*.bar",
+		"foo bar", "foo\tbar", "foo\rbar", "foo\nbar", "foo\r\n", "foo\fbar", "foo\vbar",
+		"foo\x00", "\x01foo", "foo\x1f.bar", "foo\x7f", "foo.\x7f",
+		"orders.x 1 12\r\ncancel-all!!\r\nMSG orders.y",
+		"orders.x 12\r\ncancel-all!!\r\nRMSG admin.shutdown 5\r\nHELLO\r\nRMSG orders.y",
+	} {
+		if ValidPublish(s) {
+			t.Errorf("ValidPublish(%q) = true, want false", s)
+		}
+	}
+}
+
+// refPublish is ValidPublish's definition, written independently of its word-at-a-time
+// scanner.
+func refPublish(s string) bool {
+	if s == "" || hasControl(s) || strings.ContainsRune(s, ' ') {
+		return false
+	}
+	for _, tok := range strings.Split(s, ".") {
+		if tok == "" || tok == "*" || tok == ">" {
+			return false
+		}
+	}
+	return true
+}
+
+// Every byte value at every position of subjects long enough for several words, and
+// random subjects over an alphabet of the bytes that matter, agree with refPublish.
+func TestValidPublishAgainstReference(t *testing.T) {
+	for _, base := range []string{"abcdefghij.klmnopqrstu.vwxyz0123456", "a.b.c.d.e.f.g.h.i.j.k", "_INBOX.Zx3fA0b9QeLr4Tn2Kp7Ws1"} {
+		for p := range len(base) {
+			for v := range 256 {
+				s := base[:p] + string([]byte{byte(v)}) + base[p+1:]
+				if got, want := ValidPublish(s), refPublish(s); got != want {
+					t.Fatalf("ValidPublish(%q) = %v, want %v", s, got, want)
+				}
+			}
+		}
+	}
+	alphabet := []byte("ab.*>. \t\r\n\x00\x1f\x7f\x80\xc3!-/09~")
+	rng := rand.New(rand.NewPCG(1, 2))
+	buf := make([]byte, 0, 40)
+	for range 200_000 {
+		buf = buf[:0]
+		for range rng.IntN(40) {
+			c := alphabet[rng.IntN(len(alphabet))]
+			if rng.IntN(3) > 0 {
+				c = 'a' + byte(rng.IntN(3)) // mostly ordinary bytes, so some subjects are valid
+			}
+			buf = append(buf, c)
+		}
+		s := string(buf)
+		if got, want := ValidPublish(s), refPublish(s); got != want {
+			t.Fatalf("ValidPublish(%q) = %v, want %v", s, got, want)
 		}
 	}
 }
