@@ -80,7 +80,7 @@ func decodeInfo(v []byte) (stores.ServerInfo, error) {
 
 func encodeClient(c *stores.ClientInfo) ([]byte, error) {
 	return proto.Marshal(&storepb.ClientInfo{ID: c.ID, HbInbox: c.HbInbox, ConnID: c.ConnID,
-		Protocol: c.Protocol, PingInterval: c.PingInterval, PingMaxOut: c.PingMaxOut})
+		Protocol: c.Protocol, PingInterval: c.PingInterval, PingMaxOut: c.PingMaxOut, User: c.User})
 }
 
 func decodeClient(v []byte) (stores.ClientInfo, error) {
@@ -89,14 +89,14 @@ func decodeClient(v []byte) (stores.ClientInfo, error) {
 		return stores.ClientInfo{}, fmt.Errorf("boltstore: client: %w", err)
 	}
 	return stores.ClientInfo{ID: p.ID, HbInbox: p.HbInbox, ConnID: p.ConnID, Protocol: p.Protocol,
-		PingInterval: p.PingInterval, PingMaxOut: p.PingMaxOut}, nil
+		PingInterval: p.PingInterval, PingMaxOut: p.PingMaxOut, User: p.User}, nil
 }
 
 func encodeSub(s *stores.SubState) ([]byte, error) {
 	return proto.Marshal(&storepb.SubState{ID: s.ID, ClientID: s.ClientID, QGroup: s.QGroup,
 		Inbox: s.Inbox, AckInbox: s.AckInbox, MaxInFlight: s.MaxInFlight,
 		AckWaitInSecs: s.AckWaitSecs, DurableName: s.DurableName, LastSent: s.LastSent,
-		IsDurable: s.IsDurable, IsClosed: s.IsClosed})
+		IsDurable: s.IsDurable, IsClosed: s.IsClosed, User: s.User})
 }
 
 func decodeSub(v []byte) (stores.SubState, error) {
@@ -107,5 +107,5 @@ func decodeSub(v []byte) (stores.SubState, error) {
 	return stores.SubState{ID: p.ID, ClientID: p.ClientID, QGroup: p.QGroup, Inbox: p.Inbox,
 		AckInbox: p.AckInbox, MaxInFlight: p.MaxInFlight, AckWaitSecs: p.AckWaitInSecs,
 		DurableName: p.DurableName, LastSent: p.LastSent, IsDurable: p.IsDurable,
-		IsClosed: p.IsClosed}, nil
+		IsClosed: p.IsClosed, User: p.User}, nil
 }
