@@ -17,6 +17,7 @@ const (
 	bktChans   = "chans"
 	bktTombs   = "tombs"
 	keyInfo    = "info"
+	keyClean   = "clean" // in meta: written by Close's last transaction, removed by Open
 	preMsgs    = "m."
 	preSubs    = "s."
 	prePending = "p."

@@ -59,6 +59,7 @@ type Store struct {
 	dirty    map[string]bool // clients to write (true) or delete (false) at Sync
 	channels map[string]*channel
 	tombs    map[string]uint64 // last sequence of deleted channels
+	clean    bool              // the previous run ended with Close (RecoveredState.Clean)
 	closed   bool
 
 	hooks    Hooks
@@ -155,7 +156,8 @@ func (s *Store) stopAutoSync() {
 	}
 }
 
-// load creates the top-level buckets and reads everything.
+// load creates the top-level buckets and reads everything. The transaction that creates
+// the buckets also takes the clean mark away, so a crash from now on reads as not clean.
 func (s *Store) load() error {
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		for _, n := range []string{bktMeta, bktClients, bktChans, bktTombs} {
@@ -163,7 +165,9 @@ func (s *Store) load() error {
 				return err
 			}
 		}
-		return nil
+		meta := tx.Bucket([]byte(bktMeta))
+		s.clean = meta.Get([]byte(keyClean)) != nil
+		return meta.Delete([]byte(keyClean))
 	})
 	if err != nil {
 		return err
@@ -261,7 +265,11 @@ func (s *Store) Recover() (*stores.RecoveredState, error) {
 	for _, ch := range s.channels {
 		chans = append(chans, &ch.ch)
 	}
-	return stores.NewRecoveredState(*s.info, s.clients, chans)
+	rs, err := stores.NewRecoveredState(*s.info, s.clients, chans)
+	if rs != nil {
+		rs.Clean = s.clean
+	}
+	return rs, err
 }
 
 // CreateChannel implements stores.Store: durable when it returns.
@@ -389,15 +397,21 @@ func (s *Store) Sync() error {
 	if s.closed {
 		return stores.ErrClosed
 	}
-	return s.flushClients()
+	return s.flushClients(false)
 }
 
-// flushClients commits the client changes. Caller holds mu.
-func (s *Store) flushClients() error {
-	if len(s.dirty) == 0 {
+// flushClients commits the client changes, with the clean mark if clean (Close's last
+// transaction). Caller holds mu.
+func (s *Store) flushClients(clean bool) error {
+	if len(s.dirty) == 0 && !clean {
 		return nil
 	}
 	err := s.db.Update(func(tx *bolt.Tx) error {
+		if clean {
+			if err := tx.Bucket([]byte(bktMeta)).Put([]byte(keyClean), []byte{1}); err != nil {
+				return err
+			}
+		}
 		b := tx.Bucket([]byte(bktClients))
 		for id, put := range s.dirty {
 			if !put {
@@ -438,7 +452,7 @@ func (s *Store) Close() error {
 	for _, ch := range s.channels {
 		errs = append(errs, ch.msgs.Close(), ch.subs.Close())
 	}
-	errs = append(errs, s.flushClients())
+	errs = append(errs, s.flushClients(errors.Join(errs...) == nil))
 	if s.autoSync { // a clean stop leaves everything on disk
 		errs = append(errs, s.db.Sync())
 	}
