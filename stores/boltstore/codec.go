@@ -79,9 +79,11 @@ func decodeInfo(v []byte) (stores.ServerInfo, error) {
 		NodeID: p.NodeID}, nil
 }
 
-func encodeClient(c *stores.ClientInfo) ([]byte, error) {
-	return proto.Marshal(&storepb.ClientInfo{ID: c.ID, HbInbox: c.HbInbox, ConnID: c.ConnID,
-		Protocol: c.Protocol, PingInterval: c.PingInterval, PingMaxOut: c.PingMaxOut, User: c.User})
+// setClientPB sets p to c, reusing p (the owner's scratch message: no allocation).
+func setClientPB(p *storepb.ClientInfo, c *stores.ClientInfo) {
+	proto.Reset(p)
+	p.ID, p.HbInbox, p.ConnID, p.Protocol = c.ID, c.HbInbox, c.ConnID, c.Protocol
+	p.PingInterval, p.PingMaxOut, p.User = c.PingInterval, c.PingMaxOut, c.User
 }
 
 func decodeClient(v []byte) (stores.ClientInfo, error) {
@@ -93,11 +95,12 @@ func decodeClient(v []byte) (stores.ClientInfo, error) {
 		PingInterval: p.PingInterval, PingMaxOut: p.PingMaxOut, User: p.User}, nil
 }
 
-func encodeSub(s *stores.SubState) ([]byte, error) {
-	return proto.Marshal(&storepb.SubState{ID: s.ID, ClientID: s.ClientID, QGroup: s.QGroup,
-		Inbox: s.Inbox, AckInbox: s.AckInbox, MaxInFlight: s.MaxInFlight,
-		AckWaitInSecs: s.AckWaitSecs, DurableName: s.DurableName, LastSent: s.LastSent,
-		IsDurable: s.IsDurable, IsClosed: s.IsClosed, User: s.User})
+// setSubPB sets p to st, reusing p (the owner's scratch message: no allocation).
+func setSubPB(p *storepb.SubState, st *stores.SubState) {
+	proto.Reset(p)
+	p.ID, p.ClientID, p.QGroup, p.Inbox, p.AckInbox = st.ID, st.ClientID, st.QGroup, st.Inbox, st.AckInbox
+	p.MaxInFlight, p.AckWaitInSecs, p.DurableName, p.LastSent = st.MaxInFlight, st.AckWaitSecs, st.DurableName, st.LastSent
+	p.IsDurable, p.IsClosed, p.User = st.IsDurable, st.IsClosed, st.User
 }
 
 func decodeSub(v []byte) (stores.SubState, error) {
