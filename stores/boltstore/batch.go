@@ -78,6 +78,8 @@ func (b *batch) putProto(bucket, key []byte, m proto.Message) error {
 // apply writes the batch in tx, in order. bolt keeps keys and values until the commit
 // ends: buf does not change until the batch is released after it.
 func (b *batch) apply(tx *bolt.Tx) error {
+	var bk *bolt.Bucket // the bucket of the previous op: runs of ops share one
+	var bname []byte
 	for i := range b.ops {
 		op := &b.ops[i]
 		key, val := b.buf[op.k:op.v:op.v], b.buf[op.v:op.end:op.end]
@@ -88,11 +90,13 @@ func (b *batch) apply(tx *bolt.Tx) error {
 			if _, err := tx.CreateBucket(op.bucket); err != nil {
 				return err
 			}
+			bk = nil
 			continue
 		}
-		bk := tx.Bucket(op.bucket)
-		if bk == nil {
-			return fmt.Errorf("%w: no bucket %q", ErrCorrupt, op.bucket)
+		if bk == nil || !bytes.Equal(bname, op.bucket) {
+			if bk, bname = tx.Bucket(op.bucket), op.bucket; bk == nil {
+				return fmt.Errorf("%w: no bucket %q", ErrCorrupt, op.bucket)
+			}
 		}
 		var err error
 		switch op.kind {
