@@ -107,3 +107,96 @@ func TestStagingStaysBounded(t *testing.T) {
 	}
 	t.Logf("ops cap %d, queued batches %d, free batches %d, batch buf %d B", maxOps, maxQueued, maxFree, maxBuf)
 }
+
+// Deleting and re-creating a channel while another goroutine keeps committing never lets a
+// commit write the old channel's messages or subscriptions into the new one.
+func TestDeleteChannelDuringCommits(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.db")
+	s, err := Open(path, Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Init(stores.ServerInfo{ClusterID: "c"}); err != nil {
+		t.Fatal(err)
+	}
+	stop, exited := make(chan struct{}), make(chan struct{})
+	go func() { // the engine's committer, flat out
+		defer close(exited)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := s.SyncFlushed(); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	var last uint64
+	for round := range 50 {
+		ch, err := s.CreateChannel("x", uint64(round+1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := ch.Msgs.State(); got.Last != last {
+			t.Fatalf("round %d: re-created channel State %+v, want Last %d", round, got, last)
+		}
+		if err := ch.Msgs.Append(msgsAt(last+1, 5, fmt.Sprint("r", round))); err != nil {
+			t.Fatal(err)
+		}
+		last += 5
+		sub := stores.SubState{ID: 1, ClientID: fmt.Sprint("r", round)}
+		if err := ch.Subs.CreateSub(&sub); err != nil {
+			t.Fatal(err)
+		}
+		if err := ch.Subs.Record([]stores.SubEvent{{SubID: 1, Seq: last}}); err != nil {
+			t.Fatal(err)
+		}
+		for _, sp := range []stores.SplitSyncer{ch.Msgs.(stores.SplitSyncer), ch.Subs.(stores.SplitSyncer)} {
+			if err := sp.Flush(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.AddClient(stores.ClientInfo{ID: fmt.Sprint("r", round)}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if round == 49 {
+			break // the last incarnation stays
+		}
+		if err := s.DeleteChannel("x"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	<-exited
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(path, Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ch := s.channels["x"]
+	if ch == nil || ch.ch.ID != 50 {
+		t.Fatalf("channel x after reopen: %+v", ch)
+	}
+	if got := ch.msgs.State(); got.First != last-4 || got.Last != last || got.Msgs != 5 {
+		t.Fatalf("State %+v, want %d..%d", got, last-4, last)
+	}
+	var m stores.Msg
+	for seq := last - 4; seq <= last; seq++ {
+		if err := ch.msgs.Load(seq, &m); err != nil || string(m.Data) != fmt.Sprintf("r49-%d", seq) {
+			t.Fatalf("Load(%d) = %q, %v", seq, m.Data, err)
+		}
+	}
+	subs, err := ch.subs.Subs()
+	if err != nil || len(subs) != 1 || subs[0].State.ClientID != "r49" || !slices.Equal(subs[0].Pending, []uint64{last}) {
+		t.Fatalf("Subs = %+v, %v", subs, err)
+	}
+}
