@@ -3,6 +3,7 @@ package boltstore
 import (
 	"encoding/binary"
 	"fmt"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/proto"
 
@@ -79,6 +80,14 @@ func decodeInfo(v []byte) (stores.ServerInfo, error) {
 		NodeID: p.NodeID}, nil
 }
 
+// checkClient refuses a client whose record proto3 cannot encode.
+func checkClient(c *stores.ClientInfo) error {
+	if !utf8.ValidString(c.ID) || !utf8.ValidString(c.HbInbox) || !utf8.ValidString(c.User) {
+		return fmt.Errorf("boltstore: client %q: %w", c.ID, ErrNotUTF8)
+	}
+	return nil
+}
+
 // setClientPB sets p to c, reusing p (the owner's scratch message: no allocation).
 func setClientPB(p *storepb.ClientInfo, c *stores.ClientInfo) {
 	proto.Reset(p)
@@ -93,6 +102,16 @@ func decodeClient(v []byte) (stores.ClientInfo, error) {
 	}
 	return stores.ClientInfo{ID: p.ID, HbInbox: p.HbInbox, ConnID: p.ConnID, Protocol: p.Protocol,
 		PingInterval: p.PingInterval, PingMaxOut: p.PingMaxOut, User: p.User}, nil
+}
+
+// checkSub refuses a subscription whose record proto3 cannot encode.
+func checkSub(st *stores.SubState) error {
+	for _, f := range [...]string{st.ClientID, st.QGroup, st.Inbox, st.AckInbox, st.DurableName, st.User} {
+		if !utf8.ValidString(f) {
+			return fmt.Errorf("boltstore: subscription %d: %w", st.ID, ErrNotUTF8)
+		}
+	}
+	return nil
 }
 
 // setSubPB sets p to st, reusing p (the owner's scratch message: no allocation).

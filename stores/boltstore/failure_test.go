@@ -400,3 +400,36 @@ func TestFailedMetaCommit(t *testing.T) {
 		})
 	}
 }
+
+// A subscription or client that protobuf could not encode is refused up front, instead of
+// failing every later Flush of its store.
+func TestNotUTF8Refused(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "s.db"), Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ch, err := s.CreateChannel("foo", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := "dur\xff"
+	if err := ch.Subs.CreateSub(&stores.SubState{ID: 1, DurableName: bad}); !errors.Is(err, ErrNotUTF8) {
+		t.Fatalf("CreateSub = %v", err)
+	}
+	if err := ch.Subs.CreateSub(&stores.SubState{ID: 1, DurableName: "dur"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.Subs.UpdateSub(&stores.SubState{ID: 1, Inbox: bad}); !errors.Is(err, ErrNotUTF8) {
+		t.Fatalf("UpdateSub = %v", err)
+	}
+	if err := s.AddClient(stores.ClientInfo{ID: "c", User: bad}); !errors.Is(err, ErrNotUTF8) {
+		t.Fatalf("AddClient = %v", err)
+	}
+	if err := ch.Subs.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+}

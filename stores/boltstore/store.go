@@ -370,6 +370,9 @@ func (s *Store) DeleteChannel(name string) error {
 
 // AddClient implements stores.Store: durable at the next Sync (or Flush and SyncFlushed).
 func (s *Store) AddClient(c stores.ClientInfo) error {
+	if err := checkClient(&c); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {

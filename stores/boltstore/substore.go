@@ -116,6 +116,9 @@ func (ss *subStore) markDirty(r *sub) {
 
 // CreateSub implements stores.SubStore.
 func (ss *subStore) CreateSub(s *stores.SubState) error {
+	if err := checkSub(s); err != nil {
+		return err
+	}
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	if err := ss.usable(); err != nil {
@@ -135,6 +138,9 @@ func (ss *subStore) CreateSub(s *stores.SubState) error {
 
 // UpdateSub implements stores.SubStore.
 func (ss *subStore) UpdateSub(s *stores.SubState) error {
+	if err := checkSub(s); err != nil {
+		return err
+	}
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	if err := ss.usable(); err != nil {
