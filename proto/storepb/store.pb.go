@@ -140,6 +140,7 @@ type ClientInfo struct {
 	Protocol      int32                  `protobuf:"varint,4,opt,name=protocol,proto3" json:"protocol,omitempty"`
 	PingInterval  int32                  `protobuf:"varint,5,opt,name=pingInterval,proto3" json:"pingInterval,omitempty"`
 	PingMaxOut    int32                  `protobuf:"varint,6,opt,name=pingMaxOut,proto3" json:"pingMaxOut,omitempty"`
+	User          string                 `protobuf:"bytes,7,opt,name=user,proto3" json:"user,omitempty"` // the authenticated user that registered it ("" without authentication)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -216,6 +217,13 @@ func (x *ClientInfo) GetPingMaxOut() int32 {
 	return 0
 }
 
+func (x *ClientInfo) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
 // ClientDelete removes a client.
 type ClientDelete struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -275,6 +283,7 @@ type SubState struct {
 	LastSent      uint64                 `protobuf:"varint,9,opt,name=lastSent,proto3" json:"lastSent,omitempty"`
 	IsDurable     bool                   `protobuf:"varint,10,opt,name=isDurable,proto3" json:"isDurable,omitempty"`
 	IsClosed      bool                   `protobuf:"varint,11,opt,name=isClosed,proto3" json:"isClosed,omitempty"` // a durable whose client closed it: kept, offline
+	User          string                 `protobuf:"bytes,12,opt,name=user,proto3" json:"user,omitempty"`          // the authenticated user that owns it ("" without authentication)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -384,6 +393,13 @@ func (x *SubState) GetIsClosed() bool {
 		return x.IsClosed
 	}
 	return false
+}
+
+func (x *SubState) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
 }
 
 // SubStateDelete removes a subscription.
@@ -560,7 +576,7 @@ const file_proto_storepb_store_proto_rawDesc = "" +
 	"\vunsubscribe\x18\x05 \x01(\tR\vunsubscribe\x12\x14\n" +
 	"\x05close\x18\x06 \x01(\tR\x05close\x12\x1a\n" +
 	"\bsubClose\x18\a \x01(\tR\bsubClose\x12\x16\n" +
-	"\x06nodeID\x18\t \x01(\tR\x06nodeIDJ\x04\b\b\x10\t\"\xae\x01\n" +
+	"\x06nodeID\x18\t \x01(\tR\x06nodeIDJ\x04\b\b\x10\t\"\xc2\x01\n" +
 	"\n" +
 	"ClientInfo\x12\x0e\n" +
 	"\x02ID\x18\x01 \x01(\tR\x02ID\x12\x18\n" +
@@ -570,9 +586,10 @@ const file_proto_storepb_store_proto_rawDesc = "" +
 	"\fpingInterval\x18\x05 \x01(\x05R\fpingInterval\x12\x1e\n" +
 	"\n" +
 	"pingMaxOut\x18\x06 \x01(\x05R\n" +
-	"pingMaxOut\"\x1e\n" +
+	"pingMaxOut\x12\x12\n" +
+	"\x04user\x18\a \x01(\tR\x04user\"\x1e\n" +
 	"\fClientDelete\x12\x0e\n" +
-	"\x02ID\x18\x01 \x01(\tR\x02ID\"\xc0\x02\n" +
+	"\x02ID\x18\x01 \x01(\tR\x02ID\"\xd4\x02\n" +
 	"\bSubState\x12\x0e\n" +
 	"\x02ID\x18\x01 \x01(\x04R\x02ID\x12\x1a\n" +
 	"\bclientID\x18\x02 \x01(\tR\bclientID\x12\x16\n" +
@@ -585,7 +602,8 @@ const file_proto_storepb_store_proto_rawDesc = "" +
 	"\blastSent\x18\t \x01(\x04R\blastSent\x12\x1c\n" +
 	"\tisDurable\x18\n" +
 	" \x01(\bR\tisDurable\x12\x1a\n" +
-	"\bisClosed\x18\v \x01(\bR\bisClosed\" \n" +
+	"\bisClosed\x18\v \x01(\bR\bisClosed\x12\x12\n" +
+	"\x04user\x18\f \x01(\tR\x04user\" \n" +
 	"\x0eSubStateDelete\x12\x0e\n" +
 	"\x02ID\x18\x01 \x01(\x04R\x02ID\"6\n" +
 	"\x0eSubStateUpdate\x12\x0e\n" +

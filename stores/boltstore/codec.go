@@ -3,6 +3,7 @@ package boltstore
 import (
 	"encoding/binary"
 	"fmt"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/proto"
 
@@ -17,6 +18,7 @@ const (
 	bktChans   = "chans"
 	bktTombs   = "tombs"
 	keyInfo    = "info"
+	keyClean   = "clean" // in meta: written by Close's last transaction, removed by Open
 	preMsgs    = "m."
 	preSubs    = "s."
 	prePending = "p."
@@ -78,9 +80,19 @@ func decodeInfo(v []byte) (stores.ServerInfo, error) {
 		NodeID: p.NodeID}, nil
 }
 
-func encodeClient(c *stores.ClientInfo) ([]byte, error) {
-	return proto.Marshal(&storepb.ClientInfo{ID: c.ID, HbInbox: c.HbInbox, ConnID: c.ConnID,
-		Protocol: c.Protocol, PingInterval: c.PingInterval, PingMaxOut: c.PingMaxOut})
+// checkClient refuses a client whose record proto3 cannot encode.
+func checkClient(c *stores.ClientInfo) error {
+	if !utf8.ValidString(c.ID) || !utf8.ValidString(c.HbInbox) || !utf8.ValidString(c.User) {
+		return fmt.Errorf("boltstore: client %q: %w", c.ID, ErrNotUTF8)
+	}
+	return nil
+}
+
+// setClientPB sets p to c, reusing p (the owner's scratch message: no allocation).
+func setClientPB(p *storepb.ClientInfo, c *stores.ClientInfo) {
+	proto.Reset(p)
+	p.ID, p.HbInbox, p.ConnID, p.Protocol = c.ID, c.HbInbox, c.ConnID, c.Protocol
+	p.PingInterval, p.PingMaxOut, p.User = c.PingInterval, c.PingMaxOut, c.User
 }
 
 func decodeClient(v []byte) (stores.ClientInfo, error) {
@@ -89,14 +101,25 @@ func decodeClient(v []byte) (stores.ClientInfo, error) {
 		return stores.ClientInfo{}, fmt.Errorf("boltstore: client: %w", err)
 	}
 	return stores.ClientInfo{ID: p.ID, HbInbox: p.HbInbox, ConnID: p.ConnID, Protocol: p.Protocol,
-		PingInterval: p.PingInterval, PingMaxOut: p.PingMaxOut}, nil
+		PingInterval: p.PingInterval, PingMaxOut: p.PingMaxOut, User: p.User}, nil
 }
 
-func encodeSub(s *stores.SubState) ([]byte, error) {
-	return proto.Marshal(&storepb.SubState{ID: s.ID, ClientID: s.ClientID, QGroup: s.QGroup,
-		Inbox: s.Inbox, AckInbox: s.AckInbox, MaxInFlight: s.MaxInFlight,
-		AckWaitInSecs: s.AckWaitSecs, DurableName: s.DurableName, LastSent: s.LastSent,
-		IsDurable: s.IsDurable, IsClosed: s.IsClosed})
+// checkSub refuses a subscription whose record proto3 cannot encode.
+func checkSub(st *stores.SubState) error {
+	for _, f := range [...]string{st.ClientID, st.QGroup, st.Inbox, st.AckInbox, st.DurableName, st.User} {
+		if !utf8.ValidString(f) {
+			return fmt.Errorf("boltstore: subscription %d: %w", st.ID, ErrNotUTF8)
+		}
+	}
+	return nil
+}
+
+// setSubPB sets p to st, reusing p (the owner's scratch message: no allocation).
+func setSubPB(p *storepb.SubState, st *stores.SubState) {
+	proto.Reset(p)
+	p.ID, p.ClientID, p.QGroup, p.Inbox, p.AckInbox = st.ID, st.ClientID, st.QGroup, st.Inbox, st.AckInbox
+	p.MaxInFlight, p.AckWaitInSecs, p.DurableName, p.LastSent = st.MaxInFlight, st.AckWaitSecs, st.DurableName, st.LastSent
+	p.IsDurable, p.IsClosed, p.User = st.IsDurable, st.IsClosed, st.User
 }
 
 func decodeSub(v []byte) (stores.SubState, error) {
@@ -107,5 +130,5 @@ func decodeSub(v []byte) (stores.SubState, error) {
 	return stores.SubState{ID: p.ID, ClientID: p.ClientID, QGroup: p.QGroup, Inbox: p.Inbox,
 		AckInbox: p.AckInbox, MaxInFlight: p.MaxInFlight, AckWaitSecs: p.AckWaitInSecs,
 		DurableName: p.DurableName, LastSent: p.LastSent, IsDurable: p.IsDurable,
-		IsClosed: p.IsClosed}, nil
+		IsClosed: p.IsClosed, User: p.User}, nil
 }

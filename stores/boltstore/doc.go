@@ -4,7 +4,7 @@
 //
 // Layout (top-level buckets):
 //
-//	meta           "info" → storepb.ServerInfo
+//	meta           "info" → storepb.ServerInfo; "clean" → 1 while the store is closed cleanly
 //	clients        client ID → storepb.ClientInfo
 //	chans          channel name → id (8, big-endian) | last sequence (8)
 //	tombs          deleted channel name → its last sequence (8), so a re-created channel continues
@@ -12,9 +12,19 @@
 //	s.<channel>    subscription ID (8) → storepb.SubState
 //	p.<channel>    subscription ID (8) | sequence (8) → empty: the pending (unacked) set
 //
-// Append buffers the encoded messages in memory (Load serves them from there) and
-// MsgStore.Sync writes the whole pending batch, and the removals made by limits, in one
-// bolt transaction: one fsync per group commit. Each channel also keeps an in-memory
-// index of (time, size) per stored message, which serves SeqAtTime (binary search),
-// limits and Expire without reading the file. See DESIGN.md.
+// Append buffers the encoded messages in memory (Load serves them from there); CreateSub,
+// UpdateSub, DeleteSub, Record, AddClient and DeleteClient change memory and log the change.
+// Every MsgStore, SubStore and the Store (for its client records) implement
+// stores.SplitSyncer: Flush hands what changed to the store's one group commit — a
+// subscription or client change is encoded right then — and the first SyncFlushed to run
+// after it writes everything flushed store-wide (every channel's messages and removals by
+// limits, every subscription and client change) in ONE bolt transaction: one fsync per group
+// commit, however many channels and subscriptions it touched. Sync is Flush then SyncFlushed.
+// Close writes everything and a clean mark in one last transaction (RecoveredState.Clean).
+//
+// A failed commit fails every channel it held until MsgStore.Rollback, which reloads the
+// channel from the file; subscription and client changes it lost are rewritten whole from
+// memory by their next Flush. Each channel also keeps an in-memory index of (time, size) per
+// stored message, which serves SeqAtTime (binary search), limits and Expire without reading
+// the file. See DESIGN.md.
 package boltstore

@@ -6,3 +6,8 @@ import "errors"
 // whose contents bbolt or this store cannot read. Open fails with it; nothing is
 // repaired or rewritten.
 var ErrCorrupt = errors.New("boltstore: corrupt database file")
+
+// ErrNotUTF8 reports a subscription or client whose strings are not valid UTF-8:
+// CreateSub, UpdateSub and AddClient refuse it, since its protobuf record could never be
+// written (and a record that cannot be written would fail every later Flush).
+var ErrNotUTF8 = errors.New("boltstore: string is not valid UTF-8")

@@ -2,6 +2,7 @@ package boltstore
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -12,17 +13,16 @@ import (
 )
 
 // msgStore is one channel's messages in bucket m.<channel>. Messages appended since the
-// last Sync are held encoded in pbuf (Load serves them from there); Sync writes them and
-// deletes the messages removed by limits in one transaction. idx holds (time, size) of
-// every stored message, durable or not, for SeqAtTime, limits and Expire.
+// last commit are held encoded in pbuf (Load serves them from there); the store's group
+// commit (committer) writes the flushed ones and deletes the messages removed by limits in
+// its transaction. idx holds (time, size) of every stored message, durable or not, for
+// SeqAtTime, limits and Expire.
 type msgStore struct {
-	// commitMu serializes commits (Sync, SyncFlushed, Close); it is taken before mu. A
-	// commit holds mu only to take its snapshot and to retire it, not across the bolt
-	// transaction, so Append and Load go on while it fsyncs.
-	commitMu sync.Mutex
-	mu       sync.RWMutex // guards everything below; leaf lock.
+	mu sync.RWMutex // guards everything below but queued and c*; leaf lock after committer.mu.
 
+	c        *committer
 	db       *bolt.DB
+	name     string
 	mkey     []byte // bucket name m.<channel>
 	ckey     []byte // channel name, key in chans
 	id       uint64
@@ -46,8 +46,23 @@ type msgStore struct {
 
 	flushedN   int  // pending messages (a prefix) handed to the next commit by Flush
 	committing bool // a commit is writing a prefix of the pending messages: keep them in place
+	flushes    uint64
+	durable    uint64 // flushes covered by a successful commit
+	failed     error  // a commit failed: sticky until Rollback
 
 	closed, deleted bool
+
+	queued bool // in committer.chans; guarded by committer.stageMu
+
+	// The running commit's snapshot (owned by the commit: committer.mu held).
+	cwrite        bool // the snapshot has something to write; retire settles it
+	cn            int
+	cpfirst       uint64
+	cdfirst       uint64
+	cdelHi, clast uint64
+	coffs         []uint32
+	cbuf          []byte
+	cflushes      uint64
 }
 
 type ent struct {
@@ -55,9 +70,11 @@ type ent struct {
 	size uint32 // len(Reply) + len(Data)
 }
 
-func newMsgStore(db *bolt.DB, name string, id uint64, limits stores.Limits, last uint64) *msgStore {
+func newMsgStore(c *committer, name string, id uint64, limits stores.Limits, last uint64) *msgStore {
 	return &msgStore{
-		db:       db,
+		c:        c,
+		db:       c.db,
+		name:     name,
 		mkey:     []byte(preMsgs + name),
 		ckey:     []byte(name),
 		id:       id,
@@ -117,20 +134,28 @@ func (ms *msgStore) usable() error {
 	return nil
 }
 
+// writable is usable, and not failed. Caller holds mu.
+func (ms *msgStore) writable() error {
+	if err := ms.usable(); err != nil {
+		return err
+	}
+	return ms.failed
+}
+
 // Append implements stores.MsgStore.
 func (ms *msgStore) Append(batch []stores.Msg) error {
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
 	// A channel emptied by limits may resume after a gap; its pending messages must then be
-	// gone first, which a running commit delays: wait for it (commitMu comes before mu).
+	// gone first, which a running commit delays: wait for it (committer.mu comes before mu).
 	for len(batch) > 0 && ms.committing && ms.msgs == 0 && len(ms.poff) > 0 &&
 		batch[0].Seq != ms.pfirst+uint64(len(ms.poff)) {
 		ms.mu.Unlock()
-		ms.commitMu.Lock() // the running commit holds it
+		ms.c.mu.Lock() // the running commit holds it
 		ms.mu.Lock()
-		ms.commitMu.Unlock()
+		ms.c.mu.Unlock()
 	}
-	if err := ms.usable(); err != nil {
+	if err := ms.writable(); err != nil {
 		return err
 	}
 	if len(batch) == 0 {
@@ -237,129 +262,161 @@ func (ms *msgStore) removeFirst() {
 	}
 }
 
-// Sync implements stores.MsgStore: one bolt transaction (one fsync) for every append
-// and removal since the last Sync.
+// Sync implements stores.MsgStore: Flush, then SyncFlushed.
 func (ms *msgStore) Sync() error {
-	ms.commitMu.Lock()
-	defer ms.commitMu.Unlock()
 	if err := ms.Flush(); err != nil {
 		return err
 	}
-	return ms.commit()
+	return ms.SyncFlushed()
 }
 
-// Flush implements stores.SplitSyncer: the messages appended so far go to the next commit.
-// Nothing reaches the OS before the commit's transaction: bolt's write is its fsync.
+// Flush implements stores.SplitSyncer: the messages appended so far, and the removals made
+// by limits, go to the store's next commit. Nothing reaches the OS before the commit's
+// transaction: bolt's write is its fsync.
 func (ms *msgStore) Flush() error {
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
-	if err := ms.usable(); err != nil {
+	if err := ms.writable(); err != nil {
 		return err
 	}
 	ms.flushedN = len(ms.poff)
+	if len(ms.poff) > 0 || min(ms.first-1, ms.dlast) >= ms.dfirst || ms.plast != ms.last {
+		ms.flushes++
+		ms.c.queueChan(ms)
+	}
 	return nil
 }
 
-// SyncFlushed implements stores.SplitSyncer: one bolt transaction for everything flushed
-// before it (and the removals made by limits), while Append and Load go on.
+// SyncFlushed implements stores.SplitSyncer: everything flushed before it is durable when it
+// returns nil. If a commit that started after the last Flush has not covered it yet, this
+// one runs the store's commit — which writes every channel's flushed messages and all
+// staged metadata in one transaction — while Append and Load go on.
 func (ms *msgStore) SyncFlushed() error {
-	ms.commitMu.Lock()
-	defer ms.commitMu.Unlock()
-	return ms.commit()
+	ms.mu.RLock()
+	err, target := ms.writable(), ms.flushes
+	ms.mu.RUnlock()
+	if err != nil {
+		return err
+	}
+	return ms.c.syncTo(func() (bool, error) { return ms.covered(target) })
 }
 
-// commit writes the flushed prefix of the pending messages and deletes what limits removed,
-// in one transaction. Caller holds commitMu, not mu.
-func (ms *msgStore) commit() error {
+// covered reports whether the flushes up to target are durable (see committer.covered).
+func (ms *msgStore) covered(target uint64) (bool, error) {
+	ms.mu.RLock()
+	defer ms.mu.RUnlock()
+	if err := ms.writable(); err != nil {
+		return false, err
+	}
+	return ms.durable >= target, nil
+}
+
+// snapshot takes what the running commit writes for this channel: the flushed prefix of the
+// pending messages and the removals by limits. It reports whether there is anything to
+// write; if not, every flush so far is already durable. Caller holds committer.mu.
+func (ms *msgStore) snapshot() bool {
 	ms.mu.Lock()
-	if err := ms.usable(); err != nil {
-		ms.mu.Unlock()
-		return err
+	defer ms.mu.Unlock()
+	ms.cwrite = false
+	if ms.writable() != nil {
+		return false
 	}
 	ms.trimPending()
 	n := min(ms.flushedN, len(ms.poff))
-	pfirst := ms.pfirst
 	delHi := min(ms.first-1, ms.dlast)
 	last := ms.plast // what chans will say: the last message on disk after this commit
 	switch {
 	case n > 0:
-		last = pfirst + uint64(n) - 1
+		last = ms.pfirst + uint64(n) - 1
 	case len(ms.poff) == 0:
 		last = ms.last // nothing pending: limits may have removed everything
 	}
 	if n == 0 && ms.dfirst > delHi && ms.plast == last {
-		ms.mu.Unlock()
-		return nil
+		ms.durable = ms.flushes
+		return false
 	}
 	// The prefix stays in place until retired (trimPending waits for committing), and Append
 	// only adds after it, so these views stay valid without mu.
-	offs := ms.poff[:n:n]
 	end := len(ms.pbuf)
 	if n < len(ms.poff) {
 		end = int(ms.poff[n])
 	}
-	buf := ms.pbuf[:end:end]
-	dfirst := ms.dfirst
+	ms.cwrite, ms.cn, ms.cpfirst, ms.cdfirst, ms.cdelHi, ms.clast = true, n, ms.pfirst, ms.dfirst, delHi, last
+	ms.coffs, ms.cbuf, ms.cflushes = ms.poff[:n:n], ms.pbuf[:end:end], ms.flushes
 	ms.committing = true
 	if cap(ms.keys) < 8*n {
 		ms.keys = make([]byte, 8*n)
 	}
-	keys := ms.keys[:8*n]
-	ms.mu.Unlock()
+	return true
+}
 
-	err := ms.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(ms.mkey)
-		chans := tx.Bucket([]byte(bktChans))
-		if b == nil || chans == nil {
-			return stores.ErrChannelDeleted
+// write writes the snapshot in the commit's transaction. No lock: the snapshot belongs to
+// the commit.
+func (ms *msgStore) write(tx *bolt.Tx) error {
+	if !ms.cwrite {
+		return nil
+	}
+	b := tx.Bucket(ms.mkey)
+	chans := tx.Bucket([]byte(bktChans))
+	if b == nil || chans == nil {
+		return fmt.Errorf("%w: channel %q: no bucket", ErrCorrupt, ms.name)
+	}
+	var k [8]byte
+	for seq := ms.cdfirst; seq <= ms.cdelHi; seq++ {
+		binary.BigEndian.PutUint64(k[:], seq)
+		if err := b.Delete(k[:]); err != nil {
+			return fmt.Errorf("boltstore: channel %q: %w", ms.name, err)
 		}
-		var k [8]byte
-		for seq := dfirst; seq <= delHi; seq++ {
-			binary.BigEndian.PutUint64(k[:], seq)
-			if err := b.Delete(k[:]); err != nil {
-				return err
-			}
+	}
+	b.FillPercent = 0.95 // sequential keys: fill pages
+	keys, offs, buf := ms.keys[:8*ms.cn], ms.coffs, ms.cbuf
+	for i := range ms.cn {
+		key := keys[8*i : 8*i+8]
+		binary.BigEndian.PutUint64(key, ms.cpfirst+uint64(i))
+		e := len(buf)
+		if i+1 < ms.cn {
+			e = int(offs[i+1])
 		}
-		b.FillPercent = 0.95 // sequential keys: fill pages
-		for i := 0; i < n; i++ {
-			key := keys[8*i : 8*i+8]
-			binary.BigEndian.PutUint64(key, pfirst+uint64(i))
-			e := len(buf)
-			if i+1 < n {
-				e = int(offs[i+1])
-			}
-			if err := b.Put(key, buf[offs[i]:e]); err != nil {
-				return err
-			}
+		if err := b.Put(key, buf[offs[i]:e]); err != nil {
+			return fmt.Errorf("boltstore: channel %q: message %d: %w", ms.name, ms.cpfirst+uint64(i), err)
 		}
-		var meta [16]byte
-		binary.BigEndian.PutUint64(meta[:8], ms.id)
-		binary.BigEndian.PutUint64(meta[8:], last)
-		return chans.Put(ms.ckey, meta[:])
-	})
+	}
+	var meta [16]byte
+	binary.BigEndian.PutUint64(meta[:8], ms.id)
+	binary.BigEndian.PutUint64(meta[8:], ms.clast)
+	return chans.Put(ms.ckey, meta[:])
+}
 
+// retire settles the commit's snapshot: on success the written prefix leaves the pending
+// buffer; on failure the channel fails until Rollback. Caller holds committer.mu.
+func (ms *msgStore) retire(err error) {
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
-	ms.committing = false
+	if !ms.cwrite {
+		return
+	}
+	ms.cwrite, ms.committing = false, false
+	ms.coffs, ms.cbuf = nil, nil
+	if ms.usable() != nil {
+		return // closed meanwhile (a simulated crash)
+	}
 	if err != nil {
-		return err
+		ms.failed = fmt.Errorf("boltstore: channel %q: commit failed (Rollback to go on): %w", ms.name, err)
+		return
 	}
-	if uerr := ms.usable(); uerr != nil {
-		return nil // closed or deleted meanwhile: the commit itself succeeded
+	if ms.cdelHi >= ms.dfirst {
+		ms.dfirst = ms.cdelHi + 1
 	}
-	if delHi >= ms.dfirst {
-		ms.dfirst = delHi + 1
-	}
-	if n > 0 {
+	if ms.cn > 0 {
 		if ms.dfirst > ms.dlast { // nothing was on disk
-			ms.dfirst = pfirst
+			ms.dfirst = ms.cpfirst
 		}
-		ms.dlast = last
-		ms.dropPending(n)
+		ms.dlast = ms.clast
+		ms.dropPending(ms.cn)
 	}
-	ms.plast = last
+	ms.plast = ms.clast
+	ms.durable = ms.cflushes
 	ms.trimPending()
-	return nil
 }
 
 // Load implements stores.MsgStore: unsynced messages come from the pending buffer,
@@ -427,11 +484,11 @@ func (ms *msgStore) SetLimits(l stores.Limits) {
 	ms.mu.Unlock()
 }
 
-// Expire implements stores.MsgStore. The removals reach the disk at the next Sync.
+// Expire implements stores.MsgStore. The removals reach the disk at the next commit.
 func (ms *msgStore) Expire(now int64) (removed int, next int64) {
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
-	if ms.usable() != nil {
+	if ms.writable() != nil {
 		return 0, 0
 	}
 	removed = ms.enforce()
@@ -446,24 +503,34 @@ func (ms *msgStore) Expire(now int64) (removed int, next int64) {
 	return removed, 0
 }
 
-// Close implements stores.MsgStore: it syncs, then releases the index.
+// Close implements stores.MsgStore: it syncs, then releases the index. A failed channel
+// closes with its failure: what it did not commit is lost.
 func (ms *msgStore) Close() error {
-	ms.commitMu.Lock()
-	defer ms.commitMu.Unlock()
 	ms.mu.Lock()
 	if ms.closed || ms.deleted {
 		ms.closed = true
 		ms.mu.Unlock()
 		return nil
 	}
-	ms.flushedN = len(ms.poff)
+	err := ms.failed
 	ms.mu.Unlock()
-	err := ms.commit()
+	if err == nil {
+		err = ms.Sync()
+	}
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
 	ms.closed = true
 	ms.release()
 	return err
+}
+
+// flushForClose queues everything for the Store's final commit, or returns the channel's
+// failure. Caller holds committer.mu.
+func (ms *msgStore) flushForClose() error {
+	if err := ms.Flush(); err != nil && !errors.Is(err, stores.ErrClosed) && !errors.Is(err, stores.ErrChannelDeleted) {
+		return err
+	}
+	return nil
 }
 
 // abandon closes without writing anything (a simulated crash).
@@ -489,10 +556,42 @@ func (ms *msgStore) release() {
 	ms.first, ms.msgs, ms.bytes = ms.last+1, 0, 0
 }
 
-// Rollback implements stores.MsgStore. TODO(issue 10): drop what is not committed after a
-// failed commit.
+// Rollback implements stores.MsgStore: after a failed commit it drops everything not
+// committed and rebuilds the channel from the file, as Open does — the file, not memory,
+// says what the failed commit left, since bbolt may have written part of it (see
+// DESIGN.md). If reading the file fails, the channel stays failed.
 func (ms *msgStore) Rollback() error {
+	ms.c.mu.Lock() // no commit holds a snapshot of this channel meanwhile
+	defer ms.c.mu.Unlock()
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
-	return ms.usable()
+	if err := ms.usable(); err != nil {
+		return err
+	}
+	if ms.failed == nil {
+		return nil
+	}
+	var fresh *msgStore
+	err := ms.db.View(func(tx *bolt.Tx) error {
+		chans := tx.Bucket([]byte(bktChans))
+		if chans == nil {
+			return fmt.Errorf("%w: no bucket %q", ErrCorrupt, bktChans)
+		}
+		v := chans.Get(ms.ckey)
+		if len(v) != 16 {
+			return fmt.Errorf("%w: metadata of %d bytes", ErrCorrupt, len(v))
+		}
+		fresh = newMsgStore(ms.c, ms.name, ms.id, ms.limits, binary.BigEndian.Uint64(v[8:]))
+		return fresh.load(tx)
+	})
+	if err != nil {
+		return fmt.Errorf("boltstore: channel %q: rollback: %w", ms.name, err)
+	}
+	ms.c.forget(ms, nil)
+	ms.idx, ms.head = fresh.idx, 0
+	ms.first, ms.last, ms.msgs, ms.bytes = fresh.first, fresh.last, fresh.msgs, fresh.bytes
+	ms.dfirst, ms.dlast, ms.plast = fresh.dfirst, fresh.dlast, fresh.plast
+	ms.pfirst, ms.poff, ms.pbuf, ms.flushedN = 0, ms.poff[:0], ms.pbuf[:0], 0
+	ms.durable, ms.failed = ms.flushes, nil
+	return nil
 }

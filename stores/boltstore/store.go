@@ -11,14 +11,18 @@ import (
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 
+	"github.com/starling-io/starling/proto/storepb"
 	"github.com/starling-io/starling/stores"
 )
 
 // Compile-time proof that the bolt store implements the contract.
 var (
-	_ stores.Store    = (*Store)(nil)
-	_ stores.MsgStore = (*msgStore)(nil)
-	_ stores.SubStore = (*subStore)(nil)
+	_ stores.Store       = (*Store)(nil)
+	_ stores.MsgStore    = (*msgStore)(nil)
+	_ stores.SubStore    = (*subStore)(nil)
+	_ stores.SplitSyncer = (*Store)(nil)
+	_ stores.SplitSyncer = (*msgStore)(nil)
+	_ stores.SplitSyncer = (*subStore)(nil)
 )
 
 // Options configure a bolt store. The zero value is usable.
@@ -44,26 +48,39 @@ type Options struct {
 type Hooks struct {
 	// AfterAutoSync is called after each AutoSync fdatasync with its error.
 	AfterAutoSync func(err error)
+	// FailCommit is called twice inside each group-commit transaction (every Sync,
+	// SyncFlushed and Close that writes): before anything is written (written false), and
+	// after everything is written, just before bbolt commits (written true). An error
+	// fails that commit as a failed write or fsync would: the transaction rolls back and
+	// the error is what the commit returns.
+	FailCommit func(written bool) error
 }
 
 // Store is the bolt store: one bbolt file.
 type Store struct {
-	// mu guards the fields below. Lock order: Store.mu, then a channel's msgStore.mu or
-	// subStore.mu (leaf locks, never held while taking Store.mu).
+	// mu guards the fields below. Lock order: Store.mu, then committer.mu, then a channel's
+	// msgStore.mu or subStore.mu, then committer.stageMu (see DESIGN.md).
 	mu sync.Mutex
 
 	db       *bolt.DB
+	c        *committer
 	limits   *stores.LimitsSet
 	info     *stores.ServerInfo // nil until Init
 	clients  map[string]stores.ClientInfo
-	dirty    map[string]bool // clients to write (true) or delete (false) at Sync
+	dirty    map[string]bool    // clients to write (true) or delete (false) at the next Flush
+	cpb      storepb.ClientInfo // scratch of Flush
+	kbuf     []byte             // scratch of Flush
+	ckey     []byte             // bucket clients
 	channels map[string]*channel
 	tombs    map[string]uint64 // last sequence of deleted channels
+	clean    bool              // the previous run ended with Close (RecoveredState.Clean)
 	closed   bool
 
 	hooks    Hooks
 	stopSync func() // stops the AutoSync goroutine (nil without, or once stopped)
 	autoSync bool   // AutoSync is on: Close syncs the file
+
+	cst stager // the client records' commit state; guarded by committer.stageMu
 }
 
 type channel struct {
@@ -126,7 +143,10 @@ func openStore(path string, opts Options) (*Store, error) {
 		channels: make(map[string]*channel),
 		tombs:    make(map[string]uint64),
 		hooks:    opts.Hooks,
+		cst:      stager{what: "clients"},
+		ckey:     []byte(bktClients),
 	}
+	s.c = newCommitter(db, &s.hooks)
 	if err := s.load(); err != nil {
 		db.Close()
 		if !errors.Is(err, ErrCorrupt) {
@@ -155,7 +175,8 @@ func (s *Store) stopAutoSync() {
 	}
 }
 
-// load creates the top-level buckets and reads everything.
+// load creates the top-level buckets and reads everything. The transaction that creates
+// the buckets also takes the clean mark away, so a crash from now on reads as not clean.
 func (s *Store) load() error {
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		for _, n := range []string{bktMeta, bktClients, bktChans, bktTombs} {
@@ -163,7 +184,9 @@ func (s *Store) load() error {
 				return err
 			}
 		}
-		return nil
+		meta := tx.Bucket([]byte(bktMeta))
+		s.clean = meta.Get([]byte(keyClean)) != nil
+		return meta.Delete([]byte(keyClean))
 	})
 	if err != nil {
 		return err
@@ -216,8 +239,8 @@ func (s *Store) load() error {
 func (s *Store) newChannel(name string, id, last uint64) *channel {
 	l := s.limits.For(name)
 	ch := &channel{
-		msgs: newMsgStore(s.db, name, id, l, last),
-		subs: newSubStore(s.db, name, l.MaxSubs),
+		msgs: newMsgStore(s.c, name, id, l, last),
+		subs: newSubStore(s.c, name, l.MaxSubs),
 	}
 	ch.ch = stores.Channel{Name: name, ID: id, Msgs: ch.msgs, Subs: ch.subs}
 	return ch
@@ -261,7 +284,11 @@ func (s *Store) Recover() (*stores.RecoveredState, error) {
 	for _, ch := range s.channels {
 		chans = append(chans, &ch.ch)
 	}
-	return stores.NewRecoveredState(*s.info, s.clients, chans)
+	rs, err := stores.NewRecoveredState(*s.info, s.clients, chans)
+	if rs != nil {
+		rs.Clean = s.clean
+	}
+	return rs, err
 }
 
 // CreateChannel implements stores.Store: durable when it returns.
@@ -311,8 +338,13 @@ func (s *Store) DeleteChannel(name string) error {
 		return stores.ErrNotFound
 	}
 	delete(s.channels, name)
+	// No commit may hold the channel's snapshot or batch while it goes (nor write them
+	// into a channel re-created under the name).
+	s.c.mu.Lock()
+	defer s.c.mu.Unlock()
 	last := ch.msgs.markDeleted()
 	ch.subs.markDeleted()
+	s.c.forget(ch.msgs, &ch.subs.st)
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		for _, p := range []string{preMsgs, preSubs, prePending} {
 			if err := tx.DeleteBucket([]byte(p + name)); err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
@@ -336,8 +368,11 @@ func (s *Store) DeleteChannel(name string) error {
 	return nil
 }
 
-// AddClient implements stores.Store: durable at the next Sync.
+// AddClient implements stores.Store: durable at the next Sync (or Flush and SyncFlushed).
 func (s *Store) AddClient(c stores.ClientInfo) error {
+	if err := checkClient(&c); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -348,7 +383,7 @@ func (s *Store) AddClient(c stores.ClientInfo) error {
 	return nil
 }
 
-// DeleteClient implements stores.Store: durable at the next Sync.
+// DeleteClient implements stores.Store: durable at the next Sync (or Flush and SyncFlushed).
 func (s *Store) DeleteClient(id string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -382,50 +417,89 @@ func (s *Store) SetLimits(l *stores.LimitsSet) error {
 	return nil
 }
 
-// Sync implements stores.Store: it writes the client changes in one transaction.
+// Sync implements stores.Store: Flush, then SyncFlushed.
 func (s *Store) Sync() error {
+	if err := s.Flush(); err != nil {
+		return err
+	}
+	return s.SyncFlushed()
+}
+
+// Flush implements stores.SplitSyncer for the client records: it encodes the client changes
+// made so far into the store's next commit — or, after a failed commit lost some, every
+// client.
+func (s *Store) Flush() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return stores.ErrClosed
 	}
-	return s.flushClients()
+	return s.stageClients()
 }
 
-// flushClients commits the client changes. Caller holds mu.
-func (s *Store) flushClients() error {
-	if len(s.dirty) == 0 {
+// stageClients stages the client changes. Caller holds mu.
+func (s *Store) stageClients() error {
+	s.c.stageMu.Lock()
+	defer s.c.stageMu.Unlock()
+	rewrite := s.cst.rewrite
+	if len(s.dirty) == 0 && !rewrite {
 		return nil
 	}
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket([]byte(bktClients))
-		for id, put := range s.dirty {
-			if !put {
-				if err := b.Delete([]byte(id)); err != nil {
+	b := s.c.batchFor(&s.cst)
+	if rewrite {
+		b.op(wopReset, s.ckey, nil)
+		for id := range s.clients {
+			if err := s.putClient(b, id); err != nil {
+				return err
+			}
+		}
+		s.cst.rewrite = false
+	} else {
+		for id, present := range s.dirty {
+			if present {
+				if err := s.putClient(b, id); err != nil {
 					return err
 				}
 				continue
 			}
-			c := s.clients[id]
-			v, err := encodeClient(&c)
-			if err != nil {
-				return err
-			}
-			if err := b.Put([]byte(id), v); err != nil {
-				return err
-			}
+			s.kbuf = append(s.kbuf[:0], id...)
+			b.op(wopDelete, s.ckey, s.kbuf)
 		}
-		return nil
-	})
-	if err != nil {
-		return err
 	}
 	clear(s.dirty)
 	return nil
 }
 
-// Close implements stores.Store: it syncs every channel and the clients, then closes
-// the file. Close is idempotent.
+// putClient stages client id's record. Caller holds mu and stageMu.
+func (s *Store) putClient(b *batch, id string) error {
+	c := s.clients[id]
+	setClientPB(&s.cpb, &c)
+	s.kbuf = append(s.kbuf[:0], id...)
+	if err := b.putProto(s.ckey, s.kbuf, &s.cpb); err != nil {
+		return fmt.Errorf("boltstore: client %q: %w", id, err)
+	}
+	return nil
+}
+
+// SyncFlushed implements stores.SplitSyncer for the client records: everything flushed
+// before it is durable when it returns nil. The first SyncFlushed to run after a Flush
+// commits everything the store has staged (see committer); later ones find their flush
+// durable and return at once.
+func (s *Store) SyncFlushed() error {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return stores.ErrClosed
+	}
+	target := s.c.stagedOf(&s.cst)
+	return s.c.syncTo(func() (bool, error) { return s.c.covered(&s.cst, target) })
+}
+
+// Close implements stores.Store: one last commit writes every channel's messages and
+// subscriptions, the clients and — if everything could be written — the clean mark; then
+// the file is closed. A channel failed since its last Rollback makes Close fail and the
+// next Recover not Clean. Close is idempotent.
 func (s *Store) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -434,11 +508,19 @@ func (s *Store) Close() error {
 	}
 	s.closed = true
 	s.stopAutoSync()
+	s.c.mu.Lock()
 	var errs []error
 	for _, ch := range s.channels {
-		errs = append(errs, ch.msgs.Close(), ch.subs.Close())
+		errs = append(errs, ch.msgs.flushForClose(), ch.subs.flushForClose())
 	}
-	errs = append(errs, s.flushClients())
+	errs = append(errs, s.stageClients())
+	errs = append(errs, s.c.commit(errors.Join(errs...) == nil))
+	s.c.closed = true
+	s.c.mu.Unlock()
+	for _, ch := range s.channels {
+		ch.msgs.abandon() // committed above: only the memory goes
+		ch.subs.markClosed()
+	}
 	if s.autoSync { // a clean stop leaves everything on disk
 		errs = append(errs, s.db.Sync())
 	}
@@ -457,6 +539,9 @@ func (s *Store) crash() {
 	}
 	s.closed = true
 	s.stopAutoSync()
+	s.c.mu.Lock() // a running commit finishes: its fsync happened before the "crash"
+	s.c.closed = true
+	s.c.mu.Unlock()
 	for _, ch := range s.channels {
 		ch.msgs.abandon()
 		ch.subs.abandon()

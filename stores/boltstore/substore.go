@@ -1,25 +1,28 @@
 package boltstore
 
 import (
-	"bytes"
 	"cmp"
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"slices"
 	"sync"
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/starling-io/starling/proto/storepb"
 	"github.com/starling-io/starling/stores"
 	"github.com/starling-io/starling/stores/seqset"
 )
 
 // subStore is one channel's subscriptions (bucket s.<channel>) and pending sets (bucket
-// p.<channel>). Changes are kept in memory and logged; Sync writes the log in one
-// transaction.
+// p.<channel>). Memory is the truth: changes are logged (dirty states, deleted
+// subscriptions, pending-set changes in order), and Flush encodes the log into a batch
+// for the store's next commit (committer), which writes it in its transaction.
 type subStore struct {
-	mu sync.Mutex // guards everything below; leaf lock. Held across Sync's commit.
+	mu sync.Mutex // guards everything below but st; leaf lock after committer.mu.
 
-	db   *bolt.DB
+	c    *committer
 	skey []byte // bucket s.<channel>
 	pkey []byte // bucket p.<channel>
 
@@ -27,33 +30,37 @@ type subStore struct {
 	subs    map[uint64]*sub
 	last    *sub // cache for runs of events of one subscription in Record
 
-	dirty   []*sub   // subscriptions whose state must be written
-	gone    []uint64 // subscriptions to delete (with their pending keys)
-	ops     []pendOp // pending-set changes, in order
-	scratch []byte   // keys and values of a commit
+	dirty []*sub   // subscriptions whose state must be written
+	gone  []uint64 // subscriptions to delete (with their pending keys)
+	ops   []pendOp // pending-set changes, in order
+	pb    storepb.SubState
 
 	closed, deleted bool
+
+	st stager // guarded by committer.stageMu
 }
 
 type sub struct {
 	state   stores.SubState
 	pending seqset.Set
 	dirty   bool // in subStore.dirty
-	removed bool
+	removed bool // deleted: its logged pending changes are dropped at Flush
 }
 
 type pendOp struct {
-	id, seq uint64
-	acked   bool
+	r     *sub
+	seq   uint64
+	acked bool
 }
 
-func newSubStore(db *bolt.DB, name string, maxSubs int) *subStore {
+func newSubStore(c *committer, name string, maxSubs int) *subStore {
 	return &subStore{
-		db:      db,
+		c:       c,
 		skey:    []byte(preSubs + name),
 		pkey:    []byte(prePending + name),
 		maxSubs: maxSubs,
 		subs:    make(map[uint64]*sub),
+		st:      stager{what: fmt.Sprintf("channel %q subscriptions", name)},
 	}
 }
 
@@ -109,6 +116,9 @@ func (ss *subStore) markDirty(r *sub) {
 
 // CreateSub implements stores.SubStore.
 func (ss *subStore) CreateSub(s *stores.SubState) error {
+	if err := checkSub(s); err != nil {
+		return err
+	}
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	if err := ss.usable(); err != nil {
@@ -128,6 +138,9 @@ func (ss *subStore) CreateSub(s *stores.SubState) error {
 
 // UpdateSub implements stores.SubStore.
 func (ss *subStore) UpdateSub(s *stores.SubState) error {
+	if err := checkSub(s); err != nil {
+		return err
+	}
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	if err := ss.usable(); err != nil {
@@ -153,11 +166,10 @@ func (ss *subStore) DeleteSub(id uint64) error {
 	if !ok {
 		return stores.ErrNotFound
 	}
-	r.removed = true
+	r.removed = true // its logged ops are skipped at Flush: O(1) here
 	delete(ss.subs, id)
 	ss.last = nil
 	ss.gone = append(ss.gone, id)
-	ss.ops = slices.DeleteFunc(ss.ops, func(op pendOp) bool { return op.id == id })
 	return nil
 }
 
@@ -179,12 +191,12 @@ func (ss *subStore) Record(events []stores.SubEvent) error {
 		}
 		if ev.Acked {
 			if r.pending.Remove(ev.Seq) {
-				ss.ops = append(ss.ops, pendOp{id: ev.SubID, seq: ev.Seq, acked: true})
+				ss.ops = append(ss.ops, pendOp{r: r, seq: ev.Seq, acked: true})
 			}
 			continue
 		}
 		if r.pending.Add(ev.Seq) {
-			ss.ops = append(ss.ops, pendOp{id: ev.SubID, seq: ev.Seq})
+			ss.ops = append(ss.ops, pendOp{r: r, seq: ev.Seq})
 		}
 		if ev.Seq > r.state.LastSent {
 			r.state.LastSent = ev.Seq
@@ -194,95 +206,117 @@ func (ss *subStore) Record(events []stores.SubEvent) error {
 	return nil
 }
 
-// Sync implements stores.SubStore: one transaction for every change since the last.
+// Sync implements stores.SubStore: Flush, then SyncFlushed.
 func (ss *subStore) Sync() error {
+	if err := ss.Flush(); err != nil {
+		return err
+	}
+	return ss.SyncFlushed()
+}
+
+// Flush implements stores.SplitSyncer: it encodes the changes logged so far into the
+// store's next commit — or, after a failed commit lost some, the whole state.
+func (ss *subStore) Flush() error {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	if err := ss.usable(); err != nil {
 		return err
 	}
-	return ss.flush()
-}
-
-// flush commits the logged changes. Caller holds mu.
-func (ss *subStore) flush() error {
+	ss.c.stageMu.Lock()
+	defer ss.c.stageMu.Unlock()
+	if ss.st.rewrite {
+		return ss.stageAll()
+	}
 	if len(ss.dirty) == 0 && len(ss.gone) == 0 && len(ss.ops) == 0 {
 		return nil
 	}
-	ss.scratch = ss.scratch[:0]
-	err := ss.db.Update(func(tx *bolt.Tx) error {
-		sb, pb := tx.Bucket(ss.skey), tx.Bucket(ss.pkey)
-		if sb == nil || pb == nil {
-			return stores.ErrChannelDeleted
-		}
-		var k [16]byte
-		for _, id := range ss.gone {
-			binary.BigEndian.PutUint64(k[:8], id)
-			if err := sb.Delete(k[:8]); err != nil {
-				return err
-			}
-			if err := deletePrefix(pb, k[:8]); err != nil {
-				return err
-			}
-		}
-		for _, r := range ss.dirty {
-			if r.removed {
-				continue
-			}
-			v, err := encodeSub(&r.state)
-			if err != nil {
-				return err
-			}
-			if err := sb.Put(u64(r.state.ID), v); err != nil {
-				return err
-			}
-		}
-		for _, op := range ss.ops {
-			binary.BigEndian.PutUint64(k[:8], op.id)
-			binary.BigEndian.PutUint64(k[8:], op.seq)
-			if op.acked {
-				if err := pb.Delete(k[:]); err != nil {
-					return err
-				}
-				continue
-			}
-			// Put keeps the key until commit: copy it into scratch (grown before use
-			// would move earlier keys, so allocate a fresh one when full).
-			if cap(ss.scratch)-len(ss.scratch) < 16 {
-				ss.scratch = make([]byte, 0, max(1024, 16*len(ss.ops)))
-			}
-			n := len(ss.scratch)
-			ss.scratch = append(ss.scratch, k[:]...)
-			if err := pb.Put(ss.scratch[n:n+16], nil); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return err
+	b := ss.c.batchFor(&ss.st)
+	var k [16]byte
+	for _, id := range ss.gone {
+		binary.BigEndian.PutUint64(k[:8], id)
+		b.op(wopDelete, ss.skey, k[:8])
+		b.op(wopDelPrefix, ss.pkey, k[:8])
 	}
+	for _, r := range ss.dirty {
+		if r.removed {
+			continue
+		}
+		if err := ss.putState(b, r); err != nil {
+			return err
+		}
+	}
+	for _, op := range ss.ops {
+		if op.r.removed {
+			continue
+		}
+		binary.BigEndian.PutUint64(k[:8], op.r.state.ID)
+		binary.BigEndian.PutUint64(k[8:], op.seq)
+		if op.acked {
+			b.op(wopDelete, ss.pkey, k[:])
+		} else {
+			b.put(ss.pkey, k[:], nil)
+		}
+	}
+	ss.clearLog()
+	return nil
+}
+
+// stageAll stages the whole state: both buckets emptied, then every subscription and
+// pending sequence. Caller holds mu and stageMu.
+func (ss *subStore) stageAll() error {
+	b := ss.c.batchFor(&ss.st)
+	b.op(wopReset, ss.skey, nil)
+	b.op(wopReset, ss.pkey, nil)
+	var k [16]byte
+	for _, r := range ss.subs {
+		if err := ss.putState(b, r); err != nil {
+			return err
+		}
+		binary.BigEndian.PutUint64(k[:8], r.state.ID)
+		r.pending.Ascend(func(seq uint64) bool {
+			binary.BigEndian.PutUint64(k[8:], seq)
+			b.put(ss.pkey, k[:], nil)
+			return true
+		})
+	}
+	ss.clearLog()
+	ss.st.rewrite = false
+	return nil
+}
+
+// putState stages r's state. Caller holds mu and stageMu.
+func (ss *subStore) putState(b *batch, r *sub) error {
+	setSubPB(&ss.pb, &r.state)
+	var k [8]byte
+	binary.BigEndian.PutUint64(k[:], r.state.ID)
+	if err := b.putProto(ss.skey, k[:], &ss.pb); err != nil {
+		return fmt.Errorf("boltstore: subscription %d: %w", r.state.ID, err)
+	}
+	return nil
+}
+
+// clearLog empties the change log once staged. Caller holds mu.
+func (ss *subStore) clearLog() {
 	for _, r := range ss.dirty {
 		r.dirty = false
 	}
 	clear(ss.dirty)
+	clear(ss.ops) // drop the *sub references
 	ss.dirty, ss.gone, ss.ops = ss.dirty[:0], ss.gone[:0], ss.ops[:0]
-	return nil
 }
 
-// deletePrefix deletes every key of b starting with prefix.
-func deletePrefix(b *bolt.Bucket, prefix []byte) error {
-	var keys [][]byte
-	c := b.Cursor()
-	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-		keys = append(keys, slices.Clone(k))
+// SyncFlushed implements stores.SplitSyncer: everything flushed before it is durable when
+// it returns nil. The first SyncFlushed to run after a Flush commits everything the store
+// has staged (see committer); later ones find their flush durable and return at once.
+func (ss *subStore) SyncFlushed() error {
+	ss.mu.Lock()
+	err := ss.usable()
+	ss.mu.Unlock()
+	if err != nil {
+		return err
 	}
-	for _, k := range keys {
-		if err := b.Delete(k); err != nil {
-			return err
-		}
-	}
-	return nil
+	target := ss.c.stagedOf(&ss.st)
+	return ss.c.syncTo(func() (bool, error) { return ss.c.covered(&ss.st, target) })
 }
 
 // Subs implements stores.SubStore.
@@ -303,14 +337,33 @@ func (ss *subStore) Subs() ([]stores.RecoveredSub, error) {
 // Close implements stores.SubStore: it syncs and closes.
 func (ss *subStore) Close() error {
 	ss.mu.Lock()
-	defer ss.mu.Unlock()
 	if ss.closed || ss.deleted {
 		ss.closed = true
+		ss.mu.Unlock()
 		return nil
 	}
-	err := ss.flush()
+	ss.mu.Unlock()
+	err := ss.Sync()
+	ss.mu.Lock()
 	ss.closed = true
+	ss.mu.Unlock()
 	return err
+}
+
+// flushForClose stages everything for the Store's final commit. Caller holds
+// committer.mu.
+func (ss *subStore) flushForClose() error {
+	if err := ss.Flush(); err != nil && !errors.Is(err, stores.ErrClosed) && !errors.Is(err, stores.ErrChannelDeleted) {
+		return err
+	}
+	return nil
+}
+
+// markClosed closes after the Store's final commit.
+func (ss *subStore) markClosed() {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	ss.closed = true
 }
 
 // abandon closes without writing anything (a simulated crash).
@@ -320,6 +373,8 @@ func (ss *subStore) abandon() {
 	ss.closed = true
 }
 
+// markDeleted makes every later call fail with ErrChannelDeleted. Caller holds
+// committer.mu and takes the channel out of the queue.
 func (ss *subStore) markDeleted() {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
