@@ -44,18 +44,19 @@ type commitGroup struct {
 }
 
 // commitSyncer is a metadata store flushed into a group (sp nil: synced already, err set
-// or not).
+// or not): the SubStore of ch, or the client records when ch is nil.
 type commitSyncer struct {
+	ch  *channel
 	sp  stores.SplitSyncer
 	err error
 }
 
 // addSyncer adds a flushed metadata store, or the error of its Flush.
-func (g *commitGroup) addSyncer(sp stores.SplitSyncer, err error) {
+func (g *commitGroup) addSyncer(ch *channel, sp stores.SplitSyncer, err error) {
 	if err != nil {
 		sp = nil
 	}
-	g.syncers = append(g.syncers, commitSyncer{sp: sp, err: err})
+	g.syncers = append(g.syncers, commitSyncer{ch: ch, sp: sp, err: err})
 }
 
 // metaErr is the first failure among the group's metadata stores.
@@ -320,14 +321,12 @@ func (s *Server) completeGroup(g *commitGroup) {
 		}
 		s.sendPubAck(g.pubs[i].reply, g.pubs[i].guid, errText)
 	}
-	if len(g.after) > 0 {
-		err := g.metaErr()
-		if err != nil {
-			s.log.Error("storing subscriptions or clients failed", "err", err)
-		}
-		for _, fn := range g.after {
-			fn(err)
-		}
+	err := g.metaErr()
+	if err != nil {
+		s.metaFailed(g)
+	}
+	for _, fn := range g.after {
+		fn(err)
 	}
 }
 

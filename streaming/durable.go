@@ -2,6 +2,7 @@ package streaming
 
 import (
 	"errors"
+	"time"
 
 	"github.com/starling-io/starling/stores"
 )
@@ -47,7 +48,7 @@ func (s *Server) metaPending() bool {
 // for it: pipelined, as a commit group of its own; otherwise synchronously (engine, at
 // the end of a batch).
 func (s *Server) commitMeta() {
-	if !s.metaPending() {
+	if !s.metaPending() || (len(s.waiting) == 0 && time.Now().Before(s.metaRetryAt)) {
 		return
 	}
 	if s.splitMeta && s.started {
@@ -88,9 +89,9 @@ func (s *Server) flushMetaInto(g *commitGroup) {
 			continue
 		}
 		if sp, ok := ch.store.Subs.(stores.SplitSyncer); ok {
-			g.addSyncer(sp, sp.Flush())
+			g.addSyncer(ch, sp, sp.Flush())
 		} else {
-			g.addSyncer(nil, ch.store.Subs.Sync())
+			g.addSyncer(ch, nil, ch.store.Subs.Sync())
 		}
 	}
 	clear(s.subsDirty)
@@ -98,12 +99,36 @@ func (s *Server) flushMetaInto(g *commitGroup) {
 	if s.clientsDirty {
 		s.clientsDirty = false
 		sp := s.store.(stores.SplitSyncer)
-		g.addSyncer(sp, sp.Flush())
+		g.addSyncer(nil, sp, sp.Flush())
 	}
 	g.after = append(g.after, s.waiting...)
 	clear(s.waiting)
 	s.waiting = s.waiting[:0]
 }
+
+// metaFailed handles a group whose metadata commit failed: the stores that failed are
+// flushed again later — a store that failed writes its whole state at its next Flush —
+// but not at once, so a full disk does not spin the engine.
+func (s *Server) metaFailed(g *commitGroup) {
+	s.log.Error("storing subscriptions or clients failed", "err", g.metaErr())
+	for i := range g.syncers {
+		cs := &g.syncers[i]
+		if cs.err == nil {
+			continue
+		}
+		switch {
+		case cs.ch == nil:
+			s.clientsDirty = true
+		case !cs.ch.deleted:
+			s.markSubsDirty(cs.ch)
+		}
+	}
+	s.metaRetryAt = time.Now().Add(metaRetryWait)
+}
+
+// metaRetryWait is how long a failed metadata commit waits before it is tried again
+// unless a reply needs it sooner.
+const metaRetryWait = 100 * time.Millisecond
 
 // syncMeta syncs, synchronously, everything changed since the last commit.
 func (s *Server) syncMeta() error {

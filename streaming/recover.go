@@ -76,10 +76,10 @@ func (s *Server) restoreSub(ch *channel, rs *stores.RecoveredSub, uncertain uint
 	}
 	switch {
 	case st.QGroup != "":
-		qid := queueID{user: st.User, key: st.QGroup}
+		qid := queueID{user: st.User, key: queueKey(st.QGroup, st.DurableName)}
 		g := ch.queues[qid]
 		if g == nil {
-			g = &queueGroup{id: qid, key: st.QGroup, durable: st.DurableName != "", uncertain: uncertain}
+			g = &queueGroup{id: qid, key: qid.key, durable: st.DurableName != "", uncertain: uncertain}
 			ch.queues[qid] = g
 		}
 		g.lastSent = max(g.lastSent, st.LastSent)

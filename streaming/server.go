@@ -73,6 +73,7 @@ type Server struct {
 	clientsDirty bool          // client records changed since then
 	waiting      []func(error) // replies waiting for the commit of what they confirm
 	splitMeta    bool          // the store's client and subscription records split their Sync
+	metaRetryAt  time.Time     // after a failed metadata commit: when to try again unasked
 
 	qBytes       atomic.Int64 // bytes of the requests in q (engine.go)
 	refusedPubs  atomic.Int64 // publishes refused because q was full

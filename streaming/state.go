@@ -84,6 +84,15 @@ type expiry struct {
 // clients formed it, so another user's member can never take its messages.
 type queueID struct{ user, key string }
 
+// queueKey is a queue group's name within its channel: the queue name, or
+// "durable:queue" for a durable queue group (the durable name cannot contain ':').
+func queueKey(queue, durable string) string {
+	if durable != "" {
+		return durable + ":" + queue
+	}
+	return queue
+}
+
 // queueGroup is the shared state of a queue group on one channel.
 type queueGroup struct {
 	id        queueID

@@ -58,14 +58,10 @@ func (s *Server) processSubscribe(o *op) {
 	resume := false
 	switch {
 	case req.QGroup != "":
-		key := req.QGroup
-		if req.DurableName != "" {
-			key = req.DurableName + ":" + req.QGroup
-		}
-		qid := queueID{user: c.user, key: key}
+		qid := queueID{user: c.user, key: queueKey(req.QGroup, req.DurableName)}
 		g := ch.queues[qid]
 		if g == nil {
-			g = &queueGroup{id: qid, key: key, durable: req.DurableName != "", lastSent: s.startPosition(ch, req)}
+			g = &queueGroup{id: qid, key: qid.key, durable: req.DurableName != "", lastSent: s.startPosition(ch, req)}
 			ch.queues[qid] = g
 		}
 		if g.shadow != nil { // a durable group coming back: take over its last member's state

@@ -51,13 +51,8 @@ const MaxClientIDLen = 256
 // protocol (audit finding 2) — and none of the server's own subjects: nothing under
 // _STAN. (requests, heartbeats, checks) or the discover prefix, nor ack inboxes.
 func (s *Server) validInbox(inbox string) bool {
-	if len(inbox) > maxInboxLen || !subject.ValidLiteral([]byte(inbox)) {
+	if len(inbox) > maxInboxLen || !subject.ValidPublish(inbox) {
 		return false
-	}
-	for i := 0; i < len(inbox); i++ {
-		if c := inbox[i]; c < 0x20 || c == 0x7f {
-			return false
-		}
 	}
 	return !under(inbox, "_STAN") && !under(inbox, s.opts.DiscoverPrefix) && !under(inbox, s.ackPrefix)
 }

@@ -2,11 +2,13 @@ package tests
 
 import (
 	"fmt"
+	"io"
+	"net/http"
+	"os"
 	"math/rand/v2"
 	"slices"
 	"strconv"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -14,41 +16,87 @@ import (
 	"github.com/nats-io/stan.go"
 )
 
-// The crash harness: the real binary on a durable store, a stan.go publisher sending
-// asynchronously under load and recording every acknowledged message, SIGKILL of the server
-// at a random moment during the load, a restart on the same directory, and a new subscriber
-// that reads the whole channel back. Every acknowledged message must be there, in publish
-// order, with sequences contiguous from 1 and nothing duplicated; messages that were
-// published but never acknowledged may or may not be there.
+// The crash harness: a server on a durable store, a stan.go publisher sending
+// asynchronously under load and recording every acknowledged message, three subscribers
+// acking as they go (crash_subs_test.go: a durable, a queue group, a durable queue group),
+// a crash at a random moment during the load, a restart on the same directory and ports,
+// and a check:
+//   - a new reader reads the whole channel back: every acknowledged message is there, in
+//     publish order, with sequences contiguous from 1 and nothing duplicated (messages
+//     published but never acknowledged may or may not be there);
+//   - each subscriber, whose clients reconnect by themselves, gets after the restart every
+//     message it had not acked, nothing whose ack was known durable, and every message it
+//     gets again flagged redelivered (crashGroup.check).
+//
+// The crash is a SIGKILL of the real binary (crashBinary), or a simulated power loss of an
+// in-process server whose files are cut back to what their last fsync covered
+// (crash_power_test.go).
 
 const crashChannel = "crash"
 
 // crashTally sums the iterations of crashIterations.
 type crashTally struct {
-	Iterations int
-	Published  int           // PublishAsync calls accepted by the client
-	Acked      int           // PubAcks received without error
-	Present    int           // messages read back after the restart (sentinel excluded)
-	MaxRestart time.Duration // SIGKILL'd server restarted on its directory → a stan client connected
+	Iterations  int
+	Published   int           // PublishAsync calls accepted by the client
+	Acked       int           // PubAcks received without error
+	Present     int           // messages read back after the restart (sentinel excluded)
+	Delivered   int           // deliveries to the subscribers
+	Redelivered int           // of which flagged redelivered
+	Resumed     int           // deliveries to the subscribers after the restart
+	MaxRestart  time.Duration // crashed server restarted on its directory → a stan client connected
 }
 
 func (c crashTally) String() string {
-	return fmt.Sprintf("iterations=%d published=%d acked=%d present=%d max_restart=%v",
-		c.Iterations, c.Published, c.Acked, c.Present, c.MaxRestart)
+	return fmt.Sprintf("iterations=%d published=%d acked=%d present=%d sub_deliveries=%d redelivered=%d after_restart=%d lost=0 max_restart=%v",
+		c.Iterations, c.Published, c.Acked, c.Present, c.Delivered, c.Redelivered, c.Resumed, c.MaxRestart)
 }
 
-// crashIterations runs n crash iterations on store ("file" or "bolt"), each a subtest with
-// its own directory and processes, and returns their tally.
-func crashIterations(t *testing.T, store string, n int) crashTally {
+// crashTarget is a server the harness crashes and restarts.
+type crashTarget interface {
+	start(t *testing.T) string   // starts the server, returns its client URL
+	crash(t *testing.T)          // crashes it
+	restart(t *testing.T) string // starts it again on what the crash left, same URL
+}
+
+// crashBinary is the real binary on store ("file" or "bolt"), crashed with SIGKILL.
+type crashBinary struct {
+	store, dir  string
+	port, mport int
+	p           *proc
+	procs       []*proc
+}
+
+func newCrashBinary(store string) func(t *testing.T) crashTarget {
+	return func(t *testing.T) crashTarget {
+		return &crashBinary{store: store, dir: t.TempDir(), port: freePort(t), mport: freePort(t)}
+	}
+}
+
+func (b *crashBinary) start(t *testing.T) string {
+	b.p = binaryOn(t, b.port, b.mport, "--store", b.store, "--dir", b.dir)
+	b.procs = append(b.procs, b.p)
+	return fmt.Sprintf("nats://127.0.0.1:%d", b.port)
+}
+
+func (b *crashBinary) crash(t *testing.T) { killHard(t, b.p) }
+
+func (b *crashBinary) restart(t *testing.T) string { return b.start(t) }
+
+// crashIterations runs n crash iterations, each a subtest named label/i with its own
+// server, and returns their tally.
+func crashIterations(t *testing.T, label string, target func(t *testing.T) crashTarget, n int) crashTally {
 	t.Helper()
 	var tally crashTally
 	for i := range n {
-		ok := t.Run(fmt.Sprintf("%s/%d", store, i), func(t *testing.T) {
-			r := crashOnce(t, store)
+		ok := t.Run(fmt.Sprintf("%s/%d", label, i), func(t *testing.T) {
+			r := crashOnce(t, target(t))
 			tally.Iterations++
 			tally.Published += r.published
 			tally.Acked += r.acked
 			tally.Present += r.present
+			tally.Delivered += r.subs.delivered
+			tally.Redelivered += r.subs.redelivered
+			tally.Resumed += r.subs.resumed
 			tally.MaxRestart = max(tally.MaxRestart, r.restart)
 		})
 		if !ok {
@@ -60,16 +108,17 @@ func crashIterations(t *testing.T, store string, n int) crashTally {
 
 type crashResult struct {
 	published, acked, present int
+	subs                      crashCheck
 	restart                   time.Duration
 }
 
-// crashOnce is one iteration: publish under load, SIGKILL, restart, verify.
-func crashOnce(t *testing.T, store string) crashResult {
-	dir := t.TempDir()
-	p, url, _ := startBinary(t, "--store", store, "--dir", dir)
+// crashOnce is one iteration: subscribe, publish under load, crash, restart, verify.
+func crashOnce(t *testing.T, target crashTarget) crashResult {
+	url := target.start(t)
+	groups := subscribeCrashGroups(t, url)
 
-	// The client's own NATS connection never reconnects: once the server dies, publishing
-	// fails at once and Close does not wait for a dead server.
+	// The publisher's own NATS connection never reconnects: once the server dies,
+	// publishing fails at once and Close does not wait for a dead server.
 	nc, err := nats.Connect(url, nats.NoReconnect(), nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
 	must(t, err)
 	defer nc.Close()
@@ -122,9 +171,11 @@ func crashOnce(t *testing.T, store string) crashResult {
 	<-started
 	delay := time.Duration(50+rand.IntN(451)) * time.Millisecond
 	time.Sleep(delay)
-	must(t, p.cmd.Process.Signal(syscall.SIGKILL))
-	_ = p.wait(t, 10*time.Second)
+	target.crash(t)
 	close(stop)
+	for _, g := range groups {
+		g.crashed()
+	}
 	// Close fails every PubAck still pending (ErrConnectionClosed) and unblocks a publisher
 	// waiting for room in its window of acks in flight.
 	_ = sc.Close()
@@ -134,7 +185,7 @@ func crashOnce(t *testing.T, store string) crashResult {
 	case pa := <-pubDone:
 		published, attempted = pa[0], pa[1]
 	case <-time.After(10 * time.Second):
-		t.Fatalf("publisher still blocked 10s after the SIGKILL")
+		t.Fatalf("publisher still blocked 10s after the crash")
 	}
 	// Every accepted publish gets exactly one ack handler call.
 	deadline := time.After(10 * time.Second)
@@ -148,7 +199,7 @@ func crashOnce(t *testing.T, store string) crashResult {
 		select {
 		case <-handled:
 		case <-deadline:
-			t.Fatalf("%d of %d ack handlers called 10s after the SIGKILL", c, published)
+			t.Fatalf("%d of %d ack handlers called 10s after the crash", c, published)
 		}
 	}
 	mu.Lock()
@@ -163,9 +214,9 @@ func crashOnce(t *testing.T, store string) crashResult {
 		t.Logf("nothing acknowledged in %v of load", delay)
 	}
 
-	// Restart on the same directory.
+	// Restart on what the crash left.
 	restartStart := time.Now()
-	_, url2, _ := startBinary(t, "--store", store, "--dir", dir)
+	url2 := target.restart(t)
 	nc2, err := nats.Connect(url2)
 	must(t, err)
 	defer nc2.Close()
@@ -189,10 +240,18 @@ func crashOnce(t *testing.T, store string) crashResult {
 
 	fail := func(format string, args ...any) {
 		t.Helper()
-		t.Fatalf("%s store, SIGKILL after %v (published %d, acked %d, highest acked %d): %s",
-			store, delay, published, len(ackedCounters), maxAcked, fmt.Sprintf(format, args...))
+		if b, ok := target.(*crashBinary); ok {
+			var logs []byte
+			for i, p := range b.procs {
+				logs = append(logs, fmt.Sprintf("=== run %d\n", i)...)
+				logs = append(logs, p.out.String()...)
+			}
+			_ = os.WriteFile("/tmp/crash-server.log", logs, 0o644)
+		}
+		t.Fatalf("crash after %v (published %d, acked %d, highest acked %d): %s",
+			delay, published, len(ackedCounters), maxAcked, fmt.Sprintf(format, args...))
 	}
-	present := 0
+	present := map[uint64]int{} // sequence → counter, sentinel excluded
 	lastCounter := 0
 	seen := make(map[int]bool, len(ackedCounters))
 	timeout := time.NewTimer(60 * time.Second)
@@ -201,7 +260,7 @@ read:
 	for {
 		select {
 		case m := <-msgs:
-			if want := uint64(present + 1); m.seq != want {
+			if want := uint64(len(present) + 1); m.seq != want {
 				fail("message %d read back has sequence %d: a gap or a duplicate", want, m.seq)
 			}
 			if m.payload == "end" {
@@ -219,9 +278,9 @@ read:
 			}
 			lastCounter = counter
 			seen[counter] = true
-			present++
+			present[m.seq] = counter
 		case <-timeout.C:
-			fail("read %d messages back, no sentinel after 60s", present)
+			fail("read %d messages back, no sentinel after 60s", len(present))
 		}
 	}
 	var missing []int
@@ -232,9 +291,37 @@ read:
 	}
 	if len(missing) > 0 {
 		slices.Sort(missing)
-		fail("%d acknowledged messages missing after the restart (%d present), e.g. %v", len(missing), present, missing[:min(len(missing), 10)])
+		fail("%d acknowledged messages missing after the restart (%d present), e.g. %v", len(missing), len(present), missing[:min(len(missing), 10)])
 	}
-	return crashResult{published: published, acked: len(ackedCounters), present: present, restart: restart}
+
+	// The subscribers: each must get the sentinel, then pass the check.
+	var subs crashCheck
+	for _, g := range groups {
+		// Messages lost on the way while a member's connection came back are redelivered
+		// one ack wait later: poll until the subscriber has everything it is owed.
+		var res crashCheck
+		err := g.waitSentinel(60 * time.Second)
+		for end := time.Now().Add(30 * time.Second); err == nil; time.Sleep(50 * time.Millisecond) {
+			if res, err = g.check(present, ackedCounters); err == nil || time.Now().After(end) {
+				break
+			}
+		}
+		if err != nil {
+			if b, ok := target.(*crashBinary); ok {
+				resp, herr := http.Get(fmt.Sprintf("http://127.0.0.1:%d/streaming/channelsz?subs=1", b.mport))
+				if herr == nil {
+					body, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					_ = os.WriteFile("/tmp/chz.json", body, 0o644)
+				}
+			}
+			fail("%v", err)
+		}
+		subs.delivered += res.delivered
+		subs.redelivered += res.redelivered
+		subs.resumed += res.resumed
+	}
+	return crashResult{published: published, acked: len(ackedCounters), present: len(present), subs: subs, restart: restart}
 }
 
 // stanConnectRetry connects a streaming client over nc, retrying: the binary accepts NATS
@@ -253,7 +340,7 @@ func stanConnectRetry(t *testing.T, nc *nats.Conn, clientID string, opts ...stan
 // A few crash iterations per durable store; `make soak` runs many more (soak_test.go).
 func TestCrashHarness(t *testing.T) {
 	for _, store := range []string{"file", "bolt"} {
-		tally := crashIterations(t, store, 3)
+		tally := crashIterations(t, store, newCrashBinary(store), 3)
 		t.Logf("%s: %v", store, tally)
 	}
 }

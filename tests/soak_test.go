@@ -23,7 +23,7 @@ func TestSoakCrash(t *testing.T) {
 	tallies := map[string]crashTally{}
 	stores := []string{"file", "bolt"}
 	for _, store := range stores {
-		tallies[store] = crashIterations(t, store, n)
+		tallies[store] = crashIterations(t, store, newCrashBinary(store), n)
 	}
 	fmt.Println("crash soak tally:")
 	for _, store := range stores {
