@@ -51,7 +51,8 @@ var (
 // durable — while alice is connected, and after her NATS connection is gone until
 // heartbeats expire her client. After that, bob may register the client ID "alice", but
 // her durable name gives him a new durable of his own, not her position.
-// Fails on 67c13ea: bob's close of alice is accepted.
+// Fails on 67c13ea: bob's unsubscribe, close, connect as alice and subscription to her
+// durable are all accepted.
 func TestHostileAuthOtherUserCannotActForClient(t *testing.T) {
 	m, mon, logs := startAuthStan(t, "1s")
 	url := clientURL(m)
