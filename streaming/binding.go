@@ -17,22 +17,30 @@ import (
 //     connection of the same user — stan.go reconnecting, or any client after a restart
 //     of the server, whose clients start unbound;
 //   - or its connection still looks alive (a half-open TCP connection the server has not
-//     noticed yet) and a liveness check — a request to the client's heartbeat inbox, as
-//     for a duplicate connect — is answered from the new connection within 500 ms.
+//     noticed yet) and a liveness check settles it: a request to the client's heartbeat
+//     inbox, which the server still delivers to both connections. The client moved if the
+//     new connection answers and the bound one does not within 500 ms. An attacker who
+//     subscribed to the heartbeat inbox can answer, but so does the live client on its
+//     bound connection, and then nothing moves. The requests of the new connection wait
+//     for the answer (held), then run or are refused.
 //
 // A request from another user's connection is always refused.
 
 type bindResult uint8
 
 const (
-	bindOK       bindResult = iota // from is (now) the client's connection
-	bindChecking                   // a liveness check decides; refuse this request meanwhile
-	bindRefused
+	bindOK      bindResult = iota // from is (now) the client's connection
+	bindHeld                      // a liveness check decides; the request was kept for then
+	bindRefused                   // refuse the request
 )
 
-// bind decides whether a request from connection from may act for client c, rebinding c
-// when it moved.
-func (s *Server) bind(c *client, from uint64) bindResult {
+// maxHeld bounds the requests one liveness check keeps.
+const maxHeld = 256
+
+// bind decides whether request o may act for client c, rebinding c when it moved. On
+// bindHeld a copy of o runs (or is refused) when the check settles; a ping is not kept.
+func (s *Server) bind(c *client, o *op) bindResult {
+	from := o.from
 	if from == c.nats {
 		return bindOK
 	}
@@ -45,13 +53,32 @@ func (s *Server) bind(c *client, from uint64) bindResult {
 		c.nats = from
 		return bindOK
 	}
+	dc := s.checkOf(c.id)
+	switch {
+	case dc == nil:
+		dc = &dupCheck{from: from, old: c.nats, clientID: c.id}
+		s.startCheck(dc, c)
+	case dc.req != nil || dc.from != from:
+		return bindRefused // a connect for the ID, or another connection, is being checked
+	}
+	if o.kind == opPing {
+		return bindHeld
+	}
+	if len(dc.held) >= maxHeld {
+		return bindRefused
+	}
+	dc.held = append(dc.held, *o)
+	return bindHeld
+}
+
+// checkOf returns the liveness check running for a client ID, or nil.
+func (s *Server) checkOf(clientID string) *dupCheck {
 	for _, dc := range s.checks {
-		if dc.clientID == c.id {
-			return bindChecking // one check at a time per client
+		if dc.clientID == clientID {
+			return dc
 		}
 	}
-	s.startCheck(&dupCheck{from: from, clientID: c.id}, c)
-	return bindChecking
+	return nil
 }
 
 // rebindIfGone is bind without a liveness check: for heartbeat answers, which must never
@@ -69,44 +96,50 @@ func (s *Server) rebindIfGone(c *client, from uint64) bool {
 }
 
 // dupCheck is a liveness check of a client whose NATS connection looks alive: a request
-// to its heartbeat inbox, answered within 500 ms or not. Two kinds:
+// to its heartbeat inbox. Two kinds:
 //   - req set: a connect for a registered client ID. An answer means the old client is
-//     alive (refuse); none means it is gone (replace it).
-//   - req nil: a request from another connection of the client's user (bind). An answer
-//     from that connection means the client moved there (rebind); anything else leaves the
-//     binding as it is.
+//     alive (refuse, at once); none within 500 ms means it is gone (replace it).
+//   - req nil: a request from another connection of the client's user (bind). Settled when
+//     the 500 ms are up: the client moved to that connection if it answered and the bound
+//     connection did not.
 type dupCheck struct {
 	req      *stanpb.ConnectRequest
 	reply    string
 	from     uint64 // the connection asking
 	clientID string
+
+	old         uint64 // bind: the connection the client is bound to
+	newAnswered bool
+	oldAnswered bool
+	held        []op // bind: requests from the asking connection, waiting
 }
 
 // startCheck sends the liveness request for dc to client old's heartbeat inbox. The
-// reply subject ends in a random token, so nobody can answer for the client.
+// reply subject ends in a random token, so nobody can answer without seeing the request.
 func (s *Server) startCheck(dc *dupCheck, old *client) {
 	token := nuid()
 	s.checks[token] = dc
 	_ = s.bus.Publish(old.hbInbox, s.checkPrefix+"."+token, nil, nil)
-	time.AfterFunc(duplicateCheckWait, func() { s.push(op{kind: opCheckTimeout, token: token}) })
+	time.AfterFunc(duplicateCheckWait, func() { s.push(op{kind: opCheckTimeout, token: token, seq: checkTimer}) })
 }
 
-// processCheckReply settles a check: alive is true for an answer (from o.from), false for
-// the timeout or a no-responders status.
+// checkTimer marks the opCheckTimeout of the 500 ms timer (the other comes from a
+// no-responders status).
+const checkTimer = 1
+
+// processCheckReply handles an answer to a check (alive, from o.from) or its end (the
+// timer, or a no-responders status).
 func (s *Server) processCheckReply(o *op, alive bool) {
 	dc := s.checks[o.token]
 	if dc == nil {
 		return
 	}
-	delete(s.checks, o.token)
-	c := s.clients[dc.clientID]
 	if dc.req == nil {
-		if alive && c != nil && o.from == dc.from {
-			s.log.Info("client moved to a new connection", "client_id", c.id, "connection", strconv.FormatUint(dc.from, 10))
-			c.nats = dc.from
-		}
+		s.settleBind(o, dc, alive)
 		return
 	}
+	delete(s.checks, o.token)
+	c := s.clients[dc.clientID]
 	if alive {
 		s.refuseConnect(&op{reply: dc.reply}, dc.clientID, errDuplicateClient, "client ID in use by a live client")
 		return
@@ -124,4 +157,70 @@ func (s *Server) processCheckReply(o *op, alive bool) {
 		s.closeClient(c)
 	}
 	s.registerClient(dc.req, dc.reply, dc.from, user)
+}
+
+// settleBind records an answer to a bind check, or settles it when its timer fires: the
+// client moves if the asking connection answered and the bound one did not; its held
+// requests then run, else they are refused — unless the bound connection closed
+// meanwhile, when they run and bind the client as any reconnect would.
+func (s *Server) settleBind(o *op, dc *dupCheck, alive bool) {
+	if alive {
+		switch o.from {
+		case dc.from:
+			dc.newAnswered = true
+		case dc.old:
+			dc.oldAnswered = true
+		}
+		return
+	}
+	if o.seq != checkTimer {
+		return // a no-responders status: somebody else's subscription is gone; wait
+	}
+	delete(s.checks, o.token)
+	c := s.clients[dc.clientID]
+	if c == nil {
+		s.refuseHeld(dc, "unknown client")
+		return
+	}
+	if c.nats == dc.old && dc.newAnswered && !dc.oldAnswered {
+		s.log.Info("client moved to a new connection", "client_id", c.id, "connection", strconv.FormatUint(dc.from, 10))
+		c.nats = dc.from
+	}
+	if c.nats != dc.from && c.nats != 0 && s.bus.IsConnected(c.nats) {
+		s.refuseHeld(dc, "not from the client's connection (its own answered the liveness check)")
+		return
+	}
+	for i := range dc.held {
+		o := &dc.held[i]
+		if o.kind == opPublish {
+			s.queuePublish(o)
+			continue
+		}
+		s.flushPublishes()
+		s.process(o)
+	}
+}
+
+// refuseHeld answers every request a bind check held with the refusal its kind gets, and
+// logs each as its own handler would.
+func (s *Server) refuseHeld(dc *dupCheck, why string) {
+	for i := range dc.held {
+		o := &dc.held[i]
+		switch o.kind {
+		case opPublish:
+			var pm pubMsgView
+			_ = decodePubMsg(o.data, &pm)
+			s.log.Info("publish refused", "client_id", dc.clientID, "cause", why)
+			s.sendPubAck(o.reply, pm.guid, errInvalidPubReq)
+		case opSubscribe:
+			s.log.Info("subscription refused", "client_id", dc.clientID, "cause", why)
+			s.subError(o.reply, errUnknownClient)
+		case opUnsubscribe, opSubClose:
+			s.log.Info("unsubscribe refused", "client_id", dc.clientID, "cause", why)
+			s.subError(o.reply, errUnknownClient)
+		case opClose:
+			s.log.Info("close refused", "client_id", dc.clientID, "cause", why)
+			s.reply(o.reply, &stanpb.CloseResponse{Error: errUnknownClient})
+		}
+	}
 }

@@ -128,12 +128,12 @@ func (s *Server) processPing(o *op) {
 		s.reply(o.reply, &stanpb.PingResponse{Error: errClientReplaced})
 		return
 	}
-	switch s.bind(c, o.from) {
+	switch s.bind(c, o) {
 	case bindRefused:
 		s.log.Info("ping refused", "client_id", c.id, "cause", "from a connection of another user")
 		s.reply(o.reply, &stanpb.PingResponse{Error: errClientReplaced})
 		return
-	case bindChecking:
+	case bindHeld:
 		// The client may have moved to a new connection while the old one looks alive:
 		// answer, so stan.go keeps going, and let the liveness check decide.
 	}
@@ -148,7 +148,14 @@ func (s *Server) processClose(o *op) {
 		return
 	}
 	c := s.clients[req.ClientID]
-	if c == nil || s.bind(c, o.from) != bindOK {
+	r := bindRefused
+	if c != nil {
+		r = s.bind(c, o)
+	}
+	switch r {
+	case bindHeld:
+		return
+	case bindRefused:
 		s.log.Info("close refused", "client_id", logID(req.ClientID), "cause", refusal(c))
 		s.reply(o.reply, &stanpb.CloseResponse{Error: errUnknownClient})
 		return

@@ -241,7 +241,7 @@ func (s *Server) processAck(o *op) {
 	}
 	// Only the subscriber's own connection may acknowledge (binding.go): an ack inbox
 	// seen elsewhere (monitoring lists them) is no licence to ack.
-	if c := sub.owner; c == nil || (o.from != c.nats && s.bind(c, o.from) != bindOK) {
+	if c := sub.owner; c == nil || (o.from != c.nats && s.bind(c, o) != bindOK) {
 		s.log.Debug("ack refused: not from the subscriber's connection", "channel", sub.ch.name, "client_id", sub.clientID)
 		return
 	}

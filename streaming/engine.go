@@ -99,8 +99,12 @@ func (s *Server) handler(kind opKind) core.MsgHandler {
 		if err != nil {
 			s.qBytes.Add(-n)
 			if kind == opPublish && o.reply != "" {
+				// This runs on the publisher's goroutine: encode into memory of our own
+				// (never the engine's scratch), with the GUID stan.go matches PubAcks by.
 				s.warnOverloaded()
-				s.sendPubAck(o.reply, nil, errOverloaded)
+				var pm pubMsgView
+				_ = decodePubMsg(o.data, &pm)
+				_ = s.bus.Publish(o.reply, "", nil, appendPubAck(nil, pm.guid, errOverloaded))
 				s.bus.Flush()
 			}
 		}

@@ -62,10 +62,15 @@ func (s *Server) queuePublish(o *op) {
 		s.sendPubAck(o.reply, pm.guid, errInvalidPubReq)
 		return
 	}
-	if o.from != c.nats && s.bind(c, o.from) != bindOK {
-		s.log.Info("publish refused", "client_id", c.id, "cause", "not from the client's connection")
-		s.sendPubAck(o.reply, pm.guid, errInvalidPubReq)
-		return
+	if o.from != c.nats {
+		switch s.bind(c, o) {
+		case bindHeld:
+			return
+		case bindRefused:
+			s.log.Info("publish refused", "client_id", c.id, "cause", "not from the client's connection")
+			s.sendPubAck(o.reply, pm.guid, errInvalidPubReq)
+			return
+		}
 	}
 	if msgProtoMax(len(pm.subject), len(pm.reply), len(pm.data)) > s.maxPayload {
 		// It would be acknowledged and then never delivered: its MsgProto (redelivered,

@@ -36,10 +36,16 @@ func (s *Server) processSubscribe(o *op) {
 		errText, why = errInvalidSubReq, "inbox is not a subject the client may own: "+quote(req.Inbox)
 	case s.clients[req.ClientID] == nil:
 		errText, why = errUnknownClient, "unknown client"
-	case s.bind(s.clients[req.ClientID], o.from) != bindOK:
-		errText, why = errUnknownClient, "not from the client's connection"
 	case req.QGroup != "" && req.DurableName != "" && strings.Contains(req.DurableName, ":"):
 		errText, why = errDurableQueueColon, "durable queue name with ':'"
+	}
+	if errText == "" {
+		switch s.bind(s.clients[req.ClientID], o) {
+		case bindHeld:
+			return
+		case bindRefused:
+			errText, why = errUnknownClient, "not from the client's connection"
+		}
 	}
 	if errText != "" {
 		s.log.Info("subscription refused", "client_id", logID(req.ClientID), "channel", req.Subject, "cause", why)
@@ -220,7 +226,11 @@ func (s *Server) processUnsubscribe(o *op, closeOnly bool) {
 	case sub.clientID != req.ClientID || sub.user != c.user:
 		refuse(errUnknownClient, "subscription of another client")
 		return
-	case s.bind(c, o.from) != bindOK:
+	}
+	switch s.bind(c, o) {
+	case bindHeld:
+		return
+	case bindRefused:
 		refuse(errUnknownClient, "not from the client's connection")
 		return
 	}

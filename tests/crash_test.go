@@ -3,9 +3,9 @@ package tests
 import (
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"os"
-	"math/rand/v2"
 	"slices"
 	"strconv"
 	"sync"

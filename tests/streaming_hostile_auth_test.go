@@ -225,9 +225,6 @@ func TestHostileAuthReconnectKeepsClient(t *testing.T) {
 // inbox is answered from there) and it keeps receiving.
 // Passes on 67c13ea (nothing was bound to a connection then).
 func TestHostileAuthHalfOpenReconnect(t *testing.T) {
-	skipKnownBug(t, "while the liveness check of a client whose old connection looks alive runs, its requests "+
-		"from the new connection are refused: stan.go's publishes fail with \"stan: invalid publish request\" "+
-		"(an ordinary reconnect hits it too when its first request beats the server's noticing the old connection closed)")
 	m, _, _ := startAuthStan(t, "1s")
 	p := startProxy(t, m.Server().Addr().String())
 	reconnected := make(chan struct{}, 4)

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -401,13 +400,4 @@ func clientz(t testing.TB, base string) []*streaming.Clientz {
 	var z stanmon.Clientsz
 	monGetJSON(t, base, "/streaming/clientsz", &z)
 	return z.Clients
-}
-
-// skipKnownBug skips a test that fails because of a bug found in the streaming layer
-// (see its message), unless HOSTILE_BUGS is set: run them with HOSTILE_BUGS=1.
-func skipKnownBug(t *testing.T, why string) {
-	t.Helper()
-	if os.Getenv("HOSTILE_BUGS") == "" {
-		t.Skip("bug: " + why)
-	}
 }

@@ -27,8 +27,6 @@ import (
 // stored, no refused one is, and the server stays healthy. Raw publishers first, then
 // stan.go publishers.
 func TestHostileQueueBytesBound(t *testing.T) {
-	skipKnownBug(t, "overload PubAcks are built in the engine's scratch buffer on the publishers' goroutines "+
-		"(data race, malformed PubAcks) and carry no GUID (stan.go times out instead of seeing the error)")
 	const (
 		queueBytes = 512 << 10
 		size       = 128 << 10
