@@ -1,0 +1,223 @@
+package streaming
+
+import (
+	"errors"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/starling-io/starling/proto/stanpb"
+	"github.com/starling-io/starling/raftlog"
+	"github.com/starling-io/starling/stores"
+	"github.com/starling-io/starling/stores/memstore"
+)
+
+// metaStore wraps the memory store so that its client records and every channel's
+// messages and subscriptions split their Sync, as the durable stores do; the SyncFlushed
+// of the metadata (clients, subscriptions) waits on gate.
+type metaStore struct {
+	stores.Store
+	gate   chan error
+	flushN int // metadata Flushes
+}
+
+func (s *metaStore) Flush() error { s.flushN++; return nil }
+func (s *metaStore) SyncFlushed() error {
+	return <-s.gate
+}
+
+type metaSubs struct {
+	stores.SubStore
+	st *metaStore
+}
+
+func (m *metaSubs) Flush() error       { m.st.flushN++; return nil }
+func (m *metaSubs) SyncFlushed() error { return <-m.st.gate }
+
+func (s *metaStore) CreateChannel(name string, id uint64) (*stores.Channel, error) {
+	ch, err := s.Store.CreateChannel(name, id)
+	if err == nil {
+		ch.Msgs = &splitMsgs{MsgStore: ch.Msgs, st: &splitStore{}}
+		ch.Subs = &metaSubs{SubStore: ch.Subs, st: s}
+	}
+	return ch, err
+}
+
+var (
+	_ stores.SplitSyncer = (*metaStore)(nil)
+	_ stores.SplitSyncer = (*metaSubs)(nil)
+)
+
+// dataBus records what the engine publishes, with the payloads.
+type dataBus struct {
+	fakeBus
+	sent []sentMsg
+}
+
+type sentMsg struct {
+	subject string
+	data    []byte
+}
+
+func (b *dataBus) Publish(subject, reply string, hdr, data []byte) error {
+	b.sent = append(b.sent, sentMsg{subject, append([]byte(nil), data...)})
+	return nil
+}
+
+func (b *dataBus) to(subject string) []sentMsg {
+	var out []sentMsg
+	for _, m := range b.sent {
+		if m.subject == subject {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// releaseMeta lets every metadata SyncFlushed of the passes in flight return err, and
+// waits until the engine completed every group.
+func releaseMeta(s *Server, st *metaStore, err error) {
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case st.gate <- err:
+			case <-done:
+				return
+			}
+		}
+	}()
+	s.waitCommits(0)
+	close(done)
+}
+
+func newMetaEngine(t *testing.T) (*Server, *dataBus, *metaStore) {
+	t.Helper()
+	mem, err := memstore.New(memstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &metaStore{Store: mem, gate: make(chan error)}
+	bus := &dataBus{}
+	s, err := New(bus, st, func(sm raftlog.StateMachine) raftlog.Log { return raftlog.NewLocal(sm) }, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.recover(); err != nil {
+		t.Fatal(err)
+	}
+	if !s.splitMeta {
+		t.Fatal("the metadata does not split its Sync")
+	}
+	s.started = true
+	t.Cleanup(func() {
+		releaseMeta(s, st, nil)
+		s.drainCommits()
+	})
+	return s, bus, st
+}
+
+// Connect and subscribe responses wait for the commit of their records; no message is
+// delivered to a subscription before its response; a failed commit answers with its
+// error and undoes the subscription.
+func TestRepliesWaitForTheirCommit(t *testing.T) {
+	s, bus, st := newMetaEngine(t)
+	s.step(op{kind: opConnect, reply: "r.conn", data: marshal(&stanpb.ConnectRequest{ClientID: "c1", HeartbeatInbox: "hb", Protocol: 1, ConnID: []byte("conn")})})
+	if n := len(bus.to("r.conn")); n != 0 {
+		t.Fatalf("ConnectResponse sent before its record was synced")
+	}
+	if st.flushN == 0 {
+		t.Fatal("the client record was not flushed into a commit group")
+	}
+	releaseMeta(s, st, nil)
+	resp := &stanpb.ConnectResponse{}
+	if got := bus.to("r.conn"); len(got) != 1 || proto.Unmarshal(got[0].data, resp) != nil || resp.Error != "" {
+		t.Fatalf("ConnectResponse after the commit: %v %+v", got, resp)
+	}
+
+	publish(s, 1)
+	releaseMeta(s, st, nil)
+	s.step(op{kind: opSubscribe, reply: "r.sub", data: marshal(&stanpb.SubscriptionRequest{ClientID: "c1", Subject: "foo", Inbox: "in",
+		MaxInFlight: 10, AckWaitInSecs: 30, StartPosition: stanpb.StartPosition_First})})
+	if len(bus.to("r.sub")) != 0 || len(bus.to("in")) != 0 {
+		t.Fatalf("subscription answered or delivered to before its record was synced: %v", bus.sent)
+	}
+	releaseMeta(s, st, nil)
+	sub := &stanpb.SubscriptionResponse{}
+	if got := bus.to("r.sub"); len(got) != 1 || proto.Unmarshal(got[0].data, sub) != nil || sub.Error != "" {
+		t.Fatalf("SubscriptionResponse: %v", got)
+	}
+	if len(bus.to("in")) != 1 {
+		t.Fatalf("message 1 not delivered after the response: %d", len(bus.to("in")))
+	}
+	// The response precedes the first delivery.
+	for _, m := range bus.sent {
+		if m.subject == "in" {
+			t.Fatal("delivery before the SubscriptionResponse")
+		}
+		if m.subject == "r.sub" {
+			break
+		}
+	}
+
+	// A failed commit: the response carries the error and the subscription is gone.
+	s.step(op{kind: opSubscribe, reply: "r.sub2", data: marshal(&stanpb.SubscriptionRequest{ClientID: "c1", Subject: "foo", Inbox: "in2",
+		MaxInFlight: 10, AckWaitInSecs: 30, DurableName: "d"})})
+	releaseMeta(s, st, errors.New("disk on fire"))
+	if got := bus.to("r.sub2"); len(got) != 1 || proto.Unmarshal(got[0].data, sub) != nil || sub.Error != "disk on fire" {
+		t.Fatalf("SubscriptionResponse after a failed commit: %v %q", got, sub.Error)
+	}
+	for sb := range s.channels["foo"].subs {
+		if sb.inbox == "in2" {
+			t.Fatal("the subscription whose commit failed is still online")
+		}
+	}
+	if !s.channels["foo"].subsDirty || s.metaRetryAt.IsZero() {
+		t.Fatal("the subscriptions that failed to commit are not marked for the next commit")
+	}
+}
+
+// failingMsgs fails Append once failNext is set, until Rollback.
+type failingMsgs struct {
+	stores.MsgStore
+	failNext, failed bool
+	rollbacks        int
+}
+
+func (m *failingMsgs) Append(b []stores.Msg) error {
+	if m.failNext || m.failed {
+		m.failNext, m.failed = false, true
+		return errors.New("no space left on device")
+	}
+	return m.MsgStore.Append(b)
+}
+
+func (m *failingMsgs) Rollback() error {
+	m.rollbacks++
+	m.failed = false
+	return nil
+}
+
+// A channel whose store failed answers the failed batch with errors, then rolls the store
+// back before its next append and goes on.
+func TestBrokenChannelRollsBack(t *testing.T) {
+	s, bus := newEngine(t)
+	s.step(op{kind: opConnect, reply: "r", data: marshal(&stanpb.ConnectRequest{ClientID: "c1", HeartbeatInbox: "hb", Protocol: 1, ConnID: []byte("conn")})})
+	publish(s, 1)
+	ch := s.channels["foo"]
+	fm := &failingMsgs{MsgStore: ch.store.Msgs}
+	ch.store.Msgs = fm
+	fm.failNext = true
+	before := bus.published
+	publish(s, 2)
+	if !ch.broken || bus.published != before+1 {
+		t.Fatalf("failed append: broken %v, published %d", ch.broken, bus.published-before)
+	}
+	publish(s, 3)
+	if fm.rollbacks != 1 || ch.broken {
+		t.Fatalf("rollbacks %d, broken %v", fm.rollbacks, ch.broken)
+	}
+	if got := ch.store.Msgs.State().Last; got != 2 {
+		t.Fatalf("last %d after the rollback, want 2 (message 2 was refused)", got)
+	}
+}
