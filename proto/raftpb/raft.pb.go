@@ -1232,6 +1232,7 @@ type ClientInfo struct {
 	Protocol      int32                  `protobuf:"varint,4,opt,name=protocol,proto3" json:"protocol,omitempty"`
 	PingInterval  int32                  `protobuf:"varint,5,opt,name=pingInterval,proto3" json:"pingInterval,omitempty"`
 	PingMaxOut    int32                  `protobuf:"varint,6,opt,name=pingMaxOut,proto3" json:"pingMaxOut,omitempty"`
+	User          string                 `protobuf:"bytes,7,opt,name=user,proto3" json:"user,omitempty"` // the authenticated user that registered it
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1308,6 +1309,13 @@ func (x *ClientInfo) GetPingMaxOut() int32 {
 	return 0
 }
 
+func (x *ClientInfo) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
 type SubState struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ID            uint64                 `protobuf:"varint,1,opt,name=ID,proto3" json:"ID,omitempty"`
@@ -1321,6 +1329,7 @@ type SubState struct {
 	LastSent      uint64                 `protobuf:"varint,9,opt,name=lastSent,proto3" json:"lastSent,omitempty"`
 	IsDurable     bool                   `protobuf:"varint,10,opt,name=isDurable,proto3" json:"isDurable,omitempty"`
 	IsClosed      bool                   `protobuf:"varint,11,opt,name=isClosed,proto3" json:"isClosed,omitempty"`
+	User          string                 `protobuf:"bytes,12,opt,name=user,proto3" json:"user,omitempty"` // the user that owns it
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1432,6 +1441,13 @@ func (x *SubState) GetIsClosed() bool {
 	return false
 }
 
+func (x *SubState) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
 var File_proto_raftpb_raft_proto protoreflect.FileDescriptor
 
 const file_proto_raftpb_raft_proto_rawDesc = "" +
@@ -1522,7 +1538,7 @@ const file_proto_raftpb_raft_proto_rawDesc = "" +
 	"\rstartPosition\x18\n" +
 	" \x01(\x0e2\x1e.starling.raftpb.StartPositionR\rstartPosition\x12$\n" +
 	"\rstartSequence\x18\v \x01(\x04R\rstartSequence\x12&\n" +
-	"\x0estartTimeDelta\x18\f \x01(\x03R\x0estartTimeDelta\"\xae\x01\n" +
+	"\x0estartTimeDelta\x18\f \x01(\x03R\x0estartTimeDelta\"\xc2\x01\n" +
 	"\n" +
 	"ClientInfo\x12\x0e\n" +
 	"\x02ID\x18\x01 \x01(\tR\x02ID\x12\x18\n" +
@@ -1532,7 +1548,8 @@ const file_proto_raftpb_raft_proto_rawDesc = "" +
 	"\fpingInterval\x18\x05 \x01(\x05R\fpingInterval\x12\x1e\n" +
 	"\n" +
 	"pingMaxOut\x18\x06 \x01(\x05R\n" +
-	"pingMaxOut\"\xc0\x02\n" +
+	"pingMaxOut\x12\x12\n" +
+	"\x04user\x18\a \x01(\tR\x04user\"\xd4\x02\n" +
 	"\bSubState\x12\x0e\n" +
 	"\x02ID\x18\x01 \x01(\x04R\x02ID\x12\x1a\n" +
 	"\bclientID\x18\x02 \x01(\tR\bclientID\x12\x16\n" +
@@ -1545,7 +1562,8 @@ const file_proto_raftpb_raft_proto_rawDesc = "" +
 	"\blastSent\x18\t \x01(\x04R\blastSent\x12\x1c\n" +
 	"\tisDurable\x18\n" +
 	" \x01(\bR\tisDurable\x12\x1a\n" +
-	"\bisClosed\x18\v \x01(\bR\bisClosed*`\n" +
+	"\bisClosed\x18\v \x01(\bR\bisClosed\x12\x12\n" +
+	"\x04user\x18\f \x01(\tR\x04user*`\n" +
 	"\rStartPosition\x12\v\n" +
 	"\aNewOnly\x10\x00\x12\x10\n" +
 	"\fLastReceived\x10\x01\x12\x12\n" +
