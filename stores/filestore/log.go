@@ -259,6 +259,15 @@ func (d *dec) bytes() []byte {
 
 func (d *dec) str() string { return string(d.bytes()) }
 
+// optStr decodes a trailing string field added after the record's first version: a
+// record that ends before it (written by an older build) has "".
+func (d *dec) optStr() string {
+	if d.bad || len(d.b) == 0 {
+		return ""
+	}
+	return d.str()
+}
+
 func (d *dec) byte1() byte {
 	if len(d.b) == 0 {
 		d.bad = true

@@ -274,6 +274,7 @@ func (s *Store) replay(rec []byte) {
 	case metaClient:
 		c := stores.ClientInfo{ID: d.str(), HbInbox: d.str(), ConnID: d.bytes(), Protocol: int32(d.iv()),
 			PingInterval: int32(d.iv()), PingMaxOut: int32(d.iv())}
+		c.User = d.optStr()
 		if !d.bad {
 			c = stores.CloneClient(c)
 			s.clients[c.ID] = c
@@ -313,7 +314,8 @@ func encClient(b []byte, c *stores.ClientInfo) []byte {
 	b = putStr(b, string(c.ConnID))
 	b = putIv(b, int64(c.Protocol))
 	b = putIv(b, int64(c.PingInterval))
-	return putIv(b, int64(c.PingMaxOut))
+	b = putIv(b, int64(c.PingMaxOut))
+	return putStr(b, c.User) // last: records written before it existed end here
 }
 
 func encChannel(b []byte, name string, id, dn, base uint64) []byte {

@@ -96,7 +96,8 @@ func encSub(b []byte, typ byte, s *stores.SubState) []byte {
 	if s.IsClosed {
 		fl |= 2
 	}
-	return putUv(b, fl)
+	b = putUv(b, fl)
+	return putStr(b, s.User) // last: records written before it existed end here
 }
 
 func decSub(d *dec) stores.SubState {
@@ -104,6 +105,7 @@ func decSub(d *dec) stores.SubState {
 		DurableName: d.str(), MaxInFlight: int32(d.iv()), AckWaitSecs: int32(d.iv()), LastSent: d.uv()}
 	fl := d.uv()
 	s.IsDurable, s.IsClosed = fl&1 != 0, fl&2 != 0
+	s.User = d.optStr()
 	return s
 }
 
