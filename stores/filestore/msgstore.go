@@ -251,7 +251,7 @@ func (seg *segment) writeIndex(opts *Options) error {
 	}
 	err = w.Flush()
 	if err == nil {
-		err = fsync(f, opts)
+		err = fsync(f, f.Name(), opts)
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
@@ -317,7 +317,7 @@ func (ms *msgStore) seal(seg *segment) error {
 	if err := ms.flush(seg); err != nil {
 		return err
 	}
-	if err := fsync(seg.f, ms.opts); err != nil {
+	if err := fsync(seg.f, seg.f.Name(), ms.opts); err != nil {
 		return err
 	}
 	if err := seg.writeIndex(ms.opts); err != nil {
@@ -541,7 +541,7 @@ func (ms *msgStore) sync() error {
 	if err != nil || f == nil {
 		return err
 	}
-	return fsync(f, ms.opts)
+	return fsync(f, f.Name(), ms.opts)
 }
 
 // flushTail writes the marker (if First moved) and the buffered records of the tail segment
@@ -586,7 +586,7 @@ func (ms *msgStore) SyncFlushed() error {
 	if err != nil || f == nil {
 		return err
 	}
-	if err := fsync(f, ms.opts); err != nil {
+	if err := fsync(f, f.Name(), ms.opts); err != nil {
 		if !errors.Is(err, os.ErrClosed) {
 			return err
 		}

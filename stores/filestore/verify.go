@@ -435,7 +435,7 @@ func repairTornTail(p *Problem, opts *Options) error {
 		} else if err := f.Truncate(p.Offset); err != nil {
 			return err
 		}
-		return fsync(f, opts)
+		return fsync(f, f.Name(), opts)
 	}
 	// A log: cut after the last intact record (an empty log if its header was torn).
 	f, err := os.OpenFile(p.File, os.O_RDWR, 0)
@@ -446,7 +446,7 @@ func repairTornTail(p *Problem, opts *Options) error {
 	if err := f.Truncate(p.Offset); err != nil {
 		return err
 	}
-	return fsync(f, opts)
+	return fsync(f, f.Name(), opts)
 }
 
 func findSeg(infos []*chanInfo, path string) (*chanInfo, int) {
@@ -539,7 +539,7 @@ func writeMarkerSegment(dir string, last uint64, opts *Options) error {
 	if _, err := f.Write(append(fileHeader(magicSeg), h[:]...)); err != nil {
 		return err
 	}
-	return fsync(f, opts)
+	return fsync(f, f.Name(), opts)
 }
 
 func quarantineLog(rep *Report, p *Problem, opts *Options) error {
@@ -575,9 +575,5 @@ func quarantineLog(rep *Report, p *Problem, opts *Options) error {
 			off = next
 		}
 	}
-	l := &recLog{path: p.File, magic: magic, opts: opts}
-	if err := l.rewrite(recs); err != nil {
-		return err
-	}
-	return l.close(false)
+	return writeLog(p.File, magic, recs, opts)
 }
