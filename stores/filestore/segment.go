@@ -1,0 +1,140 @@
+package filestore
+
+import (
+	"bufio"
+	"container/list"
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"os"
+	"path/filepath"
+)
+
+// entry locates one message of a segment (also its on-disk index entry).
+type entry struct {
+	time int64
+	off  uint32 // record offset in the segment
+	blen uint32 // reply + data
+	rlen uint32
+}
+
+type segment struct {
+	first   uint64 // sequence of ents[0]
+	ents    []entry
+	base    string        // path without extension
+	f       *os.File      // tail: read/write, owned by the msgStore; sealed: read handle, owned by fdCache
+	w       *bufio.Writer // nil once sealed
+	elem    *list.Element // in fdCache.lru (sealed, open)
+	refs    int           // readers using f (sealed; under fdCache.mu)
+	size    int64         // bytes written (including buffered)
+	flushed int64         // bytes in the file
+}
+
+func segPath(dir string, first uint64) string {
+	return filepath.Join(dir, fmt.Sprintf("%020d", first))
+}
+
+// writeIndex rewrites the index file from ents and fsyncs it.
+func (seg *segment) writeIndex(opts *Options) error {
+	f, err := os.OpenFile(seg.base+".idx", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriter(f)
+	w.Write(fileHeader(magicIdx))
+	var b [idxSize]byte
+	for i := range seg.ents {
+		putIdx(&b, &seg.ents[i])
+		w.Write(b[:])
+	}
+	err = w.Flush()
+	if err == nil {
+		err = fsync(f, f.Name(), opts)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func putIdx(b *[idxSize]byte, e *entry) {
+	binary.LittleEndian.PutUint64(b[0:], uint64(e.time))
+	binary.LittleEndian.PutUint32(b[8:], e.off)
+	binary.LittleEndian.PutUint32(b[12:], e.blen)
+	binary.LittleEndian.PutUint32(b[16:], e.rlen)
+	binary.LittleEndian.PutUint32(b[20:], crc32.Checksum(b[:20], crcTable))
+}
+
+// newSegment creates the segment that starts at first and writes a marker into it. The
+// previous tail is sealed (flushed and fsynced). Caller holds mu.
+func (ms *msgStore) newSegment(first uint64) error {
+	if n := len(ms.segs); n > 0 {
+		if err := ms.seal(ms.segs[n-1]); err != nil {
+			return err
+		}
+	}
+	base := segPath(ms.dir, first)
+	f, err := os.OpenFile(base+".seg", os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	os.Remove(base + ".idx")
+	if err := syncDir(ms.dir, ms.opts); err != nil {
+		f.Close()
+		return err
+	}
+	seg := &segment{first: first, base: base, f: f, w: bufio.NewWriterSize(f, ms.opts.BufferSize)}
+	seg.w.Write(fileHeader(magicSeg))
+	seg.size = fileHdrSize
+	if n := len(ms.segs); n > 0 {
+		// A channel that filled a segment will likely fill the next one alike.
+		seg.ents = make([]entry, 0, cap(ms.segs[n-1].ents))
+	}
+	ms.segs = append(ms.segs, seg)
+	ms.writeMarker(seg)
+	return nil
+}
+
+// seal flushes and fsyncs a tail segment and its index; it stays open for reading.
+func (ms *msgStore) seal(seg *segment) error {
+	if seg.w == nil {
+		return nil
+	}
+	if err := ms.flush(seg); err != nil {
+		return err
+	}
+	if err := fsync(seg.f, seg.f.Name(), ms.opts); err != nil {
+		return err
+	}
+	if err := seg.writeIndex(ms.opts); err != nil {
+		return err
+	}
+	seg.f.Close()
+	seg.f, seg.w = nil, nil // reopened for reading through the fdCache
+	return nil
+}
+
+func (ms *msgStore) flush(seg *segment) error {
+	if seg.w == nil {
+		return nil
+	}
+	if err := seg.w.Flush(); err != nil {
+		return err
+	}
+	seg.flushed = seg.size
+	return nil
+}
+
+// writeMarker records the current First and Last in the tail. Caller holds mu.
+func (ms *msgStore) writeMarker(seg *segment) {
+	h := &ms.hdr
+	binary.LittleEndian.PutUint32(h[0:], 0)
+	binary.LittleEndian.PutUint64(h[8:], ms.first)
+	binary.LittleEndian.PutUint64(h[16:], ms.last)
+	binary.LittleEndian.PutUint32(h[24:], flagMarker)
+	binary.LittleEndian.PutUint32(h[28:], 0)
+	binary.LittleEndian.PutUint32(h[4:], crc32.Checksum(h[8:], crcTable))
+	seg.w.Write(h[:])
+	seg.size += hdrSize
+	ms.markFirst = ms.first
+}
