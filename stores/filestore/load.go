@@ -26,6 +26,13 @@ type readAhead struct {
 	buf  []byte
 }
 
+// reset drops the block (the segments are being rebuilt).
+func (ra *readAhead) reset() {
+	ra.mu.Lock()
+	ra.seg, ra.buf = nil, ra.buf[:0]
+	ra.mu.Unlock()
+}
+
 // forget drops the block if it belongs to seg (being deleted), so that it does not keep
 // the segment's index in memory.
 func (ra *readAhead) forget(seg *segment) {
@@ -122,7 +129,9 @@ func (ms *msgStore) Load(seq uint64, into *stores.Msg) error {
 		ms.mu.Lock()
 		var err error
 		if ms.usable() == nil && len(ms.segs) > 0 {
-			err = ms.flush(ms.segs[len(ms.segs)-1])
+			if err = ms.flush(ms.segs[len(ms.segs)-1]); err != nil {
+				err = ms.fail(err)
+			}
 		}
 		ms.mu.Unlock()
 		if err != nil {

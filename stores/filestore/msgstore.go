@@ -26,6 +26,7 @@ type msgStore struct {
 
 	dir      string
 	name     string
+	base     uint64 // Last of a deleted predecessor (from meta.log): recovery's floor
 	overhead uint64
 	limits   stores.Limits
 	opts     *Options
@@ -38,10 +39,16 @@ type msgStore struct {
 	markFirst   uint64 // First as of the last marker written
 
 	closed, deleted bool
-	failed          error // a write failed mid-batch: the in-memory state is not trusted
-	hdr             [hdrSize]byte
+	// failed: a write or fsync failed. Every later write and sync returns it, so nothing
+	// appended after the failure is reported durable, until Rollback rebuilds the channel
+	// from what is on disk (the in-memory state may be ahead of it meanwhile).
+	failed error
+	epoch  uint64 // bumped by Rollback: a SyncFlushed that started before it reports nothing
+	hdr    [hdrSize]byte
 
-	flushed *os.File // the tail as of the last Flush: what SyncFlushed fsyncs
+	flushedSeg  *segment // the tail as of the last Flush: what SyncFlushed fsyncs
+	flushedLast uint64   // Last as of the last Flush
+	syncedLast  uint64   // Last as of the last successful Sync or SyncFlushed: Rollback's cut
 
 	ra readAhead // sequential Loads (a subscriber replaying) read blocks, not records
 }
@@ -49,7 +56,7 @@ type msgStore struct {
 // openMsgStore recovers the channel kept in dir; base is the Last recorded in the metadata
 // (the last sequence of a deleted predecessor).
 func openMsgStore(dir, name string, base uint64, limits stores.Limits, opts *Options, fds *fdCache) (*msgStore, error) {
-	ms := &msgStore{dir: dir, name: name, overhead: uint64(len(name) + stores.MsgOverhead), limits: limits, opts: opts, fds: fds}
+	ms := &msgStore{dir: dir, name: name, base: base, overhead: uint64(len(name) + stores.MsgOverhead), limits: limits, opts: opts, fds: fds}
 	names, err := filepath.Glob(filepath.Join(dir, "*.seg"))
 	if err != nil {
 		return nil, err
@@ -137,7 +144,17 @@ func openMsgStore(dir, name string, base uint64, limits stores.Limits, opts *Opt
 		seq = seg.first + uint64(len(seg.ents))
 	}
 	ms.markFirst = markFirst
+	ms.syncedLast, ms.flushedLast = ms.last, ms.last
 	return ms, nil
+}
+
+// fail makes the channel failed with err (see msgStore.failed) and returns the error.
+// Caller holds mu.
+func (ms *msgStore) fail(err error) error {
+	if ms.failed == nil {
+		ms.failed = fmt.Errorf("filestore: channel %q: %w", ms.name, err)
+	}
+	return ms.failed
 }
 
 func (ms *msgStore) usable() error {
@@ -173,16 +190,13 @@ func (ms *msgStore) Append(batch []stores.Msg) error {
 			}
 			ms.first = batch[0].Seq
 			if err := ms.newSegment(batch[0].Seq); err != nil {
-				ms.failed = fmt.Errorf("filestore: channel %q: %w", ms.name, err)
-				return ms.failed
+				return ms.fail(err)
 			}
 		}
 	}
 	for i := range batch {
 		if err := ms.write(&batch[i]); err != nil {
-			// Reopening the store recovers a consistent prefix.
-			ms.failed = fmt.Errorf("filestore: channel %q: %w", ms.name, err)
-			return ms.failed
+			return ms.fail(err) // Rollback (or a reopen) recovers what is on disk
 		}
 	}
 	if ms.msgs == 0 {
@@ -238,9 +252,12 @@ func (ms *msgStore) write(m *stores.Msg) error {
 	crc = crc32.Update(crc, crcTable, []byte(m.Reply)) // no copy: converted for reading only
 	crc = crc32.Update(crc, crcTable, m.Data)
 	binary.LittleEndian.PutUint32(h[4:], crc)
+	// A bufio.Writer keeps its first error: checking the last write catches one in any.
 	seg.w.Write(h[:])
 	seg.w.WriteString(m.Reply)
-	seg.w.Write(m.Data)
+	if _, err := seg.w.Write(m.Data); err != nil {
+		return err
+	}
 	e := entry{time: m.Time, off: uint32(seg.size), blen: uint32(blen), rlen: uint32(len(m.Reply))}
 	seg.size += hdrSize + int64(blen)
 	seg.ents = append(seg.ents, e)
@@ -309,8 +326,8 @@ func (ms *msgStore) dropSegment() {
 	seg := ms.segs[0]
 	ms.ra.forget(seg)
 	ms.closeSegment(seg)
-	os.Remove(seg.base + ".seg")
-	os.Remove(seg.base + ".idx")
+	removeFile(seg.base+".seg", ms.opts) // a failure leaves it for the next open, which drops it
+	removeFile(seg.base+".idx", ms.opts)
 	ms.segs[0] = nil
 	ms.segs = ms.segs[1:]
 }
@@ -394,8 +411,11 @@ func (ms *msgStore) Close() error {
 	if ms.closed || ms.deleted {
 		return nil
 	}
+	err := ms.failed // what a failed channel holds past its last sync is not to be synced
+	if err == nil {
+		err = ms.sync()
+	}
 	ms.closed = true
-	err := ms.sync()
 	ms.release()
 	return err
 }

@@ -38,9 +38,9 @@ func (ms *msgStore) openSegment(base string, first uint64, tail bool) (*segment,
 	}
 	if torn { // a crash right after the tail was created: rewrite its header
 		ms.opts.Logger.Warn("filestore: torn tail cut", "file", base+".seg", "offset", 0, "bytes", size)
-		err := f.Truncate(0)
+		err := truncateFile(f, base+".seg", 0, ms.opts)
 		if err == nil {
-			_, err = f.WriteAt(fileHeader(magicSeg), 0)
+			err = writeAt(f, base+".seg", fileHeader(magicSeg), 0, ms.opts)
 		}
 		if err != nil {
 			f.Close()
@@ -60,7 +60,7 @@ func (ms *msgStore) openSegment(base string, first uint64, tail bool) (*segment,
 			}
 		}
 		if why = seg.loadIndex(size); why == "" {
-			seg.size, seg.flushed = size, size
+			seg.size, seg.flushed, seg.synced = size, size, size
 			f.Close()
 			seg.f = nil
 			return seg, 0, 0, nil
@@ -88,12 +88,12 @@ func (ms *msgStore) openSegment(base string, first uint64, tail bool) (*segment,
 			return nil, 0, 0, &DamageError{File: base + ".seg", Offset: end, Reason: reason}
 		}
 		ms.opts.Logger.Warn("filestore: torn tail cut", "file", base+".seg", "offset", end, "bytes", size-end)
-		if err := f.Truncate(end); err != nil {
+		if err := truncateFile(f, base+".seg", end, ms.opts); err != nil {
 			f.Close()
 			return nil, 0, 0, err
 		}
 	}
-	seg.size, seg.flushed = end, end
+	seg.size, seg.flushed, seg.synced = end, end, end
 	if !tail { // its index disagreed: rebuilt
 		ms.opts.Logger.Warn("filestore: index rebuilt", "file", base+".idx", "why", why)
 		err := seg.writeIndex(ms.opts)
@@ -109,7 +109,7 @@ func (ms *msgStore) openSegment(base string, first uint64, tail bool) (*segment,
 		f.Close()
 		return nil, 0, 0, err
 	}
-	seg.w = bufio.NewWriterSize(f, ms.opts.BufferSize)
+	seg.w = bufio.NewWriterSize(newFileWriter(f, base+".seg", ms.opts), ms.opts.BufferSize)
 	return seg, mf, ml, nil
 }
 

@@ -28,6 +28,9 @@ type segment struct {
 	refs    int           // readers using f (sealed; under fdCache.mu)
 	size    int64         // bytes written (including buffered)
 	flushed int64         // bytes in the file
+	// synced: the file's bytes the last successful Sync or SyncFlushed covered (all of it
+	// once sealed; what recovery found for a tail opened by Open): where Rollback cuts.
+	synced int64
 }
 
 func segPath(dir string, first uint64) string {
@@ -36,20 +39,21 @@ func segPath(dir string, first uint64) string {
 
 // writeIndex rewrites the index file from ents and fsyncs it.
 func (seg *segment) writeIndex(opts *Options) error {
-	f, err := os.OpenFile(seg.base+".idx", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	path := seg.base + ".idx"
+	f, err := createFile(path, opts)
 	if err != nil {
 		return err
 	}
-	w := bufio.NewWriter(f)
+	w := bufio.NewWriter(newFileWriter(f, path, opts))
 	w.Write(fileHeader(magicIdx))
 	var b [idxSize]byte
 	for i := range seg.ents {
 		putIdx(&b, &seg.ents[i])
-		w.Write(b[:])
+		w.Write(b[:]) // an error sticks in w: Flush returns it
 	}
 	err = w.Flush()
 	if err == nil {
-		err = fsync(f, f.Name(), opts)
+		err = fsync(f, path, opts)
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
@@ -74,25 +78,29 @@ func (ms *msgStore) newSegment(first uint64) error {
 		}
 	}
 	base := segPath(ms.dir, first)
-	f, err := os.OpenFile(base+".seg", os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err := removeFile(base+".idx", ms.opts); err != nil {
+		return err
+	}
+	f, err := createFile(base+".seg", ms.opts)
 	if err != nil {
 		return err
 	}
-	os.Remove(base + ".idx")
 	if err := syncDir(ms.dir, ms.opts); err != nil {
 		f.Close()
 		return err
 	}
-	seg := &segment{first: first, base: base, f: f, w: bufio.NewWriterSize(f, ms.opts.BufferSize)}
-	seg.w.Write(fileHeader(magicSeg))
-	seg.size = fileHdrSize
+	seg := &segment{first: first, base: base, f: f, w: bufio.NewWriterSize(newFileWriter(f, base+".seg", ms.opts), ms.opts.BufferSize)}
 	if n := len(ms.segs); n > 0 {
 		// A channel that filled a segment will likely fill the next one alike.
 		seg.ents = make([]entry, 0, cap(ms.segs[n-1].ents))
 	}
+	// In segs before anything is written: Rollback finds a tail it must remove.
 	ms.segs = append(ms.segs, seg)
-	ms.writeMarker(seg)
-	return nil
+	if _, err := seg.w.Write(fileHeader(magicSeg)); err != nil {
+		return err
+	}
+	seg.size = fileHdrSize
+	return ms.writeMarker(seg)
 }
 
 // seal flushes and fsyncs a tail segment and its index; it stays open for reading.
@@ -103,9 +111,10 @@ func (ms *msgStore) seal(seg *segment) error {
 	if err := ms.flush(seg); err != nil {
 		return err
 	}
-	if err := fsync(seg.f, seg.f.Name(), ms.opts); err != nil {
+	if err := fsync(seg.f, seg.base+".seg", ms.opts); err != nil {
 		return err
 	}
+	seg.synced = seg.size
 	if err := seg.writeIndex(ms.opts); err != nil {
 		return err
 	}
@@ -126,7 +135,7 @@ func (ms *msgStore) flush(seg *segment) error {
 }
 
 // writeMarker records the current First and Last in the tail. Caller holds mu.
-func (ms *msgStore) writeMarker(seg *segment) {
+func (ms *msgStore) writeMarker(seg *segment) error {
 	h := &ms.hdr
 	binary.LittleEndian.PutUint32(h[0:], 0)
 	binary.LittleEndian.PutUint64(h[8:], ms.first)
@@ -134,7 +143,10 @@ func (ms *msgStore) writeMarker(seg *segment) {
 	binary.LittleEndian.PutUint32(h[24:], flagMarker)
 	binary.LittleEndian.PutUint32(h[28:], 0)
 	binary.LittleEndian.PutUint32(h[4:], crc32.Checksum(h[8:], crcTable))
-	seg.w.Write(h[:])
+	if _, err := seg.w.Write(h[:]); err != nil {
+		return err
+	}
 	seg.size += hdrSize
 	ms.markFirst = ms.first
+	return nil
 }

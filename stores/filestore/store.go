@@ -290,7 +290,7 @@ func (s *Store) removeStrayDirs() {
 	ents, _ := os.ReadDir(s.dir)
 	for _, e := range ents {
 		if e.IsDir() && strings.HasPrefix(e.Name(), "ch") && !used[e.Name()] {
-			os.RemoveAll(filepath.Join(s.dir, e.Name()))
+			removeAll(filepath.Join(s.dir, e.Name()), &s.opts)
 		}
 	}
 }
