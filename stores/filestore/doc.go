@@ -2,9 +2,9 @@
 //
 // Layout of a store directory:
 //
-//	meta.log            server info, clients, channels, tombstones: framed records, compacted on open
+//	meta.log            server info, clients, channels, tombstones: framed records, compacted
 //	ch00000001/         one directory per channel (numbered; the name lives in meta.log)
-//	  subs.log          subscriptions and pending events: framed records, compacted on open
+//	  subs.log          subscriptions and pending events: framed records, compacted
 //	  <first>.seg       append-only message records (first = 20-digit sequence of its first record)
 //	  <first>.idx       fixed-width index of the segment: one 24-byte entry per message
 //

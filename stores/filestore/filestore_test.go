@@ -26,9 +26,10 @@ func TestSuite(t *testing.T) {
 	storetest.Run(t, opener(Options{}), storetest.Caps{Durable: true, Crash: crash})
 }
 
-// TestSuiteSmallSegments crosses segment boundaries in every test.
+// TestSuiteSmallSegments crosses segment boundaries in every test, and compacts the logs
+// while running.
 func TestSuiteSmallSegments(t *testing.T) {
-	storetest.Run(t, opener(Options{SegmentBytes: 1500, NoSync: true, MaxOpenSegments: 2}), storetest.Caps{Durable: true, Crash: crash})
+	storetest.Run(t, opener(Options{SegmentBytes: 1500, NoSync: true, MaxOpenSegments: 2, CompactBytes: 1024}), storetest.Caps{Durable: true, Crash: crash})
 }
 
 func BenchmarkStore(b *testing.B) {
