@@ -49,11 +49,14 @@ type recLog struct {
 
 	f         *os.File // appended to: the log, or (onTmp) its rewrite until a commit renames it
 	w         *fileWriter
+	nonce     uint64 // of f's header, repeated by its sync marks
 	gen       uint64 // bumped whenever f is replaced
 	onTmp     bool
 	size      int64  // bytes of f written
 	committed int64  // bytes of f a commit made durable
-	pend      []byte // framed records not yet written
+	pend      []byte // the records not yet written: one batch frame, its header reserved
+	proof     int64  // bytes of f a real fsync covered: the next sync mark states it
+	marked    int64  // the proof the last sync mark written states
 	broken    error  // a write or fsync of f failed: the next flush rewrites the log
 	overflow  bool   // pend was dropped (too big between flushes): the next flush rewrites
 	busy      bool   // a commit runs outside mu
@@ -93,12 +96,17 @@ func (l *recLog) openAppend() error {
 	return nil
 }
 
-// add buffers one record.
+// add buffers one record. The records of one flush form one batch frame, so a power cut
+// keeps all of a flush or none of it.
 func (l *recLog) add(p []byte) {
 	if l.overflow {
 		return // the next flush rewrites the whole state anyway
 	}
-	l.pend = appendFrame(l.pend, p)
+	if len(l.pend) == 0 {
+		l.pend = append(l.pend, 0, 0, 0, 0, 0, 0, 0, 0, recBatch)
+	}
+	l.pend = binary.AppendUvarint(l.pend, uint64(len(p)))
+	l.pend = append(l.pend, p...)
 	if len(l.pend) > l.opts.CompactBytes && l.opts.CompactBytes > 0 {
 		// Records that pile up past the compaction threshold without a flush: memory is the
 		// truth, so drop them and let the next flush write the (smaller) snapshot.
@@ -152,8 +160,19 @@ func (l *recLog) flush() error {
 	if len(l.pend) == 0 {
 		return nil
 	}
+	l.pend = endFrame(l.pend, 0)
+	if l.proof > l.marked {
+		l.pend = appendMark(l.pend, l.proof, l.nonce)
+		l.marked = l.proof
+	}
+	return l.write()
+}
+
+// write writes pend. Caller holds mu.
+func (l *recLog) write() error {
 	n, err := l.w.Write(l.pend)
 	if err != nil {
+		l.pend = l.pend[:0] // the snapshot of the rewrite that follows holds what it held
 		l.broken = fmt.Errorf("filestore: write %s: %w", l.w.path, err)
 		return l.broken
 	}
@@ -179,8 +198,12 @@ func (l *recLog) rewrite() error {
 	if err != nil {
 		return l.rewriteFailed(err)
 	}
-	b := append(l.scratch[:0], fileHeader(l.magic)...)
+	h, hb := newHeader(l.magic)
+	b := append(l.scratch[:0], hb...)
 	b = l.snapshot(b)
+	// "Everything before me is synced": true whenever this file is the log, since the
+	// commit renames it over the log only after fsyncing it.
+	b = appendMark(b, int64(len(b)), h.nonce)
 	w := newFileWriter(f, tmp, l.opts)
 	if _, err := w.Write(b); err != nil {
 		f.Close()
@@ -197,9 +220,10 @@ func (l *recLog) rewrite() error {
 			l.f.Close()
 		}
 	}
-	l.f, l.w, l.onTmp = f, w, true
+	l.f, l.w, l.onTmp, l.nonce = f, w, true, h.nonce
 	l.gen++
 	l.size, l.committed, l.live = int64(len(b)), 0, int64(len(b))
+	l.proof, l.marked = 0, 0
 	l.pend, l.broken, l.overflow = l.pend[:0], nil, false
 	return nil
 }
@@ -274,6 +298,9 @@ func (l *recLog) finish(j logJob, renamed bool, err error) {
 		return
 	}
 	l.committed = max(l.committed, j.size)
+	if !l.opts.NoSync { // NoSync's "sync" proves nothing about power loss
+		l.proof = max(l.proof, j.size)
+	}
 }
 
 // syncFlushed commits what was flushed: everything written before it is durable when it
@@ -327,6 +354,12 @@ func (l *recLog) close(flush bool) error {
 	if flush {
 		l.closing = true
 		err = l.syncLocked()
+		if err == nil && l.proof > l.marked {
+			// A last mark (not fsynced) proves the whole log synced to the next open.
+			l.pend = appendMark(l.pend[:0], l.proof, l.nonce)
+			l.marked = l.proof
+			l.write()
+		}
 	}
 	l.closed = true
 	for _, f := range []*os.File{l.f, l.retired} {

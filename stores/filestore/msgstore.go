@@ -17,7 +17,8 @@ import (
 const (
 	hdrSize    = 32
 	idxSize    = 24
-	flagMarker = 1
+	flagMarker = 1 // seq: the channel's First, time: its Last
+	flagSync   = 2 // version 2 sync mark: seq: bytes of the file an fsync covered, time: the file's nonce
 )
 
 // msgStore is one channel's messages in segment files.
@@ -94,7 +95,7 @@ func openMsgStore(dir, name string, base uint64, limits stores.Limits, opts *Opt
 			}
 			saved := seg.ents
 			seg.ents, seg.f = nil, f
-			_, markFirst, markLast, _ = seg.scan(seg.size)
+			_, markFirst, markLast, _, _ = seg.scan(seg.size)
 			seg.ents, seg.f = saved, nil
 			f.Close()
 		}
@@ -414,6 +415,14 @@ func (ms *msgStore) Close() error {
 	err := ms.failed // what a failed channel holds past its last sync is not to be synced
 	if err == nil {
 		err = ms.sync()
+	}
+	if n := len(ms.segs); err == nil && n > 0 {
+		// A last sync mark (not fsynced) proves the whole tail synced to the next open.
+		if seg := ms.segs[n-1]; seg.w != nil && seg.hdr.version >= 2 && seg.proof > seg.marked {
+			if ms.writeSyncMark(seg) == nil {
+				ms.flush(seg)
+			}
+		}
 	}
 	ms.closed = true
 	ms.release()

@@ -30,6 +30,9 @@ func (ms *msgStore) sync() error {
 		return ms.fail(err)
 	}
 	seg.synced = seg.flushed
+	if !ms.opts.NoSync { // NoSync's "sync" proves nothing about power loss
+		seg.proof = seg.flushed
+	}
 	ms.syncedLast = ms.last
 	return nil
 }
@@ -45,6 +48,11 @@ func (ms *msgStore) flushTail() (*segment, error) {
 	seg := ms.segs[n-1]
 	if ms.first != ms.markFirst {
 		if err := ms.writeMarker(seg); err != nil {
+			return nil, ms.fail(err)
+		}
+	}
+	if ms.markDue(seg) {
+		if err := ms.writeSyncMark(seg); err != nil {
 			return nil, ms.fail(err)
 		}
 	}
@@ -106,6 +114,9 @@ func (ms *msgStore) SyncFlushed() error {
 		// sealed meanwhile: the seal fsynced it
 	}
 	seg.synced = max(seg.synced, size)
+	if !ms.opts.NoSync {
+		seg.proof = max(seg.proof, size)
+	}
 	ms.syncedLast = max(ms.syncedLast, last)
 	return nil
 }

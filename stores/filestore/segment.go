@@ -19,6 +19,7 @@ type entry struct {
 }
 
 type segment struct {
+	hdr     fileHdr
 	first   uint64 // sequence of ents[0]
 	ents    []entry
 	base    string        // path without extension
@@ -31,6 +32,8 @@ type segment struct {
 	// synced: the file's bytes the last successful Sync or SyncFlushed covered (all of it
 	// once sealed; what recovery found for a tail opened by Open): where Rollback cuts.
 	synced int64
+	proof  int64 // bytes a real fsync covered (not with NoSync): the next sync mark states it
+	marked int64 // the proof the last sync mark written states
 }
 
 func segPath(dir string, first uint64) string {
@@ -45,7 +48,8 @@ func (seg *segment) writeIndex(opts *Options) error {
 		return err
 	}
 	w := bufio.NewWriter(newFileWriter(f, path, opts))
-	w.Write(fileHeader(magicIdx))
+	_, hb := newHeader(magicIdx)
+	w.Write(hb)
 	var b [idxSize]byte
 	for i := range seg.ents {
 		putIdx(&b, &seg.ents[i])
@@ -96,10 +100,12 @@ func (ms *msgStore) newSegment(first uint64) error {
 	}
 	// In segs before anything is written: Rollback finds a tail it must remove.
 	ms.segs = append(ms.segs, seg)
-	if _, err := seg.w.Write(fileHeader(magicSeg)); err != nil {
+	h, hb := newHeader(magicSeg)
+	seg.hdr = h
+	if _, err := seg.w.Write(hb); err != nil {
 		return err
 	}
-	seg.size = fileHdrSize
+	seg.size = int64(h.size)
 	return ms.writeMarker(seg)
 }
 
@@ -132,6 +138,30 @@ func (ms *msgStore) flush(seg *segment) error {
 	}
 	seg.flushed = seg.size
 	return nil
+}
+
+// writeSyncMark states in the tail (version 2) that its first seg.proof bytes are synced, so
+// that recovery tells damage in them from a torn tail after them. Caller holds mu.
+func (ms *msgStore) writeSyncMark(seg *segment) error {
+	h := &ms.hdr
+	binary.LittleEndian.PutUint32(h[0:], 0)
+	binary.LittleEndian.PutUint64(h[8:], uint64(seg.proof))
+	binary.LittleEndian.PutUint64(h[16:], seg.hdr.nonce)
+	binary.LittleEndian.PutUint32(h[24:], flagSync)
+	binary.LittleEndian.PutUint32(h[28:], 0)
+	binary.LittleEndian.PutUint32(h[4:], crc32.Checksum(h[8:], crcTable))
+	if _, err := seg.w.Write(h[:]); err != nil {
+		return err
+	}
+	seg.size += hdrSize
+	seg.marked = seg.proof
+	return nil
+}
+
+// markDue: the tail is version 2, a real fsync covered more than its last sync mark says,
+// and something new is about to be flushed (an idle tail gets no mark of its own).
+func (ms *msgStore) markDue(seg *segment) bool {
+	return seg.hdr.version >= 2 && seg.proof > seg.marked && seg.size > seg.flushed
 }
 
 // writeMarker records the current First and Last in the tail. Caller holds mu.

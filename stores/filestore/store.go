@@ -192,13 +192,14 @@ func Open(dir string, opts Options) (*Store, error) {
 	s := &Store{dir: dir, opts: opts, limits: limits, clients: map[string]stores.ClientInfo{},
 		channels: map[string]*channel{}, damaged: map[string]*channel{}, tombs: map[string]uint64{}, nextDir: 1,
 		fds: &fdCache{max: opts.MaxOpenSegments}}
-	l, recs, intact, err := openRecLog(filepath.Join(dir, "meta.log"), magicMeta, &s.opts)
+	l, ld, err := openRecLog(filepath.Join(dir, "meta.log"), magicMeta, &s.opts)
 	if err != nil {
 		return nil, err
 	}
 	// Clean only if Close's mark is the last record. The rewrite below drops it, so any
 	// change after this open — or a crash — leaves the next open not clean.
-	s.clean = intact && len(recs) > 0 && len(recs[len(recs)-1]) == 1 && recs[len(recs)-1][0] == metaClean
+	recs := ld.recs
+	s.clean = ld.intact() && len(recs) > 0 && len(recs[len(recs)-1]) == 1 && recs[len(recs)-1][0] == metaClean
 	l.mu, l.snapshot = &s.mu, s.appendSnapshot
 	s.meta = l
 	for _, r := range recs {

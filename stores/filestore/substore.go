@@ -36,19 +36,19 @@ type sub struct {
 }
 
 func openSubStore(path string, maxSubs int, opts *Options) (*subStore, error) {
-	l, recs, clean, err := openRecLog(path, magicSubs, opts)
+	l, ld, err := openRecLog(path, magicSubs, opts)
 	if err != nil {
 		return nil, err
 	}
 	ss := &subStore{log: l, maxSubs: maxSubs, subs: make(map[uint64]*sub)}
 	l.mu, l.snapshot = &ss.mu, ss.appendSnapshot
-	for _, r := range recs {
+	for _, r := range ld.recs {
 		ss.replay(r)
 	}
 	// Rewriting costs a file, two fsyncs and a rename per channel: only when the log has
 	// something to drop (records beyond the compact form, one or two per subscription, or
-	// a torn tail).
-	if clean && len(recs) <= 2*len(ss.subs) {
+	// a torn tail) or is of an older format version.
+	if ld.intact() && ld.hdr.version == FormatVersion && len(ld.recs) <= 2*len(ss.subs) {
 		if err := l.openAppend(); err != nil {
 			return nil, err
 		}
