@@ -3,7 +3,6 @@ package filestore
 import (
 	"errors"
 	"io/fs"
-	"os"
 	"sync"
 )
 
@@ -36,7 +35,7 @@ func (s *syncSet) addDir(path string) {
 // pass fsyncs every file, then every directory, added before it started. A file that is
 // gone (a segment dropped by limits, a log replaced by its rewrite, which added the new
 // one) is skipped. It returns the number synced and the first error.
-func (s *syncSet) pass() (n int, err error) {
+func (s *syncSet) pass(opts *Options) (n int, err error) {
 	s.mu.Lock()
 	paths := s.take[:0]
 	for p := range s.files {
@@ -50,13 +49,9 @@ func (s *syncSet) pass() (n int, err error) {
 	clear(s.dirs)
 	s.mu.Unlock()
 	for i, p := range paths {
-		f, oerr := os.Open(p)
+		oerr := syncPath(p, opts)
 		if errors.Is(oerr, fs.ErrNotExist) {
 			continue
-		}
-		if oerr == nil {
-			oerr = f.Sync()
-			f.Close()
 		}
 		if oerr != nil {
 			if err == nil {
@@ -78,7 +73,7 @@ func (s *syncSet) pass() (n int, err error) {
 
 // autoSyncPass runs one pass, logging a failure (the files stay pending for the next).
 func (s *Store) autoSyncPass() error {
-	n, err := s.opts.pending.pass()
+	n, err := s.opts.pending.pass(&s.opts)
 	if err != nil {
 		s.opts.Logger.Error("filestore: auto sync", "err", err)
 	}

@@ -10,7 +10,7 @@ import (
 
 // The whole suite with a pass every millisecond racing the writers.
 func TestSuiteAutoSync(t *testing.T) {
-	storetest.Run(t, opener(Options{NoSync: true, AutoSync: time.Millisecond, SegmentBytes: 1500}),
+	storetest.Run(t, opener(Options{NoSync: true, AutoSync: time.Millisecond, SegmentBytes: 1500, CompactBytes: 2048}),
 		storetest.Caps{Durable: true, Crash: crash})
 }
 

@@ -2,21 +2,30 @@
 //
 // Layout of a store directory:
 //
-//	meta.log            server info, clients, channels, tombstones: framed records, compacted on open
+//	meta.log            server info, clients, channels, tombstones: framed records, compacted
 //	ch00000001/         one directory per channel (numbered; the name lives in meta.log)
-//	  subs.log          subscriptions and pending events: framed records, compacted on open
+//	  subs.log          subscriptions and pending events: framed records, compacted
 //	  <first>.seg       append-only message records (first = 20-digit sequence of its first record)
 //	  <first>.idx       fixed-width index of the segment: one 24-byte entry per message
 //
-// Every file starts with an 8-byte header (6-byte magic, u16 format version); see FORMAT.md.
-// A framed record is [len u32][crc32c u32 of payload][payload]. A message record is a fixed
-// 32-byte header [body len u32][crc32c u32 of header[8:] and body][seq u64][time i64]
-// [flags u32][reply len u32] followed by reply and data. A record with flag 1 is a marker
+// Every file starts with a header (6-byte magic, u16 format version, u64 nonce); see
+// FORMAT.md. A framed record is [len u32][crc32c u32 of payload][payload]; each flush of a
+// log is one batch frame. A message record is a fixed 32-byte header [body len u32]
+// [crc32c u32 of header[8:] and body][seq u64][time i64][flags u32][reply len u32]
+// followed by reply and data. A record with flag 1 is a marker
 // holding the channel's First (seq) and Last (time field): every segment starts with one and
 // Sync writes one when limits moved First, so removals are durable with the same fsync as the
-// messages. All integers are little-endian.
+// messages. A record with flag 2 is a sync mark: after each successful fsync the next flush
+// states how many bytes of the file it covered (logs have sync mark records too), which is
+// how recovery tells damage in synced bytes from a torn tail in bytes a power cut may have
+// mangled. All integers are little-endian.
 //
-// Group commit: Append writes into a buffered writer; MsgStore.Sync flushes and fsyncs.
+// Group commit: Append writes into a buffered writer; MsgStore.Sync flushes and fsyncs, or
+// the pipelined halves Flush and SyncFlushed (stores.SplitSyncer) do; subscription and
+// client records split their sync the same way. A failed message write fails its channel
+// until MsgStore.Rollback; a failed log write or fsync makes the next flush rewrite the log
+// from memory. The logs compact while running. DESIGN.md explains why and how.
+//
 // With Options.NoSync, Sync only hands the writes to the OS; Options.AutoSync then bounds
 // the window: one goroutine per store fsyncs, at that interval, every file and directory
 // whose fsync was skipped since its previous pass (autosync.go).

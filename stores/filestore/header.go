@@ -1,22 +1,28 @@
 package filestore
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 )
 
-// FormatVersion is the on-disk format version written in every file's header.
-const FormatVersion = 1
+// FormatVersion is the on-disk format version of the files this build writes. It reads
+// version 1 files too (see FORMAT.md): a version 1 log is rewritten at open, a version 1
+// tail segment is appended to as version 1 until it rolls.
+const FormatVersion = 2
 
-// fileHdrSize is the size of the header at offset 0 of every file: a 6-byte magic naming
-// the kind of file, then the format version (u16).
-const fileHdrSize = 8
+// The header at offset 0 of every file: a 6-byte magic naming the kind of file, the format
+// version (u16), and from version 2 a random nonce (u64) that the file's sync marks repeat,
+// so that no record data (a client's bytes) can pass for one.
+const (
+	hdrSizeV1 = 8
+	hdrSizeV2 = 16
+)
 
 // Magics of the files of a store.
 const (
@@ -33,42 +39,56 @@ var ErrVersion = errors.New("filestore: unsupported format version")
 // errBadMagic marks a file that does not start with the header of its kind.
 var errBadMagic = errors.New("filestore: bad file header")
 
-func fileHeader(magic string) []byte {
-	b := make([]byte, fileHdrSize)
-	copy(b, magic)
-	binary.LittleEndian.PutUint16(b[6:], FormatVersion)
-	return b
+// fileHdr is what a file's header says.
+type fileHdr struct {
+	version uint16
+	nonce   uint64 // 0 in version 1
+	size    int    // of the header: where records start
 }
 
-// checkHeader checks the first bytes of a file (data may be longer than the header).
-// A file shorter than the header whose bytes are a prefix of a valid header is torn
-// (torn = true, err = nil).
-func checkHeader(path, magic string, data []byte) (torn bool, err error) {
-	want := fileHeader(magic)
-	if len(data) < fileHdrSize {
-		if bytes.HasPrefix(want, data) {
-			return true, nil
+// newHeader returns the header of a new file of kind magic (the current version, a fresh
+// nonce) and its encoding.
+func newHeader(magic string) (fileHdr, []byte) {
+	h := fileHdr{version: FormatVersion, nonce: rand.Uint64() | 1, size: hdrSizeV2}
+	b := make([]byte, hdrSizeV2)
+	copy(b, magic)
+	binary.LittleEndian.PutUint16(b[6:], FormatVersion)
+	binary.LittleEndian.PutUint64(b[8:], h.nonce)
+	return h, b
+}
+
+// checkHeader checks the first bytes of a file (data may be longer than the header). A file
+// shorter than its header whose bytes are a prefix of a valid one is torn (torn = true,
+// err = nil): a crash right after it was created.
+func checkHeader(path, magic string, data []byte) (h fileHdr, torn bool, err error) {
+	n := min(len(data), 6)
+	if string(data[:n]) != magic[:n] {
+		return h, false, fmt.Errorf("%w: %s: not a %s file (magic %q)", errBadMagic, path, magic, data[:n])
+	}
+	if len(data) < hdrSizeV1 {
+		return h, true, nil
+	}
+	h.version = binary.LittleEndian.Uint16(data[6:])
+	switch h.version {
+	case 1:
+		h.size = hdrSizeV1
+	case 2:
+		if len(data) < hdrSizeV2 {
+			return h, true, nil
 		}
-		if len(data) < 6 || string(data[:6]) != magic {
-			return false, fmt.Errorf("%w: %s: not a %s file", errBadMagic, path, magic)
-		}
-		return true, nil
+		h.size, h.nonce = hdrSizeV2, binary.LittleEndian.Uint64(data[8:])
+	default:
+		return h, false, fmt.Errorf("%w: %s has version %d, this build reads versions 1 and %d", ErrVersion, path, h.version, FormatVersion)
 	}
-	if string(data[:6]) != magic {
-		return false, fmt.Errorf("%w: %s: not a %s file (magic %q)", errBadMagic, path, magic, data[:6])
-	}
-	if v := binary.LittleEndian.Uint16(data[6:]); v != FormatVersion {
-		return false, fmt.Errorf("%w: %s has version %d, this build reads version %d", ErrVersion, path, v, FormatVersion)
-	}
-	return false, nil
+	return h, false, nil
 }
 
 // readHeader reads and checks the header of an open file.
-func readHeader(f *os.File, magic string) (torn bool, err error) {
-	var b [fileHdrSize]byte
+func readHeader(f *os.File, magic string) (h fileHdr, torn bool, err error) {
+	var b [hdrSizeV2]byte
 	n, err := f.ReadAt(b[:], 0)
 	if err != nil && !errors.Is(err, io.EOF) {
-		return false, err
+		return h, false, err
 	}
 	return checkHeader(f.Name(), magic, b[:n])
 }

@@ -1,13 +1,15 @@
 package filestore
 
 import (
-	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
 	"os"
 	"path/filepath"
+	"sync"
+
+	"github.com/starling-io/starling/stores"
 )
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
@@ -15,256 +17,378 @@ var crcTable = crc32.MakeTable(crc32.Castagnoli)
 // ErrCorrupt marks data that fails its checks somewhere other than a repairable tail.
 var ErrCorrupt = errors.New("filestore: corrupt data")
 
-// recLog is an append-only log of framed records ([len u32][crc u32][payload]).
+// errRewritePending: a log must be rewritten (its records piled up past the compaction
+// threshold without a flush) while the commit of its previous rewrite is still running.
+var errRewritePending = errors.New("filestore: log rewrite pending")
+
+// DefaultCompactBytes is the size from which meta.log and subs.log are compacted while the
+// store runs (Options.CompactBytes).
+const DefaultCompactBytes = 4 << 20
+
+// recLog is an append-only log of framed records ([len u32][crc u32][payload]) that
+// recreates its owner's in-memory state: meta.log for the Store, subs.log for a channel's
+// subStore. Memory is the truth; the log only has to be able to recreate it. So a failed
+// write or fsync is never sticky: the next flush rewrites the whole log from the owner's
+// snapshot into a new file (an fsync that failed leaves a page cache that cannot be trusted,
+// so the old file is never synced again), and the commit after it makes that file the log.
+// The same rewrite compacts the log once it has grown well past its live size.
+//
+// The owner changes the log under its own lock (mu): add and flush run on the writer
+// goroutine and never wait for an fsync. A commit (syncFlushed) takes the job under mu,
+// fsyncs (and renames a rewrite over the log) without it, then records the result under mu
+// again, so the writer keeps adding and flushing meanwhile.
 type recLog struct {
-	path  string
-	magic string
-	f     *os.File
-	w     *bufio.Writer
-	opts  *Options
-	frame [8]byte
-	clean bool // opened with no torn tail: may be appended to as it is
+	path, magic string
+	opts        *Options
+	mu          *sync.Mutex           // the owner's lock: guards every field below but syncMu
+	snapshot    func(b []byte) []byte // appends the framed records recreating the owner's state
+
+	// syncMu serialises what makes the log durable: commits (SyncFlushed, Sync), Close and
+	// the Store's durable-on-return changes. It is taken before mu, never under it.
+	syncMu sync.Mutex
+
+	f         *os.File // appended to: the log, or (onTmp) its rewrite until a commit renames it
+	w         *fileWriter
+	nonce     uint64 // of f's header, repeated by its sync marks
+	gen       uint64 // bumped whenever f is replaced
+	onTmp     bool
+	size      int64  // bytes of f written
+	committed int64  // bytes of f a commit made durable
+	pend      []byte // the records not yet written: one batch frame, its header reserved
+	proof     int64  // bytes of f a real fsync covered: the next sync mark states it
+	marked    int64  // the proof the last sync mark written states
+	broken    error  // a write or fsync of f failed: the next flush rewrites the log
+	overflow  bool   // pend was dropped (too big between flushes): the next flush rewrites
+	busy      bool   // a commit runs outside mu
+	renaming  bool   // ... on a rewrite, which it renames over the log
+	retired   *os.File
+	live      int64 // size of the log as last rewritten (the compaction baseline)
+	scratch   []byte
+	closed    bool
+	closing   bool // close's last flush: no compaction (it would drop meta.log's clean mark)
 }
 
-// openRecLog reads every intact record of path (cutting a torn tail) and opens it for
-// appending. The caller compacts it with rewrite.
-func openRecLog(path, magic string, opts *Options) (*recLog, [][]byte, error) {
-	data, err := os.ReadFile(path)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, nil, err
-	}
-	l := &recLog{path: path, magic: magic, opts: opts}
-	if len(data) == 0 {
-		return l, nil, nil
-	}
-	torn, err := checkHeader(path, magic, data)
-	if errors.Is(err, errBadMagic) {
-		return nil, nil, &DamageError{File: path, Offset: 0, Reason: "bad file header", Err: err}
-	}
-	if err != nil {
-		return nil, nil, err
-	}
-	if torn {
-		opts.Logger.Warn("filestore: torn header cut", "file", path, "offset", 0, "bytes", len(data))
-		return l, nil, nil
-	}
-	recs, off := readFrames(data)
-	if off != len(data) {
-		if next := nextFrame(data, off); next >= 0 {
-			return nil, nil, &DamageError{File: path, Offset: int64(off),
-				Reason: fmt.Sprintf("record fails its checks; an intact record follows at offset %d", next)}
-		}
-		opts.Logger.Warn("filestore: torn tail cut", "file", path, "offset", off, "bytes", len(data)-off)
-	} else {
-		l.clean = true
-	}
-	return l, recs, nil
+// logJob is what one commit makes durable: f up to size, renamed over the log if tmp.
+type logJob struct {
+	f    *os.File
+	name string
+	gen  uint64
+	size int64
+	tmp  bool
 }
 
-// openAppend opens an intact log for appending as it is (no compaction).
+func (l *recLog) tmpPath() string { return l.path + ".tmp" }
+
+// openAppend opens an intact, compact log for appending as it is. What it holds is taken
+// as committed: a commit with nothing new to write does not fsync.
 func (l *recLog) openAppend() error {
 	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
-	l.f, l.w = f, bufio.NewWriterSize(f, 32<<10)
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return err
+	}
+	l.f, l.w = f, newFileWriter(f, l.path, l.opts)
+	l.size, l.committed, l.live = fi.Size(), fi.Size(), fi.Size()
 	return nil
 }
 
-// nextFrame returns the offset of the first intact, non-empty frame after off, or -1.
-// Zeroed bytes (unwritten pages of an unsynced tail) never form one.
-func nextFrame(data []byte, off int) int {
-	for p := off + 1; p+8 < len(data); p++ {
-		n := int(binary.LittleEndian.Uint32(data[p:]))
-		if n == 0 || n > len(data)-p-8 {
-			continue
-		}
-		if crc32.Checksum(data[p+8:p+8+n], crcTable) == binary.LittleEndian.Uint32(data[p+4:]) {
-			return p
-		}
+// add buffers one record. The records of one flush form one batch frame, so a power cut
+// keeps all of a flush or none of it.
+func (l *recLog) add(p []byte) {
+	if l.overflow {
+		return // the next flush rewrites the whole state anyway
 	}
-	return -1
+	if len(l.pend) == 0 {
+		l.pend = append(l.pend, 0, 0, 0, 0, 0, 0, 0, 0, recBatch)
+	}
+	l.pend = binary.AppendUvarint(l.pend, uint64(len(p)))
+	l.pend = append(l.pend, p...)
+	if len(l.pend) > l.opts.CompactBytes && l.opts.CompactBytes > 0 {
+		// Records that pile up past the compaction threshold without a flush: memory is the
+		// truth, so drop them and let the next flush write the (smaller) snapshot.
+		l.pend, l.overflow = l.pend[:0], true
+	}
 }
 
-// readFrames returns the intact framed records after the file header and where they end.
-func readFrames(data []byte) ([][]byte, int) {
-	var recs [][]byte
-	off := fileHdrSize
-	for off+8 <= len(data) {
-		n := int(binary.LittleEndian.Uint32(data[off:]))
-		if n > len(data)-off-8 {
-			break
-		}
-		p := data[off+8 : off+8+n]
-		if crc32.Checksum(p, crcTable) != binary.LittleEndian.Uint32(data[off+4:]) {
-			break
-		}
-		recs = append(recs, p)
-		off += 8 + n
-	}
-	return recs, off
+func appendFrame(b, p []byte) []byte {
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(p)))
+	b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(p, crcTable))
+	return append(b, p...)
 }
 
-// rewrite replaces the log with recs atomically (temp file, fsync, rename, fsync dir) and
-// leaves it open for appending.
-func (l *recLog) rewrite(recs [][]byte) error {
-	if l.f != nil {
+// beginFrame reserves a frame header at the end of b; endFrame fills it in over what was
+// appended since, so a record is encoded in place.
+func beginFrame(b []byte) ([]byte, int) { return append(b, make([]byte, 8)...), len(b) }
+
+func endFrame(b []byte, start int) []byte {
+	p := b[start+8:]
+	binary.LittleEndian.PutUint32(b[start:], uint32(len(p)))
+	binary.LittleEndian.PutUint32(b[start+4:], crc32.Checksum(p, crcTable))
+	return b
+}
+
+// compactDue: the log has grown past CompactBytes and twice its size when last rewritten.
+// Rewriting then costs at most about what was appended since, and replaying it at open
+// stays bounded by max(CompactBytes, 2 × the live state).
+func (l *recLog) compactDue() bool {
+	c := int64(l.opts.CompactBytes)
+	return c > 0 && !l.onTmp && !l.closing && l.size >= c && l.size >= 2*l.live
+}
+
+// flush hands the pending records to the OS, or, after a failure or when the log is due for
+// compaction, writes the owner's snapshot into a new file that appends continue in; the
+// next commit makes it the log. Caller holds mu.
+func (l *recLog) flush() error {
+	if l.closed {
+		return stores.ErrClosed
+	}
+	if l.broken != nil || l.overflow || l.compactDue() {
+		switch {
+		case !l.renaming:
+			return l.rewrite()
+		case l.broken != nil:
+			return l.broken
+		case l.overflow:
+			return errRewritePending
+		}
+		// Compaction waits for the rename in flight.
+	}
+	if len(l.pend) == 0 {
+		return nil
+	}
+	l.pend = endFrame(l.pend, 0)
+	if l.proof > l.marked {
+		l.pend = appendMark(l.pend, l.proof, l.nonce)
+		l.marked = l.proof
+	}
+	return l.write()
+}
+
+// write writes pend. Caller holds mu.
+func (l *recLog) write() error {
+	n, err := l.w.Write(l.pend)
+	if err != nil {
+		l.pend = l.pend[:0] // the snapshot of the rewrite that follows holds what it held
+		l.broken = fmt.Errorf("filestore: write %s: %w", l.w.path, err)
+		return l.broken
+	}
+	l.size += int64(n)
+	l.pend = l.pend[:0]
+	return nil
+}
+
+// rewrite writes the file header and the owner's snapshot (which holds whatever pend holds)
+// into a new temporary file and continues appending there. Nothing is fsynced: the next
+// commit fsyncs it and renames it over the log. Caller holds mu, and no commit is renaming.
+func (l *recLog) rewrite() error {
+	tmp := l.tmpPath()
+	if l.onTmp { // an earlier rewrite that was never committed: replaced
 		l.f.Close()
 		l.f = nil
 	}
-	tmp := l.path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	w := bufio.NewWriter(f)
-	w.Write(fileHeader(l.magic))
-	for _, r := range recs {
-		writeFrame(w, r, &l.frame)
-	}
-	err = w.Flush()
-	if err == nil && !l.opts.NoSync {
-		err = f.Sync()
-	}
-	f.Close()
+	err := removeFile(tmp, l.opts)
+	var f *os.File
 	if err == nil {
-		err = os.Rename(tmp, l.path)
-	}
-	if err == nil && l.opts.pending != nil {
-		l.opts.pending.addFile(l.path)
-	}
-	if err == nil {
-		err = syncDir(filepath.Dir(l.path), l.opts)
+		f, err = createFile(tmp, l.opts)
 	}
 	if err != nil {
-		return fmt.Errorf("filestore: rewrite %s: %w", l.path, err)
+		return l.rewriteFailed(err)
 	}
-	if l.f, err = os.OpenFile(l.path, os.O_WRONLY|os.O_APPEND, 0o644); err != nil {
-		return err
+	h, hb := newHeader(l.magic)
+	b := append(l.scratch[:0], hb...)
+	b = l.snapshot(b)
+	// "Everything before me is synced": true whenever this file is the log, since the
+	// commit renames it over the log only after fsyncing it.
+	b = appendMark(b, int64(len(b)), h.nonce)
+	w := newFileWriter(f, tmp, l.opts)
+	if _, err := w.Write(b); err != nil {
+		f.Close()
+		removeFile(tmp, l.opts)
+		return l.rewriteFailed(err)
 	}
-	l.w = bufio.NewWriterSize(l.f, 32<<10)
+	if cap(b) <= 1<<20 {
+		l.scratch = b[:0] // keep a small buffer for the next one; a big one goes
+	}
+	if l.f != nil {
+		if l.busy { // a commit is fsyncing it: closed when that commit finishes
+			l.retired = l.f
+		} else {
+			l.f.Close()
+		}
+	}
+	l.f, l.w, l.onTmp, l.nonce = f, w, true, h.nonce
+	l.gen++
+	l.size, l.committed, l.live = int64(len(b)), 0, int64(len(b))
+	l.proof, l.marked = 0, 0
+	l.pend, l.broken, l.overflow = l.pend[:0], nil, false
 	return nil
 }
 
-func writeFrame(w *bufio.Writer, p []byte, frame *[8]byte) {
-	binary.LittleEndian.PutUint32(frame[0:], uint32(len(p)))
-	binary.LittleEndian.PutUint32(frame[4:], crc32.Checksum(p, crcTable))
-	w.Write(frame[:])
-	w.Write(p)
+// rewriteFailed keeps the log broken after a failed rewrite. If the failed rewrite replaced
+// a temporary file, f is gone: the log has no file to append to until a rewrite succeeds.
+func (l *recLog) rewriteFailed(err error) error {
+	l.broken = fmt.Errorf("filestore: rewrite %s: %w", l.path, err)
+	if l.f == nil {
+		l.onTmp = false
+	}
+	return l.broken
 }
 
-// add buffers one record.
-func (l *recLog) add(p []byte) { writeFrame(l.w, p, &l.frame) }
+// takeJob returns what the next commit must make durable; ok is false when nothing was
+// written since the last commit. A broken log is never committed (it is rewritten first).
+// Caller holds mu (and syncMu).
+func (l *recLog) takeJob() (j logJob, ok bool, err error) {
+	if l.closed {
+		return j, false, stores.ErrClosed
+	}
+	if l.broken != nil {
+		return j, false, l.broken
+	}
+	if l.size == l.committed && !l.onTmp {
+		return j, false, nil
+	}
+	l.busy, l.renaming = true, l.onTmp
+	return logJob{f: l.f, name: l.w.path, gen: l.gen, size: l.size, tmp: l.onTmp}, true, nil
+}
 
-// sync flushes and fsyncs.
-func (l *recLog) sync() error {
-	if err := l.w.Flush(); err != nil {
+// commit fsyncs the job's file and, for a rewrite, renames it over the log and fsyncs the
+// directory. It runs without mu. renamed reports whether the rename happened (even if the
+// directory's fsync then failed).
+func (l *recLog) commit(j logJob) (renamed bool, err error) {
+	if err := fsync(j.f, j.name, l.opts); err != nil {
+		return false, fmt.Errorf("filestore: sync %s: %w", j.name, err)
+	}
+	if !j.tmp {
+		return false, nil
+	}
+	if err := renameFile(j.name, l.path, l.opts); err != nil {
+		return false, fmt.Errorf("filestore: rewrite %s: %w", l.path, err)
+	}
+	if l.opts.pending != nil { // NoSync noted the temporary name, which is gone
+		l.opts.pending.addFile(l.path)
+	}
+	if err := syncDir(filepath.Dir(l.path), l.opts); err != nil {
+		return true, fmt.Errorf("filestore: rewrite %s: %w", l.path, err)
+	}
+	return true, nil
+}
+
+// finish records a commit's result. Caller holds mu.
+func (l *recLog) finish(j logJob, renamed bool, err error) {
+	l.busy, l.renaming = false, false
+	if l.retired != nil {
+		l.retired.Close()
+		l.retired = nil
+	}
+	if j.gen != l.gen {
+		return // f was replaced meanwhile: the result concerns a file no longer used
+	}
+	if renamed {
+		l.onTmp = false
+		l.w.path = l.path
+	}
+	if err != nil {
+		if l.broken == nil {
+			l.broken = err
+		}
+		return
+	}
+	l.committed = max(l.committed, j.size)
+	if !l.opts.NoSync { // NoSync's "sync" proves nothing about power loss
+		l.proof = max(l.proof, j.size)
+	}
+}
+
+// syncFlushed commits what was flushed: everything written before it is durable when it
+// returns nil. usable is the owner's check, called under mu.
+func (l *recLog) syncFlushed(usable func() error) error {
+	l.syncMu.Lock()
+	defer l.syncMu.Unlock()
+	l.mu.Lock()
+	if err := usable(); err != nil {
+		l.mu.Unlock()
 		return err
 	}
-	return fsync(l.f, l.opts)
+	j, ok, err := l.takeJob()
+	l.mu.Unlock()
+	if !ok {
+		return err
+	}
+	renamed, err := l.commit(j)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.finish(j, renamed, err)
+	if uerr := usable(); uerr != nil {
+		return uerr
+	}
+	return err
 }
 
-// close syncs (if flush) and closes; without flush it abandons the buffer (crash).
+// syncLocked flushes and commits while holding mu (and syncMu): the Store's changes that
+// are durable when they return, Close, and the rewrite at open.
+func (l *recLog) syncLocked() error {
+	if err := l.flush(); err != nil {
+		return err
+	}
+	j, ok, err := l.takeJob()
+	if !ok {
+		return err
+	}
+	renamed, err := l.commit(j)
+	l.finish(j, renamed, err)
+	return err
+}
+
+// close syncs (if flush) and closes the log; without flush it abandons what is buffered
+// (a simulated crash) and leaves any temporary file for the next open to remove. Caller
+// holds mu (and syncMu if flush).
 func (l *recLog) close(flush bool) error {
-	if l.f == nil {
+	if l.closed {
 		return nil
 	}
 	var err error
 	if flush {
-		err = l.sync()
+		l.closing = true
+		err = l.syncLocked()
+		if err == nil && l.proof > l.marked {
+			// A last mark (not fsynced) proves the whole log synced to the next open.
+			l.pend = appendMark(l.pend[:0], l.proof, l.nonce)
+			l.marked = l.proof
+			l.write()
+		}
 	}
-	if cerr := l.f.Close(); err == nil {
-		err = cerr
+	l.closed = true
+	for _, f := range []*os.File{l.f, l.retired} {
+		if f != nil {
+			if cerr := f.Close(); err == nil && flush {
+				err = cerr
+			}
+		}
 	}
-	l.f = nil
+	l.f, l.retired = nil, nil
 	return err
 }
 
-func fsync(f *os.File, opts *Options) error {
-	if opts.Hooks.BeforeSync != nil {
-		if err := opts.Hooks.BeforeSync(f.Name()); err != nil {
-			return err
+// writeLog replaces the log at path with recs atomically (temporary file, fsync, rename,
+// fsync directory): Repair's rewrite of a damaged log.
+func writeLog(path, magic string, recs [][]byte, opts *Options) error {
+	var mu sync.Mutex
+	l := &recLog{path: path, magic: magic, opts: opts, mu: &mu, snapshot: func(b []byte) []byte {
+		for _, r := range recs {
+			b = appendFrame(b, r)
 		}
-	}
-	if opts.NoSync {
-		if opts.pending != nil {
-			opts.pending.addFile(f.Name())
-		}
-		return nil
-	}
-	return f.Sync()
-}
-
-func syncDir(dir string, opts *Options) error {
-	if opts.NoSync {
-		if opts.pending != nil {
-			opts.pending.addDir(dir)
-		}
-		return nil
-	}
-	d, err := os.Open(dir)
-	if err != nil {
+		return b
+	}}
+	if err := l.rewrite(); err != nil {
 		return err
 	}
-	err = d.Sync()
-	d.Close()
+	err := l.syncLocked()
+	if cerr := l.close(false); err == nil {
+		err = cerr
+	}
 	return err
-}
-
-// Encoding helpers for metadata records.
-
-func putStr(b []byte, s string) []byte {
-	b = binary.AppendUvarint(b, uint64(len(s)))
-	return append(b, s...)
-}
-
-func putUv(b []byte, v uint64) []byte { return binary.AppendUvarint(b, v) }
-func putIv(b []byte, v int64) []byte  { return binary.AppendVarint(b, v) }
-
-type dec struct {
-	b   []byte
-	bad bool
-}
-
-func (d *dec) uv() uint64 {
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.bad = true
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *dec) iv() int64 {
-	v, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.bad = true
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *dec) bytes() []byte {
-	n := d.uv()
-	if d.bad || n > uint64(len(d.b)) {
-		d.bad = true
-		return nil
-	}
-	p := d.b[:n:n]
-	d.b = d.b[n:]
-	return p
-}
-
-func (d *dec) str() string { return string(d.bytes()) }
-
-func (d *dec) byte1() byte {
-	if len(d.b) == 0 {
-		d.bad = true
-		return 0
-	}
-	c := d.b[0]
-	d.b = d.b[1:]
-	return c
 }

@@ -1,8 +1,6 @@
 package filestore
 
 import (
-	"bufio"
-	"container/list"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -12,7 +10,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 
 	"github.com/starling-io/starling/stores"
 )
@@ -20,28 +17,9 @@ import (
 const (
 	hdrSize    = 32
 	idxSize    = 24
-	flagMarker = 1
+	flagMarker = 1 // seq: the channel's First, time: its Last
+	flagSync   = 2 // version 2 sync mark: seq: bytes of the file an fsync covered, time: the file's nonce
 )
-
-// entry locates one message of a segment (also its on-disk index entry).
-type entry struct {
-	time int64
-	off  uint32 // record offset in the segment
-	blen uint32 // reply + data
-	rlen uint32
-}
-
-type segment struct {
-	first   uint64 // sequence of ents[0]
-	ents    []entry
-	base    string        // path without extension
-	f       *os.File      // tail: read/write, owned by the msgStore; sealed: read handle, owned by fdCache
-	w       *bufio.Writer // nil once sealed
-	elem    *list.Element // in fdCache.lru (sealed, open)
-	refs    int           // readers using f (sealed; under fdCache.mu)
-	size    int64         // bytes written (including buffered)
-	flushed int64         // bytes in the file
-}
 
 // msgStore is one channel's messages in segment files.
 type msgStore struct {
@@ -49,6 +27,7 @@ type msgStore struct {
 
 	dir      string
 	name     string
+	base     uint64 // Last of a deleted predecessor (from meta.log): recovery's floor
 	overhead uint64
 	limits   stores.Limits
 	opts     *Options
@@ -61,91 +40,24 @@ type msgStore struct {
 	markFirst   uint64 // First as of the last marker written
 
 	closed, deleted bool
-	failed          error // a write failed mid-batch: the in-memory state is not trusted
-	hdr             [hdrSize]byte
+	// failed: a write or fsync failed. Every later write and sync returns it, so nothing
+	// appended after the failure is reported durable, until Rollback rebuilds the channel
+	// from what is on disk (the in-memory state may be ahead of it meanwhile).
+	failed error
+	epoch  uint64 // bumped by Rollback: a SyncFlushed that started before it reports nothing
+	hdr    [hdrSize]byte
 
-	flushed *os.File // the tail as of the last Flush: what SyncFlushed fsyncs
+	flushedSeg  *segment // the tail as of the last Flush: what SyncFlushed fsyncs
+	flushedLast uint64   // Last as of the last Flush
+	syncedLast  uint64   // Last as of the last successful Sync or SyncFlushed: Rollback's cut
 
 	ra readAhead // sequential Loads (a subscriber replaying) read blocks, not records
-}
-
-// readAheadBlock is how much a sequential Load reads at once; records larger than half of
-// it are read alone.
-const readAheadBlock = 64 << 10
-
-// readAhead holds the last block read for sequential Loads. Its lock is a leaf, taken
-// under msgStore.mu (read): flushed bytes of a segment never change, so a block stays
-// valid for as long as its segment is in the store.
-type readAhead struct {
-	next atomic.Uint64 // the sequence a sequential reader asks for next
-	mu   sync.Mutex
-	seg  *segment // the block: bytes [off, off+len(buf)) of seg
-	off  int64
-	buf  []byte
-}
-
-// forget drops the block if it belongs to seg (being deleted), so that it does not keep
-// the segment's index in memory.
-func (ra *readAhead) forget(seg *segment) {
-	ra.mu.Lock()
-	if ra.seg == seg {
-		ra.seg, ra.buf = nil, ra.buf[:0]
-	}
-	ra.mu.Unlock()
-}
-
-// load copies record e (sequence seq) of seg into into from the block, reading the block
-// that starts at the record when it is not there. ok false: not a sequential read (or the
-// record is large); the caller reads the record alone.
-func (ra *readAhead) load(ms *msgStore, seg *segment, e *entry, seq uint64, into *stores.Msg) (ok bool, err error) {
-	if ra.next.Swap(seq+1) != seq || e.blen > readAheadBlock/2 {
-		return false, nil // random access (no lock taken) or a large record
-	}
-	ra.mu.Lock()
-	defer ra.mu.Unlock()
-	end := int64(e.off) + hdrSize + int64(e.blen)
-	if ra.seg != seg || int64(e.off) < ra.off || end > ra.off+int64(len(ra.buf)) {
-		n := min(int64(readAheadBlock), seg.flushed-int64(e.off))
-		if cap(ra.buf) < readAheadBlock {
-			ra.buf = make([]byte, readAheadBlock)
-		}
-		ra.seg, ra.off, ra.buf = nil, int64(e.off), ra.buf[:n]
-		var f *os.File
-		if seg.w != nil {
-			f = seg.f
-		} else if f, err = ms.fds.acquire(seg); err != nil {
-			return true, err
-		}
-		_, err = f.ReadAt(ra.buf, ra.off)
-		if seg.w == nil {
-			ms.fds.release(seg)
-		}
-		if err != nil {
-			return true, fmt.Errorf("filestore: read: %w", err)
-		}
-		ra.seg = seg
-	}
-	rec := ra.buf[int64(e.off)-ra.off : end-ra.off]
-	n := int(e.blen)
-	if cap(into.Data) < hdrSize+n {
-		into.Data = make([]byte, hdrSize+n)
-	}
-	buf := into.Data[:hdrSize+n]
-	copy(buf, rec)
-	if !checkRecord(buf, e, seq, into) {
-		return true, recordDamage(seg.base+".seg", e, seq)
-	}
-	return true, nil
-}
-
-func segPath(dir string, first uint64) string {
-	return filepath.Join(dir, fmt.Sprintf("%020d", first))
 }
 
 // openMsgStore recovers the channel kept in dir; base is the Last recorded in the metadata
 // (the last sequence of a deleted predecessor).
 func openMsgStore(dir, name string, base uint64, limits stores.Limits, opts *Options, fds *fdCache) (*msgStore, error) {
-	ms := &msgStore{dir: dir, name: name, overhead: uint64(len(name) + stores.MsgOverhead), limits: limits, opts: opts, fds: fds}
+	ms := &msgStore{dir: dir, name: name, base: base, overhead: uint64(len(name) + stores.MsgOverhead), limits: limits, opts: opts, fds: fds}
 	names, err := filepath.Glob(filepath.Join(dir, "*.seg"))
 	if err != nil {
 		return nil, err
@@ -183,7 +95,7 @@ func openMsgStore(dir, name string, base uint64, limits stores.Limits, opts *Opt
 			}
 			saved := seg.ents
 			seg.ents, seg.f = nil, f
-			_, markFirst, markLast, _ = seg.scan(seg.size)
+			_, markFirst, markLast, _, _ = seg.scan(seg.size)
 			seg.ents, seg.f = saved, nil
 			f.Close()
 		}
@@ -233,38 +145,17 @@ func openMsgStore(dir, name string, base uint64, limits stores.Limits, opts *Opt
 		seq = seg.first + uint64(len(seg.ents))
 	}
 	ms.markFirst = markFirst
+	ms.syncedLast, ms.flushedLast = ms.last, ms.last
 	return ms, nil
 }
 
-// writeIndex rewrites the index file from ents and fsyncs it.
-func (seg *segment) writeIndex(opts *Options) error {
-	f, err := os.OpenFile(seg.base+".idx", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
+// fail makes the channel failed with err (see msgStore.failed) and returns the error.
+// Caller holds mu.
+func (ms *msgStore) fail(err error) error {
+	if ms.failed == nil {
+		ms.failed = fmt.Errorf("filestore: channel %q: %w", ms.name, err)
 	}
-	w := bufio.NewWriter(f)
-	w.Write(fileHeader(magicIdx))
-	var b [idxSize]byte
-	for i := range seg.ents {
-		putIdx(&b, &seg.ents[i])
-		w.Write(b[:])
-	}
-	err = w.Flush()
-	if err == nil {
-		err = fsync(f, opts)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
-func putIdx(b *[idxSize]byte, e *entry) {
-	binary.LittleEndian.PutUint64(b[0:], uint64(e.time))
-	binary.LittleEndian.PutUint32(b[8:], e.off)
-	binary.LittleEndian.PutUint32(b[12:], e.blen)
-	binary.LittleEndian.PutUint32(b[16:], e.rlen)
-	binary.LittleEndian.PutUint32(b[20:], crc32.Checksum(b[:20], crcTable))
+	return ms.failed
 }
 
 func (ms *msgStore) usable() error {
@@ -277,80 +168,6 @@ func (ms *msgStore) usable() error {
 		return ms.failed
 	}
 	return nil
-}
-
-// newSegment creates the segment that starts at first and writes a marker into it. The
-// previous tail is sealed (flushed and fsynced). Caller holds mu.
-func (ms *msgStore) newSegment(first uint64) error {
-	if n := len(ms.segs); n > 0 {
-		if err := ms.seal(ms.segs[n-1]); err != nil {
-			return err
-		}
-	}
-	base := segPath(ms.dir, first)
-	f, err := os.OpenFile(base+".seg", os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	os.Remove(base + ".idx")
-	if err := syncDir(ms.dir, ms.opts); err != nil {
-		f.Close()
-		return err
-	}
-	seg := &segment{first: first, base: base, f: f, w: bufio.NewWriterSize(f, ms.opts.BufferSize)}
-	seg.w.Write(fileHeader(magicSeg))
-	seg.size = fileHdrSize
-	if n := len(ms.segs); n > 0 {
-		// A channel that filled a segment will likely fill the next one alike.
-		seg.ents = make([]entry, 0, cap(ms.segs[n-1].ents))
-	}
-	ms.segs = append(ms.segs, seg)
-	ms.writeMarker(seg)
-	return nil
-}
-
-// seal flushes and fsyncs a tail segment and its index; it stays open for reading.
-func (ms *msgStore) seal(seg *segment) error {
-	if seg.w == nil {
-		return nil
-	}
-	if err := ms.flush(seg); err != nil {
-		return err
-	}
-	if err := fsync(seg.f, ms.opts); err != nil {
-		return err
-	}
-	if err := seg.writeIndex(ms.opts); err != nil {
-		return err
-	}
-	seg.f.Close()
-	seg.f, seg.w = nil, nil // reopened for reading through the fdCache
-	return nil
-}
-
-func (ms *msgStore) flush(seg *segment) error {
-	if seg.w == nil {
-		return nil
-	}
-	if err := seg.w.Flush(); err != nil {
-		return err
-	}
-	seg.flushed = seg.size
-	return nil
-}
-
-// writeMarker records the current First and Last in the tail. Caller holds mu.
-func (ms *msgStore) writeMarker(seg *segment) {
-	h := &ms.hdr
-	binary.LittleEndian.PutUint32(h[0:], 0)
-	binary.LittleEndian.PutUint64(h[8:], ms.first)
-	binary.LittleEndian.PutUint64(h[16:], ms.last)
-	binary.LittleEndian.PutUint32(h[24:], flagMarker)
-	binary.LittleEndian.PutUint32(h[28:], 0)
-	binary.LittleEndian.PutUint32(h[4:], crc32.Checksum(h[8:], crcTable))
-	seg.w.Write(h[:])
-	seg.size += hdrSize
-	ms.markFirst = ms.first
 }
 
 // Append implements stores.MsgStore.
@@ -374,16 +191,13 @@ func (ms *msgStore) Append(batch []stores.Msg) error {
 			}
 			ms.first = batch[0].Seq
 			if err := ms.newSegment(batch[0].Seq); err != nil {
-				ms.failed = fmt.Errorf("filestore: channel %q: %w", ms.name, err)
-				return ms.failed
+				return ms.fail(err)
 			}
 		}
 	}
 	for i := range batch {
 		if err := ms.write(&batch[i]); err != nil {
-			// Reopening the store recovers a consistent prefix.
-			ms.failed = fmt.Errorf("filestore: channel %q: %w", ms.name, err)
-			return ms.failed
+			return ms.fail(err) // Rollback (or a reopen) recovers what is on disk
 		}
 	}
 	if ms.msgs == 0 {
@@ -439,9 +253,12 @@ func (ms *msgStore) write(m *stores.Msg) error {
 	crc = crc32.Update(crc, crcTable, []byte(m.Reply)) // no copy: converted for reading only
 	crc = crc32.Update(crc, crcTable, m.Data)
 	binary.LittleEndian.PutUint32(h[4:], crc)
+	// A bufio.Writer keeps its first error: checking the last write catches one in any.
 	seg.w.Write(h[:])
 	seg.w.WriteString(m.Reply)
-	seg.w.Write(m.Data)
+	if _, err := seg.w.Write(m.Data); err != nil {
+		return err
+	}
 	e := entry{time: m.Time, off: uint32(seg.size), blen: uint32(blen), rlen: uint32(len(m.Reply))}
 	seg.size += hdrSize + int64(blen)
 	seg.ents = append(seg.ents, e)
@@ -510,8 +327,8 @@ func (ms *msgStore) dropSegment() {
 	seg := ms.segs[0]
 	ms.ra.forget(seg)
 	ms.closeSegment(seg)
-	os.Remove(seg.base + ".seg")
-	os.Remove(seg.base + ".idx")
+	removeFile(seg.base+".seg", ms.opts) // a failure leaves it for the next open, which drops it
+	removeFile(seg.base+".idx", ms.opts)
 	ms.segs[0] = nil
 	ms.segs = ms.segs[1:]
 }
@@ -524,167 +341,6 @@ func (ms *msgStore) closeSegment(seg *segment) {
 	}
 	seg.f.Close()
 	seg.f, seg.w = nil, nil
-}
-
-// Sync implements stores.MsgStore: flush, then fsync the tail segment.
-func (ms *msgStore) Sync() error {
-	ms.mu.Lock()
-	defer ms.mu.Unlock()
-	if err := ms.usable(); err != nil {
-		return err
-	}
-	return ms.sync()
-}
-
-func (ms *msgStore) sync() error {
-	f, err := ms.flushTail()
-	if err != nil || f == nil {
-		return err
-	}
-	return fsync(f, ms.opts)
-}
-
-// flushTail writes the marker (if First moved) and the buffered records of the tail segment
-// to the OS and returns its file, or nil without segments. Caller holds mu.
-func (ms *msgStore) flushTail() (*os.File, error) {
-	n := len(ms.segs)
-	if n == 0 {
-		return nil, nil
-	}
-	seg := ms.segs[n-1]
-	if ms.first != ms.markFirst {
-		ms.writeMarker(seg)
-	}
-	err := ms.flush(seg)
-	return seg.f, err
-}
-
-// Flush implements stores.SplitSyncer: the first half of Sync (marker, buffered records
-// to the OS), keeping the tail's handle for SyncFlushed.
-func (ms *msgStore) Flush() error {
-	ms.mu.Lock()
-	defer ms.mu.Unlock()
-	if err := ms.usable(); err != nil {
-		return err
-	}
-	f, err := ms.flushTail()
-	if err != nil || f == nil {
-		return err
-	}
-	ms.flushed = f
-	return nil
-}
-
-// SyncFlushed implements stores.SplitSyncer: it fsyncs, without holding mu, the tail as of
-// the last Flush. Earlier flushes went to that file or to segments sealed since, and
-// sealing fsyncs a segment before it closes it; so a handle closed meanwhile (os.ErrClosed
-// from the fsync: os.File holds the descriptor open while a Sync runs) is durable already.
-func (ms *msgStore) SyncFlushed() error {
-	ms.mu.RLock()
-	f, err := ms.flushed, ms.usable()
-	ms.mu.RUnlock()
-	if err != nil || f == nil {
-		return err
-	}
-	if err := fsync(f, ms.opts); err != nil {
-		if !errors.Is(err, os.ErrClosed) {
-			return err
-		}
-		ms.mu.RLock()
-		err = ms.usable()
-		ms.mu.RUnlock()
-		return err
-	}
-	return nil
-}
-
-// Load implements stores.MsgStore: one ReadAt into into.Data.
-func (ms *msgStore) Load(seq uint64, into *stores.Msg) error {
-	ms.mu.RLock()
-	for {
-		if err := ms.usable(); err != nil {
-			ms.mu.RUnlock()
-			return err
-		}
-		if seq < ms.first || seq > ms.last || ms.msgs == 0 {
-			ms.mu.RUnlock()
-			return stores.ErrNotFound
-		}
-		seg := ms.find(seq)
-		e := seg.ents[seq-seg.first]
-		if int64(e.off)+hdrSize+int64(e.blen) <= seg.flushed {
-			ok, err := ms.ra.load(ms, seg, &e, seq, into)
-			switch {
-			case ok:
-			case seg.w != nil:
-				err = readMsg(seg.f, &e, seq, into)
-			default:
-				var f *os.File
-				if f, err = ms.fds.acquire(seg); err == nil {
-					err = readMsg(f, &e, seq, into)
-					ms.fds.release(seg)
-				}
-			}
-			ms.mu.RUnlock()
-			if err != nil {
-				if de, ok := err.(*DamageError); ok {
-					de.Channel = ms.name
-				}
-				return err
-			}
-			into.Seq, into.Time = seq, e.time
-			return nil
-		}
-		// Still in the write buffer: flush it under the write lock, then retry.
-		ms.mu.RUnlock()
-		ms.mu.Lock()
-		var err error
-		if ms.usable() == nil && len(ms.segs) > 0 {
-			err = ms.flush(ms.segs[len(ms.segs)-1])
-		}
-		ms.mu.Unlock()
-		if err != nil {
-			return err
-		}
-		ms.mu.RLock()
-	}
-}
-
-func readMsg(f *os.File, e *entry, seq uint64, into *stores.Msg) error {
-	n := int(e.blen)
-	if cap(into.Data) < hdrSize+n {
-		into.Data = make([]byte, hdrSize+n)
-	}
-	buf := into.Data[:hdrSize+n]
-	if _, err := f.ReadAt(buf, int64(e.off)); err != nil {
-		return fmt.Errorf("filestore: read: %w", err)
-	}
-	if !checkRecord(buf, e, seq, into) {
-		return recordDamage(f.Name(), e, seq)
-	}
-	return nil
-}
-
-func recordDamage(file string, e *entry, seq uint64) error {
-	return &DamageError{File: file, Offset: int64(e.off), Reason: fmt.Sprintf("record of sequence %d fails its checks", seq)}
-}
-
-// checkRecord checks the record read into buf (header and body, in into.Data's memory)
-// against its own CRC and sequence — damage a trusted index did not reveal is an error,
-// never wrong data — and moves its reply and data into into.
-func checkRecord(buf []byte, e *entry, seq uint64, into *stores.Msg) bool {
-	n := int(e.blen)
-	if binary.LittleEndian.Uint32(buf[0:]) != e.blen || binary.LittleEndian.Uint64(buf[8:]) != seq ||
-		crc32.Checksum(buf[8:], crcTable) != binary.LittleEndian.Uint32(buf[4:]) {
-		return false
-	}
-	reply := buf[hdrSize : hdrSize+int(e.rlen)]
-	if into.Reply != string(reply) {
-		into.Reply = string(reply)
-	}
-	copy(buf, buf[hdrSize+int(e.rlen):])
-	into.Data = buf[:n-int(e.rlen)]
-	return true
 }
 
 // SeqAtTime implements stores.MsgStore by binary search over segments, then entries.
@@ -756,8 +412,19 @@ func (ms *msgStore) Close() error {
 	if ms.closed || ms.deleted {
 		return nil
 	}
+	err := ms.failed // what a failed channel holds past its last sync is not to be synced
+	if err == nil {
+		err = ms.sync()
+	}
+	if n := len(ms.segs); err == nil && n > 0 {
+		// A last sync mark (not fsynced) proves the whole tail synced to the next open.
+		if seg := ms.segs[n-1]; seg.w != nil && seg.hdr.version >= 2 && seg.proof > seg.marked {
+			if ms.writeSyncMark(seg) == nil {
+				ms.flush(seg)
+			}
+		}
+	}
 	ms.closed = true
-	err := ms.sync()
 	ms.release()
 	return err
 }
@@ -793,12 +460,4 @@ func (ms *msgStore) markDeleted() uint64 {
 	ms.segs = nil
 	ms.first, ms.msgs, ms.bytes = ms.last+1, 0, 0
 	return ms.last
-}
-
-// Rollback implements stores.MsgStore. TODO(issue 10): truncate to what was synced and
-// reopen after a failed write.
-func (ms *msgStore) Rollback() error {
-	ms.mu.Lock()
-	defer ms.mu.Unlock()
-	return ms.usable()
 }

@@ -27,7 +27,7 @@ func (ms *msgStore) openSegment(base string, first uint64, tail bool) (*segment,
 		return nil, 0, 0, err
 	}
 	size := fi.Size()
-	torn, err := readHeader(f, magicSeg)
+	h, torn, err := readHeader(f, magicSeg)
 	if errors.Is(err, errBadMagic) || (torn && !tail) {
 		f.Close()
 		return nil, 0, 0, &DamageError{File: base + ".seg", Offset: 0, Reason: "bad or missing file header", Err: err}
@@ -38,21 +38,24 @@ func (ms *msgStore) openSegment(base string, first uint64, tail bool) (*segment,
 	}
 	if torn { // a crash right after the tail was created: rewrite its header
 		ms.opts.Logger.Warn("filestore: torn tail cut", "file", base+".seg", "offset", 0, "bytes", size)
-		err := f.Truncate(0)
+		var hb []byte
+		h, hb = newHeader(magicSeg)
+		err := truncateFile(f, base+".seg", 0, ms.opts)
 		if err == nil {
-			_, err = f.WriteAt(fileHeader(magicSeg), 0)
+			err = writeAt(f, base+".seg", hb, 0, ms.opts)
 		}
 		if err != nil {
 			f.Close()
 			return nil, 0, 0, err
 		}
-		size = fileHdrSize
+		size = int64(h.size)
 	}
+	seg.hdr = h
 	var mf, ml uint64
 	why := ""
 	if !tail {
 		if f, err := os.Open(base + ".idx"); err == nil {
-			_, err = readHeader(f, magicIdx)
+			_, _, err = readHeader(f, magicIdx)
 			f.Close()
 			if errors.Is(err, ErrVersion) {
 				seg.f.Close()
@@ -60,40 +63,34 @@ func (ms *msgStore) openSegment(base string, first uint64, tail bool) (*segment,
 			}
 		}
 		if why = seg.loadIndex(size); why == "" {
-			seg.size, seg.flushed = size, size
+			seg.size, seg.flushed, seg.synced = size, size, size
 			f.Close()
 			seg.f = nil
 			return seg, 0, 0, nil
 		}
 	}
-	end, mf, ml, err := seg.scan(size)
+	end, mf, ml, proof, err := seg.scan(size)
 	if err != nil {
 		f.Close()
 		return nil, 0, 0, err
 	}
 	if end != size {
-		next, zeros, rerr := seg.resync(end, size)
-		if rerr != nil {
+		reason, err := seg.damage(end, size, proof, tail)
+		if err != nil {
 			f.Close()
-			return nil, 0, 0, rerr
+			return nil, 0, 0, err
 		}
-		if !tail || (next >= 0 && !zeros) {
+		if reason != "" {
 			f.Close()
-			reason := "record fails its checks before the end of a sealed segment"
-			if next == end {
-				reason = "sequence does not continue the segment"
-			} else if next >= 0 {
-				reason = fmt.Sprintf("record fails its checks; an intact record follows at offset %d", next)
-			}
 			return nil, 0, 0, &DamageError{File: base + ".seg", Offset: end, Reason: reason}
 		}
 		ms.opts.Logger.Warn("filestore: torn tail cut", "file", base+".seg", "offset", end, "bytes", size-end)
-		if err := f.Truncate(end); err != nil {
+		if err := truncateFile(f, base+".seg", end, ms.opts); err != nil {
 			f.Close()
 			return nil, 0, 0, err
 		}
 	}
-	seg.size, seg.flushed = end, end
+	seg.size, seg.flushed, seg.synced = end, end, end
 	if !tail { // its index disagreed: rebuilt
 		ms.opts.Logger.Warn("filestore: index rebuilt", "file", base+".idx", "why", why)
 		err := seg.writeIndex(ms.opts)
@@ -109,8 +106,71 @@ func (ms *msgStore) openSegment(base string, first uint64, tail bool) (*segment,
 		f.Close()
 		return nil, 0, 0, err
 	}
-	seg.w = bufio.NewWriterSize(f, ms.opts.BufferSize)
+	seg.w = bufio.NewWriterSize(newFileWriter(f, base+".seg", ms.opts), ms.opts.BufferSize)
 	return seg, mf, ml, nil
+}
+
+// damage decides whether the bad record at end (of size bytes) is damage — returning why —
+// or the start of a torn tail (""). A sealed segment was fsynced whole: always damage. In
+// a version 2 tail, damage before the highest offset an intact sync mark proves synced
+// (proof, from the scan, or any mark past end) is damage, anything at or after it is torn.
+// A version 1 tail has no marks: a torn tail is one that no intact record follows, or
+// only after bytes that are all zero.
+func (seg *segment) damage(end, size, proof int64, tail bool) (string, error) {
+	if !tail {
+		return "record fails its checks before the end of a sealed segment", nil
+	}
+	if seg.hdr.version >= 2 {
+		p, err := seg.scanMarks(end, size)
+		if err != nil {
+			return "", err
+		}
+		if proof = max(proof, p); end < proof {
+			return fmt.Sprintf("record fails its checks before offset %d, which a sync mark proves was synced", proof), nil
+		}
+		return "", nil
+	}
+	next, zeros, err := seg.resync(end, size)
+	switch {
+	case err != nil:
+		return "", err
+	case next == end:
+		return "sequence does not continue the segment", nil
+	case next >= 0 && !zeros:
+		return fmt.Sprintf("record fails its checks; an intact record follows at offset %d", next), nil
+	}
+	return "", nil
+}
+
+// scanMarks reads the segment from off and returns the highest offset an intact sync mark
+// there proves synced (past a bad record, records cannot be followed: every offset is
+// tried).
+func (seg *segment) scanMarks(off, size int64) (int64, error) {
+	data := make([]byte, size-off)
+	if _, err := seg.f.ReadAt(data, off); err != nil && !errors.Is(err, io.EOF) {
+		return 0, err
+	}
+	var proof int64
+	for p := 0; p+hdrSize <= len(data); p++ {
+		if x, ok := seg.syncMarkAt(data[p:], off+int64(p)); ok {
+			proof = max(proof, x)
+		}
+	}
+	return proof, nil
+}
+
+// syncMarkAt reports whether b starts with an intact sync mark of this segment (its nonce,
+// speaking of bytes before off, where it lies) and the offset it proves synced.
+func (seg *segment) syncMarkAt(b []byte, off int64) (int64, bool) {
+	if binary.LittleEndian.Uint32(b[24:]) != flagSync || binary.LittleEndian.Uint32(b[0:]) != 0 ||
+		binary.LittleEndian.Uint64(b[16:]) != seg.hdr.nonce || seg.hdr.version < 2 {
+		return 0, false
+	}
+	x := binary.LittleEndian.Uint64(b[8:])
+	if x > uint64(off) || crc32.Checksum(b[8:hdrSize], crcTable) != binary.LittleEndian.Uint32(b[4:]) {
+		return 0, false
+	}
+	return int64(x), true
 }
 
 // loadIndex reads the index file and keeps it if it is consistent with a segment of size
@@ -120,18 +180,19 @@ func (seg *segment) loadIndex(size int64) string {
 	if err != nil {
 		return err.Error()
 	}
-	if _, err := checkHeader(seg.base+".idx", magicIdx, data); err != nil || len(data) < fileHdrSize {
+	ih, torn, err := checkHeader(seg.base+".idx", magicIdx, data)
+	if err != nil || torn {
 		if err == nil {
 			return "torn header"
 		}
 		return err.Error()
 	}
-	data = data[fileHdrSize:]
+	data = data[ih.size:]
 	if len(data)%idxSize != 0 || len(data) == 0 {
 		return fmt.Sprintf("%d bytes of entries is not a positive multiple of %d", len(data), idxSize)
 	}
 	ents := make([]entry, 0, len(data)/idxSize)
-	prevEnd := uint64(fileHdrSize)
+	prevEnd := uint64(seg.hdr.size)
 	for p := data; len(p) > 0; p = p[idxSize:] {
 		if crc32.Checksum(p[:20], crcTable) != binary.LittleEndian.Uint32(p[20:]) {
 			return fmt.Sprintf("entry %d fails its CRC", len(ents))
@@ -150,43 +211,53 @@ func (seg *segment) loadIndex(size int64) string {
 }
 
 // scan reads the records of the segment, verifying CRCs and sequences, and returns where
-// the intact prefix ends and the last marker.
-func (seg *segment) scan(size int64) (end int64, mf, ml uint64, err error) {
-	r := bufio.NewReaderSize(io.NewSectionReader(seg.f, fileHdrSize, max(size-fileHdrSize, 0)), 256<<10)
+// the intact prefix ends, the last marker, and the highest offset its sync marks prove
+// synced.
+func (seg *segment) scan(size int64) (end int64, mf, ml uint64, proof int64, err error) {
+	start := int64(seg.hdr.size)
+	r := bufio.NewReaderSize(io.NewSectionReader(seg.f, start, max(size-start, 0)), 256<<10)
 	var hdr [hdrSize]byte
 	var body []byte
 	seg.ents = seg.ents[:0]
-	end = fileHdrSize
+	end = start
 	for {
 		if _, err := io.ReadFull(r, hdr[:]); err != nil {
-			return end, mf, ml, nil
+			return end, mf, ml, proof, nil
 		}
 		blen := binary.LittleEndian.Uint32(hdr[0:])
 		if int64(blen) > size-end-hdrSize {
-			return end, mf, ml, nil
+			return end, mf, ml, proof, nil
 		}
 		if cap(body) < int(blen) {
 			body = make([]byte, blen)
 		}
 		body = body[:blen]
 		if _, err := io.ReadFull(r, body); err != nil {
-			return end, mf, ml, nil
+			return end, mf, ml, proof, nil
 		}
 		crc := crc32.Update(crc32.Checksum(hdr[8:], crcTable), crcTable, body)
 		if crc != binary.LittleEndian.Uint32(hdr[4:]) {
-			return end, mf, ml, nil
+			return end, mf, ml, proof, nil
 		}
 		seq := binary.LittleEndian.Uint64(hdr[8:])
 		tm := int64(binary.LittleEndian.Uint64(hdr[16:]))
-		flags := binary.LittleEndian.Uint32(hdr[24:])
 		rlen := binary.LittleEndian.Uint32(hdr[28:])
-		if flags&flagMarker != 0 {
+		switch binary.LittleEndian.Uint32(hdr[24:]) {
+		case flagMarker:
 			mf, ml = seq, uint64(tm)
-		} else {
+		case flagSync:
+			x, ok := seg.syncMarkAt(hdr[:], end)
+			if !ok {
+				return end, mf, ml, proof, nil
+			}
+			proof = max(proof, x)
+		case 0:
 			if seq != seg.first+uint64(len(seg.ents)) || rlen > blen {
-				return end, mf, ml, nil
+				return end, mf, ml, proof, nil
 			}
 			seg.ents = append(seg.ents, entry{time: tm, off: uint32(end), blen: blen, rlen: rlen})
+		default:
+			return end, mf, ml, proof, nil
 		}
 		end += hdrSize + int64(blen)
 	}
@@ -214,7 +285,7 @@ func (seg *segment) resync(off, size int64) (next int64, zeros bool, err error) 
 }
 
 // intactAt reports whether b starts with an intact record that could follow sequence
-// expect-1 (a message at or after expect, or a marker).
+// expect-1 (a message at or after expect, a marker, or a sync mark).
 func intactAt(b []byte, expect uint64) bool {
 	blen := binary.LittleEndian.Uint32(b[0:])
 	if uint64(blen) > uint64(len(b)-hdrSize) {
@@ -223,7 +294,7 @@ func intactAt(b []byte, expect uint64) bool {
 	seq := binary.LittleEndian.Uint64(b[8:])
 	flags := binary.LittleEndian.Uint32(b[24:])
 	switch {
-	case flags == flagMarker:
+	case flags == flagMarker || flags == flagSync:
 		if blen != 0 {
 			return false
 		}

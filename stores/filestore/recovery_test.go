@@ -14,11 +14,11 @@ import (
 )
 
 // build makes a store with channel foo (n messages in small segments) and bar (10
-// messages), closed cleanly.
+// messages), closed cleanly (so every tail and log ends with a sync mark proving it whole).
 func build(t *testing.T, n int) (string, []stores.Msg) {
 	t.Helper()
 	dir := t.TempDir()
-	s, err := Open(dir, Options{SegmentBytes: 1000, NoSync: true})
+	s, err := Open(dir, Options{SegmentBytes: 1000})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,8 +49,11 @@ func chanDirOf(t *testing.T, dir, name string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	recs, _ := readFrames(data)
-	for _, r := range recs {
+	ld, err := parseLog("meta.log", magicMeta, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range ld.recs {
 		s.replay(r)
 	}
 	return s.chanDir(s.channels[name].dirNum)
@@ -99,7 +102,7 @@ func TestFileHeaders(t *testing.T) {
 	for path, magic := range map[string]string{filepath.Join(dir, "meta.log"): magicMeta,
 		filepath.Join(cd, "subs.log"): magicSubs, segs[0]: magicSeg, idx[0]: magicIdx} {
 		data, _ := os.ReadFile(path)
-		if !bytes.HasPrefix(data, fileHeader(magic)) {
+		if _, hb := newHeader(magic); !bytes.HasPrefix(data, hb[:8]) {
 			t.Fatalf("%s starts with %q", path, data[:min(len(data), 8)])
 		}
 	}
@@ -174,7 +177,7 @@ func TestMidSegmentDamage(t *testing.T) {
 			binary.LittleEndian.PutUint32(fr[4:], crc32Checksum(rec))
 			f.Write(append(fr[:], rec...))
 			f.Close()
-			flipByte(t, p, fileHdrSize+9) // inside the first record
+			flipByte(t, p, firstRecordOff+9) // inside the first record
 			return p
 		},
 	}
@@ -238,7 +241,7 @@ func TestRepairTornTailAndIndex(t *testing.T) {
 	segs := segFiles(t, dir, "foo")
 	tail := segs[len(segs)-1]
 	fi, _ := os.Stat(tail)
-	os.Truncate(tail, fi.Size()-3)
+	os.Truncate(tail, fi.Size()-hdrSize-3) // the sync mark Close left, and into the last record
 	idx, _ := filepath.Glob(filepath.Join(chanDirOf(t, dir, "foo"), "*.idx"))
 	os.WriteFile(idx[1], []byte("garbage garbage garbage!"), 0o644)
 	r, err := Verify(dir, Options{})
@@ -384,7 +387,7 @@ func TestRepairDamagedLog(t *testing.T) {
 	binary.LittleEndian.PutUint32(fr[4:], crc32Checksum(rec))
 	f.Write(append(fr[:], rec...))
 	f.Close()
-	flipByte(t, p, fileHdrSize+9)
+	flipByte(t, p, firstRecordOff+9)
 	if _, err := Repair(dir, Options{}); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("Repair: %v", err)
 	}
@@ -403,8 +406,9 @@ func TestRepairDamagedLog(t *testing.T) {
 	}
 }
 
-// TestGarbledTail: garbage written over the last n bytes of the tail is a torn tail, cut
-// automatically; so is a zeroed hole followed by intact records (unsynced pages).
+// TestGarbledTail: garbage written over the last n bytes of the tail (its last sync mark and
+// the records before it) is a torn tail, cut automatically; so is a zeroed hole followed by
+// intact records in bytes that were never synced (unsynced pages).
 func TestGarbledTail(t *testing.T) {
 	check := func(t *testing.T, dir string, all []stores.Msg, minLast uint64) {
 		t.Helper()
@@ -443,14 +447,66 @@ func TestGarbledTail(t *testing.T) {
 		f.Close()
 		check(t, dir, all, 90)
 	}
+	// Records appended and flushed but never synced, then a zeroed hole among them followed
+	// by intact ones (pages of an unsynced tail reordered by a power cut): cut at the hole.
 	dir, all := build(t, 100)
+	s, err := Open(dir, Options{SegmentBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, _ := s.Recover()
+	more := genMsgs(101, 20)
+	all = append(all, more...)
+	ms := rs.Channels[1].Channel.Msgs
+	if err := ms.Append(more); err != nil {
+		t.Fatal(err)
+	}
+	if err := ms.(stores.SplitSyncer).Flush(); err != nil {
+		t.Fatal(err)
+	}
+	s.abandon()
 	segs := segFiles(t, dir, "foo")
 	tail := segs[len(segs)-1]
 	fi, _ := os.Stat(tail)
 	f, _ := os.OpenFile(tail, os.O_RDWR, 0)
-	f.WriteAt(make([]byte, 100), fi.Size()/2)
+	f.WriteAt(make([]byte, 100), fi.Size()-500)
 	f.Close()
-	check(t, dir, all, 85)
+	check(t, dir, all, 100)
+}
+
+// TestDamageBeforeSyncMark: in a version 2 tail, a record that fails its checks before an
+// offset an intact sync mark proves synced is damage (not cut), whether the mark comes
+// before or after it; Verify agrees with Open.
+func TestDamageBeforeSyncMark(t *testing.T) {
+	for _, how := range []string{"zeroed", "flipped"} {
+		t.Run(how, func(t *testing.T) {
+			dir, _ := build(t, 100) // the tail ends with the sync mark Close leaves
+			segs := segFiles(t, dir, "foo")
+			tail := segs[len(segs)-1]
+			fi, _ := os.Stat(tail)
+			off := (hdrSizeV2 + fi.Size() - hdrSize) / 2
+			if how == "zeroed" {
+				f, _ := os.OpenFile(tail, os.O_RDWR, 0)
+				f.WriteAt(make([]byte, 40), off)
+				f.Close()
+			} else {
+				flipByte(t, tail, off)
+			}
+			s, err := Open(dir, Options{SegmentBytes: 1000})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			var de *DamageError
+			if d := s.Damaged(); len(d) != 1 || !errors.As(d[0], &de) || de.File != tail || !strings.Contains(de.Reason, "sync mark") {
+				t.Fatalf("Damaged() = %v", d)
+			}
+			r, err := Verify(dir, Options{})
+			if err != nil || len(r.Problems) != 1 || r.Problems[0].Kind != ProblemCorrupt || r.Problems[0].File != tail {
+				t.Fatalf("Verify: %v %+v", err, r.Problems)
+			}
+		})
+	}
 }
 
 // TestLoadChecksCRC: damage inside a sealed segment whose index is intact is not seen by
@@ -481,3 +537,7 @@ func TestLoadChecksCRC(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// firstRecordOff is where the first record after the self-proving sync mark of a freshly
+// rewritten log lies.
+const firstRecordOff = hdrSizeV2 + 8 + markLen

@@ -23,6 +23,8 @@ var (
 	_ stores.SubStore = (*subStore)(nil)
 
 	_ stores.SplitSyncer = (*msgStore)(nil)
+	_ stores.SplitSyncer = (*subStore)(nil)
+	_ stores.SplitSyncer = (*Store)(nil)
 )
 
 // DefaultSegmentBytes is the size at which a channel's segment is sealed.
@@ -65,17 +67,36 @@ type Options struct {
 	// Quarantine lets Repair move segments damaged before their end (and every earlier
 	// segment of the channel) into the channel's quarantine/ directory instead of refusing.
 	Quarantine bool
+	// CompactBytes is the size from which meta.log and subs.log are compacted while the
+	// store runs, once they are also twice their size after their last compaction (0 =
+	// DefaultCompactBytes; negative: only at open).
+	CompactBytes int
 	// Hooks inject faults (tests).
 	Hooks Hooks
 
 	pending *syncSet // NoSync with AutoSync: what the next pass fsyncs (set by Open)
 }
 
-// Hooks are test hooks; nil fields are ignored.
+// Hooks are test hooks: fault injection and the crashtest layer. Nil fields are ignored
+// and cost a nil check.
 type Hooks struct {
-	// BeforeSync is called with the file's path after its data has been written and before
-	// it is fsynced; an error is returned by the Sync in progress.
+	// BeforeSync is called with the path of a file or directory after its data has been
+	// written and before it is fsynced; an error fails the fsync (and whatever it was for)
+	// as a failed fsync would.
 	BeforeSync func(path string) error
+	// AfterSync is called after each fsync of a store file (not with NoSync, which skips
+	// them; not for directories) with its path, what Stat said of it just before the fsync
+	// (so fi.Size() bytes at least are durable if err is nil; fi.Sys() identifies the
+	// file across renames), and the fsync's error.
+	AfterSync func(path string, fi os.FileInfo, err error)
+	// Write is called before every write of p to a store file (segments, indexes, logs).
+	// A non-nil error fails the write after its first n bytes reached the file, as a full
+	// disk would.
+	Write func(path string, p []byte) (n int, err error)
+	// Change is called before a store file is created (or truncated to zero), truncated,
+	// renamed over, or removed (see ChangeCreate and the other kinds; size is the new size
+	// of a truncation). An error fails the change.
+	Change func(op, path string, size int64) error
 	// AfterAutoSync is called after each AutoSync pass with the number of files and
 	// directories it fsynced and its first error.
 	AfterAutoSync func(n int, err error)
@@ -88,6 +109,7 @@ const (
 	metaClientDel = 'R'
 	metaChannel   = 'C' // name, id, dir number, base last
 	metaChanDel   = 'X' // name, last (also a tombstone)
+	metaClean     = 'Z' // the last record Close writes: the run ended cleanly
 )
 
 // Store is the file store.
@@ -108,6 +130,7 @@ type Store struct {
 	nextDir  uint64
 	fds      *fdCache
 	closed   bool
+	clean    bool // the previous run ended with Close (Recover's Clean)
 	buf      []byte
 
 	stopSync func() // stops the AutoSync goroutine (nil without, or once stopped)
@@ -153,6 +176,9 @@ func Open(dir string, opts Options) (*Store, error) {
 	if opts.BufferSize == 0 {
 		opts.BufferSize = DefaultBufferSize
 	}
+	if opts.CompactBytes == 0 {
+		opts.CompactBytes = DefaultCompactBytes
+	}
 	if opts.ParallelRecovery == 0 {
 		opts.ParallelRecovery = runtime.GOMAXPROCS(0)
 	}
@@ -166,10 +192,15 @@ func Open(dir string, opts Options) (*Store, error) {
 	s := &Store{dir: dir, opts: opts, limits: limits, clients: map[string]stores.ClientInfo{},
 		channels: map[string]*channel{}, damaged: map[string]*channel{}, tombs: map[string]uint64{}, nextDir: 1,
 		fds: &fdCache{max: opts.MaxOpenSegments}}
-	l, recs, err := openRecLog(filepath.Join(dir, "meta.log"), magicMeta, &s.opts)
+	l, ld, err := openRecLog(filepath.Join(dir, "meta.log"), magicMeta, &s.opts)
 	if err != nil {
 		return nil, err
 	}
+	// Clean only if Close's mark is the last record. The rewrite below drops it, so any
+	// change after this open — or a crash — leaves the next open not clean.
+	recs := ld.recs
+	s.clean = ld.intact() && len(recs) > 0 && len(recs[len(recs)-1]) == 1 && recs[len(recs)-1][0] == metaClean
+	l.mu, l.snapshot = &s.mu, s.appendSnapshot
 	s.meta = l
 	for _, r := range recs {
 		s.replay(r)
@@ -212,7 +243,10 @@ func Open(dir string, opts Options) (*Store, error) {
 		}
 	}
 	s.removeStrayDirs()
-	if err := s.meta.rewrite(s.snapshot()); err != nil {
+	if err := s.meta.rewrite(); err == nil {
+		err = s.meta.syncLocked()
+	}
+	if err != nil {
 		s.abandon()
 		return nil, err
 	}
@@ -257,7 +291,7 @@ func (s *Store) removeStrayDirs() {
 	ents, _ := os.ReadDir(s.dir)
 	for _, e := range ents {
 		if e.IsDir() && strings.HasPrefix(e.Name(), "ch") && !used[e.Name()] {
-			os.RemoveAll(filepath.Join(s.dir, e.Name()))
+			removeAll(filepath.Join(s.dir, e.Name()), &s.opts)
 		}
 	}
 }
@@ -274,6 +308,7 @@ func (s *Store) replay(rec []byte) {
 	case metaClient:
 		c := stores.ClientInfo{ID: d.str(), HbInbox: d.str(), ConnID: d.bytes(), Protocol: int32(d.iv()),
 			PingInterval: int32(d.iv()), PingMaxOut: int32(d.iv())}
+		c.User = d.optStr()
 		if !d.bad {
 			c = stores.CloneClient(c)
 			s.clients[c.ID] = c
@@ -313,7 +348,8 @@ func encClient(b []byte, c *stores.ClientInfo) []byte {
 	b = putStr(b, string(c.ConnID))
 	b = putIv(b, int64(c.Protocol))
 	b = putIv(b, int64(c.PingInterval))
-	return putIv(b, int64(c.PingMaxOut))
+	b = putIv(b, int64(c.PingMaxOut))
+	return putStr(b, c.User) // last: records written before it existed end here
 }
 
 func encChannel(b []byte, name string, id, dn, base uint64) []byte {
@@ -324,29 +360,31 @@ func encChanDel(b []byte, name string, last uint64) []byte {
 	return putUv(putStr(append(b, metaChanDel), name), last)
 }
 
-// snapshot returns the records that recreate the current metadata (compaction). Caller
-// holds mu or has exclusive access.
-func (s *Store) snapshot() [][]byte {
-	var out [][]byte
+// appendSnapshot appends the framed records that recreate the current metadata
+// (compaction). Caller holds mu or has exclusive access.
+func (s *Store) appendSnapshot(b []byte) []byte {
+	var st int
 	if s.info != nil {
-		out = append(out, encInfo(nil, s.info))
+		b, st = beginFrame(b)
+		b = endFrame(encInfo(b, s.info), st)
 	}
 	for _, id := range slices.Sorted(keys(s.clients)) {
 		c := s.clients[id]
-		out = append(out, encClient(nil, &c))
+		b, st = beginFrame(b)
+		b = endFrame(encClient(b, &c), st)
 	}
 	for _, name := range slices.Sorted(keys(s.tombs)) {
-		out = append(out, encChanDel(nil, name, s.tombs[name]))
+		b, st = beginFrame(b)
+		b = endFrame(encChanDel(b, name, s.tombs[name]), st)
 	}
-	for _, name := range slices.Sorted(keys(s.channels)) {
-		ch := s.channels[name]
-		out = append(out, encChannel(nil, name, ch.ch.ID, ch.dirNum, ch.base))
+	for _, m := range []map[string]*channel{s.channels, s.damaged} {
+		for _, name := range slices.Sorted(keys(m)) {
+			ch := m[name]
+			b, st = beginFrame(b)
+			b = endFrame(encChannel(b, name, ch.ch.ID, ch.dirNum, ch.base), st)
+		}
 	}
-	for _, name := range slices.Sorted(keys(s.damaged)) {
-		ch := s.damaged[name]
-		out = append(out, encChannel(nil, name, ch.ch.ID, ch.dirNum, ch.base))
-	}
-	return out
+	return b
 }
 
 func keys[V any](m map[string]V) func(func(string) bool) {
@@ -377,13 +415,15 @@ func (s *Store) Name() string { return "FILE" }
 
 // Init implements stores.Store: durable when it returns.
 func (s *Store) Init(info stores.ServerInfo) error {
+	s.meta.syncMu.Lock()
+	defer s.meta.syncMu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return stores.ErrClosed
 	}
 	s.meta.add(encInfo(s.buf[:0], &info))
-	if err := s.meta.sync(); err != nil {
+	if err := s.meta.syncLocked(); err != nil {
 		return err
 	}
 	s.info = &info
@@ -404,11 +444,17 @@ func (s *Store) Recover() (*stores.RecoveredState, error) {
 	for _, ch := range s.channels {
 		chans = append(chans, &ch.ch)
 	}
-	return stores.NewRecoveredState(*s.info, s.clients, chans)
+	rs, err := stores.NewRecoveredState(*s.info, s.clients, chans)
+	if rs != nil {
+		rs.Clean = s.clean
+	}
+	return rs, err
 }
 
 // CreateChannel implements stores.Store: durable when it returns.
 func (s *Store) CreateChannel(name string, id uint64) (*stores.Channel, error) {
+	s.meta.syncMu.Lock() // before mu: a commit of client records takes mu under it
+	defer s.meta.syncMu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -425,7 +471,9 @@ func (s *Store) CreateChannel(name string, id uint64) (*stores.Channel, error) {
 	}
 	ch := &channel{ch: stores.Channel{Name: name, ID: id}, dirNum: s.nextDir, base: s.tombs[name]}
 	d := s.chanDir(ch.dirNum)
-	os.RemoveAll(d)
+	if err := removeAll(d, &s.opts); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(d, 0o755); err != nil {
 		return nil, err
 	}
@@ -436,7 +484,7 @@ func (s *Store) CreateChannel(name string, id uint64) (*stores.Channel, error) {
 		return nil, err
 	}
 	s.meta.add(encChannel(s.buf[:0], name, id, ch.dirNum, ch.base))
-	if err := s.meta.sync(); err != nil {
+	if err := s.meta.syncLocked(); err != nil {
 		ch.msgs.abandon()
 		ch.subs.abandon()
 		return nil, err
@@ -449,6 +497,8 @@ func (s *Store) CreateChannel(name string, id uint64) (*stores.Channel, error) {
 
 // DeleteChannel implements stores.Store: durable when it returns.
 func (s *Store) DeleteChannel(name string) error {
+	s.meta.syncMu.Lock()
+	defer s.meta.syncMu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -463,7 +513,7 @@ func (s *Store) DeleteChannel(name string) error {
 	}
 	last := ch.msgs.State().Last
 	s.meta.add(encChanDel(s.buf[:0], name, last))
-	if err := s.meta.sync(); err != nil {
+	if err := s.meta.syncLocked(); err != nil {
 		return err
 	}
 	delete(s.channels, name)
@@ -472,7 +522,7 @@ func (s *Store) DeleteChannel(name string) error {
 	if last > 0 {
 		s.tombs[name] = last
 	}
-	return os.RemoveAll(s.chanDir(ch.dirNum))
+	return removeAll(s.chanDir(ch.dirNum), &s.opts)
 }
 
 // AddClient implements stores.Store (durable after Sync).
@@ -524,30 +574,64 @@ func (s *Store) SetLimits(l *stores.LimitsSet) error {
 	return nil
 }
 
-// Sync implements stores.Store: it makes client changes durable.
-func (s *Store) Sync() error {
+// Flush implements stores.SplitSyncer for the client records of meta.log: they go to the
+// OS (or, after a failure or when meta.log is due for compaction, the whole metadata goes
+// into a new file that the next SyncFlushed makes meta.log).
+func (s *Store) Flush() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return stores.ErrClosed
 	}
-	return s.meta.sync()
+	return s.meta.flush()
 }
 
-// Close implements stores.Store.
-func (s *Store) Close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// SyncFlushed implements stores.SplitSyncer: it fsyncs what was flushed to meta.log (and
+// renames a rewrite over it) without holding mu.
+func (s *Store) SyncFlushed() error { return s.meta.syncFlushed(s.usable) }
+
+func (s *Store) usable() error {
 	if s.closed {
+		return stores.ErrClosed
+	}
+	return nil
+}
+
+// Sync implements stores.Store: it makes client changes durable (Flush, then SyncFlushed).
+func (s *Store) Sync() error {
+	if err := s.Flush(); err != nil {
+		return err
+	}
+	return s.SyncFlushed()
+}
+
+// Close implements stores.Store. The channels are closed (synced) without holding mu.
+func (s *Store) Close() error {
+	s.meta.syncMu.Lock()
+	defer s.meta.syncMu.Unlock()
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
 		return nil
 	}
 	s.closed = true
 	s.stopAutoSync()
-	var errs []error
+	chans := make([]*channel, 0, len(s.channels))
 	for _, ch := range s.channels {
+		chans = append(chans, ch)
+	}
+	s.mu.Unlock()
+	var errs []error
+	for _, ch := range chans {
 		errs = append(errs, ch.msgs.Close(), ch.subs.Close())
 	}
+	s.mu.Lock()
+	if errors.Join(errs...) == nil {
+		// Everything is synced: the mark that makes the next open report Clean.
+		s.meta.add([]byte{metaClean})
+	}
 	errs = append(errs, s.meta.close(true))
+	s.mu.Unlock()
 	if s.opts.pending != nil { // a clean stop leaves everything on disk
 		errs = append(errs, s.autoSyncPass())
 	}

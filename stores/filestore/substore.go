@@ -36,36 +36,48 @@ type sub struct {
 }
 
 func openSubStore(path string, maxSubs int, opts *Options) (*subStore, error) {
-	l, recs, err := openRecLog(path, magicSubs, opts)
+	l, ld, err := openRecLog(path, magicSubs, opts)
 	if err != nil {
 		return nil, err
 	}
 	ss := &subStore{log: l, maxSubs: maxSubs, subs: make(map[uint64]*sub)}
-	for _, r := range recs {
+	l.mu, l.snapshot = &ss.mu, ss.appendSnapshot
+	for _, r := range ld.recs {
 		ss.replay(r)
 	}
-	// Compact: one state record and one pending record per subscription.
-	out := make([][]byte, 0, 2*len(ss.subs))
-	for _, id := range slices.Sorted(mapsKeys(ss.subs)) {
-		r := ss.subs[id]
-		out = append(out, encSub(nil, subCreate, &r.state))
-		p := append([]byte{subPending}, putUv(nil, id)...)
-		p = putUv(p, uint64(r.pending.Len()))
-		r.pending.Ascend(func(seq uint64) bool { p = putUv(p, seq); return true })
-		out = append(out, p)
-	}
 	// Rewriting costs a file, two fsyncs and a rename per channel: only when the log has
-	// something to drop (records beyond the compact form, or a torn tail).
-	if l.clean && len(recs) <= len(out) {
+	// something to drop (records beyond the compact form, one or two per subscription, or
+	// a torn tail) or is of an older format version.
+	if ld.intact() && ld.hdr.version == FormatVersion && len(ld.recs) <= 2*len(ss.subs) {
 		if err := l.openAppend(); err != nil {
 			return nil, err
 		}
 		return ss, nil
 	}
-	if err := l.rewrite(out); err != nil {
+	if err := l.rewrite(); err != nil {
+		return nil, err
+	}
+	if err := l.syncLocked(); err != nil {
+		l.close(false)
 		return nil, err
 	}
 	return ss, nil
+}
+
+// appendSnapshot appends the framed records that recreate every subscription: one state
+// record and one pending record each. Caller holds mu.
+func (ss *subStore) appendSnapshot(b []byte) []byte {
+	var st int
+	for _, id := range slices.Sorted(mapsKeys(ss.subs)) {
+		r := ss.subs[id]
+		b, st = beginFrame(b)
+		b = endFrame(encSub(b, subCreate, &r.state), st)
+		b, st = beginFrame(b)
+		b = putUv(putUv(append(b, subPending), id), uint64(r.pending.Len()))
+		r.pending.Ascend(func(seq uint64) bool { b = putUv(b, seq); return true })
+		b = endFrame(b, st)
+	}
+	return b
 }
 
 func mapsKeys(m map[uint64]*sub) func(func(uint64) bool) {
@@ -96,7 +108,8 @@ func encSub(b []byte, typ byte, s *stores.SubState) []byte {
 	if s.IsClosed {
 		fl |= 2
 	}
-	return putUv(b, fl)
+	b = putUv(b, fl)
+	return putStr(b, s.User) // last: records written before it existed end here
 }
 
 func decSub(d *dec) stores.SubState {
@@ -104,6 +117,7 @@ func decSub(d *dec) stores.SubState {
 		DurableName: d.str(), MaxInFlight: int32(d.iv()), AckWaitSecs: int32(d.iv()), LastSent: d.uv()}
 	fl := d.uv()
 	s.IsDurable, s.IsClosed = fl&1 != 0, fl&2 != 0
+	s.User = d.optStr()
 	return s
 }
 
@@ -249,14 +263,28 @@ func (ss *subStore) Record(events []stores.SubEvent) error {
 	return nil
 }
 
-// Sync implements stores.SubStore.
-func (ss *subStore) Sync() error {
+// Flush implements stores.SplitSyncer: the records written since the last Flush go to the
+// OS (or, after a failure or when the log is due for compaction, the whole state goes into
+// a new file that the next SyncFlushed makes the log).
+func (ss *subStore) Flush() error {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	if err := ss.usable(); err != nil {
 		return err
 	}
-	return ss.log.sync()
+	return ss.log.flush()
+}
+
+// SyncFlushed implements stores.SplitSyncer: it fsyncs what was flushed (and renames a
+// rewrite over the log) without holding mu.
+func (ss *subStore) SyncFlushed() error { return ss.log.syncFlushed(ss.usable) }
+
+// Sync implements stores.SubStore: Flush, then SyncFlushed.
+func (ss *subStore) Sync() error {
+	if err := ss.Flush(); err != nil {
+		return err
+	}
+	return ss.SyncFlushed()
 }
 
 // Subs implements stores.SubStore.
@@ -276,6 +304,8 @@ func (ss *subStore) Subs() ([]stores.RecoveredSub, error) {
 
 // Close implements stores.SubStore.
 func (ss *subStore) Close() error {
+	ss.log.syncMu.Lock()
+	defer ss.log.syncMu.Unlock()
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	if ss.closed || ss.deleted {
@@ -292,6 +322,8 @@ func (ss *subStore) abandon() {
 	ss.log.close(false)
 }
 
+// markDeleted makes every later call fail with ErrChannelDeleted. It does not wait for a
+// SyncFlushed in progress (the caller holds the Store's lock): that one fails.
 func (ss *subStore) markDeleted() {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()

@@ -86,6 +86,7 @@ type segInfo struct {
 	ents     []entry
 	end      int64  // end of the intact prefix
 	bad      bool   // damaged before its end (not a torn tail)
+	why      string // why it is damaged
 	torn     bool   // torn tail (or torn header)
 	maxSeq   uint64 // highest sequence of any intact record, also past damage
 	markF    uint64 // last marker in the intact prefix
@@ -147,7 +148,7 @@ func verifyLog(rep *Report, channel, path, magic string, data []byte) ([][]byte,
 	if len(data) == 0 {
 		return nil, true
 	}
-	torn, err := checkHeader(path, magic, data)
+	ld, err := parseLog(path, magic, data)
 	switch {
 	case errors.Is(err, ErrVersion):
 		rep.Problems = append(rep.Problems, Problem{Channel: channel, File: path, Kind: ProblemVersion, Detail: err.Error()})
@@ -155,22 +156,20 @@ func verifyLog(rep *Report, channel, path, magic string, data []byte) ([][]byte,
 	case err != nil:
 		rep.Problems = append(rep.Problems, Problem{Channel: channel, File: path, Kind: ProblemCorrupt, Detail: err.Error()})
 		return nil, false
-	case torn:
+	case ld.torn:
 		rep.Problems = append(rep.Problems, Problem{Channel: channel, File: path, Kind: ProblemTornTail,
 			Detail: fmt.Sprintf("torn header (%d bytes)", len(data)), Repairable: true})
 		return nil, true
 	}
-	recs, off := readFrames(data)
-	if off != len(data) {
-		if next := nextFrame(data, off); next >= 0 {
-			rep.Problems = append(rep.Problems, Problem{Channel: channel, File: path, Offset: int64(off), Kind: ProblemCorrupt,
-				Detail: fmt.Sprintf("record fails its checks; an intact record follows at offset %d", next)})
+	if ld.end != len(data) {
+		if why := ld.damage(data); why != "" {
+			rep.Problems = append(rep.Problems, Problem{Channel: channel, File: path, Offset: int64(ld.end), Kind: ProblemCorrupt, Detail: why})
 		} else {
-			rep.Problems = append(rep.Problems, Problem{Channel: channel, File: path, Offset: int64(off), Kind: ProblemTornTail,
-				Detail: fmt.Sprintf("%d bytes after the last intact record", len(data)-off), Repairable: true})
+			rep.Problems = append(rep.Problems, Problem{Channel: channel, File: path, Offset: int64(ld.end), Kind: ProblemTornTail,
+				Detail: fmt.Sprintf("%d bytes after the last intact record", len(data)-ld.end), Repairable: true})
 		}
 	}
-	return recs, true
+	return ld.recs, true
 }
 
 func verifyChannel(rep *Report, ci *chanInfo) error {
@@ -224,7 +223,7 @@ func verifyChannel(rep *Report, ci *chanInfo) error {
 			damage(Problem{File: si.path, Kind: ProblemVersion, Detail: si.idxWhy})
 			continue
 		case si.bad:
-			damage(Problem{File: si.path, Offset: si.end, Kind: ProblemCorrupt, Detail: "record fails its checks before the end of the segment"})
+			damage(Problem{File: si.path, Offset: si.end, Kind: ProblemCorrupt, Detail: si.why})
 		case si.torn:
 			damage(Problem{File: si.path, Offset: si.end, Kind: ProblemTornTail,
 				Detail: fmt.Sprintf("%d bytes after the last intact record", si.size-si.end), Repairable: true})
@@ -292,13 +291,13 @@ func (si *segInfo) check(tail bool) error {
 		return err
 	}
 	si.size = fi.Size()
-	torn, err := readHeader(f, magicSeg)
+	h, torn, err := readHeader(f, magicSeg)
 	switch {
 	case errors.Is(err, ErrVersion):
 		si.verError, si.idxWhy = true, err.Error()
 		return nil
 	case errors.Is(err, errBadMagic) || (torn && !tail):
-		si.bad = true
+		si.bad, si.why = true, "bad or missing file header"
 		return nil
 	case err != nil:
 		return err
@@ -306,8 +305,8 @@ func (si *segInfo) check(tail bool) error {
 		si.torn = true
 		return nil
 	}
-	seg := &segment{first: si.first, base: si.base, f: f}
-	end, mf, ml, err := seg.scan(si.size)
+	seg := &segment{hdr: h, first: si.first, base: si.base, f: f}
+	end, mf, ml, proof, err := seg.scan(si.size)
 	if err != nil {
 		return err
 	}
@@ -317,12 +316,12 @@ func (si *segInfo) check(tail bool) error {
 	}
 	si.maxSeq = max(si.maxSeq, ml)
 	if end != si.size {
-		next, zeros, err := seg.resync(end, si.size)
+		why, err := seg.damage(end, si.size, proof, tail)
 		if err != nil {
 			return err
 		}
-		if !tail || (next >= 0 && !zeros) {
-			si.bad = true
+		if why != "" {
+			si.bad, si.why = true, why
 			// The highest sequence past the damage, so that quarantine never reuses one.
 			data := make([]byte, si.size-end)
 			if _, err := f.ReadAt(data, end); err != nil && !errors.Is(err, io.EOF) {
@@ -334,8 +333,11 @@ func (si *segInfo) check(tail bool) error {
 					continue
 				}
 				seq := binary.LittleEndian.Uint64(data[p+8:])
-				if binary.LittleEndian.Uint32(data[p+24:]) == flagMarker {
+				switch binary.LittleEndian.Uint32(data[p+24:]) {
+				case flagMarker:
 					seq = binary.LittleEndian.Uint64(data[p+16:])
+				case flagSync:
+					seq = 0 // an offset, not a sequence
 				}
 				si.maxSeq = max(si.maxSeq, seq)
 				p += hdrSize + int(binary.LittleEndian.Uint32(data[p:]))
@@ -425,17 +427,18 @@ func repairTornTail(p *Problem, opts *Options) error {
 			return err
 		}
 		defer f.Close()
-		if p.Offset < fileHdrSize { // torn header
+		if p.Offset < hdrSizeV1 { // torn header
 			if err := f.Truncate(0); err != nil {
 				return err
 			}
-			if _, err := f.WriteAt(fileHeader(magicSeg), 0); err != nil {
+			_, hb := newHeader(magicSeg)
+			if _, err := f.WriteAt(hb, 0); err != nil {
 				return err
 			}
 		} else if err := f.Truncate(p.Offset); err != nil {
 			return err
 		}
-		return fsync(f, opts)
+		return fsync(f, f.Name(), opts)
 	}
 	// A log: cut after the last intact record (an empty log if its header was torn).
 	f, err := os.OpenFile(p.File, os.O_RDWR, 0)
@@ -446,7 +449,7 @@ func repairTornTail(p *Problem, opts *Options) error {
 	if err := f.Truncate(p.Offset); err != nil {
 		return err
 	}
-	return fsync(f, opts)
+	return fsync(f, f.Name(), opts)
 }
 
 func findSeg(infos []*chanInfo, path string) (*chanInfo, int) {
@@ -536,10 +539,11 @@ func writeMarkerSegment(dir string, last uint64, opts *Options) error {
 	binary.LittleEndian.PutUint64(h[16:], last)
 	binary.LittleEndian.PutUint32(h[24:], flagMarker)
 	binary.LittleEndian.PutUint32(h[4:], crc32Checksum(h[8:]))
-	if _, err := f.Write(append(fileHeader(magicSeg), h[:]...)); err != nil {
+	_, hb := newHeader(magicSeg)
+	if _, err := f.Write(append(hb, h[:]...)); err != nil {
 		return err
 	}
-	return fsync(f, opts)
+	return fsync(f, f.Name(), opts)
 }
 
 func quarantineLog(rep *Report, p *Problem, opts *Options) error {
@@ -561,23 +565,8 @@ func quarantineLog(rep *Report, p *Problem, opts *Options) error {
 	if filepath.Base(p.File) == "meta.log" {
 		magic = magicMeta
 	}
-	if _, err := checkHeader(p.File, magic, data); err == nil && len(data) >= fileHdrSize {
-		// Every intact record: the prefix, then each one found past the damage.
-		off := fileHdrSize
-		for off < len(data) {
-			r, end := readFrames(append(make([]byte, fileHdrSize), data[off:]...))
-			recs = append(recs, r...)
-			off += end - fileHdrSize
-			next := nextFrame(data, off)
-			if next < 0 {
-				break
-			}
-			off = next
-		}
+	if h, torn, err := checkHeader(p.File, magic, data); err == nil && !torn {
+		recs = salvageLog(data, h) // every intact record, past the damage too
 	}
-	l := &recLog{path: p.File, magic: magic, opts: opts}
-	if err := l.rewrite(recs); err != nil {
-		return err
-	}
-	return l.close(false)
+	return writeLog(p.File, magic, recs, opts)
 }

@@ -16,7 +16,10 @@ import (
 //   - Load/size=S: Load of a random stored sequence into a reused Msg.
 //   - LoadSequential/size=128: Load of every sequence in order (a subscriber replaying).
 //   - SeqAtTime: over 100,000 messages.
-//   - Record: a batch of 64 sent and 64 acked events (a sliding window of 1024 pending).
+//   - Record: a batch of 64 sent and 64 acked events (a sliding window of 1024 pending),
+//     then Sync.
+//   - RecordSplit: the same, then Flush and SyncFlushed (stores.SplitSyncer) as a pipelined
+//     commit does, on one goroutine; skipped if the SubStore does not split its Sync.
 func Bench(b *testing.B, open OpenFunc) {
 	for _, batch := range []int{1, 64, 1024} {
 		for _, size := range []int{16, 128, 1024, 64 << 10} {
@@ -30,7 +33,8 @@ func Bench(b *testing.B, open OpenFunc) {
 	}
 	b.Run("LoadSequential/size=128", func(b *testing.B) { benchLoadStep(b, open, 128, 1) })
 	b.Run("SeqAtTime", func(b *testing.B) { benchSeqAtTime(b, open) })
-	b.Run("Record", func(b *testing.B) { benchRecord(b, open) })
+	b.Run("Record", func(b *testing.B) { benchRecord(b, open, false) })
+	b.Run("RecordSplit", func(b *testing.B) { benchRecord(b, open, true) })
 }
 
 const (
@@ -167,8 +171,21 @@ func benchSeqAtTime(b *testing.B, open OpenFunc) {
 	}
 }
 
-func benchRecord(b *testing.B, open OpenFunc) {
+func benchRecord(b *testing.B, open OpenFunc, split bool) {
 	_, ch := benchStore(b, open, &stores.LimitsSet{})
+	sync := ch.Subs.Sync
+	if split {
+		sp, ok := ch.Subs.(stores.SplitSyncer)
+		if !ok {
+			b.Skip("SubStore does not split its Sync")
+		}
+		sync = func() error {
+			if err := sp.Flush(); err != nil {
+				return err
+			}
+			return sp.SyncFlushed()
+		}
+	}
 	if err := ch.Subs.CreateSub(&stores.SubState{ID: 1, ClientID: "c", MaxInFlight: 1024}); err != nil {
 		b.Fatal(err)
 	}
@@ -183,7 +200,7 @@ func benchRecord(b *testing.B, open OpenFunc) {
 		if err := ch.Subs.Record(events); err != nil {
 			b.Fatal(err)
 		}
-		if err := ch.Subs.Sync(); err != nil {
+		if err := sync(); err != nil {
 			b.Fatal(err)
 		}
 	}

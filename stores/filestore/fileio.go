@@ -1,0 +1,176 @@
+package filestore
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+)
+
+// Every change the store makes to its files goes through the helpers of this file, so that
+// Options.Hooks see all of them: fault injection (a full disk, a failed fsync) and the
+// crashtest layer, which must learn what each fsync covered and which files a rename, a
+// truncation or a removal replaced. Without hooks each helper costs one nil check.
+
+// Kinds of file changes passed to Hooks.Change.
+const (
+	ChangeCreate   = "create"   // path is created, or truncated to zero if it exists
+	ChangeTruncate = "truncate" // path is cut to size bytes
+	ChangeRename   = "rename"   // a file is renamed over path (path is the destination)
+	ChangeRemove   = "remove"   // path is removed: a file, or a directory with all it holds
+)
+
+// fileWriter writes to a store file through Hooks.Write: it is the io.Writer under a
+// segment's or an index's bufio.Writer, and a log's.
+type fileWriter struct {
+	f    *os.File
+	path string // the file's current name (a log's changes when its rewrite is renamed)
+	hook func(path string, p []byte) (int, error)
+}
+
+func newFileWriter(f *os.File, path string, opts *Options) *fileWriter {
+	return &fileWriter{f: f, path: path, hook: opts.Hooks.Write}
+}
+
+func (w *fileWriter) Write(p []byte) (int, error) {
+	if w.hook != nil {
+		if n, err := w.hook(w.path, p); err != nil {
+			m, werr := w.f.Write(p[:max(0, min(n, len(p)))])
+			if werr == nil {
+				werr = err
+			}
+			return m, werr
+		}
+	}
+	return w.f.Write(p)
+}
+
+func change(opts *Options, op, path string, size int64) error {
+	if opts.Hooks.Change != nil {
+		return opts.Hooks.Change(op, path, size)
+	}
+	return nil
+}
+
+// createFile creates path for reading and writing, truncating it if it exists.
+func createFile(path string, opts *Options) (*os.File, error) {
+	if err := change(opts, ChangeCreate, path, 0); err != nil {
+		return nil, err
+	}
+	return os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+}
+
+func truncateFile(f *os.File, path string, size int64, opts *Options) error {
+	if err := change(opts, ChangeTruncate, path, size); err != nil {
+		return err
+	}
+	return f.Truncate(size)
+}
+
+func renameFile(from, to string, opts *Options) error {
+	if err := change(opts, ChangeRename, to, 0); err != nil {
+		return err
+	}
+	return os.Rename(from, to)
+}
+
+// removeFile removes path if it exists.
+func removeFile(path string, opts *Options) error {
+	if err := change(opts, ChangeRemove, path, 0); err != nil {
+		return err
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+func removeAll(path string, opts *Options) error {
+	if err := change(opts, ChangeRemove, path, 0); err != nil {
+		return err
+	}
+	return os.RemoveAll(path)
+}
+
+// writeAt writes p at off through Hooks.Write.
+func writeAt(f *os.File, path string, p []byte, off int64, opts *Options) error {
+	if h := opts.Hooks.Write; h != nil {
+		if n, err := h(path, p); err != nil {
+			f.WriteAt(p[:max(0, min(n, len(p)))], off)
+			return err
+		}
+	}
+	_, err := f.WriteAt(p, off)
+	return err
+}
+
+// fsync makes f (named path) durable; with NoSync it only notes it for AutoSync.
+func fsync(f *os.File, path string, opts *Options) error {
+	h := &opts.Hooks
+	if h.BeforeSync != nil {
+		if err := h.BeforeSync(path); err != nil {
+			return err
+		}
+	}
+	if opts.NoSync {
+		if opts.pending != nil {
+			opts.pending.addFile(path)
+		}
+		return nil
+	}
+	if h.AfterSync == nil {
+		return f.Sync()
+	}
+	fi, err := f.Stat() // what the fsync covers at least
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	h.AfterSync(path, fi, err)
+	return err
+}
+
+// syncPath opens path and fsyncs it (the AutoSync pass).
+func syncPath(path string, opts *Options) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	h := &opts.Hooks
+	if h.BeforeSync != nil {
+		if err := h.BeforeSync(path); err != nil {
+			return err
+		}
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if h.AfterSync != nil && !fi.IsDir() {
+		h.AfterSync(path, fi, err)
+	}
+	return err
+}
+
+// syncDir makes the entries of dir (files created, renamed or removed) durable.
+func syncDir(dir string, opts *Options) error {
+	if h := opts.Hooks.BeforeSync; h != nil {
+		if err := h(dir); err != nil {
+			return err
+		}
+	}
+	if opts.NoSync {
+		if opts.pending != nil {
+			opts.pending.addDir(dir)
+		}
+		return nil
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	d.Close()
+	return err
+}
