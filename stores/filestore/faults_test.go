@@ -42,20 +42,24 @@ func newFaults() *faults { return &faults{budget: -1} }
 
 func (f *faults) hooks() Hooks {
 	return Hooks{
-		Write: func(path string, p []byte) (int, error) {
+		Write: func(path string, p []byte, write func([]byte) (int, error)) (int, error) {
 			f.mu.Lock()
 			defer f.mu.Unlock()
 			if f.budget < 0 || !f.match(path) {
-				return len(p), nil
+				return write(p)
 			}
 			if len(p) <= f.budget {
 				f.budget -= len(p)
-				return len(p), nil
+				return write(p)
 			}
 			n := f.budget
 			f.budget = 0
 			f.hits++
-			return n, syscall.ENOSPC
+			m, err := write(p[:n])
+			if err == nil {
+				err = syscall.ENOSPC
+			}
+			return m, err
 		},
 		BeforeSync: func(path string) error {
 			f.mu.Lock()
@@ -308,13 +312,13 @@ func TestRollbackRefusedWhileFaulty(t *testing.T) {
 	s, ch := openFaulty(t, dir, fl, opts)
 	defer s.Close()
 	ms := ch.Msgs.(*msgStore)
-	ms.opts.Hooks.Change = func(op, path string, size int64) error {
+	ms.opts.Hooks.Change = func(op, path string, size int64, do func() error) error {
 		mu.Lock()
 		defer mu.Unlock()
 		if refuse && op == ChangeTruncate {
 			return syscall.EIO
 		}
-		return nil
+		return do()
 	}
 	all := genMsgs(1, 40)
 	if err := ms.Append(all[:10]); err != nil {
