@@ -26,7 +26,7 @@ func (ms *msgStore) sync() error {
 	if err != nil || seg == nil {
 		return err
 	}
-	if err := fsync(seg.f, seg.base+".seg", ms.opts); err != nil {
+	if err := fsync(seg.f, seg.path, ms.opts); err != nil {
 		return ms.fail(err)
 	}
 	seg.synced = seg.flushed
@@ -100,7 +100,7 @@ func (ms *msgStore) SyncFlushed() error {
 	if err != nil || f == nil {
 		return err
 	}
-	serr := fsync(f, seg.base+".seg", ms.opts)
+	serr := fsync(f, seg.path, ms.opts)
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
 	if err := ms.usable(); err != nil {

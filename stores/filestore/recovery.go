@@ -20,7 +20,7 @@ func (ms *msgStore) openSegment(base string, first uint64, tail bool) (*segment,
 	if err != nil {
 		return nil, 0, 0, err
 	}
-	seg := &segment{first: first, base: base, f: f}
+	seg := &segment{first: first, base: base, path: base + ".seg", f: f}
 	fi, err := f.Stat()
 	if err != nil {
 		f.Close()
