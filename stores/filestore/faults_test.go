@@ -538,3 +538,39 @@ func TestRealDiskFull(t *testing.T) {
 		t.Fatalf("subs %+v", subs)
 	}
 }
+
+// TestRollbackKeepsSyncFlushed: a SyncFlushed whose segment a roll sealed before it ran
+// reports the flush durable, and Rollback keeps it.
+func TestRollbackKeepsSyncFlushed(t *testing.T) {
+	fl := newFaults()
+	s, ch := openFaulty(t, t.TempDir(), fl, Options{SegmentBytes: 1500})
+	defer s.Close()
+	ms, sp := ch.Msgs, ch.Msgs.(stores.SplitSyncer)
+	all := genMsgs(1, 200)
+	if err := ms.Append(all[:10]); err != nil {
+		t.Fatal(err)
+	}
+	if err := sp.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	segs := len(ms.(*msgStore).segs)
+	n := 10
+	for len(ms.(*msgStore).segs) == segs { // roll past the flushed tail before it is synced
+		if err := ms.Append(all[n : n+1]); err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	if err := sp.SyncFlushed(); err != nil {
+		t.Fatal(err)
+	}
+	fl.syncFails(named(".seg"))
+	if err := ms.Sync(); err == nil {
+		t.Fatal("Sync did not fail")
+	}
+	fl.clear()
+	if err := ms.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	checkMsgs(t, ms, all[:10])
+}

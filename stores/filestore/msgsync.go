@@ -97,10 +97,13 @@ func (ms *msgStore) SyncFlushed() error {
 		f, size = seg.f, seg.flushed
 	}
 	ms.mu.RUnlock()
-	if err != nil || f == nil {
+	if err != nil || seg == nil {
 		return err
 	}
-	serr := fsync(f, seg.path, ms.opts)
+	var serr error
+	if f != nil { // else sealed since the Flush: the seal fsynced it
+		serr = fsync(f, seg.path, ms.opts)
+	}
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
 	if err := ms.usable(); err != nil {
