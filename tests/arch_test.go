@@ -37,6 +37,9 @@ var allowed = map[string][]string{
 		"proto/stanpb", "proto/raftpb"},
 	"streaming/monitor": {"streaming", "core/monitor"},
 	"tests":             {"*"},
+
+	// A power-loss layer over filestore's hooks, for tests only.
+	"stores/filestore/crashtest": {"stores/filestore"},
 }
 
 type goPackage struct {

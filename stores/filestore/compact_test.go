@@ -29,13 +29,13 @@ type renames struct {
 	n  map[string]int
 }
 
-func (r *renames) hook(op, path string, _ int64) error {
+func (r *renames) hook(op, path string, _ int64, do func() error) error {
 	if op == ChangeRename {
 		r.mu.Lock()
 		r.n[filepath.Base(path)]++
 		r.mu.Unlock()
 	}
-	return nil
+	return do()
 }
 
 func (r *renames) count(name string) int {
@@ -150,13 +150,14 @@ func TestCompactCrashAtEachStep(t *testing.T) {
 					}
 					return nil
 				},
-				Change: func(op, path string, _ int64) error {
+				Change: func(op, path string, _ int64, do func() error) error {
 					mu.Lock()
-					defer mu.Unlock()
-					if op == ChangeRename && failRename != "" && strings.HasSuffix(path, failRename) {
+					fail := op == ChangeRename && failRename != "" && strings.HasSuffix(path, failRename)
+					mu.Unlock()
+					if fail {
 						return syscall.EIO
 					}
-					return nil
+					return do()
 				},
 			}}
 			s, err := Open(dir, opts)

@@ -42,20 +42,24 @@ func newFaults() *faults { return &faults{budget: -1} }
 
 func (f *faults) hooks() Hooks {
 	return Hooks{
-		Write: func(path string, p []byte) (int, error) {
+		Write: func(path string, p []byte, write func([]byte) (int, error)) (int, error) {
 			f.mu.Lock()
 			defer f.mu.Unlock()
 			if f.budget < 0 || !f.match(path) {
-				return len(p), nil
+				return write(p)
 			}
 			if len(p) <= f.budget {
 				f.budget -= len(p)
-				return len(p), nil
+				return write(p)
 			}
 			n := f.budget
 			f.budget = 0
 			f.hits++
-			return n, syscall.ENOSPC
+			m, err := write(p[:n])
+			if err == nil {
+				err = syscall.ENOSPC
+			}
+			return m, err
 		},
 		BeforeSync: func(path string) error {
 			f.mu.Lock()
@@ -308,13 +312,13 @@ func TestRollbackRefusedWhileFaulty(t *testing.T) {
 	s, ch := openFaulty(t, dir, fl, opts)
 	defer s.Close()
 	ms := ch.Msgs.(*msgStore)
-	ms.opts.Hooks.Change = func(op, path string, size int64) error {
+	ms.opts.Hooks.Change = func(op, path string, size int64, do func() error) error {
 		mu.Lock()
 		defer mu.Unlock()
 		if refuse && op == ChangeTruncate {
 			return syscall.EIO
 		}
-		return nil
+		return do()
 	}
 	all := genMsgs(1, 40)
 	if err := ms.Append(all[:10]); err != nil {
@@ -533,4 +537,40 @@ func TestRealDiskFull(t *testing.T) {
 	if subs := rs.Channels[0].Subs; len(subs) != 1 || !slices.Equal(subs[0].Pending, []uint64{1, 2}) {
 		t.Fatalf("subs %+v", subs)
 	}
+}
+
+// TestRollbackKeepsSyncFlushed: a SyncFlushed whose segment a roll sealed before it ran
+// reports the flush durable, and Rollback keeps it.
+func TestRollbackKeepsSyncFlushed(t *testing.T) {
+	fl := newFaults()
+	s, ch := openFaulty(t, t.TempDir(), fl, Options{SegmentBytes: 1500})
+	defer s.Close()
+	ms, sp := ch.Msgs, ch.Msgs.(stores.SplitSyncer)
+	all := genMsgs(1, 200)
+	if err := ms.Append(all[:10]); err != nil {
+		t.Fatal(err)
+	}
+	if err := sp.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	segs := len(ms.(*msgStore).segs)
+	n := 10
+	for len(ms.(*msgStore).segs) == segs { // roll past the flushed tail before it is synced
+		if err := ms.Append(all[n : n+1]); err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	if err := sp.SyncFlushed(); err != nil {
+		t.Fatal(err)
+	}
+	fl.syncFails(named(".seg"))
+	if err := ms.Sync(); err == nil {
+		t.Fatal("Sync did not fail")
+	}
+	fl.clear()
+	if err := ms.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	checkMsgs(t, ms, all[:10])
 }

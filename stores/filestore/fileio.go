@@ -24,7 +24,7 @@ const (
 type fileWriter struct {
 	f    *os.File
 	path string // the file's current name (a log's changes when its rewrite is renamed)
-	hook func(path string, p []byte) (int, error)
+	hook func(path string, p []byte, write func([]byte) (int, error)) (int, error)
 }
 
 func newFileWriter(f *os.File, path string, opts *Options) *fileWriter {
@@ -33,73 +33,59 @@ func newFileWriter(f *os.File, path string, opts *Options) *fileWriter {
 
 func (w *fileWriter) Write(p []byte) (int, error) {
 	if w.hook != nil {
-		if n, err := w.hook(w.path, p); err != nil {
-			m, werr := w.f.Write(p[:max(0, min(n, len(p)))])
-			if werr == nil {
-				werr = err
-			}
-			return m, werr
-		}
+		return w.hook(w.path, p, w.f.Write)
 	}
 	return w.f.Write(p)
 }
 
-func change(opts *Options, op, path string, size int64) error {
+// change does one change to the files through Hooks.Change.
+func change(opts *Options, op, path string, size int64, do func() error) error {
 	if opts.Hooks.Change != nil {
-		return opts.Hooks.Change(op, path, size)
+		return opts.Hooks.Change(op, path, size, do)
 	}
-	return nil
+	return do()
 }
 
 // createFile creates path for reading and writing, truncating it if it exists.
-func createFile(path string, opts *Options) (*os.File, error) {
-	if err := change(opts, ChangeCreate, path, 0); err != nil {
-		return nil, err
-	}
-	return os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+func createFile(path string, opts *Options) (f *os.File, err error) {
+	err = change(opts, ChangeCreate, path, 0, func() error {
+		f, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+		return err
+	})
+	return f, err
 }
 
 func truncateFile(f *os.File, path string, size int64, opts *Options) error {
-	if err := change(opts, ChangeTruncate, path, size); err != nil {
-		return err
-	}
-	return f.Truncate(size)
+	return change(opts, ChangeTruncate, path, size, func() error { return f.Truncate(size) })
 }
 
 func renameFile(from, to string, opts *Options) error {
-	if err := change(opts, ChangeRename, to, 0); err != nil {
-		return err
-	}
-	return os.Rename(from, to)
+	return change(opts, ChangeRename, to, 0, func() error { return os.Rename(from, to) })
 }
 
 // removeFile removes path if it exists.
 func removeFile(path string, opts *Options) error {
-	if err := change(opts, ChangeRemove, path, 0); err != nil {
-		return err
-	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	return nil
+	return change(opts, ChangeRemove, path, 0, func() error {
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		return nil
+	})
 }
 
 func removeAll(path string, opts *Options) error {
-	if err := change(opts, ChangeRemove, path, 0); err != nil {
-		return err
-	}
-	return os.RemoveAll(path)
+	return change(opts, ChangeRemove, path, 0, func() error { return os.RemoveAll(path) })
 }
 
 // writeAt writes p at off through Hooks.Write.
 func writeAt(f *os.File, path string, p []byte, off int64, opts *Options) error {
+	write := func(b []byte) (int, error) { return f.WriteAt(b, off) }
+	var err error
 	if h := opts.Hooks.Write; h != nil {
-		if n, err := h(path, p); err != nil {
-			f.WriteAt(p[:max(0, min(n, len(p)))], off)
-			return err
-		}
+		_, err = h(path, p, write)
+	} else {
+		_, err = write(p)
 	}
-	_, err := f.WriteAt(p, off)
 	return err
 }
 

@@ -50,6 +50,10 @@ type msgStore struct {
 	flushedSeg  *segment // the tail as of the last Flush: what SyncFlushed fsyncs
 	flushedLast uint64   // Last as of the last Flush
 	syncedLast  uint64   // Last as of the last successful Sync or SyncFlushed: Rollback's cut
+	// First as of the marker the last Flush wrote, and as of the last one a successful
+	// sync covered: segments are deleted only once their removal is durable, or a power
+	// cut could take messages still in the durable window.
+	flushedFirst, syncedFirst uint64
 
 	ra readAhead // sequential Loads (a subscriber replaying) read blocks, not records
 }
@@ -146,6 +150,7 @@ func openMsgStore(dir, name string, base uint64, limits stores.Limits, opts *Opt
 	}
 	ms.markFirst = markFirst
 	ms.syncedLast, ms.flushedLast = ms.last, ms.last
+	ms.syncedFirst, ms.flushedFirst = ms.first, ms.first
 	return ms, nil
 }
 
@@ -315,9 +320,12 @@ func (ms *msgStore) removeFirst() {
 	ms.first++
 }
 
-// dropOld deletes sealed segments whose messages have all been removed.
+// dropOld deletes sealed segments whose messages have all been removed, once a marker
+// stating a First past them is durable. Until then they stay (Load and SeqAtTime skip what
+// is before First), so that a power cut that loses the appends which moved First finds the
+// messages that were still in the channel as of the last sync.
 func (ms *msgStore) dropOld() {
-	for len(ms.segs) > 1 && ms.segs[0].first+uint64(len(ms.segs[0].ents)) <= ms.first {
+	for len(ms.segs) > 1 && ms.segs[0].first+uint64(len(ms.segs[0].ents)) <= min(ms.first, ms.syncedFirst) {
 		ms.dropSegment()
 	}
 }

@@ -26,14 +26,15 @@ func (ms *msgStore) sync() error {
 	if err != nil || seg == nil {
 		return err
 	}
-	if err := fsync(seg.f, seg.base+".seg", ms.opts); err != nil {
+	if err := fsync(seg.f, seg.path, ms.opts); err != nil {
 		return ms.fail(err)
 	}
 	seg.synced = seg.flushed
 	if !ms.opts.NoSync { // NoSync's "sync" proves nothing about power loss
 		seg.proof = seg.flushed
 	}
-	ms.syncedLast = ms.last
+	ms.syncedLast, ms.syncedFirst = ms.last, ms.markFirst
+	ms.dropOld()
 	return nil
 }
 
@@ -74,7 +75,8 @@ func (ms *msgStore) Flush() error {
 	if err != nil || seg == nil {
 		return err
 	}
-	ms.flushedSeg, ms.flushedLast = seg, ms.last
+	ms.flushedSeg, ms.flushedLast, ms.flushedFirst = seg, ms.last, ms.markFirst
+	ms.dropOld()
 	return nil
 }
 
@@ -88,17 +90,20 @@ func (ms *msgStore) Flush() error {
 // the error this fsync would have seen) nothing is reported durable until Rollback.
 func (ms *msgStore) SyncFlushed() error {
 	ms.mu.RLock()
-	seg, last, epoch, err := ms.flushedSeg, ms.flushedLast, ms.epoch, ms.usable()
+	seg, last, first, epoch, err := ms.flushedSeg, ms.flushedLast, ms.flushedFirst, ms.epoch, ms.usable()
 	var f *os.File
 	var size int64
 	if seg != nil && seg.w != nil {
 		f, size = seg.f, seg.flushed
 	}
 	ms.mu.RUnlock()
-	if err != nil || f == nil {
+	if err != nil || seg == nil {
 		return err
 	}
-	serr := fsync(f, seg.base+".seg", ms.opts)
+	var serr error
+	if f != nil { // else sealed since the Flush: the seal fsynced it
+		serr = fsync(f, seg.path, ms.opts)
+	}
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
 	if err := ms.usable(); err != nil {
@@ -118,6 +123,7 @@ func (ms *msgStore) SyncFlushed() error {
 		seg.proof = max(seg.proof, size)
 	}
 	ms.syncedLast = max(ms.syncedLast, last)
+	ms.syncedFirst = max(ms.syncedFirst, first)
 	return nil
 }
 
@@ -144,6 +150,7 @@ func (ms *msgStore) Rollback() error {
 	ms.segs = fresh.segs
 	ms.first, ms.last, ms.msgs, ms.bytes, ms.markFirst = fresh.first, fresh.last, fresh.msgs, fresh.bytes, fresh.markFirst
 	ms.syncedLast, ms.flushedLast = fresh.last, fresh.last
+	ms.syncedFirst, ms.flushedFirst = fresh.first, fresh.first
 	ms.failed, ms.flushedSeg = nil, nil
 	ms.epoch++
 	return nil

@@ -20,7 +20,7 @@ func (ms *msgStore) openSegment(base string, first uint64, tail bool) (*segment,
 	if err != nil {
 		return nil, 0, 0, err
 	}
-	seg := &segment{first: first, base: base, f: f}
+	seg := &segment{first: first, base: base, path: base + ".seg", f: f}
 	fi, err := f.Stat()
 	if err != nil {
 		f.Close()
@@ -28,6 +28,9 @@ func (ms *msgStore) openSegment(base string, first uint64, tail bool) (*segment,
 	}
 	size := fi.Size()
 	h, torn, err := readHeader(f, magicSeg)
+	if tail && errors.Is(err, errBadMagic) && zeroHeader(f) {
+		torn, err = true, nil
+	}
 	if errors.Is(err, errBadMagic) || (torn && !tail) {
 		f.Close()
 		return nil, 0, 0, &DamageError{File: base + ".seg", Offset: 0, Reason: "bad or missing file header", Err: err}
@@ -108,6 +111,20 @@ func (ms *msgStore) openSegment(base string, first uint64, tail bool) (*segment,
 	}
 	seg.w = bufio.NewWriterSize(newFileWriter(f, base+".seg", ms.opts), ms.opts.BufferSize)
 	return seg, mf, ml, nil
+}
+
+// zeroHeader reports whether the header bytes of f are all zero: a tail segment created and
+// never synced, whose first page a power cut left unwritten. Nothing in it was ever synced
+// (a sync would have written the header with the rest), so it is a torn creation.
+func zeroHeader(f *os.File) bool {
+	var b [hdrSizeV2]byte
+	n, _ := f.ReadAt(b[:], 0)
+	for _, c := range b[:n] {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // damage decides whether the bad record at end (of size bytes) is damage — returning why —

@@ -23,6 +23,7 @@ type segment struct {
 	first   uint64 // sequence of ents[0]
 	ents    []entry
 	base    string        // path without extension
+	path    string        // base + ".seg" (kept: a Sync must not build it)
 	f       *os.File      // tail: read/write, owned by the msgStore; sealed: read handle, owned by fdCache
 	w       *bufio.Writer // nil once sealed
 	elem    *list.Element // in fdCache.lru (sealed, open)
@@ -93,7 +94,8 @@ func (ms *msgStore) newSegment(first uint64) error {
 		f.Close()
 		return err
 	}
-	seg := &segment{first: first, base: base, f: f, w: bufio.NewWriterSize(newFileWriter(f, base+".seg", ms.opts), ms.opts.BufferSize)}
+	seg := &segment{first: first, base: base, path: base + ".seg", f: f}
+	seg.w = bufio.NewWriterSize(newFileWriter(f, seg.path, ms.opts), ms.opts.BufferSize)
 	if n := len(ms.segs); n > 0 {
 		// A channel that filled a segment will likely fill the next one alike.
 		seg.ents = make([]entry, 0, cap(ms.segs[n-1].ents))
@@ -117,7 +119,7 @@ func (ms *msgStore) seal(seg *segment) error {
 	if err := ms.flush(seg); err != nil {
 		return err
 	}
-	if err := fsync(seg.f, seg.base+".seg", ms.opts); err != nil {
+	if err := fsync(seg.f, seg.path, ms.opts); err != nil {
 		return err
 	}
 	seg.synced = seg.size

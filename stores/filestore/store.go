@@ -89,14 +89,15 @@ type Hooks struct {
 	// (so fi.Size() bytes at least are durable if err is nil; fi.Sys() identifies the
 	// file across renames), and the fsync's error.
 	AfterSync func(path string, fi os.FileInfo, err error)
-	// Write is called before every write of p to a store file (segments, indexes, logs).
-	// A non-nil error fails the write after its first n bytes reached the file, as a full
-	// disk would.
-	Write func(path string, p []byte) (n int, err error)
-	// Change is called before a store file is created (or truncated to zero), truncated,
-	// renamed over, or removed (see ChangeCreate and the other kinds; size is the new size
-	// of a truncation). An error fails the change.
-	Change func(op, path string, size int64) error
+	// Write performs every write of p to a store file (segments, indexes, logs) in place of
+	// the store: it calls write with p and returns what write returned — or writes a prefix
+	// of p and returns an error, as a full disk would, or writes nothing and fails.
+	Write func(path string, p []byte, write func([]byte) (int, error)) (n int, err error)
+	// Change performs every creation (or truncation to zero), truncation, rename over, and
+	// removal of a store file or directory in place of the store: it calls do and returns
+	// its error, or fails the change without calling it. op is ChangeCreate or another
+	// kind; size is the new size of a truncation.
+	Change func(op, path string, size int64, do func() error) error
 	// AfterAutoSync is called after each AutoSync pass with the number of files and
 	// directories it fsynced and its first error.
 	AfterAutoSync func(n int, err error)

@@ -292,6 +292,9 @@ func (si *segInfo) check(tail bool) error {
 	}
 	si.size = fi.Size()
 	h, torn, err := readHeader(f, magicSeg)
+	if tail && errors.Is(err, errBadMagic) && zeroHeader(f) {
+		torn, err = true, nil // as Open decides: a tail created and never synced
+	}
 	switch {
 	case errors.Is(err, ErrVersion):
 		si.verError, si.idxWhy = true, err.Error()
