@@ -28,11 +28,12 @@ func diskFullServer(t *testing.T, dir string, full *atomic.Bool, logs *syncBuffe
 	conn, err := cs.Connect("_STARLING-test")
 	must(t, err)
 	store, err := filestore.Open(dir, filestore.Options{Hooks: filestore.Hooks{
-		Write: func(path string, p []byte) (int, error) {
+		Write: func(path string, p []byte, write func([]byte) (int, error)) (int, error) {
 			if full.Load() {
-				return len(p) / 2, syscall.ENOSPC
+				n, _ := write(p[:len(p)/2])
+				return n, syscall.ENOSPC
 			}
-			return len(p), nil
+			return write(p)
 		},
 	}})
 	must(t, err)

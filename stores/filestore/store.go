@@ -244,7 +244,8 @@ func Open(dir string, opts Options) (*Store, error) {
 		}
 	}
 	s.removeStrayDirs()
-	if err := s.meta.rewrite(); err == nil {
+	err = s.meta.rewrite()
+	if err == nil {
 		err = s.meta.syncLocked()
 	}
 	if err != nil {
