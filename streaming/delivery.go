@@ -1,6 +1,7 @@
 package streaming
 
 import (
+	"errors"
 	"slices"
 	"time"
 
@@ -29,8 +30,10 @@ func (s *Server) sendAvailable(sub *subState) {
 		if next > last {
 			return
 		}
+		if err := s.sendMsg(sub, next, uncertainCount(next, sub.uncertain), true); err != nil && !errors.Is(err, stores.ErrNotFound) {
+			return // the store failed to read it: stay before it, try again at the next chance
+		}
 		sub.lastSent = next
-		s.sendMsg(sub, next, uncertainCount(next, sub.uncertain), true)
 	}
 }
 
@@ -69,8 +72,10 @@ func (s *Server) sendGroup(g *queueGroup) {
 		if m == nil {
 			return // every member stalled
 		}
+		if err := s.sendMsg(m, next, uncertainCount(next, g.uncertain), true); err != nil && !errors.Is(err, stores.ErrNotFound) {
+			return // the store failed to read it: stay before it, try again at the next chance
+		}
 		g.lastSent = next
-		s.sendMsg(m, next, uncertainCount(next, g.uncertain), true)
 	}
 }
 
@@ -101,9 +106,10 @@ func (s *Server) bestMember(g *queueGroup) *subState {
 }
 
 // sendMsg publishes one stored message to sub, flagged redelivered when count > 0; a first
-// delivery is recorded as pending with its ack deadline. It reports false when the message
-// is gone (limits).
-func (s *Server) sendMsg(sub *subState, seq uint64, count uint32, first bool) bool {
+// delivery is recorded as pending with its ack deadline. It fails with the store's error
+// when the message cannot be read: stores.ErrNotFound when it is gone (limits removed it),
+// anything else when the store failed (then nothing changed: the caller tries again later).
+func (s *Server) sendMsg(sub *subState, seq uint64, count uint32, first bool) error {
 	var ld *stores.Msg
 	if b := s.scratch.batch; s.scratch.batchCh == sub.ch && len(b) > 0 && seq >= b[0].Seq && seq <= b[len(b)-1].Seq {
 		// Just stored: send it from the batch at hand rather than read it back (a file
@@ -113,7 +119,10 @@ func (s *Server) sendMsg(sub *subState, seq uint64, count uint32, first bool) bo
 	} else {
 		ld = &s.scratch.load
 		if err := sub.ch.store.Msgs.Load(seq, ld); err != nil {
-			return false
+			if !errors.Is(err, stores.ErrNotFound) {
+				s.deliveryFailed(sub, seq, err)
+			}
+			return err
 		}
 	}
 	b := appendMsgProto(s.scratch.out[:0], seq, sub.ch.name, ld.Reply, ld.Data, ld.Time, count > 0, count)
@@ -132,7 +141,7 @@ func (s *Server) sendMsg(sub *subState, seq uint64, count uint32, first bool) bo
 		s.recordEvent(sub, stores.SubEvent{SubID: sub.id, Seq: seq})
 		s.armTimer(sub)
 	}
-	return true
+	return nil
 }
 
 // redeliver resends a pending message, flagged, with a new deadline.
@@ -142,8 +151,9 @@ func (s *Server) redeliver(sub *subState, seq uint64) {
 	p.expiry = time.Now().Add(sub.ackWait).UnixNano()
 	sub.pending[seq] = p
 	sub.expPush(expiry{seq: seq, at: p.expiry})
-	if !s.sendMsg(sub, seq, p.count, false) {
-		// Removed by limits in the meantime: as good as acknowledged.
+	if err := s.sendMsg(sub, seq, p.count, false); errors.Is(err, stores.ErrNotFound) {
+		// Removed by limits in the meantime: as good as acknowledged. (Any other read
+		// failure keeps it pending: the next deadline tries again.)
 		delete(sub.pending, seq)
 		s.recordEvent(sub, stores.SubEvent{SubID: sub.id, Seq: seq, Acked: true})
 		return

@@ -218,37 +218,46 @@ func (g *crashGroup) check(present map[uint64]int, acked map[int]bool) (crashChe
 	// Members' lists are not ordered with one another: of the copies of a message
 	// delivered before the crash at most one may be unflagged, and after the crash none
 	// if it came before, else at most one.
-	unflaggedBefore, unflaggedAfter, before := map[uint64]int{}, map[uint64]int{}, map[uint64]bool{}
+	// A message is its sequence and payload: after a power cut a sequence whose message
+	// was never durable may hold another message (the sentinel, say).
+	type msgID struct {
+		seq     uint64
+		counter int
+	}
+	unflaggedBefore, unflaggedAfter, before := map[msgID]int{}, map[msgID]int{}, map[msgID]bool{}
 	for _, d := range all {
 		res.delivered++
 		if d.redelivered {
 			res.redelivered++
 		}
+		id := msgID{d.seq, d.counter}
 		if d.afterCrash {
 			res.resumed++
-			after[d.seq] = true
+			if present[d.seq] == d.counter || d.counter == 0 {
+				after[d.seq] = true
+			}
 			if synced[d.seq] {
 				return res, fmt.Errorf("%s: seq %d came back after the crash although its ack was durable before it", g.name, d.seq)
 			}
 			if !d.redelivered {
-				unflaggedAfter[d.seq]++
+				unflaggedAfter[id]++
 			}
 		} else {
-			before[d.seq] = true
+			before[id] = true
 			if !d.redelivered {
-				unflaggedBefore[d.seq]++
+				unflaggedBefore[id]++
 			}
 		}
 		counters[d.counter] = true
 	}
-	for seq, n := range unflaggedBefore {
+	for id, n := range unflaggedBefore {
 		if n > 1 {
-			return res, fmt.Errorf("%s: seq %d delivered %d times unflagged before the crash: %s", g.name, seq, n, g.history(seq))
+			return res, fmt.Errorf("%s: seq %d delivered %d times unflagged before the crash: %s", g.name, id.seq, n, g.history(id.seq))
 		}
 	}
-	for seq, n := range unflaggedAfter {
-		if n > 1 || before[seq] {
-			return res, fmt.Errorf("%s: seq %d delivered again after the crash without the redelivered flag: %s", g.name, seq, g.history(seq))
+	for id, n := range unflaggedAfter {
+		if n > 1 || before[id] {
+			return res, fmt.Errorf("%s: seq %d delivered again after the crash without the redelivered flag: %s", g.name, id.seq, g.history(id.seq))
 		}
 	}
 	for c := range acked {
@@ -264,7 +273,7 @@ func (g *crashGroup) check(present map[uint64]int, acked map[int]bool) (crashChe
 	}
 	if len(lost) > 0 {
 		slices.Sort(lost)
-		return res, fmt.Errorf("%s: %d messages not acked before the crash were not delivered after it, e.g. %v", g.name, len(lost), lost[:min(10, len(lost))])
+		return res, fmt.Errorf("%s: %d messages not acked before the crash were not delivered after it, e.g. %v; deliveries of %d: %s", g.name, len(lost), lost[:min(10, len(lost))], lost[0], g.history(lost[0]))
 	}
 	return res, nil
 }
@@ -276,7 +285,7 @@ func (g *crashGroup) history(seq uint64) string {
 		m.mu.Lock()
 		for j, d := range m.got {
 			if d.seq == seq {
-				out = append(out, fmt.Sprintf("member %d #%d of %d redelivered=%v after_crash=%v", i, j, len(m.got), d.redelivered, d.afterCrash))
+				out = append(out, fmt.Sprintf("member %d #%d of %d counter=%d redelivered=%v after_crash=%v acked_before=%v", i, j, len(m.got), d.counter, d.redelivered, d.afterCrash, m.acked[seq]))
 			}
 		}
 		m.mu.Unlock()
