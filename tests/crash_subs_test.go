@@ -72,7 +72,9 @@ func newCrashMember(t *testing.T, url, clientID, kind string, opts ...stan.Subsc
 	sc, err := stan.Connect("test-cluster", clientID, stan.NatsURL(url), stan.PubAckWait(5*time.Second),
 		stan.NatsOptions(nats.ReconnectWait(50*time.Millisecond), nats.MaxReconnects(-1)),
 		stan.SetConnectionLostHandler(func(stan.Conn, error) {}))
-	must(t, err)
+	if err != nil {
+		t.Fatalf("connect %s: %v", clientID, err)
+	}
 	m := &crashMember{sc: sc, acked: map[uint64]bool{}, synced: map[uint64]bool{},
 		sawSentinel: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}
 	handler := func(msg *stan.Msg) {
@@ -104,7 +106,9 @@ func newCrashMember(t *testing.T, url, clientID, kind string, opts ...stan.Subsc
 	} else {
 		_, err = sc.QueueSubscribe(crashChannel, "grp", handler, all...)
 	}
-	must(t, err)
+	if err != nil {
+		t.Fatalf("subscribe %s: %v", clientID, err)
+	}
 	go m.syncLoop()
 	t.Cleanup(func() {
 		m.close()
