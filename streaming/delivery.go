@@ -285,24 +285,32 @@ func (s *Server) processAck(o *op) {
 }
 
 // recordEvent batches sent/ack records per channel; flushSentAcks proposes them once per
-// engine batch.
+// engine batch (and before every commit group).
 func (s *Server) recordEvent(sub *subState, e stores.SubEvent) {
-	if s.scratch.sent == nil {
-		s.scratch.sent = map[*channel][]stores.SubEvent{}
+	ch := sub.ch
+	if len(ch.events) == 0 {
+		s.scratch.sentChans = append(s.scratch.sentChans, ch)
 	}
-	s.scratch.sent[sub.ch] = append(s.scratch.sent[sub.ch], e)
+	ch.events = append(ch.events, e)
 }
 
 func (s *Server) flushSentAcks() {
-	for ch, evs := range s.scratch.sent {
-		if len(evs) == 0 {
+	for _, ch := range s.scratch.sentChans {
+		if len(ch.events) == 0 || ch.deleted {
+			ch.events = ch.events[:0]
 			continue
 		}
-		if _, err := s.propose(&cmdSentAck{ch: ch, events: evs}); err != nil {
+		cmd := &s.scratch.cmdSent // reused: a proposal per commit group must not allocate
+		cmd.ch, cmd.events = ch, ch.events
+		_, err := s.propose(cmd)
+		cmd.ch, cmd.events = nil, nil
+		if err != nil {
 			s.log.Error("recording deliveries failed", "channel", ch.name, "err", err)
 		}
-		s.scratch.sent[ch] = evs[:0]
+		ch.events = ch.events[:0]
 	}
+	clear(s.scratch.sentChans)
+	s.scratch.sentChans = s.scratch.sentChans[:0]
 }
 
 // deliveryFailed logs a delivery that core refused (a message that no longer fits
@@ -329,11 +337,4 @@ type rateLog struct {
 }
 
 // sentPending reports whether sent/ack events wait for flushSentAcks.
-func (s *Server) sentPending() bool {
-	for _, evs := range s.scratch.sent {
-		if len(evs) > 0 {
-			return true
-		}
-	}
-	return false
-}
+func (s *Server) sentPending() bool { return len(s.scratch.sentChans) > 0 }

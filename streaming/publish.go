@@ -18,16 +18,17 @@ type pendingPub struct {
 
 // scratch is engine-owned memory reused across batches.
 type scratch struct {
-	pubs    []pendingPub
-	touched []*channel
-	msgs    []stores.Msg
-	out     []byte
-	pub     pubMsgView
-	cmdPub  cmdPublish
-	load    stores.Msg
-	sent    map[*channel][]stores.SubEvent
-	batchCh *channel     // the channel whose batch is being delivered
-	batch   []stores.Msg // its messages, for those limits evicted at once
+	pubs      []pendingPub
+	touched   []*channel
+	msgs      []stores.Msg
+	out       []byte
+	pub       pubMsgView
+	cmdPub    cmdPublish
+	cmdSent   cmdSentAck
+	load      stores.Msg
+	sentChans []*channel   // channels with sent/ack events waiting (channel.events)
+	batchCh   *channel     // the channel whose batch is being delivered
+	batch     []stores.Msg // its messages, for those limits evicted at once
 }
 
 func (s *Server) sendPubAck(reply string, guid []byte, errText string) {
