@@ -1,0 +1,157 @@
+package streaming
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/starling-io/starling/raftlog"
+	"github.com/starling-io/starling/stores"
+	"github.com/starling-io/starling/stores/memstore"
+)
+
+// restoredEngine builds a server over a store prepared by fill (as a previous run left
+// it) and restores from it.
+func restoredEngine(t *testing.T, clean bool, fill func(st stores.Store, ch *stores.Channel)) *Server {
+	t.Helper()
+	st, err := memstore.New(memstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Init(stores.ServerInfo{ClusterID: DefaultClusterID, NodeID: "node"}); err != nil {
+		t.Fatal(err)
+	}
+	ch, err := st.CreateChannel("foo", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := make([]stores.Msg, 10)
+	for i := range msgs {
+		msgs[i] = stores.Msg{Seq: uint64(i + 1), Time: int64(i + 1), Data: []byte("x")}
+	}
+	if err := ch.Msgs.Append(msgs); err != nil {
+		t.Fatal(err)
+	}
+	fill(st, ch)
+	s, err := New(&fakeBus{}, &cleanStore{Store: st, clean: clean}, func(sm raftlog.StateMachine) raftlog.Log { return raftlog.NewLocal(sm) }, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.recover(); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// cleanStore reports Clean as told (the memory store never survives a restart).
+type cleanStore struct {
+	stores.Store
+	clean bool
+}
+
+func (c *cleanStore) Recover() (*stores.RecoveredState, error) {
+	rs, err := c.Store.Recover()
+	if rs != nil {
+		rs.Clean = c.clean
+	}
+	return rs, err
+}
+
+func record(t *testing.T, ch *stores.Channel, id uint64, sent ...uint64) {
+	t.Helper()
+	var evs []stores.SubEvent
+	for _, seq := range sent {
+		evs = append(evs, stores.SubEvent{SubID: id, Seq: seq})
+	}
+	if err := ch.Subs.Record(evs); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A durable queue group stored with several members whose clients are gone comes back as
+// one offline shadow holding every member's pending messages (not only the last one's),
+// and the move is recorded in the store; the next member to join gets them all.
+func TestRestoreMergesOfflineQueueMembers(t *testing.T) {
+	s := restoredEngine(t, true, func(st stores.Store, ch *stores.Channel) {
+		for id, sent := range map[uint64][]uint64{1: {1, 3, 5}, 2: {2, 4, 6}, 3: {7}} {
+			sub := stores.SubState{ID: id, ClientID: "gone", QGroup: "grp", DurableName: "dq", IsDurable: true,
+				Inbox: "in", MaxInFlight: 100, AckWaitSecs: 30}
+			if err := ch.Subs.CreateSub(&sub); err != nil {
+				t.Fatal(err)
+			}
+			record(t, ch, id, sent...)
+		}
+	})
+	ch := s.channels["foo"]
+	g := ch.queues[queueID{key: "dq:grp"}]
+	if g == nil || g.shadow == nil || len(g.members) != 0 {
+		t.Fatalf("group after restore: %+v", g)
+	}
+	got := sortedPending(g.shadow)
+	if !slices.Equal(got, []uint64{1, 2, 3, 4, 5, 6, 7}) || g.lastSent != 7 {
+		t.Fatalf("shadow pending %v, group position %d", got, g.lastSent)
+	}
+	subs, _ := ch.store.Subs.Subs()
+	if len(subs) != 1 || !slices.Equal(subs[0].Pending, got) || !subs[0].State.IsClosed {
+		t.Fatalf("store after restore: %+v", subs)
+	}
+}
+
+// A queue member whose client is gone hands its pending messages to the members whose
+// client is there, and the store says so.
+func TestRestoreHandsOrphanedPendingToMembers(t *testing.T) {
+	s := restoredEngine(t, true, func(st stores.Store, ch *stores.Channel) {
+		if err := st.AddClient(stores.ClientInfo{ID: "here", HbInbox: "hb"}); err != nil {
+			t.Fatal(err)
+		}
+		for id, client := range map[uint64]string{1: "here", 2: "gone"} {
+			sub := stores.SubState{ID: id, ClientID: client, QGroup: "grp", Inbox: "in", MaxInFlight: 100, AckWaitSecs: 30}
+			if err := ch.Subs.CreateSub(&sub); err != nil {
+				t.Fatal(err)
+			}
+		}
+		record(t, ch, 1, 1, 3)
+		record(t, ch, 2, 2, 4)
+	})
+	g := s.channels["foo"].queues[queueID{key: "grp"}]
+	if g == nil || len(g.members) != 1 {
+		t.Fatalf("group after restore: %+v", g)
+	}
+	if got := sortedPending(g.members[0]); !slices.Equal(got, []uint64{1, 2, 3, 4}) {
+		t.Fatalf("member pending %v", got)
+	}
+	subs, _ := s.channels["foo"].store.Subs.Subs()
+	if len(subs) != 1 || subs[0].State.ID != 1 || !slices.Equal(subs[0].Pending, []uint64{1, 2, 3, 4}) {
+		t.Fatalf("store after restore: %+v", subs)
+	}
+}
+
+// After a crash, every message past a subscription's recovered position is flagged when
+// first sent (its "sent" record may have been lost); after a clean stop, none is.
+func TestRestoreFlagsUncertainDeliveriesAfterCrash(t *testing.T) {
+	for _, clean := range []bool{false, true} {
+		s := restoredEngine(t, clean, func(st stores.Store, ch *stores.Channel) {
+			if err := st.AddClient(stores.ClientInfo{ID: "c", HbInbox: "hb"}); err != nil {
+				t.Fatal(err)
+			}
+			sub := stores.SubState{ID: 1, ClientID: "c", DurableName: "d", IsDurable: true, Inbox: "in", MaxInFlight: 100, AckWaitSecs: 30}
+			if err := ch.Subs.CreateSub(&sub); err != nil {
+				t.Fatal(err)
+			}
+			record(t, ch, 1, 1, 2, 3)
+			if err := ch.Subs.Record([]stores.SubEvent{{SubID: 1, Seq: 1, Acked: true}, {SubID: 1, Seq: 2, Acked: true}, {SubID: 1, Seq: 3, Acked: true}}); err != nil {
+				t.Fatal(err)
+			}
+		})
+		var sub *subState
+		for sb := range s.channels["foo"].subs {
+			sub = sb
+		}
+		s.sendAvailable(sub)
+		for seq := uint64(4); seq <= 10; seq++ {
+			p, ok := sub.pending[seq]
+			if !ok || (p.count > 0) == clean {
+				t.Fatalf("clean=%v: seq %d sent %v with count %d", clean, seq, ok, p.count)
+			}
+		}
+	}
+}
