@@ -60,12 +60,17 @@ func (q *Queue[T]) Pop(into []T) []T {
 		// clearing the whole capacity would cost a burst's worth on every small batch.
 		clear(into[:min(q.lastOut, cap(into))])
 		q.mu.Lock()
+		if len(q.items) == 0 {
+			// Nothing queued: keep the buffers as they are. Swapping here would hand the
+			// queue the very array we return, and the producers would then append into
+			// the batch the consumer is reading.
+			q.mu.Unlock()
+			q.lastOut = 0
+			return into[:0]
+		}
 		out := q.items
 		q.items = into[:0]
 		q.mu.Unlock()
-		if out == nil {
-			out = into[:0]
-		}
 		q.lastOut = len(out)
 		return out
 	}

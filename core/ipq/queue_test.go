@@ -165,3 +165,34 @@ func TestQueueSteadyStateAllocs(t *testing.T) {
 		t.Fatalf("append mode: %v allocs per round, want 0", n)
 	}
 }
+
+// A Pop that finds the queue empty — a consumer woken by something else, such as the
+// streaming engine by its committer — must not hand the queue the array it returns:
+// the producers would then append into the batch the consumer goes on to read.
+func TestQueueEmptyPopKeepsBuffersApart(t *testing.T) {
+	q := New[int]("t", 0)
+	for i := range 8 {
+		_ = q.Push(i)
+	}
+	batch := q.Pop(nil) // first batch: the queue is left with no buffer
+	batch = q.Pop(batch[:0])
+	if len(batch) != 0 {
+		t.Fatalf("empty pop returned %v", batch)
+	}
+	for i := range 3 {
+		_ = q.Push(10 + i)
+	}
+	batch = q.Pop(batch[:0])
+	got := append([]int(nil), batch...)
+	for i := range 3 { // producers go on while the consumer reads the batch
+		_ = q.Push(20 + i)
+	}
+	for i, v := range batch {
+		if v != got[i] {
+			t.Fatalf("batch changed under the consumer: %v, was %v", batch, got)
+		}
+	}
+	if want := []int{10, 11, 12}; len(got) != 3 || got[0] != 10 || got[2] != 12 {
+		t.Fatalf("batch %v, want %v", got, want)
+	}
+}
