@@ -234,7 +234,7 @@ func (s *Server) processHbReply(o *op) {
 		return
 	}
 	if o.from != c.nats && !s.rebindIfGone(c, o.from) {
-		s.log.Debug("heartbeat answer from another connection ignored", "client_id", c.id)
+		s.refusedLog(&s.hbLog, "heartbeat answer refused", "client_id", c.id, "cause", "not from the client's connection")
 		return
 	}
 	c.hbOut = false

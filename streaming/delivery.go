@@ -252,7 +252,7 @@ func (s *Server) processAck(o *op) {
 	// Only the subscriber's own connection may acknowledge (binding.go): an ack inbox
 	// seen elsewhere (monitoring lists them) is no licence to ack.
 	if c := sub.owner; c == nil || (o.from != c.nats && s.bind(c, o) != bindOK) {
-		s.log.Debug("ack refused: not from the subscriber's connection", "channel", sub.ch.name, "client_id", sub.clientID)
+		s.refusedLog(&s.ackLog, "ack refused", "client_id", sub.clientID, "channel", sub.ch.name, "cause", "not from the subscriber's connection")
 		return
 	}
 	seq := o.seq
@@ -325,6 +325,19 @@ func (s *Server) deliveryFailed(sub *subState, seq uint64, err error) {
 	s.log.Warn("delivery failed", "channel", sub.ch.name, "client_id", sub.clientID, "seq", seq,
 		"inbox", quote(sub.inbox), "err", err, "failures_since_last_report", s.failLog.n)
 	s.failLog.last, s.failLog.n = now, 0
+}
+
+// refusedLog logs a refusal that has no reply to carry it (an ack, a heartbeat answer):
+// one line naming the client and the cause, at most one per deliveryLogEvery per kind,
+// with how many were refused meanwhile — a forger cannot flood the log.
+func (s *Server) refusedLog(l *rateLog, msg string, args ...any) {
+	now := time.Now()
+	l.n++
+	if now.Sub(l.last) < deliveryLogEvery {
+		return
+	}
+	s.log.Info(msg, append(args, "refused_since_last_report", l.n)...)
+	l.last, l.n = now, 0
 }
 
 // deliveryLogEvery is the shortest interval between two "delivery failed" lines.

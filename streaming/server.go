@@ -67,6 +67,8 @@ type Server struct {
 	applyOut   []any
 	commit     *committer // the pipelined group commit (commit.go); nil until needed
 	failLog    rateLog    // delivery failures (delivery.go)
+	ackLog     rateLog    // refused acks
+	hbLog      rateLog    // refused heartbeat answers
 
 	// Metadata waiting for its commit (durable.go).
 	subsDirty    []*channel    // channels whose SubStore changed since the last flush

@@ -154,6 +154,9 @@ func TestHostileForeignHeartbeatAnswersIgnored(t *testing.T) {
 		t.Fatal("the client's connection was closed")
 	}
 	wantLogLines(t, s.logs, 1, `msg="closing client after missed heartbeats"`, "client_id=kept ", "connection_gone=false")
+	if logLines(s.logs, `msg="heartbeat answer refused"`, "client_id=kept ") < 1 {
+		t.Error(`no "heartbeat answer refused" line for client kept`)
+	}
 }
 
 // A subscription with a huge MaxInFlight on a 1,000-message channel whose inbox nobody

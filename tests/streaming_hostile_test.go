@@ -318,6 +318,7 @@ func TestHostileForgedAckIgnored(t *testing.T) {
 	if m.Sequence != 1 || !m.Redelivered {
 		t.Fatalf("want seq 1 redelivered after the forged acks, got %v", m)
 	}
+	wantLogLines(t, s.logs, 1, `msg="ack refused"`, "client_id=victim ")
 	// The victim's own ack does count.
 	must(t, vnc.Publish(ackInbox, ack))
 	waitFor(t, hostileWait, func() error {
