@@ -151,8 +151,8 @@ func TestReadsVersion1(t *testing.T) {
 	}
 	checkMsgs(t, ch.Channel.Msgs, all)
 	cd := filepath.Join(dir, "ch00000001")
-	if version(t, filepath.Join(dir, "meta.log")) != 2 || version(t, filepath.Join(cd, "subs.log")) != 2 {
-		t.Fatal("logs not rewritten in version 2")
+	if version(t, filepath.Join(dir, "meta.log")) != FormatVersion || version(t, filepath.Join(cd, "subs.log")) != FormatVersion {
+		t.Fatal("logs not rewritten in the current version")
 	}
 	more := genMsgs(11, 5)
 	if err := ch.Channel.Msgs.Append(more); err != nil {
@@ -186,7 +186,7 @@ func TestReadsVersion1(t *testing.T) {
 		all = append(all, genMsgs(seq, 1)...)
 	}
 	segs := segFilesIn(t, cd)
-	if version(t, segs[1]) != 1 || version(t, segs[2]) != 2 {
+	if version(t, segs[1]) != 1 || version(t, segs[2]) != FormatVersion {
 		t.Fatalf("versions after the roll: %d, %d", version(t, segs[1]), version(t, segs[2]))
 	}
 	checkMsgs(t, ms, all)

@@ -12,13 +12,15 @@ import (
 )
 
 // FormatVersion is the on-disk format version of the files this build writes. It reads
-// version 1 files too (see FORMAT.md): a version 1 log is rewritten at open, a version 1
-// tail segment is appended to as version 1 until it rolls.
-const FormatVersion = 2
+// versions 1 and 2 too (see FORMAT.md): an older log is rewritten at open, an older tail
+// segment is appended to in its version (no journal records, and for version 1 no sync
+// marks) until it rolls.
+const FormatVersion = 3
 
 // The header at offset 0 of every file: a 6-byte magic naming the kind of file, the format
 // version (u16), and from version 2 a random nonce (u64) that the file's sync marks repeat,
-// so that no record data (a client's bytes) can pass for one.
+// so that no record data (a client's bytes) can pass for one. Version 3 has the header of
+// version 2; it adds journal records to segments and LSN records to subs.log.
 const (
 	hdrSizeV1 = 8
 	hdrSizeV2 = 16
@@ -72,13 +74,13 @@ func checkHeader(path, magic string, data []byte) (h fileHdr, torn bool, err err
 	switch h.version {
 	case 1:
 		h.size = hdrSizeV1
-	case 2:
+	case 2, 3:
 		if len(data) < hdrSizeV2 {
 			return h, true, nil
 		}
 		h.size, h.nonce = hdrSizeV2, binary.LittleEndian.Uint64(data[8:])
 	default:
-		return h, false, fmt.Errorf("%w: %s has version %d, this build reads versions 1 and %d", ErrVersion, path, h.version, FormatVersion)
+		return h, false, fmt.Errorf("%w: %s has version %d, this build reads versions 1 to %d", ErrVersion, path, h.version, FormatVersion)
 	}
 	return h, false, nil
 }

@@ -15,11 +15,16 @@ import (
 )
 
 const (
-	hdrSize    = 32
-	idxSize    = 24
-	flagMarker = 1 // seq: the channel's First, time: its Last
-	flagSync   = 2 // version 2 sync mark: seq: bytes of the file an fsync covered, time: the file's nonce
+	hdrSize     = 32
+	idxSize     = 24
+	flagMarker  = 1 // seq: the channel's First, time: its Last
+	flagSync    = 2 // version 2 sync mark: seq: bytes of the file an fsync covered, time: the file's nonce
+	flagJournal = 4 // version 3 journal record: seq: LSN, time: 0 (records) or 1 (snapshot), body: subscription records
 )
+
+// maxSegFile bounds a segment file (message offsets are u32): journal records may take it
+// past SegmentBytes, which counts the messages only.
+const maxSegFile = 3 << 30
 
 // msgStore is one channel's messages in segment files.
 type msgStore struct {
@@ -47,21 +52,44 @@ type msgStore struct {
 	epoch  uint64 // bumped by Rollback: a SyncFlushed that started before it reports nothing
 	hdr    [hdrSize]byte
 
-	flushedSeg  *segment // the tail as of the last Flush: what SyncFlushed fsyncs
-	flushedLast uint64   // Last as of the last Flush
-	syncedLast  uint64   // Last as of the last successful Sync or SyncFlushed: Rollback's cut
-	// First as of the marker the last Flush wrote, and as of the last one a successful
-	// sync covered: segments are deleted only once their removal is durable, or a power
-	// cut could take messages still in the durable window.
-	flushedFirst, syncedFirst uint64
+	fp         flushPoint // the last Flush: what SyncFlushed makes durable
+	syncedLast uint64     // Last as of the last successful Sync or SyncFlushed: Rollback's cut
+	// First as of the marker the last successful sync covered: segments are deleted only
+	// once their removal is durable, or a power cut could take messages still in the
+	// durable window.
+	syncedFirst uint64
+
+	// The subscription journal (journal.go): each Flush of the channel's subStore writes its
+	// records into the tail, so that one fsync of the tail covers messages and
+	// subscriptions. The records with an LSN past what subs.log holds durably are live: they
+	// are carried into the next tail whenever the tail changes.
+	subs       *subStore // the channel's subscriptions: Rollback commits them first
+	jlive      []jext    // the tail's live journal records, in order
+	jliveBytes int64
+	jdurable   uint64 // the LSN subs.log holds durably, as the subStore last said
+	jbuf       []byte // scratch: snapshot bodies, carried records
+	collect    bool   // opening: the tail's scan keeps its journal records in recovered
+	recovered  []jrec
 
 	ra readAhead // sequential Loads (a subscriber replaying) read blocks, not records
 }
 
 // openMsgStore recovers the channel kept in dir; base is the Last recorded in the metadata
 // (the last sequence of a deleted predecessor).
-func openMsgStore(dir, name string, base uint64, limits stores.Limits, opts *Options, fds *fdCache) (*msgStore, error) {
-	ms := &msgStore{dir: dir, name: name, base: base, overhead: uint64(len(name) + stores.MsgOverhead), limits: limits, opts: opts, fds: fds}
+// With collect, the journal records of the tail are kept in ms.recovered for the subStore.
+func openMsgStore(dir, name string, base uint64, limits stores.Limits, opts *Options, fds *fdCache, collect bool) (*msgStore, error) {
+	ms := &msgStore{dir: dir, name: name, base: base, overhead: uint64(len(name) + stores.MsgOverhead), limits: limits, opts: opts, fds: fds, collect: collect}
+	// A tail being created with the journal records it carries (journal.go) is renamed into
+	// place once synced: one left over was never the tail.
+	tmps, err := filepath.Glob(filepath.Join(dir, "*.seg.tmp"))
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range tmps {
+		if err := removeFile(t, opts); err != nil {
+			return nil, err
+		}
+	}
 	names, err := filepath.Glob(filepath.Join(dir, "*.seg"))
 	if err != nil {
 		return nil, err
@@ -99,7 +127,7 @@ func openMsgStore(dir, name string, base uint64, limits stores.Limits, opts *Opt
 			}
 			saved := seg.ents
 			seg.ents, seg.f = nil, f
-			_, markFirst, markLast, _, _ = seg.scan(seg.size)
+			_, markFirst, markLast, _, _ = seg.scan(seg.size, nil)
 			seg.ents, seg.f = saved, nil
 			f.Close()
 		}
@@ -149,8 +177,7 @@ func openMsgStore(dir, name string, base uint64, limits stores.Limits, opts *Opt
 		seq = seg.first + uint64(len(seg.ents))
 	}
 	ms.markFirst = markFirst
-	ms.syncedLast, ms.flushedLast = ms.last, ms.last
-	ms.syncedFirst, ms.flushedFirst = ms.first, ms.first
+	ms.syncedLast, ms.syncedFirst = ms.last, ms.first
 	return ms, nil
 }
 
@@ -191,12 +218,21 @@ func (ms *msgStore) Append(batch []stores.Msg) error {
 	if ms.msgs == 0 {
 		// An empty channel may resume after a gap: start a new segment at the batch.
 		if n := len(ms.segs); n == 0 || ms.segs[n-1].first+uint64(len(ms.segs[n-1].ents)) != batch[0].Seq {
-			for len(ms.segs) > 0 {
-				ms.dropSegment()
+			if len(ms.jlive) == 0 {
+				for len(ms.segs) > 0 {
+					ms.dropSegment()
+				}
 			}
+			// With live journal records the tail rolls first, carrying them (journal.go), and
+			// the old segments go once the new tail holds them durably; a crash in between
+			// leaves old segments wholly before the First of the new tail's marker, which
+			// recovery drops.
 			ms.first = batch[0].Seq
 			if err := ms.newSegment(batch[0].Seq); err != nil {
 				return ms.fail(err)
+			}
+			for len(ms.segs) > 1 {
+				ms.dropSegment()
 			}
 		}
 	}
@@ -272,10 +308,11 @@ func (ms *msgStore) write(m *stores.Msg) error {
 }
 
 // full reports whether the tail seg (holding messages) must roll before a record of
-// blen bytes written at time t: SegmentBytes, SegmentMsgs, SegmentAge.
+// blen bytes written at time t: SegmentBytes (journal records not counted: they are
+// bounded on their own, and carried whole into the next tail), SegmentMsgs, SegmentAge.
 func (ms *msgStore) full(seg *segment, blen int, t int64) bool {
 	o := ms.opts
-	return seg.size+hdrSize+int64(blen) > o.SegmentBytes ||
+	return seg.size-seg.jbytes+hdrSize+int64(blen) > o.SegmentBytes || seg.size+hdrSize+int64(blen) > maxSegFile ||
 		(o.SegmentMsgs > 0 && len(seg.ents) >= o.SegmentMsgs) ||
 		(o.SegmentAge > 0 && t-seg.ents[0].time >= int64(o.SegmentAge))
 }
@@ -364,8 +401,9 @@ func (ms *msgStore) SeqAtTime(ns int64) uint64 {
 	}
 	segs := ms.segs[start:]
 	si := sort.Search(len(segs), func(i int) bool {
+		// Only the tail may hold no message (a fresh one): it holds none before ns.
 		ents := segs[i].ents
-		return len(ents) > 0 && ents[len(ents)-1].time >= ns
+		return len(ents) == 0 || ents[len(ents)-1].time >= ns
 	})
 	if si == len(segs) {
 		return ms.last + 1

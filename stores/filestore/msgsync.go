@@ -75,25 +75,54 @@ func (ms *msgStore) Flush() error {
 	if err != nil || seg == nil {
 		return err
 	}
-	ms.flushedSeg, ms.flushedLast, ms.flushedFirst = seg, ms.last, ms.markFirst
+	ms.fp = ms.point(seg)
 	ms.dropOld()
 	return nil
 }
 
-// SyncFlushed implements stores.SplitSyncer: it fsyncs, without holding mu, the tail as of
-// the last Flush. Earlier flushes went to that file or to segments sealed since, and
-// sealing fsyncs a segment before it closes it; so a segment sealed meanwhile (or whose
-// handle a roll closed during the fsync: os.ErrClosed) is durable already.
+// flushPoint is what one Flush of the channel — the MsgStore's, or the subStore's, which
+// writes its journal record into the tail (journal.go) — handed to the OS, for the
+// SyncFlushed that makes it durable.
+type flushPoint struct {
+	seg         *segment // the tail then
+	size        int64    // its bytes in the file then
+	last, first uint64   // Last, and First as of the last marker, then
+	epoch       uint64
+}
+
+// point is the flush point of the tail seg, just flushed. Caller holds mu.
+func (ms *msgStore) point(seg *segment) flushPoint {
+	return flushPoint{seg: seg, size: seg.flushed, last: ms.last, first: ms.markFirst, epoch: ms.epoch}
+}
+
+// SyncFlushed implements stores.SplitSyncer: it makes the last Flush durable (syncPoint).
+func (ms *msgStore) SyncFlushed() error {
+	ms.mu.RLock()
+	fp := ms.fp
+	ms.mu.RUnlock()
+	return ms.syncPoint(fp)
+}
+
+// syncPoint makes what the flush fp handed to the OS durable: it fsyncs, without holding mu,
+// the tail as of that flush — unless an fsync since (the MsgStore's or the subStore's: both
+// flush into the tail) already covered it, so that a commit pass that syncs both pays one
+// fsync. Earlier flushes went to that file or to segments sealed since, and sealing fsyncs
+// a segment before it closes it; so a segment sealed meanwhile (or whose handle a roll
+// closed during the fsync: os.ErrClosed) is durable already. A tail replaced meanwhile
+// (journal.go) was replaced by a synced file holding what it held that was needed.
 //
 // It reports nil only if the channel is still healthy once the fsync returns: after a
 // failure elsewhere in the channel (a failed fsync at a roll, say, which may have consumed
 // the error this fsync would have seen) nothing is reported durable until Rollback.
-func (ms *msgStore) SyncFlushed() error {
+func (ms *msgStore) syncPoint(fp flushPoint) error {
 	ms.mu.RLock()
-	seg, last, first, epoch, err := ms.flushedSeg, ms.flushedLast, ms.flushedFirst, ms.epoch, ms.usable()
+	seg, err := fp.seg, ms.usable()
+	if err == nil && seg != nil && fp.epoch != ms.epoch {
+		err = fmt.Errorf("filestore: channel %q: rolled back while syncing", ms.name)
+	}
 	var f *os.File
 	var size int64
-	if seg != nil && seg.w != nil {
+	if err == nil && seg != nil && seg.w != nil && seg.synced < fp.size {
 		f, size = seg.f, seg.flushed
 	}
 	ms.mu.RUnlock()
@@ -101,7 +130,7 @@ func (ms *msgStore) SyncFlushed() error {
 		return err
 	}
 	var serr error
-	if f != nil { // else sealed since the Flush: the seal fsynced it
+	if f != nil { // else covered already, or sealed since the Flush: the seal fsynced it
 		serr = fsync(f, seg.path, ms.opts)
 	}
 	ms.mu.Lock()
@@ -109,7 +138,7 @@ func (ms *msgStore) SyncFlushed() error {
 	if err := ms.usable(); err != nil {
 		return err
 	}
-	if ms.epoch != epoch {
+	if ms.epoch != fp.epoch {
 		return fmt.Errorf("filestore: channel %q: rolled back while syncing", ms.name)
 	}
 	if serr != nil {
@@ -117,13 +146,14 @@ func (ms *msgStore) SyncFlushed() error {
 			return ms.fail(serr)
 		}
 		// sealed meanwhile: the seal fsynced it
+	} else if f != nil {
+		seg.synced = max(seg.synced, size)
+		if !ms.opts.NoSync {
+			seg.proof = max(seg.proof, size)
+		}
 	}
-	seg.synced = max(seg.synced, size)
-	if !ms.opts.NoSync {
-		seg.proof = max(seg.proof, size)
-	}
-	ms.syncedLast = max(ms.syncedLast, last)
-	ms.syncedFirst = max(ms.syncedFirst, first)
+	ms.syncedLast = max(ms.syncedLast, fp.last)
+	ms.syncedFirst = max(ms.syncedFirst, fp.first)
 	return nil
 }
 
@@ -132,26 +162,45 @@ func (ms *msgStore) SyncFlushed() error {
 // since, and the rest of the segment that holds the first of them, sealed or not) and
 // whatever the tail holds past its last fsync, then rebuilds the channel from its files as
 // Open would.
+//
+// The cut may take journal records (journal.go) with it: so first, if the tail holds any
+// that subs.log does not hold durably, the subStore commits its whole state to subs.log
+// (memory is the truth for subscriptions), and the cut loses nothing it needs.
 func (ms *msgStore) Rollback() error {
+	ms.mu.Lock()
+	if ms.closed || ms.deleted || ms.failed == nil {
+		defer ms.mu.Unlock()
+		return ms.usable()
+	}
+	live := len(ms.jlive) > 0
+	ms.mu.Unlock()
+	if ms.subs != nil { // its locks come before mu
+		if err := ms.subs.rolledBack(live); err != nil {
+			return fmt.Errorf("filestore: channel %q: rollback: %w", ms.name, err)
+		}
+	}
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
 	if ms.closed || ms.deleted || ms.failed == nil {
 		return ms.usable()
+	}
+	if len(ms.jlive) > 0 {
+		return fmt.Errorf("filestore: channel %q: rollback: subscription journal not committed", ms.name)
 	}
 	if err := ms.cutUnsynced(); err != nil {
 		return fmt.Errorf("filestore: channel %q: rollback: %w", ms.name, err)
 	}
 	ms.release()
 	ms.ra.reset()
-	fresh, err := openMsgStore(ms.dir, ms.name, ms.base, ms.limits, ms.opts, ms.fds)
+	fresh, err := openMsgStore(ms.dir, ms.name, ms.base, ms.limits, ms.opts, ms.fds, false)
 	if err != nil {
 		return fmt.Errorf("filestore: channel %q: rollback: %w", ms.name, err)
 	}
 	ms.segs = fresh.segs
 	ms.first, ms.last, ms.msgs, ms.bytes, ms.markFirst = fresh.first, fresh.last, fresh.msgs, fresh.bytes, fresh.markFirst
-	ms.syncedLast, ms.flushedLast = fresh.last, fresh.last
-	ms.syncedFirst, ms.flushedFirst = fresh.first, fresh.first
-	ms.failed, ms.flushedSeg = nil, nil
+	ms.syncedLast, ms.syncedFirst = fresh.last, fresh.first
+	ms.failed, ms.fp = nil, flushPoint{}
+	ms.jlive, ms.jliveBytes = ms.jlive[:0], 0
 	ms.epoch++
 	return nil
 }

@@ -163,7 +163,9 @@ func powerLossRun(t *testing.T, seed uint64) {
 	dir := t.TempDir()
 	disk := crashtest.New()
 	faults := &plFaults{budget: -1}
-	opts := filestore.Options{SegmentBytes: 8 << 10, BufferSize: 2 << 10, CompactBytes: 4 << 10,
+	// CompactBytes also bounds the subscription journal in each tail: small, it is
+	// checkpointed and shed (rolls, tails replaced) often.
+	opts := filestore.Options{SegmentBytes: 8 << 10, BufferSize: 2 << 10, CompactBytes: []int{4 << 10, 1 << 10, 300}[seed%3],
 		Limits: &stores.LimitsSet{Global: stores.DefaultLimits(), Channels: map[string]stores.Limits{"b": {MaxMsgs: 50}}}}
 	faults.install(&opts)
 	disk.Install(&opts) // around the faults: a frozen disk fails before them

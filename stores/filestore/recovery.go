@@ -72,7 +72,11 @@ func (ms *msgStore) openSegment(base string, first uint64, tail bool) (*segment,
 			return seg, 0, 0, nil
 		}
 	}
-	end, mf, ml, proof, err := seg.scan(size)
+	var jr *[]jrec
+	if tail && ms.collect {
+		jr = &ms.recovered
+	}
+	end, mf, ml, proof, err := seg.scan(size, jr)
 	if err != nil {
 		f.Close()
 		return nil, 0, 0, err
@@ -229,13 +233,18 @@ func (seg *segment) loadIndex(size int64) string {
 
 // scan reads the records of the segment, verifying CRCs and sequences, and returns where
 // the intact prefix ends, the last marker, and the highest offset its sync marks prove
-// synced.
-func (seg *segment) scan(size int64) (end int64, mf, ml uint64, proof int64, err error) {
+// synced. It counts the journal records of the intact prefix (seg.jbytes, seg.jlast) and,
+// if jr is not nil, appends them (their bodies copied) to *jr.
+func (seg *segment) scan(size int64, jr *[]jrec) (end int64, mf, ml uint64, proof int64, err error) {
 	start := int64(seg.hdr.size)
 	r := bufio.NewReaderSize(io.NewSectionReader(seg.f, start, max(size-start, 0)), 256<<10)
 	var hdr [hdrSize]byte
 	var body []byte
 	seg.ents = seg.ents[:0]
+	seg.jbytes, seg.jlast = 0, 0
+	if jr != nil {
+		*jr = (*jr)[:0]
+	}
 	end = start
 	for {
 		if _, err := io.ReadFull(r, hdr[:]); err != nil {
@@ -273,6 +282,17 @@ func (seg *segment) scan(size int64) (end int64, mf, ml uint64, proof int64, err
 				return end, mf, ml, proof, nil
 			}
 			seg.ents = append(seg.ents, entry{time: tm, off: uint32(end), blen: blen, rlen: rlen})
+		case flagJournal:
+			// Version 3. LSNs only grow within a file: anything else is not a record this
+			// store wrote here.
+			if seg.hdr.version < 3 || rlen != 0 || seq == 0 || seq <= seg.jlast || uint64(tm) > journalSnapshot {
+				return end, mf, ml, proof, nil
+			}
+			seg.jlast = seq
+			seg.jbytes += hdrSize + int64(blen)
+			if jr != nil {
+				*jr = append(*jr, jrec{lsn: seq, snap: tm == journalSnapshot, off: end, body: append([]byte(nil), body...)})
+			}
 		default:
 			return end, mf, ml, proof, nil
 		}
@@ -302,7 +322,7 @@ func (seg *segment) resync(off, size int64) (next int64, zeros bool, err error) 
 }
 
 // intactAt reports whether b starts with an intact record that could follow sequence
-// expect-1 (a message at or after expect, a marker, or a sync mark).
+// expect-1 (a message at or after expect, a marker, a sync mark, or a journal record).
 func intactAt(b []byte, expect uint64) bool {
 	blen := binary.LittleEndian.Uint32(b[0:])
 	if uint64(blen) > uint64(len(b)-hdrSize) {
@@ -313,6 +333,10 @@ func intactAt(b []byte, expect uint64) bool {
 	switch {
 	case flags == flagMarker || flags == flagSync:
 		if blen != 0 {
+			return false
+		}
+	case flags == flagJournal:
+		if binary.LittleEndian.Uint32(b[28:]) != 0 {
 			return false
 		}
 	case flags == 0:

@@ -539,5 +539,5 @@ func TestLoadChecksCRC(t *testing.T) {
 }
 
 // firstRecordOff is where the first record after the self-proving sync mark of a freshly
-// rewritten log lies.
-const firstRecordOff = hdrSizeV2 + 8 + markLen
+// rewritten, empty subs.log (its LSN record, 0) lies.
+const firstRecordOff = hdrSizeV2 + 8 + 2 + 8 + markLen

@@ -33,8 +33,10 @@ type segment struct {
 	// synced: the file's bytes the last successful Sync or SyncFlushed covered (all of it
 	// once sealed; what recovery found for a tail opened by Open): where Rollback cuts.
 	synced int64
-	proof  int64 // bytes a real fsync covered (not with NoSync): the next sync mark states it
-	marked int64 // the proof the last sync mark written states
+	proof  int64  // bytes a real fsync covered (not with NoSync): the next sync mark states it
+	marked int64  // the proof the last sync mark written states
+	jbytes int64  // bytes of journal records in the file
+	jlast  uint64 // LSN of the last journal record in the file (0: none)
 }
 
 func segPath(dir string, first uint64) string {
@@ -75,8 +77,24 @@ func putIdx(b *[idxSize]byte, e *entry) {
 }
 
 // newSegment creates the segment that starts at first and writes a marker into it. The
-// previous tail is sealed (flushed and fsynced). Caller holds mu.
+// previous tail is sealed (flushed and fsynced); if it holds live journal records, the new
+// tail is created holding a copy of them, synced before it takes the name (journal.go).
+// Caller holds mu.
 func (ms *msgStore) newSegment(first uint64) error {
+	if n := len(ms.segs); n > 0 && len(ms.jlive) > 0 {
+		old := ms.segs[n-1]
+		if err := ms.flush(old); err != nil {
+			return err
+		}
+		carry, err := ms.readLive(old)
+		if err != nil {
+			return err
+		}
+		if err := ms.seal(old); err != nil {
+			return err
+		}
+		return ms.createCarry(first, carry, nil)
+	}
 	if n := len(ms.segs); n > 0 {
 		if err := ms.seal(ms.segs[n-1]); err != nil {
 			return err

@@ -266,15 +266,16 @@ func (s *Store) openChannel(name string, ch *channel) error {
 		return err
 	}
 	l := s.limits.For(name)
-	ms, err := openMsgStore(d, name, ch.base, l, &s.opts, s.fds)
+	ms, err := openMsgStore(d, name, ch.base, l, &s.opts, s.fds, true)
 	if err != nil {
 		return err
 	}
-	ss, err := openSubStore(filepath.Join(d, "subs.log"), l.MaxSubs, &s.opts)
+	ss, err := openSubStore(filepath.Join(d, "subs.log"), l.MaxSubs, &s.opts, ms)
 	if err != nil {
 		ms.abandon()
 		return err
 	}
+	ms.subs = ss
 	ch.msgs, ch.subs = ms, ss
 	ch.ch.Msgs, ch.ch.Subs = ms, ss
 	return nil

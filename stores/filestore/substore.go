@@ -2,6 +2,8 @@ package filestore
 
 import (
 	"cmp"
+	"encoding/binary"
+	"fmt"
 	"slices"
 	"sync"
 
@@ -16,16 +18,55 @@ const (
 	subDelete  = 'D' // id
 	subEvents  = 'E' // count, then (id, seq, acked) each
 	subPending = 'P' // id, count, seqs: sets pending (compaction)
+	// Version 3: the LSN of the flush whose records follow (the first record of a batch), or
+	// that a rewrite's snapshot is the state of.
+	subLSN = 'N'
 )
 
-// subStore is one channel's subscriptions, in memory and in subs.log.
+// subStore is one channel's subscriptions: in memory (the truth), in subs.log (the
+// checkpoint), and in the journal records its flushes write into the channel's tail segment
+// (journal.go).
+//
+// Every flush that writes records gets the next LSN. A flush writes them as one journal
+// record into the tail when the channel has a tail that can take it — then a SyncFlushed
+// fsyncs the tail (once for the whole channel: see msgStore.syncPoint), never subs.log —
+// and otherwise (no message yet, a failed channel, an older tail, Close) into subs.log, as a
+// batch whose first record is its LSN, which SyncFlushed commits. subs.log is rewritten from
+// memory (a checkpoint: its snapshot starts with its LSN) once the live journal has grown,
+// committed by the next SyncFlushed; then the records up to it are dead and the tail sheds
+// them. Recovery applies subs.log, then the tail's journal records past its LSN.
+//
+// Each journal record either holds the whole state (a snapshot) or continues what recovery
+// finds on disk: the previous journal record of the same tail, or a subs.log that holds the
+// LSN before it durably. Each subs.log batch continues what the file holds; when it does
+// not, the log is rewritten instead. So recovery never finds a gap: a journal record that
+// continues nothing is damage.
 type subStore struct {
-	mu sync.Mutex // guards everything below; leaf lock
+	mu sync.Mutex // guards everything below; taken before the msgStore's
 
 	log     *recLog
+	ms      *msgStore // the channel's messages: its tail carries the journal (nil: none)
 	maxSubs int
 	subs    map[uint64]*sub
 	buf     []byte
+	nbuf    []byte // the LSN record of a batch
+	scratch []byte // one record of a snapshot body
+
+	lsn        uint64 // the LSN of the last flush that wrote records
+	logLSN     uint64 // the LSN the log file (f) reaches
+	logDurable uint64 // the LSN a commit of the log made durable (0 since open: unknown)
+	bodyOff    int    // where the records of the pending batch start in log.pend (past its LSN)
+	snapNext   bool   // the next journal record holds the whole state
+	ckptSize   int64  // the last rewrite's size: a checkpoint waits for a live journal as large
+	// flushErr: the last flush failed; SyncFlushed reports it until a flush succeeds (which
+	// writes the whole state: a snapshot journal record or a rewrite).
+	flushErr error
+	// jfp: the last journal flush SyncFlushed has not made durable (seg nil: none).
+	jfp flushPoint
+	// Flushes that wrote the log, and how many of them a successful commit covered: a
+	// SyncFlushed must commit the log only for those (a journal flush after them holds the
+	// whole state, or continues a log that holds them durably).
+	logWrites, logCommitted uint64
 
 	closed, deleted bool
 }
@@ -35,23 +76,40 @@ type sub struct {
 	pending seqset.Set
 }
 
-func openSubStore(path string, maxSubs int, opts *Options) (*subStore, error) {
+// openSubStore recovers the subscriptions of subs.log at path, then the journal records of
+// the tail of ms (read by its open) that continue it.
+func openSubStore(path string, maxSubs int, opts *Options, ms *msgStore) (*subStore, error) {
 	l, ld, err := openRecLog(path, magicSubs, opts)
 	if err != nil {
 		return nil, err
 	}
-	ss := &subStore{log: l, maxSubs: maxSubs, subs: make(map[uint64]*sub)}
+	ss := &subStore{log: l, ms: ms, maxSubs: maxSubs, subs: make(map[uint64]*sub)}
 	l.mu, l.snapshot = &ss.mu, ss.appendSnapshot
 	for _, r := range ld.recs {
 		ss.replay(r)
 	}
+	applied := false
+	if ms != nil {
+		tail := ""
+		if n := len(ms.segs); n > 0 {
+			tail = ms.segs[n-1].path
+		}
+		applied, err = ss.applyJournal(ms.recovered, tail)
+		ms.recovered = nil
+		if err != nil {
+			return nil, err
+		}
+	}
 	// Rewriting costs a file, two fsyncs and a rename per channel: only when the log has
-	// something to drop (records beyond the compact form, one or two per subscription, or
-	// a torn tail) or is of an older format version.
-	if ld.intact() && ld.hdr.version == FormatVersion && len(ld.recs) <= 2*len(ss.subs) {
+	// something to drop (records beyond the compact form: its LSN, one or two per
+	// subscription; or a torn tail), lacks journal records, or is of an older version.
+	if !applied && ld.intact() && ld.hdr.version == FormatVersion && len(ld.recs) <= 2*len(ss.subs)+1 {
 		if err := l.openAppend(); err != nil {
 			return nil, err
 		}
+		// Whether the log is durable is not known (a kill -9 leaves unsynced writes): the
+		// first journal record holds the whole state.
+		ss.logLSN, ss.snapNext = ss.lsn, true
 		return ss, nil
 	}
 	if err := l.rewrite(); err != nil {
@@ -61,13 +119,59 @@ func openSubStore(path string, maxSubs int, opts *Options) (*subStore, error) {
 		l.close(false)
 		return nil, err
 	}
+	ss.logLSN, ss.logDurable = ss.lsn, ss.lsn
+	if ms != nil {
+		ms.jdurable = ss.lsn
+	}
 	return ss, nil
 }
 
-// appendSnapshot appends the framed records that recreate every subscription: one state
-// record and one pending record each. Caller holds mu.
+// applyJournal applies the journal records recs of the tail at path that continue the state
+// replayed from subs.log (at LSN ss.lsn): those at or before it are skipped, a snapshot
+// replaces the state, any other must continue it — else the channel is damaged. It reports
+// whether any record applied.
+func (ss *subStore) applyJournal(recs []jrec, path string) (bool, error) {
+	applied := false
+	for i := range recs {
+		r := &recs[i]
+		if r.lsn <= ss.lsn {
+			continue
+		}
+		if !r.snap && r.lsn != ss.lsn+1 {
+			return applied, &DamageError{File: path, Offset: r.off, Reason: fmt.Sprintf(
+				"journal record of LSN %d does not continue the subscriptions (LSN %d)", r.lsn, ss.lsn)}
+		}
+		if r.snap {
+			ss.subs = make(map[uint64]*sub)
+		}
+		if !eachRecord(r.body, ss.replay) {
+			return applied, &DamageError{File: path, Offset: r.off, Reason: fmt.Sprintf("journal record of LSN %d is malformed", r.lsn)}
+		}
+		ss.lsn, applied = r.lsn, true
+	}
+	return applied, nil
+}
+
+// eachRecord calls fn with each record of a body of [uvarint len][record]; false if the body
+// is malformed.
+func eachRecord(b []byte, fn func([]byte)) bool {
+	for len(b) > 0 {
+		n, k := binary.Uvarint(b)
+		if k <= 0 || n > uint64(len(b)-k) {
+			return false
+		}
+		fn(b[k : k+int(n) : k+int(n)])
+		b = b[k+int(n):]
+	}
+	return true
+}
+
+// appendSnapshot appends the framed records that recreate every subscription: the LSN whose
+// state they are, then one state record and one pending record each. Caller holds mu.
 func (ss *subStore) appendSnapshot(b []byte) []byte {
 	var st int
+	b, st = beginFrame(b)
+	b = endFrame(putUv(append(b, subLSN), ss.lsn), st)
 	for _, id := range slices.Sorted(mapsKeys(ss.subs)) {
 		r := ss.subs[id]
 		b, st = beginFrame(b)
@@ -76,6 +180,21 @@ func (ss *subStore) appendSnapshot(b []byte) []byte {
 		b = putUv(putUv(append(b, subPending), id), uint64(r.pending.Len()))
 		r.pending.Ascend(func(seq uint64) bool { b = putUv(b, seq); return true })
 		b = endFrame(b, st)
+	}
+	return b
+}
+
+// appendJournalSnapshot appends the body of a snapshot journal record: one state record
+// and one pending record per subscription, each [uvarint len][record]. Caller holds mu.
+func (ss *subStore) appendJournalSnapshot(b []byte) []byte {
+	for _, id := range slices.Sorted(mapsKeys(ss.subs)) {
+		r := ss.subs[id]
+		ss.scratch = encSub(ss.scratch[:0], subCreate, &r.state)
+		b = append(putUv(b, uint64(len(ss.scratch))), ss.scratch...)
+		p := putUv(putUv(append(ss.scratch[:0], subPending), id), uint64(r.pending.Len()))
+		r.pending.Ascend(func(seq uint64) bool { p = putUv(p, seq); return true })
+		ss.scratch = p
+		b = append(putUv(b, uint64(len(p))), p...)
 	}
 	return b
 }
@@ -121,10 +240,15 @@ func decSub(d *dec) stores.SubState {
 	return s
 }
 
-// replay applies one record of subs.log; a malformed record is ignored.
+// replay applies one record of subs.log or of a journal record; a malformed record is
+// ignored.
 func (ss *subStore) replay(rec []byte) {
 	d := &dec{b: rec}
 	switch d.byte1() {
+	case subLSN:
+		if n := d.uv(); !d.bad {
+			ss.lsn = max(ss.lsn, n)
+		}
 	case subCreate:
 		s := decSub(d)
 		if !d.bad {
@@ -200,7 +324,7 @@ func (ss *subStore) CreateSub(s *stores.SubState) error {
 	}
 	ss.subs[s.ID] = &sub{state: *s}
 	ss.buf = encSub(ss.buf[:0], subCreate, s)
-	ss.log.add(ss.buf)
+	ss.add(ss.buf)
 	return nil
 }
 
@@ -217,7 +341,7 @@ func (ss *subStore) UpdateSub(s *stores.SubState) error {
 	}
 	r.state = *s
 	ss.buf = encSub(ss.buf[:0], subUpdate, s)
-	ss.log.add(ss.buf)
+	ss.add(ss.buf)
 	return nil
 }
 
@@ -233,7 +357,7 @@ func (ss *subStore) DeleteSub(id uint64) error {
 	}
 	delete(ss.subs, id)
 	ss.buf = putUv(append(ss.buf[:0], subDelete), id)
-	ss.log.add(ss.buf)
+	ss.add(ss.buf)
 	return nil
 }
 
@@ -259,12 +383,25 @@ func (ss *subStore) Record(events []stores.SubEvent) error {
 		}
 	}
 	ss.buf = b
-	ss.log.add(b)
+	ss.add(b)
 	return nil
 }
 
-// Flush implements stores.SplitSyncer: the records written since the last Flush go to the
-// OS (or, after a failure or when the log is due for compaction, the whole state goes into
+// add buffers one record for the next flush: the records of one flush form one batch, which
+// starts with its LSN (in subs.log; a journal record has it in its header).
+func (ss *subStore) add(rec []byte) {
+	l := ss.log
+	if len(l.pend) == 0 && !l.overflow {
+		ss.nbuf = putUv(append(ss.nbuf[:0], subLSN), ss.lsn+1)
+		l.add(ss.nbuf)
+		ss.bodyOff = len(l.pend)
+	}
+	l.add(rec)
+}
+
+// Flush implements stores.SplitSyncer: the records written since the last Flush (the whole
+// state after a failure) go to the OS as one journal record in the channel's tail when it
+// can take it, else into subs.log (or, when it must be rewritten, the whole state goes into
 // a new file that the next SyncFlushed makes the log).
 func (ss *subStore) Flush() error {
 	ss.mu.Lock()
@@ -272,12 +409,174 @@ func (ss *subStore) Flush() error {
 	if err := ss.usable(); err != nil {
 		return err
 	}
-	return ss.log.flush()
+	return ss.flush(false)
 }
 
-// SyncFlushed implements stores.SplitSyncer: it fsyncs what was flushed (and renames a
-// rewrite over the log) without holding mu.
-func (ss *subStore) SyncFlushed() error { return ss.log.syncFlushed(ss.usable) }
+// flush is Flush; toLog writes subs.log whatever the channel has (Close). Caller holds mu.
+func (ss *subStore) flush(toLog bool) error {
+	l := ss.log
+	if l.closed {
+		return stores.ErrClosed
+	}
+	dirty := len(l.pend) > 0 || l.overflow
+	if dirty && !toLog && ss.ms != nil {
+		k := ss.lsn + 1
+		var body []byte
+		if !l.overflow {
+			body = l.pend[ss.bodyOff:]
+		}
+		r, ok, err := ss.ms.appendJournal(k, body, l.overflow || ss.snapNext, ss.logDurable, ss.appendJournalSnapshot)
+		if ok {
+			ss.lsn = k
+			l.pend, l.overflow = l.pend[:0], false
+			if err != nil {
+				// Whatever the tail got of it is cut by Rollback, or recovered whole: the next
+				// journal record holds the whole state, the next log write rewrites.
+				ss.snapNext, ss.flushErr = true, err
+				return err
+			}
+			ss.snapNext, ss.jfp, ss.flushErr = false, r.fp, nil
+			// This record holds the whole state, or continues a run that holds the log's
+			// writes durably: those need no commit any more.
+			ss.logCommitted = ss.logWrites
+			if !l.onTmp && !l.renaming &&
+				(r.liveBytes >= max(l.opts.journalBytes()/2, ss.ckptSize) || r.live >= maxLiveRecords) {
+				ss.checkpoint()
+			}
+			return nil
+		}
+	}
+	behind := toLog && ss.logLSN != ss.lsn // the journal holds records the log lacks
+	if !dirty && !behind && l.broken == nil && !l.compactDue() {
+		return nil
+	}
+	if dirty {
+		ss.lsn++
+		behind = ss.logLSN != ss.lsn-1
+	}
+	if behind { // a batch would not continue the log: rewrite it
+		l.pend, l.overflow = l.pend[:0], true
+	}
+	err := l.flush()
+	if err != nil {
+		ss.snapNext, ss.flushErr = true, err
+		return err
+	}
+	ss.logLSN, ss.flushErr = ss.lsn, nil
+	ss.logWrites++
+	// The log holds everything now: its commit, which the next SyncFlushed must make, covers
+	// every journal record too.
+	ss.jfp = flushPoint{}
+	return nil
+}
+
+// checkpoint rewrites subs.log from memory — the state of the flush just journaled — into a
+// new file that the next SyncFlushed commits; then the journal records up to it are dead.
+// A failure is tried again when the next checkpoint is due. Caller holds mu.
+func (ss *subStore) checkpoint() {
+	l := ss.log
+	if l.rewrite() != nil {
+		return
+	}
+	ss.logLSN, ss.ckptSize = ss.lsn, l.size
+}
+
+// SyncFlushed implements stores.SplitSyncer: it makes every flush before it durable —
+// fsyncing the channel's tail for journal records (unless a commit of the channel covered
+// them already), subs.log for its writes — without holding mu. A checkpoint waiting to be
+// committed is committed too; its failure matters only if a flush wrote the log.
+func (ss *subStore) SyncFlushed() error {
+	l := ss.log
+	l.syncMu.Lock()
+	defer l.syncMu.Unlock()
+	ss.mu.Lock()
+	if err := ss.usable(); err != nil {
+		ss.mu.Unlock()
+		return err
+	}
+	fp, writes, ferr := ss.jfp, ss.logWrites, ss.flushErr
+	needLog := ss.logCommitted < writes
+	j, ok, lerr := l.takeJob()
+	jobLSN := ss.logLSN
+	ss.mu.Unlock()
+	var jerr, cerr error
+	if fp.seg != nil {
+		jerr = ss.ms.syncPoint(fp)
+	}
+	renamed := false
+	if ok {
+		renamed, cerr = l.commit(j)
+	}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	durable := false
+	if ok {
+		l.finish(j, renamed, cerr)
+		if cerr == nil {
+			ss.logCommitted = max(ss.logCommitted, writes)
+			if jobLSN > ss.logDurable {
+				ss.logDurable, durable = jobLSN, true
+			}
+		}
+	} else if lerr == nil {
+		ss.logCommitted = max(ss.logCommitted, writes) // nothing written since the last commit
+	}
+	if jerr == nil && ss.jfp == fp {
+		ss.jfp = flushPoint{}
+	}
+	if err := ss.usable(); err != nil {
+		return err
+	}
+	if durable && ss.ms != nil {
+		ss.ms.journalDurable(ss.logDurable)
+	}
+	switch {
+	case ferr != nil:
+		return ferr
+	case jerr != nil:
+		return jerr
+	case needLog && lerr != nil:
+		return lerr
+	case needLog && cerr != nil:
+		return cerr
+	}
+	return nil
+}
+
+// rolledBack is called by the channel's Rollback before it cuts the tail. If the tail holds
+// live journal records (live), the whole state — memory is the truth; changes not flushed
+// yet go with it, as if flushed — is committed to subs.log first, so that nothing the cut
+// takes is needed. Either way no journal flush is due for a SyncFlushed any more.
+func (ss *subStore) rolledBack(live bool) error {
+	l := ss.log
+	l.syncMu.Lock()
+	defer l.syncMu.Unlock()
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.usable() != nil || l.closed {
+		return nil
+	}
+	if live {
+		if len(l.pend) > 0 || l.overflow {
+			ss.lsn++
+		}
+		l.pend, l.overflow = l.pend[:0], false
+		if err := l.rewrite(); err != nil {
+			return err
+		}
+		ss.logLSN = ss.lsn
+		ss.logWrites++
+		if err := l.syncLocked(); err != nil {
+			return err
+		}
+		ss.logDurable, ss.logCommitted = ss.lsn, ss.logWrites
+		if ss.ms != nil {
+			ss.ms.journalDurable(ss.lsn)
+		}
+	}
+	ss.jfp = flushPoint{}
+	return nil
+}
 
 // Sync implements stores.SubStore: Flush, then SyncFlushed.
 func (ss *subStore) Sync() error {
@@ -312,7 +611,12 @@ func (ss *subStore) Close() error {
 		return nil
 	}
 	ss.closed = true
-	return ss.log.close(true)
+	// The whole state goes to subs.log, so that the next open has no journal to apply.
+	err := ss.flush(true)
+	if cerr := ss.log.close(true); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 func (ss *subStore) abandon() {

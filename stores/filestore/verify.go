@@ -22,6 +22,11 @@ const (
 	ProblemGap      = "gap"       // segments do not continue each other: Repair refuses unless Options.Quarantine
 	ProblemVersion  = "version"   // a file of an unknown format version: never repaired
 	ProblemMissing  = "missing"   // a channel directory is missing: Repair recreates it empty
+	// The subscription journal of a tail does not continue subs.log (or a record of it is
+	// malformed): Repair refuses unless Options.Quarantine; then subs.log is rewritten with
+	// the state up to there (the old one copied into quarantine/) and the rest of the
+	// journal is dropped.
+	ProblemJournal = "journal"
 )
 
 // Problem is one defect found by Verify.
@@ -55,7 +60,7 @@ type ChannelStats struct {
 	First, Last uint64
 	Msgs        uint64
 	Bytes       int64 // size of the segment files
-	Subs        int   // intact records of subs.log
+	Subs        int   // intact records of subs.log (its LSN records not counted)
 	Damaged     bool  // Open would not open it
 }
 
@@ -93,6 +98,7 @@ type segInfo struct {
 	markL    uint64
 	idxWhy   string // non-empty: index must be rebuilt
 	verError bool
+	journal  []jrec // the tail's journal records
 }
 
 // Verify checks, without modifying anything, every file of the store in dir: headers,
@@ -187,6 +193,7 @@ func verifyChannel(rep *Report, ci *chanInfo) error {
 		return nil
 	}
 	subsPath := filepath.Join(ci.dir, "subs.log")
+	var subsLSN uint64 // the LSN subs.log reaches
 	if data, err := os.ReadFile(subsPath); err == nil {
 		startLen := len(rep.Problems)
 		recs, _ := verifyLog(rep, ci.name, subsPath, magicSubs, data)
@@ -195,7 +202,12 @@ func verifyChannel(rep *Report, ci *chanInfo) error {
 				st.Damaged = true
 			}
 		}
-		st.Subs = len(recs)
+		for _, r := range recs {
+			if len(r) == 0 || r[0] != subLSN {
+				st.Subs++
+			}
+		}
+		subsLSN = logLSN(recs)
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
@@ -233,6 +245,13 @@ func verifyChannel(rep *Report, ci *chanInfo) error {
 		}
 		if si.markF != 0 {
 			markF, markL = si.markF, si.markL
+		}
+	}
+	// The tail's journal must continue subs.log, as Open requires.
+	if n := len(ci.segs); n > 0 && !ci.segs[n-1].bad && !ci.segs[n-1].verError {
+		tail := ci.segs[n-1]
+		if i, why := journalBreak(subsLSN, tail.journal); i >= 0 {
+			damage(Problem{File: tail.path, Offset: tail.journal[i].off, Kind: ProblemJournal, Detail: why})
 		}
 	}
 	// First and Last as Open computes them; continuity of the segments that hold them.
@@ -309,7 +328,11 @@ func (si *segInfo) check(tail bool) error {
 		return nil
 	}
 	seg := &segment{hdr: h, first: si.first, base: si.base, f: f}
-	end, mf, ml, proof, err := seg.scan(si.size)
+	var jr *[]jrec
+	if tail {
+		jr = &si.journal
+	}
+	end, mf, ml, proof, err := seg.scan(si.size, jr)
 	if err != nil {
 		return err
 	}
@@ -405,6 +428,8 @@ func Repair(dir string, opts Options) (Report, error) {
 			err = os.MkdirAll(p.File, 0o755)
 		case ProblemCorrupt, ProblemGap:
 			err = quarantine(&rep, p, infos, o)
+		case ProblemJournal:
+			err = quarantineJournal(&rep, p, infos, o)
 		}
 		if err != nil {
 			return rep, fmt.Errorf("filestore: repair %s: %w", p.File, err)
@@ -572,4 +597,90 @@ func quarantineLog(rep *Report, p *Problem, opts *Options) error {
 		recs = salvageLog(data, h) // every intact record, past the damage too
 	}
 	return writeLog(p.File, magic, recs, opts)
+}
+
+// logLSN returns the LSN the records of a subs.log reach (0 before version 3).
+func logLSN(recs [][]byte) uint64 {
+	var lsn uint64
+	for _, r := range recs {
+		if len(r) > 0 && r[0] == subLSN {
+			d := &dec{b: r[1:]}
+			if n := d.uv(); !d.bad {
+				lsn = max(lsn, n)
+			}
+		}
+	}
+	return lsn
+}
+
+// journalBreak returns the index of the first journal record of recs that recovery cannot
+// apply after a subs.log at LSN lsn — it continues neither the log nor the record before it
+// and holds no snapshot, or is malformed — and why; -1 if there is none.
+func journalBreak(lsn uint64, recs []jrec) (int, string) {
+	for i := range recs {
+		r := &recs[i]
+		if r.lsn <= lsn {
+			continue
+		}
+		if !r.snap && r.lsn != lsn+1 {
+			return i, fmt.Sprintf("journal record of LSN %d does not continue the subscriptions (LSN %d)", r.lsn, lsn)
+		}
+		if !eachRecord(r.body, func([]byte) {}) {
+			return i, fmt.Sprintf("journal record of LSN %d is malformed", r.lsn)
+		}
+		lsn = r.lsn
+	}
+	return -1, ""
+}
+
+// quarantineJournal copies subs.log into quarantine/ and rewrites it with the state its
+// intact records and the tail's journal records up to the break recreate, stating the LSN of
+// the tail's last journal record, so that recovery applies none of them again.
+func quarantineJournal(rep *Report, p *Problem, infos []*chanInfo, opts *Options) error {
+	ci, i := findSeg(infos, p.File)
+	if ci == nil {
+		return fmt.Errorf("segment not found")
+	}
+	journal := ci.segs[i].journal
+	path := filepath.Join(ci.dir, "subs.log")
+	data, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	ss := &subStore{subs: map[uint64]*sub{}}
+	if len(data) > 0 {
+		qdir := filepath.Join(ci.dir, "quarantine")
+		if err := os.MkdirAll(qdir, 0o755); err != nil {
+			return err
+		}
+		dst := filepath.Join(qdir, "subs.log")
+		if err := os.WriteFile(dst, data, 0o644); err != nil {
+			return err
+		}
+		rep.Quarantined = append(rep.Quarantined, dst)
+		if h, torn, err := checkHeader(path, magicSubs, data); err == nil && !torn {
+			for _, r := range salvageLog(data, h) {
+				ss.replay(r)
+			}
+		}
+	}
+	upto, _ := journalBreak(ss.lsn, journal)
+	if upto < 0 {
+		upto = len(journal)
+	}
+	if _, err := ss.applyJournal(journal[:upto], p.File); err != nil {
+		return err
+	}
+	for _, r := range journal {
+		ss.lsn = max(ss.lsn, r.lsn)
+	}
+	recs := [][]byte{putUv([]byte{subLSN}, ss.lsn)}
+	for _, id := range slices.Sorted(mapsKeys(ss.subs)) {
+		r := ss.subs[id]
+		recs = append(recs, encSub(nil, subCreate, &r.state))
+		pr := putUv(putUv([]byte{subPending}, id), uint64(r.pending.Len()))
+		r.pending.Ascend(func(seq uint64) bool { pr = putUv(pr, seq); return true })
+		recs = append(recs, pr)
+	}
+	return writeLog(path, magicSubs, recs, opts)
 }
