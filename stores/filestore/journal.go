@@ -76,14 +76,10 @@ type journalResult struct {
 func (ms *msgStore) appendJournal(lsn uint64, body []byte, snap bool, durable uint64, snapshot func([]byte) []byte) (r journalResult, ok bool, err error) {
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
-	n := len(ms.segs)
-	if ms.usable() != nil || n == 0 {
+	if !ms.journalOKLocked() {
 		return r, false, nil
 	}
-	seg := ms.segs[n-1]
-	if seg.w == nil || seg.hdr.version < 3 {
-		return r, false, nil
-	}
+	seg := ms.segs[len(ms.segs)-1]
 	ms.setDurable(durable)
 	kind := uint64(0)
 	if snap || (seg.jlast != lsn-1 && durable < lsn-1) {
@@ -133,6 +129,19 @@ func (ms *msgStore) appendJournal(lsn uint64, body []byte, snap bool, durable ui
 	}
 	r.liveBytes, r.live = ms.jliveBytes, len(ms.jlive)
 	return r, true, nil
+}
+
+// journalOK reports whether the tail can take journal records.
+func (ms *msgStore) journalOK() bool {
+	ms.mu.RLock()
+	defer ms.mu.RUnlock()
+	return ms.journalOKLocked()
+}
+
+// journalOKLocked is journalOK. Caller holds mu.
+func (ms *msgStore) journalOKLocked() bool {
+	n := len(ms.segs)
+	return ms.usable() == nil && n > 0 && ms.segs[n-1].w != nil && ms.segs[n-1].hdr.version >= 3
 }
 
 // journalDurable notes that subs.log holds the journal up to lsn durably.

@@ -57,7 +57,13 @@ type subStore struct {
 	logDurable uint64 // the LSN a commit of the log made durable (0 since open: unknown)
 	bodyOff    int    // where the records of the pending batch start in log.pend (past its LSN)
 	snapNext   bool   // the next journal record holds the whole state
-	ckptSize   int64  // the last rewrite's size: a checkpoint waits for a live journal as large
+	// A checkpoint is due once the live journal reaches ckptBytes or ckptRecs records: half
+	// the journal bound and at least the size of the last checkpoint (so that rewriting
+	// costs at most about what was journaled since), maxLiveRecords. Until a checkpoint is
+	// committed the next one waits for twice as much: one that keeps failing is retried
+	// ever more rarely, not at every flush.
+	ckptBytes int64
+	ckptRecs  int
 	// flushErr: the last flush failed; SyncFlushed reports it until a flush succeeds (which
 	// writes the whole state: a snapshot journal record or a rewrite).
 	flushErr error
@@ -439,16 +445,20 @@ func (ss *subStore) flush(toLog bool) error {
 			// This record holds the whole state, or continues a run that holds the log's
 			// writes durably: those need no commit any more.
 			ss.logCommitted = ss.logWrites
-			if !l.onTmp && !l.renaming &&
-				(r.liveBytes >= max(l.opts.journalBytes()/2, ss.ckptSize) || r.live >= maxLiveRecords) {
+			if ss.ckptRecs == 0 {
+				ss.ckptBytes, ss.ckptRecs = l.opts.journalBytes()/2, maxLiveRecords
+			}
+			// Not while a rewrite waits for its commit (unless that failed).
+			if (r.liveBytes >= ss.ckptBytes || r.live >= ss.ckptRecs) && !l.renaming && (!l.onTmp || l.broken != nil) {
+				ss.ckptBytes, ss.ckptRecs = 2*r.liveBytes, 2*r.live
 				ss.checkpoint()
 			}
 			return nil
 		}
 	}
 	behind := toLog && ss.logLSN != ss.lsn // the journal holds records the log lacks
-	if !dirty && !behind && l.broken == nil && !l.compactDue() {
-		return nil
+	if !dirty && !behind && (l.broken == nil && !l.compactDue() || !toLog && ss.ms != nil && ss.ms.journalOK()) {
+		return nil // (a broken log is rewritten by a checkpoint, or once the journal cannot be used)
 	}
 	if dirty {
 		ss.lsn++
@@ -478,7 +488,7 @@ func (ss *subStore) checkpoint() {
 	if l.rewrite() != nil {
 		return
 	}
-	ss.logLSN, ss.ckptSize = ss.lsn, l.size
+	ss.logLSN = ss.lsn
 }
 
 // SyncFlushed implements stores.SplitSyncer: it makes every flush before it durable —
@@ -516,6 +526,7 @@ func (ss *subStore) SyncFlushed() error {
 			ss.logCommitted = max(ss.logCommitted, writes)
 			if jobLSN > ss.logDurable {
 				ss.logDurable, durable = jobLSN, true
+				ss.ckptBytes, ss.ckptRecs = max(l.opts.journalBytes()/2, j.size), maxLiveRecords
 			}
 		}
 	} else if lerr == nil {
