@@ -43,8 +43,11 @@ func clientKeys(cs []stores.ClientInfo) []string {
 // SyncFlushed runs on another goroutine; after a simulated crash the store holds exactly
 // the state of one Flush — the last one covered by a SyncFlushed that returned nil, or a
 // later one. Subscription and client records ride the same group commit as messages, so
-// this is what a connect or subscribe response may rely on.
-func (s *suite) testMetaSplitSync(t *testing.T) {
+// this is what a connect or subscribe response may rely on. With msgs, the channel also
+// gets messages as the engine commits them (append, Flush of the MsgStore before the
+// SubStore's, SyncFlushed of the MsgStore first), crossing segments where a store has them;
+// the crash keeps every message a returned SyncFlushed covered, in a gapless prefix.
+func (s *suite) testMetaSplitSync(t *testing.T, msgs bool) {
 	if !s.caps.Durable || s.caps.Crash == nil {
 		t.Skip("store has no crash hook")
 	}
@@ -56,7 +59,8 @@ func (s *suite) testMetaSplitSync(t *testing.T) {
 	ch := create(t, st, "foo", 1)
 	subSp, ok1 := ch.Subs.(stores.SplitSyncer)
 	cliSp, ok2 := st.(stores.SplitSyncer)
-	if !ok1 || !ok2 {
+	msgSp, ok3 := ch.Msgs.(stores.SplitSyncer)
+	if !ok1 || !ok2 || (msgs && !ok3) {
 		st.Close()
 		t.Skip("store does not split the Sync of its subscriptions and clients")
 	}
@@ -74,13 +78,25 @@ func (s *suite) testMetaSplitSync(t *testing.T) {
 	}
 	snaps := []metaSnap{snapshot()}
 	var (
-		mu      sync.Mutex
-		durable int // index in snaps of the last Flush a returned SyncFlushed covers
-		wg      sync.WaitGroup
-		syncMu  sync.Mutex // one SyncFlushed at a time, as the contract says
+		mu         sync.Mutex
+		durable    int    // index in snaps of the last Flush a returned SyncFlushed covers
+		durableMsg uint64 // the last message a returned SyncFlushed of the MsgStore covers
+		wg         sync.WaitGroup
+		syncMu     sync.Mutex // one SyncFlushed at a time, as the contract says
 	)
+	all := genBatch(1, 3000)
+	appended := 0
 	nextID := uint64(0)
 	for round := range 300 {
+		if msgs && r.IntN(3) > 0 {
+			n := 1 + r.IntN(20)
+			appendOK(t, ch.Msgs, all[appended:appended+n])
+			appended += n
+			if err := msgSp.Flush(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		lastMsg := uint64(appended)
 		for range 1 + r.IntN(8) {
 			switch p := r.IntN(10); {
 			case p < 2 || len(subs) == 0:
@@ -150,6 +166,15 @@ func (s *suite) testMetaSplitSync(t *testing.T) {
 			defer wg.Done()
 			syncMu.Lock()
 			defer syncMu.Unlock()
+			if msgs {
+				if err := msgSp.SyncFlushed(); err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				durableMsg = max(durableMsg, lastMsg)
+				mu.Unlock()
+			}
 			if err := subSp.SyncFlushed(); err != nil {
 				t.Error(err)
 				return
@@ -168,13 +193,19 @@ func (s *suite) testMetaSplitSync(t *testing.T) {
 	}
 	wg.Wait()
 	mu.Lock()
-	want := durable
+	want, wantMsg := durable, durableMsg
 	mu.Unlock()
 	s.caps.Crash(st)
 
 	st = s.open(t, dir)
 	t.Cleanup(func() { st.Close() })
 	rc := recovered(t, st, "foo")
+	if cs := rc.Channel.Msgs.State(); cs.Last < wantMsg || cs.Last > uint64(appended) || cs.Msgs != cs.Last {
+		t.Fatalf("messages after the crash: %+v, want 1..%d or more (appended %d)", cs, wantMsg, appended)
+	}
+	for i := range all[:rc.Channel.Msgs.State().Last] {
+		checkLoad(t, rc.Channel.Msgs, &all[i])
+	}
 	got, err := rc.Channel.Subs.Subs()
 	if err != nil {
 		t.Fatal(err)
