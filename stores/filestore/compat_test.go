@@ -227,3 +227,93 @@ func TestVersion1TailRule(t *testing.T) {
 		s.Close()
 	}
 }
+
+// v2 files, as the previous build wrote them: a 16-byte header with a nonce; logs hold plain
+// frames (and batches), segments the records of version 1 (no journal record).
+
+func v2Header(magic string) []byte {
+	b := make([]byte, hdrSizeV2)
+	copy(b, magic)
+	binary.LittleEndian.PutUint16(b[6:], 2)
+	binary.LittleEndian.PutUint64(b[8:], 0x5eed|1)
+	return b
+}
+
+func v2Log(magic string, recs ...[]byte) []byte {
+	b := v2Header(magic)
+	for _, r := range recs {
+		b = appendFrame(b, r)
+	}
+	return b
+}
+
+func v2Segment(first, last uint64, msgs []stores.Msg) (seg, idx []byte) {
+	seg = append(v2Header(magicSeg), v1Record(first, int64(last), flagMarker, "", nil)...)
+	idx = v2Header(magicIdx)
+	for _, m := range msgs {
+		e := entry{time: m.Time, off: uint32(len(seg)), blen: uint32(len(m.Reply) + len(m.Data)), rlen: uint32(len(m.Reply))}
+		var ib [idxSize]byte
+		putIdx(&ib, &e)
+		idx = append(idx, ib[:]...)
+		seg = append(seg, v1Record(m.Seq, m.Time, 0, m.Reply, m.Data)...)
+	}
+	return seg, idx
+}
+
+// TestReadsVersion2: a store written by the previous build (version 2) opens with everything
+// in it; its logs are rewritten in the current version at open; its tail segment stays
+// version 2 — so subscription records go to subs.log, fsynced at each commit, never into it
+// — until it rolls; the segment it rolls to is current and carries them.
+func TestReadsVersion2(t *testing.T) {
+	dir := t.TempDir()
+	info := stores.ServerInfo{ClusterID: "c", NodeID: "n"}
+	meta := v2Log(magicMeta, encInfo(nil, &info), encChannel(nil, "foo", 1, 1, 0), encClient(nil, &stores.ClientInfo{ID: "a", HbInbox: "hb"}))
+	cd := filepath.Join(dir, "ch00000001")
+	os.MkdirAll(cd, 0o755)
+	sub := encSub(nil, subCreate, &stores.SubState{ID: 1, ClientID: "a", Inbox: "in", MaxInFlight: 100})
+	ev := []byte{subEvents, 2, 1, 3, 0, 1, 4, 0} // sent 3 and 4 to sub 1
+	all := genMsgs(1, 10)
+	seg1, idx1 := v2Segment(1, 0, all[:5])
+	seg2, _ := v2Segment(1, 5, all[5:])
+	for path, data := range map[string][]byte{
+		filepath.Join(dir, "meta.log"):       meta,
+		filepath.Join(cd, "subs.log"):        v2Log(magicSubs, sub, ev),
+		filepath.Join(cd, segName(1)+".seg"): seg1,
+		filepath.Join(cd, segName(1)+".idx"): idx1,
+		filepath.Join(cd, segName(6)+".seg"): seg2,
+	} {
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r, err := Verify(dir, Options{}); err != nil || len(r.Problems) != 0 || r.Channels[0].Msgs != 10 {
+		t.Fatalf("Verify of a version 2 store: %v %+v %+v", err, r.Problems, r.Channels)
+	}
+	j := &jt{t: t, dir: dir, opts: Options{SegmentBytes: 1200}, fl: newFaults(), subs: map[uint64]*stores.RecoveredSub{}}
+	j.open()
+	j.subs[1] = &stores.RecoveredSub{State: stores.SubState{ID: 1, ClientID: "a", Inbox: "in", MaxInFlight: 100, LastSent: 4}, Pending: []uint64{3, 4}}
+	j.nextSub, j.msgs, j.next = 1, all, 11
+	j.checkSubs()
+	checkMsgs(t, j.ch.Msgs, all)
+	if version(t, filepath.Join(dir, "meta.log")) != FormatVersion || version(t, filepath.Join(cd, "subs.log")) != FormatVersion {
+		t.Fatal("logs not rewritten in the current version")
+	}
+	j.takeSyncs()
+	j.pass(1, 2)
+	only(t, j.takeSyncs(), segName(6)+".seg", "subs.log")
+	for len(segFilesIn(t, cd)) < 3 {
+		j.pass(1, 2)
+	}
+	j.takeSyncs()
+	j.pass(1, 2)
+	segs := segFilesIn(t, cd)
+	only(t, j.takeSyncs(), filepath.Base(segs[2]))
+	if version(t, segs[1]) != 2 || version(t, segs[2]) != FormatVersion {
+		t.Fatalf("versions after the roll: %d, %d", version(t, segs[1]), version(t, segs[2]))
+	}
+	j.crash()
+	j.checkSubs()
+	checkMsgs(t, j.ch.Msgs, j.msgs)
+	j.verify()
+	j.s.Close()
+}
