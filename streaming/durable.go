@@ -48,10 +48,18 @@ func (s *Server) metaPending() bool {
 // for it: pipelined, as a commit group of its own; otherwise synchronously (engine, at
 // the end of a batch).
 func (s *Server) commitMeta() {
-	if !s.metaPending() || (len(s.waiting) == 0 && time.Now().Before(s.metaRetryAt)) {
+	if !s.metaPending() {
+		s.metaC, s.metaAt = nil, time.Time{}
+		return
+	}
+	if len(s.waiting) == 0 && time.Now().Before(s.metaRetryAt) {
 		return
 	}
 	if s.splitMeta && s.started {
+		if len(s.waiting) == 0 && !s.metaDue() {
+			return
+		}
+		s.metaC, s.metaAt = nil, time.Time{}
 		g := s.committer().group()
 		s.flushMetaInto(g)
 		s.commit.enqueue(g)
@@ -62,6 +70,34 @@ func (s *Server) commitMeta() {
 	}
 	s.syncMetaAndReply()
 }
+
+// metaDue reports whether records that no reply waits for (sent and ack events, an
+// expired client) need a commit group of their own now. They ride the next group of
+// publishes if one comes: while groups are in flight, and for metaDelay after the last
+// completed, whichever is later; then a group of their own commits them. Under a steady
+// load of publishes that costs nothing, where a commit pass of their own after every
+// delivery would add a write and an fsync to each pass of messages.
+func (s *Server) metaDue() bool {
+	if s.commit != nil && s.commit.groups > 0 {
+		s.metaAt = time.Time{} // counted again once nothing is in flight
+		return false
+	}
+	if s.metaAt.IsZero() {
+		if s.metaTimer == nil {
+			s.metaTimer = time.NewTimer(metaDelay)
+		} else {
+			s.metaTimer.Reset(metaDelay)
+		}
+		s.metaC, s.metaAt = s.metaTimer.C, time.Now().Add(metaDelay)
+		return false
+	}
+	return !time.Now().Before(s.metaAt)
+}
+
+// metaDelay is how long records with no reply waiting may wait for a group of publishes
+// to carry them once nothing is in flight: the bound of the ack loss window beyond one
+// group commit (README).
+const metaDelay = time.Millisecond
 
 // syncMetaAndReply syncs the changed metadata synchronously and sends the replies waiting
 // for it.

@@ -3,6 +3,7 @@ package streaming
 import (
 	"errors"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -219,5 +220,63 @@ func TestBrokenChannelRollsBack(t *testing.T) {
 	}
 	if got := ch.store.Msgs.State().Last; got != 2 {
 		t.Fatalf("last %d after the rollback, want 2 (message 2 was refused)", got)
+	}
+}
+
+// Records no reply waits for (acks here) do not cost a commit pass of their own: they
+// ride the next group of publishes, or, when none comes, a group of their own once they
+// waited metaDelay with nothing in flight.
+func TestAckRecordsRideTheNextCommit(t *testing.T) {
+	s, bus, st := newMetaEngine(t)
+	s.step(op{kind: opConnect, reply: "r.conn", data: marshal(&stanpb.ConnectRequest{ClientID: "c1", HeartbeatInbox: "hb", Protocol: 1, ConnID: []byte("conn")})})
+	releaseMeta(s, st, nil)
+	publish(s, 1)
+	releaseMeta(s, st, nil)
+	s.step(op{kind: opSubscribe, reply: "r.sub", data: marshal(&stanpb.SubscriptionRequest{ClientID: "c1", Subject: "foo", Inbox: "in",
+		MaxInFlight: 10, AckWaitInSecs: 30, StartPosition: stanpb.StartPosition_First, DurableName: "d"})})
+	releaseMeta(s, st, nil)
+	if len(bus.to("in")) != 1 {
+		t.Fatalf("message 1 not delivered: %v", bus.sent)
+	}
+	var key ackKey
+	for k := range s.byAckID {
+		key = k
+	}
+	ack := func(seq uint64) { s.step(op{kind: opAck, ack: key, seq: seq}) }
+	s.commitMeta() // the delivery's sent record: no reply waits, nothing in flight
+	if s.commit.groups != 0 || s.metaC == nil {
+		t.Fatalf("a sent record alone made a commit group at once (groups %d)", s.commit.groups)
+	}
+
+	// A publish comes: its group carries the waiting records, no pass of their own.
+	ack(1)
+	flushes := st.flushN
+	publish(s, 2)
+	if s.commit.groups != 1 || st.flushN == flushes {
+		t.Fatalf("the publish group did not carry the ack (groups %d, flushes %d→%d)", s.commit.groups, flushes, st.flushN)
+	}
+	releaseMeta(s, st, nil)
+	if len(bus.to("in")) != 2 {
+		t.Fatalf("message 2 not delivered: %d", len(bus.to("in")))
+	}
+
+	// No publish comes: the ack of message 2 waits metaDelay, then commits alone.
+	ack(2)
+	if s.commit.groups != 0 {
+		t.Fatal("an ack alone made a commit group at once")
+	}
+	select {
+	case <-s.metaC:
+		s.metaC = nil
+	case <-time.After(time.Second):
+		t.Fatal("no wake-up after metaDelay")
+	}
+	s.commitMeta()
+	if s.commit.groups != 1 {
+		t.Fatalf("the ack was not committed once due (groups %d)", s.commit.groups)
+	}
+	releaseMeta(s, st, nil)
+	if s.metaPending() {
+		t.Fatal("records still pending after their own group committed")
 	}
 }

@@ -134,6 +134,8 @@ func (s *Server) run() {
 		select {
 		case <-s.q.Ready():
 		case <-s.readyCommits():
+		case <-s.metaC:
+			s.metaC = nil // records waited metaDelay: commitMeta below commits them
 		case <-s.stop:
 			s.drainCommits()
 			return

@@ -149,7 +149,12 @@ func (s *Server) flushPublishes() {
 			if g == nil {
 				g = s.committer().group()
 			}
-			s.flushToGroup(g, ch, sp, msgs, t, err)
+			if err != nil {
+				s.log.Error("storing messages failed", "channel", ch.name, "err", err)
+				ch.broken = true
+				sp = nil
+			}
+			g.addChan(ch, sp, msgs, err) // flushed below, after the subscription records
 			s.scratch.msgs = msgs[:0]
 			continue
 		}
@@ -183,7 +188,11 @@ func (s *Server) flushPublishes() {
 		for ch, err := range failed {
 			g.addChan(ch, nil, nil, err)
 		}
-		s.flushMetaInto(g) // acks and changes made before these publishes ride their commit
+		// Acks and changes made before these publishes ride their commit. The
+		// subscription records go first: a store that keeps them beside the messages
+		// (the file store's journal) then hands both to the OS in one write.
+		s.flushMetaInto(g)
+		s.flushGroupChans(g)
 		g.pubs, s.scratch.pubs = pubs, g.pubs[:0]
 		s.commit.enqueue(g)
 		if s.commit.full() {
@@ -202,20 +211,23 @@ func (s *Server) flushPublishes() {
 	s.scratch.pubs = pubs[:0]
 }
 
-// flushToGroup flushes ch's just-appended msgs (err: the append's) and adds them, or the
-// failure, to the commit group g.
-func (s *Server) flushToGroup(g *commitGroup, ch *channel, sp stores.SplitSyncer, msgs []stores.Msg, t int64, err error) {
-	if err == nil {
-		err = sp.Flush()
+// flushGroupChans flushes the batches appended to g's channels, noting the channels whose
+// flush failed.
+func (s *Server) flushGroupChans(g *commitGroup) {
+	for i := range g.chans {
+		cc := &g.chans[i]
+		if cc.sp == nil {
+			continue
+		}
+		msgs := g.msgs[g.spans[i].from:g.spans[i].to]
+		if err := cc.sp.Flush(); err != nil {
+			s.log.Error("storing messages failed", "channel", cc.ch.name, "err", err)
+			cc.ch.broken = true
+			cc.sp, cc.err = nil, err
+			continue
+		}
+		s.stored(cc.ch, msgs, msgs[0].Time)
 	}
-	if err != nil {
-		s.log.Error("storing messages failed", "channel", ch.name, "err", err)
-		ch.broken = true
-		sp = nil
-	} else {
-		s.stored(ch, msgs, t)
-	}
-	g.addChan(ch, sp, msgs, err)
 }
 
 // refuseBroken answers the queued publishes to ch, whose store is still failing, with an

@@ -76,6 +76,9 @@ type Server struct {
 	waiting      []func(error) // replies waiting for the commit of what they confirm
 	splitMeta    bool          // the store's client and subscription records split their Sync
 	metaRetryAt  time.Time     // after a failed metadata commit: when to try again unasked
+	metaTimer    *time.Timer   // wakes the engine when records waited metaDelay (metaDue)
+	metaC        <-chan time.Time
+	metaAt       time.Time
 
 	qBytes       atomic.Int64 // bytes of the requests in q (engine.go)
 	refusedPubs  atomic.Int64 // publishes refused because q was full
