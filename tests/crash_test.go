@@ -2,8 +2,8 @@ package tests
 
 import (
 	"fmt"
-	"maps"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"os"
