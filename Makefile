@@ -10,7 +10,7 @@ NATS_STREAMING_SERVER_VERSION := v0.25.6
 FUZZTIME ?= 20s
 UNIT_PKGS = $$($(GO) list ./... | grep -v '/tests$$')
 
-.PHONY: all build run test vet unit e2e cluster-ref bench fuzz lint tools compare clean proto soak
+.PHONY: all build run test vet unit e2e cluster-ref bench fuzz lint tools compare compare-ab clean proto soak
 
 all: build
 
@@ -79,6 +79,18 @@ $(BIN)/staticcheck:
 compare: build $(BIN)/nats $(BIN)/nats-server $(BIN)/stan-bench $(BIN)/nats-streaming-server
 	$(GO) run ./cmd/compare -starling $(BIN)/starling -nats-server $(BIN)/nats-server -nats $(BIN)/nats \
 	  -stan-bench $(BIN)/stan-bench -nats-streaming-server $(BIN)/nats-streaming-server
+
+# The streaming and durable rows of `make compare` with another build of Starling in
+# nats-streaming-server's place, alternated in one run: e.g. `make compare-ab BASE=ca43524`
+# (any git ref) says what a change costs. COMPARE_FLAGS adds flags (e.g. -rounds 5).
+compare-ab: build $(BIN)/stan-bench
+	@test -n "$(BASE)" || { echo "usage: make compare-ab BASE=<git ref>"; exit 2; }
+	rm -rf $(BIN)/baseline-src && mkdir -p $(BIN)/baseline-src
+	git archive $(BASE) | tar -x -C $(BIN)/baseline-src
+	cd $(BIN)/baseline-src && $(GO) build -o $(BIN)/starling-baseline ./cmd/starling
+	rm -rf $(BIN)/baseline-src
+	$(GO) run ./cmd/compare -starling $(BIN)/starling -baseline $(BIN)/starling-baseline \
+	  -stan-bench $(BIN)/stan-bench -skip-core -skip-mem -skip-cluster $(COMPARE_FLAGS)
 
 clean:
 	rm -rf $(BIN) ./data

@@ -50,11 +50,20 @@ func (d durableScenario) side() string {
 
 // durableServers are the two servers for a row; every run adds --dir with a fresh directory.
 func durableServers(o options, store string) [2]serverSpec {
+	if o.baseline != "" {
+		return [2]serverSpec{
+			{name: baselineName, path: o.baseline, args: []string{"--store", store}},
+			{name: "starling", path: o.starling, args: []string{"--store", store}},
+		}
+	}
 	return [2]serverSpec{
 		{name: "nats-streaming-server", path: o.natsStreaming, args: []string{"-cid", stanCluster, "-st", "FILE"}},
 		{name: "starling", path: o.starling, args: []string{"--store", store}},
 	}
 }
+
+// baselineName labels the -baseline build in the report.
+const baselineName = "starling-baseline"
 
 // durableRow is one durable scenario on both servers.
 type durableRow struct {

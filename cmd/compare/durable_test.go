@@ -121,3 +121,37 @@ func TestReplayStarling(t *testing.T) {
 		t.Fatalf("result %+v", res)
 	}
 }
+
+// With -baseline, another Starling build takes nats-streaming-server's place with Starling's
+// own flags, on the memory-store and durable rows alike, and the report drops the targets.
+func TestBaselineAB(t *testing.T) {
+	o := options{starling: "bin/starling", natsStreaming: "bin/nats-streaming-server", baseline: "/tmp/old/starling", stanBench: "bin/stan-bench"}
+	sv := durableServers(o, "file")
+	if sv[0].name != baselineName || sv[0].path != o.baseline || !slices.Equal(sv[0].args, []string{"--store", "file"}) {
+		t.Errorf("baseline spec %+v", sv[0])
+	}
+	if ss := stanServers(o); ss[0].path != o.baseline || len(ss[0].args) != 0 || ss[1].path != o.starling {
+		t.Errorf("streaming servers %+v", ss)
+	}
+	scs := durableScenarios()
+	rep := &durableReport{benchPath: o.stanBench, dataDir: "/tmp"}
+	rep.rows = append(rep.rows, durableRow{sc: scs[0], msgs: 10, servers: sv, cells: [2]cell{durableCell(100), durableCell(95)}})
+	var buf bytes.Buffer
+	rep.write(&buf)
+	out := buf.String()
+	for _, want := range []string{
+		"| scenario | rate measured at | starling-baseline msgs/s | starling msgs/s | ratio (starling/starling-baseline) | target | met |",
+		"| " + scs[0].name + " | subscriber | 100 | 95 | 0.95 | – | – |",
+		"- A/B run: starling-baseline and starling",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "targets:") {
+		t.Errorf("an A/B report states targets:\n%s", out)
+	}
+	if _, err := parseFlags([]string{"-baseline", "/nonexistent/starling", "-starling", os.Args[0], "-stan-bench", os.Args[0], "-skip-core", "-skip-mem", "-skip-cluster"}, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "-baseline") {
+		t.Errorf("a missing baseline binary: %v", err)
+	}
+}

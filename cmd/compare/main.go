@@ -33,6 +33,7 @@ type options struct {
 	// streaming (stan-bench) rows
 	stanBench     string
 	natsStreaming string
+	baseline      string // another Starling build in nats-streaming-server's place (an A/B run)
 	skipStreaming bool
 	skipDurable   bool
 	skipCluster   bool
@@ -52,6 +53,9 @@ func parseFlags(args []string, errOut io.Writer) (options, error) {
 	fs.BoolVar(&o.skipMem, "skip-mem", false, "skip the 10,000 idle connections memory test")
 	fs.StringVar(&o.stanBench, "stan-bench", "bin/stan-bench", "stan-bench binary (github.com/nats-io/stan.go/examples/stan-bench v0.10.4)")
 	fs.StringVar(&o.natsStreaming, "nats-streaming-server", "bin/nats-streaming-server", "nats-streaming-server binary (v0.25.6)")
+	fs.StringVar(&o.baseline, "baseline", "", "another Starling binary run in nats-streaming-server's place on the streaming\n"+
+		"and durable rows, with Starling's own flags: an A/B of two builds alternated in one run\n"+
+		"(ratios are this build over the baseline; the rows' targets do not apply)")
 	fs.BoolVar(&o.skipStreaming, "skip-streaming", false, "skip the memory-store streaming (stan-bench) rows")
 	fs.BoolVar(&o.skipDurable, "skip-durable", false, "skip the durable-store streaming rows (file and bolt stores)")
 	fs.BoolVar(&o.skipCore, "skip-core", false, "skip the core NATS (nats bench) rows")
@@ -76,7 +80,12 @@ func parseFlags(args []string, errOut io.Writer) (options, error) {
 		bins["-nats"] = o.nats
 	}
 	if !o.skipStreaming || !o.skipDurable {
-		bins["-stan-bench"], bins["-nats-streaming-server"] = o.stanBench, o.natsStreaming
+		bins["-stan-bench"] = o.stanBench
+		if o.baseline != "" {
+			bins["-baseline"] = o.baseline
+		} else {
+			bins["-nats-streaming-server"] = o.natsStreaming
+		}
 	}
 	for flagName, path := range bins {
 		if _, err := exec.LookPath(path); err != nil {

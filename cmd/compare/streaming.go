@@ -64,6 +64,9 @@ func stanArgs(url string, sc stanScenario, msgs int) []string {
 // which takes the usual -a/-p/-m; Starling serves streaming by default (cluster test-cluster,
 // memory store), so it gets no extra flags.
 func stanServers(o options) [2]serverSpec {
+	if o.baseline != "" {
+		return [2]serverSpec{{name: baselineName, path: o.baseline}, {name: "starling", path: o.starling}}
+	}
 	return [2]serverSpec{
 		{name: "nats-streaming-server", path: o.natsStreaming, args: []string{"-cid", stanCluster, "-st", "MEMORY"}},
 		{name: "starling", path: o.starling},

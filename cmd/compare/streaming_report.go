@@ -30,10 +30,12 @@ func (s *stanReport) write(w io.Writer) {
 		fmt.Fprintf(w, "| %s | %s | %s | %s | %s |\n", row.sc.name, row.sc.side(),
 			row.cells[0].cellRate(), row.cells[1].cellRate(), fmtRatio(b, a))
 	}
-	fmt.Fprintf(w, "\ntarget ≥ %g× %s on each row: %d of %d rows meet it", stanTarget, s.servers[0].name,
-		len(s.rows)-len(misses), len(s.rows))
-	if len(misses) > 0 {
-		fmt.Fprintf(w, " (below: %s)", strings.Join(misses, "; "))
+	if s.servers[0].name != baselineName { // an A/B run of two builds has no target
+		fmt.Fprintf(w, "\ntarget ≥ %g× %s on each row: %d of %d rows meet it", stanTarget, s.servers[0].name,
+			len(s.rows)-len(misses), len(s.rows))
+		if len(misses) > 0 {
+			fmt.Fprintf(w, " (below: %s)", strings.Join(misses, "; "))
+		}
 	}
 	fmt.Fprintf(w, "\n\n")
 	cpuRows := make([]cpuRow, len(s.rows))

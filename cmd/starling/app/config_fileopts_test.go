@@ -135,3 +135,25 @@ func TestFileOptionsErrors(t *testing.T) {
 		}
 	}
 }
+
+// The help of --file_sync says what turning it off risks, bolt's whole file included
+// (audit: the help promised only lost messages).
+func TestFileSyncHelpNamesBoltRisk(t *testing.T) {
+	var errOut bytes.Buffer
+	m := NewMain(&bytes.Buffer{}, &errOut)
+	_ = m.ParseFlags([]string{"--help"})
+	help := errOut.String()
+	i := strings.Index(help, "-file_sync")
+	if i < 0 {
+		t.Fatalf("no -file_sync in the help:\n%s", help)
+	}
+	line := help[i:]
+	if j := strings.Index(line, "\n  -"); j > 0 {
+		line = line[:j]
+	}
+	for _, want := range []string{"power loss", "bolt", "whole file unreadable"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("-file_sync help does not say %q: %s", want, line)
+		}
+	}
+}
