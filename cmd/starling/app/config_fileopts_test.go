@@ -143,12 +143,12 @@ func TestFileSyncHelpNamesBoltRisk(t *testing.T) {
 	m := NewMain(&bytes.Buffer{}, &errOut)
 	_ = m.ParseFlags([]string{"--help"})
 	help := errOut.String()
-	i := strings.Index(help, "-file_sync")
+	i := strings.Index(help, "\n  -file_sync\n")
 	if i < 0 {
 		t.Fatalf("no -file_sync in the help:\n%s", help)
 	}
-	line := help[i:]
-	if j := strings.Index(line, "\n  -"); j > 0 {
+	line := help[i+1:]
+	if j := strings.Index(line[1:], "\n  -"); j > 0 {
 		line = line[:j]
 	}
 	for _, want := range []string{"power loss", "bolt", "whole file unreadable"} {
