@@ -284,6 +284,9 @@ type SubState struct {
 	IsDurable     bool                   `protobuf:"varint,10,opt,name=isDurable,proto3" json:"isDurable,omitempty"`
 	IsClosed      bool                   `protobuf:"varint,11,opt,name=isClosed,proto3" json:"isClosed,omitempty"` // a durable whose client closed it: kept, offline
 	User          string                 `protobuf:"bytes,12,opt,name=user,proto3" json:"user,omitempty"`          // the authenticated user that owns it ("" without authentication)
+	// The pending set, when the store keeps it in this record (bolt store, small sets):
+	// ascending sequences, the first as is, each next as its distance from the previous.
+	Pending       []uint64 `protobuf:"varint,13,rep,packed,name=pending,proto3" json:"pending,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -400,6 +403,13 @@ func (x *SubState) GetUser() string {
 		return x.User
 	}
 	return ""
+}
+
+func (x *SubState) GetPending() []uint64 {
+	if x != nil {
+		return x.Pending
+	}
+	return nil
 }
 
 // SubStateDelete removes a subscription.
@@ -589,7 +599,7 @@ const file_proto_storepb_store_proto_rawDesc = "" +
 	"pingMaxOut\x12\x12\n" +
 	"\x04user\x18\a \x01(\tR\x04user\"\x1e\n" +
 	"\fClientDelete\x12\x0e\n" +
-	"\x02ID\x18\x01 \x01(\tR\x02ID\"\xd4\x02\n" +
+	"\x02ID\x18\x01 \x01(\tR\x02ID\"\xee\x02\n" +
 	"\bSubState\x12\x0e\n" +
 	"\x02ID\x18\x01 \x01(\x04R\x02ID\x12\x1a\n" +
 	"\bclientID\x18\x02 \x01(\tR\bclientID\x12\x16\n" +
@@ -603,7 +613,8 @@ const file_proto_storepb_store_proto_rawDesc = "" +
 	"\tisDurable\x18\n" +
 	" \x01(\bR\tisDurable\x12\x1a\n" +
 	"\bisClosed\x18\v \x01(\bR\bisClosed\x12\x12\n" +
-	"\x04user\x18\f \x01(\tR\x04user\" \n" +
+	"\x04user\x18\f \x01(\tR\x04user\x12\x18\n" +
+	"\apending\x18\r \x03(\x04R\apending\" \n" +
 	"\x0eSubStateDelete\x12\x0e\n" +
 	"\x02ID\x18\x01 \x01(\x04R\x02ID\"6\n" +
 	"\x0eSubStateUpdate\x12\x0e\n" +

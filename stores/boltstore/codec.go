@@ -9,6 +9,7 @@ import (
 
 	"github.com/starling-io/starling/proto/storepb"
 	"github.com/starling-io/starling/stores"
+	"github.com/starling-io/starling/stores/seqset"
 )
 
 // Bucket and key names.
@@ -116,16 +117,23 @@ func checkSub(st *stores.SubState) error {
 
 // setSubPB sets p to st, reusing p (the owner's scratch message: no allocation).
 func setSubPB(p *storepb.SubState, st *stores.SubState) {
+	pend := p.Pending[:0]
 	proto.Reset(p)
+	p.Pending = pend
 	p.ID, p.ClientID, p.QGroup, p.Inbox, p.AckInbox = st.ID, st.ClientID, st.QGroup, st.Inbox, st.AckInbox
 	p.MaxInFlight, p.AckWaitInSecs, p.DurableName, p.LastSent = st.MaxInFlight, st.AckWaitSecs, st.DurableName, st.LastSent
 	p.IsDurable, p.IsClosed, p.User = st.IsDurable, st.IsClosed, st.User
 }
 
-func decodeSub(v []byte) (stores.SubState, error) {
+func decodeSub(v []byte, pending *seqset.Set) (stores.SubState, error) {
 	var p storepb.SubState
 	if err := proto.Unmarshal(v, &p); err != nil {
 		return stores.SubState{}, fmt.Errorf("boltstore: subscription: %w", err)
+	}
+	var seq uint64
+	for _, d := range p.Pending { // inline pending set (substore.go): distances
+		seq += d
+		pending.Add(seq)
 	}
 	return stores.SubState{ID: p.ID, ClientID: p.ClientID, QGroup: p.QGroup, Inbox: p.Inbox,
 		AckInbox: p.AckInbox, MaxInFlight: p.MaxInFlight, AckWaitSecs: p.AckWaitInSecs,

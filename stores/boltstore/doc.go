@@ -10,7 +10,8 @@
 //	tombs          deleted channel name → its last sequence (8), so a re-created channel continues
 //	m.<channel>    sequence (8, big-endian) → time (8) | reply length (4) | reply | data
 //	s.<channel>    subscription ID (8) → storepb.SubState
-//	p.<channel>    subscription ID (8) | sequence (8) → empty: the pending (unacked) set
+//	p.<channel>    subscription ID (8) | sequence (8) → empty: the pending (unacked) set of
+//	               a subscription with a large one (a small one is inline in its s. record)
 //
 // Append buffers the encoded messages in memory (Load serves them from there); CreateSub,
 // UpdateSub, DeleteSub, Record, AddClient and DeleteClient change memory and log the change.

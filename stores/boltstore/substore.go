@@ -34,6 +34,7 @@ type subStore struct {
 	gone  []uint64 // subscriptions to delete (with their pending keys)
 	ops   []pendOp // pending-set changes, in order
 	pb    storepb.SubState
+	epoch uint64 // Flushes so far
 
 	closed, deleted bool
 
@@ -45,7 +46,23 @@ type sub struct {
 	pending seqset.Set
 	dirty   bool // in subStore.dirty
 	removed bool // deleted: its logged pending changes are dropped at Flush
+
+	// Where the pending set is kept (see inlineMax): inline in the state record, or as
+	// keys of the pending bucket. restage: this Flush moves it, writing it whole.
+	inline, restage bool
+	epoch           uint64 // the Flush that last chose
 }
+
+// A small pending set — a subscriber keeping up, the usual case — is written inline in
+// the subscription's state record, which a Flush rewrites anyway when the subscription
+// was sent anything (LastSent): no B+tree put per delivery and delete per ack. A set
+// larger than keysMin goes to the pending bucket, one key per sequence, where each change
+// costs one key rather than a rewrite of the whole set; it comes back inline once it
+// shrinks to inlineMax. Recovery reads both (their union: a sequence in both is pending).
+const (
+	inlineMax = 256
+	keysMin   = 1024
+)
 
 type pendOp struct {
 	r     *sub
@@ -68,9 +85,13 @@ func newSubStore(c *committer, name string, maxSubs int) *subStore {
 func (ss *subStore) load(tx *bolt.Tx) error {
 	if b := tx.Bucket(ss.skey); b != nil {
 		err := b.ForEach(func(_, v []byte) error {
-			st, err := decodeSub(v)
+			r := &sub{}
+			st, err := decodeSub(v, &r.pending)
 			if err == nil {
-				ss.subs[st.ID] = &sub{state: st}
+				// A record holding a pending set keeps it inline: it is rewritten (or
+				// cleared, should the set move to keys) at the next change.
+				r.state, r.inline = st, r.pending.Len() > 0
+				ss.subs[st.ID] = r
 			}
 			return err
 		})
@@ -230,6 +251,12 @@ func (ss *subStore) Flush() error {
 	if len(ss.dirty) == 0 && len(ss.gone) == 0 && len(ss.ops) == 0 {
 		return nil
 	}
+	ss.epoch++
+	for _, op := range ss.ops {
+		if !op.r.removed {
+			ss.place(op.r)
+		}
+	}
 	b := ss.c.batchFor(&ss.st)
 	var k [16]byte
 	for _, id := range ss.gone {
@@ -241,13 +268,21 @@ func (ss *subStore) Flush() error {
 		if r.removed {
 			continue
 		}
+		ss.place(r)
+		binary.BigEndian.PutUint64(k[:8], r.state.ID)
+		if r.restage && r.inline {
+			b.op(wopDelPrefix, ss.pkey, k[:8]) // its keys, now inline
+		}
 		if err := ss.putState(b, r); err != nil {
 			return err
 		}
+		if r.restage && !r.inline {
+			ss.putKeys(b, r)
+		}
 	}
 	for _, op := range ss.ops {
-		if op.r.removed {
-			continue
+		if op.r.removed || op.r.inline || op.r.restage {
+			continue // written whole above
 		}
 		binary.BigEndian.PutUint64(k[:8], op.r.state.ID)
 		binary.BigEndian.PutUint64(k[8:], op.seq)
@@ -267,26 +302,63 @@ func (ss *subStore) stageAll() error {
 	b := ss.c.batchFor(&ss.st)
 	b.op(wopReset, ss.skey, nil)
 	b.op(wopReset, ss.pkey, nil)
-	var k [16]byte
 	for _, r := range ss.subs {
+		r.inline = r.pending.Len() <= inlineMax
+		r.epoch, r.restage = ss.epoch, false
 		if err := ss.putState(b, r); err != nil {
 			return err
 		}
-		binary.BigEndian.PutUint64(k[:8], r.state.ID)
-		r.pending.Ascend(func(seq uint64) bool {
-			binary.BigEndian.PutUint64(k[8:], seq)
-			b.put(ss.pkey, k[:], nil)
-			return true
-		})
+		if !r.inline {
+			ss.putKeys(b, r)
+		}
 	}
 	ss.clearLog()
 	ss.st.rewrite = false
 	return nil
 }
 
-// putState stages r's state. Caller holds mu and stageMu.
+// place chooses, once per Flush, where r's pending set is written (inlineMax), marking r
+// for a state write when the set goes inline or stays there. Caller holds mu.
+func (ss *subStore) place(r *sub) {
+	if r.epoch == ss.epoch {
+		return
+	}
+	r.epoch = ss.epoch
+	n := r.pending.Len()
+	switch {
+	case !r.inline && n <= inlineMax:
+		r.inline, r.restage = true, true
+	case r.inline && n > keysMin:
+		r.inline, r.restage = false, true
+	}
+	if r.inline || r.restage {
+		ss.markDirty(r)
+	}
+}
+
+// putKeys stages r's whole pending set as keys. Caller holds mu and stageMu.
+func (ss *subStore) putKeys(b *batch, r *sub) {
+	var k [16]byte
+	binary.BigEndian.PutUint64(k[:8], r.state.ID)
+	r.pending.Ascend(func(seq uint64) bool {
+		binary.BigEndian.PutUint64(k[8:], seq)
+		b.put(ss.pkey, k[:], nil)
+		return true
+	})
+}
+
+// putState stages r's state, with its pending set when it is inline. Caller holds mu and
+// stageMu.
 func (ss *subStore) putState(b *batch, r *sub) error {
 	setSubPB(&ss.pb, &r.state)
+	if r.inline {
+		prev := uint64(0)
+		r.pending.Ascend(func(seq uint64) bool {
+			ss.pb.Pending = append(ss.pb.Pending, seq-prev)
+			prev = seq
+			return true
+		})
+	}
 	var k [8]byte
 	binary.BigEndian.PutUint64(k[:], r.state.ID)
 	if err := b.putProto(ss.skey, k[:], &ss.pb); err != nil {
@@ -298,7 +370,7 @@ func (ss *subStore) putState(b *batch, r *sub) error {
 // clearLog empties the change log once staged. Caller holds mu.
 func (ss *subStore) clearLog() {
 	for _, r := range ss.dirty {
-		r.dirty = false
+		r.dirty, r.restage = false, false
 	}
 	clear(ss.dirty)
 	clear(ss.ops) // drop the *sub references
