@@ -1329,7 +1329,8 @@ type SubState struct {
 	LastSent      uint64                 `protobuf:"varint,9,opt,name=lastSent,proto3" json:"lastSent,omitempty"`
 	IsDurable     bool                   `protobuf:"varint,10,opt,name=isDurable,proto3" json:"isDurable,omitempty"`
 	IsClosed      bool                   `protobuf:"varint,11,opt,name=isClosed,proto3" json:"isClosed,omitempty"`
-	User          string                 `protobuf:"bytes,12,opt,name=user,proto3" json:"user,omitempty"` // the user that owns it
+	User          string                 `protobuf:"bytes,12,opt,name=user,proto3" json:"user,omitempty"`               // the user that owns it
+	Pending       []uint64               `protobuf:"varint,13,rep,packed,name=pending,proto3" json:"pending,omitempty"` // as in storepb: the pending set, ascending, as distances
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1448,6 +1449,13 @@ func (x *SubState) GetUser() string {
 	return ""
 }
 
+func (x *SubState) GetPending() []uint64 {
+	if x != nil {
+		return x.Pending
+	}
+	return nil
+}
+
 var File_proto_raftpb_raft_proto protoreflect.FileDescriptor
 
 const file_proto_raftpb_raft_proto_rawDesc = "" +
@@ -1549,7 +1557,7 @@ const file_proto_raftpb_raft_proto_rawDesc = "" +
 	"\n" +
 	"pingMaxOut\x18\x06 \x01(\x05R\n" +
 	"pingMaxOut\x12\x12\n" +
-	"\x04user\x18\a \x01(\tR\x04user\"\xd4\x02\n" +
+	"\x04user\x18\a \x01(\tR\x04user\"\xee\x02\n" +
 	"\bSubState\x12\x0e\n" +
 	"\x02ID\x18\x01 \x01(\x04R\x02ID\x12\x1a\n" +
 	"\bclientID\x18\x02 \x01(\tR\bclientID\x12\x16\n" +
@@ -1563,7 +1571,8 @@ const file_proto_raftpb_raft_proto_rawDesc = "" +
 	"\tisDurable\x18\n" +
 	" \x01(\bR\tisDurable\x12\x1a\n" +
 	"\bisClosed\x18\v \x01(\bR\bisClosed\x12\x12\n" +
-	"\x04user\x18\f \x01(\tR\x04user*`\n" +
+	"\x04user\x18\f \x01(\tR\x04user\x12\x18\n" +
+	"\apending\x18\r \x03(\x04R\apending*`\n" +
 	"\rStartPosition\x12\v\n" +
 	"\aNewOnly\x10\x00\x12\x10\n" +
 	"\fLastReceived\x10\x01\x12\x12\n" +
