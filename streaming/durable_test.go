@@ -280,3 +280,22 @@ func TestAckRecordsRideTheNextCommit(t *testing.T) {
 		t.Fatal("records still pending after their own group committed")
 	}
 }
+
+// parseAckKey reads a random token without scanning and still tells a legacy counter
+// whose subject happens to have a dot 23 bytes from its end.
+func TestParseAckKey(t *testing.T) {
+	k := newAckKey()
+	if got, ok := parseAckKey([]byte("_STAN.acks.abc." + k.token())); !ok || got != k {
+		t.Fatalf("random token: %q %v", got, ok)
+	}
+	subj := []byte("_STAN.acks.0123456789x.abcdefghij") // legacy "abcdefghij"; a dot 23 bytes from the end
+	if subj[len(subj)-ackTokenLen-1] != '.' {
+		t.Fatal("test subject: no dot where the fast path looks")
+	}
+	if got, ok := parseAckKey(subj); !ok || got != legacyAckKey([]byte("abcdefghij")) {
+		t.Fatalf("legacy token: %q %v", got, ok)
+	}
+	if _, ok := parseAckKey([]byte("_STAN.acks.")); ok {
+		t.Fatal("empty token accepted")
+	}
+}

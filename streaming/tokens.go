@@ -1,6 +1,7 @@
 package streaming
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/base64"
 )
@@ -45,12 +46,16 @@ func legacyAckKey(tok []byte) ackKey {
 // parseAckKey returns the key of an ack inbox's last token: a random token, or a legacy
 // base-36 counter (up to 12 characters). It does not allocate.
 func parseAckKey(subject []byte) (ackKey, bool) {
+	var k ackKey
+	if n := len(subject) - ackTokenLen; n > 0 && subject[n-1] == '.' && bytes.IndexByte(subject[n:], '.') < 0 {
+		copy(k[:], subject[n:]) // a random token, the usual case: no byte-by-byte scan
+		return k, true
+	}
 	i := len(subject) - 1
 	for i >= 0 && subject[i] != '.' {
 		i--
 	}
 	tok := subject[i+1:]
-	var k ackKey
 	switch {
 	case len(tok) == ackTokenLen:
 		copy(k[:], tok)
