@@ -46,7 +46,6 @@ type op struct {
 	seq     uint64         // opAck: the acknowledged sequence
 	snap    chan *snapshot // opSnapshot: where the copy goes
 	subsToo bool
-	size    int32 // bytes counted in Server.qBytes
 }
 
 // handler turns a core delivery into an op. It runs on the publisher's goroutine, so it
@@ -90,14 +89,7 @@ func (s *Server) handler(kind opKind) core.MsgHandler {
 		}
 		// The queue is bounded by bytes as well as by count: 1 MiB publishes fill memory
 		// long before a million of them are queued (audit finding 7).
-		n := int64(len(o.data) + len(o.reply))
-		err := error(errQueueBytes)
-		if s.qBytes.Add(n) <= s.opts.QueueBytes {
-			o.size = int32(min(n, 1<<31-1))
-			err = s.q.Push(o)
-		}
-		if err != nil {
-			s.qBytes.Add(-n)
+		if err := s.q.PushBytes(o, int64(len(o.data)+len(o.reply)), s.opts.QueueBytes); err != nil {
 			if kind == opPublish && o.reply != "" {
 				// This runs on the publisher's goroutine: encode into memory of our own
 				// (never the engine's scratch), with the GUID stan.go matches PubAcks by.
@@ -122,7 +114,7 @@ func (s *Server) warnOverloaded() {
 	if now-last < int64(deliveryLogEvery) || !s.lastOverload.CompareAndSwap(last, now) {
 		return
 	}
-	s.log.Warn("streaming queue full, refusing publishes", "queued_bytes", s.qBytes.Load(), "refused_so_far", n)
+	s.log.Warn("streaming queue full, refusing publishes", "queued_bytes", s.q.Bytes(), "refused_so_far", n)
 }
 
 // run is the engine: drain the queue in batches, handle each op in order (runs of
@@ -143,11 +135,6 @@ func (s *Server) run() {
 		s.completeCommits()
 		batch = s.q.Pop(batch[:0])
 		s.maxPayload = s.bus.MaxPayload()
-		var size int64
-		for i := range batch {
-			size += int64(batch[i].size)
-		}
-		s.qBytes.Add(-size)
 		for i := range batch {
 			o := &batch[i]
 			if o.kind == opPublish {

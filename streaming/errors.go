@@ -34,6 +34,3 @@ const (
 
 // ErrClosed is returned by Server methods after Shutdown.
 var ErrClosed = errors.New("streaming: server closed")
-
-// errQueueBytes: the engine's queue holds Options.QueueBytes already.
-var errQueueBytes = errors.New("streaming: queue full (bytes)")

@@ -80,7 +80,6 @@ type Server struct {
 	metaC        <-chan time.Time
 	metaAt       time.Time
 
-	qBytes       atomic.Int64 // bytes of the requests in q (engine.go)
 	refusedPubs  atomic.Int64 // publishes refused because q was full
 	lastOverload atomic.Int64 // unix ns of the last "queue full" line
 	maxPayload   int          // core's max_payload, read at each engine batch

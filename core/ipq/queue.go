@@ -11,6 +11,7 @@ type Queue[T any] struct {
 
 	mu    sync.Mutex
 	items []T
+	bytes int64 // what PushBytes counted for items (0 for Push)
 
 	lastOut int // length of the batch the last Pop returned (the consumer's own field)
 }
@@ -39,6 +40,36 @@ func (q *Queue[T]) Push(v T) error {
 		}
 	}
 	return nil
+}
+
+// PushBytes is Push for an item that weighs n bytes: past the item limit, or when n
+// would take the bytes queued beyond maxBytes, it fails with ErrFull. The bytes are
+// counted under the lock Push takes anyway, so a byte bound costs no extra shared
+// write; Pop, which drains everything, sets them back to zero.
+func (q *Queue[T]) PushBytes(v T, n, maxBytes int64) error {
+	q.mu.Lock()
+	if (q.limit > 0 && len(q.items) >= q.limit) || q.bytes+n > maxBytes {
+		q.mu.Unlock()
+		return ErrFull
+	}
+	q.items = append(q.items, v)
+	q.bytes += n
+	first := len(q.items) == 1
+	q.mu.Unlock()
+	if first {
+		select {
+		case q.ready <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
+// Bytes returns the bytes PushBytes counted for the items queued now.
+func (q *Queue[T]) Bytes() int64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.bytes
 }
 
 // Ready returns a channel that receives when the queue goes from empty to
@@ -70,6 +101,7 @@ func (q *Queue[T]) Pop(into []T) []T {
 		}
 		out := q.items
 		q.items = into[:0]
+		q.bytes = 0
 		q.mu.Unlock()
 		q.lastOut = len(out)
 		return out
@@ -78,6 +110,7 @@ func (q *Queue[T]) Pop(into []T) []T {
 	into = append(into, q.items...)
 	clear(q.items)
 	q.items = q.items[:0]
+	q.bytes = 0
 	q.mu.Unlock()
 	return into
 }

@@ -196,3 +196,43 @@ func TestQueueEmptyPopKeepsBuffersApart(t *testing.T) {
 		t.Fatalf("batch %v, want %v", got, want)
 	}
 }
+
+// TestQueueBytes: PushBytes refuses an item that would take the counted bytes past
+// the bound, Push counts nothing, and a Pop (either form) starts the count again.
+func TestQueueBytes(t *testing.T) {
+	q := New[int]("t", 0)
+	if err := q.PushBytes(1, 60, 100); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.PushBytes(2, 41, 100); !errors.Is(err, ErrFull) {
+		t.Fatalf("60+41 > 100 bytes queued: err = %v, want ErrFull", err)
+	}
+	if err := q.Push(3); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.PushBytes(4, 40, 100); err != nil {
+		t.Fatal(err)
+	}
+	if got := q.Bytes(); got != 100 {
+		t.Fatalf("Bytes = %d, want 100", got)
+	}
+	if got := q.Pop(nil); len(got) != 3 || got[0] != 1 || got[1] != 3 || got[2] != 4 {
+		t.Fatalf("Pop = %v, want [1 3 4]", got)
+	}
+	if got := q.Bytes(); got != 0 {
+		t.Fatalf("after Pop: Bytes = %d, want 0", got)
+	}
+	if err := q.PushBytes(5, 100, 100); err != nil {
+		t.Fatal(err)
+	}
+	var into []int
+	into = q.Pop(append(into, 0)) // the copying form
+	if len(into) != 2 || q.Bytes() != 0 {
+		t.Fatalf("copying Pop: got %v, Bytes %d", into, q.Bytes())
+	}
+	lq := New[int]("t", 1)
+	_ = lq.PushBytes(1, 1, 100)
+	if err := lq.PushBytes(2, 1, 100); !errors.Is(err, ErrFull) {
+		t.Fatalf("item limit: err = %v, want ErrFull", err)
+	}
+}
