@@ -301,9 +301,9 @@ func (s *Server) flushSentAcks() {
 			continue
 		}
 		cmd := &s.scratch.cmdSent // reused: a proposal per commit group must not allocate
-		cmd.ch, cmd.events = ch, ch.events
+		cmd.chanRef, cmd.events = refOf(ch), ch.events
 		_, err := s.propose(cmd)
-		cmd.ch, cmd.events = nil, nil
+		cmd.events = nil
 		if err != nil {
 			s.log.Error("recording deliveries failed", "channel", ch.name, "err", err)
 		}

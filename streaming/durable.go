@@ -198,6 +198,7 @@ func (s *Server) heal(ch *channel) bool {
 	}
 	ch.broken = false
 	ch.synced = min(ch.synced, ch.store.Msgs.State().Last)
+	ch.assigned = ch.store.Msgs.State().Last
 	s.log.Info("channel store recovered after a failure", "channel", ch.name, "last", ch.store.Msgs.State().Last)
 	return true
 }

@@ -119,7 +119,7 @@ func FuzzRequests(f *testing.F) {
 	f.Add(seed(conn, sub, from(conn, 3), []byte{byte(opCheckReply), 0}, from(closeReq, 3), from([]byte{byte(opCheckReply), 0}, 3),
 		from(closeReq, 3), from(conn, 2), from(sub, 3)))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		s, _ := newEngine(t)
+		s, rec := newRecordedEngine(t)
 		for len(data) >= 2 {
 			kind := opKind((data[0] & 0x1f) % byte(opRedeliver))
 			keyFromData, conn := data[0]&0x20 != 0, uint64(1+data[0]>>6)
@@ -173,6 +173,7 @@ func FuzzRequests(f *testing.F) {
 			t.Fatal("ack indexes differ in size")
 		}
 		checkInboxesAndOwners(t, s)
+		checkReplica(t, s, rec) // a follower applying the encoded commands ends equal
 	})
 }
 

@@ -27,7 +27,7 @@ func (s *Server) processExpire(ch *channel) {
 	if ch.deleted {
 		return
 	}
-	v, err := s.propose(&cmdExpire{ch: ch, now: time.Now().UnixNano()})
+	v, err := s.propose(&cmdExpire{chanRef: refOf(ch), now: time.Now().UnixNano()})
 	if err != nil {
 		s.log.Error("expiring messages failed", "channel", ch.name, "err", err)
 		return
@@ -64,7 +64,7 @@ func (s *Server) processIdle(ch *channel) {
 		s.touchAfter(ch, ch.limits.MaxInactivity-idle)
 		return
 	}
-	if _, err := s.propose(&cmdDeleteChannel{ch: ch}); err != nil {
+	if _, err := s.propose(&cmdDeleteChannel{refOf(ch)}); err != nil {
 		s.log.Error("deleting inactive channel failed", "channel", ch.name, "err", err)
 		return
 	}

@@ -131,7 +131,7 @@ func (s *Server) flushPublishes() {
 		}
 		touched = append(touched, ch)
 		msgs := s.scratch.msgs[:0]
-		last := ch.store.Msgs.State().Last
+		last := ch.assigned
 		t := max(now, ch.lastTime)
 		for j := i; j < len(pubs); j++ {
 			if pubs[j].ch == ch {
@@ -142,9 +142,12 @@ func (s *Server) flushPublishes() {
 			}
 		}
 		cmd := &s.scratch.cmdPub
-		cmd.ch, cmd.msgs = ch, msgs
+		cmd.chanRef, cmd.msgs = refOf(ch), msgs
 		_, err := s.propose(cmd)
-		cmd.ch, cmd.msgs = nil, nil
+		cmd.msgs = nil
+		if err == nil {
+			ch.assigned = last
+		}
 		if sp, _ := ch.store.Msgs.(stores.SplitSyncer); sp != nil && s.started {
 			if g == nil {
 				g = s.committer().group()
@@ -293,7 +296,8 @@ func (s *Server) createChannel(name string) (*channel, error) {
 
 func (s *Server) addChannel(st *stores.Channel) *channel {
 	ch := &channel{name: st.Name, id: st.ID, store: st, subs: map[*subState]struct{}{},
-		durables: map[durableID]*subState{}, queues: map[queueID]*queueGroup{}, synced: st.Msgs.State().Last}
+		durables: map[durableID]*subState{}, queues: map[queueID]*queueGroup{}, synced: st.Msgs.State().Last,
+		assigned: st.Msgs.State().Last}
 	s.channels[ch.name] = ch
 	s.lowerNames[lowerName(ch.name)] = ch.name
 	ch.limits = s.opts.Limits.For(ch.name)

@@ -101,7 +101,7 @@ func (s *Server) restoreSub(ch *channel, rs *stores.RecoveredSub, uncertain uint
 	default:
 		if c == nil {
 			// A plain subscription of a client that is gone: nothing to keep.
-			s.propose(&cmdDeleteSub{id: sub.id, ch: ch})
+			s.propose(&cmdDeleteSub{chanRef: refOf(ch), id: sub.id})
 			return
 		}
 		ch.subs[sub] = struct{}{}
@@ -142,9 +142,9 @@ func (s *Server) settleGroups(ch *channel) {
 			for _, o := range orphans {
 				s.movePending(o, g.members)
 				s.flushSentAcks()
-				s.propose(&cmdDeleteSub{id: o.id, ch: ch})
+				s.propose(&cmdDeleteSub{chanRef: refOf(ch), id: o.id})
 			}
-			s.propose(&cmdUpdateSub{state: g.members[0].storeState(), ch: ch})
+			s.propose(&cmdUpdateSub{chanRef: refOf(ch), state: g.members[0].storeState()})
 			for _, m := range g.members {
 				s.armTimer(m)
 			}
@@ -153,14 +153,14 @@ func (s *Server) settleGroups(ch *channel) {
 			for _, o := range orphans[1:] {
 				s.movePending(o, []*subState{sh})
 				s.flushSentAcks()
-				s.propose(&cmdDeleteSub{id: o.id, ch: ch})
+				s.propose(&cmdDeleteSub{chanRef: refOf(ch), id: o.id})
 			}
 			sh.offline, sh.lastSent = true, g.lastSent
 			g.shadow = sh
-			s.propose(&cmdUpdateSub{state: sh.storeState(), ch: ch})
+			s.propose(&cmdUpdateSub{chanRef: refOf(ch), state: sh.storeState()})
 		default:
 			for _, o := range orphans {
-				s.propose(&cmdDeleteSub{id: o.id, ch: ch})
+				s.propose(&cmdDeleteSub{chanRef: refOf(ch), id: o.id})
 			}
 			delete(ch.queues, qid)
 		}

@@ -118,9 +118,9 @@ func (s *Server) processSubscribe(o *op) {
 	s.byAckID[sub.ack] = sub
 	sub.owner = c
 	c.subs[sub] = struct{}{}
-	cmd := any(&cmdSubscribe{state: sub.storeState(), ch: ch})
+	cmd := any(&cmdSubscribe{chanRef: refOf(ch), state: sub.storeState()})
 	if resume {
-		cmd = &cmdUpdateSub{state: sub.storeState(), ch: ch}
+		cmd = &cmdUpdateSub{chanRef: refOf(ch), state: sub.storeState()}
 	}
 	if _, err := s.propose(cmd); err != nil {
 		s.log.Info("subscription refused", "client_id", logID(req.ClientID), "channel", req.Subject, "cause", err)
@@ -310,27 +310,27 @@ func (s *Server) removeSub(sub *subState, unsubscribe bool) {
 		switch {
 		case len(g.members) > 0:
 			s.reassign(sub, g)
-			s.propose(&cmdDeleteSub{id: sub.id, ch: ch})
+			s.propose(&cmdDeleteSub{chanRef: refOf(ch), id: sub.id})
 		case g.durable && !unsubscribe:
 			sub.offline = true
 			g.shadow = sub
-			s.propose(&cmdUpdateSub{state: sub.storeState(), ch: ch})
+			s.propose(&cmdUpdateSub{chanRef: refOf(ch), state: sub.storeState()})
 		default:
 			delete(ch.queues, g.id)
-			s.propose(&cmdDeleteSub{id: sub.id, ch: ch})
+			s.propose(&cmdDeleteSub{chanRef: refOf(ch), id: sub.id})
 		}
 		return
 	}
 	delete(ch.subs, sub)
 	if sub.durable != "" && !unsubscribe {
 		sub.offline = true
-		s.propose(&cmdUpdateSub{state: sub.storeState(), ch: ch})
+		s.propose(&cmdUpdateSub{chanRef: refOf(ch), state: sub.storeState()})
 		return
 	}
 	if sub.durable != "" {
 		delete(ch.durables, sub.durableID())
 	}
-	s.propose(&cmdDeleteSub{id: sub.id, ch: ch})
+	s.propose(&cmdDeleteSub{chanRef: refOf(ch), id: sub.id})
 }
 
 // reassign hands a leaving member's unacknowledged messages to the remaining members,
@@ -350,5 +350,5 @@ func (s *Server) reassign(from *subState, g *queueGroup) {
 	clear(from.pending)
 	from.expReset()
 	s.flushSentAcks()
-	s.propose(&cmdUpdateSub{state: g.members[0].storeState(), ch: from.ch})
+	s.propose(&cmdUpdateSub{chanRef: refOf(from.ch), state: g.members[0].storeState()})
 }

@@ -136,7 +136,9 @@ func (x *Batch) GetOps() []*Op {
 	return nil
 }
 
-// Op is one replicated state change.
+// Op is one replicated state change. Ops name channels by name and ID (the ID tells a channel
+// from a deleted one of the same name) and subscriptions by their ID in the channel; every value
+// Apply needs (sequences, timestamps, the clock for expiry) is chosen by the proposer.
 type Op struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Op:
@@ -145,9 +147,12 @@ type Op struct {
 	//	*Op_ClientConnect
 	//	*Op_ClientDisconnect
 	//	*Op_Subscribe
-	//	*Op_Unsubscribe
 	//	*Op_SentAndAck
 	//	*Op_DeleteChannel
+	//	*Op_CreateChannel
+	//	*Op_UpdateSub
+	//	*Op_DeleteSub
+	//	*Op_Expire
 	Op isOp_Op `protobuf_oneof:"op"`
 	// ignorable: a node that does not understand this op may skip it (rolling upgrades). Kept at 15,
 	// the last one-byte tag, so ops can take 1..14 cheaply.
@@ -229,15 +234,6 @@ func (x *Op) GetSubscribe() *Subscribe {
 	return nil
 }
 
-func (x *Op) GetUnsubscribe() *Unsubscribe {
-	if x != nil {
-		if x, ok := x.Op.(*Op_Unsubscribe); ok {
-			return x.Unsubscribe
-		}
-	}
-	return nil
-}
-
 func (x *Op) GetSentAndAck() *SentAndAck {
 	if x != nil {
 		if x, ok := x.Op.(*Op_SentAndAck); ok {
@@ -251,6 +247,42 @@ func (x *Op) GetDeleteChannel() *DeleteChannel {
 	if x != nil {
 		if x, ok := x.Op.(*Op_DeleteChannel); ok {
 			return x.DeleteChannel
+		}
+	}
+	return nil
+}
+
+func (x *Op) GetCreateChannel() *CreateChannel {
+	if x != nil {
+		if x, ok := x.Op.(*Op_CreateChannel); ok {
+			return x.CreateChannel
+		}
+	}
+	return nil
+}
+
+func (x *Op) GetUpdateSub() *UpdateSub {
+	if x != nil {
+		if x, ok := x.Op.(*Op_UpdateSub); ok {
+			return x.UpdateSub
+		}
+	}
+	return nil
+}
+
+func (x *Op) GetDeleteSub() *DeleteSub {
+	if x != nil {
+		if x, ok := x.Op.(*Op_DeleteSub); ok {
+			return x.DeleteSub
+		}
+	}
+	return nil
+}
+
+func (x *Op) GetExpire() *Expire {
+	if x != nil {
+		if x, ok := x.Op.(*Op_Expire); ok {
+			return x.Expire
 		}
 	}
 	return nil
@@ -283,16 +315,29 @@ type Op_Subscribe struct {
 	Subscribe *Subscribe `protobuf:"bytes,4,opt,name=subscribe,proto3,oneof"`
 }
 
-type Op_Unsubscribe struct {
-	Unsubscribe *Unsubscribe `protobuf:"bytes,5,opt,name=unsubscribe,proto3,oneof"`
-}
-
 type Op_SentAndAck struct {
+	// 5 was Unsubscribe, never written: UpdateSub and DeleteSub replaced it.
 	SentAndAck *SentAndAck `protobuf:"bytes,6,opt,name=sentAndAck,proto3,oneof"`
 }
 
 type Op_DeleteChannel struct {
 	DeleteChannel *DeleteChannel `protobuf:"bytes,7,opt,name=deleteChannel,proto3,oneof"`
+}
+
+type Op_CreateChannel struct {
+	CreateChannel *CreateChannel `protobuf:"bytes,8,opt,name=createChannel,proto3,oneof"`
+}
+
+type Op_UpdateSub struct {
+	UpdateSub *UpdateSub `protobuf:"bytes,9,opt,name=updateSub,proto3,oneof"`
+}
+
+type Op_DeleteSub struct {
+	DeleteSub *DeleteSub `protobuf:"bytes,10,opt,name=deleteSub,proto3,oneof"`
+}
+
+type Op_Expire struct {
+	Expire *Expire `protobuf:"bytes,11,opt,name=expire,proto3,oneof"`
 }
 
 func (*Op_PublishBatch) isOp_Op() {}
@@ -303,14 +348,21 @@ func (*Op_ClientDisconnect) isOp_Op() {}
 
 func (*Op_Subscribe) isOp_Op() {}
 
-func (*Op_Unsubscribe) isOp_Op() {}
-
 func (*Op_SentAndAck) isOp_Op() {}
 
 func (*Op_DeleteChannel) isOp_Op() {}
 
+func (*Op_CreateChannel) isOp_Op() {}
+
+func (*Op_UpdateSub) isOp_Op() {}
+
+func (*Op_DeleteSub) isOp_Op() {}
+
+func (*Op_Expire) isOp_Op() {}
+
 // PublishBatch appends msgs, whose sequences and timestamps the proposer assigned, to a channel.
-// msgs[i].subject may be left empty: the channel is named once here.
+// The sequences continue the channel's last one with no gap: Apply refuses any other run.
+// msgs[i].subject is left empty: the channel is named once here.
 type PublishBatch struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Channel       string                 `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
@@ -371,11 +423,10 @@ func (x *PublishBatch) GetMsgs() []*MsgProto {
 	return nil
 }
 
-// ClientConnect registers a client (refresh: replace an existing registration with this one).
+// ClientConnect registers a client, replacing a registration of the same ID.
 type ClientConnect struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Request       *ConnectRequest        `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
-	Refresh       bool                   `protobuf:"varint,2,opt,name=refresh,proto3" json:"refresh,omitempty"`
+	Info          *ClientInfo            `protobuf:"bytes,3,opt,name=info,proto3" json:"info,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -410,21 +461,15 @@ func (*ClientConnect) Descriptor() ([]byte, []int) {
 	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{3}
 }
 
-func (x *ClientConnect) GetRequest() *ConnectRequest {
+func (x *ClientConnect) GetInfo() *ClientInfo {
 	if x != nil {
-		return x.Request
+		return x.Info
 	}
 	return nil
 }
 
-func (x *ClientConnect) GetRefresh() bool {
-	if x != nil {
-		return x.Refresh
-	}
-	return false
-}
-
-// ClientDisconnect removes a client and closes its subscriptions.
+// ClientDisconnect removes a client (its subscriptions are removed or closed by ops of their own
+// before it).
 type ClientDisconnect struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ClientID      string                 `protobuf:"bytes,1,opt,name=clientID,proto3" json:"clientID,omitempty"`
@@ -469,22 +514,66 @@ func (x *ClientDisconnect) GetClientID() string {
 	return ""
 }
 
-// Subscribe creates a subscription. request.startPosition is already resolved by the proposer:
-// it is SequenceStart and request.startSequence is the first sequence to deliver, so Apply never
-// reads the clock or the store to decide where a subscription starts.
+// CreateChannel creates a channel. Apply gives it the next channel ID, the same on every replica.
+type CreateChannel struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Channel       string                 `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateChannel) Reset() {
+	*x = CreateChannel{}
+	mi := &file_proto_raftpb_raft_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateChannel) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateChannel) ProtoMessage() {}
+
+func (x *CreateChannel) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_raftpb_raft_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateChannel.ProtoReflect.Descriptor instead.
+func (*CreateChannel) Descriptor() ([]byte, []int) {
+	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *CreateChannel) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+// Subscribe creates a subscription with the state the proposer resolved: its ID (unique in the
+// channel), its ack inbox, and LastSent — the start position already turned into a sequence, so
+// Apply never reads the clock or the store to decide where a subscription starts.
 type Subscribe struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Request       *SubscriptionRequest   `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
-	AckInbox      string                 `protobuf:"bytes,2,opt,name=ackInbox,proto3" json:"ackInbox,omitempty"` // chosen by the server
-	SubID         uint64                 `protobuf:"varint,3,opt,name=subID,proto3" json:"subID,omitempty"`      // unique in the channel (ChannelSnapshot.nextSubID)
 	ChannelID     uint64                 `protobuf:"varint,4,opt,name=channelID,proto3" json:"channelID,omitempty"`
+	Channel       string                 `protobuf:"bytes,5,opt,name=channel,proto3" json:"channel,omitempty"`
+	State         *SubState              `protobuf:"bytes,6,opt,name=state,proto3" json:"state,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Subscribe) Reset() {
 	*x = Subscribe{}
-	mi := &file_proto_raftpb_raft_proto_msgTypes[5]
+	mi := &file_proto_raftpb_raft_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -496,7 +585,7 @@ func (x *Subscribe) String() string {
 func (*Subscribe) ProtoMessage() {}
 
 func (x *Subscribe) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_raftpb_raft_proto_msgTypes[5]
+	mi := &file_proto_raftpb_raft_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -509,28 +598,7 @@ func (x *Subscribe) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Subscribe.ProtoReflect.Descriptor instead.
 func (*Subscribe) Descriptor() ([]byte, []int) {
-	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{5}
-}
-
-func (x *Subscribe) GetRequest() *SubscriptionRequest {
-	if x != nil {
-		return x.Request
-	}
-	return nil
-}
-
-func (x *Subscribe) GetAckInbox() string {
-	if x != nil {
-		return x.AckInbox
-	}
-	return ""
-}
-
-func (x *Subscribe) GetSubID() uint64 {
-	if x != nil {
-		return x.SubID
-	}
-	return 0
+	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Subscribe) GetChannelID() uint64 {
@@ -540,33 +608,46 @@ func (x *Subscribe) GetChannelID() uint64 {
 	return 0
 }
 
-// Unsubscribe removes (close=false) or closes (close=true: a durable keeps its state, offline) a
-// subscription, found by ack inbox in the channel.
-type Unsubscribe struct {
+func (x *Subscribe) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *Subscribe) GetState() *SubState {
+	if x != nil {
+		return x.State
+	}
+	return nil
+}
+
+// UpdateSub replaces a subscription's state (a durable resumed or closed, a queue group's
+// cursor); its pending set is kept.
+type UpdateSub struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	ClientID      string                 `protobuf:"bytes,1,opt,name=clientID,proto3" json:"clientID,omitempty"`
-	Channel       string                 `protobuf:"bytes,2,opt,name=channel,proto3" json:"channel,omitempty"`
-	AckInbox      string                 `protobuf:"bytes,3,opt,name=ackInbox,proto3" json:"ackInbox,omitempty"`
-	Close         bool                   `protobuf:"varint,4,opt,name=close,proto3" json:"close,omitempty"`
+	Channel       string                 `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
+	ChannelID     uint64                 `protobuf:"varint,2,opt,name=channelID,proto3" json:"channelID,omitempty"`
+	State         *SubState              `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *Unsubscribe) Reset() {
-	*x = Unsubscribe{}
-	mi := &file_proto_raftpb_raft_proto_msgTypes[6]
+func (x *UpdateSub) Reset() {
+	*x = UpdateSub{}
+	mi := &file_proto_raftpb_raft_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *Unsubscribe) String() string {
+func (x *UpdateSub) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*Unsubscribe) ProtoMessage() {}
+func (*UpdateSub) ProtoMessage() {}
 
-func (x *Unsubscribe) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_raftpb_raft_proto_msgTypes[6]
+func (x *UpdateSub) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_raftpb_raft_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -577,55 +658,110 @@ func (x *Unsubscribe) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use Unsubscribe.ProtoReflect.Descriptor instead.
-func (*Unsubscribe) Descriptor() ([]byte, []int) {
-	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{6}
+// Deprecated: Use UpdateSub.ProtoReflect.Descriptor instead.
+func (*UpdateSub) Descriptor() ([]byte, []int) {
+	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{7}
 }
 
-func (x *Unsubscribe) GetClientID() string {
-	if x != nil {
-		return x.ClientID
-	}
-	return ""
-}
-
-func (x *Unsubscribe) GetChannel() string {
+func (x *UpdateSub) GetChannel() string {
 	if x != nil {
 		return x.Channel
 	}
 	return ""
 }
 
-func (x *Unsubscribe) GetAckInbox() string {
+func (x *UpdateSub) GetChannelID() uint64 {
 	if x != nil {
-		return x.AckInbox
+		return x.ChannelID
+	}
+	return 0
+}
+
+func (x *UpdateSub) GetState() *SubState {
+	if x != nil {
+		return x.State
+	}
+	return nil
+}
+
+// DeleteSub removes a subscription and its pending set.
+type DeleteSub struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Channel       string                 `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
+	ChannelID     uint64                 `protobuf:"varint,2,opt,name=channelID,proto3" json:"channelID,omitempty"`
+	SubID         uint64                 `protobuf:"varint,3,opt,name=subID,proto3" json:"subID,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteSub) Reset() {
+	*x = DeleteSub{}
+	mi := &file_proto_raftpb_raft_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteSub) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteSub) ProtoMessage() {}
+
+func (x *DeleteSub) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_raftpb_raft_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteSub.ProtoReflect.Descriptor instead.
+func (*DeleteSub) Descriptor() ([]byte, []int) {
+	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *DeleteSub) GetChannel() string {
+	if x != nil {
+		return x.Channel
 	}
 	return ""
 }
 
-func (x *Unsubscribe) GetClose() bool {
+func (x *DeleteSub) GetChannelID() uint64 {
 	if x != nil {
-		return x.Close
+		return x.ChannelID
 	}
-	return false
+	return 0
 }
 
-// SentAndAck records, for one subscription, sequences delivered and sequences acknowledged since
-// the last such op. Replicated lazily, so after a failover some of this may be missing
-// (redelivery, never loss).
+func (x *DeleteSub) GetSubID() uint64 {
+	if x != nil {
+		return x.SubID
+	}
+	return 0
+}
+
+// SentAndAck records, in order, sequences delivered (now pending) and acknowledged (no longer
+// pending) for subscriptions of one channel: event i is (subIDs[i], seqs[i], acked[i]). Order
+// matters: a message acknowledged and then redelivered is pending again.
 type SentAndAck struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Channel       string                 `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
-	SubID         uint64                 `protobuf:"varint,2,opt,name=subID,proto3" json:"subID,omitempty"`
-	Sent          []uint64               `protobuf:"varint,3,rep,packed,name=sent,proto3" json:"sent,omitempty"`
-	Acked         []uint64               `protobuf:"varint,4,rep,packed,name=acked,proto3" json:"acked,omitempty"`
+	ChannelID     uint64                 `protobuf:"varint,5,opt,name=channelID,proto3" json:"channelID,omitempty"`
+	SubIDs        []uint64               `protobuf:"varint,6,rep,packed,name=subIDs,proto3" json:"subIDs,omitempty"`
+	Seqs          []uint64               `protobuf:"varint,7,rep,packed,name=seqs,proto3" json:"seqs,omitempty"`
+	Acked         []bool                 `protobuf:"varint,8,rep,packed,name=acked,proto3" json:"acked,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SentAndAck) Reset() {
 	*x = SentAndAck{}
-	mi := &file_proto_raftpb_raft_proto_msgTypes[7]
+	mi := &file_proto_raftpb_raft_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -637,7 +773,7 @@ func (x *SentAndAck) String() string {
 func (*SentAndAck) ProtoMessage() {}
 
 func (x *SentAndAck) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_raftpb_raft_proto_msgTypes[7]
+	mi := &file_proto_raftpb_raft_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -650,7 +786,7 @@ func (x *SentAndAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SentAndAck.ProtoReflect.Descriptor instead.
 func (*SentAndAck) Descriptor() ([]byte, []int) {
-	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{7}
+	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SentAndAck) GetChannel() string {
@@ -660,21 +796,28 @@ func (x *SentAndAck) GetChannel() string {
 	return ""
 }
 
-func (x *SentAndAck) GetSubID() uint64 {
+func (x *SentAndAck) GetChannelID() uint64 {
 	if x != nil {
-		return x.SubID
+		return x.ChannelID
 	}
 	return 0
 }
 
-func (x *SentAndAck) GetSent() []uint64 {
+func (x *SentAndAck) GetSubIDs() []uint64 {
 	if x != nil {
-		return x.Sent
+		return x.SubIDs
 	}
 	return nil
 }
 
-func (x *SentAndAck) GetAcked() []uint64 {
+func (x *SentAndAck) GetSeqs() []uint64 {
+	if x != nil {
+		return x.Seqs
+	}
+	return nil
+}
+
+func (x *SentAndAck) GetAcked() []bool {
 	if x != nil {
 		return x.Acked
 	}
@@ -692,7 +835,7 @@ type DeleteChannel struct {
 
 func (x *DeleteChannel) Reset() {
 	*x = DeleteChannel{}
-	mi := &file_proto_raftpb_raft_proto_msgTypes[8]
+	mi := &file_proto_raftpb_raft_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -704,7 +847,7 @@ func (x *DeleteChannel) String() string {
 func (*DeleteChannel) ProtoMessage() {}
 
 func (x *DeleteChannel) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_raftpb_raft_proto_msgTypes[8]
+	mi := &file_proto_raftpb_raft_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -717,7 +860,7 @@ func (x *DeleteChannel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteChannel.ProtoReflect.Descriptor instead.
 func (*DeleteChannel) Descriptor() ([]byte, []int) {
-	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{8}
+	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DeleteChannel) GetChannel() string {
@@ -734,6 +877,68 @@ func (x *DeleteChannel) GetChannelID() uint64 {
 	return 0
 }
 
+// Expire removes the channel's messages older than its MaxAge at now (unix ns), the proposer's
+// clock.
+type Expire struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Channel       string                 `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
+	ChannelID     uint64                 `protobuf:"varint,2,opt,name=channelID,proto3" json:"channelID,omitempty"`
+	Now           int64                  `protobuf:"varint,3,opt,name=now,proto3" json:"now,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Expire) Reset() {
+	*x = Expire{}
+	mi := &file_proto_raftpb_raft_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Expire) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Expire) ProtoMessage() {}
+
+func (x *Expire) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_raftpb_raft_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Expire.ProtoReflect.Descriptor instead.
+func (*Expire) Descriptor() ([]byte, []int) {
+	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *Expire) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *Expire) GetChannelID() uint64 {
+	if x != nil {
+		return x.ChannelID
+	}
+	return 0
+}
+
+func (x *Expire) GetNow() int64 {
+	if x != nil {
+		return x.Now
+	}
+	return 0
+}
+
 // Snapshot is the replicated metadata at a log index. Messages are not in it: a follower missing
 // messages after a restore fetches them from the leader.
 type Snapshot struct {
@@ -746,7 +951,7 @@ type Snapshot struct {
 
 func (x *Snapshot) Reset() {
 	*x = Snapshot{}
-	mi := &file_proto_raftpb_raft_proto_msgTypes[9]
+	mi := &file_proto_raftpb_raft_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -758,7 +963,7 @@ func (x *Snapshot) String() string {
 func (*Snapshot) ProtoMessage() {}
 
 func (x *Snapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_raftpb_raft_proto_msgTypes[9]
+	mi := &file_proto_raftpb_raft_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -771,7 +976,7 @@ func (x *Snapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Snapshot.ProtoReflect.Descriptor instead.
 func (*Snapshot) Descriptor() ([]byte, []int) {
-	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{9}
+	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Snapshot) GetClients() []*ClientInfo {
@@ -802,7 +1007,7 @@ type ChannelSnapshot struct {
 
 func (x *ChannelSnapshot) Reset() {
 	*x = ChannelSnapshot{}
-	mi := &file_proto_raftpb_raft_proto_msgTypes[10]
+	mi := &file_proto_raftpb_raft_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -814,7 +1019,7 @@ func (x *ChannelSnapshot) String() string {
 func (*ChannelSnapshot) ProtoMessage() {}
 
 func (x *ChannelSnapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_raftpb_raft_proto_msgTypes[10]
+	mi := &file_proto_raftpb_raft_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -827,7 +1032,7 @@ func (x *ChannelSnapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChannelSnapshot.ProtoReflect.Descriptor instead.
 func (*ChannelSnapshot) Descriptor() ([]byte, []int) {
-	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{10}
+	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ChannelSnapshot) GetName() string {
@@ -882,7 +1087,7 @@ type SubSnapshot struct {
 
 func (x *SubSnapshot) Reset() {
 	*x = SubSnapshot{}
-	mi := &file_proto_raftpb_raft_proto_msgTypes[11]
+	mi := &file_proto_raftpb_raft_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -894,7 +1099,7 @@ func (x *SubSnapshot) String() string {
 func (*SubSnapshot) ProtoMessage() {}
 
 func (x *SubSnapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_raftpb_raft_proto_msgTypes[11]
+	mi := &file_proto_raftpb_raft_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -907,7 +1112,7 @@ func (x *SubSnapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubSnapshot.ProtoReflect.Descriptor instead.
 func (*SubSnapshot) Descriptor() ([]byte, []int) {
-	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{11}
+	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SubSnapshot) GetState() *SubState {
@@ -940,7 +1145,7 @@ type MsgProto struct {
 
 func (x *MsgProto) Reset() {
 	*x = MsgProto{}
-	mi := &file_proto_raftpb_raft_proto_msgTypes[12]
+	mi := &file_proto_raftpb_raft_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -952,7 +1157,7 @@ func (x *MsgProto) String() string {
 func (*MsgProto) ProtoMessage() {}
 
 func (x *MsgProto) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_raftpb_raft_proto_msgTypes[12]
+	mi := &file_proto_raftpb_raft_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -965,7 +1170,7 @@ func (x *MsgProto) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MsgProto.ProtoReflect.Descriptor instead.
 func (*MsgProto) Descriptor() ([]byte, []int) {
-	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{12}
+	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *MsgProto) GetSequence() uint64 {
@@ -1038,7 +1243,7 @@ type ConnectRequest struct {
 
 func (x *ConnectRequest) Reset() {
 	*x = ConnectRequest{}
-	mi := &file_proto_raftpb_raft_proto_msgTypes[13]
+	mi := &file_proto_raftpb_raft_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1050,7 +1255,7 @@ func (x *ConnectRequest) String() string {
 func (*ConnectRequest) ProtoMessage() {}
 
 func (x *ConnectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_raftpb_raft_proto_msgTypes[13]
+	mi := &file_proto_raftpb_raft_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1063,7 +1268,7 @@ func (x *ConnectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnectRequest.ProtoReflect.Descriptor instead.
 func (*ConnectRequest) Descriptor() ([]byte, []int) {
-	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{13}
+	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ConnectRequest) GetClientID() string {
@@ -1126,7 +1331,7 @@ type SubscriptionRequest struct {
 
 func (x *SubscriptionRequest) Reset() {
 	*x = SubscriptionRequest{}
-	mi := &file_proto_raftpb_raft_proto_msgTypes[14]
+	mi := &file_proto_raftpb_raft_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1138,7 +1343,7 @@ func (x *SubscriptionRequest) String() string {
 func (*SubscriptionRequest) ProtoMessage() {}
 
 func (x *SubscriptionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_raftpb_raft_proto_msgTypes[14]
+	mi := &file_proto_raftpb_raft_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1151,7 +1356,7 @@ func (x *SubscriptionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscriptionRequest.ProtoReflect.Descriptor instead.
 func (*SubscriptionRequest) Descriptor() ([]byte, []int) {
-	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{14}
+	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SubscriptionRequest) GetClientID() string {
@@ -1239,7 +1444,7 @@ type ClientInfo struct {
 
 func (x *ClientInfo) Reset() {
 	*x = ClientInfo{}
-	mi := &file_proto_raftpb_raft_proto_msgTypes[15]
+	mi := &file_proto_raftpb_raft_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1251,7 +1456,7 @@ func (x *ClientInfo) String() string {
 func (*ClientInfo) ProtoMessage() {}
 
 func (x *ClientInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_raftpb_raft_proto_msgTypes[15]
+	mi := &file_proto_raftpb_raft_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1264,7 +1469,7 @@ func (x *ClientInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClientInfo.ProtoReflect.Descriptor instead.
 func (*ClientInfo) Descriptor() ([]byte, []int) {
-	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{15}
+	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ClientInfo) GetID() string {
@@ -1337,7 +1542,7 @@ type SubState struct {
 
 func (x *SubState) Reset() {
 	*x = SubState{}
-	mi := &file_proto_raftpb_raft_proto_msgTypes[16]
+	mi := &file_proto_raftpb_raft_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1349,7 +1554,7 @@ func (x *SubState) String() string {
 func (*SubState) ProtoMessage() {}
 
 func (x *SubState) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_raftpb_raft_proto_msgTypes[16]
+	mi := &file_proto_raftpb_raft_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1362,7 +1567,7 @@ func (x *SubState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubState.ProtoReflect.Descriptor instead.
 func (*SubState) Descriptor() ([]byte, []int) {
-	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{16}
+	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SubState) GetID() uint64 {
@@ -1462,47 +1667,59 @@ const file_proto_raftpb_raft_proto_rawDesc = "" +
 	"\n" +
 	"\x17proto/raftpb/raft.proto\x12\x0fstarling.raftpb\".\n" +
 	"\x05Batch\x12%\n" +
-	"\x03ops\x18\x01 \x03(\v2\x13.starling.raftpb.OpR\x03ops\"\x8b\x04\n" +
+	"\x03ops\x18\x01 \x03(\v2\x13.starling.raftpb.OpR\x03ops\"\xc2\x05\n" +
 	"\x02Op\x12C\n" +
 	"\fpublishBatch\x18\x01 \x01(\v2\x1d.starling.raftpb.PublishBatchH\x00R\fpublishBatch\x12F\n" +
 	"\rclientConnect\x18\x02 \x01(\v2\x1e.starling.raftpb.ClientConnectH\x00R\rclientConnect\x12O\n" +
 	"\x10clientDisconnect\x18\x03 \x01(\v2!.starling.raftpb.ClientDisconnectH\x00R\x10clientDisconnect\x12:\n" +
-	"\tsubscribe\x18\x04 \x01(\v2\x1a.starling.raftpb.SubscribeH\x00R\tsubscribe\x12@\n" +
-	"\vunsubscribe\x18\x05 \x01(\v2\x1c.starling.raftpb.UnsubscribeH\x00R\vunsubscribe\x12=\n" +
+	"\tsubscribe\x18\x04 \x01(\v2\x1a.starling.raftpb.SubscribeH\x00R\tsubscribe\x12=\n" +
 	"\n" +
 	"sentAndAck\x18\x06 \x01(\v2\x1b.starling.raftpb.SentAndAckH\x00R\n" +
 	"sentAndAck\x12F\n" +
-	"\rdeleteChannel\x18\a \x01(\v2\x1e.starling.raftpb.DeleteChannelH\x00R\rdeleteChannel\x12\x1c\n" +
+	"\rdeleteChannel\x18\a \x01(\v2\x1e.starling.raftpb.DeleteChannelH\x00R\rdeleteChannel\x12F\n" +
+	"\rcreateChannel\x18\b \x01(\v2\x1e.starling.raftpb.CreateChannelH\x00R\rcreateChannel\x12:\n" +
+	"\tupdateSub\x18\t \x01(\v2\x1a.starling.raftpb.UpdateSubH\x00R\tupdateSub\x12:\n" +
+	"\tdeleteSub\x18\n" +
+	" \x01(\v2\x1a.starling.raftpb.DeleteSubH\x00R\tdeleteSub\x121\n" +
+	"\x06expire\x18\v \x01(\v2\x17.starling.raftpb.ExpireH\x00R\x06expire\x12\x1c\n" +
 	"\tignorable\x18\x0f \x01(\bR\tignorableB\x04\n" +
-	"\x02op\"u\n" +
+	"\x02opJ\x04\b\x05\x10\x06\"u\n" +
 	"\fPublishBatch\x12\x18\n" +
 	"\achannel\x18\x01 \x01(\tR\achannel\x12\x1c\n" +
 	"\tchannelID\x18\x02 \x01(\x04R\tchannelID\x12-\n" +
-	"\x04msgs\x18\x03 \x03(\v2\x19.starling.raftpb.MsgProtoR\x04msgs\"d\n" +
-	"\rClientConnect\x129\n" +
-	"\arequest\x18\x01 \x01(\v2\x1f.starling.raftpb.ConnectRequestR\arequest\x12\x18\n" +
-	"\arefresh\x18\x02 \x01(\bR\arefresh\".\n" +
+	"\x04msgs\x18\x03 \x03(\v2\x19.starling.raftpb.MsgProtoR\x04msgs\"L\n" +
+	"\rClientConnect\x12/\n" +
+	"\x04info\x18\x03 \x01(\v2\x1b.starling.raftpb.ClientInfoR\x04infoJ\x04\b\x01\x10\x02J\x04\b\x02\x10\x03\".\n" +
 	"\x10ClientDisconnect\x12\x1a\n" +
-	"\bclientID\x18\x01 \x01(\tR\bclientID\"\x9b\x01\n" +
-	"\tSubscribe\x12>\n" +
-	"\arequest\x18\x01 \x01(\v2$.starling.raftpb.SubscriptionRequestR\arequest\x12\x1a\n" +
-	"\backInbox\x18\x02 \x01(\tR\backInbox\x12\x14\n" +
-	"\x05subID\x18\x03 \x01(\x04R\x05subID\x12\x1c\n" +
-	"\tchannelID\x18\x04 \x01(\x04R\tchannelID\"u\n" +
-	"\vUnsubscribe\x12\x1a\n" +
-	"\bclientID\x18\x01 \x01(\tR\bclientID\x12\x18\n" +
-	"\achannel\x18\x02 \x01(\tR\achannel\x12\x1a\n" +
-	"\backInbox\x18\x03 \x01(\tR\backInbox\x12\x14\n" +
-	"\x05close\x18\x04 \x01(\bR\x05close\"n\n" +
+	"\bclientID\x18\x01 \x01(\tR\bclientID\")\n" +
+	"\rCreateChannel\x12\x18\n" +
+	"\achannel\x18\x01 \x01(\tR\achannel\"\x86\x01\n" +
+	"\tSubscribe\x12\x1c\n" +
+	"\tchannelID\x18\x04 \x01(\x04R\tchannelID\x12\x18\n" +
+	"\achannel\x18\x05 \x01(\tR\achannel\x12/\n" +
+	"\x05state\x18\x06 \x01(\v2\x19.starling.raftpb.SubStateR\x05stateJ\x04\b\x01\x10\x02J\x04\b\x02\x10\x03J\x04\b\x03\x10\x04\"t\n" +
+	"\tUpdateSub\x12\x18\n" +
+	"\achannel\x18\x01 \x01(\tR\achannel\x12\x1c\n" +
+	"\tchannelID\x18\x02 \x01(\x04R\tchannelID\x12/\n" +
+	"\x05state\x18\x03 \x01(\v2\x19.starling.raftpb.SubStateR\x05state\"Y\n" +
+	"\tDeleteSub\x12\x18\n" +
+	"\achannel\x18\x01 \x01(\tR\achannel\x12\x1c\n" +
+	"\tchannelID\x18\x02 \x01(\x04R\tchannelID\x12\x14\n" +
+	"\x05subID\x18\x03 \x01(\x04R\x05subID\"\xa4\x01\n" +
 	"\n" +
 	"SentAndAck\x12\x18\n" +
-	"\achannel\x18\x01 \x01(\tR\achannel\x12\x14\n" +
-	"\x05subID\x18\x02 \x01(\x04R\x05subID\x12\x16\n" +
-	"\x04sent\x18\x03 \x03(\x04B\x02\x10\x01R\x04sent\x12\x18\n" +
-	"\x05acked\x18\x04 \x03(\x04B\x02\x10\x01R\x05acked\"G\n" +
+	"\achannel\x18\x01 \x01(\tR\achannel\x12\x1c\n" +
+	"\tchannelID\x18\x05 \x01(\x04R\tchannelID\x12\x1a\n" +
+	"\x06subIDs\x18\x06 \x03(\x04B\x02\x10\x01R\x06subIDs\x12\x16\n" +
+	"\x04seqs\x18\a \x03(\x04B\x02\x10\x01R\x04seqs\x12\x18\n" +
+	"\x05acked\x18\b \x03(\bB\x02\x10\x01R\x05ackedJ\x04\b\x02\x10\x03J\x04\b\x03\x10\x04J\x04\b\x04\x10\x05\"G\n" +
 	"\rDeleteChannel\x12\x18\n" +
 	"\achannel\x18\x01 \x01(\tR\achannel\x12\x1c\n" +
-	"\tchannelID\x18\x02 \x01(\x04R\tchannelID\"\x7f\n" +
+	"\tchannelID\x18\x02 \x01(\x04R\tchannelID\"R\n" +
+	"\x06Expire\x12\x18\n" +
+	"\achannel\x18\x01 \x01(\tR\achannel\x12\x1c\n" +
+	"\tchannelID\x18\x02 \x01(\x04R\tchannelID\x12\x10\n" +
+	"\x03now\x18\x03 \x01(\x03R\x03now\"\x7f\n" +
 	"\bSnapshot\x125\n" +
 	"\aclients\x18\x01 \x03(\v2\x1b.starling.raftpb.ClientInfoR\aclients\x12<\n" +
 	"\bchannels\x18\x02 \x03(\v2 .starling.raftpb.ChannelSnapshotR\bchannels\"\xaf\x01\n" +
@@ -1593,7 +1810,7 @@ func file_proto_raftpb_raft_proto_rawDescGZIP() []byte {
 }
 
 var file_proto_raftpb_raft_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_proto_raftpb_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_proto_raftpb_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_proto_raftpb_raft_proto_goTypes = []any{
 	(StartPosition)(0),          // 0: starling.raftpb.StartPosition
 	(*Batch)(nil),               // 1: starling.raftpb.Batch
@@ -1601,41 +1818,48 @@ var file_proto_raftpb_raft_proto_goTypes = []any{
 	(*PublishBatch)(nil),        // 3: starling.raftpb.PublishBatch
 	(*ClientConnect)(nil),       // 4: starling.raftpb.ClientConnect
 	(*ClientDisconnect)(nil),    // 5: starling.raftpb.ClientDisconnect
-	(*Subscribe)(nil),           // 6: starling.raftpb.Subscribe
-	(*Unsubscribe)(nil),         // 7: starling.raftpb.Unsubscribe
-	(*SentAndAck)(nil),          // 8: starling.raftpb.SentAndAck
-	(*DeleteChannel)(nil),       // 9: starling.raftpb.DeleteChannel
-	(*Snapshot)(nil),            // 10: starling.raftpb.Snapshot
-	(*ChannelSnapshot)(nil),     // 11: starling.raftpb.ChannelSnapshot
-	(*SubSnapshot)(nil),         // 12: starling.raftpb.SubSnapshot
-	(*MsgProto)(nil),            // 13: starling.raftpb.MsgProto
-	(*ConnectRequest)(nil),      // 14: starling.raftpb.ConnectRequest
-	(*SubscriptionRequest)(nil), // 15: starling.raftpb.SubscriptionRequest
-	(*ClientInfo)(nil),          // 16: starling.raftpb.ClientInfo
-	(*SubState)(nil),            // 17: starling.raftpb.SubState
+	(*CreateChannel)(nil),       // 6: starling.raftpb.CreateChannel
+	(*Subscribe)(nil),           // 7: starling.raftpb.Subscribe
+	(*UpdateSub)(nil),           // 8: starling.raftpb.UpdateSub
+	(*DeleteSub)(nil),           // 9: starling.raftpb.DeleteSub
+	(*SentAndAck)(nil),          // 10: starling.raftpb.SentAndAck
+	(*DeleteChannel)(nil),       // 11: starling.raftpb.DeleteChannel
+	(*Expire)(nil),              // 12: starling.raftpb.Expire
+	(*Snapshot)(nil),            // 13: starling.raftpb.Snapshot
+	(*ChannelSnapshot)(nil),     // 14: starling.raftpb.ChannelSnapshot
+	(*SubSnapshot)(nil),         // 15: starling.raftpb.SubSnapshot
+	(*MsgProto)(nil),            // 16: starling.raftpb.MsgProto
+	(*ConnectRequest)(nil),      // 17: starling.raftpb.ConnectRequest
+	(*SubscriptionRequest)(nil), // 18: starling.raftpb.SubscriptionRequest
+	(*ClientInfo)(nil),          // 19: starling.raftpb.ClientInfo
+	(*SubState)(nil),            // 20: starling.raftpb.SubState
 }
 var file_proto_raftpb_raft_proto_depIdxs = []int32{
 	2,  // 0: starling.raftpb.Batch.ops:type_name -> starling.raftpb.Op
 	3,  // 1: starling.raftpb.Op.publishBatch:type_name -> starling.raftpb.PublishBatch
 	4,  // 2: starling.raftpb.Op.clientConnect:type_name -> starling.raftpb.ClientConnect
 	5,  // 3: starling.raftpb.Op.clientDisconnect:type_name -> starling.raftpb.ClientDisconnect
-	6,  // 4: starling.raftpb.Op.subscribe:type_name -> starling.raftpb.Subscribe
-	7,  // 5: starling.raftpb.Op.unsubscribe:type_name -> starling.raftpb.Unsubscribe
-	8,  // 6: starling.raftpb.Op.sentAndAck:type_name -> starling.raftpb.SentAndAck
-	9,  // 7: starling.raftpb.Op.deleteChannel:type_name -> starling.raftpb.DeleteChannel
-	13, // 8: starling.raftpb.PublishBatch.msgs:type_name -> starling.raftpb.MsgProto
-	14, // 9: starling.raftpb.ClientConnect.request:type_name -> starling.raftpb.ConnectRequest
-	15, // 10: starling.raftpb.Subscribe.request:type_name -> starling.raftpb.SubscriptionRequest
-	16, // 11: starling.raftpb.Snapshot.clients:type_name -> starling.raftpb.ClientInfo
-	11, // 12: starling.raftpb.Snapshot.channels:type_name -> starling.raftpb.ChannelSnapshot
-	12, // 13: starling.raftpb.ChannelSnapshot.subs:type_name -> starling.raftpb.SubSnapshot
-	17, // 14: starling.raftpb.SubSnapshot.state:type_name -> starling.raftpb.SubState
-	0,  // 15: starling.raftpb.SubscriptionRequest.startPosition:type_name -> starling.raftpb.StartPosition
-	16, // [16:16] is the sub-list for method output_type
-	16, // [16:16] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	7,  // 4: starling.raftpb.Op.subscribe:type_name -> starling.raftpb.Subscribe
+	10, // 5: starling.raftpb.Op.sentAndAck:type_name -> starling.raftpb.SentAndAck
+	11, // 6: starling.raftpb.Op.deleteChannel:type_name -> starling.raftpb.DeleteChannel
+	6,  // 7: starling.raftpb.Op.createChannel:type_name -> starling.raftpb.CreateChannel
+	8,  // 8: starling.raftpb.Op.updateSub:type_name -> starling.raftpb.UpdateSub
+	9,  // 9: starling.raftpb.Op.deleteSub:type_name -> starling.raftpb.DeleteSub
+	12, // 10: starling.raftpb.Op.expire:type_name -> starling.raftpb.Expire
+	16, // 11: starling.raftpb.PublishBatch.msgs:type_name -> starling.raftpb.MsgProto
+	19, // 12: starling.raftpb.ClientConnect.info:type_name -> starling.raftpb.ClientInfo
+	20, // 13: starling.raftpb.Subscribe.state:type_name -> starling.raftpb.SubState
+	20, // 14: starling.raftpb.UpdateSub.state:type_name -> starling.raftpb.SubState
+	19, // 15: starling.raftpb.Snapshot.clients:type_name -> starling.raftpb.ClientInfo
+	14, // 16: starling.raftpb.Snapshot.channels:type_name -> starling.raftpb.ChannelSnapshot
+	15, // 17: starling.raftpb.ChannelSnapshot.subs:type_name -> starling.raftpb.SubSnapshot
+	20, // 18: starling.raftpb.SubSnapshot.state:type_name -> starling.raftpb.SubState
+	0,  // 19: starling.raftpb.SubscriptionRequest.startPosition:type_name -> starling.raftpb.StartPosition
+	20, // [20:20] is the sub-list for method output_type
+	20, // [20:20] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_proto_raftpb_raft_proto_init() }
@@ -1648,9 +1872,12 @@ func file_proto_raftpb_raft_proto_init() {
 		(*Op_ClientConnect)(nil),
 		(*Op_ClientDisconnect)(nil),
 		(*Op_Subscribe)(nil),
-		(*Op_Unsubscribe)(nil),
 		(*Op_SentAndAck)(nil),
 		(*Op_DeleteChannel)(nil),
+		(*Op_CreateChannel)(nil),
+		(*Op_UpdateSub)(nil),
+		(*Op_DeleteSub)(nil),
+		(*Op_Expire)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1658,7 +1885,7 @@ func file_proto_raftpb_raft_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_raftpb_raft_proto_rawDesc), len(file_proto_raftpb_raft_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   17,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -69,17 +69,21 @@ func allOps() []*raftpb.Op {
 			{Sequence: 1, Data: []byte("m1"), Timestamp: 1_700_000_000_000_000_000},
 			{Sequence: 2, Data: []byte("m2"), Timestamp: 1_700_000_000_000_000_001, Reply: "r"},
 		}}}},
-		{Op: &raftpb.Op_ClientConnect{ClientConnect: &raftpb.ClientConnect{Refresh: true, Request: &raftpb.ConnectRequest{
-			ClientID: "c1", HeartbeatInbox: "_INBOX.hb", Protocol: 1, ConnID: []byte("conn"), PingInterval: 5, PingMaxOut: 88,
+		{Op: &raftpb.Op_ClientConnect{ClientConnect: &raftpb.ClientConnect{Info: &raftpb.ClientInfo{
+			ID: "c1", HbInbox: "_INBOX.hb", Protocol: 1, ConnID: []byte("conn"), PingInterval: 5, PingMaxOut: 88, User: "alice",
 		}}}},
 		{Op: &raftpb.Op_ClientDisconnect{ClientDisconnect: &raftpb.ClientDisconnect{ClientID: "c1"}}},
-		{Op: &raftpb.Op_Subscribe{Subscribe: &raftpb.Subscribe{AckInbox: "_INBOX.ack", SubID: 3, ChannelID: 7, Request: &raftpb.SubscriptionRequest{
-			ClientID: "c1", Subject: "foo", Inbox: "_INBOX.d", MaxInFlight: 1024, AckWaitInSecs: 30, DurableName: "dur",
-			StartPosition: raftpb.StartPosition_SequenceStart, StartSequence: 42,
+		{Op: &raftpb.Op_CreateChannel{CreateChannel: &raftpb.CreateChannel{Channel: "foo"}}},
+		{Op: &raftpb.Op_Subscribe{Subscribe: &raftpb.Subscribe{Channel: "foo", ChannelID: 7, State: &raftpb.SubState{
+			ID: 3, ClientID: "c1", Inbox: "_INBOX.d", AckInbox: "_INBOX.ack", MaxInFlight: 1024, AckWaitInSecs: 30,
+			DurableName: "dur", IsDurable: true, LastSent: 41, User: "alice",
 		}}}},
-		{Op: &raftpb.Op_Unsubscribe{Unsubscribe: &raftpb.Unsubscribe{ClientID: "c1", Channel: "foo", AckInbox: "_INBOX.ack", Close: true}}},
-		{Op: &raftpb.Op_SentAndAck{SentAndAck: &raftpb.SentAndAck{Channel: "foo", SubID: 3, Sent: []uint64{1, 2, 300}, Acked: []uint64{1}}}},
+		{Op: &raftpb.Op_UpdateSub{UpdateSub: &raftpb.UpdateSub{Channel: "foo", ChannelID: 7, State: &raftpb.SubState{ID: 3, IsClosed: true}}}},
+		{Op: &raftpb.Op_DeleteSub{DeleteSub: &raftpb.DeleteSub{Channel: "foo", ChannelID: 7, SubID: 3}}},
+		{Op: &raftpb.Op_SentAndAck{SentAndAck: &raftpb.SentAndAck{Channel: "foo", ChannelID: 7,
+			SubIDs: []uint64{3, 3, 4}, Seqs: []uint64{1, 2, 300}, Acked: []bool{false, false, true}}}},
 		{Op: &raftpb.Op_DeleteChannel{DeleteChannel: &raftpb.DeleteChannel{Channel: "foo", ChannelID: 7}}, Ignorable: true},
+		{Op: &raftpb.Op_Expire{Expire: &raftpb.Expire{Channel: "foo", ChannelID: 7, Now: 1_700_000_000_000_000_000}}},
 	}
 }
 
@@ -120,8 +124,8 @@ func TestGoldenOps(t *testing.T) {
 		msg  proto.Message
 		want []byte
 	}{
-		{"SentAndAck lists are packed", &raftpb.SentAndAck{SubID: 1, Sent: []uint64{1, 2, 300}, Acked: []uint64{5}},
-			[]byte{0x10, 0x01, 0x1a, 0x04, 0x01, 0x02, 0xac, 0x02, 0x22, 0x01, 0x05}},
+		{"SentAndAck lists are packed", &raftpb.SentAndAck{SubIDs: []uint64{1, 2}, Seqs: []uint64{1, 300}, Acked: []bool{false, true}},
+			[]byte{0x32, 0x02, 0x01, 0x02, 0x3a, 0x03, 0x01, 0xac, 0x02, 0x42, 0x02, 0x00, 0x01}},
 		{"ignorable is field 15", &raftpb.Op{Ignorable: true}, []byte{0x78, 0x01}},
 		{"ClientDisconnect in Op is field 3", &raftpb.Op{Op: &raftpb.Op_ClientDisconnect{ClientDisconnect: &raftpb.ClientDisconnect{ClientID: "c"}}},
 			[]byte{0x1a, 0x03, 0x0a, 0x01, 'c'}},
@@ -152,7 +156,7 @@ func TestUnknownOp(t *testing.T) {
 		}
 		return op
 	}
-	known, _ := proto.Marshal(allOps()[2])
+	known, _ := proto.Marshal(allOps()[2]) // ClientDisconnect
 	var batch []byte
 	for _, op := range [][]byte{future(true), known, future(false)} {
 		batch = protowire.AppendTag(batch, 1, protowire.BytesType)
