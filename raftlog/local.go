@@ -31,6 +31,9 @@ func NewLocal(sm StateMachine) *Local {
 	return l
 }
 
+// Standalone is the log factory of a server that replicates nothing: a Local over sm.
+func Standalone(sm StateMachine) (Log, error) { return NewLocal(sm), nil }
+
 // Propose applies c (its Value; Data is not used) before returning, unless the Local is
 // closed (ErrClosed) or ctx is already done (ctx.Err()); in both cases nothing is applied
 // and no index is used. The Future is resolved.

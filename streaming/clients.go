@@ -210,6 +210,9 @@ func (s *Server) dropClient(id string) error {
 // NATS connection is gone and that did not answer is closed at once: sharing the process
 // with core, we know.
 func (s *Server) processHbTick() {
+	if !s.leader {
+		return // only the leader heartbeats clients
+	}
 	for _, c := range s.clients {
 		if c.hbOut {
 			c.hbFails++

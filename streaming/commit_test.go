@@ -73,7 +73,7 @@ func newPipelinedEngine(t testing.TB, gate chan error) (*Server, *recBus, ackKey
 		t.Fatal(err)
 	}
 	bus := &recBus{}
-	s, err := New(bus, &splitStore{Store: mem, gate: gate}, func(sm raftlog.StateMachine) raftlog.Log { return raftlog.NewLocal(sm) }, Options{})
+	s, err := New(bus, &splitStore{Store: mem, gate: gate}, raftlog.Standalone, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -100,7 +100,7 @@ func newMetaEngine(t *testing.T) (*Server, *dataBus, *metaStore) {
 	}
 	st := &metaStore{Store: mem, gate: make(chan error)}
 	bus := &dataBus{}
-	s, err := New(bus, st, func(sm raftlog.StateMachine) raftlog.Log { return raftlog.NewLocal(sm) }, Options{})
+	s, err := New(bus, st, raftlog.Standalone, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,6 +29,7 @@ const (
 	opSnapshot
 	opExpire
 	opIdle
+	opLeadership // the log reported a leadership change
 )
 
 // op is one unit of work for the engine: a request copied out of core's buffers, or a
@@ -46,6 +47,7 @@ type op struct {
 	seq     uint64         // opAck: the acknowledged sequence
 	snap    chan *snapshot // opSnapshot: where the copy goes
 	subsToo bool
+	leader  bool // opLeadership: this replica leads now
 }
 
 // handler turns a core delivery into an op. It runs on the publisher's goroutine, so it
@@ -186,6 +188,8 @@ func (s *Server) process(o *op) {
 		s.processExpire(o.ch)
 	case opIdle:
 		s.processIdle(o.ch)
+	case opLeadership:
+		s.processLeadership(o.leader)
 	}
 }
 
@@ -201,6 +205,30 @@ func (s *Server) reply(subject string, m proto.Message) {
 	}
 	s.scratch.out = b
 	_ = s.bus.Publish(subject, "", nil, b)
+}
+
+// leadershipLoop hands the log's leadership changes to the engine as ops, so that the
+// engine changes role between two batches, never in the middle of one.
+func (s *Server) leadershipLoop() {
+	for {
+		select {
+		case l := <-s.rlog.Leadership():
+			s.push(op{kind: opLeadership, leader: l})
+		case <-s.stop:
+			return
+		}
+	}
+}
+
+// processLeadership records the role. Only the leader performs effects (replies, PubAcks,
+// deliveries, heartbeats); standalone the log leads from the start and never stops.
+func (s *Server) processLeadership(leader bool) {
+	if leader == s.leader {
+		return
+	}
+	s.leader = leader
+	s.leaderChanges++
+	s.log.Info("streaming leadership changed", "leader", leader)
 }
 
 // heartbeatLoop ticks client heartbeats: one ticker for all clients, never one per client.

@@ -48,7 +48,7 @@ func newEngine(t testing.TB) (*Server, *fakeBus) {
 		t.Fatal(err)
 	}
 	bus := &fakeBus{}
-	s, err := New(bus, store, func(sm raftlog.StateMachine) raftlog.Log { return raftlog.NewLocal(sm) }, Options{})
+	s, err := New(bus, store, raftlog.Standalone, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -74,6 +74,8 @@ type Clientz struct {
 type snapshot struct {
 	clients  []*Clientz
 	channels []*Channelz
+	leader   bool // the engine's role
+	changes  int  // role changes seen
 }
 
 // takeSnapshot asks the engine for a copy of its state (subs: include subscriptions).
@@ -93,7 +95,7 @@ func (s *Server) takeSnapshot(subs bool) *snapshot {
 }
 
 func (s *Server) processSnapshot(o *op) {
-	sn := &snapshot{}
+	sn := &snapshot{leader: s.leader, changes: s.leaderChanges}
 	for _, c := range s.clients {
 		cz := &Clientz{ID: c.id, HBInbox: c.hbInbox, SubsCount: len(c.subs)}
 		if o.subsToo {

@@ -32,7 +32,7 @@ func restoredEngine(t *testing.T, clean bool, fill func(st stores.Store, ch *sto
 		t.Fatal(err)
 	}
 	fill(st, ch)
-	s, err := New(&fakeBus{}, &cleanStore{Store: st, clean: clean}, func(sm raftlog.StateMachine) raftlog.Log { return raftlog.NewLocal(sm) }, Options{})
+	s, err := New(&fakeBus{}, &cleanStore{Store: st, clean: clean}, raftlog.Standalone, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,9 @@ import (
 	"reflect"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
@@ -57,9 +59,9 @@ func newRecordedEngine(t testing.TB) (*Server, *recordingLog) {
 		t.Fatal(err)
 	}
 	var rec *recordingLog
-	s, err := New(&fakeBus{}, store, func(sm raftlog.StateMachine) raftlog.Log {
+	s, err := New(&fakeBus{}, store, func(sm raftlog.StateMachine) (raftlog.Log, error) {
 		rec = &recordingLog{Local: raftlog.NewLocal(sm), t: t}
-		return rec
+		return rec, nil
 	}, Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -277,4 +279,102 @@ func TestReplicaMatchesLeader(t *testing.T) {
 		t.Fatalf("only %d commands proposed: the scenario did not run", len(rec.entries))
 	}
 	checkReplica(t, s, rec)
+}
+
+// switchLog is a Local whose leadership the test sets.
+type switchLog struct {
+	*raftlog.Local
+	leadership chan bool
+	leader     bool
+}
+
+func (l *switchLog) IsLeader() bool          { return l.leader }
+func (l *switchLog) Leadership() <-chan bool { return l.leadership }
+func (l *switchLog) set(leader bool)         { l.leader = leader; l.leadership <- leader }
+func newSwitchLog(sm raftlog.StateMachine) *switchLog {
+	return &switchLog{Local: raftlog.NewLocal(sm), leadership: make(chan bool, 1)}
+}
+
+// TestLeadershipReachesTheEngine: the engine starts in the role the log reports, learns of
+// every change as an op between batches, and heartbeats clients only while it leads.
+func TestLeadershipReachesTheEngine(t *testing.T) {
+	store, err := memstore.New(memstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sl *switchLog
+	bus := &hbBus{}
+	s, err := New(bus, store, func(sm raftlog.StateMachine) (raftlog.Log, error) {
+		sl = newSwitchLog(sm)
+		return sl, nil
+	}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.recover(); err != nil {
+		t.Fatal(err)
+	}
+	if s.leader {
+		t.Fatal("engine leads before its log says so")
+	}
+	s.started = true
+	go s.run()
+	go s.leadershipLoop()
+	defer func() { close(s.stop); <-s.done }()
+	s.push(op{kind: opConnect, reply: "r", from: 1, data: marshal(&stanpb.ConnectRequest{ClientID: "c1", HeartbeatInbox: "hb", Protocol: 1, ConnID: []byte("x")})})
+	waitRole := func(leader bool, changes int) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			sn := s.takeSnapshot(false)
+			if sn.leader == leader && sn.changes == changes {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("engine role %v after %d changes, want %v after %d", sn.leader, sn.changes, leader, changes)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	heartbeats := func() int {
+		n := bus.count()
+		s.push(op{kind: opHbTick})
+		s.takeSnapshot(false) // the tick came before it in the queue
+		return bus.count() - n
+	}
+	if n := heartbeats(); n != 0 {
+		t.Fatalf("a follower sent %d heartbeats", n)
+	}
+	sl.set(true)
+	waitRole(true, 1)
+	if n := heartbeats(); n != 1 {
+		t.Fatalf("the leader sent %d heartbeats to its one client, want 1", n)
+	}
+	sl.set(false)
+	waitRole(false, 2)
+	if n := heartbeats(); n != 0 {
+		t.Fatalf("a former leader sent %d heartbeats", n)
+	}
+}
+
+// hbBus counts heartbeats (publishes to "hb"), safely for a test reading while the engine runs.
+type hbBus struct {
+	fakeBus
+	mu  sync.Mutex
+	hbs int
+}
+
+func (b *hbBus) Publish(subject, reply string, hdr, data []byte) error {
+	if subject == "hb" {
+		b.mu.Lock()
+		b.hbs++
+		b.mu.Unlock()
+	}
+	return nil
+}
+
+func (b *hbBus) count() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.hbs
 }

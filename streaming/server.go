@@ -80,9 +80,11 @@ type Server struct {
 	metaC        <-chan time.Time
 	metaAt       time.Time
 
-	refusedPubs  atomic.Int64 // publishes refused because q was full
-	lastOverload atomic.Int64 // unix ns of the last "queue full" line
-	maxPayload   int          // core's max_payload, read at each engine batch
+	refusedPubs   atomic.Int64 // publishes refused because q was full
+	lastOverload  atomic.Int64 // unix ns of the last "queue full" line
+	maxPayload    int          // core's max_payload, read at each engine batch
+	leader        bool         // engine: this replica leads (opLeadership)
+	leaderChanges int          // engine: how many times the role changed
 
 	mu      sync.Mutex // guards stats read by monitoring
 	stats   Stats
@@ -95,9 +97,12 @@ type Stats struct {
 	InMsgs, InBytes, OutMsgs, OutBytes uint64
 }
 
-// New builds the streaming layer over bus and store; newLog creates the replication log
-// with the server as its state machine (raftlog.NewLocal standalone).
-func New(bus Bus, store stores.Store, newLog func(raftlog.StateMachine) raftlog.Log, opts Options) (*Server, error) {
+// LogFactory creates the replication log over the server as its state machine:
+// raftlog.Standalone, or a replicated log, whose creation can fail (its directory, its peers).
+type LogFactory func(raftlog.StateMachine) (raftlog.Log, error)
+
+// New builds the streaming layer over bus and store, with the log newLog creates.
+func New(bus Bus, store stores.Store, newLog LogFactory, opts Options) (*Server, error) {
 	o := opts.withDefaults()
 	if !validChannel(o.ClusterID) || !validClientID(o.ClusterID) {
 		return nil, fmt.Errorf("streaming: invalid cluster ID %q", o.ClusterID)
@@ -121,7 +126,12 @@ func New(bus Bus, store stores.Store, newLog func(raftlog.StateMachine) raftlog.
 	_, s.splitMeta = store.(stores.SplitSyncer)
 	s.maxPayload = bus.MaxPayload()
 	s.q = ipq.New[op]("streaming", o.QueueLimit)
-	s.rlog = newLog(s)
+	rlog, err := newLog(s)
+	if err != nil {
+		return nil, fmt.Errorf("streaming: replication log: %w", err)
+	}
+	s.rlog = rlog
+	s.leader = rlog.IsLeader() // later changes arrive as opLeadership
 	return s, nil
 }
 
@@ -173,6 +183,7 @@ func (s *Server) Start() error {
 	s.maxPayload = s.bus.MaxPayload()
 	go s.run()
 	go s.heartbeatLoop()
+	go s.leadershipLoop()
 	s.log.Info("streaming server ready", "cluster_id", s.opts.ClusterID, "store", s.store.Name(), "server_id", s.id)
 	return nil
 }

@@ -73,7 +73,7 @@ func serve(b *testing.B, open storeOpener, dir string) (string, func()) {
 	must(b, err)
 	limits := &stores.LimitsSet{Global: stores.DefaultLimits()}
 	limits.Global.MaxChannels, limits.Global.MaxMsgs, limits.Global.MaxBytes = 0, 0, 0
-	srv, err := streaming.New(conn, st, func(sm raftlog.StateMachine) raftlog.Log { return raftlog.NewLocal(sm) },
+	srv, err := streaming.New(conn, st, raftlog.Standalone,
 		streaming.Options{ClusterID: "test-cluster", Limits: limits})
 	must(b, err)
 	must(b, srv.Start())

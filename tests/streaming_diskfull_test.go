@@ -37,7 +37,7 @@ func diskFullServer(t *testing.T, dir string, full *atomic.Bool, logs *syncBuffe
 		},
 	}})
 	must(t, err)
-	st, err := streaming.New(conn, store, func(sm raftlog.StateMachine) raftlog.Log { return raftlog.NewLocal(sm) },
+	st, err := streaming.New(conn, store, raftlog.Standalone,
 		streaming.Options{ClusterID: "test-cluster", Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	must(t, err)
 	must(t, st.Start())

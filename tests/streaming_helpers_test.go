@@ -42,7 +42,7 @@ func startStan(t testing.TB, limits *stores.LimitsSet, mod func(*streaming.Optio
 	if mod != nil {
 		mod(&opts)
 	}
-	st, err := streaming.New(conn, store, func(sm raftlog.StateMachine) raftlog.Log { return raftlog.NewLocal(sm) }, opts)
+	st, err := streaming.New(conn, store, raftlog.Standalone, opts)
 	must(t, err)
 	must(t, st.Start())
 	t.Cleanup(func() {

@@ -62,7 +62,7 @@ func startHostile(t testing.TB, coreMod func(*core.Options), mod func(*streaming
 	if mod != nil {
 		mod(&opts)
 	}
-	st, err := streaming.New(conn, store, func(sm raftlog.StateMachine) raftlog.Log { return raftlog.NewLocal(sm) }, opts)
+	st, err := streaming.New(conn, store, raftlog.Standalone, opts)
 	must(t, err)
 	must(t, st.Start())
 	mux := http.NewServeMux()

@@ -46,7 +46,7 @@ func start(t *testing.T) *fixture {
 	check(t, err)
 	store, err := memstore.New(memstore.Options{})
 	check(t, err)
-	st, err := streaming.New(conn, store, func(sm raftlog.StateMachine) raftlog.Log { return raftlog.NewLocal(sm) },
+	st, err := streaming.New(conn, store, raftlog.Standalone,
 		streaming.Options{ClusterID: "test-cluster"})
 	check(t, err)
 	check(t, st.Start())

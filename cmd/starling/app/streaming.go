@@ -286,8 +286,6 @@ func channelLimits(l stores.Limits) stanmon.ChannelLimits {
 		MaxSubscriptions: l.MaxSubs, MaxInactivity: l.MaxInactivity}
 }
 
-// newLocalLog is the standalone replication log.
-func newLocalLog(sm raftlog.StateMachine) raftlog.Log { return raftlog.NewLocal(sm) }
 
 // startStreaming builds the store and the streaming layer over an in-process connection to
 // core (named _STARLING-<cluster ID> in /connz), and starts it. Called by Start with m.mu
@@ -305,7 +303,7 @@ func (m *Main) startStreaming(c *settings) error {
 	o := st.opts
 	o.Logger = m.stanLog
 	o.Limits = st.limits.Clone() // streaming installs them in the store and runs age and inactivity
-	s, err := streaming.New(conn, store, newLocalLog, o)
+	s, err := streaming.New(conn, store, raftlog.Standalone, o)
 	if err == nil {
 		err = s.Start()
 	}
