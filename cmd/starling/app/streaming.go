@@ -286,7 +286,6 @@ func channelLimits(l stores.Limits) stanmon.ChannelLimits {
 		MaxSubscriptions: l.MaxSubs, MaxInactivity: l.MaxInactivity}
 }
 
-
 // startStreaming builds the store and the streaming layer over an in-process connection to
 // core (named _STARLING-<cluster ID> in /connz), and starts it. Called by Start with m.mu
 // held, after core has started.
