@@ -6,6 +6,13 @@ import (
 	"github.com/starling-io/starling/stores"
 )
 
+// The completion stage: every publish batch and every metadata commit is a commitGroup,
+// which completes (deliveries, PubAcks, the replies waiting for it) once what it holds is
+// durable — the one path for every store. finish decides where it waits: stores that
+// split their Sync are fsynced on the committer's goroutine (below) while the engine goes
+// on; anything else was synced when it was written, and the group completes at once unless
+// groups are still in flight, which it then follows, so completions keep their order.
+//
 // The pipelined group commit. With a store whose MsgStore splits its Sync
 // (stores.SplitSyncer: the file store), the engine does not wait for the fsync of a
 // publish batch: it appends and flushes the batch to the OS, hands it to the committer's
@@ -91,12 +98,16 @@ type committer struct {
 	stop   chan struct{}
 	exited chan struct{}
 
+	running bool // engine: the goroutine was started (at the first enqueue)
+	closed  bool // engine: close was called; groups complete on the engine's goroutine
+
 	free     []*commitGroup // engine: recycled groups
 	inflight int            // engine: messages in groups not yet completed
 	bytes    int            // engine: their payload bytes
 	groups   int            // engine: groups not yet completed
 
 	synced []syncedStore // committer goroutine: one SyncFlushed per store per pass
+	now    []syncedStore // engine: the same for a group synced by syncNow
 }
 
 type syncedStore struct {
@@ -104,11 +115,11 @@ type syncedStore struct {
 	err error
 }
 
+// newCommitter returns a committer whose goroutine starts at the first enqueue: a store
+// that never splits its Sync never needs it.
 func newCommitter() *committer {
-	c := &committer{wake: make(chan struct{}, 1), ready: make(chan struct{}, 1),
+	return &committer{wake: make(chan struct{}, 1), ready: make(chan struct{}, 1),
 		stop: make(chan struct{}), exited: make(chan struct{})}
-	go c.run()
-	return c
 }
 
 func signal(ch chan struct{}) {
@@ -140,18 +151,7 @@ func (c *committer) run() {
 		}
 		c.synced = c.synced[:0]
 		for _, g := range gs {
-			for i := range g.chans {
-				cc := &g.chans[i]
-				if cc.sp == nil {
-					continue
-				}
-				cc.err = c.syncOnce(cc.sp)
-			}
-			for i := range g.syncers {
-				if cs := &g.syncers[i]; cs.sp != nil {
-					cs.err = c.syncOnce(cs.sp)
-				}
-			}
+			c.synced = syncGroup(g, c.synced)
 		}
 		clear(c.synced)
 		c.mu.Lock()
@@ -163,21 +163,54 @@ func (c *committer) run() {
 	}
 }
 
-// syncOnce runs SyncFlushed once per store in a pass: every group of the pass was flushed
-// before the pass began, so the first SyncFlushed covers them all.
-func (c *committer) syncOnce(sp stores.SplitSyncer) error {
-	for _, s := range c.synced {
-		if s.sp == sp {
-			return s.err
+// syncGroup runs the SyncFlushed of every store flushed into g, noting each outcome in g,
+// once per store across a pass (done: the stores synced so far in it): every group of a
+// pass was flushed before the pass began, so the first SyncFlushed covers them all.
+func syncGroup(g *commitGroup, done []syncedStore) []syncedStore {
+	once := func(sp stores.SplitSyncer) error {
+		for _, s := range done {
+			if s.sp == sp {
+				return s.err
+			}
+		}
+		err := sp.SyncFlushed()
+		done = append(done, syncedStore{sp: sp, err: err})
+		return err
+	}
+	for i := range g.chans {
+		if cc := &g.chans[i]; cc.sp != nil {
+			cc.err = once(cc.sp)
 		}
 	}
-	err := sp.SyncFlushed()
-	c.synced = append(c.synced, syncedStore{sp: sp, err: err})
-	return err
+	for i := range g.syncers {
+		if cs := &g.syncers[i]; cs.sp != nil {
+			cs.err = once(cs.sp)
+		}
+	}
+	return done
+}
+
+// needsSync reports whether g holds stores flushed but not yet synced.
+func (g *commitGroup) needsSync() bool {
+	for i := range g.chans {
+		if g.chans[i].sp != nil {
+			return true
+		}
+	}
+	for i := range g.syncers {
+		if g.syncers[i].sp != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // enqueue hands a flushed group to the committer (engine).
 func (c *committer) enqueue(g *commitGroup) {
+	if !c.running {
+		c.running = true
+		go c.run()
+	}
 	c.inflight += g.n
 	c.bytes += g.bytes
 	c.groups++
@@ -213,11 +246,16 @@ func (c *committer) group() *commitGroup {
 	return &commitGroup{}
 }
 
-// recycle empties g for reuse, dropping every reference to messages (engine).
+// recycle takes back a group that was enqueued (engine).
 func (c *committer) recycle(g *commitGroup) {
 	c.inflight -= g.n
 	c.bytes -= g.bytes
 	c.groups--
+	c.release(g)
+}
+
+// release empties g for reuse, dropping every reference to messages (engine).
+func (c *committer) release(g *commitGroup) {
 	clear(g.pubs)
 	clear(g.chans)
 	clear(g.msgs)
@@ -228,10 +266,17 @@ func (c *committer) recycle(g *commitGroup) {
 	c.free = append(c.free, g)
 }
 
-// close stops the committer goroutine once the engine has completed every group.
+// close stops the committer goroutine once the engine has completed every group; later
+// groups complete on the engine's goroutine.
 func (c *committer) close() {
+	if c.closed {
+		return
+	}
+	c.closed = true
 	close(c.stop)
-	<-c.exited
+	if c.running {
+		<-c.exited
+	}
 }
 
 // addChan records ch's appended batch (copied: the engine reuses its scratch) in g,
@@ -249,29 +294,31 @@ func (g *commitGroup) addChan(ch *channel, sp stores.SplitSyncer, msgs []stores.
 	g.chans = append(g.chans, commitChan{ch: ch, sp: sp, err: err})
 }
 
-// committer returns the committer, starting it at the first batch that needs it (engine).
-func (s *Server) committer() *committer {
-	if s.commit == nil {
-		s.commit = newCommitter()
+// finish completes g once it is durable: on the committer's goroutine when it holds stores
+// still to fsync (or follows groups in flight) and the engine runs; otherwise here, now
+// (engine).
+func (s *Server) finish(g *commitGroup) {
+	c := s.commit
+	if s.started && !c.closed && (c.groups > 0 || g.needsSync()) {
+		c.enqueue(g)
+		if c.full() {
+			s.waitCommits(0)
+		}
+		return
 	}
-	return s.commit
+	c.now = syncGroup(g, c.now[:0])
+	clear(c.now)
+	s.completeGroup(g)
+	c.release(g)
 }
 
-// readyCommits is what the engine waits on for completed groups (nil: none can come).
-func (s *Server) readyCommits() <-chan struct{} {
-	if s.commit == nil {
-		return nil
-	}
-	return s.commit.ready
-}
+// readyCommits is what the engine waits on for completed groups.
+func (s *Server) readyCommits() <-chan struct{} { return s.commit.ready }
 
 // drainCommits completes every group in flight and stops the committer (engine, at stop).
 func (s *Server) drainCommits() {
-	if s.commit != nil {
-		s.waitCommits(0)
-		s.commit.close()
-		s.commit = nil
-	}
+	s.waitCommits(0)
+	s.commit.close()
 	s.syncMetaAndReply() // synchronously now: the engine stops
 	s.bus.Flush()
 }
@@ -280,7 +327,7 @@ func (s *Server) drainCommits() {
 // (engine).
 func (s *Server) completeCommits() {
 	c := s.commit
-	if c == nil {
+	if c.groups == 0 {
 		return
 	}
 	gs := c.takeDone()
@@ -311,9 +358,13 @@ func (s *Server) completeGroup(g *commitGroup) {
 		s.deliverNew(ch)
 		s.scratch.batchCh, s.scratch.batch = nil, nil
 	}
+	failed := false
+	for i := range g.chans {
+		failed = failed || g.chans[i].err != nil
+	}
 	for i := range g.pubs {
 		errText := ""
-		for j := range g.chans {
+		for j := 0; failed && j < len(g.chans); j++ {
 			if cc := &g.chans[j]; cc.ch == g.pubs[i].ch && cc.err != nil {
 				errText = cc.err.Error()
 				break

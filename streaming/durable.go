@@ -55,20 +55,13 @@ func (s *Server) commitMeta() {
 	if len(s.waiting) == 0 && time.Now().Before(s.metaRetryAt) {
 		return
 	}
-	if s.splitMeta && s.started {
-		if len(s.waiting) == 0 && !s.metaDue() {
-			return
-		}
-		s.metaC, s.metaAt = nil, time.Time{}
-		g := s.committer().group()
-		s.flushMetaInto(g)
-		s.commit.enqueue(g)
-		if s.commit.full() {
-			s.waitCommits(0)
-		}
+	if s.splitMeta && s.started && len(s.waiting) == 0 && !s.metaDue() {
 		return
 	}
-	s.syncMetaAndReply()
+	s.metaC, s.metaAt = nil, time.Time{}
+	g := s.commit.group()
+	s.flushMetaInto(g)
+	s.finish(g)
 }
 
 // metaDue reports whether records that no reply waits for (sent and ack events, an
@@ -78,7 +71,7 @@ func (s *Server) commitMeta() {
 // load of publishes that costs nothing, where a commit pass of their own after every
 // delivery would add a write and an fsync to each pass of messages.
 func (s *Server) metaDue() bool {
-	if s.commit != nil && s.commit.groups > 0 {
+	if s.commit.groups > 0 {
 		s.metaAt = time.Time{} // counted again once nothing is in flight
 		return false
 	}
@@ -99,19 +92,16 @@ func (s *Server) metaDue() bool {
 // group commit (README).
 const metaDelay = time.Millisecond
 
-// syncMetaAndReply syncs the changed metadata synchronously and sends the replies waiting
-// for it.
+// syncMetaAndReply commits the changed metadata synchronously and sends the replies
+// waiting for it (at stop, once the committer is closed).
 func (s *Server) syncMetaAndReply() {
 	for range 4 { // a reply's follow-up may change metadata again; bounded, never a loop
-		err := s.syncMeta()
-		waiting := s.waiting
-		s.waiting = nil
-		for _, fn := range waiting {
-			fn(err)
-		}
 		if !s.metaPending() {
 			return
 		}
+		g := s.commit.group()
+		s.flushMetaInto(g)
+		s.finish(g)
 	}
 }
 
@@ -134,8 +124,11 @@ func (s *Server) flushMetaInto(g *commitGroup) {
 	s.subsDirty = s.subsDirty[:0]
 	if s.clientsDirty {
 		s.clientsDirty = false
-		sp := s.store.(stores.SplitSyncer)
-		g.addSyncer(nil, sp, sp.Flush())
+		if sp, ok := s.store.(stores.SplitSyncer); ok {
+			g.addSyncer(nil, sp, sp.Flush())
+		} else {
+			g.addSyncer(nil, nil, s.store.Sync())
+		}
 	}
 	g.after = append(g.after, s.waiting...)
 	clear(s.waiting)
@@ -189,9 +182,7 @@ func (s *Server) syncMeta() error {
 // is in flight, the store rolls back to what is durable and appends continue from there
 // (audit finding 8). It reports false, the channel still broken, if the store cannot yet.
 func (s *Server) heal(ch *channel) bool {
-	if s.commit != nil {
-		s.waitCommits(0) // Rollback needs no SyncFlushed in flight
-	}
+	s.waitCommits(0) // Rollback needs no SyncFlushed in flight
 	if err := ch.store.Msgs.Rollback(); err != nil {
 		s.log.Warn("channel store still failing", "channel", ch.name, "err", err)
 		return false

@@ -112,8 +112,18 @@ func newMetaEngine(t *testing.T) (*Server, *dataBus, *metaStore) {
 	}
 	s.started = true
 	t.Cleanup(func() {
-		releaseMeta(s, st, nil)
+		done := make(chan struct{})
+		go func() { // the final commit at stop syncs too
+			for {
+				select {
+				case st.gate <- nil:
+				case <-done:
+					return
+				}
+			}
+		}()
 		s.drainCommits()
+		close(done)
 	})
 	return s, bus, st
 }

@@ -100,11 +100,12 @@ func (s *Server) queuePublish(o *op) {
 	s.mu.Unlock()
 }
 
-// flushPublishes stores the batch channel by channel (one proposal and one Sync each),
-// then sends the PubAcks in arrival order and delivers the new messages. A PubAck is sent
-// only after the store holds the message as durably as it promises. With a store that
-// splits its Sync, each channel is only flushed here and the batch goes to the committer
-// as one group: its deliveries and PubAcks follow the fsync (commit.go).
+// flushPublishes stores the batch channel by channel (one proposal each) as one commit
+// group, which completes once it is durable (finish): then its messages are delivered and
+// its PubAcks sent, in arrival order. A store that splits its Sync is only flushed here and
+// the committer's goroutine fsyncs it while the engine goes on (commit.go); any other is
+// synced now and the group completes at once. Either way a PubAck follows the sync that
+// covers its message, and nothing is delivered before it.
 func (s *Server) flushPublishes() {
 	pubs := s.scratch.pubs
 	if len(pubs) == 0 {
@@ -122,8 +123,7 @@ func (s *Server) flushPublishes() {
 	}
 	now := time.Now().UnixNano()
 	touched := s.scratch.touched[:0]
-	failed := map[*channel]error(nil)
-	var g *commitGroup // pipelined commit (commit.go): the PubAcks wait for the fsync
+	g := s.commit.group()
 	for i := 0; i < len(pubs); i++ {
 		ch := pubs[i].ch
 		if containsChan(touched, ch) {
@@ -145,73 +145,34 @@ func (s *Server) flushPublishes() {
 		cmd.chanRef, cmd.msgs = refOf(ch), msgs
 		_, err := s.propose(cmd)
 		cmd.msgs = nil
+		var sp stores.SplitSyncer // set: flushed below, fsynced by the committer
 		if err == nil {
 			ch.assigned = last
-		}
-		if sp, _ := ch.store.Msgs.(stores.SplitSyncer); sp != nil && s.started {
-			if g == nil {
-				g = s.committer().group()
+			if p, ok := ch.store.Msgs.(stores.SplitSyncer); ok && s.started {
+				sp = p
+			} else if err = ch.store.Msgs.Sync(); err == nil {
+				s.stored(ch, msgs, t)
 			}
-			if err != nil {
-				s.log.Error("storing messages failed", "channel", ch.name, "err", err)
-				ch.broken = true
-				sp = nil
-			}
-			g.addChan(ch, sp, msgs, err) // flushed below, after the subscription records
-			s.scratch.msgs = msgs[:0]
-			continue
-		}
-		if err == nil {
-			err = ch.store.Msgs.Sync()
 		}
 		if err != nil {
 			s.log.Error("storing messages failed", "channel", ch.name, "err", err)
-			if failed == nil {
-				failed = map[*channel]error{}
-			}
-			failed[ch] = err
 			ch.broken = true
-		} else {
-			s.stored(ch, msgs, t)
-			ch.synced = msgs[len(msgs)-1].Seq
-			// Deliver now, while the batch is at hand: a message that limits already
-			// evicted from the store is still sent to subscribers that were waiting for
-			// it, as the reference does.
-			s.scratch.batchCh, s.scratch.batch = ch, msgs
-			s.deliverNew(ch)
-			s.scratch.batchCh, s.scratch.batch = nil, nil
 		}
+		g.addChan(ch, sp, msgs, err) // copies msgs: the engine reuses its scratch
 		s.scratch.msgs = msgs[:0]
 	}
 	clear(touched)
 	s.scratch.touched = touched[:0]
-	if g != nil {
-		// The group takes the batch (the engine keeps the group's old, empty slice) and
-		// the errors of channels that did not split their Sync, for their PubAcks.
-		for ch, err := range failed {
-			g.addChan(ch, nil, nil, err)
-		}
-		// Acks and changes made before these publishes ride their commit. The
-		// subscription records go first: a store that keeps them beside the messages
-		// (the file store's journal) then hands both to the OS in one write.
+	if g.needsSync() {
+		// Acks and changes made before these publishes ride their fsync. The subscription
+		// records go first: a store that keeps them beside the messages (the file store's
+		// journal) then hands both to the OS in one write. Other stores commit them at the
+		// end of the engine's batch (commitMeta).
 		s.flushMetaInto(g)
 		s.flushGroupChans(g)
-		g.pubs, s.scratch.pubs = pubs, g.pubs[:0]
-		s.commit.enqueue(g)
-		if s.commit.full() {
-			s.waitCommits(0)
-		}
-		return
 	}
-	for i := range pubs {
-		errText := ""
-		if err := failed[pubs[i].ch]; err != nil {
-			errText = err.Error()
-		}
-		s.sendPubAck(pubs[i].reply, pubs[i].guid, errText)
-	}
-	clear(pubs)
-	s.scratch.pubs = pubs[:0]
+	g.pubs, s.scratch.pubs = pubs, g.pubs[:0] // the group takes the batch
+	s.finish(g)
 }
 
 // flushGroupChans flushes the batches appended to g's channels, noting the channels whose

@@ -65,7 +65,7 @@ type Server struct {
 	lastSeqs   map[string]uint64 // last sequence of deleted channels: sequences never go back
 	scratch    scratch
 	applyOut   []any
-	commit     *committer // the pipelined group commit (commit.go); nil until needed
+	commit     *committer // the completion stage (commit.go)
 	failLog    rateLog    // delivery failures (delivery.go)
 	ackLog     rateLog    // refused acks
 	hbLog      rateLog    // refused heartbeat answers
@@ -126,6 +126,7 @@ func New(bus Bus, store stores.Store, newLog LogFactory, opts Options) (*Server,
 	_, s.splitMeta = store.(stores.SplitSyncer)
 	s.maxPayload = bus.MaxPayload()
 	s.q = ipq.New[op]("streaming", o.QueueLimit)
+	s.commit = newCommitter()
 	rlog, err := newLog(s)
 	if err != nil {
 		return nil, fmt.Errorf("streaming: replication log: %w", err)
