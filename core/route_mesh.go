@@ -232,9 +232,17 @@ func (s *Server) publishClusterURLs() {
 	s.clusterURLs.Store(&urls)
 }
 
-// clientURLsChanged sends the new connect_urls to every client that can take an async INFO.
+// clientURLsChanged sends the new connect_urls to every client that can take an async INFO,
+// unless we are shutting down: Shutdown closes the routes before the clients, and each route
+// closed would tell the clients that its server left. nats.go and nats.js drop a discovered
+// server missing from connect_urls, so a client told that in time would retry only us, who
+// are going away (issue 14; nats-server sends no INFO to clients while shutting down either).
 func (s *Server) clientURLsChanged() {
 	s.mu.Lock()
+	if s.shutdown {
+		s.mu.Unlock()
+		return
+	}
 	cls := s.clientList()
 	s.mu.Unlock()
 	for _, c := range cls {
