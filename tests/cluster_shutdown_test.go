@@ -99,3 +99,67 @@ func sigtermFailover(t *testing.T, x *node, peers []*node) error {
 		return fmt.Errorf("client neither reconnected nor gave up in 5s (servers %v)", nc.Servers())
 	}
 }
+
+// A server in lame duck mode does not tell its clients that a peer left either: the client
+// is about to be sent away and needs every server it knows. The client of A sees the lame
+// duck INFO, B then stops while A is still in its grace period, and A's client keeps B among
+// its discovered servers until A closes it; it then fails over to C.
+func TestClusterLameDuckKeepsPeers(t *testing.T) {
+	if _, ref := clusterServer(t); ref {
+		t.Skip("nats-server has no lame duck flags, and tells lame duck clients of peers that left")
+	}
+	a, b, c := newNode(t, "A"), newNode(t, "B"), newNode(t, "C")
+	a.start(append(a.clusterArgs("c1", b, c), "--lame_duck_grace_period", "2s", "--lame_duck_duration", "3s")...)
+	b.start(b.clusterArgs("c1", a, c)...)
+	c.start(c.clusterArgs("c1", a, b)...)
+	waitMesh(t, a, b, c)
+
+	ldm := make(chan struct{}, 1)
+	reconnected := make(chan string, 2)
+	nc := a.dial(nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond), nats.ReconnectJitter(0, 0),
+		nats.LameDuckModeHandler(func(*nats.Conn) {
+			select {
+			case ldm <- struct{}{}:
+			default:
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) { reconnected <- nc.ConnectedUrl() }))
+	waitDiscovered(t, nc, b.hostPort(), c.hostPort())
+
+	must(t, a.p.cmd.Process.Signal(syscall.SIGUSR2))
+	select {
+	case <-ldm:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no lame duck INFO from A")
+	}
+	must(t, b.p.cmd.Process.Signal(syscall.SIGTERM))
+	if err := b.p.wait(t, 10*time.Second); err != nil {
+		t.Fatalf("B exited with %v after SIGTERM", err)
+	}
+	waitFor(t, meshTimeout, func() error { return a.checkPeers("C") })
+	// Until A closes the client (the end of its 2 s grace period), watch what the client
+	// knows: an INFO dropping B would arrive within milliseconds of the route's end. A pool
+	// read counts only while the client is still connected to A, since after the failover
+	// C's INFO legitimately drops B.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if time.Now().After(deadline) {
+			t.Fatal("A in lame duck did not close its client")
+		}
+		found := nc.DiscoveredServers()
+		if !strings.HasSuffix(nc.ConnectedUrl(), "//"+a.hostPort()) {
+			break
+		}
+		if !slices.ContainsFunc(found, func(u string) bool { return strings.HasSuffix(u, "//"+b.hostPort()) }) {
+			t.Fatalf("A in lame duck told its client that B left: discovered servers %v", found)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	select {
+	case u := <-reconnected:
+		if !strings.HasSuffix(u, "//"+c.hostPort()) {
+			t.Fatalf("A's client reconnected to %s, want C (%s)", u, c.hostPort())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("A's client did not fail over to C")
+	}
+}
