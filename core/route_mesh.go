@@ -232,9 +232,20 @@ func (s *Server) publishClusterURLs() {
 	s.clusterURLs.Store(&urls)
 }
 
-// clientURLsChanged sends the new connect_urls to every client that can take an async INFO.
+// clientURLsChanged sends the new connect_urls to every client that can take an async INFO,
+// unless that would tell the clients of a server on its way out that a peer left. Shutdown
+// closes the routes before the clients, and each route closed would send such an INFO;
+// nats.go and nats.js drop a discovered server missing from connect_urls, so a client told
+// that in time retries only us, who are going away (issue 14; nats-server sends clients no
+// INFO while shutting down either). In lame duck mode the clients are about to be sent
+// elsewhere and need every server they know: the list only grows (see connectURLs), and an
+// INFO goes out only when it did.
 func (s *Server) clientURLsChanged() {
 	s.mu.Lock()
+	if s.shutdown || (s.ldm && !s.keepLameDuckURLs()) {
+		s.mu.Unlock()
+		return
+	}
 	cls := s.clientList()
 	s.mu.Unlock()
 	for _, c := range cls {
@@ -242,15 +253,37 @@ func (s *Server) clientURLsChanged() {
 	}
 }
 
-// connectURLs is INFO's connect_urls: ours (unless in lame duck) and the other servers'.
-// s.mu held.
+// keepLameDuckURLs adds the other servers' client URLs learnt since lame duck mode began to
+// those advertised; true if there were any. s.mu held.
+func (s *Server) keepLameDuckURLs() bool {
+	p := s.clusterURLs.Load()
+	if p == nil {
+		return false
+	}
+	grew := false
+	for _, u := range *p {
+		if !slices.Contains(s.ldmURLs, u) {
+			s.ldmURLs = append(s.ldmURLs, u)
+			grew = true
+		}
+	}
+	if grew {
+		slices.Sort(s.ldmURLs)
+	}
+	return grew
+}
+
+// connectURLs is INFO's connect_urls: ours (unless in lame duck) and the other servers'; in
+// lame duck also those of servers that left since it began. s.mu held.
 func (s *Server) connectURLs() []string {
 	co := s.o().Cluster
 	if co == nil || co.NoAdvertise {
 		return nil
 	}
 	var urls []string
-	if !s.ldm {
+	if s.ldm {
+		urls = append(urls, s.ldmURLs...)
+	} else {
 		urls = append(urls, s.urls...)
 	}
 	if p := s.clusterURLs.Load(); p != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -319,6 +320,54 @@ func TestRouteLameDuckWithdrawsURLs(t *testing.T) {
 	waitFor(t, 2*time.Second, func() bool { return len(urls()) == 1 })
 	if u := urls(); u[0] != srvs[0].urls[0] {
 		t.Fatalf("left %v", u)
+	}
+}
+
+// A server in lame duck mode never advertises fewer servers to its clients than when it
+// began: a peer that leaves stays in its connect_urls (its clients are about to go elsewhere
+// and need every server they know), one that joins is added, and its own URL stays out.
+func TestRouteLameDuckKeepsPeerURLs(t *testing.T) {
+	srvs := startMesh(t, 3, func(_ int, o *Options) {
+		o.LameDuckDuration, o.LameDuckGracePeriod = time.Minute, time.Minute
+	})
+	ldm := srvs[0]
+	urls := func() []string {
+		ldm.mu.Lock()
+		defer ldm.mu.Unlock()
+		return ldm.connectURLs()
+	}
+	waitFor(t, 2*time.Second, func() bool { return len(urls()) == 3 })
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go func() { _ = ldm.LameDuck(ctx) }()
+	waitFor(t, 2*time.Second, func() bool { return len(urls()) == 2 }) // its own URL withdrawn
+	want := []string{srvs[1].urls[0], srvs[2].urls[0]}
+	slices.Sort(want)
+	if got := urls(); !slices.Equal(got, want) {
+		t.Fatalf("lame duck connect_urls %v, want %v", got, want)
+	}
+
+	if err := srvs[2].Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, func() bool { return ldm.NumRoutes() == 1 })
+	if got := urls(); !slices.Contains(got, srvs[2].urls[0]) {
+		t.Fatalf("lame duck connect_urls %v dropped the server that left (%s)", got, srvs[2].urls[0])
+	}
+
+	seed := &url.URL{Scheme: "nats-route", Host: srvs[1].ClusterAddr().String()}
+	late, err := New(Options{Host: "127.0.0.1", Port: -1, ServerName: "s3",
+		Cluster: &ClusterOptions{Host: "127.0.0.1", Port: -1, Name: "mesh", Routes: []*url.URL{seed}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := late.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = late.Shutdown(context.Background()) })
+	waitFor(t, 5*time.Second, func() bool { return slices.Contains(urls(), late.urls[0]) })
+	if got := urls(); len(got) != 3 || slices.Contains(got, ldm.urls[0]) {
+		t.Fatalf("lame duck connect_urls %v, want s1, s2 (gone) and s3", got)
 	}
 }
 

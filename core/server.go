@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -41,6 +42,7 @@ type Server struct {
 	listener net.Listener
 	shutdown bool
 	ldm      bool
+	ldmURLs  []string // in lame duck: the other servers' client URLs advertised since it began
 	urls     []string // our client URLs (connect_urls)
 	port     int      // bound client port
 
@@ -284,6 +286,9 @@ func (s *Server) LameDuck(ctx context.Context) error {
 		return nil
 	}
 	s.ldm = true
+	if p := s.clusterURLs.Load(); p != nil {
+		s.ldmURLs = slices.Clone(*p) // what the lame duck INFO below tells; never less from now on
+	}
 	ln := s.listener
 	s.listener = nil
 	cls := s.clientList()
