@@ -3,8 +3,6 @@ package streaming
 import (
 	"context"
 	"errors"
-	"fmt"
-	"io"
 
 	"github.com/starling-io/starling/raftlog"
 	"github.com/starling-io/starling/stores"
@@ -80,70 +78,6 @@ func (s *Server) propose(cmd any) (any, error) {
 	return f.Result(), nil
 }
 
-// Apply implements raftlog.StateMachine: the only place replicated state changes.
-func (s *Server) Apply(index uint64, cmds []raftlog.Command) []any {
-	out := s.applyOut[:0] // the log copies results it keeps before the next Apply
-	for _, c := range cmds {
-		out = append(out, s.applyOne(c.Value))
-	}
-	s.applyOut = out
-	return out
-}
-
-func (s *Server) applyOne(v any) any {
-	switch c := v.(type) {
-	case *cmdConnect:
-		return s.addClient(c.info)
-	case *cmdDisconnect:
-		return s.dropClient(c.clientID)
-	case *cmdCreateChannel:
-		ch, err := s.createChannel(c.name)
-		if err != nil {
-			return err
-		}
-		return ch
-	}
-	ref, ok := commandRef(v)
-	if !ok {
-		panic(fmt.Errorf("%w: %T", errUnknownCommand, v))
-	}
-	ch := s.channels[ref.channel]
-	if ch == nil || ch.id != ref.chanID {
-		return fmt.Errorf("%w: %q (ID %d)", errNoChannel, ref.channel, ref.chanID)
-	}
-	switch c := v.(type) {
-	case *cmdPublish:
-		if len(c.msgs) == 0 {
-			return nil
-		}
-		// Every replica refuses a run that does not continue the channel: the proposer
-		// keeps its own next sequence, and a proposal made on a stale view must not leave
-		// a gap or a repeat in any replica's log.
-		if last := ch.store.Msgs.State().Last; c.msgs[0].Seq != last+1 {
-			return fmt.Errorf("%w: %q: batch starts at %d, last is %d", errDiscontinuous, ch.name, c.msgs[0].Seq, last)
-		}
-		return ch.store.Msgs.Append(c.msgs)
-	case *cmdSubscribe:
-		s.markSubsDirty(ch)
-		return ch.store.Subs.CreateSub(&c.state)
-	case *cmdUpdateSub:
-		s.markSubsDirty(ch)
-		return ch.store.Subs.UpdateSub(&c.state)
-	case *cmdDeleteSub:
-		s.markSubsDirty(ch)
-		return ch.store.Subs.DeleteSub(c.id)
-	case *cmdSentAck:
-		s.markSubsDirty(ch)
-		return ch.store.Subs.Record(c.events)
-	case *cmdExpire:
-		removed, next := ch.store.Msgs.Expire(c.now)
-		return expireResult{removed: removed, next: next}
-	case *cmdDeleteChannel:
-		return s.deleteChannel(ch)
-	}
-	panic(fmt.Errorf("%w: %T", errUnknownCommand, v))
-}
-
 // commandRef returns the channel a channel command names.
 func commandRef(v any) (chanRef, bool) {
 	switch c := v.(type) {
@@ -163,14 +97,4 @@ func commandRef(v any) (chanRef, bool) {
 		return c.chanRef, true
 	}
 	return chanRef{}, false
-}
-
-// Snapshot and Restore arrive with clustering.
-func (s *Server) Snapshot() (raftlog.Snapshot, error) {
-	return nil, errors.New("streaming: snapshots arrive with clustering")
-}
-
-// Restore arrives with clustering.
-func (s *Server) Restore(r io.Reader) error {
-	return errors.New("streaming: restore arrives with clustering")
 }

@@ -74,7 +74,7 @@ func (s *Server) registerClient(req *stanpb.ConnectRequest, reply string, from u
 		s.connectError(reply, err.Error())
 		return
 	}
-	c := s.clients[req.ClientID]
+	c := s.addClientView(info)
 	c.nats = from
 	resp := &stanpb.ConnectResponse{
 		PubPrefix: s.pubPrefix, SubRequests: s.subReq, UnsubRequests: s.unsubReq,
@@ -100,19 +100,15 @@ func (s *Server) registerClient(req *stanpb.ConnectRequest, reply string, from u
 	})
 }
 
-// addClient is the applied side of a connect.
-func (s *Server) addClient(info stores.ClientInfo) error {
-	if err := s.store.AddClient(info); err != nil {
-		return err
-	}
+// addClientView is the engine's side of a registered client (connect, restore).
+func (s *Server) addClientView(info stores.ClientInfo) *client {
 	c := &client{id: info.ID, hbInbox: info.HbInbox, connID: info.ConnID, protocol: info.Protocol,
 		pingInterval: info.PingInterval, pingMaxOut: info.PingMaxOut, user: info.User, subs: map[*subState]struct{}{}}
 	s.clients[c.id] = c
 	if len(c.connID) > 0 {
 		s.byConnID[string(c.connID)] = c
 	}
-	s.clientsDirty = true
-	return nil
+	return c
 }
 
 func (s *Server) processPing(o *op) {
@@ -189,20 +185,17 @@ func (s *Server) closeClient(c *client) {
 	if _, err := s.propose(&cmdDisconnect{clientID: c.id}); err != nil {
 		s.log.Error("unregistering client failed", "client_id", c.id, "err", err)
 	}
+	s.dropClientView(c) // gone for the engine even if its record could not be deleted
 }
 
-// dropClient is the applied side of a disconnect.
-func (s *Server) dropClient(id string) error {
-	c := s.clients[id]
-	if c == nil {
-		return nil
+// dropClientView is the engine's side of an unregistered client.
+func (s *Server) dropClientView(c *client) {
+	if s.clients[c.id] == c {
+		delete(s.clients, c.id)
 	}
-	delete(s.clients, id)
 	if len(c.connID) > 0 && s.byConnID[string(c.connID)] == c {
 		delete(s.byConnID, string(c.connID))
 	}
-	s.clientsDirty = true
-	return s.store.DeleteClient(id)
 }
 
 // processHbTick sends every client a heartbeat; one still unanswered from the previous

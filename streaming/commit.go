@@ -53,13 +53,13 @@ type commitGroup struct {
 // commitSyncer is a metadata store flushed into a group (sp nil: synced already, err set
 // or not): the SubStore of ch, or the client records when ch is nil.
 type commitSyncer struct {
-	ch  *channel
+	ch  *stores.Channel
 	sp  stores.SplitSyncer
 	err error
 }
 
 // addSyncer adds a flushed metadata store, or the error of its Flush.
-func (g *commitGroup) addSyncer(ch *channel, sp stores.SplitSyncer, err error) {
+func (g *commitGroup) addSyncer(ch *stores.Channel, sp stores.SplitSyncer, err error) {
 	if err != nil {
 		sp = nil
 	}

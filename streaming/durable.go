@@ -31,17 +31,9 @@ import (
 // those changes are durable; err is the commit's failure, if any.
 func (s *Server) afterDurable(fn func(err error)) { s.waiting = append(s.waiting, fn) }
 
-// markSubsDirty notes that ch's SubStore changed (Apply).
-func (s *Server) markSubsDirty(ch *channel) {
-	if !ch.subsDirty {
-		ch.subsDirty = true
-		s.subsDirty = append(s.subsDirty, ch)
-	}
-}
-
 // metaPending reports whether anything waits for a metadata commit.
 func (s *Server) metaPending() bool {
-	return len(s.waiting) > 0 || len(s.subsDirty) > 0 || s.clientsDirty || s.sentPending()
+	return len(s.waiting) > 0 || s.sm.dirty() || s.sentPending()
 }
 
 // commitMeta commits the metadata changed in this batch and releases the replies waiting
@@ -109,21 +101,17 @@ func (s *Server) syncMetaAndReply() {
 // the client records, and hands them and the waiting replies to commit group g.
 func (s *Server) flushMetaInto(g *commitGroup) {
 	s.flushSentAcks()
-	for _, ch := range s.subsDirty {
-		ch.subsDirty = false
-		if ch.deleted {
-			continue
-		}
-		if sp, ok := ch.store.Subs.(stores.SplitSyncer); ok {
-			g.addSyncer(ch, sp, sp.Flush())
+	dirty, clients := s.sm.takeDirty(s.scratch.dirty[:0])
+	for _, st := range dirty {
+		if sp, ok := st.Subs.(stores.SplitSyncer); ok {
+			g.addSyncer(st, sp, sp.Flush())
 		} else {
-			g.addSyncer(ch, nil, ch.store.Subs.Sync())
+			g.addSyncer(st, nil, st.Subs.Sync())
 		}
 	}
-	clear(s.subsDirty)
-	s.subsDirty = s.subsDirty[:0]
-	if s.clientsDirty {
-		s.clientsDirty = false
+	clear(dirty)
+	s.scratch.dirty = dirty[:0]
+	if clients {
 		if sp, ok := s.store.(stores.SplitSyncer); ok {
 			g.addSyncer(nil, sp, sp.Flush())
 		} else {
@@ -147,9 +135,9 @@ func (s *Server) metaFailed(g *commitGroup) {
 		}
 		switch {
 		case cs.ch == nil:
-			s.clientsDirty = true
-		case !cs.ch.deleted:
-			s.markSubsDirty(cs.ch)
+			s.sm.clientsDirty = true
+		case s.sm.live(cs.ch):
+			s.sm.markSubsDirty(cs.ch)
 		}
 	}
 	s.metaRetryAt = time.Now().Add(metaRetryWait)
@@ -163,16 +151,11 @@ const metaRetryWait = 100 * time.Millisecond
 func (s *Server) syncMeta() error {
 	s.flushSentAcks()
 	var errs []error
-	for _, ch := range s.subsDirty {
-		ch.subsDirty = false
-		if !ch.deleted {
-			errs = append(errs, ch.store.Subs.Sync())
-		}
+	dirty, clients := s.sm.takeDirty(nil)
+	for _, st := range dirty {
+		errs = append(errs, st.Subs.Sync())
 	}
-	clear(s.subsDirty)
-	s.subsDirty = s.subsDirty[:0]
-	if s.clientsDirty {
-		s.clientsDirty = false
+	if clients {
 		errs = append(errs, s.store.Sync())
 	}
 	return errors.Join(errs...)

@@ -183,7 +183,7 @@ func TestRepliesWaitForTheirCommit(t *testing.T) {
 			t.Fatal("the subscription whose commit failed is still online")
 		}
 	}
-	if !s.channels["foo"].subsDirty || s.metaRetryAt.IsZero() {
+	if !s.sm.dirty() || s.metaRetryAt.IsZero() {
 		t.Fatal("the subscriptions that failed to commit are not marked for the next commit")
 	}
 }

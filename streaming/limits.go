@@ -68,6 +68,7 @@ func (s *Server) processIdle(ch *channel) {
 		s.log.Error("deleting inactive channel failed", "channel", ch.name, "err", err)
 		return
 	}
+	s.dropChannelView(ch)
 	s.log.Debug("deleted inactive channel", "channel", ch.name)
 }
 
@@ -90,11 +91,8 @@ func (s *Server) activeSubs(ch *channel) bool {
 	return false
 }
 
-// deleteChannel is the applied side of a channel deletion.
-func (s *Server) deleteChannel(ch *channel) error {
-	if err := s.store.DeleteChannel(ch.name); err != nil {
-		return err
-	}
+// dropChannelView is the engine's side of a deleted channel.
+func (s *Server) dropChannelView(ch *channel) {
 	ch.deleted = true
 	for _, d := range ch.durables {
 		delete(s.byAck, d.ackInbox)
@@ -111,5 +109,4 @@ func (s *Server) deleteChannel(ch *channel) error {
 	}
 	delete(s.channels, ch.name)
 	delete(s.lowerNames, lowerName(ch.name))
-	return nil
 }

@@ -26,9 +26,10 @@ type scratch struct {
 	cmdPub    cmdPublish
 	cmdSent   cmdSentAck
 	load      stores.Msg
-	sentChans []*channel   // channels with sent/ack events waiting (channel.events)
-	batchCh   *channel     // the channel whose batch is being delivered
-	batch     []stores.Msg // its messages, for those limits evicted at once
+	sentChans []*channel        // channels with sent/ack events waiting (channel.events)
+	dirty     []*stores.Channel // SubStores to flush (flushMetaInto)
+	batchCh   *channel          // the channel whose batch is being delivered
+	batch     []stores.Msg      // its messages, for those limits evicted at once
 }
 
 func (s *Server) sendPubAck(reply string, guid []byte, errText string) {
@@ -242,17 +243,7 @@ func (s *Server) lookupOrCreateChannel(name string) (*channel, string) {
 		s.log.Debug("cannot create channel", "channel", name, "err", err)
 		return nil, err.Error()
 	}
-	return v.(*channel), ""
-}
-
-// createChannel is the applied side of a channel creation.
-func (s *Server) createChannel(name string) (*channel, error) {
-	s.nextChanID++
-	st, err := s.store.CreateChannel(name, s.nextChanID)
-	if err != nil {
-		return nil, err
-	}
-	return s.addChannel(st), nil
+	return s.addChannel(v.(*stores.Channel)), ""
 }
 
 func (s *Server) addChannel(st *stores.Channel) *channel {
@@ -263,8 +254,5 @@ func (s *Server) addChannel(st *stores.Channel) *channel {
 	s.lowerNames[lowerName(ch.name)] = ch.name
 	ch.limits = s.opts.Limits.For(ch.name)
 	s.touch(ch)
-	if st.ID > s.nextChanID {
-		s.nextChanID = st.ID
-	}
 	return ch
 }

@@ -23,12 +23,7 @@ func (s *Server) restore(st *stores.RecoveredState) error {
 		s.setID(st.Info.NodeID)
 	}
 	for _, ci := range st.Clients {
-		c := &client{id: ci.ID, hbInbox: ci.HbInbox, connID: ci.ConnID, protocol: ci.Protocol,
-			pingInterval: ci.PingInterval, pingMaxOut: ci.PingMaxOut, user: ci.User, subs: map[*subState]struct{}{}}
-		s.clients[c.id] = c
-		if len(c.connID) > 0 {
-			s.byConnID[string(c.connID)] = c
-		}
+		s.addClientView(ci)
 	}
 	for _, rc := range st.Channels {
 		ch := s.addChannel(rc.Channel)

@@ -68,7 +68,7 @@ func commandOp(v any) (*raftpb.Op, error) {
 // Decode implements raftlog.StateMachine: an encoded op back into its command. An op this
 // version does not know stops the log (state must not diverge) unless its proposer marked
 // it ignorable; a malformed one stops it too.
-func (s *Server) Decode(data []byte) (raftlog.Command, error) {
+func (m *stateMachine) Decode(data []byte) (raftlog.Command, error) {
 	var op raftpb.Op
 	if err := proto.Unmarshal(data, &op); err != nil {
 		return raftlog.Command{}, fmt.Errorf("%w: %v", raftlog.ErrUnknownOp, err)

@@ -77,7 +77,12 @@ func newRecordedEngine(t testing.TB) (*Server, *recordingLog) {
 // the leader's.
 func checkReplica(t *testing.T, leader *Server, rec *recordingLog) {
 	t.Helper()
-	replica, _ := newEngine(t)
+	// A follower is the state machine alone: no engine, no bus, no timers.
+	store := newMemStore(t)
+	if err := store.Init(stores.ServerInfo{ClusterID: "replica"}); err != nil {
+		t.Fatal(err)
+	}
+	replica := newStateMachine(store)
 	for i, e := range rec.entries {
 		cmd, err := replica.Decode(e.data)
 		if err != nil {
@@ -89,7 +94,7 @@ func checkReplica(t *testing.T, leader *Server, rec *recordingLog) {
 			t.Fatalf("entry %d (%T): refused %v on the replica, %v on the leader (%v)", i, cmd.Value, refused, e.refused, res[0])
 		}
 	}
-	if l, r := storeDigest(t, leader.store), storeDigest(t, replica.store); l != r {
+	if l, r := storeDigest(t, leader.store), storeDigest(t, store); l != r {
 		t.Fatalf("replica differs from the leader\nleader:\n%s\nreplica:\n%s", l, r)
 	}
 }
@@ -157,7 +162,7 @@ func TestCommandsRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		back, err := s.Decode(data)
+		back, err := s.sm.Decode(data)
 		if err != nil {
 			t.Fatalf("%T: %v", c, err)
 		}
@@ -191,7 +196,7 @@ func TestDecodeRefusesWhatItDoesNotKnow(t *testing.T) {
 		{"uneven sent/ack lists", uneven, raftlog.ErrUnknownOp},
 		{"subscribe without state", noState, raftlog.ErrUnknownOp},
 	} {
-		if _, err := s.Decode(tc.data); !errors.Is(err, tc.want) {
+		if _, err := s.sm.Decode(tc.data); !errors.Is(err, tc.want) {
 			t.Errorf("%s: err = %v, want %v", tc.name, err, tc.want)
 		}
 	}
@@ -201,14 +206,14 @@ func TestDecodeRefusesWhatItDoesNotKnow(t *testing.T) {
 // start right after the channel's last sequence, or names a channel it does not have, and
 // stores nothing of it.
 func TestApplyRefusesDiscontinuousRuns(t *testing.T) {
-	s, _ := newEngine(t)
-	apply := func(c any) any { return s.Apply(1, []raftlog.Command{{Value: c}})[0] }
-	ch, ok := apply(&cmdCreateChannel{name: "foo"}).(*channel)
+	m := newStateMachine(newMemStore(t))
+	apply := func(c any) any { return m.Apply(1, []raftlog.Command{{Value: c}})[0] }
+	ch, ok := apply(&cmdCreateChannel{name: "foo"}).(*stores.Channel)
 	if !ok {
 		t.Fatal("channel not created")
 	}
 	msg := func(seq uint64) stores.Msg { return stores.Msg{Seq: seq, Time: int64(seq), Data: []byte("x")} }
-	ref := refOf(ch)
+	ref := chanRef{channel: ch.Name, chanID: ch.ID}
 	if err := apply(&cmdPublish{chanRef: ref, msgs: []stores.Msg{msg(1), msg(2)}}); err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +231,7 @@ func TestApplyRefusesDiscontinuousRuns(t *testing.T) {
 			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
 		}
 	}
-	if st := ch.store.Msgs.State(); st.Last != 2 || st.Msgs != 2 {
+	if st := ch.Msgs.State(); st.Last != 2 || st.Msgs != 2 {
 		t.Fatalf("refused batches changed the store: %+v", st)
 	}
 }
@@ -377,4 +382,13 @@ func (b *hbBus) count() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.hbs
+}
+
+func newMemStore(t testing.TB) stores.Store {
+	t.Helper()
+	st, err := memstore.New(memstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
 }

@@ -40,6 +40,7 @@ type Server struct {
 	log   *slog.Logger
 	bus   Bus
 	store stores.Store
+	sm    *stateMachine // the replicated state (fsm.go); the rest of Server is the engine
 	rlog  raftlog.Log
 	id    string // streaming server id (a NUID, not the NATS server id)
 	start time.Time
@@ -61,24 +62,19 @@ type Server struct {
 	byAck      map[string]*subState // by ack inbox (unsubscribe requests name it)
 	byAckID    map[ackKey]*subState // by the ack inbox's last token (acks)
 	checks     map[string]*dupCheck
-	nextChanID uint64
-	lastSeqs   map[string]uint64 // last sequence of deleted channels: sequences never go back
 	scratch    scratch
-	applyOut   []any
 	commit     *committer // the completion stage (commit.go)
 	failLog    rateLog    // delivery failures (delivery.go)
 	ackLog     rateLog    // refused acks
 	hbLog      rateLog    // refused heartbeat answers
 
 	// Metadata waiting for its commit (durable.go).
-	subsDirty    []*channel    // channels whose SubStore changed since the last flush
-	clientsDirty bool          // client records changed since then
-	waiting      []func(error) // replies waiting for the commit of what they confirm
-	splitMeta    bool          // the store's client and subscription records split their Sync
-	metaRetryAt  time.Time     // after a failed metadata commit: when to try again unasked
-	metaTimer    *time.Timer   // wakes the engine when records waited metaDelay (metaDue)
-	metaC        <-chan time.Time
-	metaAt       time.Time
+	waiting     []func(error) // replies waiting for the commit of what they confirm
+	splitMeta   bool          // the store's client and subscription records split their Sync
+	metaRetryAt time.Time     // after a failed metadata commit: when to try again unasked
+	metaTimer   *time.Timer   // wakes the engine when records waited metaDelay (metaDue)
+	metaC       <-chan time.Time
+	metaAt      time.Time
 
 	refusedPubs   atomic.Int64 // publishes refused because q was full
 	lastOverload  atomic.Int64 // unix ns of the last "queue full" line
@@ -111,8 +107,7 @@ func New(bus Bus, store stores.Store, newLog LogFactory, opts Options) (*Server,
 		opts: o, log: o.Logger, bus: bus, store: store, id: nuid(), start: time.Now(),
 		clients: map[string]*client{}, byConnID: map[string]*client{}, channels: map[string]*channel{},
 		lowerNames: map[string]string{}, byAck: map[string]*subState{}, byAckID: map[ackKey]*subState{}, checks: map[string]*dupCheck{},
-		lastSeqs: map[string]uint64{},
-		stop:     make(chan struct{}), done: make(chan struct{}),
+		stop: make(chan struct{}), done: make(chan struct{}),
 	}
 	c := o.ClusterID
 	s.discover = o.DiscoverPrefix + "." + c
@@ -127,7 +122,8 @@ func New(bus Bus, store stores.Store, newLog LogFactory, opts Options) (*Server,
 	s.maxPayload = bus.MaxPayload()
 	s.q = ipq.New[op]("streaming", o.QueueLimit)
 	s.commit = newCommitter()
-	rlog, err := newLog(s)
+	s.sm = newStateMachine(store)
+	rlog, err := newLog(s.sm)
 	if err != nil {
 		return nil, fmt.Errorf("streaming: replication log: %w", err)
 	}
@@ -191,7 +187,7 @@ func (s *Server) Start() error {
 
 // recover loads clients, channels and subscriptions from the store (durable stores).
 func (s *Server) recover() error {
-	st, err := s.store.Recover()
+	st, err := s.sm.recover()
 	if err != nil {
 		return fmt.Errorf("streaming: recover: %w", err)
 	}

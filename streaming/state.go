@@ -39,7 +39,6 @@ type channel struct {
 	idleTimer *time.Timer // one per channel with MaxInactivity
 	active    int64       // unix ns of the last publish or subscription change
 	deleted   bool
-	subsDirty bool              // in Server.subsDirty
 	events    []stores.SubEvent // sent/ack events waiting for flushSentAcks
 	broken    bool              // a store write failed: roll back before the next append (durable.go)
 }

@@ -1,0 +1,179 @@
+package streaming
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/starling-io/starling/raftlog"
+	"github.com/starling-io/starling/stores"
+)
+
+// stateMachine is the replicated state: the store, with the clients and channels it holds.
+// Every change comes through Apply, in log order, with the values the proposer chose — so
+// the leader, a follower applying the log, a restart replaying the store and a snapshot
+// restore all arrive at the same state. It has no bus, no timers and no log: replies,
+// deliveries and deadlines are the engine's (Server), which learns what a command did from
+// its result.
+type stateMachine struct {
+	store      stores.Store
+	chans      map[string]*stores.Channel
+	clients    map[string]stores.ClientInfo
+	nextChanID uint64
+	applyOut   []any
+
+	// What changed since the engine last flushed it into a commit (durable.go).
+	dirtySubs    []*stores.Channel // channels whose SubStore changed
+	clientsDirty bool              // client records changed
+}
+
+var _ raftlog.StateMachine = (*stateMachine)(nil)
+
+func newStateMachine(store stores.Store) *stateMachine {
+	return &stateMachine{store: store, chans: map[string]*stores.Channel{}, clients: map[string]stores.ClientInfo{}}
+}
+
+// recover loads the state the store holds (nil: a new store).
+func (m *stateMachine) recover() (*stores.RecoveredState, error) {
+	st, err := m.store.Recover()
+	if err != nil || st == nil {
+		return st, err
+	}
+	for _, c := range st.Clients {
+		m.clients[c.ID] = c
+	}
+	for _, rc := range st.Channels {
+		m.chans[rc.Channel.Name] = rc.Channel
+		m.nextChanID = max(m.nextChanID, rc.Channel.ID)
+	}
+	return st, nil
+}
+
+// Apply implements raftlog.StateMachine: the only place replicated state changes.
+func (m *stateMachine) Apply(index uint64, cmds []raftlog.Command) []any {
+	out := m.applyOut[:0] // the log copies results it keeps before the next Apply
+	for _, c := range cmds {
+		out = append(out, m.applyOne(c.Value))
+	}
+	m.applyOut = out
+	return out
+}
+
+// applyOne applies one command. Results: nil or an error; the *stores.Channel created by
+// cmdCreateChannel; the expireResult of cmdExpire.
+func (m *stateMachine) applyOne(v any) any {
+	switch c := v.(type) {
+	case *cmdConnect:
+		if err := m.store.AddClient(c.info); err != nil {
+			return err
+		}
+		m.clients[c.info.ID] = c.info
+		m.clientsDirty = true
+		return nil
+	case *cmdDisconnect:
+		if _, ok := m.clients[c.clientID]; !ok {
+			return nil
+		}
+		delete(m.clients, c.clientID)
+		m.clientsDirty = true
+		return m.store.DeleteClient(c.clientID)
+	case *cmdCreateChannel:
+		m.nextChanID++
+		st, err := m.store.CreateChannel(c.name, m.nextChanID)
+		if err != nil {
+			return err
+		}
+		m.chans[st.Name] = st
+		return st
+	}
+	ref, ok := commandRef(v)
+	if !ok {
+		panic(fmt.Errorf("%w: %T", errUnknownCommand, v))
+	}
+	ch := m.chans[ref.channel]
+	if ch == nil || ch.ID != ref.chanID {
+		return fmt.Errorf("%w: %q (ID %d)", errNoChannel, ref.channel, ref.chanID)
+	}
+	switch c := v.(type) {
+	case *cmdPublish:
+		if len(c.msgs) == 0 {
+			return nil
+		}
+		// Every replica refuses a run that does not continue the channel: the proposer
+		// keeps its own next sequence, and a proposal made on a stale view must not leave
+		// a gap or a repeat in any replica's log.
+		if last := ch.Msgs.State().Last; c.msgs[0].Seq != last+1 {
+			return fmt.Errorf("%w: %q: batch starts at %d, last is %d", errDiscontinuous, ch.Name, c.msgs[0].Seq, last)
+		}
+		return ch.Msgs.Append(c.msgs)
+	case *cmdSubscribe:
+		m.markSubsDirty(ch)
+		return ch.Subs.CreateSub(&c.state)
+	case *cmdUpdateSub:
+		m.markSubsDirty(ch)
+		return ch.Subs.UpdateSub(&c.state)
+	case *cmdDeleteSub:
+		m.markSubsDirty(ch)
+		return ch.Subs.DeleteSub(c.id)
+	case *cmdSentAck:
+		m.markSubsDirty(ch)
+		return ch.Subs.Record(c.events)
+	case *cmdExpire:
+		removed, next := ch.Msgs.Expire(c.now)
+		return expireResult{removed: removed, next: next}
+	case *cmdDeleteChannel:
+		if err := m.store.DeleteChannel(ch.Name); err != nil {
+			return err
+		}
+		delete(m.chans, ch.Name)
+		m.dropDirty(ch)
+		return nil
+	}
+	panic(fmt.Errorf("%w: %T", errUnknownCommand, v))
+}
+
+// markSubsDirty notes that ch's SubStore changed.
+func (m *stateMachine) markSubsDirty(ch *stores.Channel) {
+	for _, d := range m.dirtySubs {
+		if d == ch {
+			return
+		}
+	}
+	m.dirtySubs = append(m.dirtySubs, ch)
+}
+
+// dropDirty forgets a deleted channel's pending flush.
+func (m *stateMachine) dropDirty(ch *stores.Channel) {
+	for i, d := range m.dirtySubs {
+		if d == ch {
+			m.dirtySubs = append(m.dirtySubs[:i], m.dirtySubs[i+1:]...)
+			return
+		}
+	}
+}
+
+// live reports whether ch is a channel of the state (not deleted).
+func (m *stateMachine) live(ch *stores.Channel) bool { return m.chans[ch.Name] == ch }
+
+// dirty reports whether records changed since the last takeDirty.
+func (m *stateMachine) dirty() bool { return len(m.dirtySubs) > 0 || m.clientsDirty }
+
+// takeDirty hands the changed stores to the engine's commit (into: reused), forgetting them.
+func (m *stateMachine) takeDirty(into []*stores.Channel) ([]*stores.Channel, bool) {
+	into = append(into, m.dirtySubs...)
+	clear(m.dirtySubs)
+	m.dirtySubs = m.dirtySubs[:0]
+	clients := m.clientsDirty
+	m.clientsDirty = false
+	return into, clients
+}
+
+// Snapshot arrives with clustering.
+func (m *stateMachine) Snapshot() (raftlog.Snapshot, error) {
+	return nil, errors.New("streaming: snapshots arrive with clustering")
+}
+
+// Restore arrives with clustering.
+func (m *stateMachine) Restore(r io.Reader) error {
+	return errors.New("streaming: restore arrives with clustering")
+}
