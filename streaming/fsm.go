@@ -1,9 +1,7 @@
 package streaming
 
 import (
-	"errors"
 	"fmt"
-	"io"
 
 	"github.com/starling-io/starling/raftlog"
 	"github.com/starling-io/starling/stores"
@@ -166,14 +164,4 @@ func (m *stateMachine) takeDirty(into []*stores.Channel) ([]*stores.Channel, boo
 	clients := m.clientsDirty
 	m.clientsDirty = false
 	return into, clients
-}
-
-// Snapshot arrives with clustering.
-func (m *stateMachine) Snapshot() (raftlog.Snapshot, error) {
-	return nil, errors.New("streaming: snapshots arrive with clustering")
-}
-
-// Restore arrives with clustering.
-func (m *stateMachine) Restore(r io.Reader) error {
-	return errors.New("streaming: restore arrives with clustering")
 }

@@ -242,6 +242,14 @@ func TestApplyRefusesDiscontinuousRuns(t *testing.T) {
 // checks the same on every input it makes.
 func TestReplicaMatchesLeader(t *testing.T) {
 	s, rec := newRecordedEngine(t)
+	runScenario(t, s, rec)
+	checkReplica(t, s, rec)
+}
+
+// runScenario drives s through clients, plain, durable and queue subscriptions,
+// publishes, acks, a durable close and resume, an unsubscribe and a client close.
+func runScenario(t *testing.T, s *Server, rec *recordingLog) {
+	t.Helper()
 	req := func(kind opKind, m proto.Message) op { return op{kind: kind, data: marshal(m), reply: "r", from: 1} }
 	pub := func(ch string, i int) op {
 		return req(opPublish, &stanpb.PubMsg{ClientID: "c1", Guid: fmt.Sprint("g", i), Subject: ch, Data: []byte(fmt.Sprint("m", i))})
@@ -283,7 +291,6 @@ func TestReplicaMatchesLeader(t *testing.T) {
 	if len(rec.entries) < 20 {
 		t.Fatalf("only %d commands proposed: the scenario did not run", len(rec.entries))
 	}
-	checkReplica(t, s, rec)
 }
 
 // switchLog is a Local whose leadership the test sets.

@@ -945,6 +945,7 @@ type Snapshot struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Clients       []*ClientInfo          `protobuf:"bytes,1,rep,name=clients,proto3" json:"clients,omitempty"`
 	Channels      []*ChannelSnapshot     `protobuf:"bytes,2,rep,name=channels,proto3" json:"channels,omitempty"`
+	NextChannelID uint64                 `protobuf:"varint,3,opt,name=nextChannelID,proto3" json:"nextChannelID,omitempty"` // the last channel ID given, deleted channels included
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -991,6 +992,13 @@ func (x *Snapshot) GetChannels() []*ChannelSnapshot {
 		return x.Channels
 	}
 	return nil
+}
+
+func (x *Snapshot) GetNextChannelID() uint64 {
+	if x != nil {
+		return x.NextChannelID
+	}
+	return 0
 }
 
 type ChannelSnapshot struct {
@@ -1719,10 +1727,11 @@ const file_proto_raftpb_raft_proto_rawDesc = "" +
 	"\x06Expire\x12\x18\n" +
 	"\achannel\x18\x01 \x01(\tR\achannel\x12\x1c\n" +
 	"\tchannelID\x18\x02 \x01(\x04R\tchannelID\x12\x10\n" +
-	"\x03now\x18\x03 \x01(\x03R\x03now\"\x7f\n" +
+	"\x03now\x18\x03 \x01(\x03R\x03now\"\xa5\x01\n" +
 	"\bSnapshot\x125\n" +
 	"\aclients\x18\x01 \x03(\v2\x1b.starling.raftpb.ClientInfoR\aclients\x12<\n" +
-	"\bchannels\x18\x02 \x03(\v2 .starling.raftpb.ChannelSnapshotR\bchannels\"\xaf\x01\n" +
+	"\bchannels\x18\x02 \x03(\v2 .starling.raftpb.ChannelSnapshotR\bchannels\x12$\n" +
+	"\rnextChannelID\x18\x03 \x01(\x04R\rnextChannelID\"\xaf\x01\n" +
 	"\x0fChannelSnapshot\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x0e\n" +
 	"\x02ID\x18\x02 \x01(\x04R\x02ID\x12\x14\n" +

@@ -1,0 +1,195 @@
+package streaming
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/starling-io/starling/proto/raftpb"
+	"github.com/starling-io/starling/raftlog"
+	"github.com/starling-io/starling/stores"
+)
+
+// A snapshot holds the replicated metadata, not message bodies: clients, and every channel
+// with its ID, first and last sequence and its subscriptions with their pending sets. A
+// replica restored from one must already hold the messages it names (or fetch them from a
+// peer: errMissingMsgs until that exists).
+
+// errMissingMsgs: a snapshot names messages the store does not hold.
+var errMissingMsgs = errors.New("streaming: the store lacks messages the snapshot names")
+
+// errBadSnapshot: a snapshot that does not decode; it is never trusted.
+var errBadSnapshot = errors.New("streaming: malformed snapshot")
+
+type metaSnapshot struct{ pb *raftpb.Snapshot }
+
+// Snapshot implements raftlog.StateMachine: a copy of the metadata, taken between two
+// Applies; Persist only encodes it.
+func (m *stateMachine) Snapshot() (raftlog.Snapshot, error) {
+	sn := &raftpb.Snapshot{NextChannelID: m.nextChanID}
+	for _, c := range m.clients {
+		sn.Clients = append(sn.Clients, clientInfoPB(&c))
+	}
+	slices.SortFunc(sn.Clients, func(a, b *raftpb.ClientInfo) int { return cmp.Compare(a.ID, b.ID) })
+	for _, ch := range m.chans {
+		st := ch.Msgs.State()
+		cs := &raftpb.ChannelSnapshot{Name: ch.Name, ID: ch.ID, First: st.First, Last: st.Last}
+		subs, err := ch.Subs.Subs()
+		if err != nil {
+			return nil, fmt.Errorf("streaming: snapshot of %q: %w", ch.Name, err)
+		}
+		for _, rs := range subs {
+			cs.Subs = append(cs.Subs, &raftpb.SubSnapshot{State: subStatePB(&rs.State), Pending: rs.Pending})
+		}
+		sn.Channels = append(sn.Channels, cs)
+	}
+	slices.SortFunc(sn.Channels, func(a, b *raftpb.ChannelSnapshot) int { return cmp.Compare(a.Name, b.Name) })
+	return &metaSnapshot{pb: sn}, nil
+}
+
+func (s *metaSnapshot) Persist(w io.Writer) error {
+	b, err := proto.Marshal(s.pb)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(b)
+	return err
+}
+
+func (s *metaSnapshot) Release() {}
+
+// Restore implements raftlog.StateMachine: the store is made to hold exactly the snapshot's
+// metadata — clients and subscriptions replaced, channels created, re-created (another ID)
+// or deleted — and synced. It refuses a snapshot that does not decode, and one naming
+// messages past what the store holds, before changing anything.
+func (m *stateMachine) Restore(r io.Reader) error {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return fmt.Errorf("streaming: reading snapshot: %w", err)
+	}
+	var sn raftpb.Snapshot
+	if err := proto.Unmarshal(b, &sn); err != nil {
+		return fmt.Errorf("%w: %v", errBadSnapshot, err)
+	}
+	for _, cs := range sn.Channels {
+		if ch := m.chans[cs.Name]; cs.Last > 0 && (ch == nil || ch.ID != cs.ID || ch.Msgs.State().Last < cs.Last) {
+			have := uint64(0)
+			if ch != nil && ch.ID == cs.ID {
+				have = ch.Msgs.State().Last
+			}
+			return fmt.Errorf("%w: %q holds up to %d, the snapshot up to %d", errMissingMsgs, cs.Name, have, cs.Last)
+		}
+		for _, ss := range cs.Subs {
+			if ss.State == nil {
+				return fmt.Errorf("%w: a subscription of %q has no state", errBadSnapshot, cs.Name)
+			}
+		}
+	}
+	var errs []error
+	keep := map[string]bool{}
+	for _, ci := range sn.Clients {
+		keep[ci.ID] = true
+		info := clientInfo(ci)
+		if old, ok := m.clients[ci.ID]; !ok || !sameClient(old, info) {
+			errs = append(errs, m.store.AddClient(info))
+			m.clients[ci.ID] = info
+		}
+	}
+	for id := range m.clients {
+		if !keep[id] {
+			errs = append(errs, m.store.DeleteClient(id))
+			delete(m.clients, id)
+		}
+	}
+	m.clientsDirty = true
+	inSnap := map[string]bool{}
+	for _, cs := range sn.Channels {
+		inSnap[cs.Name] = true
+	}
+	for name, ch := range m.chans {
+		if !inSnap[name] {
+			errs = append(errs, m.store.DeleteChannel(name))
+			m.dropDirty(ch)
+			delete(m.chans, name)
+		}
+	}
+	for _, cs := range sn.Channels {
+		ch := m.chans[cs.Name]
+		if ch != nil && ch.ID != cs.ID { // another incarnation (it holds no message the snapshot needs)
+			errs = append(errs, m.store.DeleteChannel(cs.Name))
+			m.dropDirty(ch)
+			delete(m.chans, cs.Name)
+			ch = nil
+		}
+		if ch == nil {
+			var err error
+			if ch, err = m.store.CreateChannel(cs.Name, cs.ID); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			m.chans[cs.Name] = ch
+		}
+		errs = append(errs, restoreSubs(ch, cs.Subs))
+		m.markSubsDirty(ch)
+	}
+	m.nextChanID = sn.NextChannelID
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("streaming: restore: %w", err)
+	}
+	return nil
+}
+
+func sameClient(a, b stores.ClientInfo) bool {
+	return a.ID == b.ID && a.HbInbox == b.HbInbox && string(a.ConnID) == string(b.ConnID) && a.Protocol == b.Protocol &&
+		a.PingInterval == b.PingInterval && a.PingMaxOut == b.PingMaxOut && a.User == b.User
+}
+
+// restoreSubs makes ch's subscriptions exactly subs, pending sets included.
+func restoreSubs(ch *stores.Channel, subs []*raftpb.SubSnapshot) error {
+	have, err := ch.Subs.Subs()
+	if err != nil {
+		return err
+	}
+	old := map[uint64][]uint64{}
+	for _, rs := range have {
+		old[rs.State.ID] = rs.Pending
+	}
+	var errs []error
+	var events []stores.SubEvent
+	for _, ss := range subs {
+		st := storeSubState(ss.State)
+		pending, existed := old[st.ID]
+		delete(old, st.ID)
+		if existed {
+			errs = append(errs, ch.Subs.UpdateSub(&st))
+		} else {
+			errs = append(errs, ch.Subs.CreateSub(&st))
+		}
+		want := map[uint64]bool{}
+		for _, seq := range ss.Pending {
+			want[seq] = true
+		}
+		for _, seq := range pending {
+			if !want[seq] {
+				events = append(events, stores.SubEvent{SubID: st.ID, Seq: seq, Acked: true})
+			}
+			delete(want, seq)
+		}
+		for _, seq := range ss.Pending {
+			if want[seq] {
+				events = append(events, stores.SubEvent{SubID: st.ID, Seq: seq})
+			}
+		}
+	}
+	for id := range old {
+		errs = append(errs, ch.Subs.DeleteSub(id))
+	}
+	if len(events) > 0 {
+		errs = append(errs, ch.Subs.Record(events))
+	}
+	return errors.Join(errs...)
+}
