@@ -226,6 +226,16 @@ func (s *Server) processLeadership(leader bool) {
 	if leader == s.leader {
 		return
 	}
+	if leader {
+		if err := s.takeOver(); err != nil {
+			// Still a follower for the engine: the log will report again.
+			s.log.Error("cannot take over as streaming leader", "err", err)
+			s.stepDown()
+			return
+		}
+	} else {
+		s.stepDown()
+	}
 	s.leader = leader
 	s.leaderChanges++
 	s.log.Info("streaming leadership changed", "leader", leader)

@@ -19,9 +19,6 @@ import (
 // is flagged redelivered when first sent (subState.uncertain). Some of them were never
 // sent; the flag only says "maybe", which is what at-least-once needs.
 func (s *Server) restore(st *stores.RecoveredState) error {
-	if st.Info.NodeID != "" {
-		s.setID(st.Info.NodeID)
-	}
 	for _, ci := range st.Clients {
 		s.addClientView(ci)
 	}

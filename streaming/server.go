@@ -49,8 +49,8 @@ type Server struct {
 	discover, pings, pubPrefix, subReq, unsubReq, subCloseReq, closeReq string
 	ackPrefix, hbPrefix, checkPrefix                                    string
 
-	q    *ipq.Queue[op] // everything the engine does arrives here
-	subs []*core.Subscription
+	q    *ipq.Queue[op]       // everything the engine does arrives here
+	subs []*core.Subscription // the protocol subscriptions, while leading (guarded by mu)
 	stop chan struct{}
 	done chan struct{}
 
@@ -160,21 +160,10 @@ func (s *Server) Start() error {
 	if err := s.recover(); err != nil {
 		return err
 	}
-	handlers := []struct {
-		subject string
-		kind    opKind
-	}{
-		{s.discover, opConnect}, {s.pings, opPing}, {s.pubPrefix + ".>", opPublish},
-		{s.subReq, opSubscribe}, {s.unsubReq, opUnsubscribe}, {s.subCloseReq, opSubClose},
-		{s.closeReq, opClose}, {s.ackPrefix + ".*", opAck}, {s.hbPrefix + ".*", opHbReply},
-		{s.checkPrefix + ".*", opCheckReply},
-	}
-	for _, h := range handlers {
-		sub, err := s.bus.Subscribe(h.subject, "", s.handler(h.kind))
-		if err != nil {
-			return fmt.Errorf("streaming: subscribe %s: %w", h.subject, err)
+	if s.leader {
+		if err := s.serve(true); err != nil {
+			return err
 		}
-		s.subs = append(s.subs, sub)
 	}
 	s.started = true
 	s.maxPayload = s.bus.MaxPayload()
@@ -199,6 +188,12 @@ func (s *Server) recover() error {
 	if st.Info.ClusterID != "" && st.Info.ClusterID != s.opts.ClusterID {
 		return fmt.Errorf("streaming: cluster ID %q does not match recovered value of %q", s.opts.ClusterID, st.Info.ClusterID)
 	}
+	if st.Info.NodeID != "" {
+		s.setID(st.Info.NodeID)
+	}
+	if !s.leader {
+		return nil // a follower's engine holds no view: it builds one when it leads (takeOver)
+	}
 	return s.restore(st)
 }
 
@@ -210,9 +205,13 @@ func (s *Server) Shutdown() error {
 		return nil
 	}
 	s.closed = true
+	subs := s.subs
+	s.subs = nil
 	s.mu.Unlock()
-	for _, sub := range s.subs {
-		_ = sub.Unsubscribe()
+	for _, sub := range subs {
+		if sub != nil {
+			_ = sub.Unsubscribe()
+		}
 	}
 	close(s.stop)
 	if s.started {

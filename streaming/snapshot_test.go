@@ -3,8 +3,15 @@ package streaming
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"sort"
+	"strings"
 	"testing"
+	"time"
 
+	"google.golang.org/protobuf/proto"
+
+	"github.com/starling-io/starling/proto/stanpb"
 	"github.com/starling-io/starling/raftlog"
 	"github.com/starling-io/starling/stores"
 )
@@ -102,5 +109,93 @@ func TestRestoreRefusesWhatItCannotTrust(t *testing.T) {
 	}
 	if after := storeDigest(t, store); after != before {
 		t.Fatalf("a refused restore changed the store\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+}
+
+// viewOf renders an engine's view as its monitoring shows it, sorted.
+func viewOf(t *testing.T, sn *snapshot) string {
+	t.Helper()
+	var lines []string
+	for _, c := range sn.clients {
+		lines = append(lines, fmt.Sprintf("client %s hb=%s subs=%d", c.ID, c.HBInbox, c.SubsCount))
+	}
+	for _, ch := range sn.channels {
+		lines = append(lines, fmt.Sprintf("channel %s msgs=%d first=%d last=%d subs=%d", ch.Name, ch.Msgs, ch.FirstSeq, ch.LastSeq, ch.SubsCount))
+		for _, z := range ch.Subscriptions {
+			lines = append(lines, fmt.Sprintf("  sub %+v", *z))
+		}
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
+}
+
+func engineView(t *testing.T, s *Server) string {
+	t.Helper()
+	ch := make(chan *snapshot, 1)
+	s.processSnapshot(&op{kind: opSnapshot, snap: ch, subsToo: true})
+	return viewOf(t, <-ch)
+}
+
+// TestFollowerTakesOver: a follower's engine holds no view and serves nothing; its state
+// machine applies the leader's log. When it becomes leader it builds the same view as the
+// old leader's (clients, channels, subscriptions with positions and pending messages) and
+// serves: a new publish continues the channel's sequence and reaches the durable that
+// waited for it. When it loses leadership it drops the view again.
+func TestFollowerTakesOver(t *testing.T) {
+	leader, rec := newRecordedEngine(t)
+	runScenario(t, leader, rec)
+	want := engineView(t, leader)
+
+	var sl *switchLog
+	bus := &dataBus{}
+	f, err := New(bus, newMemStore(t), func(sm raftlog.StateMachine) (raftlog.Log, error) {
+		sl = newSwitchLog(sm)
+		return sl, nil
+	}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.recover(); err != nil {
+		t.Fatal(err)
+	}
+	applyEntries(t, f.sm, rec.entries, func(any) bool { return true })
+	if got := engineView(t, f); got != "" {
+		t.Fatalf("a follower's engine holds a view:\n%s", got)
+	}
+	f.started = true
+	go f.run()
+	go f.leadershipLoop()
+	defer func() { close(f.stop); <-f.done }()
+	sl.set(true)
+	deadline := time.Now().Add(5 * time.Second)
+	for sn := f.takeSnapshot(true); !sn.leader; sn = f.takeSnapshot(true) {
+		if time.Now().After(deadline) {
+			t.Fatal("the follower never took over")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if got := viewOf(t, f.takeSnapshot(true)); got != want {
+		t.Fatalf("new leader's view differs from the old leader's\nold:\n%s\nnew:\n%s", want, got)
+	}
+	f.push(op{kind: opPublish, reply: "ack.new", from: 1, data: marshal(&stanpb.PubMsg{ClientID: "c1", Guid: "g-new",
+		Subject: "foo", Data: []byte("after"), ConnID: []byte("x")})})
+	f.takeSnapshot(false)
+	var got []uint64
+	for _, m := range bus.to("in.dur2") {
+		var mp stanpb.MsgProto
+		if err := proto.Unmarshal(m.data, &mp); err == nil {
+			got = append(got, mp.Sequence)
+		}
+	}
+	if len(got) != 1 || got[0] != 21 {
+		t.Fatalf("the durable got %v from the new leader, want [21]", got)
+	}
+	sl.set(false)
+	deadline = time.Now().Add(5 * time.Second)
+	for sn := f.takeSnapshot(true); sn.leader || len(sn.channels) > 0; sn = f.takeSnapshot(true) {
+		if time.Now().After(deadline) {
+			t.Fatal("the old leader kept its view")
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

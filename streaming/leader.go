@@ -1,0 +1,141 @@
+package streaming
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/starling-io/starling/stores"
+)
+
+// Only the leader serves: it subscribes to the protocol subjects, heartbeats clients,
+// delivers and answers. Its engine holds a view of the state machine (clients, channels,
+// subscriptions with their pending messages and deadlines); a follower's engine holds
+// none. On gaining leadership the engine waits until every committed command is applied,
+// then builds its view from the state machine as a restart does from the store (takeOver);
+// on losing it, it drops the view and stops serving (stepDown).
+
+// barrierTimeout bounds how long a new leader waits for the commands committed before it.
+const barrierTimeout = 10 * time.Second
+
+// serve subscribes to the protocol subjects (on) or unsubscribes from them.
+func (s *Server) serve(on bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !on {
+		for _, sub := range s.subs {
+			if sub != nil {
+				_ = sub.Unsubscribe()
+			}
+		}
+		s.subs = nil
+		return nil
+	}
+	if s.closed || len(s.subs) > 0 {
+		return nil
+	}
+	handlers := []struct {
+		subject string
+		kind    opKind
+	}{
+		{s.discover, opConnect}, {s.pings, opPing}, {s.pubPrefix + ".>", opPublish},
+		{s.subReq, opSubscribe}, {s.unsubReq, opUnsubscribe}, {s.subCloseReq, opSubClose},
+		{s.closeReq, opClose}, {s.ackPrefix + ".*", opAck}, {s.hbPrefix + ".*", opHbReply},
+		{s.checkPrefix + ".*", opCheckReply},
+	}
+	for _, h := range handlers {
+		sub, err := s.bus.Subscribe(h.subject, "", s.handler(h.kind))
+		if err != nil {
+			for _, sub := range s.subs {
+				if sub != nil {
+					_ = sub.Unsubscribe()
+				}
+			}
+			s.subs = nil
+			return fmt.Errorf("streaming: subscribe %s: %w", h.subject, err)
+		}
+		s.subs = append(s.subs, sub)
+	}
+	return nil
+}
+
+// takeOver makes a new leader's engine ready to serve (engine).
+func (s *Server) takeOver() error {
+	ctx, cancel := context.WithTimeout(context.Background(), barrierTimeout)
+	defer cancel()
+	if err := s.rlog.Barrier(ctx); err != nil {
+		return fmt.Errorf("waiting for the committed commands: %w", err)
+	}
+	st, err := s.sm.current()
+	if err != nil {
+		return err
+	}
+	s.dropView()
+	// Sent records replicate lazily (they ride the next commit): any message past a
+	// subscription's replicated position may have been sent by the old leader, so it is
+	// flagged redelivered when first sent, as after a crash.
+	st.Clean = false
+	if err := s.restore(st); err != nil {
+		return err
+	}
+	return s.serve(true)
+}
+
+// stepDown stops serving and drops the engine's view (engine).
+func (s *Server) stepDown() {
+	_ = s.serve(false)
+	s.dropView()
+}
+
+// dropView forgets the engine's view of the state: every timer stopped, every object
+// inert for ops still queued that name it. The state machine keeps the state itself.
+func (s *Server) dropView() {
+	s.waitCommits(0)
+	for _, ch := range s.channels {
+		ch.deleted = true
+		if ch.ageTimer != nil {
+			ch.ageTimer.Stop()
+		}
+		if ch.idleTimer != nil {
+			ch.idleTimer.Stop()
+		}
+		ch.events = ch.events[:0]
+	}
+	for _, sub := range s.byAck {
+		sub.ready, sub.gone = false, true
+		if sub.timer != nil {
+			sub.timer.Stop()
+		}
+	}
+	clear(s.scratch.sentChans)
+	s.scratch.sentChans = s.scratch.sentChans[:0]
+	clear(s.waiting)
+	s.waiting = s.waiting[:0]
+	s.clients = map[string]*client{}
+	s.byConnID = map[string]*client{}
+	s.channels = map[string]*channel{}
+	s.lowerNames = map[string]string{}
+	s.byAck = map[string]*subState{}
+	s.byAckID = map[ackKey]*subState{}
+	s.checks = map[string]*dupCheck{}
+}
+
+// current returns the state machine's state as a restart would recover it.
+func (m *stateMachine) current() (*stores.RecoveredState, error) {
+	st := &stores.RecoveredState{}
+	for _, c := range m.clients {
+		st.Clients = append(st.Clients, c)
+	}
+	slices.SortFunc(st.Clients, func(a, b stores.ClientInfo) int { return cmp.Compare(a.ID, b.ID) })
+	for _, ch := range m.chans {
+		subs, err := ch.Subs.Subs()
+		if err != nil {
+			return nil, fmt.Errorf("streaming: subscriptions of %q: %w", ch.Name, err)
+		}
+		st.Channels = append(st.Channels, &stores.RecoveredChannel{Channel: ch, Subs: subs})
+	}
+	slices.SortFunc(st.Channels, func(a, b *stores.RecoveredChannel) int { return cmp.Compare(a.Channel.Name, b.Channel.Name) })
+	return st, nil
+}
