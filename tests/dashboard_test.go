@@ -17,7 +17,8 @@ import (
 
 // Every metric the Grafana dashboard queries (docs/grafana-dashboard.json), and every label
 // its selectors match on, is in a real scrape of a server with streaming, a channel and a
-// subscriber — so a renamed metric breaks this test, not somebody's dashboard.
+// subscriber, routed to a second server — so a renamed metric breaks this test, not
+// somebody's dashboard.
 func TestGrafanaDashboardMetricsExist(t *testing.T) {
 	raw, err := os.ReadFile("../docs/grafana-dashboard.json")
 	must(t, err)
@@ -33,7 +34,10 @@ func TestGrafanaDashboardMetricsExist(t *testing.T) {
 		t.Fatalf("only %d expressions found in the dashboard", len(exprs))
 	}
 
-	m := startMetricsServer(t)
+	// A route to a second server (pinging often, so that the route has a round-trip time).
+	fast := []string{"--cluster", "nats://127.0.0.1:-1", "--ping_interval", "50ms"}
+	m := startMetricsServer(t, fast...)
+	startServer(t, append(fast, "--routes", "nats://"+m.Server().ClusterAddr().String())...)
 	sc, err := stan.Connect(metricsCluster, "dash-client", stan.NatsURL(clientURL(m)))
 	must(t, err)
 	defer sc.Close()
@@ -45,6 +49,9 @@ func TestGrafanaDashboardMetricsExist(t *testing.T) {
 		mfs = scrapeMetrics(t, m)
 		if _, ok := metricValue(mfs, "starling_streaming_subscription_lag_messages", "channel", "dash"); !ok {
 			return fmt.Errorf("no subscription series yet")
+		}
+		if _, ok := metricValue(mfs, "starling_route_rtt_seconds"); !ok {
+			return fmt.Errorf("no route round trip yet")
 		}
 		return nil
 	})

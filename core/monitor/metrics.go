@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -24,6 +25,10 @@ type Collector struct {
 	info, connections, maxConnections, subscriptions, routes *prometheus.Desc
 	connectionsTotal, staleTotal, slowTotal                  *prometheus.Desc
 	inMsgs, inBytes, outMsgs, outBytes                       *prometheus.Desc
+
+	// per route (remote_id, remote_name): the route connection's own counters, which start
+	// again from 0 when the route reconnects (a reset, as Prometheus expects of a counter)
+	rInMsgs, rInBytes, rOutMsgs, rOutBytes, rPending, rSubs, rRTT *prometheus.Desc
 
 	mu   sync.Mutex // serialises Collect: last is read and written
 	last [numCounters]float64
@@ -64,18 +69,27 @@ func NewCollector(srv *core.Server) *Collector {
 			"Messages sent to clients and routes."),
 		outBytes: d("sent_bytes_total",
 			"Payload bytes sent to clients and routes."),
+		rInMsgs:   d("route_received_messages_total", "Messages received over the route.", "remote_id", "remote_name"),
+		rInBytes:  d("route_received_bytes_total", "Payload bytes received over the route.", "remote_id", "remote_name"),
+		rOutMsgs:  d("route_sent_messages_total", "Messages sent over the route.", "remote_id", "remote_name"),
+		rOutBytes: d("route_sent_bytes_total", "Payload bytes sent over the route.", "remote_id", "remote_name"),
+		rPending:  d("route_pending_bytes", "Bytes queued for the route, not written yet.", "remote_id", "remote_name"),
+		rSubs:     d("route_subscriptions", "Interest the remote server has registered over the route.", "remote_id", "remote_name"),
+		rRTT:      d("route_rtt_seconds", "The route's last measured round-trip time.", "remote_id", "remote_name"),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.info, c.connections, c.maxConnections, c.subscriptions, c.routes,
-		c.connectionsTotal, c.staleTotal, c.slowTotal, c.inMsgs, c.inBytes, c.outMsgs, c.outBytes} {
+		c.connectionsTotal, c.staleTotal, c.slowTotal, c.inMsgs, c.inBytes, c.outMsgs, c.outBytes,
+		c.rInMsgs, c.rInBytes, c.rOutMsgs, c.rOutBytes, c.rPending, c.rSubs, c.rRTT} {
 		ch <- d
 	}
 }
 
-// Collect implements prometheus.Collector: one Varz, the figures /varz shows.
+// Collect implements prometheus.Collector: one Varz, the figures /varz shows, and when
+// clustered one Routez.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	v := c.srv.Varz()
 	gauge := func(d *prometheus.Desc, x float64, labels ...string) {
@@ -98,6 +112,20 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.inBytes, inb)
 	counter(c.outMsgs, out)
 	counter(c.outBytes, outb)
+	if v.Routes == 0 {
+		return
+	}
+	for _, r := range c.srv.Routez(false) {
+		counter(c.rInMsgs, float64(r.InMsgs), r.RemoteID, r.RemoteName)
+		counter(c.rInBytes, float64(r.InBytes), r.RemoteID, r.RemoteName)
+		counter(c.rOutMsgs, float64(r.OutMsgs), r.RemoteID, r.RemoteName)
+		counter(c.rOutBytes, float64(r.OutBytes), r.RemoteID, r.RemoteName)
+		gauge(c.rPending, float64(r.Pending), r.RemoteID, r.RemoteName)
+		gauge(c.rSubs, float64(r.NumSubs), r.RemoteID, r.RemoteName)
+		if rtt, err := time.ParseDuration(r.RTT); err == nil {
+			gauge(c.rRTT, rtt.Seconds(), r.RemoteID, r.RemoteName)
+		}
+	}
 }
 
 // monotonic returns the traffic totals, never below what the previous Collect reported.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -186,5 +187,100 @@ func TestMetricsMonotonic(t *testing.T) {
 	}
 	if in, _, _, _ := c.monotonic(&core.Varz{InMsgs: 12}); in != 12 {
 		t.Fatalf("after: %v", in)
+	}
+}
+
+// Two servers in a mesh: the publisher's server shows the route to the subscriber's, with
+// what went over it and the interest registered.
+func TestMetricsRoutes(t *testing.T) {
+	start := func(name string, seed *url.URL) *core.Server {
+		o := core.Options{Host: "127.0.0.1", Port: -1, ServerName: name,
+			Cluster: &core.ClusterOptions{Host: "127.0.0.1", Port: -1, Name: "mesh"}}
+		if seed != nil {
+			o.Cluster.Routes = []*url.URL{seed}
+		}
+		srv, err := core.New(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := srv.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(ctx)
+		})
+		return srv
+	}
+	a := start("a", nil)
+	b := start("b", &url.URL{Scheme: "nats-route", Host: a.ClusterAddr().String()})
+	hs := httptest.NewServer(New(a, "", nil).Handler())
+	defer hs.Close()
+
+	sub, err := nats.Connect(b.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	got := make(chan *nats.Msg, 10)
+	if _, err := sub.ChanSubscribe("over.route", got); err != nil {
+		t.Fatal(err)
+	}
+	if err := sub.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	pub, err := nats.Connect(a.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for a.NumSubscriptions() == 0 { // b's interest has reached a
+		if time.Now().After(deadline) {
+			t.Fatal("no interest over the route")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for range 4 {
+		if err := pub.Publish("over.route", []byte("abc")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 4 {
+		select {
+		case <-got:
+		case <-time.After(5 * time.Second):
+			t.Fatal("message not delivered over the route")
+		}
+	}
+
+	mfs := scrape(t, hs.URL+"/metrics")
+	route := []string{"remote_id", b.ID(), "remote_name", "b"}
+	for name, want := range map[string]float64{
+		"starling_routes":                        1,
+		"starling_route_sent_messages_total":     4,
+		"starling_route_sent_bytes_total":        12,
+		"starling_route_received_messages_total": 0,
+		"starling_route_subscriptions":           1,
+		"starling_received_messages_total":       4,
+	} {
+		labels := route
+		if !strings.HasPrefix(name, "starling_route_") {
+			labels = nil
+		}
+		if v := value(t, mfs, name, labels...); v != want {
+			t.Errorf("%s = %v, want %v", name, v, want)
+		}
+	}
+	if v := value(t, mfs, "starling_route_pending_bytes", route...); v < 0 {
+		t.Errorf("pending %v", v)
+	}
+	problems, err := testutil.CollectAndLint(NewCollector(a))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("%s: %s", p.Metric, p.Text)
 	}
 }
