@@ -158,9 +158,6 @@ func newRegistry(srv *core.Server) *prometheus.Registry {
 // Register adds a collector to /metrics (e.g. the streaming layer's).
 func (m *Monitor) Register(c prometheus.Collector) error { return m.reg.Register(c) }
 
-// Gatherer returns what /metrics serves (for tests).
-func (m *Monitor) Gatherer() prometheus.Gatherer { return m.reg }
-
 // metricsHandler serves the registry in the text format. Concurrent scrapes share one
 // gathering; a collector that fails leaves its metrics out and is logged, the rest is served.
 func (m *Monitor) metricsHandler() http.HandlerFunc {
