@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/starling-io/starling/core"
 )
 
@@ -23,6 +25,7 @@ type Monitor struct {
 	mux  *http.ServeMux
 	http *http.Server
 	ln   net.Listener
+	reg  *prometheus.Registry // what /metrics serves
 
 	mu    sync.Mutex
 	stats map[string]uint64 // http_req_stats
@@ -33,7 +36,7 @@ func New(srv *core.Server, basePath string, log *slog.Logger) *Monitor {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	m := &Monitor{srv: srv, log: log, mux: http.NewServeMux(), stats: map[string]uint64{}}
+	m := &Monitor{srv: srv, log: log, mux: http.NewServeMux(), reg: newRegistry(srv), stats: map[string]uint64{}}
 	routes := map[string]http.HandlerFunc{
 		"/":               m.HandleRoot,
 		"/varz":           m.HandleVarz,
@@ -44,6 +47,7 @@ func New(srv *core.Server, basePath string, log *slog.Logger) *Monitor {
 		"/healthz":        m.HandleHealthz,
 		"/accountz":       m.HandleAccountz,
 		"/gatewayz":       m.HandleGatewayz,
+		MetricsPath:       m.metricsHandler(),
 	}
 	for path, h := range routes {
 		pattern := "GET " + basePath + path
@@ -192,7 +196,7 @@ func (p *params) int(name string) int {
 func (m *Monitor) HandleRoot(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	fmt.Fprintf(w, `<html><body><h1>Starling %s</h1><ul>`, core.Version)
-	for _, p := range []string{"varz", "connz", "subsz", "routez", "healthz", "accountz", "gatewayz"} {
+	for _, p := range []string{"varz", "connz", "subsz", "routez", "healthz", "accountz", "gatewayz", "metrics"} {
 		fmt.Fprintf(w, `<li><a href="%s">%s</a></li>`, p, p)
 	}
 	fmt.Fprint(w, `</ul></body></html>`)

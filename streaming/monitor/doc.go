@@ -8,4 +8,8 @@
 // configured them. It has no listener of its own: Routes returns the handlers, and the
 // binary mounts them on core's monitoring server (core/monitor's Monitor.Handle), so they
 // share its port, base path and request counters.
+//
+// Collector (metrics.go) gives the same figures to Prometheus, per server, channel and
+// subscription; the binary registers it with core/monitor's Monitor.Register, so they are
+// served on its /metrics.
 package monitor

@@ -154,7 +154,9 @@ func (m *Main) Start() error {
 			m.tls.Store(c.core.TLS)
 			cfg = &tls.Config{MinVersion: tls.VersionTLS12, GetConfigForClient: m.currentTLS}
 		}
-		m.mountStreaming(c)
+		if err := m.mountStreaming(c); err != nil {
+			return err
+		}
 		if err := m.mon.StartTLS(addr, cfg); err != nil {
 			return err
 		}

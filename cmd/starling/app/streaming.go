@@ -314,12 +314,14 @@ func (m *Main) startStreaming(c *settings) error {
 	return nil
 }
 
-// mountStreaming adds the /streaming endpoints to the monitoring server.
-func (m *Main) mountStreaming(c *settings) {
+// mountStreaming adds the /streaming endpoints to the monitoring server, and the streaming
+// figures to its /metrics.
+func (m *Main) mountStreaming(c *settings) error {
 	if m.mon == nil || m.stan == nil {
-		return
+		return nil
 	}
 	for path, h := range stanmon.New(m.stan, c.streaming.monitorLimits()).Routes() {
 		m.mon.Handle(c.basePath+path, h)
 	}
+	return m.mon.Register(stanmon.NewCollector(m.stan))
 }
