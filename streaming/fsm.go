@@ -1,6 +1,7 @@
 package streaming
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/starling-io/starling/raftlog"
@@ -78,6 +79,9 @@ func (m *stateMachine) applyOne(v any) any {
 	case *cmdCreateChannel:
 		m.nextChanID++
 		st, err := m.store.CreateChannel(c.name, m.nextChanID)
+		if ex := m.chans[c.name]; errors.Is(err, stores.ErrExists) && ex != nil && ex.ID == m.nextChanID {
+			return ex // replayed: the store kept it
+		}
 		if err != nil {
 			return err
 		}
@@ -94,25 +98,22 @@ func (m *stateMachine) applyOne(v any) any {
 	}
 	switch c := v.(type) {
 	case *cmdPublish:
-		if len(c.msgs) == 0 {
-			return nil
-		}
-		// Every replica refuses a run that does not continue the channel: the proposer
-		// keeps its own next sequence, and a proposal made on a stale view must not leave
-		// a gap or a repeat in any replica's log.
-		if last := ch.Msgs.State().Last; c.msgs[0].Seq != last+1 {
-			return fmt.Errorf("%w: %q: batch starts at %d, last is %d", errDiscontinuous, ch.Name, c.msgs[0].Seq, last)
-		}
-		return ch.Msgs.Append(c.msgs)
+		return m.appendRun(ch, c.msgs)
 	case *cmdSubscribe:
 		m.markSubsDirty(ch)
-		return ch.Subs.CreateSub(&c.state)
+		if err := ch.Subs.CreateSub(&c.state); !errors.Is(err, stores.ErrExists) {
+			return err
+		}
+		return ch.Subs.UpdateSub(&c.state) // replayed: the store kept it
 	case *cmdUpdateSub:
 		m.markSubsDirty(ch)
 		return ch.Subs.UpdateSub(&c.state)
 	case *cmdDeleteSub:
 		m.markSubsDirty(ch)
-		return ch.Subs.DeleteSub(c.id)
+		if err := ch.Subs.DeleteSub(c.id); !errors.Is(err, stores.ErrNotFound) {
+			return err
+		}
+		return nil // replayed: already gone
 	case *cmdSentAck:
 		m.markSubsDirty(ch)
 		return ch.Subs.Record(c.events)
@@ -128,6 +129,37 @@ func (m *stateMachine) applyOne(v any) any {
 		return nil
 	}
 	panic(fmt.Errorf("%w: %T", errUnknownCommand, v))
+}
+
+// appendRun appends a publish batch. Every replica refuses a run that does not continue
+// the channel (a gap): the proposer keeps its own next sequence, and a proposal made on a
+// stale view must not leave a hole in any replica's log. Commands replayed after a restart
+// may find messages the store kept (it was synced past the last snapshot): those must be
+// the same messages, and only the rest is appended — so replay is idempotent.
+func (m *stateMachine) appendRun(ch *stores.Channel, msgs []stores.Msg) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	last := ch.Msgs.State().Last
+	if msgs[0].Seq > last+1 {
+		return fmt.Errorf("%w: %q: batch starts at %d, last is %d", errDiscontinuous, ch.Name, msgs[0].Seq, last)
+	}
+	for len(msgs) > 0 && msgs[0].Seq <= last {
+		var have stores.Msg
+		err := ch.Msgs.Load(msgs[0].Seq, &have)
+		switch {
+		case errors.Is(err, stores.ErrNotFound): // removed by limits since: nothing to compare
+		case err != nil:
+			return err
+		case have.Time != msgs[0].Time || have.Reply != msgs[0].Reply || string(have.Data) != string(msgs[0].Data):
+			return fmt.Errorf("%w: %q: message %d differs from the stored one", errDiscontinuous, ch.Name, msgs[0].Seq)
+		}
+		msgs = msgs[1:]
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	return ch.Msgs.Append(msgs)
 }
 
 // markSubsDirty notes that ch's SubStore changed.

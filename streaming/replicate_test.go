@@ -202,9 +202,10 @@ func TestDecodeRefusesWhatItDoesNotKnow(t *testing.T) {
 	}
 }
 
-// TestApplyRefusesDiscontinuousRuns: every replica refuses a publish batch that does not
-// start right after the channel's last sequence, or names a channel it does not have, and
-// stores nothing of it.
+// TestApplyRefusesDiscontinuousRuns: every replica refuses a publish batch that leaves a
+// gap after the channel's last sequence or repeats a stored sequence with other content,
+// or names a channel it does not have, and stores nothing of it. (A repeat of the stored
+// messages is a replay: TestReplayIsIdempotent.)
 func TestApplyRefusesDiscontinuousRuns(t *testing.T) {
 	m := newStateMachine(newMemStore(t))
 	apply := func(c any) any { return m.Apply(1, []raftlog.Command{{Value: c}})[0] }
@@ -223,7 +224,7 @@ func TestApplyRefusesDiscontinuousRuns(t *testing.T) {
 		want error
 	}{
 		{"gap", &cmdPublish{chanRef: ref, msgs: []stores.Msg{msg(4)}}, errDiscontinuous},
-		{"repeat", &cmdPublish{chanRef: ref, msgs: []stores.Msg{msg(2), msg(3)}}, errDiscontinuous},
+		{"conflicting repeat", &cmdPublish{chanRef: ref, msgs: []stores.Msg{{Seq: 2, Time: 2, Data: []byte("other")}}}, errDiscontinuous},
 		{"other incarnation", &cmdPublish{chanRef: chanRef{"foo", ref.chanID + 1}, msgs: []stores.Msg{msg(3)}}, errNoChannel},
 		{"unknown channel", &cmdSentAck{chanRef: chanRef{"bar", 1}}, errNoChannel},
 	} {

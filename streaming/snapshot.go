@@ -28,8 +28,13 @@ var errBadSnapshot = errors.New("streaming: malformed snapshot")
 type metaSnapshot struct{ pb *raftpb.Snapshot }
 
 // Snapshot implements raftlog.StateMachine: a copy of the metadata, taken between two
-// Applies; Persist only encodes it.
+// Applies; Persist only encodes it. The store is synced first: the log before a snapshot
+// may be compacted away, so what it held must be on disk. (Replicated, the stores are not
+// synced per commit — the log is the write-ahead log — so nothing else syncs them then.)
 func (m *stateMachine) Snapshot() (raftlog.Snapshot, error) {
+	if err := m.syncAll(); err != nil {
+		return nil, fmt.Errorf("streaming: sync before snapshot: %w", err)
+	}
 	sn := &raftpb.Snapshot{NextChannelID: m.nextChanID}
 	for _, c := range m.clients {
 		sn.Clients = append(sn.Clients, clientInfoPB(&c))
@@ -62,9 +67,10 @@ func (s *metaSnapshot) Persist(w io.Writer) error {
 
 func (s *metaSnapshot) Release() {}
 
-// Restore implements raftlog.StateMachine: the store is made to hold exactly the snapshot's
+// Restore implements raftlog.StateMachine: the store is made to hold the snapshot's
 // metadata — clients and subscriptions replaced, channels created, re-created (another ID)
-// or deleted — and synced. It refuses a snapshot that does not decode, and one naming
+// or deleted, except channels created after the snapshot, which the commands that follow
+// it recreate idempotently. It refuses a snapshot that does not decode, and one naming
 // messages past what the store holds, before changing anything.
 func (m *stateMachine) Restore(r io.Reader) error {
 	b, err := io.ReadAll(r)
@@ -111,7 +117,10 @@ func (m *stateMachine) Restore(r io.Reader) error {
 		inSnap[cs.Name] = true
 	}
 	for name, ch := range m.chans {
-		if !inSnap[name] {
+		// A channel created after the snapshot (a higher ID) stays: the commands after the
+		// snapshot create it again, idempotently, and a store never takes back sequences it
+		// gave, so deleting it would lose its messages for good.
+		if !inSnap[name] && ch.ID <= sn.NextChannelID {
 			errs = append(errs, m.store.DeleteChannel(name))
 			m.dropDirty(ch)
 			delete(m.chans, name)
@@ -137,10 +146,21 @@ func (m *stateMachine) Restore(r io.Reader) error {
 		m.markSubsDirty(ch)
 	}
 	m.nextChanID = sn.NextChannelID
+	errs = append(errs, m.syncAll())
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("streaming: restore: %w", err)
 	}
 	return nil
+}
+
+// syncAll makes every channel and the client records durable.
+func (m *stateMachine) syncAll() error {
+	var errs []error
+	for _, ch := range m.chans {
+		errs = append(errs, ch.Msgs.Sync(), ch.Subs.Sync())
+	}
+	errs = append(errs, m.store.Sync())
+	return errors.Join(errs...)
 }
 
 func sameClient(a, b stores.ClientInfo) bool {
