@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/starling-io/starling/core"
 	"github.com/starling-io/starling/proto/stanpb"
 	"github.com/starling-io/starling/raftlog"
 	"github.com/starling-io/starling/stores"
@@ -49,10 +50,16 @@ var (
 	_ stores.SplitSyncer = (*metaSubs)(nil)
 )
 
-// dataBus records what the engine publishes, with the payloads.
+// dataBus records what the engine publishes, with the payloads, and what it subscribes to.
 type dataBus struct {
 	fakeBus
-	sent []sentMsg
+	sent       []sentMsg
+	subscribed []string
+}
+
+func (b *dataBus) Subscribe(subject, queue string, h core.MsgHandler) (*core.Subscription, error) {
+	b.subscribed = append(b.subscribed, subject)
+	return nil, nil
 }
 
 type sentMsg struct {

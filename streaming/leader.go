@@ -45,6 +45,12 @@ func (s *Server) serve(on bool) error {
 		{s.closeReq, opClose}, {s.ackPrefix + ".*", opAck}, {s.hbPrefix + ".*", opHbReply},
 		{s.checkPrefix + ".*", opCheckReply},
 	}
+	for p := range s.otherAckPrefixes {
+		handlers = append(handlers, struct {
+			subject string
+			kind    opKind
+		}{p + ".*", opAck})
+	}
 	for _, h := range handlers {
 		sub, err := s.bus.Subscribe(h.subject, "", s.handler(h.kind))
 		if err != nil {
@@ -120,6 +126,7 @@ func (s *Server) dropView() {
 	s.byAck = map[string]*subState{}
 	s.byAckID = map[ackKey]*subState{}
 	s.checks = map[string]*dupCheck{}
+	s.otherAckPrefixes = map[string]struct{}{}
 }
 
 // current returns the state machine's state as a restart would recover it.

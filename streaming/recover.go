@@ -104,10 +104,13 @@ func (s *Server) restoreSub(ch *channel, rs *stores.RecoveredSub, uncertain uint
 // activate makes a restored subscription of client c live: its ack inbox answers and its
 // pending messages are due.
 func (s *Server) activate(sub *subState, c *client) {
-	if strings.HasPrefix(sub.ackInbox, s.ackPrefix+".") {
-		if key, ok := parseAckKey([]byte(sub.ackInbox)); ok {
-			sub.ack = key
-			s.byAckID[key] = sub
+	if key, ok := parseAckKey([]byte(sub.ackInbox)); ok {
+		sub.ack = key
+		s.byAckID[key] = sub
+		// Handed out by another server (the leader before a failover): its acks arrive
+		// under that server's prefix, which serve subscribes to as well.
+		if p := sub.ackInbox[:strings.LastIndexByte(sub.ackInbox, '.')]; p != s.ackPrefix {
+			s.otherAckPrefixes[p] = struct{}{}
 		}
 	}
 	s.byAck[sub.ackInbox] = sub

@@ -61,12 +61,14 @@ type Server struct {
 	lowerNames map[string]string    // lower-case name → name, to refuse case conflicts
 	byAck      map[string]*subState // by ack inbox (unsubscribe requests name it)
 	byAckID    map[ackKey]*subState // by the ack inbox's last token (acks)
-	checks     map[string]*dupCheck
-	scratch    scratch
-	commit     *committer // the completion stage (commit.go)
-	failLog    rateLog    // delivery failures (delivery.go)
-	ackLog     rateLog    // refused acks
-	hbLog      rateLog    // refused heartbeat answers
+
+	otherAckPrefixes map[string]struct{} // of restored ack inboxes another server handed out
+	checks           map[string]*dupCheck
+	scratch          scratch
+	commit           *committer // the completion stage (commit.go)
+	failLog          rateLog    // delivery failures (delivery.go)
+	ackLog           rateLog    // refused acks
+	hbLog            rateLog    // refused heartbeat answers
 
 	// Metadata waiting for its commit (durable.go).
 	waiting     []func(error) // replies waiting for the commit of what they confirm
@@ -107,7 +109,8 @@ func New(bus Bus, store stores.Store, newLog LogFactory, opts Options) (*Server,
 		opts: o, log: o.Logger, bus: bus, store: store, id: nuid(), start: time.Now(),
 		clients: map[string]*client{}, byConnID: map[string]*client{}, channels: map[string]*channel{},
 		lowerNames: map[string]string{}, byAck: map[string]*subState{}, byAckID: map[ackKey]*subState{}, checks: map[string]*dupCheck{},
-		stop: make(chan struct{}), done: make(chan struct{}),
+		otherAckPrefixes: map[string]struct{}{},
+		stop:             make(chan struct{}), done: make(chan struct{}),
 	}
 	c := o.ClusterID
 	s.discover = o.DiscoverPrefix + "." + c

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -176,6 +177,21 @@ func TestFollowerTakesOver(t *testing.T) {
 	}
 	if got := viewOf(t, f.takeSnapshot(true)); got != want {
 		t.Fatalf("new leader's view differs from the old leader's\nold:\n%s\nnew:\n%s", want, got)
+	}
+	// The subscriptions' ack inboxes were handed out by the old leader: the new one listens
+	// under that prefix too, and their acks count.
+	if leader.ackPrefix == f.ackPrefix || !slices.Contains(bus.subscribed, leader.ackPrefix+".*") {
+		t.Fatalf("new leader subscribed to %q, not to the old leader's ack prefix %q", bus.subscribed, leader.ackPrefix)
+	}
+	var plain *subState
+	for _, sb := range leader.byAckID {
+		if sb.inbox == "in.plain" {
+			plain = sb
+		}
+	}
+	f.push(op{kind: opAck, ack: plain.ack, seq: sortedPending(plain)[0], from: 1})
+	if got := viewOf(t, f.takeSnapshot(true)); got == want {
+		t.Fatal("an ack under the old leader's prefix did not count")
 	}
 	f.push(op{kind: opPublish, reply: "ack.new", from: 1, data: marshal(&stanpb.PubMsg{ClientID: "c1", Guid: "g-new",
 		Subject: "foo", Data: []byte("after"), ConnID: []byte("x")})})
