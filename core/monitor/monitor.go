@@ -29,6 +29,10 @@ type Monitor struct {
 
 	mu    sync.Mutex
 	stats map[string]uint64 // http_req_stats
+
+	connMu  sync.Mutex
+	fresh   map[net.Conn]struct{} // connections that have not sent a request yet (http.StateNew)
+	closing bool                  // Close has begun: a new connection is closed at once
 }
 
 // New builds the handlers; call Start to listen. basePath prefixes every path.
@@ -36,7 +40,8 @@ func New(srv *core.Server, basePath string, log *slog.Logger) *Monitor {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	m := &Monitor{srv: srv, log: log, mux: http.NewServeMux(), reg: newRegistry(srv), stats: map[string]uint64{}}
+	m := &Monitor{srv: srv, log: log, mux: http.NewServeMux(), reg: newRegistry(srv), stats: map[string]uint64{},
+		fresh: map[net.Conn]struct{}{}}
 	routes := map[string]http.HandlerFunc{
 		"/":               m.HandleRoot,
 		"/varz":           m.HandleVarz,
@@ -90,7 +95,7 @@ func (m *Monitor) StartTLS(addr string, cfg *tls.Config) error {
 		ln = tls.NewListener(ln, cfg)
 	}
 	m.ln = ln
-	m.http = &http.Server{Handler: m.mux, ReadHeaderTimeout: 5 * time.Second}
+	m.http = &http.Server{Handler: m.mux, ReadHeaderTimeout: 5 * time.Second, ConnState: m.trackConn}
 	m.log.Info("listening for monitoring requests", "addr", ln.Addr().String())
 	go func() {
 		if err := m.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -108,12 +113,41 @@ func (m *Monitor) Addr() net.Addr {
 	return m.ln.Addr()
 }
 
-// Close stops the HTTP server.
+// Close stops the HTTP server: it waits for the requests in flight (until ctx ends).
 func (m *Monitor) Close(ctx context.Context) error {
 	if m.http == nil {
 		return nil
 	}
+	// http.Server.Shutdown counts a connection that has not sent its first request as busy
+	// for its first 5 seconds, and browsers open such connections ahead of need: a browser
+	// showing a monitoring page would delay every shutdown by up to 5 s. No request is in
+	// flight on them.
+	m.connMu.Lock()
+	m.closing = true
+	fresh := make([]net.Conn, 0, len(m.fresh))
+	for c := range m.fresh {
+		fresh = append(fresh, c)
+	}
+	m.connMu.Unlock()
+	for _, c := range fresh {
+		_ = c.Close()
+	}
 	return m.http.Shutdown(ctx)
+}
+
+// trackConn keeps the set of connections without a request yet, for Close.
+func (m *Monitor) trackConn(c net.Conn, s http.ConnState) {
+	m.connMu.Lock()
+	closing := m.closing
+	if s == http.StateNew && !closing {
+		m.fresh[c] = struct{}{}
+	} else {
+		delete(m.fresh, c)
+	}
+	m.connMu.Unlock()
+	if s == http.StateNew && closing {
+		_ = c.Close()
+	}
 }
 
 // writeJSON writes v indented like nats-server does, with the headers monitoring tools expect.
