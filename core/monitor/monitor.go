@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -27,6 +28,8 @@ type Monitor struct {
 	ln   net.Listener
 	reg  *prometheus.Registry // what /metrics serves
 
+	assets map[string]*asset // the dashboard's files by path (dashboard.go)
+
 	mu    sync.Mutex
 	stats map[string]uint64 // http_req_stats
 
@@ -41,7 +44,7 @@ func New(srv *core.Server, basePath string, log *slog.Logger) *Monitor {
 		log = slog.New(slog.DiscardHandler)
 	}
 	m := &Monitor{srv: srv, log: log, mux: http.NewServeMux(), reg: newRegistry(srv), stats: map[string]uint64{},
-		fresh: map[net.Conn]struct{}{}}
+		assets: dashboardAssets(), fresh: map[net.Conn]struct{}{}}
 	routes := map[string]http.HandlerFunc{
 		"/":               m.HandleRoot,
 		"/varz":           m.HandleVarz,
@@ -54,12 +57,25 @@ func New(srv *core.Server, basePath string, log *slog.Logger) *Monitor {
 		"/gatewayz":       m.HandleGatewayz,
 		MetricsPath:       m.metricsHandler(),
 	}
+	for path, a := range m.assets {
+		if path != "/" {
+			routes[path] = a.serve
+		}
+	}
 	for path, h := range routes {
 		pattern := "GET " + basePath + path
 		if path == "/" {
 			pattern = "GET " + basePath + "/{$}"
 		}
 		m.mux.HandleFunc(pattern, m.count(path, h))
+	}
+	if basePath != "" {
+		// The dashboard's URLs are relative to it: it must be loaded as basePath + "/".
+		m.mux.HandleFunc("GET "+basePath, func(w http.ResponseWriter, r *http.Request) {
+			// Relative, so that it holds behind a proxy that adds a prefix of its own.
+			w.Header().Set("Location", basePath[strings.LastIndexByte(basePath, '/')+1:]+"/")
+			w.WriteHeader(http.StatusMovedPermanently)
+		})
 	}
 	return m
 }
@@ -224,16 +240,6 @@ func (p *params) int(name string) int {
 	v, err := intParam(p.r, name)
 	p.err = err
 	return v
-}
-
-// HandleRoot serves a small index page.
-func (m *Monitor) HandleRoot(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	fmt.Fprintf(w, `<html><body><h1>Starling %s</h1><ul>`, core.Version)
-	for _, p := range []string{"varz", "connz", "subsz", "routez", "healthz", "accountz", "gatewayz", "metrics"} {
-		fmt.Fprintf(w, `<li><a href="%s">%s</a></li>`, p, p)
-	}
-	fmt.Fprint(w, `</ul></body></html>`)
 }
 
 // HandleVarz serves /varz.
