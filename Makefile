@@ -10,7 +10,7 @@ NATS_STREAMING_SERVER_VERSION := v0.25.6
 FUZZTIME ?= 20s
 UNIT_PKGS = $$($(GO) list ./... | grep -v '/tests$$')
 
-.PHONY: all build run test vet unit e2e cluster-ref bench fuzz lint tools compare compare-ab clean proto soak chromium
+.PHONY: all build run test vet unit e2e cluster-ref bench fuzz lint tools compare compare-ab clean proto soak chromium dashboard-png
 
 all: build
 
@@ -109,6 +109,11 @@ chromium:
 	    $$sudo env DEBIAN_FRONTEND=noninteractive apt-get $(APT_OPTS) install -y chromium >/dev/null || \
 	    echo "chromium: apt-get failed; the browser test will skip"; \
 	  fi; }
+
+# docs/dashboard.png: the dashboard in headless chromium after a minute and a quarter of
+# realistic traffic (TestDashboardScreenshot).
+dashboard-png: chromium
+	STARLING_DASHBOARD_PNG=$(CURDIR)/docs/dashboard.png $(GO) test -count=1 -run '^TestDashboardScreenshot$$' -v ./tests/
 
 # Regenerate proto/*/*.pb.go (committed; a normal build never needs protoc). protoc comes from
 # Debian's protobuf-compiler, installed only when missing; the committed files were generated with

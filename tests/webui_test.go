@@ -3,10 +3,14 @@ package tests
 import (
 	"encoding/json"
 	"fmt"
+	"math"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/stan.go"
 
 	"github.com/starling-io/starling/cmd/starling/app"
@@ -216,4 +220,110 @@ func TestDashboardInBrowser(t *testing.T) {
 		}
 		noPageErrors(t, p)
 	})
+}
+
+// TestDashboardScreenshot writes a screenshot of the dashboard with realistic traffic to
+// $STARLING_DASHBOARD_PNG (`make dashboard-png` → docs/dashboard.png): three routed servers,
+// the first with streaming; channels with a caught-up durable, a queue group, a stalled
+// subscriber and an offline durable; core publishers and subscribers; a rate that varies.
+// $STARLING_DASHBOARD_SECONDS (default 75) is how long the traffic runs before the shot.
+func TestDashboardScreenshot(t *testing.T) {
+	out := os.Getenv("STARLING_DASHBOARD_PNG")
+	if out == "" {
+		t.Skip("set STARLING_DASHBOARD_PNG to a file name to take the dashboard's screenshot (make dashboard-png)")
+	}
+	secs := 75
+	if s := os.Getenv("STARLING_DASHBOARD_SECONDS"); s != "" {
+		var err error
+		secs, err = strconv.Atoi(s)
+		must(t, err)
+	}
+	c := startChromium(t)
+
+	cluster := []string{"--cluster", "nats://127.0.0.1:-1"}
+	a := startMetricsServer(t, append([]string{"--name", "starling-a"}, cluster...)...)
+	seed := "nats://" + a.Server().ClusterAddr().String()
+	startServer(t, append([]string{"--name", "starling-b", "--routes", seed}, cluster...)...)
+	startServer(t, append([]string{"--name", "starling-c", "--routes", seed}, cluster...)...)
+
+	url := stan.NatsURL(clientURL(a))
+	sconn := func(id string) stan.Conn {
+		sc, err := stan.Connect(metricsCluster, id, url, stan.NatsOptions(nats.Name(id)))
+		must(t, err)
+		t.Cleanup(func() { _ = sc.Close() })
+		return sc
+	}
+	nconn := func(name string) *nats.Conn {
+		nc, err := nats.Connect(clientURL(a), nats.Name(name))
+		must(t, err)
+		t.Cleanup(nc.Close)
+		return nc
+	}
+	noop := func(*stan.Msg) {}
+	_, err := sconn("billing").Subscribe("orders.eu", noop, stan.DurableName("billing"), stan.DeliverAllAvailable())
+	must(t, err)
+	for _, id := range []string{"shipper-1", "shipper-2"} {
+		_, err = sconn(id).QueueSubscribe("orders.us", "shipping", noop, stan.DurableName("shipping"))
+		must(t, err)
+	}
+	_, err = sconn("fraud-check").Subscribe("payments", noop, stan.SetManualAckMode(), stan.MaxInflight(50),
+		stan.AckWait(time.Hour), stan.DeliverAllAvailable())
+	must(t, err)
+	archiver, err := stan.Connect(metricsCluster, "archiver", url)
+	must(t, err)
+	_, err = archiver.Subscribe("audit.log", noop, stan.DurableName("archive"), stan.DeliverAllAvailable())
+	must(t, err)
+	inventory := nconn("inventory-service")
+	_, err = inventory.Subscribe("inventory.>", func(*nats.Msg) {})
+	must(t, err)
+	web := nconn("web-frontend")
+	pub := sconn("orders-api")
+
+	p := c.newPage(t, 1280, 900)
+	must(t, p.navigate(dashboardURL(a, "")))
+
+	// Traffic, once a tick (20 a second) for secs: orders with a slow swell, payments and
+	// audit steady, inventory updates in bursts; the archiver leaves half-way.
+	start := time.Now()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for n := 0; time.Since(start) < time.Duration(secs)*time.Second; n++ {
+		<-tick.C
+		el := time.Since(start).Seconds()
+		orders := 3 + int(2.5*math.Sin(el/9))
+		for i := range orders {
+			must(t, pub.Publish([]string{"orders.eu", "orders.us"}[i%2], msgf(`{"order":%d,"sku":"A-%d"}`, n*10+i, i)))
+		}
+		if n%2 == 0 {
+			must(t, pub.Publish("payments", msgf(`{"payment":%d}`, n)))
+		}
+		if n%4 == 0 {
+			must(t, pub.Publish("audit.log", msgf(`{"event":%d}`, n)))
+		}
+		if (n/40)%3 != 2 { // bursts: two seconds on, one off
+			for i := range 8 {
+				must(t, web.Publish("inventory.updates", msgf(`{"sku":"A-%d","qty":%d}`, i, n%50)))
+			}
+		}
+		if archiver != nil && el > float64(secs)/2 {
+			must(t, archiver.Close()) // its durable stays, offline
+			archiver = nil
+		}
+	}
+	waitView(t, p, "the channels and the offline durable", func(v *dashboardView) error {
+		if len(v.Channels) != 4 {
+			return fmt.Errorf("channels %+v", v.Channels)
+		}
+		for _, s := range v.Subs {
+			if s.Client == "archiver" && s.State == "offline" {
+				return nil
+			}
+		}
+		return fmt.Errorf("subs %+v", v.Subs)
+	})
+	png, err := p.screenshot(1280)
+	must(t, err)
+	must(t, os.WriteFile(out, png, 0o644))
+	t.Logf("wrote %s (%d bytes)", out, len(png))
+	noPageErrors(t, p)
 }
