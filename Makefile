@@ -10,7 +10,7 @@ NATS_STREAMING_SERVER_VERSION := v0.25.6
 FUZZTIME ?= 20s
 UNIT_PKGS = $$($(GO) list ./... | grep -v '/tests$$')
 
-.PHONY: all build run test vet unit e2e cluster-ref bench fuzz lint tools compare compare-ab clean proto soak
+.PHONY: all build run test vet unit e2e cluster-ref bench fuzz lint tools compare compare-ab clean proto soak chromium dashboard-png
 
 all: build
 
@@ -31,7 +31,7 @@ vet:
 unit:
 	$(GO) test -race -count=1 -timeout 10m $(UNIT_PKGS)
 
-e2e: tools build
+e2e: tools build chromium
 	STARLING_BIN=$(BIN)/starling NATS_CLI=$(BIN)/nats $(GO) test -count=1 -timeout 10m ./tests/...
 
 # The cluster tests (tests/cluster_test.go) against nats-server with the same flags, to check
@@ -94,6 +94,26 @@ compare-ab: build $(BIN)/stan-bench
 
 clean:
 	rm -rf $(BIN) ./data
+
+# Debian's chromium, for the dashboard's browser test (tests/webui_test.go), installed when
+# missing — as root, or with sudo that needs no password. This target never fails: without
+# apt, root or a reachable mirror it says so, and the browser test skips and says why.
+APT_OPTS := -q -o Acquire::http::Timeout=30 -o Acquire::https::Timeout=30 -o Acquire::Retries=1 -o DPkg::Lock::Timeout=60
+chromium:
+	@command -v chromium >/dev/null 2>&1 || [ -n "$$CHROMIUM" ] || { \
+	  sudo=; [ "$$(id -u)" = 0 ] || sudo="sudo -n"; \
+	  if ! command -v apt-get >/dev/null 2>&1; then echo "chromium: no apt-get here; the browser test will skip"; \
+	  elif ! $$sudo true 2>/dev/null; then echo "chromium: not root and no passwordless sudo; the browser test will skip"; \
+	  else echo "installing chromium (apt-get)…"; \
+	    $$sudo apt-get $(APT_OPTS) update >/dev/null && \
+	    $$sudo env DEBIAN_FRONTEND=noninteractive apt-get $(APT_OPTS) install -y chromium >/dev/null || \
+	    echo "chromium: apt-get failed; the browser test will skip"; \
+	  fi; }
+
+# docs/dashboard.png: the dashboard in headless chromium after a minute and a quarter of
+# realistic traffic (TestDashboardScreenshot).
+dashboard-png: chromium
+	STARLING_DASHBOARD_PNG=$(CURDIR)/docs/dashboard.png $(GO) test -count=1 -run '^TestDashboardScreenshot$$' -v ./tests/
 
 # Regenerate proto/*/*.pb.go (committed; a normal build never needs protoc). protoc comes from
 # Debian's protobuf-compiler, installed only when missing; the committed files were generated with

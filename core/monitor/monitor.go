@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -27,8 +28,14 @@ type Monitor struct {
 	ln   net.Listener
 	reg  *prometheus.Registry // what /metrics serves
 
+	assets map[string]*asset // the dashboard's files by path (dashboard.go)
+
 	mu    sync.Mutex
 	stats map[string]uint64 // http_req_stats
+
+	connMu  sync.Mutex
+	fresh   map[net.Conn]struct{} // connections that have not sent a request yet (http.StateNew)
+	closing bool                  // Close has begun: a new connection is closed at once
 }
 
 // New builds the handlers; call Start to listen. basePath prefixes every path.
@@ -36,7 +43,8 @@ func New(srv *core.Server, basePath string, log *slog.Logger) *Monitor {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	m := &Monitor{srv: srv, log: log, mux: http.NewServeMux(), reg: newRegistry(srv), stats: map[string]uint64{}}
+	m := &Monitor{srv: srv, log: log, mux: http.NewServeMux(), reg: newRegistry(srv), stats: map[string]uint64{},
+		assets: dashboardAssets(), fresh: map[net.Conn]struct{}{}}
 	routes := map[string]http.HandlerFunc{
 		"/":               m.HandleRoot,
 		"/varz":           m.HandleVarz,
@@ -49,12 +57,25 @@ func New(srv *core.Server, basePath string, log *slog.Logger) *Monitor {
 		"/gatewayz":       m.HandleGatewayz,
 		MetricsPath:       m.metricsHandler(),
 	}
+	for path, a := range m.assets {
+		if path != "/" {
+			routes[path] = a.serve
+		}
+	}
 	for path, h := range routes {
 		pattern := "GET " + basePath + path
 		if path == "/" {
 			pattern = "GET " + basePath + "/{$}"
 		}
 		m.mux.HandleFunc(pattern, m.count(path, h))
+	}
+	if basePath != "" {
+		// The dashboard's URLs are relative to it: it must be loaded as basePath + "/".
+		m.mux.HandleFunc("GET "+basePath, func(w http.ResponseWriter, r *http.Request) {
+			// Relative, so that it holds behind a proxy that adds a prefix of its own.
+			w.Header().Set("Location", basePath[strings.LastIndexByte(basePath, '/')+1:]+"/")
+			w.WriteHeader(http.StatusMovedPermanently)
+		})
 	}
 	return m
 }
@@ -90,7 +111,7 @@ func (m *Monitor) StartTLS(addr string, cfg *tls.Config) error {
 		ln = tls.NewListener(ln, cfg)
 	}
 	m.ln = ln
-	m.http = &http.Server{Handler: m.mux, ReadHeaderTimeout: 5 * time.Second}
+	m.http = &http.Server{Handler: m.mux, ReadHeaderTimeout: 5 * time.Second, ConnState: m.trackConn}
 	m.log.Info("listening for monitoring requests", "addr", ln.Addr().String())
 	go func() {
 		if err := m.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -108,12 +129,41 @@ func (m *Monitor) Addr() net.Addr {
 	return m.ln.Addr()
 }
 
-// Close stops the HTTP server.
+// Close stops the HTTP server: it waits for the requests in flight (until ctx ends).
 func (m *Monitor) Close(ctx context.Context) error {
 	if m.http == nil {
 		return nil
 	}
+	// http.Server.Shutdown counts a connection that has not sent its first request as busy
+	// for its first 5 seconds, and browsers open such connections ahead of need: a browser
+	// showing a monitoring page would delay every shutdown by up to 5 s. No request is in
+	// flight on them.
+	m.connMu.Lock()
+	m.closing = true
+	fresh := make([]net.Conn, 0, len(m.fresh))
+	for c := range m.fresh {
+		fresh = append(fresh, c)
+	}
+	m.connMu.Unlock()
+	for _, c := range fresh {
+		_ = c.Close()
+	}
 	return m.http.Shutdown(ctx)
+}
+
+// trackConn keeps the set of connections without a request yet, for Close.
+func (m *Monitor) trackConn(c net.Conn, s http.ConnState) {
+	m.connMu.Lock()
+	closing := m.closing
+	if s == http.StateNew && !closing {
+		m.fresh[c] = struct{}{}
+	} else {
+		delete(m.fresh, c)
+	}
+	m.connMu.Unlock()
+	if s == http.StateNew && closing {
+		_ = c.Close()
+	}
 }
 
 // writeJSON writes v indented like nats-server does, with the headers monitoring tools expect.
@@ -190,16 +240,6 @@ func (p *params) int(name string) int {
 	v, err := intParam(p.r, name)
 	p.err = err
 	return v
-}
-
-// HandleRoot serves a small index page.
-func (m *Monitor) HandleRoot(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	fmt.Fprintf(w, `<html><body><h1>Starling %s</h1><ul>`, core.Version)
-	for _, p := range []string{"varz", "connz", "subsz", "routez", "healthz", "accountz", "gatewayz", "metrics"} {
-		fmt.Fprintf(w, `<li><a href="%s">%s</a></li>`, p, p)
-	}
-	fmt.Fprint(w, `</ul></body></html>`)
 }
 
 // HandleVarz serves /varz.
