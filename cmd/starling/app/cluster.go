@@ -2,7 +2,6 @@ package app
 
 import (
 	"crypto/tls"
-	"flag"
 	"net"
 	"net/url"
 	"strconv"
@@ -16,20 +15,6 @@ import (
 type clusterFlags struct {
 	listen, routes, name, advertise string
 	noAdvertise                     *bool
-}
-
-func defineClusterFlags(fs *flag.FlagSet, s *settings) {
-	c := &s.clusterFlags
-	fs.StringVar(&c.listen, "cluster", "", "route listen URL, nats://HOST:PORT (turns clustering on)")
-	fs.StringVar(&c.listen, "cluster_listen", "", "same as --cluster")
-	fs.StringVar(&c.routes, "routes", "", "routes to dial, comma separated: nats://[user:pass@]HOST:PORT,...")
-	fs.StringVar(&c.name, "cluster_name", "", "cluster name; routes of another cluster are refused")
-	fs.StringVar(&c.advertise, "cluster_advertise", "", "route address other servers should dial (host:port)")
-	fs.BoolFunc("no_advertise", "do not tell clients about the other servers of the cluster", func(v string) error {
-		b, err := strconv.ParseBool(v)
-		c.noAdvertise = &b
-		return err
-	})
 }
 
 // buildCluster turns the cluster block and flags into core options; nil when neither

@@ -64,7 +64,7 @@ func NewMain(stdout, stderr io.Writer) *Main {
 // (it names the flag: a usage error); every other problem is reported in one *ConfigError,
 // each naming its file:line:col and key, or its flag.
 func (m *Main) ParseFlags(args []string) error {
-	s, err := configure(args, m.Stderr)
+	s, err := configure(args, m.Stdout)
 	if err != nil {
 		return err
 	}
@@ -282,7 +282,7 @@ func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "starling: configuration has %d error(s):\n%s\n", len(ce.Errs), ce)
 		return 1
 	case err != nil:
-		fmt.Fprintln(stderr, "starling:", err)
+		fmt.Fprintf(stderr, "starling: %v\nThe options: starling --help\n", err)
 		return 2
 	}
 	c := m.cfg

@@ -27,10 +27,11 @@ type settings struct {
 	httpsAt    origin
 	basePath   string
 	pidFile    string
-	logFile    string
 	configFile string
-	debug      bool
-	trace      bool
+
+	logFile string // -l: "" is stderr
+	debug   bool
+	trace   bool
 
 	version bool   // -v: print the version and exit
 	check   bool   // -t: check the configuration and exit
@@ -248,26 +249,23 @@ func unjoin(err error) []error {
 }
 
 // configure reads the command line and the configuration file it names: defaults, then the
-// file, then the flags given (which win), then build. usage receives flag errors and -h.
-// A flag that cannot be parsed is returned as the flag package's error (a usage error);
-// everything else as a *ConfigError listing every problem.
-func configure(args []string, usage io.Writer) (*settings, error) {
-	args = append([]string(nil), args...)
-	for i, a := range args { // -DV is a boolean-looking flag; flag.Func needs a value
-		if a == "-DV" || a == "--DV" {
-			args[i] = "-DV=true"
-		}
-	}
+// file, then the flags given (which win), then build. -h writes the help to help and returns
+// ErrHelp. A flag that cannot be parsed is returned as the flag package's error (a usage
+// error, naming the flag); everything else as a *ConfigError listing every problem.
+func configure(args []string, help io.Writer) (*settings, error) {
 	first := newSettings()
-	fs := newFlagSet(first, usage)
-	if err := fs.Parse(args); err != nil {
+	f := newFlags(first)
+	if err := f.fs.Parse(args); err != nil {
+		if errors.Is(err, ErrHelp) {
+			f.writeHelp(help)
+		}
 		return nil, err
 	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q (flags start with -)", fs.Arg(0))
+	if f.fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q (flags start with -)", f.fs.Arg(0))
 	}
 	s := newSettings()
-	fs = newFlagSet(s, io.Discard)
+	f = newFlags(s)
 	var p problems
 	if first.configFile != "" {
 		m, err := conf.ParseFile(first.configFile, conf.Options{})
@@ -281,7 +279,7 @@ func configure(args []string, usage io.Writer) (*settings, error) {
 			readFile(s, m, &p)
 		}
 	}
-	if err := fs.Parse(args); err != nil { // parsed once already: cannot fail
+	if err := f.fs.Parse(args); err != nil { // parsed once already: cannot fail
 		return nil, err
 	}
 	s.build(&p)
