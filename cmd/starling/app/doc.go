@@ -17,4 +17,9 @@
 // streaming.store_limits.channels.foo), a flag's name the flag. Reload runs the same path
 // again and hands the result to core's Server.Reload; streaming settings other than their
 // log levels need a restart.
+//
+// Every flag is defined once, in the option table (flags.go), from which --help (help.go)
+// is written. Logging: one slog handler, text or JSON (loghandler.go), over stderr or the
+// log file, which rotates by size and is reopened on SIGUSR1 (logfile.go); core and the
+// streaming layer log through it, each filtered at its own level. Nothing logs per message.
 package app

@@ -272,12 +272,12 @@ func (f *flags) server(s *settings) {
 	f.boolean(option{names: names("-t"), sec: secServer,
 		usage: "check the configuration (file and flags, certificates, users) and exit: 0 if valid, 1 with every error"}, &s.check, false)
 	f.add(option{names: names("-sl", "--signal"), sec: secServer, typ: "string", arg: "<signal>[=<pid>]",
-		usage: "send a signal to a running server and exit: reload, stop, quit or ldm; <pid> is a PID or a PID file (default: -P or the configuration's pid_file)",
-		doc:   "`reload` is SIGHUP, `stop` SIGTERM, `quit` SIGINT, `ldm` SIGUSR2 (lame duck mode)."},
+		usage: "send a signal to a running server and exit: reload, reopen, stop, quit or ldm; <pid> is a PID or a PID file (default: -P or the configuration's pid_file)",
+		doc:   "`reload` is SIGHUP, `reopen` SIGUSR1 (reopen the log file), `stop` SIGTERM, `quit` SIGINT, `ldm` SIGUSR2 (lame duck mode)."},
 		func(v string) error {
 			cmd, _, _ := strings.Cut(v, "=")
 			if _, ok := signalByName(cmd); !ok {
-				return fmt.Errorf("unknown signal %q (want reload, stop, quit or ldm, optionally =PID)", cmd)
+				return fmt.Errorf("unknown signal %q (want reload, reopen, stop, quit or ldm, optionally =PID)", cmd)
 			}
 			s.signal = v
 			return nil
@@ -307,9 +307,35 @@ func (f *flags) server(s *settings) {
 	f.str(option{names: names("--http_base_path"), sec: secMonitoring, arg: "<path>", usage: "prefix for monitoring paths"}, &s.basePath, "")
 }
 
-// logging defines where the log goes and its levels.
+// logging defines where the log goes, its format and levels.
 func (f *flags) logging(s *settings) {
-	f.str(option{names: names("-l", "--log"), sec: secLogging, arg: "<file>", def: "stderr", usage: "log file"}, &s.logFile, "")
+	f.str(option{names: names("-l", "--log", "--log_file"), sec: secLogging, arg: "<file>", def: "stderr", usage: "log file"}, &s.logFile, "")
+	f.add(option{names: names("--log_size_limit"), sec: secLogging, typ: "size",
+		usage: "rotate the log file when it would grow past this size, e.g. 100MB (0: never)",
+		doc:   "The file is renamed `<file>.YYYY.MM.DD.hh.mm.ss.nnnnnnnnn` (nats-server's names) and a new one opened. SIGUSR1 (`--signal reopen`) reopens the file for an external logrotate instead."},
+		setSize64(&s.logSizeLimit))
+	f.add(option{names: names("--log_max_num"), sec: secLogging, typ: "int",
+		usage: "with --log_size_limit, the log files kept, the current one included; the oldest rotated ones are removed (0: all)"},
+		func(v string) error {
+			n, err := strconv.Atoi(v)
+			if err == nil && n < 0 {
+				err = fmt.Errorf("%d is negative", n)
+			}
+			s.logMaxNum = n
+			return err
+		})
+	s.logFormat = logText
+	f.add(option{names: names("--log_format"), sec: secLogging, typ: "string", arg: "<text|json>", def: logText,
+		usage: "log format: text (key=value) or json (one object per line)"},
+		func(v string) error {
+			if v != logText && v != logJSON {
+				return fmt.Errorf("%q is not a log format (text or json)", v)
+			}
+			s.logFormat = v
+			return nil
+		})
+	f.boolean(option{names: names("-T", "--logtime"), sec: secLogging, usage: "timestamp log entries"}, &s.logTime, true)
+	f.boolean(option{names: names("--logtime_utc"), sec: secLogging, usage: "timestamps in UTC instead of the local time zone"}, &s.logUTC, false)
 	f.boolean(option{names: names("-D", "--debug"), sec: secLogging, usage: "debug logging"}, &s.debug, false)
 	f.boolean(option{names: names("-V", "--trace"), sec: secLogging, usage: "protocol trace logging"}, &s.trace, false)
 	f.add(option{names: names("-DV"), sec: secLogging, typ: "bool", usage: "debug and trace logging"}, func(v string) error {

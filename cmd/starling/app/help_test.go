@@ -66,7 +66,7 @@ func TestHelpListsEveryFlagOnce(t *testing.T) {
 		t.Errorf("sections\n got %q\nwant %q", sections, want)
 	}
 	// Aliases share a line.
-	for _, line := range []string{"-a, --addr, --net <host>", "-l, --log <file>", "-cid, --cluster_id <string>", "--cluster, --cluster_listen <url>"} {
+	for _, line := range []string{"-a, --addr, --net <host>", "-l, --log, --log_file <file>", "-cid, --cluster_id <string>", "--cluster, --cluster_listen <url>"} {
 		if !strings.Contains(helpText(t), "    "+line) {
 			t.Errorf("no line %q", line)
 		}
@@ -94,16 +94,16 @@ func TestFlagNamesKept(t *testing.T) {
 // Boolean flags take no value; -DV and -SDV set both levels; a bad flag names itself and
 // points at --help without printing it.
 func TestBooleanFlagsAndUsageErrors(t *testing.T) {
-	s := parse(t, "-DV", "-SDV", "--no_streaming", "--tls=false", "--replace_durable")
-	if !s.debug || !s.trace || !s.streaming.debug || !s.streaming.trace || !s.streaming.off || !s.streaming.opts.ReplaceDurable {
+	s := parse(t, "-DV", "-SDV", "--no_streaming", "--tls=false", "-T=false", "--replace_durable")
+	if !s.debug || !s.trace || !s.streaming.debug || !s.streaming.trace || !s.streaming.off || s.logTime || !s.streaming.opts.ReplaceDurable {
 		t.Errorf("booleans: %+v", s)
 	}
-	if s := parse(t); s.debug || s.trace {
-		t.Errorf("defaults: debug %v trace %v", s.debug, s.trace)
+	if s := parse(t); !s.logTime || s.logFormat != logText || s.debug || s.trace {
+		t.Errorf("defaults: logtime %v format %q", s.logTime, s.logFormat)
 	}
 	var out, errOut bytes.Buffer
-	if code := Execute(context.Background(), []string{"--max_payload", "lots"}, &out, &errOut); code != 2 ||
-		!strings.Contains(errOut.String(), "max_payload") || !strings.Contains(errOut.String(), "starling --help") ||
+	if code := Execute(context.Background(), []string{"--log_format", "xml"}, &out, &errOut); code != 2 ||
+		!strings.Contains(errOut.String(), "log_format") || !strings.Contains(errOut.String(), "starling --help") ||
 		strings.Contains(errOut.String(), "Options:") || out.Len() != 0 {
 		t.Errorf("code %d stdout %q stderr %q", code, out.String(), errOut.String())
 	}

@@ -29,9 +29,14 @@ type settings struct {
 	pidFile    string
 	configFile string
 
-	logFile string // -l: "" is stderr
-	debug   bool
-	trace   bool
+	logFile      string // -l: "" is stderr
+	logSizeLimit int64  // rotate the log file past this size (0: never)
+	logMaxNum    int    // log files kept with rotation, the current one included (0: all)
+	logFormat    string // logText or logJSON
+	logTime      bool   // timestamp entries
+	logUTC       bool   // in UTC
+	debug        bool
+	trace        bool
 
 	version bool   // -v: print the version and exit
 	check   bool   // -t: check the configuration and exit
