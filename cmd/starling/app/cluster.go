@@ -9,12 +9,40 @@ import (
 	"time"
 
 	"github.com/starling-io/starling/core"
+	"github.com/starling-io/starling/core/conf"
 )
 
 // clusterFlags are nats-server's cluster flags; given, they win over the cluster block.
 type clusterFlags struct {
 	listen, routes, name, advertise string
 	noAdvertise                     *bool
+}
+
+// clusterUnused returns the keys of the cluster block that nats-server has and Starling
+// accepts without using, with where they are and why they do nothing: logged at start.
+func (r *fileReader) clusterUnused(e *conf.Entry, path string) []ignoredKey {
+	m, ok := e.Value.Map, e.Value.Kind == conf.KindMap
+	if !ok {
+		return nil // reserved reported it
+	}
+	var out []ignoredKey
+	each(m, path, func(key, kpath string, e *conf.Entry) {
+		var why string
+		switch key {
+		case "pool_size":
+			why = "is not used: servers keep one route connection per pair"
+		case "connect_retries":
+			why = "is not used: a configured route is retried with backoff until shutdown, a gossiped one 3 times"
+		case "ping_interval":
+			why = "is not used: routes are pinged at the server's ping_interval, at most every 30s"
+		case "ping_max":
+			why = "is not used: routes use the server's ping_max"
+		default:
+			return
+		}
+		out = append(out, ignoredKey{at: fileOrigin(e.KeyPos, kpath), why: why})
+	})
+	return out
 }
 
 // buildCluster turns the cluster block and flags into core options; nil when neither

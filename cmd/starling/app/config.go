@@ -102,6 +102,7 @@ func readFile(s *settings, m *conf.Map, p *problems) {
 		case "cluster":
 			s.cluster = r.reserved(e, path, clusterSchema())
 			s.clusterAt = fileOrigin(e.KeyPos, path)
+			s.clusterUnused = r.clusterUnused(e, path)
 		case "streaming":
 			r.streamingBlock(s, e, path)
 		default:

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -115,10 +116,13 @@ func (m *Main) setLevels(c *settings) {
 }
 
 // logWarnings logs the users whose passwords (or the token) are plain text, never a
-// secret, and the streaming settings that are accepted but not used.
+// secret, and the settings that are accepted but not used.
 func (m *Main) logWarnings(c *settings) {
 	if len(c.plain) > 0 {
 		m.log.Warn("plain-text passwords in the configuration: use bcrypt hashes", "users", c.plain)
+	}
+	for _, w := range c.warnings {
+		m.log.Warn(w)
 	}
 	for _, w := range c.streaming.warnings {
 		m.stanLog.Warn(w)
@@ -316,7 +320,7 @@ func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if len(c.plain) > 0 {
 			fmt.Fprintf(stderr, "starling: warning: plain-text passwords for %q: use bcrypt hashes\n", c.plain)
 		}
-		for _, w := range c.streaming.warnings {
+		for _, w := range slices.Concat(c.warnings, c.streaming.warnings) {
 			fmt.Fprintf(stderr, "starling: warning: %s\n", w)
 		}
 		fmt.Fprintln(stdout, "configuration OK")

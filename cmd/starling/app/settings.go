@@ -47,10 +47,14 @@ type settings struct {
 
 	streaming streamSettings
 
-	// The cluster block as read (see clusterSchema), where it was, and the cluster flags.
-	cluster      map[string]any
-	clusterAt    origin
-	clusterFlags clusterFlags
+	// The cluster block as read (see clusterSchema), where it was, its keys accepted but not
+	// used, and the cluster flags.
+	cluster       map[string]any
+	clusterAt     origin
+	clusterUnused []ignoredKey
+	clusterFlags  clusterFlags
+
+	warnings []string // built: logged at start (and by -t); the streaming layer has its own
 
 	plain []string // users with plain-text passwords, "token" for a plain token (built)
 }
@@ -133,6 +137,10 @@ func (s *settings) build(p *problems) {
 		p.add(s.httpsAt.errorf("HTTPS monitoring needs a tls block (or --tlscert/--tlskey) with the server certificate"))
 	}
 	s.core.Cluster = s.buildCluster(p)
+	s.warnings = nil
+	for _, k := range s.clusterUnused {
+		s.warnings = append(s.warnings, k.at.String()+" "+k.why)
+	}
 	if _, err := core.New(s.coreOptions(nil)); err != nil {
 		p.add(err)
 	}
