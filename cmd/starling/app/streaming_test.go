@@ -426,3 +426,12 @@ func TestCheckStreamingWarnings(t *testing.T) {
 		t.Errorf("stderr %q", errOut.String())
 	}
 }
+
+// streaming.secure is a boolean, as in nats-streaming-server: accepted, and not used.
+func TestStreamingSecureIsABoolean(t *testing.T) {
+	path := writeFile(t, t.TempDir(), "s.conf", "streaming {\n  secure: true\n}\n")
+	st := parse(t, "-c", path).streaming
+	if len(st.warnings) != 1 || !strings.Contains(st.warnings[0], path+":2:3: streaming.secure is not used") {
+		t.Errorf("warnings %q", st.warnings)
+	}
+}
