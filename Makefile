@@ -10,7 +10,7 @@ NATS_STREAMING_SERVER_VERSION := v0.25.6
 FUZZTIME ?= 20s
 UNIT_PKGS = $$($(GO) list ./... | grep -v '/tests$$')
 
-.PHONY: all build run test vet unit e2e cluster-ref bench fuzz lint tools compare compare-ab clean proto soak
+.PHONY: all build run test vet unit e2e cluster-ref bench fuzz lint tools compare compare-ab clean proto soak docs
 
 all: build
 
@@ -94,6 +94,11 @@ compare-ab: build $(BIN)/stan-bench
 
 clean:
 	rm -rf $(BIN) ./data
+
+# Regenerate docs/configuration.md from the option table (cmd/starling/app); a unit test
+# fails when the committed file is out of date.
+docs:
+	$(GO) generate ./cmd/starling/app
 
 # Regenerate proto/*/*.pb.go (committed; a normal build never needs protoc). protoc comes from
 # Debian's protobuf-compiler, installed only when missing; the committed files were generated with

@@ -19,7 +19,10 @@
 // log levels need a restart.
 //
 // Every flag is defined once, in the option table (flags.go), from which --help (help.go)
-// is written. Logging: one slog handler, text or JSON (loghandler.go), over stderr or the
+// and, with the configuration file's keys (keys.go), the configuration reference
+// docs/configuration.md (reference.go; go generate) are written. Logging: one slog handler, text or JSON (loghandler.go), over stderr or the
 // log file, which rotates by size and is reopened on SIGUSR1 (logfile.go); core and the
 // streaming layer log through it, each filtered at its own level. Nothing logs per message.
 package app
+
+//go:generate go run ./gendoc ../../../docs/configuration.md

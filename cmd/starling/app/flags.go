@@ -398,7 +398,7 @@ func (f *flags) security(s *settings) {
 func (f *flags) cluster(s *settings) {
 	c := &s.clusterFlags
 	f.str(option{names: names("--routes"), sec: secCluster, arg: "<url>[,<url>...]",
-		usage: "routes to dial, comma separated: nats://[user:pass@]HOST:PORT,...",
+		usage: "routes to dial, comma separated: nats://[user:pass@]HOST:PORT[,...]",
 		doc:   "Seeds: the rest of the mesh is learnt from them (gossip). A configured route is retried with backoff until shutdown."}, &c.routes, "")
 	f.str(option{names: names("--cluster", "--cluster_listen"), sec: secCluster, arg: "<url>",
 		usage: "route listen URL, nats://HOST:PORT (PORT -1: random); turns clustering on"}, &c.listen, "")
