@@ -251,7 +251,7 @@ func (f *flags) streaming(s *settings) {
 	f.boolean(option{names: names("-SD", "--stan_debug"), sec: secStreamingLog,
 		usage: "debug logging of the streaming layer only (-D lowers both layers)"}, &st.debug, false)
 	f.boolean(option{names: names("-SV", "--stan_trace"), sec: secStreamingLog,
-		usage: "trace logging of the streaming layer only (-V lowers both layers)"}, &st.trace, false)
+		usage: "trace logging of the streaming layer only (-V lowers both layers)", doc: "Nothing logs at TRACE yet."}, &st.trace, false)
 	f.add(option{names: names("-SDV"), sec: secStreamingLog, typ: "bool", usage: "debug and trace logging of the streaming layer"},
 		func(v string) error {
 			on, err := strconv.ParseBool(v)
@@ -337,7 +337,8 @@ func (f *flags) logging(s *settings) {
 	f.boolean(option{names: names("-T", "--logtime"), sec: secLogging, usage: "timestamp log entries"}, &s.logTime, true)
 	f.boolean(option{names: names("--logtime_utc"), sec: secLogging, usage: "timestamps in UTC instead of the local time zone"}, &s.logUTC, false)
 	f.boolean(option{names: names("-D", "--debug"), sec: secLogging, usage: "debug logging"}, &s.debug, false)
-	f.boolean(option{names: names("-V", "--trace"), sec: secLogging, usage: "protocol trace logging"}, &s.trace, false)
+	f.boolean(option{names: names("-V", "--trace"), sec: secLogging, usage: "trace logging: the TRACE level, below debug",
+		doc: "Nothing logs at TRACE yet: the protocol is not traced, so -V logs what -D does."}, &s.trace, false)
 	f.add(option{names: names("-DV"), sec: secLogging, typ: "bool", usage: "debug and trace logging"}, func(v string) error {
 		on, err := strconv.ParseBool(v)
 		s.debug, s.trace = on, on
