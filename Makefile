@@ -10,7 +10,7 @@ NATS_STREAMING_SERVER_VERSION := v0.25.6
 FUZZTIME ?= 20s
 UNIT_PKGS = $$($(GO) list ./... | grep -v '/tests$$')
 
-.PHONY: all build run test vet unit e2e cluster-ref bench fuzz lint tools compare compare-ab clean proto soak chromium dashboard-png
+.PHONY: all build run test vet unit e2e cluster-ref bench fuzz lint tools compare compare-ab clean proto soak chromium dashboard-png docs
 
 all: build
 
@@ -114,6 +114,11 @@ chromium:
 # realistic traffic (TestDashboardScreenshot).
 dashboard-png: chromium
 	STARLING_DASHBOARD_PNG=$(CURDIR)/docs/dashboard.png $(GO) test -count=1 -run '^TestDashboardScreenshot$$' -v ./tests/
+
+# Regenerate docs/configuration.md from the option table (cmd/starling/app); a unit test
+# fails when the committed file is out of date.
+docs:
+	$(GO) generate ./cmd/starling/app
 
 # Regenerate proto/*/*.pb.go (committed; a normal build never needs protoc). protoc comes from
 # Debian's protobuf-compiler, installed only when missing; the committed files were generated with

@@ -79,7 +79,7 @@ func TestSignal(t *testing.T) {
 	pidFile := writeFile(t, dir, "starling.pid", strconv.Itoa(os.Getpid())+"\n")
 	conf := writeFile(t, dir, "s.conf", "pid_file: \""+pidFile+"\"\n")
 	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGUSR2)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2)
 	defer signal.Stop(sigs)
 	for _, tc := range []struct {
 		args []string
@@ -89,6 +89,7 @@ func TestSignal(t *testing.T) {
 		{[]string{"-c", conf, "--signal", "reload"}, syscall.SIGHUP},
 		{[]string{"--signal", "ldm=" + strconv.Itoa(os.Getpid())}, syscall.SIGUSR2},
 		{[]string{"--signal", "reload=" + pidFile}, syscall.SIGHUP},
+		{[]string{"-sl", "reopen=" + pidFile}, syscall.SIGUSR1},
 	} {
 		var out, errOut bytes.Buffer
 		if code := Execute(context.Background(), tc.args, &out, &errOut); code != 0 {

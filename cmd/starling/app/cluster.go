@@ -2,7 +2,6 @@ package app
 
 import (
 	"crypto/tls"
-	"flag"
 	"net"
 	"net/url"
 	"strconv"
@@ -10,6 +9,7 @@ import (
 	"time"
 
 	"github.com/starling-io/starling/core"
+	"github.com/starling-io/starling/core/conf"
 )
 
 // clusterFlags are nats-server's cluster flags; given, they win over the cluster block.
@@ -18,18 +18,31 @@ type clusterFlags struct {
 	noAdvertise                     *bool
 }
 
-func defineClusterFlags(fs *flag.FlagSet, s *settings) {
-	c := &s.clusterFlags
-	fs.StringVar(&c.listen, "cluster", "", "route listen URL, nats://HOST:PORT (turns clustering on)")
-	fs.StringVar(&c.listen, "cluster_listen", "", "same as --cluster")
-	fs.StringVar(&c.routes, "routes", "", "routes to dial, comma separated: nats://[user:pass@]HOST:PORT,...")
-	fs.StringVar(&c.name, "cluster_name", "", "cluster name; routes of another cluster are refused")
-	fs.StringVar(&c.advertise, "cluster_advertise", "", "route address other servers should dial (host:port)")
-	fs.BoolFunc("no_advertise", "do not tell clients about the other servers of the cluster", func(v string) error {
-		b, err := strconv.ParseBool(v)
-		c.noAdvertise = &b
-		return err
+// clusterUnused returns the keys of the cluster block that nats-server has and Starling
+// accepts without using, with where they are and why they do nothing: logged at start.
+func (r *fileReader) clusterUnused(e *conf.Entry, path string) []ignoredKey {
+	m, ok := e.Value.Map, e.Value.Kind == conf.KindMap
+	if !ok {
+		return nil // reserved reported it
+	}
+	var out []ignoredKey
+	each(m, path, func(key, kpath string, e *conf.Entry) {
+		var why string
+		switch key {
+		case "pool_size":
+			why = "is not used: servers keep one route connection per pair"
+		case "connect_retries":
+			why = "is not used: a configured route is retried with backoff until shutdown, a gossiped one 3 times"
+		case "ping_interval":
+			why = "is not used: routes are pinged at the server's ping_interval, at most every 30s"
+		case "ping_max":
+			why = "is not used: routes use the server's ping_max"
+		default:
+			return
+		}
+		out = append(out, ignoredKey{at: fileOrigin(e.KeyPos, kpath), why: why})
 	})
+	return out
 }
 
 // buildCluster turns the cluster block and flags into core options; nil when neither

@@ -71,6 +71,23 @@ func readFile(s *settings, m *conf.Map, p *problems) {
 			s.trace, _ = r.boolean(e, path)
 		case "logfile", "log_file":
 			s.logFile, _ = r.str(e, path)
+		case "logfile_size_limit", "log_size_limit":
+			n, _ := r.size(e, path, math.MaxInt64)
+			s.logSizeLimit = int64(n)
+		case "logfile_max_num", "log_max_num":
+			s.logMaxNum, _ = r.intIn(e, path, 0, math.MaxInt32)
+		case "log_format":
+			if v, ok := r.str(e, path); ok {
+				if v != logText && v != logJSON {
+					r.p.at(e.KeyPos, path, "%q is not a log format (text or json)", v)
+					break
+				}
+				s.logFormat = v
+			}
+		case "logtime":
+			s.logTime, _ = r.boolean(e, path)
+		case "logtime_utc":
+			s.logUTC, _ = r.boolean(e, path)
 		case "pid_file":
 			s.pidFile, _ = r.str(e, path)
 		case "no_auth_user":
@@ -85,6 +102,7 @@ func readFile(s *settings, m *conf.Map, p *problems) {
 		case "cluster":
 			s.cluster = r.reserved(e, path, clusterSchema())
 			s.clusterAt = fileOrigin(e.KeyPos, path)
+			s.clusterUnused = r.clusterUnused(e, path)
 		case "streaming":
 			r.streamingBlock(s, e, path)
 		default:

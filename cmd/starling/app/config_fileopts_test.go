@@ -139,18 +139,26 @@ func TestFileOptionsErrors(t *testing.T) {
 // The help of --file_sync says what turning it off risks, bolt's whole file included
 // (audit: the help promised only lost messages).
 func TestFileSyncHelpNamesBoltRisk(t *testing.T) {
-	var errOut bytes.Buffer
-	m := NewMain(&bytes.Buffer{}, &errOut)
+	var out bytes.Buffer
+	m := NewMain(&out, &bytes.Buffer{})
 	_ = m.ParseFlags([]string{"--help"})
-	help := errOut.String()
-	i := strings.Index(help, "\n  -file_sync\n")
-	if i < 0 {
-		t.Fatalf("no -file_sync in the help:\n%s", help)
+	help := out.String()
+	var line string
+lines:
+	for _, l := range strings.Split(help, "\n") {
+		switch {
+		case strings.HasPrefix(strings.TrimSpace(l), "--file_sync "):
+			line = l
+		case line != "" && strings.HasPrefix(l, strings.Repeat(" ", helpColumn)): // continued
+			line += l
+		case line != "":
+			break lines
+		}
 	}
-	line := help[i+1:]
-	if j := strings.Index(line[1:], "\n  -"); j > 0 {
-		line = line[:j]
+	if line == "" {
+		t.Fatalf("no --file_sync in the help:\n%s", help)
 	}
+	line = strings.Join(strings.Fields(line), " ") // unwrapped
 	for _, want := range []string{"power loss", "bolt", "whole file unreadable"} {
 		if !strings.Contains(line, want) {
 			t.Errorf("-file_sync help does not say %q: %s", want, line)

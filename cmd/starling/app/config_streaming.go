@@ -62,8 +62,12 @@ func (r *fileReader) streamingBlock(s *settings, e *conf.Entry, path string) {
 			r.p.at(e.KeyPos, kpath, "the SQL store is not supported (stores: memory, file, bolt)")
 		case "nats_server_url", "ns", "nats_server":
 			r.p.at(e.KeyPos, kpath, "streaming always runs on this server's own core router; an external NATS server is not supported")
-		case "username", "user", "password", "pass", "token", "nkey_seed_file", "credentials", "secure", "syslog_name":
+		case "username", "user", "password", "pass", "token", "nkey_seed_file", "credentials", "syslog_name":
 			if _, ok := r.str(e, kpath); ok {
+				st.ignored = append(st.ignored, fileOrigin(e.KeyPos, kpath))
+			}
+		case "secure": // a boolean in nats-streaming-server
+			if _, ok := r.boolean(e, kpath); ok {
 				st.ignored = append(st.ignored, fileOrigin(e.KeyPos, kpath))
 			}
 		case "tls":

@@ -2,8 +2,10 @@ package app
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -305,5 +307,50 @@ func TestMissingConfigFile(t *testing.T) {
 	var ce *ConfigError
 	if !errors.As(err, &ce) || !strings.Contains(err.Error(), "flag -c: ") || !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// The cluster block's keys that nats-server has and routes here do not use are accepted,
+// and each is a warning naming file:line:col, at start and with -t.
+func TestClusterUnusedKeysWarn(t *testing.T) {
+	dir := t.TempDir()
+	path := writeFile(t, dir, "c.conf", `cluster {
+  listen: "127.0.0.1:-1"
+  pool_size: 3
+  connect_retries: 5
+  ping_interval: "1m"
+  ping_max: 4
+}
+`)
+	want := []string{
+		path + ":3:3: cluster.pool_size is not used",
+		path + ":4:3: cluster.connect_retries is not used",
+		path + ":5:3: cluster.ping_interval is not used",
+		path + ":6:3: cluster.ping_max is not used",
+	}
+	c := parse(t, "-c", path)
+	if len(c.warnings) != len(want) {
+		t.Fatalf("warnings %q", c.warnings)
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(c.warnings[i], w) {
+			t.Errorf("warning %q, want %q…", c.warnings[i], w)
+		}
+	}
+	var out, errOut bytes.Buffer
+	if code := Execute(context.Background(), []string{"-c", path, "-t"}, &out, &errOut); code != 0 ||
+		!strings.Contains(errOut.String(), "warning: "+want[0]) {
+		t.Errorf("-t: code %d, stderr %q", code, errOut.String())
+	}
+	logs := &syncBuffer{}
+	m := NewMain(io.Discard, logs)
+	check(t, m.ParseFlags([]string{"-c", path, "-a", "127.0.0.1", "-p", "-1", "--no_streaming"}))
+	check(t, m.Start())
+	defer m.Close()
+	if !strings.Contains(logs.String(), "level=WARN msg=\""+want[3]) {
+		t.Errorf("not logged at start:\n%s", logs.String())
+	}
+	if len(parse(t).warnings) != 0 {
+		t.Error("warnings without a cluster block")
 	}
 }

@@ -17,4 +17,12 @@
 // streaming.store_limits.channels.foo), a flag's name the flag. Reload runs the same path
 // again and hands the result to core's Server.Reload; streaming settings other than their
 // log levels need a restart.
+//
+// Every flag is defined once, in the option table (flags.go), from which --help (help.go)
+// and, with the configuration file's keys (keys.go), the configuration reference
+// docs/configuration.md (reference.go; go generate) are written. Logging: one slog handler, text or JSON (loghandler.go), over stderr or the
+// log file, which rotates by size and is reopened on SIGUSR1 (logfile.go); core and the
+// streaming layer log through it, each filtered at its own level. Nothing logs per message.
 package app
+
+//go:generate go run ./gendoc ../../../docs/configuration.md

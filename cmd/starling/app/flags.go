@@ -14,98 +14,374 @@ import (
 	"github.com/starling-io/starling/streaming"
 )
 
-// newFlagSet defines the command line over s; defining a flag writes its default into s.
-// Names follow nats-server where the concept is the same.
-func newFlagSet(s *settings, out io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("starling", flag.ContinueOnError)
-	fs.SetOutput(out)
-	o := &s.core
-	for _, n := range []string{"a", "addr", "net"} {
-		fs.StringVar(&o.Host, n, "0.0.0.0", "client listen address")
-	}
-	for _, n := range []string{"p", "port"} {
-		fs.IntVar(&o.Port, n, core.DefaultPort, "client port (-1 = random)")
-	}
-	for _, n := range []string{"n", "name", "server_name"} {
-		fs.StringVar(&o.ServerName, n, "", "server name (default: the server id)")
-	}
-	fs.StringVar(&o.ClientAdvertise, "client_advertise", "", "client URL advertised to other servers' clients (host:port)")
-	for _, n := range []string{"m", "http_port"} {
-		fs.Func(n, "HTTP monitoring port (0 = off, -1 = random)", func(v string) error {
-			port, err := strconv.Atoi(v)
-			s.httpPort = port
-			return err
-		})
-	}
-	for _, n := range []string{"ms", "https_port"} {
-		fs.Func(n, "HTTPS monitoring port, with the TLS certificate (0 = off, -1 = random)", func(v string) error {
-			port, err := strconv.Atoi(v)
-			s.httpsPort, s.httpsAt = port, flagOrigin(n)
-			return err
-		})
-	}
-	fs.StringVar(&s.httpHost, "http_host", "", "HTTP monitoring host (default: the client host)")
-	fs.StringVar(&s.basePath, "http_base_path", "", "prefix for monitoring paths")
-	fs.Func("max_payload", "maximum message payload in bytes (default 1MB)", sizeFlag(&o.MaxPayload))
-	fs.Func("max_control_line", "maximum protocol control line in bytes (default 4KB)", sizeFlag(&o.MaxControlLine))
-	fs.IntVar(&o.MaxConnections, "max_connections", 0, "maximum client connections (default 65536)")
-	fs.IntVar(&o.MaxSubscriptions, "max_subscriptions", 0, "maximum subscriptions per connection (0 = unlimited)")
-	fs.Func("max_pending", "maximum bytes buffered for a client before it is a slow consumer (default 64MB)", func(v string) error {
-		n, err := parseSize(v)
-		o.MaxPending = int64(n)
-		return err
-	})
-	fs.DurationVar(&o.PingInterval, "ping_interval", 0, "server PING interval (default 2m)")
-	fs.IntVar(&o.PingMax, "ping_max", 0, "unanswered PINGs before a connection is stale (default 2)")
-	fs.DurationVar(&o.WriteDeadline, "write_deadline", 0, "write deadline before a client is a slow consumer (default 10s)")
-	fs.DurationVar(&o.LameDuckDuration, "lame_duck_duration", 0, "time to spread client closes over in lame duck mode (default 2m)")
-	fs.DurationVar(&o.LameDuckGracePeriod, "lame_duck_grace_period", 0, "wait before lame duck starts closing clients (default 10s)")
-	defineSecurityFlags(fs, s)
-	defineClusterFlags(fs, s)
-	defineProcessFlags(fs, s)
-	defineStreamingFlags(fs, s)
-	return fs
+// The option table: every flag is defined once here, with its aliases, its --help section
+// and what the configuration reference says of it. --help (help.go) and
+// docs/configuration.md (reference.go, go generate) are written from it, so neither can
+// forget a flag.
+
+// option is one command-line option.
+type option struct {
+	names []string // as typed, dashes included, the short ones first: "-a", "--addr", "--net"
+	sec   section
+	typ   string // the value's type: string, int, bool, duration, size
+	arg   string // the value's placeholder in --help ("<host>"); "" for a boolean, else "<typ>"
+	def   string // the default as shown; "" for none
+	usage string // one line for --help
+	doc   string // more for the configuration reference only
 }
 
-// defineSecurityFlags defines the authentication and TLS flags.
-func defineSecurityFlags(fs *flag.FlagSet, s *settings) {
+// flags is the command line: a FlagSet and, in the order of --help, its options.
+type flags struct {
+	fs   *flag.FlagSet
+	opts []*option
+}
+
+// value is a flag.Value calling set; a boolean one takes no argument (-D, --tls).
+type value struct {
+	set    func(string) error
+	isBool bool
+}
+
+func (v value) String() string     { return "" }
+func (v value) Set(s string) error { return v.set(s) }
+func (v value) IsBoolFlag() bool   { return v.isBool }
+
+// addNamed defines o under each of its names; set learns which name was typed (an error
+// found later names that flag).
+func (f *flags) addNamed(o option, set func(name, v string) error) {
+	if o.arg == "" && o.typ != "bool" {
+		o.arg = "<" + o.typ + ">"
+	}
+	for _, n := range o.names {
+		name := strings.TrimLeft(n, "-")
+		f.fs.Var(value{set: func(v string) error { return set(name, v) }, isBool: o.typ == "bool"}, name, o.usage)
+	}
+	f.opts = append(f.opts, &o)
+}
+
+func (f *flags) add(o option, set func(v string) error) {
+	f.addNamed(o, func(_, v string) error { return set(v) })
+}
+
+// The typed helpers write the default into dst and show it, unless o.def says otherwise.
+
+func (f *flags) str(o option, dst *string, def string) {
+	*dst, o.typ = def, "string"
+	if o.def == "" {
+		o.def = def
+	}
+	f.add(o, setString(dst))
+}
+
+func (f *flags) integer(o option, dst *int, def int) {
+	*dst, o.typ = def, "int"
+	if o.def == "" && def != 0 {
+		o.def = strconv.Itoa(def)
+	}
+	f.add(o, setInt(dst))
+}
+
+func (f *flags) boolean(o option, dst *bool, def bool) {
+	*dst, o.typ = def, "bool"
+	if o.def == "" && def {
+		o.def = "true"
+	}
+	f.add(o, setBool(dst))
+}
+
+func (f *flags) duration(o option, dst *time.Duration, def time.Duration) {
+	*dst, o.typ = def, "duration"
+	if o.def == "" && def != 0 {
+		o.def = def.String()
+	}
+	f.add(o, setDuration(dst))
+}
+
+func setString(dst *string) func(string) error { return func(v string) error { *dst = v; return nil } }
+
+func setInt(dst *int) func(string) error {
+	return func(v string) error {
+		n, err := strconv.Atoi(v)
+		*dst = n
+		return err
+	}
+}
+
+func setBool(dst *bool) func(string) error {
+	return func(v string) error {
+		b, err := strconv.ParseBool(v)
+		*dst = b
+		return err
+	}
+}
+
+func setDuration(dst *time.Duration) func(string) error {
+	return func(v string) error {
+		d, err := time.ParseDuration(v)
+		*dst = d
+		return err
+	}
+}
+
+// setSize parses "1048576", "1MB", "64KB", "2GB".
+func setSize(dst *int) func(string) error {
+	return func(v string) error {
+		n, err := parseSize(v)
+		*dst = n
+		return err
+	}
+}
+
+func setSize64(dst *int64) func(string) error {
+	return func(v string) error {
+		n, err := parseSize(v)
+		*dst = int64(n)
+		return err
+	}
+}
+
+func names(n ...string) []string { return n }
+
+// newFlags defines the command line over s; defining a flag writes its default into s.
+// Names follow nats-server and nats-streaming-server where the concept is the same. The
+// order is --help's: nats-streaming-server's, streaming first.
+func newFlags(s *settings) *flags {
+	fs := flag.NewFlagSet("starling", flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // ParseFlags prints the help and Execute the errors
+	fs.Usage = func() {}
+	f := &flags{fs: fs}
+	f.streaming(s)
+	f.server(s)
+	f.logging(s)
+	f.security(s)
+	f.cluster(s)
+	f.boolean(option{names: names("-v", "--version"), sec: secCommon, usage: "print the version and exit"}, &s.version, false)
+	return f
+}
+
+// streaming defines the streaming layer's flags, with nats-streaming-server's names.
+// Limits and the settings build checks record where they were given.
+func (f *flags) streaming(s *settings) {
+	st := &s.streaming
+	o := &st.opts
+	// tracked records where key was set, for the problems build finds.
+	tracked := func(key string, set func(string) error) func(name, v string) error {
+		return func(name, v string) error {
+			if err := set(v); err != nil {
+				return err
+			}
+			st.setAt(key, flagOrigin(name))
+			return nil
+		}
+	}
+
+	f.boolean(option{names: names("--no_streaming"), sec: secStreaming, usage: "run the core NATS router only, without the streaming layer"}, &st.off, false)
+	o.ClusterID, o.DiscoverPrefix = streaming.DefaultClusterID, streaming.DefaultDiscoverPrefix
+	f.addNamed(option{names: names("-cid", "--cluster_id"), sec: secStreaming, typ: "string", def: streaming.DefaultClusterID,
+		usage: "cluster ID streaming clients connect with (letters, digits, '-', '_')"}, tracked("cluster_id", setString(&o.ClusterID)))
+	f.addNamed(option{names: names("--discover_prefix"), sec: secStreaming, typ: "string", def: streaming.DefaultDiscoverPrefix,
+		usage: "prefix of the subject clients connect on (<prefix>.<cluster_id>)"}, tracked("discover_prefix", setString(&o.DiscoverPrefix)))
+	st.store = storeMemory
+	f.addNamed(option{names: names("-st", "--store"), sec: secStreaming, typ: "string", def: storeMemory,
+		usage: "store type: memory, file or bolt (case-insensitive)",
+		doc:   "`memory` keeps nothing across restarts; `file` (segment files of CRC-checked records and an index) and `bolt` (one BoltDB file) keep everything under `--dir` and send a PubAck only once the message is synced. `sql` is not supported."},
+		tracked("store", setString(&st.store)))
+	f.addNamed(option{names: names("--dir"), sec: secStreaming, typ: "string", arg: "<dir>", def: defaultDataDir,
+		usage: "directory of the file and bolt stores (not used by the memory store)"}, tracked("dir", setString(&st.dir)))
+
+	g := &st.limits.Global
+	*g = stores.DefaultLimits()
+	f.addNamed(option{names: names("-mc", "--max_channels"), sec: secStreaming, typ: "int", def: strconv.Itoa(g.MaxChannels),
+		usage: "maximum number of channels (0: unlimited)"}, tracked("max_channels", setInt(&g.MaxChannels)))
+	f.addNamed(option{names: names("-msu", "--max_subs"), sec: secStreaming, typ: "int", def: strconv.Itoa(g.MaxSubs),
+		usage: "maximum subscriptions per channel (0: unlimited)"}, tracked("max_subs", setInt(&g.MaxSubs)))
+	f.addNamed(option{names: names("-mm", "--max_msgs"), sec: secStreaming, typ: "int", def: strconv.Itoa(g.MaxMsgs),
+		usage: "maximum messages per channel; the oldest are removed beyond (0: unlimited)"}, tracked("max_msgs", setInt(&g.MaxMsgs)))
+	f.addNamed(option{names: names("-mb", "--max_bytes"), sec: secStreaming, typ: "size", def: strconv.FormatInt(g.MaxBytes, 10),
+		usage: "maximum bytes of messages per channel, e.g. 1GB; the oldest are removed beyond (0: unlimited)"}, tracked("max_bytes", setSize64(&g.MaxBytes)))
+	f.addNamed(option{names: names("-ma", "--max_age"), sec: secStreaming, typ: "duration",
+		usage: "maximum age of a channel's messages, e.g. 24h (0: unlimited)"}, tracked("max_age", setDuration(&g.MaxAge)))
+	f.addNamed(option{names: names("-mi", "--max_inactivity"), sec: secStreaming, typ: "duration",
+		usage: "delete a channel with no subscription and no new message for this long, e.g. 1h (0: never)"}, tracked("max_inactivity", setDuration(&g.MaxInactivity)))
+
+	o.HBInterval, o.HBTimeout, o.HBFailCount = streaming.DefaultHBInterval, streaming.DefaultHBTimeout, streaming.DefaultHBFailCount
+	f.addNamed(option{names: names("-hbi", "--hb_interval"), sec: secStreaming, typ: "duration", def: o.HBInterval.String(),
+		usage: "interval of the heartbeats sent to streaming clients"}, tracked("hb_interval", setDuration(&o.HBInterval)))
+	f.addNamed(option{names: names("-hbt", "--hb_timeout"), sec: secStreaming, typ: "duration", def: o.HBTimeout.String(),
+		usage: "how long a client has to answer a heartbeat"}, tracked("hb_timeout", setDuration(&o.HBTimeout)))
+	f.addNamed(option{names: names("-hbf", "--hb_fail_count"), sec: secStreaming, typ: "int", def: strconv.Itoa(o.HBFailCount),
+		usage: "unanswered heartbeats before a client is closed"}, tracked("hb_fail_count", setInt(&o.HBFailCount)))
+	o.IOBatchSize = streaming.DefaultIOBatchSize
+	f.addNamed(option{names: names("--io_batch_size"), sec: secStreaming, typ: "int", def: strconv.Itoa(o.IOBatchSize),
+		usage: "maximum messages stored in one batch"}, tracked("io_batch_size", setInt(&o.IOBatchSize)))
+	f.boolean(option{names: names("--replace_durable"), sec: secStreaming,
+		usage: "a subscribe request for a durable that is online replaces it instead of failing"}, &o.ReplaceDurable, false)
+	o.MaxClients = streaming.DefaultMaxClients
+	f.addNamed(option{names: names("--max_clients"), sec: secStreaming, typ: "int", def: strconv.Itoa(o.MaxClients),
+		usage: "maximum registered streaming clients; a connect beyond gets \"stan: too many clients\" (-1: unlimited)"}, tracked("max_clients", setInt(&o.MaxClients)))
+
+	fo := &st.file
+	fo.sync, fo.autoSync, fo.sliceMaxBytes = true, time.Minute, filestore.DefaultSegmentBytes
+	f.addNamed(option{names: names("--file_buffer_size"), sec: secStreamingStore, typ: "size", def: "256KB",
+		usage: "file store: write buffer per channel"}, tracked("file.buffer_size", setSize(&fo.bufferSize)))
+	f.addNamed(option{names: names("--file_sync"), sec: secStreamingStore, typ: "bool", def: "true",
+		usage: "file and bolt stores: fsync before every PubAck and every connect, subscribe, unsubscribe and close response (false: faster, survives a process crash but not a power loss, and with bolt a power loss can leave the whole file unreadable)",
+		doc:   "With `--file_sync=false` each batch is still written to the OS before it is acknowledged. A bolt file left unreadable by a power loss makes the server refuse to start with a corrupt-file error."},
+		tracked("file.sync", setBool(&fo.sync)))
+	f.addNamed(option{names: names("--file_slice_max_msgs"), sec: secStreamingStore, typ: "int",
+		usage: "file store: roll a channel's segment after this many messages (0: no limit)",
+		doc:   "Limits remove whole segments."}, tracked("file.slice_max_msgs", setInt(&fo.sliceMaxMsgs)))
+	f.addNamed(option{names: names("--file_slice_max_bytes"), sec: secStreamingStore, typ: "size", def: "64MB",
+		usage: "file store: segment size, e.g. 64MB (at most 1GB)"}, tracked("file.slice_max_bytes", setSize64(&fo.sliceMaxBytes)))
+	f.addNamed(option{names: names("--file_slice_max_age"), sec: secStreamingStore, typ: "duration",
+		usage: "file store: roll a segment whose first message is older than this, e.g. 1h (0: no limit)"}, tracked("file.slice_max_age", setDuration(&fo.sliceMaxAge)))
+	f.addNamed(option{names: names("--file_fds_limit"), sec: secStreamingStore, typ: "int", def: "256",
+		usage: "file store: sealed segments kept open across all channels"}, tracked("file.file_descriptors_limit", setInt(&fo.fdsLimit)))
+	f.addNamed(option{names: names("--file_parallel_recovery"), sec: secStreamingStore, typ: "int", def: "one per core",
+		usage: "file store: channels recovered at once at startup"}, tracked("file.parallel_recovery", setInt(&fo.parallelRecovery)))
+	f.addNamed(option{names: names("--file_auto_sync"), sec: secStreamingStore, typ: "duration", def: "1m",
+		usage: "with --file_sync=false, fsync what was written at least this often, e.g. 1s (0: never)",
+		doc:   "A power loss then takes at most about this much of acknowledged writes."},
+		tracked("file.auto_sync", func(v string) error {
+			d, err := time.ParseDuration(v)
+			fo.autoSync = max(d, 0)
+			return err
+		}))
+
+	f.boolean(option{names: names("-SD", "--stan_debug"), sec: secStreamingLog,
+		usage: "debug logging of the streaming layer only (-D lowers both layers)"}, &st.debug, false)
+	f.boolean(option{names: names("-SV", "--stan_trace"), sec: secStreamingLog,
+		usage: "trace logging of the streaming layer only (-V lowers both layers)", doc: "Nothing logs at TRACE yet."}, &st.trace, false)
+	f.add(option{names: names("-SDV"), sec: secStreamingLog, typ: "bool", usage: "debug and trace logging of the streaming layer"},
+		func(v string) error {
+			on, err := strconv.ParseBool(v)
+			st.debug, st.trace = on, on
+			return err
+		})
+}
+
+// server defines the core server's flags, what the process does (-c, -t, --signal) and
+// monitoring.
+func (f *flags) server(s *settings) {
+	o := &s.core
+	f.str(option{names: names("-a", "--addr", "--net"), sec: secServer, arg: "<host>", usage: "client listen address"}, &o.Host, "0.0.0.0")
+	f.integer(option{names: names("-p", "--port"), sec: secServer, arg: "<port>", usage: "client port (-1: random)"}, &o.Port, core.DefaultPort)
+	f.str(option{names: names("-n", "--name", "--server_name"), sec: secServer, def: "the server ID", usage: "server name"}, &o.ServerName, "")
+	f.str(option{names: names("-P", "--pid"), sec: secServer, arg: "<file>", usage: "PID file"}, &s.pidFile, "")
+	f.str(option{names: names("-c", "--config"), sec: secServer, arg: "<file>", usage: "configuration file; flags given on the command line override it"}, &s.configFile, "")
+	f.boolean(option{names: names("-t"), sec: secServer,
+		usage: "check the configuration (file and flags, certificates, users) and exit: 0 if valid, 1 with every error"}, &s.check, false)
+	f.add(option{names: names("-sl", "--signal"), sec: secServer, typ: "string", arg: "<signal>[=<pid>]",
+		usage: "send a signal to a running server and exit: reload, reopen, stop, quit or ldm; <pid> is a PID or a PID file (default: -P or the configuration's pid_file)",
+		doc:   "`reload` is SIGHUP, `reopen` SIGUSR1 (reopen the log file), `stop` SIGTERM, `quit` SIGINT, `ldm` SIGUSR2 (lame duck mode)."},
+		func(v string) error {
+			cmd, _, _ := strings.Cut(v, "=")
+			if _, ok := signalByName(cmd); !ok {
+				return fmt.Errorf("unknown signal %q (want reload, reopen, stop, quit or ldm, optionally =PID)", cmd)
+			}
+			s.signal = v
+			return nil
+		})
+	f.str(option{names: names("--client_advertise"), sec: secServer, arg: "<host:port>", usage: "client URL advertised to other servers' clients (connect_urls)"}, &o.ClientAdvertise, "")
+	f.add(option{names: names("--max_payload"), sec: secServer, typ: "size", def: "1MB", usage: "maximum message payload"}, setSize(&o.MaxPayload))
+	f.add(option{names: names("--max_control_line"), sec: secServer, typ: "size", def: "4KB", usage: "maximum protocol control line"}, setSize(&o.MaxControlLine))
+	f.integer(option{names: names("--max_connections"), sec: secServer, def: "65536", usage: "maximum client connections"}, &o.MaxConnections, 0)
+	f.integer(option{names: names("--max_subscriptions"), sec: secServer, usage: "maximum subscriptions per connection (0: unlimited)"}, &o.MaxSubscriptions, 0)
+	f.add(option{names: names("--max_pending"), sec: secServer, typ: "size", def: "64MB",
+		usage: "bytes buffered for a client before it is cut off as a slow consumer"}, setSize64(&o.MaxPending))
+	f.duration(option{names: names("--ping_interval"), sec: secServer, def: "2m", usage: "server PING interval"}, &o.PingInterval, 0)
+	f.integer(option{names: names("--ping_max"), sec: secServer, def: "2", usage: "unanswered PINGs before a connection is stale"}, &o.PingMax, 0)
+	f.duration(option{names: names("--write_deadline"), sec: secServer, def: "10s", usage: "a write that takes longer makes the client a slow consumer"}, &o.WriteDeadline, 0)
+	f.duration(option{names: names("--lame_duck_duration"), sec: secServer, def: "2m", usage: "time lame duck mode spreads client closes over"}, &o.LameDuckDuration, 0)
+	f.duration(option{names: names("--lame_duck_grace_period"), sec: secServer, def: "10s", usage: "wait before lame duck mode starts closing clients"}, &o.LameDuckGracePeriod, 0)
+
+	f.add(option{names: names("-m", "--http_port"), sec: secMonitoring, typ: "int", arg: "<port>",
+		usage: "HTTP monitoring port (0: off, -1: random)"}, setInt(&s.httpPort))
+	f.addNamed(option{names: names("-ms", "--https_port"), sec: secMonitoring, typ: "int", arg: "<port>",
+		usage: "HTTPS monitoring port, with the TLS certificate (0: off, -1: random)"}, func(name, v string) error {
+		port, err := strconv.Atoi(v)
+		s.httpsPort, s.httpsAt = port, flagOrigin(name)
+		return err
+	})
+	f.str(option{names: names("--http_host"), sec: secMonitoring, arg: "<host>", def: "the client host", usage: "monitoring host"}, &s.httpHost, "")
+	f.str(option{names: names("--http_base_path"), sec: secMonitoring, arg: "<path>", usage: "prefix for monitoring paths"}, &s.basePath, "")
+}
+
+// logging defines where the log goes, its format and levels.
+func (f *flags) logging(s *settings) {
+	f.str(option{names: names("-l", "--log", "--log_file"), sec: secLogging, arg: "<file>", def: "stderr", usage: "log file"}, &s.logFile, "")
+	f.add(option{names: names("--log_size_limit"), sec: secLogging, typ: "size",
+		usage: "rotate the log file when it would grow past this size, e.g. 100MB (0: never)",
+		doc:   "The file is renamed `<file>.YYYY.MM.DD.hh.mm.ss.nnnnnnnnn` (nats-server's names) and a new one opened. SIGUSR1 (`--signal reopen`) reopens the file for an external logrotate instead."},
+		setSize64(&s.logSizeLimit))
+	f.add(option{names: names("--log_max_num"), sec: secLogging, typ: "int",
+		usage: "with --log_size_limit, the log files kept, the current one included; the oldest rotated ones are removed (0: all)"},
+		func(v string) error {
+			n, err := strconv.Atoi(v)
+			if err == nil && n < 0 {
+				err = fmt.Errorf("%d is negative", n)
+			}
+			s.logMaxNum = n
+			return err
+		})
+	s.logFormat = logText
+	f.add(option{names: names("--log_format"), sec: secLogging, typ: "string", arg: "<text|json>", def: logText,
+		usage: "log format: text (key=value) or json (one object per line)"},
+		func(v string) error {
+			if v != logText && v != logJSON {
+				return fmt.Errorf("%q is not a log format (text or json)", v)
+			}
+			s.logFormat = v
+			return nil
+		})
+	f.boolean(option{names: names("-T", "--logtime"), sec: secLogging, usage: "timestamp log entries"}, &s.logTime, true)
+	f.boolean(option{names: names("--logtime_utc"), sec: secLogging, usage: "timestamps in UTC instead of the local time zone"}, &s.logUTC, false)
+	f.boolean(option{names: names("-D", "--debug"), sec: secLogging, usage: "debug logging"}, &s.debug, false)
+	f.boolean(option{names: names("-V", "--trace"), sec: secLogging, usage: "trace logging: the TRACE level, below debug",
+		doc: "Nothing logs at TRACE yet: the protocol is not traced, so -V logs what -D does."}, &s.trace, false)
+	f.add(option{names: names("-DV"), sec: secLogging, typ: "bool", usage: "debug and trace logging"}, func(v string) error {
+		on, err := strconv.ParseBool(v)
+		s.debug, s.trace = on, on
+		return err
+	})
+}
+
+// security defines the authentication and TLS flags.
+func (f *flags) security(s *settings) {
 	a := &s.auth
-	fs.Func("user", "user required of clients (with --pass)", func(v string) error {
+	f.add(option{names: names("--user"), sec: secAuth, typ: "string", usage: "user required of clients (with --pass)"}, func(v string) error {
 		a.user, a.userAt = v, flagOrigin("user")
 		return nil
 	})
-	fs.Func("pass", "password required of clients (with --user; plain text or bcrypt hash)", func(v string) error {
+	f.add(option{names: names("--pass"), sec: secAuth, typ: "string", arg: "<password>", usage: "password required of clients (with --user; plain text or a bcrypt hash)"}, func(v string) error {
 		a.pass, a.passAt = v, flagOrigin("pass")
 		return nil
 	})
-	fs.Func("auth", "token required of clients (plain text or bcrypt hash)", func(v string) error {
+	f.add(option{names: names("--auth"), sec: secAuth, typ: "string", arg: "<token>", usage: "token required of clients (plain text or a bcrypt hash)"}, func(v string) error {
 		a.token, a.tokenAt = v, flagOrigin("auth")
 		return nil
 	})
-	fs.Func("no_auth_user", "user of the configuration's users list that clients without credentials log in as", func(v string) error {
+	f.add(option{names: names("--no_auth_user"), sec: secAuth, typ: "string", arg: "<user>",
+		usage: "user of the configuration's users list that clients sending no credentials log in as"}, func(v string) error {
 		a.noAuthUser, a.noAuthAt = v, flagOrigin("no_auth_user")
 		return nil
 	})
 
 	t := &s.tls
-	fs.BoolFunc("tls", "require TLS (needs --tlscert and --tlskey, or a tls block)", func(v string) error {
+	f.add(option{names: names("--tls"), sec: secTLS, typ: "bool", usage: "require TLS (needs --tlscert and --tlskey, or a tls block)"}, func(v string) error {
 		on, err := strconv.ParseBool(v)
 		t.on, t.onAt = on, flagOrigin("tls")
 		return err
 	})
-	fs.Func("tlscert", "server certificate file (PEM); turns TLS on", func(v string) error {
+	f.add(option{names: names("--tlscert"), sec: secTLS, typ: "string", arg: "<file>", usage: "server certificate (PEM); turns TLS on"}, func(v string) error {
 		t.cert, t.certAt, t.on, t.onAt = v, flagOrigin("tlscert"), true, flagOrigin("tlscert")
 		return nil
 	})
-	fs.Func("tlskey", "private key of the server certificate (PEM)", func(v string) error {
+	f.add(option{names: names("--tlskey"), sec: secTLS, typ: "string", arg: "<file>", usage: "private key of the server certificate (PEM)"}, func(v string) error {
 		t.key, t.keyAt = v, flagOrigin("tlskey")
 		return nil
 	})
-	fs.Func("tlscacert", "CA certificates (PEM) that client certificates must chain to", func(v string) error {
-		t.ca, t.caAt = v, flagOrigin("tlscacert")
-		return nil
-	})
-	fs.BoolFunc("tlsverify", "require a client certificate signed by --tlscacert; turns TLS on", func(v string) error {
+	f.add(option{names: names("--tlsverify"), sec: secTLS, typ: "bool", usage: "require a client certificate signed by --tlscacert; turns TLS on"}, func(v string) error {
 		on, err := strconv.ParseBool(v)
 		t.verify = on
 		if on {
@@ -113,150 +389,29 @@ func defineSecurityFlags(fs *flag.FlagSet, s *settings) {
 		}
 		return err
 	})
-}
-
-// defineProcessFlags defines logging, files, and what the process does (-t, --signal, -v).
-func defineProcessFlags(fs *flag.FlagSet, s *settings) {
-	for _, n := range []string{"D", "debug"} {
-		fs.BoolVar(&s.debug, n, false, "debug logging")
-	}
-	for _, n := range []string{"V", "trace"} {
-		fs.BoolVar(&s.trace, n, false, "protocol trace logging")
-	}
-	fs.Func("DV", "debug and trace logging", func(string) error { s.debug, s.trace = true, true; return nil })
-	for _, n := range []string{"l", "log"} {
-		fs.StringVar(&s.logFile, n, "", "log file (default: stderr)")
-	}
-	for _, n := range []string{"P", "pid"} {
-		fs.StringVar(&s.pidFile, n, "", "PID file")
-	}
-	for _, n := range []string{"c", "config"} {
-		fs.StringVar(&s.configFile, n, "", "configuration file; flags given on the command line override it")
-	}
-	fs.BoolVar(&s.check, "t", false, "check the configuration (file and flags) and exit: 0 if valid, 1 with the errors")
-	fs.Func("signal", "send a signal to a running server and exit: reload, stop, quit or ldm, as CMD or CMD=PID (PID: a number or a PID file; default: -P or the configuration's pid_file)", func(v string) error {
-		cmd, _, _ := strings.Cut(v, "=")
-		if _, ok := signalByName(cmd); !ok {
-			return fmt.Errorf("unknown signal %q (want reload, stop, quit or ldm, optionally =PID)", cmd)
-		}
-		s.signal = v
+	f.add(option{names: names("--tlscacert"), sec: secTLS, typ: "string", arg: "<file>", usage: "CA certificates (PEM) that client certificates must chain to"}, func(v string) error {
+		t.ca, t.caAt = v, flagOrigin("tlscacert")
 		return nil
 	})
-	for _, n := range []string{"v", "version"} {
-		fs.BoolVar(&s.version, n, false, "print the version and exit")
-	}
 }
 
-// defineStreamingFlags defines the streaming layer's flags, with nats-streaming-server's
-// names (-cid and --cid are the same flag to Go's flag package, so each name is defined
-// once). Limits and the settings build checks record where they were given.
-func defineStreamingFlags(fs *flag.FlagSet, s *settings) {
-	st := &s.streaming
-	o := &st.opts
-	at := func(key, name string, parse func(string) error) func(string) error {
-		return func(v string) error {
-			if err := parse(v); err != nil {
-				return err
-			}
-			st.setAt(key, flagOrigin(name))
-			return nil
-		}
-	}
-	str := func(dst *string) func(string) error { return func(v string) error { *dst = v; return nil } }
-	integer := func(dst *int) func(string) error {
-		return func(v string) error {
-			n, err := strconv.Atoi(v)
-			*dst = n
-			return err
-		}
-	}
-	duration := func(dst *time.Duration) func(string) error {
-		return func(v string) error {
-			d, err := time.ParseDuration(v)
-			*dst = d
-			return err
-		}
-	}
-	def := func(names []string, key, usage string, parse func(string) error) {
-		for _, n := range names {
-			fs.Func(n, usage, at(key, n, parse))
-		}
-	}
-
-	fs.BoolVar(&st.off, "no_streaming", false, "run the core NATS router only, without the streaming layer")
-	o.ClusterID, o.DiscoverPrefix = streaming.DefaultClusterID, streaming.DefaultDiscoverPrefix
-	def([]string{"cid", "cluster_id"}, "cluster_id", "streaming cluster ID (default "+streaming.DefaultClusterID+")", str(&o.ClusterID))
-	def([]string{"discover_prefix"}, "discover_prefix", "prefix of the subject clients connect on (default "+streaming.DefaultDiscoverPrefix+")", str(&o.DiscoverPrefix))
-	st.store = storeMemory
-	def([]string{"st", "store"}, "store", "streaming store: memory (file and bolt arrive with the durable stores) (default memory)", str(&st.store))
-	def([]string{"dir"}, "dir", "streaming store directory (file and bolt stores)", str(&st.dir))
-
-	g := &st.limits.Global
-	*g = stores.DefaultLimits()
-	def([]string{"mc", "max_channels"}, "max_channels", "maximum channels (0 = unlimited) (default 100)", integer(&g.MaxChannels))
-	def([]string{"msu", "max_subs"}, "max_subs", "maximum subscriptions per channel (0 = unlimited) (default 1000)", integer(&g.MaxSubs))
-	def([]string{"mm", "max_msgs"}, "max_msgs", "maximum messages per channel (0 = unlimited) (default 1000000)", integer(&g.MaxMsgs))
-	def([]string{"mb", "max_bytes"}, "max_bytes", "maximum bytes per channel, e.g. 1GB (0 = unlimited) (default 1024000000)", func(v string) error {
-		n, err := parseSize(v)
-		g.MaxBytes = int64(n)
+// cluster defines nats-server's cluster flags; given, they win over the cluster block.
+func (f *flags) cluster(s *settings) {
+	c := &s.clusterFlags
+	f.str(option{names: names("--routes"), sec: secCluster, arg: "<url>[,<url>...]",
+		usage: "routes to dial, comma separated: nats://[user:pass@]HOST:PORT[,...]",
+		doc:   "Seeds: the rest of the mesh is learnt from them (gossip). A configured route is retried with backoff until shutdown."}, &c.routes, "")
+	f.str(option{names: names("--cluster", "--cluster_listen"), sec: secCluster, arg: "<url>",
+		usage: "route listen URL, nats://HOST:PORT (PORT -1: random); turns clustering on"}, &c.listen, "")
+	f.str(option{names: names("--cluster_name"), sec: secCluster, usage: "cluster name; routes from another cluster are refused"}, &c.name, "")
+	f.add(option{names: names("--no_advertise"), sec: secCluster, typ: "bool",
+		usage: "do not tell clients about the other servers of the cluster"}, func(v string) error {
+		b, err := strconv.ParseBool(v)
+		c.noAdvertise = &b
 		return err
 	})
-	def([]string{"ma", "max_age"}, "max_age", "maximum age of a channel's messages, e.g. 24h (0 = unlimited)", duration(&g.MaxAge))
-	def([]string{"mi", "max_inactivity"}, "max_inactivity", "delete a channel unused this long, e.g. 1h (0 = never)", duration(&g.MaxInactivity))
-
-	o.HBInterval, o.HBTimeout, o.HBFailCount = streaming.DefaultHBInterval, streaming.DefaultHBTimeout, streaming.DefaultHBFailCount
-	def([]string{"hbi", "hb_interval"}, "hb_interval", "interval of the heartbeats sent to streaming clients (default 30s)", duration(&o.HBInterval))
-	def([]string{"hbt", "hb_timeout"}, "hb_timeout", "how long a client has to answer a heartbeat (default 10s)", duration(&o.HBTimeout))
-	def([]string{"hbf", "hb_fail_count"}, "hb_fail_count", "unanswered heartbeats before a client is closed (default 10)", integer(&o.HBFailCount))
-	o.IOBatchSize = streaming.DefaultIOBatchSize
-	def([]string{"io_batch_size"}, "io_batch_size", "maximum messages stored in one batch (default 1024)", integer(&o.IOBatchSize))
-	fs.BoolVar(&o.ReplaceDurable, "replace_durable", false, "a subscribe request for a durable that is online replaces it instead of failing")
-	o.MaxClients = streaming.DefaultMaxClients
-	def([]string{"max_clients"}, "max_clients", "maximum registered streaming clients (-1 = unlimited) (default 65536)", integer(&o.MaxClients))
-	fo := &st.file
-	fo.sync, fo.autoSync, fo.sliceMaxBytes = true, time.Minute, filestore.DefaultSegmentBytes
-	fs.BoolFunc("file_sync", "file and bolt stores: fsync before every PubAck (false: faster, survives a process crash but not power loss, and with bolt a power loss can leave the whole file unreadable) (default true)",
-		at("file.sync", "file_sync", func(v string) error {
-			on, err := strconv.ParseBool(v)
-			fo.sync = on
-			return err
-		}))
-	def([]string{"file_auto_sync"}, "file.auto_sync", "with --file_sync=false, fsync what was written at least this often, e.g. 1s (0: never) (default 1m)", func(v string) error {
-		d, err := time.ParseDuration(v)
-		fo.autoSync = max(d, 0)
-		return err
-	})
-	def([]string{"file_slice_max_msgs"}, "file.slice_max_msgs", "file store: roll a channel's segment after this many messages (0: no limit)", integer(&fo.sliceMaxMsgs))
-	def([]string{"file_slice_max_bytes"}, "file.slice_max_bytes", "file store: segment size, e.g. 64MB (at most 1GB) (default 64MB)", func(v string) error {
-		n, err := parseSize(v)
-		fo.sliceMaxBytes = int64(n)
-		return err
-	})
-	def([]string{"file_slice_max_age"}, "file.slice_max_age", "file store: roll a segment whose first message is older than this, e.g. 1h (0: no limit)", duration(&fo.sliceMaxAge))
-	def([]string{"file_fds_limit"}, "file.file_descriptors_limit", "file store: sealed segments kept open across channels (0: 256)", integer(&fo.fdsLimit))
-	def([]string{"file_parallel_recovery"}, "file.parallel_recovery", "file store: channels recovered at once at startup (0: one per core)", integer(&fo.parallelRecovery))
-	def([]string{"file_buffer_size"}, "file.buffer_size", "file store: write buffer per channel, e.g. 2MB (0: 256KB)", sizeFlag(&fo.bufferSize))
-
-	for _, n := range []string{"SD", "stan_debug"} {
-		fs.BoolVar(&st.debug, n, false, "debug logging of the streaming layer")
-	}
-	for _, n := range []string{"SV", "stan_trace"} {
-		fs.BoolVar(&st.trace, n, false, "trace logging of the streaming layer")
-	}
-	fs.BoolFunc("SDV", "debug and trace logging of the streaming layer", func(v string) error {
-		on, err := strconv.ParseBool(v)
-		st.debug, st.trace = on, on
-		return err
-	})
-}
-
-// sizeFlag parses "1048576", "1MB", "64KB", "2GB".
-func sizeFlag(dst *int) func(string) error {
-	return func(v string) error {
-		n, err := parseSize(v)
-		*dst = n
-		return err
-	}
+	f.str(option{names: names("--cluster_advertise"), sec: secCluster, arg: "<host:port>", def: "the listen address",
+		usage: "route address other servers should dial"}, &c.advertise, "")
 }
 
 func parseSize(v string) (int, error) {

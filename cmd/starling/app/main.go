@@ -7,11 +7,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"net"
 	"os"
 	"os/signal"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -23,17 +23,11 @@ import (
 	"github.com/starling-io/starling/streaming"
 )
 
-// levelTrace is below Debug: protocol tracing (-V).
-const levelTrace = slog.LevelDebug - 4
-
-// levelAll lets every record through the shared handler; the loggers filter.
-const levelAll = slog.Level(math.MinInt32)
-
 // Main is one run of the server: ParseFlags, then Run (or Start), then Close.
 type Main struct {
 	Stdout, Stderr io.Writer
-	// HandleSignals makes Run react to SIGINT/SIGTERM (shutdown), SIGUSR2 (lame duck) and
-	// SIGHUP (Reload).
+	// HandleSignals makes Run react to SIGINT/SIGTERM (shutdown), SIGUSR2 (lame duck),
+	// SIGHUP (Reload) and SIGUSR1 (reopen the log file).
 	HandleSignals bool
 
 	args []string                   // the command line, applied over the file again by every Reload
@@ -45,12 +39,16 @@ type Main struct {
 	stanLevel *slog.LevelVar // the streaming layer's (-SD, -SV), changed live by Reload
 	log       *slog.Logger
 	stanLog   *slog.Logger
-	logOut    io.Closer
+	logFile   *logFile // -l; nil when logging to Stderr
 	srv       *core.Server
 	conn      *core.Conn        // streaming's in-process connection to core
 	stan      *streaming.Server // nil with --no_streaming
 	mon       *monitor.Monitor
 	ready     chan struct{}
+
+	// wrapLog, a test hook, wraps each logger's handler: it sees every log call, even
+	// those below the level.
+	wrapLog func(slog.Handler) slog.Handler
 }
 
 // NewMain returns a Main writing to the given streams.
@@ -64,7 +62,7 @@ func NewMain(stdout, stderr io.Writer) *Main {
 // (it names the flag: a usage error); every other problem is reported in one *ConfigError,
 // each naming its file:line:col and key, or its flag.
 func (m *Main) ParseFlags(args []string) error {
-	s, err := configure(args, m.Stderr)
+	s, err := configure(args, m.Stdout)
 	if err != nil {
 		return err
 	}
@@ -76,19 +74,40 @@ func (m *Main) ParseFlags(args []string) error {
 func (m *Main) setupLogging(c *settings) error {
 	out := m.Stderr
 	if c.logFile != "" {
-		f, err := os.OpenFile(c.logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		f, err := openLogFile(c.logFile, c.logSizeLimit, c.logMaxNum, m.Stderr)
 		if err != nil {
 			return fmt.Errorf("log file: %w", err)
 		}
-		out, m.logOut = f, f
+		out, m.logFile = f, f
 	}
 	m.setLevels(c)
 	// One handler, two loggers filtering at their own levels: core's (-D, -V) and the
 	// streaming layer's (also -SD, -SV).
-	h := slog.NewTextHandler(out, &slog.HandlerOptions{Level: levelAll})
-	m.log = slog.New(&levelHandler{h: h, level: m.level})
-	m.stanLog = slog.New(&levelHandler{h: h, level: m.stanLevel}).With("layer", "streaming")
+	h := newLogHandler(out, c)
+	logger := func(level slog.Leveler) *slog.Logger {
+		var lh slog.Handler = &levelHandler{h: h, level: level}
+		if m.wrapLog != nil {
+			lh = m.wrapLog(lh)
+		}
+		return slog.New(lh)
+	}
+	m.log = logger(m.level)
+	m.stanLog = logger(m.stanLevel).With("layer", "streaming")
 	return nil
+}
+
+// reopenLog reopens the log file (SIGUSR1): after logrotate moved it, logging goes on in a
+// new file of the same name.
+func (m *Main) reopenLog() {
+	if m.logFile == nil {
+		m.log.Info("no log file to reopen: logging to stderr")
+		return
+	}
+	if err := m.logFile.Reopen(); err != nil {
+		m.log.Error("reopening the log file failed; logging goes on to the old file", "file", m.logFile.path, "error", err)
+		return
+	}
+	m.log.Info("log file reopened", "file", m.logFile.path)
 }
 
 func (m *Main) setLevels(c *settings) {
@@ -97,10 +116,13 @@ func (m *Main) setLevels(c *settings) {
 }
 
 // logWarnings logs the users whose passwords (or the token) are plain text, never a
-// secret, and the streaming settings that are accepted but not used.
+// secret, and the settings that are accepted but not used.
 func (m *Main) logWarnings(c *settings) {
 	if len(c.plain) > 0 {
 		m.log.Warn("plain-text passwords in the configuration: use bcrypt hashes", "users", c.plain)
+	}
+	for _, w := range c.warnings {
+		m.log.Warn(w)
 	}
 	for _, w := range c.streaming.warnings {
 		m.stanLog.Warn(w)
@@ -198,12 +220,13 @@ func (m *Main) MonitorAddr() string {
 
 // Run starts the server and blocks until ctx ends, the server stops, or (with
 // HandleSignals) SIGINT/SIGTERM; SIGUSR2 enters lame-duck mode and then exits; SIGHUP
-// reloads the configuration file (a failed reload is logged and the server keeps going).
+// reloads the configuration file (a failed reload is logged and the server keeps going);
+// SIGUSR1 reopens the log file.
 func (m *Main) Run(ctx context.Context) error {
 	var sigs chan os.Signal
 	if m.HandleSignals { // before Start: a signal sent once Ready is closed must not kill us
 		sigs = make(chan os.Signal, 2)
-		signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGUSR2, syscall.SIGHUP)
+		signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGHUP)
 		defer signal.Stop(sigs)
 	}
 	if err := m.Start(); err != nil {
@@ -223,6 +246,9 @@ func (m *Main) Run(ctx context.Context) error {
 			case syscall.SIGHUP:
 				m.log.Info("received signal, reloading the configuration", "signal", sig.String())
 				_ = m.Reload() // logged; the running configuration stays on failure
+				continue
+			case syscall.SIGUSR1:
+				m.reopenLog()
 				continue
 			case syscall.SIGUSR2:
 				m.log.Info("received signal, entering lame duck mode", "signal", sig.String())
@@ -258,9 +284,9 @@ func (m *Main) Close() error {
 	if c != nil && c.pidFile != "" && m.srv != nil {
 		_ = os.Remove(c.pidFile)
 	}
-	if m.logOut != nil {
-		errs = append(errs, m.logOut.Close())
-		m.logOut = nil
+	if m.logFile != nil {
+		errs = append(errs, m.logFile.Close())
+		m.logFile = nil
 	}
 	return errors.Join(errs...)
 }
@@ -282,7 +308,7 @@ func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "starling: configuration has %d error(s):\n%s\n", len(ce.Errs), ce)
 		return 1
 	case err != nil:
-		fmt.Fprintln(stderr, "starling:", err)
+		fmt.Fprintf(stderr, "starling: %v\nThe options: starling --help\n", err)
 		return 2
 	}
 	c := m.cfg
@@ -294,7 +320,7 @@ func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if len(c.plain) > 0 {
 			fmt.Fprintf(stderr, "starling: warning: plain-text passwords for %q: use bcrypt hashes\n", c.plain)
 		}
-		for _, w := range c.streaming.warnings {
+		for _, w := range slices.Concat(c.warnings, c.streaming.warnings) {
 			fmt.Fprintf(stderr, "starling: warning: %s\n", w)
 		}
 		fmt.Fprintln(stdout, "configuration OK")

@@ -7,13 +7,14 @@ import (
 )
 
 // Reload re-reads the configuration file, applies the command-line flags over it again,
-// rebuilds everything (Authenticator, TLS certificates, limits, log level) and puts it in
-// force with core's Server.Reload: clients whose user was removed or whose credentials
-// changed are closed, the others keep going with their new permissions. If the new
-// configuration is invalid, or changes something that needs a restart (the listen address,
-// server_name, monitoring, log or PID file), every problem is logged, the running
-// configuration stays, and the error is returned. Streaming settings need a restart, except
-// its log levels (sd, sv).
+// rebuilds everything (Authenticator, TLS certificates, limits, log levels, the log file's
+// size limit and number of files) and puts it in force with core's Server.Reload: clients
+// whose user was removed or whose credentials changed are closed, the others keep going
+// with their new permissions. If the new configuration is invalid, or changes something
+// that needs a restart (the listen address, server_name, monitoring, the log or PID file,
+// the log format or timestamps), every problem is logged, the running configuration stays,
+// and the error is returned. Streaming settings need a restart, except its log levels (sd,
+// sv).
 func (m *Main) Reload() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -40,6 +41,9 @@ func (m *Main) Reload() error {
 	}
 	m.cfg = next
 	m.setLevels(next)
+	if m.logFile != nil {
+		m.logFile.setLimits(next.logSizeLimit, next.logMaxNum)
+	}
 	if next.core.TLS != nil {
 		m.tls.Store(next.core.TLS)
 	}
@@ -60,6 +64,9 @@ func restartOnly(cur, next *settings) error {
 	}
 	if cur.logFile != next.logFile {
 		changed = append(changed, "logfile")
+	}
+	if cur.logFormat != next.logFormat || cur.logTime != next.logTime || cur.logUTC != next.logUTC {
+		changed = append(changed, "log_format, logtime, logtime_utc")
 	}
 	if cur.pidFile != next.pidFile {
 		changed = append(changed, "pid_file")

@@ -9,11 +9,14 @@ import (
 	"github.com/starling-io/starling/core/conf"
 )
 
-// The cluster { } block and some keys of the streaming { } block (file_options, cluster,
-// ft_group, …: see streamingReservedSchema) belong to later milestones (routes, durable
-// stores, Raft clustering). They are read now so that a file written for them is accepted
-// and checked: every key must be known and of the right type. The values are kept, by
-// canonical key name, in settings.cluster and streamSettings.reserved, and not used yet.
+// Blocks read against a schema: every key must be known and of the right type, and the
+// values are kept by canonical key name. The cluster { } block (clusterSchema) lands in
+// settings.cluster, from which buildCluster (cluster.go) makes the routes' options; its
+// keys with no meaning here (pool_size, connect_retries, ping_interval, ping_max) are
+// accepted and logged at start as not used, naming file:line:col (clusterUnused). The
+// file_options block is read key by key (config_fileopts.go) against fileOptionsSchema.
+// The streaming keys of later milestones (cluster, ft_group, partitioning, encrypt, …:
+// streamingReservedSchema) are kept in streamSettings.reserved, not used yet, and logged.
 
 // kind is the type a reserved key's value must have.
 type kind uint8

@@ -27,10 +27,16 @@ type settings struct {
 	httpsAt    origin
 	basePath   string
 	pidFile    string
-	logFile    string
 	configFile string
-	debug      bool
-	trace      bool
+
+	logFile      string // -l: "" is stderr
+	logSizeLimit int64  // rotate the log file past this size (0: never)
+	logMaxNum    int    // log files kept with rotation, the current one included (0: all)
+	logFormat    string // logText or logJSON
+	logTime      bool   // timestamp entries
+	logUTC       bool   // in UTC
+	debug        bool
+	trace        bool
 
 	version bool   // -v: print the version and exit
 	check   bool   // -t: check the configuration and exit
@@ -41,10 +47,14 @@ type settings struct {
 
 	streaming streamSettings
 
-	// The cluster block as read (see clusterSchema), where it was, and the cluster flags.
-	cluster      map[string]any
-	clusterAt    origin
-	clusterFlags clusterFlags
+	// The cluster block as read (see clusterSchema), where it was, its keys accepted but not
+	// used, and the cluster flags.
+	cluster       map[string]any
+	clusterAt     origin
+	clusterUnused []ignoredKey
+	clusterFlags  clusterFlags
+
+	warnings []string // built: logged at start (and by -t); the streaming layer has its own
 
 	plain []string // users with plain-text passwords, "token" for a plain token (built)
 }
@@ -127,6 +137,10 @@ func (s *settings) build(p *problems) {
 		p.add(s.httpsAt.errorf("HTTPS monitoring needs a tls block (or --tlscert/--tlskey) with the server certificate"))
 	}
 	s.core.Cluster = s.buildCluster(p)
+	s.warnings = nil
+	for _, k := range s.clusterUnused {
+		s.warnings = append(s.warnings, k.at.String()+" "+k.why)
+	}
 	if _, err := core.New(s.coreOptions(nil)); err != nil {
 		p.add(err)
 	}
@@ -248,26 +262,23 @@ func unjoin(err error) []error {
 }
 
 // configure reads the command line and the configuration file it names: defaults, then the
-// file, then the flags given (which win), then build. usage receives flag errors and -h.
-// A flag that cannot be parsed is returned as the flag package's error (a usage error);
-// everything else as a *ConfigError listing every problem.
-func configure(args []string, usage io.Writer) (*settings, error) {
-	args = append([]string(nil), args...)
-	for i, a := range args { // -DV is a boolean-looking flag; flag.Func needs a value
-		if a == "-DV" || a == "--DV" {
-			args[i] = "-DV=true"
-		}
-	}
+// file, then the flags given (which win), then build. -h writes the help to help and returns
+// ErrHelp. A flag that cannot be parsed is returned as the flag package's error (a usage
+// error, naming the flag); everything else as a *ConfigError listing every problem.
+func configure(args []string, help io.Writer) (*settings, error) {
 	first := newSettings()
-	fs := newFlagSet(first, usage)
-	if err := fs.Parse(args); err != nil {
+	f := newFlags(first)
+	if err := f.fs.Parse(args); err != nil {
+		if errors.Is(err, ErrHelp) {
+			f.writeHelp(help)
+		}
 		return nil, err
 	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q (flags start with -)", fs.Arg(0))
+	if f.fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q (flags start with -)", f.fs.Arg(0))
 	}
 	s := newSettings()
-	fs = newFlagSet(s, io.Discard)
+	f = newFlags(s)
 	var p problems
 	if first.configFile != "" {
 		m, err := conf.ParseFile(first.configFile, conf.Options{})
@@ -281,7 +292,7 @@ func configure(args []string, usage io.Writer) (*settings, error) {
 			readFile(s, m, &p)
 		}
 	}
-	if err := fs.Parse(args); err != nil { // parsed once already: cannot fail
+	if err := f.fs.Parse(args); err != nil { // parsed once already: cannot fail
 		return nil, err
 	}
 	s.build(&p)

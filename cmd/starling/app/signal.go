@@ -19,6 +19,8 @@ func signalByName(cmd string) (syscall.Signal, bool) {
 		return syscall.SIGINT, true
 	case "ldm":
 		return syscall.SIGUSR2, true
+	case "reopen":
+		return syscall.SIGUSR1, true
 	}
 	return 0, false
 }

@@ -149,8 +149,10 @@ func reservedFor(key string) string {
 		return fmt.Sprintf(later, "fault tolerance and partitioning")
 	case "ack_subs_pool_size":
 		return "is not used: acknowledgements arrive on one wildcard subscription"
+	case "encrypt", "encryption_cipher", "encryption_key":
+		return "is not used: the stores keep messages unencrypted"
 	}
-	return fmt.Sprintf(later, "the durable stores")
+	return "is not used"
 }
 
 // buildLimits checks the global limits (negative ones can only come from flags), each

@@ -158,7 +158,7 @@ func TestStreamingConfigFile(t *testing.T) {
 	}
 	warnings := strings.Join(st.warnings, "\n")
 	for _, w := range []string{path + ":30:3: streaming.username is not used", path + ":31:3: streaming.password is not used",
-		"streaming.ft_group is reserved", "streaming.encrypt is reserved"} {
+		"streaming.ft_group is reserved", "streaming.encrypt is not used: the stores keep messages unencrypted"} {
 		if !strings.Contains(warnings, w) {
 			t.Errorf("no warning %q in:\n%s", w, warnings)
 		}
@@ -424,5 +424,14 @@ func TestCheckStreamingWarnings(t *testing.T) {
 	}
 	if !strings.Contains(errOut.String(), "warning: streaming.cluster is reserved for a later milestone (Raft clustering") {
 		t.Errorf("stderr %q", errOut.String())
+	}
+}
+
+// streaming.secure is a boolean, as in nats-streaming-server: accepted, and not used.
+func TestStreamingSecureIsABoolean(t *testing.T) {
+	path := writeFile(t, t.TempDir(), "s.conf", "streaming {\n  secure: true\n}\n")
+	st := parse(t, "-c", path).streaming
+	if len(st.warnings) != 1 || !strings.Contains(st.warnings[0], path+":2:3: streaming.secure is not used") {
+		t.Errorf("warnings %q", st.warnings)
 	}
 }
