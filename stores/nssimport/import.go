@@ -74,6 +74,13 @@ func Import(src *Source, target string, open OpenFunc, progress io.Writer) (err 
 	return syncDir(parent)
 }
 
+// CheckTarget returns ErrTargetExists if Import would refuse target (so that a caller can
+// say so before a long Scan).
+func CheckTarget(target string) error {
+	_, err := checkTarget(target)
+	return err
+}
+
 // checkTarget refuses a target that exists with something in it; it reports whether an
 // empty directory is there (removed just before the rename).
 func checkTarget(target string) (bool, error) {
