@@ -218,3 +218,19 @@ func TestNotAStore(t *testing.T) {
 		t.Fatalf("server.dat with no record: %v", err)
 	}
 }
+
+func TestSkipClients(t *testing.T) {
+	src, err := Scan(sampleStore(t), Options{SkipClients: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(src.Clients) != 0 || len(src.Notes) != 1 || !strings.Contains(src.Notes[0], "2 client registration(s) left out") {
+		t.Fatalf("clients %+v notes %q", src.Clients, src.Notes)
+	}
+	// clients.dat is still checked.
+	dir := sampleStore(t)
+	mutate(t, filepath.Join(dir, clientsFile), func(b []byte) []byte { return b[:len(b)-1] })
+	if _, err := Scan(dir, Options{SkipClients: true}); !errors.Is(err, ErrDamaged) {
+		t.Fatalf("damaged clients.dat with SkipClients: %v", err)
+	}
+}

@@ -46,6 +46,11 @@ type Options struct {
 	// those clients authenticate as on Starling (stores.ClientInfo.User). "" for a server
 	// without authentication, as nss had no such notion.
 	User string
+	// SkipClients leaves the client registrations out (clients.dat is still checked). On
+	// start Starling then takes every durable as offline and drops the plain subscriptions,
+	// and a connection that outlived nss is told its client is unknown, so it reconnects
+	// with a new session instead of acknowledging on an ack inbox from nss.
+	SkipClients bool
 }
 
 // Source is an nss file store, read and checked by Scan: everything Import writes except
@@ -90,6 +95,10 @@ func Scan(dir string, opts Options) (*Source, error) {
 	src.AcksSubs = info.AcksSubs
 	if src.Clients, err = readClients(filepath.Join(dir, clientsFile), src.table, opts.User); err != nil {
 		return nil, err
+	}
+	if opts.SkipClients && len(src.Clients) > 0 {
+		src.note("%d client registration(s) left out: their durables will be offline, their other subscriptions dropped", len(src.Clients))
+		src.Clients = nil
 	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {

@@ -76,7 +76,7 @@ func runStoreCommand(args []string, stdout, stderr io.Writer) int {
 }
 
 // runStoreImport is `starling store import --from-nss DIR --dir TARGET [--store file|bolt]
-// [--dry-run] [--user NAME] [--file_crc_poly N]`: reads a nats-streaming-server file store
+// [--dry-run] [--user NAME] [--skip-clients] [--file_crc_poly N]`: reads a nats-streaming-server file store
 // (stopped) and writes a new Starling store at TARGET, or with --dry-run only prints what
 // it would import. Damage in the source fails it with the file and offset, writing nothing.
 // Exit codes: 0 imported (or dry run), 1 failure, 2 usage.
@@ -88,12 +88,13 @@ func runStoreImport(args []string, stdout, stderr io.Writer) int {
 	storeType := fs.String("store", storeFile, "type of the new store: file or bolt (start Starling with the same --store and --dir)")
 	dryRun := fs.Bool("dry-run", false, "print what would be imported and write nothing")
 	user := fs.String("user", "", "owner of the imported clients and subscriptions: the user their applications authenticate as on Starling (default none: a server without authentication)")
+	skipClients := fs.Bool("skip-clients", false, "leave nss's client registrations out: applications still connected must reconnect (their durables resume then)")
 	poly := fs.String("file_crc_poly", "", "CRC-32 polynomial nats-streaming-server ran with (its --file_crc_poly; default IEEE)")
 	if err := fs.Parse(args); err != nil || fs.NArg() != 0 || *from == "" || (*dir == "" && !*dryRun) {
-		fmt.Fprintln(stderr, "usage: starling store import --from-nss DIR --dir TARGET [--store file|bolt] [--dry-run] [--user NAME] [--file_crc_poly N]")
+		fmt.Fprintln(stderr, "usage: starling store import --from-nss DIR --dir TARGET [--store file|bolt] [--dry-run] [--user NAME] [--skip-clients] [--file_crc_poly N]")
 		return 2
 	}
-	opts := nssimport.Options{User: *user}
+	opts := nssimport.Options{User: *user, SkipClients: *skipClients}
 	if *poly != "" {
 		p, err := strconv.ParseUint(*poly, 0, 32)
 		if err != nil || p == 0 {
