@@ -393,6 +393,11 @@ func checkImported(t *testing.T, store, dir string, want map[string]map[uint64]s
 		stan.DurableName("qdur"), stan.SetManualAckMode(), stan.MaxInflight(500), stan.AckWait(time.Minute))
 	must(t, err)
 	checkResume(t, "qdur", qcol, 301, 310, 1200)
+
+	// The client nss still had registered is gone: a new connection with its ID replaces it.
+	idle, err := stan.Connect("test-cluster", "idle", stan.NatsURL(url), stan.ConnectWait(10*time.Second))
+	must(t, err)
+	must(t, idle.Close())
 }
 
 // checkResume checks a resumed durable's deliveries: first the message first, then every
