@@ -31,6 +31,7 @@ var allowed = map[string][]string{
 	"stores/filestore":    {"stores", "stores/seqset", "proto/storepb"},
 	"stores/boltstore":    {"stores", "stores/seqset", "proto/storepb"},
 	"stores/storetest":    {"stores", "stores/seqset", "proto/storepb"},
+	"stores/nssimport":    {"stores"}, // reads nss files, writes through the stores contract
 	"raftlog":             {},
 	"raftlog/raftlogtest": {"raftlog"},
 	"streaming": {"core", "core/subject", "core/ipq", "stores", "stores/seqset", "raftlog",

@@ -5,16 +5,23 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
+	"strconv"
+	"strings"
 
+	"github.com/starling-io/starling/stores"
+	"github.com/starling-io/starling/stores/boltstore"
 	"github.com/starling-io/starling/stores/filestore"
+	"github.com/starling-io/starling/stores/nssimport"
 )
 
 // runStoreCommand is `starling store verify|repair [--quarantine] DIR`: offline checks of a
 // file store's directory. The server must not be running on DIR. Exit codes: 0 healthy (or
-// repaired), 1 problems left, 2 usage.
+// repaired), 1 problems left, 2 usage. `starling store import` is runStoreImport.
 func runStoreCommand(args []string, stdout, stderr io.Writer) int {
 	usage := func() int {
 		fmt.Fprintln(stderr, "usage: starling store verify DIR | starling store repair [--quarantine] DIR")
+		fmt.Fprintln(stderr, "       starling store import --from-nss DIR --dir TARGET [--store file|bolt] [--dry-run]")
 		fmt.Fprintln(stderr, "  (stop the server first: the store directory must not be in use)")
 		return 2
 	}
@@ -22,6 +29,9 @@ func runStoreCommand(args []string, stdout, stderr io.Writer) int {
 		return usage()
 	}
 	verb := args[0]
+	if verb == "import" {
+		return runStoreImport(args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("starling store "+verb, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	quarantine := fs.Bool("quarantine", false, "repair: move damaged segments aside (their messages are lost) instead of refusing")
@@ -62,5 +72,76 @@ func runStoreCommand(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	fmt.Fprintf(stdout, "store %s: %d channel(s), no problems left\n", dir, len(rep.Channels))
+	return 0
+}
+
+// runStoreImport is `starling store import --from-nss DIR --dir TARGET [--store file|bolt]
+// [--dry-run] [--user NAME] [--skip-clients] [--file_crc_poly N]`: reads a nats-streaming-server file store
+// (stopped) and writes a new Starling store at TARGET, or with --dry-run only prints what
+// it would import. Damage in the source fails it with the file and offset, writing nothing.
+// Exit codes: 0 imported (or dry run), 1 failure, 2 usage.
+func runStoreImport(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("starling store import", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	from := fs.String("from-nss", "", "nats-streaming-server file store directory (its --dir); the server must be stopped")
+	dir := fs.String("dir", "", "directory of the new Starling store (must not exist, or be empty)")
+	storeType := fs.String("store", storeFile, "type of the new store: file or bolt (start Starling with the same --store and --dir)")
+	dryRun := fs.Bool("dry-run", false, "print what would be imported and write nothing")
+	user := fs.String("user", "", "owner of the imported clients and subscriptions: the user their applications authenticate as on Starling (default none: a server without authentication)")
+	skipClients := fs.Bool("skip-clients", false, "leave nss's client registrations out: applications still connected must reconnect (their durables resume then)")
+	poly := fs.String("file_crc_poly", "", "CRC-32 polynomial nats-streaming-server ran with (its --file_crc_poly; default IEEE)")
+	if err := fs.Parse(args); err != nil || fs.NArg() != 0 || *from == "" || (*dir == "" && !*dryRun) {
+		fmt.Fprintln(stderr, "usage: starling store import --from-nss DIR --dir TARGET [--store file|bolt] [--dry-run] [--user NAME] [--skip-clients] [--file_crc_poly N]")
+		return 2
+	}
+	opts := nssimport.Options{User: *user, SkipClients: *skipClients}
+	if *poly != "" {
+		p, err := strconv.ParseUint(*poly, 0, 32)
+		if err != nil || p == 0 {
+			fmt.Fprintf(stderr, "starling store import: --file_crc_poly %q: want a 32-bit polynomial such as 0xedb88320\n", *poly)
+			return 2
+		}
+		opts.CRCPolynomial = uint32(p)
+	}
+	var open nssimport.OpenFunc
+	kind := strings.ToLower(*storeType)
+	switch kind {
+	case storeFile:
+		open = func(d string) (stores.Store, error) {
+			return filestore.Open(d, filestore.Options{Limits: &stores.LimitsSet{},
+				Logger: slog.New(slog.NewTextHandler(stderr, nil))})
+		}
+	case storeBolt:
+		open = func(d string) (stores.Store, error) {
+			return boltstore.Open(filepath.Join(d, "starling.db"), boltstore.Options{Limits: &stores.LimitsSet{}})
+		}
+	default:
+		fmt.Fprintf(stderr, "starling store import: --store %q: want file or bolt\n", *storeType)
+		return 2
+	}
+	if !*dryRun {
+		if err := nssimport.CheckTarget(*dir); err != nil {
+			fmt.Fprintln(stderr, "starling store import:", err)
+			return 1
+		}
+	}
+	src, err := nssimport.Scan(*from, opts)
+	if err != nil {
+		fmt.Fprintln(stderr, "starling store import:", err)
+		fmt.Fprintln(stderr, "starling store import: nothing was written")
+		return 1
+	}
+	src.WriteSummary(stdout)
+	if *dryRun {
+		fmt.Fprintln(stdout, "dry run: nothing written")
+		return 0
+	}
+	if err := nssimport.Import(src, *dir, open, stdout); err != nil {
+		fmt.Fprintln(stderr, "starling store import:", err)
+		fmt.Fprintln(stderr, "starling store import: nothing was written")
+		return 1
+	}
+	fmt.Fprintf(stdout, "imported into %s (%s store): start Starling with --store %s --dir %s --cluster_id %s\n",
+		*dir, kind, kind, *dir, src.Info.ClusterID)
 	return 0
 }

@@ -3,12 +3,18 @@ package app
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"google.golang.org/protobuf/encoding/protowire"
+
 	"github.com/starling-io/starling/stores"
+	"github.com/starling-io/starling/stores/boltstore"
 	"github.com/starling-io/starling/stores/filestore"
 )
 
@@ -86,5 +92,105 @@ func TestFileOptionsSync(t *testing.T) {
 	}
 	if !m.cfg.streaming.file.sync {
 		t.Fatal("the flag did not win over the file")
+	}
+}
+
+// writeNSSStore writes a minimal nats-streaming-server file store: server.dat and channel
+// "foo" with n messages (no index file, no subscription). It returns the data file.
+func writeNSSStore(t *testing.T, dir string, n int) string {
+	t.Helper()
+	frame := func(payload []byte) []byte {
+		h := binary.LittleEndian.AppendUint32(nil, uint32(len(payload)))
+		h = binary.LittleEndian.AppendUint32(h, crc32.ChecksumIEEE(payload))
+		return append(h, payload...)
+	}
+	version := []byte{1, 0, 0, 0}
+	info := protowire.AppendString(protowire.AppendTag(nil, 1, protowire.BytesType), "nss-cluster")
+	if err := os.WriteFile(filepath.Join(dir, "server.dat"), append(version, frame(info)...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	msgs := append([]byte(nil), version...)
+	for i := 1; i <= n; i++ {
+		m := protowire.AppendVarint(protowire.AppendTag(nil, 1, protowire.VarintType), uint64(i))
+		m = protowire.AppendString(protowire.AppendTag(m, 4, protowire.BytesType), fmt.Sprintf("message %d", i))
+		m = protowire.AppendVarint(protowire.AppendTag(m, 5, protowire.VarintType), uint64(1000+i))
+		msgs = append(msgs, frame(m)...)
+	}
+	dat := filepath.Join(dir, "foo", "msgs.1.dat")
+	if err := os.MkdirAll(filepath.Dir(dat), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dat, msgs, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dat
+}
+
+func TestStoreImport(t *testing.T) {
+	nss := t.TempDir()
+	dat := writeNSSStore(t, nss, 3)
+	run := func(args ...string) (int, string, string) {
+		var out, errOut bytes.Buffer
+		code := Execute(context.Background(), append([]string{"store", "import"}, args...), &out, &errOut)
+		return code, out.String(), errOut.String()
+	}
+	target := filepath.Join(t.TempDir(), "new")
+
+	code, out, errs := run("--from-nss", nss, "--dir", target, "--dry-run")
+	if code != 0 || !strings.Contains(out, "channel foo: 3 message(s), first 1 last 3") || !strings.Contains(out, "dry run: nothing written") {
+		t.Fatalf("dry run: %d\n%s%s", code, out, errs)
+	}
+	if _, err := os.Stat(target); !os.IsNotExist(err) {
+		t.Fatalf("dry run created the target: %v", err)
+	}
+
+	for _, st := range []string{"file", "bolt"} {
+		dir := target + "-" + st
+		if code, out, errs := run("--from-nss", nss, "--dir", dir, "--store", st); code != 0 || !strings.Contains(out, "imported into") {
+			t.Fatalf("import %s: %d\n%s%s", st, code, out, errs)
+		}
+		var s stores.Store
+		var err error
+		if st == "file" {
+			s, err = filestore.Open(dir, filestore.Options{})
+		} else {
+			s, err = boltstore.Open(filepath.Join(dir, "starling.db"), boltstore.Options{})
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs, err := s.Recover()
+		if err != nil || rs.Info.ClusterID != "nss-cluster" || len(rs.Channels) != 1 || rs.Channels[0].Channel.Msgs.State().Msgs != 3 {
+			t.Fatalf("%s store: %+v %v", st, rs, err)
+		}
+		var m stores.Msg
+		if err := rs.Channels[0].Channel.Msgs.Load(2, &m); err != nil || string(m.Data) != "message 2" || m.Time != 1002 {
+			t.Fatalf("%s message 2: %+v %v", st, m, err)
+		}
+		s.Close()
+	}
+	if code, _, errs := run("--from-nss", nss, "--dir", target+"-file"); code != 1 || !strings.Contains(errs, "not empty") {
+		t.Fatalf("import over an existing store: %d %s", code, errs)
+	}
+
+	// A flipped byte: refused, naming the file and the offset, nothing written.
+	b, _ := os.ReadFile(dat)
+	b[len(b)-3] ^= 0x20
+	if err := os.WriteFile(dat, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs = run("--from-nss", nss, "--dir", target)
+	if code != 1 || !strings.Contains(errs, dat+": offset ") || !strings.Contains(errs, "checksum mismatch") || !strings.Contains(errs, "nothing was written") {
+		t.Fatalf("damaged: %d\n%s", code, errs)
+	}
+	if _, err := os.Stat(target); !os.IsNotExist(err) {
+		t.Fatalf("damaged import created the target: %v", err)
+	}
+
+	for _, args := range [][]string{{}, {"--dir", target}, {"--from-nss", nss}, {"--from-nss", nss, "--dir", target, "--store", "memory"},
+		{"--from-nss", nss, "--dir", target, "--file_crc_poly", "x"}, {"--from-nss", nss, "--dir", target, "extra"}} {
+		if code, _, _ := run(args...); code != 2 {
+			t.Fatalf("usage %v: exit %d", args, code)
+		}
 	}
 }

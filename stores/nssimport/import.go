@@ -1,0 +1,247 @@
+package nssimport
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/starling-io/starling/stores"
+)
+
+// Batching of the messages written: an Append per batch, a Sync per syncBytes.
+const (
+	batchMsgs  = 1024
+	batchBytes = 4 << 20
+	syncBytes  = 64 << 20
+)
+
+// OpenFunc opens (creating) a Starling store in dir: the caller picks the store type.
+type OpenFunc func(dir string) (stores.Store, error)
+
+// Import writes src into a new Starling store at target. It builds the store in a
+// temporary directory beside target (opened with open), closes it, and renames it to
+// target: on any error the temporary directory is removed and target is left as it was.
+// target must not exist, or be an empty directory. The messages are read again from the
+// nss files and checked as Scan did, so a file changed since Scan fails the import.
+// progress, if not nil, gets a line per channel.
+func Import(src *Source, target string, open OpenFunc, progress io.Writer) (err error) {
+	if progress == nil {
+		progress = io.Discard
+	}
+	removeEmpty, err := checkTarget(target)
+	if err != nil {
+		return err
+	}
+	parent := filepath.Dir(filepath.Clean(target))
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(target)+".import-")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			_ = os.RemoveAll(tmp)
+		}
+	}()
+	if err := os.Chmod(tmp, 0o755); err != nil { // MkdirTemp's 0700: make it a usual directory
+		return err
+	}
+	st, err := open(tmp)
+	if err != nil {
+		return fmt.Errorf("open the target store: %w", err)
+	}
+	if err := src.write(st, progress); err != nil {
+		_ = st.Close()
+		return err
+	}
+	if err := st.Close(); err != nil {
+		return fmt.Errorf("close the target store: %w", err)
+	}
+	if removeEmpty {
+		if err := os.Remove(target); err != nil {
+			return err
+		}
+	}
+	if err := os.Rename(tmp, target); err != nil {
+		return err
+	}
+	return syncDir(parent)
+}
+
+// CheckTarget returns ErrTargetExists if Import would refuse target (so that a caller can
+// say so before a long Scan).
+func CheckTarget(target string) error {
+	_, err := checkTarget(target)
+	return err
+}
+
+// checkTarget refuses a target that exists with something in it; it reports whether an
+// empty directory is there (removed just before the rename).
+func checkTarget(target string) (bool, error) {
+	fi, err := os.Stat(target)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if !fi.IsDir() {
+		return false, fmt.Errorf("%w: %s is a file", ErrTargetExists, target)
+	}
+	entries, err := os.ReadDir(target)
+	if err != nil {
+		return false, err
+	}
+	if len(entries) > 0 {
+		return false, fmt.Errorf("%w: %s", ErrTargetExists, target)
+	}
+	return true, nil
+}
+
+// write fills a fresh store: server identity, channels (IDs 1, 2, … by name) with their
+// messages and subscriptions, clients.
+func (src *Source) write(st stores.Store, progress io.Writer) error {
+	if err := st.SetLimits(&stores.LimitsSet{}); err != nil { // unlimited: drop nothing here
+		return err
+	}
+	rs, err := st.Recover()
+	if err != nil {
+		return err
+	}
+	if rs != nil {
+		return ErrTargetNotEmpty
+	}
+	info := src.Info
+	info.NodeID = newNodeID()
+	if err := st.Init(info); err != nil {
+		return err
+	}
+	for i, ch := range src.Channels {
+		c, err := st.CreateChannel(ch.Name, uint64(i+1))
+		if err != nil {
+			return fmt.Errorf("channel %s: %w", ch.Name, err)
+		}
+		if err := src.writeMsgs(ch, c.Msgs); err != nil {
+			return err
+		}
+		if err := writeSubs(ch, c.Subs); err != nil {
+			return fmt.Errorf("channel %s: subscriptions: %w", ch.Name, err)
+		}
+		fmt.Fprintf(progress, "imported channel %s: %d message(s), %d subscription(s)\n", ch.Name, ch.Msgs, len(ch.Subs))
+	}
+	for _, c := range src.Clients {
+		if err := st.AddClient(c); err != nil {
+			return fmt.Errorf("client %s: %w", c.ID, err)
+		}
+	}
+	return st.Sync()
+}
+
+// writeMsgs appends a channel's messages in batches, re-reading and re-checking them.
+func (src *Source) writeMsgs(ch *Channel, ms stores.MsgStore) error {
+	var (
+		seq     seqCheck
+		batch   = make([]stores.Msg, 0, batchMsgs)
+		arena   = make([]byte, 0, batchBytes)
+		size    int // bytes of the batch
+		unsync  int // bytes appended since the last Sync
+		written uint64
+	)
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		if err := ms.Append(batch); err != nil {
+			return fmt.Errorf("channel %s: append at sequence %d: %w", ch.Name, batch[0].Seq, err)
+		}
+		written += uint64(len(batch))
+		unsync += size
+		batch, arena, size = batch[:0], arena[:0], 0
+		if unsync >= syncBytes {
+			unsync = 0
+			return ms.Sync()
+		}
+		return nil
+	}
+	for _, sl := range ch.slices {
+		err := readSlice(sl, src.table, func(string) {}, func(m *nssMsg, file string, at int64) error {
+			t, err := seq.next(m, file, at)
+			if err != nil {
+				return err
+			}
+			if len(batch) == batchMsgs || size+len(m.Data)+len(m.Reply) > batchBytes {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+			// The record's buffer is reused: keep a copy until the batch is appended
+			// (a message bigger than the arena gets its own copy).
+			var data []byte
+			if len(arena)+len(m.Data) <= cap(arena) {
+				arena = append(arena, m.Data...)
+				data = arena[len(arena)-len(m.Data):]
+			} else {
+				data = append([]byte(nil), m.Data...)
+			}
+			batch = append(batch, stores.Msg{Seq: m.Seq, Time: t, Reply: string(m.Reply), Data: data})
+			size += len(m.Data) + len(m.Reply)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	if written != ch.Msgs {
+		return fmt.Errorf("channel %s: %d messages read, %d when scanned: the nss store changed", ch.Name, written, ch.Msgs)
+	}
+	return ms.Sync()
+}
+
+// writeSubs creates a channel's subscriptions and records their pending messages as sent.
+func writeSubs(ch *Channel, ss stores.SubStore) error {
+	var events []stores.SubEvent
+	for i := range ch.Subs {
+		s := &ch.Subs[i]
+		st := s.State
+		if err := ss.CreateSub(&st); err != nil {
+			return fmt.Errorf("subscription %d: %w", st.ID, err)
+		}
+		for _, seq := range s.Pending {
+			events = append(events, stores.SubEvent{SubID: st.ID, Seq: seq})
+		}
+	}
+	if len(events) > 0 {
+		if err := ss.Record(events); err != nil {
+			return err
+		}
+	}
+	return ss.Sync()
+}
+
+// newNodeID returns a server ID for the new store as Starling makes its own (22 random
+// base64url characters): Starling derives its private subjects from it (its ack inboxes
+// among them), so it must be persisted for them to survive restarts.
+func newNodeID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// syncDir fsyncs a directory, so that a rename in it is durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
