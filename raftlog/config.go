@@ -32,10 +32,11 @@ type Config struct {
 	// routes) or raft.NewInmemTransport in tests. NewNode takes it over: it is closed with the
 	// Node, or at once if NewNode fails.
 	Transport raft.Transport
-	// Resolve maps a peer's ID to its transport address. It fills the bootstrap configuration
-	// (nil: the addresses are the IDs, for a transport that resolves IDs when it dials, as
-	// NewTCPTransport does with its own Resolve) and names the leader's address in a
-	// NotLeaderError when raft does not know it. It must answer the same on every node.
+	// Resolve maps a node ID to its transport address, for the one place the Node needs an
+	// address itself: a NotLeaderError's LeaderAddr when raft has not heard the leader's.
+	// Optional. The raft configuration holds node IDs as addresses (the same on every node,
+	// and valid after an address changes); the transport resolves them when it dials:
+	// NewTCPTransport with the same provider, raft.InmemTransports named by the IDs.
 	Resolve raft.ServerAddressProvider
 
 	HeartbeatTimeout   time.Duration // a follower without contact this long starts an election; default 500ms
@@ -167,19 +168,12 @@ func (c *Config) raftConfig(logger *hcLogger, notify chan<- bool) *raft.Config {
 	return rc
 }
 
-// bootstrap is the configuration a fresh cluster starts with.
-func (c *Config) bootstrap() (raft.Configuration, error) {
+// bootstrap is the configuration a fresh cluster starts with: every peer a voter, its node
+// ID standing for its address.
+func (c *Config) bootstrap() raft.Configuration {
 	var conf raft.Configuration
 	for _, id := range c.Peers {
-		addr := raft.ServerAddress(id)
-		if c.Resolve != nil {
-			a, err := c.Resolve.ServerAddr(raft.ServerID(id))
-			if err != nil {
-				return conf, fmt.Errorf("raftlog: resolving peer %s: %w", id, err)
-			}
-			addr = a
-		}
-		conf.Servers = append(conf.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(id), Address: addr})
+		conf.Servers = append(conf.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(id), Address: raft.ServerAddress(id)})
 	}
-	return conf, nil
+	return conf
 }

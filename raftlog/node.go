@@ -142,11 +142,7 @@ func NewNode(cfg Config, sm StateMachine) (_ *Node, err error) {
 		return nil, fmt.Errorf("raftlog: reading the raft state in %s: %w", dir, err)
 	}
 	if !existing {
-		conf, err := c.bootstrap()
-		if err != nil {
-			return nil, err
-		}
-		if err := raft.BootstrapCluster(rc, logs, store, snaps, c.Transport, conf); err != nil {
+		if err := raft.BootstrapCluster(rc, logs, store, snaps, c.Transport, c.bootstrap()); err != nil {
 			return nil, fmt.Errorf("raftlog: bootstrapping %v: %w", c.Peers, err)
 		}
 		logger.Info("raftlog: bootstrapped a new raft group", "peers", c.Peers)
@@ -314,18 +310,16 @@ func (n *Node) Barrier(ctx context.Context) error {
 // snapshot is on disk; raft.ErrNothingNewToSnapshot (wrapped) when nothing was applied since
 // the last one.
 func (n *Node) Snapshot() error {
-	n.mu.RLock()
-	if n.closed {
-		n.mu.RUnlock()
+	if n.isClosed.Load() {
 		return ErrClosed
 	}
 	if err := n.stopped(); err != nil {
-		n.mu.RUnlock()
 		return err
 	}
-	f := n.raft.Snapshot()
-	n.mu.RUnlock()
-	if err := f.Error(); err != nil {
+	if err := n.raft.Snapshot().Error(); err != nil {
+		if errors.Is(err, raft.ErrRaftShutdown) {
+			return n.raftErr(err)
+		}
 		return fmt.Errorf("raftlog: snapshot: %w", err)
 	}
 	return nil

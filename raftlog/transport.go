@@ -25,9 +25,9 @@ type TCPTransportConfig struct {
 	// Advertise is the address peers dial, when it is not the listener's own (a wildcard
 	// Listen such as ":7422" needs one).
 	Advertise string
-	// Resolve maps a peer's node ID to its address each time a connection is dialled, so that
-	// the raft configuration can hold node IDs and addresses can change. nil: the addresses
-	// in the raft configuration are dialled as they are.
+	// Resolve maps a peer's node ID (which the raft configuration holds as its address) to
+	// the address it listens on, each time a connection is dialled, so that addresses can be
+	// learned late and can change. nil: node IDs are dialled as they are (host:port IDs).
 	Resolve raft.ServerAddressProvider
 	// MaxPool is the number of idle connections kept per peer (default 3); Timeout the I/O
 	// deadline of an RPC (default 10s; raft scales it up for snapshots).
