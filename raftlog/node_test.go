@@ -388,7 +388,8 @@ func TestNodeClose(t *testing.T) {
 		if !done(f, wait) {
 			t.Fatalf("proposal %d in flight at Close never resolved", i)
 		}
-		if idx, err := f.Wait(); err != nil && (idx != 0 || !errors.Is(err, raftlog.ErrClosed) && !errors.Is(err, raftlog.ErrLeadershipLost)) {
+		if idx, err := f.Wait(); err != nil && (idx != 0 || !errors.Is(err, raftlog.ErrClosed) &&
+			!errors.Is(err, raftlog.ErrLeadershipLost) && !errors.Is(err, raftlog.ErrNotLeader)) {
 			t.Errorf("proposal %d in flight at Close: %d, %v", i, idx, err)
 		}
 	}
