@@ -21,8 +21,9 @@ type Log interface {
 	// has been applied (or is known not to be). A proposal that fails resolves with index 0 and
 	// an error: ErrNotLeader, ErrClosed, ErrTimeout, or ctx.Err() if ctx ends first. With a
 	// replicated log a ctx error after the command was handed to raft leaves its outcome
-	// unknown to the caller (it may still be applied); Local checks ctx once, before applying,
-	// so for Local a ctx error means "not applied".
+	// unknown to the caller (it may still be applied), as does ErrLeadershipLost; ErrStopped
+	// means the replica stopped applying. Local checks ctx once, before applying, so for Local
+	// a ctx error means "not applied".
 	Propose(ctx context.Context, c Command) Future
 	// ProposeBatch submits cs as one unit (one raft entry when replicated): the commands are
 	// applied together, contiguously and in order, and the one Future carries a result per

@@ -1,0 +1,96 @@
+package raftlog
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// entryFormat is the first byte of every raft entry a Node writes: a reader that meets
+// another value stops rather than guess (a newer version wrote it, or the entry is corrupt).
+const entryFormat = 1
+
+// encodeEntry returns the raft entry that carries cs: the format byte, the number of commands
+// as a uvarint, then each command's Data as a uvarint length and the bytes. Only Data is
+// written; Value is the proposer's and is not replicated. One allocation, sized exactly.
+func encodeEntry(cs []Command) []byte {
+	size := 1 + uvarintLen(uint64(len(cs)))
+	for i := range cs {
+		size += uvarintLen(uint64(len(cs[i].Data))) + len(cs[i].Data)
+	}
+	b := make([]byte, 0, size)
+	b = append(b, entryFormat)
+	b = binary.AppendUvarint(b, uint64(len(cs)))
+	for i := range cs {
+		b = binary.AppendUvarint(b, uint64(len(cs[i].Data)))
+		b = append(b, cs[i].Data...)
+	}
+	return b
+}
+
+func uvarintLen(v uint64) int {
+	n := 1
+	for v >= 0x80 {
+		v >>= 7
+		n++
+	}
+	return n
+}
+
+// entryReader walks an entry's commands in place: each command's bytes are a sub-slice of
+// the entry, not a copy.
+type entryReader struct {
+	rest []byte // what follows the commands read so far
+	n    int    // commands in the entry
+	i    int    // commands read so far
+}
+
+var errEntryTruncated = errors.New("truncated")
+
+// readEntry checks an entry's header and returns a reader over its commands. Every error
+// names what is wrong; nothing here panics on any input.
+func readEntry(b []byte) (entryReader, error) {
+	if len(b) == 0 {
+		return entryReader{}, errors.New("empty entry")
+	}
+	if b[0] != entryFormat {
+		return entryReader{}, fmt.Errorf("entry format %d, want %d (written by a newer version, or corrupt)", b[0], entryFormat)
+	}
+	n, k := binary.Uvarint(b[1:])
+	if k <= 0 {
+		return entryReader{}, fmt.Errorf("command count: %w", errEntryTruncated)
+	}
+	rest := b[1+k:]
+	// Each command takes at least its one-byte length, which bounds a corrupt count.
+	if n == 0 || n > uint64(len(rest)) {
+		return entryReader{}, fmt.Errorf("command count %d in an entry of %d bytes", n, len(b))
+	}
+	return entryReader{rest: rest, n: int(n)}, nil
+}
+
+// more reports whether another command follows.
+func (r *entryReader) more() bool { return r.i < r.n }
+
+// next returns the next command's bytes.
+func (r *entryReader) next() ([]byte, error) {
+	l, k := binary.Uvarint(r.rest)
+	if k <= 0 {
+		return nil, fmt.Errorf("command %d of %d: length: %w", r.i+1, r.n, errEntryTruncated)
+	}
+	r.rest = r.rest[k:]
+	if l > uint64(len(r.rest)) {
+		return nil, fmt.Errorf("command %d of %d: length %d, only %d bytes left", r.i+1, r.n, l, len(r.rest))
+	}
+	data := r.rest[:l:l] // capped: the state machine cannot append into the next command
+	r.rest = r.rest[l:]
+	r.i++
+	return data, nil
+}
+
+// end checks that nothing follows the last command.
+func (r *entryReader) end() error {
+	if len(r.rest) != 0 {
+		return fmt.Errorf("%d bytes after the last of %d commands", len(r.rest), r.n)
+	}
+	return nil
+}

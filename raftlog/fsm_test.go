@@ -1,0 +1,211 @@
+package raftlog
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/raft"
+)
+
+// callSM records each Apply call; data "u…" is an unknown op, "i…" an ignorable one, "e…"
+// is rejected by Apply.
+type callSM struct {
+	calls  [][2]uint64 // index, count
+	values []string
+	state  string // Restore's input
+}
+
+func (s *callSM) Decode(d []byte) (Command, error) {
+	switch {
+	case bytes.HasPrefix(d, []byte("u")):
+		return Command{}, fmt.Errorf("%w: %q", ErrUnknownOp, d)
+	case bytes.HasPrefix(d, []byte("i")):
+		return Command{}, fmt.Errorf("%w: %q", ErrIgnorableOp, d)
+	}
+	return Command{Data: d, Value: string(d)}, nil
+}
+
+func (s *callSM) Apply(index uint64, cmds []Command) []any {
+	s.calls = append(s.calls, [2]uint64{index, uint64(len(cmds))})
+	var res []any
+	for i, c := range cmds {
+		s.values = append(s.values, c.Value.(string))
+		if strings.HasPrefix(c.Value.(string), "e") {
+			if res == nil {
+				res = make([]any, len(cmds))
+			}
+			res[i] = errors.New("rejected")
+		}
+	}
+	return res
+}
+
+type bytesSnapshot []byte
+
+func (b bytesSnapshot) Persist(w io.Writer) error { _, err := w.Write(b); return err }
+func (b bytesSnapshot) Release()                  {}
+
+func (s *callSM) Snapshot() (Snapshot, error) { return bytesSnapshot(strings.Join(s.values, ",")), nil }
+
+func (s *callSM) Restore(r io.Reader) error {
+	b, err := io.ReadAll(r)
+	s.state = string(b)
+	return err
+}
+
+func entry(index uint64, data ...string) *raft.Log {
+	cs := make([]Command, len(data))
+	for i, d := range data {
+		cs[i].Data = []byte(d)
+	}
+	return &raft.Log{Index: index, Term: 1, Type: raft.LogCommand, Data: encodeEntry(cs)}
+}
+
+func outcomeOf(t *testing.T, r any) outcome {
+	t.Helper()
+	o, ok := r.(*outcome)
+	if !ok {
+		t.Fatalf("response %T, want *outcome", r)
+	}
+	return *o
+}
+
+// TestApplyBatchNumbering: commands are numbered across entries, a skipped ignorable op keeps
+// its index and splits the Apply calls, other entry types take none.
+func TestApplyBatchNumbering(t *testing.T) {
+	sm := &callSM{}
+	var halted error
+	f := &fsm{sm: sm, halt: func(err error) { halted = err }}
+	resp := f.ApplyBatch([]*raft.Log{
+		entry(2, "a", "b"),
+		{Index: 3, Type: raft.LogConfiguration},
+		entry(4, "c", "i-skip", "d"),
+		entry(5, "e-rejected"),
+	})
+	if halted != nil {
+		t.Fatal(halted)
+	}
+	if want := [][2]uint64{{1, 3}, {5, 2}}; fmt.Sprint(sm.calls) != fmt.Sprint(want) {
+		t.Fatalf("Apply calls (index, count) %v, want %v", sm.calls, want)
+	}
+	if resp[1] != nil {
+		t.Fatalf("a configuration entry's response: %v", resp[1])
+	}
+	if o := outcomeOf(t, resp[0]); o.index != 1 || o.err() != nil {
+		t.Fatalf("entry 1: %+v", o)
+	}
+	o := outcomeOf(t, resp[2])
+	if o.index != 3 || !errors.Is(o.err(), ErrIgnorableOp) || o.at(0) != nil || o.at(2) != nil {
+		t.Fatalf("entry with the skipped op: index %d, err %v, results %v", o.index, o.err(), o.v)
+	}
+	if o := outcomeOf(t, resp[3]); o.index != 6 || o.err() == nil {
+		t.Fatalf("rejected entry: %+v", o)
+	}
+	if f.index != 6 || f.published.Load() != 6 {
+		t.Fatalf("command index %d, want 6", f.index)
+	}
+}
+
+// TestApplyBatchStops: an unknown op or a corrupt entry stops applying at that entry — the
+// entries before it are applied, it and every later one are not, now or in later batches —
+// and names the entry.
+func TestApplyBatchStops(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		bad  *raft.Log
+		want string
+	}{
+		{"unknown op", entry(8, "x", "u-new"), "raft entry 8 (term 1): command 2 of 2: raftlog: unknown op type"},
+		{"corrupt", &raft.Log{Index: 8, Term: 1, Type: raft.LogCommand, Data: []byte{entryFormat, 3, 1}}, "raft entry 8 (term 1): command count 3"},
+		{"newer format", &raft.Log{Index: 8, Term: 1, Type: raft.LogCommand, Data: []byte{9}}, "entry format 9"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sm := &callSM{}
+			halts := 0
+			f := &fsm{sm: sm, halt: func(error) { halts++ }}
+			resp := f.ApplyBatch([]*raft.Log{entry(7, "a"), tc.bad, entry(9, "b")})
+			if halts != 1 || f.stopErr == nil || !errors.Is(f.stopErr, ErrStopped) || !strings.Contains(f.stopErr.Error(), tc.want) {
+				t.Fatalf("halts %d, stopErr %v; want one halt and an error containing %q", halts, f.stopErr, tc.want)
+			}
+			if fmt.Sprint(sm.values) != "[a]" || f.index != 1 {
+				t.Fatalf("applied %v up to %d, want [a] up to 1", sm.values, f.index)
+			}
+			for i, r := range resp[1:] {
+				if o := outcomeOf(t, r); o.index != 0 || !errors.Is(o.err(), ErrStopped) {
+					t.Fatalf("entry %d after the stop: %+v", i+1, o)
+				}
+			}
+			resp = f.ApplyBatch([]*raft.Log{entry(10, "c")})
+			if o := outcomeOf(t, resp[0]); o.index != 0 || len(sm.values) != 1 || halts != 1 {
+				t.Fatalf("a later batch: %+v, applied %v", o, sm.values)
+			}
+			if _, err := f.Snapshot(); !errors.Is(err, ErrStopped) {
+				t.Fatalf("Snapshot of a stopped fsm: %v", err)
+			}
+		})
+	}
+}
+
+type bufSink struct {
+	bytes.Buffer
+	closed, cancelled bool
+}
+
+func (s *bufSink) ID() string    { return "test" }
+func (s *bufSink) Close() error  { s.closed = true; return nil }
+func (s *bufSink) Cancel() error { s.cancelled = true; return nil }
+
+// TestSnapshotHeader: the command index travels before the state machine's bytes, and a
+// snapshot that is not ours fails with an error that says why.
+func TestSnapshotHeader(t *testing.T) {
+	sm := &callSM{}
+	f := &fsm{sm: sm, halt: func(error) {}}
+	f.ApplyBatch([]*raft.Log{entry(1, "a", "b", "c")})
+	snap, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sink bufSink
+	if err := snap.Persist(&sink); err != nil || !sink.closed {
+		t.Fatalf("Persist: %v, closed %v", err, sink.closed)
+	}
+	snap.Release()
+
+	sm2 := &callSM{}
+	f2 := &fsm{sm: sm2, halt: func(error) {}}
+	if err := f2.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))); err != nil {
+		t.Fatal(err)
+	}
+	if f2.index != 3 || sm2.state != "a,b,c" {
+		t.Fatalf("restored index %d, state %q", f2.index, sm2.state)
+	}
+	f2.ApplyBatch([]*raft.Log{entry(9, "d")})
+	if sm2.calls[0][0] != 4 {
+		t.Fatalf("after the restore the next command is at %d, want 4", sm2.calls[0][0])
+	}
+
+	good := sink.Bytes()
+	for _, tc := range []struct {
+		name string
+		b    []byte
+		want string
+	}{
+		{"empty", nil, "snapshot header: unexpected EOF"},
+		{"short", good[:7], "snapshot header: unexpected EOF"},
+		{"magic", append([]byte("XXXX"), good[4:]...), `magic "XXXX"`},
+		{"format", append(append([]byte(snapMagic), 7), good[5:]...), "snapshot format 7"},
+	} {
+		f3 := &fsm{sm: &callSM{}, halt: func(error) {}}
+		err := f3.Restore(io.NopCloser(bytes.NewReader(tc.b)))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error containing %q", tc.name, err, tc.want)
+		}
+		if f3.index != 0 {
+			t.Errorf("%s: a failed restore set the index to %d", tc.name, f3.index)
+		}
+	}
+}

@@ -1,0 +1,406 @@
+package raftlog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+)
+
+var _ Log = (*Node)(nil)
+
+// Node is the replicated Log: a member of one raft group (hashicorp/raft, with raft-boltdb
+// as its log and stable store). A proposal on the leader becomes one raft entry; once a
+// majority has it, every replica decodes and applies it with the StateMachine, and the
+// leader's Future resolves with Apply's results. See DESIGN.md for the entry and snapshot
+// formats and for how commands are numbered.
+type Node struct {
+	cfg      Config
+	log      *slog.Logger
+	raft     *raft.Raft
+	store    *raftboltdb.BoltStore
+	fsm      *fsm
+	reaper   *reaper
+	leader   *leadershipChan
+	resolved chan struct{} // closed: the Done channel of futures resolved when made
+
+	notify    chan bool     // raft's leadership changes, read by watch
+	haltCh    chan struct{} // closed once the fsm stopped applying
+	haltOnce  sync.Once
+	stopErr   atomic.Pointer[error] // why the fsm stopped applying, nil while it applies
+	watchStop chan struct{}
+	watchDone chan struct{}
+	shutOnce  sync.Once // raft shuts down once, from Close or after a halt
+
+	// mu gates proposals against Close and a halt: a proposal holds it shared from its checks
+	// until raft has the entry and the reaper its future, so that once Close or the halt
+	// holds it exclusively no proposal is half made and the sweep finds every one in flight.
+	// It is held across raft.ApplyLog, which waits only for room in raft's buffer.
+	mu     sync.RWMutex
+	closed bool // Close was called
+	halted bool // raft was shut down because the fsm stopped applying
+
+	isClosed  atomic.Bool // closed, read without mu
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Stats is a Node's state for monitoring.
+type Stats struct {
+	Group, NodeID string
+	Role          raft.RaftState // Leader, Follower, Candidate or Shutdown
+	LeaderID      string         // "" when no leader is known
+	LeaderAddr    string
+	Term          uint64
+	LastLogIndex  uint64 // raft indexes: the last entry in the log (or snapshot)...
+	CommitIndex   uint64 // ...the last known committed...
+	AppliedIndex  uint64 // ...and the last handed to the state machine
+	CommandIndex  uint64 // the last command applied (commands, not entries: DESIGN.md)
+	Stopped       error  // why the node stopped applying (ErrStopped), nil while it applies
+}
+
+// NewNode opens (or creates) the group's raft state under cfg.Dir/cfg.Group, bootstraps
+// cfg.Peers if there is none yet, restores the latest snapshot into sm, and starts raft.
+// The log then replays into sm as raft learns what is committed, so sm must start empty.
+func NewNode(cfg Config, sm StateMachine) (_ *Node, err error) {
+	defer func() {
+		if err != nil {
+			if c, ok := cfg.Transport.(raft.WithClose); ok {
+				_ = c.Close()
+			}
+		}
+	}()
+	c, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if sm == nil {
+		return nil, errors.New("raftlog: NewNode: nil StateMachine")
+	}
+	dir := filepath.Join(c.Dir, c.Group)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("raftlog: %w", err)
+	}
+	logger := c.Logger.With("raft_group", c.Group, "node", c.NodeID)
+	level := hclogLevel(c.RaftLogLevel)
+	if c.NoRaftLog {
+		level = hclog.Off
+	}
+	hl := newHCLogger(logger, "raft", level)
+
+	dbPath := filepath.Join(dir, "raft.db")
+	store, err := raftboltdb.New(raftboltdb.Options{
+		Path: dbPath,
+		// The map freelist, not synced: faster commits, and a file that does not bloat after
+		// the log is compacted (the freelist is rebuilt on open instead).
+		BoltOptions: &bbolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType},
+		NoSync:      c.NoSync,
+	})
+	if err != nil {
+		if errors.Is(err, bolterrors.ErrTimeout) {
+			err = fmt.Errorf("%w (is another node using %s?)", err, dir)
+		}
+		return nil, fmt.Errorf("raftlog: opening %s: %w", dbPath, err)
+	}
+	defer func() {
+		if err != nil {
+			_ = store.Close()
+		}
+	}()
+	logs, err := raft.NewLogCache(c.LogCacheSize, store)
+	if err != nil {
+		return nil, fmt.Errorf("raftlog: %w", err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, c.SnapshotRetain, hl.Named("snapshots"))
+	if err != nil {
+		return nil, fmt.Errorf("raftlog: snapshot store in %s: %w", dir, err)
+	}
+
+	n := &Node{
+		cfg: c, log: logger, store: store, leader: newLeadershipChan(),
+		resolved: make(chan struct{}), notify: make(chan bool, 16), haltCh: make(chan struct{}),
+		watchStop: make(chan struct{}), watchDone: make(chan struct{}),
+	}
+	close(n.resolved)
+	n.fsm = &fsm{sm: sm, halt: n.halt}
+	n.reaper = newReaper(n.raftErr)
+	rc := c.raftConfig(hl, n.notify)
+
+	existing, err := raft.HasExistingState(logs, store, snaps)
+	if err != nil {
+		return nil, fmt.Errorf("raftlog: reading the raft state in %s: %w", dir, err)
+	}
+	if !existing {
+		if err := raft.BootstrapCluster(rc, logs, store, snaps, c.Transport, c.bootstrap()); err != nil {
+			return nil, fmt.Errorf("raftlog: bootstrapping %v: %w", c.Peers, err)
+		}
+		logger.Info("raftlog: bootstrapped a new raft group", "peers", c.Peers)
+	}
+	if n.raft, err = raft.NewRaft(rc, n.fsm, logs, store, snaps, c.Transport); err != nil {
+		return nil, fmt.Errorf("raftlog: starting raft: %w", err)
+	}
+	go n.watch()
+	go n.reaper.run()
+	return n, nil
+}
+
+// Propose proposes c.Data (Value is not replicated) as one raft entry. See ProposeBatch.
+func (n *Node) Propose(ctx context.Context, c Command) Future {
+	one := [1]Command{c}
+	return n.propose(ctx, one[:])
+}
+
+// ProposeBatch proposes cs as one raft entry, applied whole, contiguously and in order. It
+// returns once raft has the entry (several can be in flight); the Future resolves once the
+// entry is applied on this node, with Apply's results. Refusals, with index 0: a
+// *NotLeaderError (ErrNotLeader) at once on a follower; ErrClosed after Close; an
+// ErrStopped error after the node stopped applying; ErrTimeout if ctx's deadline passed
+// before raft took the entry; ErrLeadershipLost if this node stopped leading first (the
+// entry may still be applied: its outcome is unknown); ctx.Err() if ctx ends first (likewise
+// unknown once raft has the entry).
+func (n *Node) ProposeBatch(ctx context.Context, cs []Command) Future {
+	if len(cs) == 0 {
+		return resolvedFuture(n.resolved, outcome{})
+	}
+	return n.propose(ctx, cs)
+}
+
+func (n *Node) propose(ctx context.Context, cs []Command) Future {
+	timeout, err := enqueueTimeout(ctx)
+	if err != nil {
+		return resolvedFuture(n.resolved, refused(err))
+	}
+	data := encodeEntry(cs) // before taking mu: Close need not wait for the copy
+	n.mu.RLock()
+	if err := n.refusal(); err != nil {
+		n.mu.RUnlock()
+		return resolvedFuture(n.resolved, refused(err))
+	}
+	p := newProposal()
+	if ctx.Done() != nil {
+		p.stopCtx = context.AfterFunc(ctx, func() { p.finish(refused(ctx.Err())) })
+	}
+	p.f = n.raft.ApplyLog(raft.Log{Data: data}, timeout)
+	n.reaper.push(p)
+	n.mu.RUnlock()
+	return p.future()
+}
+
+// enqueueTimeout is how long raft may take to accept an entry: until ctx's deadline, or
+// without limit (0).
+func enqueueTimeout(ctx context.Context) (time.Duration, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	d, ok := ctx.Deadline()
+	if !ok {
+		return 0, nil
+	}
+	t := time.Until(d)
+	if t <= 0 {
+		return 0, context.DeadlineExceeded
+	}
+	return t, nil
+}
+
+// refusal says why a proposal or barrier must not be made now, or nil. n.mu is held.
+func (n *Node) refusal() error {
+	switch {
+	case n.closed:
+		return ErrClosed
+	case n.halted:
+		return n.stopped()
+	}
+	if err := n.stopped(); err != nil {
+		return err
+	}
+	if n.raft.State() != raft.Leader {
+		return n.notLeader()
+	}
+	return nil
+}
+
+// notLeader is the refusal of a follower, naming the leader if it is known.
+func (n *Node) notLeader() error {
+	addr, id := n.raft.LeaderWithID()
+	e := &NotLeaderError{LeaderID: string(id), LeaderAddr: string(addr)}
+	if e.LeaderAddr == "" && id != "" && n.cfg.Resolve != nil {
+		if a, err := n.cfg.Resolve.ServerAddr(id); err == nil {
+			e.LeaderAddr = string(a)
+		}
+	}
+	return e
+}
+
+// stopped is the ErrStopped error once the fsm stopped applying, or nil.
+func (n *Node) stopped() error {
+	if p := n.stopErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// raftErr maps raft's errors to this package's.
+func (n *Node) raftErr(err error) error {
+	switch {
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		return n.notLeader()
+	case errors.Is(err, raft.ErrLeadershipLost):
+		return ErrLeadershipLost
+	case errors.Is(err, raft.ErrRaftShutdown):
+		if s := n.stopped(); s != nil {
+			return s
+		}
+		return ErrClosed
+	case errors.Is(err, raft.ErrEnqueueTimeout):
+		return ErrTimeout
+	}
+	return fmt.Errorf("raftlog: %w", err)
+}
+
+// IsLeader reports whether this node leads the group now (and neither closed nor stopped).
+func (n *Node) IsLeader() bool {
+	return !n.isClosed.Load() && n.stopped() == nil && n.raft.State() == raft.Leader
+}
+
+// Leadership reports raft's leadership changes, in order, newest unread value only; false
+// once the node closes or stops applying.
+func (n *Node) Leadership() <-chan bool { return n.leader.C() }
+
+// Barrier returns once every entry committed before it has been applied on this node —
+// what a new leader waits for before it serves from its state. It fails with a
+// *NotLeaderError on a follower, ErrClosed, an ErrStopped error, ErrLeadershipLost or
+// ctx.Err().
+func (n *Node) Barrier(ctx context.Context) error {
+	timeout, err := enqueueTimeout(ctx)
+	if err != nil {
+		return err
+	}
+	n.mu.RLock()
+	if err := n.refusal(); err != nil {
+		n.mu.RUnlock()
+		return err
+	}
+	p := newProposal()
+	p.barrier = true
+	p.f = n.raft.Barrier(timeout)
+	n.reaper.push(p)
+	n.mu.RUnlock()
+	select {
+	case <-p.done:
+		return p.outcome.err()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Snapshot makes raft take a snapshot now and compact its log (keeping TrailingLogs
+// entries), as it does by itself every SnapshotThreshold entries. It returns once the
+// snapshot is on disk; raft.ErrNothingNewToSnapshot (wrapped) when nothing was applied since
+// the last one.
+func (n *Node) Snapshot() error {
+	if n.isClosed.Load() {
+		return ErrClosed
+	}
+	if err := n.stopped(); err != nil {
+		return err
+	}
+	if err := n.raft.Snapshot().Error(); err != nil {
+		if errors.Is(err, raft.ErrRaftShutdown) {
+			return n.raftErr(err)
+		}
+		return fmt.Errorf("raftlog: snapshot: %w", err)
+	}
+	return nil
+}
+
+// Stats returns the node's raft state.
+func (n *Node) Stats() Stats {
+	addr, id := n.raft.LeaderWithID()
+	return Stats{
+		Group: n.cfg.Group, NodeID: n.cfg.NodeID,
+		Role: n.raft.State(), LeaderID: string(id), LeaderAddr: string(addr),
+		Term: n.raft.CurrentTerm(), LastLogIndex: n.raft.LastIndex(),
+		CommitIndex: n.raft.CommitIndex(), AppliedIndex: n.raft.AppliedIndex(),
+		CommandIndex: n.fsm.published.Load(), Stopped: n.stopped(),
+	}
+}
+
+// halt is the fsm's call when it stops applying. It runs on raft's FSM goroutine, so it only
+// records why and wakes watch, which shuts raft down: this replica must neither lead nor
+// vote with a state that no longer follows the log.
+func (n *Node) halt(err error) {
+	n.stopErr.Store(&err)
+	n.log.Error("raftlog: STOPPED APPLYING the replicated log: this node cannot apply an entry the others can; "+
+		"it leaves the group until it runs a version that knows the op", "err", err)
+	n.haltOnce.Do(func() { close(n.haltCh) })
+}
+
+// watch follows raft's leadership changes and carries out a halt.
+func (n *Node) watch() {
+	defer close(n.watchDone)
+	halt := n.haltCh
+	for {
+		select {
+		case v := <-n.notify:
+			if v && (n.stopped() != nil || n.isClosed.Load()) {
+				continue
+			}
+			n.leader.set(v)
+			n.log.Info("raftlog: leadership changed", "leader", v, "term", n.raft.CurrentTerm())
+		case <-halt:
+			halt = nil
+			n.shutdownRaft()
+			n.mu.Lock()
+			n.halted = true
+			n.mu.Unlock()
+			n.reaper.sweep(n.stopped())
+			n.leader.set(false)
+		case <-n.watchStop:
+			return
+		}
+	}
+}
+
+// shutdownRaft stops raft (and closes the transport) once, waiting for its goroutines.
+func (n *Node) shutdownRaft() {
+	n.shutOnce.Do(func() {
+		if err := n.raft.Shutdown().Error(); err != nil {
+			n.log.Warn("raftlog: raft shutdown", "err", err)
+		}
+	})
+}
+
+// Close leaves the group: it waits briefly for the proposals in flight to resolve, shuts
+// raft and its transport down, resolves what is still in flight with ErrClosed, reports
+// leadership false and closes the stores. Later proposals and barriers fail with ErrClosed.
+// The state machine is the caller's. Safe to call more than once.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		n.mu.Lock()
+		n.closed = true
+		n.isClosed.Store(true)
+		n.mu.Unlock()
+		n.reaper.drain(2 * n.cfg.ElectionTimeout)
+		n.shutdownRaft()
+		n.reaper.sweep(ErrClosed)
+		close(n.watchStop)
+		<-n.watchDone
+		n.leader.set(false)
+		if err := n.store.Close(); err != nil {
+			n.closeErr = fmt.Errorf("raftlog: closing the raft store: %w", err)
+		}
+	})
+	return n.closeErr
+}

@@ -1,0 +1,475 @@
+package raftlog_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/starling-io/starling/raftlog"
+	"github.com/starling-io/starling/raftlog/raftlogtest"
+)
+
+// wait is how long a test waits for something that takes milliseconds on an idle machine:
+// generous, so that a loaded machine under the race detector does not fail it.
+const wait = 20 * time.Second
+
+func puts(prefix string, n int) []raftlog.Command {
+	cs := make([]raftlog.Command, n)
+	for i := range cs {
+		cs[i] = raftlogtest.Put(fmt.Sprintf("%s-%d", prefix, i))
+	}
+	return cs
+}
+
+// TestNodeReplicates: proposals on the leader, singles and batches, several in flight, are
+// applied on all three nodes in the same order with the same indexes; a batch is one entry.
+func TestNodeReplicates(t *testing.T) {
+	c := raftlogtest.Start(t, raftlogtest.Options{})
+	leader := c.Leader(wait)
+	ctx := context.Background()
+
+	// Proposed from one goroutine without waiting, so they are in flight together and take
+	// the log in proposal order.
+	var futures []raftlog.Future
+	var want []raftlogtest.Entry
+	var sizes []int
+	for i := range 20 {
+		var f raftlog.Future
+		var cs []raftlog.Command
+		if i%4 == 3 {
+			cs = puts(fmt.Sprintf("batch%d", i), 8)
+			f = leader.Node.ProposeBatch(ctx, cs)
+		} else {
+			cs = []raftlog.Command{raftlogtest.Put(fmt.Sprintf("one%d", i))}
+			f = leader.Node.Propose(ctx, cs[0])
+		}
+		futures = append(futures, f)
+		sizes = append(sizes, len(cs))
+		for _, c := range cs {
+			want = append(want, raftlogtest.Entry{Index: uint64(len(want) + 1), Data: string(c.Data)})
+		}
+	}
+	next := uint64(1)
+	for i, f := range futures {
+		idx, err := f.Wait()
+		if err != nil {
+			t.Fatalf("proposal %d: %v", i, err)
+		}
+		if idx != next {
+			t.Fatalf("proposal %d at index %d, want %d", i, idx, next)
+		}
+		for j := range sizes[i] {
+			if r := f.ResultAt(j); r != idx+uint64(j) {
+				t.Fatalf("proposal %d command %d: result %v, want its index %d", i, j, r, idx+uint64(j))
+			}
+		}
+		next += uint64(sizes[i])
+	}
+	last := c.WaitConverged(wait, next-1)
+	if last != next-1 {
+		t.Fatalf("converged at command %d, want %d", last, next-1)
+	}
+	for _, m := range c.Members {
+		if got := m.SM.Entries(); !slices.Equal(got, want) {
+			t.Errorf("%s applied %v\nwant %v", m, got, want)
+		}
+	}
+
+	// A batch is one raft entry, whatever its size.
+	before := leader.Node.Stats().LastLogIndex
+	if _, err := leader.Node.ProposeBatch(ctx, puts("big", 100)).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if st := leader.Node.Stats(); st.LastLogIndex != before+1 || st.CommandIndex != next+99 {
+		t.Fatalf("a batch of 100: raft index %d → %d (want +1), command index %d (want %d)",
+			before, st.LastLogIndex, st.CommandIndex, next+99)
+	}
+	c.WaitConverged(wait, next+99)
+}
+
+// TestNodeFollowerRefuses: a follower refuses at once, naming the leader.
+func TestNodeFollowerRefuses(t *testing.T) {
+	c := raftlogtest.Start(t, raftlogtest.Options{})
+	leader := c.Leader(wait)
+	c.Propose(wait, raftlogtest.Put("x")) // so that every follower has heard from the leader
+	c.WaitConverged(wait, 1)
+	for _, m := range c.Others(leader) {
+		start := time.Now()
+		idx, err := m.Node.Propose(context.Background(), raftlogtest.Put("y")).Wait()
+		if took := time.Since(start); took > time.Second {
+			t.Errorf("%s took %v to refuse", m, took)
+		}
+		var nl *raftlog.NotLeaderError
+		if idx != 0 || !errors.Is(err, raftlog.ErrNotLeader) || !errors.As(err, &nl) {
+			t.Fatalf("%s: Propose = %d, %v; want 0, a NotLeaderError", m, idx, err)
+		}
+		if nl.LeaderID != leader.ID || nl.LeaderAddr != leader.ID {
+			t.Errorf("%s: %+v; want leader %s (its in-memory address is its ID)", m, nl, leader.ID)
+		}
+		if m.Node.IsLeader() {
+			t.Errorf("%s: IsLeader on a follower", m)
+		}
+		if err := m.Node.Barrier(context.Background()); !errors.Is(err, raftlog.ErrNotLeader) {
+			t.Errorf("%s: Barrier = %v, want ErrNotLeader", m, err)
+		}
+	}
+}
+
+// done reports whether f is resolved, waiting up to d.
+func done(f raftlog.Future, d time.Duration) bool {
+	select {
+	case <-f.Done():
+		return true
+	case <-time.After(d):
+		return false
+	}
+}
+
+// TestNodePartitionedLeader: a leader cut off from the others loses its leadership; what it
+// accepted meanwhile does not succeed, the others elect a new leader and go on, and after
+// healing all three hold the same state, without the old leader's lost proposals.
+func TestNodePartitionedLeader(t *testing.T) {
+	c := raftlogtest.Start(t, raftlogtest.Options{})
+	old := c.Leader(wait)
+	first := c.Propose(wait, raftlogtest.Put("before"))
+	c.WaitConverged(wait, first)
+	oldLeadership := old.Node.Leadership()
+	if v := <-oldLeadership; !v {
+		t.Fatal("the leader's Leadership channel holds false")
+	}
+
+	c.Isolate(old)
+	var lost []raftlog.Future
+	for i := range 5 {
+		lost = append(lost, old.Node.Propose(context.Background(), raftlogtest.Put(fmt.Sprintf("lost-%d", i))))
+	}
+	others := c.Others(old)
+	leader := c.Leader(wait, others...)
+	for i, f := range lost {
+		if !done(f, wait) {
+			t.Fatalf("the old leader's proposal %d is still pending", i)
+		}
+		if idx, err := f.Wait(); err == nil || idx != 0 {
+			t.Fatalf("the old leader's proposal %d: %d, %v; want index 0 and an error", i, idx, err)
+		} else if !errors.Is(err, raftlog.ErrLeadershipLost) && !errors.Is(err, raftlog.ErrNotLeader) {
+			t.Fatalf("the old leader's proposal %d: %v; want ErrLeadershipLost or ErrNotLeader", i, err)
+		}
+	}
+	raftlogtest.Eventually(t, wait, "the old leader to report leadership lost", func() bool {
+		select {
+		case v := <-oldLeadership:
+			return !v
+		default:
+			return false
+		}
+	})
+
+	idx, err := leader.Node.Propose(context.Background(), raftlogtest.Put("after")).Wait()
+	if err != nil {
+		t.Fatalf("the new leader %s: %v", leader, err)
+	}
+	c.WaitConverged(wait, idx, others...)
+
+	c.Heal()
+	last := c.Propose(wait, raftlogtest.Put("healed"))
+	c.WaitConverged(wait, last)
+	for _, m := range c.Members {
+		for _, e := range m.SM.Entries() {
+			if len(e.Data) > 5 && e.Data[1:5] == "lost" {
+				t.Errorf("%s applied %q, a proposal its leader never committed", m, e.Data)
+			}
+		}
+	}
+}
+
+// TestNodeRestart: a node closed and reopened on its directory rebuilds the same state, as a
+// follower that missed entries meanwhile and as the whole cluster restarted.
+func TestNodeRestart(t *testing.T) {
+	c := raftlogtest.Start(t, raftlogtest.Options{})
+	c.Leader(wait)
+	for i := range 10 {
+		c.Propose(wait, puts(fmt.Sprint("a", i), 3)...)
+	}
+	last := c.WaitConverged(wait, 30)
+
+	follower := c.Others(c.Leader(wait))[0]
+	c.Stop(follower)
+	for i := range 10 {
+		last = c.Propose(wait, puts(fmt.Sprint("b", i), 2)...) + 1
+	}
+	c.Start(follower)
+	c.WaitConverged(wait, last)
+
+	leader := c.Leader(wait)
+	c.Restart(leader)
+	last = c.Propose(wait, raftlogtest.Put("after the leader's restart"))
+	c.WaitConverged(wait, last)
+
+	want := c.Members[0].SM.Entries()
+	for _, m := range c.Members {
+		c.Stop(m)
+	}
+	for _, m := range c.Members {
+		c.Start(m)
+	}
+	c.WaitConverged(wait, last)
+	for _, m := range c.Members {
+		if got := m.SM.Entries(); !slices.Equal(got, want) {
+			t.Errorf("%s after a full restart: %d entries, want %d", m, len(got), len(want))
+		}
+	}
+	next := c.Propose(wait, raftlogtest.Put("next"))
+	if next != last+1 && c.Ambiguous() == 0 {
+		t.Fatalf("the first command after the restart is at %d, want %d", next, last+1)
+	}
+	c.WaitConverged(wait, next)
+}
+
+// TestNodeSnapshotCatchUp: after a snapshot compacts the log, a node that lagged behind it,
+// and one that lost its disk, catch up from the snapshot plus the log; a restarted node
+// restores it; command indexes go on without a gap in every case.
+func TestNodeSnapshotCatchUp(t *testing.T) {
+	c := raftlogtest.Start(t, raftlogtest.Options{Config: func(_ int, cfg *raftlog.Config) {
+		cfg.TrailingLogs = 8
+	}})
+	leader := c.Leader(wait)
+	lagging := c.Others(leader)[0]
+	c.Isolate(lagging)
+	var last uint64
+	for i := range 60 {
+		// A rejected command takes an index too: the counter must carry it across snapshots.
+		last = c.Propose(wait, raftlogtest.Put(fmt.Sprint("p", i)), raftlogtest.Cmd(raftlogtest.OpReject, "r")) + 1
+	}
+	leader = c.Leader(wait, c.Others(lagging)...)
+	c.WaitConverged(wait, last, c.Others(lagging)...)
+	if err := leader.Node.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+
+	c.Heal()
+	c.WaitConverged(wait, last)
+	if _, restores := lagging.SM.Calls(); restores == 0 {
+		t.Fatalf("%s caught up without a snapshot: the log was not compacted", lagging)
+	}
+	next := c.Propose(wait, raftlogtest.Put("after the snapshot"))
+	if next != last+1 && c.Ambiguous() == 0 {
+		t.Fatalf("next command at %d, want %d", next, last+1)
+	}
+	c.WaitConverged(wait, next)
+
+	// A replacement node with an empty disk.
+	wiped := c.Others(c.Leader(wait))[0]
+	c.Stop(wiped)
+	c.Wipe(wiped)
+	c.Start(wiped)
+	c.WaitConverged(wait, next)
+	if _, restores := wiped.SM.Calls(); restores == 0 {
+		t.Fatalf("the wiped %s caught up without a snapshot", wiped)
+	}
+
+	// A restart restores the node's own latest snapshot.
+	if err := lagging.Node.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	c.Restart(lagging)
+	if _, restores := lagging.SM.Calls(); restores == 0 {
+		t.Fatalf("%s restarted without restoring its snapshot", lagging)
+	}
+	next = c.Propose(wait, raftlogtest.Put("after the restart"))
+	if next != last+2 && c.Ambiguous() == 0 {
+		t.Fatalf("next command at %d, want %d", next, last+2)
+	}
+	c.WaitConverged(wait, next)
+}
+
+// TestNodeUnknownOp: a node that cannot decode an op stops applying before it (the others go
+// on), leaves the group, and refuses everything with ErrStopped.
+func TestNodeUnknownOp(t *testing.T) {
+	c := raftlogtest.Start(t, raftlogtest.Options{NewOps: func(int) bool { return true }})
+	leader := c.Leader(wait)
+	old := c.Others(leader)[0]
+	old.SM.SetNewOps(false) // an older version than the others
+	first := c.Propose(wait, raftlogtest.Put("known"))
+	c.Propose(wait, raftlogtest.Put("x"), raftlogtest.Cmd(raftlogtest.OpNew, "new"))
+	last := c.Propose(wait, raftlogtest.Put("later"))
+	others := c.Others(old)
+	c.WaitConverged(wait, last, others...)
+
+	raftlogtest.Eventually(t, wait, "the older node to stop", func() bool {
+		return old.Node.Stats().Stopped != nil && old.Node.Stats().Role.String() == "Shutdown"
+	})
+	st := old.Node.Stats()
+	if !errors.Is(st.Stopped, raftlog.ErrStopped) || !errors.Is(st.Stopped, raftlog.ErrUnknownOp) {
+		t.Fatalf("Stopped = %v, want ErrStopped and ErrUnknownOp", st.Stopped)
+	}
+	if st.CommandIndex != first {
+		t.Errorf("the stopped node applied up to %d, want %d (nothing of the entry it could not decode)", st.CommandIndex, first)
+	}
+	if got := old.SM.Entries(); (len(got) != 1 || got[0].Data != "pknown") && c.Ambiguous() == 0 {
+		t.Errorf("the stopped node's state: %v", got)
+	}
+	if _, err := old.Node.Propose(context.Background(), raftlogtest.Put("y")).Wait(); !errors.Is(err, raftlog.ErrStopped) {
+		t.Errorf("Propose on the stopped node: %v, want ErrStopped", err)
+	}
+	if err := old.Node.Barrier(context.Background()); !errors.Is(err, raftlog.ErrStopped) {
+		t.Errorf("Barrier on the stopped node: %v, want ErrStopped", err)
+	}
+	if old.Node.IsLeader() {
+		t.Error("the stopped node claims leadership")
+	}
+	next := c.Propose(wait, raftlogtest.Put("the others go on"))
+	c.WaitConverged(wait, next, others...)
+}
+
+// TestNodeIgnorableOp: an op unknown but flagged ignorable is skipped, and keeps its index,
+// identically on every node — and a newer node that applies it numbers the next commands as
+// the older ones do.
+func TestNodeIgnorableOp(t *testing.T) {
+	c := raftlogtest.Start(t, raftlogtest.Options{})
+	leader := c.Leader(wait)
+	c.Propose(wait, raftlogtest.Put("a"))
+	f := leader.Node.ProposeBatch(context.Background(), []raftlog.Command{
+		raftlogtest.Cmd(raftlogtest.OpNewIgnorable, "skipped"), raftlogtest.Put("b")})
+	idx, err := f.Wait()
+	if idx != 2 || !errors.Is(err, raftlog.ErrIgnorableOp) {
+		t.Fatalf("a batch with an ignorable op: %d, %v; want index 2 and ErrIgnorableOp", idx, err)
+	}
+	if f.ResultAt(1) != uint64(3) {
+		t.Fatalf("the command after the skipped one: result %v, want its index 3", f.ResultAt(1))
+	}
+	last := c.Propose(wait, raftlogtest.Put("c"))
+	c.WaitConverged(wait, last)
+	want := []raftlogtest.Entry{{Index: 1, Data: "pa"}, {Index: 3, Data: "pb"}, {Index: 4, Data: "pc"}}
+	for _, m := range c.Members {
+		if got := m.SM.Entries(); !slices.Equal(got, want) && c.Ambiguous() == 0 {
+			t.Errorf("%s: %v, want %v", m, got, want)
+		}
+	}
+
+	// Version skew: one node knows the op and applies it; the indexes stay the same.
+	newer := c.Members[0]
+	newer.SM.SetNewOps(true)
+	skipped := c.Propose(wait, raftlogtest.Cmd(raftlogtest.OpNewIgnorable, "new"))
+	next := c.Propose(wait, raftlogtest.Put("d"))
+	if next != skipped+1 && c.Ambiguous() == 0 {
+		t.Fatalf("next at %d, want %d", next, skipped+1)
+	}
+	c.WaitConverged(wait, next, c.Others(newer)...)
+	raftlogtest.Eventually(t, wait, "the newer node to apply", func() bool {
+		return newer.Node.Stats().CommandIndex == next
+	})
+	got := newer.SM.Entries()
+	if l := len(got); l < 2 || got[l-2] != (raftlogtest.Entry{Index: skipped, Data: "inew"}) || got[l-1] != (raftlogtest.Entry{Index: next, Data: "pd"}) {
+		t.Errorf("the newer node ends with %v", got[max(0, len(got)-2):])
+	}
+	for _, m := range c.Others(newer) {
+		if got := m.SM.Entries(); got[len(got)-1] != (raftlogtest.Entry{Index: next, Data: "pd"}) {
+			t.Errorf("%s ends with %v", m, got[len(got)-1])
+		}
+	}
+}
+
+// TestNodeClose: after Close proposals and barriers fail with ErrClosed and leadership is
+// false; proposals in flight at Close all resolve.
+func TestNodeClose(t *testing.T) {
+	c := raftlogtest.Start(t, raftlogtest.Options{})
+	leader := c.Leader(wait)
+	leadership := leader.Node.Leadership()
+	var inflight []raftlog.Future
+	for i := range 50 {
+		inflight = append(inflight, leader.Node.Propose(context.Background(), raftlogtest.Put(fmt.Sprint(i))))
+	}
+	node := leader.Node
+	c.Stop(leader)
+	for i, f := range inflight {
+		if !done(f, wait) {
+			t.Fatalf("proposal %d in flight at Close never resolved", i)
+		}
+		if idx, err := f.Wait(); err != nil && (idx != 0 || !errors.Is(err, raftlog.ErrClosed) &&
+			!errors.Is(err, raftlog.ErrLeadershipLost) && !errors.Is(err, raftlog.ErrNotLeader)) {
+			t.Errorf("proposal %d in flight at Close: %d, %v", i, idx, err)
+		}
+	}
+	if idx, err := node.Propose(context.Background(), raftlogtest.Put("late")).Wait(); idx != 0 || err != raftlog.ErrClosed {
+		t.Errorf("Propose after Close: %d, %v; want 0, ErrClosed", idx, err)
+	}
+	if _, err := node.ProposeBatch(context.Background(), puts("late", 2)).Wait(); err != raftlog.ErrClosed {
+		t.Errorf("ProposeBatch after Close: %v, want ErrClosed", err)
+	}
+	if err := node.Barrier(context.Background()); err != raftlog.ErrClosed {
+		t.Errorf("Barrier after Close: %v, want ErrClosed", err)
+	}
+	if node.IsLeader() {
+		t.Error("IsLeader after Close")
+	}
+	var last bool
+	for len(leadership) > 0 {
+		last = <-leadership
+	}
+	if last {
+		t.Error("the last leadership value after Close is true")
+	}
+	if err := node.Close(); err != nil {
+		t.Errorf("a second Close: %v", err)
+	}
+	if st := node.Stats(); st.Role.String() != "Shutdown" {
+		t.Errorf("role after Close: %v", st.Role)
+	}
+	// The two others go on.
+	c.WaitConverged(wait, c.Propose(wait, raftlogtest.Put("on")))
+}
+
+// TestNodeBarrier: once Barrier returns on the leader, everything proposed before it is
+// applied there.
+func TestNodeBarrier(t *testing.T) {
+	c := raftlogtest.Start(t, raftlogtest.Options{})
+	leader := c.Leader(wait)
+	var fs []raftlog.Future
+	for i := range 100 {
+		fs = append(fs, leader.Node.Propose(context.Background(), raftlogtest.Put(fmt.Sprint(i))))
+	}
+	if err := leader.Node.Barrier(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for i, f := range fs {
+		select {
+		case <-f.Done():
+		default:
+			t.Fatalf("proposal %d is not resolved after Barrier", i)
+		}
+	}
+	if st := leader.Node.Stats(); st.CommandIndex != 100 {
+		t.Fatalf("after Barrier the leader applied up to %d, want 100", st.CommandIndex)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := leader.Node.Barrier(ctx); err != context.Canceled {
+		t.Fatalf("Barrier with a cancelled ctx: %v", err)
+	}
+}
+
+// TestNodeContext: a ctx that ends before the proposal is applied resolves it with the ctx's
+// error.
+func TestNodeContext(t *testing.T) {
+	c := raftlogtest.Start(t, raftlogtest.Options{})
+	leader := c.Leader(wait)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if idx, err := leader.Node.Propose(ctx, raftlogtest.Put("x")).Wait(); idx != 0 || err != context.Canceled {
+		t.Fatalf("Propose with a cancelled ctx: %d, %v", idx, err)
+	}
+
+	// Cut off from the others the leader cannot commit: the ctx ends first, or the lease.
+	c.Isolate(leader)
+	ctx, cancel = context.WithCancel(context.Background())
+	f := leader.Node.Propose(ctx, raftlogtest.Put("y"))
+	cancel()
+	if idx, err := f.Wait(); idx != 0 || err == nil {
+		t.Fatalf("Propose cancelled in flight: %d, %v", idx, err)
+	} else if err != context.Canceled && !errors.Is(err, raftlog.ErrLeadershipLost) && !errors.Is(err, raftlog.ErrNotLeader) {
+		t.Fatalf("Propose cancelled in flight: %v", err)
+	}
+}

@@ -1,0 +1,166 @@
+package raftlog_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/hashicorp/raft"
+	"github.com/starling-io/starling/raftlog"
+	"github.com/starling-io/starling/raftlog/raftlogtest"
+)
+
+// addressBook is the route mesh's part in tests: node ID → raft address, learned late and
+// changing when a node restarts on another port.
+type addressBook struct {
+	mu    sync.Mutex
+	addrs map[raft.ServerID]raft.ServerAddress
+}
+
+func (b *addressBook) set(id string, a raft.ServerAddress) {
+	b.mu.Lock()
+	b.addrs[raft.ServerID(id)] = a
+	b.mu.Unlock()
+}
+
+func (b *addressBook) resolve(id raft.ServerID) (raft.ServerAddress, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if a, ok := b.addrs[id]; ok {
+		return a, nil
+	}
+	return "", fmt.Errorf("no address for %s yet", id)
+}
+
+type tcpNode struct {
+	id   string
+	dir  string
+	sm   *raftlogtest.SM
+	node *raftlog.Node
+}
+
+func startTCP(t *testing.T, book *addressBook, n *tcpNode, peers []string) {
+	t.Helper()
+	discard := slog.New(slog.NewTextHandler(io.Discard, nil))
+	trans, err := raftlog.NewTCPTransport(raftlog.TCPTransportConfig{
+		Listen: "127.0.0.1:0", Resolve: raftlog.AddressFunc(book.resolve), Logger: discard,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	book.set(n.id, trans.LocalAddr())
+	n.sm = &raftlogtest.SM{}
+	n.node, err = raftlog.NewNode(raftlog.Config{
+		Group: "g0", NodeID: n.id, Peers: peers, Dir: n.dir, Transport: trans,
+		HeartbeatTimeout: raftlogtest.HeartbeatTimeout, ElectionTimeout: raftlogtest.ElectionTimeout,
+		LeaderLeaseTimeout: raftlogtest.LeaseTimeout, CommitTimeout: raftlogtest.CommitTimeout,
+		Logger: discard, // NoSync unset: every write is fsynced, as in production
+	}, n.sm)
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestNodeTCP: three nodes over raft's TCP transport on loopback, with raft-boltdb files
+// fsynced under t.TempDir(); addresses are resolved by node ID when dialling, so a node may
+// come back on another port.
+func TestNodeTCP(t *testing.T) {
+	book := &addressBook{addrs: map[raft.ServerID]raft.ServerAddress{}}
+	dir := t.TempDir()
+	peers := []string{"a", "b", "c"}
+	nodes := make([]*tcpNode, len(peers))
+	for i, id := range peers {
+		nodes[i] = &tcpNode{id: id, dir: filepath.Join(dir, id)}
+		startTCP(t, book, nodes[i], peers)
+	}
+	t.Cleanup(func() {
+		for _, n := range nodes {
+			n.node.Close()
+		}
+	})
+	leader := func() *tcpNode {
+		var l *tcpNode
+		raftlogtest.Eventually(t, wait, "a leader", func() bool {
+			l = nil
+			for _, n := range nodes {
+				if n.node.IsLeader() {
+					l = n
+				}
+			}
+			return l != nil
+		})
+		return l
+	}
+	converged := func(index uint64) {
+		raftlogtest.Eventually(t, wait, fmt.Sprintf("all at command %d", index), func() bool {
+			h0, _ := nodes[0].sm.Hash()
+			for _, n := range nodes {
+				if h, _ := n.sm.Hash(); n.node.Stats().CommandIndex != index || h != h0 {
+					return false
+				}
+			}
+			return true
+		})
+	}
+
+	// propose retries when the leader changes (a loaded machine can miss a heartbeat): the
+	// test compares the replicas with each other, so a proposal applied twice does no harm.
+	propose := func(cs ...raftlog.Command) uint64 {
+		for {
+			idx, err := leader().node.ProposeBatch(context.Background(), cs).Wait()
+			if idx != 0 {
+				return idx
+			}
+			if !errors.Is(err, raftlog.ErrNotLeader) && !errors.Is(err, raftlog.ErrLeadershipLost) {
+				t.Fatal(err)
+			}
+		}
+	}
+	var last uint64
+	for i := range 20 {
+		last = propose(puts(fmt.Sprint(i), 5)...) + 4
+	}
+	converged(last)
+	l := leader()
+	if _, err := os.Stat(filepath.Join(dir, "a", "g0", "raft.db")); err != nil {
+		t.Fatalf("the raft store is not under Dir/Group: %v", err)
+	}
+
+	for _, n := range nodes {
+		if n == l {
+			continue
+		}
+		_, err := n.node.Propose(context.Background(), raftlogtest.Put("no")).Wait()
+		var nl *raftlog.NotLeaderError
+		if !errors.As(err, &nl) || nl.LeaderID != l.id {
+			t.Fatalf("%s: %v, want a NotLeaderError naming %s", n.id, err, l.id)
+		}
+		if want, _ := book.resolve(raft.ServerID(l.id)); nl.LeaderAddr != string(want) {
+			t.Fatalf("%s: leader address %q, want %q", n.id, nl.LeaderAddr, want)
+		}
+		if _, _, err := net.SplitHostPort(nl.LeaderAddr); err != nil {
+			t.Fatalf("leader address %q: %v", nl.LeaderAddr, err)
+		}
+	}
+
+	// A follower restarts on another port; the others find it by its ID.
+	var f *tcpNode
+	for _, n := range nodes {
+		if n != l {
+			f = n
+			break
+		}
+	}
+	if err := f.node.Close(); err != nil {
+		t.Fatal(err)
+	}
+	startTCP(t, book, f, peers)
+	converged(propose(raftlogtest.Put("after")))
+}
