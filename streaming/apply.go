@@ -66,9 +66,18 @@ var errNoChannel = errors.New("streaming: no such channel")
 // errDiscontinuous: a publish batch does not continue its channel's last sequence.
 var errDiscontinuous = errors.New("streaming: publish batch does not continue the channel's sequence")
 
-// propose runs one command through the log and returns its result.
+// propose runs one command through the log and returns its result. A replicated log
+// carries the command's encoding (Data); the standalone one applies Value as it is.
 func (s *Server) propose(cmd any) (any, error) {
-	f := s.rlog.Propose(context.Background(), raftlog.Command{Value: cmd})
+	c := raftlog.Command{Value: cmd}
+	if s.encode {
+		data, err := encodeCommand(cmd)
+		if err != nil {
+			return nil, err
+		}
+		c.Data = data
+	}
+	f := s.rlog.Propose(context.Background(), c)
 	if _, err := f.Wait(); err != nil {
 		return nil, err
 	}

@@ -133,12 +133,7 @@ func (s *Server) metaFailed(g *commitGroup) {
 		if cs.err == nil {
 			continue
 		}
-		switch {
-		case cs.ch == nil:
-			s.sm.clientsDirty = true
-		case s.sm.live(cs.ch):
-			s.sm.markSubsDirty(cs.ch)
-		}
+		s.sm.remark(cs.ch)
 	}
 	s.metaRetryAt = time.Now().Add(metaRetryWait)
 }

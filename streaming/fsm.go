@@ -3,6 +3,7 @@ package streaming
 import (
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/starling-io/starling/raftlog"
 	"github.com/starling-io/starling/stores"
@@ -14,7 +15,12 @@ import (
 // restore all arrive at the same state. It has no bus, no timers and no log: replies,
 // deliveries and deadlines are the engine's (Server), which learns what a command did from
 // its result.
+//
+// Replicated, Apply runs on the log's goroutine while the engine reads: mu guards the maps
+// and the dirty lists (the stores guard themselves). Apply holds it for a whole batch, and
+// the engine only briefly.
 type stateMachine struct {
+	mu         sync.Mutex
 	store      stores.Store
 	chans      map[string]*stores.Channel
 	clients    map[string]stores.ClientInfo
@@ -50,6 +56,8 @@ func (m *stateMachine) recover() (*stores.RecoveredState, error) {
 
 // Apply implements raftlog.StateMachine: the only place replicated state changes.
 func (m *stateMachine) Apply(index uint64, cmds []raftlog.Command) []any {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	out := m.applyOut[:0] // the log copies results it keeps before the next Apply
 	for _, c := range cmds {
 		out = append(out, m.applyOne(c.Value))
@@ -182,14 +190,31 @@ func (m *stateMachine) dropDirty(ch *stores.Channel) {
 	}
 }
 
-// live reports whether ch is a channel of the state (not deleted).
-func (m *stateMachine) live(ch *stores.Channel) bool { return m.chans[ch.Name] == ch }
+// remark notes again, after a failed commit, that the client records (ch nil) or ch's
+// subscriptions must be flushed, unless ch was deleted meanwhile (engine).
+func (m *stateMachine) remark(ch *stores.Channel) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch {
+	case ch == nil:
+		m.clientsDirty = true
+	case m.chans[ch.Name] == ch:
+		m.markSubsDirty(ch)
+	}
+}
 
-// dirty reports whether records changed since the last takeDirty.
-func (m *stateMachine) dirty() bool { return len(m.dirtySubs) > 0 || m.clientsDirty }
+// dirty reports whether records changed since the last takeDirty (engine).
+func (m *stateMachine) dirty() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.dirtySubs) > 0 || m.clientsDirty
+}
 
-// takeDirty hands the changed stores to the engine's commit (into: reused), forgetting them.
+// takeDirty hands the changed stores to the engine's commit (into: reused), forgetting them
+// (engine).
 func (m *stateMachine) takeDirty(into []*stores.Channel) ([]*stores.Channel, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	into = append(into, m.dirtySubs...)
 	clear(m.dirtySubs)
 	m.dirtySubs = m.dirtySubs[:0]

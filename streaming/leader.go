@@ -131,6 +131,8 @@ func (s *Server) dropView() {
 
 // current returns the state machine's state as a restart would recover it.
 func (m *stateMachine) current() (*stores.RecoveredState, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	st := &stores.RecoveredState{}
 	for _, c := range m.clients {
 		st.Clients = append(st.Clients, c)

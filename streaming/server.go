@@ -36,14 +36,17 @@ var _ Bus = (*core.Conn)(nil)
 
 // Server is the streaming layer. Create it with New, then Start it.
 type Server struct {
-	opts  Options
-	log   *slog.Logger
-	bus   Bus
-	store stores.Store
-	sm    *stateMachine // the replicated state (fsm.go); the rest of Server is the engine
-	rlog  raftlog.Log
-	id    string // streaming server id (a NUID, not the NATS server id)
-	start time.Time
+	opts   Options
+	log    *slog.Logger
+	bus    Bus
+	store  stores.Store
+	sm     *stateMachine // the replicated state (fsm.go); the rest of Server is the engine
+	rlog   raftlog.Log
+	encode bool // the log replicates: commands travel encoded (replicate.go)
+
+	recovered *stores.RecoveredState // what New recovered, for Start's restore
+	id        string                 // streaming server id (a NUID, not the NATS server id)
+	start     time.Time
 
 	// Subjects (spec §2).
 	discover, pings, pubPrefix, subReq, unsubReq, subCloseReq, closeReq string
@@ -126,11 +129,20 @@ func New(bus Bus, store stores.Store, newLog LogFactory, opts Options) (*Server,
 	s.q = ipq.New[op]("streaming", o.QueueLimit)
 	s.commit = newCommitter()
 	s.sm = newStateMachine(store)
+	// The state machine holds what the store recovered before the log starts: a replicated
+	// log restores its snapshot onto it and replays what follows, idempotently (fsm.go).
+	st, err := s.sm.recover()
+	if err != nil {
+		return nil, fmt.Errorf("streaming: recover: %w", err)
+	}
+	s.recovered = st
 	rlog, err := newLog(s.sm)
 	if err != nil {
 		return nil, fmt.Errorf("streaming: replication log: %w", err)
 	}
 	s.rlog = rlog
+	_, standalone := rlog.(*raftlog.Local)
+	s.encode = !standalone
 	s.leader = rlog.IsLeader() // later changes arrive as opLeadership
 	return s, nil
 }
@@ -179,10 +191,8 @@ func (s *Server) Start() error {
 
 // recover loads clients, channels and subscriptions from the store (durable stores).
 func (s *Server) recover() error {
-	st, err := s.sm.recover()
-	if err != nil {
-		return fmt.Errorf("streaming: recover: %w", err)
-	}
+	st := s.recovered
+	s.recovered = nil
 	if st == nil {
 		return s.store.Init(stores.ServerInfo{ClusterID: s.opts.ClusterID, Discovery: s.discover,
 			Publish: s.pubPrefix, Subscribe: s.subReq, Unsubscribe: s.unsubReq, Close: s.closeReq, SubClose: s.subCloseReq,

@@ -32,6 +32,8 @@ type metaSnapshot struct{ pb *raftpb.Snapshot }
 // may be compacted away, so what it held must be on disk. (Replicated, the stores are not
 // synced per commit — the log is the write-ahead log — so nothing else syncs them then.)
 func (m *stateMachine) Snapshot() (raftlog.Snapshot, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if err := m.syncAll(); err != nil {
 		return nil, fmt.Errorf("streaming: sync before snapshot: %w", err)
 	}
@@ -81,6 +83,8 @@ func (m *stateMachine) Restore(r io.Reader) error {
 	if err := proto.Unmarshal(b, &sn); err != nil {
 		return fmt.Errorf("%w: %v", errBadSnapshot, err)
 	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	for _, cs := range sn.Channels {
 		if ch := m.chans[cs.Name]; cs.Last > 0 && (ch == nil || ch.ID != cs.ID || ch.Msgs.State().Last < cs.Last) {
 			have := uint64(0)
