@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/starling-io/starling/core"
+	"github.com/starling-io/starling/raftlog"
 )
 
 // Monitoring data (spec §16) with the reference's JSON names. The engine owns the state, so
@@ -164,6 +165,11 @@ func (s *Server) Serverz() *Serverz {
 	z := &Serverz{ClusterID: s.opts.ClusterID, ServerID: s.id, Version: core.Version, GoVersion: goVersion(),
 		State: "STANDALONE", Now: now.UTC(), Start: s.start.UTC(), Uptime: uptime(now.Sub(s.start)),
 		Clients: len(sn.clients), Channels: len(sn.channels)}
+	if rl, ok := s.rlog.(interface{ Stats() raftlog.Stats }); ok {
+		// Replicated: the node's role as raft sees it, as nats-streaming-server shows it.
+		st := rl.Stats()
+		z.State, z.Role, z.NodeID = "CLUSTERED", st.Role.String(), st.NodeID
+	}
 	for _, ch := range sn.channels {
 		z.TotalMsgs += ch.Msgs
 		z.TotalBytes += ch.Bytes

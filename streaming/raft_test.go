@@ -147,6 +147,15 @@ func TestStreamingOverRaft(t *testing.T) {
 		}
 	}
 	converged(t, ms, leader)
+	for _, m := range ms {
+		z, want := m.srv.Serverz(), "Follower"
+		if m == leader {
+			want = "Leader"
+		}
+		if z.State != "CLUSTERED" || z.Role != want || z.NodeID != m.id {
+			t.Fatalf("serverz of %s: state %q role %q node %q, want CLUSTERED %s %s", m.id, z.State, z.Role, z.NodeID, want, m.id)
+		}
+	}
 
 	leader.stop()
 	next := leaderOf(t, ms)
