@@ -237,7 +237,7 @@ func (s *Server) processLeadership(leader bool) {
 		s.stepDown()
 	}
 	s.leader = leader
-	s.leaderChanges++
+	s.leaderChanges.Add(1)
 	s.log.Info("streaming leadership changed", "leader", leader)
 }
 

@@ -96,7 +96,7 @@ func (s *Server) takeSnapshot(subs bool) *snapshot {
 }
 
 func (s *Server) processSnapshot(o *op) {
-	sn := &snapshot{leader: s.leader, changes: s.leaderChanges}
+	sn := &snapshot{leader: s.leader, changes: int(s.leaderChanges.Load())}
 	for _, c := range s.clients {
 		cz := &Clientz{ID: c.id, HBInbox: c.hbInbox, SubsCount: len(c.subs)}
 		if o.subsToo {
@@ -165,9 +165,8 @@ func (s *Server) Serverz() *Serverz {
 	z := &Serverz{ClusterID: s.opts.ClusterID, ServerID: s.id, Version: core.Version, GoVersion: goVersion(),
 		State: "STANDALONE", Now: now.UTC(), Start: s.start.UTC(), Uptime: uptime(now.Sub(s.start)),
 		Clients: len(sn.clients), Channels: len(sn.channels)}
-	if rl, ok := s.rlog.(interface{ Stats() raftlog.Stats }); ok {
+	if st, ok := s.RaftStats(); ok {
 		// Replicated: the node's role as raft sees it, as nats-streaming-server shows it.
-		st := rl.Stats()
 		z.State, z.Role, z.NodeID = "CLUSTERED", st.Role.String(), st.NodeID
 	}
 	for _, ch := range sn.channels {
@@ -180,6 +179,18 @@ func (s *Server) Serverz() *Serverz {
 	s.mu.Unlock()
 	return z
 }
+
+// RaftStats returns the replication log's figures, and false when the server replicates
+// nothing (standalone).
+func (s *Server) RaftStats() (raftlog.Stats, bool) {
+	if rl, ok := s.rlog.(interface{ Stats() raftlog.Stats }); ok {
+		return rl.Stats(), true
+	}
+	return raftlog.Stats{}, false
+}
+
+// LeaderChanges returns how many times this server's engine gained or lost leadership.
+func (s *Server) LeaderChanges() int64 { return s.leaderChanges.Load() }
 
 // Channels returns the channels sorted by name (with subscriptions when subs).
 func (s *Server) Channels(subs bool) []*Channelz {

@@ -85,7 +85,7 @@ type Server struct {
 	lastOverload  atomic.Int64 // unix ns of the last "queue full" line
 	maxPayload    int          // core's max_payload, read at each engine batch
 	leader        bool         // engine: this replica leads (opLeadership)
-	leaderChanges int          // engine: how many times the role changed
+	leaderChanges atomic.Int64 // how many times the engine's role changed (engine writes)
 
 	mu      sync.Mutex // guards stats read by monitoring
 	stats   Stats

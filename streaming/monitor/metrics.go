@@ -1,6 +1,7 @@
 package monitor
 
 import (
+	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/starling-io/starling/streaming"
@@ -20,6 +21,8 @@ type Collector struct {
 	chMsgs, chBytes, chFirst, chLast, chSubs *prometheus.Desc
 
 	subPending, subLastSent, subLag, subStalled, subOffline, subMaxInflight *prometheus.Desc
+
+	raftLeader, raftTerm, raftLast, raftCommit, raftApplied, leaderChanges *prometheus.Desc
 }
 
 // NewCollector returns the collector of s's figures.
@@ -62,6 +65,13 @@ func NewCollector(s *streaming.Server) *Collector {
 			"1 for a durable whose client is gone.", subLabels...),
 		subMaxInflight: d("subscription_max_inflight",
 			"The subscription's max_inflight: how many unacknowledged messages it may have.", subLabels...),
+
+		raftLeader:    d("raft_leader", "1 while this node leads its raft group (clustered only).", "group", "node_id"),
+		raftTerm:      d("raft_term", "The raft group's current term, as this node knows it.", "group", "node_id"),
+		raftLast:      d("raft_last_log_index", "Index of the last entry in this node's raft log.", "group", "node_id"),
+		raftCommit:    d("raft_commit_index", "Index of the last entry this node knows committed.", "group", "node_id"),
+		raftApplied:   d("raft_applied_index", "Index of the last entry this node applied.", "group", "node_id"),
+		leaderChanges: d("leader_changes_total", "Times this server's streaming engine gained or lost leadership."),
 	}
 }
 
@@ -69,7 +79,8 @@ func NewCollector(s *streaming.Server) *Collector {
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.info, c.clients, c.subscriptions, c.channels, c.storedMsgs,
 		c.storedBytes, c.inMsgs, c.inBytes, c.outMsgs, c.outBytes, c.chMsgs, c.chBytes, c.chFirst, c.chLast,
-		c.chSubs, c.subPending, c.subLastSent, c.subLag, c.subStalled, c.subOffline, c.subMaxInflight} {
+		c.chSubs, c.subPending, c.subLastSent, c.subLag, c.subStalled, c.subOffline, c.subMaxInflight,
+		c.raftLeader, c.raftTerm, c.raftLast, c.raftCommit, c.raftApplied, c.leaderChanges} {
 		ch <- d
 	}
 }
@@ -93,6 +104,15 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.inBytes, float64(z.InBytes))
 	counter(c.outMsgs, float64(z.OutMsgs))
 	counter(c.outBytes, float64(z.OutBytes))
+	counter(c.leaderChanges, float64(c.s.LeaderChanges()))
+	if st, ok := c.s.RaftStats(); ok {
+		ids := []string{st.Group, st.NodeID}
+		gauge(c.raftLeader, flag(st.Role == raft.Leader), ids...)
+		gauge(c.raftTerm, float64(st.Term), ids...)
+		gauge(c.raftLast, float64(st.LastLogIndex), ids...)
+		gauge(c.raftCommit, float64(st.CommitIndex), ids...)
+		gauge(c.raftApplied, float64(st.AppliedIndex), ids...)
+	}
 
 	type subKey struct{ client, inbox, durable, queue string }
 	for _, chz := range c.s.Channels(true) {

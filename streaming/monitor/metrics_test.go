@@ -1,15 +1,20 @@
 package monitor
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"github.com/nats-io/stan.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/starling-io/starling/core"
+	"github.com/starling-io/starling/raftlog"
+	"github.com/starling-io/starling/stores/memstore"
 	"github.com/starling-io/starling/streaming"
 )
 
@@ -162,5 +167,63 @@ func TestLag(t *testing.T) {
 		if got := lag(ch, &streaming.Subscriptionz{LastSent: tc.sent}); got != tc.want {
 			t.Errorf("first %d last %d sent %d: lag %d, want %d", tc.first, tc.last, tc.sent, got, tc.want)
 		}
+	}
+}
+
+// TestCollectorRaft: over a replicated log the collector adds the node's raft figures, and
+// a real stan.go client is served by the one-node group's leader.
+func TestCollectorRaft(t *testing.T) {
+	cs, err := core.New(core.Options{Host: "127.0.0.1", Port: -1})
+	check(t, err)
+	check(t, cs.Start())
+	conn, err := cs.Connect("_STARLING-test-cluster")
+	check(t, err)
+	store, err := memstore.New(memstore.Options{})
+	check(t, err)
+	_, trans := raft.NewInmemTransport("n1")
+	st, err := streaming.New(conn, store, func(sm raftlog.StateMachine) (raftlog.Log, error) {
+		return raftlog.NewNode(raftlog.Config{Group: "g0", NodeID: "n1", Dir: t.TempDir(), Transport: trans,
+			HeartbeatTimeout: 100 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond,
+			LeaderLeaseTimeout: 50 * time.Millisecond, NoRaftLog: true}, sm)
+	}, streaming.Options{ClusterID: "test-cluster"})
+	check(t, err)
+	check(t, st.Start())
+	t.Cleanup(func() {
+		_ = st.Shutdown()
+		conn.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = cs.Shutdown(ctx)
+	})
+	var sc stan.Conn
+	waitFor(t, func() error { // the group elects its one node first
+		sc, err = stan.Connect("test-cluster", "client-1", stan.NatsURL(cs.ClientURL()), stan.ConnectWait(500*time.Millisecond))
+		return err
+	})
+	defer sc.Close()
+	check(t, sc.Publish("foo", []byte("replicated")))
+
+	c := NewCollector(st)
+	ids := []string{"group", "g0", "node_id", "n1"}
+	mfs := gather(t, c)
+	for name, want := range map[string]float64{"starling_streaming_raft_leader": 1, "starling_streaming_channel_messages": 1} {
+		labels := ids
+		if name == "starling_streaming_channel_messages" {
+			labels = []string{"channel", "foo"}
+		}
+		if v, ok := series(mfs, name, labels...); !ok || v != want {
+			t.Errorf("%s = %v (present %v), want %v", name, v, ok, want)
+		}
+	}
+	for _, name := range []string{"starling_streaming_raft_term", "starling_streaming_raft_commit_index", "starling_streaming_raft_applied_index"} {
+		if v, ok := series(mfs, name, ids...); !ok || v < 1 {
+			t.Errorf("%s = %v (present %v), want ≥ 1", name, v, ok)
+		}
+	}
+	if v, _ := series(mfs, "starling_streaming_leader_changes_total"); v < 1 {
+		t.Errorf("leader_changes_total = %v, want ≥ 1", v)
+	}
+	if z := st.Serverz(); z.State != "CLUSTERED" || z.Role != "Leader" {
+		t.Errorf("serverz state %q role %q", z.State, z.Role)
 	}
 }
