@@ -3,6 +3,7 @@ package streaming
 import (
 	"sync"
 
+	"github.com/starling-io/starling/raftlog"
 	"github.com/starling-io/starling/stores"
 )
 
@@ -43,6 +44,13 @@ type commitGroup struct {
 	spans []commitSpan // chans[i].msgs = msgs[spans[i].from:spans[i].to]
 	n     int          // messages
 	bytes int          // their payload bytes
+
+	// The proposal of the batches (one publish command per channel, one log entry) and
+	// whether it was still unresolved when the group was made (replicated).
+	cmds     []cmdPublish
+	rcmds    []raftlog.Command
+	fut      raftlog.Future
+	inflight bool
 
 	// Metadata (durable.go): the subscription and client stores flushed into the group,
 	// and the replies that wait for them.
@@ -151,6 +159,9 @@ func (c *committer) run() {
 		}
 		c.synced = c.synced[:0]
 		for _, g := range gs {
+			if g.inflight {
+				<-g.fut.Done() // replicated: the log's commit is what the group waits for
+			}
 			c.synced = syncGroup(g, c.synced)
 		}
 		clear(c.synced)
@@ -263,6 +274,9 @@ func (c *committer) release(g *commitGroup) {
 	clear(g.after)
 	g.pubs, g.chans, g.msgs, g.spans, g.n, g.bytes = g.pubs[:0], g.chans[:0], g.msgs[:0], g.spans[:0], 0, 0
 	g.syncers, g.after = g.syncers[:0], g.after[:0]
+	clear(g.cmds)
+	clear(g.rcmds)
+	g.cmds, g.rcmds, g.fut, g.inflight = g.cmds[:0], g.rcmds[:0], raftlog.Future{}, false
 	c.free = append(c.free, g)
 }
 
@@ -279,27 +293,12 @@ func (c *committer) close() {
 	}
 }
 
-// addChan records ch's appended batch (copied: the engine reuses its scratch) in g,
-// or its failure.
-func (g *commitGroup) addChan(ch *channel, sp stores.SplitSyncer, msgs []stores.Msg, err error) {
-	from := len(g.msgs)
-	if err == nil {
-		g.msgs = append(g.msgs, msgs...)
-		g.n += len(msgs)
-		for i := range msgs {
-			g.bytes += len(msgs[i].Data) + len(msgs[i].Reply)
-		}
-	}
-	g.spans = append(g.spans, commitSpan{from, len(g.msgs)})
-	g.chans = append(g.chans, commitChan{ch: ch, sp: sp, err: err})
-}
-
 // finish completes g once it is durable: on the committer's goroutine when it holds stores
 // still to fsync (or follows groups in flight) and the engine runs; otherwise here, now
 // (engine).
 func (s *Server) finish(g *commitGroup) {
 	c := s.commit
-	if s.started && !c.closed && (c.groups > 0 || g.needsSync()) {
+	if s.started && !c.closed && (c.groups > 0 || g.needsSync() || g.inflight) {
 		c.enqueue(g)
 		if c.full() {
 			s.waitCommits(0)
@@ -339,6 +338,10 @@ func (s *Server) completeCommits() {
 }
 
 func (s *Server) completeGroup(g *commitGroup) {
+	if g.inflight {
+		s.settle(g) // waits if it must (a group completed at stop)
+		g.inflight = false
+	}
 	for i := range g.chans {
 		cc := &g.chans[i]
 		cc.msgs = g.msgs[g.spans[i].from:g.spans[i].to]

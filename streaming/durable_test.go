@@ -2,6 +2,7 @@ package streaming
 
 import (
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -53,11 +54,14 @@ var (
 // dataBus records what the engine publishes, with the payloads, and what it subscribes to.
 type dataBus struct {
 	fakeBus
+	mu         sync.Mutex // an engine may run on its own goroutine (raft_test.go)
 	sent       []sentMsg
 	subscribed []string
 }
 
 func (b *dataBus) Subscribe(subject, queue string, h core.MsgHandler) (*core.Subscription, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	b.subscribed = append(b.subscribed, subject)
 	return nil, nil
 }
@@ -68,12 +72,16 @@ type sentMsg struct {
 }
 
 func (b *dataBus) Publish(subject, reply string, hdr, data []byte) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	b.sent = append(b.sent, sentMsg{subject, append([]byte(nil), data...)})
 	return nil
 }
 
 func (b *dataBus) to(subject string) []sentMsg {
 	var out []sentMsg
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	for _, m := range b.sent {
 		if m.subject == subject {
 			out = append(out, m)

@@ -1,10 +1,12 @@
 package streaming
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"time"
 
+	"github.com/starling-io/starling/raftlog"
 	"github.com/starling-io/starling/stores"
 )
 
@@ -20,10 +22,8 @@ type pendingPub struct {
 type scratch struct {
 	pubs      []pendingPub
 	touched   []*channel
-	msgs      []stores.Msg
 	out       []byte
 	pub       pubMsgView
-	cmdPub    cmdPublish
 	cmdSent   cmdSentAck
 	load      stores.Msg
 	sentChans []*channel        // channels with sent/ack events waiting (channel.events)
@@ -125,13 +125,15 @@ func (s *Server) flushPublishes() {
 	now := time.Now().UnixNano()
 	touched := s.scratch.touched[:0]
 	g := s.commit.group()
+	// Sequences and timestamps are the proposer's: each channel's batch continues where
+	// the previous proposal left it, whether or not that one is applied yet.
 	for i := 0; i < len(pubs); i++ {
 		ch := pubs[i].ch
 		if containsChan(touched, ch) {
 			continue
 		}
 		touched = append(touched, ch)
-		msgs := s.scratch.msgs[:0]
+		from := len(g.msgs)
 		last := ch.assigned
 		t := max(now, ch.lastTime)
 		for j := i; j < len(pubs); j++ {
@@ -139,31 +141,24 @@ func (s *Server) flushPublishes() {
 				last++
 				m := pubs[j].msg
 				m.Seq, m.Time = last, t
-				msgs = append(msgs, m)
+				g.msgs = append(g.msgs, m)
+				g.bytes += len(m.Data) + len(m.Reply)
 			}
 		}
-		cmd := &s.scratch.cmdPub
-		cmd.chanRef, cmd.msgs = refOf(ch), msgs
-		_, err := s.propose(cmd)
-		cmd.msgs = nil
-		var sp stores.SplitSyncer // set: flushed below, fsynced by the committer
-		if err == nil {
-			ch.assigned = last
-			if p, ok := ch.store.Msgs.(stores.SplitSyncer); ok && s.started {
-				sp = p
-			} else if err = ch.store.Msgs.Sync(); err == nil {
-				s.stored(ch, msgs, t)
-			}
-		}
-		if err != nil {
-			s.log.Error("storing messages failed", "channel", ch.name, "err", err)
-			ch.broken = true
-		}
-		g.addChan(ch, sp, msgs, err) // copies msgs: the engine reuses its scratch
-		s.scratch.msgs = msgs[:0]
+		g.n += len(g.msgs) - from
+		g.spans = append(g.spans, commitSpan{from, len(g.msgs)})
+		g.chans = append(g.chans, commitChan{ch: ch})
+		ch.assigned, ch.lastTime = last, t
 	}
 	clear(touched)
 	s.scratch.touched = touched[:0]
+	s.proposeGroup(g)
+	select {
+	case <-g.fut.Done(): // standalone: applied already
+		s.settle(g)
+	default: // replicated: the group completes once the log has committed and applied it
+		g.inflight = true
+	}
 	if g.needsSync() {
 		// Acks and changes made before these publishes ride their fsync. The subscription
 		// records go first: a store that keeps them beside the messages (the file store's
@@ -174,6 +169,58 @@ func (s *Server) flushPublishes() {
 	}
 	g.pubs, s.scratch.pubs = pubs, g.pubs[:0] // the group takes the batch
 	s.finish(g)
+}
+
+// proposeGroup proposes the batches of g's channels as one log entry: one publish command
+// per channel, naming the messages in g (which live until g is recycled).
+func (s *Server) proposeGroup(g *commitGroup) {
+	for i := range g.chans {
+		g.cmds = append(g.cmds, cmdPublish{chanRef: refOf(g.chans[i].ch), msgs: g.msgs[g.spans[i].from:g.spans[i].to]})
+	}
+	for i := range g.cmds {
+		c := raftlog.Command{Value: &g.cmds[i]}
+		if s.encode {
+			var err error
+			if c.Data, err = encodeCommand(&g.cmds[i]); err != nil {
+				s.log.Error("encoding a publish batch failed", "err", err) // a bug: refused below
+				c.Data = nil
+			}
+		}
+		g.rcmds = append(g.rcmds, c)
+	}
+	g.fut = s.rlog.ProposeBatch(context.Background(), g.rcmds)
+}
+
+// settle reads the outcome of g's proposal, once resolved: a channel whose batch was not
+// applied fails its PubAcks and is broken until healed (its proposer's sequence ran ahead).
+// Standalone, an applied batch is durable once its store syncs: now, or — a store that
+// splits its Sync — by the committer; replicated, the log's commit made it durable.
+func (s *Server) settle(g *commitGroup) {
+	_, refusal := g.fut.Wait()
+	for i := range g.chans {
+		cc := &g.chans[i]
+		ch := cc.ch
+		err := refusal
+		if r, ok := g.fut.ResultAt(i).(error); ok && r != nil {
+			err = r
+		}
+		if err == nil && !s.encode {
+			msgs := g.msgs[g.spans[i].from:g.spans[i].to]
+			if sp, ok := ch.store.Msgs.(stores.SplitSyncer); ok && s.started && !g.inflight {
+				cc.sp = sp // flushed by flushGroupChans, fsynced by the committer
+			} else if err = ch.store.Msgs.Sync(); err == nil {
+				s.stored(ch, msgs, msgs[0].Time)
+			}
+		} else if err == nil {
+			msgs := g.msgs[g.spans[i].from:g.spans[i].to]
+			s.stored(ch, msgs, msgs[0].Time)
+		}
+		if err != nil {
+			s.log.Error("storing messages failed", "channel", ch.name, "err", err)
+			ch.broken = true
+			cc.err = err
+		}
+	}
 }
 
 // flushGroupChans flushes the batches appended to g's channels, noting the channels whose
@@ -213,7 +260,6 @@ func (s *Server) refuseBroken(ch *channel) {
 
 // stored notes that msgs, stamped t, are in ch's store.
 func (s *Server) stored(ch *channel, msgs []stores.Msg, t int64) {
-	ch.lastTime = t
 	s.touch(ch)
 	s.armAge(ch, ch.limits.ExpiresAt(msgs[0].Time))
 }

@@ -132,14 +132,32 @@ func TestStreamingOverRaft(t *testing.T) {
 	}
 	do := func(s *Server, o op) { s.push(o); s.takeSnapshot(false) }
 	do(leader.srv, req(opConnect, &stanpb.ConnectRequest{ClientID: "c1", HeartbeatInbox: "hb.c1", Protocol: 1, ConnID: []byte("x")}))
-	do(leader.srv, req(opSubscribe, &stanpb.SubscriptionRequest{ClientID: "c1", Subject: "foo", Inbox: "in.dur", MaxInFlight: 100,
+	do(leader.srv, req(opSubscribe, &stanpb.SubscriptionRequest{ClientID: "c1", Subject: "foo", Inbox: "in.dur", MaxInFlight: 1000,
 		AckWaitInSecs: 30, DurableName: "d", StartPosition: stanpb.StartPosition_First}))
 	for i := range 10 {
 		do(leader.srv, req(opPublish, &stanpb.PubMsg{ClientID: "c1", Guid: fmt.Sprint("g", i), Subject: "foo",
 			Data: []byte(fmt.Sprint("m", i)), ConnID: []byte("x")}))
 	}
-	if n := len(leader.bus.to("in.dur")); n != 10 {
-		t.Fatalf("the leader delivered %d messages, want 10", n)
+	waitUntil(t, "the leader delivers the 10 messages once committed", func() bool { return len(leader.bus.to("in.dur")) == 10 })
+	// A burst: the engine proposes a group per iteration without waiting for the previous
+	// one, so far fewer log entries than messages, and every message delivered once, in order.
+	before, _ := leader.srv.RaftStats()
+	for i := 10; i < 210; i++ {
+		leader.srv.push(req(opPublish, &stanpb.PubMsg{ClientID: "c1", Guid: fmt.Sprint("g", i), Subject: "foo",
+			Data: []byte(fmt.Sprint("m", i)), ConnID: []byte("x")}))
+	}
+	waitUntil(t, "the leader delivers the burst", func() bool { return len(leader.bus.to("in.dur")) == 210 })
+	for i, m := range leader.bus.to("in.dur") {
+		var mp stanpb.MsgProto
+		if err := unmarshalAny(m.data, &mp); err != nil || mp.Sequence != uint64(i+1) || mp.Redelivered {
+			t.Fatalf("delivery %d: sequence %d redelivered %v (%v)", i, mp.Sequence, mp.Redelivered, err)
+		}
+	}
+	after, _ := leader.srv.RaftStats()
+	if entries := after.LastLogIndex - before.LastLogIndex; entries >= 200 {
+		t.Fatalf("200 publishes took %d log entries: not batched", entries)
+	} else {
+		t.Logf("200 publishes in %d log entries", entries)
 	}
 	for _, m := range ms {
 		if m != leader && len(m.srv.takeSnapshot(false).channels) != 0 {
@@ -160,25 +178,37 @@ func TestStreamingOverRaft(t *testing.T) {
 	leader.stop()
 	next := leaderOf(t, ms)
 	sn := next.srv.takeSnapshot(true)
-	if len(sn.clients) != 1 || len(sn.channels) != 1 || sn.channels[0].LastSeq != 10 || len(sn.channels[0].Subscriptions) != 1 {
+	if len(sn.clients) != 1 || len(sn.channels) != 1 || sn.channels[0].LastSeq != 210 || len(sn.channels[0].Subscriptions) != 1 {
 		t.Fatalf("new leader %s took over with %d clients and channels %+v", next.id, len(sn.clients), sn.channels)
 	}
 	do(next.srv, req(opPublish, &stanpb.PubMsg{ClientID: "c1", Guid: "g-after", Subject: "foo", Data: []byte("after"), ConnID: []byte("x")}))
 	var seqs []uint64
-	for _, m := range next.bus.to("in.dur") {
-		var mp stanpb.MsgProto
-		if err := unmarshalAny(m.data, &mp); err == nil {
-			seqs = append(seqs, mp.Sequence)
+	waitUntil(t, "the new leader delivers the new message", func() bool {
+		seqs = seqs[:0]
+		for _, m := range next.bus.to("in.dur") {
+			var mp stanpb.MsgProto
+			if err := unmarshalAny(m.data, &mp); err == nil {
+				seqs = append(seqs, mp.Sequence)
+			}
 		}
-	}
+		return len(seqs) > 0 && seqs[len(seqs)-1] == 211
+	})
 	// The sent records replicate lazily: the new leader may send again what the old one
 	// sent (flagged), but never skips a message, and the new one follows.
-	if len(seqs) == 0 || seqs[len(seqs)-1] != 11 {
-		t.Fatalf("the durable got %v from the new leader, want ... 11", seqs)
-	}
 	converged(t, ms, next)
 }
 
 func marshalAny(m any) []byte { return marshal(m.(proto.Message)) }
 
 func unmarshalAny(b []byte, m proto.Message) error { return proto.Unmarshal(b, m) }
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out: %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

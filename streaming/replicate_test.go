@@ -47,8 +47,21 @@ func (l *recordingLog) Propose(ctx context.Context, c raftlog.Command) raftlog.F
 }
 
 func (l *recordingLog) ProposeBatch(ctx context.Context, cs []raftlog.Command) raftlog.Future {
-	l.t.Fatal("the engine proposes one command at a time today")
-	return raftlog.Future{}
+	var data [][]byte
+	for _, c := range cs {
+		d, err := encodeCommand(c.Value)
+		if err != nil {
+			l.t.Fatalf("a command the engine proposed cannot be encoded: %v", err)
+		}
+		data = append(data, d)
+	}
+	f := l.Local.ProposeBatch(ctx, cs)
+	for i, d := range data {
+		r := f.ResultAt(i)
+		_, isErr := r.(error)
+		l.entries = append(l.entries, recorded{data: d, refused: isErr && r != nil})
+	}
+	return f
 }
 
 // newRecordedEngine is newEngine over a recordingLog.
