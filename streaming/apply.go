@@ -50,6 +50,21 @@ type chanRef struct {
 	chanID  uint64
 }
 
+// proposeAsync hands one command to the log without waiting for it. A replicated log
+// carries the command's encoding (Data); the standalone one applies Value as it is, before
+// returning.
+func (s *Server) proposeAsync(cmd any) (raftlog.Future, error) {
+	c := raftlog.Command{Value: cmd}
+	if s.replicated {
+		data, err := encodeCommand(cmd)
+		if err != nil {
+			return raftlog.Future{}, err
+		}
+		c.Data = data
+	}
+	return s.rlog.Propose(context.Background(), c), nil
+}
+
 func refOf(ch *channel) chanRef { return chanRef{channel: ch.name, chanID: ch.id} }
 
 type expireResult struct {
@@ -66,18 +81,12 @@ var errNoChannel = errors.New("streaming: no such channel")
 // errDiscontinuous: a publish batch does not continue its channel's last sequence.
 var errDiscontinuous = errors.New("streaming: publish batch does not continue the channel's sequence")
 
-// propose runs one command through the log and returns its result. A replicated log
-// carries the command's encoding (Data); the standalone one applies Value as it is.
+// propose runs one command through the log and returns its result.
 func (s *Server) propose(cmd any) (any, error) {
-	c := raftlog.Command{Value: cmd}
-	if s.encode {
-		data, err := encodeCommand(cmd)
-		if err != nil {
-			return nil, err
-		}
-		c.Data = data
+	f, err := s.proposeAsync(cmd)
+	if err != nil {
+		return nil, err
 	}
-	f := s.rlog.Propose(context.Background(), c)
 	if _, err := f.Wait(); err != nil {
 		return nil, err
 	}

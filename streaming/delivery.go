@@ -302,8 +302,17 @@ func (s *Server) flushSentAcks() {
 		}
 		cmd := &s.scratch.cmdSent // reused: a proposal per commit group must not allocate
 		cmd.chanRef, cmd.events = refOf(ch), ch.events
-		_, err := s.propose(cmd)
+		// Not waited for: the records go into the log before the next publish group, which
+		// therefore covers them, and a lost one only means a redelivery.
+		f, err := s.proposeAsync(cmd)
 		cmd.events = nil
+		if err == nil {
+			select {
+			case <-f.Done():
+				_, err = f.Wait()
+			default: // replicated: in flight
+			}
+		}
 		if err != nil {
 			s.log.Error("recording deliveries failed", "channel", ch.name, "err", err)
 		}

@@ -161,6 +161,15 @@ func (s *Server) syncMeta() error {
 // (audit finding 8). It reports false, the channel still broken, if the store cannot yet.
 func (s *Server) heal(ch *channel) bool {
 	s.waitCommits(0) // Rollback needs no SyncFlushed in flight
+	if s.replicated {
+		// The log is the write-ahead log and the store is synced at snapshots only: a
+		// rollback to its last sync would drop committed messages. What failed is a
+		// proposal the log refused; the proposer continues from what was applied.
+		ch.broken = false
+		ch.assigned = ch.store.Msgs.State().Last
+		ch.synced = min(ch.synced, ch.assigned)
+		return true
+	}
 	if err := ch.store.Msgs.Rollback(); err != nil {
 		s.log.Warn("channel store still failing", "channel", ch.name, "err", err)
 		return false

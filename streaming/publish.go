@@ -179,7 +179,7 @@ func (s *Server) proposeGroup(g *commitGroup) {
 	}
 	for i := range g.cmds {
 		c := raftlog.Command{Value: &g.cmds[i]}
-		if s.encode {
+		if s.replicated {
 			var err error
 			if c.Data, err = encodeCommand(&g.cmds[i]); err != nil {
 				s.log.Error("encoding a publish batch failed", "err", err) // a bug: refused below
@@ -204,7 +204,7 @@ func (s *Server) settle(g *commitGroup) {
 		if r, ok := g.fut.ResultAt(i).(error); ok && r != nil {
 			err = r
 		}
-		if err == nil && !s.encode {
+		if err == nil && !s.replicated {
 			msgs := g.msgs[g.spans[i].from:g.spans[i].to]
 			if sp, ok := ch.store.Msgs.(stores.SplitSyncer); ok && s.started && !g.inflight {
 				cc.sp = sp // flushed by flushGroupChans, fsynced by the committer

@@ -36,13 +36,13 @@ var _ Bus = (*core.Conn)(nil)
 
 // Server is the streaming layer. Create it with New, then Start it.
 type Server struct {
-	opts   Options
-	log    *slog.Logger
-	bus    Bus
-	store  stores.Store
-	sm     *stateMachine // the replicated state (fsm.go); the rest of Server is the engine
-	rlog   raftlog.Log
-	encode bool // the log replicates: commands travel encoded (replicate.go)
+	opts       Options
+	log        *slog.Logger
+	bus        Bus
+	store      stores.Store
+	sm         *stateMachine // the replicated state (fsm.go); the rest of Server is the engine
+	rlog       raftlog.Log
+	replicated bool // the log replicates: commands travel encoded (replicate.go)
 
 	recovered *stores.RecoveredState // what New recovered, for Start's restore
 	id        string                 // streaming server id (a NUID, not the NATS server id)
@@ -142,7 +142,7 @@ func New(bus Bus, store stores.Store, newLog LogFactory, opts Options) (*Server,
 	}
 	s.rlog = rlog
 	_, standalone := rlog.(*raftlog.Local)
-	s.encode = !standalone
+	s.replicated = !standalone
 	s.leader = rlog.IsLeader() // later changes arrive as opLeadership
 	return s, nil
 }
