@@ -45,11 +45,11 @@ func (s *Server) serve(on bool) error {
 		{s.closeReq, opClose}, {s.ackPrefix + ".*", opAck}, {s.hbPrefix + ".*", opHbReply},
 		{s.checkPrefix + ".*", opCheckReply},
 	}
-	for p := range s.otherAckPrefixes {
+	for subject := range s.otherAckPrefixes {
 		handlers = append(handlers, struct {
 			subject string
 			kind    opKind
-		}{p + ".*", opAck})
+		}{subject, opAck})
 	}
 	for _, h := range handlers {
 		sub, err := s.bus.Subscribe(h.subject, "", s.handler(h.kind))

@@ -107,10 +107,17 @@ func (s *Server) activate(sub *subState, c *client) {
 	if key, ok := parseAckKey([]byte(sub.ackInbox)); ok {
 		sub.ack = key
 		s.byAckID[key] = sub
-		// Handed out by another server (the leader before a failover): its acks arrive
-		// under that server's prefix, which serve subscribes to as well.
-		if p := sub.ackInbox[:strings.LastIndexByte(sub.ackInbox, '.')]; p != s.ackPrefix {
-			s.otherAckPrefixes[p] = struct{}{}
+		// Handed out by another server: its acks arrive there, so serve subscribes to it too
+		// — to the prefix of another Starling ("_INBOX.<server id>": the leader before a
+		// failover), or to the inbox itself when the prefix is a single token (an inbox
+		// nats-streaming-server gave, "_INBOX.<nuid>", in a migrated store: "_INBOX.*"
+		// would take in every single-token inbox, deliveries included).
+		if p := sub.ackInbox[:max(strings.LastIndexByte(sub.ackInbox, '.'), 0)]; p != s.ackPrefix {
+			if strings.Contains(p, ".") {
+				s.otherAckPrefixes[p+".*"] = struct{}{}
+			} else {
+				s.otherAckPrefixes[sub.ackInbox] = struct{}{}
+			}
 		}
 	}
 	s.byAck[sub.ackInbox] = sub

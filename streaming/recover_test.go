@@ -155,3 +155,49 @@ func TestRestoreFlagsUncertainDeliveriesAfterCrash(t *testing.T) {
 		}
 	}
 }
+
+// TestRestoredForeignAckInboxes: subscriptions restored with ack inboxes another server
+// handed out keep working — the server listens under another Starling's prefix with a
+// wildcard, and on a single-token inbox of nats-streaming-server's (a migrated store)
+// exactly, never on "_INBOX.*", which would take in every delivery to such inboxes.
+func TestRestoredForeignAckInboxes(t *testing.T) {
+	nssInbox := "_INBOX.ABCDEFGHIJKLMNOPQRSTUV"
+	otherInbox := "_INBOX.otherserver.abcdefghijklmnopqrstuv"
+	bus := &dataBus{}
+	s := restoredEngine(t, true, func(st stores.Store, ch *stores.Channel) {
+		if err := st.AddClient(stores.ClientInfo{ID: "c1", HbInbox: "hb"}); err != nil {
+			t.Fatal(err)
+		}
+		for id, ack := range map[uint64]string{1: nssInbox, 2: otherInbox} {
+			sub := stores.SubState{ID: id, ClientID: "c1", Inbox: "in", AckInbox: ack, DurableName: "d" + ack[len(ack)-1:],
+				IsDurable: true, MaxInFlight: 100, AckWaitSecs: 30, LastSent: 2}
+			if err := ch.Subs.CreateSub(&sub); err != nil {
+				t.Fatal(err)
+			}
+			record(t, ch, id, 1, 2)
+		}
+	})
+	s.bus = bus
+	if err := s.serve(true); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{nssInbox, "_INBOX.otherserver.*", s.ackPrefix + ".*"} {
+		if !slices.Contains(bus.subscribed, want) {
+			t.Errorf("not subscribed to %q: %q", want, bus.subscribed)
+		}
+	}
+	if slices.Contains(bus.subscribed, "_INBOX.*") {
+		t.Fatalf("subscribed to _INBOX.*: %q", bus.subscribed)
+	}
+	for _, inbox := range []string{nssInbox, otherInbox} {
+		key, ok := parseAckKey([]byte(inbox))
+		sub := s.byAckID[key]
+		if !ok || sub == nil || sub.ackInbox != inbox {
+			t.Fatalf("no subscription found by the ack inbox %q", inbox)
+		}
+		s.step(op{kind: opAck, ack: key, seq: 1, from: 1})
+		if _, pending := sub.pending[1]; pending {
+			t.Errorf("an ack on %q did not count", inbox)
+		}
+	}
+}

@@ -65,7 +65,7 @@ type Server struct {
 	byAck      map[string]*subState // by ack inbox (unsubscribe requests name it)
 	byAckID    map[ackKey]*subState // by the ack inbox's last token (acks)
 
-	otherAckPrefixes map[string]struct{} // of restored ack inboxes another server handed out
+	otherAckPrefixes map[string]struct{} // subjects of restored ack inboxes another server handed out (recover.go)
 	checks           map[string]*dupCheck
 	scratch          scratch
 	commit           *committer // the completion stage (commit.go)
