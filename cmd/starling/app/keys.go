@@ -50,6 +50,7 @@ func fileKeys() []fileKey {
 		{path: "lame_duck_grace_period", flag: "lame_duck_grace_period"},
 		{path: "no_header_support", typ: "bool", doc: "refuse message headers (INFO says `headers: false`)"},
 		{path: "pid_file", flag: "pid"},
+		{path: "ports_file_dir", flag: "ports_file_dir"},
 		{path: "logfile", aliases: aka("log_file"), flag: "log_file"},
 		{path: "logfile_size_limit", aliases: aka("log_size_limit"), flag: "log_size_limit"},
 		{path: "logfile_max_num", aliases: aka("log_max_num"), flag: "log_max_num"},

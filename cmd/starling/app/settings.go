@@ -27,6 +27,7 @@ type settings struct {
 	httpsAt    origin
 	basePath   string
 	pidFile    string
+	portsDir   string // ports_file_dir: where <executable>_<pid>.ports goes
 	configFile string
 
 	logFile      string // -l: "" is stderr
