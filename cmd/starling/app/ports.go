@@ -34,7 +34,7 @@ func (m *Main) writePortsFile(c *settings) error {
 	}
 	var p portsInfo
 	scheme := "nats"
-	if c.core.TLS != nil {
+	if c.core.TLS != nil && !c.core.AllowNonTLS {
 		scheme = "tls"
 	}
 	p.Nats = listenerURLs(scheme, m.srv.Addr())
