@@ -96,6 +96,7 @@ type client struct {
 	// a decision cache built for the checker it last saw.
 	nonce       []byte // sent in INFO for nkey signing
 	tlsState    *tls.ConnectionState
+	tlsFirst    atomic.Bool // TLS handshake before INFO: INFO says tls_required even with AllowNonTLS
 	perms       atomic.Pointer[auth.Checker]
 	responses   atomic.Pointer[auth.Responses]
 	pubCache    *auth.PubCache
@@ -215,6 +216,7 @@ func (s *Server) createClient(nc net.Conn) {
 	if o.Auth != nil && o.Auth.NeedsNonce() {
 		c.nonce = auth.NewNonce(nil)
 	}
+	c.tlsFirst.Store(o.TLS != nil && o.TLSHandshakeFirst)
 	info := s.infoJSON(c, false)
 	if over {
 		b := wire.AppendErr(wire.AppendInfo(nil, info), wire.ErrMaxConnections.Text)
@@ -232,7 +234,7 @@ func (s *Server) createClient(nc net.Conn) {
 	if o.TLS != nil {
 		s.wg.Add(1)
 		// The handshake runs on the client's own goroutine, never on the accept loop.
-		go c.upgradeAndRun(o, info)
+		go c.upgradeAndRun(o)
 		return
 	}
 	c.mu.Lock()

@@ -19,6 +19,7 @@ type serverInfo struct {
 	AuthRequired  bool     `json:"auth_required,omitempty"`
 	TLSRequired   bool     `json:"tls_required,omitempty"`
 	TLSVerify     bool     `json:"tls_verify,omitempty"`
+	TLSAvailable  bool     `json:"tls_available,omitempty"`
 	MaxPayload    int      `json:"max_payload"`
 	ClientID      uint64   `json:"client_id,omitempty"`
 	ClientIP      string   `json:"client_ip,omitempty"`
@@ -54,7 +55,8 @@ func (s *Server) infoJSON(c *client, connectInfo bool) []byte {
 		info.AuthRequired = o.Auth.Required()
 	}
 	if o := s.o(); o.TLS != nil {
-		info.TLSRequired = true
+		info.TLSRequired = !o.AllowNonTLS || c.tlsFirst.Load()
+		info.TLSAvailable = !info.TLSRequired
 		info.TLSVerify = o.TLS.ClientAuth >= tls.VerifyClientCertIfGiven
 	}
 	s.mu.Unlock()

@@ -56,6 +56,15 @@ type Options struct {
 	Auth *auth.Authenticator
 	// TLS, when set, requires every client to upgrade after INFO (tls_required).
 	TLS *tls.Config
+	// TLSHandshakeFirst runs the TLS handshake before INFO (nats.go's TLSHandshakeFirst
+	// option); a client that does not start with TLS is closed. With
+	// TLSHandshakeFirstFallback > 0, a client silent for that long gets INFO first and
+	// proceeds as without TLSHandshakeFirst.
+	TLSHandshakeFirst         bool
+	TLSHandshakeFirstFallback time.Duration
+	// AllowNonTLS makes TLS optional (INFO says tls_available): after INFO, a client whose
+	// first byte starts a TLS record is upgraded, any other stays in plaintext.
+	AllowNonTLS bool
 	// TLSTimeout bounds the handshake (default 2s); the auth timeout becomes TLSTimeout+1s.
 	TLSTimeout time.Duration
 	// TLSMap logs clients in by their certificate (verify_and_map): a subject, e-mail or

@@ -90,11 +90,15 @@ func readFile(s *settings, m *conf.Map, p *problems) {
 			s.logUTC, _ = r.boolean(e, path)
 		case "pid_file":
 			s.pidFile, _ = r.str(e, path)
+		case "ports_file_dir":
+			s.portsDir, _ = r.str(e, path)
 		case "no_auth_user":
 			s.auth.noAuthUser, _ = r.str(e, path)
 			s.auth.noAuthAt = fileOrigin(e.KeyPos, path)
 		case "authorization":
 			r.authorization(s, e, path)
+		case "allow_non_tls":
+			s.core.AllowNonTLS, _ = r.boolean(e, path)
 		case "tls":
 			if t, ok := r.tlsBlock(e, path); ok {
 				s.tls = t

@@ -188,6 +188,9 @@ func (m *Main) Start() error {
 			return fmt.Errorf("PID file: %w", err)
 		}
 	}
+	if err := m.writePortsFile(c); err != nil {
+		return err
+	}
 	if c.configFile != "" {
 		m.log.Info("configuration loaded", "file", c.configFile)
 	}
@@ -283,6 +286,9 @@ func (m *Main) Close() error {
 	m.mu.Unlock()
 	if c != nil && c.pidFile != "" && m.srv != nil {
 		_ = os.Remove(c.pidFile)
+	}
+	if c != nil && c.portsDir != "" && m.srv != nil {
+		_ = os.Remove(portsFile(c.portsDir))
 	}
 	if m.logFile != nil {
 		errs = append(errs, m.logFile.Close())

@@ -71,6 +71,9 @@ func restartOnly(cur, next *settings) error {
 	if cur.pidFile != next.pidFile {
 		changed = append(changed, "pid_file")
 	}
+	if cur.portsDir != next.portsDir {
+		changed = append(changed, "ports_file_dir")
+	}
 	if !cur.streaming.sameRestart(&next.streaming) {
 		changed = append(changed, "streaming settings (only stan_debug and stan_trace change live)")
 	}

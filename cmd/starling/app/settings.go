@@ -27,6 +27,7 @@ type settings struct {
 	httpsAt    origin
 	basePath   string
 	pidFile    string
+	portsDir   string // ports_file_dir: where <executable>_<pid>.ports goes
 	configFile string
 
 	logFile      string // -l: "" is stderr
@@ -83,19 +84,21 @@ type userEntry struct {
 
 // tlsSettings is the tls block and the --tls* flags.
 type tlsSettings struct {
-	on       bool
-	onAt     origin
-	cert     string
-	certAt   origin
-	key      string
-	keyAt    origin
-	ca       string
-	caAt     origin
-	verify   bool
-	mapUsers bool // verify_and_map
-	timeout  time.Duration
-	ciphers  []uint16
-	curves   []tls.CurveID
+	on            bool
+	onAt          origin
+	cert          string
+	certAt        origin
+	key           string
+	keyAt         origin
+	ca            string
+	caAt          origin
+	verify        bool
+	mapUsers      bool // verify_and_map
+	timeout       time.Duration
+	first         bool          // handshake_first
+	firstFallback time.Duration // handshake_first: auto or a duration
+	ciphers       []uint16
+	curves        []tls.CurveID
 }
 
 // newSettings returns the defaults; flag definitions also write their defaults into it.
@@ -120,6 +123,8 @@ func (s *settings) level() slog.Level {
 func (s *settings) build(p *problems) {
 	s.core.TLS = s.tls.build(p)
 	s.core.TLSMap = s.tls.on && s.tls.mapUsers
+	s.core.TLSHandshakeFirst = s.core.TLS != nil && s.tls.first
+	s.core.TLSHandshakeFirstFallback = s.tls.firstFallback
 	if s.tls.on {
 		s.core.TLSTimeout = s.tls.timeout
 	}

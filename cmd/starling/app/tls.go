@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/starling-io/starling/core/conf"
 )
@@ -44,6 +45,31 @@ func (t *tlsSettings) build(p *problems) *tls.Config {
 		cfg.ClientAuth = tls.RequireAndVerifyClientCert
 	}
 	return cfg
+}
+
+// defaultFirstFallback is handshake_first: auto's wait for the client's first bytes.
+const defaultFirstFallback = 50 * time.Millisecond
+
+// handshakeFirst reads tls.handshake_first as nats-server does: a boolean; auto (or
+// auto_fallback), which waits 50ms for the client's TLS handshake; or a duration to wait.
+func (r *fileReader) handshakeFirst(e *conf.Entry, path string) (bool, time.Duration) {
+	if on, err := e.AsBool(); err == nil {
+		return on, 0
+	}
+	v := e.Value
+	if v.Kind == conf.KindString {
+		switch strings.ToLower(strings.TrimSpace(v.Str)) {
+		case "auto", "auto_fallback":
+			return true, defaultFirstFallback
+		}
+	}
+	if v.Kind == conf.KindString || v.Kind == conf.KindDuration || v.Kind == conf.KindInt {
+		if d, err := time.ParseDuration(strings.Trim(v.Raw, `"'`)); err == nil && d >= 0 {
+			return true, d
+		}
+	}
+	r.p.at(e.KeyPos, path, "%s is not a boolean, auto or a duration", v.Raw)
+	return false, 0
 }
 
 // fileMissing reports (to p) a file that cannot be opened.
@@ -121,6 +147,8 @@ func (r *fileReader) tlsBlock(e *conf.Entry, path string) (tlsSettings, bool) {
 			t.mapUsers, _ = r.boolean(e, kpath)
 		case "timeout":
 			t.timeout, _ = r.duration(e, kpath)
+		case "handshake_first", "first", "immediate":
+			t.first, t.firstFallback = r.handshakeFirst(e, kpath)
 		case "cipher_suites":
 			t.ciphers = nil
 			for _, it := range r.list(e, kpath) {

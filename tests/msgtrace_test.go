@@ -1,0 +1,97 @@
+package tests
+
+import (
+	"context"
+	"encoding/json"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// Message tracing (nats-server 2.11, which INFO's version claims): a message with
+// Nats-Trace-Dest makes the server publish nats-server's trace event there; with
+// Nats-Trace-Only it is not delivered.
+func TestMsgTrace(t *testing.T) {
+	m := startServer(t)
+	pub := connect(t, m, nats.Name("tracer"))
+	sub := connect(t, m, nats.Name("receiver"))
+	got := make(chan *nats.Msg, 4)
+	_, err := sub.ChanSubscribe("traced.x", got)
+	must(t, err)
+	_, err = sub.ChanQueueSubscribe("traced.x", "q", got)
+	must(t, err)
+	must(t, sub.Flush())
+	events, err := pub.SubscribeSync("trace.dest")
+	must(t, err)
+
+	type event struct {
+		Server  struct{ ID, Ver string }
+		Request struct {
+			Header  map[string][]string
+			MsgSize int
+		}
+		Events []struct {
+			Type, Name, Acc, Subj, Sub, Queue string
+			Kind                              int
+			CID                               uint64
+		}
+	}
+	trace := func(only bool) event {
+		t.Helper()
+		msg := nats.NewMsg("traced.x")
+		msg.Data = []byte("payload")
+		msg.Header.Set("Nats-Trace-Dest", "trace.dest")
+		if only {
+			msg.Header.Set("Nats-Trace-Only", "true")
+		}
+		must(t, pub.PublishMsg(msg))
+		em, err := events.NextMsg(5 * time.Second)
+		must(t, err)
+		var e event
+		must(t, json.Unmarshal(em.Data, &e))
+		return e
+	}
+
+	e := trace(true)
+	if e.Server.ID != m.Server().ID() || e.Request.Header["Nats-Trace-Only"][0] != "true" || e.Request.MsgSize == 0 {
+		t.Fatalf("event %+v", e)
+	}
+	if len(e.Events) != 3 || e.Events[0].Type != "in" || e.Events[0].Name != "tracer" || e.Events[0].Subj != "traced.x" || e.Events[0].Acc != "$G" {
+		t.Fatalf("events %+v", e.Events)
+	}
+	for _, eg := range e.Events[1:] {
+		if eg.Type != "eg" || eg.Kind != 0 || eg.Name != "receiver" || eg.Sub != "traced.x" {
+			t.Fatalf("egress %+v", eg)
+		}
+	}
+	if e.Events[1].Queue != "" || e.Events[2].Queue != "q" {
+		t.Fatalf("egress queues %+v", e.Events)
+	}
+	expectNone(t, got, 300*time.Millisecond) // trace only: not delivered
+
+	e = trace(false)
+	if len(e.Events) != 3 {
+		t.Fatalf("events %+v", e.Events)
+	}
+	recvN(t, got, 2, 2*time.Second)
+}
+
+// `nats trace` (which requires a server version of 2.11 or later) gets its event and exits
+// 0 listing the subscriber.
+func TestNatsCLITrace(t *testing.T) {
+	cli := natsCLI(t)
+	m := startServer(t)
+	sub := connect(t, m, nats.Name("receiver"))
+	_, err := sub.SubscribeSync("cli.traced")
+	must(t, err)
+	must(t, sub.Flush())
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, cli, "-s", clientURL(m), "--timeout", "3s", "trace", "cli.traced", "hi").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), `"receiver"`) || !strings.Contains(string(out), "Client: 1") {
+		t.Fatalf("nats trace: %v\n%s", err, out)
+	}
+}
