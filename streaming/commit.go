@@ -2,6 +2,7 @@ package streaming
 
 import (
 	"sync"
+	"time"
 
 	"github.com/starling-io/starling/raftlog"
 	"github.com/starling-io/starling/stores"
@@ -44,6 +45,7 @@ type commitGroup struct {
 	spans []commitSpan // chans[i].msgs = msgs[spans[i].from:spans[i].to]
 	n     int          // messages
 	bytes int          // their payload bytes
+	start time.Time    // when its batch was proposed (PubAck latency)
 
 	// The proposal of the batches (one publish command per channel, one log entry) and
 	// whether it was still unresolved when the group was made (replicated).
@@ -114,6 +116,8 @@ type committer struct {
 	bytes    int            // engine: their payload bytes
 	groups   int            // engine: groups not yet completed
 
+	syncLatency histogram // one observation per pass of fsyncs (latency.go)
+
 	synced []syncedStore // committer goroutine: one SyncFlushed per store per pass
 	now    []syncedStore // engine: the same for a group synced by syncNow
 }
@@ -158,11 +162,15 @@ func (c *committer) run() {
 			continue
 		}
 		c.synced = c.synced[:0]
+		began := time.Now()
 		for _, g := range gs {
 			if g.inflight {
 				<-g.fut.Done() // replicated: the log's commit is what the group waits for
 			}
 			c.synced = syncGroup(g, c.synced)
+		}
+		if len(c.synced) > 0 {
+			c.syncLatency.observeN(time.Since(began), 1)
 		}
 		clear(c.synced)
 		c.mu.Lock()
@@ -374,6 +382,9 @@ func (s *Server) completeGroup(g *commitGroup) {
 			}
 		}
 		s.sendPubAck(g.pubs[i].reply, g.pubs[i].guid, errText)
+	}
+	if len(g.pubs) > 0 {
+		s.pubAckLatency.observeN(time.Since(g.start), len(g.pubs))
 	}
 	err := g.metaErr()
 	if err != nil {

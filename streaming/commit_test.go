@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/starling-io/starling/proto/stanpb"
 	"github.com/starling-io/starling/raftlog"
@@ -179,6 +180,49 @@ func BenchmarkPublishDeliverPipelined(b *testing.B) {
 		}
 		if len(bus.subjects) > 512 {
 			bus.subjects = bus.subjects[:0]
+		}
+	}
+}
+
+// TestLatencyHistograms: every PubAck is counted once in the PubAck latency histogram (with
+// the time its group waited for its fsync), and each pass of fsyncs once in the store sync
+// histogram; the buckets are cumulative.
+func TestLatencyHistograms(t *testing.T) {
+	gate := make(chan error)
+	s, bus, _ := newPipelinedEngine(t, gate) // one publish acknowledged during setup
+	for i := 2; i <= 6; i++ {
+		publish(s, i)
+	}
+	time.Sleep(3 * time.Millisecond) // the fsync takes a while
+	done, exited := make(chan struct{}), make(chan struct{})
+	go func() { // however the committer splits the groups into passes
+		defer close(exited)
+		for {
+			select {
+			case gate <- nil:
+			case <-done:
+				return
+			}
+		}
+	}()
+	s.waitCommits(0)
+	close(done)
+	<-exited
+	if n := bus.count("ack."); n != 6 {
+		t.Fatalf("%d PubAcks, want 6", n)
+	}
+	l := s.Latencies()
+	if l.PubAck.Count != 6 || l.PubAck.Sum < 5*0.003 {
+		t.Fatalf("PubAck histogram: count %d sum %.4fs, want 6 PubAcks, 5 of them ≥ 3 ms", l.PubAck.Count, l.PubAck.Sum)
+	}
+	if l.StoreSync.Count < 2 || l.StoreSync.Sum < 0.003 {
+		t.Fatalf("store sync histogram: count %d sum %.4fs, want the setup's pass and one ≥ 3 ms", l.StoreSync.Count, l.StoreSync.Sum)
+	}
+	for _, h := range []Histogram{l.PubAck, l.StoreSync} {
+		for i := 1; i < len(h.Cumulative); i++ {
+			if h.Cumulative[i] < h.Cumulative[i-1] || h.Cumulative[i] > h.Count {
+				t.Fatalf("buckets not cumulative: %v of %d", h.Cumulative, h.Count)
+			}
 		}
 	}
 }

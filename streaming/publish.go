@@ -122,9 +122,11 @@ func (s *Server) flushPublishes() {
 	if len(pubs) == 0 {
 		return
 	}
-	now := time.Now().UnixNano()
+	start := time.Now()
+	now := start.UnixNano()
 	touched := s.scratch.touched[:0]
 	g := s.commit.group()
+	g.start = start
 	// Sequences and timestamps are the proposer's: each channel's batch continues where
 	// the previous proposal left it, whether or not that one is applied yet.
 	for i := 0; i < len(pubs); i++ {

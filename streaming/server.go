@@ -81,6 +81,7 @@ type Server struct {
 	metaC       <-chan time.Time
 	metaAt      time.Time
 
+	pubAckLatency histogram    // latency.go
 	refusedPubs   atomic.Int64 // publishes refused because q was full
 	lastOverload  atomic.Int64 // unix ns of the last "queue full" line
 	maxPayload    int          // core's max_payload, read at each engine batch

@@ -23,6 +23,8 @@ type Collector struct {
 	subPending, subLastSent, subLag, subStalled, subOffline, subMaxInflight *prometheus.Desc
 
 	raftLeader, raftTerm, raftLast, raftCommit, raftApplied, leaderChanges *prometheus.Desc
+
+	pubAckLatency, syncLatency *prometheus.Desc
 }
 
 // NewCollector returns the collector of s's figures.
@@ -72,6 +74,9 @@ func NewCollector(s *streaming.Server) *Collector {
 		raftCommit:    d("raft_commit_index", "Index of the last entry this node knows committed.", "group", "node_id"),
 		raftApplied:   d("raft_applied_index", "Index of the last entry this node applied.", "group", "node_id"),
 		leaderChanges: d("leader_changes_total", "Times this server's streaming engine gained or lost leadership."),
+		pubAckLatency: d("puback_latency_seconds",
+			"From a publish batch's proposal to its PubAcks: the store's sync (standalone) or the log's commit (replicated); one event per PubAck."),
+		syncLatency: d("store_sync_seconds", "One pass of the file or bolt store's fsyncs (the group commit)."),
 	}
 }
 
@@ -80,7 +85,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.info, c.clients, c.subscriptions, c.channels, c.storedMsgs,
 		c.storedBytes, c.inMsgs, c.inBytes, c.outMsgs, c.outBytes, c.chMsgs, c.chBytes, c.chFirst, c.chLast,
 		c.chSubs, c.subPending, c.subLastSent, c.subLag, c.subStalled, c.subOffline, c.subMaxInflight,
-		c.raftLeader, c.raftTerm, c.raftLast, c.raftCommit, c.raftApplied, c.leaderChanges} {
+		c.raftLeader, c.raftTerm, c.raftLast, c.raftCommit, c.raftApplied, c.leaderChanges, c.pubAckLatency, c.syncLatency} {
 		ch <- d
 	}
 }
@@ -105,6 +110,17 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.outMsgs, float64(z.OutMsgs))
 	counter(c.outBytes, float64(z.OutBytes))
 	counter(c.leaderChanges, float64(c.s.LeaderChanges()))
+	lat := c.s.Latencies()
+	for _, h := range []struct {
+		d *prometheus.Desc
+		h streaming.Histogram
+	}{{c.pubAckLatency, lat.PubAck}, {c.syncLatency, lat.StoreSync}} {
+		buckets := make(map[float64]uint64, len(h.h.Bounds))
+		for i, b := range h.h.Bounds {
+			buckets[b] = h.h.Cumulative[i]
+		}
+		ch <- prometheus.MustNewConstHistogram(h.d, h.h.Count, h.h.Sum, buckets)
+	}
 	if st, ok := c.s.RaftStats(); ok {
 		ids := []string{st.Group, st.NodeID}
 		gauge(c.raftLeader, flag(st.Role == raft.Leader), ids...)

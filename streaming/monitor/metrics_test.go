@@ -223,6 +223,9 @@ func TestCollectorRaft(t *testing.T) {
 	if v, _ := series(mfs, "starling_streaming_leader_changes_total"); v < 1 {
 		t.Errorf("leader_changes_total = %v, want ≥ 1", v)
 	}
+	if h := mfs["starling_streaming_puback_latency_seconds"]; h == nil || h.Metric[0].GetHistogram().GetSampleCount() < 1 {
+		t.Errorf("no PubAck latency observed over the replicated log: %v", h)
+	}
 	if z := st.Serverz(); z.State != "CLUSTERED" || z.Role != "Leader" {
 		t.Errorf("serverz state %q role %q", z.State, z.Role)
 	}
