@@ -32,6 +32,14 @@ func (s *Server) restore(st *stores.RecoveredState) error {
 				ch.lastTime = last.Time
 			}
 		}
+		if state.Msgs > 0 && ch.limits.MaxAge > 0 {
+			// Messages that aged while the server was down go now, the rest when due: the
+			// age timer is otherwise armed only by a publish.
+			var first stores.Msg
+			if ch.store.Msgs.Load(state.First, &first) == nil {
+				s.armAge(ch, ch.limits.ExpiresAt(first.Time))
+			}
+		}
 		uncertain := uint64(0)
 		if !st.Clean {
 			uncertain = state.Last

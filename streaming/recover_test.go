@@ -3,6 +3,7 @@ package streaming
 import (
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/starling-io/starling/raftlog"
 	"github.com/starling-io/starling/stores"
@@ -198,6 +199,49 @@ func TestRestoredForeignAckInboxes(t *testing.T) {
 		s.step(op{kind: opAck, ack: key, seq: 1, from: 1})
 		if _, pending := sub.pending[1]; pending {
 			t.Errorf("an ack on %q did not count", inbox)
+		}
+	}
+}
+
+// TestRestoreExpiresAgedMessages: messages that passed MaxAge while the server was down are
+// removed once it runs, without waiting for a publish to arm the age timer.
+func TestRestoreExpiresAgedMessages(t *testing.T) {
+	st, err := memstore.New(memstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Init(stores.ServerInfo{ClusterID: DefaultClusterID, NodeID: "node"}); err != nil {
+		t.Fatal(err)
+	}
+	ch, err := st.CreateChannel("foo", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-2 * time.Hour).UnixNano()
+	if err := ch.Msgs.Append([]stores.Msg{{Seq: 1, Time: old, Data: []byte("old")}, {Seq: 2, Time: old + 1, Data: []byte("old")}}); err != nil {
+		t.Fatal(err)
+	}
+	limits := &stores.LimitsSet{Global: stores.DefaultLimits()}
+	limits.Global.MaxAge = time.Hour
+	if err := st.SetLimits(limits); err != nil { // as Start does
+		t.Fatal(err)
+	}
+	s, err := New(&fakeBus{}, st, raftlog.Standalone, Options{Limits: limits})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.recover(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for s.channels["foo"].store.Msgs.State().Msgs > 0 {
+		select {
+		case <-s.q.Ready():
+			for _, o := range s.q.Pop(nil) {
+				s.step(o)
+			}
+		case <-time.After(time.Until(deadline)):
+			t.Fatal("messages older than MaxAge still held after the restart")
 		}
 	}
 }
