@@ -1,7 +1,9 @@
 package streaming
 
 import (
+	"context"
 	"errors"
+	"log/slog"
 	"sync"
 	"testing"
 	"time"
@@ -322,5 +324,48 @@ func TestParseAckKey(t *testing.T) {
 	}
 	if _, ok := parseAckKey([]byte("_STAN.acks.")); ok {
 		t.Fatal("empty token accepted")
+	}
+}
+
+// countHandler counts log records by message.
+type countHandler struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (h *countHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *countHandler) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.n[r.Message]++
+	return nil
+}
+func (h *countHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *countHandler) WithGroup(string) slog.Handler      { return h }
+
+// TestRefusedPublishesLogOnce: a client sending a flood of publishes that are refused (too
+// large to deliver) gets an error PubAck for each, and the log one line per 10 s, with the
+// count since — it cannot flood the log.
+func TestRefusedPublishesLogOnce(t *testing.T) {
+	h := &countHandler{n: map[string]int{}}
+	store := newMemStore(t)
+	bus := &dataBus{}
+	s, err := New(bus, store, raftlog.Standalone, Options{Logger: slog.New(h)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.recover(); err != nil {
+		t.Fatal(err)
+	}
+	s.step(op{kind: opConnect, reply: "r", from: 1, data: marshal(&stanpb.ConnectRequest{ClientID: "c1", HeartbeatInbox: "hb", Protocol: 1, ConnID: []byte("x")})})
+	big := marshal(&stanpb.PubMsg{ClientID: "c1", Guid: "g", Subject: "foo", Data: make([]byte, 1<<20), ConnID: []byte("x")})
+	for range 50 {
+		s.step(op{kind: opPublish, reply: "ack", from: 1, data: big})
+	}
+	if n := len(bus.to("ack")); n != 50 {
+		t.Fatalf("%d PubAcks for 50 refused publishes", n)
+	}
+	if n := h.n["publish refused"]; n != 1 {
+		t.Fatalf("%d log lines for 50 refused publishes, want 1", n)
 	}
 }

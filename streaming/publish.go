@@ -69,7 +69,7 @@ func (s *Server) queuePublish(o *op) {
 		case bindHeld:
 			return
 		case bindRefused:
-			s.log.Info("publish refused", "client_id", c.id, "cause", "not from the client's connection")
+			s.refusedLog(&s.pubLog, "publish refused", "client_id", c.id, "cause", "not from the client's connection")
 			s.sendPubAck(o.reply, pm.guid, errInvalidPubReq)
 			return
 		}
@@ -77,7 +77,7 @@ func (s *Server) queuePublish(o *op) {
 	if msgProtoMax(len(pm.subject), len(pm.reply), len(pm.data)) > s.maxPayload {
 		// It would be acknowledged and then never delivered: its MsgProto (redelivered,
 		// with a 10-byte sequence) would not fit max_payload (audit finding 6).
-		s.log.Info("publish refused", "client_id", c.id, "channel", string(pm.subject), "cause", "message too large to deliver", "bytes", len(pm.data))
+		s.refusedLog(&s.pubLog, "publish refused", "client_id", c.id, "channel", string(pm.subject), "cause", "message too large to deliver", "bytes", len(pm.data))
 		s.sendPubAck(o.reply, pm.guid, errMsgTooLarge)
 		return
 	}

@@ -72,6 +72,7 @@ type Server struct {
 	failLog          rateLog    // delivery failures (delivery.go)
 	ackLog           rateLog    // refused acks
 	hbLog            rateLog    // refused heartbeat answers
+	pubLog           rateLog    // refused publishes (a client may send many)
 
 	// Metadata waiting for its commit (durable.go).
 	waiting     []func(error) // replies waiting for the commit of what they confirm
