@@ -1,6 +1,8 @@
 package streaming
 
 import (
+	"errors"
+	"fmt"
 	"sort"
 	"strconv"
 	"strings"
@@ -187,6 +189,28 @@ func (s *Server) RaftStats() (raftlog.Stats, bool) {
 		return rl.Stats(), true
 	}
 	return raftlog.Stats{}, false
+}
+
+// Health says why the streaming layer cannot acknowledge anything now, or nil: shut down,
+// or — replicated — its log stopped (an op it does not know, a corrupt entry) or no leader
+// is known (no majority of the group reachable). For /healthz.
+func (s *Server) Health() error {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return errors.New("streaming: shut down")
+	}
+	st, ok := s.RaftStats()
+	switch {
+	case !ok:
+		return nil
+	case st.Stopped != nil:
+		return fmt.Errorf("streaming: raft group %s stopped applying: %v", st.Group, st.Stopped)
+	case st.LeaderID == "":
+		return fmt.Errorf("streaming: raft group %s has no leader (no majority reachable): nothing can be acknowledged", st.Group)
+	}
+	return nil
 }
 
 // LeaderChanges returns how many times this server's engine gained or lost leadership.

@@ -2,6 +2,7 @@ package streaming
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -196,6 +197,21 @@ func TestStreamingOverRaft(t *testing.T) {
 	// The sent records replicate lazily: the new leader may send again what the old one
 	// sent (flagged), but never skips a message, and the new one follows.
 	converged(t, ms, next)
+	if err := next.srv.Health(); err != nil {
+		t.Fatalf("the new leader is unhealthy: %v", err)
+	}
+	// Two of three down: no majority, so nothing can be acknowledged, and health says why.
+	next.stop()
+	var last *raftMember
+	for _, m := range ms {
+		if m.up {
+			last = m
+		}
+	}
+	waitUntil(t, "the last node reports no leader", func() bool {
+		err := last.srv.Health()
+		return err != nil && strings.Contains(err.Error(), "no leader")
+	})
 }
 
 func marshalAny(m any) []byte { return marshal(m.(proto.Message)) }

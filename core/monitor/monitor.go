@@ -30,8 +30,9 @@ type Monitor struct {
 
 	assets map[string]*asset // the dashboard's files by path (dashboard.go)
 
-	mu    sync.Mutex
-	stats map[string]uint64 // http_req_stats
+	mu     sync.Mutex
+	stats  map[string]uint64 // http_req_stats
+	checks []func() error    // more for /healthz (AddHealthCheck)
 
 	connMu  sync.Mutex
 	fresh   map[net.Conn]struct{} // connections that have not sent a request yet (http.StateNew)
@@ -331,6 +332,17 @@ func (m *Monitor) HandleRoutez(w http.ResponseWriter, r *http.Request) {
 // HandleHealthz serves /healthz (compact JSON; 503 when unhealthy).
 func (m *Monitor) HandleHealthz(w http.ResponseWriter, r *http.Request) {
 	h := m.srv.Healthz()
+	if h.Status == "ok" {
+		m.mu.Lock()
+		checks := m.checks
+		m.mu.Unlock()
+		for _, check := range checks {
+			if err := check(); err != nil {
+				h = core.Healthz{Status: "error", Error: err.Error()}
+				break
+			}
+		}
+	}
 	if h.Status != "ok" {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusServiceUnavailable)
@@ -339,6 +351,14 @@ func (m *Monitor) HandleHealthz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, h, false)
+}
+
+// AddHealthCheck adds a check to /healthz: while it returns an error, /healthz answers 503
+// with that error (streaming adds one that says why it cannot acknowledge anything).
+func (m *Monitor) AddHealthCheck(check func() error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.checks = append(m.checks, check)
 }
 
 // HandleAccountz serves /accountz: Starling has the global account only.

@@ -2,8 +2,11 @@ package monitor
 
 import (
 	"context"
+	"errors"
+	"io"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 )
@@ -34,5 +37,33 @@ func TestCloseWithUnusedConnection(t *testing.T) {
 	}
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("Close took %v", d)
+	}
+}
+
+// TestHealthChecks: a check added to /healthz turns it to 503 with the check's error while
+// the check fails, and back to 200 when it passes.
+func TestHealthChecks(t *testing.T) {
+	m := New(startCore(t), "", nil)
+	if err := m.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close(context.Background())
+	var failing error
+	m.AddHealthCheck(func() error { return failing })
+	get := func() (int, string) {
+		resp, err := http.Get("http://" + m.Addr().String() + "/healthz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get(); code != 200 || !strings.Contains(body, `"ok"`) {
+		t.Fatalf("healthy: %d %s", code, body)
+	}
+	failing = errors.New("streaming: no raft leader")
+	if code, body := get(); code != 503 || !strings.Contains(body, "no raft leader") {
+		t.Fatalf("failing check: %d %s", code, body)
 	}
 }
