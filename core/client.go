@@ -72,6 +72,8 @@ type client struct {
 	port int
 	log  *slog.Logger
 
+	ldmTold bool // an INFO with ldm was rendered for it (infoJSON, under srv.mu)
+
 	// Owned by the read goroutine.
 	parser    *wire.Parser
 	prod      producer

@@ -47,9 +47,12 @@ func (s *Server) infoJSON(c *client, connectInfo bool) []byte {
 		MaxPayload:   s.o().MaxPayload,
 		ClientID:     c.cid,
 		ClientIP:     c.ip,
-		LameDuckMode: s.ldm,
+		LameDuckMode: s.ldm && !c.ldmTold, // once: a client reacts to each INFO that has it
 		Nonce:        string(c.nonce),
 		ConnectURLs:  s.connectURLs(),
+	}
+	if s.ldm {
+		c.ldmTold = true // guarded by s.mu, like the rest of this INFO's inputs
 	}
 	if o := s.o(); o.Auth != nil {
 		info.AuthRequired = o.Auth.Required()

@@ -1,10 +1,13 @@
 package core
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"net"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -419,5 +422,73 @@ func TestRouteConnPublishRefusesForgery(t *testing.T) {
 	}
 	if srvs[0].NumRoutes() != 1 || srvs[1].NumRoutes() != 1 {
 		t.Fatal("the route dropped")
+	}
+}
+
+// A client is told of lame duck mode once: the INFO that announces it carries "ldm", a later
+// topology INFO (a server joining) does not — nats.go calls its LameDuckModeHandler for
+// every INFO that has it.
+func TestLameDuckToldOnce(t *testing.T) {
+	srvs := startMesh(t, 2, func(_ int, o *Options) {
+		o.LameDuckDuration, o.LameDuckGracePeriod = time.Minute, time.Minute
+	})
+	ldm := srvs[0]
+	nc, err := net.Dial("tcp", ldm.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	infos := make(chan string, 16)
+	go func() {
+		r := bufio.NewReader(nc)
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				close(infos)
+				return
+			}
+			if strings.HasPrefix(line, "INFO ") {
+				infos <- line
+			}
+		}
+	}()
+	if _, err := nc.Write([]byte("CONNECT {\"verbose\":false,\"protocol\":1}\r\nPING\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	next := func() string {
+		t.Helper()
+		select {
+		case l := <-infos:
+			return l
+		case <-time.After(5 * time.Second):
+			t.Fatal("no INFO")
+			return ""
+		}
+	}
+	next() // the greeting
+	waitFor(t, 2*time.Second, func() bool { return ldm.NumClients() == 1 })
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go func() { _ = ldm.LameDuck(ctx) }()
+	for l := next(); !strings.Contains(l, `"ldm":true`); l = next() {
+	}
+	seed := &url.URL{Scheme: "nats-route", Host: srvs[1].ClusterAddr().String()}
+	late, err := New(Options{Host: "127.0.0.1", Port: -1, ServerName: "s2",
+		Cluster: &ClusterOptions{Host: "127.0.0.1", Port: -1, Name: "mesh", Routes: []*url.URL{seed}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := late.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = late.Shutdown(context.Background()) })
+	for {
+		l := next()
+		if strings.Contains(l, `"ldm":true`) {
+			t.Fatalf("a later INFO tells lame duck mode again: %s", l)
+		}
+		if strings.Contains(l, late.urls[0]) {
+			return // the topology INFO, without ldm
+		}
 	}
 }
