@@ -61,6 +61,13 @@ func TestGrafanaDashboardMetricsExist(t *testing.T) {
 		for _, sel := range promSelectors(e) {
 			used[sel.metric] = true
 			mf := mfs[sel.metric]
+			for _, suffix := range []string{"_bucket", "_count", "_sum"} { // a histogram's series
+				if base, ok := strings.CutSuffix(sel.metric, suffix); ok && mf == nil {
+					if f := mfs[base]; f != nil && f.GetType() == dto.MetricType_HISTOGRAM {
+						mf = f
+					}
+				}
+			}
 			if mf == nil {
 				t.Errorf("dashboard uses %s (in %q): not in /metrics", sel.metric, e)
 				continue
