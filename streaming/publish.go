@@ -207,21 +207,19 @@ func (s *Server) settle(g *commitGroup) {
 			err = r
 		}
 		if err == nil && !s.replicated {
-			msgs := g.msgs[g.spans[i].from:g.spans[i].to]
 			if sp, ok := ch.store.Msgs.(stores.SplitSyncer); ok && s.started && !g.inflight {
 				cc.sp = sp // flushed by flushGroupChans, fsynced by the committer
-			} else if err = ch.store.Msgs.Sync(); err == nil {
-				s.stored(ch, msgs, msgs[0].Time)
+				continue   // stored once flushed
 			}
-		} else if err == nil {
-			msgs := g.msgs[g.spans[i].from:g.spans[i].to]
-			s.stored(ch, msgs, msgs[0].Time)
+			err = ch.store.Msgs.Sync()
 		}
-		if err != nil {
-			s.log.Error("storing messages failed", "channel", ch.name, "err", err)
-			ch.broken = true
-			cc.err = err
+		if err == nil {
+			s.stored(ch, g.msgs[g.spans[i].from].Time)
+			continue
 		}
+		s.log.Error("storing messages failed", "channel", ch.name, "err", err)
+		ch.broken = true
+		cc.err = err
 	}
 }
 
@@ -233,14 +231,13 @@ func (s *Server) flushGroupChans(g *commitGroup) {
 		if cc.sp == nil {
 			continue
 		}
-		msgs := g.msgs[g.spans[i].from:g.spans[i].to]
 		if err := cc.sp.Flush(); err != nil {
 			s.log.Error("storing messages failed", "channel", cc.ch.name, "err", err)
 			cc.ch.broken = true
 			cc.sp, cc.err = nil, err
 			continue
 		}
-		s.stored(cc.ch, msgs, msgs[0].Time)
+		s.stored(cc.ch, g.msgs[g.spans[i].from].Time)
 	}
 }
 
@@ -260,10 +257,10 @@ func (s *Server) refuseBroken(ch *channel) {
 	s.scratch.pubs = kept
 }
 
-// stored notes that msgs, stamped t, are in ch's store.
-func (s *Server) stored(ch *channel, msgs []stores.Msg, t int64) {
+// stored notes that a batch whose first message is stamped first is in ch's store.
+func (s *Server) stored(ch *channel, first int64) {
 	s.touch(ch)
-	s.armAge(ch, ch.limits.ExpiresAt(msgs[0].Time))
+	s.armAge(ch, ch.limits.ExpiresAt(first))
 }
 
 func lowerName(name string) string { return strings.ToLower(name) }
