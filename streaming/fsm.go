@@ -132,8 +132,7 @@ func (m *stateMachine) applyOne(v any) any {
 		if err := m.store.DeleteChannel(ch.Name); err != nil {
 			return err
 		}
-		delete(m.chans, ch.Name)
-		m.dropDirty(ch)
+		m.forget(ch)
 		return nil
 	}
 	panic(fmt.Errorf("%w: %T", errUnknownCommand, v))
@@ -180,8 +179,9 @@ func (m *stateMachine) markSubsDirty(ch *stores.Channel) {
 	m.dirtySubs = append(m.dirtySubs, ch)
 }
 
-// dropDirty forgets a deleted channel's pending flush.
-func (m *stateMachine) dropDirty(ch *stores.Channel) {
+// forget drops a channel deleted from the store, with its pending flush.
+func (m *stateMachine) forget(ch *stores.Channel) {
+	delete(m.chans, ch.Name)
 	for i, d := range m.dirtySubs {
 		if d == ch {
 			m.dirtySubs = append(m.dirtySubs[:i], m.dirtySubs[i+1:]...)

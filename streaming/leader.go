@@ -25,12 +25,7 @@ func (s *Server) serve(on bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !on {
-		for _, sub := range s.subs {
-			if sub != nil {
-				_ = sub.Unsubscribe()
-			}
-		}
-		s.subs = nil
+		s.unsubscribeAll()
 		return nil
 	}
 	if s.closed || len(s.subs) > 0 {
@@ -54,17 +49,22 @@ func (s *Server) serve(on bool) error {
 	for _, h := range handlers {
 		sub, err := s.bus.Subscribe(h.subject, "", s.handler(h.kind))
 		if err != nil {
-			for _, sub := range s.subs {
-				if sub != nil {
-					_ = sub.Unsubscribe()
-				}
-			}
-			s.subs = nil
+			s.unsubscribeAll()
 			return fmt.Errorf("streaming: subscribe %s: %w", h.subject, err)
 		}
 		s.subs = append(s.subs, sub)
 	}
 	return nil
+}
+
+// unsubscribeAll removes the protocol subscriptions. Caller holds mu.
+func (s *Server) unsubscribeAll() {
+	for _, sub := range s.subs {
+		if sub != nil {
+			_ = sub.Unsubscribe()
+		}
+	}
+	s.subs = nil
 }
 
 // takeOver makes a new leader's engine ready to serve (engine).

@@ -126,16 +126,14 @@ func (m *stateMachine) Restore(r io.Reader) error {
 		// gave, so deleting it would lose its messages for good.
 		if !inSnap[name] && ch.ID <= sn.NextChannelID {
 			errs = append(errs, m.store.DeleteChannel(name))
-			m.dropDirty(ch)
-			delete(m.chans, name)
+			m.forget(ch)
 		}
 	}
 	for _, cs := range sn.Channels {
 		ch := m.chans[cs.Name]
 		if ch != nil && ch.ID != cs.ID { // another incarnation (it holds no message the snapshot needs)
 			errs = append(errs, m.store.DeleteChannel(cs.Name))
-			m.dropDirty(ch)
-			delete(m.chans, cs.Name)
+			m.forget(ch)
 			ch = nil
 		}
 		if ch == nil {
