@@ -1,6 +1,9 @@
 package ipq
 
-import "sync"
+import (
+	"math"
+	"sync"
+)
 
 // Queue is a multi-producer queue drained in batches by one consumer. It is
 // safe for concurrent use. The zero value is not usable: use New.
@@ -24,23 +27,7 @@ func New[T any](name string, limit int) *Queue[T] {
 
 // Push appends v. It never blocks: it returns ErrFull when the queue holds
 // limit items. A Push that makes the queue non-empty signals Ready.
-func (q *Queue[T]) Push(v T) error {
-	q.mu.Lock()
-	if q.limit > 0 && len(q.items) >= q.limit {
-		q.mu.Unlock()
-		return ErrFull
-	}
-	q.items = append(q.items, v)
-	first := len(q.items) == 1
-	q.mu.Unlock()
-	if first {
-		select {
-		case q.ready <- struct{}{}:
-		default: // a wake-up is already pending
-		}
-	}
-	return nil
-}
+func (q *Queue[T]) Push(v T) error { return q.PushBytes(v, 0, math.MaxInt64) }
 
 // PushBytes is Push for an item that weighs n bytes: past the item limit, or when n
 // would take the bytes queued beyond maxBytes, it fails with ErrFull. The bytes are
@@ -59,7 +46,7 @@ func (q *Queue[T]) PushBytes(v T, n, maxBytes int64) error {
 	if first {
 		select {
 		case q.ready <- struct{}{}:
-		default:
+		default: // a wake-up is already pending
 		}
 	}
 	return nil
