@@ -52,14 +52,18 @@ func starlingBinary(t *testing.T) string {
 
 // natsCLI returns the nats CLI installed by `make tools`; the test is skipped when run
 // outside make without it.
-func natsCLI(t *testing.T) string {
+func natsCLI(t *testing.T) string { return madeTool(t, "NATS_CLI", "nats") }
+
+// madeTool returns the tool named by env, or else the one `make tools` puts in ../bin; the
+// test is skipped without either.
+func madeTool(t *testing.T, env, name string) string {
 	t.Helper()
-	p := os.Getenv("NATS_CLI")
+	p := os.Getenv(env)
 	if p == "" {
-		p = "../bin/nats"
+		p = "../bin/" + name
 	}
 	if _, err := os.Stat(p); err != nil {
-		t.Skipf("nats CLI not installed (run `make tools`): %v", err)
+		t.Skipf("%s not installed (run `make tools`): %v", name, err)
 	}
 	return p
 }

@@ -32,17 +32,7 @@ import (
 
 // nssBinary returns nats-streaming-server: $NSS_BIN, or the one `make tools` installs; the
 // test is skipped outside make without it.
-func nssBinary(t *testing.T) string {
-	t.Helper()
-	p := os.Getenv("NSS_BIN")
-	if p == "" {
-		p = "../bin/nats-streaming-server"
-	}
-	if _, err := os.Stat(p); err != nil {
-		t.Skipf("nats-streaming-server not installed (run `make tools`): %v", err)
-	}
-	return p
-}
+func nssBinary(t *testing.T) string { return madeTool(t, "NSS_BIN", "nats-streaming-server") }
 
 // nssChannels are the channels published into nss and how many messages each gets.
 var nssChannels = []struct {
