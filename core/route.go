@@ -55,9 +55,10 @@ type routeState struct {
 	self        bool // the route led back to this server
 	remoteID    string
 	remoteName  string
-	remoteURL   string   // its route URL, from its INFO
-	connectURLs []string // its client URLs
-	info        []byte   // its INFO, forwarded to the others so they can connect to it
+	remoteURL   string            // its route URL, from its INFO
+	connectURLs []string          // its client URLs
+	info        []byte            // its INFO, forwarded to the others so they can connect to it
+	meta        map[string]string // its Meta, from its latest INFO
 }
 
 // routeInfo is the INFO exchanged on routes.
@@ -77,6 +78,9 @@ type routeInfo struct {
 	TLSRequired  bool     `json:"tls_required,omitempty"`
 	ConnectURLs  []string `json:"connect_urls,omitempty"`
 	LameDuckMode bool     `json:"ldm,omitempty"`
+	// Meta is what layers above core advertise to the mesh (route_meta.go); nats-server
+	// ignores the field.
+	Meta map[string]string `json:"starling_meta,omitempty"`
 }
 
 // routeConnect is the soliciting side's CONNECT. Lang is a pointer: a client's CONNECT on the
@@ -353,8 +357,9 @@ func (s *Server) routeInfoJSON() []byte {
 	if !s.ldm {
 		info.ConnectURLs = s.urls
 	}
-	s.mu.Unlock()
+	info.Meta = s.routeMeta
 	b, _ := json.Marshal(info)
+	s.mu.Unlock()
 	return b
 }
 

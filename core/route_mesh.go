@@ -54,6 +54,7 @@ func (s *Server) registerRoute(c *client, info *routeInfo, raw []byte) error {
 	st.remoteURL = info.IP
 	st.connectURLs = info.ConnectURLs
 	st.info = slices.Clone(raw)
+	st.meta = info.Meta
 	if old != nil {
 		old.route.registered = false
 		s.dropRemoteURLs(old.route.connectURLs)
@@ -111,6 +112,7 @@ func (s *Server) updateRoute(c *client, info *routeInfo) {
 	}
 	old := c.route.connectURLs
 	c.route.connectURLs = urls
+	c.route.meta = info.Meta
 	changed := false
 	if !s.o().Cluster.NoAdvertise {
 		changed = s.dropRemoteURLs(old)

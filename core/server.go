@@ -44,6 +44,8 @@ type Server struct {
 	ldm      bool
 	ldmURLs  []string // in lame duck: the other servers' client URLs advertised since it began
 	urls     []string // our client URLs (connect_urls)
+	// routeMeta is advertised in our route INFO (route_meta.go); replaced, never changed in place.
+	routeMeta map[string]string
 	port     int      // bound client port
 
 	nextCID   atomic.Uint64
