@@ -15,8 +15,11 @@ import (
 type (
 	cmdConnect       struct{ info stores.ClientInfo }
 	cmdDisconnect    struct{ clientID string }
-	cmdCreateChannel struct{ name string }
-	cmdPublish       struct {
+	cmdCreateChannel struct {
+		name string
+		id   uint64 // chosen by the proposer (stateMachine.nextChannelID)
+	}
+	cmdPublish struct {
 		chanRef
 		msgs []stores.Msg // sequences continue the channel's last with no gap
 	}

@@ -54,6 +54,14 @@ func (m *stateMachine) recover() (*stores.RecoveredState, error) {
 	return st, nil
 }
 
+// nextChannelID is the ID a channel created now gets. Channel creations are proposed one at
+// a time and waited for, so no other is in flight when the proposer reads it.
+func (m *stateMachine) nextChannelID() uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.nextChanID + 1
+}
+
 // Apply implements raftlog.StateMachine: the only place replicated state changes.
 func (m *stateMachine) Apply(index uint64, cmds []raftlog.Command) []any {
 	m.mu.Lock()
@@ -85,9 +93,13 @@ func (m *stateMachine) applyOne(v any) any {
 		m.clientsDirty = true
 		return m.store.DeleteClient(c.clientID)
 	case *cmdCreateChannel:
-		m.nextChanID++
-		st, err := m.store.CreateChannel(c.name, m.nextChanID)
-		if ex := m.chans[c.name]; errors.Is(err, stores.ErrExists) && ex != nil && ex.ID == m.nextChanID {
+		id := c.id
+		if id == 0 { // proposed by a version that let Apply choose
+			id = m.nextChanID + 1
+		}
+		m.nextChanID = max(m.nextChanID, id)
+		st, err := m.store.CreateChannel(c.name, id)
+		if ex := m.chans[c.name]; errors.Is(err, stores.ErrExists) && ex != nil && ex.ID == id {
 			return ex // replayed: the store kept it
 		}
 		if err != nil {

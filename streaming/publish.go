@@ -283,7 +283,7 @@ func (s *Server) lookupOrCreateChannel(name string) (*channel, string) {
 	if other, ok := s.lowerNames[lower]; ok && other != name {
 		return nil, fmt.Sprintf("rejecting channel %q because channel %q alreay exists (different cases not allowed)", name, other)
 	}
-	v, err := s.propose(&cmdCreateChannel{name: name})
+	v, err := s.propose(&cmdCreateChannel{name: name, id: s.sm.nextChannelID()})
 	if err != nil {
 		s.log.Debug("cannot create channel", "channel", name, "err", err)
 		return nil, err.Error()

@@ -30,7 +30,7 @@ func commandOp(v any) (*raftpb.Op, error) {
 	case *cmdDisconnect:
 		return &raftpb.Op{Op: &raftpb.Op_ClientDisconnect{ClientDisconnect: &raftpb.ClientDisconnect{ClientID: c.clientID}}}, nil
 	case *cmdCreateChannel:
-		return &raftpb.Op{Op: &raftpb.Op_CreateChannel{CreateChannel: &raftpb.CreateChannel{Channel: c.name}}}, nil
+		return &raftpb.Op{Op: &raftpb.Op_CreateChannel{CreateChannel: &raftpb.CreateChannel{Channel: c.name, ChannelID: c.id}}}, nil
 	case *cmdPublish:
 		msgs := make([]*raftpb.MsgProto, len(c.msgs))
 		for i := range c.msgs {
@@ -90,7 +90,7 @@ func opCommand(op *raftpb.Op) (any, error) {
 	case *raftpb.Op_ClientDisconnect:
 		return &cmdDisconnect{clientID: o.ClientDisconnect.ClientID}, nil
 	case *raftpb.Op_CreateChannel:
-		return &cmdCreateChannel{name: o.CreateChannel.Channel}, nil
+		return &cmdCreateChannel{name: o.CreateChannel.Channel, id: o.CreateChannel.ChannelID}, nil
 	case *raftpb.Op_PublishBatch:
 		p := o.PublishBatch
 		msgs := make([]stores.Msg, len(p.Msgs))

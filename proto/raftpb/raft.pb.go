@@ -514,10 +514,13 @@ func (x *ClientDisconnect) GetClientID() string {
 	return ""
 }
 
-// CreateChannel creates a channel. Apply gives it the next channel ID, the same on every replica.
+// CreateChannel creates a channel with the ID its proposer chose (the state machine's next
+// one when proposed). Apply never chooses it: a replica replaying onto a store that kept
+// channels past its last snapshot would count differently.
 type CreateChannel struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Channel       string                 `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
+	ChannelID     uint64                 `protobuf:"varint,2,opt,name=channelID,proto3" json:"channelID,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -557,6 +560,13 @@ func (x *CreateChannel) GetChannel() string {
 		return x.Channel
 	}
 	return ""
+}
+
+func (x *CreateChannel) GetChannelID() uint64 {
+	if x != nil {
+		return x.ChannelID
+	}
+	return 0
 }
 
 // Subscribe creates a subscription with the state the proposer resolved: its ID (unique in the
@@ -1699,9 +1709,10 @@ const file_proto_raftpb_raft_proto_rawDesc = "" +
 	"\rClientConnect\x12/\n" +
 	"\x04info\x18\x03 \x01(\v2\x1b.starling.raftpb.ClientInfoR\x04infoJ\x04\b\x01\x10\x02J\x04\b\x02\x10\x03\".\n" +
 	"\x10ClientDisconnect\x12\x1a\n" +
-	"\bclientID\x18\x01 \x01(\tR\bclientID\")\n" +
+	"\bclientID\x18\x01 \x01(\tR\bclientID\"G\n" +
 	"\rCreateChannel\x12\x18\n" +
-	"\achannel\x18\x01 \x01(\tR\achannel\"\x86\x01\n" +
+	"\achannel\x18\x01 \x01(\tR\achannel\x12\x1c\n" +
+	"\tchannelID\x18\x02 \x01(\x04R\tchannelID\"\x86\x01\n" +
 	"\tSubscribe\x12\x1c\n" +
 	"\tchannelID\x18\x04 \x01(\x04R\tchannelID\x12\x18\n" +
 	"\achannel\x18\x05 \x01(\tR\achannel\x12/\n" +
