@@ -88,6 +88,9 @@ func (l *Local) Leadership() <-chan bool { return l.leader.C() }
 
 // Barrier returns nil at once: every proposal was applied before it returned. After Close it
 // returns ErrClosed.
+// TransferLeadership does nothing: a Local has no other replica to lead.
+func (l *Local) TransferLeadership(context.Context) error { return nil }
+
 func (l *Local) Barrier(ctx context.Context) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()

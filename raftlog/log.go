@@ -43,6 +43,10 @@ type Log interface {
 	// new leader waits for before serving from its state. It fails with ErrNotLeader,
 	// ErrClosed or ctx.Err().
 	Barrier(ctx context.Context) error
+	// TransferLeadership hands leadership to another replica, if this one leads and another
+	// can take over, and returns once it no longer leads (or ctx ends): what a leader does
+	// before it shuts down, so that service pauses for a transfer, not an election timeout.
+	TransferLeadership(ctx context.Context) error
 	// Close stops the log. Later proposals fail with ErrClosed. It does not close the state
 	// machine, which belongs to the caller.
 	Close() error

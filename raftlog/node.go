@@ -305,6 +305,30 @@ func (n *Node) Barrier(ctx context.Context) error {
 	}
 }
 
+// TransferLeadership makes raft hand leadership to the most up-to-date voter (which starts
+// an election at once) and waits until this node no longer leads. A follower, or a group
+// of one, returns nil at once.
+func (n *Node) TransferLeadership(ctx context.Context) error {
+	if !n.IsLeader() || len(n.cfg.Peers) < 2 {
+		return nil
+	}
+	start := time.Now()
+	f := n.raft.LeadershipTransfer()
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("raftlog: leadership transfer: %w", err)
+		}
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	_, id := n.raft.LeaderWithID()
+	n.log.Info("raftlog: leadership transferred", "to", id, "took", time.Since(start))
+	return nil
+}
+
 // Snapshot makes raft take a snapshot now and compact its log (keeping TrailingLogs
 // entries), as it does by itself every SnapshotThreshold entries. It returns once the
 // snapshot is on disk; raft.ErrNothingNewToSnapshot (wrapped) when nothing was applied since

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -22,8 +23,9 @@ type TCPTransportConfig struct {
 	// Listen is the host:port raft listens on, apart from the client and route ports; port 0
 	// picks a free one.
 	Listen string
-	// Advertise is the address peers dial, when it is not the listener's own (a wildcard
-	// Listen such as ":7422" needs one).
+	// Advertise is the address peers dial, when it is not the listener's own: a host, which
+	// takes the listener's port, or host:port. A wildcard Listen (":0", "0.0.0.0:7422")
+	// needs one.
 	Advertise string
 	// Resolve maps a peer's node ID (which the raft configuration holds as its address) to
 	// the address it listens on, each time a connection is dialled, so that addresses can be
@@ -39,7 +41,9 @@ type TCPTransportConfig struct {
 	NoLog  bool
 }
 
-// NewTCPTransport returns raft's TCP transport on its own listener.
+// NewTCPTransport returns raft's network transport over TCP, on a listener of its own.
+// Each RPC takes a pooled connection of its own, so heartbeats never wait behind a large
+// AppendEntries or a snapshot.
 func NewTCPTransport(c TCPTransportConfig) (*raft.NetworkTransport, error) {
 	if c.MaxPool == 0 {
 		c.MaxPool = 3
@@ -50,26 +54,60 @@ func NewTCPTransport(c TCPTransportConfig) (*raft.NetworkTransport, error) {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	var adv net.Addr
-	if c.Advertise != "" {
-		a, err := net.ResolveTCPAddr("tcp", c.Advertise)
-		if err != nil {
-			return nil, fmt.Errorf("raftlog: raft advertise address %q: %w", c.Advertise, err)
-		}
-		adv = a
+	ln, err := net.Listen("tcp", c.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("raftlog: raft listener on %q: %w", c.Listen, err)
+	}
+	adv, err := advertised(ln.Addr().(*net.TCPAddr), c.Advertise)
+	if err != nil {
+		_ = ln.Close()
+		return nil, err
 	}
 	level := hclogLevel(c.Level)
 	if c.NoLog {
 		level = hclog.Off
 	}
-	t, err := raft.NewTCPTransportWithConfig(c.Listen, adv, &raft.NetworkTransportConfig{
+	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		ServerAddressProvider: c.Resolve,
 		Logger:                newHCLogger(c.Logger, "raft-net", level),
 		MaxPool:               c.MaxPool,
 		Timeout:               c.Timeout,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("raftlog: raft transport on %q: %w", c.Listen, err)
+		Stream:                &tcpStream{ln: ln, adv: adv},
+	}), nil
+}
+
+// advertised is the address peers dial: adv, completed with the listener's port when it
+// names a host only, or the listener's own address, which must then be a dialable one.
+func advertised(bound *net.TCPAddr, adv string) (*net.TCPAddr, error) {
+	if adv == "" {
+		if bound.IP.IsUnspecified() {
+			return nil, fmt.Errorf("raftlog: raft listens on %s, which peers cannot dial: an advertise address is needed", bound)
+		}
+		return bound, nil
 	}
-	return t, nil
+	if _, _, err := net.SplitHostPort(adv); err != nil {
+		adv = net.JoinHostPort(adv, strconv.Itoa(bound.Port))
+	}
+	a, err := net.ResolveTCPAddr("tcp", adv)
+	if err != nil {
+		return nil, fmt.Errorf("raftlog: raft advertise address %q: %w", adv, err)
+	}
+	if a.IP == nil || a.IP.IsUnspecified() {
+		return nil, fmt.Errorf("raftlog: raft advertise address %q is not one peers can dial", adv)
+	}
+	return a, nil
+}
+
+// tcpStream is raft's StreamLayer over a TCP listener, advertising adv.
+type tcpStream struct {
+	ln  net.Listener
+	adv net.Addr
+}
+
+func (t *tcpStream) Accept() (net.Conn, error) { return t.ln.Accept() }
+func (t *tcpStream) Close() error              { return t.ln.Close() }
+func (t *tcpStream) Addr() net.Addr            { return t.adv }
+
+func (t *tcpStream) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	return net.DialTimeout("tcp", string(addr), timeout)
 }
