@@ -52,3 +52,7 @@ func (s *Server) RouteMeta(key string) (string, bool) {
 	}
 	return "", false
 }
+
+// FirstHost is the address this machine advertises to other servers when it listens on
+// every interface: its first non-loopback IPv4 address, else 127.0.0.1.
+func FirstHost() string { return firstHost() }

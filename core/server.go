@@ -46,7 +46,7 @@ type Server struct {
 	urls     []string // our client URLs (connect_urls)
 	// routeMeta is advertised in our route INFO (route_meta.go); replaced, never changed in place.
 	routeMeta map[string]string
-	port     int      // bound client port
+	port      int // bound client port
 
 	nextCID   atomic.Uint64
 	totalConn atomic.Uint64

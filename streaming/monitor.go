@@ -24,6 +24,9 @@ type Serverz struct {
 	State         string    `json:"state"`
 	Role          string    `json:"role,omitempty"`
 	NodeID        string    `json:"node_id,omitempty"`
+	Leader        string    `json:"leader,omitempty"` // clustered: the leader's node ID, "" when none is known
+	Raft          *RaftInfo `json:"raft,omitempty"`   // clustered
+	Digest        string    `json:"digest,omitempty"` // with ?digest=1: StateDigest
 	Now           time.Time `json:"now"`
 	Start         time.Time `json:"start_time"`
 	Uptime        string    `json:"uptime"`
@@ -36,6 +39,16 @@ type Serverz struct {
 	InBytes       uint64    `json:"in_bytes"`
 	OutMsgs       uint64    `json:"out_msgs"`
 	OutBytes      uint64    `json:"out_bytes"`
+}
+
+// RaftInfo is a clustered node's place in the replicated log.
+type RaftInfo struct {
+	Group        string `json:"group"`
+	Term         uint64 `json:"term"`
+	LastIndex    uint64 `json:"last_index"`
+	CommitIndex  uint64 `json:"commit_index"`
+	AppliedIndex uint64 `json:"applied_index"`
+	Stopped      string `json:"stopped,omitempty"` // why the node stopped applying the log
 }
 
 // Channelz describes one channel.
@@ -169,7 +182,11 @@ func (s *Server) Serverz() *Serverz {
 		Clients: len(sn.clients), Channels: len(sn.channels)}
 	if st, ok := s.RaftStats(); ok {
 		// Replicated: the node's role as raft sees it, as nats-streaming-server shows it.
-		z.State, z.Role, z.NodeID = "CLUSTERED", st.Role.String(), st.NodeID
+		z.State, z.Role, z.NodeID, z.Leader = "CLUSTERED", st.Role.String(), st.NodeID, st.LeaderID
+		z.Raft = &RaftInfo{Group: st.Group, Term: st.Term, LastIndex: st.LastLogIndex, CommitIndex: st.CommitIndex, AppliedIndex: st.AppliedIndex}
+		if st.Stopped != nil {
+			z.Raft.Stopped = st.Stopped.Error()
+		}
 	}
 	for _, ch := range sn.channels {
 		z.TotalMsgs += ch.Msgs

@@ -1,6 +1,7 @@
 package streaming
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
@@ -99,6 +100,9 @@ type Server struct {
 type Stats struct {
 	InMsgs, InBytes, OutMsgs, OutBytes uint64
 }
+
+// transferTimeout bounds how long a leader that shuts down tries to hand leadership over.
+const transferTimeout = 2 * time.Second
 
 // LogFactory creates the replication log over the server as its state machine:
 // raftlog.Standalone, or a replicated log, whose creation can fail (its directory, its peers).
@@ -212,8 +216,22 @@ func (s *Server) recover() error {
 	return s.restore(st)
 }
 
-// Shutdown stops the engine and closes the store.
+// Shutdown stops the engine and closes the store. A replicated leader first hands its
+// leadership over, so that another node serves within a transfer, not an election timeout.
 func (s *Server) Shutdown() error {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return nil
+	}
+	if s.replicated && s.rlog.IsLeader() {
+		ctx, cancel := context.WithTimeout(context.Background(), transferTimeout)
+		if err := s.rlog.TransferLeadership(ctx); err != nil {
+			s.log.Warn("leadership not handed over before shutdown: the others elect a leader after their timeout", "err", err)
+		}
+		cancel()
+	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()

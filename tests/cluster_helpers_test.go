@@ -46,6 +46,7 @@ type node struct {
 	args               []string // the full command line
 	p                  *proc
 	ref                bool
+	stan               bool // runs streaming (clustered); else started with --no_streaming
 }
 
 // newNode picks free ports for a server; nothing runs until start.
@@ -109,8 +110,8 @@ func (n *node) start(args ...string) *node {
 	bin, ref := clusterServer(n.t)
 	n.ref, n.extra = ref, args
 	n.args = append([]string{"-a", "127.0.0.1", "-p", fmt.Sprint(n.port), "-m", fmt.Sprint(n.mport), "-n", n.name}, args...)
-	if !ref {
-		n.args = append(n.args, "--no_streaming") // streaming is not clustered yet
+	if !ref && !n.stan {
+		n.args = append(n.args, "--no_streaming") // these tests are about the core mesh
 	}
 	n.p = startProc(n.t, bin, n.args...)
 	n.t.Cleanup(func() {

@@ -125,8 +125,18 @@ func (m *Monitor) HandleRoot(w http.ResponseWriter, r *http.Request) {
 }
 
 // HandleServerz serves /streaming/serverz.
+// With digest=1 it adds the replicated state's digest (StateDigest: it reads every message).
 func (m *Monitor) HandleServerz(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, m.s.Serverz())
+	z := m.s.Serverz()
+	if r.URL.Query().Get("digest") == "1" {
+		d, err := m.s.StateDigest()
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		z.Digest = d
+	}
+	writeJSON(w, z)
 }
 
 // HandleStorez serves /streaming/storez.

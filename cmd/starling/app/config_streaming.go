@@ -56,6 +56,8 @@ func (r *fileReader) streamingBlock(s *settings, e *conf.Entry, path string) {
 			o.MaxClients, _ = r.intIn(e, kpath, -1, math.MaxInt32)
 		case "store_limits", "limits", "storelimits":
 			r.storeLimits(st, e, kpath)
+		case "cluster":
+			r.stanClusterBlock(st, e, kpath)
 		case "file_options", "file":
 			r.fileOptions(st, e, kpath)
 		case "sql_options", "sql":
@@ -212,25 +214,5 @@ func streamingReservedSchema() schema {
 		f(kBool, "encrypt"),
 		f(kString, "encryption_cipher"),
 		f(kString, "encryption_key"),
-		{names: []string{"cluster"}, kind: kMap, keys: schema{
-			f(kString, "node_id"),
-			f(kBool, "bootstrap"),
-			f(kStrings, "peers"),
-			f(kString, "log_path", "raft_log_path"),
-			f(kInt, "log_cache_size", "raft_log_cache_size"),
-			f(kInt, "log_snapshots", "raft_log_snapshots"),
-			f(kInt, "trailing_logs", "raft_trailing_logs"),
-			f(kBool, "sync", "raft_sync"),
-			f(kBool, "raft_logging"),
-			f(kDuration, "raft_heartbeat_timeout"),
-			f(kDuration, "raft_election_timeout"),
-			f(kDuration, "raft_lease_timeout"),
-			f(kDuration, "raft_commit_timeout"),
-			f(kBool, "proceed_on_restore_failure"),
-			f(kBool, "allow_add_remove_node"),
-			f(kBool, "bolt_free_list_sync"),
-			f(kBool, "bolt_free_list_map"),
-			f(kBool, "nodes_connections"),
-		}},
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -257,7 +258,7 @@ cluster {
 }
 streaming {
   cluster_id: test-cluster
-  store: memory
+  store: file
   store_limits { max_channels: 10, max_bytes: 1GB, channels { "orders.>": { max_msgs: 100 } } }
   cluster { node_id: a, peers: [b, c] }
   file_options { buffer_size: 4MB, sync: true }
@@ -292,13 +293,12 @@ streaming {
 		t.Errorf("core cluster options %+v", c.core.Cluster)
 	}
 	st := c.streaming
-	if st.opts.ClusterID != "test-cluster" || st.storeType() != "memory" || st.limits.Global.MaxBytes != 1<<30 ||
+	if st.opts.ClusterID != "test-cluster" || st.storeType() != "file" || st.limits.Global.MaxBytes != 1<<30 ||
 		st.limits.Global.MaxChannels != 10 || st.limits.Channels["orders.>"].MaxMsgs != 100 {
 		t.Errorf("streaming %+v", st)
 	}
-	cl := st.reserved["cluster"].(map[string]any)
-	if cl["node_id"] != "a" || len(cl["peers"].([]string)) != 2 {
-		t.Errorf("streaming reserved %+v", st.reserved)
+	if cl := st.cluster; !cl.on || cl.nodeID != "a" || !slices.Equal(cl.peers, []string{"b", "c"}) || !cl.sync {
+		t.Errorf("streaming cluster %+v", cl)
 	}
 	if st.file.bufferSize != 4<<20 || !st.file.sync {
 		t.Errorf("file_options %+v", st.file)

@@ -151,6 +151,7 @@ func newFlags(s *settings) *flags {
 	fs.Usage = func() {}
 	f := &flags{fs: fs}
 	f.streaming(s)
+	f.stanCluster(s)
 	f.server(s)
 	f.logging(s)
 	f.security(s)

@@ -60,7 +60,7 @@ func TestHelpListsEveryFlagOnce(t *testing.T) {
 		t.Errorf("the help lists %q, which is not a flag", n)
 	}
 	// nats-streaming-server's order: streaming first, then the server's sections.
-	want := []string{"Streaming Server Options", "Streaming Server File Store Options", "Streaming Server Logging Options",
+	want := []string{"Streaming Server Options", "Streaming Server Clustering Options", "Streaming Server File Store Options", "Streaming Server Logging Options",
 		"Server Options", "Monitoring Options", "Logging Options", "Authorization Options", "TLS Options", "Cluster Options", "Common Options"}
 	if strings.Join(sections, "|") != strings.Join(want, "|") {
 		t.Errorf("sections\n got %q\nwant %q", sections, want)

@@ -156,10 +156,10 @@ func (m *Main) Start() error {
 	// Streaming is up (store recovered, subjects subscribed in-process) before core
 	// accepts its first client, so a client never finds the router without streaming.
 	if !c.streaming.off {
-		if o.Cluster != nil {
-			// Until the Raft cluster, each streaming server owns its channels alone: two in
+		if o.Cluster != nil && !c.streaming.cluster.on {
+			// Unclustered, each streaming server owns its channels alone: two in
 			// one mesh with the same cluster ID would both answer every request.
-			m.log.Warn("streaming runs on this server alone: in a mesh, run it on one server (or use --no_streaming on the others)")
+			m.log.Warn("streaming runs on this server alone: in a mesh, run it on one server (or use --no_streaming on the others), or cluster it (--clustered)")
 		}
 		if err := m.startStreaming(c); err != nil {
 			return err

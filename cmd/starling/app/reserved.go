@@ -15,7 +15,7 @@ import (
 // keys with no meaning here (pool_size, connect_retries, ping_interval, ping_max) are
 // accepted and logged at start as not used, naming file:line:col (clusterUnused). The
 // file_options block is read key by key (config_fileopts.go) against fileOptionsSchema.
-// The streaming keys of later milestones (cluster, ft_group, partitioning, encrypt, …:
+// The streaming keys of later milestones (ft_group, partitioning, encrypt, …:
 // streamingReservedSchema) are kept in streamSettings.reserved, not used yet, and logged.
 
 // kind is the type a reserved key's value must have.

@@ -149,7 +149,7 @@ func (s *settings) build(p *problems) {
 	if _, err := core.New(s.coreOptions(nil)); err != nil {
 		p.add(err)
 	}
-	s.streaming.build(p)
+	s.streaming.build(p, s.core.Cluster != nil)
 }
 
 // coreOptions returns the core options with the logger and the monitoring address filled.

@@ -35,20 +35,21 @@ const (
 // streamSettings is the streaming { } block and the streaming flags (nats-streaming-server's
 // names). Flag definitions write the defaults; the file, then the flags given, overwrite.
 type streamSettings struct {
-	off    bool              // --no_streaming, enabled: false: core only
-	opts   streaming.Options // ClusterID, DiscoverPrefix, HB*, IOBatchSize, ReplaceDurable (Limits: from limits, at start)
-	store  string            // as written; build lower-cases it
-	dir    string
-	file   fileSettings // --file_*, file_options { }
-	debug  bool         // -SD, sd: debug logging of the streaming layer
-	trace  bool         // -SV, sv: trace logging of the streaming layer
-	limits stores.LimitsSet
+	off     bool              // --no_streaming, enabled: false: core only
+	opts    streaming.Options // ClusterID, DiscoverPrefix, HB*, IOBatchSize, ReplaceDurable (Limits: from limits, at start)
+	store   string            // as written; build lower-cases it
+	dir     string
+	file    fileSettings // --file_*, file_options { }
+	debug   bool         // -SD, sd: debug logging of the streaming layer
+	trace   bool         // -SV, sv: trace logging of the streaming layer
+	limits  stores.LimitsSet
+	cluster stanCluster // Raft clustering (stancluster.go)
 
 	// at is where each setting was last written (canonical key: "store", "max_msgs",
 	// "channels" for the block, "channels.NAME" for an entry), for the problems build finds.
 	at map[string]origin
 
-	// reserved holds the keys of later milestones (cluster, ft_group,
+	// reserved holds the keys of later milestones (ft_group,
 	// partitioning, encrypt, …) by canonical name: read and type-checked, not used.
 	reserved map[string]any
 	// ignored are keys that mean nothing in-process (the credentials nats-streaming-server
@@ -85,7 +86,7 @@ func (st *streamSettings) storeType() string {
 // build checks the streaming settings once file and flags are merged. With streaming off,
 // only the store's availability is not checked (a core-only run of a file written for a
 // later milestone's store still starts).
-func (st *streamSettings) build(p *problems) {
+func (st *streamSettings) build(p *problems, routed bool) {
 	st.warnings = nil
 	at := st.origin("store", "store")
 	switch t := st.storeType(); t {
@@ -127,6 +128,7 @@ func (st *streamSettings) build(p *problems) {
 	}
 	st.buildLimits(p)
 	st.buildFile(p)
+	st.cluster.build(st, p, routed)
 	for _, o := range st.ignored {
 		st.warn("%s is not used: streaming reaches the core router in-process, without credentials", o)
 	}
@@ -143,8 +145,6 @@ func (st *streamSettings) warn(format string, args ...any) {
 func reservedFor(key string) string {
 	const later = "is reserved for a later milestone (%s) and not used"
 	switch key {
-	case "cluster":
-		return fmt.Sprintf(later, "Raft clustering; this server runs standalone")
 	case "ft_group", "partitioning":
 		return fmt.Sprintf(later, "fault tolerance and partitioning")
 	case "ack_subs_pool_size":
@@ -225,6 +225,8 @@ func (st *streamSettings) level(process slog.Level) slog.Level {
 func (st *streamSettings) restartKey() any {
 	file := st.file
 	file.ignored = nil // where a key was written does not matter, its value does
+	cluster := st.cluster
+	cluster.ignored = nil
 	ignored := make([]string, 0, len(st.ignored))
 	for _, o := range st.ignored {
 		ignored = append(ignored, o.name)
@@ -235,9 +237,10 @@ func (st *streamSettings) restartKey() any {
 		Store, Dir string
 		Limits     stores.LimitsSet
 		File       fileSettings
+		Cluster    stanCluster
 		Reserved   map[string]any
 		Ignored    []string
-	}{st.off, st.opts, st.storeType(), st.dir, st.limits, file, st.reserved, ignored}
+	}{st.off, st.opts, st.storeType(), st.dir, st.limits, file, cluster, st.reserved, ignored}
 }
 
 // sameRestart reports whether cur and next differ only in what a reload may change.
@@ -304,7 +307,14 @@ func (m *Main) startStreaming(c *settings) error {
 	o := st.opts
 	o.Logger = m.stanLog
 	o.Limits = st.limits.Clone() // streaming installs them in the store and runs age and inactivity
-	s, err := streaming.New(conn, store, raftlog.Standalone, o)
+	newLog := streaming.LogFactory(raftlog.Standalone)
+	if st.cluster.on {
+		if newLog, err = m.clusterLog(st, c.core.Cluster); err != nil {
+			conn.Close()
+			return errors.Join(fmt.Errorf("streaming cluster: %w", err), store.Close())
+		}
+	}
+	s, err := streaming.New(conn, store, newLog, o)
 	if err == nil {
 		err = s.Start()
 	}

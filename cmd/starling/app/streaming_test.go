@@ -230,9 +230,16 @@ func TestStreamingConfigErrors(t *testing.T) {
 			[]string{`1:39: streaming.store_limits.channels.foo: expected a map`}},
 		{"too many channels", "streaming {\n  store_limits {\n    max_channels: 2\n    channels {\n      a: {}\n      b: {}\n      c: {}\n      \"d.*\": {}\n    }\n  }\n}\n",
 			[]string{`4:5: streaming.store_limits.channels: stores: invalid limits: too many channels defined (3). The max channels limit is set to 2`}},
-		{"reserved types", "streaming {\n  cluster { bootstrap: maybe }\n  file_options { buffer_size: huge }\n  ft_group: [a, b]\n}\n",
-			[]string{`2:13: streaming.cluster.bootstrap: expected a boolean`, `3:18: streaming.file_options.buffer_size: expected a size`,
-				`4:3: streaming.ft_group: expected a string`}},
+		{"reserved types", "streaming {\n  store: file\n  cluster { bootstrap: maybe, node_id: a }\n  file_options { buffer_size: huge }\n  ft_group: [a, b]\n}\n",
+			[]string{`3:13: streaming.cluster.bootstrap: expected a boolean`, `4:18: streaming.file_options.buffer_size: expected a size`,
+				`5:3: streaming.ft_group: expected a string`,
+				`3:3: streaming.cluster: a clustered streaming server needs its peers' node IDs (--cluster_peers), or --cluster_bootstrap`}},
+		{"cluster", "streaming {\n  cluster { node_id: \"a/b\", peers: [\"c d\"], raft_heartbeat_timeout: 100ms, raft_lease_timeout: 1s, gossip: 1 }\n}\n",
+			[]string{`2:3: streaming.cluster: a clustered streaming server needs a file or bolt store`,
+				`2:13: streaming.cluster.node_id: node ID "a/b": only letters`, `2:29: streaming.cluster.peers: peer node ID "c d": only letters`,
+				`2:76: streaming.cluster.raft_lease_timeout: the lease timeout 1s exceeds the heartbeat timeout 100ms`,
+				`2:100: streaming.cluster.gossip: unknown configuration key`,
+				`2:29: streaming.cluster.peers: the peers are reached over the route mesh: configure it`}},
 		{"streaming key at the top level", "cluster_id: c1\nstore_limits { max_msgs: 1 }\n",
 			[]string{`1:1: cluster_id: unknown configuration key (streaming settings go inside a streaming { } block)`,
 				`2:1: store_limits: unknown configuration key (streaming settings go inside`}},
@@ -417,12 +424,12 @@ func TestStreamingReload(t *testing.T) {
 
 // -t prints the streaming warnings and accepts the configuration.
 func TestCheckStreamingWarnings(t *testing.T) {
-	path := writeFile(t, t.TempDir(), "w.conf", "streaming {\n  cluster { node_id: a }\n}\n")
+	path := writeFile(t, t.TempDir(), "w.conf", "streaming {\n  store: file\n  cluster { node_id: a, bootstrap: true, nodes_connections: true }\n}\n")
 	var out, errOut bytes.Buffer
 	if code := Execute(context.Background(), []string{"-c", path, "-t"}, &out, &errOut); code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut.String())
 	}
-	if !strings.Contains(errOut.String(), "warning: streaming.cluster is reserved for a later milestone (Raft clustering") {
+	if !strings.Contains(errOut.String(), "warning: "+path+":3:42: streaming.cluster.nodes_connections is not used: raft has its own connections") {
 		t.Errorf("stderr %q", errOut.String())
 	}
 }

@@ -1,0 +1,242 @@
+package tests
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/stan.go"
+)
+
+// The streaming cluster tests run three real starling processes, routed together, each a
+// node of one Raft group with its own file store, and drive them with stan.go.
+
+// stanCluster is a three-node streaming cluster.
+type stanCluster struct {
+	t     *testing.T
+	nodes []*node // node i has node ID nodes[i].name
+}
+
+// raftTimingArgs keep elections short but safe on a loaded 2-core machine.
+var raftTimingArgs = []string{"--cluster_raft_heartbeat_timeout", "500ms", "--cluster_raft_election_timeout", "500ms",
+	"--cluster_raft_lease_timeout", "250ms"}
+
+// startStanCluster starts nodes n1, n2, n3 with extra flags and waits for a leader.
+func startStanCluster(t *testing.T, extra ...string) *stanCluster {
+	t.Helper()
+	c := &stanCluster{t: t}
+	ids := []string{"n1", "n2", "n3"}
+	for _, id := range ids {
+		n := newNode(t, id)
+		n.stan = true
+		c.nodes = append(c.nodes, n)
+	}
+	for i, n := range c.nodes {
+		args := n.clusterArgs("stan", c.nodes...)
+		args = append(args, "--store", "file", "--dir", t.TempDir(), "--clustered", "--cluster_node_id", ids[i],
+			"--cluster_peers", strings.Join(ids, ","))
+		args = append(args, raftTimingArgs...)
+		n.start(append(args, extra...)...)
+	}
+	c.leader(10 * time.Second)
+	return c
+}
+
+// stanServerz is the part of /streaming/serverz the cluster tests read.
+type stanServerz struct {
+	ServerID string `json:"server_id"`
+	State    string `json:"state"`
+	Role     string `json:"role"`
+	NodeID   string `json:"node_id"`
+	Leader   string `json:"leader"`
+	Digest   string `json:"digest"`
+	Raft     struct {
+		Term         uint64 `json:"term"`
+		CommitIndex  uint64 `json:"commit_index"`
+		AppliedIndex uint64 `json:"applied_index"`
+	} `json:"raft"`
+	TotalMsgs int `json:"total_msgs"`
+}
+
+func (n *node) serverz(digest bool) (stanServerz, error) {
+	var z stanServerz
+	path := "/streaming/serverz"
+	if digest {
+		path += "?digest=1"
+	}
+	err := n.monGet(path, &z)
+	return z, err
+}
+
+// up reports whether the node's process runs.
+func (n *node) up() bool {
+	select {
+	case err := <-n.p.done:
+		n.p.done <- err
+		return false
+	default:
+		return true
+	}
+}
+
+// leader waits until exactly one running node leads and the others agree, and returns it.
+func (c *stanCluster) leader(timeout time.Duration) *node {
+	c.t.Helper()
+	var lead *node
+	waitFor(c.t, timeout, func() error {
+		lead = nil
+		var ids []string
+		for _, n := range c.nodes {
+			if !n.up() {
+				continue
+			}
+			z, err := n.serverz(false)
+			if err != nil {
+				return err
+			}
+			if z.Role == "Leader" {
+				if lead != nil {
+					return fmt.Errorf("two leaders: %s and %s", lead.name, n.name)
+				}
+				lead = n
+			}
+			ids = append(ids, z.Leader)
+		}
+		if lead == nil {
+			return errors.New("no leader")
+		}
+		for _, id := range ids {
+			if id != lead.name {
+				return fmt.Errorf("nodes see leaders %v, %s leads", ids, lead.name)
+			}
+		}
+		return nil
+	})
+	return lead
+}
+
+// followers returns the running nodes that do not lead.
+func (c *stanCluster) followers(lead *node) []*node {
+	var out []*node
+	for _, n := range c.nodes {
+		if n != lead && n.up() {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// converged waits until every running node has applied the same log and holds the same
+// state (equal digests: every message, sequence, timestamp, subscription and cursor).
+func (c *stanCluster) converged(timeout time.Duration) {
+	c.t.Helper()
+	waitFor(c.t, timeout, func() error {
+		var digests []string
+		for _, n := range c.nodes {
+			if !n.up() {
+				continue
+			}
+			z, err := n.serverz(true)
+			if err != nil {
+				return err
+			}
+			digests = append(digests, n.name+"("+z.ServerID+")="+z.Digest)
+		}
+		for _, d := range digests[1:] {
+			if d[strings.Index(d, "=")+1:] != digests[0][strings.Index(digests[0], "=")+1:] {
+				return fmt.Errorf("state digests differ: %v", digests)
+			}
+		}
+		return nil
+	})
+}
+
+// terminate sends SIGTERM and waits for the process to exit.
+func (n *node) terminate() {
+	n.t.Helper()
+	_ = n.p.cmd.Process.Signal(syscall.SIGTERM)
+	_ = n.p.wait(n.t, 15*time.Second)
+}
+
+// stanOn connects a stan.go client to node n.
+func stanOn(t *testing.T, n *node, clientID string, opts ...stan.Option) stan.Conn {
+	t.Helper()
+	opts = append([]stan.Option{stan.NatsURL(n.url()), stan.ConnectWait(5 * time.Second), stan.PubAckWait(3 * time.Second)}, opts...)
+	sc, err := stan.Connect("test-cluster", clientID, opts...)
+	if err != nil {
+		t.Fatalf("stan connect to %s: %v", n.name, err)
+	}
+	t.Cleanup(func() { _ = sc.Close() })
+	return sc
+}
+
+// publishRetry publishes data until a PubAck confirms it, retrying failures (a publish in
+// flight across a leader change may fail without its outcome being known): at-least-once.
+// It returns how many attempts failed.
+func publishRetry(t *testing.T, sc stan.Conn, channel string, data []byte, deadline time.Duration) int {
+	t.Helper()
+	end := time.Now().Add(deadline)
+	failed := 0
+	for {
+		err := sc.Publish(channel, data)
+		if err == nil {
+			return failed
+		}
+		failed++
+		if time.Now().After(end) {
+			t.Fatalf("publish %q not acknowledged within %v (%d attempts): %v", data, deadline, failed, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// replayAll reads channel from sequence 1 on n until it has want distinct payloads, and
+// returns the payloads in sequence order.
+func replayAll(t *testing.T, n *node, channel string, want int) []string {
+	t.Helper()
+	sc := stanOn(t, n, fmt.Sprintf("replay-%d", time.Now().UnixNano()))
+	got := make(chan string, want*2)
+	sub, err := sc.Subscribe(channel, func(m *stan.Msg) { got <- string(m.Data) }, stan.DeliverAllAvailable(), stan.MaxInflight(4096))
+	must(t, err)
+	defer sub.Close()
+	var out []string
+	seen := map[string]bool{}
+	timeout := time.After(30 * time.Second)
+	for len(seen) < want {
+		select {
+		case d := <-got:
+			out = append(out, d)
+			seen[d] = true
+		case <-timeout:
+			t.Fatalf("replay of %s on %s: %d distinct of %d", channel, n.name, len(seen), want)
+		}
+	}
+	return out
+}
+
+// checkAcked verifies that every acknowledged payload is in the replay, and that none
+// appears more often than it was attempted.
+func checkAcked(t *testing.T, replay []string, acked []string, attempts map[string]int) {
+	t.Helper()
+	count := map[string]int{}
+	for _, d := range replay {
+		count[d]++
+	}
+	var lost []string
+	for _, d := range acked {
+		if count[d] == 0 {
+			lost = append(lost, d)
+		}
+		if max := attempts[d]; count[d] > max {
+			t.Errorf("%q stored %d times, published %d times", d, count[d], max)
+		}
+	}
+	if len(lost) > 0 {
+		slices.Sort(lost)
+		t.Fatalf("%d acknowledged messages lost, e.g. %v", len(lost), lost[:min(5, len(lost))])
+	}
+}

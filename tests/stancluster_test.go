@@ -1,0 +1,106 @@
+package tests
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/stan.go"
+)
+
+// TestStanClusterFailover: three starling processes, one streaming cluster. A stan.go
+// publisher and a durable subscriber on a follower work through the routes; the leader is
+// killed (SIGKILL) and another takes over with the replicated clients, subscriptions and
+// cursors: the publisher continues on the same connection, the durable receives every
+// message, none acknowledged is lost, and once the killed node is back all three hold the
+// same state. Then the new leader is stopped with SIGTERM: it hands leadership over first,
+// so service pauses for a transfer, not an election.
+func TestStanClusterFailover(t *testing.T) {
+	c := startStanCluster(t)
+	lead := c.leader(10 * time.Second)
+	f := c.followers(lead)[0]
+
+	pub := stanOn(t, f, "pub")
+	subConn := stanOn(t, f, "sub")
+	var mu sync.Mutex
+	received := map[string]int{}
+	var order []string
+	_, err := subConn.Subscribe("orders", func(m *stan.Msg) {
+		mu.Lock()
+		if received[string(m.Data)] == 0 {
+			order = append(order, string(m.Data))
+		}
+		received[string(m.Data)]++
+		mu.Unlock()
+		_ = m.Ack()
+	}, stan.DurableName("dur"), stan.SetManualAckMode(), stan.AckWait(2*time.Second), stan.DeliverAllAvailable())
+	must(t, err)
+
+	var acked []string
+	attempts := map[string]int{}
+	publish := func(from, to int) {
+		for i := from; i < to; i++ {
+			d := fmt.Sprintf("m-%05d", i)
+			attempts[d] += 1 + publishRetry(t, pub, "orders", []byte(d), 20*time.Second)
+			acked = append(acked, d)
+		}
+	}
+	publish(0, 300)
+
+	// Leader killed: the first PubAck from the new leader ends the failover. A publish in
+	// flight to a dead leader is never answered, so the probe waits briefly for each.
+	probe := stanOn(t, f, "probe", stan.PubAckWait(200*time.Millisecond))
+	killed := lead
+	start := time.Now()
+	killed.kill()
+	publishRetry(t, probe, "probe", []byte("p"), 20*time.Second)
+	failover := time.Since(start)
+	t.Logf("SIGKILL failover: first PubAck after %v", failover)
+	if failover > 5*time.Second {
+		t.Errorf("failover took %v", failover)
+	}
+	publish(300, 600)
+	lead = c.leader(10 * time.Second)
+	if lead == killed {
+		t.Fatal("the killed node leads")
+	}
+
+	waitFor(t, 20*time.Second, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(received) < len(acked) {
+			return fmt.Errorf("durable has %d of %d", len(received), len(acked))
+		}
+		return nil
+	})
+	mu.Lock()
+	for i := 1; i < len(order); i++ {
+		if order[i] < order[i-1] {
+			t.Errorf("durable got %s after %s", order[i], order[i-1])
+			break
+		}
+	}
+	mu.Unlock()
+
+	t.Logf("killed %s", killed.name)
+	killed.restart()
+	c.converged(20 * time.Second)
+	checkAcked(t, replayAll(t, killed, "orders", len(acked)), acked, attempts)
+
+	// SIGTERM on the leader: leadership is handed over before it stops. The probe is on a
+	// node that stays up.
+	lead = c.leader(10 * time.Second)
+	probe2 := stanOn(t, c.followers(lead)[0], "probe2", stan.PubAckWait(200*time.Millisecond))
+	publishRetry(t, probe2, "probe", []byte("p"), 5*time.Second)
+	start = time.Now()
+	lead.terminate()
+	publishRetry(t, probe2, "probe", []byte("p"), 20*time.Second)
+	pause := time.Since(start)
+	t.Logf("SIGTERM handover: first PubAck %v after the signal", pause)
+	if pause > 2*time.Second {
+		t.Errorf("handover took %v", pause)
+	}
+	lead.restart()
+	c.converged(20 * time.Second)
+}
