@@ -150,6 +150,19 @@ func (s *Server) ConnUser(cid uint64) (string, bool) {
 	return "", ok
 }
 
+// IsRoute reports whether cid is a route connection: a message with this From came from
+// another server of the mesh.
+func (nc *Conn) IsRoute(cid uint64) bool {
+	s := nc.c.srv
+	if s.routeConns == nil {
+		return false
+	}
+	s.rmu.Lock()
+	_, ok := s.routeConns[cid]
+	s.rmu.Unlock()
+	return ok
+}
+
 // ConnUser returns the authenticated user of the connection cid (see Server.ConnUser).
 func (nc *Conn) ConnUser(cid uint64) (string, bool) { return nc.c.srv.ConnUser(cid) }
 

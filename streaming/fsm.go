@@ -26,6 +26,7 @@ type stateMachine struct {
 	clients    map[string]stores.ClientInfo
 	nextChanID uint64
 	applyOut   []any
+	fetch      fetcher // gets the messages a snapshot names and the store lacks (fetch.go)
 
 	// What changed since the engine last flushed it into a commit (durable.go).
 	dirtySubs    []*stores.Channel // channels whose SubStore changed

@@ -55,8 +55,10 @@ type Server struct {
 
 	q    *ipq.Queue[op]       // everything the engine does arrives here
 	subs []*core.Subscription // the protocol subscriptions, while leading (guarded by mu)
-	stop chan struct{}
-	done chan struct{}
+	// fetchSub answers other nodes' fetch requests (fetch.go), replicated only (guarded by mu)
+	fetchSub *core.Subscription
+	stop     chan struct{}
+	done     chan struct{}
 
 	// Engine-owned state (one goroutine; see DESIGN.md).
 	clients    map[string]*client
@@ -142,6 +144,7 @@ func New(bus Bus, store stores.Store, newLog LogFactory, opts Options) (*Server,
 		return nil, fmt.Errorf("streaming: recover: %w", err)
 	}
 	s.recovered = st
+	s.sm.fetch = s.fetch
 	rlog, err := newLog(s.sm)
 	if err != nil {
 		return nil, fmt.Errorf("streaming: replication log: %w", err)
@@ -183,6 +186,11 @@ func (s *Server) Start() error {
 	}
 	if s.leader {
 		if err := s.serve(true); err != nil {
+			return err
+		}
+	}
+	if s.replicated {
+		if err := s.serveFetch(); err != nil {
 			return err
 		}
 	}
@@ -239,6 +247,10 @@ func (s *Server) Shutdown() error {
 	}
 	s.closed = true
 	subs := s.subs
+	if s.fetchSub != nil {
+		subs = append(subs, s.fetchSub)
+		s.fetchSub = nil
+	}
 	s.subs = nil
 	s.mu.Unlock()
 	for _, sub := range subs {

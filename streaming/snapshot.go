@@ -2,6 +2,7 @@ package streaming
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -86,17 +87,24 @@ func (m *stateMachine) Restore(r io.Reader) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, cs := range sn.Channels {
+		for _, ss := range cs.Subs {
+			if ss.State == nil {
+				return fmt.Errorf("%w: a subscription of %q has no state", errBadSnapshot, cs.Name)
+			}
+		}
+	}
+	if m.fetch != nil {
+		if err := m.fetchMissing(sn.Channels); err != nil {
+			return err
+		}
+	}
+	for _, cs := range sn.Channels {
 		if ch := m.chans[cs.Name]; cs.Last > 0 && (ch == nil || ch.ID != cs.ID || ch.Msgs.State().Last < cs.Last) {
 			have := uint64(0)
 			if ch != nil && ch.ID == cs.ID {
 				have = ch.Msgs.State().Last
 			}
 			return fmt.Errorf("%w: %q holds up to %d, the snapshot up to %d", errMissingMsgs, cs.Name, have, cs.Last)
-		}
-		for _, ss := range cs.Subs {
-			if ss.State == nil {
-				return fmt.Errorf("%w: a subscription of %q has no state", errBadSnapshot, cs.Name)
-			}
 		}
 	}
 	var errs []error
@@ -151,6 +159,62 @@ func (m *stateMachine) Restore(r io.Reader) error {
 	errs = append(errs, m.syncAll())
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("streaming: restore: %w", err)
+	}
+	return nil
+}
+
+// fetchMissing gets from the other nodes the messages the snapshot names and the store
+// lacks, channel by channel: a channel of another incarnation (ID) is replaced, one whose
+// messages the others expired meanwhile restarts at their first. What it appends are
+// committed messages, so a failure part way leaves nothing wrong, only work for the retry.
+// m.mu is held.
+func (m *stateMachine) fetchMissing(chans []*raftpb.ChannelSnapshot) error {
+	for _, cs := range chans {
+		ch := m.chans[cs.Name]
+		if cs.Last == 0 || ch != nil && ch.ID == cs.ID && ch.Msgs.State().Last >= cs.Last {
+			continue
+		}
+		if ch != nil && ch.ID != cs.ID {
+			if err := m.store.DeleteChannel(cs.Name); err != nil {
+				return fmt.Errorf("streaming: replacing %q for the snapshot: %w", cs.Name, err)
+			}
+			m.forget(ch)
+			ch = nil
+		}
+		if ch == nil {
+			var err error
+			if ch, err = m.store.CreateChannel(cs.Name, cs.ID); err != nil {
+				return fmt.Errorf("streaming: creating %q for the snapshot: %w", cs.Name, err)
+			}
+			m.chans[cs.Name] = ch
+			m.nextChanID = max(m.nextChanID, cs.ID)
+		}
+		from := ch.Msgs.State().Last + 1
+		from = max(from, cs.First)
+		ctx, cancel := context.WithTimeout(context.Background(), fetchDeadline)
+		err := m.fetch(ctx, cs.Name, cs.ID, from, cs.Last, func(first uint64, msgs []stores.Msg) error {
+			if st := ch.Msgs.State(); st.Msgs > 0 && first > st.Last+1 {
+				// The others expired what follows our last message: what we hold is older
+				// still, so the channel restarts at their first.
+				if err := m.store.DeleteChannel(cs.Name); err != nil {
+					return err
+				}
+				m.forget(ch)
+				var err error
+				if ch, err = m.store.CreateChannel(cs.Name, cs.ID); err != nil {
+					return err
+				}
+				m.chans[cs.Name] = ch
+			}
+			return ch.Msgs.Append(msgs)
+		})
+		cancel()
+		if err != nil {
+			return fmt.Errorf("streaming: restoring %q (%d..%d): %w", cs.Name, from, cs.Last, err)
+		}
+		if err := ch.Msgs.Sync(); err != nil {
+			return fmt.Errorf("streaming: restoring %q: %w", cs.Name, err)
+		}
 	}
 	return nil
 }

@@ -1679,6 +1679,130 @@ func (x *SubState) GetPending() []uint64 {
 	return nil
 }
 
+// FetchRequest asks the other nodes of a raft group for a channel's messages from..to
+// (inclusive): what a node restoring a snapshot lacks. Nodes that hold from answer.
+type FetchRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Channel       string                 `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
+	ChannelID     uint64                 `protobuf:"varint,2,opt,name=channelID,proto3" json:"channelID,omitempty"`
+	From          uint64                 `protobuf:"varint,3,opt,name=from,proto3" json:"from,omitempty"`
+	To            uint64                 `protobuf:"varint,4,opt,name=to,proto3" json:"to,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FetchRequest) Reset() {
+	*x = FetchRequest{}
+	mi := &file_proto_raftpb_raft_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FetchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FetchRequest) ProtoMessage() {}
+
+func (x *FetchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_raftpb_raft_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FetchRequest.ProtoReflect.Descriptor instead.
+func (*FetchRequest) Descriptor() ([]byte, []int) {
+	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *FetchRequest) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *FetchRequest) GetChannelID() uint64 {
+	if x != nil {
+		return x.ChannelID
+	}
+	return 0
+}
+
+func (x *FetchRequest) GetFrom() uint64 {
+	if x != nil {
+		return x.From
+	}
+	return 0
+}
+
+func (x *FetchRequest) GetTo() uint64 {
+	if x != nil {
+		return x.To
+	}
+	return 0
+}
+
+// FetchReply carries consecutive messages starting at from, or at first when the answering
+// node no longer holds from (expired by limits): first is its first sequence then.
+type FetchReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	First         uint64                 `protobuf:"varint,1,opt,name=first,proto3" json:"first,omitempty"`
+	Msgs          []*MsgProto            `protobuf:"bytes,2,rep,name=msgs,proto3" json:"msgs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FetchReply) Reset() {
+	*x = FetchReply{}
+	mi := &file_proto_raftpb_raft_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FetchReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FetchReply) ProtoMessage() {}
+
+func (x *FetchReply) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_raftpb_raft_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FetchReply.ProtoReflect.Descriptor instead.
+func (*FetchReply) Descriptor() ([]byte, []int) {
+	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *FetchReply) GetFirst() uint64 {
+	if x != nil {
+		return x.First
+	}
+	return 0
+}
+
+func (x *FetchReply) GetMsgs() []*MsgProto {
+	if x != nil {
+		return x.Msgs
+	}
+	return nil
+}
+
 var File_proto_raftpb_raft_proto protoreflect.FileDescriptor
 
 const file_proto_raftpb_raft_proto_rawDesc = "" +
@@ -1809,7 +1933,16 @@ const file_proto_raftpb_raft_proto_rawDesc = "" +
 	" \x01(\bR\tisDurable\x12\x1a\n" +
 	"\bisClosed\x18\v \x01(\bR\bisClosed\x12\x12\n" +
 	"\x04user\x18\f \x01(\tR\x04user\x12\x18\n" +
-	"\apending\x18\r \x03(\x04R\apending*`\n" +
+	"\apending\x18\r \x03(\x04R\apending\"j\n" +
+	"\fFetchRequest\x12\x18\n" +
+	"\achannel\x18\x01 \x01(\tR\achannel\x12\x1c\n" +
+	"\tchannelID\x18\x02 \x01(\x04R\tchannelID\x12\x12\n" +
+	"\x04from\x18\x03 \x01(\x04R\x04from\x12\x0e\n" +
+	"\x02to\x18\x04 \x01(\x04R\x02to\"Q\n" +
+	"\n" +
+	"FetchReply\x12\x14\n" +
+	"\x05first\x18\x01 \x01(\x04R\x05first\x12-\n" +
+	"\x04msgs\x18\x02 \x03(\v2\x19.starling.raftpb.MsgProtoR\x04msgs*`\n" +
 	"\rStartPosition\x12\v\n" +
 	"\aNewOnly\x10\x00\x12\x10\n" +
 	"\fLastReceived\x10\x01\x12\x12\n" +
@@ -1830,7 +1963,7 @@ func file_proto_raftpb_raft_proto_rawDescGZIP() []byte {
 }
 
 var file_proto_raftpb_raft_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_proto_raftpb_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_proto_raftpb_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_proto_raftpb_raft_proto_goTypes = []any{
 	(StartPosition)(0),          // 0: starling.raftpb.StartPosition
 	(*Batch)(nil),               // 1: starling.raftpb.Batch
@@ -1853,6 +1986,8 @@ var file_proto_raftpb_raft_proto_goTypes = []any{
 	(*SubscriptionRequest)(nil), // 18: starling.raftpb.SubscriptionRequest
 	(*ClientInfo)(nil),          // 19: starling.raftpb.ClientInfo
 	(*SubState)(nil),            // 20: starling.raftpb.SubState
+	(*FetchRequest)(nil),        // 21: starling.raftpb.FetchRequest
+	(*FetchReply)(nil),          // 22: starling.raftpb.FetchReply
 }
 var file_proto_raftpb_raft_proto_depIdxs = []int32{
 	2,  // 0: starling.raftpb.Batch.ops:type_name -> starling.raftpb.Op
@@ -1875,11 +2010,12 @@ var file_proto_raftpb_raft_proto_depIdxs = []int32{
 	15, // 17: starling.raftpb.ChannelSnapshot.subs:type_name -> starling.raftpb.SubSnapshot
 	20, // 18: starling.raftpb.SubSnapshot.state:type_name -> starling.raftpb.SubState
 	0,  // 19: starling.raftpb.SubscriptionRequest.startPosition:type_name -> starling.raftpb.StartPosition
-	20, // [20:20] is the sub-list for method output_type
-	20, // [20:20] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	16, // 20: starling.raftpb.FetchReply.msgs:type_name -> starling.raftpb.MsgProto
+	21, // [21:21] is the sub-list for method output_type
+	21, // [21:21] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_proto_raftpb_raft_proto_init() }
@@ -1905,7 +2041,7 @@ func file_proto_raftpb_raft_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_raftpb_raft_proto_rawDesc), len(file_proto_raftpb_raft_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   20,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

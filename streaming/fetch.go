@@ -1,0 +1,174 @@
+package streaming
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/starling-io/starling/core"
+	"github.com/starling-io/starling/proto/raftpb"
+	"github.com/starling-io/starling/stores"
+)
+
+// Catch-up after a snapshot. A snapshot holds no message bodies, so a node that installs
+// one (it was away while the log was compacted) may lack messages the snapshot names: it
+// fetches them from the other nodes over the route mesh before Restore returns. Every node
+// of the group answers fetch requests for what its store holds, leader or not; only
+// requests and replies that come over a route count (a client of the mesh can neither
+// read a channel this way nor feed a node forged messages).
+
+const (
+	fetchTimeout   = 5 * time.Second  // one request without an answer
+	fetchDeadline  = 60 * time.Second // a whole channel's catch-up
+	fetchReplySize = 512 << 10        // bytes of messages per reply, at most
+)
+
+// errFetch: the missing messages could not be fetched from any node.
+var errFetch = errors.New("streaming: fetching missing messages from the other nodes")
+
+// fetcher gets messages of a channel from another node: it calls got with consecutive
+// batches starting at from (or later, when the others expired from meanwhile) up to to.
+type fetcher func(ctx context.Context, channel string, id, from, to uint64, got func(first uint64, msgs []stores.Msg) error) error
+
+// fetchSubject is where the nodes of the group answer fetch requests.
+func (s *Server) fetchSubject() string { return "_STARLING.raft." + s.opts.ClusterID + ".fetch" }
+
+// routeOnly reports whether a message came over a route (from another server of the mesh).
+// A bus that cannot tell accepts it.
+func (s *Server) routeOnly(from uint64) bool {
+	if r, ok := s.bus.(interface{ IsRoute(uint64) bool }); ok {
+		return r.IsRoute(from)
+	}
+	return true
+}
+
+// serveFetch subscribes to fetch requests (replicated servers only).
+func (s *Server) serveFetch() error {
+	var busy atomic.Bool // one answer at a time: catch-up is rare, and reads are bulky
+	sub, err := s.bus.Subscribe(s.fetchSubject(), "", func(m core.Msg) {
+		if len(m.Reply) == 0 || !s.routeOnly(m.From) || !busy.CompareAndSwap(false, true) {
+			return
+		}
+		var req raftpb.FetchRequest
+		if err := proto.Unmarshal(m.Data, &req); err != nil {
+			busy.Store(false)
+			return
+		}
+		reply := string(m.Reply)
+		go func() {
+			defer busy.Store(false)
+			s.answerFetch(&req, reply)
+		}()
+	})
+	if err != nil {
+		return fmt.Errorf("streaming: subscribe %s: %w", s.fetchSubject(), err)
+	}
+	s.mu.Lock()
+	s.fetchSub = sub
+	s.mu.Unlock()
+	return nil
+}
+
+// answerFetch replies with the messages this node holds from req.From on, if it holds the
+// channel (same ID) up to req.From at least; otherwise it stays silent for another to answer.
+func (s *Server) answerFetch(req *raftpb.FetchRequest, reply string) {
+	m := s.sm
+	m.mu.Lock()
+	ch := m.chans[req.Channel]
+	m.mu.Unlock()
+	if ch == nil || ch.ID != req.ChannelID {
+		return
+	}
+	st := ch.Msgs.State()
+	if st.Msgs == 0 || st.Last < req.From {
+		return
+	}
+	out := &raftpb.FetchReply{First: max(req.From, st.First)}
+	size := 0
+	budget := min(fetchReplySize, s.bus.MaxPayload()/2)
+	for seq := out.First; seq <= min(req.To, st.Last); seq++ {
+		var msg stores.Msg
+		if err := ch.Msgs.Load(seq, &msg); err != nil {
+			if errors.Is(err, stores.ErrNotFound) && len(out.Msgs) == 0 {
+				out.First = seq + 1 // expired while we read
+				continue
+			}
+			break
+		}
+		if size > 0 && size+len(msg.Data)+len(msg.Reply)+32 > budget {
+			break
+		}
+		size += len(msg.Data) + len(msg.Reply) + 32
+		out.Msgs = append(out.Msgs, &raftpb.MsgProto{Sequence: msg.Seq, Timestamp: msg.Time, Reply: msg.Reply, Data: msg.Data})
+	}
+	b, err := proto.Marshal(out)
+	if err != nil {
+		return
+	}
+	if err := s.bus.Publish(reply, "", nil, b); err != nil {
+		s.log.Warn("cannot answer a fetch request", "channel", req.Channel, "from", req.From, "err", err)
+	}
+	s.bus.Flush() // the route's writer sends it now, not with the engine's next batch
+}
+
+// fetch is the state machine's fetcher: requests over the bus until from..to arrived.
+func (s *Server) fetch(ctx context.Context, channel string, id, from, to uint64, got func(uint64, []stores.Msg) error) error {
+	inbox := "_STARLING.raft." + s.opts.ClusterID + ".fetched." + nuid()
+	replies := make(chan []byte, 4)
+	sub, err := s.bus.Subscribe(inbox, "", func(m core.Msg) {
+		if !s.routeOnly(m.From) {
+			return
+		}
+		select {
+		case replies <- append([]byte(nil), m.Data...):
+		default:
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("%w: %v", errFetch, err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	start, n, first := time.Now(), 0, from
+	defer func() {
+		s.log.Info("fetched the messages a snapshot names from the other nodes", "channel", channel, "from", first, "to", to, "msgs", n, "took", time.Since(start))
+	}()
+	batch := []stores.Msg{}
+	for from <= to {
+		req, _ := proto.Marshal(&raftpb.FetchRequest{Channel: channel, ChannelID: id, From: from, To: to})
+		if err := s.bus.Publish(s.fetchSubject(), inbox, nil, req); err != nil {
+			return fmt.Errorf("%w: %v", errFetch, err)
+		}
+		s.bus.Flush()
+		var rep raftpb.FetchReply
+		select {
+		case b := <-replies:
+			if err := proto.Unmarshal(b, &rep); err != nil {
+				continue // a damaged reply: ask again
+			}
+		case <-time.After(fetchTimeout):
+			return fmt.Errorf("%w: no node answered for %q from %d within %v", errFetch, channel, from, fetchTimeout)
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %q from %d: %v", errFetch, channel, from, ctx.Err())
+		}
+		if rep.First < from || len(rep.Msgs) == 0 && rep.First <= from {
+			continue // stale (a reply to an earlier request) or empty: ask again
+		}
+		batch = batch[:0]
+		for i, mp := range rep.Msgs {
+			if mp.Sequence != rep.First+uint64(i) || mp.Sequence > to {
+				return fmt.Errorf("%w: %q: a reply out of order at %d", errFetch, channel, mp.Sequence)
+			}
+			batch = append(batch, stores.Msg{Seq: mp.Sequence, Time: mp.Timestamp, Reply: mp.Reply, Data: mp.Data})
+		}
+		if err := got(rep.First, batch); err != nil {
+			return err
+		}
+		n += len(batch)
+		from = rep.First + uint64(len(batch))
+	}
+	return nil
+}
