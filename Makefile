@@ -10,7 +10,7 @@ NATS_STREAMING_SERVER_VERSION := v0.25.6
 FUZZTIME ?= 20s
 UNIT_PKGS = $$($(GO) list ./... | grep -v '/tests$$')
 
-.PHONY: all build run test vet unit e2e cluster-ref bench fuzz lint tools compare compare-ab clean proto soak chromium dashboard-png docs
+.PHONY: all build run cluster test vet unit e2e cluster-ref bench fuzz lint tools compare compare-ab clean proto soak chromium dashboard-png docs
 
 all: build
 
@@ -21,6 +21,16 @@ build:
 # under ./data.
 run: build
 	$(BIN)/starling -m 8222 --store file --dir ./data
+
+# A local three-node streaming cluster (README, "A streaming cluster"): clients on 4222-4224,
+# routes on 6222-6224, monitoring on 8222-8224, each node's file store and raft log under
+# ./data/cluster/nN. Ctrl-C stops all three.
+cluster: build
+	@trap 'kill $$(jobs -p) 2>/dev/null; wait' INT TERM EXIT; for i in 1 2 3; do \
+	  $(BIN)/starling -n n$$i -p $$((4221+i)) -m $$((8221+i)) --cluster nats://127.0.0.1:$$((6221+i)) \
+	    --routes nats://127.0.0.1:6222,nats://127.0.0.1:6223,nats://127.0.0.1:6224 \
+	    --store file --dir ./data/cluster/n$$i --clustered --cluster_node_id n$$i --cluster_peers n1,n2,n3 & \
+	done; wait
 
 # The whole suite: vet, unit tests with the race detector, end-to-end tests.
 test: vet unit e2e

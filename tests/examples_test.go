@@ -127,8 +127,8 @@ var (
 
 // The cluster example: each node routes to the two others, and the three started from the
 // files (their addresses moved to loopback ports by flags) form a mesh whose routes
-// authenticate with the password from the environment, with streaming on starling-1
-// reachable from every node.
+// authenticate with the password from the environment, with streaming one Raft cluster of
+// the three, reachable from every node.
 func TestExampleCluster(t *testing.T) {
 	names := []string{"starling-1", "starling-2", "starling-3"}
 	for i, name := range names {
@@ -146,8 +146,8 @@ func TestExampleCluster(t *testing.T) {
 		if !slices.Equal(routes, others) {
 			t.Errorf("node-%d.conf routes to %v, want %v", i+1, routes, others)
 		}
-		if streams := !strings.Contains(text, "enabled: false"); streams != (i == 0) {
-			t.Errorf("node-%d.conf: streaming on = %v; it runs on starling-1 only", i+1, streams)
+		if !strings.Contains(text, "node_id: "+name) || !strings.Contains(text, "peers: [starling-1, starling-2, starling-3]") {
+			t.Errorf("node-%d.conf: streaming is not clustered as node %s of the three", i+1, name)
 		}
 	}
 
@@ -165,9 +165,7 @@ func TestExampleCluster(t *testing.T) {
 		}
 		args := []string{"-c", fmt.Sprintf("examples/cluster/node-%d.conf", i+1), "-a", "127.0.0.1",
 			"-p", fmt.Sprint(n.port), "-m", fmt.Sprint(n.mport), "--cluster", n.routeURL(), "--routes", strings.Join(seeds, ",")}
-		if i == 0 {
-			args = append(args, "--dir", t.TempDir())
-		}
+		args = append(args, "--dir", t.TempDir())
 		n.p = startExample(t, nil, args...)
 	}
 	waitMesh(t, nodes...)
@@ -183,21 +181,21 @@ func TestExampleCluster(t *testing.T) {
 	must(t, pub.Publish("orders.new", []byte("crosses a route")))
 	recvN(t, msgs, 1, 5*time.Second)
 
-	// Streaming, served by starling-1, through starling-3.
+	// Streaming, served by the raft leader, through starling-3.
 	var sc stan.Conn
 	waitFor(t, 10*time.Second, func() (err error) {
 		sc, err = stan.Connect("test-cluster", "example-client", stan.NatsURL(nodes[2].url()), stan.ConnectWait(time.Second))
 		return err
 	})
 	defer sc.Close()
-	must(t, sc.Publish("orders", []byte("stored on starling-1")))
+	must(t, sc.Publish("orders", []byte("stored on a majority")))
 	got := make(chan *stan.Msg, 1)
 	s, err := sc.Subscribe("orders", func(m *stan.Msg) { got <- m }, stan.DeliverAllAvailable())
 	must(t, err)
 	defer s.Close()
 	select {
 	case m := <-got:
-		if string(m.Data) != "stored on starling-1" {
+		if string(m.Data) != "stored on a majority" {
 			t.Fatalf("streaming message %q", m.Data)
 		}
 	case <-time.After(5 * time.Second):
