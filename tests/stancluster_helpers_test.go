@@ -23,7 +23,7 @@ type stanCluster struct {
 
 // raftTimingArgs keep elections short but safe on a loaded 2-core machine.
 var raftTimingArgs = []string{"--cluster_raft_heartbeat_timeout", "500ms", "--cluster_raft_election_timeout", "500ms",
-	"--cluster_raft_lease_timeout", "250ms"}
+	"--cluster_raft_lease_timeout", "500ms"}
 
 // startStanCluster starts nodes n1, n2, n3 with extra flags and waits for a leader.
 func startStanCluster(t *testing.T, extra ...string) *stanCluster {

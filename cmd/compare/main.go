@@ -37,6 +37,7 @@ type options struct {
 	skipStreaming bool
 	skipDurable   bool
 	skipCluster   bool
+	skipStanClust bool
 }
 
 func parseFlags(args []string, errOut io.Writer) (options, error) {
@@ -60,6 +61,7 @@ func parseFlags(args []string, errOut io.Writer) (options, error) {
 	fs.BoolVar(&o.skipDurable, "skip-durable", false, "skip the durable-store streaming rows (file and bolt stores)")
 	fs.BoolVar(&o.skipCore, "skip-core", false, "skip the core NATS (nats bench) rows")
 	fs.BoolVar(&o.skipCluster, "skip-cluster", false, "skip the cluster rows (nats bench across a route, idle 3-server mesh)")
+	fs.BoolVar(&o.skipStanClust, "skip-stan-cluster", false, "skip the streaming cluster rows (stan-bench against three Raft nodes)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -79,7 +81,7 @@ func parseFlags(args []string, errOut io.Writer) (options, error) {
 	if !o.skipCore || !o.skipCluster {
 		bins["-nats"] = o.nats
 	}
-	if !o.skipStreaming || !o.skipDurable {
+	if !o.skipStreaming || !o.skipDurable || !o.skipStanClust {
 		bins["-stan-bench"] = o.stanBench
 		if o.baseline != "" {
 			bins["-baseline"] = o.baseline
@@ -144,6 +146,9 @@ func run(ctx context.Context, o options, argv []string, out, progress io.Writer)
 	}
 	if !o.skipCluster && ctx.Err() == nil {
 		rep.cluster = measureCluster(ctx, o, r, logDir, progress)
+	}
+	if !o.skipStanClust && ctx.Err() == nil {
+		rep.stanCluster = measureStanCluster(ctx, o, r.timeout, logDir, progress)
 	}
 	if !o.skipMem && ctx.Err() == nil {
 		rep.mem = measureAllMemory(ctx, rep.servers, logDir, progress)

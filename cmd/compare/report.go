@@ -42,10 +42,11 @@ type report struct {
 	rounds      int
 	quick       bool
 	rows        []row
-	mem         *[2]memCell    // nil with -skip-mem
-	stan        *stanReport    // nil with -skip-streaming
-	durable     *durableReport // nil with -skip-durable
-	cluster     *clusterReport // nil with -skip-cluster
+	mem         *[2]memCell        // nil with -skip-mem
+	stan        *stanReport        // nil with -skip-streaming
+	durable     *durableReport     // nil with -skip-durable
+	cluster     *clusterReport     // nil with -skip-cluster
+	stanCluster *stanClusterReport // nil with -skip-stan-cluster
 }
 
 func (r *report) write(w io.Writer) {
@@ -67,6 +68,9 @@ func (r *report) write(w io.Writer) {
 	}
 	if r.cluster != nil {
 		r.cluster.write(w)
+	}
+	if r.stanCluster != nil {
+		r.stanCluster.write(w)
 	}
 	if r.mem != nil {
 		r.writeMemory(w)
@@ -221,6 +225,9 @@ func (r *report) writeCommands(w io.Writer) {
 	if r.cluster != nil {
 		r.cluster.writeCommands(w)
 	}
+	if r.stanCluster != nil {
+		r.stanCluster.writeCommands(w)
+	}
 	fmt.Fprintf(w, "```\n\n")
 	for _, row := range r.rows {
 		if c := row.sc.config; c != nil {
@@ -254,6 +261,9 @@ func (r *report) writeErrors(w io.Writer) {
 	if r.cluster != nil {
 		errs = append(errs, r.cluster.errors()...)
 	}
+	if r.stanCluster != nil {
+		errs = append(errs, r.stanCluster.errors()...)
+	}
 	if len(errs) > 0 {
 		fmt.Fprintf(w, "## Failures\n\n%s\n\n", strings.Join(errs, "\n"))
 	}
@@ -275,6 +285,9 @@ func (r *report) failed() bool {
 		return true
 	}
 	if r.cluster != nil && len(r.cluster.errors()) > 0 {
+		return true
+	}
+	if r.stanCluster != nil && len(r.stanCluster.errors()) > 0 {
 		return true
 	}
 	return r.mem != nil && (r.mem[0].err != nil || r.mem[1].err != nil)

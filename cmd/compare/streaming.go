@@ -33,8 +33,9 @@ type stanScenario struct {
 	name      string
 	size      int // payload bytes
 	subs      int
-	msgs      int // per run; sized for ~2-5 s against nats-streaming-server on 2 cores
-	quickMsgs int // per run with -quick (~0.5 s)
+	msgs      int  // per run; sized for ~2-5 s against nats-streaming-server on 2 cores
+	quickMsgs int  // per run with -quick (~0.5 s)
+	sync      bool // stan-bench -sync: each publish waits for its PubAck
 }
 
 func stanScenarios() []stanScenario {
@@ -49,6 +50,9 @@ func stanScenarios() []stanScenario {
 // side is where the row's rate is measured: with a subscriber, its delivery rate (first message
 // received to last), since a publisher's acks say the message was stored, not delivered.
 func (sc stanScenario) side() string {
+	if sc.sync {
+		return "publisher (sync)"
+	}
 	if sc.subs == 0 {
 		return "publisher (acked)"
 	}
@@ -56,8 +60,12 @@ func (sc stanScenario) side() string {
 }
 
 func stanArgs(url string, sc stanScenario, msgs int) []string {
-	return []string{"-s", url, "-c", stanCluster, "-id", stanClientID, "-np", "1", "-ns", strconv.Itoa(sc.subs),
-		"-n", strconv.Itoa(msgs), "-ms", strconv.Itoa(sc.size), stanSubject}
+	var sync []string
+	if sc.sync {
+		sync = []string{"-sync"}
+	}
+	return append(sync, "-s", url, "-c", stanCluster, "-id", stanClientID, "-np", "1", "-ns", strconv.Itoa(sc.subs),
+		"-n", strconv.Itoa(msgs), "-ms", strconv.Itoa(sc.size), stanSubject)
 }
 
 // stanServers are the two streaming servers. nats-streaming-server embeds its own NATS server,

@@ -38,6 +38,8 @@ func readFile(s *settings, m *conf.Map, p *problems) {
 			}
 		case "http_base_path":
 			s.basePath, _ = r.str(e, path)
+		case "prof_port", "profile":
+			s.profilePort, _ = r.intIn(e, path, -1, 65535)
 		case "server_name":
 			o.ServerName, _ = r.str(e, path)
 		case "client_advertise":

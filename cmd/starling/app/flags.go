@@ -307,6 +307,10 @@ func (f *flags) server(s *settings) {
 		return err
 	})
 	f.str(option{names: names("--http_host"), sec: secMonitoring, arg: "<host>", def: "the client host", usage: "monitoring host"}, &s.httpHost, "")
+	f.integer(option{names: names("--profile"), sec: secMonitoring, arg: "<port>",
+		usage: "serve Go's profiles (net/http/pprof) on this port of the monitoring host (0: off)",
+		doc:   "As nats-server's `--profile`: `go tool pprof http://HOST:PORT/debug/pprof/profile` takes a CPU profile. Keep the port private: profiles reveal internals."},
+		&s.profilePort, 0)
 	f.str(option{names: names("--http_base_path"), sec: secMonitoring, arg: "<path>", usage: "prefix for monitoring paths"}, &s.basePath, "")
 }
 

@@ -38,6 +38,7 @@ func fileKeys() []fileKey {
 		{path: "https", aliases: aka("https_port"), typ: "port or host:port", flag: "https_port",
 			doc: "monitoring over HTTPS with the `tls` block's certificate (and its client verification): a port, or `host:port`"},
 		{path: "http_base_path", flag: "http_base_path"},
+		{path: "prof_port", aliases: aka("profile"), flag: "profile"},
 		{path: "max_payload", flag: "max_payload"},
 		{path: "max_control_line", flag: "max_control_line"},
 		{path: "max_connections", aliases: aka("max_conn"), flag: "max_connections"},

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"runtime"
@@ -44,6 +45,7 @@ type Main struct {
 	conn      *core.Conn        // streaming's in-process connection to core
 	stan      *streaming.Server // nil with --no_streaming
 	mon       *monitor.Monitor
+	prof      *http.Server // --profile (profile.go)
 	ready     chan struct{}
 
 	// wrapLog, a test hook, wraps each logger's handler: it sees every log call, even
@@ -183,6 +185,9 @@ func (m *Main) Start() error {
 			return err
 		}
 	}
+	if err := m.startProfiling(c); err != nil {
+		return err
+	}
 	if c.pidFile != "" {
 		if err := os.WriteFile(c.pidFile, []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
 			return fmt.Errorf("PID file: %w", err)
@@ -272,6 +277,9 @@ func (m *Main) Close() error {
 	var errs []error
 	if m.mon != nil {
 		errs = append(errs, m.mon.Close(ctx))
+	}
+	if m.prof != nil {
+		_ = m.prof.Close()
 	}
 	if m.stan != nil {
 		errs = append(errs, m.stan.Shutdown())

@@ -21,14 +21,15 @@ import (
 type settings struct {
 	core core.Options // limits, listen address, names; Auth, TLS and TLSMap are built
 
-	httpHost   string
-	httpPort   int // monitoring over HTTP; 0 = off, -1 = random
-	httpsPort  int // monitoring over HTTPS with the tls block's certificate
-	httpsAt    origin
-	basePath   string
-	pidFile    string
-	portsDir   string // ports_file_dir: where <executable>_<pid>.ports goes
-	configFile string
+	httpHost    string
+	profilePort int // --profile: net/http/pprof on this port (0: off)
+	httpPort    int // monitoring over HTTP; 0 = off, -1 = random
+	httpsPort   int // monitoring over HTTPS with the tls block's certificate
+	httpsAt     origin
+	basePath    string
+	pidFile     string
+	portsDir    string // ports_file_dir: where <executable>_<pid>.ports goes
+	configFile  string
 
 	logFile      string // -l: "" is stderr
 	logSizeLimit int64  // rotate the log file past this size (0: never)

@@ -83,7 +83,7 @@ func (f *flags) stanCluster(s *settings) {
 	}{
 		{"raft_heartbeat_timeout", "500ms", "a follower without word from the leader this long starts an election", &c.heartbeat},
 		{"raft_election_timeout", "500ms", "a candidate without a majority this long tries again", &c.election},
-		{"raft_lease_timeout", "250ms", "a leader without a majority this long steps down (at most the heartbeat timeout)", &c.lease},
+		{"raft_lease_timeout", "the heartbeat timeout", "a leader without a majority this long steps down (at most the heartbeat timeout)", &c.lease},
 		{"raft_commit_timeout", "10ms", "longest wait before the commit index is sent without a new entry", &c.commit},
 		{"snapshot_interval", "30s", "how often to check whether a snapshot is due", &c.snapshotInterval},
 	} {
@@ -296,7 +296,11 @@ func (m *Main) clusterLog(st *streamSettings, co *core.ClusterOptions) (streamin
 		}
 		listen = net.JoinHostPort(host, "0")
 	}
+	var self raft.ServerAddress // raft encodes the leader's own ID into every AppendEntries
 	resolve := raftlog.AddressFunc(func(id raft.ServerID) (raft.ServerAddress, error) {
+		if string(id) == c.nodeID {
+			return self, nil
+		}
 		if a, ok := m.srv.RouteMeta(raftMetaKey(group, string(id))); ok {
 			return raft.ServerAddress(a), nil
 		}
@@ -311,7 +315,8 @@ func (m *Main) clusterLog(st *streamSettings, co *core.ClusterOptions) (streamin
 	if err != nil {
 		return nil, err
 	}
-	addr := string(trans.LocalAddr())
+	self = trans.LocalAddr()
+	addr := string(self)
 	m.srv.SetRouteMeta(raftMetaKey(group, c.nodeID), addr)
 	m.stanLog.Info("raft listening", "addr", addr, "raft_group", group, "node", c.nodeID)
 	peers := c.peers
