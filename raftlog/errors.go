@@ -32,6 +32,13 @@ var (
 	// flags as safe to skip (an op added by a newer version that older replicas may ignore
 	// during a rolling upgrade). The replicated implementation skips the command and carries on.
 	ErrIgnorableOp = errors.New("raftlog: unknown ignorable op type")
+	// ErrReplicaFailed is wrapped by a StateMachine.Apply result when the command could not
+	// be applied for a reason of this replica's own (a full disk, an I/O error), not one every
+	// replica shares. The replica would diverge from the others if it went on, so the Node
+	// stops applying, as for an unknown op: it leaves the group (a leader steps down) until it
+	// is restarted, and then replays the log from its last snapshot. The state machine must
+	// not apply the commands after the failed one in the same Apply call.
+	ErrReplicaFailed = errors.New("raftlog: this replica failed to apply a command")
 )
 
 // NotLeaderError is the ErrNotLeader of a Node: it names the leader when this replica knows

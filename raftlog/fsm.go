@@ -136,6 +136,12 @@ func (f *fsm) apply(base uint64) {
 				panic(fmt.Sprintf("raftlog: StateMachine.Apply returned %d results for %d commands", len(rs), end-start))
 			}
 			copy(f.res[start:end], rs) // before the next Apply, which may reuse rs
+			for _, r := range rs {
+				if err, ok := r.(error); ok && errors.Is(err, ErrReplicaFailed) {
+					f.stop(fmt.Errorf("%w: command %d: %w", ErrStopped, base+uint64(start), err))
+					break
+				}
+			}
 		}
 		start = end
 	}

@@ -366,8 +366,9 @@ func (n *Node) Stats() Stats {
 // vote with a state that no longer follows the log.
 func (n *Node) halt(err error) {
 	n.stopErr.Store(&err)
-	n.log.Error("raftlog: STOPPED APPLYING the replicated log: this node cannot apply an entry the others can; "+
-		"it leaves the group until it runs a version that knows the op", "err", err)
+	n.log.Error("raftlog: STOPPED APPLYING the replicated log: this node cannot apply an entry the others can "+
+		"(an op this version does not know, a corrupt entry, or a local failure such as a full disk); "+
+		"it leaves the group until it is restarted once the cause is fixed, and then replays the log", "err", err)
 	n.haltOnce.Do(func() { close(n.haltCh) })
 }
 

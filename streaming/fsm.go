@@ -27,6 +27,11 @@ type stateMachine struct {
 	nextChanID uint64
 	applyOut   []any
 	fetch      fetcher // gets the messages a snapshot names and the store lacks (fetch.go)
+	// failed is set, replicated only, once a command failed for a reason of this replica's
+	// own (replicaFailure): nothing more is applied, every later command gets it. Standalone,
+	// the engine rolls a failed channel back instead (durable.go).
+	replicated bool
+	failed     error
 
 	// What changed since the engine last flushed it into a commit (durable.go).
 	dirtySubs    []*stores.Channel // channels whose SubStore changed
@@ -55,6 +60,12 @@ func (m *stateMachine) recover() (*stores.RecoveredState, error) {
 	return st, nil
 }
 
+func (m *stateMachine) setReplicated(on bool) {
+	m.mu.Lock()
+	m.replicated = on
+	m.mu.Unlock()
+}
+
 // nextChannelID is the ID a channel created now gets. Channel creations are proposed one at
 // a time and waited for, so no other is in flight when the proposer reads it.
 func (m *stateMachine) nextChannelID() uint64 {
@@ -69,10 +80,34 @@ func (m *stateMachine) Apply(index uint64, cmds []raftlog.Command) []any {
 	defer m.mu.Unlock()
 	out := m.applyOut[:0] // the log copies results it keeps before the next Apply
 	for _, c := range cmds {
-		out = append(out, m.applyOne(c.Value))
+		if m.failed != nil {
+			out = append(out, m.failed)
+			continue
+		}
+		r := m.applyOne(c.Value)
+		if err, ok := r.(error); ok && m.replicated && replicaFailure(err) {
+			m.failed = fmt.Errorf("%w: %w", raftlog.ErrReplicaFailed, err)
+			r = m.failed
+		}
+		out = append(out, r)
 	}
 	m.applyOut = out
 	return out
+}
+
+// replicaFailure reports whether a command's error is this replica's own (a full disk, an
+// I/O error, a store that failed) rather than a refusal every replica makes alike (a gap,
+// a channel deleted meanwhile, a limit, a record that exists). Replicated, such a failure
+// stops this replica (raftlog.ErrReplicaFailed); standalone the engine reports it as before.
+func replicaFailure(err error) bool {
+	for _, shared := range []error{errNoChannel, errDiscontinuous, stores.ErrExists, stores.ErrNotFound,
+		stores.ErrBadSequence, stores.ErrBadTime, stores.ErrTooManyChannels, stores.ErrTooManySubs,
+		stores.ErrChannelDeleted, stores.ErrInvalidLimits} {
+		if errors.Is(err, shared) {
+			return false
+		}
+	}
+	return true
 }
 
 // applyOne applies one command. Results: nil or an error; the *stores.Channel created by

@@ -228,3 +228,68 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestReplicaFailureStopsTheReplica: a follower whose store fails to append (a full disk)
+// stops applying the log and leaves the group instead of going on without the messages;
+// the other two go on and acknowledge. A leader whose store fails acknowledges nothing of
+// the failed batch and steps down.
+func TestReplicaFailureStopsTheReplica(t *testing.T) {
+	if testing.Short() {
+		t.Skip("elections take a second")
+	}
+	ms := startRaftGroup(t)
+	leader := leaderOf(t, ms)
+	req := func(kind opKind, m any) op {
+		return op{kind: kind, data: marshalAny(m), reply: "r", from: 1}
+	}
+	do := func(s *Server, o op) { s.push(o); s.takeSnapshot(false) }
+	pub := func(s *Server, i int) {
+		do(s, req(opPublish, &stanpb.PubMsg{ClientID: "c1", Guid: fmt.Sprint("g", i), Subject: "foo",
+			Data: []byte(fmt.Sprint("m", i)), ConnID: []byte("x")}))
+	}
+	do(leader.srv, req(opConnect, &stanpb.ConnectRequest{ClientID: "c1", HeartbeatInbox: "hb.c1", Protocol: 1, ConnID: []byte("x")}))
+	pub(leader.srv, 1)
+	converged(t, ms, leader)
+
+	var follower *raftMember
+	for _, m := range ms {
+		if m != leader {
+			follower = m
+			break
+		}
+	}
+	follower.srv.sm.mu.Lock()
+	ch := follower.srv.sm.chans["foo"]
+	fm := &failingMsgs{MsgStore: ch.Msgs, failNext: true}
+	ch.Msgs = fm
+	follower.srv.sm.mu.Unlock()
+
+	pub(leader.srv, 2)
+	waitUntil(t, "the failed follower stops applying", func() bool { return follower.node.Stats().Stopped != nil })
+	if err := follower.srv.Health(); err == nil {
+		t.Fatal("the stopped follower reports healthy")
+	}
+	acks := len(leader.bus.to("r"))
+	pub(leader.srv, 3)
+	waitUntil(t, "the two others acknowledge without it", func() bool { return len(leader.bus.to("r")) > acks })
+	var pa stanpb.PubAck
+	if err := unmarshalAny(leader.bus.to("r")[len(leader.bus.to("r"))-1].data, &pa); err != nil || pa.Error != "" {
+		t.Fatalf("PubAck %+v %v", &pa, err)
+	}
+	if got := fm.MsgStore.State().Last; got != 1 {
+		t.Fatalf("the failed follower's channel holds up to %d, want 1 (nothing applied after the failure)", got)
+	}
+
+	// The leader's own store fails: the batch is not acknowledged, and it steps down.
+	leader.srv.sm.mu.Lock()
+	lch := leader.srv.sm.chans["foo"]
+	lch.Msgs = &failingMsgs{MsgStore: lch.Msgs, failNext: true}
+	leader.srv.sm.mu.Unlock()
+	acks = len(leader.bus.to("r"))
+	pub(leader.srv, 4)
+	waitUntil(t, "the failed leader answers", func() bool { return len(leader.bus.to("r")) > acks })
+	if err := unmarshalAny(leader.bus.to("r")[len(leader.bus.to("r"))-1].data, &pa); err != nil || pa.Error == "" {
+		t.Fatalf("the failed leader acknowledged a message it could not store: %+v %v", &pa, err)
+	}
+	waitUntil(t, "the failed leader stops leading", func() bool { return !leader.node.IsLeader() })
+}

@@ -145,6 +145,7 @@ func New(bus Bus, store stores.Store, newLog LogFactory, opts Options) (*Server,
 	}
 	s.recovered = st
 	s.sm.fetch = s.fetch
+	s.sm.setReplicated(true) // a replicated log may apply as soon as it exists
 	rlog, err := newLog(s.sm)
 	if err != nil {
 		return nil, fmt.Errorf("streaming: replication log: %w", err)
@@ -152,6 +153,7 @@ func New(bus Bus, store stores.Store, newLog LogFactory, opts Options) (*Server,
 	s.rlog = rlog
 	_, standalone := rlog.(*raftlog.Local)
 	s.replicated = !standalone
+	s.sm.setReplicated(s.replicated)
 	s.leader = rlog.IsLeader() // later changes arrive as opLeadership
 	return s, nil
 }
