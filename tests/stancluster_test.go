@@ -2,6 +2,7 @@ package tests
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -103,4 +104,33 @@ func TestStanClusterFailover(t *testing.T) {
 	}
 	lead.restart()
 	c.converged(20 * time.Second)
+}
+
+// TestStanClusterPeersDisagree: a node started with other --cluster_peers than the rest is
+// named in a log line on the nodes that reach it.
+func TestStanClusterPeersDisagree(t *testing.T) {
+	var nodes []*node
+	for _, id := range []string{"n1", "n2", "n3"} {
+		n := newNode(t, id)
+		n.stan = true
+		nodes = append(nodes, n)
+	}
+	for i, n := range nodes {
+		peers := "n1,n2,n3"
+		if i == 2 {
+			peers = "n1,n3,n4"
+		}
+		args := append(n.clusterArgs("stan", nodes...), "--store", "file", "--dir", t.TempDir(), "--clustered",
+			"--cluster_node_id", n.name, "--cluster_peers", peers)
+		n.start(append(args, raftTimingArgs...)...)
+	}
+	waitFor(t, 15*time.Second, func() error {
+		for _, n := range nodes[:2] {
+			if strings.Contains(n.p.out.String(), "a peer was started with other cluster peers") &&
+				strings.Contains(n.p.out.String(), "its_peers=n1,n3,n4") {
+				return nil
+			}
+		}
+		return fmt.Errorf("no node logged n3's other peers")
+	})
 }

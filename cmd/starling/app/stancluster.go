@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -268,6 +269,19 @@ func validNodeID(id string) bool {
 	return true
 }
 
+// groupPeers is the group's voters as every node should see them: sorted, this node in.
+func (c *stanCluster) groupPeers() []string {
+	if c.bootstrap {
+		return []string{c.nodeID}
+	}
+	peers := slices.Clone(c.peers)
+	if !slices.Contains(peers, c.nodeID) {
+		peers = append(peers, c.nodeID)
+	}
+	slices.Sort(peers)
+	return slices.Compact(peers)
+}
+
 // raftDir is where the raft state lives.
 func (c *stanCluster) raftDir(storeDir string) string {
 	if c.logPath != "" {
@@ -297,12 +311,21 @@ func (m *Main) clusterLog(st *streamSettings, co *core.ClusterOptions) (streamin
 		listen = net.JoinHostPort(host, "0")
 	}
 	var self raft.ServerAddress // raft encodes the leader's own ID into every AppendEntries
+	ourPeers := strings.Join(c.groupPeers(), ",")
+	var peerWarned sync.Map // mismatches logged once each
 	resolve := raftlog.AddressFunc(func(id raft.ServerID) (raft.ServerAddress, error) {
 		if string(id) == c.nodeID {
 			return self, nil
 		}
-		if a, ok := m.srv.RouteMeta(raftMetaKey(group, string(id))); ok {
-			return raft.ServerAddress(a), nil
+		if v, ok := m.srv.RouteMeta(raftMetaKey(group, string(id))); ok {
+			addr, peers, _ := strings.Cut(v, " peers=")
+			if peers != ourPeers {
+				if _, seen := peerWarned.LoadOrStore(string(id)+" "+peers, true); !seen {
+					m.stanLog.Error("a peer was started with other cluster peers: the nodes must all be given the same --cluster_peers",
+						"peer", id, "its_peers", peers, "our_peers", ourPeers)
+				}
+			}
+			return raft.ServerAddress(addr), nil
 		}
 		return "", fmt.Errorf("no route peer advertises the raft address of node %q (yet)", id)
 	})
@@ -317,7 +340,8 @@ func (m *Main) clusterLog(st *streamSettings, co *core.ClusterOptions) (streamin
 	}
 	self = trans.LocalAddr()
 	addr := string(self)
-	m.srv.SetRouteMeta(raftMetaKey(group, c.nodeID), addr)
+	// The address, and the peers this node was given, for the others to compare.
+	m.srv.SetRouteMeta(raftMetaKey(group, c.nodeID), addr+" peers="+ourPeers)
 	m.stanLog.Info("raft listening", "addr", addr, "raft_group", group, "node", c.nodeID)
 	peers := c.peers
 	if c.bootstrap {

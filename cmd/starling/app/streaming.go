@@ -296,6 +296,18 @@ func channelLimits(l stores.Limits) stanmon.ChannelLimits {
 // held, after core has started.
 func (m *Main) startStreaming(c *settings) error {
 	st := &c.streaming
+	if t := st.storeType(); t == storeFile || t == storeBolt {
+		nodeID := ""
+		if st.cluster.on {
+			nodeID = st.cluster.nodeID
+			if err := claimDir(st.cluster.raftDir(st.dir), st.opts.ClusterID, nodeID); err != nil {
+				return fmt.Errorf("streaming cluster: %w", err)
+			}
+		}
+		if err := claimDir(st.dir, st.opts.ClusterID, nodeID); err != nil {
+			return fmt.Errorf("streaming store: %w", err)
+		}
+	}
 	store, err := st.newStore()
 	if err != nil {
 		return fmt.Errorf("streaming store: %w", err)

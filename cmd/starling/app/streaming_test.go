@@ -442,3 +442,28 @@ func TestStreamingSecureIsABoolean(t *testing.T) {
 		t.Errorf("warnings %q", st.warnings)
 	}
 }
+
+// A clustered node's directories carry its identity: another node ID or cluster ID, or an
+// unclustered server, refuses to start on them.
+func TestClusterDirIdentity(t *testing.T) {
+	dir := t.TempDir()
+	if err := claimDir(dir, "c1", "n1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := claimDir(dir, "c1", "n1"); err != nil {
+		t.Fatalf("the same node again: %v", err)
+	}
+	for _, tc := range []struct{ cluster, node, want string }{
+		{"c1", "n2", "belongs to cluster c1, node n1, and this server is cluster c1, node n2: refusing to start"},
+		{"c2", "n1", "belongs to cluster c1, node n1, and this server is cluster c2, node n1"},
+		{"c1", "", "belongs to a streaming cluster (cluster c1, node n1): start this server with its --clustered flags"},
+	} {
+		err := claimDir(dir, tc.cluster, tc.node)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("claim as %s/%s: %v, want %q", tc.cluster, tc.node, err, tc.want)
+		}
+	}
+	if err := claimDir(t.TempDir(), "c1", ""); err != nil {
+		t.Fatalf("an unclustered server on a fresh directory: %v", err)
+	}
+}
