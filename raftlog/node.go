@@ -100,11 +100,15 @@ func NewNode(cfg Config, sm StateMachine) (_ *Node, err error) {
 	hl := newHCLogger(logger, "raft", level)
 
 	dbPath := filepath.Join(dir, "raft.db")
+	if err := checkLogFile(dbPath); err != nil {
+		return nil, err
+	}
 	store, err := raftboltdb.New(raftboltdb.Options{
 		Path: dbPath,
-		// The map freelist, not synced: faster commits, and a file that does not bloat after
-		// the log is compacted (the freelist is rebuilt on open instead).
-		BoltOptions: &bbolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType},
+		// The map freelist, synced: bolt then reads it at open instead of walking the whole
+		// file to rebuild it — a walk that panics, beyond anyone's recover, on a damaged file
+		// (checkLogFile must be able to refuse one with an error).
+		BoltOptions: &bbolt.Options{Timeout: time.Second, FreelistType: bbolt.FreelistMapType},
 		NoSync:      c.NoSync,
 	})
 	if err != nil {

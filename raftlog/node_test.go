@@ -1,10 +1,15 @@
 package raftlog_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"github.com/hashicorp/raft"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -472,4 +477,45 @@ func TestNodeContext(t *testing.T) {
 	} else if err != context.Canceled && !errors.Is(err, raftlog.ErrLeadershipLost) && !errors.Is(err, raftlog.ErrNotLeader) {
 		t.Fatalf("Propose cancelled in flight: %v", err)
 	}
+}
+
+// TestNodeRefusesADamagedLog: a follower whose raft log was damaged in the middle (pages
+// overwritten) does not start — so it cannot vote — and says which file and how to repair;
+// once the file is moved aside it rejoins and catches up.
+func TestNodeRefusesADamagedLog(t *testing.T) {
+	c := raftlogtest.Start(t, raftlogtest.Options{})
+	c.Leader(wait)
+	var last uint64
+	for i := range 20 {
+		last = c.Propose(wait, puts(fmt.Sprint("a", i), 3)...)
+	}
+	c.WaitConverged(wait, last)
+	follower := c.Others(c.Leader(wait))[0]
+	c.Stop(follower)
+
+	path := filepath.Join(follower.Dir, "g0", "raft.db")
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := f.Stat()
+	junk := bytes.Repeat([]byte{0xA5}, int(st.Size())-2*4096)
+	if _, err := f.WriteAt(junk, 2*4096); err != nil { // every page but the two meta pages
+		t.Fatal(err)
+	}
+	f.Close()
+
+	cfg := c.Config(follower)
+	_, cfg.Transport = raft.NewInmemTransport(raft.ServerAddress(follower.ID))
+	_, err = raftlog.NewNode(cfg, &raftlogtest.SM{})
+	if err == nil || !strings.Contains(err.Error(), path+" is damaged") || !strings.Contains(err.Error(), "move "+path+" aside") {
+		t.Fatalf("NewNode on a damaged log: %v", err)
+	}
+
+	if err := os.Rename(path, path+".damaged"); err != nil {
+		t.Fatal(err)
+	}
+	c.Start(follower)
+	last = c.Propose(wait, raftlogtest.Put("after the repair"))
+	c.WaitConverged(wait, last)
 }

@@ -1,0 +1,50 @@
+package raftlog
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"time"
+
+	"go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+)
+
+// checkLogFile verifies the raft log's bolt file before raft reads it: a torn tail is
+// harmless (bolt's copy-on-write keeps the last committed state, and the leader sends what
+// is missing), but damage in the middle — a flipped bit, a page overwritten — would make
+// raft read wrong entries or bolt panic. A damaged file is never used, repaired or deleted
+// here: the node refuses to start, and so to vote, naming the file and the way to repair.
+func checkLogFile(path string) (err error) {
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	damaged := func(cause any) error {
+		return fmt.Errorf("raftlog: the raft log %s is damaged (%v): this node does not start, and so does not vote, until it "+
+			"is repaired: stop it, move %s aside and start it again; it rejoins with an empty log and catches up from the "+
+			"others (a snapshot, then the messages its store lacks)", path, cause, path)
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = damaged(r)
+		}
+	}()
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second, ReadOnly: true})
+	if err != nil {
+		if errors.Is(err, bolterrors.ErrTimeout) {
+			return nil // in use: NewNode's own open reports it
+		}
+		return damaged(err)
+	}
+	defer db.Close()
+	return db.View(func(tx *bbolt.Tx) error {
+		var first error
+		for cerr := range tx.Check() { // drained: the check stops only at the end
+			if first == nil {
+				first = damaged(cerr)
+			}
+		}
+		return first
+	})
+}
