@@ -100,7 +100,7 @@ compare-ab: build $(BIN)/stan-bench
 	cd $(BIN)/baseline-src && $(GO) build -o $(BIN)/starling-baseline ./cmd/starling
 	rm -rf $(BIN)/baseline-src
 	$(GO) run ./cmd/compare -starling $(BIN)/starling -baseline $(BIN)/starling-baseline \
-	  -stan-bench $(BIN)/stan-bench -skip-core -skip-mem -skip-cluster $(COMPARE_FLAGS)
+	  -stan-bench $(BIN)/stan-bench -skip-core -skip-mem -skip-cluster -skip-stan-cluster $(COMPARE_FLAGS)
 
 clean:
 	rm -rf $(BIN) ./data

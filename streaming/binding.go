@@ -44,7 +44,7 @@ func (s *Server) bind(c *client, o *op) bindResult {
 	if from == c.nats {
 		return bindOK
 	}
-	user, ok := s.bus.ConnUser(from)
+	user, ok := s.connUser(from)
 	if !ok || user != c.user {
 		return bindRefused
 	}
@@ -87,7 +87,7 @@ func (s *Server) rebindIfGone(c *client, from uint64) bool {
 	if c.nats != 0 && s.bus.IsConnected(c.nats) {
 		return false
 	}
-	user, ok := s.bus.ConnUser(from)
+	user, ok := s.connUser(from)
 	if !ok || user != c.user {
 		return false
 	}
@@ -144,7 +144,7 @@ func (s *Server) processCheckReply(o *op, alive bool) {
 		s.refuseConnect(&op{reply: dc.reply}, dc.clientID, errDuplicateClient, "client ID in use by a live client")
 		return
 	}
-	user, ok := s.bus.ConnUser(dc.from)
+	user, ok := s.connUser(dc.from)
 	if !ok {
 		return
 	}
@@ -223,4 +223,18 @@ func (s *Server) refuseHeld(dc *dupCheck, why string) {
 			s.reply(o.reply, &stanpb.CloseResponse{Error: errUnknownClient})
 		}
 	}
+}
+
+// connUser is the user a request acts as. Replicated, it is always "" (and the connection
+// must only be open): a request that reaches the leader over a route carries no user —
+// routes do not carry it — while the same client's requests arrive from a local connection
+// once its server leads; binding clients and durables to users would then break them at a
+// failover. The binding to the NATS connection holds, as in nats-streaming-server, which
+// binds to no user at all; subject permissions on each node still apply.
+func (s *Server) connUser(cid uint64) (string, bool) {
+	user, ok := s.bus.ConnUser(cid)
+	if s.replicated {
+		user = ""
+	}
+	return user, ok
 }

@@ -34,7 +34,7 @@ func (s *Server) processConnect(o *op) {
 		s.refuseConnect(o, req.ClientID, errInvalidConnReq, "heartbeat inbox is not a subject the client may own: "+quote(req.HeartbeatInbox))
 		return
 	}
-	user, ok := s.bus.ConnUser(o.from)
+	user, ok := s.connUser(o.from)
 	if !ok {
 		return // the connection that asked is gone: nobody to answer
 	}

@@ -169,7 +169,8 @@ func TestParseFlagsStreaming(t *testing.T) {
 		{[]string{"-nats", "true", "-stan-bench", "true", "-nats-streaming-server", missing}, "-nats-streaming-server"},
 		{[]string{"-nats", "true", "-stan-bench", missing, "-nats-streaming-server", "true", "-skip-streaming"}, "-stan-bench"},
 		{[]string{"-nats", "true", "-stan-bench", missing, "-nats-streaming-server", "true", "-skip-durable"}, "-stan-bench"},
-		{[]string{"-nats", "true", "-stan-bench", missing, "-nats-streaming-server", missing, "-skip-streaming", "-skip-durable"}, ""},
+		{[]string{"-nats", "true", "-stan-bench", missing, "-nats-streaming-server", missing, "-skip-streaming", "-skip-durable", "-skip-stan-cluster"}, ""},
+		{[]string{"-nats", "true", "-stan-bench", missing, "-nats-streaming-server", "true", "-skip-streaming", "-skip-durable"}, "-stan-bench"},
 		{[]string{"-nats", missing, "-stan-bench", "true", "-nats-streaming-server", "true", "-skip-core", "-skip-cluster"}, ""},
 		{[]string{"-nats", missing, "-stan-bench", "true", "-nats-streaming-server", "true", "-skip-core"}, "-nats"},
 	} {
