@@ -95,8 +95,9 @@ func (b *dataBus) to(subject string) []sentMsg {
 // releaseMeta lets every metadata SyncFlushed of the passes in flight return err, and
 // waits until the engine completed every group.
 func releaseMeta(s *Server, st *metaStore, err error) {
-	done := make(chan struct{})
+	done, exited := make(chan struct{}), make(chan struct{})
 	go func() {
+		defer close(exited)
 		for {
 			select {
 			case st.gate <- err:
@@ -107,6 +108,9 @@ func releaseMeta(s *Server, st *metaStore, err error) {
 	}()
 	s.waitCommits(0)
 	close(done)
+	// Gone before the next commit's sync waits on the gate: else, with both cases ready, it
+	// could still hand that sync this call's outcome (a flake seen under load).
+	<-exited
 }
 
 func newMetaEngine(t *testing.T) (*Server, *dataBus, *metaStore) {
