@@ -16,6 +16,9 @@ import (
 
 // encodeCommand returns the encoded op of command v.
 func encodeCommand(v any) ([]byte, error) {
+	if c, ok := v.(*cmdPublish); ok {
+		return encodePublish(c), nil // the hot path (pubcodec.go)
+	}
 	op, err := commandOp(v)
 	if err != nil {
 		return nil, err
@@ -69,6 +72,9 @@ func commandOp(v any) (*raftpb.Op, error) {
 // version does not know stops the log (state must not diverge) unless its proposer marked
 // it ignorable; a malformed one stops it too.
 func (m *stateMachine) Decode(data []byte) (raftlog.Command, error) {
+	if c, ok := decodePublish(data); ok {
+		return raftlog.Command{Data: data, Value: c}, nil // the hot path (pubcodec.go)
+	}
 	var op raftpb.Op
 	if err := proto.Unmarshal(data, &op); err != nil {
 		return raftlog.Command{}, fmt.Errorf("%w: %v", raftlog.ErrUnknownOp, err)
