@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -63,11 +64,12 @@ type Stats struct {
 	LeaderID      string         // "" when no leader is known
 	LeaderAddr    string
 	Term          uint64
-	LastLogIndex  uint64 // raft indexes: the last entry in the log (or snapshot)...
-	CommitIndex   uint64 // ...the last known committed...
-	AppliedIndex  uint64 // ...and the last handed to the state machine
-	CommandIndex  uint64 // the last command applied (commands, not entries: DESIGN.md)
-	Stopped       error  // why the node stopped applying (ErrStopped), nil while it applies
+	LastLogIndex  uint64   // raft indexes: the last entry in the log (or snapshot)...
+	CommitIndex   uint64   // ...the last known committed...
+	AppliedIndex  uint64   // ...and the last handed to the state machine
+	CommandIndex  uint64   // the last command applied (commands, not entries: DESIGN.md)
+	Stopped       error    // why the node stopped applying (ErrStopped), nil while it applies
+	Voters        []string // the group's voters in the latest configuration, sorted
 }
 
 // NewNode opens (or creates) the group's raft state under cfg.Dir/cfg.Group, bootstraps
@@ -361,8 +363,24 @@ func (n *Node) Stats() Stats {
 		Role: n.raft.State(), LeaderID: string(id), LeaderAddr: string(addr),
 		Term: n.raft.CurrentTerm(), LastLogIndex: n.raft.LastIndex(),
 		CommitIndex: n.raft.CommitIndex(), AppliedIndex: n.raft.AppliedIndex(),
-		CommandIndex: n.fsm.published.Load(), Stopped: n.stopped(),
+		CommandIndex: n.fsm.published.Load(), Stopped: n.stopped(), Voters: n.voters(),
 	}
+}
+
+// voters are the voters of the latest configuration raft knows (empty once shut down).
+func (n *Node) voters() []string {
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return nil
+	}
+	var ids []string
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage == raft.Voter {
+			ids = append(ids, string(s.ID))
+		}
+	}
+	slices.Sort(ids)
+	return ids
 }
 
 // halt is the fsm's call when it stops applying. It runs on raft's FSM goroutine, so it only

@@ -43,12 +43,13 @@ type Serverz struct {
 
 // RaftInfo is a clustered node's place in the replicated log.
 type RaftInfo struct {
-	Group        string `json:"group"`
-	Term         uint64 `json:"term"`
-	LastIndex    uint64 `json:"last_index"`
-	CommitIndex  uint64 `json:"commit_index"`
-	AppliedIndex uint64 `json:"applied_index"`
-	Stopped      string `json:"stopped,omitempty"` // why the node stopped applying the log
+	Group        string   `json:"group"`
+	Term         uint64   `json:"term"`
+	LastIndex    uint64   `json:"last_index"`
+	CommitIndex  uint64   `json:"commit_index"`
+	AppliedIndex uint64   `json:"applied_index"`
+	Voters       []string `json:"voters,omitempty"`  // the group's node IDs
+	Stopped      string   `json:"stopped,omitempty"` // why the node stopped applying the log
 }
 
 // Channelz describes one channel.
@@ -183,7 +184,7 @@ func (s *Server) Serverz() *Serverz {
 	if st, ok := s.RaftStats(); ok {
 		// Replicated: the node's role as raft sees it, as nats-streaming-server shows it.
 		z.State, z.Role, z.NodeID, z.Leader = "CLUSTERED", st.Role.String(), st.NodeID, st.LeaderID
-		z.Raft = &RaftInfo{Group: st.Group, Term: st.Term, LastIndex: st.LastLogIndex, CommitIndex: st.CommitIndex, AppliedIndex: st.AppliedIndex}
+		z.Raft = &RaftInfo{Group: st.Group, Term: st.Term, LastIndex: st.LastLogIndex, CommitIndex: st.CommitIndex, AppliedIndex: st.AppliedIndex, Voters: st.Voters}
 		if st.Stopped != nil {
 			z.Raft.Stopped = st.Stopped.Error()
 		}

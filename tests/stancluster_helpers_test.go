@@ -42,7 +42,10 @@ func startStanCluster(t *testing.T, extra ...string) *stanCluster {
 		args = append(args, raftTimingArgs...)
 		n.start(append(args, extra...)...)
 	}
-	c.leader(10 * time.Second)
+	lead := c.leader(10 * time.Second)
+	if z, err := lead.serverz(false); err != nil || strings.Join(z.Raft.Voters, ",") != strings.Join(ids, ",") {
+		t.Fatalf("serverz of the leader: voters %v (%v), want %v", z.Raft.Voters, err, ids)
+	}
 	return c
 }
 
@@ -55,9 +58,10 @@ type stanServerz struct {
 	Leader   string `json:"leader"`
 	Digest   string `json:"digest"`
 	Raft     struct {
-		Term         uint64 `json:"term"`
-		CommitIndex  uint64 `json:"commit_index"`
-		AppliedIndex uint64 `json:"applied_index"`
+		Term         uint64   `json:"term"`
+		CommitIndex  uint64   `json:"commit_index"`
+		AppliedIndex uint64   `json:"applied_index"`
+		Voters       []string `json:"voters"`
 	} `json:"raft"`
 	TotalMsgs int `json:"total_msgs"`
 }

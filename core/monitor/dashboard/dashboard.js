@@ -278,6 +278,13 @@
     const role = serverz && serverz.role ? serverz.role : "standalone";
     const name = el("td", null, el("b", null, varz.server_name || varz.server_id), " ", el("span", { class: "tag" }, "this server"));
     if (serverz && serverz.node_id) name.append(el("div", { class: "muted small" }, "node " + serverz.node_id));
+    if (serverz && serverz.raft && serverz.raft.voters) {
+      // Each node of the raft group with its role as this node sees it.
+      const group = serverz.raft.voters.map((id) =>
+        el("span", { class: "badge role-" + (id === serverz.leader ? "leader" : "follower"), "data-raft-node": id },
+          id + (id === serverz.leader ? " leader" : "")));
+      name.append(el("div", { class: "small raft-group" }, "raft group ", ...group));
+    }
     const rows = [
       el("tr", { class: "self", "data-node": varz.server_id }, name,
         el("td", null, varz.host + ":" + varz.port),
