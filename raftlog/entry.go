@@ -4,17 +4,28 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 )
 
 // entryFormat is the first byte of every raft entry a Node writes: a reader that meets
 // another value stops rather than guess (a newer version wrote it, or the entry is corrupt).
-const entryFormat = 1
+// Format 2 ends with a CRC-32C of what precedes it: raft-boltdb checks nothing, so a bit
+// flipped on one node's disk would otherwise reach a node that catches up from it as a
+// valid command. Format 1 (no checksum), written by earlier versions, is still read.
+const (
+	entryFormat   = 2
+	entryFormatV1 = 1
+	entryCRCLen   = 4
+)
+
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
 // encodeEntry returns the raft entry that carries cs: the format byte, the number of commands
-// as a uvarint, then each command's Data as a uvarint length and the bytes. Only Data is
-// written; Value is the proposer's and is not replicated. One allocation, sized exactly.
+// as a uvarint, then each command's Data as a uvarint length and the bytes, then the
+// checksum. Only Data is written; Value is the proposer's and is not replicated. One
+// allocation, sized exactly.
 func encodeEntry(cs []Command) []byte {
-	size := 1 + uvarintLen(uint64(len(cs)))
+	size := 1 + uvarintLen(uint64(len(cs))) + entryCRCLen
 	for i := range cs {
 		size += uvarintLen(uint64(len(cs[i].Data))) + len(cs[i].Data)
 	}
@@ -25,7 +36,7 @@ func encodeEntry(cs []Command) []byte {
 		b = binary.AppendUvarint(b, uint64(len(cs[i].Data)))
 		b = append(b, cs[i].Data...)
 	}
-	return b
+	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, crcTable))
 }
 
 func uvarintLen(v uint64) int {
@@ -53,7 +64,18 @@ func readEntry(b []byte) (entryReader, error) {
 	if len(b) == 0 {
 		return entryReader{}, errors.New("empty entry")
 	}
-	if b[0] != entryFormat {
+	switch b[0] {
+	case entryFormat:
+		if len(b) < 1+entryCRCLen {
+			return entryReader{}, fmt.Errorf("checksum: %w", errEntryTruncated)
+		}
+		body, sum := b[:len(b)-entryCRCLen], binary.BigEndian.Uint32(b[len(b)-entryCRCLen:])
+		if got := crc32.Checksum(body, crcTable); got != sum {
+			return entryReader{}, fmt.Errorf("checksum %08x, want %08x: the entry is corrupt", got, sum)
+		}
+		b = body
+	case entryFormatV1:
+	default:
 		return entryReader{}, fmt.Errorf("entry format %d, want %d (written by a newer version, or corrupt)", b[0], entryFormat)
 	}
 	n, k := binary.Uvarint(b[1:])

@@ -51,24 +51,33 @@ func TestEntryRoundTrip(t *testing.T) {
 
 func TestEntryCorrupt(t *testing.T) {
 	good := encodeEntry([]Command{{Data: []byte("abc")}, {Data: []byte("de")}})
+	v1 := append([]byte{entryFormatV1}, good[1:len(good)-entryCRCLen]...) // the same, unchecked
+	flipped := append([]byte(nil), good...)
+	flipped[4] ^= 0x10
 	for _, tc := range []struct {
 		name string
 		b    []byte
 		want string
 	}{
 		{"empty", nil, "empty entry"},
-		{"format", append([]byte{2}, good[1:]...), "entry format 2"},
-		{"no count", []byte{entryFormat}, "command count: truncated"},
-		{"zero count", []byte{entryFormat, 0}, "command count 0"},
-		{"huge count", []byte{entryFormat, 0xff, 0xff, 0xff, 0xff, 0x0f, 1}, "command count"},
-		{"length past the end", good[:len(good)-1], "command 2 of 2: length 2, only 1 bytes left"},
-		{"missing length", good[:6], "command 2 of 2: length: truncated"},
-		{"trailing bytes", append(append([]byte(nil), good...), 9), "1 bytes after the last of 2 commands"},
+		{"format", append([]byte{3}, good[1:]...), "entry format 3"},
+		{"flipped bit", flipped, "the entry is corrupt"},
+		{"no checksum", []byte{entryFormat, 1, 0}, "checksum: truncated"},
+		{"no count", []byte{entryFormatV1}, "command count: truncated"},
+		{"zero count", []byte{entryFormatV1, 0}, "command count 0"},
+		{"huge count", []byte{entryFormatV1, 0xff, 0xff, 0xff, 0xff, 0x0f, 1}, "command count"},
+		{"length past the end", v1[:len(v1)-1], "command 2 of 2: length 2, only 1 bytes left"},
+		{"missing length", v1[:6], "command 2 of 2: length: truncated"},
+		{"trailing bytes", append(append([]byte(nil), v1...), 9), "1 bytes after the last of 2 commands"},
 	} {
 		_, err := readAll(tc.b)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want an error containing %q", tc.name, err, tc.want)
 		}
+	}
+	// Format 1 entries, written before the checksum, still read.
+	if got, err := readAll(v1); err != nil || len(got) != 2 || string(got[1]) != "de" {
+		t.Fatalf("a format 1 entry: %q %v", got, err)
 	}
 }
 
@@ -77,7 +86,7 @@ func TestEntryCorrupt(t *testing.T) {
 func FuzzReadEntry(f *testing.F) {
 	f.Add(encodeEntry([]Command{{Data: []byte("abc")}}))
 	f.Add(encodeEntry([]Command{{Data: nil}, {Data: []byte("de")}}))
-	f.Add([]byte{entryFormat, 0x80})
+	f.Add([]byte{entryFormatV1, 0x80})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		cmds, err := readAll(b)
 		if err != nil {
@@ -87,7 +96,7 @@ func FuzzReadEntry(f *testing.F) {
 		for i, d := range cmds {
 			cs[i].Data = d
 		}
-		if again := encodeEntry(cs); len(again) > len(b) {
+		if again := encodeEntry(cs); len(again) > len(b)+entryCRCLen { // a format 1 entry gains the checksum
 			t.Fatalf("re-encoded to %d bytes from %d", len(again), len(b))
 		}
 	})

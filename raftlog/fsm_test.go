@@ -120,7 +120,7 @@ func TestApplyBatchStops(t *testing.T) {
 		want string
 	}{
 		{"unknown op", entry(8, "x", "u-new"), "raft entry 8 (term 1): command 2 of 2: raftlog: unknown op type"},
-		{"corrupt", &raft.Log{Index: 8, Term: 1, Type: raft.LogCommand, Data: []byte{entryFormat, 3, 1}}, "raft entry 8 (term 1): command count 3"},
+		{"corrupt", &raft.Log{Index: 8, Term: 1, Type: raft.LogCommand, Data: []byte{entryFormatV1, 3, 1}}, "raft entry 8 (term 1): command count 3"},
 		{"newer format", &raft.Log{Index: 8, Term: 1, Type: raft.LogCommand, Data: []byte{9}}, "entry format 9"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
