@@ -1,8 +1,6 @@
 package streaming
 
 import (
-	"errors"
-
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/starling-io/starling/stores"
@@ -26,8 +24,6 @@ const (
 	msgDataField        = 4
 	msgTimeField        = 5
 )
-
-var errBadPublish = errors.New("malformed publish batch")
 
 // msgSize is the encoded size of m as a raftpb.MsgProto.
 func msgSize(m *stores.Msg) int {
