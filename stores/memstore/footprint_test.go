@@ -92,8 +92,10 @@ func TestFootprint1M(t *testing.T) {
 // BenchmarkFootprint fills a channel with msgs × 128 B, then times forced collections:
 // ns/op is one runtime.GC() (mark and the full sweep, wall time), gc-cpu-ns/op the GC
 // CPU time per cycle (runtime/metrics), B/msg the memory held per message (resident set
-// where known) and heap-B/msg the part of it on the Go heap. The cost of a
-// cycle should not grow with msgs. 10M (~1.5 GB) is skipped under -short.
+// where known) and heap-B/msg the part of it on the Go heap. The cost of a cycle should
+// not grow with msgs. The times swing with other load on a shared machine; marked-MiB and
+// heap-objects (what the last cycle marked; the sweep visits their spans) do not. 10M
+// (~1.5 GB) is skipped under -short.
 func BenchmarkFootprint(b *testing.B) {
 	for _, n := range []int{100_000, 1_000_000, 10_000_000} {
 		b.Run(fmt.Sprintf("msgs=%d", n), func(b *testing.B) {
@@ -103,18 +105,24 @@ func BenchmarkFootprint(b *testing.B) {
 			before := measure()
 			s := fill(b, n, 128)
 			after := measure()
-			gcCPU := []metrics.Sample{{Name: "/cpu/classes/gc/total:cpu-seconds"}}
-			metrics.Read(gcCPU)
-			cpu0 := gcCPU[0].Value.Float64()
+			gc := []metrics.Sample{
+				{Name: "/cpu/classes/gc/total:cpu-seconds"},
+				{Name: "/gc/heap/live:bytes"},
+				{Name: "/gc/heap/objects:objects"},
+			}
+			metrics.Read(gc)
+			cpu0 := gc[0].Value.Float64()
 			b.ResetTimer()
 			for b.Loop() {
 				runtime.GC()
 			}
 			b.StopTimer()
-			metrics.Read(gcCPU)
+			metrics.Read(gc)
 			b.ReportMetric(float64(held(before, after))/float64(n), "B/msg")
 			b.ReportMetric(float64(after.heap-min(before.heap, after.heap))/float64(n), "heap-B/msg")
-			b.ReportMetric((gcCPU[0].Value.Float64()-cpu0)*float64(time.Second)/float64(b.N), "gc-cpu-ns/op")
+			b.ReportMetric((gc[0].Value.Float64()-cpu0)*float64(time.Second)/float64(b.N), "gc-cpu-ns/op")
+			b.ReportMetric(float64(gc[1].Value.Uint64())/(1<<20), "marked-MiB")
+			b.ReportMetric(float64(gc[2].Value.Uint64()), "heap-objects")
 			runtime.KeepAlive(s)
 			s.Close()
 		})
