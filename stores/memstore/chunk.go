@@ -6,20 +6,20 @@ import (
 	"github.com/starling-io/starling/stores"
 )
 
-// entry locates one message in its chunk's arena: Reply at buf[off:off+rlen], Data after.
+// entry locates one message in its chunk's arena: Reply at buf[off:off+rlen], Data after
+// it up to where the next message begins (the next entry's off, or len(buf) for the last).
 type entry struct {
 	time int64
 	off  uint32
 	rlen uint32
-	dlen uint32
 }
 
 const entrySize = int(unsafe.Sizeof(entry{}))
 
 // First-chunk geometry: a channel starts with one page and doubles from there.
 const (
-	firstEnts  = 64   // 1536 bytes of entries
-	firstBytes = 2560 // the rest of a 4 KiB page
+	firstEnts  = 64   // 1 KiB of entries
+	firstBytes = 3072 // the rest of a 4 KiB page
 )
 
 // chunk is up to ChunkMsgs consecutive messages in one block from mapBytes: the entries
@@ -66,7 +66,18 @@ func (c *chunk) put(m *stores.Msg) {
 	copy(c.buf[off+len(m.Reply):], m.Data)
 	i := len(c.ents)
 	c.ents = c.ents[:i+1]
-	c.ents[i] = entry{time: m.Time, off: uint32(off), rlen: uint32(len(m.Reply)), dlen: uint32(len(m.Data))}
+	c.ents[i] = entry{time: m.Time, off: uint32(off), rlen: uint32(len(m.Reply))}
+}
+
+// msg returns message i's Reply and Data, views of the arena.
+func (c *chunk) msg(i int) (reply, data []byte) {
+	e := &c.ents[i]
+	end := uint32(len(c.buf))
+	if i+1 < len(c.ents) {
+		end = c.ents[i+1].off
+	}
+	d := e.off + e.rlen
+	return c.buf[e.off:d:d], c.buf[d:end:end]
 }
 
 // grown returns a copy of c in a new block with room for one more message of need

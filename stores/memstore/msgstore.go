@@ -152,12 +152,12 @@ func (ms *msgStore) enforce() (removed int) {
 // removeFirst removes the oldest message. Caller holds mu; msgs > 0.
 func (ms *msgStore) removeFirst() {
 	c := &ms.q.live()[0]
-	i := ms.first - c.first
-	e := &c.ents[i]
-	ms.bytes -= ms.overhead + uint64(e.rlen) + uint64(e.dlen)
+	i := int(ms.first - c.first)
+	reply, data := c.msg(i)
+	ms.bytes -= ms.overhead + uint64(len(reply)+len(data))
 	ms.msgs--
 	ms.first++
-	if int(i)+1 == len(c.ents) { // chunk emptied: keep it as the spare
+	if i+1 == len(c.ents) { // chunk emptied: keep it as the spare
 		ms.q.popFront()
 	}
 }
@@ -169,8 +169,9 @@ func (ms *msgStore) Sync() error {
 	return ms.usable()
 }
 
-// locate returns the chunk and entry of seq, which is in [first, last]. Caller holds mu.
-func (ms *msgStore) locate(seq uint64) (*chunk, *entry) {
+// locate returns the chunk of seq, which is in [first, last], and its index there.
+// Caller holds mu.
+func (ms *msgStore) locate(seq uint64) (*chunk, int) {
 	chunks := ms.q.live()
 	n := len(chunks)
 	c := &chunks[n-1]
@@ -179,7 +180,7 @@ func (ms *msgStore) locate(seq uint64) (*chunk, *entry) {
 		i := sort.Search(n-1, func(i int) bool { return chunks[i].first > seq }) - 1
 		c = &chunks[i]
 	}
-	return c, &c.ents[seq-c.first]
+	return c, int(seq - c.first)
 }
 
 // Load implements stores.MsgStore. It allocates only for a non-empty Reply that differs
@@ -193,14 +194,13 @@ func (ms *msgStore) Load(seq uint64, into *stores.Msg) error {
 	if seq < ms.first || seq > ms.last || ms.msgs == 0 {
 		return stores.ErrNotFound
 	}
-	c, e := ms.locate(seq)
-	into.Seq, into.Time = seq, e.time
-	reply := c.buf[e.off : e.off+e.rlen]
+	c, i := ms.locate(seq)
+	reply, data := c.msg(i)
+	into.Seq, into.Time = seq, c.ents[i].time
 	if into.Reply != string(reply) { // compared without allocating
 		into.Reply = string(reply)
 	}
-	d := e.off + e.rlen
-	into.Data = append(into.Data[:0], c.buf[d:d+e.dlen]...)
+	into.Data = append(into.Data[:0], data...)
 	return nil
 }
 
@@ -251,9 +251,9 @@ func (ms *msgStore) Expire(now int64) (removed int, next int64) {
 	}
 	removed = ms.enforce()
 	for ms.msgs > 0 {
-		_, e := ms.locate(ms.first)
-		if !ms.limits.Expired(e.time, now) {
-			return removed, ms.limits.ExpiresAt(e.time)
+		c, i := ms.locate(ms.first)
+		if t := c.ents[i].time; !ms.limits.Expired(t, now) {
+			return removed, ms.limits.ExpiresAt(t)
 		}
 		ms.removeFirst()
 		removed++
