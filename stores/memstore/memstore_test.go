@@ -99,10 +99,10 @@ func TestChunkRecycling(t *testing.T) {
 		if err := ms.Append([]stores.Msg{{Seq: seq, Time: int64(seq), Data: make([]byte, seq%120)}}); err != nil {
 			t.Fatal(err)
 		}
-		if n := len(ms.chunks); n > 25/10+2 {
+		if n := len(ms.q.live()); n > 25/10+2 {
 			t.Fatalf("seq %d: %d chunks for 25 messages", seq, n)
 		}
-		for _, c := range ms.chunks {
+		for _, c := range ms.q.live() {
 			if len(c.ents) > 1 && len(c.buf) > 1000 {
 				t.Fatalf("seq %d: chunk arena of %d bytes beyond ChunkBytes", seq, len(c.buf))
 			}
@@ -118,5 +118,61 @@ func TestChunkRecycling(t *testing.T) {
 	}
 	if err := ms.Load(10002, &m); err != nil || string(m.Data) != "x" {
 		t.Fatalf("Load after big = %q, %v", m.Data, err)
+	}
+}
+
+// TestChunkDirectory drives the chunk directory through its shapes with one message per
+// chunk: growing from the heap to a mapping and doubling, sliding down as limits remove
+// the oldest chunks, emptying by age, and growing again; every stored message stays
+// loadable.
+func TestChunkDirectory(t *testing.T) {
+	s, _ := New(Options{ChunkMsgs: 1, Limits: &stores.LimitsSet{}})
+	ch, _ := s.CreateChannel("foo", 1)
+	ms := ch.Msgs.(*msgStore)
+	next := uint64(1)
+	add := func(n int) {
+		for range n {
+			if err := ms.Append([]stores.Msg{{Seq: next, Time: int64(next), Reply: "r", Data: []byte{byte(next)}}}); err != nil {
+				t.Fatal(err)
+			}
+			next++
+		}
+	}
+	check := func() {
+		t.Helper()
+		st := ms.State()
+		if got := uint64(len(ms.q.live())); got != st.Msgs {
+			t.Fatalf("%d chunks for %d messages", got, st.Msgs)
+		}
+		var m stores.Msg
+		for seq := st.First; seq <= st.Last; seq++ {
+			if err := ms.Load(seq, &m); err != nil || m.Seq != seq || m.Time != int64(seq) || m.Reply != "r" || m.Data[0] != byte(seq) {
+				t.Fatalf("Load(%d) = %+v, %v", seq, m, err)
+			}
+		}
+		if st.Msgs > 0 && ms.SeqAtTime(int64(st.First+1)) != st.First+1 {
+			t.Fatalf("SeqAtTime(%d) = %d", st.First+1, ms.SeqAtTime(int64(st.First+1)))
+		}
+	}
+	add(3000) // heap directory, then mapped, doubling
+	check()
+	ms.SetLimits(stores.Limits{MaxMsgs: 700})
+	for range 5 { // the head advances past half the directory: it slides down
+		add(1000)
+		check()
+	}
+	ms.SetLimits(stores.Limits{MaxAge: 1})
+	if n, next := ms.Expire(int64(next) + 10); n != 700 || next != 0 {
+		t.Fatalf("Expire = %d, %d; want 700, 0", n, next)
+	}
+	check()
+	ms.SetLimits(stores.Limits{})
+	add(2000)
+	check()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if ms.q.dir != nil || ms.q.spare.mem != nil {
+		t.Fatal("Close kept chunks")
 	}
 }

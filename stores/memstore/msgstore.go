@@ -1,6 +1,7 @@
 package memstore
 
 import (
+	"runtime"
 	"sort"
 	"sync"
 
@@ -12,8 +13,9 @@ import (
 // a chunk is closed early when its arena would pass chunkBytes, so the memory held beyond
 // the limits is at most about one chunk. A chunk whose entries have all been removed
 // becomes the spare for the next new chunk: with limits in force, appends reuse memory
-// and allocate nothing. Entries and arenas hold no pointers, so the GC does not scan
-// them however many messages the channel holds.
+// and allocate nothing. Chunks live in blocks outside the Go heap (on Linux; pointer-free
+// heap blocks elsewhere), so the GC does not see them however many messages the channel
+// holds. See DESIGN.md.
 type msgStore struct {
 	mu sync.RWMutex // guards everything below; leaf lock
 
@@ -23,8 +25,7 @@ type msgStore struct {
 	maxMsgs  int // entries per chunk
 	maxBytes int // arena bytes per chunk (a larger single message gets its own chunk)
 
-	chunks []*chunk // chunks[0] holds first (when msgs > 0)
-	spare  *chunk   // one emptied chunk kept for reuse
+	q *chunkQueue // live chunks: q.live()[0] holds first (when msgs > 0)
 
 	first, last uint64
 	msgs, bytes uint64
@@ -32,30 +33,21 @@ type msgStore struct {
 	closed, deleted bool
 }
 
-type chunk struct {
-	first uint64 // sequence of ents[0]
-	ents  []entry
-	buf   []byte
-}
-
-// entry locates one message in its chunk's arena: Reply at buf[off:off+rlen], Data after.
-type entry struct {
-	time int64
-	off  uint32
-	rlen uint32
-	dlen uint32
-}
-
 func newMsgStore(name string, limits stores.Limits, last uint64, chunkMsgs, chunkBytes int) *msgStore {
-	return &msgStore{
+	ms := &msgStore{
 		name:     name,
 		overhead: uint64(len(name) + stores.MsgOverhead),
 		limits:   limits,
 		maxMsgs:  chunkMsgs,
 		maxBytes: chunkBytes,
+		q:        &chunkQueue{},
 		first:    last + 1,
 		last:     last,
 	}
+	// Close and DeleteChannel release the blocks; a store dropped without either gets
+	// them released when it is collected (they are outside the Go heap).
+	runtime.AddCleanup(ms, (*chunkQueue).release, ms.q)
+	return ms
 }
 
 // usable returns the error for a store that cannot be used, or nil. Caller holds mu.
@@ -103,7 +95,7 @@ func (ms *msgStore) check(batch []stores.Msg) error {
 		return stores.ErrBadSequence
 	}
 	if ms.msgs > 0 {
-		if c := ms.chunks[len(ms.chunks)-1]; t < c.ents[len(c.ents)-1].time {
+		if c := ms.q.tail(); t < c.ents[len(c.ents)-1].time {
 			return stores.ErrBadTime
 		}
 	}
@@ -121,58 +113,30 @@ func (ms *msgStore) check(batch []stores.Msg) error {
 // add appends one message that continues the channel. Caller holds mu.
 func (ms *msgStore) add(m *stores.Msg) {
 	need := len(m.Reply) + len(m.Data)
-	var c *chunk
-	if n := len(ms.chunks); n > 0 {
-		c = ms.chunks[n-1]
-		if len(c.ents) >= ms.maxMsgs || len(c.buf)+need > ms.maxBytes {
-			c = nil
-		}
+	c := ms.q.tail()
+	if c == nil || len(c.ents) >= ms.maxMsgs || len(c.buf)+need > ms.maxBytes {
+		c = ms.newChunk(m.Seq, need)
+	} else if !c.fits(need) {
+		g := c.grown(need, ms.maxMsgs, ms.maxBytes)
+		c.free()
+		*c = g
 	}
-	if c == nil {
-		c = ms.newChunk(m.Seq)
-	}
-	if cap(c.buf)-len(c.buf) < need {
-		c.buf = grow(c.buf, need, ms.maxBytes)
-	}
-	off := len(c.buf)
-	c.buf = append(c.buf, m.Reply...)
-	c.buf = append(c.buf, m.Data...)
-	c.ents = append(c.ents, entry{time: m.Time, off: uint32(off), rlen: uint32(len(m.Reply)), dlen: uint32(len(m.Data))})
+	c.put(m)
 	ms.msgs++
 	ms.bytes += ms.overhead + uint64(need)
 }
 
-// newChunk opens a chunk after the current tail: the spare if there is one, else a new
-// one sized like the tail (a channel that filled a chunk will likely fill the next).
-func (ms *msgStore) newChunk(first uint64) *chunk {
-	c := ms.spare
-	if c != nil {
-		ms.spare = nil
-		c.ents, c.buf = c.ents[:0], c.buf[:0]
-	} else {
-		c = &chunk{}
-		if n := len(ms.chunks); n > 0 {
-			prev := ms.chunks[n-1]
-			c.ents = make([]entry, 0, cap(prev.ents))
-			c.buf = make([]byte, 0, min(cap(prev.buf), ms.maxBytes))
-		}
+// newChunk opens a chunk after the current tail for a first message of need bytes: sized
+// like the tail (a channel that filled a chunk will likely fill the next), reusing the
+// spare when it fits; the first chunk of a channel starts at a page and grows.
+func (ms *msgStore) newChunk(first uint64, need int) *chunk {
+	entsCap, bufCap := min(firstEnts, ms.maxMsgs), firstBytes
+	if t := ms.q.tail(); t != nil {
+		entsCap, bufCap = cap(t.ents), min(cap(t.buf), ms.maxBytes)
 	}
+	c := ms.q.takeSpare(entsCap, max(bufCap, need), ms.maxBytes)
 	c.first = first
-	ms.chunks = append(ms.chunks, c)
-	return c
-}
-
-// grow returns buf with room for need more bytes, doubling (append grows large slices by
-// only 1.25×) from 4 KiB up to limit, or to exactly what one oversized message needs.
-func grow(buf []byte, need, limit int) []byte {
-	n := max(2*cap(buf), 4096)
-	if n > limit {
-		n = limit
-	}
-	n = max(n, len(buf)+need)
-	nb := make([]byte, len(buf), n)
-	copy(nb, buf)
-	return nb
+	return ms.q.push(c)
 }
 
 // enforce removes the oldest messages while over MaxMsgs or MaxBytes, keeping the
@@ -187,17 +151,14 @@ func (ms *msgStore) enforce() (removed int) {
 
 // removeFirst removes the oldest message. Caller holds mu; msgs > 0.
 func (ms *msgStore) removeFirst() {
-	c := ms.chunks[0]
-	i := ms.first - c.first
-	e := &c.ents[i]
-	ms.bytes -= ms.overhead + uint64(e.rlen) + uint64(e.dlen)
+	c := &ms.q.live()[0]
+	i := int(ms.first - c.first)
+	reply, data := c.msg(i)
+	ms.bytes -= ms.overhead + uint64(len(reply)+len(data))
 	ms.msgs--
 	ms.first++
-	if int(i)+1 == len(c.ents) { // chunk emptied: recycle it
-		copy(ms.chunks, ms.chunks[1:])
-		ms.chunks[len(ms.chunks)-1] = nil
-		ms.chunks = ms.chunks[:len(ms.chunks)-1]
-		ms.spare = c
+	if i+1 == len(c.ents) { // chunk emptied: keep it as the spare
+		ms.q.popFront()
 	}
 }
 
@@ -208,16 +169,18 @@ func (ms *msgStore) Sync() error {
 	return ms.usable()
 }
 
-// locate returns the chunk and entry of seq, which is in [first, last]. Caller holds mu.
-func (ms *msgStore) locate(seq uint64) (*chunk, *entry) {
-	n := len(ms.chunks)
-	c := ms.chunks[n-1]
+// locate returns the chunk of seq, which is in [first, last], and its index there.
+// Caller holds mu.
+func (ms *msgStore) locate(seq uint64) (*chunk, int) {
+	chunks := ms.q.live()
+	n := len(chunks)
+	c := &chunks[n-1]
 	if seq < c.first {
 		// The last chunk whose first is <= seq, among chunks[0:n-1].
-		i := sort.Search(n-1, func(i int) bool { return ms.chunks[i].first > seq }) - 1
-		c = ms.chunks[i]
+		i := sort.Search(n-1, func(i int) bool { return chunks[i].first > seq }) - 1
+		c = &chunks[i]
 	}
-	return c, &c.ents[seq-c.first]
+	return c, int(seq - c.first)
 }
 
 // Load implements stores.MsgStore. It allocates only for a non-empty Reply that differs
@@ -231,14 +194,13 @@ func (ms *msgStore) Load(seq uint64, into *stores.Msg) error {
 	if seq < ms.first || seq > ms.last || ms.msgs == 0 {
 		return stores.ErrNotFound
 	}
-	c, e := ms.locate(seq)
-	into.Seq, into.Time = seq, e.time
-	reply := c.buf[e.off : e.off+e.rlen]
+	c, i := ms.locate(seq)
+	reply, data := c.msg(i)
+	into.Seq, into.Time = seq, c.ents[i].time
 	if into.Reply != string(reply) { // compared without allocating
 		into.Reply = string(reply)
 	}
-	d := e.off + e.rlen
-	into.Data = append(into.Data[:0], c.buf[d:d+e.dlen]...)
+	into.Data = append(into.Data[:0], data...)
 	return nil
 }
 
@@ -249,14 +211,15 @@ func (ms *msgStore) SeqAtTime(ns int64) uint64 {
 	if ms.msgs == 0 {
 		return ms.last + 1
 	}
-	ci := sort.Search(len(ms.chunks), func(i int) bool {
-		ents := ms.chunks[i].ents
+	chunks := ms.q.live()
+	ci := sort.Search(len(chunks), func(i int) bool {
+		ents := chunks[i].ents
 		return ents[len(ents)-1].time >= ns
 	})
-	if ci == len(ms.chunks) {
+	if ci == len(chunks) {
 		return ms.last + 1
 	}
-	c := ms.chunks[ci]
+	c := &chunks[ci]
 	lo := 0
 	if ci == 0 {
 		lo = int(ms.first - c.first)
@@ -288,9 +251,9 @@ func (ms *msgStore) Expire(now int64) (removed int, next int64) {
 	}
 	removed = ms.enforce()
 	for ms.msgs > 0 {
-		_, e := ms.locate(ms.first)
-		if !ms.limits.Expired(e.time, now) {
-			return removed, ms.limits.ExpiresAt(e.time)
+		c, i := ms.locate(ms.first)
+		if t := c.ents[i].time; !ms.limits.Expired(t, now) {
+			return removed, ms.limits.ExpiresAt(t)
 		}
 		ms.removeFirst()
 		removed++
@@ -318,7 +281,7 @@ func (ms *msgStore) markDeleted() uint64 {
 
 // release drops the memory; State keeps reporting the final range. Caller holds mu.
 func (ms *msgStore) release() {
-	ms.chunks, ms.spare = nil, nil
+	ms.q.release()
 	ms.first, ms.msgs, ms.bytes = ms.last+1, 0, 0
 }
 
