@@ -61,7 +61,7 @@ type dataBus struct {
 	subscribed []string
 }
 
-func (b *dataBus) Subscribe(subject, queue string, h core.MsgHandler) (*core.Subscription, error) {
+func (b *dataBus) Subscribe(subject, queue string, h core.MsgHandler) (Subscription, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.subscribed = append(b.subscribed, subject)

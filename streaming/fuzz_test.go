@@ -18,7 +18,7 @@ type fakeBus struct {
 	alive     bool
 }
 
-func (b *fakeBus) Subscribe(string, string, core.MsgHandler) (*core.Subscription, error) {
+func (b *fakeBus) Subscribe(string, string, core.MsgHandler) (Subscription, error) {
 	return nil, nil
 }
 func (b *fakeBus) Publish(subject, reply string, hdr, data []byte) error {

@@ -19,7 +19,7 @@ import (
 
 // Bus is what streaming needs from core; *core.Conn satisfies it.
 type Bus interface {
-	Subscribe(subject, queue string, h core.MsgHandler) (*core.Subscription, error)
+	Subscribe(subject, queue string, h core.MsgHandler) (Subscription, error)
 	Publish(subject, reply string, hdr, data []byte) error
 	Flush()
 	// IsConnected reports whether the NATS connection cid is still open.
@@ -33,7 +33,23 @@ type Bus interface {
 	MaxPayload() int
 }
 
-var _ Bus = (*core.Conn)(nil)
+// Subscription is a Bus subscription.
+type Subscription interface{ Unsubscribe() error }
+
+// InProcess is the Bus of a streaming layer inside the core server: its in-process
+// connection, the fast path (no socket, no copy of what it publishes).
+func InProcess(c *core.Conn) Bus { return inProcess{c} }
+
+// inProcess adapts core.Conn, whose Subscribe returns its own subscription type.
+type inProcess struct{ *core.Conn }
+
+func (b inProcess) Subscribe(subject, queue string, h core.MsgHandler) (Subscription, error) {
+	sub, err := b.Conn.Subscribe(subject, queue, h)
+	if err != nil {
+		return nil, err
+	}
+	return sub, nil
+}
 
 // Server is the streaming layer. Create it with New, then Start it.
 type Server struct {
@@ -53,10 +69,10 @@ type Server struct {
 	discover, pings, pubPrefix, subReq, unsubReq, subCloseReq, closeReq string
 	ackPrefix, hbPrefix, checkPrefix                                    string
 
-	q    *ipq.Queue[op]       // everything the engine does arrives here
-	subs []*core.Subscription // the protocol subscriptions, while leading (guarded by mu)
+	q    *ipq.Queue[op] // everything the engine does arrives here
+	subs []Subscription // the protocol subscriptions, while leading (guarded by mu)
 	// fetchSub answers other nodes' fetch requests (fetch.go), replicated only (guarded by mu)
-	fetchSub *core.Subscription
+	fetchSub Subscription
 	stop     chan struct{}
 	done     chan struct{}
 

@@ -46,7 +46,7 @@ func (p *crashPower) start(t *testing.T) string {
 	if err != nil {
 		t.Fatalf("open after the power cut: %v", err)
 	}
-	st, err := streaming.New(conn, store, raftlog.Standalone,
+	st, err := streaming.New(streaming.InProcess(conn), store, raftlog.Standalone,
 		streaming.Options{ClusterID: "test-cluster"})
 	must(t, err)
 	must(t, st.Start())

@@ -73,7 +73,7 @@ func serve(b *testing.B, open storeOpener, dir string) (string, func()) {
 	must(b, err)
 	limits := &stores.LimitsSet{Global: stores.DefaultLimits()}
 	limits.Global.MaxChannels, limits.Global.MaxMsgs, limits.Global.MaxBytes = 0, 0, 0
-	srv, err := streaming.New(conn, st, raftlog.Standalone,
+	srv, err := streaming.New(streaming.InProcess(conn), st, raftlog.Standalone,
 		streaming.Options{ClusterID: "test-cluster", Limits: limits})
 	must(b, err)
 	must(b, srv.Start())

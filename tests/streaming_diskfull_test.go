@@ -37,7 +37,7 @@ func diskFullServer(t *testing.T, dir string, full *atomic.Bool, logs *syncBuffe
 		},
 	}})
 	must(t, err)
-	st, err := streaming.New(conn, store, raftlog.Standalone,
+	st, err := streaming.New(streaming.InProcess(conn), store, raftlog.Standalone,
 		streaming.Options{ClusterID: "test-cluster", Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	must(t, err)
 	must(t, st.Start())

@@ -42,7 +42,7 @@ func startStan(t testing.TB, limits *stores.LimitsSet, mod func(*streaming.Optio
 	if mod != nil {
 		mod(&opts)
 	}
-	st, err := streaming.New(conn, store, raftlog.Standalone, opts)
+	st, err := streaming.New(streaming.InProcess(conn), store, raftlog.Standalone, opts)
 	must(t, err)
 	must(t, st.Start())
 	t.Cleanup(func() {

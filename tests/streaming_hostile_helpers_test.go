@@ -62,7 +62,7 @@ func startHostile(t testing.TB, coreMod func(*core.Options), mod func(*streaming
 	if mod != nil {
 		mod(&opts)
 	}
-	st, err := streaming.New(conn, store, raftlog.Standalone, opts)
+	st, err := streaming.New(streaming.InProcess(conn), store, raftlog.Standalone, opts)
 	must(t, err)
 	must(t, st.Start())
 	mux := http.NewServeMux()

@@ -26,7 +26,7 @@ func boltServer(t *testing.T, dir string, port int) (*stanServer, func()) {
 	must(t, err)
 	store, err := boltstore.Open(filepath.Join(dir, "starling.db"), boltstore.Options{})
 	must(t, err)
-	st, err := streaming.New(conn, store, raftlog.Standalone,
+	st, err := streaming.New(streaming.InProcess(conn), store, raftlog.Standalone,
 		streaming.Options{ClusterID: "test-cluster"})
 	must(t, err)
 	must(t, st.Start())

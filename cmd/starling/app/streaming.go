@@ -326,7 +326,7 @@ func (m *Main) startStreaming(c *settings) error {
 			return errors.Join(fmt.Errorf("streaming cluster: %w", err), store.Close())
 		}
 	}
-	s, err := streaming.New(conn, store, newLog, o)
+	s, err := streaming.New(streaming.InProcess(conn), store, newLog, o)
 	if err == nil {
 		err = s.Start()
 	}
