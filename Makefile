@@ -42,7 +42,7 @@ unit:
 	$(GO) test -race -count=1 -timeout 10m $(UNIT_PKGS)
 
 e2e: tools build chromium
-	STARLING_BIN=$(BIN)/starling NATS_CLI=$(BIN)/nats $(GO) test -count=1 -timeout 10m ./tests/...
+	STARLING_BIN=$(BIN)/starling NATS_CLI=$(BIN)/nats NATS_SERVER=$(BIN)/nats-server $(GO) test -count=1 -timeout 10m ./tests/...
 
 # The cluster tests (tests/cluster_test.go) against nats-server with the same flags, to check
 # the tests themselves.
@@ -66,7 +66,7 @@ lint: $(BIN)/staticcheck
 	$(GO) vet ./...
 	$(BIN)/staticcheck ./...
 
-tools: $(BIN)/nats $(BIN)/stan-bench $(BIN)/nats-streaming-server
+tools: $(BIN)/nats $(BIN)/nats-server $(BIN)/stan-bench $(BIN)/nats-streaming-server
 
 $(BIN)/nats:
 	GOBIN=$(BIN) $(GO) install github.com/nats-io/natscli/nats@$(NATS_CLI_VERSION)

@@ -37,6 +37,7 @@ var allowed = map[string][]string{
 	"streaming": {"core", "core/subject", "core/ipq", "stores", "stores/seqset", "raftlog",
 		"proto/stanpb", "proto/raftpb"},
 	"streaming/monitor": {"streaming", "core/monitor"},
+	"streaming/natsbus": {"streaming", "core"},
 	"tests":             {"*"},
 
 	// A power-loss layer over filestore's hooks, for tests only.

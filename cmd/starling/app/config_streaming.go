@@ -63,18 +63,39 @@ func (r *fileReader) streamingBlock(s *settings, e *conf.Entry, path string) {
 		case "sql_options", "sql":
 			r.p.at(e.KeyPos, kpath, "the SQL store is not supported (stores: memory, file, bolt)")
 		case "nats_server_url", "ns", "nats_server":
-			r.p.at(e.KeyPos, kpath, "streaming always runs on this server's own core router; an external NATS server is not supported")
+			str(&st.ns.url, "nats_server_url", e, kpath)
 		case "username", "user", "password", "pass", "token", "nkey_seed_file", "credentials", "syslog_name":
-			if _, ok := r.str(e, kpath); ok {
-				st.ignored = append(st.ignored, fileOrigin(e.KeyPos, kpath))
+			v, ok := r.str(e, kpath)
+			if !ok {
+				break
 			}
-		case "secure": // a boolean in nats-streaming-server
-			if _, ok := r.boolean(e, kpath); ok {
+			switch key {
+			case "username", "user":
+				st.ns.user = v
+			case "password", "pass":
+				st.ns.pass = v
+			case "token":
+				st.ns.token = v
+			case "nkey_seed_file":
+				st.ns.nkeySeedFile = v
+			case "credentials":
+				st.ns.credsFile = v
+			default: // syslog_name
 				st.ignored = append(st.ignored, fileOrigin(e.KeyPos, kpath))
+				return
+			}
+			st.nsKeys = append(st.nsKeys, fileOrigin(e.KeyPos, kpath))
+		case "secure": // a boolean in nats-streaming-server
+			if on, ok := r.boolean(e, kpath); ok {
+				if on && st.ns.tls == nil {
+					st.ns.tls = &tlsSettings{on: true}
+				}
+				st.nsKeys = append(st.nsKeys, fileOrigin(e.KeyPos, kpath))
 			}
 		case "tls":
-			if _, ok := r.mapOf(e, kpath); ok {
-				st.ignored = append(st.ignored, fileOrigin(e.KeyPos, kpath))
+			if t, ok := r.tlsBlock(e, kpath); ok {
+				st.ns.tls = &t
+				st.nsKeys = append(st.nsKeys, fileOrigin(e.KeyPos, kpath))
 			}
 		default:
 			fd, known := streamingReservedSchema().lookup(key)

@@ -182,6 +182,10 @@ func (f *flags) streaming(s *settings) {
 		usage: "cluster ID streaming clients connect with (letters, digits, '-', '_')"}, tracked("cluster_id", setString(&o.ClusterID)))
 	f.addNamed(option{names: names("--discover_prefix"), sec: secStreaming, typ: "string", def: streaming.DefaultDiscoverPrefix,
 		usage: "prefix of the subject clients connect on (<prefix>.<cluster_id>)"}, tracked("discover_prefix", setString(&o.DiscoverPrefix)))
+	f.addNamed(option{names: names("-ns", "--nats_server"), sec: secStreaming, typ: "string", arg: "<url>",
+		usage: "run streaming as a client of this external NATS server (nats://[user:pass@]host:port) instead of in-process on this server's router",
+		doc:   "As nats-streaming-server's `-ns`: clients reach streaming through that server (or its cluster). Credentials: in the URL, or the streaming block's `username`, `password`, `token`, `nkey_seed_file`, `credentials` and `tls`. Streaming requests then carry no connection or user, so clients are bound to neither (as with nats-streaming-server); not with `--clustered`."},
+		tracked("nats_server_url", setString(&st.ns.url)))
 	st.store = storeMemory
 	f.addNamed(option{names: names("-st", "--store"), sec: secStreaming, typ: "string", def: storeMemory,
 		usage: "store type: memory, file or bolt (case-insensitive)",

@@ -1,6 +1,9 @@
 package app
 
-import "strings"
+import (
+	"fmt"
+	"strings"
+)
 
 // fileKey is one key of the configuration file, for the configuration reference
 // (docs/configuration.md). The readers (config*.go, tls.go, cluster.go) are the truth;
@@ -200,17 +203,25 @@ func fileKeys() []fileKey {
 		{path: "streaming.file_options.compact_interval", typ: "duration", doc: "not used (a warning), as `compact`"},
 		{path: "streaming.file_options.compact_min_size", typ: "size", doc: "not used (a warning), as `compact`"},
 		{path: "streaming.sql_options", aliases: aka("sql"), typ: "block", doc: "refused: the SQL store is not supported"},
-		{path: "streaming.nats_server_url", aliases: aka("ns", "nats_server"), typ: "string", doc: "refused: streaming always runs on this server's own core router"},
+		{path: "streaming.nats_server_url", aliases: aka("ns", "nats_server"), flag: "nats_server"},
 	}...)
-	const inProcess = "accepted and not used (a warning): streaming reaches the core router in-process, without credentials"
-	for _, k := range []fileKey{
-		{path: "streaming.username", aliases: aka("user"), typ: "string"}, {path: "streaming.password", aliases: aka("pass"), typ: "string"},
-		{path: "streaming.token", typ: "string"}, {path: "streaming.nkey_seed_file", typ: "string"}, {path: "streaming.credentials", typ: "string"},
-		{path: "streaming.secure", typ: "bool"}, {path: "streaming.syslog_name", typ: "string"}, {path: "streaming.tls", typ: "block"},
+	const credential = "with `nats_server_url`: %s for the connection to the external NATS server; without it, not used (a warning)"
+	for _, k := range []struct {
+		fileKey
+		what string
+	}{
+		{fileKey{path: "streaming.username", aliases: aka("user"), typ: "string"}, "the user"},
+		{fileKey{path: "streaming.password", aliases: aka("pass"), typ: "string"}, "the password"},
+		{fileKey{path: "streaming.token", typ: "string"}, "the token"},
+		{fileKey{path: "streaming.nkey_seed_file", typ: "string"}, "the NKey seed file"},
+		{fileKey{path: "streaming.credentials", typ: "string"}, "the credentials (JWT) file"},
+		{fileKey{path: "streaming.secure", typ: "bool"}, "TLS (with the system's CAs)"},
+		{fileKey{path: "streaming.tls", typ: "block"}, "TLS: `ca_file`, and `cert_file` and `key_file` for a client certificate,"},
 	} {
-		k.doc = inProcess
-		keys = append(keys, k)
+		k.doc = fmt.Sprintf(credential, k.what)
+		keys = append(keys, k.fileKey)
 	}
+	keys = append(keys, fileKey{path: "streaming.syslog_name", typ: "string", doc: "accepted and not used (a warning)"})
 	// The keys of later milestones, straight from their schema.
 	for _, fd := range streamingReservedSchema() {
 		doc := "accepted and type-checked; it " + reservedFor(fd.names[0]) + " (a warning at start)"

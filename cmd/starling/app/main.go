@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/nats-io/nats.go"
 	"io"
 	"log/slog"
 	"net"
@@ -43,6 +44,7 @@ type Main struct {
 	logFile   *logFile // -l; nil when logging to Stderr
 	srv       *core.Server
 	conn      *core.Conn        // streaming's in-process connection to core
+	nc        *nats.Conn        // or its connection to an external NATS server (-ns)
 	stan      *streaming.Server // nil with --no_streaming
 	mon       *monitor.Monitor
 	prof      *http.Server // --profile (profile.go)
@@ -283,8 +285,13 @@ func (m *Main) Close() error {
 	}
 	if m.stan != nil {
 		errs = append(errs, m.stan.Shutdown())
-		m.conn.Close()
-		m.stan, m.conn = nil, nil
+		if m.conn != nil {
+			m.conn.Close()
+		}
+		if m.nc != nil {
+			m.nc.Close()
+		}
+		m.stan, m.conn, m.nc = nil, nil, nil
 	}
 	if m.srv != nil {
 		errs = append(errs, m.srv.Shutdown(ctx))

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/starling-io/starling/core"
 	"github.com/starling-io/starling/core/subject"
 	"github.com/starling-io/starling/raftlog"
 	"github.com/starling-io/starling/stores"
@@ -43,7 +44,9 @@ type streamSettings struct {
 	debug   bool         // -SD, sd: debug logging of the streaming layer
 	trace   bool         // -SV, sv: trace logging of the streaming layer
 	limits  stores.LimitsSet
-	cluster stanCluster // Raft clustering (stancluster.go)
+	cluster stanCluster  // Raft clustering (stancluster.go)
+	ns      externalNATS // -ns: streaming on an external NATS server (natsserver.go)
+	nsKeys  []origin     // where the external server's credentials were written: unused without -ns
 
 	// at is where each setting was last written (canonical key: "store", "max_msgs",
 	// "channels" for the block, "channels.NAME" for an entry), for the problems build finds.
@@ -129,8 +132,14 @@ func (st *streamSettings) build(p *problems, routed bool) {
 	st.buildLimits(p)
 	st.buildFile(p)
 	st.cluster.build(st, p, routed)
+	st.ns.build(st, p)
 	for _, o := range st.ignored {
-		st.warn("%s is not used: streaming reaches the core router in-process, without credentials", o)
+		st.warn("%s is not used", o)
+	}
+	if !st.ns.on() {
+		for _, o := range st.nsKeys {
+			st.warn("%s is not used: streaming reaches the core router in-process, without credentials (they are for nats_server_url)", o)
+		}
 	}
 	for _, k := range slices.Sorted(maps.Keys(st.reserved)) {
 		st.warn("streaming.%s %s", k, reservedFor(k))
@@ -238,9 +247,10 @@ func (st *streamSettings) restartKey() any {
 		Limits     stores.LimitsSet
 		File       fileSettings
 		Cluster    stanCluster
+		NS         externalNATS
 		Reserved   map[string]any
 		Ignored    []string
-	}{st.off, st.opts, st.storeType(), st.dir, st.limits, file, cluster, st.reserved, ignored}
+	}{st.off, st.opts, st.storeType(), st.dir, st.limits, file, cluster, st.ns, st.reserved, ignored}
 }
 
 // sameRestart reports whether cur and next differ only in what a reload may change.
@@ -312,9 +322,27 @@ func (m *Main) startStreaming(c *settings) error {
 	if err != nil {
 		return fmt.Errorf("streaming store: %w", err)
 	}
-	conn, err := m.srv.Connect("_STARLING-" + st.opts.ClusterID)
-	if err != nil {
-		return errors.Join(fmt.Errorf("streaming: %w", err), store.Close())
+	var bus streaming.Bus
+	var conn *core.Conn
+	if st.ns.on() {
+		if bus, m.nc, err = m.connectExternal(st); err != nil {
+			return errors.Join(fmt.Errorf("streaming: %w", err), store.Close())
+		}
+		conn = nil
+	} else {
+		if conn, err = m.srv.Connect("_STARLING-" + st.opts.ClusterID); err != nil {
+			return errors.Join(fmt.Errorf("streaming: %w", err), store.Close())
+		}
+		bus = streaming.InProcess(conn)
+	}
+	release := func() { // what New took, when Start is not reached
+		if conn != nil {
+			conn.Close()
+		}
+		if m.nc != nil {
+			m.nc.Close()
+			m.nc = nil
+		}
 	}
 	o := st.opts
 	o.Logger = m.stanLog
@@ -322,16 +350,16 @@ func (m *Main) startStreaming(c *settings) error {
 	newLog := streaming.LogFactory(raftlog.Standalone)
 	if st.cluster.on {
 		if newLog, err = m.clusterLog(st, c.core.Cluster); err != nil {
-			conn.Close()
+			release()
 			return errors.Join(fmt.Errorf("streaming cluster: %w", err), store.Close())
 		}
 	}
-	s, err := streaming.New(streaming.InProcess(conn), store, newLog, o)
+	s, err := streaming.New(bus, store, newLog, o)
 	if err == nil {
 		err = s.Start()
 	}
 	if err != nil { // Shutdown is for a started server: release what New took by hand
-		conn.Close()
+		release()
 		return errors.Join(err, store.Close())
 	}
 	m.conn, m.stan = conn, s

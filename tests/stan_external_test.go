@@ -1,0 +1,102 @@
+package tests
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/stan.go"
+)
+
+// TestStreamingOnExternalNATS: streaming as a client of an external NATS server (-ns), as
+// with nats-streaming-server: stan.go connects to that server — a Starling core server
+// without streaming, and nats-server with a user and password — and works as usual;
+// a durable resumes where it left off after the streaming server restarts on its store.
+func TestStreamingOnExternalNATS(t *testing.T) {
+	for _, ext := range []struct {
+		name  string
+		start func(t *testing.T) (clientURL, streamingURL string)
+	}{
+		{"starling core", func(t *testing.T) (string, string) {
+			_, url, _ := startBinary(t, "--no_streaming")
+			return url, url
+		}},
+		{"nats-server", func(t *testing.T) (string, string) {
+			bin := madeTool(t, "NATS_SERVER", "nats-server")
+			port := freePort(t)
+			startProc(t, bin, "-a", "127.0.0.1", "-p", fmt.Sprint(port), "--user", "stan", "--pass", "s3cret")
+			url := fmt.Sprintf("nats://stan:s3cret@127.0.0.1:%d", port)
+			waitFor(t, 10*time.Second, func() error {
+				nc, err := nats.Connect(url)
+				if err == nil {
+					nc.Close()
+				}
+				return err
+			})
+			return url, url
+		}},
+	} {
+		t.Run(ext.name, func(t *testing.T) {
+			clientURL, nsURL := ext.start(t)
+			dir := t.TempDir()
+			startStreaming := func() *proc {
+				p, _, _ := startBinary(t, "-ns", nsURL, "--store", "file", "--dir", dir)
+				return p
+			}
+			p := startStreaming()
+			connect := func(id string) stan.Conn {
+				var sc stan.Conn
+				waitFor(t, 10*time.Second, func() (err error) {
+					sc, err = stan.Connect("test-cluster", id, stan.NatsURL(clientURL), stan.ConnectWait(time.Second))
+					return err
+				})
+				return sc
+			}
+			sc := connect("c1")
+			for i := range 10 {
+				must(t, sc.Publish("orders", []byte(fmt.Sprint("m", i))))
+			}
+			got := make(chan *stan.Msg, 100)
+			sub, err := sc.Subscribe("orders", func(m *stan.Msg) { got <- m; _ = m.Ack() },
+				stan.DurableName("d"), stan.DeliverAllAvailable(), stan.SetManualAckMode())
+			must(t, err)
+			for i := range 10 {
+				select {
+				case m := <-got:
+					if m.Sequence != uint64(i+1) {
+						t.Fatalf("delivery %d: sequence %d", i, m.Sequence)
+					}
+				case <-time.After(5 * time.Second):
+					t.Fatalf("%d of 10 delivered through the external server", i)
+				}
+			}
+			must(t, sub.Close()) // the durable stays, at 10
+			must(t, sc.Close())
+
+			// The streaming server restarts on its store; the durable resumes at 11.
+			_ = p.cmd.Process.Kill()
+			_ = p.wait(t, 10*time.Second)
+			startStreaming()
+			sc = connect("c1") // a durable belongs to its client ID
+			defer sc.Close()
+			for i := 10; i < 15; i++ {
+				must(t, sc.Publish("orders", []byte(fmt.Sprint("m", i))))
+			}
+			sub, err = sc.Subscribe("orders", func(m *stan.Msg) { got <- m; _ = m.Ack() },
+				stan.DurableName("d"), stan.SetManualAckMode())
+			must(t, err)
+			defer sub.Close()
+			for i := 10; i < 15; i++ {
+				select {
+				case m := <-got:
+					if m.Sequence != uint64(i+1) {
+						t.Fatalf("after the restart, delivery %d: sequence %d", i, m.Sequence)
+					}
+				case <-time.After(5 * time.Second):
+					t.Fatalf("after the restart, %d of 5 delivered", i-10)
+				}
+			}
+		})
+	}
+}
