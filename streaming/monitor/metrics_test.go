@@ -181,7 +181,7 @@ func TestCollectorRaft(t *testing.T) {
 	store, err := memstore.New(memstore.Options{})
 	check(t, err)
 	_, trans := raft.NewInmemTransport("n1")
-	st, err := streaming.New(conn, store, func(sm raftlog.StateMachine) (raftlog.Log, error) {
+	st, err := streaming.New(streaming.InProcess(conn), store, func(sm raftlog.StateMachine) (raftlog.Log, error) {
 		return raftlog.NewNode(raftlog.Config{Group: "g0", NodeID: "n1", Dir: t.TempDir(), Transport: trans,
 			HeartbeatTimeout: 100 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond,
 			LeaderLeaseTimeout: 50 * time.Millisecond, NoRaftLog: true}, sm)

@@ -46,7 +46,7 @@ func start(t *testing.T) *fixture {
 	check(t, err)
 	store, err := memstore.New(memstore.Options{})
 	check(t, err)
-	st, err := streaming.New(conn, store, raftlog.Standalone,
+	st, err := streaming.New(streaming.InProcess(conn), store, raftlog.Standalone,
 		streaming.Options{ClusterID: "test-cluster"})
 	check(t, err)
 	check(t, st.Start())
