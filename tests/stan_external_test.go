@@ -87,11 +87,16 @@ func TestStreamingOnExternalNATS(t *testing.T) {
 				stan.DurableName("d"), stan.SetManualAckMode())
 			must(t, err)
 			defer sub.Close()
-			for i := 10; i < 15; i++ {
+			for i := 10; i < 15; {
 				select {
 				case m := <-got:
-					if m.Sequence != uint64(i+1) {
-						t.Fatalf("after the restart, delivery %d: sequence %d", i, m.Sequence)
+					switch {
+					case m.Sequence <= 10 && m.Redelivered:
+						// acked too late to be recorded before the close: at least once
+					case m.Sequence != uint64(i+1):
+						t.Fatalf("after the restart, delivery %d: sequence %d (redelivered %v)", i, m.Sequence, m.Redelivered)
+					default:
+						i++
 					}
 				case <-time.After(5 * time.Second):
 					t.Fatalf("after the restart, %d of 5 delivered", i-10)
