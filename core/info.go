@@ -65,7 +65,7 @@ func (s *Server) infoJSON(c *client, connectInfo bool) []byte {
 	s.mu.Unlock()
 	if connectInfo {
 		info.ConnectInfo = true
-		info.RemoteAccount = "$G"
+		info.RemoteAccount = c.acc.name // the read goroutine, which alone sets it
 	}
 	b, _ := json.Marshal(info)
 	return b

@@ -41,6 +41,7 @@ func (c *client) ProcessConnect(arg []byte) error {
 		}
 		return wire.ErrAuthorization
 	}
+	c.bindAccount()
 	c.opts = opts
 	c.opts.Pass, c.opts.AuthToken, c.opts.Sig = "", "", "" // never keep secrets around
 	c.echo.Store(opts.Echo)
@@ -114,7 +115,7 @@ func (c *client) ProcessSub(subj, queue, sid []byte) error {
 		c.sendErr(wire.PermSub(subj, queue))
 		return nil
 	}
-	sub := &subscription{client: c, subject: string(subj), queue: string(queue), sid: string(sid)}
+	sub := &subscription{client: c, acc: c.acc, subject: string(subj), queue: string(queue), sid: string(sid)}
 	sub.filter.Store(ck.FilterDelivery(sub.subject))
 	c.mu.Lock()
 	if c.closed {
@@ -133,7 +134,7 @@ func (c *client) ProcessSub(subj, queue, sid []byte) error {
 		}
 		return nil
 	}
-	if err := c.srv.subs.Insert(sub.subject, sub.queue, sub); err != nil {
+	if err := sub.acc.subs.Insert(sub.subject, sub.queue, sub); err != nil {
 		c.mu.Unlock()
 		c.sendErr(wire.ErrInvalidSubject.Text)
 		return nil
@@ -141,6 +142,7 @@ func (c *client) ProcessSub(subj, queue, sid []byte) error {
 	c.subs[sub.sid] = sub
 	c.mu.Unlock()
 	c.srv.subAdded(sub)
+	c.srv.addShadows(sub)
 	if c.opts.Verbose {
 		c.sendProto(wire.OKLine)
 	}
@@ -174,8 +176,9 @@ func (c *client) removeSub(sub *subscription) {
 		delete(c.subs, sub.sid)
 	}
 	c.mu.Unlock()
-	_ = c.srv.subs.Remove(sub.subject, sub.queue, sub)
+	_ = sub.acc.subs.Remove(sub.subject, sub.queue, sub)
 	c.srv.subRemoved(sub)
+	c.srv.removeShadows(sub)
 }
 
 func (c *client) ProcessPing() error {

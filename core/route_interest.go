@@ -23,7 +23,7 @@ func (s *Server) subAdded(sub *subscription) {
 	}
 	s.rmu.Lock()
 	defer s.rmu.Unlock()
-	if sub.counted || sub.closed.Load() {
+	if sub.counted || sub.local || sub.closed.Load() {
 		return
 	}
 	sub.counted = true
@@ -91,9 +91,9 @@ func (c *client) RouteSub(subj, queue []byte, weight int) error {
 		sub.weight.Store(int32(max(weight, 1)))
 		return nil
 	}
-	sub := &subscription{client: c, subject: string(subj), queue: string(queue), sid: key}
+	sub := &subscription{client: c, acc: c.srv.gacc, subject: string(subj), queue: string(queue), sid: key}
 	sub.weight.Store(int32(max(weight, 1)))
-	if err := c.srv.subs.Insert(sub.subject, sub.queue, sub); err != nil {
+	if err := c.srv.gacc.subs.Insert(sub.subject, sub.queue, sub); err != nil {
 		c.log.Warn("closing route", "cause", "invalid subject in RS+", "subject", sub.subject)
 		return errRouteClose(wire.ErrInvalidSubject.Text, reasonProtocolViolation)
 	}
@@ -116,7 +116,7 @@ func (c *client) RouteUnsub(subj, queue []byte) error {
 	c.mu.Unlock()
 	if sub != nil {
 		sub.closed.Store(true)
-		_ = c.srv.subs.Remove(sub.subject, sub.queue, sub)
+		_ = c.srv.gacc.subs.Remove(sub.subject, sub.queue, sub)
 	}
 	return nil
 }

@@ -70,7 +70,7 @@ func waitFor(t *testing.T, d time.Duration, ok func() bool) {
 
 // interest reports whether s would send subj anywhere (a local or route subscription).
 func interest(s *Server, subj string) int {
-	r := s.subs.Match([]byte(subj))
+	r := s.gacc.subs.Match([]byte(subj))
 	n := len(r.Plain)
 	for _, q := range r.Queues {
 		n += len(q.Members)
