@@ -1,6 +1,9 @@
 package core
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"sort"
 	"time"
@@ -52,6 +55,11 @@ func newAccount(s *Server, name string) *account {
 func (s *Server) buildAccounts(cfgs []AccountConfig) error {
 	s.gacc = newAccount(s, GlobalAccount)
 	s.accounts = map[string]*account{GlobalAccount: s.gacc}
+	if len(cfgs) > 0 {
+		b, _ := json.Marshal(cfgs)
+		sum := sha256.Sum256(b)
+		s.accDigest = hex.EncodeToString(sum[:8])
+	}
 	for _, c := range cfgs {
 		if c.Name != GlobalAccount {
 			s.accounts[c.Name] = newAccount(s, c.Name)
@@ -100,6 +108,7 @@ func (s *Server) buildAccounts(cfgs []AccountConfig) error {
 				return err
 			}
 			a.resp.sub = sub
+			s.subAdded(sub) // the routes learn of it when they register
 		}
 	}
 	return nil
@@ -137,14 +146,4 @@ func (s *Server) AccountNames() []string {
 	}
 	sort.Strings(names)
 	return names
-}
-
-// announceInternal tells the routes about the accounts' own subscriptions (reply
-// prefixes); service import subscriptions are local and stay unannounced.
-func (s *Server) announceInternal() {
-	for _, a := range s.accounts {
-		if a.resp != nil {
-			s.subAdded(a.resp.sub)
-		}
-	}
 }

@@ -244,7 +244,7 @@ func (nc *Conn) Publish(subj, reply string, hdr, data []byte) error {
 	s, r := bytesOf(subj), bytesOf(reply)
 	c.stats.inMsgs.Add(1)
 	c.stats.inBytes.Add(int64(len(msg)))
-	n := c.prod.route(c.acc.subs.Match(s), s, r, len(hdr), msg)
+	n := c.prod.route(c.acc, c.acc.subs.Match(s), s, r, len(hdr), msg)
 	if n == 0 && len(r) > 0 {
 		c.noResponders(s, r)
 	}

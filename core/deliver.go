@@ -145,10 +145,10 @@ func (c *client) match(subj []byte) *subject.Result[*subscription] {
 	return r
 }
 
-// route delivers one message to every plain match and to one member of each queue group,
+// route delivers one message, published in account acc, to every plain match and to one member of each queue group,
 // and returns how many subscriptions received it. msg is header block + payload with the
 // first hdrLen bytes the header (hdrLen 0 = no header).
-func (p *producer) route(r *subject.Result[*subscription], subj, reply []byte, hdrLen int, msg []byte) int {
+func (p *producer) route(acc *account, r *subject.Result[*subscription], subj, reply []byte, hdrLen int, msg []byte) int {
 	n := 0
 	fromRoute := p.self.kind == kindRoute
 	listedOnly := fromRoute && p.depth == 0 // a nested delivery is to another account's groups
@@ -180,7 +180,7 @@ func (p *producer) route(r *subject.Result[*subscription], subj, reply []byte, h
 	}
 	if len(hb.hits) > 0 {
 		n += len(hb.hits)
-		p.sendToRoutes(hb, subj, reply, hdrLen, msg)
+		p.sendToRoutes(hb, acc.name, subj, reply, hdrLen, msg)
 	}
 	return n
 }

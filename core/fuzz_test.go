@@ -84,11 +84,11 @@ var (
 // (CONNECT and INFO) then sends anything. The server must stay up and keep serving clients.
 func FuzzRouteInput(f *testing.F) {
 	for _, seed := range []string{
-		"RS+ foo\r\nRS+ bar q 3\r\nRS- foo\r\n",
-		"RMSG foo 5\r\nhello\r\nRMSG foo + _INBOX.1 q 2\r\nhi\r\n",
+		"RS+ $G foo\r\nRS+ $G bar q 3\r\nRS- $G foo\r\n",
+		"RMSG $G foo 5\r\nhello\r\nRMSG $G foo + _INBOX.1 q 2\r\nhi\r\n",
 		"HMSG foo | q 12 14\r\nNATS/1.0\r\n\r\nhi\r\n",
 		"INFO {\"server_id\":\"NOTHER\",\"ip\":\"nats-route://127.0.0.1:1/\"}\r\n",
-		"RS+ foo..bar\r\n", "RMSG foo 99999999\r\n", "PING\r\nPONG\r\n-ERR 'x'\r\n",
+		"RS+ $G foo..bar\r\n", "RMSG $G foo 99999999\r\n", "PING\r\nPONG\r\n-ERR 'x'\r\n",
 	} {
 		f.Add([]byte(seed))
 	}

@@ -156,7 +156,7 @@ func (p *producer) routeNested(a *account, subj, reply []byte, hdrLen int, msg [
 	queues := p.queues
 	p.queues = nil
 	p.depth++
-	n := p.route(a.subs.Match(subj), subj, reply, hdrLen, msg)
+	n := p.route(a, a.subs.Match(subj), subj, reply, hdrLen, msg)
 	p.depth--
 	p.queues = queues
 	return n

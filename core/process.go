@@ -96,7 +96,7 @@ func (c *client) processMsg(subj, reply []byte, hdrLen int, msg []byte) error {
 	if h := traceHeaders(msg[:hdrLen]); h != nil {
 		n = c.processTracedMsg(h, subj, reply, hdrLen, msg)
 	} else {
-		n = c.prod.route(c.match(subj), subj, reply, hdrLen, msg)
+		n = c.prod.route(c.acc, c.match(subj), subj, reply, hdrLen, msg)
 	}
 	if n == 0 && len(reply) > 0 && c.opts.NoResponders {
 		c.noResponders(subj, reply)

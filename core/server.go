@@ -38,6 +38,8 @@ type Server struct {
 	gacc     *account
 	accounts map[string]*account
 	sysAcc   *account // the system account, nil without accounts
+	// accDigest identifies the account configuration in route INFO ("" without accounts).
+	accDigest string
 
 	mu       sync.Mutex
 	clients  map[uint64]*client
