@@ -16,6 +16,7 @@ import (
 type account struct {
 	name string
 	subs *subject.Index[*subscription]
+	cfg  AccountConfig // as configured (for /accountz)
 
 	streams  []*streamImport  // stream imports into this account: shadow its subscribers
 	services []*serviceImport // service imports into this account
@@ -67,6 +68,7 @@ func (s *Server) buildAccounts(cfgs []AccountConfig) error {
 	}
 	for _, c := range cfgs {
 		a := s.accounts[c.Name]
+		a.cfg = c
 		for _, im := range c.Imports {
 			exp := s.accounts[im.Account]
 			local := im.local()

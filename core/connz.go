@@ -20,6 +20,8 @@ type ConnzOptions struct {
 	CID        uint64 // only this connection
 	Auth       bool   // include authorized_user (never a credential)
 	State      string // open (default), closed, any/all
+	Account    string // only connections of this account
+	User       string // only connections of this user
 }
 
 // Connz is /connz.
@@ -188,13 +190,25 @@ func (s *Server) Connz(o ConnzOptions) (*Connz, error) {
 	s.mu.Unlock()
 
 	all := make([]*ConnInfo, 0, len(open)+len(closed))
+	keep := func(ci *ConnInfo) bool {
+		return (o.CID == 0 || ci.Cid == o.CID) && (o.Account == "" || ci.Account == o.Account) &&
+			(o.User == "" || ci.AuthorizedUser == o.User)
+	}
+	withUser := o
+	withUser.Auth = o.Auth || o.User != ""
 	for _, c := range open {
-		if o.CID == 0 || c.cid == o.CID {
-			all = append(all, c.connInfo(o, now))
+		if o.CID != 0 && c.cid != o.CID {
+			continue
+		}
+		if ci := c.connInfo(withUser, now); keep(ci) {
+			if !o.Auth {
+				ci.AuthorizedUser = ""
+			}
+			all = append(all, ci)
 		}
 	}
 	for _, ci := range closed {
-		if o.CID == 0 || ci.Cid == o.CID {
+		if keep(ci) {
 			all = append(all, ci)
 		}
 	}

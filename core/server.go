@@ -37,7 +37,8 @@ type Server struct {
 	// without a lock. gacc is the global account $G.
 	gacc     *account
 	accounts map[string]*account
-	sysAcc   *account // the system account, nil without accounts
+	sysAcc   *account  // the system account, nil without accounts
+	sys      *sysState // system account requests (sysreq.go); nil without a system account
 	// accDigest identifies the account configuration in route INFO ("" without accounts).
 	accDigest string
 
@@ -110,6 +111,9 @@ func New(opts Options) (*Server, error) {
 	if err := s.buildAccounts(o.Accounts); err != nil {
 		return nil, err
 	}
+	if err := s.setupSystem(&o); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidOptions, err)
+	}
 	if o.Auth != nil {
 		for _, name := range o.Auth.Accounts() {
 			if s.account(name) == nil {
@@ -166,6 +170,10 @@ func (s *Server) Start() error {
 	s.log.Info("listening for client connections", "addr", ln.Addr().String(), "server_id", s.id, "server_name", s.name, "version", Version)
 	s.wg.Add(1)
 	go s.acceptLoop(ln, "client", s.createClient)
+	if s.sys != nil {
+		s.wg.Add(1)
+		go s.sysLoop()
+	}
 	if co := s.o().Cluster; co != nil {
 		if err := s.startCluster(co); err != nil {
 			_ = ln.Close()

@@ -361,13 +361,14 @@ func (m *Monitor) AddHealthCheck(check func() error) {
 	m.checks = append(m.checks, check)
 }
 
-// HandleAccountz serves /accountz: Starling has the global account only.
+// HandleAccountz serves /accountz: the accounts, or with ?acc=NAME one account's details.
 func (m *Monitor) HandleAccountz(w http.ResponseWriter, r *http.Request) {
-	if acc := r.URL.Query().Get("acc"); acc != "" && acc != "$G" {
-		http.Error(w, fmt.Sprintf("Account %s does not exist", acc), http.StatusBadRequest)
+	az, err := m.srv.Accountz(r.URL.Query().Get("acc"))
+	if err != nil {
+		badRequest(w, err)
 		return
 	}
-	writeJSON(w, map[string]any{"server_id": m.srv.ID(), "now": time.Now().UTC(), "accounts": []string{"$G"}}, true)
+	writeJSON(w, az, true)
 }
 
 // HandleGatewayz serves /gatewayz in its empty form.

@@ -3,6 +3,7 @@ package app
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/starling-io/starling/core"
 	"github.com/starling-io/starling/core/auth"
@@ -199,4 +200,8 @@ func (s *settings) buildAccounts(p *problems) {
 	}
 	s.core.Accounts = cfgs
 	s.accountsBad = len(errs) > 0
+	if n := s.core.SystemAccount; n != "" && n != core.DefaultSystemAccount && !slices.ContainsFunc(cfgs, func(c core.AccountConfig) bool { return c.Name == n }) {
+		p.add(s.systemAt.errorf("%q is not an account of the accounts block", n))
+		s.accountsBad = true
+	}
 }

@@ -66,6 +66,7 @@ func fileKeys() []fileKey {
 		{path: "no_auth_user", flag: "no_auth_user"},
 		{path: "authorization", typ: "block", doc: "client authentication: a single `user` and `password`, or a `token`, or a `users` list; and permissions"},
 		{path: "accounts", typ: "block of blocks", doc: "accounts, each `NAME { users, exports, imports }` with its own subject space (nats-server v2); clients whose user is in no account use the global account `$G`"},
+		{path: "system_account", typ: "string", doc: "the account whose users may send the `$SYS.REQ.SERVER.…` requests of `nats server ping|list|info|report` (default `$SYS` when there are accounts, created empty if not configured)"},
 		{path: "allow_non_tls", typ: "bool", doc: "with the `tls` block: TLS optional on the client port (INFO says `tls_available`); a client may upgrade to TLS or stay in plaintext"},
 		{path: "tls", typ: "block", doc: "TLS for clients (and HTTPS monitoring); TLS 1.2 at least, 1.3 preferred"},
 		{path: "cluster", typ: "block", doc: "the route mesh; the cluster flags win over it"},

@@ -50,6 +50,7 @@ type settings struct {
 	accounts    []accountEntry // the accounts block
 	accountsAt  origin
 	accountsBad bool // the accounts have problems (reported): core.New would repeat them
+	systemAt    origin
 
 	streaming streamSettings
 
