@@ -1,7 +1,10 @@
 package tests
 
 import (
+	"encoding/json"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -118,5 +121,54 @@ func TestClusterAccountsMismatchLogged(t *testing.T) {
 			}
 			return nil
 		})
+	}
+}
+
+// Every server of a mesh answers the system account's requests, wherever the system user
+// is connected; `nats server list` shows them all.
+func TestClusterSystemAccount(t *testing.T) {
+	n1, n2, n3 := startAccountsMesh(t, sysConf)
+	sys := n2.dial(nats.UserInfo("sys", "sys"))
+	inbox := nats.NewInbox()
+	ch := make(chan *nats.Msg, 16)
+	_, err := sys.ChanSubscribe(inbox, ch)
+	must(t, err)
+	must(t, sys.Flush())
+	var names map[string]bool
+	waitFor(t, meshTimeout, func() error {
+		must(t, sys.PublishRequest("$SYS.REQ.SERVER.PING", inbox, nil))
+		names = map[string]bool{}
+		deadline := time.After(500 * time.Millisecond)
+		for len(names) < 3 {
+			select {
+			case m := <-ch:
+				r := struct {
+					Server struct{ Name string } `json:"server"`
+				}{}
+				_ = json.Unmarshal(m.Data, &r)
+				names[r.Server.Name] = true
+			case <-deadline:
+				return fmt.Errorf("answers from %v", names)
+			}
+		}
+		return nil
+	})
+	for _, n := range []*node{n1, n2, n3} {
+		if !names[n.name] {
+			t.Fatalf("no answer from %s: %v", n.name, names)
+		}
+	}
+	if _, ref := clusterServer(t); ref {
+		return
+	}
+	cli := natsCLI(t)
+	out, err := exec.Command(cli, "-s", n3.url(), "--user", "sys", "--password", "sys", "--timeout", "2s", "server", "list", "3").CombinedOutput()
+	if err != nil {
+		t.Fatalf("nats server list: %v\n%s", err, out)
+	}
+	for _, n := range []*node{n1, n2, n3} {
+		if !strings.Contains(string(out), "│ "+n.name+" ") {
+			t.Fatalf("nats server list does not show %s:\n%s", n.name, out)
+		}
 	}
 }
