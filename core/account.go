@@ -5,7 +5,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/starling-io/starling/core/subject"
@@ -57,7 +59,10 @@ func (s *Server) buildAccounts(cfgs []AccountConfig) error {
 	s.gacc = newAccount(s, GlobalAccount)
 	s.accounts = map[string]*account{GlobalAccount: s.gacc}
 	if len(cfgs) > 0 {
-		b, _ := json.Marshal(cfgs)
+		// Ordered by name: the same accounts written in another order are the same.
+		sorted := slices.Clone(cfgs)
+		slices.SortFunc(sorted, func(a, b AccountConfig) int { return strings.Compare(a.Name, b.Name) })
+		b, _ := json.Marshal(sorted)
 		sum := sha256.Sum256(b)
 		s.accDigest = hex.EncodeToString(sum[:8])
 	}

@@ -28,7 +28,7 @@ func (c *client) ProcessConnect(arg []byte) error {
 	opts.Headers = opts.Headers && srvHeaders
 	switch {
 	case opts.Account != nil || opts.NewAccount != nil:
-		c.srv.logRefusedLogin(c, "authentication failed", loginName(&opts), "CONNECT names an account: accounts are not supported")
+		c.srv.logRefusedLogin(c, "authentication failed", loginName(&opts), "CONNECT names an account: a client's account is its user's")
 		return wire.ErrAuthorization
 	case opts.Protocol < 0 || opts.Protocol > 1:
 		return wire.ErrBadProtocol
