@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -201,4 +202,63 @@ func TestAccountsServiceImport(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// Monitoring knows the accounts: /accountz lists and details them, /connz and /subsz
+// filter by account (nats-server's acc parameter).
+func TestAccountsMonitoring(t *testing.T) {
+	m := startAccounts(t, accountsConf)
+	a := connect(t, m, nats.UserInfo("a", "a"))
+	b := connect(t, m, nats.UserInfo("b", "b"))
+	chanSub(t, a, "mine.a")
+	chanSub(t, b, "mine.b")
+	var az struct {
+		Accounts []string `json:"accounts"`
+		Detail   *struct {
+			Name    string `json:"account_name"`
+			Clients int    `json:"client_connections"`
+			Exports []struct {
+				Subject string `json:"subject"`
+				Type    string `json:"type"`
+			} `json:"exports"`
+		} `json:"account_detail"`
+	}
+	getJSON(t, m, "/accountz", &az)
+	if strings.Join(az.Accounts, ",") != "$G,$SYS,A,B,C" {
+		t.Fatalf("accounts %v", az.Accounts)
+	}
+	getJSON(t, m, "/accountz?acc=A", &az)
+	if az.Detail == nil || az.Detail.Name != "A" || az.Detail.Clients != 1 || len(az.Detail.Exports) != 4 || az.Detail.Exports[2].Type != "service" {
+		t.Fatalf("account A %+v", az.Detail)
+	}
+	if code := getJSON(t, m, "/accountz?acc=NOPE", nil); code != 400 {
+		t.Fatalf("unknown account: %d", code)
+	}
+	var cz struct {
+		Conns []struct {
+			Account string   `json:"account"`
+			Subs    []string `json:"subscriptions_list"`
+		} `json:"connections"`
+	}
+	getJSON(t, m, "/connz?acc=B&subs=1", &cz)
+	if len(cz.Conns) != 1 || cz.Conns[0].Account != "B" || strings.Join(cz.Conns[0].Subs, ",") != "mine.b" {
+		t.Fatalf("connz of B %+v", cz)
+	}
+	var sz struct {
+		Subs []struct {
+			Account string `json:"account"`
+			Subject string `json:"subject"`
+		} `json:"subscriptions_list"`
+	}
+	getJSON(t, m, "/subsz?subs=1&acc=A", &sz)
+	found := false
+	for _, sub := range sz.Subs { // A's own reply subscription (_R_.…) is listed too
+		found = found || sub.Subject == "mine.a"
+		if sub.Account != "A" || sub.Subject == "mine.b" {
+			t.Fatalf("subsz of A lists %+v", sub)
+		}
+	}
+	if !found {
+		t.Fatalf("subsz of A %+v", sz)
+	}
 }

@@ -257,7 +257,7 @@ func (m *Monitor) HandleVarz(w http.ResponseWriter, r *http.Request) {
 // HandleConnz serves /connz.
 func (m *Monitor) HandleConnz(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	o := core.ConnzOptions{Sort: q.Get("sort"), State: q.Get("state")}
+	o := core.ConnzOptions{Sort: q.Get("sort"), State: q.Get("state"), Account: q.Get("acc"), User: q.Get("user")}
 	p := params{r: r}
 	if q.Get("subs") == "detail" {
 		o.SubsDetail = true
@@ -288,7 +288,8 @@ func (m *Monitor) HandleConnz(w http.ResponseWriter, r *http.Request) {
 // HandleSubsz serves /subsz.
 func (m *Monitor) HandleSubsz(w http.ResponseWriter, r *http.Request) {
 	p := params{r: r}
-	o := core.SubszOptions{Test: r.URL.Query().Get("test"), Subs: p.bool("subs"), Offset: p.int("offset"), Limit: p.int("limit")}
+	o := core.SubszOptions{Test: r.URL.Query().Get("test"), Subs: p.bool("subs"), Offset: p.int("offset"), Limit: p.int("limit"),
+		Account: r.URL.Query().Get("acc")}
 	if p.err != nil {
 		badRequest(w, p.err)
 		return
