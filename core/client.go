@@ -121,6 +121,7 @@ type client struct {
 	authTimer *time.Timer
 	authDone  bool           // CONNECT authenticated (or no auth needed)
 	ident     *auth.Identity // who the client is; nil without auth
+	announced bool           // a connect event was sent: a disconnect event follows
 
 	// The auth timer ends authCtx (so does closing): a CONNECT waiting for its turn at
 	// bcrypt gives up. authUser and authChecking name, for the timer's log line, who the
@@ -382,7 +383,11 @@ func (c *client) closeConnection(reason string) {
 	}
 	flush := c.out.flushOnClose
 	nc := c.nc
+	ev := c.disconnectEvent()
 	c.mu.Unlock()
+	if ev != nil {
+		c.srv.queueEvent(*ev)
+	}
 	if authCancel != nil {
 		authCancel() // a CONNECT waiting for bcrypt gives up
 	}

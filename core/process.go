@@ -55,6 +55,7 @@ func (c *client) ProcessConnect(arg []byte) error {
 	c.name, c.lang, c.version = opts.Name, opts.Lang, opts.Version
 	c.mu.Unlock()
 	c.setPingTimer(min(c.srv.o().PingInterval, firstPingDelay))
+	c.connectEvent()
 	if opts.Verbose {
 		c.sendProto(wire.OKLine)
 	}

@@ -35,6 +35,7 @@ const sysReqQueue = 256
 type sysReq struct {
 	subject, reply string
 	data           []byte
+	event          *sysEvent // instead of a request: an event to publish (sysevents.go)
 }
 
 // sysState is the system account's machinery; nil without a system account.
@@ -97,7 +98,9 @@ func (s *Server) sysLoop() {
 		case <-s.quit:
 			return
 		case r := <-s.sys.reqs:
-			if b := s.serveSysReq(r); b != nil {
+			if r.event != nil {
+				s.publishEvent(r.event)
+			} else if b := s.serveSysReq(r); b != nil {
 				s.sysPublish(r.reply, b)
 			}
 		}

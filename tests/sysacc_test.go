@@ -149,3 +149,45 @@ func TestNatsCLIServerCommands(t *testing.T) {
 		}
 	}
 }
+
+// The system account hears clients of every account connect and disconnect.
+func TestSystemAccountConnectEvents(t *testing.T) {
+	m := startAccounts(t, sysConf)
+	sys := connect(t, m, nats.UserInfo("sys", "sys"))
+	ch := chanSub(t, sys, "$SYS.ACCOUNT.A.*")
+	a, err := nats.Connect(clientURL(m), nats.UserInfo("a", "a"), nats.Name("evented"))
+	must(t, err)
+	must(t, a.Flush())
+	a.Close()
+	type event struct {
+		Type   string `json:"type"`
+		Server struct {
+			ID string `json:"id"`
+		} `json:"server"`
+		Client struct {
+			Account string `json:"acc"`
+			User    string `json:"user"`
+			Name    string `json:"name"`
+		} `json:"client"`
+		Received struct {
+			Msgs int64 `json:"msgs"`
+		} `json:"received"`
+		Reason string `json:"reason"`
+	}
+	var got []string
+	for _, msg := range recvN(t, ch, 2, 3*time.Second) {
+		var ev event
+		must(t, json.Unmarshal(msg.Data, &ev))
+		if ev.Client.Account != "A" || ev.Client.User != "a" || ev.Client.Name != "evented" || ev.Server.ID != m.Server().ID() {
+			t.Fatalf("%s: %+v", msg.Subject, ev)
+		}
+		got = append(got, msg.Subject+" "+ev.Type+" "+ev.Reason)
+	}
+	want := []string{
+		"$SYS.ACCOUNT.A.CONNECT io.nats.server.advisory.v1.client_connect ",
+		"$SYS.ACCOUNT.A.DISCONNECT io.nats.server.advisory.v1.client_disconnect Client Closed",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("events\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
