@@ -229,7 +229,13 @@ func (s *Server) sysData(kind string, o *sysOptions) (any, error) {
 		return map[string]any{"server_id": s.id, "server_name": s.name, "now": time.Now().UTC(),
 			"num_routes": s.NumRoutes(), "routes": s.Routez(o.Subs)}, nil
 	case "HEALTHZ":
-		return s.Healthz(), nil
+		// nats-server's HealthStatus: natscli counts a server healthy by its status_code.
+		h := s.Healthz()
+		code := http.StatusOK
+		if h.Status != "ok" {
+			code = http.StatusServiceUnavailable
+		}
+		return map[string]any{"status": h.Status, "status_code": code, "error": h.Error}, nil
 	case "ACCOUNTZ":
 		return s.Accountz(o.Account)
 	}

@@ -143,6 +143,8 @@ func TestNatsCLIServerCommands(t *testing.T) {
 		{[]string{"server", "list", "1"}, "cli-node"},
 		{[]string{"server", "info", "cli-node"}, "cli-node"},
 		{[]string{"server", "report", "connections", "1"}, "an-a-client"},
+		{[]string{"server", "report", "health", "1"}, "ok: 1 / err: 0"},
+		{[]string{"server", "report", "accounts"}, "│ A "},
 	} {
 		if out := run(c.args...); !strings.Contains(out, c.want) {
 			t.Errorf("nats %s: no %q in\n%s", strings.Join(c.args, " "), c.want, out)
