@@ -262,3 +262,42 @@ func TestAccountsMonitoring(t *testing.T) {
 		t.Fatalf("subsz of A %+v", sz)
 	}
 }
+
+// A reload keeps the accounts: users may change, the accounts themselves may not (the reload
+// is refused and the running configuration stays); a user moved to another account is
+// disconnected.
+func TestAccountsReload(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "accounts.conf")
+	must(t, os.WriteFile(path, []byte(accountsConf), 0o600))
+	m := startServer(t, "-c", path)
+	closed := make(chan struct{})
+	a := connect(t, m, nats.UserInfo("a", "a"), nats.NoReconnect(), nats.ClosedHandler(func(*nats.Conn) { close(closed) }))
+	b := connect(t, m, nats.UserInfo("b", "b"))
+
+	// A new user in the global account: accepted, nobody dropped.
+	must(t, os.WriteFile(path, []byte(strings.Replace(accountsConf, "{user: g, password: g}", "{user: g, password: g}, {user: h, password: h}", 1)), 0o600))
+	must(t, m.Reload())
+	connect(t, m, nats.UserInfo("h", "h"))
+	// Changed exports: refused.
+	must(t, os.WriteFile(path, []byte(strings.Replace(accountsConf, `{stream: "public.>"}`, `{stream: "public.>"}, {stream: "extra.>"}`, 1)), 0o600))
+	if err := m.Reload(); err == nil || !strings.Contains(err.Error(), "accounts cannot change") {
+		t.Fatalf("reload changing the accounts: %v", err)
+	}
+	must(t, a.Flush())
+	must(t, b.Flush())
+	// User a moved from A to B: accepted (the accounts' exports and imports are the same),
+	// and a's client, bound to A, is closed.
+	moved := strings.Replace(accountsConf, "users: [ {user: a, password: a} ]", "", 1)
+	moved = strings.Replace(moved, "users: [ {user: b, password: b} ]", "users: [ {user: b, password: b}, {user: a, password: a} ]", 1)
+	must(t, os.WriteFile(path, []byte(moved), 0o600))
+	if err := m.Reload(); err != nil {
+		t.Fatalf("reload moving a user: %v", err)
+	}
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a client of a user moved to another account stays connected")
+	}
+	must(t, b.Flush())
+}
