@@ -466,6 +466,10 @@ func TestLameDuckToldOnce(t *testing.T) {
 		}
 	}
 	next() // the greeting
+	// The INFO after the first PONG: from then on the client takes async INFOs (without
+	// waiting for it, a loaded machine could enter lame duck mode before the PING was read,
+	// and the client would never be told).
+	next()
 	waitFor(t, 2*time.Second, func() bool { return ldm.NumClients() == 1 })
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
