@@ -82,6 +82,25 @@ func (c *client) authenticate(opts *connectOpts) error {
 	return nil
 }
 
+// bindAccount puts the client in its user's account, on the read goroutine at CONNECT.
+// The account never changes afterwards (a reload that would move a user closes it).
+func (c *client) bindAccount() {
+	c.mu.Lock()
+	name := ""
+	if c.ident != nil {
+		name = c.ident.Account
+	}
+	acc := c.srv.account(name)
+	if acc == nil {
+		acc = c.srv.gacc // core.New checked that every user's account exists
+	}
+	if acc != c.acc {
+		c.acc = acc
+		c.l1, c.l1gen = nil, 0 // the cache belonged to the other index
+	}
+	c.mu.Unlock()
+}
+
 // loginName is who a CONNECT claims to be, for the log: the user name or the nkey.
 func loginName(opts *connectOpts) string {
 	if opts.User == "" {

@@ -2,6 +2,7 @@ package core_test
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/starling-io/starling/core"
+	"github.com/starling-io/starling/core/auth"
 )
 
 // subscribeRaw opens n socket subscribers on subject that read and discard everything.
@@ -170,4 +172,43 @@ func BenchmarkConnPublish(b *testing.B) {
 			nc.Flush()
 		})
 	}
+}
+
+// BenchmarkDeliverStreamImport is BenchmarkDeliver/subs=1 through a stream import: the
+// subscriber is in account B, which imports the publisher's subjects under a prefix, so
+// each message goes through a shadow subscription and a subject mapping.
+func BenchmarkDeliverStreamImport(b *testing.B) {
+	au, err := auth.New(auth.Options{Users: []*auth.User{{Username: "b", Password: "b", Account: "B"}}, NoAuthUser: "b"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := core.New(core.Options{Host: "127.0.0.1", Port: -1, Auth: au, Accounts: []core.AccountConfig{
+		{Name: core.GlobalAccount, Exports: []core.Export{{Subject: "bench.>"}}},
+		{Name: "B", Imports: []core.Import{{Account: core.GlobalAccount, Subject: "bench.>", Prefix: "imp"}}},
+	}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = s.Shutdown(context.Background()) })
+	subscribeRaw(b, s, "imp.bench.deliver", 1)
+	nc, err := s.Connect("bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	payload := make([]byte, 16)
+	b.SetBytes(int64(len(payload)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		if err := nc.Publish("bench.deliver", "", nil, payload); err != nil {
+			b.Fatal(err)
+		}
+		if i%64 == 63 {
+			nc.Flush()
+		}
+	}
+	nc.Flush()
 }

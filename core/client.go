@@ -87,6 +87,10 @@ type client struct {
 
 	route *routeState // set for kindRoute
 
+	// acc is the client's account: $G until CONNECT names another, then fixed. Read by the
+	// read goroutine (match, SUB) and set there, at CONNECT, before any SUB is accepted.
+	acc *account
+
 	// Set at CONNECT by the read goroutine before any delivery can depend on them; the
 	// flags are atomics because producers on other goroutines read them.
 	opts    connectOpts
@@ -117,6 +121,7 @@ type client struct {
 	authTimer *time.Timer
 	authDone  bool           // CONNECT authenticated (or no auth needed)
 	ident     *auth.Identity // who the client is; nil without auth
+	announced bool           // a connect event was sent: a disconnect event follows
 
 	// The auth timer ends authCtx (so does closing): a CONNECT waiting for its turn at
 	// bcrypt gives up. authUser and authChecking name, for the timer's log line, who the
@@ -176,6 +181,7 @@ func (s *Server) newSocketClient(kind clientKind, nc net.Conn) *client {
 		start:      now,
 		subs:       make(map[string]*subscription),
 		writerDone: make(chan struct{}),
+		acc:        s.gacc,
 	}
 	if tc, ok := nc.(*net.TCPConn); ok {
 		c.raw, _ = tc.SyscallConn()
@@ -228,7 +234,8 @@ func (s *Server) createClient(nc net.Conn) {
 		_ = nc.Close()
 		return
 	}
-	if o.Auth != nil && o.Auth.Required() {
+	// With accounts, a client's account is known at CONNECT: nothing may come before it.
+	if o.Auth != nil && (o.Auth.Required() || len(o.Accounts) > 0) {
 		c.parser.ExpectConnect = true
 		c.startAuthTimer(o)
 	}
@@ -376,15 +383,20 @@ func (c *client) closeConnection(reason string) {
 	}
 	flush := c.out.flushOnClose
 	nc := c.nc
+	ev := c.disconnectEvent()
 	c.mu.Unlock()
+	if ev != nil {
+		c.srv.queueEvent(*ev)
+	}
 	if authCancel != nil {
 		authCancel() // a CONNECT waiting for bcrypt gives up
 	}
 
 	for _, sub := range subs {
 		sub.closed.Store(true)
-		_ = c.srv.subs.Remove(sub.subject, sub.queue, sub)
+		_ = sub.acc.subs.Remove(sub.subject, sub.queue, sub)
 		c.srv.subRemoved(sub)
+		c.srv.removeShadows(sub)
 	}
 	if c.kind == kindRoute {
 		c.srv.removeRoute(c)

@@ -77,6 +77,7 @@ func (s *Server) Connect(name string) (*Conn, error) {
 		name:    name,
 		lang:    "go",
 		version: Version,
+		acc:     s.gacc,
 	}
 	c.log = s.log.With("cid", c.cid, "conn", name)
 	c.echo.Store(true)
@@ -169,7 +170,7 @@ func (nc *Conn) ConnUser(cid uint64) (string, bool) { return nc.c.srv.ConnUser(c
 // HasInterest reports whether a message published to subj now would reach any
 // subscriber, on this server or, through a route, on another.
 func (nc *Conn) HasInterest(subj string) bool {
-	r := nc.c.srv.subs.MatchString(subj)
+	r := nc.c.acc.subs.MatchString(subj)
 	return len(r.Plain) > 0 || len(r.Queues) > 0
 }
 
@@ -190,20 +191,21 @@ func (nc *Conn) Subscribe(subj, queue string, handler MsgHandler) (*Subscription
 	if handler == nil || (queue != "" && !subject.ValidQueue([]byte(queue))) {
 		return nil, ErrBadSubject
 	}
-	sub := &subscription{client: c, subject: subj, queue: queue, handler: handler,
+	sub := &subscription{client: c, acc: c.acc, subject: subj, queue: queue, handler: handler,
 		sid: strconv.FormatUint(nc.nextSID.Add(1), 10)}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
 		return nil, ErrConnClosed
 	}
-	if err := c.srv.subs.Insert(subj, queue, sub); err != nil {
+	if err := sub.acc.subs.Insert(subj, queue, sub); err != nil {
 		c.mu.Unlock()
 		return nil, ErrBadSubject
 	}
 	c.subs[sub.sid] = sub
 	c.mu.Unlock()
 	c.srv.subAdded(sub)
+	c.srv.addShadows(sub)
 	return (*Subscription)(sub), nil
 }
 
@@ -242,7 +244,7 @@ func (nc *Conn) Publish(subj, reply string, hdr, data []byte) error {
 	s, r := bytesOf(subj), bytesOf(reply)
 	c.stats.inMsgs.Add(1)
 	c.stats.inBytes.Add(int64(len(msg)))
-	n := c.prod.route(c.srv.subs.Match(s), s, r, len(hdr), msg)
+	n := c.prod.route(c.acc, c.acc.subs.Match(s), s, r, len(hdr), msg)
 	if n == 0 && len(r) > 0 {
 		c.noResponders(s, r)
 	}

@@ -20,6 +20,8 @@ type ConnzOptions struct {
 	CID        uint64 // only this connection
 	Auth       bool   // include authorized_user (never a credential)
 	State      string // open (default), closed, any/all
+	Account    string // only connections of this account
+	User       string // only connections of this user
 }
 
 // Connz is /connz.
@@ -59,6 +61,7 @@ type ConnInfo struct {
 	TLSVersion     string      `json:"tls_version,omitempty"`
 	TLSCipher      string      `json:"tls_cipher_suite,omitempty"`
 	AuthorizedUser string      `json:"authorized_user,omitempty"`
+	Account        string      `json:"account,omitempty"`
 	Subs           []string    `json:"subscriptions_list,omitempty"`
 	SubsDetail     []SubDetail `json:"subscriptions_list_detail,omitempty"`
 	NameTag        string      `json:"name_tag,omitempty"`
@@ -86,12 +89,12 @@ func (c *client) connInfo(o ConnzOptions, now time.Time) *ConnInfo {
 		Start: c.start.UTC(), LastActivity: time.Unix(0, c.lastAct.Load()).UTC(),
 		InMsgs: c.stats.inMsgs.Load(), OutMsgs: c.stats.outMsgs.Load(),
 		InBytes: c.stats.inBytes.Load(), OutBytes: c.stats.outBytes.Load(),
-		NameTag: "$G",
 	}
 	if c.kind == kindInternal {
 		ci.Type = "internal"
 	}
 	c.mu.Lock()
+	ci.NameTag, ci.Account = c.acc.name, c.acc.name
 	ci.Pending = c.out.pending()
 	ci.NumSubs = uint32(len(c.subs))
 	ci.Name, ci.Lang, ci.Version = c.name, c.lang, c.version
@@ -128,7 +131,7 @@ func (c *client) connInfo(o ConnzOptions, now time.Time) *ConnInfo {
 }
 
 func (sub *subscription) detail() SubDetail {
-	return SubDetail{Subject: sub.subject, Queue: sub.queue, Sid: sub.sid,
+	return SubDetail{Account: sub.acc.name, Subject: sub.subject, Queue: sub.queue, Sid: sub.sid,
 		Msgs: sub.delivered.Load(), Max: sub.max.Load(), Cid: sub.client.cid}
 }
 
@@ -187,13 +190,25 @@ func (s *Server) Connz(o ConnzOptions) (*Connz, error) {
 	s.mu.Unlock()
 
 	all := make([]*ConnInfo, 0, len(open)+len(closed))
+	keep := func(ci *ConnInfo) bool {
+		return (o.CID == 0 || ci.Cid == o.CID) && (o.Account == "" || ci.Account == o.Account) &&
+			(o.User == "" || ci.AuthorizedUser == o.User)
+	}
+	withUser := o
+	withUser.Auth = o.Auth || o.User != ""
 	for _, c := range open {
-		if o.CID == 0 || c.cid == o.CID {
-			all = append(all, c.connInfo(o, now))
+		if o.CID != 0 && c.cid != o.CID {
+			continue
+		}
+		if ci := c.connInfo(withUser, now); keep(ci) {
+			if !o.Auth {
+				ci.AuthorizedUser = ""
+			}
+			all = append(all, ci)
 		}
 	}
 	for _, ci := range closed {
-		if o.CID == 0 || ci.Cid == o.CID {
+		if keep(ci) {
 			all = append(all, ci)
 		}
 	}
@@ -228,10 +243,35 @@ var connzSorts = map[string]func(a, b *ConnInfo) bool{
 
 // SubszOptions are /subsz's query parameters.
 type SubszOptions struct {
-	Subs   bool
-	Offset int
-	Limit  int
-	Test   string // a literal subject: list only subscriptions it would reach
+	Subs    bool
+	Offset  int
+	Limit   int
+	Test    string // a literal subject: list only subscriptions it would reach
+	Account string // only this account's subscriptions ("": all)
+}
+
+// subStats adds up the index statistics of all accounts.
+func (s *Server) subStats() subject.Stats {
+	var st subject.Stats
+	var hits, matches float64
+	for _, a := range s.accounts {
+		x := a.subs.Stats()
+		st.NumSubs += x.NumSubs
+		st.NumCache += x.NumCache
+		st.NumInserts += x.NumInserts
+		st.NumRemoves += x.NumRemoves
+		st.NumMatches += x.NumMatches
+		st.MaxFanout = max(st.MaxFanout, x.MaxFanout)
+		hits += x.CacheHitRate * float64(x.NumMatches)
+		matches += float64(x.NumMatches)
+		if x.NumSubs > 0 && (st.AvgFanout == 0 || a == s.gacc) {
+			st.AvgFanout = x.AvgFanout
+		}
+	}
+	if matches > 0 {
+		st.CacheHitRate = hits / matches
+	}
+	return st
 }
 
 // Subsz is /subsz: index statistics flattened to the top level.
@@ -260,7 +300,7 @@ func (s *Server) Subsz(o SubszOptions) (*Subsz, error) {
 	if o.Offset < 0 {
 		o.Offset = 0
 	}
-	st := s.subs.Stats()
+	st := s.subStats()
 	sz := &Subsz{ID: s.id, Now: time.Now().UTC(), NumSubs: uint32(st.NumSubs), NumCache: uint32(st.NumCache),
 		NumInserts: st.NumInserts, NumRemoves: st.NumRemoves, NumMatches: st.NumMatches,
 		CacheHitRate: st.CacheHitRate, MaxFanout: st.MaxFanout, AvgFanout: st.AvgFanout,
@@ -272,18 +312,23 @@ func (s *Server) Subsz(o SubszOptions) (*Subsz, error) {
 		return sz, nil
 	}
 	var list []SubDetail
-	if o.Test != "" {
-		r := s.subs.MatchString(o.Test)
-		for _, sub := range r.Plain {
-			list = append(list, sub.detail())
+	for _, a := range s.accounts {
+		if o.Account != "" && a.name != o.Account {
+			continue
 		}
-		for _, q := range r.Queues {
-			for _, sub := range q.Members {
+		if o.Test != "" {
+			r := a.subs.MatchString(o.Test)
+			for _, sub := range r.Plain {
 				list = append(list, sub.detail())
 			}
+			for _, q := range r.Queues {
+				for _, sub := range q.Members {
+					list = append(list, sub.detail())
+				}
+			}
+			continue
 		}
-	} else {
-		s.subs.All(func(_, _ string, sub *subscription) bool {
+		a.subs.All(func(_, _ string, sub *subscription) bool {
 			list = append(list, sub.detail())
 			return true
 		})
@@ -294,9 +339,6 @@ func (s *Server) Subsz(o SubszOptions) (*Subsz, error) {
 		}
 		return list[i].Sid < list[j].Sid
 	})
-	for i := range list {
-		list[i].Account = "$G"
-	}
 	sz.Total = len(list)
 	lo := min(o.Offset, len(list))
 	sz.Subs = list[lo:min(lo+o.Limit, len(list))]

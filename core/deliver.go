@@ -13,6 +13,7 @@ import (
 // handler.
 type subscription struct {
 	client  *client
+	acc     *account // the index it is in: the client's account, or an exporter's for a shadow
 	subject string
 	queue   string
 	sid     string
@@ -25,6 +26,10 @@ type subscription struct {
 
 	weight  atomic.Int32 // a route's queue interest: members behind it
 	counted bool         // in the server's route interest counts; guarded by Server.rmu
+	local   bool         // never announced to routes (service imports)
+
+	imp     *importRef      // set for shadows and import subscriptions (imports.go)
+	shadows []*subscription // this subscription's shadows in exporters; guarded by client.mu
 }
 
 // producer is the publishing side of a connection: it remembers which destinations got
@@ -41,6 +46,9 @@ type producer struct {
 
 	hits   hitBuf   // routes the current message crosses (single-goroutine producers)
 	queues [][]byte // a routed message: the queue groups chosen for this server
+
+	depth   int                        // nesting of deliveries across accounts (imports.go)
+	scratch [maxImportDepth + 1][]byte // mapped subjects of stream imports, per depth
 }
 
 // Back-pressure: a producer whose destination is past 3/4 of max_pending waits for it to
@@ -119,7 +127,7 @@ func (p *producer) waitStall() {
 // match looks the subject up in the per-client L1 cache (no lock), falling back to the
 // shared index. The L1 is dropped whenever the index generation moves.
 func (c *client) match(subj []byte) *subject.Result[*subscription] {
-	idx := c.srv.subs
+	idx := c.acc.subs
 	if g := idx.Generation(); g != c.l1gen {
 		clear(c.l1)
 		c.l1gen = g
@@ -137,14 +145,15 @@ func (c *client) match(subj []byte) *subject.Result[*subscription] {
 	return r
 }
 
-// route delivers one message to every plain match and to one member of each queue group,
+// route delivers one message, published in account acc, to every plain match and to one member of each queue group,
 // and returns how many subscriptions received it. msg is header block + payload with the
 // first hdrLen bytes the header (hdrLen 0 = no header).
-func (p *producer) route(r *subject.Result[*subscription], subj, reply []byte, hdrLen int, msg []byte) int {
+func (p *producer) route(acc *account, r *subject.Result[*subscription], subj, reply []byte, hdrLen int, msg []byte) int {
 	n := 0
 	fromRoute := p.self.kind == kindRoute
+	listedOnly := fromRoute && p.depth == 0 // a nested delivery is to another account's groups
 	hb := &p.hits
-	if p.lock != nil {
+	if p.lock != nil || p.depth > 0 {
 		hb = hitPool.Get().(*hitBuf)
 		defer hitPool.Put(hb)
 	}
@@ -162,7 +171,7 @@ func (p *producer) route(r *subject.Result[*subscription], subj, reply []byte, h
 	}
 	for i := range r.Queues {
 		qg := &r.Queues[i]
-		if len(qg.Members) == 0 || (fromRoute && !p.listed(qg.Name)) {
+		if len(qg.Members) == 0 || (listedOnly && !p.listed(qg.Name)) {
 			continue
 		}
 		if p.routeQueue(hb, qg, subj, reply, hdrLen, msg) {
@@ -171,7 +180,7 @@ func (p *producer) route(r *subject.Result[*subscription], subj, reply []byte, h
 	}
 	if len(hb.hits) > 0 {
 		n += len(hb.hits)
-		p.sendToRoutes(hb, subj, reply, hdrLen, msg)
+		p.sendToRoutes(hb, acc.name, subj, reply, hdrLen, msg)
 	}
 	return n
 }
@@ -182,6 +191,9 @@ func (p *producer) deliver(sub *subscription, subj, reply []byte, hdrLen int, ms
 	dst := sub.client
 	if sub.closed.Load() || (dst == p.self && !dst.echo.Load()) {
 		return false
+	}
+	if sub.imp != nil {
+		return p.deliverImport(sub, subj, reply, hdrLen, msg)
 	}
 	if sub.filter.Load() && dst.perms.Load().DenySubscribeDelivery(subj, bytesOf(sub.queue)) {
 		return false

@@ -84,18 +84,26 @@ var (
 // (CONNECT and INFO) then sends anything. The server must stay up and keep serving clients.
 func FuzzRouteInput(f *testing.F) {
 	for _, seed := range []string{
-		"RS+ foo\r\nRS+ bar q 3\r\nRS- foo\r\n",
-		"RMSG foo 5\r\nhello\r\nRMSG foo + _INBOX.1 q 2\r\nhi\r\n",
+		"RS+ $G foo\r\nRS+ $G bar q 3\r\nRS- $G foo\r\n",
+		"RMSG $G foo 5\r\nhello\r\nRMSG $G foo + _INBOX.1 q 2\r\nhi\r\n",
 		"HMSG foo | q 12 14\r\nNATS/1.0\r\n\r\nhi\r\n",
 		"INFO {\"server_id\":\"NOTHER\",\"ip\":\"nats-route://127.0.0.1:1/\"}\r\n",
-		"RS+ foo..bar\r\n", "RMSG foo 99999999\r\n", "PING\r\nPONG\r\n-ERR 'x'\r\n",
+		"RS+ $G foo..bar\r\n", "RMSG $G foo 99999999\r\n", "PING\r\nPONG\r\n-ERR 'x'\r\n",
+		// Accounts: known and unknown ones, a service reply, an imported service and stream.
+		"RS+ A svc.x\r\nRMSG A svc.x _R_.x.1 2\r\nhi\r\nRMSG B ask.x r 2\r\nhi\r\nRS+ NOPE x\r\nRMSG NOPE x 0\r\n\r\n",
+		"RS+ B imp.>\r\nRMSG A pub.x 1\r\nx\r\nRS- A svc.x\r\n",
 	} {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		routeFuzzOnce.Do(func() {
 			s, err := core.New(core.Options{Host: "127.0.0.1", Port: -1, MaxPayload: 4096,
-				Cluster: &core.ClusterOptions{Host: "127.0.0.1", Port: -1}})
+				Cluster: &core.ClusterOptions{Host: "127.0.0.1", Port: -1},
+				Accounts: []core.AccountConfig{
+					{Name: "A", Exports: []core.Export{{Subject: "pub.>"}, {Service: true, Subject: "svc.*"}}},
+					{Name: "B", Imports: []core.Import{{Account: "A", Subject: "pub.>", Prefix: "imp"},
+						{Service: true, Account: "A", Subject: "svc.*", To: "ask.*"}}},
+				}})
 			if err != nil {
 				panic(err)
 			}

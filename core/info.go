@@ -29,6 +29,7 @@ type serverInfo struct {
 	LameDuckMode  bool     `json:"ldm,omitempty"`
 	ConnectInfo   bool     `json:"connect_info,omitempty"`
 	RemoteAccount string   `json:"remote_account,omitempty"`
+	AccIsSys      bool     `json:"acc_is_sys,omitempty"`
 }
 
 // infoJSON renders the INFO for one client; connectInfo marks the INFO that follows the
@@ -65,7 +66,8 @@ func (s *Server) infoJSON(c *client, connectInfo bool) []byte {
 	s.mu.Unlock()
 	if connectInfo {
 		info.ConnectInfo = true
-		info.RemoteAccount = "$G"
+		info.RemoteAccount = c.acc.name // the read goroutine, which alone sets it
+		info.AccIsSys = c.acc == s.sysAcc
 	}
 	b, _ := json.Marshal(info)
 	return b

@@ -109,17 +109,17 @@ func (c *client) processTracedMsg(h map[string][]string, subj, reply []byte, hdr
 	ev := msgTraceEvent{Server: traceServer{Name: c.srv.name, Host: c.srv.o().Host, ID: c.srv.id, Version: NATSVersion, Time: now}}
 	ev.Request.Header = h
 	ev.Request.MsgSize = len(msg)
-	ev.Events = append(ev.Events, traceIngress{Type: "in", Time: now, Kind: traceKindClient, CID: c.cid, Name: name, Account: "$G", Subject: string(subj)})
+	ev.Events = append(ev.Events, traceIngress{Type: "in", Time: now, Kind: traceKindClient, CID: c.cid, Name: name, Account: c.acc.name, Subject: string(subj)})
 	r := c.match(subj)
 	eg := c.traceEgresses(r, now)
 	ev.Events = append(ev.Events, eg...)
 	n := len(eg) // trace only: no "no responders" for a message that had some
 	if !only {
-		n = c.prod.route(r, subj, reply, hdrLen, msg)
+		n = c.prod.route(c.acc, r, subj, reply, hdrLen, msg)
 	}
 	b, _ := json.Marshal(ev)
 	d := []byte(dest)
-	c.prod.route(c.match(d), d, nil, 0, b)
+	c.prod.route(c.acc, c.match(d), d, nil, 0, b)
 	return n
 }
 

@@ -76,6 +76,13 @@ type Options struct {
 	HTTPPort  int
 	HTTPSPort int
 
+	// Accounts are the configured accounts besides the global one ($G), which clients
+	// whose user names no account use. They cannot change on reload.
+	Accounts []AccountConfig
+	// SystemAccount names the system account ("" with accounts: DefaultSystemAccount,
+	// created if not configured).
+	SystemAccount string
+
 	// Cluster, when set, opens a route listener and joins the servers it names into a mesh.
 	Cluster *ClusterOptions
 

@@ -28,7 +28,7 @@ func (c *client) ProcessConnect(arg []byte) error {
 	opts.Headers = opts.Headers && srvHeaders
 	switch {
 	case opts.Account != nil || opts.NewAccount != nil:
-		c.srv.logRefusedLogin(c, "authentication failed", loginName(&opts), "CONNECT names an account: accounts are not supported")
+		c.srv.logRefusedLogin(c, "authentication failed", loginName(&opts), "CONNECT names an account: a client's account is its user's")
 		return wire.ErrAuthorization
 	case opts.Protocol < 0 || opts.Protocol > 1:
 		return wire.ErrBadProtocol
@@ -41,6 +41,7 @@ func (c *client) ProcessConnect(arg []byte) error {
 		}
 		return wire.ErrAuthorization
 	}
+	c.bindAccount()
 	c.opts = opts
 	c.opts.Pass, c.opts.AuthToken, c.opts.Sig = "", "", "" // never keep secrets around
 	c.echo.Store(opts.Echo)
@@ -54,6 +55,7 @@ func (c *client) ProcessConnect(arg []byte) error {
 	c.name, c.lang, c.version = opts.Name, opts.Lang, opts.Version
 	c.mu.Unlock()
 	c.setPingTimer(min(c.srv.o().PingInterval, firstPingDelay))
+	c.connectEvent()
 	if opts.Verbose {
 		c.sendProto(wire.OKLine)
 	}
@@ -95,7 +97,7 @@ func (c *client) processMsg(subj, reply []byte, hdrLen int, msg []byte) error {
 	if h := traceHeaders(msg[:hdrLen]); h != nil {
 		n = c.processTracedMsg(h, subj, reply, hdrLen, msg)
 	} else {
-		n = c.prod.route(c.match(subj), subj, reply, hdrLen, msg)
+		n = c.prod.route(c.acc, c.match(subj), subj, reply, hdrLen, msg)
 	}
 	if n == 0 && len(reply) > 0 && c.opts.NoResponders {
 		c.noResponders(subj, reply)
@@ -114,7 +116,7 @@ func (c *client) ProcessSub(subj, queue, sid []byte) error {
 		c.sendErr(wire.PermSub(subj, queue))
 		return nil
 	}
-	sub := &subscription{client: c, subject: string(subj), queue: string(queue), sid: string(sid)}
+	sub := &subscription{client: c, acc: c.acc, subject: string(subj), queue: string(queue), sid: string(sid)}
 	sub.filter.Store(ck.FilterDelivery(sub.subject))
 	c.mu.Lock()
 	if c.closed {
@@ -133,7 +135,7 @@ func (c *client) ProcessSub(subj, queue, sid []byte) error {
 		}
 		return nil
 	}
-	if err := c.srv.subs.Insert(sub.subject, sub.queue, sub); err != nil {
+	if err := sub.acc.subs.Insert(sub.subject, sub.queue, sub); err != nil {
 		c.mu.Unlock()
 		c.sendErr(wire.ErrInvalidSubject.Text)
 		return nil
@@ -141,6 +143,7 @@ func (c *client) ProcessSub(subj, queue, sid []byte) error {
 	c.subs[sub.sid] = sub
 	c.mu.Unlock()
 	c.srv.subAdded(sub)
+	c.srv.addShadows(sub)
 	if c.opts.Verbose {
 		c.sendProto(wire.OKLine)
 	}
@@ -174,8 +177,9 @@ func (c *client) removeSub(sub *subscription) {
 		delete(c.subs, sub.sid)
 	}
 	c.mu.Unlock()
-	_ = c.srv.subs.Remove(sub.subject, sub.queue, sub)
+	_ = sub.acc.subs.Remove(sub.subject, sub.queue, sub)
 	c.srv.subRemoved(sub)
+	c.srv.removeShadows(sub)
 }
 
 func (c *client) ProcessPing() error {

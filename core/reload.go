@@ -3,6 +3,7 @@ package core
 import (
 	"errors"
 	"fmt"
+	"reflect"
 
 	"github.com/starling-io/starling/core/wire"
 )
@@ -29,6 +30,8 @@ func (s *Server) Reload(next Options) error {
 		return fmt.Errorf("%w: server_name cannot change", ErrReload)
 	case (n.Cluster == nil) != (cur.Cluster == nil):
 		return fmt.Errorf("%w: clustering cannot be turned on or off (restart instead)", ErrReload)
+	case !sameAccounts(n.Accounts, cur.Accounts) || n.SystemAccount != cur.SystemAccount:
+		return fmt.Errorf("%w: accounts cannot change (restart instead)", ErrReload)
 	}
 	// Routes keep the cluster settings they started with.
 	n.Cluster = cur.Cluster
@@ -66,7 +69,7 @@ func (c *client) reauthenticate(old, n *Options) bool {
 		return true
 	}
 	if id != nil && old.Auth != nil {
-		if nid, ok := n.Auth.Revalidate(old.Auth, id); ok {
+		if nid, ok := n.Auth.Revalidate(old.Auth, id); ok && nid.Account == id.Account {
 			c.setIdentity(nid)
 			c.recheckSubscriptions()
 			return true
@@ -106,4 +109,9 @@ func (c *client) recheckSubscriptions() {
 		c.mu.Unlock()
 		c.flushSignal()
 	}
+}
+
+// sameAccounts reports whether two account configurations are the same.
+func sameAccounts(a, b []AccountConfig) bool {
+	return reflect.DeepEqual(a, b) || (len(a) == 0 && len(b) == 0)
 }

@@ -19,8 +19,8 @@ import (
 	"github.com/starling-io/starling/core/wire"
 )
 
-// Routes join servers into a full mesh (spec §16, in Starling's own dialect: no account
-// token). Each pair of servers keeps one route connection, used both ways; a message crosses
+// Routes join servers into a full mesh (spec §16: every interest and message line names
+// its account). Each pair of servers keeps one route connection, used both ways; a message crosses
 // at most one route. A route is a client of kindRoute: it shares the outbound buffer,
 // writer, slow-consumer and keepalive machinery of clients, with its own parser and state.
 
@@ -49,6 +49,11 @@ type routeState struct {
 	url        *url.URL // what we dialed
 	parser     *wire.RouteParser
 
+	// Owned by the read goroutine: the account of the last line, and the unknown account
+	// names already logged.
+	lastAcc     *account
+	unknownAccs map[string]bool
+
 	// Guarded by the server's rmu.
 	registered  bool
 	regAt       time.Time
@@ -72,6 +77,7 @@ type routeInfo struct {
 	Port         int      `json:"port"`
 	IP           string   `json:"ip,omitempty"` // nats-route://host:port/ — how to reach it
 	Cluster      string   `json:"cluster,omitempty"`
+	Accounts     string   `json:"accounts_digest,omitempty"` // of the account configuration: routes compare it
 	Headers      bool     `json:"headers"`
 	MaxPayload   int      `json:"max_payload"`
 	AuthRequired bool     `json:"auth_required,omitempty"`
@@ -345,6 +351,7 @@ func (s *Server) routeInfoJSON() []byte {
 		Host:         co.Host,
 		IP:           s.routeURL,
 		Cluster:      co.Name,
+		Accounts:     s.accDigest,
 		Headers:      true,
 		MaxPayload:   s.o().MaxPayload,
 		AuthRequired: co.Username != "",

@@ -71,7 +71,7 @@ func TestRouteGarbageClosesOnlyThatRoute(t *testing.T) {
 	srvs := startMesh(t, 2, nil)
 	nc := fakeRoute(t, srvs[0], "NFAKE", "")
 	waitFor(t, 2*time.Second, func() bool { return srvs[0].NumRoutes() == 2 })
-	_, _ = nc.Write([]byte("RS+ ok\r\nTHIS IS NOT A ROUTE OP\r\n"))
+	_, _ = nc.Write([]byte("RS+ $G ok\r\nTHIS IS NOT A ROUTE OP\r\n"))
 	out := readUntilClosed(nc, 2*time.Second)
 	if !strings.Contains(out, "-ERR 'Unknown Protocol Operation'") {
 		t.Fatalf("got %q", out)
@@ -135,7 +135,7 @@ func TestRouteSelfIsNotRetried(t *testing.T) {
 
 func TestRouteSlowConsumerIsClosedWithoutStallingPublisher(t *testing.T) {
 	srvs := startMesh(t, 1, func(_ int, o *Options) { o.MaxPending = 256 << 10; o.MaxPayload = 64 << 10 })
-	nc := fakeRoute(t, srvs[0], "NSLOW", "RS+ flood\r\n")
+	nc := fakeRoute(t, srvs[0], "NSLOW", "RS+ $G flood\r\n")
 	_ = nc // it never reads
 	waitFor(t, 2*time.Second, func() bool { return interest(srvs[0], "flood") == 1 })
 	pub := mustConnect(t, srvs[0])

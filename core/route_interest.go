@@ -12,8 +12,9 @@ import (
 // server has local subscribers (RS+/RS-); it keeps what it learns as subscriptions of the
 // route in the shared index, so one Match finds local subscribers and routes alike.
 
-// interestKey is a subject, or a subject and queue group, with local subscribers.
-type interestKey struct{ subject, queue string }
+// interestKey is a subject, or a subject and queue group, of an account with local
+// subscribers.
+type interestKey struct{ acc, subject, queue string }
 
 // subAdded counts a new local subscription and tells the routes when the interest is new
 // (plain) or its weight changed (queue). Called after the index insert.
@@ -23,17 +24,17 @@ func (s *Server) subAdded(sub *subscription) {
 	}
 	s.rmu.Lock()
 	defer s.rmu.Unlock()
-	if sub.counted || sub.closed.Load() {
+	if sub.counted || sub.local || sub.closed.Load() {
 		return
 	}
 	sub.counted = true
-	k := interestKey{sub.subject, sub.queue}
+	k := interestKey{sub.acc.name, sub.subject, sub.queue}
 	n := s.interest[k] + 1
 	s.interest[k] = n
 	if sub.queue == "" && n > 1 {
 		return
 	}
-	s.toRoutes(func(b []byte) []byte { return wire.AppendRouteSub(b, k.subject, k.queue, int(n)) })
+	s.toRoutes(func(b []byte) []byte { return wire.AppendRouteSub(b, k.acc, k.subject, k.queue, int(n)) })
 }
 
 // subRemoved uncounts a local subscription that left the index.
@@ -47,16 +48,16 @@ func (s *Server) subRemoved(sub *subscription) {
 		return
 	}
 	sub.counted = false
-	k := interestKey{sub.subject, sub.queue}
+	k := interestKey{sub.acc.name, sub.subject, sub.queue}
 	n := s.interest[k] - 1
 	if n <= 0 {
 		delete(s.interest, k)
-		s.toRoutes(func(b []byte) []byte { return wire.AppendRouteUnsub(b, k.subject, k.queue) })
+		s.toRoutes(func(b []byte) []byte { return wire.AppendRouteUnsub(b, k.acc, k.subject, k.queue) })
 		return
 	}
 	s.interest[k] = n
 	if sub.queue != "" {
-		s.toRoutes(func(b []byte) []byte { return wire.AppendRouteSub(b, k.subject, k.queue, int(n)) })
+		s.toRoutes(func(b []byte) []byte { return wire.AppendRouteSub(b, k.acc, k.subject, k.queue, int(n)) })
 	}
 }
 
@@ -72,16 +73,18 @@ func (s *Server) toRoutes(add func([]byte) []byte) {
 	}
 }
 
-// RouteSub records the peer's interest as a subscription of the route.
-func (c *client) RouteSub(subj, queue []byte, weight int) error {
+// RouteSub records the peer's interest as a subscription of the route, in the account it
+// names; interest in an account we do not have is ignored (and logged once).
+func (c *client) RouteSub(accName, subj, queue []byte, weight int) error {
 	if !c.routeReady() {
 		return errRouteClose(wire.ErrAuthorization.Text, reasonRouteRejected)
 	}
 	c.inBatch.active = true
-	key := string(subj)
-	if len(queue) > 0 {
-		key += " " + string(queue)
+	acc := c.routeAccount(accName)
+	if acc == nil {
+		return nil
 	}
+	key := routeSubKey(accName, subj, queue)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
@@ -91,9 +94,9 @@ func (c *client) RouteSub(subj, queue []byte, weight int) error {
 		sub.weight.Store(int32(max(weight, 1)))
 		return nil
 	}
-	sub := &subscription{client: c, subject: string(subj), queue: string(queue), sid: key}
+	sub := &subscription{client: c, acc: acc, subject: string(subj), queue: string(queue), sid: key}
 	sub.weight.Store(int32(max(weight, 1)))
-	if err := c.srv.subs.Insert(sub.subject, sub.queue, sub); err != nil {
+	if err := acc.subs.Insert(sub.subject, sub.queue, sub); err != nil {
 		c.log.Warn("closing route", "cause", "invalid subject in RS+", "subject", sub.subject)
 		return errRouteClose(wire.ErrInvalidSubject.Text, reasonProtocolViolation)
 	}
@@ -102,21 +105,18 @@ func (c *client) RouteSub(subj, queue []byte, weight int) error {
 }
 
 // RouteUnsub drops the peer's interest.
-func (c *client) RouteUnsub(subj, queue []byte) error {
+func (c *client) RouteUnsub(accName, subj, queue []byte) error {
 	if !c.routeReady() {
 		return errRouteClose(wire.ErrAuthorization.Text, reasonRouteRejected)
 	}
-	key := string(subj)
-	if len(queue) > 0 {
-		key += " " + string(queue)
-	}
+	key := routeSubKey(accName, subj, queue)
 	c.mu.Lock()
 	sub := c.subs[key]
 	delete(c.subs, key)
 	c.mu.Unlock()
 	if sub != nil {
 		sub.closed.Store(true)
-		_ = c.srv.subs.Remove(sub.subject, sub.queue, sub)
+		_ = sub.acc.subs.Remove(sub.subject, sub.queue, sub)
 	}
 	return nil
 }
@@ -129,9 +129,55 @@ func (c *client) RouteMsg(m *wire.RoutedMsg) error {
 	}
 	c.inBatch.msgs++
 	c.inBatch.bytes += int64(len(m.Msg))
+	acc := c.routeAccount(m.Account)
+	if acc == nil {
+		return nil
+	}
+	// The route's L1 cache serves the global account; another account's index has its own
+	// match cache.
+	var r *subject.Result[*subscription]
+	if acc == c.acc {
+		r = c.match(m.Subject)
+	} else {
+		r = acc.subs.Match(m.Subject)
+	}
 	c.prod.queues = m.Queues
-	c.prod.route(c.match(m.Subject), m.Subject, m.Reply, m.HdrLen, m.Msg)
+	c.prod.route(acc, r, m.Subject, m.Reply, m.HdrLen, m.Msg)
 	c.prod.queues = nil
+	return nil
+}
+
+// routeSubKey names a route's subscription in its subs map: "account subject [queue]".
+func routeSubKey(acc, subj, queue []byte) string {
+	key := string(acc) + " " + string(subj)
+	if len(queue) > 0 {
+		key += " " + string(queue)
+	}
+	return key
+}
+
+// routeAccount returns the account a route line names: the last one again without a lookup
+// (a route's traffic is mostly one account), else from the server's map. An account this
+// server does not have means the two account configurations differ: it is logged once per
+// route and account, and what the peer sent for it is dropped.
+func (c *client) routeAccount(name []byte) *account {
+	st := c.route
+	if st.lastAcc != nil && string(name) == st.lastAcc.name {
+		return st.lastAcc
+	}
+	acc := c.srv.accounts[string(name)]
+	if acc != nil {
+		st.lastAcc = acc
+		return acc
+	}
+	if st.unknownAccs == nil {
+		st.unknownAccs = make(map[string]bool)
+	}
+	if !st.unknownAccs[string(name)] && len(st.unknownAccs) < 64 {
+		st.unknownAccs[string(name)] = true
+		c.log.Warn("route names an account this server does not have: the servers' account configurations differ",
+			"account", string(name), "remote", st.remoteName)
+	}
 	return nil
 }
 
@@ -228,12 +274,12 @@ func (p *producer) routeQueue(hb *hitBuf, qg *subject.QueueGroup[*subscription],
 }
 
 // sendToRoutes writes the message once to each route recorded in hb.
-func (p *producer) sendToRoutes(hb *hitBuf, subj, reply []byte, hdrLen int, msg []byte) {
+func (p *producer) sendToRoutes(hb *hitBuf, acc string, subj, reply []byte, hdrLen int, msg []byte) {
 	for i := range hb.hits {
 		h := &hb.hits[i]
 		dst := h.c
 		h.c = nil
-		frame := len(subj) + len(reply) + len(msg) + 48
+		frame := len(acc) + len(subj) + len(reply) + len(msg) + 48
 		for _, q := range h.queues {
 			frame += len(q) + 1
 		}
@@ -247,7 +293,7 @@ func (p *producer) sendToRoutes(hb *hitBuf, subj, reply []byte, hdrLen int, msg 
 			dst.markSlowConsumer()
 			continue
 		}
-		b := wire.AppendRouteMsg(dst.out.buf, subj, reply, h.queues, hdrLen, len(msg))
+		b := wire.AppendRouteMsg(dst.out.buf, acc, subj, reply, h.queues, hdrLen, len(msg))
 		b = append(b, msg...)
 		dst.out.buf = append(b, '\r', '\n')
 		if p.stall == nil && p.lock == nil && dst.stallMark(0) {

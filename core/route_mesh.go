@@ -34,6 +34,12 @@ func (s *Server) registerRoute(c *client, info *routeInfo, raw []byte) error {
 		c.log.Warn("rejecting route", "cause", msg)
 		return errRouteClose(msg, reasonRouteRejected)
 	}
+	if info.Accounts != s.accDigest {
+		// Both ends log it. Accounts both have keep working; traffic of the others is
+		// dropped where the account is missing (routeAccount).
+		c.log.Warn("route to a server with a different account configuration: accounts only one of them has do not cross this route",
+			"remote_name", info.ServerName, "remote_accounts_digest", info.Accounts, "accounts_digest", s.accDigest)
+	}
 	s.rmu.Lock()
 	st.remoteID, st.remoteName = info.ServerID, info.ServerName
 	old := s.routes[info.ServerID]
@@ -63,7 +69,7 @@ func (s *Server) registerRoute(c *client, info *routeInfo, raw []byte) error {
 	urlsChanged := !co.NoAdvertise && len(info.ConnectURLs) > 0 && s.addRemoteURLs(info.ConnectURLs)
 	c.mu.Lock()
 	for k, n := range s.interest {
-		c.out.buf = wire.AppendRouteSub(c.out.buf, k.subject, k.queue, int(n))
+		c.out.buf = wire.AppendRouteSub(c.out.buf, k.acc, k.subject, k.queue, int(n))
 	}
 	c.mu.Unlock()
 	others := slices.DeleteFunc(slices.Collect(maps.Values(s.routes)), func(r *client) bool { return r == c })

@@ -70,7 +70,7 @@ func waitFor(t *testing.T, d time.Duration, ok func() bool) {
 
 // interest reports whether s would send subj anywhere (a local or route subscription).
 func interest(s *Server, subj string) int {
-	r := s.subs.Match([]byte(subj))
+	r := s.gacc.subs.Match([]byte(subj))
 	n := len(r.Plain)
 	for _, q := range r.Queues {
 		n += len(q.Members)
@@ -466,6 +466,10 @@ func TestLameDuckToldOnce(t *testing.T) {
 		}
 	}
 	next() // the greeting
+	// The INFO after the first PONG: from then on the client takes async INFOs (without
+	// waiting for it, a loaded machine could enter lame duck mode before the PING was read,
+	// and the client would never be told).
+	next()
 	waitFor(t, 2*time.Second, func() bool { return ldm.NumClients() == 1 })
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)

@@ -13,8 +13,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/starling-io/starling/core/subject"
 )
 
 // NATSVersion is the nats-server feature level Starling speaks; it is what INFO reports as
@@ -34,7 +32,15 @@ type Server struct {
 	id    string
 	name  string
 	start time.Time
-	subs  *subject.Index[*subscription]
+
+	// Accounts: built by New, never changed (a reload may not change them), so read
+	// without a lock. gacc is the global account $G.
+	gacc     *account
+	accounts map[string]*account
+	sysAcc   *account  // the system account, nil without accounts
+	sys      *sysState // system account requests (sysreq.go); nil without a system account
+	// accDigest identifies the account configuration in route INFO ("" without accounts).
+	accDigest string
 
 	mu       sync.Mutex
 	clients  map[uint64]*client
@@ -85,7 +91,6 @@ func New(opts Options) (*Server, error) {
 		log:     o.Logger,
 		id:      newServerID(),
 		start:   time.Now(),
-		subs:    subject.NewIndex[*subscription](),
 		clients: make(map[uint64]*client),
 		closed:  closedRing{max: 10000},
 		ready:   make(chan struct{}),
@@ -99,7 +104,23 @@ func New(opts Options) (*Server, error) {
 		s.remoteURLs = make(map[string]int)
 		s.dialing = make(map[string]bool)
 	}
+	if errs := ValidateAccounts(o.Accounts); len(errs) > 0 {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, errors.Join(errs...))
+	}
 	s.opts.Store(&o)
+	if err := s.buildAccounts(o.Accounts); err != nil {
+		return nil, err
+	}
+	if err := s.setupSystem(&o); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidOptions, err)
+	}
+	if o.Auth != nil {
+		for _, name := range o.Auth.Accounts() {
+			if s.account(name) == nil {
+				return nil, fmt.Errorf("%w: a user belongs to account %q, which is not configured", ErrInvalidOptions, name)
+			}
+		}
+	}
 	s.name = o.ServerName
 	if s.name == "" {
 		s.name = s.id
@@ -149,6 +170,10 @@ func (s *Server) Start() error {
 	s.log.Info("listening for client connections", "addr", ln.Addr().String(), "server_id", s.id, "server_name", s.name, "version", Version)
 	s.wg.Add(1)
 	go s.acceptLoop(ln, "client", s.createClient)
+	if s.sys != nil {
+		s.wg.Add(1)
+		go s.sysLoop()
+	}
 	if co := s.o().Cluster; co != nil {
 		if err := s.startCluster(co); err != nil {
 			_ = ln.Close()
@@ -350,5 +375,11 @@ func (s *Server) NumClients() int {
 	return len(s.clients)
 }
 
-// NumSubscriptions returns the number of subscriptions in the index.
-func (s *Server) NumSubscriptions() int { return s.subs.Count() }
+// NumSubscriptions returns the number of subscriptions in the indexes of all accounts.
+func (s *Server) NumSubscriptions() int {
+	n := 0
+	for _, a := range s.accounts {
+		n += a.subs.Count()
+	}
+	return n
+}

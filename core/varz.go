@@ -113,7 +113,7 @@ func (s *Server) Varz() *Varz {
 		Mem: rss(), CPU: s.cpu.percent(now),
 		TotalConnections: s.totalConn.Load(),
 		SlowConsumers:    s.slow.Load(), StaleConnections: s.stale.Load(),
-		Subscriptions:  uint32(s.subs.Count()),
+		Subscriptions:  uint32(s.NumSubscriptions()),
 		HTTPReqStats:   map[string]uint64{},
 		ConfigLoadTime: s.start.UTC(),
 	}

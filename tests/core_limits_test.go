@@ -168,6 +168,7 @@ func TestLameDuckMode(t *testing.T) {
 		nats.LameDuckModeHandler(func(*nats.Conn) { ldm <- struct{}{} }),
 		nats.ClosedHandler(func(*nats.Conn) { close(closed) }))
 	must(t, nc.Flush())
+	url := clientURL(m) // empty once the listener is closed: nats.go would dial localhost:4222
 	go func() { _ = m.Server().LameDuck(t.Context()) }()
 	select {
 	case <-ldm:
@@ -175,7 +176,7 @@ func TestLameDuckMode(t *testing.T) {
 		t.Fatal("lame duck INFO not seen by the client")
 	}
 	// New connections are refused while in lame duck mode.
-	if _, err := nats.Connect(clientURL(m), nats.Timeout(500*time.Millisecond)); err == nil {
+	if _, err := nats.Connect(url, nats.Timeout(500*time.Millisecond)); err == nil {
 		t.Fatal("connected to a lame duck server")
 	}
 	select {

@@ -21,6 +21,9 @@ type User struct {
 
 	// Permissions of the user; nil means Options.DefaultPermissions.
 	Permissions *Permissions
+
+	// Account names the user's account ("": the global account).
+	Account string
 }
 
 // Options configures an Authenticator. At most one mechanism may be set: a
@@ -59,6 +62,7 @@ type Identity struct {
 	Name        string       // user name or nkey ("" for token and no auth): /connz authorized_user
 	Permissions *Permissions // as configured; nil: everything allowed
 	Checker     *Checker     // Permissions compiled; nil: everything allowed
+	Account     string       // the user's account ("": the global account)
 }
 
 // mode is the authentication mechanism in force.
@@ -228,7 +232,7 @@ func (a *Authenticator) addUsers(o Options, def *Checker, errs []error) []error 
 			errs = append(errs, fmt.Errorf("%w: %s: nil user", ErrInvalidOptions, who))
 			continue
 		}
-		acc := &account{id: &Identity{Permissions: u.Permissions}}
+		acc := &account{id: &Identity{Permissions: u.Permissions, Account: u.Account}}
 		if acc.id.Permissions == nil {
 			acc.id.Permissions = o.DefaultPermissions
 		}
@@ -279,6 +283,21 @@ func parseUserNkey(pub string) (nkeys.KeyPair, error) {
 		return nil, errors.New("not a valid public user nkey")
 	}
 	return nkeys.FromPublicKey(pub)
+}
+
+// Accounts lists the accounts users belong to (each once; "" is not listed).
+func (a *Authenticator) Accounts() []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, m := range []map[string]*account{a.byName, a.byNkey} {
+		for _, acc := range m {
+			if n := acc.id.Account; n != "" && !seen[n] {
+				seen[n] = true
+				out = append(out, n)
+			}
+		}
+	}
+	return out
 }
 
 // Required reports whether clients must authenticate: the INFO

@@ -396,3 +396,39 @@ func TestCheckConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// A user's account travels with its identity, whichever way it logs in: password,
+// no_auth_user, or a mapped TLS certificate (verify_and_map); Accounts lists them.
+func TestUserAccounts(t *testing.T) {
+	a, err := auth.New(auth.Options{NoAuthUser: "anon", Users: []*auth.User{
+		{Username: "alice", Password: "pw", Account: "A"},
+		{Username: "CN=bob", Account: "B"},
+		{Username: "anon", Account: "B"},
+		{Username: "global", Password: "pw"},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		cred auth.Credentials
+		want string
+	}{
+		{auth.Credentials{User: "alice", Pass: "pw"}, "A"},
+		{auth.Credentials{}, "B"},
+		{auth.Credentials{User: "global", Pass: "pw"}, ""},
+	} {
+		id, err := a.Check(c.cred)
+		if err != nil || id.Account != c.want {
+			t.Errorf("%+v: account %q, %v; want %q", c.cred, id.Account, err, c.want)
+		}
+	}
+	id, err := a.CheckNames([]string{"CN=bob"})
+	if err != nil || id.Account != "B" {
+		t.Errorf("certificate: %+v %v", id, err)
+	}
+	got := a.Accounts()
+	slices.Sort(got)
+	if strings.Join(got, ",") != "A,B" {
+		t.Errorf("Accounts() = %v", got)
+	}
+}

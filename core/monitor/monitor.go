@@ -257,7 +257,7 @@ func (m *Monitor) HandleVarz(w http.ResponseWriter, r *http.Request) {
 // HandleConnz serves /connz.
 func (m *Monitor) HandleConnz(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	o := core.ConnzOptions{Sort: q.Get("sort"), State: q.Get("state")}
+	o := core.ConnzOptions{Sort: q.Get("sort"), State: q.Get("state"), Account: q.Get("acc"), User: q.Get("user")}
 	p := params{r: r}
 	if q.Get("subs") == "detail" {
 		o.SubsDetail = true
@@ -288,7 +288,8 @@ func (m *Monitor) HandleConnz(w http.ResponseWriter, r *http.Request) {
 // HandleSubsz serves /subsz.
 func (m *Monitor) HandleSubsz(w http.ResponseWriter, r *http.Request) {
 	p := params{r: r}
-	o := core.SubszOptions{Test: r.URL.Query().Get("test"), Subs: p.bool("subs"), Offset: p.int("offset"), Limit: p.int("limit")}
+	o := core.SubszOptions{Test: r.URL.Query().Get("test"), Subs: p.bool("subs"), Offset: p.int("offset"), Limit: p.int("limit"),
+		Account: r.URL.Query().Get("acc")}
 	if p.err != nil {
 		badRequest(w, p.err)
 		return
@@ -361,13 +362,14 @@ func (m *Monitor) AddHealthCheck(check func() error) {
 	m.checks = append(m.checks, check)
 }
 
-// HandleAccountz serves /accountz: Starling has the global account only.
+// HandleAccountz serves /accountz: the accounts, or with ?acc=NAME one account's details.
 func (m *Monitor) HandleAccountz(w http.ResponseWriter, r *http.Request) {
-	if acc := r.URL.Query().Get("acc"); acc != "" && acc != "$G" {
-		http.Error(w, fmt.Sprintf("Account %s does not exist", acc), http.StatusBadRequest)
+	az, err := m.srv.Accountz(r.URL.Query().Get("acc"))
+	if err != nil {
+		badRequest(w, err)
 		return
 	}
-	writeJSON(w, map[string]any{"server_id": m.srv.ID(), "now": time.Now().UTC(), "accounts": []string{"$G"}}, true)
+	writeJSON(w, az, true)
 }
 
 // HandleGatewayz serves /gatewayz in its empty form.

@@ -2,17 +2,17 @@ package wire
 
 import "bytes"
 
-// The route protocol spoken between Starling servers of one cluster (spec §16, without the
-// account token: a Starling cluster has one account):
+// The route protocol spoken between Starling servers of one cluster (spec §16): the
+// reference's, with the account token on every interest and message line.
 //
 //	INFO {json}            CONNECT {json}          PING  PONG  +OK  -ERR 'text'
-//	RS+ <subject>                      plain interest appeared
-//	RS+ <subject> <queue> <weight>     queue interest; weight = local members
-//	RS- <subject> [<queue>]            interest gone
-//	RMSG <subject> [<reply>] <size>                       (payload follows)
-//	RMSG <subject> + <reply> <queue>... <size>            the sender chose us for these queues
-//	RMSG <subject> | <queue>... <size>                    same, without a reply
-//	HMSG ... <hdr> <size>                                 as RMSG, with a header block
+//	RS+ <account> <subject>                      plain interest appeared
+//	RS+ <account> <subject> <queue> <weight>     queue interest; weight = local members
+//	RS- <account> <subject> [<queue>]            interest gone
+//	RMSG <account> <subject> [<reply>] <size>                    (payload follows)
+//	RMSG <account> <subject> + <reply> <queue>... <size>         the sender chose us for these queues
+//	RMSG <account> <subject> | <queue>... <size>                 same, without a reply
+//	HMSG ... <hdr> <size>                                        as RMSG, with a header block
 //
 // Routes are few and busy, so this parser is simpler than the client one: it works on whole
 // operations in the read buffer and copies only an operation that straddles two reads.
@@ -20,6 +20,7 @@ import "bytes"
 // RoutedMsg is one RMSG/HMSG. Every slice aliases the parser's input and is valid only
 // during the RouteMsg call.
 type RoutedMsg struct {
+	Account        []byte
 	Subject, Reply []byte
 	Queues         [][]byte // the queue groups the sender chose this server for
 	HdrLen         int      // header block size at the start of Msg; 0 = no header
@@ -31,8 +32,8 @@ type RoutedMsg struct {
 type RouteHandler interface {
 	RouteInfo(arg []byte) error
 	RouteConnect(arg []byte) error
-	RouteSub(subject, queue []byte, weight int) error // queue nil for plain interest
-	RouteUnsub(subject, queue []byte) error
+	RouteSub(account, subject, queue []byte, weight int) error // queue nil for plain interest
+	RouteUnsub(account, subject, queue []byte) error
 	RouteMsg(m *RoutedMsg) error
 	RoutePing() error
 	RoutePong() error
@@ -167,23 +168,23 @@ func (p *RouteParser) parseOne(b []byte) (n, need int, err error) {
 	case opIs(name, "rs+"):
 		f := p.split(rest)
 		switch len(f) {
-		case 1:
-			return j + 1, 0, p.h.RouteSub(f[0], nil, 0)
-		case 3:
-			w := parseSize(f[2])
+		case 2:
+			return j + 1, 0, p.h.RouteSub(f[0], f[1], nil, 0)
+		case 4:
+			w := parseSize(f[3])
 			if w < 0 {
 				return 0, 0, ErrProtocol
 			}
-			return j + 1, 0, p.h.RouteSub(f[0], f[1], w)
+			return j + 1, 0, p.h.RouteSub(f[0], f[1], f[2], w)
 		}
 		return 0, 0, ErrProtocol
 	case opIs(name, "rs-"):
 		f := p.split(rest)
 		switch len(f) {
-		case 1:
-			return j + 1, 0, p.h.RouteUnsub(f[0], nil)
 		case 2:
-			return j + 1, 0, p.h.RouteUnsub(f[0], f[1])
+			return j + 1, 0, p.h.RouteUnsub(f[0], f[1], nil)
+		case 3:
+			return j + 1, 0, p.h.RouteUnsub(f[0], f[1], f[2])
 		}
 		return 0, 0, ErrProtocol
 	case opIs(name, "ping"):
@@ -209,12 +210,12 @@ func (p *RouteParser) parseMsgLine(rest []byte, hdr bool) (int, error) {
 	if hdr {
 		nums = 2
 	}
-	if len(f) < 1+nums {
+	if len(f) < 2+nums {
 		return 0, ErrProtocol
 	}
-	args := f[1 : len(f)-nums]
+	args := f[2 : len(f)-nums]
 	m := &p.m
-	m.Subject, m.Reply, m.Queues = f[0], nil, nil
+	m.Account, m.Subject, m.Reply, m.Queues = f[0], f[1], nil, nil
 	switch {
 	case len(args) >= 2 && len(args[0]) == 1 && args[0][0] == '+':
 		m.Reply, m.Queues = args[1], args[2:]
@@ -275,9 +276,11 @@ func cutOp(line []byte) (name, rest []byte) {
 // opIs compares an op name case-insensitively with a lower-case name.
 func opIs(b []byte, name string) bool { return len(b) == len(name) && hasPrefixFold(b, name) }
 
-// AppendRouteSub appends "RS+ <subject>[ <queue> <weight>]\r\n".
-func AppendRouteSub(dst []byte, subject, queue string, weight int) []byte {
+// AppendRouteSub appends "RS+ <account> <subject>[ <queue> <weight>]\r\n".
+func AppendRouteSub(dst []byte, account, subject, queue string, weight int) []byte {
 	dst = append(dst, "RS+ "...)
+	dst = append(dst, account...)
+	dst = append(dst, ' ')
 	dst = append(dst, subject...)
 	if queue != "" {
 		dst = append(dst, ' ')
@@ -288,9 +291,11 @@ func AppendRouteSub(dst []byte, subject, queue string, weight int) []byte {
 	return append(dst, '\r', '\n')
 }
 
-// AppendRouteUnsub appends "RS- <subject>[ <queue>]\r\n".
-func AppendRouteUnsub(dst []byte, subject, queue string) []byte {
+// AppendRouteUnsub appends "RS- <account> <subject>[ <queue>]\r\n".
+func AppendRouteUnsub(dst []byte, account, subject, queue string) []byte {
 	dst = append(dst, "RS- "...)
+	dst = append(dst, account...)
+	dst = append(dst, ' ')
 	dst = append(dst, subject...)
 	if queue != "" {
 		dst = append(dst, ' ')
@@ -301,12 +306,14 @@ func AppendRouteUnsub(dst []byte, subject, queue string) []byte {
 
 // AppendRouteMsg appends the control line of an RMSG (hdrLen 0) or HMSG; the caller appends
 // header block, payload and CR LF.
-func AppendRouteMsg(dst, subject, reply []byte, queues []string, hdrLen, size int) []byte {
+func AppendRouteMsg(dst []byte, account string, subject, reply []byte, queues []string, hdrLen, size int) []byte {
 	if hdrLen > 0 {
 		dst = append(dst, "HMSG "...)
 	} else {
 		dst = append(dst, "RMSG "...)
 	}
+	dst = append(dst, account...)
+	dst = append(dst, ' ')
 	dst = append(dst, subject...)
 	dst = append(dst, ' ')
 	// A reply that reads like a marker is written in the marked form so it cannot be misread.

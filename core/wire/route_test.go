@@ -15,16 +15,16 @@ func (r *routeRec) RouteConnect(a []byte) error {
 	r.ops = append(r.ops, "CONNECT "+string(a))
 	return nil
 }
-func (r *routeRec) RouteSub(s, q []byte, w int) error {
-	r.ops = append(r.ops, fmt.Sprintf("SUB %s %s %d", s, q, w))
+func (r *routeRec) RouteSub(a, s, q []byte, w int) error {
+	r.ops = append(r.ops, fmt.Sprintf("SUB %s %s %s %d", a, s, q, w))
 	return nil
 }
-func (r *routeRec) RouteUnsub(s, q []byte) error {
-	r.ops = append(r.ops, fmt.Sprintf("UNSUB %s %s", s, q))
+func (r *routeRec) RouteUnsub(a, s, q []byte) error {
+	r.ops = append(r.ops, fmt.Sprintf("UNSUB %s %s %s", a, s, q))
 	return nil
 }
 func (r *routeRec) RouteMsg(m *RoutedMsg) error {
-	r.ops = append(r.ops, fmt.Sprintf("MSG %s %s %q %d %q", m.Subject, m.Reply, m.Queues, m.HdrLen, m.Msg))
+	r.ops = append(r.ops, fmt.Sprintf("MSG %s %s %s %q %d %q", m.Account, m.Subject, m.Reply, m.Queues, m.HdrLen, m.Msg))
 	return nil
 }
 func (r *routeRec) RoutePing() error        { r.ops = append(r.ops, "PING"); return nil }
@@ -34,19 +34,19 @@ func (r *routeRec) RouteErr(a []byte) error { r.ops = append(r.ops, "ERR "+strin
 func routeInput() []byte {
 	var b []byte
 	b = append(b, "INFO {\"server_id\":\"X\"}\r\nCONNECT {}\r\nPING\r\nPONG\r\n+OK\r\n"...)
-	b = AppendRouteSub(b, "foo.*", "", 0)
-	b = AppendRouteSub(b, "bar", "q1", 3)
-	b = AppendRouteUnsub(b, "foo.*", "")
-	b = AppendRouteUnsub(b, "bar", "q1")
-	b = AppendRouteMsg(b, []byte("a.b"), nil, nil, 0, 5)
+	b = AppendRouteSub(b, "$G", "foo.*", "", 0)
+	b = AppendRouteSub(b, "A", "bar", "q1", 3)
+	b = AppendRouteUnsub(b, "$G", "foo.*", "")
+	b = AppendRouteUnsub(b, "A", "bar", "q1")
+	b = AppendRouteMsg(b, "$G", []byte("a.b"), nil, nil, 0, 5)
 	b = append(b, "hello\r\n"...)
-	b = AppendRouteMsg(b, []byte("a.b"), []byte("_INBOX.1"), nil, 0, 0)
+	b = AppendRouteMsg(b, "$G", []byte("a.b"), []byte("_INBOX.1"), nil, 0, 0)
 	b = append(b, "\r\n"...)
-	b = AppendRouteMsg(b, []byte("a.b"), []byte("r"), []string{"q1", "q2"}, 0, 2)
+	b = AppendRouteMsg(b, "A", []byte("a.b"), []byte("r"), []string{"q1", "q2"}, 0, 2)
 	b = append(b, "hi\r\n"...)
-	b = AppendRouteMsg(b, []byte("x"), nil, []string{"q1"}, 0, 2)
+	b = AppendRouteMsg(b, "$G", []byte("x"), nil, []string{"q1"}, 0, 2)
 	b = append(b, "hi\r\n"...)
-	b = AppendRouteMsg(b, []byte("h"), []byte("+"), nil, 12, 14)
+	b = AppendRouteMsg(b, "$G", []byte("h"), []byte("+"), nil, 12, 14)
 	b = append(b, "NATS/1.0\r\n\r\nok\r\n"...)
 	b = append(b, "-ERR 'boom'\r\n"...)
 	return b
@@ -54,12 +54,12 @@ func routeInput() []byte {
 
 var routeWant = []string{
 	`INFO {"server_id":"X"}`, "CONNECT {}", "PING", "PONG",
-	"SUB foo.*  0", "SUB bar q1 3", "UNSUB foo.* ", "UNSUB bar q1",
-	`MSG a.b  [] 0 "hello"`,
-	`MSG a.b _INBOX.1 [] 0 ""`,
-	`MSG a.b r ["q1" "q2"] 0 "hi"`,
-	`MSG x  ["q1"] 0 "hi"`,
-	`MSG h + [] 12 "NATS/1.0\r\n\r\nok"`,
+	"SUB $G foo.*  0", "SUB A bar q1 3", "UNSUB $G foo.* ", "UNSUB A bar q1",
+	`MSG $G a.b  [] 0 "hello"`,
+	`MSG $G a.b _INBOX.1 [] 0 ""`,
+	`MSG A a.b r ["q1" "q2"] 0 "hi"`,
+	`MSG $G x  ["q1"] 0 "hi"`,
+	`MSG $G h + [] 12 "NATS/1.0\r\n\r\nok"`,
 	"ERR 'boom'",
 }
 
@@ -81,10 +81,10 @@ func TestRouteParserSplits(t *testing.T) {
 
 func TestRouteParserErrors(t *testing.T) {
 	for _, in := range []string{
-		"BOGUS\r\n", "RS+\r\n", "RS+ a b\r\n", "RS+ a b c\r\n", "RS-\r\n", "RS- a b c\r\n",
-		"RMSG\r\n", "RMSG a\r\n", "RMSG a x\r\n", "RMSG a b c d\r\n", "RMSG a 2\r\nabcd\r\n",
-		"HMSG a 5 2\r\nabcd\r\n", "RMSG a 99999999999\r\n",
-		"RMSG a " + strings.Repeat("q", routeLineMax+10) + " 1\r\n",
+		"BOGUS\r\n", "RS+\r\n", "RS+ a\r\n", "RS+ $G a b\r\n", "RS+ $G a b c\r\n", "RS-\r\n", "RS- a\r\n", "RS- $G a b c\r\n",
+		"RMSG\r\n", "RMSG $G a\r\n", "RMSG $G a x\r\n", "RMSG $G a b c d\r\n", "RMSG $G a 2\r\nabcd\r\n",
+		"HMSG $G a 5 2\r\nabcd\r\n", "RMSG $G a 99999999999\r\n",
+		"RMSG $G a " + strings.Repeat("q", routeLineMax+10) + " 1\r\n",
 	} {
 		p := NewRouteParser(&routeRec{})
 		if err := p.Parse([]byte(in)); err == nil {
@@ -100,7 +100,7 @@ func TestRouteParserErrors(t *testing.T) {
 func TestRouteParserZeroAlloc(t *testing.T) {
 	var b []byte
 	for range 50 {
-		b = AppendRouteMsg(b, []byte("foo.bar"), nil, []string{"q"}, 0, 16)
+		b = AppendRouteMsg(b, "$G", []byte("foo.bar"), nil, []string{"q"}, 0, 16)
 		b = append(b, "0123456789abcdef\r\n"...)
 	}
 	p := NewRouteParser(nopRoute{})
@@ -115,19 +115,19 @@ func TestRouteParserZeroAlloc(t *testing.T) {
 
 type nopRoute struct{}
 
-func (nopRoute) RouteInfo([]byte) error            { return nil }
-func (nopRoute) RouteConnect([]byte) error         { return nil }
-func (nopRoute) RouteSub(_, _ []byte, _ int) error { return nil }
-func (nopRoute) RouteUnsub(_, _ []byte) error      { return nil }
-func (nopRoute) RouteMsg(*RoutedMsg) error         { return nil }
-func (nopRoute) RoutePing() error                  { return nil }
-func (nopRoute) RoutePong() error                  { return nil }
-func (nopRoute) RouteErr([]byte) error             { return nil }
+func (nopRoute) RouteInfo([]byte) error               { return nil }
+func (nopRoute) RouteConnect([]byte) error            { return nil }
+func (nopRoute) RouteSub(_, _, _ []byte, _ int) error { return nil }
+func (nopRoute) RouteUnsub(_, _, _ []byte) error      { return nil }
+func (nopRoute) RouteMsg(*RoutedMsg) error            { return nil }
+func (nopRoute) RoutePing() error                     { return nil }
+func (nopRoute) RoutePong() error                     { return nil }
+func (nopRoute) RouteErr([]byte) error                { return nil }
 
 func BenchmarkRouteParse16B(b *testing.B) {
 	var in []byte
 	for range 1000 {
-		in = AppendRouteMsg(in, []byte("foo.bar"), nil, nil, 0, 16)
+		in = AppendRouteMsg(in, "$G", []byte("foo.bar"), nil, nil, 0, 16)
 		in = append(in, "0123456789abcdef\r\n"...)
 	}
 	p := NewRouteParser(nopRoute{})
@@ -142,7 +142,7 @@ func BenchmarkRouteParse16B(b *testing.B) {
 
 func FuzzRouteParser(f *testing.F) {
 	f.Add(routeInput(), 7)
-	f.Add([]byte("RMSG a + r q 3\r\nabc\r\nRS+ x q 2\r\n"), 3)
+	f.Add([]byte("RMSG $G a + r q 3\r\nabc\r\nRS+ A x q 2\r\n"), 3)
 	f.Fuzz(func(t *testing.T, in []byte, step int) {
 		if step <= 0 || step > len(in) {
 			step = len(in) + 1

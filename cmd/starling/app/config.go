@@ -99,6 +99,11 @@ func readFile(s *settings, m *conf.Map, p *problems) {
 			s.auth.noAuthAt = fileOrigin(e.KeyPos, path)
 		case "authorization":
 			r.authorization(s, e, path)
+		case "accounts":
+			r.accounts(s, e, path)
+		case "system_account":
+			s.core.SystemAccount, _ = r.str(e, path)
+			s.systemAt = fileOrigin(e.KeyPos, path)
 		case "allow_non_tls":
 			s.core.AllowNonTLS, _ = r.boolean(e, path)
 		case "tls":

@@ -35,7 +35,7 @@ func (r *fileReader) authorization(s *settings, e *conf.Entry, path string) {
 		case "timeout":
 			s.core.AuthTimeout, _ = r.duration(e, kpath)
 		case "users":
-			a.users = r.users(e, kpath, perms)
+			a.users = append(a.users, r.users(e, kpath, perms)...)
 			a.usersAt = fileOrigin(e.KeyPos, kpath)
 		case "default_permissions", "default_permission", "permissions":
 			a.defaults = r.permissions(e, kpath, perms)

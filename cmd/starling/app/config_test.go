@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -161,7 +162,7 @@ func TestReadmeExampleConfig(t *testing.T) {
 		LameDuckDuration: 2 * time.Minute, LameDuckGracePeriod: 10 * time.Second}
 	got := o
 	got.Auth, got.TLS, got.TLSTimeout, got.AuthTimeout = nil, nil, 0, 0
-	if got != want {
+	if !reflect.DeepEqual(got, want) {
 		t.Errorf("core options\n got %+v\nwant %+v", got, want)
 	}
 	if c.httpPort != 8222 || c.pidFile != filepath.Join(dir, "starling.pid") {

@@ -49,6 +49,7 @@ func WriteReference(w io.Writer) error {
 	}
 	for _, blk := range []struct{ name, title string }{
 		{"", "Top level"}, {"authorization", "`authorization { }`"}, {"permissions", "Permissions (`users[].permissions`, `default_permissions`)"},
+		{"accounts", "`accounts { NAME { } }`"},
 		{"tls", "`tls { }`"}, {"cluster", "`cluster { }`"}, {"streaming", "`streaming { }`"},
 	} {
 		fmt.Fprintf(&b, "\n### %s\n\n| Key | Aliases | Type | Flag | Description |\n|---|---|---|---|---|\n", blk.title)

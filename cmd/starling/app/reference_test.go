@@ -97,6 +97,10 @@ func TestReferenceKeysCoverTheReaders(t *testing.T) {
 		"readFile":          {""},
 		"authorization":     {"authorization."},
 		"users":             {"authorization.users[]."},
+		"accounts":          {"accounts.<account>."},
+		"exports":           {"accounts.<account>.exports[]."},
+		"imports":           {"accounts.<account>.imports[]."},
+		"importSource":      {"accounts.<account>.imports[].stream.", "accounts.<account>.imports[].service."},
 		"permissions":       {"permissions."},
 		"subjectPermission": {"permissions.publish.", "permissions.subscribe."},
 		"responses":         {"permissions.allow_responses."},
@@ -109,7 +113,7 @@ func TestReferenceKeysCoverTheReaders(t *testing.T) {
 	}
 	notReaders := []string{"isStreamingKey", "reservedFor", "flagSuffix"}
 	fset := token.NewFileSet()
-	for _, file := range []string{"config.go", "config_auth.go", "config_streaming.go", "config_fileopts.go", "tls.go", "cluster.go", "reserved.go"} {
+	for _, file := range []string{"config.go", "config_auth.go", "config_streaming.go", "config_fileopts.go", "config_accounts.go", "tls.go", "cluster.go", "reserved.go"} {
 		af, err := parser.ParseFile(fset, file, nil, 0)
 		check(t, err)
 		for _, d := range af.Decls {
@@ -180,6 +184,9 @@ func sampleConfig(path, typ string) string {
 	var closers []string
 	for i, p := range parts {
 		switch {
+		case p == "<account>":
+			b.WriteString(`"A": {`)
+			closers = append(closers, "}")
 		case p == "<channel>":
 			b.WriteString(`"foo": {`)
 			closers = append(closers, "}")

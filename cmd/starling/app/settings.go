@@ -47,6 +47,11 @@ type settings struct {
 	auth authSettings
 	tls  tlsSettings
 
+	accounts    []accountEntry // the accounts block
+	accountsAt  origin
+	accountsBad bool // the accounts have problems (reported): core.New would repeat them
+	systemAt    origin
+
 	streaming streamSettings
 
 	// The cluster block as read (see clusterSchema), where it was, its keys accepted but not
@@ -130,6 +135,7 @@ func (s *settings) build(p *problems) {
 		s.core.TLSTimeout = s.tls.timeout
 	}
 	s.core.Auth, s.plain = s.auth.build(p, s.core.TLSMap)
+	s.buildAccounts(p)
 	if s.basePath != "" {
 		s.basePath = path.Clean("/" + strings.Trim(s.basePath, "/"))
 		if s.basePath == "/" {
@@ -147,7 +153,9 @@ func (s *settings) build(p *problems) {
 	for _, k := range s.clusterUnused {
 		s.warnings = append(s.warnings, k.at.String()+" "+k.why)
 	}
-	if _, err := core.New(s.coreOptions(nil)); err != nil {
+	if s.accountsBad {
+		// already reported where they were written
+	} else if _, err := core.New(s.coreOptions(nil)); err != nil {
 		p.add(err)
 	}
 	s.streaming.build(p, s.core.Cluster != nil)
@@ -213,14 +221,21 @@ func (a *authSettings) build(p *problems, tlsMap bool) (*auth.Authenticator, []s
 		fail(a.passAt, "a password needs a user name")
 	}
 	users := make([]*auth.User, 0, len(a.users))
+	names := map[string]origin{} // users of all accounts share one name space
 	for _, u := range a.users {
+		name := u.user.Username + u.user.Nkey
+		if first, dup := names[name]; dup {
+			fail(u.at, "duplicate user %q (first defined at %s)", name, first)
+			continue
+		}
+		names[name] = u.at
 		if u.user.Nkey == "" && !u.hasPass && !tlsMap {
 			fail(u.at, "user %q has neither a password nor an nkey (write password: \"\" to allow an empty one, or map TLS certificates with verify_and_map)", u.user.Username)
 		}
 		users = append(users, u.user)
 	}
 	if a.noAuthUser != "" && !hasUser(users, a.noAuthUser) {
-		fail(a.noAuthAt, "%q is not a user or nkey of the authorization users list", a.noAuthUser)
+		fail(a.noAuthAt, "%q is not a user or nkey of the authorization users list or of an account", a.noAuthUser)
 	}
 	if !ok {
 		return nil, nil

@@ -1,0 +1,156 @@
+package core
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/starling-io/starling/core/subject"
+)
+
+// account is one subject space. A client reaches its index through c.acc, set at CONNECT,
+// so a publish pays for accounts with one pointer load and no lookup.
+type account struct {
+	name string
+	subs *subject.Index[*subscription]
+	cfg  AccountConfig // as configured (for /accountz)
+
+	streams  []*streamImport  // stream imports into this account: shadow its subscribers
+	services []*serviceImport // service imports into this account
+	resp     *responses       // this account exports services: its reply map; else nil
+	internal *client          // owns the account's own subscriptions (imports, replies)
+}
+
+// streamImport brings the exporter's subjects into the importer's space.
+type streamImport struct {
+	from     *account
+	subject  string             // in the exporter's space
+	local    string             // in the importer's space
+	toLocal  *subject.Transform // exporter subject → importer subject
+	toExport *subject.Transform // importer pattern → exporter pattern
+}
+
+// serviceImport forwards the importer's requests on local to the exporter.
+type serviceImport struct {
+	from, to  *account
+	local     string
+	toExport  *subject.Transform
+	multi     bool          // stream or chunked responses: a reply subject serves until it expires
+	threshold time.Duration // how long a reply subject serves
+}
+
+func newAccount(s *Server, name string) *account {
+	a := &account{name: name, subs: subject.NewIndex[*subscription]()}
+	a.internal = &client{srv: s, kind: kindInternal, cid: s.nextCID.Add(1), start: time.Now(),
+		subs: make(map[string]*subscription), ip: "127.0.0.1", name: "account " + name, acc: a}
+	a.internal.log = s.log.With("account", name)
+	a.internal.prod.init(a.internal)
+	return a
+}
+
+// buildAccounts creates the global account and the configured ones, with their imports.
+// The configuration has passed ValidateAccounts.
+func (s *Server) buildAccounts(cfgs []AccountConfig) error {
+	s.gacc = newAccount(s, GlobalAccount)
+	s.accounts = map[string]*account{GlobalAccount: s.gacc}
+	if len(cfgs) > 0 {
+		// Ordered by name: the same accounts written in another order are the same.
+		sorted := slices.Clone(cfgs)
+		slices.SortFunc(sorted, func(a, b AccountConfig) int { return strings.Compare(a.Name, b.Name) })
+		b, _ := json.Marshal(sorted)
+		sum := sha256.Sum256(b)
+		s.accDigest = hex.EncodeToString(sum[:8])
+	}
+	for _, c := range cfgs {
+		if c.Name != GlobalAccount {
+			s.accounts[c.Name] = newAccount(s, c.Name)
+		}
+	}
+	for _, c := range cfgs {
+		a := s.accounts[c.Name]
+		a.cfg = c
+		for _, im := range c.Imports {
+			exp := s.accounts[im.Account]
+			local := im.local()
+			if !im.Service {
+				si := &streamImport{from: exp, subject: im.Subject, local: local}
+				si.toLocal, _ = subject.NewTransform(im.Subject, local)
+				si.toExport, _ = subject.NewTransform(local, im.Subject)
+				a.streams = append(a.streams, si)
+				continue
+			}
+			si := &serviceImport{from: a, to: exp, local: local, threshold: DefaultResponseThreshold}
+			si.toExport, _ = subject.NewTransform(local, im.Subject)
+			if ex := findExport(cfgs, im.Account, im.Subject); ex != nil {
+				si.multi = ex.Responses == ResponseStream || ex.Responses == ResponseChunked
+				if ex.ResponseThreshold > 0 {
+					si.threshold = ex.ResponseThreshold
+				}
+			}
+			if exp.resp == nil {
+				exp.resp = newResponses()
+			}
+			a.services = append(a.services, si)
+		}
+	}
+	// The internal subscriptions: each service import listens on its local subject (for
+	// this server's clients only), each service exporter on its reply prefix.
+	for _, a := range s.accounts {
+		for _, si := range a.services {
+			sub := &subscription{client: a.internal, acc: a, subject: si.local, sid: "import " + si.local,
+				local: true, imp: &importRef{svc: si}}
+			if err := a.subs.Insert(sub.subject, "", sub); err != nil {
+				return fmt.Errorf("%w: account %q: service import %q: %v", ErrInvalidOptions, a.name, si.local, err)
+			}
+		}
+		if a.resp != nil {
+			sub := &subscription{client: a.internal, acc: a, subject: a.resp.prefix + ">", sid: "replies",
+				imp: &importRef{resp: a.resp}}
+			if err := a.subs.Insert(sub.subject, "", sub); err != nil {
+				return err
+			}
+			a.resp.sub = sub
+			s.subAdded(sub) // the routes learn of it when they register
+		}
+	}
+	return nil
+}
+
+// findExport returns the export of account acc that subj (an import's subject) falls under.
+func findExport(cfgs []AccountConfig, acc, subj string) *Export {
+	for i := range cfgs {
+		if cfgs[i].Name != acc {
+			continue
+		}
+		for j := range cfgs[i].Exports {
+			if ex := &cfgs[i].Exports[j]; ex.Service && subject.SubsetOf(subj, ex.Subject) {
+				return ex
+			}
+		}
+	}
+	return nil
+}
+
+// account returns the account named name, or nil. The map is built by New and never
+// changes, so no lock is needed.
+func (s *Server) account(name string) *account {
+	if name == "" {
+		return s.gacc
+	}
+	return s.accounts[name]
+}
+
+// AccountNames lists the accounts, the global one included, sorted.
+func (s *Server) AccountNames() []string {
+	names := make([]string, 0, len(s.accounts))
+	for n := range s.accounts {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}

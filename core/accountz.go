@@ -1,0 +1,101 @@
+package core
+
+import (
+	"fmt"
+	"time"
+)
+
+// Accountz is /accountz (and the ACCOUNTZ system request), in nats-server's shape.
+type Accountz struct {
+	ID            string       `json:"server_id"`
+	Now           time.Time    `json:"now"`
+	SystemAccount string       `json:"system_account,omitempty"`
+	Accounts      []string     `json:"accounts,omitempty"`
+	Account       *AccountInfo `json:"account_detail,omitempty"`
+}
+
+// AccountInfo describes one account.
+type AccountInfo struct {
+	AccountName string       `json:"account_name"`
+	IsSystem    bool         `json:"is_system,omitempty"`
+	Expired     bool         `json:"expired"`
+	Complete    bool         `json:"complete"`
+	JetStream   bool         `json:"jetstream_enabled"`
+	LeafCnt     int          `json:"leafnode_connections"`
+	ClientCnt   int          `json:"client_connections"`
+	SubCnt      uint32       `json:"subscriptions"`
+	Exports     []ExportInfo `json:"exports,omitempty"`
+	Imports     []ImportInfo `json:"imports,omitempty"`
+}
+
+// ExportInfo is one export in AccountInfo.
+type ExportInfo struct {
+	Subject      string   `json:"subject"`
+	Type         string   `json:"type"` // stream or service
+	Accounts     []string `json:"approved_accounts,omitempty"`
+	ResponseType string   `json:"response_type,omitempty"`
+}
+
+// ImportInfo is one import in AccountInfo.
+type ImportInfo struct {
+	Subject      string `json:"subject"`
+	Type         string `json:"type"`
+	Account      string `json:"account"`
+	LocalSubject string `json:"local_subject"`
+}
+
+// Accountz lists the accounts, or describes the one named (an unknown name wraps
+// ErrBadRequest).
+func (s *Server) Accountz(name string) (*Accountz, error) {
+	az := &Accountz{ID: s.id, Now: time.Now().UTC()}
+	if s.sysAcc != nil {
+		az.SystemAccount = s.sysAcc.name
+	}
+	if name == "" {
+		az.Accounts = s.AccountNames()
+		return az, nil
+	}
+	a := s.accounts[name]
+	if a == nil {
+		return nil, fmt.Errorf("%w: Account %s does not exist", ErrBadRequest, name)
+	}
+	ai := &AccountInfo{AccountName: a.name, IsSystem: a == s.sysAcc, Complete: true, SubCnt: uint32(a.subs.Count())}
+	for _, ex := range a.cfg.Exports {
+		ei := ExportInfo{Subject: ex.Subject, Type: kindName(ex.Service), Accounts: ex.Accounts}
+		if ex.Service {
+			ai.Exports = append(ai.Exports, ei)
+			ai.Exports[len(ai.Exports)-1].ResponseType = cmpOr(ex.Responses, ResponseSingleton)
+			continue
+		}
+		ai.Exports = append(ai.Exports, ei)
+	}
+	for _, im := range a.cfg.Imports {
+		ai.Imports = append(ai.Imports, ImportInfo{Subject: im.Subject, Type: kindName(im.Service), Account: im.Account, LocalSubject: im.local()})
+	}
+	s.mu.Lock()
+	cls := s.clientList()
+	s.mu.Unlock()
+	for _, c := range cls {
+		c.mu.Lock()
+		if c.acc == a && c.kind == kindClient {
+			ai.ClientCnt++
+		}
+		c.mu.Unlock()
+	}
+	az.Account = ai
+	return az, nil
+}
+
+func kindName(service bool) string {
+	if service {
+		return "service"
+	}
+	return "stream"
+}
+
+func cmpOr(s, otherwise string) string {
+	if s == "" {
+		return otherwise
+	}
+	return s
+}

@@ -1,0 +1,110 @@
+package core
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Connect and disconnect events (nats-server's advisories): the system account hears
+// $SYS.ACCOUNT.<account>.CONNECT when a client's CONNECT is accepted and
+// $SYS.ACCOUNT.<account>.DISCONNECT when that client goes. One event per connection, built
+// on the connection's goroutine and handed to sysLoop like a request (dropped when the
+// queue is full rather than ever blocking a connection).
+
+const (
+	connectEventType    = "io.nats.server.advisory.v1.client_connect"
+	disconnectEventType = "io.nats.server.advisory.v1.client_disconnect"
+)
+
+// sysClientInfo is nats-server's ClientInfo.
+type sysClientInfo struct {
+	Start   *time.Time    `json:"start,omitempty"`
+	Host    string        `json:"host,omitempty"`
+	ID      uint64        `json:"id,omitempty"`
+	Account string        `json:"acc,omitempty"`
+	User    string        `json:"user,omitempty"`
+	Name    string        `json:"name,omitempty"`
+	Lang    string        `json:"lang,omitempty"`
+	Version string        `json:"ver,omitempty"`
+	RTT     time.Duration `json:"rtt,omitempty"`
+	Server  string        `json:"server,omitempty"`
+	Cluster string        `json:"cluster,omitempty"`
+	Stop    *time.Time    `json:"stop,omitempty"`
+	Kind    string        `json:"kind,omitempty"`
+	Type    string        `json:"client_type,omitempty"`
+}
+
+// sysEvent is a connect (disconnect false) or disconnect event waiting for sysLoop.
+type sysEvent struct {
+	disconnect     bool
+	client         sysClientInfo
+	sent, received sysMsgBytes
+	reason         string
+}
+
+// clientInfo describes c for an event; c.mu held.
+func (c *client) clientInfo(s *Server) sysClientInfo {
+	start := c.start.UTC()
+	ci := sysClientInfo{Start: &start, Host: c.ip, ID: c.cid, Account: c.acc.name, Name: c.name, Lang: c.lang,
+		Version: c.version, RTT: c.rtt, Server: s.name, Kind: "Client", Type: "nats"}
+	if c.ident != nil {
+		ci.User = c.ident.Name
+	}
+	if co := s.o().Cluster; co != nil {
+		ci.Cluster = co.Name
+	}
+	return ci
+}
+
+// connectEvent announces an accepted CONNECT; on the read goroutine.
+func (c *client) connectEvent() {
+	s := c.srv
+	if s.sys == nil || c.kind != kindClient {
+		return
+	}
+	c.mu.Lock()
+	if c.announced { // a second CONNECT on the same connection
+		c.mu.Unlock()
+		return
+	}
+	c.announced = true
+	ev := sysEvent{client: c.clientInfo(s)}
+	c.mu.Unlock()
+	s.queueEvent(ev)
+}
+
+// disconnectEvent announces the end of a client whose connect was announced; c.mu held.
+func (c *client) disconnectEvent() *sysEvent {
+	s := c.srv
+	if s.sys == nil || !c.announced {
+		return nil
+	}
+	ev := &sysEvent{disconnect: true, client: c.clientInfo(s), reason: c.reason,
+		sent:     sysMsgBytes{c.stats.outMsgs.Load(), c.stats.outBytes.Load()},
+		received: sysMsgBytes{c.stats.inMsgs.Load(), c.stats.inBytes.Load()}}
+	stop := c.stop.UTC()
+	ev.client.Stop = &stop
+	return ev
+}
+
+func (s *Server) queueEvent(ev sysEvent) {
+	select {
+	case s.sys.reqs <- sysReq{event: &ev}:
+	default:
+		s.sys.dropped.Add(1)
+	}
+}
+
+// publishEvent sends an event on sysLoop.
+func (s *Server) publishEvent(ev *sysEvent) {
+	typ, verb := connectEventType, ".CONNECT"
+	if ev.disconnect {
+		typ, verb = disconnectEventType, ".DISCONNECT"
+	}
+	msg := map[string]any{"type": typ, "id": nuid(), "timestamp": time.Now().UTC(), "server": s.sysInfo(), "client": ev.client}
+	if ev.disconnect {
+		msg["sent"], msg["received"], msg["reason"] = ev.sent, ev.received, ev.reason
+	}
+	b, _ := json.Marshal(msg)
+	s.sysPublish("$SYS.ACCOUNT."+ev.client.Account+verb, b)
+}

@@ -1,0 +1,297 @@
+package core
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// The system account answers nats-server's server requests, so that `nats server ping`,
+// `list`, `info` and `report` work against Starling (and across a cluster: the request
+// subscriptions are announced to routes, so every server answers):
+//
+//	$SYS.REQ.SERVER.PING                 statsz of every server (a ServerStatsMsg)
+//	$SYS.REQ.SERVER.PING.<KIND>          KIND of every server, in a ServerAPIResponse
+//	$SYS.REQ.SERVER.<server id>.<KIND>   KIND of one server
+//
+// KIND is STATSZ, VARZ, CONNZ, SUBSZ, ROUTEZ, HEALTHZ or ACCOUNTZ; the request body may hold
+// the endpoint's options and nats-server's filter (server_name, cluster, host, exact_match).
+// Other accounts are separate subject spaces, so their users can neither send these
+// requests nor see the answers.
+//
+// A request is handed from the publisher's goroutine to one goroutine (sysLoop) through a
+// bounded channel: building a CONNZ must not stall a route's reader, and a flood of
+// requests is dropped rather than queued without bound.
+
+const sysReqPrefix = "$SYS.REQ.SERVER."
+
+// sysReqQueue bounds the system requests waiting for sysLoop.
+const sysReqQueue = 256
+
+type sysReq struct {
+	subject, reply string
+	data           []byte
+	event          *sysEvent // instead of a request: an event to publish (sysevents.go)
+}
+
+// sysState is the system account's machinery; nil without a system account.
+type sysState struct {
+	reqs    chan sysReq
+	seq     atomic.Uint64 // ServerInfo.seq
+	dropped atomic.Int64
+}
+
+// setupSystem picks the system account (Options.SystemAccount, else $SYS when accounts are
+// configured; created if no account of that name is configured) and subscribes it to the
+// server requests.
+func (s *Server) setupSystem(o *Options) error {
+	name := o.SystemAccount
+	if name == "" {
+		if len(o.Accounts) == 0 {
+			return nil
+		}
+		name = DefaultSystemAccount
+	}
+	a := s.accounts[name]
+	if a == nil {
+		if name != DefaultSystemAccount {
+			return errors.New("system_account " + name + " is not a configured account")
+		}
+		a = newAccount(s, name)
+		a.cfg.Name = name
+		s.accounts[name] = a
+	}
+	s.sysAcc = a
+	s.sys = &sysState{reqs: make(chan sysReq, sysReqQueue)}
+	for _, subj := range []string{sysReqPrefix + "PING", sysReqPrefix + "PING.*", sysReqPrefix + s.id + ".*"} {
+		sub := &subscription{client: a.internal, acc: a, subject: subj, sid: subj, handler: s.takeSysReq}
+		if err := a.subs.Insert(subj, "", sub); err != nil {
+			return err
+		}
+		s.subAdded(sub)
+	}
+	return nil
+}
+
+// takeSysReq runs on the publisher's goroutine: copy and hand over, never block.
+func (s *Server) takeSysReq(m Msg) {
+	if len(m.Reply) == 0 {
+		return
+	}
+	r := sysReq{subject: string(m.Subject), reply: string(m.Reply), data: bytes.Clone(m.Data)}
+	select {
+	case s.sys.reqs <- r:
+	default:
+		s.sys.dropped.Add(1)
+	}
+}
+
+// sysLoop answers system requests until shutdown.
+func (s *Server) sysLoop() {
+	defer s.wg.Done()
+	for {
+		select {
+		case <-s.quit:
+			return
+		case r := <-s.sys.reqs:
+			if r.event != nil {
+				s.publishEvent(r.event)
+			} else if b := s.serveSysReq(r); b != nil {
+				s.sysPublish(r.reply, b)
+			}
+		}
+	}
+}
+
+// sysPublish routes a reply in the system account as its own internal client, which only
+// sysLoop uses.
+func (s *Server) sysPublish(subj string, data []byte) {
+	c := s.sysAcc.internal
+	sb := []byte(subj)
+	c.prod.route(s.sysAcc, s.sysAcc.subs.Match(sb), sb, nil, 0, data)
+	c.prod.flushPending()
+}
+
+// sysServerInfo is nats-server's ServerInfo, the "server" of every answer.
+type sysServerInfo struct {
+	Name      string    `json:"name"`
+	Host      string    `json:"host"`
+	ID        string    `json:"id"`
+	Cluster   string    `json:"cluster,omitempty"`
+	Version   string    `json:"ver"`
+	JetStream bool      `json:"jetstream"`
+	Flags     uint64    `json:"flags"`
+	Seq       uint64    `json:"seq"`
+	Time      time.Time `json:"time"`
+}
+
+// sysFilter is nats-server's EventFilterOptions: a server answers only if it matches.
+type sysFilter struct {
+	Name       string `json:"server_name,omitempty"`
+	Cluster    string `json:"cluster,omitempty"`
+	Host       string `json:"host,omitempty"`
+	ExactMatch bool   `json:"exact_match,omitempty"`
+}
+
+func (f *sysFilter) skip(name, cluster, host string) bool {
+	if f.ExactMatch {
+		return (f.Name != "" && f.Name != name) || (f.Cluster != "" && f.Cluster != cluster) || (f.Host != "" && f.Host != host)
+	}
+	return (f.Name != "" && !strings.Contains(name, f.Name)) || (f.Cluster != "" && !strings.Contains(cluster, f.Cluster)) ||
+		(f.Host != "" && !strings.Contains(host, f.Host))
+}
+
+type sysAPIError struct {
+	Code        int    `json:"code"`
+	Description string `json:"description,omitempty"`
+}
+
+type sysAPIResponse struct {
+	Server *sysServerInfo `json:"server"`
+	Data   any            `json:"data,omitempty"`
+	Error  *sysAPIError   `json:"error,omitempty"`
+}
+
+// sysOptions is the request body: every endpoint's options (nats-server's names) and the
+// filter.
+type sysOptions struct {
+	sysFilter
+	Sort       string `json:"sort"`
+	Auth       bool   `json:"auth"`
+	Subs       bool   `json:"subscriptions"`
+	SubsDetail bool   `json:"subscriptions_detail"`
+	Offset     int    `json:"offset"`
+	Limit      int    `json:"limit"`
+	CID        uint64 `json:"cid"`
+	State      int    `json:"state"` // 0 open, 1 closed, 2 all
+	User       string `json:"user"`
+	ConnAcc    string `json:"acc"`
+	Account    string `json:"account"`
+	Test       string `json:"test"`
+}
+
+// serveSysReq builds the answer to one request, or nil when this server is filtered out.
+func (s *Server) serveSysReq(r sysReq) []byte {
+	kind := "STATSZ"
+	statszOnly := r.subject == sysReqPrefix+"PING"
+	if !statszOnly {
+		kind = r.subject[strings.LastIndexByte(r.subject, '.')+1:]
+	}
+	info := s.sysInfo()
+	var opts sysOptions
+	if len(bytes.TrimSpace(r.data)) > 0 {
+		if err := json.Unmarshal(r.data, &opts); err != nil {
+			b, _ := json.Marshal(sysAPIResponse{Server: info, Error: &sysAPIError{Code: http.StatusBadRequest, Description: err.Error()}})
+			return b
+		}
+	}
+	if opts.skip(info.Name, info.Cluster, info.Host) {
+		return nil
+	}
+	if kind == "STATSZ" {
+		b, _ := json.Marshal(map[string]any{"server": info, "statsz": s.statsz()})
+		return b
+	}
+	data, err := s.sysData(kind, &opts)
+	resp := sysAPIResponse{Server: info, Data: data}
+	if err != nil {
+		code := http.StatusInternalServerError
+		if errors.Is(err, ErrBadRequest) {
+			code = http.StatusBadRequest
+		}
+		resp = sysAPIResponse{Server: info, Error: &sysAPIError{Code: code, Description: err.Error()}}
+	}
+	b, _ := json.Marshal(resp)
+	return b
+}
+
+func (s *Server) sysData(kind string, o *sysOptions) (any, error) {
+	switch kind {
+	case "VARZ":
+		return s.Varz(), nil
+	case "CONNZ":
+		state := "open"
+		switch o.State {
+		case 1:
+			state = "closed"
+		case 2:
+			state = "all"
+		}
+		return s.Connz(ConnzOptions{Sort: o.Sort, Subs: o.Subs, SubsDetail: o.SubsDetail, Offset: o.Offset, Limit: o.Limit,
+			CID: o.CID, Auth: o.Auth, State: state, Account: o.ConnAcc, User: o.User})
+	case "SUBSZ":
+		return s.Subsz(SubszOptions{Subs: o.Subs, Offset: o.Offset, Limit: o.Limit, Test: o.Test, Account: o.Account})
+	case "ROUTEZ":
+		return map[string]any{"server_id": s.id, "server_name": s.name, "now": time.Now().UTC(),
+			"num_routes": s.NumRoutes(), "routes": s.Routez(o.Subs)}, nil
+	case "HEALTHZ":
+		// nats-server's HealthStatus: natscli counts a server healthy by its status_code.
+		h := s.Healthz()
+		code := http.StatusOK
+		if h.Status != "ok" {
+			code = http.StatusServiceUnavailable
+		}
+		return map[string]any{"status": h.Status, "status_code": code, "error": h.Error}, nil
+	case "ACCOUNTZ":
+		return s.Accountz(o.Account)
+	}
+	return nil, errors.New("unknown request " + kind)
+}
+
+func (s *Server) sysInfo() *sysServerInfo {
+	info := &sysServerInfo{Name: s.name, Host: s.o().Host, ID: s.id, Version: NATSVersion,
+		Seq: s.sys.seq.Add(1), Time: time.Now().UTC()}
+	if co := s.o().Cluster; co != nil {
+		info.Cluster = co.Name
+	}
+	return info
+}
+
+// sysStats is nats-server's ServerStats (the fields natscli shows).
+type sysStats struct {
+	Start            time.Time        `json:"start"`
+	Mem              int64            `json:"mem"`
+	Cores            int              `json:"cores"`
+	CPU              float64          `json:"cpu"`
+	Connections      int              `json:"connections"`
+	TotalConnections uint64           `json:"total_connections"`
+	ActiveAccounts   int              `json:"active_accounts"`
+	NumSubs          uint32           `json:"subscriptions"`
+	Sent             sysMsgBytes      `json:"sent"`
+	Received         sysMsgBytes      `json:"received"`
+	SlowConsumers    int64            `json:"slow_consumers"`
+	Routes           []*sysRouteStats `json:"routes,omitempty"`
+	ActiveServers    int              `json:"active_servers,omitempty"`
+	MaxProcs         int              `json:"gomaxprocs,omitempty"`
+}
+
+type sysMsgBytes struct {
+	Msgs  int64 `json:"msgs"`
+	Bytes int64 `json:"bytes"`
+}
+
+type sysRouteStats struct {
+	ID       uint64      `json:"rid"`
+	Name     string      `json:"name,omitempty"`
+	Sent     sysMsgBytes `json:"sent"`
+	Received sysMsgBytes `json:"received"`
+	Pending  int         `json:"pending"`
+}
+
+func (s *Server) statsz() *sysStats {
+	v := s.Varz()
+	st := &sysStats{Start: v.Start, Mem: v.Mem, Cores: v.Cores, CPU: v.CPU, Connections: v.Connections,
+		TotalConnections: v.TotalConnections, ActiveAccounts: len(s.accounts), NumSubs: v.Subscriptions,
+		Sent: sysMsgBytes{v.OutMsgs, v.OutBytes}, Received: sysMsgBytes{v.InMsgs, v.InBytes},
+		SlowConsumers: v.SlowConsumers, MaxProcs: v.MaxProcs}
+	for _, r := range s.Routez(false) {
+		st.Routes = append(st.Routes, &sysRouteStats{ID: r.Rid, Name: r.RemoteName, Pending: r.Pending,
+			Sent: sysMsgBytes{r.OutMsgs, r.OutBytes}, Received: sysMsgBytes{r.InMsgs, r.InBytes}})
+	}
+	st.ActiveServers = 1 + len(st.Routes)
+	return st
+}

@@ -1,0 +1,303 @@
+package tests
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/starling-io/starling/cmd/starling/app"
+)
+
+// accountsConf: A exports streams (one public, one to B only) and a service; B imports
+// them under other names; C imports only the public stream; G is a user of the global
+// account. Clients without credentials log in as b.
+const accountsConf = `accounts {
+  A {
+    users: [ {user: a, password: a} ]
+    exports: [
+      {stream: "public.>"}
+      {stream: "private.>", accounts: [B]}
+      {service: "help.>"}
+      {service: "feed", response_type: stream}
+    ]
+  }
+  B {
+    users: [ {user: b, password: b} ]
+    imports: [
+      {stream: {account: A, subject: "public.>"}, prefix: from_a}
+      {stream: {account: A, subject: "private.foo"}, to: "foo"}
+      {service: {account: A, subject: "help.>"}, to: "ask.>"}
+      {service: {account: A, subject: "feed"}}
+    ]
+  }
+  C {
+    users: [ {user: c, password: c} ]
+    imports: [ {stream: {account: A, subject: "public.>"}} ]
+  }
+}
+authorization { users: [ {user: g, password: g} ] }
+no_auth_user: b
+`
+
+func startAccounts(t testing.TB, text string, args ...string) *app.Main {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "accounts.conf")
+	must(t, os.WriteFile(path, []byte(text), 0o600))
+	return startServer(t, append([]string{"-c", path}, args...)...)
+}
+
+func chanSub(t testing.TB, nc *nats.Conn, subj string) chan *nats.Msg {
+	t.Helper()
+	ch := make(chan *nats.Msg, 1024)
+	_, err := nc.ChanSubscribe(subj, ch)
+	must(t, err)
+	must(t, nc.Flush())
+	return ch
+}
+
+// A subscriber on ">" in one account sees nothing published in another; the global account
+// is an account like the others.
+func TestAccountsIsolation(t *testing.T) {
+	m := startAccounts(t, accountsConf)
+	a := connect(t, m, nats.UserInfo("a", "a"))
+	b := connect(t, m, nats.UserInfo("b", "b"))
+	g := connect(t, m, nats.UserInfo("g", "g"))
+	inA, inB, inG := chanSub(t, a, ">"), chanSub(t, b, ">"), chanSub(t, g, ">")
+	must(t, a.Publish("secret.a", []byte("1")))
+	must(t, g.Publish("secret.g", []byte("2")))
+	must(t, a.Flush())
+	must(t, g.Flush())
+	if m := recvN(t, inA, 1, 2*time.Second)[0]; m.Subject != "secret.a" {
+		t.Fatalf("A got %q", m.Subject)
+	}
+	if m := recvN(t, inG, 1, 2*time.Second)[0]; m.Subject != "secret.g" {
+		t.Fatalf("G got %q", m.Subject)
+	}
+	expectNone(t, inB, 200*time.Millisecond)
+	expectNone(t, inA, 10*time.Millisecond)
+	// A request nobody in the account answers fails fast, whoever listens elsewhere.
+	c := connect(t, m, nats.UserInfo("c", "c"))
+	if _, err := c.Request("secret.a", nil, time.Second); !errors.Is(err, nats.ErrNoResponders) {
+		t.Fatalf("request across accounts: %v", err)
+	}
+}
+
+// no_auth_user names a user of an account: a client without credentials lands there.
+func TestAccountsNoAuthUser(t *testing.T) {
+	m := startAccounts(t, accountsConf)
+	anon := connect(t, m)
+	b := connect(t, m, nats.UserInfo("b", "b"))
+	ch := chanSub(t, b, "hello")
+	must(t, anon.Publish("hello", []byte("x")))
+	must(t, anon.Flush())
+	recvN(t, ch, 1, 2*time.Second)
+	if _, err := nats.Connect(clientURL(m), nats.UserInfo("b", "wrong")); err == nil {
+		t.Fatal("wrong password accepted")
+	}
+}
+
+// Stream imports: A's messages appear in B under the prefix or the `to` subject, in C
+// under their own name; B's wildcard subscribers get them mapped; a restricted export
+// reaches only the account it names.
+func TestAccountsStreamImport(t *testing.T) {
+	m := startAccounts(t, accountsConf)
+	a := connect(t, m, nats.UserInfo("a", "a"))
+	b := connect(t, m, nats.UserInfo("b", "b"))
+	c := connect(t, m, nats.UserInfo("c", "c"))
+	bPrefixed, bAll, bFoo := chanSub(t, b, "from_a.public.*"), chanSub(t, b, ">"), chanSub(t, b, "foo")
+	cAll := chanSub(t, c, ">")
+	bq := make(chan *nats.Msg, 16)
+	for range 2 {
+		_, err := b.ChanQueueSubscribe("from_a.>", "workers", bq)
+		must(t, err)
+	}
+	must(t, b.Flush())
+	must(t, a.Publish("public.news", []byte("n")))
+	must(t, a.Publish("private.foo", []byte("p")))
+	must(t, a.Publish("private.bar", []byte("not imported")))
+	must(t, a.Flush())
+	if m := recvN(t, bPrefixed, 1, 2*time.Second)[0]; m.Subject != "from_a.public.news" || string(m.Data) != "n" {
+		t.Fatalf("B prefixed got %q %q", m.Subject, m.Data)
+	}
+	if m := recvN(t, bFoo, 1, 2*time.Second)[0]; m.Subject != "foo" || string(m.Data) != "p" {
+		t.Fatalf("B foo got %q %q", m.Subject, m.Data)
+	}
+	got := map[string]bool{}
+	for _, m := range recvN(t, bAll, 2, 2*time.Second) {
+		got[m.Subject] = true
+	}
+	if !got["from_a.public.news"] || !got["foo"] {
+		t.Fatalf("B > got %v", got)
+	}
+	if m := recvN(t, cAll, 1, 2*time.Second)[0]; m.Subject != "public.news" {
+		t.Fatalf("C got %q", m.Subject)
+	}
+	recvN(t, bq, 1, 2*time.Second) // one member of the queue group
+	expectNone(t, bq, 100*time.Millisecond)
+	expectNone(t, bAll, 10*time.Millisecond)
+	expectNone(t, cAll, 10*time.Millisecond)
+	// Publishing in B under the imported names does not reach A.
+	aAll := chanSub(t, a, ">")
+	must(t, b.Publish("from_a.public.news", []byte("back")))
+	must(t, b.Flush())
+	expectNone(t, aAll, 200*time.Millisecond)
+}
+
+// Service imports: B's request on ask.* reaches A's responder on help.*, with a reply
+// subject of A's space that leads back to B's inbox; a stream service answers many times.
+func TestAccountsServiceImport(t *testing.T) {
+	m := startAccounts(t, accountsConf)
+	a := connect(t, m, nats.UserInfo("a", "a"))
+	b := connect(t, m, nats.UserInfo("b", "b"))
+	var gotSubj, gotReply string
+	_, err := a.Subscribe("help.>", func(msg *nats.Msg) {
+		gotSubj, gotReply = msg.Subject, msg.Reply
+		_ = msg.Respond(append([]byte("answer to "), msg.Data...))
+	})
+	must(t, err)
+	_, err = a.Subscribe("feed", func(msg *nats.Msg) {
+		for i := range 3 {
+			_ = a.Publish(msg.Reply, msgf("chunk %d", i))
+		}
+	})
+	must(t, err)
+	must(t, a.Flush())
+	for i := range 20 {
+		resp, err := b.Request("ask.me", msgf("q%d", i), 2*time.Second)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		if string(resp.Data) != string(msgf("answer to q%d", i)) {
+			t.Fatalf("reply %q", resp.Data)
+		}
+	}
+	if gotSubj != "help.me" || len(gotReply) < 5 || gotReply[:4] != "_R_." {
+		t.Fatalf("responder saw subject %q reply %q", gotSubj, gotReply)
+	}
+	// A reply subject answers once: a second reply to it goes nowhere.
+	inbox := nats.NewInbox()
+	ch := chanSub(t, b, inbox)
+	must(t, b.PublishRequest("ask.again", inbox, []byte("x")))
+	recvN(t, ch, 1, 2*time.Second)
+	must(t, a.Publish(gotReply, []byte("late")))
+	must(t, a.Flush())
+	expectNone(t, ch, 200*time.Millisecond)
+	// A stream service: three replies to one request.
+	inbox = nats.NewInbox()
+	ch = chanSub(t, b, inbox)
+	must(t, b.PublishRequest("feed", inbox, nil))
+	recvN(t, ch, 3, 2*time.Second)
+	// No responder in A: B's request fails fast.
+	must(t, a.Drain())
+	waitFor(t, 2*time.Second, func() error {
+		_, err := b.Request("ask.me", nil, time.Second)
+		if !errors.Is(err, nats.ErrNoResponders) {
+			return fmt.Errorf("not yet no responders: %v", err)
+		}
+		return nil
+	})
+}
+
+// Monitoring knows the accounts: /accountz lists and details them, /connz and /subsz
+// filter by account (nats-server's acc parameter).
+func TestAccountsMonitoring(t *testing.T) {
+	m := startAccounts(t, accountsConf)
+	a := connect(t, m, nats.UserInfo("a", "a"))
+	b := connect(t, m, nats.UserInfo("b", "b"))
+	chanSub(t, a, "mine.a")
+	chanSub(t, b, "mine.b")
+	var az struct {
+		Accounts []string `json:"accounts"`
+		Detail   *struct {
+			Name    string `json:"account_name"`
+			Clients int    `json:"client_connections"`
+			Exports []struct {
+				Subject string `json:"subject"`
+				Type    string `json:"type"`
+			} `json:"exports"`
+		} `json:"account_detail"`
+	}
+	getJSON(t, m, "/accountz", &az)
+	if strings.Join(az.Accounts, ",") != "$G,$SYS,A,B,C" {
+		t.Fatalf("accounts %v", az.Accounts)
+	}
+	getJSON(t, m, "/accountz?acc=A", &az)
+	if az.Detail == nil || az.Detail.Name != "A" || az.Detail.Clients != 1 || len(az.Detail.Exports) != 4 || az.Detail.Exports[2].Type != "service" {
+		t.Fatalf("account A %+v", az.Detail)
+	}
+	if code := getJSON(t, m, "/accountz?acc=NOPE", nil); code != 400 {
+		t.Fatalf("unknown account: %d", code)
+	}
+	var cz struct {
+		Conns []struct {
+			Account string   `json:"account"`
+			Subs    []string `json:"subscriptions_list"`
+		} `json:"connections"`
+	}
+	getJSON(t, m, "/connz?acc=B&subs=1", &cz)
+	if len(cz.Conns) != 1 || cz.Conns[0].Account != "B" || strings.Join(cz.Conns[0].Subs, ",") != "mine.b" {
+		t.Fatalf("connz of B %+v", cz)
+	}
+	var sz struct {
+		Subs []struct {
+			Account string `json:"account"`
+			Subject string `json:"subject"`
+		} `json:"subscriptions_list"`
+	}
+	getJSON(t, m, "/subsz?subs=1&acc=A", &sz)
+	found := false
+	for _, sub := range sz.Subs { // A's own reply subscription (_R_.…) is listed too
+		found = found || sub.Subject == "mine.a"
+		if sub.Account != "A" || sub.Subject == "mine.b" {
+			t.Fatalf("subsz of A lists %+v", sub)
+		}
+	}
+	if !found {
+		t.Fatalf("subsz of A %+v", sz)
+	}
+}
+
+// A reload keeps the accounts: users may change, the accounts themselves may not (the reload
+// is refused and the running configuration stays); a user moved to another account is
+// disconnected.
+func TestAccountsReload(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "accounts.conf")
+	must(t, os.WriteFile(path, []byte(accountsConf), 0o600))
+	m := startServer(t, "-c", path)
+	closed := make(chan struct{})
+	a := connect(t, m, nats.UserInfo("a", "a"), nats.NoReconnect(), nats.ClosedHandler(func(*nats.Conn) { close(closed) }))
+	b := connect(t, m, nats.UserInfo("b", "b"))
+
+	// A new user in the global account: accepted, nobody dropped.
+	must(t, os.WriteFile(path, []byte(strings.Replace(accountsConf, "{user: g, password: g}", "{user: g, password: g}, {user: h, password: h}", 1)), 0o600))
+	must(t, m.Reload())
+	connect(t, m, nats.UserInfo("h", "h"))
+	// Changed exports: refused.
+	must(t, os.WriteFile(path, []byte(strings.Replace(accountsConf, `{stream: "public.>"}`, `{stream: "public.>"}, {stream: "extra.>"}`, 1)), 0o600))
+	if err := m.Reload(); err == nil || !strings.Contains(err.Error(), "accounts cannot change") {
+		t.Fatalf("reload changing the accounts: %v", err)
+	}
+	must(t, a.Flush())
+	must(t, b.Flush())
+	// User a moved from A to B: accepted (the accounts' exports and imports are the same),
+	// and a's client, bound to A, is closed.
+	moved := strings.Replace(accountsConf, "users: [ {user: a, password: a} ]", "", 1)
+	moved = strings.Replace(moved, "users: [ {user: b, password: b} ]", "users: [ {user: b, password: b}, {user: a, password: a} ]", 1)
+	must(t, os.WriteFile(path, []byte(moved), 0o600))
+	if err := m.Reload(); err != nil {
+		t.Fatalf("reload moving a user: %v", err)
+	}
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a client of a user moved to another account stays connected")
+	}
+	must(t, b.Flush())
+}

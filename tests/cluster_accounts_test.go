@@ -1,0 +1,174 @@
+package tests
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// startAccountsMesh runs three servers with the accounts of accountsConf (text) joined in
+// a mesh.
+func startAccountsMesh(t *testing.T, text string) (a, b, c *node) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "accounts.conf")
+	must(t, os.WriteFile(path, []byte(text), 0o600))
+	a, b, c = newNode(t, "A"), newNode(t, "B"), newNode(t, "C")
+	a.start(append(a.clusterArgs("acc"), "-c", path)...)
+	b.start(append(b.clusterArgs("acc", a), "-c", path)...)
+	c.start(append(c.clusterArgs("acc", a), "-c", path)...)
+	waitMesh(t, a, b, c)
+	return a, b, c
+}
+
+// probe publishes on pub until sub's channel gets a message on subj: interest travels in
+// order over a route, so subscriptions made before the probe's are known by then.
+func probe(t *testing.T, pub *nats.Conn, pubSubj string, sub *nats.Conn, subSubj string) {
+	t.Helper()
+	ch := make(chan *nats.Msg, 64)
+	s, err := sub.ChanSubscribe(subSubj, ch)
+	must(t, err)
+	must(t, sub.Flush())
+	waitFor(t, meshTimeout, func() error {
+		must(t, pub.Publish(pubSubj, nil))
+		must(t, pub.Flush())
+		select {
+		case <-ch:
+			return nil
+		case <-time.After(50 * time.Millisecond):
+			return os.ErrDeadlineExceeded
+		}
+	})
+	must(t, s.Unsubscribe())
+}
+
+// Accounts work the same on every server of a mesh: the account travels with interest and
+// messages over the routes.
+func TestClusterAccounts(t *testing.T) {
+	n1, n2, n3 := startAccountsMesh(t, accountsConf)
+	a1 := n1.dial(nats.UserInfo("a", "a"))
+	a3 := n3.dial(nats.UserInfo("a", "a"))
+	b1 := n1.dial(nats.UserInfo("b", "b"))
+	b2 := n2.dial(nats.UserInfo("b", "b"))
+	b3 := n3.dial(nats.UserInfo("b", "b"))
+
+	// Isolation: B's wildcard subscribers on other servers see none of A's own subjects.
+	aAll, bAll := newCounter(), newCounter()
+	aAll.subscribe(t, a3, "secret.>")
+	bAll.subscribe(t, b2, "secret.>")
+	// Stream import: B's subscribers on two servers, and a queue group spread over them.
+	imp, q := newCounter(), newCounter()
+	imp.subscribe(t, b2, "from_a.public.news")
+	q.queueSubscribe(t, b2, "from_a.*.news", "workers")
+	q.queueSubscribe(t, b3, "from_a.*.news", "workers")
+	must(t, b2.Flush())
+	must(t, b3.Flush())
+	awaitInterest(t, a1, a3)
+	probe(t, a1, "public.probe", b2, "from_a.public.probe")
+	probe(t, a1, "public.probe", b3, "from_a.public.probe")
+
+	secret := payloads("secret", 200)
+	publishAll(t, a1, "secret.x", secret)
+	exactlyOnce(t, "A on another server", aAll.take(len(secret), 5*time.Second), secret)
+	if got := bAll.take(1, 300*time.Millisecond); len(got) > 0 {
+		t.Fatalf("B saw A's messages: %v", got)
+	}
+	news := payloads("news", 200)
+	publishAll(t, a1, "public.news", news)
+	exactlyOnce(t, "B through the stream import", imp.take(len(news), 5*time.Second), news)
+	exactlyOnce(t, "B's queue group through the stream import", q.take(len(news), 5*time.Second), news)
+
+	// Service import: B's requests on server 1 reach A's responder on server 3, and the
+	// replies find their way back.
+	_, err := a3.Subscribe("help.>", func(m *nats.Msg) { _ = m.Respond(append([]byte("re:"), m.Data...)) })
+	must(t, err)
+	must(t, a3.Flush())
+	awaitInterest(t, a1, a3)
+	for i := range 50 {
+		resp, err := b1.Request("ask.x", msgf("%d", i), 2*time.Second)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		if string(resp.Data) != string(msgf("re:%d", i)) {
+			t.Fatalf("reply %q", resp.Data)
+		}
+	}
+}
+
+// Servers whose account configurations differ say so when their routes connect.
+func TestClusterAccountsMismatchLogged(t *testing.T) {
+	if _, ref := clusterServer(t); ref {
+		t.Skip("Starling's own log line")
+	}
+	dir := t.TempDir()
+	p1, p2 := filepath.Join(dir, "1.conf"), filepath.Join(dir, "2.conf")
+	must(t, os.WriteFile(p1, []byte(`accounts { A {}, B {} }`), 0o600))
+	must(t, os.WriteFile(p2, []byte(`accounts { A {} }`), 0o600))
+	n1, n2 := newNode(t, "A"), newNode(t, "B")
+	n1.start(append(n1.clusterArgs("acc"), "-c", p1)...)
+	n2.start(append(n2.clusterArgs("acc", n1), "-c", p2)...)
+	waitMesh(t, n1, n2)
+	for _, n := range []*node{n1, n2} {
+		waitFor(t, 5*time.Second, func() error {
+			if !strings.Contains(n.p.out.String(), "different account configuration") {
+				return os.ErrNotExist
+			}
+			return nil
+		})
+	}
+}
+
+// Every server of a mesh answers the system account's requests, wherever the system user
+// is connected; `nats server list` shows them all.
+func TestClusterSystemAccount(t *testing.T) {
+	n1, n2, n3 := startAccountsMesh(t, sysConf)
+	sys := n2.dial(nats.UserInfo("sys", "sys"))
+	inbox := nats.NewInbox()
+	ch := make(chan *nats.Msg, 16)
+	_, err := sys.ChanSubscribe(inbox, ch)
+	must(t, err)
+	must(t, sys.Flush())
+	var names map[string]bool
+	waitFor(t, meshTimeout, func() error {
+		must(t, sys.PublishRequest("$SYS.REQ.SERVER.PING", inbox, nil))
+		names = map[string]bool{}
+		deadline := time.After(500 * time.Millisecond)
+		for len(names) < 3 {
+			select {
+			case m := <-ch:
+				r := struct {
+					Server struct{ Name string } `json:"server"`
+				}{}
+				_ = json.Unmarshal(m.Data, &r)
+				names[r.Server.Name] = true
+			case <-deadline:
+				return fmt.Errorf("answers from %v", names)
+			}
+		}
+		return nil
+	})
+	for _, n := range []*node{n1, n2, n3} {
+		if !names[n.name] {
+			t.Fatalf("no answer from %s: %v", n.name, names)
+		}
+	}
+	if _, ref := clusterServer(t); ref {
+		return
+	}
+	cli := natsCLI(t)
+	out, err := exec.Command(cli, "-s", n3.url(), "--user", "sys", "--password", "sys", "--timeout", "2s", "server", "list", "3").CombinedOutput()
+	if err != nil {
+		t.Fatalf("nats server list: %v\n%s", err, out)
+	}
+	for _, n := range []*node{n1, n2, n3} {
+		if !strings.Contains(string(out), "│ "+n.name+" ") {
+			t.Fatalf("nats server list does not show %s:\n%s", n.name, out)
+		}
+	}
+}

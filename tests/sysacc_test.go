@@ -1,0 +1,195 @@
+package tests
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// sysConf is accountsConf with a system account and its user.
+var sysConf = strings.Replace(accountsConf, "  C {", "  SYS { users: [ {user: sys, password: sys} ] }\n  C {", 1) +
+	"system_account: SYS\n"
+
+type sysResp struct {
+	Server struct {
+		ID   string `json:"id"`
+		Name string `json:"name"`
+		Ver  string `json:"ver"`
+	} `json:"server"`
+	Statsz *struct {
+		Connections   int `json:"connections"`
+		ActiveServers int `json:"active_servers"`
+	} `json:"statsz"`
+	Data  json.RawMessage `json:"data"`
+	Error *struct {
+		Code        int    `json:"code"`
+		Description string `json:"description"`
+	} `json:"error"`
+}
+
+func sysRequest(t *testing.T, nc *nats.Conn, subj, body string) sysResp {
+	t.Helper()
+	m, err := nc.Request(subj, []byte(body), 2*time.Second)
+	if err != nil {
+		t.Fatalf("%s: %v", subj, err)
+	}
+	var r sysResp
+	if err := json.Unmarshal(m.Data, &r); err != nil {
+		t.Fatalf("%s: %v: %s", subj, err, m.Data)
+	}
+	if r.Error != nil {
+		t.Fatalf("%s: error %+v", subj, r.Error)
+	}
+	return r
+}
+
+// The system user's $SYS.REQ.SERVER requests are answered from the monitoring data; other
+// accounts' users can neither send them nor see them.
+func TestSystemAccountRequests(t *testing.T) {
+	m := startAccounts(t, sysConf)
+	id := m.Server().ID()
+	sys := connect(t, m, nats.UserInfo("sys", "sys"))
+	a := connect(t, m, nats.UserInfo("a", "a"))
+	g := connect(t, m, nats.UserInfo("g", "g"))
+	spyA, spyG := chanSub(t, a, "$SYS.>"), chanSub(t, g, ">")
+
+	r := sysRequest(t, sys, "$SYS.REQ.SERVER.PING", "")
+	if r.Server.ID != id || r.Statsz == nil || r.Statsz.Connections < 3 || r.Statsz.ActiveServers != 1 {
+		t.Fatalf("statsz %+v %+v", r.Server, r.Statsz)
+	}
+	for _, kind := range []string{"VARZ", "CONNZ", "SUBSZ", "ROUTEZ", "HEALTHZ", "ACCOUNTZ", "STATSZ"} {
+		for _, subj := range []string{"$SYS.REQ.SERVER.PING." + kind, "$SYS.REQ.SERVER." + id + "." + kind} {
+			r := sysRequest(t, sys, subj, `{"server_name":"`+m.Server().Name()+`","exact_match":true}`)
+			if r.Server.ID != id || (kind != "STATSZ" && len(r.Data) == 0) {
+				t.Fatalf("%s: %+v", subj, r)
+			}
+		}
+	}
+	var cz struct {
+		Conns []struct {
+			Account string `json:"account"`
+			User    string `json:"authorized_user"`
+		} `json:"connections"`
+	}
+	r = sysRequest(t, sys, "$SYS.REQ.SERVER.PING.CONNZ", `{"acc":"A","auth":true}`)
+	must(t, json.Unmarshal(r.Data, &cz))
+	if len(cz.Conns) != 1 || cz.Conns[0].Account != "A" || cz.Conns[0].User != "a" {
+		t.Fatalf("connz of account A: %+v", cz)
+	}
+	var az struct {
+		System   string   `json:"system_account"`
+		Accounts []string `json:"accounts"`
+	}
+	r = sysRequest(t, sys, "$SYS.REQ.SERVER.PING.ACCOUNTZ", "")
+	must(t, json.Unmarshal(r.Data, &az))
+	if az.System != "SYS" || strings.Join(az.Accounts, ",") != "$G,A,B,C,SYS" {
+		t.Fatalf("accountz %+v", az)
+	}
+	// Filtered out: no answer.
+	if _, err := sys.Request("$SYS.REQ.SERVER.PING.VARZ", []byte(`{"server_name":"nobody"}`), 300*time.Millisecond); err == nil {
+		t.Fatal("a server that does not match the filter answered")
+	}
+	// Ordinary users: nothing answers, nothing leaks.
+	b := connect(t, m, nats.UserInfo("b", "b"))
+	c := connect(t, m, nats.UserInfo("c", "c"))
+	for _, nc := range []*nats.Conn{b, c} {
+		if _, err := nc.Request("$SYS.REQ.SERVER.PING", nil, time.Second); !errors.Is(err, nats.ErrNoResponders) {
+			t.Fatalf("ordinary user's $SYS request: %v", err)
+		}
+	}
+	must(t, sys.Publish("$SYS.REQ.SERVER.PING.VARZ", nil))
+	must(t, sys.Flush())
+	expectNone(t, spyA, 200*time.Millisecond)
+	for {
+		select {
+		case m := <-spyG:
+			if strings.HasPrefix(m.Subject, "$SYS") || strings.HasPrefix(m.Subject, "_INBOX") {
+				t.Fatalf("global account saw %q", m.Subject)
+			}
+			continue
+		default:
+		}
+		break
+	}
+}
+
+// natscli's server commands work as the system user.
+func TestNatsCLIServerCommands(t *testing.T) {
+	cli := natsCLI(t)
+	m := startAccounts(t, sysConf, "-n", "cli-node")
+	connect(t, m, nats.UserInfo("a", "a"), nats.Name("an-a-client"))
+	run := func(args ...string) string {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		all := append([]string{"-s", clientURL(m), "--user", "sys", "--password", "sys", "--timeout", "2s"}, args...)
+		out, err := exec.CommandContext(ctx, cli, all...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("nats %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"server", "ping", "1"}, "cli-node"},
+		{[]string{"server", "list", "1"}, "cli-node"},
+		{[]string{"server", "info", "cli-node"}, "cli-node"},
+		{[]string{"server", "report", "connections", "1"}, "an-a-client"},
+		{[]string{"server", "report", "health", "1"}, "ok: 1 / err: 0"},
+		{[]string{"server", "report", "accounts"}, "│ A "},
+	} {
+		if out := run(c.args...); !strings.Contains(out, c.want) {
+			t.Errorf("nats %s: no %q in\n%s", strings.Join(c.args, " "), c.want, out)
+		}
+	}
+}
+
+// The system account hears clients of every account connect and disconnect.
+func TestSystemAccountConnectEvents(t *testing.T) {
+	m := startAccounts(t, sysConf)
+	sys := connect(t, m, nats.UserInfo("sys", "sys"))
+	ch := chanSub(t, sys, "$SYS.ACCOUNT.A.*")
+	a, err := nats.Connect(clientURL(m), nats.UserInfo("a", "a"), nats.Name("evented"))
+	must(t, err)
+	must(t, a.Flush())
+	a.Close()
+	type event struct {
+		Type   string `json:"type"`
+		Server struct {
+			ID string `json:"id"`
+		} `json:"server"`
+		Client struct {
+			Account string `json:"acc"`
+			User    string `json:"user"`
+			Name    string `json:"name"`
+		} `json:"client"`
+		Received struct {
+			Msgs int64 `json:"msgs"`
+		} `json:"received"`
+		Reason string `json:"reason"`
+	}
+	var got []string
+	for _, msg := range recvN(t, ch, 2, 3*time.Second) {
+		var ev event
+		must(t, json.Unmarshal(msg.Data, &ev))
+		if ev.Client.Account != "A" || ev.Client.User != "a" || ev.Client.Name != "evented" || ev.Server.ID != m.Server().ID() {
+			t.Fatalf("%s: %+v", msg.Subject, ev)
+		}
+		got = append(got, msg.Subject+" "+ev.Type+" "+ev.Reason)
+	}
+	want := []string{
+		"$SYS.ACCOUNT.A.CONNECT io.nats.server.advisory.v1.client_connect ",
+		"$SYS.ACCOUNT.A.DISCONNECT io.nats.server.advisory.v1.client_disconnect Client Closed",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("events\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
