@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"fmt"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -66,7 +67,20 @@ type Conn struct {
 }
 
 // Connect opens an in-process connection named name (shown in /connz).
-func (s *Server) Connect(name string) (*Conn, error) {
+func (s *Server) Connect(name string) (*Conn, error) { return s.connectIn(name, s.gacc) }
+
+// ConnectAccount opens an in-process connection in the account named account ("" or "$G":
+// the global one): it publishes and subscribes in that account's subject space, and clients
+// of other accounts reach it only through their imports.
+func (s *Server) ConnectAccount(name, account string) (*Conn, error) {
+	acc := s.account(account)
+	if acc == nil {
+		return nil, fmt.Errorf("%w %q", ErrUnknownAccount, account)
+	}
+	return s.connectIn(name, acc)
+}
+
+func (s *Server) connectIn(name string, acc *account) (*Conn, error) {
 	c := &client{
 		srv:     s,
 		kind:    kindInternal,
@@ -77,7 +91,7 @@ func (s *Server) Connect(name string) (*Conn, error) {
 		name:    name,
 		lang:    "go",
 		version: Version,
-		acc:     s.gacc,
+		acc:     acc,
 	}
 	c.log = s.log.With("cid", c.cid, "conn", name)
 	c.echo.Store(true)

@@ -62,6 +62,8 @@ func (r *fileReader) streamingBlock(s *settings, e *conf.Entry, path string) {
 			r.fileOptions(st, e, kpath)
 		case "sql_options", "sql":
 			r.p.at(e.KeyPos, kpath, "the SQL store is not supported (stores: memory, file, bolt)")
+		case "account":
+			str(&st.account, "account", e, kpath)
 		case "nats_server_url", "ns", "nats_server":
 			str(&st.ns.url, "nats_server_url", e, kpath)
 		case "username", "user", "password", "pass", "token", "nkey_seed_file", "credentials", "syslog_name":

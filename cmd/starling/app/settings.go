@@ -159,6 +159,18 @@ func (s *settings) build(p *problems) {
 		p.add(err)
 	}
 	s.streaming.build(p, s.core.Cluster != nil)
+	if a := s.streaming.account; a != "" && a != core.GlobalAccount && !s.streaming.off {
+		known := false
+		for _, ac := range s.core.Accounts {
+			known = known || ac.Name == a
+		}
+		switch {
+		case !known:
+			p.add(s.streaming.origin("account", "account").errorf("streaming serves account %q, which the accounts block does not define", a))
+		case s.streaming.ns.on():
+			p.add(s.streaming.origin("account", "account").errorf("an account is for streaming on this server's router; on an external NATS server the connection's user decides"))
+		}
+	}
 }
 
 // coreOptions returns the core options with the logger and the monitoring address filled.

@@ -46,6 +46,7 @@ type streamSettings struct {
 	limits  stores.LimitsSet
 	cluster stanCluster  // Raft clustering (stancluster.go)
 	ns      externalNATS // -ns: streaming on an external NATS server (natsserver.go)
+	account string       // the account streaming serves ("": the global one)
 	nsKeys  []origin     // where the external server's credentials were written: unused without -ns
 
 	// at is where each setting was last written (canonical key: "store", "max_msgs",
@@ -248,9 +249,10 @@ func (st *streamSettings) restartKey() any {
 		File       fileSettings
 		Cluster    stanCluster
 		NS         externalNATS
+		Account    string
 		Reserved   map[string]any
 		Ignored    []string
-	}{st.off, st.opts, st.storeType(), st.dir, st.limits, file, cluster, st.ns, st.reserved, ignored}
+	}{st.off, st.opts, st.storeType(), st.dir, st.limits, file, cluster, st.ns, st.account, st.reserved, ignored}
 }
 
 // sameRestart reports whether cur and next differ only in what a reload may change.
@@ -330,7 +332,7 @@ func (m *Main) startStreaming(c *settings) error {
 		}
 		conn = nil
 	} else {
-		if conn, err = m.srv.Connect("_STARLING-" + st.opts.ClusterID); err != nil {
+		if conn, err = m.srv.ConnectAccount("_STARLING-"+st.opts.ClusterID, st.account); err != nil {
 			return errors.Join(fmt.Errorf("streaming: %w", err), store.Close())
 		}
 		bus = streaming.InProcess(conn)
