@@ -89,6 +89,14 @@ func scenarios() []scenario {
 				foreground: pubArgs(url, "bench.one", n), side: sideSub,
 			}
 		}},
+		// The same through a service import: the publisher's account (cli) imports the
+		// subscriber's (svc) exported service under another subject (svcimport.go).
+		{name: "pub → 1 sub 16 B through a service import", msgs: 3_000_000, quickMsgs: 600_000, plan: func(url string, n int) plan {
+			return plan{
+				background: subArgs(url, svcExported, 1, n, "--user", svcUser, "--password", svcUser), subject: svcExported, wantConns: 1,
+				foreground: pubArgs(url, svcImported, n, "--user", cliUser, "--password", cliUser), side: sideSub,
+			}
+		}, config: svcImportConfig()},
 		// The subscriber aggregate counts every copy: 5 × msgs over the delivery span.
 		{name: "1 pub → 5 subs 16 B", msgs: 600_000, quickMsgs: 100_000, plan: func(url string, n int) plan {
 			return plan{
@@ -128,9 +136,10 @@ func pubArgs(url, subject string, msgs int, extra ...string) []string {
 }
 
 // subArgs: every one of the clients expects all msgs, and the process exits once each has them.
-func subArgs(url, subject string, clients, msgs int) []string {
-	return append(append([]string{"bench", "sub"}, common(url)...),
-		"--clients", strconv.Itoa(clients), "--msgs", strconv.Itoa(msgs), subject)
+func subArgs(url, subject string, clients, msgs int, extra ...string) []string {
+	args := append(append([]string{"bench", "sub"}, common(url)...),
+		"--clients", strconv.Itoa(clients), "--msgs", strconv.Itoa(msgs))
+	return append(append(args, extra...), subject)
 }
 
 func serveArgs(url, subject string, clients int) []string {
