@@ -104,7 +104,7 @@ func (s *Server) flushMetaInto(g *commitGroup) {
 	dirty, clients := s.sm.takeDirty(s.scratch.dirty[:0])
 	for _, st := range dirty {
 		if sp, ok := st.Subs.(stores.SplitSyncer); ok {
-			g.addSyncer(st, sp, sp.Flush())
+			g.addSyncer(st, s.syncerOf(sp), sp.Flush())
 		} else {
 			g.addSyncer(st, nil, st.Subs.Sync())
 		}
@@ -113,7 +113,7 @@ func (s *Server) flushMetaInto(g *commitGroup) {
 	s.scratch.dirty = dirty[:0]
 	if clients {
 		if sp, ok := s.store.(stores.SplitSyncer); ok {
-			g.addSyncer(nil, sp, sp.Flush())
+			g.addSyncer(nil, s.syncerOf(sp), sp.Flush())
 		} else {
 			g.addSyncer(nil, nil, s.store.Sync())
 		}
@@ -121,6 +121,17 @@ func (s *Server) flushMetaInto(g *commitGroup) {
 	g.after = append(g.after, s.waiting...)
 	clear(s.waiting)
 	s.waiting = s.waiting[:0]
+}
+
+// syncerOf is what the committer fsyncs after a flush of sp: sp standalone; nothing
+// replicated, where the records are in the raft log already (the write-ahead log, fsynced
+// by its commit) and the stores are synced at snapshots — an fsync per group on the leader
+// alone was redundant work on the hot path.
+func (s *Server) syncerOf(sp stores.SplitSyncer) stores.SplitSyncer {
+	if s.replicated {
+		return nil
+	}
+	return sp
 }
 
 // metaFailed handles a group whose metadata commit failed: the stores that failed are

@@ -22,10 +22,10 @@ import (
 // stanClusterScenarios are the rows: stan-bench async (or -sync) with subs subscribers.
 func stanClusterScenarios() []stanScenario {
 	return []stanScenario{
-		{name: "cluster async pub 16 B, 0 subs", size: 16, msgs: 60_000, quickMsgs: 10_000},
-		{name: "cluster async pub 16 B, 1 sub", size: 16, subs: 1, msgs: 50_000, quickMsgs: 10_000},
-		{name: "cluster async pub 1 KiB, 0 subs", size: 1024, msgs: 40_000, quickMsgs: 8_000},
-		{name: "cluster async pub 1 KiB, 1 sub", size: 1024, subs: 1, msgs: 30_000, quickMsgs: 6_000},
+		{name: "cluster async pub 16 B, 0 subs", size: 16, msgs: 250_000, quickMsgs: 10_000},
+		{name: "cluster async pub 16 B, 1 sub", size: 16, subs: 1, msgs: 200_000, quickMsgs: 10_000},
+		{name: "cluster async pub 1 KiB, 0 subs", size: 1024, msgs: 120_000, quickMsgs: 8_000},
+		{name: "cluster async pub 1 KiB, 1 sub", size: 1024, subs: 1, msgs: 100_000, quickMsgs: 6_000},
 		{name: "cluster sync pub 16 B, 0 subs", size: 16, msgs: 3_000, quickMsgs: 500, sync: true},
 	}
 }
