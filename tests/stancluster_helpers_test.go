@@ -36,9 +36,12 @@ func startStanCluster(t *testing.T, extra ...string) *stanCluster {
 		c.nodes = append(c.nodes, n)
 	}
 	for i, n := range c.nodes {
+		// A fixed raft port, never handed out to another node: a free one picked by the
+		// kernel could be a port nodePorts gave a node that has not bound it yet.
+		n.rport = nodePorts(t)[0]
 		args := n.clusterArgs("stan", c.nodes...)
 		args = append(args, "--store", "file", "--dir", t.TempDir(), "--clustered", "--cluster_node_id", ids[i],
-			"--cluster_peers", strings.Join(ids, ","))
+			"--cluster_peers", strings.Join(ids, ","), "--cluster_raft_listen", n.raftAddr())
 		args = append(args, raftTimingArgs...)
 		n.start(append(args, extra...)...)
 	}
@@ -65,6 +68,9 @@ type stanServerz struct {
 	} `json:"raft"`
 	TotalMsgs int `json:"total_msgs"`
 }
+
+// raftAddr is the node's raft listener.
+func (n *node) raftAddr() string { return fmt.Sprintf("127.0.0.1:%d", n.rport) }
 
 func (n *node) serverz(digest bool) (stanServerz, error) {
 	var z stanServerz

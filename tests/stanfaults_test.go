@@ -1,9 +1,14 @@
 package tests
 
 import (
+	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -75,4 +80,192 @@ func TestStanClusterLeaderKills(t *testing.T) {
 	if p := percentile(failovers, 99); p > 5*time.Second {
 		t.Errorf("failover p99 %v", p)
 	}
+}
+
+// TestStanClusterRollingRestart: §4.2, each node in turn (followers first, the leader
+// last, as an operator would) stopped with SIGTERM under load and restarted, the cluster
+// converging before the next: the only failed publishes are those in flight to the leader
+// as it hands over (at most the publisher's window), all retried; no client loses its
+// streaming connection (loadConn fails the test then).
+func TestStanClusterRollingRestart(t *testing.T) {
+	c := startStanCluster(t)
+	l := newStanLoad(t, c.nodes, "rolling", 500)
+	l.waitAcked(200, 20*time.Second)
+	lead := c.leader(10 * time.Second)
+	for _, n := range append(c.followers(lead), lead) {
+		start := time.Now()
+		end := l.fault(start)
+		n.terminate()
+		l.waitAcked(200, 20*time.Second)
+		end()
+		t.Logf("%s stopped (SIGTERM): 200 acknowledged after %v", n.name, time.Since(start))
+		n.restart()
+		l.pause(30 * time.Second)
+		c.converged(30 * time.Second)
+		l.resume()
+	}
+	tally := l.checkLoad(c)
+	t.Logf("rolling restart: %v", tally)
+	if tally.failed > 256 {
+		t.Errorf("%d publish attempts failed: more than the one window in flight at the leader's handover", tally.failed)
+	}
+}
+
+// followerStop runs §4.3: a follower SIGSTOPped for d under load (the clients on the other
+// two nodes): no election (the term stays on every node), the majority acknowledges
+// meanwhile, and after SIGCONT the follower catches up.
+func followerStop(t *testing.T, d time.Duration) {
+	c := startStanCluster(t)
+	lead := c.leader(10 * time.Second)
+	fs := c.followers(lead)
+	stopped, other := fs[0], fs[1]
+	l := newStanLoad(t, []*node{lead, other}, "fstop", 500)
+	l.waitAcked(200, 20*time.Second)
+	z, err := lead.serverz(false)
+	must(t, err)
+	term := z.Raft.Term
+	stopped.stop()
+	t.Cleanup(func() { _ = syscall.Kill(stopped.p.cmd.Process.Pid, syscall.SIGCONT) })
+	before := l.ackedCount()
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+		for _, n := range []*node{lead, other} {
+			z, err := n.serverz(false)
+			must(t, err)
+			if z.Raft.Term != term || z.Leader != lead.name {
+				t.Fatalf("%s stopped: %s sees term %d leader %q, was term %d leader %s", stopped.name, n.name, z.Raft.Term, z.Leader, term, lead.name)
+			}
+		}
+	}
+	acked := l.ackedCount() - before
+	if acked < 100 {
+		t.Errorf("%d acknowledged in %v with a follower stopped", acked, d)
+	}
+	stopped.cont()
+	start := time.Now()
+	tally := l.checkLoad(c)
+	t.Logf("follower %s stopped %v: %d acknowledged meanwhile; caught up and converged %v after SIGCONT; %v", stopped.name, d, acked, time.Since(start), tally)
+	for _, n := range c.nodes {
+		z, err := n.serverz(false)
+		must(t, err)
+		if z.Raft.Term != term || z.Leader != lead.name {
+			t.Errorf("after SIGCONT %s sees term %d leader %q, was term %d leader %s", n.name, z.Raft.Term, z.Leader, term, lead.name)
+		}
+	}
+}
+
+// TestStanClusterFollowerStop: §4.3, short ($STAN_FOLLOWER_STOP, default 3s; 30s in soak).
+func TestStanClusterFollowerStop(t *testing.T) {
+	followerStop(t, time.Duration(envInt(t, "STAN_FOLLOWER_STOP_SECONDS", 3))*time.Second)
+}
+
+// leaderAmong waits until one of nodes leads (by its own serverz) and returns it.
+func leaderAmong(t *testing.T, timeout time.Duration, nodes ...*node) *node {
+	t.Helper()
+	var lead *node
+	waitFor(t, timeout, func() error {
+		for _, n := range nodes {
+			if z, err := n.serverz(false); err == nil && z.Role == "Leader" {
+				lead = n
+				return nil
+			}
+		}
+		return errors.New("no leader among them")
+	})
+	return lead
+}
+
+// TestStanClusterLeaderStop: §4.4, the leader SIGSTOPped for 5 s under load: the
+// followers elect a new leader and serve; a publisher connected to the old leader alone
+// keeps sending, so that on SIGCONT the old leader reads publishes before it learns of the
+// new term — it must acknowledge none it did not commit (everything its clients saw
+// acknowledged is stored), and steps down.
+func TestStanClusterLeaderStop(t *testing.T) {
+	c := startStanCluster(t)
+	old := c.leader(10 * time.Second)
+	fs := c.followers(old)
+	l := newStanLoad(t, fs, "lstop", 500)
+	stale := newStanPublisher(t, []*node{old}, "lstop", "s", 200)
+	l.waitAcked(200, 20*time.Second)
+	stale.waitAcked(100, 20*time.Second)
+	staleBefore := stale.ackedCount()
+	start := time.Now()
+	end, endStale := l.fault(start), stale.fault(start)
+	old.stop()
+	t.Cleanup(func() { _ = syscall.Kill(old.p.cmd.Process.Pid, syscall.SIGCONT) })
+	lead := leaderAmong(t, 10*time.Second, fs...)
+	t.Logf("old leader %s stopped: %s leads after %v", old.name, lead.name, time.Since(start))
+	l.waitAcked(200, 20*time.Second)
+	time.Sleep(time.Until(start.Add(5 * time.Second))) // the fault lasts 5 s
+	old.cont()
+	resumed := time.Now()
+	waitFor(t, 10*time.Second, func() error {
+		z, err := old.serverz(false)
+		if err != nil {
+			return err
+		}
+		if z.Role == "Leader" {
+			return errors.New("the old leader still leads")
+		}
+		return nil
+	})
+	t.Logf("%s stepped down %v after SIGCONT", old.name, time.Since(resumed))
+	end()
+	endStale()
+	tally := l.checkLoad(c)
+	staleTally := stale.checkLoad(c)
+	t.Logf("load: %v; publisher on the old leader: %v (%d acknowledged since the stop)", tally, staleTally, staleTally.acked-staleBefore)
+}
+
+// TestStanClusterTwoDown: §4.6, two of three nodes killed: the survivor acknowledges
+// nothing and /healthz says why; one back: a PubAck within 2 s, and nothing acknowledged
+// before is lost.
+func TestStanClusterTwoDown(t *testing.T) {
+	c := startStanCluster(t)
+	lead := c.leader(10 * time.Second)
+	fs := c.followers(lead)
+	survivor, back := fs[0], fs[1]
+	l := newStanLoad(t, []*node{survivor}, "twodown", 300)
+	probe, closeProbe := loadConn(t, []*node{survivor}, "probe", stan.PubAckWait(200*time.Millisecond))
+	defer closeProbe()
+	l.waitAcked(200, 20*time.Second)
+	start := time.Now()
+	end := l.fault(start)
+	lead.kill()
+	back.kill()
+	waitFor(t, 10*time.Second, func() error {
+		if code, err := survivor.healthz(); err != nil || code == http.StatusOK {
+			return fmt.Errorf("healthz %d %v", code, err)
+		}
+		return nil
+	})
+	reason := healthzBody(t, survivor)
+	if !strings.Contains(reason, "no leader") {
+		t.Errorf("healthz of the survivor: %s", reason)
+	}
+	acked := l.ackedCount()
+	time.Sleep(2 * time.Second) // the outage: nothing may be acknowledged in it
+	if n := l.ackedCount() - acked; n > 0 {
+		t.Errorf("%d publishes acknowledged with two of three nodes down", n)
+	}
+	restart := time.Now()
+	back.restart()
+	resume := probeFailover(t, probe, restart, 20*time.Second)
+	end()
+	t.Logf("two down for %v; one restarted: first PubAck %v after its start", restart.Sub(start), resume)
+	if resume > 2*time.Second {
+		t.Errorf("service resumed %v after the node's restart (want < 2s)", resume)
+	}
+	lead.restart()
+	t.Logf("%v", l.checkLoad(c))
+}
+
+// healthzBody is /healthz of n as text.
+func healthzBody(t *testing.T, n *node) string {
+	t.Helper()
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/healthz", n.mport))
+	must(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	must(t, err)
+	return resp.Status + " " + string(b)
 }
