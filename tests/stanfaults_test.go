@@ -269,3 +269,119 @@ func healthzBody(t *testing.T, n *node) string {
 	must(t, err)
 	return resp.Status + " " + string(b)
 }
+
+// TestStanClusterDurableResume: §4.10, a durable and a durable queue group, each having
+// received 100 messages and acked the first 60, are closed (kept); the leader is killed
+// and 100 more published on the new one; on resume each gets 61–100 flagged redelivered
+// and 101–200 unflagged in order, and never 1–60.
+func TestStanClusterDurableResume(t *testing.T) {
+	c := startStanCluster(t)
+	lead := c.leader(10 * time.Second)
+	pub, closePub := loadConn(t, c.nodes, "pub")
+	defer closePub()
+	for i := 1; i <= 100; i++ {
+		publishRetry(t, pub, "resume", msgf("r-%03d", i), 10*time.Second)
+	}
+	type member struct {
+		name  string
+		sub   stan.Subscription
+		close func()
+		got   chan *stan.Msg
+	}
+	subscribe := func(id, queue string) member {
+		sc, closer := loadConn(t, c.nodes, id)
+		t.Cleanup(closer)
+		m := member{name: id, close: closer, got: make(chan *stan.Msg, 1024)}
+		h := func(msg *stan.Msg) {
+			if msg.Sequence <= 60 {
+				_ = msg.Ack()
+			}
+			m.got <- msg
+		}
+		opts := []stan.SubscriptionOption{stan.DurableName("d"), stan.SetManualAckMode(), stan.AckWait(30 * time.Second), stan.DeliverAllAvailable()}
+		var err error
+		if queue == "" {
+			m.sub, err = sc.Subscribe("resume", h, opts...)
+		} else {
+			m.sub, err = sc.QueueSubscribe("resume", queue, h, opts...)
+		}
+		must(t, err)
+		return m
+	}
+	drain := func(ms []member, n int) []*stan.Msg {
+		var out []*stan.Msg
+		timeout := time.After(20 * time.Second)
+		for len(out) < n {
+			select {
+			case m := <-ms[0].got:
+				out = append(out, m)
+			case m := <-ms[len(ms)-1].got:
+				out = append(out, m)
+			case <-timeout:
+				t.Fatalf("%s: %d of %d messages", ms[0].name, len(out), n)
+			}
+		}
+		return out
+	}
+	dur := []member{subscribe("dur", "")}
+	queue := []member{subscribe("q1", "grp"), subscribe("q2", "grp")}
+	drain(dur, 100)
+	drain(queue, 100)
+	// The acks of 1–60 are in: 40 pending for each, on the leader, and all nodes agree.
+	waitFor(t, 10*time.Second, func() error {
+		pending := map[string]int{}
+		for _, s := range channelSubs(t, fmt.Sprintf("http://127.0.0.1:%d", lead.mport), "resume") {
+			kind := "durable"
+			if s.QueueName != "" {
+				kind = "queue" // "d:grp": the durable's name, then the group's
+			}
+			pending[kind] += s.PendingCount
+		}
+		if pending["durable"] != 40 || pending["queue"] != 40 {
+			return fmt.Errorf("pending %v", pending)
+		}
+		return nil
+	})
+	for _, m := range append(dur, queue...) {
+		must(t, m.sub.Close()) // the durable stays
+		m.close()
+	}
+	c.converged(10 * time.Second)
+	lead.kill()
+	for i := 101; i <= 200; i++ {
+		publishRetry(t, pub, "resume", msgf("r-%03d", i), 20*time.Second)
+	}
+	t.Logf("killed %s; %s leads", lead.name, c.leader(10*time.Second).name)
+	check := func(who string, msgs []*stan.Msg) {
+		seen := map[uint64]bool{}
+		var next uint64 = 101
+		for _, m := range msgs {
+			switch {
+			case m.Sequence <= 60:
+				t.Errorf("%s: acked seq %d delivered again (redelivered=%v)", who, m.Sequence, m.Redelivered)
+			case m.Sequence <= 100:
+				if !m.Redelivered {
+					t.Errorf("%s: pending seq %d redelivered unflagged", who, m.Sequence)
+				}
+			case m.Redelivered:
+				t.Errorf("%s: new seq %d flagged redelivered", who, m.Sequence)
+			case m.Sequence != next:
+				t.Errorf("%s: seq %d after %d", who, m.Sequence, next-1)
+				next = m.Sequence + 1
+			default:
+				next++
+			}
+			seen[m.Sequence] = true
+		}
+		for s := uint64(61); s <= 200; s++ {
+			if !seen[s] {
+				t.Errorf("%s: seq %d not delivered", who, s)
+				break
+			}
+		}
+	}
+	check("durable", drain([]member{subscribe("dur", "")}, 140))
+	check("durable queue", drain([]member{subscribe("q1", "grp")}, 140))
+	lead.restart()
+	c.converged(20 * time.Second)
+}
