@@ -28,21 +28,31 @@ var raftTimingArgs = []string{"--cluster_raft_heartbeat_timeout", "500ms", "--cl
 // startStanCluster starts nodes n1, n2, n3 with extra flags and waits for a leader.
 func startStanCluster(t *testing.T, extra ...string) *stanCluster {
 	t.Helper()
+	return startStanClusterWith(t, nil, extra...)
+}
+
+// startStanClusterWith is startStanCluster with flags for node i from perNode (nil: none),
+// called once every node's ports are chosen.
+func startStanClusterWith(t *testing.T, perNode func(c *stanCluster, i int) []string, extra ...string) *stanCluster {
+	t.Helper()
 	c := &stanCluster{t: t}
 	ids := []string{"n1", "n2", "n3"}
 	for _, id := range ids {
 		n := newNode(t, id)
 		n.stan = true
-		c.nodes = append(c.nodes, n)
-	}
-	for i, n := range c.nodes {
 		// A fixed raft port, never handed out to another node: a free one picked by the
 		// kernel could be a port nodePorts gave a node that has not bound it yet.
 		n.rport = nodePorts(t)[0]
+		c.nodes = append(c.nodes, n)
+	}
+	for i, n := range c.nodes {
 		args := n.clusterArgs("stan", c.nodes...)
 		args = append(args, "--store", "file", "--dir", t.TempDir(), "--clustered", "--cluster_node_id", ids[i],
 			"--cluster_peers", strings.Join(ids, ","), "--cluster_raft_listen", n.raftAddr())
 		args = append(args, raftTimingArgs...)
+		if perNode != nil {
+			args = append(args, perNode(c, i)...)
+		}
 		n.start(append(args, extra...)...)
 	}
 	lead := c.leader(10 * time.Second)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -384,4 +385,104 @@ func TestStanClusterDurableResume(t *testing.T) {
 	check("durable queue", drain([]member{subscribe("q1", "grp")}, 140))
 	lead.restart()
 	c.converged(20 * time.Second)
+}
+
+// raftMesh is a streaming cluster whose raft traffic goes through a linkProxy per ordered
+// pair of nodes (--cluster_raft_peer_addrs): links[i][j] carries what node i dials of j.
+// The routes stay whole, so clients on any node reach the leader.
+type raftMesh struct {
+	*stanCluster
+	links [3][3]*linkProxy
+}
+
+func startRaftMesh(t *testing.T) *raftMesh {
+	t.Helper()
+	m := &raftMesh{}
+	m.stanCluster = startStanClusterWith(t, func(c *stanCluster, i int) []string {
+		var addrs []string
+		for j, peer := range c.nodes {
+			if j != i {
+				m.links[i][j] = newLinkProxy(t, peer.raftAddr())
+				addrs = append(addrs, peer.name+"="+m.links[i][j].addr())
+			}
+		}
+		return []string{"--cluster_raft_peer_addrs", strings.Join(addrs, ",")}
+	})
+	return m
+}
+
+// isolate cuts n's raft links both ways to every other node; heal restores all links.
+func (m *raftMesh) isolate(n *node) {
+	i := slices.Index(m.nodes, n)
+	for j := range m.nodes {
+		if j != i {
+			m.links[i][j].partition()
+			m.links[j][i].partition()
+		}
+	}
+}
+
+func (m *raftMesh) heal() {
+	for i := range m.links {
+		for _, l := range m.links[i] {
+			if l != nil {
+				l.heal()
+			}
+		}
+	}
+}
+
+// TestStanClusterPartition: §4.5, raft traffic through proxies. The leader isolated: it
+// stops serving within its lease (plus raft's check interval), the majority elects another
+// and serves the load; a publisher connected to the isolated node only sees nothing
+// acknowledged that is not stored. After healing all converge. Then a follower isolated:
+// the majority serves on, and it converges after healing.
+func TestStanClusterPartition(t *testing.T) {
+	m := startRaftMesh(t)
+	old := m.leader(10 * time.Second)
+	fs := m.followers(old)
+	l := newStanLoad(t, fs, "part", 500)
+	stale := newStanPublisher(t, []*node{old}, "part", "s", 200)
+	l.waitAcked(200, 20*time.Second)
+	stale.waitAcked(100, 20*time.Second)
+
+	start := time.Now()
+	end, endStale := l.fault(start), stale.fault(start)
+	m.isolate(old)
+	waitFor(t, 10*time.Second, func() error {
+		z, err := old.serverz(false)
+		if err != nil {
+			return err
+		}
+		if z.Role == "Leader" {
+			return errors.New("the isolated node still leads")
+		}
+		return nil
+	})
+	stepDown := time.Since(start)
+	lead := leaderAmong(t, 10*time.Second, fs...)
+	elected := time.Since(start)
+	l.waitAcked(300, 20*time.Second)
+	t.Logf("leader %s isolated: it stepped down after %v; %s elected by %v; the majority acknowledges", old.name, stepDown, lead.name, elected)
+	if stepDown > time.Second {
+		t.Errorf("the isolated leader served %v (lease 250ms)", stepDown)
+	}
+	healed := time.Now()
+	m.heal()
+	end()
+	endStale()
+	t.Logf("healed: load %v; publisher on the isolated node %v (converged %v after healing)", l.checkLoad(m.stanCluster), stale.checkLoad(m.stanCluster), time.Since(healed))
+
+	lead = m.leader(10 * time.Second)
+	f := m.followers(lead)[0]
+	start = time.Now()
+	end = l.fault(start)
+	m.isolate(f)
+	l.waitAcked(500, 20*time.Second)
+	m.heal()
+	end()
+	if now := m.leader(10 * time.Second); now != lead {
+		t.Logf("follower %s isolated: leadership moved from %s to %s", f.name, lead.name, now.name)
+	}
+	t.Logf("follower %s isolated %v: %v", f.name, time.Since(start), l.checkLoad(m.stanCluster))
 }
