@@ -441,23 +441,29 @@ func storedPayloads(t *testing.T, n *node, channel string) []string {
 	t.Helper()
 	last, err := channelLastSeq(n, channel)
 	must(t, err)
+	return storedFrom(t, n, channel, 1, last)
+}
+
+// storedFrom reads sequences first to last of channel through n, in order.
+func storedFrom(t *testing.T, n *node, channel string, first, last uint64) []string {
+	t.Helper()
 	sc := stanOn(t, n, fmt.Sprintf("reader-%d", time.Now().UnixNano()))
 	got := make(chan *stan.Msg, 4096)
-	sub, err := sc.Subscribe(channel, func(m *stan.Msg) { got <- m }, stan.DeliverAllAvailable(), stan.MaxInflight(4096))
+	sub, err := sc.Subscribe(channel, func(m *stan.Msg) { got <- m }, stan.StartAtSequence(first), stan.MaxInflight(4096))
 	must(t, err)
 	defer sub.Close()
-	out := make([]string, 0, last)
+	out := make([]string, 0, last-first+1)
 	timeout := time.After(60 * time.Second)
-	for next := uint64(1); next <= last; {
+	for next := first; next <= last; {
 		select {
 		case m := <-got:
 			if m.Sequence != next {
-				t.Fatalf("reading %s: seq %d, want %d", channel, m.Sequence, next)
+				t.Fatalf("reading %s on %s: seq %d, want %d", channel, n.name, m.Sequence, next)
 			}
 			out = append(out, string(m.Data))
 			next++
 		case <-timeout:
-			t.Fatalf("reading %s: %d of %d messages", channel, len(out), last)
+			t.Fatalf("reading %s on %s: %d of %d messages", channel, n.name, len(out), last-first+1)
 		}
 	}
 	return out
