@@ -154,7 +154,15 @@ func (c *stanCluster) followers(lead *node) []*node {
 // state (equal digests: every message, sequence, timestamp, subscription and cursor).
 func (c *stanCluster) converged(timeout time.Duration) {
 	c.t.Helper()
-	waitFor(c.t, timeout, func() error {
+	if err := c.convergedErr(timeout); err != nil {
+		c.t.Fatalf("not converged after %v: %v", timeout, err)
+	}
+}
+
+// convergedErr is converged returning the last difference after timeout.
+func (c *stanCluster) convergedErr(timeout time.Duration) error {
+	c.t.Helper()
+	return poll(timeout, func() error {
 		var digests []string
 		for _, n := range c.nodes {
 			if !n.up() {
@@ -173,6 +181,18 @@ func (c *stanCluster) converged(timeout time.Duration) {
 		}
 		return nil
 	})
+}
+
+// poll calls cond until it returns nil or timeout passes, and returns its last error.
+func poll(timeout time.Duration, cond func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // terminate sends SIGTERM and waits for the process to exit.

@@ -1,0 +1,236 @@
+package tests
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// §4.9: damage on a follower's disk — a torn tail of raft.db, a flipped bit in a logged
+// message, a damaged snapshot. The node must log a clear problem and never serve wrong
+// data: refusing to start is acceptable when its message names the damaged file; if it
+// runs, the cluster must converge with every message intact.
+
+// knownBug fails the test with $STAN_KNOWN_BUGS set, else skips it saying why: a server
+// bug the test reproduces, reported and not fixed here.
+func knownBug(t *testing.T, msg string) {
+	t.Helper()
+	if os.Getenv("STAN_KNOWN_BUGS") != "" {
+		t.Fatal("KNOWN BUG: " + msg)
+	}
+	t.Skip("KNOWN BUG (STAN_KNOWN_BUGS=1 fails instead): " + msg)
+}
+
+// raftGroupDir is the node's raft directory (--dir D: D/raft/<group>).
+func (n *node) raftGroupDir() string {
+	i := slices.Index(n.extra, "--dir")
+	return filepath.Join(n.extra[i+1], "raft", "test-cluster")
+}
+
+// tryRestart starts the node again; it returns the output and false when the process
+// exits before it accepts clients.
+func (n *node) tryRestart() (string, bool) {
+	n.t.Helper()
+	bin := starlingBinary(n.t)
+	n.p = startProc(n.t, bin, n.args...)
+	var exited bool
+	waitFor(n.t, readyTimeout, func() error {
+		select {
+		case err := <-n.p.done:
+			n.p.done <- err
+			exited = true
+			return nil
+		default:
+		}
+		nc, err := nats.Connect(n.url(), nats.Timeout(time.Second), nats.NoReconnect())
+		if err != nil {
+			return err
+		}
+		nc.Close()
+		return nil
+	})
+	return n.p.out.String(), !exited
+}
+
+// corruptCase runs one damage: publish, the follower stopped, damage applied to its raft
+// directory (returns the damaged file's name), restart; then either a refusal that names
+// the file, or convergence and every message intact on every node as it leads.
+func corruptCase(t *testing.T, damage func(t *testing.T, c *stanCluster, f *node) string, extra ...string) {
+	c := startStanCluster(t, extra...)
+	lead := c.leader(10 * time.Second)
+	f := c.followers(lead)[0]
+	pub, closePub := loadConn(t, c.nodes, "pub")
+	defer closePub()
+	var want []string
+	publish := func(n int) {
+		for range n {
+			d := fmt.Sprintf("c-%05d", len(want))
+			publishRetry(t, pub, "dmg", []byte(d), 20*time.Second)
+			want = append(want, d)
+		}
+	}
+	publish(300)
+	c.converged(10 * time.Second)
+	f.terminate()
+	file := damage(t, c, f)
+	out, up := f.tryRestart()
+	if !up {
+		if !strings.Contains(out, file) {
+			t.Fatalf("%s refused to start without naming %s:\n%s", f.name, file, tail(out, 3000))
+		}
+		t.Logf("%s refuses to start, naming %s: %s", f.name, file, lastLines(out, 2))
+		return
+	}
+	t.Logf("%s started on a damaged %s", f.name, file)
+	publish(100)
+	c.converged(20 * time.Second)
+	// Every node, as it leads, serves every message intact.
+	for range c.nodes {
+		lead := c.leader(10 * time.Second)
+		if got := storedPayloads(t, lead, "dmg"); !slices.Equal(got, want) {
+			t.Fatalf("%s serves %d messages, differing from the %d published: %v", lead.name, len(got), len(want), firstDiff(got, want))
+		}
+		lead.terminate()
+		lead.restart()
+	}
+}
+
+func firstDiff(got, want []string) string {
+	for i := range min(len(got), len(want)) {
+		if got[i] != want[i] {
+			return fmt.Sprintf("seq %d: %q, want %q", i+1, got[i], want[i])
+		}
+	}
+	return fmt.Sprintf("lengths %d and %d", len(got), len(want))
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// TestStanClusterCorruptTornLog: raft.db loses the second half of its bytes (a torn tail).
+func TestStanClusterCorruptTornLog(t *testing.T) {
+	corruptCase(t, func(t *testing.T, c *stanCluster, f *node) string {
+		p := filepath.Join(f.raftGroupDir(), "raft.db")
+		st, err := os.Stat(p)
+		must(t, err)
+		// bolt writes pages in place and grows the file ahead: cut well into the used pages.
+		must(t, os.Truncate(p, st.Size()/2))
+		t.Logf("raft.db cut from %d to %d bytes", st.Size(), st.Size()/2)
+		return "raft.db"
+	})
+}
+
+// TestStanClusterCorruptFlippedBit: a bit flipped in a message's payload inside a
+// follower's raft.db, a follower that later leads and replicates its log to a node that
+// lacks the entry. No checksum guards an entry: the message must not come back changed.
+func TestStanClusterCorruptFlippedBit(t *testing.T) {
+	c := startStanCluster(t)
+	lead := c.leader(10 * time.Second)
+	fs := c.followers(lead)
+	a, b := fs[0], fs[1]
+	pub, closePub := loadConn(t, c.nodes, "pub")
+	defer closePub()
+	var want []string
+	publish := func(n int) {
+		for range n {
+			d := fmt.Sprintf("c-%05d", len(want))
+			publishRetry(t, pub, "dmg", []byte(d), 20*time.Second)
+			want = append(want, d)
+		}
+	}
+	publish(10)
+	c.converged(10 * time.Second)
+	b.terminate() // b will lack what follows
+	publish(100)
+	waitFor(t, 10*time.Second, func() error { // a has applied everything
+		za, err := a.serverz(false)
+		if err != nil {
+			return err
+		}
+		zl, err := lead.serverz(false)
+		if err != nil {
+			return err
+		}
+		if za.Raft.AppliedIndex != zl.Raft.AppliedIndex {
+			return fmt.Errorf("a applied %d, the leader %d", za.Raft.AppliedIndex, zl.Raft.AppliedIndex)
+		}
+		return nil
+	})
+	a.terminate()
+	p := filepath.Join(a.raftGroupDir(), "raft.db")
+	db, err := os.ReadFile(p)
+	must(t, err)
+	target := []byte("c-00050")
+	n := bytes.Count(db, target)
+	if n == 0 {
+		t.Fatalf("%s not found in %s: entries are not stored as written", target, p)
+	}
+	db = bytes.ReplaceAll(db, target, []byte("c-00051")) // 0x30 -> 0x31: one bit
+	must(t, os.WriteFile(p, db, 0o600))
+	t.Logf("flipped a bit in %d copies of %s in %s's raft.db", n, target, a.name)
+	lead.kill() // a, with the longer log, must lead b
+	out, up := a.tryRestart()
+	if !up {
+		if !strings.Contains(out, "raft.db") {
+			t.Fatalf("%s refused to start without naming raft.db:\n%s", a.name, tail(out, 3000))
+		}
+		t.Logf("%s refuses to start: %s", a.name, lastLines(out, 2))
+		return
+	}
+	b.restart()
+	c.leader(10 * time.Second)
+	lead.restart()
+	if err := c.convergedErr(10 * time.Second); err != nil {
+		// Which node serves what: each in turn leads.
+		for range c.nodes {
+			l := c.leader(10 * time.Second)
+			if got := storedPayloads(t, l, "dmg"); !slices.Equal(got, want) {
+				err = fmt.Errorf("%w; %s, leading, serves %s", err, l.name, firstDiff(got, want))
+				break
+			}
+			l.terminate()
+			l.restart()
+		}
+		knownBug(t, "a bit flipped in a raft.db entry is replicated as is: no checksum guards a log entry, so a "+
+			"node that catches up from the damaged log stores the changed message (§3: damage mid-log must "+
+			"make the node refuse to vote until repaired): "+err.Error())
+	}
+	for range c.nodes {
+		l := c.leader(10 * time.Second)
+		if got := storedPayloads(t, l, "dmg"); !slices.Equal(got, want) {
+			t.Fatalf("%s serves wrong data: %v", l.name, firstDiff(got, want))
+		}
+		l.terminate()
+		l.restart()
+	}
+}
+
+// TestStanClusterCorruptSnapshot: a byte flipped in the middle of each of a follower's
+// snapshots (small threshold, so that several exist).
+func TestStanClusterCorruptSnapshot(t *testing.T) {
+	corruptCase(t, func(t *testing.T, c *stanCluster, f *node) string {
+		snaps, err := filepath.Glob(filepath.Join(f.raftGroupDir(), "snapshots", "*", "state.bin"))
+		must(t, err)
+		if len(snaps) == 0 {
+			t.Fatal(errors.New("no snapshot on the follower"))
+		}
+		for _, p := range snaps {
+			b, err := os.ReadFile(p)
+			must(t, err)
+			b[len(b)/2] ^= 0x10
+			must(t, os.WriteFile(p, b, 0o600))
+		}
+		t.Logf("damaged %d snapshots", len(snaps))
+		return f.raftGroupDir()
+	}, "--cluster_snapshot_threshold", "16", "--cluster_snapshot_interval", "200ms")
+}
