@@ -3,6 +3,7 @@ package tests
 import (
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"syscall"
@@ -52,6 +53,10 @@ func startStanClusterWith(t *testing.T, perNode func(c *stanCluster, i int) []st
 		args = append(args, raftTimingArgs...)
 		if perNode != nil {
 			args = append(args, perNode(c, i)...)
+		}
+		if os.Getenv("STAN_RAFT_LOGGING") != "" { // hashicorp/raft's own lines, to debug a failure
+
+			args = append(args, "--cluster_raft_logging")
 		}
 		n.start(append(args, extra...)...)
 	}

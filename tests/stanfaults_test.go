@@ -38,46 +38,65 @@ func envInt(t *testing.T, name string, def int) int {
 // PubAck on a surviving node), the load acknowledged on the new leader, the killed node
 // restarted and every node converged. checkLoad runs every checkEvery cycles and at the
 // end. It returns the tally and the failover times.
-func leaderKills(t *testing.T, cycles, checkEvery int) (loadTally, []time.Duration) {
+func leaderKills(t *testing.T, cycles, checkEvery int) (tally loadTally, failovers, elections []time.Duration) {
 	c := startStanCluster(t)
 	l := newStanLoad(t, c.nodes, "kills", 500)
 	l.waitAcked(200, 20*time.Second)
-	var failovers []time.Duration
-	var tally loadTally
 	for i := range cycles {
 		lead := c.leader(10 * time.Second)
 		probe, closeProbe := loadConn(t, c.followers(lead)[:1], fmt.Sprintf("probe-%d", i), stan.PubAckWait(200*time.Millisecond))
 		publishRetry(t, probe, "probe", []byte("p"), 10*time.Second)
 		start := time.Now()
 		end := l.fault(start)
+		elected := watchElection(c.followers(lead), start)
 		lead.kill()
 		d := probeFailover(t, probe, start, 20*time.Second)
 		end()
 		failovers = append(failovers, d)
+		elections = append(elections, elected())
 		closeProbe()
 		l.waitAcked(200, 20*time.Second)
 		lead.restart()
 		if (i+1)%checkEvery == 0 || i == cycles-1 {
 			tally = l.checkLoad(c)
-			t.Logf("cycle %d: killed %s, failover %v; %v", i+1, lead.name, d, tally)
+			t.Logf("cycle %d: killed %s, elected after %v, failover %v; %v", i+1, lead.name, elections[i], d, tally)
 		} else {
 			l.pause(30 * time.Second)
 			c.converged(30 * time.Second)
 			l.resume()
-			t.Logf("cycle %d: killed %s, failover %v", i+1, lead.name, d)
+			t.Logf("cycle %d: killed %s, elected after %v, failover %v", i+1, lead.name, elections[i], d)
 		}
 		if t.Failed() {
 			break
 		}
 	}
-	return tally, failovers
+	return tally, failovers, elections
 }
 
-// TestStanClusterLeaderKills: §4.1, leader SIGKILL under load, $STAN_KILL_CYCLES cycles (3).
+// watchElection polls nodes from now on until one says it leads; the returned func waits
+// for that and returns how long after start it was.
+func watchElection(nodes []*node, start time.Time) func() time.Duration {
+	done := make(chan time.Duration, 1)
+	go func() {
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			for _, n := range nodes {
+				if z, err := n.serverz(false); err == nil && z.Role == "Leader" {
+					done <- time.Since(start)
+					return
+				}
+			}
+		}
+		done <- -1
+	}()
+	return func() time.Duration { return <-done }
+}
+
+// TestStanClusterLeaderKills: §4.1, leader SIGKILL under load, $STAN_KILL_CYCLES cycles (2;
+// 100 in `make soak`).
 func TestStanClusterLeaderKills(t *testing.T) {
-	tally, failovers := leaderKills(t, envInt(t, "STAN_KILL_CYCLES", 3), 3)
-	t.Logf("%d leader kills: %v; failover p50 %v p99 %v max %v", len(failovers), tally,
-		percentile(failovers, 50), percentile(failovers, 99), percentile(failovers, 100))
+	tally, failovers, elections := leaderKills(t, envInt(t, "STAN_KILL_CYCLES", 2), 2)
+	t.Logf("%d leader kills: %v; failover p50 %v p99 %v max %v (a new leader known after p50 %v p99 %v)", len(failovers), tally,
+		percentile(failovers, 50), percentile(failovers, 99), percentile(failovers, 100), percentile(elections, 50), percentile(elections, 99))
 	if p := percentile(failovers, 99); p > 5*time.Second {
 		t.Errorf("failover p99 %v", p)
 	}
@@ -115,12 +134,12 @@ func TestStanClusterRollingRestart(t *testing.T) {
 // followerStop runs §4.3: a follower SIGSTOPped for d under load (the clients on the other
 // two nodes): no election (the term stays on every node), the majority acknowledges
 // meanwhile, and after SIGCONT the follower catches up.
-func followerStop(t *testing.T, d time.Duration) {
+func followerStop(t *testing.T, d time.Duration, rate int) {
 	c := startStanCluster(t)
 	lead := c.leader(10 * time.Second)
 	fs := c.followers(lead)
 	stopped, other := fs[0], fs[1]
-	l := newStanLoad(t, []*node{lead, other}, "fstop", 500)
+	l := newStanLoad(t, []*node{lead, other}, "fstop", rate)
 	l.waitAcked(200, 20*time.Second)
 	z, err := lead.serverz(false)
 	must(t, err)
@@ -154,9 +173,12 @@ func followerStop(t *testing.T, d time.Duration) {
 	}
 }
 
-// TestStanClusterFollowerStop: §4.3, short ($STAN_FOLLOWER_STOP, default 3s; 30s in soak).
+// TestStanClusterFollowerStop: §4.3, short ($STAN_FOLLOWER_STOP_SECONDS, default 3; 30 in
+// soak), at 300 messages a second: under heavier load the leader sometimes loses its lease
+// with no fault at all (TestSoakStanClusterSteady), which this test would take for an
+// election caused by the stopped follower.
 func TestStanClusterFollowerStop(t *testing.T) {
-	followerStop(t, time.Duration(envInt(t, "STAN_FOLLOWER_STOP_SECONDS", 3))*time.Second)
+	followerStop(t, time.Duration(envInt(t, "STAN_FOLLOWER_STOP_SECONDS", 3))*time.Second, 300)
 }
 
 // leaderAmong waits until one of nodes leads (by its own serverz) and returns it.
