@@ -356,6 +356,14 @@ func (t loadTally) String() string {
 // have everything and the nodes up to converge, then checks what was stored (read from
 // the leader) and each subscription's deliveries. The load resumes after.
 func (l *stanLoad) checkLoad(c *stanCluster) loadTally {
+	l.t.Helper()
+	return l.checkWith(func() { c.converged(30 * time.Second) },
+		func() []string { return storedPayloads(l.t, c.leader(10*time.Second), l.channel) })
+}
+
+// checkWith is checkLoad with the cluster's parts given: converge waits until every node
+// holds the same state, stored reads the channel in sequence order.
+func (l *stanLoad) checkWith(converge func(), read func() []string) loadTally {
 	t := l.t
 	t.Helper()
 	l.pause(30 * time.Second)
@@ -382,8 +390,8 @@ func (l *stanLoad) checkLoad(c *stanCluster) loadTally {
 			return nil
 		})
 	}
-	c.converged(30 * time.Second)
-	stored := storedPayloads(t, c.leader(10*time.Second), l.channel)
+	converge()
+	stored := read()
 	count := map[string]int{}
 	for _, d := range stored {
 		count[d]++
