@@ -41,6 +41,7 @@ func TestSoakStanClusterSteady(t *testing.T) {
 	c := startStanCluster(t)
 	lead := c.leader(10 * time.Second)
 	l := newStanLoad(t, c.nodes, "steady", 500)
+	defer l.close() // before the cleanups of nodes restarted since, which run first
 	l.waitAcked(200, 20*time.Second)
 	z, err := lead.serverz(false)
 	must(t, err)
@@ -66,6 +67,7 @@ func TestSoakStanClusterSteady(t *testing.T) {
 func TestStanClusterAllKilled(t *testing.T) {
 	c := startStanCluster(t)
 	l := newStanLoad(t, c.nodes, "allkilled", 300)
+	defer l.close() // before the cleanups of nodes restarted since, which run first
 	l.waitAcked(300, 20*time.Second)
 	start := time.Now()
 	end := l.fault(start)

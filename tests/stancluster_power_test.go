@@ -227,7 +227,7 @@ func TestStanClusterPowerLoss(t *testing.T) {
 	t.Logf("seed %d", seed)
 	pc := startPowerCluster(t, seed)
 	l := newStanLoad(t, pc.fakes(), "power", 300)
-	defer l.close() // before the nodes restarted here stop (cleanups run last-in first-out)
+	defer l.close() // before the cleanups of nodes restarted since, which run first
 	l.waitAcked(300, 20*time.Second)
 	for _, step := range []struct {
 		name string

@@ -326,7 +326,9 @@ func (l *stanLoad) resume() {
 	l.mu.Unlock()
 }
 
-// close stops the publisher and closes the clients (durables stay).
+// close stops the publisher and closes the clients (durables stay). Tests that restart
+// nodes defer it: t.Cleanup runs last-in first-out, so the cleanups of restarted nodes
+// would kill them first and each client's close would wait out its timeout.
 func (l *stanLoad) close() {
 	select {
 	case <-l.stop:
