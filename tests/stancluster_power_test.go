@@ -33,16 +33,16 @@ import (
 
 // powerNode is one in-process node.
 type powerNode struct {
-	id                string
-	port, cport       int // client, route
-	rport             int // raft
-	dir, raftDir      string
-	disk              *crashtest.Disk
-	srv               *streaming.Server
-	log               *raftlog.Node
-	stop              func()
-	fake              *node // carries the client port for the load's helpers
-	peers, raftAddrOf map[string]string
+	id           string
+	port, cport  int // client, route
+	rport        int // raft
+	dir, raftDir string
+	disk         *crashtest.Disk
+	srv          *streaming.Server
+	log          *raftlog.Node
+	stop         func()
+	fake         *node // carries the client port for the load's helpers
+	raftAddrOf   map[string]string
 }
 
 type powerCluster struct {

@@ -502,17 +502,6 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 func (n *node) stop() { must(n.t, syscall.Kill(n.p.cmd.Process.Pid, syscall.SIGSTOP)) }
 func (n *node) cont() { must(n.t, syscall.Kill(n.p.cmd.Process.Pid, syscall.SIGCONT)) }
 
-// others returns the cluster's nodes but the given ones.
-func (c *stanCluster) others(not ...*node) []*node {
-	var out []*node
-	for _, n := range c.nodes {
-		if !slices.Contains(not, n) {
-			out = append(out, n)
-		}
-	}
-	return out
-}
-
 // healthz is the HTTP status of /healthz on n.
 func (n *node) healthz() (int, error) {
 	c := http.Client{Timeout: 2 * time.Second}
