@@ -60,11 +60,11 @@ func TestSoakStanClusterSteady(t *testing.T) {
 	t.Logf("%v steady: %v", d, l.checkLoad(c))
 }
 
-// TestStanClusterAllKilled: the three nodes SIGKILLed at once under load and restarted:
+// TestSoakStanClusterAllKilled: the three nodes SIGKILLed at once under load and restarted:
 // nothing acknowledged is lost, and the clients carry on — their registrations, pings
 // and subscriptions are replicated state — for 20 s after (stan.go gives up after 15
 // unanswered pings a second apart).
-func TestStanClusterAllKilled(t *testing.T) {
+func TestSoakStanClusterAllKilled(t *testing.T) {
 	c := startStanCluster(t)
 	l := newStanLoad(t, c.nodes, "allkilled", 300)
 	defer l.close() // before the cleanups of nodes restarted since, which run first

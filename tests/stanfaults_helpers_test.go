@@ -480,11 +480,19 @@ func storedFrom(t *testing.T, n *node, channel string, first, last uint64) []str
 }
 
 // probeFailover publishes on probe until a PubAck arrives and returns how long after
-// since that was.
+// since that was. The probe's PubAck wait (100 ms in the tests) bounds the resolution: an
+// attempt sent to a dead leader is never answered.
 func probeFailover(t *testing.T, probe stan.Conn, since time.Time, deadline time.Duration) time.Duration {
 	t.Helper()
-	publishRetry(t, probe, "probe", []byte("p"), deadline)
-	return time.Since(since)
+	for end := time.Now().Add(deadline); ; time.Sleep(5 * time.Millisecond) {
+		err := probe.Publish("probe", []byte("p"))
+		if err == nil {
+			return time.Since(since)
+		}
+		if time.Now().After(end) {
+			t.Fatalf("no PubAck within %v: %v", deadline, err)
+		}
+	}
 }
 
 // percentile returns the p-th percentile (nearest rank) of ds.

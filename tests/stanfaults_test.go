@@ -45,7 +45,7 @@ func leaderKills(t *testing.T, cycles, checkEvery int) (tally loadTally, failove
 	l.waitAcked(200, 20*time.Second)
 	for i := range cycles {
 		lead := c.leader(10 * time.Second)
-		probe, closeProbe := loadConn(t, c.followers(lead)[:1], fmt.Sprintf("probe-%d", i), stan.PubAckWait(200*time.Millisecond))
+		probe, closeProbe := loadConn(t, c.followers(lead)[:1], fmt.Sprintf("probe-%d", i), stan.PubAckWait(100*time.Millisecond))
 		publishRetry(t, probe, "probe", []byte("p"), 10*time.Second)
 		start := time.Now()
 		end := l.fault(start)
@@ -257,7 +257,7 @@ func TestStanClusterTwoDown(t *testing.T) {
 	survivor, back := fs[0], fs[1]
 	l := newStanLoad(t, []*node{survivor}, "twodown", 300)
 	defer l.close() // before the cleanups of nodes restarted since, which run first
-	probe, closeProbe := loadConn(t, []*node{survivor}, "probe", stan.PubAckWait(200*time.Millisecond))
+	probe, closeProbe := loadConn(t, []*node{survivor}, "probe", stan.PubAckWait(100*time.Millisecond))
 	defer closeProbe()
 	l.waitAcked(200, 20*time.Second)
 	start := time.Now()
