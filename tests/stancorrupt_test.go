@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -137,8 +138,10 @@ func TestStanClusterCorruptTornLog(t *testing.T) {
 }
 
 // TestStanClusterCorruptFlippedBit: a bit flipped in a message's payload inside a
-// follower's raft.db, a follower that later leads and replicates its log to a node that
-// lacks the entry. No checksum guards an entry: the message must not come back changed.
+// follower's raft.db, a follower that would later lead and replicate its log to a node
+// that lacks the entry: it must detect the damage (raftlog's entry checksums: it stops
+// applying, says so, and /healthz too) — or at least the message must never come back
+// changed. The intact nodes then serve every message as published.
 func TestStanClusterCorruptFlippedBit(t *testing.T) {
 	c := startStanCluster(t)
 	lead := c.leader(10 * time.Second)
@@ -194,7 +197,39 @@ func TestStanClusterCorruptFlippedBit(t *testing.T) {
 		return
 	}
 	b.restart()
-	c.leader(10 * time.Second)
+	// Either a detects the damage when it reaches the entry (it stops applying and says
+	// so), or a and b elect a leader and b takes the entry from a.
+	const corrupt = "the entry is corrupt"
+	var detected bool
+	must(t, poll(10*time.Second, func() error {
+		if detected = strings.Contains(a.p.out.String(), corrupt); detected {
+			return nil
+		}
+		_, err := leaderOf(a, b)
+		return err
+	}))
+	if detected {
+		t.Logf("%s: %s", a.name, lastLineWith(a.p.out.String(), corrupt))
+		if code, err := a.healthz(); err != nil || code == http.StatusOK {
+			t.Errorf("/healthz of %s, which stopped applying: %d %v", a.name, code, err)
+		}
+		// The intact nodes serve without it, every message as published.
+		lead.restart()
+		good := []*node{lead, b}
+		var l *node
+		if err := poll(10*time.Second, func() (err error) { l, err = leaderOf(good...); return err }); err != nil {
+			knownBug(t, fmt.Sprintf("%s detects the corrupt entry only when applying it: it won the election first (longest "+
+				"log), replicated the entry to %s, and still votes after it stopped; %s stopped at the same entry "+
+				"(stopped: %v), and the intact %s cannot win (its pre-votes are refused: its log is behind theirs): %v; "+
+				"no wrong data is served, but the group has no leader until both are repaired", a.name, b.name, b.name,
+				strings.Contains(b.p.out.String(), corrupt), lead.name, err))
+		}
+		must(t, poll(20*time.Second, func() error { return digestsEqual(good...) }))
+		if got := storedPayloads(t, l, "dmg"); !slices.Equal(got, want) {
+			t.Fatalf("%s serves wrong data: %v", l.name, firstDiff(got, want))
+		}
+		return
+	}
 	lead.restart()
 	if err := c.convergedErr(5 * time.Second); err != nil {
 		// Which node serves what: each in turn leads.
@@ -219,6 +254,57 @@ func TestStanClusterCorruptFlippedBit(t *testing.T) {
 		l.terminate()
 		l.restart()
 	}
+}
+
+// leaderOf returns the node of nodes that leads, if they agree on one.
+func leaderOf(nodes ...*node) (*node, error) {
+	var lead *node
+	for _, n := range nodes {
+		z, err := n.serverz(false)
+		if err != nil {
+			return nil, err
+		}
+		if z.Role == "Leader" {
+			lead = n
+		}
+	}
+	if lead == nil {
+		return nil, errors.New("no leader")
+	}
+	for _, n := range nodes {
+		if z, err := n.serverz(false); err != nil || z.Leader != lead.name {
+			return nil, fmt.Errorf("%s does not see %s lead", n.name, lead.name)
+		}
+	}
+	return lead, nil
+}
+
+// digestsEqual reports whether the nodes hold the same state.
+func digestsEqual(nodes ...*node) error {
+	var ds []string
+	for _, n := range nodes {
+		z, err := n.serverz(true)
+		if err != nil {
+			return err
+		}
+		ds = append(ds, z.Digest)
+	}
+	for _, d := range ds[1:] {
+		if d != ds[0] {
+			return fmt.Errorf("state digests differ: %v", ds)
+		}
+	}
+	return nil
+}
+
+func lastLineWith(s, sub string) string {
+	lines := strings.Split(s, "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if strings.Contains(lines[i], sub) {
+			return lines[i]
+		}
+	}
+	return ""
 }
 
 // TestStanClusterCorruptSnapshot: a byte flipped in the middle of each of a follower's
