@@ -151,5 +151,14 @@ proto:
 # The crash harness (tests/crash_test.go) many times per durable store: SIGKILL under async
 # publish load, restart, verify every acknowledged message; prints the tally per store.
 # SOAK_ITERATIONS (default 100) sets the iterations per store.
+# The cluster mode (tests/soak_stancluster_test.go): SOAK_CLUSTER_KILLS (default 100) leader
+# SIGKILLs of a three-node streaming cluster under load, then a follower SIGSTOPped 30 s;
+# prints the tally (published, acked, lost, duplicates) and the failover p50/p99.
+# SOAK_MODE=crash or cluster runs one of them; all (the default) both.
+SOAK_MODE ?= all
 soak: build
-	STARLING_BIN=$(BIN)/starling $(GO) test -tags soak -count=1 -run TestSoakCrash -timeout 60m -v ./tests/
+	@case "$(SOAK_MODE)" in \
+	  crash) run='^TestSoakCrash$$';; cluster) run='^TestSoakStanCluster';; all) run='^TestSoak(Crash|StanCluster)';; \
+	  *) echo "SOAK_MODE=$(SOAK_MODE): want crash, cluster or all"; exit 2;; \
+	esac; \
+	STARLING_BIN=$(BIN)/starling $(GO) test -tags soak -count=1 -run "$$run" -timeout 150m -v ./tests/

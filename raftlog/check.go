@@ -25,6 +25,11 @@ func checkLogFile(path string) (err error) {
 			"is repaired: stop it, move %s aside and start it again; it rejoins with an empty log and catches up from the "+
 			"others (a snapshot, then the messages its store lacks)", path, cause, path)
 	}
+	// A file cut short of the pages its meta page counts makes bbolt read its mapping past
+	// the end: SIGBUS, which no recover catches.
+	if err := checkBoltFile(path); err != nil {
+		return damaged(err)
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = damaged(r)

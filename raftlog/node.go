@@ -154,7 +154,9 @@ func NewNode(cfg Config, sm StateMachine) (_ *Node, err error) {
 		logger.Info("raftlog: bootstrapped a new raft group", "peers", c.Peers)
 	}
 	if n.raft, err = raft.NewRaft(rc, n.fsm, logs, store, snaps, c.Transport); err != nil {
-		return nil, fmt.Errorf("raftlog: starting raft: %w", err)
+		// Name the directory: raft's own errors do not ("failed to load any existing
+		// snapshots" when every snapshot fails its CRC), and the operator must find it.
+		return nil, fmt.Errorf("raftlog: starting raft in %s: %w", dir, err)
 	}
 	go n.watch()
 	go n.reaper.run()

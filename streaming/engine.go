@@ -160,6 +160,15 @@ func (s *Server) run() {
 
 func (s *Server) process(o *op) {
 	switch o.kind {
+	case opConnect, opPing, opSubscribe, opUnsubscribe, opSubClose, opClose:
+		// Requests queued before the engine stepped down find no view: answering them would
+		// tell a live client it is unknown (stan.go then closes the connection). A former
+		// leader answers none; the clients' retries reach the new one.
+		if !s.leader {
+			return
+		}
+	}
+	switch o.kind {
 	case opConnect:
 		s.processConnect(o)
 	case opPing:

@@ -293,3 +293,31 @@ func TestReplicaFailureStopsTheReplica(t *testing.T) {
 	}
 	waitUntil(t, "the failed leader stops leading", func() bool { return !leader.node.IsLeader() })
 }
+
+// TestFormerLeaderAnswersNothing: requests queued before the engine stepped down are not
+// answered from the dropped view — a ping would be told its client is unknown, and stan.go
+// closes the connection of a client the new leader serves (found by
+// TestStanClusterLeaderStop: a client of the old leader, SIGSTOPped and resumed, lost its
+// connection). The clients' retries reach the new leader.
+func TestFormerLeaderAnswersNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("elections take a second")
+	}
+	ms := startRaftGroup(t)
+	leader := leaderOf(t, ms)
+	s := leader.srv
+	s.push(op{kind: opConnect, reply: "r.connect", from: 1, data: marshalAny(&stanpb.ConnectRequest{ClientID: "c1",
+		HeartbeatInbox: "hb.c1", Protocol: 1, ConnID: []byte("x")})})
+	waitUntil(t, "the connect is answered", func() bool { s.takeSnapshot(false); return len(leader.bus.to("r.connect")) == 1 })
+	s.push(op{kind: opLeadership, leader: false}) // as raft's notification of a lost leadership
+	s.push(op{kind: opPing, reply: "r.ping", from: 1, data: marshalAny(&stanpb.Ping{ConnID: []byte("x")})})
+	s.push(op{kind: opConnect, reply: "r.connect2", from: 1, data: marshalAny(&stanpb.ConnectRequest{ClientID: "c2",
+		HeartbeatInbox: "hb.c2", Protocol: 1, ConnID: []byte("y")})})
+	s.push(op{kind: opClose, reply: "r.close", from: 1, data: marshalAny(&stanpb.CloseRequest{ClientID: "c1"})})
+	s.takeSnapshot(false) // the engine has processed them
+	for _, subj := range []string{"r.ping", "r.connect2", "r.close"} {
+		if got := leader.bus.to(subj); len(got) != 0 {
+			t.Errorf("a former leader answered %s: %d replies", subj, len(got))
+		}
+	}
+}

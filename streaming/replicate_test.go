@@ -347,7 +347,6 @@ func TestLeadershipReachesTheEngine(t *testing.T) {
 	go s.run()
 	go s.leadershipLoop()
 	defer func() { close(s.stop); <-s.done }()
-	s.push(op{kind: opConnect, reply: "r", from: 1, data: marshal(&stanpb.ConnectRequest{ClientID: "c1", HeartbeatInbox: "hb", Protocol: 1, ConnID: []byte("x")})})
 	waitRole := func(leader bool, changes int) {
 		t.Helper()
 		deadline := time.Now().Add(5 * time.Second)
@@ -373,6 +372,13 @@ func TestLeadershipReachesTheEngine(t *testing.T) {
 	}
 	sl.set(true)
 	waitRole(true, 1)
+	// Connected to the leader: a follower answers no request (TestFormerLeaderAnswersNothing).
+	s.push(op{kind: opConnect, reply: "r", from: 1, data: marshal(&stanpb.ConnectRequest{ClientID: "c1", HeartbeatInbox: "hb", Protocol: 1, ConnID: []byte("x")})})
+	for deadline := time.Now().Add(5 * time.Second); len(s.takeSnapshot(false).clients) != 1; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the leader did not register the client")
+		}
+	}
 	if n := heartbeats(); n != 1 {
 		t.Fatalf("the leader sent %d heartbeats to its one client, want 1", n)
 	}

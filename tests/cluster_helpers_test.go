@@ -42,6 +42,7 @@ type node struct {
 	t                  *testing.T
 	name               string
 	port, cport, mport int      // client, route, monitoring
+	rport              int      // raft (streaming clusters)
 	extra              []string // flags given to start, kept for restart
 	args               []string // the full command line
 	p                  *proc

@@ -3,6 +3,7 @@ package tests
 import (
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"syscall"
@@ -28,18 +29,35 @@ var raftTimingArgs = []string{"--cluster_raft_heartbeat_timeout", "500ms", "--cl
 // startStanCluster starts nodes n1, n2, n3 with extra flags and waits for a leader.
 func startStanCluster(t *testing.T, extra ...string) *stanCluster {
 	t.Helper()
+	return startStanClusterWith(t, nil, extra...)
+}
+
+// startStanClusterWith is startStanCluster with flags for node i from perNode (nil: none),
+// called once every node's ports are chosen.
+func startStanClusterWith(t *testing.T, perNode func(c *stanCluster, i int) []string, extra ...string) *stanCluster {
+	t.Helper()
 	c := &stanCluster{t: t}
 	ids := []string{"n1", "n2", "n3"}
 	for _, id := range ids {
 		n := newNode(t, id)
 		n.stan = true
+		// A fixed raft port, never handed out to another node: a free one picked by the
+		// kernel could be a port nodePorts gave a node that has not bound it yet.
+		n.rport = nodePorts(t)[0]
 		c.nodes = append(c.nodes, n)
 	}
 	for i, n := range c.nodes {
 		args := n.clusterArgs("stan", c.nodes...)
 		args = append(args, "--store", "file", "--dir", t.TempDir(), "--clustered", "--cluster_node_id", ids[i],
-			"--cluster_peers", strings.Join(ids, ","))
+			"--cluster_peers", strings.Join(ids, ","), "--cluster_raft_listen", n.raftAddr())
 		args = append(args, raftTimingArgs...)
+		if perNode != nil {
+			args = append(args, perNode(c, i)...)
+		}
+		if os.Getenv("STAN_RAFT_LOGGING") != "" { // hashicorp/raft's own lines, to debug a failure
+
+			args = append(args, "--cluster_raft_logging")
+		}
 		n.start(append(args, extra...)...)
 	}
 	lead := c.leader(10 * time.Second)
@@ -65,6 +83,9 @@ type stanServerz struct {
 	} `json:"raft"`
 	TotalMsgs int `json:"total_msgs"`
 }
+
+// raftAddr is the node's raft listener.
+func (n *node) raftAddr() string { return fmt.Sprintf("127.0.0.1:%d", n.rport) }
 
 func (n *node) serverz(digest bool) (stanServerz, error) {
 	var z stanServerz
@@ -138,7 +159,15 @@ func (c *stanCluster) followers(lead *node) []*node {
 // state (equal digests: every message, sequence, timestamp, subscription and cursor).
 func (c *stanCluster) converged(timeout time.Duration) {
 	c.t.Helper()
-	waitFor(c.t, timeout, func() error {
+	if err := c.convergedErr(timeout); err != nil {
+		c.t.Fatalf("not converged after %v: %v", timeout, err)
+	}
+}
+
+// convergedErr is converged returning the last difference after timeout.
+func (c *stanCluster) convergedErr(timeout time.Duration) error {
+	c.t.Helper()
+	return poll(timeout, func() error {
 		var digests []string
 		for _, n := range c.nodes {
 			if !n.up() {
@@ -157,6 +186,18 @@ func (c *stanCluster) converged(timeout time.Duration) {
 		}
 		return nil
 	})
+}
+
+// poll calls cond until it returns nil or timeout passes, and returns its last error.
+func poll(timeout time.Duration, cond func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // terminate sends SIGTERM and waits for the process to exit.

@@ -169,6 +169,7 @@ func fileKeys() []fileKey {
 		{path: "streaming.cluster.sync", aliases: aka("raft_sync"), flag: "cluster_sync"},
 		{path: "streaming.cluster.raft_logging", flag: "cluster_raft_logging"},
 		{path: "streaming.cluster.raft_listen", typ: "host:port", flag: "cluster_raft_listen"},
+		{path: "streaming.cluster.raft_peer_addrs", typ: "string or list", flag: "cluster_raft_peer_addrs"},
 		{path: "streaming.cluster.raft_heartbeat_timeout", flag: "cluster_raft_heartbeat_timeout"},
 		{path: "streaming.cluster.raft_election_timeout", flag: "cluster_raft_election_timeout"},
 		{path: "streaming.cluster.raft_lease_timeout", flag: "cluster_raft_lease_timeout"},

@@ -39,6 +39,10 @@ type stanCluster struct {
 	snapshotInterval                   time.Duration
 
 	raftListen string // host:port of the raft listener; "" = the route host, a free port
+	// peerAddrs are fixed raft addresses of peers ("id=host:port" each, in order), consulted
+	// before the route mesh: for NAT or firewalls, where the address a peer advertises is
+	// not the one to dial (and for tests that route raft traffic through a proxy).
+	peerAddrs []peerAddr
 
 	ignored []ignoredKey // accepted, not used: logged at start
 }
@@ -78,6 +82,10 @@ func (f *flags) stanCluster(s *settings) {
 	f.addNamed(option{names: names("--cluster_raft_listen"), sec: secStreamingCluster, typ: "string", arg: "<host:port>", def: "route host, free port",
 		usage: "raft's own listener (raft traffic never shares a route); peers learn its address from the routes",
 		doc:   "Give a fixed port where a firewall needs one."}, tracked("raft_listen", setString(&c.raftListen)))
+	f.addNamed(option{names: names("--cluster_raft_peer_addrs"), sec: secStreamingCluster, typ: "string", arg: "<id=host:port,...>",
+		usage: "fixed raft addresses of peers where the route mesh cannot tell them (NAT, firewalls), comma-separated id=host:port",
+		doc:   "A peer listed here is always dialled at this address; the others' addresses are learned from the routes."},
+		tracked("raft_peer_addrs", func(v string) error { c.peerAddrs = nil; return c.addPeerAddrs(splitList(v)) }))
 	for _, d := range []struct {
 		key, def, usage string
 		dst             *time.Duration
@@ -109,6 +117,35 @@ func (f *flags) stanCluster(s *settings) {
 			}
 			return err
 		}))
+}
+
+// peerAddr is one fixed raft address of a peer (--cluster_raft_peer_addrs).
+type peerAddr struct{ id, addr string }
+
+// addPeerAddrs parses "id=host:port" entries; build checks the IDs against the peers.
+func (c *stanCluster) addPeerAddrs(entries []string) error {
+	for _, e := range entries {
+		id, addr, ok := strings.Cut(e, "=")
+		id, addr = strings.TrimSpace(id), strings.TrimSpace(addr)
+		if !ok || id == "" {
+			return fmt.Errorf("%q: want id=host:port", e)
+		}
+		if _, port, err := net.SplitHostPort(addr); err != nil || port == "" || port == "0" {
+			return fmt.Errorf("%q: want id=host:port with a port peers listen on", e)
+		}
+		c.peerAddrs = append(c.peerAddrs, peerAddr{id, addr})
+	}
+	return nil
+}
+
+// peerAddr returns the fixed raft address of peer id, if one is configured.
+func (c *stanCluster) peerAddr(id string) (string, bool) {
+	for _, p := range c.peerAddrs {
+		if p.id == id {
+			return p.addr, true
+		}
+	}
+	return "", false
 }
 
 // splitList splits a comma-separated list, dropping blanks.
@@ -176,6 +213,14 @@ func (r *fileReader) stanClusterBlock(st *streamSettings, e *conf.Entry, path st
 				c.raftListen = host + ":" + strconv.Itoa(port)
 				set("raft_listen")
 			}
+		case "raft_peer_addrs":
+			c.peerAddrs = nil
+			for _, it := range r.list(e, kpath) {
+				if err := c.addPeerAddrs(splitList(it.s)); err != nil {
+					r.p.at(it.pos, it.path, "%v", err)
+				}
+			}
+			set("raft_peer_addrs")
 		case "raft_heartbeat_timeout":
 			dur("raft_heartbeat_timeout", &c.heartbeat)
 		case "raft_election_timeout":
@@ -245,6 +290,11 @@ func (c *stanCluster) build(st *streamSettings, p *problems, routed bool) {
 		p.add(at.errorf("a clustered streaming server needs its peers' node IDs (--cluster_peers), or --cluster_bootstrap for a cluster of one"))
 	case len(others) > 0 && !routed:
 		p.add(st.origin("cluster.peers", "cluster_peers").errorf("the peers are reached over the route mesh: configure it (--cluster and --routes, or a cluster { } block)"))
+	}
+	for _, pa := range c.peerAddrs {
+		if pa.id == c.nodeID || !slices.Contains(c.peers, pa.id) {
+			p.add(st.origin("cluster.raft_peer_addrs", "cluster_raft_peer_addrs").errorf("raft address of %q: not one of the peers %v", pa.id, others))
+		}
 	}
 	if c.lease > 0 && c.heartbeat > 0 && c.lease > c.heartbeat {
 		p.add(st.origin("cluster.raft_lease_timeout", "cluster_raft_lease_timeout").errorf("the lease timeout %v exceeds the heartbeat timeout %v", c.lease, c.heartbeat))
@@ -316,6 +366,9 @@ func (m *Main) clusterLog(st *streamSettings, co *core.ClusterOptions) (streamin
 	resolve := raftlog.AddressFunc(func(id raft.ServerID) (raft.ServerAddress, error) {
 		if string(id) == c.nodeID {
 			return self, nil
+		}
+		if a, ok := c.peerAddr(string(id)); ok {
+			return raft.ServerAddress(a), nil
 		}
 		if v, ok := m.srv.RouteMeta(raftMetaKey(group, string(id))); ok {
 			addr, peers, _ := strings.Cut(v, " peers=")

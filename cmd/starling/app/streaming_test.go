@@ -468,3 +468,50 @@ func TestClusterDirIdentity(t *testing.T) {
 		t.Fatalf("an unclustered server on a fresh directory: %v", err)
 	}
 }
+
+// TestClusterRaftPeerAddrs: --cluster_raft_peer_addrs (and raft_peer_addrs in the cluster
+// block) fixes peers' raft addresses; entries must be id=host:port of a peer.
+func TestClusterRaftPeerAddrs(t *testing.T) {
+	base := []string{"--store", "file", "--dir", t.TempDir(), "--clustered", "--cluster_node_id", "n1",
+		"--cluster_peers", "n1,n2,n3", "--cluster", "nats://127.0.0.1:6222"}
+	m := NewMain(&bytes.Buffer{}, &bytes.Buffer{})
+	if err := m.ParseFlags(append(base, "--cluster_raft_peer_addrs", "n2=127.0.0.1:7001, n3=h3:7002")); err != nil {
+		t.Fatal(err)
+	}
+	c := &m.cfg.streaming.cluster
+	if a, ok := c.peerAddr("n2"); !ok || a != "127.0.0.1:7001" {
+		t.Errorf("n2: %q %v", a, ok)
+	}
+	if a, ok := c.peerAddr("n3"); !ok || a != "h3:7002" {
+		t.Errorf("n3: %q %v", a, ok)
+	}
+	if _, ok := c.peerAddr("n1"); ok {
+		t.Error("n1 has a fixed address")
+	}
+	for _, tc := range []struct{ v, want string }{
+		{"n2", `"n2": want id=host:port`},
+		{"n2=h", `"n2=h": want id=host:port with a port`},
+		{"n4=h:1", `raft address of "n4": not one of the peers [n2 n3]`},
+		{"n1=h:1", `raft address of "n1": not one of the peers`},
+	} {
+		m := NewMain(&bytes.Buffer{}, &bytes.Buffer{})
+		err := m.ParseFlags(append(base, "--cluster_raft_peer_addrs", tc.v))
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "cluster_raft_peer_addrs") {
+			t.Errorf("%s: want an error naming the flag with %q, got %v", tc.v, tc.want, err)
+		}
+	}
+	path := writeFile(t, t.TempDir(), "c.conf", "cluster { listen: 127.0.0.1:6222 }\nstreaming {\n  store: file\n  dir: \""+t.TempDir()+
+		"\"\n  cluster { node_id: n1, peers: [n1, n2, n3], raft_peer_addrs: [\"n2=127.0.0.1:7001\", \"n3=127.0.0.1:7002\"] }\n}\n")
+	m = NewMain(&bytes.Buffer{}, &bytes.Buffer{})
+	if err := m.ParseFlags([]string{"-c", path}); err != nil {
+		t.Fatal(err)
+	}
+	if a, ok := m.cfg.streaming.cluster.peerAddr("n3"); !ok || a != "127.0.0.1:7002" {
+		t.Errorf("config n3: %q %v", a, ok)
+	}
+	path = writeFile(t, t.TempDir(), "bad.conf", "cluster { listen: 127.0.0.1:6222 }\nstreaming {\n  store: file\n  cluster { node_id: n1, peers: [n1, n2], raft_peer_addrs: [\"n2:7001\"] }\n}\n")
+	m = NewMain(&bytes.Buffer{}, &bytes.Buffer{})
+	if err := m.ParseFlags([]string{"-c", path}); err == nil || !strings.Contains(err.Error(), "streaming.cluster.raft_peer_addrs[0]") {
+		t.Errorf("bad config entry: %v", err)
+	}
+}
