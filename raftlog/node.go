@@ -124,6 +124,9 @@ func NewNode(cfg Config, sm StateMachine) (_ *Node, err error) {
 			_ = store.Close()
 		}
 	}()
+	if err = checkEntries(dbPath, store); err != nil {
+		return nil, err
+	}
 	logs, err := raft.NewLogCache(c.LogCacheSize, store)
 	if err != nil {
 		return nil, fmt.Errorf("raftlog: %w", err)
