@@ -174,20 +174,11 @@ func (m *stateMachine) fetchMissing(chans []*raftpb.ChannelSnapshot) error {
 		if cs.Last == 0 || ch != nil && ch.ID == cs.ID && ch.Msgs.State().Last >= cs.Last {
 			continue
 		}
-		if ch != nil && ch.ID != cs.ID {
-			if err := m.store.DeleteChannel(cs.Name); err != nil {
-				return fmt.Errorf("streaming: replacing %q for the snapshot: %w", cs.Name, err)
-			}
-			m.forget(ch)
-			ch = nil
-		}
-		if ch == nil {
+		if ch == nil || ch.ID != cs.ID {
 			var err error
-			if ch, err = m.store.CreateChannel(cs.Name, cs.ID); err != nil {
+			if ch, err = m.replaceChannel(ch, cs.Name, cs.ID); err != nil {
 				return fmt.Errorf("streaming: creating %q for the snapshot: %w", cs.Name, err)
 			}
-			m.chans[cs.Name] = ch
-			m.nextChanID = max(m.nextChanID, cs.ID)
 		}
 		from := ch.Msgs.State().Last + 1
 		from = max(from, cs.First)
@@ -196,15 +187,10 @@ func (m *stateMachine) fetchMissing(chans []*raftpb.ChannelSnapshot) error {
 			if st := ch.Msgs.State(); st.Msgs > 0 && first > st.Last+1 {
 				// The others expired what follows our last message: what we hold is older
 				// still, so the channel restarts at their first.
-				if err := m.store.DeleteChannel(cs.Name); err != nil {
-					return err
-				}
-				m.forget(ch)
 				var err error
-				if ch, err = m.store.CreateChannel(cs.Name, cs.ID); err != nil {
+				if ch, err = m.replaceChannel(ch, cs.Name, cs.ID); err != nil {
 					return err
 				}
-				m.chans[cs.Name] = ch
 			}
 			return ch.Msgs.Append(msgs)
 		})
@@ -217,6 +203,24 @@ func (m *stateMachine) fetchMissing(chans []*raftpb.ChannelSnapshot) error {
 		}
 	}
 	return nil
+}
+
+// replaceChannel deletes old (nil: none) and creates channel name with id in its place.
+// m.mu is held.
+func (m *stateMachine) replaceChannel(old *stores.Channel, name string, id uint64) (*stores.Channel, error) {
+	if old != nil {
+		if err := m.store.DeleteChannel(name); err != nil {
+			return nil, err
+		}
+		m.forget(old)
+	}
+	ch, err := m.store.CreateChannel(name, id)
+	if err != nil {
+		return nil, err
+	}
+	m.chans[name] = ch
+	m.nextChanID = max(m.nextChanID, id)
+	return ch, nil
 }
 
 // syncAll makes every channel and the client records durable.
