@@ -21,11 +21,7 @@ func checkLogFile(path string) (err error) {
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
-	damaged := func(cause any) error {
-		return fmt.Errorf("raftlog: the raft log %s is damaged (%v): this node does not start, and so does not vote, until it "+
-			"is repaired: stop it, move %s aside and start it again; it rejoins with an empty log and catches up from the "+
-			"others (a snapshot, then the messages its store lacks)", path, cause, path)
-	}
+	damaged := func(cause any) error { return damagedLog(path, fmt.Sprint(cause)) }
 	// A file cut short of the pages its meta page counts makes bbolt read its mapping past
 	// the end: SIGBUS, which no recover catches.
 	if err := checkBoltFile(path); err != nil {
@@ -70,11 +66,7 @@ func checkEntries(path string, store raft.LogStore) error {
 	if err != nil {
 		return fmt.Errorf("raftlog: reading %s: %w", path, err)
 	}
-	damaged := func(i uint64, cause error) error {
-		return fmt.Errorf("raftlog: the raft log %s is damaged: entry %d: %v; this node does not start, and so does not "+
-			"vote, until it is repaired: stop it, move %s aside and start it again; it rejoins with an empty log and "+
-			"catches up from the others", path, i, cause, path)
-	}
+	damaged := func(i uint64, cause error) error { return damagedLog(path, fmt.Sprintf("entry %d: %v", i, cause)) }
 	var l raft.Log
 	for i := first; first > 0 && i <= last; i++ {
 		if err := store.GetLog(i, &l); err != nil {
@@ -95,4 +87,11 @@ func checkEntries(path string, store raft.LogStore) error {
 		}
 	}
 	return nil
+}
+
+// damagedLog is the refusal of a damaged raft log: what is wrong, and how to repair it.
+func damagedLog(path, what string) error {
+	return fmt.Errorf("raftlog: the raft log %s is damaged: %s; this node does not start, and so does not vote, until "+
+		"it is repaired: stop it, move %s aside and start it again; it rejoins with an empty log and catches up from "+
+		"the others (a snapshot, then the messages its store lacks)", path, what, path)
 }
