@@ -84,23 +84,13 @@ func (c *serverConfig) serverArgs(dir string) ([]string, error) {
 // the user's publish to permDenied with a permissions error, and delivers its publish to
 // permSubject.
 func checkPermissions(addr string) error {
-	anon := "CONNECT {\"verbose\":false,\"protocol\":1}\r\nPING\r\n"
-	err := converse(addr, anon, func(line string) (bool, error) {
-		switch {
-		case strings.HasPrefix(line, "PONG"):
-			return false, errors.New("server accepted a client without credentials: was the config file loaded?")
-		case strings.HasPrefix(line, "-ERR"):
-			return true, nil
-		}
-		return false, nil
-	})
-	if err != nil && !errors.Is(err, errClosed) { // closing without -ERR is a refusal too
-		return fmt.Errorf("permissions check, no credentials: %w", err)
+	if err := refusesAnonymous(addr, permConfFile); err != nil {
+		return fmt.Errorf("permissions check: %w", err)
 	}
 	user := fmt.Sprintf("CONNECT {\"verbose\":false,\"protocol\":1,\"user\":%q,\"pass\":%q}\r\n", permUser, permPassword) +
 		"SUB " + permSubject + " 1\r\nSUB " + permDenied + " 2\r\nPUB " + permDenied + " 1\r\nx\r\nPUB " + permSubject + " 1\r\nx\r\nPING\r\n"
 	var denied, delivered bool
-	err = converse(addr, user, func(line string) (bool, error) {
+	err := converse(addr, user, func(line string) (bool, error) {
 		switch {
 		case strings.HasPrefix(line, "-ERR") && strings.Contains(strings.ToLower(line), "permission") && strings.Contains(line, permDenied):
 			denied = true
@@ -121,6 +111,25 @@ func checkPermissions(addr string) error {
 }
 
 var errClosed = errors.New("connection closed")
+
+// refusesAnonymous fails unless the server at addr refuses a client without credentials: the
+// configuration file (named in the error) was loaded.
+func refusesAnonymous(addr, file string) error {
+	anon := "CONNECT {\"verbose\":false,\"protocol\":1}\r\nPING\r\n"
+	err := converse(addr, anon, func(line string) (bool, error) {
+		switch {
+		case strings.HasPrefix(line, "PONG"):
+			return false, fmt.Errorf("server accepted a client without credentials: was %s loaded?", file)
+		case strings.HasPrefix(line, "-ERR"):
+			return true, nil
+		}
+		return false, nil
+	})
+	if err != nil && !errors.Is(err, errClosed) { // closing without -ERR is a refusal too
+		return fmt.Errorf("no credentials: %w", err)
+	}
+	return nil
+}
 
 // converse connects to addr, sends send, and passes every received line (without CRLF) to
 // handle until it reports done or fails. Each PONG gets a further PING, up to checkPings, so

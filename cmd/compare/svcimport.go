@@ -1,10 +1,6 @@
 package main
 
-import (
-	"errors"
-	"fmt"
-	"strings"
-)
+import "fmt"
 
 // The service-import row: account SVC exports the service svcExported, account CLI imports
 // it as svcImported; the publisher logs in to CLI, the subscriber to SVC, so every message
@@ -34,19 +30,4 @@ func svcImportConfig() *serverConfig {
 
 // checkSvcImport fails unless the server refuses a client without credentials: the file
 // was loaded.
-func checkSvcImport(addr string) error {
-	anon := "CONNECT {\"verbose\":false,\"protocol\":1}\r\nPING\r\n"
-	err := converse(addr, anon, func(line string) (bool, error) {
-		switch {
-		case strings.HasPrefix(line, "PONG"):
-			return false, fmt.Errorf("server accepted a client without credentials: was %s loaded?", svcImportConfFile)
-		case strings.HasPrefix(line, "-ERR"):
-			return true, nil
-		}
-		return false, nil
-	})
-	if err != nil && !errors.Is(err, errClosed) { // closing without -ERR is a refusal too
-		return fmt.Errorf("service import check: %w", err)
-	}
-	return nil
-}
+func checkSvcImport(addr string) error { return refusesAnonymous(addr, svcImportConfFile) }
