@@ -244,7 +244,7 @@ func measureCluster(ctx context.Context, o options, r runner, logDir string, pro
 		if o.msgs > 0 {
 			rw.msgs = o.msgs
 		}
-		alternate(ctx, o.rounds, &rw.cells, "cluster "+sc.name, rep.servers, progress, func(i int) (runResult, error) {
+		alternate(ctx, o.rounds, rw.cells[:], "cluster "+sc.name, rep.servers[:], progress, func(i int) (runResult, error) {
 			return runClusterOnce(ctx, r, rep.servers[i], sc, rw.msgs, logDir, "-c", conf)
 		})
 		rep.rows = append(rep.rows, rw)

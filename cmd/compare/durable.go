@@ -94,7 +94,7 @@ func measureDurable(ctx context.Context, o options, timeout time.Duration, logDi
 		if o.msgs > 0 {
 			rw.msgs = o.msgs
 		}
-		alternate(ctx, o.rounds, &rw.cells, "durable "+sc.name, rw.servers, progress, func(i int) (runResult, error) {
+		alternate(ctx, o.rounds, rw.cells[:], "durable "+sc.name, rw.servers[:], progress, func(i int) (runResult, error) {
 			return runDurableOnce(ctx, o.stanBench, rw.servers[i], sc, rw.msgs, logDir, timeout)
 		})
 		rep.rows = append(rep.rows, rw)

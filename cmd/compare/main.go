@@ -177,22 +177,19 @@ func measureScenario(ctx context.Context, r runner, servers [2]serverSpec, sc sc
 		fmt.Fprintf(progress, "[%s] FAILED: %v\n", sc.name, err)
 		return rw
 	}
-	alternate(ctx, o.rounds, &rw.cells, sc.name, servers, progress, func(i int) (runResult, error) {
+	alternate(ctx, o.rounds, rw.cells[:], sc.name, servers[:], progress, func(i int) (runResult, error) {
 		return runOnce(ctx, r, servers[i], sc, rw.msgs, logDir, extra)
 	})
 	return rw
 }
 
-// alternate calls measure rounds times per server, alternating which server goes first each
-// round (A B, B A, ...) so that drift in the machine's state does not favour one of them. A
-// server's first failure ends its rounds.
-func alternate(ctx context.Context, rounds int, cells *[2]cell, label string, servers [2]serverSpec, progress io.Writer, measure func(i int) (runResult, error)) {
+// alternate calls measure rounds times per server, rotating which server goes first each
+// round (A B, B A, ... for two) so that drift in the machine's state does not favour one of
+// them. A server's first failure ends its rounds.
+func alternate(ctx context.Context, rounds int, cells []cell, label string, servers []serverSpec, progress io.Writer, measure func(i int) (runResult, error)) {
 	for round := range rounds {
-		order := []int{0, 1}
-		if round%2 == 1 {
-			order = []int{1, 0}
-		}
-		for _, i := range order {
+		for k := range servers {
+			i := (k + round) % len(servers)
 			c := &cells[i]
 			if c.err != nil || ctx.Err() != nil {
 				continue
@@ -204,8 +201,12 @@ func alternate(ctx context.Context, rounds int, cells *[2]cell, label string, se
 				continue
 			}
 			c.runs = append(c.runs, res)
-			fmt.Fprintf(progress, "[%s] round %d %s: %s msgs/s (%s)\n", label, round+1, servers[i].name,
-				fmtRate(res.rate.msgsPerSec), res.duration.Round(10*time.Millisecond))
+			cpu := ""
+			if res.serverCPUPerMsg > 0 {
+				cpu = fmt.Sprintf(", servers %.2f µs/msg", float64(res.serverCPUPerMsg)/float64(time.Microsecond))
+			}
+			fmt.Fprintf(progress, "[%s] round %d %s: %s msgs/s%s (%s)\n", label, round+1, servers[i].name,
+				fmtRate(res.rate.msgsPerSec), cpu, res.duration.Round(10*time.Millisecond))
 		}
 	}
 }

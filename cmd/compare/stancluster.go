@@ -77,24 +77,9 @@ func measureStanCluster(ctx context.Context, o options, timeout time.Duration, l
 		if o.msgs > 0 {
 			rw.msgs = o.msgs
 		}
-		for round := range o.rounds {
-			for k := range rep.servers {
-				i := (k + round) % len(rep.servers)
-				c := &rw.cells[i]
-				if c.err != nil || ctx.Err() != nil {
-					continue
-				}
-				res, err := runStanClusterOnce(ctx, o.stanBench, rep.servers[i], sc, rw.msgs, logDir, timeout)
-				if err != nil {
-					c.err = fmt.Errorf("round %d: %w", round+1, err)
-					fmt.Fprintf(progress, "[%s] round %d %s: FAILED: %v\n", sc.name, round+1, rep.servers[i].name, err)
-					continue
-				}
-				c.runs = append(c.runs, res)
-				fmt.Fprintf(progress, "[%s] round %d %s: %s msgs/s, servers %.2f µs/msg (%s)\n", sc.name, round+1, rep.servers[i].name,
-					fmtRate(res.rate.msgsPerSec), float64(res.serverCPUPerMsg)/float64(time.Microsecond), res.duration.Round(10*time.Millisecond))
-			}
-		}
+		alternate(ctx, o.rounds, rw.cells, sc.name, rep.servers, progress, func(i int) (runResult, error) {
+			return runStanClusterOnce(ctx, o.stanBench, rep.servers[i], sc, rw.msgs, logDir, timeout)
+		})
 		rep.rows = append(rep.rows, rw)
 	}
 	return rep

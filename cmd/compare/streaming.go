@@ -115,7 +115,7 @@ func measureStreaming(ctx context.Context, o options, timeout time.Duration, log
 			rw.msgs = o.msgs
 		}
 		label := "stan " + sc.name
-		alternate(ctx, o.rounds, &rw.cells, label, rep.servers, progress, func(i int) (runResult, error) {
+		alternate(ctx, o.rounds, rw.cells[:], label, rep.servers[:], progress, func(i int) (runResult, error) {
 			return runStanOnce(ctx, o.stanBench, rep.servers[i], sc, rw.msgs, logDir, timeout)
 		})
 		rep.rows = append(rep.rows, rw)
