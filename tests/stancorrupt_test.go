@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/stan.go"
 )
 
 // §4.9: damage on a follower's disk — a torn tail of raft.db, a flipped bit in a logged
@@ -71,13 +72,7 @@ func corruptCase(t *testing.T, damage func(t *testing.T, c *stanCluster, f *node
 	pub, closePub := loadConn(t, c.nodes, "pub")
 	defer closePub()
 	var want []string
-	publish := func(n int) {
-		for range n {
-			d := fmt.Sprintf("c-%05d", len(want))
-			publishRetry(t, pub, "dmg", []byte(d), 20*time.Second)
-			want = append(want, d)
-		}
-	}
+	publish := func(n int) { want = publishNumbered(t, pub, want, n) }
 	publish(300)
 	c.converged(10 * time.Second)
 	f.terminate()
@@ -150,13 +145,7 @@ func TestStanClusterCorruptFlippedBit(t *testing.T) {
 	pub, closePub := loadConn(t, c.nodes, "pub")
 	defer closePub()
 	var want []string
-	publish := func(n int) {
-		for range n {
-			d := fmt.Sprintf("c-%05d", len(want))
-			publishRetry(t, pub, "dmg", []byte(d), 20*time.Second)
-			want = append(want, d)
-		}
-	}
+	publish := func(n int) { want = publishNumbered(t, pub, want, n) }
 	publish(10)
 	c.converged(10 * time.Second)
 	b.terminate() // b will lack what follows
@@ -325,4 +314,16 @@ func TestStanClusterCorruptSnapshot(t *testing.T) {
 		t.Logf("damaged %d snapshots", len(snaps))
 		return f.raftGroupDir()
 	}, "--cluster_snapshot_threshold", "16", "--cluster_snapshot_interval", "200ms")
+}
+
+// publishNumbered publishes n more numbered payloads ("c-00000", ...) to channel dmg until
+// each is acknowledged, and returns want with them appended.
+func publishNumbered(t *testing.T, pub stan.Conn, want []string, n int) []string {
+	t.Helper()
+	for range n {
+		d := fmt.Sprintf("c-%05d", len(want))
+		publishRetry(t, pub, "dmg", []byte(d), 20*time.Second)
+		want = append(want, d)
+	}
+	return want
 }
