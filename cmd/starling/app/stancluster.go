@@ -60,8 +60,8 @@ func (f *flags) stanCluster(s *settings) {
 			return nil
 		}
 	}
-	opt := func(name, typ, def, usage string) option {
-		return option{names: names("--" + name), sec: secStreamingCluster, typ: typ, def: def, usage: usage}
+	opt := func(name, typ, def, usage string, doc ...string) option {
+		return option{names: names("--" + name), sec: secStreamingCluster, typ: typ, def: def, usage: usage, doc: strings.Join(doc, " ")}
 	}
 	f.addNamed(opt("clustered", "bool", "", "run streaming as a node of a Raft-replicated cluster (as does a streaming { cluster { } } block)"),
 		tracked("on", setBool(&c.on)))
@@ -69,15 +69,15 @@ func (f *flags) stanCluster(s *settings) {
 		tracked("node_id", setString(&c.nodeID)))
 	f.addNamed(opt("cluster_peers", "string", "", "the peers' node IDs, comma-separated (this node's may be included); their addresses are learned from the routes"),
 		tracked("peers", func(v string) error { c.peers = splitList(v); return nil }))
-	f.addNamed(opt("cluster_bootstrap", "bool", "", "start a cluster of this node alone (instead of --cluster_peers) when it has no raft state yet"),
+	f.addNamed(opt("cluster_bootstrap", "bool", "", "start a cluster of this node alone (instead of --cluster_peers) when it has no raft state yet",
+		"Further nodes cannot be added later: give every node --cluster_peers for a cluster of several."),
 		tracked("bootstrap", setBool(&c.bootstrap)))
-	f.opts[len(f.opts)-1].doc = "Further nodes cannot be added later: give every node --cluster_peers for a cluster of several."
 	f.addNamed(option{names: names("--cluster_log_path"), sec: secStreamingCluster, typ: "string", arg: "<dir>", def: "<dir>/raft",
 		usage: "directory of the raft log, stable store and snapshots"}, tracked("log_path", setString(&c.logPath)))
 	c.sync = true
-	f.addNamed(opt("cluster_sync", "bool", "true", "fsync the raft log before an entry counts toward a commit (false: faster, and a power loss on a majority can lose acknowledged messages)"),
+	f.addNamed(opt("cluster_sync", "bool", "true", "fsync the raft log before an entry counts toward a commit (false: faster, and a power loss on a majority can lose acknowledged messages)",
+		"Clustered, the raft log is the write-ahead log: channel stores are written without a per-batch fsync and synced at snapshots, so `--file_sync` does not slow commits down."),
 		tracked("sync", setBool(&c.sync)))
-	f.opts[len(f.opts)-1].doc = "Clustered, the raft log is the write-ahead log: channel stores are written without a per-batch fsync and synced at snapshots, so `--file_sync` does not slow commits down."
 	f.addNamed(opt("cluster_raft_logging", "bool", "", "log hashicorp/raft's own messages"), tracked("raft_logging", setBool(&c.raftLogging)))
 	f.addNamed(option{names: names("--cluster_raft_listen"), sec: secStreamingCluster, typ: "string", arg: "<host:port>", def: "route host, free port",
 		usage: "raft's own listener (raft traffic never shares a route); peers learn its address from the routes",
