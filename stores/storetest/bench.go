@@ -13,6 +13,9 @@ import (
 //     per batch), in steady state — the channel is first filled to its limits (64 MiB or
 //     500,000 messages), so every Append also removes as many old messages. SetBytes
 //     counts payload bytes; msgs/s is reported.
+//   - Fill/size=S: Append of batches of 64 then Sync into a channel without limits, from
+//     empty: the store grows for the whole run (fresh memory, a file that keeps
+//     extending), as under a benchmark's publisher or a channel filling up.
 //   - Load/size=S: Load of a random stored sequence into a reused Msg.
 //   - LoadSequential/size=128: Load of every sequence in order (a subscriber replaying).
 //   - SeqAtTime: over 100,000 messages.
@@ -27,6 +30,9 @@ func Bench(b *testing.B, open OpenFunc) {
 				benchAppend(b, open, batch, size)
 			})
 		}
+	}
+	for _, size := range []int{128, 1024} {
+		b.Run(fmt.Sprintf("Fill/size=%d", size), func(b *testing.B) { benchFill(b, open, size) })
 	}
 	for _, size := range []int{128, 64 << 10} {
 		b.Run(fmt.Sprintf("Load/size=%d", size), func(b *testing.B) { benchLoad(b, open, size) })
@@ -133,6 +139,18 @@ func benchAppend(b *testing.B, open OpenFunc, batch, size int) {
 		a.add(b)
 	}
 	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "msgs/s")
+}
+
+func benchFill(b *testing.B, open OpenFunc, size int) {
+	_, ch := benchStore(b, open, &stores.LimitsSet{})
+	a := newAppender(ch.Msgs, 64, size)
+	b.SetBytes(int64(64 * size))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		a.add(b)
+	}
+	b.ReportMetric(float64(b.N*64)/b.Elapsed().Seconds(), "msgs/s")
 }
 
 func benchLoad(b *testing.B, open OpenFunc, size int) { benchLoadStep(b, open, size, 7920) }
