@@ -2,8 +2,10 @@
 // machine and prints a Markdown report: the median msgs/s of each scenario on each server and
 // their ratio, then stan-bench (stan.go v0.10.4) against nats-streaming-server v0.25.6 and
 // Starling's streaming layer (both with the memory store), then the same with durable stores
-// (nats-streaming-server's FILE store against Starling's file and bolt stores) plus a replay row,
-// then the cluster rows (nats bench with the publisher on one server of a two-server cluster and
+// (nats-streaming-server's FILE store against Starling's file and bolt stores) plus replay rows
+// on the file and memory stores, then synchronous publishes (stan.go's Publish, with p50/p99
+// latency) beside the disk's own write+fsync rate, then issue 13's targets in one list, then
+// the cluster rows (nats bench with the publisher on one server of a two-server cluster and
 // the subscriber on the other; RSS and CPU of an idle three-server mesh holding 100,000
 // subscriptions), then each server's memory while holding 10,000 idle connections.
 //
@@ -21,7 +23,9 @@
 // protocol client for the queue group and idle connections; perms.go is the permissions
 // scenario's config file and its pre-run check; memory.go is the idle-connection test; report.go
 // prints; streaming.go runs and parses stan-bench, streaming_report.go prints its section;
-// durable.go runs the durable-store rows, replay.go their load-then-replay row (stan.go in
-// process), durable_report.go prints their section; cluster.go starts clusters and runs the
+// durable.go runs the durable-store rows, replay.go their load-then-replay rows (stan.go in
+// process), durable_report.go prints their section; syncpub.go runs the synchronous publish
+// rows, diskrate.go the disk's write+fsync rate, syncpub_report.go prints their section;
+// targets.go gathers issue 13's targets from those sections; cluster.go starts clusters and runs the
 // cluster rows, mesh.go the idle mesh, cluster_report.go prints their section.
 package main

@@ -36,6 +36,7 @@ type options struct {
 	baseline      string // another Starling build in nats-streaming-server's place (an A/B run)
 	skipStreaming bool
 	skipDurable   bool
+	skipSync      bool
 	skipCluster   bool
 	skipStanClust bool
 }
@@ -59,6 +60,7 @@ func parseFlags(args []string, errOut io.Writer) (options, error) {
 		"(ratios are this build over the baseline; the rows' targets do not apply)")
 	fs.BoolVar(&o.skipStreaming, "skip-streaming", false, "skip the memory-store streaming (stan-bench) rows")
 	fs.BoolVar(&o.skipDurable, "skip-durable", false, "skip the durable-store streaming rows (file and bolt stores)")
+	fs.BoolVar(&o.skipSync, "skip-sync", false, "skip the synchronous publish rows (stan.go Publish; memory and file stores) and the disk's write+fsync rate")
 	fs.BoolVar(&o.skipCore, "skip-core", false, "skip the core NATS (nats bench) rows")
 	fs.BoolVar(&o.skipCluster, "skip-cluster", false, "skip the cluster rows (nats bench across a route, idle 3-server mesh)")
 	fs.BoolVar(&o.skipStanClust, "skip-stan-cluster", false, "skip the streaming cluster rows (stan-bench against three Raft nodes)")
@@ -83,6 +85,8 @@ func parseFlags(args []string, errOut io.Writer) (options, error) {
 	}
 	if !o.skipStreaming || !o.skipDurable || !o.skipStanClust {
 		bins["-stan-bench"] = o.stanBench
+	}
+	if !o.skipStreaming || !o.skipDurable || !o.skipSync || !o.skipStanClust {
 		if o.baseline != "" {
 			bins["-baseline"] = o.baseline
 		} else {
@@ -123,7 +127,7 @@ func run(ctx context.Context, o options, argv []string, out, progress io.Writer)
 	rep := &report{
 		argv: argv, started: time.Now(), loadStart: loadAvg(), rounds: o.rounds, quick: o.quick,
 		servers:  [2]serverSpec{{name: "nats-server", path: o.natsServer}, {name: "starling", path: o.starling}},
-		natsPath: o.nats, natsVersion: binaryVersion(o.nats, "--version"),
+		natsPath: o.nats, natsVersion: binaryVersion(o.nats, "--version"), ab: o.baseline != "",
 	}
 	for i, s := range rep.servers {
 		rep.versions[i] = binaryVersion(s.path, "-v")
@@ -143,6 +147,9 @@ func run(ctx context.Context, o options, argv []string, out, progress io.Writer)
 	}
 	if !o.skipDurable && ctx.Err() == nil {
 		rep.durable = measureDurable(ctx, o, r.timeout, logDir, progress)
+	}
+	if !o.skipSync && ctx.Err() == nil {
+		rep.sync = measureSync(ctx, o, r.timeout, logDir, progress)
 	}
 	if !o.skipCluster && ctx.Err() == nil {
 		rep.cluster = measureCluster(ctx, o, r, logDir, progress)

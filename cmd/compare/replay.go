@@ -23,16 +23,23 @@ const (
 
 // runReplay publishes msgs messages of size bytes and waits for every PubAck (the load, whose
 // rate is reported as pubRate), then opens a new connection and subscribes with
-// DeliverAllAvailable and auto-ack; the rate is msgs over Subscribe call to last message.
+// DeliverAllAvailable and auto-ack; the rate is msgs over Subscribe call to last message. The
+// server's VmRSS before and after the load gives rssAdded, what holding the messages costs (on a
+// memory store).
 func runReplay(ctx context.Context, s *server, size, msgs int, timeout time.Duration) (runResult, error) {
 	if err := waitStanReady(ctx, s.addr(), readyTimeout); err != nil {
 		return runResult{}, err
 	}
 	start := time.Now()
 	deadline := start.Add(timeout)
+	rss0, rssErr := s.rssBytes()
 	loadDur, err := replayLoad(ctx, s.url(), size, msgs, deadline)
 	if err != nil {
 		return runResult{}, fmt.Errorf("load: %w", err)
+	}
+	var rssAdded int64
+	if rss1, err := s.rssBytes(); err == nil && rssErr == nil {
+		rssAdded = rss1 - rss0
 	}
 	readDur, err := replayRead(ctx, s.url(), msgs, deadline)
 	if err != nil {
@@ -43,7 +50,9 @@ func runReplay(ctx context.Context, s *server, size, msgs int, timeout time.Dura
 		rate:     benchRate{msgsPerSec: float64(msgs) / secs, bytesPerSec: float64(msgs*size) / secs},
 		pubRate:  float64(msgs) / loadDur.Seconds(),
 		duration: time.Since(start),
-		notes:    []string{fmt.Sprintf("loaded in %s, read back in %s", loadDur.Round(time.Millisecond), readDur.Round(time.Millisecond))},
+		rssAdded: rssAdded,
+		notes: []string{fmt.Sprintf("loaded in %s (VmRSS %+.1f MiB), read back in %s", loadDur.Round(time.Millisecond),
+			float64(rssAdded)/(1<<20), readDur.Round(time.Millisecond))},
 	}, nil
 }
 

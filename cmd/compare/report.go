@@ -45,12 +45,14 @@ type report struct {
 	mem         *[2]memCell        // nil with -skip-mem
 	stan        *stanReport        // nil with -skip-streaming
 	durable     *durableReport     // nil with -skip-durable
+	sync        *syncReport        // nil with -skip-sync
+	ab          bool               // -baseline: another Starling build in nats-streaming-server's place
 	cluster     *clusterReport     // nil with -skip-cluster
 	stanCluster *stanClusterReport // nil with -skip-stan-cluster
 }
 
 func (r *report) write(w io.Writer) {
-	if r.stan != nil || r.durable != nil {
+	if r.stan != nil || r.durable != nil || r.sync != nil {
 		fmt.Fprintf(w, "# nats bench: Starling vs nats-server; stan-bench: Starling vs nats-streaming-server\n\n")
 	} else {
 		fmt.Fprintf(w, "# nats bench: Starling vs nats-server\n\n")
@@ -65,6 +67,12 @@ func (r *report) write(w io.Writer) {
 	}
 	if r.durable != nil {
 		r.durable.write(w)
+	}
+	if r.sync != nil {
+		r.sync.write(w)
+	}
+	if r.stan != nil || r.durable != nil || r.sync != nil {
+		writeIssue13(w, issue13Goals(r.stan, r.durable, r.sync), r.ab)
 	}
 	if r.cluster != nil {
 		r.cluster.write(w)
@@ -222,6 +230,9 @@ func (r *report) writeCommands(w io.Writer) {
 	if r.durable != nil {
 		r.durable.writeCommands(w)
 	}
+	if r.sync != nil {
+		r.sync.writeCommands(w)
+	}
 	if r.cluster != nil {
 		r.cluster.writeCommands(w)
 	}
@@ -258,6 +269,9 @@ func (r *report) writeErrors(w io.Writer) {
 	if r.durable != nil {
 		errs = append(errs, r.durable.errors()...)
 	}
+	if r.sync != nil {
+		errs = append(errs, r.sync.errors()...)
+	}
 	if r.cluster != nil {
 		errs = append(errs, r.cluster.errors()...)
 	}
@@ -282,6 +296,9 @@ func (r *report) failed() bool {
 		return true
 	}
 	if r.durable != nil && len(r.durable.errors()) > 0 {
+		return true
+	}
+	if r.sync != nil && len(r.sync.errors()) > 0 {
 		return true
 	}
 	if r.cluster != nil && len(r.cluster.errors()) > 0 {

@@ -162,6 +162,9 @@ type runResult struct {
 	// CPU time per published message of the server and of the benchmark client (stan-bench
 	// rows only; 0 when unknown): what each side spent, whoever was the bottleneck.
 	serverCPUPerMsg, clientCPUPerMsg time.Duration
+	// Synchronous publish rows: the Publish call's latency, 50th and 99th percentile of the run.
+	p50, p99 time.Duration
+	rssAdded int64 // replay rows: the server's VmRSS after loading the messages minus before
 }
 
 // runner executes plans against a running server.

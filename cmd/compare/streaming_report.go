@@ -38,12 +38,17 @@ func (s *stanReport) write(w io.Writer) {
 		}
 	}
 	fmt.Fprintf(w, "\n\n")
-	cpuRows := make([]cpuRow, len(s.rows))
-	for i, row := range s.rows {
-		cpuRows[i] = cpuRow{name: row.sc.name, cells: row.cells}
-	}
-	writeCPUTable(w, s.servers, cpuRows)
+	writeCPUTable(w, s.servers, s.asyncRows())
 	s.writeDetails(w)
+}
+
+// asyncRows are the rows for the CPU table and issue 13's async-row targets: all of them.
+func (s *stanReport) asyncRows() []cpuRow {
+	rows := make([]cpuRow, len(s.rows))
+	for i, row := range s.rows {
+		rows[i] = cpuRow{name: "memory, " + row.sc.name, cells: row.cells}
+	}
+	return rows
 }
 
 // cpuRow is one scenario's cells for the CPU table.
@@ -52,29 +57,86 @@ type cpuRow struct {
 	cells [2]cell
 }
 
+// Issue 13's targets for every async row: the server's CPU per message at most a third of
+// nats-streaming-server's, and never fewer msgs/s.
+const (
+	cpuTarget  = 3.0 // nats-streaming-server's server µs/msg over Starling's
+	rateTarget = 1.0 // Starling's msgs/s over nats-streaming-server's
+)
+
+// serverUs is server i's median CPU per message in µs; 0 when not measured.
+func (r cpuRow) serverUs(i int) float64 {
+	return usOf(r.cells[i], func(res runResult) time.Duration { return res.serverCPUPerMsg })
+}
+
+func usOf(c cell, f func(runResult) time.Duration) float64 {
+	return c.medianOf(func(r runResult) float64 { return float64(f(r)) / float64(time.Microsecond) })
+}
+
+// cpuMet: both servers' CPU measured, and the first spends at least cpuTarget times the second's.
+func (r cpuRow) cpuMet() bool {
+	a, b := r.serverUs(0), r.serverUs(1)
+	return a > 0 && b > 0 && a/b >= cpuTarget
+}
+
+// rateMet: both servers measured every round, and the second is at least as fast.
+func (r cpuRow) rateMet() bool {
+	a, b := r.cells[0].okMedian(), r.cells[1].okMedian()
+	return a > 0 && b > 0 && b/a >= rateTarget
+}
+
 // writeCPUTable prints the CPU each server and the benchmark client spent per message
-// (medians over the rounds). On a machine where the client shares the cores with the server,
-// the throughput ratio is capped by the client's own cost; this table shows the servers' work
+// (medians over the rounds), and whether each row meets issue 13's targets (not in an A/B run
+// of two Starling builds). On a machine where the client shares the cores with the server, the
+// throughput ratio is capped by the client's own cost; this table shows the servers' work
 // directly.
 func writeCPUTable(w io.Writer, servers [2]serverSpec, rows []cpuRow) {
-	us := func(c cell, f func(runResult) time.Duration) float64 {
-		return c.medianOf(func(r runResult) float64 { return float64(f(r)) / float64(time.Microsecond) })
-	}
-	srv := func(r runResult) time.Duration { return r.serverCPUPerMsg }
+	targets := servers[0].name != baselineName
 	cli := func(r runResult) time.Duration { return r.clientCPUPerMsg }
 	fmt.Fprintf(w, "Server CPU per published message (user+system, median): how much work each server does; "+
 		"stan-bench's own CPU per message beside it.\n\n")
-	fmt.Fprintf(w, "| scenario | %s server µs/msg | %s server µs/msg | server CPU ratio (%s/%s) | stan-bench µs/msg with %s | with %s |\n|---|---:|---:|---:|---:|---:|\n",
+	fmt.Fprintf(w, "| scenario | %s server µs/msg | %s server µs/msg | server CPU ratio (%s/%s) | stan-bench µs/msg with %s | with %s |",
 		servers[0].name, servers[1].name, servers[0].name, servers[1].name, servers[0].name, servers[1].name)
+	if targets {
+		fmt.Fprintf(w, " msgs/s ratio (%s/%s) | CPU ≤ 1/3 | msgs/s ≥ |\n|---|---:|---:|---:|---:|---:|---:|---|---|\n",
+			servers[1].name, servers[0].name)
+	} else {
+		fmt.Fprintf(w, "\n|---|---:|---:|---:|---:|---:|\n")
+	}
+	var cpuMisses, rateMisses []string
 	for _, row := range rows {
-		a, b := us(row.cells[0], srv), us(row.cells[1], srv)
+		if !row.cpuMet() {
+			cpuMisses = append(cpuMisses, row.name)
+		}
+		if !row.rateMet() {
+			rateMisses = append(rateMisses, row.name)
+		}
+		a, b := row.serverUs(0), row.serverUs(1)
 		if a <= 0 || b <= 0 {
 			continue
 		}
-		fmt.Fprintf(w, "| %s | %.2f | %.2f | %s | %.2f | %.2f |\n", row.name, a, b, fmtRatio(a, b),
-			us(row.cells[0], cli), us(row.cells[1], cli))
+		fmt.Fprintf(w, "| %s | %.2f | %.2f | %s | %.2f | %.2f |", row.name, a, b, fmtRatio(a, b),
+			usOf(row.cells[0], cli), usOf(row.cells[1], cli))
+		if targets {
+			fmt.Fprintf(w, " %s | %s | %s |", fmtRatio(row.cells[1].okMedian(), row.cells[0].okMedian()),
+				yesNo(row.cpuMet()), yesNo(row.rateMet()))
+		}
+		fmt.Fprintln(w)
+	}
+	if targets && len(rows) > 0 {
+		fmt.Fprintf(w, "\nissue 13, every async row: server CPU per message ≤ 1/3 of %s's on %s; never fewer msgs/s on %s\n",
+			servers[0].name, ofRows(len(rows), cpuMisses), ofRows(len(rows), rateMisses))
 	}
 	fmt.Fprintln(w)
+}
+
+// ofRows says how many of n rows meet a target, naming the others: "3 of 4 rows (below: x)".
+func ofRows(n int, misses []string) string {
+	s := fmt.Sprintf("%d of %d rows", n-len(misses), n)
+	if len(misses) > 0 {
+		s += " (below: " + strings.Join(misses, "; ") + ")"
+	}
+	return s
 }
 
 func (s *stanReport) writeDetails(w io.Writer) {

@@ -155,8 +155,9 @@ func TestStanProbeNoStreaming(t *testing.T) {
 	}
 }
 
-// TestParseFlagsStreaming: the streaming binaries are required unless both -skip-streaming and
-// -skip-durable, and the nats CLI unless both -skip-core and -skip-cluster.
+// TestParseFlagsStreaming: stan-bench is required unless -skip-streaming, -skip-durable and
+// -skip-stan-cluster, nats-streaming-server unless -skip-sync too, and the nats CLI unless both
+// -skip-core and -skip-cluster.
 func TestParseFlagsStreaming(t *testing.T) {
 	base := []string{"-starling", "true", "-nats-server", "true"}
 	missing := "/nonexistent/compare-test-binary"
@@ -169,7 +170,10 @@ func TestParseFlagsStreaming(t *testing.T) {
 		{[]string{"-nats", "true", "-stan-bench", "true", "-nats-streaming-server", missing}, "-nats-streaming-server"},
 		{[]string{"-nats", "true", "-stan-bench", missing, "-nats-streaming-server", "true", "-skip-streaming"}, "-stan-bench"},
 		{[]string{"-nats", "true", "-stan-bench", missing, "-nats-streaming-server", "true", "-skip-durable"}, "-stan-bench"},
-		{[]string{"-nats", "true", "-stan-bench", missing, "-nats-streaming-server", missing, "-skip-streaming", "-skip-durable", "-skip-stan-cluster"}, ""},
+		{[]string{"-nats", "true", "-stan-bench", missing, "-nats-streaming-server", missing, "-skip-streaming", "-skip-durable", "-skip-stan-cluster", "-skip-sync"}, ""},
+		// the synchronous publish rows run stan.go in process: nats-streaming-server, no stan-bench
+		{[]string{"-nats", "true", "-stan-bench", missing, "-nats-streaming-server", "true", "-skip-streaming", "-skip-durable", "-skip-stan-cluster"}, ""},
+		{[]string{"-nats", "true", "-stan-bench", "true", "-nats-streaming-server", missing, "-skip-streaming", "-skip-durable", "-skip-stan-cluster"}, "-nats-streaming-server"},
 		{[]string{"-nats", "true", "-stan-bench", missing, "-nats-streaming-server", "true", "-skip-streaming", "-skip-durable"}, "-stan-bench"},
 		{[]string{"-nats", missing, "-stan-bench", "true", "-nats-streaming-server", "true", "-skip-core", "-skip-cluster"}, ""},
 		{[]string{"-nats", missing, "-stan-bench", "true", "-nats-streaming-server", "true", "-skip-core"}, "-nats"},
@@ -185,15 +189,36 @@ func TestParseFlagsStreaming(t *testing.T) {
 }
 
 func TestWriteCPUTable(t *testing.T) {
-	run := func(srv, cli time.Duration) runResult { return runResult{serverCPUPerMsg: srv, clientCPUPerMsg: cli} }
+	run := func(rate float64, srv, cli time.Duration) runResult {
+		return runResult{rate: benchRate{msgsPerSec: rate}, serverCPUPerMsg: srv, clientCPUPerMsg: cli}
+	}
 	rows := []cpuRow{{name: "async pub 1 KiB, 0 subs", cells: [2]cell{
-		{runs: []runResult{run(8*time.Microsecond, 4*time.Microsecond), run(9*time.Microsecond, 5*time.Microsecond)}},
-		{runs: []runResult{run(3*time.Microsecond, 4*time.Microsecond)}},
+		{runs: []runResult{run(100, 8*time.Microsecond, 4*time.Microsecond), run(120, 9*time.Microsecond, 5*time.Microsecond)}},
+		{runs: []runResult{run(150, 3*time.Microsecond, 4*time.Microsecond)}},
+	}}, {name: "async pub 16 B, 1 sub", cells: [2]cell{
+		{runs: []runResult{run(200, 9*time.Microsecond, time.Microsecond)}},
+		{runs: []runResult{run(190, 3*time.Microsecond, time.Microsecond)}},
 	}}, {name: "no cpu", cells: [2]cell{{runs: []runResult{{}}}, {runs: []runResult{{}}}}}}
 	var b strings.Builder
 	writeCPUTable(&b, [2]serverSpec{{name: "nss"}, {name: "starling"}}, rows)
 	out := b.String()
-	if !strings.Contains(out, "| async pub 1 KiB, 0 subs | 8.50 | 3.00 | 2.83 | 4.50 | 4.00 |") || strings.Contains(out, "no cpu") {
-		t.Fatalf("table:\n%s", out)
+	for _, want := range []string{
+		"| async pub 1 KiB, 0 subs | 8.50 | 3.00 | 2.83 | 4.50 | 4.00 | 1.36 | no | yes |",
+		"| async pub 16 B, 1 sub | 9.00 | 3.00 | 3.00 | 1.00 | 1.00 | 0.95 | yes | no |",
+		"issue 13, every async row: server CPU per message ≤ 1/3 of nss's on 1 of 3 rows (below: async pub 1 KiB, 0 subs; no cpu); " +
+			"never fewer msgs/s on 1 of 3 rows (below: async pub 16 B, 1 sub; no cpu)",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "| no cpu |") {
+		t.Errorf("a row without CPU figures is printed:\n%s", out)
+	}
+	// An A/B run of two builds has no target columns.
+	b.Reset()
+	writeCPUTable(&b, [2]serverSpec{{name: baselineName}, {name: "starling"}}, rows[:1])
+	if out := b.String(); !strings.Contains(out, "| async pub 1 KiB, 0 subs | 8.50 | 3.00 | 2.83 | 4.50 | 4.00 |\n") || strings.Contains(out, "issue 13") {
+		t.Errorf("A/B table:\n%s", out)
 	}
 }
