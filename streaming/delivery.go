@@ -90,7 +90,7 @@ func (s *Server) bestMember(g *queueGroup) *subState {
 		if c := s.clients[m.clientID]; c != nil && c.hbFails > 0 {
 			continue
 		}
-		if best < 0 || len(m.pending) < len(g.members[best].pending) {
+		if best < 0 || m.pending.Len() < g.members[best].pending.Len() {
 			best = i
 		}
 	}
@@ -136,7 +136,7 @@ func (s *Server) sendMsg(sub *subState, seq uint64, count uint32, first bool) er
 	s.mu.Unlock()
 	if first {
 		at := time.Now().Add(sub.ackWait).UnixNano()
-		sub.pending[seq] = pendingMsg{expiry: at, count: count}
+		sub.pending.Set(seq, pendingMsg{expiry: at, count: count})
 		sub.expPush(expiry{seq: seq, at: at})
 		s.recordEvent(sub, stores.SubEvent{SubID: sub.id, Seq: seq})
 		// A timer already due no later than this deadline covers it (deadlines only grow):
@@ -150,15 +150,15 @@ func (s *Server) sendMsg(sub *subState, seq uint64, count uint32, first bool) er
 
 // redeliver resends a pending message, flagged, with a new deadline.
 func (s *Server) redeliver(sub *subState, seq uint64) {
-	p := sub.pending[seq]
+	p, _ := sub.pending.Get(seq)
 	p.count++
 	p.expiry = time.Now().Add(sub.ackWait).UnixNano()
-	sub.pending[seq] = p
+	sub.pending.Set(seq, p)
 	sub.expPush(expiry{seq: seq, at: p.expiry})
 	if err := s.sendMsg(sub, seq, p.count, false); errors.Is(err, stores.ErrNotFound) {
 		// Removed by limits in the meantime: as good as acknowledged. (Any other read
 		// failure keeps it pending: the next deadline tries again.)
-		delete(sub.pending, seq)
+		sub.pending.Delete(seq)
 		s.recordEvent(sub, stores.SubEvent{SubID: sub.id, Seq: seq, Acked: true})
 		return
 	}
@@ -167,10 +167,8 @@ func (s *Server) redeliver(sub *subState, seq uint64) {
 
 // redeliverAll resends everything pending, in sequence order (durable resume, §7.4).
 func (s *Server) redeliverAll(sub *subState) {
-	seqs := make([]uint64, 0, len(sub.pending))
-	for seq := range sub.pending {
-		seqs = append(seqs, seq)
-	}
+	seqs := make([]uint64, 0, sub.pending.Len())
+	sub.pending.Range(func(seq uint64, _ pendingMsg) { seqs = append(seqs, seq) })
 	sortSeqs(seqs)
 	sub.expReset()
 	for _, seq := range seqs {
@@ -184,7 +182,7 @@ func sortSeqs(a []uint64) { slices.Sort(a) }
 func (s *Server) armTimer(sub *subState) {
 	for sub.expLen() > 0 {
 		e := sub.expFront()
-		if p, ok := sub.pending[e.seq]; ok && p.expiry == e.at {
+		if p, ok := sub.pending.Get(e.seq); ok && p.expiry == e.at {
 			break
 		}
 		sub.expPop() // acked or re-queued: drop lazily
@@ -224,7 +222,7 @@ func (s *Server) processRedeliver(sub *subState) {
 	due := time.Now().Add(redeliverSlack).UnixNano()
 	for sub.expLen() > 0 {
 		e := sub.expFront()
-		p, ok := sub.pending[e.seq]
+		p, ok := sub.pending.Get(e.seq)
 		if !ok || p.expiry != e.at {
 			sub.expPop()
 			continue
@@ -261,10 +259,10 @@ func (s *Server) processAck(o *op) {
 	}
 	seq := o.seq
 	owner := sub
-	if _, ok := owner.pending[seq]; !ok && sub.group != nil {
+	if !owner.pending.Has(seq) && sub.group != nil {
 		owner = nil
 		for _, m := range sub.group.members {
-			if _, ok := m.pending[seq]; ok {
+			if m.pending.Has(seq) {
 				owner = m
 				break
 			}
@@ -273,11 +271,10 @@ func (s *Server) processAck(o *op) {
 	if owner == nil {
 		return
 	}
-	if _, ok := owner.pending[seq]; !ok {
+	wasStalled := owner.stalled()
+	if !owner.pending.Delete(seq) {
 		return
 	}
-	wasStalled := owner.stalled()
-	delete(owner.pending, seq)
 	s.recordEvent(owner, stores.SubEvent{SubID: owner.id, Seq: seq, Acked: true})
 	if wasStalled {
 		if owner.group != nil {

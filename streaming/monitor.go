@@ -164,7 +164,7 @@ func (s *Server) processSnapshot(o *op) {
 func (sub *subState) monitor() *Subscriptionz {
 	z := &Subscriptionz{ClientID: sub.clientID, Inbox: sub.inbox, AckInbox: sub.ackInbox,
 		IsDurable: sub.durable != "", IsOffline: sub.offline, MaxInflight: sub.maxInFlight,
-		AckWait: int(sub.ackWait / time.Second), LastSent: sub.position(), PendingCount: len(sub.pending),
+		AckWait: int(sub.ackWait / time.Second), LastSent: sub.position(), PendingCount: sub.pending.Len(),
 		IsStalled: sub.stalled()}
 	if sub.group != nil {
 		z.QueueName = sub.group.key

@@ -59,7 +59,7 @@ func (s *Server) restoreSub(ch *channel, rs *stores.RecoveredSub, uncertain uint
 	sub := &subState{id: st.ID, ch: ch, clientID: st.ClientID, user: st.User, inbox: st.Inbox, ackInbox: st.AckInbox,
 		durable: st.DurableName, qgroup: st.QGroup, maxInFlight: max(int(st.MaxInFlight), 1),
 		ackWait: max(time.Duration(st.AckWaitSecs)*time.Second, time.Second), lastSent: st.LastSent,
-		offline: st.IsClosed, pending: make(map[uint64]pendingMsg, len(rs.Pending)), uncertain: uncertain}
+		offline: st.IsClosed, uncertain: uncertain}
 	ch.nextSubID = max(ch.nextSubID, st.ID)
 	c := s.clients[st.ClientID]
 	if c != nil && c.user != st.User {
@@ -71,7 +71,7 @@ func (s *Server) restoreSub(ch *channel, rs *stores.RecoveredSub, uncertain uint
 		if ch.store.Msgs.Load(seq, &m) == nil {
 			at = m.Time + int64(sub.ackWait)
 		}
-		sub.pending[seq] = pendingMsg{expiry: at}
+		sub.pending.Set(seq, pendingMsg{expiry: at})
 		sub.expPush(expiry{seq: seq, at: at})
 	}
 	switch {
@@ -184,21 +184,19 @@ func (s *Server) movePending(from *subState, to []*subState) {
 	for _, seq := range sortedPending(from) {
 		t := to[i%len(to)]
 		i++
-		p := from.pending[seq]
-		t.pending[seq] = p
+		p, _ := from.pending.Get(seq)
+		t.pending.Set(seq, p)
 		t.expPush(expiry{seq: seq, at: p.expiry})
 		s.recordEvent(t, stores.SubEvent{SubID: t.id, Seq: seq})
 	}
-	clear(from.pending)
+	from.pending.Clear()
 	from.expReset()
 }
 
 // sortedPending returns sub's pending sequences in order.
 func sortedPending(sub *subState) []uint64 {
-	seqs := make([]uint64, 0, len(sub.pending))
-	for seq := range sub.pending {
-		seqs = append(seqs, seq)
-	}
+	seqs := make([]uint64, 0, sub.pending.Len())
+	sub.pending.Range(func(seq uint64, _ pendingMsg) { seqs = append(seqs, seq) })
 	sortSeqs(seqs)
 	return seqs
 }

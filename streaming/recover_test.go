@@ -149,7 +149,7 @@ func TestRestoreFlagsUncertainDeliveriesAfterCrash(t *testing.T) {
 		}
 		s.sendAvailable(sub)
 		for seq := uint64(4); seq <= 10; seq++ {
-			p, ok := sub.pending[seq]
+			p, ok := sub.pending.Get(seq)
 			if !ok || (p.count > 0) == clean {
 				t.Fatalf("clean=%v: seq %d sent %v with count %d", clean, seq, ok, p.count)
 			}
@@ -197,7 +197,7 @@ func TestRestoredForeignAckInboxes(t *testing.T) {
 			t.Fatalf("no subscription found by the ack inbox %q", inbox)
 		}
 		s.step(op{kind: opAck, ack: key, seq: 1, from: 1})
-		if _, pending := sub.pending[1]; pending {
+		if sub.pending.Has(1) {
 			t.Errorf("an ack on %q did not count", inbox)
 		}
 	}

@@ -63,8 +63,8 @@ type subState struct {
 	gone        bool   // removed: a reply still waiting for its commit must not start it
 	uncertain   uint64 // after a crash, sequences up to this may have been sent already (flag them)
 
-	pending  map[uint64]pendingMsg // by value: no allocation per message
-	expiries []expiry              // FIFO in send order from expHead; acked entries skipped lazily
+	pending  pendingSet
+	expiries []expiry // FIFO in send order from expHead; acked entries skipped lazily
 	expHead  int
 	timer    *time.Timer
 	timerAt  time.Time
@@ -107,7 +107,7 @@ type queueGroup struct {
 }
 
 // stalled: as many messages pending as it may have in flight.
-func (sub *subState) stalled() bool { return len(sub.pending) >= sub.maxInFlight }
+func (sub *subState) stalled() bool { return sub.pending.Len() >= sub.maxInFlight }
 
 // position returns the last sequence sent to the subscription (or its group).
 func (sub *subState) position() uint64 {

@@ -59,8 +59,7 @@ func (s *Server) processSubscribe(o *op) {
 	}
 	c := s.clients[req.ClientID]
 	sub := &subState{ch: ch, clientID: req.ClientID, user: c.user, inbox: req.Inbox, durable: req.DurableName,
-		qgroup: req.QGroup, maxInFlight: int(req.MaxInFlight), ackWait: time.Duration(req.AckWaitInSecs) * time.Second,
-		pending: map[uint64]pendingMsg{}}
+		qgroup: req.QGroup, maxInFlight: int(req.MaxInFlight), ackWait: time.Duration(req.AckWaitInSecs) * time.Second}
 	resume := false
 	switch {
 	case req.QGroup != "":
@@ -277,7 +276,7 @@ func (s *Server) forgetSub(sub *subState) {
 		if len(g.members) == 0 && g.shadow == nil {
 			delete(sub.ch.queues, g.id)
 		}
-	} else if sub.durable != "" && sub.lastSent == 0 && len(sub.pending) == 0 {
+	} else if sub.durable != "" && sub.lastSent == 0 && sub.pending.Len() == 0 {
 		delete(sub.ch.durables, sub.durableID())
 	}
 }
@@ -340,14 +339,14 @@ func (s *Server) removeSub(sub *subState, unsubscribe bool) {
 // (audit finding 4).
 func (s *Server) reassign(from *subState, g *queueGroup) {
 	i := 0
-	for seq, p := range from.pending {
+	from.pending.Range(func(seq uint64, p pendingMsg) {
 		to := g.members[i%len(g.members)]
 		i++
-		to.pending[seq] = p
+		to.pending.Set(seq, p)
 		s.recordEvent(to, stores.SubEvent{SubID: to.id, Seq: seq})
 		s.redeliver(to, seq)
-	}
-	clear(from.pending)
+	})
+	from.pending.Clear()
 	from.expReset()
 	s.flushSentAcks()
 	s.propose(&cmdUpdateSub{chanRef: refOf(from.ch), state: g.members[0].storeState()})
