@@ -128,6 +128,15 @@ func resolvedFuture(done <-chan struct{}, o outcome) Future {
 	return Future{done: done, outcome: o}
 }
 
+// Refused returns a resolved Future reporting that a proposal was not applied, for err: what
+// a caller that could not even make its proposal (its command did not encode) hands on to
+// code that waits on Futures. Not for a hot path: it allocates the done channel.
+func Refused(err error) Future {
+	done := make(chan struct{})
+	close(done)
+	return resolvedFuture(done, refused(err))
+}
+
 // pending is the shared state behind a Future that resolves later (the replicated log's).
 type pending struct {
 	done    chan struct{}

@@ -95,3 +95,16 @@ func TestZeroFutureNeverResolves(t *testing.T) {
 	default:
 	}
 }
+
+func TestRefused(t *testing.T) {
+	want := errors.New("no encoding")
+	f := Refused(want)
+	select {
+	case <-f.Done():
+	default:
+		t.Fatal("a refused Future is not resolved")
+	}
+	if i, err := f.Wait(); i != 0 || !errors.Is(err, want) || f.Result() != nil {
+		t.Fatalf("Wait = %d, %v; Result %v", i, err, f.Result())
+	}
+}
