@@ -55,17 +55,17 @@ type chanRef struct {
 
 // proposeAsync hands one command to the log without waiting for it. A replicated log
 // carries the command's encoding (Data); the standalone one applies Value as it is, before
-// returning.
-func (s *Server) proposeAsync(cmd any) (raftlog.Future, error) {
+// returning. A command that does not encode (a bug) comes back as a refused Future.
+func (s *Server) proposeAsync(cmd any) raftlog.Future {
 	c := raftlog.Command{Value: cmd}
 	if s.replicated {
 		data, err := encodeCommand(cmd)
 		if err != nil {
-			return raftlog.Future{}, err
+			return raftlog.Refused(err)
 		}
 		c.Data = data
 	}
-	return s.rlog.Propose(context.Background(), c), nil
+	return s.rlog.Propose(context.Background(), c)
 }
 
 func refOf(ch *channel) chanRef { return chanRef{channel: ch.name, chanID: ch.id} }
@@ -84,16 +84,17 @@ var errNoChannel = errors.New("streaming: no such channel")
 // errDiscontinuous: a publish batch does not continue its channel's last sequence.
 var errDiscontinuous = errors.New("streaming: publish batch does not continue the channel's sequence")
 
-// propose runs one command through the log and returns its result.
+// propose runs one command through the log and returns its result, waiting for it: only
+// for the rarest commands (channel creation and deletion), whose result the engine needs
+// before it can go on. The others are proposed with proposeThen or proposeReply.
 func (s *Server) propose(cmd any) (any, error) {
-	f, err := s.proposeAsync(cmd)
-	if err != nil {
-		return nil, err
-	}
+	return outcomeOf(s.proposeAsync(cmd))
+}
+
+// outcomeOf waits for f and returns its command's result, or the error that refused it or
+// that Apply returned.
+func outcomeOf(f raftlog.Future) (any, error) {
 	if _, err := f.Wait(); err != nil {
-		return nil, err
-	}
-	if err, ok := f.Result().(error); ok && err != nil {
 		return nil, err
 	}
 	return f.Result(), nil

@@ -154,7 +154,7 @@ func (s *Server) processCheckReply(o *op, alive bool) {
 			return
 		}
 		s.log.Info("replacing unresponsive client", "client_id", c.id)
-		s.closeClient(c)
+		s.closeClient(c, nil)
 	}
 	s.registerClient(dc.req, dc.reply, dc.from, user)
 }

@@ -58,7 +58,7 @@ func (s *Server) processConnect(o *op) {
 			return
 		}
 		s.log.Info("replacing client whose connection is gone", "client_id", old.id)
-		s.closeClient(old)
+		s.closeClient(old, nil)
 	} else if s.opts.MaxClients > 0 && len(s.clients) >= s.opts.MaxClients {
 		s.refuseConnect(o, req.ClientID, errTooManyClients, "max_clients reached")
 		return
@@ -66,14 +66,13 @@ func (s *Server) processConnect(o *op) {
 	s.registerClient(req, o.reply, o.from, user)
 }
 
+// registerClient proposes the client's registration and replies once it is committed and
+// durable. The engine's view has the client at once: a request behind the connect sees it,
+// and its command follows the connect in the log; a second connect for the ID finds it taken
+// (processConnect).
 func (s *Server) registerClient(req *stanpb.ConnectRequest, reply string, from uint64, user string) {
 	info := stores.ClientInfo{ID: req.ClientID, HbInbox: req.HeartbeatInbox, ConnID: req.ConnID,
 		Protocol: req.Protocol, PingInterval: req.PingInterval, PingMaxOut: req.PingMaxOut, User: user}
-	if _, err := s.propose(&cmdConnect{info: info}); err != nil {
-		s.log.Error("registering client failed", "client_id", req.ClientID, "err", err)
-		s.connectError(reply, err.Error())
-		return
-	}
 	c := s.addClientView(info)
 	c.nats = from
 	resp := &stanpb.ConnectResponse{
@@ -85,12 +84,11 @@ func (s *Server) registerClient(req *stanpb.ConnectRequest, reply string, from u
 		resp.PingInterval = req.PingInterval
 		resp.PingMaxOut = req.PingMaxOut
 	}
-	// The ConnectResponse confirms the registration: it waits until the record is durable.
-	s.afterDurable(func(err error) {
+	s.proposeReply(&cmdConnect{info: info}, func(_ any, err error) {
 		if err != nil {
 			s.log.Error("registering client failed", "client_id", c.id, "err", err)
 			if s.clients[c.id] == c {
-				s.closeClient(c)
+				s.closeClient(c, nil) // a disconnect of a record never made is a no-op
 			}
 			s.connectError(reply, err.Error())
 			return
@@ -156,9 +154,8 @@ func (s *Server) processClose(o *op) {
 		s.reply(o.reply, &stanpb.CloseResponse{Error: errUnknownClient})
 		return
 	}
-	s.closeClient(c)
 	reply := o.reply
-	s.afterDurable(func(err error) {
+	s.closeClient(c, func(err error) {
 		resp := &stanpb.CloseResponse{}
 		if err != nil {
 			resp.Error = err.Error()
@@ -176,16 +173,27 @@ func refusal(c *client) string {
 }
 
 // closeClient unregisters a client and applies close semantics to its subscriptions
-// (durables go offline; spec §9.3).
-func (s *Server) closeClient(c *client) {
+// (durables go offline; spec §9.3). The engine forgets it at once; done (nil: none) runs once
+// the unregistration is committed and durable, with its failure if any.
+func (s *Server) closeClient(c *client, done func(err error)) {
 	s.flushSentAcks()
 	for sub := range c.subs {
 		s.removeSub(sub, false)
 	}
-	if _, err := s.propose(&cmdDisconnect{clientID: c.id}); err != nil {
-		s.log.Error("unregistering client failed", "client_id", c.id, "err", err)
+	s.dropClientView(c) // gone for the engine even if its record cannot be deleted
+	fn := func(_ any, err error) {
+		if err != nil {
+			s.log.Error("unregistering client failed", "client_id", c.id, "err", err)
+		}
+		if done != nil {
+			done(err)
+		}
 	}
-	s.dropClientView(c) // gone for the engine even if its record could not be deleted
+	if done == nil {
+		s.proposeThen(&cmdDisconnect{clientID: c.id}, fn) // an expiry: its record rides a later commit
+		return
+	}
+	s.proposeReply(&cmdDisconnect{clientID: c.id}, fn)
 }
 
 // dropClientView is the engine's side of an unregistered client.
@@ -212,7 +220,7 @@ func (s *Server) processHbTick() {
 			gone := c.nats != 0 && !s.bus.IsConnected(c.nats)
 			if gone || c.hbFails > s.opts.HBFailCount {
 				s.log.Info("closing client after missed heartbeats", "client_id", c.id, "failures", c.hbFails, "connection_gone", gone)
-				s.closeClient(c)
+				s.closeClient(c, nil)
 				continue
 			}
 		}

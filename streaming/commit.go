@@ -55,9 +55,9 @@ type commitGroup struct {
 	inflight bool
 
 	// Metadata (durable.go): the subscription and client stores flushed into the group,
-	// and the replies that wait for them.
+	// and what waits for them and for the proposals it carries (inflight.go).
 	syncers []commitSyncer
-	after   []func(error)
+	after   []afterCommit
 }
 
 // commitSyncer is a metadata store flushed into a group (sp nil: synced already, err set
@@ -167,6 +167,7 @@ func (c *committer) run() {
 			if g.inflight {
 				<-g.fut.Done() // replicated: the log's commit is what the group waits for
 			}
+			g.waitProposals()
 			c.synced = syncGroup(g, c.synced)
 		}
 		if len(c.synced) > 0 {
@@ -306,7 +307,7 @@ func (c *committer) close() {
 // (engine).
 func (s *Server) finish(g *commitGroup) {
 	c := s.commit
-	if s.started && !c.closed && (c.groups > 0 || g.needsSync() || g.inflight) {
+	if s.started && !c.closed && (c.groups > 0 || g.needsSync() || g.inflight || g.waits()) {
 		c.enqueue(g)
 		if c.full() {
 			s.waitCommits(0)
@@ -350,6 +351,15 @@ func (s *Server) completeGroup(g *commitGroup) {
 		s.settle(g) // waits if it must (a group completed at stop)
 		g.inflight = false
 	}
+	// What waits for the group was proposed before its publishes: replies go first, so that
+	// every reply and PubAck leaves in the order of its proposal.
+	err := g.metaErr()
+	if err != nil {
+		s.metaFailed(g)
+	}
+	for i := range g.after {
+		g.after[i].run(err)
+	}
 	for i := range g.chans {
 		cc := &g.chans[i]
 		cc.msgs = g.msgs[g.spans[i].from:g.spans[i].to]
@@ -385,13 +395,6 @@ func (s *Server) completeGroup(g *commitGroup) {
 	}
 	if len(g.pubs) > 0 {
 		s.pubAckLatency.observeN(time.Since(g.start), len(g.pubs))
-	}
-	err := g.metaErr()
-	if err != nil {
-		s.metaFailed(g)
-	}
-	for _, fn := range g.after {
-		fn(err)
 	}
 }
 

@@ -305,14 +305,13 @@ func (s *Server) flushSentAcks() {
 		cmd.chanRef, cmd.events = refOf(ch), ch.events
 		// Not waited for: the records go into the log before the next publish group, which
 		// therefore covers them, and a lost one only means a redelivery.
-		f, err := s.proposeAsync(cmd)
+		f := s.proposeAsync(cmd)
 		cmd.events = nil
-		if err == nil {
-			select {
-			case <-f.Done():
-				_, err = f.Wait()
-			default: // replicated: in flight
-			}
+		var err error
+		select {
+		case <-f.Done():
+			_, err = f.Wait()
+		default: // replicated: in flight
 		}
 		if err != nil {
 			s.log.Error("recording deliveries failed", "channel", ch.name, "err", err)

@@ -15,7 +15,7 @@ import (
 //
 //   - Apply marks what changed: the SubStore of a channel (subscriptions and their
 //     sent/ack records) or the Store's client records.
-//   - The reply is deferred with afterDurable.
+//   - The reply is deferred with proposeReply (inflight.go).
 //   - Whenever the engine hands a commit group to the committer (publishes of the
 //     batch), and at the end of every engine batch, it records the sent/ack events of
 //     the batch, Flushes every marked store into the group and attaches the deferred
@@ -26,10 +26,6 @@ import (
 // delivery or ack, and every PubAck or reply also covers the acks received before it.
 // Stores that do not split their Sync (memory) are synced at the end of the batch, then
 // the replies go.
-
-// afterDurable defers fn — the reply confirming the changes proposed so far — until
-// those changes are durable; err is the commit's failure, if any.
-func (s *Server) afterDurable(fn func(err error)) { s.waiting = append(s.waiting, fn) }
 
 // metaPending reports whether anything waits for a metadata commit.
 func (s *Server) metaPending() bool {
@@ -118,6 +114,11 @@ func (s *Server) flushMetaInto(g *commitGroup) {
 			g.addSyncer(nil, nil, s.store.Sync())
 		}
 	}
+	s.takeWaiting(g)
+}
+
+// takeWaiting hands what waits for a commit to group g.
+func (s *Server) takeWaiting(g *commitGroup) {
 	g.after = append(g.after, s.waiting...)
 	clear(s.waiting)
 	s.waiting = s.waiting[:0]

@@ -70,13 +70,14 @@ func (b *dataBus) Subscribe(subject, queue string, h core.MsgHandler) (Subscript
 
 type sentMsg struct {
 	subject string
+	reply   string
 	data    []byte
 }
 
 func (b *dataBus) Publish(subject, reply string, hdr, data []byte) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.sent = append(b.sent, sentMsg{subject, append([]byte(nil), data...)})
+	b.sent = append(b.sent, sentMsg{subject, reply, append([]byte(nil), data...)})
 	return nil
 }
 

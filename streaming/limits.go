@@ -27,16 +27,19 @@ func (s *Server) processExpire(ch *channel) {
 	if ch.deleted {
 		return
 	}
-	v, err := s.propose(&cmdExpire{chanRef: refOf(ch), now: time.Now().UnixNano()})
-	if err != nil {
-		s.log.Error("expiring messages failed", "channel", ch.name, "err", err)
-		return
-	}
-	r := v.(expireResult)
-	if r.removed > 0 {
-		s.log.Debug("expired messages", "channel", ch.name, "removed", r.removed)
-	}
-	s.armAge(ch, r.next)
+	s.proposeThen(&cmdExpire{chanRef: refOf(ch), now: time.Now().UnixNano()}, func(v any, err error) {
+		if err != nil {
+			s.log.Error("expiring messages failed", "channel", ch.name, "err", err)
+			return
+		}
+		r, _ := v.(expireResult)
+		if r.removed > 0 {
+			s.log.Debug("expired messages", "channel", ch.name, "removed", r.removed)
+		}
+		if !ch.deleted {
+			s.armAge(ch, r.next)
+		}
+	})
 }
 
 // touch records activity on a channel with MaxInactivity and (re)arms its timer.

@@ -93,6 +93,7 @@ type snapshot struct {
 	channels []*Channelz
 	leader   bool // the engine's role
 	changes  int  // role changes seen
+	pending  int  // commit groups not yet completed and what waits for a commit
 }
 
 // takeSnapshot asks the engine for a copy of its state (subs: include subscriptions).
@@ -112,7 +113,7 @@ func (s *Server) takeSnapshot(subs bool) *snapshot {
 }
 
 func (s *Server) processSnapshot(o *op) {
-	sn := &snapshot{leader: s.leader, changes: int(s.leaderChanges.Load())}
+	sn := &snapshot{leader: s.leader, changes: int(s.leaderChanges.Load()), pending: s.commit.groups + len(s.waiting)}
 	for _, c := range s.clients {
 		cz := &Clientz{ID: c.id, HBInbox: c.hbInbox, SubsCount: len(c.subs)}
 		if o.subsToo {

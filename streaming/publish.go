@@ -168,6 +168,10 @@ func (s *Server) flushPublishes() {
 		// end of the engine's batch (commitMeta).
 		s.flushMetaInto(g)
 		s.flushGroupChans(g)
+	} else if s.replicated {
+		// Replies to commands proposed before these publishes complete with them, first: the
+		// log's commit of the group covers theirs.
+		s.takeWaiting(g)
 	}
 	g.pubs, s.scratch.pubs = pubs, g.pubs[:0] // the group takes the batch
 	s.finish(g)

@@ -101,7 +101,7 @@ func (s *Server) restoreSub(ch *channel, rs *stores.RecoveredSub, uncertain uint
 	default:
 		if c == nil {
 			// A plain subscription of a client that is gone: nothing to keep.
-			s.propose(&cmdDeleteSub{chanRef: refOf(ch), id: sub.id})
+			s.proposeLogged(&cmdDeleteSub{chanRef: refOf(ch), id: sub.id}, "removing a subscription of a client that is gone", refOf(ch))
 			return
 		}
 		ch.subs[sub] = struct{}{}
@@ -141,6 +141,13 @@ func (s *Server) activate(sub *subState, c *client) {
 // every such member's pending messages (not only the last one's); a plain group with none
 // is gone. Every move is recorded, so no pending message of a group is lost.
 func (s *Server) settleGroups(ch *channel) {
+	ref := refOf(ch)
+	del := func(sub *subState) {
+		s.proposeLogged(&cmdDeleteSub{chanRef: ref, id: sub.id}, "removing a queue member of a client that is gone", ref)
+	}
+	update := func(sub *subState) {
+		s.proposeLogged(&cmdUpdateSub{chanRef: ref, state: sub.storeState()}, "recording a queue group's cursor", ref)
+	}
 	for qid, g := range ch.queues {
 		orphans := g.orphans
 		g.orphans = nil
@@ -152,9 +159,9 @@ func (s *Server) settleGroups(ch *channel) {
 			for _, o := range orphans {
 				s.movePending(o, g.members)
 				s.flushSentAcks()
-				s.propose(&cmdDeleteSub{chanRef: refOf(ch), id: o.id})
+				del(o)
 			}
-			s.propose(&cmdUpdateSub{chanRef: refOf(ch), state: g.members[0].storeState()})
+			update(g.members[0])
 			for _, m := range g.members {
 				s.armTimer(m)
 			}
@@ -163,14 +170,14 @@ func (s *Server) settleGroups(ch *channel) {
 			for _, o := range orphans[1:] {
 				s.movePending(o, []*subState{sh})
 				s.flushSentAcks()
-				s.propose(&cmdDeleteSub{chanRef: refOf(ch), id: o.id})
+				del(o)
 			}
 			sh.offline, sh.lastSent = true, g.lastSent
 			g.shadow = sh
-			s.propose(&cmdUpdateSub{chanRef: refOf(ch), state: sh.storeState()})
+			update(sh)
 		default:
 			for _, o := range orphans {
-				s.propose(&cmdDeleteSub{chanRef: refOf(ch), id: o.id})
+				del(o)
 			}
 			delete(ch.queues, qid)
 		}

@@ -94,7 +94,7 @@ type Server struct {
 	pubLog           rateLog    // refused publishes (a client may send many)
 
 	// Metadata waiting for its commit (durable.go).
-	waiting     []func(error) // replies waiting for the commit of what they confirm
+	waiting     []afterCommit // replies (and undos) waiting for the commit of what they confirm
 	splitMeta   bool          // the store's client and subscription records split their Sync
 	metaRetryAt time.Time     // after a failed metadata commit: when to try again unasked
 	metaTimer   *time.Timer   // wakes the engine when records waited metaDelay (metaDue)

@@ -7,6 +7,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/starling-io/starling/proto/stanpb"
+	"github.com/starling-io/starling/raftlog"
 	"github.com/starling-io/starling/stores"
 )
 
@@ -121,27 +122,31 @@ func (s *Server) processSubscribe(o *op) {
 	if resume {
 		cmd = &cmdUpdateSub{chanRef: refOf(ch), state: sub.storeState()}
 	}
-	if _, err := s.propose(cmd); err != nil {
-		s.log.Info("subscription refused", "client_id", logID(req.ClientID), "channel", req.Subject, "cause", err)
-		s.forgetSub(sub)
-		s.subError(o.reply, err.Error())
-		return
-	}
 	s.touch(ch)
-	reply := o.reply
-	// The response confirms the subscription: it waits until its record is durable, and
-	// only after it may messages flow (spec §7.2 step 13).
-	s.afterDurable(func(err error) {
+	reply, ackInbox := o.reply, sub.ackInbox
+	// The response confirms the subscription: it waits until its record is committed and
+	// durable, and only after it may messages flow (spec §7.2 step 13). Meanwhile the engine
+	// has the subscription (not ready): a close or a resubscribe behind it sees it. Once it
+	// was closed, or resumed by a later request (a new ack inbox), this one only answers.
+	s.proposeReply(cmd, func(_ any, err error) {
+		current := !sub.gone && sub.ackInbox == ackInbox
 		if err != nil {
-			s.log.Error("storing subscription failed", "client_id", sub.clientID, "channel", ch.name, "err", err)
-			if !sub.gone {
-				s.removeSub(sub, false)
+			if isNotDurable(err) {
+				s.log.Error("storing subscription failed", "client_id", sub.clientID, "channel", ch.name, "err", err)
+				if current {
+					s.removeSub(sub, false)
+				}
+			} else {
+				s.log.Info("subscription refused", "client_id", logID(sub.clientID), "channel", ch.name, "cause", err)
+				if current {
+					s.forgetSub(sub)
+				}
 			}
 			s.subError(reply, err.Error())
 			return
 		}
-		s.reply(reply, &stanpb.SubscriptionResponse{AckInbox: sub.ackInbox})
-		if sub.gone {
+		s.reply(reply, &stanpb.SubscriptionResponse{AckInbox: ackInbox})
+		if !current {
 			return
 		}
 		sub.ready = true
@@ -234,9 +239,8 @@ func (s *Server) processUnsubscribe(o *op, closeOnly bool) {
 		return
 	}
 	s.flushSentAcks()
-	s.removeSub(sub, !closeOnly)
 	reply := o.reply
-	s.afterDurable(func(err error) {
+	s.await(s.removeSub(sub, !closeOnly), true, func(_ any, err error) {
 		resp := &stanpb.SubscriptionResponse{}
 		if err != nil {
 			resp.Error = err.Error()
@@ -290,8 +294,9 @@ func removeMember(list []*subState, sub *subState) []*subState {
 	return list
 }
 
-// removeSub applies unsubscribe (forever) or close semantics (spec §9.2).
-func (s *Server) removeSub(sub *subState, unsubscribe bool) {
+// removeSub applies unsubscribe (forever) or close semantics (spec §9.2) and returns the
+// proposal of its last record, which a reply waits for.
+func (s *Server) removeSub(sub *subState, unsubscribe bool) raftlog.Future {
 	ch := sub.ch
 	s.touch(ch)
 	if sub.timer != nil {
@@ -304,32 +309,37 @@ func (s *Server) removeSub(sub *subState, unsubscribe bool) {
 		delete(c.subs, sub)
 	}
 	sub.owner = nil
+	ref := refOf(ch)
+	del := func() raftlog.Future {
+		return s.proposeLogged(&cmdDeleteSub{chanRef: ref, id: sub.id}, "removing a subscription", ref)
+	}
+	offline := func(st *subState) raftlog.Future {
+		return s.proposeLogged(&cmdUpdateSub{chanRef: ref, state: st.storeState()}, "closing a subscription", ref)
+	}
 	if g := sub.group; g != nil {
 		g.members = removeMember(g.members, sub)
 		switch {
 		case len(g.members) > 0:
 			s.reassign(sub, g)
-			s.propose(&cmdDeleteSub{chanRef: refOf(ch), id: sub.id})
+			return del()
 		case g.durable && !unsubscribe:
 			sub.offline = true
 			g.shadow = sub
-			s.propose(&cmdUpdateSub{chanRef: refOf(ch), state: sub.storeState()})
+			return offline(sub)
 		default:
 			delete(ch.queues, g.id)
-			s.propose(&cmdDeleteSub{chanRef: refOf(ch), id: sub.id})
+			return del()
 		}
-		return
 	}
 	delete(ch.subs, sub)
 	if sub.durable != "" && !unsubscribe {
 		sub.offline = true
-		s.propose(&cmdUpdateSub{chanRef: refOf(ch), state: sub.storeState()})
-		return
+		return offline(sub)
 	}
 	if sub.durable != "" {
 		delete(ch.durables, sub.durableID())
 	}
-	s.propose(&cmdDeleteSub{chanRef: refOf(ch), id: sub.id})
+	return del()
 }
 
 // reassign hands a leaving member's unacknowledged messages to the remaining members,
@@ -349,5 +359,6 @@ func (s *Server) reassign(from *subState, g *queueGroup) {
 	from.pending.Clear()
 	from.expReset()
 	s.flushSentAcks()
-	s.propose(&cmdUpdateSub{chanRef: refOf(from.ch), state: g.members[0].storeState()})
+	ref := refOf(from.ch)
+	s.proposeLogged(&cmdUpdateSub{chanRef: ref, state: g.members[0].storeState()}, "recording a queue group's cursor", ref)
 }
