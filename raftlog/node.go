@@ -70,6 +70,10 @@ type Stats struct {
 	CommandIndex  uint64   // the last command applied (commands, not entries: DESIGN.md)
 	Stopped       error    // why the node stopped applying (ErrStopped), nil while it applies
 	Voters        []string // the group's voters in the latest configuration, sorted
+	// LastContact is, off the leader, how long ago the node last heard from a leader (an
+	// append or a heartbeat): past the heartbeat timeout it starts an election. 0 on the
+	// leader; -1 when it never heard from one.
+	LastContact time.Duration
 }
 
 // NewNode opens (or creates) the group's raft state under cfg.Dir/cfg.Group, bootstraps
@@ -363,13 +367,20 @@ func (n *Node) Snapshot() error {
 // Stats returns the node's raft state.
 func (n *Node) Stats() Stats {
 	addr, id := n.raft.LeaderWithID()
-	return Stats{
+	st := Stats{
 		Group: n.cfg.Group, NodeID: n.cfg.NodeID,
 		Role: n.raft.State(), LeaderID: string(id), LeaderAddr: string(addr),
 		Term: n.raft.CurrentTerm(), LastLogIndex: n.raft.LastIndex(),
 		CommitIndex: n.raft.CommitIndex(), AppliedIndex: n.raft.AppliedIndex(),
 		CommandIndex: n.fsm.published.Load(), Stopped: n.stopped(), Voters: n.voters(),
 	}
+	if st.Role != raft.Leader {
+		st.LastContact = -1
+		if at := n.raft.LastContact(); !at.IsZero() {
+			st.LastContact = time.Since(at)
+		}
+	}
+	return st
 }
 
 // voters are the voters of the latest configuration raft knows (empty once shut down).

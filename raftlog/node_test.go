@@ -120,6 +120,13 @@ func TestNodeFollowerRefuses(t *testing.T) {
 		if err := m.Node.Barrier(context.Background()); !errors.Is(err, raftlog.ErrNotLeader) {
 			t.Errorf("%s: Barrier = %v, want ErrNotLeader", m, err)
 		}
+		// Heartbeats keep a follower's last contact within the heartbeat timeout.
+		if lc := m.Node.Stats().LastContact; lc < 0 || lc >= raftlogtest.HeartbeatTimeout {
+			t.Errorf("%s: last contact %v ago, want within %v", m, lc, raftlogtest.HeartbeatTimeout)
+		}
+	}
+	if lc := leader.Node.Stats().LastContact; lc != 0 {
+		t.Errorf("the leader's last contact is %v, want 0", lc)
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/starling-io/starling/core"
 	"github.com/starling-io/starling/raftlog"
 )
@@ -50,6 +52,9 @@ type RaftInfo struct {
 	AppliedIndex uint64   `json:"applied_index"`
 	Voters       []string `json:"voters,omitempty"`  // the group's node IDs
 	Stopped      string   `json:"stopped,omitempty"` // why the node stopped applying the log
+	// LastContact is, on a follower, how long ago it last heard from the leader, as a Go
+	// duration ("12.5ms"; "never"): past the heartbeat timeout it starts an election.
+	LastContact string `json:"last_contact,omitempty"`
 }
 
 // Channelz describes one channel.
@@ -188,6 +193,12 @@ func (s *Server) Serverz() *Serverz {
 		z.Raft = &RaftInfo{Group: st.Group, Term: st.Term, LastIndex: st.LastLogIndex, CommitIndex: st.CommitIndex, AppliedIndex: st.AppliedIndex, Voters: st.Voters}
 		if st.Stopped != nil {
 			z.Raft.Stopped = st.Stopped.Error()
+		}
+		switch {
+		case st.LastContact < 0:
+			z.Raft.LastContact = "never"
+		case st.Role != raft.Leader:
+			z.Raft.LastContact = st.LastContact.Round(time.Microsecond).String()
 		}
 	}
 	for _, ch := range sn.channels {

@@ -22,7 +22,7 @@ type Collector struct {
 
 	subPending, subLastSent, subLag, subStalled, subOffline, subMaxInflight *prometheus.Desc
 
-	raftLeader, raftTerm, raftLast, raftCommit, raftApplied, leaderChanges *prometheus.Desc
+	raftLeader, raftTerm, raftLast, raftCommit, raftApplied, raftContact, leaderChanges *prometheus.Desc
 
 	pubAckLatency, syncLatency *prometheus.Desc
 }
@@ -68,11 +68,13 @@ func NewCollector(s *streaming.Server) *Collector {
 		subMaxInflight: d("subscription_max_inflight",
 			"The subscription's max_inflight: how many unacknowledged messages it may have.", subLabels...),
 
-		raftLeader:    d("raft_leader", "1 while this node leads its raft group (clustered only).", "group", "node_id"),
-		raftTerm:      d("raft_term", "The raft group's current term, as this node knows it.", "group", "node_id"),
-		raftLast:      d("raft_last_log_index", "Index of the last entry in this node's raft log.", "group", "node_id"),
-		raftCommit:    d("raft_commit_index", "Index of the last entry this node knows committed.", "group", "node_id"),
-		raftApplied:   d("raft_applied_index", "Index of the last entry this node applied.", "group", "node_id"),
+		raftLeader:  d("raft_leader", "1 while this node leads its raft group (clustered only).", "group", "node_id"),
+		raftTerm:    d("raft_term", "The raft group's current term, as this node knows it.", "group", "node_id"),
+		raftLast:    d("raft_last_log_index", "Index of the last entry in this node's raft log.", "group", "node_id"),
+		raftCommit:  d("raft_commit_index", "Index of the last entry this node knows committed.", "group", "node_id"),
+		raftApplied: d("raft_applied_index", "Index of the last entry this node applied.", "group", "node_id"),
+		raftContact: d("raft_last_contact_seconds",
+			"On a follower, how long ago it last heard from its leader: past the heartbeat timeout it starts an election.", "group", "node_id"),
 		leaderChanges: d("leader_changes_total", "Times this server's streaming engine gained or lost leadership."),
 		pubAckLatency: d("puback_latency_seconds",
 			"From a publish batch's proposal to its PubAcks: the store's sync (standalone) or the log's commit (replicated); one event per PubAck."),
@@ -85,7 +87,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.info, c.clients, c.subscriptions, c.channels, c.storedMsgs,
 		c.storedBytes, c.inMsgs, c.inBytes, c.outMsgs, c.outBytes, c.chMsgs, c.chBytes, c.chFirst, c.chLast,
 		c.chSubs, c.subPending, c.subLastSent, c.subLag, c.subStalled, c.subOffline, c.subMaxInflight,
-		c.raftLeader, c.raftTerm, c.raftLast, c.raftCommit, c.raftApplied, c.leaderChanges, c.pubAckLatency, c.syncLatency} {
+		c.raftLeader, c.raftTerm, c.raftLast, c.raftCommit, c.raftApplied, c.raftContact, c.leaderChanges, c.pubAckLatency, c.syncLatency} {
 		ch <- d
 	}
 }
@@ -128,6 +130,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.raftLast, float64(st.LastLogIndex), ids...)
 		gauge(c.raftCommit, float64(st.CommitIndex), ids...)
 		gauge(c.raftApplied, float64(st.AppliedIndex), ids...)
+		if st.Role != raft.Leader && st.LastContact >= 0 {
+			gauge(c.raftContact, st.LastContact.Seconds(), ids...)
+		}
 	}
 
 	type subKey struct{ client, inbox, durable, queue string }
