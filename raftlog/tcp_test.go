@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft"
 	"github.com/starling-io/starling/raftlog"
@@ -163,4 +164,75 @@ func TestNodeTCP(t *testing.T) {
 	}
 	startTCP(t, book, f, peers)
 	converged(propose(raftlogtest.Put("after")))
+}
+
+// TestTCPTransportHeartbeatBypassesBulk: a heartbeat is answered while the receiver's raft
+// loop is stuck in a large AppendEntries — it took the request and is, say, still storing it
+// — because it travels on a pooled connection of its own, not behind the pipeline's, and the
+// receiver answers it on the transport's heartbeat fast path, outside the raft loop. So
+// heartbeats never wait behind bulk replication (TestStanClusterHeartbeatsUnderBulk measures
+// it across three processes).
+func TestTCPTransportHeartbeatBypassesBulk(t *testing.T) {
+	discard := slog.New(slog.NewTextHandler(io.Discard, nil))
+	newTrans := func() *raft.NetworkTransport {
+		tr, err := raftlog.NewTCPTransport(raftlog.TCPTransportConfig{Listen: "127.0.0.1:0", Logger: discard, NoLog: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = tr.Close() })
+		return tr
+	}
+	leader, follower := newTrans(), newTrans()
+	beats := make(chan struct{}, 1)
+	follower.SetHeartbeatHandler(func(rpc raft.RPC) {
+		rpc.Respond(&raft.AppendEntriesResponse{Term: 1, Success: true}, nil)
+		beats <- struct{}{}
+	})
+	header := raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte("leader"), Addr: []byte(leader.LocalAddr())}
+
+	// 16 MiB of entries down the pipeline; the follower's raft loop takes them and stalls.
+	pipe, err := leader.AppendEntriesPipeline("follower", follower.LocalAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pipe.Close()
+	bulk := &raft.AppendEntriesRequest{RPCHeader: header, Term: 1, PrevLogEntry: 1, PrevLogTerm: 1, LeaderCommitIndex: 1}
+	for i := range 16 {
+		bulk.Entries = append(bulk.Entries, &raft.Log{Index: uint64(i + 2), Term: 1, Type: raft.LogCommand, Data: make([]byte, 1<<20)})
+	}
+	if _, err := pipe.AppendEntries(bulk, &raft.AppendEntriesResponse{}); err != nil {
+		t.Fatal(err)
+	}
+	var stuck raft.RPC
+	select {
+	case stuck = <-follower.Consumer():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the bulk AppendEntries never reached the follower's raft loop")
+	}
+	defer stuck.Respond(&raft.AppendEntriesResponse{Term: 1, Success: true}, nil)
+
+	hb := &raft.AppendEntriesRequest{RPCHeader: header, Term: 1}
+	var resp raft.AppendEntriesResponse
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() { done <- leader.AppendEntries("follower", follower.LocalAddr(), hb, &resp) }()
+	select {
+	case err := <-done:
+		if err != nil || !resp.Success {
+			t.Fatalf("heartbeat: %v, success %v", err, resp.Success)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the heartbeat waited behind the bulk AppendEntries")
+	}
+	select {
+	case <-beats:
+	default:
+		t.Fatal("the heartbeat was not answered on the fast path")
+	}
+	select {
+	case rpc := <-follower.Consumer():
+		t.Fatalf("the heartbeat also went to the raft loop: %T", rpc.Command)
+	default:
+	}
+	t.Logf("heartbeat answered in %v while 16 MiB of entries held the follower's raft loop", time.Since(start))
 }

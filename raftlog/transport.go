@@ -42,8 +42,9 @@ type TCPTransportConfig struct {
 }
 
 // NewTCPTransport returns raft's network transport over TCP, on a listener of its own.
-// Each RPC takes a pooled connection of its own, so heartbeats never wait behind a large
-// AppendEntries or a snapshot.
+// Each RPC takes a pooled connection of its own, and the receiver answers heartbeats on its
+// fast path, outside raft's main loop: heartbeats never wait behind a large AppendEntries or
+// a snapshot (DESIGN.md).
 func NewTCPTransport(c TCPTransportConfig) (*raft.NetworkTransport, error) {
 	if c.MaxPool == 0 {
 		c.MaxPool = 3

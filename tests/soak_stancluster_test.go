@@ -86,3 +86,9 @@ func TestSoakStanClusterAllKilled(t *testing.T) {
 	}
 	l.waitAcked(100, 10*time.Second)
 }
+
+// TestSoakStanClusterHeartbeatsUnderBulk: TestStanClusterHeartbeatsUnderBulk for
+// $SOAK_BULK_SECONDS (60).
+func TestSoakStanClusterHeartbeatsUnderBulk(t *testing.T) {
+	heartbeatsUnderBulk(t, time.Duration(envInt(t, "SOAK_BULK_SECONDS", 60))*time.Second)
+}

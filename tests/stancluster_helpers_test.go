@@ -80,6 +80,7 @@ type stanServerz struct {
 		CommitIndex  uint64   `json:"commit_index"`
 		AppliedIndex uint64   `json:"applied_index"`
 		Voters       []string `json:"voters"`
+		LastContact  string   `json:"last_contact"`
 	} `json:"raft"`
 	TotalMsgs int `json:"total_msgs"`
 }
