@@ -115,7 +115,11 @@ func heartbeatsUnderBulk(t *testing.T, d time.Duration) {
 	if mib < 10 {
 		t.Errorf("only %.1f MiB acknowledged: no bulk replication to test against", mib)
 	}
-	limit := heartbeatTimeout / 2
+	// Well below the timeout at which a follower may start an election. Measured 90-206 ms
+	// (230-450 ms without the transport's heartbeat fast path); 3/4 of the timeout leaves room
+	// for a saturated 2-core CI machine, where this test flaked at 1/2 (254, 321 ms).
+	// TestTCPTransportHeartbeatBypassesBulk checks the fast path itself, deterministically.
+	limit := heartbeatTimeout * 3 / 4
 	for i, f := range followers {
 		s := samples[i]
 		if len(s) < int(d/(100*time.Millisecond)) {
