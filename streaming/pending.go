@@ -3,9 +3,11 @@ package streaming
 // pendingSet is a subscription's unacknowledged messages by sequence. Delivery adds
 // sequences in increasing order and acks mostly remove the oldest, so the set is a window:
 // a ring of slots indexed by sequence from base, grown by doubling. A sequence the window
-// cannot hold — below base (pending moved in from a queue member that left), or so far
-// past it that the ring would outgrow maxRing (one old message never acked while the rest
-// flow) — goes to a map beside it.
+// cannot hold goes to a map beside it: one below base (pending moved in from a queue member
+// that left), or one so far past it that the ring would grow sparse — more than
+// maxSparseness slots per pending message (one old message never acked while the rest flow,
+// or a member of a large queue group, which gets every n-th sequence) — or past maxRing.
+// So the ring costs at most maxSparseness slots of 16 bytes per pending message.
 //
 // It replaces a map[uint64]pendingMsg, whose sliding window of inserts and deletes left
 // the swiss table's groups full of tombstones: in a replay of a million messages a third
@@ -24,8 +26,9 @@ type pendingSlot struct {
 }
 
 const (
-	minRing = 64
-	maxRing = 1 << 20
+	minRing       = 64
+	maxRing       = 1 << 20
+	maxSparseness = 8
 )
 
 // Len is the number of pending messages.
@@ -93,7 +96,7 @@ func (p *pendingSet) grow(n uint64) {
 	for uint64(size) < n {
 		size *= 2
 	}
-	if size > maxRing {
+	if size > maxRing || size > maxSparseness*(p.inRing+1) {
 		return // seq spills
 	}
 	r := make([]pendingSlot, size)

@@ -77,6 +77,25 @@ func TestPendingSetMatchesMap(t *testing.T) {
 	}
 }
 
+// TestPendingSetStragglerBounded: one message never acked while a million others are sent
+// and acked, 100 in flight: the ring stays small (the rest spills), and the set stays right.
+func TestPendingSetStragglerBounded(t *testing.T) {
+	var p pendingSet
+	p.Set(1, pendingMsg{expiry: 1})
+	for seq := uint64(2); seq < 1_000_000; seq++ {
+		p.Set(seq, pendingMsg{expiry: int64(seq)})
+		if seq >= 102 && !p.Delete(seq-100) {
+			t.Fatalf("Delete(%d): not pending", seq-100)
+		}
+	}
+	if n := len(p.ring); n > maxSparseness*128 {
+		t.Errorf("ring of %d slots for %d pending: the straggler made it sparse", n, p.Len())
+	}
+	if p.Len() != 101 || !p.Has(1) || !p.Has(999_999) || p.Has(999_899) {
+		t.Errorf("Len %d, Has(1) %v, Has(999999) %v, Has(999899) %v", p.Len(), p.Has(1), p.Has(999_999), p.Has(999_899))
+	}
+}
+
 // BenchmarkPendingWindow is a subscriber's steady state: send one, ack the oldest, 65,536
 // in flight.
 func BenchmarkPendingWindow(b *testing.B) {
