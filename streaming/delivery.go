@@ -139,11 +139,7 @@ func (s *Server) sendMsg(sub *subState, seq uint64, count uint32, first bool) er
 		sub.pending.Set(seq, pendingMsg{expiry: at, count: count})
 		sub.expPush(expiry{seq: seq, at: at})
 		s.recordEvent(sub, stores.SubEvent{SubID: sub.id, Seq: seq})
-		// A timer already due no later than this deadline covers it (deadlines only grow):
-		// skip armTimer's look-up of the queue's front, once per message of a replay.
-		if sub.timer == nil || sub.timerAt.IsZero() || sub.timerAt.UnixNano() > at {
-			s.armTimer(sub)
-		}
+		s.armTimer(sub)
 	}
 	return nil
 }
