@@ -27,15 +27,7 @@ func issue13Goals(stan *stanReport, durable *durableReport, sync *syncReport) []
 	if durable != nil {
 		async = append(async, durable.asyncRows()...)
 	}
-	var cpuMisses, rateMisses []string
-	for _, row := range async {
-		if !row.cpuMet() {
-			cpuMisses = append(cpuMisses, row.name)
-		}
-		if !row.rateMet() {
-			rateMisses = append(rateMisses, row.name)
-		}
-	}
+	cpuMisses, rateMisses := misses(async)
 	cpuResult, rateResult := "skipped", "skipped"
 	if len(async) > 0 {
 		cpuResult, rateResult = ofRows(len(async), cpuMisses), ofRows(len(async), rateMisses)
