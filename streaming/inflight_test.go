@@ -107,9 +107,7 @@ func newReplicatedHazard(t *testing.T) *hazardEngine {
 	if err := s.recover(); err != nil {
 		t.Fatal(err)
 	}
-	s.started = true
-	go s.run()
-	go s.leadershipLoop()
+	runEngine(s)
 	t.Cleanup(func() {
 		g.open()
 		close(s.stop)

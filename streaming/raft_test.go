@@ -55,9 +55,7 @@ func startRaftGroup(t *testing.T) []*raftMember {
 		if err := srv.recover(); err != nil {
 			t.Fatal(err)
 		}
-		srv.started = true
-		go srv.run()
-		go srv.leadershipLoop()
+		runEngine(srv)
 		m.srv, m.up = srv, true
 		ms = append(ms, m)
 	}
@@ -320,4 +318,12 @@ func TestFormerLeaderAnswersNothing(t *testing.T) {
 			t.Errorf("a former leader answered %s: %d replies", subj, len(got))
 		}
 	}
+}
+
+// runEngine starts s's engine and its leadership loop, as Start does after recovery (tests
+// that build a Server by hand, with a log of their own).
+func runEngine(s *Server) {
+	s.started = true
+	go s.run()
+	go s.leadershipLoop()
 }

@@ -343,9 +343,7 @@ func TestLeadershipReachesTheEngine(t *testing.T) {
 	if s.leader {
 		t.Fatal("engine leads before its log says so")
 	}
-	s.started = true
-	go s.run()
-	go s.leadershipLoop()
+	runEngine(s)
 	defer func() { close(s.stop); <-s.done }()
 	waitRole := func(leader bool, changes int) {
 		t.Helper()

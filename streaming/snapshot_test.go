@@ -163,9 +163,7 @@ func TestFollowerTakesOver(t *testing.T) {
 	if got := engineView(t, f); got != "" {
 		t.Fatalf("a follower's engine holds a view:\n%s", got)
 	}
-	f.started = true
-	go f.run()
-	go f.leadershipLoop()
+	runEngine(f)
 	defer func() { close(f.stop); <-f.done }()
 	sl.set(true)
 	deadline := time.Now().Add(5 * time.Second)
