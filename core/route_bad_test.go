@@ -326,3 +326,40 @@ func TestRouteSilentPeerIsDropped(t *testing.T) {
 		t.Fatal("the dialer hangs on a silent peer")
 	}
 }
+
+// A route whose writer closed it (the peer reset the socket) while its INFO still sat in the
+// reader's buffer must not register afterwards: nothing would ever unregister it, and the
+// dead route would refuse the peer's next connection as a duplicate.
+func TestRouteClosedBeforeInfoNeverRegisters(t *testing.T) {
+	srvs := startMesh(t, 1, nil)
+	s := srvs[0]
+	nc, err := net.Dial("tcp", s.ClusterAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if _, err := nc.Write([]byte(`CONNECT {"name":"NLATE","cluster":"mesh"}` + "\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	var c *client
+	deadline := time.Now().Add(5 * time.Second)
+	for c == nil || !c.isAuthDone() {
+		if time.Now().After(deadline) {
+			t.Fatal("route never completed CONNECT")
+		}
+		time.Sleep(5 * time.Millisecond)
+		s.rmu.Lock()
+		for _, rc := range s.routeConns {
+			c = rc
+		}
+		s.rmu.Unlock()
+	}
+	c.closeConnection(reasonWriteError)
+	_ = c.RouteInfo([]byte(`{"server_id":"NLATE","cluster":"mesh"}`))
+	s.rmu.Lock()
+	_, registered := s.routes["NLATE"]
+	s.rmu.Unlock()
+	if registered {
+		t.Fatal("a closed route registered itself")
+	}
+}

@@ -41,6 +41,12 @@ func (s *Server) registerRoute(c *client, info *routeInfo, raw []byte) error {
 			"remote_name", info.ServerName, "remote_accounts_digest", info.Accounts, "accounts_digest", s.accDigest)
 	}
 	s.rmu.Lock()
+	if c.isClosed() {
+		// Closed meanwhile (its writer failed): removeRoute has run or will find it
+		// unregistered, so registering now would leave a dead route in s.routes for good.
+		s.rmu.Unlock()
+		return errRouteClosed
+	}
 	st.remoteID, st.remoteName = info.ServerID, info.ServerName
 	old := s.routes[info.ServerID]
 	if old != nil && time.Since(old.route.regAt) > dupWindow {
@@ -168,6 +174,7 @@ func (s *Server) removeRoute(c *client) {
 	delete(s.routeConns, c.cid)
 	changed := false
 	wasRegistered := st.registered
+	remoteID, remoteName := st.remoteID, st.remoteName
 	if st.registered {
 		st.registered = false
 		if s.routes[st.remoteID] == c {
@@ -186,7 +193,7 @@ func (s *Server) removeRoute(c *client) {
 		s.clientURLsChanged()
 	}
 	if wasRegistered {
-		c.log.Info("route closed", "remote_id", st.remoteID, "remote_name", st.remoteName, "reason", c.closeReason())
+		c.log.Info("route closed", "remote_id", remoteID, "remote_name", remoteName, "reason", c.closeReason())
 	}
 }
 
