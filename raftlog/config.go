@@ -41,7 +41,7 @@ type Config struct {
 
 	HeartbeatTimeout   time.Duration // a follower without contact this long starts an election; default 500ms
 	ElectionTimeout    time.Duration // a candidate without a quorum this long retries; default 500ms
-	LeaderLeaseTimeout time.Duration // a leader without a quorum this long steps down; ≤ HeartbeatTimeout; default HeartbeatTimeout
+	LeaderLeaseTimeout time.Duration // a leader without a quorum this long steps down; ≤ HeartbeatTimeout; default HeartbeatTimeout less 1µs (equal to it disables the election nudge)
 	CommitTimeout      time.Duration // longest wait before replicating a commit index with no new entry; default 10ms
 	MaxAppendEntries   int           // entries per AppendEntries RPC and per ApplyBatch; ≤ 1024; default 256
 	SnapshotInterval   time.Duration // how often to check whether to snapshot; default 30s
@@ -99,9 +99,10 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	def(&c.HeartbeatTimeout, 500*time.Millisecond)
 	def(&c.ElectionTimeout, 500*time.Millisecond)
-	// As long as the heartbeat timeout: a shorter lease made leaders of a loaded 2-core
-	// machine step down under load (a follower's answer late by a GC pause or an fsync).
-	def(&c.LeaderLeaseTimeout, c.HeartbeatTimeout)
+	// As long as the heartbeat timeout, less a microsecond: a shorter lease made leaders of a
+	// loaded 2-core machine step down under load (a follower's answer late by a GC pause or an
+	// fsync); the microsecond is the room the election nudge needs (nudge.go).
+	def(&c.LeaderLeaseTimeout, c.HeartbeatTimeout-time.Microsecond)
 	def(&c.CommitTimeout, 10*time.Millisecond)
 	def(&c.SnapshotInterval, 30*time.Second)
 	if c.MaxAppendEntries == 0 {

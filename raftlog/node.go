@@ -410,12 +410,21 @@ func (n *Node) halt(err error) {
 	n.haltOnce.Do(func() { close(n.haltCh) })
 }
 
-// watch follows raft's leadership changes and carries out a halt.
+// watch follows raft's leadership changes, carries out a halt and nudges elections (nudge.go).
 func (n *Node) watch() {
 	defer close(n.watchDone)
 	halt := n.haltCh
+	var tick <-chan time.Time
+	g := newNudger(n.cfg)
+	if nudgeable(n.cfg) {
+		t := time.NewTicker(n.cfg.HeartbeatTimeout / nudgeTicks)
+		defer t.Stop()
+		tick = t.C
+	}
 	for {
 		select {
+		case <-tick:
+			n.nudgeTick(g)
 		case v := <-n.notify:
 			if v && (n.stopped() != nil || n.isClosed.Load()) {
 				continue

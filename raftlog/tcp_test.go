@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	"github.com/starling-io/starling/raftlog"
 	"github.com/starling-io/starling/raftlog/raftlogtest"
@@ -235,4 +236,91 @@ func TestTCPTransportHeartbeatBypassesBulk(t *testing.T) {
 	default:
 	}
 	t.Logf("heartbeat answered in %v while 16 MiB of entries held the follower's raft loop", time.Since(start))
+}
+
+// answerVotes grants every vote request trans receives until it closes.
+func answerVotes(trans *raft.NetworkTransport) {
+	go func() {
+		for rpc := range trans.Consumer() {
+			rpc.Respond(&raft.RequestVoteResponse{Term: 1, Granted: true}, nil)
+		}
+	}()
+}
+
+// A peer killed and restarted on the same address leaves raft's pooled connections to it
+// dead; the next RPC must still reach the new process (redialConn), not fail with EOF — a
+// failed vote request costs an election a whole election timeout.
+func TestTCPTransportRedialsAfterPeerRestart(t *testing.T) {
+	discard := slog.New(slog.NewTextHandler(io.Discard, nil))
+	a, err := raftlog.NewTCPTransport(raftlog.TCPTransportConfig{Listen: "127.0.0.1:0", Logger: discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	killable := &killableStream{Listener: ln}
+	b := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: killable, MaxPool: 3, Timeout: 5 * time.Second,
+		Logger: hclog.NewNullLogger()})
+	answerVotes(b)
+	addr := b.LocalAddr()
+	vote := func() error {
+		var resp raft.RequestVoteResponse
+		return a.RequestVote("b", addr, &raft.RequestVoteRequest{RPCHeader: raft.RPCHeader{ID: []byte("a"), Addr: []byte(a.LocalAddr())}, Term: 1}, &resp)
+	}
+	// Several at once, so that the pool holds more than one connection.
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Go(func() {
+			if err := vote(); err != nil {
+				t.Errorf("vote before the restart: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	killable.kill() // as the kernel does for a killed process: every socket closed
+	b2, err := raftlog.NewTCPTransport(raftlog.TCPTransportConfig{Listen: string(addr), Logger: discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b2.Close()
+	answerVotes(b2)
+	for i := range 5 {
+		if err := vote(); err != nil {
+			t.Fatalf("vote %d after the peer restarted: %v", i+1, err)
+		}
+	}
+}
+
+// killableStream is a raft StreamLayer whose kill closes the listener and every connection
+// it accepted, as a SIGKILL would.
+type killableStream struct {
+	net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func (k *killableStream) Accept() (net.Conn, error) {
+	c, err := k.Listener.Accept()
+	if err == nil {
+		k.mu.Lock()
+		k.conns = append(k.conns, c)
+		k.mu.Unlock()
+	}
+	return c, err
+}
+
+func (k *killableStream) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	return net.DialTimeout("tcp", string(addr), timeout)
+}
+
+func (k *killableStream) kill() {
+	_ = k.Listener.Close()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, c := range k.conns {
+		_ = c.Close()
+	}
 }

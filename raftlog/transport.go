@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -110,5 +111,54 @@ func (t *tcpStream) Close() error              { return t.ln.Close() }
 func (t *tcpStream) Addr() net.Addr            { return t.adv }
 
 func (t *tcpStream) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	return net.DialTimeout("tcp", string(addr), timeout)
+	nc, err := net.DialTimeout("tcp", string(addr), timeout)
+	if err != nil {
+		return nil, err
+	}
+	return &redialConn{Conn: nc, addr: string(addr), timeout: timeout}, nil
+}
+
+// redialConn is a connection raft pools between RPCs, which replaces itself with a new one
+// when the peer closed it meanwhile. A peer that was killed and restarted leaves every pooled
+// connection to it dead, and raft would fail one RPC on each (no retry): after a leader's
+// death, a vote request that fails that way cost the election a whole election timeout.
+type redialConn struct {
+	net.Conn
+	addr    string
+	timeout time.Duration
+}
+
+// SetDeadline is how raft starts an RPC on a connection it took from its pool (net_transport.go,
+// genericRPC and InstallSnapshot; the pipeline sets write deadlines only): nothing is in flight
+// then, so a dead connection can be swapped for a fresh one under raft's buffered reader and
+// writer.
+func (c *redialConn) SetDeadline(t time.Time) error {
+	if peerClosed(c.Conn) {
+		if nc, err := net.DialTimeout("tcp", c.addr, c.timeout); err == nil {
+			_ = c.Conn.Close()
+			c.Conn = nc
+		}
+	}
+	return c.Conn.SetDeadline(t)
+}
+
+// peerClosed reports whether nc's peer has closed it or reset it: a non-blocking peek reads
+// end of file or an error other than "nothing to read yet".
+func peerClosed(nc net.Conn) bool {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	closed := false
+	var b [1]byte
+	err = raw.Read(func(fd uintptr) bool {
+		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		closed = n == 0 && err == nil || err != nil && err != syscall.EAGAIN && err != syscall.EINTR
+		return true // never wait for readability
+	})
+	return closed || err != nil
 }

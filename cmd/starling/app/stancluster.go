@@ -92,7 +92,7 @@ func (f *flags) stanCluster(s *settings) {
 	}{
 		{"raft_heartbeat_timeout", "500ms", "a follower without word from the leader this long starts an election", &c.heartbeat},
 		{"raft_election_timeout", "500ms", "a candidate without a majority this long tries again", &c.election},
-		{"raft_lease_timeout", "the heartbeat timeout", "a leader without a majority this long steps down (at most the heartbeat timeout)", &c.lease},
+		{"raft_lease_timeout", "the heartbeat timeout less 1µs", "a leader without a majority this long steps down (at most the heartbeat timeout; equal to it turns the election nudge off)", &c.lease},
 		{"raft_commit_timeout", "10ms", "longest wait before the commit index is sent without a new entry", &c.commit},
 		{"snapshot_interval", "30s", "how often to check whether a snapshot is due", &c.snapshotInterval},
 	} {
@@ -363,6 +363,10 @@ func (m *Main) clusterLog(st *streamSettings, co *core.ClusterOptions) (streamin
 	var self raft.ServerAddress // raft encodes the leader's own ID into every AppendEntries
 	ourPeers := strings.Join(c.groupPeers(), ",")
 	var peerWarned sync.Map // mismatches logged once each
+	// The last address each peer advertised: while a peer is down its route and so its
+	// advertisement are gone, and raft's retries should name a refused address rather than
+	// fall back to dialling the bare node ID.
+	var lastKnown sync.Map
 	resolve := raftlog.AddressFunc(func(id raft.ServerID) (raft.ServerAddress, error) {
 		if string(id) == c.nodeID {
 			return self, nil
@@ -378,7 +382,11 @@ func (m *Main) clusterLog(st *streamSettings, co *core.ClusterOptions) (streamin
 						"peer", id, "its_peers", peers, "our_peers", ourPeers)
 				}
 			}
+			lastKnown.Store(string(id), addr)
 			return raft.ServerAddress(addr), nil
+		}
+		if a, ok := lastKnown.Load(string(id)); ok {
+			return raft.ServerAddress(a.(string)), nil
 		}
 		return "", fmt.Errorf("no route peer advertises the raft address of node %q (yet)", id)
 	})
