@@ -17,6 +17,7 @@ const (
 	ChangeTruncate = "truncate" // path is cut to size bytes
 	ChangeRename   = "rename"   // a file is renamed over path (path is the destination)
 	ChangeRemove   = "remove"   // path is removed: a file, or a directory with all it holds
+	ChangeAllocate = "allocate" // path grows to size bytes of zero-filled blocks, its content unchanged
 )
 
 // fileWriter writes to a store file through Hooks.Write: it is the io.Writer under a
@@ -89,8 +90,28 @@ func writeAt(f *os.File, path string, p []byte, off int64, opts *Options) error 
 	return err
 }
 
+// allocateFile grows f (named path) to size bytes of allocated, zero-filled blocks.
+func allocateFile(f *os.File, path string, size int64, opts *Options) error {
+	return change(opts, ChangeAllocate, path, size, func() error { return allocate(f, size) })
+}
+
 // fsync makes f (named path) durable; with NoSync it only notes it for AutoSync.
 func fsync(f *os.File, path string, opts *Options) error {
+	return fsyncUpTo(f, path, -1, opts)
+}
+
+// sizedInfo is a file's FileInfo that reports, as its size, the bytes written into it: a
+// preallocated tail is larger on disk than what its fsync makes durable.
+type sizedInfo struct {
+	os.FileInfo
+	size int64
+}
+
+func (fi sizedInfo) Size() int64 { return fi.size }
+
+// fsyncUpTo is fsync for a file whose written bytes end at written (a preallocated tail;
+// -1: the file's size), which is what Hooks.AfterSync learns the fsync covered.
+func fsyncUpTo(f *os.File, path string, written int64, opts *Options) error {
 	h := &opts.Hooks
 	if h.BeforeSync != nil {
 		if err := h.BeforeSync(path); err != nil {
@@ -109,6 +130,9 @@ func fsync(f *os.File, path string, opts *Options) error {
 	fi, err := f.Stat() // what the fsync covers at least
 	if err != nil {
 		return err
+	}
+	if written >= 0 && written < fi.Size() {
+		fi = sizedInfo{fi, written}
 	}
 	err = f.Sync()
 	h.AfterSync(path, fi, err)

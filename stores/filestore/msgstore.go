@@ -45,6 +45,7 @@ type msgStore struct {
 	markFirst   uint64 // First as of the last marker written
 
 	closed, deleted bool
+	noPrealloc      bool // the file system refused a preallocation (prealloc.go): tails grow as written
 	// failed: a write or fsync failed. Every later write and sync returns it, so nothing
 	// appended after the failure is reported durable, until Rollback rebuilds the channel
 	// from what is on disk (the in-memory state may be ahead of it meanwhile).
@@ -468,6 +469,9 @@ func (ms *msgStore) Close() error {
 			if ms.writeSyncMark(seg) == nil {
 				ms.flush(seg)
 			}
+		}
+		if seg := ms.segs[n-1]; seg.w != nil {
+			ms.trim(seg) // best effort: zeros left behind are cut at the next open
 		}
 	}
 	ms.closed = true

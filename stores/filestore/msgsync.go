@@ -26,7 +26,7 @@ func (ms *msgStore) sync() error {
 	if err != nil || seg == nil {
 		return err
 	}
-	if err := fsync(seg.f, seg.path, ms.opts); err != nil {
+	if err := fsyncUpTo(seg.f, seg.path, seg.flushed, ms.opts); err != nil {
 		return ms.fail(err)
 	}
 	seg.synced = seg.flushed
@@ -131,7 +131,7 @@ func (ms *msgStore) syncPoint(fp flushPoint) error {
 	}
 	var serr error
 	if f != nil { // else covered already, or sealed since the Flush: the seal fsynced it
-		serr = fsync(f, seg.path, ms.opts)
+		serr = fsyncUpTo(f, seg.path, size, ms.opts)
 	}
 	ms.mu.Lock()
 	defer ms.mu.Unlock()

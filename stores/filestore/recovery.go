@@ -91,7 +91,15 @@ func (ms *msgStore) openSegment(base string, first uint64, tail bool) (*segment,
 			f.Close()
 			return nil, 0, 0, &DamageError{File: base + ".seg", Offset: end, Reason: reason}
 		}
-		ms.opts.Logger.Warn("filestore: torn tail cut", "file", base+".seg", "offset", end, "bytes", size-end)
+		if zeros, err := zeroFrom(f, end, size); err != nil {
+			f.Close()
+			return nil, 0, 0, err
+		} else if zeros {
+			// Preallocated and never written (prealloc.go), or pages a crash left unwritten.
+			ms.opts.Logger.Debug("filestore: zero tail cut", "file", base+".seg", "offset", end, "bytes", size-end)
+		} else {
+			ms.opts.Logger.Warn("filestore: torn tail cut", "file", base+".seg", "offset", end, "bytes", size-end)
+		}
 		if err := truncateFile(f, base+".seg", end, ms.opts); err != nil {
 			f.Close()
 			return nil, 0, 0, err
@@ -115,6 +123,27 @@ func (ms *msgStore) openSegment(base string, first uint64, tail bool) (*segment,
 	}
 	seg.w = bufio.NewWriterSize(newFileWriter(f, base+".seg", ms.opts), ms.opts.BufferSize)
 	return seg, mf, ml, nil
+}
+
+// zeroFrom reports whether f's bytes from off to size are all zero.
+func zeroFrom(f *os.File, off, size int64) (bool, error) {
+	buf := make([]byte, min(size-off, 256<<10))
+	for off < size {
+		n, err := f.ReadAt(buf[:min(int64(len(buf)), size-off)], off)
+		for _, c := range buf[:n] {
+			if c != 0 {
+				return false, nil
+			}
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return true, nil
+			}
+			return false, err
+		}
+		off += int64(n)
+	}
+	return true, nil
 }
 
 // zeroHeader reports whether the header bytes of f are all zero: a tail segment created and

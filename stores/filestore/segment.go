@@ -37,6 +37,8 @@ type segment struct {
 	marked int64  // the proof the last sync mark written states
 	jbytes int64  // bytes of journal records in the file
 	jlast  uint64 // LSN of the last journal record in the file (0: none)
+	// alloc: the tail's file size as preallocated (prealloc.go), past size; 0 when it is not.
+	alloc int64
 }
 
 func segPath(dir string, first uint64) string {
@@ -137,6 +139,9 @@ func (ms *msgStore) seal(seg *segment) error {
 	if err := ms.flush(seg); err != nil {
 		return err
 	}
+	if err := ms.trim(seg); err != nil { // a sealed segment is exactly its records
+		return err
+	}
 	if err := fsync(seg.f, seg.path, ms.opts); err != nil {
 		return err
 	}
@@ -152,6 +157,9 @@ func (ms *msgStore) seal(seg *segment) error {
 func (ms *msgStore) flush(seg *segment) error {
 	if seg.w == nil {
 		return nil
+	}
+	if seg.size > seg.alloc {
+		ms.preallocate(seg)
 	}
 	if err := seg.w.Flush(); err != nil {
 		return err

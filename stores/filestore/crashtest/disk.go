@@ -114,6 +114,9 @@ func (d *Disk) synced1(fi os.FileInfo, err error) {
 // or removed loses its history (its inode may be reused); a truncated one keeps at most
 // its new size.
 func (d *Disk) changing(op, path string, size int64) {
+	if op == filestore.ChangeAllocate {
+		return // zero-filled blocks past what was written: what a fsync covered is unchanged
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if op == filestore.ChangeRemove {
