@@ -416,15 +416,16 @@ func (n *Node) watch() {
 	halt := n.haltCh
 	var tick <-chan time.Time
 	g := newNudger(n.cfg)
+	var nudgeT *time.Timer
 	if nudgeable(n.cfg) {
-		t := time.NewTicker(n.cfg.HeartbeatTimeout / nudgeTicks)
-		defer t.Stop()
-		tick = t.C
+		nudgeT = time.NewTimer(n.cfg.HeartbeatTimeout / nudgePoll)
+		defer nudgeT.Stop()
+		tick = nudgeT.C
 	}
 	for {
 		select {
 		case <-tick:
-			n.nudgeTick(g)
+			nudgeT.Reset(n.nudgeTick(g))
 		case v := <-n.notify:
 			if v && (n.stopped() != nil || n.isClosed.Load()) {
 				continue

@@ -23,8 +23,9 @@ import (
 // that is heard from again in time is never deserted (pre-vote keeps one follower's
 // impatience from disturbing the others).
 
-// nudgeTicks is how many times per heartbeat timeout a follower looks at its last contact.
-const nudgeTicks = 20
+// nudgePoll is how often, in heartbeat timeouts, a node that is not a follower in contact
+// looks again; a follower in contact is looked at when its silence would be due.
+const nudgePoll = 20
 
 type nudger struct {
 	hb     time.Duration
@@ -46,19 +47,22 @@ func nudgeable(c Config) bool { return c.LeaderLeaseTimeout < c.HeartbeatTimeout
 
 func nudgeJitter(hb time.Duration) time.Duration { return rand.N(hb/4 + 1) }
 
-// due reports whether a follower last contacted at last should be nudged now. A node that
-// never heard from a leader (just started) is left to raft's own timer: nudging all of a
-// starting group at once would split its first vote.
-func (g *nudger) due(last, now time.Time) bool {
+// due reports whether a follower last contacted at last should be nudged now, and how long
+// to wait before looking again: until the silence would be due, so that two followers
+// nudge when their own jitters say, not on a shared tick (which split their votes). A node
+// that never heard from a leader (just started) is left to raft's own timer: nudging all of
+// a starting group at once would split its first vote.
+func (g *nudger) due(last, now time.Time) (bool, time.Duration) {
+	poll := g.hb / nudgePoll
 	if last.IsZero() || last.Equal(g.done) {
-		return false
+		return false, poll
 	}
-	if now.Sub(last) < g.hb+g.jitter {
-		return false
+	if wait := last.Add(g.hb + g.jitter).Sub(now); wait > 0 {
+		return false, wait
 	}
 	g.done = last
 	g.jitter = nudgeJitter(g.hb)
-	return true
+	return true, poll
 }
 
 // nudge makes raft's follower loop look at its last contact now.
@@ -74,12 +78,14 @@ func (n *Node) nudge(g *nudger) {
 	}
 }
 
-// nudgeTick is watch's periodic look at a follower's last contact.
-func (n *Node) nudgeTick(g *nudger) {
+// nudgeTick is watch's look at a follower's last contact; it returns when to look again.
+func (n *Node) nudgeTick(g *nudger) time.Duration {
 	if n.raft.State() != raft.Follower || n.stopped() != nil || n.isClosed.Load() {
-		return
+		return g.hb / nudgePoll
 	}
-	if g.due(n.raft.LastContact(), time.Now()) {
+	now, wait := g.due(n.raft.LastContact(), time.Now())
+	if now {
 		n.nudge(g)
 	}
+	return wait
 }

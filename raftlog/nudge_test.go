@@ -11,23 +11,23 @@ func TestNudgeDue(t *testing.T) {
 	hb := 500 * time.Millisecond
 	g := newNudger(Config{HeartbeatTimeout: hb, ElectionTimeout: hb})
 	now := time.Now()
-	if g.due(time.Time{}, now) {
-		t.Error("nudged a node that never heard from a leader")
+	if ok, wait := g.due(time.Time{}, now); ok || wait != hb/nudgePoll {
+		t.Errorf("a node that never heard from a leader: nudged %v, next look in %v", ok, wait)
 	}
 	if g.jitter < 0 || g.jitter > hb/4 {
 		t.Fatalf("jitter %v outside [0, %v]", g.jitter, hb/4)
 	}
 	last := now.Add(-hb + time.Millisecond)
-	if g.due(last, now) {
-		t.Error("nudged before the heartbeat timeout")
+	if ok, wait := g.due(last, now); ok || wait != time.Millisecond+g.jitter {
+		t.Errorf("before the heartbeat timeout: nudged %v, next look in %v (want when due, %v)", ok, wait, time.Millisecond+g.jitter)
 	}
-	if !g.due(last, now.Add(hb/4+time.Millisecond)) {
+	if ok, _ := g.due(last, now.Add(hb/4+time.Millisecond)); !ok {
 		t.Error("not nudged past the heartbeat timeout and the largest jitter")
 	}
-	if g.due(last, now.Add(hb)) {
+	if ok, _ := g.due(last, now.Add(hb)); ok {
 		t.Error("nudged twice for one silence")
 	}
-	if !g.due(last.Add(time.Second), now.Add(3*time.Second)) {
+	if ok, _ := g.due(last.Add(time.Second), now.Add(3*time.Second)); !ok {
 		t.Error("not nudged for the next silence")
 	}
 }
