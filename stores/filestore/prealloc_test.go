@@ -51,8 +51,16 @@ func TestPreallocatedTail(t *testing.T) {
 		t.Fatalf("tail file %d bytes, allocated %d, written %d", fi.Size(), alloc, written)
 	}
 
-	// A crash: the zeros stay; the next open cuts them quietly and keeps all n messages.
+	// A crash: the zeros stay; verify finds nothing wrong, and the next open cuts them
+	// quietly and keeps all n messages.
 	s.abandon()
+	rep, err := Verify(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Problems) > 0 {
+		t.Fatalf("verify of a preallocated tail after a crash: %+v", rep.Problems)
+	}
 	logs.Reset()
 	s, err = Open(dir, opts)
 	if err != nil {

@@ -368,6 +368,10 @@ func (si *segInfo) check(tail bool) error {
 				si.maxSeq = max(si.maxSeq, seq)
 				p += hdrSize + int(binary.LittleEndian.Uint32(data[p:]))
 			}
+		} else if zeros, err := zeroFrom(f, end, si.size); err != nil {
+			return err
+		} else if zeros {
+			si.size = end // allocated ahead of the records (prealloc.go): nothing is torn
 		} else {
 			si.torn = true
 		}
