@@ -50,15 +50,7 @@ func TestCompactWhileRunning(t *testing.T) {
 	const compact = 16 << 10
 	dir := t.TempDir()
 	rn := &renames{n: map[string]int{}}
-	s, err := Open(dir, Options{CompactBytes: compact, Hooks: Hooks{Change: rn.hook}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Init(stores.ServerInfo{ClusterID: "c"})
-	ch, err := s.CreateChannel("foo", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, ch := openWithFoo(t, dir, Options{CompactBytes: compact, Hooks: Hooks{Change: rn.hook}})
 	for id := uint64(1); id <= 3; id++ {
 		if err := ch.Subs.CreateSub(&stores.SubState{ID: id, ClientID: "c", Inbox: "in"}); err != nil {
 			t.Fatal(err)
@@ -115,7 +107,7 @@ func TestCompactWhileRunning(t *testing.T) {
 		t.Fatalf("logs grew to %d (subs.log) and %d (meta.log) bytes, compaction from %d", maxSubs, maxMeta, compact)
 	}
 	s.abandon()
-	s, err = Open(dir, Options{})
+	s, err := Open(dir, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -473,15 +473,7 @@ func TestRealDiskFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	sdir := filepath.Join(dir, "store")
-	s, err := Open(sdir, Options{BufferSize: 4096})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Init(stores.ServerInfo{ClusterID: "c"})
-	ch, err := s.CreateChannel("foo", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, ch := openWithFoo(t, sdir, Options{BufferSize: 4096})
 	if err := ch.Subs.CreateSub(&stores.SubState{ID: 1, ClientID: "a"}); err != nil {
 		t.Fatal(err)
 	}
@@ -527,7 +519,7 @@ func TestRealDiskFull(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s, err = Open(sdir, Options{})
+	s, err := Open(sdir, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

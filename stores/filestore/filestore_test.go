@@ -270,3 +270,18 @@ func TestSegmentRollLimits(t *testing.T) {
 		})
 	}
 }
+
+// openWithFoo opens the store in dir, initialises it and creates channel foo.
+func openWithFoo(t *testing.T, dir string, opts Options) (*Store, *stores.Channel) {
+	t.Helper()
+	s, err := Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Init(stores.ServerInfo{ClusterID: "c"})
+	ch, err := s.CreateChannel("foo", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, ch
+}

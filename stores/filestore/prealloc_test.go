@@ -17,15 +17,7 @@ func TestPreallocatedTail(t *testing.T) {
 	dir := t.TempDir()
 	var logs bytes.Buffer
 	opts := Options{Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
-	s, err := Open(dir, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Init(stores.ServerInfo{ClusterID: "c"})
-	ch, err := s.CreateChannel("foo", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, ch := openWithFoo(t, dir, opts)
 	const n = 50
 	for i, m := range genMsgs(1, n) {
 		if err := ch.Msgs.Append([]stores.Msg{m}); err != nil {
@@ -121,13 +113,8 @@ func TestPreallocatedTail(t *testing.T) {
 // against its index.
 func TestPreallocatedTailSealed(t *testing.T) {
 	dir := t.TempDir()
-	s, err := Open(dir, Options{SegmentMsgs: 10})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, ch := openWithFoo(t, dir, Options{SegmentMsgs: 10})
 	defer s.Close()
-	s.Init(stores.ServerInfo{ClusterID: "c"})
-	ch, _ := s.CreateChannel("foo", 1)
 	for _, m := range genMsgs(1, 35) {
 		if err := ch.Msgs.Append([]stores.Msg{m}); err != nil {
 			t.Fatal(err)
