@@ -471,7 +471,7 @@ func (ms *msgStore) Close() error {
 			}
 		}
 		if seg := ms.segs[n-1]; seg.w != nil {
-			ms.trim(seg) // best effort: zeros left behind are cut at the next open
+			seg.trim(ms.opts) // best effort: zeros left behind are cut at the next open
 		}
 	}
 	ms.closed = true

@@ -17,33 +17,25 @@ const (
 	preallocMax = 4 << 20
 )
 
-// preallocate grows the tail's file ahead of seg.size. Best effort: where the file system
-// cannot (or the disk is full), the tail is written as before and the write reports a
-// full disk. Caller holds mu.
-func (ms *msgStore) preallocate(seg *segment) {
-	if ms.opts.NoSync || ms.noPrealloc {
-		return // without fsyncs there is nothing to gain
-	}
+// preallocate grows the tail's file ahead of seg.size (fallocate; an error where the file
+// system cannot, or the disk is full).
+func (seg *segment) preallocate(opts *Options) error {
 	grow := min(max(seg.size, preallocMin), preallocMax)
 	alloc := (seg.size + grow + preallocMin - 1) / preallocMin * preallocMin
-	if err := allocateFile(seg.f, seg.path, alloc, ms.opts); err != nil {
-		ms.noPrealloc = true
-		ms.opts.Logger.Debug("filestore: tails are not preallocated", "channel", ms.name, "err", err)
-		return
-	}
-	seg.alloc = alloc
-}
-
-// trim cuts a preallocated tail back to its records (before sealing or closing it). The
-// cut needs no fsync of its own: zeros left by a crash are cut again at the next open.
-// Caller holds mu.
-func (ms *msgStore) trim(seg *segment) error {
-	if seg.alloc <= seg.size {
-		return nil
-	}
-	if err := ms.flush(seg); err != nil {
+	if err := allocateFile(seg.f, seg.path, alloc, opts); err != nil {
 		return err
 	}
+	seg.alloc = alloc
+	return nil
+}
+
+// trim cuts a preallocated tail back to the records it has flushed (before sealing or
+// closing it). The cut needs no fsync of its own: zeros left by a crash are cut again at the
+// next open.
+func (seg *segment) trim(opts *Options) error {
+	if seg.alloc <= seg.flushed {
+		return nil
+	}
 	seg.alloc = 0
-	return truncateFile(seg.f, seg.path, seg.size, ms.opts)
+	return truncateFile(seg.f, seg.path, seg.flushed, opts)
 }

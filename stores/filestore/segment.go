@@ -139,7 +139,7 @@ func (ms *msgStore) seal(seg *segment) error {
 	if err := ms.flush(seg); err != nil {
 		return err
 	}
-	if err := ms.trim(seg); err != nil { // a sealed segment is exactly its records
+	if err := seg.trim(ms.opts); err != nil { // a sealed segment is exactly its records
 		return err
 	}
 	if err := fsync(seg.f, seg.path, ms.opts); err != nil {
@@ -158,8 +158,13 @@ func (ms *msgStore) flush(seg *segment) error {
 	if seg.w == nil {
 		return nil
 	}
-	if seg.size > seg.alloc {
-		ms.preallocate(seg)
+	// Best effort: where the file system cannot, the channel's tails grow as written (and a
+	// full disk is reported by the write). Without fsyncs there is nothing to gain.
+	if seg.size > seg.alloc && !ms.noPrealloc && !ms.opts.NoSync {
+		if err := seg.preallocate(ms.opts); err != nil {
+			ms.noPrealloc = true
+			ms.opts.Logger.Debug("filestore: tails are not preallocated", "channel", ms.name, "err", err)
+		}
 	}
 	if err := seg.w.Flush(); err != nil {
 		return err
