@@ -28,14 +28,13 @@ import (
 const nudgePoll = 20
 
 type nudger struct {
-	hb     time.Duration
 	jitter time.Duration // this silence's share of the random delay
 	done   time.Time     // the last contact a nudge was already made for
 	reload raft.ReloadableConfig
 }
 
 func newNudger(c Config) *nudger {
-	return &nudger{hb: c.HeartbeatTimeout, jitter: nudgeJitter(c.HeartbeatTimeout), reload: raft.ReloadableConfig{
+	return &nudger{jitter: nudgeJitter(c.HeartbeatTimeout), reload: raft.ReloadableConfig{
 		TrailingLogs: c.TrailingLogs, SnapshotInterval: c.SnapshotInterval, SnapshotThreshold: c.SnapshotThreshold,
 		HeartbeatTimeout: c.HeartbeatTimeout, ElectionTimeout: c.ElectionTimeout,
 	}}
@@ -53,15 +52,16 @@ func nudgeJitter(hb time.Duration) time.Duration { return rand.N(hb/4 + 1) }
 // that never heard from a leader (just started) is left to raft's own timer: nudging all of
 // a starting group at once would split its first vote.
 func (g *nudger) due(last, now time.Time) (bool, time.Duration) {
-	poll := g.hb / nudgePoll
+	hb := g.reload.HeartbeatTimeout
+	poll := hb / nudgePoll
 	if last.IsZero() || last.Equal(g.done) {
 		return false, poll
 	}
-	if wait := last.Add(g.hb + g.jitter).Sub(now); wait > 0 {
+	if wait := last.Add(hb + g.jitter).Sub(now); wait > 0 {
 		return false, wait
 	}
 	g.done = last
-	g.jitter = nudgeJitter(g.hb)
+	g.jitter = nudgeJitter(hb)
 	return true, poll
 }
 
@@ -81,7 +81,7 @@ func (n *Node) nudge(g *nudger) {
 // nudgeTick is watch's look at a follower's last contact; it returns when to look again.
 func (n *Node) nudgeTick(g *nudger) time.Duration {
 	if n.raft.State() != raft.Follower || n.stopped() != nil || n.isClosed.Load() {
-		return g.hb / nudgePoll
+		return g.reload.HeartbeatTimeout / nudgePoll
 	}
 	now, wait := g.due(n.raft.LastContact(), time.Now())
 	if now {
