@@ -3,6 +3,7 @@ package raftlog
 import (
 	"context"
 	"sync"
+	"time"
 )
 
 var _ Log = (*Local)(nil)
@@ -82,6 +83,12 @@ func (l *Local) apply(cmds []Command) outcome {
 
 // IsLeader returns true: a standalone server is always the leader.
 func (l *Local) IsLeader() bool { return true }
+
+// Lease of a log that leads alone and for good: it never lapses.
+func (l *Local) Lease(context.Context) (time.Time, error) { return time.Now().Add(localLease), nil }
+
+// localLease is how long a lease of Local lasts: any long span will do.
+const localLease = time.Hour
 
 // Leadership returns a channel that delivers true once.
 func (l *Local) Leadership() <-chan bool { return l.leader.C() }

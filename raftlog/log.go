@@ -3,6 +3,7 @@ package raftlog
 import (
 	"context"
 	"io"
+	"time"
 )
 
 // Command is one state change proposed by the state machine's owner. Data is the encoded op,
@@ -43,6 +44,13 @@ type Log interface {
 	// new leader waits for before serving from its state. It fails with ErrNotLeader,
 	// ErrClosed or ctx.Err().
 	Barrier(ctx context.Context) error
+	// Lease returns a time before which no other replica can have been elected leader: what
+	// a leader checks before a leader-only effect that must not happen twice, such as a
+	// delivery, since a leader that was paused (SIGSTOP, a frozen VM) past its lease may
+	// resume after its successor repeated that effect. A lease that has lapsed is renewed
+	// by confirming leadership with a majority (a round trip). It fails with ErrNotLeader
+	// when this replica does not lead, or ctx.Err().
+	Lease(ctx context.Context) (time.Time, error)
 	// TransferLeadership hands leadership to another replica, if this one leads and another
 	// can take over, and returns once it no longer leads (or ctx ends): what a leader does
 	// before it shuts down, so that service pauses for a transfer, not an election timeout.

@@ -27,14 +27,16 @@ var _ Log = (*Node)(nil)
 // leader's Future resolves with Apply's results. See DESIGN.md for the entry and snapshot
 // formats and for how commands are numbered.
 type Node struct {
-	cfg      Config
-	log      *slog.Logger
-	raft     *raft.Raft
-	store    *raftboltdb.BoltStore
-	fsm      *fsm
-	reaper   *reaper
-	leader   *leadershipChan
-	resolved chan struct{} // closed: the Done channel of futures resolved when made
+	cfg          Config
+	log          *slog.Logger
+	raft         *raft.Raft
+	store        *raftboltdb.BoltStore
+	fsm          *fsm
+	reaper       *reaper
+	leader       *leadershipChan
+	contacts     *contacts     // the peers' last acceptances of this node's term (lease.go); nil: not noted
+	transferring atomic.Bool   // a leadership transfer is under way: no lease
+	resolved     chan struct{} // closed: the Done channel of futures resolved when made
 
 	notify    chan bool     // raft's leadership changes, read by watch
 	haltCh    chan struct{} // closed once the fsm stopped applying
@@ -160,7 +162,11 @@ func NewNode(cfg Config, sm StateMachine) (_ *Node, err error) {
 		}
 		logger.Info("raftlog: bootstrapped a new raft group", "peers", c.Peers)
 	}
-	if n.raft, err = raft.NewRaft(rc, n.fsm, logs, store, snaps, c.Transport); err != nil {
+	trans := c.Transport
+	if n.contacts = newContacts(trans, c.NodeID, c.Peers); n.contacts != nil {
+		trans = n.contacts
+	}
+	if n.raft, err = raft.NewRaft(rc, n.fsm, logs, store, snaps, trans); err != nil {
 		// Name the directory: raft's own errors do not ("failed to load any existing
 		// snapshots" when every snapshot fails its CRC), and the operator must find it.
 		return nil, fmt.Errorf("raftlog: starting raft in %s: %w", dir, err)
@@ -328,6 +334,10 @@ func (n *Node) TransferLeadership(ctx context.Context) error {
 		return nil
 	}
 	start := time.Now()
+	// The target is elected at once, well within this node's lease: from now on the lease
+	// proves nothing (Lease).
+	n.transferring.Store(true)
+	defer n.transferring.Store(false)
 	f := n.raft.LeadershipTransfer()
 	done := make(chan error, 1)
 	go func() { done <- f.Error() }()

@@ -1,0 +1,135 @@
+package raftlog
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// The leader lease. A follower that has heard from its leader within the heartbeat timeout
+// neither starts an election nor grants a vote, so once a majority has accepted a leader's
+// term at some moment, no other leader can be elected before that moment plus the lease
+// (which is below the heartbeat timeout). raft keeps such times for its own step-down
+// check but does not export them; contacts notes them at the transport.
+
+// contacts wraps the transport to note, per peer, when it last accepted this node's term in
+// an AppendEntries (a heartbeat or an append). The time noted is when the request was sent,
+// which is before the peer heard it: the lease errs on the short side.
+type contacts struct {
+	raft.Transport
+	preVote raft.WithPreVote
+	origin  time.Time                       // the times are durations since origin (monotonic)
+	peers   map[raft.ServerID]*atomic.Int64 // fixed at creation: read without a lock
+	quorum  int                             // voters, this node included, that make a majority
+}
+
+// newContacts wraps t for the node self of the voters peers; nil when t cannot carry
+// pre-votes (then the node confirms every lapsed lease with a round trip instead).
+func newContacts(t raft.Transport, self string, peers []string) *contacts {
+	pv, ok := t.(raft.WithPreVote)
+	if !ok {
+		return nil
+	}
+	c := &contacts{Transport: t, preVote: pv, origin: time.Now(), peers: map[raft.ServerID]*atomic.Int64{},
+		quorum: len(peers)/2 + 1}
+	for _, p := range peers {
+		if p != self {
+			c.peers[raft.ServerID(p)] = new(atomic.Int64)
+		}
+	}
+	return c
+}
+
+// AppendEntries notes the peer's acceptance of the term (even of an append it refused for
+// a log mismatch: it took the sender for its leader).
+func (c *contacts) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
+	sent := int64(time.Since(c.origin))
+	err := c.Transport.AppendEntries(id, target, args, resp)
+	if p := c.peers[id]; err == nil && p != nil && resp.Term == args.Term {
+		for old := p.Load(); old < sent && !p.CompareAndSwap(old, sent); old = p.Load() {
+		}
+	}
+	return err
+}
+
+// RequestPreVote passes pre-votes through: raft enables them only for a transport that has it.
+func (c *contacts) RequestPreVote(id raft.ServerID, target raft.ServerAddress, args *raft.RequestPreVoteRequest, resp *raft.RequestPreVoteResponse) error {
+	return c.preVote.RequestPreVote(id, target, args, resp)
+}
+
+// Close closes the wrapped transport, as raft does with one that can be closed.
+func (c *contacts) Close() error {
+	if wc, ok := c.Transport.(raft.WithClose); ok {
+		return wc.Close()
+	}
+	return nil
+}
+
+// majoritySince returns the latest time at which a majority (this node included) had
+// accepted its term; false when no majority ever has.
+func (c *contacts) majoritySince() (time.Time, bool) {
+	need := c.quorum - 1 // peers besides this node
+	if need <= 0 {
+		return time.Now(), true
+	}
+	var buf [8]int64
+	ts := buf[:0]
+	for _, p := range c.peers {
+		ts = append(ts, p.Load())
+	}
+	if len(ts) < need {
+		return time.Time{}, false
+	}
+	slices.Sort(ts)
+	at := ts[len(ts)-need] // the need-th most recent
+	if at == 0 {
+		return time.Time{}, false
+	}
+	return c.origin.Add(time.Duration(at)), true
+}
+
+// Lease returns when this node's leadership could end at the soonest (see Log.Lease): the
+// last time a majority accepted its term plus the leader lease; when that has passed, it
+// first confirms the leadership with a round of heartbeats (raft's VerifyLeader), waiting
+// at most twice the heartbeat timeout: raft steps down within its lease when no majority
+// answers.
+func (n *Node) Lease(ctx context.Context) (time.Time, error) {
+	if !n.IsLeader() || n.transferring.Load() {
+		return time.Time{}, n.notLeader()
+	}
+	if until, ok := n.leaseUntil(); ok && time.Now().Before(until) {
+		return until, nil
+	}
+	f := n.raft.VerifyLeader()
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }() // raft's futures wait without a context
+	select {
+	case err := <-done:
+		if err != nil {
+			return time.Time{}, n.raftErr(err)
+		}
+	case <-ctx.Done():
+		return time.Time{}, ctx.Err()
+	case <-time.After(2 * n.cfg.HeartbeatTimeout):
+		return time.Time{}, errors.New("raftlog: no majority confirmed the leadership")
+	}
+	if until, ok := n.leaseUntil(); ok {
+		return until, nil
+	}
+	// Confirmed, but through a transport that notes no contacts: the confirmation's
+	// heartbeats were answered just now.
+	return time.Now().Add(n.cfg.LeaderLeaseTimeout), nil
+}
+
+// leaseUntil is the majority's last acceptance plus the lease, if known.
+func (n *Node) leaseUntil() (time.Time, bool) {
+	if n.contacts == nil {
+		return time.Time{}, false
+	}
+	at, ok := n.contacts.majoritySince()
+	return at.Add(n.cfg.LeaderLeaseTimeout), ok
+}
