@@ -1,12 +1,22 @@
 package streaming
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"time"
 
 	"github.com/starling-io/starling/stores"
 )
+
+// deliverAll sends every channel's ready subscriptions what they have not been sent yet:
+// after a restart or a takeover, the messages stored before it and never sent would
+// otherwise wait for the channel's next publish (found by TestFormerLeaderDeliversNothing).
+func (s *Server) deliverAll() {
+	for _, ch := range s.channels {
+		s.deliverNew(ch)
+	}
+}
 
 // deliverNew sends a channel's newly stored messages to its ready subscriptions.
 func (s *Server) deliverNew(ch *channel) {
@@ -110,6 +120,10 @@ func (s *Server) bestMember(g *queueGroup) *subState {
 // when the message cannot be read: stores.ErrNotFound when it is gone (limits removed it),
 // anything else when the store failed (then nothing changed: the caller tries again later).
 func (s *Server) sendMsg(sub *subState, seq uint64, count uint32, first bool) error {
+	now := time.Now()
+	if !s.leaseHeld(now) {
+		return errNoLease
+	}
 	var ld *stores.Msg
 	if b := s.scratch.batch; s.scratch.batchCh == sub.ch && len(b) > 0 && seq >= b[0].Seq && seq <= b[len(b)-1].Seq {
 		// Just stored: send it from the batch at hand rather than read it back (a file
@@ -135,7 +149,7 @@ func (s *Server) sendMsg(sub *subState, seq uint64, count uint32, first bool) er
 	s.stats.OutBytes += uint64(len(ld.Data))
 	s.mu.Unlock()
 	if first {
-		at := time.Now().Add(sub.ackWait).UnixNano()
+		at := now.Add(sub.ackWait).UnixNano()
 		sub.pending.Set(seq, pendingMsg{expiry: at, count: count})
 		sub.expPush(expiry{seq: seq, at: at})
 		s.recordEvent(sub, stores.SubEvent{SubID: sub.id, Seq: seq})
@@ -143,6 +157,48 @@ func (s *Server) sendMsg(sub *subState, seq uint64, count uint32, first bool) er
 	}
 	return nil
 }
+
+// errNoLease: this replica could not confirm that it still leads, so it sends nothing.
+var errNoLease = errors.New("streaming: leadership not confirmed")
+
+// leaseHeld reports whether the engine may send messages now: standalone always; replicated
+// only under a lease on leadership (raftlog.Log.Lease), asked for once per engine iteration.
+// A leader that was paused past its lease (SIGSTOP, a frozen VM) and resumes before it
+// learns of its successor must not send what the successor may have sent already (flagged
+// redelivered) as first deliveries (TestFormerLeaderDeliversNothing). Sends refused while
+// the engine still leads are retried shortly (opRetrySends).
+func (s *Server) leaseHeld(now time.Time) bool {
+	if !s.replicated {
+		return true
+	}
+	if s.leaseAsked != s.iteration+1 {
+		s.leaseAsked = s.iteration + 1
+		until, err := s.rlog.Lease(context.Background()) // bounded by the log: no allocation here
+		if err != nil {
+			s.log.Debug("not sending: leadership not confirmed", "err", err)
+		}
+		s.leaseUntil = until // zero on an error
+	}
+	if now.Before(s.leaseUntil) {
+		return true
+	}
+	if s.leader && s.retryTimer == nil {
+		s.retryTimer = time.AfterFunc(retrySendsAfter, func() { s.push(op{kind: opRetrySends}) })
+	}
+	return false
+}
+
+// processRetrySends sends what leaseHeld refused: every channel's new messages (pending
+// ones come back with their ack deadlines).
+func (s *Server) processRetrySends() {
+	s.retryTimer = nil
+	if s.leader {
+		s.deliverAll()
+	}
+}
+
+// retrySendsAfter is how soon sends refused for want of a lease are tried again.
+const retrySendsAfter = 50 * time.Millisecond
 
 // redeliver resends a pending message, flagged, with a new deadline.
 func (s *Server) redeliver(sub *subState, seq uint64) {

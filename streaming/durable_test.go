@@ -59,6 +59,33 @@ type dataBus struct {
 	mu         sync.Mutex // an engine may run on its own goroutine (raft_test.go)
 	sent       []sentMsg
 	subscribed []string
+	holds      map[string]*busHold // Publish to the subject waits until released
+}
+
+// busHold makes Publish to one subject wait until released.
+type busHold struct {
+	release chan struct{}
+	waiting bool
+}
+
+// hold makes the next Publish to subject wait until the returned func is called.
+func (b *dataBus) hold(subject string) (release func()) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.holds == nil {
+		b.holds = map[string]*busHold{}
+	}
+	h := &busHold{release: make(chan struct{})}
+	b.holds[subject] = h
+	var once sync.Once
+	return func() { once.Do(func() { close(h.release) }) }
+}
+
+// held reports whether a Publish is waiting on the hold of subject.
+func (b *dataBus) held(subject string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.holds[subject] != nil && b.holds[subject].waiting
 }
 
 func (b *dataBus) Subscribe(subject, queue string, h core.MsgHandler) (Subscription, error) {
@@ -76,6 +103,12 @@ type sentMsg struct {
 
 func (b *dataBus) Publish(subject, reply string, hdr, data []byte) error {
 	b.mu.Lock()
+	if h := b.holds[subject]; h != nil && !h.waiting {
+		h.waiting = true
+		b.mu.Unlock()
+		<-h.release
+		b.mu.Lock()
+	}
 	defer b.mu.Unlock()
 	b.sent = append(b.sent, sentMsg{subject, reply, append([]byte(nil), data...)})
 	return nil

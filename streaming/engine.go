@@ -30,6 +30,7 @@ const (
 	opExpire
 	opIdle
 	opLeadership // the log reported a leadership change
+	opRetrySends // sends were refused for want of a lease (delivery.go)
 )
 
 // op is one unit of work for the engine: a request copied out of core's buffers, or a
@@ -134,6 +135,7 @@ func (s *Server) run() {
 			s.drainCommits()
 			return
 		}
+		s.iteration++
 		s.completeCommits()
 		batch = s.q.Pop(batch[:0])
 		s.maxPayload = s.bus.MaxPayload()
@@ -199,6 +201,8 @@ func (s *Server) process(o *op) {
 		s.processIdle(o.ch)
 	case opLeadership:
 		s.processLeadership(o.leader)
+	case opRetrySends:
+		s.processRetrySends()
 	}
 }
 

@@ -86,7 +86,12 @@ func (s *Server) takeOver() error {
 	if err := s.restore(st); err != nil {
 		return err
 	}
-	return s.serve(true)
+	if err := s.serve(true); err != nil {
+		return err
+	}
+	s.leaseAsked = 0 // ask again: whatever was asked in this iteration was asked as a follower
+	s.deliverAll()
+	return nil
 }
 
 // stepDown stops serving and drops the engine's view (engine).

@@ -22,6 +22,7 @@ type raftMember struct {
 	store stores.Store
 	node  *raftlog.Node
 	bus   *dataBus
+	trans *raft.InmemTransport
 	up    bool
 }
 
@@ -41,7 +42,7 @@ func startRaftGroup(t *testing.T) []*raftMember {
 	}
 	var ms []*raftMember
 	for _, id := range ids {
-		m := &raftMember{id: id, store: newMemStore(t), bus: &dataBus{}}
+		m := &raftMember{id: id, store: newMemStore(t), bus: &dataBus{}, trans: trans[id]}
 		srv, err := New(m.bus, m.store, func(sm raftlog.StateMachine) (raftlog.Log, error) {
 			n, err := raftlog.NewNode(raftlog.Config{Group: "g0", NodeID: id, Peers: ids, Dir: t.TempDir(),
 				Transport: trans[id], HeartbeatTimeout: 200 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond,
@@ -317,6 +318,68 @@ func TestFormerLeaderAnswersNothing(t *testing.T) {
 		if got := leader.bus.to(subj); len(got) != 0 {
 			t.Errorf("a former leader answered %s: %d replies", subj, len(got))
 		}
+	}
+}
+
+// TestFormerLeaderDeliversNothing: a leader whose engine was held up (here: blocked in a
+// reply; in TestStanClusterLeaderStop, SIGSTOPped) after its log committed a publish, but
+// before the engine delivered it, must not deliver it once it runs again: its successor
+// took over meanwhile and sent the message (flagged, it may have been sent), and the former
+// leader's copy would be a second, unflagged delivery of the same sequence.
+func TestFormerLeaderDeliversNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("elections take a second")
+	}
+	ms := startRaftGroup(t)
+	old := leaderOf(t, ms)
+	s := old.srv
+	req := func(kind opKind, reply string, m any) op {
+		return op{kind: kind, data: marshalAny(m), reply: reply, from: 1}
+	}
+	s.push(req(opConnect, "r.connect", &stanpb.ConnectRequest{ClientID: "c1", HeartbeatInbox: "hb.c1", Protocol: 1, ConnID: []byte("x")}))
+	s.push(req(opSubscribe, "r.sub", &stanpb.SubscriptionRequest{ClientID: "c1", Subject: "foo", Inbox: "in.dur", MaxInFlight: 1000,
+		AckWaitInSecs: 30, DurableName: "d", StartPosition: stanpb.StartPosition_NewOnly}))
+	waitUntil(t, "the subscription is answered", func() bool { s.takeSnapshot(false); return len(old.bus.to("r.sub")) == 1 })
+
+	// The engine proposes the publish, then blocks answering the ping queued behind it, so
+	// the log commits the publish while the engine cannot deliver it.
+	hold0, hold := old.bus.hold("r.hold0"), old.bus.hold("r.hold")
+	t.Cleanup(hold0)
+	t.Cleanup(hold) // before the group stops (cleanups run last first): its engine must run
+	ping := func(reply string) op { return req(opPing, reply, &stanpb.Ping{ConnID: []byte("x")}) }
+	s.push(ping("r.hold0")) // holds the engine until the publish and the ping are queued together
+	waitUntil(t, "the engine is held", func() bool { return old.bus.held("r.hold0") })
+	s.push(req(opPublish, "r.pub", &stanpb.PubMsg{ClientID: "c1", Guid: "g1", Subject: "foo", Data: []byte("m1"), ConnID: []byte("x")}))
+	s.push(ping("r.hold"))
+	hold0()
+	waitUntil(t, "the engine is held after proposing", func() bool { return old.bus.held("r.hold") })
+	var others []*raftMember
+	for _, m := range ms {
+		if m != old {
+			others = append(others, m)
+		}
+	}
+	waitUntil(t, "a follower applied the publish", func() bool {
+		rs, err := others[0].store.Recover()
+		return err == nil && rs != nil && len(rs.Channels) == 1 && rs.Channels[0].Channel.Msgs.State().Last == 1
+	})
+
+	// The held leader is cut off; another takes over and delivers the message.
+	old.trans.DisconnectAll()
+	for _, m := range others {
+		m.trans.Disconnect(raft.ServerAddress(old.id))
+	}
+	next := leaderOf(t, others)
+	waitUntil(t, "the new leader delivers the message", func() bool { return len(next.bus.to("in.dur")) == 1 })
+	var mp stanpb.MsgProto
+	if err := unmarshalAny(next.bus.to("in.dur")[0].data, &mp); err != nil || mp.Sequence != 1 || !mp.Redelivered {
+		t.Fatalf("the new leader sent sequence %d redelivered %v (%v), want 1 flagged", mp.Sequence, mp.Redelivered, err)
+	}
+	hold()
+	s.takeSnapshot(false) // the former leader's engine ran on
+	waitUntil(t, "the former leader's engine steps down", func() bool { return !s.takeSnapshot(false).leader })
+	if got := old.bus.to("in.dur"); len(got) != 0 {
+		t.Fatalf("the former leader delivered %d messages after its successor took over", len(got))
 	}
 }
 

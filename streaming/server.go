@@ -106,6 +106,10 @@ type Server struct {
 	lastOverload  atomic.Int64 // unix ns of the last "queue full" line
 	maxPayload    int          // core's max_payload, read at each engine batch
 	leader        bool         // engine: this replica leads (opLeadership)
+	leaseUntil    time.Time    // engine: no other replica can lead before then (delivery.go)
+	iteration     uint64       // engine: run's iterations, counted
+	leaseAsked    uint64       // engine: 1 + the iteration in which leaseUntil was asked for
+	retryTimer    *time.Timer  // engine: armed while sends refused for want of a lease wait
 	leaderChanges atomic.Int64 // how many times the engine's role changed (engine writes)
 
 	mu      sync.Mutex // guards stats read by monitoring
@@ -206,6 +210,8 @@ func (s *Server) Start() error {
 		if err := s.serve(true); err != nil {
 			return err
 		}
+		s.deliverAll() // the engine does not run yet
+		s.bus.Flush()
 	}
 	if s.replicated {
 		if err := s.serveFetch(); err != nil {
