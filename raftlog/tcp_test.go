@@ -48,7 +48,8 @@ type tcpNode struct {
 	node *raftlog.Node
 }
 
-func startTCP(t *testing.T, book *addressBook, n *tcpNode, peers []string) {
+// startTCP starts node n over TCP with the test timings, adjusted by tune if given.
+func startTCP(t *testing.T, book *addressBook, n *tcpNode, peers []string, tune ...func(*raftlog.Config)) {
 	t.Helper()
 	discard := slog.New(slog.NewTextHandler(io.Discard, nil))
 	trans, err := raftlog.NewTCPTransport(raftlog.TCPTransportConfig{
@@ -59,12 +60,16 @@ func startTCP(t *testing.T, book *addressBook, n *tcpNode, peers []string) {
 	}
 	book.set(n.id, trans.LocalAddr())
 	n.sm = &raftlogtest.SM{}
-	n.node, err = raftlog.NewNode(raftlog.Config{
+	cfg := raftlog.Config{
 		Group: "g0", NodeID: n.id, Peers: peers, Dir: n.dir, Transport: trans,
 		HeartbeatTimeout: raftlogtest.HeartbeatTimeout, ElectionTimeout: raftlogtest.ElectionTimeout,
 		LeaderLeaseTimeout: raftlogtest.LeaseTimeout, CommitTimeout: raftlogtest.CommitTimeout,
 		Logger: discard, // NoSync unset: every write is fsynced, as in production
-	}, n.sm)
+	}
+	for _, f := range tune {
+		f(&cfg)
+	}
+	n.node, err = raftlog.NewNode(cfg, n.sm)
 	if err != nil {
 		t.Fatal(err)
 	}

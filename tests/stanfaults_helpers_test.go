@@ -369,11 +369,19 @@ func (t loadTally) String() string {
 		t.published, t.acked, t.failed, t.lost, t.duplicates)
 }
 
-// checkLoad pauses the load (every payload acknowledged), waits for the subscriptions to
-// have everything and the nodes up to converge, then checks what was stored (read from
-// the leader) and each subscription's deliveries. The load resumes after.
-func (l *stanLoad) checkLoad(c *stanCluster) loadTally {
+// checkLoad pauses the load (every payload acknowledged) and the others running on the
+// cluster, waits for the subscriptions to have everything and the nodes up to converge,
+// then checks what was stored (read from the leader) and each subscription's deliveries.
+// The loads resume after. Every load must pause: raft tells the followers an entry is
+// committed only with the next one, or after a commit timeout without one, so while a
+// publisher goes on the followers may stay a burst behind at every instant (a 50 ms commit
+// timeout and bursts every 50 ms: TestNodeFollowersLearnCommitsTCP in raftlog).
+func (l *stanLoad) checkLoad(c *stanCluster, others ...*stanLoad) loadTally {
 	l.t.Helper()
+	for _, o := range others {
+		o.pause(30 * time.Second)
+		defer o.resume()
+	}
 	return l.checkWith(func() { c.converged(30 * time.Second) },
 		func() []string { return storedPayloads(l.t, c.leader(10*time.Second), l.channel) })
 }

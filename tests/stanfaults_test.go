@@ -242,8 +242,8 @@ func TestStanClusterLeaderStop(t *testing.T) {
 	t.Logf("%s stepped down %v after SIGCONT", old.name, time.Since(resumed))
 	end()
 	endStale()
-	tally := l.checkLoad(c)
-	staleTally := stale.checkLoad(c)
+	tally := l.checkLoad(c, stale)
+	staleTally := stale.checkLoad(c, l)
 	t.Logf("load: %v; publisher on the old leader: %v (%d acknowledged since the stop)", tally, staleTally, staleTally.acked-staleBefore)
 }
 
@@ -504,7 +504,7 @@ func TestStanClusterPartition(t *testing.T) {
 	m.heal()
 	end()
 	endStale()
-	t.Logf("healed: load %v; publisher on the isolated node %v (converged %v after healing)", l.checkLoad(m.stanCluster), stale.checkLoad(m.stanCluster), time.Since(healed))
+	t.Logf("healed: load %v; publisher on the isolated node %v (converged %v after healing)", l.checkLoad(m.stanCluster, stale), stale.checkLoad(m.stanCluster, l), time.Since(healed))
 
 	lead = m.leader(10 * time.Second)
 	f := m.followers(lead)[0]
@@ -517,7 +517,7 @@ func TestStanClusterPartition(t *testing.T) {
 	if now := m.leader(10 * time.Second); now != lead {
 		t.Logf("follower %s isolated: leadership moved from %s to %s", f.name, lead.name, now.name)
 	}
-	t.Logf("follower %s isolated %v: %v", f.name, time.Since(start), l.checkLoad(m.stanCluster))
+	t.Logf("follower %s isolated %v: %v", f.name, time.Since(start), l.checkLoad(m.stanCluster, stale))
 }
 
 // TestStanClusterSnapshotCatchUp: §4.7, a follower away while the others take snapshots
