@@ -6,10 +6,13 @@ package main
 import (
 	"context"
 	"os"
+	"time"
 
 	"github.com/starling-io/starling/cmd/starling/app"
+	"github.com/starling-io/starling/cmd/starling/gcfloor"
 )
 
 func main() {
+	gcfloor.Start(time.Second)
 	os.Exit(app.Execute(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
 }
