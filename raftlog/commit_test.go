@@ -3,11 +3,9 @@ package raftlog_test
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/hashicorp/raft"
 	"github.com/starling-io/starling/raftlog"
 	"github.com/starling-io/starling/raftlog/raftlogtest"
 )
@@ -24,32 +22,7 @@ import (
 func TestNodeFollowersLearnCommitsTCP(t *testing.T) {
 	const commit = 50 * time.Millisecond
 	const gap = 30 * time.Millisecond // between entries: less than the commit timeout
-	book := &addressBook{addrs: map[raft.ServerID]raft.ServerAddress{}}
-	dir := t.TempDir()
-	peers := []string{"a", "b", "c"}
-	nodes := make([]*tcpNode, len(peers))
-	for i, id := range peers {
-		nodes[i] = &tcpNode{id: id, dir: filepath.Join(dir, id)}
-		startTCP(t, book, nodes[i], peers, func(c *raftlog.Config) { c.CommitTimeout = commit })
-	}
-	t.Cleanup(func() {
-		for _, n := range nodes {
-			n.node.Close()
-		}
-	})
-	leader := func() *tcpNode {
-		var l *tcpNode
-		raftlogtest.Eventually(t, wait, "a leader", func() bool {
-			l = nil
-			for _, n := range nodes {
-				if n.node.IsLeader() {
-					l = n
-				}
-			}
-			return l != nil
-		})
-		return l
-	}
+	_, nodes, leader := startTCPGroup(t, func(c *raftlog.Config) { c.CommitTimeout = commit })
 	ctx := context.Background()
 	if _, err := leader().node.Propose(ctx, raftlogtest.Put("first")).Wait(); err != nil {
 		t.Fatal(err)

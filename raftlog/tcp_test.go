@@ -49,6 +49,39 @@ type tcpNode struct {
 }
 
 // startTCP starts node n over TCP with the test timings, adjusted by tune if given.
+// startTCPGroup starts nodes a, b and c over TCP (closed when the test ends), with tune
+// applied to their configs, and returns them with a function that waits for their leader.
+func startTCPGroup(t *testing.T, tune ...func(*raftlog.Config)) (*addressBook, []*tcpNode, func() *tcpNode) {
+	t.Helper()
+	book := &addressBook{addrs: map[raft.ServerID]raft.ServerAddress{}}
+	dir := t.TempDir()
+	peers := []string{"a", "b", "c"}
+	nodes := make([]*tcpNode, len(peers))
+	for i, id := range peers {
+		nodes[i] = &tcpNode{id: id, dir: filepath.Join(dir, id)}
+		startTCP(t, book, nodes[i], peers, tune...)
+	}
+	t.Cleanup(func() {
+		for _, n := range nodes {
+			n.node.Close()
+		}
+	})
+	leader := func() *tcpNode {
+		var l *tcpNode
+		raftlogtest.Eventually(t, wait, "a leader", func() bool {
+			l = nil
+			for _, n := range nodes {
+				if n.node.IsLeader() {
+					l = n
+				}
+			}
+			return l != nil
+		})
+		return l
+	}
+	return book, nodes, leader
+}
+
 func startTCP(t *testing.T, book *addressBook, n *tcpNode, peers []string, tune ...func(*raftlog.Config)) {
 	t.Helper()
 	discard := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -79,32 +112,8 @@ func startTCP(t *testing.T, book *addressBook, n *tcpNode, peers []string, tune 
 // fsynced under t.TempDir(); addresses are resolved by node ID when dialling, so a node may
 // come back on another port.
 func TestNodeTCP(t *testing.T) {
-	book := &addressBook{addrs: map[raft.ServerID]raft.ServerAddress{}}
-	dir := t.TempDir()
+	book, nodes, leader := startTCPGroup(t)
 	peers := []string{"a", "b", "c"}
-	nodes := make([]*tcpNode, len(peers))
-	for i, id := range peers {
-		nodes[i] = &tcpNode{id: id, dir: filepath.Join(dir, id)}
-		startTCP(t, book, nodes[i], peers)
-	}
-	t.Cleanup(func() {
-		for _, n := range nodes {
-			n.node.Close()
-		}
-	})
-	leader := func() *tcpNode {
-		var l *tcpNode
-		raftlogtest.Eventually(t, wait, "a leader", func() bool {
-			l = nil
-			for _, n := range nodes {
-				if n.node.IsLeader() {
-					l = n
-				}
-			}
-			return l != nil
-		})
-		return l
-	}
 	converged := func(index uint64) {
 		raftlogtest.Eventually(t, wait, fmt.Sprintf("all at command %d", index), func() bool {
 			h0, _ := nodes[0].sm.Hash()
@@ -136,7 +145,7 @@ func TestNodeTCP(t *testing.T) {
 	}
 	converged(last)
 	l := leader()
-	if _, err := os.Stat(filepath.Join(dir, "a", "g0", "raft.db")); err != nil {
+	if _, err := os.Stat(filepath.Join(nodes[0].dir, "g0", "raft.db")); err != nil {
 		t.Fatalf("the raft store is not under Dir/Group: %v", err)
 	}
 
