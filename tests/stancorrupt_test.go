@@ -62,10 +62,11 @@ func (n *node) tryRestart() (string, bool) {
 	return n.p.out.String(), !exited
 }
 
-// corruptCase runs one damage: publish, the follower stopped, damage applied to its raft
-// directory (returns the damaged file's name), restart; then either a refusal that names
-// the file, or convergence and every message intact on every node as it leads.
-func corruptCase(t *testing.T, damage func(t *testing.T, c *stanCluster, f *node) string, extra ...string) {
+// corruptCase runs one damage: publish (more until ready, if given, finds the follower
+// ready for the damage), the follower stopped, damage applied to its raft directory
+// (returns the damaged file's name), restart; then either a refusal that names the file, or
+// convergence and every message intact on every node as it leads.
+func corruptCase(t *testing.T, ready func(f *node) error, damage func(t *testing.T, c *stanCluster, f *node) string, extra ...string) {
 	c := startStanCluster(t, extra...)
 	lead := c.leader(10 * time.Second)
 	f := c.followers(lead)[0]
@@ -75,6 +76,15 @@ func corruptCase(t *testing.T, damage func(t *testing.T, c *stanCluster, f *node
 	publish := func(n int) { want = publishNumbered(t, pub, want, n) }
 	publish(300)
 	c.converged(10 * time.Second)
+	if ready != nil {
+		waitFor(t, 20*time.Second, func() error {
+			err := ready(f)
+			if err != nil {
+				publish(20)
+			}
+			return err
+		})
+	}
 	f.terminate()
 	file := damage(t, c, f)
 	out, up := f.tryRestart()
@@ -119,7 +129,7 @@ func lastLines(s string, n int) string {
 func TestStanClusterCorruptTornLog(t *testing.T) {
 	for _, keep := range []int64{3, 2} {
 		t.Run(fmt.Sprintf("keep_%d_of_4", keep), func(t *testing.T) {
-			corruptCase(t, func(t *testing.T, c *stanCluster, f *node) string {
+			corruptCase(t, nil, func(t *testing.T, c *stanCluster, f *node) string {
 				p := filepath.Join(f.raftGroupDir(), "raft.db")
 				st, err := os.Stat(p)
 				must(t, err)
@@ -299,12 +309,19 @@ func lastLineWith(s, sub string) string {
 // TestStanClusterCorruptSnapshot: a byte flipped in the middle of each of a follower's
 // snapshots (small threshold, so that several exist).
 func TestStanClusterCorruptSnapshot(t *testing.T) {
-	corruptCase(t, func(t *testing.T, c *stanCluster, f *node) string {
+	snapshots := func(f *node) ([]string, error) {
 		snaps, err := filepath.Glob(filepath.Join(f.raftGroupDir(), "snapshots", "*", "state.bin"))
-		must(t, err)
-		if len(snaps) == 0 {
-			t.Fatal(errors.New("no snapshot on the follower"))
+		if err == nil && len(snaps) == 0 {
+			err = errors.New("no snapshot on the follower yet")
 		}
+		return snaps, err
+	}
+	// 300 publishes may take fewer than the threshold's 16 entries (they are batched), or
+	// end before the follower's first snapshot check (every 200–400 ms).
+	ready := func(f *node) error { _, err := snapshots(f); return err }
+	corruptCase(t, ready, func(t *testing.T, c *stanCluster, f *node) string {
+		snaps, err := snapshots(f)
+		must(t, err)
 		for _, p := range snaps {
 			b, err := os.ReadFile(p)
 			must(t, err)
