@@ -104,6 +104,7 @@ func (n *Node) Lease(ctx context.Context) (time.Time, error) {
 	if until, ok := n.leaseUntil(); ok && time.Now().Before(until) {
 		return until, nil
 	}
+	asked := time.Now()
 	f := n.raft.VerifyLeader()
 	done := make(chan error, 1)
 	go func() { done <- f.Error() }() // raft's futures wait without a context
@@ -120,9 +121,9 @@ func (n *Node) Lease(ctx context.Context) (time.Time, error) {
 	if until, ok := n.leaseUntil(); ok {
 		return until, nil
 	}
-	// Confirmed, but through a transport that notes no contacts: the confirmation's
-	// heartbeats were answered just now.
-	return time.Now().Add(n.cfg.LeaderLeaseTimeout), nil
+	// Confirmed through a transport that notes no contacts: the confirmation's heartbeats
+	// were sent after asked.
+	return asked.Add(n.cfg.LeaderLeaseTimeout), nil
 }
 
 // leaseUntil is the majority's last acceptance plus the lease, if known.
