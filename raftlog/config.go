@@ -42,7 +42,7 @@ type Config struct {
 	HeartbeatTimeout   time.Duration // a follower without contact this long starts an election; default 500ms
 	ElectionTimeout    time.Duration // a candidate without a quorum this long retries; default 500ms
 	LeaderLeaseTimeout time.Duration // a leader without a quorum this long steps down; ≤ HeartbeatTimeout; default HeartbeatTimeout less 1µs (equal to it disables the election nudge)
-	CommitTimeout      time.Duration // longest wait before replicating a commit index with no new entry; default 10ms
+	CommitTimeout      time.Duration // longest wait before replicating a commit index with no new entry; default 50ms (raft's own)
 	MaxAppendEntries   int           // entries per AppendEntries RPC and per ApplyBatch; ≤ 1024; default 256
 	SnapshotInterval   time.Duration // how often to check whether to snapshot; default 30s
 	SnapshotThreshold  uint64        // entries since the last snapshot that make a snapshot; default 4096
@@ -103,7 +103,7 @@ func (c Config) withDefaults() (Config, error) {
 	// loaded 2-core machine step down under load (a follower's answer late by a GC pause or an
 	// fsync); the microsecond is the room the election nudge needs (nudge.go).
 	def(&c.LeaderLeaseTimeout, c.HeartbeatTimeout-time.Microsecond)
-	def(&c.CommitTimeout, 10*time.Millisecond)
+	def(&c.CommitTimeout, 50*time.Millisecond) // an idle leader's empty appends: every 50-100 ms
 	def(&c.SnapshotInterval, 30*time.Second)
 	if c.MaxAppendEntries == 0 {
 		c.MaxAppendEntries = 256

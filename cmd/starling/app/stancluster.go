@@ -93,7 +93,7 @@ func (f *flags) stanCluster(s *settings) {
 		{"raft_heartbeat_timeout", "500ms", "a follower without word from the leader this long starts an election", &c.heartbeat},
 		{"raft_election_timeout", "500ms", "a candidate without a majority this long tries again", &c.election},
 		{"raft_lease_timeout", "the heartbeat timeout less 1µs", "a leader without a majority this long steps down (at most the heartbeat timeout; equal to it turns the election nudge off)", &c.lease},
-		{"raft_commit_timeout", "10ms", "longest wait before the commit index is sent without a new entry", &c.commit},
+		{"raft_commit_timeout", "50ms", "longest wait before the commit index is sent without a new entry", &c.commit},
 		{"snapshot_interval", "30s", "how often to check whether a snapshot is due", &c.snapshotInterval},
 	} {
 		f.addNamed(opt("cluster_"+d.key, "duration", d.def, d.usage), tracked(d.key, setDuration(d.dst)))
