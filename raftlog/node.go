@@ -428,7 +428,7 @@ func (n *Node) watch() {
 	g := newNudger(n.cfg)
 	var nudgeT *time.Timer
 	if nudgeable(n.cfg) {
-		nudgeT = time.NewTimer(n.cfg.HeartbeatTimeout / nudgePoll)
+		nudgeT = time.NewTimer(g.poll())
 		defer nudgeT.Stop()
 		tick = nudgeT.C
 	}

@@ -52,8 +52,7 @@ func nudgeJitter(hb time.Duration) time.Duration { return rand.N(hb/4 + 1) }
 // that never heard from a leader (just started) is left to raft's own timer: nudging all of
 // a starting group at once would split its first vote.
 func (g *nudger) due(last, now time.Time) (bool, time.Duration) {
-	hb := g.reload.HeartbeatTimeout
-	poll := hb / nudgePoll
+	hb, poll := g.reload.HeartbeatTimeout, g.poll()
 	if last.IsZero() || last.Equal(g.done) {
 		return false, poll
 	}
@@ -64,6 +63,9 @@ func (g *nudger) due(last, now time.Time) (bool, time.Duration) {
 	g.jitter = nudgeJitter(hb)
 	return true, poll
 }
+
+// poll is how long a node not due for a nudge waits before looking again.
+func (g *nudger) poll() time.Duration { return g.reload.HeartbeatTimeout / nudgePoll }
 
 // nudge makes raft's follower loop look at its last contact now.
 func (n *Node) nudge(g *nudger) {
@@ -81,7 +83,7 @@ func (n *Node) nudge(g *nudger) {
 // nudgeTick is watch's look at a follower's last contact; it returns when to look again.
 func (n *Node) nudgeTick(g *nudger) time.Duration {
 	if n.raft.State() != raft.Follower || n.stopped() != nil || n.isClosed.Load() {
-		return g.reload.HeartbeatTimeout / nudgePoll
+		return g.poll()
 	}
 	now, wait := g.due(n.raft.LastContact(), time.Now())
 	if now {

@@ -171,8 +171,8 @@ func (s *Server) leaseHeld(now time.Time) bool {
 	if !s.replicated {
 		return true
 	}
-	if s.leaseAsked != s.iteration+1 {
-		s.leaseAsked = s.iteration + 1
+	if !s.leaseAsked {
+		s.leaseAsked = true
 		until, err := s.rlog.Lease(context.Background()) // bounded by the log: no allocation here
 		if err != nil {
 			s.log.Debug("not sending: leadership not confirmed", "err", err)

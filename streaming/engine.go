@@ -135,7 +135,7 @@ func (s *Server) run() {
 			s.drainCommits()
 			return
 		}
-		s.iteration++
+		s.leaseAsked = false // asked again in this iteration if it sends (leaseHeld)
 		s.completeCommits()
 		batch = s.q.Pop(batch[:0])
 		s.maxPayload = s.bus.MaxPayload()

@@ -89,7 +89,7 @@ func (s *Server) takeOver() error {
 	if err := s.serve(true); err != nil {
 		return err
 	}
-	s.leaseAsked = 0 // ask again: whatever was asked in this iteration was asked as a follower
+	s.leaseAsked = false // ask again: whatever was asked in this iteration was asked as a follower
 	s.deliverAll()
 	return nil
 }

@@ -127,9 +127,7 @@ func TestStreamingOverRaft(t *testing.T) {
 	}
 	ms := startRaftGroup(t)
 	leader := leaderOf(t, ms)
-	req := func(kind opKind, m any) op {
-		return op{kind: kind, data: marshalAny(m), reply: "r", from: 1}
-	}
+	req := func(kind opKind, m any) op { return requestOp(kind, "r", m) }
 	do := func(s *Server, o op) { s.push(o); s.takeSnapshot(false) }
 	do(leader.srv, req(opConnect, &stanpb.ConnectRequest{ClientID: "c1", HeartbeatInbox: "hb.c1", Protocol: 1, ConnID: []byte("x")}))
 	do(leader.srv, req(opSubscribe, &stanpb.SubscriptionRequest{ClientID: "c1", Subject: "foo", Inbox: "in.dur", MaxInFlight: 1000,
@@ -211,6 +209,12 @@ func TestStreamingOverRaft(t *testing.T) {
 		err := last.srv.Health()
 		return err != nil && strings.Contains(err.Error(), "no leader")
 	})
+}
+
+// requestOp is a request as core hands it to the engine: protobuf m with reply subject
+// reply, from NATS connection 1.
+func requestOp(kind opKind, reply string, m any) op {
+	return op{kind: kind, data: marshalAny(m), reply: reply, from: 1}
 }
 
 func marshalAny(m any) []byte { return marshal(m.(proto.Message)) }
@@ -305,14 +309,12 @@ func TestFormerLeaderAnswersNothing(t *testing.T) {
 	ms := startRaftGroup(t)
 	leader := leaderOf(t, ms)
 	s := leader.srv
-	s.push(op{kind: opConnect, reply: "r.connect", from: 1, data: marshalAny(&stanpb.ConnectRequest{ClientID: "c1",
-		HeartbeatInbox: "hb.c1", Protocol: 1, ConnID: []byte("x")})})
+	s.push(requestOp(opConnect, "r.connect", &stanpb.ConnectRequest{ClientID: "c1", HeartbeatInbox: "hb.c1", Protocol: 1, ConnID: []byte("x")}))
 	waitUntil(t, "the connect is answered", func() bool { s.takeSnapshot(false); return len(leader.bus.to("r.connect")) == 1 })
 	s.push(op{kind: opLeadership, leader: false}) // as raft's notification of a lost leadership
-	s.push(op{kind: opPing, reply: "r.ping", from: 1, data: marshalAny(&stanpb.Ping{ConnID: []byte("x")})})
-	s.push(op{kind: opConnect, reply: "r.connect2", from: 1, data: marshalAny(&stanpb.ConnectRequest{ClientID: "c2",
-		HeartbeatInbox: "hb.c2", Protocol: 1, ConnID: []byte("y")})})
-	s.push(op{kind: opClose, reply: "r.close", from: 1, data: marshalAny(&stanpb.CloseRequest{ClientID: "c1"})})
+	s.push(requestOp(opPing, "r.ping", &stanpb.Ping{ConnID: []byte("x")}))
+	s.push(requestOp(opConnect, "r.connect2", &stanpb.ConnectRequest{ClientID: "c2", HeartbeatInbox: "hb.c2", Protocol: 1, ConnID: []byte("y")}))
+	s.push(requestOp(opClose, "r.close", &stanpb.CloseRequest{ClientID: "c1"}))
 	s.takeSnapshot(false) // the engine has processed them
 	for _, subj := range []string{"r.ping", "r.connect2", "r.close"} {
 		if got := leader.bus.to(subj); len(got) != 0 {
@@ -333,11 +335,8 @@ func TestFormerLeaderDeliversNothing(t *testing.T) {
 	ms := startRaftGroup(t)
 	old := leaderOf(t, ms)
 	s := old.srv
-	req := func(kind opKind, reply string, m any) op {
-		return op{kind: kind, data: marshalAny(m), reply: reply, from: 1}
-	}
-	s.push(req(opConnect, "r.connect", &stanpb.ConnectRequest{ClientID: "c1", HeartbeatInbox: "hb.c1", Protocol: 1, ConnID: []byte("x")}))
-	s.push(req(opSubscribe, "r.sub", &stanpb.SubscriptionRequest{ClientID: "c1", Subject: "foo", Inbox: "in.dur", MaxInFlight: 1000,
+	s.push(requestOp(opConnect, "r.connect", &stanpb.ConnectRequest{ClientID: "c1", HeartbeatInbox: "hb.c1", Protocol: 1, ConnID: []byte("x")}))
+	s.push(requestOp(opSubscribe, "r.sub", &stanpb.SubscriptionRequest{ClientID: "c1", Subject: "foo", Inbox: "in.dur", MaxInFlight: 1000,
 		AckWaitInSecs: 30, DurableName: "d", StartPosition: stanpb.StartPosition_NewOnly}))
 	waitUntil(t, "the subscription is answered", func() bool { s.takeSnapshot(false); return len(old.bus.to("r.sub")) == 1 })
 
@@ -346,10 +345,10 @@ func TestFormerLeaderDeliversNothing(t *testing.T) {
 	hold0, hold := old.bus.hold("r.hold0"), old.bus.hold("r.hold")
 	t.Cleanup(hold0)
 	t.Cleanup(hold) // before the group stops (cleanups run last first): its engine must run
-	ping := func(reply string) op { return req(opPing, reply, &stanpb.Ping{ConnID: []byte("x")}) }
+	ping := func(reply string) op { return requestOp(opPing, reply, &stanpb.Ping{ConnID: []byte("x")}) }
 	s.push(ping("r.hold0")) // holds the engine until the publish and the ping are queued together
 	waitUntil(t, "the engine is held", func() bool { return old.bus.held("r.hold0") })
-	s.push(req(opPublish, "r.pub", &stanpb.PubMsg{ClientID: "c1", Guid: "g1", Subject: "foo", Data: []byte("m1"), ConnID: []byte("x")}))
+	s.push(requestOp(opPublish, "r.pub", &stanpb.PubMsg{ClientID: "c1", Guid: "g1", Subject: "foo", Data: []byte("m1"), ConnID: []byte("x")}))
 	s.push(ping("r.hold"))
 	hold0()
 	waitUntil(t, "the engine is held after proposing", func() bool { return old.bus.held("r.hold") })

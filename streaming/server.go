@@ -107,8 +107,7 @@ type Server struct {
 	maxPayload    int          // core's max_payload, read at each engine batch
 	leader        bool         // engine: this replica leads (opLeadership)
 	leaseUntil    time.Time    // engine: no other replica can lead before then (delivery.go)
-	iteration     uint64       // engine: run's iterations, counted
-	leaseAsked    uint64       // engine: 1 + the iteration in which leaseUntil was asked for
+	leaseAsked    bool         // engine: leaseUntil was asked for in this iteration
 	retryTimer    *time.Timer  // engine: armed while sends refused for want of a lease wait
 	leaderChanges atomic.Int64 // how many times the engine's role changed (engine writes)
 
