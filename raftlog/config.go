@@ -49,6 +49,13 @@ type Config struct {
 	TrailingLogs       uint64        // entries kept after a snapshot, for followers slightly behind; default 8192
 	SnapshotRetain     int           // snapshots kept on disk; default 2
 	LogCacheSize       int           // most recent entries kept in memory; default 512
+	// MaxEntryBytes bounds an entry: a batch larger than this is proposed as several
+	// contiguous entries, split between commands (a command larger than this is an entry of
+	// its own). raft-boltdb rewrites the values of the log's last leaf, up to four entries,
+	// on every commit, so one large entry per commit costs bolt four to five times its size in
+	// writes, and the same bytes as several entries in one commit about twice (DESIGN.md,
+	// "Entry size"). Default 32 KiB.
+	MaxEntryBytes int
 
 	// NoSync skips fsync on the log and stable store: faster, and unsafe — a crash of a
 	// majority can lose entries that were acknowledged. The default syncs.
@@ -120,8 +127,11 @@ func (c Config) withDefaults() (Config, error) {
 	if c.LogCacheSize == 0 {
 		c.LogCacheSize = 512
 	}
-	if c.SnapshotRetain < 1 || c.LogCacheSize < 1 {
-		errs = append(errs, fmt.Errorf("SnapshotRetain %d and LogCacheSize %d must be positive", c.SnapshotRetain, c.LogCacheSize))
+	if c.MaxEntryBytes == 0 {
+		c.MaxEntryBytes = 32 << 10
+	}
+	if c.SnapshotRetain < 1 || c.LogCacheSize < 1 || c.MaxEntryBytes < 1 {
+		errs = append(errs, fmt.Errorf("SnapshotRetain %d, LogCacheSize %d and MaxEntryBytes %d must be positive", c.SnapshotRetain, c.LogCacheSize, c.MaxEntryBytes))
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

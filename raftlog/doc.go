@@ -19,7 +19,7 @@
 //     mutex and returns a resolved Future. No encoding, no goroutine hop, no allocation — the
 //     seam costs nothing.
 //   - Node, clustered (hashicorp/raft with raft-boltdb/v2): a proposal is one raft entry
-//     holding its commands' Data; once a majority has it every replica Decodes and Applies
+//     (several past Config.MaxEntryBytes) holding its commands' Data; once a majority has it every replica Decodes and Applies
 //     it, in batches, and the leader's Future resolves then, several entries being in flight
 //     at once. The raft log is the write-ahead log: the store may sync lazily, and must be
 //     synced before a snapshot is taken or the log compacted. NewTCPTransport gives raft its

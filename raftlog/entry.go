@@ -39,6 +39,30 @@ func encodeEntry(cs []Command) []byte {
 	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, crcTable))
 }
 
+// entryHeaderMax bounds what an entry adds to its commands: the format byte, the count, the
+// checksum.
+const entryHeaderMax = 1 + binary.MaxVarintLen64 + entryCRCLen
+
+// entryEnds splits cs into runs that each fit an entry of at most max bytes (a command
+// larger than that is a run of its own) and returns where each run ends; nil when cs fits
+// one entry.
+func entryEnds(cs []Command, max int) []int {
+	var ends []int
+	size := 0
+	for i := range cs {
+		c := uvarintLen(uint64(len(cs[i].Data))) + len(cs[i].Data)
+		if size > 0 && entryHeaderMax+size+c > max {
+			ends = append(ends, i)
+			size = 0
+		}
+		size += c
+	}
+	if ends == nil {
+		return nil
+	}
+	return append(ends, len(cs))
+}
+
 func uvarintLen(v uint64) int {
 	n := 1
 	for v >= 0x80 {

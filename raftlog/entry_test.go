@@ -2,6 +2,7 @@ package raftlog
 
 import (
 	"bytes"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -100,4 +101,38 @@ func FuzzReadEntry(f *testing.F) {
 			t.Fatalf("re-encoded to %d bytes from %d", len(again), len(b))
 		}
 	})
+}
+
+func TestEntryEnds(t *testing.T) {
+	cmd := func(n int) Command { return Command{Data: make([]byte, n)} }
+	for _, tc := range []struct {
+		sizes []int
+		max   int
+		want  []int
+	}{
+		{nil, 100, nil},
+		{[]int{10, 10, 10}, 100, nil},
+		{[]int{200}, 100, nil},                    // too large alone: still one entry
+		{[]int{40, 40, 40}, 100, []int{2, 3}},     // 8 + 2×41 fits, a third does not
+		{[]int{200, 10, 10}, 100, []int{1, 3}},    // the large one alone
+		{[]int{10, 200, 10}, 100, []int{1, 2, 3}}, // ...wherever it is
+		{[]int{90, 90, 90, 90}, 100, []int{1, 2, 3, 4}},
+	} {
+		cs := make([]Command, len(tc.sizes))
+		for i, n := range tc.sizes {
+			cs[i] = cmd(n)
+		}
+		if got := entryEnds(cs, tc.max); !slices.Equal(got, tc.want) {
+			t.Errorf("entryEnds(%v, %d) = %v, want %v", tc.sizes, tc.max, got, tc.want)
+		}
+		if ends := entryEnds(cs, tc.max); ends != nil {
+			start := 0
+			for _, end := range ends {
+				if size := len(encodeEntry(cs[start:end])); size > tc.max && end-start > 1 {
+					t.Errorf("%v: entry of commands %d..%d is %d bytes, over %d", tc.sizes, start, end, size, tc.max)
+				}
+				start = end
+			}
+		}
+	}
 }

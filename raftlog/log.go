@@ -26,7 +26,8 @@ type Log interface {
 	// means the replica stopped applying. Local checks ctx once, before applying, so for Local
 	// a ctx error means "not applied".
 	Propose(ctx context.Context, c Command) Future
-	// ProposeBatch submits cs as one unit (one raft entry when replicated): the commands are
+	// ProposeBatch submits cs as one unit (one raft entry when replicated, or several
+	// contiguous ones when it is large): the commands are
 	// applied together, contiguously and in order, and the one Future carries a result per
 	// command. An empty batch resolves at once with index 0 and no error. The log does not
 	// keep cs after ProposeBatch returns.

@@ -22,9 +22,9 @@ import (
 var _ Log = (*Node)(nil)
 
 // Node is the replicated Log: a member of one raft group (hashicorp/raft, with raft-boltdb
-// as its log and stable store). A proposal on the leader becomes one raft entry; once a
-// majority has it, every replica decodes and applies it with the StateMachine, and the
-// leader's Future resolves with Apply's results. See DESIGN.md for the entry and snapshot
+// as its log and stable store). A proposal on the leader becomes one raft entry (several
+// contiguous ones past Config.MaxEntryBytes); once a majority has it, every replica decodes
+// and applies it with the StateMachine, and the leader's Future resolves with Apply's results. See DESIGN.md for the entry and snapshot
 // formats and for how commands are numbered.
 type Node struct {
 	cfg          Config
@@ -53,6 +53,10 @@ type Node struct {
 	mu     sync.RWMutex
 	closed bool // Close was called
 	halted bool // raft was shut down because the fsm stopped applying
+
+	// applyMu orders proposals into raft: a proposal of several entries enqueues them all
+	// before another proposal enqueues anything.
+	applyMu sync.Mutex
 
 	isClosed  atomic.Bool // closed, read without mu
 	closeOnce sync.Once
@@ -182,7 +186,8 @@ func (n *Node) Propose(ctx context.Context, c Command) Future {
 	return n.propose(ctx, one[:])
 }
 
-// ProposeBatch proposes cs as one raft entry, applied whole, contiguously and in order. It
+// ProposeBatch proposes cs as one raft entry (or, past MaxEntryBytes, as several contiguous
+// entries, split between commands), applied contiguously and in order. It
 // returns once raft has the entry (several can be in flight); the Future resolves once the
 // entry is applied on this node, with Apply's results. Refusals, with index 0: a
 // *NotLeaderError (ErrNotLeader) at once on a follower; ErrClosed after Close; an
@@ -202,7 +207,12 @@ func (n *Node) propose(ctx context.Context, cs []Command) Future {
 	if err != nil {
 		return resolvedFuture(n.resolved, refused(err))
 	}
-	data := encodeEntry(cs) // before taking mu: Close need not wait for the copy
+	// Encoded before taking mu: Close need not wait for the copy.
+	var data []byte
+	parts := n.split(cs)
+	if parts == nil {
+		data = encodeEntry(cs)
+	}
 	n.mu.RLock()
 	if err := n.refusal(); err != nil {
 		n.mu.RUnlock()
@@ -212,10 +222,39 @@ func (n *Node) propose(ctx context.Context, cs []Command) Future {
 	if ctx.Done() != nil {
 		p.stopCtx = context.AfterFunc(ctx, func() { p.finish(refused(ctx.Err())) })
 	}
-	p.f = n.raft.ApplyLog(raft.Log{Data: data}, timeout)
+	// One proposal's entries are contiguous in the log: nothing is enqueued between them.
+	n.applyMu.Lock()
+	if parts == nil {
+		p.f = n.raft.ApplyLog(raft.Log{Data: data}, timeout)
+	} else {
+		for i := range parts {
+			// The first waits as long as ctx allows; the rest follow it without a limit, so
+			// that a timeout cannot drop an entry from the middle of the proposal.
+			parts[i].f = n.raft.ApplyLog(raft.Log{Data: parts[i].data}, timeout)
+			parts[i].data, timeout = nil, 0
+		}
+		p.parts = parts
+	}
+	n.applyMu.Unlock()
 	n.reaper.push(p)
 	n.mu.RUnlock()
 	return p.future()
+}
+
+// split encodes cs as several entries when it does not fit one of MaxEntryBytes; nil when
+// it does.
+func (n *Node) split(cs []Command) []entryPart {
+	ends := entryEnds(cs, n.cfg.MaxEntryBytes)
+	if ends == nil {
+		return nil
+	}
+	parts := make([]entryPart, len(ends))
+	start := 0
+	for i, end := range ends {
+		parts[i] = entryPart{data: encodeEntry(cs[start:end]), n: end - start}
+		start = end
+	}
+	return parts
 }
 
 // enqueueTimeout is how long raft may take to accept an entry: until ctx's deadline, or

@@ -95,6 +95,77 @@ func TestNodeReplicates(t *testing.T) {
 	c.WaitConverged(wait, next+99)
 }
 
+// TestNodeSplitsLargeBatches: a batch larger than MaxEntryBytes is written as several
+// entries, yet its commands keep contiguous indexes and their results, even with other
+// proposals made at the same time from other goroutines, and every replica applies the same.
+func TestNodeSplitsLargeBatches(t *testing.T) {
+	// Small entries, so that many split proposals race without loading the machine.
+	c := raftlogtest.Start(t, raftlogtest.Options{Config: func(_ int, cfg *raftlog.Config) { cfg.MaxEntryBytes = 1 << 10 }})
+	leader := c.Leader(wait)
+	ctx := context.Background()
+	payload := strings.Repeat("x", 100)
+	big := func(prefix string) []raftlog.Command { // 4 KB: four entries or more
+		cs := make([]raftlog.Command, 40)
+		for i := range cs {
+			cs[i] = raftlogtest.Put(fmt.Sprintf("%s-%d-%s", prefix, i, payload))
+		}
+		return cs
+	}
+
+	before := leader.Node.Stats().LastLogIndex
+	idx, err := leader.Node.ProposeBatch(ctx, big("alone")).Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := leader.Node.Stats()
+	if entries := st.LastLogIndex - before; entries < 4 || st.CommandIndex != idx+39 {
+		t.Fatalf("a batch of 4 KB: %d raft entries (want ≥ 4), commands %d..%d (want 40)", entries, idx, st.CommandIndex)
+	}
+
+	type result struct {
+		f raftlog.Future
+		n int
+	}
+	const proposers = 16
+	results := make(chan result, proposers*8)
+	done := make(chan struct{})
+	for g := range proposers {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := range 8 {
+				cs := big(fmt.Sprintf("g%d-%d", g, i))
+				if i%2 == 1 {
+					cs = cs[:1]
+				}
+				results <- result{leader.Node.ProposeBatch(ctx, cs), len(cs)}
+			}
+		}()
+	}
+	for range proposers {
+		<-done
+	}
+	close(results)
+	for r := range results {
+		idx, err := r.f.Wait()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j := range r.n {
+			if got := r.f.ResultAt(j); got != idx+uint64(j) {
+				t.Fatalf("batch at %d, command %d: result %v, want %d (contiguous)", idx, j, got, idx+uint64(j))
+			}
+		}
+	}
+	last := leader.Node.Stats().CommandIndex
+	c.WaitConverged(wait, last)
+	want := leader.SM.Entries()
+	for _, m := range c.Others(leader) {
+		if got := m.SM.Entries(); !slices.Equal(got, want) {
+			t.Errorf("%s applied %d commands, differing from the leader's %d", m, len(got), len(want))
+		}
+	}
+}
+
 // TestNodeFollowerRefuses: a follower refuses at once, naming the leader.
 func TestNodeFollowerRefuses(t *testing.T) {
 	c := raftlogtest.Start(t, raftlogtest.Options{})

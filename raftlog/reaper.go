@@ -2,6 +2,7 @@ package raftlog
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,10 +15,19 @@ import (
 // resolve it.
 type proposal struct {
 	pending
-	f       raft.Future // raft.ApplyLog's, or raft.Barrier's when barrier is set
+	f       raft.Future // raft.ApplyLog's, or raft.Barrier's when barrier is set; nil with parts
+	parts   []entryPart // a proposal of several entries: each one's future, in log order
 	barrier bool
 	once    atomic.Bool
 	stopCtx func() bool // stops the context.AfterFunc; nil when ctx cannot be cancelled
+}
+
+// entryPart is one entry of a proposal split over several (Config.MaxEntryBytes): its
+// encoding until raft has it, then raft's future, and how many of the commands it carries.
+type entryPart struct {
+	data []byte
+	f    raft.Future
+	n    int
 }
 
 func newProposal() *proposal {
@@ -108,13 +118,61 @@ func (r *reaper) run() {
 
 // settle waits for raft's answer on p and returns p's outcome.
 func (r *reaper) settle(p *proposal) outcome {
-	if err := p.f.Error(); err != nil {
-		return refused(r.mapErr(err))
+	if p.parts != nil {
+		return r.settleParts(p.parts)
 	}
 	if p.barrier {
+		if err := p.f.Error(); err != nil {
+			return refused(r.mapErr(err))
+		}
 		return outcome{}
 	}
-	af, ok := p.f.(raft.ApplyFuture)
+	return r.settleEntry(p.f)
+}
+
+// settleParts combines the outcomes of a proposal's entries into the proposal's: its first
+// command's index and every command's result. An entry after the first that was not applied
+// leaves the proposal applied in part, which its proposer cannot tell from a proposal
+// whose outcome is unknown: ErrLeadershipLost (raft refuses the rest of a proposal only when
+// this node stops leading or shuts down).
+func (r *reaper) settleParts(parts []entryPart) outcome {
+	total := 0
+	for _, e := range parts {
+		total += e.n
+	}
+	var index uint64
+	var res []any // made only when a result is not nil
+	done := 0
+	for i, e := range parts {
+		o := r.settleEntry(e.f)
+		if o.index == 0 {
+			if i == 0 {
+				return o
+			}
+			return refused(fmt.Errorf("%w (%d of its %d commands were applied)", ErrLeadershipLost, done, total))
+		}
+		if i == 0 {
+			index = o.index
+		}
+		for j := range e.n {
+			if v := o.at(j); v != nil {
+				if res == nil {
+					res = make([]any, total)
+				}
+				res[done+j] = v
+			}
+		}
+		done += e.n
+	}
+	return applied(index, total, res)
+}
+
+// settleEntry waits for raft's answer on one entry's future and returns its outcome.
+func (r *reaper) settleEntry(f raft.Future) outcome {
+	if err := f.Error(); err != nil {
+		return refused(r.mapErr(err))
+	}
+	af, ok := f.(raft.ApplyFuture)
 	if !ok {
 		return refused(errors.New("raftlog: raft answered a proposal with no ApplyFuture"))
 	}

@@ -47,7 +47,7 @@ type commitGroup struct {
 	bytes int          // their payload bytes
 	start time.Time    // when its batch was proposed (PubAck latency)
 
-	// The proposal of the batches (one publish command per channel, one log entry) and
+	// The proposal of the batches (publish commands, chans[i].cmds of them per channel) and
 	// whether it was still unresolved when the group was made (replicated).
 	cmds     []cmdPublish
 	rcmds    []raftlog.Command
@@ -91,6 +91,7 @@ type commitChan struct {
 	sp   stores.SplitSyncer // nil: the channel failed before its fsync (err set)
 	msgs []stores.Msg
 	err  error
+	cmds commitSpan // its publish commands: cmds[from:to]
 }
 
 type commitSpan struct{ from, to int }

@@ -177,11 +177,28 @@ func (s *Server) flushPublishes() {
 	s.finish(g)
 }
 
-// proposeGroup proposes the batches of g's channels as one log entry: one publish command
-// per channel, naming the messages in g (which live until g is recycled).
+// publishPieceBytes bounds a replicated publish command's messages: a channel's batch is
+// proposed as commands of about this size, so that the log can spread a large batch over
+// several entries (it splits only between commands; raftlog's DESIGN.md, "Entry size").
+const publishPieceBytes = 4 << 10
+
+// proposeGroup proposes the batches of g's channels as one batch of commands: standalone one
+// publish command per channel, replicated one per piece of publishPieceBytes, naming the
+// messages in g (which live until g is recycled).
 func (s *Server) proposeGroup(g *commitGroup) {
 	for i := range g.chans {
-		g.cmds = append(g.cmds, cmdPublish{chanRef: refOf(g.chans[i].ch), msgs: g.msgs[g.spans[i].from:g.spans[i].to]})
+		ref := refOf(g.chans[i].ch)
+		msgs := g.msgs[g.spans[i].from:g.spans[i].to]
+		g.chans[i].cmds.from = len(g.cmds)
+		for len(msgs) > 0 {
+			n := len(msgs)
+			if s.replicated {
+				n = publishPiece(msgs)
+			}
+			g.cmds = append(g.cmds, cmdPublish{chanRef: ref, msgs: msgs[:n]})
+			msgs = msgs[n:]
+		}
+		g.chans[i].cmds.to = len(g.cmds)
 	}
 	for i := range g.cmds {
 		c := raftlog.Command{Value: &g.cmds[i]}
@@ -207,8 +224,10 @@ func (s *Server) settle(g *commitGroup) {
 		cc := &g.chans[i]
 		ch := cc.ch
 		err := refusal
-		if r, ok := g.fut.ResultAt(i).(error); ok && r != nil {
-			err = r
+		for j := cc.cmds.from; j < cc.cmds.to && err == nil; j++ {
+			if r, ok := g.fut.ResultAt(j).(error); ok && r != nil {
+				err = r
+			}
 		}
 		if err == nil && !s.replicated {
 			if sp, ok := ch.store.Msgs.(stores.SplitSyncer); ok && s.started && !g.inflight {
@@ -265,6 +284,19 @@ func (s *Server) refuseBroken(ch *channel) {
 func (s *Server) stored(ch *channel, first int64) {
 	s.touch(ch)
 	s.armAge(ch, ch.limits.ExpiresAt(first))
+}
+
+// publishPiece returns how many of msgs, at least one, make a command of about
+// publishPieceBytes.
+func publishPiece(msgs []stores.Msg) int {
+	size := 0
+	for i := range msgs {
+		size += len(msgs[i].Data) + len(msgs[i].Reply) + 24 // the tags, the sequence, the time
+		if size > publishPieceBytes && i > 0 {
+			return i
+		}
+	}
+	return len(msgs)
 }
 
 func lowerName(name string) string { return strings.ToLower(name) }

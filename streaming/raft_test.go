@@ -139,10 +139,12 @@ func TestStreamingOverRaft(t *testing.T) {
 	waitUntil(t, "the leader delivers the 10 messages once committed", func() bool { return len(leader.bus.to("in.dur")) == 10 })
 	// A burst: the engine proposes a group per iteration without waiting for the previous
 	// one, so far fewer log entries than messages, and every message delivered once, in order.
+	// 1 KiB each: a group's batch is proposed in pieces, spread over several entries.
 	before, _ := leader.srv.RaftStats()
+	pad := strings.Repeat(".", 1024)
 	for i := 10; i < 210; i++ {
 		leader.srv.push(req(opPublish, &stanpb.PubMsg{ClientID: "c1", Guid: fmt.Sprint("g", i), Subject: "foo",
-			Data: []byte(fmt.Sprint("m", i)), ConnID: []byte("x")}))
+			Data: []byte(fmt.Sprint("m", i, pad)), ConnID: []byte("x")}))
 	}
 	waitUntil(t, "the leader delivers the burst", func() bool { return len(leader.bus.to("in.dur")) == 210 })
 	for i, m := range leader.bus.to("in.dur") {
