@@ -174,9 +174,9 @@ func (ms *msgStore) setDurable(lsn uint64) {
 func (ms *msgStore) shed() error {
 	seg := ms.segs[len(ms.segs)-1]
 	switch {
-	case len(seg.ents) == 0:
+	case seg.ents.len() == 0:
 		return ms.replaceTail(seg)
-	case seg.first+uint64(len(seg.ents)) == ms.last+1:
+	case seg.first+uint64(seg.ents.len()) == ms.last+1:
 		return ms.newSegment(ms.last + 1)
 	}
 	return nil
@@ -240,11 +240,6 @@ func (ms *msgStore) createCarry(first uint64, carry []byte, old *segment) error 
 	}
 	fw := newFileWriter(f, tmp, ms.opts)
 	seg := &segment{first: first, base: base, path: path, f: f, w: bufio.NewWriterSize(fw, ms.opts.BufferSize)}
-	if old == nil {
-		if n := len(ms.segs); n > 0 {
-			seg.ents = make([]entry, 0, cap(ms.segs[n-1].ents))
-		}
-	}
 	h, hb := newHeader(magicSeg)
 	seg.hdr = h
 	seg.w.Write(hb)

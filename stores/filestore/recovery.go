@@ -256,7 +256,7 @@ func (seg *segment) loadIndex(size int64) string {
 		prevEnd = end
 		ents = append(ents, e)
 	}
-	seg.ents = ents
+	seg.ents = entriesOf(ents)
 	return ""
 }
 
@@ -269,7 +269,7 @@ func (seg *segment) scan(size int64, jr *[]jrec) (end int64, mf, ml uint64, proo
 	r := bufio.NewReaderSize(io.NewSectionReader(seg.f, start, max(size-start, 0)), 256<<10)
 	var hdr [hdrSize]byte
 	var body []byte
-	seg.ents = seg.ents[:0]
+	seg.ents.reset()
 	seg.jbytes, seg.jlast = 0, 0
 	if jr != nil {
 		*jr = (*jr)[:0]
@@ -307,10 +307,10 @@ func (seg *segment) scan(size int64, jr *[]jrec) (end int64, mf, ml uint64, proo
 			}
 			proof = max(proof, x)
 		case 0:
-			if seq != seg.first+uint64(len(seg.ents)) || rlen > blen {
+			if seq != seg.first+uint64(seg.ents.len()) || rlen > blen {
 				return end, mf, ml, proof, nil
 			}
-			seg.ents = append(seg.ents, entry{time: tm, off: uint32(end), blen: blen, rlen: rlen})
+			seg.ents.add(entry{time: tm, off: uint32(end), blen: blen, rlen: rlen})
 		case flagJournal:
 			// Version 3. LSNs only grow within a file: anything else is not a record this
 			// store wrote here.
@@ -337,7 +337,7 @@ func (seg *segment) resync(off, size int64) (next int64, zeros bool, err error) 
 	if _, err := seg.f.ReadAt(data, off); err != nil && !errors.Is(err, io.EOF) {
 		return -1, false, err
 	}
-	expect := seg.first + uint64(len(seg.ents))
+	expect := seg.first + uint64(seg.ents.len())
 	zeros = true
 	for p := 0; p < len(data); p++ {
 		if p+hdrSize <= len(data) && intactAt(data[p:], expect) {

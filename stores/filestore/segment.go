@@ -21,7 +21,7 @@ type entry struct {
 type segment struct {
 	hdr     fileHdr
 	first   uint64 // sequence of ents[0]
-	ents    []entry
+	ents    entries
 	base    string        // path without extension
 	path    string        // base + ".seg" (kept: a Sync must not build it)
 	f       *os.File      // tail: read/write, owned by the msgStore; sealed: read handle, owned by fdCache
@@ -56,8 +56,8 @@ func (seg *segment) writeIndex(opts *Options) error {
 	_, hb := newHeader(magicIdx)
 	w.Write(hb)
 	var b [idxSize]byte
-	for i := range seg.ents {
-		putIdx(&b, &seg.ents[i])
+	for i := range seg.ents.len() {
+		putIdx(&b, seg.ents.at(i))
 		w.Write(b[:]) // an error sticks in w: Flush returns it
 	}
 	err = w.Flush()
@@ -116,10 +116,6 @@ func (ms *msgStore) newSegment(first uint64) error {
 	}
 	seg := &segment{first: first, base: base, path: base + ".seg", f: f}
 	seg.w = bufio.NewWriterSize(newFileWriter(f, seg.path, ms.opts), ms.opts.BufferSize)
-	if n := len(ms.segs); n > 0 {
-		// A channel that filled a segment will likely fill the next one alike.
-		seg.ents = make([]entry, 0, cap(ms.segs[n-1].ents))
-	}
 	// In segs before anything is written: Rollback finds a tail it must remove.
 	ms.segs = append(ms.segs, seg)
 	h, hb := newHeader(magicSeg)

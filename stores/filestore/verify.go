@@ -336,8 +336,8 @@ func (si *segInfo) check(tail bool) error {
 	if err != nil {
 		return err
 	}
-	si.ents, si.end, si.markF, si.markL = seg.ents, end, mf, ml
-	if n := len(seg.ents); n > 0 {
+	si.ents, si.end, si.markF, si.markL = seg.ents.slice(), end, mf, ml
+	if n := seg.ents.len(); n > 0 {
 		si.maxSeq = si.first + uint64(n) - 1
 	}
 	si.maxSeq = max(si.maxSeq, ml)
@@ -380,8 +380,8 @@ func (si *segInfo) check(tail bool) error {
 		idx := &segment{first: si.first, base: si.base}
 		if why := idx.loadIndex(si.size); why != "" {
 			si.idxWhy = why
-		} else if !slices.Equal(idx.ents, si.ents) {
-			si.idxWhy = fmt.Sprintf("index holds %d entries that differ from the segment's %d records", len(idx.ents), len(si.ents))
+		} else if !slices.Equal(idx.ents.slice(), si.ents) {
+			si.idxWhy = fmt.Sprintf("index holds %d entries that differ from the segment's %d records", idx.ents.len(), len(si.ents))
 		}
 	}
 	return nil
@@ -501,7 +501,7 @@ func repairIndex(p *Problem, infos []*chanInfo, opts *Options) error {
 		return fmt.Errorf("no segment for index %s", p.File)
 	}
 	si := ci.segs[i]
-	seg := &segment{first: si.first, base: si.base, ents: si.ents}
+	seg := &segment{first: si.first, base: si.base, ents: entriesOf(si.ents)}
 	return seg.writeIndex(opts)
 }
 
