@@ -108,3 +108,42 @@ func TestRefused(t *testing.T) {
 		t.Fatalf("Wait = %d, %v; Result %v", i, err, f.Result())
 	}
 }
+
+// fakeApply is a raft.ApplyFuture already answered.
+type fakeApply struct {
+	err error
+	o   *outcome
+}
+
+func (f fakeApply) Error() error  { return f.err }
+func (f fakeApply) Response() any { return f.o }
+func (f fakeApply) Index() uint64 { return 0 }
+
+// TestSettleParts: a proposal spread over several entries reports its first command's index
+// and every command's result in order; one refused at its first entry is refused as that
+// entry was; one refused after its first entry was applied is applied in part, which the
+// proposer is told as ErrLeadershipLost (outcome unknown), never as "not applied".
+func TestSettleParts(t *testing.T) {
+	r := newReaper(func(err error) error { return err })
+	ok := func(index uint64, n int, res []any) fakeApply {
+		o := applied(index, n, res)
+		return fakeApply{o: &o}
+	}
+	refusedBy := func(err error) fakeApply { return fakeApply{err: err} }
+	errBad := errors.New("rejected")
+
+	o := r.settleParts([]entryPart{{f: ok(10, 2, nil), n: 2}, {f: ok(12, 3, []any{nil, errBad, nil}), n: 3}})
+	if o.index != 10 || !errors.Is(o.err(), errBad) || o.at(3) != errBad || o.at(0) != nil || o.at(4) != nil {
+		t.Fatalf("all applied: index %d err %v results %v %v %v", o.index, o.err(), o.at(0), o.at(3), o.at(4))
+	}
+	if o := r.settleParts([]entryPart{{f: ok(10, 2, nil), n: 2}, {f: ok(12, 1, nil), n: 1}}); o.index != 10 || o.err() != nil {
+		t.Fatalf("all applied, no results: index %d err %v", o.index, o.err())
+	}
+	if o := r.settleParts([]entryPart{{f: refusedBy(ErrNotLeader), n: 2}, {f: refusedBy(ErrNotLeader), n: 1}}); o.index != 0 || !errors.Is(o.err(), ErrNotLeader) {
+		t.Fatalf("refused at the first entry: index %d err %v, want 0 and ErrNotLeader", o.index, o.err())
+	}
+	o = r.settleParts([]entryPart{{f: ok(10, 2, nil), n: 2}, {f: refusedBy(ErrNotLeader), n: 1}})
+	if o.index != 0 || !errors.Is(o.err(), ErrLeadershipLost) {
+		t.Fatalf("applied in part: index %d err %v, want 0 and ErrLeadershipLost", o.index, o.err())
+	}
+}
