@@ -391,3 +391,85 @@ func runEngine(s *Server) {
 	go s.run()
 	go s.leadershipLoop()
 }
+
+// TestLeaderCutOffMidBurst: the leader is cut off while bursts of 1 KiB publishes, each
+// group proposed as several log entries, are in flight, so a group may be committed in
+// part (then none of its publishes is acknowledged). Every publish the old leader acknowledged is in the new leader's store, once; the
+// channel has no hole; the replicas converge; and the new leader's next publish continues
+// the channel.
+func TestLeaderCutOffMidBurst(t *testing.T) {
+	if testing.Short() {
+		t.Skip("elections take a second")
+	}
+	ms := startRaftGroup(t)
+	old := leaderOf(t, ms)
+	req := func(kind opKind, reply string, m any) op { return requestOp(kind, reply, m) }
+	old.srv.push(req(opConnect, "r", &stanpb.ConnectRequest{ClientID: "c1", HeartbeatInbox: "hb.c1", Protocol: 1, ConnID: []byte("x")}))
+	pad := strings.Repeat(".", 1024)
+	const n = 600
+	// The first publish creates the channel; the burst follows once it is acknowledged.
+	old.srv.push(req(opPublish, "acks", &stanpb.PubMsg{ClientID: "c1", Guid: "g0", Subject: "foo",
+		Data: []byte("m0" + pad), ConnID: []byte("x")}))
+	waitUntil(t, "the first PubAck", func() bool { return len(old.bus.to("acks")) == 1 })
+	before := old.node.Stats().LastLogIndex
+	for i := 1; i < n; i++ {
+		old.srv.push(req(opPublish, "acks", &stanpb.PubMsg{ClientID: "c1", Guid: fmt.Sprint("g", i), Subject: "foo",
+			Data: []byte(fmt.Sprintf("m%d%s", i, pad)), ConnID: []byte("x")}))
+	}
+	// Cut off once the burst's first entries are in the leader's log, the rest in flight.
+	waitUntil(t, "the burst's first entries", func() bool { return old.node.Stats().LastLogIndex >= before+3 })
+	old.trans.DisconnectAll()
+	for _, m := range ms {
+		m.trans.Disconnect(raft.ServerAddress(old.id))
+	}
+	var rest []*raftMember
+	for _, m := range ms {
+		if m != old {
+			rest = append(rest, m)
+		}
+	}
+	next := leaderOf(t, rest)
+	old.stop() // its engine completes what it had in flight: every PubAck it will send is sent
+	acked := map[string]bool{}
+	for _, m := range old.bus.to("acks") {
+		var pa stanpb.PubAck
+		if err := unmarshalAny(m.data, &pa); err != nil {
+			t.Fatal(err)
+		}
+		if pa.Error == "" {
+			acked[pa.Guid] = true
+		}
+	}
+	converged(t, rest, next)
+	rs, err := next.store.Recover()
+	if err != nil || rs == nil || len(rs.Channels) != 1 {
+		t.Fatalf("recover: %v %v", rs, err)
+	}
+	msgs := rs.Channels[0].Channel.Msgs
+	st := msgs.State()
+	seen := map[string]bool{}
+	var m stores.Msg
+	for seq := st.First; st.Msgs > 0 && seq <= st.Last; seq++ {
+		if err := msgs.Load(seq, &m); err != nil {
+			t.Fatalf("sequence %d of %d..%d: %v (a hole)", seq, st.First, st.Last, err)
+		}
+		g := "g" + strings.TrimRight(strings.TrimPrefix(string(m.Data), "m"), ".")
+		if seen[g] {
+			t.Fatalf("%s stored twice", g)
+		}
+		seen[g] = true
+	}
+	for g := range acked {
+		if !seen[g] {
+			t.Fatalf("%s was acknowledged by the old leader and is not in the new leader's store (%d acked, %d stored)", g, len(acked), len(seen))
+		}
+	}
+	t.Logf("%d of %d acknowledged by the old leader, %d stored", len(acked), n, len(seen))
+	next.srv.push(req(opPublish, "acks2", &stanpb.PubMsg{ClientID: "c1", Guid: "after", Subject: "foo", Data: []byte("after"), ConnID: []byte("x")}))
+	waitUntil(t, "the new leader acknowledges a publish", func() bool { return len(next.bus.to("acks2")) == 1 })
+	var pa stanpb.PubAck
+	if err := unmarshalAny(next.bus.to("acks2")[0].data, &pa); err != nil || pa.Error != "" {
+		t.Fatalf("the new leader's PubAck: %+v %v", &pa, err)
+	}
+	converged(t, rest, next)
+}
