@@ -200,11 +200,21 @@ func (s *Server) processRetrySends() {
 // retrySendsAfter is how soon sends refused for want of a lease are tried again.
 const retrySendsAfter = 50 * time.Millisecond
 
-// redeliver resends a pending message, flagged, with a new deadline.
+// redeliver resends a pending message, flagged, with a new deadline. Refused for want of a
+// lease while the engine still leads, it is tried again retrySendsAfter later, not one ack
+// wait later: nothing was sent.
 func (s *Server) redeliver(sub *subState, seq uint64) {
 	p, _ := sub.pending.Get(seq)
+	now := time.Now()
+	if s.leader && !s.leaseHeld(now) {
+		p.expiry = now.Add(retrySendsAfter).UnixNano()
+		sub.pending.Set(seq, p)
+		sub.expPush(expiry{seq: seq, at: p.expiry})
+		s.armTimer(sub)
+		return
+	}
 	p.count++
-	p.expiry = time.Now().Add(sub.ackWait).UnixNano()
+	p.expiry = now.Add(sub.ackWait).UnixNano()
 	sub.pending.Set(seq, p)
 	sub.expPush(expiry{seq: seq, at: p.expiry})
 	if err := s.sendMsg(sub, seq, p.count, false); errors.Is(err, stores.ErrNotFound) {

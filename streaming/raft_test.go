@@ -1,8 +1,11 @@
 package streaming
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -394,9 +397,9 @@ func runEngine(s *Server) {
 
 // TestLeaderCutOffMidBurst: the leader is cut off while bursts of 1 KiB publishes, each
 // group proposed as several log entries, are in flight, so a group may be committed in
-// part (then none of its publishes is acknowledged). Every publish the old leader acknowledged is in the new leader's store, once; the
-// channel has no hole; the replicas converge; and the new leader's next publish continues
-// the channel.
+// part (then none of its publishes is acknowledged). Every publish the old leader
+// acknowledged is in the new leader's store, once; the channel has no hole; the replicas
+// converge; and the new leader's next publish continues the channel.
 func TestLeaderCutOffMidBurst(t *testing.T) {
 	if testing.Short() {
 		t.Skip("elections take a second")
@@ -472,4 +475,57 @@ func TestLeaderCutOffMidBurst(t *testing.T) {
 		t.Fatalf("the new leader's PubAck: %+v %v", &pa, err)
 	}
 	converged(t, rest, next)
+}
+
+// leaseLog is a Local, so replicated in the engine's eyes, whose lease the test refuses.
+type leaseLog struct {
+	*raftlog.Local
+	refuse atomic.Bool
+}
+
+func (l *leaseLog) Lease(ctx context.Context) (time.Time, error) {
+	if l.refuse.Load() {
+		return time.Time{}, errors.New("no lease (test)")
+	}
+	return l.Local.Lease(ctx)
+}
+
+// TestRedeliveryWaitsNoAckWaitForALease: a redelivery refused for want of a lease (a leader
+// that could not confirm its leadership for a moment) is sent once the lease is back,
+// within the retry delay, not one ack wait later.
+func TestRedeliveryWaitsNoAckWaitForALease(t *testing.T) {
+	var ll *leaseLog
+	bus := &dataBus{}
+	s, err := New(bus, newMemStore(t), func(sm raftlog.StateMachine) (raftlog.Log, error) {
+		ll = &leaseLog{Local: raftlog.NewLocal(sm)}
+		return ll, nil
+	}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.recover(); err != nil {
+		t.Fatal(err)
+	}
+	runEngine(s)
+	defer func() { close(s.stop); <-s.done }()
+	s.push(requestOp(opConnect, "r", &stanpb.ConnectRequest{ClientID: "c1", HeartbeatInbox: "hb.c1", Protocol: 1, ConnID: []byte("x")}))
+	s.push(requestOp(opSubscribe, "r", &stanpb.SubscriptionRequest{ClientID: "c1", Subject: "foo", Inbox: "in", MaxInFlight: 10,
+		AckWaitInSecs: 2, StartPosition: stanpb.StartPosition_NewOnly}))
+	s.push(requestOp(opPublish, "r", &stanpb.PubMsg{ClientID: "c1", Guid: "g1", Subject: "foo", Data: []byte("m1"), ConnID: []byte("x")}))
+	waitUntil(t, "the first delivery", func() bool { return len(bus.to("in")) == 1 })
+	ll.refuse.Store(true)
+	time.Sleep(2500 * time.Millisecond) // past the ack wait: the redelivery is refused
+	if n := len(bus.to("in")); n != 1 {
+		t.Fatalf("%d deliveries without a lease, want 1", n)
+	}
+	ll.refuse.Store(false)
+	back := time.Now()
+	waitUntil(t, "the redelivery", func() bool { return len(bus.to("in")) == 2 })
+	if d := time.Since(back); d > time.Second {
+		t.Fatalf("redelivered %v after the lease came back: it waited for another ack wait", d)
+	}
+	var mp stanpb.MsgProto
+	if err := unmarshalAny(bus.to("in")[1].data, &mp); err != nil || mp.Sequence != 1 || !mp.Redelivered || mp.RedeliveryCount != 1 {
+		t.Fatalf("redelivery: sequence %d redelivered %v count %d (%v), want 1, flagged, count 1", mp.Sequence, mp.Redelivered, mp.RedeliveryCount, err)
+	}
 }
