@@ -163,8 +163,13 @@ func TestExampleCluster(t *testing.T) {
 				seeds = append(seeds, o.routeURL())
 			}
 		}
+		// A reserved raft port, like the other cluster tests: the default (a free port the
+		// kernel picks) could take the monitoring port reserved for this node before the node
+		// binds it, which happened once under the whole suite ("address already in use").
+		n.rport = nodePorts(t)[0]
 		args := []string{"-c", fmt.Sprintf("examples/cluster/node-%d.conf", i+1), "-a", "127.0.0.1",
-			"-p", fmt.Sprint(n.port), "-m", fmt.Sprint(n.mport), "--cluster", n.routeURL(), "--routes", strings.Join(seeds, ",")}
+			"-p", fmt.Sprint(n.port), "-m", fmt.Sprint(n.mport), "--cluster", n.routeURL(), "--routes", strings.Join(seeds, ","),
+			"--cluster_raft_listen", n.raftAddr()}
 		args = append(args, "--dir", t.TempDir())
 		n.p = startExample(t, nil, args...)
 	}
