@@ -246,25 +246,30 @@ func publishRetry(t *testing.T, sc stan.Conn, channel string, data []byte, deadl
 func replayAll(t *testing.T, n *node, channel string, want int) []string {
 	t.Helper()
 	// A node just restarted may still be settling a duplicate route to a peer (both dialled
-	// at once; the tie-break closes one), and a reply already written to the closed one is
-	// lost (at most once, as in NATS): the connect then times out. Another client tries again.
-	var sc stan.Conn
+	// at once; the tie-break closes one), and a request or reply already written to the
+	// closed one is lost (at most once, as in NATS): the connect or the subscribe then times
+	// out. Another client tries again (with a channel of its own: a failed attempt's
+	// subscription may have received messages before it was closed).
+	var got chan string
+	var sub stan.Subscription
 	for attempt := 1; ; attempt++ {
-		var err error
-		sc, err = stan.Connect("test-cluster", fmt.Sprintf("replay-%d", time.Now().UnixNano()),
+		ch := make(chan string, want*2)
+		sc, err := stan.Connect("test-cluster", fmt.Sprintf("replay-%d", time.Now().UnixNano()),
 			stan.NatsURL(n.url()), stan.ConnectWait(5*time.Second), stan.PubAckWait(3*time.Second))
 		if err == nil {
-			break
+			t.Cleanup(func() { _ = sc.Close() })
+			sub, err = sc.Subscribe(channel, func(m *stan.Msg) { ch <- string(m.Data) }, stan.DeliverAllAvailable(), stan.MaxInflight(4096))
+			if err == nil {
+				got = ch
+				break
+			}
+			_ = sc.Close()
 		}
 		if attempt == 3 {
-			t.Fatalf("stan connect to %s: %v (attempt %d)", n.name, err, attempt)
+			t.Fatalf("replay on %s: %v (attempt %d)", n.name, err, attempt)
 		}
-		t.Logf("stan connect to %s: %v; trying again", n.name, err)
+		t.Logf("replay on %s: %v; trying again", n.name, err)
 	}
-	t.Cleanup(func() { _ = sc.Close() })
-	got := make(chan string, want*2)
-	sub, err := sc.Subscribe(channel, func(m *stan.Msg) { got <- string(m.Data) }, stan.DeliverAllAvailable(), stan.MaxInflight(4096))
-	must(t, err)
 	defer sub.Close()
 	var out []string
 	seen := map[string]bool{}
