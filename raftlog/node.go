@@ -24,8 +24,9 @@ var _ Log = (*Node)(nil)
 // Node is the replicated Log: a member of one raft group (hashicorp/raft, with raft-boltdb
 // as its log and stable store). A proposal on the leader becomes one raft entry (several
 // contiguous ones past Config.MaxEntryBytes); once a majority has it, every replica decodes
-// and applies it with the StateMachine, and the leader's Future resolves with Apply's results. See DESIGN.md for the entry and snapshot
-// formats and for how commands are numbered.
+// and applies it with the StateMachine, and the leader's Future resolves with Apply's
+// results. See DESIGN.md for the entry and snapshot formats and for how commands are
+// numbered.
 type Node struct {
 	cfg          Config
 	log          *slog.Logger

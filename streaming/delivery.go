@@ -206,17 +206,19 @@ const retrySendsAfter = 50 * time.Millisecond
 func (s *Server) redeliver(sub *subState, seq uint64) {
 	p, _ := sub.pending.Get(seq)
 	now := time.Now()
-	if s.leader && !s.leaseHeld(now) {
+	send := !s.leader || s.leaseHeld(now) // a former leader's sendMsg refuses, as before
+	if send {
+		p.count++
+		p.expiry = now.Add(sub.ackWait).UnixNano()
+	} else {
 		p.expiry = now.Add(retrySendsAfter).UnixNano()
-		sub.pending.Set(seq, p)
-		sub.expPush(expiry{seq: seq, at: p.expiry})
+	}
+	sub.pending.Set(seq, p)
+	sub.expPush(expiry{seq: seq, at: p.expiry})
+	if !send {
 		s.armTimer(sub)
 		return
 	}
-	p.count++
-	p.expiry = now.Add(sub.ackWait).UnixNano()
-	sub.pending.Set(seq, p)
-	sub.expPush(expiry{seq: seq, at: p.expiry})
 	if err := s.sendMsg(sub, seq, p.count, false); errors.Is(err, stores.ErrNotFound) {
 		// Removed by limits in the meantime: as good as acknowledged. (Any other read
 		// failure keeps it pending: the next deadline tries again.)

@@ -93,21 +93,14 @@ func newReplicatedHazard(t *testing.T) *hazardEngine {
 	g := &gatedSM{gate: make(chan struct{})}
 	close(g.gate)
 	var node *raftlog.Node
-	s, err := New(bus, newMemStore(t), func(sm raftlog.StateMachine) (raftlog.Log, error) {
+	s := startEngine(t, bus, newMemStore(t), func(sm raftlog.StateMachine) (raftlog.Log, error) {
 		g.StateMachine = sm
 		n, err := raftlog.NewNode(raftlog.Config{Group: "g0", NodeID: "n1", Peers: []string{"n1"}, Dir: t.TempDir(),
 			Transport: trans, HeartbeatTimeout: 100 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond,
 			LeaderLeaseTimeout: 100 * time.Millisecond, NoRaftLog: true}, g)
 		node = n
 		return n, err
-	}, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.recover(); err != nil {
-		t.Fatal(err)
-	}
-	runEngine(s)
+	})
 	t.Cleanup(func() {
 		g.open()
 		close(s.stop)

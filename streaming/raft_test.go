@@ -46,21 +46,14 @@ func startRaftGroup(t *testing.T) []*raftMember {
 	var ms []*raftMember
 	for _, id := range ids {
 		m := &raftMember{id: id, store: newMemStore(t), bus: &dataBus{}, trans: trans[id]}
-		srv, err := New(m.bus, m.store, func(sm raftlog.StateMachine) (raftlog.Log, error) {
+		m.srv = startEngine(t, m.bus, m.store, func(sm raftlog.StateMachine) (raftlog.Log, error) {
 			n, err := raftlog.NewNode(raftlog.Config{Group: "g0", NodeID: id, Peers: ids, Dir: t.TempDir(),
 				Transport: trans[id], HeartbeatTimeout: 200 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond,
 				LeaderLeaseTimeout: 100 * time.Millisecond, NoRaftLog: true}, sm)
 			m.node = n
 			return n, err
-		}, Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := srv.recover(); err != nil {
-			t.Fatal(err)
-		}
-		runEngine(srv)
-		m.srv, m.up = srv, true
+		})
+		m.up = true
 		ms = append(ms, m)
 	}
 	t.Cleanup(func() {
@@ -387,6 +380,21 @@ func TestFormerLeaderDeliversNothing(t *testing.T) {
 	}
 }
 
+// startEngine builds a Server on bus, store and the log newLog makes, recovers it and runs
+// its engine, as New and Start do; the caller stops it.
+func startEngine(t *testing.T, bus Bus, store stores.Store, newLog func(raftlog.StateMachine) (raftlog.Log, error)) *Server {
+	t.Helper()
+	s, err := New(bus, store, newLog, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.recover(); err != nil {
+		t.Fatal(err)
+	}
+	runEngine(s)
+	return s
+}
+
 // runEngine starts s's engine and its leadership loop, as Start does after recovery (tests
 // that build a Server by hand, with a log of their own).
 func runEngine(s *Server) {
@@ -496,17 +504,10 @@ func (l *leaseLog) Lease(ctx context.Context) (time.Time, error) {
 func TestRedeliveryWaitsNoAckWaitForALease(t *testing.T) {
 	var ll *leaseLog
 	bus := &dataBus{}
-	s, err := New(bus, newMemStore(t), func(sm raftlog.StateMachine) (raftlog.Log, error) {
+	s := startEngine(t, bus, newMemStore(t), func(sm raftlog.StateMachine) (raftlog.Log, error) {
 		ll = &leaseLog{Local: raftlog.NewLocal(sm)}
 		return ll, nil
-	}, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.recover(); err != nil {
-		t.Fatal(err)
-	}
-	runEngine(s)
+	})
 	defer func() { close(s.stop); <-s.done }()
 	s.push(requestOp(opConnect, "r", &stanpb.ConnectRequest{ClientID: "c1", HeartbeatInbox: "hb.c1", Protocol: 1, ConnID: []byte("x")}))
 	s.push(requestOp(opSubscribe, "r", &stanpb.SubscriptionRequest{ClientID: "c1", Subject: "foo", Inbox: "in", MaxInFlight: 10,
