@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/starling-io/starling/raftlog"
 	"github.com/starling-io/starling/stores"
 )
 
@@ -360,6 +361,20 @@ func (s *Server) recordEvent(sub *subState, e stores.SubEvent) {
 }
 
 func (s *Server) flushSentAcks() {
+	if s.replicated && s.sentPending() {
+		// Not waited for: the records go into the log before the next publish group, which
+		// therefore covers them, and a lost one only means a redelivery.
+		f := s.rlog.ProposeBatch(context.Background(), s.appendSentAcks(s.scratch.sentCmds[:0]))
+		s.scratch.sentCmds = s.scratch.sentCmds[:0]
+		select {
+		case <-f.Done():
+			if _, err := f.Wait(); err != nil {
+				s.log.Error("recording deliveries failed", "err", err)
+			}
+		default: // in flight
+		}
+		return
+	}
 	for _, ch := range s.scratch.sentChans {
 		if len(ch.events) == 0 || ch.deleted {
 			ch.events = ch.events[:0]
@@ -384,6 +399,28 @@ func (s *Server) flushSentAcks() {
 	}
 	clear(s.scratch.sentChans)
 	s.scratch.sentChans = s.scratch.sentChans[:0]
+}
+
+// appendSentAcks appends the waiting sent/ack events to cs, encoded, one command per
+// channel (replicated). A publish group's entry carries them (proposeGroup): an entry of
+// their own after every delivery would double the log's entries under load.
+func (s *Server) appendSentAcks(cs []raftlog.Command) []raftlog.Command {
+	for _, ch := range s.scratch.sentChans {
+		if len(ch.events) > 0 && !ch.deleted {
+			// Value for a log that applies it in place (Local, in tests), before events is reused.
+			cmd := &cmdSentAck{chanRef: refOf(ch), events: ch.events}
+			data, err := encodeCommand(cmd)
+			if err != nil {
+				s.log.Error("encoding deliveries failed", "channel", ch.name, "err", err) // a bug
+			} else {
+				cs = append(cs, raftlog.Command{Data: data, Value: cmd})
+			}
+		}
+		ch.events = ch.events[:0]
+	}
+	clear(s.scratch.sentChans)
+	s.scratch.sentChans = s.scratch.sentChans[:0]
+	return cs
 }
 
 // deliveryFailed logs a delivery that core refused (a message that no longer fits

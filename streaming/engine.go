@@ -151,13 +151,22 @@ func (s *Server) run() {
 			s.flushPublishes()
 			s.process(o)
 		}
-		s.flushPublishes()
-		s.completeCommits() // an fsync that returned meanwhile: its PubAcks go in this flush
-		s.flushSentAcks()
-		s.commitMeta()
+		s.endBatch()
 		s.bus.Flush()
 		clear(batch)
 	}
+}
+
+// endBatch proposes what the batch left: its last publishes, and the records of its
+// deliveries and acks — standalone now; replicated they ride the next group's entry, or
+// one of their own once nothing is in flight (commitMeta).
+func (s *Server) endBatch() {
+	s.flushPublishes()
+	s.completeCommits() // an fsync that returned meanwhile: its PubAcks go in this flush
+	if !s.replicated {
+		s.flushSentAcks()
+	}
+	s.commitMeta()
 }
 
 func (s *Server) process(o *op) {

@@ -66,9 +66,7 @@ func (s *Server) step(o op) {
 		s.flushPublishes()
 		s.process(&o)
 	}
-	s.flushPublishes()
-	s.flushSentAcks()
-	s.commitMeta()
+	s.endBatch()
 }
 
 func marshal(m proto.Message) []byte {

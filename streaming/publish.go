@@ -27,6 +27,7 @@ type scratch struct {
 	cmdSent   cmdSentAck
 	load      stores.Msg
 	sentChans []*channel        // channels with sent/ack events waiting (channel.events)
+	sentCmds  []raftlog.Command // their encoded commands (flushSentAcks, replicated)
 	dirty     []*stores.Channel // SubStores to flush (flushMetaInto)
 	batchCh   *channel          // the channel whose batch is being delivered
 	batch     []stores.Msg      // its messages, for those limits evicted at once
@@ -210,6 +211,9 @@ func (s *Server) proposeGroup(g *commitGroup) {
 			}
 		}
 		g.rcmds = append(g.rcmds, c)
+	}
+	if s.replicated {
+		g.rcmds = s.appendSentAcks(g.rcmds)
 	}
 	g.fut = s.rlog.ProposeBatch(context.Background(), g.rcmds)
 }

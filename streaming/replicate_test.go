@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -28,11 +29,13 @@ type recordingLog struct {
 	*raftlog.Local
 	t       testing.TB
 	entries []recorded
+	batches int
 }
 
 type recorded struct {
 	data    []byte
 	refused bool
+	batch   int // the proposal it was part of, counted from 1
 }
 
 func (l *recordingLog) Propose(ctx context.Context, c raftlog.Command) raftlog.Future {
@@ -42,7 +45,8 @@ func (l *recordingLog) Propose(ctx context.Context, c raftlog.Command) raftlog.F
 	}
 	f := l.Local.Propose(ctx, c)
 	_, isErr := f.Result().(error)
-	l.entries = append(l.entries, recorded{data: data, refused: isErr && f.Result() != nil})
+	l.batches++
+	l.entries = append(l.entries, recorded{data: data, refused: isErr && f.Result() != nil, batch: l.batches})
 	return f
 }
 
@@ -56,10 +60,11 @@ func (l *recordingLog) ProposeBatch(ctx context.Context, cs []raftlog.Command) r
 		data = append(data, d)
 	}
 	f := l.Local.ProposeBatch(ctx, cs)
+	l.batches++
 	for i, d := range data {
 		r := f.ResultAt(i)
 		_, isErr := r.(error)
-		l.entries = append(l.entries, recorded{data: d, refused: isErr && r != nil})
+		l.entries = append(l.entries, recorded{data: d, refused: isErr && r != nil, batch: l.batches})
 	}
 	return f
 }
@@ -305,6 +310,47 @@ func runScenario(t *testing.T, s *Server, rec *recordingLog) {
 	if len(rec.entries) < 20 {
 		t.Fatalf("only %d commands proposed: the scenario did not run", len(rec.entries))
 	}
+}
+
+// TestSentAcksRideThePublishEntry: replicated, the records of an engine batch's acks (and
+// deliveries) go into the entry of the next publish group rather than an entry of their own
+// after every batch, which doubled the log's entries under a subscriber's load.
+func TestSentAcksRideThePublishEntry(t *testing.T) {
+	s, rec := newRecordedEngine(t)
+	req := func(kind opKind, m proto.Message) op { return op{kind: kind, data: marshal(m), reply: "r", from: 1} }
+	pub := func(i int) op {
+		return req(opPublish, &stanpb.PubMsg{ClientID: "c1", Guid: fmt.Sprint("g", i), Subject: "foo", Data: []byte(fmt.Sprint("m", i))})
+	}
+	s.step(req(opConnect, &stanpb.ConnectRequest{ClientID: "c1", HeartbeatInbox: "hb.c1", Protocol: 1, ConnID: []byte("x")}))
+	s.step(req(opSubscribe, &stanpb.SubscriptionRequest{ClientID: "c1", Subject: "foo", Inbox: "in", MaxInFlight: 10,
+		AckWaitInSecs: 30, StartPosition: stanpb.StartPosition_NewOnly}))
+	s.step(pub(0))
+	// One engine batch: the ack of message 1, then a publish. Nothing proposes the ack's
+	// record before the publishes go.
+	for key := range s.byAckID {
+		s.process(&op{kind: opAck, ack: key, seq: 1, from: 1})
+	}
+	first := len(rec.entries)
+	o := pub(1)
+	s.queuePublish(&o)
+	s.flushPublishes()
+	var kinds []string
+	for _, e := range rec.entries[first:] {
+		c, err := s.sm.Decode(e.data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kinds = append(kinds, fmt.Sprintf("%d:%T", e.batch, c.Value))
+		if sa, ok := c.Value.(*cmdSentAck); ok && (len(sa.events) != 1 || !sa.events[0].Acked || sa.events[0].Seq != 1) {
+			t.Fatalf("the records proposed: %+v, want the ack of 1", sa.events)
+		}
+	}
+	b := rec.entries[first].batch
+	if want := []string{fmt.Sprintf("%d:*streaming.cmdPublish", b), fmt.Sprintf("%d:*streaming.cmdSentAck", b)}; !slices.Equal(kinds, want) {
+		t.Fatalf("proposed %v, want the publish and the ack's record in one proposal %v", kinds, want)
+	}
+	s.endBatch()
+	checkReplica(t, s, rec)
 }
 
 // switchLog is a Local whose leadership the test sets.
