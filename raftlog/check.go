@@ -23,8 +23,13 @@ func checkLogFile(path string) (err error) {
 	}
 	damaged := func(cause any) error { return damagedLog(path, fmt.Sprint(cause)) }
 	// A file cut short of the pages its meta page counts makes bbolt read its mapping past
-	// the end: SIGBUS, which no recover catches.
-	if err := checkBoltFile(path); err != nil {
+	// the end: SIGBUS, which no recover catches. A damaged page would make bbolt's own walk
+	// at Open (it rebuilds the unsynced freelist) fault in a goroutine of its own.
+	m, err := readBoltMeta(path)
+	if err == nil {
+		err = checkBoltTree(path, m)
+	}
+	if err != nil {
 		return damaged(err)
 	}
 	defer func() {
