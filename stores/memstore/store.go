@@ -16,8 +16,10 @@ var (
 
 // Default chunk geometry (see Options).
 const (
-	DefaultChunkMsgs  = 1024
-	DefaultChunkBytes = 1 << 20
+	DefaultChunkMsgs = 1024
+	// DefaultChunkBytes makes a full chunk's block, with its entries, exactly 1 MiB: half
+	// of a huge page (mem_linux.go).
+	DefaultChunkBytes = 1<<20 - DefaultChunkMsgs*entrySize
 )
 
 // Options configure a memory store. The zero value is usable.
