@@ -364,8 +364,10 @@ func (s *Server) flushSentAcks() {
 	if s.replicated && s.sentPending() {
 		// Not waited for: the records go into the log before the next publish group, which
 		// therefore covers them, and a lost one only means a redelivery.
-		f := s.rlog.ProposeBatch(context.Background(), s.appendSentAcks(s.scratch.sentCmds[:0]))
-		s.scratch.sentCmds = s.scratch.sentCmds[:0]
+		cs := s.appendSentAcks(s.scratch.sentCmds[:0])
+		f := s.rlog.ProposeBatch(context.Background(), cs) // encoded: cs is free again
+		clear(cs)
+		s.scratch.sentCmds = cs[:0]
 		select {
 		case <-f.Done():
 			if _, err := f.Wait(); err != nil {
