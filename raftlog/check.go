@@ -3,62 +3,31 @@ package raftlog
 import (
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"time"
 
 	"github.com/hashicorp/raft"
-	"go.etcd.io/bbolt"
-	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/starling-io/starling/boltcheck"
 )
 
 // checkLogFile verifies the raft log's bolt file before raft reads it: a torn tail is
 // harmless (bolt's copy-on-write keeps the last committed state, and the leader sends what
 // is missing), but damage in the middle — a flipped bit, a page overwritten — would make
-// raft read wrong entries or bolt panic. A damaged file is never used, repaired or deleted
-// here: the node refuses to start, and so to vote, naming the file and the way to repair.
-func checkLogFile(path string) (err error) {
-	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-		return nil
+// raft read wrong entries or bolt fault or panic: at Open, bolt rebuilds the freelist it
+// does not sync by walking the file in a goroutine of its own, where a damaged page, or
+// any finding of that walk, ends the process. boltcheck.File checks every page that walk
+// reaches, with bounds-checked reads, as the bolt store does. A damaged file is never
+// used, repaired or deleted here: the node refuses to start, and so to vote, naming the
+// file and the way to repair.
+func checkLogFile(path string) error {
+	err := boltcheck.File(path)
+	var d *boltcheck.DamageError
+	switch {
+	case errors.As(err, &d):
+		return damagedLog(path, d.Err.Error())
+	case err != nil:
+		return fmt.Errorf("raftlog: checking %s: %w", path, err)
 	}
-	damaged := func(cause any) error { return damagedLog(path, fmt.Sprint(cause)) }
-	// A file cut short of the pages its meta page counts makes bbolt read its mapping past
-	// the end: SIGBUS, which no recover catches. A damaged page would make bbolt's own walk
-	// at Open (it rebuilds the unsynced freelist) fault in a goroutine of its own.
-	m, err := readBoltMeta(path)
-	if err == nil {
-		err = checkBoltTree(path, m)
-	}
-	if err != nil {
-		return damaged(err)
-	}
-	if m.pageSize != 0 && m.freelist == ^uint64(0) {
-		// No synced freelist: bolt's check would rebuild it by the walk just made and find
-		// nothing that walk did not (a second walk of a log that may hold a gigabyte).
-		return nil
-	}
-	defer func() {
-		if r := recover(); r != nil {
-			err = damaged(r)
-		}
-	}()
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second, ReadOnly: true})
-	if err != nil {
-		if errors.Is(err, bolterrors.ErrTimeout) {
-			return nil // in use: NewNode's own open reports it
-		}
-		return damaged(err)
-	}
-	defer db.Close()
-	return db.View(func(tx *bbolt.Tx) error {
-		var first error
-		for cerr := range tx.Check() { // drained: the check stops only at the end
-			if first == nil {
-				first = damaged(cerr)
-			}
-		}
-		return first
-	})
+	return nil
 }
 
 // checkEntries reads every entry of the log and checks the commands' framing and checksum

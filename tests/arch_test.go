@@ -20,6 +20,7 @@ var allowed = map[string][]string{
 	"core/conf":           {},
 	"core/ipq":            {},
 	"stores/seqset":       {},
+	"boltcheck":           {}, // validates a bbolt file before bbolt maps it: boltstore's and the raft log's
 	"proto/stanpb":        {},
 	"proto/raftpb":        {},
 	"proto/storepb":       {},
@@ -29,10 +30,10 @@ var allowed = map[string][]string{
 	"stores":              {},
 	"stores/memstore":     {"stores", "stores/seqset", "proto/storepb"},
 	"stores/filestore":    {"stores", "stores/seqset", "proto/storepb"},
-	"stores/boltstore":    {"stores", "stores/seqset", "proto/storepb"},
+	"stores/boltstore":    {"stores", "stores/seqset", "proto/storepb", "boltcheck"},
 	"stores/storetest":    {"stores", "stores/seqset", "proto/storepb"},
 	"stores/nssimport":    {"stores"}, // reads nss files, writes through the stores contract
-	"raftlog":             {},
+	"raftlog":             {"boltcheck"},
 	"raftlog/raftlogtest": {"raftlog"},
 	"streaming": {"core", "core/subject", "core/ipq", "stores", "stores/seqset", "raftlog",
 		"proto/stanpb", "proto/raftpb"},

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/starling-io/starling/boltcheck"
 	"github.com/starling-io/starling/stores"
 )
 
@@ -203,22 +204,22 @@ func TestGarbledFileNeverCrashes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := checker{data: pristine}
-	if err := c.run(); err != nil {
+	c, err := boltcheck.Inspect(pristine)
+	if err != nil {
 		t.Fatalf("pristine file: %v", err)
 	}
-	psz := int(c.psz)
+	psz := c.PageSize
 	filePages := len(pristine) / psz
 	var free, live []int
-	for id := 2; id < int(c.hwm); id++ {
-		if c.seen[id/64]&(1<<(id%64)) == 0 {
+	for id := 2; id < int(c.HWM); id++ {
+		if !c.Live(uint64(id)) {
 			free = append(free, id)
 		} else {
 			live = append(live, id)
 		}
 	}
 	t.Logf("%d pages of %d B: hwm %d, %d live, %d free, freelist %#x, meta %d (txid %d)",
-		filePages, psz, c.hwm, len(live), len(free), c.meta.free, c.mpg, c.meta.txid)
+		filePages, psz, c.HWM, len(live), len(free), c.Freelist, c.MetaPage, c.TxID)
 	if len(free) == 0 {
 		t.Fatal("no free pages to garble: the fixture needs deletions")
 	}
@@ -236,17 +237,17 @@ func TestGarbledFileNeverCrashes(t *testing.T) {
 		page int
 		keep uint64 // foo messages that must survive; 0: live damage (ErrCorrupt or all intact)
 	}
-	targets := []target{{"older meta", 1 - c.mpg, garbleN}, {"newest meta", c.mpg, garbleN - 10}}
+	targets := []target{{"older meta", 1 - c.MetaPage, garbleN}, {"newest meta", c.MetaPage, garbleN - 10}}
 	for _, id := range pick(free, 6) {
 		targets = append(targets, target{"free page", id, garbleN})
 	}
-	for id := int(c.hwm); id < filePages; id++ {
+	for id := int(c.HWM); id < filePages; id++ {
 		targets = append(targets, target{"past the high-water mark", id, garbleN})
 	}
-	targets = append(targets, target{"root", int(c.meta.root), 0}, target{"last page of the file", filePages - 1, 0},
-		target{"last page below the high-water mark", int(c.hwm) - 1, 0})
-	if c.meta.free != noFreelist {
-		targets = append(targets, target{"freelist", int(c.meta.free), 0})
+	targets = append(targets, target{"root", int(c.Root), 0}, target{"last page of the file", filePages - 1, 0},
+		target{"last page below the high-water mark", int(c.HWM) - 1, 0})
+	if c.Freelist != boltcheck.NoFreelist {
+		targets = append(targets, target{"freelist", int(c.Freelist), 0})
 	}
 	for _, id := range pick(live, 10) {
 		targets = append(targets, target{"live page", id, 0})
@@ -287,7 +288,7 @@ func TestGarbledFileNeverCrashes(t *testing.T) {
 	t.Logf("live damage: %d opened (damage inside values or unused bytes), %d ErrCorrupt", opened, corrupt)
 
 	// Truncations: loud unless only pages past the high-water mark went.
-	for _, size := range []int{100, psz, psz + 100, 2 * psz, 3 * psz, int(c.hwm)*psz - psz, int(c.hwm)*psz - 1} {
+	for _, size := range []int{100, psz, psz + 100, 2 * psz, 3 * psz, int(c.HWM)*psz - psz, int(c.HWM)*psz - 1} {
 		path := filepath.Join(dir, fmt.Sprintf("t%d.db", size))
 		if err := os.WriteFile(path, pristine[:size], 0o600); err != nil {
 			t.Fatal(err)
@@ -300,9 +301,9 @@ func TestGarbledFileNeverCrashes(t *testing.T) {
 			s.Close()
 		}
 	}
-	if int(c.hwm) < filePages {
+	if int(c.HWM) < filePages {
 		path := filepath.Join(dir, "thwm.db")
-		if err := os.WriteFile(path, pristine[:int(c.hwm)*psz], 0o600); err != nil {
+		if err := os.WriteFile(path, pristine[:int(c.HWM)*psz], 0o600); err != nil {
 			t.Fatal(err)
 		}
 		s, err := Open(path, Options{NoSync: true})

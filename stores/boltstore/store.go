@@ -11,6 +11,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 
+	"github.com/starling-io/starling/boltcheck"
 	"github.com/starling-io/starling/proto/storepb"
 	"github.com/starling-io/starling/stores"
 )
@@ -90,12 +91,15 @@ type channel struct {
 }
 
 // Open opens (creating if needed) the bolt store at path and recovers what it holds. A
-// corrupt file is an error wrapping ErrCorrupt, never a crash: checkFile validates the
+// corrupt file is an error wrapping ErrCorrupt, never a crash: boltcheck.File validates the
 // page structure before bbolt maps the file (bbolt trusts its pages and can fault or
 // panic on its own goroutine otherwise). As a second line, a panic or memory fault on
 // this goroutine while bbolt opens and we read is also turned into ErrCorrupt.
 func Open(path string, opts Options) (st *Store, err error) {
-	if err := checkFile(path); err != nil {
+	if err := boltcheck.File(path); err != nil {
+		if errors.Is(err, boltcheck.ErrDamaged) {
+			return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
+		}
 		return nil, err
 	}
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
@@ -129,7 +133,7 @@ func openStore(path string, opts Options) (*Store, error) {
 		// the freelist on open by walking every page on a goroutine of its own, where
 		// a garbled page crashes the process beyond any recover. Persisting it costs
 		// no measurable commit time (BenchmarkStore/Append) and makes Open faster
-		// (BenchmarkOpen 254 -> 170 ms); checkFile validates it before bbolt reads it.
+		// (BenchmarkOpen 254 -> 170 ms); boltcheck.File validates it before bbolt reads it.
 		FreelistType: bolt.FreelistMapType,
 	})
 	if err != nil {

@@ -1,4 +1,7 @@
-package boltstore
+// Package boltcheck validates a bbolt file before bbolt maps it, so that a damaged file
+// is an error naming the page and the reason, never a crash. The bolt streaming store and
+// the raft log (raft-boltdb) both check their files with it.
+package boltcheck
 
 import (
 	"bytes"
@@ -10,13 +13,16 @@ import (
 	"os"
 )
 
-// checkFile validates the structure of the bbolt file at path before bbolt maps it, so
-// that a garbled file is ErrCorrupt naming the page and the reason, never a crash.
+// File validates the structure of the bbolt file at path before bbolt maps it, so that
+// a garbled file is a *DamageError (ErrDamaged) naming the page and the reason, never a
+// crash.
 //
 // Why: bbolt trusts its pages. A page id past the end of the file, an element running
 // past its page, or a garbled freelist makes it read outside its mmap (a fault the Go
 // runtime cannot recover) or panic, sometimes on a goroutine of its own where no
-// recover of ours reaches. So before bolt.Open this walks, with bounds-checked Go slices
+// recover of ours reaches — among them the walk with which bbolt rebuilds a freelist it
+// did not sync (NoFreelistSync), whose first finding panics Open while the walk goes on
+// over a closed transaction. So before bolt.Open this walks, with bounds-checked Go slices
 // over a read-only mapping, everything bbolt will reach from the meta page it is going
 // to choose: every branch and leaf page of every bucket (header id, type, element
 // bounds, key order within the page and against the parent, each page referenced once),
@@ -31,13 +37,13 @@ import (
 // first fsync: nothing was ever committed), are fresh: the latter is truncated so bbolt
 // initialises it. The check holds a shared flock, and skips a file another process holds
 // (bolt.Open then reports the lock); it releases it before bolt.Open locks the file.
-func checkFile(path string) error {
+func File(path string) error {
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("boltstore: open %s: %w", path, err)
+		return fmt.Errorf("boltcheck: open %s: %w", path, err)
 	}
 	defer f.Close()
 	if !tryLockShared(f) {
@@ -47,31 +53,69 @@ func checkFile(path string) error {
 	}
 	fi, err := f.Stat()
 	if err != nil {
-		return fmt.Errorf("boltstore: open %s: %w", path, err)
+		return fmt.Errorf("boltcheck: open %s: %w", path, err)
 	}
 	if fi.Size() == 0 {
 		return nil
 	}
 	if int64(int(fi.Size())) != fi.Size() {
-		return fmt.Errorf("%w: %s: file of %d bytes is too large to check", ErrCorrupt, path, fi.Size())
+		return &DamageError{Path: path, Err: fmt.Errorf("file of %d bytes is too large to check", fi.Size())}
 	}
 	data, unmap, err := mapFile(f, int(fi.Size()))
 	if err != nil {
-		return fmt.Errorf("boltstore: map %s: %w", path, err)
+		return fmt.Errorf("boltcheck: map %s: %w", path, err)
 	}
 	c := checker{data: data}
 	err = c.run()
 	unmap()
 	if errors.Is(err, errZeroFile) {
 		if err := f.Truncate(0); err != nil {
-			return fmt.Errorf("boltstore: truncate zero-filled %s: %w", path, err)
+			return fmt.Errorf("boltcheck: truncate zero-filled %s: %w", path, err)
 		}
 		return f.Sync()
 	}
 	if err != nil {
-		return fmt.Errorf("%w: %s: %w", ErrCorrupt, path, err)
+		return &DamageError{Path: path, Err: err}
 	}
 	return nil
+}
+
+// ErrDamaged: the file's structure is damaged (errors.Is of a *DamageError).
+var ErrDamaged = errors.New("damaged bbolt file")
+
+// DamageError names a damaged file and what is wrong with it.
+type DamageError struct {
+	Path string
+	Err  error // the finding: the page and the reason
+}
+
+func (e *DamageError) Error() string        { return e.Path + ": " + e.Err.Error() }
+func (e *DamageError) Unwrap() error        { return e.Err }
+func (e *DamageError) Is(target error) bool { return target == ErrDamaged }
+
+// Report is what Inspect found: the geometry bbolt will use and which pages are live.
+type Report struct {
+	PageSize int
+	HWM      uint64 // pages in use (the chosen meta page's high-water mark)
+	MetaPage int    // the meta page bbolt will use: 0 or 1
+	TxID     uint64 // its transaction id
+	Root     uint64 // the root bucket's page
+	Freelist uint64 // the freelist's page; NoFreelist when the freelist is not synced
+	live     []uint64
+}
+
+// Live reports whether page id is reached from the meta page (tree or freelist page).
+func (r Report) Live(id uint64) bool {
+	return id/64 < uint64(len(r.live)) && r.live[id/64]&(1<<(id%64)) != 0
+}
+
+// Inspect checks a whole file's bytes as File does and reports what it found (for tests
+// and tools that damage files on purpose).
+func Inspect(data []byte) (Report, error) {
+	c := checker{data: data}
+	err := c.run()
+	return Report{PageSize: int(c.psz), HWM: c.hwm, MetaPage: c.mpg, TxID: c.meta.txid, Root: c.meta.root,
+		Freelist: c.meta.free, live: c.seen}, err
 }
 
 // bbolt's on-disk constants (go.etcd.io/bbolt/internal/common), native byte order.
@@ -86,8 +130,11 @@ const (
 	flagLeaf       = 0x02
 	flagFreelist   = 0x10
 	flagBucketLeaf = 0x01
-	noFreelist     = ^uint64(0)
+	noFreelist     = NoFreelist
 )
+
+// NoFreelist is a meta page's freelist page when the freelist is not synced.
+const NoFreelist = ^uint64(0)
 
 var errZeroFile = errors.New("zero-filled file")
 

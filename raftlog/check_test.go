@@ -16,12 +16,12 @@ import (
 	"go.etcd.io/bbolt"
 )
 
-// TestCheckBoltFile: a raft.db cut short of the pages its meta page counts is refused (and
-// checkLogFile names it); a whole one, a missing one and one bbolt itself rejects pass.
-func TestCheckBoltFile(t *testing.T) {
+// TestCheckLogFileTorn: a raft.db cut short of the pages its meta page counts, or not a
+// bolt file at all, is refused with the file named; a whole one and a missing one pass.
+func TestCheckLogFileTorn(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "raft.db")
-	if err := checkBoltFile(p); err != nil {
+	if err := checkLogFile(p); err != nil {
 		t.Fatalf("missing file: %v", err)
 	}
 	st, err := raftboltdb.New(raftboltdb.Options{Path: p})
@@ -38,29 +38,29 @@ func TestCheckBoltFile(t *testing.T) {
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := checkBoltFile(p); err != nil {
+	if err := checkLogFile(p); err != nil {
 		t.Fatalf("whole file: %v", err)
 	}
 	fi, err := os.Stat(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, size := range []int64{fi.Size() / 2, 100} {
-		if err := os.Truncate(p, size); err != nil {
+	for _, c := range []struct {
+		size int64
+		want string
+	}{{fi.Size() / 2, "truncated"}, {100, "no valid meta page"}} {
+		if err := os.Truncate(p, c.size); err != nil {
 			t.Fatal(err)
 		}
-		if err := checkBoltFile(p); err == nil || !strings.Contains(err.Error(), "torn or truncated") {
-			t.Errorf("cut to %d bytes: %v", size, err)
-		}
-		if err := checkLogFile(p); err == nil || !strings.Contains(err.Error(), p) || !strings.Contains(err.Error(), "torn or truncated") {
-			t.Errorf("checkLogFile, cut to %d bytes: %v", size, err)
+		if err := checkLogFile(p); err == nil || !strings.Contains(err.Error(), p+" is damaged") || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("cut to %d bytes: %v, want %q", c.size, err, c.want)
 		}
 	}
 	if err := os.WriteFile(p, []byte("not a bolt file"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := checkBoltFile(p); err != nil {
-		t.Errorf("not a bolt file (bbolt's to report): %v", err)
+	if err := checkLogFile(p); err == nil || !strings.Contains(err.Error(), "no valid meta page") {
+		t.Errorf("not a bolt file: %v", err)
 	}
 }
 
@@ -70,7 +70,7 @@ func TestCheckBoltFile(t *testing.T) {
 // elements: checkLogFile answers (an error, or nil when only unused bytes were hit) and,
 // when it passes, bolt opens the file, which raft then reads through and writes to. A panic
 // or a fault anywhere would end the test binary: with the freelist not synced, bolt rebuilds
-// it at Open in a goroutine of its own, which faulted on a damaged page before checkBoltTree
+// it at Open in a goroutine of its own, which faulted on a damaged page before boltcheck
 // (even after a recoverable cursor walk of every bucket had passed). STARLING_DAMAGE_COPIES
 // sets the number of copies (default 150 each).
 func TestCheckLogFileDamagedPages(t *testing.T) {
@@ -170,10 +170,10 @@ func damagePages(t *testing.T, noFreelistSync, small bool, copies int) {
 	t.Logf("%d damaged copies of a %d-page log: %d refused, the rest opened", copies, pages, refused)
 }
 
-// TestCheckBoltTreeRefuses: damage that bbolt's own walk at Open would report — and so die
+// TestCheckLogFileRefusesWhatBoltWalks: damage that bbolt's own walk at Open would report — and so die
 // of, in its goroutine — is refused by checkLogFile with the page named: a child referenced
 // twice, a branch pointing back at itself (a walk without end), keys out of order.
-func TestCheckBoltTreeRefuses(t *testing.T) {
+func TestCheckLogFileRefusesWhatBoltWalks(t *testing.T) {
 	dir := t.TempDir()
 	pristine := filepath.Join(dir, "pristine.db")
 	st, err := raftboltdb.New(raftboltdb.Options{Path: pristine, NoSync: true,
@@ -201,10 +201,10 @@ func TestCheckBoltTreeRefuses(t *testing.T) {
 	const page = 4096
 	le := binary.NativeEndian
 	at := int(root) * page
-	if le.Uint16(clean[at+8:]) != boltBranch || le.Uint16(clean[at+10:]) < 2 {
+	if le.Uint16(clean[at+8:]) != 0x01 || le.Uint16(clean[at+10:]) < 2 { // a branch page
 		t.Fatalf("the logs bucket's root is not a branch of two or more children")
 	}
-	elem := func(i int) int { return at + boltHeader + i*boltElement } // pos, ksize, pgid
+	elem := func(i int) int { return at + 16 + i*16 } // after the page header: pos, ksize, pgid
 	key := func(b []byte, i int) []byte {
 		e := elem(i)
 		pos, n := int(le.Uint32(b[e:])), int(le.Uint32(b[e+4:]))
@@ -214,16 +214,16 @@ func TestCheckBoltTreeRefuses(t *testing.T) {
 		name, want string
 		damage     func(b []byte)
 	}{
-		{"a child referenced twice", "referenced twice", func(b []byte) {
+		{"a child referenced twice", "reached twice", func(b []byte) {
 			le.PutUint64(b[elem(1)+8:], le.Uint64(b[elem(0)+8:]))
 		}},
-		{"a branch pointing at itself", "referenced twice", func(b []byte) { le.PutUint64(b[elem(1)+8:], root) }},
+		{"a branch pointing at itself", "reached twice", func(b []byte) { le.PutUint64(b[elem(1)+8:], root) }},
 		{"keys out of order", "key", func(b []byte) {
 			k0, k1 := slices.Clone(key(b, 0)), slices.Clone(key(b, 1))
 			copy(key(b, 0), k1)
 			copy(key(b, 1), k0)
 		}},
-		{"a child past the high-water mark", "out of range", func(b []byte) { le.PutUint64(b[elem(0)+8:], 1<<40) }},
+		{"a child past the high-water mark", "outside 2..", func(b []byte) { le.PutUint64(b[elem(0)+8:], 1<<40) }},
 		{"a count past the page", "do not fit", func(b []byte) { le.PutUint16(b[at+10:], 0xFFFF) }},
 	} {
 		b := slices.Clone(clean)

@@ -1,13 +1,13 @@
 //go:build !unix
 
-package boltstore
+package boltcheck
 
 import (
 	"io"
 	"os"
 )
 
-// mapFile reads f (of size bytes) for checkFile where mmap is not available.
+// mapFile reads f (of size bytes) for File where mmap is not available.
 func mapFile(f *os.File, size int) (data []byte, unmap func(), err error) {
 	data = make([]byte, size)
 	if _, err := io.ReadFull(io.NewSectionReader(f, 0, int64(size)), data); err != nil {

@@ -1,13 +1,13 @@
 //go:build unix
 
-package boltstore
+package boltcheck
 
 import (
 	"os"
 	"syscall"
 )
 
-// mapFile maps f (of size bytes) read-only for checkFile; unmap releases it.
+// mapFile maps f (of size bytes) read-only for File; unmap releases it.
 func mapFile(f *os.File, size int) (data []byte, unmap func(), err error) {
 	data, err = syscall.Mmap(int(f.Fd()), 0, size, syscall.PROT_READ, syscall.MAP_SHARED)
 	if err != nil {
