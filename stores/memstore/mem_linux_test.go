@@ -31,6 +31,9 @@ func TestHalves(t *testing.T) {
 	if c := mapBytes(n); addr(c) != addr(a) {
 		t.Fatalf("a free half was not reused: %#x, freed %#x", addr(c), addr(a))
 	} else {
+		if c[0] != 0 || c[halfBytes-1] != 0 {
+			t.Fatal("a reused half is not zeroed (makeDir's directories must be)")
+		}
 		unmapBytes(c)
 	}
 	unmapBytes(b)
