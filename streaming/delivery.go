@@ -360,66 +360,66 @@ func (s *Server) recordEvent(sub *subState, e stores.SubEvent) {
 	ch.events = append(ch.events, e)
 }
 
+// flushSentAcks proposes the waiting sent/ack records, one command per channel, as one
+// proposal. Not waited for: the records go into the log before the next publish group,
+// which therefore covers them, and a lost one only means a redelivery.
 func (s *Server) flushSentAcks() {
-	if s.replicated && s.sentPending() {
-		// Not waited for: the records go into the log before the next publish group, which
-		// therefore covers them, and a lost one only means a redelivery.
-		cs := s.appendSentAcks(s.scratch.sentCmds[:0])
-		f := s.rlog.ProposeBatch(context.Background(), cs) // encoded: cs is free again
-		clear(cs)
-		s.scratch.sentCmds = cs[:0]
-		select {
-		case <-f.Done():
-			if _, err := f.Wait(); err != nil {
-				s.log.Error("recording deliveries failed", "err", err)
-			}
-		default: // in flight
-		}
+	if !s.sentPending() {
 		return
 	}
-	for _, ch := range s.scratch.sentChans {
-		if len(ch.events) == 0 || ch.deleted {
-			ch.events = ch.events[:0]
-			continue
+	cs := s.appendSentAcks(s.scratch.sentCmds[:0])
+	f := s.rlog.ProposeBatch(context.Background(), cs)
+	select {
+	case <-f.Done(): // standalone: applied already
+		if _, err := f.Wait(); err != nil {
+			s.sentAcksFailed(f, cs, err)
 		}
-		cmd := &s.scratch.cmdSent // reused: a proposal per commit group must not allocate
-		cmd.chanRef, cmd.events = refOf(ch), ch.events
-		// Not waited for: the records go into the log before the next publish group, which
-		// therefore covers them, and a lost one only means a redelivery.
-		f := s.proposeAsync(cmd)
-		cmd.events = nil
-		var err error
-		select {
-		case <-f.Done():
-			_, err = f.Wait()
-		default: // replicated: in flight
-		}
-		if err != nil {
-			s.log.Error("recording deliveries failed", "channel", ch.name, "err", err)
-		}
-		ch.events = ch.events[:0]
+	default: // replicated: in flight
 	}
-	clear(s.scratch.sentChans)
-	s.scratch.sentChans = s.scratch.sentChans[:0]
+	clear(cs)
+	s.scratch.sentCmds = cs[:0]
 }
 
-// appendSentAcks appends the waiting sent/ack events to cs, encoded, one command per
-// channel (replicated). A publish group's entry carries them (proposeGroup): an entry of
-// their own after every delivery would double the log's entries under load.
+// sentAcksFailed logs a proposal of sent/ack records that failed: each channel whose
+// command Apply refused, or the refusal of the whole proposal.
+func (s *Server) sentAcksFailed(f raftlog.Future, cs []raftlog.Command, err error) {
+	logged := false
+	for i, c := range cs {
+		if r, ok := f.ResultAt(i).(error); ok && r != nil {
+			s.log.Error("recording deliveries failed", "channel", c.Value.(*cmdSentAck).channel, "err", r)
+			logged = true
+		}
+	}
+	if !logged {
+		s.log.Error("recording deliveries failed", "err", err)
+	}
+}
+
+// appendSentAcks appends the waiting sent/ack events to cs, one command per channel,
+// encoded when replicated; a publish group's entry carries them there (proposeGroup), as
+// an entry of their own after every delivery would double the log's entries under load.
+// The commands' values are engine scratch, valid until the next call: a log that applies
+// values (Local) does so within the proposal.
 func (s *Server) appendSentAcks(cs []raftlog.Command) []raftlog.Command {
+	vals := s.scratch.sentVals[:0]
 	for _, ch := range s.scratch.sentChans {
 		if len(ch.events) > 0 && !ch.deleted {
-			// Value for a log that applies it in place (Local, in tests), before events is reused.
-			cmd := &cmdSentAck{chanRef: refOf(ch), events: ch.events}
-			data, err := encodeCommand(cmd)
-			if err != nil {
-				s.log.Error("encoding deliveries failed", "channel", ch.name, "err", err) // a bug
-			} else {
-				cs = append(cs, raftlog.Command{Data: data, Value: cmd})
+			vals = append(vals, cmdSentAck{chanRef: refOf(ch), events: ch.events})
+		}
+		ch.events = ch.events[:0] // the array is rewritten only by later events
+	}
+	for i := range vals {
+		c := raftlog.Command{Value: &vals[i]}
+		if s.replicated {
+			var err error
+			if c.Data, err = encodeCommand(&vals[i]); err != nil {
+				s.log.Error("encoding deliveries failed", "channel", vals[i].channel, "err", err) // a bug
+				continue
 			}
 		}
-		ch.events = ch.events[:0]
+		cs = append(cs, c)
 	}
+	s.scratch.sentVals = vals
 	clear(s.scratch.sentChans)
 	s.scratch.sentChans = s.scratch.sentChans[:0]
 	return cs

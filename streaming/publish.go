@@ -24,10 +24,10 @@ type scratch struct {
 	touched   []*channel
 	out       []byte
 	pub       pubMsgView
-	cmdSent   cmdSentAck
 	load      stores.Msg
 	sentChans []*channel        // channels with sent/ack events waiting (channel.events)
-	sentCmds  []raftlog.Command // their encoded commands (flushSentAcks, replicated)
+	sentVals  []cmdSentAck      // their commands (appendSentAcks)
+	sentCmds  []raftlog.Command // and their proposal (flushSentAcks)
 	dirty     []*stores.Channel // SubStores to flush (flushMetaInto)
 	batchCh   *channel          // the channel whose batch is being delivered
 	batch     []stores.Msg      // its messages, for those limits evicted at once
