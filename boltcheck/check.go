@@ -130,7 +130,6 @@ const (
 	flagLeaf       = 0x02
 	flagFreelist   = 0x10
 	flagBucketLeaf = 0x01
-	noFreelist     = NoFreelist
 )
 
 // NoFreelist is a meta page's freelist page when the freelist is not synced.
@@ -238,7 +237,7 @@ func (c *checker) run() error {
 		return fmt.Errorf("meta of txid %d: high-water mark %d is past the end of the file (%d pages): truncated", m.txid, m.hwm, uint64(size)/c.psz)
 	case m.root < 2 || m.root >= m.hwm:
 		return fmt.Errorf("meta of txid %d: root page %d outside 2..%d", m.txid, m.root, m.hwm-1)
-	case m.free != noFreelist && (m.free < 2 || m.free >= m.hwm):
+	case m.free != NoFreelist && (m.free < 2 || m.free >= m.hwm):
 		return fmt.Errorf("meta of txid %d: freelist page %d outside 2..%d", m.txid, m.free, m.hwm-1)
 	}
 	c.hwm = m.hwm
@@ -246,7 +245,7 @@ func (c *checker) run() error {
 	if err := c.tree(m.root, nil, nil); err != nil {
 		return fmt.Errorf("meta of txid %d: %w", m.txid, err)
 	}
-	if m.free != noFreelist {
+	if m.free != NoFreelist {
 		if err := c.freelist(m.free); err != nil {
 			return fmt.Errorf("meta of txid %d: %w", m.txid, err)
 		}

@@ -77,7 +77,7 @@ const (
 
 func isHalf(n int) bool { return n > halfBytes-halfSlack && n <= halfBytes }
 
-var halves halfPool
+var halves = halfPool{free: map[uintptr]uintptr{}}
 
 // halfPool hands out the halves of huge regions.
 type halfPool struct {
@@ -96,9 +96,6 @@ func (p *halfPool) get() []byte {
 	}
 	r := alignedRegion()
 	base := uintptr(unsafe.Pointer(unsafe.SliceData(r)))
-	if p.free == nil {
-		p.free = map[uintptr]uintptr{}
-	}
 	p.free[base] = base + halfBytes
 	return r[:halfBytes:halfBytes]
 }
@@ -112,9 +109,6 @@ func (p *halfPool) put(b []byte) {
 		delete(p.free, region) // both halves free: the region goes back
 		munmap(unsafe.Slice(*(**byte)(unsafe.Pointer(&region)), regionBytes))
 		return
-	}
-	if p.free == nil {
-		p.free = map[uintptr]uintptr{}
 	}
 	p.free[region] = addr
 }
