@@ -28,6 +28,44 @@ const (
 // msgHeader is the stored header of a message value: time (8) and reply length (4).
 const msgHeader = 12
 
+// recHeader is the length (4) that precedes a message value in a block.
+const recHeader = 4
+
+// blockKey is the one key of a block's bucket: its value is the block.
+var blockKey = []byte{'b'}
+
+// appendRecord appends m as a block record to buf: the value's length, then the value.
+func appendRecord(buf []byte, m *stores.Msg) []byte {
+	buf = binary.BigEndian.AppendUint32(buf, uint32(msgHeader+len(m.Reply)+len(m.Data)))
+	return appendMsg(buf, m)
+}
+
+// record returns the value of the block record at off, and the offset of the next record.
+func record(blk []byte, off uint32) (v []byte, next uint32, ok bool) {
+	if uint64(off)+recHeader > uint64(len(blk)) {
+		return nil, 0, false
+	}
+	n := binary.BigEndian.Uint32(blk[off:])
+	start := uint64(off) + recHeader
+	if uint64(n) > uint64(len(blk))-start {
+		return nil, 0, false
+	}
+	return blk[start : start+uint64(n)], uint32(start + uint64(n)), true
+}
+
+// chanMeta is a channel's record in chans: its ID, its last sequence, and the sequence
+// through which messages still held in its first block are deleted (limits cut blocks
+// only whole). A record of the per-key layout has no third field.
+func chanMeta(v []byte) (id, last, dead uint64, err error) {
+	if len(v) != 16 && len(v) != 24 {
+		return 0, 0, 0, fmt.Errorf("%w: channel metadata of %d bytes", ErrCorrupt, len(v))
+	}
+	if len(v) == 24 {
+		dead = binary.BigEndian.Uint64(v[16:])
+	}
+	return binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:]), dead, nil
+}
+
 // appendMsg appends the stored value of m to buf.
 func appendMsg(buf []byte, m *stores.Msg) []byte {
 	buf = binary.BigEndian.AppendUint64(buf, uint64(m.Time))

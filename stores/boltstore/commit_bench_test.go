@@ -2,8 +2,10 @@ package boltstore
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
@@ -145,4 +147,62 @@ func benchGroupCommit(b *testing.B, nchans int) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(lastTxID(b, s.db)-tx0)/float64(b.N), "tx/pass")
+}
+
+// BenchmarkCommitMsgs is the message half of a group commit at the sizes of stan-bench's
+// rows: append n messages of size bytes to one channel, then Sync (one bolt transaction,
+// fsynced). It reports the process's CPU time per message (getrusage: fsync and pwrite cost
+// CPU, not only wall time), bolt's page writes per message and the file's bytes per
+// message.
+func BenchmarkCommitMsgs(b *testing.B) {
+	for _, c := range []struct{ n, size int }{{150, 16}, {200, 1024}} {
+		b.Run(fmt.Sprintf("%dx%dB", c.n, c.size), func(b *testing.B) {
+			path := filepath.Join(b.TempDir(), "db")
+			s, err := Open(path, Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			ch, err := s.CreateChannel("foo", 1)
+			if err != nil {
+				b.Fatal(err)
+			}
+			batch := make([]stores.Msg, c.n)
+			data := make([]byte, c.size)
+			seq := uint64(1)
+			pass := func() {
+				for i := range batch {
+					batch[i] = stores.Msg{Seq: seq, Time: int64(seq), Data: data}
+					seq++
+				}
+				if err := ch.Msgs.Append(batch); err != nil {
+					b.Fatal(err)
+				}
+				if err := ch.Msgs.Sync(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			for range 10 {
+				pass()
+			}
+			st0 := s.db.Stats()
+			w0 := st0.TxStats.GetWrite()
+			var r0, r1 syscall.Rusage
+			syscall.Getrusage(syscall.RUSAGE_SELF, &r0)
+			b.ResetTimer()
+			for range b.N {
+				pass()
+			}
+			b.StopTimer()
+			syscall.Getrusage(syscall.RUSAGE_SELF, &r1)
+			msgs := float64(b.N * c.n)
+			cpu := r1.Utime.Nano() + r1.Stime.Nano() - r0.Utime.Nano() - r0.Stime.Nano()
+			b.ReportMetric(float64(cpu)/msgs, "cpu-ns/msg")
+			st1 := s.db.Stats()
+			b.ReportMetric(float64(st1.TxStats.GetWrite()-w0)/msgs, "writes/msg")
+			if fi, err := os.Stat(path); err == nil {
+				b.ReportMetric(float64(fi.Size())/float64(seq), "file-B/msg")
+			}
+		})
+	}
 }

@@ -13,10 +13,11 @@ import (
 )
 
 // msgStore is one channel's messages in bucket m.<channel>. Messages appended since the
-// last commit are held encoded in pbuf (Load serves them from there); the store's group
-// commit (committer) writes the flushed ones and deletes the messages removed by limits in
-// its transaction. idx holds (time, size) of every stored message, durable or not, for
-// SeqAtTime, limits and Expire.
+// last commit are held as block records in pbuf (Load serves them from there); the store's
+// group commit (committer) writes the flushed ones as one block (a bucket of its own) and
+// deletes the blocks that limits emptied, in its transaction. idx holds (time, size, offset
+// in its block) of every stored message, durable or not, for SeqAtTime, limits, Expire and
+// Load.
 type msgStore struct {
 	mu sync.RWMutex // guards everything below but queued and c*; leaf lock after committer.mu.
 
@@ -35,7 +36,8 @@ type msgStore struct {
 	first, last uint64
 	msgs, bytes uint64
 
-	// Appended, not yet committed: message pfirst+i is pbuf[poff[i]:poff[i+1] or end].
+	// Appended, not yet committed: message pfirst+i is the block record
+	// pbuf[poff[i]:poff[i+1] or end]; poff[0] is 0.
 	pfirst uint64
 	poff   []uint32
 	pbuf   []byte
@@ -43,6 +45,7 @@ type msgStore struct {
 
 	dfirst, dlast uint64 // messages on disk (none when dfirst > dlast)
 	plast         uint64 // last as recorded in chans
+	dead          uint64 // as recorded in chans: messages through it are deleted, even in a block still on disk
 
 	flushedN   int  // pending messages (a prefix) handed to the next commit by Flush
 	committing bool // a commit is writing a prefix of the pending messages: keep them in place
@@ -59,7 +62,9 @@ type msgStore struct {
 	cn            int
 	cpfirst       uint64
 	cdfirst       uint64
+	cdlast        uint64
 	cdelHi, clast uint64
+	cdead         uint64
 	coffs         []uint32
 	cbuf          []byte
 	cflushes      uint64
@@ -68,9 +73,24 @@ type msgStore struct {
 type ent struct {
 	time int64
 	size uint32 // len(Reply) + len(Data)
+	off  uint32 // of its record in its block, once committed (unused for a per-key message)
 }
 
-func newMsgStore(c *committer, name string, id uint64, limits stores.Limits, last uint64) *msgStore {
+// blockMax bounds a block: a commit writes its messages as blocks of at most this many
+// bytes (or one larger message), so a block stays a sensible read and offsets fit uint32.
+var blockMax = 4 << 20
+
+// blockEnd returns the end (exclusive) of the block that starts at record i of a commit
+// whose records start at offs.
+func blockEnd(offs []uint32, i int) int {
+	j := i + 1
+	for j < len(offs) && offs[j]-offs[i] < uint32(blockMax) {
+		j++
+	}
+	return j
+}
+
+func newMsgStore(c *committer, name string, id uint64, limits stores.Limits, last, dead uint64) *msgStore {
 	return &msgStore{
 		c:        c,
 		db:       c.db,
@@ -85,42 +105,83 @@ func newMsgStore(c *committer, name string, id uint64, limits stores.Limits, las
 		dfirst:   last + 1,
 		dlast:    last,
 		plast:    last,
+		dead:     dead,
 	}
 }
 
-// load rebuilds the index from the channel's bucket on open.
+// load rebuilds the index from the channel's bucket on open. A key holds a block (a
+// bucket) of consecutive messages from its sequence on, or — written by an older version —
+// one message.
 func (ms *msgStore) load(tx *bolt.Tx) error {
 	b := tx.Bucket(ms.mkey)
 	if b == nil {
 		return fmt.Errorf("%w: no bucket %q", ErrCorrupt, ms.mkey)
 	}
+	seen := false
 	c := b.Cursor()
 	for k, v := c.First(); k != nil; k, v = c.Next() {
 		if len(k) != 8 {
 			return fmt.Errorf("%w: message key %x", ErrCorrupt, k)
 		}
 		seq := binary.BigEndian.Uint64(k)
-		t, size, ok := msgTime(v)
-		switch {
-		case !ok:
-			return fmt.Errorf("%w: message %d: value of %d bytes", ErrCorrupt, seq, len(v))
-		case ms.msgs > 0 && seq != ms.dlast+1:
-			// Commits are atomic and limits delete from the front: a gap is damage.
-			return fmt.Errorf("%w: message %d follows %d", ErrCorrupt, seq, ms.dlast)
+		if v != nil {
+			if err := ms.loadMsg(seq, v, 0, &seen); err != nil {
+				return err
+			}
+			continue
 		}
-		if ms.msgs == 0 {
-			ms.first = seq
+		var blk []byte
+		if bb := b.Bucket(k); bb != nil {
+			blk = bb.Get(blockKey)
 		}
-		ms.idx = append(ms.idx, ent{time: t, size: size})
-		ms.msgs++
-		ms.bytes += ms.overhead + uint64(size)
-		ms.dlast = seq
+		if len(blk) == 0 {
+			return fmt.Errorf("%w: block %d has no records", ErrCorrupt, seq)
+		}
+		for off := uint32(0); int(off) < len(blk); seq++ {
+			v, next, ok := record(blk, off)
+			if !ok {
+				return fmt.Errorf("%w: block %d: record %d at %d is cut", ErrCorrupt, binary.BigEndian.Uint64(k), seq, off)
+			}
+			if err := ms.loadMsg(seq, v, off, &seen); err != nil {
+				return err
+			}
+			off = next
+		}
 	}
-	if ms.msgs > 0 {
+	switch {
+	case ms.msgs > 0:
 		ms.dfirst = ms.first
 		ms.last = max(ms.dlast, ms.plast)
 		ms.plast = ms.last
+	case seen:
+		// Limits delete a block in the commit that deletes its last message.
+		return fmt.Errorf("%w: messages through %d are on disk, all deleted", ErrCorrupt, ms.dlast)
 	}
+	return nil
+}
+
+// loadMsg adds stored message seq (value v, at off in its block) to the index unless it
+// is deleted (seq <= dead). Caller is load.
+func (ms *msgStore) loadMsg(seq uint64, v []byte, off uint32, seen *bool) error {
+	t, size, ok := msgTime(v)
+	switch {
+	case !ok:
+		return fmt.Errorf("%w: message %d: value of %d bytes", ErrCorrupt, seq, len(v))
+	case *seen && seq != ms.dlast+1:
+		// Commits are atomic and limits delete from the front: a gap is damage.
+		return fmt.Errorf("%w: message %d follows %d", ErrCorrupt, seq, ms.dlast)
+	}
+	*seen = true
+	ms.dlast = seq
+	if seq <= ms.dead {
+		return nil
+	}
+	if ms.msgs == 0 {
+		ms.first = seq
+	}
+	ms.idx = append(ms.idx, ent{time: t, size: size, off: off})
+	ms.msgs++
+	ms.bytes += ms.overhead + uint64(size)
 	return nil
 }
 
@@ -174,7 +235,7 @@ func (ms *msgStore) Append(batch []stores.Msg) error {
 	for i := range batch {
 		m := &batch[i]
 		ms.poff = append(ms.poff, uint32(len(ms.pbuf)))
-		ms.pbuf = appendMsg(ms.pbuf, m)
+		ms.pbuf = appendRecord(ms.pbuf, m)
 		size := uint32(len(m.Reply) + len(m.Data))
 		ms.idx = append(ms.idx, ent{time: m.Time, size: size})
 		ms.msgs++
@@ -341,13 +402,62 @@ func (ms *msgStore) snapshot() bool {
 	if n < len(ms.poff) {
 		end = int(ms.poff[n])
 	}
-	ms.cwrite, ms.cn, ms.cpfirst, ms.cdfirst, ms.cdelHi, ms.clast = true, n, ms.pfirst, ms.dfirst, delHi, last
+	ms.cwrite, ms.cn, ms.cpfirst, ms.cdfirst, ms.cdlast, ms.cdelHi, ms.clast = true, n, ms.pfirst, ms.dfirst, ms.dlast, delHi, last
+	ms.cdead = ms.dead
+	if delHi >= ms.dfirst {
+		ms.cdead = max(ms.dead, delHi)
+	}
 	ms.coffs, ms.cbuf, ms.cflushes = ms.poff[:n:n], ms.pbuf[:end:end], ms.flushes
 	ms.committing = true
 	if cap(ms.keys) < 8*n {
 		ms.keys = make([]byte, 8*n)
 	}
 	return true
+}
+
+// writeDeletes deletes the blocks (and per-key messages) whose messages are all at or
+// below the snapshot's cdelHi. A block's last message is the one before the next key's,
+// or the last on disk.
+func (ms *msgStore) writeDeletes(b *bolt.Bucket) error {
+	if ms.cdelHi < ms.cdfirst {
+		return nil
+	}
+	dels := ms.keys[:0] // 9 bytes each: the key, then 1 for a block
+	c := b.Cursor()
+	k, v := c.First()
+	for len(k) == 8 {
+		nk, nv := c.Next()
+		last := ms.cdlast
+		if len(nk) == 8 {
+			last = binary.BigEndian.Uint64(nk) - 1
+		}
+		if last > ms.cdelHi {
+			break
+		}
+		dels = append(append(dels, k...), b2u8(v == nil))
+		k, v = nk, nv
+	}
+	for i := 0; i+9 <= len(dels); i += 9 {
+		k := dels[i : i+8]
+		var err error
+		if dels[i+8] == 1 {
+			err = b.DeleteBucket(k)
+		} else {
+			err = b.Delete(k)
+		}
+		if err != nil {
+			return fmt.Errorf("boltstore: channel %q: delete %d: %w", ms.name, binary.BigEndian.Uint64(k), err)
+		}
+	}
+	ms.keys = dels[:0] // keeps a grown capacity
+	return nil
+}
+
+func b2u8(b bool) byte {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // write writes the snapshot in the commit's transaction. No lock: the snapshot belongs to
@@ -361,29 +471,34 @@ func (ms *msgStore) write(tx *bolt.Tx) error {
 	if b == nil || chans == nil {
 		return fmt.Errorf("%w: channel %q: no bucket", ErrCorrupt, ms.name)
 	}
-	var k [8]byte
-	for seq := ms.cdfirst; seq <= ms.cdelHi; seq++ {
-		binary.BigEndian.PutUint64(k[:], seq)
-		if err := b.Delete(k[:]); err != nil {
-			return fmt.Errorf("boltstore: channel %q: %w", ms.name, err)
-		}
+	if err := ms.writeDeletes(b); err != nil {
+		return err
 	}
+	// A block is a bucket of its own so that the next commit's block does not rewrite it:
+	// bolt rewrites a dirty leaf whole, and a leaf holds at least two values however large.
 	b.FillPercent = 0.95 // sequential keys: fill pages
 	keys, offs, buf := ms.keys[:8*ms.cn], ms.coffs, ms.cbuf
-	for i := range ms.cn {
+	for i := 0; i < ms.cn; {
+		j := blockEnd(offs, i)
+		e := len(buf)
+		if j < ms.cn {
+			e = int(offs[j])
+		}
 		key := keys[8*i : 8*i+8]
 		binary.BigEndian.PutUint64(key, ms.cpfirst+uint64(i))
-		e := len(buf)
-		if i+1 < ms.cn {
-			e = int(offs[i+1])
+		bb, err := b.CreateBucket(key)
+		if err == nil {
+			err = bb.Put(blockKey, buf[offs[i]:e])
 		}
-		if err := b.Put(key, buf[offs[i]:e]); err != nil {
-			return fmt.Errorf("boltstore: channel %q: message %d: %w", ms.name, ms.cpfirst+uint64(i), err)
+		if err != nil {
+			return fmt.Errorf("boltstore: channel %q: block %d: %w", ms.name, ms.cpfirst+uint64(i), err)
 		}
+		i = j
 	}
-	var meta [16]byte
+	var meta [24]byte
 	binary.BigEndian.PutUint64(meta[:8], ms.id)
 	binary.BigEndian.PutUint64(meta[8:], ms.clast)
+	binary.BigEndian.PutUint64(meta[16:], ms.cdead)
 	return chans.Put(ms.ckey, meta[:])
 }
 
@@ -396,6 +511,7 @@ func (ms *msgStore) retire(err error) {
 		return
 	}
 	ms.cwrite, ms.committing = false, false
+	offs := ms.coffs
 	ms.coffs, ms.cbuf = nil, nil
 	if ms.usable() != nil {
 		return // closed meanwhile (a simulated crash)
@@ -404,6 +520,8 @@ func (ms *msgStore) retire(err error) {
 		ms.failed = fmt.Errorf("boltstore: channel %q: commit failed (Rollback to go on): %w", ms.name, err)
 		return
 	}
+	ms.setOffsets(offs)
+	ms.dead = ms.cdead
 	if ms.cdelHi >= ms.dfirst {
 		ms.dfirst = ms.cdelHi + 1
 	}
@@ -417,6 +535,20 @@ func (ms *msgStore) retire(err error) {
 	ms.plast = ms.clast
 	ms.durable = ms.cflushes
 	ms.trimPending()
+}
+
+// setOffsets records where the commit put each of its messages still in the index: the
+// offset of its record in its block. Caller holds mu.
+func (ms *msgStore) setOffsets(offs []uint32) {
+	for i := 0; i < len(offs); {
+		j := blockEnd(offs, i)
+		for k := i; k < j; k++ {
+			if seq := ms.cpfirst + uint64(k); seq >= ms.first && seq <= ms.last && ms.msgs > 0 {
+				ms.idx[ms.head+int(seq-ms.first)].off = offs[k] - offs[i]
+			}
+		}
+		i = j
+	}
 }
 
 // Load implements stores.MsgStore: unsynced messages come from the pending buffer,
@@ -437,10 +569,11 @@ func (ms *msgStore) Load(seq uint64, into *stores.Msg) error {
 		if i+1 < n {
 			end = int(ms.poff[i+1])
 		}
-		err := decodeMsg(seq, ms.pbuf[ms.poff[i]:end], into)
+		err := decodeMsg(seq, ms.pbuf[ms.poff[i]+recHeader:end], into)
 		ms.mu.RUnlock()
 		return err
 	}
+	off := ms.idx[ms.head+int(seq-ms.first)].off
 	ms.mu.RUnlock()
 	// Committed: a concurrent Sync may delete it (limits), which reads as not found.
 	return ms.db.View(func(tx *bolt.Tx) error {
@@ -450,9 +583,30 @@ func (ms *msgStore) Load(seq uint64, into *stores.Msg) error {
 		}
 		var k [8]byte
 		binary.BigEndian.PutUint64(k[:], seq)
-		v := b.Get(k[:])
-		if v == nil {
+		c := b.Cursor()
+		bk, v := c.Seek(k[:])
+		switch {
+		case bk == nil:
+			bk, v = c.Last()
+		case string(bk) != string(k[:]):
+			bk, v = c.Prev()
+		}
+		if len(bk) != 8 {
 			return stores.ErrNotFound
+		}
+		if v != nil { // one message (per-key layout)
+			if binary.BigEndian.Uint64(bk) != seq {
+				return stores.ErrNotFound
+			}
+			return decodeMsg(seq, v, into)
+		}
+		var blk []byte
+		if bb := b.Bucket(bk); bb != nil {
+			blk = bb.Get(blockKey)
+		}
+		v, _, ok := record(blk, off)
+		if !ok {
+			return fmt.Errorf("boltstore: message %d: no record at %d of block %d", seq, off, binary.BigEndian.Uint64(bk))
 		}
 		return decodeMsg(seq, v, into)
 	})
@@ -577,11 +731,11 @@ func (ms *msgStore) Rollback() error {
 		if chans == nil {
 			return fmt.Errorf("%w: no bucket %q", ErrCorrupt, bktChans)
 		}
-		v := chans.Get(ms.ckey)
-		if len(v) != 16 {
-			return fmt.Errorf("%w: metadata of %d bytes", ErrCorrupt, len(v))
+		_, last, dead, err := chanMeta(chans.Get(ms.ckey))
+		if err != nil {
+			return err
 		}
-		fresh = newMsgStore(ms.c, ms.name, ms.id, ms.limits, binary.BigEndian.Uint64(v[8:]))
+		fresh = newMsgStore(ms.c, ms.name, ms.id, ms.limits, last, dead)
 		return fresh.load(tx)
 	})
 	if err != nil {
@@ -590,7 +744,7 @@ func (ms *msgStore) Rollback() error {
 	ms.c.forget(ms, nil)
 	ms.idx, ms.head = fresh.idx, 0
 	ms.first, ms.last, ms.msgs, ms.bytes = fresh.first, fresh.last, fresh.msgs, fresh.bytes
-	ms.dfirst, ms.dlast, ms.plast = fresh.dfirst, fresh.dlast, fresh.plast
+	ms.dfirst, ms.dlast, ms.plast, ms.dead = fresh.dfirst, fresh.dlast, fresh.plast, fresh.dead
 	ms.pfirst, ms.poff, ms.pbuf, ms.flushedN = 0, ms.poff[:0], ms.pbuf[:0], 0
 	ms.durable, ms.failed = ms.flushes, nil
 	return nil

@@ -223,11 +223,12 @@ func (s *Store) load() error {
 			return err
 		}
 		return tx.Bucket([]byte(bktChans)).ForEach(func(k, v []byte) error {
-			if len(v) != 16 {
-				return fmt.Errorf("channel %q: metadata of %d bytes is corrupt", k, len(v))
+			id, last, dead, err := chanMeta(v)
+			if err != nil {
+				return fmt.Errorf("channel %q: %w", k, err)
 			}
 			name := string(k)
-			ch := s.newChannel(name, binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:]))
+			ch := s.newChannel(name, id, last, dead)
 			if err := ch.msgs.load(tx); err != nil {
 				return fmt.Errorf("channel %q: %w", name, err)
 			}
@@ -240,10 +241,10 @@ func (s *Store) load() error {
 	})
 }
 
-func (s *Store) newChannel(name string, id, last uint64) *channel {
+func (s *Store) newChannel(name string, id, last, dead uint64) *channel {
 	l := s.limits.For(name)
 	ch := &channel{
-		msgs: newMsgStore(s.c, name, id, l, last),
+		msgs: newMsgStore(s.c, name, id, l, last, dead),
 		subs: newSubStore(s.c, name, l.MaxSubs),
 	}
 	ch.ch = stores.Channel{Name: name, ID: id, Msgs: ch.msgs, Subs: ch.subs}
@@ -324,7 +325,7 @@ func (s *Store) CreateChannel(name string, id uint64) (*stores.Channel, error) {
 	if err != nil {
 		return nil, fmt.Errorf("boltstore: create channel %q: %w", name, err)
 	}
-	ch := s.newChannel(name, id, last)
+	ch := s.newChannel(name, id, last, 0)
 	delete(s.tombs, name)
 	s.channels[name] = ch
 	return &ch.ch, nil
