@@ -304,12 +304,16 @@ read:
 	for _, g := range groups {
 		// Messages lost on the way while a member's connection came back are redelivered
 		// one ack wait later: poll until the subscriber has everything it is owed.
+		// (The poll must not stop at the first failed check: a member may still be working
+		// through its last window of pending messages when another one gets the sentinel.)
 		var res crashCheck
 		err := g.waitSentinel(60 * time.Second)
 		for end := time.Now().Add(30 * time.Second); err == nil; time.Sleep(50 * time.Millisecond) {
-			if res, err = g.check(present, ackedCounters); err == nil || time.Now().After(end) {
+			res, err = g.check(present, ackedCounters)
+			if err == nil || time.Now().After(end) {
 				break
 			}
+			err = nil // not yet: poll again
 		}
 		if err != nil {
 			if b, ok := target.(*crashBinary); ok {
