@@ -99,6 +99,8 @@ type snapshot struct {
 	leader   bool // the engine's role
 	changes  int  // role changes seen
 	pending  int  // commit groups not yet completed and what waits for a commit
+
+	viewChans int // channels in the engine's own view (none on a follower)
 }
 
 // takeSnapshot asks the engine for a copy of its state (subs: include subscriptions).
@@ -118,7 +120,8 @@ func (s *Server) takeSnapshot(subs bool) *snapshot {
 }
 
 func (s *Server) processSnapshot(o *op) {
-	sn := &snapshot{leader: s.leader, changes: int(s.leaderChanges.Load()), pending: s.commit.groups + len(s.waiting)}
+	sn := &snapshot{leader: s.leader, changes: int(s.leaderChanges.Load()), pending: s.commit.groups + len(s.waiting),
+		viewChans: len(s.channels)}
 	for _, c := range s.clients {
 		cz := &Clientz{ID: c.id, HBInbox: c.hbInbox, SubsCount: len(c.subs)}
 		if o.subsToo {
@@ -131,9 +134,13 @@ func (s *Server) processSnapshot(o *op) {
 		}
 		sn.clients = append(sn.clients, cz)
 	}
+	if s.replicated && !s.leader {
+		sn.channels, sn.clients = s.sm.monitorView(o.subsToo) // no view here (monitor_replica.go)
+		o.snap <- sn
+		return
+	}
 	for _, ch := range s.channels {
-		st := ch.store.Msgs.State()
-		cz := &Channelz{Name: ch.name, Msgs: int(st.Msgs), Bytes: st.Bytes, FirstSeq: st.First, LastSeq: st.Last}
+		cz := channelz(ch.name, ch.store.Msgs.State())
 		each := func(sub *subState) {
 			cz.SubsCount++
 			if o.subsToo {
@@ -154,12 +161,6 @@ func (s *Server) processSnapshot(o *op) {
 			}
 			if g.shadow != nil {
 				each(g.shadow)
-			}
-		}
-		if st.Msgs == 0 {
-			cz.FirstSeq = 0
-			if st.Last > 0 {
-				cz.FirstSeq = st.Last + 1
 			}
 		}
 		sn.channels = append(sn.channels, cz)

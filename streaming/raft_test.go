@@ -156,11 +156,28 @@ func TestStreamingOverRaft(t *testing.T) {
 		t.Logf("200 publishes in %d log entries", entries)
 	}
 	for _, m := range ms {
-		if m != leader && len(m.srv.takeSnapshot(false).channels) != 0 {
+		if m != leader && m.srv.takeSnapshot(false).viewChans != 0 {
 			t.Fatalf("follower %s's engine holds a view", m.id)
 		}
 	}
 	converged(t, ms, leader)
+	// A follower's monitoring shows the replicated state: the channel, its durable, the client.
+	for _, m := range ms {
+		if m == leader {
+			continue
+		}
+		chans, clients := m.srv.Channels(true), m.srv.Clients(true)
+		if len(chans) != 1 || chans[0].Name != "foo" || chans[0].Msgs != 210 || chans[0].LastSeq != 210 || chans[0].SubsCount != 1 ||
+			len(chans[0].Subscriptions) != 1 || chans[0].Subscriptions[0].DurableName != "d" || chans[0].Subscriptions[0].ClientID != "c1" {
+			t.Fatalf("follower %s's channelsz: %+v", m.id, chans)
+		}
+		if len(clients) != 1 || clients[0].ID != "c1" || clients[0].HBInbox != "hb.c1" || clients[0].SubsCount != 1 || len(clients[0].Subscriptions["foo"]) != 1 {
+			t.Fatalf("follower %s's clientsz: %+v", m.id, clients)
+		}
+		if z := m.srv.Serverz(); z.Channels != 1 || z.Clients != 1 || z.TotalMsgs != 210 || z.Subscriptions != 1 {
+			t.Fatalf("follower %s's serverz: %d channels, %d clients, %d msgs, %d subscriptions", m.id, z.Channels, z.Clients, z.TotalMsgs, z.Subscriptions)
+		}
+	}
 	for _, m := range ms {
 		z, want := m.srv.Serverz(), "Follower"
 		if m == leader {

@@ -88,6 +88,7 @@ func TestStanClusterFailover(t *testing.T) {
 	killed.restart()
 	c.converged(20 * time.Second)
 	checkAcked(t, replayAll(t, killed, "orders", len(acked)), acked, attempts)
+	checkFollowerChannelsz(t, c.followers(c.leader(10 * time.Second))[0], "orders", uint64(len(acked)), "dur")
 
 	// SIGTERM on the leader: leadership is handed over before it stops. The probe is on a
 	// node that stays up.
@@ -104,6 +105,36 @@ func TestStanClusterFailover(t *testing.T) {
 	}
 	lead.restart()
 	c.converged(20 * time.Second)
+}
+
+// checkFollowerChannelsz: a follower's /streaming/channelsz shows the replicated channel, at
+// least want messages in it, and its durable among its subscriptions.
+func checkFollowerChannelsz(t *testing.T, f *node, channel string, want uint64, durable string) {
+	t.Helper()
+	var chz struct {
+		Channels []struct {
+			Name          string `json:"name"`
+			LastSeq       uint64 `json:"last_seq"`
+			Subscriptions []struct {
+				DurableName string `json:"durable_name"`
+			} `json:"subscriptions"`
+		} `json:"channels"`
+	}
+	must(t, f.monGet("/streaming/channelsz?subs=1", &chz))
+	for _, ch := range chz.Channels {
+		if ch.Name != channel {
+			continue
+		}
+		hasDurable := false
+		for _, sub := range ch.Subscriptions {
+			hasDurable = hasDurable || sub.DurableName == durable
+		}
+		if ch.LastSeq < want || !hasDurable {
+			t.Fatalf("follower %s's channelsz of %s: %+v", f.name, channel, ch)
+		}
+		return
+	}
+	t.Fatalf("follower %s's channelsz has no %s: %+v", f.name, channel, chz)
 }
 
 // TestStanClusterPeersDisagree: a node started with other --cluster_peers than the rest is
