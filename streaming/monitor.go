@@ -122,6 +122,11 @@ func (s *Server) takeSnapshot(subs bool) *snapshot {
 func (s *Server) processSnapshot(o *op) {
 	sn := &snapshot{leader: s.leader, changes: int(s.leaderChanges.Load()), pending: s.commit.groups + len(s.waiting),
 		viewChans: len(s.channels)}
+	if s.replicated && !s.leader {
+		sn.channels, sn.clients = s.sm.monitorView(o.subsToo) // no view here (monitor_replica.go)
+		o.snap <- sn
+		return
+	}
 	for _, c := range s.clients {
 		cz := &Clientz{ID: c.id, HBInbox: c.hbInbox, SubsCount: len(c.subs)}
 		if o.subsToo {
@@ -133,11 +138,6 @@ func (s *Server) processSnapshot(o *op) {
 			}
 		}
 		sn.clients = append(sn.clients, cz)
-	}
-	if s.replicated && !s.leader {
-		sn.channels, sn.clients = s.sm.monitorView(o.subsToo) // no view here (monitor_replica.go)
-		o.snap <- sn
-		return
 	}
 	for _, ch := range s.channels {
 		cz := channelz(ch.name, ch.store.Msgs.State())
