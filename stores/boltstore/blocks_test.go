@@ -48,47 +48,85 @@ func checkRange(t *testing.T, ms stores.MsgStore, first, last uint64) {
 	}
 }
 
+// wantLayout fails unless name's bucket holds n messages first..last under keys keys.
+func wantLayout(t *testing.T, s *Store, name string, n int, first, last uint64, keys int) {
+	t.Helper()
+	if gn, gfirst, glast, gkeys := diskLayout(t, s, name); gn != n || gfirst != first || glast != last || gkeys != keys {
+		t.Fatalf("on disk: %d messages %d..%d in %d keys, want %d %d..%d in %d", gn, gfirst, glast, gkeys, n, first, last, keys)
+	}
+}
+
+// openFoo opens a new store with opts and creates channel "foo" with ID id in it.
+func openFoo(t *testing.T, opts Options, id uint64) (s *Store, path string, ch *stores.Channel) {
+	t.Helper()
+	path = filepath.Join(t.TempDir(), "db")
+	s, err := Open(path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ch, err = s.CreateChannel("foo", id); err != nil {
+		t.Fatal(err)
+	}
+	return s, path, ch
+}
+
+// editFile closes s cleanly and changes its file behind the store's back with edit.
+func editFile(t *testing.T, s *Store, path string, edit func(tx *bolt.Tx) error) {
+	t.Helper()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(edit); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// reopen closes s cleanly and opens path again.
+func reopen(t *testing.T, s *Store, path string, opts Options) *Store {
+	t.Helper()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return mustOpen(t, path, opts)
+}
+
+// mustOpen opens the store at path.
+func mustOpen(t *testing.T, path string, opts Options) *Store {
+	t.Helper()
+	s, err := Open(path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 // A commit writes its messages as one block; limits delete a block only once all of it
 // is gone, and the messages they deleted from a block still on disk stay deleted across a
 // crash (chans records through which sequence).
 func TestBlockPartlyDeletedSurvivesCrash(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "db")
 	limits := &stores.LimitsSet{Global: stores.Limits{MaxMsgs: 30}}
-	s, err := Open(path, Options{NoSync: true, Limits: limits})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ch, err := s.CreateChannel("foo", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, path, ch := openFoo(t, Options{NoSync: true, Limits: limits}, 1)
 	appendSync(t, ch.Msgs, 1, 25)
 	appendSync(t, ch.Msgs, 26, 25) // keeps 21..50: block 1 holds 21..25 live
-	if n, first, last, keys := diskLayout(t, s, "foo"); n != 30 || first != 21 || last != 50 || keys != 2 {
-		t.Fatalf("on disk: %d messages %d..%d in %d keys", n, first, last, keys)
-	}
+	wantLayout(t, s, "foo", 30, 21, 50, 2)
 	checkRange(t, ch.Msgs, 21, 50)
 	s.crash()
 
 	// Reopened without limits: only the file says that 1..20 are gone.
-	s, err = Open(path, Options{NoSync: true, Limits: &stores.LimitsSet{}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s = mustOpen(t, path, Options{NoSync: true, Limits: &stores.LimitsSet{}})
 	ms := s.channels["foo"].msgs
 	checkRange(t, ms, 21, 50)
 	ms.SetLimits(stores.Limits{MaxMsgs: 30})
 	appendSync(t, ms, 51, 10) // keeps 31..60: block 1 goes
-	if n, first, last, keys := diskLayout(t, s, "foo"); n != 30 || first != 31 || last != 60 || keys != 2 {
-		t.Fatalf("on disk: %d messages %d..%d in %d keys", n, first, last, keys)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	s, err = Open(path, Options{NoSync: true, Limits: limits})
-	if err != nil {
-		t.Fatal(err)
-	}
+	wantLayout(t, s, "foo", 30, 31, 60, 2)
+	s = reopen(t, s, path, Options{NoSync: true, Limits: limits})
 	defer s.Close()
 	checkRange(t, s.channels["foo"].msgs, 31, 60)
 }
@@ -97,27 +135,13 @@ func TestBlockPartlyDeletedSurvivesCrash(t *testing.T) {
 func TestBlocksSplitAtBlockMax(t *testing.T) {
 	defer func(m int) { blockMax = m }(blockMax)
 	blockMax = 100 // a record here is 4+12+1+len("msg-NN") bytes: 4 or 5 to a block
-	path := filepath.Join(t.TempDir(), "db")
-	s, err := Open(path, Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ch, err := s.CreateChannel("foo", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, path, ch := openFoo(t, Options{NoSync: true}, 1)
 	appendSync(t, ch.Msgs, 1, 40)
 	if n, _, _, keys := diskLayout(t, s, "foo"); n != 40 || keys < 8 || keys > 10 {
 		t.Fatalf("on disk: %d messages in %d keys", n, keys)
 	}
 	checkRange(t, ch.Msgs, 1, 40)
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	s, err = Open(path, Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s = reopen(t, s, path, Options{NoSync: true})
 	defer s.Close()
 	checkRange(t, s.channels["foo"].msgs, 1, 40)
 }
@@ -126,22 +150,8 @@ func TestBlocksSplitAtBlockMax(t *testing.T) {
 // opens with every message; new messages go in blocks after them, and limits delete the
 // old keys and the blocks alike.
 func TestPerKeyLayoutStillReads(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "db")
-	s, err := Open(path, Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.CreateChannel("foo", 3); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	db, err := bolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = db.Update(func(tx *bolt.Tx) error {
+	s, path, _ := openFoo(t, Options{NoSync: true}, 3)
+	editFile(t, s, path, func(tx *bolt.Tx) error {
 		b := tx.Bucket([]byte(preMsgs + "foo"))
 		for q := uint64(1); q <= 20; q++ {
 			m := stores.Msg{Seq: q, Time: int64(q), Reply: "r", Data: blockPayload(q)}
@@ -151,76 +161,33 @@ func TestPerKeyLayoutStillReads(t *testing.T) {
 		}
 		return tx.Bucket([]byte(bktChans)).Put([]byte("foo"), binary.BigEndian.AppendUint64(u64(3), 20))
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
 
 	limits := &stores.LimitsSet{Global: stores.Limits{MaxMsgs: 25}}
-	s, err = Open(path, Options{NoSync: true, Limits: limits})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s = mustOpen(t, path, Options{NoSync: true, Limits: limits})
 	ms := s.channels["foo"].msgs
 	checkRange(t, ms, 1, 20)
 	appendSync(t, ms, 21, 10) // keeps 6..30: keys 1..5 go, 6..20 stay, then a block
-	if n, first, last, keys := diskLayout(t, s, "foo"); n != 25 || first != 6 || last != 30 || keys != 16 {
-		t.Fatalf("on disk: %d messages %d..%d in %d keys", n, first, last, keys)
-	}
+	wantLayout(t, s, "foo", 25, 6, 30, 16)
 	checkRange(t, ms, 6, 30)
 	s.crash()
-	s, err = Open(path, Options{NoSync: true, Limits: limits})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s = mustOpen(t, path, Options{NoSync: true, Limits: limits})
 	ms = s.channels["foo"].msgs
 	checkRange(t, ms, 6, 30)
 	appendSync(t, ms, 31, 20) // keeps 26..50: every old key goes, the first block keeps 26..30
-	if n, first, last, keys := diskLayout(t, s, "foo"); n != 25 || first != 26 || last != 50 || keys != 2 {
-		t.Fatalf("on disk: %d messages %d..%d in %d keys", n, first, last, keys)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	s, err = Open(path, Options{NoSync: true, Limits: limits})
-	if err != nil {
-		t.Fatal(err)
-	}
+	wantLayout(t, s, "foo", 25, 26, 50, 2)
+	s = reopen(t, s, path, Options{NoSync: true, Limits: limits})
 	defer s.Close()
 	checkRange(t, s.channels["foo"].msgs, 26, 50)
 }
 
 // A block that holds only deleted messages cannot come from a commit: it is damage.
 func TestBlockOfDeletedMessagesIsCorrupt(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "db")
-	s, err := Open(path, Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ch, err := s.CreateChannel("foo", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, path, ch := openFoo(t, Options{NoSync: true}, 1)
 	appendSync(t, ch.Msgs, 1, 5)
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	db, err := bolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = db.Update(func(tx *bolt.Tx) error {
+	editFile(t, s, path, func(tx *bolt.Tx) error {
 		meta := append(binary.BigEndian.AppendUint64(u64(1), 5), u64(5)...)
 		return tx.Bucket([]byte(bktChans)).Put([]byte("foo"), meta)
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
 	if s, err := Open(path, Options{NoSync: true}); !errors.Is(err, ErrCorrupt) {
 		if s != nil {
 			s.Close()
