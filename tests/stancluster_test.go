@@ -2,6 +2,8 @@ package tests
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -108,7 +110,8 @@ func TestStanClusterFailover(t *testing.T) {
 }
 
 // checkFollowerChannelsz: a follower's /streaming/channelsz shows the replicated channel, at
-// least want messages in it, and its durable among its subscriptions.
+// least want messages in it, and its durable among its subscriptions; its /metrics leave the
+// replicated state to the leader's (a dashboard sums over nodes).
 func checkFollowerChannelsz(t *testing.T, f *node, channel string, want uint64, durable string) {
 	t.Helper()
 	var chz struct {
@@ -131,6 +134,15 @@ func checkFollowerChannelsz(t *testing.T, f *node, channel string, want uint64, 
 		}
 		if ch.LastSeq < want || !hasDurable {
 			t.Fatalf("follower %s's channelsz of %s: %+v", f.name, channel, ch)
+		}
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", f.mport))
+		must(t, err)
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		must(t, err)
+		if m := string(body); !strings.Contains(m, "starling_streaming_raft_leader{") ||
+			strings.Contains(m, "starling_streaming_channel_messages{") || strings.Contains(m, "\nstarling_streaming_channels ") {
+			t.Fatalf("follower %s exports the replicated state in /metrics or no raft figures", f.name)
 		}
 		return
 	}

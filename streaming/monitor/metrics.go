@@ -102,11 +102,17 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	z := c.s.Serverz()
 	gauge(c.info, 1, z.ClusterID, z.ServerID, z.State, c.s.StoreType())
-	gauge(c.clients, float64(z.Clients))
-	gauge(c.subscriptions, float64(z.Subscriptions))
-	gauge(c.channels, float64(z.Channels))
-	gauge(c.storedMsgs, float64(z.TotalMsgs))
-	gauge(c.storedBytes, float64(z.TotalBytes))
+	// The replicated state (clients, channels, subscriptions) is exported by the node that
+	// serves it: every node holds a copy, and a dashboard that sums over a cluster's nodes
+	// must count it once. A follower's copy is in its /streaming/channelsz.
+	follower := z.State == "CLUSTERED" && z.Role != raft.Leader.String()
+	if !follower {
+		gauge(c.clients, float64(z.Clients))
+		gauge(c.subscriptions, float64(z.Subscriptions))
+		gauge(c.channels, float64(z.Channels))
+		gauge(c.storedMsgs, float64(z.TotalMsgs))
+		gauge(c.storedBytes, float64(z.TotalBytes))
+	}
 	counter(c.inMsgs, float64(z.InMsgs))
 	counter(c.inBytes, float64(z.InBytes))
 	counter(c.outMsgs, float64(z.OutMsgs))
@@ -135,6 +141,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 
+	if follower {
+		return
+	}
 	type subKey struct{ client, inbox, durable, queue string }
 	for _, chz := range c.s.Channels(true) {
 		name := chz.Name
