@@ -3,6 +3,7 @@ package tests
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"slices"
 	"sync"
@@ -37,6 +38,15 @@ func binaryOn(t *testing.T, port, mport int, args ...string) *proc {
 		}
 		nc.Close()
 		return nil
+	})
+	// The monitoring listener opens just after the client one: a test that reads it at once
+	// must not race it.
+	waitFor(t, 10*time.Second, func() error {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", mport))
+		if err != nil {
+			return err
+		}
+		return c.Close()
 	})
 	return p
 }
