@@ -135,18 +135,25 @@ func checkFollowerChannelsz(t *testing.T, f *node, channel string, want uint64, 
 		if ch.LastSeq < want || !hasDurable {
 			t.Fatalf("follower %s's channelsz of %s: %+v", f.name, channel, ch)
 		}
-		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", f.mport))
-		must(t, err)
-		body, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		must(t, err)
-		if m := string(body); !strings.Contains(m, "starling_streaming_raft_leader{") ||
-			strings.Contains(m, "starling_streaming_channel_messages{") || strings.Contains(m, "\nstarling_streaming_channels ") {
-			t.Fatalf("follower %s exports the replicated state in /metrics or no raft figures", f.name)
-		}
+		checkFollowerMetrics(t, f)
 		return
 	}
 	t.Fatalf("follower %s's channelsz has no %s: %+v", f.name, channel, chz)
+}
+
+// checkFollowerMetrics: a follower's /metrics carry its raft figures and leave the replicated
+// state to the leader's.
+func checkFollowerMetrics(t *testing.T, f *node) {
+	t.Helper()
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", f.mport))
+	must(t, err)
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	must(t, err)
+	if m := string(body); !strings.Contains(m, "starling_streaming_raft_leader{") ||
+		strings.Contains(m, "starling_streaming_channel_messages{") || strings.Contains(m, "\nstarling_streaming_channels ") {
+		t.Fatalf("follower %s exports the replicated state in /metrics or no raft figures", f.name)
+	}
 }
 
 // TestStanClusterPeersDisagree: a node started with other --cluster_peers than the rest is

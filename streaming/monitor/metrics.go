@@ -105,7 +105,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	// The replicated state (clients, channels, subscriptions) is exported by the node that
 	// serves it: every node holds a copy, and a dashboard that sums over a cluster's nodes
 	// must count it once. A follower's copy is in its /streaming/channelsz.
-	follower := z.State == "CLUSTERED" && z.Role != raft.Leader.String()
+	st, clustered := c.s.RaftStats()
+	follower := clustered && st.Role != raft.Leader
 	if !follower {
 		gauge(c.clients, float64(z.Clients))
 		gauge(c.subscriptions, float64(z.Subscriptions))
@@ -129,7 +130,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstHistogram(h.d, h.h.Count, h.h.Sum, buckets)
 	}
-	if st, ok := c.s.RaftStats(); ok {
+	if clustered {
 		ids := []string{st.Group, st.NodeID}
 		gauge(c.raftLeader, flag(st.Role == raft.Leader), ids...)
 		gauge(c.raftTerm, float64(st.Term), ids...)
