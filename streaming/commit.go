@@ -39,7 +39,7 @@ const (
 
 // commitGroup is one flushed publish batch waiting for its fsync.
 type commitGroup struct {
-	pubs  []pendingPub // in arrival order; payloads alias their ops' own allocations
+	pubs  []pendingPub // in arrival order; payloads alias their ops' copies (pubbuf.go)
 	chans []commitChan // the channels it appended to
 	msgs  []stores.Msg // backing array of chans[i].msgs
 	spans []commitSpan // chans[i].msgs = msgs[spans[i].from:spans[i].to]
@@ -277,6 +277,11 @@ func (c *committer) recycle(g *commitGroup) {
 
 // release empties g for reuse, dropping every reference to messages (engine).
 func (c *committer) release(g *commitGroup) {
+	for i := range g.pubs {
+		if ch := g.pubs[i].chunk; ch != nil {
+			ch.release() // nothing reads the request any more: its PubAck is sent
+		}
+	}
 	clear(g.pubs)
 	clear(g.chans)
 	clear(g.msgs)

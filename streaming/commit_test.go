@@ -165,11 +165,12 @@ func BenchmarkPublishDeliverPipelined(b *testing.B) {
 	s, bus, ackID := newPipelinedEngine(b, nil)
 	pub := marshal(&stanpb.PubMsg{ClientID: "c1", Guid: "0123456789012345678901", Subject: "foo", Data: make([]byte, 16), ConnID: []byte("conn")})
 	bus.subjects = make([]string, 0, 1024)
+	reply := []byte("_STAN.acks.x")
 	b.SetBytes(16)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := range b.N {
-		o := op{kind: opPublish, reply: "_STAN.acks.x", data: pub}
+		o := s.publishOp(reply, pub, 0) // the handler's copy
 		s.queuePublish(&o)
 		s.flushPublishes()
 		s.waitCommits(0)

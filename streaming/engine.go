@@ -40,7 +40,8 @@ type op struct {
 	subject string // the NATS subject it arrived on
 	reply   string
 	data    []byte
-	from    uint64 // publishing NATS connection
+	chunk   *pubChunk // opPublish: where data was carved from (pubbuf.go)
+	from    uint64    // publishing NATS connection
 	sub     *subState
 	ch      *channel
 	token   string
@@ -73,16 +74,11 @@ func (s *Server) handler(kind opKind) core.MsgHandler {
 			}
 			return
 		}
-		o := op{kind: kind, from: m.From}
+		var o op
 		if kind == opPublish {
-			// One allocation holds both the reply subject and the payload.
-			b := make([]byte, len(m.Reply)+len(m.Data))
-			copy(b, m.Reply)
-			copy(b[len(m.Reply):], m.Data)
-			o.reply = unsafe.String(unsafe.SliceData(b), len(m.Reply)) // b is never written again
-			o.data = b[len(m.Reply):]
+			o = s.publishOp(m.Reply, m.Data, m.From)
 		} else {
-			o.reply, o.data = string(m.Reply), append([]byte(nil), m.Data...)
+			o = op{kind: kind, from: m.From, reply: string(m.Reply), data: append([]byte(nil), m.Data...)}
 		}
 		switch kind {
 		case opHbReply, opCheckReply:
@@ -104,6 +100,15 @@ func (s *Server) handler(kind opKind) core.MsgHandler {
 			}
 		}
 	}
+}
+
+// publishOp is a publish request as the engine queues it: reply and data copied into one
+// buffer carved from the publish chunks (pubbuf.go), which the engine owns until the
+// publish's commit group is released.
+func (s *Server) publishOp(reply, data []byte, from uint64) op {
+	b, c := s.pubBufs.copyPub(from, reply, data)
+	return op{kind: opPublish, from: from, chunk: c, data: b[len(reply):],
+		reply: unsafe.String(unsafe.SliceData(b), len(reply))} // not written again until released
 }
 
 func (s *Server) push(o op) { _ = s.q.Push(o) }

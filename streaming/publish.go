@@ -16,6 +16,7 @@ type pendingPub struct {
 	reply string
 	guid  []byte // aliases the request, which the engine owns
 	msg   stores.Msg
+	chunk *pubChunk // the request's copy, released with the group (pubbuf.go)
 }
 
 // scratch is engine-owned memory reused across batches.
@@ -95,7 +96,7 @@ func (s *Server) queuePublish(o *op) {
 		reply = string(pm.reply)
 	}
 	s.scratch.pubs = append(s.scratch.pubs, pendingPub{ch: ch, reply: o.reply, guid: pm.guid,
-		msg: stores.Msg{Reply: reply, Data: pm.data}}) // views into o.data, which we own
+		msg: stores.Msg{Reply: reply, Data: pm.data}, chunk: o.chunk}) // views into o.data, which we own
 	s.mu.Lock()
 	s.stats.InMsgs++
 	s.stats.InBytes += uint64(len(pm.data))

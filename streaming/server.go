@@ -69,8 +69,10 @@ type Server struct {
 	discover, pings, pubPrefix, subReq, unsubReq, subCloseReq, closeReq string
 	ackPrefix, hbPrefix, checkPrefix                                    string
 
-	q    *ipq.Queue[op] // everything the engine does arrives here
-	subs []Subscription // the protocol subscriptions, while leading (guarded by mu)
+	q *ipq.Queue[op] // everything the engine does arrives here
+
+	pubBufs pubChunks      // the copies of queued publishes (pubbuf.go)
+	subs    []Subscription // the protocol subscriptions, while leading (guarded by mu)
 	// fetchSub answers other nodes' fetch requests (fetch.go), replicated only (guarded by mu)
 	fetchSub Subscription
 	stop     chan struct{}
