@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"sort"
 	"sync"
 
 	bolt "go.etcd.io/bbolt"
@@ -30,8 +29,7 @@ type msgStore struct {
 	overhead uint64 // len(name) + stores.MsgOverhead
 	limits   stores.Limits
 
-	idx  []ent // idx[head+i] describes message first+i
-	head int
+	idx index // idx.at(i) describes message first+i
 
 	first, last uint64
 	msgs, bytes uint64
@@ -179,7 +177,7 @@ func (ms *msgStore) loadMsg(seq uint64, v []byte, off uint32, seen *bool) error 
 	if ms.msgs == 0 {
 		ms.first = seq
 	}
-	ms.idx = append(ms.idx, ent{time: t, size: size, off: off})
+	ms.idx.add(ent{time: t, size: size, off: off})
 	ms.msgs++
 	ms.bytes += ms.overhead + uint64(size)
 	return nil
@@ -237,7 +235,7 @@ func (ms *msgStore) Append(batch []stores.Msg) error {
 		ms.poff = append(ms.poff, uint32(len(ms.pbuf)))
 		ms.pbuf = appendRecord(ms.pbuf, m)
 		size := uint32(len(m.Reply) + len(m.Data))
-		ms.idx = append(ms.idx, ent{time: m.Time, size: size})
+		ms.idx.add(ent{time: m.Time, size: size})
 		ms.msgs++
 		ms.bytes += ms.overhead + uint64(size)
 		ms.enforce()
@@ -252,7 +250,7 @@ func (ms *msgStore) check(batch []stores.Msg) error {
 	if seq <= ms.last || (ms.msgs > 0 && seq != ms.last+1) {
 		return stores.ErrBadSequence
 	}
-	if ms.msgs > 0 && t < ms.idx[len(ms.idx)-1].time {
+	if ms.msgs > 0 && t < ms.idx.at(ms.idx.len()-1).time {
 		return stores.ErrBadTime
 	}
 	for i := 1; i < len(batch); i++ {
@@ -313,14 +311,10 @@ func (ms *msgStore) enforce() (removed int) {
 // removeFirst removes the oldest message from the index; the next Sync deletes it from
 // disk (or skips it if still pending). Caller holds mu; msgs > 0.
 func (ms *msgStore) removeFirst() {
-	ms.bytes -= ms.overhead + uint64(ms.idx[ms.head].size)
+	ms.bytes -= ms.overhead + uint64(ms.idx.at(0).size)
 	ms.msgs--
 	ms.first++
-	ms.head++
-	if ms.head >= 4096 && 2*ms.head >= len(ms.idx) {
-		ms.idx = ms.idx[:copy(ms.idx, ms.idx[ms.head:])]
-		ms.head = 0
-	}
+	ms.idx.removeFirst()
 }
 
 // Sync implements stores.MsgStore: Flush, then SyncFlushed.
@@ -544,7 +538,7 @@ func (ms *msgStore) setOffsets(offs []uint32) {
 		j := blockEnd(offs, i)
 		for k := i; k < j; k++ {
 			if seq := ms.cpfirst + uint64(k); seq >= ms.first && seq <= ms.last && ms.msgs > 0 {
-				ms.idx[ms.head+int(seq-ms.first)].off = offs[k] - offs[i]
+				ms.idx.at(int(seq - ms.first)).off = offs[k] - offs[i]
 			}
 		}
 		i = j
@@ -573,7 +567,7 @@ func (ms *msgStore) Load(seq uint64, into *stores.Msg) error {
 		ms.mu.RUnlock()
 		return err
 	}
-	off := ms.idx[ms.head+int(seq-ms.first)].off
+	off := ms.idx.at(int(seq - ms.first)).off
 	ms.mu.RUnlock()
 	// Committed: a concurrent Sync may delete it (limits), which reads as not found.
 	return ms.db.View(func(tx *bolt.Tx) error {
@@ -619,9 +613,7 @@ func (ms *msgStore) SeqAtTime(ns int64) uint64 {
 	if ms.msgs == 0 {
 		return ms.last + 1
 	}
-	ents := ms.idx[ms.head:]
-	i := sort.Search(len(ents), func(i int) bool { return ents[i].time >= ns })
-	return ms.first + uint64(i)
+	return ms.first + uint64(ms.idx.search(func(e *ent) bool { return e.time >= ns }))
 }
 
 // State implements stores.MsgStore.
@@ -647,7 +639,7 @@ func (ms *msgStore) Expire(now int64) (removed int, next int64) {
 	}
 	removed = ms.enforce()
 	for ms.msgs > 0 {
-		t := ms.idx[ms.head].time
+		t := ms.idx.at(0).time
 		if !ms.limits.Expired(t, now) {
 			return removed, ms.limits.ExpiresAt(t)
 		}
@@ -706,7 +698,7 @@ func (ms *msgStore) markDeleted() uint64 {
 
 // release drops the memory; State keeps reporting the final range. Caller holds mu.
 func (ms *msgStore) release() {
-	ms.idx, ms.head, ms.poff, ms.pbuf, ms.keys, ms.flushedN = nil, 0, nil, nil, nil, 0
+	ms.idx, ms.poff, ms.pbuf, ms.keys, ms.flushedN = index{}, nil, nil, nil, 0
 	ms.first, ms.msgs, ms.bytes = ms.last+1, 0, 0
 }
 
@@ -742,7 +734,7 @@ func (ms *msgStore) Rollback() error {
 		return fmt.Errorf("boltstore: channel %q: rollback: %w", ms.name, err)
 	}
 	ms.c.forget(ms, nil)
-	ms.idx, ms.head = fresh.idx, 0
+	ms.idx = fresh.idx
 	ms.first, ms.last, ms.msgs, ms.bytes = fresh.first, fresh.last, fresh.msgs, fresh.bytes
 	ms.dfirst, ms.dlast, ms.plast, ms.dead = fresh.dfirst, fresh.dlast, fresh.plast, fresh.dead
 	ms.pfirst, ms.poff, ms.pbuf, ms.flushedN = 0, ms.poff[:0], ms.pbuf[:0], 0
