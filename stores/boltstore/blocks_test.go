@@ -195,3 +195,22 @@ func TestBlockOfDeletedMessagesIsCorrupt(t *testing.T) {
 		t.Fatalf("Open = %v, want ErrCorrupt", err)
 	}
 }
+
+// A channel record whose Last is beyond the last message on disk cannot come from a commit
+// (each one that stores messages rewrites it): it is damage, refused at Open. Before, Load
+// of a sequence past the messages read beyond the index and panicked, holding the channel's
+// lock (TestGarbledFileNeverCrashes then hung in Close, about once in ten runs).
+func TestChannelLastBeyondMessagesIsCorrupt(t *testing.T) {
+	s, path, ch := openFoo(t, Options{NoSync: true}, 1)
+	appendSync(t, ch.Msgs, 1, 5)
+	editFile(t, s, path, func(tx *bolt.Tx) error {
+		meta := append(binary.BigEndian.AppendUint64(u64(1), 9), u64(0)...)
+		return tx.Bucket([]byte(bktChans)).Put([]byte("foo"), meta)
+	})
+	if s, err := Open(path, Options{NoSync: true}); !errors.Is(err, ErrCorrupt) {
+		if s != nil {
+			s.Close()
+		}
+		t.Fatalf("Open = %v, want ErrCorrupt", err)
+	}
+}

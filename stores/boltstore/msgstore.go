@@ -147,6 +147,12 @@ func (ms *msgStore) load(tx *bolt.Tx) error {
 		}
 	}
 	switch {
+	case ms.msgs > 0 && ms.plast > ms.dlast:
+		// chans[name] is rewritten in every commit that stores messages, and limits delete
+		// from the front: its Last beyond the last message on disk is damage. Taken as
+		// it is, sequences up to it would read beyond the index, and new messages would
+		// be indexed at the wrong place.
+		return fmt.Errorf("%w: channel record says last %d, messages end at %d", ErrCorrupt, ms.plast, ms.dlast)
 	case ms.msgs > 0:
 		ms.dfirst = ms.first
 		ms.last = max(ms.dlast, ms.plast)
