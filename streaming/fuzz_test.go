@@ -42,12 +42,17 @@ func (b *fakeBus) MaxPayload() int         { return 1 << 20 }
 
 // newEngine builds a server whose engine the test drives op by op on its own goroutine.
 func newEngine(t testing.TB) (*Server, *fakeBus) {
+	bus := &fakeBus{}
+	return newEngineOn(t, bus), bus
+}
+
+// newEngineOn is newEngine over bus.
+func newEngineOn(t testing.TB, bus Bus) *Server {
 	t.Helper()
 	store, err := memstore.New(memstore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	bus := &fakeBus{}
 	s, err := New(bus, store, raftlog.Standalone, Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -55,7 +60,7 @@ func newEngine(t testing.TB) (*Server, *fakeBus) {
 	if err := s.recover(); err != nil {
 		t.Fatal(err)
 	}
-	return s, bus
+	return s
 }
 
 // step runs one op the way the engine loop would.

@@ -7,9 +7,7 @@ import (
 	"testing"
 
 	"github.com/starling-io/starling/proto/stanpb"
-	"github.com/starling-io/starling/raftlog"
 	"github.com/starling-io/starling/stores"
-	"github.com/starling-io/starling/stores/memstore"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -115,18 +113,8 @@ func TestPubChunksConcurrent(t *testing.T) {
 // with its own payload while its chunk is reused: publishes completed one by one use one
 // chunk, carved again from its start each time it fills.
 func TestPublishCopiesRecycled(t *testing.T) {
-	store, err := memstore.New(memstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	bus := &dataBus{}
-	s, err := New(bus, store, raftlog.Standalone, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.recover(); err != nil {
-		t.Fatal(err)
-	}
+	s := newEngineOn(t, bus)
 	s.step(op{kind: opConnect, reply: "r", data: marshal(&stanpb.ConnectRequest{ClientID: "c1", HeartbeatInbox: "hb", Protocol: 1, ConnID: []byte("conn")})})
 	s.step(op{kind: opSubscribe, reply: "r", data: marshal(&stanpb.SubscriptionRequest{ClientID: "c1", Subject: "foo", Inbox: "in", MaxInFlight: 1 << 20, AckWaitInSecs: 30})})
 	payload := func(i int) []byte { return bytes.Repeat([]byte{byte(i)}, 1000+i%7) }
