@@ -163,6 +163,7 @@ func TestStanClusterPeersDisagree(t *testing.T) {
 	for _, id := range []string{"n1", "n2", "n3"} {
 		n := newNode(t, id)
 		n.stan = true
+		n.rport = nodePorts(t)[0] // as startStanCluster: a kernel-picked raft port took another node's monitor port in CI
 		nodes = append(nodes, n)
 	}
 	for i, n := range nodes {
@@ -171,7 +172,7 @@ func TestStanClusterPeersDisagree(t *testing.T) {
 			peers = "n1,n3,n4"
 		}
 		args := append(n.clusterArgs("stan", nodes...), "--store", "file", "--dir", t.TempDir(), "--clustered",
-			"--cluster_node_id", n.name, "--cluster_peers", peers)
+			"--cluster_node_id", n.name, "--cluster_peers", peers, "--cluster_raft_listen", n.raftAddr())
 		n.start(append(args, raftTimingArgs...)...)
 	}
 	waitFor(t, 15*time.Second, func() error {
