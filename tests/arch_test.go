@@ -20,6 +20,7 @@ var allowed = map[string][]string{
 	"core/conf":           {},
 	"core/ipq":            {},
 	"stores/seqset":       {},
+	"stores/chunked":      {},
 	"boltcheck":           {}, // validates a bbolt file before bbolt maps it: boltstore's and the raft log's
 	"proto/stanpb":        {},
 	"proto/raftpb":        {},
@@ -29,8 +30,8 @@ var allowed = map[string][]string{
 	"core/monitor":        {"core"},
 	"stores":              {},
 	"stores/memstore":     {"stores", "stores/seqset", "proto/storepb"},
-	"stores/filestore":    {"stores", "stores/seqset", "proto/storepb"},
-	"stores/boltstore":    {"stores", "stores/seqset", "proto/storepb", "boltcheck"},
+	"stores/filestore":    {"stores", "stores/seqset", "stores/chunked", "proto/storepb"},
+	"stores/boltstore":    {"stores", "stores/seqset", "stores/chunked", "proto/storepb", "boltcheck"},
 	"stores/storetest":    {"stores", "stores/seqset", "proto/storepb"},
 	"stores/nssimport":    {"stores"}, // reads nss files, writes through the stores contract
 	"raftlog":             {"boltcheck"},

@@ -9,6 +9,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/starling-io/starling/stores"
+	"github.com/starling-io/starling/stores/chunked"
 )
 
 // msgStore is one channel's messages in bucket m.<channel>. Messages appended since the
@@ -29,7 +30,7 @@ type msgStore struct {
 	overhead uint64 // len(name) + stores.MsgOverhead
 	limits   stores.Limits
 
-	idx index // idx.at(i) describes message first+i
+	idx chunked.Seq[ent] // idx.At(i) describes message first+i
 
 	first, last uint64
 	msgs, bytes uint64
@@ -183,7 +184,7 @@ func (ms *msgStore) loadMsg(seq uint64, v []byte, off uint32, seen *bool) error 
 	if ms.msgs == 0 {
 		ms.first = seq
 	}
-	ms.idx.add(ent{time: t, size: size, off: off})
+	ms.idx.Add(ent{time: t, size: size, off: off})
 	ms.msgs++
 	ms.bytes += ms.overhead + uint64(size)
 	return nil
@@ -241,7 +242,7 @@ func (ms *msgStore) Append(batch []stores.Msg) error {
 		ms.poff = append(ms.poff, uint32(len(ms.pbuf)))
 		ms.pbuf = appendRecord(ms.pbuf, m)
 		size := uint32(len(m.Reply) + len(m.Data))
-		ms.idx.add(ent{time: m.Time, size: size})
+		ms.idx.Add(ent{time: m.Time, size: size})
 		ms.msgs++
 		ms.bytes += ms.overhead + uint64(size)
 		ms.enforce()
@@ -256,7 +257,7 @@ func (ms *msgStore) check(batch []stores.Msg) error {
 	if seq <= ms.last || (ms.msgs > 0 && seq != ms.last+1) {
 		return stores.ErrBadSequence
 	}
-	if ms.msgs > 0 && t < ms.idx.at(ms.idx.len()-1).time {
+	if ms.msgs > 0 && t < ms.idx.Last().time {
 		return stores.ErrBadTime
 	}
 	for i := 1; i < len(batch); i++ {
@@ -317,10 +318,10 @@ func (ms *msgStore) enforce() (removed int) {
 // removeFirst removes the oldest message from the index; the next Sync deletes it from
 // disk (or skips it if still pending). Caller holds mu; msgs > 0.
 func (ms *msgStore) removeFirst() {
-	ms.bytes -= ms.overhead + uint64(ms.idx.at(0).size)
+	ms.bytes -= ms.overhead + uint64(ms.idx.At(0).size)
 	ms.msgs--
 	ms.first++
-	ms.idx.removeFirst()
+	ms.idx.RemoveFirst()
 }
 
 // Sync implements stores.MsgStore: Flush, then SyncFlushed.
@@ -544,7 +545,7 @@ func (ms *msgStore) setOffsets(offs []uint32) {
 		j := blockEnd(offs, i)
 		for k := i; k < j; k++ {
 			if seq := ms.cpfirst + uint64(k); seq >= ms.first && seq <= ms.last && ms.msgs > 0 {
-				ms.idx.at(int(seq - ms.first)).off = offs[k] - offs[i]
+				ms.idx.At(int(seq - ms.first)).off = offs[k] - offs[i]
 			}
 		}
 		i = j
@@ -573,7 +574,7 @@ func (ms *msgStore) Load(seq uint64, into *stores.Msg) error {
 		ms.mu.RUnlock()
 		return err
 	}
-	off := ms.idx.at(int(seq - ms.first)).off
+	off := ms.idx.At(int(seq - ms.first)).off
 	ms.mu.RUnlock()
 	// Committed: a concurrent Sync may delete it (limits), which reads as not found.
 	return ms.db.View(func(tx *bolt.Tx) error {
@@ -619,7 +620,7 @@ func (ms *msgStore) SeqAtTime(ns int64) uint64 {
 	if ms.msgs == 0 {
 		return ms.last + 1
 	}
-	return ms.first + uint64(ms.idx.search(func(e *ent) bool { return e.time >= ns }))
+	return ms.first + uint64(ms.idx.Search(0, func(e *ent) bool { return e.time >= ns }))
 }
 
 // State implements stores.MsgStore.
@@ -645,7 +646,7 @@ func (ms *msgStore) Expire(now int64) (removed int, next int64) {
 	}
 	removed = ms.enforce()
 	for ms.msgs > 0 {
-		t := ms.idx.at(0).time
+		t := ms.idx.At(0).time
 		if !ms.limits.Expired(t, now) {
 			return removed, ms.limits.ExpiresAt(t)
 		}
@@ -704,7 +705,7 @@ func (ms *msgStore) markDeleted() uint64 {
 
 // release drops the memory; State keeps reporting the final range. Caller holds mu.
 func (ms *msgStore) release() {
-	ms.idx, ms.poff, ms.pbuf, ms.keys, ms.flushedN = index{}, nil, nil, nil, 0
+	ms.idx, ms.poff, ms.pbuf, ms.keys, ms.flushedN = chunked.Seq[ent]{}, nil, nil, nil, 0
 	ms.first, ms.msgs, ms.bytes = ms.last+1, 0, 0
 }
 

@@ -174,9 +174,9 @@ func (ms *msgStore) setDurable(lsn uint64) {
 func (ms *msgStore) shed() error {
 	seg := ms.segs[len(ms.segs)-1]
 	switch {
-	case seg.ents.len() == 0:
+	case seg.ents.Len() == 0:
 		return ms.replaceTail(seg)
-	case seg.first+uint64(seg.ents.len()) == ms.last+1:
+	case seg.first+uint64(seg.ents.Len()) == ms.last+1:
 		return ms.newSegment(ms.last + 1)
 	}
 	return nil

@@ -100,7 +100,7 @@ func (ms *msgStore) Load(seq uint64, into *stores.Msg) error {
 			return stores.ErrNotFound
 		}
 		seg := ms.find(seq)
-		e := *seg.ents.at(int(seq - seg.first))
+		e := *seg.ents.At(int(seq - seg.first))
 		if int64(e.off)+hdrSize+int64(e.blen) <= seg.flushed {
 			ok, err := ms.ra.load(ms, seg, &e, seq, into)
 			switch {

@@ -12,6 +12,7 @@ import (
 	"sync"
 
 	"github.com/starling-io/starling/stores"
+	"github.com/starling-io/starling/stores/chunked"
 )
 
 const (
@@ -127,7 +128,7 @@ func openMsgStore(dir, name string, base uint64, limits stores.Limits, opts *Opt
 				continue
 			}
 			saved := seg.ents
-			seg.ents, seg.f = entries{}, f
+			seg.ents, seg.f = chunked.Seq[entry]{}, f
 			_, markFirst, markLast, _, _ = seg.scan(seg.size, nil)
 			seg.ents, seg.f = saved, nil
 			f.Close()
@@ -135,8 +136,8 @@ func openMsgStore(dir, name string, base uint64, limits stores.Limits, opts *Opt
 	}
 	last := max(base, markLast)
 	for i := len(ms.segs) - 1; i >= 0; i-- {
-		if t := ms.segs[i]; t.ents.len() > 0 {
-			last = max(last, t.first+uint64(t.ents.len())-1)
+		if t := ms.segs[i]; t.ents.Len() > 0 {
+			last = max(last, t.first+uint64(t.ents.Len())-1)
 			break
 		}
 	}
@@ -147,15 +148,15 @@ func openMsgStore(dir, name string, base uint64, limits stores.Limits, opts *Opt
 	ms.last = last
 	ms.first = max(first, 1)
 	// Drop sealed segments wholly before First; check that the rest are contiguous.
-	for len(ms.segs) > 1 && ms.segs[0].first+uint64(ms.segs[0].ents.len()) <= ms.first {
+	for len(ms.segs) > 1 && ms.segs[0].first+uint64(ms.segs[0].ents.Len()) <= ms.first {
 		ms.dropSegment()
 	}
 	for i := 1; i < len(ms.segs); i++ {
 		p := ms.segs[i-1]
-		if p.first+uint64(p.ents.len()) != ms.segs[i].first {
+		if p.first+uint64(p.ents.Len()) != ms.segs[i].first {
 			ms.abandon()
 			return nil, &DamageError{Channel: name, File: ms.segs[i].base + ".seg", Offset: 0,
-				Reason: fmt.Sprintf("gap: the previous segment ends at sequence %d, this one starts at %d", p.first+uint64(p.ents.len())-1, ms.segs[i].first)}
+				Reason: fmt.Sprintf("gap: the previous segment ends at sequence %d, this one starts at %d", p.first+uint64(p.ents.Len())-1, ms.segs[i].first)}
 		}
 	}
 	if len(ms.segs) > 0 && ms.first < ms.segs[0].first {
@@ -171,11 +172,11 @@ func openMsgStore(dir, name string, base uint64, limits stores.Limits, opts *Opt
 			ms.msgs, ms.bytes = 0, 0
 			break
 		}
-		for i := seq - seg.first; i < uint64(seg.ents.len()); i++ {
+		for i := seq - seg.first; i < uint64(seg.ents.Len()); i++ {
 			ms.msgs++
-			ms.bytes += ms.overhead + uint64(seg.ents.at(int(i)).blen)
+			ms.bytes += ms.overhead + uint64(seg.ents.At(int(i)).blen)
 		}
-		seq = seg.first + uint64(seg.ents.len())
+		seq = seg.first + uint64(seg.ents.Len())
 	}
 	ms.markFirst = markFirst
 	ms.syncedLast, ms.syncedFirst = ms.last, ms.first
@@ -218,7 +219,7 @@ func (ms *msgStore) Append(batch []stores.Msg) error {
 	}
 	if ms.msgs == 0 {
 		// An empty channel may resume after a gap: start a new segment at the batch.
-		if n := len(ms.segs); n == 0 || ms.segs[n-1].first+uint64(ms.segs[n-1].ents.len()) != batch[0].Seq {
+		if n := len(ms.segs); n == 0 || ms.segs[n-1].first+uint64(ms.segs[n-1].ents.Len()) != batch[0].Seq {
 			if len(ms.jlive) == 0 {
 				for len(ms.segs) > 0 {
 					ms.dropSegment()
@@ -279,7 +280,7 @@ func (ms *msgStore) check(batch []stores.Msg) error {
 func (ms *msgStore) write(m *stores.Msg) error {
 	blen := len(m.Reply) + len(m.Data)
 	seg := ms.segs[len(ms.segs)-1]
-	if seg.ents.len() > 0 && ms.full(seg, blen, m.Time) {
+	if seg.ents.Len() > 0 && ms.full(seg, blen, m.Time) {
 		if err := ms.newSegment(m.Seq); err != nil {
 			return err
 		}
@@ -303,7 +304,7 @@ func (ms *msgStore) write(m *stores.Msg) error {
 	}
 	e := entry{time: m.Time, off: uint32(seg.size), blen: uint32(blen), rlen: uint32(len(m.Reply))}
 	seg.size += hdrSize + int64(blen)
-	seg.ents.add(e)
+	seg.ents.Add(e)
 	ms.bytes += ms.overhead + uint64(blen)
 	return nil
 }
@@ -314,8 +315,8 @@ func (ms *msgStore) write(m *stores.Msg) error {
 func (ms *msgStore) full(seg *segment, blen int, t int64) bool {
 	o := ms.opts
 	return seg.size-seg.jbytes+hdrSize+int64(blen) > o.SegmentBytes || seg.size+hdrSize+int64(blen) > maxSegFile ||
-		(o.SegmentMsgs > 0 && seg.ents.len() >= o.SegmentMsgs) ||
-		(o.SegmentAge > 0 && t-seg.ents.at(0).time >= int64(o.SegmentAge))
+		(o.SegmentMsgs > 0 && seg.ents.Len() >= o.SegmentMsgs) ||
+		(o.SegmentAge > 0 && t-seg.ents.At(0).time >= int64(o.SegmentAge))
 }
 
 // find returns the segment holding seq, or nil. Caller holds mu.
@@ -332,7 +333,7 @@ func (ms *msgStore) find(seq uint64) *segment {
 		}
 	}
 	seg := ms.segs[i]
-	if seq-seg.first >= uint64(seg.ents.len()) {
+	if seq-seg.first >= uint64(seg.ents.Len()) {
 		return nil
 	}
 	return seg
@@ -340,7 +341,7 @@ func (ms *msgStore) find(seq uint64) *segment {
 
 func (ms *msgStore) timeOf(seq uint64) int64 {
 	seg := ms.find(seq)
-	return seg.ents.at(int(seq - seg.first)).time
+	return seg.ents.At(int(seq - seg.first)).time
 }
 
 func (ms *msgStore) enforce() (removed int) {
@@ -353,7 +354,7 @@ func (ms *msgStore) enforce() (removed int) {
 
 func (ms *msgStore) removeFirst() {
 	seg := ms.find(ms.first)
-	ms.bytes -= ms.overhead + uint64(seg.ents.at(int(ms.first-seg.first)).blen)
+	ms.bytes -= ms.overhead + uint64(seg.ents.At(int(ms.first-seg.first)).blen)
 	ms.msgs--
 	ms.first++
 }
@@ -363,7 +364,7 @@ func (ms *msgStore) removeFirst() {
 // is before First), so that a power cut that loses the appends which moved First finds the
 // messages that were still in the channel as of the last sync.
 func (ms *msgStore) dropOld() {
-	for len(ms.segs) > 1 && ms.segs[0].first+uint64(ms.segs[0].ents.len()) <= min(ms.first, ms.syncedFirst) {
+	for len(ms.segs) > 1 && ms.segs[0].first+uint64(ms.segs[0].ents.Len()) <= min(ms.first, ms.syncedFirst) {
 		ms.dropSegment()
 	}
 }
@@ -397,14 +398,14 @@ func (ms *msgStore) SeqAtTime(ns int64) uint64 {
 		return ms.last + 1
 	}
 	start := 0
-	for start < len(ms.segs) && ms.segs[start].first+uint64(ms.segs[start].ents.len()) <= ms.first {
+	for start < len(ms.segs) && ms.segs[start].first+uint64(ms.segs[start].ents.Len()) <= ms.first {
 		start++
 	}
 	segs := ms.segs[start:]
 	si := sort.Search(len(segs), func(i int) bool {
 		// Only the tail may hold no message (a fresh one): it holds none before ns.
 		ents := &segs[i].ents
-		return ents.len() == 0 || ents.last().time >= ns
+		return ents.Len() == 0 || ents.Last().time >= ns
 	})
 	if si == len(segs) {
 		return ms.last + 1
@@ -414,7 +415,7 @@ func (ms *msgStore) SeqAtTime(ns int64) uint64 {
 	if seg.first < ms.first {
 		lo = int(ms.first - seg.first)
 	}
-	j := lo + sort.Search(seg.ents.len()-lo, func(k int) bool { return seg.ents.at(lo+k).time >= ns })
+	j := seg.ents.Search(lo, func(e *entry) bool { return e.time >= ns })
 	return seg.first + uint64(j)
 }
 

@@ -226,8 +226,8 @@ func (ms *msgStore) cutUnsynced() error {
 	}
 	seg := ms.segs[n-1]
 	path := seg.base + ".seg"
-	if i := cut - seg.first; i < uint64(seg.ents.len()) {
-		off := int64(seg.ents.at(int(i)).off)
+	if i := cut - seg.first; i < uint64(seg.ents.Len()) {
+		off := int64(seg.ents.At(int(i)).off)
 		if seg.w != nil {
 			return truncateFile(seg.f, path, off, ms.opts)
 		}

@@ -8,6 +8,8 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
+
+	"github.com/starling-io/starling/stores/chunked"
 )
 
 // Recovery: opening a segment, trusting or rebuilding its index, scanning and
@@ -256,7 +258,7 @@ func (seg *segment) loadIndex(size int64) string {
 		prevEnd = end
 		ents = append(ents, e)
 	}
-	seg.ents = entriesOf(ents)
+	seg.ents = chunked.Of(ents)
 	return ""
 }
 
@@ -269,7 +271,7 @@ func (seg *segment) scan(size int64, jr *[]jrec) (end int64, mf, ml uint64, proo
 	r := bufio.NewReaderSize(io.NewSectionReader(seg.f, start, max(size-start, 0)), 256<<10)
 	var hdr [hdrSize]byte
 	var body []byte
-	seg.ents.reset()
+	seg.ents.Reset()
 	seg.jbytes, seg.jlast = 0, 0
 	if jr != nil {
 		*jr = (*jr)[:0]
@@ -307,10 +309,10 @@ func (seg *segment) scan(size int64, jr *[]jrec) (end int64, mf, ml uint64, proo
 			}
 			proof = max(proof, x)
 		case 0:
-			if seq != seg.first+uint64(seg.ents.len()) || rlen > blen {
+			if seq != seg.first+uint64(seg.ents.Len()) || rlen > blen {
 				return end, mf, ml, proof, nil
 			}
-			seg.ents.add(entry{time: tm, off: uint32(end), blen: blen, rlen: rlen})
+			seg.ents.Add(entry{time: tm, off: uint32(end), blen: blen, rlen: rlen})
 		case flagJournal:
 			// Version 3. LSNs only grow within a file: anything else is not a record this
 			// store wrote here.
@@ -337,7 +339,7 @@ func (seg *segment) resync(off, size int64) (next int64, zeros bool, err error) 
 	if _, err := seg.f.ReadAt(data, off); err != nil && !errors.Is(err, io.EOF) {
 		return -1, false, err
 	}
-	expect := seg.first + uint64(seg.ents.len())
+	expect := seg.first + uint64(seg.ents.Len())
 	zeros = true
 	for p := 0; p < len(data); p++ {
 		if p+hdrSize <= len(data) && intactAt(data[p:], expect) {

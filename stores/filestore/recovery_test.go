@@ -519,7 +519,7 @@ func TestLoadChecksCRC(t *testing.T) {
 	if why := idx.loadIndex(fi.Size()); why != "" {
 		t.Fatal(why)
 	}
-	e := idx.ents.at(3)
+	e := idx.ents.At(3)
 	flipByte(t, segs[0], int64(e.off)+hdrSize+1)
 	s, err := Open(dir, Options{SegmentBytes: 1000})
 	if err != nil {

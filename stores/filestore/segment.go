@@ -8,6 +8,8 @@ import (
 	"hash/crc32"
 	"os"
 	"path/filepath"
+
+	"github.com/starling-io/starling/stores/chunked"
 )
 
 // entry locates one message of a segment (also its on-disk index entry).
@@ -21,7 +23,7 @@ type entry struct {
 type segment struct {
 	hdr     fileHdr
 	first   uint64 // sequence of ents[0]
-	ents    entries
+	ents    chunked.Seq[entry]
 	base    string        // path without extension
 	path    string        // base + ".seg" (kept: a Sync must not build it)
 	f       *os.File      // tail: read/write, owned by the msgStore; sealed: read handle, owned by fdCache
@@ -56,8 +58,8 @@ func (seg *segment) writeIndex(opts *Options) error {
 	_, hb := newHeader(magicIdx)
 	w.Write(hb)
 	var b [idxSize]byte
-	for i := range seg.ents.len() {
-		putIdx(&b, seg.ents.at(i))
+	for i := range seg.ents.Len() {
+		putIdx(&b, seg.ents.At(i))
 		w.Write(b[:]) // an error sticks in w: Flush returns it
 	}
 	err = w.Flush()

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/starling-io/starling/stores"
+	"github.com/starling-io/starling/stores/chunked"
 )
 
 // Problem kinds found by Verify.
@@ -336,8 +337,8 @@ func (si *segInfo) check(tail bool) error {
 	if err != nil {
 		return err
 	}
-	si.ents, si.end, si.markF, si.markL = seg.ents.slice(), end, mf, ml
-	if n := seg.ents.len(); n > 0 {
+	si.ents, si.end, si.markF, si.markL = seg.ents.Slice(), end, mf, ml
+	if n := seg.ents.Len(); n > 0 {
 		si.maxSeq = si.first + uint64(n) - 1
 	}
 	si.maxSeq = max(si.maxSeq, ml)
@@ -380,8 +381,8 @@ func (si *segInfo) check(tail bool) error {
 		idx := &segment{first: si.first, base: si.base}
 		if why := idx.loadIndex(si.size); why != "" {
 			si.idxWhy = why
-		} else if !slices.Equal(idx.ents.slice(), si.ents) {
-			si.idxWhy = fmt.Sprintf("index holds %d entries that differ from the segment's %d records", idx.ents.len(), len(si.ents))
+		} else if !slices.Equal(idx.ents.Slice(), si.ents) {
+			si.idxWhy = fmt.Sprintf("index holds %d entries that differ from the segment's %d records", idx.ents.Len(), len(si.ents))
 		}
 	}
 	return nil
@@ -501,7 +502,7 @@ func repairIndex(p *Problem, infos []*chanInfo, opts *Options) error {
 		return fmt.Errorf("no segment for index %s", p.File)
 	}
 	si := ci.segs[i]
-	seg := &segment{first: si.first, base: si.base, ents: entriesOf(si.ents)}
+	seg := &segment{first: si.first, base: si.base, ents: chunked.Of(si.ents)}
 	return seg.writeIndex(opts)
 }
 
