@@ -25,7 +25,7 @@ func BenchmarkPublishDeliver(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := range b.N {
-				o := s.publishOp(reply, pub, 0) // the handler's copy
+				o := s.pubBufs.publishOp(reply, pub, 0) // the handler's copy
 				s.queuePublish(&o)
 				s.flushPublishes()
 				a := op{kind: opAck, ack: ackID, seq: uint64(i + 1)}

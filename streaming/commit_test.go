@@ -170,7 +170,7 @@ func BenchmarkPublishDeliverPipelined(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := range b.N {
-		o := s.publishOp(reply, pub, 0) // the handler's copy
+		o := s.pubBufs.publishOp(reply, pub, 0) // the handler's copy
 		s.queuePublish(&o)
 		s.flushPublishes()
 		s.waitCommits(0)

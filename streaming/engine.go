@@ -3,7 +3,6 @@ package streaming
 import (
 	"strings"
 	"time"
-	"unsafe"
 
 	"google.golang.org/protobuf/proto"
 
@@ -76,7 +75,7 @@ func (s *Server) handler(kind opKind) core.MsgHandler {
 		}
 		var o op
 		if kind == opPublish {
-			o = s.publishOp(m.Reply, m.Data, m.From)
+			o = s.pubBufs.publishOp(m.Reply, m.Data, m.From)
 		} else {
 			o = op{kind: kind, from: m.From, reply: string(m.Reply), data: append([]byte(nil), m.Data...)}
 		}
@@ -100,15 +99,6 @@ func (s *Server) handler(kind opKind) core.MsgHandler {
 			}
 		}
 	}
-}
-
-// publishOp is a publish request as the engine queues it: reply and data copied into one
-// buffer carved from the publish chunks (pubbuf.go), which the engine owns until the
-// publish's commit group is released.
-func (s *Server) publishOp(reply, data []byte, from uint64) op {
-	b, c := s.pubBufs.copyPub(from, reply, data)
-	return op{kind: opPublish, from: from, chunk: c, data: b[len(reply):],
-		reply: unsafe.String(unsafe.SliceData(b), len(reply))} // not written again until released
 }
 
 func (s *Server) push(o op) { _ = s.q.Push(o) }

@@ -3,6 +3,7 @@ package streaming
 import (
 	"sync"
 	"sync/atomic"
+	"unsafe"
 )
 
 // Publish copies. The handler copies every publish out of its connection's read buffer
@@ -58,6 +59,15 @@ type pubCarver struct {
 	c   *pubChunk
 	off int
 	_   [40]byte // a cache line each: carvers of different connections do not share one
+}
+
+// publishOp is a publish request as the engine queues it: reply and data copied into one
+// buffer carved from the chunks, which the engine owns until the publish's commit group is
+// released.
+func (p *pubChunks) publishOp(reply, data []byte, from uint64) op {
+	b, c := p.copyPub(from, reply, data)
+	return op{kind: opPublish, from: from, chunk: c, data: b[len(reply):],
+		reply: unsafe.String(unsafe.SliceData(b), len(reply))} // not written again until released
 }
 
 // copyPub returns reply and data copied back to back into one buffer, and the chunk to

@@ -121,7 +121,7 @@ func TestPublishCopiesRecycled(t *testing.T) {
 	const n = 500
 	for i := 1; i <= n; i++ {
 		pub := marshal(&stanpb.PubMsg{ClientID: "c1", Guid: fmt.Sprint("g", i), Subject: "foo", Data: payload(i), ConnID: []byte("conn")})
-		s.step(s.publishOp([]byte(fmt.Sprint("ack.", i)), pub, 0))
+		s.step(s.pubBufs.publishOp([]byte(fmt.Sprint("ack.", i)), pub, 0))
 	}
 	var got int
 	for _, sm := range bus.sent {
