@@ -30,9 +30,10 @@ const (
 const (
 	minReadBuf = 512
 	maxReadBuf = 64 << 10
-	// maxSpareOut is the largest flushed outbound buffer kept for reuse: above stallMax, so a
-	// busy connection's two buffers take turns without reallocating. An idle connection
-	// drops its spare at the next keepalive tick.
+	// maxSpareOut is the largest flushed outbound buffer always kept for reuse: above
+	// stallMax, so a busy connection's two buffers take turns without reallocating. A
+	// larger one is kept while output is still queued behind it (outbound.go). An idle
+	// connection drops both buffers' capacity at the next keepalive tick.
 	maxSpareOut = stallMax + maxReadBuf*2
 	// l1Max bounds the per-client match cache.
 	l1Max = 128

@@ -39,6 +39,16 @@ func (c *client) processPingTimer() {
 		c.mu.Unlock()
 		return
 	}
+	// An idle connection should not hold on to large buffers: neither the spare nor the
+	// empty one a backlog's turns left in place.
+	if c.out.pending() == 0 {
+		if cap(c.out.spare) > 4096 {
+			c.out.spare = nil
+		}
+		if cap(c.out.buf) > 4096 {
+			c.out.buf = nil
+		}
+	}
 	recent := now.Sub(time.Unix(0, c.lastIn.Load())) < interval && c.rtt > 0
 	if !recent {
 		if c.pingsOut+1 > c.srv.o().PingMax {
@@ -55,10 +65,6 @@ func (c *client) processPingTimer() {
 			c.pingSent = now
 		}
 		c.out.buf = append(c.out.buf, wire.PingLine...)
-	}
-	// An idle connection should not hold on to a large spare buffer.
-	if c.out.pending() == 0 && cap(c.out.spare) > 4096 {
-		c.out.spare = nil
 	}
 	c.pingTimer.Reset(interval)
 	c.mu.Unlock()
