@@ -131,6 +131,7 @@ func (s *Server) run() {
 			return
 		}
 		s.leaseAsked = false // asked again in this iteration if it sends (leaseHeld)
+		s.resetSendClock()
 		s.completeCommits()
 		batch = s.q.Pop(batch[:0])
 		s.maxPayload = s.bus.MaxPayload()
@@ -162,6 +163,7 @@ func (s *Server) endBatch() {
 		s.flushSentAcks()
 	}
 	s.commitMeta()
+	s.resetSendClock()
 }
 
 func (s *Server) process(o *op) {

@@ -32,6 +32,8 @@ type scratch struct {
 	dirty     []*stores.Channel // SubStores to flush (flushMetaInto)
 	batchCh   *channel          // the channel whose batch is being delivered
 	batch     []stores.Msg      // its messages, for those limits evicted at once
+	clock     time.Time         // the time sends stamp standalone (sendTime)
+	clockUses int               // sends stamped with it so far; 0: read the clock again
 }
 
 func (s *Server) sendPubAck(reply string, guid []byte, errText string) {
