@@ -145,10 +145,8 @@ func (s *Server) sendMsg(sub *subState, seq uint64, count uint32, first bool) er
 	if err := s.bus.Publish(sub.inbox, "", nil, b); err != nil {
 		s.deliveryFailed(sub, seq, err)
 	}
-	s.mu.Lock()
-	s.stats.OutMsgs++
-	s.stats.OutBytes += uint64(len(ld.Data))
-	s.mu.Unlock()
+	s.scratch.stats.OutMsgs++
+	s.scratch.stats.OutBytes += uint64(len(ld.Data))
 	if first {
 		at := now.Add(sub.ackWait).UnixNano()
 		sub.pending.Set(seq, pendingMsg{expiry: at, count: count})

@@ -164,6 +164,23 @@ func (s *Server) endBatch() {
 	}
 	s.commitMeta()
 	s.resetSendClock()
+	s.flushStats()
+}
+
+// flushStats adds what the engine counted since the last call to the stats monitoring reads:
+// once per iteration, not under the lock for every message.
+func (s *Server) flushStats() {
+	c := &s.scratch.stats
+	if *c == (Stats{}) {
+		return
+	}
+	s.mu.Lock()
+	s.stats.InMsgs += c.InMsgs
+	s.stats.InBytes += c.InBytes
+	s.stats.OutMsgs += c.OutMsgs
+	s.stats.OutBytes += c.OutBytes
+	s.mu.Unlock()
+	*c = Stats{}
 }
 
 func (s *Server) process(o *op) {

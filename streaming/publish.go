@@ -34,6 +34,7 @@ type scratch struct {
 	batch     []stores.Msg      // its messages, for those limits evicted at once
 	clock     time.Time         // the time sends stamp standalone (sendTime)
 	clockUses int               // sends stamped with it so far; 0: read the clock again
+	stats     Stats             // counted since the last flushStats
 }
 
 func (s *Server) sendPubAck(reply string, guid []byte, errText string) {
@@ -99,10 +100,8 @@ func (s *Server) queuePublish(o *op) {
 	}
 	s.scratch.pubs = append(s.scratch.pubs, pendingPub{ch: ch, reply: o.reply, guid: pm.guid,
 		msg: stores.Msg{Reply: reply, Data: pm.data}, chunk: o.chunk}) // views into o.data, which we own
-	s.mu.Lock()
-	s.stats.InMsgs++
-	s.stats.InBytes += uint64(len(pm.data))
-	s.mu.Unlock()
+	s.scratch.stats.InMsgs++
+	s.scratch.stats.InBytes += uint64(len(pm.data))
 }
 
 // flushPublishes stores the batch channel by channel (one proposal each) as one commit

@@ -212,6 +212,7 @@ func (s *Server) Start() error {
 			return err
 		}
 		s.deliverAll() // the engine does not run yet
+		s.flushStats()
 		s.bus.Flush()
 	}
 	if s.replicated {
