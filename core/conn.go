@@ -188,6 +188,30 @@ func (nc *Conn) HasInterest(subj string) bool {
 	return len(r.Plain) > 0 || len(r.Queues) > 0
 }
 
+// Backlogged reports whether a message published to subj now would queue behind a
+// backlog: a socket destination subscribed to it (a client, or the route toward another
+// server's subscriber) already holds more output than its stall mark, where core makes its
+// own socket publishers wait (outbound.go). A publisher that can hold its messages back —
+// the streaming layer's deliveries, whose messages stay in their channel — waits instead
+// of piling them up toward max_pending, where the destination would be cut off as a slow
+// consumer.
+func (nc *Conn) Backlogged(subj string) bool {
+	r := nc.c.acc.subs.MatchString(subj)
+	for _, sub := range r.Plain {
+		dst := sub.client
+		if dst.kind == kindInternal {
+			continue
+		}
+		dst.mu.Lock()
+		over := !dst.closed && dst.stallMark(0)
+		dst.mu.Unlock()
+		if over {
+			return true
+		}
+	}
+	return false
+}
+
 // MaxPayload returns the largest message Publish accepts now (it follows reloads).
 func (nc *Conn) MaxPayload() int { return nc.c.srv.o().MaxPayload }
 

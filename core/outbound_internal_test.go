@@ -158,3 +158,72 @@ func BenchmarkBackloggedReader(b *testing.B) {
 		b.Fatal(err)
 	}
 }
+
+// TestBackloggedAtStallMark: Conn.Backlogged turns true once a socket subscriber's pending
+// output passes its stall mark — well before max_pending, where the subscriber would be cut
+// off — and false again once it has read its backlog.
+func TestBackloggedAtStallMark(t *testing.T) {
+	s, err := New(Options{Host: "127.0.0.1", Port: -1, PingInterval: time.Hour, MaxPending: 4 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = s.Shutdown(ctx)
+	})
+	raw, err := net.Dial("tcp", s.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	r := bufio.NewReaderSize(raw, 1<<16)
+	if _, err := r.ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(raw, "CONNECT {\"verbose\":false}\r\nSUB big 1\r\nPING\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	if l, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(l, "PONG") {
+		t.Fatalf("%q %v", l, err)
+	}
+	nc := mustConnect(t, s)
+	if nc.Backlogged("big") || nc.Backlogged("nobody") {
+		t.Fatal("backlogged before anything was sent")
+	}
+	payload := make([]byte, 64<<10)
+	sent := 0
+	for !nc.Backlogged("big") {
+		if sent == 1000 {
+			t.Fatal("never backlogged")
+		}
+		if err := nc.Publish("big", "", nil, payload); err != nil {
+			t.Fatal(err)
+		}
+		nc.Flush()
+		sent++
+		time.Sleep(time.Millisecond) // let the writer hand what it can to the socket
+	}
+	if nc.Backlogged("nobody") {
+		t.Fatal("a subject nobody subscribes to is backlogged")
+	}
+	var dst *client
+	s.mu.Lock()
+	for _, c := range s.clients {
+		if c.kind == kindClient {
+			dst = c
+		}
+	}
+	s.mu.Unlock()
+	if dst.isClosed() {
+		t.Fatal("the subscriber was cut off before its destination reported a backlog")
+	}
+	frame := int64(len("MSG big 1 65536\r\n") + 64<<10 + 2)
+	if _, err := io.CopyN(io.Discard, r, int64(sent)*frame); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, func() bool { return !nc.Backlogged("big") })
+}

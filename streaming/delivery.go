@@ -36,9 +36,13 @@ func (s *Server) deliverNew(ch *channel) {
 func (s *Server) sendAvailable(sub *subState) {
 	st := sub.ch.store.Msgs.State()
 	first, last := s.firstDeliverable(sub.ch, st.First), min(st.Last, sub.ch.synced)
+	var bc backlogCheck
 	for !sub.stalled() {
 		next := max(sub.lastSent+1, first)
 		if next > last {
+			return
+		}
+		if bc.due(s) && s.heldBack(sub) {
 			return
 		}
 		if err := s.sendMsg(sub, next, uncertainCount(next, sub.uncertain), true); err != nil && !errors.Is(err, stores.ErrNotFound) {
@@ -74,6 +78,7 @@ func (s *Server) sendGroup(g *queueGroup) {
 	ch := g.members[0].ch
 	st := ch.store.Msgs.State()
 	first, last := s.firstDeliverable(ch, st.First), min(st.Last, ch.synced)
+	var bc backlogCheck
 	for {
 		next := max(g.lastSent+1, first)
 		if next > last {
@@ -81,7 +86,13 @@ func (s *Server) sendGroup(g *queueGroup) {
 		}
 		m := s.bestMember(g)
 		if m == nil {
-			return // every member stalled
+			return // every member stalled or held back
+		}
+		if m != bc.sub {
+			bc = backlogCheck{sub: m}
+		}
+		if bc.due(s) && s.heldBack(m) {
+			continue // bestMember passes it over now
 		}
 		if err := s.sendMsg(m, next, uncertainCount(next, g.uncertain), true); err != nil && !errors.Is(err, stores.ErrNotFound) {
 			return // the store failed to read it: stay before it, try again at the next chance
@@ -95,7 +106,7 @@ func (s *Server) sendGroup(g *queueGroup) {
 func (s *Server) bestMember(g *queueGroup) *subState {
 	best := -1
 	for i, m := range g.members {
-		if !m.ready || m.stalled() {
+		if !m.ready || m.stalled() || m.held {
 			continue
 		}
 		if c := s.clients[m.clientID]; c != nil && c.hbFails > 0 {
@@ -147,6 +158,7 @@ func (s *Server) sendMsg(sub *subState, seq uint64, count uint32, first bool) er
 	}
 	s.scratch.stats.OutMsgs++
 	s.scratch.stats.OutBytes += uint64(len(ld.Data))
+	s.scratch.sentBytes += uint64(len(b))
 	if first {
 		at := now.Add(sub.ackWait).UnixNano()
 		sub.pending.Set(seq, pendingMsg{expiry: at, count: count})
@@ -222,16 +234,85 @@ func (s *Server) processRetrySends() {
 	}
 }
 
-// retrySendsAfter is how soon sends refused for want of a lease are tried again.
+// retrySendsAfter is how soon sends refused for want of a lease, or redeliveries held back
+// by a backlogged destination, are tried again.
 const retrySendsAfter = 50 * time.Millisecond
 
+// A destination that has not read what it was sent holds deliveries back: its subscriptions'
+// messages stay in their channel instead of piling up in core's output buffer for it, which
+// past max_pending would cut the subscriber off as a slow consumer. A replay of large
+// messages with stan.go's default MaxInflight (1,024 × up to 1 MiB) did exactly that
+// (TestReplayOfLargeMessagesKeepsTheSubscriber).
+const (
+	heldRetry    = 5 * time.Millisecond // how soon held-back first deliveries are tried again
+	backlogBytes = 256 << 10            // bytes sent between two looks at a destination's backlog
+)
+
+// backlogCheck paces the looks at one subscription's destination within a run of sends:
+// before the first send of the run, then after every backlogBytes sent.
+type backlogCheck struct {
+	sub   *subState // the subscription it paces (sendGroup's member)
+	bytes uint64    // s.scratch.sentBytes at the last look
+	init  bool
+}
+
+// due reports whether to look at the destination before the next send.
+func (bc *backlogCheck) due(s *Server) bool {
+	if bc.init && s.scratch.sentBytes-bc.bytes < backlogBytes {
+		return false
+	}
+	bc.init, bc.bytes = true, s.scratch.sentBytes
+	return true
+}
+
+// heldBack reports whether sub's destination is backlogged; if so sub's first deliveries
+// wait, and processRetryHeld tries again heldRetry later.
+func (s *Server) heldBack(sub *subState) bool {
+	if sub.held {
+		return true
+	}
+	if !s.bus.Backlogged(sub.inbox) {
+		return false
+	}
+	sub.held = true
+	s.held = append(s.held, sub)
+	if s.heldTimer == nil {
+		s.heldTimer = time.AfterFunc(heldRetry, func() { s.push(op{kind: opRetryHeld}) })
+	}
+	return true
+}
+
+// processRetryHeld resumes the deliveries heldBack stopped (each is held again if its
+// destination has still not read enough).
+func (s *Server) processRetryHeld() {
+	s.heldTimer = nil
+	subs := s.held
+	s.held = nil
+	for _, sub := range subs {
+		sub.held = false
+	}
+	if !s.leader {
+		return
+	}
+	for _, sub := range subs {
+		switch {
+		case sub.gone || !sub.ready || sub.offline:
+		case sub.group != nil:
+			s.sendGroup(sub.group)
+		default:
+			s.sendAvailable(sub)
+		}
+	}
+}
+
 // redeliver resends a pending message, flagged, with a new deadline. Refused for want of a
-// lease while the engine still leads, it is tried again retrySendsAfter later, not one ack
-// wait later: nothing was sent.
+// lease while the engine still leads, or held back by a backlogged destination, it is tried
+// again retrySendsAfter later, not one ack wait later: nothing was sent.
 func (s *Server) redeliver(sub *subState, seq uint64) {
 	p, _ := sub.pending.Get(seq)
 	now := time.Now()
-	send := !s.leader || s.leaseHeld(now) // a former leader's sendMsg refuses, as before
+	// A former leader's sendMsg refuses, as before; a backlogged destination gets it later.
+	send := !s.leader || (s.leaseHeld(now) && !s.bus.Backlogged(sub.inbox))
 	if send {
 		p.count++
 		p.expiry = now.Add(sub.ackWait).UnixNano()

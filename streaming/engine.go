@@ -30,6 +30,7 @@ const (
 	opIdle
 	opLeadership // the log reported a leadership change
 	opRetrySends // sends were refused for want of a lease (delivery.go)
+	opRetryHeld  // deliveries held back by a backlogged destination (delivery.go)
 )
 
 // op is one unit of work for the engine: a request copied out of core's buffers, or a
@@ -226,6 +227,8 @@ func (s *Server) process(o *op) {
 		s.processLeadership(o.leader)
 	case opRetrySends:
 		s.processRetrySends()
+	case opRetryHeld:
+		s.processRetryHeld()
 	}
 }
 

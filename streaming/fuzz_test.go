@@ -16,6 +16,7 @@ import (
 type fakeBus struct {
 	published int
 	alive     bool
+	backlog   map[string]bool // subjects reported Backlogged
 }
 
 func (b *fakeBus) Subscribe(string, string, core.MsgHandler) (Subscription, error) {
@@ -39,6 +40,9 @@ func (b *fakeBus) ConnUser(cid uint64) (string, bool) {
 }
 func (b *fakeBus) HasInterest(string) bool { return true }
 func (b *fakeBus) MaxPayload() int         { return 1 << 20 }
+func (b *fakeBus) Backlogged(subject string) bool {
+	return b.backlog[subject]
+}
 
 // newEngine builds a server whose engine the test drives op by op on its own goroutine.
 func newEngine(t testing.TB) (*Server, *fakeBus) {

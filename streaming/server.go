@@ -31,6 +31,9 @@ type Bus interface {
 	HasInterest(subject string) bool
 	// MaxPayload is the largest message Publish accepts now.
 	MaxPayload() int
+	// Backlogged reports whether what is published to subject now would queue behind a
+	// backlog its destination has not read yet (core.Conn.Backlogged).
+	Backlogged(subject string) bool
 }
 
 // Subscription is a Bus subscription.
@@ -111,6 +114,8 @@ type Server struct {
 	leaseUntil    time.Time    // engine: no other replica can lead before then (delivery.go)
 	leaseAsked    bool         // engine: leaseUntil was asked for in this iteration
 	retryTimer    *time.Timer  // engine: armed while sends refused for want of a lease wait
+	held          []*subState  // engine: subscriptions whose deliveries wait for their destination (heldBack)
+	heldTimer     *time.Timer  // engine: armed while held is not empty
 	leaderChanges atomic.Int64 // how many times the engine's role changed (engine writes)
 
 	mu      sync.Mutex // guards stats read by monitoring

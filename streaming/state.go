@@ -69,6 +69,7 @@ type subState struct {
 	timer    *time.Timer
 	timerAt  time.Time
 	ready    bool // response sent: delivery may start
+	held     bool // its destination is backlogged: first deliveries wait for opRetryHeld
 }
 
 type pendingMsg struct {

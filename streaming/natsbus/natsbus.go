@@ -78,5 +78,9 @@ func (b *Bus) ConnUser(uint64) (string, bool) { return "", true }
 // nobody receives is redelivered after its ack wait as with the in-process bus.
 func (b *Bus) HasInterest(string) bool { return true }
 
+// Backlogged reports no backlog: a client connection cannot see the subscribers' (the
+// external server and its own flow control handle them).
+func (b *Bus) Backlogged(string) bool { return false }
+
 // MaxPayload is the external server's.
 func (b *Bus) MaxPayload() int { return int(b.nc.MaxPayload()) }
