@@ -36,13 +36,12 @@ func (s *Server) deliverNew(ch *channel) {
 func (s *Server) sendAvailable(sub *subState) {
 	st := sub.ch.store.Msgs.State()
 	first, last := s.firstDeliverable(sub.ch, st.First), min(st.Last, sub.ch.synced)
-	var bc backlogCheck
 	for !sub.stalled() {
 		next := max(sub.lastSent+1, first)
 		if next > last {
 			return
 		}
-		if bc.due(s) && s.heldBack(sub) {
+		if s.heldBack(sub) {
 			return
 		}
 		if err := s.sendMsg(sub, next, uncertainCount(next, sub.uncertain), true); err != nil && !errors.Is(err, stores.ErrNotFound) {
@@ -78,7 +77,6 @@ func (s *Server) sendGroup(g *queueGroup) {
 	ch := g.members[0].ch
 	st := ch.store.Msgs.State()
 	first, last := s.firstDeliverable(ch, st.First), min(st.Last, ch.synced)
-	var bc backlogCheck
 	for {
 		next := max(g.lastSent+1, first)
 		if next > last {
@@ -88,10 +86,7 @@ func (s *Server) sendGroup(g *queueGroup) {
 		if m == nil {
 			return // every member stalled or held back
 		}
-		if m != bc.sub {
-			bc = backlogCheck{sub: m}
-		}
-		if bc.due(s) && s.heldBack(m) {
+		if s.heldBack(m) {
 			continue // bestMember passes it over now
 		}
 		if err := s.sendMsg(m, next, uncertainCount(next, g.uncertain), true); err != nil && !errors.Is(err, stores.ErrNotFound) {
@@ -174,7 +169,7 @@ const sendClockUses = 64
 
 // sendTime is the time a send stamps (its ack-wait deadline, its lease check). Standalone,
 // the clock is read once per sendClockUses sends and again at every engine iteration
-// (resetSendClock): deadlines are seconds apart, and a reading costs ~80 ns on this VM, 7 %
+// (resetSendClock): deadlines are seconds apart, and a reading costs ~60 ns on this VM, 7 %
 // of the server's CPU in a replay. Replicated, every send reads it: the lease check must see
 // a pause (SIGSTOP) the moment the process resumes.
 func (s *Server) sendTime() time.Time {
@@ -245,32 +240,21 @@ const retrySendsAfter = 50 * time.Millisecond
 // (TestReplayOfLargeMessagesKeepsTheSubscriber).
 const (
 	heldRetry    = 5 * time.Millisecond // how soon held-back first deliveries are tried again
-	backlogBytes = 256 << 10            // bytes sent between two looks at a destination's backlog
+	backlogBytes = 256 << 10            // the engine's sends between two looks at one destination
 )
 
-// backlogCheck paces the looks at one subscription's destination within a run of sends:
-// before the first send of the run, then after every backlogBytes sent.
-type backlogCheck struct {
-	sub   *subState // the subscription it paces (sendGroup's member)
-	bytes uint64    // s.scratch.sentBytes at the last look
-	init  bool
-}
-
-// due reports whether to look at the destination before the next send.
-func (bc *backlogCheck) due(s *Server) bool {
-	if bc.init && s.scratch.sentBytes-bc.bytes < backlogBytes {
-		return false
-	}
-	bc.init, bc.bytes = true, s.scratch.sentBytes
-	return true
-}
-
 // heldBack reports whether sub's destination is backlogged; if so sub's first deliveries
-// wait, and processRetryHeld tries again heldRetry later.
+// wait, and processRetryHeld tries again heldRetry later. It looks (a subject match and a
+// lock in core) once per backlogBytes the engine sends, so no destination gets more than
+// that past its stall mark between two looks.
 func (s *Server) heldBack(sub *subState) bool {
 	if sub.held {
 		return true
 	}
+	if s.scratch.sentBytes < sub.lookAt {
+		return false
+	}
+	sub.lookAt = s.scratch.sentBytes + backlogBytes
 	if !s.bus.Backlogged(sub.inbox) {
 		return false
 	}
@@ -289,7 +273,7 @@ func (s *Server) processRetryHeld() {
 	subs := s.held
 	s.held = nil
 	for _, sub := range subs {
-		sub.held = false
+		sub.held, sub.lookAt = false, 0 // look again before its next send
 	}
 	if !s.leader {
 		return

@@ -35,7 +35,7 @@ type scratch struct {
 	clock     time.Time         // the time sends stamp standalone (sendTime)
 	clockUses int               // sends stamped with it so far; 0: read the clock again
 	stats     Stats             // counted since the last flushStats
-	sentBytes uint64            // MsgProto bytes sent, ever (backlogCheck)
+	sentBytes uint64            // MsgProto bytes sent, ever (heldBack paces its looks by them)
 }
 
 func (s *Server) sendPubAck(reply string, guid []byte, errText string) {

@@ -68,8 +68,9 @@ type subState struct {
 	expHead  int
 	timer    *time.Timer
 	timerAt  time.Time
-	ready    bool // response sent: delivery may start
-	held     bool // its destination is backlogged: first deliveries wait for opRetryHeld
+	ready    bool   // response sent: delivery may start
+	held     bool   // its destination is backlogged: first deliveries wait for opRetryHeld
+	lookAt   uint64 // look at its destination's backlog once the engine's sentBytes reach this
 }
 
 type pendingMsg struct {
