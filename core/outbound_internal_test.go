@@ -2,45 +2,34 @@ package core
 
 import (
 	"bufio"
-	"context"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 )
 
-// TestOutboundBuffersRecycledWhileBacklogged: a reader that falls more than maxSpareOut
-// behind an in-process producer (a streaming replay) keeps its large buffer for the next
-// turn while output is still queued behind it, and gives both buffers up at the keepalive
-// tick once idle.
-func TestOutboundBuffersRecycledWhileBacklogged(t *testing.T) {
-	s, err := New(Options{Host: "127.0.0.1", Port: -1, PingInterval: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = s.Shutdown(ctx)
-	})
+// rawSubscriber starts a server (max_pending maxPending, 0 for the default; no keepalive
+// during the test) with a raw socket client subscribed to "big" that reads only when told,
+// and returns the server, that socket's reader and the server's client for it.
+func rawSubscriber(tb testing.TB, maxPending int64) (*Server, *bufio.Reader, *client) {
+	tb.Helper()
+	s := startMesh(tb, 1, func(_ int, o *Options) { o.PingInterval, o.MaxPending = time.Hour, maxPending })[0]
 	raw, err := net.Dial("tcp", s.Addr().String())
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	defer raw.Close()
+	tb.Cleanup(func() { raw.Close() })
 	r := bufio.NewReaderSize(raw, 1<<16)
 	if _, err := r.ReadString('\n'); err != nil { // INFO
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	if _, err := io.WriteString(raw, "CONNECT {\"verbose\":false}\r\nSUB big 1\r\nPING\r\n"); err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	if l, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(l, "PONG") {
-		t.Fatalf("%q %v", l, err)
+		tb.Fatalf("%q %v", l, err)
 	}
 	var dst *client
 	s.mu.Lock()
@@ -50,49 +39,57 @@ func TestOutboundBuffersRecycledWhileBacklogged(t *testing.T) {
 		}
 	}
 	s.mu.Unlock()
+	return s, r, dst
+}
 
+// publishBig publishes n messages of len(payload) bytes to "big" and flushes.
+func publishBig(tb testing.TB, nc *Conn, n int, payload []byte) {
+	for range n {
+		if err := nc.Publish("big", "", nil, payload); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	nc.Flush()
+}
+
+// readBig reads n MSG frames of size bytes for "big".
+func readBig(tb testing.TB, r *bufio.Reader, n, size int) {
+	frame := len("MSG big 1 \r\n") + len(strconv.Itoa(size)) + size + 2
+	if _, err := io.CopyN(io.Discard, r, int64(n*frame)); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// outState reads dst's outbound state under its lock.
+func outState(dst *client) (pending int, flushing bool, bufCap, spareCap int) {
+	dst.mu.Lock()
+	defer dst.mu.Unlock()
+	return dst.out.pending(), dst.out.flushing, cap(dst.out.buf), cap(dst.out.spare)
+}
+
+// TestOutboundBuffersRecycledWhileBacklogged: a reader that falls more than maxSpareOut
+// behind an in-process producer (a streaming replay) keeps its large buffer for the next
+// turn while output is still queued behind it, and gives both buffers up at the keepalive
+// tick once idle.
+func TestOutboundBuffersRecycledWhileBacklogged(t *testing.T) {
+	s, r, dst := rawSubscriber(t, 0)
 	nc := mustConnect(t, s)
 	payload := make([]byte, 1024)
 	const burst = (maxSpareOut + 4<<20) / 1024 // one turn's buffer beyond maxSpareOut
-	for range burst {
-		if err := nc.Publish("big", "", nil, payload); err != nil {
-			t.Fatal(err)
-		}
-	}
-	nc.Flush()
+	publishBig(t, nc, burst, payload)
 	// The writer is now blocked on the unread socket: queue more behind it.
-	waitFor(t, 5*time.Second, func() bool {
-		dst.mu.Lock()
-		defer dst.mu.Unlock()
-		return dst.out.flushing
-	})
-	for range 1024 {
-		if err := nc.Publish("big", "", nil, payload); err != nil {
-			t.Fatal(err)
-		}
-	}
-	nc.Flush()
-	want := (burst + 1024) * (len("MSG big 1 1024\r\n") + 1024 + 2)
-	if _, err := io.CopyN(io.Discard, r, int64(want)); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 5*time.Second, func() bool {
-		dst.mu.Lock()
-		defer dst.mu.Unlock()
-		return dst.out.pending() == 0 && !dst.out.flushing
-	})
-	dst.mu.Lock()
-	kept := max(cap(dst.out.buf), cap(dst.out.spare))
-	dst.mu.Unlock()
-	if kept < burst*1024 {
-		t.Fatalf("largest buffer kept after the backlog: %d bytes, want the turn's %d", kept, burst*1024)
+	waitFor(t, 5*time.Second, func() bool { _, flushing, _, _ := outState(dst); return flushing })
+	publishBig(t, nc, 1024, payload)
+	readBig(t, r, burst+1024, len(payload))
+	waitFor(t, 5*time.Second, func() bool { p, f, _, _ := outState(dst); return p == 0 && !f })
+	if _, _, b, sp := outState(dst); max(b, sp) < burst*1024 {
+		t.Fatalf("largest buffer kept after the backlog: %d bytes, want the turn's %d", max(b, sp), burst*1024)
 	}
 
 	dst.processPingTimer() // idle now: the tick lets both go
 	waitFor(t, 5*time.Second, func() bool {
-		dst.mu.Lock()
-		defer dst.mu.Unlock()
-		return dst.out.pending() == 0 && !dst.out.flushing && cap(dst.out.buf) <= 4096 && cap(dst.out.spare) <= 4096
+		p, f, b, sp := outState(dst)
+		return p == 0 && !f && b <= 4096 && sp <= 4096
 	})
 }
 
@@ -100,96 +97,27 @@ func TestOutboundBuffersRecycledWhileBacklogged(t *testing.T) {
 // the turn a socket reader is receiving, as a streaming replay does. B/op is what the
 // outbound buffers allocate per turn.
 func BenchmarkBackloggedReader(b *testing.B) {
-	s, err := New(Options{Host: "127.0.0.1", Port: -1, PingInterval: time.Hour})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := s.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = s.Shutdown(ctx)
-	}()
-	raw, err := net.Dial("tcp", s.Addr().String())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer raw.Close()
-	r := bufio.NewReaderSize(raw, 1<<16)
-	if _, err := r.ReadString('\n'); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := io.WriteString(raw, "CONNECT {\"verbose\":false}\r\nSUB big 1\r\nPING\r\n"); err != nil {
-		b.Fatal(err)
-	}
-	if l, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(l, "PONG") {
-		b.Fatalf("%q %v", l, err)
-	}
-	nc, err := s.Connect("bench")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer nc.Close()
+	s, r, _ := rawSubscriber(b, 0)
+	nc := mustConnect(b, s)
 	payload := make([]byte, 1024)
-	const perTurn = 12 << 10 // messages of 1 KiB: 12 MiB a turn
-	frame := int64(len("MSG big 1 1024\r\n") + 1024 + 2)
-	turn := func() {
-		for range perTurn {
-			if err := nc.Publish("big", "", nil, payload); err != nil {
-				b.Fatal(err)
-			}
-		}
-		nc.Flush()
-	}
-	turn() // one turn always queued ahead of the reader
+	const perTurn = 12 << 10            // messages of 1 KiB: 12 MiB a turn
+	publishBig(b, nc, perTurn, payload) // one turn always queued ahead of the reader
 	b.SetBytes(perTurn * 1024)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {
-		turn()
-		if _, err := io.CopyN(io.Discard, r, perTurn*frame); err != nil {
-			b.Fatal(err)
-		}
+		publishBig(b, nc, perTurn, payload)
+		readBig(b, r, perTurn, len(payload))
 	}
 	b.StopTimer()
-	if _, err := io.CopyN(io.Discard, r, perTurn*frame); err != nil {
-		b.Fatal(err)
-	}
+	readBig(b, r, perTurn, len(payload))
 }
 
 // TestBackloggedAtStallMark: Conn.Backlogged turns true once a socket subscriber's pending
 // output passes its stall mark — well before max_pending, where the subscriber would be cut
 // off — and false again once it has read its backlog.
 func TestBackloggedAtStallMark(t *testing.T) {
-	s, err := New(Options{Host: "127.0.0.1", Port: -1, PingInterval: time.Hour, MaxPending: 4 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = s.Shutdown(ctx)
-	})
-	raw, err := net.Dial("tcp", s.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
-	r := bufio.NewReaderSize(raw, 1<<16)
-	if _, err := r.ReadString('\n'); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.WriteString(raw, "CONNECT {\"verbose\":false}\r\nSUB big 1\r\nPING\r\n"); err != nil {
-		t.Fatal(err)
-	}
-	if l, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(l, "PONG") {
-		t.Fatalf("%q %v", l, err)
-	}
+	s, r, dst := rawSubscriber(t, 4<<20)
 	nc := mustConnect(t, s)
 	if nc.Backlogged("big") || nc.Backlogged("nobody") {
 		t.Fatal("backlogged before anything was sent")
@@ -200,30 +128,16 @@ func TestBackloggedAtStallMark(t *testing.T) {
 		if sent == 1000 {
 			t.Fatal("never backlogged")
 		}
-		if err := nc.Publish("big", "", nil, payload); err != nil {
-			t.Fatal(err)
-		}
-		nc.Flush()
+		publishBig(t, nc, 1, payload)
 		sent++
 		time.Sleep(time.Millisecond) // let the writer hand what it can to the socket
 	}
 	if nc.Backlogged("nobody") {
 		t.Fatal("a subject nobody subscribes to is backlogged")
 	}
-	var dst *client
-	s.mu.Lock()
-	for _, c := range s.clients {
-		if c.kind == kindClient {
-			dst = c
-		}
-	}
-	s.mu.Unlock()
 	if dst.isClosed() {
 		t.Fatal("the subscriber was cut off before its destination reported a backlog")
 	}
-	frame := int64(len("MSG big 1 65536\r\n") + 64<<10 + 2)
-	if _, err := io.CopyN(io.Discard, r, int64(sent)*frame); err != nil {
-		t.Fatal(err)
-	}
+	readBig(t, r, sent, len(payload))
 	waitFor(t, 5*time.Second, func() bool { return !nc.Backlogged("big") })
 }

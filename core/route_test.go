@@ -16,7 +16,7 @@ import (
 
 // startMesh starts n servers: the first alone, each other one with the first as its only
 // seed, and waits until every server has a route to every other.
-func startMesh(t *testing.T, n int, tweak func(i int, o *Options)) []*Server {
+func startMesh(t testing.TB, n int, tweak func(i int, o *Options)) []*Server {
 	t.Helper()
 	var srvs []*Server
 	var seed *url.URL
@@ -57,7 +57,7 @@ func startMesh(t *testing.T, n int, tweak func(i int, o *Options)) []*Server {
 	return srvs
 }
 
-func waitFor(t *testing.T, d time.Duration, ok func() bool) {
+func waitFor(t testing.TB, d time.Duration, ok func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !ok() {
@@ -78,7 +78,7 @@ func interest(s *Server, subj string) int {
 	return n
 }
 
-func mustConnect(t *testing.T, s *Server) *Conn {
+func mustConnect(t testing.TB, s *Server) *Conn {
 	t.Helper()
 	c, err := s.Connect("test")
 	if err != nil {
