@@ -154,7 +154,7 @@ func (c *client) flushOut() (closed bool) {
 			// A large buffer is kept only while more output is already queued: a
 			// backlogged reader (a streaming replay fills tens of MiB ahead of it) then
 			// swaps two buffers instead of growing a fresh one from empty every turn,
-			// which cost the server a quarter of its CPU; an idle one lets it go.
+			// which cost over a third of a replay's CPU; an idle one lets it go.
 			c.out.spare = b[:0]
 		}
 		if err != nil {
