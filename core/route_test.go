@@ -359,7 +359,10 @@ func TestRouteLameDuckKeepsPeerURLs(t *testing.T) {
 	}
 
 	seed := &url.URL{Scheme: "nats-route", Host: srvs[1].ClusterAddr().String()}
-	late, err := New(Options{Host: "127.0.0.1", Port: -1, ServerName: "s3",
+	// Not a port the kernel may hand out again: the lame duck closed its client listener and
+	// s2 is gone, and a late server on either's port would advertise that very URL (a CI flake).
+	port := freePortExcept(t, ldm.urls[0], srvs[2].urls[0])
+	late, err := New(Options{Host: "127.0.0.1", Port: port, ServerName: "s3",
 		Cluster: &ClusterOptions{Host: "127.0.0.1", Port: -1, Name: "mesh", Routes: []*url.URL{seed}}})
 	if err != nil {
 		t.Fatal(err)
@@ -372,6 +375,24 @@ func TestRouteLameDuckKeepsPeerURLs(t *testing.T) {
 	if got := urls(); len(got) != 3 || slices.Contains(got, ldm.urls[0]) {
 		t.Fatalf("lame duck connect_urls %v, want s1, s2 (gone) and s3", got)
 	}
+}
+
+// freePortExcept returns a free local TCP port whose 127.0.0.1 URL is none of taken.
+func freePortExcept(t testing.TB, taken ...string) int {
+	t.Helper()
+	for range 100 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		if !slices.Contains(taken, fmt.Sprintf("127.0.0.1:%d", port)) {
+			return port
+		}
+	}
+	t.Fatal("no free port")
+	return 0
 }
 
 // The audit's cross-route forgery: a subject with CR LF published in-process on s0 would
