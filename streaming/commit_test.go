@@ -106,9 +106,12 @@ func newPipelinedEngine(t testing.TB, gate chan error) (*Server, *recBus, ackKey
 	return s, bus, ackID
 }
 
-func publish(s *Server, i int) {
+func publish(s *Server, i int) { publishData(s, i, []byte("x")) }
+
+// publishData is publish with a payload of the caller's.
+func publishData(s *Server, i int, data []byte) {
 	s.step(op{kind: opPublish, reply: fmt.Sprintf("ack.%d", i),
-		data: marshal(&stanpb.PubMsg{ClientID: "c1", Guid: fmt.Sprint("g", i), Subject: "foo", Data: []byte("x"), ConnID: []byte("conn")})})
+		data: marshal(&stanpb.PubMsg{ClientID: "c1", Guid: fmt.Sprint("g", i), Subject: "foo", Data: data, ConnID: []byte("conn")})})
 }
 
 // While a batch's fsync runs, the engine goes on (appends the next batch, processes

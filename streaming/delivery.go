@@ -127,7 +127,7 @@ func (s *Server) bestMember(g *queueGroup) *subState {
 // when the message cannot be read: stores.ErrNotFound when it is gone (limits removed it),
 // anything else when the store failed (then nothing changed: the caller tries again later).
 func (s *Server) sendMsg(sub *subState, seq uint64, count uint32, first bool) error {
-	now := s.sendTime()
+	now := s.scratch.sendTime(s.replicated)
 	if !s.leaseHeld(now) {
 		return errNoLease
 	}
@@ -163,32 +163,6 @@ func (s *Server) sendMsg(sub *subState, seq uint64, count uint32, first bool) er
 	}
 	return nil
 }
-
-// sendClockUses is how many sends share one reading of the clock, standalone.
-const sendClockUses = 64
-
-// sendTime is the time a send stamps (its ack-wait deadline, its lease check). Standalone,
-// the clock is read once per sendClockUses sends and again at every engine iteration
-// (resetSendClock): deadlines are seconds apart, and a reading costs ~60 ns on this VM, 7 %
-// of the server's CPU in a replay. Replicated, every send reads it: the lease check must see
-// a pause (SIGSTOP) the moment the process resumes.
-func (s *Server) sendTime() time.Time {
-	if s.replicated {
-		return time.Now()
-	}
-	sc := &s.scratch
-	if sc.clockUses == 0 {
-		sc.clock = time.Now()
-	}
-	if sc.clockUses++; sc.clockUses == sendClockUses {
-		sc.clockUses = 0
-	}
-	return sc.clock
-}
-
-// resetSendClock makes the next send read the clock: at every engine iteration, so that no
-// stamp is older than the iteration that sends.
-func (s *Server) resetSendClock() { s.scratch.clockUses = 0 }
 
 // errNoLease: this replica could not confirm that it still leads, so it sends nothing.
 var errNoLease = errors.New("streaming: leadership not confirmed")

@@ -132,7 +132,7 @@ func (s *Server) run() {
 			return
 		}
 		s.leaseAsked = false // asked again in this iteration if it sends (leaseHeld)
-		s.resetSendClock()
+		s.scratch.resetSendClock()
 		s.completeCommits()
 		batch = s.q.Pop(batch[:0])
 		s.maxPayload = s.bus.MaxPayload()
@@ -164,7 +164,7 @@ func (s *Server) endBatch() {
 		s.flushSentAcks()
 	}
 	s.commitMeta()
-	s.resetSendClock()
+	s.scratch.resetSendClock()
 	s.flushStats()
 }
 

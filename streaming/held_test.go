@@ -1,7 +1,6 @@
 package streaming
 
 import (
-	"fmt"
 	"testing"
 	"time"
 
@@ -16,8 +15,7 @@ func TestBackloggedDestinationHoldsDeliveries(t *testing.T) {
 	bus.backlog = map[string]bool{"in": true}
 	data := make([]byte, 16<<10)
 	for i := 1; i <= 50; i++ {
-		s.step(op{kind: opPublish, reply: fmt.Sprintf("ack.%d", i),
-			data: marshal(&stanpb.PubMsg{ClientID: "c1", Guid: fmt.Sprint("g", i), Subject: "foo", Data: data, ConnID: []byte("conn")})})
+		publishData(s, i, data)
 	}
 	s.waitCommits(0)
 	if n, most := bus.count("in")-1, backlogBytes/len(data)+1; n > most {
