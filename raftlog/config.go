@@ -24,8 +24,9 @@ type Config struct {
 	// in Dir/Group yet) and ignored afterwards. NodeID is added if missing; the order does not
 	// matter. Empty: a group of this node alone.
 	Peers []string
-	// Dir holds the group's raft state: Dir/Group/raft.db (the log and stable store) and
-	// Dir/Group/snapshots. Required.
+	// Dir holds the group's raft state: Dir/Group/log (the segment log), Dir/Group/raft.db
+	// (the stable store: term and vote; and the log, LogStoreBolt) and Dir/Group/snapshots.
+	// Required.
 	Dir string
 
 	// Transport carries raft's RPCs: NewTCPTransport's (its own listener, never the client
@@ -56,6 +57,11 @@ type Config struct {
 	// writes, and the same bytes as several entries in one commit about twice (DESIGN.md,
 	// "Entry size"). Default 32 KiB.
 	MaxEntryBytes int
+
+	// LogStore is where entries are kept: LogStoreSegments (""), our segment log with one
+	// fdatasync per commit, or LogStoreBolt, raft-boltdb's log in raft.db with two. A node
+	// whose log an earlier version kept in raft.db keeps it there either way.
+	LogStore string
 
 	// NoSync skips fsync on the log and stable store: faster, and unsafe — a crash of a
 	// majority can lose entries that were acknowledged. The default syncs.
@@ -129,6 +135,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MaxEntryBytes == 0 {
 		c.MaxEntryBytes = 32 << 10
+	}
+	if c.LogStore == "" {
+		c.LogStore = LogStoreSegments
+	}
+	if c.LogStore != LogStoreSegments && c.LogStore != LogStoreBolt {
+		errs = append(errs, fmt.Errorf("LogStore %q is neither %q nor %q", c.LogStore, LogStoreSegments, LogStoreBolt))
 	}
 	if c.SnapshotRetain < 1 || c.LogCacheSize < 1 || c.MaxEntryBytes < 1 {
 		errs = append(errs, fmt.Errorf("SnapshotRetain %d, LogCacheSize %d and MaxEntryBytes %d must be positive", c.SnapshotRetain, c.LogCacheSize, c.MaxEntryBytes))

@@ -18,7 +18,8 @@
 //   - Local, standalone: Propose applies Command.Value in the proposer's goroutine under a
 //     mutex and returns a resolved Future. No encoding, no goroutine hop, no allocation — the
 //     seam costs nothing.
-//   - Node, clustered (hashicorp/raft with raft-boltdb/v2): a proposal is one raft entry
+//   - Node, clustered (hashicorp/raft; its log in segment files of ours, package seglog, and
+//     its term and vote in raft-boltdb/v2): a proposal is one raft entry
 //     (several past Config.MaxEntryBytes) holding its commands' Data; once a majority has it every replica Decodes and Applies
 //     it, in batches, and the leader's Future resolves then, several entries being in flight
 //     at once. The raft log is the write-ahead log: the store may sync lazily, and must be

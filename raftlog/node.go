@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -31,7 +32,8 @@ type Node struct {
 	cfg          Config
 	log          *slog.Logger
 	raft         *raft.Raft
-	store        *raftboltdb.BoltStore
+	store        *raftboltdb.BoltStore // the stable store (and the log, LogStoreBolt)
+	logCloser    io.Closer             // the segment log, nil for bolt's
 	fsm          *fsm
 	reaper       *reaper
 	leader       *leadershipChan
@@ -137,10 +139,19 @@ func NewNode(cfg Config, sm StateMachine) (_ *Node, err error) {
 			_ = store.Close()
 		}
 	}()
-	if err = checkEntries(dbPath, store); err != nil {
+	logStore, logCloser, logPath, err := openLog(&c, dir, store, logger)
+	if err != nil {
 		return nil, err
 	}
-	logs, err := raft.NewLogCache(c.LogCacheSize, store)
+	defer func() {
+		if err != nil && logCloser != nil {
+			_ = logCloser.Close()
+		}
+	}()
+	if err = checkEntries(logPath, logStore); err != nil {
+		return nil, err
+	}
+	logs, err := raft.NewLogCache(c.LogCacheSize, logStore)
 	if err != nil {
 		return nil, fmt.Errorf("raftlog: %w", err)
 	}
@@ -150,7 +161,7 @@ func NewNode(cfg Config, sm StateMachine) (_ *Node, err error) {
 	}
 
 	n := &Node{
-		cfg: c, log: logger, store: store, leader: newLeadershipChan(),
+		cfg: c, log: logger, store: store, logCloser: logCloser, leader: newLeadershipChan(),
 		resolved: make(chan struct{}), notify: make(chan bool, 16), haltCh: make(chan struct{}),
 		watchStop: make(chan struct{}), watchDone: make(chan struct{}),
 	}
@@ -523,6 +534,11 @@ func (n *Node) Close() error {
 		close(n.watchStop)
 		<-n.watchDone
 		n.leader.set(false)
+		if n.logCloser != nil {
+			if err := n.logCloser.Close(); err != nil {
+				n.closeErr = fmt.Errorf("raftlog: closing the raft log: %w", err)
+			}
+		}
 		if err := n.store.Close(); err != nil {
 			n.closeErr = fmt.Errorf("raftlog: closing the raft store: %w", err)
 		}

@@ -557,82 +557,124 @@ func TestNodeContext(t *testing.T) {
 	}
 }
 
-// TestNodeRefusesADamagedLog: a follower whose raft log was damaged in the middle (pages
-// overwritten) does not start — so it cannot vote — and says which file and how to repair;
-// once the file is moved aside it rejoins and catches up.
-func TestNodeRefusesADamagedLog(t *testing.T) {
-	c := raftlogtest.Start(t, raftlogtest.Options{})
-	c.Leader(wait)
-	var last uint64
-	for i := range 20 {
-		last = c.Propose(wait, puts(fmt.Sprint("a", i), 3)...)
+// damageTarget is where a test damages a stopped member's raft log: the segment log's
+// newest segment file (the directory is what the refusal names and what is moved aside),
+// or raft.db when the log is bolt's.
+func damageTarget(t *testing.T, m *raftlogtest.Member, store string) (file, aside string) {
+	t.Helper()
+	if store == raftlog.LogStoreBolt {
+		p := filepath.Join(m.Dir, "g0", "raft.db")
+		return p, p
 	}
-	c.WaitConverged(wait, last)
-	follower := c.Others(c.Leader(wait))[0]
-	c.Stop(follower)
-
-	path := filepath.Join(follower.Dir, "g0", "raft.db")
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
+	dir := filepath.Join(m.Dir, "g0", "log")
+	segs, err := filepath.Glob(filepath.Join(dir, "*.seg"))
+	if err != nil || len(segs) == 0 {
+		t.Fatalf("no segment in %s: %v", dir, err)
 	}
-	st, _ := f.Stat()
-	junk := bytes.Repeat([]byte{0xA5}, int(st.Size())-2*4096)
-	if _, err := f.WriteAt(junk, 2*4096); err != nil { // every page but the two meta pages
-		t.Fatal(err)
-	}
-	f.Close()
-
-	cfg := c.Config(follower)
-	_, cfg.Transport = raft.NewInmemTransport(raft.ServerAddress(follower.ID))
-	_, err = raftlog.NewNode(cfg, &raftlogtest.SM{})
-	if err == nil || !strings.Contains(err.Error(), path+" is damaged") || !strings.Contains(err.Error(), "move "+path+" aside") {
-		t.Fatalf("NewNode on a damaged log: %v", err)
-	}
-
-	if err := os.Rename(path, path+".damaged"); err != nil {
-		t.Fatal(err)
-	}
-	c.Start(follower)
-	last = c.Propose(wait, raftlogtest.Put("after the repair"))
-	c.WaitConverged(wait, last)
+	return segs[len(segs)-1], dir
 }
 
-// TestNodeRefusesAFlippedBit: a bit flipped at rest inside a logged command (bolt checks
-// nothing in its values) is found by the entry checksum when the node starts: it refuses to
-// start rather than vote with, lead with or send the damaged entry; moved aside, it rejoins.
-func TestNodeRefusesAFlippedBit(t *testing.T) {
-	c := raftlogtest.Start(t, raftlogtest.Options{})
-	c.Leader(wait)
-	last := c.Propose(wait, raftlogtest.Put("payload-to-damage-0123456789"))
-	c.WaitConverged(wait, last)
-	follower := c.Others(c.Leader(wait))[0]
-	c.Stop(follower)
+func withLogStore(store string) raftlogtest.Options {
+	return raftlogtest.Options{Config: func(_ int, c *raftlog.Config) { c.LogStore = store }}
+}
 
-	path := filepath.Join(follower.Dir, "g0", "raft.db")
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
+// TestNodeRefusesADamagedLog: a follower whose raft log was damaged in the middle (pages
+// overwritten, records overwritten) does not start — so it cannot vote — and says which
+// file and how to repair; once the log is moved aside it rejoins and catches up.
+func TestNodeRefusesADamagedLog(t *testing.T) {
+	for _, store := range []string{raftlog.LogStoreSegments, raftlog.LogStoreBolt} {
+		t.Run(store, func(t *testing.T) {
+			c := raftlogtest.Start(t, withLogStore(store))
+			c.Leader(wait)
+			var last uint64
+			for i := range 20 {
+				last = c.Propose(wait, puts(fmt.Sprint("a", i), 3)...)
+			}
+			c.WaitConverged(wait, last)
+			follower := c.Others(c.Leader(wait))[0]
+			c.Stop(follower)
+
+			path, aside := damageTarget(t, follower, store)
+			f, err := os.OpenFile(path, os.O_RDWR, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			from, size := int64(2*4096), int64(0) // bolt: every page but the two meta pages
+			if store == raftlog.LogStoreSegments {
+				b, _ := os.ReadFile(path)
+				from, size = 200, int64(len(bytes.TrimRight(b, "\x00")))/2 // the first half of the records
+			} else {
+				st, _ := f.Stat()
+				size = st.Size() - from
+			}
+			if _, err := f.WriteAt(bytes.Repeat([]byte{0xA5}, int(size)), from); err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+
+			cfg := c.Config(follower)
+			_, cfg.Transport = raft.NewInmemTransport(raft.ServerAddress(follower.ID))
+			_, err = raftlog.NewNode(cfg, &raftlogtest.SM{})
+			if err == nil || !strings.Contains(err.Error(), aside+" is damaged") || !strings.Contains(err.Error(), "move "+aside+" aside") {
+				t.Fatalf("NewNode on a damaged log: %v", err)
+			}
+
+			if err := os.Rename(aside, aside+".damaged"); err != nil {
+				t.Fatal(err)
+			}
+			c.Start(follower)
+			last = c.Propose(wait, raftlogtest.Put("after the repair"))
+			c.WaitConverged(wait, last)
+		})
 	}
-	at := bytes.Index(b, []byte("payload-to-damage"))
-	if at < 0 {
-		t.Fatal("the payload is not in the file")
+}
+
+// TestNodeRefusesAFlippedBit: a bit flipped at rest inside a logged command is found when
+// the node starts — by the segment's record checksum, or (bolt checks nothing in its values)
+// by the entry checksum: it refuses to start rather than vote with, lead with or send the
+// damaged entry; moved aside, it rejoins.
+func TestNodeRefusesAFlippedBit(t *testing.T) {
+	for _, store := range []string{raftlog.LogStoreSegments, raftlog.LogStoreBolt} {
+		t.Run(store, func(t *testing.T) {
+			c := raftlogtest.Start(t, withLogStore(store))
+			c.Leader(wait)
+			c.Propose(wait, raftlogtest.Put("payload-to-damage-0123456789"))
+			// Later writes: damage in the last write is a torn tail, cut and caught up.
+			last := c.Propose(wait, raftlogtest.Put("later"))
+			c.WaitConverged(wait, last)
+			follower := c.Others(c.Leader(wait))[0]
+			c.Stop(follower)
+
+			path, aside := damageTarget(t, follower, store)
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Every copy: bolt's copy-on-write leaves stale ones in free pages.
+			n := 0
+			for at := bytes.Index(b, []byte("payload-to-damage")); at >= 0; at = bytes.Index(b, []byte("payload-to-damage")) {
+				b[at+3] ^= 0x04
+				n++
+			}
+			if n == 0 {
+				t.Fatal("the payload is not in the file")
+			}
+			if err := os.WriteFile(path, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cfg := c.Config(follower)
+			_, cfg.Transport = raft.NewInmemTransport(raft.ServerAddress(follower.ID))
+			_, err = raftlog.NewNode(cfg, &raftlogtest.SM{})
+			if err == nil || !strings.Contains(err.Error(), aside+" is damaged") || !strings.Contains(err.Error(), "checksum") {
+				t.Fatalf("NewNode on a log with a flipped bit: %v", err)
+			}
+			if err := os.Rename(aside, aside+".damaged"); err != nil {
+				t.Fatal(err)
+			}
+			c.Start(follower)
+			c.WaitConverged(wait, c.Propose(wait, raftlogtest.Put("after the repair")))
+		})
 	}
-	b[at+3] ^= 0x04
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg := c.Config(follower)
-	_, cfg.Transport = raft.NewInmemTransport(raft.ServerAddress(follower.ID))
-	_, err = raftlog.NewNode(cfg, &raftlogtest.SM{})
-	if err == nil || !strings.Contains(err.Error(), path+" is damaged: entry") || !strings.Contains(err.Error(), "checksum") {
-		t.Fatalf("NewNode on a log with a flipped bit: %v", err)
-	}
-	if err := os.Rename(path, path+".damaged"); err != nil {
-		t.Fatal(err)
-	}
-	c.Start(follower)
-	c.WaitConverged(wait, c.Propose(wait, raftlogtest.Put("after the repair")))
 }
 
 // TestNodeElectionNudge: after the leader falls silent, each follower gives it up about one

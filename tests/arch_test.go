@@ -34,7 +34,8 @@ var allowed = map[string][]string{
 	"stores/boltstore":    {"stores", "stores/seqset", "stores/chunked", "proto/storepb", "boltcheck"},
 	"stores/storetest":    {"stores", "stores/seqset", "proto/storepb"},
 	"stores/nssimport":    {"stores"}, // reads nss files, writes through the stores contract
-	"raftlog":             {"boltcheck"},
+	"raftlog":             {"boltcheck", "raftlog/seglog"},
+	"raftlog/seglog":      {},
 	"raftlog/raftlogtest": {"raftlog"},
 	"streaming": {"core", "core/subject", "core/ipq", "stores", "stores/seqset", "raftlog",
 		"proto/stanpb", "proto/raftpb"},

@@ -27,9 +27,11 @@ import (
 // (the default configuration: the raft log fsynced at every commit, the channel stores
 // synced at snapshots). A power cut freezes a node's disk, stops it, cuts every store file
 // back to its last fsync with the unsynced rest torn, and starts it again on the same
-// directories and ports. Not modelled: raft.db, which bbolt writes and fsyncs itself
-// (crashtest sees only the filestore's files) — it is kept as the process left it, so
-// these tests check that the stores' lost tails come back from the raft log, not bbolt.
+// directories and ports. Not modelled: the raft log (raftlog/seglog's segments, and raft.db
+// for the term and vote), which writes and fsyncs its own files (crashtest sees only the
+// filestore's) — it is kept as the process left it, so these tests check that the stores'
+// lost tails come back from the raft log; the log's own torn tails are raftlog/seglog's
+// tests (TestTornTailCut) and TestStanClusterCorruptTornLog's.
 
 // powerNode is one in-process node.
 type powerNode struct {

@@ -16,7 +16,7 @@ import (
 	"github.com/nats-io/stan.go"
 )
 
-// §4.9: damage on a follower's disk — a torn tail of raft.db, a flipped bit in a logged
+// §4.9: damage on a follower's disk — a torn tail of the raft log, a flipped bit in a logged
 // message, a damaged snapshot. The node must log a clear problem and never serve wrong
 // data: refusing to start is acceptable when its message names the damaged file; if it
 // runs, the cluster must converge with every message intact.
@@ -123,27 +123,41 @@ func lastLines(s string, n int) string {
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
-// TestStanClusterCorruptTornLog: raft.db loses a quarter, then half of its bytes (a torn
-// tail; bolt writes pages in place and grows the file ahead, so the cuts go well into the
-// pages in use).
+// raftLogFiles are a node's raft log files (its segments, oldest first) and the path its
+// refusal names (the log's directory).
+func raftLogFiles(t *testing.T, n *node) ([]string, string) {
+	t.Helper()
+	dir := filepath.Join(n.raftGroupDir(), "log")
+	segs, err := filepath.Glob(filepath.Join(dir, "*.seg"))
+	must(t, err)
+	if len(segs) == 0 {
+		t.Fatalf("no raft log segment in %s", dir)
+	}
+	return segs, dir
+}
+
+// TestStanClusterCorruptTornLog: the raft log's newest segment loses a quarter, then half of
+// its records (a torn tail, cut at open; the node catches up).
 func TestStanClusterCorruptTornLog(t *testing.T) {
 	for _, keep := range []int64{3, 2} {
 		t.Run(fmt.Sprintf("keep_%d_of_4", keep), func(t *testing.T) {
 			corruptCase(t, nil, func(t *testing.T, c *stanCluster, f *node) string {
-				p := filepath.Join(f.raftGroupDir(), "raft.db")
-				st, err := os.Stat(p)
+				segs, _ := raftLogFiles(t, f)
+				p := segs[len(segs)-1]
+				b, err := os.ReadFile(p)
 				must(t, err)
-				size := st.Size() * keep / 4
+				used := int64(len(bytes.TrimRight(b, "\x00")))
+				size := used * keep / 4
 				must(t, os.Truncate(p, size))
-				t.Logf("raft.db cut from %d to %d bytes", st.Size(), size)
-				return "raft.db"
+				t.Logf("%s cut from %d bytes of records to %d", filepath.Base(p), used, size)
+				return "the raft log"
 			})
 		})
 	}
 }
 
 // TestStanClusterCorruptFlippedBit: a bit flipped in a message's payload inside a
-// follower's raft.db, a follower that would later lead and replicate its log to a node
+// follower's raft log, a follower that would later lead and replicate its log to a node
 // that lacks the entry: it must detect the damage (raftlog's entry checksums: it stops
 // applying, says so, and /healthz too) — or at least the message must never come back
 // changed. The intact nodes then serve every message as published.
@@ -175,22 +189,26 @@ func TestStanClusterCorruptFlippedBit(t *testing.T) {
 		return nil
 	})
 	a.terminate()
-	p := filepath.Join(a.raftGroupDir(), "raft.db")
-	db, err := os.ReadFile(p)
-	must(t, err)
+	segs, logDir := raftLogFiles(t, a)
 	target := []byte("c-00050")
-	n := bytes.Count(db, target)
-	if n == 0 {
-		t.Fatalf("%s not found in %s: entries are not stored as written", target, p)
+	n := 0
+	for _, p := range segs {
+		b, err := os.ReadFile(p)
+		must(t, err)
+		if k := bytes.Count(b, target); k > 0 {
+			n += k
+			must(t, os.WriteFile(p, bytes.ReplaceAll(b, target, []byte("c-00051")), 0o600)) // 0x30 -> 0x31: one bit
+		}
 	}
-	db = bytes.ReplaceAll(db, target, []byte("c-00051")) // 0x30 -> 0x31: one bit
-	must(t, os.WriteFile(p, db, 0o600))
-	t.Logf("flipped a bit in %d copies of %s in %s's raft.db", n, target, a.name)
+	if n == 0 {
+		t.Fatalf("%s not found in %s: entries are not stored as written", target, logDir)
+	}
+	t.Logf("flipped a bit in %d copies of %s in %s's raft log", n, target, a.name)
 	lead.kill() // a, with the longer log, must lead b
 	out, up := a.tryRestart()
 	if !up {
-		if !strings.Contains(out, "raft.db") {
-			t.Fatalf("%s refused to start without naming raft.db:\n%s", a.name, tail(out, 3000))
+		if !strings.Contains(out, logDir) {
+			t.Fatalf("%s refused to start without naming %s:\n%s", a.name, logDir, tail(out, 3000))
 		}
 		t.Logf("%s refuses to start: %s", a.name, lastLines(out, 2))
 		return
@@ -241,7 +259,7 @@ func TestStanClusterCorruptFlippedBit(t *testing.T) {
 			l.terminate()
 			l.restart()
 		}
-		knownBug(t, "a bit flipped in a raft.db entry is replicated as is: no checksum guards a log entry, so a "+
+		knownBug(t, "a bit flipped in a raft log entry is replicated as is: no checksum guards a log entry, so a "+
 			"node that catches up from the damaged log stores the changed message (§3: damage mid-log must "+
 			"make the node refuse to vote until repaired): "+err.Error())
 	}
