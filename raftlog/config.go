@@ -52,10 +52,11 @@ type Config struct {
 	LogCacheSize       int           // most recent entries kept in memory; default 512
 	// MaxEntryBytes bounds an entry: a batch larger than this is proposed as several
 	// contiguous entries, split between commands (a command larger than this is an entry of
-	// its own). raft-boltdb rewrites the values of the log's last leaf, up to four entries,
-	// on every commit, so one large entry per commit costs bolt four to five times its size in
-	// writes, and the same bytes as several entries in one commit about twice (DESIGN.md,
-	// "Entry size"). Default 32 KiB.
+	// its own). Chosen for raft-boltdb (LogStoreBolt), which rewrites the values of the log's
+	// last leaf, up to four entries, on every commit: one large entry per commit costs bolt
+	// four to five times its size in writes, the same bytes as several entries about twice
+	// (DESIGN.md, "Entry size"); the segment log writes an entry once, whatever its size.
+	// Default 32 KiB.
 	MaxEntryBytes int
 
 	// LogStore is where entries are kept: LogStoreSegments (""), our segment log with one

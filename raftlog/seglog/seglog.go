@@ -21,6 +21,9 @@ import (
 // DefaultSegmentSize is where a segment is sealed and the next one begins.
 const DefaultSegmentSize = 64 << 20
 
+// writeChunk is the most StoreLogs buffers before it writes.
+const writeChunk = 1 << 20
+
 // Options configures Open.
 type Options struct {
 	SegmentSize int64        // default DefaultSegmentSize
@@ -298,20 +301,33 @@ func (s *Store) StoreLogs(logs []*raft.Log) error {
 		s.mu.Unlock()
 		tail = seg
 	}
-	b := s.buf[:0]
-	offs := make([]int64, len(logs))
-	for i, l := range logs {
-		offs[i] = tail.end + int64(len(b))
-		b = appendRecord(b, &tail.nonce, tail.end, l)
+	size := int64(0)
+	for _, l := range logs {
+		size += recordSize(l)
 	}
-	if cap(b) <= 4<<20 {
-		s.buf = b
-	}
-	end := tail.end + int64(len(b))
+	end := tail.end + size
 	if err := tail.grow(end); err != nil {
 		return err // nothing written: a full disk is refused cleanly
 	}
-	_, err := tail.f.WriteAt(b, tail.end)
+	// Written in pieces of at most writeChunk through one reused buffer, so that a batch
+	// of large entries (raft sends up to MaxAppendEntries at once) takes no buffer of its
+	// size; one fdatasync covers them all.
+	offs := make([]int64, len(logs))
+	b, at, err := s.buf[:0], tail.end, error(nil)
+	for i, l := range logs {
+		offs[i] = at + int64(len(b))
+		b = appendRecord(b, &tail.nonce, tail.end, l)
+		if len(b) >= writeChunk || i == len(logs)-1 {
+			if _, err = tail.f.WriteAt(b, at); err != nil {
+				break
+			}
+			at += int64(len(b))
+			b = b[:0]
+		}
+	}
+	if cap(b) <= 2*writeChunk {
+		s.buf = b[:0]
+	}
 	if err == nil && !s.opts.NoSync {
 		err = fdatasync(tail.f)
 	}

@@ -103,6 +103,37 @@ func TestStoreGetReopen(t *testing.T) {
 	check(t, s, 1, 1100, term1)
 }
 
+func TestRecordSize(t *testing.T) {
+	var nonce [8]byte
+	for _, n := range []int{0, 1, 127, 128, 300, 20000} {
+		e := &raft.Log{Index: 1, Term: 1, Data: make([]byte, n), Extensions: make([]byte, n)}
+		if got, want := recordSize(e), int64(len(appendRecord(nil, &nonce, 0, e))); got != want {
+			t.Fatalf("recordSize with %d bytes: %d, want %d", n, got, want)
+		}
+	}
+}
+
+// A batch larger than the write buffer is written in pieces, read back whole.
+func TestLargeBatch(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, 0)
+	var b []*raft.Log
+	for i := uint64(1); i <= 40; i++ {
+		b = append(b, &raft.Log{Index: i, Term: 1, Type: raft.LogCommand, Data: bytes.Repeat([]byte{byte(i)}, 100<<10)})
+	}
+	if err := s.StoreLogs(b); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.Close()
+	s = open(t, dir, 0)
+	for _, want := range b {
+		var got raft.Log
+		if err := s.GetLog(want.Index, &got); err != nil || !bytes.Equal(got.Data, want.Data) {
+			t.Fatalf("entry %d: %v", want.Index, err)
+		}
+	}
+}
+
 func TestNotContiguous(t *testing.T) {
 	s := open(t, t.TempDir(), 0)
 	if err := s.StoreLogs([]*raft.Log{entry(1, 1), entry(3, 1)}); err == nil {

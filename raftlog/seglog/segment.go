@@ -120,6 +120,16 @@ func (s *segment) grow(need int64) error {
 	return nil
 }
 
+// recordSize is the size of e's record.
+func recordSize(e *raft.Log) int64 {
+	n := len(e.Extensions)
+	v := 1
+	for x := n; x >= 0x80; x >>= 7 {
+		v++
+	}
+	return int64(recHeader + payloadMin - 1 + v + n + len(e.Data))
+}
+
 // appendRecord appends e's record to b for a segment with nonce, in a write that begins
 // at offset batch.
 func appendRecord(b []byte, nonce *[8]byte, batch int64, e *raft.Log) []byte {
