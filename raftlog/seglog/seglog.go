@@ -126,10 +126,10 @@ func Open(dir string, o Options) (*Store, error) {
 		}
 		if len(next.offs) > 0 {
 			var a, b raft.Log
-			if err := prev.read(prev.offs[len(prev.offs)-1], &a); err != nil {
+			if err := prev.read(len(prev.offs)-1, &a); err != nil {
 				return fail(err)
 			}
-			if err := next.read(next.offs[0], &b); err != nil {
+			if err := next.read(0, &b); err != nil {
 				return fail(err)
 			}
 			if b.Term < a.Term {
@@ -221,7 +221,7 @@ func (s *Store) GetLog(index uint64, out *raft.Log) error {
 		return raft.ErrLogNotFound
 	}
 	seg := s.segs[i]
-	if err := seg.read(seg.offs[index-seg.first], out); err != nil {
+	if err := seg.read(int(index-seg.first), out); err != nil {
 		return err
 	}
 	if out.Index != index {
