@@ -312,9 +312,9 @@ func openSegment(path string, first uint64, tail bool) (*segment, error) {
 // restZero reports whether r holds only zeros to its end.
 func restZero(r *bufio.Reader) bool {
 	for {
-		b, err := r.Peek(r.Buffered())
+		b, _ := r.Peek(r.Buffered())
 		if len(b) == 0 {
-			if _, err = r.Peek(1); err != nil {
+			if _, err := r.Peek(1); err != nil {
 				return err == io.EOF
 			}
 			continue
