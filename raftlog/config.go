@@ -63,6 +63,9 @@ type Config struct {
 	// fdatasync per commit, or LogStoreBolt, raft-boltdb's log in raft.db with two. A node
 	// whose log an earlier version kept in raft.db keeps it there either way.
 	LogStore string
+	// LogSegmentBytes is where the segment log seals a segment and begins the next; default
+	// seglog.DefaultSegmentSize (64 MiB). Compaction deletes whole segments.
+	LogSegmentBytes int64
 
 	// NoSync skips fsync on the log and stable store: faster, and unsafe — a crash of a
 	// majority can lose entries that were acknowledged. The default syncs.

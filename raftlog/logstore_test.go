@@ -1,6 +1,7 @@
 package raftlog_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -54,4 +55,49 @@ func TestLogStoreChoice(t *testing.T) {
 	}
 	c.Start(m1)
 	c.WaitConverged(wait, c.Propose(wait, raftlogtest.Put("end")))
+}
+
+// TestSegmentLogBounded: the segment log's disk use stays bounded — each snapshot lets raft
+// compact the log, and compaction deletes whole segments — while the group takes many times
+// that bound in entries.
+func TestSegmentLogBounded(t *testing.T) {
+	c := raftlogtest.Start(t, raftlogtest.Options{Config: func(_ int, cfg *raftlog.Config) {
+		cfg.LogSegmentBytes = 16 << 10
+		cfg.TrailingLogs = 16
+	}})
+	c.Leader(wait)
+	logSize := func(m *raftlogtest.Member) (n int64, segs int) {
+		files, _ := filepath.Glob(filepath.Join(m.Dir, "g0", "log", "*.seg"))
+		for _, f := range files {
+			if st, err := os.Stat(f); err == nil {
+				n += st.Size()
+			}
+		}
+		return n, len(files)
+	}
+	payload := strings.Repeat("x", 1000)
+	var last uint64
+	var peak int64
+	for round := range 10 {
+		for i := range 40 {
+			last = c.Propose(wait, raftlogtest.Put(fmt.Sprintf("k%d-%d=%s", round, i, payload)))
+		}
+		c.WaitConverged(wait, last)
+		for _, m := range c.Members {
+			if err := m.Node.Snapshot(); err != nil {
+				t.Fatal(err)
+			}
+			n, _ := logSize(m)
+			peak = max(peak, n)
+		}
+	}
+	// 400 entries of ~1 KiB went through (~400 KiB); what stays is the trailing entries, the
+	// segment being written (preallocated up to 4 MiB) and the one they began in.
+	for _, m := range c.Members {
+		n, segs := logSize(m)
+		if segs > 4 {
+			t.Errorf("%s keeps %d segments (%d bytes) after its snapshots", m.ID, segs, n)
+		}
+	}
+	t.Logf("peak log size on a node %d bytes", peak)
 }
