@@ -588,9 +588,10 @@ func TestNodeRefusesADamagedLog(t *testing.T) {
 			c.Leader(wait)
 			var last uint64
 			for i := range 20 {
-				last = c.Propose(wait, puts(fmt.Sprint("a", i), 3)...)
+				// Each stored everywhere before the next: twenty writes on every node, so that
+				// the damage is not all in a node's last write (a torn tail, cut and caught up).
+				last = c.WaitConverged(wait, c.Propose(wait, puts(fmt.Sprint("a", i), 3)...))
 			}
-			c.WaitConverged(wait, last)
 			follower := c.Others(c.Leader(wait))[0]
 			c.Stop(follower)
 
@@ -638,8 +639,10 @@ func TestNodeRefusesAFlippedBit(t *testing.T) {
 		t.Run(store, func(t *testing.T) {
 			c := raftlogtest.Start(t, withLogStore(store))
 			c.Leader(wait)
-			c.Propose(wait, raftlogtest.Put("payload-to-damage-0123456789"))
-			// Later writes: damage in the last write is a torn tail, cut and caught up.
+			// The payload, then a later write on every node: damage in a node's last write is a
+			// torn tail, cut and caught up (raft may send both entries in one request unless
+			// the first is stored everywhere before the second is proposed).
+			c.WaitConverged(wait, c.Propose(wait, raftlogtest.Put("payload-to-damage-0123456789")))
 			last := c.Propose(wait, raftlogtest.Put("later"))
 			c.WaitConverged(wait, last)
 			follower := c.Others(c.Leader(wait))[0]
