@@ -18,6 +18,8 @@ import (
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/starling-io/starling/raftlog/seglog"
 )
 
 var _ Log = (*Node)(nil)
@@ -150,7 +152,7 @@ func NewNode(cfg Config, sm StateMachine) (_ *Node, err error) {
 	}()
 	// The segment log checked every record's checksum as it opened; bolt checks nothing in
 	// its values.
-	if logCloser == nil {
+	if _, segments := logStore.(*seglog.Store); !segments {
 		if err = checkEntries(logPath, logStore); err != nil {
 			return nil, err
 		}

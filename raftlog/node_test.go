@@ -586,11 +586,10 @@ func TestNodeRefusesADamagedLog(t *testing.T) {
 		t.Run(store, func(t *testing.T) {
 			c := raftlogtest.Start(t, withLogStore(store))
 			c.Leader(wait)
-			var last uint64
 			for i := range 20 {
 				// Each stored everywhere before the next: twenty writes on every node, so that
 				// the damage is not all in a node's last write (a torn tail, cut and caught up).
-				last = c.WaitConverged(wait, c.Propose(wait, puts(fmt.Sprint("a", i), 3)...))
+				c.WaitConverged(wait, c.Propose(wait, puts(fmt.Sprint("a", i), 3)...))
 			}
 			follower := c.Others(c.Leader(wait))[0]
 			c.Stop(follower)
@@ -624,7 +623,7 @@ func TestNodeRefusesADamagedLog(t *testing.T) {
 				t.Fatal(err)
 			}
 			c.Start(follower)
-			last = c.Propose(wait, raftlogtest.Put("after the repair"))
+			last := c.Propose(wait, raftlogtest.Put("after the repair"))
 			c.WaitConverged(wait, last)
 		})
 	}

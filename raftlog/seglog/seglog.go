@@ -279,11 +279,7 @@ func (s *Store) StoreLogs(logs []*raft.Log) error {
 		// snapshot past the end of this log and goes on after it, so every entry here is
 		// older than the snapshot. The log starts again at idx (recovery drops what is
 		// before a gap the same way).
-		s.mu.Lock()
-		err := s.removeSegs(len(s.segs))
-		s.first, s.last = 0, 0
-		s.mu.Unlock()
-		if err != nil {
+		if err := s.deleteAll(); err != nil {
 			return err
 		}
 		tail = nil
@@ -465,9 +461,6 @@ func (s *Store) closeFiles() {
 		_ = seg.f.Close()
 	}
 }
-
-// Dir is the directory the log lives in.
-func (s *Store) Dir() string { return s.dir }
 
 // syncDir makes the directory's entries (files created or removed) durable.
 func syncDir(dir string) error {
