@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/starling-io/starling/raftlog/seglog"
 )
 
 // Config configures a Node. Zero durations and counts take the defaults below (those of
@@ -66,6 +68,9 @@ type Config struct {
 	// LogSegmentBytes is where the segment log seals a segment and begins the next; default
 	// seglog.DefaultSegmentSize (64 MiB). Compaction deletes whole segments.
 	LogSegmentBytes int64
+	// LogHook, for tests, sees every change the segment log makes to its files (a simulated
+	// power cut: tests/stancluster_power_test.go). nil: none.
+	LogHook seglog.Hook
 
 	// NoSync skips fsync on the log and stable store: faster, and unsafe — a crash of a
 	// majority can lose entries that were acknowledged. The default syncs.

@@ -43,7 +43,7 @@ func openLog(c *Config, dir string, bolt *raftboltdb.BoltStore, logger *slog.Log
 	if useBolt {
 		return bolt, nil, filepath.Join(dir, "raft.db"), nil
 	}
-	seg, err := seglog.Open(segDir, seglog.Options{SegmentSize: c.LogSegmentBytes, NoSync: c.NoSync, Logger: logger})
+	seg, err := seglog.Open(segDir, seglog.Options{SegmentSize: c.LogSegmentBytes, NoSync: c.NoSync, Logger: logger, Hook: c.LogHook})
 	if errors.Is(err, seglog.ErrDamaged) {
 		return nil, nil, "", damagedLog(segDir, err.Error())
 	}

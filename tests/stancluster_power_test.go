@@ -15,6 +15,7 @@ import (
 
 	"github.com/starling-io/starling/core"
 	"github.com/starling-io/starling/raftlog"
+	"github.com/starling-io/starling/raftlog/seglog"
 	"github.com/starling-io/starling/stores/filestore"
 	"github.com/starling-io/starling/stores/filestore/crashtest"
 	"github.com/starling-io/starling/streaming"
@@ -25,13 +26,12 @@ import (
 // nodes in the test process — core routed together, streaming over raftlog.Node on TCP,
 // each channel store a filestore on a crashtest.Disk — wired as cmd/starling wires them
 // (the default configuration: the raft log fsynced at every commit, the channel stores
-// synced at snapshots). A power cut freezes a node's disk, stops it, cuts every store file
-// back to its last fsync with the unsynced rest torn, and starts it again on the same
-// directories and ports. Not modelled: the raft log (raftlog/seglog's segments, and raft.db
-// for the term and vote), which writes and fsyncs its own files (crashtest sees only the
-// filestore's) — it is kept as the process left it, so these tests check that the stores'
-// lost tails come back from the raft log; the log's own torn tails are raftlog/seglog's
-// tests (TestTornTailCut) and TestStanClusterCorruptTornLog's.
+// synced at snapshots). A power cut freezes a node's disk, stops it, cuts every file of its
+// channel store and of its raft log (raftlog/seglog's segments, which reach the same
+// crashtest.Disk through Config.LogHook) back to its last fsync with the unsynced rest
+// torn, and starts it again on the same directories and ports. Not modelled: raft.db (the
+// term and the vote: bbolt, which fsyncs every change before it returns) and raft's
+// snapshot files, which are kept as the process left them.
 
 // powerNode is one in-process node.
 type powerNode struct {
@@ -100,7 +100,8 @@ func (pc *powerCluster) start(n *powerNode) {
 	cfg := raftlog.Config{Group: "test-cluster", NodeID: n.id, Peers: []string{"n1", "n2", "n3"},
 		Dir: filepath.Join(n.raftDir, "raft"), Transport: trans, Resolve: resolve,
 		// Snapshots and compaction during the run: the stores must hold what they name.
-		SnapshotInterval: 500 * time.Millisecond, SnapshotThreshold: 512, TrailingLogs: 64, NoRaftLog: true}
+		SnapshotInterval: 500 * time.Millisecond, SnapshotThreshold: 512, TrailingLogs: 64, NoRaftLog: true,
+		LogHook: n.disk.Do}
 	quiet := slog.New(slog.DiscardHandler)
 	cfg.Logger = quiet
 	srv, err := streaming.New(streaming.InProcess(conn), store, func(sm raftlog.StateMachine) (raftlog.Log, error) {
@@ -140,10 +141,27 @@ func (pc *powerCluster) powerCut(nodes ...*powerNode) {
 	}
 	for _, n := range nodes {
 		n.stop()
-		before := dirBytes(pc.t, n.dir)
+		logDir := filepath.Join(n.raftDir, "raft", "test-cluster", "log")
+		before, logBefore := dirBytes(pc.t, n.dir), dirBytes(pc.t, logDir)
 		must(pc.t, n.disk.PowerLoss(n.dir, pc.rng))
+		must(pc.t, n.disk.PowerLoss(logDir, pc.rng))
 		n.disk.Thaw()
-		pc.t.Logf("power cut of %s: its store lost %d of %d bytes", n.id, before-dirBytes(pc.t, n.dir), before)
+		pc.t.Logf("power cut of %s: its store lost %d of %d bytes, its raft log %d of %d (preallocated space included)",
+			n.id, before-dirBytes(pc.t, n.dir), before, logBefore-dirBytes(pc.t, logDir), logBefore)
+	}
+}
+
+// TestPowerLayerOpNames: the segment log names its file operations as the filestore and
+// crashtest do, so that one crashtest.Disk serves both.
+func TestPowerLayerOpNames(t *testing.T) {
+	for _, p := range [][2]string{
+		{seglog.OpCreate, filestore.ChangeCreate}, {seglog.OpAllocate, filestore.ChangeAllocate},
+		{seglog.OpTruncate, filestore.ChangeTruncate}, {seglog.OpRemove, filestore.ChangeRemove},
+		{seglog.OpWrite, crashtest.OpWrite}, {seglog.OpSync, crashtest.OpSync},
+	} {
+		if p[0] != p[1] {
+			t.Errorf("seglog's %q is %q for the power-cut layer", p[0], p[1])
+		}
 	}
 }
 
@@ -222,8 +240,9 @@ func (pc *powerCluster) check(l *stanLoad) loadTally {
 }
 
 // TestStanClusterPowerLoss: under load, power cuts — the leader alone, a follower alone,
-// then all three at once — each node's store files cut back to their last fsync: nothing
-// acknowledged is lost, the durable cursors hold, and the three converge.
+// all three at once, then the leader between a raft-log write and its fsync — each node's
+// store and raft-log files cut back to their last fsync: nothing acknowledged is lost, the
+// durable cursors hold, and the three converge.
 func TestStanClusterPowerLoss(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
@@ -246,6 +265,17 @@ func TestStanClusterPowerLoss(t *testing.T) {
 			return nil
 		}},
 		{"all three", func() []*powerNode { return pc.nodes }},
+		{"the leader between a raft write and its fsync", func() []*powerNode {
+			lead := pc.leader()
+			lead.disk.FreezeAtSync()
+			waitFor(t, 10*time.Second, func() error {
+				if !lead.disk.Frozen() {
+					return fmt.Errorf("%s's raft log made no fsync", lead.id)
+				}
+				return nil
+			})
+			return []*powerNode{lead}
+		}},
 	} {
 		nodes := step.cut()
 		start := time.Now()

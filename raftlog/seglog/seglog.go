@@ -29,6 +29,7 @@ type Options struct {
 	SegmentSize int64        // default DefaultSegmentSize
 	NoSync      bool         // no fdatasync: unsafe, for tests and Config.NoSync
 	Logger      *slog.Logger // recovery's notes (a torn tail cut); nil: slog.Default()
+	Hook        Hook         // tests: sees every file change (a simulated power cut); nil: none
 }
 
 // Store is the segment log. Writers (StoreLogs, DeleteRange: raft's main loop and its
@@ -78,10 +79,10 @@ func Open(dir string, o Options) (*Store, error) {
 	for i, first := range firsts {
 		path := filepath.Join(dir, segName(first))
 		tail := i == len(firsts)-1
-		seg, err := openSegment(path, first, tail)
+		seg, err := openSegment(path, first, tail, o.Hook)
 		if errors.Is(err, errTornCreation) {
 			o.Logger.Warn("seglog: removing a segment whose creation a crash cut short", "file", path)
-			if err := os.Remove(path); err != nil {
+			if err := o.Hook.run(OpRemove, path, 0, func() error { return os.Remove(path) }); err != nil {
 				return fail(err)
 			}
 			continue
@@ -156,11 +157,11 @@ func Open(dir string, o Options) (*Store, error) {
 // cut truncates seg at off (a torn tail, a deleted suffix) and fsyncs the cut, so that no
 // later write can leave bytes of the old tail after its own.
 func cut(seg *segment, off int64, noSync bool) error {
-	if err := seg.f.Truncate(off); err != nil {
+	if err := seg.hook.run(OpTruncate, seg.path, off, func() error { return seg.f.Truncate(off) }); err != nil {
 		return err
 	}
 	if !noSync {
-		if err := seg.f.Sync(); err != nil {
+		if err := seg.hook.run(OpSync, seg.path, off, seg.f.Sync); err != nil {
 			return err
 		}
 	}
@@ -172,8 +173,7 @@ func cut(seg *segment, off int64, noSync bool) error {
 // contiguous suffix), and syncs the directory.
 func (s *Store) removeSegs(n int) error {
 	for _, seg := range s.segs[:n] {
-		_ = seg.f.Close()
-		if err := os.Remove(seg.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := seg.remove(); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
 	}
@@ -184,9 +184,8 @@ func (s *Store) removeSegs(n int) error {
 // removeSeg closes and deletes segment i.
 func (s *Store) removeSeg(i int) error {
 	seg := s.segs[i]
-	_ = seg.f.Close()
 	s.segs = slices.Delete(s.segs, i, i+1)
-	if err := os.Remove(seg.path); err != nil {
+	if err := seg.remove(); err != nil {
 		return err
 	}
 	return syncDir(s.dir)
@@ -288,7 +287,7 @@ func (s *Store) StoreLogs(logs []*raft.Log) error {
 		tail = nil
 	}
 	if tail == nil {
-		seg, err := createSegment(s.dir, idx)
+		seg, err := createSegment(s.dir, idx, s.opts.Hook)
 		if err != nil {
 			return err
 		}
@@ -314,7 +313,7 @@ func (s *Store) StoreLogs(logs []*raft.Log) error {
 		offs[i] = at + int64(len(b))
 		b = appendRecord(b, &tail.nonce, tail.end, l)
 		if len(b) >= writeChunk || i == len(logs)-1 {
-			if _, err = tail.f.WriteAt(b, at); err != nil {
+			if err = tail.writeAt(b, at); err != nil {
 				break
 			}
 			at += int64(len(b))
@@ -325,7 +324,7 @@ func (s *Store) StoreLogs(logs []*raft.Log) error {
 		s.buf = b[:0]
 	}
 	if err == nil && !s.opts.NoSync {
-		err = fdatasync(tail.f)
+		err = tail.datasync(end)
 	}
 	if err != nil {
 		s.failed = fmt.Errorf("seglog: writing %s failed; the log takes no more writes until reopened: %w", tail.path, err)
@@ -352,7 +351,7 @@ func (s *Store) tail() *segment {
 // seal cuts a full segment's preallocated rest (no fsync: zeros are cut again at open).
 func (seg *segment) seal() {
 	if seg.alloc > seg.end {
-		_ = seg.f.Truncate(seg.end)
+		_ = seg.hook.run(OpTruncate, seg.path, seg.end, func() error { return seg.f.Truncate(seg.end) })
 		seg.alloc = seg.end
 	}
 }
@@ -413,8 +412,7 @@ func (s *Store) deleteSuffix(min uint64) error {
 	removed := false
 	for len(s.segs) > 1 && s.segs[len(s.segs)-1].first >= min {
 		seg := s.segs[len(s.segs)-1]
-		_ = seg.f.Close()
-		if err := os.Remove(seg.path); err != nil {
+		if err := seg.remove(); err != nil {
 			return err
 		}
 		s.segs = s.segs[:len(s.segs)-1]

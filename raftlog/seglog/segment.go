@@ -71,31 +71,35 @@ type segment struct {
 	end   int64  // where the next record goes
 	alloc int64  // the file's allocated size (preallocated past end)
 	torn  string // opening cut a torn record: what and where
+	hook  Hook   // Options.Hook
 }
 
 func (s *segment) last() uint64 { return s.first + uint64(len(s.offs)) - 1 }
 
 // createSegment creates (and fsyncs, with its directory) an empty segment for first.
-func createSegment(dir string, first uint64) (*segment, error) {
-	s := &segment{path: filepath.Join(dir, segName(first)), first: first, end: headerSize}
+func createSegment(dir string, first uint64, hook Hook) (*segment, error) {
+	s := &segment{path: filepath.Join(dir, segName(first)), first: first, end: headerSize, hook: hook}
 	if _, err := rand.Read(s.nonce[:]); err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(s.path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	err := hook.run(OpCreate, s.path, 0, func() (err error) {
+		s.f, err = os.OpenFile(s.path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
-	s.f = f
+	f := s.f
 	var h [headerSize]byte
 	copy(h[:], segMagic)
 	h[5] = segVersion
 	copy(h[8:], s.nonce[:])
-	_, err = f.WriteAt(h[:], 0)
+	err = s.writeAt(h[:], 0)
 	if err == nil {
 		err = s.grow(headerSize)
 	}
 	if err == nil {
-		err = f.Sync()
+		err = hook.run(OpSync, s.path, headerSize, f.Sync)
 	}
 	if err == nil {
 		err = syncDir(dir)
@@ -113,7 +117,7 @@ func (s *segment) grow(need int64) error {
 		return nil
 	}
 	size := (need + allocStep - 1) / allocStep * allocStep
-	if err := allocate(s.f, size); err != nil {
+	if err := s.hook.run(OpAllocate, s.path, size, func() error { return allocate(s.f, size) }); err != nil {
 		return err
 	}
 	s.alloc = size
@@ -211,12 +215,12 @@ func (s *segment) read(k int, e *raft.Log) error {
 // end may be torn (its last write was not fsynced): it is cut there, unless a valid record
 // follows, which proves that the damage is in fsynced data. Any other segment must hold
 // valid records up to zeros or its end.
-func openSegment(path string, first uint64, tail bool) (*segment, error) {
+func openSegment(path string, first uint64, tail bool, hook Hook) (*segment, error) {
 	f, err := os.OpenFile(path, os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, err
 	}
-	s := &segment{path: path, f: f, first: first}
+	s := &segment{path: path, f: f, first: first, hook: hook}
 	fail := func(err error) (*segment, error) {
 		_ = f.Close()
 		return nil, err

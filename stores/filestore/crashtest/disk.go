@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/starling-io/starling/stores/filestore"
@@ -25,7 +26,8 @@ type Disk struct {
 	// gate: writes and changes hold it shared while they run; Freeze takes it exclusively,
 	// so that none is in progress once the disk is frozen.
 	gate   sync.RWMutex
-	frozen bool // under gate
+	frozen bool        // under gate
+	armed  atomic.Bool // FreezeAtSync: the next fsync through Do freezes the Disk instead
 
 	mu     sync.Mutex
 	synced map[fileID]int64 // bytes the last successful fsync of each file covered
@@ -94,6 +96,47 @@ func (d *Disk) Install(o *filestore.Options) {
 	}
 }
 
+// The operations Do takes besides the filestore's Change* ones.
+const (
+	OpWrite = "write" // bytes are written, ending at offset size
+	OpSync  = "sync"  // the file is fsynced: its first size bytes are then durable
+)
+
+// Do runs one file operation of a store that is not a filestore under the Disk; its
+// signature is raftlog/seglog's Hook (whose operation names are these). op is OpWrite,
+// OpSync or a filestore Change* operation (size as for Options.Hooks.Change); do performs
+// it. Once the Disk is frozen, Do fails with ErrFrozen and does nothing. An fsync in
+// progress holds Freeze back until it returns, and then counts.
+func (d *Disk) Do(op, path string, size int64, do func() error) error {
+	if op == OpSync && d.armed.CompareAndSwap(true, false) {
+		d.Freeze()
+		return ErrFrozen
+	}
+	d.gate.RLock()
+	defer d.gate.RUnlock()
+	if d.frozen {
+		return ErrFrozen
+	}
+	switch op {
+	case OpWrite:
+		return do()
+	case OpSync:
+		if err := do(); err != nil {
+			return err
+		}
+		if fi, err := os.Lstat(path); err == nil {
+			if id, ok := idOf(fi); ok {
+				d.mu.Lock()
+				d.synced[id] = max(d.synced[id], size)
+				d.mu.Unlock()
+			}
+		}
+		return nil
+	}
+	d.changing(op, path, size)
+	return do()
+}
+
 // synced1 records a successful fsync (not once frozen: the power is off).
 func (d *Disk) synced1(fi os.FileInfo, err error) {
 	id, ok := idOf(fi)
@@ -155,6 +198,17 @@ func (d *Disk) Freeze() {
 	d.gate.Lock()
 	d.frozen = true
 	d.gate.Unlock()
+}
+
+// FreezeAtSync arms the Disk to freeze at the next fsync through Do, before it runs: the
+// power fails between a write and its fsync, so the cut then has an unsynced write to tear.
+func (d *Disk) FreezeAtSync() { d.armed.Store(true) }
+
+// Frozen reports whether the Disk is frozen.
+func (d *Disk) Frozen() bool {
+	d.gate.RLock()
+	defer d.gate.RUnlock()
+	return d.frozen
 }
 
 // Thaw lets writes through again (the machine is back up). Thaw only once the store that

@@ -106,3 +106,50 @@ func TestPowerLoss(t *testing.T) {
 		t.Fatalf("in 50 cuts, %d files had zeroed pages and %d vanished", zeroed, vanished)
 	}
 }
+
+// Do: a preallocated file's fsync covers the size Do is told, not the file's size; a
+// truncation lowers it; FreezeAtSync freezes the Disk at the next fsync, which then never
+// runs, and a frozen Disk refuses every operation.
+func TestDo(t *testing.T) {
+	dir := t.TempDir()
+	d := New()
+	path := filepath.Join(dir, "seg")
+	var f *os.File
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(d.Do(filestore.ChangeCreate, path, 0, func() (err error) { f, err = os.Create(path); return err }))
+	defer f.Close()
+	must(d.Do(filestore.ChangeAllocate, path, 1<<16, func() error { return f.Truncate(1 << 16) }))
+	must(d.Do(OpWrite, path, 5000, func() error { _, err := f.WriteAt(fill(5000, 'a'), 0); return err }))
+	must(d.Do(OpSync, path, 5000, f.Sync))
+	must(d.Do(OpWrite, path, 9000, func() error { _, err := f.WriteAt(fill(4000, 'b'), 5000); return err }))
+	d.FreezeAtSync()
+	ran := false
+	if err := d.Do(OpSync, path, 9000, func() error { ran = true; return nil }); !errors.Is(err, ErrFrozen) || ran {
+		t.Fatalf("the armed fsync: %v, ran %v; want ErrFrozen, not run", err, ran)
+	}
+	if err := d.Do(OpWrite, path, 9001, func() error { ran = true; return nil }); !errors.Is(err, ErrFrozen) || ran {
+		t.Fatalf("a write once frozen: %v, ran %v; want ErrFrozen, not run", err, ran)
+	}
+	must(d.PowerLoss(dir, rand.New(rand.NewPCG(1, 2))))
+	got, err := os.ReadFile(path)
+	must(err)
+	if len(got) < 5000 || !bytes.Equal(got[:5000], fill(5000, 'a')) {
+		t.Fatalf("the synced 5000 bytes did not survive: %d bytes left", len(got))
+	}
+	d.Thaw()
+	must(d.Do(filestore.ChangeTruncate, path, 100, func() error { return f.Truncate(100) }))
+	d.mu.Lock()
+	covered := 0
+	for _, s := range d.synced {
+		covered = int(s)
+	}
+	d.mu.Unlock()
+	if covered != 100 {
+		t.Fatalf("after a truncation to 100 bytes the Disk takes %d as synced", covered)
+	}
+}

@@ -31,6 +31,10 @@
 // that returns after the Freeze either. After PowerLoss the files are taken as synced as
 // they are (the disk holds them), so one Disk serves a sequence of runs and cuts.
 //
+// Another store's files go through Do, one call per write, fsync and file change
+// (raftlog/seglog's Options.Hook has its signature): a raft log and a filestore on one
+// Disk then lose power together.
+//
 // Not modelled: directory entries (a created, renamed or removed file whose directory was
 // not fsynced may come back or vanish on a real disk; here the entries are as the store
 // left them), and old contents of overwritten bytes (a rewritten page comes back zeroed,
