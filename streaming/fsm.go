@@ -26,7 +26,8 @@ type stateMachine struct {
 	clients    map[string]stores.ClientInfo
 	nextChanID uint64
 	applyOut   []any
-	fetch      fetcher // gets the messages a snapshot names and the store lacks (fetch.go)
+	pubs       pubArena // Decode's publish commands, reused once they are applied
+	fetch      fetcher  // gets the messages a snapshot names and the store lacks (fetch.go)
 	// failed is set, replicated only, once a command failed for a reason of this replica's
 	// own (replicaFailure): nothing more is applied, every later command gets it. Standalone,
 	// the engine rolls a failed channel back instead (durable.go).
@@ -92,6 +93,7 @@ func (m *stateMachine) Apply(index uint64, cmds []raftlog.Command) []any {
 		out = append(out, r)
 	}
 	m.applyOut = out
+	m.pubs.stale = true
 	return out
 }
 

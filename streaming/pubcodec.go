@@ -1,6 +1,8 @@
 package streaming
 
 import (
+	"slices"
+
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/starling-io/starling/stores"
@@ -41,6 +43,36 @@ func msgSize(m *stores.Msg) int {
 		n += 1 + protowire.SizeVarint(uint64(m.Time))
 	}
 	return n
+}
+
+// pubArena is where decodePublish puts the commands it decodes and their messages. A
+// decoded command lives only until its Apply (raftlog.StateMachine), so once Apply has run
+// the next decode starts over on the same memory: a follower decodes every batch into
+// memory that is already warm, where allocating a fresh message slice per batch cost 7 %
+// of its CPU (first writes to new memory).
+type pubArena struct {
+	cmds  []cmdPublish
+	msgs  []stores.Msg
+	stale bool // Apply ran since the last decode: start over
+}
+
+// command returns an empty command whose msgs has room for n messages.
+func (a *pubArena) command(n int) *cmdPublish {
+	if a == nil {
+		return &cmdPublish{msgs: make([]stores.Msg, 0, n)}
+	}
+	if a.stale {
+		clear(a.cmds) // drop the old entries' references
+		clear(a.msgs)
+		a.cmds, a.msgs, a.stale = a.cmds[:0], a.msgs[:0], false
+	}
+	// Growing moves later commands to a new array; the ones already handed out keep theirs.
+	a.cmds = append(a.cmds, cmdPublish{})
+	c := &a.cmds[len(a.cmds)-1]
+	start := len(a.msgs)
+	a.msgs = slices.Grow(a.msgs, n)[:start+n]
+	c.msgs = a.msgs[start : start : start+n]
+	return c
 }
 
 // encodePublish returns c as an encoded raftpb.Op{PublishBatch}.
@@ -94,7 +126,7 @@ func encodePublish(c *cmdPublish) []byte {
 // writes, with any other MsgProto fields skipped). ok is false for anything else — another
 // op, the ignorable flag, an unknown field of the batch, a malformed encoding — which then
 // takes the general path.
-func decodePublish(data []byte) (c *cmdPublish, ok bool) {
+func decodePublish(data []byte, a *pubArena, names map[string]*stores.Channel) (c *cmdPublish, ok bool) {
 	num, typ, n := protowire.ConsumeTag(data)
 	if n < 0 || num != opPublishBatchField || typ != protowire.BytesType {
 		return nil, false
@@ -103,7 +135,8 @@ func decodePublish(data []byte) (c *cmdPublish, ok bool) {
 	if m < 0 || n+m != len(data) {
 		return nil, false
 	}
-	c = &cmdPublish{}
+	var channel []byte
+	var chanID uint64
 	count := 0
 	for b := batch; len(b) > 0; { // first pass: the fields, and how many messages
 		num, typ, n := protowire.ConsumeTag(b)
@@ -117,13 +150,13 @@ func decodePublish(data []byte) (c *cmdPublish, ok bool) {
 			if n < 0 {
 				return nil, false
 			}
-			c.channel, b = string(v), b[n:]
+			channel, b = v, b[n:]
 		case num == pbChannelIDField && typ == protowire.VarintType:
 			v, n := protowire.ConsumeVarint(b)
 			if n < 0 {
 				return nil, false
 			}
-			c.chanID, b = v, b[n:]
+			chanID, b = v, b[n:]
 		case num == pbMsgsField && typ == protowire.BytesType:
 			_, n := protowire.ConsumeBytes(b)
 			if n < 0 {
@@ -134,7 +167,13 @@ func decodePublish(data []byte) (c *cmdPublish, ok bool) {
 			return nil, false
 		}
 	}
-	c.msgs = make([]stores.Msg, 0, count)
+	c = a.command(count)
+	c.chanID = chanID
+	if ch := names[string(channel)]; ch != nil {
+		c.channel = ch.Name // the known channel's name: no copy
+	} else {
+		c.channel = string(channel)
+	}
 	for b := batch; len(b) > 0; { // second pass: the messages (the first checked the framing)
 		num, typ, n := protowire.ConsumeTag(b)
 		b = b[n:]

@@ -37,7 +37,7 @@ func TestPublishCodecMatchesProto(t *testing.T) {
 			if !bytes.Equal(got, want) {
 				t.Fatalf("encoding differs from proto's:\n got %x\nwant %x", got, want)
 			}
-			back, ok := decodePublish(got)
+			back, ok := decodePublish(got, nil, nil)
 			if !ok {
 				t.Fatal("the codec cannot read what it wrote")
 			}
@@ -53,7 +53,7 @@ func TestPublishCodecMatchesProto(t *testing.T) {
 	op := &raftpb.Op{Op: &raftpb.Op_PublishBatch{PublishBatch: &raftpb.PublishBatch{Channel: "foo", ChannelID: 3,
 		Msgs: []*raftpb.MsgProto{{Sequence: 9, Subject: "foo", Data: []byte("d"), Timestamp: 7, Redelivered: true, CRC32: 5}}}}}
 	b, _ := proto.Marshal(op)
-	back, ok := decodePublish(b)
+	back, ok := decodePublish(b, nil, nil)
 	if !ok || back.channel != "foo" || back.chanID != 3 || len(back.msgs) != 1 || back.msgs[0].Seq != 9 || string(back.msgs[0].Data) != "d" || back.msgs[0].Time != 7 {
 		t.Fatalf("proto's encoding read as %+v %v", back, ok)
 	}
@@ -63,12 +63,12 @@ func TestPublishCodecMatchesProto(t *testing.T) {
 		&raftpb.Op{Op: &raftpb.Op_Expire{Expire: &raftpb.Expire{Channel: "foo", ChannelID: 1, Now: 5}}},
 	} {
 		b, _ := proto.Marshal(other)
-		if _, ok := decodePublish(b); ok {
+		if _, ok := decodePublish(b, nil, nil); ok {
 			t.Fatalf("%v read as a publish batch", other)
 		}
 	}
 	for _, junk := range [][]byte{nil, {0x0a}, {0x0a, 0x05, 0x1a, 0x09}, {0x0a, 0x02, 0x1a, 0x00, 0x00}} {
-		if _, ok := decodePublish(junk); ok {
+		if _, ok := decodePublish(junk, nil, nil); ok {
 			t.Fatalf("%x read as a publish batch", junk)
 		}
 	}
@@ -96,7 +96,17 @@ func BenchmarkPublishCodec(b *testing.B) {
 	b.Run("decode", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			_, _ = decodePublish(data)
+			_, _ = decodePublish(data, nil, nil)
+		}
+	})
+	// As a replica decodes: into the state machine's arena, reused after each Apply.
+	names := map[string]*stores.Channel{"orders": {Name: "orders", ID: 1}}
+	var a pubArena
+	b.Run("decode-arena", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			a.stale = true
+			_, _ = decodePublish(data, &a, names)
 		}
 	})
 	b.Run("decode-proto", func(b *testing.B) {
@@ -115,13 +125,51 @@ func FuzzDecodePublish(f *testing.F) {
 	f.Add(encodePublish(&cmdPublish{chanRef: chanRef{"foo", 1}, msgs: []stores.Msg{{Seq: 1, Time: 2, Data: []byte("x"), Reply: "r"}}}))
 	f.Add([]byte{0x0a, 0x02, 0x1a, 0x00})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		c, ok := decodePublish(data)
+		c, ok := decodePublish(data, nil, nil)
 		if !ok {
 			return
 		}
-		again, ok := decodePublish(encodePublish(c))
+		again, ok := decodePublish(encodePublish(c), nil, nil)
 		if !ok || !reflect.DeepEqual(again, c) {
 			t.Fatalf("%x: read %+v, re-read %+v", data, c, again)
 		}
 	})
+}
+
+// TestPubArena: commands decoded into the arena stay intact until Apply marks them stale
+// (a batch's commands are all decoded before any is applied); after that the next decode
+// reuses the memory, without allocating, and takes a known channel's name without a copy.
+func TestPubArena(t *testing.T) {
+	batch := func(ch string, first uint64) []byte {
+		c := &cmdPublish{chanRef: chanRef{ch, 1}}
+		for i := range uint64(50) {
+			c.msgs = append(c.msgs, stores.Msg{Seq: first + i, Time: 7, Data: []byte(fmt.Sprint(first + i))})
+		}
+		return encodePublish(c)
+	}
+	names := map[string]*stores.Channel{"known": {Name: "known", ID: 1}}
+	var a pubArena
+	b1, b2 := batch("known", 1), batch("other", 51)
+	c1, ok1 := decodePublish(b1, &a, names)
+	c2, ok2 := decodePublish(b2, &a, names)
+	if !ok1 || !ok2 || len(c1.msgs) != 50 || len(c2.msgs) != 50 {
+		t.Fatal("decoding failed")
+	}
+	for i := range 50 {
+		if c1.msgs[i].Seq != uint64(1+i) || string(c1.msgs[i].Data) != fmt.Sprint(1+i) || c2.msgs[i].Seq != uint64(51+i) {
+			t.Fatalf("message %d overwritten: %+v %+v", i, c1.msgs[i], c2.msgs[i])
+		}
+	}
+	if c1.channel != "known" || c2.channel != "other" || c1.chanID != 1 {
+		t.Fatalf("channels %q %q", c1.channel, c2.channel)
+	}
+	allocs := testing.AllocsPerRun(100, func() {
+		a.stale = true
+		if _, ok := decodePublish(b1, &a, names); !ok {
+			t.Fatal("decoding failed")
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("a decode after Apply allocates %v times", allocs)
+	}
 }

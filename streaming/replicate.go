@@ -72,7 +72,10 @@ func commandOp(v any) (*raftpb.Op, error) {
 // version does not know stops the log (state must not diverge) unless its proposer marked
 // it ignorable; a malformed one stops it too.
 func (m *stateMachine) Decode(data []byte) (raftlog.Command, error) {
-	if c, ok := decodePublish(data); ok {
+	m.mu.Lock()
+	c, ok := decodePublish(data, &m.pubs, m.chans)
+	m.mu.Unlock()
+	if ok {
 		return raftlog.Command{Data: data, Value: c}, nil // the hot path (pubcodec.go)
 	}
 	var op raftpb.Op
