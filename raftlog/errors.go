@@ -22,7 +22,8 @@ var (
 	// new leader may still commit it, and then every other replica applies it.
 	ErrLeadershipLost = errors.New("raftlog: leadership lost before the proposal was applied; its outcome is unknown")
 	// ErrStopped is wrapped, with the cause, by everything a Node refuses after it stopped
-	// applying because of an op it cannot apply (see ErrUnknownOp) or a corrupt entry.
+	// applying because of an op it cannot apply (see ErrUnknownOp) or a corrupt entry, or
+	// because its log store failed a write (a full disk).
 	ErrStopped = errors.New("raftlog: stopped applying")
 	// ErrUnknownOp is wrapped by StateMachine.Decode for an op type this version does not know.
 	// A replica that skipped a state change would diverge from the others, so the replicated

@@ -44,9 +44,9 @@ type Node struct {
 	resolved     chan struct{} // closed: the Done channel of futures resolved when made
 
 	notify    chan bool     // raft's leadership changes, read by watch
-	haltCh    chan struct{} // closed once the fsm stopped applying
+	haltCh    chan struct{} // closed once the node stopped (halt, logFailed)
 	haltOnce  sync.Once
-	stopErr   atomic.Pointer[error] // why the fsm stopped applying, nil while it applies
+	stopErr   atomic.Pointer[error] // why it stopped (the first cause), nil while it runs
 	watchStop chan struct{}
 	watchDone chan struct{}
 	shutOnce  sync.Once // raft shuts down once, from Close or after a halt
@@ -57,7 +57,7 @@ type Node struct {
 	// It is held across raft.ApplyLog, which waits only for room in raft's buffer.
 	mu     sync.RWMutex
 	closed bool // Close was called
-	halted bool // raft was shut down because the fsm stopped applying
+	halted bool // raft was shut down because the node stopped (halt, logFailed)
 
 	// applyMu orders proposals into raft: a proposal of several entries enqueues them all
 	// before another proposal enqueues anything.
@@ -157,7 +157,8 @@ func NewNode(cfg Config, sm StateMachine) (_ *Node, err error) {
 			return nil, err
 		}
 	}
-	logs, err := raft.NewLogCache(c.LogCacheSize, logStore)
+	guarded := &failStop{LogStore: logStore}
+	logs, err := raft.NewLogCache(c.LogCacheSize, guarded)
 	if err != nil {
 		return nil, fmt.Errorf("raftlog: %w", err)
 	}
@@ -172,6 +173,7 @@ func NewNode(cfg Config, sm StateMachine) (_ *Node, err error) {
 		watchStop: make(chan struct{}), watchDone: make(chan struct{}),
 	}
 	close(n.resolved)
+	guarded.fail = n.logFailed
 	n.fsm = &fsm{sm: sm, halt: n.halt}
 	n.reaper = newReaper(n.raftErr)
 	rc := c.raftConfig(hl, n.notify)
@@ -472,10 +474,18 @@ func (n *Node) voters() []string {
 // records why and wakes watch, which shuts raft down: this replica must neither lead nor
 // vote with a state that no longer follows the log.
 func (n *Node) halt(err error) {
-	n.stopErr.Store(&err)
-	n.log.Error("raftlog: STOPPED APPLYING the replicated log: this node cannot apply an entry the others can "+
+	n.stop(err, "raftlog: STOPPED APPLYING the replicated log: this node cannot apply an entry the others can "+
 		"(an op this version does not know, a corrupt entry, or a local failure such as a full disk); "+
-		"it leaves the group until it is restarted once the cause is fixed, and then replays the log", "err", err)
+		"it leaves the group until it is restarted once the cause is fixed, and then replays the log")
+}
+
+// stop records the first cause of a halt (err wraps ErrStopped), logs it with msg, and
+// wakes watch. It never blocks.
+func (n *Node) stop(err error, msg string) {
+	if !n.stopErr.CompareAndSwap(nil, &err) {
+		return
+	}
+	n.log.Error(msg, "err", err)
 	n.haltOnce.Do(func() { close(n.haltCh) })
 }
 

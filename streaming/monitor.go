@@ -223,7 +223,8 @@ func (s *Server) RaftStats() (raftlog.Stats, bool) {
 }
 
 // Health says why the streaming layer cannot acknowledge anything now, or nil: shut down,
-// or — replicated — its log stopped (an op it does not know, a corrupt entry) or no leader
+// or — replicated — its node stopped (an op it does not know, a corrupt entry, a log or store
+// that could not write) or no leader
 // is known (no majority of the group reachable). For /healthz.
 func (s *Server) Health() error {
 	s.mu.Lock()
@@ -237,7 +238,7 @@ func (s *Server) Health() error {
 	case !ok:
 		return nil
 	case st.Stopped != nil:
-		return fmt.Errorf("streaming: raft group %s stopped applying: %v", st.Group, st.Stopped)
+		return fmt.Errorf("streaming: raft group %s stopped: %v", st.Group, st.Stopped)
 	case st.LeaderID == "":
 		return fmt.Errorf("streaming: raft group %s has no leader (no majority reachable): nothing can be acknowledged", st.Group)
 	}

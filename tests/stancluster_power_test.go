@@ -7,7 +7,10 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/url"
+	"os"
 	"path/filepath"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -45,6 +48,17 @@ type powerNode struct {
 	stop         func()
 	fake         *node // carries the client port for the load's helpers
 	raftAddrOf   map[string]string
+	full         atomic.Bool // the raft log's disk is full (logHook)
+	logs         syncBuffer  // warnings and errors, raft's own included
+}
+
+// logHook is the raft log's view of the node's disk: the power-cut layer, and while full is
+// set a full disk — writes and allocations fail with ENOSPC.
+func (n *powerNode) logHook(op, path string, size int64, do func() error) error {
+	if n.full.Load() && (op == seglog.OpWrite || op == seglog.OpAllocate) {
+		return &os.PathError{Op: op, Path: path, Err: syscall.ENOSPC}
+	}
+	return n.disk.Do(op, path, size, do)
 }
 
 type powerCluster struct {
@@ -100,10 +114,10 @@ func (pc *powerCluster) start(n *powerNode) {
 	cfg := raftlog.Config{Group: "test-cluster", NodeID: n.id, Peers: []string{"n1", "n2", "n3"},
 		Dir: filepath.Join(n.raftDir, "raft"), Transport: trans, Resolve: resolve,
 		// Snapshots and compaction during the run: the stores must hold what they name.
-		SnapshotInterval: 500 * time.Millisecond, SnapshotThreshold: 512, TrailingLogs: 64, NoRaftLog: true,
-		LogHook: n.disk.Do}
+		SnapshotInterval: 500 * time.Millisecond, SnapshotThreshold: 512, TrailingLogs: 64,
+		RaftLogLevel: slog.LevelError, LogHook: n.logHook}
 	quiet := slog.New(slog.DiscardHandler)
-	cfg.Logger = quiet
+	cfg.Logger = slog.New(slog.NewTextHandler(&n.logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	srv, err := streaming.New(streaming.InProcess(conn), store, func(sm raftlog.StateMachine) (raftlog.Log, error) {
 		rn, err := raftlog.NewNode(cfg, sm)
 		n.log = rn
