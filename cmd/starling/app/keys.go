@@ -166,6 +166,7 @@ func fileKeys() []fileKey {
 		{path: "streaming.cluster.peers", typ: "string or list", flag: "cluster_peers"},
 		{path: "streaming.cluster.bootstrap", flag: "cluster_bootstrap"},
 		{path: "streaming.cluster.log_path", aliases: aka("raft_log_path"), flag: "cluster_log_path"},
+		{path: "streaming.cluster.log_store", flag: "cluster_log_store"},
 		{path: "streaming.cluster.sync", aliases: aka("raft_sync"), flag: "cluster_sync"},
 		{path: "streaming.cluster.raft_logging", flag: "cluster_raft_logging"},
 		{path: "streaming.cluster.raft_listen", typ: "host:port", flag: "cluster_raft_listen"},

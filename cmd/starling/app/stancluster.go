@@ -30,6 +30,7 @@ type stanCluster struct {
 	peers       []string
 	bootstrap   bool   // a group of this node alone, when no raft state exists yet
 	logPath     string // "" = <dir>/raft
+	logStore    string // raftlog.LogStoreSegments (""), raftlog.LogStoreBolt
 	sync        bool   // fsync the raft log at every commit (default true)
 	raftLogging bool   // hashicorp/raft's own log lines
 
@@ -74,6 +75,11 @@ func (f *flags) stanCluster(s *settings) {
 		tracked("bootstrap", setBool(&c.bootstrap)))
 	f.addNamed(option{names: names("--cluster_log_path"), sec: secStreamingCluster, typ: "string", arg: "<dir>", def: "<dir>/raft",
 		usage: "directory of the raft log, stable store and snapshots"}, tracked("log_path", setString(&c.logPath)))
+	f.addNamed(option{names: names("--cluster_log_store"), sec: secStreamingCluster, typ: "string", arg: "segments|bolt", def: "segments",
+		usage: "where raft keeps its log: segments (segment files, one fdatasync per commit) or bolt (raft-boltdb's log in raft.db, two)",
+		doc: "A node whose raft.db already holds its log (written by an earlier version) keeps it there either way; " +
+			"bolt over an existing segment log is refused rather than started without it."},
+		tracked("log_store", setString(&c.logStore)))
 	c.sync = true
 	f.addNamed(opt("cluster_sync", "bool", "true", "fsync the raft log before an entry counts toward a commit (false: faster, and a power loss on a majority can lose acknowledged messages)",
 		"Clustered, the raft log is the write-ahead log: channel stores are written without a per-batch fsync and synced at snapshots, so `--file_sync` does not slow commits down."),
@@ -203,6 +209,11 @@ func (r *fileReader) stanClusterBlock(st *streamSettings, e *conf.Entry, path st
 				c.logPath = v
 				set("log_path")
 			}
+		case "log_store":
+			if v, ok := r.str(e, kpath); ok {
+				c.logStore = v
+				set("log_store")
+			}
 		case "sync", "raft_sync":
 			c.sync, _ = r.boolean(e, kpath)
 			set("sync")
@@ -295,6 +306,12 @@ func (c *stanCluster) build(st *streamSettings, p *problems, routed bool) {
 		if pa.id == c.nodeID || !slices.Contains(c.peers, pa.id) {
 			p.add(st.origin("cluster.raft_peer_addrs", "cluster_raft_peer_addrs").errorf("raft address of %q: not one of the peers %v", pa.id, others))
 		}
+	}
+	switch c.logStore {
+	case "", raftlog.LogStoreSegments, raftlog.LogStoreBolt:
+	default:
+		p.add(st.origin("cluster.log_store", "cluster_log_store").errorf("log store %q: want %q or %q",
+			c.logStore, raftlog.LogStoreSegments, raftlog.LogStoreBolt))
 	}
 	if c.lease > 0 && c.heartbeat > 0 && c.lease > c.heartbeat {
 		p.add(st.origin("cluster.raft_lease_timeout", "cluster_raft_lease_timeout").errorf("the lease timeout %v exceeds the heartbeat timeout %v", c.lease, c.heartbeat))
@@ -413,7 +430,7 @@ func (m *Main) clusterLog(st *streamSettings, co *core.ClusterOptions) (streamin
 		Transport: trans, Resolve: resolve,
 		HeartbeatTimeout: c.heartbeat, ElectionTimeout: c.election, LeaderLeaseTimeout: c.lease, CommitTimeout: c.commit,
 		SnapshotInterval: c.snapshotInterval, SnapshotThreshold: uint64(c.snapshotThreshold), TrailingLogs: uint64(c.trailingLogs),
-		SnapshotRetain: c.logSnapshots, LogCacheSize: c.logCacheSize,
+		SnapshotRetain: c.logSnapshots, LogCacheSize: c.logCacheSize, LogStore: c.logStore,
 		NoSync: !c.sync, Logger: m.stanLog, NoRaftLog: !c.raftLogging,
 	}
 	return func(sm raftlog.StateMachine) (raftlog.Log, error) {

@@ -515,3 +515,39 @@ func TestClusterRaftPeerAddrs(t *testing.T) {
 		t.Errorf("bad config entry: %v", err)
 	}
 }
+
+// --cluster_log_store and streaming.cluster.log_store take segments or bolt; anything else
+// is refused, naming the flag or the file position.
+func TestClusterLogStore(t *testing.T) {
+	base := []string{"--store", "file", "--dir", t.TempDir(), "--clustered", "--cluster_node_id", "n1",
+		"--cluster_peers", "n1,n2,n3", "--cluster", "nats://127.0.0.1:6222"}
+	for _, v := range []string{"segments", "bolt"} {
+		m := NewMain(&bytes.Buffer{}, &bytes.Buffer{})
+		if err := m.ParseFlags(append(base, "--cluster_log_store", v)); err != nil {
+			t.Fatalf("%s: %v", v, err)
+		}
+		if got := m.cfg.streaming.cluster.logStore; got != v {
+			t.Errorf("--cluster_log_store %s: %q", v, got)
+		}
+	}
+	m := NewMain(&bytes.Buffer{}, &bytes.Buffer{})
+	if err := m.ParseFlags(append(base, "--cluster_log_store", "rocks")); err == nil ||
+		!strings.Contains(err.Error(), "cluster_log_store") || !strings.Contains(err.Error(), `log store "rocks"`) {
+		t.Errorf("an unknown log store: %v", err)
+	}
+	path := writeFile(t, t.TempDir(), "c.conf", "cluster { listen: 127.0.0.1:6222 }\nstreaming {\n  store: file\n  dir: \""+t.TempDir()+
+		"\"\n  cluster { node_id: n1, peers: [n1, n2, n3], log_store: bolt }\n}\n")
+	m = NewMain(&bytes.Buffer{}, &bytes.Buffer{})
+	if err := m.ParseFlags([]string{"-c", path}); err != nil {
+		t.Fatal(err)
+	}
+	if got := m.cfg.streaming.cluster.logStore; got != "bolt" {
+		t.Errorf("log_store: bolt read as %q", got)
+	}
+	path = writeFile(t, t.TempDir(), "bad.conf", "cluster { listen: 127.0.0.1:6222 }\nstreaming {\n  store: file\n  dir: \""+t.TempDir()+
+		"\"\n  cluster { node_id: n1, peers: [n1, n2, n3], log_store: rocks }\n}\n")
+	m = NewMain(&bytes.Buffer{}, &bytes.Buffer{})
+	if err := m.ParseFlags([]string{"-c", path}); err == nil || !strings.Contains(err.Error(), "bad.conf:") {
+		t.Errorf("an unknown log store in a file: %v", err)
+	}
+}
