@@ -76,7 +76,10 @@ func (a *pubArena) command(n int) *cmdPublish {
 }
 
 // encodePublish returns c as an encoded raftpb.Op{PublishBatch}.
-func encodePublish(c *cmdPublish) []byte {
+func encodePublish(c *cmdPublish) []byte { return appendPublish(nil, c) }
+
+// appendPublish appends c, encoded as a raftpb.Op{PublishBatch}, to b.
+func appendPublish(b []byte, c *cmdPublish) []byte {
 	batch := 0
 	if c.channel != "" {
 		batch += 1 + protowire.SizeBytes(len(c.channel))
@@ -87,7 +90,7 @@ func encodePublish(c *cmdPublish) []byte {
 	for i := range c.msgs {
 		batch += 1 + protowire.SizeBytes(msgSize(&c.msgs[i]))
 	}
-	b := make([]byte, 0, 1+protowire.SizeBytes(batch))
+	b = slices.Grow(b, 1+protowire.SizeBytes(batch))
 	b = protowire.AppendTag(b, opPublishBatchField, protowire.BytesType)
 	b = protowire.AppendVarint(b, uint64(batch))
 	if c.channel != "" {

@@ -85,6 +85,13 @@ func BenchmarkPublishCodec(b *testing.B) {
 			_ = encodePublish(c)
 		}
 	})
+	b.Run("encode-append", func(b *testing.B) { // into a reused buffer, as proposeGroup does
+		b.ReportAllocs()
+		var buf []byte
+		for b.Loop() {
+			buf = appendPublish(buf[:0], c)
+		}
+	})
 	b.Run("encode-proto", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
