@@ -471,16 +471,20 @@ func (s *Server) appendSentAcks(cs []raftlog.Command) []raftlog.Command {
 		}
 		ch.events = ch.events[:0] // the array is rewritten only by later events
 	}
+	// Encoded into a buffer reused by the next call, as proposeGroup does: both callers
+	// propose at once, and the log keeps nothing of the commands after ProposeBatch.
+	enc := s.scratch.ackEnc[:0]
 	for i := range vals {
 		c := raftlog.Command{Value: &vals[i]}
 		if s.replicated {
-			var err error
-			if c.Data, err = encodeCommand(&vals[i]); err != nil {
-				s.log.Error("encoding deliveries failed", "channel", vals[i].channel, "err", err) // a bug
-				continue
-			}
+			from := len(enc)
+			enc = appendSentAck(enc, &vals[i])
+			c.Data = enc[from:len(enc):len(enc)]
 		}
 		cs = append(cs, c)
+	}
+	if cap(enc) <= maxScratchEnc {
+		s.scratch.ackEnc = enc[:0]
 	}
 	s.scratch.sentVals = vals
 	clear(s.scratch.sentChans)

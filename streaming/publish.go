@@ -25,6 +25,7 @@ type scratch struct {
 	touched   []*channel
 	out       []byte
 	enc       []byte // a proposal's encoded publish commands (proposeGroup)
+	ackEnc    []byte // and its sent/ack commands (appendSentAcks)
 	pub       pubMsgView
 	load      stores.Msg
 	sentChans []*channel        // channels with sent/ack events waiting (channel.events)

@@ -16,8 +16,11 @@ import (
 
 // encodeCommand returns the encoded op of command v.
 func encodeCommand(v any) ([]byte, error) {
-	if c, ok := v.(*cmdPublish); ok {
+	switch c := v.(type) {
+	case *cmdPublish:
 		return encodePublish(c), nil // the hot path (pubcodec.go)
+	case *cmdSentAck:
+		return appendSentAck(nil, c), nil // ackcodec.go
 	}
 	op, err := commandOp(v)
 	if err != nil {
@@ -72,11 +75,17 @@ func commandOp(v any) (*raftpb.Op, error) {
 // version does not know stops the log (state must not diverge) unless its proposer marked
 // it ignorable; a malformed one stops it too.
 func (m *stateMachine) Decode(data []byte) (raftlog.Command, error) {
+	// The hot path's two commands first (pubcodec.go, ackcodec.go).
 	m.mu.Lock()
-	c, ok := decodePublish(data, &m.pubs, m.chans)
+	var v any
+	if c, ok := decodePublish(data, &m.pubs, m.chans); ok {
+		v = c
+	} else if c, ok := decodeSentAck(data, m.chans); ok {
+		v = c
+	}
 	m.mu.Unlock()
-	if ok {
-		return raftlog.Command{Data: data, Value: c}, nil // the hot path (pubcodec.go)
+	if v != nil {
+		return raftlog.Command{Data: data, Value: v}, nil
 	}
 	var op raftpb.Op
 	if err := proto.Unmarshal(data, &op); err != nil {
