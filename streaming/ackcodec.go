@@ -1,8 +1,6 @@
 package streaming
 
 import (
-	"slices"
-
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/starling-io/starling/stores"
@@ -33,27 +31,11 @@ func appendSentAck(b []byte, c *cmdSentAck) []byte {
 		seqs += protowire.SizeVarint(c.events[i].Seq)
 	}
 	n := len(c.events)
-	size := 0
-	if c.channel != "" {
-		size += 1 + protowire.SizeBytes(len(c.channel))
-	}
-	if c.chanID != 0 {
-		size += 1 + protowire.SizeVarint(c.chanID)
-	}
+	size := refSize(&c.chanRef)
 	if n > 0 {
 		size += 3 + protowire.SizeBytes(ids) + protowire.SizeBytes(seqs) + protowire.SizeBytes(n)
 	}
-	b = slices.Grow(b, 1+protowire.SizeBytes(size))
-	b = protowire.AppendTag(b, opSentAndAckField, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(size))
-	if c.channel != "" {
-		b = protowire.AppendTag(b, saChannelField, protowire.BytesType)
-		b = protowire.AppendString(b, c.channel)
-	}
-	if c.chanID != 0 {
-		b = protowire.AppendTag(b, saChannelIDField, protowire.VarintType)
-		b = protowire.AppendVarint(b, c.chanID)
-	}
+	b = appendOp(b, opSentAndAckField, size, &c.chanRef, saChannelField, saChannelIDField)
 	if n == 0 {
 		return b
 	}
@@ -137,11 +119,5 @@ func decodeSentAck(data []byte, names map[string]*stores.Channel) (c *cmdSentAck
 	if len(ids) != 0 || len(seqs) != 0 {
 		return nil, false // the lists' lengths differ
 	}
-	c = &cmdSentAck{chanRef: chanRef{chanID: chanID}, events: events}
-	if ch := names[string(channel)]; ch != nil {
-		c.channel = ch.Name
-	} else {
-		c.channel = string(channel)
-	}
-	return c, true
+	return &cmdSentAck{chanRef: chanRef{channelName(names, channel), chanID}, events: events}, true
 }

@@ -75,32 +75,54 @@ func (a *pubArena) command(n int) *cmdPublish {
 	return c
 }
 
+// refSize is the encoded size of a command's channel name and ID (one-byte tags; proto3
+// writes each only when set).
+func refSize(r *chanRef) int {
+	n := 0
+	if r.channel != "" {
+		n += 1 + protowire.SizeBytes(len(r.channel))
+	}
+	if r.chanID != 0 {
+		n += 1 + protowire.SizeVarint(r.chanID)
+	}
+	return n
+}
+
+// appendOp appends the op's tag and body length, then the channel name and ID as fields
+// nameField and idField: the start of the hand-written commands.
+func appendOp(b []byte, opField protowire.Number, size int, r *chanRef, nameField, idField protowire.Number) []byte {
+	b = slices.Grow(b, 1+protowire.SizeBytes(size))
+	b = protowire.AppendTag(b, opField, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(size))
+	if r.channel != "" {
+		b = protowire.AppendTag(b, nameField, protowire.BytesType)
+		b = protowire.AppendString(b, r.channel)
+	}
+	if r.chanID != 0 {
+		b = protowire.AppendTag(b, idField, protowire.VarintType)
+		b = protowire.AppendVarint(b, r.chanID)
+	}
+	return b
+}
+
+// channelName is a decoded channel name: a known channel's own string, else a copy.
+func channelName(names map[string]*stores.Channel, name []byte) string {
+	if ch := names[string(name)]; ch != nil {
+		return ch.Name
+	}
+	return string(name)
+}
+
 // encodePublish returns c as an encoded raftpb.Op{PublishBatch}.
 func encodePublish(c *cmdPublish) []byte { return appendPublish(nil, c) }
 
 // appendPublish appends c, encoded as a raftpb.Op{PublishBatch}, to b.
 func appendPublish(b []byte, c *cmdPublish) []byte {
-	batch := 0
-	if c.channel != "" {
-		batch += 1 + protowire.SizeBytes(len(c.channel))
-	}
-	if c.chanID != 0 {
-		batch += 1 + protowire.SizeVarint(c.chanID)
-	}
+	batch := refSize(&c.chanRef)
 	for i := range c.msgs {
 		batch += 1 + protowire.SizeBytes(msgSize(&c.msgs[i]))
 	}
-	b = slices.Grow(b, 1+protowire.SizeBytes(batch))
-	b = protowire.AppendTag(b, opPublishBatchField, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(batch))
-	if c.channel != "" {
-		b = protowire.AppendTag(b, pbChannelField, protowire.BytesType)
-		b = protowire.AppendString(b, c.channel)
-	}
-	if c.chanID != 0 {
-		b = protowire.AppendTag(b, pbChannelIDField, protowire.VarintType)
-		b = protowire.AppendVarint(b, c.chanID)
-	}
+	b = appendOp(b, opPublishBatchField, batch, &c.chanRef, pbChannelField, pbChannelIDField)
 	for i := range c.msgs {
 		m := &c.msgs[i]
 		b = protowire.AppendTag(b, pbMsgsField, protowire.BytesType)
@@ -171,12 +193,7 @@ func decodePublish(data []byte, a *pubArena, names map[string]*stores.Channel) (
 		}
 	}
 	c = a.command(count)
-	c.chanID = chanID
-	if ch := names[string(channel)]; ch != nil {
-		c.channel = ch.Name // the known channel's name: no copy
-	} else {
-		c.channel = string(channel)
-	}
+	c.chanID, c.channel = chanID, channelName(names, channel)
 	for b := batch; len(b) > 0; { // second pass: the messages (the first checked the framing)
 		num, typ, n := protowire.ConsumeTag(b)
 		b = b[n:]
