@@ -114,14 +114,24 @@ func channelName(names map[string]*stores.Channel, name []byte) string {
 }
 
 // encodePublish returns c as an encoded raftpb.Op{PublishBatch}.
-func encodePublish(c *cmdPublish) []byte { return appendPublish(nil, c) }
+func encodePublish(c *cmdPublish) []byte { return appendPublish(nil, c, publishBody(c)) }
 
-// appendPublish appends c, encoded as a raftpb.Op{PublishBatch}, to b.
-func appendPublish(b []byte, c *cmdPublish) []byte {
+// publishBody is the size of c's encoded PublishBatch; the whole op adds its tag and length
+// (publishSize).
+func publishBody(c *cmdPublish) int {
 	batch := refSize(&c.chanRef)
 	for i := range c.msgs {
 		batch += 1 + protowire.SizeBytes(msgSize(&c.msgs[i]))
 	}
+	return batch
+}
+
+// publishSize is the size of the op appendPublish writes for a body of that size.
+func publishSize(body int) int { return 1 + protowire.SizeBytes(body) }
+
+// appendPublish appends c, encoded as a raftpb.Op{PublishBatch} whose body is batch bytes
+// long (publishBody), to b.
+func appendPublish(b []byte, c *cmdPublish, batch int) []byte {
 	b = appendOp(b, opPublishBatchField, batch, &c.chanRef, pbChannelField, pbChannelIDField)
 	for i := range c.msgs {
 		m := &c.msgs[i]

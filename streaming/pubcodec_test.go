@@ -89,7 +89,7 @@ func BenchmarkPublishCodec(b *testing.B) {
 		b.ReportAllocs()
 		var buf []byte
 		for b.Loop() {
-			buf = appendPublish(buf[:0], c)
+			buf = appendPublish(buf[:0], c, publishBody(c))
 		}
 	})
 	b.Run("encode-proto", func(b *testing.B) {

@@ -3,6 +3,7 @@ package streaming
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -26,6 +27,7 @@ type scratch struct {
 	out       []byte
 	enc       []byte // a proposal's encoded publish commands (proposeGroup)
 	ackEnc    []byte // and its sent/ack commands (appendSentAcks)
+	bodies    []int  // the publish commands' encoded sizes (proposeGroup)
 	pub       pubMsgView
 	load      stores.Msg
 	sentChans []*channel        // channels with sent/ack events waiting (channel.events)
@@ -235,15 +237,28 @@ func (s *Server) proposeGroup(g *commitGroup) {
 	// reused for the next proposal: the log copies them into its entries and keeps nothing
 	// of cs once ProposeBatch returns (raftlog.Log). A buffer of their own each was a fresh
 	// allocation per 4 KiB of payload, a fifth of a loaded leader's page faults at 1 KiB.
+	// Its size is known first, so that it grows at most once: a batch of large messages
+	// must not be copied again at every doubling.
 	enc := s.scratch.enc[:0]
-	for i := range g.cmds {
-		c := raftlog.Command{Value: &g.cmds[i]}
-		if s.replicated {
-			from := len(enc)
-			enc = appendPublish(enc, &g.cmds[i])
-			c.Data = enc[from:len(enc):len(enc)]
+	if s.replicated {
+		bodies := s.scratch.bodies[:0]
+		total := 0
+		for i := range g.cmds {
+			n := publishBody(&g.cmds[i])
+			bodies = append(bodies, n)
+			total += publishSize(n)
 		}
-		g.rcmds = append(g.rcmds, c)
+		enc = slices.Grow(enc, total)
+		for i := range g.cmds {
+			from := len(enc)
+			enc = appendPublish(enc, &g.cmds[i], bodies[i])
+			g.rcmds = append(g.rcmds, raftlog.Command{Value: &g.cmds[i], Data: enc[from:len(enc):len(enc)]})
+		}
+		s.scratch.bodies = bodies
+	} else {
+		for i := range g.cmds {
+			g.rcmds = append(g.rcmds, raftlog.Command{Value: &g.cmds[i]})
+		}
 	}
 	if s.replicated {
 		g.rcmds = s.appendSentAcks(g.rcmds)
