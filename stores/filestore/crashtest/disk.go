@@ -126,9 +126,7 @@ func (d *Disk) Do(op, path string, size int64, do func() error) error {
 		}
 		if fi, err := os.Lstat(path); err == nil {
 			if id, ok := idOf(fi); ok {
-				d.mu.Lock()
-				d.synced[id] = max(d.synced[id], size)
-				d.mu.Unlock()
+				d.noteSynced(id, size)
 			}
 		}
 		return nil
@@ -145,11 +143,16 @@ func (d *Disk) synced1(fi os.FileInfo, err error) {
 	}
 	d.gate.RLock()
 	defer d.gate.RUnlock()
-	if d.frozen {
-		return
+	if !d.frozen {
+		d.noteSynced(id, fi.Size())
 	}
+}
+
+// noteSynced records that an fsync of file id covered its first size bytes. The caller
+// holds gate shared and found the Disk not frozen.
+func (d *Disk) noteSynced(id fileID, size int64) {
 	d.mu.Lock()
-	d.synced[id] = max(d.synced[id], fi.Size())
+	d.synced[id] = max(d.synced[id], size)
 	d.mu.Unlock()
 }
 
