@@ -306,7 +306,10 @@ func (c *client) readLoop() {
 		}
 		if err != nil {
 			reason := reasonReadError
-			if errors.Is(err, io.EOF) {
+			switch {
+			case c.route != nil && c.route.retiring.Load():
+				reason = reasonDuplicateRoute // the end of a retired route (route_retire.go)
+			case errors.Is(err, io.EOF):
 				reason = reasonClientClosed
 			}
 			c.closeConnection(reason)
@@ -393,12 +396,7 @@ func (c *client) closeConnection(reason string) {
 		authCancel() // a CONNECT waiting for bcrypt gives up
 	}
 
-	for _, sub := range subs {
-		sub.closed.Store(true)
-		_ = sub.acc.subs.Remove(sub.subject, sub.queue, sub)
-		c.srv.subRemoved(sub)
-		c.srv.removeShadows(sub)
-	}
+	c.dropSubs(subs)
 	if c.kind == kindRoute {
 		c.srv.removeRoute(c)
 	} else {
@@ -412,6 +410,16 @@ func (c *client) closeConnection(reason string) {
 	}
 	if reason != reasonClientClosed && reason != reasonShutdown {
 		c.log.Debug("connection closed", "reason", reason)
+	}
+}
+
+// dropSubs takes subscriptions of c out of the index.
+func (c *client) dropSubs(subs []*subscription) {
+	for _, sub := range subs {
+		sub.closed.Store(true)
+		_ = sub.acc.subs.Remove(sub.subject, sub.queue, sub)
+		c.srv.subRemoved(sub)
+		c.srv.removeShadows(sub)
 	}
 }
 

@@ -22,6 +22,7 @@ type outbound struct {
 	inflight     int           // bytes being written right now
 	flushing     bool          // a flusher owns the socket
 	flushOnClose bool          // on close, give queued bytes a last chance (an -ERR)
+	shut         bool          // a retired route's write side is shut: output is dropped
 	stall        chan struct{} // closed when pending drops below the stall mark
 	signal       chan struct{} // wakes the writer; capacity 1, never blocks
 }
@@ -80,7 +81,7 @@ func (c *client) tryFlushInPlace() {
 		return
 	}
 	c.mu.Lock()
-	if c.closed || c.out.flushing || len(c.out.buf) == 0 || len(c.out.buf) > inPlaceMax {
+	if c.closed || c.out.flushing || c.out.shut || len(c.out.buf) == 0 || len(c.out.buf) > inPlaceMax {
 		c.mu.Unlock()
 		c.flushSignal()
 		return
@@ -130,6 +131,10 @@ func (c *client) tryFlushInPlace() {
 func (c *client) flushOut() (closed bool) {
 	c.mu.Lock()
 	for !c.closed && !c.out.flushing && len(c.out.buf) > 0 {
+		if c.out.shut {
+			c.dropShutOutput()
+			break
+		}
 		b := c.out.buf
 		c.out.buf = c.out.spare[:0]
 		c.out.spare = nil
@@ -170,7 +175,11 @@ func (c *client) flushOut() (closed bool) {
 		}
 	}
 	closed = c.closed
+	shut := !closed && c.shutDue()
 	c.mu.Unlock()
+	if shut {
+		c.shutWrite()
+	}
 	return closed
 }
 

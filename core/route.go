@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
@@ -53,6 +54,8 @@ type routeState struct {
 	// names already logged.
 	lastAcc     *account
 	unknownAccs map[string]bool
+
+	retiring atomic.Bool // lost a tie-break: drained, then closed (route_retire.go)
 
 	// Guarded by the server's rmu.
 	registered  bool
@@ -316,7 +319,7 @@ func (s *Server) startRoute(nc net.Conn, st *routeState) *client {
 	// black hole that accepts and stays silent) is dropped, so the dialer can try again.
 	time.AfterFunc(2*co.AuthTimeout+routeDialTimeout, func() {
 		s.rmu.Lock()
-		done := st.registered || c.route.self
+		done := st.registered || c.route.self || st.retiring.Load()
 		s.rmu.Unlock()
 		if !done && !c.isClosed() {
 			c.log.Info("closing route", "cause", "handshake not completed in time")
@@ -443,6 +446,9 @@ func (c *client) RouteInfo(arg []byte) error {
 	if !c.isAuthDone() {
 		c.log.Info("closing route", "cause", "INFO before CONNECT")
 		return errRouteClose(wire.ErrAuthorization.Text, reasonRouteRejected)
+	}
+	if c.route.retiring.Load() {
+		return nil // the peer's INFOs reach us on the route that stays
 	}
 	s := c.srv
 	s.rmu.Lock()

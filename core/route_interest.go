@@ -90,6 +90,9 @@ func (c *client) RouteSub(accName, subj, queue []byte, weight int) error {
 	if c.closed {
 		return errRouteClosed
 	}
+	if c.route.retiring.Load() {
+		return nil // its interest reaches us on the route that stays
+	}
 	if sub := c.subs[key]; sub != nil {
 		sub.weight.Store(int32(max(weight, 1)))
 		return nil
@@ -187,7 +190,7 @@ func (c *client) routeReady() bool {
 		return true
 	}
 	c.srv.rmu.Lock()
-	c.ready = c.route.registered
+	c.ready = c.route.registered || c.route.retiring.Load()
 	c.srv.rmu.Unlock()
 	return c.ready
 }

@@ -57,9 +57,9 @@ func (s *Server) registerRoute(c *client, info *routeInfo, raw []byte) error {
 	}
 	if old != nil && !s.keepNewRoute(c, old) {
 		s.rmu.Unlock()
-		c.log.Debug("duplicate route closed", "remote_id", info.ServerID)
-		c.closeConnection(reasonDuplicateRoute)
-		return errRouteClosed
+		c.log.Debug("duplicate route retired", "remote_id", info.ServerID)
+		c.retire()
+		return nil
 	}
 	st.registered = true
 	st.regAt = time.Now()
@@ -81,7 +81,8 @@ func (s *Server) registerRoute(c *client, info *routeInfo, raw []byte) error {
 	others := slices.DeleteFunc(slices.Collect(maps.Values(s.routes)), func(r *client) bool { return r == c })
 	s.rmu.Unlock()
 	if old != nil {
-		old.closeConnection(reasonDuplicateRoute)
+		old.log.Debug("duplicate route retired", "remote_id", info.ServerID)
+		old.retire()
 	}
 	c.setPingTimer(min(s.o().PingInterval, routePingMax))
 	c.flushSignal()
