@@ -8,10 +8,16 @@ import "github.com/starling-io/starling/stores"
 // follower what it holds then sees what it would serve if it led.
 
 // monitorView describes the replicated state for monitoring (subs: with subscriptions).
-// It holds the state machine's lock, so that no command is applied meanwhile.
+// Only the maps are read under the state machine's lock: copying every subscription with
+// its pending set under it would hold up the follower's Apply and Decode for as long as the
+// copy takes. The stores guard themselves, so the channels are read after it, and a view
+// that straddles a command is as good for monitoring as one taken between two.
 func (m *stateMachine) monitorView(subs bool) ([]*Channelz, []*Clientz) {
+	type named struct {
+		name string
+		ch   *stores.Channel
+	}
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	byID := make(map[string]*Clientz, len(m.clients))
 	clients := make([]*Clientz, 0, len(m.clients))
 	for id, ci := range m.clients {
@@ -19,8 +25,14 @@ func (m *stateMachine) monitorView(subs bool) ([]*Channelz, []*Clientz) {
 		byID[id] = cz
 		clients = append(clients, cz)
 	}
-	chans := make([]*Channelz, 0, len(m.chans))
+	held := make([]named, 0, len(m.chans))
 	for name, ch := range m.chans {
+		held = append(held, named{name, ch})
+	}
+	m.mu.Unlock()
+	chans := make([]*Channelz, 0, len(held))
+	for _, h := range held {
+		name, ch := h.name, h.ch
 		cz := channelz(name, ch.Msgs.State())
 		stored, err := ch.Subs.Subs()
 		if err != nil {
