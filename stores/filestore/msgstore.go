@@ -250,6 +250,7 @@ func (ms *msgStore) Append(batch []stores.Msg) error {
 	ms.msgs += uint64(len(batch))
 	ms.enforce()
 	ms.dropOld()
+	ms.writeBehind()
 	return nil
 }
 

@@ -41,6 +41,8 @@ type segment struct {
 	jlast  uint64 // LSN of the last journal record in the file (0: none)
 	// alloc: the tail's file size as preallocated (prealloc.go), past size; 0 when it is not.
 	alloc int64
+	// wbMark: size when the tail's writeback was last started (writeback.go).
+	wbMark int64
 }
 
 func segPath(dir string, first uint64) string {
