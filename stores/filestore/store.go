@@ -74,7 +74,8 @@ type Options struct {
 	// Hooks inject faults (tests).
 	Hooks Hooks
 
-	pending *syncSet // NoSync with AutoSync: what the next pass fsyncs (set by Open)
+	pending *syncSet     // NoSync with AutoSync: what the next pass fsyncs (set by Open)
+	wb      *writebacker // without NoSync: starts the writeback of tails (writeback.go; set by Open)
 }
 
 // Hooks are test hooks: fault injection and the crashtest layer. Nil fields are ignored
@@ -183,7 +184,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	if opts.ParallelRecovery == 0 {
 		opts.ParallelRecovery = runtime.GOMAXPROCS(0)
 	}
-	opts.pending = nil
+	opts.pending, opts.wb = nil, nil
 	if opts.NoSync && opts.AutoSync > 0 {
 		opts.pending = newSyncSet()
 	}
@@ -193,6 +194,9 @@ func Open(dir string, opts Options) (*Store, error) {
 	s := &Store{dir: dir, opts: opts, limits: limits, clients: map[string]stores.ClientInfo{},
 		channels: map[string]*channel{}, damaged: map[string]*channel{}, tombs: map[string]uint64{}, nextDir: 1,
 		fds: &fdCache{max: opts.MaxOpenSegments}}
+	if !s.opts.NoSync {
+		s.opts.wb = newWritebacker()
+	}
 	l, ld, err := openRecLog(filepath.Join(dir, "meta.log"), magicMeta, &s.opts)
 	if err != nil {
 		return nil, err
@@ -635,6 +639,7 @@ func (s *Store) Close() error {
 	}
 	errs = append(errs, s.meta.close(true))
 	s.mu.Unlock()
+	s.opts.wb.stop()
 	if s.opts.pending != nil { // a clean stop leaves everything on disk
 		errs = append(errs, s.autoSyncPass())
 	}
@@ -665,4 +670,5 @@ func (s *Store) abandon() {
 		}
 	}
 	s.meta.close(false)
+	s.opts.wb.stop()
 }
