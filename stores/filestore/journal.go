@@ -75,7 +75,7 @@ type journalResult struct {
 // channel is failed (and ok true).
 func (ms *msgStore) appendJournal(lsn uint64, body []byte, snap bool, durable uint64, snapshot func([]byte) []byte) (r journalResult, ok bool, err error) {
 	ms.mu.Lock()
-	defer ms.mu.Unlock()
+	defer ms.unlock()
 	if !ms.journalOKLocked() {
 		return r, false, nil
 	}
@@ -148,7 +148,7 @@ func (ms *msgStore) journalOKLocked() bool {
 func (ms *msgStore) journalDurable(lsn uint64) {
 	ms.mu.Lock()
 	ms.setDurable(lsn)
-	ms.mu.Unlock()
+	ms.unlock()
 }
 
 // setDurable: records up to lsn are no longer live. Caller holds mu.

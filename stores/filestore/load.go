@@ -133,7 +133,7 @@ func (ms *msgStore) Load(seq uint64, into *stores.Msg) error {
 				err = ms.fail(err)
 			}
 		}
-		ms.mu.Unlock()
+		ms.unlock()
 		if err != nil {
 			return err
 		}

@@ -74,6 +74,8 @@ type msgStore struct {
 	recovered  []jrec
 
 	ra readAhead // sequential Loads (a subscriber replaying) read blocks, not records
+
+	doomed []string // files of dropped segments, deleted once mu is released (unlock)
 }
 
 // openMsgStore recovers the channel kept in dir; base is the Last recorded in the metadata
@@ -180,6 +182,8 @@ func openMsgStore(dir, name string, base uint64, limits stores.Limits, opts *Opt
 	}
 	ms.markFirst = markFirst
 	ms.syncedLast, ms.syncedFirst = ms.last, ms.first
+	ms.mu.Lock()
+	ms.unlock() // the segments recovery dropped
 	return ms, nil
 }
 
@@ -207,7 +211,7 @@ func (ms *msgStore) usable() error {
 // Append implements stores.MsgStore.
 func (ms *msgStore) Append(batch []stores.Msg) error {
 	ms.mu.Lock()
-	defer ms.mu.Unlock()
+	defer ms.unlock()
 	if err := ms.usable(); err != nil {
 		return err
 	}
@@ -370,15 +374,28 @@ func (ms *msgStore) dropOld() {
 	}
 }
 
-// dropSegment closes and deletes segs[0].
+// dropSegment closes segs[0] and dooms its files: unlock deletes them.
 func (ms *msgStore) dropSegment() {
 	seg := ms.segs[0]
 	ms.ra.forget(seg)
 	ms.closeSegment(seg)
-	removeFile(seg.base+".seg", ms.opts) // a failure leaves it for the next open, which drops it
-	removeFile(seg.base+".idx", ms.opts)
+	ms.doomed = append(ms.doomed, seg.base+".seg", seg.base+".idx")
 	ms.segs[0] = nil
 	ms.segs = ms.segs[1:]
+}
+
+// unlock releases mu, then deletes the files of the segments dropped under it. Unlinking a
+// 64 MiB segment whose pages are still being written back took seconds on a busy disk
+// (three nodes' bulk replication on one disk), and under mu it held up State, Load and so
+// monitoring for as long. A failure, or a crash before it, leaves the files for the next
+// open, which drops them, as it always did.
+func (ms *msgStore) unlock() {
+	doomed := ms.doomed
+	ms.doomed = nil
+	ms.mu.Unlock()
+	for _, p := range doomed {
+		removeFile(p, ms.opts)
+	}
 }
 
 // closeSegment closes a segment's handle. Caller holds mu (no reader uses it).
@@ -431,13 +448,13 @@ func (ms *msgStore) State() stores.ChannelState {
 func (ms *msgStore) SetLimits(l stores.Limits) {
 	ms.mu.Lock()
 	ms.limits = l
-	ms.mu.Unlock()
+	ms.unlock()
 }
 
 // Expire implements stores.MsgStore.
 func (ms *msgStore) Expire(now int64) (removed int, next int64) {
 	ms.mu.Lock()
-	defer ms.mu.Unlock()
+	defer ms.unlock()
 	if ms.usable() != nil {
 		return 0, 0
 	}
@@ -457,7 +474,7 @@ func (ms *msgStore) Expire(now int64) (removed int, next int64) {
 // Close implements stores.MsgStore: it syncs and closes the files.
 func (ms *msgStore) Close() error {
 	ms.mu.Lock()
-	defer ms.mu.Unlock()
+	defer ms.unlock()
 	if ms.closed || ms.deleted {
 		return nil
 	}
@@ -492,7 +509,7 @@ func (ms *msgStore) release() {
 // abandon closes the files without writing anything (simulated crash, failed open).
 func (ms *msgStore) abandon() {
 	ms.mu.Lock()
-	defer ms.mu.Unlock()
+	defer ms.unlock()
 	ms.closed = true
 	for _, seg := range ms.segs {
 		ms.closeSegment(seg)
@@ -504,7 +521,7 @@ func (ms *msgStore) abandon() {
 // caller removes the directory.
 func (ms *msgStore) markDeleted() uint64 {
 	ms.mu.Lock()
-	defer ms.mu.Unlock()
+	defer ms.unlock()
 	ms.deleted = true
 	for _, seg := range ms.segs {
 		ms.closeSegment(seg)

@@ -13,7 +13,7 @@ import (
 // Sync implements stores.MsgStore: flush, then fsync the tail segment.
 func (ms *msgStore) Sync() error {
 	ms.mu.Lock()
-	defer ms.mu.Unlock()
+	defer ms.unlock()
 	if err := ms.usable(); err != nil {
 		return err
 	}
@@ -67,7 +67,7 @@ func (ms *msgStore) flushTail() (*segment, error) {
 // to the OS), noting the tail for SyncFlushed.
 func (ms *msgStore) Flush() error {
 	ms.mu.Lock()
-	defer ms.mu.Unlock()
+	defer ms.unlock()
 	if err := ms.usable(); err != nil {
 		return err
 	}
@@ -134,7 +134,7 @@ func (ms *msgStore) syncPoint(fp flushPoint) error {
 		serr = fsyncUpTo(f, seg.path, size, ms.opts)
 	}
 	ms.mu.Lock()
-	defer ms.mu.Unlock()
+	defer ms.unlock()
 	if err := ms.usable(); err != nil {
 		return err
 	}
@@ -169,18 +169,18 @@ func (ms *msgStore) syncPoint(fp flushPoint) error {
 func (ms *msgStore) Rollback() error {
 	ms.mu.Lock()
 	if ms.closed || ms.deleted || ms.failed == nil {
-		defer ms.mu.Unlock()
+		defer ms.unlock()
 		return ms.usable()
 	}
 	live := len(ms.jlive) > 0
-	ms.mu.Unlock()
+	ms.unlock()
 	if ms.subs != nil { // its locks come before mu
 		if err := ms.subs.rolledBack(live); err != nil {
 			return fmt.Errorf("filestore: channel %q: rollback: %w", ms.name, err)
 		}
 	}
 	ms.mu.Lock()
-	defer ms.mu.Unlock()
+	defer ms.unlock()
 	if ms.closed || ms.deleted || ms.failed == nil {
 		return ms.usable()
 	}

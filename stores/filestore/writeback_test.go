@@ -1,7 +1,12 @@
 package filestore
 
 import (
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/starling-io/starling/stores"
 )
@@ -62,5 +67,54 @@ func TestWriteBehindOnlyWhenUnsyncedDataPilesUp(t *testing.T) {
 				t.Fatalf("writeback started at %d of %d bytes: want none", mark, size)
 			}
 		})
+	}
+}
+
+// Deleting a dropped segment's files happens after the channel's lock is released: on a
+// busy disk the unlink of a large segment took seconds, and State (monitoring) waited.
+func TestDroppedSegmentIsDeletedOutsideTheLock(t *testing.T) {
+	entered, release := make(chan string, 4), make(chan struct{})
+	var blocking atomic.Bool
+	opts := Options{SegmentMsgs: 10, Limits: &stores.LimitsSet{Global: stores.Limits{MaxMsgs: 10}}}
+	opts.Hooks.Change = func(op, path string, size int64, do func() error) error {
+		if op == ChangeRemove && strings.HasSuffix(path, ".seg") && blocking.Load() {
+			entered <- path
+			<-release
+		}
+		return do()
+	}
+	s, ch := openWithFoo(t, t.TempDir(), opts)
+	defer s.Close()
+	var once sync.Once
+	unblock := func() { blocking.Store(false); once.Do(func() { close(release) }) }
+	defer unblock() // before Close, even when the test fails
+	if err := ch.Msgs.Append(genMsgs(1, 35)); err != nil {
+		t.Fatal(err)
+	}
+	blocking.Store(true)
+	synced := make(chan error, 1)
+	go func() { synced <- ch.Msgs.Sync() }() // the durable First lets the old segments go
+	var doomed string
+	select {
+	case doomed = <-entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no segment was deleted")
+	}
+	stated := make(chan stores.ChannelState, 1)
+	go func() { stated <- ch.Msgs.State() }()
+	select {
+	case st := <-stated:
+		if st.Msgs != 10 || st.Last != 35 {
+			t.Fatalf("state %+v", st)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatalf("State waits while %s is deleted", doomed)
+	}
+	unblock()
+	if err := <-synced; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(doomed); !os.IsNotExist(err) {
+		t.Fatalf("%s still exists: %v", doomed, err)
 	}
 }
