@@ -62,3 +62,56 @@ func TestMonitorViewDoesNotHoldApplyWhileCopying(t *testing.T) {
 		t.Fatalf("channels %+v", chans)
 	}
 }
+
+// slowSyncSubs is a SubStore whose Sync waits until released, like an fsync on a busy disk.
+type slowSyncSubs struct {
+	stores.SubStore
+	entered, release chan struct{}
+}
+
+func (s *slowSyncSubs) Sync() error {
+	close(s.entered)
+	<-s.release
+	return s.SubStore.Sync()
+}
+
+// A snapshot syncs the stores without the state machine's lock: under bulk replication on
+// a busy disk those fsyncs took seconds, and monitoring, fetches and Decode waited on it.
+func TestSnapshotSyncsWithoutHoldingTheLock(t *testing.T) {
+	mem, err := memstore.New(memstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mem.Close()
+	m := newStateMachine(mem)
+	ch, err := mem.CreateChannel("foo", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow := &slowSyncSubs{SubStore: ch.Subs, entered: make(chan struct{}), release: make(chan struct{})}
+	m.chans["foo"] = &stores.Channel{Name: "foo", ID: 1, Msgs: ch.Msgs, Subs: slow}
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := m.Snapshot()
+		done <- err
+	}()
+	<-slow.entered
+	viewed := make(chan []*Channelz)
+	go func() {
+		chans, _ := m.monitorView(false)
+		viewed <- chans
+	}()
+	select {
+	case chans := <-viewed:
+		if len(chans) != 1 {
+			t.Fatalf("channels %+v", chans)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("monitoring waits for a snapshot's sync")
+	}
+	close(slow.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 
 	"google.golang.org/protobuf/proto"
@@ -32,12 +33,20 @@ type metaSnapshot struct{ pb *raftpb.Snapshot }
 // Applies; Persist only encodes it. The store is synced first: the log before a snapshot
 // may be compacted away, so what it held must be on disk. (Replicated, the stores are not
 // synced per commit — the log is the write-ahead log — so nothing else syncs them then.)
+//
+// The sync runs without mu: Snapshot runs on the goroutine that applies, the only one that
+// changes the maps, and the stores guard themselves. Under bulk replication on a busy disk
+// the fsyncs (and the removal of segments they allow) took seconds, and holding mu stalled
+// monitoring, the answers to other nodes' fetches, and Decode for as long.
 func (m *stateMachine) Snapshot() (raftlog.Snapshot, error) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	if err := m.syncAll(); err != nil {
+	chans := slices.Collect(maps.Values(m.chans))
+	m.mu.Unlock()
+	if err := syncAll(m.store, chans); err != nil {
 		return nil, fmt.Errorf("streaming: sync before snapshot: %w", err)
 	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	sn := &raftpb.Snapshot{NextChannelID: m.nextChanID}
 	for _, c := range m.clients {
 		sn.Clients = append(sn.Clients, clientInfoPB(&c))
@@ -156,7 +165,7 @@ func (m *stateMachine) Restore(r io.Reader) error {
 		m.markSubsDirty(ch)
 	}
 	m.nextChanID = sn.NextChannelID
-	errs = append(errs, m.syncAll())
+	errs = append(errs, syncAll(m.store, slices.Collect(maps.Values(m.chans))))
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("streaming: restore: %w", err)
 	}
@@ -223,13 +232,13 @@ func (m *stateMachine) replaceChannel(old *stores.Channel, name string, id uint6
 	return ch, nil
 }
 
-// syncAll makes every channel and the client records durable.
-func (m *stateMachine) syncAll() error {
+// syncAll makes chans and the client records of store durable.
+func syncAll(store stores.Store, chans []*stores.Channel) error {
 	var errs []error
-	for _, ch := range m.chans {
+	for _, ch := range chans {
 		errs = append(errs, ch.Msgs.Sync(), ch.Subs.Sync())
 	}
-	errs = append(errs, m.store.Sync())
+	errs = append(errs, store.Sync())
 	return errors.Join(errs...)
 }
 
