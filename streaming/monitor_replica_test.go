@@ -8,33 +8,53 @@ import (
 	"github.com/starling-io/starling/stores/memstore"
 )
 
-// slowSubs is a SubStore whose Subs waits until released, like a copy of large pending sets.
-type slowSubs struct {
+// gatedSubs is a SubStore whose Subs (gate "subs": a copy of large pending sets) or Sync
+// (gate "sync": an fsync on a busy disk) waits until released.
+type gatedSubs struct {
 	stores.SubStore
+	gate             string
 	entered, release chan struct{}
 }
 
-func (s *slowSubs) Subs() ([]stores.RecoveredSub, error) {
-	close(s.entered)
-	<-s.release
+func (s *gatedSubs) wait(op string) {
+	if op == s.gate {
+		close(s.entered)
+		<-s.release
+	}
+}
+
+func (s *gatedSubs) Subs() ([]stores.RecoveredSub, error) {
+	s.wait("subs")
 	return s.SubStore.Subs()
 }
 
-// A follower's monitoring must not hold the state machine's lock while it copies the
-// subscriptions: Apply and Decode wait on that lock.
-func TestMonitorViewDoesNotHoldApplyWhileCopying(t *testing.T) {
+func (s *gatedSubs) Sync() error {
+	s.wait("sync")
+	return s.SubStore.Sync()
+}
+
+// gatedStateMachine is a state machine on a memory store whose channel foo has gatedSubs.
+func gatedStateMachine(t *testing.T, gate string) (*stateMachine, *gatedSubs) {
+	t.Helper()
 	mem, err := memstore.New(memstore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer mem.Close()
+	t.Cleanup(func() { mem.Close() })
 	m := newStateMachine(mem)
 	ch, err := mem.CreateChannel("foo", 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	slow := &slowSubs{SubStore: ch.Subs, entered: make(chan struct{}), release: make(chan struct{})}
-	m.chans["foo"] = &stores.Channel{Name: "foo", ID: 1, Msgs: ch.Msgs, Subs: slow}
+	g := &gatedSubs{SubStore: ch.Subs, gate: gate, entered: make(chan struct{}), release: make(chan struct{})}
+	m.chans["foo"] = &stores.Channel{Name: "foo", ID: 1, Msgs: ch.Msgs, Subs: g}
+	return m, g
+}
+
+// A follower's monitoring must not hold the state machine's lock while it copies the
+// subscriptions: Apply and Decode wait on that lock.
+func TestMonitorViewDoesNotHoldApplyWhileCopying(t *testing.T) {
+	m, slow := gatedStateMachine(t, "subs")
 	m.clients["c1"] = stores.ClientInfo{ID: "c1", HbInbox: "_INBOX.hb"}
 
 	done := make(chan []*Channelz)
@@ -63,33 +83,10 @@ func TestMonitorViewDoesNotHoldApplyWhileCopying(t *testing.T) {
 	}
 }
 
-// slowSyncSubs is a SubStore whose Sync waits until released, like an fsync on a busy disk.
-type slowSyncSubs struct {
-	stores.SubStore
-	entered, release chan struct{}
-}
-
-func (s *slowSyncSubs) Sync() error {
-	close(s.entered)
-	<-s.release
-	return s.SubStore.Sync()
-}
-
 // A snapshot syncs the stores without the state machine's lock: under bulk replication on
 // a busy disk those fsyncs took seconds, and monitoring, fetches and Decode waited on it.
 func TestSnapshotSyncsWithoutHoldingTheLock(t *testing.T) {
-	mem, err := memstore.New(memstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mem.Close()
-	m := newStateMachine(mem)
-	ch, err := mem.CreateChannel("foo", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	slow := &slowSyncSubs{SubStore: ch.Subs, entered: make(chan struct{}), release: make(chan struct{})}
-	m.chans["foo"] = &stores.Channel{Name: "foo", ID: 1, Msgs: ch.Msgs, Subs: slow}
+	m, slow := gatedStateMachine(t, "sync")
 
 	done := make(chan error, 1)
 	go func() {
