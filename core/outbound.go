@@ -132,7 +132,7 @@ func (c *client) flushOut() (closed bool) {
 	c.mu.Lock()
 	for !c.closed && !c.out.flushing && len(c.out.buf) > 0 {
 		if c.out.shut {
-			c.dropShutOutput()
+			c.out.dropShut()
 			break
 		}
 		b := c.out.buf
@@ -175,10 +175,12 @@ func (c *client) flushOut() (closed bool) {
 		}
 	}
 	closed = c.closed
-	shut := !closed && c.shutDue()
+	shut := !closed && c.route != nil && c.out.shutDue(c.route.retiring.Load())
 	c.mu.Unlock()
 	if shut {
-		c.shutWrite()
+		if hc, ok := c.nc.(interface{ CloseWrite() error }); ok {
+			_ = hc.CloseWrite() // a half-close: the peer reads EOF, and we can still read
+		}
 	}
 	return closed
 }

@@ -40,29 +40,22 @@ func (c *client) retire() {
 	c.flushSignal() // the writer writes what is queued, then shuts (flushOut)
 }
 
-// shutDue reports whether a retired route's output is all written and its write side may
-// be shut now; it marks it shut. c.mu held.
-func (c *client) shutDue() bool {
-	if c.route == nil || c.out.shut || c.out.flushing || len(c.out.buf) > 0 || !c.route.retiring.Load() {
+// shutDue reports whether a retired route's output (retiring) is all written and its write
+// side may be shut now; it marks it shut. The client's mu held.
+func (o *outbound) shutDue(retiring bool) bool {
+	if !retiring || o.shut || o.flushing || len(o.buf) > 0 {
 		return false
 	}
-	c.out.shut = true
+	o.shut = true
 	return true
 }
 
-// shutWrite half-closes the socket: the peer reads EOF, and we can still read.
-func (c *client) shutWrite() {
-	if hc, ok := c.nc.(interface{ CloseWrite() error }); ok {
-		_ = hc.CloseWrite()
-	}
-}
-
-// dropShutOutput discards what was queued after the write side was shut (a PONG, a frame
-// routed before the interest left the index). c.mu held.
-func (c *client) dropShutOutput() {
-	c.out.buf = c.out.buf[:0]
-	if c.out.stall != nil {
-		close(c.out.stall)
-		c.out.stall = nil
+// dropShut discards what was queued after the write side was shut (a PONG, a frame routed
+// before the interest left the index). The client's mu held.
+func (o *outbound) dropShut() {
+	o.buf = o.buf[:0]
+	if o.stall != nil {
+		close(o.stall)
+		o.stall = nil
 	}
 }

@@ -1,6 +1,11 @@
 package streaming
 
-import "github.com/starling-io/starling/stores"
+import (
+	"maps"
+	"slices"
+
+	"github.com/starling-io/starling/stores"
+)
 
 // A follower's engine holds no view of the state (leader.go), so its monitoring is read
 // from the replicated state itself: the channels and clients of the state machine, each
@@ -13,10 +18,6 @@ import "github.com/starling-io/starling/stores"
 // copy takes. The stores guard themselves, so the channels are read after it, and a view
 // that straddles a command is as good for monitoring as one taken between two.
 func (m *stateMachine) monitorView(subs bool) ([]*Channelz, []*Clientz) {
-	type named struct {
-		name string
-		ch   *stores.Channel
-	}
 	m.mu.Lock()
 	byID := make(map[string]*Clientz, len(m.clients))
 	clients := make([]*Clientz, 0, len(m.clients))
@@ -25,14 +26,11 @@ func (m *stateMachine) monitorView(subs bool) ([]*Channelz, []*Clientz) {
 		byID[id] = cz
 		clients = append(clients, cz)
 	}
-	held := make([]named, 0, len(m.chans))
-	for name, ch := range m.chans {
-		held = append(held, named{name, ch})
-	}
+	held := slices.Collect(maps.Values(m.chans))
 	m.mu.Unlock()
 	chans := make([]*Channelz, 0, len(held))
-	for _, h := range held {
-		name, ch := h.name, h.ch
+	for _, ch := range held {
+		name := ch.Name
 		cz := channelz(name, ch.Msgs.State())
 		stored, err := ch.Subs.Subs()
 		if err != nil {

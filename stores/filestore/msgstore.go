@@ -182,8 +182,8 @@ func openMsgStore(dir, name string, base uint64, limits stores.Limits, opts *Opt
 	}
 	ms.markFirst = markFirst
 	ms.syncedLast, ms.syncedFirst = ms.last, ms.first
-	ms.mu.Lock()
-	ms.unlock() // the segments recovery dropped
+	deleteFiles(ms.doomed, ms.opts) // the segments recovery dropped (nobody else holds ms yet)
+	ms.doomed = nil
 	return ms, nil
 }
 
@@ -393,8 +393,13 @@ func (ms *msgStore) unlock() {
 	doomed := ms.doomed
 	ms.doomed = nil
 	ms.mu.Unlock()
-	for _, p := range doomed {
-		removeFile(p, ms.opts)
+	deleteFiles(doomed, ms.opts)
+}
+
+// deleteFiles removes the files of dropped segments; a failure leaves them for the next open.
+func deleteFiles(paths []string, opts *Options) {
+	for _, p := range paths {
+		removeFile(p, opts)
 	}
 }
 
