@@ -193,6 +193,7 @@ func (s *Server) newSocketClient(kind clientKind, nc net.Conn) *client {
 	c.lastAct.Store(now.UnixNano())
 	c.out.signal = make(chan struct{}, 1)
 	c.prod.init(c)
+	c.prod.batches = kind == kindClient // its readLoop flushes after every read buffer
 	return c
 }
 

@@ -24,6 +24,10 @@ type Msg struct {
 	Data    []byte
 	Sub     *Subscription
 	From    uint64 // cid of the publishing connection, or of the route it came over (see Server.IsConnected)
+	// Batched is set when the subscription has an end function (SubscribeBatch) and the
+	// publisher's goroutine will call it once its run of deliveries is over: a handler may
+	// then leave the wake-up of its own worker to end.
+	Batched bool
 }
 
 // MsgHandler runs on the publisher's goroutine. It must not block: hand work to a queue.
@@ -225,12 +229,24 @@ func (nc *Conn) NewInbox() string {
 
 // Subscribe registers handler for subject; queue "" means a plain subscription.
 func (nc *Conn) Subscribe(subj, queue string, handler MsgHandler) (*Subscription, error) {
+	return nc.SubscribeBatch(subj, queue, handler, nil)
+}
+
+// SubscribeBatch is Subscribe with an end function for a handler that queues work for a
+// worker of its own. A client connection's read goroutine delivers with Msg.Batched set
+// and calls end once, at the end of its read buffer, after every delivery of that buffer
+// to the subscription, so end can wake the worker once per buffer, or do its work right
+// there while the worker is idle (nothing then wakes another goroutine). Other
+// publishers (routes, in-process connections) deliver with Batched unset and never call
+// end. end runs without locks held, on the client's read goroutine, which reads nothing
+// more until it returns.
+func (nc *Conn) SubscribeBatch(subj, queue string, handler MsgHandler, end func()) (*Subscription, error) {
 	c := nc.c
 	if handler == nil || (queue != "" && !subject.ValidQueue([]byte(queue))) {
 		return nil, ErrBadSubject
 	}
 	sub := &subscription{client: c, acc: c.acc, subject: subj, queue: queue, handler: handler,
-		sid: strconv.FormatUint(nc.nextSID.Add(1), 10)}
+		end: end, sid: strconv.FormatUint(nc.nextSID.Add(1), 10)}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -324,6 +340,11 @@ func digits(n int) int {
 // Flush wakes the writer of every socket client that received frames since the last
 // Flush: the in-process "end of read buffer".
 func (nc *Conn) Flush() { nc.c.prod.flushPending() }
+
+// FlushInPlace is Flush for a caller that runs on a client's read goroutine (in a
+// SubscribeBatch end function): like that reader's own end of buffer, it writes a few small
+// outputs to their sockets itself rather than waking their writers.
+func (nc *Conn) FlushInPlace() { nc.c.prod.flush(true) }
 
 // Request publishes data with a fresh reply subject and waits for the first answer.
 func (nc *Conn) Request(ctx context.Context, subj string, hdr, data []byte) (Msg, error) {

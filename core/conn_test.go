@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -233,5 +234,74 @@ func TestConnPublishLengthRule(t *testing.T) {
 		} else {
 			c.expect("-ERR 'maximum control line exceeded'\r\n")
 		}
+	}
+}
+
+// A SubscribeBatch subscription sees a client's messages flagged Batched, and its end runs
+// after them, once per read buffer, before the client's own replies go out; an in-process
+// publisher's messages are not flagged and never call end.
+func TestSubscribeBatchEndsEachReadBuffer(t *testing.T) {
+	s := startCore(t, nil)
+	ic, err := s.Connect("internal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ic.Close()
+	var mu sync.Mutex
+	var events []string
+	note := func(e string) {
+		mu.Lock()
+		events = append(events, e)
+		mu.Unlock()
+	}
+	if _, err := ic.SubscribeBatch("b.*", "", func(m core.Msg) {
+		note(fmt.Sprintf("%s:%v", m.Subject, m.Batched))
+	}, func() { note("end") }); err != nil {
+		t.Fatal(err)
+	}
+
+	c, _ := dial(t, s)
+	c.send("CONNECT {\"verbose\":false}\r\nPUB b.1 1\r\nx\r\nPUB b.2 1\r\ny\r\nPUB b.3 1\r\nz\r\nPING\r\n")
+	c.expect("PONG\r\n")
+	mu.Lock()
+	got := append([]string(nil), events...)
+	mu.Unlock()
+	// A read may end anywhere in the stream, so count: every message flagged, an end after
+	// each run of them, and the last end already run when PONG arrives.
+	msgs, ends, run := 0, 0, 0
+	for _, e := range got {
+		switch e {
+		case "end":
+			if run == 0 {
+				t.Fatalf("an end with no message before it: %v", got)
+			}
+			ends, run = ends+1, 0
+		case "b.1:true", "b.2:true", "b.3:true":
+			msgs, run = msgs+1, run+1
+		default:
+			t.Fatalf("unexpected event %q in %v", e, got)
+		}
+	}
+	if msgs != 3 || ends == 0 || run != 0 {
+		t.Fatalf("events %v: want 3 flagged messages, each run followed by an end before PONG", got)
+	}
+
+	ic2, err := s.Connect("internal 2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ic2.Close()
+	mu.Lock()
+	events = events[:0]
+	mu.Unlock()
+	if err := ic2.Publish("b.4", "", nil, []byte("w")); err != nil {
+		t.Fatal(err)
+	}
+	ic2.Flush()
+	mu.Lock()
+	got = append([]string(nil), events...)
+	mu.Unlock()
+	if len(got) != 1 || got[0] != "b.4:false" {
+		t.Fatalf("in-process publish: events %v, want only the unflagged message", got)
 	}
 }

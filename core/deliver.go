@@ -18,6 +18,7 @@ type subscription struct {
 	queue   string
 	sid     string
 	handler MsgHandler  // set for in-process subscriptions
+	end     func()      // optional, with handler: called at the end of a client's read buffer (SubscribeBatch)
 	filter  atomic.Bool // the owner's subscribe denies must be checked per message (§14.3)
 
 	max       atomic.Int64 // auto-unsubscribe limit; 0 = none
@@ -47,7 +48,10 @@ type producer struct {
 	hits   hitBuf   // routes the current message crosses (single-goroutine producers)
 	queues [][]byte // a routed message: the queue groups chosen for this server
 
-	depth   int                        // nesting of deliveries across accounts (imports.go)
+	depth int // nesting of deliveries across accounts (imports.go)
+
+	batches bool                       // a client's read goroutine: it calls the ends at the end of a read buffer
+	ends    []*subscription            // subscriptions with an end delivered to since the last flush
 	scratch [maxImportDepth + 1][]byte // mapped subjects of stream imports, per depth
 }
 
@@ -80,7 +84,13 @@ func (p *producer) addPending(c *client) {
 
 // flushPending is the end of a read buffer: flush our own output in place (our own socket
 // may block us — that is natural back-pressure) and wake every other destination once.
-func (p *producer) flushPending() {
+func (p *producer) flushPending() { p.flush(p.lock == nil) }
+
+// flush is flushPending; inPlace lets it write a few small outputs itself.
+func (p *producer) flush(inPlace bool) {
+	if len(p.ends) > 0 {
+		p.runEnds()
+	}
 	if p.lock != nil {
 		p.lock.Lock()
 		defer p.lock.Unlock()
@@ -91,7 +101,7 @@ func (p *producer) flushPending() {
 			self = true
 			continue
 		}
-		if p.lock == nil && len(p.pending) <= 4 {
+		if inPlace && len(p.pending) <= 4 {
 			c.tryFlushInPlace()
 		} else {
 			c.flushSignal()
@@ -107,6 +117,26 @@ func (p *producer) flushPending() {
 	if p.stall != nil {
 		p.waitStall()
 	}
+}
+
+// runEnds calls the end function of every batching subscription the read buffer
+// delivered to, first, so that what they send joins this flush.
+func (p *producer) runEnds() {
+	for i, sub := range p.ends {
+		p.ends[i] = nil
+		sub.end()
+	}
+	p.ends = p.ends[:0]
+}
+
+// addEnd records that sub's end is due at this read buffer's end.
+func (p *producer) addEnd(sub *subscription) {
+	for _, s := range p.ends {
+		if s == sub {
+			return
+		}
+	}
+	p.ends = append(p.ends, sub)
 }
 
 func (p *producer) waitStall() {
@@ -207,6 +237,10 @@ func (p *producer) deliver(sub *subscription, subj, reply []byte, hdrLen int, ms
 		m := Msg{Subject: subj, Reply: reply, Data: msg[hdrLen:], Sub: (*Subscription)(sub), From: p.self.cid}
 		if hdrLen > 0 {
 			m.Header = msg[:hdrLen]
+		}
+		if sub.end != nil && p.batches {
+			m.Batched = true
+			p.addEnd(sub)
 		}
 		sub.handler(m)
 	} else if !p.deliverFrame(dst, sub, subj, reply, hdrLen, msg) {

@@ -105,9 +105,12 @@ type committer struct {
 	spareQ []*commitGroup // the slices swapped with queued and done, reused
 	spareD []*commitGroup
 	wake   chan struct{} // cap 1: queued grew
-	ready  chan struct{} // cap 1: done grew
-	stop   chan struct{}
-	exited chan struct{}
+	// completeHere, if set, completes a synced pass of msgs messages on the committer's
+	// goroutine when it can (Server.completeInline); otherwise ready wakes the engine.
+	completeHere func(msgs int) bool
+	ready        chan struct{} // cap 1: done grew
+	stop         chan struct{}
+	exited       chan struct{}
 
 	running bool // engine: the goroutine was started (at the first enqueue)
 	closed  bool // engine: close was called; groups complete on the engine's goroutine
@@ -164,7 +167,9 @@ func (c *committer) run() {
 		}
 		c.synced = c.synced[:0]
 		began := time.Now()
+		msgs := 0
 		for _, g := range gs {
+			msgs += g.n
 			if g.inflight {
 				<-g.fut.Done() // replicated: the log's commit is what the group waits for
 			}
@@ -180,8 +185,17 @@ func (c *committer) run() {
 		clear(gs)
 		c.spareQ = gs[:0]
 		c.mu.Unlock()
-		signal(c.ready)
+		if c.completeHere == nil || !c.completeHere(msgs) {
+			signal(c.ready)
+		}
 	}
+}
+
+// queuedLen is the number of groups waiting for the committer's next pass.
+func (c *committer) queuedLen() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.queued)
 }
 
 // syncGroup runs the SyncFlushed of every store flushed into g, noting each outcome in g,

@@ -70,7 +70,7 @@ func (s *Server) handler(kind opKind) core.MsgHandler {
 			_, seq, err := decodeAck(m.Data)
 			key, ok := parseAckKey(m.Subject)
 			if err == nil && ok {
-				_ = s.q.Push(op{kind: opAck, ack: key, seq: seq, from: m.From})
+				_ = s.pushOp(op{kind: opAck, ack: key, seq: seq, from: m.From}, 0, m.Batched)
 			}
 			return
 		}
@@ -88,7 +88,7 @@ func (s *Server) handler(kind opKind) core.MsgHandler {
 		}
 		// The queue is bounded by bytes as well as by count: 1 MiB publishes fill memory
 		// long before a million of them are queued (audit finding 7).
-		if err := s.q.PushBytes(o, int64(len(o.data)+len(o.reply)), s.opts.QueueBytes); err != nil {
+		if err := s.pushOp(o, int64(len(o.data)+len(o.reply)), m.Batched); err != nil {
 			if kind == opPublish && o.reply != "" {
 				// This runs on the publisher's goroutine: encode into memory of our own
 				// (never the engine's scratch), with the GUID stan.go matches PubAcks by.
@@ -103,6 +103,80 @@ func (s *Server) handler(kind opKind) core.MsgHandler {
 }
 
 func (s *Server) push(o op) { _ = s.q.Push(o) }
+
+// pushOp queues a request's op. A batched delivery (core.Msg.Batched) queues it quietly:
+// endOfBuffer, at the end of the publisher's read buffer, wakes the engine or runs it.
+func (s *Server) pushOp(o op, n int64, batched bool) error {
+	if batched {
+		return s.q.PushQuiet(o, n, s.opts.QueueBytes)
+	}
+	return s.q.PushBytes(o, n, s.opts.QueueBytes)
+}
+
+// inlineMax is the longest queue endOfBuffer handles itself; a longer one is throughput
+// work, which the engine's goroutine does beside the publishers' readers.
+const inlineMax = 8
+
+// endOfBuffer runs on a client's read goroutine at the end of a read buffer that queued
+// requests quietly. If the engine is idle (no iteration running, no commit group in
+// flight) and only a few ops wait, it runs the engine's iteration right here: a request
+// and its reply (a synchronous publish and its PubAck, an ack and the next message) then
+// cross no goroutine, where waking the engine and then a writer cost two thread wake-ups,
+// each spinning the other core's scheduler. Otherwise it wakes the engine. The engine's
+// state is owned by whoever holds runMu.
+func (s *Server) endOfBuffer() {
+	n := s.q.Len()
+	if n == 0 {
+		return // drained already
+	}
+	if n > inlineMax || s.batchBus == nil || !s.runMu.TryLock() {
+		s.q.Wake()
+		return
+	}
+	// Commit groups in flight mean a client keeps requests in flight (an async publisher):
+	// that is throughput work, and the engine's goroutine batches it better.
+	if !s.engineUp || s.stopped || s.commit.groups > 0 {
+		s.runMu.Unlock()
+		s.q.Wake()
+		return
+	}
+	s.inlineBatch = s.q.Pop(s.inlineBatch[:0])
+	s.iterate(s.inlineBatch, true)
+	clear(s.inlineBatch)
+	s.unlockInline()
+}
+
+// completeInline runs on the committer's goroutine once it has synced a pass of msgs
+// messages: if the pass is small, the engine idle and no other group waits for an fsync,
+// it completes the pass right there, so a synchronous publisher's PubAck leaves without
+// waking the engine's goroutine (and then a writer's). A large pass is throughput work:
+// the committer goes back to its fsyncs while the engine completes it. It reports whether
+// it did; if not, the engine is signalled.
+func (s *Server) completeInline(msgs int) bool {
+	if msgs > inlineMax || s.batchBus == nil || !s.runMu.TryLock() {
+		return false
+	}
+	// The engine enqueues only while holding runMu: nothing queued now means this
+	// iteration cannot wait for the committer (waitCommits), which is this goroutine.
+	if !s.engineUp || s.stopped || s.commit.queuedLen() > 0 {
+		s.runMu.Unlock()
+		return false
+	}
+	s.iterate(nil, true)
+	s.unlockInline()
+	return true
+}
+
+// unlockInline releases runMu after an iteration off the engine's goroutine. That goroutine
+// waits on the metadata timer it saw when it last went idle: if the iteration armed it,
+// the goroutine is told to look again.
+func (s *Server) unlockInline() {
+	kick := s.metaC != nil && s.metaSeen == nil
+	s.runMu.Unlock()
+	if kick {
+		signal(s.kick)
+	}
+}
 
 // warnOverloaded logs a full queue at most once per deliveryLogEvery; it runs on
 // publishers' goroutines, hence the atomics.
@@ -122,35 +196,54 @@ func (s *Server) run() {
 	defer close(s.done)
 	var batch []op
 	for {
+		s.runMu.Lock()
+		metaC := s.metaC
+		s.metaSeen = metaC
+		s.runMu.Unlock()
 		select {
 		case <-s.q.Ready():
 		case <-s.readyCommits():
-		case <-s.metaC:
-			s.metaC = nil // records waited metaDelay: commitMeta below commits them
+		case <-metaC: // records waited metaDelay: commitMeta commits them
+		case <-s.kick:
 		case <-s.stop:
+			s.runMu.Lock()
+			s.stopped = true
 			s.drainCommits()
+			s.runMu.Unlock()
 			return
 		}
-		s.leaseAsked = false // asked again in this iteration if it sends (leaseHeld)
-		s.scratch.resetSendClock()
-		s.completeCommits()
+		s.runMu.Lock()
 		batch = s.q.Pop(batch[:0])
-		s.maxPayload = s.bus.MaxPayload()
-		for i := range batch {
-			o := &batch[i]
-			if o.kind == opPublish {
-				s.queuePublish(o)
-				if len(s.scratch.pubs) >= s.opts.IOBatchSize {
-					s.flushPublishes()
-				}
-				continue
-			}
-			s.flushPublishes()
-			s.process(o)
-		}
-		s.endBatch()
-		s.bus.Flush()
+		s.iterate(batch, false)
+		s.runMu.Unlock()
 		clear(batch)
+	}
+}
+
+// iterate is one pass of the engine over a batch of ops; inline when it runs on a client's
+// read goroutine (endOfBuffer). Caller holds runMu.
+func (s *Server) iterate(batch []op, inline bool) {
+	s.leaseAsked = false // asked again in this iteration if it sends (leaseHeld)
+	s.scratch.resetSendClock()
+	s.completeCommits()
+	s.maxPayload = s.bus.MaxPayload()
+	for i := range batch {
+		o := &batch[i]
+		if o.kind == opPublish {
+			s.queuePublish(o)
+			if len(s.scratch.pubs) >= s.opts.IOBatchSize {
+				s.flushPublishes()
+			}
+			continue
+		}
+		s.flushPublishes()
+		s.process(o)
+	}
+	s.endBatch()
+	if inline {
+		s.batchBus.FlushInPlace() // on a reader's goroutine, as its own replies are
+	} else {
+		s.bus.Flush()
 	}
 }
 

@@ -47,7 +47,13 @@ func (s *Server) serve(on bool) error {
 		}{subject, opAck})
 	}
 	for _, h := range handlers {
-		sub, err := s.bus.Subscribe(h.subject, "", s.handler(h.kind))
+		var sub Subscription
+		var err error
+		if s.batchBus != nil {
+			sub, err = s.batchBus.SubscribeBatch(h.subject, "", s.handler(h.kind), s.endOfBuffer)
+		} else {
+			sub, err = s.bus.Subscribe(h.subject, "", s.handler(h.kind))
+		}
 		if err != nil {
 			s.unsubscribeAll()
 			return fmt.Errorf("streaming: subscribe %s: %w", h.subject, err)

@@ -54,6 +54,24 @@ func (b inProcess) Subscribe(subject, queue string, h core.MsgHandler) (Subscrip
 	return sub, nil
 }
 
+// SubscribeBatch implements batchBus.
+func (b inProcess) SubscribeBatch(subject, queue string, h core.MsgHandler, end func()) (Subscription, error) {
+	sub, err := b.Conn.SubscribeBatch(subject, queue, h, end)
+	if err != nil {
+		return nil, err
+	}
+	return sub, nil
+}
+
+// batchBus is a Bus whose publishers can tell the end of a run of deliveries
+// (core.Conn.SubscribeBatch): the protocol handlers then wake the engine once per run, or
+// run it on the publisher's goroutine (endOfBuffer).
+type batchBus interface {
+	SubscribeBatch(subject, queue string, h core.MsgHandler, end func()) (Subscription, error)
+	// FlushInPlace is Flush on a publisher's read goroutine (core.Conn.FlushInPlace).
+	FlushInPlace()
+}
+
 // Server is the streaming layer. Create it with New, then Start it.
 type Server struct {
 	opts       Options
@@ -73,6 +91,16 @@ type Server struct {
 	ackPrefix, hbPrefix, checkPrefix                                    string
 
 	q *ipq.Queue[op] // everything the engine does arrives here
+
+	// runMu is held by whoever runs the engine: its goroutine, or a client's read goroutine
+	// in endOfBuffer. All engine state below is owned by the holder.
+	runMu       sync.Mutex
+	engineUp    bool             // run has started: endOfBuffer may run the engine
+	stopped     bool             // run has stopped: nobody runs the engine any more
+	metaSeen    <-chan time.Time // the metadata timer channel run waits on now
+	kick        chan struct{}    // endOfBuffer armed the metadata timer: run looks again
+	inlineBatch []op             // endOfBuffer's batch
+	batchBus    batchBus         // bus, when it can run the engine on its publishers' goroutines
 
 	pubBufs pubChunks      // the copies of queued publishes (pubbuf.go)
 	subs    []Subscription // the protocol subscriptions, while leading (guarded by mu)
@@ -161,7 +189,10 @@ func New(bus Bus, store stores.Store, newLog LogFactory, opts Options) (*Server,
 	_, s.splitMeta = store.(stores.SplitSyncer)
 	s.maxPayload = bus.MaxPayload()
 	s.q = ipq.New[op]("streaming", o.QueueLimit)
+	s.kick = make(chan struct{}, 1)
+	s.batchBus, _ = s.bus.(batchBus)
 	s.commit = newCommitter()
+	s.commit.completeHere = s.completeInline
 	s.sm = newStateMachine(store)
 	// The state machine holds what the store recovered before the log starts: a replicated
 	// log restores its snapshot onto it and replays what follows, idempotently (fsm.go).
@@ -227,6 +258,9 @@ func (s *Server) Start() error {
 	}
 	s.started = true
 	s.maxPayload = s.bus.MaxPayload()
+	s.runMu.Lock()
+	s.engineUp = true
+	s.runMu.Unlock()
 	go s.run()
 	go s.heartbeatLoop()
 	go s.leadershipLoop()

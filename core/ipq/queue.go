@@ -15,6 +15,7 @@ type Queue[T any] struct {
 	mu    sync.Mutex
 	items []T
 	bytes int64 // what PushBytes counted for items (0 for Push)
+	quiet bool  // items were pushed quietly and no wake-up has been sent for them
 
 	lastOut int // length of the batch the last Pop returned (the consumer's own field)
 }
@@ -34,6 +35,17 @@ func (q *Queue[T]) Push(v T) error { return q.PushBytes(v, 0, math.MaxInt64) }
 // counted under the lock Push takes anyway, so a byte bound costs no extra shared
 // write; Pop, which drains everything, sets them back to zero.
 func (q *Queue[T]) PushBytes(v T, n, maxBytes int64) error {
+	return q.push(v, n, maxBytes, false)
+}
+
+// PushQuiet is PushBytes without the wake-up: the caller promises a Wake (or a Pop) soon,
+// so that a run of pushes wakes the consumer once, or not at all when the caller drains
+// the queue itself. A Push after it sends the wake-up it withheld.
+func (q *Queue[T]) PushQuiet(v T, n, maxBytes int64) error {
+	return q.push(v, n, maxBytes, true)
+}
+
+func (q *Queue[T]) push(v T, n, maxBytes int64, quiet bool) error {
 	q.mu.Lock()
 	if (q.limit > 0 && len(q.items) >= q.limit) || q.bytes+n > maxBytes {
 		q.mu.Unlock()
@@ -41,15 +53,31 @@ func (q *Queue[T]) PushBytes(v T, n, maxBytes int64) error {
 	}
 	q.items = append(q.items, v)
 	q.bytes += n
-	first := len(q.items) == 1
+	wake := !quiet && (len(q.items) == 1 || q.quiet)
+	q.quiet = quiet && (len(q.items) == 1 || q.quiet)
 	q.mu.Unlock()
-	if first {
-		select {
-		case q.ready <- struct{}{}:
-		default: // a wake-up is already pending
-		}
+	if wake {
+		q.signal()
 	}
 	return nil
+}
+
+// Wake sends the wake-up that quiet pushes withheld, if the queue still holds them.
+func (q *Queue[T]) Wake() {
+	q.mu.Lock()
+	wake := q.quiet
+	q.quiet = false
+	q.mu.Unlock()
+	if wake {
+		q.signal()
+	}
+}
+
+func (q *Queue[T]) signal() {
+	select {
+	case q.ready <- struct{}{}:
+	default: // a wake-up is already pending
+	}
 }
 
 // Bytes returns the bytes PushBytes counted for the items queued now.
@@ -89,6 +117,7 @@ func (q *Queue[T]) Pop(into []T) []T {
 		out := q.items
 		q.items = into[:0]
 		q.bytes = 0
+		q.quiet = false
 		q.mu.Unlock()
 		q.lastOut = len(out)
 		return out
@@ -98,6 +127,7 @@ func (q *Queue[T]) Pop(into []T) []T {
 	clear(q.items)
 	q.items = q.items[:0]
 	q.bytes = 0
+	q.quiet = false
 	q.mu.Unlock()
 	return into
 }

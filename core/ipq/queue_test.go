@@ -236,3 +236,73 @@ func TestQueueBytes(t *testing.T) {
 		t.Fatalf("item limit: err = %v, want ErrFull", err)
 	}
 }
+
+// signalled reports whether Ready holds a wake-up, consuming it.
+func signalled[T any](q *Queue[T]) bool {
+	select {
+	case <-q.Ready():
+		return true
+	default:
+		return false
+	}
+}
+
+// A quiet push withholds the wake-up until Wake, a later Push, or never (a Pop took the
+// items): a producer that drains the queue itself wakes nobody, and one that does not
+// cannot strand an item behind a withheld wake-up.
+func TestQueueQuietPush(t *testing.T) {
+	q := New[int]("test", 0)
+	_ = q.PushQuiet(1, 0, 1<<20)
+	_ = q.PushQuiet(2, 0, 1<<20)
+	if signalled(q) {
+		t.Fatal("a quiet push signalled")
+	}
+	q.Wake()
+	if !signalled(q) {
+		t.Fatal("Wake did not send the withheld wake-up")
+	}
+	q.Wake()
+	if signalled(q) {
+		t.Fatal("a second Wake signalled again")
+	}
+	if got := q.Pop(nil); len(got) != 2 {
+		t.Fatalf("Pop = %v", got)
+	}
+
+	// A plain push after quiet ones sends the wake-up they withheld.
+	_ = q.PushQuiet(3, 0, 1<<20)
+	_ = q.Push(4)
+	if !signalled(q) {
+		t.Fatal("a push after a quiet one did not signal")
+	}
+	q.Wake()
+	if signalled(q) {
+		t.Fatal("Wake signalled for items already signalled")
+	}
+	q.Pop(nil)
+
+	// A quiet push behind signalled items needs no wake-up of its own.
+	_ = q.Push(5)
+	_ = q.PushQuiet(6, 0, 1<<20)
+	signalled(q)
+	q.Wake()
+	if signalled(q) {
+		t.Fatal("Wake signalled for a quiet push behind signalled items")
+	}
+	q.Pop(nil)
+
+	// Items popped by the producer itself: nothing to wake for.
+	_ = q.PushQuiet(7, 0, 1<<20)
+	if got := q.Pop(nil); len(got) != 1 {
+		t.Fatalf("Pop = %v", got)
+	}
+	q.Wake()
+	if signalled(q) {
+		t.Fatal("Wake signalled for an empty queue")
+	}
+
+	// Quiet pushes obey the same bounds.
+	if err := q.PushQuiet(8, 10, 5); !errors.Is(err, ErrFull) {
+		t.Fatalf("PushQuiet past maxBytes = %v, want ErrFull", err)
+	}
+}

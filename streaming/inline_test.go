@@ -1,0 +1,191 @@
+package streaming
+
+import (
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/starling-io/starling/core"
+	"github.com/starling-io/starling/proto/stanpb"
+	"github.com/starling-io/starling/raftlog"
+	"github.com/starling-io/starling/stores"
+	"github.com/starling-io/starling/stores/filestore"
+	"github.com/starling-io/starling/stores/memstore"
+)
+
+// readerBus is a Bus whose test plays a client's read goroutine: it delivers requests
+// with Msg.Batched set and then calls the subscription's end, as core does at the end of
+// a read buffer.
+type readerBus struct {
+	fakeBus
+	mu       sync.Mutex
+	handlers map[string]core.MsgHandler
+	ends     map[string]func()
+	sent     []string // subjects published, in order
+	inPlace  int      // FlushInPlace calls
+}
+
+func newReaderBus() *readerBus {
+	return &readerBus{fakeBus: fakeBus{alive: true}, handlers: map[string]core.MsgHandler{}, ends: map[string]func(){}}
+}
+
+func (b *readerBus) SubscribeBatch(subject, _ string, h core.MsgHandler, end func()) (Subscription, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.handlers[subject], b.ends[subject] = h, end
+	return nopSub{}, nil
+}
+
+func (b *readerBus) Publish(subject, _ string, _, _ []byte) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.sent = append(b.sent, subject)
+	return nil
+}
+
+func (b *readerBus) FlushInPlace() {
+	b.mu.Lock()
+	b.inPlace++
+	b.mu.Unlock()
+}
+
+func (b *readerBus) has(subject string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Contains(b.sent, subject)
+}
+
+func (b *readerBus) inPlaceCalls() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.inPlace
+}
+
+// deliver hands the requests to the handler subscribed to subject (or to its prefix's
+// ".>") as one read buffer, then runs its end.
+func (b *readerBus) deliver(subject string, reqs ...core.Msg) {
+	b.mu.Lock()
+	h, end := b.handlers[subject], b.ends[subject]
+	if h == nil {
+		key := subject[:strings.LastIndexByte(subject, '.')] + ".>"
+		h, end = b.handlers[key], b.ends[key]
+	}
+	b.mu.Unlock()
+	for _, m := range reqs {
+		m.Subject, m.From, m.Batched = []byte(subject), 1, true
+		h(m)
+	}
+	end()
+}
+
+type nopSub struct{}
+
+func (nopSub) Unsubscribe() error { return nil }
+
+func startOn(t *testing.T, bus Bus, store stores.Store) *Server {
+	t.Helper()
+	s, err := New(bus, store, raftlog.Standalone, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Shutdown() })
+	return s
+}
+
+func request(reply string, m any) core.Msg {
+	return core.Msg{Reply: []byte(reply), Data: marshalAny(m)}
+}
+
+func pubReq(reply, guid string) core.Msg {
+	return request(reply, &stanpb.PubMsg{ClientID: "c1", Guid: guid, Subject: "foo", Data: []byte("hi"), ConnID: []byte("conn")})
+}
+
+// An idle engine runs a client's requests on the client's read goroutine: the connect
+// response and the PubAck are sent before end returns, through the in-place flush. With
+// the engine busy, or more requests queued than a latency-bound exchange has, end only
+// wakes the engine, whose goroutine answers them.
+func TestIdleEngineRunsOnTheReadersGoroutine(t *testing.T) {
+	store, err := memstore.New(memstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bus := newReaderBus()
+	s := startOn(t, bus, store)
+
+	bus.deliver(s.discover, request("r.conn", &stanpb.ConnectRequest{ClientID: "c1", HeartbeatInbox: "hb", Protocol: 1, ConnID: []byte("conn")}))
+	if !bus.has("r.conn") {
+		t.Fatal("the connect response was not sent on the reader's goroutine")
+	}
+	flushes := bus.inPlaceCalls()
+	bus.deliver(s.pubPrefix+".foo", pubReq("r.ack1", "g1"))
+	if !bus.has("r.ack1") || bus.inPlaceCalls() == flushes {
+		t.Fatal("the PubAck was not sent, in place, on the reader's goroutine")
+	}
+
+	// The engine busy (its goroutine holds runMu): end wakes it instead.
+	s.runMu.Lock()
+	bus.deliver(s.pubPrefix+".foo", pubReq("r.ack2", "g2"))
+	if bus.has("r.ack2") {
+		s.runMu.Unlock()
+		t.Fatal("a PubAck was sent while the engine was busy")
+	}
+	flushes = bus.inPlaceCalls()
+	s.runMu.Unlock()
+	waitUntil(t, "the engine's goroutine answers the queued publish", func() bool { return bus.has("r.ack2") })
+
+	// A run longer than inlineMax is the engine goroutine's work.
+	reqs := make([]core.Msg, inlineMax+1)
+	for i := range reqs {
+		reqs[i] = pubReq("r.burst", "b"+string(rune('a'+i)))
+	}
+	bus.deliver(s.pubPrefix+".foo", reqs...)
+	waitUntil(t, "the burst's PubAcks", func() bool {
+		bus.mu.Lock()
+		defer bus.mu.Unlock()
+		n := 0
+		for _, subj := range bus.sent {
+			if subj == "r.burst" {
+				n++
+			}
+		}
+		return n == len(reqs)
+	})
+	if got := bus.inPlaceCalls(); got != flushes {
+		t.Fatalf("the burst was flushed in place %d times: it ran on the reader's goroutine", got-flushes)
+	}
+}
+
+// With a store that fsyncs on the committer's goroutine, a small pass completes there: the
+// PubAck and the delivery leave in place, without the engine's goroutine. The delivery's
+// sent record then waits for the metadata timer that the committer's iteration armed: the
+// engine's goroutine, idle all along, must be told to wait on it, or the record would
+// never be committed.
+func TestCommitterCompletesASmallPass(t *testing.T) {
+	store, err := filestore.Open(t.TempDir(), filestore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bus := newReaderBus()
+	s := startOn(t, bus, store)
+
+	bus.deliver(s.discover, request("r.conn", &stanpb.ConnectRequest{ClientID: "c1", HeartbeatInbox: "hb", Protocol: 1, ConnID: []byte("conn")}))
+	waitUntil(t, "the connect response", func() bool { return bus.has("r.conn") })
+	bus.deliver(s.subReq, request("r.sub", &stanpb.SubscriptionRequest{ClientID: "c1", Subject: "foo", Inbox: "in", MaxInFlight: 8, AckWaitInSecs: 30, StartPosition: stanpb.StartPosition_NewOnly}))
+	waitUntil(t, "the subscription response", func() bool { return bus.has("r.sub") })
+
+	flushes := bus.inPlaceCalls()
+	bus.deliver(s.pubPrefix+".foo", pubReq("r.ack", "g1"))
+	waitUntil(t, "the PubAck and the delivery", func() bool { return bus.has("r.ack") && bus.has("in") })
+	if got := bus.inPlaceCalls(); got < flushes+2 {
+		t.Fatalf("%d in-place flushes for the publish and its completion, want 2", got-flushes)
+	}
+	waitUntil(t, "the delivery's sent record is committed", func() bool {
+		s.runMu.Lock()
+		defer s.runMu.Unlock()
+		return !s.metaPending()
+	})
+}
