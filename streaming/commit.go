@@ -112,8 +112,13 @@ type committer struct {
 	stop         chan struct{}
 	exited       chan struct{}
 
-	running bool // engine: the goroutine was started (at the first enqueue)
-	closed  bool // engine: close was called; groups complete on the engine's goroutine
+	running   bool // engine: the goroutine was started (at the first enqueue)
+	quietWake bool // engine: enqueue leaves the wake-up to the inline iteration (passHere)
+
+	// passMu runs one pass at a time: on the committer's goroutine, or on a client's
+	// reader that ran the engine inline (passHere).
+	passMu sync.Mutex
+	closed bool // engine: close was called; groups complete on the engine's goroutine
 
 	free     []*commitGroup // engine: recycled groups
 	inflight int            // engine: messages in groups not yet completed
@@ -155,39 +160,59 @@ func (c *committer) run() {
 		case <-c.stop:
 			return
 		}
+		c.passMu.Lock()
+		c.pass()
+		c.passMu.Unlock()
+	}
+}
+
+// passHere runs the pass an inline iteration's groups need on the caller's goroutine (a
+// client's reader, after endOfBuffer), unless a pass is running: then the committer's
+// goroutine is woken for the next one.
+func (c *committer) passHere() {
+	if !c.passMu.TryLock() {
+		signal(c.wake)
+		return
+	}
+	c.pass()
+	c.passMu.Unlock()
+}
+
+// pass takes every queued group, fsyncs each store they touched once and hands them all
+// back: completed right here if completeHere can, else to the engine. Caller holds passMu.
+func (c *committer) pass() {
+	c.mu.Lock()
+	gs := c.queued
+	c.queued, c.spareQ = c.spareQ[:0], nil
+	c.mu.Unlock()
+	if len(gs) == 0 {
 		c.mu.Lock()
-		gs := c.queued
-		c.queued, c.spareQ = c.spareQ[:0], nil
+		c.spareQ = gs
 		c.mu.Unlock()
-		if len(gs) == 0 {
-			c.mu.Lock()
-			c.spareQ = gs
-			c.mu.Unlock()
-			continue
+		return
+	}
+	c.synced = c.synced[:0]
+	began := time.Now()
+	msgs := 0
+	for _, g := range gs {
+		msgs += g.n
+		if g.inflight {
+			<-g.fut.Done() // replicated: the log's commit is what the group waits for
 		}
-		c.synced = c.synced[:0]
-		began := time.Now()
-		msgs := 0
-		for _, g := range gs {
-			msgs += g.n
-			if g.inflight {
-				<-g.fut.Done() // replicated: the log's commit is what the group waits for
-			}
-			g.waitProposals()
-			c.synced = syncGroup(g, c.synced)
-		}
-		if len(c.synced) > 0 {
-			c.syncLatency.observeN(time.Since(began), 1)
-		}
-		clear(c.synced)
-		c.mu.Lock()
-		c.done = append(c.done, gs...)
-		clear(gs)
-		c.spareQ = gs[:0]
-		c.mu.Unlock()
-		if c.completeHere == nil || !c.completeHere(msgs) {
-			signal(c.ready)
-		}
+		g.waitProposals()
+		c.synced = syncGroup(g, c.synced)
+	}
+	if len(c.synced) > 0 {
+		c.syncLatency.observeN(time.Since(began), 1)
+	}
+	clear(c.synced)
+	c.mu.Lock()
+	c.done = append(c.done, gs...)
+	clear(gs)
+	c.spareQ = gs[:0]
+	c.mu.Unlock()
+	if c.completeHere == nil || !c.completeHere(msgs) {
+		signal(c.ready)
 	}
 }
 
@@ -252,7 +277,9 @@ func (c *committer) enqueue(g *commitGroup) {
 	c.mu.Lock()
 	c.queued = append(c.queued, g)
 	c.mu.Unlock()
-	signal(c.wake)
+	if !c.quietWake {
+		signal(c.wake)
+	}
 }
 
 // takeDone returns the completed groups (engine); give the slice back with putDone.
@@ -426,6 +453,9 @@ func (c *committer) full() bool {
 // waitCommits completes groups until at most max remain in flight (engine).
 func (s *Server) waitCommits(max int) {
 	c := s.commit
+	if c.groups > max {
+		signal(c.wake) // groups an inline iteration enqueued quietly
+	}
 	for c.groups > max {
 		<-c.ready
 		s.completeCommits()

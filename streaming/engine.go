@@ -141,9 +141,18 @@ func (s *Server) endOfBuffer() {
 		return
 	}
 	s.inlineBatch = s.q.Pop(s.inlineBatch[:0])
+	c := s.commit
+	c.quietWake = true
 	s.iterate(s.inlineBatch, true)
+	c.quietWake = false
 	clear(s.inlineBatch)
+	pass := c.groups > 0 // enqueued by this iteration: none were in flight before it
 	s.unlockInline()
+	if pass {
+		// Its fsync, outside runMu, then its completion: a synchronous publish on the file
+		// store wakes no other goroutine either.
+		c.passHere()
+	}
 }
 
 // completeInline runs on the committer's goroutine once it has synced a pass of msgs

@@ -159,11 +159,12 @@ func TestIdleEngineRunsOnTheReadersGoroutine(t *testing.T) {
 	}
 }
 
-// With a store that fsyncs on the committer's goroutine, a small pass completes there: the
-// PubAck and the delivery leave in place, without the engine's goroutine. The delivery's
-// sent record then waits for the metadata timer that the committer's iteration armed: the
-// engine's goroutine, idle all along, must be told to wait on it, or the record would
-// never be committed.
+// With a store that splits its Sync, an idle engine's reader also runs the fsync pass
+// (outside runMu) and the completion: the PubAck and the delivery leave before end
+// returns. With a pass already running, the committer's goroutine does the next one and
+// completes a small pass itself, in place. The delivery's sent record then waits for the
+// metadata timer an inline iteration armed: the engine's goroutine, idle all along, must be
+// told to wait on it, or the record would never be committed.
 func TestCommitterCompletesASmallPass(t *testing.T) {
 	store, err := filestore.Open(t.TempDir(), filestore.Options{})
 	if err != nil {
@@ -173,19 +174,31 @@ func TestCommitterCompletesASmallPass(t *testing.T) {
 	s := startOn(t, bus, store)
 
 	bus.deliver(s.discover, request("r.conn", &stanpb.ConnectRequest{ClientID: "c1", HeartbeatInbox: "hb", Protocol: 1, ConnID: []byte("conn")}))
-	waitUntil(t, "the connect response", func() bool { return bus.has("r.conn") })
 	bus.deliver(s.subReq, request("r.sub", &stanpb.SubscriptionRequest{ClientID: "c1", Subject: "foo", Inbox: "in", MaxInFlight: 8, AckWaitInSecs: 30, StartPosition: stanpb.StartPosition_NewOnly}))
-	waitUntil(t, "the subscription response", func() bool { return bus.has("r.sub") })
-
-	flushes := bus.inPlaceCalls()
-	bus.deliver(s.pubPrefix+".foo", pubReq("r.ack", "g1"))
-	waitUntil(t, "the PubAck and the delivery", func() bool { return bus.has("r.ack") && bus.has("in") })
-	if got := bus.inPlaceCalls(); got < flushes+2 {
-		t.Fatalf("%d in-place flushes for the publish and its completion, want 2", got-flushes)
+	if !bus.has("r.conn") || !bus.has("r.sub") {
+		t.Fatal("the connect and subscription responses were not sent on the reader's goroutine")
+	}
+	bus.deliver(s.pubPrefix+".foo", pubReq("r.ack1", "g1"))
+	if !bus.has("r.ack1") || !bus.has("in") {
+		t.Fatal("the PubAck and the delivery were not sent on the reader's goroutine")
 	}
 	waitUntil(t, "the delivery's sent record is committed", func() bool {
 		s.runMu.Lock()
 		defer s.runMu.Unlock()
 		return !s.metaPending()
 	})
+
+	// A pass running: the reader leaves its group to the committer's goroutine.
+	s.commit.passMu.Lock()
+	bus.deliver(s.pubPrefix+".foo", pubReq("r.ack2", "g2"))
+	if bus.has("r.ack2") {
+		s.commit.passMu.Unlock()
+		t.Fatal("a PubAck was sent before its fsync")
+	}
+	flushes := bus.inPlaceCalls()
+	s.commit.passMu.Unlock()
+	waitUntil(t, "the committer's goroutine completes the publish", func() bool { return bus.has("r.ack2") })
+	if bus.inPlaceCalls() == flushes {
+		t.Fatal("the committer's goroutine did not complete the small pass in place")
+	}
 }
