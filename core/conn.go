@@ -236,11 +236,12 @@ func (nc *Conn) Subscribe(subj, queue string, handler MsgHandler) (*Subscription
 // worker of its own. A client connection's read goroutine delivers with Msg.Batched set
 // and calls end once, at the end of its read buffer, after every delivery of that buffer
 // to the subscription, so end can wake the worker once per buffer, or do its work right
-// there while the worker is idle (nothing then wakes another goroutine). Other
-// publishers (routes, in-process connections) deliver with Batched unset and never call
-// end. end runs without locks held, on the client's read goroutine, which reads nothing
-// more until it returns.
-func (nc *Conn) SubscribeBatch(subj, queue string, handler MsgHandler, end func()) (*Subscription, error) {
+// there while the worker is idle (nothing then wakes another goroutine). idle reports that
+// the connection had no more input waiting: its client has sent everything it had, and is
+// probably waiting for answers. Other publishers (routes, in-process connections) deliver
+// with Batched unset and never call end. end runs without locks held, on the client's read
+// goroutine, which reads nothing more until it returns.
+func (nc *Conn) SubscribeBatch(subj, queue string, handler MsgHandler, end func(idle bool)) (*Subscription, error) {
 	c := nc.c
 	if handler == nil || (queue != "" && !subject.ValidQueue([]byte(queue))) {
 		return nil, ErrBadSubject
@@ -341,9 +342,10 @@ func digits(n int) int {
 // Flush: the in-process "end of read buffer".
 func (nc *Conn) Flush() { nc.c.prod.flushPending() }
 
-// FlushInPlace is Flush for a caller that runs on a client's read goroutine (in a
-// SubscribeBatch end function): like that reader's own end of buffer, it writes a few small
-// outputs to their sockets itself rather than waking their writers.
+// FlushInPlace is Flush for a caller that answers requests itself rather than through a
+// worker's goroutine (a SubscribeBatch end function on a client's read goroutine, say): like
+// a reader's own end of buffer, it gives a few small outputs one non-blocking write each
+// instead of waking their writers.
 func (nc *Conn) FlushInPlace() { nc.c.prod.flush(true) }
 
 // Request publishes data with a fresh reply subject and waits for the first answer.

@@ -254,9 +254,15 @@ func TestSubscribeBatchEndsEachReadBuffer(t *testing.T) {
 		events = append(events, e)
 		mu.Unlock()
 	}
+	var idles []bool
 	if _, err := ic.SubscribeBatch("b.*", "", func(m core.Msg) {
 		note(fmt.Sprintf("%s:%v", m.Subject, m.Batched))
-	}, func() { note("end") }); err != nil {
+	}, func(idle bool) {
+		note("end")
+		mu.Lock()
+		idles = append(idles, idle)
+		mu.Unlock()
+	}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -284,6 +290,21 @@ func TestSubscribeBatchEndsEachReadBuffer(t *testing.T) {
 	}
 	if msgs != 3 || ends == 0 || run != 0 {
 		t.Fatalf("events %v: want 3 flagged messages, each run followed by an end before PONG", got)
+	}
+
+	// idle: the end of a buffer with the rest of a long write still unread is not idle;
+	// the end of the last one, the client waiting for PONG, is.
+	mu.Lock()
+	idles = idles[:0]
+	mu.Unlock()
+	long := strings.Repeat("PUB b.5 100\r\n"+strings.Repeat("x", 100)+"\r\n", 200) // 24 KiB: reads of 512 B first
+	c.send(long + "PING\r\n")
+	c.expect("PONG\r\n")
+	mu.Lock()
+	got2 := append([]bool(nil), idles...)
+	mu.Unlock()
+	if len(got2) < 2 || got2[0] || !got2[len(got2)-1] {
+		t.Fatalf("idle at the ends of a long write's buffers: %v; want false first, true last", got2)
 	}
 
 	ic2, err := s.Connect("internal 2")

@@ -167,15 +167,34 @@ func (c *committer) run() {
 }
 
 // passHere runs the pass an inline iteration's groups need on the caller's goroutine (a
-// client's reader, after endOfBuffer), unless a pass is running: then the committer's
-// goroutine is woken for the next one.
+// client's reader, after endOfBuffer), unless a pass is running or a group waits for the
+// replicated log's commit: then the committer's goroutine is woken for it. A reader may
+// wait for an fsync its client is waiting for anyway, but not for a round of replication:
+// a publisher with many in flight (a bulk load) would then send one at a time.
 func (c *committer) passHere() {
 	if !c.passMu.TryLock() {
 		signal(c.wake)
 		return
 	}
+	if c.waitsOnLog() {
+		c.passMu.Unlock()
+		signal(c.wake)
+		return
+	}
 	c.pass()
 	c.passMu.Unlock()
+}
+
+// waitsOnLog reports whether a queued group waits for the replicated log's commit.
+func (c *committer) waitsOnLog() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, g := range c.queued {
+		if g.inflight {
+			return true
+		}
+	}
+	return false
 }
 
 // pass takes every queued group, fsyncs each store they touched once and hands them all

@@ -124,7 +124,7 @@ const inlineMax = 8
 // cross no goroutine, where waking the engine and then a writer cost two thread wake-ups,
 // each spinning the other core's scheduler. Otherwise it wakes the engine. The engine's
 // state is owned by whoever holds runMu.
-func (s *Server) endOfBuffer() {
+func (s *Server) endOfBuffer(idle bool) {
 	n := s.q.Len()
 	if n == 0 {
 		return // drained already
@@ -148,10 +148,14 @@ func (s *Server) endOfBuffer() {
 	clear(s.inlineBatch)
 	pass := c.groups > 0 // enqueued by this iteration: none were in flight before it
 	s.unlockInline()
-	if pass {
+	switch {
+	case pass && idle:
 		// Its fsync, outside runMu, then its completion: a synchronous publish on the file
-		// store wakes no other goroutine either.
+		// store wakes no other goroutine either. Only for a client that sent nothing more:
+		// one with publishes in flight would otherwise have them read one fsync at a time.
 		c.passHere()
+	case pass:
+		signal(c.wake)
 	}
 }
 

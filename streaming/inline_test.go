@@ -4,7 +4,9 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/starling-io/starling/core"
 	"github.com/starling-io/starling/proto/stanpb"
@@ -21,16 +23,17 @@ type readerBus struct {
 	fakeBus
 	mu       sync.Mutex
 	handlers map[string]core.MsgHandler
-	ends     map[string]func()
+	ends     map[string]func(bool)
+	busy     bool     // deliver reports more input waiting (not idle)
 	sent     []string // subjects published, in order
 	inPlace  int      // FlushInPlace calls
 }
 
 func newReaderBus() *readerBus {
-	return &readerBus{fakeBus: fakeBus{alive: true}, handlers: map[string]core.MsgHandler{}, ends: map[string]func(){}}
+	return &readerBus{fakeBus: fakeBus{alive: true}, handlers: map[string]core.MsgHandler{}, ends: map[string]func(bool){}}
 }
 
-func (b *readerBus) SubscribeBatch(subject, _ string, h core.MsgHandler, end func()) (Subscription, error) {
+func (b *readerBus) SubscribeBatch(subject, _ string, h core.MsgHandler, end func(bool)) (Subscription, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.handlers[subject], b.ends[subject] = h, end
@@ -76,7 +79,7 @@ func (b *readerBus) deliver(subject string, reqs ...core.Msg) {
 		m.Subject, m.From, m.Batched = []byte(subject), 1, true
 		h(m)
 	}
-	end()
+	end(!b.busy)
 }
 
 type nopSub struct{}
@@ -201,4 +204,49 @@ func TestCommitterCompletesASmallPass(t *testing.T) {
 	if bus.inPlaceCalls() == flushes {
 		t.Fatal("the committer's goroutine did not complete the small pass in place")
 	}
+}
+
+// A client with more input already waiting (an async publisher) is not held for the fsync
+// of what its last read buffer published: its reader goes back to reading while the
+// committer's goroutine syncs, so publishes in flight keep being grouped.
+func TestBusyClientIsNotHeldForAnFsync(t *testing.T) {
+	gate := make(chan struct{})
+	var armed atomic.Bool
+	store, err := filestore.Open(t.TempDir(), filestore.Options{Hooks: filestore.Hooks{
+		BeforeSync: func(string) error {
+			if armed.Load() {
+				<-gate
+			}
+			return nil
+		},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bus := newReaderBus()
+	s := startOn(t, bus, store)
+	bus.deliver(s.discover, request("r.conn", &stanpb.ConnectRequest{ClientID: "c1", HeartbeatInbox: "hb", Protocol: 1, ConnID: []byte("conn")}))
+	bus.deliver(s.pubPrefix+".foo", pubReq("r.ack1", "g1")) // creates the channel (its own fsyncs)
+	if !bus.has("r.ack1") {
+		t.Fatal("no PubAck from an idle client's reader")
+	}
+
+	bus.busy = true
+	armed.Store(true)
+	returned := make(chan struct{})
+	go func() {
+		bus.deliver(s.pubPrefix+".foo", pubReq("r.ack", "g2"))
+		close(returned)
+	}()
+	select {
+	case <-returned:
+	case <-time.After(5 * time.Second):
+		close(gate)
+		t.Fatal("the reader of a busy client waited for the fsync")
+	}
+	if bus.has("r.ack") {
+		t.Fatal("a PubAck was sent before its fsync")
+	}
+	close(gate)
+	waitUntil(t, "the PubAck after the committer's fsync", func() bool { return bus.has("r.ack") })
 }
