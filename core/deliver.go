@@ -48,11 +48,11 @@ type producer struct {
 	hits   hitBuf   // routes the current message crosses (single-goroutine producers)
 	queues [][]byte // a routed message: the queue groups chosen for this server
 
-	depth int // nesting of deliveries across accounts (imports.go)
-
-	batches bool                       // a client's read goroutine: it calls the ends at the end of a read buffer
-	ends    []*subscription            // subscriptions with an end delivered to since the last flush
+	depth   int                        // nesting of deliveries across accounts (imports.go)
 	scratch [maxImportDepth + 1][]byte // mapped subjects of stream imports, per depth
+
+	batches bool            // a client's read goroutine: it calls the ends at the end of a read buffer
+	ends    []*subscription // subscriptions with an end delivered to since the last flush
 }
 
 // Back-pressure: a producer whose destination is past 3/4 of max_pending waits for it to

@@ -105,20 +105,20 @@ type committer struct {
 	spareQ []*commitGroup // the slices swapped with queued and done, reused
 	spareD []*commitGroup
 	wake   chan struct{} // cap 1: queued grew
-	// completeHere, if set, completes a synced pass of msgs messages on the committer's
-	// goroutine when it can (Server.completeInline); otherwise ready wakes the engine.
-	completeHere func(msgs int) bool
-	ready        chan struct{} // cap 1: done grew
-	stop         chan struct{}
-	exited       chan struct{}
-
-	running   bool // engine: the goroutine was started (at the first enqueue)
-	quietWake bool // engine: enqueue leaves the wake-up to the inline iteration (passHere)
+	ready  chan struct{} // cap 1: done grew
+	stop   chan struct{}
+	exited chan struct{}
 
 	// passMu runs one pass at a time: on the committer's goroutine, or on a client's
 	// reader that ran the engine inline (passHere).
 	passMu sync.Mutex
-	closed bool // engine: close was called; groups complete on the engine's goroutine
+	// completeHere, if set, completes a synced pass of msgs messages where the pass ran
+	// when it can (Server.completeInline); otherwise ready wakes the engine.
+	completeHere func(msgs int) bool
+
+	running   bool // engine: the goroutine was started (at the first enqueue)
+	closed    bool // engine: close was called; groups complete on the engine's goroutine
+	quietWake bool // engine: enqueue leaves the wake-up to the inline iteration (passHere)
 
 	free     []*commitGroup // engine: recycled groups
 	inflight int            // engine: messages in groups not yet completed
