@@ -445,6 +445,15 @@ func (n *Node) Stats() Stats {
 		CommitIndex: n.raft.CommitIndex(), AppliedIndex: n.raft.AppliedIndex(),
 		CommandIndex: n.fsm.published.Load(), Stopped: n.stopped(), Voters: n.voters(),
 	}
+	n.mu.RLock()
+	down := n.halted || n.closed
+	n.mu.RUnlock()
+	if down {
+		// raft may report a role after its Shutdown: a leader that steps down on a failed
+		// write can set Follower after Shutdown set Shutdown (seen in
+		// TestNodeLeavesOnALogWriteFailure). A halted or closed node is nothing any more.
+		st.Role = raft.Shutdown
+	}
 	if st.Role != raft.Leader {
 		st.LastContact = -1
 		if at := n.raft.LastContact(); !at.IsZero() {
