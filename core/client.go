@@ -194,6 +194,7 @@ func (s *Server) newSocketClient(kind clientKind, nc net.Conn) *client {
 	c.out.signal = make(chan struct{}, 1)
 	c.prod.init(c)
 	c.prod.batches = kind == kindClient // its readLoop flushes after every read buffer
+	c.prod.idle = c.inputIdle
 	return c
 }
 

@@ -236,12 +236,13 @@ func (nc *Conn) Subscribe(subj, queue string, handler MsgHandler) (*Subscription
 // worker of its own. A client connection's read goroutine delivers with Msg.Batched set
 // and calls end once, at the end of its read buffer, after every delivery of that buffer
 // to the subscription, so end can wake the worker once per buffer, or do its work right
-// there while the worker is idle (nothing then wakes another goroutine). idle reports that
-// the connection had no more input waiting: its client has sent everything it had, and is
-// probably waiting for answers. Other publishers (routes, in-process connections) deliver
+// there while the worker is idle (nothing then wakes another goroutine). idle reports (a
+// system call: ask only when it matters) that the connection has no more input waiting: its
+// client has sent everything it had, and is probably waiting for answers. Other publishers
+// (routes, in-process connections) deliver
 // with Batched unset and never call end. end runs without locks held, on the client's read
 // goroutine, which reads nothing more until it returns.
-func (nc *Conn) SubscribeBatch(subj, queue string, handler MsgHandler, end func(idle bool)) (*Subscription, error) {
+func (nc *Conn) SubscribeBatch(subj, queue string, handler MsgHandler, end func(idle func() bool)) (*Subscription, error) {
 	c := nc.c
 	if handler == nil || (queue != "" && !subject.ValidQueue([]byte(queue))) {
 		return nil, ErrBadSubject

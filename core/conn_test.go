@@ -257,10 +257,10 @@ func TestSubscribeBatchEndsEachReadBuffer(t *testing.T) {
 	var idles []bool
 	if _, err := ic.SubscribeBatch("b.*", "", func(m core.Msg) {
 		note(fmt.Sprintf("%s:%v", m.Subject, m.Batched))
-	}, func(idle bool) {
+	}, func(idle func() bool) {
 		note("end")
 		mu.Lock()
-		idles = append(idles, idle)
+		idles = append(idles, idle())
 		mu.Unlock()
 	}); err != nil {
 		t.Fatal(err)

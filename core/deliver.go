@@ -17,9 +17,9 @@ type subscription struct {
 	subject string
 	queue   string
 	sid     string
-	handler MsgHandler      // set for in-process subscriptions
-	end     func(idle bool) // optional, with handler: called at the end of a client's read buffer (SubscribeBatch)
-	filter  atomic.Bool     // the owner's subscribe denies must be checked per message (§14.3)
+	handler MsgHandler             // set for in-process subscriptions
+	end     func(idle func() bool) // optional, with handler: called at the end of a client's read buffer (SubscribeBatch)
+	filter  atomic.Bool            // the owner's subscribe denies must be checked per message (§14.3)
 
 	max       atomic.Int64 // auto-unsubscribe limit; 0 = none
 	delivered atomic.Int64
@@ -53,6 +53,7 @@ type producer struct {
 
 	batches bool            // a client's read goroutine: it calls the ends at the end of a read buffer
 	ends    []*subscription // subscriptions with an end delivered to since the last flush
+	idle    func() bool     // self.inputIdle, bound once: what the ends are given
 }
 
 // Back-pressure: a producer whose destination is past 3/4 of max_pending waits for it to
@@ -122,10 +123,9 @@ func (p *producer) flush(inPlace bool) {
 // runEnds calls the end function of every batching subscription the read buffer
 // delivered to, first, so that what they send joins this flush.
 func (p *producer) runEnds() {
-	idle := p.self.inputIdle()
 	for i, sub := range p.ends {
 		p.ends[i] = nil
-		sub.end(idle)
+		sub.end(p.idle)
 	}
 	p.ends = p.ends[:0]
 }

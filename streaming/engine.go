@@ -124,19 +124,14 @@ const inlineMax = 8
 // cross no goroutine, where waking the engine and then a writer cost two thread wake-ups,
 // each spinning the other core's scheduler. Otherwise it wakes the engine. The engine's
 // state is owned by whoever holds runMu.
-func (s *Server) endOfBuffer(idle bool) {
+func (s *Server) endOfBuffer(idle func() bool) {
 	n := s.q.Len()
 	if n == 0 {
 		return // drained already
 	}
-	if n > inlineMax || s.batchBus == nil || !s.runMu.TryLock() {
-		s.q.Wake()
-		return
-	}
 	// Commit groups in flight mean a client keeps requests in flight (an async publisher):
 	// that is throughput work, and the engine's goroutine batches it better.
-	if !s.engineUp || s.stopped || s.commit.groups > 0 {
-		s.runMu.Unlock()
+	if n > inlineMax || !s.lockInline(func() bool { return s.commit.groups == 0 }) {
 		s.q.Wake()
 		return
 	}
@@ -149,7 +144,7 @@ func (s *Server) endOfBuffer(idle bool) {
 	pass := c.groups > 0 // enqueued by this iteration: none were in flight before it
 	s.unlockInline()
 	switch {
-	case pass && idle:
+	case pass && idle():
 		// Its fsync, outside runMu, then its completion: a synchronous publish on the file
 		// store wakes no other goroutine either. Only for a client that sent nothing more:
 		// one with publishes in flight would otherwise have them read one fsync at a time.
@@ -166,17 +161,26 @@ func (s *Server) endOfBuffer(idle bool) {
 // the committer goes back to its fsyncs while the engine completes it. It reports whether
 // it did; if not, the engine is signalled.
 func (s *Server) completeInline(msgs int) bool {
-	if msgs > inlineMax || s.batchBus == nil || !s.runMu.TryLock() {
-		return false
-	}
 	// The engine enqueues only while holding runMu: nothing queued now means this
 	// iteration cannot wait for the committer (waitCommits), which is this goroutine.
-	if !s.engineUp || s.stopped || s.commit.queuedLen() > 0 {
-		s.runMu.Unlock()
+	if msgs > inlineMax || !s.lockInline(func() bool { return s.commit.queuedLen() == 0 }) {
 		return false
 	}
 	s.iterate(nil, true)
 	s.unlockInline()
+	return true
+}
+
+// lockInline takes the engine for an iteration off its goroutine: runMu free, the engine
+// running, and ok (checked under runMu) true. It reports whether it holds runMu.
+func (s *Server) lockInline(ok func() bool) bool {
+	if s.batchBus == nil || !s.runMu.TryLock() {
+		return false
+	}
+	if !s.engineUp || s.stopped || !ok() {
+		s.runMu.Unlock()
+		return false
+	}
 	return true
 }
 

@@ -23,17 +23,17 @@ type readerBus struct {
 	fakeBus
 	mu       sync.Mutex
 	handlers map[string]core.MsgHandler
-	ends     map[string]func(bool)
+	ends     map[string]func(func() bool)
 	busy     bool     // deliver reports more input waiting (not idle)
 	sent     []string // subjects published, in order
 	inPlace  int      // FlushInPlace calls
 }
 
 func newReaderBus() *readerBus {
-	return &readerBus{fakeBus: fakeBus{alive: true}, handlers: map[string]core.MsgHandler{}, ends: map[string]func(bool){}}
+	return &readerBus{fakeBus: fakeBus{alive: true}, handlers: map[string]core.MsgHandler{}, ends: map[string]func(func() bool){}}
 }
 
-func (b *readerBus) SubscribeBatch(subject, _ string, h core.MsgHandler, end func(bool)) (Subscription, error) {
+func (b *readerBus) SubscribeBatch(subject, _ string, h core.MsgHandler, end func(func() bool)) (Subscription, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.handlers[subject], b.ends[subject] = h, end
@@ -79,7 +79,7 @@ func (b *readerBus) deliver(subject string, reqs ...core.Msg) {
 		m.Subject, m.From, m.Batched = []byte(subject), 1, true
 		h(m)
 	}
-	end(!b.busy)
+	end(func() bool { return !b.busy })
 }
 
 type nopSub struct{}
@@ -96,6 +96,7 @@ func startOn(t *testing.T, bus Bus, store stores.Store) *Server {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.Shutdown() })
+	quiesce(t, s) // the log's first leadership report runs an iteration of the engine's own
 	return s
 }
 
@@ -123,6 +124,7 @@ func TestIdleEngineRunsOnTheReadersGoroutine(t *testing.T) {
 	if !bus.has("r.conn") {
 		t.Fatal("the connect response was not sent on the reader's goroutine")
 	}
+	quiesce(t, s)
 	flushes := bus.inPlaceCalls()
 	bus.deliver(s.pubPrefix+".foo", pubReq("r.ack1", "g1"))
 	if !bus.has("r.ack1") || bus.inPlaceCalls() == flushes {
@@ -177,10 +179,12 @@ func TestCommitterCompletesASmallPass(t *testing.T) {
 	s := startOn(t, bus, store)
 
 	bus.deliver(s.discover, request("r.conn", &stanpb.ConnectRequest{ClientID: "c1", HeartbeatInbox: "hb", Protocol: 1, ConnID: []byte("conn")}))
+	quiesce(t, s)
 	bus.deliver(s.subReq, request("r.sub", &stanpb.SubscriptionRequest{ClientID: "c1", Subject: "foo", Inbox: "in", MaxInFlight: 8, AckWaitInSecs: 30, StartPosition: stanpb.StartPosition_NewOnly}))
 	if !bus.has("r.conn") || !bus.has("r.sub") {
 		t.Fatal("the connect and subscription responses were not sent on the reader's goroutine")
 	}
+	quiesce(t, s)
 	bus.deliver(s.pubPrefix+".foo", pubReq("r.ack1", "g1"))
 	if !bus.has("r.ack1") || !bus.has("in") {
 		t.Fatal("the PubAck and the delivery were not sent on the reader's goroutine")
@@ -226,6 +230,7 @@ func TestBusyClientIsNotHeldForAnFsync(t *testing.T) {
 	bus := newReaderBus()
 	s := startOn(t, bus, store)
 	bus.deliver(s.discover, request("r.conn", &stanpb.ConnectRequest{ClientID: "c1", HeartbeatInbox: "hb", Protocol: 1, ConnID: []byte("conn")}))
+	quiesce(t, s)
 	bus.deliver(s.pubPrefix+".foo", pubReq("r.ack1", "g1")) // creates the channel (its own fsyncs)
 	if !bus.has("r.ack1") {
 		t.Fatal("no PubAck from an idle client's reader")
@@ -249,4 +254,35 @@ func TestBusyClientIsNotHeldForAnFsync(t *testing.T) {
 	}
 	close(gate)
 	waitUntil(t, "the PubAck after the committer's fsync", func() bool { return bus.has("r.ack") })
+}
+
+// quiesce waits until nothing else may hold the engine, twice in a row 5 ms apart: no
+// leadership report pending, no op queued, no commit group in flight, no pass running, no
+// wake-up pending for the engine's goroutine or the committer's. Any of them would make
+// the next request's end find the engine busy, and the request answered later, correctly
+// but not on the reader's goroutine.
+func quiesce(t *testing.T, s *Server) {
+	t.Helper()
+	c := s.commit
+	settled := func() bool {
+		if !s.runMu.TryLock() {
+			return false
+		}
+		defer s.runMu.Unlock()
+		if !c.passMu.TryLock() {
+			return false
+		}
+		defer c.passMu.Unlock()
+		return len(s.rlog.Leadership()) == 0 && s.q.Len() == 0 && c.groups == 0 &&
+			len(s.kick) == 0 && len(c.wake) == 0 && len(c.ready) == 0
+	}
+	streak := 0
+	waitUntil(t, "the engine to settle", func() bool {
+		if settled() {
+			streak++
+		} else {
+			streak = 0
+		}
+		return streak >= 2
+	})
 }

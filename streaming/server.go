@@ -55,7 +55,7 @@ func (b inProcess) Subscribe(subject, queue string, h core.MsgHandler) (Subscrip
 }
 
 // SubscribeBatch implements batchBus.
-func (b inProcess) SubscribeBatch(subject, queue string, h core.MsgHandler, end func(idle bool)) (Subscription, error) {
+func (b inProcess) SubscribeBatch(subject, queue string, h core.MsgHandler, end func(idle func() bool)) (Subscription, error) {
 	sub, err := b.Conn.SubscribeBatch(subject, queue, h, end)
 	if err != nil {
 		return nil, err
@@ -67,7 +67,7 @@ func (b inProcess) SubscribeBatch(subject, queue string, h core.MsgHandler, end 
 // (core.Conn.SubscribeBatch): the protocol handlers then wake the engine once per run, or
 // run it on the publisher's goroutine (endOfBuffer).
 type batchBus interface {
-	SubscribeBatch(subject, queue string, h core.MsgHandler, end func(idle bool)) (Subscription, error)
+	SubscribeBatch(subject, queue string, h core.MsgHandler, end func(idle func() bool)) (Subscription, error)
 	// FlushInPlace is Flush on a publisher's read goroutine (core.Conn.FlushInPlace).
 	FlushInPlace()
 }
