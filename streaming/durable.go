@@ -37,16 +37,19 @@ func (s *Server) metaPending() bool {
 // the end of a batch).
 func (s *Server) commitMeta() {
 	if !s.metaPending() {
-		s.metaC, s.metaAt = nil, time.Time{}
+		s.disarmMeta()
 		return
 	}
 	if len(s.waiting) == 0 && time.Now().Before(s.metaRetryAt) {
+		if s.metaAt.Before(s.metaRetryAt) {
+			s.armMeta(time.Until(s.metaRetryAt)) // else nothing may wake the engine for the retry
+		}
 		return
 	}
 	if s.splitMeta && s.started && len(s.waiting) == 0 && !s.metaDue() {
 		return
 	}
-	s.metaC, s.metaAt = nil, time.Time{}
+	s.disarmMeta()
 	g := s.commit.group()
 	s.flushMetaInto(g)
 	s.finish(g)
@@ -64,15 +67,30 @@ func (s *Server) metaDue() bool {
 		return false
 	}
 	if s.metaAt.IsZero() {
-		if s.metaTimer == nil {
-			s.metaTimer = time.NewTimer(metaDelay)
-		} else {
-			s.metaTimer.Reset(metaDelay)
-		}
-		s.metaC, s.metaAt = s.metaTimer.C, time.Now().Add(metaDelay)
+		s.armMeta(metaDelay)
 		return false
 	}
-	return !time.Now().Before(s.metaAt)
+	return s.metaFired || !time.Now().Before(s.metaAt)
+}
+
+// armMeta sets the metadata timer to wake the engine in d. The engine's wake-up on it
+// (metaFired) makes the records due whatever the clocks say: a deadline read after the
+// timer was set can lie a little past the moment it fires, and a commit then found not yet
+// due would have waited for the next unrelated wake-up (a test saw it wait 10 s).
+func (s *Server) armMeta(d time.Duration) {
+	s.metaAt = time.Now().Add(d)
+	if s.metaTimer == nil {
+		s.metaTimer = time.NewTimer(d)
+	} else {
+		s.metaTimer.Reset(d)
+	}
+	s.metaC, s.metaFired = s.metaTimer.C, false
+}
+
+// disarmMeta forgets the metadata deadline: nothing waits for it, or it is being committed.
+// The timer is left to fire; a wake-up for nothing costs one empty iteration.
+func (s *Server) disarmMeta() {
+	s.metaC, s.metaAt, s.metaFired = nil, time.Time{}, false
 }
 
 // metaDelay is how long records with no reply waiting may wait for a group of publishes

@@ -407,3 +407,68 @@ func TestRefusedPublishesLogOnce(t *testing.T) {
 		t.Fatalf("%d log lines for 50 refused publishes, want 1", n)
 	}
 }
+
+// A failed metadata commit is tried again metaRetryWait later on its own. Before, it was
+// tried only when something else woke the engine (at worst the next heartbeat tick, 30 s).
+func TestFailedMetadataIsRetriedUnasked(t *testing.T) {
+	mem, err := memstore.New(memstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &metaStore{Store: mem, gate: make(chan error)}
+	bus := &dataBus{}
+	s, err := New(bus, st, raftlog.Standalone, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		done := make(chan struct{})
+		go func() {
+			for {
+				select {
+				case st.gate <- nil:
+				case <-done:
+					return
+				}
+			}
+		}()
+		_ = s.Shutdown()
+		close(done)
+	})
+	// answer feeds err to every metadata sync until a reply to subject is sent.
+	answer := func(subject string, err error) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for len(bus.to(subject)) == 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("no reply to %s", subject)
+			}
+			select {
+			case st.gate <- err:
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+	s.push(op{kind: opConnect, reply: "r.conn", data: marshal(&stanpb.ConnectRequest{ClientID: "c1", HeartbeatInbox: "hb", Protocol: 1, ConnID: []byte("conn")})})
+	answer("r.conn", nil)
+	s.push(op{kind: opSubscribe, reply: "r.sub", data: marshal(&stanpb.SubscriptionRequest{ClientID: "c1", Subject: "foo", Inbox: "in",
+		MaxInFlight: 10, AckWaitInSecs: 30, DurableName: "d"})})
+	answer("r.sub", errors.New("disk on fire"))
+	failed := time.Now()
+	select {
+	case st.gate <- nil:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the records whose commit failed were not tried again")
+	}
+	if waited := time.Since(failed); waited < metaRetryWait/2 {
+		t.Fatalf("tried again after %v: a full disk would spin the engine", waited)
+	}
+	waitUntil(t, "the retried records are committed", func() bool {
+		s.runMu.Lock()
+		defer s.runMu.Unlock()
+		return !s.sm.dirty()
+	})
+}

@@ -217,10 +217,12 @@ func (s *Server) run() {
 		metaC := s.metaC
 		s.metaSeen = metaC
 		s.runMu.Unlock()
+		fired := false
 		select {
 		case <-s.q.Ready():
 		case <-s.readyCommits():
 		case <-metaC: // records waited metaDelay: commitMeta commits them
+			fired = true
 		case <-s.kick:
 		case <-s.stop:
 			s.runMu.Lock()
@@ -230,6 +232,9 @@ func (s *Server) run() {
 			return
 		}
 		s.runMu.Lock()
+		if fired && s.metaC != nil {
+			s.metaFired = true
+		}
 		batch = s.q.Pop(batch[:0])
 		s.iterate(batch, false)
 		s.runMu.Unlock()

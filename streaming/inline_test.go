@@ -194,6 +194,7 @@ func TestCommitterCompletesASmallPass(t *testing.T) {
 		defer s.runMu.Unlock()
 		return !s.metaPending()
 	})
+	quiesce(t, s) // that commit's group completes on the engine's goroutine
 
 	// A pass running: the reader leaves its group to the committer's goroutine.
 	s.commit.passMu.Lock()
@@ -285,4 +286,44 @@ func quiesce(t *testing.T, s *Server) {
 		}
 		return streak >= 2
 	})
+}
+
+// The metadata timer commits the records it was armed for whenever it fires, whatever the
+// clocks say: here the deadline is moved past the timer's, as a deadline read a moment
+// after the timer was set (a goroutine preempted between the two) lies past it. Before,
+// the engine found the records not yet due and waited for the next unrelated wake-up
+// (a stress run of TestCommitterCompletesASmallPass saw it wait over 10 s).
+func TestMetadataTimerCommitsWhenItFires(t *testing.T) {
+	store, err := filestore.Open(t.TempDir(), filestore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bus := newReaderBus()
+	s := startOn(t, bus, store)
+	bus.deliver(s.discover, request("r.conn", &stanpb.ConnectRequest{ClientID: "c1", HeartbeatInbox: "hb", Protocol: 1, ConnID: []byte("conn")}))
+	quiesce(t, s)
+	bus.deliver(s.subReq, request("r.sub", &stanpb.SubscriptionRequest{ClientID: "c1", Subject: "foo", Inbox: "in", MaxInFlight: 1024, AckWaitInSecs: 30, StartPosition: stanpb.StartPosition_NewOnly}))
+	quiesce(t, s)
+
+	caught := 0
+	for i := 0; i < 50 && caught < 3; i++ {
+		bus.deliver(s.pubPrefix+".foo", pubReq("r.ack", "g"+string(rune('a'+i))))
+		// The delivery's sent record waits for the timer armed by the inline iteration.
+		s.runMu.Lock()
+		armed := s.metaC != nil && !s.metaAt.IsZero() && !s.metaFired
+		if armed {
+			s.metaAt = s.metaAt.Add(time.Hour)
+			caught++
+		}
+		s.runMu.Unlock()
+		waitUntil(t, "the delivery's sent record is committed", func() bool {
+			s.runMu.Lock()
+			defer s.runMu.Unlock()
+			return !s.metaPending()
+		})
+		quiesce(t, s)
+	}
+	if caught == 0 {
+		t.Fatal("the timer was never caught armed")
+	}
 }

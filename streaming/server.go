@@ -133,6 +133,7 @@ type Server struct {
 	metaTimer   *time.Timer   // wakes the engine when records waited metaDelay (metaDue)
 	metaC       <-chan time.Time
 	metaAt      time.Time
+	metaFired   bool // the engine woke on metaC since the timer was last armed (armMeta)
 
 	pubAckLatency histogram    // latency.go
 	refusedPubs   atomic.Int64 // publishes refused because q was full
