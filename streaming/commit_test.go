@@ -17,7 +17,8 @@ import (
 // (stores.SplitSyncer), as the file store's do; SyncFlushed waits on gate when set.
 type splitStore struct {
 	stores.Store
-	gate chan error // each SyncFlushed takes one value and returns it
+	gate    chan error    // each SyncFlushed takes one value and returns it
+	entered chan struct{} // if set, each SyncFlushed signals it (without blocking) first
 }
 
 type splitMsgs struct {
@@ -29,6 +30,10 @@ func (m *splitMsgs) Flush() error { return nil }
 func (m *splitMsgs) SyncFlushed() error {
 	if m.st.gate == nil {
 		return nil
+	}
+	select {
+	case m.st.entered <- struct{}{}:
+	default:
 	}
 	return <-m.st.gate
 }
@@ -194,16 +199,19 @@ func BenchmarkPublishDeliverPipelined(b *testing.B) {
 func TestLatencyHistograms(t *testing.T) {
 	gate := make(chan error)
 	s, bus, _ := newPipelinedEngine(t, gate) // one publish acknowledged during setup
+	entered := make(chan struct{}, 64)
+	s.store.(*splitStore).entered = entered
 	for i := 2; i <= 6; i++ {
 		publish(s, i)
 	}
-	time.Sleep(3 * time.Millisecond) // the fsync takes a while
 	done, exited := make(chan struct{}), make(chan struct{})
 	go func() { // however the committer splits the groups into passes
 		defer close(exited)
 		for {
 			select {
-			case gate <- nil:
+			case <-entered:
+				time.Sleep(3 * time.Millisecond) // every fsync takes a while
+				gate <- nil
 			case <-done:
 				return
 			}
