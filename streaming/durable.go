@@ -41,10 +41,7 @@ func (s *Server) commitMeta() {
 		return
 	}
 	if len(s.waiting) == 0 && time.Now().Before(s.metaRetryAt) {
-		if s.metaAt.Before(s.metaRetryAt) {
-			s.armMeta(time.Until(s.metaRetryAt)) // else nothing may wake the engine for the retry
-		}
-		return
+		return // metaFailed armed the timer for the retry
 	}
 	if s.splitMeta && s.started && len(s.waiting) == 0 && !s.metaDue() {
 		return
@@ -166,6 +163,10 @@ func (s *Server) metaFailed(g *commitGroup) {
 		s.sm.remark(cs.ch)
 	}
 	s.metaRetryAt = time.Now().Add(metaRetryWait)
+	// Nothing else may wake the engine for the retry. The group may have failed inside
+	// commitMeta itself (a Flush that failed completes it at once), after the timer was
+	// disarmed, so the timer is armed here.
+	s.armMeta(metaRetryWait)
 }
 
 // metaRetryWait is how long a failed metadata commit waits before it is tried again

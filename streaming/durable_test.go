@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -467,6 +468,72 @@ func TestFailedMetadataIsRetriedUnasked(t *testing.T) {
 		t.Fatalf("tried again after %v: a full disk would spin the engine", waited)
 	}
 	waitUntil(t, "the retried records are committed", func() bool {
+		s.runMu.Lock()
+		defer s.runMu.Unlock()
+		return !s.sm.dirty()
+	})
+}
+
+// flushFailStore's metadata Flush fails while fail is set (a full disk at write time); its
+// SyncFlushed succeeds.
+type flushFailStore struct {
+	stores.Store
+	fail    atomic.Bool
+	flushes atomic.Int64
+}
+
+func (s *flushFailStore) Flush() error {
+	s.flushes.Add(1)
+	if s.fail.Load() {
+		return errors.New("no space left on device")
+	}
+	return nil
+}
+func (s *flushFailStore) SyncFlushed() error { return nil }
+
+type flushFailSubs struct {
+	stores.SubStore
+	st *flushFailStore
+}
+
+func (m *flushFailSubs) Flush() error       { return m.st.Flush() }
+func (m *flushFailSubs) SyncFlushed() error { return nil }
+
+func (s *flushFailStore) CreateChannel(name string, id uint64) (*stores.Channel, error) {
+	ch, err := s.Store.CreateChannel(name, id)
+	if err == nil {
+		ch.Msgs = &splitMsgs{MsgStore: ch.Msgs, st: &splitStore{}}
+		ch.Subs = &flushFailSubs{SubStore: ch.Subs, st: s}
+	}
+	return ch, err
+}
+
+// A metadata Flush that fails completes its group inside commitMeta, after the timer was
+// disarmed: the retry is still armed, and the records are committed once the disk has
+// room again. Before, they waited for the next request or heartbeat tick.
+func TestFailedMetadataFlushIsRetriedUnasked(t *testing.T) {
+	mem, err := memstore.New(memstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &flushFailStore{Store: mem}
+	bus := &dataBus{}
+	s, err := New(bus, st, raftlog.Standalone, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.fail.Store(false); _ = s.Shutdown() })
+	s.push(op{kind: opConnect, reply: "r.conn", data: marshal(&stanpb.ConnectRequest{ClientID: "c1", HeartbeatInbox: "hb", Protocol: 1, ConnID: []byte("conn")})})
+	waitUntil(t, "the connect response", func() bool { return len(bus.to("r.conn")) > 0 })
+	st.fail.Store(true)
+	s.push(op{kind: opSubscribe, reply: "r.sub", data: marshal(&stanpb.SubscriptionRequest{ClientID: "c1", Subject: "foo", Inbox: "in",
+		MaxInFlight: 10, AckWaitInSecs: 30, DurableName: "d"})})
+	waitUntil(t, "the subscription's error response", func() bool { return len(bus.to("r.sub")) > 0 })
+	st.fail.Store(false)
+	waitUntil(t, "the failed records are committed", func() bool {
 		s.runMu.Lock()
 		defer s.runMu.Unlock()
 		return !s.sm.dirty()
