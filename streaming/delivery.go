@@ -331,6 +331,15 @@ func (s *Server) armTimer(sub *subState) {
 	sub.timer.Reset(d)
 }
 
+// stopTimer stops the ack-wait timer and forgets its deadline: a durable resumed on this
+// state arms it again with its first send (armTimer skips a deadline an armed timer covers).
+func (sub *subState) stopTimer() {
+	if sub.timer != nil {
+		sub.timer.Stop()
+	}
+	sub.timerAt = time.Time{}
+}
+
 // processRedeliver resends every message whose ack deadline has passed (§8.3).
 func (s *Server) processRedeliver(sub *subState) {
 	sub.timerAt = time.Time{}

@@ -122,9 +122,7 @@ func (s *Server) dropView() {
 	}
 	for _, sub := range s.byAck {
 		sub.ready, sub.gone = false, true
-		if sub.timer != nil {
-			sub.timer.Stop()
-		}
+		sub.stopTimer()
 	}
 	clear(s.scratch.sentChans)
 	s.scratch.sentChans = s.scratch.sentChans[:0]

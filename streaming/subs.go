@@ -299,9 +299,7 @@ func removeMember(list []*subState, sub *subState) []*subState {
 func (s *Server) removeSub(sub *subState, unsubscribe bool) raftlog.Future {
 	ch := sub.ch
 	s.touch(ch)
-	if sub.timer != nil {
-		sub.timer.Stop()
-	}
+	sub.stopTimer()
 	sub.ready, sub.gone = false, true
 	delete(s.byAck, sub.ackInbox)
 	delete(s.byAckID, sub.ack)

@@ -254,6 +254,46 @@ func TestStanDurableResume(t *testing.T) {
 	}
 }
 
+// A durable closed with a message unacknowledged within its ack wait, then resumed, gets
+// the message at once and then again after every ack wait: the timer stopped at close is
+// armed again. Before, the stopped timer's deadline was kept, later deadlines were taken
+// as covered by it, and nothing was redelivered after the resume's first delivery.
+func TestStanDurableResumedKeepsRedelivering(t *testing.T) {
+	s := startStan(t, nil, nil)
+	sc := stanConnect(t, s, "c1")
+	var mu sync.Mutex
+	var got []*stan.Msg
+	h := func(m *stan.Msg) { mu.Lock(); got = append(got, m); mu.Unlock() }
+	count := func() int { mu.Lock(); defer mu.Unlock(); return len(got) }
+	opts := []stan.SubscriptionOption{stan.DurableName("d"), stan.SetManualAckMode(), stan.AckWait(time.Second), stan.DeliverAllAvailable()}
+	sub, err := sc.Subscribe("rr", h, opts...)
+	must(t, err)
+	publishN(t, sc, "rr", 1, 1)
+	waitFor(t, 3*time.Second, func() error {
+		if n := count(); n != 1 {
+			return fmt.Errorf("%d deliveries", n)
+		}
+		return nil
+	})
+	must(t, sub.Close()) // well within the ack wait
+	_, err = sc.Subscribe("rr", h, opts...)
+	must(t, err)
+	// Delivered on resume, then once per ack wait: two more within 3 s.
+	waitFor(t, 4*time.Second, func() error {
+		if n := count(); n < 4 {
+			return fmt.Errorf("%d deliveries", n)
+		}
+		return nil
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	for i, m := range got {
+		if m.Sequence != 1 || m.Redelivered != (i > 0) {
+			t.Errorf("delivery %d: seq %d redelivered %v", i, m.Sequence, m.Redelivered)
+		}
+	}
+}
+
 func TestStanQueueGroups(t *testing.T) {
 	s := startStan(t, nil, nil)
 	sc := stanConnect(t, s, "c1")
