@@ -102,7 +102,10 @@ func (s *Server) handler(kind opKind) core.MsgHandler {
 	}
 }
 
-func (s *Server) push(o op) { _ = s.q.Push(o) }
+// push queues an op of the server's own (a timer's, a leadership change), past the queue's
+// limits: each such op clears the mark its timer set (sub.timerAt, heldTimer, ageAt, …),
+// so a dropped one would leave that work waiting for good. There is one per timer at most.
+func (s *Server) push(o op) { s.q.PushAlways(o) }
 
 // pushOp queues a request's op. A batched delivery (core.Msg.Batched) queues it quietly:
 // endOfBuffer, at the end of the publisher's read buffer, wakes the engine or runs it.

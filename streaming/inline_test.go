@@ -327,3 +327,48 @@ func TestMetadataTimerCommitsWhenItFires(t *testing.T) {
 		t.Fatal("the timer was never caught armed")
 	}
 }
+
+func (b *readerBus) count(subject string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := 0
+	for _, s := range b.sent {
+		if s == subject {
+			n++
+		}
+	}
+	return n
+}
+
+// A timer that fires while the engine's queue is full still gets its op through: the
+// ack-wait redelivery comes once the engine drains. Before, the op was refused like a
+// publish, the subscription's timer mark stayed set, and it was never redelivered to.
+func TestTimerOpsPassAFullQueue(t *testing.T) {
+	store, err := memstore.New(memstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bus := newReaderBus()
+	s, err := New(bus, store, raftlog.Standalone, Options{QueueLimit: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Shutdown() })
+	quiesce(t, s)
+	bus.deliver(s.discover, request("r.conn", &stanpb.ConnectRequest{ClientID: "c1", HeartbeatInbox: "hb", Protocol: 1, ConnID: []byte("conn")}))
+	quiesce(t, s)
+	bus.deliver(s.subReq, request("r.sub", &stanpb.SubscriptionRequest{ClientID: "c1", Subject: "foo", Inbox: "in", MaxInFlight: 10, AckWaitInSecs: 1, StartPosition: stanpb.StartPosition_NewOnly}))
+	quiesce(t, s)
+	bus.deliver(s.pubPrefix+".foo", pubReq("r.ack", "g1"))
+	waitUntil(t, "the first delivery", func() bool { return bus.count("in") == 1 })
+
+	s.runMu.Lock() // the engine is busy, and its queue full, when the ack wait ends
+	for s.q.Push(op{kind: opRetrySends}) == nil {
+	}
+	time.Sleep(1300 * time.Millisecond)
+	s.runMu.Unlock()
+	waitUntil(t, "the redelivery", func() bool { return bus.count("in") >= 2 })
+}

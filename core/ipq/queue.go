@@ -45,9 +45,15 @@ func (q *Queue[T]) PushQuiet(v T, n, maxBytes int64) error {
 	return q.push(v, n, maxBytes, true)
 }
 
+// PushAlways is Push past the limits, for an item the producer must not lose, such as a
+// timer's: dropped, whatever the timer stands for (a redelivery, an expiry) would wait
+// for good. The producer bounds such items itself (one per timer).
+func (q *Queue[T]) PushAlways(v T) { _ = q.push(v, 0, -1, false) }
+
+// push appends v; maxBytes < 0 means no limit at all (PushAlways).
 func (q *Queue[T]) push(v T, n, maxBytes int64, quiet bool) error {
 	q.mu.Lock()
-	if (q.limit > 0 && len(q.items) >= q.limit) || q.bytes+n > maxBytes {
+	if maxBytes >= 0 && ((q.limit > 0 && len(q.items) >= q.limit) || q.bytes+n > maxBytes) {
 		q.mu.Unlock()
 		return ErrFull
 	}

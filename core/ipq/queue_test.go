@@ -72,7 +72,13 @@ func TestQueueLimit(t *testing.T) {
 	if q.Len() != 3 {
 		t.Fatalf("Len = %d", q.Len())
 	}
-	q.Pop(nil)
+	q.PushAlways("t") // a timer's item is never refused
+	if q.Len() != 4 {
+		t.Fatalf("Len after PushAlways = %d, want 4", q.Len())
+	}
+	if got := q.Pop(nil); got[3] != "t" {
+		t.Fatalf("popped %v", got)
+	}
 	if err := q.Push("z"); err != nil {
 		t.Fatalf("push after pop: %v", err)
 	}
