@@ -7,6 +7,10 @@ import (
 // Age and inactivity limits run on timers: one per channel at most for each, set to the
 // next due time — never a ticker, never a timer per message.
 
+// limitRetryWait is how long an expiry or an inactive channel's deletion whose proposal
+// failed (no majority, a full disk) waits before it is tried again.
+const limitRetryWait = time.Second
+
 // armAge schedules the next age expiry of a channel with MaxAge.
 func (s *Server) armAge(ch *channel, at int64) {
 	if ch.limits.MaxAge <= 0 || at <= 0 || (ch.ageTimer != nil && ch.ageAt != 0 && ch.ageAt <= at) {
@@ -30,6 +34,9 @@ func (s *Server) processExpire(ch *channel) {
 	s.proposeThen(&cmdExpire{chanRef: refOf(ch), now: time.Now().UnixNano()}, func(v any, err error) {
 		if err != nil {
 			s.log.Error("expiring messages failed", "channel", ch.name, "err", err)
+			if !ch.deleted { // else nothing but the next publish would try again
+				s.armAge(ch, time.Now().Add(limitRetryWait).UnixNano())
+			}
 			return
 		}
 		r, _ := v.(expireResult)
@@ -69,6 +76,7 @@ func (s *Server) processIdle(ch *channel) {
 	}
 	if _, err := s.propose(&cmdDeleteChannel{refOf(ch)}); err != nil {
 		s.log.Error("deleting inactive channel failed", "channel", ch.name, "err", err)
+		s.touchAfter(ch, limitRetryWait) // else only new activity would arm the timer again
 		return
 	}
 	s.dropChannelView(ch)

@@ -1,10 +1,12 @@
 package streaming
 
 import (
+	"context"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/starling-io/starling/proto/stanpb"
 	"github.com/starling-io/starling/raftlog"
 	"github.com/starling-io/starling/stores"
 	"github.com/starling-io/starling/stores/memstore"
@@ -243,5 +245,131 @@ func TestRestoreExpiresAgedMessages(t *testing.T) {
 		case <-time.After(time.Until(deadline)):
 			t.Fatal("messages older than MaxAge still held after the restart")
 		}
+	}
+}
+
+// refuseLog is a Local that refuses the first n proposals holding a command that match
+// selects, as a replica that lost its majority for a moment would.
+type refuseLog struct {
+	*raftlog.Local
+	n     int
+	match func(cmd any) bool
+}
+
+func (l *refuseLog) refuse(cs []raftlog.Command) bool {
+	for _, c := range cs {
+		if l.match(c.Value) && l.n > 0 {
+			l.n--
+			return true
+		}
+	}
+	return false
+}
+
+func (l *refuseLog) Propose(ctx context.Context, c raftlog.Command) raftlog.Future {
+	if l.refuse([]raftlog.Command{c}) {
+		return raftlog.Refused(raftlog.ErrTimeout)
+	}
+	return l.Local.Propose(ctx, c)
+}
+
+func (l *refuseLog) ProposeBatch(ctx context.Context, cs []raftlog.Command) raftlog.Future {
+	if l.refuse(cs) {
+		return raftlog.Refused(raftlog.ErrTimeout)
+	}
+	return l.Local.ProposeBatch(ctx, cs)
+}
+
+// TestRefusedExpiryIsTriedAgain: an expiry whose proposal fails is tried again
+// limitRetryWait later; before, nothing but the next publish on the channel armed it again.
+func TestRefusedExpiryIsTriedAgain(t *testing.T) {
+	st, err := memstore.New(memstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Init(stores.ServerInfo{ClusterID: DefaultClusterID, NodeID: "node"}); err != nil {
+		t.Fatal(err)
+	}
+	ch, err := st.CreateChannel("foo", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-2 * time.Hour).UnixNano()
+	if err := ch.Msgs.Append([]stores.Msg{{Seq: 1, Time: old, Data: []byte("old")}}); err != nil {
+		t.Fatal(err)
+	}
+	limits := &stores.LimitsSet{Global: stores.DefaultLimits()}
+	limits.Global.MaxAge = time.Hour
+	if err := st.SetLimits(limits); err != nil {
+		t.Fatal(err)
+	}
+	rl := &refuseLog{n: 1, match: func(c any) bool { _, ok := c.(*cmdExpire); return ok }}
+	s, err := New(&fakeBus{}, st, func(sm raftlog.StateMachine) (raftlog.Log, error) {
+		rl.Local = raftlog.NewLocal(sm)
+		return rl, nil
+	}, Options{Limits: limits})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.recover(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for s.channels["foo"].store.Msgs.State().Msgs > 0 {
+		select {
+		case <-s.q.Ready():
+			for _, o := range s.q.Pop(nil) {
+				s.step(o)
+			}
+		case <-time.After(time.Until(deadline)):
+			t.Fatal("the refused expiry was not tried again")
+		}
+	}
+	if rl.n != 0 {
+		t.Fatal("no expiry was refused")
+	}
+}
+
+// TestRefusedIdleDeletionIsTriedAgain: an inactive channel whose deletion's proposal fails
+// is deleted limitRetryWait later; before, only new activity armed its timer again.
+func TestRefusedIdleDeletionIsTriedAgain(t *testing.T) {
+	st, err := memstore.New(memstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	limits := &stores.LimitsSet{Global: stores.DefaultLimits()}
+	limits.Global.MaxInactivity = 100 * time.Millisecond
+	if err := st.SetLimits(limits); err != nil {
+		t.Fatal(err)
+	}
+	rl := &refuseLog{n: 1, match: func(c any) bool { _, ok := c.(*cmdDeleteChannel); return ok }}
+	s, err := New(&fakeBus{}, st, func(sm raftlog.StateMachine) (raftlog.Log, error) {
+		rl.Local = raftlog.NewLocal(sm)
+		return rl, nil
+	}, Options{Limits: limits})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.recover(); err != nil {
+		t.Fatal(err)
+	}
+	s.step(op{kind: opConnect, reply: "r", data: marshal(&stanpb.ConnectRequest{ClientID: "c1", HeartbeatInbox: "hb", Protocol: 1, ConnID: []byte("conn")})})
+	publish(s, 1)
+	if s.channels["foo"] == nil {
+		t.Fatal("no channel")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for s.channels["foo"] != nil {
+		select {
+		case <-s.q.Ready():
+			for _, o := range s.q.Pop(nil) {
+				s.step(o)
+			}
+		case <-time.After(time.Until(deadline)):
+			t.Fatal("the inactive channel whose deletion was refused was not deleted")
+		}
+	}
+	if rl.n != 0 {
+		t.Fatal("no deletion was refused")
 	}
 }
