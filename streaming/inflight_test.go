@@ -414,3 +414,37 @@ func TestInFlightChannelCreation(t *testing.T) {
 		waitUntil(t, "both delivered", func() bool { return len(e.bus.to("in.f")) == 2 })
 	})
 }
+
+// A channel whose inactivity timer fires while a publish to it is in flight is not deleted:
+// replicated, the deletion would follow the publish in the log, and the message would be
+// acknowledged and gone.
+func TestInFlightPublishKeepsItsChannel(t *testing.T) {
+	hazardModes(t, func(t *testing.T, e *hazardEngine) {
+		e.setup("c1", 1)
+		s := e.s
+		s.runMu.Lock() // foo was idle longer than its limit
+		ch := s.channels["foo"]
+		ch.limits.MaxInactivity = time.Hour
+		ch.active = time.Now().Add(-2 * time.Hour).UnixNano()
+		if ch.idleTimer == nil {
+			ch.idleTimer = time.AfterFunc(time.Hour, func() {})
+		}
+		timer := ch.idleTimer
+		s.runMu.Unlock()
+		t.Cleanup(func() { timer.Stop() })
+		e.hold()
+		e.do(publishReq("c1", "foo", "g2", 1, "r.p2"))
+		e.do(op{kind: opIdle, ch: ch})
+		e.release()
+		e.ok("r.p2", &stanpb.PubAck{})
+		s.sm.mu.Lock()
+		sc := s.sm.chans["foo"]
+		s.sm.mu.Unlock()
+		if sc == nil {
+			t.Fatal("the channel was deleted under its acknowledged publish")
+		}
+		if st := sc.Msgs.State(); st.Last != 2 {
+			t.Fatalf("the channel holds up to %d, want 2", st.Last)
+		}
+	})
+}

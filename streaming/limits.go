@@ -70,7 +70,9 @@ func (s *Server) processIdle(ch *channel) {
 		return
 	}
 	idle := time.Duration(time.Now().UnixNano() - ch.active)
-	if idle < ch.limits.MaxInactivity || s.activeSubs(ch) {
+	// Publishes in flight count as activity: replicated, a publish touches its channel only
+	// once committed, and a deletion proposed behind it would drop the acknowledged message.
+	if idle < ch.limits.MaxInactivity || s.activeSubs(ch) || ch.assigned > ch.synced {
 		s.touchAfter(ch, ch.limits.MaxInactivity-idle)
 		return
 	}
