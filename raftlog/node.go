@@ -356,6 +356,10 @@ func (n *Node) IsLeader() bool {
 	return !n.isClosed.Load() && n.stopped() == nil && n.raft.State() == raft.Leader
 }
 
+// Term is raft's current term: a leader whose term moved lost its leadership meanwhile,
+// even if Leadership's newest value (true) hides it.
+func (n *Node) Term() uint64 { return n.raft.CurrentTerm() }
+
 // Leadership reports raft's leadership changes, in order, newest unread value only; false
 // once the node closes or stops applying.
 func (n *Node) Leadership() <-chan bool { return n.leader.C() }

@@ -377,17 +377,43 @@ func (s *Server) leadershipLoop() {
 	}
 }
 
+// takeOverRetry is how long a leader whose takeover failed (a barrier that timed out, a
+// store error) waits before it tries again.
+const takeOverRetry = time.Second
+
+// termer is a log that tells its current term (raftlog.Node); Local never loses leadership.
+type termer interface{ Term() uint64 }
+
+// termChanged reports whether the log's term moved since this engine took over.
+func (s *Server) termChanged() bool {
+	t, ok := s.rlog.(termer)
+	return ok && t.Term() != s.leaderTerm
+}
+
 // processLeadership records the role. Only the leader performs effects (replies, PubAcks,
 // deliveries, heartbeats); standalone the log leads from the start and never stops.
 func (s *Server) processLeadership(leader bool) {
-	if leader == s.leader {
+	if leader == s.leader && !(leader && s.termChanged()) {
 		return
 	}
 	if leader {
-		if err := s.takeOver(); err != nil {
-			// Still a follower for the engine: the log will report again.
-			s.log.Error("cannot take over as streaming leader", "err", err)
+		if s.leader {
+			// Lost and regained between two reports (the log keeps only the newest value):
+			// the view is of the old term, and the other leader's commands are not in it.
+			s.log.Warn("streaming leadership lost and regained unseen; taking over again")
 			s.stepDown()
+			s.leader = false
+		}
+		if err := s.takeOver(); err != nil {
+			// Still a follower for the engine. The log reports only changes, so while it
+			// goes on leading nothing else would try again.
+			s.log.Error("cannot take over as streaming leader", "err", err, "retry_in", takeOverRetry)
+			s.stepDown()
+			time.AfterFunc(takeOverRetry, func() {
+				if s.rlog.IsLeader() {
+					s.push(op{kind: opLeadership, leader: true})
+				}
+			})
 			return
 		}
 	} else {

@@ -77,6 +77,9 @@ func (s *Server) unsubscribeAll() {
 func (s *Server) takeOver() error {
 	ctx, cancel := context.WithTimeout(context.Background(), barrierTimeout)
 	defer cancel()
+	if t, ok := s.rlog.(termer); ok {
+		s.leaderTerm = t.Term() // read before the barrier: a later term is a later leadership
+	}
 	if err := s.rlog.Barrier(ctx); err != nil {
 		return fmt.Errorf("waiting for the committed commands: %w", err)
 	}

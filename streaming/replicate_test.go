@@ -9,12 +9,15 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/starling-io/starling/core"
 	"github.com/starling-io/starling/proto/raftpb"
 	"github.com/starling-io/starling/proto/stanpb"
 	"github.com/starling-io/starling/raftlog"
@@ -353,12 +356,15 @@ func TestSentAcksRideThePublishEntry(t *testing.T) {
 	checkReplica(t, s, rec)
 }
 
-// switchLog is a Local whose leadership the test sets.
+// switchLog is a Local whose leadership (and term) the test sets.
 type switchLog struct {
 	*raftlog.Local
 	leadership chan bool
 	leader     bool
+	term       atomic.Uint64
 }
+
+func (l *switchLog) Term() uint64 { return l.term.Load() }
 
 func (l *switchLog) IsLeader() bool          { return l.leader }
 func (l *switchLog) Leadership() <-chan bool { return l.leadership }
@@ -462,4 +468,76 @@ func newMemStore(t testing.TB) stores.Store {
 		t.Fatal(err)
 	}
 	return st
+}
+
+// A leadership lost and regained between two reads of the log's channel reaches the
+// engine as one "true" while it still leads: the term tells it, and it takes over again,
+// so that its view holds what the other leader committed meanwhile. Before, it kept the
+// old term's view (cursors, clients, subscriptions).
+func TestLeadershipRegainedUnseenTakesOverAgain(t *testing.T) {
+	store, err := memstore.New(memstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sl *switchLog
+	s, err := New(&hbBus{}, store, func(sm raftlog.StateMachine) (raftlog.Log, error) {
+		sl = newSwitchLog(sm)
+		return sl, nil
+	}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.recover(); err != nil {
+		t.Fatal(err)
+	}
+	runEngine(s)
+	defer func() { close(s.stop); <-s.done }()
+	sl.term.Store(2)
+	sl.set(true)
+	waitUntil(t, "the engine leads", func() bool { return s.takeSnapshot(false).leader })
+	// Another leader's term: a client connected through it, applied here.
+	f := sl.Local.Propose(context.Background(), raftlog.Command{Value: &cmdConnect{info: stores.ClientInfo{ID: "other", HbInbox: "hb.other", ConnID: []byte("x"), Protocol: 1}}})
+	if _, err := f.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(s.takeSnapshot(false).clients); n != 0 {
+		t.Fatalf("the view holds %d clients before the new term", n)
+	}
+	sl.term.Store(4)
+	sl.set(true)
+	waitUntil(t, "the engine takes over again", func() bool { return len(s.takeSnapshot(false).clients) == 1 })
+}
+
+// failFirstSubscribe is a dataBus whose first Subscribe fails, as a takeover's can.
+type failFirstSubscribe struct {
+	*dataBus
+	failed atomic.Bool
+}
+
+func (b *failFirstSubscribe) Subscribe(subject, queue string, h core.MsgHandler) (Subscription, error) {
+	if b.failed.CompareAndSwap(false, true) {
+		return nil, errors.New("no route to the protocol subjects")
+	}
+	return b.dataBus.Subscribe(subject, queue, h)
+}
+
+// A takeover that fails is tried again while the log goes on leading: the log reports
+// only changes, and before, the engine stayed a follower of a group it led, serving
+// nothing, until raft's leadership happened to change.
+func TestFailedTakeOverIsRetried(t *testing.T) {
+	_, trans := raft.NewInmemTransport("n1")
+	var node *raftlog.Node
+	s := startEngine(t, &failFirstSubscribe{dataBus: &dataBus{}}, newMemStore(t), func(sm raftlog.StateMachine) (raftlog.Log, error) {
+		n, err := raftlog.NewNode(raftlog.Config{Group: "g0", NodeID: "n1", Peers: []string{"n1"}, Dir: t.TempDir(),
+			Transport: trans, HeartbeatTimeout: 100 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond,
+			LeaderLeaseTimeout: 100 * time.Millisecond, NoRaftLog: true}, sm)
+		node = n
+		return n, err
+	})
+	t.Cleanup(func() {
+		close(s.stop)
+		<-s.done
+		_ = node.Close()
+	})
+	waitUntil(t, "the engine leads after a failed takeover", func() bool { return s.takeSnapshot(false).leader })
 }
