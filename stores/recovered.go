@@ -1,6 +1,7 @@
 package stores
 
 import (
+	"maps"
 	"cmp"
 	"slices"
 )
@@ -8,8 +9,8 @@ import (
 // NewRecoveredState assembles what Store.Recover returns, the same way for every store:
 // clients copied (ConnID included) and sorted by ID, channels sorted by name, each with
 // its subscriptions from its SubStore.
-func NewRecoveredState(info ServerInfo, clients map[string]ClientInfo, channels []*Channel) (*RecoveredState, error) {
-	rs := &RecoveredState{Info: info}
+func NewRecoveredState(info ServerInfo, clients map[string]ClientInfo, channels []*Channel, deleted map[string]uint64) (*RecoveredState, error) {
+	rs := &RecoveredState{Info: info, Deleted: maps.Clone(deleted)}
 	for _, c := range clients {
 		rs.Clients = append(rs.Clients, CloneClient(c))
 	}

@@ -25,6 +25,13 @@ type Store interface {
 	// the new channel's State is {First: last+1, Last: last}. Durable when it returns.
 	CreateChannel(name string, id uint64) (*Channel, error)
 
+	// CreateChannelAfter is CreateChannel for a channel that continues after sequence
+	// after at least: its State is {First: n+1, Last: n} with n the larger of after and
+	// the last sequence the store remembers for the name. A replicated cluster creates
+	// channels with it, so that every replica starts a channel where the replicated state
+	// says (a replica restored from a snapshot remembers no deletion it did not see).
+	CreateChannelAfter(name string, id, after uint64) (*Channel, error)
+
 	// DeleteChannel removes a channel with its messages and subscriptions (ErrNotFound
 	// if unknown). Its MsgStore and SubStore then fail with ErrChannelDeleted. The store
 	// remembers its last sequence for a later CreateChannel. Durable when it returns.

@@ -102,6 +102,9 @@ type RecoveredState struct {
 	Info     ServerInfo
 	Clients  []ClientInfo        // by ID
 	Channels []*RecoveredChannel // by name
+	// Deleted holds the last sequence of every deleted channel the store remembers (one
+	// created again continues after it), by name.
+	Deleted map[string]uint64
 	// Clean: the previous run ended with Close, so every change it made is here. False
 	// after a crash: then the last changes made before it (those never synced) are not.
 	Clean bool

@@ -38,8 +38,8 @@ func (m *splitMsgs) SyncFlushed() error {
 	return <-m.st.gate
 }
 
-func (s *splitStore) CreateChannel(name string, id uint64) (*stores.Channel, error) {
-	ch, err := s.Store.CreateChannel(name, id)
+func (s *splitStore) CreateChannelAfter(name string, id, after uint64) (*stores.Channel, error) {
+	ch, err := s.Store.CreateChannelAfter(name, id, after)
 	if err == nil {
 		ch.Msgs = &splitMsgs{MsgStore: ch.Msgs, st: s}
 	}

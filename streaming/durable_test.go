@@ -40,8 +40,8 @@ type metaSubs struct {
 func (m *metaSubs) Flush() error       { m.st.flushN++; return nil }
 func (m *metaSubs) SyncFlushed() error { return <-m.st.gate }
 
-func (s *metaStore) CreateChannel(name string, id uint64) (*stores.Channel, error) {
-	ch, err := s.Store.CreateChannel(name, id)
+func (s *metaStore) CreateChannelAfter(name string, id, after uint64) (*stores.Channel, error) {
+	ch, err := s.Store.CreateChannelAfter(name, id, after)
 	if err == nil {
 		ch.Msgs = &splitMsgs{MsgStore: ch.Msgs, st: &splitStore{}}
 		ch.Subs = &metaSubs{SubStore: ch.Subs, st: s}
@@ -499,8 +499,8 @@ type flushFailSubs struct {
 func (m *flushFailSubs) Flush() error       { return m.st.Flush() }
 func (m *flushFailSubs) SyncFlushed() error { return nil }
 
-func (s *flushFailStore) CreateChannel(name string, id uint64) (*stores.Channel, error) {
-	ch, err := s.Store.CreateChannel(name, id)
+func (s *flushFailStore) CreateChannelAfter(name string, id, after uint64) (*stores.Channel, error) {
+	ch, err := s.Store.CreateChannelAfter(name, id, after)
 	if err == nil {
 		ch.Msgs = &splitMsgs{MsgStore: ch.Msgs, st: &splitStore{}}
 		ch.Subs = &flushFailSubs{SubStore: ch.Subs, st: s}

@@ -3,6 +3,7 @@ package streaming
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 
 	"github.com/starling-io/starling/raftlog"
@@ -25,9 +26,13 @@ type stateMachine struct {
 	chans      map[string]*stores.Channel
 	clients    map[string]stores.ClientInfo
 	nextChanID uint64
-	applyOut   []any
-	pubs       pubArena // Decode's publish commands, reused once they are applied
-	fetch      fetcher  // gets the messages a snapshot names and the store lacks (fetch.go)
+	// deleted is the last sequence of every deleted channel, by name: replicated (in
+	// snapshots too), so that every replica creates the channel again after the same one;
+	// a store remembers only the deletions it saw itself.
+	deleted  map[string]uint64
+	applyOut []any
+	pubs     pubArena // Decode's publish commands, reused once they are applied
+	fetch    fetcher  // gets the messages a snapshot names and the store lacks (fetch.go)
 	// failed is set, replicated only, once a command failed for a reason of this replica's
 	// own (replicaFailure): nothing more is applied, every later command gets it. Standalone,
 	// the engine rolls a failed channel back instead (durable.go).
@@ -42,7 +47,8 @@ type stateMachine struct {
 var _ raftlog.StateMachine = (*stateMachine)(nil)
 
 func newStateMachine(store stores.Store) *stateMachine {
-	return &stateMachine{store: store, chans: map[string]*stores.Channel{}, clients: map[string]stores.ClientInfo{}}
+	return &stateMachine{store: store, chans: map[string]*stores.Channel{}, clients: map[string]stores.ClientInfo{},
+		deleted: map[string]uint64{}}
 }
 
 // recover loads the state the store holds (nil: a new store).
@@ -58,6 +64,7 @@ func (m *stateMachine) recover() (*stores.RecoveredState, error) {
 		m.chans[rc.Channel.Name] = rc.Channel
 		m.nextChanID = max(m.nextChanID, rc.Channel.ID)
 	}
+	maps.Copy(m.deleted, st.Deleted)
 	return st, nil
 }
 
@@ -136,14 +143,16 @@ func (m *stateMachine) applyOne(v any) any {
 			id = m.nextChanID + 1
 		}
 		m.nextChanID = max(m.nextChanID, id)
-		st, err := m.store.CreateChannel(c.name, id)
+		st, err := m.store.CreateChannelAfter(c.name, id, m.deleted[c.name])
 		if ex := m.chans[c.name]; errors.Is(err, stores.ErrExists) && ex != nil && ex.ID == id {
+			delete(m.deleted, c.name)
 			return ex // replayed: the store kept it
 		}
 		if err != nil {
 			return err
 		}
 		m.chans[st.Name] = st
+		delete(m.deleted, st.Name)
 		return st
 	}
 	ref, ok := commandRef(v)
@@ -179,10 +188,14 @@ func (m *stateMachine) applyOne(v any) any {
 		removed, next := ch.Msgs.Expire(c.now)
 		return expireResult{removed: removed, next: next}
 	case *cmdDeleteChannel:
+		last := ch.Msgs.State().Last
 		if err := m.store.DeleteChannel(ch.Name); err != nil {
 			return err
 		}
 		m.forget(ch)
+		if last > 0 {
+			m.deleted[ch.Name] = max(m.deleted[ch.Name], last)
+		}
 		return nil
 	}
 	panic(fmt.Errorf("%w: %T", errUnknownCommand, v))

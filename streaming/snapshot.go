@@ -65,6 +65,9 @@ func (m *stateMachine) Snapshot() (raftlog.Snapshot, error) {
 		sn.Channels = append(sn.Channels, cs)
 	}
 	slices.SortFunc(sn.Channels, func(a, b *raftpb.ChannelSnapshot) int { return cmp.Compare(a.Name, b.Name) })
+	for _, name := range slices.Sorted(maps.Keys(m.deleted)) {
+		sn.Deleted = append(sn.Deleted, &raftpb.DeletedChannel{Name: name, Last: m.deleted[name]})
+	}
 	return &metaSnapshot{pb: sn}, nil
 }
 
@@ -155,7 +158,7 @@ func (m *stateMachine) Restore(r io.Reader) error {
 		}
 		if ch == nil {
 			var err error
-			if ch, err = m.store.CreateChannel(cs.Name, cs.ID); err != nil {
+			if ch, err = m.store.CreateChannelAfter(cs.Name, cs.ID, cs.Last); err != nil {
 				errs = append(errs, err)
 				continue
 			}
@@ -165,6 +168,12 @@ func (m *stateMachine) Restore(r io.Reader) error {
 		m.markSubsDirty(ch)
 	}
 	m.nextChanID = sn.NextChannelID
+	clear(m.deleted)
+	for _, d := range sn.Deleted {
+		if m.chans[d.Name] == nil { // else created again after the snapshot
+			m.deleted[d.Name] = d.Last
+		}
+	}
 	errs = append(errs, syncAll(m.store, slices.Collect(maps.Values(m.chans))))
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("streaming: restore: %w", err)
@@ -183,21 +192,26 @@ func (m *stateMachine) fetchMissing(chans []*raftpb.ChannelSnapshot) error {
 		if cs.Last == 0 || ch != nil && ch.ID == cs.ID && ch.Msgs.State().Last >= cs.Last {
 			continue
 		}
-		if ch == nil || ch.ID != cs.ID {
+		// Another incarnation, none, or one whose last message precedes the others' first
+		// (they expired everything in between): the channel starts again right before their
+		// first message — after their last when they hold none (all expired, or created
+		// again after a deletion), which no fetch could bring.
+		if ch == nil || ch.ID != cs.ID || ch.Msgs.State().Last+1 < cs.First {
 			var err error
-			if ch, err = m.replaceChannel(ch, cs.Name, cs.ID); err != nil {
+			if ch, err = m.replaceChannel(ch, cs.Name, cs.ID, cs.First-1); err != nil {
 				return fmt.Errorf("streaming: creating %q for the snapshot: %w", cs.Name, err)
 			}
 		}
-		from := ch.Msgs.State().Last + 1
-		from = max(from, cs.First)
+		if cs.First > cs.Last {
+			continue // nothing to fetch
+		}
+		from := max(ch.Msgs.State().Last+1, cs.First)
 		ctx, cancel := context.WithTimeout(context.Background(), fetchDeadline)
 		err := m.fetch(ctx, cs.Name, cs.ID, from, cs.Last, func(first uint64, msgs []stores.Msg) error {
-			if st := ch.Msgs.State(); st.Msgs > 0 && first > st.Last+1 {
-				// The others expired what follows our last message: what we hold is older
-				// still, so the channel restarts at their first.
+			if st := ch.Msgs.State(); first > st.Last+1 {
+				// The others expired more meanwhile: the channel restarts at their first.
 				var err error
-				if ch, err = m.replaceChannel(ch, cs.Name, cs.ID); err != nil {
+				if ch, err = m.replaceChannel(ch, cs.Name, cs.ID, first-1); err != nil {
 					return err
 				}
 			}
@@ -214,16 +228,16 @@ func (m *stateMachine) fetchMissing(chans []*raftpb.ChannelSnapshot) error {
 	return nil
 }
 
-// replaceChannel deletes old (nil: none) and creates channel name with id in its place.
-// m.mu is held.
-func (m *stateMachine) replaceChannel(old *stores.Channel, name string, id uint64) (*stores.Channel, error) {
+// replaceChannel deletes old (nil: none) and creates channel name with id in its place,
+// continuing after sequence after at least. m.mu is held.
+func (m *stateMachine) replaceChannel(old *stores.Channel, name string, id, after uint64) (*stores.Channel, error) {
 	if old != nil {
 		if err := m.store.DeleteChannel(name); err != nil {
 			return nil, err
 		}
 		m.forget(old)
 	}
-	ch, err := m.store.CreateChannel(name, id)
+	ch, err := m.store.CreateChannelAfter(name, id, after)
 	if err != nil {
 		return nil, err
 	}

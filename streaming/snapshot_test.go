@@ -2,6 +2,7 @@ package streaming
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -259,5 +260,108 @@ func TestReplayIsIdempotent(t *testing.T) {
 				t.Fatalf("next channel ID: leader %d, replayed node %d", l, r)
 			}
 		})
+	}
+}
+
+// applyCmds encodes cmds as the log would, decodes them on m and applies them as one entry.
+func applyCmds(t *testing.T, m *stateMachine, cmds ...any) []any {
+	t.Helper()
+	var cs []raftlog.Command
+	for _, c := range cmds {
+		data, err := encodeCommand(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := m.Decode(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs = append(cs, d)
+	}
+	return slices.Clone(m.Apply(1, cs))
+}
+
+func msgRun(from, n uint64) []stores.Msg {
+	var out []stores.Msg
+	for i := range n {
+		out = append(out, stores.Msg{Seq: from + i, Time: int64(from + i), Data: []byte("x")})
+	}
+	return out
+}
+
+// A channel deleted before a snapshot and created again after it continues its sequence on
+// a replica restored from that snapshot as on the others: the deleted channels' last
+// sequences are replicated state. Before, the restored replica created it at 0, refused
+// the next publish as discontinuous (a refusal taken as shared, so it went on without the
+// channel's messages), and, leading later, numbered from 1 again — messages the others
+// took as expired and skipped, acknowledged yet stored on one node only.
+func TestDeletedChannelsTravelInSnapshots(t *testing.T) {
+	leader, _ := newReplica(t)
+	applyCmds(t, leader, &cmdCreateChannel{name: "x", id: 1})
+	applyCmds(t, leader, &cmdPublish{chanRef: chanRef{"x", 1}, msgs: msgRun(1, 5)})
+	applyCmds(t, leader, &cmdDeleteChannel{chanRef{"x", 1}})
+	snap := persist(t, leader)
+
+	follower, _ := newReplica(t)
+	if err := follower.Restore(bytes.NewReader(snap)); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []*stateMachine{leader, follower} {
+		if r := applyCmds(t, m, &cmdCreateChannel{name: "x", id: 2}); r[0] == nil {
+			t.Fatal("not created")
+		} else if _, ok := r[0].(error); ok {
+			t.Fatal(r[0])
+		}
+		if r := applyCmds(t, m, &cmdPublish{chanRef: chanRef{"x", 2}, msgs: msgRun(6, 2)}); r[0] != nil {
+			t.Fatalf("publish 6..7: %v", r[0])
+		}
+		if st := m.chans["x"].Msgs.State(); st != (stores.ChannelState{First: 6, Last: 7, Msgs: 2, Bytes: st.Bytes}) {
+			t.Fatalf("x holds %+v, want 6..7", st)
+		}
+	}
+	if !bytes.Equal(persist(t, leader), persist(t, follower)) {
+		t.Fatal("the snapshots differ")
+	}
+}
+
+// A snapshot naming a channel that holds no message but continues after a sequence (every
+// message expired) restores on a replica that lacks the channel: it is created after that
+// sequence, with nothing to fetch. Before, the restore asked for from > to, got nothing and
+// refused the snapshot as naming messages the store lacks — for good, so the follower never
+// caught up.
+func TestEmptyChannelRestores(t *testing.T) {
+	leader, _ := newReplica(t)
+	applyCmds(t, leader, &cmdCreateChannel{name: "x", id: 1})
+	applyCmds(t, leader, &cmdPublish{chanRef: chanRef{"x", 1}, msgs: msgRun(1, 5)})
+	leader.chans["x"].Msgs.SetLimits(stores.Limits{MaxAge: time.Second})
+	applyCmds(t, leader, &cmdExpire{chanRef: chanRef{"x", 1}, now: int64(time.Hour)})
+	if st := leader.chans["x"].Msgs.State(); st.Msgs != 0 || st.Last != 5 {
+		t.Fatalf("leader's x: %+v", st)
+	}
+	snap := persist(t, leader)
+
+	for _, held := range []uint64{0, 2} { // a replica without the channel, one with an older part
+		follower, _ := newReplica(t)
+		if held > 0 {
+			applyCmds(t, follower, &cmdCreateChannel{name: "x", id: 1})
+			applyCmds(t, follower, &cmdPublish{chanRef: chanRef{"x", 1}, msgs: msgRun(1, held)})
+		}
+		fetched := 0
+		follower.fetch = func(_ context.Context, _ string, _, _, _ uint64, _ func(uint64, []stores.Msg) error) error {
+			fetched++
+			return nil
+		}
+		if err := follower.Restore(bytes.NewReader(snap)); err != nil {
+			t.Fatalf("holding %d: %v", held, err)
+		}
+		if fetched != 0 {
+			t.Fatalf("holding %d: fetched %d times for a channel with no message", held, fetched)
+		}
+		if st := follower.chans["x"].Msgs.State(); st != (stores.ChannelState{First: 6, Last: 5}) {
+			t.Fatalf("holding %d: x restored as %+v, want empty after 5", held, st)
+		}
+		if r := applyCmds(t, follower, &cmdPublish{chanRef: chanRef{"x", 1}, msgs: msgRun(6, 1)}); r[0] != nil {
+			t.Fatalf("holding %d: publish 6: %v", held, r[0])
+		}
 	}
 }

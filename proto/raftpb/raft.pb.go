@@ -956,6 +956,7 @@ type Snapshot struct {
 	Clients       []*ClientInfo          `protobuf:"bytes,1,rep,name=clients,proto3" json:"clients,omitempty"`
 	Channels      []*ChannelSnapshot     `protobuf:"bytes,2,rep,name=channels,proto3" json:"channels,omitempty"`
 	NextChannelID uint64                 `protobuf:"varint,3,opt,name=nextChannelID,proto3" json:"nextChannelID,omitempty"` // the last channel ID given, deleted channels included
+	Deleted       []*DeletedChannel      `protobuf:"bytes,4,rep,name=deleted,proto3" json:"deleted,omitempty"`              // by name: a channel created again continues after it
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1011,6 +1012,66 @@ func (x *Snapshot) GetNextChannelID() uint64 {
 	return 0
 }
 
+func (x *Snapshot) GetDeleted() []*DeletedChannel {
+	if x != nil {
+		return x.Deleted
+	}
+	return nil
+}
+
+// DeletedChannel is the last sequence of a deleted channel (one not created again since).
+type DeletedChannel struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Last          uint64                 `protobuf:"varint,2,opt,name=last,proto3" json:"last,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeletedChannel) Reset() {
+	*x = DeletedChannel{}
+	mi := &file_proto_raftpb_raft_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeletedChannel) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeletedChannel) ProtoMessage() {}
+
+func (x *DeletedChannel) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_raftpb_raft_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeletedChannel.ProtoReflect.Descriptor instead.
+func (*DeletedChannel) Descriptor() ([]byte, []int) {
+	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *DeletedChannel) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *DeletedChannel) GetLast() uint64 {
+	if x != nil {
+		return x.Last
+	}
+	return 0
+}
+
 type ChannelSnapshot struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -1025,7 +1086,7 @@ type ChannelSnapshot struct {
 
 func (x *ChannelSnapshot) Reset() {
 	*x = ChannelSnapshot{}
-	mi := &file_proto_raftpb_raft_proto_msgTypes[13]
+	mi := &file_proto_raftpb_raft_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1037,7 +1098,7 @@ func (x *ChannelSnapshot) String() string {
 func (*ChannelSnapshot) ProtoMessage() {}
 
 func (x *ChannelSnapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_raftpb_raft_proto_msgTypes[13]
+	mi := &file_proto_raftpb_raft_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1050,7 +1111,7 @@ func (x *ChannelSnapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChannelSnapshot.ProtoReflect.Descriptor instead.
 func (*ChannelSnapshot) Descriptor() ([]byte, []int) {
-	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{13}
+	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ChannelSnapshot) GetName() string {
@@ -1105,7 +1166,7 @@ type SubSnapshot struct {
 
 func (x *SubSnapshot) Reset() {
 	*x = SubSnapshot{}
-	mi := &file_proto_raftpb_raft_proto_msgTypes[14]
+	mi := &file_proto_raftpb_raft_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1117,7 +1178,7 @@ func (x *SubSnapshot) String() string {
 func (*SubSnapshot) ProtoMessage() {}
 
 func (x *SubSnapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_raftpb_raft_proto_msgTypes[14]
+	mi := &file_proto_raftpb_raft_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1130,7 +1191,7 @@ func (x *SubSnapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubSnapshot.ProtoReflect.Descriptor instead.
 func (*SubSnapshot) Descriptor() ([]byte, []int) {
-	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{14}
+	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SubSnapshot) GetState() *SubState {
@@ -1163,7 +1224,7 @@ type MsgProto struct {
 
 func (x *MsgProto) Reset() {
 	*x = MsgProto{}
-	mi := &file_proto_raftpb_raft_proto_msgTypes[15]
+	mi := &file_proto_raftpb_raft_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1175,7 +1236,7 @@ func (x *MsgProto) String() string {
 func (*MsgProto) ProtoMessage() {}
 
 func (x *MsgProto) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_raftpb_raft_proto_msgTypes[15]
+	mi := &file_proto_raftpb_raft_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1188,7 +1249,7 @@ func (x *MsgProto) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MsgProto.ProtoReflect.Descriptor instead.
 func (*MsgProto) Descriptor() ([]byte, []int) {
-	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{15}
+	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *MsgProto) GetSequence() uint64 {
@@ -1261,7 +1322,7 @@ type ConnectRequest struct {
 
 func (x *ConnectRequest) Reset() {
 	*x = ConnectRequest{}
-	mi := &file_proto_raftpb_raft_proto_msgTypes[16]
+	mi := &file_proto_raftpb_raft_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1273,7 +1334,7 @@ func (x *ConnectRequest) String() string {
 func (*ConnectRequest) ProtoMessage() {}
 
 func (x *ConnectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_raftpb_raft_proto_msgTypes[16]
+	mi := &file_proto_raftpb_raft_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1286,7 +1347,7 @@ func (x *ConnectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnectRequest.ProtoReflect.Descriptor instead.
 func (*ConnectRequest) Descriptor() ([]byte, []int) {
-	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{16}
+	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ConnectRequest) GetClientID() string {
@@ -1349,7 +1410,7 @@ type SubscriptionRequest struct {
 
 func (x *SubscriptionRequest) Reset() {
 	*x = SubscriptionRequest{}
-	mi := &file_proto_raftpb_raft_proto_msgTypes[17]
+	mi := &file_proto_raftpb_raft_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1361,7 +1422,7 @@ func (x *SubscriptionRequest) String() string {
 func (*SubscriptionRequest) ProtoMessage() {}
 
 func (x *SubscriptionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_raftpb_raft_proto_msgTypes[17]
+	mi := &file_proto_raftpb_raft_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1374,7 +1435,7 @@ func (x *SubscriptionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscriptionRequest.ProtoReflect.Descriptor instead.
 func (*SubscriptionRequest) Descriptor() ([]byte, []int) {
-	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{17}
+	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SubscriptionRequest) GetClientID() string {
@@ -1462,7 +1523,7 @@ type ClientInfo struct {
 
 func (x *ClientInfo) Reset() {
 	*x = ClientInfo{}
-	mi := &file_proto_raftpb_raft_proto_msgTypes[18]
+	mi := &file_proto_raftpb_raft_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1474,7 +1535,7 @@ func (x *ClientInfo) String() string {
 func (*ClientInfo) ProtoMessage() {}
 
 func (x *ClientInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_raftpb_raft_proto_msgTypes[18]
+	mi := &file_proto_raftpb_raft_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1487,7 +1548,7 @@ func (x *ClientInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClientInfo.ProtoReflect.Descriptor instead.
 func (*ClientInfo) Descriptor() ([]byte, []int) {
-	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{18}
+	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ClientInfo) GetID() string {
@@ -1560,7 +1621,7 @@ type SubState struct {
 
 func (x *SubState) Reset() {
 	*x = SubState{}
-	mi := &file_proto_raftpb_raft_proto_msgTypes[19]
+	mi := &file_proto_raftpb_raft_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1572,7 +1633,7 @@ func (x *SubState) String() string {
 func (*SubState) ProtoMessage() {}
 
 func (x *SubState) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_raftpb_raft_proto_msgTypes[19]
+	mi := &file_proto_raftpb_raft_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1585,7 +1646,7 @@ func (x *SubState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubState.ProtoReflect.Descriptor instead.
 func (*SubState) Descriptor() ([]byte, []int) {
-	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{19}
+	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SubState) GetID() uint64 {
@@ -1693,7 +1754,7 @@ type FetchRequest struct {
 
 func (x *FetchRequest) Reset() {
 	*x = FetchRequest{}
-	mi := &file_proto_raftpb_raft_proto_msgTypes[20]
+	mi := &file_proto_raftpb_raft_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1705,7 +1766,7 @@ func (x *FetchRequest) String() string {
 func (*FetchRequest) ProtoMessage() {}
 
 func (x *FetchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_raftpb_raft_proto_msgTypes[20]
+	mi := &file_proto_raftpb_raft_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1718,7 +1779,7 @@ func (x *FetchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchRequest.ProtoReflect.Descriptor instead.
 func (*FetchRequest) Descriptor() ([]byte, []int) {
-	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{20}
+	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *FetchRequest) GetChannel() string {
@@ -1761,7 +1822,7 @@ type FetchReply struct {
 
 func (x *FetchReply) Reset() {
 	*x = FetchReply{}
-	mi := &file_proto_raftpb_raft_proto_msgTypes[21]
+	mi := &file_proto_raftpb_raft_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1773,7 +1834,7 @@ func (x *FetchReply) String() string {
 func (*FetchReply) ProtoMessage() {}
 
 func (x *FetchReply) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_raftpb_raft_proto_msgTypes[21]
+	mi := &file_proto_raftpb_raft_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1786,7 +1847,7 @@ func (x *FetchReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchReply.ProtoReflect.Descriptor instead.
 func (*FetchReply) Descriptor() ([]byte, []int) {
-	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{21}
+	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *FetchReply) GetFirst() uint64 {
@@ -1862,11 +1923,15 @@ const file_proto_raftpb_raft_proto_rawDesc = "" +
 	"\x06Expire\x12\x18\n" +
 	"\achannel\x18\x01 \x01(\tR\achannel\x12\x1c\n" +
 	"\tchannelID\x18\x02 \x01(\x04R\tchannelID\x12\x10\n" +
-	"\x03now\x18\x03 \x01(\x03R\x03now\"\xa5\x01\n" +
+	"\x03now\x18\x03 \x01(\x03R\x03now\"\xe0\x01\n" +
 	"\bSnapshot\x125\n" +
 	"\aclients\x18\x01 \x03(\v2\x1b.starling.raftpb.ClientInfoR\aclients\x12<\n" +
 	"\bchannels\x18\x02 \x03(\v2 .starling.raftpb.ChannelSnapshotR\bchannels\x12$\n" +
-	"\rnextChannelID\x18\x03 \x01(\x04R\rnextChannelID\"\xaf\x01\n" +
+	"\rnextChannelID\x18\x03 \x01(\x04R\rnextChannelID\x129\n" +
+	"\adeleted\x18\x04 \x03(\v2\x1f.starling.raftpb.DeletedChannelR\adeleted\"8\n" +
+	"\x0eDeletedChannel\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04last\x18\x02 \x01(\x04R\x04last\"\xaf\x01\n" +
 	"\x0fChannelSnapshot\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x0e\n" +
 	"\x02ID\x18\x02 \x01(\x04R\x02ID\x12\x14\n" +
@@ -1963,7 +2028,7 @@ func file_proto_raftpb_raft_proto_rawDescGZIP() []byte {
 }
 
 var file_proto_raftpb_raft_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_proto_raftpb_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_proto_raftpb_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_proto_raftpb_raft_proto_goTypes = []any{
 	(StartPosition)(0),          // 0: starling.raftpb.StartPosition
 	(*Batch)(nil),               // 1: starling.raftpb.Batch
@@ -1979,15 +2044,16 @@ var file_proto_raftpb_raft_proto_goTypes = []any{
 	(*DeleteChannel)(nil),       // 11: starling.raftpb.DeleteChannel
 	(*Expire)(nil),              // 12: starling.raftpb.Expire
 	(*Snapshot)(nil),            // 13: starling.raftpb.Snapshot
-	(*ChannelSnapshot)(nil),     // 14: starling.raftpb.ChannelSnapshot
-	(*SubSnapshot)(nil),         // 15: starling.raftpb.SubSnapshot
-	(*MsgProto)(nil),            // 16: starling.raftpb.MsgProto
-	(*ConnectRequest)(nil),      // 17: starling.raftpb.ConnectRequest
-	(*SubscriptionRequest)(nil), // 18: starling.raftpb.SubscriptionRequest
-	(*ClientInfo)(nil),          // 19: starling.raftpb.ClientInfo
-	(*SubState)(nil),            // 20: starling.raftpb.SubState
-	(*FetchRequest)(nil),        // 21: starling.raftpb.FetchRequest
-	(*FetchReply)(nil),          // 22: starling.raftpb.FetchReply
+	(*DeletedChannel)(nil),      // 14: starling.raftpb.DeletedChannel
+	(*ChannelSnapshot)(nil),     // 15: starling.raftpb.ChannelSnapshot
+	(*SubSnapshot)(nil),         // 16: starling.raftpb.SubSnapshot
+	(*MsgProto)(nil),            // 17: starling.raftpb.MsgProto
+	(*ConnectRequest)(nil),      // 18: starling.raftpb.ConnectRequest
+	(*SubscriptionRequest)(nil), // 19: starling.raftpb.SubscriptionRequest
+	(*ClientInfo)(nil),          // 20: starling.raftpb.ClientInfo
+	(*SubState)(nil),            // 21: starling.raftpb.SubState
+	(*FetchRequest)(nil),        // 22: starling.raftpb.FetchRequest
+	(*FetchReply)(nil),          // 23: starling.raftpb.FetchReply
 }
 var file_proto_raftpb_raft_proto_depIdxs = []int32{
 	2,  // 0: starling.raftpb.Batch.ops:type_name -> starling.raftpb.Op
@@ -2001,21 +2067,22 @@ var file_proto_raftpb_raft_proto_depIdxs = []int32{
 	8,  // 8: starling.raftpb.Op.updateSub:type_name -> starling.raftpb.UpdateSub
 	9,  // 9: starling.raftpb.Op.deleteSub:type_name -> starling.raftpb.DeleteSub
 	12, // 10: starling.raftpb.Op.expire:type_name -> starling.raftpb.Expire
-	16, // 11: starling.raftpb.PublishBatch.msgs:type_name -> starling.raftpb.MsgProto
-	19, // 12: starling.raftpb.ClientConnect.info:type_name -> starling.raftpb.ClientInfo
-	20, // 13: starling.raftpb.Subscribe.state:type_name -> starling.raftpb.SubState
-	20, // 14: starling.raftpb.UpdateSub.state:type_name -> starling.raftpb.SubState
-	19, // 15: starling.raftpb.Snapshot.clients:type_name -> starling.raftpb.ClientInfo
-	14, // 16: starling.raftpb.Snapshot.channels:type_name -> starling.raftpb.ChannelSnapshot
-	15, // 17: starling.raftpb.ChannelSnapshot.subs:type_name -> starling.raftpb.SubSnapshot
-	20, // 18: starling.raftpb.SubSnapshot.state:type_name -> starling.raftpb.SubState
-	0,  // 19: starling.raftpb.SubscriptionRequest.startPosition:type_name -> starling.raftpb.StartPosition
-	16, // 20: starling.raftpb.FetchReply.msgs:type_name -> starling.raftpb.MsgProto
-	21, // [21:21] is the sub-list for method output_type
-	21, // [21:21] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	17, // 11: starling.raftpb.PublishBatch.msgs:type_name -> starling.raftpb.MsgProto
+	20, // 12: starling.raftpb.ClientConnect.info:type_name -> starling.raftpb.ClientInfo
+	21, // 13: starling.raftpb.Subscribe.state:type_name -> starling.raftpb.SubState
+	21, // 14: starling.raftpb.UpdateSub.state:type_name -> starling.raftpb.SubState
+	20, // 15: starling.raftpb.Snapshot.clients:type_name -> starling.raftpb.ClientInfo
+	15, // 16: starling.raftpb.Snapshot.channels:type_name -> starling.raftpb.ChannelSnapshot
+	14, // 17: starling.raftpb.Snapshot.deleted:type_name -> starling.raftpb.DeletedChannel
+	16, // 18: starling.raftpb.ChannelSnapshot.subs:type_name -> starling.raftpb.SubSnapshot
+	21, // 19: starling.raftpb.SubSnapshot.state:type_name -> starling.raftpb.SubState
+	0,  // 20: starling.raftpb.SubscriptionRequest.startPosition:type_name -> starling.raftpb.StartPosition
+	17, // 21: starling.raftpb.FetchReply.msgs:type_name -> starling.raftpb.MsgProto
+	22, // [22:22] is the sub-list for method output_type
+	22, // [22:22] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_proto_raftpb_raft_proto_init() }
@@ -2041,7 +2108,7 @@ func file_proto_raftpb_raft_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_raftpb_raft_proto_rawDesc), len(file_proto_raftpb_raft_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   22,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -289,7 +289,7 @@ func (s *Store) Recover() (*stores.RecoveredState, error) {
 	for _, ch := range s.channels {
 		chans = append(chans, &ch.ch)
 	}
-	rs, err := stores.NewRecoveredState(*s.info, s.clients, chans)
+	rs, err := stores.NewRecoveredState(*s.info, s.clients, chans, s.tombs)
 	if rs != nil {
 		rs.Clean = s.clean
 	}
@@ -298,6 +298,11 @@ func (s *Store) Recover() (*stores.RecoveredState, error) {
 
 // CreateChannel implements stores.Store: durable when it returns.
 func (s *Store) CreateChannel(name string, id uint64) (*stores.Channel, error) {
+	return s.CreateChannelAfter(name, id, 0)
+}
+
+// CreateChannelAfter implements stores.Store: durable when it returns.
+func (s *Store) CreateChannelAfter(name string, id, after uint64) (*stores.Channel, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -309,7 +314,7 @@ func (s *Store) CreateChannel(name string, id uint64) (*stores.Channel, error) {
 	if n := s.limits.Global.MaxChannels; n > 0 && len(s.channels) >= n {
 		return nil, stores.ErrTooManyChannels
 	}
-	last := s.tombs[name]
+	last := max(s.tombs[name], after)
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		for _, p := range []string{preMsgs, preSubs, prePending} {
 			if _, err := tx.CreateBucketIfNotExists([]byte(p + name)); err != nil {

@@ -451,7 +451,7 @@ func (s *Store) Recover() (*stores.RecoveredState, error) {
 	for _, ch := range s.channels {
 		chans = append(chans, &ch.ch)
 	}
-	rs, err := stores.NewRecoveredState(*s.info, s.clients, chans)
+	rs, err := stores.NewRecoveredState(*s.info, s.clients, chans, s.tombs)
 	if rs != nil {
 		rs.Clean = s.clean
 	}
@@ -460,6 +460,11 @@ func (s *Store) Recover() (*stores.RecoveredState, error) {
 
 // CreateChannel implements stores.Store: durable when it returns.
 func (s *Store) CreateChannel(name string, id uint64) (*stores.Channel, error) {
+	return s.CreateChannelAfter(name, id, 0)
+}
+
+// CreateChannelAfter implements stores.Store: durable when it returns.
+func (s *Store) CreateChannelAfter(name string, id, after uint64) (*stores.Channel, error) {
 	s.meta.syncMu.Lock() // before mu: a commit of client records takes mu under it
 	defer s.meta.syncMu.Unlock()
 	s.mu.Lock()
@@ -476,7 +481,7 @@ func (s *Store) CreateChannel(name string, id uint64) (*stores.Channel, error) {
 	if n := s.limits.Global.MaxChannels; n > 0 && len(s.channels) >= n {
 		return nil, stores.ErrTooManyChannels
 	}
-	ch := &channel{ch: stores.Channel{Name: name, ID: id}, dirNum: s.nextDir, base: s.tombs[name]}
+	ch := &channel{ch: stores.Channel{Name: name, ID: id}, dirNum: s.nextDir, base: max(s.tombs[name], after)}
 	d := s.chanDir(ch.dirNum)
 	if err := removeAll(d, &s.opts); err != nil {
 		return nil, err

@@ -110,11 +110,16 @@ func (s *Store) Recover() (*stores.RecoveredState, error) {
 	for _, ch := range s.channels {
 		chans = append(chans, &ch.ch)
 	}
-	return stores.NewRecoveredState(*s.info, s.clients, chans)
+	return stores.NewRecoveredState(*s.info, s.clients, chans, s.tombs)
 }
 
 // CreateChannel implements stores.Store.
 func (s *Store) CreateChannel(name string, id uint64) (*stores.Channel, error) {
+	return s.CreateChannelAfter(name, id, 0)
+}
+
+// CreateChannelAfter implements stores.Store.
+func (s *Store) CreateChannelAfter(name string, id, after uint64) (*stores.Channel, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -128,7 +133,7 @@ func (s *Store) CreateChannel(name string, id uint64) (*stores.Channel, error) {
 	}
 	l := s.limits.For(name)
 	ch := &channel{
-		msgs: newMsgStore(name, l, s.tombs[name], s.opts.ChunkMsgs, s.opts.ChunkBytes),
+		msgs: newMsgStore(name, l, max(s.tombs[name], after), s.opts.ChunkMsgs, s.opts.ChunkBytes),
 		subs: newSubStore(l.MaxSubs),
 	}
 	ch.ch = stores.Channel{Name: name, ID: id, Msgs: ch.msgs, Subs: ch.subs}

@@ -123,6 +123,67 @@ func (s *suite) testChannelRecreate(t *testing.T) {
 	checkState(t, create(t, st, "foo", 4).Msgs, stores.ChannelState{First: 8, Last: 7})
 }
 
+// testChannelAfter: CreateChannelAfter starts a channel after the larger of its argument
+// and the store's own memory of the name; Recover reports that memory (Deleted).
+func (s *suite) testChannelAfter(t *testing.T) {
+	st, dir := s.fresh(t)
+	ms := create(t, st, "foo", 1).Msgs
+	appendOK(t, ms, genBatch(1, 5))
+	if err := st.DeleteChannel("foo"); err != nil {
+		t.Fatal(err)
+	}
+	rs, err := st.Recover()
+	if err != nil || rs == nil {
+		t.Fatalf("Recover = %v, %v", rs, err)
+	}
+	if len(rs.Deleted) != 1 || rs.Deleted["foo"] != 5 {
+		t.Fatalf("Deleted = %v, want foo: 5", rs.Deleted)
+	}
+	after := func(name string, id, n uint64) stores.MsgStore {
+		t.Helper()
+		ch, err := st.CreateChannelAfter(name, id, n)
+		if err != nil {
+			t.Fatalf("CreateChannelAfter(%s, %d): %v", name, n, err)
+		}
+		return ch.Msgs
+	}
+	checkState(t, after("foo", 2, 3), stores.ChannelState{First: 6, Last: 5}) // the store's is larger
+	checkState(t, after("bar", 3, 9), stores.ChannelState{First: 10, Last: 9})
+	if _, err := st.CreateChannelAfter("bar", 4, 1); !errors.Is(err, stores.ErrExists) {
+		t.Fatalf("CreateChannelAfter of an existing channel = %v", err)
+	}
+	ch, err := st.CreateChannelAfter("baz", 5, 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.Msgs.Append(genBatch(1, 1)); !errors.Is(err, stores.ErrBadSequence) {
+		t.Fatalf("a channel created after 20 accepted seq 1: %v", err)
+	}
+	appendOK(t, ch.Msgs, genBatch(21, 2))
+	if err := st.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if !s.caps.Durable {
+		return
+	}
+	st = s.reopen(t, st, dir, nil)
+	rs, err = st.Recover()
+	if err != nil || rs == nil {
+		t.Fatalf("Recover after reopening = %v, %v", rs, err)
+	}
+	if len(rs.Deleted) != 0 {
+		t.Fatalf("Deleted after the channels were created again = %v", rs.Deleted)
+	}
+	for _, rc := range rs.Channels {
+		if rc.Channel.Name == "bar" {
+			checkState(t, rc.Channel.Msgs, stores.ChannelState{First: 10, Last: 9})
+		}
+		if rc.Channel.Name == "baz" {
+			checkState(t, rc.Channel.Msgs, stateOf("baz", 22, genBatch(21, 2)))
+		}
+	}
+}
+
 func (s *suite) testClients(t *testing.T) {
 	st, dir := s.fresh(t)
 	conn := []byte("conn-a")

@@ -45,6 +45,7 @@ func Run(t *testing.T, open OpenFunc, caps Caps) {
 		{"LimitsPerChannel", s.testLimitsPerChannel},
 		{"Channels", s.testChannels},
 		{"ChannelRecreate", s.testChannelRecreate},
+		{"ChannelAfter", s.testChannelAfter},
 		{"Clients", s.testClients},
 		{"ServerInfo", s.testServerInfo},
 		{"Subs", s.testSubs},

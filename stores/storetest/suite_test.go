@@ -75,10 +75,14 @@ func (r *reopenable) Recover() (*stores.RecoveredState, error) {
 }
 
 func (r *reopenable) CreateChannel(name string, id uint64) (*stores.Channel, error) {
+	return r.CreateChannelAfter(name, id, 0)
+}
+
+func (r *reopenable) CreateChannelAfter(name string, id, after uint64) (*stores.Channel, error) {
 	if r.closed.Load() {
 		return nil, stores.ErrClosed
 	}
-	c, err := r.Store.CreateChannel(name, id)
+	c, err := r.Store.CreateChannelAfter(name, id, after)
 	if err != nil {
 		return nil, err
 	}
