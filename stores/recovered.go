@@ -1,8 +1,8 @@
 package stores
 
 import (
-	"maps"
 	"cmp"
+	"maps"
 	"slices"
 )
 
