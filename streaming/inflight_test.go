@@ -448,3 +448,17 @@ func TestInFlightPublishKeepsItsChannel(t *testing.T) {
 		}
 	})
 }
+
+// A step-down answers the requests of its own batch: a subscribe processed just before the
+// leadership op, its reply not yet attached to a commit group, is answered (its command
+// committed or not) before the view goes. Before, the reply was dropped with the view.
+func TestStepDownAnswersItsLastBatch(t *testing.T) {
+	e := newReplicatedHazard(t)
+	e.setup("c1", 1)
+	s := e.s
+	s.runMu.Lock() // both ops in one batch
+	s.push(subscribeReq("c1", "foo", "", "in.s", 1, "r.sub"))
+	s.push(op{kind: opLeadership, leader: false})
+	s.runMu.Unlock()
+	waitUntil(t, "the subscription's reply", func() bool { return len(e.bus.to("r.sub")) == 1 })
+}

@@ -112,6 +112,12 @@ func (s *Server) stepDown() {
 // dropView forgets the engine's view of the state: every timer stopped, every object
 // inert for ops still queued that name it. The state machine keeps the state itself.
 func (s *Server) dropView() {
+	// Replies this batch attached to no group yet (a subscribe answered in the batch that
+	// steps down) go with one now: cleared below, their clients would wait in vain for
+	// commands that may well have been committed.
+	if len(s.waiting) > 0 {
+		s.commitMeta()
+	}
 	s.waitCommits(0)
 	for _, ch := range s.channels {
 		ch.deleted = true
