@@ -357,6 +357,7 @@ func (s *Server) processRedeliver(sub *subState) {
 		return
 	}
 	due := time.Now().Add(redeliverSlack).UnixNano()
+	wasStalled := sub.stalled()
 	for sub.expLen() > 0 {
 		e := sub.expFront()
 		p, ok := sub.pending.Get(e.seq)
@@ -371,6 +372,22 @@ func (s *Server) processRedeliver(sub *subState) {
 		s.redeliver(sub, e.seq)
 	}
 	s.armTimer(sub)
+	// A message that limits removed meanwhile was dropped as acknowledged (redeliver): a
+	// subscription it stalled takes new messages again now, as after an ack (reference:
+	// getMsgForRedelivery -> processAck), not at the next publish or ack.
+	if wasStalled && !sub.stalled() {
+		s.resume(sub)
+	}
+}
+
+// resume sends new messages to a subscription that is no longer stalled (to its group,
+// for a queue member).
+func (s *Server) resume(sub *subState) {
+	if sub.group != nil {
+		s.sendGroup(sub.group)
+	} else {
+		s.sendAvailable(sub)
+	}
 }
 
 // armLater retries a redelivery pass one ack wait later.
@@ -414,11 +431,7 @@ func (s *Server) processAck(o *op) {
 	}
 	s.recordEvent(owner, stores.SubEvent{SubID: owner.id, Seq: seq, Acked: true})
 	if wasStalled {
-		if owner.group != nil {
-			s.sendGroup(owner.group)
-		} else {
-			s.sendAvailable(owner)
-		}
+		s.resume(owner)
 	}
 }
 
