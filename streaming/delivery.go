@@ -97,7 +97,10 @@ func (s *Server) sendGroup(g *queueGroup) {
 }
 
 // bestMember: the ready, unstalled member with the fewest pending messages whose client
-// answers heartbeats; the chosen first member rotates to the end.
+// answers heartbeats; the chosen first member rotates to the end. When none qualifies it
+// is the first member, as in the reference's findBestQueueSub (§8.4): a group whose every
+// client missed a heartbeat still gets its messages. That member must still be able to
+// take one: ready, neither stalled nor held back (sendGroup would send past max in flight).
 func (s *Server) bestMember(g *queueGroup) *subState {
 	best := -1
 	for i, m := range g.members {
@@ -112,7 +115,13 @@ func (s *Server) bestMember(g *queueGroup) *subState {
 		}
 	}
 	if best < 0 {
-		return nil
+		if len(g.members) == 0 {
+			return nil
+		}
+		if f := g.members[0]; !f.ready || f.stalled() || f.held {
+			return nil
+		}
+		best = 0
 	}
 	m := g.members[best]
 	if best == 0 && len(g.members) > 1 {

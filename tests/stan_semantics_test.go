@@ -8,9 +8,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/stan.go"
+	"google.golang.org/protobuf/proto"
 
+	"github.com/starling-io/starling/proto/stanpb"
 	"github.com/starling-io/starling/stores"
+	"github.com/starling-io/starling/streaming"
 )
 
 // A subscriber stalled at MaxInflight whose only pending message was then removed by the
@@ -47,5 +51,57 @@ func nextStanMsg(t *testing.T, col *collector, d time.Duration) *stan.Msg {
 	case <-time.After(d):
 		t.Fatalf("no message within %v", d)
 		return nil
+	}
+}
+
+// rawStanClient registers a streaming client over a plain NATS connection that never
+// answers the server's heartbeats (nobody subscribes to its heartbeat inbox).
+func rawStanClient(t *testing.T, s *stanServer, clientID string) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(s.url)
+	must(t, err)
+	t.Cleanup(nc.Close)
+	req, _ := proto.Marshal(&stanpb.ConnectRequest{ClientID: clientID, HeartbeatInbox: nats.NewInbox(),
+		Protocol: 1, ConnID: []byte(nats.NewInbox()), PingInterval: 5, PingMaxOut: 88})
+	m, err := nc.Request("_STAN.discover.test-cluster", req, 2*time.Second)
+	must(t, err)
+	resp := &stanpb.ConnectResponse{}
+	must(t, proto.Unmarshal(m.Data, resp))
+	if resp.Error != "" {
+		t.Fatal(resp.Error)
+	}
+	return nc
+}
+
+// A queue group whose only member belongs to a client that missed heartbeats (still
+// registered: hb_fail_count not reached) still gets new messages: the reference's
+// findBestQueueSub falls back to the first member when none qualifies (spec §8.4).
+// Before the fix the group was sent nothing until the client answered again.
+func TestStanQueueMemberOfClientMissingHeartbeatsGetsMessages(t *testing.T) {
+	s := startStan(t, nil, func(o *streaming.Options) { o.HBInterval = 100 * time.Millisecond; o.HBFailCount = 1000 })
+	nc := rawStanClient(t, s, "raw")
+	inbox := nats.NewInbox()
+	msgs, err := nc.SubscribeSync(inbox)
+	must(t, err)
+	req, _ := proto.Marshal(&stanpb.SubscriptionRequest{ClientID: "raw", Subject: "qhb", QGroup: "g", Inbox: inbox,
+		MaxInFlight: 100, AckWaitInSecs: 30})
+	m, err := nc.Request("_STAN.sub.test-cluster", req, 2*time.Second)
+	must(t, err)
+	sresp := &stanpb.SubscriptionResponse{}
+	must(t, proto.Unmarshal(m.Data, sresp))
+	if sresp.Error != "" {
+		t.Fatal(sresp.Error)
+	}
+	time.Sleep(500 * time.Millisecond) // a few unanswered heartbeats
+	pub := stanConnect(t, s, "pub")
+	publishN(t, pub, "qhb", 1, 1)
+	m, err = msgs.NextMsg(2 * time.Second)
+	if err != nil {
+		t.Fatalf("the only member, of a client missing heartbeats, got nothing: %v", err)
+	}
+	got := &stanpb.MsgProto{}
+	must(t, proto.Unmarshal(m.Data, got))
+	if got.Sequence != 1 || got.Redelivered {
+		t.Fatalf("got seq %d redelivered %v, want seq 1", got.Sequence, got.Redelivered)
 	}
 }
