@@ -82,7 +82,7 @@ func (s *Server) sendGroup(g *queueGroup) {
 		if next > last {
 			return
 		}
-		m := s.bestMember(g)
+		m := s.bestMember(g, false)
 		if m == nil {
 			return // every member stalled or held back
 		}
@@ -99,9 +99,11 @@ func (s *Server) sendGroup(g *queueGroup) {
 // bestMember: the ready, unstalled member with the fewest pending messages whose client
 // answers heartbeats; the chosen first member rotates to the end. When none qualifies it
 // is the first member, as in the reference's findBestQueueSub (§8.4): a group whose every
-// client missed a heartbeat still gets its messages. That member must still be able to
-// take one: ready, neither stalled nor held back (sendGroup would send past max in flight).
-func (s *Server) bestMember(g *queueGroup) *subState {
+// client missed a heartbeat still gets its messages. For a new message that member must
+// still be able to take one: ready, neither stalled nor held back (sendGroup would send
+// past max in flight). A redelivery (force) ignores max in flight, as the reference's
+// forced send does: the first member takes it if ready (redeliver defers it if held).
+func (s *Server) bestMember(g *queueGroup, force bool) *subState {
 	best := -1
 	for i, m := range g.members {
 		if !m.ready || m.stalled() || m.held {
@@ -118,7 +120,7 @@ func (s *Server) bestMember(g *queueGroup) *subState {
 		if len(g.members) == 0 {
 			return nil
 		}
-		if f := g.members[0]; !f.ready || f.stalled() || f.held {
+		if f := g.members[0]; !f.ready || (!force && (f.stalled() || f.held)) {
 			return nil
 		}
 		best = 0
@@ -378,15 +380,38 @@ func (s *Server) processRedeliver(sub *subState) {
 			break
 		}
 		sub.expPop()
-		s.redeliver(sub, e.seq)
+		to := sub
+		if sub.group != nil && e.at > sub.restoredDue {
+			to = s.moveToBest(sub, e.seq, p)
+		}
+		s.redeliver(to, e.seq)
 	}
 	s.armTimer(sub)
-	// A message that limits removed meanwhile was dropped as acknowledged (redeliver): a
-	// subscription it stalled takes new messages again now, as after an ack (reference:
-	// getMsgForRedelivery -> processAck), not at the next publish or ack.
+	// A message that limits removed meanwhile was dropped as acknowledged (redeliver), or
+	// a queue member's went to another member: a subscription that was stalled takes new
+	// messages again now, as after an ack (reference: processAck), not at the next publish
+	// or ack.
 	if wasStalled && !sub.stalled() {
 		s.resume(sub)
 	}
+}
+
+// moveToBest hands a queue member's expired message to the group's best member at this
+// moment, which may be another member (spec §8.3; reference: performAckExpirationRedelivery
+// -> sendMsgToQueueGroup, then an implicit ack on the original), and returns the member to
+// redeliver it to. The move is recorded, sent for the new owner and acked for the old one,
+// so a restart or a follower has it pending on its new owner only; its redelivery count
+// goes with it (the reference counts per group).
+func (s *Server) moveToBest(from *subState, seq uint64, p pendingMsg) *subState {
+	to := s.bestMember(from.group, true)
+	if to == nil || to == from {
+		return from
+	}
+	from.pending.Delete(seq)
+	to.pending.Set(seq, p)
+	s.recordEvent(to, stores.SubEvent{SubID: to.id, Seq: seq})
+	s.recordEvent(from, stores.SubEvent{SubID: from.id, Seq: seq, Acked: true})
+	return to
 }
 
 // resume sends new messages to a subscription that is no longer stalled (to its group,

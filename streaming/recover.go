@@ -132,6 +132,10 @@ func (s *Server) activate(sub *subState, c *client) {
 	sub.owner = c
 	c.subs[sub] = struct{}{}
 	sub.ready = true
+	// The first redelivery of what was already due goes to this member, not to the best
+	// one: after a restart or a takeover the reference's first pass (isStartup) keeps a
+	// queue message on the member that had it, lest it reach several members.
+	sub.restoredDue = time.Now().Add(redeliverSlack).UnixNano()
 	s.armTimer(sub)
 }
 

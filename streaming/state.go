@@ -62,6 +62,7 @@ type subState struct {
 	offline     bool
 	gone        bool   // removed: a reply still waiting for its commit must not start it
 	uncertain   uint64 // after a crash, sequences up to this may have been sent already (flag them)
+	restoredDue int64  // unix ns: pending messages restored due by then are redelivered to this member
 
 	pending  pendingSet
 	expiries []expiry // FIFO in send order from expHead; acked entries skipped lazily

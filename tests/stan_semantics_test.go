@@ -5,6 +5,8 @@ package tests
 // subscription semantics: each test failed before its fix.
 
 import (
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -104,4 +106,43 @@ func TestStanQueueMemberOfClientMissingHeartbeatsGetsMessages(t *testing.T) {
 	if got.Sequence != 1 || got.Redelivered {
 		t.Fatalf("got seq %d redelivered %v, want seq 1", got.Sequence, got.Redelivered)
 	}
+}
+
+// A queue group message whose ack wait expires goes to the best member at that moment
+// (spec §8.3; reference: performAckExpirationRedelivery -> sendMsgToQueueGroup), here the
+// member that acks, not back to the member that let it expire; that member no longer has
+// it pending (an implicit ack), so it is not redelivered there again. Before the fix it
+// was redelivered to the same member every ack wait, for ever.
+func TestStanQueueRedeliveryGoesToBestMember(t *testing.T) {
+	s := startStan(t, nil, nil)
+	sc := stanConnect(t, s, "c1")
+	var mu sync.Mutex
+	var lazyGot []uint64
+	lazy := func(m *stan.Msg) { mu.Lock(); lazyGot = append(lazyGot, m.Sequence); mu.Unlock() } // never acks
+	lazySeqs := func() []uint64 { mu.Lock(); defer mu.Unlock(); return append([]uint64(nil), lazyGot...) }
+	_, err := sc.QueueSubscribe("qb", "g", lazy, stan.SetManualAckMode(), stan.AckWait(time.Second))
+	must(t, err)
+	col := newCollector()
+	_, err = sc.QueueSubscribe("qb", "g", func(m *stan.Msg) { _ = m.Ack(); col.handler(m) }, stan.SetManualAckMode(), stan.AckWait(time.Second))
+	must(t, err)
+	publishN(t, sc, "qb", 1, 1) // both members have nothing pending: the first (lazy) gets it
+	waitFor(t, 2*time.Second, func() error {
+		if got := lazySeqs(); len(got) != 1 {
+			return fmt.Errorf("lazy member got %v", got)
+		}
+		return nil
+	})
+	select {
+	case m := <-col.ch:
+		if m.Sequence != 1 || !m.Redelivered || m.RedeliveryCount != 1 {
+			t.Fatalf("acking member got seq %d redelivered %v count %d, want seq 1 redelivered count 1", m.Sequence, m.Redelivered, m.RedeliveryCount)
+		}
+	case <-time.After(3500 * time.Millisecond):
+		t.Fatalf("seq 1 never redelivered to the acking member; lazy member got %v", lazySeqs())
+	}
+	time.Sleep(1500 * time.Millisecond) // past another ack wait
+	if got := lazySeqs(); len(got) != 1 {
+		t.Fatalf("lazy member got %v: the message stayed pending on it after it moved", got)
+	}
+	col.none(t, 200*time.Millisecond)
 }
