@@ -1,12 +1,17 @@
 package streaming
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/starling-io/starling/proto/stanpb"
+	"github.com/starling-io/starling/raftlog"
+	"github.com/starling-io/starling/stores"
 )
 
 // Unit checks of subscription semantics (tests/stan_semantics_test.go has the end-to-end
@@ -120,4 +125,156 @@ func TestQueueRedeliveryMovesToBestMemberAndIsRecorded(t *testing.T) {
 		t.Fatal("a later expiry after the restart stayed on the member that had it")
 	}
 	stopTimers(a, b)
+}
+
+// refusingStore refuses every subscription update (UpdateSub) while refuse is set, as a
+// store refuses a record for a cause other than durability.
+type refusingStore struct {
+	stores.Store
+	refuse bool
+}
+
+type refusingSubs struct {
+	stores.SubStore
+	st *refusingStore
+}
+
+var errRefusedUpdate = errors.New("update refused")
+
+func (m *refusingSubs) UpdateSub(st *stores.SubState) error {
+	if m.st.refuse {
+		return errRefusedUpdate
+	}
+	return m.SubStore.UpdateSub(st)
+}
+
+func (s *refusingStore) CreateChannel(name string, id uint64) (*stores.Channel, error) {
+	ch, err := s.Store.CreateChannel(name, id)
+	if err == nil {
+		ch.Subs = &refusingSubs{SubStore: ch.Subs, st: s}
+	}
+	return ch, err
+}
+
+// newRefusingEngine is an engine over a refusingStore with client c1 connected and seq 1
+// published on channel q.
+func newRefusingEngine(t *testing.T) (*Server, *dataBus, *refusingStore) {
+	t.Helper()
+	st := &refusingStore{Store: newMemStore(t)}
+	bus := &dataBus{}
+	s, err := New(bus, st, raftlog.Standalone, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.recover(); err != nil {
+		t.Fatal(err)
+	}
+	s.started = true
+	t.Cleanup(s.drainCommits)
+	s.step(op{kind: opConnect, reply: "r", data: marshal(&stanpb.ConnectRequest{ClientID: "c1", HeartbeatInbox: "hb", Protocol: 1, ConnID: []byte("conn")})})
+	publishTo(s, "q", 1)
+	s.waitCommits(0)
+	return s, bus, st
+}
+
+// subscribeAs sends a subscription request for a durable (queue member when queue is
+// set) on channel q, answered on reply, and returns the response.
+func subscribeAs(t *testing.T, s *Server, bus *dataBus, durable, queue, inbox, reply string) *stanpb.SubscriptionResponse {
+	t.Helper()
+	s.step(op{kind: opSubscribe, reply: reply, data: marshal(&stanpb.SubscriptionRequest{ClientID: "c1", Subject: "q", QGroup: queue,
+		DurableName: durable, Inbox: inbox, MaxInFlight: 10, AckWaitInSecs: 30, StartPosition: stanpb.StartPosition_First})})
+	got := bus.to(reply)
+	if len(got) != 1 {
+		t.Fatalf("%d replies to %s", len(got), reply)
+	}
+	resp := &stanpb.SubscriptionResponse{}
+	if err := proto.Unmarshal(got[0].data, resp); err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+// closeSub closes (not unsubscribes) the subscription with that ack inbox.
+func closeSub(s *Server, ackInbox string) {
+	s.step(op{kind: opSubClose, reply: "closed", data: marshal(&stanpb.UnsubscribeRequest{ClientID: "c1", Subject: "q", Inbox: ackInbox})})
+}
+
+// A durable whose resume was refused goes back offline, as its record still says: the
+// next attempt resumes it, pending message and all. Before the fix it stayed registered as
+// online and every later attempt got "duplicate durable registration".
+func TestRefusedDurableResumeStaysResumable(t *testing.T) {
+	s, bus, st := newRefusingEngine(t)
+	resp := subscribeAs(t, s, bus, "d", "", "in1", "r1")
+	if resp.Error != "" || len(bus.to("in1")) != 1 {
+		t.Fatalf("subscribe: %q, %d sent", resp.Error, len(bus.to("in1")))
+	}
+	closeSub(s, resp.AckInbox)
+	st.refuse = true
+	if resp := subscribeAs(t, s, bus, "d", "", "in2", "r2"); resp.Error != errRefusedUpdate.Error() {
+		t.Fatalf("resume while the store refuses: %q", resp.Error)
+	}
+	st.refuse = false
+	if resp := subscribeAs(t, s, bus, "d", "", "in3", "r3"); resp.Error != "" {
+		t.Fatalf("resume once the store takes it: %q", resp.Error)
+	}
+	got := bus.to("in3")
+	m := &stanpb.MsgProto{}
+	if len(got) != 1 || proto.Unmarshal(got[0].data, m) != nil || m.Sequence != 1 || !m.Redelivered {
+		t.Fatalf("the resumed durable got %d messages (first %v), want its pending seq 1 redelivered", len(got), m)
+	}
+	stopTimers(s.findByInbox(s.channels["q"], "in3"))
+}
+
+// A durable queue group's member whose resume of the group's shadow was refused gives the
+// state back to the shadow: the next member that joins takes it over, pending message and
+// all. Before the fix the group was dropped from memory and the joiner started a new one.
+func TestRefusedDurableQueueResumeKeepsTheShadow(t *testing.T) {
+	s, bus, st := newRefusingEngine(t)
+	resp := subscribeAs(t, s, bus, "d", "g", "m1", "r1")
+	if resp.Error != "" || len(bus.to("m1")) != 1 {
+		t.Fatalf("subscribe: %q, %d sent", resp.Error, len(bus.to("m1")))
+	}
+	closeSub(s, resp.AckInbox)
+	st.refuse = true
+	if resp := subscribeAs(t, s, bus, "d", "g", "m2", "r2"); resp.Error != errRefusedUpdate.Error() {
+		t.Fatalf("resume while the store refuses: %q", resp.Error)
+	}
+	st.refuse = false
+	if resp := subscribeAs(t, s, bus, "d", "g", "m3", "r3"); resp.Error != "" {
+		t.Fatalf("join once the store takes it: %q", resp.Error)
+	}
+	got := bus.to("m3")
+	m := &stanpb.MsgProto{}
+	if len(got) != 1 || proto.Unmarshal(got[0].data, m) != nil || m.Sequence != 1 || !m.Redelivered {
+		// A new group (starting at the first message) would send seq 1 not redelivered.
+		t.Fatalf("the joiner got %d messages (first %v), want the shadow's pending seq 1 redelivered", len(got), m)
+	}
+	stopTimers(s.findByInbox(s.channels["q"], "m3"))
+}
+
+// The same when other members joined while the refused resume was in flight (replicated
+// only: standalone a refusal answers at once): the pending messages it took over from the
+// shadow go to them, as a leaving member's do, and the shadow's record goes.
+func TestRefusedDurableQueueResumeHandsPendingToMembers(t *testing.T) {
+	s, bus, _ := newRefusingEngine(t)
+	resp := subscribeAs(t, s, bus, "d", "g", "m1", "r1")
+	closeSub(s, resp.AckInbox)
+	subscribeAs(t, s, bus, "d", "g", "m2", "r2") // resumes the shadow: seq 1 pending on it
+	subscribeAs(t, s, bus, "d", "g", "m3", "r3")
+	ch := s.channels["q"]
+	m2, m3 := s.findByInbox(ch, "m2"), s.findByInbox(ch, "m3")
+	if !m2.pending.Has(1) {
+		t.Fatal("the resumed member does not have the shadow's pending message")
+	}
+	s.forgetSub(m2, true) // as the refusal of m2's resume does
+	s.endBatch()
+	g := m3.group
+	if len(g.members) != 1 || g.members[0] != m3 || g.shadow != nil || !m3.pending.Has(1) {
+		t.Fatalf("members %d, shadow %v, m3 pending seq 1 %v", len(g.members), g.shadow != nil, m3.pending.Has(1))
+	}
+	rec := recordedPending(t, s, "q")
+	if _, ok := rec[m2.id]; ok || !slices.Equal(rec[m3.id], []uint64{1}) {
+		t.Fatalf("recorded pending %v: want the shadow's record (%d) gone, seq 1 on m3 (%d)", rec, m2.id, m3.id)
+	}
+	stopTimers(m2, m3)
 }

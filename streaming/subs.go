@@ -139,7 +139,7 @@ func (s *Server) processSubscribe(o *op) {
 			} else {
 				s.log.Info("subscription refused", "client_id", logID(sub.clientID), "channel", ch.name, "cause", err)
 				if current {
-					s.forgetSub(sub)
+					s.forgetSub(sub, resume)
 				}
 			}
 			s.subError(reply, err.Error())
@@ -265,8 +265,14 @@ func (s *Server) findByInbox(ch *channel, inbox string) *subState {
 	return nil
 }
 
-// forgetSub undoes the in-memory side of a subscription that could not be stored.
-func (s *Server) forgetSub(sub *subState) {
+// forgetSub undoes the in-memory side of a subscription that could not be stored
+// (refused, say for max_subs). A new one is forgotten entirely, a durable's name included,
+// as the reference's undo (ss.Remove(c, sub, true)) does: kept, it blocked that durable for
+// good ("duplicate durable registration"). One resumed on kept state (resumed) goes back to
+// what its record still says: a durable offline; a durable queue group's member back to
+// being the group's shadow, or, when others joined meanwhile, handing them the pending
+// messages it took over, as a leaving member does.
+func (s *Server) forgetSub(sub *subState, resumed bool) {
 	sub.gone = true
 	delete(s.byAck, sub.ackInbox)
 	delete(s.byAckID, sub.ack)
@@ -277,11 +283,25 @@ func (s *Server) forgetSub(sub *subState) {
 	delete(sub.ch.subs, sub)
 	if g := sub.group; g != nil {
 		g.members = removeMember(g.members, sub)
+		switch {
+		case !resumed:
+		case len(g.members) > 0:
+			s.reassign(sub, g)
+			ref := refOf(sub.ch)
+			s.proposeLogged(&cmdDeleteSub{chanRef: ref, id: sub.id}, "removing a queue group's shadow", ref)
+		case g.shadow == nil:
+			sub.offline = true
+			g.shadow = sub
+		}
 		if len(g.members) == 0 && g.shadow == nil {
 			delete(sub.ch.queues, g.id)
 		}
-	} else if sub.durable != "" && sub.lastSent == 0 && sub.pending.Len() == 0 {
-		delete(sub.ch.durables, sub.durableID())
+	} else if sub.durable != "" {
+		if resumed {
+			sub.offline = true
+		} else if key := sub.durableID(); sub.ch.durables[key] == sub {
+			delete(sub.ch.durables, key)
+		}
 	}
 }
 

@@ -146,3 +146,29 @@ func TestStanQueueRedeliveryGoesToBestMember(t *testing.T) {
 	}
 	col.none(t, 200*time.Millisecond)
 }
+
+// A new durable refused for max_subs is forgotten (reference: processSub undoes it with
+// ss.Remove(c, sub, true), which deletes it from the durables): once there is room, the
+// same durable name can be created. Before the fix the refused durable stayed registered
+// as online and every later attempt got "duplicate durable registration".
+func TestStanDurableRefusedForMaxSubsCanBeCreatedLater(t *testing.T) {
+	limits := &stores.LimitsSet{Global: stores.DefaultLimits()}
+	limits.Global.MaxSubs = 1
+	s := startStan(t, limits, nil)
+	sc := stanConnect(t, s, "c1")
+	publishN(t, sc, "ms", 1, 1) // a non-empty channel: the new durable starts past seq 1
+	plain, err := sc.Subscribe("ms", func(*stan.Msg) {})
+	must(t, err)
+	if _, err := sc.Subscribe("ms", func(*stan.Msg) {}, stan.DurableName("d")); err == nil || err.Error() != "too many subscriptions per channel" {
+		t.Fatalf("durable over max_subs: %v, want too many subscriptions per channel", err)
+	}
+	must(t, plain.Unsubscribe())
+	col := newCollector()
+	if _, err := sc.Subscribe("ms", col.handler, stan.DurableName("d")); err != nil {
+		t.Fatalf("the same durable once there is room: %v", err)
+	}
+	publishN(t, sc, "ms", 2, 2)
+	if got := col.seqs(t, 1, 2*time.Second); got[0] != 2 {
+		t.Fatalf("got %v, want [2]", got)
+	}
+}
