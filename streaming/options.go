@@ -30,6 +30,9 @@ const (
 	duplicateCheckWait = 500 * time.Millisecond
 	// redeliverSlack: messages due within this much are redelivered in the same pass.
 	redeliverSlack = 15 * time.Millisecond
+	// reassignDelay: how long after a queue member left its pending messages are
+	// redelivered to the others (reassign; the reference's 100 ms).
+	reassignDelay = 100 * time.Millisecond
 )
 
 // Options configures the streaming layer.

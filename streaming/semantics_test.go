@@ -278,3 +278,54 @@ func TestRefusedDurableQueueResumeHandsPendingToMembers(t *testing.T) {
 	}
 	stopTimers(m2, m3)
 }
+
+// Deadlines pushed out of order (a reassigned message due sooner than the member's own)
+// come out earliest first, so the ack timer and the redelivery pass see them when due.
+func TestExpiriesStayInDeadlineOrder(t *testing.T) {
+	sub := &subState{}
+	for i, at := range []int64{10, 20, 30, 15, 5, 30, 25} {
+		sub.expPush(expiry{seq: uint64(i + 1), at: at})
+	}
+	sub.expPop() // 5
+	sub.expPush(expiry{seq: 8, at: 12})
+	var got []int64
+	for sub.expLen() > 0 {
+		got = append(got, sub.expFront().at)
+		sub.expPop()
+	}
+	if want := []int64{10, 12, 15, 20, 25, 30, 30}; !slices.Equal(got, want) {
+		t.Fatalf("deadlines came out %v, want %v", got, want)
+	}
+}
+
+// A leaving queue member's pending messages are due reassignDelay later on the members
+// they went to, even behind later deadlines of those members' own, and are not sent at
+// once (the reference's 100 ms).
+func TestReassignedMessagesAreDueShortly(t *testing.T) {
+	s, bus, _ := newPipelinedEngine(t, nil)
+	ms := queueMembers(t, s, "qa", "qb")
+	a, b := ms[0], ms[1]
+	publishTo(s, "q", 1) // to a
+	publishTo(s, "q", 2) // to b
+	s.waitCommits(0)
+	if !a.pending.Has(1) || !b.pending.Has(2) {
+		t.Fatal("setup: one message to each member")
+	}
+	s.step(op{kind: opSubClose, reply: "closed", data: marshal(&stanpb.UnsubscribeRequest{ClientID: "c1", Subject: "q", Inbox: a.ackInbox})})
+	p, ok := b.pending.Get(1)
+	if !ok || bus.count("qb") != 1 || p.count != 0 {
+		t.Fatalf("after a left: b has seq 1 %v (count %d), %d sent to b; want it pending, not sent yet", ok, p.count, bus.count("qb"))
+	}
+	if e := b.expFront(); e.seq != 1 || time.Until(time.Unix(0, e.at)) > reassignDelay {
+		t.Fatalf("b's first deadline: seq %d in %v, want seq 1 within %v", e.seq, time.Until(time.Unix(0, e.at)), reassignDelay)
+	}
+	if d := time.Until(b.timerAt); d > reassignDelay {
+		t.Fatalf("b's ack timer fires in %v, want within %v", d, reassignDelay)
+	}
+	time.Sleep(reassignDelay)
+	s.step(op{kind: opRedeliver, sub: b})
+	if p, _ := b.pending.Get(1); bus.count("qb") != 2 || p.count != 1 {
+		t.Fatalf("once due: %d sent to b, count %d; want seq 1 redelivered, count 1", bus.count("qb"), p.count)
+	}
+	stopTimers(a, b)
+}

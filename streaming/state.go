@@ -1,6 +1,7 @@
 package streaming
 
 import (
+	"sort"
 	"time"
 
 	"github.com/starling-io/starling/stores"
@@ -65,7 +66,7 @@ type subState struct {
 	restoredDue int64  // unix ns: pending messages restored due by then are redelivered to this member
 
 	pending  pendingSet
-	expiries []expiry // FIFO in send order from expHead; acked entries skipped lazily
+	expiries []expiry // deadlines in order from expHead (expPush); acked entries skipped lazily
 	expHead  int
 	timer    *time.Timer
 	timerAt  time.Time
@@ -147,6 +148,20 @@ func (sub *subState) expPop() {
 	}
 }
 
-func (sub *subState) expPush(e expiry) { sub.expiries = append(sub.expiries, e) }
+// expPush adds a deadline. They mostly come in order (now + ack wait): appended. One due
+// sooner than the last (a leaving queue member's message, due reassignDelay later; a resend
+// put off by retrySendsAfter) goes to its place, so that the front stays the earliest due:
+// behind a later one, processRedeliver and armTimer would not see it until that one.
+func (sub *subState) expPush(e expiry) {
+	n := len(sub.expiries)
+	if n == sub.expHead || sub.expiries[n-1].at <= e.at {
+		sub.expiries = append(sub.expiries, e)
+		return
+	}
+	i := sub.expHead + sort.Search(n-sub.expHead, func(k int) bool { return sub.expiries[sub.expHead+k].at > e.at })
+	sub.expiries = append(sub.expiries, expiry{})
+	copy(sub.expiries[i+1:], sub.expiries[i:n])
+	sub.expiries[i] = e
+}
 
 func (sub *subState) expReset() { sub.expiries, sub.expHead = sub.expiries[:0], 0 }

@@ -152,6 +152,8 @@ func (s *Server) processSubscribe(o *op) {
 		sub.ready = true
 		if resume {
 			s.redeliverAll(sub)
+		} else {
+			s.armTimer(sub) // messages reassigned to it meanwhile: their timer found it not ready
 		}
 		if sub.group != nil {
 			s.sendGroup(sub.group)
@@ -361,19 +363,29 @@ func (s *Server) removeSub(sub *subState, unsubscribe bool) raftlog.Future {
 }
 
 // reassign hands a leaving member's unacknowledged messages to the remaining members,
-// round robin, redelivered at once and flagged. The transfer is recorded (a sent event
-// per message for its new owner, and the group's cursor on one member) before the
-// leaver's record is deleted, so a restart keeps every pending message of the group
-// (audit finding 4).
+// round robin, due for redelivery reassignDelay later (flagged; processRedeliver sends each
+// to the best member then). The transfer is recorded (a sent event per message for its
+// new owner, and the group's cursor on one member) before the leaver's record is deleted,
+// so a restart keeps every pending message of the group (audit finding 4).
+//
+// Not at once, as the reference (subStore.Remove: their timers fire in 100 ms): when a
+// client closes several members of a group, the next one to go would be sent the first
+// one's messages as it leaves, and they would count a redelivery more (RedeliveryCount 2
+// for the member that takes over a durable group's shadow, instead of 1).
 func (s *Server) reassign(from *subState, g *queueGroup) {
+	at := time.Now().Add(reassignDelay).UnixNano()
 	i := 0
 	from.pending.Range(func(seq uint64, p pendingMsg) {
 		to := g.members[i%len(g.members)]
 		i++
+		p.expiry = at
 		to.pending.Set(seq, p)
+		to.expPush(expiry{seq: seq, at: at})
 		s.recordEvent(to, stores.SubEvent{SubID: to.id, Seq: seq})
-		s.redeliver(to, seq)
 	})
+	for _, m := range g.members {
+		s.armTimer(m)
+	}
 	from.pending.Clear()
 	from.expReset()
 	s.flushSentAcks()

@@ -172,3 +172,48 @@ func TestStanDurableRefusedForMaxSubsCanBeCreatedLater(t *testing.T) {
 		t.Fatalf("got %v, want [2]", got)
 	}
 }
+
+// A client holding both members of a durable queue group closes with a message pending on
+// each. The reference moves the first leaver's pending messages to the other member with a
+// redelivery due ~100 ms later (subStore.Remove), which that member, closed right after,
+// never gets: it becomes the group's shadow. A member joining later gets each message
+// redelivered once: RedeliveryCount 1. Before the fix the move redelivered at once to the
+// member about to close, and the joiner saw RedeliveryCount 2.
+func TestStanDurableQueueConnCloseRedeliveryCount(t *testing.T) {
+	s := startStan(t, nil, nil)
+	sc1, err := stan.Connect("test-cluster", "c1", stan.NatsURL(s.url))
+	must(t, err)
+	var mu sync.Mutex
+	var c1Got []*stan.Msg
+	h := func(m *stan.Msg) { mu.Lock(); c1Got = append(c1Got, m); mu.Unlock() }
+	opts := []stan.SubscriptionOption{stan.DurableName("d"), stan.SetManualAckMode(), stan.AckWait(30 * time.Second)}
+	_, err = sc1.QueueSubscribe("dqc", "g", h, opts...)
+	must(t, err)
+	_, err = sc1.QueueSubscribe("dqc", "g", h, opts...)
+	must(t, err)
+	pub := stanConnect(t, s, "pub")
+	publishN(t, pub, "dqc", 1, 2) // one to each member
+	waitFor(t, 3*time.Second, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(c1Got) != 2 {
+			return fmt.Errorf("closing client got %d messages, want 2", len(c1Got))
+		}
+		return nil
+	})
+	must(t, sc1.Close())
+	sc2 := stanConnect(t, s, "c2")
+	col := newCollector()
+	_, err = sc2.QueueSubscribe("dqc", "g", col.handler, opts...)
+	must(t, err)
+	for range 2 {
+		select {
+		case m := <-col.ch:
+			if !m.Redelivered || m.RedeliveryCount != 1 {
+				t.Errorf("joiner: seq %d redelivered %v count %d, want count 1", m.Sequence, m.Redelivered, m.RedeliveryCount)
+			}
+		case <-time.After(3 * time.Second):
+			t.Fatal("pending messages not redelivered to the joiner")
+		}
+	}
+}
