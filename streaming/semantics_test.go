@@ -148,8 +148,8 @@ func (m *refusingSubs) UpdateSub(st *stores.SubState) error {
 	return m.SubStore.UpdateSub(st)
 }
 
-func (s *refusingStore) CreateChannel(name string, id uint64) (*stores.Channel, error) {
-	ch, err := s.Store.CreateChannel(name, id)
+func (s *refusingStore) CreateChannelAfter(name string, id, after uint64) (*stores.Channel, error) {
+	ch, err := s.Store.CreateChannelAfter(name, id, after)
 	if err == nil {
 		ch.Subs = &refusingSubs{SubStore: ch.Subs, st: s}
 	}
