@@ -235,15 +235,24 @@ func TestRestoreExpiresAgedMessages(t *testing.T) {
 	if err := s.recover(); err != nil {
 		t.Fatal(err)
 	}
+	pumpUntil(t, s, "messages older than MaxAge still held after the restart", func() bool {
+		return s.channels["foo"].store.Msgs.State().Msgs == 0
+	})
+}
+
+// pumpUntil runs the ops s's timers queue, on this goroutine, until done holds; it fails
+// with what after 5 s.
+func pumpUntil(t *testing.T, s *Server, what string, done func() bool) {
+	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	for s.channels["foo"].store.Msgs.State().Msgs > 0 {
+	for !done() {
 		select {
 		case <-s.q.Ready():
 			for _, o := range s.q.Pop(nil) {
 				s.step(o)
 			}
 		case <-time.After(time.Until(deadline)):
-			t.Fatal("messages older than MaxAge still held after the restart")
+			t.Fatal(what)
 		}
 	}
 }
@@ -314,17 +323,9 @@ func TestRefusedExpiryIsTriedAgain(t *testing.T) {
 	if err := s.recover(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for s.channels["foo"].store.Msgs.State().Msgs > 0 {
-		select {
-		case <-s.q.Ready():
-			for _, o := range s.q.Pop(nil) {
-				s.step(o)
-			}
-		case <-time.After(time.Until(deadline)):
-			t.Fatal("the refused expiry was not tried again")
-		}
-	}
+	pumpUntil(t, s, "the refused expiry was not tried again", func() bool {
+		return s.channels["foo"].store.Msgs.State().Msgs == 0
+	})
 	if rl.n != 0 {
 		t.Fatal("no expiry was refused")
 	}
@@ -358,17 +359,9 @@ func TestRefusedIdleDeletionIsTriedAgain(t *testing.T) {
 	if s.channels["foo"] == nil {
 		t.Fatal("no channel")
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for s.channels["foo"] != nil {
-		select {
-		case <-s.q.Ready():
-			for _, o := range s.q.Pop(nil) {
-				s.step(o)
-			}
-		case <-time.After(time.Until(deadline)):
-			t.Fatal("the inactive channel whose deletion was refused was not deleted")
-		}
-	}
+	pumpUntil(t, s, "the inactive channel whose deletion was refused was not deleted", func() bool {
+		return s.channels["foo"] == nil
+	})
 	if rl.n != 0 {
 		t.Fatal("no deletion was refused")
 	}
