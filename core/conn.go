@@ -239,9 +239,9 @@ func (nc *Conn) Subscribe(subj, queue string, handler MsgHandler) (*Subscription
 // there while the worker is idle (nothing then wakes another goroutine). idle reports (a
 // system call: ask only when it matters) that the connection has no more input waiting: its
 // client has sent everything it had, and is probably waiting for answers. Other publishers
-// (routes, in-process connections) deliver
-// with Batched unset and never call end. end runs without locks held, on the client's read
-// goroutine, which reads nothing more until it returns.
+// (routes, in-process connections) deliver with Batched unset and never call end. end runs
+// without locks held, on the client's read goroutine, which reads nothing more until it
+// returns.
 func (nc *Conn) SubscribeBatch(subj, queue string, handler MsgHandler, end func(idle func() bool)) (*Subscription, error) {
 	c := nc.c
 	if handler == nil || (queue != "" && !subject.ValidQueue([]byte(queue))) {

@@ -393,13 +393,14 @@ func (s *Server) termChanged() bool {
 // processLeadership records the role. Only the leader performs effects (replies, PubAcks,
 // deliveries, heartbeats); standalone the log leads from the start and never stops.
 func (s *Server) processLeadership(leader bool) {
-	if leader == s.leader && !(leader && s.termChanged()) {
+	// Lost and regained between two reports (the log keeps only the newest value): the
+	// view is of the old term, and the other leader's commands are not in it.
+	regained := leader && s.leader && s.termChanged()
+	if leader == s.leader && !regained {
 		return
 	}
 	if leader {
-		if s.leader {
-			// Lost and regained between two reports (the log keeps only the newest value):
-			// the view is of the old term, and the other leader's commands are not in it.
+		if regained {
 			s.log.Warn("streaming leadership lost and regained unseen; taking over again")
 			s.stepDown()
 			s.leader = false
