@@ -100,6 +100,17 @@ func startOn(t *testing.T, bus Bus, store stores.Store) *Server {
 	return s
 }
 
+// connectC1 connects client c1 through bus, as its read goroutine would ("r.conn").
+func connectC1(bus *readerBus, s *Server) {
+	bus.deliver(s.discover, request("r.conn", &stanpb.ConnectRequest{ClientID: "c1", HeartbeatInbox: "hb", Protocol: 1, ConnID: []byte("conn")}))
+}
+
+// subscribeFoo subscribes c1 to foo, new messages only, on inbox "in" ("r.sub").
+func subscribeFoo(bus *readerBus, s *Server, maxInFlight, ackWaitSecs int32) {
+	bus.deliver(s.subReq, request("r.sub", &stanpb.SubscriptionRequest{ClientID: "c1", Subject: "foo", Inbox: "in",
+		MaxInFlight: maxInFlight, AckWaitInSecs: ackWaitSecs, StartPosition: stanpb.StartPosition_NewOnly}))
+}
+
 func request(reply string, m any) core.Msg {
 	return core.Msg{Reply: []byte(reply), Data: marshalAny(m)}
 }
@@ -120,7 +131,7 @@ func TestIdleEngineRunsOnTheReadersGoroutine(t *testing.T) {
 	bus := newReaderBus()
 	s := startOn(t, bus, store)
 
-	bus.deliver(s.discover, request("r.conn", &stanpb.ConnectRequest{ClientID: "c1", HeartbeatInbox: "hb", Protocol: 1, ConnID: []byte("conn")}))
+	connectC1(bus, s)
 	if !bus.has("r.conn") {
 		t.Fatal("the connect response was not sent on the reader's goroutine")
 	}
@@ -178,9 +189,9 @@ func TestCommitterCompletesASmallPass(t *testing.T) {
 	bus := newReaderBus()
 	s := startOn(t, bus, store)
 
-	bus.deliver(s.discover, request("r.conn", &stanpb.ConnectRequest{ClientID: "c1", HeartbeatInbox: "hb", Protocol: 1, ConnID: []byte("conn")}))
+	connectC1(bus, s)
 	quiesce(t, s)
-	bus.deliver(s.subReq, request("r.sub", &stanpb.SubscriptionRequest{ClientID: "c1", Subject: "foo", Inbox: "in", MaxInFlight: 8, AckWaitInSecs: 30, StartPosition: stanpb.StartPosition_NewOnly}))
+	subscribeFoo(bus, s, 8, 30)
 	if !bus.has("r.conn") || !bus.has("r.sub") {
 		t.Fatal("the connect and subscription responses were not sent on the reader's goroutine")
 	}
@@ -230,7 +241,7 @@ func TestBusyClientIsNotHeldForAnFsync(t *testing.T) {
 	}
 	bus := newReaderBus()
 	s := startOn(t, bus, store)
-	bus.deliver(s.discover, request("r.conn", &stanpb.ConnectRequest{ClientID: "c1", HeartbeatInbox: "hb", Protocol: 1, ConnID: []byte("conn")}))
+	connectC1(bus, s)
 	quiesce(t, s)
 	bus.deliver(s.pubPrefix+".foo", pubReq("r.ack1", "g1")) // creates the channel (its own fsyncs)
 	if !bus.has("r.ack1") {
@@ -300,9 +311,9 @@ func TestMetadataTimerCommitsWhenItFires(t *testing.T) {
 	}
 	bus := newReaderBus()
 	s := startOn(t, bus, store)
-	bus.deliver(s.discover, request("r.conn", &stanpb.ConnectRequest{ClientID: "c1", HeartbeatInbox: "hb", Protocol: 1, ConnID: []byte("conn")}))
+	connectC1(bus, s)
 	quiesce(t, s)
-	bus.deliver(s.subReq, request("r.sub", &stanpb.SubscriptionRequest{ClientID: "c1", Subject: "foo", Inbox: "in", MaxInFlight: 1024, AckWaitInSecs: 30, StartPosition: stanpb.StartPosition_NewOnly}))
+	subscribeFoo(bus, s, 1024, 30)
 	quiesce(t, s)
 
 	caught := 0
@@ -358,9 +369,9 @@ func TestTimerOpsPassAFullQueue(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = s.Shutdown() })
 	quiesce(t, s)
-	bus.deliver(s.discover, request("r.conn", &stanpb.ConnectRequest{ClientID: "c1", HeartbeatInbox: "hb", Protocol: 1, ConnID: []byte("conn")}))
+	connectC1(bus, s)
 	quiesce(t, s)
-	bus.deliver(s.subReq, request("r.sub", &stanpb.SubscriptionRequest{ClientID: "c1", Subject: "foo", Inbox: "in", MaxInFlight: 10, AckWaitInSecs: 1, StartPosition: stanpb.StartPosition_NewOnly}))
+	subscribeFoo(bus, s, 10, 1)
 	quiesce(t, s)
 	bus.deliver(s.pubPrefix+".foo", pubReq("r.ack", "g1"))
 	waitUntil(t, "the first delivery", func() bool { return bus.count("in") == 1 })

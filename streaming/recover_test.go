@@ -205,9 +205,10 @@ func TestRestoredForeignAckInboxes(t *testing.T) {
 	}
 }
 
-// TestRestoreExpiresAgedMessages: messages that passed MaxAge while the server was down are
-// removed once it runs, without waiting for a publish to arm the age timer.
-func TestRestoreExpiresAgedMessages(t *testing.T) {
+// agedStore is a memory store holding n messages on channel foo that passed its MaxAge (an
+// hour) an hour ago, with those limits set as Start sets them.
+func agedStore(t *testing.T, n int) (stores.Store, *stores.LimitsSet) {
+	t.Helper()
 	st, err := memstore.New(memstore.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -220,14 +221,25 @@ func TestRestoreExpiresAgedMessages(t *testing.T) {
 		t.Fatal(err)
 	}
 	old := time.Now().Add(-2 * time.Hour).UnixNano()
-	if err := ch.Msgs.Append([]stores.Msg{{Seq: 1, Time: old, Data: []byte("old")}, {Seq: 2, Time: old + 1, Data: []byte("old")}}); err != nil {
+	var msgs []stores.Msg
+	for i := range n {
+		msgs = append(msgs, stores.Msg{Seq: uint64(i + 1), Time: old + int64(i), Data: []byte("old")})
+	}
+	if err := ch.Msgs.Append(msgs); err != nil {
 		t.Fatal(err)
 	}
 	limits := &stores.LimitsSet{Global: stores.DefaultLimits()}
 	limits.Global.MaxAge = time.Hour
-	if err := st.SetLimits(limits); err != nil { // as Start does
+	if err := st.SetLimits(limits); err != nil {
 		t.Fatal(err)
 	}
+	return st, limits
+}
+
+// TestRestoreExpiresAgedMessages: messages that passed MaxAge while the server was down are
+// removed once it runs, without waiting for a publish to arm the age timer.
+func TestRestoreExpiresAgedMessages(t *testing.T) {
+	st, limits := agedStore(t, 2)
 	s, err := New(&fakeBus{}, st, raftlog.Standalone, Options{Limits: limits})
 	if err != nil {
 		t.Fatal(err)
@@ -292,26 +304,7 @@ func (l *refuseLog) ProposeBatch(ctx context.Context, cs []raftlog.Command) raft
 // TestRefusedExpiryIsTriedAgain: an expiry whose proposal fails is tried again
 // limitRetryWait later; before, nothing but the next publish on the channel armed it again.
 func TestRefusedExpiryIsTriedAgain(t *testing.T) {
-	st, err := memstore.New(memstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.Init(stores.ServerInfo{ClusterID: DefaultClusterID, NodeID: "node"}); err != nil {
-		t.Fatal(err)
-	}
-	ch, err := st.CreateChannel("foo", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	old := time.Now().Add(-2 * time.Hour).UnixNano()
-	if err := ch.Msgs.Append([]stores.Msg{{Seq: 1, Time: old, Data: []byte("old")}}); err != nil {
-		t.Fatal(err)
-	}
-	limits := &stores.LimitsSet{Global: stores.DefaultLimits()}
-	limits.Global.MaxAge = time.Hour
-	if err := st.SetLimits(limits); err != nil {
-		t.Fatal(err)
-	}
+	st, limits := agedStore(t, 1)
 	rl := &refuseLog{n: 1, match: func(c any) bool { _, ok := c.(*cmdExpire); return ok }}
 	s, err := New(&fakeBus{}, st, func(sm raftlog.StateMachine) (raftlog.Log, error) {
 		rl.Local = raftlog.NewLocal(sm)
