@@ -29,7 +29,11 @@ type stateMachine struct {
 	// deleted is the last sequence of every deleted channel, by name: replicated (in
 	// snapshots too), so that every replica creates the channel again after the same one;
 	// a store remembers only the deletions it saw itself.
-	deleted  map[string]uint64
+	deleted map[string]uint64
+	// limits are the replicated channel limits (replimits.go): nil until a leader proposed
+	// them, and each node applies its configured ones. onLimits hears of each installed set.
+	limits   *stores.LimitsSet
+	onLimits func(*stores.LimitsSet)
 	applyOut []any
 	pubs     pubArena // Decode's publish commands, reused once they are applied
 	fetch    fetcher  // gets the messages a snapshot names and the store lacks (fetch.go)
@@ -154,6 +158,8 @@ func (m *stateMachine) applyOne(v any) any {
 		m.chans[st.Name] = st
 		delete(m.deleted, st.Name)
 		return st
+	case *cmdSetLimits:
+		return m.applySetLimits(c.limits)
 	}
 	ref, ok := commandRef(v)
 	if !ok {

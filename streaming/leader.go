@@ -83,6 +83,11 @@ func (s *Server) takeOver() error {
 	if err := s.rlog.Barrier(ctx); err != nil {
 		return fmt.Errorf("waiting for the committed commands: %w", err)
 	}
+	if s.replicated {
+		if err := s.shareLimits(); err != nil {
+			return err
+		}
+	}
 	st, err := s.sm.current()
 	if err != nil {
 		return err

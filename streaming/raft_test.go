@@ -31,6 +31,12 @@ type raftMember struct {
 
 func startRaftGroup(t *testing.T) []*raftMember {
 	t.Helper()
+	return startRaftGroupWith(t, func(string) Options { return Options{} })
+}
+
+// startRaftGroupWith starts the group with each member's options.
+func startRaftGroupWith(t *testing.T, opts func(id string) Options) []*raftMember {
+	t.Helper()
 	ids := []string{"n1", "n2", "n3"}
 	trans := map[string]*raft.InmemTransport{}
 	for _, id := range ids {
@@ -46,7 +52,7 @@ func startRaftGroup(t *testing.T) []*raftMember {
 	var ms []*raftMember
 	for _, id := range ids {
 		m := &raftMember{id: id, store: newMemStore(t), bus: &dataBus{}, trans: trans[id]}
-		m.srv = startEngine(t, m.bus, m.store, func(sm raftlog.StateMachine) (raftlog.Log, error) {
+		m.srv = startEngineWith(t, m.bus, m.store, opts(id), func(sm raftlog.StateMachine) (raftlog.Log, error) {
 			n, err := raftlog.NewNode(raftlog.Config{Group: "g0", NodeID: id, Peers: ids, Dir: t.TempDir(),
 				Transport: trans[id], HeartbeatTimeout: 200 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond,
 				LeaderLeaseTimeout: 100 * time.Millisecond, NoRaftLog: true}, sm)
@@ -401,7 +407,12 @@ func TestFormerLeaderDeliversNothing(t *testing.T) {
 // its engine, as New and Start do; the caller stops it.
 func startEngine(t *testing.T, bus Bus, store stores.Store, newLog func(raftlog.StateMachine) (raftlog.Log, error)) *Server {
 	t.Helper()
-	s, err := New(bus, store, newLog, Options{})
+	return startEngineWith(t, bus, store, Options{}, newLog)
+}
+
+func startEngineWith(t *testing.T, bus Bus, store stores.Store, o Options, newLog func(raftlog.StateMachine) (raftlog.Log, error)) *Server {
+	t.Helper()
+	s, err := New(bus, store, newLog, o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -67,6 +67,9 @@ func commandOp(v any) (*raftpb.Op, error) {
 	case *cmdDeleteChannel:
 		return &raftpb.Op{Op: &raftpb.Op_DeleteChannel{DeleteChannel: &raftpb.DeleteChannel{
 			Channel: c.channel, ChannelID: c.chanID}}}, nil
+	case *cmdSetLimits:
+		// Ignorable: a node of an older version keeps its configured limits, as it did.
+		return &raftpb.Op{Op: &raftpb.Op_SetLimits{SetLimits: limitsSetPB(c.limits)}, Ignorable: true}, nil
 	}
 	return nil, fmt.Errorf("%w: %T", errUnknownCommand, v)
 }
@@ -145,6 +148,12 @@ func opCommand(op *raftpb.Op) (any, error) {
 	case *raftpb.Op_DeleteChannel:
 		d := o.DeleteChannel
 		return &cmdDeleteChannel{chanRef{d.Channel, d.ChannelID}}, nil
+	case *raftpb.Op_SetLimits:
+		ls, err := limitsSet(o.SetLimits)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", raftlog.ErrUnknownOp, err)
+		}
+		return &cmdSetLimits{limits: ls}, nil
 	case nil:
 		if op.Ignorable {
 			return nil, fmt.Errorf("%w: an op of a newer version", raftlog.ErrIgnorableOp)

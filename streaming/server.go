@@ -195,7 +195,16 @@ func New(bus Bus, store stores.Store, newLog LogFactory, opts Options) (*Server,
 	s.batchBus, _ = s.bus.(batchBus)
 	s.commit = newCommitter()
 	s.commit.completeHere = s.completeInline
+	// The configured limits go to the store before the log starts: a replicated log may
+	// install the replicated ones (replimits.go) as soon as it exists.
+	if err := o.Limits.Validate(); err != nil {
+		return nil, fmt.Errorf("streaming: limits: %w", err)
+	}
+	if err := store.SetLimits(o.Limits); err != nil {
+		return nil, fmt.Errorf("streaming: limits: %w", err)
+	}
 	s.sm = newStateMachine(store)
+	s.sm.onLimits = s.limitsApplied
 	// The state machine holds what the store recovered before the log starts: a replicated
 	// log restores its snapshot onto it and replays what follows, idempotently (fsm.go).
 	st, err := s.sm.recover()
@@ -236,12 +245,6 @@ func nuid() string {
 // Start recovers state from the store, subscribes to the protocol subjects and starts the
 // engine.
 func (s *Server) Start() error {
-	if err := s.opts.Limits.Validate(); err != nil {
-		return fmt.Errorf("streaming: limits: %w", err)
-	}
-	if err := s.store.SetLimits(s.opts.Limits); err != nil {
-		return fmt.Errorf("streaming: limits: %w", err)
-	}
 	if err := s.recover(); err != nil {
 		return err
 	}

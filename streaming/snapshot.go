@@ -68,6 +68,9 @@ func (m *stateMachine) Snapshot() (raftlog.Snapshot, error) {
 	for _, name := range slices.Sorted(maps.Keys(m.deleted)) {
 		sn.Deleted = append(sn.Deleted, &raftpb.DeletedChannel{Name: name, Last: m.deleted[name]})
 	}
+	if m.limits != nil {
+		sn.Limits = limitsSetPB(m.limits)
+	}
 	return &metaSnapshot{pb: sn}, nil
 }
 
@@ -103,6 +106,20 @@ func (m *stateMachine) Restore(r io.Reader) error {
 			if ss.State == nil {
 				return fmt.Errorf("%w: a subscription of %q has no state", errBadSnapshot, cs.Name)
 			}
+		}
+	}
+	if sn.Limits != nil {
+		// Installed first: fetched messages are trimmed, and subscriptions and channels
+		// counted, by the limits the snapshot's replicas applied.
+		ls, err := limitsSet(sn.Limits)
+		if err == nil {
+			err = ls.Validate()
+		}
+		if err != nil {
+			return fmt.Errorf("%w: %v", errBadSnapshot, err)
+		}
+		if err := m.applySetLimits(ls); err != nil {
+			return fmt.Errorf("streaming: restore: %w", err)
 		}
 	}
 	if m.fetch != nil {

@@ -153,6 +153,7 @@ type Op struct {
 	//	*Op_UpdateSub
 	//	*Op_DeleteSub
 	//	*Op_Expire
+	//	*Op_SetLimits
 	Op isOp_Op `protobuf_oneof:"op"`
 	// ignorable: a node that does not understand this op may skip it (rolling upgrades). Kept at 15,
 	// the last one-byte tag, so ops can take 1..14 cheaply.
@@ -288,6 +289,15 @@ func (x *Op) GetExpire() *Expire {
 	return nil
 }
 
+func (x *Op) GetSetLimits() *SetLimits {
+	if x != nil {
+		if x, ok := x.Op.(*Op_SetLimits); ok {
+			return x.SetLimits
+		}
+	}
+	return nil
+}
+
 func (x *Op) GetIgnorable() bool {
 	if x != nil {
 		return x.Ignorable
@@ -340,6 +350,10 @@ type Op_Expire struct {
 	Expire *Expire `protobuf:"bytes,11,opt,name=expire,proto3,oneof"`
 }
 
+type Op_SetLimits struct {
+	SetLimits *SetLimits `protobuf:"bytes,12,opt,name=setLimits,proto3,oneof"`
+}
+
 func (*Op_PublishBatch) isOp_Op() {}
 
 func (*Op_ClientConnect) isOp_Op() {}
@@ -359,6 +373,8 @@ func (*Op_UpdateSub) isOp_Op() {}
 func (*Op_DeleteSub) isOp_Op() {}
 
 func (*Op_Expire) isOp_Op() {}
+
+func (*Op_SetLimits) isOp_Op() {}
 
 // PublishBatch appends msgs, whose sequences and timestamps the proposer assigned, to a channel.
 // The sequences continue the channel's last one with no gap: Apply refuses any other run.
@@ -949,6 +965,202 @@ func (x *Expire) GetNow() int64 {
 	return 0
 }
 
+// SetLimits installs the channel limits every replica applies from then on: publishes trim
+// channels by MaxMsgs and MaxBytes, Expire removes by MaxAge, subscriptions and channels are
+// refused past MaxSubs and MaxChannels. A leader proposes its configured limits when they differ
+// from the replicated ones, so replicas configured differently still agree. Proposed ignorable: a
+// node of an older version keeps its own configured limits, as before.
+type SetLimits struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Global        *Limits                `protobuf:"bytes,1,opt,name=global,proto3" json:"global,omitempty"`
+	Channels      []*NamedLimits         `protobuf:"bytes,2,rep,name=channels,proto3" json:"channels,omitempty"` // sorted by pattern
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetLimits) Reset() {
+	*x = SetLimits{}
+	mi := &file_proto_raftpb_raft_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetLimits) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetLimits) ProtoMessage() {}
+
+func (x *SetLimits) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_raftpb_raft_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetLimits.ProtoReflect.Descriptor instead.
+func (*SetLimits) Descriptor() ([]byte, []int) {
+	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *SetLimits) GetGlobal() *Limits {
+	if x != nil {
+		return x.Global
+	}
+	return nil
+}
+
+func (x *SetLimits) GetChannels() []*NamedLimits {
+	if x != nil {
+		return x.Channels
+	}
+	return nil
+}
+
+// Limits is one entry of a limits set (stores.Limits): 0 inherits or means unlimited, a negative
+// value is unlimited. Durations in nanoseconds.
+type Limits struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	MaxChannels   int64                  `protobuf:"varint,1,opt,name=maxChannels,proto3" json:"maxChannels,omitempty"`
+	MaxMsgs       int64                  `protobuf:"varint,2,opt,name=maxMsgs,proto3" json:"maxMsgs,omitempty"`
+	MaxBytes      int64                  `protobuf:"varint,3,opt,name=maxBytes,proto3" json:"maxBytes,omitempty"`
+	MaxAge        int64                  `protobuf:"varint,4,opt,name=maxAge,proto3" json:"maxAge,omitempty"`
+	MaxSubs       int64                  `protobuf:"varint,5,opt,name=maxSubs,proto3" json:"maxSubs,omitempty"`
+	MaxInactivity int64                  `protobuf:"varint,6,opt,name=maxInactivity,proto3" json:"maxInactivity,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Limits) Reset() {
+	*x = Limits{}
+	mi := &file_proto_raftpb_raft_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Limits) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Limits) ProtoMessage() {}
+
+func (x *Limits) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_raftpb_raft_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Limits.ProtoReflect.Descriptor instead.
+func (*Limits) Descriptor() ([]byte, []int) {
+	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *Limits) GetMaxChannels() int64 {
+	if x != nil {
+		return x.MaxChannels
+	}
+	return 0
+}
+
+func (x *Limits) GetMaxMsgs() int64 {
+	if x != nil {
+		return x.MaxMsgs
+	}
+	return 0
+}
+
+func (x *Limits) GetMaxBytes() int64 {
+	if x != nil {
+		return x.MaxBytes
+	}
+	return 0
+}
+
+func (x *Limits) GetMaxAge() int64 {
+	if x != nil {
+		return x.MaxAge
+	}
+	return 0
+}
+
+func (x *Limits) GetMaxSubs() int64 {
+	if x != nil {
+		return x.MaxSubs
+	}
+	return 0
+}
+
+func (x *Limits) GetMaxInactivity() int64 {
+	if x != nil {
+		return x.MaxInactivity
+	}
+	return 0
+}
+
+// NamedLimits is the entry of a channel name or a wildcard pattern.
+type NamedLimits struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Pattern       string                 `protobuf:"bytes,1,opt,name=pattern,proto3" json:"pattern,omitempty"`
+	Limits        *Limits                `protobuf:"bytes,2,opt,name=limits,proto3" json:"limits,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NamedLimits) Reset() {
+	*x = NamedLimits{}
+	mi := &file_proto_raftpb_raft_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NamedLimits) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NamedLimits) ProtoMessage() {}
+
+func (x *NamedLimits) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_raftpb_raft_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NamedLimits.ProtoReflect.Descriptor instead.
+func (*NamedLimits) Descriptor() ([]byte, []int) {
+	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *NamedLimits) GetPattern() string {
+	if x != nil {
+		return x.Pattern
+	}
+	return ""
+}
+
+func (x *NamedLimits) GetLimits() *Limits {
+	if x != nil {
+		return x.Limits
+	}
+	return nil
+}
+
 // Snapshot is the replicated metadata at a log index. Messages are not in it: a follower missing
 // messages after a restore fetches them from the leader.
 type Snapshot struct {
@@ -957,13 +1169,14 @@ type Snapshot struct {
 	Channels      []*ChannelSnapshot     `protobuf:"bytes,2,rep,name=channels,proto3" json:"channels,omitempty"`
 	NextChannelID uint64                 `protobuf:"varint,3,opt,name=nextChannelID,proto3" json:"nextChannelID,omitempty"` // the last channel ID given, deleted channels included
 	Deleted       []*DeletedChannel      `protobuf:"bytes,4,rep,name=deleted,proto3" json:"deleted,omitempty"`              // by name: a channel created again continues after it
+	Limits        *SetLimits             `protobuf:"bytes,5,opt,name=limits,proto3" json:"limits,omitempty"`                // the replicated limits; absent: none replicated yet (each node its own)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Snapshot) Reset() {
 	*x = Snapshot{}
-	mi := &file_proto_raftpb_raft_proto_msgTypes[12]
+	mi := &file_proto_raftpb_raft_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -975,7 +1188,7 @@ func (x *Snapshot) String() string {
 func (*Snapshot) ProtoMessage() {}
 
 func (x *Snapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_raftpb_raft_proto_msgTypes[12]
+	mi := &file_proto_raftpb_raft_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -988,7 +1201,7 @@ func (x *Snapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Snapshot.ProtoReflect.Descriptor instead.
 func (*Snapshot) Descriptor() ([]byte, []int) {
-	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{12}
+	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Snapshot) GetClients() []*ClientInfo {
@@ -1019,6 +1232,13 @@ func (x *Snapshot) GetDeleted() []*DeletedChannel {
 	return nil
 }
 
+func (x *Snapshot) GetLimits() *SetLimits {
+	if x != nil {
+		return x.Limits
+	}
+	return nil
+}
+
 // DeletedChannel is the last sequence of a deleted channel (one not created again since).
 type DeletedChannel struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1030,7 +1250,7 @@ type DeletedChannel struct {
 
 func (x *DeletedChannel) Reset() {
 	*x = DeletedChannel{}
-	mi := &file_proto_raftpb_raft_proto_msgTypes[13]
+	mi := &file_proto_raftpb_raft_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1042,7 +1262,7 @@ func (x *DeletedChannel) String() string {
 func (*DeletedChannel) ProtoMessage() {}
 
 func (x *DeletedChannel) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_raftpb_raft_proto_msgTypes[13]
+	mi := &file_proto_raftpb_raft_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1055,7 +1275,7 @@ func (x *DeletedChannel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletedChannel.ProtoReflect.Descriptor instead.
 func (*DeletedChannel) Descriptor() ([]byte, []int) {
-	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{13}
+	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DeletedChannel) GetName() string {
@@ -1086,7 +1306,7 @@ type ChannelSnapshot struct {
 
 func (x *ChannelSnapshot) Reset() {
 	*x = ChannelSnapshot{}
-	mi := &file_proto_raftpb_raft_proto_msgTypes[14]
+	mi := &file_proto_raftpb_raft_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1098,7 +1318,7 @@ func (x *ChannelSnapshot) String() string {
 func (*ChannelSnapshot) ProtoMessage() {}
 
 func (x *ChannelSnapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_raftpb_raft_proto_msgTypes[14]
+	mi := &file_proto_raftpb_raft_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1111,7 +1331,7 @@ func (x *ChannelSnapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChannelSnapshot.ProtoReflect.Descriptor instead.
 func (*ChannelSnapshot) Descriptor() ([]byte, []int) {
-	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{14}
+	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ChannelSnapshot) GetName() string {
@@ -1166,7 +1386,7 @@ type SubSnapshot struct {
 
 func (x *SubSnapshot) Reset() {
 	*x = SubSnapshot{}
-	mi := &file_proto_raftpb_raft_proto_msgTypes[15]
+	mi := &file_proto_raftpb_raft_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1178,7 +1398,7 @@ func (x *SubSnapshot) String() string {
 func (*SubSnapshot) ProtoMessage() {}
 
 func (x *SubSnapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_raftpb_raft_proto_msgTypes[15]
+	mi := &file_proto_raftpb_raft_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1191,7 +1411,7 @@ func (x *SubSnapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubSnapshot.ProtoReflect.Descriptor instead.
 func (*SubSnapshot) Descriptor() ([]byte, []int) {
-	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{15}
+	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SubSnapshot) GetState() *SubState {
@@ -1224,7 +1444,7 @@ type MsgProto struct {
 
 func (x *MsgProto) Reset() {
 	*x = MsgProto{}
-	mi := &file_proto_raftpb_raft_proto_msgTypes[16]
+	mi := &file_proto_raftpb_raft_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1236,7 +1456,7 @@ func (x *MsgProto) String() string {
 func (*MsgProto) ProtoMessage() {}
 
 func (x *MsgProto) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_raftpb_raft_proto_msgTypes[16]
+	mi := &file_proto_raftpb_raft_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1249,7 +1469,7 @@ func (x *MsgProto) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MsgProto.ProtoReflect.Descriptor instead.
 func (*MsgProto) Descriptor() ([]byte, []int) {
-	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{16}
+	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *MsgProto) GetSequence() uint64 {
@@ -1322,7 +1542,7 @@ type ConnectRequest struct {
 
 func (x *ConnectRequest) Reset() {
 	*x = ConnectRequest{}
-	mi := &file_proto_raftpb_raft_proto_msgTypes[17]
+	mi := &file_proto_raftpb_raft_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1334,7 +1554,7 @@ func (x *ConnectRequest) String() string {
 func (*ConnectRequest) ProtoMessage() {}
 
 func (x *ConnectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_raftpb_raft_proto_msgTypes[17]
+	mi := &file_proto_raftpb_raft_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1347,7 +1567,7 @@ func (x *ConnectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnectRequest.ProtoReflect.Descriptor instead.
 func (*ConnectRequest) Descriptor() ([]byte, []int) {
-	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{17}
+	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ConnectRequest) GetClientID() string {
@@ -1410,7 +1630,7 @@ type SubscriptionRequest struct {
 
 func (x *SubscriptionRequest) Reset() {
 	*x = SubscriptionRequest{}
-	mi := &file_proto_raftpb_raft_proto_msgTypes[18]
+	mi := &file_proto_raftpb_raft_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1422,7 +1642,7 @@ func (x *SubscriptionRequest) String() string {
 func (*SubscriptionRequest) ProtoMessage() {}
 
 func (x *SubscriptionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_raftpb_raft_proto_msgTypes[18]
+	mi := &file_proto_raftpb_raft_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1435,7 +1655,7 @@ func (x *SubscriptionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscriptionRequest.ProtoReflect.Descriptor instead.
 func (*SubscriptionRequest) Descriptor() ([]byte, []int) {
-	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{18}
+	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SubscriptionRequest) GetClientID() string {
@@ -1523,7 +1743,7 @@ type ClientInfo struct {
 
 func (x *ClientInfo) Reset() {
 	*x = ClientInfo{}
-	mi := &file_proto_raftpb_raft_proto_msgTypes[19]
+	mi := &file_proto_raftpb_raft_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1535,7 +1755,7 @@ func (x *ClientInfo) String() string {
 func (*ClientInfo) ProtoMessage() {}
 
 func (x *ClientInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_raftpb_raft_proto_msgTypes[19]
+	mi := &file_proto_raftpb_raft_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1548,7 +1768,7 @@ func (x *ClientInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClientInfo.ProtoReflect.Descriptor instead.
 func (*ClientInfo) Descriptor() ([]byte, []int) {
-	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{19}
+	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ClientInfo) GetID() string {
@@ -1621,7 +1841,7 @@ type SubState struct {
 
 func (x *SubState) Reset() {
 	*x = SubState{}
-	mi := &file_proto_raftpb_raft_proto_msgTypes[20]
+	mi := &file_proto_raftpb_raft_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1633,7 +1853,7 @@ func (x *SubState) String() string {
 func (*SubState) ProtoMessage() {}
 
 func (x *SubState) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_raftpb_raft_proto_msgTypes[20]
+	mi := &file_proto_raftpb_raft_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1646,7 +1866,7 @@ func (x *SubState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubState.ProtoReflect.Descriptor instead.
 func (*SubState) Descriptor() ([]byte, []int) {
-	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{20}
+	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SubState) GetID() uint64 {
@@ -1754,7 +1974,7 @@ type FetchRequest struct {
 
 func (x *FetchRequest) Reset() {
 	*x = FetchRequest{}
-	mi := &file_proto_raftpb_raft_proto_msgTypes[21]
+	mi := &file_proto_raftpb_raft_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1766,7 +1986,7 @@ func (x *FetchRequest) String() string {
 func (*FetchRequest) ProtoMessage() {}
 
 func (x *FetchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_raftpb_raft_proto_msgTypes[21]
+	mi := &file_proto_raftpb_raft_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1779,7 +1999,7 @@ func (x *FetchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchRequest.ProtoReflect.Descriptor instead.
 func (*FetchRequest) Descriptor() ([]byte, []int) {
-	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{21}
+	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *FetchRequest) GetChannel() string {
@@ -1822,7 +2042,7 @@ type FetchReply struct {
 
 func (x *FetchReply) Reset() {
 	*x = FetchReply{}
-	mi := &file_proto_raftpb_raft_proto_msgTypes[22]
+	mi := &file_proto_raftpb_raft_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1834,7 +2054,7 @@ func (x *FetchReply) String() string {
 func (*FetchReply) ProtoMessage() {}
 
 func (x *FetchReply) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_raftpb_raft_proto_msgTypes[22]
+	mi := &file_proto_raftpb_raft_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1847,7 +2067,7 @@ func (x *FetchReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchReply.ProtoReflect.Descriptor instead.
 func (*FetchReply) Descriptor() ([]byte, []int) {
-	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{22}
+	return file_proto_raftpb_raft_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *FetchReply) GetFirst() uint64 {
@@ -1870,7 +2090,7 @@ const file_proto_raftpb_raft_proto_rawDesc = "" +
 	"\n" +
 	"\x17proto/raftpb/raft.proto\x12\x0fstarling.raftpb\".\n" +
 	"\x05Batch\x12%\n" +
-	"\x03ops\x18\x01 \x03(\v2\x13.starling.raftpb.OpR\x03ops\"\xc2\x05\n" +
+	"\x03ops\x18\x01 \x03(\v2\x13.starling.raftpb.OpR\x03ops\"\xfe\x05\n" +
 	"\x02Op\x12C\n" +
 	"\fpublishBatch\x18\x01 \x01(\v2\x1d.starling.raftpb.PublishBatchH\x00R\fpublishBatch\x12F\n" +
 	"\rclientConnect\x18\x02 \x01(\v2\x1e.starling.raftpb.ClientConnectH\x00R\rclientConnect\x12O\n" +
@@ -1884,7 +2104,8 @@ const file_proto_raftpb_raft_proto_rawDesc = "" +
 	"\tupdateSub\x18\t \x01(\v2\x1a.starling.raftpb.UpdateSubH\x00R\tupdateSub\x12:\n" +
 	"\tdeleteSub\x18\n" +
 	" \x01(\v2\x1a.starling.raftpb.DeleteSubH\x00R\tdeleteSub\x121\n" +
-	"\x06expire\x18\v \x01(\v2\x17.starling.raftpb.ExpireH\x00R\x06expire\x12\x1c\n" +
+	"\x06expire\x18\v \x01(\v2\x17.starling.raftpb.ExpireH\x00R\x06expire\x12:\n" +
+	"\tsetLimits\x18\f \x01(\v2\x1a.starling.raftpb.SetLimitsH\x00R\tsetLimits\x12\x1c\n" +
 	"\tignorable\x18\x0f \x01(\bR\tignorableB\x04\n" +
 	"\x02opJ\x04\b\x05\x10\x06\"u\n" +
 	"\fPublishBatch\x12\x18\n" +
@@ -1923,12 +2144,26 @@ const file_proto_raftpb_raft_proto_rawDesc = "" +
 	"\x06Expire\x12\x18\n" +
 	"\achannel\x18\x01 \x01(\tR\achannel\x12\x1c\n" +
 	"\tchannelID\x18\x02 \x01(\x04R\tchannelID\x12\x10\n" +
-	"\x03now\x18\x03 \x01(\x03R\x03now\"\xe0\x01\n" +
+	"\x03now\x18\x03 \x01(\x03R\x03now\"v\n" +
+	"\tSetLimits\x12/\n" +
+	"\x06global\x18\x01 \x01(\v2\x17.starling.raftpb.LimitsR\x06global\x128\n" +
+	"\bchannels\x18\x02 \x03(\v2\x1c.starling.raftpb.NamedLimitsR\bchannels\"\xb8\x01\n" +
+	"\x06Limits\x12 \n" +
+	"\vmaxChannels\x18\x01 \x01(\x03R\vmaxChannels\x12\x18\n" +
+	"\amaxMsgs\x18\x02 \x01(\x03R\amaxMsgs\x12\x1a\n" +
+	"\bmaxBytes\x18\x03 \x01(\x03R\bmaxBytes\x12\x16\n" +
+	"\x06maxAge\x18\x04 \x01(\x03R\x06maxAge\x12\x18\n" +
+	"\amaxSubs\x18\x05 \x01(\x03R\amaxSubs\x12$\n" +
+	"\rmaxInactivity\x18\x06 \x01(\x03R\rmaxInactivity\"X\n" +
+	"\vNamedLimits\x12\x18\n" +
+	"\apattern\x18\x01 \x01(\tR\apattern\x12/\n" +
+	"\x06limits\x18\x02 \x01(\v2\x17.starling.raftpb.LimitsR\x06limits\"\x94\x02\n" +
 	"\bSnapshot\x125\n" +
 	"\aclients\x18\x01 \x03(\v2\x1b.starling.raftpb.ClientInfoR\aclients\x12<\n" +
 	"\bchannels\x18\x02 \x03(\v2 .starling.raftpb.ChannelSnapshotR\bchannels\x12$\n" +
 	"\rnextChannelID\x18\x03 \x01(\x04R\rnextChannelID\x129\n" +
-	"\adeleted\x18\x04 \x03(\v2\x1f.starling.raftpb.DeletedChannelR\adeleted\"8\n" +
+	"\adeleted\x18\x04 \x03(\v2\x1f.starling.raftpb.DeletedChannelR\adeleted\x122\n" +
+	"\x06limits\x18\x05 \x01(\v2\x1a.starling.raftpb.SetLimitsR\x06limits\"8\n" +
 	"\x0eDeletedChannel\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04last\x18\x02 \x01(\x04R\x04last\"\xaf\x01\n" +
@@ -2028,7 +2263,7 @@ func file_proto_raftpb_raft_proto_rawDescGZIP() []byte {
 }
 
 var file_proto_raftpb_raft_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_proto_raftpb_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_proto_raftpb_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_proto_raftpb_raft_proto_goTypes = []any{
 	(StartPosition)(0),          // 0: starling.raftpb.StartPosition
 	(*Batch)(nil),               // 1: starling.raftpb.Batch
@@ -2043,17 +2278,20 @@ var file_proto_raftpb_raft_proto_goTypes = []any{
 	(*SentAndAck)(nil),          // 10: starling.raftpb.SentAndAck
 	(*DeleteChannel)(nil),       // 11: starling.raftpb.DeleteChannel
 	(*Expire)(nil),              // 12: starling.raftpb.Expire
-	(*Snapshot)(nil),            // 13: starling.raftpb.Snapshot
-	(*DeletedChannel)(nil),      // 14: starling.raftpb.DeletedChannel
-	(*ChannelSnapshot)(nil),     // 15: starling.raftpb.ChannelSnapshot
-	(*SubSnapshot)(nil),         // 16: starling.raftpb.SubSnapshot
-	(*MsgProto)(nil),            // 17: starling.raftpb.MsgProto
-	(*ConnectRequest)(nil),      // 18: starling.raftpb.ConnectRequest
-	(*SubscriptionRequest)(nil), // 19: starling.raftpb.SubscriptionRequest
-	(*ClientInfo)(nil),          // 20: starling.raftpb.ClientInfo
-	(*SubState)(nil),            // 21: starling.raftpb.SubState
-	(*FetchRequest)(nil),        // 22: starling.raftpb.FetchRequest
-	(*FetchReply)(nil),          // 23: starling.raftpb.FetchReply
+	(*SetLimits)(nil),           // 13: starling.raftpb.SetLimits
+	(*Limits)(nil),              // 14: starling.raftpb.Limits
+	(*NamedLimits)(nil),         // 15: starling.raftpb.NamedLimits
+	(*Snapshot)(nil),            // 16: starling.raftpb.Snapshot
+	(*DeletedChannel)(nil),      // 17: starling.raftpb.DeletedChannel
+	(*ChannelSnapshot)(nil),     // 18: starling.raftpb.ChannelSnapshot
+	(*SubSnapshot)(nil),         // 19: starling.raftpb.SubSnapshot
+	(*MsgProto)(nil),            // 20: starling.raftpb.MsgProto
+	(*ConnectRequest)(nil),      // 21: starling.raftpb.ConnectRequest
+	(*SubscriptionRequest)(nil), // 22: starling.raftpb.SubscriptionRequest
+	(*ClientInfo)(nil),          // 23: starling.raftpb.ClientInfo
+	(*SubState)(nil),            // 24: starling.raftpb.SubState
+	(*FetchRequest)(nil),        // 25: starling.raftpb.FetchRequest
+	(*FetchReply)(nil),          // 26: starling.raftpb.FetchReply
 }
 var file_proto_raftpb_raft_proto_depIdxs = []int32{
 	2,  // 0: starling.raftpb.Batch.ops:type_name -> starling.raftpb.Op
@@ -2067,22 +2305,27 @@ var file_proto_raftpb_raft_proto_depIdxs = []int32{
 	8,  // 8: starling.raftpb.Op.updateSub:type_name -> starling.raftpb.UpdateSub
 	9,  // 9: starling.raftpb.Op.deleteSub:type_name -> starling.raftpb.DeleteSub
 	12, // 10: starling.raftpb.Op.expire:type_name -> starling.raftpb.Expire
-	17, // 11: starling.raftpb.PublishBatch.msgs:type_name -> starling.raftpb.MsgProto
-	20, // 12: starling.raftpb.ClientConnect.info:type_name -> starling.raftpb.ClientInfo
-	21, // 13: starling.raftpb.Subscribe.state:type_name -> starling.raftpb.SubState
-	21, // 14: starling.raftpb.UpdateSub.state:type_name -> starling.raftpb.SubState
-	20, // 15: starling.raftpb.Snapshot.clients:type_name -> starling.raftpb.ClientInfo
-	15, // 16: starling.raftpb.Snapshot.channels:type_name -> starling.raftpb.ChannelSnapshot
-	14, // 17: starling.raftpb.Snapshot.deleted:type_name -> starling.raftpb.DeletedChannel
-	16, // 18: starling.raftpb.ChannelSnapshot.subs:type_name -> starling.raftpb.SubSnapshot
-	21, // 19: starling.raftpb.SubSnapshot.state:type_name -> starling.raftpb.SubState
-	0,  // 20: starling.raftpb.SubscriptionRequest.startPosition:type_name -> starling.raftpb.StartPosition
-	17, // 21: starling.raftpb.FetchReply.msgs:type_name -> starling.raftpb.MsgProto
-	22, // [22:22] is the sub-list for method output_type
-	22, // [22:22] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	13, // 11: starling.raftpb.Op.setLimits:type_name -> starling.raftpb.SetLimits
+	20, // 12: starling.raftpb.PublishBatch.msgs:type_name -> starling.raftpb.MsgProto
+	23, // 13: starling.raftpb.ClientConnect.info:type_name -> starling.raftpb.ClientInfo
+	24, // 14: starling.raftpb.Subscribe.state:type_name -> starling.raftpb.SubState
+	24, // 15: starling.raftpb.UpdateSub.state:type_name -> starling.raftpb.SubState
+	14, // 16: starling.raftpb.SetLimits.global:type_name -> starling.raftpb.Limits
+	15, // 17: starling.raftpb.SetLimits.channels:type_name -> starling.raftpb.NamedLimits
+	14, // 18: starling.raftpb.NamedLimits.limits:type_name -> starling.raftpb.Limits
+	23, // 19: starling.raftpb.Snapshot.clients:type_name -> starling.raftpb.ClientInfo
+	18, // 20: starling.raftpb.Snapshot.channels:type_name -> starling.raftpb.ChannelSnapshot
+	17, // 21: starling.raftpb.Snapshot.deleted:type_name -> starling.raftpb.DeletedChannel
+	13, // 22: starling.raftpb.Snapshot.limits:type_name -> starling.raftpb.SetLimits
+	19, // 23: starling.raftpb.ChannelSnapshot.subs:type_name -> starling.raftpb.SubSnapshot
+	24, // 24: starling.raftpb.SubSnapshot.state:type_name -> starling.raftpb.SubState
+	0,  // 25: starling.raftpb.SubscriptionRequest.startPosition:type_name -> starling.raftpb.StartPosition
+	20, // 26: starling.raftpb.FetchReply.msgs:type_name -> starling.raftpb.MsgProto
+	27, // [27:27] is the sub-list for method output_type
+	27, // [27:27] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_proto_raftpb_raft_proto_init() }
@@ -2101,6 +2344,7 @@ func file_proto_raftpb_raft_proto_init() {
 		(*Op_UpdateSub)(nil),
 		(*Op_DeleteSub)(nil),
 		(*Op_Expire)(nil),
+		(*Op_SetLimits)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2108,7 +2352,7 @@ func file_proto_raftpb_raft_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_raftpb_raft_proto_rawDesc), len(file_proto_raftpb_raft_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   23,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
