@@ -361,9 +361,16 @@ func (s *Server) processRedeliver(sub *subState) {
 		s.armLater(sub)
 		return
 	}
-	if !s.bus.HasInterest(sub.inbox) {
-		// Nobody listens on the inbox (its subscriber died, or never subscribed): do not
-		// redeliver into the void; look again one ack wait later (audit finding 11).
+	// Nobody listens on the inbox (its subscriber died, or never subscribed): do not
+	// redeliver into the void (audit finding 11). A queue member's expired messages go to a
+	// member that listens, as the reference would move them; with none, or for a plain
+	// subscription, look again one ack wait later.
+	deaf := !s.bus.HasInterest(sub.inbox)
+	var heir *subState
+	if deaf && sub.group != nil {
+		heir = s.listeningMember(sub.group, sub)
+	}
+	if deaf && heir == nil {
 		s.armLater(sub)
 		return
 	}
@@ -381,7 +388,10 @@ func (s *Server) processRedeliver(sub *subState) {
 		}
 		sub.expPop()
 		to := sub
-		if sub.group != nil && e.at > sub.restoredDue {
+		switch {
+		case heir != nil:
+			to = s.moveTo(sub, heir, e.seq, p)
+		case sub.group != nil && e.at > sub.restoredDue:
 			to = s.moveToBest(sub, e.seq, p)
 		}
 		s.redeliver(to, e.seq)
@@ -407,11 +417,39 @@ func (s *Server) moveToBest(from *subState, seq uint64, p pendingMsg) *subState 
 	if to == nil || to == from {
 		return from
 	}
+	return s.moveTo(from, to, seq, p)
+}
+
+// moveTo hands a queue member's expired message to another member of its group, recorded
+// as moveToBest says, and returns that member.
+func (s *Server) moveTo(from, to *subState, seq uint64, p pendingMsg) *subState {
 	from.pending.Delete(seq)
 	to.pending.Set(seq, p)
 	s.recordEvent(to, stores.SubEvent{SubID: to.id, Seq: seq})
 	s.recordEvent(from, stores.SubEvent{SubID: from.id, Seq: seq, Acked: true})
 	return to
+}
+
+// listeningMember returns the member of g other than not that should take a deaf
+// member's expired messages: one whose inbox has a listener, preferring a ready member
+// that is neither stalled, held nor missing heartbeats, with the fewest pending; nil if no
+// other member listens.
+func (s *Server) listeningMember(g *queueGroup, not *subState) *subState {
+	var best *subState
+	bestOK := false
+	for _, m := range g.members {
+		if m == not || !m.ready || !s.bus.HasInterest(m.inbox) {
+			continue
+		}
+		ok := !m.stalled() && !m.held
+		if c := s.clients[m.clientID]; c != nil && c.hbFails > 0 {
+			ok = false
+		}
+		if best == nil || (ok && !bestOK) || (ok == bestOK && m.pending.Len() < best.pending.Len()) {
+			best, bestOK = m, ok
+		}
+	}
+	return best
 }
 
 // resume sends new messages to a subscription that is no longer stalled (to its group,

@@ -210,3 +210,39 @@ func TestHostileNoRedeliveryIntoDeadInbox(t *testing.T) {
 	}
 	t.Logf("redelivery resumed and completed %v after a subscriber appeared", time.Since(start).Round(time.Millisecond))
 }
+
+// A queue member whose inbox nobody listens on does not keep its messages: once their ack
+// wait passes they go to a member that listens (flagged redelivered), as the reference
+// moves a queue member's expired messages to the group. Before, the deaf member's pass was
+// put off an ack wait at a time, for as long as its client answered heartbeats, and the
+// group never got those messages.
+func TestHostileDeafQueueMemberHandsItsMessagesOn(t *testing.T) {
+	s := startHostile(t, nil, nil)
+	c := rawRegister(t, natsDial(t, s.url), s.discover, "deaf")
+	if r := c.subscribe(&stanpb.SubscriptionRequest{Subject: "work", QGroup: "q", Inbox: "_INBOX.deaf.member",
+		AckWaitInSecs: 1, StartPosition: stanpb.StartPosition_NewOnly}); r.Error != "" {
+		t.Fatal(r.Error)
+	}
+	pub := stanConnectURL(t, s.url, "pub")
+	const n = 10
+	for i := range n {
+		must(t, pub.Publish("work", []byte(fmt.Sprint(i)))) // all to the only member: the deaf one
+	}
+	live := stanConnectURL(t, s.url, "live")
+	got := make(chan *stan.Msg, 2*n)
+	_, err := live.QueueSubscribe("work", "q", func(m *stan.Msg) { got <- m }, stan.AckWait(time.Second))
+	must(t, err)
+	seen := map[uint64]bool{}
+	deadline := time.After(5 * time.Second)
+	for len(seen) < n {
+		select {
+		case m := <-got:
+			if !m.Redelivered {
+				t.Fatalf("message %d reached the live member unflagged", m.Sequence)
+			}
+			seen[m.Sequence] = true
+		case <-deadline:
+			t.Fatalf("the live member got %d of the %d messages the deaf one held", len(seen), n)
+		}
+	}
+}
