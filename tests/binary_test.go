@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -85,6 +86,11 @@ type proc struct {
 // startProc runs a command, collecting its output, and kills it when the test ends.
 func startProc(t *testing.T, name string, args ...string) *proc {
 	t.Helper()
+	if slices.Contains(args, "--clustered") && !slices.Contains(args, "--cluster_raft_listen") {
+		// Without it the node's raft listener takes a free port, which the kernel may hand
+		// out again to a port this test picked for another listener ("address in use").
+		t.Fatal("a clustered node in a test needs a --cluster_raft_listen picked with the test's other ports")
+	}
 	p := &proc{cmd: exec.Command(name, args...), out: &syncBuffer{}, done: make(chan error, 1)}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	must(t, p.cmd.Start())
