@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -184,4 +185,30 @@ func TestStanClusterPeersDisagree(t *testing.T) {
 		}
 		return fmt.Errorf("no node logged n3's other peers")
 	})
+}
+
+// Three processes configured with different channel limits (--max_msgs 5, 8, 12) hold the
+// same messages: the leader's limits are replicated, every node trims by them, and the
+// others log that their own differ. Before, each trimmed by its own and the state digests
+// differed for good.
+func TestStanClusterLimitsDisagree(t *testing.T) {
+	maxMsgs := []int{5, 8, 12}
+	c := startStanClusterWith(t, func(_ *stanCluster, i int) []string {
+		return []string{"--max_msgs", fmt.Sprint(maxMsgs[i])}
+	})
+	lead := c.leader(10 * time.Second)
+	sc := stanOn(t, lead, "pub")
+	for i := range 20 {
+		publishRetry(t, sc, "limited", []byte(fmt.Sprint("m", i)), 10*time.Second)
+	}
+	c.converged(10 * time.Second)
+	keep := maxMsgs[slices.Index(c.nodes, lead)]
+	if got := replayAll(t, lead, "limited", keep); got[0] != fmt.Sprint("m", 20-keep) {
+		t.Fatalf("the channel starts at %q, want m%d (the leader's max_msgs %d)", got[0], 20-keep, keep)
+	}
+	for _, n := range c.followers(lead) {
+		if !strings.Contains(n.p.out.String(), "the leader's channel limits differ from this node's configuration") {
+			t.Errorf("%s did not log that the leader's limits differ from its own", n.name)
+		}
+	}
 }
