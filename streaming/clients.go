@@ -52,8 +52,9 @@ func (s *Server) processConnect(o *op) {
 			return
 		}
 		// Sharing the process with core, we know when the old client's NATS connection is
-		// gone: then it is replaced at once instead of after heartbeat timeouts.
-		if old.nats != 0 && s.bus.IsConnected(old.nats) {
+		// gone: then it is replaced at once instead of after heartbeat timeouts. Unbound
+		// (after a restart, or over an external bus: nats is 0) we do not know: probe it.
+		if old.nats == 0 || s.bus.IsConnected(old.nats) {
 			s.startCheck(&dupCheck{req: req, reply: o.reply, from: o.from, clientID: req.ClientID}, old)
 			return
 		}

@@ -1,12 +1,19 @@
 package tests
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/stan.go"
+
+	"github.com/starling-io/starling/core"
+	"github.com/starling-io/starling/raftlog"
+	"github.com/starling-io/starling/stores/memstore"
+	"github.com/starling-io/starling/streaming"
+	"github.com/starling-io/starling/streaming/natsbus"
 )
 
 // TestStreamingOnExternalNATS: streaming as a client of an external NATS server (-ns), as
@@ -104,4 +111,39 @@ func TestStreamingOnExternalNATS(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Over an external NATS server the engine cannot tell connections apart; a connect with
+// the ID of a live client must still probe it and be refused, as nats-streaming-server
+// does. It replaced the live client at once.
+func TestStreamingOnExternalNATSDuplicateOfLiveClientRefused(t *testing.T) {
+	cs, err := core.New(core.Options{Host: "127.0.0.1", Port: -1})
+	must(t, err)
+	must(t, cs.Start())
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = cs.Shutdown(ctx)
+	})
+	nc, err := nats.Connect(cs.ClientURL())
+	must(t, err)
+	t.Cleanup(nc.Close)
+	store, err := memstore.New(memstore.Options{})
+	must(t, err)
+	st, err := streaming.New(natsbus.New(nc), store, raftlog.Standalone, streaming.Options{ClusterID: "test-cluster"})
+	must(t, err)
+	must(t, st.Start())
+	t.Cleanup(func() { _ = st.Shutdown() })
+	must(t, nc.Flush()) // the server has the streaming subscriptions
+
+	sc, err := stan.Connect("test-cluster", "alive", stan.NatsURL(cs.ClientURL()))
+	must(t, err)
+	defer sc.Close()
+	if dup, err := stan.Connect("test-cluster", "alive", stan.NatsURL(cs.ClientURL())); err == nil {
+		dup.Close()
+		t.Fatal("a connect with a live client's ID was accepted")
+	} else if err.Error() != "stan: clientID already registered" {
+		t.Fatalf("duplicate connect: %v", err)
+	}
+	must(t, sc.Publish("after", []byte("x"))) // the live client is still registered
 }

@@ -125,3 +125,40 @@ func TestStanKill9LosesNothingAcknowledged(t *testing.T) {
 		})
 	}
 }
+
+// After a restart the server knows its clients but not yet their NATS connections. A
+// connect with the ID of a client that is alive (reconnected, not yet pinging) must probe
+// it and be refused, as nats-streaming-server does; it replaced the live client, which
+// then lost its connection at its next ping.
+func TestStanRestartDuplicateOfLiveClientRefused(t *testing.T) {
+	dir := t.TempDir()
+	port := freePort(t)
+	s, stop := boltServer(t, dir, port)
+	lost := make(chan error, 1)
+	sc, err := stan.Connect("test-cluster", "alive", stan.NatsURL(s.url), stan.Pings(60, 10),
+		stan.SetConnectionLostHandler(func(_ stan.Conn, err error) { lost <- err }))
+	must(t, err)
+	defer sc.Close()
+	stop()
+
+	s2, stop2 := boltServer(t, dir, port)
+	defer stop2()
+	waitFor(t, 10*time.Second, func() error {
+		if nc := sc.NatsConn(); nc == nil || !nc.IsConnected() {
+			return fmt.Errorf("the client has not reconnected")
+		}
+		return nil
+	})
+	if dup, err := stan.Connect("test-cluster", "alive", stan.NatsURL(s2.url)); err == nil {
+		dup.Close()
+		t.Fatal("a connect with a live client's ID was accepted after a restart")
+	} else if err.Error() != "stan: clientID already registered" {
+		t.Fatalf("duplicate connect: %v", err)
+	}
+	must(t, sc.Publish("after", []byte("x"))) // the live client is still registered
+	select {
+	case err := <-lost:
+		t.Fatalf("the live client lost its connection: %v", err)
+	default:
+	}
+}
