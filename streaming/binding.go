@@ -138,12 +138,18 @@ func (s *Server) processCheckReply(o *op, alive bool) {
 		s.settleBind(o, dc, alive)
 		return
 	}
-	delete(s.checks, o.token)
 	c := s.clients[dc.clientID]
 	if alive {
+		// Only the client's own user vouches for it: another who learnt its heartbeat
+		// inbox would otherwise keep a dead client's ID from its owner.
+		if u, ok := s.connUser(o.from); c != nil && (!ok || u != c.user) {
+			return // the owner's answer or the timer decides
+		}
+		delete(s.checks, o.token)
 		s.refuseConnect(&op{reply: dc.reply}, dc.clientID, errDuplicateClient, "client ID in use by a live client")
 		return
 	}
+	delete(s.checks, o.token)
 	user, ok := s.connUser(dc.from)
 	if !ok {
 		return

@@ -51,16 +51,13 @@ func (s *Server) processConnect(o *op) {
 			s.refuseConnect(o, req.ClientID, errDuplicateClient, "client ID registered by another user")
 			return
 		}
-		// Sharing the process with core, we know when the old client's NATS connection is
-		// gone: then it is replaced at once instead of after heartbeat timeouts. Unbound
-		// (after a restart, or over an external bus: nats is 0) we do not know: probe it.
-		if old.nats == 0 || s.bus.IsConnected(old.nats) {
-			s.startCheck(&dupCheck{req: req, reply: o.reply, from: o.from, clientID: req.ClientID}, old)
-			return
-		}
-		s.log.Info("replacing client whose connection is gone", "client_id", old.id)
-		s.closeClient(old, nil)
-	} else if s.opts.MaxClients > 0 && len(s.clients) >= s.opts.MaxClients {
+		// Probed even when its connection is gone: stan.go reconnects, and then answers
+		// from its new connection. One gone for good has no subscriber on its heartbeat
+		// inbox, and the no-responders status settles the check at once.
+		s.startCheck(&dupCheck{req: req, reply: o.reply, from: o.from, clientID: req.ClientID}, old)
+		return
+	}
+	if s.opts.MaxClients > 0 && len(s.clients) >= s.opts.MaxClients {
 		s.refuseConnect(o, req.ClientID, errTooManyClients, "max_clients reached")
 		return
 	}

@@ -264,8 +264,9 @@ func TestInFlightConnectDependents(t *testing.T) {
 
 // A second connect for a client ID whose connect is not committed finds the ID taken, as it
 // would once committed: with the first client's connection open, a liveness check on its
-// heartbeat inbox decides (answered: refused as a duplicate); with it gone, the new
-// connection replaces the client at once, its registration behind the first.
+// heartbeat inbox decides (answered: refused as a duplicate); with it gone, the check too,
+// which the no-responders status settles at once: the new connection replaces the client,
+// its registration behind the first.
 func TestInFlightDuplicateConnect(t *testing.T) {
 	hazardModes(t, func(t *testing.T, e *hazardEngine) {
 		e.hold()
@@ -284,6 +285,12 @@ func TestInFlightDuplicateConnect(t *testing.T) {
 		}
 		e.do(connectReq("c2", "hb.c2a", 2, "r.c2a"))
 		e.do(connectReq("c2", "hb.c2b", 3, "r.c2b"))
+		check = e.bus.to("hb.c2a")
+		if len(check) != 1 || !strings.HasPrefix(check[0].reply, e.s.checkPrefix+".") {
+			t.Fatalf("no liveness check of the client whose connection is gone: %+v", check)
+		}
+		token = check[0].reply[strings.LastIndexByte(check[0].reply, '.')+1:]
+		e.do(op{kind: opCheckTimeout, token: token}) // nobody listens there: no-responders
 		e.none("r.c1a", "r.c2a", "r.c2b")
 		e.release()
 		e.order("r.c1a", "r.c2a", "r.c2b")

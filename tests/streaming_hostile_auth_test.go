@@ -338,3 +338,38 @@ func (p *tcpProxy) blackhole() {
 		d.Store(true)
 	}
 }
+
+// A connect probes the old client's heartbeat inbox even when its connection is gone (a
+// stan.go client may have reconnected). Bob, who read alice's heartbeat inbox on the
+// monitoring page, answers the probe: that must not keep alice's own reconnect out.
+func TestHostileAuthOtherUserCannotVouchForDeadClient(t *testing.T) {
+	m, mon, _ := startAuthStan(t, "1m")
+	url := clientURL(m)
+	anc := natsDial(t, url, asAlice)
+	_, err := stan.Connect("test-cluster", "alice", stan.NatsConn(anc))
+	must(t, err)
+	var hbInbox string
+	for _, c := range clientz(t, mon) {
+		if c.ID == "alice" {
+			hbInbox = c.HBInbox
+		}
+	}
+	bnc := natsDial(t, url, asBob)
+	_, err = bnc.Subscribe(hbInbox, func(m *nats.Msg) { _ = m.Respond(nil) })
+	must(t, err)
+	must(t, bnc.Flush())
+	aid, err := anc.GetClientID()
+	must(t, err)
+	anc.Close() // alice's process dies without a streaming Close
+	waitFor(t, hostileWait, func() error {
+		if m.Server().IsConnected(aid) {
+			return fmt.Errorf("alice's connection still open")
+		}
+		return nil
+	})
+	alice, err := stan.Connect("test-cluster", "alice", stan.NatsConn(natsDial(t, url, asAlice)))
+	if err != nil {
+		t.Fatalf("alice's reconnect, bob answering her old heartbeat inbox: %v", err)
+	}
+	_ = alice.Close()
+}

@@ -72,6 +72,50 @@ func TestStanDuplicateOfDeadClientReplaces(t *testing.T) {
 	})
 }
 
+// A client whose NATS connection dropped and reconnected is alive, though the connection
+// it registered on is gone: a connect with its ID must be refused (its heartbeat inbox
+// answers from the new connection), as nats-streaming-server does. It was replaced at
+// once, and the live client lost its streaming connection at its next ping.
+func TestStanDuplicateOfReconnectedClientRefused(t *testing.T) {
+	s := startStan(t, nil, nil)
+	reconnected := make(chan struct{}, 1)
+	nc, err := nats.Connect(s.url, nats.ReconnectWait(20*time.Millisecond),
+		nats.ReconnectHandler(func(*nats.Conn) { reconnected <- struct{}{} }))
+	must(t, err)
+	defer nc.Close()
+	lost := make(chan error, 1)
+	sc, err := stan.Connect("test-cluster", "alive", stan.NatsConn(nc), stan.Pings(60, 10),
+		stan.SetConnectionLostHandler(func(_ stan.Conn, err error) { lost <- err }))
+	must(t, err)
+	defer sc.Close()
+	old, err := nc.GetClientID()
+	must(t, err)
+	must(t, nc.ForceReconnect())
+	select {
+	case <-reconnected:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no reconnect")
+	}
+	waitFor(t, 5*time.Second, func() error {
+		if s.core.IsConnected(old) {
+			return errors.New("the old connection is still open on the server")
+		}
+		return nil
+	})
+	if dup, err := stan.Connect("test-cluster", "alive", stan.NatsURL(s.url)); err == nil {
+		dup.Close()
+		t.Fatal("a connect with a reconnected live client's ID was accepted")
+	} else if err.Error() != "stan: clientID already registered" {
+		t.Fatalf("duplicate connect: %v", err)
+	}
+	must(t, sc.Publish("after", []byte("x"))) // the live client is still registered
+	select {
+	case err := <-lost:
+		t.Fatalf("the live client lost its connection: %v", err)
+	default:
+	}
+}
+
 func TestStanPublishErrors(t *testing.T) {
 	s := startStan(t, nil, nil)
 	sc := stanConnect(t, s, "c1")
