@@ -128,6 +128,12 @@ func (s *Server) processPing(o *op) {
 	case bindHeld:
 		// The client may have moved to a new connection while the old one looks alive:
 		// answer, so stan.go keeps going, and let the liveness check decide.
+	case bindOK:
+		if c.hbFails > 0 {
+			// It is back: a heartbeat now clears its failures (its subscriptions' redeliveries
+			// resume) without waiting for the next tick, as the reference does (spec §5.2).
+			s.sendHeartbeat(c)
+		}
 	}
 	s.reply(o.reply, &stanpb.PingResponse{})
 }
@@ -222,9 +228,14 @@ func (s *Server) processHbTick() {
 				continue
 			}
 		}
-		c.hbOut = true
-		_ = s.bus.Publish(c.hbInbox, s.hbPrefix+"."+c.id, nil, nil)
+		s.sendHeartbeat(c)
 	}
+}
+
+// sendHeartbeat sends client c a heartbeat request; it is outstanding until answered.
+func (s *Server) sendHeartbeat(c *client) {
+	c.hbOut = true
+	_ = s.bus.Publish(c.hbInbox, s.hbPrefix+"."+c.id, nil, nil)
 }
 
 // processHbReply counts a heartbeat answer only from the client's own connection (or, its

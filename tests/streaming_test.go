@@ -11,7 +11,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/stan.go"
+	"google.golang.org/protobuf/proto"
 
+	"github.com/starling-io/starling/proto/stanpb"
 	"github.com/starling-io/starling/stores"
 	"github.com/starling-io/starling/streaming"
 )
@@ -411,6 +413,41 @@ func TestStanDeadClientRemoved(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// A client that missed heartbeats and pings gets a heartbeat at once, as with
+// nats-streaming-server (spec §5.2), so that it stops counting as failing (its plain
+// subscriptions get no redeliveries meanwhile) without waiting for the next heartbeat tick.
+func TestStanPingOfFailingClientSendsHeartbeat(t *testing.T) {
+	s := startStan(t, nil, func(o *streaming.Options) { o.HBInterval = 3 * time.Second })
+	nc, err := nats.Connect(s.url)
+	must(t, err)
+	defer nc.Close()
+	hbs := make(chan *nats.Msg, 16)
+	hbInbox := nats.NewInbox()
+	_, err = nc.ChanSubscribe(hbInbox, hbs) // never answered
+	must(t, err)
+	req, _ := proto.Marshal(&stanpb.ConnectRequest{ClientID: "flaky", HeartbeatInbox: hbInbox, Protocol: 1,
+		ConnID: []byte("flaky-conn"), PingInterval: 1, PingMaxOut: 10})
+	m, err := nc.Request("_STAN.discover.test-cluster", req, 2*time.Second)
+	must(t, err)
+	var cr stanpb.ConnectResponse
+	must(t, proto.Unmarshal(m.Data, &cr))
+	if cr.Error != "" {
+		t.Fatal(cr.Error)
+	}
+	recvN(t, hbs, 2, 10*time.Second) // the second tick counts the first one failed
+	ping, _ := proto.Marshal(&stanpb.Ping{ConnID: []byte("flaky-conn")})
+	m, err = nc.Request(cr.PingRequests, ping, 2*time.Second)
+	must(t, err)
+	if len(m.Data) != 0 {
+		t.Fatalf("ping answered %q", m.Data)
+	}
+	select {
+	case <-hbs:
+	case <-time.After(time.Second): // the next tick is 3 s after the last
+		t.Fatal("no heartbeat after the ping of a client with failed heartbeats")
+	}
 }
 
 // 100,000 messages of 128 B, published async and all consumed: no loss and no duplicate
