@@ -140,12 +140,12 @@ func (s *Server) processPing(o *op) {
 
 func (s *Server) processClose(o *op) {
 	req := &stanpb.CloseRequest{}
-	if err := proto.Unmarshal(o.data, req); err != nil || req.ClientID == "" {
+	if err := proto.Unmarshal(o.data, req); err != nil {
 		s.log.Info("close refused", "client_id", logID(req.ClientID), "cause", "malformed request")
 		s.reply(o.reply, &stanpb.CloseResponse{Error: errInvalidCloseReq})
 		return
 	}
-	c := s.clients[req.ClientID]
+	c := s.clients[req.ClientID] // none for an empty ID: an unknown client, as in the reference
 	r := bindRefused
 	if c != nil {
 		r = s.bind(c, o)

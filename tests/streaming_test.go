@@ -118,6 +118,39 @@ func TestStanDuplicateOfReconnectedClientRefused(t *testing.T) {
 	}
 }
 
+// A close request is refused as the reference refuses it: undecodable → "invalid close
+// request"; any client ID not registered, the empty one included → "unknown clientID".
+// The empty ID got "invalid close request".
+func TestStanCloseErrors(t *testing.T) {
+	s := startStan(t, nil, nil)
+	nc, err := nats.Connect(s.url)
+	must(t, err)
+	defer nc.Close()
+	for _, tc := range []struct {
+		name string
+		req  []byte
+		want string
+	}{
+		{"undecodable", []byte{0xff}, "stan: invalid close request"},
+		{"unknown", marshalClose(t, "nobody"), "stan: unknown clientID"},
+		{"empty", marshalClose(t, ""), "stan: unknown clientID"},
+	} {
+		m, err := nc.Request("_STAN.close.test-cluster", tc.req, 2*time.Second)
+		must(t, err)
+		var cr stanpb.CloseResponse
+		must(t, proto.Unmarshal(m.Data, &cr))
+		if cr.Error != tc.want {
+			t.Errorf("%s close request: %q, want %q", tc.name, cr.Error, tc.want)
+		}
+	}
+}
+
+func marshalClose(t *testing.T, clientID string) []byte {
+	b, err := proto.Marshal(&stanpb.CloseRequest{ClientID: clientID})
+	must(t, err)
+	return b
+}
+
 func TestStanPublishErrors(t *testing.T) {
 	s := startStan(t, nil, nil)
 	sc := stanConnect(t, s, "c1")
