@@ -212,8 +212,8 @@ func (s *Server) dropClientView(c *client) {
 
 // processHbTick sends every client a heartbeat; one still unanswered from the previous
 // tick counts as a failure, and past hb_fail_count the client is closed. A client whose
-// NATS connection is gone and that did not answer is closed at once: sharing the process
-// with core, we know.
+// NATS connection is gone is not closed sooner: stan.go reconnects, and rides out a
+// disconnection as long as the reference lets it (spec §5.1).
 func (s *Server) processHbTick() {
 	if !s.leader {
 		return // only the leader heartbeats clients
@@ -221,8 +221,8 @@ func (s *Server) processHbTick() {
 	for _, c := range s.clients {
 		if c.hbOut {
 			c.hbFails++
-			gone := c.nats != 0 && !s.bus.IsConnected(c.nats)
-			if gone || c.hbFails > s.opts.HBFailCount {
+			if c.hbFails > s.opts.HBFailCount {
+				gone := c.nats != 0 && !s.bus.IsConnected(c.nats)
 				s.log.Info("closing client after missed heartbeats", "client_id", c.id, "failures", c.hbFails, "connection_gone", gone)
 				s.closeClient(c, nil)
 				continue

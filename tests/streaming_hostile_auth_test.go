@@ -19,7 +19,7 @@ import (
 // startAuthStan runs the whole server (app.Main, streaming on) with two users, alice and
 // bob, each allowed to publish and subscribe _STAN.> and _INBOX.>, and the monitoring
 // port; it returns the server, its monitoring base URL and its captured log.
-func startAuthStan(t *testing.T, hbInterval string) (*app.Main, string, *syncBuffer) {
+func startAuthStan(t *testing.T, hbInterval string, flags ...string) (*app.Main, string, *syncBuffer) {
 	t.Helper()
 	perms := `permissions: {publish: {allow: ["_STAN.>", "_INBOX.>"]}, subscribe: {allow: ["_STAN.>", "_INBOX.>"]}}`
 	conf := writeConfig(t, t.TempDir(), fmt.Sprintf(`
@@ -31,7 +31,7 @@ authorization {
 }`, bcryptHash(t, "alicepw"), perms, perms))
 	logs := &syncBuffer{}
 	m := app.NewMain(io.Discard, logs)
-	must(t, m.ParseFlags([]string{"-a", "127.0.0.1", "-p", "-1", "-m", "-1", "-c", conf, "--hb_interval", hbInterval}))
+	must(t, m.ParseFlags(append([]string{"-a", "127.0.0.1", "-p", "-1", "-m", "-1", "-c", conf, "--hb_interval", hbInterval}, flags...)))
 	must(t, m.Start())
 	t.Cleanup(func() {
 		_ = m.Close()
@@ -54,7 +54,7 @@ var (
 // Fails on 67c13ea: bob's unsubscribe, close, connect as alice and subscription to her
 // durable are all accepted.
 func TestHostileAuthOtherUserCannotActForClient(t *testing.T) {
-	m, mon, logs := startAuthStan(t, "1s")
+	m, mon, logs := startAuthStan(t, "1s", "--hb_fail_count", "2")
 	url := clientURL(m)
 	bnc := natsDial(t, url, asBob)
 	pubs := make(chan *nats.Msg, 16)
@@ -129,7 +129,7 @@ func TestHostileAuthOtherUserCannotActForClient(t *testing.T) {
 	}
 
 	// Heartbeats expire alice's client; her durable stays, offline.
-	waitFor(t, 5*time.Second, func() error {
+	waitFor(t, 10*time.Second, func() error {
 		if hasID(clientIDs(t, mon), "alice") {
 			return fmt.Errorf("alice still registered")
 		}

@@ -448,6 +448,50 @@ func TestStanDeadClientRemoved(t *testing.T) {
 	})
 }
 
+// A stan.go client cut off from the server for a few heartbeat intervals, fewer than
+// hb_fail_count, keeps its streaming connection when it comes back, as with the reference
+// (spec §5.1): its NATS connection being gone does not make it dead, stan.go reconnects.
+// It was closed at the first missed heartbeat; once back, its publishes were refused and
+// its next ping ended its streaming connection ("client has been replaced or is no longer
+// registered").
+func TestStanClientCutOffBrieflySurvives(t *testing.T) {
+	s := startStan(t, nil, func(o *streaming.Options) { o.HBInterval = 100 * time.Millisecond; o.HBFailCount = 30 })
+	p := newLinkProxy(t, s.core.Addr().String())
+	reconnected := make(chan struct{}, 4)
+	nc, err := nats.Connect("nats://"+p.addr(), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond),
+		nats.Timeout(200*time.Millisecond), nats.ReconnectHandler(func(*nats.Conn) { reconnected <- struct{}{} }))
+	must(t, err)
+	defer nc.Close()
+	lost := make(chan error, 1)
+	sc, err := stan.Connect("test-cluster", "cutoff", stan.NatsConn(nc), stan.Pings(1, 30),
+		stan.SetConnectionLostHandler(func(_ stan.Conn, err error) { lost <- err }))
+	must(t, err)
+	defer sc.Close()
+	col := newCollector()
+	_, err = sc.Subscribe("cut", col.handler)
+	must(t, err)
+	publishN(t, sc, "cut", 1, 1)
+	col.seqs(t, 1, 5*time.Second)
+
+	p.partition()
+	time.Sleep(800 * time.Millisecond) // about 8 heartbeat ticks: fewer than 30 failures
+	p.heal()
+	select {
+	case <-reconnected:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no reconnect")
+	}
+	publishN(t, sc, "cut", 2, 2)
+	if got := col.seqs(t, 1, 5*time.Second); got[0] != 2 {
+		t.Fatalf("after the reconnect the subscription got %v", got)
+	}
+	select {
+	case err := <-lost:
+		t.Fatalf("the client lost its streaming connection: %v", err)
+	case <-time.After(1500 * time.Millisecond): // a ping or two
+	}
+}
+
 // A client that missed heartbeats and pings gets a heartbeat at once, as with
 // nats-streaming-server (spec §5.2), so that it stops counting as failing (its plain
 // subscriptions get no redeliveries meanwhile) without waiting for the next heartbeat tick.
