@@ -424,12 +424,14 @@ func (s *Store) deleteSuffix(min uint64) error {
 		}
 	}
 	seg := s.segs[len(s.segs)-1]
-	k := int(min - seg.first)
-	if err := cut(seg, seg.offs[k], s.opts.NoSync); err != nil {
-		s.failed = fmt.Errorf("seglog: cutting %s failed; the log takes no more writes until reopened: %w", seg.path, err)
-		return s.failed
+	// k == len(seg.offs): min began the segments just removed, nothing here to cut.
+	if k := int(min - seg.first); k < len(seg.offs) {
+		if err := cut(seg, seg.offs[k], s.opts.NoSync); err != nil {
+			s.failed = fmt.Errorf("seglog: cutting %s failed; the log takes no more writes until reopened: %w", seg.path, err)
+			return s.failed
+		}
+		seg.offs = seg.offs[:k]
 	}
-	seg.offs = seg.offs[:k]
 	s.last = min - 1
 	if s.last < s.first {
 		s.first, s.last = 0, 0

@@ -193,6 +193,37 @@ func TestDeleteSuffixThenStore(t *testing.T) {
 	}
 }
 
+// A conflicting suffix that begins exactly where a segment begins: that segment goes whole
+// and nothing is left to cut in the one before (it panicked, index out of range).
+func TestDeleteSuffixAtSegmentStart(t *testing.T) {
+	for _, viaStore := range []bool{false, true} {
+		t.Run(fmt.Sprint("viaStore=", viaStore), func(t *testing.T) {
+			dir := t.TempDir()
+			s := open(t, dir, 4<<10)
+			store(t, s, 1, 500, 1, 10)
+			segs, _ := filepath.Glob(filepath.Join(dir, "*.seg"))
+			b, _ := parseSegName(filepath.Base(segs[len(segs)-1]))
+			if !viaStore {
+				if err := s.DeleteRange(b, 500); err != nil {
+					t.Fatal(err)
+				}
+				check(t, s, 1, b-1, term1)
+			}
+			store(t, s, b, 520, 2, 10)
+			term := func(i uint64) uint64 {
+				if i >= b {
+					return 2
+				}
+				return 1
+			}
+			check(t, s, 1, 520, term)
+			_ = s.Close()
+			s = open(t, dir, 4<<10)
+			check(t, s, 1, 520, term)
+		})
+	}
+}
+
 // A gap: raft installed a snapshot past the log's end and goes on after it; the older
 // entries go, here and after a restart.
 func TestGap(t *testing.T) {
