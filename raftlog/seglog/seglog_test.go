@@ -361,6 +361,24 @@ func TestDamageRefused(t *testing.T) {
 	}
 }
 
+// A bit flipped in the newest segment's nonce fails every record's checksum: that is
+// damage to the fsynced header, not a torn tail, and the log is refused (the segment's
+// fsynced entries were cut whole, and the node voted without them).
+func TestDamagedNonceRefused(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, 0)
+	store(t, s, 1, 40, 1, 10)
+	_ = s.Close()
+	p, b := tailFile(t, dir)
+	b[10] ^= 0x01 // in the nonce
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(dir, Options{Logger: quiet}); !errors.Is(err, ErrDamaged) {
+		t.Fatalf("Open of a segment with a damaged nonce: %v", err)
+	}
+}
+
 // A segment whose creation a crash cut short (no header fsynced, nothing written) goes.
 func TestTornCreation(t *testing.T) {
 	dir := t.TempDir()

@@ -303,7 +303,7 @@ func openSegment(path string, first uint64, tail bool, hook Hook) (*segment, err
 		if _, err := f.ReadAt(rest, off); err != nil && err != io.EOF {
 			return fail(err)
 		}
-		if laterWriteAfter(rest, off, &s.nonce) {
+		if laterWriteAfter(rest, off, &s.nonce) || laterWriteChained(rest, off, first+uint64(len(s.offs))) {
 			return fail(fmt.Errorf("%w: %s at offset %d: %s", ErrDamaged, path, off, why))
 		}
 		s.torn = fmt.Sprintf("%s at offset %d", why, off)
@@ -346,6 +346,30 @@ func laterWriteAfter(rest []byte, off int64, nonce *[8]byte) bool {
 		if recordCRC(nonce, p) == binary.LittleEndian.Uint32(rest[o+4:]) && int64(binary.LittleEndian.Uint64(p)) > off {
 			return true
 		}
+	}
+	return false
+}
+
+// laterWriteChained reports whether the records from off on, read by their lengths and
+// checked by their index fields alone (idx first), reach one of a write that began after
+// off. It catches what no checksum can: a damaged nonce in the header fails every record
+// of the file, which laterWriteAfter would take for a torn tail and cut whole. A torn
+// last write cannot pass for this: all its records name its own start, at or before off.
+func laterWriteChained(rest []byte, off int64, idx uint64) bool {
+	for o := int64(0); o+recHeader+payloadMin <= int64(len(rest)); idx++ {
+		n := int64(binary.LittleEndian.Uint32(rest[o:]))
+		if n < payloadMin || n > maxRecord || n > int64(len(rest))-o-recHeader {
+			return false
+		}
+		p := rest[o+recHeader:]
+		batch := int64(binary.LittleEndian.Uint64(p))
+		if binary.LittleEndian.Uint64(p[8:]) != idx || batch > off+o {
+			return false
+		}
+		if batch > off {
+			return true
+		}
+		o += recHeader + n
 	}
 	return false
 }
