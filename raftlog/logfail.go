@@ -1,9 +1,12 @@
 package raftlog
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/starling-io/starling/raftlog/seglog"
 )
 
 // failStop is the log store as raft sees it. raft treats a failed write as something to
@@ -26,6 +29,17 @@ func (s *failStop) DeleteRange(min, max uint64) error {
 	return s.check(s.LogStore.DeleteRange(min, max))
 }
 
+// GetLog halts the node on an entry found damaged as it is read (damage since the log was
+// opened): raft only logs the error and retries the read for ever, so the node went on
+// leading and voting, and a follower that needed the entry never caught up.
+func (s *failStop) GetLog(index uint64, l *raft.Log) error {
+	err := s.LogStore.GetLog(index, l)
+	if err != nil && errors.Is(err, seglog.ErrDamaged) {
+		s.check(err)
+	}
+	return err
+}
+
 func (s *failStop) check(err error) error {
 	if err != nil && s.fail != nil {
 		s.fail(err)
@@ -38,6 +52,12 @@ func (s *failStop) check(err error) error {
 func (n *Node) logFailed(err error) {
 	if n.isClosed.Load() {
 		return // closing: the store refuses writes by design
+	}
+	if errors.Is(err, seglog.ErrDamaged) {
+		n.stop(fmt.Errorf("%w: the raft log holds a damaged entry: %w", ErrStopped, err),
+			"raftlog: STOPPED: the raft log holds a damaged entry; the node leaves the group until it is restarted, "+
+				"which refuses the damaged log (move it aside to rejoin)")
+		return
 	}
 	n.stop(fmt.Errorf("%w: the raft log could not store entries: %w", ErrStopped, err),
 		"raftlog: STOPPED: the raft log could not store entries (a full disk, an I/O error); "+

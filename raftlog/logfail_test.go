@@ -1,8 +1,11 @@
 package raftlog_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -54,4 +57,46 @@ func TestNodeLeavesOnALogWriteFailure(t *testing.T) {
 	if leader.Node.IsLeader() {
 		t.Error("the stopped node leads again")
 	}
+}
+
+// TestNodeLeavesOnADamagedRead: a leader that finds an entry damaged as it reads it to
+// catch a follower up (bit rot after it started) halts rather than go on leading: raft
+// would retry the read for ever, the follower never caught up and the leader's health
+// said nothing. The other two elect a leader that holds the entry.
+func TestNodeLeavesOnADamagedRead(t *testing.T) {
+	c := raftlogtest.Start(t, raftlogtest.Options{Config: func(_ int, cfg *raftlog.Config) {
+		cfg.LogCacheSize = 1 // replication reads the entry from the file
+	}})
+	leader := c.Leader(wait)
+	c.WaitConverged(wait, c.Propose(wait, raftlogtest.Put("before")))
+	behind := c.Others(leader)[0]
+	c.Stop(behind)
+	c.Propose(wait, raftlogtest.Put("payload-to-damage-0123456789"))
+	c.Propose(wait, raftlogtest.Put("later"))
+
+	segs, _ := filepath.Glob(filepath.Join(leader.Dir, "g0", "log", "*.seg"))
+	path := segs[len(segs)-1]
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := bytes.Index(b, []byte("payload-to-damage"))
+	if at < 0 {
+		t.Fatal("the payload is not in the file")
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte{b[at+3] ^ 0x04}, int64(at+3)); err != nil {
+		t.Fatal(err)
+	}
+	_ = f.Close()
+
+	c.Start(behind)
+	raftlogtest.Eventually(t, wait, "the leader to stop on the damaged entry", func() bool {
+		return errors.Is(leader.Node.Stats().Stopped, seglog.ErrDamaged)
+	})
+	others := c.Others(leader)
+	c.WaitConverged(wait, c.Propose(wait, raftlogtest.Put("after")), others...)
 }
