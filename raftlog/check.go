@@ -68,6 +68,34 @@ func checkEntries(path string, store raft.LogStore) error {
 	return nil
 }
 
+// checkLogReach refuses a log that begins after the entry following the newest snapshot:
+// the entries in between are lost (a segment file gone from the middle, or a sealed one cut
+// short where a record ends, reads as a gap that the segment log takes for a deletion a
+// crash undid, and drops what precedes it). raft reads every entry after the snapshot as it
+// starts and panics on the first missing one, at every start.
+func checkLogReach(path string, logs raft.LogStore, snaps raft.SnapshotStore) error {
+	first, err := logs.FirstIndex()
+	if err != nil {
+		return fmt.Errorf("raftlog: reading %s: %w", path, err)
+	}
+	if first == 0 {
+		return nil // empty: raft goes on from the snapshot
+	}
+	metas, err := snaps.List()
+	if err != nil {
+		return fmt.Errorf("raftlog: listing the snapshots: %w", err)
+	}
+	var snap uint64
+	if len(metas) > 0 {
+		snap = metas[0].Index // newest first
+	}
+	if first > snap+1 {
+		return damagedLog(path, fmt.Sprintf("it begins at entry %d and the newest snapshot ends at entry %d: entries %d to %d are missing",
+			first, snap, snap+1, first-1))
+	}
+	return nil
+}
+
 // damagedLog is the refusal of a damaged raft log: what is wrong, and how to repair it.
 func damagedLog(path, what string) error {
 	return fmt.Errorf("raftlog: the raft log %s is damaged: %s; this node does not start, and so does not vote, until "+

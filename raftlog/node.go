@@ -166,6 +166,9 @@ func NewNode(cfg Config, sm StateMachine) (_ *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("raftlog: snapshot store in %s: %w", dir, err)
 	}
+	if err = checkLogReach(logPath, logStore, snaps); err != nil {
+		return nil, err
+	}
 
 	n := &Node{
 		cfg: c, log: logger, store: store, logCloser: logCloser, leader: newLeadershipChan(),

@@ -629,6 +629,46 @@ func TestNodeRefusesADamagedLog(t *testing.T) {
 	}
 }
 
+// TestNodeRefusesALogWithAMissingSegment: a segment file lost from the middle of a
+// follower's log (the file system lost it) leaves a gap, which the segment log takes for a
+// deletion a crash undid and drops everything before it. With no snapshot covering those
+// entries the node must refuse to start: it started, and raft panicked applying the first
+// missing entry (the whole process, at every restart).
+func TestNodeRefusesALogWithAMissingSegment(t *testing.T) {
+	c := raftlogtest.Start(t, raftlogtest.Options{Config: func(_ int, cfg *raftlog.Config) {
+		cfg.LogSegmentBytes = 4 << 10
+	}})
+	c.Leader(wait)
+	for i := range 30 {
+		c.WaitConverged(wait, c.Propose(wait, raftlogtest.Put(fmt.Sprint(i, strings.Repeat("x", 500)))))
+	}
+	follower := c.Others(c.Leader(wait))[0]
+	c.Stop(follower)
+	dir := filepath.Join(follower.Dir, "g0", "log")
+	segs, _ := filepath.Glob(filepath.Join(dir, "*.seg"))
+	if len(segs) < 3 {
+		t.Fatalf("%d segments, want 3 or more", len(segs))
+	}
+	if err := os.Remove(segs[len(segs)/2]); err != nil {
+		t.Fatal(err)
+	}
+
+	cfg := c.Config(follower)
+	_, cfg.Transport = raft.NewInmemTransport(raft.ServerAddress(follower.ID))
+	n, err := raftlog.NewNode(cfg, &raftlogtest.SM{})
+	if err == nil {
+		_ = n.Close()
+	}
+	if err == nil || !strings.Contains(err.Error(), dir+" is damaged") {
+		t.Fatalf("NewNode on a log missing entries: %v", err)
+	}
+	if err := os.Rename(dir, dir+".damaged"); err != nil {
+		t.Fatal(err)
+	}
+	c.Start(follower)
+	c.WaitConverged(wait, c.Propose(wait, raftlogtest.Put("after the repair")))
+}
+
 // TestNodeRefusesAFlippedBit: a bit flipped at rest inside a logged command is found when
 // the node starts — by the segment's record checksum, or (bolt checks nothing in its values)
 // by the entry checksum: it refuses to start rather than vote with, lead with or send the
