@@ -21,6 +21,10 @@ var _ raft.BatchingFSM = (*fsm)(nil)
 type fsm struct {
 	sm   StateMachine
 	halt func(error) // asks the Node to stop: called at most once, must not block
+	// restored empties raft's log cache after a snapshot is restored: raft goes on after the
+	// snapshot, and the segment log drops the older entries (at the next append, past a gap)
+	// without the cache knowing. nil: nothing to empty.
+	restored func()
 
 	index   uint64 // the last command's index
 	stopErr error  // set once an entry could not be applied: nothing is applied after it
@@ -204,6 +208,9 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	}
 	f.index = index
 	f.published.Store(index)
+	if f.restored != nil {
+		f.restored()
+	}
 	return nil
 }
 

@@ -177,7 +177,8 @@ func NewNode(cfg Config, sm StateMachine) (_ *Node, err error) {
 	}
 	close(n.resolved)
 	guarded.fail = n.logFailed
-	n.fsm = &fsm{sm: sm, halt: n.halt}
+	// raft's LogCache empties itself on any DeleteRange; 1..0 deletes nothing (failStop).
+	n.fsm = &fsm{sm: sm, halt: n.halt, restored: func() { _ = logs.DeleteRange(1, 0) }}
 	n.reaper = newReaper(n.raftErr)
 	rc := c.raftConfig(hl, n.notify)
 

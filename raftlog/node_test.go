@@ -368,6 +368,61 @@ func TestNodeSnapshotCatchUp(t *testing.T) {
 	c.WaitConverged(wait, next)
 }
 
+// TestNodeSendsNoEntryItsLogDropped: a node that installs a snapshot past the end of its
+// log drops that log (the segment log does, at the next append), but raft's log cache kept
+// the old entries — among them ones the node had appended as a deposed leader and that were
+// never committed. Leading later, it sent them from the cache to a follower that needed
+// entries from before its log, instead of a snapshot, and the follower applied them.
+func TestNodeSendsNoEntryItsLogDropped(t *testing.T) {
+	c := raftlogtest.Start(t, raftlogtest.Options{Config: func(_ int, cfg *raftlog.Config) {
+		cfg.MaxAppendEntries = 2 // requests that fit within the cached old entries
+		cfg.TrailingLogs = 8     // the leader's compaction passes the old log, the install's does not
+	}})
+	old := c.Leader(wait)
+	c.WaitConverged(wait, c.Propose(wait, raftlogtest.Put("committed")))
+	c.Isolate(old)
+	before := old.Node.Stats().LastLogIndex
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	for range 4 {
+		old.Node.Propose(ctx, raftlogtest.Put("never-committed")) // stored and cached by old alone
+	}
+	raftlogtest.Eventually(t, wait, "the isolated leader to store its proposals", func() bool {
+		return old.Node.Stats().LastLogIndex >= before+4
+	})
+	others := c.Others(old)
+	var last uint64
+	for i := range 20 {
+		last = c.Propose(wait, raftlogtest.Put(fmt.Sprint("p", i)))
+	}
+	c.WaitConverged(wait, last, others...)
+	for _, m := range others {
+		if err := m.Node.Snapshot(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Heal()
+	c.WaitConverged(wait, last)
+	if _, restores := old.SM.Calls(); restores == 0 {
+		t.Fatalf("%s caught up without a snapshot", old)
+	}
+	c.WaitConverged(wait, c.Propose(wait, raftlogtest.Put("old learns the commit index")))
+
+	// old leads a follower that holds nothing: it must send a snapshot.
+	for _, m := range others {
+		c.Stop(m)
+	}
+	wiped := others[0]
+	c.Wipe(wiped)
+	c.Start(wiped)
+	c.WaitConverged(wait, c.Propose(wait, raftlogtest.Put("after")), old, wiped)
+	for _, d := range wiped.SM.Applied() {
+		if strings.Contains(d, "never-committed") {
+			t.Fatalf("%s applied an entry that was never committed: %q", wiped, wiped.SM.Applied())
+		}
+	}
+}
+
 // TestNodeUnknownOp: a node that cannot decode an op stops applying before it (the others go
 // on), leaves the group, and refuses everything with ErrStopped.
 func TestNodeUnknownOp(t *testing.T) {

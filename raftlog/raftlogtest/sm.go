@@ -54,7 +54,8 @@ type SM struct {
 	calls    int
 	restores int
 	res      []any
-	problem  error // the first broken promise
+	problem  error    // the first broken promise
+	applied  []string // every command Apply appended, Restore notwithstanding
 }
 
 // SetNewOps makes the SM know OpNew and OpNewIgnorable (true), as a newer version would, or
@@ -102,6 +103,7 @@ func (s *SM) Apply(index uint64, cmds []raftlog.Command) []any {
 			continue
 		}
 		idx := index + uint64(i)
+		s.applied = append(s.applied, string(c.Data))
 		s.entries = append(s.entries, Entry{idx, string(c.Data)})
 		s.hash = mix(s.hash, idx, c.Data)
 		s.res = append(s.res, idx)
@@ -139,6 +141,14 @@ func (s *SM) Entries() []Entry {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.Clone(s.entries)
+}
+
+// Applied returns the data of every command Apply appended since the SM was made, those a
+// later Restore replaced included.
+func (s *SM) Applied() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.applied)
 }
 
 // Calls returns how many times Apply and Restore were called.
