@@ -224,15 +224,10 @@ func (ms *msgStore) Append(batch []stores.Msg) error {
 	if ms.msgs == 0 {
 		// An empty channel may resume after a gap: start a new segment at the batch.
 		if n := len(ms.segs); n == 0 || ms.segs[n-1].first+uint64(ms.segs[n-1].ents.Len()) != batch[0].Seq {
-			if len(ms.jlive) == 0 {
-				for len(ms.segs) > 0 {
-					ms.dropSegment()
-				}
-			}
-			// With live journal records the tail rolls first, carrying them (journal.go), and
-			// the old segments go once the new tail holds them durably; a crash in between
-			// leaves old segments wholly before the First of the new tail's marker, which
-			// recovery drops.
+			// The tail rolls first to a synced new tail (carrying any live journal records,
+			// journal.go), and the old segments go once its marker is durable: dropped
+			// before, a crash would lose the Last they hold. A crash in between leaves old
+			// segments wholly before the First of the new tail's marker, which recovery drops.
 			ms.first = batch[0].Seq
 			if err := ms.newSegment(batch[0].Seq); err != nil {
 				return ms.fail(err)

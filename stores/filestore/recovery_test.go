@@ -541,3 +541,34 @@ func TestLoadChecksCRC(t *testing.T) {
 // firstRecordOff is where the first record after the self-proving sync mark of a freshly
 // rewritten, empty subs.log (its LSN record, 0) lies.
 const firstRecordOff = hdrSizeV2 + 8 + 2 + 8 + markLen
+
+// TestGapResumeKeepsDurableLast: an emptied channel resuming at a gap must not lose its
+// durable Last to a crash before the next Sync.
+func TestGapResumeKeepsDurableLast(t *testing.T) {
+	dir := t.TempDir()
+	s, ch := openWithFoo(t, dir, Options{})
+	ms := ch.Msgs
+	if err := ms.Append(genMsgs(1, 10)); err != nil {
+		t.Fatal(err)
+	}
+	if err := ms.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	ms.SetLimits(stores.Limits{MaxAge: 1})
+	if n, _ := ms.Expire(1 << 40); n != 10 {
+		t.Fatalf("expired %d", n)
+	}
+	if err := ms.Append(genMsgs(20, 1)); err != nil {
+		t.Fatal(err)
+	}
+	s.abandon() // crash before the next Sync
+	s, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	rs, _ := s.Recover()
+	if got := rs.Channels[0].Channel.Msgs.State(); got.Last < 10 {
+		t.Fatalf("state %+v after the crash: Last went back below the synced 10", got)
+	}
+}

@@ -85,9 +85,11 @@ func putIdx(b *[idxSize]byte, e *entry) {
 // newSegment creates the segment that starts at first and writes a marker into it. The
 // previous tail is sealed (flushed and fsynced); if it holds live journal records, the new
 // tail is created holding a copy of them, synced before it takes the name (journal.go).
+// So is a tail that does not continue the previous one (an empty channel resuming at a
+// gap): until its marker is durable, the old segments hold the channel's Last.
 // Caller holds mu.
 func (ms *msgStore) newSegment(first uint64) error {
-	if n := len(ms.segs); n > 0 && len(ms.jlive) > 0 {
+	if n := len(ms.segs); n > 0 && (len(ms.jlive) > 0 || ms.segs[n-1].first+uint64(ms.segs[n-1].ents.Len()) != first) {
 		old := ms.segs[n-1]
 		if err := ms.flush(old); err != nil {
 			return err
