@@ -566,3 +566,43 @@ func TestRollbackKeepsSyncFlushed(t *testing.T) {
 	}
 	checkMsgs(t, ms, all[:10])
 }
+
+// TestRollbackAfterGapResumeKeepsLast: a channel emptied by MaxAge that resumes at a gap
+// and then fails its sync rolls back to its synced Last, not before it.
+func TestRollbackAfterGapResumeKeepsLast(t *testing.T) {
+	dir := t.TempDir()
+	fl := newFaults()
+	s, ch := openFaulty(t, dir, fl, Options{})
+	ms := ch.Msgs
+	if err := ms.Append(genMsgs(1, 10)); err != nil {
+		t.Fatal(err)
+	}
+	if err := ms.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	ms.SetLimits(stores.Limits{MaxAge: 1})
+	if n, _ := ms.Expire(1 << 40); n != 10 {
+		t.Fatalf("expired %d", n)
+	}
+	ms.SetLimits(stores.Limits{})
+	if err := ms.Append(genMsgs(20, 1)); err != nil {
+		t.Fatal(err)
+	}
+	fl.syncFails(named(".seg"))
+	if err := ms.Sync(); err == nil {
+		t.Fatal("Sync did not fail")
+	}
+	fl.clear()
+	if err := ms.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	if got := ms.State(); got.Last != 10 {
+		t.Fatalf("state %+v after Rollback, want Last 10", got)
+	}
+	s.abandon()
+	s, ch = openFaulty(t, dir, fl, Options{})
+	defer s.Close()
+	if got := ch.Msgs.State(); got.Last != 10 {
+		t.Fatalf("state %+v after reopening, want Last 10", got)
+	}
+}

@@ -209,6 +209,11 @@ func (ms *msgStore) Rollback() error {
 // it was for the next try: each step can be done again.
 func (ms *msgStore) cutUnsynced() error {
 	cut := ms.syncedLast + 1
+	if len(ms.segs) > 0 && ms.segs[0].first >= cut && ms.syncedLast > ms.base {
+		// Every segment goes (an emptied channel resumed at a gap since): the synced Last
+		// only they state, so a tail stating it is in place before they go.
+		return ms.replaceAll(cut)
+	}
 	for n := len(ms.segs); n > 0 && ms.segs[n-1].first >= cut; n = len(ms.segs) {
 		seg := ms.segs[n-1] // rolled to after the last sync: nothing in it was synced
 		if err := removeFile(seg.base+".idx", ms.opts); err != nil {
@@ -244,6 +249,50 @@ func (ms *msgStore) cutUnsynced() error {
 	}
 	if seg.w != nil { // no message to drop: what a failed write left after the last fsync
 		return truncateFile(seg.f, path, seg.synced, ms.opts)
+	}
+	return nil
+}
+
+// replaceAll replaces every segment, all rolled to after the last sync, by a tail at cut
+// holding only a marker {First: cut, Last: cut-1}, synced and renamed into place before the
+// others are removed: a crash in between leaves them past its First, which recovery drops.
+// After a failure the segments left stay in segs for the next try.
+func (ms *msgStore) replaceAll(cut uint64) error {
+	old := ms.segs
+	first, last, markFirst := ms.first, ms.last, ms.markFirst
+	ms.segs, ms.first, ms.last = nil, cut, cut-1
+	// keep leaves old[:n] (but one whose file the new tail replaced) after the new tail.
+	keep := func(n int, err error) error {
+		ms.first, ms.last, ms.markFirst = first, last, markFirst
+		kept := old[:n]
+		if len(kept) > 0 && kept[0].first == cut {
+			ms.ra.forget(kept[0])
+			ms.closeSegment(kept[0])
+			kept = kept[1:]
+		}
+		ms.segs = append(ms.segs, kept...)
+		return err
+	}
+	if err := ms.createCarry(cut, nil, nil); err != nil {
+		if len(ms.segs) == 0 { // not in place
+			ms.segs = old
+			return keep(0, err)
+		}
+		return keep(len(old), err) // in place, the directory's fsync failed
+	}
+	for i := len(old) - 1; i >= 0; i-- {
+		seg := old[i]
+		if seg.first != cut { // else the new tail took its name
+			err := removeFile(seg.base+".idx", ms.opts)
+			if err == nil {
+				err = removeFile(seg.base+".seg", ms.opts)
+			}
+			if err != nil {
+				return keep(i+1, err)
+			}
+		}
+		ms.ra.forget(seg)
+		ms.closeSegment(seg)
 	}
 	return nil
 }
