@@ -117,6 +117,9 @@ func openMsgStore(dir, name string, base uint64, limits stores.Limits, opts *Opt
 		}
 		if mf != 0 {
 			markFirst, markLast = mf, ml
+			if seg.w != nil { // the tail: what Open found counts as synced
+				seg.markEnd = seg.synced
+			}
 		}
 		ms.segs = append(ms.segs, seg)
 	}
@@ -150,7 +153,7 @@ func openMsgStore(dir, name string, base uint64, limits stores.Limits, opts *Opt
 	ms.last = last
 	ms.first = max(first, 1)
 	// Drop sealed segments wholly before First; check that the rest are contiguous.
-	for len(ms.segs) > 1 && ms.segs[0].first+uint64(ms.segs[0].ents.Len()) <= ms.first {
+	for len(ms.segs) > 1 && ms.segs[0].first+uint64(ms.segs[0].ents.Len()) <= ms.first && ms.segs[1].anchored() {
 		ms.dropSegment()
 	}
 	for i := 1; i < len(ms.segs); i++ {
@@ -181,6 +184,9 @@ func openMsgStore(dir, name string, base uint64, limits stores.Limits, opts *Opt
 		seq = seg.first + uint64(seg.ents.Len())
 	}
 	ms.markFirst = markFirst
+	if n := len(ms.segs); n > 0 && ms.segs[n-1].markEnd == 0 {
+		ms.markFirst = 0 // the tail lost its marker: the next flush writes one
+	}
 	ms.syncedLast, ms.syncedFirst = ms.last, ms.first
 	deleteFiles(ms.doomed, ms.opts) // the segments recovery dropped (nobody else holds ms yet)
 	ms.doomed = nil
@@ -364,7 +370,7 @@ func (ms *msgStore) removeFirst() {
 // is before First), so that a power cut that loses the appends which moved First finds the
 // messages that were still in the channel as of the last sync.
 func (ms *msgStore) dropOld() {
-	for len(ms.segs) > 1 && ms.segs[0].first+uint64(ms.segs[0].ents.Len()) <= min(ms.first, ms.syncedFirst) {
+	for len(ms.segs) > 1 && ms.segs[0].first+uint64(ms.segs[0].ents.Len()) <= min(ms.first, ms.syncedFirst) && ms.segs[1].anchored() {
 		ms.dropSegment()
 	}
 }

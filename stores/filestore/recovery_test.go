@@ -572,3 +572,37 @@ func TestGapResumeKeepsDurableLast(t *testing.T) {
 		t.Fatalf("state %+v after the crash: Last went back below the synced 10", got)
 	}
 }
+
+// TestRollAfterExpiryKeepsDurableLast: a channel emptied by MaxAge (and synced) whose next
+// message rolls to a new segment must not lose its Last to a crash before the next Sync.
+func TestRollAfterExpiryKeepsDurableLast(t *testing.T) {
+	dir := t.TempDir()
+	s, ch := openWithFoo(t, dir, Options{SegmentMsgs: 10})
+	ms := ch.Msgs
+	if err := ms.Append(genMsgs(1, 10)); err != nil {
+		t.Fatal(err)
+	}
+	ms.SetLimits(stores.Limits{MaxAge: 1})
+	if n, _ := ms.Expire(1 << 40); n != 10 {
+		t.Fatalf("expired %d", n)
+	}
+	if err := ms.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	ms.SetLimits(stores.Limits{})
+	if err := ms.Append(genMsgs(11, 1)); err != nil {
+		t.Fatal(err)
+	}
+	s.abandon() // crash before the next Sync, and again right after the reopen
+	for range 2 {
+		var err error
+		if s, err = Open(dir, Options{SegmentMsgs: 10}); err != nil {
+			t.Fatal(err)
+		}
+		rs, _ := s.Recover()
+		if got := rs.Channels[0].Channel.Msgs.State(); got.Last < 10 {
+			t.Fatalf("state %+v after the crash: Last went back below the synced 10", got)
+		}
+		s.abandon()
+	}
+}

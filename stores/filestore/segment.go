@@ -43,6 +43,9 @@ type segment struct {
 	alloc int64
 	// wbMark: size when the tail's writeback was last started (writeback.go).
 	wbMark int64
+	// markEnd: an offset by which a marker of the tail ends (0: none yet). Once synced
+	// that far, the tail states First and Last without the segments before it.
+	markEnd int64
 }
 
 func segPath(dir string, first uint64) string {
@@ -212,6 +215,16 @@ func (ms *msgStore) writeMarker(seg *segment) error {
 		return err
 	}
 	seg.size += hdrSize
+	if seg.markEnd == 0 {
+		seg.markEnd = seg.size
+	}
 	ms.markFirst = ms.first
 	return nil
+}
+
+// anchored reports whether seg, the segment after the ones dropOld would drop, states the
+// channel's First and Last durably on its own: sealed, or a tail whose marker is synced.
+// Until then the segments before it hold the durable Last (a channel emptied by MaxAge).
+func (seg *segment) anchored() bool {
+	return seg.w == nil || seg.markEnd > 0 && seg.synced >= seg.markEnd
 }
