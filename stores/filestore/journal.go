@@ -264,6 +264,7 @@ func (ms *msgStore) createCarry(first uint64, carry []byte, old *segment) error 
 		removeFile(tmp, ms.opts) // or the next open does
 		return err
 	}
+	ms.undoom(base)
 	if ms.opts.pending != nil { // NoSync noted the temporary name, which is gone
 		ms.opts.pending.addFile(path)
 	}

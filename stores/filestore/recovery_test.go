@@ -606,3 +606,52 @@ func TestRollAfterExpiryKeepsDurableLast(t *testing.T) {
 		s.abandon()
 	}
 }
+
+// TestResumeRollsOntoOldTailName: an empty channel whose tail starts past Last (a gap
+// resume whose message a crash lost) resumes below that tail, and the same Append rolls to
+// a segment of the old tail's name: dropping the old tail must not delete the new file.
+func TestResumeRollsOntoOldTailName(t *testing.T) {
+	dir := t.TempDir()
+	opts := Options{SegmentMsgs: 9}
+	s, ch := openWithFoo(t, dir, opts)
+	ms := ch.Msgs
+	if err := ms.Append(genMsgs(1, 10)); err != nil {
+		t.Fatal(err)
+	}
+	ms.SetLimits(stores.Limits{MaxAge: 1})
+	ms.Expire(1 << 40)
+	ms.SetLimits(stores.Limits{})
+	if err := ms.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := ms.Append(genMsgs(20, 1)); err != nil { // a tail at 20
+		t.Fatal(err)
+	}
+	s.abandon() // message 20 is lost, the tail at 20 stays
+	s, err := Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, _ := s.Recover()
+	ms = rs.Channels[0].Channel.Msgs
+	if got := ms.State(); got.Last != 10 || got.Msgs != 0 {
+		t.Fatalf("state %+v", got)
+	}
+	all := genMsgs(11, 15) // 11..19, then a roll to a new segment at 20
+	if err := ms.Append(all); err != nil {
+		t.Fatal(err)
+	}
+	if err := ms.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	rs, _ = s.Recover()
+	checkMsgs(t, rs.Channels[0].Channel.Msgs, all)
+}

@@ -8,6 +8,7 @@ import (
 	"hash/crc32"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/starling-io/starling/stores/chunked"
 )
@@ -119,6 +120,7 @@ func (ms *msgStore) newSegment(first uint64) error {
 	if err != nil {
 		return err
 	}
+	ms.undoom(base)
 	if err := syncDir(ms.dir, ms.opts); err != nil {
 		f.Close()
 		return err
@@ -134,6 +136,15 @@ func (ms *msgStore) newSegment(first uint64) error {
 	}
 	seg.size = int64(h.size)
 	return ms.writeMarker(seg)
+}
+
+// undoom keeps unlock from deleting the files of a segment dropped under this lock whose
+// name the segment at base now takes (an emptied tail that started past the sequence the
+// channel resumed at): they are replaced, and deleting them would take the new one.
+func (ms *msgStore) undoom(base string) {
+	ms.doomed = slices.DeleteFunc(ms.doomed, func(p string) bool {
+		return p == base+".seg" || p == base+".idx"
+	})
 }
 
 // seal flushes and fsyncs a tail segment and its index; it stays open for reading.
