@@ -238,8 +238,30 @@ func (ms *msgStore) Append(batch []stores.Msg) error {
 			if err := ms.newSegment(batch[0].Seq); err != nil {
 				return ms.fail(err)
 			}
+			late := false
 			for len(ms.segs) > 1 {
+				if ms.segs[0].first < batch[0].Seq {
+					ms.dropSegment()
+					continue
+				}
+				// An old tail that started past the batch (a resume whose messages a crash
+				// lost) sorts after the new tail: left behind by a crash, it would be taken
+				// for the tail and the new one, torn, for a damaged sealed segment. It holds
+				// no message: deleted now, before any is written.
+				seg := ms.segs[0]
 				ms.dropSegment()
+				ms.doomed = ms.doomed[:len(ms.doomed)-2]
+				for _, p := range []string{seg.base + ".seg", seg.base + ".idx"} {
+					if err := removeFile(p, ms.opts); err != nil {
+						return ms.fail(err)
+					}
+				}
+				late = true
+			}
+			if late {
+				if err := syncDir(ms.dir, ms.opts); err != nil {
+					return ms.fail(err)
+				}
 			}
 		}
 	}

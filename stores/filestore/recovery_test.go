@@ -655,3 +655,67 @@ func TestResumeRollsOntoOldTailName(t *testing.T) {
 	rs, _ = s.Recover()
 	checkMsgs(t, rs.Channels[0].Channel.Msgs, all)
 }
+
+// TestResumeBelowOldTailSurvivesKill: an empty channel whose tail starts past Last resumes
+// below it; a kill -9 in the middle of that Append (a record half written) must not leave
+// the old tail to be taken for the tail and the new one, torn, for a damaged sealed segment.
+func TestResumeBelowOldTailSurvivesKill(t *testing.T) {
+	dir := t.TempDir()
+	opts := Options{BufferSize: 100}
+	s, ch := openWithFoo(t, dir, opts)
+	ms := ch.Msgs
+	if err := ms.Append(genMsgs(1, 10)); err != nil {
+		t.Fatal(err)
+	}
+	ms.SetLimits(stores.Limits{MaxAge: 1})
+	ms.Expire(1 << 40)
+	ms.SetLimits(stores.Limits{})
+	if err := ms.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := ms.Append(genMsgs(20, 1)); err != nil { // a tail at 20
+		t.Fatal(err)
+	}
+	s.abandon() // message 20 is lost, the tail at 20 stays
+	// The files as a kill -9 leaves them at the second write into the new tail at 11.
+	killed := t.TempDir()
+	writes := 0
+	hooked := opts
+	hooked.Hooks.Write = func(path string, p []byte, write func([]byte) (int, error)) (int, error) {
+		n, err := write(p)
+		if filepath.Base(path) == filepath.Base(segPath("", 11))+".seg" {
+			if writes++; writes == 2 {
+				for p, b := range snapshotDir(t, dir) {
+					q := filepath.Join(killed, p[len(dir):])
+					os.MkdirAll(filepath.Dir(q), 0o755)
+					os.WriteFile(q, []byte(b), 0o644)
+				}
+			}
+		}
+		return n, err
+	}
+	s, err := Open(dir, hooked)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, _ := s.Recover()
+	if err := rs.Channels[0].Channel.Msgs.Append(genMsgs(11, 5)); err != nil {
+		t.Fatal(err)
+	}
+	s.abandon()
+	if writes < 2 {
+		t.Fatalf("%d writes into the new tail", writes)
+	}
+	s, err = Open(killed, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if d := s.Damaged(); len(d) > 0 {
+		t.Fatalf("damaged after the kill: %v", d)
+	}
+	rs, _ = s.Recover()
+	if got := rs.Channels[0].Channel.Msgs.State(); got.Last < 10 {
+		t.Fatalf("state %+v", got)
+	}
+}
