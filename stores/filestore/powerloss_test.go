@@ -468,3 +468,133 @@ func reopenAfterLoss(t *testing.T, dir string, opts filestore.Options, m *plMode
 	}
 	return st
 }
+
+// TestPowerLossExpiry cuts the power under a channel that MaxAge empties now and then and
+// that resumes at a gap when empty, with small segments: after each cut the channel's Last
+// is at least what the last successful Sync covered, and every message in [First, Last]
+// loads.
+func TestPowerLossExpiry(t *testing.T) {
+	iters := 60
+	if testing.Short() {
+		iters = 10
+	}
+	for it := range iters {
+		t.Run(fmt.Sprint(it), func(t *testing.T) { powerLossExpiryRun(t, uint64(it)) })
+	}
+}
+
+func powerLossExpiryRun(t *testing.T, seed uint64) {
+	rng := rand.New(rand.NewPCG(seed, 0xe4a1))
+	dir := t.TempDir()
+	disk := crashtest.New()
+	faults := &plFaults{budget: -1}
+	opts := filestore.Options{SegmentMsgs: 2 + rng.IntN(6), BufferSize: 512}
+	faults.install(&opts)
+	disk.Install(&opts)
+	st, err := filestore.Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Init(stores.ServerInfo{ClusterID: "c"}); err != nil {
+		t.Fatal(err)
+	}
+	ch, err := st.CreateChannel("e", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, tried, durable := uint64(1), uint64(1), uint64(0)
+	for round := range 4 {
+		ms := ch.Msgs
+		ops := 10 + rng.IntN(60)
+		// failed: a write or sync failed (a full disk, a failed fsync): the channel is
+		// rolled back to what the last Sync covered.
+		failed := func(err error) {
+			t.Helper()
+			if !errors.Is(err, syscall.ENOSPC) && !errors.Is(err, syscall.EIO) {
+				t.Fatalf("round %d: %v", round, err)
+			}
+			faults.set(-1, false)
+			if err := ms.Rollback(); err != nil {
+				t.Fatalf("round %d: Rollback: %v", round, err)
+			}
+			if cs := ms.State(); cs.Last != durable {
+				t.Fatalf("round %d: state %+v after Rollback, durable Last %d", round, cs, durable)
+			}
+			next = durable + 1
+		}
+		for op := 0; op < ops; op++ {
+			if rng.IntN(10) == 0 {
+				faults.set(rng.IntN(400), rng.IntN(2) == 0)
+			}
+			switch p := rng.IntN(100); {
+			case p < 45:
+				if ms.State().Msgs == 0 && rng.IntN(2) == 0 {
+					next += uint64(1 + rng.IntN(20)) // resume at a gap
+				}
+				batch := make([]stores.Msg, 1+rng.IntN(4))
+				for j := range batch {
+					batch[j] = plMsg(0, next+uint64(j))
+				}
+				tried = max(tried, next+uint64(len(batch)))
+				if err := ms.Append(batch); err != nil {
+					failed(err)
+					continue
+				}
+				next += uint64(len(batch))
+			case p < 60:
+				ms.SetLimits(stores.Limits{MaxAge: 1})
+				ms.Expire(1 << 62)
+				ms.SetLimits(stores.Limits{})
+			default:
+				if err := ms.Sync(); err != nil {
+					failed(err)
+					continue
+				}
+				durable = next - 1
+			}
+		}
+		disk.Freeze()
+		faults.set(-1, false)
+		filestore.Abandon(st)
+		if err := disk.PowerLoss(dir, rng); err != nil {
+			t.Fatal(err)
+		}
+		disk.Thaw()
+		r, err := filestore.Verify(dir, filestore.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range r.Problems {
+			if !p.Repairable {
+				t.Fatalf("round %d: Verify after the power cut: %s", round, p)
+			}
+		}
+		if st, err = filestore.Open(dir, opts); err != nil {
+			t.Fatalf("round %d: Open: %v", round, err)
+		}
+		if d := st.Damaged(); len(d) > 0 {
+			t.Fatalf("round %d: damage after the power cut: %v", round, d)
+		}
+		rs, err := st.Recover()
+		if err != nil || rs == nil || len(rs.Channels) != 1 {
+			t.Fatalf("round %d: Recover = %+v, %v", round, rs, err)
+		}
+		ch = rs.Channels[0].Channel
+		cs := ch.Msgs.State()
+		if cs.Last < durable || cs.Last >= tried {
+			t.Fatalf("round %d: state %+v, durable Last %d, appended up to %d", round, cs, durable, tried-1)
+		}
+		if cs.Msgs > 0 && cs.Msgs != cs.Last-cs.First+1 || cs.Msgs == 0 && cs.First != cs.Last+1 {
+			t.Fatalf("round %d: state %+v", round, cs)
+		}
+		var msg stores.Msg
+		for seq := cs.First; seq <= cs.Last; seq++ {
+			want := plMsg(0, seq)
+			if err := ch.Msgs.Load(seq, &msg); err != nil || string(msg.Data) != string(want.Data) || msg.Reply != want.Reply {
+				t.Fatalf("round %d: Load(%d) = %v", round, seq, err)
+			}
+		}
+		next, durable = cs.Last+1, cs.Last
+	}
+	st.Close()
+}
