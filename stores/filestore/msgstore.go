@@ -159,9 +159,10 @@ func openMsgStore(dir, name string, base uint64, limits stores.Limits, opts *Opt
 	for i := 1; i < len(ms.segs); i++ {
 		p := ms.segs[i-1]
 		if p.first+uint64(p.ents.Len()) != ms.segs[i].first {
-			ms.abandon()
-			return nil, &DamageError{Channel: name, File: ms.segs[i].base + ".seg", Offset: 0,
+			de := &DamageError{Channel: name, File: ms.segs[i].base + ".seg", Offset: 0,
 				Reason: fmt.Sprintf("gap: the previous segment ends at sequence %d, this one starts at %d", p.first+uint64(p.ents.Len())-1, ms.segs[i].first)}
+			ms.abandon() // after: it empties segs
+			return nil, de
 		}
 	}
 	if len(ms.segs) > 0 && ms.first < ms.segs[0].first {

@@ -719,3 +719,25 @@ func TestResumeBelowOldTailSurvivesKill(t *testing.T) {
 		t.Fatalf("state %+v", got)
 	}
 }
+
+// TestMissingSegmentIsDamage: a segment missing between two others is a gap, which fails
+// the channel (Store.Damaged) and nothing else.
+func TestMissingSegmentIsDamage(t *testing.T) {
+	dir, _ := build(t, 100)
+	segs := segFiles(t, dir, "foo")
+	mid := strings.TrimSuffix(segs[len(segs)/2], ".seg")
+	os.Remove(mid + ".seg")
+	os.Remove(mid + ".idx")
+	s, err := Open(dir, Options{SegmentBytes: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	d := s.Damaged()
+	if len(d) != 1 || !strings.Contains(d[0].Error(), "gap") {
+		t.Fatalf("damaged: %v", d)
+	}
+	if got := channelNames(t, s); len(got) != 1 || got[0] != "bar" {
+		t.Fatalf("channels %v", got)
+	}
+}
