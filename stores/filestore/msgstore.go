@@ -152,8 +152,15 @@ func openMsgStore(dir, name string, base uint64, limits stores.Limits, opts *Opt
 	}
 	ms.last = last
 	ms.first = max(first, 1)
-	// Drop sealed segments wholly before First; check that the rest are contiguous.
-	for len(ms.segs) > 1 && ms.segs[0].first+uint64(ms.segs[0].ents.Len()) <= ms.first && ms.segs[1].anchored() {
+	// Drop sealed segments wholly before First; check that the rest are contiguous. The last
+	// one stays while the tail has no marker (it states Last) and continues into it: one a
+	// gap separates from it (left by an earlier build) would only be found a gap.
+	for len(ms.segs) > 1 {
+		p, next := ms.segs[0], ms.segs[1]
+		end := p.first + uint64(p.ents.Len())
+		if end > ms.first || !next.anchored() && end == next.first {
+			break
+		}
 		ms.dropSegment()
 	}
 	for i := 1; i < len(ms.segs); i++ {

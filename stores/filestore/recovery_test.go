@@ -741,3 +741,36 @@ func TestMissingSegmentIsDamage(t *testing.T) {
 		t.Fatalf("channels %v", got)
 	}
 }
+
+// TestUnmarkedTailAfterGapOpens: an earlier build could leave, after a crash while an
+// emptied channel resumed at a gap, its old segments and a new tail torn before its marker.
+// The old segments, wholly before First, are dropped as before rather than kept and found
+// not to continue into the tail (a gap: the channel refused).
+func TestUnmarkedTailAfterGapOpens(t *testing.T) {
+	dir := t.TempDir()
+	s, ch := openWithFoo(t, dir, Options{})
+	ms := ch.Msgs
+	if err := ms.Append(genMsgs(1, 10)); err != nil {
+		t.Fatal(err)
+	}
+	ms.SetLimits(stores.Limits{MaxAge: 1})
+	ms.Expire(1 << 40)
+	if err := s.Close(); err != nil { // its tail's marker states First 11
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(segPath(chanDirOf(t, dir, "foo"), 20)+".seg", nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if d := s.Damaged(); len(d) > 0 {
+		t.Fatalf("damaged: %v", d)
+	}
+	rs, _ := s.Recover()
+	if got := rs.Channels[0].Channel.Msgs.State(); got.First != 11 || got.Last != 10 {
+		t.Fatalf("state %+v", got)
+	}
+}
