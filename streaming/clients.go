@@ -1,6 +1,8 @@
 package streaming
 
 import (
+	"time"
+
 	"google.golang.org/protobuf/proto"
 
 	"github.com/starling-io/starling/proto/stanpb"
@@ -211,7 +213,7 @@ func (s *Server) dropClientView(c *client) {
 }
 
 // processHbTick sends every client a heartbeat; one still unanswered from the previous
-// tick counts as a failure, and past hb_fail_count the client is closed. A client whose
+// tick, or answered after hb_timeout, counts as a failure, and past hb_fail_count the client is closed. A client whose
 // NATS connection is gone is not closed sooner: stan.go reconnects, and rides out a
 // disconnection as long as the reference lets it (spec §5.1).
 func (s *Server) processHbTick() {
@@ -234,7 +236,7 @@ func (s *Server) processHbTick() {
 
 // sendHeartbeat sends client c a heartbeat request; it is outstanding until answered.
 func (s *Server) sendHeartbeat(c *client) {
-	c.hbOut = true
+	c.hbOut, c.hbSent = true, time.Now()
 	_ = s.bus.Publish(c.hbInbox, s.hbPrefix+"."+c.id, nil, nil)
 }
 
@@ -248,6 +250,10 @@ func (s *Server) processHbReply(o *op) {
 	}
 	if o.from != c.nats && !s.rebindIfGone(c, o.from) {
 		s.refusedLog(&s.hbLog, "heartbeat answer refused", "client_id", c.id, "cause", "not from the client's connection")
+		return
+	}
+	if !c.hbOut || time.Since(c.hbSent) > s.opts.HBTimeout {
+		// Late (or unasked): as the reference, whose request timed out by then, counts it.
 		return
 	}
 	c.hbOut = false
