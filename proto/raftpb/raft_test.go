@@ -84,6 +84,8 @@ func allOps() []*raftpb.Op {
 			SubIDs: []uint64{3, 3, 4}, Seqs: []uint64{1, 2, 300}, Acked: []bool{false, false, true}}}},
 		{Op: &raftpb.Op_DeleteChannel{DeleteChannel: &raftpb.DeleteChannel{Channel: "foo", ChannelID: 7}}, Ignorable: true},
 		{Op: &raftpb.Op_Expire{Expire: &raftpb.Expire{Channel: "foo", ChannelID: 7, Now: 1_700_000_000_000_000_000}}},
+		{Op: &raftpb.Op_SetLimits{SetLimits: &raftpb.SetLimits{Global: &raftpb.Limits{MaxChannels: 100, MaxMsgs: 1_000_000, MaxAge: 3_600_000_000_000},
+			Channels: []*raftpb.NamedLimits{{Pattern: "foo.>", Limits: &raftpb.Limits{MaxMsgs: 10, MaxInactivity: -1}}}}}, Ignorable: true},
 	}
 }
 
