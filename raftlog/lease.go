@@ -16,32 +16,63 @@ import (
 // (which is below the heartbeat timeout). raft keeps such times for its own step-down
 // check but does not export them; contacts notes them at the transport.
 
-// contacts wraps the transport to note, per peer, when it last accepted this node's term in
+// contacts wraps the transport to note, per voter, when it last accepted this node's term in
 // an AppendEntries (a heartbeat or an append). The time noted is when the request was sent,
 // which is before the peer heard it: the lease errs on the short side.
 type contacts struct {
 	raft.Transport
 	preVote raft.WithPreVote
-	origin  time.Time                       // the times are durations since origin (monotonic)
-	peers   map[raft.ServerID]*atomic.Int64 // fixed at creation: read without a lock
-	quorum  int                             // voters, this node included, that make a majority
+	origin  time.Time // the times are durations since origin (monotonic)
+	self    raft.ServerID
+	view    atomic.Pointer[voters] // nil until the first Lease
 }
 
-// newContacts wraps t for the node self of the voters peers; nil when t cannot carry
-// pre-votes (then the node confirms every lapsed lease with a round trip instead).
-func newContacts(t raft.Transport, self string, peers []string) *contacts {
+// voters are the voters of raft's configuration (not Config.Peers: they count only at
+// bootstrap) as of one term, with their acceptances of that term; replaced when it moves.
+type voters struct {
+	term   uint64
+	peers  map[raft.ServerID]*atomic.Int64 // the voters besides this node: read without a lock
+	quorum int                             // voters, this node included if it is one, that make a majority
+	need   int                             // of them, besides this node
+}
+
+// newContacts wraps t for the node self; nil when t cannot carry pre-votes (then the node
+// confirms every lapsed lease with a round trip instead).
+func newContacts(t raft.Transport, self string) *contacts {
 	pv, ok := t.(raft.WithPreVote)
 	if !ok {
 		return nil
 	}
-	c := &contacts{Transport: t, preVote: pv, origin: time.Now(), peers: map[raft.ServerID]*atomic.Int64{},
-		quorum: len(peers)/2 + 1}
-	for _, p := range peers {
-		if p != self {
-			c.peers[raft.ServerID(p)] = new(atomic.Int64)
+	return &contacts{Transport: t, preVote: pv, origin: time.Now(), self: raft.ServerID(self)}
+}
+
+// voters returns the voters of term, read from raft's latest configuration the first time
+// the term is seen: once per term, off the hot path. Starling changes no membership, so a
+// leader's configuration holds for its term.
+func (c *contacts) voters(term uint64, r *raft.Raft) *voters {
+	if v := c.view.Load(); v != nil && v.term == term {
+		return v
+	}
+	v := &voters{term: term, peers: map[raft.ServerID]*atomic.Int64{}}
+	self := false
+	for _, s := range r.GetConfiguration().Configuration().Servers {
+		if s.Suffrage != raft.Voter {
+			continue
+		}
+		v.quorum++
+		if s.ID == c.self {
+			self = true
+		} else {
+			v.peers[s.ID] = new(atomic.Int64)
 		}
 	}
-	return c
+	v.quorum = v.quorum/2 + 1
+	v.need = v.quorum
+	if self {
+		v.need--
+	}
+	c.view.Store(v)
+	return v
 }
 
 // AppendEntries notes the peer's acceptance of the term (even of an append it refused for
@@ -49,7 +80,11 @@ func newContacts(t raft.Transport, self string, peers []string) *contacts {
 func (c *contacts) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
 	sent := int64(time.Since(c.origin))
 	err := c.Transport.AppendEntries(id, target, args, resp)
-	if p := c.peers[id]; err == nil && p != nil && resp.Term == args.Term {
+	v := c.view.Load()
+	if v == nil || v.term != args.Term {
+		return err // another term's: it proves nothing about this one
+	}
+	if p := v.peers[id]; err == nil && p != nil && resp.Term == args.Term {
 		for old := p.Load(); old < sent && !p.CompareAndSwap(old, sent); old = p.Load() {
 		}
 	}
@@ -71,14 +106,14 @@ func (c *contacts) Close() error {
 
 // majoritySince returns the latest time at which a majority (this node included) had
 // accepted its term; false when no majority ever has.
-func (c *contacts) majoritySince() (time.Time, bool) {
-	need := c.quorum - 1 // peers besides this node
+func (c *contacts) majoritySince(v *voters) (time.Time, bool) {
+	need := v.need
 	if need <= 0 {
 		return time.Now(), true
 	}
 	var buf [8]int64
 	ts := buf[:0]
-	for _, p := range c.peers {
+	for _, p := range v.peers {
 		ts = append(ts, p.Load())
 	}
 	if len(ts) < need {
@@ -131,6 +166,6 @@ func (n *Node) leaseUntil() (time.Time, bool) {
 	if n.contacts == nil {
 		return time.Time{}, false
 	}
-	at, ok := n.contacts.majoritySince()
+	at, ok := n.contacts.majoritySince(n.contacts.voters(n.raft.CurrentTerm(), n.raft))
 	return at.Add(n.cfg.LeaderLeaseTimeout), ok
 }

@@ -3,6 +3,7 @@ package raftlog_test
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -55,3 +56,60 @@ func TestNodeLease(t *testing.T) {
 		t.Fatalf("%s leads at %v, before the lease %s was given ended (%v)", next, elected, old, last)
 	}
 }
+
+// TestNodeLeaseCountsTheRaftConfiguration: a member restarted with other peers than its raft
+// configuration holds (Peers are ignored past bootstrap; --cluster_bootstrap gives just the
+// node itself) still counts the configuration's voters for its lease: cut off, it gets no
+// lease reaching past its isolation plus the lease timeout; and it transfers its leadership.
+func TestNodeLeaseCountsTheRaftConfiguration(t *testing.T) {
+	var alone atomic.Bool
+	c := raftlogtest.Start(t, raftlogtest.Options{Config: func(i int, cfg *raftlog.Config) {
+		if i == 0 && alone.Load() {
+			cfg.Peers = nil
+		}
+	}})
+	m := c.Members[0]
+	alone.Store(true)
+	c.Restart(m)
+	ctx := context.Background()
+	raftlogtest.Eventually(t, wait, m.String()+" leads", func() bool {
+		l := c.Leader(wait)
+		if l == m {
+			return true
+		}
+		_ = l.Node.TransferLeadership(ctx)
+		return false
+	})
+	if got := m.Node.Stats().Voters; len(got) != 3 {
+		t.Fatalf("voters %v", got)
+	}
+
+	if err := m.Node.TransferLeadership(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if m.Node.IsLeader() {
+		t.Fatalf("%s still leads after a transfer", m)
+	}
+	raftlogtest.Eventually(t, wait, m.String()+" leads again", func() bool {
+		l := c.Leader(wait)
+		if l == m {
+			return true
+		}
+		_ = l.Node.TransferLeadership(ctx)
+		return false
+	})
+
+	cut := time.Now()
+	c.Isolate(m)
+	raftlogtest.Eventually(t, wait, "the cut-off leader gets no lease", func() bool {
+		until, err := m.Node.Lease(ctx)
+		if err != nil {
+			return true
+		}
+		if until.After(cut.Add(raftlogtest.LeaseTimeout)) {
+			t.Fatalf("a lease until %v, past the isolation at %v plus the lease timeout", until, cut)
+		}
+		return false
+	})
+}
+

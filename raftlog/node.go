@@ -193,7 +193,7 @@ func NewNode(cfg Config, sm StateMachine) (_ *Node, err error) {
 		logger.Info("raftlog: bootstrapped a new raft group", "peers", c.Peers)
 	}
 	trans := c.Transport
-	if n.contacts = newContacts(trans, c.NodeID, c.Peers); n.contacts != nil {
+	if n.contacts = newContacts(trans, c.NodeID); n.contacts != nil {
 		trans = n.contacts
 	}
 	if n.raft, err = raft.NewRaft(rc, n.fsm, logs, store, snaps, trans); err != nil {
@@ -399,7 +399,7 @@ func (n *Node) Barrier(ctx context.Context) error {
 // an election at once) and waits until this node no longer leads. A follower, or a group
 // of one, returns nil at once.
 func (n *Node) TransferLeadership(ctx context.Context) error {
-	if !n.IsLeader() || len(n.cfg.Peers) < 2 {
+	if !n.IsLeader() || len(n.voters()) < 2 { // raft's voters: Peers count only at bootstrap
 		return nil
 	}
 	start := time.Now()
