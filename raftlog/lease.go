@@ -21,10 +21,11 @@ import (
 // which is before the peer heard it: the lease errs on the short side.
 type contacts struct {
 	raft.Transport
-	preVote raft.WithPreVote
-	origin  time.Time // the times are durations since origin (monotonic)
-	self    raft.ServerID
-	view    atomic.Pointer[voters] // nil until the first Lease
+	preVote  raft.WithPreVote
+	origin   time.Time // the times are durations since origin (monotonic)
+	self     raft.ServerID
+	view     atomic.Pointer[voters] // nil until the first Lease
+	transfer *transferGuard         // the node's: a TimeoutNow may elect its target
 }
 
 // voters are the voters of raft's configuration (not Config.Peers: they count only at
@@ -38,12 +39,12 @@ type voters struct {
 
 // newContacts wraps t for the node self; nil when t cannot carry pre-votes (then the node
 // confirms every lapsed lease with a round trip instead).
-func newContacts(t raft.Transport, self string) *contacts {
+func newContacts(t raft.Transport, self string, g *transferGuard) *contacts {
 	pv, ok := t.(raft.WithPreVote)
 	if !ok {
 		return nil
 	}
-	return &contacts{Transport: t, preVote: pv, origin: time.Now(), self: raft.ServerID(self)}
+	return &contacts{Transport: t, preVote: pv, origin: time.Now(), self: raft.ServerID(self), transfer: g}
 }
 
 // voters returns the voters of term, read from raft's latest configuration the first time
@@ -91,6 +92,14 @@ func (c *contacts) AppendEntries(id raft.ServerID, target raft.ServerAddress, ar
 	return err
 }
 
+// TimeoutNow holds the lease off while raft tells a transfer's target to stand: raft may
+// give up on the transfer (its timeout) before this call returns.
+func (c *contacts) TimeoutNow(id raft.ServerID, target raft.ServerAddress, args *raft.TimeoutNowRequest, resp *raft.TimeoutNowResponse) error {
+	c.transfer.begin()
+	defer c.transfer.end(true)
+	return c.Transport.TimeoutNow(id, target, args, resp)
+}
+
 // RequestPreVote passes pre-votes through: raft enables them only for a transport that has it.
 func (c *contacts) RequestPreVote(id raft.ServerID, target raft.ServerAddress, args *raft.RequestPreVoteRequest, resp *raft.RequestPreVoteResponse) error {
 	return c.preVote.RequestPreVote(id, target, args, resp)
@@ -133,7 +142,7 @@ func (c *contacts) majoritySince(v *voters) (time.Time, bool) {
 // at most twice the heartbeat timeout: raft steps down within its lease when no majority
 // answers.
 func (n *Node) Lease(ctx context.Context) (time.Time, error) {
-	if !n.IsLeader() || n.transferring.Load() {
+	if !n.IsLeader() || n.transfer.blocks() {
 		return time.Time{}, n.notLeader()
 	}
 	if until, ok := n.leaseUntil(); ok && time.Now().Before(until) {
@@ -168,4 +177,38 @@ func (n *Node) leaseUntil() (time.Time, bool) {
 	}
 	at, ok := n.contacts.majoritySince(n.contacts.voters(n.raft.CurrentTerm(), n.raft))
 	return at.Add(n.cfg.LeaderLeaseTimeout), ok
+}
+
+// transferGuard refuses the lease during a leadership transfer: its target, told to stand
+// (TimeoutNow), is granted votes despite this leader's heartbeats, so it can be elected
+// inside the lease. That lasts the target's first candidacy, under two election timeouts
+// after it was told, even when raft's transfer failed or its caller gave up: the lease
+// stays refused until then, and until a contact made meanwhile has lapsed.
+type transferGuard struct {
+	epoch  time.Time
+	settle time.Duration
+	active atomic.Int32 // transfers and TimeoutNow calls under way
+	until  atomic.Int64 // no lease before epoch plus this
+}
+
+func (g *transferGuard) init(electionTimeout time.Duration) {
+	g.epoch = time.Now()
+	g.settle = 3 * electionTimeout // the candidacy (< 2) plus a lease (< 1)
+}
+
+func (g *transferGuard) begin() { g.active.Add(1) }
+
+// end ends a begin; settle: the target may still be elected.
+func (g *transferGuard) end(settle bool) {
+	if settle {
+		until := int64(time.Since(g.epoch) + g.settle)
+		for old := g.until.Load(); old < until && !g.until.CompareAndSwap(old, until); old = g.until.Load() {
+		}
+	}
+	g.active.Add(-1)
+}
+
+// blocks reports whether no lease may be given now.
+func (g *transferGuard) blocks() bool {
+	return g.active.Load() > 0 || time.Since(g.epoch) < time.Duration(g.until.Load())
 }

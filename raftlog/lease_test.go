@@ -113,3 +113,33 @@ func TestNodeLeaseCountsTheRaftConfiguration(t *testing.T) {
 	})
 }
 
+// TestNodeNoLeaseAfterAnAbandonedTransfer: a leader that gives up waiting for a leadership
+// transfer (ctx) gets no lease reaching past the target's election: raft goes on with the
+// transfer, and the target, told to stand, is elected at once.
+func TestNodeNoLeaseAfterAnAbandonedTransfer(t *testing.T) {
+	c := raftlogtest.Start(t, raftlogtest.Options{})
+	old := c.Leader(wait)
+	c.WaitConverged(wait, 0)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := old.Node.TransferLeadership(ctx); !errors.Is(err, context.Canceled) {
+		t.Skipf("the transfer ended before its context: %v", err)
+	}
+	var last time.Time
+	var next *raftlogtest.Member
+	raftlogtest.Eventually(t, wait, "another leader", func() bool {
+		if until, err := old.Node.Lease(context.Background()); err == nil && until.After(last) {
+			last = until
+		}
+		for _, m := range c.Others(old) {
+			if m.Node.IsLeader() {
+				next = m
+				return true
+			}
+		}
+		return false
+	})
+	if elected := time.Now(); elected.Before(last) {
+		t.Fatalf("%s leads at %v, before the lease %s was given after the transfer ended (%v)", next, elected, old, last)
+	}
+}

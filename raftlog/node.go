@@ -31,17 +31,17 @@ var _ Log = (*Node)(nil)
 // results. See DESIGN.md for the entry and snapshot formats and for how commands are
 // numbered.
 type Node struct {
-	cfg          Config
-	log          *slog.Logger
-	raft         *raft.Raft
-	store        *raftboltdb.BoltStore // the stable store (and the log, LogStoreBolt)
-	logCloser    io.Closer             // the segment log, nil for bolt's
-	fsm          *fsm
-	reaper       *reaper
-	leader       *leadershipChan
-	contacts     *contacts     // the peers' last acceptances of this node's term (lease.go); nil: not noted
-	transferring atomic.Bool   // a leadership transfer is under way: no lease
-	resolved     chan struct{} // closed: the Done channel of futures resolved when made
+	cfg       Config
+	log       *slog.Logger
+	raft      *raft.Raft
+	store     *raftboltdb.BoltStore // the stable store (and the log, LogStoreBolt)
+	logCloser io.Closer             // the segment log, nil for bolt's
+	fsm       *fsm
+	reaper    *reaper
+	leader    *leadershipChan
+	contacts  *contacts     // the peers' last acceptances of this node's term (lease.go); nil: not noted
+	transfer  transferGuard // leadership transfers that may elect their target: no lease
+	resolved  chan struct{} // closed: the Done channel of futures resolved when made
 
 	notify    chan bool     // raft's leadership changes, read by watch
 	haltCh    chan struct{} // closed once the node stopped (halt, logFailed)
@@ -176,6 +176,7 @@ func NewNode(cfg Config, sm StateMachine) (_ *Node, err error) {
 		watchStop: make(chan struct{}), watchDone: make(chan struct{}),
 	}
 	close(n.resolved)
+	n.transfer.init(c.ElectionTimeout)
 	guarded.fail = n.logFailed
 	// raft's LogCache empties itself on any DeleteRange; 1..0 deletes nothing (failStop).
 	n.fsm = &fsm{sm: sm, halt: n.halt, restored: func() { _ = logs.DeleteRange(1, 0) }}
@@ -193,7 +194,7 @@ func NewNode(cfg Config, sm StateMachine) (_ *Node, err error) {
 		logger.Info("raftlog: bootstrapped a new raft group", "peers", c.Peers)
 	}
 	trans := c.Transport
-	if n.contacts = newContacts(trans, c.NodeID); n.contacts != nil {
+	if n.contacts = newContacts(trans, c.NodeID, &n.transfer); n.contacts != nil {
 		trans = n.contacts
 	}
 	if n.raft, err = raft.NewRaft(rc, n.fsm, logs, store, snaps, trans); err != nil {
@@ -405,11 +406,16 @@ func (n *Node) TransferLeadership(ctx context.Context) error {
 	start := time.Now()
 	// The target is elected at once, well within this node's lease: from now on the lease
 	// proves nothing (Lease).
-	n.transferring.Store(true)
-	defer n.transferring.Store(false)
+	n.transfer.begin()
 	f := n.raft.LeadershipTransfer()
 	done := make(chan error, 1)
-	go func() { done <- f.Error() }()
+	go func() {
+		// Held until raft's transfer ends, not ctx: raft goes on with it. A transfer that
+		// failed may still elect its target (transferGuard).
+		err := f.Error()
+		n.transfer.end(err != nil)
+		done <- err
+	}()
 	select {
 	case err := <-done:
 		if err != nil {
