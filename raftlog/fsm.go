@@ -25,6 +25,9 @@ type fsm struct {
 	// snapshot, and the segment log drops the older entries (at the next append, past a gap)
 	// without the cache knowing. nil: nothing to empty.
 	restored func()
+	// snapshotted hears how each snapshot ended: nil, or why it failed (Node.snapshotted);
+	// nil: nobody.
+	snapshotted func(error)
 
 	index   uint64 // the last command's index
 	stopErr error  // set once an entry could not be applied: nothing is applied after it
@@ -177,13 +180,17 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 		return nil, f.stopErr
 	}
 	s, err := f.sm.Snapshot()
+	if err == nil && s == nil {
+		err = errors.New("nil Snapshot")
+	}
 	if err != nil {
-		return nil, fmt.Errorf("raftlog: state machine snapshot: %w", err)
+		err = fmt.Errorf("raftlog: state machine snapshot: %w", err)
+		if f.snapshotted != nil {
+			f.snapshotted(err)
+		}
+		return nil, err
 	}
-	if s == nil {
-		return nil, errors.New("raftlog: state machine snapshot: nil Snapshot")
-	}
-	return &fsmSnapshot{index: f.index, s: s}, nil
+	return &fsmSnapshot{index: f.index, s: s, done: f.snapshotted}, nil
 }
 
 // Restore replaces the state with a snapshot's: the header's command index, then the state
@@ -219,6 +226,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 type fsmSnapshot struct {
 	index uint64
 	s     Snapshot
+	done  func(error) // fsm.snapshotted
 }
 
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
@@ -232,9 +240,16 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 	}
 	if err != nil {
 		_ = sink.Cancel()
-		return fmt.Errorf("raftlog: persisting the snapshot at command %d: %w", s.index, err)
+	} else {
+		err = sink.Close()
 	}
-	return sink.Close()
+	if err != nil {
+		err = fmt.Errorf("raftlog: persisting the snapshot at command %d: %w", s.index, err)
+	}
+	if s.done != nil {
+		s.done(err)
+	}
+	return err
 }
 
 func (s *fsmSnapshot) Release() { s.s.Release() }

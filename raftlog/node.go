@@ -39,9 +39,10 @@ type Node struct {
 	fsm       *fsm
 	reaper    *reaper
 	leader    *leadershipChan
-	contacts  *contacts     // the peers' last acceptances of this node's term (lease.go); nil: not noted
-	transfer  transferGuard // leadership transfers that may elect their target: no lease
-	resolved  chan struct{} // closed: the Done channel of futures resolved when made
+	contacts  *contacts             // the peers' last acceptances of this node's term (lease.go); nil: not noted
+	transfer  transferGuard         // leadership transfers that may elect their target: no lease
+	snapErr   atomic.Pointer[error] // the latest snapshot's failure; nil once one succeeds
+	resolved  chan struct{}         // closed: the Done channel of futures resolved when made
 
 	notify    chan bool     // raft's leadership changes, read by watch
 	haltCh    chan struct{} // closed once the node stopped (halt, logFailed)
@@ -81,6 +82,9 @@ type Stats struct {
 	CommandIndex  uint64   // the last command applied (commands, not entries: DESIGN.md)
 	Stopped       error    // why the node stopped applying (ErrStopped), nil while it applies
 	Voters        []string // the group's voters in the latest configuration, sorted
+	// SnapshotErr is why the latest snapshot failed, nil once one succeeds: meanwhile raft
+	// compacts nothing and its log grows.
+	SnapshotErr error
 	// LastContact is, off the leader, how long ago the node last heard from a leader (an
 	// append or a heartbeat): past the heartbeat timeout it starts an election. 0 on the
 	// leader; -1 when it never heard from one.
@@ -179,7 +183,7 @@ func NewNode(cfg Config, sm StateMachine) (_ *Node, err error) {
 	n.transfer.init(c.ElectionTimeout)
 	guarded.fail = n.logFailed
 	// raft's LogCache empties itself on any DeleteRange; 1..0 deletes nothing (failStop).
-	n.fsm = &fsm{sm: sm, halt: n.halt, restored: func() { _ = logs.DeleteRange(1, 0) }}
+	n.fsm = &fsm{sm: sm, halt: n.halt, restored: func() { _ = logs.DeleteRange(1, 0) }, snapshotted: n.snapshotted}
 	n.reaper = newReaper(n.raftErr)
 	rc := c.raftConfig(hl, n.notify)
 
@@ -197,7 +201,7 @@ func NewNode(cfg Config, sm StateMachine) (_ *Node, err error) {
 	if n.contacts = newContacts(trans, c.NodeID, &n.transfer); n.contacts != nil {
 		trans = n.contacts
 	}
-	if n.raft, err = raft.NewRaft(rc, n.fsm, logs, store, snaps, trans); err != nil {
+	if n.raft, err = raft.NewRaft(rc, n.fsm, logs, store, &snapStore{SnapshotStore: snaps, failed: n.snapshotted}, trans); err != nil {
 		// Name the directory: raft's own errors do not ("failed to load any existing
 		// snapshots" when every snapshot fails its CRC), and the operator must find it.
 		return nil, fmt.Errorf("raftlog: starting raft in %s: %w", dir, err)
@@ -449,6 +453,34 @@ func (n *Node) Snapshot() error {
 	return nil
 }
 
+// snapshotted records how a snapshot ended: raft retries a failed one only at its next
+// interval and logs it only when its own log lines are on, while the log grows.
+func (n *Node) snapshotted(err error) {
+	if err == nil {
+		if n.snapErr.Swap(nil) != nil {
+			n.log.Info("raftlog: snapshot succeeded after failures")
+		}
+		return
+	}
+	n.snapErr.Store(&err)
+	n.log.Error("raftlog: snapshot failed: the raft log is not compacted until one succeeds", "err", err)
+}
+
+// snapStore reports the snapshots that fail before the state machine's Persist.
+type snapStore struct {
+	raft.SnapshotStore
+	failed func(error)
+}
+
+func (s *snapStore) Create(version raft.SnapshotVersion, index, term uint64, configuration raft.Configuration,
+	configurationIndex uint64, trans raft.Transport) (raft.SnapshotSink, error) {
+	sink, err := s.SnapshotStore.Create(version, index, term, configuration, configurationIndex, trans)
+	if err != nil {
+		s.failed(fmt.Errorf("raftlog: creating a snapshot: %w", err))
+	}
+	return sink, err
+}
+
 // Stats returns the node's raft state.
 func (n *Node) Stats() Stats {
 	addr, id := n.raft.LeaderWithID()
@@ -458,6 +490,9 @@ func (n *Node) Stats() Stats {
 		Term: n.raft.CurrentTerm(), LastLogIndex: n.raft.LastIndex(),
 		CommitIndex: n.raft.CommitIndex(), AppliedIndex: n.raft.AppliedIndex(),
 		CommandIndex: n.fsm.published.Load(), Stopped: n.stopped(), Voters: n.voters(),
+	}
+	if p := n.snapErr.Load(); p != nil {
+		st.SnapshotErr = *p
 	}
 	n.mu.RLock()
 	down := n.halted || n.closed

@@ -52,6 +52,9 @@ type RaftInfo struct {
 	AppliedIndex uint64   `json:"applied_index"`
 	Voters       []string `json:"voters,omitempty"`  // the group's node IDs
 	Stopped      string   `json:"stopped,omitempty"` // why the node stopped applying the log
+	// SnapshotError is why the latest raft snapshot failed, until one succeeds: meanwhile
+	// the raft log grows.
+	SnapshotError string `json:"snapshot_error,omitempty"`
 	// LastContact is, on a follower, how long ago it last heard from the leader, as a Go
 	// duration ("12.5ms"; "never"): past the heartbeat timeout it starts an election.
 	LastContact string `json:"last_contact,omitempty"`
@@ -194,6 +197,9 @@ func (s *Server) Serverz() *Serverz {
 		z.Raft = &RaftInfo{Group: st.Group, Term: st.Term, LastIndex: st.LastLogIndex, CommitIndex: st.CommitIndex, AppliedIndex: st.AppliedIndex, Voters: st.Voters}
 		if st.Stopped != nil {
 			z.Raft.Stopped = st.Stopped.Error()
+		}
+		if st.SnapshotErr != nil {
+			z.Raft.SnapshotError = st.SnapshotErr.Error()
 		}
 		switch {
 		case st.LastContact < 0:
