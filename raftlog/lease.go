@@ -138,15 +138,17 @@ func (c *contacts) majoritySince(v *voters) (time.Time, bool) {
 
 // Lease returns when this node's leadership could end at the soonest (see Log.Lease): the
 // last time a majority accepted its term plus the leader lease; when that has passed, it
-// first confirms the leadership with a round of heartbeats (raft's VerifyLeader), waiting
-// at most twice the heartbeat timeout: raft steps down within its lease when no majority
-// answers.
+// waits at most twice the heartbeat timeout for the heartbeats to renew it (raft steps down
+// within its lease when no majority answers).
 func (n *Node) Lease(ctx context.Context) (time.Time, error) {
 	if !n.IsLeader() || n.transfer.blocks() {
 		return time.Time{}, n.notLeader()
 	}
 	if until, ok := n.leaseUntil(); ok && time.Now().Before(until) {
 		return until, nil
+	}
+	if n.contacts != nil {
+		return n.awaitLease(ctx)
 	}
 	asked := time.Now()
 	f := n.raft.VerifyLeader()
@@ -160,14 +162,39 @@ func (n *Node) Lease(ctx context.Context) (time.Time, error) {
 	case <-ctx.Done():
 		return time.Time{}, ctx.Err()
 	case <-time.After(2 * n.cfg.HeartbeatTimeout):
-		return time.Time{}, errors.New("raftlog: no majority confirmed the leadership")
-	}
-	if until, ok := n.leaseUntil(); ok {
-		return until, nil
+		return time.Time{}, errNoMajority
 	}
 	// Confirmed through a transport that notes no contacts: the confirmation's heartbeats
 	// were sent after asked.
 	return asked.Add(n.cfg.LeaderLeaseTimeout), nil
+}
+
+var errNoMajority = errors.New("raftlog: no majority confirmed the leadership")
+
+// awaitLease waits for the heartbeats, which raft sends every tenth of the heartbeat timeout
+// whatever its main loop is doing, to renew the lease. Not raft's VerifyLeader: a future
+// still queued when raft shuts down is never resolved (its waiter leaks), and once 64 are
+// queued behind a stalled main loop (a log write) VerifyLeader itself blocks.
+func (n *Node) awaitLease(ctx context.Context) (time.Time, error) {
+	give := time.NewTimer(2 * n.cfg.HeartbeatTimeout)
+	defer give.Stop()
+	poll := time.NewTicker(n.cfg.HeartbeatTimeout / 50)
+	defer poll.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return time.Time{}, ctx.Err()
+		case <-give.C:
+			return time.Time{}, errNoMajority
+		case <-poll.C:
+		}
+		if !n.IsLeader() || n.transfer.blocks() {
+			return time.Time{}, n.notLeader()
+		}
+		if until, ok := n.leaseUntil(); ok && time.Now().Before(until) {
+			return until, nil
+		}
+	}
 }
 
 // leaseUntil is the majority's last acceptance plus the lease, if known.
