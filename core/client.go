@@ -324,8 +324,7 @@ func (c *client) readLoop() {
 func (c *client) applyLimits(o *Options) {
 	c.optsSeen = o
 	if c.route != nil {
-		c.route.parser.MaxPayload = o.MaxPayload
-		return
+		return // a route's payload limit is not ours (startRoute)
 	}
 	c.parser.MaxPayload = o.MaxPayload
 	if c.connected {

@@ -11,6 +11,10 @@ import (
 	"github.com/starling-io/starling/core/auth"
 )
 
+// maxMaxPayload is the largest max_payload a server accepts, and so the largest message a
+// peer may route to us.
+const maxMaxPayload = 1 << 30
+
 // Defaults, as nats-server's where the concept is the same.
 const (
 	DefaultPort             = 4222
@@ -181,7 +185,7 @@ func (o Options) withDefaults() (Options, error) {
 	switch {
 	case o.Port < -1 || o.Port > 65535:
 		return o, fmt.Errorf("%w: port %d out of range", ErrInvalidOptions, o.Port)
-	case o.MaxPayload < 0 || o.MaxPayload > 1<<30:
+	case o.MaxPayload < 0 || o.MaxPayload > maxMaxPayload:
 		return o, fmt.Errorf("%w: max_payload %d out of range (0..1GiB)", ErrInvalidOptions, o.MaxPayload)
 	case int64(o.MaxPayload) > o.MaxPending:
 		return o, fmt.Errorf("%w: max_payload (%d) must not exceed max_pending (%d)", ErrInvalidOptions, o.MaxPayload, o.MaxPending)

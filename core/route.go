@@ -288,7 +288,9 @@ func (s *Server) startRoute(nc net.Conn, st *routeState) *client {
 	c.route = st
 	st.rid = c.cid
 	st.parser = wire.NewRouteParser(c)
-	st.parser.MaxPayload = s.o().MaxPayload
+	// Our max_payload limits our clients' publishes, not what a peer with a larger one
+	// routes to us: that is delivered, as nats-server does. Reloads leave it.
+	st.parser.MaxPayload = maxMaxPayload
 	c.log = s.log.With("rid", c.cid, "remote", nc.RemoteAddr().String(), "kind", "route")
 	c.opts = connectOpts{Echo: false, Headers: true}
 	c.headers.Store(true)
