@@ -324,7 +324,8 @@ func (c *client) readLoop() {
 func (c *client) applyLimits(o *Options) {
 	c.optsSeen = o
 	if c.route != nil {
-		return // a route's payload limit is not ours (startRoute)
+		c.route.parser.MaxControlLine = routeMaxLine(o) // its payload limit is not ours (startRoute)
+		return
 	}
 	c.parser.MaxPayload = o.MaxPayload
 	if c.connected {

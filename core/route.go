@@ -291,6 +291,7 @@ func (s *Server) startRoute(nc net.Conn, st *routeState) *client {
 	// Our max_payload limits our clients' publishes, not what a peer with a larger one
 	// routes to us: that is delivered, as nats-server does. Reloads leave it.
 	st.parser.MaxPayload = maxMaxPayload
+	st.parser.MaxControlLine = routeMaxLine(s.o())
 	c.log = s.log.With("rid", c.cid, "remote", nc.RemoteAddr().String(), "kind", "route")
 	c.opts = connectOpts{Echo: false, Headers: true}
 	c.headers.Store(true)
@@ -331,6 +332,13 @@ func (s *Server) startRoute(nc net.Conn, st *routeState) *client {
 	c.log.Debug("route connection opened", "solicited", st.solicited)
 	c.run()
 	return c
+}
+
+// routeMaxLine is a route's control-line limit: 16 times a client's, as nats-server allows,
+// so an RMSG carrying the longest subject and reply a client may publish (plus account and
+// queue names) fits.
+func routeMaxLine(o *Options) int {
+	return 16 * min(max(o.MaxControlLine, DefaultMaxControlLine), 1<<26)
 }
 
 // quitting reports whether shutdown has begun, without s.mu, so callers holding rmu may ask

@@ -2,6 +2,7 @@ package tests
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 	"time"
 )
@@ -35,6 +36,38 @@ func TestClusterRoutedMessageOverPeerMaxPayload(t *testing.T) {
 		t.Fatalf("got %d bytes, want %d", len(m.Data), len(big))
 	}
 	// The route survived: no reconnect happened in between.
+	if err := b.checkPeers("A"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// With a raised max_control_line, a client may publish a subject longer than the route
+// parser's default line limit; the route must carry it (nats-server allows routes 16 times
+// its max_control_line) rather than close as a protocol violation.
+func TestClusterRoutedLongSubjectWithRaisedMaxControlLine(t *testing.T) {
+	a, b := newNode(t, "A"), newNode(t, "B")
+	conf := writeConf(t, "mcl.conf", "max_control_line: 262144\n")
+	a.start(append(a.clusterArgs("mcl"), "-c", conf)...)
+	b.start(append(b.clusterArgs("mcl", a), "-c", conf)...)
+	waitMesh(t, a, b)
+
+	ncB := b.dial()
+	sub, err := ncB.SubscribeSync("long.>")
+	must(t, err)
+	must(t, ncB.Flush())
+	pub := a.dial()
+	awaitInterest(t, pub, ncB)
+
+	subj := "long." + strings.Repeat("s", 100<<10)
+	must(t, pub.Publish(subj, []byte("hi")))
+	must(t, pub.Flush())
+	m, err := sub.NextMsg(3 * time.Second)
+	if err != nil {
+		t.Fatalf("B's subscriber did not get the message with a 100 KiB subject published on A: %v", err)
+	}
+	if m.Subject != subj {
+		t.Fatalf("subject of %d bytes, want %d", len(m.Subject), len(subj))
+	}
 	if err := b.checkPeers("A"); err != nil {
 		t.Fatal(err)
 	}
