@@ -286,7 +286,9 @@ func (p *producer) deliverFrame(dst *client, sub *subscription, subj, reply []by
 	}
 	b = append(b, msg...)
 	dst.out.buf = append(b, '\r', '\n')
-	if p.stall == nil && p.lock == nil && dst != p.self && dst.stallMark(0) {
+	// A route's reader never waits for one slow subscriber: it carries every publisher of
+	// the other server (nats-server stalls only clients).
+	if p.stall == nil && p.lock == nil && dst != p.self && p.self.kind != kindRoute && dst.stallMark(0) {
 		p.stall = dst.stallChan()
 	}
 	dst.mu.Unlock()

@@ -1,10 +1,15 @@
 package tests
 
 import (
+	"bufio"
 	"bytes"
+	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 )
 
 // Servers of one cluster may have different max_payload: it limits what a client publishes
@@ -70,5 +75,90 @@ func TestClusterRoutedLongSubjectWithRaisedMaxControlLine(t *testing.T) {
 	}
 	if err := b.checkPeers("A"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A subscriber on B that stopped reading must not slow down what the route from A carries
+// for everyone else on B. The route's reader used to wait up to 10 ms at every read buffer
+// that delivered to the stuck subscriber (the stall meant for a client publishing to a slow
+// reader), so each request from A to a fast responder on B took 10 ms more; nats-server
+// stalls only client publishers.
+func TestClusterRouteReaderNeverStalls(t *testing.T) {
+	a, b := newNode(t, "A"), newNode(t, "B")
+	a.start(a.clusterArgs("st")...)
+	b.start(b.clusterArgs("st", a)...)
+	waitMesh(t, a, b)
+
+	// The stuck subscriber: subscribes, then never reads.
+	raw, err := net.Dial("tcp", b.hostPort())
+	must(t, err)
+	defer raw.Close()
+	_ = raw.(*net.TCPConn).SetReadBuffer(4096)
+	br := bufio.NewReader(raw)
+	_, _ = fmt.Fprintf(raw, "CONNECT {\"verbose\":false,\"name\":\"stuck\"}\r\nSUB stuck 1\r\nPING\r\n")
+	_ = raw.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		l, err := br.ReadString('\n')
+		must(t, err)
+		if strings.HasPrefix(l, "PONG") {
+			break
+		}
+	}
+	ncB := b.dial()
+	_, err = ncB.Subscribe("svc", func(m *nats.Msg) { _ = m.Respond(nil) })
+	must(t, err)
+	must(t, ncB.Flush())
+	pub := a.dial()
+	awaitInterest(t, pub, ncB) // B's interest in "stuck" was sent before
+
+	// Fill the stuck subscriber past its stall mark (8 MiB), well below max_pending (64 MiB).
+	big := make([]byte, 64<<10)
+	for range 512 {
+		must(t, pub.Publish("stuck", big))
+	}
+	must(t, pub.Flush())
+	pending := func() int {
+		var cz struct {
+			Conns []struct {
+				Name    string `json:"name"`
+				Pending int    `json:"pending_bytes"`
+			} `json:"connections"`
+		}
+		must(t, b.monGet("/connz", &cz))
+		for _, c := range cz.Conns {
+			if c.Name == "stuck" {
+				return c.Pending
+			}
+		}
+		return -1
+	}
+	last := -1
+	waitFor(t, 20*time.Second, func() error {
+		p := pending()
+		if p != last || p < 0 {
+			last = p
+			return fmt.Errorf("stuck subscriber's pending bytes still moving: %d", p)
+		}
+		return nil
+	})
+	if last < 9<<20 {
+		t.Fatalf("stuck subscriber has %d bytes pending, want past the 8 MiB stall mark", last)
+	}
+
+	// Each request shares B's read buffer with a message for the stuck subscriber.
+	small := make([]byte, 1024)
+	slow := 0
+	for range 50 {
+		must(t, pub.Publish("stuck", small))
+		start := time.Now()
+		if _, err := pub.Request("svc", nil, 2*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if time.Since(start) >= 8*time.Millisecond {
+			slow++
+		}
+	}
+	if slow > 10 {
+		t.Fatalf("%d of 50 requests across the route took 8 ms or more while a subscriber on B was stuck", slow)
 	}
 }
