@@ -10,12 +10,14 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"io"
 	"log/slog"
 	"math/big"
 	"net"
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -361,5 +363,48 @@ func TestRouteClosedBeforeInfoNeverRegisters(t *testing.T) {
 	s.rmu.Unlock()
 	if registered {
 		t.Fatal("a closed route registered itself")
+	}
+}
+
+// A queue group behind a route whose weight keeps changing (members joining and leaving
+// there) always has a member: every request must reach it. The pick summed the weights,
+// then read them again to choose, so a weight lowered in between left the pick unspent and
+// the message went nowhere (and a requester got no-responders).
+func TestRouteQueueWeightChangeNeverDropsMessage(t *testing.T) {
+	srvs := startMesh(t, 1, nil)
+	s := srvs[0]
+	f := fakeRoute(t, s, "NFLAP", "RS+ $G work q 5\r\n")
+	go func() { _, _ = io.Copy(io.Discard, f) }()
+	waitFor(t, 2*time.Second, func() bool { return interest(s, "work") == 1 })
+	stop := make(chan struct{})
+	defer close(stop)
+	flap := []byte(strings.Repeat("RS+ $G work q 1\r\nRS+ $G work q 5\r\n", 2000))
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := f.Write(flap); err != nil {
+				return
+			}
+		}
+	}()
+	c := mustConnect(t, s)
+	var noResp atomic.Int64
+	if _, err := c.Subscribe("reply", "", func(Msg) { noResp.Add(1) }); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for start := time.Now(); time.Since(start) < 2*time.Second && noResp.Load() == 0; {
+		for range 1000 {
+			_ = c.Publish("work", "reply", nil, nil)
+			n++
+		}
+		c.Flush()
+	}
+	if k := noResp.Load(); k > 0 {
+		t.Fatalf("no-responders for a queue group that always had members (after %d requests)", n)
 	}
 }

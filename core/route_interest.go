@@ -264,16 +264,20 @@ func (p *producer) routeQueue(hb *hitBuf, qg *subject.QueueGroup[*subscription],
 		return false
 	}
 	pick := rand.Int32N(weight)
+	var last *subscription
 	for _, m := range members {
 		if m.client.kind != kindRoute {
 			continue
 		}
+		last = m
 		if pick -= m.weight.Load(); pick < 0 {
-			hb.add(m.client, qg.Name)
-			return true
+			break
 		}
 	}
-	return false
+	// A weight lowered by an RS+ since the sum above can leave pick unspent: the message
+	// must still go to a route with members, never to nobody.
+	hb.add(last.client, qg.Name)
+	return true
 }
 
 // sendToRoutes writes the message once to each route recorded in hb.
