@@ -46,8 +46,9 @@ type msgStore struct {
 	plast         uint64 // last as recorded in chans
 	dead          uint64 // as recorded in chans: messages through it are deleted, even in a block still on disk
 
-	flushedN   int  // pending messages (a prefix) handed to the next commit by Flush
-	committing bool // a commit is writing a prefix of the pending messages: keep them in place
+	flushedN   int    // pending messages (a prefix) handed to the next commit by Flush
+	flast      uint64 // Last at the last Flush: limits may remove flushed messages, not their sequences
+	committing bool   // a commit is writing a prefix of the pending messages: keep them in place
 	flushes    uint64
 	durable    uint64 // flushes covered by a successful commit
 	failed     error  // a commit failed: sticky until Rollback
@@ -341,7 +342,7 @@ func (ms *msgStore) Flush() error {
 	if err := ms.writable(); err != nil {
 		return err
 	}
-	ms.flushedN = len(ms.poff)
+	ms.flushedN, ms.flast = len(ms.poff), ms.last
 	if len(ms.poff) > 0 || min(ms.first-1, ms.dlast) >= ms.dfirst || ms.plast != ms.last {
 		ms.flushes++
 		ms.c.queueChan(ms)
@@ -393,6 +394,9 @@ func (ms *msgStore) snapshot() bool {
 	case len(ms.poff) == 0:
 		last = ms.last // nothing pending: limits may have removed everything
 	}
+	// Flushed messages that limits removed since are acknowledged once this commit is: it
+	// records their Last even if none of them is left to write.
+	last = max(last, ms.flast)
 	if n == 0 && ms.dfirst > delHi && ms.plast == last {
 		ms.durable = ms.flushes
 		return false
@@ -744,7 +748,7 @@ func (ms *msgStore) Rollback() error {
 	ms.idx = fresh.idx
 	ms.first, ms.last, ms.msgs, ms.bytes = fresh.first, fresh.last, fresh.msgs, fresh.bytes
 	ms.dfirst, ms.dlast, ms.plast, ms.dead = fresh.dfirst, fresh.dlast, fresh.plast, fresh.dead
-	ms.pfirst, ms.poff, ms.pbuf, ms.flushedN = 0, ms.poff[:0], ms.pbuf[:0], 0
+	ms.pfirst, ms.poff, ms.pbuf, ms.flushedN, ms.flast = 0, ms.poff[:0], ms.pbuf[:0], 0, 0
 	ms.durable, ms.failed = ms.flushes, nil
 	return nil
 }
