@@ -347,14 +347,13 @@ func (s *Store) DeleteChannel(name string) error {
 	if !ok {
 		return stores.ErrNotFound
 	}
-	delete(s.channels, name)
 	// No commit may hold the channel's snapshot or batch while it goes (nor write them
 	// into a channel re-created under the name).
 	s.c.mu.Lock()
 	defer s.c.mu.Unlock()
-	last := ch.msgs.markDeleted()
-	ch.subs.markDeleted()
-	s.c.forget(ch.msgs, &ch.subs.st)
+	// The file first: if it fails, the channel stays as the file has it. (A message
+	// appended meanwhile is deleted with it, never synced.)
+	last := ch.msgs.State().Last
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		for _, p := range []string{preMsgs, preSubs, prePending} {
 			if err := tx.DeleteBucket([]byte(p + name)); err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
@@ -372,6 +371,10 @@ func (s *Store) DeleteChannel(name string) error {
 	if err != nil {
 		return fmt.Errorf("boltstore: delete channel %q: %w", name, err)
 	}
+	delete(s.channels, name)
+	last = max(last, ch.msgs.markDeleted())
+	ch.subs.markDeleted()
+	s.c.forget(ch.msgs, &ch.subs.st)
 	if last > 0 {
 		s.tombs[name] = last
 	}
