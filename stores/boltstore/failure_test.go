@@ -253,6 +253,64 @@ func TestCloseWithFailedChannel(t *testing.T) {
 	checkMsgs(t, s.channels["a"].msgs, 3, func(uint64) string { return "ok" })
 }
 
+// A MsgStore or SubStore closed on its own after its last commit failed does not leave
+// the Store's Close quietly Clean: the subscriptions the failure lost (still in memory) are
+// written by it, and a channel still failed makes it fail as an open one does.
+func TestCloseAfterFailedStoreClose(t *testing.T) {
+	for _, which := range []string{"subs", "msgs"} {
+		t.Run(which, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "s.db")
+			f := &faults{}
+			s := openFaulty(t, path, f)
+			if err := s.Init(stores.ServerInfo{ClusterID: "c"}); err != nil {
+				t.Fatal(err)
+			}
+			ch, err := s.CreateChannel("a", 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := ch.Subs.CreateSub(&stores.SubState{ID: 1, Inbox: "in"}); err != nil {
+				t.Fatal(err)
+			}
+			if err := ch.Msgs.Append(msgsAt(1, 3, "lost")); err != nil {
+				t.Fatal(err)
+			}
+			f.mode.Store(failBefore)
+			closeIt := ch.Subs.Close
+			if which == "msgs" {
+				closeIt = ch.Msgs.Close
+			}
+			if err := closeIt(); !errors.Is(err, errInjected) {
+				t.Fatalf("Close = %v", err)
+			}
+			f.mode.Store(failNone)
+			err = s.Close()
+			if which == "msgs" && !errors.Is(err, errInjected) {
+				t.Fatalf("Store.Close = %v, want the channel's failure", err)
+			}
+			if which == "subs" && err != nil {
+				t.Fatal(err)
+			}
+			s = openFaulty(t, path, f)
+			defer s.Close()
+			rs, err := s.Recover()
+			if err != nil {
+				t.Fatal(err)
+			}
+			subs, err := s.channels["a"].subs.Subs()
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch {
+			case which == "subs" && len(subs) != 1:
+				t.Fatalf("subscription lost: Clean %v, subs %+v", rs.Clean, subs)
+			case which == "msgs" && rs.Clean:
+				t.Fatalf("Clean after a channel closed failed; state %+v", s.channels["a"].msgs.State())
+			}
+		})
+	}
+}
+
 // metaChange makes a round of subscription and client changes, different for each round.
 func metaChange(t *testing.T, s *Store, ss stores.SubStore, round int) {
 	t.Helper()

@@ -684,7 +684,13 @@ func (ms *msgStore) Close() error {
 // flushForClose queues everything for the Store's final commit, or returns the channel's
 // failure. Caller holds committer.mu.
 func (ms *msgStore) flushForClose() error {
-	if err := ms.Flush(); err != nil && !errors.Is(err, stores.ErrClosed) && !errors.Is(err, stores.ErrChannelDeleted) {
+	err := ms.Flush()
+	if errors.Is(err, stores.ErrClosed) { // closed on its own: a failure it closed with stands
+		ms.mu.RLock()
+		err = ms.failed
+		ms.mu.RUnlock()
+	}
+	if err != nil && !errors.Is(err, stores.ErrChannelDeleted) {
 		return err
 	}
 	return nil

@@ -422,9 +422,20 @@ func (ss *subStore) Close() error {
 	return err
 }
 
-// flushForClose stages everything for the Store's final commit. Caller holds
-// committer.mu.
+// flushForClose stages everything for the Store's final commit — for a SubStore closed on
+// its own, what a failed commit lost, which memory still holds. Caller holds committer.mu.
 func (ss *subStore) flushForClose() error {
+	ss.mu.Lock()
+	if ss.closed && !ss.deleted {
+		defer ss.mu.Unlock()
+		ss.c.stageMu.Lock()
+		defer ss.c.stageMu.Unlock()
+		if ss.st.rewrite {
+			return ss.stageAll()
+		}
+		return nil
+	}
+	ss.mu.Unlock()
 	if err := ss.Flush(); err != nil && !errors.Is(err, stores.ErrClosed) && !errors.Is(err, stores.ErrChannelDeleted) {
 		return err
 	}
