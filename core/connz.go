@@ -218,7 +218,7 @@ func (s *Server) Connz(o ConnzOptions) (*Connz, error) {
 		cz.Limit = 1
 	}
 	lo := min(o.Offset, len(all))
-	hi := min(lo+cz.Limit, len(all))
+	hi := lo + min(cz.Limit, len(all)-lo) // lo+limit could overflow
 	cz.Conns = all[lo:hi]
 	cz.NumConns = len(cz.Conns)
 	return cz, nil
@@ -341,7 +341,7 @@ func (s *Server) Subsz(o SubszOptions) (*Subsz, error) {
 	})
 	sz.Total = len(list)
 	lo := min(o.Offset, len(list))
-	sz.Subs = list[lo:min(lo+o.Limit, len(list))]
+	sz.Subs = list[lo : lo+min(o.Limit, len(list)-lo)] // lo+limit could overflow
 	return sz, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -65,5 +66,46 @@ func TestHealthChecks(t *testing.T) {
 	failing = errors.New("streaming: no raft leader")
 	if code, body := get(); code != 503 || !strings.Contains(body, "no raft leader") {
 		t.Fatalf("failing check: %d %s", code, body)
+	}
+}
+
+// TestPagingHostileLimit: offset+limit past MaxInt must not overflow into a slice panic,
+// which drops the connection: the exporter and nats-top see an EOF instead of a page.
+func TestPagingHostileLimit(t *testing.T) {
+	srv := startCore(t)
+	c, err := net.Dial("tcp", srv.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("CONNECT {\"verbose\":false}\r\nSUB foo 1\r\nSUB bar 2\r\nPING\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	var got []byte // INFO, then PONG once subscribed
+	for !strings.Contains(string(got), "PONG") {
+		b := make([]byte, 4096)
+		n, err := c.Read(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, b[:n]...)
+	}
+	h := New(srv, "", nil).Handler()
+	for _, path := range []string{
+		"/connz?offset=1&limit=9223372036854775807",
+		"/subsz?subs=1&offset=1&limit=9223372036854775807",
+	} {
+		rec := httptest.NewRecorder()
+		func() {
+			defer func() {
+				if p := recover(); p != nil {
+					t.Errorf("%s: panic: %v", path, p)
+				}
+			}()
+			h.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		}()
+		if rec.Code != http.StatusOK {
+			t.Errorf("%s: %d %s", path, rec.Code, rec.Body)
+		}
 	}
 }
