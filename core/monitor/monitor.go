@@ -332,6 +332,16 @@ func (m *Monitor) HandleRoutez(w http.ResponseWriter, r *http.Request) {
 
 // HandleHealthz serves /healthz (compact JSON; 503 when unhealthy).
 func (m *Monitor) HandleHealthz(w http.ResponseWriter, r *http.Request) {
+	// Not used without JetStream, but nats-server rejects a malformed one: a probe with a
+	// typo must not pass.
+	p := params{r: r}
+	for _, name := range []string{"js-enabled", "js-enabled-only", "js-server-only", "js-meta-only", "details"} {
+		p.bool(name)
+	}
+	if p.err != nil {
+		badRequest(w, p.err)
+		return
+	}
 	h := m.srv.Healthz()
 	if h.Status == "ok" {
 		m.mu.Lock()

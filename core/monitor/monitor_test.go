@@ -109,3 +109,21 @@ func TestPagingHostileLimit(t *testing.T) {
 		}
 	}
 }
+
+// TestHealthzBadBoolean: like nats-server, /healthz answers 400 to a boolean parameter it
+// cannot parse, rather than "ok" (a probe URL with a typo would otherwise always pass).
+func TestHealthzBadBoolean(t *testing.T) {
+	h := New(startCore(t), "", nil).Handler()
+	for _, q := range []string{"js-enabled-only=bad", "js-server-only=x", "js-meta-only=2", "details=yes", "js-enabled=no!"} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", "/healthz?"+q, nil))
+		if rec.Code != http.StatusBadRequest || !strings.HasPrefix(rec.Body.String(), "Error decoding boolean for '") {
+			t.Errorf("%s: %d %q", q, rec.Code, rec.Body)
+		}
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/healthz?js-enabled-only=true&details=1", nil))
+	if rec.Code != http.StatusOK {
+		t.Errorf("valid booleans: %d %q", rec.Code, rec.Body)
+	}
+}
