@@ -259,7 +259,7 @@ func (m *Monitor) HandleConnz(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	o := core.ConnzOptions{Sort: q.Get("sort"), State: q.Get("state"), Account: q.Get("acc"), User: q.Get("user")}
 	p := params{r: r}
-	if q.Get("subs") == "detail" {
+	if strings.EqualFold(q.Get("subs"), "detail") { // any case, as nats-server
 		o.SubsDetail = true
 	} else {
 		o.Subs = p.bool("subs")
@@ -315,7 +315,7 @@ type Routez struct {
 func (m *Monitor) HandleRoutez(w http.ResponseWriter, r *http.Request) {
 	subs := false
 	if v := r.URL.Query().Get("subs"); v != "" {
-		if v == "detail" {
+		if strings.EqualFold(v, "detail") {
 			subs = true
 		} else {
 			b, err := strconv.ParseBool(v)

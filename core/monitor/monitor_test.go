@@ -127,3 +127,37 @@ func TestHealthzBadBoolean(t *testing.T) {
 		t.Errorf("valid booleans: %d %q", rec.Code, rec.Body)
 	}
 }
+
+// TestSubsDetailCaseInsensitive: nats-server takes subs=detail in any case, on /connz and
+// /routez; a 400 there fails the whole poll of a tool that sends subs=Detail.
+func TestSubsDetailCaseInsensitive(t *testing.T) {
+	srv := startCore(t)
+	c, err := net.Dial("tcp", srv.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("CONNECT {\"verbose\":false}\r\nSUB foo 1\r\nPING\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	for !strings.Contains(string(got), "PONG") {
+		b := make([]byte, 4096)
+		n, err := c.Read(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, b[:n]...)
+	}
+	h := New(srv, "", nil).Handler()
+	for _, path := range []string{"/connz?subs=DETAIL", "/connz?subs=Detail", "/routez?subs=DETAIL"} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		if rec.Code != http.StatusOK {
+			t.Errorf("%s: %d %s", path, rec.Code, rec.Body)
+		}
+		if strings.HasPrefix(path, "/connz") && !strings.Contains(rec.Body.String(), `"subscriptions_list_detail"`) {
+			t.Errorf("%s: no subscriptions_list_detail: %s", path, rec.Body)
+		}
+	}
+}
