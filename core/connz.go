@@ -175,7 +175,7 @@ func (s *Server) Connz(o ConnzOptions) (*Connz, error) {
 		return nil, fmt.Errorf("%w: Error decoding state for %s", ErrBadRequest, o.State)
 	}
 	if (o.Sort == "stop" || o.Sort == "reason") && o.State != "closed" {
-		return nil, fmt.Errorf("%w: invalid sorting option: %s (only valid for closed connections)", ErrBadRequest, o.Sort)
+		return nil, fmt.Errorf("%w: sort by %s only valid on closed connections", ErrBadRequest, o.Sort)
 	}
 	now := time.Now()
 	s.mu.Lock()

@@ -214,7 +214,7 @@ func intParam(r *http.Request, name string) (int, error) {
 	n, err := strconv.Atoi(v)
 	if err != nil {
 		//lint:ignore ST1005 the text nats-server answers with
-		return 0, fmt.Errorf("Error decoding integer for '%s': %v", name, err)
+		return 0, fmt.Errorf("Error decoding int for '%s': %v", name, err)
 	}
 	return n, nil
 }
@@ -273,7 +273,7 @@ func (m *Monitor) HandleConnz(w http.ResponseWriter, r *http.Request) {
 	if v := q.Get("cid"); v != "" {
 		if o.CID, err = strconv.ParseUint(v, 10, 64); err != nil {
 			//lint:ignore ST1005 the text nats-server answers with
-			badRequest(w, fmt.Errorf("Error decoding cid: %v", err))
+			badRequest(w, fmt.Errorf("Error decoding uint64 for 'cid': %v", err))
 			return
 		}
 	}

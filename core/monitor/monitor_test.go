@@ -161,3 +161,23 @@ func TestSubsDetailCaseInsensitive(t *testing.T) {
 		}
 	}
 }
+
+// TestBadParamTexts: a bad parameter gets nats-server's 400 text, which scripts match on.
+func TestBadParamTexts(t *testing.T) {
+	h := New(startCore(t), "", nil).Handler()
+	for path, want := range map[string]string{
+		"/connz?limit=abc":   `Error decoding int for 'limit': strconv.Atoi: parsing "abc": invalid syntax`,
+		"/subsz?offset=1.5":  `Error decoding int for 'offset': strconv.Atoi: parsing "1.5": invalid syntax`,
+		"/connz?cid=-1":      `Error decoding uint64 for 'cid': strconv.ParseUint: parsing "-1": invalid syntax`,
+		"/connz?sort=stop":   "sort by stop only valid on closed connections",
+		"/connz?sort=reason": "sort by reason only valid on closed connections",
+		"/connz?sort=bogus":  "invalid sorting option: bogus",
+		"/connz?state=bogus": "Error decoding state for bogus",
+	} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		if got := strings.TrimSpace(rec.Body.String()); rec.Code != http.StatusBadRequest || got != want {
+			t.Errorf("%s: %d %q, want 400 %q", path, rec.Code, got, want)
+		}
+	}
+}
