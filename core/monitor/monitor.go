@@ -68,7 +68,11 @@ func New(srv *core.Server, basePath string, log *slog.Logger) *Monitor {
 		if path == "/" {
 			pattern = "GET " + basePath + "/{$}"
 		}
-		m.mux.HandleFunc(pattern, m.count(path, h))
+		key := path
+		if path == "/subscriptionsz" {
+			key = "/subsz" // nats-server counts the alias under its endpoint
+		}
+		m.mux.HandleFunc(pattern, m.count(key, h))
 	}
 	if basePath != "" {
 		// The dashboard's URLs are relative to it: it must be loaded as basePath + "/".

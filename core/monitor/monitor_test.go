@@ -2,6 +2,7 @@ package monitor
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -179,5 +180,25 @@ func TestBadParamTexts(t *testing.T) {
 		if got := strings.TrimSpace(rec.Body.String()); rec.Code != http.StatusBadRequest || got != want {
 			t.Errorf("%s: %d %q, want 400 %q", path, rec.Code, got, want)
 		}
+	}
+}
+
+// TestSubscriptionszCountedAsSubsz: like nats-server, /varz http_req_stats counts the
+// /subscriptionsz alias under "/subsz", so per-endpoint request counts stay comparable.
+func TestSubscriptionszCountedAsSubsz(t *testing.T) {
+	h := New(startCore(t), "", nil).Handler()
+	for _, path := range []string{"/subsz", "/subscriptionsz"} {
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", path, nil))
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/varz", nil))
+	var v struct {
+		Stats map[string]uint64 `json:"http_req_stats"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &v); err != nil {
+		t.Fatal(err)
+	}
+	if v.Stats["/subsz"] != 2 || v.Stats["/subscriptionsz"] != 0 {
+		t.Errorf("http_req_stats = %v, want /subsz: 2 and no /subscriptionsz", v.Stats)
 	}
 }
