@@ -109,9 +109,9 @@ type snapshot struct {
 // takeSnapshot asks the engine for a copy of its state (subs: include subscriptions).
 func (s *Server) takeSnapshot(subs bool) *snapshot {
 	ch := make(chan *snapshot, 1)
-	if err := s.q.Push(op{kind: opSnapshot, snap: ch, subsToo: subs}); err != nil {
-		return &snapshot{}
-	}
+	// Past the queue's limits too: refused, monitoring would show a flood's backlog as a
+	// server with no clients, channels or messages (a counter reset to a scraper).
+	s.push(op{kind: opSnapshot, snap: ch, subsToo: subs})
 	select {
 	case sn := <-ch:
 		return sn
