@@ -7,6 +7,7 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
+	"path/filepath"
 )
 
 // A message slice is msgs.N.dat (the MsgProto records) with msgs.N.idx beside it: a version
@@ -198,10 +199,11 @@ func readSlice(sl *slice, table *crc32.Table, note func(string), fn func(m *nssM
 	if err != nil {
 		return err
 	}
+	var last uint64
 	for {
 		e, err := ir.next()
 		if err == io.EOF {
-			return nil
+			return readPastIndex(sl, rr, last, &m, note, fn)
 		}
 		if err != nil {
 			return err
@@ -228,5 +230,43 @@ func readSlice(sl *slice, table *crc32.Table, note func(string), fn func(m *nssM
 		if err := fn(&m, sl.dat, at); err != nil {
 			return err
 		}
+		last = m.Seq
+	}
+}
+
+// readPastIndex reads the records of sl's data file after its last indexed one (rr is
+// just past it): the index is written after the data, so a crash without --file_sync can
+// keep messages nss stored, and delivered, with no index entry. Those that follow the
+// sequence are kept; the first that does not (a torn record, damage) ends the slice, noted.
+func readPastIndex(sl *slice, rr *recordReader, last uint64, m *nssMsg, note func(string), fn func(m *nssMsg, file string, at int64) error) error {
+	n := 0
+	defer func() {
+		if n > 0 {
+			note(fmt.Sprintf("%s: %d message(s) past its last entry imported from %s (nss would ignore them)", sl.idx, n, filepath.Base(sl.dat)))
+		}
+	}()
+	for {
+		_, payload, at, err := rr.next()
+		if err == io.EOF {
+			return nil
+		}
+		var why string
+		switch {
+		case err != nil:
+			why = err.Error()
+		case decodeMsg(payload, m) != nil:
+			why = "message record does not decode"
+		case m.Seq != last+1:
+			why = fmt.Sprintf("sequence %d does not follow %d", m.Seq, last)
+		}
+		if why != "" {
+			note(fmt.Sprintf("%s: offset %d to the end (%d bytes) past its index left out: %s", sl.dat, at, rr.size-at, why))
+			return nil
+		}
+		if err := fn(m, sl.dat, at); err != nil {
+			return err
+		}
+		last = m.Seq
+		n++
 	}
 }
