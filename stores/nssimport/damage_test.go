@@ -218,6 +218,25 @@ func TestTolerated(t *testing.T) {
 			t.Fatalf("%v %+v %q", err, src.Channels[2], src.Notes)
 		}
 	})
+	t.Run("records past the index written again in the next slice", func(t *testing.T) {
+		// nss ignored 4-5 past msgs.1.idx and went on in msgs.2 from 4: those are stale.
+		dir := sampleStore(t)
+		chDir := filepath.Join(dir, "events")
+		for _, f := range []string{"msgs.1.dat", "msgs.1.idx"} {
+			_ = os.Remove(filepath.Join(chDir, f))
+		}
+		writeSlice(t, chDir, 1, msgRange("events", 1, 5), true)
+		mutate(t, filepath.Join(chDir, "msgs.1.idx"), func(b []byte) []byte { return b[:len(b)-2*idxEntrySize] })
+		writeSlice(t, chDir, 2, msgRange("events", 4, 8), true)
+		src, err := Scan(dir, Options{})
+		if err != nil || src.Channels[1].First != 1 || src.Channels[1].Last != 8 || src.Channels[1].Msgs != 8 ||
+			!strings.Contains(strings.Join(src.Notes, "\n"), "sequence 4 is in the next slice") {
+			t.Fatalf("%v %+v %q", err, src.Channels[1], src.Notes)
+		}
+		if err := Import(src, filepath.Join(t.TempDir(), "new"), openFile, nil); err != nil {
+			t.Fatal(err)
+		}
+	})
 	t.Run("zero padding", func(t *testing.T) {
 		dir := sampleStore(t)
 		mutate(t, filepath.Join(dir, "events", "msgs.1.dat"), func(b []byte) []byte { return append(b, make([]byte, 100)...) })

@@ -21,6 +21,7 @@ type slice struct {
 	num         int64
 	dat, idx    string // paths; idx is "" when there is no index file
 	useIndex    bool   // read the messages the index lists (else every record of dat)
+	before      uint64 // the next slice's first sequence (0: none): records past the index stop there
 	msgs        uint64
 	first, last uint64
 }
@@ -258,6 +259,8 @@ func readPastIndex(sl *slice, rr *recordReader, last uint64, m *nssMsg, note fun
 			why = "message record does not decode"
 		case m.Seq != last+1:
 			why = fmt.Sprintf("sequence %d does not follow %d", m.Seq, last)
+		case sl.before != 0 && m.Seq >= sl.before:
+			why = fmt.Sprintf("sequence %d is in the next slice", m.Seq)
 		}
 		if why != "" {
 			note(fmt.Sprintf("%s: offset %d to the end (%d bytes) past its index left out: %s", sl.dat, at, rr.size-at, why))
@@ -269,4 +272,17 @@ func readPastIndex(sl *slice, rr *recordReader, last uint64, m *nssMsg, note fun
 		last = m.Seq
 		n++
 	}
+}
+
+var errFirst = errors.New("first message read")
+
+// firstSeq returns the sequence of sl's first message, 0 if none or unreadable (reading
+// the slice reports why).
+func firstSeq(sl *slice, table *crc32.Table) uint64 {
+	var seq uint64
+	_ = readSlice(sl, table, func(string) {}, func(m *nssMsg, _ string, _ int64) error {
+		seq = m.Seq
+		return errFirst
+	})
+	return seq
 }

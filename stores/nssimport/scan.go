@@ -246,6 +246,17 @@ func (src *Source) scanChannel(name, user string) (*Channel, error) {
 		if why != "" {
 			src.note("%s: index unusable (%s): messages read from %s instead, as nats-streaming-server does", name, why, filepath.Base(sl.dat))
 		}
+	}
+	// Records past a slice's index that the next slice wrote again (nss went on after
+	// ignoring them) are stale: stop before the next slice's first sequence.
+	var next uint64
+	for i := len(ch.slices) - 1; i >= 0; i-- {
+		ch.slices[i].before = next
+		if f := firstSeq(ch.slices[i], src.table); f != 0 {
+			next = f
+		}
+	}
+	for _, sl := range ch.slices {
 		err := readSlice(sl, src.table, func(s string) { src.note("%s", s) }, func(m *nssMsg, file string, at int64) error {
 			if _, err := seq.next(m, file, at); err != nil {
 				return err
