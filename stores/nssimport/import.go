@@ -1,6 +1,7 @@
 package nssimport
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
@@ -28,7 +29,13 @@ type OpenFunc func(dir string) (stores.Store, error)
 // target must not exist, or be an empty directory. The messages are read again from the
 // nss files and checked as Scan did, so a file changed since Scan fails the import.
 // progress, if not nil, gets a line per channel.
-func Import(src *Source, target string, open OpenFunc, progress io.Writer) (err error) {
+func Import(src *Source, target string, open OpenFunc, progress io.Writer) error {
+	return ImportContext(context.Background(), src, target, open, progress)
+}
+
+// ImportContext is Import, stopped (and cleaned up as on any error) when ctx is done: an
+// interrupted import leaves no temporary directory behind.
+func ImportContext(ctx context.Context, src *Source, target string, open OpenFunc, progress io.Writer) (err error) {
 	if progress == nil {
 		progress = io.Discard
 	}
@@ -56,7 +63,7 @@ func Import(src *Source, target string, open OpenFunc, progress io.Writer) (err 
 	if err != nil {
 		return fmt.Errorf("open the target store: %w", err)
 	}
-	if err := src.write(st, progress); err != nil {
+	if err := src.write(ctx, st, progress); err != nil {
 		_ = st.Close()
 		return err
 	}
@@ -106,7 +113,7 @@ func checkTarget(target string) (bool, error) {
 
 // write fills a fresh store: server identity, channels (IDs 1, 2, … by name) with their
 // messages and subscriptions, clients.
-func (src *Source) write(st stores.Store, progress io.Writer) error {
+func (src *Source) write(ctx context.Context, st stores.Store, progress io.Writer) error {
 	if err := st.SetLimits(&stores.LimitsSet{}); err != nil { // unlimited: drop nothing here
 		return err
 	}
@@ -123,11 +130,14 @@ func (src *Source) write(st stores.Store, progress io.Writer) error {
 		return err
 	}
 	for i, ch := range src.Channels {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		c, err := st.CreateChannel(ch.Name, uint64(i+1))
 		if err != nil {
 			return fmt.Errorf("channel %s: %w", ch.Name, err)
 		}
-		if err := src.writeMsgs(ch, c.Msgs); err != nil {
+		if err := src.writeMsgs(ctx, ch, c.Msgs); err != nil {
 			return err
 		}
 		if err := writeSubs(ch, c.Subs); err != nil {
@@ -144,7 +154,7 @@ func (src *Source) write(st stores.Store, progress io.Writer) error {
 }
 
 // writeMsgs appends a channel's messages in batches, re-reading and re-checking them.
-func (src *Source) writeMsgs(ch *Channel, ms stores.MsgStore) error {
+func (src *Source) writeMsgs(ctx context.Context, ch *Channel, ms stores.MsgStore) error {
 	var (
 		seq     seqCheck
 		batch   = make([]stores.Msg, 0, batchMsgs)
@@ -154,6 +164,9 @@ func (src *Source) writeMsgs(ch *Channel, ms stores.MsgStore) error {
 		written uint64
 	)
 	flush := func() error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		if len(batch) == 0 {
 			return nil
 		}

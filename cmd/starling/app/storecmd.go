@@ -1,13 +1,17 @@
 package app
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/starling-io/starling/stores"
 	"github.com/starling-io/starling/stores/boltstore"
@@ -136,7 +140,10 @@ func runStoreImport(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "dry run: nothing written")
 		return 0
 	}
-	if err := nssimport.Import(src, *dir, open, stdout); err != nil {
+	// Ctrl-C stops the import cleanly: killed, it would leave its temporary directory.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := nssimport.ImportContext(ctx, src, *dir, open, stdout); err != nil {
 		fmt.Fprintln(stderr, "starling store import:", err)
 		fmt.Fprintln(stderr, "starling store import: nothing was written")
 		return 1
