@@ -86,7 +86,7 @@ func (c *client) reauthenticate(old, n *Options) bool {
 }
 
 // recheckSubscriptions applies changed permissions to existing subscriptions: one that is
-// no longer allowed is removed (with the permission -ERR, as at SUB time), the others get
+// no longer allowed is removed (with the permission -ERR naming its sid), the others get
 // their delivery filter recomputed.
 func (c *client) recheckSubscriptions() {
 	ck := c.perms.Load()
@@ -104,7 +104,7 @@ func (c *client) recheckSubscriptions() {
 		c.removeSub(sub)
 		c.mu.Lock()
 		if !c.closed {
-			c.out.buf = wire.AppendErr(c.out.buf, wire.PermSub(bytesOf(sub.subject), bytesOf(sub.queue)))
+			c.out.buf = wire.AppendErr(c.out.buf, wire.PermSubRevoked(bytesOf(sub.subject), bytesOf(sub.queue), bytesOf(sub.sid)))
 		}
 		c.mu.Unlock()
 		c.flushSignal()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -297,5 +298,45 @@ func TestReloadWhilePublishing(t *testing.T) {
 	})
 	if !pub.IsConnected() || pub.Stats().Reconnects != 0 || sub.Stats().Reconnects != 0 {
 		t.Fatal("publisher or subscriber reconnected during the reload")
+	}
+}
+
+// A reload that revokes a subscription tells the client which one, as nats-server does:
+// the -ERR carries the sid after the subject (and queue).
+func TestReloadRevokedSubscriptionNamesSid(t *testing.T) {
+	dir := t.TempDir()
+	base := `authorization { users = [ {user: u, password: pw, permissions: { subscribe: { allow: [%s] } }} ] }`
+	conf := writeConfig(t, dir, fmt.Sprintf(base, `"keep", "rl.>", "rq.> g1"`))
+	m := startServer(t, "-c", conf)
+	errs := make(chan error, 4)
+	nc := connect(t, m, nats.UserInfo("u", "pw"), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err }))
+	_, err := nc.SubscribeSync("keep")
+	must(t, err)
+	_, err = nc.SubscribeSync("rl.>") // sid 2
+	must(t, err)
+	_, err = nc.QueueSubscribeSync("rq.x", "g1") // sid 3
+	must(t, err)
+	must(t, nc.Flush())
+
+	writeConfig(t, dir, fmt.Sprintf(base, `"keep"`))
+	must(t, m.Reload())
+	want := []string{
+		`Permissions Violation for Subscription to "rl.>" (sid "2")`,
+		`Permissions Violation for Subscription to "rq.x" using queue "g1" (sid "3")`,
+	}
+	var got []string
+	for range want {
+		select {
+		case err := <-errs:
+			got = append(got, err.Error())
+		case <-time.After(2 * time.Second):
+			t.Fatalf("got %q, want errors for %q", got, want)
+		}
+	}
+	slices.Sort(got)
+	for i, w := range want {
+		if !strings.HasSuffix(got[i], w) {
+			t.Fatalf("error %d is %q, want it to end with %q", i, got[i], w)
+		}
 	}
 }

@@ -113,3 +113,10 @@ func PermSub(subject, queue []byte) string {
 	}
 	return s
 }
+
+// PermSubRevoked returns the -ERR text for a subscription removed because a
+// configuration reload revoked it: PermSub followed by ` (sid "<sid>")`, as the
+// reference server sends, so the client can tell which subscription went.
+func PermSubRevoked(subject, queue, sid []byte) string {
+	return PermSub(subject, queue) + ` (sid "` + string(sid) + `")`
+}
