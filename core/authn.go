@@ -18,16 +18,12 @@ const (
 )
 
 // startAuthTimer closes a client that has not authenticated in time (spec §2.2): the auth
-// timeout, or the TLS timeout plus a second when TLS is on. The timer also ends authCtx,
-// so a CONNECT still waiting for its turn at bcrypt gives up.
+// timeout (by default the TLS timeout plus a second when TLS is on). The timer also ends
+// authCtx, so a CONNECT still waiting for its turn at bcrypt gives up.
 func (c *client) startAuthTimer(o *Options) {
-	d := o.AuthTimeout
-	if o.TLS != nil {
-		d = o.TLSTimeout + time.Second
-	}
 	c.mu.Lock()
 	c.authCtx, c.authCancel = context.WithCancel(context.Background())
-	c.authTimer = time.AfterFunc(d, c.authTimeout)
+	c.authTimer = time.AfterFunc(o.AuthTimeout, c.authTimeout)
 	c.mu.Unlock()
 }
 

@@ -69,7 +69,7 @@ type Options struct {
 	// AllowNonTLS makes TLS optional (INFO says tls_available): after INFO, a client whose
 	// first byte starts a TLS record is upgraded, any other stays in plaintext.
 	AllowNonTLS bool
-	// TLSTimeout bounds the handshake (default 2s); the auth timeout becomes TLSTimeout+1s.
+	// TLSTimeout bounds the handshake (default 2s); an unset AuthTimeout becomes TLSTimeout+1s.
 	TLSTimeout time.Duration
 	// TLSMap logs clients in by their certificate (verify_and_map): a subject, e-mail or
 	// DNS name of the verified certificate must be a configured user name.
@@ -148,14 +148,18 @@ func (o Options) withDefaults() (Options, error) {
 	if o.WriteDeadline == 0 {
 		o.WriteDeadline = DefaultWriteDeadline
 	}
-	if o.AuthTimeout == 0 {
-		o.AuthTimeout = DefaultAuthTimeout
-	}
 	if o.LameDuckDuration == 0 {
 		o.LameDuckDuration = DefaultLameDuckDuration
 	}
 	if o.TLSTimeout == 0 {
 		o.TLSTimeout = DefaultTLSTimeout
+	}
+	if o.AuthTimeout == 0 {
+		// As nats-server: only the default follows TLS; a configured timeout is kept.
+		o.AuthTimeout = DefaultAuthTimeout
+		if o.TLS != nil {
+			o.AuthTimeout = o.TLSTimeout + time.Second
+		}
 	}
 	if o.LameDuckGracePeriod == 0 {
 		o.LameDuckGracePeriod = DefaultLameDuckGrace

@@ -118,3 +118,27 @@ func TestAllowNonTLS(t *testing.T) {
 	pingPong(t, secure, plain)
 	pingPong(t, plain, secure)
 }
+
+// authorization { timeout } set explicitly holds with TLS too (as in nats-server): only
+// the default becomes the TLS timeout plus 1s. A TLS client that sends CONNECT after that
+// default, but within the configured timeout, is let in.
+func TestTLSConfiguredAuthTimeout(t *testing.T) {
+	pki := newPKI(t)
+	m := startServer(t, "-c", writeConfig(t, t.TempDir(), fmt.Sprintf(`
+tls { cert_file: %q, key_file: %q, timeout: 0.5 }
+authorization { user: a, password: a, timeout: 5 }`, pki.serverCert, pki.serverKey)))
+	conn, err := net.Dial("tcp", m.Server().Addr().String())
+	must(t, err)
+	defer conn.Close()
+	readInfo(t, conn)
+	tc := tls.Client(conn, &tls.Config{RootCAs: pki.pool, ServerName: "localhost"})
+	must(t, tc.Handshake())
+	time.Sleep(2 * time.Second) // past the TLS timeout plus 1s
+	_, err = tc.Write([]byte("CONNECT {\"user\":\"a\",\"pass\":\"a\",\"verbose\":false}\r\nPING\r\n"))
+	must(t, err)
+	_ = tc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	line, err := bufio.NewReader(tc).ReadString('\n')
+	if err != nil || line != "PONG\r\n" {
+		t.Fatalf("after CONNECT within the configured auth timeout: %q, %v; want PONG", line, err)
+	}
+}
