@@ -273,3 +273,66 @@ func TestRefusedLoginsLogRateLimited(t *testing.T) {
 		refuse()
 	}
 }
+
+// A SUB that races a reload revoking it must not survive: either the reload's recheck
+// sees it, or it is checked against the new permissions itself.
+func TestReloadRevokesSubscriptionRacingIt(t *testing.T) {
+	users := func(allow string) *auth.Authenticator {
+		a, err := auth.New(auth.Options{Users: []*auth.User{
+			{Username: "u", Password: "pw", Permissions: &auth.Permissions{Subscribe: &auth.SubjectPermission{Allow: []string{allow}}}},
+			{Username: "p", Password: "pw"},
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	open, closed := users("x.>"), users("y")
+	s := startCore(t, func(o *core.Options) { o.Auth = open })
+	pub, _ := dial(t, s)
+	pub.send(`CONNECT {"verbose":false,"user":"p","pass":"pw"}` + "\r\nPING\r\n")
+	pub.expect("PONG\r\n")
+	var flood strings.Builder
+	for i := range 5000 {
+		fmt.Fprintf(&flood, "SUB x.> %d\r\n", i)
+	}
+	for round := range 20 {
+		c, _ := dial(t, s)
+		c.send(`CONNECT {"verbose":false,"user":"u","pass":"pw"}` + "\r\nPING\r\n")
+		c.expect("PONG\r\n")
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_, _ = c.nc.Write([]byte(flood.String()))
+			_, _ = c.nc.Write([]byte("PING\r\n"))
+		}()
+		reloaded := make(chan struct{})
+		go func() {
+			defer close(reloaded)
+			time.Sleep(time.Duration(round%5) * 200 * time.Microsecond)
+			if err := s.Reload(core.Options{Host: "127.0.0.1", Port: -1, Auth: closed}); err != nil {
+				t.Error(err)
+			}
+		}()
+		for !strings.HasPrefix(c.line(), "PONG") {
+		}
+		<-done
+		<-reloaded
+		pub.send("PUB x.a 1\r\nz\r\nPING\r\n")
+		pub.expect("PONG\r\n")
+		c.send("PING\r\n")
+		for {
+			l := c.line()
+			if strings.HasPrefix(l, "MSG") {
+				t.Fatalf("round %d: a subscription the reload revoked got %q", round, l)
+			}
+			if strings.HasPrefix(l, "PONG") {
+				break
+			}
+		}
+		c.nc.Close()
+		if err := s.Reload(core.Options{Host: "127.0.0.1", Port: -1, Auth: open}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

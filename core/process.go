@@ -141,11 +141,17 @@ func (c *client) ProcessSub(subj, queue, sid []byte) error {
 		return nil
 	}
 	c.subs[sub.sid] = sub
+	// A reload that changed the permissions since ck was loaded may have rechecked the
+	// subscriptions before this one was in c.subs: check it against the new ones here.
+	now := c.perms.Load()
 	c.mu.Unlock()
 	c.srv.subAdded(sub)
 	c.srv.addShadows(sub)
 	if c.opts.Verbose {
 		c.sendProto(wire.OKLine)
+	}
+	if now != ck {
+		c.recheckSubscription(now, sub)
 	}
 	return nil
 }
@@ -168,9 +174,10 @@ func (c *client) ProcessUnsub(sid []byte, max int64) error {
 }
 
 // removeSub takes a subscription out of the client and the index; safe from any goroutine.
-func (c *client) removeSub(sub *subscription) {
+// False means it was already removed.
+func (c *client) removeSub(sub *subscription) bool {
 	if sub.closed.Swap(true) {
-		return
+		return false
 	}
 	c.mu.Lock()
 	if c.subs[sub.sid] == sub {
@@ -180,6 +187,7 @@ func (c *client) removeSub(sub *subscription) {
 	_ = sub.acc.subs.Remove(sub.subject, sub.queue, sub)
 	c.srv.subRemoved(sub)
 	c.srv.removeShadows(sub)
+	return true
 }
 
 func (c *client) ProcessPing() error {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 
+	"github.com/starling-io/starling/core/auth"
 	"github.com/starling-io/starling/core/wire"
 )
 
@@ -97,18 +98,25 @@ func (c *client) recheckSubscriptions() {
 	}
 	c.mu.Unlock()
 	for _, sub := range subs {
-		if ck.CanSubscribe(bytesOf(sub.subject), bytesOf(sub.queue)) {
-			sub.filter.Store(ck.FilterDelivery(sub.subject))
-			continue
-		}
-		c.removeSub(sub)
-		c.mu.Lock()
-		if !c.closed {
-			c.out.buf = wire.AppendErr(c.out.buf, wire.PermSubRevoked(bytesOf(sub.subject), bytesOf(sub.queue), bytesOf(sub.sid)))
-		}
-		c.mu.Unlock()
-		c.flushSignal()
+		c.recheckSubscription(ck, sub)
 	}
+}
+
+// recheckSubscription removes sub if ck no longer allows it, else recomputes its filter.
+func (c *client) recheckSubscription(ck *auth.Checker, sub *subscription) {
+	if ck.CanSubscribe(bytesOf(sub.subject), bytesOf(sub.queue)) {
+		sub.filter.Store(ck.FilterDelivery(sub.subject))
+		return
+	}
+	if !c.removeSub(sub) {
+		return // already gone (unsubscribed, or removed by the other recheck)
+	}
+	c.mu.Lock()
+	if !c.closed {
+		c.out.buf = wire.AppendErr(c.out.buf, wire.PermSubRevoked(bytesOf(sub.subject), bytesOf(sub.queue), bytesOf(sub.sid)))
+	}
+	c.mu.Unlock()
+	c.flushSignal()
 }
 
 // sameAccounts reports whether two account configurations are the same.
