@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"sync"
 	"time"
 
@@ -48,7 +49,8 @@ func (c *client) authTimeout() {
 // authenticate checks CONNECT's credentials (or the TLS certificate with verify_and_map)
 // and installs the identity's permissions. The returned error is for the server log only:
 // it never carries a secret. One wrapping auth.ErrCheckAborted means the auth timer fired
-// (or the client closed) while the check waited for bcrypt: the client has its answer.
+// (or the client closed) while the check waited for bcrypt, or a reload during the check
+// refused the client: the client has its answer.
 func (c *client) authenticate(opts *connectOpts) error {
 	o := c.srv.o()
 	var id *auth.Identity
@@ -74,7 +76,12 @@ func (c *client) authenticate(opts *connectOpts) error {
 			return err
 		}
 	}
-	c.setIdentity(id)
+	c.setIdentity(id, o.Auth)
+	// A reload during the check skipped this client as not yet authenticated: apply it
+	// now (after setIdentity, so that one of the two always sees the other).
+	if n := c.srv.o(); n.Auth != o.Auth && !c.reauthenticate(n) {
+		return fmt.Errorf("%w: user removed or credentials changed by a reload during the check", auth.ErrCheckAborted)
+	}
 	return nil
 }
 
@@ -152,7 +159,8 @@ func (s *Server) logRefusedLogin(c *client, msg, user string, cause any) {
 }
 
 // setIdentity installs who the client is and what it may do; safe from any goroutine.
-func (c *client) setIdentity(id *auth.Identity) {
+// by is the Authenticator that issued id (nil without auth).
+func (c *client) setIdentity(id *auth.Identity, by *auth.Authenticator) {
 	var ck *auth.Checker
 	if id != nil {
 		ck = id.Checker
@@ -166,7 +174,7 @@ func (c *client) setIdentity(id *auth.Identity) {
 		c.responses.Store(nil)
 	}
 	c.mu.Lock()
-	c.ident = id
+	c.ident, c.authBy = id, by
 	c.authDone = true
 	if c.authTimer != nil {
 		c.authTimer.Stop()

@@ -336,3 +336,34 @@ func TestReloadRevokesSubscriptionRacingIt(t *testing.T) {
 		}
 	}
 }
+
+// A reload that removes a user while that user's CONNECT is being checked (bcrypt takes
+// a while) closes the client: the reload skipped it as not yet authenticated, so the
+// CONNECT must apply the new users itself.
+func TestReloadDuringConnectCheck(t *testing.T) {
+	hash, err := bcrypt.GenerateFromPassword([]byte("pw"), 12)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := auth.New(auth.Options{Users: []*auth.User{{Username: "gone", Password: string(hash)}, {Username: "stay", Password: "x"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, err := auth.New(auth.Options{Users: []*auth.User{{Username: "stay", Password: "x"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startCore(t, func(o *core.Options) { o.Auth = old; o.AuthTimeout = time.Minute })
+	c, _ := dial(t, s)
+	start := time.Now()
+	c.send(`CONNECT {"verbose":false,"user":"gone","pass":"pw"}` + "\r\nPING\r\n")
+	time.Sleep(50 * time.Millisecond) // bcrypt at cost 12 takes several times that
+	if err := s.Reload(core.Options{Host: "127.0.0.1", Port: -1, Auth: next, AuthTimeout: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.nc.SetReadDeadline(time.Now().Add(time.Minute)) // bcrypt under -race is slow
+	if l, _ := c.r.ReadString('\n'); l != "-ERR 'Authorization Violation'\r\n" {
+		t.Fatalf("after %v: got %q, want the removed user refused", time.Since(start), l)
+	}
+	c.expectClosed()
+}

@@ -108,6 +108,7 @@ type client struct {
 	responses   atomic.Pointer[auth.Responses]
 	pubCache    *auth.PubCache
 	pubCacheFor *auth.Checker
+	reauthMu    sync.Mutex // serialises reauthenticate (a reload and a CONNECT finishing its check)
 
 	mu        sync.Mutex // guards everything below
 	out       outbound
@@ -120,9 +121,10 @@ type client struct {
 	rtt       time.Duration
 	pingTimer *time.Timer
 	authTimer *time.Timer
-	authDone  bool           // CONNECT authenticated (or no auth needed)
-	ident     *auth.Identity // who the client is; nil without auth
-	announced bool           // a connect event was sent: a disconnect event follows
+	authDone  bool                // CONNECT authenticated (or no auth needed)
+	ident     *auth.Identity      // who the client is; nil without auth
+	authBy    *auth.Authenticator // the one that issued ident; nil without auth
+	announced bool                // a connect event was sent: a disconnect event follows
 
 	// The auth timer ends authCtx (so does closing): a CONNECT waiting for its turn at
 	// bcrypt gives up. authUser and authChecking name, for the timer's log line, who the

@@ -45,7 +45,7 @@ func (s *Server) Reload(next Options) error {
 	s.mu.Unlock()
 	closed := 0
 	for _, c := range cls {
-		if c.kind == kindClient && !c.reauthenticate(cur, &n) {
+		if c.kind == kindClient && !c.reauthenticate(&n) {
 			closed++
 		}
 	}
@@ -53,25 +53,28 @@ func (s *Server) Reload(next Options) error {
 	return nil
 }
 
-// reauthenticate applies a new Authenticator to an authenticated client; false means the
-// client was closed.
-func (c *client) reauthenticate(old, n *Options) bool {
-	if old.Auth == n.Auth {
-		return true
-	}
+// reauthenticate applies n's Authenticator to an authenticated client; false means the
+// client was closed. It runs at most once per client and Authenticator: from Reload, and
+// from a CONNECT whose check overlapped a reload.
+func (c *client) reauthenticate(n *Options) bool {
+	c.reauthMu.Lock()
+	defer c.reauthMu.Unlock()
 	c.mu.Lock()
-	id, done := c.ident, c.authDone
+	id, by, done := c.ident, c.authBy, c.authDone
 	c.mu.Unlock()
 	if !done {
-		return true // still to send CONNECT: it will be checked against the new users
+		return true // still to send CONNECT (or checking it): it will see the new users
 	}
-	if n.Auth == nil || !n.Auth.Required() && id == nil {
-		c.setIdentity(nil)
+	if by == n.Auth {
 		return true
 	}
-	if id != nil && old.Auth != nil {
-		if nid, ok := n.Auth.Revalidate(old.Auth, id); ok && nid.Account == id.Account {
-			c.setIdentity(nid)
+	if n.Auth == nil || !n.Auth.Required() && id == nil {
+		c.setIdentity(nil, n.Auth)
+		return true
+	}
+	if id != nil && by != nil {
+		if nid, ok := n.Auth.Revalidate(by, id); ok && nid.Account == id.Account {
+			c.setIdentity(nid, n.Auth)
 			c.recheckSubscriptions()
 			return true
 		}
