@@ -167,7 +167,8 @@ func (c *client) setIdentity(id *auth.Identity, by *auth.Authenticator) {
 	}
 	c.perms.Store(ck)
 	if rp := ck.AllowResponses(); rp != nil {
-		if c.responses.Load() == nil {
+		// Kept across a reload unless its limits changed (nats-server checks the current ones).
+		if !c.responses.Load().Applies(rp) {
 			c.responses.Store(auth.NewResponses(rp))
 		}
 	} else {

@@ -367,3 +367,30 @@ func TestReloadDuringConnectCheck(t *testing.T) {
 	}
 	c.expectClosed()
 }
+
+// A reload that changes allow_responses limits applies them to connected clients.
+func TestReloadChangesResponseLimits(t *testing.T) {
+	users := func(max int) *auth.Authenticator {
+		a, err := auth.New(auth.Options{Users: []*auth.User{
+			{Username: "svc", Password: "pw", Permissions: &auth.Permissions{AllowResponses: &auth.ResponsePermission{MaxMsgs: max}}},
+			{Username: "cl", Password: "pw"},
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	s := startCore(t, func(o *core.Options) { o.Auth = users(1) })
+	svc, _ := dial(t, s)
+	svc.send(`CONNECT {"verbose":false,"user":"svc","pass":"pw"}` + "\r\nSUB req 1\r\nPING\r\n")
+	svc.expect("PONG\r\n")
+	if err := s.Reload(core.Options{Host: "127.0.0.1", Port: -1, Auth: users(3)}); err != nil {
+		t.Fatal(err)
+	}
+	cl, _ := dial(t, s)
+	cl.send(`CONNECT {"verbose":false,"user":"cl","pass":"pw"}` + "\r\nSUB rep 1\r\nPUB req rep 1\r\nq\r\nPING\r\n")
+	cl.expect("PONG\r\n")
+	svc.expect("MSG req 1 rep 1\r\nq\r\n")
+	svc.send("PUB rep 1\r\na\r\nPUB rep 1\r\nb\r\nPUB rep 1\r\nc\r\nPING\r\n")
+	svc.expect("PONG\r\n")
+}

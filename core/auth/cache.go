@@ -172,6 +172,12 @@ func (r *Responses) Use(subj []byte, now time.Time) bool {
 	return true
 }
 
+// Applies reports whether r enforces exactly p (as returned by
+// Checker.AllowResponses, defaults applied); false for a nil r or p.
+func (r *Responses) Applies(p *ResponsePermission) bool {
+	return r != nil && p != nil && r.maxMsgs == p.MaxMsgs && r.expires == p.Expires
+}
+
 // Len returns the number of reply subjects currently tracked.
 func (r *Responses) Len() int {
 	if r == nil {
