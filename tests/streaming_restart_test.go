@@ -149,16 +149,5 @@ func TestStanRestartDuplicateOfLiveClientRefused(t *testing.T) {
 		}
 		return nil
 	})
-	if dup, err := stan.Connect("test-cluster", "alive", stan.NatsURL(s2.url)); err == nil {
-		dup.Close()
-		t.Fatal("a connect with a live client's ID was accepted after a restart")
-	} else if err.Error() != "stan: clientID already registered" {
-		t.Fatalf("duplicate connect: %v", err)
-	}
-	must(t, sc.Publish("after", []byte("x"))) // the live client is still registered
-	select {
-	case err := <-lost:
-		t.Fatalf("the live client lost its connection: %v", err)
-	default:
-	}
+	duplicateOfLiveRefused(t, s2.url, sc, lost)
 }

@@ -104,9 +104,17 @@ func TestStanDuplicateOfReconnectedClientRefused(t *testing.T) {
 		}
 		return nil
 	})
-	if dup, err := stan.Connect("test-cluster", "alive", stan.NatsURL(s.url)); err == nil {
+	duplicateOfLiveRefused(t, s.url, sc, lost)
+}
+
+// duplicateOfLiveRefused checks that a connect at url with the ID "alive" of the live client
+// sc is refused as the reference refuses it, and that sc stays registered and connected
+// (lost: its connection-lost handler's channel; nil: not watched).
+func duplicateOfLiveRefused(t *testing.T, url string, sc stan.Conn, lost <-chan error) {
+	t.Helper()
+	if dup, err := stan.Connect("test-cluster", "alive", stan.NatsURL(url)); err == nil {
 		dup.Close()
-		t.Fatal("a connect with a reconnected live client's ID was accepted")
+		t.Fatal("a connect with a live client's ID was accepted")
 	} else if err.Error() != "stan: clientID already registered" {
 		t.Fatalf("duplicate connect: %v", err)
 	}
