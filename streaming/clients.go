@@ -213,9 +213,9 @@ func (s *Server) dropClientView(c *client) {
 }
 
 // processHbTick sends every client a heartbeat; one still unanswered from the previous
-// tick, or answered after hb_timeout, counts as a failure, and past hb_fail_count the client is closed. A client whose
-// NATS connection is gone is not closed sooner: stan.go reconnects, and rides out a
-// disconnection as long as the reference lets it (spec §5.1).
+// tick, or answered after hb_timeout, counts as a failure, and past hb_fail_count the
+// client is closed. A client whose NATS connection is gone is not closed sooner: stan.go
+// reconnects, and rides out a disconnection as long as the reference lets it (spec §5.1).
 func (s *Server) processHbTick() {
 	if !s.leader {
 		return // only the leader heartbeats clients
