@@ -252,7 +252,11 @@ func (s *Server) processHbReply(o *op) {
 		s.refusedLog(&s.hbLog, "heartbeat answer refused", "client_id", c.id, "cause", "not from the client's connection")
 		return
 	}
-	if !c.hbOut || time.Since(c.hbSent) > s.opts.HBTimeout {
+	arrived := time.Now()
+	if o.at != 0 {
+		arrived = time.Unix(0, o.at) // not when the engine got to it
+	}
+	if !c.hbOut || arrived.Sub(c.hbSent) > s.opts.HBTimeout {
 		// Late (or unasked): as the reference, whose request timed out by then, counts it.
 		return
 	}

@@ -35,4 +35,13 @@ func TestLateHeartbeatAnswerCountsAsMissed(t *testing.T) {
 	if c.hbOut || c.hbFails != 0 {
 		t.Fatalf("after a timely answer: outstanding %v, %d failures", c.hbOut, c.hbFails)
 	}
+	// An answer that arrived in time counts even when a backlog kept the engine from it
+	// past hb_timeout: lateness is the client's, not the engine's.
+	s.processHbTick()
+	arrived := time.Now().UnixNano()
+	time.Sleep(40 * time.Millisecond)
+	s.step(op{kind: opHbReply, token: "c1", from: 1, at: arrived})
+	if c.hbOut {
+		t.Fatal("an answer that arrived in time, processed late, counted as missed")
+	}
 }
