@@ -84,7 +84,7 @@ func (s *Server) takeOver() error {
 		return fmt.Errorf("waiting for the committed commands: %w", err)
 	}
 	if s.replicated {
-		if err := s.shareLimits(); err != nil {
+		if err := s.shareLimits(ctx); err != nil {
 			return err
 		}
 	}

@@ -110,7 +110,12 @@ type snapshot struct {
 func (s *Server) takeSnapshot(subs bool) *snapshot {
 	ch := make(chan *snapshot, 1)
 	// Past the queue's limits too: refused, monitoring would show a flood's backlog as a
-	// server with no clients, channels or messages (a counter reset to a scraper).
+	// server with no clients, channels or messages (a counter reset to a scraper). Only so
+	// many at once: a stalled engine must not collect one per monitoring request.
+	if s.snapsQueued.Add(1) > maxQueuedSnapshots {
+		s.snapsQueued.Add(-1)
+		return &snapshot{}
+	}
 	s.push(op{kind: opSnapshot, snap: ch, subsToo: subs})
 	select {
 	case sn := <-ch:
@@ -122,7 +127,11 @@ func (s *Server) takeSnapshot(subs bool) *snapshot {
 	}
 }
 
+// maxQueuedSnapshots bounds the monitoring requests waiting for the engine.
+const maxQueuedSnapshots = 64
+
 func (s *Server) processSnapshot(o *op) {
+	s.snapsQueued.Add(-1)
 	sn := &snapshot{leader: s.leader, changes: int(s.leaderChanges.Load()), pending: s.commit.groups + len(s.waiting),
 		viewChans: len(s.channels)}
 	if s.replicated && !s.leader {

@@ -1,6 +1,7 @@
 package streaming
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"slices"
@@ -47,12 +48,20 @@ func (m *stateMachine) replicatedLimits() *stores.LimitsSet {
 
 // shareLimits makes a new leader's configured limits the replicated ones, unless they are
 // already (engine, at takeover, after the barrier: no other leader proposes meanwhile).
-func (s *Server) shareLimits() error {
+// Bounded by ctx like the barrier: a stalled log must not hold the engine (the takeover is
+// tried again).
+func (s *Server) shareLimits(ctx context.Context) error {
 	have := s.sm.replicatedLimits()
 	if have != nil && sameLimits(have, s.opts.Limits) {
 		return nil
 	}
-	if _, err := s.propose(&cmdSetLimits{limits: s.opts.Limits.Clone()}); err != nil {
+	f := s.proposeAsync(&cmdSetLimits{limits: s.opts.Limits.Clone()})
+	select {
+	case <-f.Done():
+	case <-ctx.Done():
+		return fmt.Errorf("replicating the channel limits: %w", ctx.Err())
+	}
+	if _, err := outcomeOf(f); err != nil {
 		return fmt.Errorf("replicating the channel limits: %w", err)
 	}
 	if have != nil {

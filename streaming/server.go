@@ -146,6 +146,7 @@ type Server struct {
 	held          []*subState  // engine: subscriptions whose deliveries wait for their destination (heldBack)
 	heldTimer     *time.Timer  // engine: armed while held is not empty
 	leaderChanges atomic.Int64 // how many times the engine's role changed (engine writes)
+	snapsQueued   atomic.Int32 // monitoring snapshot ops queued, not yet processed (monitor.go)
 	leaderTerm    uint64       // the log's term when the engine last took over (termer)
 
 	mu      sync.Mutex // guards stats read by monitoring
