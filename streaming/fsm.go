@@ -159,7 +159,10 @@ func (m *stateMachine) applyOne(v any) any {
 		delete(m.deleted, st.Name)
 		return st
 	case *cmdSetLimits:
-		return m.applySetLimits(c.limits)
+		if err := c.limits.Validate(); err != nil {
+			return err
+		}
+		return m.installLimits(c.limits)
 	}
 	ref, ok := commandRef(v)
 	if !ok {

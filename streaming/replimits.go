@@ -21,11 +21,8 @@ import (
 // cmdSetLimits installs the limits every replica applies from its index on.
 type cmdSetLimits struct{ limits *stores.LimitsSet }
 
-// applySetLimits installs replicated limits (state machine, under mu).
-func (m *stateMachine) applySetLimits(ls *stores.LimitsSet) error {
-	if err := ls.Validate(); err != nil {
-		return err
-	}
+// installLimits installs replicated limits the caller validated (state machine, under mu).
+func (m *stateMachine) installLimits(ls *stores.LimitsSet) error {
 	if err := m.store.SetLimits(ls); err != nil {
 		return err
 	}

@@ -118,7 +118,7 @@ func (m *stateMachine) Restore(r io.Reader) error {
 		if err != nil {
 			return fmt.Errorf("%w: %v", errBadSnapshot, err)
 		}
-		if err := m.applySetLimits(ls); err != nil {
+		if err := m.installLimits(ls); err != nil {
 			return fmt.Errorf("streaming: restore: %w", err)
 		}
 	}
