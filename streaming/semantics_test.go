@@ -203,53 +203,45 @@ func closeSub(s *Server, ackInbox string) {
 // next attempt resumes it, pending message and all. Before the fix it stayed registered as
 // online and every later attempt got "duplicate durable registration".
 func TestRefusedDurableResumeStaysResumable(t *testing.T) {
-	s, bus, st := newRefusingEngine(t)
-	resp := subscribeAs(t, s, bus, "d", "", "in1", "r1")
-	if resp.Error != "" || len(bus.to("in1")) != 1 {
-		t.Fatalf("subscribe: %q, %d sent", resp.Error, len(bus.to("in1")))
-	}
-	closeSub(s, resp.AckInbox)
-	st.refuse = true
-	if resp := subscribeAs(t, s, bus, "d", "", "in2", "r2"); resp.Error != errRefusedUpdate.Error() {
-		t.Fatalf("resume while the store refuses: %q", resp.Error)
-	}
-	st.refuse = false
-	if resp := subscribeAs(t, s, bus, "d", "", "in3", "r3"); resp.Error != "" {
-		t.Fatalf("resume once the store takes it: %q", resp.Error)
-	}
-	got := bus.to("in3")
-	m := &stanpb.MsgProto{}
-	if len(got) != 1 || proto.Unmarshal(got[0].data, m) != nil || m.Sequence != 1 || !m.Redelivered {
-		t.Fatalf("the resumed durable got %d messages (first %v), want its pending seq 1 redelivered", len(got), m)
-	}
-	stopTimers(s.findByInbox(s.channels["q"], "in3"))
+	refusedResumeThenResumed(t, "", "in", "resume once the store takes it",
+		"the resumed durable got %d messages (first %v), want its pending seq 1 redelivered")
 }
 
 // A durable queue group's member whose resume of the group's shadow was refused gives the
 // state back to the shadow: the next member that joins takes it over, pending message and
 // all. Before the fix the group was dropped from memory and the joiner started a new one.
 func TestRefusedDurableQueueResumeKeepsTheShadow(t *testing.T) {
+	// A new group (starting at the first message) would send seq 1 not redelivered.
+	refusedResumeThenResumed(t, "g", "m", "join once the store takes it",
+		"the joiner got %d messages (first %v), want the shadow's pending seq 1 redelivered")
+}
+
+// refusedResumeThenResumed subscribes durable "d" (in queue group queue, "" for none) on
+// inbox prefix+"1", closes it, has its resume on prefix+"2" refused by the store, and
+// checks that the next one, on prefix+"3", gets the pending seq 1 redelivered (resumed
+// and wantGot name the failures).
+func refusedResumeThenResumed(t *testing.T, queue, prefix, resumed, wantGot string) {
+	t.Helper()
 	s, bus, st := newRefusingEngine(t)
-	resp := subscribeAs(t, s, bus, "d", "g", "m1", "r1")
-	if resp.Error != "" || len(bus.to("m1")) != 1 {
-		t.Fatalf("subscribe: %q, %d sent", resp.Error, len(bus.to("m1")))
+	resp := subscribeAs(t, s, bus, "d", queue, prefix+"1", "r1")
+	if resp.Error != "" || len(bus.to(prefix+"1")) != 1 {
+		t.Fatalf("subscribe: %q, %d sent", resp.Error, len(bus.to(prefix+"1")))
 	}
 	closeSub(s, resp.AckInbox)
 	st.refuse = true
-	if resp := subscribeAs(t, s, bus, "d", "g", "m2", "r2"); resp.Error != errRefusedUpdate.Error() {
+	if resp := subscribeAs(t, s, bus, "d", queue, prefix+"2", "r2"); resp.Error != errRefusedUpdate.Error() {
 		t.Fatalf("resume while the store refuses: %q", resp.Error)
 	}
 	st.refuse = false
-	if resp := subscribeAs(t, s, bus, "d", "g", "m3", "r3"); resp.Error != "" {
-		t.Fatalf("join once the store takes it: %q", resp.Error)
+	if resp := subscribeAs(t, s, bus, "d", queue, prefix+"3", "r3"); resp.Error != "" {
+		t.Fatalf("%s: %q", resumed, resp.Error)
 	}
-	got := bus.to("m3")
+	got := bus.to(prefix + "3")
 	m := &stanpb.MsgProto{}
 	if len(got) != 1 || proto.Unmarshal(got[0].data, m) != nil || m.Sequence != 1 || !m.Redelivered {
-		// A new group (starting at the first message) would send seq 1 not redelivered.
-		t.Fatalf("the joiner got %d messages (first %v), want the shadow's pending seq 1 redelivered", len(got), m)
+		t.Fatalf(wantGot, len(got), m)
 	}
-	stopTimers(s.findByInbox(s.channels["q"], "m3"))
+	stopTimers(s.findByInbox(s.channels["q"], prefix+"3"))
 }
 
 // The same when other members joined while the refused resume was in flight (replicated

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/starling-io/starling/core"
 )
 
 // A connection that never sends a request (browsers open them ahead of need) does not
@@ -74,23 +76,7 @@ func TestHealthChecks(t *testing.T) {
 // which drops the connection: the exporter and nats-top see an EOF instead of a page.
 func TestPagingHostileLimit(t *testing.T) {
 	srv := startCore(t)
-	c, err := net.Dial("tcp", srv.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if _, err := c.Write([]byte("CONNECT {\"verbose\":false}\r\nSUB foo 1\r\nSUB bar 2\r\nPING\r\n")); err != nil {
-		t.Fatal(err)
-	}
-	var got []byte // INFO, then PONG once subscribed
-	for !strings.Contains(string(got), "PONG") {
-		b := make([]byte, 4096)
-		n, err := c.Read(b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, b[:n]...)
-	}
+	subscribedClient(t, srv, "SUB foo 1\r\nSUB bar 2\r\n")
 	h := New(srv, "", nil).Handler()
 	for _, path := range []string{
 		"/connz?offset=1&limit=9223372036854775807",
@@ -133,23 +119,7 @@ func TestHealthzBadBoolean(t *testing.T) {
 // /routez; a 400 there fails the whole poll of a tool that sends subs=Detail.
 func TestSubsDetailCaseInsensitive(t *testing.T) {
 	srv := startCore(t)
-	c, err := net.Dial("tcp", srv.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if _, err := c.Write([]byte("CONNECT {\"verbose\":false}\r\nSUB foo 1\r\nPING\r\n")); err != nil {
-		t.Fatal(err)
-	}
-	var got []byte
-	for !strings.Contains(string(got), "PONG") {
-		b := make([]byte, 4096)
-		n, err := c.Read(b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, b[:n]...)
-	}
+	subscribedClient(t, srv, "SUB foo 1\r\n")
 	h := New(srv, "", nil).Handler()
 	for _, path := range []string{"/connz?subs=DETAIL", "/connz?subs=Detail", "/routez?subs=DETAIL"} {
 		rec := httptest.NewRecorder()
@@ -200,5 +170,29 @@ func TestSubscriptionszCountedAsSubsz(t *testing.T) {
 	}
 	if v.Stats["/subsz"] != 2 || v.Stats["/subscriptionsz"] != 0 {
 		t.Errorf("http_req_stats = %v, want /subsz: 2 and no /subscriptionsz", v.Stats)
+	}
+}
+
+// subscribedClient connects a raw client to srv that sends subs (protocol lines) and
+// returns once the server answered its PING: the subscriptions are in place. Closed when
+// the test ends.
+func subscribedClient(t *testing.T, srv *core.Server, subs string) {
+	t.Helper()
+	c, err := net.Dial("tcp", srv.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if _, err := c.Write([]byte("CONNECT {\"verbose\":false}\r\n" + subs + "PING\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	var got []byte // INFO, then PONG once subscribed
+	for !strings.Contains(string(got), "PONG") {
+		b := make([]byte, 4096)
+		n, err := c.Read(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, b[:n]...)
 	}
 }

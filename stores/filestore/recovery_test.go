@@ -613,27 +613,13 @@ func TestRollAfterExpiryKeepsDurableLast(t *testing.T) {
 func TestResumeRollsOntoOldTailName(t *testing.T) {
 	dir := t.TempDir()
 	opts := Options{SegmentMsgs: 9}
-	s, ch := openWithFoo(t, dir, opts)
-	ms := ch.Msgs
-	if err := ms.Append(genMsgs(1, 10)); err != nil {
-		t.Fatal(err)
-	}
-	ms.SetLimits(stores.Limits{MaxAge: 1})
-	ms.Expire(1 << 40)
-	ms.SetLimits(stores.Limits{})
-	if err := ms.Sync(); err != nil {
-		t.Fatal(err)
-	}
-	if err := ms.Append(genMsgs(20, 1)); err != nil { // a tail at 20
-		t.Fatal(err)
-	}
-	s.abandon() // message 20 is lost, the tail at 20 stays
+	lostTailPastLast(t, dir, opts)
 	s, err := Open(dir, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	rs, _ := s.Recover()
-	ms = rs.Channels[0].Channel.Msgs
+	ms := rs.Channels[0].Channel.Msgs
 	if got := ms.State(); got.Last != 10 || got.Msgs != 0 {
 		t.Fatalf("state %+v", got)
 	}
@@ -662,21 +648,7 @@ func TestResumeRollsOntoOldTailName(t *testing.T) {
 func TestResumeBelowOldTailSurvivesKill(t *testing.T) {
 	dir := t.TempDir()
 	opts := Options{BufferSize: 100}
-	s, ch := openWithFoo(t, dir, opts)
-	ms := ch.Msgs
-	if err := ms.Append(genMsgs(1, 10)); err != nil {
-		t.Fatal(err)
-	}
-	ms.SetLimits(stores.Limits{MaxAge: 1})
-	ms.Expire(1 << 40)
-	ms.SetLimits(stores.Limits{})
-	if err := ms.Sync(); err != nil {
-		t.Fatal(err)
-	}
-	if err := ms.Append(genMsgs(20, 1)); err != nil { // a tail at 20
-		t.Fatal(err)
-	}
-	s.abandon() // message 20 is lost, the tail at 20 stays
+	lostTailPastLast(t, dir, opts)
 	// The files as a kill -9 leaves them at the second write into the new tail at 11.
 	killed := t.TempDir()
 	writes := 0
@@ -773,4 +745,25 @@ func TestUnmarkedTailAfterGapOpens(t *testing.T) {
 	if got := rs.Channels[0].Channel.Msgs.State(); got.First != 11 || got.Last != 10 {
 		t.Fatalf("state %+v", got)
 	}
+}
+
+// lostTailPastLast leaves in dir a channel foo whose 10 messages expired (synced, Last 10)
+// and a tail at 20 whose one message a crash lost: the store is abandoned as a kill leaves it.
+func lostTailPastLast(t *testing.T, dir string, opts Options) {
+	t.Helper()
+	s, ch := openWithFoo(t, dir, opts)
+	ms := ch.Msgs
+	if err := ms.Append(genMsgs(1, 10)); err != nil {
+		t.Fatal(err)
+	}
+	ms.SetLimits(stores.Limits{MaxAge: 1})
+	ms.Expire(1 << 40)
+	ms.SetLimits(stores.Limits{})
+	if err := ms.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := ms.Append(genMsgs(20, 1)); err != nil { // a tail at 20
+		t.Fatal(err)
+	}
+	s.abandon() // message 20 is lost, the tail at 20 stays
 }
