@@ -3,6 +3,8 @@ package boltstore
 import (
 	"errors"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
@@ -65,4 +67,49 @@ func TestFailedDeleteChannelKeepsChannel(t *testing.T) {
 	s = mustOpen(t, path, opts)
 	defer s.Close()
 	checkRange(t, s.channels["foo"].msgs, 6, 6)
+}
+
+// A tomb whose value is not a sequence is damage, reported as such: skipped, it let the
+// re-created channel start again at sequence 1, under sequences its subscribers had seen.
+func TestDamagedTombRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "db")
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, err := s.CreateChannel("foo", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.Msgs.Append(batchAt(1, 5)); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.Msgs.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteChannel("foo"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte(bktTombs)).Put([]byte("foo"), []byte{0, 0, 5})
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(path, Options{})
+	if err == nil {
+		s.Close()
+		t.Fatal("Open accepted a damaged tomb")
+	}
+	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), `"foo"`) {
+		t.Fatalf("Open: %v, want ErrCorrupt naming the channel", err)
+	}
 }

@@ -214,9 +214,10 @@ func (s *Store) load() error {
 			return err
 		}
 		err = tx.Bucket([]byte(bktTombs)).ForEach(func(k, v []byte) error {
-			if len(v) == 8 {
-				s.tombs[string(k)] = binary.BigEndian.Uint64(v)
+			if len(v) != 8 {
+				return fmt.Errorf("%w: tomb of channel %q: %d bytes", ErrCorrupt, k, len(v))
 			}
+			s.tombs[string(k)] = binary.BigEndian.Uint64(v)
 			return nil
 		})
 		if err != nil {
