@@ -1,6 +1,7 @@
 package core
 
 import (
+	"math/rand/v2"
 	"strconv"
 	"sync"
 	"time"
@@ -19,9 +20,10 @@ import (
 //   - Service import: a subscription of the importer's own on the import's local subject
 //     (never announced to routes: every server serves its own clients' requests) takes a
 //     request, maps its subject, and publishes it in the exporter with a fresh reply
-//     subject "_R_.<prefix>.<n>" remembered in the exporter's reply map. The exporter's
-//     subscription on "_R_.<prefix>.>" (announced, so responders anywhere reach it) takes
-//     the reply and publishes it in the importer on the requester's reply subject.
+//     subject "_R_.<prefix>.<random token>" remembered in the exporter's reply map. The
+//     exporter's subscription on "_R_.<prefix>.>" (announced, so responders anywhere
+//     reach it) takes the reply and publishes it in the importer on the requester's reply
+//     subject.
 
 // maxImportDepth bounds nested deliveries (service → service → …); configuration refuses
 // cycles, this only guards against surprises.
@@ -45,7 +47,6 @@ type responses struct {
 	sub    *subscription
 
 	mu        sync.Mutex
-	next      uint64
 	m         map[string]respTarget
 	nextSweep time.Time
 }
@@ -77,8 +78,17 @@ func (r *responses) add(t respTarget, threshold time.Duration) []byte {
 		}
 		r.nextSweep = now.Add(5 * time.Second)
 	}
-	r.next++
-	reply := strconv.AppendUint([]byte(r.prefix), r.next, 36)
+	// A random token, as nats-server's: a client of the exporter that saw one reply
+	// subject cannot answer another importer's request on the next. The top-level
+	// math/rand/v2 source is ChaCha8 (unpredictable) and takes no lock.
+	reply := make([]byte, len(r.prefix), len(r.prefix)+13)
+	copy(reply, r.prefix)
+	for {
+		reply = strconv.AppendUint(reply[:len(r.prefix)], rand.Uint64(), 36)
+		if _, taken := r.m[string(reply)]; !taken {
+			break
+		}
+	}
 	r.m[string(reply)] = t
 	return reply
 }

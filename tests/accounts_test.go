@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -202,6 +203,50 @@ func TestAccountsServiceImport(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// The reply subject a service import gives a request in the exporter cannot be guessed
+// from an earlier one (nats-server's are random): a client of the exporting account that
+// saw one cannot answer the importer's next request before the real responder.
+func TestAccountsServiceReplyUnguessable(t *testing.T) {
+	m := startAccounts(t, accountsConf)
+	a := connect(t, m, nats.UserInfo("a", "a"))
+	b := connect(t, m, nats.UserInfo("b", "b"))
+	replies := make(chan string, 16)
+	_, err := a.Subscribe("help.>", func(msg *nats.Msg) { replies <- msg.Reply }) // answers nothing
+	must(t, err)
+	must(t, a.Flush())
+	seen := map[string]bool{}
+	var last string
+	for i := range 8 {
+		inbox := nats.NewInbox()
+		ch := chanSub(t, b, inbox)
+		must(t, b.PublishRequest("ask.me", inbox, nil))
+		var cur string
+		select {
+		case cur = <-replies:
+		case <-time.After(2 * time.Second):
+			t.Fatal("request not delivered")
+		}
+		if seen[cur] || !strings.HasPrefix(cur, "_R_.") {
+			t.Fatalf("reply subject %q reused or malformed", cur)
+		}
+		seen[cur] = true
+		if i > 0 {
+			// While the request waits for its answer, forge one on the subject that
+			// follows the last one seen, as if they came from a counter.
+			k := strings.LastIndexByte(last, '.')
+			if n, err := strconv.ParseUint(last[k+1:], 36, 64); err == nil {
+				must(t, a.Publish(last[:k+1]+strconv.FormatUint(n+1, 36), []byte("forged")))
+			}
+		}
+		must(t, a.Publish(cur, []byte("real")))
+		must(t, a.Flush())
+		if got := recvN(t, ch, 1, 2*time.Second)[0]; string(got.Data) != "real" {
+			t.Fatalf("request %d answered %q", i, got.Data)
+		}
+		last = cur
+	}
 }
 
 // Monitoring knows the accounts: /accountz lists and details them, /connz and /subsz
