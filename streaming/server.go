@@ -11,8 +11,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/starling-io/starling/core"
 	"github.com/starling-io/starling/core/ipq"
+	"github.com/starling-io/starling/proto/stanpb"
 	"github.com/starling-io/starling/raftlog"
 	"github.com/starling-io/starling/stores"
 )
@@ -246,6 +249,11 @@ func nuid() string {
 // Start recovers state from the store, subscribes to the protocol subjects and starts the
 // engine.
 func (s *Server) Start() error {
+	if !s.replicated {
+		if err := s.ensureAlone(); err != nil {
+			return err
+		}
+	}
 	if err := s.recover(); err != nil {
 		return err
 	}
@@ -272,6 +280,65 @@ func (s *Server) Start() error {
 	go s.leadershipLoop()
 	s.log.Info("streaming server ready", "cluster_id", s.opts.ClusterID, "store", s.store.Name(), "server_id", s.id)
 	return nil
+}
+
+// probeTimeout bounds the wait for another streaming server's answer at startup.
+const probeTimeout = 250 * time.Millisecond
+
+// ensureAlone refuses to start a standalone server when another streaming server answers on
+// its discover subject, as nats-streaming-server does: both would answer every request
+// (two PubAcks, two deliveries, two stores going apart). The probe is a connect with the
+// cluster ID as client ID, closed again on the other server. Nobody subscribed (known at
+// once in process; a no-responders status from an external server) means alone.
+func (s *Server) ensureAlone() error {
+	if !s.bus.HasInterest(s.discover) {
+		return nil
+	}
+	type answer struct {
+		data []byte
+		none bool
+	}
+	answers := make(chan answer, 1)
+	inbox := "_INBOX." + nuid()
+	sub, err := s.bus.Subscribe(inbox, "", func(m core.Msg) {
+		a := answer{data: append([]byte(nil), m.Data...), none: len(m.Header) > 0 && len(m.Data) == 0}
+		select {
+		case answers <- a:
+		default:
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("streaming: looking for another server: %w", err)
+	}
+	defer func() {
+		if sub != nil {
+			_ = sub.Unsubscribe()
+		}
+	}()
+	req, _ := proto.Marshal(&stanpb.ConnectRequest{ClientID: s.opts.ClusterID, HeartbeatInbox: "_INBOX." + nuid()})
+	if err := s.bus.Publish(s.discover, inbox, nil, req); err != nil {
+		return fmt.Errorf("streaming: looking for another server: %w", err)
+	}
+	s.bus.Flush()
+	var a answer
+	select {
+	case a = <-answers:
+	case <-time.After(probeTimeout):
+		return nil
+	}
+	if a.none {
+		return nil
+	}
+	cr := &stanpb.ConnectResponse{}
+	if err := proto.Unmarshal(a.data, cr); err != nil {
+		return fmt.Errorf("streaming: something other than a streaming server answers on %s: %w", s.discover, err)
+	}
+	if cr.CloseRequests != "" {
+		b, _ := proto.Marshal(&stanpb.CloseRequest{ClientID: s.opts.ClusterID})
+		_ = s.bus.Publish(cr.CloseRequests, "", nil, b)
+		s.bus.Flush()
+	}
+	return fmt.Errorf("streaming: discovered another streaming server with cluster ID %q", s.opts.ClusterID)
 }
 
 // recover loads clients, channels and subscriptions from the store (durable stores).

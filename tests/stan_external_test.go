@@ -3,6 +3,7 @@ package tests
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -140,4 +141,50 @@ func TestStreamingOnExternalNATSDuplicateOfLiveClientRefused(t *testing.T) {
 	must(t, err)
 	defer sc.Close()
 	duplicateOfLiveRefused(t, cs.ClientURL(), sc, nil)
+}
+
+// Two streaming servers with one cluster ID on one external NATS server would both answer
+// every request (two PubAcks, two deliveries, two diverging stores): the second refuses to
+// start, as nats-streaming-server does, after asking the discover subject.
+func TestStreamingOnExternalNATSDuplicateClusterIDRefused(t *testing.T) {
+	cs, err := core.New(core.Options{Host: "127.0.0.1", Port: -1})
+	must(t, err)
+	must(t, cs.Start())
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = cs.Shutdown(ctx)
+	})
+	start := func() (*streaming.Server, error) {
+		nc, err := nats.Connect(cs.ClientURL())
+		must(t, err)
+		t.Cleanup(nc.Close)
+		store, err := memstore.New(memstore.Options{})
+		must(t, err)
+		st, err := streaming.New(natsbus.New(nc), store, raftlog.Standalone, streaming.Options{ClusterID: "test-cluster"})
+		must(t, err)
+		if err := st.Start(); err != nil {
+			_ = store.Close()
+			return nil, err
+		}
+		t.Cleanup(func() { _ = st.Shutdown() })
+		must(t, nc.Flush()) // the server has the streaming subscriptions
+		return st, nil
+	}
+	first, err := start()
+	must(t, err)
+	if _, err := start(); err == nil || !strings.Contains(err.Error(), `discovered another streaming server with cluster ID "test-cluster"`) {
+		t.Fatalf("a second streaming server with the same cluster ID: %v", err)
+	}
+	// The first serves on, and the probe left no client behind.
+	sc, err := stan.Connect("test-cluster", "c1", stan.NatsURL(cs.ClientURL()))
+	must(t, err)
+	defer sc.Close()
+	must(t, sc.Publish("x", []byte("1")))
+	waitFor(t, 2*time.Second, func() error {
+		if cl := first.Clients(false); len(cl) != 1 || cl[0].ID != "c1" {
+			return fmt.Errorf("clients %v", cl)
+		}
+		return nil
+	})
 }
