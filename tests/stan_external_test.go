@@ -3,6 +3,9 @@ package tests
 import (
 	"context"
 	"fmt"
+	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/stan.go"
 
+	"github.com/starling-io/starling/cmd/starling/app"
 	"github.com/starling-io/starling/core"
 	"github.com/starling-io/starling/raftlog"
 	"github.com/starling-io/starling/stores/memstore"
@@ -187,4 +191,38 @@ func TestStreamingOnExternalNATSDuplicateClusterIDRefused(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// The streaming block's tls keys are nats-streaming-server's: client_cert, client_key,
+// client_ca (or client_cacert), server_name and insecure, for the connection to the
+// external server. A configuration written for nats-streaming-server works unchanged.
+func TestStreamingOnExternalNATSOverTLS(t *testing.T) {
+	pki := newPKI(t)
+	dir := t.TempDir()
+	ext := startServer(t, "-c", writeConfig(t, dir, fmt.Sprintf(`tls { cert_file: %q, key_file: %q, ca_file: %q, verify: true }`,
+		pki.serverCert, pki.serverKey, pki.caFile)))
+	start := func(serverName string) (*app.Main, error) {
+		conf := filepath.Join(t.TempDir(), "stan.conf")
+		must(t, os.WriteFile(conf, []byte(fmt.Sprintf(`streaming {
+  nats_server_url: "tls://127.0.0.1:%d"
+  tls { client_cert: %q, client_key: %q, client_ca: %q, server_name: %q }
+}`, ext.Server().Addr().Port, pki.clientCert, pki.clientKey, pki.caFile, serverName)), 0o600))
+		m := app.NewMain(io.Discard, io.Discard)
+		if err := m.ParseFlags([]string{"-a", "127.0.0.1", "-p", "-1", "-m", "-1", "-c", conf}); err != nil {
+			return nil, err
+		}
+		t.Cleanup(func() { _ = m.Close() })
+		return m, m.Start()
+	}
+	// server_name is the name the server's certificate is checked against.
+	if _, err := start("elsewhere.example"); err == nil || !strings.Contains(err.Error(), "elsewhere.example") {
+		t.Fatalf("a certificate for another name: %v", err)
+	}
+	_, err := start("localhost")
+	must(t, err)
+	sc, err := stan.Connect("test-cluster", "c1", stan.NatsURL(clientURL(ext)),
+		stan.NatsOptions(nats.RootCAs(pki.caFile), nats.ClientCert(pki.clientCert, pki.clientKey)))
+	must(t, err)
+	defer sc.Close()
+	must(t, sc.Publish("x", []byte("over TLS")))
 }

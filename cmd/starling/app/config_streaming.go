@@ -95,7 +95,7 @@ func (r *fileReader) streamingBlock(s *settings, e *conf.Entry, path string) {
 				st.nsKeys = append(st.nsKeys, fileOrigin(e.KeyPos, kpath))
 			}
 		case "tls":
-			if t, ok := r.tlsBlock(e, kpath); ok {
+			if t, ok := r.nsTLSBlock(st, e, kpath); ok {
 				st.ns.tls = &t
 				st.nsKeys = append(st.nsKeys, fileOrigin(e.KeyPos, kpath))
 			}
@@ -238,4 +238,35 @@ func streamingReservedSchema() schema {
 		f(kString, "encryption_cipher"),
 		f(kString, "encryption_key"),
 	}
+}
+
+// nsTLSBlock reads the streaming block's tls { ... }, for the connection to the external
+// NATS server, with nats-streaming-server's keys (client_cert, client_key, client_ca or
+// client_cacert, server_name, insecure) and the server block's names for the files.
+func (r *fileReader) nsTLSBlock(st *streamSettings, e *conf.Entry, path string) (tlsSettings, bool) {
+	m, ok := r.mapOf(e, path)
+	if !ok {
+		return tlsSettings{}, false
+	}
+	t := tlsSettings{on: true, onAt: fileOrigin(e.KeyPos, path)}
+	each(m, path, func(key, kpath string, e *conf.Entry) {
+		switch key {
+		case "client_cert", "cert_file":
+			t.cert, _ = r.str(e, kpath)
+			t.certAt = fileOrigin(e.KeyPos, kpath)
+		case "client_key", "key_file":
+			t.key, _ = r.str(e, kpath)
+			t.keyAt = fileOrigin(e.KeyPos, kpath)
+		case "client_ca", "client_cacert", "ca_file":
+			t.ca, _ = r.str(e, kpath)
+			t.caAt = fileOrigin(e.KeyPos, kpath)
+		case "server_name":
+			st.ns.serverName, _ = r.str(e, kpath)
+		case "insecure":
+			st.ns.insecure, _ = r.boolean(e, kpath)
+		default:
+			r.unknown(e, kpath)
+		}
+	})
+	return t, true
 }

@@ -241,7 +241,12 @@ func fileKeys() []fileKey {
 		{fileKey{path: "streaming.nkey_seed_file", typ: "string"}, "the NKey seed file"},
 		{fileKey{path: "streaming.credentials", typ: "string"}, "the credentials (JWT) file"},
 		{fileKey{path: "streaming.secure", typ: "bool"}, "TLS (with the system's CAs)"},
-		{fileKey{path: "streaming.tls", typ: "block"}, "TLS: `ca_file`, and `cert_file` and `key_file` for a client certificate,"},
+		{fileKey{path: "streaming.tls", typ: "block"}, "TLS (the keys below, nats-streaming-server's),"},
+		{fileKey{path: "streaming.tls.client_cert", aliases: aka("cert_file"), typ: "string"}, "a client certificate (PEM; with `client_key`)"},
+		{fileKey{path: "streaming.tls.client_key", aliases: aka("key_file"), typ: "string"}, "the client certificate's key"},
+		{fileKey{path: "streaming.tls.client_ca", aliases: aka("client_cacert", "ca_file"), typ: "string"}, "the CAs (PEM) the server's certificate is checked against (default the system's)"},
+		{fileKey{path: "streaming.tls.server_name", typ: "string"}, "the name the server's certificate must carry (default the URL's host)"},
+		{fileKey{path: "streaming.tls.insecure", typ: "bool"}, "no check of the server's certificate"},
 	} {
 		k.doc = fmt.Sprintf(credential, k.what)
 		keys = append(keys, k.fileKey)

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net/url"
 	"time"
@@ -20,6 +21,8 @@ type externalNATS struct {
 	user, pass, token       string
 	nkeySeedFile, credsFile string
 	tls                     *tlsSettings // client certificate and CA, when the block is given
+	serverName              string       // tls.server_name: the name the server's certificate is checked against
+	insecure                bool         // tls.insecure: the server's certificate is not checked
 }
 
 // on reports whether streaming runs on an external NATS server.
@@ -63,13 +66,18 @@ func (x *externalNATS) options(clusterID string) ([]nats.Option, error) {
 		opts = append(opts, o)
 	}
 	if t := x.tls; t != nil {
+		if x.serverName != "" || x.insecure {
+			// First: RootCAs and ClientCert below add to this configuration.
+			opts = append(opts, nats.Secure(&tls.Config{MinVersion: tls.VersionTLS12, ServerName: x.serverName,
+				InsecureSkipVerify: x.insecure}))
+		}
 		if t.ca != "" {
 			opts = append(opts, nats.RootCAs(t.ca))
 		}
 		if t.cert != "" || t.key != "" {
 			opts = append(opts, nats.ClientCert(t.cert, t.key))
 		}
-		if t.ca == "" && t.cert == "" {
+		if t.ca == "" && t.cert == "" && x.serverName == "" && !x.insecure {
 			opts = append(opts, nats.Secure())
 		}
 	}

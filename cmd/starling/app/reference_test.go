@@ -105,6 +105,7 @@ func TestReferenceKeysCoverTheReaders(t *testing.T) {
 		"subjectPermission": {"permissions.publish.", "permissions.subscribe."},
 		"responses":         {"permissions.allow_responses."},
 		"tlsBlock":          {"tls."},
+		"nsTLSBlock":        {"streaming.tls."},
 		"clusterUnused":     {"cluster."},
 		"streamingBlock":    {"streaming."},
 		"storeLimits":       {"streaming.store_limits."},
