@@ -226,3 +226,22 @@ func TestStreamingOnExternalNATSOverTLS(t *testing.T) {
 	defer sc.Close()
 	must(t, sc.Publish("x", []byte("over TLS")))
 }
+
+// A token in the external server's URL (nats://<token>@host:port, as nats.go takes it) is a
+// secret like a password: the log shows neither.
+func TestStreamingOnExternalNATSURLTokenNotLogged(t *testing.T) {
+	const token = "s3cr3t-t0ken"
+	ext := startServer(t, "--auth", token)
+	logs := &syncBuffer{}
+	m := app.NewMain(io.Discard, logs)
+	must(t, m.ParseFlags([]string{"-a", "127.0.0.1", "-p", "-1", "-m", "-1",
+		"-ns", fmt.Sprintf("nats://%s@127.0.0.1:%d", token, ext.Server().Addr().Port)}))
+	t.Cleanup(func() { _ = m.Close() })
+	must(t, m.Start())
+	if !strings.Contains(logs.String(), "external NATS server") {
+		t.Fatalf("no log line about the external server:\n%s", logs.String())
+	}
+	if strings.Contains(logs.String(), token) {
+		t.Fatalf("the token is in the log:\n%s", logs.String())
+	}
+}

@@ -97,21 +97,28 @@ func (m *Main) connectExternal(st *streamSettings) (streaming.Bus, *nats.Conn, e
 			log.Warn("disconnected from the external NATS server", "err", err)
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
-			log.Info("reconnected to the external NATS server", "url", nc.ConnectedUrlRedacted())
+			log.Info("reconnected to the external NATS server", "url", redactURL(nc.ConnectedUrl()))
 		}))
 	nc, err := nats.Connect(st.ns.url, opts...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("connecting to the external NATS server %s: %w", redactURL(st.ns.url), err)
 	}
-	log.Info("streaming runs on an external NATS server", "url", nc.ConnectedUrlRedacted())
+	log.Info("streaming runs on an external NATS server", "url", redactURL(nc.ConnectedUrl()))
 	return natsbus.New(nc), nc, nil
 }
 
-// redactURL hides a password in a URL for the log.
+// redactURL hides a password in a URL for the log, and a token (a user name without a
+// password, as nats.go reads nats://<token>@host:port). nats.go's ConnectedUrlRedacted
+// shows the token.
 func redactURL(s string) string {
 	u, err := url.Parse(s)
 	if err != nil {
 		return "(an unparsable URL)"
+	}
+	if u.User != nil {
+		if _, hasPass := u.User.Password(); !hasPass && u.User.Username() != "" {
+			u.User = url.User("xxxxx")
+		}
 	}
 	return u.Redacted()
 }
