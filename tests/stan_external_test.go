@@ -245,3 +245,34 @@ func TestStreamingOnExternalNATSURLTokenNotLogged(t *testing.T) {
 		t.Fatalf("the token is in the log:\n%s", logs.String())
 	}
 }
+
+// The streaming server's connection to the external server retries for good (as its
+// unlimited reconnects say): credentials refused for a while — a password changed and
+// changed back — do not end it, where nats.go by default gives up after the same
+// authorization error twice and leaves streaming dead until a restart.
+func TestStreamingOnExternalNATSSurvivesRefusedReconnects(t *testing.T) {
+	dir := t.TempDir()
+	users := `authorization { users = [ {user: stan, password: %s}, {user: cl, password: cl} ] }`
+	conf := writeConfig(t, dir, fmt.Sprintf(users, "one"))
+	ext := startServer(t, "-c", conf)
+	m := app.NewMain(io.Discard, io.Discard)
+	must(t, m.ParseFlags([]string{"-a", "127.0.0.1", "-p", "-1", "-m", "-1",
+		"-ns", fmt.Sprintf("nats://stan:one@127.0.0.1:%d", ext.Server().Addr().Port)}))
+	t.Cleanup(func() { _ = m.Close() })
+	must(t, m.Start())
+
+	writeConfig(t, dir, fmt.Sprintf(users, "two"))
+	must(t, ext.Reload()) // the streaming server's connection is closed, and refused again
+	time.Sleep(2 * time.Second)
+	writeConfig(t, dir, fmt.Sprintf(users, "one"))
+	must(t, ext.Reload())
+
+	var sc stan.Conn
+	waitFor(t, 10*time.Second, func() (err error) {
+		sc, err = stan.Connect("test-cluster", "c1", stan.NatsURL(clientURL(ext)),
+			stan.NatsOptions(nats.UserInfo("cl", "cl")), stan.ConnectWait(time.Second))
+		return err
+	})
+	defer sc.Close()
+	must(t, sc.Publish("x", []byte("after the password came back")))
+}

@@ -48,6 +48,10 @@ func (x *externalNATS) options(clusterID string) ([]nats.Option, error) {
 	opts := []nats.Option{
 		nats.Name("_STARLING-" + clusterID), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond),
 		nats.ReconnectBufSize(64 << 20), nats.Timeout(5 * time.Second),
+		// Retry for good through refused credentials too (fixed on the server meanwhile):
+		// by default nats.go closes the connection after the same authorization error
+		// twice, and streaming would be dead until a restart.
+		nats.IgnoreAuthErrorAbort(),
 	}
 	if x.user != "" {
 		opts = append(opts, nats.UserInfo(x.user, x.pass))
@@ -95,6 +99,11 @@ func (m *Main) connectExternal(st *streamSettings) (streaming.Bus, *nats.Conn, e
 	opts = append(opts,
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			log.Warn("disconnected from the external NATS server", "err", err)
+		}),
+		nats.ClosedHandler(func(nc *nats.Conn) {
+			if err := nc.LastError(); err != nil {
+				log.Error("connection to the external NATS server closed: streaming serves no more", "err", err)
+			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			log.Info("reconnected to the external NATS server", "url", redactURL(nc.ConnectedUrl()))
