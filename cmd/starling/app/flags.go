@@ -186,6 +186,42 @@ func (f *flags) streaming(s *settings) {
 		usage: "run streaming as a client of this external NATS server (nats://[user:pass@]host:port) instead of in-process on this server's router",
 		doc:   "As nats-streaming-server's `-ns`: clients reach streaming through that server (or its cluster). Credentials: in the URL, or the streaming block's `username`, `password`, `token`, `nkey_seed_file`, `credentials` and `tls`. Streaming requests then carry no connection or user, so clients are bound to neither (as with nats-streaming-server); not with `--clustered`."},
 		tracked("nats_server_url", setString(&st.ns.url)))
+	// nats-streaming-server's flags for TLS to the NATS server: with -ns, as the streaming
+	// block's secure and tls keys.
+	nsTLS := func(set func(t *tlsSettings, v string) error) func(name, v string) error {
+		return func(name, v string) error {
+			t := st.ns.tls
+			if t == nil {
+				t = &tlsSettings{on: true, onAt: flagOrigin(name)}
+			}
+			if err := set(t, v); err != nil {
+				return err
+			}
+			if t.on {
+				st.ns.tls = t
+			}
+			st.nsKeys = append(st.nsKeys, flagOrigin(name))
+			return nil
+		}
+	}
+	f.addNamed(option{names: names("--secure"), sec: secStreaming, typ: "bool",
+		usage: "with -ns: TLS to the external NATS server (with the system's CAs)"},
+		nsTLS(func(t *tlsSettings, v string) error {
+			on, err := strconv.ParseBool(v)
+			if !on && st.ns.tls == nil {
+				t.on = false // --secure=false alone: no TLS
+			}
+			return err
+		}))
+	f.addNamed(option{names: names("--tls_client_cert"), sec: secStreaming, typ: "string", arg: "<file>",
+		usage: "with -ns: client certificate (PEM) for the external NATS server"},
+		nsTLS(func(t *tlsSettings, v string) error { t.cert = v; return nil }))
+	f.addNamed(option{names: names("--tls_client_key"), sec: secStreaming, typ: "string", arg: "<file>",
+		usage: "with -ns: the client certificate's key"},
+		nsTLS(func(t *tlsSettings, v string) error { t.key = v; return nil }))
+	f.addNamed(option{names: names("--tls_client_cacert"), sec: secStreaming, typ: "string", arg: "<file>",
+		usage: "with -ns: CAs (PEM) the external NATS server's certificate is checked against"},
+		nsTLS(func(t *tlsSettings, v string) error { t.ca = v; return nil }))
 	st.store = storeMemory
 	f.addNamed(option{names: names("-st", "--store"), sec: secStreaming, typ: "string", def: storeMemory,
 		usage: "store type: memory, file or bolt (case-insensitive)",

@@ -551,3 +551,20 @@ func TestClusterLogStore(t *testing.T) {
 		t.Errorf("an unknown log store in a file: %v", err)
 	}
 }
+
+// nats-streaming-server's flags for TLS to the NATS server: --secure and
+// --tls_client_cert, --tls_client_key, --tls_client_cacert; with -ns they set the
+// connection's TLS, without it they are not used (a warning).
+func TestStreamingNSTLSFlags(t *testing.T) {
+	st := parse(t, "-ns", "nats://h:4222", "--tls_client_cert", "c.pem", "--tls_client_key", "k.pem", "--tls_client_cacert", "ca.pem").streaming
+	if tl := st.ns.tls; tl == nil || tl.cert != "c.pem" || tl.key != "k.pem" || tl.ca != "ca.pem" {
+		t.Fatalf("tls %+v", st.ns.tls)
+	}
+	if st := parse(t, "-ns", "nats://h:4222", "--secure").streaming; st.ns.tls == nil {
+		t.Fatal("--secure: no TLS")
+	}
+	st = parse(t, "--secure").streaming
+	if len(st.warnings) != 1 || !strings.Contains(st.warnings[0], "flag --secure is not used") {
+		t.Errorf("warnings %q", st.warnings)
+	}
+}
