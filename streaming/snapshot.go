@@ -122,13 +122,23 @@ func (m *stateMachine) Restore(r io.Reader) error {
 			return fmt.Errorf("streaming: restore: %w", err)
 		}
 	}
+	// A channel created after the snapshot under a name the snapshot holds (a restart: the
+	// snapshot's incarnation was deleted since, and the log after the snapshot deletes it
+	// again) stays as it is, like one created after the snapshot under another name: the
+	// snapshot's incarnation is neither fetched (no node holds it any more) nor put in its
+	// place (the store would then continue the channel after its messages, and the replay
+	// would take them for expired).
+	later := func(cs *raftpb.ChannelSnapshot) bool {
+		ch := m.chans[cs.Name]
+		return ch != nil && ch.ID > sn.NextChannelID
+	}
 	if m.fetch != nil {
-		if err := m.fetchMissing(sn.Channels); err != nil {
+		if err := m.fetchMissing(sn.Channels, later); err != nil {
 			return err
 		}
 	}
 	for _, cs := range sn.Channels {
-		if ch := m.chans[cs.Name]; cs.Last > 0 && (ch == nil || ch.ID != cs.ID || ch.Msgs.State().Last < cs.Last) {
+		if ch := m.chans[cs.Name]; cs.Last > 0 && !later(cs) && (ch == nil || ch.ID != cs.ID || ch.Msgs.State().Last < cs.Last) {
 			have := uint64(0)
 			if ch != nil && ch.ID == cs.ID {
 				have = ch.Msgs.State().Last
@@ -167,6 +177,9 @@ func (m *stateMachine) Restore(r io.Reader) error {
 		}
 	}
 	for _, cs := range sn.Channels {
+		if later(cs) {
+			continue
+		}
 		ch := m.chans[cs.Name]
 		if ch != nil && ch.ID != cs.ID { // another incarnation (it holds no message the snapshot needs)
 			errs = append(errs, m.store.DeleteChannel(cs.Name))
@@ -202,11 +215,11 @@ func (m *stateMachine) Restore(r io.Reader) error {
 // lacks, channel by channel: a channel of another incarnation (ID) is replaced, one whose
 // messages the others expired meanwhile restarts at their first. What it appends are
 // committed messages, so a failure part way leaves nothing wrong, only work for the retry.
-// m.mu is held.
-func (m *stateMachine) fetchMissing(chans []*raftpb.ChannelSnapshot) error {
+// Channels later reports created after the snapshot are left alone. m.mu is held.
+func (m *stateMachine) fetchMissing(chans []*raftpb.ChannelSnapshot, later func(*raftpb.ChannelSnapshot) bool) error {
 	for _, cs := range chans {
 		ch := m.chans[cs.Name]
-		if cs.Last == 0 || ch != nil && ch.ID == cs.ID && ch.Msgs.State().Last >= cs.Last {
+		if cs.Last == 0 || later(cs) || ch != nil && ch.ID == cs.ID && ch.Msgs.State().Last >= cs.Last {
 			continue
 		}
 		// Another incarnation, none, or one whose last message precedes the others' first

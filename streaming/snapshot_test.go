@@ -365,3 +365,57 @@ func TestEmptyChannelRestores(t *testing.T) {
 		}
 	}
 }
+
+// A node restarts on its own last snapshot after the channel it names was deleted (an
+// inactivity limit) — and, in the second case, created again with messages: the store made
+// both durable at once, and the log after the snapshot replays them. The restore must not
+// fetch the deleted incarnation's messages, which no other node holds any more, nor put it
+// in place of the newer incarnation. Before, it deleted the newer one and created the
+// snapshot's after its last sequence; the replay then created the newer one after that
+// sequence again and took its messages for expired: acknowledged messages lost on the node.
+func TestRestartAfterChannelDeletedSinceSnapshot(t *testing.T) {
+	for _, again := range []bool{false, true} {
+		t.Run(fmt.Sprint("created again ", again), func(t *testing.T) {
+			first, store := newReplica(t)
+			applyCmds(t, first, &cmdCreateChannel{name: "x", id: 1})
+			applyCmds(t, first, &cmdPublish{chanRef: chanRef{"x", 1}, msgs: msgRun(1, 5)})
+			snap := persist(t, first)
+			after := []any{&cmdDeleteChannel{chanRef{"x", 1}}}
+			if again {
+				after = append(after, &cmdCreateChannel{name: "x", id: 2},
+					&cmdPublish{chanRef: chanRef{"x", 2}, msgs: msgRun(6, 2)})
+			}
+			for _, c := range after {
+				if r := applyCmds(t, first, c); r[0] != nil {
+					if err, ok := r[0].(error); ok {
+						t.Fatal(err)
+					}
+				}
+			}
+			want := storeDigest(t, store)
+
+			restarted := newStateMachine(store)
+			if _, err := restarted.recover(); err != nil {
+				t.Fatal(err)
+			}
+			restarted.fetch = func(_ context.Context, ch string, _, from, to uint64, _ func(uint64, []stores.Msg) error) error {
+				if from > to {
+					return nil
+				}
+				return fmt.Errorf("%w: no node answered for %q from %d", errFetch, ch, from) // the others deleted it
+			}
+			if err := restarted.Restore(bytes.NewReader(snap)); err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range after { // the log after the snapshot
+				r := applyCmds(t, restarted, c)
+				if err, _ := r[0].(error); err != nil && !errors.Is(err, errNoChannel) {
+					t.Fatalf("replaying %T: %v", c, err)
+				}
+			}
+			if got := storeDigest(t, store); got != want {
+				t.Fatalf("after restore and replay the node holds\n%s\nwant\n%s", got, want)
+			}
+		})
+	}
+}
