@@ -302,6 +302,18 @@ func restoreSubs(ch *stores.Channel, subs []*raftpb.SubSnapshot) error {
 		old[rs.State.ID] = rs.Pending
 	}
 	var errs []error
+	// The subscriptions gone go first: created first, new ones would count against MaxSubs
+	// beside them, and be refused.
+	inSnap := map[uint64]bool{}
+	for _, ss := range subs {
+		inSnap[ss.State.ID] = true
+	}
+	for id := range old {
+		if !inSnap[id] {
+			errs = append(errs, ch.Subs.DeleteSub(id))
+			delete(old, id)
+		}
+	}
 	var events []stores.SubEvent
 	for _, ss := range subs {
 		st := storeSubState(ss.State)
@@ -327,9 +339,6 @@ func restoreSubs(ch *stores.Channel, subs []*raftpb.SubSnapshot) error {
 				events = append(events, stores.SubEvent{SubID: st.ID, Seq: seq})
 			}
 		}
-	}
-	for id := range old {
-		errs = append(errs, ch.Subs.DeleteSub(id))
 	}
 	if len(events) > 0 {
 		errs = append(errs, ch.Subs.Record(events))

@@ -419,3 +419,38 @@ func TestRestartAfterChannelDeletedSinceSnapshot(t *testing.T) {
 		})
 	}
 }
+
+// A replica at max_subs restores a snapshot in which one of its subscriptions was replaced
+// by another: the one gone is removed before the new one is created, so the count never
+// passes the limit. Before, the creation came first and was refused as one too many, and so
+// was the whole snapshot (at a restart on the node's own snapshot: the node did not start).
+func TestRestoreReplacesSubscriptionsAtMaxSubs(t *testing.T) {
+	limits := &stores.LimitsSet{Global: stores.DefaultLimits()}
+	limits.Global.MaxSubs = 2
+	sub := func(id uint64) *cmdSubscribe {
+		return &cmdSubscribe{chanRef: chanRef{"x", 1}, state: stores.SubState{ID: id, ClientID: "c", Inbox: fmt.Sprint("in.", id),
+			AckInbox: fmt.Sprint("ack.", id), MaxInFlight: 1, AckWaitSecs: 30}}
+	}
+	leader, leaderStore := newReplica(t)
+	follower, store := newReplica(t)
+	for _, m := range []*stateMachine{leader, follower} {
+		for _, c := range []any{&cmdSetLimits{limits: limits}, &cmdCreateChannel{name: "x", id: 1}, sub(1), sub(2)} {
+			if r := applyCmds(t, m, c); r[0] != nil {
+				if err, ok := r[0].(error); ok {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	for _, c := range []any{&cmdDeleteSub{chanRef: chanRef{"x", 1}, id: 1}, sub(3)} {
+		if r := applyCmds(t, leader, c); r[0] != nil {
+			t.Fatal(r[0])
+		}
+	}
+	if err := follower.Restore(bytes.NewReader(persist(t, leader))); err != nil {
+		t.Fatal(err)
+	}
+	if l, r := storeDigest(t, leaderStore), storeDigest(t, store); l != r {
+		t.Fatalf("restored replica differs from the leader\nleader:\n%s\nreplica:\n%s", l, r)
+	}
+}
