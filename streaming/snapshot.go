@@ -89,7 +89,8 @@ func (s *metaSnapshot) Release() {}
 // metadata — clients and subscriptions replaced, channels created, re-created (another ID)
 // or deleted, except channels created after the snapshot, which the commands that follow
 // it recreate idempotently. It refuses a snapshot that does not decode, and one naming
-// messages past what the store holds, before changing anything.
+// messages past what the store holds, before changing anything (but deleting the channels
+// the snapshot does not hold, when it fetches).
 func (m *stateMachine) Restore(r io.Reader) error {
 	b, err := io.ReadAll(r)
 	if err != nil {
@@ -132,9 +133,26 @@ func (m *stateMachine) Restore(r io.Reader) error {
 		ch := m.chans[cs.Name]
 		return ch != nil && ch.ID > sn.NextChannelID
 	}
+	inSnap := map[string]bool{}
+	for _, cs := range sn.Channels {
+		inSnap[cs.Name] = true
+	}
+	var errs []error
 	if m.fetch != nil {
+		// The channels gone go first: created first, the ones fetchMissing creates would
+		// count against MaxChannels beside them, and be refused. Should a fetch fail, the log
+		// this replica had may follow instead of the snapshot (a new leader kept it), and its
+		// deletions of these channels then find them gone: each is remembered as ending where
+		// the snapshot says, so that one created again with the name continues after the same
+		// sequence as on the others.
+		for _, d := range sn.Deleted {
+			if ch := m.chans[d.Name]; ch != nil && !inSnap[d.Name] && ch.ID <= sn.NextChannelID {
+				m.deleted[d.Name] = max(m.deleted[d.Name], d.Last)
+			}
+		}
+		errs = m.dropChannelsNotIn(inSnap, sn.NextChannelID, errs)
 		if err := m.fetchMissing(sn.Channels, later); err != nil {
-			return err
+			return errors.Join(append(errs, err)...)
 		}
 	}
 	for _, cs := range sn.Channels {
@@ -146,7 +164,6 @@ func (m *stateMachine) Restore(r io.Reader) error {
 			return fmt.Errorf("%w: %q holds up to %d, the snapshot up to %d", errMissingMsgs, cs.Name, have, cs.Last)
 		}
 	}
-	var errs []error
 	keep := map[string]bool{}
 	for _, ci := range sn.Clients {
 		keep[ci.ID] = true
@@ -163,19 +180,7 @@ func (m *stateMachine) Restore(r io.Reader) error {
 		}
 	}
 	m.clientsDirty = true
-	inSnap := map[string]bool{}
-	for _, cs := range sn.Channels {
-		inSnap[cs.Name] = true
-	}
-	for name, ch := range m.chans {
-		// A channel created after the snapshot (a higher ID) stays: the commands after the
-		// snapshot create it again, idempotently, and a store never takes back sequences it
-		// gave, so deleting it would lose its messages for good.
-		if !inSnap[name] && ch.ID <= sn.NextChannelID {
-			errs = append(errs, m.store.DeleteChannel(name))
-			m.forget(ch)
-		}
-	}
+	errs = m.dropChannelsNotIn(inSnap, sn.NextChannelID, errs)
 	for _, cs := range sn.Channels {
 		if later(cs) {
 			continue
@@ -209,6 +214,21 @@ func (m *stateMachine) Restore(r io.Reader) error {
 		return fmt.Errorf("streaming: restore: %w", err)
 	}
 	return nil
+}
+
+// dropChannelsNotIn deletes the channels a snapshot does not hold (inSnap) and did not
+// precede (next is its next channel ID), adding the errors to errs. m.mu is held.
+func (m *stateMachine) dropChannelsNotIn(inSnap map[string]bool, next uint64, errs []error) []error {
+	for name, ch := range m.chans {
+		// A channel created after the snapshot (a higher ID) stays: the commands after the
+		// snapshot create it again, idempotently, and a store never takes back sequences it
+		// gave, so deleting it would lose its messages for good.
+		if !inSnap[name] && ch.ID <= next {
+			errs = append(errs, m.store.DeleteChannel(name))
+			m.forget(ch)
+		}
+	}
+	return errs
 }
 
 // fetchMissing gets from the other nodes the messages the snapshot names and the store
