@@ -75,6 +75,7 @@ func (s *Server) serveFetch() error {
 
 // answerFetch replies with the messages this node holds from req.From on, if it holds the
 // channel (same ID) up to req.From at least; otherwise it stays silent for another to answer.
+// A channel that holds none (every one expired) answers that its first is after its last.
 func (s *Server) answerFetch(req *raftpb.FetchRequest, reply string) {
 	m := s.sm
 	m.mu.Lock()
@@ -84,8 +85,11 @@ func (s *Server) answerFetch(req *raftpb.FetchRequest, reply string) {
 		return
 	}
 	st := ch.Msgs.State()
-	if st.Msgs == 0 || st.Last < req.From {
+	if st.Last < req.From {
 		return
+	}
+	if st.Msgs == 0 {
+		st.First = st.Last + 1
 	}
 	out := &raftpb.FetchReply{First: max(req.From, st.First)}
 	size := 0

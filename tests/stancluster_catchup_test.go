@@ -39,3 +39,46 @@ func TestStanClusterCatchUpFromSnapshot(t *testing.T) {
 		t.Errorf("the node caught up without fetching: the test did not exercise a snapshot install")
 	}
 }
+
+// TestStanClusterCatchUpAfterAllExpired: a node away while the others snapshot a channel and
+// then expire every message of it (max_age) comes back and installs that snapshot, which names
+// messages no node holds any more. The others tell it so (an empty channel continues after its
+// last sequence) and it ends identical to them. Before, a node whose channel held no message
+// did not answer, the install failed after the fetch timeout, and again at every retry until
+// enough traffic made the leader take a newer snapshot: the node stayed behind.
+func TestStanClusterCatchUpAfterAllExpired(t *testing.T) {
+	const maxAge = 4 * time.Second
+	c := startStanCluster(t, "--cluster_snapshot_interval", "200ms", "--cluster_snapshot_threshold", "16",
+		"--cluster_trailing_logs", "8", "--max_age", maxAge.String())
+	lead := c.leader(10 * time.Second)
+	away := c.followers(lead)[0]
+	pub := stanOn(t, lead, "pub")
+	start := time.Now()
+	for i := range 10 {
+		publishRetry(t, pub, "aging", []byte(fmt.Sprint("a-", i)), 10*time.Second)
+	}
+	c.converged(10 * time.Second)
+	away.kill()
+	for i := 10; i < 60; i++ { // several snapshots and a compaction past the away node
+		publishRetry(t, pub, "aging", []byte(fmt.Sprint("a-", i)), 10*time.Second)
+	}
+	time.Sleep(time.Second)
+	if time.Since(start) > maxAge-time.Second {
+		t.Skipf("too slow: the messages may have expired before the snapshots (%v)", time.Since(start))
+	}
+	var ch struct {
+		Msgs    int    `json:"msgs"`
+		LastSeq uint64 `json:"last_seq"`
+	}
+	waitFor(t, 3*maxAge, func() error {
+		if err := lead.monGet("/streaming/channelsz?channel=aging", &ch); err != nil {
+			return err
+		}
+		if ch.Msgs != 0 || ch.LastSeq != 60 {
+			return fmt.Errorf("channel holds %d messages up to %d", ch.Msgs, ch.LastSeq)
+		}
+		return nil
+	})
+	away.restart()
+	c.converged(30 * time.Second)
+}
