@@ -75,12 +75,18 @@ func (s *Server) serveFetch() error {
 
 // answerFetch replies with the messages this node holds from req.From on, if it holds the
 // channel (same ID) up to req.From at least; otherwise it stays silent for another to answer.
-// A channel that holds none (every one expired) answers that its first is after its last.
+// A channel that holds none (every one expired) answers that its first is after its last,
+// and so does one this node deleted since: an empty reply past its messages.
 func (s *Server) answerFetch(req *raftpb.FetchRequest, reply string) {
 	m := s.sm
 	m.mu.Lock()
 	ch := m.chans[req.Channel]
+	gone := m.deletedSince(req.Channel, req.ChannelID, ch)
 	m.mu.Unlock()
+	if gone > req.To {
+		s.replyFetch(req, reply, &raftpb.FetchReply{First: gone})
+		return
+	}
 	if ch == nil || ch.ID != req.ChannelID {
 		return
 	}
@@ -109,6 +115,29 @@ func (s *Server) answerFetch(req *raftpb.FetchRequest, reply string) {
 		size += len(msg.Data) + len(msg.Reply) + 32
 		out.Msgs = append(out.Msgs, &raftpb.MsgProto{Sequence: msg.Seq, Timestamp: msg.Time, Reply: msg.Reply, Data: msg.Data})
 	}
+	s.replyFetch(req, reply, out)
+}
+
+// deletedSince returns, if this node deleted channel name of ID id (ch is what it holds by
+// that name now), a sequence past every message that incarnation held; else 0. IDs grow
+// in log order: a node that holds the name under a higher ID, or none and gave out the ID
+// already, applied the incarnation's deletion. m.mu is held.
+func (m *stateMachine) deletedSince(name string, id uint64, ch *stores.Channel) uint64 {
+	switch {
+	case ch != nil && ch.ID > id: // created again since: it continues after the deleted one
+		st := ch.Msgs.State()
+		if st.Msgs == 0 {
+			return st.Last + 1
+		}
+		return st.First
+	case ch == nil && id <= m.nextChanID && m.deleted[name] > 0:
+		return m.deleted[name] + 1
+	}
+	return 0
+}
+
+// replyFetch sends a fetch reply.
+func (s *Server) replyFetch(req *raftpb.FetchRequest, reply string, out *raftpb.FetchReply) {
 	b, err := proto.Marshal(out)
 	if err != nil {
 		return

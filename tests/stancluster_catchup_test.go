@@ -82,3 +82,43 @@ func TestStanClusterCatchUpAfterAllExpired(t *testing.T) {
 	away.restart()
 	c.converged(30 * time.Second)
 }
+
+// TestStanClusterCatchUpAfterChannelDeleted: a node away while the others snapshot a channel
+// and then delete it (max_inactivity) comes back and installs that snapshot, which names
+// messages of a channel no node holds any more. The others tell it the channel is gone (its
+// messages end before what they remember of it) and it ends identical to them. Before, no
+// node answered, the install failed after the fetch timeout, and again at every retry until
+// enough traffic made the leader take a newer snapshot: the node stayed behind.
+func TestStanClusterCatchUpAfterChannelDeleted(t *testing.T) {
+	const idle = 3 * time.Second
+	c := startStanCluster(t, "--cluster_snapshot_interval", "200ms", "--cluster_snapshot_threshold", "16",
+		"--cluster_trailing_logs", "8", "--max_inactivity", idle.String())
+	lead := c.leader(10 * time.Second)
+	away := c.followers(lead)[0]
+	pub := stanOn(t, lead, "pub")
+	for i := range 10 {
+		publishRetry(t, pub, "idle", []byte(fmt.Sprint("i-", i)), 10*time.Second)
+	}
+	c.converged(10 * time.Second)
+	away.kill()
+	start := time.Now()
+	for i := 10; i < 60; i++ { // several snapshots and a compaction past the away node
+		publishRetry(t, pub, "idle", []byte(fmt.Sprint("i-", i)), 10*time.Second)
+	}
+	time.Sleep(time.Second)
+	if time.Since(start) > idle-time.Second {
+		t.Skipf("too slow: the channel may have been deleted before the snapshots (%v)", time.Since(start))
+	}
+	waitFor(t, 3*idle, func() error {
+		z, err := lead.serverz(false)
+		if err != nil {
+			return err
+		}
+		if z.TotalMsgs != 0 {
+			return fmt.Errorf("%d messages stored", z.TotalMsgs)
+		}
+		return nil
+	})
+	away.restart()
+	c.converged(30 * time.Second)
+}
