@@ -199,6 +199,11 @@ func (m *stateMachine) Restore(r io.Reader) error {
 			}
 			m.chans[cs.Name] = ch
 		}
+		var err error
+		if ch, err = m.dropRemoved(ch, cs); err != nil {
+			errs = append(errs, err)
+			continue
+		}
 		errs = append(errs, restoreSubs(ch, cs.Subs))
 		m.markSubsDirty(ch)
 	}
@@ -276,6 +281,27 @@ func (m *stateMachine) fetchMissing(chans []*raftpb.ChannelSnapshot, later func(
 		}
 	}
 	return nil
+}
+
+// dropRemoved removes from ch the messages before the snapshot's first: the snapshot's
+// replicas removed them (max_age, or limits lowered) while this one, away, missed the
+// commands that did. It returns the channel, replaced if none of its messages stays.
+// m.mu is held.
+func (m *stateMachine) dropRemoved(ch *stores.Channel, cs *raftpb.ChannelSnapshot) (*stores.Channel, error) {
+	st := ch.Msgs.State()
+	switch {
+	case st.Msgs == 0 || st.First >= cs.First:
+		return ch, nil
+	case st.Last < cs.First: // all of them: the channel continues after its last, empty
+		return m.replaceChannel(ch, cs.Name, cs.ID, st.Last)
+	case m.limits == nil:
+		return ch, nil // the channel's limits could not be put back: the next expiry or publish trims it
+	}
+	// The oldest go as MaxMsgs removes them; then the channel's own limits are back.
+	ch.Msgs.SetLimits(stores.Limits{MaxMsgs: int(st.Last - cs.First + 1)})
+	ch.Msgs.Expire(0)
+	ch.Msgs.SetLimits(m.limits.For(cs.Name))
+	return ch, nil
 }
 
 // replaceChannel deletes old (nil: none) and creates channel name with id in its place,

@@ -537,3 +537,48 @@ func TestFailedRestoreThenTheOldLog(t *testing.T) {
 		t.Fatalf("replica differs from the leader\nleader:\n%s\nreplica:\n%s", l, r)
 	}
 }
+
+// A replica that holds every message of a channel restores a snapshot taken after the
+// others removed the oldest (max_age here): it drops them too, so that it holds what the
+// snapshot says — some, or none. Before, it kept them: its state differed from the others'
+// until the channel's next expiry, if any came.
+func TestRestoreDropsWhatTheOthersRemoved(t *testing.T) {
+	limits := &stores.LimitsSet{Global: stores.DefaultLimits()}
+	limits.Global.MaxAge = 5 // ns: msgRun's messages are stored at their sequence
+	for _, now := range []int64{13, 100} {
+		t.Run(fmt.Sprint("expired at ", now), func(t *testing.T) {
+			leader, leaderStore := newReplica(t)
+			follower, store := newReplica(t)
+			for _, m := range []*stateMachine{leader, follower} {
+				for _, c := range []any{&cmdSetLimits{limits: limits}, &cmdCreateChannel{name: "x", id: 1},
+					&cmdPublish{chanRef: chanRef{"x", 1}, msgs: msgRun(1, 10)}} {
+					if r, ok := applyCmds(t, m, c)[0].(error); ok {
+						t.Fatal(r)
+					}
+				}
+			}
+			if r, ok := applyCmds(t, leader, &cmdExpire{chanRef: chanRef{"x", 1}, now: now})[0].(expireResult); !ok || r.removed == 0 {
+				t.Fatalf("expiry: %+v", r)
+			}
+			follower.fetch = func(context.Context, string, uint64, uint64, uint64, func(uint64, []stores.Msg) error) error {
+				t.Fatal("fetched: the replica holds every message")
+				return nil
+			}
+			if err := follower.Restore(bytes.NewReader(persist(t, leader))); err != nil {
+				t.Fatal(err)
+			}
+			if l, r := storeDigest(t, leaderStore), storeDigest(t, store); l != r {
+				t.Fatalf("restored replica differs from the leader\nleader:\n%s\nreplica:\n%s", l, r)
+			}
+			// It applies what follows alike.
+			for _, m := range []*stateMachine{leader, follower} {
+				if r, ok := applyCmds(t, m, &cmdPublish{chanRef: chanRef{"x", 1}, msgs: msgRun(11, 1)})[0].(error); ok {
+					t.Fatal(r)
+				}
+			}
+			if l, r := storeDigest(t, leaderStore), storeDigest(t, store); l != r {
+				t.Fatalf("replica differs from the leader after a publish\nleader:\n%s\nreplica:\n%s", l, r)
+			}
+		})
+	}
+}
