@@ -91,7 +91,7 @@ func (s *metaSnapshot) Release() {}
 // it recreate idempotently. It refuses a snapshot that does not decode, and one naming
 // messages past what the store holds, before changing anything (but deleting the channels
 // the snapshot does not hold, when it fetches).
-func (m *stateMachine) Restore(r io.Reader) error {
+func (m *stateMachine) Restore(r io.Reader) (err error) {
 	b, err := io.ReadAll(r)
 	if err != nil {
 		return fmt.Errorf("streaming: reading snapshot: %w", err)
@@ -109,9 +109,12 @@ func (m *stateMachine) Restore(r io.Reader) error {
 			}
 		}
 	}
+	limits := m.limits // what the replicas apply once restored
 	if sn.Limits != nil {
-		// Installed first: fetched messages are trimmed, and subscriptions and channels
-		// counted, by the limits the snapshot's replicas applied.
+		// Installed first: fetched messages are trimmed by the limits the snapshot's
+		// replicas applied. But its channels and subscriptions exist on them however many
+		// the limits allow now (lowered limits remove none): they are restored under limits
+		// that count none, and the replicated ones are installed once restored.
 		ls, err := limitsSet(sn.Limits)
 		if err == nil {
 			err = ls.Validate()
@@ -119,9 +122,15 @@ func (m *stateMachine) Restore(r io.Reader) error {
 		if err != nil {
 			return fmt.Errorf("%w: %v", errBadSnapshot, err)
 		}
-		if err := m.installLimits(ls); err != nil {
+		if err := m.store.SetLimits(uncounted(ls)); err != nil {
 			return fmt.Errorf("streaming: restore: %w", err)
 		}
+		limits = ls
+		defer func() {
+			if lerr := m.installLimits(ls); lerr != nil {
+				err = errors.Join(err, fmt.Errorf("streaming: restore: %w", lerr))
+			}
+		}()
 	}
 	// A channel created after the snapshot under a name the snapshot holds (a restart: the
 	// snapshot's incarnation was deleted since, and the log after the snapshot deletes it
@@ -200,7 +209,7 @@ func (m *stateMachine) Restore(r io.Reader) error {
 			m.chans[cs.Name] = ch
 		}
 		var err error
-		if ch, err = m.dropRemoved(ch, cs); err != nil {
+		if ch, err = m.dropRemoved(ch, cs, limits); err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -219,6 +228,17 @@ func (m *stateMachine) Restore(r io.Reader) error {
 		return fmt.Errorf("streaming: restore: %w", err)
 	}
 	return nil
+}
+
+// uncounted is ls without limits on the number of channels and of subscriptions.
+func uncounted(ls *stores.LimitsSet) *stores.LimitsSet {
+	u := ls.Clone()
+	u.Global.MaxChannels, u.Global.MaxSubs = 0, 0
+	for name, l := range u.Channels {
+		l.MaxSubs = -1 // unlimited (0 would inherit)
+		u.Channels[name] = l
+	}
+	return u
 }
 
 // dropChannelsNotIn deletes the channels a snapshot does not hold (inSnap) and did not
@@ -286,21 +306,21 @@ func (m *stateMachine) fetchMissing(chans []*raftpb.ChannelSnapshot, later func(
 // dropRemoved removes from ch the messages before the snapshot's first: the snapshot's
 // replicas removed them (max_age, or limits lowered) while this one, away, missed the
 // commands that did. It returns the channel, replaced if none of its messages stays.
-// m.mu is held.
-func (m *stateMachine) dropRemoved(ch *stores.Channel, cs *raftpb.ChannelSnapshot) (*stores.Channel, error) {
+// limits are the replicated limits (nil: none yet). m.mu is held.
+func (m *stateMachine) dropRemoved(ch *stores.Channel, cs *raftpb.ChannelSnapshot, limits *stores.LimitsSet) (*stores.Channel, error) {
 	st := ch.Msgs.State()
 	switch {
 	case st.Msgs == 0 || st.First >= cs.First:
 		return ch, nil
 	case st.Last < cs.First: // all of them: the channel continues after its last, empty
 		return m.replaceChannel(ch, cs.Name, cs.ID, st.Last)
-	case m.limits == nil:
+	case limits == nil:
 		return ch, nil // the channel's limits could not be put back: the next expiry or publish trims it
 	}
 	// The oldest go as MaxMsgs removes them; then the channel's own limits are back.
 	ch.Msgs.SetLimits(stores.Limits{MaxMsgs: int(st.Last - cs.First + 1)})
 	ch.Msgs.Expire(0)
-	ch.Msgs.SetLimits(m.limits.For(cs.Name))
+	ch.Msgs.SetLimits(limits.For(cs.Name))
 	return ch, nil
 }
 

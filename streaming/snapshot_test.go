@@ -550,12 +550,16 @@ func TestRestoreDropsWhatTheOthersRemoved(t *testing.T) {
 			leader, leaderStore := newReplica(t)
 			follower, store := newReplica(t)
 			for _, m := range []*stateMachine{leader, follower} {
-				for _, c := range []any{&cmdSetLimits{limits: limits}, &cmdCreateChannel{name: "x", id: 1},
+				for _, c := range []any{&cmdCreateChannel{name: "x", id: 1},
 					&cmdPublish{chanRef: chanRef{"x", 1}, msgs: msgRun(1, 10)}} {
 					if r, ok := applyCmds(t, m, c)[0].(error); ok {
 						t.Fatal(r)
 					}
 				}
+			}
+			// Limits replicated since: the follower has none but its configured ones.
+			if r, ok := applyCmds(t, leader, &cmdSetLimits{limits: limits})[0].(error); ok {
+				t.Fatal(r)
 			}
 			if r, ok := applyCmds(t, leader, &cmdExpire{chanRef: chanRef{"x", 1}, now: now})[0].(expireResult); !ok || r.removed == 0 {
 				t.Fatalf("expiry: %+v", r)
@@ -580,5 +584,42 @@ func TestRestoreDropsWhatTheOthersRemoved(t *testing.T) {
 				t.Fatalf("replica differs from the leader after a publish\nleader:\n%s\nreplica:\n%s", l, r)
 			}
 		})
+	}
+}
+
+// Limits lowered below what exists (a leader configured with fewer max_subs and
+// max_channels) remove nothing: the replicas keep the channels and subscriptions they hold.
+// A replica restoring a snapshot of that state restores all of them, and counts new ones by
+// the lowered limits after. Before, it counted the snapshot's own against them: the
+// restore was refused, every time, and the replica never caught up.
+func TestRestoreKeepsWhatLoweredLimitsKept(t *testing.T) {
+	before := &stores.LimitsSet{Global: stores.DefaultLimits()}
+	before.Global.MaxChannels, before.Global.MaxSubs = 10, 10
+	lowered := before.Clone()
+	lowered.Global.MaxChannels, lowered.Global.MaxSubs = 1, 5
+	lowered.Channels = map[string]stores.Limits{"x": {MaxSubs: 1}} // a per-channel entry counts too
+	sub := func(ch string, chID, id uint64) *cmdSubscribe {
+		return &cmdSubscribe{chanRef: chanRef{ch, chID}, state: stores.SubState{ID: id, ClientID: "c", Inbox: fmt.Sprint("in.", id),
+			AckInbox: fmt.Sprint("ack.", id), MaxInFlight: 1, AckWaitSecs: 30}}
+	}
+	leader, leaderStore := newReplica(t)
+	for _, c := range []any{&cmdSetLimits{limits: before}, &cmdCreateChannel{name: "x", id: 1}, &cmdCreateChannel{name: "y", id: 2},
+		sub("x", 1, 1), sub("x", 1, 2), &cmdSetLimits{limits: lowered}} {
+		if r, ok := applyCmds(t, leader, c)[0].(error); ok {
+			t.Fatal(r)
+		}
+	}
+	follower, store := newReplica(t)
+	if err := follower.Restore(bytes.NewReader(persist(t, leader))); err != nil {
+		t.Fatal(err)
+	}
+	if l, r := storeDigest(t, leaderStore), storeDigest(t, store); l != r {
+		t.Fatalf("restored replica differs from the leader\nleader:\n%s\nreplica:\n%s", l, r)
+	}
+	for _, m := range []*stateMachine{leader, follower} { // the lowered limits count from now on
+		if r := applyCmds(t, m, sub("x", 1, 3), &cmdCreateChannel{name: "z", id: 3}); !errors.Is(r[0].(error), stores.ErrTooManySubs) ||
+			!errors.Is(r[1].(error), stores.ErrTooManyChannels) {
+			t.Fatalf("a subscription and a channel past the lowered limits: %v", r)
+		}
 	}
 }
