@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/stan.go"
 )
 
 // TestStanClusterCatchUpFromSnapshot: a node away while the others snapshot and compact
@@ -120,5 +122,48 @@ func TestStanClusterCatchUpAfterChannelDeleted(t *testing.T) {
 		return nil
 	})
 	away.restart()
+	c.converged(30 * time.Second)
+}
+
+// TestStanClusterRestartAfterChannelRecreated: a node restarts on its own last snapshot after
+// the channel the snapshot names was deleted (max_inactivity) and created again with new
+// messages. It keeps the new incarnation, replays the log after the snapshot, and ends
+// identical to the others. Before, its restore put the snapshot's incarnation in place of the
+// new one, and the replay then took the new one's messages for expired: acknowledged
+// messages lost on that node.
+func TestStanClusterRestartAfterChannelRecreated(t *testing.T) {
+	const idle = 2 * time.Second
+	c := startStanCluster(t, "--cluster_snapshot_interval", "200ms", "--cluster_snapshot_threshold", "16",
+		"--max_inactivity", idle.String())
+	lead := c.leader(10 * time.Second)
+	restarted := c.followers(lead)[0]
+	pub := stanOn(t, lead, "pub")
+	for i := range 30 { // a snapshot on every node
+		publishRetry(t, pub, "idle", []byte(fmt.Sprint("old-", i)), 10*time.Second)
+	}
+	c.converged(10 * time.Second)
+	time.Sleep(time.Second)
+	waitFor(t, 5*idle, func() error { // deleted
+		z, err := lead.serverz(false)
+		if err != nil {
+			return err
+		}
+		if z.TotalMsgs != 0 {
+			return fmt.Errorf("%d messages stored", z.TotalMsgs)
+		}
+		return nil
+	})
+	// Created again, and kept by a subscriber: a few entries, no snapshot.
+	sub, err := pub.Subscribe("idle", func(*stan.Msg) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	for i := range 3 {
+		publishRetry(t, pub, "idle", []byte(fmt.Sprint("new-", i)), 10*time.Second)
+	}
+	c.converged(10 * time.Second)
+	restarted.kill()
+	restarted.restart()
 	c.converged(30 * time.Second)
 }
