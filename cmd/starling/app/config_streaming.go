@@ -110,6 +110,7 @@ func (r *fileReader) streamingBlock(s *settings, e *conf.Entry, path string) {
 					st.reserved = map[string]any{}
 				}
 				st.reserved[fd.names[0]] = v
+				st.setAt("reserved."+fd.names[0], fileOrigin(e.KeyPos, kpath))
 			}
 		}
 	})

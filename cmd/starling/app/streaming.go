@@ -143,7 +143,11 @@ func (st *streamSettings) build(p *problems, routed bool) {
 		}
 	}
 	for _, k := range slices.Sorted(maps.Keys(st.reserved)) {
-		st.warn("streaming.%s %s", k, reservedFor(k))
+		o, ok := st.at["reserved."+k]
+		if !ok {
+			o = origin{name: "streaming." + k}
+		}
+		st.warn("%s %s", o, reservedFor(k))
 	}
 }
 
