@@ -65,6 +65,13 @@ func TestHelpListsEveryFlagOnce(t *testing.T) {
 	if strings.Join(sections, "|") != strings.Join(want, "|") {
 		t.Errorf("sections\n got %q\nwant %q", sections, want)
 	}
+	// The subcommands: the offline store checks and the import from nats-streaming-server
+	// (README, docs/migration-from-nss.md).
+	for _, usage := range []string{"starling store verify DIR", "starling store repair [--quarantine] DIR", "starling store import --from-nss DIR --dir TARGET"} {
+		if !strings.Contains(helpText(t), usage) {
+			t.Errorf("the help does not mention %q", usage)
+		}
+	}
 	// Aliases share a line.
 	for _, line := range []string{"-a, --addr, --net <host>", "-l, --log, --log_file <file>", "-cid, --cluster_id <string>", "--cluster, --cluster_listen <url>"} {
 		if !strings.Contains(helpText(t), "    "+line) {
