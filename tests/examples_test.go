@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -14,6 +15,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -22,7 +24,7 @@ import (
 )
 
 // The example configurations under examples/ (see examples/README.md): every one passes
-// `starling -t`, and the cluster and TLS examples do what their comments say when started.
+// `starling -t`, and each example does what its comments say when started.
 // Paths inside the examples are relative to the repository root, as the README runs them.
 
 const repoRoot = ".."
@@ -71,7 +73,8 @@ func TestExamplesPassCheck(t *testing.T) {
 	confs := exampleConfigs(t)
 	// The walk must find what the README lists, so that a moved file cannot pass unchecked.
 	for _, want := range []string{"examples/single-node/starling.conf", "examples/cluster/node-1.conf",
-		"examples/cluster/node-2.conf", "examples/cluster/node-3.conf", "examples/tls/starling.conf"} {
+		"examples/cluster/node-2.conf", "examples/cluster/node-3.conf", "examples/tls/starling.conf",
+		"examples/accounts/starling.conf"} {
 		if !slices.Contains(confs, want) {
 			t.Errorf("%s not found under examples/ (found %v)", want, confs)
 		}
@@ -345,5 +348,158 @@ func TestExampleTLS(t *testing.T) {
 	case err := <-errs:
 		t.Fatalf("unexpected error: %v", err)
 	default:
+	}
+}
+
+// waitReady waits until the example's monitoring port answers /healthz with 200, failing
+// at once if the server exits.
+func waitReady(t *testing.T, p *proc, mport int) {
+	t.Helper()
+	waitFor(t, 10*time.Second, func() error {
+		select {
+		case err := <-p.done:
+			p.done <- err
+			t.Fatalf("server exited: %v", err)
+		default:
+		}
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/healthz", mport))
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("/healthz: %s", resp.Status)
+		}
+		return nil
+	})
+}
+
+// The single-node example, the configuration the systemd unit runs (its store moved to a
+// temporary directory by --dir, as its comment shows): it starts, serves streaming on the
+// file store with the file's limits, and keeps a message and a durable's position across a
+// graceful restart.
+func TestExampleSingleNode(t *testing.T) {
+	dir := t.TempDir()
+	port, mport := freePort(t), freePort(t)
+	start := func() *proc {
+		p := startExample(t, nil, "-c", "examples/single-node/starling.conf", "--dir", dir,
+			"-a", "127.0.0.1", "-p", fmt.Sprint(port), "-m", fmt.Sprint(mport))
+		waitReady(t, p, mport)
+		return p
+	}
+	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	p := start()
+
+	var storez struct {
+		Type   string `json:"type"`
+		Limits struct {
+			MaxChannels int           `json:"max_channels"`
+			MaxMsgs     int           `json:"max_msgs"`
+			MaxAge      time.Duration `json:"max_age"`
+			MaxSubs     int           `json:"max_subscriptions"`
+		} `json:"limits"`
+	}
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/streaming/storez", mport))
+	must(t, err)
+	must(t, json.NewDecoder(resp.Body).Decode(&storez))
+	resp.Body.Close()
+	if l := storez.Limits; storez.Type != "FILE" || l.MaxChannels != 100 || l.MaxMsgs != 1000000 || l.MaxAge != 72*time.Hour || l.MaxSubs != 1000 {
+		t.Fatalf("storez: %+v, want the file store with the example's store_limits", storez)
+	}
+
+	sc, err := stan.Connect("test-cluster", "example-single", stan.NatsURL(url))
+	must(t, err)
+	must(t, sc.Publish("orders", []byte("kept")))
+	got := make(chan *stan.Msg, 1)
+	sub, err := sc.Subscribe("orders", func(m *stan.Msg) { got <- m }, stan.DeliverAllAvailable(), stan.DurableName("billing"))
+	must(t, err)
+	select {
+	case <-got:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no streaming message")
+	}
+	must(t, sub.Close())
+	must(t, sc.Close())
+
+	// SIGTERM: a graceful stop, then the same store again.
+	must(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	if err := p.wait(t, 15*time.Second); err != nil {
+		t.Fatalf("exit after SIGTERM: %v", err)
+	}
+	start()
+	sc, err = stan.Connect("test-cluster", "example-single", stan.NatsURL(url))
+	must(t, err)
+	defer sc.Close()
+	must(t, sc.Publish("orders", []byte("after the restart")))
+	got = make(chan *stan.Msg, 2)
+	sub, err = sc.Subscribe("orders", func(m *stan.Msg) { got <- m }, stan.DeliverAllAvailable(), stan.DurableName("billing"))
+	must(t, err)
+	defer sub.Close()
+	select {
+	case m := <-got:
+		if m.Sequence != 2 || string(m.Data) != "after the restart" {
+			t.Fatalf("the durable resumed at %d %q, want 2 \"after the restart\"", m.Sequence, m.Data)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no streaming message after the restart")
+	}
+}
+
+// The accounts example, as README runs it: the service import answers the shop's price
+// requests, a client without credentials is the shop (no_auth_user), the stream imports
+// deliver under their own names, and the system account's user gets answers to
+// $SYS.REQ.SERVER.PING.
+func TestExampleAccounts(t *testing.T) {
+	port, mport := freePort(t), freePort(t)
+	p := startExample(t, nil, "-c", "examples/accounts/starling.conf", "-a", "127.0.0.1", "-p", fmt.Sprint(port), "-m", fmt.Sprint(mport))
+	waitReady(t, p, mport)
+	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	dial := func(opts ...nats.Option) *nats.Conn {
+		t.Helper()
+		nc, err := nats.Connect(url, append([]nats.Option{nats.NoReconnect(), nats.Timeout(2 * time.Second)}, opts...)...)
+		must(t, err)
+		t.Cleanup(nc.Close)
+		return nc
+	}
+	login := func(user string) nats.Option { return nats.UserInfo(user, user+"-example-only") }
+
+	orders := dial(login("orders"))
+	_, err := orders.Subscribe("price.*", func(m *nats.Msg) { _ = m.Respond([]byte("42 for " + m.Subject)) })
+	must(t, err)
+	must(t, orders.Flush())
+	for _, shop := range []*nats.Conn{dial(login("shop")), dial()} { // dial(): no_auth_user
+		reply, err := shop.Request("ask.price.apple", nil, 5*time.Second)
+		must(t, err)
+		if string(reply.Data) != "42 for price.apple" {
+			t.Fatalf("price reply %q", reply.Data)
+		}
+	}
+
+	// Stream imports: the shop sees order events under its prefix, the audit account the
+	// audit events it alone may import.
+	shopEvents, auditEvents := make(chan *nats.Msg, 4), make(chan *nats.Msg, 4)
+	shop := dial(login("shop"))
+	_, err = shop.ChanSubscribe("upstream.orders.>", shopEvents)
+	must(t, err)
+	must(t, shop.Flush())
+	audit := dial(login("audit"))
+	_, err = audit.ChanSubscribe("orders.audit.>", auditEvents)
+	must(t, err)
+	must(t, audit.Flush())
+	must(t, orders.Publish("orders.audit.1", []byte("audited")))
+	must(t, orders.Flush())
+	if m := recvN(t, shopEvents, 1, 5*time.Second)[0]; m.Subject != "upstream.orders.audit.1" {
+		t.Fatalf("shop got %q", m.Subject)
+	}
+	if m := recvN(t, auditEvents, 1, 5*time.Second)[0]; m.Subject != "orders.audit.1" {
+		t.Fatalf("audit got %q", m.Subject)
+	}
+
+	// The system account: what `nats server list` asks.
+	admin := dial(login("admin"))
+	reply, err := admin.Request("$SYS.REQ.SERVER.PING", nil, 5*time.Second)
+	must(t, err)
+	if !strings.Contains(string(reply.Data), `"server"`) {
+		t.Fatalf("$SYS.REQ.SERVER.PING reply %s", reply.Data)
 	}
 }
