@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -70,6 +72,12 @@ func runStoreCommand(args []string, stdout, stderr io.Writer) int {
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "starling store:", err)
+		if verb == "repair" && !*quarantine && errors.Is(err, filestore.ErrCorrupt) &&
+			slices.ContainsFunc(rep.Problems, func(p filestore.Problem) bool { return !p.Repairable }) {
+			// Repair refused damage only quarantine fixes; its error names the library's
+			// option, and a user of the command needs the flag.
+			fmt.Fprintf(stderr, "starling store: to move the damaged segments aside (their messages are lost): starling store repair --quarantine %s\n", dir)
+		}
 		return 1
 	}
 	if !rep.OK() {

@@ -73,6 +73,54 @@ func TestStoreVerifyAndRepair(t *testing.T) {
 	}
 }
 
+// Damage inside a sealed segment: repair refuses, and tells the user the command that
+// moves the damaged segments aside (not the Go option behind it).
+func TestStoreRepairRefusalNamesQuarantine(t *testing.T) {
+	dir := t.TempDir()
+	st, err := filestore.Open(dir, filestore.Options{NoSync: true, SegmentMsgs: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Init(stores.ServerInfo{ClusterID: "c"}); err != nil {
+		t.Fatal(err)
+	}
+	ch, err := st.CreateChannel("foo", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for seq := uint64(1); seq <= 5; seq++ {
+		if err := ch.Msgs.Append([]stores.Msg{{Seq: seq, Time: int64(seq), Data: []byte("payload")}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ch.Msgs.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	segs, _ := filepath.Glob(filepath.Join(dir, "*", "*.seg"))
+	if len(segs) < 2 {
+		t.Fatalf("segments: %v", segs)
+	}
+	b, err := os.ReadFile(segs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := len(b) / 2; i < len(b)/2+4; i++ {
+		b[i] ^= 0xff
+	}
+	if err := os.WriteFile(segs[0], b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	code := Execute(context.Background(), []string{"store", "repair", dir}, &out, &errOut)
+	text := out.String() + errOut.String()
+	if code != 1 || !strings.Contains(text, "starling store repair --quarantine "+dir) {
+		t.Fatalf("repair of a damaged sealed segment: exit %d, want 1 and the --quarantine command:\n%s", code, text)
+	}
+}
+
 func TestFileOptionsSync(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "s.conf")
