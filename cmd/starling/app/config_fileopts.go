@@ -122,7 +122,7 @@ func (r *fileReader) fileOptions(st *streamSettings, e *conf.Entry, path string)
 		case "read_buffer_size":
 			ignore("is not used: a message is read with one read of its record")
 		case "compact", "compact_fragmentation", "compact_interval", "compact_min_size":
-			ignore("is not used: a channel's subscription log is compacted when the channel opens")
+			ignore("is not used: meta.log and each channel's subscription log are compacted while the store runs, once past 4MB and twice their live size")
 		}
 		if ok {
 			st.setAt("file."+name, at)

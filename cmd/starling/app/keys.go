@@ -222,7 +222,7 @@ func fileKeys() []fileKey {
 		{path: "streaming.file_options.crc", aliases: aka("do_crc"), typ: "bool", doc: "`false` is not used (a warning): every record is CRC-checked"},
 		{path: "streaming.file_options.crc_poly", typ: "int", doc: "not used (a warning): records are checked with CRC-32C (Castagnoli)"},
 		{path: "streaming.file_options.read_buffer_size", typ: "size", doc: "not used (a warning): a message is read with one read of its record"},
-		{path: "streaming.file_options.compact", aliases: aka("compact_enabled"), typ: "bool", doc: "not used (a warning): a channel's subscription log is compacted when the channel opens"},
+		{path: "streaming.file_options.compact", aliases: aka("compact_enabled"), typ: "bool", doc: "not used (a warning): meta.log and each channel's subscription log are compacted while the store runs, once past 4MB and twice their live size"},
 		{path: "streaming.file_options.compact_fragmentation", aliases: aka("compact_frag"), typ: "int", doc: "not used (a warning), as `compact`"},
 		{path: "streaming.file_options.compact_interval", typ: "duration", doc: "not used (a warning), as `compact`"},
 		{path: "streaming.file_options.compact_min_size", typ: "size", doc: "not used (a warning), as `compact`"},
