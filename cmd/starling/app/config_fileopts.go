@@ -147,8 +147,8 @@ func fileOptionsSchema() schema {
 		f(kString, "slice_archive_script", "slice_archive", "slice_script"),
 		f(kInt, "file_descriptors_limit", "fds_limit"),
 		f(kInt, "parallel_recovery"),
-		f(kSize, "read_buffer_size"),
-		f(kDuration, "auto_sync"),
+		f(kSize, "read_buffer_size", "file_read_buffer_size"),
+		f(kDuration, "auto_sync", "file_auto_sync"),
 	}
 }
 

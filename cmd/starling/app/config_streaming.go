@@ -34,7 +34,7 @@ func (r *fileReader) streamingBlock(s *settings, e *conf.Entry, path string) {
 			str(&o.ClusterID, "cluster_id", e, kpath)
 		case "discover_prefix", "discoverprefix":
 			str(&o.DiscoverPrefix, "discover_prefix", e, kpath)
-		case "store", "store_type", "storetype":
+		case "store", "st", "store_type", "storetype":
 			str(&st.store, "store", e, kpath)
 		case "dir", "datastore", "file_store_dir":
 			str(&st.dir, "dir", e, kpath)
@@ -42,15 +42,15 @@ func (r *fileReader) streamingBlock(s *settings, e *conf.Entry, path string) {
 			st.debug, _ = r.boolean(e, kpath)
 		case "sv", "stan_trace":
 			st.trace, _ = r.boolean(e, kpath)
-		case "hb_interval", "server_to_client_hb_interval":
+		case "hb_interval", "hbi", "server_to_client_hb_interval":
 			o.HBInterval, _ = r.duration(e, kpath)
-		case "hb_timeout", "server_to_client_hb_timeout":
+		case "hb_timeout", "hbt", "server_to_client_hb_timeout":
 			o.HBTimeout, _ = r.duration(e, kpath)
-		case "hb_fail_count", "server_to_client_hb_fail_count":
+		case "hb_fail_count", "hbf", "server_to_client_hb_fail_count":
 			o.HBFailCount, _ = r.intIn(e, kpath, 0, math.MaxInt32)
 		case "io_batch_size":
 			o.IOBatchSize, _ = r.intIn(e, kpath, 0, math.MaxInt32)
-		case "replace_durable":
+		case "replace_durable", "replace_durables", "replace_duplicate_durable", "replace_duplicate_durables":
 			o.ReplaceDurable, _ = r.boolean(e, kpath)
 		case "max_clients":
 			o.MaxClients, _ = r.intIn(e, kpath, -1, math.MaxInt32)
@@ -141,7 +141,7 @@ func (r *fileReader) storeLimits(st *streamSettings, e *conf.Entry, path string)
 		case "max_channels", "mc", "maxchannels":
 			g.MaxChannels, _ = r.intIn(e, kpath, 0, math.MaxInt32)
 			st.setAt("max_channels", at)
-		case "channels", "channels_limits", "per_channel", "per_channel_limits", "perchannel", "perchannellimits":
+		case "channels", "channels_limits", "channelslimits", "per_channel", "per_channel_limits", "perchannel", "perchannellimits":
 			r.channelLimits(st, e, kpath)
 		default:
 			if !r.limit(g, key, kpath, e, false) {

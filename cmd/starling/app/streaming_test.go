@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -568,5 +569,46 @@ func TestStreamingNSTLSFlags(t *testing.T) {
 	st = parse(t, "--secure").streaming
 	if len(st.warnings) != 1 || !strings.Contains(st.warnings[0], "flag --secure is not used") {
 		t.Errorf("warnings %q", st.warnings)
+	}
+}
+
+// A streaming block written with nats-streaming-server's other names for its keys (its
+// server/conf.go) is read as nats-streaming-server reads it: README promises the block
+// takes nats-streaming-server's keys, with their aliases.
+func TestStreamingNSSAliases(t *testing.T) {
+	dir := t.TempDir()
+	path := writeFile(t, dir, "nss.conf", `
+streaming {
+  st: file
+  dir: "`+filepath.Join(dir, "data")+`"
+  hbi: "7s"
+  hbt: "3s"
+  hbf: 4
+  replace_duplicate_durables: true
+  store_limits {
+    channelslimits { "orders": { mm: 5 } }
+  }
+  file_options {
+    file_auto_sync: "2s"
+    file_read_buffer_size: 1MB
+  }
+}
+`)
+	st := parse(t, "-c", path).streaming
+	o := st.opts
+	if st.storeType() != "file" || o.HBInterval != 7*time.Second || o.HBTimeout != 3*time.Second || o.HBFailCount != 4 || !o.ReplaceDurable {
+		t.Errorf("store %q options %+v", st.storeType(), o)
+	}
+	if st.limits.Channels["orders"].MaxMsgs != 5 {
+		t.Errorf("per-channel limits %+v", st.limits.Channels)
+	}
+	if st.file.autoSync != 2*time.Second {
+		t.Errorf("auto_sync %v", st.file.autoSync)
+	}
+	for _, alias := range []string{"replace_durables", "replace_duplicate_durable"} {
+		p := writeFile(t, dir, alias+".conf", "streaming { "+alias+": true }\n")
+		if !parse(t, "-c", p).streaming.opts.ReplaceDurable {
+			t.Errorf("%s: true did not set replace_durable", alias)
+		}
 	}
 }
