@@ -120,9 +120,13 @@ func (r *fileReader) streamingBlock(s *settings, e *conf.Entry, path string) {
 // accepts at the top level; Starling reads it only inside streaming { }.
 func isStreamingKey(key string) bool {
 	switch key {
-	case "cid", "cluster_id", "discover_prefix", "store", "store_type", "dir", "datastore", "sd", "sv",
-		"stan_debug", "stan_trace", "hb_interval", "hb_timeout", "hb_fail_count", "io_batch_size",
-		"replace_durable", "store_limits", "file_options", "sql_options", "ft_group", "partitioning":
+	case "cid", "cluster_id", "clusterid", "discover_prefix", "discoverprefix", "store", "st", "store_type",
+		"storetype", "dir", "datastore", "file_store_dir", "sd", "sv", "stan_debug", "stan_trace",
+		"hb_interval", "hbi", "server_to_client_hb_interval", "hb_timeout", "hbt", "server_to_client_hb_timeout",
+		"hb_fail_count", "hbf", "server_to_client_hb_fail_count", "io_batch_size", "replace_durable",
+		"replace_durables", "replace_duplicate_durable", "replace_duplicate_durables", "store_limits",
+		"storelimits", "file_options", "sql_options", "ft_group", "ft_group_name", "partitioning",
+		"nats_server_url", "ns", "nats_server":
 		return true
 	}
 	return false

@@ -244,9 +244,11 @@ func TestStreamingConfigErrors(t *testing.T) {
 				`2:76: streaming.cluster.raft_lease_timeout: the lease timeout 1s exceeds the heartbeat timeout 100ms`,
 				`2:100: streaming.cluster.gossip: unknown configuration key`,
 				`2:29: streaming.cluster.peers: the peers are reached over the route mesh: configure it`}},
-		{"streaming key at the top level", "cluster_id: c1\nstore_limits { max_msgs: 1 }\n",
+		{"streaming key at the top level", "cluster_id: c1\nstore_limits { max_msgs: 1 }\nhbi: 5s\nns: \"nats://h:4222\"\n",
 			[]string{`1:1: cluster_id: unknown configuration key (streaming settings go inside a streaming { } block)`,
-				`2:1: store_limits: unknown configuration key (streaming settings go inside`}},
+				`2:1: store_limits: unknown configuration key (streaming settings go inside`,
+				`3:1: hbi: unknown configuration key (streaming settings go inside`,
+				`4:1: ns: unknown configuration key (streaming settings go inside`}},
 		{"block not a map", "streaming: 3",
 			[]string{`1:1: streaming: expected a map`}},
 	} {
