@@ -228,7 +228,7 @@ func fileKeys() []fileKey {
 		{path: "streaming.file_options.compact_min_size", typ: "size", doc: "not used (a warning), as `compact`"},
 		{path: "streaming.sql_options", aliases: aka("sql"), typ: "block", doc: "refused: the SQL store is not supported"},
 		{path: "streaming.nats_server_url", aliases: aka("ns", "nats_server"), flag: "nats_server"},
-		{path: "streaming.account", typ: "string", doc: "the account streaming serves (default the global account, `$G`): its subjects (`_STAN.>`, the discover prefix) live in that account's subject space, and clients of other accounts reach streaming only through imports of them"},
+		{path: "streaming.account", typ: "string", doc: "the account streaming serves (default the global account, `$G`): its subjects (`_STAN.>`, the discover prefix) live in that account's subject space, and clients of other accounts reach streaming only through imports of them; with `nats_server_url`, not used (a warning): the credentials decide the account"},
 	}...)
 	const credential = "with `nats_server_url`: %s for the connection to the external NATS server; without it, not used (a warning)"
 	for _, k := range []struct {

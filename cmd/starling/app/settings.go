@@ -159,7 +159,7 @@ func (s *settings) build(p *problems) {
 		p.add(err)
 	}
 	s.streaming.build(p, s.core.Cluster != nil)
-	if a := s.streaming.account; a != "" && a != core.GlobalAccount && !s.streaming.off {
+	if a := s.streaming.account; a != "" && a != core.GlobalAccount && !s.streaming.off && !s.streaming.ns.on() {
 		known := false
 		for _, ac := range s.core.Accounts {
 			known = known || ac.Name == a

@@ -137,6 +137,9 @@ func (st *streamSettings) build(p *problems, routed bool) {
 	for _, o := range st.ignored {
 		st.warn("%s is not used", o)
 	}
+	if st.ns.on() && st.account != "" {
+		st.warn("%s is not used: on an external NATS server, streaming's account is the one its credentials log in to", st.origin("account", "account"))
+	}
 	if !st.ns.on() {
 		for _, o := range st.nsKeys {
 			st.warn("%s is not used: streaming reaches the core router in-process, without credentials (they are for nats_server_url)", o)

@@ -614,3 +614,13 @@ streaming {
 		}
 	}
 }
+
+// With nats_server_url, streaming { account } cannot apply (streaming logs in to the
+// external server with its credentials): a warning naming the key, not silence.
+func TestStreamingAccountWithNSWarns(t *testing.T) {
+	path := writeFile(t, t.TempDir(), "ns.conf", "streaming {\n  nats_server_url: \"nats://h:4222\"\n  account: A\n}\n")
+	st := parse(t, "-c", path).streaming
+	if len(st.warnings) != 1 || !strings.Contains(st.warnings[0], "ns.conf:3:3") || !strings.Contains(st.warnings[0], "account") {
+		t.Errorf("warnings %q", st.warnings)
+	}
+}
