@@ -54,8 +54,8 @@ func startRaftGroupWith(t *testing.T, opts func(id string) Options) []*raftMembe
 		m := &raftMember{id: id, store: newMemStore(t), bus: &dataBus{}, trans: trans[id]}
 		m.srv = startEngineWith(t, m.bus, m.store, opts(id), func(sm raftlog.StateMachine) (raftlog.Log, error) {
 			n, err := raftlog.NewNode(raftlog.Config{Group: "g0", NodeID: id, Peers: ids, Dir: t.TempDir(),
-				Transport: trans[id], HeartbeatTimeout: 200 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond,
-				LeaderLeaseTimeout: 100 * time.Millisecond, NoRaftLog: true}, sm)
+				Transport: trans[id], HeartbeatTimeout: 500 * time.Millisecond, ElectionTimeout: 500 * time.Millisecond,
+				LeaderLeaseTimeout: 250 * time.Millisecond, NoRaftLog: true}, sm)
 			m.node = n
 			return n, err
 		})
