@@ -81,7 +81,9 @@ func traceHeaders(hdr []byte) map[string][]string {
 		}
 		h[k] = append(h[k], strings.TrimSpace(v))
 	}
-	if len(h[hdrTraceDest]) == 0 || h[hdrTraceDest][0] == "" {
+	// A destination that is not a valid literal subject is ignored, as nats-server does: it
+	// goes verbatim into MSG and RMSG frames, where a space would forge their arguments.
+	if len(h[hdrTraceDest]) == 0 || !subject.ValidPublish(h[hdrTraceDest][0]) {
 		return nil
 	}
 	return h
@@ -98,7 +100,7 @@ func (c *client) processTracedMsg(h map[string][]string, subj, reply []byte, hdr
 			only = true
 		}
 	}
-	if !c.canPublish([]byte(dest)) {
+	if !c.canPublish([]byte(dest)) || reservedSubject([]byte(dest)) {
 		c.sendErr(wire.PermPub([]byte(dest)))
 		return 0
 	}

@@ -95,3 +95,49 @@ func TestNatsCLITrace(t *testing.T) {
 		t.Fatalf("nats trace: %v\n%s", err, out)
 	}
 }
+
+// A Nats-Trace-Dest that is not a valid literal subject is ignored, as nats-server does:
+// the trace event was published to it verbatim, so "x 2" reached a wildcard subscriber as
+// "MSG x 2 1 <size>", which nats.go read as a message for its subscription 2, and a
+// wildcard destination reached subscribers of other subjects. One on a reserved subject is
+// a publish violation, as for the message's own subject.
+func TestMsgTraceBadDestination(t *testing.T) {
+	m := startServer(t)
+	victim := connect(t, m)
+	all := make(chan *nats.Msg, 16)
+	_, err := victim.ChanSubscribe(">", all) // sid 1
+	must(t, err)
+	private := make(chan *nats.Msg, 16)
+	_, err = victim.ChanSubscribe("private", private) // sid 2
+	must(t, err)
+	must(t, victim.Flush())
+
+	errs := make(chan error, 4)
+	pub := connect(t, m, nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err }))
+	for _, dest := range []string{"x 2", "a.*", "a.>", "a..b"} {
+		msg := nats.NewMsg("traced.y")
+		msg.Data = []byte("payload")
+		msg.Header.Set("Nats-Trace-Dest", dest)
+		must(t, pub.PublishMsg(msg))
+		must(t, pub.Flush())
+		got := recvN(t, all, 1, 2*time.Second)[0] // the message itself, as if not traced
+		if got.Subject != "traced.y" || string(got.Data) != "payload" {
+			t.Fatalf("dest %q: got %q %q", dest, got.Subject, got.Data)
+		}
+	}
+	expectNone(t, all, 300*time.Millisecond)
+	expectNone(t, private, 0)
+
+	msg := nats.NewMsg("traced.y")
+	msg.Header.Set("Nats-Trace-Dest", "$NRG.x")
+	must(t, pub.PublishMsg(msg))
+	select {
+	case err := <-errs:
+		if !strings.Contains(err.Error(), `Permissions Violation for Publish to "$NRG.x"`) {
+			t.Fatalf("reserved destination: %v", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("no permissions violation for a trace to $NRG.x")
+	}
+	expectNone(t, all, 300*time.Millisecond)
+}
