@@ -16,8 +16,9 @@ var ErrReload = errors.New("core: reload")
 // and timeouts apply to every connection from its next read or tick, TLS settings to new
 // connections, and a new Authenticator re-checks every client — a client whose user was
 // removed or whose credentials changed is closed with an Authorization Violation, the
-// others get their (possibly changed) permissions at once. The listen address and the
-// server name cannot change.
+// others get their (possibly changed) permissions at once. The listen address, the
+// server name and the cluster settings cannot change; new routes take the reloaded route
+// TLS configuration (certificates), though TLS cannot be turned on or off for routes.
 func (s *Server) Reload(next Options) error {
 	n, err := next.withDefaults()
 	if err != nil {
@@ -31,11 +32,18 @@ func (s *Server) Reload(next Options) error {
 		return fmt.Errorf("%w: server_name cannot change", ErrReload)
 	case (n.Cluster == nil) != (cur.Cluster == nil):
 		return fmt.Errorf("%w: clustering cannot be turned on or off (restart instead)", ErrReload)
+	case n.Cluster != nil && !sameCluster(n.Cluster, cur.Cluster):
+		return fmt.Errorf("%w: the cluster settings cannot change (restart instead)", ErrReload)
 	case !sameAccounts(n.Accounts, cur.Accounts) || n.SystemAccount != cur.SystemAccount:
 		return fmt.Errorf("%w: accounts cannot change (restart instead)", ErrReload)
 	}
-	// Routes keep the cluster settings they started with.
-	n.Cluster = cur.Cluster
+	// Routes keep the cluster settings they started with, but for the TLS configuration
+	// (its certificates may have been renewed), which each new route connection reads.
+	if n.Cluster != nil {
+		co := *cur.Cluster
+		co.TLS, co.TLSClient = n.Cluster.TLS, n.Cluster.TLSClient
+		n.Cluster = &co
+	}
 	if next.Logger == nil {
 		n.Logger = cur.Logger
 	}
@@ -120,6 +128,23 @@ func (c *client) recheckSubscription(ck *auth.Checker, sub *subscription) {
 	}
 	c.mu.Unlock()
 	c.flushSignal()
+}
+
+// sameCluster reports whether two cluster configurations are the same but for their TLS
+// configurations, which are compared only for being set (a reload builds them anew).
+func sameCluster(a, b *ClusterOptions) bool {
+	if len(a.Routes) != len(b.Routes) || (a.TLS == nil) != (b.TLS == nil) {
+		return false
+	}
+	for i := range a.Routes {
+		if a.Routes[i].String() != b.Routes[i].String() {
+			return false
+		}
+	}
+	x, y := *a, *b
+	x.Routes, y.Routes = nil, nil
+	x.TLS, x.TLSClient, y.TLS, y.TLSClient = nil, nil, nil, nil
+	return reflect.DeepEqual(x, y)
 }
 
 // sameAccounts reports whether two account configurations are the same.

@@ -140,3 +140,39 @@ func TestReloadWithoutFile(t *testing.T) {
 		t.Fatalf("without -c: %v", err)
 	}
 }
+
+// The cluster block cannot change live (routes keep what they started with): a reload
+// that changes it is refused and says so, rather than reported as applied. The same
+// block reloads fine.
+func TestReloadRefusesClusterChanges(t *testing.T) {
+	dir := t.TempDir()
+	base := "server_name: c1\nmax_payload: 1KB\n"
+	block := "cluster {\n  listen: 127.0.0.1:-1\n  name: a\n  authorization { user: r, password: pw }\n}\n"
+	conf := writeFile(t, dir, "c.conf", base+block)
+	logs := &syncBuffer{}
+	m := NewMain(io.Discard, logs)
+	check(t, m.ParseFlags([]string{"-c", conf, "-a", "127.0.0.1", "-p", "-1", "--no_streaming"}))
+	check(t, m.Start())
+	defer m.Close()
+
+	check(t, os.WriteFile(conf, []byte("server_name: c1\nmax_payload: 2KB\n"+block), 0o600))
+	check(t, m.Reload())
+	if got := m.Server().Varz().MaxPayload; got != 2048 {
+		t.Fatalf("max_payload after reload: %d", got)
+	}
+	for _, changed := range []string{
+		strings.Replace(block, "name: a", "name: b", 1),
+		strings.Replace(block, "password: pw", "password: other", 1),
+		strings.Replace(block, "name: a", "name: a\n  routes: [nats://127.0.0.1:1]", 1),
+		strings.Replace(block, "name: a", "name: a\n  no_advertise: true", 1),
+	} {
+		check(t, os.WriteFile(conf, []byte("server_name: c1\nmax_payload: 4KB\n"+changed), 0o600))
+		err := m.Reload()
+		if !errors.Is(err, core.ErrReload) || !strings.Contains(err.Error(), "cluster") {
+			t.Errorf("reload changing the cluster block to\n%s: %v", changed, err)
+		}
+		if got := m.Server().Varz().MaxPayload; got != 2048 {
+			t.Fatalf("max_payload after a refused reload: %d", got)
+		}
+	}
+}
