@@ -394,3 +394,37 @@ func TestReloadChangesResponseLimits(t *testing.T) {
 	svc.send("PUB rep 1\r\na\r\nPUB rep 1\r\nb\r\nPUB rep 1\r\nc\r\nPING\r\n")
 	svc.expect("PONG\r\n")
 }
+
+// A second CONNECT drops the subscriptions made under the first, as nats-server does:
+// kept, they went on delivering what the first user subscribed to (here bob's "secret",
+// which carol may not subscribe to) to a connection now logged in as someone else,
+// which a reload removing the first user did not close; and with accounts, a client
+// moved to another account kept receiving its first account's messages.
+func TestSecondConnectDropsSubscriptions(t *testing.T) {
+	a, err := auth.New(auth.Options{Users: []*auth.User{
+		{Username: "bob", Password: "bobpw"},
+		{Username: "carol", Password: "carolpw", Permissions: &auth.Permissions{
+			Subscribe: &auth.SubjectPermission{Allow: []string{"sub.*"}},
+		}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startCore(t, func(o *core.Options) { o.Auth = a })
+	c, _ := dial(t, s)
+	c.send(`CONNECT {"verbose":false,"user":"bob","pass":"bobpw"}` + "\r\nSUB secret 1\r\nSUB sub.x 2\r\nPING\r\n")
+	c.expect("PONG\r\n")
+	c.send(`CONNECT {"verbose":false,"user":"carol","pass":"carolpw"}` + "\r\nPING\r\n")
+	c.expect("PONG\r\n")
+	if n := s.NumSubscriptions(); n != 0 {
+		t.Fatalf("%d subscriptions after the second CONNECT, want 0", n)
+	}
+	p, _ := dial(t, s)
+	p.send(`CONNECT {"verbose":false,"user":"bob","pass":"bobpw"}` + "\r\nPUB secret 1\r\nx\r\nPUB sub.x 1\r\ny\r\nPING\r\n")
+	p.expect("PONG\r\n")
+	// The sid is free again, under carol's permissions.
+	c.send("SUB secret 1\r\nSUB sub.x 1\r\nPING\r\n")
+	c.expect("-ERR 'Permissions Violation for Subscription to \"secret\"'\r\nPONG\r\n")
+	p.send("PUB sub.x 1\r\nz\r\n")
+	c.expect("MSG sub.x 1 1\r\nz\r\n")
+}

@@ -41,6 +41,11 @@ func (c *client) ProcessConnect(arg []byte) error {
 		}
 		return wire.ErrAuthorization
 	}
+	if c.connected {
+		// A second CONNECT: what was subscribed under the first identity (and account)
+		// goes, as in nats-server.
+		c.dropAllSubs()
+	}
 	c.bindAccount()
 	c.opts = opts
 	c.opts.Pass, c.opts.AuthToken, c.opts.Sig = "", "", "" // never keep secrets around
@@ -171,6 +176,19 @@ func (c *client) ProcessUnsub(sid []byte, max int64) error {
 		c.sendProto(wire.OKLine)
 	}
 	return nil
+}
+
+// dropAllSubs removes every subscription of the client.
+func (c *client) dropAllSubs() {
+	c.mu.Lock()
+	subs := make([]*subscription, 0, len(c.subs))
+	for _, sub := range c.subs {
+		subs = append(subs, sub)
+	}
+	c.mu.Unlock()
+	for _, sub := range subs {
+		c.removeSub(sub)
+	}
 }
 
 // removeSub takes a subscription out of the client and the index; safe from any goroutine.
