@@ -55,6 +55,9 @@ func (s *Subscription) AutoUnsubscribe(max int) error {
 		return s.Unsubscribe()
 	}
 	sub.max.Store(int64(max))
+	if int64(max) <= sub.delivered.Load() {
+		return s.Unsubscribe() // deliveries racing the store reached it
+	}
 	return nil
 }
 

@@ -232,6 +232,9 @@ func (p *producer) deliver(sub *subscription, subj, reply []byte, hdrLen int, ms
 	max := sub.max.Load()
 	n := sub.delivered.Add(1)
 	if max > 0 && n > max {
+		// Past the limit without a delivery having reached it (deliveries that did not
+		// see the limit yet, racing the UNSUB that set it): remove it now.
+		dst.removeSub(sub)
 		return false
 	}
 	if sub.handler != nil {

@@ -168,6 +168,9 @@ func (c *client) ProcessUnsub(sid []byte, max int64) error {
 	if sub != nil {
 		if max > 0 && max > sub.delivered.Load() {
 			sub.max.Store(max)
+			if sub.delivered.Load() >= max {
+				c.removeSub(sub) // deliveries racing the store reached it
+			}
 		} else {
 			c.removeSub(sub)
 		}
