@@ -1,6 +1,7 @@
 package conf
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -165,6 +166,20 @@ func (e *Entry) AsInt() (int64, error) {
 		return v.Int, nil
 	}
 	return 0, e.mismatch("an integer")
+}
+
+// ParseSize reads s as a size written bare in a file is read (1048576, 64KB, 1MB, 2G:
+// K M G T P are powers of 1000, KB Ki KiB ... of 1024, in any case), for command-line
+// flags that take sizes. Anything but an integer, including one out of range, is an error.
+func ParseSize(s string) (int64, error) {
+	v, msg := classify(strings.TrimSpace(s))
+	switch {
+	case msg != "":
+		return 0, errors.New(msg)
+	case v.Kind != KindInt:
+		return 0, fmt.Errorf("expected a size, got %q", s)
+	}
+	return v.Int, nil
 }
 
 // AsSize is AsInt with "expected a size" in its error, for byte counts like max_payload.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/starling-io/starling/core"
+	"github.com/starling-io/starling/core/conf"
 	"github.com/starling-io/starling/stores"
 	"github.com/starling-io/starling/stores/filestore"
 	"github.com/starling-io/starling/streaming"
@@ -461,20 +462,16 @@ func (f *flags) cluster(s *settings) {
 		usage: "route address other servers should dial"}, &c.advertise, "")
 }
 
+// parseSize reads a size flag as the configuration file reads a size (conf.ParseSize), as
+// nats-streaming-server does: 64KB and 1GB are powers of 1024, 1K and 1G of 1000.
+// A bare byte count may also end in B (10B).
 func parseSize(v string) (int, error) {
-	mult := 1
-	for _, u := range []struct {
-		suffix string
-		m      int
-	}{{"GB", 1 << 30}, {"MB", 1 << 20}, {"KB", 1 << 10}, {"G", 1 << 30}, {"M", 1 << 20}, {"K", 1 << 10}, {"B", 1}} {
-		if len(v) > len(u.suffix) && (v[len(v)-len(u.suffix):] == u.suffix) {
-			v, mult = v[:len(v)-len(u.suffix)], u.m
-			break
-		}
+	if d := strings.TrimRight(v, "Bb"); len(d) == len(v)-1 && d != "" && strings.Trim(d, "0123456789") == "" {
+		v = d
 	}
-	n, err := strconv.Atoi(v)
+	n, err := conf.ParseSize(v)
 	if err != nil || n < 0 {
 		return 0, fmt.Errorf("invalid size %q", v)
 	}
-	return n * mult, nil
+	return int(n), nil
 }

@@ -50,14 +50,18 @@ func TestInvalidOptionsRefuseToStart(t *testing.T) {
 	_ = m.Close()
 }
 
+// Size flags read sizes as the configuration file does (and nats-streaming-server, which
+// reads its size flags with the NATS configuration parser): K M G are powers of 1000, KB
+// KiB GB ... of 1024, in any case; a size that overflows is refused.
 func TestSizes(t *testing.T) {
-	for in, want := range map[string]int{"1024": 1024, "64KB": 64 << 10, "1MB": 1 << 20, "2G": 2 << 30, "10B": 10} {
+	for in, want := range map[string]int{"1024": 1024, "64KB": 64 << 10, "1MB": 1 << 20, "2G": 2e9, "2GB": 2 << 30,
+		"1gb": 1 << 30, "1Mi": 1 << 20, "10K": 10000, "10B": 10, "0": 0} {
 		got, err := parseSize(in)
 		if err != nil || got != want {
 			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
 		}
 	}
-	for _, bad := range []string{"", "MB", "-1", "1XB"} {
+	for _, bad := range []string{"", "MB", "-1", "1XB", "1.5GB", "B", "1BB", "17179869184GB", "99999999999999999999"} {
 		if _, err := parseSize(bad); err == nil {
 			t.Errorf("parseSize(%q) accepted", bad)
 		}
