@@ -119,6 +119,7 @@ type client struct {
 	pingsOut  int
 	pingSent  time.Time
 	rtt       time.Duration
+	rttStart  time.Time // when the last PING went out: an RTT older than rttMaxAge is measured again
 	pingTimer *time.Timer
 	authTimer *time.Timer
 	authDone  bool                // CONNECT authenticated (or no auth needed)

@@ -26,8 +26,13 @@ func (c *client) setPingTimer(d time.Duration) {
 	c.pingTimer.Reset(d)
 }
 
+// rttMaxAge is how old an RTT may get before a tick measures it again, even for an active
+// connection (nats-server's DEFAULT_RTT_MEASUREMENT_INTERVAL).
+const rttMaxAge = time.Hour
+
 // processPingTimer: skip the PING when the client was recently active and its RTT is
-// known; close it as stale after ping_max unanswered PINGs.
+// known (estimated at CONNECT, measured by the first PING); close it as stale after
+// ping_max unanswered PINGs.
 func (c *client) processPingTimer() {
 	interval := c.srv.o().PingInterval
 	if c.kind == kindRoute {
@@ -49,7 +54,8 @@ func (c *client) processPingTimer() {
 			c.out.buf = nil
 		}
 	}
-	recent := now.Sub(time.Unix(0, c.lastIn.Load())) < interval && c.rtt > 0
+	needRTT := c.rtt == 0 || now.Sub(c.rttStart) > rttMaxAge
+	recent := now.Sub(time.Unix(0, c.lastIn.Load())) < interval && !needRTT
 	if !recent {
 		if c.pingsOut+1 > c.srv.o().PingMax {
 			c.out.buf = wire.AppendErr(c.out.buf, wire.ErrStale.Text)
@@ -61,6 +67,7 @@ func (c *client) processPingTimer() {
 			return
 		}
 		c.pingsOut++
+		c.rttStart = now
 		if c.pingSent.IsZero() {
 			c.pingSent = now
 		}

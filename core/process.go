@@ -58,6 +58,11 @@ func (c *client) ProcessConnect(arg []byte) error {
 	c.gotPing = false
 	c.mu.Lock()
 	c.name, c.lang, c.version = opts.Name, opts.Lang, opts.Version
+	if c.rtt == 0 {
+		// An estimate until the first PING measures it, as in nats-server: with it, a
+		// tick skips its PING for a client active within ping_interval.
+		c.rtt = max(time.Since(c.start), time.Microsecond)
+	}
 	c.mu.Unlock()
 	c.setPingTimer(min(c.srv.o().PingInterval, firstPingDelay))
 	c.connectEvent()

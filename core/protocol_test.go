@@ -231,6 +231,40 @@ func TestStaleConnection(t *testing.T) {
 	}
 }
 
+// A client that keeps publishing is not pinged again after the first (RTT) PING, and so is
+// not closed as stale even if it never answers, as in nats-server: its RTT is estimated at
+// CONNECT, and activity within ping_interval makes a tick skip its PING.
+func TestActiveClientNotStale(t *testing.T) {
+	s := startCore(t, func(o *core.Options) {
+		o.PingInterval = 100 * time.Millisecond
+		o.PingMax = 2
+	})
+	c, _ := dial(t, s)
+	c.send(`CONNECT {"verbose":false}` + "\r\n")
+	for end := time.Now().Add(time.Second); time.Now().Before(end); {
+		c.send("PUB x 0\r\n\r\n")
+		time.Sleep(10 * time.Millisecond)
+	}
+	c.send("PING\r\n")
+	pings := 0
+	for {
+		l := c.line()
+		if l == "PONG\r\n" {
+			break
+		}
+		if l != "PING\r\n" {
+			t.Fatalf("got %q", l)
+		}
+		pings++
+	}
+	if pings != 1 {
+		t.Fatalf("%d PINGs to an active client, want 1 (the RTT one)", pings)
+	}
+	if v := s.Varz(); v.StaleConnections != 0 {
+		t.Fatalf("stale_connections = %d", v.StaleConnections)
+	}
+}
+
 func TestPongKeepsConnectionAlive(t *testing.T) {
 	s := startCore(t, func(o *core.Options) {
 		o.PingInterval = 50 * time.Millisecond
