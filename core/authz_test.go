@@ -428,3 +428,33 @@ func TestSecondConnectDropsSubscriptions(t *testing.T) {
 	p.send("PUB sub.x 1\r\nz\r\n")
 	c.expect("MSG sub.x 1 1\r\nz\r\n")
 }
+
+// With a no_auth_user, INFO does not ask for credentials and a client may work without
+// CONNECT (telnet): it does so as the no_auth_user, with its permissions, as in
+// nats-server. It had no permissions at all until a CONNECT: subscribe to and publish on
+// anything.
+func TestNoAuthUserAppliesBeforeConnect(t *testing.T) {
+	a, err := auth.New(auth.Options{Users: []*auth.User{
+		{Username: "a", Password: "pa", Permissions: &auth.Permissions{
+			Publish:   &auth.SubjectPermission{Allow: []string{"x"}},
+			Subscribe: &auth.SubjectPermission{Allow: []string{"x"}},
+		}},
+		{Username: "b", Password: "pb"},
+	}, NoAuthUser: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startCore(t, func(o *core.Options) { o.Auth = a })
+	c, info := dial(t, s)
+	if info["auth_required"] != nil {
+		t.Fatalf("INFO asks for credentials: %v", info)
+	}
+	c.send("SUB secret 1\r\nPUB secret 2\r\nhi\r\nSUB x 2\r\nPING\r\n")
+	c.expect("-ERR 'Permissions Violation for Subscription to \"secret\"'\r\n")
+	c.expect("-ERR 'Permissions Violation for Publish to \"secret\"'\r\n")
+	c.expect("+OK\r\nPONG\r\n")
+	p, _ := dial(t, s)
+	p.send(`CONNECT {"verbose":false,"user":"b","pass":"pb"}` + "\r\nPUB secret 3\r\nbye\r\nPUB x 2\r\nok\r\nPING\r\n")
+	p.expect("PONG\r\n")
+	c.expect("MSG x 2 2\r\nok\r\n")
+}

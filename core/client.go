@@ -244,6 +244,16 @@ func (s *Server) createClient(nc net.Conn) {
 	if o.Auth != nil && (o.Auth.Required() || len(o.Accounts) > 0) {
 		c.parser.ExpectConnect = true
 		c.startAuthTimer(o)
+	} else if o.Auth != nil && !o.TLSMap {
+		// No credentials asked for (a no_auth_user): until a CONNECT says otherwise, the
+		// client is who it would be with a CONNECT that sends none, with those
+		// permissions, as in nats-server.
+		if id, err := o.Auth.Check(auth.Credentials{Nonce: c.nonce}); err == nil {
+			c.setIdentity(id, o.Auth)
+			if n := s.o(); n.Auth != o.Auth {
+				c.reauthenticate(n) // a reload skipped us; one that refuses us closes us
+			}
+		}
 	}
 	c.log.Debug("client connected")
 	if o.TLS != nil {
