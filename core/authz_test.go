@@ -458,3 +458,50 @@ func TestNoAuthUserAppliesBeforeConnect(t *testing.T) {
 	p.expect("PONG\r\n")
 	c.expect("MSG x 2 2\r\nok\r\n")
 }
+
+// A reload that starts asking for credentials closes a client that has not sent CONNECT
+// (it was accepted when none were asked for, so nothing makes it send one), as nats-server
+// does; with a no_auth_user instead, a client without identity (no CONNECT yet, or one
+// without credentials while none were asked for) gets that user's permissions. Both went
+// on with no permissions at all, whatever the new users were allowed.
+func TestReloadAuthAppliesToClientsWithoutConnect(t *testing.T) {
+	s := startCore(t, nil)
+	raw, _ := dial(t, s)
+	raw.send("SUB secret 1\r\nPING\r\n")
+	raw.expect("+OK\r\nPONG\r\n")
+	withNoAuth, _ := dial(t, s)
+	withNoAuth.send("PING\r\n")
+	withNoAuth.expect("PONG\r\n")
+	connected, _ := dial(t, s) // sent CONNECT, without credentials: none were asked for
+	connected.send(`CONNECT {"verbose":false}` + "\r\nSUB secret 1\r\nSUB x 2\r\nPING\r\n")
+	connected.expect("PONG\r\n")
+
+	users := []*auth.User{
+		{Username: "a", Password: "pa", Permissions: &auth.Permissions{Subscribe: &auth.SubjectPermission{Allow: []string{"x"}}}},
+		{Username: "b", Password: "pb"},
+	}
+	required, err := auth.New(auth.Options{Users: users})
+	if err != nil {
+		t.Fatal(err)
+	}
+	noAuth, err := auth.New(auth.Options{Users: users, NoAuthUser: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Reload(core.Options{Host: "127.0.0.1", Port: -1, Auth: noAuth}); err != nil {
+		t.Fatal(err)
+	}
+	withNoAuth.send("SUB secret 2\r\nPING\r\n")
+	withNoAuth.expect("-ERR 'Permissions Violation for Subscription to \"secret\"'\r\nPONG\r\n")
+	// The subscription made before is re-checked against the new permissions.
+	raw.expect("-ERR 'Permissions Violation for Subscription to \"secret\" (sid \"1\")'\r\n")
+	connected.expect("-ERR 'Permissions Violation for Subscription to \"secret\" (sid \"1\")'\r\n")
+
+	if err := s.Reload(core.Options{Host: "127.0.0.1", Port: -1, Auth: required}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*rawConn{raw, withNoAuth, connected} {
+		c.expect("-ERR 'Authorization Violation'\r\n")
+		c.expectClosed()
+	}
+}

@@ -102,6 +102,7 @@ type client struct {
 	// Authentication and permissions. perms is replaced by Reload; the read goroutine keeps
 	// a decision cache built for the checker it last saw.
 	nonce       []byte // sent in INFO for nkey signing
+	mustConnect bool   // accepted when CONNECT was required first (set before the goroutines start)
 	tlsState    *tls.ConnectionState
 	tlsFirst    atomic.Bool // TLS handshake before INFO: INFO says tls_required even with AllowNonTLS
 	perms       atomic.Pointer[auth.Checker]
@@ -242,7 +243,7 @@ func (s *Server) createClient(nc net.Conn) {
 	}
 	// With accounts, a client's account is known at CONNECT: nothing may come before it.
 	if o.Auth != nil && (o.Auth.Required() || len(o.Accounts) > 0) {
-		c.parser.ExpectConnect = true
+		c.parser.ExpectConnect, c.mustConnect = true, true
 		c.startAuthTimer(o)
 	} else if o.Auth != nil && !o.TLSMap {
 		// No credentials asked for (a no_auth_user): until a CONNECT says otherwise, the
@@ -250,10 +251,10 @@ func (s *Server) createClient(nc net.Conn) {
 		// permissions, as in nats-server.
 		if id, err := o.Auth.Check(auth.Credentials{Nonce: c.nonce}); err == nil {
 			c.setIdentity(id, o.Auth)
-			if n := s.o(); n.Auth != o.Auth {
-				c.reauthenticate(n) // a reload skipped us; one that refuses us closes us
-			}
 		}
+	}
+	if n := s.o(); n.Auth != o.Auth {
+		c.reauthenticate(n) // a reload skipped us; one that refuses us closes us
 	}
 	c.log.Debug("client connected")
 	if o.TLS != nil {

@@ -71,14 +71,32 @@ func (c *client) reauthenticate(n *Options) bool {
 	id, by, done := c.ident, c.authBy, c.authDone
 	c.mu.Unlock()
 	if !done {
-		return true // still to send CONNECT (or checking it): it will see the new users
-	}
-	if by == n.Auth {
+		if c.mustConnect || n.Auth == nil {
+			return true // still to send CONNECT (or checking it): it will see the new users
+		}
+		// Accepted when no credentials were asked for, and no CONNECT yet: nothing makes
+		// it send one. It is treated like a client without identity below.
+	} else if by == n.Auth {
 		return true
 	}
-	if n.Auth == nil || !n.Auth.Required() && id == nil {
-		c.setIdentity(nil, n.Auth)
+	if n.Auth == nil {
+		c.setIdentity(nil, nil)
 		return true
+	}
+	if id == nil && !n.Auth.Required() {
+		// No identity: no CONNECT yet, or one while no credentials were asked for (and
+		// none were kept). As in nats-server, it is now who a CONNECT without credentials
+		// makes a client: the no_auth_user, with its permissions.
+		if len(n.Accounts) == 0 && !n.TLSMap {
+			if nid, err := n.Auth.Check(auth.Credentials{Nonce: c.nonce}); err == nil {
+				c.setIdentity(nid, n.Auth)
+				c.recheckSubscriptions()
+				return true
+			}
+		} else if done {
+			c.setIdentity(nil, n.Auth)
+			return true
+		}
 	}
 	if id != nil && by != nil {
 		if nid, ok := n.Auth.Revalidate(by, id); ok && nid.Account == id.Account {
