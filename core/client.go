@@ -253,8 +253,9 @@ func (s *Server) createClient(nc net.Conn) {
 			c.setIdentity(id, o.Auth)
 		}
 	}
-	if n := s.o(); n.Auth != o.Auth {
-		c.reauthenticate(n) // a reload skipped us; one that refuses us closes us
+	if n := s.o(); n.Auth != o.Auth && !c.reauthenticate(n) {
+		_ = nc.Close() // a reload skipped us and refuses us: closed, never started
+		return
 	}
 	c.log.Debug("client connected")
 	if o.TLS != nil {
