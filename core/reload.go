@@ -17,7 +17,7 @@ var ErrReload = errors.New("core: reload")
 // connections, and a new Authenticator re-checks every client — a client whose user was
 // removed or whose credentials changed is closed with an Authorization Violation, the
 // others get their (possibly changed) permissions at once. The listen address, the
-// server name and the cluster settings cannot change; new routes take the reloaded route
+// server name, client_advertise and the cluster settings cannot change; new routes take the reloaded route
 // TLS configuration (certificates), though TLS cannot be turned on or off for routes.
 func (s *Server) Reload(next Options) error {
 	n, err := next.withDefaults()
@@ -30,6 +30,9 @@ func (s *Server) Reload(next Options) error {
 		return fmt.Errorf("%w: the listen address cannot change (restart instead)", ErrReload)
 	case n.ServerName != cur.ServerName:
 		return fmt.Errorf("%w: server_name cannot change", ErrReload)
+	case n.ClientAdvertise != cur.ClientAdvertise:
+		// Our client URLs are taken once, when the listener starts (connect_urls).
+		return fmt.Errorf("%w: client_advertise cannot change (restart instead)", ErrReload)
 	case (n.Cluster == nil) != (cur.Cluster == nil):
 		return fmt.Errorf("%w: clustering cannot be turned on or off (restart instead)", ErrReload)
 	case n.Cluster != nil && !sameCluster(n.Cluster, cur.Cluster):

@@ -176,3 +176,19 @@ func TestReloadRefusesClusterChanges(t *testing.T) {
 		}
 	}
 }
+
+// client_advertise is taken once, when the listener starts (connect_urls): a reload that
+// changes it is refused and says so, rather than reported as applied.
+func TestReloadRefusesClientAdvertiseChange(t *testing.T) {
+	dir := t.TempDir()
+	conf := writeFile(t, dir, "a.conf", "client_advertise: \"10.0.0.1:4222\"\n")
+	m := NewMain(io.Discard, &syncBuffer{})
+	check(t, m.ParseFlags([]string{"-c", conf, "-a", "127.0.0.1", "-p", "-1", "--no_streaming"}))
+	check(t, m.Start())
+	defer m.Close()
+	check(t, m.Reload())
+	check(t, os.WriteFile(conf, []byte("client_advertise: \"10.0.0.2:4222\"\n"), 0o600))
+	if err := m.Reload(); !errors.Is(err, core.ErrReload) || !strings.Contains(err.Error(), "client_advertise") {
+		t.Fatalf("reload changing client_advertise: %v", err)
+	}
+}
