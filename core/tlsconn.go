@@ -39,6 +39,7 @@ func (c *client) upgradeAndRun(o *Options) {
 		_ = raw.SetWriteDeadline(time.Now().Add(o.TLSTimeout))
 		if _, err := raw.Write(wire.AppendInfo(nil, c.srv.infoJSON(c, false))); err != nil {
 			c.closeConnection(reasonWriteError)
+			_ = raw.Close()
 			return
 		}
 		if o.AllowNonTLS {
@@ -66,6 +67,9 @@ func (c *client) upgradeAndRun(o *Options) {
 		}
 		c.log.Info("TLS handshake failed", "cause", err)
 		c.closeConnection(reasonTLSFailure)
+		// Closed already if the auth timer fired meanwhile: that close left the socket to
+		// a writer, which never started.
+		_ = raw.Close()
 		return
 	}
 	_ = raw.SetDeadline(time.Time{})
