@@ -42,8 +42,9 @@ type producer struct {
 	lock    *sync.Mutex // nil when single-goroutine
 	pending map[*client]struct{}
 	last    *client       // fast path for runs of messages to one destination
-	stall   chan struct{} // a destination past its stall mark: wait for it at the flush
+	stall   chan struct{} // a route past its stall mark: wait for it at the flush
 	timer   *time.Timer   // reused for stall waits
+	stalled time.Duration // spent waiting for destinations in this read buffer (at most maxStall)
 
 	hits   hitBuf   // routes the current message crosses (single-goroutine producers)
 	queues [][]byte // a routed message: the queue groups chosen for this server
@@ -116,8 +117,11 @@ func (p *producer) flush(inPlace bool) {
 		}
 	}
 	if p.stall != nil {
-		p.waitStall()
+		ch := p.stall
+		p.stall = nil
+		p.waitStall(ch)
 	}
+	p.stalled = 0
 }
 
 // runEnds calls the end function of every batching subscription the read buffer
@@ -140,19 +144,25 @@ func (p *producer) addEnd(sub *subscription) {
 	p.ends = append(p.ends, sub)
 }
 
-func (p *producer) waitStall() {
-	ch := p.stall
-	p.stall = nil
-	if p.timer == nil {
-		p.timer = time.NewTimer(maxStall)
-	} else {
-		p.timer.Reset(maxStall)
+// waitStall waits for a destination to drain below its stall mark (ch closes), within
+// what is left of this read buffer's maxStall.
+func (p *producer) waitStall(ch chan struct{}) {
+	left := maxStall - p.stalled
+	if left <= 0 {
+		return
 	}
+	if p.timer == nil {
+		p.timer = time.NewTimer(left)
+	} else {
+		p.timer.Reset(left)
+	}
+	start := time.Now()
 	select {
 	case <-ch:
 		p.timer.Stop()
 	case <-p.timer.C:
 	}
+	p.stalled += time.Since(start)
 }
 
 // match looks the subject up in the per-client L1 cache (no lock), falling back to the
@@ -290,12 +300,20 @@ func (p *producer) deliverFrame(dst *client, sub *subscription, subj, reply []by
 	b = append(b, msg...)
 	dst.out.buf = append(b, '\r', '\n')
 	// A route's reader never waits for one slow subscriber: it carries every publisher of
-	// the other server (nats-server stalls only clients).
-	if p.stall == nil && p.lock == nil && dst != p.self && p.self.kind != kindRoute && dst.stallMark(0) {
-		p.stall = dst.stallChan()
+	// the other server (nats-server stalls only clients). A client's waits right here, as
+	// nats-server's does, with the destination's writer woken now rather than at the end
+	// of the read buffer: otherwise one read buffer's messages could pass a small
+	// max_pending before the writer even started, cutting off a reader that keeps up.
+	var stall chan struct{}
+	if p.lock == nil && p.stalled < maxStall && dst != p.self && p.self.kind != kindRoute && dst.stallMark(0) {
+		stall = dst.stallChan()
 	}
 	dst.mu.Unlock()
 	p.addPending(dst)
+	if stall != nil {
+		dst.flushSignal()
+		p.waitStall(stall)
+	}
 	return true
 }
 

@@ -12,6 +12,38 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
+// A subscriber that keeps reading is not cut off as a slow consumer however small
+// max_pending is (here a few messages' worth): a burst of publishes in one read buffer
+// waits for the subscriber's writer to drain instead of piling past max_pending before
+// the writer was even woken, as nats-server stalls the publisher per delivery.
+func TestSmallMaxPendingKeepsHealthySubscriber(t *testing.T) {
+	m := startServer(t, "--max_pending", "64KB", "--max_payload", "8KB")
+	pub := connect(t, m)
+	sub := connect(t, m)
+	var got atomic.Int64
+	_, err := sub.Subscribe("burst", func(*nats.Msg) { got.Add(1) })
+	must(t, err)
+	must(t, sub.Flush())
+	const n = 400
+	payload := make([]byte, 8000)
+	for range n {
+		must(t, pub.Publish("burst", payload))
+	}
+	must(t, pub.Flush())
+	waitFor(t, 10*time.Second, func() error {
+		if !sub.IsConnected() {
+			return errors.New("the subscriber was disconnected")
+		}
+		if got.Load() != n {
+			return fmt.Errorf("subscriber got %d of %d", got.Load(), n)
+		}
+		return nil
+	})
+	if v := m.Server().Varz(); v.SlowConsumers != 0 {
+		t.Fatalf("slow_consumers = %d, want 0", v.SlowConsumers)
+	}
+}
+
 // A subscriber that stops reading is cut off once its pending bytes pass max_pending; the
 // publisher and a healthy subscriber keep going and lose nothing.
 func TestSlowConsumerCutOff(t *testing.T) {
