@@ -11,9 +11,9 @@ import (
 // size limit and number of files) and puts it in force with core's Server.Reload: clients
 // whose user was removed or whose credentials changed are closed, the others keep going
 // with their new permissions. If the new configuration is invalid, or changes something
-// that needs a restart (the listen address, server_name, monitoring, the log or PID file,
-// the log format or timestamps), every problem is logged, the running configuration stays,
-// and the error is returned. Streaming settings need a restart, except its log levels (sd,
+// that needs a restart (the listen address, server_name, monitoring, profiling, the log or
+// PID file, the log format or timestamps), every problem is logged, the running
+// configuration stays, and the error is returned. Streaming settings need a restart, except its log levels (sd,
 // sv).
 func (m *Main) Reload() error {
 	m.mu.Lock()
@@ -61,6 +61,9 @@ func restartOnly(cur, next *settings) error {
 	}
 	if cur.basePath != next.basePath {
 		changed = append(changed, "http_base_path")
+	}
+	if cur.profilePort != next.profilePort {
+		changed = append(changed, "prof_port")
 	}
 	if cur.logFile != next.logFile {
 		changed = append(changed, "logfile")

@@ -192,3 +192,21 @@ func TestReloadRefusesClientAdvertiseChange(t *testing.T) {
 		t.Fatalf("reload changing client_advertise: %v", err)
 	}
 }
+
+// The profiling listener (prof_port) starts once: a reload that changes it is refused and
+// says so, rather than reported as applied.
+func TestReloadRefusesProfPortChange(t *testing.T) {
+	dir := t.TempDir()
+	conf := writeFile(t, dir, "p.conf", "max_payload: 1KB\n")
+	m := NewMain(io.Discard, &syncBuffer{})
+	check(t, m.ParseFlags([]string{"-c", conf, "-a", "127.0.0.1", "-p", "-1", "--no_streaming"}))
+	check(t, m.Start())
+	defer m.Close()
+	check(t, os.WriteFile(conf, []byte("max_payload: 2KB\nprof_port: -1\n"), 0o600))
+	if err := m.Reload(); err == nil || !strings.Contains(err.Error(), "prof_port") {
+		t.Fatalf("reload changing prof_port: %v", err)
+	}
+	if got := m.Server().Varz().MaxPayload; got != 1024 {
+		t.Fatalf("max_payload after a refused reload: %d", got)
+	}
+}
