@@ -93,6 +93,13 @@ func (r *responses) add(t respTarget, threshold time.Duration) []byte {
 	return reply
 }
 
+// remove forgets the reply subject subj.
+func (r *responses) remove(subj []byte) {
+	r.mu.Lock()
+	delete(r.m, string(subj))
+	r.mu.Unlock()
+}
+
 // take returns where the reply on subj goes; a single-response entry is used up.
 func (r *responses) take(subj []byte) (respTarget, bool) {
 	r.mu.Lock()
@@ -153,7 +160,16 @@ func (p *producer) serviceRequest(si *serviceImport, subj, reply []byte, hdrLen 
 	if len(reply) > 0 {
 		rreply = si.to.resp.add(respTarget{acc: si.from, reply: string(reply), multi: si.multi}, si.threshold)
 	}
-	return p.routeNested(si.to, mapped, rreply, hdrLen, msg) > 0
+	if p.routeNested(si.to, mapped, rreply, hdrLen, msg) > 0 {
+		return true
+	}
+	if rreply != nil {
+		// Nobody in the exporter (nor behind a route) took the request: no reply can come,
+		// so its entry goes now rather than after the response threshold, as nats-server
+		// removes a response import that delivered nothing.
+		si.to.resp.remove(rreply)
+	}
+	return false
 }
 
 // routeNested routes a message in another account from inside a delivery. The outer
