@@ -149,7 +149,7 @@ func (s *Server) replyFetch(req *raftpb.FetchRequest, reply string, out *raftpb.
 }
 
 // fetch is the state machine's fetcher: requests over the bus until from..to arrived.
-func (s *Server) fetch(ctx context.Context, channel string, id, from, to uint64, got func(uint64, []stores.Msg) error) error {
+func (s *Server) fetch(ctx context.Context, channel string, id, from, to uint64, got func(uint64, []stores.Msg) error) (err error) {
 	inbox := "_STARLING.raft." + s.opts.ClusterID + ".fetched." + nuid()
 	replies := make(chan []byte, 4)
 	sub, err := s.bus.Subscribe(inbox, "", func(m core.Msg) {
@@ -167,6 +167,10 @@ func (s *Server) fetch(ctx context.Context, channel string, id, from, to uint64,
 	defer func() { _ = sub.Unsubscribe() }()
 	start, n, first := time.Now(), 0, from
 	defer func() {
+		if err != nil {
+			s.log.Warn("could not fetch the messages a snapshot names from the other nodes", "channel", channel, "from", first, "to", to, "msgs", n, "took", time.Since(start), "err", err)
+			return
+		}
 		s.log.Info("fetched the messages a snapshot names from the other nodes", "channel", channel, "from", first, "to", to, "msgs", n, "took", time.Since(start))
 	}()
 	batch := []stores.Msg{}

@@ -1,7 +1,22 @@
 package streaming
 
 import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/starling-io/starling/core"
+	"github.com/starling-io/starling/proto/raftpb"
+	"github.com/starling-io/starling/stores"
 )
 
 // deletedSince tells, from the channel IDs, an incarnation this node deleted: it holds the
@@ -38,5 +53,112 @@ func TestDeletedSince(t *testing.T) {
 	applyCmds(t, m, &cmdDeleteChannel{chanRef{"x", 2}})
 	if g, h, k := gone(1), gone(2), gone(3); g != 9 || h != 9 || k != 0 {
 		t.Fatalf("x#2 deleted at 8: gone %d, %d, %d; want 9, 9, 0", g, h, k)
+	}
+}
+
+// meshBus delivers what is published to the handlers subscribed to the subject (exactly, or
+// by a trailing "*"), each on its own goroutine, as messages crossing routes arrive.
+type meshBus struct {
+	fakeBus
+	mu   sync.Mutex
+	subs map[string][]core.MsgHandler
+	reqs atomic.Int64 // fetch requests published
+}
+
+type meshSub struct{}
+
+func (meshSub) Unsubscribe() error { return nil }
+
+func (b *meshBus) Subscribe(subject, _ string, h core.MsgHandler) (Subscription, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.subs == nil {
+		b.subs = map[string][]core.MsgHandler{}
+	}
+	b.subs[subject] = append(b.subs[subject], h)
+	return meshSub{}, nil
+}
+
+func (b *meshBus) Publish(subject, reply string, _, data []byte) error {
+	if strings.HasSuffix(subject, ".fetch") {
+		b.reqs.Add(1)
+	}
+	b.mu.Lock()
+	var hs []core.MsgHandler
+	for s, h := range b.subs {
+		if s == subject || strings.HasSuffix(s, ".*") && strings.HasPrefix(subject, s[:len(s)-1]) && !strings.Contains(subject[len(s)-1:], ".") {
+			hs = append(hs, h...)
+		}
+	}
+	b.mu.Unlock()
+	for _, h := range hs {
+		m := core.Msg{Subject: []byte(subject), Reply: []byte(reply), Data: append([]byte(nil), data...)}
+		go h(m)
+	}
+	return nil
+}
+
+// fetchPeer answers fetch requests on bus with answer's reply (nil: none).
+func fetchPeer(t *testing.T, bus *meshBus, answer func(req *raftpb.FetchRequest) *raftpb.FetchReply) {
+	t.Helper()
+	_, _ = bus.Subscribe("_STARLING.raft.c.fetch", "", func(m core.Msg) {
+		var req raftpb.FetchRequest
+		if err := proto.Unmarshal(m.Data, &req); err != nil {
+			t.Error(err)
+			return
+		}
+		if rep := answer(&req); rep != nil {
+			b, _ := proto.Marshal(rep)
+			_ = bus.Publish(string(m.Reply), "", nil, b)
+		}
+	})
+}
+
+// batchOf answers with up to n messages from req.From.
+func batchOf(n uint64) func(req *raftpb.FetchRequest) *raftpb.FetchReply {
+	return func(req *raftpb.FetchRequest) *raftpb.FetchReply {
+		rep := &raftpb.FetchReply{First: req.From}
+		for seq := req.From; seq <= min(req.To, req.From+n-1); seq++ {
+			rep.Msgs = append(rep.Msgs, &raftpb.MsgProto{Sequence: seq, Data: []byte(fmt.Sprint(seq))})
+		}
+		return rep
+	}
+}
+
+func fetchServer(bus Bus, log *slog.Logger) *Server {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Server{opts: Options{ClusterID: "c"}, bus: bus, log: log}
+}
+
+// fetchAll fetches 1..to and checks what arrived.
+func fetchAll(ctx context.Context, s *Server, to uint64) error {
+	next := uint64(1)
+	return s.fetch(ctx, "ch", 1, 1, to, func(first uint64, msgs []stores.Msg) error {
+		if first != next {
+			return fmt.Errorf("batch at %d, want %d", first, next)
+		}
+		next += uint64(len(msgs))
+		return nil
+	})
+}
+
+// TestFetchFailureIsNotLoggedAsDone: a fetch that fails logs a warning with its error, not the
+// line telling the operator the messages were fetched. Before, that line came also after a
+// failure ("msgs=0 took=5s").
+func TestFetchFailureIsNotLoggedAsDone(t *testing.T) {
+	var out bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&out, nil))
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := fetchAll(ctx, fetchServer(&meshBus{}, log), 10); !errors.Is(err, errFetch) {
+		t.Fatalf("fetch: %v, want errFetch", err)
+	}
+	if strings.Contains(out.String(), "fetched the messages") {
+		t.Errorf("a failed fetch logged as done: %s", out.String())
+	}
+	if !strings.Contains(out.String(), "level=WARN") {
+		t.Errorf("a failed fetch not logged as a warning: %s", out.String())
 	}
 }
