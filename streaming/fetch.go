@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -22,7 +23,8 @@ import (
 // read a channel this way nor feed a node forged messages).
 
 const (
-	fetchTimeout   = 5 * time.Second  // one request without an answer
+	fetchTimeout   = 5 * time.Second  // without progress (the fetch fails)
+	fetchRetry     = time.Second      // a request that brought nothing is sent again
 	fetchDeadline  = 60 * time.Second // a whole channel's catch-up
 	fetchReplySize = 512 << 10        // bytes of messages per reply, at most
 )
@@ -148,16 +150,26 @@ func (s *Server) replyFetch(req *raftpb.FetchRequest, reply string, out *raftpb.
 	s.bus.Flush() // the route's writer sends it now, not with the engine's next batch
 }
 
-// fetch is the state machine's fetcher: requests over the bus until from..to arrived.
+// fetch is the state machine's fetcher: requests over the bus until from..to arrived. Each
+// request has a reply subject of its own, so that the answers to an earlier one (every node
+// holding the messages answers, the slower after the next request went out) are told apart
+// and dropped. A request that brings nothing new — unanswered (the nodes that hold the
+// messages drop requests while busy with another answer), or answered with nothing (a read
+// that failed) — is sent again after fetchRetry; the fetch fails after fetchTimeout without
+// progress.
 func (s *Server) fetch(ctx context.Context, channel string, id, from, to uint64, got func(uint64, []stores.Msg) error) (err error) {
-	inbox := "_STARLING.raft." + s.opts.ClusterID + ".fetched." + nuid()
-	replies := make(chan []byte, 4)
-	sub, err := s.bus.Subscribe(inbox, "", func(m core.Msg) {
-		if !s.routeOnly(m.From) {
+	inbox := "_STARLING.raft." + s.opts.ClusterID + ".fetched." + nuid() + "."
+	type answer struct {
+		req  string // the request's token
+		data []byte
+	}
+	replies := make(chan answer, 4)
+	sub, err := s.bus.Subscribe(inbox+"*", "", func(m core.Msg) {
+		if !s.routeOnly(m.From) || len(m.Subject) < len(inbox) {
 			return
 		}
 		select {
-		case replies <- append([]byte(nil), m.Data...):
+		case replies <- answer{string(m.Subject[len(inbox):]), append([]byte(nil), m.Data...)}:
 		default:
 		}
 	})
@@ -173,26 +185,46 @@ func (s *Server) fetch(ctx context.Context, channel string, id, from, to uint64,
 		}
 		s.log.Info("fetched the messages a snapshot names from the other nodes", "channel", channel, "from", first, "to", to, "msgs", n, "took", time.Since(start))
 	}()
-	batch := []stores.Msg{}
-	for from <= to {
+	var asked uint64
+	var token string
+	ask := func() error {
+		asked++
+		token = strconv.FormatUint(asked, 10)
 		req, _ := proto.Marshal(&raftpb.FetchRequest{Channel: channel, ChannelID: id, From: from, To: to})
-		if err := s.bus.Publish(s.fetchSubject(), inbox, nil, req); err != nil {
+		if err := s.bus.Publish(s.fetchSubject(), inbox+token, nil, req); err != nil {
 			return fmt.Errorf("%w: %v", errFetch, err)
 		}
 		s.bus.Flush()
+		return nil
+	}
+	if err := ask(); err != nil {
+		return err
+	}
+	retry := time.NewTimer(fetchRetry)
+	defer retry.Stop()
+	progress := time.Now()
+	batch := []stores.Msg{}
+	for from <= to {
 		var rep raftpb.FetchReply
 		select {
-		case b := <-replies:
-			if err := proto.Unmarshal(b, &rep); err != nil {
-				continue // a damaged reply: ask again
+		case a := <-replies:
+			if a.req != token || proto.Unmarshal(a.data, &rep) != nil {
+				continue // an answer to an earlier request, or a damaged one
 			}
-		case <-time.After(fetchTimeout):
-			return fmt.Errorf("%w: no node answered for %q from %d within %v", errFetch, channel, from, fetchTimeout)
+		case <-retry.C:
+			if time.Since(progress) >= fetchTimeout {
+				return fmt.Errorf("%w: no node sent %q from %d within %v", errFetch, channel, from, fetchTimeout)
+			}
+			if err := ask(); err != nil {
+				return err
+			}
+			retry.Reset(fetchRetry)
+			continue
 		case <-ctx.Done():
 			return fmt.Errorf("%w: %q from %d: %v", errFetch, channel, from, ctx.Err())
 		}
 		if rep.First < from || len(rep.Msgs) == 0 && rep.First <= from {
-			continue // stale (a reply to an earlier request) or empty: ask again
+			continue // nothing new: another node may answer, else the retry asks again
 		}
 		batch = batch[:0]
 		for i, mp := range rep.Msgs {
@@ -206,6 +238,13 @@ func (s *Server) fetch(ctx context.Context, channel string, id, from, to uint64,
 		}
 		n += len(batch)
 		from = rep.First + uint64(len(batch))
+		progress = time.Now()
+		if from <= to {
+			if err := ask(); err != nil {
+				return err
+			}
+			retry.Reset(fetchRetry)
+		}
 	}
 	return nil
 }

@@ -144,6 +144,64 @@ func fetchAll(ctx context.Context, s *Server, to uint64) error {
 	})
 }
 
+// TestFetchIgnoresAnswersToEarlierRequests: both other nodes answer every request; the
+// slower one's answer arrives after the next request went out. It is dropped, and no request
+// is sent for it. Before, such a stale answer made the fetcher ask again at once: about twice
+// the requests (and the bulky reads and replies they cost) for the same messages.
+func TestFetchIgnoresAnswersToEarlierRequests(t *testing.T) {
+	bus := &meshBus{}
+	for range 2 {
+		fetchPeer(t, bus, func(req *raftpb.FetchRequest) *raftpb.FetchReply {
+			time.Sleep(time.Millisecond) // a read
+			return batchOf(10)(req)
+		})
+	}
+	if err := fetchAll(context.Background(), fetchServer(bus, nil), 200); err != nil {
+		t.Fatal(err)
+	}
+	if n := bus.reqs.Load(); n > 22 {
+		t.Fatalf("%d requests for 20 batches", n)
+	}
+}
+
+// TestFetchBacksOffOnEmptyAnswers: the only node that answers replies with nothing (its reads
+// fail). The fetcher asks again at a measured pace and gives up after fetchTimeout without
+// progress. Before, it asked again as soon as each empty answer came: thousands of requests
+// a second until the channel's deadline (a minute).
+func TestFetchBacksOffOnEmptyAnswers(t *testing.T) {
+	bus := &meshBus{}
+	fetchPeer(t, bus, func(req *raftpb.FetchRequest) *raftpb.FetchReply { return &raftpb.FetchReply{First: req.From} })
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	if err := fetchAll(ctx, fetchServer(bus, nil), 10); !errors.Is(err, errFetch) {
+		t.Fatalf("fetch: %v, want errFetch", err)
+	}
+	if n := bus.reqs.Load(); n > 5 {
+		t.Fatalf("%d requests in 1.5s to a node that answers nothing", n)
+	}
+}
+
+// TestFetchAsksAgainWhenUnanswered: the other node that holds the messages, busy with another
+// answer, drops a request (serveFetch answers one at a time). The fetcher asks again before fetchTimeout. Before, it
+// waited for fetchTimeout and failed the whole restore (raft retried it later, from scratch).
+func TestFetchAsksAgainWhenUnanswered(t *testing.T) {
+	bus := &meshBus{}
+	var dropped atomic.Bool
+	fetchPeer(t, bus, func(req *raftpb.FetchRequest) *raftpb.FetchReply {
+		if req.From == 11 && !dropped.Swap(true) { // busy then
+			return nil
+		}
+		return batchOf(10)(req)
+	})
+	start := time.Now()
+	if err := fetchAll(context.Background(), fetchServer(bus, nil), 30); err != nil {
+		t.Fatalf("fetch after %v: %v", time.Since(start), err)
+	}
+	if took := time.Since(start); took >= fetchTimeout {
+		t.Fatalf("took %v", took)
+	}
+}
+
 // TestFetchFailureIsNotLoggedAsDone: a fetch that fails logs a warning with its error, not the
 // line telling the operator the messages were fetched. Before, that line came also after a
 // failure ("msgs=0 took=5s").
