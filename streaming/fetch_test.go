@@ -16,6 +16,7 @@ import (
 
 	"github.com/starling-io/starling/core"
 	"github.com/starling-io/starling/proto/raftpb"
+	"github.com/starling-io/starling/raftlog"
 	"github.com/starling-io/starling/stores"
 )
 
@@ -218,5 +219,69 @@ func TestFetchFailureIsNotLoggedAsDone(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "level=WARN") {
 		t.Errorf("a failed fetch not logged as a warning: %s", out.String())
+	}
+}
+
+// restoringLog is a follower's log whose goroutine is in Restore: Close waits for it to
+// return, as raft's Shutdown waits for its FSM goroutine.
+type restoringLog struct {
+	*raftlog.Local
+	restored chan struct{} // closed once Restore returned
+}
+
+func (l *restoringLog) IsLeader() bool { return false }
+func (l *restoringLog) Close() error {
+	<-l.restored
+	return l.Local.Close()
+}
+
+// TestShutdownCancelsARestore: a node shut down (SIGTERM) while it restores a snapshot, its
+// fetch of the missing messages slow, stops promptly: the restore fails (raft installs the
+// snapshot again at the next start). Before, Shutdown waited for the fetch, up to a minute
+// per channel.
+func TestShutdownCancelsARestore(t *testing.T) {
+	leader, _ := newReplica(t)
+	applyCmds(t, leader, &cmdCreateChannel{name: "a", id: 1}, &cmdPublish{chanRef: chanRef{"a", 1}, msgs: msgRun(1, 3)})
+	snap := persist(t, leader)
+
+	var rl *restoringLog
+	s, err := New(&fakeBus{}, newMemStore(t), func(sm raftlog.StateMachine) (raftlog.Log, error) {
+		rl = &restoringLog{Local: raftlog.NewLocal(sm), restored: make(chan struct{})}
+		return rl, nil
+	}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.recover(); err != nil {
+		t.Fatal(err)
+	}
+	runEngine(s)
+	fetching := make(chan struct{})
+	s.sm.fetch = func(ctx context.Context, _ string, _, _, _ uint64, _ func(uint64, []stores.Msg) error) error {
+		close(fetching)
+		<-ctx.Done() // no node answers, or slowly
+		return ctx.Err()
+	}
+	restoreErr := make(chan error, 1)
+	go func() {
+		err := s.sm.Restore(bytes.NewReader(snap))
+		close(rl.restored)
+		restoreErr <- err
+	}()
+	<-fetching
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() { done <- s.Shutdown() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Errorf("shutdown still waiting for the restore after %v", time.Since(start))
+		<-done
+	}
+	if err := <-restoreErr; err == nil {
+		t.Errorf("the restore cancelled by the shutdown succeeded")
 	}
 }

@@ -1,6 +1,7 @@
 package streaming
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"maps"
@@ -37,6 +38,11 @@ type stateMachine struct {
 	applyOut []any
 	pubs     pubArena // Decode's publish commands, reused once they are applied
 	fetch    fetcher  // gets the messages a snapshot names and the store lacks (fetch.go)
+	// fetching is cancelled by stopFetching when the server shuts down: a restore waiting for
+	// fetches fails at once (raft's Shutdown waits for it), and the next start installs the
+	// snapshot again.
+	fetching     context.Context
+	stopFetching context.CancelFunc
 	// failed is set, replicated only, once a command failed for a reason of this replica's
 	// own (replicaFailure): nothing more is applied, every later command gets it. Standalone,
 	// the engine rolls a failed channel back instead (durable.go).
@@ -51,8 +57,10 @@ type stateMachine struct {
 var _ raftlog.StateMachine = (*stateMachine)(nil)
 
 func newStateMachine(store stores.Store) *stateMachine {
-	return &stateMachine{store: store, chans: map[string]*stores.Channel{}, clients: map[string]stores.ClientInfo{},
+	m := &stateMachine{store: store, chans: map[string]*stores.Channel{}, clients: map[string]stores.ClientInfo{},
 		deleted: map[string]uint64{}}
+	m.fetching, m.stopFetching = context.WithCancel(context.Background())
+	return m
 }
 
 // recover loads the state the store holds (nil: a new store).

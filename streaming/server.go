@@ -384,6 +384,7 @@ func (s *Server) Shutdown() error {
 		return nil
 	}
 	s.closed = true
+	s.sm.stopFetching() // a restore in progress fails now: the log's Close waits for it
 	subs := s.subs
 	if s.fetchSub != nil {
 		subs = append(subs, s.fetchSub)

@@ -281,7 +281,7 @@ func (m *stateMachine) fetchMissing(chans []*raftpb.ChannelSnapshot, later func(
 			continue // nothing to fetch
 		}
 		from := max(ch.Msgs.State().Last+1, cs.First)
-		ctx, cancel := context.WithTimeout(context.Background(), fetchDeadline)
+		ctx, cancel := context.WithTimeout(m.fetching, fetchDeadline)
 		err := m.fetch(ctx, cs.Name, cs.ID, from, cs.Last, func(first uint64, msgs []stores.Msg) error {
 			if st := ch.Msgs.State(); first > st.Last+1 {
 				// The others expired more meanwhile: the channel restarts at their first.
