@@ -260,7 +260,8 @@ func (m *stateMachine) dropChannelsNotIn(inSnap map[string]bool, next uint64, er
 // lacks, channel by channel: a channel of another incarnation (ID) is replaced, one whose
 // messages the others expired meanwhile restarts at their first. What it appends are
 // committed messages, so a failure part way leaves nothing wrong, only work for the retry.
-// Channels later reports created after the snapshot are left alone. m.mu is held.
+// Channels later reports created after the snapshot are left alone. m.mu is held (and
+// released while a fetch waits).
 func (m *stateMachine) fetchMissing(chans []*raftpb.ChannelSnapshot, later func(*raftpb.ChannelSnapshot) bool) error {
 	for _, cs := range chans {
 		ch := m.chans[cs.Name]
@@ -282,16 +283,25 @@ func (m *stateMachine) fetchMissing(chans []*raftpb.ChannelSnapshot, later func(
 		}
 		from := max(ch.Msgs.State().Last+1, cs.First)
 		ctx, cancel := context.WithTimeout(m.fetching, fetchDeadline)
+		// Without mu while the fetch waits (a minute at most): monitoring and the answers to
+		// other nodes' fetches go on meanwhile, showing what arrived so far. Restore runs on
+		// the goroutine that applies, the only one that changes the maps; the stores guard
+		// themselves.
+		m.mu.Unlock()
 		err := m.fetch(ctx, cs.Name, cs.ID, from, cs.Last, func(first uint64, msgs []stores.Msg) error {
 			if st := ch.Msgs.State(); first > st.Last+1 {
 				// The others expired more meanwhile: the channel restarts at their first.
+				m.mu.Lock()
 				var err error
-				if ch, err = m.replaceChannel(ch, cs.Name, cs.ID, first-1); err != nil {
+				ch, err = m.replaceChannel(ch, cs.Name, cs.ID, first-1)
+				m.mu.Unlock()
+				if err != nil {
 					return err
 				}
 			}
 			return ch.Msgs.Append(msgs)
 		})
+		m.mu.Lock()
 		cancel()
 		if err != nil {
 			return fmt.Errorf("streaming: restoring %q (%d..%d): %w", cs.Name, from, cs.Last, err)
