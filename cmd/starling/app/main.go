@@ -159,6 +159,8 @@ func (m *Main) Start() error {
 	m.srv = srv
 	// Streaming is up (store recovered, subjects subscribed in-process) before core
 	// accepts its first client, so a client never finds the router without streaming.
+	// Clustered, startStreaming starts core before the streaming layer (stancluster.go).
+	clustered := !c.streaming.off && c.streaming.cluster.on
 	if !c.streaming.off {
 		if o.Cluster != nil && !c.streaming.cluster.on {
 			// Unclustered, each streaming server owns its channels alone: two in
@@ -169,8 +171,10 @@ func (m *Main) Start() error {
 			return err
 		}
 	}
-	if err := srv.Start(); err != nil {
-		return err
+	if !clustered {
+		if err := srv.Start(); err != nil {
+			return err
+		}
 	}
 	if port := c.monitorPort(); port != 0 {
 		addr := net.JoinHostPort(c.monitorHost(), strconv.Itoa(max(port, 0)))

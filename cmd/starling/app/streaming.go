@@ -362,6 +362,15 @@ func (m *Main) startStreaming(c *settings) error {
 			release()
 			return errors.Join(fmt.Errorf("streaming cluster: %w", err), store.Close())
 		}
+		// Core starts now, its route INFO carrying the raft address clusterLog set, and
+		// before the log: a node that restores a snapshot as it starts (one stopped in the
+		// middle of a catch-up) fetches the messages its store lacks from the others over the
+		// routes. A client that connects meanwhile reaches the leader over them, as on any
+		// follower.
+		if err := m.srv.Start(); err != nil {
+			release()
+			return errors.Join(err, store.Close())
+		}
 	}
 	s, err := streaming.New(bus, store, newLog, o)
 	if err == nil {
