@@ -80,6 +80,9 @@ func (s *Server) serveFetch() error {
 // A channel that holds none (every one expired) answers that its first is after its last,
 // and so does one this node deleted since: an empty reply past its messages.
 func (s *Server) answerFetch(req *raftpb.FetchRequest, reply string) {
+	if req.Node != "" && req.Node != s.id {
+		return // asked of another node
+	}
 	m := s.sm
 	m.mu.Lock()
 	ch := m.chans[req.Channel]
@@ -140,6 +143,7 @@ func (m *stateMachine) deletedSince(name string, id uint64, ch *stores.Channel) 
 
 // replyFetch sends a fetch reply.
 func (s *Server) replyFetch(req *raftpb.FetchRequest, reply string, out *raftpb.FetchReply) {
+	out.Node = s.id
 	b, err := proto.Marshal(out)
 	if err != nil {
 		return
@@ -153,10 +157,11 @@ func (s *Server) replyFetch(req *raftpb.FetchRequest, reply string, out *raftpb.
 // fetch is the state machine's fetcher: requests over the bus until from..to arrived. Each
 // request has a reply subject of its own, so that the answers to an earlier one (every node
 // holding the messages answers, the slower after the next request went out) are told apart
-// and dropped. A request that brings nothing new — unanswered (the nodes that hold the
+// and dropped. Once a node answered, the next requests name it (FetchRequest.Node), so that
+// only it reads and sends the messages. A request that brings nothing new — unanswered (the nodes that hold the
 // messages drop requests while busy with another answer), or answered with nothing (a read
-// that failed) — is sent again after fetchRetry; the fetch fails after fetchTimeout without
-// progress.
+// that failed) — is sent again after fetchRetry, to every node; the fetch fails after
+// fetchTimeout without progress.
 func (s *Server) fetch(ctx context.Context, channel string, id, from, to uint64, got func(uint64, []stores.Msg) error) (err error) {
 	inbox := "_STARLING.raft." + s.opts.ClusterID + ".fetched." + nuid() + "."
 	type answer struct {
@@ -186,11 +191,11 @@ func (s *Server) fetch(ctx context.Context, channel string, id, from, to uint64,
 		s.log.Info("fetched the messages a snapshot names from the other nodes", "channel", channel, "from", first, "to", to, "msgs", n, "took", time.Since(start))
 	}()
 	var asked uint64
-	var token string
+	var token, node string // node: the one that answered the last request, "" to ask every one
 	ask := func() error {
 		asked++
 		token = strconv.FormatUint(asked, 10)
-		req, _ := proto.Marshal(&raftpb.FetchRequest{Channel: channel, ChannelID: id, From: from, To: to})
+		req, _ := proto.Marshal(&raftpb.FetchRequest{Channel: channel, ChannelID: id, From: from, To: to, Node: node})
 		if err := s.bus.Publish(s.fetchSubject(), inbox+token, nil, req); err != nil {
 			return fmt.Errorf("%w: %v", errFetch, err)
 		}
@@ -215,6 +220,7 @@ func (s *Server) fetch(ctx context.Context, channel string, id, from, to uint64,
 			if time.Since(progress) >= fetchTimeout {
 				return fmt.Errorf("%w: no node sent %q from %d within %v", errFetch, channel, from, fetchTimeout)
 			}
+			node = ""
 			if err := ask(); err != nil {
 				return err
 			}
@@ -238,7 +244,7 @@ func (s *Server) fetch(ctx context.Context, channel string, id, from, to uint64,
 		}
 		n += len(batch)
 		from = rep.First + uint64(len(batch))
-		progress = time.Now()
+		progress, node = time.Now(), rep.Node
 		if from <= to {
 			if err := ask(); err != nil {
 				return err

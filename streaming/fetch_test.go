@@ -61,9 +61,10 @@ func TestDeletedSince(t *testing.T) {
 // by a trailing "*"), each on its own goroutine, as messages crossing routes arrive.
 type meshBus struct {
 	fakeBus
-	mu   sync.Mutex
-	subs map[string][]core.MsgHandler
-	reqs atomic.Int64 // fetch requests published
+	mu      sync.Mutex
+	subs    map[string][]core.MsgHandler
+	reqs    atomic.Int64 // fetch requests published
+	answers atomic.Int64 // fetch replies published
 }
 
 type meshSub struct{}
@@ -83,6 +84,9 @@ func (b *meshBus) Subscribe(subject, _ string, h core.MsgHandler) (Subscription,
 func (b *meshBus) Publish(subject, reply string, _, data []byte) error {
 	if strings.HasSuffix(subject, ".fetch") {
 		b.reqs.Add(1)
+	}
+	if strings.Contains(subject, ".fetched.") {
+		b.answers.Add(1)
 	}
 	b.mu.Lock()
 	var hs []core.MsgHandler
@@ -157,7 +161,11 @@ func TestFetchIgnoresAnswersToEarlierRequests(t *testing.T) {
 			return batchOf(10)(req)
 		})
 	}
-	if err := fetchAll(context.Background(), fetchServer(bus, nil), 200); err != nil {
+	err := fetchServer(bus, nil).fetch(context.Background(), "ch", 1, 1, 40, func(uint64, []stores.Msg) error {
+		time.Sleep(10 * time.Millisecond) // a disk: both nodes are done answering by the next request
+		return nil
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 	if n := bus.reqs.Load(); n > 22 {
@@ -327,5 +335,36 @@ func TestMonitoringDuringARestore(t *testing.T) {
 	}
 	if chans, _ := follower.monitorView(false); len(chans) != 1 || chans[0].Msgs != 4 {
 		t.Errorf("after the restore: %+v", chans)
+	}
+}
+
+// TestFetchAsksTheNodeThatAnswered: once a node answered, the next requests name it, and only
+// it reads and sends the messages; another is asked only when it brings nothing. Before, every
+// node holding the messages answered every request, all but one answer dropped: the reads and
+// the route traffic of a catch-up doubled.
+func TestFetchAsksTheNodeThatAnswered(t *testing.T) {
+	bus := &meshBus{}
+	for _, id := range []string{"p1", "p2"} {
+		m, _ := newReplica(t)
+		msgs := msgRun(1, 40)
+		for i := range msgs {
+			msgs[i].Data = make([]byte, 100<<10) // five a reply
+		}
+		applyCmds(t, m, &cmdCreateChannel{name: "ch", id: 1}, &cmdPublish{chanRef: chanRef{"ch", 1}, msgs: msgs})
+		peer := fetchServer(bus, nil)
+		peer.sm, peer.id = m, id
+		if err := peer.serveFetch(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := fetchServer(bus, nil).fetch(context.Background(), "ch", 1, 1, 40, func(uint64, []stores.Msg) error {
+		time.Sleep(10 * time.Millisecond) // a disk: both nodes are done answering by the next request
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reqs, answers := bus.reqs.Load(), bus.answers.Load(); answers > reqs+1 {
+		t.Fatalf("%d answers to %d requests", answers, reqs)
 	}
 }

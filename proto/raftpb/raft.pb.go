@@ -1961,13 +1961,16 @@ func (x *SubState) GetPending() []uint64 {
 }
 
 // FetchRequest asks the other nodes of a raft group for a channel's messages from..to
-// (inclusive): what a node restoring a snapshot lacks. Nodes that hold from answer.
+// (inclusive): what a node restoring a snapshot lacks. Nodes that hold from answer — only the
+// one named by node when it is set (the server ID of the node that answered the previous
+// request; older nodes ignore it and answer all the same).
 type FetchRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Channel       string                 `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
 	ChannelID     uint64                 `protobuf:"varint,2,opt,name=channelID,proto3" json:"channelID,omitempty"`
 	From          uint64                 `protobuf:"varint,3,opt,name=from,proto3" json:"from,omitempty"`
 	To            uint64                 `protobuf:"varint,4,opt,name=to,proto3" json:"to,omitempty"`
+	Node          string                 `protobuf:"bytes,5,opt,name=node,proto3" json:"node,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2030,12 +2033,20 @@ func (x *FetchRequest) GetTo() uint64 {
 	return 0
 }
 
+func (x *FetchRequest) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
 // FetchReply carries consecutive messages starting at from, or at first when the answering
 // node no longer holds from (expired by limits): first is its first sequence then.
 type FetchReply struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	First         uint64                 `protobuf:"varint,1,opt,name=first,proto3" json:"first,omitempty"`
 	Msgs          []*MsgProto            `protobuf:"bytes,2,rep,name=msgs,proto3" json:"msgs,omitempty"`
+	Node          string                 `protobuf:"bytes,3,opt,name=node,proto3" json:"node,omitempty"` // the answering node's server ID
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2082,6 +2093,13 @@ func (x *FetchReply) GetMsgs() []*MsgProto {
 		return x.Msgs
 	}
 	return nil
+}
+
+func (x *FetchReply) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
 }
 
 var File_proto_raftpb_raft_proto protoreflect.FileDescriptor
@@ -2233,16 +2251,18 @@ const file_proto_raftpb_raft_proto_rawDesc = "" +
 	" \x01(\bR\tisDurable\x12\x1a\n" +
 	"\bisClosed\x18\v \x01(\bR\bisClosed\x12\x12\n" +
 	"\x04user\x18\f \x01(\tR\x04user\x12\x18\n" +
-	"\apending\x18\r \x03(\x04R\apending\"j\n" +
+	"\apending\x18\r \x03(\x04R\apending\"~\n" +
 	"\fFetchRequest\x12\x18\n" +
 	"\achannel\x18\x01 \x01(\tR\achannel\x12\x1c\n" +
 	"\tchannelID\x18\x02 \x01(\x04R\tchannelID\x12\x12\n" +
 	"\x04from\x18\x03 \x01(\x04R\x04from\x12\x0e\n" +
-	"\x02to\x18\x04 \x01(\x04R\x02to\"Q\n" +
+	"\x02to\x18\x04 \x01(\x04R\x02to\x12\x12\n" +
+	"\x04node\x18\x05 \x01(\tR\x04node\"e\n" +
 	"\n" +
 	"FetchReply\x12\x14\n" +
 	"\x05first\x18\x01 \x01(\x04R\x05first\x12-\n" +
-	"\x04msgs\x18\x02 \x03(\v2\x19.starling.raftpb.MsgProtoR\x04msgs*`\n" +
+	"\x04msgs\x18\x02 \x03(\v2\x19.starling.raftpb.MsgProtoR\x04msgs\x12\x12\n" +
+	"\x04node\x18\x03 \x01(\tR\x04node*`\n" +
 	"\rStartPosition\x12\v\n" +
 	"\aNewOnly\x10\x00\x12\x10\n" +
 	"\fLastReceived\x10\x01\x12\x12\n" +
