@@ -3,6 +3,7 @@ package streaming
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/starling-io/starling/core"
@@ -366,5 +368,53 @@ func TestFetchAsksTheNodeThatAnswered(t *testing.T) {
 	}
 	if reqs, answers := bus.reqs.Load(), bus.answers.Load(); answers > reqs+1 {
 		t.Fatalf("%d answers to %d requests", answers, reqs)
+	}
+}
+
+func (l *restoringLog) Stats() raftlog.Stats { return raftlog.Stats{Role: raft.Follower} }
+
+// TestServerzSaysCatchingUp: /streaming/serverz of a node fetching the messages of a snapshot
+// it restores says so ("catching_up"), until the restore ends: what it shows meanwhile is
+// what arrived so far. Before, nothing told an operator that the counts were partial.
+func TestServerzSaysCatchingUp(t *testing.T) {
+	leader, _ := newReplica(t)
+	applyCmds(t, leader, &cmdCreateChannel{name: "a", id: 1}, &cmdPublish{chanRef: chanRef{"a", 1}, msgs: msgRun(1, 3)})
+	snap := persist(t, leader)
+	var rl *restoringLog
+	s := startEngine(t, &fakeBus{}, newMemStore(t), func(sm raftlog.StateMachine) (raftlog.Log, error) {
+		rl = &restoringLog{Local: raftlog.NewLocal(sm), restored: make(chan struct{})}
+		return rl, nil
+	})
+	fetching, release := make(chan struct{}), make(chan struct{})
+	s.sm.fetch = func(_ context.Context, _ string, _, from, to uint64, got func(uint64, []stores.Msg) error) error {
+		close(fetching)
+		<-release
+		return got(from, msgRun(from, to-from+1))
+	}
+	restored := make(chan error, 1)
+	go func() {
+		restored <- s.sm.Restore(bytes.NewReader(snap))
+		close(rl.restored)
+	}()
+	<-fetching
+	catchingUp := func() bool {
+		b, err := json.Marshal(s.Serverz())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Contains(string(b), `"catching_up":true`)
+	}
+	if !catchingUp() {
+		t.Errorf("serverz during the restore does not say the node is catching up")
+	}
+	close(release)
+	if err := <-restored; err != nil {
+		t.Fatal(err)
+	}
+	if catchingUp() {
+		t.Errorf("serverz after the restore says the node is catching up")
+	}
+	if err := s.Shutdown(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"sync"
+	"sync/atomic"
 
 	"github.com/starling-io/starling/raftlog"
 	"github.com/starling-io/starling/stores"
@@ -43,6 +44,7 @@ type stateMachine struct {
 	// snapshot again.
 	fetching     context.Context
 	stopFetching context.CancelFunc
+	catchingUp   atomic.Bool // a restore fetches (monitoring)
 	// failed is set, replicated only, once a command failed for a reason of this replica's
 	// own (replicaFailure): nothing more is applied, every later command gets it. Standalone,
 	// the engine rolls a failed channel back instead (durable.go).

@@ -58,6 +58,9 @@ type RaftInfo struct {
 	// LastContact is, on a follower, how long ago it last heard from the leader, as a Go
 	// duration ("12.5ms"; "never"): past the heartbeat timeout it starts an election.
 	LastContact string `json:"last_contact,omitempty"`
+	// CatchingUp is set while the node restores a snapshot and fetches the messages it names
+	// from the others: the counts show what arrived so far.
+	CatchingUp bool `json:"catching_up,omitempty"`
 }
 
 // Channelz describes one channel.
@@ -210,6 +213,7 @@ func (s *Server) Serverz() *Serverz {
 		if st.SnapshotErr != nil {
 			z.Raft.SnapshotError = st.SnapshotErr.Error()
 		}
+		z.Raft.CatchingUp = s.sm.catchingUp.Load()
 		switch {
 		case st.LastContact < 0:
 			z.Raft.LastContact = "never"

@@ -288,6 +288,7 @@ func (m *stateMachine) fetchMissing(chans []*raftpb.ChannelSnapshot, later func(
 		// the goroutine that applies, the only one that changes the maps; the stores guard
 		// themselves.
 		m.mu.Unlock()
+		m.catchingUp.Store(true)
 		err := m.fetch(ctx, cs.Name, cs.ID, from, cs.Last, func(first uint64, msgs []stores.Msg) error {
 			if st := ch.Msgs.State(); first > st.Last+1 {
 				// The others expired more meanwhile: the channel restarts at their first.
@@ -301,6 +302,7 @@ func (m *stateMachine) fetchMissing(chans []*raftpb.ChannelSnapshot, later func(
 			}
 			return ch.Msgs.Append(msgs)
 		})
+		m.catchingUp.Store(false)
 		m.mu.Lock()
 		cancel()
 		if err != nil {
