@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,6 +21,7 @@ import (
 	"github.com/starling-io/starling/proto/raftpb"
 	"github.com/starling-io/starling/raftlog"
 	"github.com/starling-io/starling/stores"
+	"github.com/starling-io/starling/stores/boltstore"
 )
 
 // deletedSince tells, from the channel IDs, an incarnation this node deleted: it holds the
@@ -416,5 +418,43 @@ func TestServerzSaysCatchingUp(t *testing.T) {
 	}
 	if err := s.Shutdown(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRestoreAtStartOnANewStore: a node whose store is new (wiped) while its raft directory
+// holds a snapshot restores it as it starts; that restore fails part way (no node answers its
+// fetches, or a stop was asked for), having created channels. The next start restores it.
+// Before, the store was initialised only in Start, after the log's restore: a store never
+// initialised recovers nothing, so the next restore found the channels it had created
+// "already existing", failed at once, every time: the node never started again.
+func TestRestoreAtStartOnANewStore(t *testing.T) {
+	leader, _ := newReplica(t)
+	applyCmds(t, leader, &cmdCreateChannel{name: "a", id: 1}, &cmdPublish{chanRef: chanRef{"a", 1}, msgs: msgRun(1, 3)})
+	snap := persist(t, leader)
+	path := filepath.Join(t.TempDir(), "store.db")
+	start := func(fetch fetcher) error {
+		store, err := boltstore.Open(path, boltstore.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer store.Close()
+		_, err = New(&fakeBus{}, store, func(sm raftlog.StateMachine) (raftlog.Log, error) {
+			sm.(*stateMachine).fetch = fetch
+			if err := sm.Restore(bytes.NewReader(snap)); err != nil { // as raft does at start
+				return nil, err
+			}
+			return raftlog.NewLocal(sm), nil
+		}, Options{})
+		return err
+	}
+	if err := start(func(context.Context, string, uint64, uint64, uint64, func(uint64, []stores.Msg) error) error {
+		return errFetch
+	}); !errors.Is(err, errFetch) {
+		t.Fatalf("first start: %v, want errFetch", err)
+	}
+	if err := start(func(_ context.Context, _ string, _, from, to uint64, got func(uint64, []stores.Msg) error) error {
+		return got(from, msgRun(from, to-from+1))
+	}); err != nil {
+		t.Fatalf("next start: %v", err)
 	}
 }

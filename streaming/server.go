@@ -215,6 +215,16 @@ func New(bus Bus, store stores.Store, newLog LogFactory, opts Options) (*Server,
 	if err != nil {
 		return nil, fmt.Errorf("streaming: recover: %w", err)
 	}
+	if st == nil {
+		// A new store is initialised before the log starts: a snapshot restore may create
+		// channels in it, which the next start must recover (a store never initialised
+		// recovers nothing: the restore then found its channels "already existing").
+		if err := store.Init(stores.ServerInfo{ClusterID: o.ClusterID, Discovery: s.discover,
+			Publish: s.pubPrefix, Subscribe: s.subReq, Unsubscribe: s.unsubReq, Close: s.closeReq, SubClose: s.subCloseReq,
+			NodeID: s.id}); err != nil {
+			return nil, fmt.Errorf("streaming: init store: %w", err)
+		}
+	}
 	s.recovered = st
 	s.sm.fetch = s.fetch
 	s.sm.setReplicated(true) // a replicated log may apply as soon as it exists
@@ -346,9 +356,7 @@ func (s *Server) recover() error {
 	st := s.recovered
 	s.recovered = nil
 	if st == nil {
-		return s.store.Init(stores.ServerInfo{ClusterID: s.opts.ClusterID, Discovery: s.discover,
-			Publish: s.pubPrefix, Subscribe: s.subReq, Unsubscribe: s.unsubReq, Close: s.closeReq, SubClose: s.subCloseReq,
-			NodeID: s.id})
+		return nil // a new store, initialised in New
 	}
 	if st.Info.ClusterID != "" && st.Info.ClusterID != s.opts.ClusterID {
 		return fmt.Errorf("streaming: cluster ID %q does not match recovered value of %q", s.opts.ClusterID, st.Info.ClusterID)
