@@ -1,6 +1,7 @@
 package streaming
 
 import (
+	"context"
 	"log/slog"
 	"runtime"
 	"time"
@@ -57,6 +58,10 @@ type Options struct {
 	// unlimited); past it a connect is refused with an error.
 	MaxClients int
 	Logger     *slog.Logger
+	// Context, cancelled, abandons the fetches of a snapshot restore under way — in New too,
+	// where a replicated log restores its snapshot (a stop asked for while the node starts);
+	// Shutdown does the same. nil: never.
+	Context context.Context
 }
 
 func (o Options) withDefaults() Options {

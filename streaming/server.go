@@ -208,6 +208,10 @@ func New(bus Bus, store stores.Store, newLog LogFactory, opts Options) (*Server,
 		return nil, fmt.Errorf("streaming: limits: %w", err)
 	}
 	s.sm = newStateMachine(store)
+	if o.Context != nil {
+		s.sm.stopFetching()
+		s.sm.fetching, s.sm.stopFetching = context.WithCancel(o.Context)
+	}
 	s.sm.onLimits = s.limitsApplied
 	// The state machine holds what the store recovered before the log starts: a replicated
 	// log restores its snapshot onto it and replays what follows, idempotently (fsm.go).

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -193,6 +194,56 @@ func TestStanClusterRestartOnASnapshotItLacks(t *testing.T) {
 	lacking.kill()
 	if err := os.Remove(filepath.Join(dir, "starling.db")); err != nil {
 		t.Fatal(err)
+	}
+	lacking.restart()
+	c.converged(30 * time.Second)
+}
+
+// TestStanClusterStopDuringStartCatchUp: a node that restores, as it starts, a snapshot whose
+// messages its store lacks, and gets no answer to its fetches (the others paused), stops
+// promptly on SIGTERM, and catches up at its next start. Before, the signal waited until the
+// start was over: every snapshot the node held tried in turn, the fetches of each failing
+// after their timeout (and a large catch-up as long as it took).
+func TestStanClusterStopDuringStartCatchUp(t *testing.T) {
+	var dir string
+	c := startStanClusterWith(t, func(c *stanCluster, i int) []string {
+		if i != 2 {
+			return nil
+		}
+		dir = t.TempDir()
+		return []string{"--store", "bolt", "--dir", dir}
+	}, "--cluster_snapshot_interval", "200ms", "--cluster_snapshot_threshold", "16")
+	lacking := c.nodes[2]
+	pub := stanOn(t, c.leader(10*time.Second), "pub")
+	for i := range 100 {
+		publishRetry(t, pub, "kept", []byte(fmt.Sprint("k-", i)), 10*time.Second)
+	}
+	c.converged(20 * time.Second)
+	time.Sleep(time.Second) // snapshots on every node
+	lacking.kill()
+	if err := os.Remove(filepath.Join(dir, "starling.db")); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range c.nodes[:2] {
+		_ = n.p.cmd.Process.Signal(syscall.SIGSTOP)
+		defer func() { _ = n.p.cmd.Process.Signal(syscall.SIGCONT) }() // on failure
+	}
+	bin, _ := clusterServer(t) // started without waiting for it: its start is the catch-up
+	lacking.p = startProc(t, bin, lacking.args...)
+	time.Sleep(time.Second) // fetching
+	_ = lacking.p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-lacking.p.done:
+		lacking.p.done <- err
+		if err != nil {
+			t.Errorf("stopped on SIGTERM with %v", err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatalf("still running 3s after SIGTERM")
+	}
+	// The next start, the others back, catches up.
+	for _, n := range c.nodes[:2] {
+		_ = n.p.cmd.Process.Signal(syscall.SIGCONT)
 	}
 	lacking.restart()
 	c.converged(30 * time.Second)

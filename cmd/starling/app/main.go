@@ -49,6 +49,9 @@ type Main struct {
 	mon       *monitor.Monitor
 	prof      *http.Server // --profile (profile.go)
 	ready     chan struct{}
+	// starting is cancelled by a stop asked for during Start (Run): streaming's restore
+	// abandons its fetches. nil: none.
+	starting context.Context
 
 	// wrapLog, a test hook, wraps each logger's handler: it sees every log call, even
 	// those below the level.
@@ -243,7 +246,33 @@ func (m *Main) Run(ctx context.Context) error {
 		signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGHUP)
 		defer signal.Stop(sigs)
 	}
-	if err := m.Start(); err != nil {
+	started := make(chan struct{})
+	var aborted atomic.Bool
+	if sigs != nil {
+		// A stop asked for while the node starts abandons the fetches of a raft snapshot it
+		// restores (streaming.Options.Context; clustered, that can take as long as copying
+		// what it missed): Start ends at once, and the signal, in sigs too, stops the server.
+		term := make(chan os.Signal, 1)
+		signal.Notify(term, syscall.SIGINT, syscall.SIGTERM)
+		startCtx, abort := context.WithCancel(context.Background())
+		m.starting = startCtx
+		go func() {
+			defer signal.Stop(term)
+			select {
+			case <-term:
+				aborted.Store(true)
+				abort()
+			case <-started:
+			}
+		}()
+	}
+	err := m.Start()
+	close(started)
+	if err != nil {
+		if aborted.Load() && m.log != nil {
+			m.log.Info("stopped while starting", "err", err)
+			return m.Close()
+		}
 		return errors.Join(err, m.Close()) // stop what did start
 	}
 	if m.srv == nil { // -v starts nothing

@@ -354,6 +354,7 @@ func (m *Main) startStreaming(c *settings) error {
 		}
 	}
 	o := st.opts
+	o.Context = m.starting
 	o.Logger = m.stanLog
 	o.Limits = st.limits.Clone() // streaming installs them in the store and runs age and inactivity
 	newLog := streaming.LogFactory(raftlog.Standalone)
