@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -504,4 +505,47 @@ func TestReloadAuthAppliesToClientsWithoutConnect(t *testing.T) {
 		c.expect("-ERR 'Authorization Violation'\r\n")
 		c.expectClosed()
 	}
+}
+
+// Reloads racing accepts: a client is complete (its nonce, whether CONNECT must come first,
+// its pre-CONNECT identity) before Reload can find it. Under -race this reported a race
+// on the accept's writes, and a client accepted while credentials were required could be
+// read as not needing CONNECT and escape the auth timeout.
+func TestReloadRacingAcceptsSeesCompleteClients(t *testing.T) {
+	users := []*auth.User{{Username: "a", Password: "pa"}}
+	required, err := auth.New(auth.Options{Users: users})
+	if err != nil {
+		t.Fatal(err)
+	}
+	noAuth, err := auth.New(auth.Options{Users: users, NoAuthUser: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startCore(t, func(o *core.Options) { o.Auth = required })
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			a := required
+			if i%2 == 1 {
+				a = noAuth
+			}
+			_ = s.Reload(core.Options{Host: "127.0.0.1", Port: -1, Auth: a})
+		}
+	}()
+	for range 300 {
+		nc, err := net.Dial("tcp", s.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+	}
+	close(stop)
+	<-done
 }

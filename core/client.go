@@ -214,6 +214,25 @@ func (s *Server) createClient(nc net.Conn) {
 	c.opts = connectOpts{Verbose: true, Pedantic: true, Echo: true}
 	c.echo.Store(true)
 
+	// What a Reload reads of the client (reauthenticate: its nonce, whether CONNECT must
+	// come first, its pre-CONNECT identity) is set before the client is registered, where
+	// Reload finds it.
+	o := s.o()
+	if o.Auth != nil && o.Auth.NeedsNonce() {
+		c.nonce = auth.NewNonce(nil)
+	}
+	// With accounts, a client's account is known at CONNECT: nothing may come before it.
+	if o.Auth != nil && (o.Auth.Required() || len(o.Accounts) > 0) {
+		c.parser.ExpectConnect, c.mustConnect = true, true
+	} else if o.Auth != nil && !o.TLSMap {
+		// No credentials asked for (a no_auth_user): until a CONNECT says otherwise, the
+		// client is who it would be with a CONNECT that sends none, with those
+		// permissions, as in nats-server.
+		if id, err := o.Auth.Check(auth.Credentials{Nonce: c.nonce}); err == nil {
+			c.setIdentity(id, o.Auth)
+		}
+	}
+
 	s.mu.Lock()
 	if s.shutdown || s.ldm {
 		s.mu.Unlock()
@@ -227,10 +246,6 @@ func (s *Server) createClient(nc net.Conn) {
 	}
 	s.mu.Unlock()
 
-	o := s.o()
-	if o.Auth != nil && o.Auth.NeedsNonce() {
-		c.nonce = auth.NewNonce(nil)
-	}
 	c.tlsFirst.Store(o.TLS != nil && o.TLSHandshakeFirst)
 	info := s.infoJSON(c, false)
 	if over {
@@ -241,17 +256,8 @@ func (s *Server) createClient(nc net.Conn) {
 		_ = nc.Close()
 		return
 	}
-	// With accounts, a client's account is known at CONNECT: nothing may come before it.
-	if o.Auth != nil && (o.Auth.Required() || len(o.Accounts) > 0) {
-		c.parser.ExpectConnect, c.mustConnect = true, true
+	if c.mustConnect {
 		c.startAuthTimer(o)
-	} else if o.Auth != nil && !o.TLSMap {
-		// No credentials asked for (a no_auth_user): until a CONNECT says otherwise, the
-		// client is who it would be with a CONNECT that sends none, with those
-		// permissions, as in nats-server.
-		if id, err := o.Auth.Check(auth.Credentials{Nonce: c.nonce}); err == nil {
-			c.setIdentity(id, o.Auth)
-		}
 	}
 	if n := s.o(); n.Auth != o.Auth && !c.reauthenticate(n) {
 		_ = nc.Close() // a reload skipped us and refuses us: closed, never started

@@ -65,8 +65,9 @@ func (s *Server) Reload(next Options) error {
 }
 
 // reauthenticate applies n's Authenticator to an authenticated client; false means the
-// client was closed. It runs at most once per client and Authenticator: from Reload, and
-// from a CONNECT whose check overlapped a reload.
+// client was closed. It runs from Reload, from an accept that a reload overlapped, and from
+// a CONNECT whose check overlapped a reload; reauthMu serializes them, and applying one
+// Authenticator twice changes nothing.
 func (c *client) reauthenticate(n *Options) bool {
 	c.reauthMu.Lock()
 	defer c.reauthMu.Unlock()
