@@ -311,10 +311,20 @@ func (p *producer) deliverFrame(dst *client, sub *subscription, subj, reply []by
 	dst.mu.Unlock()
 	p.addPending(dst)
 	if stall != nil {
-		dst.flushSignal()
+		p.wakePending() // the others' writers work while we wait, as when waiting at the flush
 		p.waitStall(stall)
 	}
 	return true
+}
+
+// wakePending wakes the writer of every destination this read buffer delivered to so far
+// but the producer's own (written at the flush). Only on the stall path.
+func (p *producer) wakePending() {
+	for c := range p.pending {
+		if c != p.self {
+			c.flushSignal()
+		}
+	}
 }
 
 // noResponders answers a request nobody received with a 503 status message on the
