@@ -236,12 +236,12 @@ func TestStaleConnection(t *testing.T) {
 // CONNECT, and activity within ping_interval makes a tick skip its PING.
 func TestActiveClientNotStale(t *testing.T) {
 	s := startCore(t, func(o *core.Options) {
-		o.PingInterval = 100 * time.Millisecond
+		o.PingInterval = 300 * time.Millisecond
 		o.PingMax = 2
 	})
 	c, _ := dial(t, s)
 	c.send(`CONNECT {"verbose":false}` + "\r\n")
-	for end := time.Now().Add(time.Second); time.Now().Before(end); {
+	for end := time.Now().Add(1500 * time.Millisecond); time.Now().Before(end); {
 		c.send("PUB x 0\r\n\r\n")
 		time.Sleep(10 * time.Millisecond)
 	}
