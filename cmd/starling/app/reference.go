@@ -82,7 +82,7 @@ the concept is the same. Flags given on the command line win over the configurat
 ` + "`file:line:col`" + `, and all of them are reported at once. ` + "`starling --help`" + ` lists the flags in the
 sections below.
 
-Values: a size takes ` + "`KB`, `MB`, `GB`" + ` (` + "`64MB`" + `); a duration is Go's (` + "`2m`, `500ms`, `24h`" + `; in the
+Values: a size takes ` + "`KB`, `MB`, `GB`" + ` (` + "`64MB`" + `; powers of 1024, also written ` + "`KiB`, `MiB`, `GiB`" + `) or ` + "`K`, `M`, `G`" + ` (powers of 1000), on the command line as in the file and as nats-streaming-server reads both; a duration is Go's (` + "`2m`, `500ms`, `24h`" + `; in the
 file also a number of seconds); a boolean flag needs no value (` + "`--tls`" + `) and takes one after
 ` + "`=`" + ` (` + "`--tls=false`" + `).
 `

@@ -53,7 +53,8 @@ func (m *Main) Reload() error {
 }
 
 // restartOnly returns an error naming the settings that next changes but that only a
-// restart can change. (core refuses a new listen address or server_name itself.)
+// restart can change. (core refuses a new listen address, server_name, client_advertise
+// or cluster block itself.)
 func restartOnly(cur, next *settings) error {
 	var changed []string
 	if cur.httpHost != next.httpHost || cur.httpPort != next.httpPort || cur.httpsPort != next.httpsPort {
