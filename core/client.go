@@ -239,7 +239,7 @@ func (s *Server) createClient(nc net.Conn) {
 		_ = nc.Close()
 		return
 	}
-	over := len(s.clients) >= s.o().MaxConnections
+	over := len(s.clients)-s.internal >= s.o().MaxConnections // sockets only, as nats-server
 	if !over {
 		s.clients[c.cid] = c
 		s.totalConn.Add(1)
@@ -448,6 +448,9 @@ func (c *client) dropSubs(subs []*subscription) {
 
 func (s *Server) removeClient(c *client) {
 	s.mu.Lock()
+	if _, ok := s.clients[c.cid]; ok && c.kind == kindInternal {
+		s.internal--
+	}
 	delete(s.clients, c.cid)
 	s.closed.add(c.connInfo(ConnzOptions{Subs: true}, time.Now()))
 	s.mu.Unlock()

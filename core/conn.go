@@ -114,6 +114,7 @@ func (s *Server) connectIn(name string, acc *account) (*Conn, error) {
 		return nil, ErrServerClosed
 	}
 	s.clients[c.cid] = c
+	s.internal++
 	s.totalConn.Add(1)
 	s.mu.Unlock()
 	return nc, nil

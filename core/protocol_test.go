@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -346,4 +347,25 @@ func TestReservedReplyAndSubjects(t *testing.T) {
 	c.expect("-ERR 'Permissions Violation for Publish with Reply of \"_R_.abc\"'\r\n")
 	c.expect("-ERR 'Permissions Violation for Publish to \"$NRG.x\"'\r\n")
 	c.expect("MSG ok 1 1\r\nx\r\nPONG\r\n")
+}
+
+// max_connections counts client sockets, not the server's in-process connections (the
+// streaming layer's): as in nats-server, whose internal clients do not count. With
+// streaming on, max_connections 2 admitted one client.
+func TestMaxConnectionsCountsSocketsOnly(t *testing.T) {
+	s := startCore(t, func(o *core.Options) { o.MaxConnections = 2 })
+	for i := range 3 {
+		nc, err := s.Connect("internal-" + strconv.Itoa(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { nc.Close() })
+	}
+	for range 2 {
+		c, _ := dial(t, s)
+		c.send("PING\r\n")
+		c.expect("PONG\r\n")
+	}
+	c, _ := dial(t, s)
+	c.expect("-ERR 'maximum connections exceeded'\r\n")
 }

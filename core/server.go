@@ -44,6 +44,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	clients  map[uint64]*client
+	internal int // in-process Conns among clients: not counted by max_connections
 	closed   closedRing
 	listener net.Listener
 	shutdown bool
