@@ -4,11 +4,13 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -68,21 +70,55 @@ var handedOut = struct {
 // nodePorts returns three distinct free loopback ports never returned before.
 func nodePorts(t *testing.T) [3]int {
 	t.Helper()
-	handedOut.Lock()
-	defer handedOut.Unlock()
 	var out [3]int
-	for i := 0; i < len(out); {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		must(t, err)
-		defer l.Close() // held until all three are chosen
-		p := l.Addr().(*net.TCPAddr).Port
-		if !handedOut.ports[p] {
-			handedOut.ports[p] = true
-			out[i] = p
-			i++
-		}
+	for i := range out {
+		out[i] = freePort(t)
 	}
 	return out
+}
+
+// freePort returns a free loopback port never returned before in this process, below the
+// kernel's ephemeral range: a port is chosen long before its server binds it (and bound
+// again on a restart), and one from the ephemeral range could meanwhile become the local
+// port of any outgoing connection (a route dial, a client), failing the start with
+// "address already in use".
+func freePort(t *testing.T) int {
+	t.Helper()
+	lo, hi := 10000, ephemeralLow()
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	for range 1000 {
+		p := lo + rand.IntN(hi-lo)
+		if handedOut.ports[p] {
+			continue
+		}
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			continue // taken
+		}
+		l.Close()
+		handedOut.ports[p] = true
+		return p
+	}
+	t.Fatalf("no free port in %d..%d", lo, hi)
+	return 0
+}
+
+// ephemeralLow is the first port of the kernel's ephemeral range (32768 when unknown).
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 32768
+	}
+	n, err := strconv.Atoi(f[0])
+	if err != nil || n <= 12000 {
+		return 32768
+	}
+	return n
 }
 
 func (n *node) url() string      { return fmt.Sprintf("nats://127.0.0.1:%d", n.port) }

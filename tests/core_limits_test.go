@@ -155,18 +155,14 @@ func TestThousandConnections(t *testing.T) {
 
 func TestReconnectAfterServerRestart(t *testing.T) {
 	// Pick a fixed free port so the restarted server is at the same address.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	must(t, err)
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	portArg := fmt.Sprint(port)
+	portArg := fmt.Sprint(freePort(t))
 	m := startServer(t, "-p", portArg)
 
 	reconnected := make(chan struct{}, 1)
 	nc := connect(t, m, nats.ReconnectWait(50*time.Millisecond), nats.MaxReconnects(-1),
 		nats.ReconnectHandler(func(*nats.Conn) { reconnected <- struct{}{} }))
 	ch := make(chan *nats.Msg, 4)
-	_, err = nc.ChanSubscribe("again", ch)
+	_, err := nc.ChanSubscribe("again", ch)
 	must(t, err)
 	must(t, nc.Flush())
 	must(t, m.Close())
