@@ -188,15 +188,20 @@ func (c *client) ProcessUnsub(sid []byte, max int64) error {
 
 // dropAllSubs removes every subscription of the client.
 func (c *client) dropAllSubs() {
+	for _, sub := range c.subList() {
+		c.removeSub(sub)
+	}
+}
+
+// subList returns the client's subscriptions at this moment.
+func (c *client) subList() []*subscription {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	subs := make([]*subscription, 0, len(c.subs))
 	for _, sub := range c.subs {
 		subs = append(subs, sub)
 	}
-	c.mu.Unlock()
-	for _, sub := range subs {
-		c.removeSub(sub)
-	}
+	return subs
 }
 
 // removeSub takes a subscription out of the client and the index; safe from any goroutine.

@@ -124,13 +124,7 @@ func (c *client) reauthenticate(n *Options) bool {
 // their delivery filter recomputed.
 func (c *client) recheckSubscriptions() {
 	ck := c.perms.Load()
-	c.mu.Lock()
-	subs := make([]*subscription, 0, len(c.subs))
-	for _, sub := range c.subs {
-		subs = append(subs, sub)
-	}
-	c.mu.Unlock()
-	for _, sub := range subs {
+	for _, sub := range c.subList() {
 		c.recheckSubscription(ck, sub)
 	}
 }
