@@ -279,9 +279,21 @@ func (nc *Conn) SubscribeBatch(subj, queue string, handler MsgHandler, end func(
 // written verbatim into MSG, HMSG and RMSG frames: a space or CR LF in them would let
 // a client forge protocol to any subscriber or across a route.
 func (nc *Conn) Publish(subj, reply string, hdr, data []byte) error {
+	return nc.publish(subj, reply, hdr, data, nc.c.srv.o().MaxPayload)
+}
+
+// PublishOverMaxPayload is Publish up to the largest message a route accepts (1 GiB), past
+// max_payload: for what one server of the mesh sends another (the subscriber is
+// in-process on the other side of a route) that carries a message a server with a larger
+// max_payload accepted, which this one must pass on whole.
+func (nc *Conn) PublishOverMaxPayload(subj, reply string, data []byte) error {
+	return nc.publish(subj, reply, nil, data, maxMaxPayload)
+}
+
+func (nc *Conn) publish(subj, reply string, hdr, data []byte, limit int) error {
 	c := nc.c
 	o := c.srv.o()
-	if len(hdr)+len(data) > o.MaxPayload {
+	if len(hdr)+len(data) > limit {
 		return ErrMaxPayload
 	}
 	if !subject.ValidPublish(subj) || (reply != "" && !subject.ValidPublish(reply)) ||

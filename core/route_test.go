@@ -517,3 +517,38 @@ func TestLameDuckToldOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestRoutePublishOverMaxPayload: PublishOverMaxPayload sends a message past the
+// publisher's max_payload (1 KiB) to an in-process subscriber behind a route, whose server
+// has a larger one; Publish refuses it. The streaming layer sends a message a leader with a
+// larger max_payload accepted that way to a node catching up.
+func TestRoutePublishOverMaxPayload(t *testing.T) {
+	srvs := startMesh(t, 2, func(i int, o *Options) {
+		o.MaxPayload = 1 << 10
+		if i == 1 {
+			o.MaxPayload = 64 << 10
+		}
+	})
+	got := make(chan int, 1)
+	if _, err := mustConnect(t, srvs[1]).Subscribe("big", "", func(m Msg) { got <- len(m.Data) }); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 2*time.Second, func() bool { return interest(srvs[0], "big") == 1 })
+	pub := mustConnect(t, srvs[0])
+	data := make([]byte, 10<<10)
+	if err := pub.Publish("big", "", nil, data); err != ErrMaxPayload {
+		t.Fatalf("Publish past max_payload: %v", err)
+	}
+	if err := pub.PublishOverMaxPayload("big", "", data); err != nil {
+		t.Fatal(err)
+	}
+	pub.Flush()
+	select {
+	case n := <-got:
+		if n != len(data) {
+			t.Fatalf("received %d bytes, want %d", n, len(data))
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("not delivered")
+	}
+}

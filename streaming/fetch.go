@@ -141,6 +141,12 @@ func (m *stateMachine) deletedSince(name string, id uint64, ch *stores.Channel) 
 	return 0
 }
 
+// largePublisher is a Bus that can send a message past its max_payload to another server of
+// the mesh (core.Conn.PublishOverMaxPayload).
+type largePublisher interface {
+	PublishOverMaxPayload(subject, reply string, data []byte) error
+}
+
 // replyFetch sends a fetch reply.
 func (s *Server) replyFetch(req *raftpb.FetchRequest, reply string, out *raftpb.FetchReply) {
 	out.Node = s.id
@@ -148,7 +154,14 @@ func (s *Server) replyFetch(req *raftpb.FetchRequest, reply string, out *raftpb.
 	if err != nil {
 		return
 	}
-	if err := s.bus.Publish(reply, "", nil, b); err != nil {
+	publish := func() error { return s.bus.Publish(reply, "", nil, b) }
+	if big, ok := s.bus.(largePublisher); ok && len(b) > s.bus.MaxPayload() {
+		// One message, which a leader with a larger max_payload accepted (max_payload
+		// differs between the nodes, as during a rolling change of it): sent whole past this
+		// node's max_payload, or the node asking would never catch up.
+		publish = func() error { return big.PublishOverMaxPayload(reply, "", b) }
+	}
+	if err := publish(); err != nil {
 		s.log.Warn("cannot answer a fetch request", "channel", req.Channel, "from", req.From, "err", err)
 	}
 	s.bus.Flush() // the route's writer sends it now, not with the engine's next batch

@@ -458,3 +458,51 @@ func TestRestoreAtStartOnANewStore(t *testing.T) {
 		t.Fatalf("next start: %v", err)
 	}
 }
+
+// smallBus is a node's bus with a max_payload of its own, which its Publish enforces as
+// core.Conn's does; PublishOverMaxPayload passes a message between servers of the mesh past
+// it (core.Conn.PublishOverMaxPayload).
+type smallBus struct {
+	*meshBus
+	max int
+}
+
+func (b smallBus) MaxPayload() int { return b.max }
+
+func (b smallBus) Publish(subject, reply string, hdr, data []byte) error {
+	if len(hdr)+len(data) > b.max {
+		return core.ErrMaxPayload
+	}
+	return b.meshBus.Publish(subject, reply, hdr, data)
+}
+
+func (b smallBus) PublishOverMaxPayload(subject, reply string, data []byte) error {
+	return b.meshBus.Publish(subject, reply, nil, data)
+}
+
+// TestFetchOfAMessageOverTheAnswerersMaxPayload: the node that holds the messages has a
+// max_payload (64 KiB) below one of them (100 KiB, which a leader with a larger one
+// accepted). The reply carries it whole all the same. Before, every answer failed (maximum
+// payload exceeded) and the node asking never caught up.
+func TestFetchOfAMessageOverTheAnswerersMaxPayload(t *testing.T) {
+	mesh := &meshBus{}
+	m, _ := newReplica(t)
+	msgs := msgRun(1, 3)
+	msgs[1].Data = make([]byte, 100<<10)
+	applyCmds(t, m, &cmdCreateChannel{name: "ch", id: 1}, &cmdPublish{chanRef: chanRef{"ch", 1}, msgs: msgs})
+	peer := fetchServer(smallBus{mesh, 64 << 10}, nil)
+	peer.sm, peer.id = m, "p1"
+	if err := peer.serveFetch(); err != nil {
+		t.Fatal(err)
+	}
+	var got []uint64
+	err := fetchServer(mesh, nil).fetch(context.Background(), "ch", 1, 1, 3, func(first uint64, msgs []stores.Msg) error {
+		for _, msg := range msgs {
+			got = append(got, msg.Seq)
+		}
+		return nil
+	})
+	if err != nil || fmt.Sprint(got) != "[1 2 3]" {
+		t.Fatalf("fetched %v: %v", got, err)
+	}
+}

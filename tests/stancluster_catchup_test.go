@@ -248,3 +248,38 @@ func TestStanClusterStopDuringStartCatchUp(t *testing.T) {
 	lacking.restart()
 	c.converged(30 * time.Second)
 }
+
+// TestStanClusterCatchUpOfAMessageOverMaxPayload: n1 (max_payload 256KB) leads and takes a
+// 100 KB message while n2 is away; n2 and n3 have a max_payload of 64KB (a rolling change
+// of max_payload, one node at a time). n1 goes down, n2 comes back and installs n3's snapshot,
+// which names the message: n3 must send it whole, past its own max_payload. Before, n3's
+// every answer failed (maximum payload exceeded) and n2 never caught up, on any channel.
+func TestStanClusterCatchUpOfAMessageOverMaxPayload(t *testing.T) {
+	c := startStanClusterWith(t, func(c *stanCluster, i int) []string {
+		if i == 0 {
+			return []string{"--max_payload", "256KB"}
+		}
+		return []string{"--max_payload", "64KB"}
+	}, "--cluster_snapshot_interval", "200ms", "--cluster_snapshot_threshold", "16", "--cluster_trailing_logs", "16")
+	n1, n2 := c.nodes[0], c.nodes[1]
+	for lead := c.leader(10 * time.Second); lead != n1; lead = c.leader(10 * time.Second) {
+		lead.terminate() // until n1 leads: only it accepts a message over 64KB
+		lead.restart()
+	}
+	pub := stanOn(t, n1, "pub")
+	publishRetry(t, pub, "kept", []byte("k"), 10*time.Second)
+	c.converged(20 * time.Second)
+
+	n2.kill()
+	publishRetry(t, pub, "big", make([]byte, 100<<10), 10*time.Second)
+	for i := range 100 {
+		publishRetry(t, pub, "kept", []byte(fmt.Sprint("k-", i)), 10*time.Second)
+	}
+	time.Sleep(time.Second) // a snapshot and a compaction past what n2 holds
+	n1.kill()
+	n2.restart()
+	c.converged(20 * time.Second)
+	if !strings.Contains(n2.p.out.String(), "fetched the messages a snapshot names") {
+		t.Errorf("n2 caught up without fetching: the test did not exercise a snapshot install")
+	}
+}
