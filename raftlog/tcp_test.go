@@ -338,3 +338,86 @@ func (k *killableStream) kill() {
 		_ = c.Close()
 	}
 }
+
+// throttle forwards connections on a listener of its own to target, the way to target at
+// rate bytes a second (the way back at once): a slow network between two nodes.
+func throttle(t *testing.T, target string, rate int) string {
+	t.Helper()
+	const chunk = 32 << 10
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			d, err := net.Dial("tcp", target)
+			if err != nil {
+				_ = c.Close()
+				continue
+			}
+			t.Cleanup(func() { _ = c.Close(); _ = d.Close() })
+			_ = c.(*net.TCPConn).SetReadBuffer(chunk) // little in flight beyond the rate
+			go func() { _, _ = io.Copy(c, d) }()
+			go func() {
+				buf := make([]byte, chunk)
+				for {
+					n, err := c.Read(buf)
+					if n > 0 {
+						if _, err := d.Write(buf[:n]); err != nil {
+							return
+						}
+						time.Sleep(time.Duration(n) * time.Second / time.Duration(rate))
+					}
+					if err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// TestTCPTransportLargeRPCOnASlowLink: an AppendEntries of 24 MiB over a link of 8 MiB/s
+// takes three seconds, three times the transport's timeout (1 s here, 10 s by default), and
+// succeeds all the same: the timeout bounds a wait without progress, not a whole RPC. Before,
+// it bounded the whole RPC: a follower behind by MaxAppendEntries (256) entries of large
+// messages (7 MB each: 1.8 GB, 15 s on a 1 Gbit/s link) failed every AppendEntries, the
+// same one again at every retry, and never caught up from the log.
+func TestTCPTransportLargeRPCOnASlowLink(t *testing.T) {
+	discard := slog.New(slog.NewTextHandler(io.Discard, nil))
+	follower, err := raftlog.NewTCPTransport(raftlog.TCPTransportConfig{Listen: "127.0.0.1:0", Logger: discard, NoLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = follower.Close() })
+	go func() {
+		for rpc := range follower.Consumer() {
+			rpc.Respond(&raft.AppendEntriesResponse{Term: 1, Success: true}, nil)
+		}
+	}()
+	leader, err := raftlog.NewTCPTransport(raftlog.TCPTransportConfig{Listen: "127.0.0.1:0", Logger: discard, NoLog: true,
+		Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = leader.Close() })
+	slow := throttle(t, string(follower.LocalAddr()), 8<<20)
+
+	header := raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte("leader"), Addr: []byte(leader.LocalAddr())}
+	req := &raft.AppendEntriesRequest{RPCHeader: header, Term: 1, PrevLogEntry: 1, PrevLogTerm: 1, LeaderCommitIndex: 1}
+	for i := range 24 {
+		req.Entries = append(req.Entries, &raft.Log{Index: uint64(i + 2), Term: 1, Type: raft.LogCommand, Data: make([]byte, 1<<20)})
+	}
+	start := time.Now()
+	var resp raft.AppendEntriesResponse
+	if err := leader.AppendEntries("follower", raft.ServerAddress(slow), req, &resp); err != nil || !resp.Success {
+		t.Fatalf("AppendEntries of 24 MiB at 8 MiB/s after %v: %v (success %v)", time.Since(start), err, resp.Success)
+	}
+	t.Logf("24 MiB at 8 MiB/s in %v", time.Since(start))
+}

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -122,10 +123,63 @@ func (t *tcpStream) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Co
 // when the peer closed it meanwhile. A peer that was killed and restarted leaves every pooled
 // connection to it dead, and raft would fail one RPC on each (no retry): after a leader's
 // death, a vote request that fails that way cost the election a whole election timeout.
+//
+// It also makes raft's deadline of an RPC (SetDeadline: the transport's Timeout, 10 s by
+// default) one on progress: each read or write that moves bytes pushes it that far again. A
+// whole RPC had to fit it before: an AppendEntries of MaxAppendEntries large entries (256 of
+// 7 MB, 1.8 GB: 15 s on a 1 Gbit/s link) failed at every retry, the same one, and a follower
+// that far behind never caught up from the log. The pipeline's own read and write deadlines
+// stay as raft sets them.
 type redialConn struct {
 	net.Conn
 	addr    string
 	timeout time.Duration
+	idle    atomic.Int64 // the RPC's deadline less its start: how far progress pushes it; 0: none
+}
+
+// writeChunk bounds a write between two pushes of the deadline: a large entry is written in
+// pieces, each of which a slow link must carry within the deadline.
+const writeChunk = 1 << 20
+
+func (c *redialConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 {
+		c.progress()
+	}
+	return n, err
+}
+
+func (c *redialConn) Write(b []byte) (int, error) {
+	written := 0
+	for len(b) > 0 {
+		n, err := c.Conn.Write(b[:min(len(b), writeChunk)])
+		written += n
+		if n > 0 {
+			c.progress()
+		}
+		if err != nil {
+			return written, err
+		}
+		b = b[n:]
+	}
+	return written, nil
+}
+
+// progress pushes the RPC's deadline, if raft set one with SetDeadline.
+func (c *redialConn) progress() {
+	if d := time.Duration(c.idle.Load()); d > 0 {
+		_ = c.Conn.SetDeadline(time.Now().Add(d))
+	}
+}
+
+func (c *redialConn) SetReadDeadline(t time.Time) error {
+	c.idle.Store(0)
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *redialConn) SetWriteDeadline(t time.Time) error {
+	c.idle.Store(0)
+	return c.Conn.SetWriteDeadline(t)
 }
 
 // SetDeadline is how raft starts an RPC on a connection it took from its pool (net_transport.go,
@@ -138,6 +192,10 @@ func (c *redialConn) SetDeadline(t time.Time) error {
 			_ = c.Conn.Close()
 			c.Conn = nc
 		}
+	}
+	c.idle.Store(0)
+	if !t.IsZero() {
+		c.idle.Store(int64(max(time.Until(t), 0)))
 	}
 	return c.Conn.SetDeadline(t)
 }
