@@ -2,6 +2,8 @@ package raftlog_test
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -72,4 +74,78 @@ func TestNodeLeaseLeaksNothingAtShutdown(t *testing.T) {
 	raftlogtest.Eventually(t, 2*time.Second, "no Lease goroutine left", func() bool {
 		return goroutinesIn("raftlog.(*Node).Lease") == 0
 	})
+}
+
+// openFDs counts this process's open file descriptors.
+func openFDs(t *testing.T) int {
+	es, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip("no /proc/self/fd:", err)
+	}
+	return len(es)
+}
+
+// TestTCPNodeRestartsLeakNothing: nodes of a TCP group closed and started again in the same
+// process, over and over (leader and follower alike, on new ports, with the log compacted
+// meanwhile), leave neither sockets nor connection goroutines behind once the group is
+// closed: a closed transport closes the connections it accepted and the ones it pooled.
+// Before, every restart left the closed transport's pooled connections and its handlers of
+// accepted ones open, with their peers' ends.
+func TestTCPNodeRestartsLeakNothing(t *testing.T) {
+	count := func() (int, int) {
+		runtime.GC()
+		return runtime.NumGoroutine(), openFDs(t)
+	}
+	g0, f0 := count()
+	tune := func(c *raftlog.Config) {
+		c.LogSegmentBytes = 4 << 10
+		c.TrailingLogs = 16
+		c.SnapshotThreshold = 64
+		c.NoSync = true
+	}
+	book, nodes, leader := startTCPGroup(t, tune)
+	peers := []string{"a", "b", "c"}
+	propose := func(n int) {
+		for i := range n {
+			for {
+				if idx, _ := leader().node.Propose(context.Background(), raftlogtest.Put(fmt.Sprint("k", i))).Wait(); idx != 0 {
+					break
+				}
+			}
+		}
+	}
+	restart := func(n *tcpNode) {
+		n.node.Close()
+		startTCP(t, book, n, peers, tune)
+	}
+	for range 4 {
+		propose(40)
+		for _, n := range nodes {
+			_ = n.node.Snapshot()
+		}
+		l := leader()
+		for _, n := range nodes {
+			if n != l {
+				restart(n)
+				break
+			}
+		}
+		propose(20)
+		restart(leader())
+		propose(20)
+	}
+	for _, n := range nodes {
+		n.node.Close()
+	}
+	var g, f int
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if g, f = count(); g <= g0 && f <= f0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if g > g0 || f > f0 {
+		t.Fatalf("the group closed after 8 restarts: %d goroutines (%+d), %d fds (%+d)", g, g-g0, f, f-f0)
+	}
 }

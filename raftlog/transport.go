@@ -2,9 +2,11 @@ package raftlog
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -101,22 +103,92 @@ func advertised(bound *net.TCPAddr, adv string) (*net.TCPAddr, error) {
 	return a, nil
 }
 
-// tcpStream is raft's StreamLayer over a TCP listener, advertising adv.
+// tcpStream is raft's StreamLayer over a TCP listener, advertising adv. It keeps the
+// connections it accepted and dialled until they close, and closes them with the listener:
+// raft's transport closes only its listener at Close, leaving its pooled connections and
+// its handlers of accepted ones (blocked reading, each with its socket) to the process's
+// exit, and a node closed and started again in one process leaked them at every restart,
+// with the peers' ends.
 type tcpStream struct {
 	ln  net.Listener
 	adv net.Addr
+
+	mu     sync.Mutex
+	conns  map[io.Closer]struct{}
+	closed bool
 }
 
-func (t *tcpStream) Accept() (net.Conn, error) { return t.ln.Accept() }
-func (t *tcpStream) Close() error              { return t.ln.Close() }
-func (t *tcpStream) Addr() net.Addr            { return t.adv }
+func (t *tcpStream) Accept() (net.Conn, error) {
+	nc, err := t.ln.Accept()
+	if err != nil {
+		return nil, err
+	}
+	c := &acceptedConn{Conn: nc, s: t}
+	if !t.track(c) {
+		_ = nc.Close()
+		return nil, net.ErrClosed
+	}
+	return c, nil
+}
+
+func (t *tcpStream) Addr() net.Addr { return t.adv }
+
+// Close closes the listener and every connection still open.
+func (t *tcpStream) Close() error {
+	err := t.ln.Close()
+	t.mu.Lock()
+	t.closed = true
+	conns := t.conns
+	t.conns = nil
+	t.mu.Unlock()
+	for c := range conns {
+		_ = c.Close()
+	}
+	return err
+}
+
+// track adds c to the open connections; false once the stream is closed.
+func (t *tcpStream) track(c io.Closer) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return false
+	}
+	if t.conns == nil {
+		t.conns = map[io.Closer]struct{}{}
+	}
+	t.conns[c] = struct{}{}
+	return true
+}
+
+func (t *tcpStream) untrack(c io.Closer) {
+	t.mu.Lock()
+	delete(t.conns, c)
+	t.mu.Unlock()
+}
 
 func (t *tcpStream) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	nc, err := net.DialTimeout("tcp", string(addr), timeout)
 	if err != nil {
 		return nil, err
 	}
-	return &redialConn{Conn: nc, addr: string(addr), timeout: timeout}, nil
+	c := &redialConn{Conn: nc, addr: string(addr), timeout: timeout, s: t}
+	if !t.track(c) {
+		_ = nc.Close()
+		return nil, net.ErrClosed
+	}
+	return c, nil
+}
+
+// acceptedConn is an accepted connection, forgotten by its stream once closed.
+type acceptedConn struct {
+	net.Conn
+	s *tcpStream
+}
+
+func (c *acceptedConn) Close() error {
+	c.s.untrack(c)
+	return c.Conn.Close()
 }
 
 // redialConn is a connection raft pools between RPCs, which replaces itself with a new one
@@ -135,6 +207,11 @@ type redialConn struct {
 	addr    string
 	timeout time.Duration
 	idle    atomic.Int64 // the RPC's deadline less its start: how far progress pushes it; 0: none
+	s       *tcpStream
+	// mu orders the swap of Conn in SetDeadline with a Close from the stream's (raft reads
+	// and writes only between its own SetDeadline calls); closed: no swap after Close.
+	mu     sync.Mutex
+	closed bool
 }
 
 // writeChunk bounds a write between two pushes of the deadline: a large entry is written in
@@ -189,8 +266,15 @@ func (c *redialConn) SetWriteDeadline(t time.Time) error {
 func (c *redialConn) SetDeadline(t time.Time) error {
 	if peerClosed(c.Conn) {
 		if nc, err := net.DialTimeout("tcp", c.addr, c.timeout); err == nil {
-			_ = c.Conn.Close()
-			c.Conn = nc
+			c.mu.Lock()
+			old := c.Conn
+			if c.closed {
+				old = nc
+			} else {
+				c.Conn = nc
+			}
+			c.mu.Unlock()
+			_ = old.Close()
 		}
 	}
 	c.idle.Store(0)
@@ -198,6 +282,14 @@ func (c *redialConn) SetDeadline(t time.Time) error {
 		c.idle.Store(int64(max(time.Until(t), 0)))
 	}
 	return c.Conn.SetDeadline(t)
+}
+
+func (c *redialConn) Close() error {
+	c.s.untrack(c)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	return c.Conn.Close()
 }
 
 // peerClosed reports whether nc's peer has closed it or reset it: a non-blocking peek reads
