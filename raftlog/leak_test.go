@@ -3,6 +3,8 @@ package raftlog_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"runtime"
 	"strings"
@@ -10,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/raft"
 
 	"github.com/starling-io/starling/raftlog"
 	"github.com/starling-io/starling/raftlog/raftlogtest"
@@ -147,5 +151,80 @@ func TestTCPNodeRestartsLeakNothing(t *testing.T) {
 	}
 	if g > g0 || f > f0 {
 		t.Fatalf("the group closed after 8 restarts: %d goroutines (%+d), %d fds (%+d)", g, g-g0, f, f-f0)
+	}
+}
+
+// TestTCPPoolToAGoneAddress: a peer back on another port (as a node listening on port 0 is
+// after each restart) leaves no connections behind in the pools of the transports that
+// dialled it. raft pools connections by the address it dialled; when that was the resolved
+// address, the connections pooled to the old one (dead, each with its socket and raft's
+// 260 KB of buffers) stayed there for good, as nothing dials that address again: up to
+// MaxPool per peer restart. The pools are now keyed by node ID, resolved at every dial.
+func TestTCPPoolToAGoneAddress(t *testing.T) {
+	discard := slog.New(slog.NewTextHandler(io.Discard, nil))
+	book := &addressBook{addrs: map[raft.ServerID]raft.ServerAddress{}}
+	newTrans := func(id string) *raft.NetworkTransport {
+		tr, err := raftlog.NewTCPTransport(raftlog.TCPTransportConfig{
+			Listen: "127.0.0.1:0", Resolve: raftlog.AddressFunc(book.resolve), Logger: discard, Timeout: 5 * time.Second,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		book.set(id, tr.LocalAddr())
+		return tr
+	}
+	a := newTrans("a")
+	defer a.Close()
+	// Each round: three RPCs at once from a to b (three connections, pooled once answered),
+	// then b is closed and comes back on a new port.
+	const conc = 3
+	round := func() {
+		b := newTrans("b")
+		defer b.Close()
+		served := make(chan struct{})
+		go func() {
+			defer close(served)
+			var rpcs []raft.RPC
+			for len(rpcs) < conc {
+				rpcs = append(rpcs, <-b.Consumer())
+			}
+			for _, r := range rpcs {
+				r.Respond(&raft.AppendEntriesResponse{Success: true}, nil)
+			}
+		}()
+		var wg sync.WaitGroup
+		for range conc {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				var resp raft.AppendEntriesResponse
+				if err := a.AppendEntries("b", "b", &raft.AppendEntriesRequest{Term: 1}, &resp); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		<-served
+	}
+	count := func() int {
+		runtime.GC()
+		return openFDs(t)
+	}
+	round()
+	f0 := count()
+	const rounds = 5
+	for range rounds {
+		round()
+	}
+	var f int
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		if f = count(); f <= f0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if f > f0 {
+		t.Fatalf("after %d peer restarts on new ports: %d fds (%+d)", rounds, f, f-f0)
 	}
 }

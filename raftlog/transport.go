@@ -72,12 +72,15 @@ func NewTCPTransport(c TCPTransportConfig) (*raft.NetworkTransport, error) {
 	if c.NoLog {
 		level = hclog.Off
 	}
+	hl := newHCLogger(c.Logger, "raft-net", level)
+	// No ServerAddressProvider for raft: it would pool connections by the resolved address,
+	// and a peer back on another port would leave the ones pooled to its old address there
+	// for good. The stream resolves instead, so the pools are keyed by node ID.
 	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		ServerAddressProvider: c.Resolve,
-		Logger:                newHCLogger(c.Logger, "raft-net", level),
-		MaxPool:               c.MaxPool,
-		Timeout:               c.Timeout,
-		Stream:                &tcpStream{ln: ln, adv: adv},
+		Logger:  hl,
+		MaxPool: c.MaxPool,
+		Timeout: c.Timeout,
+		Stream:  &tcpStream{ln: ln, adv: adv, resolve: c.Resolve, log: hl},
 	}), nil
 }
 
@@ -110,8 +113,10 @@ func advertised(bound *net.TCPAddr, adv string) (*net.TCPAddr, error) {
 // exit, and a node closed and started again in one process leaked them at every restart,
 // with the peers' ends.
 type tcpStream struct {
-	ln  net.Listener
-	adv net.Addr
+	ln      net.Listener
+	adv     net.Addr
+	resolve raft.ServerAddressProvider // nil: addresses are dialled as they are
+	log     hclog.Logger
 
 	mu     sync.Mutex
 	conns  map[io.Closer]struct{}
@@ -167,12 +172,27 @@ func (t *tcpStream) untrack(c io.Closer) {
 	t.mu.Unlock()
 }
 
+// dialAddr is where a connection to addr, a node ID from the raft configuration, goes: the
+// address resolve gives, or addr itself when it gives none (as raft falls back).
+func (t *tcpStream) dialAddr(addr raft.ServerAddress) string {
+	if t.resolve == nil {
+		return string(addr)
+	}
+	a, err := t.resolve.ServerAddr(raft.ServerID(addr))
+	if err != nil {
+		t.log.Warn("unable to get address for server, using fallback address", "id", addr, "fallback", addr, "error", err)
+		return string(addr)
+	}
+	return string(a)
+}
+
+// Dial connects to addr, a node ID resolved at each dial (and redial).
 func (t *tcpStream) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	nc, err := net.DialTimeout("tcp", string(addr), timeout)
+	nc, err := net.DialTimeout("tcp", t.dialAddr(addr), timeout)
 	if err != nil {
 		return nil, err
 	}
-	c := &redialConn{Conn: nc, addr: string(addr), timeout: timeout, s: t}
+	c := &redialConn{Conn: nc, addr: addr, timeout: timeout, s: t}
 	if !t.track(c) {
 		_ = nc.Close()
 		return nil, net.ErrClosed
@@ -192,7 +212,7 @@ func (c *acceptedConn) Close() error {
 }
 
 // redialConn is a connection raft pools between RPCs, which replaces itself with a new one
-// when the peer closed it meanwhile. A peer that was killed and restarted leaves every pooled
+// when the peer closed it meanwhile (at the peer's address then, which may have changed). A peer that was killed and restarted leaves every pooled
 // connection to it dead, and raft would fail one RPC on each (no retry): after a leader's
 // death, a vote request that fails that way cost the election a whole election timeout.
 //
@@ -204,7 +224,7 @@ func (c *acceptedConn) Close() error {
 // stay as raft sets them.
 type redialConn struct {
 	net.Conn
-	addr    string
+	addr    raft.ServerAddress // as raft dialled it: resolved again at a redial
 	timeout time.Duration
 	idle    atomic.Int64 // the RPC's deadline less its start: how far progress pushes it; 0: none
 	s       *tcpStream
@@ -265,7 +285,7 @@ func (c *redialConn) SetWriteDeadline(t time.Time) error {
 // writer.
 func (c *redialConn) SetDeadline(t time.Time) error {
 	if peerClosed(c.Conn) {
-		if nc, err := net.DialTimeout("tcp", c.addr, c.timeout); err == nil {
+		if nc, err := net.DialTimeout("tcp", c.s.dialAddr(c.addr), c.timeout); err == nil {
 			c.mu.Lock()
 			old := c.Conn
 			if c.closed {
