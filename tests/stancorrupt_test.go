@@ -57,7 +57,10 @@ func (n *node) tryRestart() (string, bool) {
 			return err
 		}
 		nc.Close()
-		return nil
+		// Clustered, core accepts clients before the raft log opens (a node restoring a
+		// snapshot fetches over the routes): monitoring, started last, says it is up.
+		_, err = n.routez()
+		return err
 	})
 	return n.p.out.String(), !exited
 }
