@@ -41,6 +41,12 @@ type Config struct {
 	// and valid after an address changes); the transport resolves them when it dials:
 	// NewTCPTransport with the same provider, raft.InmemTransports named by the IDs.
 	Resolve raft.ServerAddressProvider
+	// BeforeStart, when set, runs once NewNode has opened and checked its log, stable and
+	// snapshot stores, and before raft starts and restores its newest snapshot into the
+	// state machine. An error stops NewNode. The application starts what a restore needs
+	// here (a restore may fetch messages from peers over the client routes), so that a node
+	// whose raft directory is refused never starts them.
+	BeforeStart func() error
 
 	HeartbeatTimeout   time.Duration // a follower without contact this long starts an election; default 500ms
 	ElectionTimeout    time.Duration // a candidate without a quorum this long retries; default 500ms

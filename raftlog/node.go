@@ -197,6 +197,11 @@ func NewNode(cfg Config, sm StateMachine) (_ *Node, err error) {
 		}
 		logger.Info("raftlog: bootstrapped a new raft group", "peers", c.Peers)
 	}
+	if c.BeforeStart != nil {
+		if err = c.BeforeStart(); err != nil {
+			return nil, err
+		}
+	}
 	trans := c.Transport
 	if n.contacts = newContacts(trans, c.NodeID, &n.transfer); n.contacts != nil {
 		trans = n.contacts

@@ -311,6 +311,47 @@ func TestNodeRestart(t *testing.T) {
 	c.WaitConverged(wait, next)
 }
 
+// TestNodeBeforeStart: the hook runs once, with the stores open and checked and nothing yet
+// restored into the state machine; its error stops NewNode and leaves the directory free.
+func TestNodeBeforeStart(t *testing.T) {
+	c := raftlogtest.Start(t, raftlogtest.Options{})
+	c.Leader(wait)
+	last := c.Propose(wait, puts("a", 5)...)
+	c.WaitConverged(wait, last)
+	follower := c.Others(c.Leader(wait))[0]
+	c.Stop(follower)
+
+	refused := errors.New("core did not start")
+	cfg := c.Config(follower)
+	_, cfg.Transport = raft.NewInmemTransport(raft.ServerAddress(follower.ID))
+	calls := 0
+	cfg.BeforeStart = func() error { calls++; return refused }
+	if _, err := raftlog.NewNode(cfg, &raftlogtest.SM{}); !errors.Is(err, refused) || calls != 1 {
+		t.Fatalf("NewNode with a failing hook: %v after %d calls", err, calls)
+	}
+
+	sm := &raftlogtest.SM{}
+	cfg = c.Config(follower)
+	_, cfg.Transport = raft.NewInmemTransport(raft.ServerAddress(follower.ID))
+	calls = 0
+	cfg.BeforeStart = func() error {
+		calls++
+		if n := len(sm.Entries()); n != 0 {
+			t.Errorf("BeforeStart ran after %d entries were applied", n)
+		}
+		return nil
+	}
+	n, err := raftlog.NewNode(cfg, sm)
+	if err != nil || calls != 1 {
+		t.Fatalf("NewNode: %v after %d calls", err, calls)
+	}
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c.Start(follower)
+	c.WaitConverged(wait, c.Propose(wait, raftlogtest.Put("after")))
+}
+
 // TestNodeSnapshotCatchUp: after a snapshot compacts the log, a node that lagged behind it,
 // and one that lost its disk, catch up from the snapshot plus the log; a restarted node
 // restores it; command indexes go on without a gap in every case.
@@ -669,6 +710,7 @@ func TestNodeRefusesADamagedLog(t *testing.T) {
 
 			cfg := c.Config(follower)
 			_, cfg.Transport = raft.NewInmemTransport(raft.ServerAddress(follower.ID))
+			cfg.BeforeStart = func() error { t.Error("BeforeStart ran on a damaged log"); return nil }
 			_, err = raftlog.NewNode(cfg, &raftlogtest.SM{})
 			if err == nil || !strings.Contains(err.Error(), aside+" is damaged") || !strings.Contains(err.Error(), "move "+aside+" aside") {
 				t.Fatalf("NewNode on a damaged log: %v", err)

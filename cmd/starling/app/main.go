@@ -162,8 +162,9 @@ func (m *Main) Start() error {
 	m.srv = srv
 	// Streaming is up (store recovered, subjects subscribed in-process) before core
 	// accepts its first client, so a client never finds the router without streaming.
-	// Clustered, startStreaming starts core before the streaming layer (streaming.go): a
-	// node restoring a raft snapshot fetches over the routes.
+	// Clustered, startStreaming starts core once the raft log is opened and checked, before
+	// raft restores its snapshot (streaming.go): a node restoring a raft snapshot fetches
+	// over the routes.
 	clustered := !c.streaming.off && c.streaming.cluster.on
 	if !c.streaming.off {
 		if o.Cluster != nil && !c.streaming.cluster.on {

@@ -365,8 +365,9 @@ func raftMetaKey(group, nodeID string) string { return "stan.raft." + group + ".
 // listener (raft traffic never queues behind client messages on a route, and raft's
 // transport gives heartbeats their own connection), whose peers' addresses are learned from
 // the route mesh. The raft group is named by the cluster ID. Called with core built, before
-// it starts: the first route INFO already carries the address.
-func (m *Main) clusterLog(st *streamSettings, co *core.ClusterOptions) (streaming.LogFactory, error) {
+// it starts: the first route INFO already carries the address. The node calls beforeRaft
+// (which starts core) once its raft directory has been opened and checked.
+func (m *Main) clusterLog(st *streamSettings, co *core.ClusterOptions, beforeRaft func() error) (streaming.LogFactory, error) {
 	c := &st.cluster
 	group := st.opts.ClusterID
 	listen := c.raftListen
@@ -431,7 +432,7 @@ func (m *Main) clusterLog(st *streamSettings, co *core.ClusterOptions) (streamin
 		HeartbeatTimeout: c.heartbeat, ElectionTimeout: c.election, LeaderLeaseTimeout: c.lease, CommitTimeout: c.commit,
 		SnapshotInterval: c.snapshotInterval, SnapshotThreshold: uint64(c.snapshotThreshold), TrailingLogs: uint64(c.trailingLogs),
 		SnapshotRetain: c.logSnapshots, LogCacheSize: c.logCacheSize, LogStore: c.logStore,
-		NoSync: !c.sync, Logger: m.stanLog, NoRaftLog: !c.raftLogging,
+		NoSync: !c.sync, Logger: m.stanLog, NoRaftLog: !c.raftLogging, BeforeStart: beforeRaft,
 	}
 	return func(sm raftlog.StateMachine) (raftlog.Log, error) {
 		n, err := raftlog.NewNode(cfg, sm)

@@ -624,3 +624,28 @@ func TestStreamingAccountWithNSWarns(t *testing.T) {
 		t.Errorf("warnings %q", st.warnings)
 	}
 }
+
+// A clustered node whose raft log is refused never opens its client port: core starts once
+// the raft directory has been opened and checked, not before (a client accepted there would
+// be dropped as the node exits).
+func TestClusteredNodeWithARefusedLogOpensNoPort(t *testing.T) {
+	dir := t.TempDir()
+	raftDir := filepath.Join(dir, "raft", "test-cluster")
+	check(t, os.MkdirAll(raftDir, 0o700))
+	check(t, os.WriteFile(filepath.Join(raftDir, "raft.db"), bytes.Repeat([]byte("not a bolt file "), 1024), 0o600))
+	logs := &syncBuffer{}
+	m := NewMain(io.Discard, logs)
+	check(t, m.ParseFlags([]string{"-a", "127.0.0.1", "-p", "-1", "-m", "-1", "--store", "file", "--dir", dir,
+		"--clustered", "--cluster_node_id", "n1", "--cluster_peers", "n1,n2,n3", "--cluster", "nats://127.0.0.1:-1"}))
+	err := m.Start()
+	t.Cleanup(func() { _ = m.Close() })
+	if err == nil || !strings.Contains(err.Error(), raftDir) {
+		t.Fatalf("Start: %v, want an error naming %s", err, raftDir)
+	}
+	if a := m.Server().Addr(); a != nil {
+		t.Errorf("core listens on %s with its raft log refused", a)
+	}
+	if strings.Contains(logs.String(), "listening for client connections") {
+		t.Errorf("core started with its raft log refused:\n%s", logs.String())
+	}
+}
