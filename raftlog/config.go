@@ -58,6 +58,7 @@ type Config struct {
 	TrailingLogs       uint64        // entries kept after a snapshot, for followers slightly behind; default 8192
 	SnapshotRetain     int           // snapshots kept on disk; default 2
 	LogCacheSize       int           // most recent entries kept in memory; default 512
+	LogCacheBytes      int           // and at most this many of their bytes; default 64 MiB
 	// MaxEntryBytes bounds an entry: a batch larger than this is proposed as several
 	// contiguous entries, split between commands (a command larger than this is an entry of
 	// its own). Chosen for raft-boltdb (LogStoreBolt), which rewrites the values of the log's
@@ -148,6 +149,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.LogCacheSize == 0 {
 		c.LogCacheSize = 512
 	}
+	if c.LogCacheBytes == 0 {
+		c.LogCacheBytes = 64 << 20
+	}
 	if c.MaxEntryBytes == 0 {
 		c.MaxEntryBytes = 32 << 10
 	}
@@ -157,8 +161,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.LogStore != LogStoreSegments && c.LogStore != LogStoreBolt {
 		errs = append(errs, fmt.Errorf("LogStore %q is neither %q nor %q", c.LogStore, LogStoreSegments, LogStoreBolt))
 	}
-	if c.SnapshotRetain < 1 || c.LogCacheSize < 1 || c.MaxEntryBytes < 1 {
-		errs = append(errs, fmt.Errorf("SnapshotRetain %d, LogCacheSize %d and MaxEntryBytes %d must be positive", c.SnapshotRetain, c.LogCacheSize, c.MaxEntryBytes))
+	if c.SnapshotRetain < 1 || c.LogCacheSize < 1 || c.LogCacheBytes < 1 || c.MaxEntryBytes < 1 {
+		errs = append(errs, fmt.Errorf("SnapshotRetain %d, LogCacheSize %d, LogCacheBytes %d and MaxEntryBytes %d must be positive",
+			c.SnapshotRetain, c.LogCacheSize, c.LogCacheBytes, c.MaxEntryBytes))
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

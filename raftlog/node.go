@@ -162,10 +162,7 @@ func NewNode(cfg Config, sm StateMachine) (_ *Node, err error) {
 		}
 	}
 	guarded := &failStop{LogStore: logStore}
-	logs, err := raft.NewLogCache(c.LogCacheSize, guarded)
-	if err != nil {
-		return nil, fmt.Errorf("raftlog: %w", err)
-	}
+	logs := newLogCache(guarded, c.LogCacheSize, c.LogCacheBytes)
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, c.SnapshotRetain, hl.Named("snapshots"))
 	if err != nil {
 		return nil, fmt.Errorf("raftlog: snapshot store in %s: %w", dir, err)
@@ -182,7 +179,7 @@ func NewNode(cfg Config, sm StateMachine) (_ *Node, err error) {
 	close(n.resolved)
 	n.transfer.init(c.ElectionTimeout)
 	guarded.fail = n.logFailed
-	// raft's LogCache empties itself on any DeleteRange; 1..0 deletes nothing (failStop).
+	// The log cache empties itself on any DeleteRange; 1..0 deletes nothing (failStop).
 	n.fsm = &fsm{sm: sm, halt: n.halt, restored: func() { _ = logs.DeleteRange(1, 0) }, snapshotted: n.snapshotted}
 	n.reaper = newReaper(n.raftErr)
 	rc := c.raftConfig(hl, n.notify)
