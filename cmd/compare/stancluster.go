@@ -177,7 +177,7 @@ func (r *stanClusterReport) write(w io.Writer) {
 		for i := range r.servers[:last] {
 			other := row.cells[i]
 			fmt.Fprintf(w, " %s | %s |", fmtRatio(me.okMedian(), other.okMedian()), fmtRatio(us(other), us(me)))
-			if target := r.target(i); target > 0 && (me.okMedian() <= 0 || me.okMedian() < target*other.okMedian()) {
+			if target := r.target(i); target > 0 && (me.okMedian() <= 0 || other.okMedian() <= 0 || me.okMedian() < target*other.okMedian()) {
 				misses = append(misses, fmt.Sprintf("%s vs %s", row.sc.name, r.servers[i].name))
 			}
 		}
