@@ -3,6 +3,7 @@ package tests
 import (
 	"fmt"
 	"maps"
+	"math"
 	"net/http"
 	"slices"
 	"strings"
@@ -529,7 +530,7 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 	}
 	s := slices.Clone(ds)
 	slices.Sort(s)
-	i := int(p/100*float64(len(s))+0.5) - 1
+	i := int(math.Ceil(p*float64(len(s))/100)) - 1
 	return s[max(0, min(i, len(s)-1))]
 }
 
