@@ -123,9 +123,16 @@ func runStanClusterOnce(ctx context.Context, benchPath string, spec serverSpec, 
 		}
 		nodes = append(nodes, s)
 	}
+	// The CPU window opens once the streaming layer answers, as runStan's for one server:
+	// nats-streaming-server starts it (stores, Raft, the election) after its client port.
+	if err := waitStanReady(ctx, nodes[0].addr(), readyTimeout); err != nil {
+		return runResult{}, err
+	}
 	before := make([]int64, len(nodes))
 	for i, s := range nodes {
-		before[i], _ = cpuTicks(s.pid())
+		if before[i], err = cpuTicks(s.pid()); err != nil {
+			return runResult{}, err
+		}
 	}
 	res, err := runStan(ctx, benchPath, nodes[0], sc, msgs, timeout)
 	if err != nil {
