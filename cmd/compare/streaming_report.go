@@ -73,8 +73,12 @@ func usOf(c cell, f func(runResult) time.Duration) float64 {
 	return c.medianOf(func(r runResult) float64 { return float64(f(r)) / float64(time.Microsecond) })
 }
 
-// cpuMet: both servers' CPU measured, and the first spends at least cpuTarget times the second's.
+// cpuMet: both servers measured every round (a median over fewer rounds is not comparable, as
+// for the rate), and the first spends at least cpuTarget times the second's CPU.
 func (r cpuRow) cpuMet() bool {
+	if r.cells[0].err != nil || r.cells[1].err != nil {
+		return false
+	}
 	a, b := r.serverUs(0), r.serverUs(1)
 	return a > 0 && b > 0 && a/b >= cpuTarget
 }

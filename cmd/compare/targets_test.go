@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -75,5 +76,27 @@ func TestIssue13GoalsSkipped(t *testing.T) {
 	writeIssue13(&buf, goals, true)
 	if buf.Len() != 0 {
 		t.Errorf("an A/B run prints issue 13's targets:\n%s", buf.String())
+	}
+}
+
+// A row whose server failed a round meets no target: its CPU median, like its rate, would be
+// over fewer rounds than the other server's (and the failed round may be the one that lost
+// messages).
+func TestCPUTargetNeedsEveryRound(t *testing.T) {
+	starling := cpuCell(200, 3)
+	starling.err = errors.New("round 2: bench-sub: deliveries stalled")
+	row := cpuRow{name: "memory, async pub 16 B, 1 sub", cells: [2]cell{cpuCell(100, 9), starling}}
+	if row.cpuMet() {
+		t.Errorf("CPU target met by a row whose Starling cell failed")
+	}
+	nss := cpuCell(100, 9)
+	nss.err = errors.New("round 1: start nats-streaming-server: exited during start")
+	row = cpuRow{name: "memory, async pub 16 B, 1 sub", cells: [2]cell{nss, cpuCell(200, 3)}}
+	if row.cpuMet() {
+		t.Errorf("CPU target met by a row whose nats-streaming-server cell failed")
+	}
+	cpu, _ := misses([]cpuRow{row})
+	if len(cpu) != 1 {
+		t.Errorf("CPU misses %v, want the failed row", cpu)
 	}
 }
