@@ -45,11 +45,16 @@ type crashTally struct {
 	Redelivered int           // of which flagged redelivered
 	Resumed     int           // deliveries to the subscribers after the restart
 	MaxRestart  time.Duration // crashed server restarted on its directory → a stan client connected
+	Failed      int           // iterations that failed a check (the first one ends the run); not in the sums
 }
 
 func (c crashTally) String() string {
-	return fmt.Sprintf("iterations=%d published=%d acked=%d present=%d sub_deliveries=%d redelivered=%d after_restart=%d lost=0 max_restart=%v",
-		c.Iterations, c.Published, c.Acked, c.Present, c.Delivered, c.Redelivered, c.Resumed, c.MaxRestart)
+	lost := "lost=0" // every check passed: nothing acknowledged is missing
+	if c.Failed > 0 {
+		lost = fmt.Sprintf("FAILED=%d (iteration %d: see its error)", c.Failed, c.Iterations)
+	}
+	return fmt.Sprintf("iterations=%d published=%d acked=%d present=%d sub_deliveries=%d redelivered=%d after_restart=%d %s max_restart=%v",
+		c.Iterations, c.Published, c.Acked, c.Present, c.Delivered, c.Redelivered, c.Resumed, lost, c.MaxRestart)
 }
 
 // crashTarget is a server the harness crashes and restarts.
@@ -101,6 +106,7 @@ func crashIterations(t *testing.T, label string, target func(t *testing.T) crash
 			tally.MaxRestart = max(tally.MaxRestart, r.restart)
 		})
 		if !ok {
+			tally.Failed++
 			break // the first failing iteration says it all
 		}
 	}
