@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"syscall"
@@ -110,6 +111,21 @@ func (n *node) up() bool {
 	}
 }
 
+// crashed is the exit error of a node whose process exited by itself with a failure (a
+// panic, a fatal error), nil while it runs or when it stopped on a signal the test sent
+// (kill's SIGKILL; SIGTERM makes it exit cleanly).
+func (n *node) crashed() error {
+	select {
+	case err := <-n.p.done:
+		n.p.done <- err
+		if ee := (*exec.ExitError)(nil); errors.As(err, &ee) && ee.Exited() {
+			return err
+		}
+	default:
+	}
+	return nil
+}
+
 // leader waits until exactly one running node leads and the others agree, and returns it.
 func (c *stanCluster) leader(timeout time.Duration) *node {
 	c.t.Helper()
@@ -158,7 +174,8 @@ func (c *stanCluster) followers(lead *node) []*node {
 }
 
 // converged waits until every running node has applied the same log and holds the same
-// state (equal digests: every message, sequence, timestamp, subscription and cursor).
+// state (equal digests: every message, sequence, timestamp, subscription and cursor). A
+// node the test took down is left out; one that exited by itself fails it.
 func (c *stanCluster) converged(timeout time.Duration) {
 	c.t.Helper()
 	if err := c.convergedErr(timeout); err != nil {
@@ -173,7 +190,10 @@ func (c *stanCluster) convergedErr(timeout time.Duration) error {
 		var digests []string
 		for _, n := range c.nodes {
 			if !n.up() {
-				continue
+				if err := n.crashed(); err != nil {
+					return fmt.Errorf("%s exited by itself (%v), not converged", n.name, err)
+				}
+				continue // taken down by the test
 			}
 			z, err := n.serverz(true)
 			if err != nil {
