@@ -17,3 +17,18 @@ func TestCrashTallyFailed(t *testing.T) {
 		t.Errorf("tally with a failed iteration reads %q", s)
 	}
 }
+
+// After a SIGKILL, every PubAck the publisher reads, however late, was sent by the server
+// before it died, its store holding the message: the check must count it. After a power
+// cut only the acks read before the cut began count (a later one may rest on an fsync
+// the cut undid).
+func TestCrashLateAcksCount(t *testing.T) {
+	var kill crashTarget = &crashBinary{store: "file"}
+	if !kill.lateAcksCount() {
+		t.Error("SIGKILL: acks read after the crash began are not checked")
+	}
+	var power crashTarget = &crashPower{}
+	if power.lateAcksCount() {
+		t.Error("power cut: acks read after the cut began are checked")
+	}
+}
