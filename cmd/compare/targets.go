@@ -63,7 +63,9 @@ func (r *syncReport) goals() []goal {
 			g.result = fmt.Sprintf("%s msgs/s, %s× the disk's %s/s", fmtRate(b), fmtRatio(b, r.diskRate()), fmtRate(r.diskRate()))
 			g.measured = g.measured && r.diskRate() > 0
 		} else {
-			g.result = fmt.Sprintf("%s msgs/s, %s×", fmtRate(b), fmtRatio(b, row.cells[0].okMedian()))
+			a := row.cells[0].okMedian()
+			g.result = fmt.Sprintf("%s msgs/s, %s×", fmtRate(b), fmtRatio(b, a))
+			g.measured = g.measured && a > 0
 		}
 		gs = append(gs, g)
 	}

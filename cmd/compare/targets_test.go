@@ -100,3 +100,16 @@ func TestCPUTargetNeedsEveryRound(t *testing.T) {
 		t.Errorf("CPU misses %v, want the failed row", cpu)
 	}
 }
+
+// A target against nats-streaming-server whose nats-streaming-server cell failed was not
+// measured: it is listed as such, not as missed.
+func TestSyncGoalUnmeasuredWhenNSSFailed(t *testing.T) {
+	o := options{starling: "bin/starling", natsStreaming: "bin/nats-streaming-server"}
+	rep := testSyncReport(o)
+	rep.rows[0].cells[0] = cell{err: errors.New("round 1: start nats-streaming-server: exited during start")}
+	for _, g := range rep.goals() {
+		if strings.HasPrefix(g.name, "sync pub 16 B, memory") && g.measured {
+			t.Errorf("goal %q (%s) reported measured without nats-streaming-server", g.name, g.result)
+		}
+	}
+}
