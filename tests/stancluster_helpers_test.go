@@ -261,8 +261,9 @@ func publishRetry(t *testing.T, sc stan.Conn, channel string, data []byte, deadl
 	}
 }
 
-// replayAll reads channel from sequence 1 on n until it has want distinct payloads, and
-// returns the payloads in sequence order.
+// replayAll reads channel from sequence 1 on n until it has want distinct payloads and has
+// reached the channel's last sequence on n (copies stored after the last new payload are
+// part of the replay), and returns the payloads in sequence order.
 func replayAll(t *testing.T, n *node, channel string, want int) []string {
 	t.Helper()
 	// A node just restarted may still be settling a duplicate route to a peer (both dialled
@@ -270,15 +271,15 @@ func replayAll(t *testing.T, n *node, channel string, want int) []string {
 	// closed one is lost (at most once, as in NATS): the connect or the subscribe then times
 	// out. Another client tries again (with a channel of its own: a failed attempt's
 	// subscription may have received messages before it was closed).
-	var got chan string
+	var got chan *stan.Msg
 	var sub stan.Subscription
 	for attempt := 1; ; attempt++ {
-		ch := make(chan string, want*2)
+		ch := make(chan *stan.Msg, want*2)
 		sc, err := stan.Connect("test-cluster", fmt.Sprintf("replay-%d", time.Now().UnixNano()),
 			stan.NatsURL(n.url()), stan.ConnectWait(5*time.Second), stan.PubAckWait(3*time.Second))
 		if err == nil {
 			t.Cleanup(func() { _ = sc.Close() })
-			sub, err = sc.Subscribe(channel, func(m *stan.Msg) { ch <- string(m.Data) }, stan.DeliverAllAvailable(), stan.MaxInflight(4096))
+			sub, err = sc.Subscribe(channel, func(m *stan.Msg) { ch <- m }, stan.DeliverAllAvailable(), stan.MaxInflight(4096))
 			if err == nil {
 				got = ch
 				break
@@ -291,16 +292,20 @@ func replayAll(t *testing.T, n *node, channel string, want int) []string {
 		t.Logf("replay on %s: %v; trying again", n.name, err)
 	}
 	defer sub.Close()
+	last, err := channelLastSeq(n, channel)
+	must(t, err)
 	var out []string
+	var seq uint64
 	seen := map[string]bool{}
 	timeout := time.After(30 * time.Second)
-	for len(seen) < want {
+	for len(seen) < want || seq < last {
 		select {
-		case d := <-got:
-			out = append(out, d)
-			seen[d] = true
+		case m := <-got:
+			out = append(out, string(m.Data))
+			seen[string(m.Data)] = true
+			seq = max(seq, m.Sequence)
 		case <-timeout:
-			t.Fatalf("replay of %s on %s: %d distinct of %d", channel, n.name, len(seen), want)
+			t.Fatalf("replay of %s on %s: %d distinct of %d, up to sequence %d of %d", channel, n.name, len(seen), want, seq, last)
 		}
 	}
 	return out
