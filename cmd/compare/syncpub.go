@@ -52,6 +52,7 @@ type syncRow struct {
 type syncReport struct {
 	dataDir string       // where the stores and the disk probe write
 	disk    []diskResult // one probe before each file-store row
+	diskPre []diskResult // and one into preallocated blocks (informative: targets use disk)
 	diskErr error
 	rows    []syncRow
 }
@@ -98,6 +99,13 @@ func (r *syncReport) probeDisk(quick bool, progress io.Writer) {
 	}
 	r.disk = append(r.disk, d)
 	fmt.Fprintf(progress, "[disk] %d B write + fsync: %s records/s (p50 %s, p99 %s)\n",
+		diskProbeSize, fmtRate(d.rate()), fmtMicros(d.p50), fmtMicros(d.p99))
+	if d, err = measurePreallocatedDiskRate(r.dataDir, diskProbeSize, dur); err != nil {
+		fmt.Fprintf(progress, "[disk] preallocated: FAILED: %v\n", err)
+		return
+	}
+	r.diskPre = append(r.diskPre, d)
+	fmt.Fprintf(progress, "[disk] %d B write + fsync into preallocated blocks: %s records/s (p50 %s, p99 %s)\n",
 		diskProbeSize, fmtRate(d.rate()), fmtMicros(d.p50), fmtMicros(d.p99))
 }
 
