@@ -343,6 +343,12 @@ func (c *client) noResponders(subj, reply []byte) {
 	if target == nil {
 		return
 	}
+	// The status counts toward an auto-unsubscribe limit like any message (the client counts
+	// it too): an old-style request's inbox (UNSUB sid 1) is used up by it, and the client,
+	// which forgets the subscription on receiving it, sends no UNSUB.
+	if max, n := target.max.Load(), target.delivered.Add(1); max > 0 && n >= max {
+		defer c.removeSub(target)
+	}
 	// NATS/1.0 503\r\nNats-Subject: <subj>\r\n\r\n
 	hdr := make([]byte, 0, 32+len(subj))
 	hdr = append(hdr, "NATS/1.0 503\r\nNats-Subject: "...)

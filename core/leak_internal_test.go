@@ -73,3 +73,27 @@ func TestServiceImportNoResponderLeavesNoReplyEntry(t *testing.T) {
 		t.Fatalf("%d reply map entries left after an answered request, want 0", got)
 	}
 }
+
+// An old-style request (nats.UseOldRequestStyle: SUB inbox, UNSUB sid 1, PUB) that nobody
+// receives leaves no subscription behind, here or on the other servers. The 503 it gets is
+// the one message the inbox was limited to: nats.go forgets the subscription on receiving
+// it and sends no UNSUB, so before, the server kept every such inbox — in its index and in
+// each peer's route interest — until the connection closed.
+func TestOldStyleRequestNoRespondersLeavesNoSubscription(t *testing.T) {
+	srvs := startMesh(t, 2, nil)
+	nc, err := nats.Connect(srvs[0].ClientURL(), nats.UseOldRequestStyle())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	const n = 20
+	for i := range n {
+		if _, err := nc.Request("nobody.home", nil, time.Second); !errors.Is(err, nats.ErrNoResponders) {
+			t.Fatalf("request %d: %v, want no responders", i, err)
+		}
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 2*time.Second, func() bool { return srvs[0].NumSubscriptions() == 0 && srvs[1].NumSubscriptions() == 0 })
+}
