@@ -245,19 +245,35 @@ func (p *producer) listed(q string) bool {
 // route chosen by weight (the number of members behind it). It reports whether someone got it.
 func (p *producer) routeQueue(hb *hitBuf, qg *subject.QueueGroup[*subscription], subj, reply []byte, hdrLen int, msg []byte) bool {
 	members := qg.Members
-	start := 0
-	if len(members) > 1 {
-		start = rand.IntN(len(members))
-	}
-	weight := int32(0)
-	for j := range members {
-		m := members[(start+j)%len(members)]
+	weight, local := int32(0), 0
+	for _, m := range members {
 		if m.client.kind == kindRoute {
 			weight += m.weight.Load()
-			continue
+		} else {
+			local++
 		}
-		if p.deliver(m, subj, reply, hdrLen, msg) {
-			return true
+	}
+	if local > 0 {
+		// Start at a random local member, not a random entry: skipping the route entries
+		// from a random entry gave a local member listed after a run of them all their turns.
+		start, skip := 0, 0
+		if local > 1 {
+			skip = rand.IntN(local)
+		}
+		for i, m := range members {
+			if m.client.kind != kindRoute {
+				if skip == 0 {
+					start = i
+					break
+				}
+				skip--
+			}
+		}
+		for j := range members {
+			m := members[(start+j)%len(members)]
+			if m.client.kind != kindRoute && p.deliver(m, subj, reply, hdrLen, msg) {
+				return true
+			}
 		}
 	}
 	if weight == 0 || p.self.kind == kindRoute {

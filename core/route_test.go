@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 )
 
 // startMesh starts n servers: the first alone, each other one with the first as its only
@@ -550,5 +552,58 @@ func TestRoutePublishOverMaxPayload(t *testing.T) {
 		}
 	case <-time.After(2 * time.Second):
 		t.Fatal("not delivered")
+	}
+}
+
+// Local queue members share a group's messages evenly whatever the order they and the
+// other servers' members joined in. The pick started at a random entry of the group and
+// skipped route entries to the next local member, so a local member listed after the two
+// peers' entries took three turns in four: with members [local1, peer1, peer2, local2],
+// local2 got 75% of the messages.
+func TestRouteQueueLocalMembersShareEvenly(t *testing.T) {
+	srvs := startMesh(t, 3, nil)
+	dial := func(s *Server) *nats.Conn {
+		nc, err := nats.Connect(s.ClientURL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		return nc
+	}
+	var got [2]atomic.Int64
+	member := func(nc *nats.Conn, i int) {
+		if _, err := nc.QueueSubscribe("work", "q", func(*nats.Msg) { got[i].Add(1) }); err != nil {
+			t.Fatal(err)
+		}
+		if err := nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	member(dial(srvs[0]), 0)
+	for _, s := range srvs[1:] {
+		nc := dial(s)
+		if _, err := nc.QueueSubscribe("work", "q", func(*nats.Msg) { t.Error("remote member chosen over local ones") }); err != nil {
+			t.Fatal(err)
+		}
+		if err := nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 2*time.Second, func() bool { return interest(srvs[0], "work") == 3 })
+	member(dial(srvs[0]), 1)
+	pub := dial(srvs[0])
+	const n = 4000
+	for range n {
+		if err := pub.Publish("work", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := pub.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, func() bool { return got[0].Load()+got[1].Load() == n })
+	// Even: 2000 each; the old pick gave 1000 and 3000.
+	if a, b := got[0].Load(), got[1].Load(); a < n*2/5 || b < n*2/5 {
+		t.Fatalf("local members got %d and %d of %d messages, want about half each", a, b, n)
 	}
 }
