@@ -408,3 +408,32 @@ func TestRouteQueueWeightChangeNeverDropsMessage(t *testing.T) {
 		t.Fatalf("no-responders for a queue group that always had members (after %d requests)", n)
 	}
 }
+
+// Queue weights a peer announces are summed without overflow: two entries of one group at
+// the largest weight the protocol carries made the sum negative, and the pick (rand.Int32N
+// of it) panicked on the publisher's goroutine, taking the whole server down.
+func TestRouteQueueHugeWeightsNeverPanic(t *testing.T) {
+	srvs := startMesh(t, 1, nil)
+	s := srvs[0]
+	f := fakeRoute(t, s, "NHUGE", "RS+ $G work.a q 2147483647\r\nRS+ $G work.* q 2147483647\r\n")
+	waitFor(t, 2*time.Second, func() bool { return interest(s, "work.a") == 2 })
+	c := mustConnect(t, s)
+	const n = 100
+	for range n {
+		if err := c.Publish("work.a", "", nil, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Flush()
+	_ = f.SetReadDeadline(time.Now().Add(5 * time.Second))
+	r := bufio.NewReader(f)
+	for got := 0; got < n; {
+		l, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("%d of %d messages routed to the group's server: %v", got, n, err)
+		}
+		if l == "RMSG $G work.a | q 1\r\n" {
+			got++
+		}
+	}
+}

@@ -245,10 +245,10 @@ func (p *producer) listed(q string) bool {
 // route chosen by weight (the number of members behind it). It reports whether someone got it.
 func (p *producer) routeQueue(hb *hitBuf, qg *subject.QueueGroup[*subscription], subj, reply []byte, hdrLen int, msg []byte) bool {
 	members := qg.Members
-	weight, local := int32(0), 0
+	weight, local := int64(0), 0 // a sum of int32 weights a peer chose: never overflows
 	for _, m := range members {
 		if m.client.kind == kindRoute {
-			weight += m.weight.Load()
+			weight += int64(m.weight.Load())
 		} else {
 			local++
 		}
@@ -279,14 +279,14 @@ func (p *producer) routeQueue(hb *hitBuf, qg *subject.QueueGroup[*subscription],
 	if weight == 0 || p.self.kind == kindRoute {
 		return false
 	}
-	pick := rand.Int32N(weight)
+	pick := rand.Int64N(weight)
 	var last *subscription
 	for _, m := range members {
 		if m.client.kind != kindRoute {
 			continue
 		}
 		last = m
-		if pick -= m.weight.Load(); pick < 0 {
+		if pick -= int64(m.weight.Load()); pick < 0 {
 			break
 		}
 	}
