@@ -245,23 +245,30 @@ func (p *producer) listed(q string) bool {
 // route chosen by weight (the number of members behind it). It reports whether someone got it.
 func (p *producer) routeQueue(hb *hitBuf, qg *subject.QueueGroup[*subscription], subj, reply []byte, hdrLen int, msg []byte) bool {
 	members := qg.Members
+	// The publisher's own members never take a message it publishes with echo off: like
+	// route entries, they are no candidates for the local pick.
+	self := p.self
+	if self.echo.Load() {
+		self = nil
+	}
 	weight, local := int64(0), 0 // a sum of int32 weights a peer chose: never overflows
 	for _, m := range members {
-		if m.client.kind == kindRoute {
+		switch {
+		case m.client.kind == kindRoute:
 			weight += int64(m.weight.Load())
-		} else {
+		case m.client != self:
 			local++
 		}
 	}
 	if local > 0 {
-		// Start at a random local member, not a random entry: skipping the route entries
-		// from a random entry gave a local member listed after a run of them all their turns.
+		// Start at a random candidate, not a random entry: skipping the others from a random
+		// entry gave a member listed after a run of them all their turns.
 		start, skip := 0, 0
 		if local > 1 {
 			skip = rand.IntN(local)
 		}
 		for i, m := range members {
-			if m.client.kind != kindRoute {
+			if m.client.kind != kindRoute && m.client != self {
 				if skip == 0 {
 					start = i
 					break
@@ -271,7 +278,7 @@ func (p *producer) routeQueue(hb *hitBuf, qg *subject.QueueGroup[*subscription],
 		}
 		for j := range members {
 			m := members[(start+j)%len(members)]
-			if m.client.kind != kindRoute && p.deliver(m, subj, reply, hdrLen, msg) {
+			if m.client.kind != kindRoute && m.client != self && p.deliver(m, subj, reply, hdrLen, msg) {
 				return true
 			}
 		}

@@ -114,6 +114,46 @@ func TestQueueGroupSpread(t *testing.T) {
 	}
 }
 
+// A publisher with echo off that is itself a member of the queue group it publishes to
+// never takes its own messages: the other members share them evenly. The pick started at
+// a random member and, on the publisher's own, went on to the next one, which so got
+// two shares: with members [publisher, a, b], a got two thirds of the messages.
+func TestQueueGroupSpreadAroundNoEchoPublisher(t *testing.T) {
+	m := startServer(t)
+	pub := connect(t, m, nats.NoEcho())
+	_, err := pub.QueueSubscribe("work", "workers", func(*nats.Msg) { t.Error("echo-suppressed publisher got its own message") })
+	must(t, err)
+	must(t, pub.Flush())
+	const members, msgs = 2, 3000
+	var counts [members]atomic.Int64
+	var total atomic.Int64
+	for i := range members {
+		c := connect(t, m)
+		_, err := c.QueueSubscribe("work", "workers", func(*nats.Msg) {
+			counts[i].Add(1)
+			total.Add(1)
+		})
+		must(t, err)
+		must(t, c.Flush())
+	}
+	for i := range msgs {
+		must(t, pub.Publish("work", msgf("%d", i)))
+	}
+	must(t, pub.Flush())
+	waitFor(t, 5*time.Second, func() error {
+		if n := total.Load(); n != msgs {
+			return fmt.Errorf("queue got %d of %d", n, msgs)
+		}
+		return nil
+	})
+	for i := range members {
+		// Even: 1500 each; the old pick gave 2000 and 1000.
+		if n := counts[i].Load(); n < msgs*2/5 {
+			t.Errorf("member %d got %d of %d: not spread", i, n, msgs)
+		}
+	}
+}
+
 func TestRequestReply(t *testing.T) {
 	m := startServer(t)
 	responder := connect(t, m)
