@@ -767,3 +767,53 @@ func lostTailPastLast(t *testing.T, dir string, opts Options) {
 	}
 	s.abandon() // message 20 is lost, the tail at 20 stays
 }
+
+// TestMissingChannelDirIsDamage: a channel directory removed by hand (or lost) fails the
+// channel instead of being recreated empty, which would lose its messages and
+// subscriptions silently and hand their sequences out again; `store repair` recreates it.
+func TestMissingChannelDirIsDamage(t *testing.T) {
+	dir, _ := build(t, 100)
+	foo := chanDirOf(t, dir, "foo")
+	if err := os.RemoveAll(foo); err != nil {
+		t.Fatal(err)
+	}
+	for round := 0; round < 2; round++ { // and stays so across reopen
+		s, err := Open(dir, Options{SegmentBytes: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := s.Damaged()
+		var de *DamageError
+		if len(d) != 1 || !errors.As(d[0], &de) || de.File != foo || !strings.Contains(de.Reason, "missing") {
+			t.Fatalf("damaged: %v", d)
+		}
+		if got := channelNames(t, s); len(got) != 1 || got[0] != "bar" {
+			t.Fatalf("channels %v", got)
+		}
+		if _, err := s.CreateChannel("foo", 3); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("CreateChannel over the missing channel: %v", err)
+		}
+		s.Close()
+		if _, err := os.Stat(foo); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("directory recreated: %v", err)
+		}
+	}
+	rep, err := Verify(dir, Options{})
+	if err != nil || rep.OK() || len(rep.Problems) != 1 || rep.Problems[0].Kind != ProblemMissing || !rep.Channels[1].Damaged {
+		t.Fatalf("verify: %v %+v", err, rep)
+	}
+	if _, err := Repair(dir, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(dir, Options{SegmentBytes: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if d := s.Damaged(); len(d) != 0 {
+		t.Fatalf("damaged after repair: %v", d)
+	}
+	if got := channelNames(t, s); len(got) != 2 {
+		t.Fatalf("channels after repair %v", got)
+	}
+}

@@ -266,7 +266,12 @@ func (s *Store) chanDir(n uint64) string { return filepath.Join(s.dir, fmt.Sprin
 
 func (s *Store) openChannel(name string, ch *channel) error {
 	d := s.chanDir(ch.dirNum)
-	if err := os.MkdirAll(d, 0o755); err != nil {
+	// CreateChannel makes the directory durable before the record naming it: one missing
+	// was removed or lost, with the messages and subscriptions it held. Recreating it
+	// empty would hide that and hand their sequences out again; Repair does it on request.
+	if _, err := os.Stat(d); errors.Is(err, os.ErrNotExist) {
+		return &DamageError{File: d, Reason: "channel directory missing: its messages and subscriptions are lost (repair recreates it empty)"}
+	} else if err != nil {
 		return err
 	}
 	l := s.limits.For(name)

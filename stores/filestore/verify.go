@@ -22,7 +22,7 @@ const (
 	ProblemCorrupt  = "corrupt"   // damage before the end of a file: Repair refuses unless Options.Quarantine
 	ProblemGap      = "gap"       // segments do not continue each other: Repair refuses unless Options.Quarantine
 	ProblemVersion  = "version"   // a file of an unknown format version: never repaired
-	ProblemMissing  = "missing"   // a channel directory is missing: Repair recreates it empty
+	ProblemMissing  = "missing"   // a channel directory is missing: Open fails the channel, Repair recreates it empty
 	// The subscription journal of a tail does not continue subs.log (or a record of it is
 	// malformed): Repair refuses unless Options.Quarantine; then subs.log is rewritten with
 	// the state up to there (the old one copied into quarantine/) and the rest of the
@@ -190,6 +190,7 @@ func verifyChannel(rep *Report, ci *chanInfo) error {
 	}
 	if _, err := os.Stat(ci.dir); errors.Is(err, os.ErrNotExist) {
 		damage(Problem{File: ci.dir, Kind: ProblemMissing, Detail: "channel directory missing: its messages and subscriptions are lost", Repairable: true})
+		st.Damaged = true // Open fails the channel until Repair recreates the directory
 		st.First, st.Last = ci.ch.base+1, ci.ch.base
 		return nil
 	}
