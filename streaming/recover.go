@@ -40,6 +40,11 @@ func (s *Server) restore(st *stores.RecoveredState) error {
 				s.armAge(ch, ch.limits.ExpiresAt(first.Time))
 			}
 		}
+		if ch.limits.Exceeded(state.Msgs, state.Bytes) {
+			// Limits lowered while the server was down (or a store imported from nss):
+			// trimmed now, as an expiry does, not at the next publish.
+			s.push(op{kind: opExpire, ch: ch})
+		}
 		uncertain := uint64(0)
 		if !st.Clean {
 			uncertain = state.Last

@@ -359,3 +359,34 @@ func TestRefusedIdleDeletionIsTriedAgain(t *testing.T) {
 		t.Fatal("no deletion was refused")
 	}
 }
+
+// TestRestoreEnforcesCountLimits: a channel holding more messages or bytes than MaxMsgs or
+// MaxBytes allow (limits lowered while the server was down, or a store imported from nss)
+// is trimmed once the server runs, not only at the next publish: until then a new
+// subscriber would be sent messages the limits dropped.
+func TestRestoreEnforcesCountLimits(t *testing.T) {
+	for name, set := range map[string]func(l *stores.Limits){
+		"MaxMsgs":  func(l *stores.Limits) { l.MaxMsgs = 3 },
+		"MaxBytes": func(l *stores.Limits) { l.MaxMsgs, l.MaxBytes = 0, 1 },
+	} {
+		t.Run(name, func(t *testing.T) {
+			st, limits := agedStore(t, 10)
+			limits.Global.MaxAge = 0
+			set(&limits.Global)
+			if err := st.SetLimits(limits); err != nil {
+				t.Fatal(err)
+			}
+			s, err := New(&fakeBus{}, st, raftlog.Standalone, Options{Limits: limits})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.recover(); err != nil {
+				t.Fatal(err)
+			}
+			pumpUntil(t, s, "messages over the limits still held after the restart", func() bool {
+				state := s.channels["foo"].store.Msgs.State()
+				return state.Msgs == uint64(max(limits.Global.MaxMsgs, 1)) && state.Last == 10
+			})
+		})
+	}
+}
