@@ -817,3 +817,32 @@ func TestMissingChannelDirIsDamage(t *testing.T) {
 		t.Fatalf("channels after repair %v", got)
 	}
 }
+
+// TestOpenKeepsForeignDirs: Open removes the channel directories no channel refers to (a
+// crash during DeleteChannel), and only those: a directory that merely starts with "ch"
+// — such as the channel "chat" of a nats-streaming-server store Starling was pointed at by
+// mistake — is not its own and is left alone.
+func TestOpenKeepsForeignDirs(t *testing.T) {
+	dir, _ := build(t, 10)
+	foreign := filepath.Join(dir, "chat", "msgs.1.dat")
+	stray := filepath.Join(dir, "ch00000009")
+	for _, d := range []string{filepath.Dir(foreign), stray} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(foreign, []byte("nss"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(dir, Options{SegmentBytes: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if b, err := os.ReadFile(foreign); err != nil || string(b) != "nss" {
+		t.Fatalf("%s: %q %v", foreign, b, err)
+	}
+	if _, err := os.Stat(stray); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("stray channel directory kept: %v", err)
+	}
+}

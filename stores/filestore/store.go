@@ -302,10 +302,25 @@ func (s *Store) removeStrayDirs() {
 	}
 	ents, _ := os.ReadDir(s.dir)
 	for _, e := range ents {
-		if e.IsDir() && strings.HasPrefix(e.Name(), "ch") && !used[e.Name()] {
+		if e.IsDir() && isChanDir(e.Name()) && !used[e.Name()] {
 			removeAll(filepath.Join(s.dir, e.Name()), &s.opts)
 		}
 	}
+}
+
+// isChanDir reports whether name is one chanDir makes ("ch" and at least 8 digits): only
+// those are the store's to remove, not another directory whose name starts with "ch".
+func isChanDir(name string) bool {
+	digits := strings.TrimPrefix(name, "ch")
+	if len(digits) < 8 || len(digits) == len(name) {
+		return false
+	}
+	for i := 0; i < len(digits); i++ {
+		if digits[i] < '0' || digits[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *Store) replay(rec []byte) {
