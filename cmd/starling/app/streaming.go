@@ -276,6 +276,9 @@ func (st *streamSettings) newStore() (stores.Store, error) {
 		if err := os.MkdirAll(st.dir, 0o755); err != nil {
 			return nil, fmt.Errorf("store directory: %w", err)
 		}
+		if err := otherStore(st.dir, storeFile); err != nil {
+			return nil, err
+		}
 		o := st.file.fileStoreOptions()
 		o.Limits = st.limits.Clone()
 		return filestore.Open(st.dir, o)
@@ -283,11 +286,49 @@ func (st *streamSettings) newStore() (stores.Store, error) {
 		if err := os.MkdirAll(st.dir, 0o755); err != nil {
 			return nil, fmt.Errorf("store directory: %w", err)
 		}
+		if err := otherStore(st.dir, storeBolt); err != nil {
+			return nil, err
+		}
 		return boltstore.Open(filepath.Join(st.dir, "starling.db"), boltstore.Options{Limits: st.limits.Clone(),
 			NoSync: !st.file.sync, AutoSync: st.file.autoSync})
 	default:
 		return nil, fmt.Errorf("store %s is not available yet", strings.ToUpper(t))
 	}
+}
+
+// storeMark names the file that says a directory holds a store of a kind: Starling's file
+// store, its bolt store, or nats-streaming-server's file store ("nss").
+func storeMark(kind string) string {
+	switch kind {
+	case storeFile:
+		return "meta.log"
+	case storeBolt:
+		return "starling.db"
+	}
+	return "server.dat"
+}
+
+// otherStore refuses to open a store of kind in dir when dir holds none of that kind but
+// another: opening would create an empty store beside it, and the server would serve that.
+func otherStore(dir, kind string) error {
+	if _, err := os.Stat(filepath.Join(dir, storeMark(kind))); err == nil {
+		return nil
+	}
+	for _, other := range []string{storeFile, storeBolt, "nss"} {
+		if other == kind {
+			continue
+		}
+		f := filepath.Join(dir, storeMark(other))
+		if _, err := os.Stat(f); err != nil {
+			continue
+		}
+		if other == "nss" {
+			return fmt.Errorf("store directory %s holds a nats-streaming-server store (%s), which Starling does not read in place: "+
+				"import it into a new directory with `starling store import --from-nss %s --dir NEWDIR` and start on that", dir, f, dir)
+		}
+		return fmt.Errorf("store directory %s holds a %s store (%s), not a %s one: start with --store %s", dir, other, f, kind, other)
+	}
+	return nil
 }
 
 // monitorLimits is the limits as /streaming/storez shows them: the global ones, and each

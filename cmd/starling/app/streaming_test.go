@@ -649,3 +649,38 @@ func TestClusteredNodeWithARefusedLogOpensNoPort(t *testing.T) {
 		t.Errorf("core started with its raft log refused:\n%s", logs.String())
 	}
 }
+
+// TestStoreDirOfAnotherKind: --dir naming a directory that holds another kind of store (a
+// nats-streaming-server store not imported yet — nss's own configuration reused as is —
+// or a Starling store of the other --store) fails the start, saying what to do, instead of
+// starting an empty store beside it and leaving its clients without their channels.
+func TestStoreDirOfAnotherKind(t *testing.T) {
+	nss := t.TempDir()
+	for _, f := range []string{"server.dat", "clients.dat", "orders/msgs.1.dat"} {
+		check(t, os.MkdirAll(filepath.Dir(filepath.Join(nss, f)), 0o755))
+		check(t, os.WriteFile(filepath.Join(nss, f), []byte{1, 0, 0, 0}, 0o644))
+	}
+	bolt, file := t.TempDir(), t.TempDir()
+	for dir, kind := range map[string]string{bolt: "bolt", file: "file"} {
+		m, _ := startMain(t, "-cid", "test-cluster", "--store", kind, "--dir", dir)
+		check(t, m.Close())
+	}
+	for _, c := range []struct{ kind, dir, want string }{
+		{"file", nss, "starling store import --from-nss " + nss},
+		{"bolt", nss, "starling store import --from-nss " + nss},
+		{"file", bolt, "--store bolt"},
+		{"bolt", file, "--store file"},
+	} {
+		before, _ := os.ReadDir(c.dir)
+		m := NewMain(io.Discard, &syncBuffer{})
+		check(t, m.ParseFlags([]string{"-a", "127.0.0.1", "-p", "-1", "-m", "-1", "-cid", "test-cluster", "--store", c.kind, "--dir", c.dir}))
+		err := m.Start()
+		_ = m.Close()
+		if err == nil || !strings.Contains(err.Error(), c.dir) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("--store %s --dir %s: started (err %v), want an error naming the directory and %q", c.kind, c.dir, err, c.want)
+		}
+		if after, _ := os.ReadDir(c.dir); len(after) != len(before) {
+			t.Errorf("--store %s --dir %s: the directory changed: %v, was %v", c.kind, c.dir, after, before)
+		}
+	}
+}
