@@ -846,3 +846,55 @@ func TestOpenKeepsForeignDirs(t *testing.T) {
 		t.Fatalf("stray channel directory kept: %v", err)
 	}
 }
+
+// TestLostMetaLogKeepsChannels: meta.log emptied or removed (by hand, by a damaged file
+// system) while channel directories hold messages is lost metadata, not a fresh store:
+// Open fails naming it, and deletes none of the channel directories it can no longer
+// name (it took them all for strays of DeleteChannel).
+func TestLostMetaLogKeepsChannels(t *testing.T) {
+	for name, lose := range map[string]func(meta string) error{
+		"emptied":     func(meta string) error { return os.Truncate(meta, 0) },
+		"torn header": func(meta string) error { return os.Truncate(meta, 5) },
+		"removed":     os.Remove,
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir, _ := build(t, 100)
+			foo := chanDirOf(t, dir, "foo")
+			meta := filepath.Join(dir, "meta.log")
+			if err := lose(meta); err != nil {
+				t.Fatal(err)
+			}
+			for round := 0; round < 2; round++ {
+				s, err := Open(dir, Options{SegmentBytes: 1000})
+				if err == nil {
+					s.Close()
+				}
+				if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), meta) {
+					t.Fatalf("open: %v", err)
+				}
+				if segs, _ := filepath.Glob(filepath.Join(foo, "*.seg")); len(segs) == 0 {
+					t.Fatalf("the segments of %s were deleted", foo)
+				}
+			}
+			if rep, err := Verify(dir, Options{}); err == nil && rep.OK() { // (no meta.log: an error)
+				t.Fatalf("verify: %+v", rep)
+			}
+			if _, err := Repair(dir, Options{}); err == nil {
+				t.Fatal("repair succeeded")
+			}
+			if segs, _ := filepath.Glob(filepath.Join(foo, "*.seg")); len(segs) == 0 {
+				t.Fatalf("repair deleted the segments of %s", foo)
+			}
+		})
+	}
+	// A store that never held a message opens as before, whatever its meta.log.
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "ch00000001"), 0o755); err != nil { // CreateChannel cut short
+		t.Fatal(err)
+	}
+	s, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+}

@@ -210,6 +210,15 @@ func Open(dir string, opts Options) (*Store, error) {
 	for _, r := range recs {
 		s.replay(r)
 	}
+	if len(recs) == 0 {
+		// meta.log holds nothing (new, or emptied): channel directories holding messages
+		// mean it was lost, and the stray removal below would delete them all.
+		if segs, _ := filepath.Glob(filepath.Join(dir, "ch[0-9]*", "*.seg")); len(segs) > 0 {
+			s.abandon()
+			return nil, fmt.Errorf("filestore: %w: %s holds no record, yet %s holds messages: the store's metadata is lost (not opened, which would delete the channel directories)",
+				ErrCorrupt, filepath.Join(dir, "meta.log"), filepath.Dir(segs[0]))
+		}
+	}
 	// Channels open in parallel: recovery scans each tail segment (CRCs), which is CPU
 	// work that spreads over the cores. openChannel touches only its own channel and the
 	// shared handle cache (which has its own lock).

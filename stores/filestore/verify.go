@@ -133,6 +133,12 @@ func verify(dir string) (Report, []*chanInfo, error) {
 	for _, rec := range recs {
 		s.replay(rec)
 	}
+	if len(recs) == 0 { // as Open refuses it
+		if segs, _ := filepath.Glob(filepath.Join(dir, "ch[0-9]*", "*.seg")); len(segs) > 0 {
+			rep.Problems = append(rep.Problems, Problem{File: metaPath, Kind: ProblemCorrupt,
+				Detail: fmt.Sprintf("holds no record, yet %s holds messages: the store's metadata is lost", filepath.Dir(segs[0]))})
+		}
+	}
 	var infos []*chanInfo
 	for _, name := range slices.Sorted(keys(s.channels)) {
 		ch := s.channels[name]
