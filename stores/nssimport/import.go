@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 
 	"github.com/starling-io/starling/stores"
 )
@@ -26,7 +27,8 @@ type OpenFunc func(dir string) (stores.Store, error)
 // Import writes src into a new Starling store at target. It builds the store in a
 // temporary directory beside target (opened with open), closes it, and renames it to
 // target: on any error the temporary directory is removed and target is left as it was.
-// target must not exist, or be an empty directory. The messages are read again from the
+// target must not exist, or be an empty directory (then the temporary directory is made
+// inside it, and its entries are moved into it: see moveInto). The messages are read again from the
 // nss files and checked as Scan did, so a file changed since Scan fails the import.
 // progress, if not nil, gets a line per channel.
 func Import(src *Source, target string, open OpenFunc, progress io.Writer) error {
@@ -39,15 +41,21 @@ func ImportContext(ctx context.Context, src *Source, target string, open OpenFun
 	if progress == nil {
 		progress = io.Discard
 	}
-	removeEmpty, err := checkTarget(target)
+	emptyDir, err := checkTarget(target)
 	if err != nil {
 		return err
 	}
 	parent := filepath.Dir(filepath.Clean(target))
-	if err := os.MkdirAll(parent, 0o755); err != nil {
+	buildIn := parent
+	if emptyDir {
+		// An existing empty directory may be a mount point (it cannot be removed, and its
+		// parent is another file system) or the only one the importing user may write:
+		// build inside it, and move the result into it.
+		buildIn = target
+	} else if err := os.MkdirAll(parent, 0o755); err != nil {
 		return err
 	}
-	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(target)+".import-")
+	tmp, err := os.MkdirTemp(buildIn, "."+filepath.Base(target)+".import-")
 	if err != nil {
 		return err
 	}
@@ -70,15 +78,44 @@ func ImportContext(ctx context.Context, src *Source, target string, open OpenFun
 	if err := st.Close(); err != nil {
 		return fmt.Errorf("close the target store: %w", err)
 	}
-	if removeEmpty {
-		if err := os.Remove(target); err != nil {
-			return err
-		}
+	if emptyDir {
+		return moveInto(tmp, target)
 	}
 	if err := os.Rename(tmp, target); err != nil {
 		return err
 	}
 	return syncDir(parent)
+}
+
+// moveInto moves the entries of the store built in tmp into dir (tmp's parent), then
+// removes tmp. Directories go first, files last: a store's top-level files (filestore's
+// meta.log, bolt's file) name the rest, so a crash in between leaves no store that opens
+// as a partial one. On failure, what was moved is removed again.
+func moveInto(tmp, dir string) (err error) {
+	entries, err := os.ReadDir(tmp)
+	if err != nil {
+		return err
+	}
+	sort.SliceStable(entries, func(i, j int) bool { return entries[i].IsDir() && !entries[j].IsDir() })
+	var moved []string
+	defer func() {
+		if err != nil {
+			for _, p := range moved {
+				_ = os.RemoveAll(p)
+			}
+		}
+	}()
+	for _, e := range entries {
+		to := filepath.Join(dir, e.Name())
+		if err := os.Rename(filepath.Join(tmp, e.Name()), to); err != nil {
+			return err
+		}
+		moved = append(moved, to)
+	}
+	if err := os.Remove(tmp); err != nil {
+		return err
+	}
+	return syncDir(dir)
 }
 
 // CheckTarget returns ErrTargetExists if Import would refuse target (so that a caller can

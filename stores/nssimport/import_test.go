@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -233,4 +234,60 @@ func TestSkipClients(t *testing.T) {
 	if _, err := Scan(dir, Options{SkipClients: true}); !errors.Is(err, ErrDamaged) {
 		t.Fatalf("damaged clients.dat with SkipClients: %v", err)
 	}
+}
+
+// TestImportIntoEmptyDirOfReadOnlyParent: an existing empty target directory is filled
+// where it is — it may be a mount point (a volume: removing it fails, and its parent is
+// another file system) or the only directory the importing user may write — never built
+// beside it in its parent and renamed over it.
+func TestImportIntoEmptyDirOfReadOnlyParent(t *testing.T) {
+	src, err := Scan(sampleStore(t), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, open := range map[string]OpenFunc{"file": openFile, "bolt": openBolt} {
+		t.Run(name, func(t *testing.T) {
+			parent := t.TempDir()
+			target := filepath.Join(parent, "new")
+			if err := os.Mkdir(target, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			readOnly(t, parent)
+			if err := Import(src, target, open, nil); err != nil {
+				t.Fatal(err)
+			}
+			entries, _ := os.ReadDir(target)
+			for _, e := range entries {
+				if strings.HasPrefix(e.Name(), ".") {
+					t.Fatalf("left in the target: %s", e.Name())
+				}
+			}
+			st, err := open(target)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			rs, err := st.Recover()
+			if err != nil || rs == nil || len(rs.Channels) != len(src.Channels) {
+				t.Fatalf("recover: %v %v", rs, err)
+			}
+		})
+	}
+}
+
+// readOnly makes dir unwritable until the end of the test: by its mode, and for root
+// (whom modes do not stop) by the immutable attribute, when the file system has it.
+func readOnly(t *testing.T, dir string) {
+	t.Helper()
+	if err := os.Chmod(dir, 0o555); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Chmod(dir, 0o755) })
+	if os.Geteuid() != 0 {
+		return
+	}
+	if out, err := exec.Command("chattr", "+i", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot make %s read-only for root: %v %s", dir, err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("chattr", "-i", dir).Run() })
 }
