@@ -220,6 +220,14 @@ func (s *Server) processHbTick() {
 	if !s.leader {
 		return // only the leader heartbeats clients
 	}
+	// Ticks queued while the engine was held up (a new leader's barrier) arrive back to
+	// back: each would count the heartbeat the one before it sent as missed, and close live
+	// clients. They are one tick.
+	now := time.Now()
+	if now.Sub(s.hbTickAt) < s.opts.HBInterval/2 {
+		return
+	}
+	s.hbTickAt = now
 	for _, c := range s.clients {
 		if c.hbOut {
 			c.hbFails++

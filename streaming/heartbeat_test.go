@@ -1,11 +1,14 @@
 package streaming
 
 import (
+	"context"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/starling-io/starling/proto/stanpb"
 	"github.com/starling-io/starling/raftlog"
+	"github.com/starling-io/starling/stores"
 )
 
 // A heartbeat answered after hb_timeout counts as missed, as in the reference (whose
@@ -13,7 +16,7 @@ import (
 // hb_timeout was accepted and ignored: any answer before the next tick counted.
 func TestLateHeartbeatAnswerCountsAsMissed(t *testing.T) {
 	bus := &dataBus{}
-	s, err := New(bus, newMemStore(t), raftlog.Standalone, Options{HBTimeout: 20 * time.Millisecond, HBFailCount: 5})
+	s, err := New(bus, newMemStore(t), raftlog.Standalone, Options{HBInterval: 20 * time.Millisecond, HBTimeout: 20 * time.Millisecond, HBFailCount: 5})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,11 +40,73 @@ func TestLateHeartbeatAnswerCountsAsMissed(t *testing.T) {
 	}
 	// An answer that arrived in time counts even when a backlog kept the engine from it
 	// past hb_timeout: lateness is the client's, not the engine's.
+	time.Sleep(20 * time.Millisecond) // the next tick
 	s.processHbTick()
+	if !c.hbOut {
+		t.Fatal("the tick sent no heartbeat")
+	}
 	arrived := time.Now().UnixNano()
 	time.Sleep(40 * time.Millisecond)
 	s.step(op{kind: opHbReply, token: "c1", from: 1, at: arrived})
 	if c.hbOut {
 		t.Fatal("an answer that arrived in time, processed late, counted as missed")
+	}
+}
+
+// answeringBus answers every heartbeat request at once, as a live client does.
+type answeringBus struct {
+	fakeBus
+	s *Server
+}
+
+func (b *answeringBus) Publish(subject, reply string, hdr, data []byte) error {
+	if strings.HasPrefix(subject, "hb.") && reply != "" {
+		b.s.push(op{kind: opHbReply, token: subject[len("hb."):], from: 1, at: time.Now().UnixNano()})
+	}
+	return nil
+}
+
+// slowBarrierLog is a switchLog whose barrier takes a while, as a new leader's does while
+// it applies the commands committed before it.
+type slowBarrierLog struct {
+	*switchLog
+	delay time.Duration
+}
+
+func (l *slowBarrierLog) Barrier(ctx context.Context) error {
+	time.Sleep(l.delay)
+	return l.switchLog.Barrier(ctx)
+}
+
+// A new leader whose takeover outlasts several heartbeat intervals does not close its live
+// clients: the ticks queued meanwhile are one tick, not a run of them each counting the
+// heartbeat the one before it sent as missed. Before, the client below, which answers every
+// heartbeat at once, was closed by the third of the ticks handled back to back.
+func TestTakeoverKeepsLiveClients(t *testing.T) {
+	bus := &answeringBus{}
+	var sl *slowBarrierLog
+	s, err := New(bus, newMemStore(t), func(sm raftlog.StateMachine) (raftlog.Log, error) {
+		sl = &slowBarrierLog{switchLog: newSwitchLog(sm), delay: 500 * time.Millisecond}
+		return sl, nil
+	}, Options{HBInterval: 50 * time.Millisecond, HBTimeout: 50 * time.Millisecond, HBFailCount: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bus.s = s
+	if err := s.recover(); err != nil {
+		t.Fatal(err)
+	}
+	// The client registered with the former leader: in the replicated state.
+	s.sm.Apply(1, []raftlog.Command{{Value: &cmdConnect{info: stores.ClientInfo{ID: "c1", HbInbox: "hb.c1", ConnID: []byte("x"), Protocol: 1}}}})
+	s.started = true
+	go s.run()
+	go s.leadershipLoop()
+	go s.heartbeatLoop()
+	defer func() { close(s.stop); <-s.done }()
+	sl.set(true)
+	waitUntil(t, "the takeover", func() bool { return s.takeSnapshot(false).leader })
+	time.Sleep(500 * time.Millisecond) // ten heartbeat rounds, each answered
+	if sn := s.takeSnapshot(false); len(sn.clients) != 1 {
+		t.Fatalf("the new leader holds %d clients, want the live client", len(sn.clients))
 	}
 }

@@ -151,6 +151,7 @@ type Server struct {
 	leaderChanges atomic.Int64 // how many times the engine's role changed (engine writes)
 	snapsQueued   atomic.Int32 // monitoring snapshot ops queued, not yet processed (monitor.go)
 	leaderTerm    uint64       // the log's term when the engine last took over (termer)
+	hbTickAt      time.Time    // engine: when a heartbeat tick was last handled (processHbTick)
 
 	mu      sync.Mutex // guards stats read by monitoring
 	stats   Stats
