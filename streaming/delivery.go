@@ -199,7 +199,9 @@ func (s *Server) leaseHeld(now time.Time) bool {
 	if now.Before(s.leaseUntil) {
 		return true
 	}
-	if s.leader && s.retryTimer == nil {
+	// Taking over, the engine does not lead yet but the log does: the takeover's sends
+	// (deliverAll) are retried too.
+	if (s.leader || s.rlog.IsLeader()) && s.retryTimer == nil {
 		s.retryTimer = time.AfterFunc(retrySendsAfter, func() { s.push(op{kind: opRetrySends}) })
 	}
 	return false

@@ -558,3 +558,67 @@ func TestRedeliveryWaitsNoAckWaitForALease(t *testing.T) {
 		t.Fatalf("redelivery: sequence %d redelivered %v count %d (%v), want 1, flagged, count 1", mp.Sequence, mp.Redelivered, mp.RedeliveryCount, err)
 	}
 }
+
+// leaseSwitchLog is a switchLog whose lease the test refuses.
+type leaseSwitchLog struct {
+	*switchLog
+	refuse atomic.Bool
+}
+
+func (l *leaseSwitchLog) Lease(ctx context.Context) (time.Time, error) {
+	if l.refuse.Load() {
+		return time.Time{}, errors.New("no lease (test)")
+	}
+	return l.switchLog.Lease(ctx)
+}
+
+// A new leader that cannot confirm its lease while it takes over sends the messages stored
+// and never sent once the lease is back, within the retry delay, as a leader does. Before,
+// the takeover's deliveries were refused with no retry armed (the engine did not lead yet),
+// and the message below waited for the channel's next publish or ack.
+func TestTakeoverRetriesSendsRefusedForALease(t *testing.T) {
+	var ll *leaseSwitchLog
+	bus := &dataBus{}
+	s, err := New(bus, newMemStore(t), func(sm raftlog.StateMachine) (raftlog.Log, error) {
+		ll = &leaseSwitchLog{switchLog: newSwitchLog(sm)}
+		return ll, nil
+	}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.recover(); err != nil {
+		t.Fatal(err)
+	}
+	// The former leader's commands: a client, its subscription, and a message it stored
+	// and never sent.
+	ref := chanRef{channel: "foo", chanID: 1}
+	for _, cmd := range []any{
+		&cmdConnect{info: stores.ClientInfo{ID: "c1", HbInbox: "hb.c1", ConnID: []byte("x"), Protocol: 1}},
+		&cmdCreateChannel{name: "foo", id: 1},
+		&cmdSubscribe{chanRef: ref, state: stores.SubState{ID: 1, ClientID: "c1", Inbox: "in", AckInbox: "_INBOX.old.a",
+			MaxInFlight: 10, AckWaitSecs: 30}},
+		&cmdPublish{chanRef: ref, msgs: []stores.Msg{{Seq: 1, Time: time.Now().UnixNano(), Data: []byte("m1")}}},
+	} {
+		f := ll.Local.Propose(context.Background(), raftlog.Command{Value: cmd})
+		if _, err := f.Wait(); err != nil {
+			t.Fatal(err)
+		}
+		if err, ok := f.Result().(error); ok && err != nil {
+			t.Fatal(err)
+		}
+	}
+	runEngine(s)
+	defer func() { close(s.stop); <-s.done }()
+	ll.refuse.Store(true)
+	ll.set(true)
+	waitUntil(t, "the takeover", func() bool { return s.takeSnapshot(false).leader })
+	if n := len(bus.to("in")); n != 0 {
+		t.Fatalf("%d deliveries without a lease", n)
+	}
+	ll.refuse.Store(false)
+	back := time.Now()
+	waitUntil(t, "the delivery", func() bool { return len(bus.to("in")) == 1 })
+	if d := time.Since(back); d > time.Second {
+		t.Fatalf("delivered %v after the lease came back", d)
+	}
+}
