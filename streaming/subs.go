@@ -84,7 +84,14 @@ func (s *Server) processSubscribe(o *op) {
 		key := durableID{user: c.user, clientID: req.ClientID, name: req.DurableName}
 		if d := ch.durables[key]; d != nil {
 			if !d.offline {
-				if !s.opts.ReplaceDurable {
+				switch {
+				case s.opts.ReplaceDurable:
+				case !s.bus.HasInterest(d.inbox):
+					// Its client dropped the inbox: the subscribe's reply was lost (a leader
+					// change) or came too late. Nobody receives this subscription, so it is
+					// no duplicate; refused, it stayed online until the client closed.
+					s.log.Info("durable online with nobody on its inbox: resumed", "client_id", logID(req.ClientID), "channel", req.Subject)
+				default:
 					s.log.Info("subscription refused", "client_id", logID(req.ClientID), "channel", req.Subject, "cause", "durable already online")
 					s.subError(o.reply, errDuplicateDurable)
 					return
