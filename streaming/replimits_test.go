@@ -162,3 +162,61 @@ func TestSetLimitsOpIsIgnorable(t *testing.T) {
 		t.Fatal("limits without global limits decoded")
 	}
 }
+
+// A new member of a durable queue group that is refused for max_subs, replicated, after the
+// group's last member left while its subscribe was in flight: the leaver handed it the
+// group (its unacknowledged messages, and the last record of the group, deleted). Before,
+// the refusal dropped the group with them: a member joining later got none of them.
+func TestRefusedQueueMemberKeepsTheDurableGroup(t *testing.T) {
+	if testing.Short() {
+		t.Skip("elections take a second")
+	}
+	ms := startRaftGroupWith(t, func(string) Options {
+		g := stores.DefaultLimits()
+		g.MaxSubs = 1
+		return Options{Limits: &stores.LimitsSet{Global: g}}
+	})
+	leader := leaderOf(t, ms)
+	s := leader.srv
+	do := func(o op) { s.push(o); s.takeSnapshot(false) }
+	response := func(reply string) *stanpb.SubscriptionResponse {
+		t.Helper()
+		waitUntil(t, "the response on "+reply, func() bool { return len(leader.bus.to(reply)) == 1 })
+		var r stanpb.SubscriptionResponse
+		if err := unmarshalAny(leader.bus.to(reply)[0].data, &r); err != nil {
+			t.Fatal(err)
+		}
+		return &r
+	}
+	member := func(inbox, reply string, start stanpb.StartPosition) op {
+		return requestOp(opSubscribe, reply, &stanpb.SubscriptionRequest{ClientID: "c1", Subject: "foo", Inbox: inbox,
+			MaxInFlight: 100, AckWaitInSecs: 30, QGroup: "g", DurableName: "d", StartPosition: start})
+	}
+	do(requestOp(opConnect, "r.conn", &stanpb.ConnectRequest{ClientID: "c1", HeartbeatInbox: "hb.c1", Protocol: 1, ConnID: []byte("x")}))
+	do(member("in.a", "r.a", stanpb.StartPosition_First))
+	a := response("r.a")
+	for i := range 3 {
+		do(requestOp(opPublish, "r.pub", &stanpb.PubMsg{ClientID: "c1", Guid: fmt.Sprint("g", i), Subject: "foo",
+			Data: []byte(fmt.Sprint("m", i)), ConnID: []byte("x")}))
+	}
+	waitUntil(t, "a gets the 3 messages", func() bool { return len(leader.bus.to("in.a")) == 3 })
+	// b joins while a leaves: b's record is refused (a's still counts when it is applied).
+	s.push(member("in.b", "r.b", stanpb.StartPosition_First))
+	s.push(requestOp(opSubClose, "r.close", &stanpb.UnsubscribeRequest{ClientID: "c1", Subject: "foo", Inbox: a.AckInbox, DurableName: "d"}))
+	if r := response("r.b"); r.Error != stores.ErrTooManySubs.Error() {
+		t.Fatalf("b: %q, want it refused for max_subs", r.Error)
+	}
+	response("r.close")
+	do(member("in.c", "r.c", stanpb.StartPosition_NewOnly))
+	if r := response("r.c"); r.Error != "" {
+		t.Fatalf("c: %q", r.Error)
+	}
+	waitUntil(t, "c gets the group's 3 unacknowledged messages", func() bool { return len(leader.bus.to("in.c")) == 3 })
+	for _, m := range leader.bus.to("in.c") {
+		var mp stanpb.MsgProto
+		if err := unmarshalAny(m.data, &mp); err != nil || !mp.Redelivered {
+			t.Fatalf("c got sequence %d not flagged redelivered (%v)", mp.Sequence, err)
+		}
+	}
+	converged(t, ms, leader)
+}

@@ -72,6 +72,7 @@ type subState struct {
 	timer    *time.Timer
 	timerAt  time.Time
 	ready    bool   // response sent: delivery may start
+	heir     bool   // not ready when members that left handed it the group (forgetSub)
 	held     bool   // its destination is backlogged: first deliveries wait for opRetryHeld
 	lookAt   uint64 // look at its destination's backlog once the engine's sentBytes reach this
 }

@@ -293,6 +293,16 @@ func (s *Server) forgetSub(sub *subState, resumed bool) {
 	if g := sub.group; g != nil {
 		g.members = removeMember(g.members, sub)
 		switch {
+		case !resumed && sub.heir && len(g.members) > 0:
+			// Refused (max_subs) after members that left handed it their messages, their
+			// records deleted: the messages go on to the others.
+			s.reassign(sub, g)
+		case !resumed && sub.heir && g.durable && g.shadow == nil:
+			// ... and it is all that is left of the durable group: its record, refused,
+			// is made again as the group's shadow (the leavers' went before it).
+			sub.offline = true
+			g.shadow = sub
+			s.recordShadow(sub)
 		case !resumed:
 		case len(g.members) > 0:
 			s.reassign(sub, g)
@@ -312,6 +322,18 @@ func (s *Server) forgetSub(sub *subState, resumed bool) {
 			delete(sub.ch.durables, key)
 		}
 	}
+}
+
+// recordShadow records sub, a refused member that became its durable queue group's shadow,
+// with the messages it holds.
+func (s *Server) recordShadow(sub *subState) {
+	sub.stopTimer()
+	ref := refOf(sub.ch)
+	s.proposeLogged(&cmdSubscribe{chanRef: ref, state: sub.storeState()}, "recording a queue group's shadow", ref)
+	for _, seq := range sortedPending(sub) {
+		s.recordEvent(sub, stores.SubEvent{SubID: sub.id, Seq: seq})
+	}
+	s.flushSentAcks()
 }
 
 func removeMember(list []*subState, sub *subState) []*subState {
@@ -347,6 +369,9 @@ func (s *Server) removeSub(sub *subState, unsubscribe bool) raftlog.Future {
 		g.members = removeMember(g.members, sub)
 		switch {
 		case len(g.members) > 0:
+			for _, m := range g.members {
+				m.heir = m.heir || !m.ready // should its record be refused, forgetSub hands the group on
+			}
 			s.reassign(sub, g)
 			return del()
 		case g.durable && !unsubscribe:
