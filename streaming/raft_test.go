@@ -273,6 +273,14 @@ func TestReplicaFailureStopsTheReplica(t *testing.T) {
 	}
 	do(leader.srv, req(opConnect, &stanpb.ConnectRequest{ClientID: "c1", HeartbeatInbox: "hb.c1", Protocol: 1, ConnID: []byte("x")}))
 	pub(leader.srv, 1)
+	// The publish completes through the log: until the leader has stored it, every store
+	// is equally empty and converged would return before the follower holds it.
+	waitUntil(t, "the leader stores the first message", func() bool {
+		leader.srv.sm.mu.Lock()
+		defer leader.srv.sm.mu.Unlock()
+		ch := leader.srv.sm.chans["foo"]
+		return ch != nil && ch.Msgs.State().Last == 1
+	})
 	converged(t, ms, leader)
 
 	var follower *raftMember
