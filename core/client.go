@@ -452,7 +452,9 @@ func (s *Server) removeClient(c *client) {
 		s.internal--
 	}
 	delete(s.clients, c.cid)
-	s.closed.add(c.connInfo(ConnzOptions{Subs: true}, time.Now()))
+	if c.kind != kindInternal {
+		s.closed.add(c.connInfo(ConnzOptions{Subs: true}, time.Now()))
+	}
 	s.mu.Unlock()
 	s.gone.inMsgs.Add(c.stats.inMsgs.Load())
 	s.gone.inBytes.Add(c.stats.inBytes.Load())

@@ -73,7 +73,8 @@ type Conn struct {
 	scratch sync.Pool // header+payload concatenation for Publish with headers
 }
 
-// Connect opens an in-process connection named name (shown in /connz).
+// Connect opens an in-process connection named name. It is no client connection: /varz
+// and /connz leave it out, as nats-server does its internal clients.
 func (s *Server) Connect(name string) (*Conn, error) { return s.connectIn(name, s.gacc) }
 
 // ConnectAccount opens an in-process connection in the account named account ("" or "$G":
@@ -114,8 +115,7 @@ func (s *Server) connectIn(name string, acc *account) (*Conn, error) {
 		return nil, ErrServerClosed
 	}
 	s.clients[c.cid] = c
-	s.internal++
-	s.totalConn.Add(1)
+	s.internal++ // not a client connection: not in /varz or /connz
 	s.mu.Unlock()
 	return nc, nil
 }

@@ -90,9 +90,6 @@ func (c *client) connInfo(o ConnzOptions, now time.Time) *ConnInfo {
 		InMsgs: c.stats.inMsgs.Load(), OutMsgs: c.stats.outMsgs.Load(),
 		InBytes: c.stats.inBytes.Load(), OutBytes: c.stats.outBytes.Load(),
 	}
-	if c.kind == kindInternal {
-		ci.Type = "internal"
-	}
 	c.mu.Lock()
 	ci.NameTag, ci.Account = c.acc.name, c.acc.name
 	ci.Pending = c.out.pending()
@@ -197,7 +194,7 @@ func (s *Server) Connz(o ConnzOptions) (*Connz, error) {
 	withUser := o
 	withUser.Auth = o.Auth || o.User != ""
 	for _, c := range open {
-		if o.CID != 0 && c.cid != o.CID {
+		if c.kind == kindInternal || (o.CID != 0 && c.cid != o.CID) { // in-process: no client connection
 			continue
 		}
 		if ci := c.connInfo(withUser, now); keep(ci) {

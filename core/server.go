@@ -56,7 +56,7 @@ type Server struct {
 	port      int // bound client port
 
 	nextCID   atomic.Uint64
-	totalConn atomic.Uint64
+	totalConn atomic.Uint64 // client connections accepted (in-process ones not)
 	slow      atomic.Int64
 	stale     atomic.Int64
 	cpu       cpuMeter

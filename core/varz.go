@@ -131,7 +131,7 @@ func (s *Server) Varz() *Varz {
 	if urls := s.connectURLs(); urls != nil {
 		v.ConnectURLs = urls
 	}
-	v.Connections = len(s.clients)
+	v.Connections = len(s.clients) - s.internal // client connections, as nats-server counts them
 	in, out := s.gone.inMsgs.Load(), s.gone.outMsgs.Load()
 	inb, outb := s.gone.inBytes.Load(), s.gone.outBytes.Load()
 	for _, c := range s.clients {

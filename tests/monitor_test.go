@@ -127,3 +127,25 @@ func itoa(n uint64) string {
 		}
 	}
 }
+
+// The streaming layer's in-process connection is no client connection: /varz connections
+// and total_connections, /connz (open and closed) and /metrics count nats.go's alone, as
+// nats-server counts its client connections and not its internal ones.
+func TestMonitoringCountsClientsOnly(t *testing.T) {
+	m := startMetricsServer(t) // streaming on: its in-process connection exists
+	nc := connect(t, m, nats.Name("only"))
+	must(t, nc.Flush())
+	var varz struct {
+		Connections      int    `json:"connections"`
+		TotalConnections uint64 `json:"total_connections"`
+	}
+	getJSON(t, m, "/varz", &varz)
+	var connz core.Connz
+	getJSON(t, m, "/connz?state=any", &connz)
+	if varz.Connections != 1 || varz.TotalConnections != 1 || connz.Total != 1 || connz.Conns[0].Name != "only" {
+		t.Fatalf("varz connections %d total %d; connz %+v", varz.Connections, varz.TotalConnections, connz.Conns)
+	}
+	if v, _ := metricValue(scrapeMetrics(t, m), "starling_connections"); v != 1 {
+		t.Fatalf("starling_connections = %v, want 1", v)
+	}
+}

@@ -51,7 +51,7 @@ func NewCollector(srv *core.Server) *Collector {
 	return &Collector{
 		srv:            srv,
 		info:           d("info", "Always 1; the labels name the server.", "server_id", "server_name", "version"),
-		connections:    d("connections", "Open client connections, the streaming layer's in-process one included."),
+		connections:    d("connections", "Open client connections (the streaming layer's in-process one is none)."),
 		maxConnections: d("max_connections", "The configured limit of client connections."),
 		subscriptions:  d("subscriptions", "Subscriptions in the subject index (clients' and routes')."),
 		routes:         d("routes", "Servers this one has a route to."),

@@ -352,8 +352,8 @@ func channelLimits(l stores.Limits) stanmon.ChannelLimits {
 }
 
 // startStreaming builds the store and the streaming layer over an in-process connection to
-// core (named _STARLING-<cluster ID> in /connz), and starts it. Called by Start with m.mu
-// held, after core has started.
+// core (named _STARLING-<cluster ID>; no client connection, so not in /connz), and starts
+// it. Called by Start with m.mu held, after core has started.
 func (m *Main) startStreaming(c *settings) error {
 	st := &c.streaming
 	if t := st.storeType(); t == storeFile || t == storeBolt {
