@@ -453,7 +453,8 @@ func (s *Server) removeClient(c *client) {
 	}
 	delete(s.clients, c.cid)
 	if c.kind != kindInternal {
-		s.closed.add(c.connInfo(ConnzOptions{Subs: true}, time.Now()))
+		// All of it: Connz shows what each request asks for (ConnInfo.asRequested).
+		s.closed.add(c.connInfo(ConnzOptions{SubsDetail: true, Auth: true}, time.Now()))
 	}
 	s.mu.Unlock()
 	s.gone.inMsgs.Add(c.stats.inMsgs.Load())

@@ -127,6 +127,26 @@ func (c *client) connInfo(o ConnzOptions, now time.Time) *ConnInfo {
 	return ci
 }
 
+// asRequested returns a copy of a closed connection's ConnInfo, recorded with all of its
+// details, with those o asks for: subscriptions only with subs (subjects) or subs=detail,
+// the user only with auth.
+func (ci *ConnInfo) asRequested(o ConnzOptions) *ConnInfo {
+	cp := *ci
+	cp.Subs, cp.SubsDetail = nil, nil
+	switch {
+	case o.SubsDetail:
+		cp.SubsDetail = ci.SubsDetail
+	case o.Subs:
+		for _, sd := range ci.SubsDetail {
+			cp.Subs = append(cp.Subs, sd.Subject)
+		}
+	}
+	if !o.Auth {
+		cp.AuthorizedUser = ""
+	}
+	return &cp
+}
+
 func (sub *subscription) detail() SubDetail {
 	return SubDetail{Account: sub.acc.name, Subject: sub.subject, Queue: sub.queue, Sid: sub.sid,
 		Msgs: sub.delivered.Load(), Max: sub.max.Load(), Cid: sub.client.cid}
@@ -206,7 +226,7 @@ func (s *Server) Connz(o ConnzOptions) (*Connz, error) {
 	}
 	for _, ci := range closed {
 		if keep(ci) {
-			all = append(all, ci)
+			all = append(all, ci.asRequested(o))
 		}
 	}
 	sort.SliceStable(all, func(i, j int) bool { return less(all[i], all[j]) })

@@ -346,3 +346,51 @@ func TestAccountsReload(t *testing.T) {
 	}
 	must(t, b.Flush())
 }
+
+// A closed connection in /connz?state=closed shows what an open one would: its
+// subscriptions only with subs=1 (subjects) or subs=detail, its user and account only with
+// auth=1, and user=NAME finds it.
+func TestConnzClosedAsRequested(t *testing.T) {
+	m := startAccounts(t, accountsConf)
+	a := connect(t, m, nats.UserInfo("a", "a"))
+	chanSub(t, a, "mine.a")
+	a.Close()
+	type conn struct {
+		User    string   `json:"authorized_user"`
+		Account string   `json:"account"`
+		Subs    []string `json:"subscriptions_list"`
+		Detail  []struct {
+			Subject string `json:"subject"`
+		} `json:"subscriptions_list_detail"`
+	}
+	closed := func(query string) []conn {
+		var cz struct {
+			Conns []conn `json:"connections"`
+		}
+		if code := getJSON(t, m, "/connz?state=closed"+query, &cz); code != 200 {
+			t.Fatalf("/connz?state=closed%s: %d", query, code)
+		}
+		return cz.Conns
+	}
+	waitFor(t, 2*time.Second, func() error {
+		if len(closed("")) != 1 {
+			return errString("not closed yet")
+		}
+		return nil
+	})
+	if c := closed("")[0]; c.User != "" || c.Subs != nil || c.Detail != nil {
+		t.Errorf("plain: %+v", c)
+	}
+	if c := closed("&subs=1")[0]; strings.Join(c.Subs, ",") != "mine.a" || c.Detail != nil {
+		t.Errorf("subs=1: %+v", c)
+	}
+	if c := closed("&subs=detail")[0]; len(c.Detail) != 1 || c.Detail[0].Subject != "mine.a" || c.Subs != nil {
+		t.Errorf("subs=detail: %+v", c)
+	}
+	if c := closed("&auth=1")[0]; c.User != "a" || c.Account != "A" {
+		t.Errorf("auth=1: %+v", c)
+	}
+	if cs := closed("&user=a"); len(cs) != 1 {
+		t.Errorf("user=a: %+v", cs)
+	}
+}
