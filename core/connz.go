@@ -66,6 +66,7 @@ type ConnInfo struct {
 	SubsDetail     []SubDetail `json:"subscriptions_list_detail,omitempty"`
 	NameTag        string      `json:"name_tag,omitempty"`
 	rtt            time.Duration
+	acc            string // the account's name, for acc=NAME (Account is shown with auth only)
 }
 
 // SubDetail describes one subscription (in /connz and /subsz).
@@ -91,7 +92,10 @@ func (c *client) connInfo(o ConnzOptions, now time.Time) *ConnInfo {
 		InBytes: c.stats.inBytes.Load(), OutBytes: c.stats.outBytes.Load(),
 	}
 	c.mu.Lock()
-	ci.NameTag, ci.Account = c.acc.name, c.acc.name
+	ci.NameTag, ci.acc = c.acc.name, c.acc.name
+	if o.Auth && c.acc.name != GlobalAccount { // as nats-server: the global account goes unnamed
+		ci.Account = c.acc.name
+	}
 	ci.Pending = c.out.pending()
 	ci.NumSubs = uint32(len(c.subs))
 	ci.Name, ci.Lang, ci.Version = c.name, c.lang, c.version
@@ -129,7 +133,7 @@ func (c *client) connInfo(o ConnzOptions, now time.Time) *ConnInfo {
 
 // asRequested returns a copy of a closed connection's ConnInfo, recorded with all of its
 // details, with those o asks for: subscriptions only with subs (subjects) or subs=detail,
-// the user only with auth.
+// the user and account only with auth.
 func (ci *ConnInfo) asRequested(o ConnzOptions) *ConnInfo {
 	cp := *ci
 	cp.Subs, cp.SubsDetail = nil, nil
@@ -142,7 +146,7 @@ func (ci *ConnInfo) asRequested(o ConnzOptions) *ConnInfo {
 		}
 	}
 	if !o.Auth {
-		cp.AuthorizedUser = ""
+		cp.AuthorizedUser, cp.Account = "", ""
 	}
 	return &cp
 }
@@ -208,7 +212,7 @@ func (s *Server) Connz(o ConnzOptions) (*Connz, error) {
 
 	all := make([]*ConnInfo, 0, len(open)+len(closed))
 	keep := func(ci *ConnInfo) bool {
-		return (o.CID == 0 || ci.Cid == o.CID) && (o.Account == "" || ci.Account == o.Account) &&
+		return (o.CID == 0 || ci.Cid == o.CID) && (o.Account == "" || ci.acc == o.Account) &&
 			(o.User == "" || ci.AuthorizedUser == o.User)
 	}
 	withUser := o
@@ -219,7 +223,7 @@ func (s *Server) Connz(o ConnzOptions) (*Connz, error) {
 		}
 		if ci := c.connInfo(withUser, now); keep(ci) {
 			if !o.Auth {
-				ci.AuthorizedUser = ""
+				ci.AuthorizedUser, ci.Account = "", ""
 			}
 			all = append(all, ci)
 		}

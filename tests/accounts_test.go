@@ -285,7 +285,7 @@ func TestAccountsMonitoring(t *testing.T) {
 			Subs    []string `json:"subscriptions_list"`
 		} `json:"connections"`
 	}
-	getJSON(t, m, "/connz?acc=B&subs=1", &cz)
+	getJSON(t, m, "/connz?acc=B&subs=1&auth=1", &cz)
 	if len(cz.Conns) != 1 || cz.Conns[0].Account != "B" || strings.Join(cz.Conns[0].Subs, ",") != "mine.b" {
 		t.Fatalf("connz of B %+v", cz)
 	}
@@ -378,7 +378,7 @@ func TestConnzClosedAsRequested(t *testing.T) {
 		}
 		return nil
 	})
-	if c := closed("")[0]; c.User != "" || c.Subs != nil || c.Detail != nil {
+	if c := closed("")[0]; c.User != "" || c.Account != "" || c.Subs != nil || c.Detail != nil {
 		t.Errorf("plain: %+v", c)
 	}
 	if c := closed("&subs=1")[0]; strings.Join(c.Subs, ",") != "mine.a" || c.Detail != nil {
@@ -392,5 +392,50 @@ func TestConnzClosedAsRequested(t *testing.T) {
 	}
 	if cs := closed("&user=a"); len(cs) != 1 {
 		t.Errorf("user=a: %+v", cs)
+	}
+}
+
+// /connz names a connection's account only with auth=1, and not the global account, as
+// nats-server does; acc=NAME filters either way. Closed connections alike.
+func TestConnzAccountWithAuth(t *testing.T) {
+	m := startAccounts(t, accountsConf)
+	a := connect(t, m, nats.UserInfo("a", "a"), nats.Name("in-a"))
+	connect(t, m, nats.UserInfo("g", "g"), nats.Name("in-g"))
+	must(t, a.Flush())
+	accounts := func(query string) map[string]string {
+		var cz struct {
+			Conns []struct {
+				Name    string `json:"name"`
+				Account string `json:"account"`
+			} `json:"connections"`
+		}
+		getJSON(t, m, "/connz"+query, &cz)
+		out := map[string]string{}
+		for _, c := range cz.Conns {
+			out[c.Name] = c.Account
+		}
+		return out
+	}
+	if got := accounts(""); len(got) != 2 || got["in-a"] != "" || got["in-g"] != "" {
+		t.Errorf("without auth: %v", got)
+	}
+	if got := accounts("?auth=1"); len(got) != 2 || got["in-a"] != "A" || got["in-g"] != "" {
+		t.Errorf("auth=1: %v", got)
+	}
+	if got := accounts("?acc=A"); len(got) != 1 || got["in-a"] != "" {
+		t.Errorf("acc=A: %v", got)
+	}
+	a.Close()
+	waitFor(t, 2*time.Second, func() error {
+		if len(accounts("?state=closed")) != 1 {
+			return errString("not closed yet")
+		}
+		return nil
+	})
+	if got := accounts("?state=closed"); got["in-a"] != "" {
+		t.Errorf("closed without auth: %v", got)
+	}
+	if got := accounts("?state=closed&auth=1&acc=A"); len(got) != 1 || got["in-a"] != "A" {
+		t.Errorf("closed auth=1: %v", got)
 	}
 }
