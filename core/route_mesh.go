@@ -185,11 +185,11 @@ func (s *Server) removeRoute(c *client) {
 			changed = s.dropRemoteURLs(st.connectURLs)
 		}
 	}
+	s.goneRoute.inMsgs.Add(c.stats.inMsgs.Load())
+	s.goneRoute.inBytes.Add(c.stats.inBytes.Load())
+	s.goneRoute.outMsgs.Add(c.stats.outMsgs.Load())
+	s.goneRoute.outBytes.Add(c.stats.outBytes.Load())
 	s.rmu.Unlock()
-	s.gone.inMsgs.Add(c.stats.inMsgs.Load())
-	s.gone.inBytes.Add(c.stats.inBytes.Load())
-	s.gone.outMsgs.Add(c.stats.outMsgs.Load())
-	s.gone.outBytes.Add(c.stats.outBytes.Load())
 	if changed {
 		s.clientURLsChanged()
 	}

@@ -73,10 +73,12 @@ func (s *Server) NumRoutes() int {
 	return len(s.routes)
 }
 
-// routeTraffic sums the traffic of open route connections.
+// routeTraffic sums the traffic of route connections, open and closed.
 func (s *Server) routeTraffic() (in, out, inb, outb int64) {
 	s.rmu.Lock()
 	defer s.rmu.Unlock()
+	in, out = s.goneRoute.inMsgs.Load(), s.goneRoute.outMsgs.Load()
+	inb, outb = s.goneRoute.inBytes.Load(), s.goneRoute.outBytes.Load()
 	for _, c := range s.routeConns {
 		in += c.stats.inMsgs.Load()
 		out += c.stats.outMsgs.Load()

@@ -1,0 +1,45 @@
+package core
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// A closed route's traffic stays in /varz in_msgs and the like, and does not move into
+// the clients' figures (in_client_msgs and the like).
+func TestVarzClosedRouteTraffic(t *testing.T) {
+	srvs := startMesh(t, 2, nil)
+	c := mustConnect(t, srvs[1])
+	var got atomic.Int64
+	if _, err := c.Subscribe("r", "", func(Msg) { got.Add(1) }); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 2*time.Second, func() bool { return interest(srvs[0], "r") == 1 })
+	pub := mustConnect(t, srvs[0])
+	for range 10 {
+		_ = pub.Publish("r", "", nil, []byte("12345"))
+	}
+	pub.Flush()
+	waitFor(t, 2*time.Second, func() bool { return got.Load() == 10 })
+	before := srvs[1].Varz()
+	if before.InMsgs-before.InClientMsgs != 10 || before.InBytes-before.InClientBytes != 50 {
+		t.Fatalf("route traffic in: %d msgs %d bytes, want 10 and 50", before.InMsgs-before.InClientMsgs, before.InBytes-before.InClientBytes)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srvs[0].Shutdown(ctx)
+	waitFor(t, 2*time.Second, func() bool { return srvs[1].NumRoutes() == 0 })
+	after := srvs[1].Varz()
+	if after.InClientMsgs != before.InClientMsgs || after.InClientBytes != before.InClientBytes ||
+		after.OutClientMsgs != before.OutClientMsgs || after.OutClientBytes != before.OutClientBytes {
+		t.Errorf("client figures changed with the route's close: before %d/%d/%d/%d, after %d/%d/%d/%d",
+			before.InClientMsgs, before.InClientBytes, before.OutClientMsgs, before.OutClientBytes,
+			after.InClientMsgs, after.InClientBytes, after.OutClientMsgs, after.OutClientBytes)
+	}
+	if after.InMsgs < before.InMsgs || after.InBytes < before.InBytes || after.OutMsgs < before.OutMsgs || after.OutBytes < before.OutBytes {
+		t.Errorf("totals went back: before %d/%d/%d/%d, after %d/%d/%d/%d", before.InMsgs, before.InBytes,
+			before.OutMsgs, before.OutBytes, after.InMsgs, after.InBytes, after.OutMsgs, after.OutBytes)
+	}
+}
