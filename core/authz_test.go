@@ -549,3 +549,16 @@ func TestReloadRacingAcceptsSeesCompleteClients(t *testing.T) {
 	close(stop)
 	<-done
 }
+
+// /varz config_load_time is when the configuration in force was loaded: a reload moves it.
+func TestVarzConfigLoadTimeOnReload(t *testing.T) {
+	s := startCore(t, nil)
+	first := s.Varz().ConfigLoadTime
+	time.Sleep(2 * time.Millisecond) // the clock must move for the test to see it
+	if err := s.Reload(core.Options{Host: "127.0.0.1", Port: -1}); err != nil {
+		t.Fatal(err)
+	}
+	if v := s.Varz(); !v.ConfigLoadTime.After(first) || !v.Start.Equal(first) {
+		t.Fatalf("after a reload: config_load_time %v (first %v), start %v", v.ConfigLoadTime, first, v.Start)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"time"
 
 	"github.com/starling-io/starling/core/auth"
 	"github.com/starling-io/starling/core/wire"
@@ -51,6 +52,7 @@ func (s *Server) Reload(next Options) error {
 		n.Logger = cur.Logger
 	}
 	s.opts.Store(&n)
+	s.configAt.Store(time.Now().UnixNano())
 	s.mu.Lock()
 	cls := s.clientList()
 	s.mu.Unlock()

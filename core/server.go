@@ -56,6 +56,7 @@ type Server struct {
 	port      int // bound client port
 
 	nextCID   atomic.Uint64
+	configAt  atomic.Int64  // unix ns: when the options in force were loaded (/varz config_load_time)
 	totalConn atomic.Uint64 // client connections accepted (in-process ones not)
 	slow      atomic.Int64
 	stale     atomic.Int64
@@ -99,6 +100,7 @@ func New(opts Options) (*Server, error) {
 		quit:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}
+	s.configAt.Store(s.start.UnixNano())
 	if o.Cluster != nil {
 		s.routes = make(map[string]*client)
 		s.routeConns = make(map[uint64]*client)

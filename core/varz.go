@@ -115,7 +115,7 @@ func (s *Server) Varz() *Varz {
 		SlowConsumers:    s.slow.Load(), StaleConnections: s.stale.Load(),
 		Subscriptions:  uint32(s.NumSubscriptions()),
 		HTTPReqStats:   map[string]uint64{},
-		ConfigLoadTime: s.start.UTC(),
+		ConfigLoadTime: time.Unix(0, s.configAt.Load()).UTC(),
 	}
 	v.SlowConsumersStats.Clients = uint64(v.SlowConsumers)
 	if o.Auth != nil {
