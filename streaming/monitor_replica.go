@@ -36,9 +36,19 @@ func (m *stateMachine) monitorView(subs bool) ([]*Channelz, []*Clientz) {
 		if err != nil {
 			stored = nil // a store that failed: its channel is shown without subscriptions
 		}
+		groups := map[queueID]uint64{} // a queue group's last sent: its members' highest (recover.go)
+		for i := range stored {
+			if st := &stored[i].State; st.QGroup != "" {
+				qid := queueID{user: st.User, key: queueKey(st.QGroup, st.DurableName)}
+				groups[qid] = max(groups[qid], st.LastSent)
+			}
+		}
 		for i := range stored {
 			st := &stored[i].State
 			z := storedSubz(&stored[i])
+			if st.QGroup != "" {
+				z.LastSent = groups[queueID{user: st.User, key: z.QueueName}]
+			}
 			cz.SubsCount++
 			if subs {
 				cz.Subscriptions = append(cz.Subscriptions, z)

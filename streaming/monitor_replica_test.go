@@ -1,6 +1,7 @@
 package streaming
 
 import (
+	"maps"
 	"testing"
 	"time"
 
@@ -110,5 +111,39 @@ func TestSnapshotSyncsWithoutHoldingTheLock(t *testing.T) {
 	close(slow.release)
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A follower shows a queue member's last_sent as the leader does and as it would itself if
+// it led (recover.go): the group's, the highest any of its members was sent.
+func TestMonitorViewQueueMembersShowTheGroupsLastSent(t *testing.T) {
+	mem, err := memstore.New(memstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { mem.Close() })
+	m := newStateMachine(mem)
+	ch, err := mem.CreateChannel("foo", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.chans["foo"] = ch
+	for _, st := range []stores.SubState{
+		{ID: 1, ClientID: "c1", QGroup: "g", Inbox: "in.1", MaxInFlight: 10, LastSent: 3},
+		{ID: 2, ClientID: "c2", QGroup: "g", Inbox: "in.2", MaxInFlight: 10, LastSent: 4},
+		{ID: 3, ClientID: "c3", QGroup: "g", Inbox: "in.3", MaxInFlight: 10, LastSent: 1, User: "other"}, // another user's group
+		{ID: 4, ClientID: "c1", Inbox: "in.4", MaxInFlight: 10, LastSent: 2},
+	} {
+		if err := ch.Subs.CreateSub(&st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	chans, _ := m.monitorView(true)
+	got := map[string]uint64{}
+	for _, z := range chans[0].Subscriptions {
+		got[z.Inbox] = z.LastSent
+	}
+	if want := map[string]uint64{"in.1": 4, "in.2": 4, "in.3": 1, "in.4": 2}; !maps.Equal(got, want) {
+		t.Fatalf("last_sent by inbox %v, want %v", got, want)
 	}
 }
