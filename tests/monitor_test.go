@@ -149,3 +149,22 @@ func TestMonitoringCountsClientsOnly(t *testing.T) {
 		t.Fatalf("starling_connections = %v, want 1", v)
 	}
 }
+
+// http_req_stats names every endpoint by its path without the base path, the streaming
+// ones too, as nats-server names its own.
+func TestHTTPReqStatsWithBasePath(t *testing.T) {
+	m := startMetricsServer(t, "--http_base_path", "/mon")
+	getJSON(t, m, "/mon/streaming/serverz", nil)
+	getJSON(t, m, "/mon/connz", nil)
+	var varz struct {
+		HTTPReqStats map[string]uint64 `json:"http_req_stats"`
+	}
+	if code := getJSON(t, m, "/mon/varz", &varz); code != 200 {
+		t.Fatalf("/mon/varz: %d", code)
+	}
+	for _, path := range []string{"/streaming/serverz", "/connz", "/varz"} {
+		if varz.HTTPReqStats[path] != 1 {
+			t.Errorf("http_req_stats[%s] = %d: %v", path, varz.HTTPReqStats[path], varz.HTTPReqStats)
+		}
+	}
+}

@@ -27,6 +27,7 @@ type Monitor struct {
 	http *http.Server
 	ln   net.Listener
 	reg  *prometheus.Registry // what /metrics serves
+	base string               // http_base_path: prefixes every path served
 
 	assets map[string]*asset // the dashboard's files by path (dashboard.go)
 
@@ -44,7 +45,7 @@ func New(srv *core.Server, basePath string, log *slog.Logger) *Monitor {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	m := &Monitor{srv: srv, log: log, mux: http.NewServeMux(), reg: newRegistry(srv), stats: map[string]uint64{},
+	m := &Monitor{srv: srv, log: log, mux: http.NewServeMux(), reg: newRegistry(srv), base: basePath, stats: map[string]uint64{},
 		assets: dashboardAssets(), fresh: map[net.Conn]struct{}{}}
 	routes := map[string]http.HandlerFunc{
 		"/":               m.HandleRoot,
@@ -85,10 +86,10 @@ func New(srv *core.Server, basePath string, log *slog.Logger) *Monitor {
 	return m
 }
 
-// Handle mounts an extra handler (e.g. streaming's /streaming/ endpoints), counted in
-// http_req_stats like the built-in ones.
+// Handle mounts an extra handler (e.g. streaming's /streaming/ endpoints) at path, relative
+// to the base path, counted in http_req_stats under path like the built-in ones.
 func (m *Monitor) Handle(path string, h http.HandlerFunc) {
-	m.mux.HandleFunc("GET "+path, m.count(path, h))
+	m.mux.HandleFunc("GET "+m.base+path, m.count(path, h))
 }
 
 // Handler returns the HTTP handler (for tests and embedding).

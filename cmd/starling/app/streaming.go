@@ -445,7 +445,7 @@ func (m *Main) mountStreaming(c *settings) error {
 		return nil
 	}
 	for path, h := range stanmon.New(m.stan, c.streaming.monitorLimits()).Routes() {
-		m.mon.Handle(c.basePath+path, h)
+		m.mon.Handle(path, h)
 	}
 	m.mon.AddHealthCheck(m.stan.Health)
 	return m.mon.Register(stanmon.NewCollector(m.stan))
