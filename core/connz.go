@@ -66,7 +66,8 @@ type ConnInfo struct {
 	SubsDetail     []SubDetail `json:"subscriptions_list_detail,omitempty"`
 	NameTag        string      `json:"name_tag,omitempty"`
 	rtt            time.Duration
-	acc            string // the account's name, for acc=NAME (Account is shown with auth only)
+	up             time.Duration // how long it was open: until now, or until its stop
+	acc            string        // the account's name, for acc=NAME (Account is shown with auth only)
 }
 
 // SubDetail describes one subscription (in /connz and /subsz).
@@ -126,7 +127,8 @@ func (c *client) connInfo(o ConnzOptions, now time.Time) *ConnInfo {
 		}
 	}
 	c.mu.Unlock()
-	ci.Uptime = compactDuration(end.Sub(c.start))
+	ci.up = end.Sub(c.start)
+	ci.Uptime = compactDuration(ci.up)
 	ci.Idle = compactDuration(end.Sub(ci.LastActivity))
 	return ci
 }
@@ -256,7 +258,7 @@ var connzSorts = map[string]func(a, b *ConnInfo) bool{
 	"bytes_from": func(a, b *ConnInfo) bool { return a.InBytes > b.InBytes },
 	"last":       func(a, b *ConnInfo) bool { return a.LastActivity.After(b.LastActivity) },
 	"idle":       func(a, b *ConnInfo) bool { return a.LastActivity.Before(b.LastActivity) },
-	"uptime":     func(a, b *ConnInfo) bool { return a.Start.Before(b.Start) },
+	"uptime":     func(a, b *ConnInfo) bool { return a.up > b.up },
 	"stop":       func(a, b *ConnInfo) bool { return a.Stop != nil && b.Stop != nil && a.Stop.After(*b.Stop) },
 	"reason":     func(a, b *ConnInfo) bool { return a.Reason > b.Reason },
 	"rtt":        func(a, b *ConnInfo) bool { return a.rtt > b.rtt },

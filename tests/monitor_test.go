@@ -168,3 +168,25 @@ func TestHTTPReqStatsWithBasePath(t *testing.T) {
 		}
 	}
 }
+
+// sort=uptime puts the longest-lived connection first; a closed one lived from its start to
+// its stop, not until now.
+func TestConnzSortUptimeClosed(t *testing.T) {
+	m := startServer(t)
+	short := connect(t, m, nats.Name("short"))
+	long := connect(t, m, nats.Name("long"))
+	short.Close()
+	time.Sleep(100 * time.Millisecond) // long lives 100 ms longer than short
+	long.Close()
+	var connz core.Connz
+	waitFor(t, 2*time.Second, func() error {
+		getJSON(t, m, "/connz?state=closed&sort=uptime", &connz)
+		if connz.NumConns != 2 {
+			return errString("not both closed yet")
+		}
+		return nil
+	})
+	if connz.Conns[0].Name != "long" {
+		t.Fatalf("sort=uptime on closed connections: %s first, want long", connz.Conns[0].Name)
+	}
+}
