@@ -361,6 +361,7 @@ func (m *Monitor) HandleHealthz(w http.ResponseWriter, r *http.Request) {
 	}
 	if h.Status != "ok" {
 		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Access-Control-Allow-Origin", "*")
 		w.WriteHeader(http.StatusServiceUnavailable)
 		b, _ := json.Marshal(h)
 		_, _ = w.Write(b)

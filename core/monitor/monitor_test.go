@@ -196,3 +196,16 @@ func subscribedClient(t *testing.T, srv *core.Server, subs string) {
 		got = append(got, b[:n]...)
 	}
 }
+
+// An unhealthy /healthz carries the same headers as a healthy one: a page on another
+// origin polling it reads the error instead of a CORS failure.
+func TestHealthzErrorHeaders(t *testing.T) {
+	m := New(startCore(t), "", nil)
+	m.AddHealthCheck(func() error { return errors.New("streaming: no raft leader") })
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/healthz", nil))
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Access-Control-Allow-Origin") != "*" ||
+		rec.Header().Get("Content-Type") != "application/json" {
+		t.Fatalf("unhealthy: %d %v", rec.Code, rec.Header())
+	}
+}
