@@ -179,3 +179,23 @@ func TestMetricsWithoutStreaming(t *testing.T) {
 		}
 	}
 }
+
+// A channel's name is the publisher's bytes, not always UTF-8 (a PubMsg's subject reaches
+// the server undecoded), while Prometheus label values must be: a scrape shows it with the
+// invalid bytes replaced. The collector used to panic on it (recovered by the registry),
+// which left out every channel after it and logged a stack trace at each scrape.
+func TestMetricsNonUTF8ChannelName(t *testing.T) {
+	m := startMetricsServer(t)
+	sc, err := stan.Connect(metricsCluster, "utf8-client", stan.NatsURL(clientURL(m)))
+	must(t, err)
+	defer sc.Close()
+	for _, ch := range []string{"bad\xff.name", "zz"} { // zz: a channel after it
+		must(t, sc.Publish(ch, []byte("x")))
+	}
+	mfs := scrapeMetrics(t, m)
+	for _, ch := range []string{"bad\uFFFD.name", "zz"} {
+		if v, ok := metricValue(mfs, "starling_streaming_channel_messages", "channel", ch); !ok || v != 1 {
+			t.Errorf("channel %q: %v (found %v)", ch, v, ok)
+		}
+	}
+}

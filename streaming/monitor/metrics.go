@@ -1,6 +1,8 @@
 package monitor
 
 import (
+	"strings"
+
 	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -147,7 +149,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	type subKey struct{ client, inbox, durable, queue string }
 	for _, chz := range c.s.Channels(true) {
-		name := chz.Name
+		name := labelValue(chz.Name)
 		gauge(c.chMsgs, float64(chz.Msgs), name)
 		gauge(c.chBytes, float64(chz.Bytes), name)
 		gauge(c.chFirst, float64(chz.FirstSeq), name)
@@ -160,7 +162,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 				continue
 			}
 			seen[k] = true
-			labels := []string{name, k.client, k.inbox, k.durable, k.queue}
+			labels := []string{name, labelValue(k.client), labelValue(k.inbox), labelValue(k.durable), labelValue(k.queue)}
 			gauge(c.subPending, float64(sz.PendingCount), labels...)
 			gauge(c.subLastSent, float64(sz.LastSent), labels...)
 			gauge(c.subLag, float64(lag(chz, sz)), labels...)
@@ -184,6 +186,12 @@ func lag(ch *streaming.Channelz, sub *streaming.Subscriptionz) uint64 {
 	}
 	return ch.LastSeq - from
 }
+
+// labelValue is a client-chosen name as a label value, which must be UTF-8 (the collector
+// would panic): a channel name is the publisher's bytes, so invalid ones become U+FFFD.
+// Two channels cannot differ only there: names that differ only in case (as the invalid
+// bytes compare) are refused.
+func labelValue(s string) string { return strings.ToValidUTF8(s, "\uFFFD") }
 
 func flag(b bool) float64 {
 	if b {
