@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/starling-io/starling/core/subject"
@@ -192,8 +193,9 @@ func (s *Server) Connz(o ConnzOptions) (*Connz, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: invalid sorting option: %s", ErrBadRequest, o.Sort)
 	}
-	switch o.State {
+	switch state := strings.ToLower(o.State); state { // any case, as nats-server reads it
 	case "open", "closed", "any", "all":
+		o.State = state
 	default:
 		return nil, fmt.Errorf("%w: Error decoding state for %s", ErrBadRequest, o.State)
 	}

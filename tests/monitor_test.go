@@ -190,3 +190,23 @@ func TestConnzSortUptimeClosed(t *testing.T) {
 		t.Fatalf("sort=uptime on closed connections: %s first, want long", connz.Conns[0].Name)
 	}
 }
+
+// state is read in any case, as nats-server reads it: state=CLOSED lists the closed
+// connections instead of answering 400.
+func TestConnzStateAnyCase(t *testing.T) {
+	m := startServer(t)
+	connect(t, m, nats.Name("gone")).Close()
+	var connz core.Connz
+	waitFor(t, 2*time.Second, func() error {
+		if code := getJSON(t, m, "/connz?state=CLOSED", &connz); code != 200 {
+			return errString("state=CLOSED: HTTP " + itoa(uint64(code)))
+		}
+		if connz.NumConns != 1 || connz.Conns[0].Name != "gone" {
+			return errString("closed connection not listed")
+		}
+		return nil
+	})
+	if code := getJSON(t, m, "/connz?state=Any", nil); code != 200 {
+		t.Fatalf("state=Any: HTTP %d", code)
+	}
+}
