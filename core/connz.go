@@ -275,11 +275,14 @@ type SubszOptions struct {
 	Account string // only this account's subscriptions ("": all)
 }
 
-// subStats adds up the index statistics of all accounts.
-func (s *Server) subStats() subject.Stats {
+// subStats adds up the index statistics of all accounts, or of the one named.
+func (s *Server) subStats(account string) subject.Stats {
 	var st subject.Stats
 	var hits, matches float64
 	for _, a := range s.accounts {
+		if account != "" && a.name != account {
+			continue
+		}
 		x := a.subs.Stats()
 		st.NumSubs += x.NumSubs
 		st.NumCache += x.NumCache
@@ -325,7 +328,7 @@ func (s *Server) Subsz(o SubszOptions) (*Subsz, error) {
 	if o.Offset < 0 {
 		o.Offset = 0
 	}
-	st := s.subStats()
+	st := s.subStats(o.Account)
 	sz := &Subsz{ID: s.id, Now: time.Now().UTC(), NumSubs: uint32(st.NumSubs), NumCache: uint32(st.NumCache),
 		NumInserts: st.NumInserts, NumRemoves: st.NumRemoves, NumMatches: st.NumMatches,
 		CacheHitRate: st.CacheHitRate, MaxFanout: st.MaxFanout, AvgFanout: st.AvgFanout,

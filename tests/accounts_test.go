@@ -439,3 +439,24 @@ func TestConnzAccountWithAuth(t *testing.T) {
 		t.Errorf("closed auth=1: %v", got)
 	}
 }
+
+// /subsz?acc=NAME gives that account's index statistics, not every account's, as
+// nats-server does.
+func TestSubszAccountStats(t *testing.T) {
+	m := startAccounts(t, accountsConf)
+	a := connect(t, m, nats.UserInfo("a", "a"))
+	b := connect(t, m, nats.UserInfo("b", "b"))
+	for _, s := range []string{"a.one", "a.two", "a.three"} {
+		chanSub(t, a, s)
+	}
+	chanSub(t, b, "b.one")
+	var all, ofA struct {
+		NumSubs uint32 `json:"num_subscriptions"`
+		Total   int    `json:"total"`
+	}
+	getJSON(t, m, "/subsz", &all)
+	getJSON(t, m, "/subsz?acc=A&subs=1", &ofA)
+	if ofA.NumSubs >= all.NumSubs || int(ofA.NumSubs) != ofA.Total {
+		t.Fatalf("num_subscriptions of A %d (listed %d), of all %d", ofA.NumSubs, ofA.Total, all.NumSubs)
+	}
+}
