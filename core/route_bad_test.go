@@ -109,7 +109,7 @@ func TestRouteImpostorIsRefused(t *testing.T) {
 	if srvs[0].NumRoutes() != 1 {
 		t.Fatalf("routes %d", srvs[0].NumRoutes())
 	}
-	rs := srvs[0].Routez(false)
+	rs := srvs[0].Routez(false, false)
 	if len(rs) != 1 || rs[0].RemoteID != srvs[1].ID() {
 		t.Fatalf("routez %+v", rs)
 	}

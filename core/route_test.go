@@ -238,7 +238,7 @@ func TestRouteConnectURLs(t *testing.T) {
 	}
 	pub.Flush()
 	waitFor(t, 2*time.Second, func() bool {
-		rs := srvs[0].Routez(true)
+		rs := srvs[0].Routez(true, false)
 		for _, r := range rs {
 			if r.RemoteID == srvs[1].ID() {
 				return r.OutMsgs == 10 && r.OutBytes == 50 && r.NumSubs >= 1

@@ -7,29 +7,31 @@ import (
 
 // RouteInfo is one entry of /routez (monitoring spec §5).
 type RouteInfo struct {
-	Rid          uint64    `json:"rid"`
-	RemoteID     string    `json:"remote_id"`
-	RemoteName   string    `json:"remote_name"`
-	DidSolicit   bool      `json:"did_solicit"`
-	IsConfigured bool      `json:"is_configured"`
-	IP           string    `json:"ip"`
-	Port         int       `json:"port"`
-	Start        time.Time `json:"start"`
-	LastActivity time.Time `json:"last_activity"`
-	RTT          string    `json:"rtt,omitempty"`
-	Uptime       string    `json:"uptime"`
-	Idle         string    `json:"idle"`
-	Pending      int       `json:"pending_size"`
-	InMsgs       int64     `json:"in_msgs"`
-	OutMsgs      int64     `json:"out_msgs"`
-	InBytes      int64     `json:"in_bytes"`
-	OutBytes     int64     `json:"out_bytes"`
-	NumSubs      uint32    `json:"subscriptions"`
-	Subs         []string  `json:"subscriptions_list,omitempty"`
+	Rid          uint64      `json:"rid"`
+	RemoteID     string      `json:"remote_id"`
+	RemoteName   string      `json:"remote_name"`
+	DidSolicit   bool        `json:"did_solicit"`
+	IsConfigured bool        `json:"is_configured"`
+	IP           string      `json:"ip"`
+	Port         int         `json:"port"`
+	Start        time.Time   `json:"start"`
+	LastActivity time.Time   `json:"last_activity"`
+	RTT          string      `json:"rtt,omitempty"`
+	Uptime       string      `json:"uptime"`
+	Idle         string      `json:"idle"`
+	Pending      int         `json:"pending_size"`
+	InMsgs       int64       `json:"in_msgs"`
+	OutMsgs      int64       `json:"out_msgs"`
+	InBytes      int64       `json:"in_bytes"`
+	OutBytes     int64       `json:"out_bytes"`
+	NumSubs      uint32      `json:"subscriptions"`
+	Subs         []string    `json:"subscriptions_list,omitempty"`
+	SubsDetail   []SubDetail `json:"subscriptions_list_detail,omitempty"`
 }
 
-// Routez lists the registered routes, by rid; subs adds each route's interest.
-func (s *Server) Routez(subs bool) []RouteInfo {
+// Routez lists the registered routes, by rid; subs adds each route's interest by subject,
+// detail with each subscription's details instead.
+func (s *Server) Routez(subs, detail bool) []RouteInfo {
 	s.rmu.Lock()
 	infos := make([]RouteInfo, 0, len(s.routes))
 	now := time.Now()
@@ -52,9 +54,15 @@ func (s *Server) Routez(subs bool) []RouteInfo {
 		if c.rtt > 0 {
 			ri.RTT = c.rtt.String()
 		}
-		if subs {
-			for k := range c.subs {
-				ri.Subs = append(ri.Subs, k)
+		switch {
+		case detail:
+			for _, sub := range c.subs {
+				ri.SubsDetail = append(ri.SubsDetail, sub.detail())
+			}
+			sort.Slice(ri.SubsDetail, func(i, j int) bool { return ri.SubsDetail[i].Sid < ri.SubsDetail[j].Sid })
+		case subs:
+			for _, sub := range c.subs {
+				ri.Subs = append(ri.Subs, sub.subject)
 			}
 			sort.Strings(ri.Subs)
 		}

@@ -227,7 +227,7 @@ func (s *Server) sysData(kind string, o *sysOptions) (any, error) {
 		return s.Subsz(SubszOptions{Subs: o.Subs, Offset: o.Offset, Limit: o.Limit, Test: o.Test, Account: o.Account})
 	case "ROUTEZ":
 		return map[string]any{"server_id": s.id, "server_name": s.name, "now": time.Now().UTC(),
-			"num_routes": s.NumRoutes(), "routes": s.Routez(o.Subs)}, nil
+			"num_routes": s.NumRoutes(), "routes": s.Routez(o.Subs, o.SubsDetail)}, nil
 	case "HEALTHZ":
 		// nats-server's HealthStatus: natscli counts a server healthy by its status_code.
 		h := s.Healthz()
@@ -288,7 +288,7 @@ func (s *Server) statsz() *sysStats {
 		TotalConnections: v.TotalConnections, ActiveAccounts: len(s.accounts), NumSubs: v.Subscriptions,
 		Sent: sysMsgBytes{v.OutMsgs, v.OutBytes}, Received: sysMsgBytes{v.InMsgs, v.InBytes},
 		SlowConsumers: v.SlowConsumers, MaxProcs: v.MaxProcs}
-	for _, r := range s.Routez(false) {
+	for _, r := range s.Routez(false, false) {
 		st.Routes = append(st.Routes, &sysRouteStats{ID: r.Rid, Name: r.RemoteName, Pending: r.Pending,
 			Sent: sysMsgBytes{r.OutMsgs, r.OutBytes}, Received: sysMsgBytes{r.InMsgs, r.InBytes}})
 	}

@@ -115,7 +115,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	if v.Routes == 0 {
 		return
 	}
-	for _, r := range c.srv.Routez(false) {
+	for _, r := range c.srv.Routez(false, false) {
 		counter(c.rInMsgs, float64(r.InMsgs), r.RemoteID, r.RemoteName)
 		counter(c.rInBytes, float64(r.InBytes), r.RemoteID, r.RemoteName)
 		counter(c.rOutMsgs, float64(r.OutMsgs), r.RemoteID, r.RemoteName)

@@ -316,12 +316,12 @@ type Routez struct {
 	Routes    []core.RouteInfo `json:"routes"`
 }
 
-// HandleRoutez serves /routez (subs=1 lists each route's interest).
+// HandleRoutez serves /routez (subs=1 lists each route's interest, subs=detail in detail).
 func (m *Monitor) HandleRoutez(w http.ResponseWriter, r *http.Request) {
-	subs := false
+	subs, detail := false, false
 	if v := r.URL.Query().Get("subs"); v != "" {
 		if strings.EqualFold(v, "detail") {
-			subs = true
+			detail = true
 		} else {
 			b, err := strconv.ParseBool(v)
 			if err != nil {
@@ -331,7 +331,7 @@ func (m *Monitor) HandleRoutez(w http.ResponseWriter, r *http.Request) {
 			subs = b
 		}
 	}
-	rs := m.srv.Routez(subs)
+	rs := m.srv.Routez(subs, detail)
 	writeJSON(w, Routez{ID: m.srv.ID(), Name: m.srv.Name(), Now: time.Now().UTC(), NumRoutes: len(rs), Routes: rs}, true)
 }
 

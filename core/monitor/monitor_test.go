@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -207,5 +208,69 @@ func TestHealthzErrorHeaders(t *testing.T) {
 	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Access-Control-Allow-Origin") != "*" ||
 		rec.Header().Get("Content-Type") != "application/json" {
 		t.Fatalf("unhealthy: %d %v", rec.Code, rec.Header())
+	}
+}
+
+// /routez?subs=detail lists each route's interest in detail (subject, queue group), and
+// subs=1 its subjects, as nats-server does.
+func TestRoutezSubsDetail(t *testing.T) {
+	start := func(name string, seed *url.URL) *core.Server {
+		o := core.Options{Host: "127.0.0.1", Port: -1, ServerName: name,
+			Cluster: &core.ClusterOptions{Host: "127.0.0.1", Port: -1, Name: "mesh"}}
+		if seed != nil {
+			o.Cluster.Routes = []*url.URL{seed}
+		}
+		srv, err := core.New(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := srv.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+		return srv
+	}
+	a := start("a", nil)
+	b := start("b", &url.URL{Scheme: "nats-route", Host: a.ClusterAddr().String()})
+	conn, err := b.Connect("sub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Subscribe("over.route", "workers", func(core.Msg) {}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for a.NumSubscriptions() == 0 { // b's interest has reached a
+		if time.Now().After(deadline) {
+			t.Fatal("no interest over the route")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	h := New(a, "", nil).Handler()
+	var rz struct {
+		Routes []struct {
+			Subs   []string `json:"subscriptions_list"`
+			Detail []struct {
+				Subject string `json:"subject"`
+				Queue   string `json:"qgroup"`
+			} `json:"subscriptions_list_detail"`
+		} `json:"routes"`
+	}
+	get := func(path string) {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		rz.Routes = nil
+		if err := json.Unmarshal(rec.Body.Bytes(), &rz); err != nil || len(rz.Routes) != 1 {
+			t.Fatalf("GET %s: %d %s (%v)", path, rec.Code, rec.Body, err)
+		}
+	}
+	get("/routez?subs=detail")
+	if r := rz.Routes[0]; len(r.Detail) != 1 || r.Detail[0].Subject != "over.route" || r.Detail[0].Queue != "workers" || r.Subs != nil {
+		t.Errorf("subs=detail: %+v", r)
+	}
+	get("/routez?subs=1")
+	if r := rz.Routes[0]; len(r.Subs) != 1 || r.Subs[0] != "over.route" || r.Detail != nil {
+		t.Errorf("subs=1: %+v", r)
 	}
 }
