@@ -456,11 +456,12 @@ func (s *Server) removeClient(c *client) {
 		// All of it: Connz shows what each request asks for (ConnInfo.asRequested).
 		s.closed.add(c.connInfo(ConnzOptions{SubsDetail: true, Auth: true}, time.Now()))
 	}
-	s.mu.Unlock()
+	// Under s.mu, as Varz reads them: its totals never miss the connection in between.
 	s.gone.inMsgs.Add(c.stats.inMsgs.Load())
 	s.gone.inBytes.Add(c.stats.inBytes.Load())
 	s.gone.outMsgs.Add(c.stats.outMsgs.Load())
 	s.gone.outBytes.Add(c.stats.outBytes.Load())
+	s.mu.Unlock()
 }
 
 func (c *client) isClosed() bool {

@@ -61,7 +61,7 @@ type Server struct {
 	slow      atomic.Int64
 	stale     atomic.Int64
 	cpu       cpuMeter
-	gone      counters   // traffic of closed client connections, so totals never go backwards
+	gone      counters   // traffic of closed client connections (added under mu), so totals never go backwards
 	goneRoute counters   // traffic of closed routes (added under rmu, as routeTraffic reads it)
 	authLog   logLimiter // refused logins: a flood must not flood the log
 

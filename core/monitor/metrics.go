@@ -129,11 +129,11 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // monotonic returns the traffic totals, never below what the previous Collect reported.
-// Varz sums the open connections' counters and those of closed ones, and a connection
-// closing leaves the first set a moment before it joins the second, so a Varz taken in
-// between reads a total a little low. Prometheus would take that dip for a counter reset
-// and rate() would jump by the whole total. The counters never reset while the process
-// lives, so holding the last value is exact as soon as the closing completes.
+// Varz sums the open connections' counters and those of closed ones, and a closing
+// connection moves from the first set to the second under the lock Varz reads them with,
+// so its totals do not go back; holding the last value guards the counters anyway:
+// Prometheus would take a dip for a counter reset and rate() would jump by the whole
+// total. The counters never reset while the process lives.
 func (c *Collector) monotonic(v *core.Varz) (in, inb, out, outb float64) {
 	now := [numCounters]float64{cInMsgs: float64(v.InMsgs), cInBytes: float64(v.InBytes),
 		cOutMsgs: float64(v.OutMsgs), cOutBytes: float64(v.OutBytes)}
