@@ -102,7 +102,7 @@ func (c *client) connInfo(o ConnzOptions, now time.Time) *ConnInfo {
 	ci.NumSubs = uint32(len(c.subs))
 	ci.Name, ci.Lang, ci.Version = c.name, c.lang, c.version
 	if st := c.tlsState; st != nil {
-		ci.TLSVersion = tls.VersionName(st.Version)
+		ci.TLSVersion = tlsVersion(st.Version)
 		ci.TLSCipher = tls.CipherSuiteName(st.CipherSuite)
 	}
 	if o.Auth && c.ident != nil {
@@ -132,6 +132,15 @@ func (c *client) connInfo(o ConnzOptions, now time.Time) *ConnInfo {
 	ci.Uptime = compactDuration(ci.up)
 	ci.Idle = compactDuration(end.Sub(ci.LastActivity))
 	return ci
+}
+
+// tlsVersion names a TLS version as nats-server's /connz does: "1.2", "1.3" (Go's names
+// without their "TLS " prefix).
+func tlsVersion(v uint16) string {
+	if name, ok := strings.CutPrefix(tls.VersionName(v), "TLS "); ok {
+		return name
+	}
+	return fmt.Sprintf("Unknown [0x%x]", v)
 }
 
 // asRequested returns a copy of a closed connection's ConnInfo, recorded with all of its

@@ -142,3 +142,24 @@ authorization { user: a, password: a, timeout: 5 }`, pki.serverCert, pki.serverK
 		t.Fatalf("after CONNECT within the configured auth timeout: %q, %v; want PONG", line, err)
 	}
 }
+
+// /connz names a TLS connection's version as nats-server does ("1.3", not Go's "TLS 1.3"),
+// and its cipher suite by the Go name nats-server uses.
+func TestConnzTLSVersion(t *testing.T) {
+	pki := newPKI(t)
+	m := startServer(t, "-c", writeConfig(t, t.TempDir(), fmt.Sprintf(`tls { cert_file: %q, key_file: %q }`,
+		pki.serverCert, pki.serverKey)))
+	nc := connect(t, m, nats.RootCAs(pki.caFile))
+	st, err := nc.TLSConnectionState()
+	must(t, err)
+	var connz struct {
+		Conns []struct {
+			TLSVersion string `json:"tls_version"`
+			TLSCipher  string `json:"tls_cipher_suite"`
+		} `json:"connections"`
+	}
+	getJSON(t, m, "/connz", &connz)
+	if len(connz.Conns) != 1 || connz.Conns[0].TLSVersion != "1.3" || connz.Conns[0].TLSCipher != tls.CipherSuiteName(st.CipherSuite) {
+		t.Fatalf("connz %+v", connz.Conns)
+	}
+}
