@@ -75,10 +75,12 @@ type Options struct {
 	// DNS name of the verified certificate must be a configured user name.
 	TLSMap bool
 
-	// HTTPHost/HTTPPort are reported in /varz; the HTTP server itself lives in core/monitor.
-	HTTPHost  string
-	HTTPPort  int
-	HTTPSPort int
+	// HTTPHost/HTTPPort/HTTPBasePath are reported in /varz; the HTTP server itself lives in
+	// core/monitor.
+	HTTPHost     string
+	HTTPPort     int
+	HTTPSPort    int
+	HTTPBasePath string
 
 	// Accounts are the configured accounts besides the global one ($G), which clients
 	// whose user names no account use. They cannot change on reload.

@@ -104,7 +104,7 @@ func (s *Server) Varz() *Varz {
 		GoVersion: runtime.Version(), Host: o.Host, Port: s.port,
 		MaxConn: o.MaxConnections, MaxSubs: o.MaxSubscriptions,
 		PingInterval: o.PingInterval, MaxPingsOut: o.PingMax,
-		HTTPHost: o.HTTPHost, HTTPPort: o.HTTPPort, HTTPSPort: o.HTTPSPort,
+		HTTPHost: o.HTTPHost, HTTPPort: o.HTTPPort, HTTPSPort: o.HTTPSPort, HTTPBasePath: o.HTTPBasePath,
 		AuthTimeout: o.AuthTimeout.Seconds(), MaxControlLine: o.MaxControlLine,
 		MaxPayload: o.MaxPayload, MaxPending: o.MaxPending,
 		TLSTimeout: 2, WriteDeadline: o.WriteDeadline,

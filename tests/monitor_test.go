@@ -210,3 +210,14 @@ func TestConnzStateAnyCase(t *testing.T) {
 		t.Fatalf("state=Any: HTTP %d", code)
 	}
 }
+
+// /varz shows the monitoring base path it is served under, as nats-server does.
+func TestVarzHTTPBasePath(t *testing.T) {
+	m := startServer(t, "--http_base_path", "/mon")
+	var varz struct {
+		BasePath string `json:"http_base_path"`
+	}
+	if code := getJSON(t, m, "/mon/varz", &varz); code != 200 || varz.BasePath != "/mon" {
+		t.Fatalf("/mon/varz: %d, http_base_path %q", code, varz.BasePath)
+	}
+}

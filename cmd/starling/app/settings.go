@@ -178,7 +178,7 @@ func (s *settings) coreOptions(log *slog.Logger) core.Options {
 	o := s.core
 	o.Logger = log
 	if port := s.monitorPort(); port != 0 {
-		o.HTTPHost = s.monitorHost()
+		o.HTTPHost, o.HTTPBasePath = s.monitorHost(), s.basePath
 		if s.httpsPort == 0 {
 			o.HTTPPort = s.httpPort
 		} else {
