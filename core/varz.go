@@ -71,6 +71,7 @@ type Varz struct {
 	Subscriptions      uint32             `json:"subscriptions"`
 	HTTPReqStats       map[string]uint64  `json:"http_req_stats"`
 	ConfigLoadTime     time.Time          `json:"config_load_time"`
+	SystemAccount      string             `json:"system_account,omitempty"`
 	SlowConsumersStats SlowConsumersStats `json:"slow_consumer_stats"`
 }
 
@@ -118,6 +119,9 @@ func (s *Server) Varz() *Varz {
 		ConfigLoadTime: time.Unix(0, s.configAt.Load()).UTC(),
 	}
 	v.SlowConsumersStats.Clients = uint64(v.SlowConsumers)
+	if s.sysAcc != nil {
+		v.SystemAccount = s.sysAcc.name
+	}
 	if o.Auth != nil {
 		v.AuthRequired = o.Auth.Required()
 	}

@@ -193,3 +193,14 @@ func TestSystemAccountConnectEvents(t *testing.T) {
 		t.Fatalf("events\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// /varz names the system account, as nats-server does.
+func TestVarzSystemAccount(t *testing.T) {
+	m := startAccounts(t, sysConf)
+	var varz struct {
+		SystemAccount string `json:"system_account"`
+	}
+	if getJSON(t, m, "/varz", &varz); varz.SystemAccount != "SYS" {
+		t.Fatalf("system_account %q, want SYS", varz.SystemAccount)
+	}
+}
