@@ -23,6 +23,7 @@ type ConnzOptions struct {
 	State      string // open (default), closed, any/all
 	Account    string // only connections of this account
 	User       string // only connections of this user
+	Filter     string // with Account: only connections with interest in this subject
 }
 
 // Connz is /connz.
@@ -134,6 +135,19 @@ func (c *client) connInfo(o ConnzOptions, now time.Time) *ConnInfo {
 	return ci
 }
 
+// interestedIn reports whether one of c's subscriptions matches a subject that filter
+// matches (/connz's filter_subject).
+func (c *client) interestedIn(filter string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, sub := range c.subs {
+		if subject.Overlap(filter, sub.subject) {
+			return true
+		}
+	}
+	return false
+}
+
 // tlsVersion names a TLS version as nats-server's /connz does: "1.2", "1.3" (Go's names
 // without their "TLS " prefix).
 func tlsVersion(v uint16) string {
@@ -211,6 +225,12 @@ func (s *Server) Connz(o ConnzOptions) (*Connz, error) {
 	if (o.Sort == "stop" || o.Sort == "reason") && o.State != "closed" {
 		return nil, fmt.Errorf("%w: sort by %s only valid on closed connections", ErrBadRequest, o.Sort)
 	}
+	if o.Filter == ">" {
+		o.Filter = ""
+	}
+	if o.Filter != "" && o.Account == "" {
+		return nil, fmt.Errorf("%w: filter by subject only valid with account filtering", ErrBadRequest)
+	}
 	now := time.Now()
 	s.mu.Lock()
 	var open []*client
@@ -232,6 +252,9 @@ func (s *Server) Connz(o ConnzOptions) (*Connz, error) {
 	withUser.Auth = o.Auth || o.User != ""
 	for _, c := range open {
 		if c.kind == kindInternal || (o.CID != 0 && c.cid != o.CID) { // in-process: no client connection
+			continue
+		}
+		if o.Filter != "" && !c.interestedIn(o.Filter) {
 			continue
 		}
 		if ci := c.connInfo(withUser, now); keep(ci) {

@@ -170,6 +170,7 @@ type sysOptions struct {
 	State      int    `json:"state"` // 0 open, 1 closed, 2 all
 	User       string `json:"user"`
 	ConnAcc    string `json:"acc"`
+	Filter     string `json:"filter_subject"`
 	Account    string `json:"account"`
 	Test       string `json:"test"`
 }
@@ -222,7 +223,7 @@ func (s *Server) sysData(kind string, o *sysOptions) (any, error) {
 			state = "all"
 		}
 		return s.Connz(ConnzOptions{Sort: o.Sort, Subs: o.Subs, SubsDetail: o.SubsDetail, Offset: o.Offset, Limit: o.Limit,
-			CID: o.CID, Auth: o.Auth, State: state, Account: o.ConnAcc, User: o.User})
+			CID: o.CID, Auth: o.Auth, State: state, Account: o.ConnAcc, User: o.User, Filter: o.Filter})
 	case "SUBSZ":
 		return s.Subsz(SubszOptions{Subs: o.Subs, Offset: o.Offset, Limit: o.Limit, Test: o.Test, Account: o.Account})
 	case "ROUTEZ":

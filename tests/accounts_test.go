@@ -460,3 +460,24 @@ func TestSubszAccountStats(t *testing.T) {
 		t.Fatalf("num_subscriptions of A %d (listed %d), of all %d", ofA.NumSubs, ofA.Total, all.NumSubs)
 	}
 }
+
+// /connz?acc=NAME&filter_subject=S lists the account's connections with interest in S, as
+// nats-server does; without acc it is refused.
+func TestConnzFilterSubject(t *testing.T) {
+	m := startAccounts(t, accountsConf)
+	in := connect(t, m, nats.UserInfo("a", "a"), nats.Name("in"))
+	out := connect(t, m, nats.UserInfo("a", "a"), nats.Name("out"))
+	chanSub(t, in, "orders.new")
+	chanSub(t, out, "other")
+	var cz struct {
+		Conns []struct {
+			Name string `json:"name"`
+		} `json:"connections"`
+	}
+	if code := getJSON(t, m, "/connz?acc=A&filter_subject=orders.*", &cz); code != 200 || len(cz.Conns) != 1 || cz.Conns[0].Name != "in" {
+		t.Fatalf("filter_subject=orders.*: %d %+v", code, cz.Conns)
+	}
+	if code := getJSON(t, m, "/connz?filter_subject=orders.*", nil); code != 400 {
+		t.Fatalf("filter_subject without acc: %d", code)
+	}
+}

@@ -262,7 +262,8 @@ func (m *Monitor) HandleVarz(w http.ResponseWriter, r *http.Request) {
 // HandleConnz serves /connz.
 func (m *Monitor) HandleConnz(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	o := core.ConnzOptions{Sort: q.Get("sort"), State: q.Get("state"), Account: q.Get("acc"), User: q.Get("user")}
+	o := core.ConnzOptions{Sort: q.Get("sort"), State: q.Get("state"), Account: q.Get("acc"), User: q.Get("user"),
+		Filter: q.Get("filter_subject")}
 	p := params{r: r}
 	if strings.EqualFold(q.Get("subs"), "detail") { // any case, as nats-server
 		o.SubsDetail = true
