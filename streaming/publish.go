@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/starling-io/starling/raftlog"
 	"github.com/starling-io/starling/stores"
@@ -83,7 +84,9 @@ func (s *Server) queuePublish(o *op) {
 		s.sendPubAck(o.reply, nil, errInvalidPubReq)
 		return
 	}
-	if len(pm.guid) == 0 || !validChannel(string(pm.subject)) {
+	// The reply travels in MsgProto's string field, which Marshal refuses if not UTF-8 (a
+	// catch-up fetch of the channel would fail at that message).
+	if len(pm.guid) == 0 || !validChannel(string(pm.subject)) || !utf8.Valid(pm.reply) {
 		s.log.Debug("invalid publish request", "guid", string(pm.guid), "channel", string(pm.subject))
 		s.sendPubAck(o.reply, pm.guid, errInvalidPubReq)
 		return

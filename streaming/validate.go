@@ -2,6 +2,7 @@ package streaming
 
 import (
 	"strconv"
+	"unicode/utf8"
 
 	"github.com/starling-io/starling/core/subject"
 )
@@ -23,9 +24,11 @@ func validClientID(id string) bool {
 }
 
 // validChannel: non-empty, no leading/trailing '.', no "..", no '/', no wildcards, no
-// whitespace (spec §10.1; whitespace would not survive as a NATS subject).
+// whitespace (spec §10.1; whitespace would not survive as a NATS subject), and UTF-8: a
+// channel name travels in protobuf string fields (MsgProto, the raft snapshot), which
+// Marshal refuses otherwise.
 func validChannel(name string) bool {
-	if name == "" || name[0] == '.' || name[len(name)-1] == '.' {
+	if name == "" || name[0] == '.' || name[len(name)-1] == '.' || !utf8.ValidString(name) {
 		return false
 	}
 	for i := 0; i < len(name); i++ {
