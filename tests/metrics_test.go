@@ -17,6 +17,8 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/starling-io/starling/cmd/starling/app"
+	"github.com/starling-io/starling/stores"
+	"github.com/starling-io/starling/stores/filestore"
 )
 
 const metricsCluster = "metrics-test"
@@ -180,18 +182,24 @@ func TestMetricsWithoutStreaming(t *testing.T) {
 	}
 }
 
-// A channel's name is the publisher's bytes, not always UTF-8 (a PubMsg's subject reaches
-// the server undecoded), while Prometheus label values must be: a scrape shows it with the
-// invalid bytes replaced. The collector used to panic on it (recovered by the registry),
+// A channel's name in a store is not always UTF-8 (one written before publishes were
+// checked, or imported from nss, which took any bytes), while Prometheus label values must
+// be: a scrape shows it with the invalid bytes replaced. The collector used to panic on it (recovered by the registry),
 // which left out every channel after it and logged a stack trace at each scrape.
 func TestMetricsNonUTF8ChannelName(t *testing.T) {
-	m := startMetricsServer(t)
-	sc, err := stan.Connect(metricsCluster, "utf8-client", stan.NatsURL(clientURL(m)))
+	// Publishes name UTF-8 channels only now (TestPublishOfNonUTF8IsRefused).
+	dir := t.TempDir()
+	st, err := filestore.Open(dir, filestore.Options{})
 	must(t, err)
-	defer sc.Close()
-	for _, ch := range []string{"bad\xff.name", "zz"} { // zz: a channel after it
-		must(t, sc.Publish(ch, []byte("x")))
+	must(t, st.Init(stores.ServerInfo{ClusterID: metricsCluster}))
+	for i, name := range []string{"bad\xff.name", "zz"} { // zz: a channel after it
+		ch, err := st.CreateChannel(name, uint64(i+1))
+		must(t, err)
+		must(t, ch.Msgs.Append([]stores.Msg{{Seq: 1, Time: time.Now().UnixNano(), Data: []byte("x")}}))
+		must(t, ch.Msgs.Sync())
 	}
+	must(t, st.Close())
+	m := startMetricsServer(t, "--store", "file", "--dir", dir)
 	mfs := scrapeMetrics(t, m)
 	for _, ch := range []string{"bad\uFFFD.name", "zz"} {
 		if v, ok := metricValue(mfs, "starling_streaming_channel_messages", "channel", ch); !ok || v != 1 {
