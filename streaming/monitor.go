@@ -109,24 +109,50 @@ type snapshot struct {
 	viewChans int // channels in the engine's own view (none on a follower)
 }
 
-// takeSnapshot asks the engine for a copy of its state (subs: include subscriptions).
-func (s *Server) takeSnapshot(subs bool) *snapshot {
-	ch := make(chan *snapshot, 1)
-	// Past the queue's limits too: refused, monitoring would show a flood's backlog as a
-	// server with no clients, channels or messages (a counter reset to a scraper). Only so
+// Why a monitoring snapshot could not be taken. Monitoring then reports the error, never an
+// empty server: a server that shows no clients, channels or messages while it has them
+// raises false alerts, and its counters go back to a scraper.
+var (
+	// ErrEngineBusy: the engine did not answer in time (snapshotWait), or too many
+	// monitoring requests wait for it already (maxQueuedSnapshots).
+	ErrEngineBusy = errors.New("streaming engine busy")
+	// ErrShutDown: the streaming server is shut down, or shutting down.
+	ErrShutDown = errors.New("streaming server shut down")
+)
+
+// snapshotWait bounds the wait for the engine's answer to a monitoring request.
+const snapshotWait = 5 * time.Second
+
+// snapshot asks the engine for a copy of its state (subs: include subscriptions). It
+// fails with ErrEngineBusy or ErrShutDown when the engine cannot answer.
+func (s *Server) snapshot(subs bool) (*snapshot, error) {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return nil, ErrShutDown
+	}
+	// Past the queue's limits too: refused, it would wait behind a flood's backlog. Only so
 	// many at once: a stalled engine must not collect one per monitoring request.
 	if s.snapsQueued.Add(1) > maxQueuedSnapshots {
 		s.snapsQueued.Add(-1)
-		return &snapshot{}
+		return nil, fmt.Errorf("%w: %d monitoring requests wait for it already", ErrEngineBusy, maxQueuedSnapshots)
 	}
+	ch := make(chan *snapshot, 1)
 	s.push(op{kind: opSnapshot, snap: ch, subsToo: subs})
+	wait := time.Duration(s.snapWait.Load())
+	if wait <= 0 {
+		wait = snapshotWait
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
 	select {
 	case sn := <-ch:
-		return sn
+		return sn, nil
 	case <-s.done:
-		return &snapshot{}
-	case <-time.After(5 * time.Second):
-		return &snapshot{}
+		return nil, ErrShutDown
+	case <-t.C:
+		return nil, fmt.Errorf("%w: no answer to a monitoring request within %v", ErrEngineBusy, wait)
 	}
 }
 
@@ -196,9 +222,21 @@ func (sub *subState) monitor() *Subscriptionz {
 	return z
 }
 
-// Serverz returns server-wide figures.
+// Serverz returns server-wide figures. When the engine cannot be asked (ServerzErr's
+// error) the figures it owns (clients, channels, subscriptions, messages) are zero:
+// monitoring uses ServerzErr.
 func (s *Server) Serverz() *Serverz {
-	sn := s.takeSnapshot(false)
+	z, _ := s.ServerzErr()
+	return z
+}
+
+// ServerzErr returns server-wide figures, or with ErrEngineBusy or ErrShutDown the figures
+// that need no engine (identity, state, raft, traffic counters) and zero for the others.
+func (s *Server) ServerzErr() (*Serverz, error) {
+	sn, err := s.snapshot(false)
+	if err != nil {
+		sn = &snapshot{}
+	}
 	now := time.Now()
 	z := &Serverz{ClusterID: s.opts.ClusterID, ServerID: s.id, Version: core.Version, GoVersion: goVersion(),
 		State: "STANDALONE", Now: now.UTC(), Start: s.start.UTC(), Uptime: uptime(now.Sub(s.start)),
@@ -229,7 +267,7 @@ func (s *Server) Serverz() *Serverz {
 	s.mu.Lock()
 	z.InMsgs, z.InBytes, z.OutMsgs, z.OutBytes = s.stats.InMsgs, s.stats.InBytes, s.stats.OutMsgs, s.stats.OutBytes
 	s.mu.Unlock()
-	return z
+	return z, err
 }
 
 // RaftStats returns the replication log's figures, and false when the server replicates
@@ -267,19 +305,44 @@ func (s *Server) Health() error {
 // LeaderChanges returns how many times this server's engine gained or lost leadership.
 func (s *Server) LeaderChanges() int64 { return s.leaderChanges.Load() }
 
-// Channels returns the channels sorted by name (with subscriptions when subs).
+// Channels returns the channels sorted by name (with subscriptions when subs); none when
+// the engine cannot be asked (ChannelsErr's error): monitoring uses ChannelsErr.
 func (s *Server) Channels(subs bool) []*Channelz {
-	sn := s.takeSnapshot(subs)
-	sort.Slice(sn.channels, func(i, j int) bool { return sn.channels[i].Name < sn.channels[j].Name })
-	return sn.channels
+	chans, _ := s.ChannelsErr(subs)
+	return chans
 }
 
-// Clients returns the clients sorted by ID (with subscriptions when subs).
-func (s *Server) Clients(subs bool) []*Clientz {
-	sn := s.takeSnapshot(subs)
-	sort.Slice(sn.clients, func(i, j int) bool { return sn.clients[i].ID < sn.clients[j].ID })
-	return sn.clients
+// ChannelsErr returns the channels sorted by name (with subscriptions when subs), or
+// ErrEngineBusy or ErrShutDown.
+func (s *Server) ChannelsErr(subs bool) ([]*Channelz, error) {
+	sn, err := s.snapshot(subs)
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(sn.channels, func(i, j int) bool { return sn.channels[i].Name < sn.channels[j].Name })
+	return sn.channels, nil
 }
+
+// Clients returns the clients sorted by ID (with subscriptions when subs); none when the
+// engine cannot be asked (ClientsErr's error): monitoring uses ClientsErr.
+func (s *Server) Clients(subs bool) []*Clientz {
+	clients, _ := s.ClientsErr(subs)
+	return clients
+}
+
+// ClientsErr returns the clients sorted by ID (with subscriptions when subs), or
+// ErrEngineBusy or ErrShutDown.
+func (s *Server) ClientsErr(subs bool) ([]*Clientz, error) {
+	sn, err := s.snapshot(subs)
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(sn.clients, func(i, j int) bool { return sn.clients[i].ID < sn.clients[j].ID })
+	return sn.clients, nil
+}
+
+// ServerID returns the streaming server's ID (a NUID, not the NATS server's ID).
+func (s *Server) ServerID() string { return s.id }
 
 // StoreType names the store for /streaming/storez.
 func (s *Server) StoreType() string { return strings.ToUpper(s.store.Name()) }

@@ -1,12 +1,22 @@
 package streaming
 
 import (
+	"errors"
 	"testing"
 	"time"
 
 	"github.com/starling-io/starling/proto/stanpb"
 	"github.com/starling-io/starling/raftlog"
 )
+
+// takeSnapshot is snapshot for the tests: an empty snapshot when the engine does not answer.
+func (s *Server) takeSnapshot(subs bool) *snapshot {
+	sn, err := s.snapshot(subs)
+	if err != nil {
+		return &snapshot{}
+	}
+	return sn
+}
 
 // Monitoring asked while the engine queue is at its limit (a publish flood) waits its turn
 // and shows the state. Before, the refused request answered an empty snapshot: serverz,
@@ -36,5 +46,30 @@ func TestMonitoringPassesAFullQueue(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("no answer")
+	}
+}
+
+// With maxQueuedSnapshots monitoring requests waiting for the engine, one more is refused
+// at once with ErrEngineBusy: before, it answered an empty snapshot, which monitoring
+// showed as a server without clients.
+func TestMonitoringRefusedPastQueuedSnapshots(t *testing.T) {
+	s, err := New(&dataBus{}, newMemStore(t), raftlog.Standalone, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.recover(); err != nil {
+		t.Fatal(err)
+	}
+	s.step(requestOp(opConnect, "r", &stanpb.ConnectRequest{ClientID: "c1", HeartbeatInbox: "hb.c1", Protocol: 1, ConnID: []byte("x")}))
+	runEngine(s)
+	defer func() { close(s.stop); <-s.done }()
+	s.snapsQueued.Add(maxQueuedSnapshots)
+	start := time.Now()
+	if c, err := s.ClientsErr(false); !errors.Is(err, ErrEngineBusy) || c != nil || time.Since(start) > time.Second {
+		t.Fatalf("past %d queued snapshots: %v, %v after %v; want ErrEngineBusy at once", maxQueuedSnapshots, c, err, time.Since(start))
+	}
+	s.snapsQueued.Add(-maxQueuedSnapshots)
+	if c, err := s.ClientsErr(false); err != nil || len(c) != 1 {
+		t.Fatalf("clients: %v, %v", c, err)
 	}
 }

@@ -150,6 +150,7 @@ type Server struct {
 	heldTimer     *time.Timer  // engine: armed while held is not empty
 	leaderChanges atomic.Int64 // how many times the engine's role changed (engine writes)
 	snapsQueued   atomic.Int32 // monitoring snapshot ops queued, not yet processed (monitor.go)
+	snapWait      atomic.Int64 // bounds a monitoring snapshot's wait for the engine, ns (0: snapshotWait)
 	leaderTerm    uint64       // the log's term when the engine last took over (termer)
 	hbTickAt      time.Time    // engine: when a heartbeat tick was last handled (processHbTick)
 

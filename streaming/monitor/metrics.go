@@ -13,7 +13,9 @@ import (
 // and per subscription. Like the JSON endpoints, it reads streaming.Server's monitoring
 // snapshots (Serverz, Channels) when scraped and keeps nothing of its own, so the publish
 // and delivery paths cost the same with it as without it. A scrape costs two snapshots on
-// the engine goroutine, as /streaming/serverz and /streaming/channelsz?subs=1 would.
+// the engine goroutine, as /streaming/serverz and /streaming/channelsz?subs=1 would. When
+// the engine cannot answer (busy, shut down) the series it owns have no sample in that
+// scrape; the traffic counters, the histograms and the raft series do.
 type Collector struct {
 	s *streaming.Server
 
@@ -102,14 +104,16 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter := func(d *prometheus.Desc, x float64) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, x)
 	}
-	z := c.s.Serverz()
+	// Figures the engine could not be asked for (busy, shut down) have no sample in this
+	// scrape: a zero would read as a server that lost everything, and as counters reset.
+	z, snapErr := c.s.ServerzErr()
 	gauge(c.info, 1, z.ClusterID, z.ServerID, z.State, c.s.StoreType())
 	// The replicated state (clients, channels, subscriptions) is exported by the node that
 	// serves it: every node holds a copy, and a dashboard that sums over a cluster's nodes
 	// must count it once. A follower's copy is in its /streaming/channelsz.
 	st, clustered := c.s.RaftStats()
 	follower := clustered && st.Role != raft.Leader
-	if !follower {
+	if !follower && snapErr == nil {
 		gauge(c.clients, float64(z.Clients))
 		gauge(c.subscriptions, float64(z.Subscriptions))
 		gauge(c.channels, float64(z.Channels))
@@ -144,11 +148,15 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 
-	if follower {
+	if follower || snapErr != nil {
+		return
+	}
+	chans, err := c.s.ChannelsErr(true)
+	if err != nil {
 		return
 	}
 	type subKey struct{ client, inbox, durable, queue string }
-	for _, chz := range c.s.Channels(true) {
+	for _, chz := range chans {
 		name := labelValue(chz.Name)
 		gauge(c.chMsgs, float64(chz.Msgs), name)
 		gauge(c.chBytes, float64(chz.Bytes), name)

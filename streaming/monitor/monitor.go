@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/starling-io/starling/streaming"
@@ -83,9 +82,6 @@ type Channelsz struct {
 type Monitor struct {
 	s      *streaming.Server
 	limits Limits
-
-	idOnce   sync.Once
-	serverID string // the streaming server ID, read once from Serverz
 }
 
 // New returns the handlers for s; limits is what storez shows.
@@ -106,11 +102,16 @@ func (m *Monitor) Routes() map[string]http.HandlerFunc {
 	}
 }
 
-// id returns the streaming server ID. streaming.Server exposes it through Serverz only,
-// which snapshots the engine's state, so it is read once (it never changes).
-func (m *Monitor) id() string {
-	m.idOnce.Do(func() { m.serverID = m.s.Serverz().ServerID })
-	return m.serverID
+// id returns the streaming server ID.
+func (m *Monitor) id() string { return m.s.ServerID() }
+
+// unavailable answers 503 when the engine could not be asked for its state (busy, or shut
+// down): an empty answer would show a server that lost every client, channel and message.
+// The body is plain text, not JSON: prometheus-nats-exporter decodes a body whatever its
+// status, and a JSON one would decode into zeros.
+func unavailable(w http.ResponseWriter, err error) {
+	w.Header().Set("Access-Control-Allow-Origin", "*")
+	http.Error(w, err.Error(), http.StatusServiceUnavailable)
 }
 
 // HandleRoot serves /streaming: an index of the endpoints. Links are relative so that they
@@ -127,7 +128,11 @@ func (m *Monitor) HandleRoot(w http.ResponseWriter, r *http.Request) {
 // HandleServerz serves /streaming/serverz.
 // With digest=1 it adds the replicated state's digest (StateDigest: it reads every message).
 func (m *Monitor) HandleServerz(w http.ResponseWriter, r *http.Request) {
-	z := m.s.Serverz()
+	z, err := m.s.ServerzErr()
+	if err != nil {
+		unavailable(w, err)
+		return
+	}
 	if r.URL.Query().Get("digest") == "1" {
 		d, err := m.s.StateDigest()
 		if err != nil {
@@ -141,7 +146,11 @@ func (m *Monitor) HandleServerz(w http.ResponseWriter, r *http.Request) {
 
 // HandleStorez serves /streaming/storez.
 func (m *Monitor) HandleStorez(w http.ResponseWriter, r *http.Request) {
-	z := m.s.Serverz()
+	z, err := m.s.ServerzErr()
+	if err != nil {
+		unavailable(w, err)
+		return
+	}
 	writeJSON(w, &Storez{ClusterID: z.ClusterID, ServerID: z.ServerID, Now: z.Now, Type: m.s.StoreType(),
 		Limits: m.limits, TotalMsgs: z.TotalMsgs, TotalBytes: z.TotalBytes})
 }
@@ -151,7 +160,11 @@ func (m *Monitor) HandleStorez(w http.ResponseWriter, r *http.Request) {
 func (m *Monitor) HandleClientsz(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	subs := q.Get("subs") == "1"
-	clients := m.s.Clients(subs)
+	clients, err := m.s.ClientsErr(subs)
+	if err != nil {
+		unavailable(w, err)
+		return
+	}
 	if id := q.Get("client"); id != "" {
 		for _, c := range clients {
 			if c.ID == id {
@@ -175,7 +188,11 @@ func (m *Monitor) HandleClientsz(w http.ResponseWriter, r *http.Request) {
 func (m *Monitor) HandleChannelsz(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	subs := q.Get("subs") == "1"
-	channels := m.s.Channels(subs)
+	channels, err := m.s.ChannelsErr(subs)
+	if err != nil {
+		unavailable(w, err)
+		return
+	}
 	if name := q.Get("channel"); name != "" {
 		for _, c := range channels {
 			if c.Name == name {

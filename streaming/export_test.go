@@ -1,0 +1,11 @@
+package streaming
+
+import "time"
+
+// HoldEngine stalls s's engine, as a long iteration would, and has monitoring snapshots
+// wait at most wait for it. release lets it run again.
+func HoldEngine(s *Server, wait time.Duration) (release func()) {
+	s.snapWait.Store(int64(wait))
+	s.runMu.Lock()
+	return s.runMu.Unlock
+}
