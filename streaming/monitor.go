@@ -239,11 +239,13 @@ func (s *Server) ServerzErr() (*Serverz, error) {
 	}
 	now := time.Now()
 	z := &Serverz{ClusterID: s.opts.ClusterID, ServerID: s.id, Version: core.Version, GoVersion: goVersion(),
-		State: "STANDALONE", Now: now.UTC(), Start: s.start.UTC(), Uptime: uptime(now.Sub(s.start)),
+		Now: now.UTC(), Start: s.start.UTC(), Uptime: uptime(now.Sub(s.start)),
 		Clients: len(sn.clients), Channels: len(sn.channels)}
-	if st, ok := s.RaftStats(); ok {
+	st, ok := s.RaftStats()
+	z.State = s.state(st, ok)
+	if ok {
 		// Replicated: the node's role as raft sees it, as nats-streaming-server shows it.
-		z.State, z.Role, z.NodeID, z.Leader = "CLUSTERED", st.Role.String(), st.NodeID, st.LeaderID
+		z.Role, z.NodeID, z.Leader = st.Role.String(), st.NodeID, st.LeaderID
 		z.Raft = &RaftInfo{Group: st.Group, Term: st.Term, LastIndex: st.LastLogIndex, CommitIndex: st.CommitIndex, AppliedIndex: st.AppliedIndex, Voters: st.Voters}
 		if st.Stopped != nil {
 			z.Raft.Stopped = st.Stopped.Error()
@@ -268,6 +270,30 @@ func (s *Server) ServerzErr() (*Serverz, error) {
 	z.InMsgs, z.InBytes, z.OutMsgs, z.OutBytes = s.stats.InMsgs, s.stats.InBytes, s.stats.OutMsgs, s.stats.OutBytes
 	s.mu.Unlock()
 	return z, err
+}
+
+// State is the server's state as /streaming/serverz shows it, with nats-streaming-server's
+// names (spec §16): "SHUTDOWN" once Shutdown was called; "FAILED" when the replicated log's
+// node stopped applying it (serverz's raft.stopped says why), else "CLUSTERED" over a
+// replicated log; "STANDALONE" otherwise. It asks nothing of the engine.
+func (s *Server) State() string {
+	st, ok := s.RaftStats()
+	return s.state(st, ok)
+}
+
+func (s *Server) state(st raftlog.Stats, clustered bool) string {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	switch {
+	case closed:
+		return "SHUTDOWN"
+	case clustered && st.Stopped != nil:
+		return "FAILED"
+	case clustered:
+		return "CLUSTERED"
+	}
+	return "STANDALONE"
 }
 
 // RaftStats returns the replication log's figures, and false when the server replicates

@@ -119,6 +119,23 @@ func TestMonitoringUnavailableEngine(t *testing.T) {
 	sc.Close()
 	check(t, st.Shutdown())
 	unavailable("shut down")
+	// The state, which needs no engine, says so: before, it stayed "STANDALONE".
+	if z := st.Serverz(); z.State != "SHUTDOWN" {
+		t.Errorf("serverz state after Shutdown: %q, want SHUTDOWN", z.State)
+	}
+	info := gather(t, monitor.NewCollector(st))["starling_streaming_info"]
+	if info == nil || !hasLabel(info.GetMetric()[0], "state", "SHUTDOWN") {
+		t.Errorf("starling_streaming_info after Shutdown: %v, want state=\"SHUTDOWN\"", info)
+	}
+}
+
+func hasLabel(m *dto.Metric, name, value string) bool {
+	for _, lp := range m.GetLabel() {
+		if lp.GetName() == name && lp.GetValue() == value {
+			return true
+		}
+	}
+	return false
 }
 
 func gather(t *testing.T, c prometheus.Collector) map[string]*dto.MetricFamily {

@@ -301,6 +301,10 @@ func TestReplicaFailureStopsTheReplica(t *testing.T) {
 	if err := follower.srv.Health(); err == nil {
 		t.Fatal("the stopped follower reports healthy")
 	}
+	// As nats-streaming-server names a server that failed: before, it stayed "CLUSTERED".
+	if z := follower.srv.Serverz(); z.State != "FAILED" || z.Raft == nil || z.Raft.Stopped == "" {
+		t.Fatalf("the stopped follower's serverz: state %q, raft %+v; want FAILED with raft.stopped", z.State, z.Raft)
+	}
 	acks := len(leader.bus.to("r"))
 	pub(leader.srv, 3)
 	waitUntil(t, "the two others acknowledge without it", func() bool { return len(leader.bus.to("r")) > acks })

@@ -221,7 +221,7 @@ func (m *Monitor) HandleChannelsz(w http.ResponseWriter, r *http.Request) {
 // HandleIsFTActive serves /streaming/isFTActive: 200 on the active server of a
 // fault-tolerance group, 204 (no body) otherwise — a standalone server included.
 func (m *Monitor) HandleIsFTActive(w http.ResponseWriter, r *http.Request) {
-	if m.s.Serverz().State == "FT_ACTIVE" {
+	if m.s.State() == "FT_ACTIVE" {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
