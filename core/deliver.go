@@ -186,9 +186,11 @@ func (c *client) match(subj []byte) *subject.Result[*subscription] {
 	return r
 }
 
-// route delivers one message, published in account acc, to every plain match and to one member of each queue group,
-// and returns how many subscriptions received it. msg is header block + payload with the
-// first hdrLen bytes the header (hdrLen 0 = no header).
+// route delivers one message, published in account acc, to every plain match and to one
+// member of each queue group, and returns how many local subscriptions and routes took it
+// (0: nobody, the no-responders case). A route counts once it was written to, not when it
+// was chosen: one that closed meanwhile, or is past max_pending, took nothing. msg is header
+// block + payload with the first hdrLen bytes the header (hdrLen 0 = no header).
 func (p *producer) route(acc *account, r *subject.Result[*subscription], subj, reply []byte, hdrLen int, msg []byte) int {
 	n := 0
 	fromRoute := p.self.kind == kindRoute
@@ -220,8 +222,7 @@ func (p *producer) route(acc *account, r *subject.Result[*subscription], subj, r
 		}
 	}
 	if len(hb.hits) > 0 {
-		n += len(hb.hits)
-		p.sendToRoutes(hb, acc.name, subj, reply, hdrLen, msg)
+		n += p.sendToRoutes(hb, acc.name, subj, reply, hdrLen, msg)
 	}
 	return n
 }

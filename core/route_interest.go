@@ -242,7 +242,8 @@ func (p *producer) listed(q string) bool {
 }
 
 // routeQueue delivers to one member of a queue group: a local one if any takes it, else one
-// route chosen by weight (the number of members behind it). It reports whether someone got it.
+// route chosen by weight (the number of members behind it), recorded in hb. It reports
+// whether a local member got it: a route chosen counts when sendToRoutes writes to it.
 func (p *producer) routeQueue(hb *hitBuf, qg *subject.QueueGroup[*subscription], subj, reply []byte, hdrLen int, msg []byte) bool {
 	members := qg.Members
 	// The publisher's own members never take a message it publishes with echo off: like
@@ -300,11 +301,13 @@ func (p *producer) routeQueue(hb *hitBuf, qg *subject.QueueGroup[*subscription],
 	// A weight lowered by an RS+ since the sum above can leave pick unspent: the message
 	// must still go to a route with members, never to nobody.
 	hb.add(last.client, qg.Name)
-	return true
+	return false
 }
 
-// sendToRoutes writes the message once to each route recorded in hb.
-func (p *producer) sendToRoutes(hb *hitBuf, acc string, subj, reply []byte, hdrLen int, msg []byte) {
+// sendToRoutes writes the message once to each route recorded in hb and returns to how many
+// it was written: a route that closed since it was matched, or past max_pending, is skipped.
+func (p *producer) sendToRoutes(hb *hitBuf, acc string, subj, reply []byte, hdrLen int, msg []byte) int {
+	sent := 0
 	for i := range hb.hits {
 		h := &hb.hits[i]
 		dst := h.c
@@ -333,6 +336,8 @@ func (p *producer) sendToRoutes(hb *hitBuf, acc string, subj, reply []byte, hdrL
 		dst.stats.outMsgs.Add(1)
 		dst.stats.outBytes.Add(int64(len(msg)))
 		p.addPending(dst)
+		sent++
 	}
 	hb.hits = hb.hits[:0]
+	return sent
 }

@@ -3,6 +3,7 @@ package core
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -605,5 +606,47 @@ func TestRouteQueueLocalMembersShareEvenly(t *testing.T) {
 	// Even: 2000 each; the old pick gave 1000 and 3000.
 	if a, b := got[0].Load(), got[1].Load(); a < n*2/5 || b < n*2/5 {
 		t.Fatalf("local members got %d and %d of %d messages, want about half each", a, b, n)
+	}
+}
+
+// A request the only route with interest could not take (its output past max_pending, so
+// the route is cut off as a slow consumer) reached nobody: the requester gets the 503 at
+// once instead of waiting for its timeout. route() counted the route as a delivery.
+func TestRequestSkippedRouteIsNoResponders(t *testing.T) {
+	const limit = 64 << 10
+	srvs := startMesh(t, 2, func(_ int, o *Options) { o.MaxPending, o.MaxPayload = limit, limit })
+	resp := mustConnect(t, srvs[1])
+	if _, err := resp.Subscribe("svc", "", func(Msg) {}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 2*time.Second, func() bool { return interest(srvs[0], "svc") == 1 })
+	nc, err := nats.Connect(srvs[0].ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	start := time.Now()
+	_, err = nc.Request("svc", make([]byte, limit), 3*time.Second)
+	if !errors.Is(err, nats.ErrNoResponders) {
+		t.Fatalf("request through a route that could not take it: %v after %v, want no responders", err, time.Since(start))
+	}
+}
+
+// A route that has just closed, its interest not yet out of the index, takes nothing: a
+// request only it would have taken gets the 503.
+func TestRequestClosedRouteIsNoResponders(t *testing.T) {
+	s := startMesh(t, 1, nil)[0]
+	// The moment between a route's close and the removal of its subscriptions, frozen.
+	rc := &client{kind: kindRoute, srv: s, closed: true}
+	rsub := &subscription{client: rc, acc: s.gacc, subject: "svc", sid: "$G svc"}
+	if err := s.gacc.subs.Insert(rsub.subject, "", rsub); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.gacc.subs.Remove(rsub.subject, "", rsub) }()
+	ic := mustConnect(t, s)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if _, err := ic.Request(ctx, "svc", nil, nil); !errors.Is(err, ErrNoResponders) {
+		t.Fatalf("request to a closed route: %v, want ErrNoResponders", err)
 	}
 }
