@@ -52,6 +52,8 @@ type producer struct {
 	depth   int                        // nesting of deliveries across accounts (imports.go)
 	scratch [maxImportDepth + 1][]byte // mapped subjects of stream imports, per depth
 
+	trace *msgTrace // while a client's read goroutine routes a traced message (msgtrace.go)
+
 	batches bool            // a client's read goroutine: it calls the ends at the end of a read buffer
 	ends    []*subscription // subscriptions with an end delivered to since the last flush
 	idle    func() bool     // self.inputIdle, bound once: what the ends are given
@@ -240,6 +242,10 @@ func (p *producer) deliver(sub *subscription, subj, reply []byte, hdrLen int, ms
 	if sub.filter.Load() && dst.perms.Load().DenySubscribeDelivery(subj, bytesOf(sub.queue)) {
 		return false
 	}
+	if p.trace != nil && p.trace.only {
+		p.trace.addEgress(sub) // would have taken it
+		return true
+	}
 	max := sub.max.Load()
 	n := sub.delivered.Add(1)
 	if max > 0 && n > max {
@@ -260,6 +266,9 @@ func (p *producer) deliver(sub *subscription, subj, reply []byte, hdrLen int, ms
 		sub.handler(m)
 	} else if !p.deliverFrame(dst, sub, subj, reply, hdrLen, msg) {
 		return false
+	}
+	if p.trace != nil {
+		p.trace.addEgress(sub)
 	}
 	if len(reply) > 0 {
 		if r := dst.responses.Load(); r != nil {

@@ -100,15 +100,16 @@ func (r *responses) remove(subj []byte) {
 	r.mu.Unlock()
 }
 
-// take returns where the reply on subj goes; a single-response entry is used up.
-func (r *responses) take(subj []byte) (respTarget, bool) {
+// take returns where the reply on subj goes; a single-response entry is used up unless
+// keep (a trace-only reply, which is not delivered).
+func (r *responses) take(subj []byte, keep bool) (respTarget, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	t, ok := r.m[string(subj)]
 	if !ok {
 		return t, false
 	}
-	if !t.multi || time.Now().After(t.deadline) {
+	if !keep && (!t.multi || time.Now().After(t.deadline)) {
 		delete(r.m, string(subj))
 	}
 	return t, time.Now().Before(t.deadline)
@@ -137,7 +138,7 @@ func (p *producer) deliverImport(sub *subscription, subj, reply []byte, hdrLen i
 	case ir.svc != nil:
 		return p.serviceRequest(ir.svc, subj, reply, hdrLen, msg)
 	case ir.resp != nil:
-		t, ok := ir.resp.take(subj)
+		t, ok := ir.resp.take(subj, p.traceOnly()) // a trace-only reply leaves the real one its way back
 		if !ok {
 			return false
 		}
@@ -157,7 +158,7 @@ func (p *producer) serviceRequest(si *serviceImport, subj, reply []byte, hdrLen 
 		return false
 	}
 	var rreply []byte
-	if len(reply) > 0 {
+	if len(reply) > 0 && !p.traceOnly() { // no reply can come to a message not delivered
 		rreply = si.to.resp.add(respTarget{acc: si.from, reply: string(reply), multi: si.multi}, si.threshold)
 	}
 	if p.routeNested(si.to, mapped, rreply, hdrLen, msg) > 0 {

@@ -91,6 +91,8 @@ func traceHeaders(hdr []byte) map[string][]string {
 
 // processTracedMsg routes a message that asked for a trace and publishes the trace event
 // to its destination. The publisher needs permission to publish there, as in nats-server.
+// The egresses are recorded by the routing itself (producer.trace), so they are where the
+// message went: the member of a queue group routing picked, a route only once written to.
 func (c *client) processTracedMsg(h map[string][]string, subj, reply []byte, hdrLen int, msg []byte) int {
 	dest := h[hdrTraceDest][0]
 	only := false
@@ -111,56 +113,49 @@ func (c *client) processTracedMsg(h map[string][]string, subj, reply []byte, hdr
 	ev := msgTraceEvent{Server: traceServer{Name: c.srv.name, Host: c.srv.o().Host, ID: c.srv.id, Version: NATSVersion, Time: now}}
 	ev.Request.Header = h
 	ev.Request.MsgSize = len(msg)
-	ev.Events = append(ev.Events, traceIngress{Type: "in", Time: now, Kind: traceKindClient, CID: c.cid, Name: name, Account: c.acc.name, Subject: string(subj)})
-	r := c.match(subj)
-	eg := c.traceEgresses(r, now)
-	ev.Events = append(ev.Events, eg...)
-	n := len(eg) // trace only: no "no responders" for a message that had some
-	if !only {
-		n = c.prod.route(c.acc, r, subj, reply, hdrLen, msg)
-	}
+	t := &msgTrace{srv: c.srv, acc: c.acc.name, only: only}
+	t.events = append(t.events, traceIngress{Type: "in", Time: now, Kind: traceKindClient, CID: c.cid, Name: name, Account: c.acc.name, Subject: string(subj)})
+	c.prod.trace = t
+	n := c.prod.route(c.acc, c.match(subj), subj, reply, hdrLen, msg) // trace only: what would have taken it
+	c.prod.trace = nil
+	ev.Events = t.events
 	b, _ := json.Marshal(ev)
 	d := []byte(dest)
 	c.prod.route(c.acc, c.match(d), d, nil, 0, b)
 	return n
 }
 
-// traceEgresses lists where route sends a message: every plain subscription that takes
-// it, one member of each queue group (the first open one: route picks its own), each route
-// once.
-func (c *client) traceEgresses(r *subject.Result[*subscription], now time.Time) []any {
-	var out []any
-	routes := map[*client]bool{}
-	add := func(sub *subscription, queue string) bool {
-		dst := sub.client
-		switch {
-		case sub.closed.Load():
-			return false
-		case dst.kind == kindRoute:
-			if !routes[dst] {
-				routes[dst] = true
-				out = append(out, traceEgress{Type: "eg", Time: now, Kind: traceKindRouter, CID: dst.cid})
-			}
-			return true
-		case dst == c && !dst.echo.Load():
-			return false
-		}
-		dst.mu.Lock()
-		name := dst.name
-		dst.mu.Unlock()
-		out = append(out, traceEgress{Type: "eg", Time: now, Kind: traceKindClient, CID: dst.cid, Name: name,
-			Account: "$G", Sub: sub.subject, Queue: queue})
-		return true
+// msgTrace collects the events of one traced message while it is routed. With only, the
+// routing records where the message would go and delivers nothing.
+type msgTrace struct {
+	srv    *Server
+	acc    string // the publisher's account
+	only   bool
+	events []any
+}
+
+// traceOnly reports whether the message being routed is traced and not to be delivered.
+func (p *producer) traceOnly() bool { return p.trace != nil && p.trace.only }
+
+// addEgress records a delivery to a subscription. As nats-server, it names the account only
+// when it is not the publisher's (a service or stream import took the message there).
+func (t *msgTrace) addEgress(sub *subscription) {
+	dst := sub.client
+	dst.mu.Lock()
+	name := dst.name
+	dst.mu.Unlock()
+	acc := dst.acc.name
+	if acc == t.acc {
+		acc = ""
 	}
-	for _, sub := range r.Plain {
-		add(sub, "")
-	}
-	for _, qg := range r.Queues {
-		for _, sub := range qg.Members {
-			if add(sub, qg.Name) {
-				break
-			}
-		}
-	}
-	return out
+	t.events = append(t.events, traceEgress{Type: "eg", Time: time.Now(), Kind: traceKindClient, CID: dst.cid, Name: name,
+		Account: acc, Sub: sub.subject, Queue: sub.queue})
+}
+
+// addRouteEgress records that the message crossed a route, named after the server behind it.
+func (t *msgTrace) addRouteEgress(dst *client) {
+	t.srv.rmu.Lock()
+	name := dst.route.remoteName
+	t.srv.rmu.Unlock()
+	t.events = append(t.events, traceEgress{Type: "eg", Time: time.Now(), Kind: traceKindRouter, CID: dst.cid, Name: name})
 }

@@ -321,6 +321,12 @@ func (p *producer) sendToRoutes(hb *hitBuf, acc string, subj, reply []byte, hdrL
 			dst.mu.Unlock()
 			continue
 		}
+		if p.trace != nil && p.trace.only {
+			dst.mu.Unlock()
+			p.trace.addRouteEgress(dst) // would have taken it; not sent (no hop protocol)
+			sent++
+			continue
+		}
 		if dst.overPending(frame) {
 			dst.mu.Unlock()
 			dst.markSlowConsumer()
@@ -337,6 +343,9 @@ func (p *producer) sendToRoutes(hb *hitBuf, acc string, subj, reply []byte, hdrL
 		dst.stats.outBytes.Add(int64(len(msg)))
 		p.addPending(dst)
 		sent++
+		if p.trace != nil {
+			p.trace.addRouteEgress(dst)
+		}
 	}
 	hb.hits = hb.hits[:0]
 	return sent

@@ -3,6 +3,7 @@ package core
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -648,5 +649,56 @@ func TestRequestClosedRouteIsNoResponders(t *testing.T) {
 	defer cancel()
 	if _, err := ic.Request(ctx, "svc", nil, nil); !errors.Is(err, ErrNoResponders) {
 		t.Fatalf("request to a closed route: %v, want ErrNoResponders", err)
+	}
+}
+
+// A traced message for a queue group with a member here and one behind a route goes to the
+// local member (routing prefers it), and the trace says so. It named the first member
+// listed, the route's entry when the remote member subscribed first: a destination the
+// message never went to.
+func TestMsgTraceQueueLocalMemberBeforeRoute(t *testing.T) {
+	srvs := startMesh(t, 2, nil)
+	if _, err := mustConnect(t, srvs[1]).Subscribe("work", "q", func(Msg) {}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 2*time.Second, func() bool { return interest(srvs[0], "work") == 1 })
+	local := make(chan struct{}, 1)
+	if _, err := mustConnect(t, srvs[0]).Subscribe("work", "q", func(Msg) { local <- struct{}{} }); err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(srvs[0].ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	events, err := nc.SubscribeSync("trace.work")
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := nats.NewMsg("work")
+	msg.Header.Set("Nats-Trace-Dest", "trace.work")
+	if err := nc.PublishMsg(msg); err != nil {
+		t.Fatal(err)
+	}
+	em, err := events.NextMsg(2 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-local:
+	case <-time.After(2 * time.Second):
+		t.Fatal("not delivered to the local member")
+	}
+	var ev struct {
+		Events []struct {
+			Type, Queue string
+			Kind        int
+		}
+	}
+	if err := json.Unmarshal(em.Data, &ev); err != nil {
+		t.Fatal(err)
+	}
+	if len(ev.Events) != 2 || ev.Events[1].Kind != traceKindClient || ev.Events[1].Queue != "q" {
+		t.Fatalf("trace %s", em.Data)
 	}
 }

@@ -141,3 +141,120 @@ func TestMsgTraceBadDestination(t *testing.T) {
 	}
 	expectNone(t, all, 300*time.Millisecond)
 }
+
+// traceEvent is the part of nats-server's MsgTraceEvent these tests read.
+type traceEvent struct {
+	Events []struct {
+		Type, Name, Acc, Subj, Sub, Queue string
+		Kind                              int
+		CID                               uint64
+	}
+}
+
+// publishTraced publishes data on subj with a trace to dest and returns the event.
+func publishTraced(t *testing.T, pub *nats.Conn, events *nats.Subscription, subj string) traceEvent {
+	t.Helper()
+	msg := nats.NewMsg(subj)
+	msg.Data = []byte("payload")
+	msg.Header.Set("Nats-Trace-Dest", events.Subject)
+	must(t, pub.PublishMsg(msg))
+	em, err := events.NextMsg(5 * time.Second)
+	must(t, err)
+	var e traceEvent
+	must(t, json.Unmarshal(em.Data, &e))
+	return e
+}
+
+// A queue group's egress names the member the message went to. The trace named the first
+// member listed while routing picks one at random, so it named a connection that never
+// got the message about half the time.
+func TestMsgTraceQueueEgressIsTheMemberChosen(t *testing.T) {
+	m := startServer(t)
+	pub := connect(t, m)
+	events, err := pub.SubscribeSync("trace.q")
+	must(t, err)
+	got := make(chan uint64, 64)
+	for _, name := range []string{"r1", "r2"} {
+		nc := connect(t, m, nats.Name(name))
+		cid, err := nc.GetClientID()
+		must(t, err)
+		_, err = nc.QueueSubscribe("qt", "q", func(*nats.Msg) { got <- cid })
+		must(t, err)
+		must(t, nc.Flush())
+	}
+	for i := range 20 {
+		e := publishTraced(t, pub, events, "qt")
+		var to uint64
+		select {
+		case to = <-got:
+		case <-time.After(2 * time.Second):
+			t.Fatalf("message %d not delivered", i)
+		}
+		if len(e.Events) != 2 || e.Events[1].Type != "eg" || e.Events[1].Queue != "q" || e.Events[1].CID != to {
+			t.Fatalf("message %d went to cid %d; trace %+v", i, to, e.Events)
+		}
+	}
+}
+
+// An egress names its account when it is not the publisher's, as nats-server does (the
+// trace said "$G" whatever the accounts): none within account A, A for a request that a
+// service import of B took to A's responder.
+func TestMsgTraceEgressAccount(t *testing.T) {
+	m := startAccounts(t, accountsConf)
+	a := connect(t, m, nats.UserInfo("a", "a"), nats.Name("responder"))
+	_, err := a.Subscribe("help.x", func(*nats.Msg) {})
+	must(t, err)
+	_, err = a.Subscribe("local", func(*nats.Msg) {})
+	must(t, err)
+	must(t, a.Flush())
+	aEvents, err := a.SubscribeSync("trace.a")
+	must(t, err)
+	e := publishTraced(t, a, aEvents, "local")
+	if len(e.Events) != 2 || e.Events[0].Acc != "A" || e.Events[1].Type != "eg" || e.Events[1].Acc != "" {
+		t.Fatalf("within A: %+v", e.Events)
+	}
+
+	b := connect(t, m, nats.UserInfo("b", "b"))
+	bEvents, err := b.SubscribeSync("trace.b")
+	must(t, err)
+	e = publishTraced(t, b, bEvents, "ask.x")
+	var eg []string
+	for _, ev := range e.Events[1:] {
+		eg = append(eg, ev.Name+"@"+ev.Acc+":"+ev.Sub)
+	}
+	if e.Events[0].Acc != "B" || strings.Join(eg, " ") != "responder@A:help.x" {
+		t.Fatalf("B to A: %+v", e.Events)
+	}
+}
+
+// A trace-only reply to a request that came through a service import is not delivered,
+// and leaves the way back to the requester to the real reply.
+func TestMsgTraceOnlyReplyKeepsServiceReply(t *testing.T) {
+	m := startAccounts(t, accountsConf)
+	a := connect(t, m, nats.UserInfo("a", "a"))
+	events, err := a.SubscribeSync("trace.reply")
+	must(t, err)
+	_, err = a.Subscribe("help.me", func(req *nats.Msg) {
+		tr := nats.NewMsg(req.Reply)
+		tr.Data = []byte("traced")
+		tr.Header.Set("Nats-Trace-Dest", "trace.reply")
+		tr.Header.Set("Nats-Trace-Only", "true")
+		must(t, a.PublishMsg(tr))
+		must(t, req.Respond([]byte("real")))
+	})
+	must(t, err)
+	must(t, a.Flush())
+	b := connect(t, m, nats.UserInfo("b", "b"))
+	resp, err := b.Request("ask.me", nil, 2*time.Second)
+	must(t, err)
+	if string(resp.Data) != "real" {
+		t.Fatalf("reply %q", resp.Data)
+	}
+	em, err := events.NextMsg(2 * time.Second)
+	must(t, err)
+	var e traceEvent
+	must(t, json.Unmarshal(em.Data, &e))
+	if len(e.Events) != 2 || e.Events[1].Type != "eg" || e.Events[1].Acc != "B" {
+		t.Fatalf("trace of the reply: %+v", e.Events)
+	}
+}
