@@ -1,6 +1,7 @@
 package core
 
 import (
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -339,17 +340,18 @@ func (p *producer) wakePending() {
 
 // noResponders answers a request nobody received with a 503 status message on the
 // publisher's own plain subscription that matches the reply subject (how nats.go's
-// Request fails fast).
+// Request fails fast). The account's index finds the subscriptions matching the reply, as
+// for a delivery, rather than a scan of all of the publisher's; of several, the most
+// specific takes it: nats.go's request inbox ("_INBOX.<id>.*", or the reply itself for an
+// old-style request) rather than a wider wildcard the application subscribed to.
 func (c *client) noResponders(subj, reply []byte) {
 	var target *subscription
-	c.mu.Lock()
-	for _, sub := range c.subs {
-		if sub.queue == "" && !sub.closed.Load() && subject.Matches(sub.subject, string(reply)) {
+	c.acc.subs.EachPlain(reply, func(sub *subscription) bool {
+		if sub.client == c && !sub.closed.Load() && (target == nil || moreSpecific(sub.subject, target.subject)) {
 			target = sub
-			break
 		}
-	}
-	c.mu.Unlock()
+		return true
+	})
 	if target == nil {
 		return
 	}
@@ -376,4 +378,32 @@ func (c *client) noResponders(subj, reply []byte) {
 	}
 	c.mu.Unlock()
 	c.prod.addPending(c)
+}
+
+// moreSpecific reports whether pattern a is more specific than pattern b, two patterns that
+// match the same subject: at the first token where they differ, a literal beats '*' and '*'
+// beats '>'.
+func moreSpecific(a, b string) bool {
+	for {
+		at, arest, amore := strings.Cut(a, ".")
+		bt, brest, bmore := strings.Cut(b, ".")
+		if at != bt {
+			return tokenRank(at) > tokenRank(bt)
+		}
+		if !amore || !bmore {
+			return false
+		}
+		a, b = arest, brest
+	}
+}
+
+// tokenRank orders the tokens of patterns matching one subject token by specificity.
+func tokenRank(tok string) int {
+	switch tok {
+	case ">":
+		return 0
+	case "*":
+		return 1
+	}
+	return 2
 }

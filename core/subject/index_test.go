@@ -459,3 +459,48 @@ func TestMatchMissAllocs(t *testing.T) {
 		t.Errorf("expected only misses, hit rate %v", st.CacheHitRate)
 	}
 }
+
+// EachPlain visits what Match lists as plain, never a queue member, and leaves the match
+// cache as it was; it stops when asked to.
+func TestEachPlain(t *testing.T) {
+	x := NewIndex[int]()
+	for i, p := range []string{"a.b.c", "a.*.c", "a.>", ">", "a.b", "*.b.*", "x.y"} {
+		if err := x.Insert(p, "", i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := x.Insert("a.b.c", "q", 100); err != nil {
+		t.Fatal(err)
+	}
+	for _, subj := range []string{"a.b.c", "a.b", "x.y", "z", "a..c", ""} {
+		var got []int
+		x.EachPlain([]byte(subj), func(v int) bool { got = append(got, v); return true })
+		slices.Sort(got)
+		if st := x.Stats(); st.NumCache != 0 {
+			t.Fatalf("%q: EachPlain filled the cache (%d)", subj, st.NumCache)
+		}
+		want := slices.Clone(x.Match([]byte(subj)).Plain)
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			t.Fatalf("%q: EachPlain %v, Match %v", subj, got, want)
+		}
+		x = cloneWithoutCache(t, x)
+	}
+	n := 0
+	x.EachPlain([]byte("a.b.c"), func(int) bool { n++; return false })
+	if n != 1 {
+		t.Fatalf("visited %d after stopping", n)
+	}
+}
+
+// cloneWithoutCache rebuilds x so that its match cache is empty again.
+func cloneWithoutCache(t *testing.T, x *Index[int]) *Index[int] {
+	y := NewIndex[int]()
+	x.All(func(subject, queue string, v int) bool {
+		if err := y.Insert(subject, queue, v); err != nil {
+			t.Fatal(err)
+		}
+		return true
+	})
+	return y
+}

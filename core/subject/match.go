@@ -121,6 +121,29 @@ func (x *Index[T]) HasInterest(subject []byte) bool {
 	return hasInterest(&x.root, toks)
 }
 
+// EachPlain calls fn with every plain (non-queue) subscription matching the publish subject,
+// until fn returns false. Unlike Match it neither consults nor fills the match cache: it is
+// for subjects seen once, such as a request's reply subject, which would only evict the
+// entries of subjects published to again. fn runs under the index's read lock and must not
+// call into the index. EachPlain does not allocate (up to 32 tokens and 16 matching nodes).
+func (x *Index[T]) EachPlain(subject []byte, fn func(T) bool) {
+	var tb [maxStackTokens][]byte
+	toks, ok := tokenize(subject, tb[:0])
+	if !ok {
+		return
+	}
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	var nb [16]*node[T]
+	for _, n := range collect(&x.root, toks, nb[:0]) {
+		for _, v := range n.plain {
+			if !fn(v) {
+				return
+			}
+		}
+	}
+}
+
 // fillResult copies the subscriptions of nodes into r: one backing array for
 // all values, one for the queue groups, merged by name across nodes.
 func fillResult[T comparable](r *Result[T], nodes []*node[T]) {
