@@ -142,9 +142,8 @@ func (p *producer) traceOnly() bool { return p.trace != nil && p.trace.only }
 func (t *msgTrace) addEgress(sub *subscription) {
 	dst := sub.client
 	dst.mu.Lock()
-	name := dst.name
+	name, acc := dst.name, dst.acc.name // c.acc changes under c.mu (a second CONNECT)
 	dst.mu.Unlock()
-	acc := dst.acc.name
 	if acc == t.acc {
 		acc = ""
 	}
