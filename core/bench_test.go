@@ -67,6 +67,36 @@ func BenchmarkDeliver(b *testing.B) {
 	}
 }
 
+// BenchmarkDeliverQueue: one message to one member of a queue group. The pick costs the
+// same whatever the group's size (a random member, not a scan of them all).
+func BenchmarkDeliverQueue(b *testing.B) {
+	for _, members := range []int{1, 1000} {
+		b.Run(fmt.Sprintf("members=%d", members), func(b *testing.B) {
+			s := startCoreB(b)
+			nc, err := s.Connect("bench")
+			if err != nil {
+				b.Fatal(err)
+			}
+			var n int
+			for range members {
+				if _, err := nc.Subscribe("bench.queue", "workers", func(core.Msg) { n++ }); err != nil {
+					b.Fatal(err)
+				}
+			}
+			payload := make([]byte, 16)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				_ = nc.Publish("bench.queue", "", nil, payload)
+			}
+			b.StopTimer()
+			if n != b.N {
+				b.Fatalf("%d deliveries for %d messages", n, b.N)
+			}
+		})
+	}
+}
+
 // BenchmarkInProcessHandler is the streaming path: a socket-free publish to an in-process
 // handler subscription.
 func BenchmarkInProcessHandler(b *testing.B) {

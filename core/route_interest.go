@@ -252,39 +252,56 @@ func (p *producer) routeQueue(hb *hitBuf, qg *subject.QueueGroup[*subscription],
 	if self.echo.Load() {
 		self = nil
 	}
-	weight, local := int64(0), 0 // a sum of int32 weights a peer chose: never overflows
-	for _, m := range members {
-		switch {
-		case m.client.kind == kindRoute:
-			weight += int64(m.weight.Load())
-		case m.client != self:
-			local++
+	candidate := func(m *subscription) bool { return m.client.kind != kindRoute && m.client != self }
+	// Start at a random candidate, not a random entry: skipping the others from a random
+	// entry gave a member listed after a run of them all their turns. A few random draws
+	// find one at once when candidates are common (accepting only candidates keeps the
+	// pick uniform); else one counting pass picks among them.
+	start, n := -1, len(members)
+	for range 4 {
+		if i := rand.IntN(n); candidate(members[i]) {
+			start = i
+			break
 		}
 	}
-	if local > 0 {
-		// Start at a random candidate, not a random entry: skipping the others from a random
-		// entry gave a member listed after a run of them all their turns.
-		start, skip := 0, 0
-		if local > 1 {
-			skip = rand.IntN(local)
-		}
-		for i, m := range members {
-			if m.client.kind != kindRoute && m.client != self {
-				if skip == 0 {
-					start = i
-					break
-				}
-				skip--
+	if start < 0 {
+		local := 0
+		for _, m := range members {
+			if candidate(m) {
+				local++
 			}
 		}
+		if local > 0 {
+			skip := rand.IntN(local)
+			for i, m := range members {
+				if candidate(m) {
+					if skip == 0 {
+						start = i
+						break
+					}
+					skip--
+				}
+			}
+		}
+	}
+	if start >= 0 {
 		for j := range members {
-			m := members[(start+j)%len(members)]
-			if m.client.kind != kindRoute && m.client != self && p.deliver(m, subj, reply, hdrLen, msg) {
+			m := members[(start+j)%n]
+			if candidate(m) && p.deliver(m, subj, reply, hdrLen, msg) {
 				return true
 			}
 		}
 	}
-	if weight == 0 || p.self.kind == kindRoute {
+	if p.self.kind == kindRoute {
+		return false
+	}
+	weight := int64(0) // a sum of int32 weights a peer chose: never overflows
+	for _, m := range members {
+		if m.client.kind == kindRoute {
+			weight += int64(m.weight.Load())
+		}
+	}
+	if weight == 0 {
 		return false
 	}
 	pick := rand.Int64N(weight)
