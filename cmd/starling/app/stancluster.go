@@ -108,7 +108,7 @@ func (f *flags) stanCluster(s *settings) {
 		key, def, usage string
 		dst             *int
 	}{
-		{"log_cache_size", "512", "recent raft entries kept in memory", &c.logCacheSize},
+		{"log_cache_size", "512", "recent raft entries kept in memory (at most 64 MiB of them)", &c.logCacheSize},
 		{"log_snapshots", "2", "snapshots kept on disk", &c.logSnapshots},
 		{"trailing_logs", "8192", "raft entries kept after a snapshot, for followers slightly behind", &c.trailingLogs},
 		{"snapshot_threshold", "4096", "raft entries since the last snapshot that make a new one", &c.snapshotThreshold},
