@@ -291,3 +291,16 @@ func readOnly(t *testing.T, dir string) {
 	}
 	t.Cleanup(func() { _ = exec.Command("chattr", "-i", dir).Run() })
 }
+
+// A channel whose name is not UTF-8 (nss took any bytes) is refused by name: Starling's
+// channel names travel in protobuf string fields, and no client could read the channel.
+func TestScanRefusesNonUTF8Channel(t *testing.T) {
+	dir := sampleStore(t)
+	bad := filepath.Join(dir, "bad\xffname")
+	writeSlice(t, bad, 1, msgRange("bad\xffname", 1, 3), false)
+	writeFile(t, filepath.Join(bad, subsFile), versioned())
+	_, err := Scan(dir, Options{})
+	if err == nil || !strings.Contains(err.Error(), "not UTF-8") || !strings.Contains(err.Error(), bad) {
+		t.Fatalf("Scan: %v, want a refusal naming %s", err, bad)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/starling-io/starling/stores"
 )
@@ -213,6 +214,11 @@ func (src *Source) scanChannel(name, user string) (*Channel, error) {
 	dir := filepath.Join(src.Dir, name)
 	if !validChannel(name) {
 		return nil, fmt.Errorf("%s: directory name %q is not a channel name nats-streaming-server accepts", dir, name)
+	}
+	if !utf8.ValidString(name) {
+		// nss took any bytes; Starling's channel names travel in protobuf string fields
+		// (MsgProto, raft snapshots), which must be UTF-8: no client could read the channel.
+		return nil, fmt.Errorf("%s: channel name %q is not UTF-8, which Starling requires (stan.go clients cannot subscribe to it): rename or remove the directory, then import", dir, name)
 	}
 	ch := &Channel{Name: name, First: 1}
 	entries, err := os.ReadDir(dir)
@@ -465,8 +471,8 @@ func subName(st stores.SubState) string {
 	return "plain"
 }
 
-// validChannel is nss's and Starling's rule for a channel name: dot-separated non-empty
-// tokens, no wildcard, no space.
+// validChannel is nss's rule for a channel name: dot-separated non-empty tokens, no
+// wildcard, no space. Starling's also wants UTF-8 (scanChannel checks it apart, to say so).
 func validChannel(name string) bool {
 	if name == "" || name[0] == '.' || name[len(name)-1] == '.' || strings.Contains(name, "..") {
 		return false
