@@ -108,7 +108,7 @@ func FuzzJournalRecovery(f *testing.F) {
 		os.WriteFile(filepath.Join(d, segName(1)+".seg"), tail, 0o644)
 		os.WriteFile(filepath.Join(d, "subs.log"), subs, 0o644)
 		opts := &Options{Logger: slogDiscard(), BufferSize: 4096, NoSync: true, CompactBytes: DefaultCompactBytes, SegmentBytes: DefaultSegmentBytes}
-		ms, err := openMsgStore(d, "foo", 0, stores.Limits{}, opts, &fdCache{max: 2}, true)
+		ms, err := openMsgStore(d, "foo", 0, stores.Limits{}, opts, &fdCache{max: 2}, true, nil)
 		if err != nil {
 			return
 		}

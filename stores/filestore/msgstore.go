@@ -76,12 +76,26 @@ type msgStore struct {
 	ra readAhead // sequential Loads (a subscriber replaying) read blocks, not records
 
 	doomed []string // files of dropped segments, deleted once mu is released (unlock)
+
+	// cleanSize: opening after a clean close, the bytes of the tail that Close had fsynced
+	// (meta.log's T record): a tail whose intact records end before is damage, not torn.
+	cleanSize int64
+	// closedTail: set by a Close whose fsync covered the tail, for meta.log's T record.
+	closedTail tailAt
+}
+
+// tailAt is what a clean Close left of a channel's tail (meta.log's T record): the tail
+// segment's first sequence, the bytes of it Close's fsync covered, and the channel's Last.
+type tailAt struct {
+	first, size, last uint64
 }
 
 // openMsgStore recovers the channel kept in dir; base is the Last recorded in the metadata
 // (the last sequence of a deleted predecessor).
 // With collect, the journal records of the tail are kept in ms.recovered for the subStore.
-func openMsgStore(dir, name string, base uint64, limits stores.Limits, opts *Options, fds *fdCache, collect bool) (*msgStore, error) {
+// With clean (opening after a clean close that fsynced the tail), a tail segment other
+// than clean's, or shorter than it, is damage.
+func openMsgStore(dir, name string, base uint64, limits stores.Limits, opts *Options, fds *fdCache, collect bool, clean *tailAt) (*msgStore, error) {
 	ms := &msgStore{dir: dir, name: name, base: base, overhead: uint64(len(name) + stores.MsgOverhead), limits: limits, opts: opts, fds: fds, collect: collect}
 	// A tail being created with the journal records it carries (journal.go) is renamed into
 	// place once synced: one left over was never the tail.
@@ -99,6 +113,20 @@ func openMsgStore(dir, name string, base uint64, limits stores.Limits, opts *Opt
 		return nil, err
 	}
 	sort.Strings(names)
+	if clean != nil {
+		tail := ""
+		for _, n := range names {
+			var first uint64
+			if _, err := fmt.Sscanf(filepath.Base(n), "%020d.seg", &first); err == nil {
+				tail = n
+			}
+		}
+		if want := segPath(dir, clean.first) + ".seg"; tail != want {
+			return nil, &DamageError{Channel: name, File: want, Reason: fmt.Sprintf(
+				"tail segment missing: the clean shutdown left it holding %d synced bytes (Last %d)", clean.size, clean.last)}
+		}
+		ms.cleanSize = int64(clean.size)
+	}
 	markFirst, markLast := uint64(0), uint64(0)
 	for i, n := range names {
 		var first uint64
@@ -525,6 +553,11 @@ func (ms *msgStore) Close() error {
 				ms.flush(seg)
 			}
 		}
+		if seg := ms.segs[n-1]; seg.w != nil && seg.proof > 0 {
+			// Every record of the tail is fsynced (not with NoSync: proof stays 0): the
+			// Store states it in meta.log, so that the next open finds a cut tail damaged.
+			ms.closedTail = tailAt{first: seg.first, size: uint64(seg.proof), last: ms.last}
+		}
 		if seg := ms.segs[n-1]; seg.w != nil {
 			seg.trim(ms.opts) // best effort: zeros left behind are cut at the next open
 		}
@@ -532,6 +565,13 @@ func (ms *msgStore) Close() error {
 	ms.closed = true
 	ms.release()
 	return err
+}
+
+// closedTailAt returns what Close left of the tail (zero: nothing proven).
+func (ms *msgStore) closedTailAt() tailAt {
+	ms.mu.RLock()
+	defer ms.mu.RUnlock()
+	return ms.closedTail
 }
 
 // release closes every file. Caller holds mu.

@@ -192,7 +192,7 @@ func (ms *msgStore) Rollback() error {
 	}
 	ms.release()
 	ms.ra.reset()
-	fresh, err := openMsgStore(ms.dir, ms.name, ms.base, ms.limits, ms.opts, ms.fds, false)
+	fresh, err := openMsgStore(ms.dir, ms.name, ms.base, ms.limits, ms.opts, ms.fds, false, nil)
 	if err != nil {
 		return fmt.Errorf("filestore: channel %q: rollback: %w", ms.name, err)
 	}

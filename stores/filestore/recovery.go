@@ -33,6 +33,11 @@ func (ms *msgStore) openSegment(base string, first uint64, tail bool) (*segment,
 	if tail && errors.Is(err, errBadMagic) && zeroHeader(f) {
 		torn, err = true, nil
 	}
+	if torn && tail && ms.cleanSize > 0 {
+		f.Close()
+		return nil, 0, 0, &DamageError{File: base + ".seg", Offset: 0, Reason: fmt.Sprintf(
+			"tail segment holds %d bytes, but the clean shutdown left %d synced: acknowledged messages are lost", size, ms.cleanSize)}
+	}
 	if errors.Is(err, errBadMagic) || (torn && !tail) {
 		f.Close()
 		return nil, 0, 0, &DamageError{File: base + ".seg", Offset: 0, Reason: "bad or missing file header", Err: err}
@@ -82,6 +87,11 @@ func (ms *msgStore) openSegment(base string, first uint64, tail bool) (*segment,
 	if err != nil {
 		f.Close()
 		return nil, 0, 0, err
+	}
+	if tail && end < ms.cleanSize {
+		f.Close()
+		return nil, 0, 0, &DamageError{File: base + ".seg", Offset: end, Reason: fmt.Sprintf(
+			"intact records end at offset %d, but the clean shutdown left %d bytes synced: acknowledged messages are lost", end, ms.cleanSize)}
 	}
 	if end != size {
 		reason, err := seg.damage(end, size, proof, tail)

@@ -238,6 +238,7 @@ func TestVerifyClean(t *testing.T) {
 
 func TestRepairTornTailAndIndex(t *testing.T) {
 	dir, all := build(t, 100)
+	asIfCrashed(t, dir) // a clean close would make the cut tail damage
 	segs := segFiles(t, dir, "foo")
 	tail := segs[len(segs)-1]
 	fi, _ := os.Stat(tail)
@@ -435,6 +436,7 @@ func TestGarbledTail(t *testing.T) {
 	}
 	for n := int64(1); n < 150; n += 11 {
 		dir, all := build(t, 100)
+		asIfCrashed(t, dir) // a clean close would make the garbled records damage
 		segs := segFiles(t, dir, "foo")
 		tail := segs[len(segs)-1]
 		fi, _ := os.Stat(tail)
@@ -481,6 +483,7 @@ func TestDamageBeforeSyncMark(t *testing.T) {
 	for _, how := range []string{"zeroed", "flipped"} {
 		t.Run(how, func(t *testing.T) {
 			dir, _ := build(t, 100) // the tail ends with the sync mark Close leaves
+			asIfCrashed(t, dir)     // the sync mark's rule, not the clean close's
 			segs := segFiles(t, dir, "foo")
 			tail := segs[len(segs)-1]
 			fi, _ := os.Stat(tail)
@@ -730,6 +733,7 @@ func TestUnmarkedTailAfterGapOpens(t *testing.T) {
 	if err := s.Close(); err != nil { // its tail's marker states First 11
 		t.Fatal(err)
 	}
+	asIfCrashed(t, dir) // a tail created at 20, then lost by a crash
 	if err := os.WriteFile(segPath(chanDirOf(t, dir, "foo"), 20)+".seg", nil, 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -112,6 +112,7 @@ const (
 	metaChannel   = 'C' // name, id, dir number, base last
 	metaChanDel   = 'X' // name, last (also a tombstone)
 	metaClean     = 'Z' // the last record Close writes: the run ended cleanly
+	metaTail      = 'T' // dir number, tail first, bytes fsynced, Last: what a clean Close left of a tail
 )
 
 // Store is the file store.
@@ -133,7 +134,10 @@ type Store struct {
 	fds      *fdCache
 	closed   bool
 	clean    bool // the previous run ended with Close (Recover's Clean)
-	buf      []byte
+	// closeTails: meta.log's T records by directory number: what a clean Close fsynced of
+	// each tail. Used by Open only (the rewrite keeps those of damaged channels).
+	closeTails map[uint64]*tailAt
+	buf        []byte
 
 	stopSync func() // stops the AutoSync goroutine (nil without, or once stopped)
 }
@@ -143,6 +147,7 @@ type channel struct {
 	ch     stores.Channel
 	dirNum uint64
 	base   uint64
+	clean  *tailAt // what a clean Close left of its tail (meta.log's T record), if known
 	msgs   *msgStore
 	subs   *subStore
 }
@@ -256,6 +261,7 @@ func Open(dir string, opts Options) (*Store, error) {
 			delete(s.channels, name)
 		}
 	}
+	s.closeTails = nil // the rewrite keeps only the damaged channels' (channel.clean)
 	s.removeStrayDirs()
 	err = s.meta.rewrite()
 	if err == nil {
@@ -284,7 +290,8 @@ func (s *Store) openChannel(name string, ch *channel) error {
 		return err
 	}
 	l := s.limits.For(name)
-	ms, err := openMsgStore(d, name, ch.base, l, &s.opts, s.fds, true)
+	ch.clean = s.closeTails[ch.dirNum]
+	ms, err := openMsgStore(d, name, ch.base, l, &s.opts, s.fds, true, ch.clean)
 	if err != nil {
 		return err
 	}
@@ -335,6 +342,16 @@ func isChanDir(name string) bool {
 func (s *Store) replay(rec []byte) {
 	d := &dec{b: rec}
 	switch d.byte1() {
+	case metaTail:
+		t := &tailAt{}
+		dn := d.uv()
+		t.first, t.size, t.last = d.uv(), d.uv(), d.uv()
+		if !d.bad {
+			if s.closeTails == nil {
+				s.closeTails = map[uint64]*tailAt{}
+			}
+			s.closeTails[dn] = t
+		}
 	case metaInfo:
 		info := stores.ServerInfo{ClusterID: d.str(), Discovery: d.str(), Publish: d.str(), Subscribe: d.str(),
 			Unsubscribe: d.str(), Close: d.str(), SubClose: d.str(), NodeID: d.str()}
@@ -355,6 +372,7 @@ func (s *Store) replay(rec []byte) {
 		name, id, dn, base := d.str(), d.uv(), d.uv(), d.uv()
 		if !d.bad {
 			s.channels[name] = &channel{ch: stores.Channel{Name: name, ID: id}, dirNum: dn, base: base}
+			delete(s.closeTails, dn) // a T record follows the C record it speaks of
 			delete(s.tombs, name)
 			s.nextDir = max(s.nextDir, dn+1)
 		}
@@ -392,6 +410,10 @@ func encChannel(b []byte, name string, id, dn, base uint64) []byte {
 	return putUv(putUv(putUv(putStr(append(b, metaChannel), name), id), dn), base)
 }
 
+func encTail(b []byte, dn uint64, t *tailAt) []byte {
+	return putUv(putUv(putUv(putUv(append(b, metaTail), dn), t.first), t.size), t.last)
+}
+
 func encChanDel(b []byte, name string, last uint64) []byte {
 	return putUv(putStr(append(b, metaChanDel), name), last)
 }
@@ -418,6 +440,12 @@ func (s *Store) appendSnapshot(b []byte) []byte {
 			ch := m[name]
 			b, st = beginFrame(b)
 			b = endFrame(encChannel(b, name, ch.ch.ID, ch.dirNum, ch.base), st)
+			if ch.err != nil && ch.clean != nil {
+				// Keeps a tail found cut below what a clean Close synced damaged at every
+				// open, until Repair (which drops T records).
+				b, st = beginFrame(b)
+				b = endFrame(encTail(b, ch.dirNum, ch.clean), st)
+			}
 		}
 	}
 	return b
@@ -668,7 +696,14 @@ func (s *Store) Close() error {
 	}
 	s.mu.Lock()
 	if errors.Join(errs...) == nil {
-		// Everything is synced: the mark that makes the next open report Clean.
+		// Everything is synced: what each tail's fsync covered (so that the next open finds
+		// a tail cut below it damaged, not torn), then the mark that makes the next open
+		// report Clean — one batch, so both or neither.
+		for _, ch := range chans {
+			if t := ch.msgs.closedTailAt(); t.size > 0 {
+				s.meta.add(encTail(s.buf[:0], ch.dirNum, &t))
+			}
+		}
 		s.meta.add([]byte{metaClean})
 	}
 	errs = append(errs, s.meta.close(true))

@@ -116,6 +116,7 @@ type chanInfo struct {
 	ch    *channel
 	segs  []*segInfo
 	stats *ChannelStats
+	clean *tailAt // what a clean Close left of the tail (meta.log's T record), as Open checks
 }
 
 func verify(dir string) (Report, []*chanInfo, error) {
@@ -142,7 +143,7 @@ func verify(dir string) (Report, []*chanInfo, error) {
 	var infos []*chanInfo
 	for _, name := range slices.Sorted(keys(s.channels)) {
 		ch := s.channels[name]
-		ci := &chanInfo{name: name, dir: s.chanDir(ch.dirNum), ch: ch}
+		ci := &chanInfo{name: name, dir: s.chanDir(ch.dirNum), ch: ch, clean: s.closeTails[ch.dirNum]}
 		rep.Channels = append(rep.Channels, ChannelStats{Name: name, Dir: ci.dir})
 		infos = append(infos, ci)
 	}
@@ -232,9 +233,22 @@ func verifyChannel(rep *Report, ci *chanInfo) error {
 		ci.segs = append(ci.segs, &segInfo{path: n, base: strings.TrimSuffix(n, ".seg"), first: first})
 	}
 	st.Segments = len(ci.segs)
+	var cleanSize int64
+	if c := ci.clean; c != nil { // as Open checks it
+		if want := segPath(ci.dir, c.first) + ".seg"; len(ci.segs) == 0 || ci.segs[len(ci.segs)-1].path != want {
+			damage(Problem{File: want, Kind: ProblemCorrupt, Detail: fmt.Sprintf(
+				"tail segment missing: the clean shutdown left it holding %d synced bytes (Last %d)", c.size, c.last)})
+		} else {
+			cleanSize = int64(c.size)
+		}
+	}
 	markF, markL := uint64(0), uint64(0)
 	for i, si := range ci.segs {
-		if err := si.check(i == len(ci.segs)-1); err != nil {
+		tail, want := i == len(ci.segs)-1, int64(0)
+		if tail {
+			want = cleanSize
+		}
+		if err := si.check(tail, want); err != nil {
 			return err
 		}
 		st.Bytes += si.size
@@ -306,8 +320,9 @@ func verifyChannel(rep *Report, ci *chanInfo) error {
 	return nil
 }
 
-// check scans one segment file (read-only).
-func (si *segInfo) check(tail bool) error {
+// check scans one segment file (read-only). cleanSize: the bytes of this tail a clean Close
+// fsynced (0: unknown); intact records ending before it are damage.
+func (si *segInfo) check(tail bool, cleanSize int64) error {
 	f, err := os.Open(si.path)
 	if err != nil {
 		return err
@@ -331,6 +346,9 @@ func (si *segInfo) check(tail bool) error {
 		return nil
 	case err != nil:
 		return err
+	case torn && cleanSize > 0:
+		si.bad, si.why = true, fmt.Sprintf("tail segment holds %d bytes, but the clean shutdown left %d synced: acknowledged messages are lost", si.size, cleanSize)
+		return nil
 	case torn:
 		si.torn = true
 		return nil
@@ -349,9 +367,11 @@ func (si *segInfo) check(tail bool) error {
 		si.maxSeq = si.first + uint64(n) - 1
 	}
 	si.maxSeq = max(si.maxSeq, ml)
-	if end != si.size {
-		why, err := seg.damage(end, si.size, proof, tail)
-		if err != nil {
+	if short := end < cleanSize; end != si.size || short {
+		why := ""
+		if short {
+			why = fmt.Sprintf("intact records end at offset %d, but the clean shutdown left %d bytes synced: acknowledged messages are lost", end, cleanSize)
+		} else if why, err = seg.damage(end, si.size, proof, tail); err != nil {
 			return err
 		}
 		if why != "" {
@@ -449,6 +469,13 @@ func Repair(dir string, opts Options) (Report, error) {
 		p.Fixed = true
 		opts.Logger.Warn("filestore: repaired", "problem", p.String())
 	}
+	if len(rep.Problems) > 0 {
+		// The store is no longer what the last clean Close left: its T records (and the
+		// clean mark) would find the repaired tails damaged.
+		if err := dropCleanRecords(filepath.Join(dir, "meta.log"), o); err != nil {
+			return rep, fmt.Errorf("filestore: repair %s: %w", dir, err)
+		}
+	}
 	after, _, err := verify(dir)
 	if err != nil {
 		return rep, err
@@ -458,6 +485,29 @@ func Repair(dir string, opts Options) (Report, error) {
 	}
 	rep.Channels = after.Channels
 	return rep, nil
+}
+
+// dropCleanRecords rewrites meta.log without its T records and clean mark, if it has any.
+func dropCleanRecords(path string, opts *Options) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	ld, err := parseLog(path, magicMeta, data)
+	if err != nil || !ld.intact() {
+		return nil // Verify reported it; Repair rewrote it or refused
+	}
+	keep := ld.recs[:0:0]
+	for _, r := range ld.recs {
+		if len(r) > 0 && (r[0] == metaTail || r[0] == metaClean) {
+			continue
+		}
+		keep = append(keep, r)
+	}
+	if len(keep) == len(ld.recs) {
+		return nil
+	}
+	return writeLog(path, magicMeta, keep, opts)
 }
 
 func repairTornTail(p *Problem, opts *Options) error {
@@ -521,7 +571,15 @@ func quarantine(rep *Report, p *Problem, infos []*chanInfo, opts *Options) error
 	}
 	ci, i := findSeg(infos, p.File)
 	if ci == nil {
-		return fmt.Errorf("segment not found")
+		// A tail a clean Close left that is missing: every segment of the channel goes.
+		for _, c := range infos {
+			if c.clean != nil && segPath(c.dir, c.clean.first)+".seg" == p.File {
+				ci, i = c, len(c.segs)-1
+			}
+		}
+		if ci == nil {
+			return fmt.Errorf("segment not found")
+		}
 	}
 	upto := i // inclusive
 	if p.Kind == ProblemGap {
@@ -560,6 +618,9 @@ func quarantine(rep *Report, p *Problem, infos []*chanInfo, opts *Options) error
 	if remaining == 0 {
 		// Keep Last: an empty segment holding only a marker (First = Last+1).
 		last := max(maxSeq, ci.ch.base)
+		if ci.clean != nil {
+			last = max(last, ci.clean.last) // what was lost with a cut tail is not reused
+		}
 		if err := writeMarkerSegment(ci.dir, last, opts); err != nil {
 			return err
 		}

@@ -1,0 +1,147 @@
+package filestore
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"sort"
+	"testing"
+
+	"github.com/starling-io/starling/stores"
+)
+
+// TestCleanCloseTailCutIsDamage: after a clean close (with fsyncs) every record of a tail
+// was synced, so a tail found shorter than Close left it — emptied, cut inside its header,
+// cut at a record boundary or inside a record, or gone — lost acknowledged messages: Open
+// fails that channel (the others are served) instead of cutting it and handing its
+// sequences out again, Verify reports it, and Repair quarantines it keeping Last. With
+// NoSync a clean close proves nothing and the tail is cut as before.
+func TestCleanCloseTailCutIsDamage(t *testing.T) {
+	cuts := map[string]func(seg string, size int64) error{
+		"emptied":      func(seg string, _ int64) error { return os.Truncate(seg, 0) },
+		"header cut":   func(seg string, _ int64) error { return os.Truncate(seg, 5) },
+		"record cut":   func(seg string, size int64) error { return os.Truncate(seg, size-50) },
+		"last records": func(seg string, size int64) error { return os.Truncate(seg, size-200) },
+		"tail removed": func(seg string, _ int64) error { return os.Remove(seg) },
+	}
+	for name, cut := range cuts {
+		t.Run(name, func(t *testing.T) {
+			dir, _ := build(t, 100)
+			segs := segFiles(t, dir, "foo")
+			sort.Strings(segs)
+			tail := segs[len(segs)-1]
+			fi, err := os.Stat(tail)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cut(tail, fi.Size()); err != nil {
+				t.Fatal(err)
+			}
+			for round := 0; round < 2; round++ {
+				s, err := Open(dir, Options{SegmentBytes: 1000})
+				if err != nil {
+					t.Fatal(err)
+				}
+				d := s.Damaged()
+				var de *DamageError
+				if len(d) != 1 || !errors.As(d[0], &de) || de.Channel != "foo" || de.File != tail || !errors.Is(d[0], ErrCorrupt) {
+					t.Fatalf("round %d: damaged: %v", round, d)
+				}
+				if got := channelNames(t, s); len(got) != 1 || got[0] != "bar" {
+					t.Fatalf("channels %v", got)
+				}
+				s.Close()
+			}
+			rep, err := Verify(dir, Options{})
+			if err != nil || rep.OK() {
+				t.Fatalf("verify: %v %+v", err, rep)
+			}
+			if _, err := Repair(dir, Options{}); !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("repair without quarantine: %v", err)
+			}
+			if _, err := Repair(dir, Options{Quarantine: true}); err != nil {
+				t.Fatal(err)
+			}
+			s, err := Open(dir, Options{SegmentBytes: 1000})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if d := s.Damaged(); len(d) != 0 {
+				t.Fatalf("damaged after repair: %v", d)
+			}
+			rs, _ := s.Recover()
+			for _, ch := range rs.Channels {
+				if ch.Channel.Name == "foo" {
+					if st := ch.Channel.Msgs.State(); st.Last != 100 {
+						t.Fatalf("Last after repair %d, want 100 (no sequence reused)", st.Last)
+					}
+				}
+			}
+		})
+	}
+	// NoSync: nothing was proven synced; the cut tail is cut, as after a crash.
+	dir := t.TempDir()
+	s, ch := openWithFoo(t, dir, Options{SegmentBytes: 1000, NoSync: true})
+	if err := ch.Msgs.Append(genMsgs(1, 30)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	segs := segFiles(t, dir, "foo")
+	sort.Strings(segs)
+	fi, _ := os.Stat(segs[len(segs)-1])
+	if err := os.Truncate(segs[len(segs)-1], fi.Size()-50); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(dir, Options{SegmentBytes: 1000, NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if d := s.Damaged(); len(d) != 0 {
+		t.Fatalf("NoSync: damaged %v", d)
+	}
+}
+
+// TestCrashCutTailStillCut: after a run that did not close (a crash), a tail cut past what
+// was synced is a torn tail, cut silently as before.
+func TestCrashCutTailStillCut(t *testing.T) {
+	dir := t.TempDir()
+	s, ch := openWithFoo(t, dir, Options{SegmentBytes: 1 << 20})
+	if err := ch.Msgs.Append(genMsgs(1, 20)); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.Msgs.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.Msgs.Append(genMsgs(21, 20)); err != nil {
+		t.Fatal(err)
+	}
+	ch.Msgs.(stores.SplitSyncer).Flush()
+	s.abandon() // kill -9
+	segs := segFiles(t, dir, "foo")
+	fi, _ := os.Stat(segs[len(segs)-1])
+	if err := os.Truncate(segs[len(segs)-1], fi.Size()-10); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(dir, Options{SegmentBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if d := s.Damaged(); len(d) != 0 {
+		t.Fatalf("damaged %v", d)
+	}
+}
+
+// asIfCrashed removes meta.log's clean records (T, Z) from a store a clean Close left: it
+// is then the store a kill -9 right after its last sync leaves, whose tail may be torn —
+// for the tests of the torn-tail rules that cut or garble a tail.
+func asIfCrashed(t *testing.T, dir string) {
+	t.Helper()
+	if err := dropCleanRecords(filepath.Join(dir, "meta.log"), &Options{}); err != nil {
+		t.Fatal(err)
+	}
+}
