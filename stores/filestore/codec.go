@@ -59,6 +59,15 @@ func (d *dec) optStr() string {
 	return d.str()
 }
 
+// optUv decodes a trailing uvarint field added after the record's first version (0 when
+// the record ends before it).
+func (d *dec) optUv() uint64 {
+	if d.bad || len(d.b) == 0 {
+		return 0
+	}
+	return d.uv()
+}
+
 func (d *dec) byte1() byte {
 	if len(d.b) == 0 {
 		d.bad = true

@@ -822,8 +822,8 @@ func TestMissingChannelDirIsDamage(t *testing.T) {
 	}
 }
 
-// TestOpenKeepsForeignDirs: Open removes the channel directories no channel refers to (a
-// crash during DeleteChannel), and only those: a directory that merely starts with "ch"
+// TestOpenKeepsForeignDirs: Open removes the empty channel directories no channel refers
+// to (a CreateChannel cut short), and only those: a directory that merely starts with "ch"
 // — such as the channel "chat" of a nats-streaming-server store Starling was pointed at by
 // mistake — is not its own and is left alone.
 func TestOpenKeepsForeignDirs(t *testing.T) {

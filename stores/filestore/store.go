@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -110,7 +111,7 @@ const (
 	metaClient    = 'A'
 	metaClientDel = 'R'
 	metaChannel   = 'C' // name, id, dir number, base last
-	metaChanDel   = 'X' // name, last (also a tombstone)
+	metaChanDel   = 'X' // name, last (also a tombstone), dir number (DeleteChannel's; not in a snapshot)
 	metaClean     = 'Z' // the last record Close writes: the run ended cleanly
 	metaTail      = 'T' // dir number, tail first, bytes fsynced, Last: what a clean Close left of a tail
 )
@@ -137,7 +138,10 @@ type Store struct {
 	// closeTails: meta.log's T records by directory number: what a clean Close fsynced of
 	// each tail. Used by Open only (the rewrite keeps those of damaged channels).
 	closeTails map[uint64]*tailAt
-	buf        []byte
+	// deadDirs: directory numbers of channels meta.log's X records say were deleted: their
+	// directories, if still there, are removed at open.
+	deadDirs map[uint64]bool
+	buf      []byte
 
 	stopSync func() // stops the AutoSync goroutine (nil without, or once stopped)
 }
@@ -224,6 +228,10 @@ func Open(dir string, opts Options) (*Store, error) {
 				ErrCorrupt, filepath.Join(dir, "meta.log"), filepath.Dir(segs[0]))
 		}
 	}
+	if err := s.removeStrayDirs(); err != nil {
+		s.abandon()
+		return nil, err
+	}
 	// Channels open in parallel: recovery scans each tail segment (CRCs), which is CPU
 	// work that spreads over the cores. openChannel touches only its own channel and the
 	// shared handle cache (which has its own lock).
@@ -261,8 +269,7 @@ func Open(dir string, opts Options) (*Store, error) {
 			delete(s.channels, name)
 		}
 	}
-	s.closeTails = nil // the rewrite keeps only the damaged channels' (channel.clean)
-	s.removeStrayDirs()
+	s.closeTails, s.deadDirs = nil, nil // the rewrite keeps only the damaged channels' T records
 	err = s.meta.rewrite()
 	if err == nil {
 		err = s.meta.syncLocked()
@@ -306,22 +313,139 @@ func (s *Store) openChannel(name string, ch *channel) error {
 	return nil
 }
 
-// removeStrayDirs deletes channel directories no channel refers to (a crash during
-// DeleteChannel).
-func (s *Store) removeStrayDirs() {
+// deletedSuffix marks the directory of a deleted channel (DeleteChannel renames it so
+// before removing it): Open removes one it finds.
+const deletedSuffix = ".deleted"
+
+// strayDir is a channel directory no channel of meta.log uses.
+type strayDir struct {
+	path string
+	dead bool   // a deleted channel's: an X record names it, or it is renamed so
+	data string // what it holds that a channel could have acknowledged ("" nothing)
+}
+
+// strayDirs returns the channel directories in dir that no channel in used refers to.
+func strayDirs(dir string, used map[string]bool, dead map[uint64]bool) ([]strayDir, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []strayDir
+	for _, e := range ents {
+		name := e.Name()
+		if !e.IsDir() {
+			continue
+		}
+		p := filepath.Join(dir, name)
+		if n, ok := strings.CutSuffix(name, deletedSuffix); ok && isChanDir(n) {
+			out = append(out, strayDir{path: p, dead: true})
+			continue
+		}
+		if !isChanDir(name) || used[name] {
+			continue
+		}
+		if num, err := strconv.ParseUint(name[2:], 10, 64); err == nil && dead[num] {
+			out = append(out, strayDir{path: p, dead: true})
+			continue
+		}
+		data, err := holdsData(p)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, strayDir{path: p, data: data})
+	}
+	return out, nil
+}
+
+// removeStrayDirs removes the channel directories no channel refers to when that deletes
+// nothing acknowledged: a deleted channel's (its X record names it, or DeleteChannel renamed
+// it; a crash during DeleteChannel), or one holding no message nor subscription (a
+// CreateChannel cut short). One that holds data and that meta.log does not say was deleted
+// means meta.log lost records: the open is refused, naming it, and nothing is removed.
+func (s *Store) removeStrayDirs() error {
 	used := map[string]bool{}
 	for _, ch := range s.channels {
 		used[filepath.Base(s.chanDir(ch.dirNum))] = true
 	}
-	for _, ch := range s.damaged {
-		used[filepath.Base(s.chanDir(ch.dirNum))] = true
+	strays, err := strayDirs(s.dir, used, s.deadDirs)
+	if err != nil {
+		return err
 	}
-	ents, _ := os.ReadDir(s.dir)
-	for _, e := range ents {
-		if e.IsDir() && isChanDir(e.Name()) && !used[e.Name()] {
-			removeAll(filepath.Join(s.dir, e.Name()), &s.opts)
+	for _, d := range strays {
+		if !d.dead && d.data != "" {
+			return fmt.Errorf("filestore: %w: %s holds %s, yet %s names no channel for it (records of it lost?): not opened, which would delete it; "+
+				"run starling store verify %s, and starling store repair --quarantine %s to move it aside (its channel then starts again without it)",
+				ErrCorrupt, d.path, d.data, filepath.Join(s.dir, "meta.log"), s.dir, s.dir)
 		}
 	}
+	for _, d := range strays {
+		p := d.path
+		if d.dead && !strings.HasSuffix(p, deletedSuffix) {
+			// Renamed first, as DeleteChannel does: a removal that fails half way leaves a
+			// name that says what it is once the rewrite drops the X record.
+			if err := renameFile(p, p+deletedSuffix, &s.opts); err != nil {
+				s.opts.Logger.Warn("filestore: deleted channel's directory not removed", "dir", p, "err", err)
+				continue
+			}
+			p += deletedSuffix
+		}
+		if err := removeAll(p, &s.opts); err != nil {
+			s.opts.Logger.Warn("filestore: stray channel directory not removed", "dir", p, "err", err)
+		}
+	}
+	return nil
+}
+
+// holdsData returns what the channel directory dir holds that a channel could have
+// acknowledged — segments, subscriptions, or files a channel never leaves — or "" if it
+// holds nothing of the kind (or does not exist).
+func holdsData(dir string) (string, error) {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	for _, e := range ents {
+		n, p := e.Name(), filepath.Join(dir, e.Name())
+		switch {
+		case !e.Type().IsRegular():
+			return fmt.Sprintf("%s (not a file of an empty channel)", n), nil
+		case strings.HasSuffix(n, ".tmp"), strings.HasSuffix(n, ".idx"):
+			// Never a channel's only copy of anything: removed or rebuilt at open.
+		case strings.HasSuffix(n, ".seg"):
+			fi, err := e.Info()
+			if err != nil {
+				return "", err
+			}
+			if fi.Size() > 0 {
+				return "segment " + n, nil
+			}
+		case n == "subs.log":
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return "", err
+			}
+			if len(data) == 0 {
+				continue
+			}
+			ld, err := parseLog(p, magicSubs, data)
+			if err != nil {
+				return "subs.log (unreadable: " + err.Error() + ")", nil
+			}
+			ss := &subStore{subs: map[uint64]*sub{}}
+			for _, r := range ld.recs {
+				ss.replay(r)
+			}
+			if len(ss.subs) > 0 {
+				return fmt.Sprintf("subs.log with %d subscriptions", len(ss.subs)), nil
+			}
+		default:
+			return fmt.Sprintf("%s (not a file of an empty channel)", n), nil
+		}
+	}
+	return "", nil
 }
 
 // isChanDir reports whether name is one chanDir makes ("ch" and at least 8 digits): only
@@ -373,11 +497,19 @@ func (s *Store) replay(rec []byte) {
 		if !d.bad {
 			s.channels[name] = &channel{ch: stores.Channel{Name: name, ID: id}, dirNum: dn, base: base}
 			delete(s.closeTails, dn) // a T record follows the C record it speaks of
+			delete(s.deadDirs, dn)
 			delete(s.tombs, name)
 			s.nextDir = max(s.nextDir, dn+1)
 		}
 	case metaChanDel:
 		name, last := d.str(), d.uv()
+		dn := d.optUv() // 0: a snapshot's tombstone, or written before the field existed
+		if !d.bad && dn > 0 {
+			if s.deadDirs == nil {
+				s.deadDirs = map[uint64]bool{}
+			}
+			s.deadDirs[dn] = true
+		}
 		if !d.bad {
 			delete(s.channels, name)
 			if last > 0 {
@@ -414,8 +546,14 @@ func encTail(b []byte, dn uint64, t *tailAt) []byte {
 	return putUv(putUv(putUv(putUv(append(b, metaTail), dn), t.first), t.size), t.last)
 }
 
-func encChanDel(b []byte, name string, last uint64) []byte {
-	return putUv(putStr(append(b, metaChanDel), name), last)
+// encChanDel encodes a deletion; dn, the deleted channel's directory number, is written by
+// DeleteChannel only (0: a snapshot's tombstone — directory numbers are reused after it).
+func encChanDel(b []byte, name string, last, dn uint64) []byte {
+	b = putUv(putStr(append(b, metaChanDel), name), last)
+	if dn > 0 {
+		b = putUv(b, dn)
+	}
+	return b
 }
 
 // appendSnapshot appends the framed records that recreate the current metadata
@@ -433,7 +571,7 @@ func (s *Store) appendSnapshot(b []byte) []byte {
 	}
 	for _, name := range slices.Sorted(keys(s.tombs)) {
 		b, st = beginFrame(b)
-		b = endFrame(encChanDel(b, name, s.tombs[name]), st)
+		b = endFrame(encChanDel(b, name, s.tombs[name], 0), st)
 	}
 	for _, m := range []map[string]*channel{s.channels, s.damaged} {
 		for _, name := range slices.Sorted(keys(m)) {
@@ -540,6 +678,13 @@ func (s *Store) CreateChannelAfter(name string, id, after uint64) (*stores.Chann
 	}
 	ch := &channel{ch: stores.Channel{Name: name, ID: id}, dirNum: s.nextDir, base: max(s.tombs[name], after)}
 	d := s.chanDir(ch.dirNum)
+	// What a failed CreateChannel left goes; data no record names is never deleted.
+	if data, err := holdsData(d); err != nil {
+		return nil, err
+	} else if data != "" {
+		return nil, fmt.Errorf("filestore: %w: %s holds %s, yet meta.log names no channel for it: not removed, no channel created (stop the server and run starling store verify %s)",
+			ErrCorrupt, d, data, s.dir)
+	}
 	if err := removeAll(d, &s.opts); err != nil {
 		return nil, err
 	}
@@ -581,7 +726,7 @@ func (s *Store) DeleteChannel(name string) error {
 		return stores.ErrNotFound
 	}
 	last := ch.msgs.State().Last
-	s.meta.add(encChanDel(s.buf[:0], name, last))
+	s.meta.add(encChanDel(s.buf[:0], name, last, ch.dirNum))
 	if err := s.meta.syncLocked(); err != nil {
 		return err
 	}
@@ -591,7 +736,16 @@ func (s *Store) DeleteChannel(name string) error {
 	if last > 0 {
 		s.tombs[name] = last
 	}
-	return removeAll(s.chanDir(ch.dirNum), &s.opts)
+	// Renamed before it is removed: a crash, or a removal that fails half way, leaves a
+	// directory whose name says it is a deleted channel's, never a channel directory no
+	// record names (which Open refuses to delete when it holds data). Until the rename is
+	// durable the X record names the directory: the next fsync of the store directory
+	// (a meta.log rewrite's, which is what drops the number) makes it so.
+	d := s.chanDir(ch.dirNum)
+	if err := renameFile(d, d+deletedSuffix, &s.opts); err != nil {
+		return errors.Join(err, removeAll(d, &s.opts))
+	}
+	return removeAll(d+deletedSuffix, &s.opts)
 }
 
 // AddClient implements stores.Store (durable after Sync).

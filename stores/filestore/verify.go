@@ -28,6 +28,10 @@ const (
 	// the state up to there (the old one copied into quarantine/) and the rest of the
 	// journal is dropped.
 	ProblemJournal = "journal"
+	// A channel directory holding messages or subscriptions that meta.log names no channel
+	// for (and does not say was deleted): meta.log lost records. Open refuses the store;
+	// Repair refuses unless Options.Quarantine, then moves it into <store>/quarantine/.
+	ProblemStray = "stray"
 )
 
 // Problem is one defect found by Verify.
@@ -140,7 +144,21 @@ func verify(dir string) (Report, []*chanInfo, error) {
 				Detail: fmt.Sprintf("holds no record, yet %s holds messages: the store's metadata is lost", filepath.Dir(segs[0]))})
 		}
 	}
-	var infos []*chanInfo
+	used := map[string]bool{}
+	for _, ch := range s.channels {
+		used[filepath.Base(s.chanDir(ch.dirNum))] = true
+	}
+	strays, err := strayDirs(dir, used, s.deadDirs)
+	if err != nil {
+		return rep, nil, err
+	}
+	for _, d := range strays { // as Open decides
+		if !d.dead && d.data != "" {
+			rep.Problems = append(rep.Problems, Problem{File: d.path, Kind: ProblemStray,
+				Detail: fmt.Sprintf("holds %s, yet meta.log names no channel for it (records of it lost?): Open refuses the store", d.data)})
+		}
+	}
+	infos := []*chanInfo{} // not nil: meta.log was read
 	for _, name := range slices.Sorted(keys(s.channels)) {
 		ch := s.channels[name]
 		ci := &chanInfo{name: name, dir: s.chanDir(ch.dirNum), ch: ch, clean: s.closeTails[ch.dirNum]}
@@ -462,6 +480,8 @@ func Repair(dir string, opts Options) (Report, error) {
 			err = quarantine(&rep, p, infos, o)
 		case ProblemJournal:
 			err = quarantineJournal(&rep, p, infos, o)
+		case ProblemStray:
+			err = quarantineDir(&rep, dir, p.File)
 		}
 		if err != nil {
 			return rep, fmt.Errorf("filestore: repair %s: %w", p.File, err)
@@ -626,6 +646,30 @@ func quarantine(rep *Report, p *Problem, infos []*chanInfo, opts *Options) error
 		}
 	}
 	return syncDir(ci.dir, opts)
+}
+
+// quarantineDir moves a stray channel directory into <store>/quarantine/ (under a name of
+// its own if one is there already), where Open leaves it alone.
+func quarantineDir(rep *Report, dir, path string) error {
+	qdir := filepath.Join(dir, "quarantine")
+	if err := os.MkdirAll(qdir, 0o755); err != nil {
+		return err
+	}
+	dst := filepath.Join(qdir, filepath.Base(path))
+	for i := 1; ; i++ {
+		if _, err := os.Lstat(dst); errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		dst = filepath.Join(qdir, fmt.Sprintf("%s.%d", filepath.Base(path), i))
+	}
+	if err := os.Rename(path, dst); err != nil {
+		return err
+	}
+	rep.Quarantined = append(rep.Quarantined, dst)
+	if err := syncDir(qdir, &Options{}); err != nil {
+		return err
+	}
+	return syncDir(dir, &Options{})
 }
 
 func writeMarkerSegment(dir string, last uint64, opts *Options) error {
