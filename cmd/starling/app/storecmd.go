@@ -40,7 +40,7 @@ func runStoreCommand(args []string, stdout, stderr io.Writer) int {
 	}
 	fs := flag.NewFlagSet("starling store "+verb, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	quarantine := fs.Bool("quarantine", false, "repair: move damaged segments aside (their messages are lost) instead of refusing")
+	quarantine := fs.Bool("quarantine", false, "repair: move damaged segments and stray channel directories aside (their messages are lost) instead of refusing")
 	if err := fs.Parse(args[1:]); err != nil || fs.NArg() != 1 {
 		return usage()
 	}
@@ -76,7 +76,7 @@ func runStoreCommand(args []string, stdout, stderr io.Writer) int {
 			slices.ContainsFunc(rep.Problems, func(p filestore.Problem) bool { return !p.Repairable }) {
 			// Repair refused damage only quarantine fixes; its error names the library's
 			// option, and a user of the command needs the flag.
-			fmt.Fprintf(stderr, "starling store: to move the damaged segments aside (their messages are lost): starling store repair --quarantine %s\n", dir)
+			fmt.Fprintf(stderr, "starling store: to move the damaged segments or stray channel directories aside (their messages are lost): starling store repair --quarantine %s\n", dir)
 		}
 		return 1
 	}
