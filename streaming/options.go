@@ -45,8 +45,9 @@ type Options struct {
 	HBFailCount    int
 	IOBatchSize    int
 	ReplaceDurable bool
-	// Limits are the channel limits (nil: the store's own, by default the reference's
-	// defaults); streaming runs the age and inactivity timers, the store the rest.
+	// Limits are the channel limits (nil: the reference's defaults, stores.DefaultLimits);
+	// New installs them in the store, replacing any the store was given. Streaming runs the
+	// age and inactivity timers, the store the rest.
 	Limits *stores.LimitsSet
 	// QueueLimit bounds the requests waiting for the engine; past it publishes are refused
 	// with an error PubAck instead of stalling core.
