@@ -399,7 +399,6 @@ func (m *Main) startStreaming(c *settings) error {
 	o.Logger = m.stanLog
 	o.Limits = st.limits.Clone() // streaming installs them in the store and runs age and inactivity
 	newLog := streaming.LogFactory(raftlog.Standalone)
-	coreUp := false
 	// Clustered, core starts inside the log factory, once the raft directory has been opened
 	// and checked and before raft restores its newest snapshot: a node that restores a
 	// snapshot as it starts (one stopped in the middle of a catch-up) fetches the messages
@@ -407,26 +406,13 @@ func (m *Main) startStreaming(c *settings) error {
 	// address clusterLog set. A node whose raft log is refused never opens its ports. A
 	// client that connects during the restore reaches the leader over the routes, as on any
 	// follower.
-	startCore := func() error {
-		if coreUp {
-			return nil
-		}
-		if err := m.srv.Start(); err != nil {
-			return err
-		}
-		coreUp = true
-		return nil
-	}
 	if st.cluster.on {
-		if newLog, err = m.clusterLog(st, c.core.Cluster, startCore); err != nil {
+		if newLog, err = m.clusterLog(st, c.core.Cluster, m.srv.Start); err != nil {
 			release()
 			return errors.Join(fmt.Errorf("streaming cluster: %w", err), store.Close())
 		}
 	}
 	s, err := streaming.New(bus, store, newLog, o)
-	if err == nil && st.cluster.on {
-		err = startCore() // the factory started it; this only guards against one that did not
-	}
 	if err == nil {
 		err = s.Start()
 	}
