@@ -98,6 +98,10 @@ func TestStanDuplicateOfReconnectedClientRefused(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("no reconnect")
 	}
+	// nats.go writes the resent SUBs (the heartbeat inbox's among them) before it calls
+	// the handler, but the server may not have read them yet: without this round trip a
+	// liveness check could find no subscriber and rightly replace the client.
+	must(t, nc.Flush())
 	waitFor(t, 5*time.Second, func() error {
 		if s.core.IsConnected(old) {
 			return errors.New("the old connection is still open on the server")
