@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 
 	"github.com/starling-io/starling/stores"
 )
@@ -143,9 +144,29 @@ func checkTarget(target string) (bool, error) {
 		return false, err
 	}
 	if len(entries) > 0 {
+		if left := leftoverImports(target, entries); left != "" {
+			// Only an import killed before it could clean up leaves these (any error or
+			// interrupt removes its own): say so, as the directory looks empty to ls.
+			return false, fmt.Errorf("%w: %s holds %s, left by an interrupted import: remove it and import again",
+				ErrTargetExists, target, left)
+		}
 		return false, fmt.Errorf("%w: %s", ErrTargetExists, target)
 	}
 	return true, nil
+}
+
+// leftoverImports names the temporary directories of earlier imports into target when
+// they are all it holds, else returns "".
+func leftoverImports(target string, entries []os.DirEntry) string {
+	prefix := "." + filepath.Base(filepath.Clean(target)) + ".import-"
+	var names []string
+	for _, e := range entries {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), prefix) {
+			return ""
+		}
+		names = append(names, filepath.Join(target, e.Name()))
+	}
+	return strings.Join(names, ", ")
 }
 
 // write fills a fresh store: server identity, channels (IDs 1, 2, … by name) with their

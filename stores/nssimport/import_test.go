@@ -185,6 +185,28 @@ func TestImportRefusesExistingTarget(t *testing.T) {
 	}
 }
 
+// An import killed into an empty directory (a mount point) leaves its hidden temporary
+// directory there: the next import names it, as the target looks empty to ls. It said only
+// "exists and is not empty".
+func TestImportNamesAnInterruptedImport(t *testing.T) {
+	src, err := Scan(sampleStore(t), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := t.TempDir()
+	left := filepath.Join(target, "."+filepath.Base(target)+".import-123")
+	if err := os.Mkdir(left, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	err = Import(src, target, openFile, nil)
+	if !errors.Is(err, ErrTargetExists) || !strings.Contains(err.Error(), left) || !strings.Contains(err.Error(), "interrupted import") {
+		t.Fatalf("import over an interrupted one: %v", err)
+	}
+	if _, err := os.Stat(left); err != nil {
+		t.Fatalf("the leftover was touched: %v", err)
+	}
+}
+
 // TestImportFailureLeavesNothing: a store that fails mid-import leaves no target and no
 // temporary directory.
 func TestImportFailureLeavesNothing(t *testing.T) {
