@@ -12,6 +12,7 @@ import (
 
 	"github.com/starling-io/starling/core"
 	"github.com/starling-io/starling/raftlog"
+	"github.com/starling-io/starling/stores"
 )
 
 // Monitoring data (spec §16) with the reference's JSON names. The engine owns the state, so
@@ -369,6 +370,16 @@ func (s *Server) ClientsErr(subs bool) ([]*Clientz, error) {
 
 // ServerID returns the streaming server's ID (a NUID, not the NATS server's ID).
 func (s *Server) ServerID() string { return s.id }
+
+// LimitsInEffect returns the channel limits this node applies, for /streaming/storez: the
+// replicated ones once a leader shared them (clustered, they may differ from this node's
+// configuration), else its configured ones.
+func (s *Server) LimitsInEffect() *stores.LimitsSet {
+	if ls := s.sm.replicatedLimits(); ls != nil {
+		return ls
+	}
+	return s.opts.Limits.Clone()
+}
 
 // StoreType names the store for /streaming/storez.
 func (s *Server) StoreType() string { return strings.ToUpper(s.store.Name()) }

@@ -39,7 +39,7 @@ func TestMonitoringUnavailableEngine(t *testing.T) {
 	check(t, err)
 	check(t, st.Start())
 	mux := http.NewServeMux()
-	for path, h := range monitor.New(st, monitor.Limits{}).Routes() {
+	for path, h := range monitor.New(st).Routes() {
 		mux.HandleFunc("GET "+path, h)
 	}
 	hs := httptest.NewServer(mux)

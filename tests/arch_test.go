@@ -39,7 +39,7 @@ var allowed = map[string][]string{
 	"raftlog/raftlogtest": {"raftlog"},
 	"streaming": {"core", "core/subject", "core/ipq", "stores", "stores/seqset", "raftlog",
 		"proto/stanpb", "proto/raftpb"},
-	"streaming/monitor": {"streaming", "core/monitor"},
+	"streaming/monitor": {"streaming", "stores", "core/monitor"},
 	"streaming/natsbus": {"streaming", "core"},
 	"tests":             {"*"},
 

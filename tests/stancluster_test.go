@@ -211,4 +211,15 @@ func TestStanClusterLimitsDisagree(t *testing.T) {
 			t.Errorf("%s did not log that the leader's limits differ from its own", n.name)
 		}
 	}
+	// storez shows the limits each node applies, the leader's: it showed each node's own.
+	for _, n := range c.nodes {
+		var z struct {
+			Limits struct {
+				MaxMsgs int `json:"max_msgs"`
+			} `json:"limits"`
+		}
+		if err := n.monGet("/streaming/storez", &z); err != nil || z.Limits.MaxMsgs != keep {
+			t.Errorf("%s's storez shows max_msgs %d (%v), want the applied %d", n.name, z.Limits.MaxMsgs, err, keep)
+		}
+	}
 }

@@ -66,7 +66,7 @@ func startHostile(t testing.TB, coreMod func(*core.Options), mod func(*streaming
 	must(t, err)
 	must(t, st.Start())
 	mux := http.NewServeMux()
-	for path, h := range stanmon.New(st, stanmon.Limits{}).Routes() {
+	for path, h := range stanmon.New(st).Routes() {
 		mux.Handle(path, h)
 	}
 	web := httptest.NewServer(mux)

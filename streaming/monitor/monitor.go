@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/starling-io/starling/stores"
 	"github.com/starling-io/starling/streaming"
 )
 
@@ -80,13 +81,32 @@ type Channelsz struct {
 
 // Monitor serves one streaming.Server's endpoints.
 type Monitor struct {
-	s      *streaming.Server
-	limits Limits
+	s *streaming.Server
 }
 
-// New returns the handlers for s; limits is what storez shows.
-func New(s *streaming.Server, limits Limits) *Monitor {
-	return &Monitor{s: s, limits: limits}
+// New returns the handlers for s.
+func New(s *streaming.Server) *Monitor {
+	return &Monitor{s: s}
+}
+
+// LimitsOf is a limits set as storez shows it: the global limits, and each entry's after
+// inheritance.
+func LimitsOf(ls *stores.LimitsSet) Limits {
+	g := (&stores.LimitsSet{Global: ls.Global}).For("") // the global limits, normalised
+	out := Limits{MaxChannels: g.MaxChannels, ChannelLimits: channelLimits(g)}
+	for name := range ls.Channels {
+		if out.Channels == nil {
+			out.Channels = map[string]*ChannelLimits{}
+		}
+		cl := channelLimits(ls.For(name))
+		out.Channels[name] = &cl
+	}
+	return out
+}
+
+func channelLimits(l stores.Limits) ChannelLimits {
+	return ChannelLimits{MaxMsgs: l.MaxMsgs, MaxBytes: l.MaxBytes, MaxAge: l.MaxAge,
+		MaxSubscriptions: l.MaxSubs, MaxInactivity: l.MaxInactivity}
 }
 
 // Routes returns every handler by path (relative to the monitoring base path), to mount
@@ -152,7 +172,7 @@ func (m *Monitor) HandleStorez(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, &Storez{ClusterID: z.ClusterID, ServerID: z.ServerID, Now: z.Now, Type: m.s.StoreType(),
-		Limits: m.limits, TotalMsgs: z.TotalMsgs, TotalBytes: z.TotalBytes})
+		Limits: LimitsOf(m.s.LimitsInEffect()), TotalMsgs: z.TotalMsgs, TotalBytes: z.TotalBytes})
 }
 
 // HandleClientsz serves /streaming/clientsz: clients sorted by ID, a page of them (offset,

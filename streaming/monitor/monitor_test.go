@@ -17,6 +17,7 @@ import (
 
 	"github.com/starling-io/starling/core"
 	"github.com/starling-io/starling/raftlog"
+	"github.com/starling-io/starling/stores"
 	"github.com/starling-io/starling/stores/memstore"
 	"github.com/starling-io/starling/streaming"
 )
@@ -29,12 +30,10 @@ type fixture struct {
 	st   *streaming.Server
 }
 
-var testLimits = Limits{
-	MaxChannels:   100,
-	ChannelLimits: ChannelLimits{MaxMsgs: 1000000, MaxBytes: 1024000000, MaxSubscriptions: 1000},
-	Channels: map[string]*ChannelLimits{
-		"orders.>": {MaxMsgs: 10, MaxBytes: 1024000000, MaxAge: time.Hour, MaxSubscriptions: 1000},
-	},
+// testLimits are the server's channel limits: storez shows them after inheritance.
+var testLimits = &stores.LimitsSet{
+	Global:   stores.DefaultLimits(),
+	Channels: map[string]stores.Limits{"orders.>": {MaxMsgs: 10, MaxAge: time.Hour}},
 }
 
 func start(t *testing.T) *fixture {
@@ -47,11 +46,11 @@ func start(t *testing.T) *fixture {
 	store, err := memstore.New(memstore.Options{})
 	check(t, err)
 	st, err := streaming.New(streaming.InProcess(conn), store, raftlog.Standalone,
-		streaming.Options{ClusterID: "test-cluster"})
+		streaming.Options{ClusterID: "test-cluster", Limits: testLimits})
 	check(t, err)
 	check(t, st.Start())
 	mux := http.NewServeMux()
-	for path, h := range New(st, testLimits).Routes() {
+	for path, h := range New(st).Routes() {
 		mux.HandleFunc("GET "+path, h)
 	}
 	hs := httptest.NewServer(mux)

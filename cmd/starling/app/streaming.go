@@ -331,26 +331,6 @@ func otherStore(dir, kind string) error {
 	return nil
 }
 
-// monitorLimits is the limits as /streaming/storez shows them: the global ones, and each
-// per-channel entry after inheritance.
-func (st *streamSettings) monitorLimits() stanmon.Limits {
-	g := (&stores.LimitsSet{Global: st.limits.Global}).For("") // the global limits, normalised
-	out := stanmon.Limits{MaxChannels: g.MaxChannels, ChannelLimits: channelLimits(g)}
-	for name := range st.limits.Channels {
-		if out.Channels == nil {
-			out.Channels = map[string]*stanmon.ChannelLimits{}
-		}
-		cl := channelLimits(st.limits.For(name))
-		out.Channels[name] = &cl
-	}
-	return out
-}
-
-func channelLimits(l stores.Limits) stanmon.ChannelLimits {
-	return stanmon.ChannelLimits{MaxMsgs: l.MaxMsgs, MaxBytes: l.MaxBytes, MaxAge: l.MaxAge,
-		MaxSubscriptions: l.MaxSubs, MaxInactivity: l.MaxInactivity}
-}
-
 // startStreaming builds the store and the streaming layer over an in-process connection to
 // core (named _STARLING-<cluster ID>; no client connection, so not in /connz), and starts
 // it. Called by Start with m.mu held, after core has started.
@@ -430,7 +410,7 @@ func (m *Main) mountStreaming(c *settings) error {
 	if m.mon == nil || m.stan == nil {
 		return nil
 	}
-	for path, h := range stanmon.New(m.stan, c.streaming.monitorLimits()).Routes() {
+	for path, h := range stanmon.New(m.stan).Routes() {
 		m.mon.Handle(path, h)
 	}
 	m.mon.AddHealthCheck(m.stan.Health)

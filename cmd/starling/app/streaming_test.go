@@ -20,6 +20,7 @@ import (
 	"github.com/starling-io/starling/core/conf"
 	"github.com/starling-io/starling/stores"
 	"github.com/starling-io/starling/streaming"
+	stanmon "github.com/starling-io/starling/streaming/monitor"
 )
 
 func parse(t *testing.T, args ...string) *settings {
@@ -144,7 +145,7 @@ func TestStreamingConfigFile(t *testing.T) {
 		t.Errorf("limits\n got %+v\nwant %+v", st.limits, wantLimits)
 	}
 	// Inheritance, as storez shows it: orders.eu.* inherits max_age from orders.>.
-	ml := st.monitorLimits()
+	ml := stanmon.LimitsOf(&st.limits)
 	if ml.MaxChannels != 50 || ml.MaxMsgs != 5000 || ml.MaxSubscriptions != 20 || ml.MaxAge != 24*time.Hour {
 		t.Errorf("storez global limits %+v", ml)
 	}
