@@ -13,7 +13,17 @@ const limitRetryWait = time.Second
 
 // armAge schedules the next age expiry of a channel with MaxAge.
 func (s *Server) armAge(ch *channel, at int64) {
-	if ch.limits.MaxAge <= 0 || at <= 0 || (ch.ageTimer != nil && ch.ageAt != 0 && ch.ageAt <= at) {
+	if ch.limits.MaxAge > 0 {
+		s.armExpire(ch, at)
+	}
+}
+
+// armExpire schedules an expiry pass of ch (opExpire) at at, unix ns, on the channel's age
+// timer: the next age expiry, or the retry of a pass whose proposal failed — with or
+// without MaxAge, as the trim at start of a channel over MaxMsgs or MaxBytes is such a
+// pass (restore).
+func (s *Server) armExpire(ch *channel, at int64) {
+	if at <= 0 || (ch.ageTimer != nil && ch.ageAt != 0 && ch.ageAt <= at) {
 		return
 	}
 	ch.ageAt = at
@@ -35,7 +45,7 @@ func (s *Server) processExpire(ch *channel) {
 		if err != nil {
 			s.log.Error("expiring messages failed", "channel", ch.name, "err", err)
 			if !ch.deleted { // else nothing but the next publish would try again
-				s.armAge(ch, time.Now().Add(limitRetryWait).UnixNano())
+				s.armExpire(ch, time.Now().Add(limitRetryWait).UnixNano())
 			}
 			return
 		}

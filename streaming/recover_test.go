@@ -324,6 +324,35 @@ func TestRefusedExpiryIsTriedAgain(t *testing.T) {
 	}
 }
 
+// TestRefusedStartTrimIsTriedAgain: the trim at start of a channel over MaxMsgs, whose
+// proposal fails, is tried again limitRetryWait later also without MaxAge; before, the
+// retry was armed on the age timer, which a channel without MaxAge never runs, so the
+// channel kept what the limits dropped until its next publish.
+func TestRefusedStartTrimIsTriedAgain(t *testing.T) {
+	st, limits := agedStore(t, 10)
+	limits.Global.MaxAge, limits.Global.MaxMsgs = 0, 3
+	if err := st.SetLimits(limits); err != nil {
+		t.Fatal(err)
+	}
+	rl := &refuseLog{n: 1, match: func(c any) bool { _, ok := c.(*cmdExpire); return ok }}
+	s, err := New(&fakeBus{}, st, func(sm raftlog.StateMachine) (raftlog.Log, error) {
+		rl.Local = raftlog.NewLocal(sm)
+		return rl, nil
+	}, Options{Limits: limits})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.recover(); err != nil {
+		t.Fatal(err)
+	}
+	pumpUntil(t, s, "the refused trim at start was not tried again", func() bool {
+		return s.channels["foo"].store.Msgs.State().Msgs == 3
+	})
+	if rl.n != 0 {
+		t.Fatal("no trim was refused")
+	}
+}
+
 // TestRefusedIdleDeletionIsTriedAgain: an inactive channel whose deletion's proposal fails
 // is deleted limitRetryWait later; before, only new activity armed its timer again.
 func TestRefusedIdleDeletionIsTriedAgain(t *testing.T) {
