@@ -1,7 +1,11 @@
 package streaming
 
 import (
+	"context"
 	"time"
+
+	"github.com/starling-io/starling/raftlog"
+	"github.com/starling-io/starling/stores"
 )
 
 // Age and inactivity limits run on timers: one per channel at most for each, set to the
@@ -42,21 +46,92 @@ func (s *Server) processExpire(ch *channel) {
 		return
 	}
 	s.proposeThen(&cmdExpire{chanRef: refOf(ch), now: time.Now().UnixNano()}, func(v any, err error) {
-		if err != nil {
-			s.log.Error("expiring messages failed", "channel", ch.name, "err", err)
-			if !ch.deleted { // else nothing but the next publish would try again
-				s.armExpire(ch, time.Now().Add(limitRetryWait).UnixNano())
-			}
-			return
-		}
-		r, _ := v.(expireResult)
-		if r.removed > 0 {
-			s.log.Debug("expired messages", "channel", ch.name, "removed", r.removed)
-		}
-		if !ch.deleted {
-			s.armAge(ch, r.next)
-		}
+		s.expired(ch, v, err)
 	})
+}
+
+// expired handles the outcome of an expiry pass of ch: it re-arms the age timer for the
+// next message to expire, or for a retry if the pass failed.
+func (s *Server) expired(ch *channel, v any, err error) {
+	if err != nil {
+		s.log.Error("expiring messages failed", "channel", ch.name, "err", err)
+		if !ch.deleted { // else nothing but the next publish would try again
+			s.armExpire(ch, time.Now().Add(limitRetryWait).UnixNano())
+		}
+		return
+	}
+	r, _ := v.(expireResult)
+	if r.removed > 0 {
+		s.log.Debug("expired messages", "channel", ch.name, "removed", r.removed)
+	}
+	if !ch.deleted {
+		s.armAge(ch, r.next)
+	}
+}
+
+// dueAtStart reports whether a channel as restored holds what its limits drop: messages
+// that reached MaxAge while no server ran its age timer (stopped, or no leader), or more
+// than MaxMsgs or MaxBytes allow (limits lowered meanwhile, a store imported from nss).
+// If not, it arms the age timer for its oldest message.
+func (s *Server) dueAtStart(ch *channel, state stores.ChannelState) bool {
+	if state.Msgs == 0 {
+		return false
+	}
+	if ch.limits.Exceeded(state.Msgs, state.Bytes) {
+		return true
+	}
+	if ch.limits.MaxAge <= 0 {
+		return false
+	}
+	var first stores.Msg
+	if err := ch.store.Msgs.Load(state.First, &first); err != nil {
+		return true // Expire finds out what is due
+	}
+	if ch.limits.Expired(first.Time, time.Now().UnixNano()) {
+		return true
+	}
+	s.armAge(ch, ch.limits.ExpiresAt(first.Time))
+	return false
+}
+
+// expireNow runs the expiry of chans (dueAtStart) as one proposal and waits for it
+// (restore): the first deliveries of a start or a takeover (deliverAll) run before the
+// engine handles any op, so an expiry left to the age timer came after them, and
+// subscribers whose client was still connected (through another node, or an external NATS
+// server) were sent messages older than MaxAge.
+func (s *Server) expireNow(chans []*channel) {
+	if len(chans) == 0 {
+		return
+	}
+	now := time.Now().UnixNano()
+	cs := make([]raftlog.Command, 0, len(chans))
+	var err error
+	for _, ch := range chans {
+		cmd := &cmdExpire{chanRef: refOf(ch), now: now}
+		c := raftlog.Command{Value: cmd}
+		if s.replicated {
+			if c.Data, err = encodeCommand(cmd); err != nil {
+				break
+			}
+		}
+		cs = append(cs, c)
+	}
+	var f raftlog.Future
+	if err == nil {
+		f = s.rlog.ProposeBatch(context.Background(), cs)
+		_, err = f.Wait()
+	}
+	for i, ch := range chans {
+		var v any
+		if err == nil {
+			v = f.ResultAt(i)
+		}
+		if r, ok := v.(error); ok && r != nil {
+			s.expired(ch, nil, r)
+			continue
+		}
+		s.expired(ch, v, err)
+	}
 }
 
 // touch records activity on a channel with MaxInactivity and (re)arms its timer.

@@ -22,6 +22,7 @@ func (s *Server) restore(st *stores.RecoveredState) error {
 	for _, ci := range st.Clients {
 		s.addClientView(ci)
 	}
+	var due []*channel
 	for _, rc := range st.Channels {
 		ch := s.addChannel(rc.Channel)
 		ch.lastTime = time.Now().UnixNano()
@@ -32,18 +33,11 @@ func (s *Server) restore(st *stores.RecoveredState) error {
 				ch.lastTime = last.Time
 			}
 		}
-		if state.Msgs > 0 && ch.limits.MaxAge > 0 {
-			// Messages that aged while the server was down go now, the rest when due: the
-			// age timer is otherwise armed only by a publish.
-			var first stores.Msg
-			if ch.store.Msgs.Load(state.First, &first) == nil {
-				s.armAge(ch, ch.limits.ExpiresAt(first.Time))
-			}
-		}
-		if ch.limits.Exceeded(state.Msgs, state.Bytes) {
-			// Limits lowered while the server was down (or a store imported from nss):
-			// trimmed now, as an expiry does, not at the next publish.
-			s.push(op{kind: opExpire, ch: ch})
+		// Messages that aged while the server was down, or that lowered limits drop (or a
+		// store imported from nss), go before anything is sent (expireNow); the rest when
+		// due: the age timer is otherwise armed only by a publish.
+		if s.dueAtStart(ch, state) {
+			due = append(due, ch)
 		}
 		uncertain := uint64(0)
 		if !st.Clean {
@@ -54,6 +48,7 @@ func (s *Server) restore(st *stores.RecoveredState) error {
 		}
 		s.settleGroups(ch)
 	}
+	s.expireNow(due)
 	// What restoring changed (subscriptions of clients that are gone, merged groups) is
 	// durable before the first request is served.
 	return s.syncMeta()

@@ -252,6 +252,48 @@ func TestRestoreExpiresAgedMessages(t *testing.T) {
 	})
 }
 
+// TestRestoreSendsNothingAged: messages that passed MaxAge while the server was down are
+// never sent after the restart — neither by the first deliveries Start makes before the
+// engine runs (a subscription whose client is still connected, through an external NATS
+// server or another node of a cluster, and whose position is behind after a crash) nor as
+// redeliveries of what was pending. Before, restore only armed the age timer, so Start's
+// deliverAll sent them, and a pending message's redelivery could run before the expiry.
+func TestRestoreSendsNothingAged(t *testing.T) {
+	st, limits := agedStore(t, 10)
+	if err := st.AddClient(stores.ClientInfo{ID: "c", HbInbox: "hb"}); err != nil {
+		t.Fatal(err)
+	}
+	rs, err := st.Recover()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := rs.Channels[0].Channel
+	sub := stores.SubState{ID: 1, ClientID: "c", DurableName: "d", IsDurable: true, Inbox: "in", MaxInFlight: 100, AckWaitSecs: 1}
+	if err := ch.Subs.CreateSub(&sub); err != nil {
+		t.Fatal(err)
+	}
+	record(t, ch, 1, 1, 2, 3) // 1 to 3 sent, not acknowledged; 4 to 10 never sent
+	bus := &fakeBus{}
+	s, err := New(bus, &cleanStore{Store: st, clean: false}, raftlog.Standalone, Options{Limits: limits})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.recover(); err != nil {
+		t.Fatal(err)
+	}
+	s.deliverAll() // as Start does, before the engine runs
+	var rsub *subState
+	for sb := range s.channels["foo"].subs {
+		rsub = sb
+	}
+	pumpUntil(t, s, "messages older than MaxAge still pending after the restart", func() bool {
+		return rsub.pending.Len() == 0
+	})
+	if bus.published != 0 {
+		t.Fatalf("%d messages older than MaxAge sent after the restart", bus.published)
+	}
+}
+
 // pumpUntil runs the ops s's timers queue, on this goroutine, until done holds; it fails
 // with what after 5 s.
 func pumpUntil(t *testing.T, s *Server, what string, done func() bool) {
