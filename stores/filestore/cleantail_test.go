@@ -2,6 +2,7 @@ package filestore
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -143,5 +144,122 @@ func asIfCrashed(t *testing.T, dir string) {
 	t.Helper()
 	if err := dropCleanRecords(filepath.Join(dir, "meta.log"), &Options{}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestCleanCloseSubsLogCutIsDamage: after a clean close (with fsyncs) subs.log was synced
+// whole, so one found shorter than Close left it — emptied, cut inside its header, cut inside
+// its records, or gone — lost subscription records: a durable gone, or its acknowledged
+// position moved back (redeliveries). Open fails that channel instead of cutting the log
+// (before, the cut was taken for a torn tail and the loss went unseen), at every open until
+// Repair; Verify reports it; Repair refuses it without Quarantine and with it keeps the
+// intact records. The channel may hold messages (its tail's journal) or none. With NoSync a
+// clean close proves nothing and the cut is cut as before.
+func TestCleanCloseSubsLogCutIsDamage(t *testing.T) {
+	cuts := map[string]func(p string, size int64) error{
+		"emptied":    func(p string, _ int64) error { return os.Truncate(p, 0) },
+		"header cut": func(p string, _ int64) error { return os.Truncate(p, 5) },
+		"record cut": func(p string, size int64) error { return os.Truncate(p, size-40) },
+		"removed":    func(p string, _ int64) error { return os.Remove(p) },
+	}
+	build := func(t *testing.T, msgs bool, opts Options) string {
+		dir := t.TempDir()
+		s, ch := openWithFoo(t, dir, opts)
+		if _, err := s.CreateChannel("bar", 2); err != nil {
+			t.Fatal(err)
+		}
+		if msgs {
+			if err := ch.Msgs.Append(genMsgs(1, 5)); err != nil {
+				t.Fatal(err)
+			}
+			if err := ch.Msgs.Sync(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for id := uint64(1); id <= 3; id++ {
+			sub := stores.SubState{ID: id, ClientID: "c", DurableName: fmt.Sprint("d", id), IsDurable: true, Inbox: "in"}
+			if err := ch.Subs.CreateSub(&sub); err != nil {
+				t.Fatal(err)
+			}
+			if err := ch.Subs.Sync(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := ch.Subs.Record([]stores.SubEvent{{SubID: 3, Seq: 1}, {SubID: 3, Seq: 1, Acked: true}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := ch.Subs.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	for name, cut := range cuts {
+		for _, msgs := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/messages=%v", name, msgs), func(t *testing.T) {
+				dir := build(t, msgs, Options{})
+				p := filepath.Join(chanDirOf(t, dir, "foo"), "subs.log")
+				fi, err := os.Stat(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := cut(p, fi.Size()); err != nil {
+					t.Fatal(err)
+				}
+				for round := 0; round < 2; round++ {
+					s, err := Open(dir, Options{})
+					if err != nil {
+						t.Fatal(err)
+					}
+					d := s.Damaged()
+					var de *DamageError
+					if len(d) != 1 || !errors.As(d[0], &de) || de.Channel != "foo" || de.File != p || !errors.Is(d[0], ErrCorrupt) {
+						t.Fatalf("round %d: damaged: %v", round, d)
+					}
+					if got := channelNames(t, s); len(got) != 1 || got[0] != "bar" {
+						t.Fatalf("channels %v", got)
+					}
+					s.Close()
+				}
+				rep, err := Verify(dir, Options{})
+				if err != nil || rep.OK() {
+					t.Fatalf("verify: %v %+v", err, rep)
+				}
+				if _, err := Repair(dir, Options{}); !errors.Is(err, ErrCorrupt) {
+					t.Fatalf("repair without quarantine: %v", err)
+				}
+				if _, err := Repair(dir, Options{Quarantine: true}); err != nil {
+					t.Fatal(err)
+				}
+				s, err := Open(dir, Options{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer s.Close()
+				if d := s.Damaged(); len(d) != 0 {
+					t.Fatalf("damaged after repair: %v", d)
+				}
+				if got := channelNames(t, s); len(got) != 2 {
+					t.Fatalf("channels after repair %v", got)
+				}
+			})
+		}
+	}
+	// NoSync: nothing was proven synced; the cut log is cut, as after a crash.
+	dir := build(t, false, Options{NoSync: true})
+	p := filepath.Join(chanDirOf(t, dir, "foo"), "subs.log")
+	fi, _ := os.Stat(p)
+	if err := os.Truncate(p, fi.Size()-40); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(dir, Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if d := s.Damaged(); len(d) != 0 {
+		t.Fatalf("NoSync: damaged %v", d)
 	}
 }

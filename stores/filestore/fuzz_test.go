@@ -113,7 +113,7 @@ func FuzzJournalRecovery(f *testing.F) {
 			return
 		}
 		defer ms.abandon()
-		ss, err := openSubStore(filepath.Join(d, "subs.log"), 0, opts, ms)
+		ss, err := openSubStore(filepath.Join(d, "subs.log"), 0, opts, ms, 0)
 		if err != nil {
 			var de *DamageError
 			if len(ms.segs) > 0 && errors.As(err, &de) && de.File != ms.segs[0].path && de.File != filepath.Join(d, "subs.log") {

@@ -354,6 +354,14 @@ func (l *recLog) close(flush bool) error {
 	if flush {
 		l.closing = true
 		err = l.syncLocked()
+		if err == nil && !l.opts.NoSync && l.proof < l.size && l.f != nil {
+			// Nothing to commit, but what the file held at open was never fsynced by this
+			// run: an fsync proves it, so that the last mark (and subs.log's L record)
+			// states the whole file.
+			if err = fsync(l.f, l.w.path, l.opts); err == nil {
+				l.proof = l.size
+			}
+		}
 		if err == nil && l.proof > l.marked {
 			// A last mark (not fsynced) proves the whole log synced to the next open.
 			l.pend = appendMark(l.pend[:0], l.proof, l.nonce)

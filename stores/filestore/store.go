@@ -112,6 +112,7 @@ const (
 	metaChanDel   = 'X' // name, last (also a tombstone), dir number (DeleteChannel's; not in a snapshot)
 	metaClean     = 'Z' // the last record Close writes: the run ended cleanly
 	metaTail      = 'T' // dir number, tail first, bytes fsynced, Last: what a clean Close left of a tail
+	metaSubsLog   = 'L' // dir number, bytes fsynced: what a clean Close left of a channel's subs.log
 )
 
 // Store is the file store.
@@ -136,6 +137,9 @@ type Store struct {
 	// closeTails: meta.log's T records by directory number: what a clean Close fsynced of
 	// each tail. Used by Open only (the rewrite keeps those of damaged channels).
 	closeTails map[uint64]*tailAt
+	// closeSubs: meta.log's L records by directory number: the bytes of each subs.log a
+	// clean Close fsynced. Used by Open only (the rewrite keeps those of damaged channels).
+	closeSubs map[uint64]int64
 	// deadDirs: directory numbers of channels meta.log's X records say were deleted: their
 	// directories, if still there, are removed at open.
 	deadDirs map[uint64]bool
@@ -150,8 +154,11 @@ type channel struct {
 	dirNum uint64
 	base   uint64
 	clean  *tailAt // what a clean Close left of its tail (meta.log's T record), if known
-	msgs   *msgStore
-	subs   *subStore
+	// cleanSubs: the bytes of subs.log a clean Close fsynced (meta.log's L record), 0 if
+	// unknown.
+	cleanSubs int64
+	msgs      *msgStore
+	subs      *subStore
 }
 
 // Open opens (creating if needed) the file store in dir and recovers what it holds.
@@ -267,7 +274,7 @@ func Open(dir string, opts Options) (*Store, error) {
 			delete(s.channels, name)
 		}
 	}
-	s.closeTails, s.deadDirs = nil, nil // the rewrite keeps only the damaged channels' T records
+	s.closeTails, s.closeSubs, s.deadDirs = nil, nil, nil // the rewrite keeps only the damaged channels' T and L records
 	err = s.meta.rewrite()
 	if err == nil {
 		err = s.meta.syncLocked()
@@ -295,12 +302,12 @@ func (s *Store) openChannel(name string, ch *channel) error {
 		return err
 	}
 	l := s.limits.For(name)
-	ch.clean = s.closeTails[ch.dirNum]
+	ch.clean, ch.cleanSubs = s.closeTails[ch.dirNum], s.closeSubs[ch.dirNum]
 	ms, err := openMsgStore(d, name, ch.base, l, &s.opts, s.fds, true, ch.clean)
 	if err != nil {
 		return err
 	}
-	ss, err := openSubStore(filepath.Join(d, "subs.log"), l.MaxSubs, &s.opts, ms)
+	ss, err := openSubStore(filepath.Join(d, "subs.log"), l.MaxSubs, &s.opts, ms, ch.cleanSubs)
 	if err != nil {
 		ms.abandon()
 		return err
@@ -324,6 +331,14 @@ func (s *Store) replay(rec []byte) {
 			}
 			s.closeTails[dn] = t
 		}
+	case metaSubsLog:
+		dn, size := d.uv(), d.uv()
+		if !d.bad {
+			if s.closeSubs == nil {
+				s.closeSubs = map[uint64]int64{}
+			}
+			s.closeSubs[dn] = int64(size)
+		}
 	case metaInfo:
 		info := stores.ServerInfo{ClusterID: d.str(), Discovery: d.str(), Publish: d.str(), Subscribe: d.str(),
 			Unsubscribe: d.str(), Close: d.str(), SubClose: d.str(), NodeID: d.str()}
@@ -344,7 +359,8 @@ func (s *Store) replay(rec []byte) {
 		name, id, dn, base := d.str(), d.uv(), d.uv(), d.uv()
 		if !d.bad {
 			s.channels[name] = &channel{ch: stores.Channel{Name: name, ID: id}, dirNum: dn, base: base}
-			delete(s.closeTails, dn) // a T record follows the C record it speaks of
+			delete(s.closeTails, dn) // a T or L record follows the C record it speaks of
+			delete(s.closeSubs, dn)
 			delete(s.deadDirs, dn)
 			delete(s.tombs, name)
 			s.nextDir = max(s.nextDir, dn+1)
@@ -394,6 +410,10 @@ func encTail(b []byte, dn uint64, t *tailAt) []byte {
 	return putUv(putUv(putUv(putUv(append(b, metaTail), dn), t.first), t.size), t.last)
 }
 
+func encSubsLog(b []byte, dn uint64, size int64) []byte {
+	return putUv(putUv(append(b, metaSubsLog), dn), uint64(size))
+}
+
 // encChanDel encodes a deletion; dn, the deleted channel's directory number, is written by
 // DeleteChannel only (0: a snapshot's tombstone — directory numbers are reused after it).
 func encChanDel(b []byte, name string, last, dn uint64) []byte {
@@ -431,6 +451,11 @@ func (s *Store) appendSnapshot(b []byte) []byte {
 				// open, until Repair (which drops T records).
 				b, st = beginFrame(b)
 				b = endFrame(encTail(b, ch.dirNum, ch.clean), st)
+			}
+			if ch.err != nil && ch.cleanSubs > 0 {
+				// The same for a subs.log found cut below what a clean Close synced.
+				b, st = beginFrame(b)
+				b = endFrame(encSubsLog(b, ch.dirNum, ch.cleanSubs), st)
 			}
 		}
 	}
@@ -698,12 +723,15 @@ func (s *Store) Close() error {
 	}
 	s.mu.Lock()
 	if errors.Join(errs...) == nil {
-		// Everything is synced: what each tail's fsync covered (so that the next open finds
-		// a tail cut below it damaged, not torn), then the mark that makes the next open
+		// Everything is synced: what each tail's and subs.log's fsync covered (so that the
+		// next open finds one cut below it damaged, not torn), then the mark that makes the next open
 		// report Clean — one batch, so both or neither.
 		for _, ch := range chans {
 			if t := ch.msgs.closedTailAt(); t.size > 0 {
 				s.meta.add(encTail(s.buf[:0], ch.dirNum, &t))
+			}
+			if n := ch.subs.closedSize(); n > 0 {
+				s.meta.add(encSubsLog(s.buf[:0], ch.dirNum, n))
 			}
 		}
 		s.meta.add([]byte{metaClean})

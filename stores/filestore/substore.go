@@ -75,6 +75,7 @@ type subStore struct {
 	logWrites, logCommitted uint64
 
 	closed, deleted bool
+	closedAt        int64 // the bytes of subs.log a clean Close fsynced (0: nothing proven)
 }
 
 type sub struct {
@@ -83,11 +84,16 @@ type sub struct {
 }
 
 // openSubStore recovers the subscriptions of subs.log at path, then the journal records of
-// the tail of ms (read by its open) that continue it.
-func openSubStore(path string, maxSubs int, opts *Options, ms *msgStore) (*subStore, error) {
+// the tail of ms (read by its open) that continue it. clean is how many bytes of subs.log
+// the last clean Close fsynced (meta.log's L record; 0 if unknown): a log whose intact
+// records end before that lost records, and is damage, not a torn tail.
+func openSubStore(path string, maxSubs int, opts *Options, ms *msgStore, clean int64) (*subStore, error) {
 	l, ld, err := openRecLog(path, magicSubs, opts)
 	if err != nil {
 		return nil, err
+	}
+	if why := cutBelowClean(ld, clean); why != "" {
+		return nil, &DamageError{File: path, Offset: int64(ld.end), Reason: why}
 	}
 	ss := &subStore{log: l, ms: ms, maxSubs: maxSubs, subs: make(map[uint64]*sub)}
 	l.mu, l.snapshot = &ss.mu, ss.appendSnapshot
@@ -627,7 +633,31 @@ func (ss *subStore) Close() error {
 	if cerr := ss.log.close(true); err == nil {
 		err = cerr
 	}
+	if err == nil {
+		ss.closedAt = ss.log.proof // the Store states it in meta.log (an L record)
+	}
 	return err
+}
+
+// closedSize returns how many bytes of subs.log a clean Close fsynced (0: nothing proven).
+func (ss *subStore) closedSize() int64 {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return ss.closedAt
+}
+
+// cutBelowClean reports why a log read as ld lost records a clean Close had fsynced (clean
+// bytes of it: 0 if unknown), or "".
+func cutBelowClean(ld logData, clean int64) string {
+	switch {
+	case clean <= 0:
+		return ""
+	case ld.size == 0:
+		return fmt.Sprintf("missing or empty, yet the clean shutdown left it holding %d synced bytes", clean)
+	case ld.torn || int64(ld.end) < clean:
+		return fmt.Sprintf("intact records end at offset %d, before the %d bytes the clean shutdown synced: records lost", ld.end, clean)
+	}
+	return ""
 }
 
 func (ss *subStore) abandon() {

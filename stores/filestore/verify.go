@@ -121,6 +121,9 @@ type chanInfo struct {
 	segs  []*segInfo
 	stats *ChannelStats
 	clean *tailAt // what a clean Close left of the tail (meta.log's T record), as Open checks
+	// cleanSubs: the bytes of subs.log a clean Close fsynced (meta.log's L record), as Open
+	// checks; 0 if unknown.
+	cleanSubs int64
 }
 
 func verify(dir string) (Report, []*chanInfo, error) {
@@ -161,7 +164,7 @@ func verify(dir string) (Report, []*chanInfo, error) {
 	infos := []*chanInfo{} // not nil: meta.log was read
 	for _, name := range slices.Sorted(keys(s.channels)) {
 		ch := s.channels[name]
-		ci := &chanInfo{name: name, dir: s.chanDir(ch.dirNum), ch: ch, clean: s.closeTails[ch.dirNum]}
+		ci := &chanInfo{name: name, dir: s.chanDir(ch.dirNum), ch: ch, clean: s.closeTails[ch.dirNum], cleanSubs: s.closeSubs[ch.dirNum]}
 		rep.Channels = append(rep.Channels, ChannelStats{Name: name, Dir: ci.dir})
 		infos = append(infos, ci)
 	}
@@ -221,7 +224,17 @@ func verifyChannel(rep *Report, ci *chanInfo) error {
 	}
 	subsPath := filepath.Join(ci.dir, "subs.log")
 	var subsLSN uint64 // the LSN subs.log reaches
-	if data, err := os.ReadFile(subsPath); err == nil {
+	data, err := os.ReadFile(subsPath)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if ld, perr := parseLog(subsPath, magicSubs, data); perr == nil { // as Open checks it
+		if why := cutBelowClean(ld, ci.cleanSubs); why != "" {
+			damage(Problem{File: subsPath, Offset: int64(ld.end), Kind: ProblemCorrupt, Detail: why})
+			data = data[:ld.end:ld.end] // the cut is damage, not also a torn tail to cut
+		}
+	}
+	if err == nil {
 		startLen := len(rep.Problems)
 		recs, _ := verifyLog(rep, ci.name, subsPath, magicSubs, data)
 		for _, p := range rep.Problems[startLen:] {
@@ -235,8 +248,6 @@ func verifyChannel(rep *Report, ci *chanInfo) error {
 			}
 		}
 		subsLSN = logLSN(recs)
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return err
 	}
 	names, err := filepath.Glob(filepath.Join(ci.dir, "*.seg"))
 	if err != nil {
@@ -490,8 +501,8 @@ func Repair(dir string, opts Options) (Report, error) {
 		opts.Logger.Warn("filestore: repaired", "problem", p.String())
 	}
 	if len(rep.Problems) > 0 {
-		// The store is no longer what the last clean Close left: its T records (and the
-		// clean mark) would find the repaired tails damaged.
+		// The store is no longer what the last clean Close left: its T and L records (and the
+		// clean mark) would find the repaired tails and logs damaged.
 		if err := dropCleanRecords(filepath.Join(dir, "meta.log"), o); err != nil {
 			return rep, fmt.Errorf("filestore: repair %s: %w", dir, err)
 		}
@@ -507,7 +518,8 @@ func Repair(dir string, opts Options) (Report, error) {
 	return rep, nil
 }
 
-// dropCleanRecords rewrites meta.log without its T records and clean mark, if it has any.
+// dropCleanRecords rewrites meta.log without its T and L records and clean mark, if it has
+// any.
 func dropCleanRecords(path string, opts *Options) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -519,7 +531,7 @@ func dropCleanRecords(path string, opts *Options) error {
 	}
 	keep := ld.recs[:0:0]
 	for _, r := range ld.recs {
-		if len(r) > 0 && (r[0] == metaTail || r[0] == metaClean) {
+		if len(r) > 0 && (r[0] == metaTail || r[0] == metaSubsLog || r[0] == metaClean) {
 			continue
 		}
 		keep = append(keep, r)
@@ -693,6 +705,9 @@ func writeMarkerSegment(dir string, last uint64, opts *Options) error {
 
 func quarantineLog(rep *Report, p *Problem, opts *Options) error {
 	data, err := os.ReadFile(p.File)
+	if errors.Is(err, os.ErrNotExist) { // a subs.log a clean Close left, gone: an empty one
+		return writeLog(p.File, magicSubs, nil, opts)
+	}
 	if err != nil {
 		return err
 	}
