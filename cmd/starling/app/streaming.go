@@ -267,8 +267,9 @@ func (st *streamSettings) sameRestart(next *streamSettings) bool {
 	return reflect.DeepEqual(st.restartKey(), next.restartKey())
 }
 
-// newStore opens the store the settings name (build has refused the others).
-func (st *streamSettings) newStore() (stores.Store, error) {
+// newStore opens the store the settings name (build has refused the others); the file
+// store's recovery reports to log what it cut, rebuilt or refused.
+func (st *streamSettings) newStore(log *slog.Logger) (stores.Store, error) {
 	switch t := st.storeType(); t {
 	case storeMemory:
 		return memstore.New(memstore.Options{Limits: st.limits.Clone()})
@@ -280,7 +281,7 @@ func (st *streamSettings) newStore() (stores.Store, error) {
 			return nil, err
 		}
 		o := st.file.fileStoreOptions()
-		o.Limits = st.limits.Clone()
+		o.Limits, o.Logger = st.limits.Clone(), log
 		return filestore.Open(st.dir, o)
 	case storeBolt:
 		if err := os.MkdirAll(st.dir, 0o755); err != nil {
@@ -348,7 +349,7 @@ func (m *Main) startStreaming(c *settings) error {
 			return fmt.Errorf("streaming store: %w", err)
 		}
 	}
-	store, err := st.newStore()
+	store, err := st.newStore(m.stanLog)
 	if err != nil {
 		return fmt.Errorf("streaming store: %w", err)
 	}
