@@ -263,3 +263,83 @@ func TestCleanCloseSubsLogCutIsDamage(t *testing.T) {
 		t.Fatalf("NoSync: damaged %v", d)
 	}
 }
+
+// TestCleanCloseProofCarriesOver: a subs.log the last clean Close fsynced (its L record) and
+// this run left unchanged is not fsynced again by this run's Close — a store of many
+// channels would otherwise pay one fsync per channel at every shutdown — and its L record
+// still holds it: a cut after the second close is damage too. A log written to in between
+// is fsynced as before.
+func TestCleanCloseProofCarriesOver(t *testing.T) {
+	dir := t.TempDir()
+	s, ch := openWithFoo(t, dir, Options{})
+	if _, err := s.CreateChannel("bar", 2); err != nil {
+		t.Fatal(err)
+	}
+	sub := stores.SubState{ID: 1, ClientID: "c", DurableName: "d", IsDurable: true, Inbox: "in"}
+	if err := ch.Subs.CreateSub(&sub); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var synced []string
+	opts := Options{Hooks: Hooks{BeforeSync: func(p string) error {
+		if filepath.Base(p) == "subs.log" {
+			synced = append(synced, p)
+		}
+		return nil
+	}}}
+	s, err := Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if len(synced) != 0 {
+		t.Fatalf("Close fsynced %d unchanged subs.log(s) proven by the last clean close: %v", len(synced), synced)
+	}
+	// The third run writes to foo's log: that one is fsynced.
+	s, err = Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := s.Recover()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rc := range rs.Channels {
+		if rc.Channel.Name == "foo" {
+			sub := stores.SubState{ID: 2, ClientID: "c", Inbox: "in2"}
+			if err := rc.Channel.Subs.CreateSub(&sub); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if len(synced) == 0 {
+		t.Fatal("a subs.log written to was not fsynced by Close")
+	}
+	// Still proven after the run that did not fsync it: a cut is damage.
+	s, err = Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(chanDirOf(t, dir, "bar"), "subs.log")
+	if err := os.Truncate(p, 5); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if d := s.Damaged(); len(d) != 1 {
+		t.Fatalf("a cut subs.log after two clean closes: damaged %v", d)
+	}
+}

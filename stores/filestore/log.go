@@ -57,15 +57,18 @@ type recLog struct {
 	pend      []byte // the records not yet written: one batch frame, its header reserved
 	proof     int64  // bytes of f a real fsync covered: the next sync mark states it
 	marked    int64  // the proof the last sync mark written states
-	broken    error  // a write or fsync of f failed: the next flush rewrites the log
-	overflow  bool   // pend was dropped (too big between flushes): the next flush rewrites
-	busy      bool   // a commit runs outside mu
-	renaming  bool   // ... on a rewrite, which it renames over the log
-	retired   *os.File
-	live      int64 // size of the log as last rewritten (the compaction baseline)
-	scratch   []byte
-	closed    bool
-	closing   bool // close's last flush: no compaction (it would drop meta.log's clean mark)
+	// carried: the size of f at open when an earlier run's clean close had proven it
+	// (carryProof), else 0: Close need not fsync a log still of that size.
+	carried  int64
+	broken   error // a write or fsync of f failed: the next flush rewrites the log
+	overflow bool  // pend was dropped (too big between flushes): the next flush rewrites
+	busy     bool  // a commit runs outside mu
+	renaming bool  // ... on a rewrite, which it renames over the log
+	retired  *os.File
+	live     int64 // size of the log as last rewritten (the compaction baseline)
+	scratch  []byte
+	closed   bool
+	closing  bool // close's last flush: no compaction (it would drop meta.log's clean mark)
 }
 
 // logJob is what one commit makes durable: f up to size, renamed over the log if tmp.
@@ -94,6 +97,17 @@ func (l *recLog) openAppend() error {
 	l.f, l.w = f, newFileWriter(f, l.path, l.opts)
 	l.size, l.committed, l.live = fi.Size(), fi.Size(), fi.Size()
 	return nil
+}
+
+// carryProof records that an earlier run's clean close fsynced the first proven bytes of
+// the log opened for appending (openAppend), so that they count as proven in this run: a
+// later mark or close states them without an fsync of its own. The bytes past them (that
+// close's last mark, never fsynced) are not.
+func (l *recLog) carryProof(proven int64) {
+	if proven <= 0 || proven > l.size {
+		return
+	}
+	l.proof, l.marked, l.carried = proven, proven, l.size
 }
 
 // add buffers one record. The records of one flush form one batch frame, so a power cut
@@ -223,7 +237,7 @@ func (l *recLog) rewrite() error {
 	l.f, l.w, l.onTmp, l.nonce = f, w, true, h.nonce
 	l.gen++
 	l.size, l.committed, l.live = int64(len(b)), 0, int64(len(b))
-	l.proof, l.marked = 0, 0
+	l.proof, l.marked, l.carried = 0, 0, 0
 	l.pend, l.broken, l.overflow = l.pend[:0], nil, false
 	return nil
 }
@@ -354,7 +368,7 @@ func (l *recLog) close(flush bool) error {
 	if flush {
 		l.closing = true
 		err = l.syncLocked()
-		if err == nil && !l.opts.NoSync && l.proof < l.size && l.f != nil {
+		if err == nil && !l.opts.NoSync && l.proof < l.size && l.f != nil && l.size != l.carried {
 			// Nothing to commit, but what the file held at open was never fsynced by this
 			// run: an fsync proves it, so that the last mark (and subs.log's L record)
 			// states the whole file.

@@ -122,6 +122,12 @@ func openSubStore(path string, maxSubs int, opts *Options, ms *msgStore, clean i
 		// Whether the log is durable is not known (a kill -9 leaves unsynced writes): the
 		// first journal record holds the whole state.
 		ss.logLSN, ss.snapNext = ss.lsn, true
+		if clean > 0 {
+			// The last clean Close fsynced clean bytes of it (its L record), and nothing
+			// was written since: still proven, so that this run's Close need not fsync a
+			// log it left unchanged to state it again.
+			l.carryProof(clean)
+		}
 		return ss, nil
 	}
 	if err := l.rewrite(); err != nil {
