@@ -118,8 +118,12 @@ func (s *Server) expireNow(chans []*channel) {
 	}
 	var f raftlog.Future
 	if err == nil {
-		f = s.rlog.ProposeBatch(context.Background(), cs)
+		// Bounded as a takeover's barrier is: a log that cannot commit must not hold the
+		// engine (each channel's expiry is then tried again limitRetryWait later).
+		ctx, cancel := context.WithTimeout(context.Background(), barrierTimeout)
+		f = s.rlog.ProposeBatch(ctx, cs)
 		_, err = f.Wait()
+		cancel()
 	}
 	for i, ch := range chans {
 		var v any
