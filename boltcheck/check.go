@@ -33,9 +33,10 @@ import (
 // Message values themselves carry no checksum in a bbolt file; a garbled byte inside a
 // value that leaves the page structure intact is not detectable here.
 //
-// A missing or empty file, and a file of only zero bytes (a creation torn before its
-// first fsync: nothing was ever committed), are fresh: the latter is truncated so bbolt
-// initialises it. The check holds a shared flock, and skips a file another process holds
+// A missing or empty file, and a file of only zero bytes no larger than bbolt's creation
+// writes (four pages of the default size, fsynced before the first commit: a creation torn
+// before that fsync, nothing was ever committed), are fresh: the latter is truncated so
+// bbolt initialises it. A larger zero-filled file held commits and is damage. The check holds a shared flock, and skips a file another process holds
 // (bolt.Open then reports the lock); it releases it before bolt.Open locks the file.
 func File(path string) error {
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
@@ -69,6 +70,10 @@ func File(path string) error {
 	err = c.run()
 	unmap()
 	if errors.Is(err, errZeroFile) {
+		if fresh := 4 * int64(os.Getpagesize()); fi.Size() > fresh {
+			return &DamageError{Path: path, Err: fmt.Errorf("all %d bytes are zero: bbolt creates a file of %d bytes "+
+				"(four pages) and fsyncs it before any commit, so a larger file held commits, and lost them", fi.Size(), fresh)}
+		}
 		if err := f.Truncate(0); err != nil {
 			return fmt.Errorf("boltcheck: truncate zero-filled %s: %w", path, err)
 		}

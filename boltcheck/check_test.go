@@ -67,3 +67,22 @@ func TestFile(t *testing.T) {
 		t.Fatalf("zero-filled file not truncated: %v %v", fi.Size(), err)
 	}
 }
+
+// A zero-filled file larger than what bbolt's creation writes (four pages, fsynced before
+// Open returns) held commits: it is damage, left as it is — truncated, it opened as a new
+// store (or an empty raft log) and everything acknowledged in it was silently gone.
+func TestZeroFilledCommittedFileIsDamage(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "x.db")
+	size := 4*os.Getpagesize() + 1
+	if err := os.WriteFile(p, make([]byte, size), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := File(p)
+	var d *DamageError
+	if !errors.As(err, &d) || d.Path != p || !strings.Contains(err.Error(), "zero") {
+		t.Fatalf("zero-filled file of %d bytes: %v", size, err)
+	}
+	if fi, err := os.Stat(p); err != nil || fi.Size() != int64(size) {
+		t.Fatalf("zero-filled file changed: %v %v", fi.Size(), err)
+	}
+}

@@ -341,6 +341,37 @@ func TestZeroFilledFileIsFresh(t *testing.T) {
 	}
 }
 
+// A store whose file reads back all zeros — blocks the file system lost — is refused and
+// left as it is. Taken for a torn creation, it was truncated and opened as a new store: the
+// server initialised it and served no channel, every acknowledged message gone without a
+// word.
+func TestZeroedStoreRefused(t *testing.T) {
+	s, path, ch := openFoo(t, Options{NoSync: true}, 1)
+	if err := s.Init(stores.ServerInfo{ClusterID: "c"}); err != nil {
+		t.Fatal(err)
+	}
+	appendSync(t, ch.Msgs, 1, 100)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, make([]byte, fi.Size()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := Open(path, Options{NoSync: true}); !errors.Is(err, ErrCorrupt) {
+		if s != nil {
+			s.Close()
+		}
+		t.Fatalf("Open of a zeroed store of %d bytes = %v, want ErrCorrupt", fi.Size(), err)
+	}
+	if fi2, err := os.Stat(path); err != nil || fi2.Size() != fi.Size() {
+		t.Fatalf("the refused file changed: %v %v", fi2.Size(), err)
+	}
+}
+
 // A file held open by another store (another process) is not checked while it may be
 // written: the second Open reports bbolt's lock timeout, not corruption.
 func TestOpenLockedFileIsNotChecked(t *testing.T) {
