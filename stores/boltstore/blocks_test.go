@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
@@ -205,5 +206,37 @@ func TestImpossibleChannelRecordIsCorrupt(t *testing.T) {
 				t.Fatalf("Open = %v, want ErrCorrupt", err)
 			}
 		})
+	}
+}
+
+// A channel record that deletes messages past its own Last cannot come from a commit (each
+// records dead at most the last message it deletes, and a Last at least that). Accepted,
+// it was written back by every later commit, and the next Open skipped the messages
+// published up to it as deleted: acknowledged messages gone, or the channel refused only
+// once they had been acknowledged.
+func TestDeadPastLastIsCorrupt(t *testing.T) {
+	s, path, ch := openFoo(t, Options{NoSync: true}, 1)
+	appendSync(t, ch.Msgs, 1, 5)
+	editFile(t, s, path, func(tx *bolt.Tx) error {
+		if err := tx.DeleteBucket([]byte(preMsgs + "foo")); err != nil {
+			return err
+		}
+		if _, err := tx.CreateBucket([]byte(preMsgs + "foo")); err != nil {
+			return err
+		}
+		// Emptied at 5 (as limits leave it), but deleted through 50.
+		return tx.Bucket([]byte(bktChans)).Put([]byte("foo"), append(binary.BigEndian.AppendUint64(u64(1), 5), u64(50)...))
+	})
+	s, err := Open(path, Options{NoSync: true})
+	if err == nil {
+		ms := s.channels["foo"].msgs
+		appendSync(t, ms, 6, 60)
+		s = reopen(t, s, path, Options{NoSync: true})
+		st := s.channels["foo"].msgs.State()
+		s.Close()
+		t.Fatalf("Open accepted a channel deleted past its Last; after publishing 6..65 it holds %d..%d", st.First, st.Last)
+	}
+	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), `"foo"`) {
+		t.Fatalf("Open = %v, want ErrCorrupt naming the channel", err)
 	}
 }

@@ -60,10 +60,17 @@ func chanMeta(v []byte) (id, last, dead uint64, err error) {
 	if len(v) != 16 && len(v) != 24 {
 		return 0, 0, 0, fmt.Errorf("%w: channel metadata of %d bytes", ErrCorrupt, len(v))
 	}
+	id, last = binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:])
 	if len(v) == 24 {
 		dead = binary.BigEndian.Uint64(v[16:])
 	}
-	return binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:]), dead, nil
+	if dead > last {
+		// A commit records dead at most the last message it deletes, and Last at least
+		// that. Taken as it is, the messages published up to dead would be skipped as
+		// deleted at the next Open.
+		return 0, 0, 0, fmt.Errorf("%w: channel metadata deletes messages through %d, past its last %d", ErrCorrupt, dead, last)
+	}
+	return id, last, dead, nil
 }
 
 // appendMsg appends the stored value of m to buf.
