@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"time"
 
@@ -181,7 +182,11 @@ func (s *Store) stopAutoSync() {
 
 // load creates the top-level buckets and reads everything. The transaction that creates
 // the buckets also takes the clean mark away, so a crash from now on reads as not clean.
+// A file checkBuckets refuses is not changed.
 func (s *Store) load() error {
+	if err := s.db.View(checkBuckets); err != nil {
+		return err
+	}
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		for _, n := range []string{bktMeta, bktClients, bktChans, bktTombs} {
 			if _, err := tx.CreateBucketIfNotExists([]byte(n)); err != nil {
@@ -239,6 +244,34 @@ func (s *Store) load() error {
 			s.channels[name] = ch
 			return nil
 		})
+	})
+}
+
+// checkBuckets refuses a channel bucket holding data that no channel record names. The
+// store creates and deletes a channel's record and buckets in one transaction, so such a
+// bucket means the record was lost: served without it, the channel would be gone; created
+// again under the name, the channel would adopt the old subscriptions and trip over (or,
+// rolled back, serve) the old messages. Nothing is deleted on that inference. An empty
+// bucket holds nothing acknowledged: CreateChannel takes it over.
+func checkBuckets(tx *bolt.Tx) error {
+	chans := tx.Bucket([]byte(bktChans))
+	return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+		n := string(name)
+		for _, p := range [...]string{preMsgs, preSubs, prePending} {
+			ch, ok := strings.CutPrefix(n, p)
+			if !ok {
+				continue
+			}
+			if chans != nil && chans.Get([]byte(ch)) != nil {
+				return nil
+			}
+			if k, _ := b.Cursor().First(); k == nil {
+				return nil
+			}
+			return fmt.Errorf("%w: bucket %q holds data of channel %q, which no channel record names "+
+				"(the record is lost; the file is left as it is)", ErrCorrupt, n, ch)
+		}
+		return nil
 	})
 }
 
