@@ -11,3 +11,7 @@ var ErrCorrupt = errors.New("boltstore: corrupt database file")
 // CreateSub, UpdateSub and AddClient refuse it, since its protobuf record could never be
 // written (and a record that cannot be written would fail every later Flush).
 var ErrNotUTF8 = errors.New("boltstore: string is not valid UTF-8")
+
+// ErrForeign reports a bbolt file that is not a Starling store: it holds buckets this
+// store never creates. Open refuses it without changing it.
+var ErrForeign = errors.New("boltstore: not a Starling store file")

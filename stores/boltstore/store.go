@@ -154,6 +154,9 @@ func openStore(path string, opts Options) (*Store, error) {
 	s.c = newCommitter(db, &s.hooks)
 	if err := s.load(); err != nil {
 		db.Close()
+		if errors.Is(err, ErrForeign) {
+			return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
+		}
 		if !errors.Is(err, ErrCorrupt) {
 			err = fmt.Errorf("%w: %w", ErrCorrupt, err)
 		}
@@ -247,14 +250,20 @@ func (s *Store) load() error {
 	})
 }
 
-// checkBuckets refuses a channel bucket holding data that no channel record names. The
-// store creates and deletes a channel's record and buckets in one transaction, so such a
-// bucket means the record was lost: served without it, the channel would be gone; created
-// again under the name, the channel would adopt the old subscriptions and trip over (or,
-// rolled back, serve) the old messages. Nothing is deleted on that inference. An empty
-// bucket holds nothing acknowledged: CreateChannel takes it over.
+// checkBuckets refuses a bbolt file holding a top-level bucket this store never creates
+// and none of its own (ErrForeign): Open would create the store's buckets in another
+// program's file, and the server would initialise and serve an empty store there. Beside
+// the store's own buckets, such a bucket is damage (a garbled name: ErrCorrupt). And it
+// refuses a channel bucket holding data that no channel record names. The store creates
+// and deletes a channel's record and buckets in one transaction, so such a bucket means
+// the record was lost: served without it, the channel would be gone; created again under
+// the name, the channel would adopt the old subscriptions and trip over (or, rolled back,
+// serve) the old messages. Nothing is deleted on that inference. An empty bucket holds
+// nothing acknowledged: CreateChannel takes it over.
 func checkBuckets(tx *bolt.Tx) error {
 	chans := tx.Bucket([]byte(bktChans))
+	own := chans != nil || tx.Bucket([]byte(bktMeta)) != nil || tx.Bucket([]byte(bktClients)) != nil ||
+		tx.Bucket([]byte(bktTombs)) != nil
 	return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
 		n := string(name)
 		for _, p := range [...]string{preMsgs, preSubs, prePending} {
@@ -271,7 +280,14 @@ func checkBuckets(tx *bolt.Tx) error {
 			return fmt.Errorf("%w: bucket %q holds data of channel %q, which no channel record names "+
 				"(the record is lost; the file is left as it is)", ErrCorrupt, n, ch)
 		}
-		return nil
+		switch {
+		case n == bktMeta || n == bktClients || n == bktChans || n == bktTombs:
+			return nil
+		case own:
+			return fmt.Errorf("%w: bucket %q, which this store never creates, beside its own (a damaged name?)", ErrCorrupt, n)
+		}
+		return fmt.Errorf("%w: it holds bucket %q, which this store never creates (another program's bbolt "+
+			"file, or a raft log?); the file is left as it is", ErrForeign, n)
 	})
 }
 
