@@ -211,12 +211,17 @@ func (s *Store) load() error {
 			}
 			s.info = &info
 		}
-		err := tx.Bucket([]byte(bktClients)).ForEach(func(_, v []byte) error {
+		err := tx.Bucket([]byte(bktClients)).ForEach(func(k, v []byte) error {
 			c, err := decodeClient(v)
-			if err == nil {
-				s.clients[c.ID] = c
+			switch {
+			case err != nil:
+				return fmt.Errorf("client record %q: %w", k, err)
+			case c.ID != string(k):
+				// Written under its ID: under another key, DeleteClient would miss it.
+				return fmt.Errorf("%w: client record under key %q names client %q", ErrCorrupt, k, c.ID)
 			}
-			return err
+			s.clients[c.ID] = c
+			return nil
 		})
 		if err != nil {
 			return err

@@ -84,16 +84,21 @@ func newSubStore(c *committer, name string, maxSubs int) *subStore {
 // load reads the subscriptions and pending sets on open.
 func (ss *subStore) load(tx *bolt.Tx) error {
 	if b := tx.Bucket(ss.skey); b != nil {
-		err := b.ForEach(func(_, v []byte) error {
+		err := b.ForEach(func(k, v []byte) error {
 			r := &sub{}
 			st, err := decodeSub(v, &r.pending)
-			if err == nil {
-				// A record holding a pending set keeps it inline: it is rewritten (or
-				// cleared, should the set move to keys) at the next change.
-				r.state, r.inline = st, r.pending.Len() > 0
-				ss.subs[st.ID] = r
+			switch {
+			case err != nil:
+				return fmt.Errorf("subscription record %x: %w", k, err)
+			case len(k) != 8 || binary.BigEndian.Uint64(k) != st.ID:
+				// Written under its ID: under another key, DeleteSub would miss it.
+				return fmt.Errorf("%w: subscription record under key %x names subscription %d", ErrCorrupt, k, st.ID)
 			}
-			return err
+			// A record holding a pending set keeps it inline: it is rewritten (or
+			// cleared, should the set move to keys) at the next change.
+			r.state, r.inline = st, r.pending.Len() > 0
+			ss.subs[st.ID] = r
+			return nil
 		})
 		if err != nil {
 			return err
