@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/starling-io/starling/stores"
 )
 
 // A bbolt file that is not a Starling store (another program's, or the raft log's) is
@@ -63,5 +65,38 @@ func TestUnknownBucketBesideOwnIsCorrupt(t *testing.T) {
 	}
 	if !errors.Is(err, ErrCorrupt) || errors.Is(err, ErrForeign) || !strings.Contains(err.Error(), `"tomb\x97"`) {
 		t.Fatalf("Open = %v, want ErrCorrupt naming the bucket", err)
+	}
+}
+
+// Open creates the four top-level buckets together in one transaction, and nothing deletes
+// them: a file holding some but not all lost one. Open used to create the missing one
+// empty — a lost tombs bucket let a re-created channel reuse acknowledged sequences, a
+// lost meta bucket made the server initialise the store again under a new identity.
+func TestMissingTopBucketIsCorrupt(t *testing.T) {
+	for _, gone := range []string{bktMeta, bktClients, bktChans, bktTombs} {
+		t.Run(gone, func(t *testing.T) {
+			s, path, ch := openFoo(t, Options{NoSync: true}, 1)
+			if err := s.Init(stores.ServerInfo{ClusterID: "c", NodeID: "n"}); err != nil {
+				t.Fatal(err)
+			}
+			appendSync(t, ch.Msgs, 1, 5)
+			if err := s.DeleteChannel("foo"); err != nil {
+				t.Fatal(err)
+			}
+			editFile(t, s, path, func(tx *bolt.Tx) error { return tx.DeleteBucket([]byte(gone)) })
+			s, err := Open(path, Options{NoSync: true})
+			if err == nil {
+				ch, cerr := s.CreateChannel("foo", 2)
+				var last uint64
+				if cerr == nil {
+					last = ch.Msgs.State().Last
+				}
+				s.Close()
+				t.Fatalf("Open accepted a file without bucket %q (foo re-created at last %d, want 5)", gone, last)
+			}
+			if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), `"`+gone+`"`) {
+				t.Fatalf("Open = %v, want ErrCorrupt naming bucket %q", err, gone)
+			}
+		})
 	}
 }

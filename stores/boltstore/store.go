@@ -255,7 +255,8 @@ func (s *Store) load() error {
 	})
 }
 
-// checkBuckets refuses a bbolt file holding a top-level bucket this store never creates
+// checkBuckets refuses a store file missing one of its four top-level buckets but not
+// all (ErrCorrupt), and a bbolt file holding a top-level bucket this store never creates
 // and none of its own (ErrForeign): Open would create the store's buckets in another
 // program's file, and the server would initialise and serve an empty store there. Beside
 // the store's own buckets, such a bucket is damage (a garbled name: ErrCorrupt). And it
@@ -267,8 +268,25 @@ func (s *Store) load() error {
 // nothing acknowledged: CreateChannel takes it over.
 func checkBuckets(tx *bolt.Tx) error {
 	chans := tx.Bucket([]byte(bktChans))
-	own := chans != nil || tx.Bucket([]byte(bktMeta)) != nil || tx.Bucket([]byte(bktClients)) != nil ||
-		tx.Bucket([]byte(bktTombs)) != nil
+	top := [...]string{bktMeta, bktClients, bktChans, bktTombs}
+	var own, missing int
+	for _, n := range top {
+		if tx.Bucket([]byte(n)) != nil {
+			own++
+		} else {
+			missing++
+		}
+	}
+	if own > 0 && missing > 0 {
+		// Open creates the four in one transaction and nothing deletes them: created
+		// again empty, a lost one would drop tombs (sequences reused), the server's
+		// identity or the clients without a word.
+		for _, n := range top {
+			if tx.Bucket([]byte(n)) == nil {
+				return fmt.Errorf("%w: bucket %q is missing (the file is left as it is)", ErrCorrupt, n)
+			}
+		}
+	}
 	return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
 		n := string(name)
 		for _, p := range [...]string{preMsgs, preSubs, prePending} {
@@ -288,7 +306,7 @@ func checkBuckets(tx *bolt.Tx) error {
 		switch {
 		case n == bktMeta || n == bktClients || n == bktChans || n == bktTombs:
 			return nil
-		case own:
+		case own > 0:
 			return fmt.Errorf("%w: bucket %q, which this store never creates, beside its own (a damaged name?)", ErrCorrupt, n)
 		}
 		return fmt.Errorf("%w: it holds bucket %q, which this store never creates (another program's bbolt "+
