@@ -83,3 +83,30 @@ func TestEmptyStrayChannelBucketsOpen(t *testing.T) {
 	defer s.Close()
 	checkRange(t, s.channels["foo"].msgs, 1, 3)
 }
+
+// A channel's three buckets are created with its record and deleted with it: a channel
+// record without its subscriptions' or pending sets' bucket lost it. Open read the channel
+// as having no subscriptions (durables gone without a word), and the first commit that
+// wrote one of its subscriptions failed for want of the bucket — and with it every
+// channel's messages in that commit. Open refuses the file, naming the bucket, as it does
+// a missing message bucket.
+func TestMissingChannelBucketIsCorrupt(t *testing.T) {
+	for _, pre := range []string{preMsgs, preSubs, prePending} {
+		t.Run(pre, func(t *testing.T) {
+			s, path, ch := openFoo(t, Options{NoSync: true}, 1)
+			if err := ch.Subs.CreateSub(&stores.SubState{ID: 1, ClientID: "c", Inbox: "i", AckInbox: "a", DurableName: "d", IsDurable: true}); err != nil {
+				t.Fatal(err)
+			}
+			editFile(t, s, path, func(tx *bolt.Tx) error { return tx.DeleteBucket([]byte(pre + "foo")) })
+			s, err := Open(path, Options{NoSync: true})
+			if err == nil {
+				n := len(s.channels["foo"].subs.subs)
+				s.Close()
+				t.Fatalf("Open accepted channel foo without bucket %q (%d subscriptions)", pre+"foo", n)
+			}
+			if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), `"`+pre+`foo"`) {
+				t.Fatalf("Open = %v, want ErrCorrupt naming bucket %q", err, pre+"foo")
+			}
+		})
+	}
+}

@@ -81,8 +81,16 @@ func newSubStore(c *committer, name string, maxSubs int) *subStore {
 	}
 }
 
-// load reads the subscriptions and pending sets on open.
+// load reads the subscriptions and pending sets on open. Both buckets are created with
+// the channel's record and deleted with it: a missing one is damage (read as empty, its
+// subscriptions were gone without a word, and the first commit writing one failed, with
+// every channel's messages in it).
 func (ss *subStore) load(tx *bolt.Tx) error {
+	for _, k := range [...][]byte{ss.skey, ss.pkey} {
+		if tx.Bucket(k) == nil {
+			return fmt.Errorf("%w: no bucket %q", ErrCorrupt, k)
+		}
+	}
 	if b := tx.Bucket(ss.skey); b != nil {
 		err := b.ForEach(func(k, v []byte) error {
 			r := &sub{}
