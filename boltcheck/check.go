@@ -36,53 +36,73 @@ import (
 // A missing or empty file, and a file of only zero bytes no larger than bbolt's creation
 // writes (four pages of the default size, fsynced before the first commit: a creation torn
 // before that fsync, nothing was ever committed), are fresh: the latter is truncated so
-// bbolt initialises it. A larger zero-filled file held commits and is damage. The check holds a shared flock, and skips a file another process holds
-// (bolt.Open then reports the lock); it releases it before bolt.Open locks the file.
+// bbolt initialises it. A larger zero-filled file held commits and is damage. The check
+// holds a shared flock, and skips a file another process holds (bolt.Open then reports
+// the lock); it releases it before bolt.Open locks the file.
 func File(path string) error {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	_, err := check(path, true)
+	return err
+}
+
+// Check validates the file at path as File does, read-only: it reports a fresh file (missing,
+// empty, or zero-filled as a torn creation) as fresh instead of truncating it. For offline
+// tools (`starling store verify`).
+func Check(path string) (fresh bool, err error) {
+	return check(path, false)
+}
+
+func check(path string, fix bool) (fresh bool, err error) {
+	flag := os.O_RDONLY
+	if fix {
+		flag = os.O_RDWR
+	}
+	f, err := os.OpenFile(path, flag, 0)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil
+		return true, nil
 	}
 	if err != nil {
-		return fmt.Errorf("boltcheck: open %s: %w", path, err)
+		return false, fmt.Errorf("boltcheck: open %s: %w", path, err)
 	}
 	defer f.Close()
 	if !tryLockShared(f) {
 		// Open by another process, which may be writing it: leave the verdict to
 		// bolt.Open, which waits for the lock and times out.
-		return nil
+		return false, nil
 	}
 	fi, err := f.Stat()
 	if err != nil {
-		return fmt.Errorf("boltcheck: open %s: %w", path, err)
+		return false, fmt.Errorf("boltcheck: open %s: %w", path, err)
 	}
 	if fi.Size() == 0 {
-		return nil
+		return true, nil
 	}
 	if int64(int(fi.Size())) != fi.Size() {
-		return &DamageError{Path: path, Err: fmt.Errorf("file of %d bytes is too large to check", fi.Size())}
+		return false, &DamageError{Path: path, Err: fmt.Errorf("file of %d bytes is too large to check", fi.Size())}
 	}
 	data, unmap, err := mapFile(f, int(fi.Size()))
 	if err != nil {
-		return fmt.Errorf("boltcheck: map %s: %w", path, err)
+		return false, fmt.Errorf("boltcheck: map %s: %w", path, err)
 	}
 	c := checker{data: data}
 	err = c.run()
 	unmap()
 	if errors.Is(err, errZeroFile) {
 		if fresh := 4 * int64(os.Getpagesize()); fi.Size() > fresh {
-			return &DamageError{Path: path, Err: fmt.Errorf("all %d bytes are zero: bbolt creates a file of %d bytes "+
+			return false, &DamageError{Path: path, Err: fmt.Errorf("all %d bytes are zero: bbolt creates a file of %d bytes "+
 				"(four pages) and fsyncs it before any commit, so a larger file held commits, and lost them", fi.Size(), fresh)}
 		}
-		if err := f.Truncate(0); err != nil {
-			return fmt.Errorf("boltcheck: truncate zero-filled %s: %w", path, err)
+		if !fix {
+			return true, nil
 		}
-		return f.Sync()
+		if err := f.Truncate(0); err != nil {
+			return false, fmt.Errorf("boltcheck: truncate zero-filled %s: %w", path, err)
+		}
+		return true, f.Sync()
 	}
 	if err != nil {
-		return &DamageError{Path: path, Err: err}
+		return false, &DamageError{Path: path, Err: err}
 	}
-	return nil
+	return false, nil
 }
 
 // ErrDamaged: the file's structure is damaged (errors.Is of a *DamageError).

@@ -203,55 +203,59 @@ func (s *Store) load() error {
 	if err != nil {
 		return err
 	}
-	return s.db.View(func(tx *bolt.Tx) error {
-		if v := tx.Bucket([]byte(bktMeta)).Get([]byte(keyInfo)); v != nil {
-			info, err := decodeInfo(v)
-			if err != nil {
-				return err
-			}
-			s.info = &info
-		}
-		err := tx.Bucket([]byte(bktClients)).ForEach(func(k, v []byte) error {
-			c, err := decodeClient(v)
-			switch {
-			case err != nil:
-				return fmt.Errorf("client record %q: %w", k, err)
-			case c.ID != string(k):
-				// Written under its ID: under another key, DeleteClient would miss it.
-				return fmt.Errorf("%w: client record under key %q names client %q", ErrCorrupt, k, c.ID)
-			}
-			s.clients[c.ID] = c
-			return nil
-		})
+	return s.db.View(s.read)
+}
+
+// read reads the store's state from tx: the server info, the clients, the tombs and every
+// channel. The top-level buckets exist (checkBuckets and load).
+func (s *Store) read(tx *bolt.Tx) error {
+	if v := tx.Bucket([]byte(bktMeta)).Get([]byte(keyInfo)); v != nil {
+		info, err := decodeInfo(v)
 		if err != nil {
 			return err
 		}
-		err = tx.Bucket([]byte(bktTombs)).ForEach(func(k, v []byte) error {
-			if len(v) != 8 {
-				return fmt.Errorf("%w: tomb of channel %q: %d bytes", ErrCorrupt, k, len(v))
-			}
-			s.tombs[string(k)] = binary.BigEndian.Uint64(v)
-			return nil
-		})
-		if err != nil {
-			return err
+		s.info = &info
+	}
+	err := tx.Bucket([]byte(bktClients)).ForEach(func(k, v []byte) error {
+		c, err := decodeClient(v)
+		switch {
+		case err != nil:
+			return fmt.Errorf("client record %q: %w", k, err)
+		case c.ID != string(k):
+			// Written under its ID: under another key, DeleteClient would miss it.
+			return fmt.Errorf("%w: client record under key %q names client %q", ErrCorrupt, k, c.ID)
 		}
-		return tx.Bucket([]byte(bktChans)).ForEach(func(k, v []byte) error {
-			id, last, dead, err := chanMeta(v)
-			if err != nil {
-				return fmt.Errorf("channel %q: %w", k, err)
-			}
-			name := string(k)
-			ch := s.newChannel(name, id, last, dead)
-			if err := ch.msgs.load(tx); err != nil {
-				return fmt.Errorf("channel %q: %w", name, err)
-			}
-			if err := ch.subs.load(tx); err != nil {
-				return fmt.Errorf("channel %q: %w", name, err)
-			}
-			s.channels[name] = ch
-			return nil
-		})
+		s.clients[c.ID] = c
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	err = tx.Bucket([]byte(bktTombs)).ForEach(func(k, v []byte) error {
+		if len(v) != 8 {
+			return fmt.Errorf("%w: tomb of channel %q: %d bytes", ErrCorrupt, k, len(v))
+		}
+		s.tombs[string(k)] = binary.BigEndian.Uint64(v)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return tx.Bucket([]byte(bktChans)).ForEach(func(k, v []byte) error {
+		id, last, dead, err := chanMeta(v)
+		if err != nil {
+			return fmt.Errorf("channel %q: %w", k, err)
+		}
+		name := string(k)
+		ch := s.newChannel(name, id, last, dead)
+		if err := ch.msgs.load(tx); err != nil {
+			return fmt.Errorf("channel %q: %w", name, err)
+		}
+		if err := ch.subs.load(tx); err != nil {
+			return fmt.Errorf("channel %q: %w", name, err)
+		}
+		s.channels[name] = ch
+		return nil
 	})
 }
 

@@ -74,7 +74,7 @@ const (
 func (f *flags) writeHelp(w io.Writer) {
 	var b strings.Builder
 	b.WriteString("\nUsage: starling [options]\n")
-	b.WriteString("       starling store verify DIR | starling store repair [--quarantine] DIR   (offline file store checks)\n")
+	b.WriteString("       starling store verify DIR | starling store repair [--quarantine] DIR   (offline store checks: file or bolt)\n")
 	b.WriteString("       starling store import --from-nss DIR --dir TARGET [--store file|bolt] [--dry-run]   (from nats-streaming-server)\n")
 	for sec := range numSections {
 		opts := f.bySection(sec)

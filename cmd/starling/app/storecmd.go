@@ -22,7 +22,7 @@ import (
 )
 
 // runStoreCommand is `starling store verify|repair [--quarantine] DIR`: offline checks of a
-// file store's directory. The server must not be running on DIR. Exit codes: 0 healthy (or
+// file store's directory, or of a bolt store's file (runBoltStoreCommand). The server must not be running on DIR. Exit codes: 0 healthy (or
 // repaired), 1 problems left, 2 usage. `starling store import` is runStoreImport.
 func runStoreCommand(args []string, stdout, stderr io.Writer) int {
 	usage := func() int {
@@ -45,6 +45,12 @@ func runStoreCommand(args []string, stdout, stderr io.Writer) int {
 		return usage()
 	}
 	dir := fs.Arg(0)
+	if verb != "verify" && verb != "repair" {
+		return usage()
+	}
+	if isBoltStore(dir) {
+		return runBoltStoreCommand(verb, dir, stdout, stderr)
+	}
 	opts := filestore.Options{Quarantine: *quarantine, Logger: slog.New(slog.NewTextHandler(stderr, nil))}
 	var rep filestore.Report
 	var err error
@@ -84,6 +90,36 @@ func runStoreCommand(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	fmt.Fprintf(stdout, "store %s: %d channel(s), no problems left\n", dir, len(rep.Channels))
+	return 0
+}
+
+// isBoltStore reports whether dir holds a bolt store and no file store.
+func isBoltStore(dir string) bool {
+	_, errBolt := os.Stat(filepath.Join(dir, storeMark(storeBolt)))
+	_, errFile := os.Stat(filepath.Join(dir, storeMark(storeFile)))
+	return errBolt == nil && errFile != nil
+}
+
+// runBoltStoreCommand is verify and repair on a bolt store's directory: verify checks its
+// file read-only, as the server's open would; repair changes nothing (a bolt file has no
+// torn tail to cut, and damage inside it has no in-place fix): it verifies, and says so.
+func runBoltStoreCommand(verb, dir string, stdout, stderr io.Writer) int {
+	path := filepath.Join(dir, storeMark(storeBolt))
+	rep, err := boltstore.Verify(path, 0)
+	for _, ch := range rep.Channels {
+		fmt.Fprintf(stdout, "channel %-30s ok  first %d last %d msgs %d bytes %d subs %d\n",
+			ch.Name, ch.First, ch.Last, ch.Msgs, ch.Bytes, ch.Subs)
+	}
+	if err != nil {
+		fmt.Fprintln(stdout, "problem:", err)
+		fmt.Fprintln(stderr, "starling store:", err)
+		if verb == "repair" && (errors.Is(err, boltstore.ErrCorrupt) || errors.Is(err, boltstore.ErrForeign)) {
+			fmt.Fprintf(stderr, "starling store: repair does not change a bolt store (%s is left as it is): "+
+				"restore it from a backup\n", path)
+		}
+		return 1
+	}
+	fmt.Fprintf(stdout, "store %s (bolt): %d channel(s), %d client(s), no problems found\n", dir, len(rep.Channels), rep.Clients)
 	return 0
 }
 

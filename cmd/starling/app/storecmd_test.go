@@ -73,6 +73,57 @@ func TestStoreVerifyAndRepair(t *testing.T) {
 	}
 }
 
+// verify and repair on a bolt store's directory check its file read-only, as the server's
+// open does (they used to fail on the file store's missing meta.log): a healthy store is
+// listed, a damaged one named, and repair changes nothing.
+func TestStoreVerifyBolt(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "starling.db")
+	st, err := boltstore.Open(path, boltstore.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Init(stores.ServerInfo{ClusterID: "c"}); err != nil {
+		t.Fatal(err)
+	}
+	ch, err := st.CreateChannel("foo", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.Msgs.Append([]stores.Msg{{Seq: 1, Time: 1, Data: []byte("a")}, {Seq: 2, Time: 2, Data: []byte("b")}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) (int, string) {
+		var out, errOut bytes.Buffer
+		code := Execute(context.Background(), append([]string{"store"}, args...), &out, &errOut)
+		return code, out.String() + errOut.String()
+	}
+	for _, verb := range []string{"verify", "repair"} {
+		if code, out := run(verb, dir); code != 0 || !strings.Contains(out, "channel foo") || !strings.Contains(out, "last 2 msgs 2") {
+			t.Fatalf("%s healthy: %d\n%s", verb, code, out)
+		}
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, make([]byte, len(data)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := run("verify", dir); code != 1 || !strings.Contains(out, "problem:") || !strings.Contains(out, path) {
+		t.Fatalf("verify zeroed: %d\n%s", code, out)
+	}
+	if code, out := run("repair", dir); code != 1 || !strings.Contains(out, "does not change a bolt store") {
+		t.Fatalf("repair zeroed: %d\n%s", code, out)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Size() != int64(len(data)) {
+		t.Fatalf("the damaged file changed (%v)", err)
+	}
+}
+
 // Damage inside a sealed segment: repair refuses, and tells the user the command that
 // moves the damaged segments aside (not the Go option behind it).
 func TestStoreRepairRefusalNamesQuarantine(t *testing.T) {
