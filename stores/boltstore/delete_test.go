@@ -113,3 +113,29 @@ func TestDamagedTombRefused(t *testing.T) {
 		t.Fatalf("Open: %v, want ErrCorrupt naming the channel", err)
 	}
 }
+
+// A channel is live (a record in chans) or deleted (a tomb), never both: CreateChannel
+// removes the tomb in the transaction that writes the record, DeleteChannel the other way
+// round. Open used to accept both, and deleting the channel then overwrote the tomb with the
+// channel's own Last: a re-created channel handed out again the sequences the tomb held.
+func TestLiveChannelWithTombIsCorrupt(t *testing.T) {
+	s, path, ch := openFoo(t, Options{NoSync: true}, 1)
+	appendSync(t, ch.Msgs, 1, 5)
+	editFile(t, s, path, func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte(bktTombs)).Put([]byte("foo"), u64(100))
+	})
+	s, err := Open(path, Options{NoSync: true})
+	if err == nil {
+		var last uint64
+		if err := s.DeleteChannel("foo"); err == nil {
+			if ch, err := s.CreateChannel("foo", 2); err == nil {
+				last = ch.Msgs.State().Last
+			}
+		}
+		s.Close()
+		t.Fatalf("Open accepted a live channel with a tomb (re-created at last %d)", last)
+	}
+	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), `"foo"`) {
+		t.Fatalf("Open = %v, want ErrCorrupt naming the channel", err)
+	}
+}

@@ -247,6 +247,11 @@ func (s *Store) read(tx *bolt.Tx) error {
 			return fmt.Errorf("channel %q: %w", k, err)
 		}
 		name := string(k)
+		if tomb, ok := s.tombs[name]; ok {
+			// CreateChannel removes the tomb with the transaction that writes the record,
+			// DeleteChannel the other way round: both means one of them is damage.
+			return fmt.Errorf("%w: channel %q is both live (last %d) and deleted (a tomb of last %d)", ErrCorrupt, name, last, tomb)
+		}
 		ch := s.newChannel(name, id, last, dead)
 		if err := ch.msgs.load(tx); err != nil {
 			return fmt.Errorf("channel %q: %w", name, err)
