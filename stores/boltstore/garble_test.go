@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strings"
 	"testing"
 	"time"
 
@@ -388,5 +389,9 @@ func TestOpenLockedFileIsNotChecked(t *testing.T) {
 	}
 	if errors.Is(err, ErrCorrupt) {
 		t.Fatalf("second Open: %v", err)
+	}
+	// It says why: bbolt's own error is a bare "timeout".
+	if !strings.Contains(err.Error(), "in use by another process") || !strings.Contains(err.Error(), path) {
+		t.Fatalf("second Open: %v, want the file named as in use", err)
 	}
 }

@@ -137,6 +137,10 @@ func openStore(path string, opts Options) (*Store, error) {
 		// (BenchmarkOpen 254 -> 170 ms); boltcheck.File validates it before bbolt reads it.
 		FreelistType: bolt.FreelistMapType,
 	})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return nil, fmt.Errorf("boltstore: open %s: the file is in use by another process (another server on this "+
+			"directory?): %w waiting for its lock", path, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
 	}
