@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 
 	"github.com/starling-io/starling/stores"
@@ -490,4 +492,23 @@ func TestNotUTF8Refused(t *testing.T) {
 	if err := s.Sync(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// Open's own transaction (it creates the buckets and removes the clean mark) failing — a
+// full disk, an I/O error — is that failure, not a corrupt file: reported as ErrCorrupt, it
+// sent operators to their backups for a disk that only needed space. The file is intact:
+// the next Open succeeds.
+func TestOpenWriteFailureIsNotCorrupt(t *testing.T) {
+	s, path, ch := openFoo(t, Options{NoSync: true}, 1)
+	appendSync(t, ch.Msgs, 1, 3)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Open(path, Options{NoSync: true, Hooks: Hooks{FailOpen: func() error { return syscall.ENOSPC }}})
+	if err == nil || errors.Is(err, ErrCorrupt) || !errors.Is(err, syscall.ENOSPC) || !strings.Contains(err.Error(), path) {
+		t.Fatalf("Open with a failing write = %v, want ENOSPC naming the file, not ErrCorrupt", err)
+	}
+	s = mustOpen(t, path, Options{NoSync: true})
+	defer s.Close()
+	checkRange(t, s.channels["foo"].msgs, 1, 3)
 }

@@ -56,6 +56,10 @@ type Hooks struct {
 	// fails that commit as a failed write or fsync would: the transaction rolls back and
 	// the error is what the commit returns.
 	FailCommit func(written bool) error
+	// FailOpen is called inside the transaction with which Open creates the top-level
+	// buckets and removes the clean mark, after its changes: an error fails it as a full
+	// disk or an I/O error would.
+	FailOpen func() error
 }
 
 // Store is the bolt store: one bbolt file.
@@ -158,7 +162,7 @@ func openStore(path string, opts Options) (*Store, error) {
 	s.c = newCommitter(db, &s.hooks)
 	if err := s.load(); err != nil {
 		db.Close()
-		if errors.Is(err, ErrForeign) {
+		if errors.Is(err, ErrForeign) || errors.Is(err, errOpenWrite) {
 			return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
 		}
 		if !errors.Is(err, ErrCorrupt) {
@@ -202,13 +206,25 @@ func (s *Store) load() error {
 		}
 		meta := tx.Bucket([]byte(bktMeta))
 		s.clean = meta.Get([]byte(keyClean)) != nil
-		return meta.Delete([]byte(keyClean))
+		if err := meta.Delete([]byte(keyClean)); err != nil {
+			return err
+		}
+		if h := s.hooks.FailOpen; h != nil {
+			return h()
+		}
+		return nil
 	})
 	if err != nil {
-		return err
+		// A failed write (a full disk, an I/O error), not damage: reported as
+		// ErrCorrupt, it sent operators to their backups for a disk that only needed space.
+		return fmt.Errorf("%w: %w", errOpenWrite, err)
 	}
 	return s.db.View(s.read)
 }
+
+// errOpenWrite marks the failure of Open's own transaction (load), which openStore does not
+// report as ErrCorrupt.
+var errOpenWrite = errors.New("writing the file failed")
 
 // read reads the store's state from tx: the server info, the clients, the tombs and every
 // channel. The top-level buckets exist (checkBuckets and load).
