@@ -1,9 +1,11 @@
 package boltstore
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -238,5 +240,42 @@ func TestDeadPastLastIsCorrupt(t *testing.T) {
 	}
 	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), `"foo"`) {
 		t.Fatalf("Open = %v, want ErrCorrupt naming the channel", err)
+	}
+}
+
+// Sequences start at 1 and never wrap: a message keyed 0, or a block whose records run past
+// the largest sequence, cannot come from a commit. Accepted, the channel opened with First
+// beyond Last and messages it could neither load nor append after (every Append
+// ErrBadSequence).
+func TestSequenceZeroIsCorrupt(t *testing.T) {
+	for name, key := range map[string]uint64{"wraps": math.MaxUint64 - 2, "zero": 0} {
+		t.Run(name, func(t *testing.T) {
+			s, path, ch := openFoo(t, Options{NoSync: true}, 1)
+			appendSync(t, ch.Msgs, 1, 5)
+			editFile(t, s, path, func(tx *bolt.Tx) error {
+				b := tx.Bucket([]byte(preMsgs + "foo"))
+				blk := bytes.Clone(b.Bucket(u64(1)).Get(blockKey))
+				if err := b.DeleteBucket(u64(1)); err != nil {
+					return err
+				}
+				nb, err := b.CreateBucket(u64(key))
+				if err == nil {
+					err = nb.Put(blockKey, blk)
+				}
+				if err != nil {
+					return err
+				}
+				return tx.Bucket([]byte(bktChans)).Put([]byte("foo"), append(binary.BigEndian.AppendUint64(u64(1), key+4), u64(0)...))
+			})
+			s, err := Open(path, Options{NoSync: true})
+			if err == nil {
+				st := s.channels["foo"].msgs.State()
+				s.Close()
+				t.Fatalf("Open accepted a message of sequence 0: state %+v", st)
+			}
+			if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), `"foo"`) {
+				t.Fatalf("Open = %v, want ErrCorrupt naming the channel", err)
+			}
+		})
 	}
 }

@@ -171,6 +171,10 @@ func (ms *msgStore) load(tx *bolt.Tx) error {
 func (ms *msgStore) loadMsg(seq uint64, v []byte, off uint32, seen *bool) error {
 	t, size, ok := msgTime(v)
 	switch {
+	case seq == 0:
+		// Sequences start at 1 and never wrap: a key of 0, or a block running past the
+		// largest sequence.
+		return fmt.Errorf("%w: a message of sequence 0 (after %d)", ErrCorrupt, ms.dlast)
 	case !ok:
 		return fmt.Errorf("%w: message %d: value of %d bytes", ErrCorrupt, seq, len(v))
 	case *seen && seq != ms.dlast+1:
