@@ -1,9 +1,11 @@
 package core
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"time"
 
 	"github.com/starling-io/starling/core/auth"
@@ -14,7 +16,8 @@ import (
 var ErrReload = errors.New("core: reload")
 
 // Reload puts new options in force without dropping anyone who is still allowed in: limits
-// and timeouts apply to every connection from its next read or tick, TLS settings to new
+// and timeouts apply to every connection from its next read or tick (a lowered
+// max_connections closes the newest clients past it), TLS settings to new
 // connections, and a new Authenticator re-checks every client — a client whose user was
 // removed or whose credentials changed is closed with an Authorization Violation, the
 // others get their (possibly changed) permissions at once. The listen address, the
@@ -62,8 +65,39 @@ func (s *Server) Reload(next Options) error {
 			closed++
 		}
 	}
+	closed += s.closeOverMaxConnections(n.MaxConnections)
 	s.log.Info("configuration reloaded", "clients", len(cls), "closed", closed)
 	return nil
+}
+
+// closeOverMaxConnections closes the newest client connections past max (a reload lowered
+// max_connections), each told "maximum connections exceeded", as nats-server does; it
+// returns how many it closed. In-process connections do not count, as at accept.
+func (s *Server) closeOverMaxConnections(max int) int {
+	s.mu.Lock()
+	var cls []*client
+	for _, c := range s.clients {
+		if c.kind == kindClient {
+			cls = append(cls, c)
+		}
+	}
+	s.mu.Unlock()
+	if len(cls) <= max {
+		return 0
+	}
+	// The newest go: the ones established longest are likely the ones that matter most.
+	slices.SortFunc(cls, func(a, b *client) int { return cmp.Compare(a.cid, b.cid) })
+	over := cls[max:]
+	for _, c := range over {
+		c.mu.Lock()
+		if !c.closed {
+			c.out.buf = wire.AppendErr(c.out.buf, wire.ErrMaxConnections.Text)
+		}
+		c.mu.Unlock()
+		c.closeFlushing(wire.ErrMaxConnections.Reason)
+	}
+	s.log.Info("closed connections to fall within max_connections", "closed", len(over), "max_connections", max)
+	return len(over)
 }
 
 // reauthenticate applies n's Authenticator to an authenticated client; false means the
