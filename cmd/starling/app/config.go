@@ -45,6 +45,7 @@ func readFile(s *settings, m *conf.Map, p *problems) {
 		case "client_advertise":
 			o.ClientAdvertise, _ = r.str(e, path)
 		case "max_payload":
+			s.limitAt[key] = fileOrigin(e.KeyPos, path)
 			o.MaxPayload, _ = r.size(e, path, 1<<30)
 		case "max_control_line":
 			o.MaxControlLine, _ = r.size(e, path, 1<<30)
@@ -53,6 +54,7 @@ func readFile(s *settings, m *conf.Map, p *problems) {
 		case "max_subscriptions", "max_subs":
 			o.MaxSubscriptions, _ = r.intIn(e, path, 0, math.MaxInt32)
 		case "max_pending":
+			s.limitAt[key] = fileOrigin(e.KeyPos, path)
 			n, _ := r.size(e, path, math.MaxInt64)
 			o.MaxPending = int64(n)
 		case "ping_interval":
@@ -62,8 +64,10 @@ func readFile(s *settings, m *conf.Map, p *problems) {
 		case "write_deadline":
 			o.WriteDeadline, _ = r.duration(e, path)
 		case "lame_duck_duration":
+			s.limitAt[key] = fileOrigin(e.KeyPos, path)
 			o.LameDuckDuration, _ = r.duration(e, path)
 		case "lame_duck_grace_period":
+			s.limitAt[key] = fileOrigin(e.KeyPos, path)
 			o.LameDuckGracePeriod, _ = r.duration(e, path)
 		case "no_header_support":
 			o.NoHeaderSupport, _ = r.boolean(e, path)

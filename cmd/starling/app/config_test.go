@@ -68,6 +68,14 @@ func TestConfigErrors(t *testing.T) {
 			[]string{`2:3: authorization.token: a token cannot be combined with a users list`}},
 		{"unknown no_auth_user", "no_auth_user: zed\nauthorization { users: [ {user: a, password: b} ] }\n",
 			[]string{`1:1: no_auth_user: "zed" is not a user or nkey`}},
+		{"max_payload over max_pending", "max_pending: 1MB\nmax_payload: 2MB\n",
+			[]string{`2:1: max_payload: 2097152 exceeds max_pending (1048576)`}},
+		{"max_payload over the default max_pending", "max_payload: 100MB\n",
+			[]string{`1:1: max_payload: 104857600 exceeds max_pending (67108864)`}},
+		{"max_pending under the default max_payload", "max_pending: 1000\n",
+			[]string{`1:1: max_pending: 1000 is less than max_payload (1048576)`}},
+		{"lame duck grace over its duration", "lame_duck_duration: 5s\nlame_duck_grace_period: 10s\n",
+			[]string{`2:1: lame_duck_grace_period: 10s exceeds lame_duck_duration (5s)`}},
 		{"https without tls", "https: 8443",
 			[]string{`1:1: https: HTTPS monitoring needs a tls block`}},
 		{"reserved block type", "cluster {\n  name: c1\n  port: \"six\"\n  pool_size: 3\n}\nstreaming {\n  store: paper\n  store_limits { max_age: soon }\n}\n",
@@ -224,6 +232,19 @@ tls { cert_file: "/nonexistent/c.pem", key_file: "/nonexistent/k.pem" }
 	}
 	err = m.ParseFlags([]string{"--tls"})
 	if err == nil || !strings.Contains(err.Error(), "flag --tls: TLS needs both a certificate and its key") {
+		t.Errorf("got %v", err)
+	}
+	err = m.ParseFlags([]string{"--max_payload", "2MB", "--max_pending", "1MB"})
+	if err == nil || !strings.Contains(err.Error(), "flag --max_payload: 2097152 exceeds max_pending (1048576)") {
+		t.Errorf("got %v", err)
+	}
+	err = m.ParseFlags([]string{"--lame_duck_grace_period", "3m"})
+	if err == nil || !strings.Contains(err.Error(), "flag --lame_duck_grace_period: 3m0s exceeds lame_duck_duration (2m0s)") {
+		t.Errorf("got %v", err)
+	}
+	// The flag given wins over the file: the problem names it, not the file's key.
+	err = m.ParseFlags([]string{"-c", writeFile(t, dir, "pending.conf", "max_pending: 1MB\n"), "--max_payload", "2MB"})
+	if err == nil || !strings.Contains(err.Error(), "flag --max_payload: 2097152 exceeds max_pending (1048576)") {
 		t.Errorf("got %v", err)
 	}
 }

@@ -327,17 +327,20 @@ func (f *flags) server(s *settings) {
 			return nil
 		})
 	f.str(option{names: names("--client_advertise"), sec: secServer, arg: "<host:port>", usage: "client URL advertised to other servers' clients (connect_urls)"}, &o.ClientAdvertise, "")
-	f.add(option{names: names("--max_payload"), sec: secServer, typ: "size", def: "1MB", usage: "maximum message payload"}, setSize(&o.MaxPayload))
+	f.addNamed(option{names: names("--max_payload"), sec: secServer, typ: "size", def: "1MB", usage: "maximum message payload"},
+		s.limitFlag("max_payload", setSize(&o.MaxPayload)))
 	f.add(option{names: names("--max_control_line"), sec: secServer, typ: "size", def: "4KB", usage: "maximum protocol control line"}, setSize(&o.MaxControlLine))
 	f.integer(option{names: names("--max_connections"), sec: secServer, def: "65536", usage: "maximum client connections"}, &o.MaxConnections, 0)
 	f.integer(option{names: names("--max_subscriptions"), sec: secServer, usage: "maximum subscriptions per connection (0: unlimited)"}, &o.MaxSubscriptions, 0)
-	f.add(option{names: names("--max_pending"), sec: secServer, typ: "size", def: "64MB",
-		usage: "bytes buffered for a client before it is cut off as a slow consumer"}, setSize64(&o.MaxPending))
+	f.addNamed(option{names: names("--max_pending"), sec: secServer, typ: "size", def: "64MB",
+		usage: "bytes buffered for a client before it is cut off as a slow consumer"}, s.limitFlag("max_pending", setSize64(&o.MaxPending)))
 	f.duration(option{names: names("--ping_interval"), sec: secServer, def: "2m", usage: "server PING interval"}, &o.PingInterval, 0)
 	f.integer(option{names: names("--ping_max"), sec: secServer, def: "2", usage: "unanswered PINGs before a connection is stale"}, &o.PingMax, 0)
 	f.duration(option{names: names("--write_deadline"), sec: secServer, def: "10s", usage: "a write that takes longer makes the client a slow consumer"}, &o.WriteDeadline, 0)
-	f.duration(option{names: names("--lame_duck_duration"), sec: secServer, def: "2m", usage: "time lame duck mode spreads client closes over"}, &o.LameDuckDuration, 0)
-	f.duration(option{names: names("--lame_duck_grace_period"), sec: secServer, def: "10s", usage: "wait before lame duck mode starts closing clients"}, &o.LameDuckGracePeriod, 0)
+	f.addNamed(option{names: names("--lame_duck_duration"), sec: secServer, typ: "duration", def: "2m", usage: "time lame duck mode spreads client closes over"},
+		s.limitFlag("lame_duck_duration", setDuration(&o.LameDuckDuration)))
+	f.addNamed(option{names: names("--lame_duck_grace_period"), sec: secServer, typ: "duration", def: "10s", usage: "wait before lame duck mode starts closing clients"},
+		s.limitFlag("lame_duck_grace_period", setDuration(&o.LameDuckGracePeriod)))
 
 	f.add(option{names: names("-m", "--http_port"), sec: secMonitoring, typ: "int", arg: "<port>",
 		usage: "HTTP monitoring port (0: off, -1: random)"}, setInt(&s.httpPort))
@@ -353,6 +356,15 @@ func (f *flags) server(s *settings) {
 		doc:   "As nats-server's `--profile`: `go tool pprof http://HOST:PORT/debug/pprof/profile` takes a CPU profile. Keep the port private: profiles reveal internals."},
 		&s.profilePort, 0)
 	f.str(option{names: names("--http_base_path"), sec: secMonitoring, arg: "<path>", usage: "prefix for monitoring paths"}, &s.basePath, "")
+}
+
+// limitFlag records that the flag typed as name set the limit key (settings.limitAt),
+// then sets it.
+func (s *settings) limitFlag(key string, set func(string) error) func(name, v string) error {
+	return func(name, v string) error {
+		s.limitAt[key] = flagOrigin(name)
+		return set(v)
+	}
 }
 
 // logging defines where the log goes, its format and levels.

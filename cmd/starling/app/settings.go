@@ -47,6 +47,11 @@ type settings struct {
 	auth authSettings
 	tls  tlsSettings
 
+	// limitAt is where max_payload, max_pending, lame_duck_duration and
+	// lame_duck_grace_period were written (the flag or file:line:col), for the checks that
+	// compare them (checkLimits); a setting left at its default has none.
+	limitAt map[string]origin
+
 	accounts    []accountEntry // the accounts block
 	accountsAt  origin
 	accountsBad bool // the accounts have problems (reported): core.New would repeat them
@@ -109,7 +114,7 @@ type tlsSettings struct {
 
 // newSettings returns the defaults; flag definitions also write their defaults into it.
 func newSettings() *settings {
-	return &settings{streaming: newStreamSettings()}
+	return &settings{streaming: newStreamSettings(), limitAt: make(map[string]origin)}
 }
 
 // level is the log level the settings ask for.
@@ -153,7 +158,8 @@ func (s *settings) build(p *problems) {
 	for _, k := range s.clusterUnused {
 		s.warnings = append(s.warnings, k.at.String()+" "+k.why)
 	}
-	if s.accountsBad {
+	limitsBad := s.checkLimits(p)
+	if s.accountsBad || limitsBad {
 		// already reported where they were written
 	} else if _, err := core.New(s.coreOptions(nil)); err != nil {
 		p.add(err)
@@ -171,6 +177,42 @@ func (s *settings) build(p *problems) {
 			p.add(s.streaming.origin("account", "account").errorf("an account is for streaming on this server's router; on an external NATS server the connection's user decides"))
 		}
 	}
+}
+
+// checkLimits reports, where they were written, the settings that core would refuse
+// together (max_payload over max_pending, a lame duck grace period longer than the lame
+// duck duration); true if there was one. The one written is blamed; with both written, the
+// first named in the message.
+func (s *settings) checkLimits(p *problems) bool {
+	o := &s.core
+	payload, pending := orDefault(o.MaxPayload, core.DefaultMaxPayload), orDefault(o.MaxPending, core.DefaultMaxPending)
+	grace, duration := orDefault(o.LameDuckGracePeriod, core.DefaultLameDuckGrace), orDefault(o.LameDuckDuration, core.DefaultLameDuckDuration)
+	bad := false
+	if int64(payload) > pending {
+		bad = true
+		if at, ok := s.limitAt["max_pending"]; ok && s.limitAt["max_payload"] == (origin{}) {
+			p.add(at.errorf("%d is less than max_payload (%d)", pending, payload))
+		} else {
+			p.add(s.limitAt["max_payload"].errorf("%d exceeds max_pending (%d)", payload, pending))
+		}
+	}
+	if grace > duration {
+		bad = true
+		if at, ok := s.limitAt["lame_duck_duration"]; ok && s.limitAt["lame_duck_grace_period"] == (origin{}) {
+			p.add(at.errorf("%v is less than lame_duck_grace_period (%v)", duration, grace))
+		} else {
+			p.add(s.limitAt["lame_duck_grace_period"].errorf("%v exceeds lame_duck_duration (%v)", grace, duration))
+		}
+	}
+	return bad
+}
+
+// orDefault returns v, or def when v is zero (core's "the default").
+func orDefault[T int | int64 | time.Duration](v, def T) T {
+	if v == 0 {
+		return def
+	}
+	return v
 }
 
 // coreOptions returns the core options with the logger and the monitoring address filled.
