@@ -21,7 +21,7 @@ import (
 // KIND is STATSZ, VARZ, CONNZ, SUBSZ, ROUTEZ, HEALTHZ or ACCOUNTZ; the request body may hold
 // the endpoint's options and nats-server's filter (server_name, cluster, host, exact_match).
 // Other accounts are separate subject spaces, so their users can neither send these
-// requests nor see the answers.
+// requests nor see the answers; they have the account-level requests of sysacct.go.
 //
 // A request is handed from the publisher's goroutine to one goroutine (sysLoop) through a
 // bounded channel: building a CONNZ must not stall a route's reader, and a flood of
@@ -36,6 +36,8 @@ type sysReq struct {
 	subject, reply string
 	data           []byte
 	event          *sysEvent // instead of a request: an event to publish (sysevents.go)
+	acc            *account  // where the request was made, and the reply goes (nil: the system account)
+	from           uint64    // cid of the requester (or of the route it came over)
 }
 
 // sysState is the system account's machinery; nil without a system account.
@@ -74,7 +76,7 @@ func (s *Server) setupSystem(o *Options) error {
 		}
 		s.subAdded(sub)
 	}
-	return nil
+	return s.setupAccountRequests()
 }
 
 // takeSysReq runs on the publisher's goroutine: copy and hand over, never block.
@@ -82,7 +84,8 @@ func (s *Server) takeSysReq(m Msg) {
 	if len(m.Reply) == 0 {
 		return
 	}
-	r := sysReq{subject: string(m.Subject), reply: string(m.Reply), data: bytes.Clone(m.Data)}
+	r := sysReq{subject: string(m.Subject), reply: string(m.Reply), data: bytes.Clone(m.Data),
+		acc: (*subscription)(m.Sub).acc, from: m.From}
 	select {
 	case s.sys.reqs <- r:
 	default:
@@ -101,18 +104,24 @@ func (s *Server) sysLoop() {
 			if r.event != nil {
 				s.publishEvent(r.event)
 			} else if b := s.serveSysReq(r); b != nil {
-				s.sysPublish(r.reply, b)
+				s.sysPublishIn(r.acc, r.reply, b)
 			}
 		}
 	}
 }
 
-// sysPublish routes a reply in the system account as its own internal client, which only
-// sysLoop uses.
-func (s *Server) sysPublish(subj string, data []byte) {
-	c := s.sysAcc.internal
+// sysPublish routes a message in the system account as its own internal client.
+func (s *Server) sysPublish(subj string, data []byte) { s.sysPublishIn(s.sysAcc, subj, data) }
+
+// sysPublishIn routes a message in acc (nil: the system account) as the account's internal
+// client, whose producer only sysLoop uses.
+func (s *Server) sysPublishIn(acc *account, subj string, data []byte) {
+	if acc == nil {
+		acc = s.sysAcc
+	}
+	c := acc.internal
 	sb := []byte(subj)
-	c.prod.route(s.sysAcc, s.sysAcc.subs.Match(sb), sb, nil, 0, data)
+	c.prod.route(acc, acc.subs.Match(sb), sb, nil, 0, data)
 	c.prod.flushPending()
 }
 
@@ -177,6 +186,9 @@ type sysOptions struct {
 
 // serveSysReq builds the answer to one request, or nil when this server is filtered out.
 func (s *Server) serveSysReq(r sysReq) []byte {
+	if isAccountReq(r.subject) || (r.acc != nil && r.acc != s.sysAcc) {
+		return s.serveAccountReq(r)
+	}
 	kind := "STATSZ"
 	statszOnly := r.subject == sysReqPrefix+"PING"
 	if !statszOnly {

@@ -204,3 +204,120 @@ func TestVarzSystemAccount(t *testing.T) {
 		t.Fatalf("system_account %q, want SYS", varz.SystemAccount)
 	}
 }
+
+// The account-level requests answer as nats-server's: every user learns who it is
+// ($SYS.REQ.USER.INFO, which `nats account info` shows) and sees its own account's
+// connections and statistics; the system user asks about any account with
+// $SYS.REQ.ACCOUNT.<acc>.<KIND>, which ordinary users cannot reach.
+func TestSystemAccountAccountRequests(t *testing.T) {
+	m := startAccounts(t, sysConf)
+	sys := connect(t, m, nats.UserInfo("sys", "sys"))
+	a := connect(t, m, nats.UserInfo("a", "a"), nats.Name("an-a"))
+	connect(t, m, nats.UserInfo("b", "b"), nats.Name("a-b"))
+	chanSub(t, a, "mine.a")
+
+	type userInfo struct {
+		User    string `json:"user"`
+		Account string `json:"account"`
+	}
+	for _, c := range []struct {
+		nc         *nats.Conn
+		user, acct string
+	}{{a, "a", "A"}, {sys, "sys", "SYS"}} {
+		var ui userInfo
+		must(t, json.Unmarshal(sysRequest(t, c.nc, "$SYS.REQ.USER.INFO", "not json: ignored").Data, &ui))
+		if ui.User != c.user || ui.Account != c.acct {
+			t.Fatalf("user info of %s: %+v", c.user, ui)
+		}
+	}
+	type connz struct {
+		Conns []struct {
+			Name    string `json:"name"`
+			Account string `json:"account"`
+		} `json:"connections"`
+	}
+	names := func(r sysResp) string {
+		var cz connz
+		must(t, json.Unmarshal(r.Data, &cz))
+		var n []string
+		for _, c := range cz.Conns {
+			n = append(n, c.Account+"/"+c.Name)
+		}
+		return strings.Join(n, ",")
+	}
+	// An ordinary user sees its own account only, however it asks.
+	for _, subj := range []string{"$SYS.REQ.SERVER.PING.CONNZ", "$SYS.REQ.ACCOUNT.PING.CONNZ"} {
+		for _, body := range []string{`{"auth":true}`, `{"auth":true,"acc":"B"}`} {
+			if got := names(sysRequest(t, a, subj, body)); got != "A/an-a" {
+				t.Fatalf("%s %s as a: %s", subj, body, got)
+			}
+		}
+	}
+	var st struct {
+		Stats []struct {
+			Account string `json:"acc"`
+			Conns   int    `json:"conns"`
+		} `json:"account_statz"`
+	}
+	must(t, json.Unmarshal(sysRequest(t, a, "$SYS.REQ.ACCOUNT.PING.STATZ", `{"accounts":["B"]}`).Data, &st))
+	if len(st.Stats) != 1 || st.Stats[0].Account != "A" || st.Stats[0].Conns != 1 {
+		t.Fatalf("account statz as a: %+v", st)
+	}
+	for _, subj := range []string{"$SYS.REQ.ACCOUNT.B.CONNZ", "$SYS.REQ.ACCOUNT.A.INFO", "$SYS.REQ.SERVER.PING.VARZ"} {
+		if _, err := a.Request(subj, nil, time.Second); !errors.Is(err, nats.ErrNoResponders) {
+			t.Fatalf("%s as a: %v", subj, err)
+		}
+	}
+	// The system user asks about any account.
+	if got := names(sysRequest(t, sys, "$SYS.REQ.ACCOUNT.B.CONNZ", `{"auth":true}`)); got != "B/a-b" {
+		t.Fatalf("connz of B: %s", got)
+	}
+	var sz struct {
+		Subs []struct {
+			Subject string `json:"subject"`
+		} `json:"subscriptions_list"`
+	}
+	must(t, json.Unmarshal(sysRequest(t, sys, "$SYS.REQ.ACCOUNT.A.SUBSZ", `{"subscriptions":true}`).Data, &sz))
+	found := false
+	for _, s := range sz.Subs {
+		found = found || s.Subject == "mine.a"
+	}
+	if !found {
+		t.Fatalf("subsz of A: %+v", sz)
+	}
+	var ai struct {
+		Name    string `json:"account_name"`
+		Clients int    `json:"client_connections"`
+	}
+	must(t, json.Unmarshal(sysRequest(t, sys, "$SYS.REQ.ACCOUNT.A.INFO", "").Data, &ai))
+	if ai.Name != "A" || ai.Clients != 1 {
+		t.Fatalf("info of A: %+v", ai)
+	}
+	must(t, json.Unmarshal(sysRequest(t, sys, "$SYS.REQ.ACCOUNT.PING.STATZ", "").Data, &st))
+	var accs []string
+	for _, s := range st.Stats {
+		accs = append(accs, s.Account)
+	}
+	if strings.Join(accs, ",") != "A,B,SYS" {
+		t.Fatalf("account statz as sys: %v", accs)
+	}
+	m2, err := sys.Request("$SYS.REQ.ACCOUNT.NOPE.CONNZ", nil, time.Second)
+	must(t, err)
+	if !strings.Contains(string(m2.Data), `"error"`) {
+		t.Fatalf("connz of an unknown account: %s", m2.Data)
+	}
+
+	// natscli's account info shows the user and account.
+	cli := natsCLI(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, cli, "-s", clientURL(m), "--user", "a", "--password", "a", "--timeout", "2s", "account", "info").CombinedOutput()
+	if err != nil {
+		t.Fatalf("nats account info: %v\n%s", err, out)
+	}
+	for _, want := range []string{"User: a", "Account: A"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("nats account info: no %q in\n%s", want, out)
+		}
+	}
+}

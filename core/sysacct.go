@@ -1,0 +1,279 @@
+package core
+
+import (
+	"bytes"
+	"cmp"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/starling-io/starling/core/auth"
+)
+
+// Account-level system requests, as nats-server answers them when it has a system account:
+//
+//	$SYS.REQ.USER.INFO                 in every account: who the requester is (user, account, permissions)
+//	$SYS.REQ.ACCOUNT.<acc>.<KIND>      system account: CONNZ, SUBSZ, INFO or STATZ of account acc
+//	$SYS.REQ.ACCOUNT.PING.<KIND>       CONNZ or STATZ of the requester's account (the system
+//	                                   account's STATZ: every account with connections)
+//	$SYS.REQ.SERVER.PING.CONNZ         in the other accounts: CONNZ of the requester's account
+//
+// nats-server reaches the last three from an ordinary account through service imports of the
+// system account that it adds to every account; here they are the account's own local
+// subscriptions (never announced: the server a client is connected to answers it). Nothing
+// of another account is visible to an ordinary user.
+
+const (
+	sysUserInfo       = "$SYS.REQ.USER.INFO"
+	sysAccReqPrefix   = "$SYS.REQ.ACCOUNT."
+	sysAccPingPrefix  = sysAccReqPrefix + "PING."
+	sysServerPingConn = sysReqPrefix + "PING.CONNZ"
+)
+
+// isAccountReq reports whether subj is an account-level request rather than a server one.
+func isAccountReq(subj string) bool {
+	return subj == sysUserInfo || strings.HasPrefix(subj, sysAccReqPrefix)
+}
+
+// setupAccountRequests subscribes every account to the account-level requests.
+func (s *Server) setupAccountRequests() error {
+	for _, a := range s.accounts {
+		subjs := []string{sysUserInfo, sysAccPingPrefix + "CONNZ", sysAccPingPrefix + "STATZ", sysServerPingConn}
+		announce := false
+		if a == s.sysAcc {
+			// Every server answers for its own clients of any account, as for the server requests.
+			subjs, announce = []string{sysAccReqPrefix + "*.*"}, true
+		}
+		for _, subj := range subjs {
+			sub := &subscription{client: a.internal, acc: a, subject: subj, sid: subj, handler: s.takeSysReq, local: !announce}
+			if err := a.subs.Insert(subj, "", sub); err != nil {
+				return err
+			}
+			s.subAdded(sub)
+		}
+		if a == s.sysAcc {
+			sub := &subscription{client: a.internal, acc: a, subject: sysUserInfo, sid: sysUserInfo, handler: s.takeSysReq, local: true}
+			if err := a.subs.Insert(sysUserInfo, "", sub); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// sysUserInfoData is nats-server's UserInfo.
+type sysUserInfoData struct {
+	User        string          `json:"user"`
+	Account     string          `json:"account"`
+	AccountName string          `json:"account_name,omitempty"`
+	Permissions *sysPermissions `json:"permissions,omitempty"`
+	Expires     time.Duration   `json:"expires,omitempty"`
+}
+
+// sysPermissions is nats-server's Permissions in JSON.
+type sysPermissions struct {
+	Publish   *sysSubjectPerm `json:"publish,omitempty"`
+	Subscribe *sysSubjectPerm `json:"subscribe,omitempty"`
+	Response  *sysRespPerm    `json:"responses,omitempty"`
+}
+
+type sysSubjectPerm struct {
+	Allow []string `json:"allow,omitempty"`
+	Deny  []string `json:"deny,omitempty"`
+}
+
+type sysRespPerm struct {
+	MaxMsgs int           `json:"max"`
+	Expires time.Duration `json:"ttl"`
+}
+
+func subjectPerm(p *auth.SubjectPermission) *sysSubjectPerm {
+	if p == nil {
+		return nil
+	}
+	return &sysSubjectPerm{Allow: p.Allow, Deny: p.Deny}
+}
+
+// sysAccStat is nats-server's AccountStat.
+type sysAccStat struct {
+	Account    string      `json:"acc"`
+	Name       string      `json:"name"`
+	Conns      int         `json:"conns"`
+	LeafNodes  int         `json:"leafnodes"`
+	TotalConns int         `json:"total_conns"`
+	NumSubs    uint32      `json:"num_subscriptions"`
+	Sent       sysMsgBytes `json:"sent"`
+	Received   sysMsgBytes `json:"received"`
+	SlowCons   int64       `json:"slow_consumers"`
+}
+
+// sysAccOptions is the body of an account request: the server filter and the endpoint's
+// options (nats-server's names).
+type sysAccOptions struct {
+	sysOptions
+	Accounts      []string `json:"accounts"`
+	IncludeUnused bool     `json:"include_unused"`
+}
+
+// serveAccountReq answers an account-level request (sysacct.go's list), or returns nil when
+// there is nothing to say: this server filtered out, or no such request.
+func (s *Server) serveAccountReq(r sysReq) []byte {
+	from := r.acc
+	if from == nil {
+		from = s.sysAcc
+	}
+	info := s.sysInfo()
+	var opts sysAccOptions
+	if r.subject != sysUserInfo && len(bytes.TrimSpace(r.data)) > 0 { // USER.INFO takes no options, as nats-server's
+		if err := json.Unmarshal(r.data, &opts); err != nil {
+			b, _ := json.Marshal(sysAPIResponse{Server: info, Error: &sysAPIError{Code: http.StatusBadRequest, Description: err.Error()}})
+			return b
+		}
+	}
+	if opts.skip(info.Name, info.Cluster, info.Host) {
+		return nil
+	}
+	// The account asked about and what about it.
+	acc, kind := from.name, ""
+	switch {
+	case r.subject == sysUserInfo:
+		kind = "USERINFO"
+	case r.subject == sysServerPingConn:
+		kind = "CONNZ"
+	case strings.HasPrefix(r.subject, sysAccPingPrefix):
+		kind = r.subject[len(sysAccPingPrefix):]
+		if kind == "STATZ" && from == s.sysAcc {
+			acc = "" // every account
+		}
+	default: // $SYS.REQ.ACCOUNT.<acc>.<KIND>, in the system account only
+		rest := r.subject[len(sysAccReqPrefix):]
+		i := strings.LastIndexByte(rest, '.')
+		if i < 0 {
+			return nil
+		}
+		acc, kind = rest[:i], rest[i+1:]
+	}
+	data, err := s.accountData(kind, acc, r.from, &opts)
+	resp := sysAPIResponse{Server: info, Data: data}
+	if err != nil {
+		code := http.StatusInternalServerError
+		if errors.Is(err, ErrBadRequest) {
+			code = http.StatusBadRequest
+		}
+		resp = sysAPIResponse{Server: info, Error: &sysAPIError{Code: code, Description: err.Error()}}
+	}
+	b, _ := json.Marshal(resp)
+	return b
+}
+
+// accountData builds the data of an account request of kind about account acc ("" for
+// STATZ: every account) for the requester with cid from.
+func (s *Server) accountData(kind, acc string, from uint64, o *sysAccOptions) (any, error) {
+	if kind == "USERINFO" {
+		return s.userInfo(from), nil
+	}
+	if acc != "" && s.account(acc) == nil {
+		return nil, errors.New("account " + acc + " not found")
+	}
+	switch kind {
+	case "CONNZ":
+		state := "open"
+		switch o.State {
+		case 1:
+			state = "closed"
+		case 2:
+			state = "all"
+		}
+		return s.Connz(ConnzOptions{Sort: o.Sort, Subs: o.Subs, SubsDetail: o.SubsDetail, Offset: o.Offset, Limit: o.Limit,
+			CID: o.CID, Auth: o.Auth, State: state, Account: acc, User: o.User, Filter: o.Filter})
+	case "SUBSZ":
+		return s.Subsz(SubszOptions{Subs: o.Subs, Offset: o.Offset, Limit: o.Limit, Test: o.Test, Account: acc})
+	case "INFO":
+		az, err := s.Accountz(acc)
+		if err != nil {
+			return nil, err
+		}
+		return az.Account, nil
+	case "STATZ":
+		return s.accountStatz(acc, o), nil
+	}
+	return nil, errors.New("unknown request " + kind)
+}
+
+// userInfo describes the client with cid from: its user, account and permissions.
+func (s *Server) userInfo(from uint64) *sysUserInfoData {
+	s.mu.Lock()
+	c := s.clients[from]
+	s.mu.Unlock()
+	ui := &sysUserInfoData{Account: GlobalAccount, AccountName: GlobalAccount}
+	if c == nil {
+		return ui
+	}
+	c.mu.Lock()
+	id, acc := c.ident, c.acc
+	c.mu.Unlock()
+	ui.Account, ui.AccountName = acc.name, acc.name
+	if id != nil {
+		ui.User = id.Name
+		if p := id.Permissions; p != nil {
+			ui.Permissions = &sysPermissions{Publish: subjectPerm(p.Publish), Subscribe: subjectPerm(p.Subscribe)}
+			if rp := p.AllowResponses; rp != nil {
+				ui.Permissions.Response = &sysRespPerm{MaxMsgs: cmp.Or(rp.MaxMsgs, auth.DefaultResponseMaxMsgs), Expires: cmp.Or(rp.Expires, auth.DefaultResponseExpires)}
+			}
+		}
+	}
+	return ui
+}
+
+// accountStatz is nats-server's AccountStatz: the accounts named (acc, else o.Accounts, else
+// all), those without connections only when named alone or with include_unused. Traffic is
+// that of the connections open now.
+func (s *Server) accountStatz(acc string, o *sysAccOptions) map[string]any {
+	stats := map[*account]*sysAccStat{}
+	var names []string
+	switch {
+	case acc != "":
+		names = []string{acc}
+	case len(o.Accounts) > 0:
+		names = o.Accounts
+	default:
+		names = s.AccountNames()
+	}
+	for _, n := range names {
+		if a := s.account(n); a != nil {
+			stats[a] = &sysAccStat{Account: a.name, Name: a.name, NumSubs: uint32(a.subs.Count())}
+		}
+	}
+	s.mu.Lock()
+	cls := s.clientList()
+	s.mu.Unlock()
+	for _, c := range cls {
+		if c.kind != kindClient {
+			continue
+		}
+		c.mu.Lock()
+		a := c.acc
+		c.mu.Unlock()
+		st := stats[a]
+		if st == nil {
+			continue
+		}
+		st.Conns++
+		st.TotalConns++
+		st.Sent.Msgs += c.stats.outMsgs.Load()
+		st.Sent.Bytes += c.stats.outBytes.Load()
+		st.Received.Msgs += c.stats.inMsgs.Load()
+		st.Received.Bytes += c.stats.inBytes.Load()
+	}
+	list := []*sysAccStat{}
+	for _, n := range names {
+		a := s.account(n)
+		if st := stats[a]; st != nil && (st.Conns > 0 || acc != "" || o.IncludeUnused) {
+			list = append(list, st)
+			stats[a] = nil // named twice: once
+		}
+	}
+	return map[string]any{"server_id": s.id, "now": time.Now().UTC(), "account_statz": list}
+}
