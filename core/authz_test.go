@@ -562,3 +562,31 @@ func TestVarzConfigLoadTimeOnReload(t *testing.T) {
 		t.Fatalf("after a reload: config_load_time %v (first %v), start %v", v.ConfigLoadTime, first, v.Start)
 	}
 }
+
+// /varz auth_required says whether credentials are configured, as nats-server's does, even
+// with a no_auth_user (which only INFO leaves auth_required out for); a reload follows.
+func TestVarzAuthRequiredWithNoAuthUser(t *testing.T) {
+	users := []*auth.User{{Username: "a", Password: "pa"}}
+	noAuth, err := auth.New(auth.Options{Users: users, NoAuthUser: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startCore(t, func(o *core.Options) { o.Auth = noAuth })
+	if !s.Varz().AuthRequired {
+		t.Fatal("/varz auth_required false with users and a no_auth_user")
+	}
+	_, info := dial(t, s)
+	if info["auth_required"] != nil {
+		t.Fatalf("INFO auth_required %v with a no_auth_user", info["auth_required"])
+	}
+	open, err := auth.New(auth.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Reload(core.Options{Host: "127.0.0.1", Port: -1, Auth: open}); err != nil {
+		t.Fatal(err)
+	}
+	if s.Varz().AuthRequired {
+		t.Fatal("/varz auth_required true without credentials configured")
+	}
+}

@@ -123,7 +123,7 @@ func (s *Server) Varz() *Varz {
 		v.SystemAccount = s.sysAcc.name
 	}
 	if o.Auth != nil {
-		v.AuthRequired = o.Auth.Required()
+		v.AuthRequired = o.Auth.HasCredentials() // with a no_auth_user too, unlike INFO
 	}
 	if o.TLS != nil {
 		v.TLSRequired = true

@@ -306,6 +306,11 @@ func (a *Authenticator) Required() bool {
 	return a.mode != modeNone && a.noAuth == nil
 }
 
+// HasCredentials reports whether credentials are configured (users, nkeys, a user or a
+// token), even when a NoAuthUser lets clients in without them: /varz auth_required, as
+// nats-server reports it.
+func (a *Authenticator) HasCredentials() bool { return a.mode != modeNone }
+
 // NeedsNonce reports whether INFO must carry a nonce (NewNonce): nkey users
 // exist, or Options.AlwaysEnableNonce.
 func (a *Authenticator) NeedsNonce() bool { return a.nonce }
