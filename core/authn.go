@@ -79,7 +79,7 @@ func (c *client) authenticate(opts *connectOpts) error {
 	c.setIdentity(id, o.Auth)
 	// A reload during the check skipped this client as not yet authenticated: apply it
 	// now (after setIdentity, so that one of the two always sees the other).
-	if n := c.srv.o(); n.Auth != o.Auth && !c.reauthenticate(n) {
+	if c.srv.o().Auth != o.Auth && !c.reauthenticate() {
 		return fmt.Errorf("%w: user removed or credentials changed by a reload during the check", auth.ErrCheckAborted)
 	}
 	return nil

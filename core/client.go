@@ -259,7 +259,7 @@ func (s *Server) createClient(nc net.Conn) {
 	if c.mustConnect {
 		c.startAuthTimer(o)
 	}
-	if n := s.o(); n.Auth != o.Auth && !c.reauthenticate(n) {
+	if s.o().Auth != o.Auth && !c.reauthenticate() {
 		_ = nc.Close() // a reload skipped us and refuses us: closed, never started
 		return
 	}

@@ -24,6 +24,9 @@ var ErrReload = errors.New("core: reload")
 // server name, client_advertise and the cluster settings cannot change; new routes take the reloaded route
 // TLS configuration (certificates), though TLS cannot be turned on or off for routes.
 func (s *Server) Reload(next Options) error {
+	// One at a time: each stores its options, then applies them to every client.
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
 	n, err := next.withDefaults()
 	if err != nil {
 		return err
@@ -61,7 +64,7 @@ func (s *Server) Reload(next Options) error {
 	s.mu.Unlock()
 	closed := 0
 	for _, c := range cls {
-		if c.kind == kindClient && !c.reauthenticate(&n) {
+		if c.kind == kindClient && !c.reauthenticate() {
 			closed++
 		}
 	}
@@ -100,13 +103,16 @@ func (s *Server) closeOverMaxConnections(max int) int {
 	return len(over)
 }
 
-// reauthenticate applies n's Authenticator to an authenticated client; false means the
-// client was closed. It runs from Reload, from an accept that a reload overlapped, and from
-// a CONNECT whose check overlapped a reload; reauthMu serializes them, and applying one
-// Authenticator twice changes nothing.
-func (c *client) reauthenticate(n *Options) bool {
+// reauthenticate applies the Authenticator of the options in force to an authenticated
+// client; false means the client was closed. It runs from Reload, from an accept that a
+// reload overlapped, and from a CONNECT whose check overlapped a reload; reauthMu
+// serializes them, and applying one Authenticator twice changes nothing. The options are
+// read under reauthMu, never passed in: a caller that took them before a later reload
+// stored its own would otherwise apply stale ones after that reload's re-check.
+func (c *client) reauthenticate() bool {
 	c.reauthMu.Lock()
 	defer c.reauthMu.Unlock()
+	n := c.srv.o()
 	c.mu.Lock()
 	id, by, done := c.ident, c.authBy, c.authDone
 	c.mu.Unlock()

@@ -2,12 +2,14 @@ package core_test
 
 import (
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/starling-io/starling/core"
+	"github.com/starling-io/starling/core/auth"
 )
 
 // A reload that lowers max_connections below the clients connected closes the newest ones
@@ -72,5 +74,87 @@ func TestReloadLowersMaxConnections(t *testing.T) {
 	if nc, err := nats.Connect(s.ClientURL(), nats.NoReconnect()); err == nil {
 		nc.Close()
 		t.Fatal("a third connection was accepted")
+	}
+}
+
+// Reloads that overlap end with every client under the options in force: the last one
+// stored. Before, each Reload stored its options and then re-checked the clients, so an
+// earlier Reload's re-check could run after a later one's and leave a client with the
+// permissions of options no longer in force.
+func TestConcurrentReloadsEndConsistent(t *testing.T) {
+	perms := func(subj string) *auth.Authenticator {
+		a, err := auth.New(auth.Options{Users: []*auth.User{
+			{Username: "u", Password: "pw", Permissions: &auth.Permissions{Publish: &auth.SubjectPermission{Allow: []string{subj}}}},
+			{Username: "watch", Password: "pw"},
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	s := startCore(t, func(o *core.Options) { o.Auth = perms("x") })
+	watch, err := nats.Connect(s.ClientURL(), nats.UserInfo("watch", "pw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watch.Close()
+	seen, err := watch.SubscribeSync("x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := watch.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	var clients []*nats.Conn
+	for range 10 {
+		nc, err := nats.Connect(s.ClientURL(), nats.UserInfo("u", "pw"), nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		clients = append(clients, nc)
+	}
+	// Whether the server lets nc publish to "x": once nc's PONG and then watch's are back,
+	// what nc sent is delivered or was refused.
+	mayPublishX := func(nc *nats.Conn) bool {
+		if err := nc.Publish("x", nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if err := watch.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		_, err := seen.NextMsg(0)
+		return err == nil
+	}
+	for round := range 1000 {
+		a, b := perms("x"), perms("y")
+		if round%2 == 1 {
+			a, b = b, a
+		}
+		var wg sync.WaitGroup
+		for _, au := range []*auth.Authenticator{a, b} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := s.Reload(core.Options{Host: "127.0.0.1", Port: -1, Auth: au}); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		fresh, err := nats.Connect(s.ClientURL(), nats.UserInfo("u", "pw"), nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := mayPublishX(fresh)
+		fresh.Close()
+		for i, nc := range clients {
+			if got := mayPublishX(nc); got != want {
+				t.Fatalf("round %d: client %d may publish to x: %v, a new client: %v", round, i, got, want)
+			}
+		}
 	}
 }

@@ -27,11 +27,12 @@ var ErrServerClosed = errors.New("core: server closed")
 
 // Server is the core router. Create it with New, then Start it.
 type Server struct {
-	opts  atomic.Pointer[Options] // replaced whole by Reload; read with o()
-	log   *slog.Logger
-	id    string
-	name  string
-	start time.Time
+	opts     atomic.Pointer[Options] // replaced whole by Reload; read with o()
+	reloadMu sync.Mutex              // one Reload at a time; held across it (taken by nothing else)
+	log      *slog.Logger
+	id       string
+	name     string
+	start    time.Time
 
 	// Accounts: built by New, never changed (a reload may not change them), so read
 	// without a lock. gacc is the global account $G.
