@@ -29,6 +29,7 @@ func (c *client) ProcessConnect(arg []byte) error {
 	switch {
 	case opts.Account != nil || opts.NewAccount != nil:
 		c.srv.logRefusedLogin(c, "authentication failed", loginName(&opts), "CONNECT names an account: a client's account is its user's")
+		c.refusedConnect(&opts)
 		return wire.ErrAuthorization
 	case opts.Protocol < 0 || opts.Protocol > 1:
 		return wire.ErrBadProtocol
@@ -38,7 +39,8 @@ func (c *client) ProcessConnect(arg []byte) error {
 	if err := c.authenticate(&opts); err != nil {
 		if !errors.Is(err, auth.ErrCheckAborted) { // else the auth timer has logged it
 			c.srv.logRefusedLogin(c, "authentication failed", loginName(&opts), err)
-		}
+			c.refusedConnect(&opts)
+		} // else timed out (no event, as nats-server), or refused by a reload, which announced it
 		return wire.ErrAuthorization
 	}
 	if c.connected {
@@ -70,6 +72,15 @@ func (c *client) ProcessConnect(arg []byte) error {
 		c.sendProto(wire.OKLine)
 	}
 	return nil
+}
+
+// refusedConnect announces a CONNECT refused for its credentials to the system account,
+// with the name, language and version it gave.
+func (c *client) refusedConnect(opts *connectOpts) {
+	c.mu.Lock()
+	c.name, c.lang, c.version = opts.Name, opts.Lang, opts.Version
+	c.mu.Unlock()
+	c.authErrorEvent(loginName(opts))
 }
 
 func (c *client) ProcessInfo(arg []byte) error { return nil }

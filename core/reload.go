@@ -152,6 +152,11 @@ func (c *client) reauthenticate() bool {
 		}
 	}
 	c.log.Info("closing connection after reload", "cause", "user removed or credentials changed")
+	user := ""
+	if id != nil {
+		user = id.Name
+	}
+	c.authErrorEvent(user)
 	c.mu.Lock()
 	if !c.closed {
 		c.out.buf = wire.AppendErr(c.out.buf, wire.ErrAuthorization.Text)

@@ -7,7 +7,8 @@ import (
 
 // Connect and disconnect events (nats-server's advisories): the system account hears
 // $SYS.ACCOUNT.<account>.CONNECT when a client's CONNECT is accepted and
-// $SYS.ACCOUNT.<account>.DISCONNECT when that client goes. One event per connection, built
+// $SYS.ACCOUNT.<account>.DISCONNECT when that client goes; a refused login (bad credentials,
+// or a client a reload refuses) is a disconnect event on $SYS.SERVER.<id>.CLIENT.AUTH.ERR. One event per connection, built
 // on the connection's goroutine and handed to sysLoop like a request (dropped when the
 // queue is full rather than ever blocking a connection).
 
@@ -37,6 +38,7 @@ type sysClientInfo struct {
 // sysEvent is a connect (disconnect false) or disconnect event waiting for sysLoop.
 type sysEvent struct {
 	disconnect     bool
+	authErr        bool // a refused login: the disconnect event goes to $SYS.SERVER.<id>.CLIENT.AUTH.ERR
 	client         sysClientInfo
 	sent, received sysMsgBytes
 	reason         string
@@ -87,6 +89,25 @@ func (c *client) disconnectEvent() *sysEvent {
 	return ev
 }
 
+// authErrorEvent announces a refused login (a CONNECT whose credentials failed, or a client
+// a reload refused) on $SYS.SERVER.<id>.CLIENT.AUTH.ERR, as nats-server does; user is who
+// it claimed to be (a CONNECT refused has no identity). c.mu must not be held.
+func (c *client) authErrorEvent(user string) {
+	s := c.srv
+	if s.sys == nil || c.kind != kindClient {
+		return
+	}
+	c.mu.Lock()
+	ev := sysEvent{disconnect: true, authErr: true, client: c.clientInfo(s), reason: reasonAuthFailure,
+		sent:     sysMsgBytes{c.stats.outMsgs.Load(), c.stats.outBytes.Load()},
+		received: sysMsgBytes{c.stats.inMsgs.Load(), c.stats.inBytes.Load()}}
+	c.mu.Unlock()
+	ev.client.User = user
+	stop := time.Now().UTC()
+	ev.client.Stop = &stop
+	s.queueEvent(ev)
+}
+
 func (s *Server) queueEvent(ev sysEvent) {
 	select {
 	case s.sys.reqs <- sysReq{event: &ev}:
@@ -106,5 +127,9 @@ func (s *Server) publishEvent(ev *sysEvent) {
 		msg["sent"], msg["received"], msg["reason"] = ev.sent, ev.received, ev.reason
 	}
 	b, _ := json.Marshal(msg)
+	if ev.authErr {
+		s.sysPublish("$SYS.SERVER."+s.id+".CLIENT.AUTH.ERR", b)
+		return
+	}
 	s.sysPublish("$SYS.ACCOUNT."+ev.client.Account+verb, b)
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -320,4 +322,44 @@ func TestSystemAccountAccountRequests(t *testing.T) {
 			t.Errorf("nats account info: no %q in\n%s", want, out)
 		}
 	}
+}
+
+// A refused login is announced to the system account on $SYS.SERVER.<id>.CLIENT.AUTH.ERR,
+// as nats-server does (`nats events` shows it): the user it claimed and the reason. So is a
+// client a reload refuses.
+func TestSystemAccountAuthErrorEvents(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sys.conf")
+	must(t, os.WriteFile(path, []byte(sysConf), 0o600))
+	m := startServer(t, "-c", path)
+	sys := connect(t, m, nats.UserInfo("sys", "sys"))
+	ch := chanSub(t, sys, "$SYS.SERVER."+m.Server().ID()+".CLIENT.AUTH.ERR")
+	type event struct {
+		Type   string `json:"type"`
+		Client struct {
+			User string `json:"user"`
+			Name string `json:"name"`
+			Acc  string `json:"acc"`
+		} `json:"client"`
+		Reason string `json:"reason"`
+	}
+	expect := func(user, name, acc string) {
+		t.Helper()
+		var ev event
+		must(t, json.Unmarshal(recvN(t, ch, 1, 3*time.Second)[0].Data, &ev))
+		if ev.Type != "io.nats.server.advisory.v1.client_disconnect" || ev.Client.User != user || ev.Client.Name != name ||
+			ev.Client.Acc != acc || ev.Reason != "Authentication Failure" {
+			t.Fatalf("auth error event %+v", ev)
+		}
+	}
+	if nc, err := nats.Connect(clientURL(m), nats.UserInfo("a", "wrong"), nats.Name("guesser"), nats.NoReconnect()); err == nil {
+		nc.Close()
+		t.Fatal("connected with a wrong password")
+	}
+	expect("a", "guesser", "$G")
+
+	connect(t, m, nats.UserInfo("c", "c"), nats.Name("removed"), nats.NoReconnect())
+	must(t, os.WriteFile(path, []byte(strings.Replace(sysConf, "users: [ {user: c, password: c} ]", "", 1)), 0o600))
+	must(t, m.Reload())
+	expect("c", "removed", "C")
+	expectNone(t, ch, 100*time.Millisecond)
 }
