@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -18,8 +19,9 @@ import (
 //	$SYS.REQ.SERVER.PING.<KIND>          KIND of every server, in a ServerAPIResponse
 //	$SYS.REQ.SERVER.<server id>.<KIND>   KIND of one server
 //
-// KIND is STATSZ, VARZ, CONNZ, SUBSZ, ROUTEZ, HEALTHZ or ACCOUNTZ; the request body may hold
-// the endpoint's options and nats-server's filter (server_name, cluster, host, exact_match).
+// KIND is STATSZ, VARZ, CONNZ, SUBSZ, ROUTEZ, HEALTHZ, ACCOUNTZ or IDZ; the request body may
+// hold the endpoint's options and nats-server's filter (server_name, cluster, host,
+// exact_match). KICK ({"cid":N}) closes a client, on the server named only.
 // Other accounts are separate subject spaces, so their users can neither send these
 // requests nor see the answers; they have the account-level requests of sysacct.go.
 //
@@ -194,7 +196,14 @@ func (s *Server) serveSysReq(r sysReq) []byte {
 	if !statszOnly {
 		kind = r.subject[strings.LastIndexByte(r.subject, '.')+1:]
 	}
+	if kind == "KICK" && r.subject != sysReqPrefix+s.id+".KICK" {
+		return nil // client ids are per server: only the one named kicks
+	}
 	info := s.sysInfo()
+	if kind == "IDZ" {
+		b, _ := json.Marshal(map[string]string{"name": info.Name, "host": info.Host, "id": info.ID})
+		return b
+	}
 	var opts sysOptions
 	if len(bytes.TrimSpace(r.data)) > 0 {
 		if err := json.Unmarshal(r.data, &opts); err != nil {
@@ -251,8 +260,27 @@ func (s *Server) sysData(kind string, o *sysOptions) (any, error) {
 		return map[string]any{"status": h.Status, "status_code": code, "error": h.Error}, nil
 	case "ACCOUNTZ":
 		return s.Accountz(o.Account)
+	case "KICK":
+		return nil, s.kick(o.CID)
 	}
 	return nil, errors.New("unknown request " + kind)
+}
+
+// reasonKicked is the /connz closed reason of a client closed by a KICK request.
+const reasonKicked = "Kicked"
+
+// kick closes the client connection cid (a KICK request, nats-server's
+// DisconnectClientByID).
+func (s *Server) kick(cid uint64) error {
+	s.mu.Lock()
+	c := s.clients[cid]
+	s.mu.Unlock()
+	if c == nil || c.kind != kindClient {
+		return fmt.Errorf("no client with id %d", cid)
+	}
+	c.log.Info("closing connection", "cause", "kicked by a system account request")
+	c.closeConnection(reasonKicked)
+	return nil
 }
 
 func (s *Server) sysInfo() *sysServerInfo {

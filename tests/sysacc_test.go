@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -362,4 +363,61 @@ func TestSystemAccountAuthErrorEvents(t *testing.T) {
 	must(t, m.Reload())
 	expect("c", "removed", "C")
 	expectNone(t, ch, 100*time.Millisecond)
+}
+
+// `nats server request kick <cid> <server id>` closes that client ($SYS.REQ.SERVER.<id>.KICK,
+// as nats-server 2.10+), with reason Kicked; client ids are per server, so the PING form
+// kicks nobody. IDZ names the server.
+func TestSystemAccountKick(t *testing.T) {
+	cli := natsCLI(t)
+	m := startAccounts(t, sysConf)
+	id := m.Server().ID()
+	sys := connect(t, m, nats.UserInfo("sys", "sys"))
+	closed := make(chan struct{})
+	a := connect(t, m, nats.UserInfo("a", "a"), nats.NoReconnect(), nats.ClosedHandler(func(*nats.Conn) { close(closed) }))
+	cid, err := a.GetClientID()
+	must(t, err)
+	if _, err := sys.Request("$SYS.REQ.SERVER.PING.KICK", msgf(`{"cid":%d}`, cid), 300*time.Millisecond); err == nil {
+		t.Fatal("$SYS.REQ.SERVER.PING.KICK answered")
+	}
+	must(t, a.Flush())
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, cli, "-s", clientURL(m), "--user", "sys", "--password", "sys", "--timeout", "2s",
+		"server", "request", "kick", strconv.FormatUint(cid, 10), id).CombinedOutput()
+	if err != nil || strings.Contains(string(out), `"error"`) {
+		t.Fatalf("nats server request kick: %v\n%s", err, out)
+	}
+	select {
+	case <-closed:
+	case <-time.After(3 * time.Second):
+		t.Fatal("the kicked client is still connected")
+	}
+	var cz struct {
+		Conns []struct {
+			Cid    uint64 `json:"cid"`
+			Reason string `json:"reason"`
+		} `json:"connections"`
+	}
+	getJSON(t, m, "/connz?state=closed&cid="+strconv.FormatUint(cid, 10), &cz)
+	if len(cz.Conns) != 1 || cz.Conns[0].Cid != cid || cz.Conns[0].Reason != "Kicked" {
+		t.Fatalf("closed connections %+v", cz.Conns)
+	}
+	// An unknown client: an error, nobody closed.
+	r, err := sys.Request("$SYS.REQ.SERVER."+id+".KICK", []byte(`{"cid":987654}`), time.Second)
+	must(t, err)
+	if !strings.Contains(string(r.Data), `"error"`) {
+		t.Fatalf("kick of an unknown client: %s", r.Data)
+	}
+	r, err = sys.Request("$SYS.REQ.SERVER.PING.IDZ", nil, time.Second)
+	must(t, err)
+	var idz struct {
+		ID   string `json:"id"`
+		Name string `json:"name"`
+	}
+	must(t, json.Unmarshal(r.Data, &idz))
+	if idz.ID != id || idz.Name != m.Server().Name() {
+		t.Fatalf("idz %s", r.Data)
+	}
 }
