@@ -17,6 +17,7 @@ type Accountz struct {
 // AccountInfo describes one account.
 type AccountInfo struct {
 	AccountName string       `json:"account_name"`
+	UpdateTime  time.Time    `json:"update_time"` // when it was configured: at start (a reload cannot change accounts)
 	IsSystem    bool         `json:"is_system,omitempty"`
 	Expired     bool         `json:"expired"`
 	Complete    bool         `json:"complete"`
@@ -59,7 +60,7 @@ func (s *Server) Accountz(name string) (*Accountz, error) {
 	if a == nil {
 		return nil, fmt.Errorf("%w: Account %s does not exist", ErrBadRequest, name)
 	}
-	ai := &AccountInfo{AccountName: a.name, IsSystem: a == s.sysAcc, Complete: true, SubCnt: uint32(a.subs.Count())}
+	ai := &AccountInfo{AccountName: a.name, UpdateTime: s.start.UTC(), IsSystem: a == s.sysAcc, Complete: true, SubCnt: uint32(a.subs.Count())}
 	for _, ex := range a.cfg.Exports {
 		ei := ExportInfo{Subject: ex.Subject, Type: kindName(ex.Service), Accounts: ex.Accounts}
 		if ex.Service {

@@ -260,8 +260,9 @@ func TestAccountsMonitoring(t *testing.T) {
 	var az struct {
 		Accounts []string `json:"accounts"`
 		Detail   *struct {
-			Name    string `json:"account_name"`
-			Clients int    `json:"client_connections"`
+			Name    string    `json:"account_name"`
+			Updated time.Time `json:"update_time"`
+			Clients int       `json:"client_connections"`
 			Exports []struct {
 				Subject string `json:"subject"`
 				Type    string `json:"type"`
@@ -275,6 +276,10 @@ func TestAccountsMonitoring(t *testing.T) {
 	getJSON(t, m, "/accountz?acc=A", &az)
 	if az.Detail == nil || az.Detail.Name != "A" || az.Detail.Clients != 1 || len(az.Detail.Exports) != 4 || az.Detail.Exports[2].Type != "service" {
 		t.Fatalf("account A %+v", az.Detail)
+	}
+	// When the account was configured (`nats server account info` shows it; it said "never").
+	if age := time.Since(az.Detail.Updated); age < 0 || age > time.Minute {
+		t.Fatalf("account A update_time %v", az.Detail.Updated)
 	}
 	if code := getJSON(t, m, "/accountz?acc=NOPE", nil); code != 400 {
 		t.Fatalf("unknown account: %d", code)
