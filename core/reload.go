@@ -210,7 +210,15 @@ func sameCluster(a, b *ClusterOptions) bool {
 	return reflect.DeepEqual(x, y)
 }
 
-// sameAccounts reports whether two account configurations are the same.
+// sameAccounts reports whether two account configurations are the same, whatever the order
+// the accounts were written in (as the route digest sees them).
 func sameAccounts(a, b []AccountConfig) bool {
-	return reflect.DeepEqual(a, b) || (len(a) == 0 && len(b) == 0)
+	if len(a) == 0 && len(b) == 0 {
+		return true
+	}
+	byName := func(x, y AccountConfig) int { return cmp.Compare(x.Name, y.Name) }
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.SortFunc(a, byName)
+	slices.SortFunc(b, byName)
+	return reflect.DeepEqual(a, b)
 }

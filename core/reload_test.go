@@ -158,3 +158,22 @@ func TestConcurrentReloadsEndConsistent(t *testing.T) {
 		}
 	}
 }
+
+// The same accounts written in another order are the same accounts (as for the route
+// digest): a reload of a file that only moved an account block is not refused as
+// changing them.
+func TestReloadAccountsInAnotherOrder(t *testing.T) {
+	accs := []core.AccountConfig{
+		{Name: "A", Exports: []core.Export{{Subject: "a.>"}}},
+		{Name: "B", Imports: []core.Import{{Account: "A", Subject: "a.>"}}},
+	}
+	s := startCore(t, func(o *core.Options) { o.Accounts = accs })
+	moved := []core.AccountConfig{accs[1], accs[0]}
+	if err := s.Reload(core.Options{Host: "127.0.0.1", Port: -1, Accounts: moved}); err != nil {
+		t.Fatalf("reload with the accounts in another order: %v", err)
+	}
+	changed := []core.AccountConfig{accs[1], {Name: "A", Exports: []core.Export{{Subject: "a.>"}, {Subject: "b.>"}}}}
+	if err := s.Reload(core.Options{Host: "127.0.0.1", Port: -1, Accounts: changed}); err == nil || !strings.Contains(err.Error(), "accounts cannot change") {
+		t.Fatalf("reload changing an account's exports: %v", err)
+	}
+}
