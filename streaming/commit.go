@@ -434,7 +434,7 @@ func (s *Server) completeGroup(g *commitGroup) {
 			if cc.sp != nil { // the flush succeeded, the fsync did not
 				s.log.Error("storing messages failed", "channel", ch.name, "err", cc.err)
 			}
-			ch.broken = true
+			s.markBroken(ch)
 			continue
 		}
 		ch.synced = max(ch.synced, cc.msgs[len(cc.msgs)-1].Seq)

@@ -187,6 +187,34 @@ func (s *Server) syncMeta() error {
 	return errors.Join(errs...)
 }
 
+// markBroken notes that ch's store failed: its next publish heals it first, and so does a
+// timer meanwhile. A failed file store refuses reads until it rolls back, so a channel no
+// one publishes to delivered nothing (and expired nothing) until a restart.
+func (s *Server) markBroken(ch *channel) {
+	ch.broken = true
+	if ch.healTimer == nil {
+		ch.healTimer = time.AfterFunc(limitRetryWait, func() { s.push(op{kind: opHeal, ch: ch}) })
+		return
+	}
+	ch.healTimer.Reset(limitRetryWait)
+}
+
+// processHeal heals a channel still broken when its timer fires, then sends its
+// subscribers what they missed and runs its age expiry; or tries again later.
+func (s *Server) processHeal(ch *channel) {
+	if ch.deleted || !ch.broken {
+		return
+	}
+	if !s.heal(ch) {
+		s.markBroken(ch)
+		return
+	}
+	s.deliverNew(ch)
+	if ch.limits.MaxAge > 0 {
+		s.armAge(ch, time.Now().UnixNano()) // the pass re-arms for the next message due
+	}
+}
+
 // heal makes a channel whose store failed (a full disk, say) usable again: once nothing
 // is in flight, the store rolls back to what is durable and appends continue from there
 // (audit finding 8). It reports false, the channel still broken, if the store cannot yet.

@@ -31,6 +31,7 @@ const (
 	opLeadership // the log reported a leadership change
 	opRetrySends // sends were refused for want of a lease (delivery.go)
 	opRetryHeld  // deliveries held back by a backlogged destination (delivery.go)
+	opHeal       // a broken channel's store is tried again (durable.go)
 )
 
 // op is one unit of work for the engine: a request copied out of core's buffers, or a
@@ -343,6 +344,8 @@ func (s *Server) process(o *op) {
 		s.processExpire(o.ch)
 	case opIdle:
 		s.processIdle(o.ch)
+	case opHeal:
+		s.processHeal(o.ch)
 	case opLeadership:
 		s.processLeadership(o.leader)
 	case opRetrySends:

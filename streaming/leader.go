@@ -132,6 +132,9 @@ func (s *Server) dropView() {
 		if ch.idleTimer != nil {
 			ch.idleTimer.Stop()
 		}
+		if ch.healTimer != nil {
+			ch.healTimer.Stop()
+		}
 		ch.events = ch.events[:0]
 	}
 	for _, sub := range s.byAck {

@@ -209,6 +209,9 @@ func (s *Server) dropChannelView(ch *channel) {
 	if ch.ageTimer != nil {
 		ch.ageTimer.Stop()
 	}
+	if ch.healTimer != nil {
+		ch.healTimer.Stop()
+	}
 	delete(s.channels, ch.name)
 	delete(s.lowerNames, lowerName(ch.name))
 }

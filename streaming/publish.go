@@ -305,7 +305,7 @@ func (s *Server) settle(g *commitGroup) {
 			continue
 		}
 		s.log.Error("storing messages failed", "channel", ch.name, "err", err)
-		ch.broken = true
+		s.markBroken(ch)
 		cc.err = err
 	}
 }
@@ -320,7 +320,7 @@ func (s *Server) flushGroupChans(g *commitGroup) {
 		}
 		if err := cc.sp.Flush(); err != nil {
 			s.log.Error("storing messages failed", "channel", cc.ch.name, "err", err)
-			cc.ch.broken = true
+			s.markBroken(cc.ch)
 			cc.sp, cc.err = nil, err
 			continue
 		}

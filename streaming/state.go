@@ -43,6 +43,7 @@ type channel struct {
 	deleted   bool
 	events    []stores.SubEvent // sent/ack events waiting for flushSentAcks
 	broken    bool              // a store write failed: roll back before the next append (durable.go)
+	healTimer *time.Timer       // while broken: heal again, lest the channel wait for a publish
 }
 
 // subState is one subscription (or queue member).

@@ -127,3 +127,37 @@ func TestDiskFullChannelRecovers(t *testing.T) {
 		t.Fatalf("after the restart %d messages, %d acknowledged", n, len(acked))
 	}
 }
+
+// A channel whose store failed heals by itself once space is freed, without waiting for a
+// publish: a subscriber that joins afterwards gets the acknowledged messages. Before, the
+// failed store refused every read until a publish rolled it back, so with no publisher the
+// channel delivered nothing (and its age expiry stopped) until a restart.
+func TestDiskFullChannelHealsWithoutAPublish(t *testing.T) {
+	dir := t.TempDir()
+	var full atomic.Bool
+	logs := &syncBuffer{}
+	s, _ := diskFullServer(t, dir, &full, logs)
+	sc, err := stan.Connect("test-cluster", "df-pub", stan.NatsURL(s.url), stan.PubAckWait(5*time.Second))
+	must(t, err)
+	defer sc.Close()
+	for i := 1; i <= 10; i++ {
+		must(t, sc.Publish("heal", []byte(fmt.Sprint("m", i))))
+	}
+	full.Store(true)
+	if err := sc.Publish("heal", []byte("refused")); err == nil {
+		t.Fatal("a publish succeeded on a full disk")
+	}
+	full.Store(false)
+	reader, err := stan.Connect("test-cluster", "df-reader", stan.NatsURL(s.url))
+	must(t, err)
+	defer reader.Close()
+	got := newStanMsgs()
+	_, err = reader.Subscribe("heal", got.add, stan.DeliverAllAvailable())
+	must(t, err)
+	msgs := got.waitN(t, 10, 10*time.Second)
+	for i, m := range msgs {
+		if want := fmt.Sprint("m", i+1); string(m.Data) != want || m.Sequence != uint64(i+1) {
+			t.Fatalf("message %d: seq %d %q, want %q\nserver log:\n%s", i, m.Sequence, m.Data, want, logs.String())
+		}
+	}
+}
