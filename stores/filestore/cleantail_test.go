@@ -1,6 +1,7 @@
 package filestore
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -341,5 +342,57 @@ func TestCleanCloseProofCarriesOver(t *testing.T) {
 	defer s.Close()
 	if d := s.Damaged(); len(d) != 1 {
 		t.Fatalf("a cut subs.log after two clean closes: damaged %v", d)
+	}
+}
+
+// TestRepairKeepsEveryQuarantinedCopy: a second Repair of a damaged subs.log keeps the copy
+// the first one quarantined (it was written over: the evidence of what the first damage
+// lost was gone), and each copy is named in the report.
+func TestRepairKeepsEveryQuarantinedCopy(t *testing.T) {
+	dir := t.TempDir()
+	s, ch := openWithFoo(t, dir, Options{})
+	for id := uint64(1); id <= 3; id++ {
+		sub := stores.SubState{ID: id, ClientID: "c", DurableName: fmt.Sprint("d", id), IsDurable: true, Inbox: "in"}
+		if err := ch.Subs.CreateSub(&sub); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(chanDirOf(t, dir, "foo"), "subs.log")
+	var kept [][]byte
+	for round := range 2 {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Truncate(p, fi.Size()-40); err != nil {
+			t.Fatal(err)
+		}
+		b, _ := os.ReadFile(p)
+		kept = append(kept, b)
+		rep, err := Repair(dir, Options{Quarantine: true})
+		if err != nil || len(rep.Quarantined) != 1 {
+			t.Fatalf("round %d: repair: %v, quarantined %v", round, err, rep.Quarantined)
+		}
+		// A clean run, so that the next cut is damage again.
+		s, err := Open(dir, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := s.Damaged(); len(d) != 0 {
+			t.Fatalf("round %d: damaged after repair: %v", round, d)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	qdir := filepath.Join(filepath.Dir(p), "quarantine")
+	for i, name := range []string{"subs.log", "subs.log.1"} {
+		b, err := os.ReadFile(filepath.Join(qdir, name))
+		if err != nil || !bytes.Equal(b, kept[i]) {
+			t.Fatalf("quarantine/%s: %v, holds the cut log of round %d: %v", name, err, i, bytes.Equal(b, kept[i]))
+		}
 	}
 }

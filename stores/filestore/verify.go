@@ -633,7 +633,7 @@ func quarantine(rep *Report, p *Problem, infos []*chanInfo, opts *Options) error
 			if _, err := os.Stat(src); err != nil {
 				continue
 			}
-			dst := filepath.Join(qdir, filepath.Base(src))
+			dst := freeName(qdir, filepath.Base(src))
 			if err := os.Rename(src, dst); err != nil {
 				return err
 			}
@@ -646,6 +646,9 @@ func quarantine(rep *Report, p *Problem, infos []*chanInfo, opts *Options) error
 		if si.path != "" {
 			remaining++
 		}
+	}
+	if err := syncDir(qdir, opts); err != nil {
+		return err
 	}
 	if remaining == 0 {
 		// Keep Last: an empty segment holding only a marker (First = Last+1).
@@ -660,6 +663,44 @@ func quarantine(rep *Report, p *Problem, infos []*chanInfo, opts *Options) error
 	return syncDir(ci.dir, opts)
 }
 
+// freeName returns the path of name in qdir, or of name.1, name.2, … if it is taken: what an
+// earlier repair (or an earlier step of this one) kept there is evidence, never replaced.
+func freeName(qdir, name string) string {
+	dst := filepath.Join(qdir, name)
+	for i := 1; ; i++ {
+		if _, err := os.Lstat(dst); errors.Is(err, os.ErrNotExist) {
+			return dst
+		}
+		dst = filepath.Join(qdir, fmt.Sprintf("%s.%d", name, i))
+	}
+}
+
+// keepCopy writes data, a damaged log about to be rewritten, into qdir under a free name,
+// durably: the rewrite that follows is fsynced, and a copy lost to a power cut with it
+// would take the only evidence of what was lost.
+func keepCopy(rep *Report, qdir, name string, data []byte, opts *Options) error {
+	if err := os.MkdirAll(qdir, 0o755); err != nil {
+		return err
+	}
+	dst := freeName(qdir, name)
+	f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = fsync(f, dst, opts)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	rep.Quarantined = append(rep.Quarantined, dst)
+	return syncDir(qdir, opts)
+}
+
 // quarantineDir moves a stray channel directory into <store>/quarantine/ (under a name of
 // its own if one is there already), where Open leaves it alone.
 func quarantineDir(rep *Report, dir, path string) error {
@@ -667,13 +708,7 @@ func quarantineDir(rep *Report, dir, path string) error {
 	if err := os.MkdirAll(qdir, 0o755); err != nil {
 		return err
 	}
-	dst := filepath.Join(qdir, filepath.Base(path))
-	for i := 1; ; i++ {
-		if _, err := os.Lstat(dst); errors.Is(err, os.ErrNotExist) {
-			break
-		}
-		dst = filepath.Join(qdir, fmt.Sprintf("%s.%d", filepath.Base(path), i))
-	}
+	dst := freeName(qdir, filepath.Base(path))
 	if err := os.Rename(path, dst); err != nil {
 		return err
 	}
@@ -711,15 +746,9 @@ func quarantineLog(rep *Report, p *Problem, opts *Options) error {
 	if err != nil {
 		return err
 	}
-	qdir := filepath.Join(filepath.Dir(p.File), "quarantine")
-	if err := os.MkdirAll(qdir, 0o755); err != nil {
+	if err := keepCopy(rep, filepath.Join(filepath.Dir(p.File), "quarantine"), filepath.Base(p.File), data, opts); err != nil {
 		return err
 	}
-	dst := filepath.Join(qdir, filepath.Base(p.File))
-	if err := os.WriteFile(dst, data, 0o644); err != nil {
-		return err
-	}
-	rep.Quarantined = append(rep.Quarantined, dst)
 	var recs [][]byte
 	magic := magicSubs
 	if filepath.Base(p.File) == "meta.log" {
@@ -781,15 +810,9 @@ func quarantineJournal(rep *Report, p *Problem, infos []*chanInfo, opts *Options
 	}
 	ss := &subStore{subs: map[uint64]*sub{}}
 	if len(data) > 0 {
-		qdir := filepath.Join(ci.dir, "quarantine")
-		if err := os.MkdirAll(qdir, 0o755); err != nil {
+		if err := keepCopy(rep, filepath.Join(ci.dir, "quarantine"), "subs.log", data, opts); err != nil {
 			return err
 		}
-		dst := filepath.Join(qdir, "subs.log")
-		if err := os.WriteFile(dst, data, 0o644); err != nil {
-			return err
-		}
-		rep.Quarantined = append(rep.Quarantined, dst)
 		if h, torn, err := checkHeader(path, magicSubs, data); err == nil && !torn {
 			for _, r := range salvageLog(data, h) {
 				ss.replay(r)
