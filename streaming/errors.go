@@ -21,7 +21,6 @@ const (
 	errUnknownChannel     = "stan: unknown channel"
 	errInvalidSub         = "stan: invalid subscription"
 	errInvalidCloseReq    = "stan: invalid close request"
-	errChannelDeleting    = "stan: channel is being deleted"
 	errClientReplaced     = "client has been replaced or is no longer registered"
 
 	// Refusals of our own (the reference has no such limits); stan.go shows them verbatim.

@@ -154,6 +154,8 @@ func (s *Server) touch(ch *channel) {
 // processIdle deletes a channel that had no new message and no active subscription for
 // MaxInactivity (offline durables do not count; they go with it). Its last sequence is
 // remembered by the store, so a channel created again with the name continues after it.
+// The engine waits for the deletion: no request sees the channel half deleted, so the
+// reference's "stan: channel is being deleted" is never an answer here.
 func (s *Server) processIdle(ch *channel) {
 	if ch.deleted {
 		return
