@@ -69,7 +69,7 @@ func (s *Server) Reload(next Options) error {
 		}
 	}
 	closed += s.closeOverMaxConnections(n.MaxConnections)
-	s.log.Info("configuration reloaded", "clients", len(cls), "closed", closed)
+	s.log.Info("configuration reloaded", "clients", countClients(cls), "closed", closed)
 	return nil
 }
 

@@ -328,7 +328,7 @@ func (s *Server) LameDuck(ctx context.Context) error {
 	if ln != nil {
 		_ = ln.Close()
 	}
-	s.log.Info("entering lame duck mode", "clients", len(cls), "grace", s.o().LameDuckGracePeriod, "duration", s.o().LameDuckDuration)
+	s.log.Info("entering lame duck mode", "clients", countClients(cls), "grace", s.o().LameDuckGracePeriod, "duration", s.o().LameDuckDuration)
 	for _, c := range cls {
 		c.sendAsyncInfo()
 	}
@@ -337,7 +337,7 @@ func (s *Server) LameDuck(ctx context.Context) error {
 	s.mu.Lock()
 	cls = s.clientList()
 	s.mu.Unlock()
-	if n := len(cls); n > 0 {
+	if n := countClients(cls); n > 0 {
 		gap := min((s.o().LameDuckDuration-s.o().LameDuckGracePeriod)/time.Duration(n), time.Second)
 		for _, c := range cls { // map order is already random
 			if c.kind != kindClient {
@@ -350,6 +350,18 @@ func (s *Server) LameDuck(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	return s.Shutdown(sctx)
+}
+
+// countClients is how many of cls are client connections: in-process connections (the
+// streaming layer's) are no clients, as in /connz and /varz, and lame duck mode closes none.
+func countClients(cls []*client) int {
+	n := 0
+	for _, c := range cls {
+		if c.kind == kindClient {
+			n++
+		}
+	}
+	return n
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) {
