@@ -7,7 +7,8 @@ import (
 
 // fileKey is one key of the configuration file, for the configuration reference
 // (docs/configuration.md). The readers (config*.go, tls.go, cluster.go) are the truth;
-// TestReferenceKeys checks both ways that this table names every key they accept.
+// TestReferenceKeysCoverTheReaders and TestReferenceKeysAreAccepted check both ways that
+// this table names every key they accept.
 type fileKey struct {
 	path    string   // dotted; "[]" is a list element, "<channel>" any channel name or pattern
 	aliases []string // other names of the last element
