@@ -52,11 +52,15 @@ func (s *settings) buildCluster(p *problems) *core.ClusterOptions {
 	if m == nil && fl.listen == "" {
 		return nil
 	}
-	at := func(key string) origin {
-		if s.clusterAt.pos.Line == 0 {
+	at := func(key string) origin { // where the key is written, else the block
+		pos := s.clusterAt.pos
+		if o, ok := s.clusterKeyAt[key]; ok {
+			pos = o.pos
+		}
+		if pos.Line == 0 {
 			return origin{name: "cluster." + key}
 		}
-		return origin{pos: s.clusterAt.pos, name: "cluster." + key}
+		return origin{pos: pos, name: "cluster." + key}
 	}
 	co := &core.ClusterOptions{}
 	str := func(key string) string { v, _ := m[key].(string); return v }

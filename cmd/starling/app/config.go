@@ -117,6 +117,7 @@ func readFile(s *settings, m *conf.Map, p *problems) {
 		case "cluster":
 			s.cluster = r.reserved(e, path, clusterSchema())
 			s.clusterAt = fileOrigin(e.KeyPos, path)
+			s.clusterKeyAt = keyOrigins(e, path)
 			s.clusterUnused = r.clusterUnused(e, path)
 		case "streaming":
 			r.streamingBlock(s, e, path)
@@ -149,6 +150,26 @@ func each(m *conf.Map, parent string, fn func(key, path string, e *conf.Entry)) 
 	for _, k := range m.Keys {
 		fn(strings.ToLower(k), child(parent, k), m.Entries[k])
 	}
+}
+
+// keyOrigins maps each key of block e, lower case and dotted below it
+// ("authorization.token"), to where it is written: an error about a key names its line.
+func keyOrigins(e *conf.Entry, path string) map[string]origin {
+	out := make(map[string]origin)
+	var walk func(m *conf.Map, rel, abs string)
+	walk = func(m *conf.Map, rel, abs string) {
+		each(m, abs, func(key, kpath string, e *conf.Entry) {
+			r := child(rel, key)
+			out[r] = fileOrigin(e.KeyPos, kpath)
+			if e.Value != nil && e.Value.Kind == conf.KindMap {
+				walk(e.Value.Map, r, kpath)
+			}
+		})
+	}
+	if e.Value != nil && e.Value.Kind == conf.KindMap {
+		walk(e.Value.Map, "", path)
+	}
+	return out
 }
 
 func child(parent, key string) string {

@@ -380,3 +380,33 @@ func TestClusterUnusedKeysWarn(t *testing.T) {
 		t.Error("warnings without a cluster block")
 	}
 }
+
+// An error about a key inside the cluster block names that key's line, not the block's.
+func TestClusterErrorsNameTheKeysLine(t *testing.T) {
+	dir := t.TempDir()
+	path := writeFile(t, dir, "c.conf", `port: -1
+cluster {
+  listen: "127.0.0.1:-1"
+  routes: [
+    "nats://127.0.0.1:1"
+    "not a url"
+  ]
+  authorization {
+    user: r
+    token: x
+  }
+}
+`)
+	var out, errOut bytes.Buffer
+	if code := Execute(context.Background(), []string{"-c", path, "-t"}, &out, &errOut); code != 1 {
+		t.Fatalf("-t: code %d, stderr %q", code, errOut.String())
+	}
+	for _, want := range []string{
+		path + `:4:3: cluster.routes: route "not a url"`,
+		path + ":10:5: cluster.authorization.token: routes authenticate",
+	} {
+		if !strings.Contains(errOut.String(), want) {
+			t.Errorf("stderr %q, want %q…", errOut.String(), want)
+		}
+	}
+}

@@ -63,6 +63,7 @@ type settings struct {
 	// used, and the cluster flags.
 	cluster       map[string]any
 	clusterAt     origin
+	clusterKeyAt  map[string]origin // each key of the block ("authorization.token"), where written
 	clusterUnused []ignoredKey
 	clusterFlags  clusterFlags
 
