@@ -98,6 +98,7 @@ func readFile(s *settings, m *conf.Map, p *problems) {
 			s.pidFile, _ = r.str(e, path)
 		case "ports_file_dir":
 			s.portsDir, _ = r.str(e, path)
+			s.portsAt = fileOrigin(e.KeyPos, path)
 		case "no_auth_user":
 			s.auth.noAuthUser, _ = r.str(e, path)
 			s.auth.noAuthAt = fileOrigin(e.KeyPos, path)

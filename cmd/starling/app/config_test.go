@@ -410,3 +410,28 @@ cluster {
 		}
 	}
 }
+
+// A ports_file_dir that does not exist is a configuration error that -t reports, naming
+// the flag or file:line:col; it passed -t and stopped the server at start.
+func TestPortsFileDirMustExist(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "nope")
+	file := writeFile(t, dir, "p.conf", "port: -1\nports_file_dir: \""+missing+"\"\n")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-p", "-1", "--ports_file_dir", missing, "-t"}, "flag --ports_file_dir: stat " + missing},
+		{[]string{"-c", file, "-t"}, file + ":2:1: ports_file_dir: stat " + missing},
+		{[]string{"-p", "-1", "--ports_file_dir", file, "-t"}, "flag --ports_file_dir: " + file + " is not a directory"},
+	} {
+		var out, errOut bytes.Buffer
+		if code := Execute(context.Background(), tc.args, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), tc.want) {
+			t.Errorf("%v: code %d, stderr %q, want %q", tc.args, code, errOut.String(), tc.want)
+		}
+	}
+	var out, errOut bytes.Buffer
+	if code := Execute(context.Background(), []string{"-p", "-1", "--ports_file_dir", dir, "-t"}, &out, &errOut); code != 0 {
+		t.Fatalf("an existing directory: code %d, %s", code, errOut.String())
+	}
+}

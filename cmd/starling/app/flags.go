@@ -310,9 +310,13 @@ func (f *flags) server(s *settings) {
 	f.integer(option{names: names("-p", "--port"), sec: secServer, arg: "<port>", usage: "client port (-1: random)"}, &o.Port, core.DefaultPort)
 	f.str(option{names: names("-n", "--name", "--server_name"), sec: secServer, def: "the server ID", usage: "server name"}, &o.ServerName, "")
 	f.str(option{names: names("-P", "--pid"), sec: secServer, arg: "<file>", usage: "PID file"}, &s.pidFile, "")
-	f.str(option{names: names("--ports_file_dir"), sec: secServer, arg: "<dir>",
+	f.addNamed(option{names: names("--ports_file_dir"), sec: secServer, typ: "string", arg: "<dir>",
 		usage: "write the listeners' URLs as JSON to <dir>/<executable>_<pid>.ports once they listen (removed at exit)",
-		doc:   "The directory must exist: a ports file that cannot be written stops the server with exit code 1 (nats-server only logs it)."}, &s.portsDir, "")
+		doc:   "The directory must exist (`-t` checks it): a ports file that cannot be written stops the server with exit code 1 (nats-server only logs it)."},
+		func(name, v string) error {
+			s.portsDir, s.portsAt = v, flagOrigin(name)
+			return nil
+		})
 	f.str(option{names: names("-c", "--config"), sec: secServer, arg: "<file>", usage: "configuration file; flags given on the command line override it"}, &s.configFile, "")
 	f.boolean(option{names: names("-t"), sec: secServer,
 		usage: "check the configuration (file and flags, certificates, users) and exit: 0 if valid, 1 with every error"}, &s.check, false)

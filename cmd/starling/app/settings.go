@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path"
 	"strings"
 	"time"
@@ -29,6 +30,7 @@ type settings struct {
 	basePath    string
 	pidFile     string
 	portsDir    string // ports_file_dir: where <executable>_<pid>.ports goes
+	portsAt     origin
 	configFile  string
 
 	logFile      string // -l: "" is stderr
@@ -153,6 +155,15 @@ func (s *settings) build(p *problems) {
 		p.add(s.httpsAt.errorf("monitoring cannot be served over both HTTP (port %d) and HTTPS (port %d)", s.httpPort, s.httpsPort))
 	case s.httpsPort != 0 && !s.tls.on:
 		p.add(s.httpsAt.errorf("HTTPS monitoring needs a tls block (or --tlscert/--tlskey) with the server certificate"))
+	}
+	if s.portsDir != "" {
+		// Checked here, so that -t says so: the ports file is written only once the
+		// listeners are up, and a failure then stops the server.
+		if fi, err := os.Stat(s.portsDir); err != nil {
+			p.add(s.portsAt.errorf("%v", err))
+		} else if !fi.IsDir() {
+			p.add(s.portsAt.errorf("%s is not a directory", s.portsDir))
+		}
 	}
 	s.core.Cluster = s.buildCluster(p)
 	s.warnings = nil
