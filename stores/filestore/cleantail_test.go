@@ -331,7 +331,11 @@ func TestCleanCloseProofCarriesOver(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	p := filepath.Join(chanDirOf(t, dir, "bar"), "subs.log")
+	// bar never had a subscription: no subs.log was ever created for it.
+	if _, err := os.Stat(filepath.Join(chanDirOf(t, dir, "bar"), "subs.log")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("bar's subs.log: %v", err)
+	}
+	p := filepath.Join(chanDirOf(t, dir, "foo"), "subs.log")
 	if err := os.Truncate(p, 5); err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,9 @@ import (
 func fileSize(t *testing.T, path string) int64 {
 	t.Helper()
 	fi, err := os.Stat(path)
+	if errors.Is(err, os.ErrNotExist) && filepath.Base(path) == "subs.log" {
+		return 0 // not created until a flush writes it
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -160,7 +160,9 @@ func (l *recLog) flush() error {
 	if l.closed {
 		return stores.ErrClosed
 	}
-	if l.broken != nil || l.overflow || l.compactDue() {
+	// A log with no file yet (a subs.log never written: it reads as empty) is created by a
+	// rewrite too, so that a crash never finds it half-created under its name.
+	if l.broken != nil || l.overflow || l.compactDue() || l.f == nil && len(l.pend) > 0 {
 		switch {
 		case !l.renaming:
 			return l.rewrite()

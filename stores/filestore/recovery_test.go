@@ -170,6 +170,7 @@ func TestMidSegmentDamage(t *testing.T) {
 		},
 		"subs": func(t *testing.T, dir string) string {
 			p := filepath.Join(chanDirOf(t, dir, "foo"), "subs.log")
+			first := firstSubFrame(t, p)
 			f, _ := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
 			var fr [8]byte
 			rec := encSub(nil, subCreate, &stores.SubState{ID: 2, ClientID: "x"})
@@ -177,7 +178,7 @@ func TestMidSegmentDamage(t *testing.T) {
 			binary.LittleEndian.PutUint32(fr[4:], crc32Checksum(rec))
 			f.Write(append(fr[:], rec...))
 			f.Close()
-			flipByte(t, p, firstRecordOff+9) // inside the first record
+			flipByte(t, p, first+9) // inside the first record
 			return p
 		},
 	}
@@ -228,7 +229,9 @@ func TestVerifyClean(t *testing.T) {
 		t.Fatalf("%+v", r.Channels)
 	}
 	bar, foo := r.Channels[0], r.Channels[1]
-	if foo.Name != "foo" || foo.First != 1 || foo.Last != 100 || foo.Msgs != 100 || foo.Segments < 3 || foo.Subs != 1 || foo.Damaged {
+	// foo.Subs counts records: Close created subs.log with a snapshot (a create and a
+	// pending record).
+	if foo.Name != "foo" || foo.First != 1 || foo.Last != 100 || foo.Msgs != 100 || foo.Segments < 3 || foo.Subs != 2 || foo.Damaged {
 		t.Fatalf("foo %+v", foo)
 	}
 	if bar.Name != "bar" || bar.Msgs != 10 {
@@ -381,6 +384,7 @@ func TestQuarantineTail(t *testing.T) {
 func TestRepairDamagedLog(t *testing.T) {
 	dir, _ := build(t, 20)
 	p := filepath.Join(chanDirOf(t, dir, "foo"), "subs.log")
+	first := firstSubFrame(t, p)
 	f, _ := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
 	var fr [8]byte
 	rec := encSub(nil, subCreate, &stores.SubState{ID: 2, ClientID: "x"})
@@ -388,7 +392,7 @@ func TestRepairDamagedLog(t *testing.T) {
 	binary.LittleEndian.PutUint32(fr[4:], crc32Checksum(rec))
 	f.Write(append(fr[:], rec...))
 	f.Close()
-	flipByte(t, p, firstRecordOff+9)
+	flipByte(t, p, first+9)
 	if _, err := Repair(dir, Options{}); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("Repair: %v", err)
 	}
@@ -541,9 +545,19 @@ func TestLoadChecksCRC(t *testing.T) {
 	}
 }
 
-// firstRecordOff is where the first record after the self-proving sync mark of a freshly
-// rewritten, empty subs.log (its LSN record, 0) lies.
-const firstRecordOff = hdrSizeV2 + 8 + 2 + 8 + markLen
+// firstSubFrame returns the offset of the first frame of the subs.log at path that holds
+// a subscription (a create record, or a batch).
+func firstSubFrame(t *testing.T, path string) int64 {
+	t.Helper()
+	offs, types := frames(t, path, magicSubs)
+	for i, ty := range types {
+		if ty == subCreate || ty == recBatch {
+			return int64(offs[i])
+		}
+	}
+	t.Fatalf("no subscription in %s", path)
+	return 0
+}
 
 // TestGapResumeKeepsDurableLast: an emptied channel resuming at a gap must not lose its
 // durable Last to a crash before the next Sync.

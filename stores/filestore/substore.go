@@ -112,6 +112,16 @@ func openSubStore(path string, maxSubs int, opts *Options, ms *msgStore, clean i
 			return nil, err
 		}
 	}
+	if !applied && ld.size == 0 {
+		// No subs.log (CreateChannel does not create one), or an empty one: it reads as the
+		// empty state at LSN 0 whatever a crash leaves of it, so it stands for that state
+		// durably. It is created by the first flush that writes the log — as a rewrite: a
+		// new file, fsynced, renamed into place, the directory fsynced — and until then
+		// nothing is written or fsynced for it (Close included: an L record only for a log
+		// that exists).
+		ss.logLSN, ss.logDurable = ss.lsn, ss.lsn
+		return ss, nil
+	}
 	// Rewriting costs a file, two fsyncs and a rename per channel: only when the log has
 	// something to drop (records beyond the compact form: its LSN, one or two per
 	// subscription; or a torn tail), lacks journal records, or is of an older version.
