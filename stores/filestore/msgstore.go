@@ -60,6 +60,10 @@ type msgStore struct {
 	// once their removal is durable, or a power cut could take messages still in the
 	// durable window.
 	syncedFirst uint64
+	// dirGen counts the tails created in dir (newSegment), dirSynced how many of them a
+	// directory fsync covered: the entry of a new tail is made durable by the next sync of
+	// the channel, or by its seal, not by its creation (on the writer's goroutine).
+	dirGen, dirSynced uint64
 
 	// The subscription journal (journal.go): each Flush of the channel's subStore writes its
 	// records into the tail, so that one fsync of the tail covers messages and

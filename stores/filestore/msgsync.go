@@ -26,6 +26,9 @@ func (ms *msgStore) sync() error {
 	if err != nil || seg == nil {
 		return err
 	}
+	if err := ms.syncEntries(); err != nil {
+		return ms.fail(err)
+	}
 	if err := fsyncUpTo(seg.f, seg.path, seg.flushed, ms.opts); err != nil {
 		return ms.fail(err)
 	}
@@ -61,6 +64,19 @@ func (ms *msgStore) flushTail() (*segment, error) {
 		return nil, ms.fail(err)
 	}
 	return seg, nil
+}
+
+// syncEntries fsyncs the directory if a tail was created in it since the last time. Caller
+// holds mu.
+func (ms *msgStore) syncEntries() error {
+	if ms.dirGen == ms.dirSynced {
+		return nil
+	}
+	if err := syncDir(ms.dir, ms.opts); err != nil {
+		return err
+	}
+	ms.dirSynced = ms.dirGen
+	return nil
 }
 
 // Flush implements stores.SplitSyncer: the first half of Sync (marker, buffered records
@@ -125,18 +141,29 @@ func (ms *msgStore) syncPoint(fp flushPoint) error {
 	if err == nil && seg != nil && seg.w != nil && seg.synced < fp.size {
 		f, size = seg.f, seg.flushed
 	}
+	dirGen := ms.dirGen
+	needDir := dirGen != ms.dirSynced
 	ms.mu.RUnlock()
 	if err != nil || seg == nil {
 		return err
 	}
-	var serr error
-	if f != nil { // else covered already, or sealed since the Flush: the seal fsynced it
+	var derr, serr error
+	if needDir { // a tail created since: its entry too (newSegment)
+		derr = syncDir(ms.dir, ms.opts)
+	}
+	if f != nil && derr == nil { // else covered already, or sealed since the Flush: the seal fsynced it
 		serr = fsyncUpTo(f, seg.path, size, ms.opts)
 	}
 	ms.mu.Lock()
 	defer ms.unlock()
 	if err := ms.usable(); err != nil {
 		return err
+	}
+	if derr != nil {
+		return ms.fail(derr)
+	}
+	if needDir {
+		ms.dirSynced = max(ms.dirSynced, dirGen)
 	}
 	if ms.epoch != fp.epoch {
 		return fmt.Errorf("filestore: channel %q: rolled back while syncing", ms.name)

@@ -121,10 +121,13 @@ func (ms *msgStore) newSegment(first uint64) error {
 		return err
 	}
 	ms.undoom(base)
-	if err := syncDir(ms.dir, ms.opts); err != nil {
-		f.Close()
-		return err
-	}
+	// Its directory entry is made durable before anything in it is reported durable — by
+	// the sync that covers it (sync, syncPoint) or its seal — not here: a channel's first
+	// message, or a roll, then fsyncs the directory on the committer's goroutine, not the
+	// writer's. A power cut before then may lose the file: it held nothing reported durable,
+	// and the sealed segment before it (if any) is the last again, as after a cut just
+	// before its creation.
+	ms.dirGen++
 	seg := &segment{first: first, base: base, path: base + ".seg", f: f}
 	seg.w = bufio.NewWriterSize(newFileWriter(f, seg.path, ms.opts), ms.opts.BufferSize)
 	// In segs before anything is written: Rollback finds a tail it must remove.
@@ -159,6 +162,11 @@ func (ms *msgStore) seal(seg *segment) error {
 		return err
 	}
 	if err := fsync(seg.f, seg.path, ms.opts); err != nil {
+		return err
+	}
+	// Its entry durable before the next tail's is made: a power cut never keeps a later
+	// segment and loses this one (a gap, which is damage).
+	if err := ms.syncEntries(); err != nil {
 		return err
 	}
 	seg.synced = seg.size
