@@ -11,11 +11,15 @@ import (
 )
 
 // rawSubscriber starts a server (max_pending maxPending, 0 for the default; no keepalive
-// during the test) with a raw socket client subscribed to "big" that reads only when told,
-// and returns the server, that socket's reader and the server's client for it.
+// and no write deadline during the test) with a raw socket client subscribed to "big" that
+// reads only when told, and returns the server, that socket's reader and the server's
+// client for it.
 func rawSubscriber(tb testing.TB, maxPending int64) (*Server, *bufio.Reader, *client) {
 	tb.Helper()
-	s := startMesh(tb, 1, func(_ int, o *Options) { o.PingInterval, o.MaxPending = time.Hour, maxPending })[0]
+	s := startMesh(tb, 1, func(_ int, o *Options) {
+		// The socket is left unread for as long as a loaded machine takes to queue a backlog.
+		o.PingInterval, o.WriteDeadline, o.MaxPending = time.Hour, time.Hour, maxPending
+	})[0]
 	raw, err := net.Dial("tcp", s.Addr().String())
 	if err != nil {
 		tb.Fatal(err)
@@ -39,6 +43,11 @@ func rawSubscriber(tb testing.TB, maxPending int64) (*Server, *bufio.Reader, *cl
 		}
 	}
 	s.mu.Unlock()
+	// The first tick comes firstPingDelay after CONNECT whatever the interval: its PING would
+	// be a turn of its own behind a backlog, and an idle tick drops the buffers under test.
+	dst.mu.Lock()
+	dst.pingTimer.Stop()
+	dst.mu.Unlock()
 	return s, r, dst
 }
 
@@ -76,14 +85,40 @@ func TestOutboundBuffersRecycledWhileBacklogged(t *testing.T) {
 	nc := mustConnect(t, s)
 	payload := make([]byte, 1024)
 	const burst = (maxSpareOut + 4<<20) / 1024 // one turn's buffer beyond maxSpareOut
-	publishBig(t, nc, burst, payload)
-	// The writer is now blocked on the unread socket: queue more behind it.
-	waitFor(t, 5*time.Second, func() bool { _, flushing, _, _ := outState(dst); return flushing })
+	// How much of a burst the writer takes in its first turns, before the unread socket
+	// blocks it, depends on scheduling: queue messages until a turn's worth waits behind
+	// the blocked write.
+	sent := 0
+	for {
+		publishBig(t, nc, 256, payload)
+		sent += 256
+		if _, flushing, queued := outQueue(dst); flushing && queued >= burst*1024 {
+			break
+		}
+		if sent > 4*burst {
+			t.Fatalf("the writer never blocked on the unread socket (closed: %v)", dst.isClosed())
+		}
+	}
+	// Read until the writer has taken that turn: it then blocks on it, and what is
+	// published now queues behind it.
+	read := 0
+	for {
+		if inflight, _, _ := outQueue(dst); inflight >= burst*1024 {
+			break
+		}
+		if read == sent {
+			t.Fatal("the writer never took the queued turn")
+		}
+		n := min(64, sent-read)
+		readBig(t, r, n, len(payload))
+		read += n
+	}
 	publishBig(t, nc, 1024, payload)
-	readBig(t, r, burst+1024, len(payload))
+	sent += 1024
+	readBig(t, r, sent-read, len(payload))
 	waitFor(t, 5*time.Second, func() bool { p, f, _, _ := outState(dst); return p == 0 && !f })
 	if _, _, b, sp := outState(dst); max(b, sp) < burst*1024 {
-		t.Fatalf("largest buffer kept after the backlog: %d bytes, want the turn's %d", max(b, sp), burst*1024)
+		t.Fatalf("largest buffer kept after the backlog: %d bytes, want the turn's %d (closed %v)", max(b, sp), burst*1024, dst.isClosed())
 	}
 
 	dst.processPingTimer() // idle now: the tick lets both go
@@ -91,6 +126,14 @@ func TestOutboundBuffersRecycledWhileBacklogged(t *testing.T) {
 		p, f, b, sp := outState(dst)
 		return p == 0 && !f && b <= 4096 && sp <= 4096
 	})
+}
+
+// outQueue reads under dst's lock the bytes its writer is writing, whether it is, and the
+// bytes queued behind.
+func outQueue(dst *client) (inflight int, flushing bool, queued int) {
+	dst.mu.Lock()
+	defer dst.mu.Unlock()
+	return dst.out.inflight, dst.out.flushing, len(dst.out.buf)
 }
 
 // BenchmarkBackloggedReader: an in-process producer keeps one turn of 12 MiB queued behind
