@@ -42,6 +42,10 @@ type rawConn struct {
 	t  *testing.T
 	nc net.Conn
 	r  *bufio.Reader
+	// keepalive: the test reads the server's PINGs itself. Otherwise the helpers answer
+	// them as any client does: the first comes 2 s after CONNECT whatever ping_interval
+	// is, which a loaded machine reaches within one test.
+	keepalive bool
 }
 
 // dial connects and consumes the INFO line, returning it decoded.
@@ -74,17 +78,40 @@ func (c *rawConn) send(s string) {
 func (c *rawConn) line() string {
 	c.t.Helper()
 	_ = c.nc.SetReadDeadline(time.Now().Add(3 * time.Second))
-	l, err := c.r.ReadString('\n')
-	if err != nil {
-		c.t.Fatalf("read: %v (partial %q)", err, l)
+	for {
+		l, err := c.r.ReadString('\n')
+		if err != nil {
+			c.t.Fatalf("read: %v (partial %q)", err, l)
+		}
+		if c.keepalive || l != "PING\r\n" {
+			return l
+		}
+		_, _ = c.nc.Write([]byte("PONG\r\n"))
 	}
-	return l
+}
+
+// answerPings consumes and answers the server PINGs next in the stream, unless the test
+// reads them itself; the read deadline must be set.
+func (c *rawConn) answerPings() {
+	for !c.keepalive {
+		// Every server line is at least two bytes, and only a PING starts with "PI".
+		if b, err := c.r.Peek(2); err != nil || string(b) != "PI" {
+			return
+		}
+		if l, err := c.r.ReadString('\n'); err != nil || l != "PING\r\n" {
+			c.t.Fatalf("read %q, %v: want a PING", l, err)
+		}
+		_, _ = c.nc.Write([]byte("PONG\r\n"))
+	}
 }
 
 // expect reads exactly len(want) bytes and compares them.
 func (c *rawConn) expect(want string) {
 	c.t.Helper()
 	_ = c.nc.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if !strings.HasPrefix(want, "PI") {
+		c.answerPings()
+	}
 	got := make([]byte, len(want))
 	if _, err := io.ReadFull(c.r, got); err != nil {
 		c.t.Fatalf("read: %v (got %q, want %q)", err, got, want)
@@ -98,6 +125,7 @@ func (c *rawConn) expect(want string) {
 func (c *rawConn) expectClosed() {
 	c.t.Helper()
 	_ = c.nc.SetReadDeadline(time.Now().Add(3 * time.Second))
+	c.answerPings()
 	b, err := c.r.ReadByte()
 	if err == nil {
 		rest, _ := c.r.ReadString('\n')
@@ -222,6 +250,7 @@ func TestStaleConnection(t *testing.T) {
 		o.PingMax = 2
 	})
 	c, _ := dial(t, s)
+	c.keepalive = true
 	c.send(`CONNECT {"verbose":false}` + "\r\n")
 	c.expect("PING\r\n")
 	c.expect("PING\r\n")
@@ -241,6 +270,7 @@ func TestActiveClientNotStale(t *testing.T) {
 		o.PingMax = 2
 	})
 	c, _ := dial(t, s)
+	c.keepalive = true
 	c.send(`CONNECT {"verbose":false}` + "\r\n")
 	for end := time.Now().Add(1500 * time.Millisecond); time.Now().Before(end); {
 		c.send("PUB x 0\r\n\r\n")
@@ -272,6 +302,7 @@ func TestPongKeepsConnectionAlive(t *testing.T) {
 		o.PingMax = 1
 	})
 	c, _ := dial(t, s)
+	c.keepalive = true
 	c.send(`CONNECT {"verbose":false}` + "\r\n")
 	for range 6 {
 		c.expect("PING\r\n")
