@@ -1,6 +1,7 @@
 package filestore
 
 import (
+	"sync"
 	"testing"
 	"time"
 
@@ -25,8 +26,18 @@ type autoPass struct {
 func TestAutoSyncWithinInterval(t *testing.T) {
 	const interval = 200 * time.Millisecond
 	passes := make(chan autoPass, 100)
+	// Each pass waits in its hook until the test resumes it, so that a pass cannot run in
+	// the middle of the Append and the Sync below, taking part of their files (an Append
+	// that rolls segments hands some over before the Sync); closed, passes run freely.
+	resume := make(chan struct{})
+	var free sync.Once
+	runFree := func() { free.Do(func() { close(resume) }) }
+	t.Cleanup(runFree)
 	s, err := Open(t.TempDir(), Options{NoSync: true, AutoSync: interval, SegmentBytes: 1000,
-		Hooks: Hooks{AfterAutoSync: func(n int, err error) { passes <- autoPass{time.Now(), n, err} }}})
+		Hooks: Hooks{AfterAutoSync: func(n int, err error) {
+			passes <- autoPass{time.Now(), n, err}
+			<-resume
+		}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +48,8 @@ func TestAutoSyncWithinInterval(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Drain the passes that cover the creation, then one with nothing to do.
+	// Drain the passes that cover the creation, then one with nothing to do, which is held
+	// in its hook until the Sync returned.
 	for p := range passes {
 		if p.err != nil {
 			t.Fatal(p.err)
@@ -45,6 +57,7 @@ func TestAutoSyncWithinInterval(t *testing.T) {
 		if p.n == 0 {
 			break
 		}
+		resume <- struct{}{}
 	}
 	if err := ch.Msgs.Append(genMsgs(1, 100)); err != nil { // rolls segments (seal, index, dir)
 		t.Fatal(err)
@@ -53,7 +66,9 @@ func TestAutoSyncWithinInterval(t *testing.T) {
 		t.Fatal(err)
 	}
 	synced := time.Now()
+	resume <- struct{}{}
 	p := <-passes
+	resume <- struct{}{}
 	if p.err != nil || p.n < 4 {
 		t.Fatalf("first pass after a Sync: %d synced, %v", p.n, p.err)
 	}
@@ -65,6 +80,7 @@ func TestAutoSyncWithinInterval(t *testing.T) {
 	if p := <-passes; p.n != 0 {
 		t.Fatalf("idle pass synced %d", p.n)
 	}
+	runFree()
 	if err := ch.Msgs.Append(genMsgs(101, 1)); err != nil {
 		t.Fatal(err)
 	}
