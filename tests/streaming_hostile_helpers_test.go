@@ -21,6 +21,7 @@ import (
 	"github.com/starling-io/starling/core"
 	"github.com/starling-io/starling/proto/stanpb"
 	"github.com/starling-io/starling/raftlog"
+	"github.com/starling-io/starling/stores"
 	"github.com/starling-io/starling/stores/memstore"
 	"github.com/starling-io/starling/streaming"
 	stanmon "github.com/starling-io/starling/streaming/monitor"
@@ -45,6 +46,12 @@ type hostileServer struct {
 
 func startHostile(t testing.TB, coreMod func(*core.Options), mod func(*streaming.Options)) *hostileServer {
 	t.Helper()
+	return startHostileStore(t, coreMod, mod, nil)
+}
+
+// startHostileStore is startHostile with the memory store wrapped by wrap (nil: as is).
+func startHostileStore(t testing.TB, coreMod func(*core.Options), mod func(*streaming.Options), wrap func(stores.Store) stores.Store) *hostileServer {
+	t.Helper()
 	co := core.Options{Host: "127.0.0.1", Port: -1}
 	if coreMod != nil {
 		coreMod(&co)
@@ -54,8 +61,12 @@ func startHostile(t testing.TB, coreMod func(*core.Options), mod func(*streaming
 	must(t, cs.Start())
 	conn, err := cs.Connect("_STARLING-test")
 	must(t, err)
-	store, err := memstore.New(memstore.Options{})
+	var store stores.Store
+	store, err = memstore.New(memstore.Options{})
 	must(t, err)
+	if wrap != nil {
+		store = wrap(store)
+	}
 	logs := &syncBuffer{}
 	opts := streaming.Options{ClusterID: "test-cluster",
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))}
@@ -400,4 +411,43 @@ func clientz(t testing.TB, base string) []*streaming.Clientz {
 	var z stanmon.Clientsz
 	monGetJSON(t, base, "/streaming/clientsz", &z)
 	return z.Clients
+}
+
+// gatedStore holds every Append to its channels' messages until open is called: the
+// streaming engine then stops draining its queue, whatever the machine's speed.
+type gatedStore struct {
+	stores.Store
+	gate chan struct{}
+	once sync.Once
+}
+
+func newGatedStore(s stores.Store) *gatedStore {
+	return &gatedStore{Store: s, gate: make(chan struct{})}
+}
+
+func (g *gatedStore) open() { g.once.Do(func() { close(g.gate) }) }
+
+func (g *gatedStore) CreateChannel(name string, id uint64) (*stores.Channel, error) {
+	return g.wrap(g.Store.CreateChannel(name, id))
+}
+
+func (g *gatedStore) CreateChannelAfter(name string, id, after uint64) (*stores.Channel, error) {
+	return g.wrap(g.Store.CreateChannelAfter(name, id, after))
+}
+
+func (g *gatedStore) wrap(ch *stores.Channel, err error) (*stores.Channel, error) {
+	if err != nil {
+		return ch, err
+	}
+	return &stores.Channel{Name: ch.Name, ID: ch.ID, Msgs: gatedMsgs{ch.Msgs, g.gate}, Subs: ch.Subs}, nil
+}
+
+type gatedMsgs struct {
+	stores.MsgStore
+	gate chan struct{}
+}
+
+func (m gatedMsgs) Append(batch []stores.Msg) error {
+	<-m.gate
+	return m.MsgStore.Append(batch)
 }

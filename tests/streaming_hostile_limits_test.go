@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/starling-io/starling/proto/stanpb"
+	"github.com/starling-io/starling/stores"
 	"github.com/starling-io/starling/streaming"
 )
 
@@ -33,10 +34,17 @@ func TestHostileQueueBytesBound(t *testing.T) {
 		conns      = 4
 		perConn    = 48
 	)
-	s := startHostile(t, nil, func(o *streaming.Options) { o.QueueBytes = queueBytes })
+	// The store holds the engine's first Append until the first refusal arrives: how far
+	// the queue fills otherwise depends on the machine (a loaded one publishes so slowly
+	// that the engine keeps up and nothing is refused). Open, it stores what was queued.
+	var gated *gatedStore
+	s := startHostileStore(t, nil, func(o *streaming.Options) { o.QueueBytes = queueBytes },
+		func(st stores.Store) stores.Store { gated = newGatedStore(st); return gated })
+	t.Cleanup(gated.open)
 	results := make([]struct{ ok, overloaded []string }, conns)
 	var malformed, noGUID atomic.Int32
 	var wg sync.WaitGroup
+	start := make(chan struct{}) // closed once every client is registered: the engine is held then
 	for i := range conns {
 		nc := natsDial(t, s.url)
 		c := rawRegister(t, nc, s.discover, fmt.Sprintf("blast%d", i))
@@ -54,6 +62,7 @@ func TestHostileQueueBytesBound(t *testing.T) {
 		wg.Add(1)
 		go func() { // fire and forget, then collect every PubAck
 			defer wg.Done()
+			<-start
 			for _, m := range msgs {
 				if err := nc.PublishRequest(stanPubPrefix+".burst", reply, m); err != nil {
 					t.Errorf("publish: %v", err)
@@ -77,6 +86,7 @@ func TestHostileQueueBytesBound(t *testing.T) {
 						results[i].ok = append(results[i].ok, a.Guid)
 					case "stan: server is overloaded":
 						results[i].overloaded = append(results[i].overloaded, a.Guid)
+						gated.open()
 					default:
 						t.Errorf("PubAck error %q", a.Error)
 					}
@@ -87,7 +97,9 @@ func TestHostileQueueBytesBound(t *testing.T) {
 			}
 		}()
 	}
+	close(start)
 	wg.Wait()
+	gated.open() // for the stan.go publishers below, even if nothing was refused
 	if malformed.Load() > 0 || noGUID.Load() > 0 {
 		t.Errorf("%d malformed PubAcks, %d without a GUID", malformed.Load(), noGUID.Load())
 	}
