@@ -22,7 +22,14 @@ import (
 func TestNodeFollowersLearnCommitsTCP(t *testing.T) {
 	const commit = 50 * time.Millisecond
 	const gap = 30 * time.Millisecond // between entries: less than the commit timeout
-	_, nodes, leader := startTCPGroup(t, func(c *raftlog.Config) { c.CommitTimeout = commit })
+	// A leader lease of 1 s, not the harness's 100 ms: every write is fsynced here, and on
+	// a loaded machine a lapse of the lease stepped the leader down mid-trickle, failing
+	// its proposal. Heartbeats carry no commit index, so this leaves what is measured alone.
+	const hb = time.Second
+	_, nodes, leader := startTCPGroup(t, func(c *raftlog.Config) {
+		c.CommitTimeout = commit
+		c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout = hb, hb, hb
+	})
 	ctx := context.Background()
 	if _, err := leader().node.Propose(ctx, raftlogtest.Put("first")).Wait(); err != nil {
 		t.Fatal(err)
