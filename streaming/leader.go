@@ -60,7 +60,21 @@ func (s *Server) serve(on bool) error {
 		}
 		s.subs = append(s.subs, sub)
 	}
+	if fs, ok := s.bus.(subscriptionFlusher); ok {
+		// Serving means reachable: a client that connects once Start returned must not
+		// find the external server still without the subscriptions.
+		if err := fs.FlushSubscriptions(); err != nil {
+			s.log.Warn("the NATS server did not confirm the streaming subscriptions", "err", err)
+		}
+	}
 	return nil
+}
+
+// subscriptionFlusher is a bus whose subscriptions reach the server that routes them
+// asynchronously (natsbus: a client connection): FlushSubscriptions returns once it has
+// them.
+type subscriptionFlusher interface {
+	FlushSubscriptions() error
 }
 
 // unsubscribeAll removes the protocol subscriptions. Caller holds mu.

@@ -10,6 +10,7 @@ package natsbus
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -67,6 +68,15 @@ func (b *Bus) Publish(subject, reply string, hdr, data []byte) error {
 // Flush does nothing: nats.go's own flusher sends what is buffered at once, and a Flush of
 // the connection would wait for a round trip to the server.
 func (b *Bus) Flush() {}
+
+// subscriptionsTimeout bounds FlushSubscriptions' round trip.
+const subscriptionsTimeout = 5 * time.Second
+
+// FlushSubscriptions returns once the external server has processed the subscriptions made
+// so far (a PING round trip): nats.go sends them asynchronously, and a client connecting
+// to that server meanwhile found nobody on the discover subject ("connect request
+// timeout").
+func (b *Bus) FlushSubscriptions() error { return b.nc.FlushTimeout(subscriptionsTimeout) }
 
 // IsConnected reports every connection open: a client connection cannot tell.
 func (b *Bus) IsConnected(uint64) bool { return true }
