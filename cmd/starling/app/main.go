@@ -69,7 +69,7 @@ func NewMain(stdout, stderr io.Writer) *Main {
 // (it names the flag: a usage error); every other problem is reported in one *ConfigError,
 // each naming its file:line:col and key, or its flag.
 func (m *Main) ParseFlags(args []string) error {
-	s, err := configure(args, m.Stdout)
+	s, err := configureFor(args, m.Stdout, true)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -208,5 +209,24 @@ func TestReloadRefusesProfPortChange(t *testing.T) {
 	}
 	if got := m.Server().Varz().MaxPayload; got != 1024 {
 		t.Fatalf("max_payload after a refused reload: %d", got)
+	}
+}
+
+// A ports_file_dir removed after the start (a tmp cleaner) does not refuse a reload: it is
+// checked at a start and by -t only, as it cannot change at a reload.
+func TestReloadWithItsPortsDirGone(t *testing.T) {
+	dir := t.TempDir()
+	ports := filepath.Join(dir, "ports")
+	check(t, os.Mkdir(ports, 0o755))
+	conf := writeFile(t, dir, "r.conf", "max_payload: 1KB\nports_file_dir: \""+ports+"\"\n")
+	m := NewMain(io.Discard, io.Discard)
+	check(t, m.ParseFlags([]string{"-c", conf, "-a", "127.0.0.1", "-p", "-1", "--no_streaming"}))
+	check(t, m.Start())
+	defer m.Close()
+	check(t, os.RemoveAll(ports))
+	check(t, os.WriteFile(conf, []byte("max_payload: 2KB\nports_file_dir: \""+ports+"\"\n"), 0o600))
+	check(t, m.Reload())
+	if got := m.Server().Varz().MaxPayload; got != 2048 {
+		t.Fatalf("max_payload after reload: %d", got)
 	}
 }

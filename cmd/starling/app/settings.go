@@ -156,15 +156,6 @@ func (s *settings) build(p *problems) {
 	case s.httpsPort != 0 && !s.tls.on:
 		p.add(s.httpsAt.errorf("HTTPS monitoring needs a tls block (or --tlscert/--tlskey) with the server certificate"))
 	}
-	if s.portsDir != "" {
-		// Checked here, so that -t says so: the ports file is written only once the
-		// listeners are up, and a failure then stops the server.
-		if fi, err := os.Stat(s.portsDir); err != nil {
-			p.add(s.portsAt.errorf("%v", err))
-		} else if !fi.IsDir() {
-			p.add(s.portsAt.errorf("%s is not a directory", s.portsDir))
-		}
-	}
 	s.core.Cluster = s.buildCluster(p)
 	s.warnings = nil
 	for _, k := range s.clusterUnused {
@@ -353,6 +344,12 @@ func unjoin(err error) []error {
 // ErrHelp. A flag that cannot be parsed is returned as the flag package's error (a usage
 // error, naming the flag); everything else as a *ConfigError listing every problem.
 func configure(args []string, help io.Writer) (*settings, error) {
+	return configureFor(args, help, false)
+}
+
+// configureFor is configure; starting adds the checks of what only a start uses (a reload
+// keeps the running server's ports file where it is).
+func configureFor(args []string, help io.Writer, starting bool) (*settings, error) {
 	first := newSettings()
 	f := newFlags(first)
 	if err := f.fs.Parse(args); err != nil {
@@ -383,8 +380,26 @@ func configure(args []string, help io.Writer) (*settings, error) {
 		return nil, err
 	}
 	s.build(&p)
+	if starting {
+		s.checkStart(&p)
+	}
 	if err := p.err(); err != nil {
 		return s, err
 	}
 	return s, nil
+}
+
+// checkStart checks, for a start and -t, what is used only once the server runs: the ports
+// file is written once the listeners are up, and a failure then stops the server. Not at a
+// reload: ports_file_dir cannot change then, and a directory removed since the start (a
+// tmp cleaner) must not refuse every later reload.
+func (s *settings) checkStart(p *problems) {
+	if s.portsDir == "" {
+		return
+	}
+	if fi, err := os.Stat(s.portsDir); err != nil {
+		p.add(s.portsAt.errorf("%v", err))
+	} else if !fi.IsDir() {
+		p.add(s.portsAt.errorf("%s is not a directory", s.portsDir))
+	}
 }
