@@ -20,16 +20,30 @@ import (
 // barrierTimeout bounds how long a new leader waits for the commands committed before it.
 const barrierTimeout = 10 * time.Second
 
-// serve subscribes to the protocol subjects (on) or unsubscribes from them.
+// serve subscribes to the protocol subjects (on) or unsubscribes from them. Serving means
+// reachable: over a bus whose subscriptions reach their server asynchronously (natsbus), it
+// returns once that server confirmed them — a client that connects once Start returned must
+// not find nobody on the discover subject. The round trip is made without mu held.
 func (s *Server) serve(on bool) error {
+	subscribed, err := s.subscribeAll(on)
+	if fs, ok := s.bus.(subscriptionFlusher); ok && subscribed && err == nil {
+		if err := fs.FlushSubscriptions(); err != nil {
+			s.log.Warn("the NATS server did not confirm the streaming subscriptions", "err", err)
+		}
+	}
+	return err
+}
+
+// subscribeAll is serve's part under mu; it reports whether it subscribed.
+func (s *Server) subscribeAll(on bool) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !on {
 		s.unsubscribeAll()
-		return nil
+		return false, nil
 	}
 	if s.closed || len(s.subs) > 0 {
-		return nil
+		return false, nil
 	}
 	handlers := []struct {
 		subject string
@@ -56,18 +70,11 @@ func (s *Server) serve(on bool) error {
 		}
 		if err != nil {
 			s.unsubscribeAll()
-			return fmt.Errorf("streaming: subscribe %s: %w", h.subject, err)
+			return false, fmt.Errorf("streaming: subscribe %s: %w", h.subject, err)
 		}
 		s.subs = append(s.subs, sub)
 	}
-	if fs, ok := s.bus.(subscriptionFlusher); ok {
-		// Serving means reachable: a client that connects once Start returned must not
-		// find the external server still without the subscriptions.
-		if err := fs.FlushSubscriptions(); err != nil {
-			s.log.Warn("the NATS server did not confirm the streaming subscriptions", "err", err)
-		}
-	}
-	return nil
+	return true, nil
 }
 
 // subscriptionFlusher is a bus whose subscriptions reach the server that routes them
