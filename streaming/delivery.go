@@ -3,6 +3,7 @@ package streaming
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"slices"
 	"time"
 
@@ -606,12 +607,18 @@ func (s *Server) deliveryFailed(sub *subState, seq uint64, err error) {
 // one line naming the client and the cause, at most one per deliveryLogEvery per kind,
 // with how many were refused meanwhile — a forger cannot flood the log.
 func (s *Server) refusedLog(l *rateLog, msg string, args ...any) {
+	s.rateLogged(l, slog.LevelInfo, msg, "refused_since_last_report", args...)
+}
+
+// rateLogged logs msg at level at most once per deliveryLogEvery, with how many times it
+// was due meanwhile (under countKey).
+func (s *Server) rateLogged(l *rateLog, level slog.Level, msg, countKey string, args ...any) {
 	now := time.Now()
 	l.n++
 	if now.Sub(l.last) < deliveryLogEvery {
 		return
 	}
-	s.log.Info(msg, append(args, "refused_since_last_report", l.n)...)
+	s.log.Log(context.Background(), level, msg, append(args, countKey, l.n)...)
 	l.last, l.n = now, 0
 }
 

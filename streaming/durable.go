@@ -2,6 +2,7 @@ package streaming
 
 import (
 	"errors"
+	"log/slog"
 	"time"
 
 	"github.com/starling-io/starling/stores"
@@ -230,7 +231,9 @@ func (s *Server) heal(ch *channel) bool {
 		return true
 	}
 	if err := ch.store.Msgs.Rollback(); err != nil {
-		s.log.Warn("channel store still failing", "channel", ch.name, "err", err)
+		// Tried every second per broken channel (markBroken): one line per
+		// deliveryLogEvery, whatever the number of channels a full disk broke.
+		s.rateLogged(&s.healLog, slog.LevelWarn, "channel store still failing", "failures_since_last_report", "channel", ch.name, "err", err)
 		return false
 	}
 	ch.broken = false

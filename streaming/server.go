@@ -128,6 +128,7 @@ type Server struct {
 	ackLog           rateLog    // refused acks
 	hbLog            rateLog    // refused heartbeat answers
 	pubLog           rateLog    // refused publishes (a client may send many)
+	healLog          rateLog    // channel stores still failing (durable.go: every broken channel, every second)
 
 	// Metadata waiting for its commit (durable.go).
 	waiting     []afterCommit // replies (and undos) waiting for the commit of what they confirm
