@@ -44,7 +44,10 @@ type sysReq struct {
 
 // sysState is the system account's machinery; nil without a system account.
 type sysState struct {
-	reqs    chan sysReq
+	reqs chan sysReq // events and the system account's requests
+	// accReqs: the other accounts' requests (sysacct.go), queued apart: their users'
+	// flood fills only this queue, never drops an event or an operator's request.
+	accReqs chan sysReq
 	seq     atomic.Uint64 // ServerInfo.seq
 	dropped atomic.Int64
 }
@@ -70,7 +73,7 @@ func (s *Server) setupSystem(o *Options) error {
 		s.accounts[name] = a
 	}
 	s.sysAcc = a
-	s.sys = &sysState{reqs: make(chan sysReq, sysReqQueue)}
+	s.sys = &sysState{reqs: make(chan sysReq, sysReqQueue), accReqs: make(chan sysReq, sysReqQueue)}
 	for _, subj := range []string{sysReqPrefix + "PING", sysReqPrefix + "PING.*", sysReqPrefix + s.id + ".*"} {
 		sub := &subscription{client: a.internal, acc: a, subject: subj, sid: subj, handler: s.takeSysReq}
 		if err := a.subs.Insert(subj, "", sub); err != nil {
@@ -88,8 +91,12 @@ func (s *Server) takeSysReq(m Msg) {
 	}
 	r := sysReq{subject: string(m.Subject), reply: string(m.Reply), data: bytes.Clone(m.Data),
 		acc: (*subscription)(m.Sub).acc, from: m.From}
+	q := s.sys.reqs
+	if r.acc != nil && r.acc != s.sysAcc {
+		q = s.sys.accReqs
+	}
 	select {
-	case s.sys.reqs <- r:
+	case q <- r:
 	default:
 		s.sys.dropped.Add(1)
 	}
@@ -103,12 +110,18 @@ func (s *Server) sysLoop() {
 		case <-s.quit:
 			return
 		case r := <-s.sys.reqs:
-			if r.event != nil {
-				s.publishEvent(r.event)
-			} else if b := s.serveSysReq(r); b != nil {
-				s.sysPublishIn(r.acc, r.reply, b)
-			}
+			s.handleSysReq(r)
+		case r := <-s.sys.accReqs:
+			s.handleSysReq(r)
 		}
+	}
+}
+
+func (s *Server) handleSysReq(r sysReq) {
+	if r.event != nil {
+		s.publishEvent(r.event)
+	} else if b := s.serveSysReq(r); b != nil {
+		s.sysPublishIn(r.acc, r.reply, b)
 	}
 }
 

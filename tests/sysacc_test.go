@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -420,4 +421,41 @@ func TestSystemAccountKick(t *testing.T) {
 	if idz.ID != id || idz.Name != m.Server().Name() {
 		t.Fatalf("idz %s", r.Data)
 	}
+}
+
+// An ordinary account's users flooding the account-level system requests cannot crowd out
+// the system account's events: the refused login's AUTH.ERR event still comes. They shared
+// one queue, and a full queue dropped whatever came next.
+func TestSystemAccountEventsSurviveAnAccountRequestFlood(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sys.conf")
+	must(t, os.WriteFile(path, []byte(sysConf), 0o600))
+	m := startServer(t, "-c", path)
+	sys := connect(t, m, nats.UserInfo("sys", "sys"))
+	ch := chanSub(t, sys, "$SYS.SERVER."+m.Server().ID()+".CLIENT.AUTH.ERR")
+	flooder := connect(t, m, nats.UserInfo("a", "a"))
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			for range 500 {
+				_ = flooder.PublishRequest("$SYS.REQ.ACCOUNT.PING.CONNZ", "_INBOX.flood", []byte(`{"subscriptions_detail":true}`))
+			}
+			_ = flooder.Flush()
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	time.Sleep(200 * time.Millisecond) // the flood is on
+	for i := range 5 {
+		if nc, err := nats.Connect(clientURL(m), nats.UserInfo("a", "wrong"), nats.Name(fmt.Sprint("guesser", i)), nats.NoReconnect()); err == nil {
+			nc.Close()
+			t.Fatal("connected with a wrong password")
+		}
+	}
+	recvN(t, ch, 5, 5*time.Second)
 }
