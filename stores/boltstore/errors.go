@@ -15,3 +15,7 @@ var ErrNotUTF8 = errors.New("boltstore: string is not valid UTF-8")
 // ErrForeign reports a bbolt file that is not a Starling store: it holds buckets this
 // store never creates. Open refuses it without changing it.
 var ErrForeign = errors.New("boltstore: not a Starling store file")
+
+// errOpenWrite marks the failure of Open's own transaction (load) to write the file, which
+// openStore does not report as ErrCorrupt.
+var errOpenWrite = errors.New("writing the file failed")

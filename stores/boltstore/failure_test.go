@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/starling-io/starling/stores"
 )
 
@@ -511,4 +513,36 @@ func TestOpenWriteFailureIsNotCorrupt(t *testing.T) {
 	s = mustOpen(t, path, Options{NoSync: true})
 	defer s.Close()
 	checkRange(t, s.channels["foo"].msgs, 1, 3)
+}
+
+// What bbolt itself refuses inside Open's transaction — the clean mark's key holding a
+// bucket — is damage, not a failed write: only an errno (a full disk, an I/O error) is
+// reported as the write failure (344c5e6 reported every error of it so).
+func TestOpenTransactionRefusalIsCorrupt(t *testing.T) {
+	s, path, ch := openFoo(t, Options{NoSync: true}, 1)
+	appendSync(t, ch.Msgs, 1, 3)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket([]byte(bktMeta))
+		if err := meta.Delete([]byte(keyClean)); err != nil {
+			return err
+		}
+		_, err := meta.CreateBucket([]byte(keyClean))
+		return err
+	})
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(path, Options{NoSync: true}); !errors.Is(err, ErrCorrupt) || errors.Is(err, errOpenWrite) {
+		t.Fatalf("Open of a clean mark that is a bucket = %v, want ErrCorrupt", err)
+	}
 }

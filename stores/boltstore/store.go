@@ -7,6 +7,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -214,17 +215,18 @@ func (s *Store) load() error {
 		}
 		return nil
 	})
-	if err != nil {
+	var errno syscall.Errno
+	switch {
+	case err == nil:
+	case errors.As(err, &errno):
 		// A failed write (a full disk, an I/O error), not damage: reported as
 		// ErrCorrupt, it sent operators to their backups for a disk that only needed space.
 		return fmt.Errorf("%w: %w", errOpenWrite, err)
+	default:
+		return err // what bbolt found wrong inside the file (a key that is a bucket): damage
 	}
 	return s.db.View(s.read)
 }
-
-// errOpenWrite marks the failure of Open's own transaction (load), which openStore does not
-// report as ErrCorrupt.
-var errOpenWrite = errors.New("writing the file failed")
 
 // read reads the store's state from tx: the server info, the clients, the tombs and every
 // channel. The top-level buckets exist (checkBuckets and load).
