@@ -73,10 +73,10 @@ func (s *Server) Reload(next Options) error {
 	return nil
 }
 
-// closeOverMaxConnections closes the newest client connections past max (a reload lowered
+// closeOverMaxConnections closes the newest client connections past limit (a reload lowered
 // max_connections), each told "maximum connections exceeded", as nats-server does; it
 // returns how many it closed. In-process connections do not count, as at accept.
-func (s *Server) closeOverMaxConnections(max int) int {
+func (s *Server) closeOverMaxConnections(limit int) int {
 	s.mu.Lock()
 	var cls []*client
 	for _, c := range s.clients {
@@ -85,12 +85,12 @@ func (s *Server) closeOverMaxConnections(max int) int {
 		}
 	}
 	s.mu.Unlock()
-	if len(cls) <= max {
+	if len(cls) <= limit {
 		return 0
 	}
 	// The newest go: the ones established longest are likely the ones that matter most.
 	slices.SortFunc(cls, func(a, b *client) int { return cmp.Compare(a.cid, b.cid) })
-	over := cls[max:]
+	over := cls[limit:]
 	for _, c := range over {
 		c.mu.Lock()
 		if !c.closed {
@@ -99,7 +99,7 @@ func (s *Server) closeOverMaxConnections(max int) int {
 		c.mu.Unlock()
 		c.closeFlushing(wire.ErrMaxConnections.Reason)
 	}
-	s.log.Info("closed connections to fall within max_connections", "closed", len(over), "max_connections", max)
+	s.log.Info("closed connections to fall within max_connections", "closed", len(over), "max_connections", limit)
 	return len(over)
 }
 

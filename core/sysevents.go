@@ -8,9 +8,10 @@ import (
 // Connect and disconnect events (nats-server's advisories): the system account hears
 // $SYS.ACCOUNT.<account>.CONNECT when a client's CONNECT is accepted and
 // $SYS.ACCOUNT.<account>.DISCONNECT when that client goes; a refused login (bad credentials,
-// or a client a reload refuses) is a disconnect event on $SYS.SERVER.<id>.CLIENT.AUTH.ERR. One event per connection, built
-// on the connection's goroutine and handed to sysLoop like a request (dropped when the
-// queue is full rather than ever blocking a connection).
+// or a client a reload refuses) is a disconnect event on $SYS.SERVER.<id>.CLIENT.AUTH.ERR (a
+// client a reload refuses has both that and its DISCONNECT, as with nats-server). Each event
+// is built on the connection's goroutine and handed to sysLoop like a request (dropped when
+// the queue is full rather than ever blocking a connection).
 
 const (
 	connectEventType    = "io.nats.server.advisory.v1.client_connect"
