@@ -156,16 +156,7 @@ func (s *Server) serveAccountReq(r sysReq) []byte {
 		acc, kind = rest[:i], rest[i+1:]
 	}
 	data, err := s.accountData(kind, acc, r.from, &opts)
-	resp := sysAPIResponse{Server: info, Data: data}
-	if err != nil {
-		code := http.StatusInternalServerError
-		if errors.Is(err, ErrBadRequest) {
-			code = http.StatusBadRequest
-		}
-		resp = sysAPIResponse{Server: info, Error: &sysAPIError{Code: code, Description: err.Error()}}
-	}
-	b, _ := json.Marshal(resp)
-	return b
+	return sysAnswer(info, data, err)
 }
 
 // accountData builds the data of an account request of kind about account acc ("" for

@@ -232,6 +232,11 @@ func (s *Server) serveSysReq(r sysReq) []byte {
 		return b
 	}
 	data, err := s.sysData(kind, &opts)
+	return sysAnswer(info, data, err)
+}
+
+// sysAnswer is the ServerAPIResponse to a request: data, or err with its HTTP-like code.
+func sysAnswer(info *sysServerInfo, data any, err error) []byte {
 	resp := sysAPIResponse{Server: info, Data: data}
 	if err != nil {
 		code := http.StatusInternalServerError
