@@ -170,15 +170,7 @@ func (s *Server) accountData(kind, acc string, from uint64, o *sysAccOptions) (a
 	}
 	switch kind {
 	case "CONNZ":
-		state := "open"
-		switch o.State {
-		case 1:
-			state = "closed"
-		case 2:
-			state = "all"
-		}
-		return s.Connz(ConnzOptions{Sort: o.Sort, Subs: o.Subs, SubsDetail: o.SubsDetail, Offset: o.Offset, Limit: o.Limit,
-			CID: o.CID, Auth: o.Auth, State: state, Account: acc, User: o.User, Filter: o.Filter})
+		return s.Connz(o.connz(acc))
 	case "SUBSZ":
 		return s.Subsz(SubszOptions{Subs: o.Subs, Offset: o.Offset, Limit: o.Limit, Test: o.Test, Account: acc})
 	case "INFO":

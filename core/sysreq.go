@@ -199,6 +199,19 @@ type sysOptions struct {
 	Test       string `json:"test"`
 }
 
+// connz is the ConnzOptions of a CONNZ request about account acc ("" for every account).
+func (o *sysOptions) connz(acc string) ConnzOptions {
+	state := "open"
+	switch o.State {
+	case 1:
+		state = "closed"
+	case 2:
+		state = "all"
+	}
+	return ConnzOptions{Sort: o.Sort, Subs: o.Subs, SubsDetail: o.SubsDetail, Offset: o.Offset, Limit: o.Limit,
+		CID: o.CID, Auth: o.Auth, State: state, Account: acc, User: o.User, Filter: o.Filter}
+}
+
 // serveSysReq builds the answer to one request, or nil when this server is filtered out.
 func (s *Server) serveSysReq(r sysReq) []byte {
 	if isAccountReq(r.subject) || (r.acc != nil && r.acc != s.sysAcc) {
@@ -254,15 +267,7 @@ func (s *Server) sysData(kind string, o *sysOptions) (any, error) {
 	case "VARZ":
 		return s.Varz(), nil
 	case "CONNZ":
-		state := "open"
-		switch o.State {
-		case 1:
-			state = "closed"
-		case 2:
-			state = "all"
-		}
-		return s.Connz(ConnzOptions{Sort: o.Sort, Subs: o.Subs, SubsDetail: o.SubsDetail, Offset: o.Offset, Limit: o.Limit,
-			CID: o.CID, Auth: o.Auth, State: state, Account: o.ConnAcc, User: o.User, Filter: o.Filter})
+		return s.Connz(o.connz(o.ConnAcc))
 	case "SUBSZ":
 		return s.Subsz(SubszOptions{Subs: o.Subs, Offset: o.Offset, Limit: o.Limit, Test: o.Test, Account: o.Account})
 	case "ROUTEZ":
