@@ -593,14 +593,8 @@ func (s *Server) appendSentAcks(cs []raftlog.Command) []raftlog.Command {
 // max_payload, an inbox core refuses): at most one line per deliveryLogEvery, with how
 // many failed meanwhile, so a subscription stuck on such a message cannot flood the log.
 func (s *Server) deliveryFailed(sub *subState, seq uint64, err error) {
-	now := time.Now()
-	s.failLog.n++
-	if now.Sub(s.failLog.last) < deliveryLogEvery {
-		return
-	}
-	s.log.Warn("delivery failed", "channel", sub.ch.name, "client_id", sub.clientID, "seq", seq,
-		"inbox", quote(sub.inbox), "err", err, "failures_since_last_report", s.failLog.n)
-	s.failLog.last, s.failLog.n = now, 0
+	s.rateLogged(&s.failLog, slog.LevelWarn, "delivery failed", "failures_since_last_report",
+		"channel", sub.ch.name, "client_id", sub.clientID, "seq", seq, "inbox", quote(sub.inbox), "err", err)
 }
 
 // refusedLog logs a refusal that has no reply to carry it (an ack, a heartbeat answer):
