@@ -57,15 +57,23 @@ type chanRef struct {
 // carries the command's encoding (Data); the standalone one applies Value as it is, before
 // returning. A command that does not encode (a bug) comes back as a refused Future.
 func (s *Server) proposeAsync(cmd any) raftlog.Future {
-	c := raftlog.Command{Value: cmd}
-	if s.replicated {
-		data, err := encodeCommand(cmd)
-		if err != nil {
-			return raftlog.Refused(err)
-		}
-		c.Data = data
+	c, err := s.command(cmd)
+	if err != nil {
+		return raftlog.Refused(err)
 	}
 	return s.rlog.Propose(context.Background(), c)
+}
+
+// command is cmd as the log takes it: encoded when replicated.
+func (s *Server) command(cmd any) (raftlog.Command, error) {
+	c := raftlog.Command{Value: cmd}
+	if s.replicated {
+		var err error
+		if c.Data, err = encodeCommand(cmd); err != nil {
+			return c, err
+		}
+	}
+	return c, nil
 }
 
 func refOf(ch *channel) chanRef { return chanRef{channel: ch.name, chanID: ch.id} }

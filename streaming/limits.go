@@ -107,12 +107,9 @@ func (s *Server) expireNow(chans []*channel) {
 	cs := make([]raftlog.Command, 0, len(chans))
 	var err error
 	for _, ch := range chans {
-		cmd := &cmdExpire{chanRef: refOf(ch), now: now}
-		c := raftlog.Command{Value: cmd}
-		if s.replicated {
-			if c.Data, err = encodeCommand(cmd); err != nil {
-				break
-			}
+		var c raftlog.Command
+		if c, err = s.command(&cmdExpire{chanRef: refOf(ch), now: now}); err != nil {
+			break
 		}
 		cs = append(cs, c)
 	}
