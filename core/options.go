@@ -34,6 +34,10 @@ const (
 	firstPingDelay = 2 * time.Second
 )
 
+// NoClientConnections as MaxConnections accepts no client connection (routes and in-process
+// connections still work): nats-server's "max_connections: 0" in a configuration file.
+const NoClientConnections = -1
+
 // Options configures a Server. The zero value of every field means "the default";
 // use Port -1 to listen on a random free port.
 type Options struct {
@@ -44,7 +48,7 @@ type Options struct {
 
 	MaxPayload       int
 	MaxControlLine   int
-	MaxConnections   int
+	MaxConnections   int // 0: DefaultMaxConnections; NoClientConnections: none
 	MaxSubscriptions int // per connection; 0 = unlimited
 	MaxPending       int64
 	PingInterval     time.Duration
@@ -197,7 +201,7 @@ func (o Options) withDefaults() (Options, error) {
 		return o, fmt.Errorf("%w: max_payload (%d) must not exceed max_pending (%d)", ErrInvalidOptions, o.MaxPayload, o.MaxPending)
 	case o.MaxControlLine < 0:
 		return o, fmt.Errorf("%w: max_control_line %d is negative", ErrInvalidOptions, o.MaxControlLine)
-	case o.MaxConnections < 0:
+	case o.MaxConnections < NoClientConnections:
 		return o, fmt.Errorf("%w: max_connections %d is negative", ErrInvalidOptions, o.MaxConnections)
 	case o.PingMax < 0 || o.PingInterval < 0 || o.WriteDeadline < 0:
 		return o, fmt.Errorf("%w: ping and write settings must not be negative", ErrInvalidOptions)

@@ -400,3 +400,20 @@ func TestMaxConnectionsCountsSocketsOnly(t *testing.T) {
 	c, _ := dial(t, s)
 	c.expect("-ERR 'maximum connections exceeded'\r\n")
 }
+
+// NoClientConnections (a configuration's "max_connections: 0") refuses every client socket,
+// as nats-server does, while in-process connections still work. Before, a negative limit
+// was refused as invalid options and 0 meant the default.
+func TestNoClientConnections(t *testing.T) {
+	s := startCore(t, func(o *core.Options) { o.MaxConnections = core.NoClientConnections })
+	nc, err := s.Connect("internal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	c, _ := dial(t, s)
+	c.expect("-ERR 'maximum connections exceeded'\r\n")
+	if v := s.Varz().MaxConn; v != -1 {
+		t.Errorf("varz max_connections %d, want -1 as nats-server shows", v)
+	}
+}

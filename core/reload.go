@@ -85,6 +85,7 @@ func (s *Server) closeOverMaxConnections(limit int) int {
 		}
 	}
 	s.mu.Unlock()
+	limit = max(limit, 0) // NoClientConnections
 	if len(cls) <= limit {
 		return 0
 	}

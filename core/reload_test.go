@@ -77,6 +77,34 @@ func TestReloadLowersMaxConnections(t *testing.T) {
 	}
 }
 
+// A reload to NoClientConnections closes every client (routes and in-process connections
+// stay). Before, closeOverMaxConnections sliced its list at -1 and panicked.
+func TestReloadToNoClientConnections(t *testing.T) {
+	s := startCore(t, func(o *core.Options) { o.MaxConnections = 10 })
+	if _, err := s.Connect("in-process"); err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan struct{})
+	nc, err := nats.Connect(s.ClientURL(), nats.NoReconnect(), nats.ClosedHandler(func(*nats.Conn) { close(closed) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if err := s.Reload(core.Options{Host: "127.0.0.1", Port: -1, MaxConnections: core.NoClientConnections}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a client stayed connected after a reload to no client connections")
+	}
+	if err := nc.LastError(); err == nil || !strings.Contains(err.Error(), "maximum connections exceeded") {
+		t.Errorf("closed with %v, want maximum connections exceeded", err)
+	}
+	c, _ := dial(t, s)
+	c.expect("-ERR 'maximum connections exceeded'\r\n")
+}
+
 // Reloads that overlap end with every client under the options in force: the last one
 // stored. Before, each Reload stored its options and then re-checked the clients, so an
 // earlier Reload's re-check could run after a later one's and leave a client with the

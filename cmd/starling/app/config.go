@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/starling-io/starling/core"
 	"github.com/starling-io/starling/core/conf"
 )
 
@@ -50,7 +52,9 @@ func readFile(s *settings, m *conf.Map, p *problems) {
 		case "max_control_line":
 			o.MaxControlLine, _ = r.size(e, path, 1<<30)
 		case "max_connections", "max_conn":
-			o.MaxConnections, _ = r.intIn(e, path, 0, math.MaxInt32)
+			if n, ok := r.intIn(e, path, 0, math.MaxInt32); ok {
+				o.MaxConnections = cmp.Or(n, core.NoClientConnections) // 0: none, as nats-server
+			}
 		case "max_subscriptions", "max_subs":
 			o.MaxSubscriptions, _ = r.intIn(e, path, 0, math.MaxInt32)
 		case "max_pending":

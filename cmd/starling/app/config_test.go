@@ -435,3 +435,34 @@ func TestPortsFileDirMustExist(t *testing.T) {
 		t.Fatalf("an existing directory: code %d, %s", code, errOut.String())
 	}
 }
+
+// An explicit max_connections of 0 accepts no client connection, as nats-server's (its
+// /varz shows -1); before, 0 meant the default of 65536. Unset keeps the default; the flag
+// reads the same way, and a negative flag value is refused naming the flag.
+func TestMaxConnectionsZeroMeansNone(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name string
+		args []string
+		want int
+	}{
+		{"file 0", []string{"-c", writeFile(t, dir, "zero.conf", "max_connections: 0\n")}, core.NoClientConnections},
+		{"file alias 0", []string{"-c", writeFile(t, dir, "alias.conf", "max_conn: 0\n")}, core.NoClientConnections},
+		{"file 5", []string{"-c", writeFile(t, dir, "five.conf", "max_connections: 5\n")}, 5},
+		{"flag 0", []string{"--max_connections", "0"}, core.NoClientConnections},
+		{"flag 7", []string{"--max_connections", "7"}, 7},
+		{"unset", nil, 0},
+	} {
+		m := NewMain(&bytes.Buffer{}, &bytes.Buffer{})
+		if err := m.ParseFlags(tc.args); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if got := m.cfg.core.MaxConnections; got != tc.want {
+			t.Errorf("%s: MaxConnections %d, want %d", tc.name, got, tc.want)
+		}
+	}
+	m := NewMain(&bytes.Buffer{}, &bytes.Buffer{})
+	if err := m.ParseFlags([]string{"--max_connections", "-2"}); err == nil || !strings.Contains(err.Error(), "max_connections") {
+		t.Errorf("a negative flag value: %v", err)
+	}
+}

@@ -108,6 +108,24 @@ func setInt(dst *int) func(string) error {
 	}
 }
 
+// setMaxConnections reads max_connections as nats-server does: an explicit 0 accepts no
+// client connection (unset keeps the default).
+func setMaxConnections(dst *int) func(string) error {
+	return func(v string) error {
+		n, err := strconv.Atoi(v)
+		switch {
+		case err != nil:
+			return err
+		case n < 0:
+			return fmt.Errorf("%d is negative", n)
+		case n == 0:
+			n = core.NoClientConnections
+		}
+		*dst = n
+		return nil
+	}
+}
+
 func setBool(dst *bool) func(string) error {
 	return func(v string) error {
 		b, err := strconv.ParseBool(v)
@@ -335,7 +353,8 @@ func (f *flags) server(s *settings) {
 	f.addNamed(option{names: names("--max_payload"), sec: secServer, typ: "size", def: "1MB", usage: "maximum message payload"},
 		s.limitFlag("max_payload", setSize(&o.MaxPayload)))
 	f.add(option{names: names("--max_control_line"), sec: secServer, typ: "size", def: "4KB", usage: "maximum protocol control line"}, setSize(&o.MaxControlLine))
-	f.integer(option{names: names("--max_connections"), sec: secServer, def: "65536", usage: "maximum client connections"}, &o.MaxConnections, 0)
+	f.add(option{names: names("--max_connections"), sec: secServer, typ: "int", def: "65536",
+		usage: "maximum client connections (0: accept none)"}, setMaxConnections(&o.MaxConnections))
 	f.integer(option{names: names("--max_subscriptions"), sec: secServer, usage: "maximum subscriptions per connection (0: unlimited)"}, &o.MaxSubscriptions, 0)
 	f.addNamed(option{names: names("--max_pending"), sec: secServer, typ: "size", def: "64MB",
 		usage: "bytes buffered for a client before it is cut off as a slow consumer"}, s.limitFlag("max_pending", setSize64(&o.MaxPending)))
