@@ -30,8 +30,8 @@ import (
 // Pages past the high-water mark — an uncommitted transaction's torn tail — are not
 // read: they are free space, exactly as bbolt sees them.
 //
-// Message values themselves carry no checksum in a bbolt file; a garbled byte inside a
-// value that leaves the page structure intact is not detectable here.
+// Values carry no checksum in a bbolt file; a garbled byte inside a value that leaves the
+// page structure intact is not detectable here (the bolt store checksums its records).
 //
 // A missing or empty file, and a file of only zero bytes no larger than bbolt's creation
 // writes (four pages of the default size, fsynced before the first commit: a creation torn

@@ -254,13 +254,13 @@ func TestSequenceZeroIsCorrupt(t *testing.T) {
 			appendSync(t, ch.Msgs, 1, 5)
 			editFile(t, s, path, func(tx *bolt.Tx) error {
 				b := tx.Bucket([]byte(preMsgs + "foo"))
-				blk := bytes.Clone(b.Bucket(u64(1)).Get(blockKey))
+				blk := bytes.Clone(b.Bucket(u64(1)).Get(sumKey))
 				if err := b.DeleteBucket(u64(1)); err != nil {
 					return err
 				}
 				nb, err := b.CreateBucket(u64(key))
 				if err == nil {
-					err = nb.Put(blockKey, blk)
+					err = nb.Put(sumKey, blk)
 				}
 				if err != nil {
 					return err

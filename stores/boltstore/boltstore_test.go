@@ -76,9 +76,9 @@ func diskLayout(t *testing.T, s *Store, name string) (n int, first, last uint64,
 				count(seq)
 				return nil
 			}
-			blk := b.Bucket(k).Get(blockKey)
+			blk, sums := blockOf(b.Bucket(k))
 			for off := uint32(0); int(off) < len(blk); seq++ {
-				_, next, ok := record(blk, off)
+				_, _, next, ok := record(blk, off, sums)
 				if !ok {
 					t.Fatalf("block %x: bad record at %d", k, off)
 				}

@@ -3,8 +3,10 @@ package boltstore
 import (
 	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"unicode/utf8"
 
+	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/starling-io/starling/proto/storepb"
@@ -28,29 +30,78 @@ const (
 // msgHeader is the stored header of a message value: time (8) and reply length (4).
 const msgHeader = 12
 
-// recHeader is the length (4) that precedes a message value in a block.
-const recHeader = 4
+// recHeader is the length (4) and the checksum (4) that precede a message value in a
+// block stored under sumKey.
+const recHeader = 8
 
-// blockKey is the one key of a block's bucket: its value is the block.
-var blockKey = []byte{'b'}
+// sumKey is the one key of a block's bucket: its value is the block, each record checked
+// by a CRC-32C. oldKey holds a block of earlier versions, whose records have no checksum
+// (length, then the value): still read, never written.
+var (
+	sumKey = []byte{'c'}
+	oldKey = []byte{'b'}
+)
 
-// appendRecord appends m as a block record to buf: the value's length, then the value.
-func appendRecord(buf []byte, m *stores.Msg) []byte {
-	buf = binary.BigEndian.AppendUint32(buf, uint32(msgHeader+len(m.Reply)+len(m.Data)))
-	return appendMsg(buf, m)
+// crcTable is CRC-32C (Castagnoli), as the file store's records use.
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
+
+// msgSum is the checksum of message seq's stored value v: CRC-32C of v then seq (8 bytes,
+// big-endian), so that a record read for another sequence fails it too. seq is folded in
+// byte by byte: a [8]byte handed to crc32 would escape to the heap. appendRecord computes
+// the same in one pass.
+func msgSum(seq uint64, v []byte) uint32 {
+	crc := ^crc32.Update(0, crcTable, v)
+	for i := 56; i >= 0; i -= 8 {
+		crc = crcTable[byte(crc)^byte(seq>>i)] ^ crc>>8
+	}
+	return ^crc
 }
 
-// record returns the value of the block record at off, and the offset of the next record.
-func record(blk []byte, off uint32) (v []byte, next uint32, ok bool) {
-	if uint64(off)+recHeader > uint64(len(blk)) {
-		return nil, 0, false
+// appendRecord appends m as a block record to buf: the value's length, its checksum
+// (msgSum), then the value.
+func appendRecord(buf []byte, m *stores.Msg) []byte {
+	buf = binary.BigEndian.AppendUint32(buf, uint32(msgHeader+len(m.Reply)+len(m.Data)))
+	at := len(buf)
+	buf = appendMsg(append(buf, 0, 0, 0, 0), m)
+	end := len(buf)
+	// The sequence goes after the value for the checksum only: one crc32 call (hardware),
+	// where folding it in by hand cost as much as the rest of a small record's sum.
+	buf = binary.BigEndian.AppendUint64(buf, m.Seq)
+	binary.BigEndian.PutUint32(buf[at:], crc32.Checksum(buf[at+4:], crcTable))
+	return buf[:end]
+}
+
+// blockOf returns the block held by a block's bucket, and whether its records carry a
+// checksum (stored under sumKey).
+func blockOf(bb *bolt.Bucket) (blk []byte, sums bool) {
+	if bb == nil {
+		return nil, false
+	}
+	if blk = bb.Get(sumKey); blk != nil {
+		return blk, true
+	}
+	return bb.Get(oldKey), false
+}
+
+// record returns the value of the block record at off, its checksum (sums: the block's
+// records carry one), and the offset of the next record.
+func record(blk []byte, off uint32, sums bool) (v []byte, sum, next uint32, ok bool) {
+	hdr := uint64(4)
+	if sums {
+		hdr = recHeader
+	}
+	if uint64(off)+hdr > uint64(len(blk)) {
+		return nil, 0, 0, false
 	}
 	n := binary.BigEndian.Uint32(blk[off:])
-	start := uint64(off) + recHeader
-	if uint64(n) > uint64(len(blk))-start {
-		return nil, 0, false
+	if sums {
+		sum = binary.BigEndian.Uint32(blk[off+4:])
 	}
-	return blk[start : start+uint64(n)], uint32(start + uint64(n)), true
+	start := uint64(off) + hdr
+	if uint64(n) > uint64(len(blk))-start {
+		return nil, 0, 0, false
+	}
+	return blk[start : start+uint64(n)], sum, uint32(start + uint64(n)), true
 }
 
 // chanMeta is a channel's record in chans: its ID, its last sequence, and the sequence

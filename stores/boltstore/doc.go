@@ -9,9 +9,10 @@
 //	chans          channel name → id (8, big-endian) | last sequence (8) | dead (8): messages
 //	               through dead are deleted even if their block is still on disk
 //	tombs          deleted channel name → its last sequence (8), so a re-created channel continues
-//	m.<channel>    first sequence (8, big-endian) → a bucket whose key "b" holds one commit's
-//	               block: records of length (4) | time (8) | reply length (4) | reply | data
-//	               (files of earlier versions: sequence → one message, without the length)
+//	m.<channel>    first sequence (8, big-endian) → a bucket whose key "c" holds one commit's
+//	               block: records of length (4) | CRC-32C of sequence and value (4) | value;
+//	               value: time (8) | reply length (4) | reply | data
+//	               (earlier versions: key "b", records without the CRC; or sequence → one value)
 //	s.<channel>    subscription ID (8) → storepb.SubState
 //	p.<channel>    subscription ID (8) | sequence (8) → empty: the pending (unacked) set of
 //	               a subscription with a large one (a small one is inline in its s. record)

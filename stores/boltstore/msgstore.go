@@ -130,15 +130,12 @@ func (ms *msgStore) load(tx *bolt.Tx) error {
 			}
 			continue
 		}
-		var blk []byte
-		if bb := b.Bucket(k); bb != nil {
-			blk = bb.Get(blockKey)
-		}
+		blk, sums := blockOf(b.Bucket(k))
 		if len(blk) == 0 {
 			return fmt.Errorf("%w: block %d has no records", ErrCorrupt, seq)
 		}
 		for off := uint32(0); int(off) < len(blk); seq++ {
-			v, next, ok := record(blk, off)
+			v, _, next, ok := record(blk, off, sums)
 			if !ok {
 				return fmt.Errorf("%w: block %d: record %d at %d is cut", ErrCorrupt, binary.BigEndian.Uint64(k), seq, off)
 			}
@@ -497,7 +494,7 @@ func (ms *msgStore) write(tx *bolt.Tx) error {
 		binary.BigEndian.PutUint64(key, ms.cpfirst+uint64(i))
 		bb, err := b.CreateBucket(key)
 		if err == nil {
-			err = bb.Put(blockKey, buf[offs[i]:e])
+			err = bb.Put(sumKey, buf[offs[i]:e])
 		}
 		if err != nil {
 			return fmt.Errorf("boltstore: channel %q: block %d: %w", ms.name, ms.cpfirst+uint64(i), err)
@@ -609,13 +606,15 @@ func (ms *msgStore) Load(seq uint64, into *stores.Msg) error {
 			}
 			return decodeMsg(seq, v, into)
 		}
-		var blk []byte
-		if bb := b.Bucket(bk); bb != nil {
-			blk = bb.Get(blockKey)
-		}
-		v, _, ok := record(blk, off)
-		if !ok {
+		blk, sums := blockOf(b.Bucket(bk))
+		v, sum, _, ok := record(blk, off, sums)
+		switch {
+		case !ok:
 			return fmt.Errorf("boltstore: message %d: no record at %d of block %d", seq, off, binary.BigEndian.Uint64(bk))
+		case sums && msgSum(seq, v) != sum:
+			// Served as it is, a flipped bit reaches the subscribers: refused, as the
+			// file store refuses a record that fails its CRC.
+			return ms.damaged(seq, binary.BigEndian.Uint64(bk))
 		}
 		return decodeMsg(seq, v, into)
 	})
@@ -761,4 +760,9 @@ func (ms *msgStore) Rollback() error {
 	ms.pfirst, ms.poff, ms.pbuf, ms.flushedN, ms.flast = 0, ms.poff[:0], ms.pbuf[:0], 0, 0
 	ms.durable, ms.failed = ms.flushes, nil
 	return nil
+}
+
+// damaged is the error of message seq, in the block of key block, failing its checksum.
+func (ms *msgStore) damaged(seq, block uint64) error {
+	return &DamageError{Path: ms.db.Path(), Channel: ms.name, Seq: seq, Block: block}
 }

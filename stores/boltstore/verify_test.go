@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -55,8 +56,8 @@ func TestVerify(t *testing.T) {
 	if len(rep.Channels) == 2 {
 		want[1].Bytes = rep.Channels[1].Bytes
 	}
-	if rep.Fresh || !rep.Clean || rep.Clients != 1 || len(rep.Channels) != 2 || rep.Channels[0] != want[0] ||
-		rep.Channels[1] != want[1] || rep.Channels[1].Bytes == 0 {
+	if rep.Fresh || !rep.Clean || rep.Clients != 1 || len(rep.Channels) != 2 || !reflect.DeepEqual(rep.Channels, want) ||
+		rep.Channels[1].Bytes == 0 {
 		t.Fatalf("Verify = %+v, want channels %+v", rep, want)
 	}
 	if after, err := os.ReadFile(path); err != nil || !bytes.Equal(before, after) {

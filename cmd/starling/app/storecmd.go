@@ -107,8 +107,12 @@ func runBoltStoreCommand(verb, dir string, stdout, stderr io.Writer) int {
 	path := filepath.Join(dir, storeMark(storeBolt))
 	rep, err := boltstore.Verify(path, 0)
 	for _, ch := range rep.Channels {
-		fmt.Fprintf(stdout, "channel %-30s ok  first %d last %d msgs %d bytes %d subs %d\n",
-			ch.Name, ch.First, ch.Last, ch.Msgs, ch.Bytes, ch.Subs)
+		state := "ok"
+		if len(ch.Damaged) > 0 {
+			state = "DAMAGED"
+		}
+		fmt.Fprintf(stdout, "channel %-30s %s  first %d last %d msgs %d bytes %d subs %d\n",
+			ch.Name, state, ch.First, ch.Last, ch.Msgs, ch.Bytes, ch.Subs)
 	}
 	if err != nil {
 		fmt.Fprintln(stdout, "problem:", err)

@@ -31,7 +31,7 @@ func TestStoreVerifyAndRepair(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := ch.Msgs.Append([]stores.Msg{{Seq: 1, Time: 1, Data: []byte("a")}, {Seq: 2, Time: 2, Data: []byte("b")}}); err != nil {
+	if err := ch.Msgs.Append([]stores.Msg{{Seq: 1, Time: 1, Data: []byte("first-message")}, {Seq: 2, Time: 2, Data: []byte("second-message")}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := ch.Msgs.Sync(); err != nil {
@@ -90,7 +90,7 @@ func TestStoreVerifyBolt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := ch.Msgs.Append([]stores.Msg{{Seq: 1, Time: 1, Data: []byte("a")}, {Seq: 2, Time: 2, Data: []byte("b")}}); err != nil {
+	if err := ch.Msgs.Append([]stores.Msg{{Seq: 1, Time: 1, Data: []byte("first-message")}, {Seq: 2, Time: 2, Data: []byte("second-message")}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := st.Close(); err != nil {
@@ -109,6 +109,16 @@ func TestStoreVerifyBolt(t *testing.T) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// A bit flipped inside a stored message: the channel is DAMAGED, the message named.
+	flipped := bytes.Clone(data)
+	flipped[bytes.Index(flipped, []byte("second-message"))] ^= 1
+	if err := os.WriteFile(path, flipped, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := run("verify", dir); code != 1 || !strings.Contains(out, "channel foo                            DAMAGED") ||
+		!strings.Contains(out, "problem:") || !strings.Contains(out, "checksum") {
+		t.Fatalf("verify of a flipped message: %d\n%s", code, out)
 	}
 	if err := os.WriteFile(path, make([]byte, len(data)), 0o600); err != nil {
 		t.Fatal(err)

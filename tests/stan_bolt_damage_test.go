@@ -1,0 +1,67 @@
+package tests
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/nats-io/stan.go"
+)
+
+// A bit flipped at rest inside a stored message of the BoltDB store: bbolt does not
+// checksum values, and the server used to deliver the damaged message to a subscriber as
+// if it were what was published. The store now refuses the record (CRC-32C), so the
+// client never receives wrong data; the undamaged messages are delivered.
+func TestStanBoltFlippedMessageNotDelivered(t *testing.T) {
+	dir := t.TempDir()
+	port := freePort(t)
+	payload := func(i int) []byte { return []byte(fmt.Sprintf("payload-%05d", i)) }
+	s, stop := boltServer(t, dir, port)
+	sc, err := stan.Connect("test-cluster", "pub", stan.NatsURL(s.url))
+	must(t, err)
+	for i := 1; i <= 5; i++ {
+		must(t, sc.Publish("dmg", payload(i)))
+	}
+	_ = sc.Close()
+	stop()
+
+	path := filepath.Join(dir, "starling.db")
+	data, err := os.ReadFile(path)
+	must(t, err)
+	i := bytes.Index(data, payload(3))
+	if i < 0 || bytes.Index(data[i+1:], payload(3)) >= 0 {
+		t.Fatal("message 3 is not in the file exactly once")
+	}
+	data[i+len(payload(3))-1] ^= 1 // "payload-00003" → "payload-00002"
+	must(t, os.WriteFile(path, data, 0o600))
+
+	s2, stop2 := boltServer(t, dir, port)
+	defer stop2()
+	sc2, err := stan.Connect("test-cluster", "sub", stan.NatsURL(s2.url))
+	must(t, err)
+	defer sc2.Close()
+	got := make(chan *stan.Msg, 16)
+	_, err = sc2.Subscribe("dmg", func(m *stan.Msg) { got <- m }, stan.DeliverAllAvailable())
+	must(t, err)
+	seen := map[uint64]bool{}
+	deadline := time.After(3 * time.Second)
+	for {
+		select {
+		case m := <-got:
+			if !bytes.Equal(m.Data, payload(int(m.Sequence))) {
+				t.Fatalf("message %d delivered as %q, published as %q", m.Sequence, m.Data, payload(int(m.Sequence)))
+			}
+			seen[m.Sequence] = true
+			continue
+		case <-deadline:
+		}
+		break
+	}
+	t.Logf("delivered %v", seen)
+	if !seen[1] || !seen[2] || seen[3] {
+		t.Fatalf("delivered %v: want 1 and 2, never the damaged 3", seen)
+	}
+}
