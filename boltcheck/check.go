@@ -40,69 +40,80 @@ import (
 // holds a shared flock, and skips a file another process holds (bolt.Open then reports
 // the lock); it releases it before bolt.Open locks the file.
 func File(path string) error {
-	_, err := check(path, true)
+	_, err := FileWarn(path)
 	return err
 }
 
-// Check validates the file at path as File does, read-only: it reports a fresh file (missing,
-// empty, or zero-filled as a torn creation) as fresh instead of truncating it. For offline
-// tools (`starling store verify`).
-func Check(path string) (fresh bool, err error) {
+// FileWarn is File, and also returns a warning (or "") when one of the two meta pages is
+// invalid while the file is sound. bbolt then silently uses the other, the previous
+// commit: if the invalid page held the newer commit — torn by a crash while bbolt wrote
+// it, or damaged since — that commit is lost, and nothing in the file tells the two apart.
+// The warning says which page and why; the caller logs it naming the file. bbolt's next
+// commit overwrites that page, so this is the one chance to say it.
+func FileWarn(path string) (warning string, err error) {
+	_, warning, err = check(path, true)
+	return warning, err
+}
+
+// Check validates the file at path as FileWarn does, read-only: it reports a fresh file
+// (missing, empty, or zero-filled as a torn creation) as fresh instead of truncating it.
+// For offline tools (`starling store verify`).
+func Check(path string) (fresh bool, warning string, err error) {
 	return check(path, false)
 }
 
-func check(path string, fix bool) (fresh bool, err error) {
+func check(path string, fix bool) (fresh bool, warning string, err error) {
 	flag := os.O_RDONLY
 	if fix {
 		flag = os.O_RDWR
 	}
 	f, err := os.OpenFile(path, flag, 0)
 	if errors.Is(err, fs.ErrNotExist) {
-		return true, nil
+		return true, "", nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("boltcheck: open %s: %w", path, err)
+		return false, "", fmt.Errorf("boltcheck: open %s: %w", path, err)
 	}
 	defer f.Close()
 	if !tryLockShared(f) {
 		// Open by another process, which may be writing it: leave the verdict to
 		// bolt.Open, which waits for the lock and times out.
-		return false, nil
+		return false, "", nil
 	}
 	fi, err := f.Stat()
 	if err != nil {
-		return false, fmt.Errorf("boltcheck: open %s: %w", path, err)
+		return false, "", fmt.Errorf("boltcheck: open %s: %w", path, err)
 	}
 	if fi.Size() == 0 {
-		return true, nil
+		return true, "", nil
 	}
 	if int64(int(fi.Size())) != fi.Size() {
-		return false, &DamageError{Path: path, Err: fmt.Errorf("file of %d bytes is too large to check", fi.Size())}
+		return false, "", &DamageError{Path: path, Err: fmt.Errorf("file of %d bytes is too large to check", fi.Size())}
 	}
 	data, unmap, err := mapFile(f, int(fi.Size()))
 	if err != nil {
-		return false, fmt.Errorf("boltcheck: map %s: %w", path, err)
+		return false, "", fmt.Errorf("boltcheck: map %s: %w", path, err)
 	}
 	c := checker{data: data}
 	err = c.run()
 	unmap()
 	if errors.Is(err, errZeroFile) {
 		if fresh := 4 * int64(os.Getpagesize()); fi.Size() > fresh {
-			return false, &DamageError{Path: path, Err: fmt.Errorf("all %d bytes are zero: bbolt creates a file of %d bytes "+
+			return false, "", &DamageError{Path: path, Err: fmt.Errorf("all %d bytes are zero: bbolt creates a file of %d bytes "+
 				"(four pages) and fsyncs it before any commit, so a larger file held commits, and lost them", fi.Size(), fresh)}
 		}
 		if !fix {
-			return true, nil
+			return true, "", nil
 		}
 		if err := f.Truncate(0); err != nil {
-			return false, fmt.Errorf("boltcheck: truncate zero-filled %s: %w", path, err)
+			return false, "", fmt.Errorf("boltcheck: truncate zero-filled %s: %w", path, err)
 		}
-		return true, f.Sync()
+		return true, "", f.Sync()
 	}
 	if err != nil {
-		return false, &DamageError{Path: path, Err: err}
+		return false, "", &DamageError{Path: path, Err: err}
 	}
-	return false, nil
+	return false, c.warning, nil
 }
 
 // ErrDamaged: the file's structure is damaged (errors.Is of a *DamageError).
@@ -126,6 +137,7 @@ type Report struct {
 	TxID     uint64 // its transaction id
 	Root     uint64 // the root bucket's page
 	Freelist uint64 // the freelist's page; NoFreelist when the freelist is not synced
+	Warning  string // one meta page is invalid (see FileWarn); "" if both are valid
 	live     []uint64
 }
 
@@ -140,7 +152,7 @@ func Inspect(data []byte) (Report, error) {
 	c := checker{data: data}
 	err := c.run()
 	return Report{PageSize: int(c.psz), HWM: c.hwm, MetaPage: c.mpg, TxID: c.meta.txid, Root: c.meta.root,
-		Freelist: c.meta.free, live: c.seen}, err
+		Freelist: c.meta.free, Warning: c.warning, live: c.seen}, err
 }
 
 // bbolt's on-disk constants (go.etcd.io/bbolt/internal/common), native byte order.
@@ -180,6 +192,8 @@ type checker struct {
 	free []uint64 // bitmap: page listed in the freelist
 	meta boltMeta // the meta bbolt will use
 	mpg  int      // its page: 0 or 1
+
+	warning string // the other meta page is invalid (FileWarn)
 }
 
 // readMeta decodes and validates the meta page at file offset off (as bbolt's
@@ -253,6 +267,12 @@ func (c *checker) run() error {
 	if !m.valid {
 		return fmt.Errorf("both meta pages are invalid (%s; %s)", m0.why, m1.why)
 	}
+	if bad := &m1; !m0.valid || !m1.valid {
+		if !m0.valid {
+			bad = &m0
+		}
+		c.warning = metaWarning(1-c.mpg, bad, &m)
+	}
 	switch {
 	case m.pageSize != psz:
 		return fmt.Errorf("meta of txid %d: page size %d, not %d", m.txid, m.pageSize, psz)
@@ -276,6 +296,21 @@ func (c *checker) run() error {
 		}
 	}
 	return nil
+}
+
+// metaWarning describes invalid meta page page (bad) beside the valid one bbolt uses (m).
+func metaWarning(page int, bad, m *boltMeta) string {
+	// The txid field may be intact (a flip elsewhere in the page): a hint, not proof.
+	hint := ""
+	switch bad.txid {
+	case m.txid + 1:
+		hint = fmt.Sprintf("; it reads txid %d, so it most likely held the newer commit", bad.txid)
+	case m.txid - 1:
+		hint = fmt.Sprintf("; it reads txid %d, so it most likely held the older commit, and nothing is lost", bad.txid)
+	}
+	return fmt.Sprintf("meta page %d is invalid (%s%s): bbolt uses meta page %d, of transaction %d — if the invalid "+
+		"page held the newer commit (%d), that commit is lost: torn by a crash while bbolt wrote it (then never "+
+		"acknowledged), or damaged on disk since", page, bad.why, hint, 1-page, m.txid, m.txid+1)
 }
 
 func mark(set []uint64, id uint64) (was bool) {

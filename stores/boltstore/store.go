@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -45,6 +46,9 @@ type Options struct {
 	Hooks Hooks
 	// LockTimeout bounds the wait for the file lock held by another process (0: 1 s).
 	LockTimeout time.Duration
+	// Logger receives what Open finds wrong but can open: an invalid meta page (nil:
+	// discard).
+	Logger *slog.Logger
 }
 
 // Hooks are test hooks; nil fields are ignored.
@@ -102,11 +106,17 @@ type channel struct {
 // panic on its own goroutine otherwise). As a second line, a panic or memory fault on
 // this goroutine while bbolt opens and we read is also turned into ErrCorrupt.
 func Open(path string, opts Options) (st *Store, err error) {
-	if err := boltcheck.File(path); err != nil {
+	warning, err := boltcheck.FileWarn(path)
+	if err != nil {
 		if errors.Is(err, boltcheck.ErrDamaged) {
 			return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
 		}
 		return nil, err
+	}
+	if warning != "" && opts.Logger != nil {
+		// bbolt falls back to the previous commit without a word, and its next commit
+		// (Open's own) overwrites the page: this line is all that is left to tell.
+		opts.Logger.Warn("boltstore: a meta page of the database file is invalid: "+warning, "file", path)
 	}
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {

@@ -25,6 +25,7 @@ type Report struct {
 	Clean    bool // the last run ended with Close
 	Clients  int
 	Channels []ChannelReport // by name
+	Warnings []string        // what Open would log: an invalid meta page (boltcheck.FileWarn)
 }
 
 // ChannelReport is one channel as Open would recover it.
@@ -42,7 +43,10 @@ type ChannelReport struct {
 // must not hold the file: Verify fails after lockTimeout (0: 1 s) saying it is in use.
 func Verify(path string, lockTimeout time.Duration) (rep Report, err error) {
 	rep.Path = path
-	fresh, err := boltcheck.Check(path)
+	fresh, warning, err := boltcheck.Check(path)
+	if warning != "" {
+		rep.Warnings = append(rep.Warnings, warning)
+	}
 	switch {
 	case errors.Is(err, boltcheck.ErrDamaged):
 		return rep, fmt.Errorf("%w: %w", ErrCorrupt, err)

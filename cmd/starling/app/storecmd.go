@@ -114,6 +114,9 @@ func runBoltStoreCommand(verb, dir string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "channel %-30s %s  first %d last %d msgs %d bytes %d subs %d\n",
 			ch.Name, state, ch.First, ch.Last, ch.Msgs, ch.Bytes, ch.Subs)
 	}
+	for _, w := range rep.Warnings {
+		fmt.Fprintf(stdout, "warning: %s: %s\n", path, w)
+	}
 	if err != nil {
 		fmt.Fprintln(stdout, "problem:", err)
 		fmt.Fprintln(stderr, "starling store:", err)
@@ -122,6 +125,11 @@ func runBoltStoreCommand(verb, dir string, stdout, stderr io.Writer) int {
 				"restore it from a backup\n", path)
 		}
 		return 1
+	}
+	if n := len(rep.Warnings); n > 0 {
+		fmt.Fprintf(stdout, "store %s (bolt): %d channel(s), %d client(s), no damage found, %d warning(s) above\n",
+			dir, len(rep.Channels), rep.Clients, n)
+		return 0
 	}
 	fmt.Fprintf(stdout, "store %s (bolt): %d channel(s), %d client(s), no problems found\n", dir, len(rep.Channels), rep.Clients)
 	return 0

@@ -13,6 +13,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protowire"
 
+	"github.com/starling-io/starling/boltcheck"
 	"github.com/starling-io/starling/stores"
 	"github.com/starling-io/starling/stores/boltstore"
 	"github.com/starling-io/starling/stores/filestore"
@@ -119,6 +120,20 @@ func TestStoreVerifyBolt(t *testing.T) {
 	if code, out := run("verify", dir); code != 1 || !strings.Contains(out, "channel foo                            DAMAGED") ||
 		!strings.Contains(out, "problem:") || !strings.Contains(out, "checksum") {
 		t.Fatalf("verify of a flipped message: %d\n%s", code, out)
+	}
+	// An invalid meta page: a warning naming the file and the page, not a failure.
+	r, err := boltcheck.Inspect(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	badMeta := bytes.Clone(data)
+	badMeta[(1-r.MetaPage)*r.PageSize+16+60] ^= 1
+	if err := os.WriteFile(path, badMeta, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := run("verify", dir); code != 0 || !strings.Contains(out, "warning: "+path+": meta page") ||
+		!strings.Contains(out, "1 warning(s)") {
+		t.Fatalf("verify of an invalid meta page: %d\n%s", code, out)
 	}
 	if err := os.WriteFile(path, make([]byte, len(data)), 0o600); err != nil {
 		t.Fatal(err)

@@ -291,7 +291,7 @@ func (st *streamSettings) newStore(log *slog.Logger) (stores.Store, error) {
 			return nil, err
 		}
 		return boltstore.Open(filepath.Join(st.dir, "starling.db"), boltstore.Options{Limits: st.limits.Clone(),
-			NoSync: !st.file.sync, AutoSync: st.file.autoSync})
+			NoSync: !st.file.sync, AutoSync: st.file.autoSync, Logger: log})
 	default:
 		return nil, fmt.Errorf("store %s is not available yet", strings.ToUpper(t))
 	}
