@@ -33,10 +33,10 @@ import (
 // Values carry no checksum in a bbolt file; a garbled byte inside a value that leaves the
 // page structure intact is not detectable here (the bolt store checksums its records).
 //
-// A missing or empty file, and a file of only zero bytes no larger than bbolt's creation
-// writes (four pages of the default size, fsynced before the first commit: a creation torn
-// before that fsync, nothing was ever committed), are fresh: the latter is truncated so
-// bbolt initialises it. A larger zero-filled file held commits and is damage. The check
+// A missing or empty file, and a file of only zero bytes too small to have held a commit
+// (freshMax: at most the four pages bbolt's creation writes and fsyncs before any commit —
+// a creation torn before that fsync), are fresh: the latter is truncated so bbolt
+// initialises it. A larger zero-filled file may have held commits and is damage. The check
 // holds a shared flock, and skips a file another process holds (bolt.Open then reports
 // the lock); it releases it before bolt.Open locks the file.
 func File(path string) error {
@@ -98,9 +98,10 @@ func check(path string, fix bool) (fresh bool, warning string, err error) {
 	err = c.run()
 	unmap()
 	if errors.Is(err, errZeroFile) {
-		if fresh := 4 * int64(os.Getpagesize()); fi.Size() > fresh {
-			return false, "", &DamageError{Path: path, Err: fmt.Errorf("all %d bytes are zero: bbolt creates a file of %d bytes "+
-				"(four pages) and fsyncs it before any commit, so a larger file held commits, and lost them", fi.Size(), fresh)}
+		if fresh := freshMax(); fi.Size() > fresh {
+			return false, "", &DamageError{Path: path, Err: fmt.Errorf("all %d bytes are zero: more than a creation torn "+
+				"before its fsync leaves here (%d bytes), so it may have held commits, and lost them (remove it only if "+
+				"no server ever ran on it)", fi.Size(), fresh)}
 		}
 		if !fix {
 			return true, "", nil
@@ -115,6 +116,25 @@ func check(path string, fix bool) (fresh bool, warning string, err error) {
 	}
 	return false, c.warning, nil
 }
+
+// hostPageSize is the page size bbolt creates a file with on this host (its
+// DefaultPageSize; no caller sets Options.PageSize). A variable for tests.
+var hostPageSize = os.Getpagesize
+
+// committedMin is the least size of a bbolt file that held a commit, whatever its page
+// size: bbolt maps at least 32 KiB, and the first commit grows the file to its mapping
+// (DB.grow, while the mapping is below AllocSize); a page size of 8 KiB or more makes it
+// larger still (TestCommittedFileSize).
+const committedMin = 32 << 10
+
+// freshMax is the largest zero-filled file taken for a creation torn before bbolt's
+// fsync (fresh). bbolt's creation writes four pages, but a zero-filled file has no page
+// size of its own to read: one created on this host has four of the host's pages, one
+// created where pages are smaller (4 KiB) and copied here may have held commits from
+// 32 KiB on. So the limit is both: four host pages, and below committedMin — on a host
+// of 4 KiB pages 16 KiB as before; on one of 64 KiB pages a torn creation over 32 KiB
+// is refused (loudly, a rare manual removal) rather than a lost store reinitialised.
+func freshMax() int64 { return min(4*int64(hostPageSize()), committedMin-1) }
 
 // ErrDamaged: the file's structure is damaged (errors.Is of a *DamageError).
 var ErrDamaged = errors.New("damaged bbolt file")

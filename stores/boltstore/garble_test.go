@@ -334,7 +334,7 @@ func TestGarbledFileNeverCrashes(t *testing.T) {
 // store.
 func TestZeroFilledFileIsFresh(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "s.db")
-	if err := os.WriteFile(path, make([]byte, 4*os.Getpagesize()), 0o600); err != nil {
+	if err := os.WriteFile(path, make([]byte, 4*4096), 0o600); err != nil { // four pages of 4 KiB
 		t.Fatal(err)
 	}
 	s, err := Open(path, Options{NoSync: true})
