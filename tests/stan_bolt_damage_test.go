@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/stan.go"
+
+	"github.com/starling-io/starling/boltcheck"
 )
 
 // A bit flipped at rest inside a stored message of the BoltDB store: bbolt does not
@@ -64,4 +67,52 @@ func TestStanBoltFlippedMessageNotDelivered(t *testing.T) {
 	if !seen[1] || !seen[2] || seen[3] {
 		t.Fatalf("delivered %v: want 1 and 2, never the damaged 3", seen)
 	}
+}
+
+// A bit flipped in the newest meta page of the BoltDB store's file: bbolt opens at the
+// previous commit, and the messages of the last one — acknowledged to the publisher — are
+// gone. A torn meta write looks the same, so the server cannot refuse to start, but it
+// used to say nothing at all: it now logs a warning naming the file and the meta page.
+func TestStanBoltInvalidMetaPageLogged(t *testing.T) {
+	dir := t.TempDir()
+	p, url, _ := startBinary(t, "--store", "bolt", "--dir", dir)
+	sc, err := stan.Connect("test-cluster", "pub", stan.NatsURL(url))
+	must(t, err)
+	for i := 1; i <= 5; i++ {
+		must(t, sc.Publish("meta", []byte(fmt.Sprintf("m%d", i))))
+	}
+	must(t, p.cmd.Process.Kill()) // no clean close: the last commit holds a message
+	_ = p.wait(t, 10*time.Second)
+	sc.Close()
+
+	path := filepath.Join(dir, "starling.db")
+	data, err := os.ReadFile(path)
+	must(t, err)
+	r, err := boltcheck.Inspect(data)
+	must(t, err)
+	data[r.MetaPage*r.PageSize+16+60] ^= 1 // the newest meta page's checksum
+	must(t, os.WriteFile(path, data, 0o600))
+
+	p2, url2, _ := startBinary(t, "--store", "bolt", "--dir", dir)
+	sc2, err := stan.Connect("test-cluster", "reader", stan.NatsURL(url2))
+	must(t, err)
+	defer sc2.Close()
+	col := newCollector()
+	_, err = sc2.Subscribe("meta", col.handler, stan.DeliverAllAvailable())
+	must(t, err)
+	got := 0
+	for wait := time.After(time.Second); ; got++ {
+		select {
+		case <-col.ch:
+			continue
+		case <-wait:
+		}
+		break
+	}
+	out := p2.out.String()
+	if !strings.Contains(out, "WARN") || !strings.Contains(out, fmt.Sprintf("meta page %d is invalid", r.MetaPage)) ||
+		!strings.Contains(out, path) {
+		t.Fatalf("restart after the newest meta page was damaged (%d of 5 messages back) logged:\n%s", got, out)
+	}
+	t.Logf("%d of 5 acknowledged messages back", got)
 }
