@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/starling-io/starling/stores"
@@ -398,5 +400,50 @@ func TestRepairKeepsEveryQuarantinedCopy(t *testing.T) {
 		if err != nil || !bytes.Equal(b, kept[i]) {
 			t.Fatalf("quarantine/%s: %v, holds the cut log of round %d: %v", name, err, i, bytes.Equal(b, kept[i]))
 		}
+	}
+}
+
+// TestRefusedLogNotLoggedAsCut: a subs.log cut after a clean close is refused (its channel
+// damaged), so the log must not say it was cut as a torn tail or header: it used to, as the
+// cut was logged before the clean close's proof refused it.
+func TestRefusedLogNotLoggedAsCut(t *testing.T) {
+	for name, cut := range map[string]int64{"record cut": -40, "header cut": 5} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			s, ch := openWithFoo(t, dir, Options{})
+			for id := uint64(1); id <= 3; id++ {
+				sub := stores.SubState{ID: id, ClientID: "c", DurableName: fmt.Sprint("d", id), IsDurable: true, Inbox: "in"}
+				if err := ch.Subs.CreateSub(&sub); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			p := filepath.Join(chanDirOf(t, dir, "foo"), "subs.log")
+			fi, err := os.Stat(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cut < 0 {
+				cut += fi.Size()
+			}
+			if err := os.Truncate(p, cut); err != nil {
+				t.Fatal(err)
+			}
+			var buf bytes.Buffer
+			s, err = Open(dir, Options{Logger: slog.New(slog.NewTextHandler(&buf, nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if d := s.Damaged(); len(d) != 1 {
+				t.Fatalf("damaged %v", d)
+			}
+			out := buf.String()
+			if !strings.Contains(out, "channel damaged") || strings.Contains(out, " cut") {
+				t.Fatalf("a refused subs.log logged as cut:\n%s", out)
+			}
+		})
 	}
 }

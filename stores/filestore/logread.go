@@ -165,8 +165,9 @@ func (ld *logData) damage(data []byte) string {
 // not yet open for appending: the owner replays the records, attaches itself, then opens
 // it with openAppend (an intact, compact, current-version log) or rewrites it. A temporary
 // file left by a rewrite that was never committed is removed: the log it was to replace is
-// still there.
-func openRecLog(path, magic string, opts *Options) (*recLog, logData, error) {
+// still there. clean is how many bytes of the log the last clean Close fsynced (0: not
+// known): a log whose intact records end before them lost records, and is damage.
+func openRecLog(path, magic string, opts *Options, clean int64) (*recLog, logData, error) {
 	l := &recLog{path: path, magic: magic, opts: opts}
 	if err := removeFile(l.tmpPath(), opts); err != nil {
 		return nil, logData{}, err
@@ -182,17 +183,35 @@ func openRecLog(path, magic string, opts *Options) (*recLog, logData, error) {
 	if err != nil {
 		return nil, ld, err
 	}
-	if ld.torn && len(data) > 0 {
-		opts.Logger.Warn("filestore: torn header cut", "file", path, "offset", 0, "bytes", len(data))
-	}
+	// Damage is decided before anything is logged as cut: a refused log is not cut.
 	if why := ld.damage(data); why != "" {
 		return nil, ld, &DamageError{File: path, Offset: int64(ld.end), Reason: why}
+	}
+	if why := cutBelowClean(ld, clean); why != "" {
+		return nil, ld, &DamageError{File: path, Offset: int64(ld.end), Reason: why}
+	}
+	if ld.torn && len(data) > 0 {
+		opts.Logger.Warn("filestore: torn header cut", "file", path, "offset", 0, "bytes", len(data))
 	}
 	if !ld.torn && ld.end != len(data) {
 		opts.Logger.Warn("filestore: torn tail cut", "file", path, "offset", ld.end, "bytes", len(data)-ld.end)
 	}
 	l.nonce = ld.hdr.nonce
 	return l, ld, nil
+}
+
+// cutBelowClean reports why a log read as ld lost records a clean Close had fsynced (clean
+// bytes of it: 0 if unknown), or "".
+func cutBelowClean(ld logData, clean int64) string {
+	switch {
+	case clean <= 0:
+		return ""
+	case ld.size == 0:
+		return fmt.Sprintf("missing or empty, yet the clean shutdown left it holding %d synced bytes", clean)
+	case ld.torn || int64(ld.end) < clean:
+		return fmt.Sprintf("intact records end at offset %d, before the %d bytes the clean shutdown synced: records lost", ld.end, clean)
+	}
+	return ""
 }
 
 // nextFrame returns the offset of the first intact, non-empty frame after off, or -1.

@@ -211,7 +211,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	if !s.opts.NoSync {
 		s.opts.wb = newWritebacker()
 	}
-	l, ld, err := openRecLog(filepath.Join(dir, "meta.log"), magicMeta, &s.opts)
+	l, ld, err := openRecLog(filepath.Join(dir, "meta.log"), magicMeta, &s.opts, 0)
 	if err != nil {
 		return nil, err
 	}

@@ -88,12 +88,9 @@ type sub struct {
 // the last clean Close fsynced (meta.log's L record; 0 if unknown): a log whose intact
 // records end before that lost records, and is damage, not a torn tail.
 func openSubStore(path string, maxSubs int, opts *Options, ms *msgStore, clean int64) (*subStore, error) {
-	l, ld, err := openRecLog(path, magicSubs, opts)
+	l, ld, err := openRecLog(path, magicSubs, opts, clean)
 	if err != nil {
 		return nil, err
-	}
-	if why := cutBelowClean(ld, clean); why != "" {
-		return nil, &DamageError{File: path, Offset: int64(ld.end), Reason: why}
 	}
 	ss := &subStore{log: l, ms: ms, maxSubs: maxSubs, subs: make(map[uint64]*sub)}
 	l.mu, l.snapshot = &ss.mu, ss.appendSnapshot
@@ -660,20 +657,6 @@ func (ss *subStore) closedSize() int64 {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	return ss.closedAt
-}
-
-// cutBelowClean reports why a log read as ld lost records a clean Close had fsynced (clean
-// bytes of it: 0 if unknown), or "".
-func cutBelowClean(ld logData, clean int64) string {
-	switch {
-	case clean <= 0:
-		return ""
-	case ld.size == 0:
-		return fmt.Sprintf("missing or empty, yet the clean shutdown left it holding %d synced bytes", clean)
-	case ld.torn || int64(ld.end) < clean:
-		return fmt.Sprintf("intact records end at offset %d, before the %d bytes the clean shutdown synced: records lost", ld.end, clean)
-	}
-	return ""
 }
 
 func (ss *subStore) abandon() {
