@@ -22,7 +22,7 @@ func quarantine(rep *Report, p *Problem, infos []*chanInfo, opts *Options) error
 	if ci == nil {
 		// A tail a clean Close left that is missing: every segment of the channel goes.
 		for _, c := range infos {
-			if c.clean != nil && segPath(c.dir, c.clean.first)+".seg" == p.File {
+			if t := c.clean.tail; t != nil && segPath(c.dir, t.first)+".seg" == p.File {
 				ci, i = c, len(c.segs)-1
 			}
 		}
@@ -70,8 +70,8 @@ func quarantine(rep *Report, p *Problem, infos []*chanInfo, opts *Options) error
 	if remaining == 0 {
 		// Keep Last: an empty segment holding only a marker (First = Last+1).
 		last := max(maxSeq, ci.ch.base)
-		if ci.clean != nil {
-			last = max(last, ci.clean.last) // what was lost with a cut tail is not reused
+		if t := ci.clean.tail; t != nil {
+			last = max(last, t.last) // what was lost with a cut tail is not reused
 		}
 		if err := writeMarkerSegment(ci.dir, last, opts); err != nil {
 			return err

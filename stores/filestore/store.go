@@ -134,12 +134,10 @@ type Store struct {
 	fds      *fdCache
 	closed   bool
 	clean    bool // the previous run ended with Close (Recover's Clean)
-	// closeTails: meta.log's T records by directory number: what a clean Close fsynced of
-	// each tail. Used by Open only (the rewrite keeps those of damaged channels).
-	closeTails map[uint64]*tailAt
-	// closeSubs: meta.log's L records by directory number: the bytes of each subs.log a
-	// clean Close fsynced. Used by Open only (the rewrite keeps those of damaged channels).
-	closeSubs map[uint64]int64
+	// closeAt: meta.log's T and L records by directory number: what a clean Close fsynced
+	// of each tail and subs.log. Used by Open only (the rewrite keeps those of damaged
+	// channels).
+	closeAt map[uint64]*cleanClose
 	// deadDirs: directory numbers of channels meta.log's X records say were deleted: their
 	// directories, if still there, are removed at open.
 	deadDirs map[uint64]bool
@@ -153,12 +151,16 @@ type channel struct {
 	ch     stores.Channel
 	dirNum uint64
 	base   uint64
-	clean  *tailAt // what a clean Close left of its tail (meta.log's T record), if known
-	// cleanSubs: the bytes of subs.log a clean Close fsynced (meta.log's L record), 0 if
-	// unknown.
-	cleanSubs int64
-	msgs      *msgStore
-	subs      *subStore
+	clean  cleanClose // what a clean Close left of its files, if known
+	msgs   *msgStore
+	subs   *subStore
+}
+
+// cleanClose is what a clean Close left of a channel's files: its tail (meta.log's T record;
+// nil if unknown) and the bytes of subs.log it fsynced (the L record; 0 if unknown).
+type cleanClose struct {
+	tail *tailAt
+	subs int64
 }
 
 // Open opens (creating if needed) the file store in dir and recovers what it holds.
@@ -274,7 +276,7 @@ func Open(dir string, opts Options) (*Store, error) {
 			delete(s.channels, name)
 		}
 	}
-	s.closeTails, s.closeSubs, s.deadDirs = nil, nil, nil // the rewrite keeps only the damaged channels' T and L records
+	s.closeAt, s.deadDirs = nil, nil // the rewrite keeps only the damaged channels' T and L records
 	err = s.meta.rewrite()
 	if err == nil {
 		err = s.meta.syncLocked()
@@ -302,12 +304,14 @@ func (s *Store) openChannel(name string, ch *channel) error {
 		return err
 	}
 	l := s.limits.For(name)
-	ch.clean, ch.cleanSubs = s.closeTails[ch.dirNum], s.closeSubs[ch.dirNum]
-	ms, err := openMsgStore(d, name, ch.base, l, &s.opts, s.fds, true, ch.clean)
+	if c := s.closeAt[ch.dirNum]; c != nil {
+		ch.clean = *c
+	}
+	ms, err := openMsgStore(d, name, ch.base, l, &s.opts, s.fds, true, ch.clean.tail)
 	if err != nil {
 		return err
 	}
-	ss, err := openSubStore(filepath.Join(d, "subs.log"), l.MaxSubs, &s.opts, ms, ch.cleanSubs)
+	ss, err := openSubStore(filepath.Join(d, "subs.log"), l.MaxSubs, &s.opts, ms, ch.clean.subs)
 	if err != nil {
 		ms.abandon()
 		return err
@@ -326,18 +330,12 @@ func (s *Store) replay(rec []byte) {
 		dn := d.uv()
 		t.first, t.size, t.last = d.uv(), d.uv(), d.uv()
 		if !d.bad {
-			if s.closeTails == nil {
-				s.closeTails = map[uint64]*tailAt{}
-			}
-			s.closeTails[dn] = t
+			s.closeRecord(dn).tail = t
 		}
 	case metaSubsLog:
 		dn, size := d.uv(), d.uv()
 		if !d.bad {
-			if s.closeSubs == nil {
-				s.closeSubs = map[uint64]int64{}
-			}
-			s.closeSubs[dn] = int64(size)
+			s.closeRecord(dn).subs = int64(size)
 		}
 	case metaInfo:
 		info := stores.ServerInfo{ClusterID: d.str(), Discovery: d.str(), Publish: d.str(), Subscribe: d.str(),
@@ -359,8 +357,7 @@ func (s *Store) replay(rec []byte) {
 		name, id, dn, base := d.str(), d.uv(), d.uv(), d.uv()
 		if !d.bad {
 			s.channels[name] = &channel{ch: stores.Channel{Name: name, ID: id}, dirNum: dn, base: base}
-			delete(s.closeTails, dn) // a T or L record follows the C record it speaks of
-			delete(s.closeSubs, dn)
+			delete(s.closeAt, dn) // a T or L record follows the C record it speaks of
 			delete(s.deadDirs, dn)
 			delete(s.tombs, name)
 			s.nextDir = max(s.nextDir, dn+1)
@@ -381,6 +378,20 @@ func (s *Store) replay(rec []byte) {
 			}
 		}
 	}
+}
+
+// closeRecord returns the entry of closeAt for directory number dn, made if new: a T or
+// L record fills it in.
+func (s *Store) closeRecord(dn uint64) *cleanClose {
+	if s.closeAt == nil {
+		s.closeAt = map[uint64]*cleanClose{}
+	}
+	c := s.closeAt[dn]
+	if c == nil {
+		c = &cleanClose{}
+		s.closeAt[dn] = c
+	}
+	return c
 }
 
 func encInfo(b []byte, i *stores.ServerInfo) []byte {
@@ -446,16 +457,16 @@ func (s *Store) appendSnapshot(b []byte) []byte {
 			ch := m[name]
 			b, st = beginFrame(b)
 			b = endFrame(encChannel(b, name, ch.ch.ID, ch.dirNum, ch.base), st)
-			if ch.err != nil && ch.clean != nil {
+			if ch.err != nil && ch.clean.tail != nil {
 				// Keeps a tail found cut below what a clean Close synced damaged at every
 				// open, until Repair (which drops T records).
 				b, st = beginFrame(b)
-				b = endFrame(encTail(b, ch.dirNum, ch.clean), st)
+				b = endFrame(encTail(b, ch.dirNum, ch.clean.tail), st)
 			}
-			if ch.err != nil && ch.cleanSubs > 0 {
+			if ch.err != nil && ch.clean.subs > 0 {
 				// The same for a subs.log found cut below what a clean Close synced.
 				b, st = beginFrame(b)
-				b = endFrame(encSubsLog(b, ch.dirNum, ch.cleanSubs), st)
+				b = endFrame(encSubsLog(b, ch.dirNum, ch.clean.subs), st)
 			}
 		}
 	}

@@ -120,10 +120,7 @@ type chanInfo struct {
 	ch    *channel
 	segs  []*segInfo
 	stats *ChannelStats
-	clean *tailAt // what a clean Close left of the tail (meta.log's T record), as Open checks
-	// cleanSubs: the bytes of subs.log a clean Close fsynced (meta.log's L record), as Open
-	// checks; 0 if unknown.
-	cleanSubs int64
+	clean cleanClose // what a clean Close left of its files (T and L records), as Open checks
 }
 
 func verify(dir string) (Report, []*chanInfo, error) {
@@ -164,7 +161,10 @@ func verify(dir string) (Report, []*chanInfo, error) {
 	infos := []*chanInfo{} // not nil: meta.log was read
 	for _, name := range slices.Sorted(keys(s.channels)) {
 		ch := s.channels[name]
-		ci := &chanInfo{name: name, dir: s.chanDir(ch.dirNum), ch: ch, clean: s.closeTails[ch.dirNum], cleanSubs: s.closeSubs[ch.dirNum]}
+		ci := &chanInfo{name: name, dir: s.chanDir(ch.dirNum), ch: ch}
+		if c := s.closeAt[ch.dirNum]; c != nil {
+			ci.clean = *c
+		}
 		rep.Channels = append(rep.Channels, ChannelStats{Name: name, Dir: ci.dir})
 		infos = append(infos, ci)
 	}
@@ -229,7 +229,7 @@ func verifyChannel(rep *Report, ci *chanInfo) error {
 		return err
 	}
 	if ld, perr := parseLog(subsPath, magicSubs, data); perr == nil { // as Open checks it
-		if why := cutBelowClean(ld, ci.cleanSubs); why != "" {
+		if why := cutBelowClean(ld, ci.clean.subs); why != "" {
 			damage(Problem{File: subsPath, Offset: int64(ld.end), Kind: ProblemCorrupt, Detail: why})
 			data = data[:ld.end:ld.end] // the cut is damage, not also a torn tail to cut
 		}
@@ -263,7 +263,7 @@ func verifyChannel(rep *Report, ci *chanInfo) error {
 	}
 	st.Segments = len(ci.segs)
 	var cleanSize int64
-	if c := ci.clean; c != nil { // as Open checks it
+	if c := ci.clean.tail; c != nil { // as Open checks it
 		if want := segPath(ci.dir, c.first) + ".seg"; len(ci.segs) == 0 || ci.segs[len(ci.segs)-1].path != want {
 			damage(Problem{File: want, Kind: ProblemCorrupt, Detail: fmt.Sprintf(
 				"tail segment missing: the clean shutdown left it holding %d synced bytes (Last %d)", c.size, c.last)})
