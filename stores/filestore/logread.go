@@ -165,9 +165,9 @@ func (ld *logData) damage(data []byte) string {
 // not yet open for appending: the owner replays the records, attaches itself, then opens
 // it with openAppend (an intact, compact, current-version log) or rewrites it. A temporary
 // file left by a rewrite that was never committed is removed: the log it was to replace is
-// still there. clean is how many bytes of the log the last clean Close fsynced (0: not
-// known): a log whose intact records end before them lost records, and is damage.
-func openRecLog(path, magic string, opts *Options, clean int64) (*recLog, logData, error) {
+// still there. clean is what the last clean Close fsynced of the log: a log whose intact
+// records end before it lost records, and is damage.
+func openRecLog(path, magic string, opts *Options, clean cleanProof) (*recLog, logData, error) {
 	l := &recLog{path: path, magic: magic, opts: opts}
 	if err := removeFile(l.tmpPath(), opts); err != nil {
 		return nil, logData{}, err
@@ -187,7 +187,7 @@ func openRecLog(path, magic string, opts *Options, clean int64) (*recLog, logDat
 	if why := ld.damage(data); why != "" {
 		return nil, ld, &DamageError{File: path, Offset: int64(ld.end), Reason: why}
 	}
-	if why := cutBelowClean(ld, clean); why != "" {
+	if why := clean.cut(ld); why != "" {
 		return nil, ld, &DamageError{File: path, Offset: int64(ld.end), Reason: why}
 	}
 	if ld.torn && len(data) > 0 {
@@ -200,16 +200,25 @@ func openRecLog(path, magic string, opts *Options, clean int64) (*recLog, logDat
 	return l, ld, nil
 }
 
-// cutBelowClean reports why a log read as ld lost records a clean Close had fsynced (clean
-// bytes of it: 0 if unknown), or "".
-func cutBelowClean(ld logData, clean int64) string {
+// cleanProof is what a clean Close fsynced of a log: its first size bytes (0: nothing
+// known), in the file whose header holds nonce (0: whichever file has the log's name).
+type cleanProof struct {
+	size  int64
+	nonce uint64
+}
+
+// cut reports why a log read as ld lost records a clean Close had fsynced, or "". A log
+// whose header holds another nonce is a later file (a rewrite): the proof is not its.
+func (c cleanProof) cut(ld logData) string {
 	switch {
-	case clean <= 0:
+	case c.size <= 0:
+		return ""
+	case c.nonce != 0 && !ld.torn && ld.hdr.nonce != c.nonce:
 		return ""
 	case ld.size == 0:
-		return fmt.Sprintf("missing or empty, yet the clean shutdown left it holding %d synced bytes", clean)
-	case ld.torn || int64(ld.end) < clean:
-		return fmt.Sprintf("intact records end at offset %d, before the %d bytes the clean shutdown synced: records lost", ld.end, clean)
+		return fmt.Sprintf("missing or empty, yet the clean shutdown left it holding %d synced bytes", c.size)
+	case ld.torn || int64(ld.end) < c.size:
+		return fmt.Sprintf("intact records end at offset %d, before the %d bytes the clean shutdown synced: records lost", ld.end, c.size)
 	}
 	return ""
 }

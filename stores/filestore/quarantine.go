@@ -156,9 +156,13 @@ func writeMarkerSegment(dir string, last uint64, opts *Options) error {
 }
 
 func quarantineLog(rep *Report, p *Problem, opts *Options) error {
+	magic := magicSubs
+	if filepath.Base(p.File) == "meta.log" {
+		magic = magicMeta
+	}
 	data, err := os.ReadFile(p.File)
-	if errors.Is(err, os.ErrNotExist) { // a subs.log a clean Close left, gone: an empty one
-		return writeLog(p.File, magicSubs, nil, opts)
+	if errors.Is(err, os.ErrNotExist) { // a log a clean Close left, gone: an empty one
+		return writeLog(p.File, magic, nil, opts)
 	}
 	if err != nil {
 		return err
@@ -167,10 +171,6 @@ func quarantineLog(rep *Report, p *Problem, opts *Options) error {
 		return err
 	}
 	var recs [][]byte
-	magic := magicSubs
-	if filepath.Base(p.File) == "meta.log" {
-		magic = magicMeta
-	}
 	if h, torn, err := checkHeader(p.File, magic, data); err == nil && !torn {
 		recs = salvageLog(data, h) // every intact record, past the damage too
 	}

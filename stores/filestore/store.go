@@ -213,7 +213,16 @@ func Open(dir string, opts Options) (*Store, error) {
 	if !s.opts.NoSync {
 		s.opts.wb = newWritebacker()
 	}
-	l, ld, err := openRecLog(filepath.Join(dir, "meta.log"), magicMeta, &s.opts, 0)
+	// A meta.log cut below what the last clean Close fsynced of it (meta.end) is damage,
+	// not a torn tail.
+	end, why, err := readMetaEnd(dir)
+	if err != nil {
+		return nil, err
+	}
+	if why != "" {
+		s.opts.Logger.Warn("filestore: clean close record ignored", "file", filepath.Join(dir, metaEndName), "why", why)
+	}
+	l, ld, err := openRecLog(filepath.Join(dir, "meta.log"), magicMeta, &s.opts, end)
 	if err != nil {
 		return nil, err
 	}
@@ -748,6 +757,10 @@ func (s *Store) Close() error {
 		s.meta.add([]byte{metaClean})
 	}
 	errs = append(errs, s.meta.close(true))
+	if errors.Join(errs...) == nil && !s.opts.NoSync && s.meta.proof > 0 {
+		// meta.log's own proof: what its fsync covered, in meta.end (metaend.go).
+		errs = append(errs, writeMetaEnd(s.dir, cleanProof{size: s.meta.proof, nonce: s.meta.nonce}, &s.opts))
+	}
 	s.mu.Unlock()
 	s.opts.wb.stop()
 	if s.opts.pending != nil { // a clean stop leaves everything on disk

@@ -88,7 +88,7 @@ type sub struct {
 // the last clean Close fsynced (meta.log's L record; 0 if unknown): a log whose intact
 // records end before that lost records, and is damage, not a torn tail.
 func openSubStore(path string, maxSubs int, opts *Options, ms *msgStore, clean int64) (*subStore, error) {
-	l, ld, err := openRecLog(path, magicSubs, opts, clean)
+	l, ld, err := openRecLog(path, magicSubs, opts, cleanProof{size: clean})
 	if err != nil {
 		return nil, err
 	}

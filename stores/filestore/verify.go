@@ -126,9 +126,19 @@ type chanInfo struct {
 func verify(dir string) (Report, []*chanInfo, error) {
 	rep := Report{Dir: dir}
 	metaPath := filepath.Join(dir, "meta.log")
-	data, err := os.ReadFile(metaPath)
+	end, _, err := readMetaEnd(dir)
 	if err != nil {
 		return rep, nil, err
+	}
+	data, err := os.ReadFile(metaPath)
+	if err != nil && !(errors.Is(err, os.ErrNotExist) && end.size > 0) {
+		return rep, nil, err
+	}
+	if ld, perr := parseLog(metaPath, magicMeta, data); perr == nil { // as Open checks it
+		if why := end.cut(ld); why != "" {
+			rep.Problems = append(rep.Problems, Problem{File: metaPath, Offset: int64(ld.end), Kind: ProblemCorrupt, Detail: why})
+			data = data[:ld.end:ld.end] // the cut is damage, not also a torn tail to cut
+		}
 	}
 	s := &Store{dir: dir, clients: map[string]stores.ClientInfo{}, channels: map[string]*channel{}, tombs: map[string]uint64{}}
 	recs, ok := verifyLog(&rep, "", metaPath, magicMeta, data)
@@ -229,7 +239,7 @@ func verifyChannel(rep *Report, ci *chanInfo) error {
 		return err
 	}
 	if ld, perr := parseLog(subsPath, magicSubs, data); perr == nil { // as Open checks it
-		if why := cutBelowClean(ld, ci.clean.subs); why != "" {
+		if why := (cleanProof{size: ci.clean.subs}).cut(ld); why != "" {
 			damage(Problem{File: subsPath, Offset: int64(ld.end), Kind: ProblemCorrupt, Detail: why})
 			data = data[:ld.end:ld.end] // the cut is damage, not also a torn tail to cut
 		}
