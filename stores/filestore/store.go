@@ -156,13 +156,6 @@ type channel struct {
 	subs   *subStore
 }
 
-// cleanClose is what a clean Close left of a channel's files: its tail (meta.log's T record;
-// nil if unknown) and the bytes of subs.log it fsynced (the L record; 0 if unknown).
-type cleanClose struct {
-	tail *tailAt
-	subs int64
-}
-
 // Open opens (creating if needed) the file store in dir and recovers what it holds.
 func Open(dir string, opts Options) (*Store, error) {
 	if opts.SegmentBytes < 0 || opts.SegmentBytes > 1<<30 {
@@ -387,20 +380,6 @@ func (s *Store) replay(rec []byte) {
 			}
 		}
 	}
-}
-
-// closeRecord returns the entry of closeAt for directory number dn, made if new: a T or
-// L record fills it in.
-func (s *Store) closeRecord(dn uint64) *cleanClose {
-	if s.closeAt == nil {
-		s.closeAt = map[uint64]*cleanClose{}
-	}
-	c := s.closeAt[dn]
-	if c == nil {
-		c = &cleanClose{}
-		s.closeAt[dn] = c
-	}
-	return c
 }
 
 func encInfo(b []byte, i *stores.ServerInfo) []byte {
@@ -758,7 +737,7 @@ func (s *Store) Close() error {
 	}
 	errs = append(errs, s.meta.close(true))
 	if errors.Join(errs...) == nil && !s.opts.NoSync && s.meta.proof > 0 {
-		// meta.log's own proof: what its fsync covered, in meta.end (metaend.go).
+		// meta.log's own proof: what its fsync covered, in meta.end (cleanclose.go).
 		errs = append(errs, writeMetaEnd(s.dir, cleanProof{size: s.meta.proof, nonce: s.meta.nonce}, &s.opts))
 	}
 	s.mu.Unlock()

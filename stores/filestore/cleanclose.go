@@ -8,9 +8,31 @@ import (
 	"path/filepath"
 )
 
-// meta.end: what a clean Close fsynced of meta.log (DESIGN.md, "Clean shutdown").
-//
-// meta.log holds the proof of each tail and subs.log (its T and L records) but cannot hold
+// What a clean Close proves it fsynced (DESIGN.md, "Clean shutdown"): of each channel's
+// tail and subs.log, meta.log's T and L records; of meta.log, meta.end.
+
+// cleanClose is what a clean Close left of a channel's files: its tail (meta.log's T record;
+// nil if unknown) and the bytes of subs.log it fsynced (the L record; 0 if unknown).
+type cleanClose struct {
+	tail *tailAt
+	subs int64
+}
+
+// closeRecord returns the entry of closeAt for directory number dn, made if new: a T or
+// L record fills it in.
+func (s *Store) closeRecord(dn uint64) *cleanClose {
+	if s.closeAt == nil {
+		s.closeAt = map[uint64]*cleanClose{}
+	}
+	c := s.closeAt[dn]
+	if c == nil {
+		c = &cleanClose{}
+		s.closeAt[dn] = c
+	}
+	return c
+}
+
+// meta.end: meta.log holds the proof of each tail and subs.log (its T and L records) but cannot hold
 // its own: a meta.log cut after a clean stop read as a crash's torn tail. So Close, once
 // meta.log is fsynced with its clean mark, states meta.log's nonce and the bytes fsynced in
 // meta.end, fsynced with the store directory. The record speaks of the file of that nonce
