@@ -220,12 +220,16 @@ func createCutRun(t *testing.T, subFirst bool, cut int, seed uint64, lose int) i
 		sub := func() bool {
 			return ch.Subs.CreateSub(&stores.SubState{ID: 7, ClientID: "c", Inbox: "in"}) == nil && ch.Subs.Sync() == nil
 		}
+		// The subscription is durable once its Sync returns, whatever fails after it.
+		ok := false
 		if subFirst {
-			subDurable = sub() && msg(1)
+			subDurable = sub()
+			ok = subDurable && msg(1)
 		} else {
-			subDurable = msg(1) && sub()
+			ok = msg(1)
+			subDurable = ok && sub()
 		}
-		if subDurable {
+		if ok && subDurable {
 			msg(2) // two rolls: the first of the new segments is sealed before any sync
 		}
 	}()
