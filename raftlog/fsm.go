@@ -31,6 +31,9 @@ type fsm struct {
 
 	index   uint64 // the last command's index
 	stopErr error  // set once an entry could not be applied: nothing is applied after it
+	// current: the state machine holds the state at index, having restored a snapshot (and
+	// applied the commands after it). Not before the first restore, nor after a failed one.
+	current bool
 
 	published atomic.Uint64 // index, for Stats
 
@@ -210,10 +213,21 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("raftlog: snapshot format %d, want %d (written by a newer version, or corrupt)", v, snapFormat)
 	}
 	index := binary.BigEndian.Uint64(h[len(snapMagic)+1:])
+	if f.current && index == f.index {
+		// The state it holds already: a leader whose InstallSnapshot timed out while this
+		// node restored (a restore that fetches messages can outlast the RPC's timeout)
+		// sends the same snapshot again. Commands are numbered alike everywhere, so the
+		// same index is the same state.
+		if f.restored != nil {
+			f.restored()
+		}
+		return nil
+	}
+	f.current = false
 	if err := f.sm.Restore(rc); err != nil {
 		return fmt.Errorf("raftlog: restoring the state machine from a snapshot at command %d: %w", index, err)
 	}
-	f.index = index
+	f.index, f.current = index, true
 	f.published.Store(index)
 	if f.restored != nil {
 		f.restored()

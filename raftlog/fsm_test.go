@@ -2,9 +2,11 @@ package raftlog
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 
@@ -209,3 +211,68 @@ func TestSnapshotHeader(t *testing.T) {
 		}
 	}
 }
+
+// TestRestoreSkipsTheStateItHolds: a snapshot at the command index the state machine holds
+// after a restore is not restored again; one at another index is, and so is any after a
+// restore that failed (the state machine may hold part of it).
+func TestRestoreSkipsTheStateItHolds(t *testing.T) {
+	src := &fsm{sm: &callSM{}, halt: func(error) {}}
+	src.ApplyBatch([]*raft.Log{entry(1, "a", "b", "c")})
+	snap, err := src.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sink bufSink
+	if err := snap.Persist(&sink); err != nil {
+		t.Fatal(err)
+	}
+	good := sink.Bytes()
+	sm := &callSM{}
+	restored := 0
+	f := &fsm{sm: sm, halt: func(error) {}, restored: func() { restored++ }}
+	restore := func(b []byte, r io.Reader) error {
+		return f.Restore(io.NopCloser(io.MultiReader(bytes.NewReader(b), r)))
+	}
+	check := func(what, state string) {
+		t.Helper()
+		if sm.state != state {
+			t.Fatalf("%s: state %q, want %q", what, sm.state, state)
+		}
+	}
+	if err := restore(good, bytes.NewReader(nil)); err != nil {
+		t.Fatal(err)
+	}
+	check("first restore", "a,b,c")
+	sm.state = "held"
+	if err := restore(good, bytes.NewReader(nil)); err != nil {
+		t.Fatal(err)
+	}
+	check("the same snapshot again", "held")
+	if restored != 2 {
+		t.Fatalf("the log cache was emptied %d times, want 2", restored)
+	}
+
+	// A failed restore of another: the next one restores, whatever its index.
+	other := slices.Clone(good[:snapHeaderLen])
+	binary.BigEndian.PutUint64(other[len(snapMagic)+1:], 5)
+	if err := restore(other, iotestErrReader{}); err == nil {
+		t.Fatal("a failing restore succeeded")
+	}
+	sm.state = "held"
+	if err := restore(good, bytes.NewReader(nil)); err != nil {
+		t.Fatal(err)
+	}
+	check("after a failed restore", "a,b,c")
+
+	// Commands applied since: the snapshot is older than the state.
+	f.ApplyBatch([]*raft.Log{entry(9, "d")})
+	sm.state = "held"
+	if err := restore(good, bytes.NewReader(nil)); err != nil {
+		t.Fatal(err)
+	}
+	check("an older snapshot", "a,b,c")
+}
+
+type iotestErrReader struct{}
+
+func (iotestErrReader) Read([]byte) (int, error) { return 0, errors.New("read failed") }

@@ -416,6 +416,34 @@ func TestNodeSnapshotCatchUp(t *testing.T) {
 	c.WaitConverged(wait, next)
 }
 
+// TestNodeRestoresARepeatedSnapshotOnce: a follower whose restore outlasts the leader's
+// InstallSnapshot timeout (the in-memory transport's: 10 RPCTimeouts, 2 s) is sent the same
+// snapshot again once it is done, and restored it a second time — the state it held already.
+func TestNodeRestoresARepeatedSnapshotOnce(t *testing.T) {
+	c := raftlogtest.Start(t, raftlogtest.Options{Config: func(_ int, cfg *raftlog.Config) {
+		cfg.TrailingLogs = 8
+	}})
+	leader := c.Leader(wait)
+	lagging := c.Others(leader)[0]
+	c.Isolate(lagging)
+	var last uint64
+	for i := range 30 {
+		last = c.Propose(wait, raftlogtest.Put(fmt.Sprint("p", i)))
+	}
+	leader = c.Leader(wait, c.Others(lagging)...)
+	c.WaitConverged(wait, last, c.Others(lagging)...)
+	if err := leader.Node.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	lagging.SM.DelayNextRestore(10*raftlogtest.RPCTimeout + 500*time.Millisecond)
+	c.Heal()
+	c.WaitConverged(wait, last)
+	c.WaitConverged(wait, c.Propose(wait, raftlogtest.Put("after")))
+	if _, restores := lagging.SM.Calls(); restores != 1 {
+		t.Fatalf("%s restored the snapshot %d times, want once", lagging, restores)
+	}
+}
+
 // TestNodeSendsNoEntryItsLogDropped: a node that installs a snapshot past the end of its
 // log drops that log (the segment log does, at the next append), but raft's log cache kept
 // the old entries — among them ones the node had appended as a deposed leader and that were

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/starling-io/starling/raftlog"
 )
@@ -46,6 +47,7 @@ type Entry struct {
 type SM struct {
 	newOps  atomic.Bool // knows OpNew and OpNewIgnorable, as a newer version would
 	inApply atomic.Int32
+	delay   atomic.Int64 // the next Restore's extra time (DelayNextRestore)
 
 	mu       sync.Mutex
 	entries  []Entry
@@ -195,8 +197,15 @@ func (s *smSnapshot) Persist(w io.Writer) error {
 
 func (s *smSnapshot) Release() {}
 
+// DelayNextRestore makes the next Restore take d longer, as one that fetches data from other
+// nodes may: longer than the leader's InstallSnapshot timeout, say.
+func (s *SM) DelayNextRestore(d time.Duration) { s.delay.Store(int64(d)) }
+
 // Restore implements raftlog.StateMachine.
 func (s *SM) Restore(r io.Reader) error {
+	if d := s.delay.Swap(0); d > 0 {
+		time.Sleep(time.Duration(d))
+	}
 	br := bufio.NewReader(r)
 	get := func(what string) (uint64, error) {
 		v, err := binary.ReadUvarint(br)
