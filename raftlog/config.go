@@ -52,7 +52,7 @@ type Config struct {
 	ElectionTimeout    time.Duration // a candidate without a quorum this long retries; default 500ms
 	LeaderLeaseTimeout time.Duration // a leader without a quorum this long steps down; ≤ HeartbeatTimeout; default HeartbeatTimeout less 1µs (equal to it disables the election nudge)
 	CommitTimeout      time.Duration // longest wait before replicating a commit index with no new entry; default 50ms (raft's own)
-	MaxAppendEntries   int           // entries per AppendEntries RPC and per ApplyBatch; ≤ 1024; default 256
+	MaxAppendEntries   int           // entries per AppendEntries RPC and per ApplyBatch; ≤ 1024; default 256 (× MaxEntryBytes: 8 MiB a request)
 	SnapshotInterval   time.Duration // how often to check whether to snapshot; default 30s
 	SnapshotThreshold  uint64        // entries since the last snapshot that make a snapshot; default 4096
 	TrailingLogs       uint64        // entries kept after a snapshot, for followers slightly behind; default 8192
@@ -60,11 +60,12 @@ type Config struct {
 	LogCacheSize       int           // most recent entries kept in memory; default 512
 	LogCacheBytes      int           // and at most this many of their bytes; default 64 MiB
 	// MaxEntryBytes bounds an entry: a batch larger than this is proposed as several
-	// contiguous entries, split between commands (a command larger than this is an entry of
-	// its own). Chosen for raft-boltdb (LogStoreBolt), which rewrites the values of the log's
-	// last leaf, up to four entries, on every commit: one large entry per commit costs bolt
-	// four to five times its size in writes, the same bytes as several entries about twice
-	// (DESIGN.md, "Entry size"); the segment log writes an entry once, whatever its size.
+	// contiguous entries, split between commands, and a command larger than this in
+	// fragments — so that MaxAppendEntries entries (an AppendEntries, the log cache) are a
+	// bounded number of bytes whatever the messages' size. Chosen for raft-boltdb
+	// (LogStoreBolt), which rewrites the values of the log's last leaf, up to four entries,
+	// on every commit: one large entry per commit costs bolt four to five times its size in
+	// writes, the same bytes as several entries about twice (DESIGN.md, "Entry size").
 	// Default 32 KiB.
 	MaxEntryBytes int
 

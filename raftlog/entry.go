@@ -12,9 +12,14 @@ import (
 // Format 2 ends with a CRC-32C of what precedes it: raft-boltdb checks nothing, so a bit
 // flipped on one node's disk would otherwise reach a node that catches up from it as a
 // valid command. Format 1 (no checksum), written by earlier versions, is still read.
+//
+// Format 3 is a fragment: a piece of one command too large for an entry (MaxEntryBytes),
+// written over several contiguous entries so that no entry, and so no AppendEntries of
+// MaxAppendEntries of them nor the log cache, grows with the largest message.
 const (
 	entryFormat   = 2
 	entryFormatV1 = 1
+	entryFragment = 3
 	entryCRCLen   = 4
 )
 
@@ -42,6 +47,37 @@ func encodeEntry(cs []Command) []byte {
 // entryHeaderMax bounds what an entry adds to its commands: the format byte, the count, the
 // checksum.
 const entryHeaderMax = 1 + binary.MaxVarintLen64 + entryCRCLen
+
+// fragment = format(1 byte, = 3) total(uvarint) offset(uvarint) data crc32c(4 bytes): the
+// bytes at offset of a command of total bytes. fragHeaderMax bounds what it adds to them.
+const fragHeaderMax = 1 + 2*binary.MaxVarintLen64 + entryCRCLen
+
+// minFragment is the smallest piece a fragment carries, whatever MaxEntryBytes says.
+const minFragment = 64
+
+// oversized reports whether c alone makes an entry larger than limit (and has bytes to
+// split).
+func oversized(c Command, limit int) bool {
+	return len(c.Data) > 0 && 1+1+uvarintLen(uint64(len(c.Data)))+len(c.Data)+entryCRCLen > limit
+}
+
+// appendFragments appends to parts the fragments that carry data, each an entry of at most
+// limit bytes (or minFragment of data); only the last one completes the command (n = 1).
+func appendFragments(parts []entryPart, data []byte, limit int) []entryPart {
+	piece := max(limit-fragHeaderMax, minFragment)
+	for off := 0; off < len(data); off += piece {
+		end := min(off+piece, len(data))
+		b := make([]byte, 0, fragHeaderMax+end-off)
+		b = append(b, entryFragment)
+		b = binary.AppendUvarint(b, uint64(len(data)))
+		b = binary.AppendUvarint(b, uint64(off))
+		b = append(b, data[off:end]...)
+		b = binary.BigEndian.AppendUint32(b, crc32.Checksum(b, crcTable))
+		parts = append(parts, entryPart{data: b})
+	}
+	parts[len(parts)-1].n = 1
+	return parts
+}
 
 // entryEnds splits cs into runs that each fit an entry of at most max bytes (a command
 // larger than that is a run of its own) and returns where each run ends; nil when cs fits
@@ -78,6 +114,11 @@ type entryReader struct {
 	rest []byte // what follows the commands read so far
 	n    int    // commands in the entry
 	i    int    // commands read so far
+
+	// A fragment (format 3) holds no whole command (n = 0) but frag, the bytes at offset
+	// of a command of total bytes.
+	frag          []byte
+	total, offset uint64
 }
 
 var errEntryTruncated = errors.New("truncated")
@@ -89,7 +130,7 @@ func readEntry(b []byte) (entryReader, error) {
 		return entryReader{}, errors.New("empty entry")
 	}
 	switch b[0] {
-	case entryFormat:
+	case entryFormat, entryFragment:
 		if len(b) < 1+entryCRCLen {
 			return entryReader{}, fmt.Errorf("checksum: %w", errEntryTruncated)
 		}
@@ -102,6 +143,9 @@ func readEntry(b []byte) (entryReader, error) {
 	default:
 		return entryReader{}, fmt.Errorf("entry format %d, want %d (written by a newer version, or corrupt)", b[0], entryFormat)
 	}
+	if b[0] == entryFragment {
+		return readFragment(b[1:])
+	}
 	n, k := binary.Uvarint(b[1:])
 	if k <= 0 {
 		return entryReader{}, fmt.Errorf("command count: %w", errEntryTruncated)
@@ -112,6 +156,24 @@ func readEntry(b []byte) (entryReader, error) {
 		return entryReader{}, fmt.Errorf("command count %d in an entry of %d bytes", n, len(b))
 	}
 	return entryReader{rest: rest, n: int(n)}, nil
+}
+
+// readFragment reads a fragment's header and bytes (b: after the format byte, checksum cut).
+func readFragment(b []byte) (entryReader, error) {
+	total, k := binary.Uvarint(b)
+	if k <= 0 {
+		return entryReader{}, fmt.Errorf("fragment total: %w", errEntryTruncated)
+	}
+	b = b[k:]
+	offset, k := binary.Uvarint(b)
+	if k <= 0 {
+		return entryReader{}, fmt.Errorf("fragment offset: %w", errEntryTruncated)
+	}
+	b = b[k:]
+	if len(b) == 0 || offset >= total || uint64(len(b)) > total-offset {
+		return entryReader{}, fmt.Errorf("fragment of %d bytes at %d of a command of %d", len(b), offset, total)
+	}
+	return entryReader{frag: b[:len(b):len(b)], total: total, offset: offset}, nil
 }
 
 // more reports whether another command follows.

@@ -2,6 +2,8 @@ package raftlog
 
 import (
 	"bytes"
+	"encoding/binary"
+	"hash/crc32"
 	"slices"
 	"strings"
 	"testing"
@@ -61,7 +63,7 @@ func TestEntryCorrupt(t *testing.T) {
 		want string
 	}{
 		{"empty", nil, "empty entry"},
-		{"format", append([]byte{3}, good[1:]...), "entry format 3"},
+		{"format", append([]byte{4}, good[1:]...), "entry format 4"},
 		{"flipped bit", flipped, "the entry is corrupt"},
 		{"no checksum", []byte{entryFormat, 1, 0}, "checksum: truncated"},
 		{"no count", []byte{entryFormatV1}, "command count: truncated"},
@@ -88,6 +90,7 @@ func FuzzReadEntry(f *testing.F) {
 	f.Add(encodeEntry([]Command{{Data: []byte("abc")}}))
 	f.Add(encodeEntry([]Command{{Data: nil}, {Data: []byte("de")}}))
 	f.Add([]byte{entryFormatV1, 0x80})
+	f.Add(appendFragments(nil, []byte("a command in fragments"), fragHeaderMax+minFragment)[0].data)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		cmds, err := readAll(b)
 		if err != nil {
@@ -133,6 +136,95 @@ func TestEntryEnds(t *testing.T) {
 				}
 				start = end
 			}
+		}
+	}
+}
+
+// TestFragments: a command too large for an entry goes in fragments of at most the limit,
+// which read back to its bytes; a fragment that cannot belong to a command is an error.
+func TestFragments(t *testing.T) {
+	data := make([]byte, 10000)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	const limit = 1000
+	parts := appendFragments(nil, data, limit)
+	var back []byte
+	for i, p := range parts {
+		if len(p.data) > limit {
+			t.Errorf("fragment %d: %d bytes, over %d", i, len(p.data), limit)
+		}
+		if want := 0; i == len(parts)-1 {
+			want = 1
+			if p.n != want {
+				t.Errorf("the last fragment completes %d commands, want 1", p.n)
+			}
+		} else if p.n != want {
+			t.Errorf("fragment %d completes %d commands", i, p.n)
+		}
+		r, err := readEntry(p.data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.more() || r.end() != nil || r.total != uint64(len(data)) || r.offset != uint64(len(back)) {
+			t.Fatalf("fragment %d: total %d, offset %d, commands %d", i, r.total, r.offset, r.n)
+		}
+		back = append(back, r.frag...)
+	}
+	if !bytes.Equal(back, data) || len(parts) != 11 {
+		t.Fatalf("%d fragments read back to %d bytes, want 11 to %d", len(parts), len(back), len(data))
+	}
+
+	frag := func(body ...byte) []byte {
+		b := append([]byte{entryFragment}, body...)
+		return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, crcTable))
+	}
+	for _, tc := range []struct {
+		name string
+		b    []byte
+		want string
+	}{
+		{"no total", frag(), "fragment total: truncated"},
+		{"no offset", frag(5), "fragment offset: truncated"},
+		{"no bytes", frag(5, 0), "fragment of 0 bytes at 0 of a command of 5"},
+		{"offset past the end", frag(5, 5, 'x'), "fragment of 1 bytes at 5 of a command of 5"},
+		{"bytes past the end", frag(5, 4, 'x', 'y'), "fragment of 2 bytes at 4 of a command of 5"},
+		{"flipped bit", append(frag(5, 0, 'x')[:4], 0, 0, 0, 0), "the entry is corrupt"},
+	} {
+		if _, err := readEntry(tc.b); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error containing %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+// TestSplitFragments: a proposal's commands too large for an entry go in fragments between
+// the entries of the others; every part fits the limit and the parts count every command.
+func TestSplitFragments(t *testing.T) {
+	n := &Node{cfg: Config{MaxEntryBytes: 100}}
+	cmd := func(size int) Command { return Command{Data: bytes.Repeat([]byte{'x'}, size)} }
+	for _, tc := range []struct {
+		sizes []int
+		parts []int // commands each part completes
+	}{
+		{[]int{10, 10}, nil},
+		{[]int{0}, nil},
+		{[]int{200}, []int{0, 0, 1}},
+		{[]int{10, 200, 10, 10}, []int{1, 0, 0, 1, 2}},
+	} {
+		cs := make([]Command, len(tc.sizes))
+		for i, s := range tc.sizes {
+			cs[i] = cmd(s)
+		}
+		parts := n.split(cs)
+		var got []int
+		for _, p := range parts {
+			got = append(got, p.n)
+			if len(p.data) > 100 {
+				t.Errorf("%v: a part of %d bytes", tc.sizes, len(p.data))
+			}
+		}
+		if !slices.Equal(got, tc.parts) {
+			t.Errorf("%v: parts completing %v commands, want %v", tc.sizes, got, tc.parts)
 		}
 	}
 }

@@ -1,10 +1,12 @@
 package raftlog
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"sync/atomic"
 
@@ -34,6 +36,10 @@ type fsm struct {
 	// current: the state machine holds the state at index, having restored a snapshot (and
 	// applied the commands after it). Not before the first restore, nor after a failed one.
 	current bool
+	// partial is a command arriving in fragments (format 3 entries), as far as they came;
+	// partialLen its length once whole. nil: none. A snapshot carries it.
+	partial    []byte
+	partialLen uint64
 
 	published atomic.Uint64 // index, for Stats
 
@@ -110,19 +116,56 @@ func (f *fsm) decode(entry []byte) error {
 	if err != nil {
 		return err
 	}
+	if r.frag != nil {
+		return f.fragment(&r)
+	}
+	f.partial = nil // a command left in fragments was abandoned (its leader lost office)
 	for r.more() {
 		data, err := r.next()
 		if err != nil {
 			return err
 		}
-		c, err := f.sm.Decode(data)
-		if err != nil && (!errors.Is(err, ErrIgnorableOp) || errors.Is(err, ErrUnknownOp)) {
+		if err := f.add(data); err != nil {
 			return fmt.Errorf("command %d of %d: %w", r.i, r.n, err)
 		}
-		f.cmds = append(f.cmds, c)
-		f.skip = append(f.skip, err)
 	}
 	return r.end()
+}
+
+// fragment adds a fragment to the command it continues, and decodes the command once
+// whole. A fragment that continues none — the rest of a command whose proposer lost
+// leadership part way, and whose next entries a new leader replaced — is skipped, and so
+// is the partial command.
+func (f *fsm) fragment(r *entryReader) error {
+	switch {
+	case r.offset == 0:
+		// Sized for the whole command, but not trusting a length before the bytes came.
+		f.partial, f.partialLen = make([]byte, 0, min(r.total, 1<<20)), r.total
+	case f.partial == nil || r.total != f.partialLen || r.offset != uint64(len(f.partial)):
+		f.partial = nil
+		return nil
+	}
+	f.partial = append(f.partial, r.frag...)
+	if uint64(len(f.partial)) < f.partialLen {
+		return nil
+	}
+	data := f.partial[:len(f.partial):len(f.partial)]
+	f.partial = nil // never written again: the state machine may keep parts of data
+	if err := f.add(data); err != nil {
+		return fmt.Errorf("a command of %d bytes in fragments: %w", len(data), err)
+	}
+	return nil
+}
+
+// add decodes a command and appends it; an ignorable op is appended with its skip reason.
+func (f *fsm) add(data []byte) error {
+	c, err := f.sm.Decode(data)
+	if err != nil && (!errors.Is(err, ErrIgnorableOp) || errors.Is(err, ErrUnknownOp)) {
+		return err
+	}
+	f.cmds = append(f.cmds, c)
+	f.skip = append(f.skip, err)
+	return nil
 }
 
 // apply applies f.cmds, the first at index base, and fills f.res with one result per
@@ -171,9 +214,13 @@ func (f *fsm) Apply(l *raft.Log) any {
 }
 
 // The snapshot header: magic, format, then the index of the last command the state covers.
+// Format 2 adds a command arriving in fragments at the snapshot: its length once whole
+// (8 bytes), the length that came (8 bytes) and those bytes. Without one, format 1 is
+// written, which earlier versions read.
 const (
 	snapMagic     = "RLSN"
 	snapFormat    = 1
+	snapFormatFrg = 2
 	snapHeaderLen = len(snapMagic) + 1 + 8
 )
 
@@ -193,7 +240,9 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 		}
 		return nil, err
 	}
-	return &fsmSnapshot{index: f.index, s: s, done: f.snapshotted}, nil
+	// partial is never written in place again (fragment appends past its length), so
+	// Persist may read it beside later Applies.
+	return &fsmSnapshot{index: f.index, partial: f.partial, partialLen: f.partialLen, s: s, done: f.snapshotted}, nil
 }
 
 // Restore replaces the state with a snapshot's: the header's command index, then the state
@@ -209,10 +258,19 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	if string(h[:len(snapMagic)]) != snapMagic {
 		return fmt.Errorf("raftlog: snapshot header: magic %q, want %q: not a raftlog snapshot", h[:len(snapMagic)], snapMagic)
 	}
-	if v := h[len(snapMagic)]; v != snapFormat {
+	v := h[len(snapMagic)]
+	if v != snapFormat && v != snapFormatFrg {
 		return fmt.Errorf("raftlog: snapshot format %d, want %d (written by a newer version, or corrupt)", v, snapFormat)
 	}
 	index := binary.BigEndian.Uint64(h[len(snapMagic)+1:])
+	var partial []byte
+	var partialLen uint64
+	if v == snapFormatFrg {
+		var err error
+		if partial, partialLen, err = readPartial(rc); err != nil {
+			return err
+		}
+	}
 	if f.current && index == f.index {
 		// The state it holds already: a leader whose InstallSnapshot timed out while this
 		// node restored (a restore that fetches messages can outlast the RPC's timeout)
@@ -228,6 +286,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("raftlog: restoring the state machine from a snapshot at command %d: %w", index, err)
 	}
 	f.index, f.current = index, true
+	f.partial, f.partialLen = partial, partialLen
 	f.published.Store(index)
 	if f.restored != nil {
 		f.restored()
@@ -235,20 +294,48 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	return nil
 }
 
+// readPartial reads a format 2 snapshot's partial command. Memory grows with the bytes
+// that arrive, not with a length read before them.
+func readPartial(r io.Reader) ([]byte, uint64, error) {
+	var h [16]byte
+	if _, err := io.ReadFull(r, h[:]); err != nil {
+		return nil, 0, fmt.Errorf("raftlog: snapshot header, the command in fragments: %w", io.ErrUnexpectedEOF)
+	}
+	whole, have := binary.BigEndian.Uint64(h[:8]), binary.BigEndian.Uint64(h[8:])
+	if have == 0 || have >= whole || have > math.MaxInt64 {
+		return nil, 0, fmt.Errorf("raftlog: snapshot header: %d bytes of a command of %d in fragments", have, whole)
+	}
+	var b bytes.Buffer
+	if _, err := io.CopyN(&b, r, int64(have)); err != nil {
+		return nil, 0, fmt.Errorf("raftlog: snapshot header, the command in fragments: %w", io.ErrUnexpectedEOF)
+	}
+	return b.Bytes(), whole, nil
+}
+
 // fsmSnapshot writes the header, then the state machine's snapshot. Persist runs on raft's
 // snapshot goroutine, concurrently with ApplyBatch; it reads only what Snapshot captured.
 type fsmSnapshot struct {
-	index uint64
-	s     Snapshot
-	done  func(error) // fsm.snapshotted
+	index      uint64
+	partial    []byte // fsm.partial
+	partialLen uint64
+	s          Snapshot
+	done       func(error) // fsm.snapshotted
 }
 
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
-	var h [snapHeaderLen]byte
-	copy(h[:], snapMagic)
+	h := make([]byte, snapHeaderLen, snapHeaderLen+16)
+	copy(h, snapMagic)
 	h[len(snapMagic)] = snapFormat
 	binary.BigEndian.PutUint64(h[len(snapMagic)+1:], s.index)
-	_, err := sink.Write(h[:])
+	if s.partial != nil {
+		h[len(snapMagic)] = snapFormatFrg
+		h = binary.BigEndian.AppendUint64(h, s.partialLen)
+		h = binary.BigEndian.AppendUint64(h, uint64(len(s.partial)))
+	}
+	_, err := sink.Write(h)
+	if err == nil && s.partial != nil {
+		_, err = sink.Write(s.partial)
+	}
 	if err == nil {
 		err = s.s.Persist(sink)
 	}

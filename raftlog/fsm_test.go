@@ -276,3 +276,73 @@ func TestRestoreSkipsTheStateItHolds(t *testing.T) {
 type iotestErrReader struct{}
 
 func (iotestErrReader) Read([]byte) (int, error) { return 0, errors.New("read failed") }
+
+// fragments returns the entries, from raft index first, that carry data in fragments of
+// at most limit bytes.
+func fragments(first uint64, data string, limit int) []*raft.Log {
+	var logs []*raft.Log
+	for i, p := range appendFragments(nil, []byte(data), limit) {
+		logs = append(logs, &raft.Log{Index: first + uint64(i), Term: 1, Type: raft.LogCommand, Data: p.data})
+	}
+	return logs
+}
+
+// TestApplyBatchFragments: a command in fragments is applied once whole, at the index after
+// the command before it, whichever batches its fragments come in and across a snapshot taken
+// between them; one left part way (its leader lost office) is dropped, with its rest.
+func TestApplyBatchFragments(t *testing.T) {
+	big := strings.Repeat("0123456789", 30)
+	frags := fragments(2, big, fragHeaderMax+minFragment) // 5 entries
+	if len(frags) != 5 {
+		t.Fatalf("%d fragments", len(frags))
+	}
+	sm := &callSM{}
+	f := &fsm{sm: sm, halt: func(error) {}}
+	resp := f.ApplyBatch(append([]*raft.Log{entry(1, "a")}, frags[:2]...))
+	if o := outcomeOf(t, resp[1]); o.index != 2 {
+		t.Fatalf("a first fragment's outcome at %d, want 2 (the command's)", o.index)
+	}
+	snap, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sink bufSink
+	if err := snap.Persist(&sink); err != nil {
+		t.Fatal(err)
+	}
+	if sink.Bytes()[len(snapMagic)] != snapFormatFrg {
+		t.Fatalf("a snapshot between fragments in format %d", sink.Bytes()[len(snapMagic)])
+	}
+	rest := append(frags[2:], entry(7, "b"))
+	check := func(name string, sm *callSM, values []string, index uint64) {
+		t.Helper()
+		if !slices.Equal(sm.values, values) || sm.calls[len(sm.calls)-1][0] != index {
+			t.Fatalf("%s: applied %q, the last Apply at %v", name, sm.values, sm.calls)
+		}
+	}
+	resp = f.ApplyBatch(rest)
+	if o := outcomeOf(t, resp[2]); o.index != 2 || o.at(0) != nil {
+		t.Fatalf("the last fragment's outcome: index %d, result %v", o.index, o.at(0))
+	}
+	check("in order", sm, []string{"a", big, "b"}, 2)
+
+	sm2 := &callSM{}
+	f2 := &fsm{sm: sm2, halt: func(error) {}}
+	if err := f2.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))); err != nil {
+		t.Fatal(err)
+	}
+	f2.ApplyBatch(rest)
+	check("after a snapshot between fragments", sm2, []string{big, "b"}, 2)
+
+	// Abandoned after two fragments: the next command takes index 2, the rest is skipped.
+	sm3 := &callSM{}
+	f3 := &fsm{sm: sm3, halt: func(error) {}}
+	f3.ApplyBatch(append([]*raft.Log{entry(1, "a")}, frags[:2]...))
+	f3.ApplyBatch([]*raft.Log{entry(4, "c")})
+	f3.ApplyBatch(frags[2:])
+	f3.ApplyBatch([]*raft.Log{entry(8, "d")})
+	check("abandoned", sm3, []string{"a", "c", "d"}, 3)
+	if f3.index != 3 {
+		t.Fatalf("index %d after an abandoned command, want 3", f3.index)
+	}
+}

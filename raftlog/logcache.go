@@ -7,9 +7,11 @@ import (
 )
 
 // logCache keeps the most recent entries in memory, as raft.LogCache does, bounded by a
-// byte budget as well as a count: raft's cache counts entries only, and an entry holds one
+// byte budget as well as a count: raft's cache counts entries only, and an entry held one
 // engine batch (up to MaxEntryBytes) or one message larger than that, so 512 entries of
-// 1 MiB messages kept 512 MiB in memory on every node. The entries cached are the newest
+// 1 MiB messages kept 512 MiB in memory on every node. (Large commands now go in fragments
+// of MaxEntryBytes; the budget still bounds entries an earlier version wrote, and a large
+// MaxEntryBytes.) The entries cached are the newest
 // contiguous run (what raft appends and replicates next); any other write, and any
 // DeleteRange, empties it, as raft's does (fsm.restored relies on that).
 type logCache struct {

@@ -275,16 +275,24 @@ func (n *Node) propose(ctx context.Context, cs []Command) Future {
 }
 
 // split encodes cs as several entries when it does not fit one of MaxEntryBytes; nil when
-// it does.
+// it does. A command too large for an entry of its own goes in fragments.
 func (n *Node) split(cs []Command) []entryPart {
-	ends := entryEnds(cs, n.cfg.MaxEntryBytes)
+	limit := n.cfg.MaxEntryBytes
+	ends := entryEnds(cs, limit)
 	if ends == nil {
-		return nil
+		if len(cs) != 1 || !oversized(cs[0], limit) {
+			return nil
+		}
+		ends = []int{1}
 	}
-	parts := make([]entryPart, len(ends))
+	parts := make([]entryPart, 0, len(ends))
 	start := 0
-	for i, end := range ends {
-		parts[i] = entryPart{data: encodeEntry(cs[start:end]), n: end - start}
+	for _, end := range ends {
+		if end-start == 1 && oversized(cs[start], limit) {
+			parts = appendFragments(parts, cs[start].Data, limit)
+		} else {
+			parts = append(parts, entryPart{data: encodeEntry(cs[start:end]), n: end - start})
+		}
 		start = end
 	}
 	return parts

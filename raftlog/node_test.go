@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -170,6 +171,55 @@ func TestNodeSplitsLargeBatches(t *testing.T) {
 		if got := m.SM.Entries(); !slices.Equal(got, want) {
 			t.Errorf("%s applied %d commands, differing from the leader's %d", m, len(got), len(want))
 		}
+	}
+}
+
+// sizedTransport records the largest AppendEntries it sends, in entry bytes. It has no
+// pipeline, so that every AppendEntries passes through it.
+type sizedTransport struct {
+	*raft.InmemTransport
+	largest *atomic.Int64
+}
+
+func (s sizedTransport) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
+	n := 0
+	for _, e := range args.Entries {
+		n += len(e.Data)
+	}
+	for old := s.largest.Load(); int64(n) > old && !s.largest.CompareAndSwap(old, int64(n)); old = s.largest.Load() {
+	}
+	return s.InmemTransport.AppendEntries(id, target, args, resp)
+}
+
+func (sizedTransport) AppendEntriesPipeline(raft.ServerID, raft.ServerAddress) (raft.AppendPipeline, error) {
+	return nil, raft.ErrPipelineReplicationNotSupported
+}
+
+// TestNodeCatchUpBoundedByBytes: a follower that catches up on large commands (messages of
+// 256 KiB) is sent AppendEntries of at most MaxAppendEntries entries of MaxEntryBytes: a
+// command larger than an entry goes in fragments. Before, each was an entry of its own, and
+// an AppendEntries of MaxAppendEntries of them grew with the message size (256 × max_payload
+// by default: 256 MiB of 1 MiB messages, per request, on the leader and the follower).
+func TestNodeCatchUpBoundedByBytes(t *testing.T) {
+	const maxEntries, entryBytes = 16, 32 << 10
+	var largest atomic.Int64
+	c := raftlogtest.Start(t, raftlogtest.Options{
+		Config: func(_ int, cfg *raftlog.Config) { cfg.MaxAppendEntries, cfg.MaxEntryBytes = maxEntries, entryBytes },
+		Transport: func(_ *raftlogtest.Member, t *raft.InmemTransport) raft.Transport {
+			return sizedTransport{t, &largest}
+		},
+	})
+	leader := c.Leader(wait)
+	lagging := c.Others(leader)[0]
+	c.Isolate(lagging)
+	var last uint64
+	for i := range 32 {
+		last = c.Propose(wait, raftlogtest.Put(strings.Repeat(string(rune('a'+i%26)), 256<<10)))
+	}
+	c.Heal()
+	c.WaitConverged(wait, last)
+	if n := largest.Load(); n > maxEntries*entryBytes {
+		t.Fatalf("an AppendEntries of %d KiB, over %d entries of %d KiB", n>>10, maxEntries, entryBytes>>10)
 	}
 }
 

@@ -26,6 +26,8 @@ type Options struct {
 	Config func(i int, c *raftlog.Config) // adjusts member i's config before each start
 	NewOps func(i int) bool               // whether member i's SM knows the newer ops
 	Logger *slog.Logger                   // default: discarded
+	// Transport, if set, gives the transport member m's node uses, around its in-memory one.
+	Transport func(m *Member, t *raft.InmemTransport) raft.Transport
 }
 
 // Member is one node of a Cluster. Node is nil while the member is stopped; SM is the state
@@ -128,6 +130,9 @@ func (c *Cluster) Start(m *Member) {
 	m.SM.SetNewOps(c.opts.NewOps != nil && c.opts.NewOps(m.I))
 	cfg := c.Config(m)
 	cfg.Transport = trans
+	if c.opts.Transport != nil {
+		cfg.Transport = c.opts.Transport(m, trans)
+	}
 	c.connect()
 	n, err := raftlog.NewNode(cfg, m.SM)
 	if err != nil {
