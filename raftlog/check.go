@@ -3,6 +3,7 @@ package raftlog
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 
 	"github.com/hashicorp/raft"
 
@@ -94,6 +95,32 @@ func checkLogReach(path string, logs raft.LogStore, snaps raft.SnapshotStore) er
 			first, snap, snap+1, first-1))
 	}
 	return nil
+}
+
+// checkSnapshots refuses a raft directory whose snapshots all fail to open (raft's store
+// checks each one's CRC as it opens it), as raft would at its start — but before the
+// application starts anything for it (Config.BeforeStart), so that a damaged directory
+// never has the node accept clients, only to exit a moment later.
+func checkSnapshots(dir string, snaps raft.SnapshotStore) error {
+	metas, err := snaps.List()
+	if err != nil {
+		return fmt.Errorf("raftlog: listing the snapshots: %w", err)
+	}
+	var errs []error
+	for _, m := range metas {
+		_, rc, err := snaps.Open(m.ID)
+		if err == nil {
+			_ = rc.Close()
+			return nil // raft restores this one, or a newer one that opens
+		}
+		errs = append(errs, fmt.Errorf("snapshot %s: %w", m.ID, err))
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("raftlog: the raft snapshots in %s are damaged (%w); this node does not start, and so does not vote, "+
+		"until it is repaired: stop it, move %s aside and start it again; it rejoins with an empty log and catches up "+
+		"from the others", filepath.Join(dir, "snapshots"), errors.Join(errs...), dir)
 }
 
 // damagedLog is the refusal of a damaged raft log: what is wrong, and how to repair it.

@@ -170,6 +170,9 @@ func NewNode(cfg Config, sm StateMachine) (_ *Node, err error) {
 	if err = checkLogReach(logPath, logStore, snaps); err != nil {
 		return nil, err
 	}
+	if err = checkSnapshots(dir, snaps); err != nil {
+		return nil, err
+	}
 
 	n := &Node{
 		cfg: c, log: logger, store: store, logCloser: logCloser, leader: newLeadershipChan(),

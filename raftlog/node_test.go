@@ -409,6 +409,46 @@ func TestNodeBeforeStart(t *testing.T) {
 	c.WaitConverged(wait, c.Propose(wait, raftlogtest.Put("after")))
 }
 
+// TestNodeRefusesDamagedSnapshotsBeforeStart: a node whose only snapshot fails its CRC is
+// refused before BeforeStart runs (where the application opens its client port). Before, raft
+// found the damage as it started, after the hook: the node accepted clients for a moment and
+// exited.
+func TestNodeRefusesDamagedSnapshotsBeforeStart(t *testing.T) {
+	c := raftlogtest.Start(t, raftlogtest.Options{})
+	c.Leader(wait)
+	c.WaitConverged(wait, c.Propose(wait, puts("a", 5)...))
+	follower := c.Others(c.Leader(wait))[0]
+	if err := follower.Node.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	c.Stop(follower)
+	states, err := filepath.Glob(filepath.Join(follower.Dir, "g0", "snapshots", "*", "state.bin"))
+	if err != nil || len(states) != 1 {
+		t.Fatalf("snapshot states %v: %v", states, err)
+	}
+	b, err := os.ReadFile(states[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)-1] ^= 0x40
+	if err := os.WriteFile(states[0], b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	cfg := c.Config(follower)
+	_, cfg.Transport = raft.NewInmemTransport(raft.ServerAddress(follower.ID))
+	calls := 0
+	cfg.BeforeStart = func() error { calls++; return nil }
+	n, err := raftlog.NewNode(cfg, &raftlogtest.SM{})
+	if err == nil {
+		n.Close()
+	}
+	if err == nil || calls != 0 || !strings.Contains(err.Error(), "snapshots") {
+		t.Fatalf("NewNode on a damaged snapshot: %v, after %d calls of BeforeStart", err, calls)
+	}
+	t.Log(err)
+}
+
 // TestNodeSnapshotCatchUp: after a snapshot compacts the log, a node that lagged behind it,
 // and one that lost its disk, catch up from the snapshot plus the log; a restarted node
 // restores it; command indexes go on without a gap in every case.

@@ -15,9 +15,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"github.com/nats-io/stan.go"
 
 	"github.com/starling-io/starling/core/conf"
+	"github.com/starling-io/starling/raftlog"
+	"github.com/starling-io/starling/raftlog/raftlogtest"
 	"github.com/starling-io/starling/stores"
 	"github.com/starling-io/starling/streaming"
 	stanmon "github.com/starling-io/starling/streaming/monitor"
@@ -648,6 +651,51 @@ func TestClusteredNodeWithARefusedLogOpensNoPort(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), "listening for client connections") {
 		t.Errorf("core started with its raft log refused:\n%s", logs.String())
+	}
+}
+
+// TestClusteredNodeWithADamagedSnapshotOpensNoPort: a clustered node whose only raft
+// snapshot fails its checksum refuses to start before core opens its ports. Before, raft
+// found the damage only as it started, after core: the node accepted clients for a moment.
+func TestClusteredNodeWithADamagedSnapshotOpensNoPort(t *testing.T) {
+	dir := t.TempDir()
+	raftDir := filepath.Join(dir, "raft")
+	_, trans := raft.NewInmemTransport("n1")
+	n, err := raftlog.NewNode(raftlog.Config{Group: "test-cluster", NodeID: "n1", Dir: raftDir, Transport: trans,
+		NoSync: true, NoRaftLog: true, Logger: slog.New(slog.DiscardHandler)}, &raftlogtest.SM{})
+	check(t, err)
+	for deadline := time.Now().Add(10 * time.Second); !n.IsLeader(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("a node of one did not lead")
+		}
+	}
+	_, err = n.Propose(context.Background(), raftlogtest.Put("x")).Wait()
+	check(t, err)
+	check(t, n.Snapshot())
+	check(t, n.Close())
+	states, err := filepath.Glob(filepath.Join(raftDir, "test-cluster", "snapshots", "*", "state.bin"))
+	if err != nil || len(states) != 1 {
+		t.Fatalf("snapshot states %v: %v", states, err)
+	}
+	b, err := os.ReadFile(states[0])
+	check(t, err)
+	b[len(b)-1] ^= 0x40
+	check(t, os.WriteFile(states[0], b, 0o600))
+
+	logs := &syncBuffer{}
+	m := NewMain(io.Discard, logs)
+	check(t, m.ParseFlags([]string{"-a", "127.0.0.1", "-p", "-1", "-m", "-1", "--store", "file", "--dir", dir,
+		"--clustered", "--cluster_node_id", "n1", "--cluster_bootstrap", "--cluster", "nats://127.0.0.1:-1"}))
+	err = m.Start()
+	t.Cleanup(func() { _ = m.Close() })
+	if err == nil || !strings.Contains(err.Error(), "snapshots") {
+		t.Fatalf("Start: %v, want an error naming the damaged snapshots", err)
+	}
+	if a := m.Server().Addr(); a != nil {
+		t.Errorf("core listens on %s with its raft snapshots damaged", a)
+	}
+	if strings.Contains(logs.String(), "listening for client connections") {
+		t.Errorf("core started with its raft snapshots damaged:\n%s", logs.String())
 	}
 }
 
