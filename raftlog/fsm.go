@@ -271,11 +271,12 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 			return err
 		}
 	}
-	if f.current && index == f.index {
+	if f.current && index == f.index && partialLen == f.partialLen && bytes.Equal(partial, f.partial) {
 		// The state it holds already: a leader whose InstallSnapshot timed out while this
 		// node restored (a restore that fetches messages can outlast the RPC's timeout)
 		// sends the same snapshot again. Commands are numbered alike everywhere, so the
-		// same index is the same state.
+		// same index is the same state — with the same partial command: fragments move
+		// raft's index, not the command index.
 		if f.restored != nil {
 			f.restored()
 		}

@@ -346,3 +346,43 @@ func TestApplyBatchFragments(t *testing.T) {
 		t.Fatalf("index %d after an abandoned command, want 3", f3.index)
 	}
 }
+
+// A snapshot at the command index the state machine holds is skipped only if it also holds
+// the same partial command. Fragments advance raft's index but not the command index, so a
+// leader's newer snapshot taken between fragments has the index of one taken before them:
+// skipping it left the follower without the fragments before it, and the rest of the
+// command was then skipped as continuing nothing — applied on every replica but this one.
+func TestRestoreSkipsOnlyTheSamePartial(t *testing.T) {
+	big := strings.Repeat("0123456789", 30)
+	frags := fragments(2, big, fragHeaderMax+minFragment)
+	persist := func(f *fsm) []byte {
+		t.Helper()
+		snap, err := f.Snapshot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sink bufSink
+		if err := snap.Persist(&sink); err != nil {
+			t.Fatal(err)
+		}
+		return slices.Clone(sink.Bytes())
+	}
+	leader := &fsm{sm: &callSM{}, halt: func(error) {}}
+	leader.ApplyBatch([]*raft.Log{entry(1, "a")})
+	before := persist(leader) // command 1, no partial
+	leader.ApplyBatch(frags[:2])
+	between := persist(leader) // command 1, two fragments of command 2
+
+	sm := &callSM{}
+	f := &fsm{sm: sm, halt: func(error) {}}
+	if err := f.Restore(io.NopCloser(bytes.NewReader(before))); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Restore(io.NopCloser(bytes.NewReader(between))); err != nil {
+		t.Fatal(err)
+	}
+	f.ApplyBatch(append(frags[2:], entry(9, "b")))
+	if want := []string{big, "b"}; sm.state != "a" || !slices.Equal(sm.values, want) {
+		t.Fatalf("restored %q and applied %q after the newer snapshot, want %q and %q", sm.state, sm.values, "a", want)
+	}
+}
