@@ -44,7 +44,10 @@ func (s *Server) setupAccountRequests() error {
 		announce := false
 		if a == s.sysAcc {
 			// Every server answers for its own clients of any account, as for the server requests.
-			subjs, announce = []string{sysAccReqPrefix + "*.*"}, true
+			subjs, announce = nil, true
+			for _, kind := range []string{"CONNZ", "SUBSZ", "INFO", "STATZ"} {
+				subjs = append(subjs, sysAccReqPrefix+"*."+kind) // other kinds: no responders, as nats-server
+			}
 		}
 		for _, subj := range subjs {
 			sub := &subscription{client: a.internal, acc: a, subject: subj, sid: subj, handler: s.takeSysReq, local: !announce}

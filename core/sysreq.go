@@ -31,6 +31,9 @@ import (
 
 const sysReqPrefix = "$SYS.REQ.SERVER."
 
+// sysKinds are the server requests answered both by PING and by server id.
+var sysKinds = []string{"STATSZ", "VARZ", "CONNZ", "SUBSZ", "ROUTEZ", "HEALTHZ", "ACCOUNTZ", "IDZ"}
+
 // sysReqQueue bounds the system requests waiting for sysLoop.
 const sysReqQueue = 256
 
@@ -74,7 +77,14 @@ func (s *Server) setupSystem(o *Options) error {
 	}
 	s.sysAcc = a
 	s.sys = &sysState{reqs: make(chan sysReq, sysReqQueue), accReqs: make(chan sysReq, sysReqQueue)}
-	for _, subj := range []string{sysReqPrefix + "PING", sysReqPrefix + "PING.*", sysReqPrefix + s.id + ".*"} {
+	// Each kind answered is its own subscription, as nats-server's: a kind nobody answers
+	// (PING.KICK, which needs a server named, or one we lack) gets "no responders" at once
+	// rather than a timeout.
+	subjs := []string{sysReqPrefix + "PING", sysReqPrefix + s.id + ".KICK"}
+	for _, kind := range sysKinds {
+		subjs = append(subjs, sysReqPrefix+"PING."+kind, sysReqPrefix+s.id+"."+kind)
+	}
+	for _, subj := range subjs {
 		sub := &subscription{client: a.internal, acc: a, subject: subj, sid: subj, handler: s.takeSysReq}
 		if err := a.subs.Insert(subj, "", sub); err != nil {
 			return err
@@ -221,9 +231,6 @@ func (s *Server) serveSysReq(r sysReq) []byte {
 	statszOnly := r.subject == sysReqPrefix+"PING"
 	if !statszOnly {
 		kind = r.subject[strings.LastIndexByte(r.subject, '.')+1:]
-	}
-	if kind == "KICK" && r.subject != sysReqPrefix+s.id+".KICK" {
-		return nil // client ids are per server: only the one named kicks
 	}
 	info := s.sysInfo()
 	if kind == "IDZ" {
