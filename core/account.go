@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/starling-io/starling/core/subject"
@@ -24,6 +25,7 @@ type account struct {
 	services []*serviceImport // service imports into this account
 	resp     *responses       // this account exports services: its reply map; else nil
 	internal *client          // owns the account's own subscriptions (imports, replies)
+	conns    atomic.Int64     // clients whose connect was announced (only with a system account)
 }
 
 // streamImport brings the exporter's subjects into the importer's space.

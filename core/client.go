@@ -126,7 +126,7 @@ type client struct {
 	authDone  bool                // CONNECT authenticated (or no auth needed)
 	ident     *auth.Identity      // who the client is; nil without auth
 	authBy    *auth.Authenticator // the one that issued ident; nil without auth
-	announced bool                // a connect event was sent: a disconnect event follows
+	announced *account            // a connect event was sent (counted in this account's conns): a disconnect event follows
 
 	// The auth timer ends authCtx (so does closing): a CONNECT waiting for its turn at
 	// bcrypt gives up. authUser and authChecking name, for the timer's log line, who the

@@ -213,25 +213,8 @@ func (s *Server) userInfo(from uint64) *sysUserInfoData {
 	return ui
 }
 
-// accountStatz is nats-server's AccountStatz: the accounts named (acc, else o.Accounts, else
-// all), those without connections only when named alone or with include_unused. Traffic is
-// that of the connections open now.
-func (s *Server) accountStatz(acc string, o *sysAccOptions) map[string]any {
-	stats := map[*account]*sysAccStat{}
-	var names []string
-	switch {
-	case acc != "":
-		names = []string{acc}
-	case len(o.Accounts) > 0:
-		names = o.Accounts
-	default:
-		names = s.AccountNames()
-	}
-	for _, n := range names {
-		if a := s.account(n); a != nil {
-			stats[a] = &sysAccStat{Account: a.name, Name: a.name, NumSubs: uint32(a.subs.Count())}
-		}
-	}
+// addTraffic adds the connections of each account in stats and their traffic.
+func (s *Server) addTraffic(stats map[*account]*sysAccStat) {
 	s.mu.Lock()
 	cls := s.clientList()
 	s.mu.Unlock()
@@ -253,6 +236,28 @@ func (s *Server) accountStatz(acc string, o *sysAccOptions) map[string]any {
 		st.Received.Msgs += c.stats.inMsgs.Load()
 		st.Received.Bytes += c.stats.inBytes.Load()
 	}
+}
+
+// accountStatz is nats-server's AccountStatz: the accounts named (acc, else o.Accounts, else
+// all), those without connections only when named alone or with include_unused. Traffic is
+// that of the connections open now.
+func (s *Server) accountStatz(acc string, o *sysAccOptions) map[string]any {
+	stats := map[*account]*sysAccStat{}
+	var names []string
+	switch {
+	case acc != "":
+		names = []string{acc}
+	case len(o.Accounts) > 0:
+		names = o.Accounts
+	default:
+		names = s.AccountNames()
+	}
+	for _, n := range names {
+		if a := s.account(n); a != nil {
+			stats[a] = &sysAccStat{Account: a.name, Name: a.name, NumSubs: uint32(a.subs.Count())}
+		}
+	}
+	s.addTraffic(stats)
 	list := []*sysAccStat{}
 	for _, n := range names {
 		a := s.account(n)

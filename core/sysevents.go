@@ -43,6 +43,13 @@ type sysEvent struct {
 	client         sysClientInfo
 	sent, received sysMsgBytes
 	reason         string
+	// The account whose connection count changed, and the count after the change: its
+	// CONNS event precedes the connect or disconnect event, as nats-server's.
+	acc   *account
+	conns int64
+	// A second CONNECT that moved the client to another account: the count it left.
+	prevAcc   *account
+	prevConns int64
 }
 
 // clientInfo describes c for an event; c.mu held.
@@ -66,12 +73,16 @@ func (c *client) connectEvent() {
 		return
 	}
 	c.mu.Lock()
-	if c.announced { // a second CONNECT on the same connection
+	prev := c.announced
+	if prev == c.acc { // a second CONNECT on the same connection, in the same account
 		c.mu.Unlock()
 		return
 	}
-	c.announced = true
-	ev := sysEvent{client: c.clientInfo(s)}
+	ev := sysEvent{client: c.clientInfo(s), acc: c.acc, conns: c.acc.conns.Add(1)}
+	if prev != nil { // moved to another account by a second CONNECT: it is connected there now
+		ev.prevAcc, ev.prevConns = prev, prev.conns.Add(-1)
+	}
+	c.announced = c.acc
 	c.mu.Unlock()
 	s.queueEvent(ev)
 }
@@ -79,10 +90,10 @@ func (c *client) connectEvent() {
 // disconnectEvent announces the end of a client whose connect was announced; c.mu held.
 func (c *client) disconnectEvent() *sysEvent {
 	s := c.srv
-	if s.sys == nil || !c.announced {
+	if s.sys == nil || c.announced == nil {
 		return nil
 	}
-	ev := &sysEvent{disconnect: true, client: c.clientInfo(s), reason: c.reason,
+	ev := &sysEvent{disconnect: true, client: c.clientInfo(s), reason: c.reason, acc: c.announced, conns: c.announced.conns.Add(-1),
 		sent:     sysMsgBytes{c.stats.outMsgs.Load(), c.stats.outBytes.Load()},
 		received: sysMsgBytes{c.stats.inMsgs.Load(), c.stats.inBytes.Load()}}
 	stop := c.stop.UTC()
@@ -132,5 +143,9 @@ func (s *Server) publishEvent(ev *sysEvent) {
 		s.sysPublish("$SYS.SERVER."+s.id+".CLIENT.AUTH.ERR", b)
 		return
 	}
+	if ev.prevAcc != nil {
+		s.publishAccConns(ev.prevAcc, ev.prevConns)
+	}
+	s.publishAccConns(ev.acc, ev.conns)
 	s.sysPublish("$SYS.ACCOUNT."+ev.client.Account+verb, b)
 }

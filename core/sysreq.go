@@ -53,6 +53,11 @@ type sysState struct {
 	accReqs chan sysReq
 	seq     atomic.Uint64 // ServerInfo.seq
 	dropped atomic.Int64
+
+	statszEvery, connsEvery time.Duration // the longest STATSZ interval, the CONNS heartbeat
+	// sysLoop's own: the CONNS events' traffic counters and when they were counted.
+	traffic   map[*account]*sysAccStat
+	trafficAt time.Time
 }
 
 // setupSystem picks the system account (Options.SystemAccount, else $SYS when accounts are
@@ -76,7 +81,8 @@ func (s *Server) setupSystem(o *Options) error {
 		s.accounts[name] = a
 	}
 	s.sysAcc = a
-	s.sys = &sysState{reqs: make(chan sysReq, sysReqQueue), accReqs: make(chan sysReq, sysReqQueue)}
+	s.sys = &sysState{reqs: make(chan sysReq, sysReqQueue), accReqs: make(chan sysReq, sysReqQueue),
+		statszEvery: statszEvery, connsEvery: accConnsEvery}
 	// Each kind answered is its own subscription, as nats-server's: a kind nobody answers
 	// (PING.KICK, which needs a server named, or one we lack) gets "no responders" at once
 	// rather than a timeout.
@@ -112,9 +118,14 @@ func (s *Server) takeSysReq(m Msg) {
 	}
 }
 
-// sysLoop answers system requests until shutdown.
+// sysLoop answers system requests and sends the events until shutdown.
 func (s *Server) sysLoop() {
 	defer s.wg.Done()
+	every := min(firstStatsz, s.sys.statszEvery)
+	statsz := time.NewTimer(every)
+	defer statsz.Stop()
+	conns := time.NewTicker(s.sys.connsEvery)
+	defer conns.Stop()
 	for {
 		select {
 		case <-s.quit:
@@ -123,6 +134,12 @@ func (s *Server) sysLoop() {
 			s.handleSysReq(r)
 		case r := <-s.sys.accReqs:
 			s.handleSysReq(r)
+		case <-statsz.C:
+			s.publishStatsz()
+			every = min(2*every, s.sys.statszEvery)
+			statsz.Reset(every)
+		case <-conns.C:
+			s.connsHeartbeat()
 		}
 	}
 }
@@ -356,7 +373,7 @@ type sysRouteStats struct {
 func (s *Server) statsz() *sysStats {
 	v := s.Varz()
 	st := &sysStats{Start: v.Start, Mem: v.Mem, Cores: v.Cores, CPU: v.CPU, Connections: v.Connections,
-		TotalConnections: v.TotalConnections, ActiveAccounts: len(s.accounts), NumSubs: v.Subscriptions,
+		TotalConnections: v.TotalConnections, NumSubs: v.Subscriptions,
 		Sent: sysMsgBytes{v.OutMsgs, v.OutBytes}, Received: sysMsgBytes{v.InMsgs, v.InBytes},
 		SlowConsumers: v.SlowConsumers, MaxProcs: v.MaxProcs}
 	for _, r := range s.Routez(false, false) {
@@ -364,5 +381,10 @@ func (s *Server) statsz() *sysStats {
 			Sent: sysMsgBytes{r.OutMsgs, r.OutBytes}, Received: sysMsgBytes{r.InMsgs, r.InBytes}})
 	}
 	st.ActiveServers = 1 + len(st.Routes)
+	for _, a := range s.accounts {
+		if a.conns.Load() > 0 { // active: with clients, as nats-server counts them
+			st.ActiveAccounts++
+		}
+	}
 	return st
 }

@@ -1,0 +1,81 @@
+package core
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Periodic and connection-count events of the system account, as nats-server sends them:
+//
+//	$SYS.SERVER.<id>.STATSZ                 the server's statsz: 250 ms after start, then at
+//	                                        doubling intervals up to every 10 s
+//	$SYS.ACCOUNT.<acc>.SERVER.CONNS         an account's connections on this server, when they
+//	$SYS.SERVER.ACCOUNT.<acc>.CONNS         change and every 30 s while there are any (the
+//	                                        second subject is the older name; both are sent)
+//
+// The global account has no CONNS events (nats-server's neither). `nats server watch` and
+// monitoring tools follow these rather than polling.
+
+const (
+	firstStatsz     = 250 * time.Millisecond
+	statszEvery     = 10 * time.Second
+	accConnsEvery   = 30 * time.Second
+	accConnsType    = "io.nats.server.advisory.v1.account_connections"
+	accTrafficFresh = time.Second // CONNS traffic counters may be this old
+)
+
+// sysAccConns is nats-server's AccountNumConns.
+type sysAccConns struct {
+	Type   string         `json:"type"`
+	ID     string         `json:"id"`
+	Time   time.Time      `json:"timestamp"`
+	Server *sysServerInfo `json:"server"`
+	sysAccStat
+}
+
+// publishAccConns sends a's CONNS event with conns connections; on sysLoop.
+func (s *Server) publishAccConns(a *account, conns int64) {
+	if a == nil || a == s.gacc {
+		return
+	}
+	st := s.accTraffic(a)
+	st.Account, st.Name = a.name, a.name
+	st.Conns, st.TotalConns = int(conns), int(conns)
+	st.NumSubs = uint32(a.subs.Count())
+	b, _ := json.Marshal(sysAccConns{Type: accConnsType, ID: nuid(), Time: time.Now().UTC(), Server: s.sysInfo(), sysAccStat: st})
+	s.sysPublish("$SYS.SERVER.ACCOUNT."+a.name+".CONNS", b)
+	s.sysPublish("$SYS.ACCOUNT."+a.name+".SERVER.CONNS", b)
+}
+
+// accTraffic is the traffic of a's open connections, from one scan of all clients made
+// at most accTrafficFresh ago: a connect storm costs one scan a second, not one per
+// connection. Only sysLoop calls it.
+func (s *Server) accTraffic(a *account) sysAccStat {
+	if time.Since(s.sys.trafficAt) > accTrafficFresh {
+		stats := make(map[*account]*sysAccStat, len(s.accounts))
+		for _, acc := range s.accounts {
+			stats[acc] = &sysAccStat{}
+		}
+		s.addTraffic(stats)
+		s.sys.traffic, s.sys.trafficAt = stats, time.Now()
+	}
+	if st := s.sys.traffic[a]; st != nil {
+		return *st
+	}
+	return sysAccStat{}
+}
+
+// connsHeartbeat sends the CONNS event of every account with connections; on sysLoop.
+func (s *Server) connsHeartbeat() {
+	for _, a := range s.accounts {
+		if n := a.conns.Load(); n > 0 {
+			s.publishAccConns(a, n)
+		}
+	}
+}
+
+// publishStatsz sends the server's statsz on $SYS.SERVER.<id>.STATSZ; on sysLoop.
+func (s *Server) publishStatsz() {
+	b, _ := json.Marshal(map[string]any{"server": s.sysInfo(), "statsz": s.statsz()})
+	s.sysPublish("$SYS.SERVER."+s.id+".STATSZ", b)
+}
