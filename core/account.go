@@ -5,9 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"sort"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -61,10 +59,8 @@ func (s *Server) buildAccounts(cfgs []AccountConfig) error {
 	s.gacc = newAccount(s, GlobalAccount)
 	s.accounts = map[string]*account{GlobalAccount: s.gacc}
 	if len(cfgs) > 0 {
-		// Ordered by name: the same accounts written in another order are the same.
-		sorted := slices.Clone(cfgs)
-		slices.SortFunc(sorted, func(a, b AccountConfig) int { return strings.Compare(a.Name, b.Name) })
-		b, _ := json.Marshal(sorted)
+		// Canonical: the same accounts written in another order are the same.
+		b, _ := json.Marshal(canonicalAccounts(cfgs))
 		sum := sha256.Sum256(b)
 		s.accDigest = hex.EncodeToString(sum[:8])
 	}

@@ -1,8 +1,10 @@
 package core
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -242,4 +244,52 @@ func containsString(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// canonicalAccounts is a copy of cfgs in one order (accounts by name, then each one's
+// exports and imports, and each export's accounts), with empty lists nil: two
+// configurations that differ only in the order they were written in come out equal.
+func canonicalAccounts(cfgs []AccountConfig) []AccountConfig {
+	if len(cfgs) == 0 {
+		return nil
+	}
+	out := make([]AccountConfig, len(cfgs))
+	for i, c := range cfgs {
+		c.Exports, c.Imports = slices.Clone(c.Exports), slices.Clone(c.Imports)
+		for j := range c.Exports {
+			c.Exports[j].Accounts = slices.Clone(c.Exports[j].Accounts)
+			slices.Sort(c.Exports[j].Accounts)
+			if len(c.Exports[j].Accounts) == 0 {
+				c.Exports[j].Accounts = nil
+			}
+		}
+		slices.SortFunc(c.Exports, func(x, y Export) int {
+			return cmp.Or(cmp.Compare(x.Subject, y.Subject), compareBool(x.Service, y.Service),
+				cmp.Compare(x.Responses, y.Responses), cmp.Compare(x.ResponseThreshold, y.ResponseThreshold),
+				slices.Compare(x.Accounts, y.Accounts))
+		})
+		slices.SortFunc(c.Imports, func(x, y Import) int {
+			return cmp.Or(cmp.Compare(x.Account, y.Account), cmp.Compare(x.Subject, y.Subject), compareBool(x.Service, y.Service),
+				cmp.Compare(x.To, y.To), cmp.Compare(x.Prefix, y.Prefix))
+		})
+		if len(c.Exports) == 0 {
+			c.Exports = nil
+		}
+		if len(c.Imports) == 0 {
+			c.Imports = nil
+		}
+		out[i] = c
+	}
+	slices.SortFunc(out, func(x, y AccountConfig) int { return cmp.Compare(x.Name, y.Name) })
+	return out
+}
+
+func compareBool(x, y bool) int {
+	switch {
+	case x == y:
+		return 0
+	case x:
+		return 1
+	}
+	return -1
 }

@@ -212,14 +212,7 @@ func sameCluster(a, b *ClusterOptions) bool {
 }
 
 // sameAccounts reports whether two account configurations are the same, whatever the order
-// the accounts were written in (as the route digest sees them).
+// the accounts, their exports and imports were written in (as the route digest sees them).
 func sameAccounts(a, b []AccountConfig) bool {
-	if len(a) == 0 && len(b) == 0 {
-		return true
-	}
-	byName := func(x, y AccountConfig) int { return cmp.Compare(x.Name, y.Name) }
-	a, b = slices.Clone(a), slices.Clone(b)
-	slices.SortFunc(a, byName)
-	slices.SortFunc(b, byName)
-	return reflect.DeepEqual(a, b)
+	return reflect.DeepEqual(canonicalAccounts(a), canonicalAccounts(b))
 }

@@ -200,7 +200,23 @@ func TestReloadAccountsInAnotherOrder(t *testing.T) {
 	if err := s.Reload(core.Options{Host: "127.0.0.1", Port: -1, Accounts: moved}); err != nil {
 		t.Fatalf("reload with the accounts in another order: %v", err)
 	}
-	changed := []core.AccountConfig{accs[1], {Name: "A", Exports: []core.Export{{Subject: "a.>"}, {Subject: "b.>"}}}}
+	// Exports, imports and an export's accounts are lists whose order means nothing either
+	// (they were compared in order: this reload was refused).
+	accs = []core.AccountConfig{
+		{Name: "A", Exports: []core.Export{{Subject: "a.>"}, {Service: true, Subject: "s.>", Accounts: []string{"B", "C"}}}},
+		{Name: "B", Imports: []core.Import{{Account: "A", Subject: "a.>"}, {Service: true, Account: "A", Subject: "s.>"}}},
+		{Name: "C", Imports: []core.Import{{Service: true, Account: "A", Subject: "s.x"}}, Exports: []core.Export{}},
+	}
+	s = startCore(t, func(o *core.Options) { o.Accounts = accs })
+	moved = []core.AccountConfig{
+		{Name: "C", Imports: []core.Import{{Service: true, Account: "A", Subject: "s.x"}}},
+		{Name: "B", Imports: []core.Import{{Service: true, Account: "A", Subject: "s.>"}, {Account: "A", Subject: "a.>"}}},
+		{Name: "A", Exports: []core.Export{{Service: true, Subject: "s.>", Accounts: []string{"C", "B"}}, {Subject: "a.>"}}},
+	}
+	if err := s.Reload(core.Options{Host: "127.0.0.1", Port: -1, Accounts: moved}); err != nil {
+		t.Fatalf("reload with the exports and imports in another order: %v", err)
+	}
+	changed := []core.AccountConfig{accs[1], accs[2], {Name: "A", Exports: append(accs[0].Exports, core.Export{Subject: "b.>"})}}
 	if err := s.Reload(core.Options{Host: "127.0.0.1", Port: -1, Accounts: changed}); err == nil || !strings.Contains(err.Error(), "accounts cannot change") {
 		t.Fatalf("reload changing an account's exports: %v", err)
 	}
