@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/starling-io/starling/core/auth"
+	"github.com/starling-io/starling/core/subject"
 )
 
 // Account-level system requests, as nats-server answers them when it has a system account:
@@ -20,10 +21,12 @@ import (
 //	                                   account's STATZ: every account with connections)
 //	$SYS.REQ.SERVER.PING.CONNZ         in the other accounts: CONNZ of the requester's account
 //
-// nats-server reaches the last three from an ordinary account through service imports of the
-// system account that it adds to every account; here they are the account's own local
-// subscriptions (never announced: the server a client is connected to answers it). Nothing
-// of another account is visible to an ordinary user.
+// In an ordinary account the last two are service imports of the system account's
+// $SYS.REQ.ACCOUNT.<acc>.CONNZ / STATZ, as nats-server adds to every account: every server
+// of a cluster answers (STATZ only where the account has connections), and the subject,
+// not the request body, names the account, so nothing of another account is visible to an
+// ordinary user. USER.INFO is answered by the requester's server alone. The account-level
+// requests are queued apart from the server requests and events (sysState.accReqs).
 
 const (
 	sysUserInfo       = "$SYS.REQ.USER.INFO"
@@ -39,31 +42,64 @@ func isAccountReq(subj string) bool {
 
 // setupAccountRequests subscribes every account to the account-level requests.
 func (s *Server) setupAccountRequests() error {
+	sys := s.sysAcc
+	// Every server answers for its own clients of any account, as for the server requests.
+	for _, kind := range []string{"CONNZ", "SUBSZ", "INFO", "STATZ"} { // other kinds: no responders, as nats-server
+		subj := sysAccReqPrefix + "*." + kind
+		sub := &subscription{client: sys.internal, acc: sys, subject: subj, sid: subj, handler: s.takeSysReq}
+		if err := sys.subs.Insert(subj, "", sub); err != nil {
+			return err
+		}
+		s.subAdded(sub)
+	}
+	imports := [][2]string{{sysAccPingPrefix + "CONNZ", "CONNZ"}, {sysServerPingConn, "CONNZ"}, {sysAccPingPrefix + "STATZ", "STATZ"}}
 	for _, a := range s.accounts {
-		subjs := []string{sysUserInfo, sysAccPingPrefix + "CONNZ", sysAccPingPrefix + "STATZ", sysServerPingConn}
-		announce := false
-		if a == s.sysAcc {
-			// Every server answers for its own clients of any account, as for the server requests.
-			subjs, announce = nil, true
-			for _, kind := range []string{"CONNZ", "SUBSZ", "INFO", "STATZ"} {
-				subjs = append(subjs, sysAccReqPrefix+"*."+kind) // other kinds: no responders, as nats-server
-			}
+		// USER.INFO: only the requester's server knows the requester.
+		sub := &subscription{client: a.internal, acc: a, subject: sysUserInfo, sid: sysUserInfo, handler: s.takeSysReq, local: true}
+		if err := a.subs.Insert(sysUserInfo, "", sub); err != nil {
+			return err
 		}
-		for _, subj := range subjs {
-			sub := &subscription{client: a.internal, acc: a, subject: subj, sid: subj, handler: s.takeSysReq, local: !announce}
-			if err := a.subs.Insert(subj, "", sub); err != nil {
-				return err
-			}
-			s.subAdded(sub)
+		if a == sys {
+			continue
 		}
-		if a == s.sysAcc {
-			sub := &subscription{client: a.internal, acc: a, subject: sysUserInfo, sid: sysUserInfo, handler: s.takeSysReq, local: true}
-			if err := a.subs.Insert(sysUserInfo, "", sub); err != nil {
+		for _, im := range imports {
+			if err := s.importSysRequest(a, im[0], sysAccReqPrefix+a.name+"."+im[1]); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
+}
+
+// sysImportThreshold is how long the answers of every server to an account's request may
+// take to come back through the system import.
+const sysImportThreshold = 2 * time.Second
+
+// importSysRequest lets account a's clients send the system account's request target by
+// publishing on local: a service import with several answers (one per server), as the
+// imports nats-server gives every account.
+func (s *Server) importSysRequest(a *account, local, target string) error {
+	sys := s.sysAcc
+	// The answers, published by the system account's internal client, go through its own
+	// reply subscription: it must hear itself.
+	sys.internal.echo.Store(true)
+	tr, err := subject.NewTransform(local, target)
+	if err != nil {
+		return err
+	}
+	if sys.resp == nil {
+		sys.resp = newResponses()
+		sub := &subscription{client: sys.internal, acc: sys, subject: sys.resp.prefix + ">", sid: "replies",
+			imp: &importRef{resp: sys.resp}}
+		if err := sys.subs.Insert(sub.subject, "", sub); err != nil {
+			return err
+		}
+		sys.resp.sub = sub
+		s.subAdded(sub)
+	}
+	si := &serviceImport{from: a, to: sys, local: local, toExport: tr, multi: true, threshold: sysImportThreshold}
+	sub := &subscription{client: a.internal, acc: a, subject: local, sid: "import " + local, local: true, imp: &importRef{svc: si}}
+	return a.subs.Insert(local, "", sub)
 }
 
 // sysUserInfoData is nats-server's UserInfo.
@@ -143,8 +179,6 @@ func (s *Server) serveAccountReq(r sysReq) []byte {
 	switch {
 	case r.subject == sysUserInfo:
 		kind = "USERINFO"
-	case r.subject == sysServerPingConn:
-		kind = "CONNZ"
 	case strings.HasPrefix(r.subject, sysAccPingPrefix):
 		kind = r.subject[len(sysAccPingPrefix):]
 		if kind == "STATZ" && from == s.sysAcc {
@@ -159,6 +193,9 @@ func (s *Server) serveAccountReq(r sysReq) []byte {
 		acc, kind = rest[:i], rest[i+1:]
 	}
 	data, err := s.accountData(kind, acc, r.from, &opts)
+	if st, ok := data.(*sysAccStatz); ok && len(st.Accounts) == 0 && !opts.IncludeUnused {
+		return nil // no connections of the account(s) here: other servers answer, as nats-server
+	}
 	return sysAnswer(info, data, err)
 }
 
@@ -238,10 +275,17 @@ func (s *Server) addTraffic(stats map[*account]*sysAccStat) {
 	}
 }
 
+// sysAccStatz is nats-server's AccountStatz.
+type sysAccStatz struct {
+	ID       string        `json:"server_id"`
+	Now      time.Time     `json:"now"`
+	Accounts []*sysAccStat `json:"account_statz"`
+}
+
 // accountStatz is nats-server's AccountStatz: the accounts named (acc, else o.Accounts, else
-// all), those without connections only when named alone or with include_unused. Traffic is
-// that of the connections open now.
-func (s *Server) accountStatz(acc string, o *sysAccOptions) map[string]any {
+// all), those without connections only with include_unused. Traffic is that of the
+// connections open now.
+func (s *Server) accountStatz(acc string, o *sysAccOptions) *sysAccStatz {
 	stats := map[*account]*sysAccStat{}
 	var names []string
 	switch {
@@ -261,10 +305,10 @@ func (s *Server) accountStatz(acc string, o *sysAccOptions) map[string]any {
 	list := []*sysAccStat{}
 	for _, n := range names {
 		a := s.account(n)
-		if st := stats[a]; st != nil && (st.Conns > 0 || acc != "" || o.IncludeUnused) {
+		if st := stats[a]; st != nil && (st.Conns > 0 || o.IncludeUnused) {
 			list = append(list, st)
 			stats[a] = nil // named twice: once
 		}
 	}
-	return map[string]any{"server_id": s.id, "now": time.Now().UTC(), "account_statz": list}
+	return &sysAccStatz{ID: s.id, Now: time.Now().UTC(), Accounts: list}
 }

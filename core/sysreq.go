@@ -108,7 +108,7 @@ func (s *Server) takeSysReq(m Msg) {
 	r := sysReq{subject: string(m.Subject), reply: string(m.Reply), data: bytes.Clone(m.Data),
 		acc: (*subscription)(m.Sub).acc, from: m.From}
 	q := s.sys.reqs
-	if r.acc != nil && r.acc != s.sysAcc {
+	if isAccountReq(r.subject) { // ordinary accounts' users can send these (imports, USER.INFO)
 		q = s.sys.accReqs
 	}
 	select {

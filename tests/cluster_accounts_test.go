@@ -172,3 +172,76 @@ func TestClusterSystemAccount(t *testing.T) {
 		}
 	}
 }
+
+// An ordinary account's CONNZ and STATZ requests are answered by every server of a mesh,
+// as nats-server's (they are service imports of the system account's per-account
+// requests, which every server serves): each server lists its own connections of the
+// account; STATZ comes only from servers where the account has some. Before, only the
+// requester's server answered.
+func TestClusterAccountRequestsGatherEveryServer(t *testing.T) {
+	n1, n2, n3 := startAccountsMesh(t, sysConf)
+	a := n1.dial(nats.UserInfo("a", "a"))
+	n3.dial(nats.UserInfo("a", "a"))
+	n2.dial(nats.UserInfo("b", "b"))
+	inbox := nats.NewInbox()
+	ch := make(chan *nats.Msg, 64)
+	_, err := a.ChanSubscribe(inbox, ch)
+	must(t, err)
+	must(t, a.Flush())
+	type answer struct {
+		Server struct {
+			Name string `json:"name"`
+		} `json:"server"`
+		Data struct {
+			Conns []struct {
+				Account string `json:"account"`
+			} `json:"connections"`
+			Stats []struct {
+				Account string `json:"acc"`
+				Conns   int    `json:"conns"`
+			} `json:"account_statz"`
+		} `json:"data"`
+	}
+	gather := func(subj string, want int) map[string]string {
+		t.Helper()
+		var got map[string]string
+		waitFor(t, meshTimeout, func() error {
+			must(t, a.PublishRequest(subj, inbox, []byte(`{"acc":"B","accounts":["B"],"auth":true}`)))
+			got = map[string]string{}
+			deadline := time.After(500 * time.Millisecond)
+			for {
+				select {
+				case m := <-ch:
+					var r answer
+					must(t, json.Unmarshal(m.Data, &r))
+					var seen []string
+					for _, c := range r.Data.Conns {
+						seen = append(seen, c.Account)
+					}
+					for _, s := range r.Data.Stats {
+						seen = append(seen, fmt.Sprintf("%s:%d", s.Account, s.Conns))
+					}
+					got[r.Server.Name] = strings.Join(seen, ",")
+					continue
+				case <-deadline:
+				}
+				break
+			}
+			if len(got) != want {
+				return fmt.Errorf("%s: answers %v", subj, got)
+			}
+			return nil
+		})
+		return got
+	}
+	for _, subj := range []string{"$SYS.REQ.ACCOUNT.PING.CONNZ", "$SYS.REQ.SERVER.PING.CONNZ"} {
+		got := gather(subj, 3)
+		if got[n1.name] != "A" || got[n2.name] != "" || got[n3.name] != "A" {
+			t.Fatalf("%s: %v", subj, got)
+		}
+	}
+	got := gather("$SYS.REQ.ACCOUNT.PING.STATZ", 2)
+	if got[n1.name] != "A:1" || got[n3.name] != "A:1" {
+		t.Fatalf("STATZ: %v", got)
+	}
+}
