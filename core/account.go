@@ -53,27 +53,56 @@ func newAccount(s *Server, name string) *account {
 	return a
 }
 
+// accountSet is the accounts in force: never modified once stored in Server.accs.
+type accountSet struct {
+	m      map[string]*account
+	digest string // identifies the account configuration in route INFO ("" without accounts)
+}
+
+// accountSet returns the accounts in force.
+func (s *Server) accountSet() *accountSet { return s.accs.Load() }
+
+// accountMap returns the accounts in force by name; read only.
+func (s *Server) accountMap() map[string]*account { return s.accs.Load().m }
+
+// accountsDigest identifies an account configuration, whatever its order.
+func accountsDigest(cfgs []AccountConfig) string {
+	if len(cfgs) == 0 {
+		return ""
+	}
+	b, _ := json.Marshal(canonicalAccounts(cfgs))
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
+}
+
 // buildAccounts creates the global account and the configured ones, with their imports.
 // The configuration has passed ValidateAccounts.
 func (s *Server) buildAccounts(cfgs []AccountConfig) error {
 	s.gacc = newAccount(s, GlobalAccount)
-	s.accounts = map[string]*account{GlobalAccount: s.gacc}
-	if len(cfgs) > 0 {
-		// Canonical: the same accounts written in another order are the same.
-		b, _ := json.Marshal(canonicalAccounts(cfgs))
-		sum := sha256.Sum256(b)
-		s.accDigest = hex.EncodeToString(sum[:8])
+	m := map[string]*account{GlobalAccount: s.gacc}
+	if err := s.addAccounts(m, cfgs, cfgs); err != nil {
+		return err
 	}
-	for _, c := range cfgs {
+	s.accs.Store(&accountSet{m: m, digest: accountsDigest(cfgs)})
+	return nil
+}
+
+// addAccounts adds to m the accounts of add (the global one is in m already; all is the
+// whole configuration) with their imports, whose exporters are in m. An exporter that
+// gets its first service importer gets its reply map. m is not in force yet, but the
+// exporters may be: their index is safe to add to.
+func (s *Server) addAccounts(m map[string]*account, add, all []AccountConfig) error {
+	for _, c := range add {
 		if c.Name != GlobalAccount {
-			s.accounts[c.Name] = newAccount(s, c.Name)
+			m[c.Name] = newAccount(s, c.Name)
 		}
 	}
-	for _, c := range cfgs {
-		a := s.accounts[c.Name]
+	var replies []*account
+	for _, c := range add {
+		a := m[c.Name]
 		a.cfg = c
 		for _, im := range c.Imports {
-			exp := s.accounts[im.Account]
+			exp := m[im.Account]
 			local := im.local()
 			if !im.Service {
 				si := &streamImport{from: exp, subject: im.Subject, local: local}
@@ -84,7 +113,7 @@ func (s *Server) buildAccounts(cfgs []AccountConfig) error {
 			}
 			si := &serviceImport{from: a, to: exp, local: local, threshold: DefaultResponseThreshold}
 			si.toExport, _ = subject.NewTransform(local, im.Subject)
-			if ex := findExport(cfgs, im.Account, im.Subject); ex != nil {
+			if ex := findExport(all, im.Account, im.Subject); ex != nil {
 				si.multi = ex.Responses == ResponseStream || ex.Responses == ResponseChunked
 				if ex.ResponseThreshold > 0 {
 					si.threshold = ex.ResponseThreshold
@@ -92,29 +121,26 @@ func (s *Server) buildAccounts(cfgs []AccountConfig) error {
 			}
 			if exp.resp == nil {
 				exp.resp = newResponses()
+				replies = append(replies, exp)
 			}
 			a.services = append(a.services, si)
-		}
-	}
-	// The internal subscriptions: each service import listens on its local subject (for
-	// this server's clients only), each service exporter on its reply prefix.
-	for _, a := range s.accounts {
-		for _, si := range a.services {
+			// Its subscription, for this server's clients only.
 			sub := &subscription{client: a.internal, acc: a, subject: si.local, sid: "import " + si.local,
 				local: true, imp: &importRef{svc: si}}
 			if err := a.subs.Insert(sub.subject, "", sub); err != nil {
 				return fmt.Errorf("%w: account %q: service import %q: %v", ErrInvalidOptions, a.name, si.local, err)
 			}
 		}
-		if a.resp != nil {
-			sub := &subscription{client: a.internal, acc: a, subject: a.resp.prefix + ">", sid: "replies",
-				imp: &importRef{resp: a.resp}}
-			if err := a.subs.Insert(sub.subject, "", sub); err != nil {
-				return err
-			}
-			a.resp.sub = sub
-			s.subAdded(sub) // the routes learn of it when they register
+	}
+	// Each service exporter listens on its reply prefix.
+	for _, a := range replies {
+		sub := &subscription{client: a.internal, acc: a, subject: a.resp.prefix + ">", sid: "replies",
+			imp: &importRef{resp: a.resp}}
+		if err := a.subs.Insert(sub.subject, "", sub); err != nil {
+			return err
 		}
+		a.resp.sub = sub
+		s.subAdded(sub) // the routes learn of it when they register
 	}
 	return nil
 }
@@ -134,19 +160,18 @@ func findExport(cfgs []AccountConfig, acc, subj string) *Export {
 	return nil
 }
 
-// account returns the account named name, or nil. The map is built by New and never
-// changes, so no lock is needed.
+// account returns the account named name, or nil.
 func (s *Server) account(name string) *account {
 	if name == "" {
 		return s.gacc
 	}
-	return s.accounts[name]
+	return s.accountMap()[name]
 }
 
 // AccountNames lists the accounts, the global one included, sorted.
 func (s *Server) AccountNames() []string {
-	names := make([]string, 0, len(s.accounts))
-	for n := range s.accounts {
+	names := make([]string, 0, len(s.accountMap()))
+	for n := range s.accountMap() {
 		names = append(names, n)
 	}
 	sort.Strings(names)

@@ -56,7 +56,7 @@ func (s *Server) Accountz(name string) (*Accountz, error) {
 		az.Accounts = s.AccountNames()
 		return az, nil
 	}
-	a := s.accounts[name]
+	a := s.accountMap()[name]
 	if a == nil {
 		return nil, fmt.Errorf("%w: Account %s does not exist", ErrBadRequest, name)
 	}

@@ -85,23 +85,26 @@ func (c *client) authenticate(opts *connectOpts) error {
 	return nil
 }
 
-// bindAccount puts the client in its user's account, on the read goroutine at CONNECT.
-// The account never changes afterwards (a reload that would move a user closes it).
-func (c *client) bindAccount() {
+// bindAccount puts the client in its user's account, on the read goroutine at CONNECT;
+// false if that account no longer exists (a reload removed it while the CONNECT was
+// checked). The account never changes afterwards (a reload that would move a user, or
+// remove its account, closes it).
+func (c *client) bindAccount() bool {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	name := ""
 	if c.ident != nil {
 		name = c.ident.Account
 	}
 	acc := c.srv.account(name)
 	if acc == nil {
-		acc = c.srv.gacc // core.New checked that every user's account exists
+		return false
 	}
 	if acc != c.acc {
 		c.acc = acc
 		c.l1, c.l1gen = nil, 0 // the cache belonged to the other index
 	}
-	c.mu.Unlock()
+	return true
 }
 
 // loginName is who a CONNECT claims to be, for the log: the user name or the nkey.

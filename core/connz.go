@@ -311,7 +311,7 @@ type SubszOptions struct {
 func (s *Server) subStats(account string) subject.Stats {
 	var st subject.Stats
 	var hits, matches float64
-	for _, a := range s.accounts {
+	for _, a := range s.accountMap() {
 		if account != "" && a.name != account {
 			continue
 		}
@@ -372,7 +372,7 @@ func (s *Server) Subsz(o SubszOptions) (*Subsz, error) {
 		return sz, nil
 	}
 	var list []SubDetail
-	for _, a := range s.accounts {
+	for _, a := range s.accountMap() {
 		if o.Account != "" && a.name != o.Account {
 			continue
 		}

@@ -50,7 +50,7 @@ func TestServiceImportNoResponderLeavesNoReplyEntry(t *testing.T) {
 			t.Fatalf("request %d: %v, want no responders", i, err)
 		}
 	}
-	if got := respEntries(s.accounts["A"]); got != 0 {
+	if got := respEntries(s.accountMap()["A"]); got != 0 {
 		t.Fatalf("%d reply map entries left by %d requests nobody received, want 0", got, n)
 	}
 
@@ -69,7 +69,7 @@ func TestServiceImportNoResponderLeavesNoReplyEntry(t *testing.T) {
 	if m, err := nc.Request("help.me", nil, time.Second); err != nil || string(m.Data) != "ok" {
 		t.Fatalf("answered request: %v %v", m, err)
 	}
-	if got := respEntries(s.accounts["A"]); got != 0 {
+	if got := respEntries(s.accountMap()["A"]); got != 0 {
 		t.Fatalf("%d reply map entries left after an answered request, want 0", got)
 	}
 }

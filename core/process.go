@@ -48,7 +48,10 @@ func (c *client) ProcessConnect(arg []byte) error {
 		// goes, as in nats-server.
 		c.dropAllSubs()
 	}
-	c.bindAccount()
+	if !c.bindAccount() {
+		c.srv.logRefusedLogin(c, "authentication failed", loginName(&opts), "the user's account was removed by a reload")
+		return wire.ErrAuthorization
+	}
 	c.opts = opts
 	c.opts.Pass, c.opts.AuthToken, c.opts.Sig = "", "", "" // never keep secrets around
 	c.echo.Store(opts.Echo)

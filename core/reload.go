@@ -20,7 +20,8 @@ var ErrReload = errors.New("core: reload")
 // max_connections closes the newest clients past it), TLS settings to new
 // connections, and a new Authenticator re-checks every client — a client whose user was
 // removed or whose credentials changed is closed with an Authorization Violation, the
-// others get their (possibly changed) permissions at once. The listen address, the
+// others get their (possibly changed) permissions at once. Accounts may be added or
+// removed, not changed (reload_accounts.go). The listen address, the
 // server name, client_advertise and the cluster settings cannot change; new routes take the reloaded route
 // TLS configuration (certificates), though TLS cannot be turned on or off for routes.
 func (s *Server) Reload(next Options) error {
@@ -44,8 +45,10 @@ func (s *Server) Reload(next Options) error {
 		return fmt.Errorf("%w: clustering cannot be turned on or off (restart instead)", ErrReload)
 	case n.Cluster != nil && !sameCluster(n.Cluster, cur.Cluster):
 		return fmt.Errorf("%w: the cluster settings cannot change (restart instead)", ErrReload)
-	case !sameAccounts(n.Accounts, cur.Accounts) || n.SystemAccount != cur.SystemAccount:
-		return fmt.Errorf("%w: accounts cannot change (restart instead)", ErrReload)
+	}
+	plan, err := s.planAccounts(cur, &n)
+	if err != nil {
+		return err
 	}
 	// Routes keep the cluster settings they started with, but for the TLS configuration
 	// (its certificates may have been renewed), which each new route connection reads.
@@ -56,6 +59,9 @@ func (s *Server) Reload(next Options) error {
 	}
 	if next.Logger == nil {
 		n.Logger = cur.Logger
+	}
+	if err := s.addPlanned(plan, n.Accounts); err != nil {
+		return err
 	}
 	s.opts.Store(&n)
 	s.configAt.Store(time.Now().UnixNano())
@@ -68,6 +74,7 @@ func (s *Server) Reload(next Options) error {
 			closed++
 		}
 	}
+	closed += s.removePlanned(plan, n.Accounts)
 	closed += s.closeOverMaxConnections(n.MaxConnections)
 	s.log.Info("configuration reloaded", "clients", countClients(cls), "closed", closed)
 	return nil

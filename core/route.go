@@ -364,7 +364,7 @@ func (s *Server) routeInfoJSON() []byte {
 		Host:         co.Host,
 		IP:           s.routeURL,
 		Cluster:      co.Name,
-		Accounts:     s.accDigest,
+		Accounts:     s.accountSet().digest,
 		Headers:      true,
 		MaxPayload:   s.o().MaxPayload,
 		AuthRequired: co.Username != "",

@@ -168,7 +168,7 @@ func (c *client) routeAccount(name []byte) *account {
 	if st.lastAcc != nil && string(name) == st.lastAcc.name {
 		return st.lastAcc
 	}
-	acc := c.srv.accounts[string(name)]
+	acc := c.srv.accountMap()[string(name)]
 	if acc != nil {
 		st.lastAcc = acc
 		return acc

@@ -34,14 +34,12 @@ type Server struct {
 	name     string
 	start    time.Time
 
-	// Accounts: built by New, never changed (a reload may not change them), so read
-	// without a lock. gacc is the global account $G.
-	gacc     *account
-	accounts map[string]*account
-	sysAcc   *account  // the system account, nil without accounts
-	sys      *sysState // system account requests (sysreq.go); nil without a system account
-	// accDigest identifies the account configuration in route INFO ("" without accounts).
-	accDigest string
+	// Accounts: an immutable set, replaced whole by a reload that adds or removes accounts
+	// (reload_accounts.go), so read without a lock. gacc is the global account $G.
+	gacc   *account
+	accs   atomic.Pointer[accountSet]
+	sysAcc *account  // the system account, nil without accounts
+	sys    *sysState // system account requests (sysreq.go); nil without a system account
 
 	mu       sync.Mutex
 	clients  map[uint64]*client
@@ -395,7 +393,7 @@ func (s *Server) NumClients() int {
 // NumSubscriptions returns the number of subscriptions in the indexes of all accounts.
 func (s *Server) NumSubscriptions() int {
 	n := 0
-	for _, a := range s.accounts {
+	for _, a := range s.accountMap() {
 		n += a.subs.Count()
 	}
 	return n

@@ -52,20 +52,27 @@ func (s *Server) setupAccountRequests() error {
 		}
 		s.subAdded(sub)
 	}
-	imports := [][2]string{{sysAccPingPrefix + "CONNZ", "CONNZ"}, {sysServerPingConn, "CONNZ"}, {sysAccPingPrefix + "STATZ", "STATZ"}}
-	for _, a := range s.accounts {
-		// USER.INFO: only the requester's server knows the requester.
-		sub := &subscription{client: a.internal, acc: a, subject: sysUserInfo, sid: sysUserInfo, handler: s.takeSysReq, local: true}
-		if err := a.subs.Insert(sysUserInfo, "", sub); err != nil {
+	for _, a := range s.accountMap() {
+		if err := s.accountRequests(a); err != nil {
 			return err
 		}
-		if a == sys {
-			continue
-		}
-		for _, im := range imports {
-			if err := s.importSysRequest(a, im[0], sysAccReqPrefix+a.name+"."+im[1]); err != nil {
-				return err
-			}
+	}
+	return nil
+}
+
+// accountRequests subscribes account a to the account-level requests its users send.
+func (s *Server) accountRequests(a *account) error {
+	// USER.INFO: only the requester's server knows the requester.
+	sub := &subscription{client: a.internal, acc: a, subject: sysUserInfo, sid: sysUserInfo, handler: s.takeSysReq, local: true}
+	if err := a.subs.Insert(sysUserInfo, "", sub); err != nil {
+		return err
+	}
+	if a == s.sysAcc {
+		return nil
+	}
+	for _, im := range [][2]string{{sysAccPingPrefix + "CONNZ", "CONNZ"}, {sysServerPingConn, "CONNZ"}, {sysAccPingPrefix + "STATZ", "STATZ"}} {
+		if err := s.importSysRequest(a, im[0], sysAccReqPrefix+a.name+"."+im[1]); err != nil {
+			return err
 		}
 	}
 	return nil

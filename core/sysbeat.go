@@ -52,8 +52,8 @@ func (s *Server) publishAccConns(a *account, conns int64) {
 // connection. Only sysLoop calls it.
 func (s *Server) accTraffic(a *account) sysAccStat {
 	if time.Since(s.sys.trafficAt) > accTrafficFresh {
-		stats := make(map[*account]*sysAccStat, len(s.accounts))
-		for _, acc := range s.accounts {
+		stats := make(map[*account]*sysAccStat, len(s.accountMap()))
+		for _, acc := range s.accountMap() {
 			stats[acc] = &sysAccStat{}
 		}
 		s.addTraffic(stats)
@@ -67,7 +67,7 @@ func (s *Server) accTraffic(a *account) sysAccStat {
 
 // connsHeartbeat sends the CONNS event of every account with connections; on sysLoop.
 func (s *Server) connsHeartbeat() {
-	for _, a := range s.accounts {
+	for _, a := range s.accountMap() {
 		if n := a.conns.Load(); n > 0 {
 			s.publishAccConns(a, n)
 		}

@@ -71,14 +71,14 @@ func (s *Server) setupSystem(o *Options) error {
 		}
 		name = DefaultSystemAccount
 	}
-	a := s.accounts[name]
+	a := s.accountMap()[name]
 	if a == nil {
 		if name != DefaultSystemAccount {
 			return errors.New("system_account " + name + " is not a configured account")
 		}
 		a = newAccount(s, name)
 		a.cfg.Name = name
-		s.accounts[name] = a
+		s.accountMap()[name] = a // in New: nobody reads the set yet
 	}
 	s.sysAcc = a
 	s.sys = &sysState{reqs: make(chan sysReq, sysReqQueue), accReqs: make(chan sysReq, sysReqQueue),
@@ -381,7 +381,7 @@ func (s *Server) statsz() *sysStats {
 			Sent: sysMsgBytes{r.OutMsgs, r.OutBytes}, Received: sysMsgBytes{r.InMsgs, r.InBytes}})
 	}
 	st.ActiveServers = 1 + len(st.Routes)
-	for _, a := range s.accounts {
+	for _, a := range s.accountMap() {
 		if a.conns.Load() > 0 { // active: with clients, as nats-server counts them
 			st.ActiveAccounts++
 		}
