@@ -267,6 +267,12 @@ func (s *Server) isShuttingDown() bool {
 // for connection goroutines to end or ctx to expire.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
+	down := s.shutdown
+	s.mu.Unlock()
+	if !down {
+		s.serverEvent("SHUTDOWN") // before anyone is disconnected
+	}
+	s.mu.Lock()
 	if s.shutdown {
 		s.mu.Unlock()
 		return nil
@@ -327,6 +333,7 @@ func (s *Server) LameDuck(ctx context.Context) error {
 		_ = ln.Close()
 	}
 	s.log.Info("entering lame duck mode", "clients", countClients(cls), "grace", s.o().LameDuckGracePeriod, "duration", s.o().LameDuckDuration)
+	s.serverEvent("LAMEDUCK")
 	for _, c := range cls {
 		c.sendAsyncInfo()
 	}

@@ -12,6 +12,8 @@ import (
 //	$SYS.ACCOUNT.<acc>.SERVER.CONNS         an account's connections on this server, when they
 //	$SYS.SERVER.ACCOUNT.<acc>.CONNS         change and every 30 s while there are any (the
 //	                                        second subject is the older name; both are sent)
+//	$SYS.SERVER.<id>.LAMEDUCK / SHUTDOWN    the server enters lame duck mode / shuts down
+//	                                        (its ServerInfo), before it disconnects anyone
 //
 // The global account has no CONNS events (nats-server's neither). `nats server watch` and
 // monitoring tools follow these rather than polling.
@@ -23,6 +25,36 @@ const (
 	accConnsType    = "io.nats.server.advisory.v1.account_connections"
 	accTrafficFresh = time.Second // CONNS traffic counters may be this old
 )
+
+// serverEvent announces that the server enters lame duck mode (kind LAMEDUCK) or shuts
+// down (SHUTDOWN) on $SYS.SERVER.<id>.<kind>, its ServerInfo the body, as nats-server does,
+// and waits (a little) until sysLoop has sent it, before clients and routes are closed.
+func (s *Server) serverEvent(kind string) {
+	if s.sys == nil {
+		return
+	}
+	select {
+	case <-s.ready: // sysLoop runs
+	default:
+		return
+	}
+	if kind == "SHUTDOWN" && !s.sys.shutdownSent.CompareAndSwap(false, true) {
+		return
+	}
+	done := make(chan struct{})
+	select {
+	case s.sys.reqs <- sysReq{event: &sysEvent{server: kind, done: done}}:
+	default:
+		return // events are dropped when the queue is full, this one too
+	}
+	t := time.NewTimer(time.Second)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-s.quit:
+	case <-t.C:
+	}
+}
 
 // sysAccConns is nats-server's AccountNumConns.
 type sysAccConns struct {

@@ -50,6 +50,10 @@ type sysEvent struct {
 	// A second CONNECT that moved the client to another account: the count it left.
 	prevAcc   *account
 	prevConns int64
+	// Instead of a client event: the server's own, SHUTDOWN or LAMEDUCK (sysbeat.go),
+	// closing done once sent.
+	server string
+	done   chan struct{}
 }
 
 // clientInfo describes c for an event; c.mu held.
@@ -130,6 +134,12 @@ func (s *Server) queueEvent(ev sysEvent) {
 
 // publishEvent sends an event on sysLoop.
 func (s *Server) publishEvent(ev *sysEvent) {
+	if ev.server != "" {
+		b, _ := json.Marshal(s.sysInfo())
+		s.sysPublish("$SYS.SERVER."+s.id+"."+ev.server, b)
+		close(ev.done)
+		return
+	}
 	typ, verb := connectEventType, ".CONNECT"
 	if ev.disconnect {
 		typ, verb = disconnectEventType, ".DISCONNECT"

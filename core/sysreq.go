@@ -50,9 +50,10 @@ type sysState struct {
 	reqs chan sysReq // events and the system account's requests
 	// accReqs: the other accounts' requests (sysacct.go), queued apart: their users'
 	// flood fills only this queue, never drops an event or an operator's request.
-	accReqs chan sysReq
-	seq     atomic.Uint64 // ServerInfo.seq
-	dropped atomic.Int64
+	accReqs      chan sysReq
+	seq          atomic.Uint64 // ServerInfo.seq
+	dropped      atomic.Int64
+	shutdownSent atomic.Bool
 
 	statszEvery, connsEvery time.Duration // the longest STATSZ interval, the CONNS heartbeat
 	// sysLoop's own: the CONNS events' traffic counters and when they were counted.

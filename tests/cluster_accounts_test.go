@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -243,5 +244,43 @@ func TestClusterAccountRequestsGatherEveryServer(t *testing.T) {
 	got := gather("$SYS.REQ.ACCOUNT.PING.STATZ", 2)
 	if got[n1.name] != "A:1" || got[n3.name] != "A:1" {
 		t.Fatalf("STATZ: %v", got)
+	}
+}
+
+// A server going into lame duck mode or shutting down says so on
+// $SYS.SERVER.<id>.LAMEDUCK / SHUTDOWN before it disconnects anyone, as nats-server does:
+// the other servers' system users hear it.
+func TestClusterServerShutdownEvents(t *testing.T) {
+	n1, n2, n3 := startAccountsMesh(t, sysConf)
+	sys := n1.dial(nats.UserInfo("sys", "sys"))
+	ch := make(chan *nats.Msg, 16)
+	for _, subj := range []string{"$SYS.SERVER.*.SHUTDOWN", "$SYS.SERVER.*.LAMEDUCK"} {
+		_, err := sys.ChanSubscribe(subj, ch)
+		must(t, err)
+	}
+	must(t, sys.Flush())
+	// Interest travels in order: once a later subscription is known, so are these.
+	probe(t, n2.dial(nats.UserInfo("sys", "sys")), "probe.x", sys, "probe.x")
+	probe(t, n3.dial(nats.UserInfo("sys", "sys")), "probe.x", sys, "probe.x")
+	for _, c := range []struct {
+		n    *node
+		sig  syscall.Signal
+		kind string
+	}{{n3, syscall.SIGUSR2, "LAMEDUCK"}, {n2, syscall.SIGTERM, "SHUTDOWN"}} {
+		must(t, c.n.p.cmd.Process.Signal(c.sig))
+		var m *nats.Msg
+		select {
+		case m = <-ch:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no %s event from %s", c.kind, c.n.name)
+		}
+		var info struct {
+			Name string `json:"name"`
+			ID   string `json:"id"`
+		}
+		must(t, json.Unmarshal(m.Data, &info))
+		if info.Name != c.n.name || m.Subject != "$SYS.SERVER."+info.ID+"."+c.kind {
+			t.Fatalf("%s of %s: %s %s", c.kind, c.n.name, m.Subject, m.Data)
+		}
 	}
 }
