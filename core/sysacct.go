@@ -67,7 +67,9 @@ func (s *Server) accountRequests(a *account) error {
 	if err := a.subs.Insert(sysUserInfo, "", sub); err != nil {
 		return err
 	}
-	if a == s.sysAcc {
+	if a == s.sysAcc || a.name == "PING" {
+		// An account named PING would reach the system account's own PING requests
+		// ($SYS.REQ.ACCOUNT.PING.STATZ: every account's statistics): it has none.
 		return nil
 	}
 	for _, im := range [][2]string{{sysAccPingPrefix + "CONNZ", "CONNZ"}, {sysServerPingConn, "CONNZ"}, {sysAccPingPrefix + "STATZ", "STATZ"}} {

@@ -464,3 +464,17 @@ func TestSystemAccountEventsSurviveAnAccountRequestFlood(t *testing.T) {
 	}
 	recvN(t, ch, 5, 5*time.Second)
 }
+
+// An account named PING does not reach the system account's own PING requests through
+// its imports of the account requests ($SYS.REQ.ACCOUNT.PING.STATZ is every account's
+// statistics): its users get no answer rather than the other accounts' figures.
+func TestSystemAccountRequestsOfAnAccountNamedPing(t *testing.T) {
+	m := startAccounts(t, strings.Replace(sysConf, "  C {", "  PING { users: [ {user: p, password: p} ] }\n  C {", 1))
+	connect(t, m, nats.UserInfo("a", "a"))
+	p := connect(t, m, nats.UserInfo("p", "p"))
+	for _, subj := range []string{"$SYS.REQ.ACCOUNT.PING.STATZ", "$SYS.REQ.ACCOUNT.PING.CONNZ", "$SYS.REQ.SERVER.PING.CONNZ"} {
+		if r, err := p.Request(subj, nil, time.Second); err == nil {
+			t.Fatalf("%s answered to account PING: %s", subj, r.Data)
+		}
+	}
+}
