@@ -97,6 +97,10 @@ type Options struct {
 	Cluster *ClusterOptions
 
 	Logger *slog.Logger // nil = discard
+	// ReloadConfig, when set, serves the system account's $SYS.REQ.SERVER.<id>.RELOAD
+	// request (`nats server config reload`): the binary re-reads its configuration file.
+	// It runs on a goroutine of its own; a reload keeps it when the new options have none.
+	ReloadConfig func() error
 }
 
 // ClusterOptions configures routes (spec §16–17).

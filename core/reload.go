@@ -60,6 +60,9 @@ func (s *Server) Reload(next Options) error {
 	if next.Logger == nil {
 		n.Logger = cur.Logger
 	}
+	if next.ReloadConfig == nil {
+		n.ReloadConfig = cur.ReloadConfig
+	}
 	if err := s.addPlanned(plan, n.Accounts); err != nil {
 		return err
 	}

@@ -21,7 +21,8 @@ import (
 //
 // KIND is STATSZ, VARZ, CONNZ, SUBSZ, ROUTEZ, HEALTHZ, ACCOUNTZ or IDZ; the request body may
 // hold the endpoint's options and nats-server's filter (server_name, cluster, host,
-// exact_match). KICK ({"cid":N}) closes a client, on the server named only.
+// exact_match). KICK ({"cid":N}) closes a client, on the server named only; so does RELOAD
+// re-read the configuration file (when the binary gave Options.ReloadConfig).
 // Other accounts are separate subject spaces, so their users can neither send these
 // requests nor see the answers; they have the account-level requests of sysacct.go.
 //
@@ -41,6 +42,7 @@ type sysReq struct {
 	subject, reply string
 	data           []byte
 	event          *sysEvent // instead of a request: an event to publish (sysevents.go)
+	answer         []byte    // instead of a request: an answer made elsewhere, for reply
 	acc            *account  // where the request was made, and the reply goes (nil: the system account)
 	from           uint64    // cid of the requester (or of the route it came over)
 }
@@ -88,6 +90,9 @@ func (s *Server) setupSystem(o *Options) error {
 	// (PING.KICK, which needs a server named, or one we lack) gets "no responders" at once
 	// rather than a timeout.
 	subjs := []string{sysReqPrefix + "PING", sysReqPrefix + s.id + ".KICK"}
+	if o.ReloadConfig != nil {
+		subjs = append(subjs, sysReqPrefix+s.id+".RELOAD")
+	}
 	for _, kind := range sysKinds {
 		subjs = append(subjs, sysReqPrefix+"PING."+kind, sysReqPrefix+s.id+"."+kind)
 	}
@@ -148,6 +153,8 @@ func (s *Server) sysLoop() {
 func (s *Server) handleSysReq(r sysReq) {
 	if r.event != nil {
 		s.publishEvent(r.event)
+	} else if r.answer != nil {
+		s.sysPublishIn(r.acc, r.reply, r.answer)
 	} else if b := s.serveSysReq(r); b != nil {
 		s.sysPublishIn(r.acc, r.reply, b)
 	}
@@ -265,6 +272,10 @@ func (s *Server) serveSysReq(r sysReq) []byte {
 	if opts.skip(info.Name, info.Cluster, info.Host) {
 		return nil
 	}
+	if kind == "RELOAD" {
+		s.reloadByRequest(r)
+		return nil // answered when done
+	}
 	if kind == "STATSZ" {
 		b, _ := json.Marshal(map[string]any{"server": info, "statsz": s.statsz()})
 		return b
@@ -312,6 +323,24 @@ func (s *Server) sysData(kind string, o *sysOptions) (any, error) {
 		return nil, s.kick(o.CID)
 	}
 	return nil, errors.New("unknown request " + kind)
+}
+
+// reloadByRequest runs Options.ReloadConfig for a RELOAD request on a goroutine of its own
+// (a reload may take a while, and must not hold up the events) and hands the answer,
+// nats-server's (no data, or the error), back to sysLoop.
+func (s *Server) reloadByRequest(r sysReq) {
+	reload := s.o().ReloadConfig
+	if reload == nil {
+		return
+	}
+	s.log.Info("configuration reload requested by the system account")
+	go func() {
+		b := sysAnswer(s.sysInfo(), nil, reload())
+		select {
+		case s.sys.reqs <- sysReq{reply: r.reply, acc: r.acc, answer: b}:
+		case <-s.quit:
+		}
+	}()
 }
 
 // reasonKicked is the /connz closed reason of a client closed by a KICK request.

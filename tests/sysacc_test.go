@@ -478,3 +478,32 @@ func TestSystemAccountRequestsOfAnAccountNamedPing(t *testing.T) {
 		}
 	}
 }
+
+// $SYS.REQ.SERVER.<id>.RELOAD re-reads the configuration file, as nats-server's (`nats server
+// config reload`): the answer has no error when the reload took, the reload's error when
+// it did not. PING.RELOAD has no responders. Before, nothing answered it.
+func TestSystemAccountReloadRequest(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sys.conf")
+	must(t, os.WriteFile(path, []byte(sysConf), 0o600))
+	m := startServer(t, "-c", path)
+	sys := connect(t, m, nats.UserInfo("sys", "sys"))
+	subj := "$SYS.REQ.SERVER." + m.Server().ID() + ".RELOAD"
+	if _, err := sys.Request("$SYS.REQ.SERVER.PING.RELOAD", nil, time.Second); !errors.Is(err, nats.ErrNoResponders) {
+		t.Fatalf("PING.RELOAD: %v", err)
+	}
+	must(t, os.WriteFile(path, []byte(strings.Replace(sysConf, "{user: g, password: g}", "{user: g, password: g}, {user: h, password: h}", 1)), 0o600))
+	r := sysRequest(t, sys, subj, "")
+	if r.Server.ID != m.Server().ID() {
+		t.Fatalf("reload answer %+v", r)
+	}
+	connect(t, m, nats.UserInfo("h", "h")) // the new user is in
+	must(t, os.WriteFile(path, []byte(sysConf+"\nbogus {\n"), 0o600))
+	msg, err := sys.Request(subj, nil, 2*time.Second)
+	must(t, err)
+	var bad sysResp
+	must(t, json.Unmarshal(msg.Data, &bad))
+	if bad.Error == nil || bad.Error.Code != 500 || bad.Error.Description == "" {
+		t.Fatalf("reload of a broken file: %s", msg.Data)
+	}
+	connect(t, m, nats.UserInfo("h", "h")) // the running configuration stays
+}

@@ -155,6 +155,7 @@ func (m *Main) Start() error {
 	}
 	m.logWarnings(c)
 	o := c.coreOptions(m.log)
+	o.ReloadConfig = m.Reload // $SYS.REQ.SERVER.<id>.RELOAD
 	srv, err := core.New(o)
 	if err != nil {
 		return err
