@@ -141,9 +141,18 @@ type Store struct {
 	// deadDirs: directory numbers of channels meta.log's X records say were deleted: their
 	// directories, if still there, are removed at open.
 	deadDirs map[uint64]bool
+	// dropping: the channel DeleteChannel is deleting while meta.log syncs its X record, so
+	// that a rewrite of meta.log at that sync keeps the record's directory number.
+	dropping *dropRec
 	buf      []byte
 
 	stopSync func() // stops the AutoSync goroutine (nil without, or once stopped)
+}
+
+// dropRec is an X record: a deleted channel's name, last sequence and directory number.
+type dropRec struct {
+	name     string
+	last, dn uint64
 }
 
 type channel struct {
@@ -440,6 +449,10 @@ func (s *Store) appendSnapshot(b []byte) []byte {
 		b, st = beginFrame(b)
 		b = endFrame(encChanDel(b, name, s.tombs[name], 0), st)
 	}
+	if d := s.dropping; d != nil {
+		b, st = beginFrame(b)
+		b = endFrame(encChanDel(b, d.name, d.last, d.dn), st)
+	}
 	for _, m := range []map[string]*channel{s.channels, s.damaged} {
 		for _, name := range slices.Sorted(keys(m)) {
 			ch := m[name]
@@ -570,14 +583,21 @@ func (s *Store) CreateChannelAfter(name string, id, after uint64) (*stores.Chann
 		return nil, err
 	}
 	s.meta.add(encChannel(s.buf[:0], name, id, ch.dirNum, ch.base))
+	// In memory before the sync: a rewrite of meta.log at that sync writes the snapshot
+	// instead of the record, and the snapshot must name the channel.
+	tomb, hadTomb := s.tombs[name]
+	s.channels[name] = ch
+	delete(s.tombs, name)
 	if err := s.meta.syncLocked(); err != nil {
+		delete(s.channels, name)
+		if hadTomb {
+			s.tombs[name] = tomb
+		}
 		ch.msgs.abandon()
 		ch.subs.abandon()
 		return nil, err
 	}
 	s.nextDir++
-	delete(s.tombs, name)
-	s.channels[name] = ch
 	return &ch.ch, nil
 }
 
@@ -599,15 +619,27 @@ func (s *Store) DeleteChannel(name string) error {
 	}
 	last := ch.msgs.State().Last
 	s.meta.add(encChanDel(s.buf[:0], name, last, ch.dirNum))
-	if err := s.meta.syncLocked(); err != nil {
-		return err
-	}
+	// Gone from memory before the sync, as the record says: a rewrite of meta.log at that
+	// sync writes the snapshot instead, which must not name the channel (its directory is
+	// removed next) and must keep the record's directory number (dropping).
+	tomb, hadTomb := s.tombs[name]
 	delete(s.channels, name)
-	ch.msgs.markDeleted()
-	ch.subs.markDeleted()
 	if last > 0 {
 		s.tombs[name] = last
 	}
+	s.dropping = &dropRec{name: name, last: last, dn: ch.dirNum}
+	err := s.meta.syncLocked()
+	s.dropping = nil
+	if err != nil {
+		s.channels[name] = ch
+		delete(s.tombs, name)
+		if hadTomb {
+			s.tombs[name] = tomb
+		}
+		return err
+	}
+	ch.msgs.markDeleted()
+	ch.subs.markDeleted()
 	// Renamed before it is removed: a crash, or a removal that fails half way, leaves a
 	// directory whose name says it is a deleted channel's, never a channel directory no
 	// record names (which Open refuses to delete when it holds data). Until the rename is
