@@ -21,12 +21,13 @@ import (
 
 // Compile-time proof that the bolt store implements the contract.
 var (
-	_ stores.Store       = (*Store)(nil)
-	_ stores.MsgStore    = (*msgStore)(nil)
-	_ stores.SubStore    = (*subStore)(nil)
-	_ stores.SplitSyncer = (*Store)(nil)
-	_ stores.SplitSyncer = (*msgStore)(nil)
-	_ stores.SplitSyncer = (*subStore)(nil)
+	_ stores.Store           = (*Store)(nil)
+	_ stores.ChannelsCreator = (*Store)(nil)
+	_ stores.MsgStore        = (*msgStore)(nil)
+	_ stores.SubStore        = (*subStore)(nil)
+	_ stores.SplitSyncer     = (*Store)(nil)
+	_ stores.SplitSyncer     = (*msgStore)(nil)
+	_ stores.SplitSyncer     = (*subStore)(nil)
 )
 
 // Options configure a bolt store. The zero value is usable.
@@ -417,37 +418,100 @@ func (s *Store) CreateChannel(name string, id uint64) (*stores.Channel, error) {
 
 // CreateChannelAfter implements stores.Store: durable when it returns.
 func (s *Store) CreateChannelAfter(name string, id, after uint64) (*stores.Channel, error) {
+	out, errs := s.CreateChannels([]stores.NewChannel{{Name: name, ID: id, After: after}})
+	return out[0], errs[0]
+}
+
+// CreateChannels implements stores.ChannelsCreator: one transaction for them all. If it
+// fails with more than one channel in it, each is tried in a transaction of its own, so
+// that a failure refuses only the channels it concerns. Durable when it returns.
+func (s *Store) CreateChannels(cs []stores.NewChannel) ([]*stores.Channel, []error) {
+	out, errs := make([]*stores.Channel, len(cs)), make([]error, len(cs))
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		return nil, stores.ErrClosed
+	var todo []int // the indexes of cs that may be created
+	for i, c := range cs {
+		errs[i] = s.mayCreate(c.Name, cs, todo)
+		if errs[i] == nil {
+			todo = append(todo, i)
+		}
 	}
-	if _, ok := s.channels[name]; ok {
-		return nil, stores.ErrExists
+	if len(todo) == 0 {
+		return out, errs
 	}
-	if n := s.limits.Global.MaxChannels; n > 0 && len(s.channels) >= n {
-		return nil, stores.ErrTooManyChannels
+	lasts := make([]uint64, len(cs))
+	for _, i := range todo {
+		lasts[i] = max(s.tombs[cs[i].Name], cs[i].After)
 	}
-	last := max(s.tombs[name], after)
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		for _, p := range []string{preMsgs, preSubs, prePending} {
-			if _, err := tx.CreateBucketIfNotExists([]byte(p + name)); err != nil {
+		for _, i := range todo {
+			if err := putChannel(tx, cs[i].Name, cs[i].ID, lasts[i]); err != nil {
 				return err
 			}
 		}
-		meta := binary.BigEndian.AppendUint64(u64(id), last)
-		if err := tx.Bucket([]byte(bktChans)).Put([]byte(name), meta); err != nil {
+		return nil
+	})
+	if err != nil && len(todo) > 1 {
+		for _, i := range todo {
+			err := s.db.Update(func(tx *bolt.Tx) error { return putChannel(tx, cs[i].Name, cs[i].ID, lasts[i]) })
+			if err != nil {
+				errs[i] = fmt.Errorf("boltstore: create channel %q: %w", cs[i].Name, err)
+				continue
+			}
+			s.addChannel(cs[i], lasts[i], out, i)
+		}
+		return out, errs
+	}
+	for _, i := range todo {
+		if err != nil {
+			errs[i] = fmt.Errorf("boltstore: create channel %q: %w", cs[i].Name, err)
+			continue
+		}
+		s.addChannel(cs[i], lasts[i], out, i)
+	}
+	return out, errs
+}
+
+// mayCreate returns why name cannot be created next, after the channels of cs at the indexes
+// todo. Caller holds mu.
+func (s *Store) mayCreate(name string, cs []stores.NewChannel, todo []int) error {
+	if s.closed {
+		return stores.ErrClosed
+	}
+	if _, ok := s.channels[name]; ok {
+		return stores.ErrExists
+	}
+	for _, j := range todo {
+		if cs[j].Name == name {
+			return stores.ErrExists
+		}
+	}
+	if n := s.limits.Global.MaxChannels; n > 0 && len(s.channels)+len(todo) >= n {
+		return stores.ErrTooManyChannels
+	}
+	return nil
+}
+
+// putChannel writes a new channel's buckets and record.
+func putChannel(tx *bolt.Tx, name string, id, last uint64) error {
+	for _, p := range []string{preMsgs, preSubs, prePending} {
+		if _, err := tx.CreateBucketIfNotExists([]byte(p + name)); err != nil {
 			return err
 		}
-		return tx.Bucket([]byte(bktTombs)).Delete([]byte(name))
-	})
-	if err != nil {
-		return nil, fmt.Errorf("boltstore: create channel %q: %w", name, err)
 	}
-	ch := s.newChannel(name, id, last, 0)
-	delete(s.tombs, name)
-	s.channels[name] = ch
-	return &ch.ch, nil
+	meta := binary.BigEndian.AppendUint64(u64(id), last)
+	if err := tx.Bucket([]byte(bktChans)).Put([]byte(name), meta); err != nil {
+		return err
+	}
+	return tx.Bucket([]byte(bktTombs)).Delete([]byte(name))
+}
+
+// addChannel adds c, written, to the channels as out[i]. Caller holds mu.
+func (s *Store) addChannel(c stores.NewChannel, last uint64, out []*stores.Channel, i int) {
+	ch := s.newChannel(c.Name, c.ID, last, 0)
+	delete(s.tombs, c.Name)
+	s.channels[c.Name] = ch
+	out[i] = &ch.ch
 }
 
 // DeleteChannel implements stores.Store: durable when it returns.

@@ -440,3 +440,123 @@ func TestCreateAndDeleteAtMetaRewrite(t *testing.T) {
 	}
 	_ = s.Close()
 }
+
+// TestCreateChannelsFsyncs: CreateChannels of several channels fsyncs the store directory
+// once and meta.log once, as one creation does; a name it refuses costs nothing.
+func TestCreateChannelsFsyncs(t *testing.T) {
+	dir := t.TempDir()
+	var got []string
+	s, err := filestore.Open(dir, filestore.Options{Hooks: filestore.Hooks{BeforeSync: syncNames(dir, &got)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Init(stores.ServerInfo{ClusterID: "c"}); err != nil {
+		t.Fatal(err)
+	}
+	got = nil
+	var cs []stores.NewChannel
+	for i := 1; i <= 20; i++ {
+		cs = append(cs, stores.NewChannel{Name: fmt.Sprint("c", i), ID: uint64(i)})
+	}
+	cs = append(cs, stores.NewChannel{Name: "c1", ID: 21})
+	out, errs := s.CreateChannels(cs)
+	for i := range 20 {
+		if errs[i] != nil || out[i] == nil {
+			t.Fatalf("%s: %v", cs[i].Name, errs[i])
+		}
+	}
+	if !errors.Is(errs[20], stores.ErrExists) {
+		t.Fatalf("c1 twice: %v", errs[20])
+	}
+	if want := []string{".", "meta.log"}; !slices.Equal(got, want) {
+		t.Fatalf("CreateChannels of 20 fsynced %v, want %v", got, want)
+	}
+	got = nil
+	if _, errs := s.CreateChannels(cs[:3]); !errors.Is(errs[0], stores.ErrExists) || len(got) != 0 {
+		t.Fatalf("CreateChannels of existing names: %v, fsynced %v", errs, got)
+	}
+}
+
+// TestCreateChannelsSyncFails: a failed fsync of meta.log refuses every channel of the
+// batch, leaves none in the store, and the next CreateChannels creates them.
+func TestCreateChannelsSyncFails(t *testing.T) {
+	dir := t.TempDir()
+	fail := false
+	s, err := filestore.Open(dir, filestore.Options{Hooks: filestore.Hooks{BeforeSync: func(p string) error {
+		if fail && filepath.Base(p) == "meta.log" {
+			return errors.New("injected")
+		}
+		return nil
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Init(stores.ServerInfo{ClusterID: "c"}); err != nil {
+		t.Fatal(err)
+	}
+	cs := []stores.NewChannel{{Name: "a", ID: 1}, {Name: "b", ID: 2}}
+	fail = true
+	out, errs := s.CreateChannels(cs)
+	for i := range cs {
+		if out[i] != nil || errs[i] == nil {
+			t.Fatalf("%s with meta.log failing: %v, %v", cs[i].Name, out[i], errs[i])
+		}
+	}
+	if rs, _ := s.Recover(); len(rs.Channels) != 0 {
+		t.Fatalf("%d channels after a failed creation", len(rs.Channels))
+	}
+	fail = false
+	if _, errs := s.CreateChannels(cs); errs[0] != nil || errs[1] != nil {
+		t.Fatalf("after the failure: %v", errs)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := filestore.Open(dir, filestore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if rs, _ := s2.Recover(); len(rs.Channels) != 2 {
+		t.Fatalf("%d channels after reopening, want 2", len(rs.Channels))
+	}
+}
+
+// BenchmarkCreateChannels64: 64 channels per op, created by one CreateChannels (batch) or
+// by 64 CreateChannel (single); ns/op is per channel.
+func BenchmarkCreateChannels64(b *testing.B) {
+	for _, batch := range []bool{false, true} {
+		b.Run(map[bool]string{false: "single", true: "batch"}[batch], func(b *testing.B) {
+			s, err := filestore.Open(b.TempDir(), filestore.Options{Limits: &stores.LimitsSet{Global: stores.Limits{}}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			if err := s.Init(stores.ServerInfo{ClusterID: "c"}); err != nil {
+				b.Fatal(err)
+			}
+			cs := make([]stores.NewChannel, 64)
+			id := uint64(0)
+			b.ResetTimer()
+			for done := 0; done < b.N; done += len(cs) {
+				for i := range cs {
+					id++
+					cs[i] = stores.NewChannel{Name: fmt.Sprint("c", id), ID: id}
+				}
+				if batch {
+					if _, errs := s.CreateChannels(cs); errs[0] != nil {
+						b.Fatal(errs[0])
+					}
+					continue
+				}
+				for _, c := range cs {
+					if _, err := s.CreateChannel(c.Name, c.ID); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
+	}
+}

@@ -17,9 +17,10 @@ import (
 
 // Compile-time proof that the file store implements the contract.
 var (
-	_ stores.Store    = (*Store)(nil)
-	_ stores.MsgStore = (*msgStore)(nil)
-	_ stores.SubStore = (*subStore)(nil)
+	_ stores.Store           = (*Store)(nil)
+	_ stores.ChannelsCreator = (*Store)(nil)
+	_ stores.MsgStore        = (*msgStore)(nil)
+	_ stores.SubStore        = (*subStore)(nil)
 
 	_ stores.SplitSyncer = (*msgStore)(nil)
 	_ stores.SplitSyncer = (*subStore)(nil)
@@ -545,24 +546,107 @@ func (s *Store) CreateChannel(name string, id uint64) (*stores.Channel, error) {
 
 // CreateChannelAfter implements stores.Store: durable when it returns.
 func (s *Store) CreateChannelAfter(name string, id, after uint64) (*stores.Channel, error) {
+	out, errs := s.CreateChannels([]stores.NewChannel{{Name: name, ID: id, After: after}})
+	return out[0], errs[0]
+}
+
+// CreateChannels implements stores.ChannelsCreator: the channels' directories are made, the
+// store directory fsynced once, then their C records written as one batch of meta.log and
+// fsynced — two fsyncs, however many channels. Durable when it returns.
+func (s *Store) CreateChannels(cs []stores.NewChannel) ([]*stores.Channel, []error) {
+	out, errs := make([]*stores.Channel, len(cs)), make([]error, len(cs))
 	s.meta.syncMu.Lock() // before mu: a commit of client records takes mu under it
 	defer s.meta.syncMu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	made := make([]*channel, len(cs)) // nil: refused
+	next, n := s.nextDir, 0
+	for i, c := range cs {
+		if slices.ContainsFunc(made[:i], func(m *channel) bool { return m != nil && m.ch.Name == c.Name }) {
+			errs[i] = stores.ErrExists
+			continue
+		}
+		made[i], errs[i] = s.makeChannelDir(c, next, len(s.channels)+n)
+		if made[i] != nil {
+			next++
+			n++
+		}
+	}
+	if n == 0 {
+		return out, errs
+	}
+	fail := func(i int, err error) {
+		if made[i].msgs != nil {
+			made[i].msgs.abandon()
+			made[i].subs.abandon()
+		}
+		made[i], errs[i] = nil, err
+	}
+	if err := syncDir(s.dir, &s.opts); err != nil {
+		for i := range made {
+			if made[i] != nil {
+				fail(i, err)
+			}
+		}
+		return out, errs
+	}
+	type tomb struct {
+		last uint64
+		ok   bool
+	}
+	tombs := make([]tomb, len(cs))
+	for i, ch := range made {
+		if ch == nil {
+			continue
+		}
+		if err := s.openChannel(cs[i].Name, ch); err != nil {
+			fail(i, err)
+			continue
+		}
+		s.meta.add(encChannel(s.buf[:0], ch.ch.Name, ch.ch.ID, ch.dirNum, ch.base))
+		// In memory before the sync: a rewrite of meta.log at that sync writes the snapshot
+		// instead of the records, and the snapshot must name the channels.
+		tombs[i].last, tombs[i].ok = s.tombs[ch.ch.Name]
+		s.channels[ch.ch.Name] = ch
+		delete(s.tombs, ch.ch.Name)
+	}
+	err := s.meta.syncLocked()
+	for i, ch := range made {
+		switch {
+		case ch == nil:
+		case err != nil:
+			delete(s.channels, ch.ch.Name)
+			if tombs[i].ok {
+				s.tombs[ch.ch.Name] = tombs[i].last
+			}
+			fail(i, err)
+		default:
+			out[i] = &ch.ch
+		}
+	}
+	if err == nil {
+		s.nextDir = next
+	}
+	return out, errs
+}
+
+// makeChannelDir checks that c may be created as the count+1th channel and makes its
+// directory, number dn (not durable yet: the caller fsyncs the store directory).
+func (s *Store) makeChannelDir(c stores.NewChannel, dn uint64, count int) (*channel, error) {
 	if s.closed {
 		return nil, stores.ErrClosed
 	}
-	if _, ok := s.channels[name]; ok {
+	if _, ok := s.channels[c.Name]; ok {
 		return nil, stores.ErrExists
 	}
-	if d, ok := s.damaged[name]; ok {
+	if d, ok := s.damaged[c.Name]; ok {
 		return nil, d.err
 	}
-	if n := s.limits.Global.MaxChannels; n > 0 && len(s.channels) >= n {
+	if n := s.limits.Global.MaxChannels; n > 0 && count >= n {
 		return nil, stores.ErrTooManyChannels
 	}
-	ch := &channel{ch: stores.Channel{Name: name, ID: id}, dirNum: s.nextDir, base: max(s.tombs[name], after)}
-	d := s.chanDir(ch.dirNum)
+	ch := &channel{ch: stores.Channel{Name: c.Name, ID: c.ID}, dirNum: dn, base: max(s.tombs[c.Name], c.After)}
+	d := s.chanDir(dn)
 	// What a failed CreateChannel left goes; data no record names is never deleted.
 	if data, err := holdsData(d); err != nil {
 		return nil, err
@@ -576,29 +660,7 @@ func (s *Store) CreateChannelAfter(name string, id, after uint64) (*stores.Chann
 	if err := os.MkdirAll(d, 0o755); err != nil {
 		return nil, err
 	}
-	if err := syncDir(s.dir, &s.opts); err != nil {
-		return nil, err
-	}
-	if err := s.openChannel(name, ch); err != nil {
-		return nil, err
-	}
-	s.meta.add(encChannel(s.buf[:0], name, id, ch.dirNum, ch.base))
-	// In memory before the sync: a rewrite of meta.log at that sync writes the snapshot
-	// instead of the record, and the snapshot must name the channel.
-	tomb, hadTomb := s.tombs[name]
-	s.channels[name] = ch
-	delete(s.tombs, name)
-	if err := s.meta.syncLocked(); err != nil {
-		delete(s.channels, name)
-		if hadTomb {
-			s.tombs[name] = tomb
-		}
-		ch.msgs.abandon()
-		ch.subs.abandon()
-		return nil, err
-	}
-	s.nextDir++
-	return &ch.ch, nil
+	return ch, nil
 }
 
 // DeleteChannel implements stores.Store: durable when it returns.

@@ -9,9 +9,10 @@ import (
 
 // Compile-time proof that the memory store implements the contract.
 var (
-	_ stores.Store    = (*Store)(nil)
-	_ stores.MsgStore = (*msgStore)(nil)
-	_ stores.SubStore = (*subStore)(nil)
+	_ stores.Store           = (*Store)(nil)
+	_ stores.ChannelsCreator = (*Store)(nil)
+	_ stores.MsgStore        = (*msgStore)(nil)
+	_ stores.SubStore        = (*subStore)(nil)
 )
 
 // Default chunk geometry (see Options).
@@ -140,6 +141,16 @@ func (s *Store) CreateChannelAfter(name string, id, after uint64) (*stores.Chann
 	delete(s.tombs, name)
 	s.channels[name] = ch
 	return &ch.ch, nil
+}
+
+// CreateChannels implements stores.ChannelsCreator: nothing to make durable, so one
+// CreateChannelAfter after another.
+func (s *Store) CreateChannels(cs []stores.NewChannel) ([]*stores.Channel, []error) {
+	out, errs := make([]*stores.Channel, len(cs)), make([]error, len(cs))
+	for i, c := range cs {
+		out[i], errs[i] = s.CreateChannelAfter(c.Name, c.ID, c.After)
+	}
+	return out, errs
 }
 
 // DeleteChannel implements stores.Store.

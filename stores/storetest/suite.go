@@ -46,6 +46,7 @@ func Run(t *testing.T, open OpenFunc, caps Caps) {
 		{"Channels", s.testChannels},
 		{"ChannelRecreate", s.testChannelRecreate},
 		{"ChannelAfter", s.testChannelAfter},
+		{"CreateChannels", s.testCreateChannels},
 		{"Clients", s.testClients},
 		{"ServerInfo", s.testServerInfo},
 		{"Subs", s.testSubs},

@@ -89,6 +89,15 @@ func (r *reopenable) CreateChannelAfter(name string, id, after uint64) (*stores.
 	return r.wrap(c), nil
 }
 
+// CreateChannels creates through CreateChannelAfter, which wraps (memstore's own is promoted).
+func (r *reopenable) CreateChannels(cs []stores.NewChannel) ([]*stores.Channel, []error) {
+	out, errs := make([]*stores.Channel, len(cs)), make([]error, len(cs))
+	for i, c := range cs {
+		out[i], errs[i] = r.CreateChannelAfter(c.Name, c.ID, c.After)
+	}
+	return out, errs
+}
+
 func (r *reopenable) guard(err error) error {
 	if r.closed.Load() {
 		return stores.ErrClosed
