@@ -257,6 +257,7 @@ func (s *Server) iterate(batch []op, inline bool) {
 	s.maxPayload = s.bus.MaxPayload()
 	for i := range batch {
 		o := &batch[i]
+		s.ahead = batch[i+1:]
 		if o.kind == opPublish {
 			s.queuePublish(o)
 			if len(s.scratch.pubs) >= s.opts.IOBatchSize {
@@ -267,6 +268,7 @@ func (s *Server) iterate(batch []op, inline bool) {
 		s.flushPublishes()
 		s.process(o)
 	}
+	s.ahead = nil
 	s.endBatch()
 	if inline {
 		s.batchBus.FlushInPlace() // on a reader's goroutine, as its own replies are
@@ -279,6 +281,7 @@ func (s *Server) iterate(batch []op, inline bool) {
 // deliveries and acks — standalone now; replicated they ride the next group's entry, or
 // one of their own once nothing is in flight (commitMeta).
 func (s *Server) endBatch() {
+	clear(s.createFailed) // refusals are the batch's: the next one tries again
 	s.flushPublishes()
 	s.completeCommits() // an fsync that returned meanwhile: its PubAcks go in this flush
 	if !s.replicated {

@@ -88,8 +88,9 @@ func (m *stateMachine) setReplicated(on bool) {
 	m.mu.Unlock()
 }
 
-// nextChannelID is the ID a channel created now gets. Channel creations are proposed one at
-// a time and waited for, so no other is in flight when the proposer reads it.
+// nextChannelID is the ID a channel created now gets (the next ones of a batch, the IDs
+// after it). An iteration's creations are proposed together and waited for, so no other is
+// in flight when the proposer reads it.
 func (m *stateMachine) nextChannelID() uint64 {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -101,21 +102,38 @@ func (m *stateMachine) Apply(index uint64, cmds []raftlog.Command) []any {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	out := m.applyOut[:0] // the log copies results it keeps before the next Apply
-	for _, c := range cmds {
+	for i := 0; i < len(cmds); i++ {
 		if m.failed != nil {
 			out = append(out, m.failed)
 			continue
 		}
-		r := m.applyOne(c.Value)
-		if err, ok := r.(error); ok && m.replicated && replicaFailure(err) {
-			m.failed = fmt.Errorf("%w: %w", raftlog.ErrReplicaFailed, err)
-			r = m.failed
+		if n := creations(cmds[i:]); n > 1 {
+			// A run of creations (one engine iteration's): created with one commit of the
+			// store, each with the result it would have alone (create.go).
+			for _, r := range m.createRun(cmds[i : i+n]) {
+				out = append(out, m.checkFailure(r))
+			}
+			i += n - 1
+			continue
 		}
-		out = append(out, r)
+		out = append(out, m.checkFailure(m.applyOne(cmds[i].Value)))
 	}
 	m.applyOut = out
 	m.pubs.stale = true
 	return out
+}
+
+// checkFailure returns r, or once a command failed for a reason of this replica's own (and
+// for every command after it), the replica's failure: replicated, nothing more is applied.
+func (m *stateMachine) checkFailure(r any) any {
+	if m.failed != nil {
+		return m.failed
+	}
+	if err, ok := r.(error); ok && m.replicated && replicaFailure(err) {
+		m.failed = fmt.Errorf("%w: %w", raftlog.ErrReplicaFailed, err)
+		return m.failed
+	}
+	return r
 }
 
 // replicaFailure reports whether a command's error is this replica's own (a full disk, an
@@ -152,22 +170,9 @@ func (m *stateMachine) applyOne(v any) any {
 		m.clientsDirty = true
 		return m.store.DeleteClient(c.clientID)
 	case *cmdCreateChannel:
-		id := c.id
-		if id == 0 { // proposed by a version that let Apply choose
-			id = m.nextChanID + 1
-		}
-		m.nextChanID = max(m.nextChanID, id)
-		st, err := m.store.CreateChannelAfter(c.name, id, m.deleted[c.name])
-		if ex := m.chans[c.name]; errors.Is(err, stores.ErrExists) && ex != nil && ex.ID == id {
-			delete(m.deleted, c.name)
-			return ex // replayed: the store kept it
-		}
-		if err != nil {
-			return err
-		}
-		m.chans[st.Name] = st
-		delete(m.deleted, st.Name)
-		return st
+		nc := m.newChannel(c)
+		st, err := m.store.CreateChannelAfter(nc.Name, nc.ID, nc.After)
+		return m.created(nc, st, err)
 	case *cmdSetLimits:
 		if err := c.limits.Validate(); err != nil {
 			return err

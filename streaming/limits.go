@@ -213,4 +213,5 @@ func (s *Server) dropChannelView(ch *channel) {
 	}
 	delete(s.channels, ch.name)
 	delete(s.lowerNames, lowerName(ch.name))
+	clear(s.createFailed) // a creation refused for MaxChannels may succeed now
 }

@@ -2,7 +2,6 @@ package streaming
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -84,19 +83,12 @@ func (s *Server) queuePublish(o *op) {
 		s.sendPubAck(o.reply, nil, errInvalidPubReq)
 		return
 	}
-	// The reply travels in MsgProto's string field, which Marshal refuses if not UTF-8 (a
-	// catch-up fetch of the channel would fail at that message).
-	if len(pm.guid) == 0 || !validChannel(string(pm.subject)) || !utf8.Valid(pm.reply) {
+	if !pubValid(pm) {
 		s.log.Debug("invalid publish request", "guid", string(pm.guid), "channel", string(pm.subject))
 		s.sendPubAck(o.reply, pm.guid, errInvalidPubReq)
 		return
 	}
-	var c *client
-	if len(pm.connID) > 0 {
-		c = s.byConnID[string(pm.connID)]
-	} else {
-		c = s.clients[string(pm.clientID)]
-	}
+	c := s.pubClient(pm)
 	if c == nil {
 		s.log.Debug("publish from an unknown client", "client_id", string(pm.clientID))
 		s.sendPubAck(o.reply, pm.guid, errInvalidPubReq)
@@ -135,6 +127,21 @@ func (s *Server) queuePublish(o *op) {
 		msg: stores.Msg{Reply: reply, Data: pm.data}, chunk: o.chunk}) // views into o.data, which we own
 	s.scratch.stats.InMsgs++
 	s.scratch.stats.InBytes += uint64(len(pm.data))
+}
+
+// pubValid reports whether a decoded PubMsg is well formed: a GUID, a valid channel, and a
+// reply that is UTF-8 (it travels in MsgProto's string field, which Marshal refuses
+// otherwise: a catch-up fetch of the channel would fail at that message).
+func pubValid(pm *pubMsgView) bool {
+	return len(pm.guid) > 0 && validChannel(string(pm.subject)) && utf8.Valid(pm.reply)
+}
+
+// pubClient returns the client a PubMsg names (nil: unknown).
+func (s *Server) pubClient(pm *pubMsgView) *client {
+	if len(pm.connID) > 0 {
+		return s.byConnID[string(pm.connID)]
+	}
+	return s.clients[string(pm.clientID)]
 }
 
 // flushPublishes stores the batch channel by channel (one proposal each) as one commit
@@ -372,23 +379,6 @@ func containsChan(list []*channel, ch *channel) bool {
 		}
 	}
 	return false
-}
-
-// lookupOrCreateChannel returns the channel or the error text for the requester.
-func (s *Server) lookupOrCreateChannel(name string) (*channel, string) {
-	if ch := s.channels[name]; ch != nil {
-		return ch, ""
-	}
-	lower := lowerName(name)
-	if other, ok := s.lowerNames[lower]; ok && other != name {
-		return nil, fmt.Sprintf("rejecting channel %q because channel %q alreay exists (different cases not allowed)", name, other)
-	}
-	v, err := s.propose(&cmdCreateChannel{name: name, id: s.sm.nextChannelID()})
-	if err != nil {
-		s.log.Debug("cannot create channel", "channel", name, "err", err)
-		return nil, err.Error()
-	}
-	return s.addChannel(v.(*stores.Channel)), ""
 }
 
 func (s *Server) addChannel(st *stores.Channel) *channel {

@@ -116,9 +116,14 @@ type Server struct {
 	clients    map[string]*client
 	byConnID   map[string]*client
 	channels   map[string]*channel
-	lowerNames map[string]string    // lower-case name → name, to refuse case conflicts
-	byAck      map[string]*subState // by ack inbox (unsubscribe requests name it)
-	byAckID    map[ackKey]*subState // by the ack inbox's last token (acks)
+	lowerNames map[string]string // lower-case name → name, to refuse case conflicts
+	// ahead is the rest of the iteration's batch, after the op being handled: a creation
+	// creates the channels those ops will ask for with it (create.go). createFailed is why a
+	// creation this iteration made failed, by name, for the ops that needed it.
+	ahead        []op
+	createFailed map[string]string
+	byAck        map[string]*subState // by ack inbox (unsubscribe requests name it)
+	byAckID      map[ackKey]*subState // by the ack inbox's last token (acks)
 
 	otherAckPrefixes map[string]struct{} // subjects of restored ack inboxes another server handed out (recover.go)
 	checks           map[string]*dupCheck
@@ -182,7 +187,7 @@ func New(bus Bus, store stores.Store, newLog LogFactory, opts Options) (*Server,
 	s := &Server{
 		opts: o, log: o.Logger, bus: bus, store: store, id: nuid(), start: time.Now(),
 		clients: map[string]*client{}, byConnID: map[string]*client{}, channels: map[string]*channel{},
-		lowerNames: map[string]string{}, byAck: map[string]*subState{}, byAckID: map[ackKey]*subState{}, checks: map[string]*dupCheck{},
+		lowerNames: map[string]string{}, createFailed: map[string]string{}, byAck: map[string]*subState{}, byAckID: map[ackKey]*subState{}, checks: map[string]*dupCheck{},
 		otherAckPrefixes: map[string]struct{}{},
 		stop:             make(chan struct{}), done: make(chan struct{}),
 	}

@@ -20,9 +20,31 @@ func (s *Server) subError(reply, text string) {
 func (s *Server) processSubscribe(o *op) {
 	req := &stanpb.SubscriptionRequest{}
 	var errText, why string
-	switch err := proto.Unmarshal(o.data, req); {
-	case err != nil:
+	if err := proto.Unmarshal(o.data, req); err != nil {
 		errText, why = errInvalidSubReq, "malformed request"
+	} else {
+		errText, why = s.subRefusal(req)
+	}
+	if errText == "" {
+		switch s.bind(s.clients[req.ClientID], o) {
+		case bindHeld:
+			return
+		case bindRefused:
+			errText, why = errUnknownClient, "not from the client's connection"
+		}
+	}
+	if errText != "" {
+		s.log.Info("subscription refused", "client_id", logID(req.ClientID), "channel", req.Subject, "cause", why)
+		s.subError(o.reply, errText)
+		return
+	}
+	s.subscribe(o, req)
+}
+
+// subRefusal returns why a well-formed subscription request is refused before its client's
+// binding is checked ("" if it is not).
+func (s *Server) subRefusal(req *stanpb.SubscriptionRequest) (errText, why string) {
+	switch {
 	case req.ClientID == "":
 		errText, why = errMissingClient, "no client ID"
 	case req.AckWaitInSecs <= 0:
@@ -40,19 +62,11 @@ func (s *Server) processSubscribe(o *op) {
 	case req.QGroup != "" && req.DurableName != "" && strings.Contains(req.DurableName, ":"):
 		errText, why = errDurableQueueColon, "durable queue name with ':'"
 	}
-	if errText == "" {
-		switch s.bind(s.clients[req.ClientID], o) {
-		case bindHeld:
-			return
-		case bindRefused:
-			errText, why = errUnknownClient, "not from the client's connection"
-		}
-	}
-	if errText != "" {
-		s.log.Info("subscription refused", "client_id", logID(req.ClientID), "channel", req.Subject, "cause", why)
-		s.subError(o.reply, errText)
-		return
-	}
+	return errText, why
+}
+
+// subscribe creates (or resumes) the subscription req asks for, once validated.
+func (s *Server) subscribe(o *op, req *stanpb.SubscriptionRequest) {
 	ch, chErr := s.lookupOrCreateChannel(req.Subject)
 	if ch == nil {
 		s.subError(o.reply, chErr)

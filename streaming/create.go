@@ -1,0 +1,195 @@
+package streaming
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/starling-io/starling/proto/stanpb"
+	"github.com/starling-io/starling/raftlog"
+	"github.com/starling-io/starling/stores"
+)
+
+// creations returns how many commands at the start of cmds create channels.
+func creations(cmds []raftlog.Command) int {
+	n := 0
+	for n < len(cmds) {
+		if _, ok := cmds[n].Value.(*cmdCreateChannel); !ok {
+			break
+		}
+		n++
+	}
+	return n
+}
+
+// newChannel is what the store is asked to create for c: the ID its proposer chose (or, from
+// a version that let Apply choose, the next one), after the name's last deleted sequence.
+func (m *stateMachine) newChannel(c *cmdCreateChannel) stores.NewChannel {
+	id := c.id
+	if id == 0 {
+		id = m.nextChanID + 1
+	}
+	m.nextChanID = max(m.nextChanID, id)
+	return stores.NewChannel{Name: c.name, ID: id, After: m.deleted[c.name]}
+}
+
+// created is the result of a creation the store answered with st or err.
+func (m *stateMachine) created(nc stores.NewChannel, st *stores.Channel, err error) any {
+	if ex := m.chans[nc.Name]; errors.Is(err, stores.ErrExists) && ex != nil && ex.ID == nc.ID {
+		delete(m.deleted, nc.Name)
+		return ex // replayed: the store kept it
+	}
+	if err != nil {
+		return err
+	}
+	m.chans[st.Name] = st
+	delete(m.deleted, st.Name)
+	return st
+}
+
+// createRun applies a run of creations with one stores.CreateChannels: the store makes them
+// durable together (the file store: two fsyncs, not two per channel). Each gets the result
+// it would have had alone, in order: a name earlier in the run exists, and counts against
+// MaxChannels. One difference: replicated, a failure of this replica's own (a full disk)
+// stops the replica at that command while the store may hold the run's later channels; a
+// restart replays them as it replays any creation the store kept.
+func (m *stateMachine) createRun(cmds []raftlog.Command) []any {
+	ncs := make([]stores.NewChannel, len(cmds))
+	for i := range cmds {
+		ncs[i] = m.newChannel(cmds[i].Value.(*cmdCreateChannel))
+	}
+	chans, errs := stores.CreateChannels(m.store, ncs)
+	rs := make([]any, len(cmds))
+	for i, nc := range ncs {
+		rs[i] = m.created(nc, chans[i], errs[i])
+	}
+	return rs
+}
+
+// maxCreateAhead bounds the channels one creation makes for the ops ahead of it.
+const maxCreateAhead = 1024
+
+// lookupOrCreateChannel returns the channel or the error text for the requester. A name to
+// create is created together with those the rest of the iteration's ops will ask for
+// (createChannels): one proposal, one commit of the store, however many channels.
+func (s *Server) lookupOrCreateChannel(name string) (*channel, string) {
+	if ch := s.channels[name]; ch != nil {
+		return ch, ""
+	}
+	if text, ok := s.createFailed[name]; ok {
+		return nil, text
+	}
+	if text := s.nameClash(name); text != "" {
+		return nil, text
+	}
+	s.createChannels(name)
+	if ch := s.channels[name]; ch != nil {
+		return ch, ""
+	}
+	return nil, s.createFailed[name]
+}
+
+// nameClash returns why name may not be created: a channel that differs from it only in
+// case ("" if none).
+func (s *Server) nameClash(name string) string {
+	if other, ok := s.lowerNames[lowerName(name)]; ok && other != name {
+		return fmt.Sprintf("rejecting channel %q because channel %q alreay exists (different cases not allowed)", name, other)
+	}
+	return ""
+}
+
+// createChannels creates name, and with it the channels that the ops ahead in the iteration
+// will ask for (aheadNames), with one proposal: a run of creations that the state machine
+// applies with one commit of the store. It waits for it, as a single creation did: every
+// publish and subscription reads its channel's store. A channel created adds to the view; a
+// failed creation is noted in createFailed, refusing the ops that needed it (and only them)
+// with its error.
+func (s *Server) createChannels(name string) {
+	names := s.aheadNames(append(make([]string, 0, 8), name))
+	first := s.sm.nextChannelID()
+	cmds := make([]raftlog.Command, 0, len(names))
+	vals := make([]cmdCreateChannel, len(names))
+	for i, n := range names {
+		vals[i] = cmdCreateChannel{name: n, id: first + uint64(i)}
+		c, err := s.command(&vals[i])
+		if err != nil { // a bug: refuse the lot
+			for _, n := range names {
+				s.createFailed[n] = err.Error()
+			}
+			return
+		}
+		cmds = append(cmds, c)
+	}
+	f := s.rlog.ProposeBatch(context.Background(), cmds)
+	index, err := f.Wait()
+	for i, n := range names {
+		r := f.ResultAt(i)
+		if index == 0 { // refused whole: not applied
+			r = err
+		}
+		if st, ok := r.(*stores.Channel); ok && st != nil {
+			s.addChannel(st)
+			continue
+		}
+		cause, _ := r.(error)
+		if cause == nil {
+			cause = fmt.Errorf("streaming: channel %q not created", n) // not expected
+		}
+		s.log.Debug("cannot create channel", "channel", n, "err", cause)
+		s.createFailed[n] = cause.Error()
+	}
+}
+
+// aheadNames appends to names the channels that the ops ahead will ask to create: the
+// publishes and subscribes that pass the checks made before a channel is looked up, from
+// the connection their client is bound to (a request that must first be bound is left to
+// its own creation). It stops at a client's close, which may make later requests of that
+// client refused. A name in a case clash with a channel or with one before it is left to
+// its own op, which is refused — or creates it, if the other's creation failed.
+func (s *Server) aheadNames(names []string) []string {
+	var pm pubMsgView
+	lowers := map[string]bool{lowerName(names[0]): true} // the names' (no two alike)
+	for i := range s.ahead {
+		if len(names) >= maxCreateAhead {
+			break
+		}
+		o := &s.ahead[i]
+		var name string
+		switch o.kind {
+		case opClose:
+			return names
+		case opPublish:
+			if decodePubMsg(o.data, &pm) != nil || !pubValid(&pm) || s.channels[string(pm.subject)] != nil {
+				continue
+			}
+			c := s.pubClient(&pm)
+			if c == nil || c.nats != o.from || msgProtoMax(len(pm.subject), len(pm.reply), len(pm.data)) > s.maxPayload {
+				continue
+			}
+			name = string(pm.subject)
+		case opSubscribe:
+			if !s.leader {
+				continue
+			}
+			req := &stanpb.SubscriptionRequest{}
+			if proto.Unmarshal(o.data, req) != nil || s.channels[req.Subject] != nil {
+				continue
+			}
+			if text, _ := s.subRefusal(req); text != "" || s.clients[req.ClientID].nats != o.from {
+				continue
+			}
+			name = req.Subject
+		default:
+			continue
+		}
+		lower := lowerName(name)
+		if _, failed := s.createFailed[name]; failed || lowers[lower] || s.nameClash(name) != "" {
+			continue
+		}
+		lowers[lower] = true
+		names = append(names, name)
+	}
+	return names
+}

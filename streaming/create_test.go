@@ -1,0 +1,203 @@
+package streaming
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/starling-io/starling/proto/stanpb"
+	"github.com/starling-io/starling/raftlog"
+	"github.com/starling-io/starling/stores"
+)
+
+// createCountStore counts how the engine creates channels: CreateChannels calls (with their
+// sizes) and single CreateChannelAfter calls. A name in refuse fails with its error.
+type createCountStore struct {
+	stores.Store
+	mu      sync.Mutex
+	batches []int
+	singles int
+	refuse  map[string]error
+}
+
+func (s *createCountStore) CreateChannelAfter(name string, id, after uint64) (*stores.Channel, error) {
+	s.mu.Lock()
+	s.singles++
+	s.mu.Unlock()
+	if err := s.refuse[name]; err != nil {
+		return nil, err
+	}
+	return s.Store.CreateChannelAfter(name, id, after)
+}
+
+func (s *createCountStore) CreateChannels(cs []stores.NewChannel) ([]*stores.Channel, []error) {
+	s.mu.Lock()
+	s.batches = append(s.batches, len(cs))
+	s.mu.Unlock()
+	out, errs := make([]*stores.Channel, len(cs)), make([]error, len(cs))
+	for i, c := range cs {
+		if errs[i] = s.refuse[c.Name]; errs[i] == nil {
+			out[i], errs[i] = s.Store.CreateChannelAfter(c.Name, c.ID, c.After)
+		}
+	}
+	return out, errs
+}
+
+func pubOp(channel, guid string) op {
+	return op{kind: opPublish, reply: "ack." + guid, data: marshal(&stanpb.PubMsg{ClientID: "c1", Guid: guid,
+		Subject: channel, Data: []byte(guid), ConnID: []byte("conn")})}
+}
+
+// TestCreationsOfAnIterationAreOneCommit: the channels the ops of one engine iteration ask
+// for are created by one proposal, applied with one CreateChannels of the store. A creation
+// that fails refuses exactly the requests that needed it, with its error; a name in a case
+// clash with a channel of the same batch is refused as with an existing one. Before, each
+// new channel was one proposal and one CreateChannelAfter (23 here).
+func TestCreationsOfAnIterationAreOneCommit(t *testing.T) {
+	st := &createCountStore{Store: newMemStore(t), refuse: map[string]error{"bad": errors.New("disk on fire")}}
+	bus := &dataBus{}
+	s, err := New(bus, st, raftlog.Standalone, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.recover(); err != nil {
+		t.Fatal(err)
+	}
+	s.started = true
+	t.Cleanup(s.drainCommits)
+	s.step(op{kind: opConnect, reply: "r", data: marshal(&stanpb.ConnectRequest{ClientID: "c1", HeartbeatInbox: "hb", Protocol: 1, ConnID: []byte("conn")})})
+	publishTo(s, "old", 1)
+	st.batches, st.singles = nil, 0
+
+	var batch []op
+	for i := range 20 {
+		batch = append(batch, pubOp(fmt.Sprint("n", i), fmt.Sprint("g", i)))
+	}
+	batch = append(batch,
+		pubOp("n0", "again"), pubOp("old", "old"), pubOp("Foo", "Foo"), pubOp("bad", "bad1"),
+		op{kind: opSubscribe, reply: "sub", data: marshal(&stanpb.SubscriptionRequest{ClientID: "c1", Subject: "s1",
+			Inbox: "in", MaxInFlight: 10, AckWaitInSecs: 30})},
+		pubOp("foo", "foo"), pubOp("bad", "bad2"), pubOp("s1", "s1"))
+	s.runMu.Lock()
+	s.iterate(batch, false)
+	s.runMu.Unlock()
+	s.waitCommits(0)
+
+	if !reflect.DeepEqual(st.batches, []int{23}) || st.singles != 0 {
+		t.Fatalf("CreateChannels calls %v and %d single creations, want one of 23 (n0-n19, Foo, bad, s1) and none", st.batches, st.singles)
+	}
+	ackErr := func(guid string) string {
+		t.Helper()
+		got := bus.to("ack." + guid)
+		if len(got) != 1 {
+			t.Fatalf("%d PubAcks for %s", len(got), guid)
+		}
+		var a stanpb.PubAck
+		if err := proto.Unmarshal(got[0].data, &a); err != nil || a.Guid != guid {
+			t.Fatalf("PubAck for %s: %v %v", guid, a.Guid, err)
+		}
+		return a.Error
+	}
+	for _, g := range []string{"g0", "g7", "g19", "again", "old", "Foo", "s1"} {
+		if e := ackErr(g); e != "" {
+			t.Fatalf("PubAck for %s: %q", g, e)
+		}
+	}
+	for _, g := range []string{"bad1", "bad2"} {
+		if e := ackErr(g); e != "disk on fire" {
+			t.Fatalf("PubAck for %s: %q, want the creation's error", g, e)
+		}
+	}
+	if e := ackErr("foo"); !strings.Contains(e, `channel "Foo" alreay exists`) {
+		t.Fatalf("PubAck for foo: %q, want the case clash", e)
+	}
+	var resp stanpb.SubscriptionResponse
+	if got := bus.to("sub"); len(got) != 1 || proto.Unmarshal(got[0].data, &resp) != nil || resp.Error != "" {
+		t.Fatalf("subscription response: %v %q", got, resp.Error)
+	}
+	for name, last := range map[string]uint64{"n0": 2, "n19": 1, "old": 2, "Foo": 1, "s1": 1} {
+		if ch := s.channels[name]; ch == nil || ch.store.Msgs.State().Last != last {
+			t.Fatalf("channel %s: %v", name, ch)
+		}
+	}
+	if s.channels["bad"] != nil || s.channels["foo"] != nil {
+		t.Fatal("a refused channel exists")
+	}
+	// The failure is the iteration's: the next one tries again.
+	delete(st.refuse, "bad")
+	s.runMu.Lock()
+	s.iterate([]op{pubOp("bad", "bad3")}, false)
+	s.runMu.Unlock()
+	s.waitCommits(0)
+	if e := ackErr("bad3"); e != "" || s.channels["bad"] == nil {
+		t.Fatalf("bad in the next iteration: %q", e)
+	}
+}
+
+// TestCreationRunAppliesAsOneByOne: a run of creation commands applied together (one
+// CreateChannels) gives each command the result, and the store the state, that applying
+// them one at a time gives — a name twice, one deleted before, IDs left for Apply to choose
+// (an older proposer), a replayed creation the store kept, MaxChannels.
+func TestCreationRunAppliesAsOneByOne(t *testing.T) {
+	cmds := func() []raftlog.Command {
+		var cs []raftlog.Command
+		for _, c := range []cmdCreateChannel{{"a", 2}, {"b", 3}, {"a", 4}, {"old", 5}, {"c", 0}, {"d", 0}, {"e", 9}, {"f", 10}} {
+			cs = append(cs, raftlog.Command{Value: &c})
+		}
+		return cs
+	}
+	run := func(together bool) ([]string, map[string]uint64) {
+		st := newMemStore(t)
+		l := stores.DefaultLimits()
+		l.MaxChannels = 6
+		if err := st.SetLimits(&stores.LimitsSet{Global: l}); err != nil {
+			t.Fatal(err)
+		}
+		m := newStateMachine(st)
+		if err := st.Init(stores.ServerInfo{ClusterID: "c"}); err != nil {
+			t.Fatal(err)
+		}
+		m.Apply(1, []raftlog.Command{{Value: &cmdCreateChannel{"old", 1}}})
+		ch := m.chans["old"]
+		if err := ch.Msgs.Append([]stores.Msg{{Seq: 1, Time: 1}}); err != nil {
+			t.Fatal(err)
+		}
+		m.Apply(2, []raftlog.Command{{Value: &cmdDeleteChannel{chanRef{"old", 1}}}, {Value: &cmdCreateChannel{"b", 3}}})
+		var rs []any
+		if together {
+			rs = m.Apply(3, cmds())
+		} else {
+			for i, c := range cmds() {
+				rs = append(rs, m.Apply(uint64(3+i), []raftlog.Command{c})...)
+			}
+		}
+		var out []string
+		for _, r := range rs {
+			switch v := r.(type) {
+			case *stores.Channel:
+				out = append(out, fmt.Sprintf("%s/%d/%d", v.Name, v.ID, v.Msgs.State().First))
+			case error:
+				out = append(out, v.Error())
+			default:
+				out = append(out, fmt.Sprint(v))
+			}
+		}
+		ids := map[string]uint64{}
+		for n, c := range m.chans {
+			ids[n] = c.ID
+		}
+		ids["next"] = m.nextChanID
+		return out, ids
+	}
+	one, oneIDs := run(false)
+	all, allIDs := run(true)
+	if !reflect.DeepEqual(one, all) || !reflect.DeepEqual(oneIDs, allIDs) {
+		t.Fatalf("one by one: %v %v\ntogether:   %v %v", one, oneIDs, all, allIDs)
+	}
+	t.Log(all, allIDs)
+}
