@@ -127,8 +127,9 @@ type committer struct {
 
 	syncLatency histogram // one observation per pass of fsyncs (latency.go)
 
-	synced []syncedStore // committer goroutine: one SyncFlushed per store per pass
-	now    []syncedStore // engine: the same for a group synced by syncNow
+	synced  []syncedStore // committer goroutine: one SyncFlushed per store per pass
+	workers syncWorkers   // the pass's fsyncs of several channels at once (passMu)
+	now     []syncedStore // engine: the same for a group synced by syncNow
 }
 
 type syncedStore struct {
@@ -213,6 +214,7 @@ func (c *committer) pass() {
 	c.synced = c.synced[:0]
 	began := time.Now()
 	msgs := 0
+	c.synced = c.syncChannelsAtOnce(gs, c.synced)
 	for _, g := range gs {
 		msgs += g.n
 		if g.inflight {
@@ -240,6 +242,91 @@ func (c *committer) queuedLen() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.queued)
+}
+
+// maxSyncsAtOnce bounds the channels' fsyncs a pass runs at once.
+const maxSyncsAtOnce = 16
+
+// syncChannelsAtOnce runs the SyncFlushed of the channels' message stores that the groups gs
+// flushed (not those of a group that waits for the replicated log), side by side when there
+// are several: each channel is a file of its own, and a new channel's first commit fsyncs its
+// directory too, so a burst of N new channels was 2N fsyncs in a row, where the file system's
+// journal commits the fsyncs that wait together at once. done collects the outcomes, for
+// syncGroup's once.
+func (c *committer) syncChannelsAtOnce(gs []*commitGroup, done []syncedStore) []syncedStore {
+	from := len(done)
+	for _, g := range gs {
+		if g.inflight {
+			continue
+		}
+		for i := range g.chans {
+			if sp := g.chans[i].sp; sp != nil && !syncedIn(done[from:], sp) {
+				done = append(done, syncedStore{sp: sp})
+			}
+		}
+	}
+	if len(done)-from < 2 {
+		clear(done[from:])
+		return done[:from] // one: syncGroup's way
+	}
+	c.workers.run(done[from:])
+	return done
+}
+
+func syncedIn(done []syncedStore, sp stores.SplitSyncer) bool {
+	for i := range done {
+		if done[i].sp == sp {
+			return true
+		}
+	}
+	return false
+}
+
+// syncWorkers run SyncFlushed calls side by side for the committer's passes (one pass at a
+// time: passMu). They are started as a pass needs them and kept, so a pass allocates
+// nothing; close stops them.
+type syncWorkers struct {
+	work   chan *syncedStore
+	wg     sync.WaitGroup
+	n      int // started
+	closed bool
+}
+
+// run makes todo's SyncFlushed calls, noting their errors: the caller's goroutine takes the
+// first, the workers the rest.
+func (w *syncWorkers) run(todo []syncedStore) {
+	if w.closed {
+		for i := range todo {
+			todo[i].err = todo[i].sp.SyncFlushed()
+		}
+		return
+	}
+	if w.work == nil {
+		w.work = make(chan *syncedStore, maxSyncsAtOnce)
+	}
+	for ; w.n < min(len(todo)-1, maxSyncsAtOnce); w.n++ {
+		go w.loop()
+	}
+	w.wg.Add(len(todo) - 1)
+	for i := 1; i < len(todo); i++ {
+		w.work <- &todo[i]
+	}
+	todo[0].err = todo[0].sp.SyncFlushed()
+	w.wg.Wait()
+}
+
+func (w *syncWorkers) loop() {
+	for st := range w.work {
+		st.err = st.sp.SyncFlushed()
+		w.wg.Done()
+	}
+}
+
+func (w *syncWorkers) close() {
+	if !w.closed && w.work != nil {
+		close(w.work)
+	}
+	w.closed = true
 }
 
 // syncGroup runs the SyncFlushed of every store flushed into g, noting each outcome in g,
@@ -366,6 +453,9 @@ func (c *committer) close() {
 	if c.running {
 		<-c.exited
 	}
+	c.passMu.Lock()
+	c.workers.close()
+	c.passMu.Unlock()
 }
 
 // finish completes g once it is durable: on the committer's goroutine when it holds stores

@@ -238,3 +238,52 @@ func TestLatencyHistograms(t *testing.T) {
 		}
 	}
 }
+
+// TestPassSyncsChannelsSideBySide: a pass fsyncs the channels its groups touched side by
+// side, not one after the other (each is a file of its own; a new channel's first commit
+// fsyncs its directory too). Before, the second SyncFlushed began only once the first
+// returned: one of four entered.
+func TestPassSyncsChannelsSideBySide(t *testing.T) {
+	mem, err := memstore.New(memstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &splitStore{Store: mem, gate: make(chan error), entered: make(chan struct{}, 8)}
+	bus := &recBus{}
+	s, err := New(bus, st, raftlog.Standalone, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.recover(); err != nil {
+		t.Fatal(err)
+	}
+	s.started = true
+	t.Cleanup(func() {
+		close(st.gate)
+		s.drainCommits()
+	})
+	s.step(op{kind: opConnect, reply: "r", data: marshal(&stanpb.ConnectRequest{ClientID: "c1", HeartbeatInbox: "hb", Protocol: 1, ConnID: []byte("conn")})})
+	var batch []op
+	for i := range 4 {
+		batch = append(batch, op{kind: opPublish, reply: fmt.Sprint("ack.", i), data: marshal(&stanpb.PubMsg{ClientID: "c1",
+			Guid: fmt.Sprint("g", i), Subject: fmt.Sprint("c", i), Data: []byte("x"), ConnID: []byte("conn")})})
+	}
+	s.runMu.Lock()
+	s.iterate(batch, false)
+	s.runMu.Unlock()
+	deadline := time.After(5 * time.Second)
+	for n := 0; n < 4; n++ {
+		select {
+		case <-st.entered:
+		case <-deadline:
+			t.Fatalf("%d of the 4 channels' SyncFlushed running at once", n)
+		}
+	}
+	for range 4 {
+		st.gate <- nil
+	}
+	s.waitCommits(0)
+	if n := bus.count("ack."); n != 4 {
+		t.Fatalf("%d PubAcks, want 4", n)
+	}
+}
