@@ -30,3 +30,26 @@ func CreateChannels(st Store, cs []NewChannel) ([]*Channel, []error) {
 	}
 	return out, errs
 }
+
+// ChannelsDeleter is implemented by a Store that deletes several channels for about the cost
+// of one: one commit, one round of fsyncs.
+type ChannelsDeleter interface {
+	// DeleteChannels deletes each named channel as DeleteChannel would, in order (a name
+	// deleted earlier in names is not found), durable together before it returns. It
+	// returns each one's error: a failed commit fails every deletion it would have made
+	// durable, and leaves those channels as they were.
+	DeleteChannels(names []string) []error
+}
+
+// DeleteChannels deletes names from st: with one call if st implements ChannelsDeleter,
+// else one DeleteChannel after another.
+func DeleteChannels(st Store, names []string) []error {
+	if d, ok := st.(ChannelsDeleter); ok {
+		return d.DeleteChannels(names)
+	}
+	errs := make([]error, len(names))
+	for i, n := range names {
+		errs[i] = st.DeleteChannel(n)
+	}
+	return errs
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -23,6 +24,7 @@ import (
 var (
 	_ stores.Store           = (*Store)(nil)
 	_ stores.ChannelsCreator = (*Store)(nil)
+	_ stores.ChannelsDeleter = (*Store)(nil)
 	_ stores.MsgStore        = (*msgStore)(nil)
 	_ stores.SubStore        = (*subStore)(nil)
 	_ stores.SplitSyncer     = (*Store)(nil)
@@ -515,48 +517,84 @@ func (s *Store) addChannel(c stores.NewChannel, last uint64, out []*stores.Chann
 }
 
 // DeleteChannel implements stores.Store: durable when it returns.
-func (s *Store) DeleteChannel(name string) error {
+func (s *Store) DeleteChannel(name string) error { return s.DeleteChannels([]string{name})[0] }
+
+// DeleteChannels implements stores.ChannelsDeleter: one transaction for them all. If it fails
+// with more than one channel in it, each is tried in a transaction of its own, so that a
+// failure fails only the deletions it concerns. Durable when it returns.
+func (s *Store) DeleteChannels(names []string) []error {
+	errs := make([]error, len(names))
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		return stores.ErrClosed
+	var todo []int // the indexes of names to delete
+	for i, name := range names {
+		switch _, ok := s.channels[name]; {
+		case s.closed:
+			errs[i] = stores.ErrClosed
+		case !ok || slices.ContainsFunc(todo, func(j int) bool { return names[j] == name }):
+			errs[i] = stores.ErrNotFound
+		default:
+			todo = append(todo, i)
+		}
 	}
-	ch, ok := s.channels[name]
-	if !ok {
-		return stores.ErrNotFound
+	if len(todo) == 0 {
+		return errs
 	}
-	// No commit may hold the channel's snapshot or batch while it goes (nor write them
+	// No commit may hold the channels' snapshots or batches while they go (nor write them
 	// into a channel re-created under the name).
 	s.c.mu.Lock()
 	defer s.c.mu.Unlock()
-	// The file first: if it fails, the channel stays as the file has it. (A message
-	// appended meanwhile is deleted with it, never synced.)
-	last := ch.msgs.State().Last
+	// The file first: if it fails, the channels stay as the file has them. (A message
+	// appended meanwhile is deleted with its channel, never synced.)
+	lasts := make([]uint64, len(names))
+	for _, i := range todo {
+		lasts[i] = s.channels[names[i]].msgs.State().Last
+	}
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		for _, p := range []string{preMsgs, preSubs, prePending} {
-			if err := tx.DeleteBucket([]byte(p + name)); err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
+		for _, i := range todo {
+			if err := dropChannel(tx, names[i], lasts[i]); err != nil {
 				return err
 			}
 		}
-		if err := tx.Bucket([]byte(bktChans)).Delete([]byte(name)); err != nil {
+		return nil
+	})
+	for _, i := range todo {
+		if err != nil && len(todo) > 1 {
+			err := s.db.Update(func(tx *bolt.Tx) error { return dropChannel(tx, names[i], lasts[i]) })
+			if err != nil {
+				errs[i] = fmt.Errorf("boltstore: delete channel %q: %w", names[i], err)
+				continue
+			}
+		} else if err != nil {
+			errs[i] = fmt.Errorf("boltstore: delete channel %q: %w", names[i], err)
+			continue
+		}
+		ch := s.channels[names[i]]
+		delete(s.channels, names[i])
+		last := max(lasts[i], ch.msgs.markDeleted())
+		ch.subs.markDeleted()
+		s.c.forget(ch.msgs, &ch.subs.st)
+		if last > 0 {
+			s.tombs[names[i]] = last
+		}
+	}
+	return errs
+}
+
+// dropChannel removes a channel's buckets and record, leaving a tombstone at last (if any).
+func dropChannel(tx *bolt.Tx, name string, last uint64) error {
+	for _, p := range []string{preMsgs, preSubs, prePending} {
+		if err := tx.DeleteBucket([]byte(p + name)); err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
 			return err
 		}
-		if last == 0 {
-			return nil
-		}
-		return tx.Bucket([]byte(bktTombs)).Put([]byte(name), u64(last))
-	})
-	if err != nil {
-		return fmt.Errorf("boltstore: delete channel %q: %w", name, err)
 	}
-	delete(s.channels, name)
-	last = max(last, ch.msgs.markDeleted())
-	ch.subs.markDeleted()
-	s.c.forget(ch.msgs, &ch.subs.st)
-	if last > 0 {
-		s.tombs[name] = last
+	if err := tx.Bucket([]byte(bktChans)).Delete([]byte(name)); err != nil {
+		return err
 	}
-	return nil
+	if last == 0 {
+		return nil
+	}
+	return tx.Bucket([]byte(bktTombs)).Put([]byte(name), u64(last))
 }
 
 // AddClient implements stores.Store: durable at the next Sync (or Flush and SyncFlushed).

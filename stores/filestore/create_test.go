@@ -560,3 +560,37 @@ func BenchmarkCreateChannels64(b *testing.B) {
 		})
 	}
 }
+
+// TestDeleteChannelsFsyncs: DeleteChannels of several channels fsyncs meta.log once, as one
+// deletion does.
+func TestDeleteChannelsFsyncs(t *testing.T) {
+	dir := t.TempDir()
+	var got []string
+	s, err := filestore.Open(dir, filestore.Options{Hooks: filestore.Hooks{BeforeSync: syncNames(dir, &got)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Init(stores.ServerInfo{ClusterID: "c"}); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for i := 1; i <= 10; i++ {
+		names = append(names, fmt.Sprint("c", i))
+		if _, err := s.CreateChannel(names[i-1], uint64(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got = nil
+	for i, err := range s.DeleteChannels(names) {
+		if err != nil {
+			t.Fatalf("%s: %v", names[i], err)
+		}
+	}
+	if want := []string{"meta.log"}; !slices.Equal(got, want) {
+		t.Fatalf("DeleteChannels of 10 fsynced %v, want %v", got, want)
+	}
+	if ents, err := os.ReadDir(dir); err != nil || len(ents) != 1 {
+		t.Fatalf("store directory after the deletions: %v %v", ents, err)
+	}
+}

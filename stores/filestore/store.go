@@ -19,6 +19,7 @@ import (
 var (
 	_ stores.Store           = (*Store)(nil)
 	_ stores.ChannelsCreator = (*Store)(nil)
+	_ stores.ChannelsDeleter = (*Store)(nil)
 	_ stores.MsgStore        = (*msgStore)(nil)
 	_ stores.SubStore        = (*subStore)(nil)
 
@@ -142,9 +143,9 @@ type Store struct {
 	// deadDirs: directory numbers of channels meta.log's X records say were deleted: their
 	// directories, if still there, are removed at open.
 	deadDirs map[uint64]bool
-	// dropping: the channel DeleteChannel is deleting while meta.log syncs its X record, so
-	// that a rewrite of meta.log at that sync keeps the record's directory number.
-	dropping *dropRec
+	// dropping: the channels DeleteChannels is deleting while meta.log syncs their X
+	// records, so that a rewrite of meta.log at that sync keeps the records' directory numbers.
+	dropping []dropRec
 	buf      []byte
 
 	stopSync func() // stops the AutoSync goroutine (nil without, or once stopped)
@@ -450,7 +451,7 @@ func (s *Store) appendSnapshot(b []byte) []byte {
 		b, st = beginFrame(b)
 		b = endFrame(encChanDel(b, name, s.tombs[name], 0), st)
 	}
-	if d := s.dropping; d != nil {
+	for _, d := range s.dropping {
 		b, st = beginFrame(b)
 		b = endFrame(encChanDel(b, d.name, d.last, d.dn), st)
 	}
@@ -537,181 +538,6 @@ func (s *Store) Recover() (*stores.RecoveredState, error) {
 		rs.Clean = s.clean
 	}
 	return rs, err
-}
-
-// CreateChannel implements stores.Store: durable when it returns.
-func (s *Store) CreateChannel(name string, id uint64) (*stores.Channel, error) {
-	return s.CreateChannelAfter(name, id, 0)
-}
-
-// CreateChannelAfter implements stores.Store: durable when it returns.
-func (s *Store) CreateChannelAfter(name string, id, after uint64) (*stores.Channel, error) {
-	out, errs := s.CreateChannels([]stores.NewChannel{{Name: name, ID: id, After: after}})
-	return out[0], errs[0]
-}
-
-// CreateChannels implements stores.ChannelsCreator: the channels' directories are made, the
-// store directory fsynced once, then their C records written as one batch of meta.log and
-// fsynced — two fsyncs, however many channels. Durable when it returns.
-func (s *Store) CreateChannels(cs []stores.NewChannel) ([]*stores.Channel, []error) {
-	out, errs := make([]*stores.Channel, len(cs)), make([]error, len(cs))
-	s.meta.syncMu.Lock() // before mu: a commit of client records takes mu under it
-	defer s.meta.syncMu.Unlock()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	made := make([]*channel, len(cs)) // nil: refused
-	next, n := s.nextDir, 0
-	for i, c := range cs {
-		if slices.ContainsFunc(made[:i], func(m *channel) bool { return m != nil && m.ch.Name == c.Name }) {
-			errs[i] = stores.ErrExists
-			continue
-		}
-		made[i], errs[i] = s.makeChannelDir(c, next, len(s.channels)+n)
-		if made[i] != nil {
-			next++
-			n++
-		}
-	}
-	if n == 0 {
-		return out, errs
-	}
-	fail := func(i int, err error) {
-		if made[i].msgs != nil {
-			made[i].msgs.abandon()
-			made[i].subs.abandon()
-		}
-		made[i], errs[i] = nil, err
-	}
-	if err := syncDir(s.dir, &s.opts); err != nil {
-		for i := range made {
-			if made[i] != nil {
-				fail(i, err)
-			}
-		}
-		return out, errs
-	}
-	type tomb struct {
-		last uint64
-		ok   bool
-	}
-	tombs := make([]tomb, len(cs))
-	for i, ch := range made {
-		if ch == nil {
-			continue
-		}
-		if err := s.openChannel(cs[i].Name, ch); err != nil {
-			fail(i, err)
-			continue
-		}
-		s.meta.add(encChannel(s.buf[:0], ch.ch.Name, ch.ch.ID, ch.dirNum, ch.base))
-		// In memory before the sync: a rewrite of meta.log at that sync writes the snapshot
-		// instead of the records, and the snapshot must name the channels.
-		tombs[i].last, tombs[i].ok = s.tombs[ch.ch.Name]
-		s.channels[ch.ch.Name] = ch
-		delete(s.tombs, ch.ch.Name)
-	}
-	err := s.meta.syncLocked()
-	for i, ch := range made {
-		switch {
-		case ch == nil:
-		case err != nil:
-			delete(s.channels, ch.ch.Name)
-			if tombs[i].ok {
-				s.tombs[ch.ch.Name] = tombs[i].last
-			}
-			fail(i, err)
-		default:
-			out[i] = &ch.ch
-		}
-	}
-	if err == nil {
-		s.nextDir = next
-	}
-	return out, errs
-}
-
-// makeChannelDir checks that c may be created as the count+1th channel and makes its
-// directory, number dn (not durable yet: the caller fsyncs the store directory).
-func (s *Store) makeChannelDir(c stores.NewChannel, dn uint64, count int) (*channel, error) {
-	if s.closed {
-		return nil, stores.ErrClosed
-	}
-	if _, ok := s.channels[c.Name]; ok {
-		return nil, stores.ErrExists
-	}
-	if d, ok := s.damaged[c.Name]; ok {
-		return nil, d.err
-	}
-	if n := s.limits.Global.MaxChannels; n > 0 && count >= n {
-		return nil, stores.ErrTooManyChannels
-	}
-	ch := &channel{ch: stores.Channel{Name: c.Name, ID: c.ID}, dirNum: dn, base: max(s.tombs[c.Name], c.After)}
-	d := s.chanDir(dn)
-	// What a failed CreateChannel left goes; data no record names is never deleted.
-	if data, err := holdsData(d); err != nil {
-		return nil, err
-	} else if data != "" {
-		return nil, fmt.Errorf("filestore: %w: %s holds %s, yet meta.log names no channel for it: not removed, no channel created (stop the server and run starling store verify %s)",
-			ErrCorrupt, d, data, s.dir)
-	}
-	if err := removeAll(d, &s.opts); err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(d, 0o755); err != nil {
-		return nil, err
-	}
-	return ch, nil
-}
-
-// DeleteChannel implements stores.Store: durable when it returns.
-func (s *Store) DeleteChannel(name string) error {
-	s.meta.syncMu.Lock()
-	defer s.meta.syncMu.Unlock()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return stores.ErrClosed
-	}
-	ch, ok := s.channels[name]
-	if !ok {
-		if d, ok := s.damaged[name]; ok {
-			return d.err
-		}
-		return stores.ErrNotFound
-	}
-	last := ch.msgs.State().Last
-	s.meta.add(encChanDel(s.buf[:0], name, last, ch.dirNum))
-	// Gone from memory before the sync, as the record says: a rewrite of meta.log at that
-	// sync writes the snapshot instead, which must not name the channel (its directory is
-	// removed next) and must keep the record's directory number (dropping).
-	tomb, hadTomb := s.tombs[name]
-	delete(s.channels, name)
-	if last > 0 {
-		s.tombs[name] = last
-	}
-	s.dropping = &dropRec{name: name, last: last, dn: ch.dirNum}
-	err := s.meta.syncLocked()
-	s.dropping = nil
-	if err != nil {
-		s.channels[name] = ch
-		delete(s.tombs, name)
-		if hadTomb {
-			s.tombs[name] = tomb
-		}
-		return err
-	}
-	ch.msgs.markDeleted()
-	ch.subs.markDeleted()
-	// Renamed before it is removed: a crash, or a removal that fails half way, leaves a
-	// directory whose name says it is a deleted channel's, never a channel directory no
-	// record names (which Open refuses to delete when it holds data). Until the rename is
-	// durable the X record names the directory: the next fsync of the store directory
-	// (a meta.log rewrite's, which is what drops the number) makes it so.
-	d := s.chanDir(ch.dirNum)
-	if err := renameFile(d, d+deletedSuffix, &s.opts); err != nil {
-		return errors.Join(err, removeAll(d, &s.opts))
-	}
-	return removeAll(d+deletedSuffix, &s.opts)
 }
 
 // AddClient implements stores.Store (durable after Sync).

@@ -11,6 +11,7 @@ import (
 var (
 	_ stores.Store           = (*Store)(nil)
 	_ stores.ChannelsCreator = (*Store)(nil)
+	_ stores.ChannelsDeleter = (*Store)(nil)
 	_ stores.MsgStore        = (*msgStore)(nil)
 	_ stores.SubStore        = (*subStore)(nil)
 )
@@ -151,6 +152,15 @@ func (s *Store) CreateChannels(cs []stores.NewChannel) ([]*stores.Channel, []err
 		out[i], errs[i] = s.CreateChannelAfter(c.Name, c.ID, c.After)
 	}
 	return out, errs
+}
+
+// DeleteChannels implements stores.ChannelsDeleter: one DeleteChannel after another.
+func (s *Store) DeleteChannels(names []string) []error {
+	errs := make([]error, len(names))
+	for i, n := range names {
+		errs[i] = s.DeleteChannel(n)
+	}
+	return errs
 }
 
 // DeleteChannel implements stores.Store.

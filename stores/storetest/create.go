@@ -87,3 +87,48 @@ func (s *suite) testCreateChannels(t *testing.T) {
 	checkState(t, recovered(t, st, "b").Channel.Msgs, stores.ChannelState{First: 11, Last: 10})
 	checkState(t, recovered(t, st, "c").Channel.Msgs, stateOf("c", 2, genBatch(1, 2)))
 }
+
+// testDeleteChannels: DeleteChannels deletes each channel as DeleteChannel would, in order
+// (a name deleted earlier in the batch is not found), durable together (after a crash too).
+func (s *suite) testDeleteChannels(t *testing.T) {
+	st, dir := s.fresh(t)
+	a := create(t, st, "a", 1)
+	appendOK(t, a.Msgs, genBatch(1, 3))
+	create(t, st, "b", 2)
+	create(t, st, "c", 3)
+	if err := a.Msgs.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	names := []string{"a", "x", "b", "a"}
+	errs := stores.DeleteChannels(st, names)
+	want := []error{nil, stores.ErrNotFound, nil, stores.ErrNotFound}
+	if len(errs) != len(names) {
+		t.Fatalf("DeleteChannels returned %d errors for %d", len(errs), len(names))
+	}
+	for i := range names {
+		if (want[i] == nil) != (errs[i] == nil) || !errors.Is(errs[i], want[i]) {
+			t.Fatalf("DeleteChannels: %s: %v, want %v", names[i], errs[i], want[i])
+		}
+	}
+	if err := a.Msgs.Append(genBatch(4, 1)); !errors.Is(err, stores.ErrChannelDeleted) {
+		t.Fatalf("Append to a deleted channel: %v", err)
+	}
+	if !s.caps.Durable {
+		return
+	}
+	if s.caps.Crash != nil {
+		s.caps.Crash(st)
+		st = s.open(t, dir)
+		t.Cleanup(func() { st.Close() })
+	} else {
+		st = s.reopen(t, st, dir, nil)
+	}
+	rs, err := st.Recover()
+	if err != nil || rs == nil {
+		t.Fatalf("Recover = %v, %v", rs, err)
+	}
+	if len(rs.Channels) != 1 || rs.Channels[0].Channel.Name != "c" || rs.Deleted["a"] != 3 {
+		t.Fatalf("recovered %d channels, deleted %v; want c, and a at 3", len(rs.Channels), rs.Deleted)
+	}
+	checkState(t, create(t, st, "a", 4).Msgs, stores.ChannelState{First: 4, Last: 3})
+}

@@ -47,6 +47,7 @@ func Run(t *testing.T, open OpenFunc, caps Caps) {
 		{"ChannelRecreate", s.testChannelRecreate},
 		{"ChannelAfter", s.testChannelAfter},
 		{"CreateChannels", s.testCreateChannels},
+		{"DeleteChannels", s.testDeleteChannels},
 		{"Clients", s.testClients},
 		{"ServerInfo", s.testServerInfo},
 		{"Subs", s.testSubs},

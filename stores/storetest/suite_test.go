@@ -98,6 +98,15 @@ func (r *reopenable) CreateChannels(cs []stores.NewChannel) ([]*stores.Channel, 
 	return out, errs
 }
 
+// DeleteChannels deletes through DeleteChannel, which guards (memstore's own is promoted).
+func (r *reopenable) DeleteChannels(names []string) []error {
+	errs := make([]error, len(names))
+	for i, n := range names {
+		errs[i] = r.DeleteChannel(n)
+	}
+	return errs
+}
+
 func (r *reopenable) guard(err error) error {
 	if r.closed.Load() {
 		return stores.ErrClosed
