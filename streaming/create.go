@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"google.golang.org/protobuf/proto"
 
@@ -192,4 +193,53 @@ func (s *Server) aheadNames(names []string) []string {
 		names = append(names, name)
 	}
 	return names
+}
+
+// deletions returns how many commands at the start of cmds delete channels.
+func deletions(cmds []raftlog.Command) int {
+	n := 0
+	for n < len(cmds) {
+		if _, ok := cmds[n].Value.(*cmdDeleteChannel); !ok {
+			break
+		}
+		n++
+	}
+	return n
+}
+
+// deleteRun applies a run of channel deletions with one stores.DeleteChannels (the file
+// store: one fsync of meta.log), each with the result it would have alone: a channel this
+// replica does not have under that ID — or deleted earlier in the run — is errNoChannel.
+// (Alone, a deletion the store failed would leave its channel for a later one in the run to
+// try again; the engine never proposes a channel's deletion twice.)
+func (m *stateMachine) deleteRun(cmds []raftlog.Command) []any {
+	rs := make([]any, len(cmds))
+	var names []string
+	var idx []int
+	var chans []*stores.Channel
+	var lasts []uint64
+	for i := range cmds {
+		ref := cmds[i].Value.(*cmdDeleteChannel).chanRef
+		ch := m.chans[ref.channel]
+		if ch == nil || ch.ID != ref.chanID || slices.Contains(chans, ch) {
+			rs[i] = fmt.Errorf("%w: %q (ID %d)", errNoChannel, ref.channel, ref.chanID)
+			continue
+		}
+		names, idx, chans = append(names, ch.Name), append(idx, i), append(chans, ch)
+		lasts = append(lasts, ch.Msgs.State().Last)
+	}
+	if len(names) == 0 {
+		return rs
+	}
+	for k, err := range stores.DeleteChannels(m.store, names) {
+		if err != nil {
+			rs[idx[k]] = err
+			continue
+		}
+		m.forget(chans[k])
+		if lasts[k] > 0 {
+			m.deleted[names[k]] = max(m.deleted[names[k]], lasts[k])
+		}
+	}
+	return rs
 }

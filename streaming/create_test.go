@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -200,4 +201,131 @@ func TestCreationRunAppliesAsOneByOne(t *testing.T) {
 		t.Fatalf("one by one: %v %v\ntogether:   %v %v", one, oneIDs, all, allIDs)
 	}
 	t.Log(all, allIDs)
+}
+
+// deleteCountStore counts DeleteChannels calls (with their sizes) and single deletions.
+type deleteCountStore struct {
+	stores.Store
+	batches []int
+	singles int
+}
+
+func (s *deleteCountStore) DeleteChannel(name string) error {
+	s.singles++
+	return s.Store.DeleteChannel(name)
+}
+
+func (s *deleteCountStore) DeleteChannels(names []string) []error {
+	s.batches = append(s.batches, len(names))
+	errs := make([]error, len(names))
+	for i, n := range names {
+		errs[i] = s.Store.DeleteChannel(n)
+	}
+	return errs
+}
+
+// TestIdleDeletionsOfAnIterationAreOneCommit: idle channels whose timers fired together
+// (their ops back to back in one batch) are deleted by one proposal, applied with one
+// DeleteChannels; one made active meanwhile is kept. Before: one proposal and one
+// DeleteChannel each (10 here).
+func TestIdleDeletionsOfAnIterationAreOneCommit(t *testing.T) {
+	limits := &stores.LimitsSet{Global: stores.DefaultLimits()}
+	limits.Global.MaxInactivity = 50 * time.Millisecond
+	mem := newMemStore(t)
+	if err := mem.SetLimits(limits); err != nil {
+		t.Fatal(err)
+	}
+	st := &deleteCountStore{Store: mem}
+	s, err := New(&fakeBus{}, st, raftlog.Standalone, Options{Limits: limits})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.recover(); err != nil {
+		t.Fatal(err)
+	}
+	s.step(op{kind: opConnect, reply: "r", data: marshal(&stanpb.ConnectRequest{ClientID: "c1", HeartbeatInbox: "hb", Protocol: 1, ConnID: []byte("conn")})})
+	for i := range 11 {
+		publishTo(s, fmt.Sprint("idle", i), i)
+	}
+	time.Sleep(200 * time.Millisecond) // every timer fired: 11 idle ops queued
+	var batch []op
+	deadline := time.Now().Add(5 * time.Second)
+	for len(batch) < 11 && time.Now().Before(deadline) {
+		select {
+		case <-s.q.Ready():
+			batch = s.q.Pop(batch)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	if len(batch) != 11 {
+		t.Fatalf("%d ops queued, want the 11 idle ones", len(batch))
+	}
+	var keep *channel
+	for _, o := range batch {
+		if o.kind != opIdle {
+			t.Fatalf("op %d queued", o.kind)
+		}
+		if o.ch.name == "idle5" {
+			keep = o.ch
+		}
+	}
+	keep.active = time.Now().UnixNano() // as a publish would
+	s.runMu.Lock()
+	s.iterate(batch, false)
+	s.runMu.Unlock()
+	if !reflect.DeepEqual(st.batches, []int{10}) || st.singles != 0 {
+		t.Fatalf("DeleteChannels calls %v and %d single deletions, want one of 10", st.batches, st.singles)
+	}
+	if len(s.channels) != 1 || s.channels["idle5"] == nil {
+		t.Fatalf("channels left: %d", len(s.channels))
+	}
+	keep.idleTimer.Stop()
+}
+
+// TestDeletionRunAppliesAsOneByOne: a run of deletions applied together (one DeleteChannels)
+// gives each command the result, and the state machine the state, that one at a time gives.
+func TestDeletionRunAppliesAsOneByOne(t *testing.T) {
+	run := func(together bool) ([]string, map[string]uint64) {
+		st := newMemStore(t)
+		m := newStateMachine(st)
+		if err := st.Init(stores.ServerInfo{ClusterID: "c"}); err != nil {
+			t.Fatal(err)
+		}
+		for i, n := range []string{"a", "b", "c"} {
+			m.Apply(uint64(i+1), []raftlog.Command{{Value: &cmdCreateChannel{n, uint64(i + 1)}}})
+		}
+		if err := m.chans["a"].Msgs.Append([]stores.Msg{{Seq: 1, Time: 1}, {Seq: 2, Time: 1}}); err != nil {
+			t.Fatal(err)
+		}
+		var cmds []raftlog.Command
+		for _, r := range []chanRef{{"a", 1}, {"x", 9}, {"b", 7}, {"a", 1}, {"c", 3}} {
+			cmds = append(cmds, raftlog.Command{Value: &cmdDeleteChannel{r}})
+		}
+		var rs []any
+		if together {
+			rs = m.Apply(4, cmds)
+		} else {
+			for i, c := range cmds {
+				rs = append(rs, m.Apply(uint64(4+i), []raftlog.Command{c})...)
+			}
+		}
+		out := make([]string, len(rs))
+		for i, r := range rs {
+			out[i] = fmt.Sprint(r)
+		}
+		state := map[string]uint64{}
+		for n, c := range m.chans {
+			state["chan "+n] = c.ID
+		}
+		for n, l := range m.deleted {
+			state["deleted "+n] = l
+		}
+		return out, state
+	}
+	one, oneState := run(false)
+	all, allState := run(true)
+	if !reflect.DeepEqual(one, all) || !reflect.DeepEqual(oneState, allState) {
+		t.Fatalf("one by one: %v %v\ntogether:   %v %v", one, oneState, all, allState)
+	}
+	t.Log(all, allState)
 }

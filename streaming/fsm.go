@@ -116,6 +116,13 @@ func (m *stateMachine) Apply(index uint64, cmds []raftlog.Command) []any {
 			i += n - 1
 			continue
 		}
+		if n := deletions(cmds[i:]); n > 1 { // the same for deletions of idle channels
+			for _, r := range m.deleteRun(cmds[i : i+n]) {
+				out = append(out, m.checkFailure(r))
+			}
+			i += n - 1
+			continue
+		}
 		out = append(out, m.checkFailure(m.applyOne(cmds[i].Value)))
 	}
 	m.applyOut = out

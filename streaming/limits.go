@@ -152,25 +152,65 @@ func (s *Server) touch(ch *channel) {
 // MaxInactivity (offline durables do not count; they go with it). Its last sequence is
 // remembered by the store, so a channel created again with the name continues after it.
 // The engine waits for the deletion: no request sees the channel half deleted, so the
-// reference's "stan: channel is being deleted" is never an answer here.
+// reference's "stan: channel is being deleted" is never an answer here. The idle ops right
+// behind this one in the batch (timers that fired together) are handled with it: one
+// proposal, one commit of the store.
 func (s *Server) processIdle(ch *channel) {
-	if ch.deleted {
+	if !s.idle(ch, true) {
 		return
+	}
+	chans := []*channel{ch}
+	for i := range s.ahead {
+		o := &s.ahead[i]
+		if o.kind != opIdle {
+			break // an op in between may make its channel active: it is handled in turn
+		}
+		if !containsChan(chans, o.ch) && s.idle(o.ch, false) { // its own op re-arms it
+			chans = append(chans, o.ch)
+		}
+	}
+	cmds := make([]raftlog.Command, 0, len(chans))
+	for _, ch := range chans {
+		c, err := s.command(&cmdDeleteChannel{refOf(ch)})
+		if err != nil { // a bug
+			s.log.Error("deleting inactive channel failed", "channel", ch.name, "err", err)
+			return
+		}
+		cmds = append(cmds, c)
+	}
+	f := s.rlog.ProposeBatch(context.Background(), cmds)
+	index, refusal := f.Wait()
+	for i, ch := range chans {
+		err := refusal
+		if index != 0 {
+			err, _ = f.ResultAt(i).(error)
+		}
+		if err != nil {
+			s.log.Error("deleting inactive channel failed", "channel", ch.name, "err", err)
+			s.touchAfter(ch, limitRetryWait) // else only new activity would arm the timer again
+			continue
+		}
+		s.dropChannelView(ch)
+		s.log.Debug("deleted inactive channel", "channel", ch.name)
+	}
+}
+
+// idle reports whether ch is to be deleted now; if it is not and rearm is set, its timer is
+// armed again for when it may be.
+func (s *Server) idle(ch *channel, rearm bool) bool {
+	if ch.deleted {
+		return false
 	}
 	idle := time.Duration(time.Now().UnixNano() - ch.active)
 	// Publishes in flight count as activity: replicated, a publish touches its channel only
 	// once committed, and a deletion proposed behind it would drop the acknowledged message.
 	if idle < ch.limits.MaxInactivity || s.activeSubs(ch) || ch.assigned > ch.synced {
-		s.touchAfter(ch, ch.limits.MaxInactivity-idle)
-		return
+		if rearm {
+			s.touchAfter(ch, ch.limits.MaxInactivity-idle)
+		}
+		return false
 	}
-	if _, err := s.propose(&cmdDeleteChannel{refOf(ch)}); err != nil {
-		s.log.Error("deleting inactive channel failed", "channel", ch.name, "err", err)
-		s.touchAfter(ch, limitRetryWait) // else only new activity would arm the timer again
-		return
-	}
-	s.dropChannelView(ch)
-	s.log.Debug("deleted inactive channel", "channel", ch.name)
+	return true
 }
 
 func (s *Server) touchAfter(ch *channel, d time.Duration) {
