@@ -7,8 +7,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/starling-io/starling/stores"
 )
@@ -210,5 +212,25 @@ func TestCrashMetaLogTornTailStillCut(t *testing.T) {
 				t.Fatalf("%d clients, want %d", len(rs.Clients), want[name])
 			}
 		})
+	}
+}
+
+// An Open refused at meta.log (or at meta.end) stops the writeback goroutine it started.
+// Before, every such refusal left one behind: 50 refused Opens, 50 goroutines more.
+func TestRefusedOpenLeavesNoGoroutine(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, metaEndName), 0o755); err != nil { // unreadable as a file
+		t.Fatal(err)
+	}
+	before := runtime.NumGoroutine()
+	for range 50 {
+		if s, err := Open(dir, Options{}); err == nil {
+			s.Close()
+			t.Fatal("a store whose meta.end is a directory opened")
+		}
+	}
+	time.Sleep(50 * time.Millisecond)
+	if after := runtime.NumGoroutine(); after > before+5 {
+		t.Fatalf("%d goroutines before 50 refused Opens, %d after", before, after)
 	}
 }

@@ -221,6 +221,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	// not a torn tail.
 	end, why, err := readMetaEnd(dir)
 	if err != nil {
+		s.opts.wb.stop()
 		return nil, err
 	}
 	if why != "" {
@@ -228,6 +229,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	l, ld, err := openRecLog(filepath.Join(dir, "meta.log"), magicMeta, &s.opts, end)
 	if err != nil {
+		s.opts.wb.stop() // nothing else runs yet
 		return nil, err
 	}
 	// Clean only if Close's mark is the last record. The rewrite below drops it, so any
