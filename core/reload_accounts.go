@@ -35,15 +35,23 @@ func (s *Server) planAccounts(cur, n *Options) (*accountPlan, error) {
 	if n.SystemAccount != cur.SystemAccount || (len(n.Accounts) == 0) != (len(cur.Accounts) == 0) {
 		return nil, fmt.Errorf("%w: accounts cannot change from none to some or back, nor the system account (restart instead)", ErrReload)
 	}
+	was, now := byName(cur.Accounts), byName(n.Accounts)
+	fixed := func(name string) bool { return name == GlobalAccount || (s.sysAcc != nil && name == s.sysAcc.name) }
+	// Every user's account must exist, whether or not the accounts change.
+	if n.Auth != nil {
+		for _, name := range n.Auth.Accounts() {
+			if _, ok := now[name]; !ok && !fixed(name) {
+				return nil, fmt.Errorf("%w: a user belongs to account %q, which is not configured", ErrInvalidOptions, name)
+			}
+		}
+	}
 	if sameAccounts(n.Accounts, cur.Accounts) {
 		return &accountPlan{}, nil
 	}
 	if errs := ValidateAccounts(n.Accounts); len(errs) > 0 {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, errors.Join(errs...))
 	}
-	was, now := byName(cur.Accounts), byName(n.Accounts)
 	plan := &accountPlan{}
-	fixed := func(name string) bool { return name == GlobalAccount || (s.sysAcc != nil && name == s.sysAcc.name) }
 	for name, c := range now {
 		old, ok := was[name]
 		switch {
@@ -63,13 +71,6 @@ func (s *Server) planAccounts(cur, n *Options) (*accountPlan, error) {
 			return nil, fmt.Errorf("%w: accounts cannot change: account %q cannot be removed (restart instead)", ErrReload, name)
 		}
 		plan.remove = append(plan.remove, name)
-	}
-	if n.Auth != nil {
-		for _, name := range n.Auth.Accounts() {
-			if _, ok := now[name]; !ok && !fixed(name) {
-				return nil, fmt.Errorf("%w: a user belongs to account %q, which is not configured", ErrInvalidOptions, name)
-			}
-		}
 	}
 	return plan, nil
 }

@@ -1,6 +1,7 @@
 package core_test
 
 import (
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -94,5 +95,24 @@ func TestReloadAccountsUnderLoad(t *testing.T) {
 	}
 	if n := cConns.Load(); n < 10 {
 		t.Fatalf("c connected %d times only", n)
+	}
+}
+
+// A reload whose accounts are unchanged still refuses users of an account not configured.
+// Before, the check ran only when the accounts changed: the reload succeeded and the
+// user's CONNECTs were then refused as if a reload had removed its account.
+func TestReloadRefusesUserOfUnknownAccountWithSameAccounts(t *testing.T) {
+	users := func(acc string) *auth.Authenticator {
+		au, err := auth.New(auth.Options{Users: []*auth.User{{Username: "a", Password: "a", Account: acc}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return au
+	}
+	accs := []core.AccountConfig{{Name: "A"}}
+	s := startCore(t, func(o *core.Options) { o.Auth, o.Accounts = users("A"), accs })
+	err := s.Reload(core.Options{Host: "127.0.0.1", Port: -1, Auth: users("Z"), Accounts: accs})
+	if err == nil || !strings.Contains(err.Error(), `account "Z"`) {
+		t.Fatalf("reload with a user of an unknown account: %v", err)
 	}
 }
