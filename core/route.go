@@ -53,6 +53,7 @@ type routeState struct {
 	// Owned by the read goroutine: the account of the last line, and the unknown account
 	// names already logged.
 	lastAcc     *account
+	lastSet     *accountSet // the account set lastAcc was found in
 	unknownAccs map[string]bool
 
 	retiring atomic.Bool // lost a tie-break: drained, then closed (route_retire.go)

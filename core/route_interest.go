@@ -165,12 +165,13 @@ func routeSubKey(acc, subj, queue []byte) string {
 // route and account, and what the peer sent for it is dropped.
 func (c *client) routeAccount(name []byte) *account {
 	st := c.route
-	if st.lastAcc != nil && string(name) == st.lastAcc.name {
+	set := c.srv.accountSet() // a reload that removes and adds an account back replaces it
+	if st.lastAcc != nil && st.lastSet == set && string(name) == st.lastAcc.name {
 		return st.lastAcc
 	}
-	acc := c.srv.accountMap()[string(name)]
+	acc := set.m[string(name)]
 	if acc != nil {
-		st.lastAcc = acc
+		st.lastAcc, st.lastSet = acc, set
 		return acc
 	}
 	if st.unknownAccs == nil {
