@@ -141,7 +141,7 @@ func readEntry(b []byte) (entryReader, error) {
 		b = body
 	case entryFormatV1:
 	default:
-		return entryReader{}, fmt.Errorf("entry format %d, want %d (written by a newer version, or corrupt)", b[0], entryFormat)
+		return entryReader{}, fmt.Errorf("entry format %d, want %d to %d (written by a newer version, or corrupt)", b[0], entryFormatV1, entryFragment)
 	}
 	if b[0] == entryFragment {
 		return readFragment(b[1:])

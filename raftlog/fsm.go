@@ -37,9 +37,11 @@ type fsm struct {
 	// applied the commands after it). Not before the first restore, nor after a failed one.
 	current bool
 	// partial is a command arriving in fragments (format 3 entries), as far as they came;
-	// partialLen its length once whole. nil: none. A snapshot carries it.
-	partial    []byte
-	partialLen uint64
+	// partialLen its length once whole, partialTerm the raft term its entries were written
+	// in (a proposal's entries are all of one term). nil: none. A snapshot carries it.
+	partial     []byte
+	partialLen  uint64
+	partialTerm uint64
 
 	published atomic.Uint64 // index, for Stats
 
@@ -75,7 +77,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 			f.spans = append(f.spans, span{start, 0})
 			continue
 		}
-		if err := f.decode(l.Data); err != nil {
+		if err := f.decode(l.Data, l.Term); err != nil {
 			f.cmds, f.skip = f.cmds[:start], f.skip[:start] // the entry applies whole or not at all
 			f.stop(fmt.Errorf("%w: raft entry %d (term %d): %w", ErrStopped, l.Index, l.Term, err))
 			stopAt = i
@@ -111,13 +113,13 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 
 // decode appends an entry's commands to f.cmds (and their skip reasons to f.skip). It fails
 // on a corrupt entry and on any Decode error but an ignorable op's.
-func (f *fsm) decode(entry []byte) error {
+func (f *fsm) decode(entry []byte, term uint64) error {
 	r, err := readEntry(entry)
 	if err != nil {
 		return err
 	}
 	if r.frag != nil {
-		return f.fragment(&r)
+		return f.fragment(&r, term)
 	}
 	f.partial = nil // a command left in fragments was abandoned (its leader lost office)
 	for r.more() {
@@ -132,16 +134,18 @@ func (f *fsm) decode(entry []byte) error {
 	return r.end()
 }
 
-// fragment adds a fragment to the command it continues, and decodes the command once
-// whole. A fragment that continues none — the rest of a command whose proposer lost
-// leadership part way, and whose next entries a new leader replaced — is skipped, and so
-// is the partial command.
-func (f *fsm) fragment(r *entryReader) error {
+// fragment adds a fragment (of an entry of term) to the command it continues, and decodes
+// the command once whole. A fragment that continues none — the rest of a command whose
+// proposer lost leadership part way, and whose next entries a new leader replaced — is
+// skipped, and so is the partial command. Continuing means the same term too: a new
+// leader's orphan fragments (a proposal whose first entry raft refused) of a command as
+// long as an abandoned one would otherwise complete it with another command's bytes.
+func (f *fsm) fragment(r *entryReader, term uint64) error {
 	switch {
 	case r.offset == 0:
 		// Sized for the whole command, but not trusting a length before the bytes came.
-		f.partial, f.partialLen = make([]byte, 0, min(r.total, 1<<20)), r.total
-	case f.partial == nil || r.total != f.partialLen || r.offset != uint64(len(f.partial)):
+		f.partial, f.partialLen, f.partialTerm = make([]byte, 0, min(r.total, 1<<20)), r.total, term
+	case f.partial == nil || r.total != f.partialLen || r.offset != uint64(len(f.partial)) || term != f.partialTerm:
 		f.partial = nil
 		return nil
 	}
@@ -242,7 +246,8 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	}
 	// partial is never written in place again (fragment appends past its length), so
 	// Persist may read it beside later Applies.
-	return &fsmSnapshot{index: f.index, partial: f.partial, partialLen: f.partialLen, s: s, done: f.snapshotted}, nil
+	return &fsmSnapshot{index: f.index, partial: f.partial, partialLen: f.partialLen, partialTerm: f.partialTerm,
+		s: s, done: f.snapshotted}, nil
 }
 
 // Restore replaces the state with a snapshot's: the header's command index, then the state
@@ -260,18 +265,18 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	}
 	v := h[len(snapMagic)]
 	if v != snapFormat && v != snapFormatFrg {
-		return fmt.Errorf("raftlog: snapshot format %d, want %d (written by a newer version, or corrupt)", v, snapFormat)
+		return fmt.Errorf("raftlog: snapshot format %d, want %d or %d (written by a newer version, or corrupt)", v, snapFormat, snapFormatFrg)
 	}
 	index := binary.BigEndian.Uint64(h[len(snapMagic)+1:])
 	var partial []byte
-	var partialLen uint64
+	var partialLen, partialTerm uint64
 	if v == snapFormatFrg {
 		var err error
-		if partial, partialLen, err = readPartial(rc); err != nil {
+		if partial, partialLen, partialTerm, err = readPartial(rc); err != nil {
 			return err
 		}
 	}
-	if f.current && index == f.index && partialLen == f.partialLen && bytes.Equal(partial, f.partial) {
+	if f.current && index == f.index && partialLen == f.partialLen && partialTerm == f.partialTerm && bytes.Equal(partial, f.partial) {
 		// The state it holds already: a leader whose InstallSnapshot timed out while this
 		// node restored (a restore that fetches messages can outlast the RPC's timeout)
 		// sends the same snapshot again. Commands are numbered alike everywhere, so the
@@ -287,7 +292,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("raftlog: restoring the state machine from a snapshot at command %d: %w", index, err)
 	}
 	f.index, f.current = index, true
-	f.partial, f.partialLen = partial, partialLen
+	f.partial, f.partialLen, f.partialTerm = partial, partialLen, partialTerm
 	f.published.Store(index)
 	if f.restored != nil {
 		f.restored()
@@ -297,34 +302,35 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 
 // readPartial reads a format 2 snapshot's partial command. Memory grows with the bytes
 // that arrive, not with a length read before them.
-func readPartial(r io.Reader) ([]byte, uint64, error) {
-	var h [16]byte
+func readPartial(r io.Reader) (partial []byte, whole, term uint64, err error) {
+	var h [24]byte
 	if _, err := io.ReadFull(r, h[:]); err != nil {
-		return nil, 0, fmt.Errorf("raftlog: snapshot header, the command in fragments: %w", io.ErrUnexpectedEOF)
+		return nil, 0, 0, fmt.Errorf("raftlog: snapshot header, the command in fragments: %w", io.ErrUnexpectedEOF)
 	}
-	whole, have := binary.BigEndian.Uint64(h[:8]), binary.BigEndian.Uint64(h[8:])
+	whole, have, term := binary.BigEndian.Uint64(h[:8]), binary.BigEndian.Uint64(h[8:]), binary.BigEndian.Uint64(h[16:])
 	if have == 0 || have >= whole || have > math.MaxInt64 {
-		return nil, 0, fmt.Errorf("raftlog: snapshot header: %d bytes of a command of %d in fragments", have, whole)
+		return nil, 0, 0, fmt.Errorf("raftlog: snapshot header: %d bytes of a command of %d in fragments", have, whole)
 	}
 	var b bytes.Buffer
 	if _, err := io.CopyN(&b, r, int64(have)); err != nil {
-		return nil, 0, fmt.Errorf("raftlog: snapshot header, the command in fragments: %w", io.ErrUnexpectedEOF)
+		return nil, 0, 0, fmt.Errorf("raftlog: snapshot header, the command in fragments: %w", io.ErrUnexpectedEOF)
 	}
-	return b.Bytes(), whole, nil
+	return b.Bytes(), whole, term, nil
 }
 
 // fsmSnapshot writes the header, then the state machine's snapshot. Persist runs on raft's
 // snapshot goroutine, concurrently with ApplyBatch; it reads only what Snapshot captured.
 type fsmSnapshot struct {
-	index      uint64
-	partial    []byte // fsm.partial
-	partialLen uint64
-	s          Snapshot
-	done       func(error) // fsm.snapshotted
+	index       uint64
+	partial     []byte // fsm.partial
+	partialLen  uint64
+	partialTerm uint64
+	s           Snapshot
+	done        func(error) // fsm.snapshotted
 }
 
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
-	h := make([]byte, snapHeaderLen, snapHeaderLen+16)
+	h := make([]byte, snapHeaderLen, snapHeaderLen+24)
 	copy(h, snapMagic)
 	h[len(snapMagic)] = snapFormat
 	binary.BigEndian.PutUint64(h[len(snapMagic)+1:], s.index)
@@ -332,6 +338,7 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 		h[len(snapMagic)] = snapFormatFrg
 		h = binary.BigEndian.AppendUint64(h, s.partialLen)
 		h = binary.BigEndian.AppendUint64(h, uint64(len(s.partial)))
+		h = binary.BigEndian.AppendUint64(h, s.partialTerm)
 	}
 	_, err := sink.Write(h)
 	if err == nil && s.partial != nil {

@@ -386,3 +386,55 @@ func TestRestoreSkipsOnlyTheSamePartial(t *testing.T) {
 		t.Fatalf("restored %q and applied %q after the newer snapshot, want %q and %q", sm.state, sm.values, "a", want)
 	}
 }
+
+// A fragment continues only a partial command of its own term. Leader 1 wrote the first
+// fragment of A and lost office; leader 2 wrote its no-op, then the fragments of Q, as
+// long as A, without Q's first (raft refused it). Before, Q's fragments completed A: every
+// replica applied a command nobody proposed, A's first bytes and Q's rest.
+func TestFragmentsOfAnotherTermDoNotContinue(t *testing.T) {
+	a, q := strings.Repeat("A", 300), strings.Repeat("Q", 300)
+	fa := fragments(1, a, fragHeaderMax+minFragment)
+	fq := fragments(3, q, fragHeaderMax+minFragment)
+	for _, l := range fq {
+		l.Term = 2
+	}
+	noop := &raft.Log{Index: 2, Term: 2, Type: raft.LogNoop}
+	sm := &callSM{}
+	f := &fsm{sm: sm, halt: func(error) {}}
+	f.ApplyBatch(append([]*raft.Log{fa[0], noop}, fq[1:]...))
+	f.ApplyBatch([]*raft.Log{entry(9, "b")})
+	if want := []string{"b"}; !slices.Equal(sm.values, want) {
+		t.Fatalf("applied %q, want %q", sm.values, want)
+	}
+
+	// Across a snapshot taken between the fragments: the term is carried.
+	f2 := &fsm{sm: &callSM{}, halt: func(error) {}}
+	f2.ApplyBatch(fa[:1])
+	snap, err := f2.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sink bufSink
+	if err := snap.Persist(&sink); err != nil {
+		t.Fatal(err)
+	}
+	sm3 := &callSM{}
+	f3 := &fsm{sm: sm3, halt: func(error) {}}
+	if err := f3.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))); err != nil {
+		t.Fatal(err)
+	}
+	f3.ApplyBatch(append([]*raft.Log{noop}, fq[1:]...))
+	f3.ApplyBatch(fa[1:]) // the rest of A in its own term (as if leader 1 had kept office)
+	if len(sm3.values) != 0 {
+		t.Fatalf("after a restore: applied %q, want nothing (A's partial was dropped by Q's fragments)", sm3.values)
+	}
+	sm4 := &callSM{}
+	f4 := &fsm{sm: sm4, halt: func(error) {}}
+	if err := f4.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))); err != nil {
+		t.Fatal(err)
+	}
+	f4.ApplyBatch(fa[1:])
+	if want := []string{a}; !slices.Equal(sm4.values, want) {
+		t.Fatalf("after a restore, A's own rest: applied %d commands, want A", len(sm4.values))
+	}
+}

@@ -264,10 +264,12 @@ func (n *Node) propose(ctx context.Context, cs []Command) Future {
 		p.f = n.raft.ApplyLog(raft.Log{Data: data}, timeout)
 	} else {
 		for i := range parts {
-			// The first waits as long as ctx allows; the rest follow it without a limit, so
-			// that a timeout cannot drop an entry from the middle of the proposal.
-			parts[i].f = n.raft.ApplyLog(raft.Log{Data: parts[i].data}, timeout)
-			parts[i].data, timeout = nil, 0
+			// Every part waits for raft without a limit (ctx still ends the wait for the
+			// outcome): a first part refused on a timeout while the rest went in would
+			// leave the log a proposal's later commands, or a command's fragments,
+			// without their start.
+			parts[i].f = n.raft.ApplyLog(raft.Log{Data: parts[i].data}, 0)
+			parts[i].data = nil
 		}
 		p.parts = parts
 	}
