@@ -10,7 +10,7 @@
 //	               through dead are deleted even if their block is still on disk
 //	tombs          deleted channel name → its last sequence (8), so a re-created channel continues
 //	m.<channel>    first sequence (8, big-endian) → a bucket whose key "c" holds one commit's
-//	               block: records of length (4) | CRC-32C of sequence and value (4) | value;
+//	               block: records of length (4) | CRC-32C of value then sequence (4) | value;
 //	               value: time (8) | reply length (4) | reply | data
 //	               (earlier versions: key "b", records without the CRC; or sequence → one value)
 //	s.<channel>    subscription ID (8) → storepb.SubState
