@@ -145,10 +145,14 @@ func (s *Server) createChannels(name string) {
 
 // aheadNames appends to names the channels that the ops ahead will ask to create: the
 // publishes and subscribes that pass the checks made before a channel is looked up, from
-// the connection their client is bound to (a request that must first be bound is left to
-// its own creation). It stops at a client's close, which may make later requests of that
-// client refused. A name in a case clash with a channel or with one before it is left to
-// its own op, which is refused — or creates it, if the other's creation failed.
+// the connection their client is bound to. It stops where it can no longer tell: at any op
+// but a publish, subscribe, ack or ping (a close, a heartbeat tick, a connection check or a
+// leadership change may drop or move a client, a connect add one), and at a request that
+// must first be bound to its connection — so that a channel is never created for a request
+// then refused, and channels are created in the order their requests came (MaxChannels
+// refuses the same requests as one by one). A name in a case clash with a channel or with
+// one before it is left to its own op, which is refused — or creates it, if the other's
+// creation failed.
 func (s *Server) aheadNames(names []string) []string {
 	var pm pubMsgView
 	lowers := map[string]bool{lowerName(names[0]): true} // the names' (no two alike)
@@ -159,15 +163,18 @@ func (s *Server) aheadNames(names []string) []string {
 		o := &s.ahead[i]
 		var name string
 		switch o.kind {
-		case opClose:
-			return names
+		case opAck, opPing:
+			continue // creates nothing, changes no client
 		case opPublish:
 			if decodePubMsg(o.data, &pm) != nil || !pubValid(&pm) || s.channels[string(pm.subject)] != nil {
 				continue
 			}
 			c := s.pubClient(&pm)
-			if c == nil || c.nats != o.from || msgProtoMax(len(pm.subject), len(pm.reply), len(pm.data)) > s.maxPayload {
-				continue
+			if c == nil || msgProtoMax(len(pm.subject), len(pm.reply), len(pm.data)) > s.maxPayload {
+				continue // refused
+			}
+			if c.nats != o.from {
+				return names // to be bound first: its outcome is not known yet
 			}
 			name = string(pm.subject)
 		case opSubscribe:
@@ -178,12 +185,15 @@ func (s *Server) aheadNames(names []string) []string {
 			if proto.Unmarshal(o.data, req) != nil || s.channels[req.Subject] != nil {
 				continue
 			}
-			if text, _ := s.subRefusal(req); text != "" || s.clients[req.ClientID].nats != o.from {
-				continue
+			if text, _ := s.subRefusal(req); text != "" {
+				continue // refused
+			}
+			if s.clients[req.ClientID].nats != o.from {
+				return names
 			}
 			name = req.Subject
 		default:
-			continue
+			return names
 		}
 		lower := lowerName(name)
 		if _, failed := s.createFailed[name]; failed || lowers[lower] || s.nameClash(name) != "" {

@@ -329,3 +329,55 @@ func TestDeletionRunAppliesAsOneByOne(t *testing.T) {
 	}
 	t.Log(all, allState)
 }
+
+// The look-ahead of a creation stops at an op it cannot see through (here a connect, which
+// makes a later publish's client known): channels are created in the order of their
+// requests, so MaxChannels refuses the same request as one creation at a time would.
+// Before, the look-ahead skipped the new client's publish and created the channel of the
+// request after it: with one slot left for two, the earlier request ("y") was refused and
+// the later one ("z") got the slot.
+func TestCreationLookAheadKeepsRequestOrder(t *testing.T) {
+	st := newMemStore(t)
+	l := stores.DefaultLimits()
+	l.MaxChannels = 3
+	bus := &dataBus{}
+	s, err := New(bus, st, raftlog.Standalone, Options{Limits: &stores.LimitsSet{Global: l}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.recover(); err != nil {
+		t.Fatal(err)
+	}
+	s.started = true
+	t.Cleanup(s.drainCommits)
+	connect := func(id, conn string) op {
+		return op{kind: opConnect, reply: "r." + id, data: marshal(&stanpb.ConnectRequest{ClientID: id, HeartbeatInbox: "hb." + id,
+			Protocol: 1, ConnID: []byte(conn)})}
+	}
+	pub := func(client, conn, channel, guid string) op {
+		return op{kind: opPublish, reply: "ack." + guid, data: marshal(&stanpb.PubMsg{ClientID: client, Guid: guid,
+			Subject: channel, Data: []byte(guid), ConnID: []byte(conn)})}
+	}
+	s.step(connect("c1", "conn"))
+	publishTo(s, "old", 1)
+	if s.channels["old"] == nil {
+		t.Fatal("channel old not created")
+	}
+	s.runMu.Lock()
+	s.iterate([]op{pub("c1", "conn", "x", "gx"), connect("c2", "conn2"), pub("c2", "conn2", "y", "gy"), pub("c1", "conn", "z", "gz")}, false)
+	s.runMu.Unlock()
+	s.waitCommits(0)
+	for guid, refused := range map[string]bool{"gx": false, "gy": false, "gz": true} {
+		got := bus.to("ack." + guid)
+		var a stanpb.PubAck
+		if len(got) != 1 || proto.Unmarshal(got[0].data, &a) != nil {
+			t.Fatalf("PubAck for %s: %v", guid, got)
+		}
+		if (a.Error != "") != refused {
+			t.Errorf("PubAck for %s: error %q, want refused %v", guid, a.Error, refused)
+		}
+	}
+	if s.channels["z"] != nil {
+		t.Error("channel z was created for a request after the limit")
+	}
+}
