@@ -92,13 +92,6 @@ var errNoChannel = errors.New("streaming: no such channel")
 // errDiscontinuous: a publish batch does not continue its channel's last sequence.
 var errDiscontinuous = errors.New("streaming: publish batch does not continue the channel's sequence")
 
-// propose runs one command through the log and returns its result, waiting for it: only
-// for the rarest commands (channel creation and deletion), whose result the engine needs
-// before it can go on. The others are proposed with proposeThen or proposeReply.
-func (s *Server) propose(cmd any) (any, error) {
-	return outcomeOf(s.proposeAsync(cmd))
-}
-
 // outcomeOf waits for f and returns its command's result, or the error that refused it or
 // that Apply returned.
 func outcomeOf(f raftlog.Future) (any, error) {

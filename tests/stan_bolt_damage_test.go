@@ -35,7 +35,7 @@ func TestStanBoltFlippedMessageNotDelivered(t *testing.T) {
 	data, err := os.ReadFile(path)
 	must(t, err)
 	i := bytes.Index(data, payload(3))
-	if i < 0 || bytes.Index(data[i+1:], payload(3)) >= 0 {
+	if i < 0 || bytes.Contains(data[i+1:], payload(3)) {
 		t.Fatal("message 3 is not in the file exactly once")
 	}
 	data[i+len(payload(3))-1] ^= 1 // "payload-00003" → "payload-00002"

@@ -43,7 +43,7 @@ func flipInFile(t *testing.T, path string, pattern []byte) {
 		t.Fatal(err)
 	}
 	i := bytes.Index(data, pattern)
-	if i < 0 || bytes.Index(data[i+1:], pattern) >= 0 {
+	if i < 0 || bytes.Contains(data[i+1:], pattern) {
 		t.Fatalf("%q is not in the file exactly once", pattern)
 	}
 	data[i+len(pattern)-1] ^= 1
