@@ -13,11 +13,12 @@ import (
 	"github.com/starling-io/starling/stores"
 )
 
-// creations returns how many commands at the start of cmds create channels.
-func creations(cmds []raftlog.Command) int {
+// leading returns how many commands at the start of cmds are *C: a run of channel
+// creations (cmdCreateChannel) or deletions (cmdDeleteChannel) applied together.
+func leading[C any](cmds []raftlog.Command) int {
 	n := 0
 	for n < len(cmds) {
-		if _, ok := cmds[n].Value.(*cmdCreateChannel); !ok {
+		if _, ok := cmds[n].Value.(*C); !ok {
 			break
 		}
 		n++
@@ -203,18 +204,6 @@ func (s *Server) aheadNames(names []string) []string {
 		names = append(names, name)
 	}
 	return names
-}
-
-// deletions returns how many commands at the start of cmds delete channels.
-func deletions(cmds []raftlog.Command) int {
-	n := 0
-	for n < len(cmds) {
-		if _, ok := cmds[n].Value.(*cmdDeleteChannel); !ok {
-			break
-		}
-		n++
-	}
-	return n
 }
 
 // deleteRun applies a run of channel deletions with one stores.DeleteChannels (the file

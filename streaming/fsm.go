@@ -107,7 +107,7 @@ func (m *stateMachine) Apply(index uint64, cmds []raftlog.Command) []any {
 			out = append(out, m.failed)
 			continue
 		}
-		if n := creations(cmds[i:]); n > 1 {
+		if n := leading[cmdCreateChannel](cmds[i:]); n > 1 {
 			// A run of creations (one engine iteration's): created with one commit of the
 			// store, each with the result it would have alone (create.go).
 			for _, r := range m.createRun(cmds[i : i+n]) {
@@ -116,7 +116,7 @@ func (m *stateMachine) Apply(index uint64, cmds []raftlog.Command) []any {
 			i += n - 1
 			continue
 		}
-		if n := deletions(cmds[i:]); n > 1 { // the same for deletions of idle channels
+		if n := leading[cmdDeleteChannel](cmds[i:]); n > 1 { // the same for deletions of idle channels
 			for _, r := range m.deleteRun(cmds[i : i+n]) {
 				out = append(out, m.checkFailure(r))
 			}
