@@ -208,6 +208,7 @@ type deleteCountStore struct {
 	stores.Store
 	batches []int
 	singles int
+	refuse  error // every deletion fails with it
 }
 
 func (s *deleteCountStore) DeleteChannel(name string) error {
@@ -219,7 +220,9 @@ func (s *deleteCountStore) DeleteChannels(names []string) []error {
 	s.batches = append(s.batches, len(names))
 	errs := make([]error, len(names))
 	for i, n := range names {
-		errs[i] = s.Store.DeleteChannel(n)
+		if errs[i] = s.refuse; errs[i] == nil {
+			errs[i] = s.Store.DeleteChannel(n)
+		}
 	}
 	return errs
 }
@@ -379,5 +382,42 @@ func TestCreationLookAheadKeepsRequestOrder(t *testing.T) {
 	}
 	if s.channels["z"] != nil {
 		t.Error("channel z was created for a request after the limit")
+	}
+}
+
+// A run of idle deletions that fails re-arms each channel for a retry after limitRetryWait;
+// the channels' own idle ops later in the same batch do not propose them again at once.
+// Before, the three ops made DeleteChannels calls of 3, 2 and 1 channels in one iteration.
+func TestFailedIdleRunWaitsBeforeRetrying(t *testing.T) {
+	limits := &stores.LimitsSet{Global: stores.DefaultLimits()}
+	limits.Global.MaxInactivity = 50 * time.Millisecond
+	st := &deleteCountStore{Store: newMemStore(t), refuse: errors.New("disk on fire")}
+	s, err := New(&fakeBus{}, st, raftlog.Standalone, Options{Limits: limits})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.recover(); err != nil {
+		t.Fatal(err)
+	}
+	s.step(op{kind: opConnect, reply: "r", data: marshal(&stanpb.ConnectRequest{ClientID: "c1", HeartbeatInbox: "hb", Protocol: 1, ConnID: []byte("conn")})})
+	var batch []op
+	for i := range 3 {
+		publishTo(s, fmt.Sprint("idle", i), i)
+		ch := s.channels[fmt.Sprint("idle", i)]
+		ch.idleTimer.Stop()
+		ch.active = time.Now().Add(-time.Second).UnixNano()
+		batch = append(batch, op{kind: opIdle, ch: ch})
+	}
+	s.runMu.Lock()
+	s.iterate(batch, false)
+	s.runMu.Unlock()
+	if !reflect.DeepEqual(st.batches, []int{3}) {
+		t.Fatalf("DeleteChannels calls %v, want one of 3", st.batches)
+	}
+	if len(s.channels) != 3 {
+		t.Fatalf("%d channels left, want the 3 whose deletion failed", len(s.channels))
+	}
+	for _, ch := range s.channels {
+		ch.idleTimer.Stop()
 	}
 }

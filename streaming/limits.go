@@ -156,7 +156,7 @@ func (s *Server) touch(ch *channel) {
 // behind this one in the batch (timers that fired together) are handled with it: one
 // proposal, one commit of the store.
 func (s *Server) processIdle(ch *channel) {
-	if !s.idle(ch, true) {
+	if ch == nil || !s.idle(ch, true) { // nil: handled with an op before it (below)
 		return
 	}
 	chans := []*channel{ch}
@@ -165,8 +165,16 @@ func (s *Server) processIdle(ch *channel) {
 		if o.kind != opIdle {
 			break // an op in between may make its channel active: it is handled in turn
 		}
-		if !containsChan(chans, o.ch) && s.idle(o.ch, false) { // its own op re-arms it
-			chans = append(chans, o.ch)
+		if o.ch == nil {
+			continue
+		}
+		if containsChan(chans, o.ch) || s.idle(o.ch, false) { // else its own op re-arms it
+			if !containsChan(chans, o.ch) {
+				chans = append(chans, o.ch)
+			}
+			// Handled here, deleted or re-armed for a retry: its own op would propose
+			// again at once, skipping the retry wait after a failure.
+			o.ch = nil
 		}
 	}
 	cmds := make([]raftlog.Command, 0, len(chans))
