@@ -445,33 +445,36 @@ func (s *Store) CreateChannels(cs []stores.NewChannel) ([]*stores.Channel, []err
 	for _, i := range todo {
 		lasts[i] = max(s.tombs[cs[i].Name], cs[i].After)
 	}
+	s.updateEach(todo, func(tx *bolt.Tx, i int) error { return putChannel(tx, cs[i].Name, cs[i].ID, lasts[i]) },
+		func(i int, err error) {
+			if err != nil {
+				errs[i] = fmt.Errorf("boltstore: create channel %q: %w", cs[i].Name, err)
+				return
+			}
+			s.addChannel(cs[i], lasts[i], out, i)
+		})
+	return out, errs
+}
+
+// updateEach writes put(tx, i) for every i of todo in one transaction — or, if that fails
+// with more than one of them, each in a transaction of its own, so that a failure concerns
+// only its own — and calls done with each one's outcome. Caller holds mu.
+func (s *Store) updateEach(todo []int, put func(tx *bolt.Tx, i int) error, done func(i int, err error)) {
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		for _, i := range todo {
-			if err := putChannel(tx, cs[i].Name, cs[i].ID, lasts[i]); err != nil {
+			if err := put(tx, i); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
-	if err != nil && len(todo) > 1 {
-		for _, i := range todo {
-			err := s.db.Update(func(tx *bolt.Tx) error { return putChannel(tx, cs[i].Name, cs[i].ID, lasts[i]) })
-			if err != nil {
-				errs[i] = fmt.Errorf("boltstore: create channel %q: %w", cs[i].Name, err)
-				continue
-			}
-			s.addChannel(cs[i], lasts[i], out, i)
-		}
-		return out, errs
-	}
 	for _, i := range todo {
-		if err != nil {
-			errs[i] = fmt.Errorf("boltstore: create channel %q: %w", cs[i].Name, err)
+		if err != nil && len(todo) > 1 {
+			done(i, s.db.Update(func(tx *bolt.Tx) error { return put(tx, i) }))
 			continue
 		}
-		s.addChannel(cs[i], lasts[i], out, i)
+		done(i, err)
 	}
-	return out, errs
 }
 
 // mayCreate returns why name cannot be created next, after the channels of cs at the indexes
@@ -550,34 +553,21 @@ func (s *Store) DeleteChannels(names []string) []error {
 	for _, i := range todo {
 		lasts[i] = s.channels[names[i]].msgs.State().Last
 	}
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		for _, i := range todo {
-			if err := dropChannel(tx, names[i], lasts[i]); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	for _, i := range todo {
-		if err != nil && len(todo) > 1 {
-			err := s.db.Update(func(tx *bolt.Tx) error { return dropChannel(tx, names[i], lasts[i]) })
+	s.updateEach(todo, func(tx *bolt.Tx, i int) error { return dropChannel(tx, names[i], lasts[i]) },
+		func(i int, err error) {
 			if err != nil {
 				errs[i] = fmt.Errorf("boltstore: delete channel %q: %w", names[i], err)
-				continue
+				return
 			}
-		} else if err != nil {
-			errs[i] = fmt.Errorf("boltstore: delete channel %q: %w", names[i], err)
-			continue
-		}
-		ch := s.channels[names[i]]
-		delete(s.channels, names[i])
-		last := max(lasts[i], ch.msgs.markDeleted())
-		ch.subs.markDeleted()
-		s.c.forget(ch.msgs, &ch.subs.st)
-		if last > 0 {
-			s.tombs[names[i]] = last
-		}
-	}
+			ch := s.channels[names[i]]
+			delete(s.channels, names[i])
+			last := max(lasts[i], ch.msgs.markDeleted())
+			ch.subs.markDeleted()
+			s.c.forget(ch.msgs, &ch.subs.st)
+			if last > 0 {
+				s.tombs[names[i]] = last
+			}
+		})
 	return errs
 }
 
