@@ -235,10 +235,7 @@ func (m *stateMachine) deleteRun(cmds []raftlog.Command) []any {
 			rs[idx[k]] = err
 			continue
 		}
-		m.forget(chans[k])
-		if lasts[k] > 0 {
-			m.deleted[names[k]] = max(m.deleted[names[k]], lasts[k])
-		}
+		m.dropped(chans[k], lasts[k])
 	}
 	return rs
 }

@@ -107,17 +107,8 @@ func (m *stateMachine) Apply(index uint64, cmds []raftlog.Command) []any {
 			out = append(out, m.failed)
 			continue
 		}
-		if n := leading[cmdCreateChannel](cmds[i:]); n > 1 {
-			// A run of creations (one engine iteration's): created with one commit of the
-			// store, each with the result it would have alone (create.go).
-			for _, r := range m.createRun(cmds[i : i+n]) {
-				out = append(out, m.checkFailure(r))
-			}
-			i += n - 1
-			continue
-		}
-		if n := leading[cmdDeleteChannel](cmds[i:]); n > 1 { // the same for deletions of idle channels
-			for _, r := range m.deleteRun(cmds[i : i+n]) {
+		if n, rs := m.channelRun(cmds[i:]); n > 1 {
+			for _, r := range rs {
 				out = append(out, m.checkFailure(r))
 			}
 			i += n - 1
@@ -128,6 +119,29 @@ func (m *stateMachine) Apply(index uint64, cmds []raftlog.Command) []any {
 	m.applyOut = out
 	m.pubs.stale = true
 	return out
+}
+
+// channelRun applies together the run of channel creations (one engine iteration's) or
+// deletions (idle channels') that cmds starts with, if it holds more than one: one commit
+// of the store, each command with the result it would have alone (create.go). n is the
+// run's length (0 or 1: nothing applied).
+func (m *stateMachine) channelRun(cmds []raftlog.Command) (n int, rs []any) {
+	if n = leading[cmdCreateChannel](cmds); n > 1 {
+		return n, m.createRun(cmds[:n])
+	}
+	if n = leading[cmdDeleteChannel](cmds); n > 1 {
+		return n, m.deleteRun(cmds[:n])
+	}
+	return n, nil
+}
+
+// dropped forgets a channel the store deleted, remembering its last sequence so that a
+// channel created again with the name continues after it.
+func (m *stateMachine) dropped(ch *stores.Channel, last uint64) {
+	m.forget(ch)
+	if last > 0 {
+		m.deleted[ch.Name] = max(m.deleted[ch.Name], last)
+	}
 }
 
 // checkFailure returns r, or once a command failed for a reason of this replica's own (and
@@ -223,10 +237,7 @@ func (m *stateMachine) applyOne(v any) any {
 		if err := m.store.DeleteChannel(ch.Name); err != nil {
 			return err
 		}
-		m.forget(ch)
-		if last > 0 {
-			m.deleted[ch.Name] = max(m.deleted[ch.Name], last)
-		}
+		m.dropped(ch, last)
 		return nil
 	}
 	panic(fmt.Errorf("%w: %T", errUnknownCommand, v))
