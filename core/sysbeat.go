@@ -108,6 +108,5 @@ func (s *Server) connsHeartbeat() {
 
 // publishStatsz sends the server's statsz on $SYS.SERVER.<id>.STATSZ; on sysLoop.
 func (s *Server) publishStatsz() {
-	b, _ := json.Marshal(map[string]any{"server": s.sysInfo(), "statsz": s.statsz()})
-	s.sysPublish("$SYS.SERVER."+s.id+".STATSZ", b)
+	s.sysPublish("$SYS.SERVER."+s.id+".STATSZ", s.statszMsg(s.sysInfo()))
 }

@@ -277,8 +277,7 @@ func (s *Server) serveSysReq(r sysReq) []byte {
 		return nil // answered when done
 	}
 	if kind == "STATSZ" {
-		b, _ := json.Marshal(map[string]any{"server": info, "statsz": s.statsz()})
-		return b
+		return s.statszMsg(info)
 	}
 	data, err := s.sysData(kind, &opts)
 	return sysAnswer(info, data, err)
@@ -398,6 +397,12 @@ type sysRouteStats struct {
 	Sent     sysMsgBytes `json:"sent"`
 	Received sysMsgBytes `json:"received"`
 	Pending  int         `json:"pending"`
+}
+
+// statszMsg is a STATSZ answer or event: info, then the server's statistics.
+func (s *Server) statszMsg(info *sysServerInfo) []byte {
+	b, _ := json.Marshal(map[string]any{"server": info, "statsz": s.statsz()})
+	return b
 }
 
 func (s *Server) statsz() *sysStats {
