@@ -59,13 +59,7 @@ func (s *suite) testCreateChannels(t *testing.T) {
 	if !s.caps.Durable {
 		return
 	}
-	if s.caps.Crash != nil {
-		s.caps.Crash(st) // durable when it returned: no Close needed
-		st = s.open(t, dir)
-		t.Cleanup(func() { st.Close() })
-	} else {
-		st = s.reopen(t, st, dir, nil)
-	}
+	st = s.afterCrash(t, st, dir) // durable when it returned: no Close needed
 	rs, err := st.Recover()
 	if err != nil || rs == nil {
 		t.Fatalf("Recover = %v, %v", rs, err)
@@ -116,13 +110,7 @@ func (s *suite) testDeleteChannels(t *testing.T) {
 	if !s.caps.Durable {
 		return
 	}
-	if s.caps.Crash != nil {
-		s.caps.Crash(st)
-		st = s.open(t, dir)
-		t.Cleanup(func() { st.Close() })
-	} else {
-		st = s.reopen(t, st, dir, nil)
-	}
+	st = s.afterCrash(t, st, dir)
 	rs, err := st.Recover()
 	if err != nil || rs == nil {
 		t.Fatalf("Recover = %v, %v", rs, err)
@@ -131,4 +119,16 @@ func (s *suite) testDeleteChannels(t *testing.T) {
 		t.Fatalf("recovered %d channels, deleted %v; want c, and a at 3", len(rs.Channels), rs.Deleted)
 	}
 	checkState(t, create(t, st, "a", 4).Msgs, stores.ChannelState{First: 4, Last: 3})
+}
+
+// afterCrash opens dir again as after a crash of st (a reopen where the store cannot crash).
+func (s *suite) afterCrash(t *testing.T, st stores.Store, dir string) stores.Store {
+	t.Helper()
+	if s.caps.Crash == nil {
+		return s.reopen(t, st, dir, nil)
+	}
+	s.caps.Crash(st)
+	st = s.open(t, dir)
+	t.Cleanup(func() { st.Close() })
+	return st
 }
