@@ -170,8 +170,9 @@ func (s *Server) account(name string) *account {
 
 // AccountNames lists the accounts, the global one included, sorted.
 func (s *Server) AccountNames() []string {
-	names := make([]string, 0, len(s.accountMap()))
-	for n := range s.accountMap() {
+	m := s.accountMap() // one set: a reload may replace it meanwhile
+	names := make([]string, 0, len(m))
+	for n := range m {
 		names = append(names, n)
 	}
 	sort.Strings(names)

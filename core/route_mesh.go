@@ -34,11 +34,11 @@ func (s *Server) registerRoute(c *client, info *routeInfo, raw []byte) error {
 		c.log.Warn("rejecting route", "cause", msg)
 		return errRouteClose(msg, reasonRouteRejected)
 	}
-	if info.Accounts != s.accountSet().digest {
+	if digest := s.accountSet().digest; info.Accounts != digest {
 		// Both ends log it. Accounts both have keep working; traffic of the others is
 		// dropped where the account is missing (routeAccount).
 		c.log.Warn("route to a server with a different account configuration: accounts only one of them has do not cross this route",
-			"remote_name", info.ServerName, "remote_accounts_digest", info.Accounts, "accounts_digest", s.accountSet().digest)
+			"remote_name", info.ServerName, "remote_accounts_digest", info.Accounts, "accounts_digest", digest)
 	}
 	s.rmu.Lock()
 	if c.isClosed() {

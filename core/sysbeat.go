@@ -84,8 +84,9 @@ func (s *Server) publishAccConns(a *account, conns int64) {
 // connection. Only sysLoop calls it.
 func (s *Server) accTraffic(a *account) sysAccStat {
 	if time.Since(s.sys.trafficAt) > accTrafficFresh {
-		stats := make(map[*account]*sysAccStat, len(s.accountMap()))
-		for _, acc := range s.accountMap() {
+		m := s.accountMap()
+		stats := make(map[*account]*sysAccStat, len(m))
+		for _, acc := range m {
 			stats[acc] = &sysAccStat{}
 		}
 		s.addTraffic(stats)
