@@ -168,14 +168,16 @@ func (s *Server) processIdle(ch *channel) {
 		if o.ch == nil {
 			continue
 		}
-		if containsChan(chans, o.ch) || s.idle(o.ch, false) { // else its own op re-arms it
-			if !containsChan(chans, o.ch) {
-				chans = append(chans, o.ch)
-			}
-			// Handled here, deleted or re-armed for a retry: its own op would propose
-			// again at once, skipping the retry wait after a failure.
-			o.ch = nil
+		switch {
+		case containsChan(chans, o.ch):
+		case s.idle(o.ch, false):
+			chans = append(chans, o.ch)
+		default:
+			continue // not idle: its own op re-arms it
 		}
+		// Handled here, deleted or re-armed for a retry: its own op would propose again at
+		// once, skipping the retry wait after a failure.
+		o.ch = nil
 	}
 	cmds := make([]raftlog.Command, 0, len(chans))
 	for _, ch := range chans {
