@@ -310,6 +310,7 @@ func (p *producer) deliverFrame(dst *client, sub *subscription, subj, reply []by
 	}
 	b = append(b, msg...)
 	dst.out.buf = append(b, '\r', '\n')
+	dst.out.sealIfLarge()
 	// A route's reader never waits for one slow subscriber: it carries every publisher of
 	// the other server (nats-server stalls only clients). A client's waits right here, as
 	// nats-server's does, with the destination's writer woken now rather than at the end

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -15,10 +16,14 @@ const inPlaceMax = 16 << 10
 
 // outbound is a client's pending output: producers append whole frames to buf under the
 // client's lock; one flusher at a time swaps buf for the spare and writes it in a single
-// call, so frames from many producers and many messages leave in one syscall.
+// call, so frames from many producers and many messages leave in one syscall. A backlog
+// past sealAt is queued in chunks (full) ahead of buf.
 type outbound struct {
 	buf          []byte        // frames waiting to be written
 	spare        []byte        // recycled buffer, swapped in when buf is taken
+	full         [][]byte      // sealed chunks, oldest first, all queued before buf
+	fullLen      int           // bytes in full
+	fullSpare    [][]byte      // the flusher's last list, kept for reuse
 	inflight     int           // bytes being written right now
 	flushing     bool          // a flusher owns the socket
 	flushOnClose bool          // on close, give queued bytes a last chance (an -ERR)
@@ -28,7 +33,39 @@ type outbound struct {
 }
 
 // pending is the number of bytes queued or in flight; c.mu must be held.
-func (o *outbound) pending() int { return len(o.buf) + o.inflight }
+func (o *outbound) pending() int { return o.fullLen + len(o.buf) + o.inflight }
+
+// A buffer that reaches sealAt is queued whole and the next frames go to a chunk of their
+// own: a backlog (a reader far behind, max_pending allowing) then grows chunk by chunk.
+// Grown by append, one buffer was copied whole at every doubling: with a subscriber 500 MB
+// behind a route, memmove was 45 % of the server's CPU and the collector, spinning to
+// preempt those long copies, another 30 %.
+const (
+	sealAt   = 1 << 20
+	chunkCap = sealAt + 64<<10 // room for the frame that crosses sealAt
+)
+
+// chunkPool recycles sealed chunks between all clients: a backlog is rare and passing.
+var chunkPool = sync.Pool{New: func() any { b := make([]byte, 0, chunkCap); return &b }}
+
+// sealIfLarge queues buf as a chunk once it reaches sealAt; c.mu must be held.
+func (o *outbound) sealIfLarge() {
+	if len(o.buf) < sealAt {
+		return
+	}
+	o.full = append(o.full, o.buf)
+	o.fullLen += len(o.buf)
+	o.buf = (*chunkPool.Get().(*[]byte))[:0]
+}
+
+// recycleChunk gives a written chunk back; one that grew past a chunk's size (a large
+// frame) is left to the collector.
+func recycleChunk(b []byte) {
+	if cap(b) >= sealAt && cap(b) <= 2*chunkCap {
+		b = b[:0]
+		chunkPool.Put(&b)
+	}
+}
 
 // flushSignal wakes the client's writer without blocking.
 func (c *client) flushSignal() {
@@ -57,17 +94,18 @@ func (c *client) writeLoop() {
 // finishClose runs on the writer once the client is closed.
 func (c *client) finishClose() {
 	c.mu.Lock()
-	b := c.out.buf
+	full, b := c.out.full, c.out.buf
 	flush := c.out.flushOnClose
-	c.out.buf, c.out.spare = nil, nil
+	c.out.buf, c.out.spare, c.out.full, c.out.fullSpare, c.out.fullLen = nil, nil, nil, nil, 0
 	if c.out.stall != nil {
 		close(c.out.stall)
 		c.out.stall = nil
 	}
 	c.mu.Unlock()
-	if flush && len(b) > 0 {
+	if flush && (len(b) > 0 || len(full) > 0) {
 		_ = c.nc.SetWriteDeadline(time.Now().Add(time.Second))
-		_, _ = c.nc.Write(b)
+		bufs := net.Buffers(append(full, b)) // what was queued before b goes first
+		_, _ = bufs.WriteTo(c.nc)
 	}
 	_ = c.nc.Close()
 }
@@ -81,7 +119,7 @@ func (c *client) tryFlushInPlace() {
 		return
 	}
 	c.mu.Lock()
-	if c.closed || c.out.flushing || c.out.shut || len(c.out.buf) == 0 || len(c.out.buf) > inPlaceMax {
+	if c.closed || c.out.flushing || c.out.shut || len(c.out.buf) == 0 || len(c.out.buf) > inPlaceMax || len(c.out.full) > 0 {
 		c.mu.Unlock()
 		c.flushSignal()
 		return
@@ -109,14 +147,21 @@ func (c *client) tryFlushInPlace() {
 	c.mu.Lock()
 	c.out.inflight = 0
 	c.out.flushing = false
-	if !done {
+	if !done && len(c.out.full) > 0 {
+		// Put the rest back in front of anything appended meanwhile: producers sealed
+		// chunks, so in front of the first.
+		c.out.full = append(c.out.full, nil)
+		copy(c.out.full[1:], c.out.full)
+		c.out.full[0] = append([]byte(nil), b[n:]...)
+		c.out.fullLen += len(b) - n
+	} else if !done {
 		// Put the rest back in front of anything appended meanwhile.
 		c.out.buf = append(append(make([]byte, 0, len(b)-n+len(c.out.buf)), b[n:]...), c.out.buf...)
 	} else if c.out.spare == nil {
 		c.out.spare = b[:0]
 	}
 	// A producer that appended while we held the socket left its bytes to us.
-	more := len(c.out.buf) > 0
+	more := len(c.out.buf) > 0 || len(c.out.full) > 0
 	c.mu.Unlock()
 	if n > 0 {
 		c.lastAct.Store(time.Now().UnixNano())
@@ -130,31 +175,31 @@ func (c *client) tryFlushInPlace() {
 // new bytes up on its next round). It reports whether the client is closed.
 func (c *client) flushOut() (closed bool) {
 	c.mu.Lock()
-	for !c.closed && !c.out.flushing && len(c.out.buf) > 0 {
+	for !c.closed && !c.out.flushing && (len(c.out.buf) > 0 || len(c.out.full) > 0) {
 		if c.out.shut {
 			c.out.dropShut()
 			break
 		}
+		full := c.out.full
+		c.out.full = c.out.fullSpare[:0]
+		c.out.fullSpare = nil
 		b := c.out.buf
 		c.out.buf = c.out.spare[:0]
 		c.out.spare = nil
-		c.out.inflight = len(b)
+		c.out.inflight = c.out.fullLen + len(b)
+		c.out.fullLen = 0
 		c.out.flushing = true
 		c.mu.Unlock()
 
-		_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.o().WriteDeadline))
-		n, err := c.nc.Write(b)
-		if n > 0 {
-			c.lastAct.Store(time.Now().UnixNano())
+		err := c.writeChunks(full)
+		if err == nil && len(b) > 0 {
+			err = c.writeOut(b)
 		}
 
 		c.mu.Lock()
 		c.out.inflight = 0
 		c.out.flushing = false
-		if c.out.stall != nil && !c.stallMark(0) {
-			close(c.out.stall)
-			c.out.stall = nil
-		}
+		c.releaseStall()
 		if c.out.spare == nil && (cap(b) <= maxSpareOut || len(c.out.buf) > 0) {
 			// A large buffer is kept only while more output is already queued: a
 			// backlogged reader (a streaming replay fills tens of MiB ahead of it) then
@@ -162,6 +207,8 @@ func (c *client) flushOut() (closed bool) {
 			// which cost over a third of a replay's CPU; an idle one lets it go.
 			c.out.spare = b[:0]
 		}
+		clear(full)
+		c.out.fullSpare = full[:0]
 		if err != nil {
 			c.mu.Unlock()
 			reason := reasonWriteError
@@ -183,6 +230,44 @@ func (c *client) flushOut() (closed bool) {
 		}
 	}
 	return closed
+}
+
+// writeOut writes b to the socket within the write deadline.
+func (c *client) writeOut(b []byte) error {
+	_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.o().WriteDeadline))
+	n, err := c.nc.Write(b)
+	if n > 0 {
+		c.lastAct.Store(time.Now().UnixNano())
+	}
+	return err
+}
+
+// writeChunks writes the sealed chunks a flusher took, each within the write deadline (a
+// reader that takes a chunk in time is not slow, however long the backlog), and gives
+// each back as soon as it is written: producers waiting at the stall mark go on once
+// what is left in flight is below it.
+func (c *client) writeChunks(full [][]byte) error {
+	for _, ch := range full {
+		err := c.writeOut(ch)
+		c.mu.Lock()
+		c.out.inflight -= len(ch)
+		c.releaseStall()
+		c.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		recycleChunk(ch)
+	}
+	return nil
+}
+
+// releaseStall lets the producers waiting for c go on once its pending output is below the
+// stall mark; c.mu must be held.
+func (c *client) releaseStall() {
+	if c.out.stall != nil && !c.stallMark(0) {
+		close(c.out.stall)
+		c.out.stall = nil
+	}
 }
 
 func isTimeout(err error) bool {

@@ -2,6 +2,7 @@ package core
 
 import (
 	"bufio"
+	"encoding/binary"
 	"io"
 	"net"
 	"strconv"
@@ -76,64 +77,63 @@ func outState(dst *client) (pending int, flushing bool, bufCap, spareCap int) {
 	return dst.out.pending(), dst.out.flushing, cap(dst.out.buf), cap(dst.out.spare)
 }
 
-// TestOutboundBuffersRecycledWhileBacklogged: a reader that falls more than maxSpareOut
-// behind an in-process producer (a streaming replay) keeps its large buffer for the next
-// turn while output is still queued behind it, and gives both buffers up at the keepalive
-// tick once idle.
-func TestOutboundBuffersRecycledWhileBacklogged(t *testing.T) {
+// TestBacklogQueuedInChunks: a reader far behind (max_pending allowing) gets its backlog
+// queued in chunks of about sealAt, never in one buffer grown by append (which copied the
+// whole backlog at every doubling), and receives every frame once, in order; once idle, the
+// keepalive tick gives its buffers up.
+func TestBacklogQueuedInChunks(t *testing.T) {
 	s, r, dst := rawSubscriber(t, 0)
 	nc := mustConnect(t, s)
-	payload := make([]byte, 1024)
-	const burst = (maxSpareOut + 4<<20) / 1024 // one turn's buffer beyond maxSpareOut
-	// How much of a burst the writer takes in its first turns, before the unread socket
-	// blocks it, depends on scheduling: queue messages until a turn's worth waits behind
-	// the blocked write.
-	sent := 0
+	const size = 1024
+	payload := make([]byte, size)
+	sent, seal := 0, 0
+	publish := func(n int) {
+		for range n {
+			binary.BigEndian.PutUint64(payload, uint64(sent))
+			if err := nc.Publish("big", "", nil, payload); err != nil {
+				t.Fatal(err)
+			}
+			sent++
+		}
+		nc.Flush()
+	}
+	// Queue until several chunks wait behind the writer blocked on the unread socket.
 	for {
-		publishBig(t, nc, 256, payload)
-		sent += 256
-		if _, flushing, queued := outQueue(dst); flushing && queued >= burst*1024 {
+		publish(256)
+		dst.mu.Lock()
+		chunks, largest := len(dst.out.full), max(cap(dst.out.buf), cap(dst.out.spare))
+		for _, ch := range dst.out.full {
+			largest = max(largest, cap(ch))
+		}
+		dst.mu.Unlock()
+		if largest > 2*chunkCap {
+			t.Fatalf("a buffer of %d bytes: the backlog grew one buffer", largest)
+		}
+		if chunks >= 4 {
 			break
 		}
-		if sent > 4*burst {
-			t.Fatalf("the writer never blocked on the unread socket (closed: %v)", dst.isClosed())
+		if sent > 64<<10 {
+			t.Fatalf("no chunks queued after %d messages (closed: %v)", sent, dst.isClosed())
 		}
 	}
-	// Read until the writer has taken that turn: it then blocks on it, and what is
-	// published now queues behind it.
-	read := 0
-	for {
-		if inflight, _, _ := outQueue(dst); inflight >= burst*1024 {
-			break
+	seal = sent
+	publish(1024) // more behind the chunks
+	frame := len("MSG big 1 1024\r\n") + size + 2
+	buf := make([]byte, frame)
+	for i := range sent {
+		if _, err := io.ReadFull(r, buf); err != nil {
+			t.Fatal(err)
 		}
-		if read == sent {
-			t.Fatal("the writer never took the queued turn")
+		if got := binary.BigEndian.Uint64(buf[len(buf)-2-size:]); got != uint64(i) {
+			t.Fatalf("frame %d carries message %d (%d queued before the last burst)", i, got, seal)
 		}
-		n := min(64, sent-read)
-		readBig(t, r, n, len(payload))
-		read += n
 	}
-	publishBig(t, nc, 1024, payload)
-	sent += 1024
-	readBig(t, r, sent-read, len(payload))
 	waitFor(t, 5*time.Second, func() bool { p, f, _, _ := outState(dst); return p == 0 && !f })
-	if _, _, b, sp := outState(dst); max(b, sp) < burst*1024 {
-		t.Fatalf("largest buffer kept after the backlog: %d bytes, want the turn's %d (closed %v)", max(b, sp), burst*1024, dst.isClosed())
-	}
-
-	dst.processPingTimer() // idle now: the tick lets both go
+	dst.processPingTimer() // idle now: the tick lets both buffers go
 	waitFor(t, 5*time.Second, func() bool {
 		p, f, b, sp := outState(dst)
 		return p == 0 && !f && b <= 4096 && sp <= 4096
 	})
-}
-
-// outQueue reads under dst's lock the bytes its writer is writing, whether it is, and the
-// bytes queued behind.
-func outQueue(dst *client) (inflight int, flushing bool, queued int) {
-	dst.mu.Lock()
-	defer dst.mu.Unlock()
-	return dst.out.inflight, dst.out.flushing, len(dst.out.buf)
 }
 
 // BenchmarkBackloggedReader: an in-process producer keeps one turn of 12 MiB queued behind

@@ -353,6 +353,7 @@ func (p *producer) sendToRoutes(hb *hitBuf, acc string, subj, reply []byte, hdrL
 		b := wire.AppendRouteMsg(dst.out.buf, acc, subj, reply, h.queues, hdrLen, len(msg))
 		b = append(b, msg...)
 		dst.out.buf = append(b, '\r', '\n')
+		dst.out.sealIfLarge()
 		if p.stall == nil && p.lock == nil && dst.stallMark(0) {
 			p.stall = dst.stallChan()
 		}

@@ -43,7 +43,7 @@ func (c *client) retire() {
 // shutDue reports whether a retired route's output (retiring) is all written and its write
 // side may be shut now; it marks it shut. The client's mu held.
 func (o *outbound) shutDue(retiring bool) bool {
-	if !retiring || o.shut || o.flushing || len(o.buf) > 0 {
+	if !retiring || o.shut || o.flushing || len(o.buf) > 0 || len(o.full) > 0 {
 		return false
 	}
 	o.shut = true
@@ -54,6 +54,8 @@ func (o *outbound) shutDue(retiring bool) bool {
 // before the interest left the index). The client's mu held.
 func (o *outbound) dropShut() {
 	o.buf = o.buf[:0]
+	clear(o.full)
+	o.full, o.fullLen = o.full[:0], 0
 	if o.stall != nil {
 		close(o.stall)
 		o.stall = nil
