@@ -9,3 +9,10 @@ func HoldEngine(s *Server, wait time.Duration) (release func()) {
 	s.runMu.Lock()
 	return s.runMu.Unlock
 }
+
+// setFetchTimes sets how long s's fetches go without progress before they fail (instead of
+// fetchTimeout) and how long they wait before asking again (instead of fetchRetry). No fetch
+// of s may be running.
+func setFetchTimes(s *Server, timeout, retry time.Duration) {
+	s.fetchTimes = fetchTimes{timeout, retry}
+}

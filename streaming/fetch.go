@@ -1,6 +1,7 @@
 package streaming
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -22,18 +23,27 @@ import (
 // requests and replies that come over a route count (a client of the mesh can neither
 // read a channel this way nor feed a node forged messages).
 
+// A channel's fetch has no overall deadline: a large one over a slow link takes as long as
+// it takes, and fails only after fetchTimeout without a new message (or when the node stops).
 const (
-	fetchTimeout   = 5 * time.Second  // without progress (the fetch fails)
-	fetchRetry     = time.Second      // a request that brought nothing is sent again
-	fetchDeadline  = 60 * time.Second // a whole channel's catch-up
-	fetchReplySize = 512 << 10        // bytes of messages per reply, at most
+	fetchTimeout   = 5 * time.Second // without progress (the fetch fails)
+	fetchRetry     = time.Second     // a request that brought nothing is sent again
+	fetchReplySize = 512 << 10       // bytes of messages per reply, at most
 )
+
+// fetchTimes replace fetchTimeout and fetchRetry where set (tests shorten them).
+type fetchTimes struct{ timeout, retry time.Duration }
+
+func (f fetchTimes) get() (timeout, retry time.Duration) {
+	return cmp.Or(f.timeout, fetchTimeout), cmp.Or(f.retry, fetchRetry)
+}
 
 // errFetch: the missing messages could not be fetched from any node.
 var errFetch = errors.New("streaming: fetching missing messages from the other nodes")
 
 // fetcher gets messages of a channel from another node: it calls got with consecutive
-// batches starting at from (or later, when the others expired from meanwhile) up to to.
+// batches starting at from (or later, when the others expired from meanwhile) up to to. It
+// fails after fetchTimeout without a new message, or when ctx ends: nothing else bounds it.
 type fetcher func(ctx context.Context, channel string, id, from, to uint64, got func(first uint64, msgs []stores.Msg) error) error
 
 // fetchSubject is where the nodes of the group answer fetch requests.
@@ -218,7 +228,8 @@ func (s *Server) fetch(ctx context.Context, channel string, id, from, to uint64,
 	if err := ask(); err != nil {
 		return err
 	}
-	retry := time.NewTimer(fetchRetry)
+	timeout, every := s.fetchTimes.get()
+	retry := time.NewTimer(every)
 	defer retry.Stop()
 	progress := time.Now()
 	batch := []stores.Msg{}
@@ -230,14 +241,14 @@ func (s *Server) fetch(ctx context.Context, channel string, id, from, to uint64,
 				continue // an answer to an earlier request, or a damaged one
 			}
 		case <-retry.C:
-			if time.Since(progress) >= fetchTimeout {
-				return fmt.Errorf("%w: no node sent %q from %d within %v", errFetch, channel, from, fetchTimeout)
+			if time.Since(progress) >= timeout {
+				return fmt.Errorf("%w: no node sent %q from %d within %v", errFetch, channel, from, timeout)
 			}
 			node = ""
 			if err := ask(); err != nil {
 				return err
 			}
-			retry.Reset(fetchRetry)
+			retry.Reset(every)
 			continue
 		case <-ctx.Done():
 			return fmt.Errorf("%w: %q from %d: %v", errFetch, channel, from, ctx.Err())
@@ -262,7 +273,7 @@ func (s *Server) fetch(ctx context.Context, channel string, id, from, to uint64,
 			if err := ask(); err != nil {
 				return err
 			}
-			retry.Reset(fetchRetry)
+			retry.Reset(every)
 		}
 	}
 	return nil

@@ -506,3 +506,65 @@ func TestFetchOfAMessageOverTheAnswerersMaxPayload(t *testing.T) {
 		t.Fatalf("fetched %v: %v", got, err)
 	}
 }
+
+// TestRestoreFetchHasNoOverallDeadline: a channel whose messages keep coming, slowly (a large
+// channel over a slow link), is restored whole however long that takes; one whose messages
+// stop coming fails fetchTimeout after the last one. Times are scaled by 1/25 (fetchTimeout
+// 200 ms). Before, a whole channel's fetch was cut off after a minute (2.4 s scaled) while
+// still progressing: at start the node exited, in a running follower the restore failed.
+func TestRestoreFetchHasNoOverallDeadline(t *testing.T) {
+	const timeout, oldDeadline = 200 * time.Millisecond, 12 * 200 * time.Millisecond
+	const n = 300 // 10 ms a message: 3 s for the channel
+	leader, _ := newReplica(t)
+	applyCmds(t, leader, &cmdCreateChannel{name: "a", id: 1}, &cmdPublish{chanRef: chanRef{"a", 1}, msgs: msgRun(1, n)})
+	snap := persist(t, leader)
+
+	// restore restores snap on a new follower whose only peer sends one message every 10 ms
+	// up to last, then nothing. It returns the restore's error, how long the restore took,
+	// how long after the last answer it ended, and the follower.
+	restore := func(last uint64) (err error, took, afterLast time.Duration, follower *stateMachine) {
+		bus := &meshBus{}
+		var answered atomic.Int64 // unix nanoseconds of the last answer
+		fetchPeer(t, bus, func(req *raftpb.FetchRequest) *raftpb.FetchReply {
+			if req.From > last {
+				return nil // stopped
+			}
+			time.Sleep(10 * time.Millisecond) // the link
+			answered.Store(time.Now().UnixNano())
+			return batchOf(1)(req)
+		})
+		follower, _ = newReplica(t)
+		s := fetchServer(bus, nil)
+		setFetchTimes(s, timeout, timeout/5)
+		follower.fetch = s.fetch
+		start := time.Now()
+		done := make(chan error, 1)
+		go func() { done <- follower.Restore(bytes.NewReader(snap)) }()
+		select {
+		case err = <-done:
+		case <-time.After(8 * time.Second):
+			follower.stopFetching()
+			t.Fatalf("restore still running after 8 s (last %d): %v", last, <-done)
+		}
+		return err, time.Since(start), time.Since(time.Unix(0, answered.Load())), follower
+	}
+
+	err, took, _, follower := restore(n)
+	if err != nil {
+		t.Fatalf("a fetch progressing all along failed after %v: %v", took, err)
+	}
+	if took <= oldDeadline {
+		t.Fatalf("took %v: not past the old deadline %v, the test shows nothing", took, oldDeadline)
+	}
+	if chans, _ := follower.monitorView(false); len(chans) != 1 || chans[0].Msgs != n {
+		t.Fatalf("after the restore: %+v, want channel a with %d messages", chans, n)
+	}
+
+	err, took, afterLast, _ := restore(50)
+	if !errors.Is(err, errFetch) {
+		t.Fatalf("a fetch that stopped progressing: %v after %v, want errFetch", err, took)
+	}
+	if afterLast < timeout || afterLast > timeout+time.Second {
+		t.Fatalf("a fetch that stopped progressing failed %v after the last message, want about %v", afterLast, timeout)
+	}
+}

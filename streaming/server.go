@@ -108,9 +108,10 @@ type Server struct {
 	pubBufs pubChunks      // the copies of queued publishes (pubbuf.go)
 	subs    []Subscription // the protocol subscriptions, while leading (guarded by mu)
 	// fetchSub answers other nodes' fetch requests (fetch.go), replicated only (guarded by mu)
-	fetchSub Subscription
-	stop     chan struct{}
-	done     chan struct{}
+	fetchSub   Subscription
+	fetchTimes fetchTimes // zero: the defaults
+	stop       chan struct{}
+	done       chan struct{}
 
 	// Engine-owned state (one goroutine; see DESIGN.md).
 	clients    map[string]*client

@@ -2,7 +2,6 @@ package streaming
 
 import (
 	"cmp"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -282,14 +281,14 @@ func (m *stateMachine) fetchMissing(chans []*raftpb.ChannelSnapshot, later func(
 			continue // nothing to fetch
 		}
 		from := max(ch.Msgs.State().Last+1, cs.First)
-		ctx, cancel := context.WithTimeout(m.fetching, fetchDeadline)
-		// Without mu while the fetch waits (a minute at most): monitoring and the answers to
+		// Without mu while the fetch waits (until fetchTimeout passes without a new message,
+		// however long the channel takes, or the node stops): monitoring and the answers to
 		// other nodes' fetches go on meanwhile, showing what arrived so far. Restore runs on
 		// the goroutine that applies, the only one that changes the maps; the stores guard
 		// themselves.
 		m.mu.Unlock()
 		m.catchingUp.Store(true)
-		err := m.fetch(ctx, cs.Name, cs.ID, from, cs.Last, func(first uint64, msgs []stores.Msg) error {
+		err := m.fetch(m.fetching, cs.Name, cs.ID, from, cs.Last, func(first uint64, msgs []stores.Msg) error {
 			if st := ch.Msgs.State(); first > st.Last+1 {
 				// The others expired more meanwhile: the channel restarts at their first.
 				m.mu.Lock()
@@ -304,7 +303,6 @@ func (m *stateMachine) fetchMissing(chans []*raftpb.ChannelSnapshot, later func(
 		})
 		m.catchingUp.Store(false)
 		m.mu.Lock()
-		cancel()
 		if err != nil {
 			return fmt.Errorf("streaming: restoring %q (%d..%d): %w", cs.Name, from, cs.Last, err)
 		}
