@@ -183,17 +183,22 @@ func (s *Store) DeleteChannels(names []string) []error {
 	}
 	err := s.meta.syncLocked()
 	s.dropping = nil
-	for _, d := range drops {
-		name := d.ch.ch.Name
-		if err != nil {
+	if err != nil {
+		kept := make([]*channel, len(drops))
+		for k, d := range drops {
+			name := d.ch.ch.Name
 			s.channels[name] = d.ch
 			delete(s.tombs, name)
 			if d.hadTomb {
 				s.tombs[name] = d.tomb
 			}
 			errs[d.i] = err
-			continue
+			kept[k] = d.ch
 		}
+		s.keepNamed(kept, err)
+		return errs
+	}
+	for _, d := range drops {
 		d.ch.msgs.markDeleted()
 		d.ch.subs.markDeleted()
 		// Renamed before it is removed: a crash, or a removal that fails half way, leaves
@@ -209,4 +214,35 @@ func (s *Store) DeleteChannels(names []string) []error {
 		errs[d.i] = removeAll(dir+deletedSuffix, &s.opts)
 	}
 	return errs
+}
+
+// keepNamed is a failed DeleteChannels' undo: the channels kept must stay named in
+// meta.log, yet the failed sync may have left their X records in it (appended, or in a
+// rewrite renamed into place before the directory's fsync failed), and a crash would then
+// remove their directories at open with whatever they acknowledged since. So meta.log is
+// rewritten at once (it is broken: the next flush writes the snapshot, which names them);
+// if that fails too they refuse everything until a commit of meta.log succeeds (unfence).
+// Caller holds syncMu and mu.
+func (s *Store) keepNamed(kept []*channel, cause error) {
+	if s.meta.syncLocked() == nil {
+		return
+	}
+	err := fmt.Errorf("filestore: channel deletion failed (%w) and meta.log is not committed since", cause)
+	for _, ch := range kept {
+		ch.msgs.setFence(err)
+		ch.subs.setFence(err)
+	}
+	s.fenced = append(s.fenced, kept...)
+}
+
+// unfence lifts the fences of keepNamed: meta.log was just committed, and the log was
+// broken since they were set, so it is a rewrite naming every channel in memory. Caller
+// holds mu.
+func (s *Store) unfence() {
+	for _, ch := range s.fenced {
+		ch.msgs.setFence(nil)
+		ch.subs.setFence(nil)
+	}
+	clear(s.fenced)
+	s.fenced = s.fenced[:0]
 }

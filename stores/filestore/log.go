@@ -69,6 +69,8 @@ type recLog struct {
 	scratch  []byte
 	closed   bool
 	closing  bool // close's last flush: no compaction (it would drop meta.log's clean mark)
+	// onCommit: called under mu after each successful commit (nil: none).
+	onCommit func()
 }
 
 // logJob is what one commit makes durable: f up to size, renamed over the log if tmp.
@@ -316,6 +318,9 @@ func (l *recLog) finish(j logJob, renamed bool, err error) {
 	l.committed = max(l.committed, j.size)
 	if !l.opts.NoSync { // NoSync's "sync" proves nothing about power loss
 		l.proof = max(l.proof, j.size)
+	}
+	if l.onCommit != nil {
+		l.onCommit()
 	}
 }
 

@@ -51,6 +51,9 @@ type msgStore struct {
 	// appended after the failure is reported durable, until Rollback rebuilds the channel
 	// from what is on disk (the in-memory state may be ahead of it meanwhile).
 	failed error
+	// fenced: a failed deletion may have left meta.log not naming the channel; set and
+	// cleared by the Store (DeleteChannels), never by Rollback.
+	fenced error
 	epoch  uint64 // bumped by Rollback: a SyncFlushed that started before it reports nothing
 	hdr    [hdrSize]byte
 
@@ -248,6 +251,8 @@ func (ms *msgStore) usable() error {
 		return stores.ErrChannelDeleted
 	case ms.closed:
 		return stores.ErrClosed
+	case ms.fenced != nil:
+		return ms.fenced
 	case ms.failed != nil:
 		return ms.failed
 	}
@@ -595,6 +600,13 @@ func (ms *msgStore) abandon() {
 		ms.closeSegment(seg)
 	}
 	ms.segs = nil
+}
+
+// setFence sets or (nil) clears msgStore.fenced.
+func (ms *msgStore) setFence(err error) {
+	ms.mu.Lock()
+	ms.fenced = err
+	ms.unlock()
 }
 
 // markDeleted makes every later call fail with ErrChannelDeleted and returns Last; the

@@ -146,7 +146,10 @@ type Store struct {
 	// dropping: the channels DeleteChannels is deleting while meta.log syncs their X
 	// records, so that a rewrite of meta.log at that sync keeps the records' directory numbers.
 	dropping []dropRec
-	buf      []byte
+	// fenced: channels a failed DeleteChannels left that meta.log may not name durably
+	// (channels.go): they refuse everything until a commit of meta.log succeeds.
+	fenced []*channel
+	buf    []byte
 
 	stopSync func() // stops the AutoSync goroutine (nil without, or once stopped)
 }
@@ -236,7 +239,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	// change after this open — or a crash — leaves the next open not clean.
 	recs := ld.recs
 	s.clean = ld.intact() && len(recs) > 0 && len(recs[len(recs)-1]) == 1 && recs[len(recs)-1][0] == metaClean
-	l.mu, l.snapshot = &s.mu, s.appendSnapshot
+	l.mu, l.snapshot, l.onCommit = &s.mu, s.appendSnapshot, s.unfence
 	s.meta = l
 	for _, r := range recs {
 		s.replay(r)

@@ -75,6 +75,7 @@ type subStore struct {
 	logWrites, logCommitted uint64
 
 	closed, deleted bool
+	fenced          error // as msgStore.fenced
 	closedAt        int64 // the bytes of subs.log a clean Close fsynced (0: nothing proven)
 }
 
@@ -324,6 +325,8 @@ func (ss *subStore) usable() error {
 		return stores.ErrChannelDeleted
 	case ss.closed:
 		return stores.ErrClosed
+	case ss.fenced != nil:
+		return ss.fenced
 	}
 	return nil
 }
@@ -664,6 +667,13 @@ func (ss *subStore) abandon() {
 	defer ss.mu.Unlock()
 	ss.closed = true
 	ss.log.close(false)
+}
+
+// setFence sets or (nil) clears subStore.fenced (msgStore.fenced).
+func (ss *subStore) setFence(err error) {
+	ss.mu.Lock()
+	ss.fenced = err
+	ss.mu.Unlock()
 }
 
 // markDeleted makes every later call fail with ErrChannelDeleted. It does not wait for a

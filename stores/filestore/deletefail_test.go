@@ -1,0 +1,145 @@
+package filestore_test
+
+import (
+	"fmt"
+	"path/filepath"
+	"testing"
+
+	"github.com/starling-io/starling/stores"
+	"github.com/starling-io/starling/stores/filestore"
+)
+
+// TestDeleteChannelSyncFailsKeepsChannel: a DeleteChannel whose sync of meta.log fails
+// leaves the channel, and what it acknowledges afterwards survives a crash. Before, meta.log
+// could hold the X record (appended, its fsync failed; or in a rewrite renamed into place
+// before the store directory's fsync failed) while the channel kept taking messages: a crash
+// before the next commit of meta.log had Open remove its directory, acknowledged messages and
+// all. If meta.log cannot be made to name the channel again at once, the channel refuses
+// writes until a commit of meta.log succeeds.
+func TestDeleteChannelSyncFailsKeepsChannel(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// broken: meta.log's commit of a client record fails first, so the deletion's sync
+		// rewrites it.
+		broken bool
+		// fail reports whether an fsync of p (relative to the store) fails, n counting the
+		// failures so far.
+		fail func(p string, n int) bool
+		// persistent: the failure outlasts DeleteChannel: the channel must refuse messages
+		// until a later commit of meta.log succeeds.
+		persistent bool
+	}{
+		{name: "append", fail: func(p string, n int) bool { return p == "meta.log" && n == 0 }},
+		{name: "rewrite-dir-fsync", broken: true, fail: func(p string, n int) bool { return p == "." && n == 0 }},
+		{name: "persistent", fail: func(p string, n int) bool { return p == "." || p == "meta.log" || p == "meta.log.tmp" },
+			persistent: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) { deleteSyncFails(t, tc.broken, tc.persistent, tc.fail) })
+	}
+}
+
+func deleteSyncFails(t *testing.T, broken, persistent bool, fail func(string, int) bool) {
+	dir := t.TempDir()
+	armed, breaking, failed := false, false, 0
+	opts := filestore.Options{Hooks: filestore.Hooks{BeforeSync: func(p string) error {
+		rel, _ := filepath.Rel(dir, p)
+		if breaking && rel == "meta.log" || armed && fail(rel, failed) {
+			failed++
+			return fmt.Errorf("injected: %s", rel)
+		}
+		return nil
+	}}}
+	s, err := filestore.Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Init(stores.ServerInfo{ClusterID: "c"}); err != nil {
+		t.Fatal(err)
+	}
+	ch, err := s.CreateChannel("a", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq := uint64(0)
+	publish := func() error {
+		if err := ch.Msgs.Append([]stores.Msg{{Seq: seq + 1, Time: 1, Data: []byte("x")}}); err != nil {
+			return err
+		}
+		if err := ch.Msgs.Sync(); err != nil {
+			return err
+		}
+		seq++
+		return nil
+	}
+	if err := publish(); err != nil {
+		t.Fatal(err)
+	}
+	if broken {
+		if err := s.AddClient(stores.ClientInfo{ID: "c1", HbInbox: "hb"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		breaking = true
+		err := s.SyncFlushed()
+		breaking = false
+		if err == nil {
+			t.Fatal("meta.log's commit did not fail")
+		}
+	}
+	armed, failed = true, 0
+	if err := s.DeleteChannel("a"); err == nil {
+		t.Fatal("DeleteChannel: no error with meta.log's sync failing")
+	}
+	if failed == 0 {
+		t.Fatal("no fsync failed")
+	}
+	if !persistent {
+		armed = false
+	}
+	if err := publish(); persistent && err == nil {
+		t.Fatal("a message was acknowledged while meta.log may not name its channel")
+	} else if !persistent && err != nil {
+		t.Fatalf("publish after the failed deletion: %v", err)
+	}
+	if persistent {
+		armed = false
+		ch.Msgs.Rollback() // does not lift the fence
+		if err := publish(); err == nil {
+			t.Fatal("a message was acknowledged before meta.log was committed")
+		}
+		if err := ch.Subs.CreateSub(&stores.SubState{ID: 1, Inbox: "i"}); err == nil {
+			t.Fatal("a subscription was taken before meta.log was committed")
+		}
+		if err := s.Sync(); err != nil {
+			t.Fatalf("meta.log's commit after the failure: %v", err)
+		}
+		if err := publish(); err != nil {
+			t.Fatalf("publish once meta.log is committed: %v", err)
+		}
+	}
+	if err := publish(); err != nil {
+		t.Fatal(err)
+	}
+	filestore.Abandon(s) // a crash: nothing more is written
+
+	s2, err := filestore.Open(dir, filestore.Options{})
+	if err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	defer s2.Close()
+	rs, err := s2.Recover()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rc := range rs.Channels {
+		if rc.Channel.Name == "a" {
+			if st := rc.Channel.Msgs.State(); st.Last != seq {
+				t.Fatalf("channel a recovered at Last %d, acknowledged %d", st.Last, seq)
+			}
+			return
+		}
+	}
+	t.Fatalf("channel a lost after the crash, %d messages acknowledged", seq)
+}
