@@ -89,15 +89,12 @@ func ImportContext(ctx context.Context, src *Source, target string, open OpenFun
 }
 
 // moveInto moves the entries of the store built in tmp into dir (tmp's parent), then
-// removes tmp. Directories go first, files last: a store's top-level files (filestore's
-// meta.log, bolt's file) name the rest, so a crash in between leaves no store that opens
-// as a partial one. On failure, what was moved is removed again.
+// removes tmp, in movePlan's order. On failure, what was moved is removed again.
 func moveInto(tmp, dir string) (err error) {
-	entries, err := os.ReadDir(tmp)
+	steps, err := movePlan(tmp, dir)
 	if err != nil {
 		return err
 	}
-	sort.SliceStable(entries, func(i, j int) bool { return entries[i].IsDir() && !entries[j].IsDir() })
 	var moved []string
 	defer func() {
 		if err != nil {
@@ -106,17 +103,63 @@ func moveInto(tmp, dir string) (err error) {
 			}
 		}
 	}()
-	for _, e := range entries {
-		to := filepath.Join(dir, e.Name())
-		if err := os.Rename(filepath.Join(tmp, e.Name()), to); err != nil {
+	for _, st := range steps {
+		if err := st.do(); err != nil {
 			return err
 		}
-		moved = append(moved, to)
+		if st.from != "" {
+			moved = append(moved, st.to)
+		}
 	}
 	if err := os.Remove(tmp); err != nil {
 		return err
 	}
 	return syncDir(dir)
+}
+
+// lastFiles are moved after every other entry: the file store's clean-close proof
+// (meta.end) speaks of meta.log, and without it the store opens as a crash left it, while
+// a proof whose meta.log is missing makes the store refuse to open.
+var lastFiles = map[string]bool{"meta.end": true}
+
+// moveStep renames from to to, or (from empty) fsyncs the directory to.
+type moveStep struct{ from, to string }
+
+func (st moveStep) do() error {
+	if st.from == "" {
+		return syncDir(st.to)
+	}
+	return os.Rename(st.from, st.to)
+}
+
+// movePlan orders the moves of moveInto: directories first, then the top-level files
+// (filestore's meta.log, bolt's file) that name them, then lastFiles, each group made
+// durable before the next. A crash in between leaves channel directories that no store
+// file names (refused; opened as a new empty store while only empty ones are there), or a
+// store that opens whole.
+func movePlan(tmp, dir string) ([]moveStep, error) {
+	entries, err := os.ReadDir(tmp)
+	if err != nil {
+		return nil, err
+	}
+	rank := func(e os.DirEntry) int {
+		switch {
+		case e.IsDir():
+			return 0
+		case lastFiles[e.Name()]:
+			return 2
+		}
+		return 1
+	}
+	sort.SliceStable(entries, func(i, j int) bool { return rank(entries[i]) < rank(entries[j]) })
+	var steps []moveStep
+	for i, e := range entries {
+		if i > 0 && rank(entries[i-1]) != rank(e) {
+			steps = append(steps, moveStep{to: dir})
+		}
+		steps = append(steps, moveStep{from: filepath.Join(tmp, e.Name()), to: filepath.Join(dir, e.Name())})
+	}
+	return steps, nil
 }
 
 // CheckTarget returns ErrTargetExists if Import would refuse target (so that a caller can
