@@ -1,0 +1,99 @@
+package tests
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/stan.go"
+
+	"github.com/starling-io/starling/core"
+	"github.com/starling-io/starling/raftlog"
+	"github.com/starling-io/starling/stores"
+	"github.com/starling-io/starling/stores/filestore"
+	"github.com/starling-io/starling/stores/filestore/crashtest"
+	"github.com/starling-io/starling/streaming"
+)
+
+// TestStanFailedInactiveDeletionKeepsAckedMessages: the deletion of an inactive channel
+// whose fsync of meta.log fails leaves the channel; a message stan.go then publishes to it
+// (PubAck without error) survives a crash. Before, the failed sync left the X record in
+// meta.log, and the restarted server removed the channel's directory: the subscriber got
+// nothing.
+func TestStanFailedInactiveDeletionKeepsAckedMessages(t *testing.T) {
+	dir := t.TempDir()
+	limits := &stores.LimitsSet{Global: stores.DefaultLimits()}
+	limits.Global.MaxInactivity = time.Second
+	var armed atomic.Bool
+	var failed atomic.Int64
+	disk := crashtest.New()
+	opts := filestore.Options{Limits: limits, Hooks: filestore.Hooks{BeforeSync: func(p string) error {
+		if armed.Load() && filepath.Base(p) == "meta.log" && failed.Add(1) == 1 {
+			return errors.New("injected fsync failure")
+		}
+		return nil
+	}}}
+	disk.Install(&opts)
+	s, stop := startFileStan(t, dir, opts, limits)
+	sc := stanConnect(t, s, "pub")
+	publishN(t, sc, "idle", 1, 2)
+	armed.Store(true) // the next fsync of meta.log is the deletion's: no other client change
+	waitFor(t, 10*time.Second, func() error {
+		if failed.Load() == 0 {
+			return errors.New("no deletion attempted")
+		}
+		return nil
+	})
+	found := false
+	for _, ch := range s.st.Channels(false) {
+		found = found || ch.Name == "idle"
+	}
+	if !found {
+		t.Fatal("channel gone after its deletion failed")
+	}
+	publishN(t, sc, "idle", 3, 3) // acknowledged
+	disk.Freeze()                 // a crash: nothing more reaches the files
+	stop()
+	disk.Thaw()
+
+	s2, _ := startFileStan(t, dir, filestore.Options{Limits: limits}, limits)
+	col := newCollector()
+	_, err := stanConnect(t, s2, "sub").Subscribe("idle", col.handler, stan.DeliverAllAvailable())
+	must(t, err)
+	if got := col.seqs(t, 3, 5*time.Second); !equalSeqs(got, seqRange(1, 3)) {
+		t.Fatalf("after the crash: %v, want 1..3", got)
+	}
+}
+
+// startFileStan starts a server on the file store in dir; stop shuts it down (also at the
+// end of the test).
+func startFileStan(t *testing.T, dir string, opts filestore.Options, limits *stores.LimitsSet) (*stanServer, func()) {
+	t.Helper()
+	cs, err := core.New(core.Options{Host: "127.0.0.1", Port: -1})
+	must(t, err)
+	must(t, cs.Start())
+	conn, err := cs.Connect("_STARLING-test")
+	must(t, err)
+	store, err := filestore.Open(dir, opts)
+	must(t, err)
+	st, err := streaming.New(streaming.InProcess(conn), store, raftlog.Standalone,
+		streaming.Options{ClusterID: "test-cluster", Limits: limits})
+	must(t, err)
+	must(t, st.Start())
+	stopped := false
+	stop := func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		_ = st.Shutdown()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = cs.Shutdown(ctx)
+	}
+	t.Cleanup(stop)
+	return &stanServer{core: cs, st: st, url: cs.ClientURL()}, stop
+}
