@@ -221,7 +221,8 @@ func (s *Store) DeleteChannels(names []string) []error {
 // rewrite renamed into place before the directory's fsync failed), and a crash would then
 // remove their directories at open with whatever they acknowledged since. So meta.log is
 // rewritten at once (it is broken: the next flush writes the snapshot, which names them);
-// if that fails too they refuse everything until a commit of meta.log succeeds (unfence).
+// if that fails too they refuse everything until a commit of meta.log succeeds (unfence),
+// which their Rollback tries.
 // Caller holds syncMu and mu.
 func (s *Store) keepNamed(kept []*channel, cause error) {
 	if s.meta.syncLocked() == nil {
@@ -229,7 +230,7 @@ func (s *Store) keepNamed(kept []*channel, cause error) {
 	}
 	err := fmt.Errorf("filestore: channel deletion failed (%w) and meta.log is not committed since", cause)
 	for _, ch := range kept {
-		ch.msgs.setFence(err)
+		ch.msgs.setFence(err, s.recommit)
 		ch.subs.setFence(err)
 	}
 	s.fenced = append(s.fenced, kept...)
@@ -240,9 +241,22 @@ func (s *Store) keepNamed(kept []*channel, cause error) {
 // holds mu.
 func (s *Store) unfence() {
 	for _, ch := range s.fenced {
-		ch.msgs.setFence(nil)
+		ch.msgs.setFence(nil, nil)
 		ch.subs.setFence(nil)
 	}
 	clear(s.fenced)
 	s.fenced = s.fenced[:0]
+}
+
+// recommit commits meta.log for a fenced channel's Rollback: the engine's retry, which
+// would otherwise wait for an unrelated change of meta.log.
+func (s *Store) recommit() error {
+	s.meta.syncMu.Lock()
+	defer s.meta.syncMu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return stores.ErrClosed
+	}
+	return s.meta.syncLocked()
 }

@@ -26,19 +26,26 @@ func TestDeleteChannelSyncFailsKeepsChannel(t *testing.T) {
 		// failures so far.
 		fail func(p string, n int) bool
 		// persistent: the failure outlasts DeleteChannel: the channel must refuse messages
-		// until a later commit of meta.log succeeds.
+		// until a later commit of meta.log succeeds: its Rollback's, or (heal) the Store's.
 		persistent bool
+		heal       func(s *filestore.Store, ch *stores.Channel) error
 	}{
 		{name: "append", fail: func(p string, n int) bool { return p == "meta.log" && n == 0 }},
 		{name: "rewrite-dir-fsync", broken: true, fail: func(p string, n int) bool { return p == "." && n == 0 }},
-		{name: "persistent", fail: func(p string, n int) bool { return p == "." || p == "meta.log" || p == "meta.log.tmp" },
-			persistent: true},
+		{name: "persistent-rollback", fail: metaFails, persistent: true,
+			heal: func(_ *filestore.Store, ch *stores.Channel) error { return ch.Msgs.Rollback() }},
+		{name: "persistent-store-sync", fail: metaFails, persistent: true,
+			heal: func(s *filestore.Store, _ *stores.Channel) error { return s.Sync() }},
 	} {
-		t.Run(tc.name, func(t *testing.T) { deleteSyncFails(t, tc.broken, tc.persistent, tc.fail) })
+		t.Run(tc.name, func(t *testing.T) { deleteSyncFails(t, tc.broken, tc.fail, tc.heal) })
 	}
 }
 
-func deleteSyncFails(t *testing.T, broken, persistent bool, fail func(string, int) bool) {
+// metaFails fails every fsync of meta.log, its rewrite and the store directory.
+func metaFails(p string, _ int) bool { return p == "." || p == "meta.log" || p == "meta.log.tmp" }
+
+func deleteSyncFails(t *testing.T, broken bool, fail func(string, int) bool, heal func(*filestore.Store, *stores.Channel) error) {
+	persistent := heal != nil
 	dir := t.TempDir()
 	armed, breaking, failed := false, false, 0
 	opts := filestore.Options{Hooks: filestore.Hooks{BeforeSync: func(p string) error {
@@ -104,15 +111,17 @@ func deleteSyncFails(t *testing.T, broken, persistent bool, fail func(string, in
 		t.Fatalf("publish after the failed deletion: %v", err)
 	}
 	if persistent {
+		if err := ch.Msgs.Rollback(); err == nil {
+			t.Fatal("Rollback succeeded while meta.log still fails")
+		}
 		armed = false
-		ch.Msgs.Rollback() // does not lift the fence
 		if err := publish(); err == nil {
 			t.Fatal("a message was acknowledged before meta.log was committed")
 		}
 		if err := ch.Subs.CreateSub(&stores.SubState{ID: 1, Inbox: "i"}); err == nil {
 			t.Fatal("a subscription was taken before meta.log was committed")
 		}
-		if err := s.Sync(); err != nil {
+		if err := heal(s, ch); err != nil {
 			t.Fatalf("meta.log's commit after the failure: %v", err)
 		}
 		if err := publish(); err != nil {

@@ -52,10 +52,12 @@ type msgStore struct {
 	// from what is on disk (the in-memory state may be ahead of it meanwhile).
 	failed error
 	// fenced: a failed deletion may have left meta.log not naming the channel; set and
-	// cleared by the Store (DeleteChannels), never by Rollback.
-	fenced error
-	epoch  uint64 // bumped by Rollback: a SyncFlushed that started before it reports nothing
-	hdr    [hdrSize]byte
+	// cleared by the Store (channels.go). Rollback does not clear it: it calls recommit,
+	// the Store's commit of meta.log, whose success does.
+	fenced   error
+	recommit func() error
+	epoch    uint64 // bumped by Rollback: a SyncFlushed that started before it reports nothing
+	hdr      [hdrSize]byte
 
 	fp         flushPoint // the last Flush: what SyncFlushed makes durable
 	syncedLast uint64     // Last as of the last successful Sync or SyncFlushed: Rollback's cut
@@ -603,9 +605,9 @@ func (ms *msgStore) abandon() {
 }
 
 // setFence sets or (nil) clears msgStore.fenced.
-func (ms *msgStore) setFence(err error) {
+func (ms *msgStore) setFence(err error, recommit func() error) {
 	ms.mu.Lock()
-	ms.fenced = err
+	ms.fenced, ms.recommit = err, recommit
 	ms.unlock()
 }
 

@@ -195,6 +195,13 @@ func (ms *msgStore) syncPoint(fp flushPoint) error {
 // (memory is the truth for subscriptions), and the cut loses nothing it needs.
 func (ms *msgStore) Rollback() error {
 	ms.mu.Lock()
+	if recommit := ms.recommit; ms.fenced != nil && recommit != nil && !ms.closed && !ms.deleted {
+		ms.unlock() // the commit lifts the fence under the Store's lock, then ours
+		if err := recommit(); err != nil {
+			return fmt.Errorf("filestore: channel %q: rollback: %w", ms.name, err)
+		}
+		ms.mu.Lock()
+	}
 	if ms.closed || ms.deleted || ms.failed == nil {
 		defer ms.unlock()
 		return ms.usable()
