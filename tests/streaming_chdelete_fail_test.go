@@ -3,7 +3,9 @@ package tests
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -65,6 +67,78 @@ func TestStanFailedInactiveDeletionKeepsAckedMessages(t *testing.T) {
 	must(t, err)
 	if got := col.seqs(t, 3, 5*time.Second); !equalSeqs(got, seqRange(1, 3)) {
 		t.Fatalf("after the crash: %v, want 1..3", got)
+	}
+}
+
+// TestStanFailedDeletionFenceHeals: the deletion of an inactive channel fails and meta.log
+// keeps failing, so the store cannot name the channel again: stan.go's publishes to it get
+// errors, never a PubAck that a crash could then lose. Once meta.log's fsyncs work again,
+// publishing works again (the engine's heal commits meta.log, or its next deletion attempt
+// succeeds and the publish creates the channel again), and after a crash every message
+// acknowledged since is there.
+func TestStanFailedDeletionFenceHeals(t *testing.T) {
+	dir := t.TempDir()
+	limits := &stores.LimitsSet{Global: stores.DefaultLimits()}
+	limits.Global.MaxInactivity = time.Second
+	var armed atomic.Bool
+	var failed atomic.Int64
+	disk := crashtest.New()
+	opts := filestore.Options{Limits: limits, Hooks: filestore.Hooks{BeforeSync: func(p string) error {
+		rel, _ := filepath.Rel(dir, p)
+		if armed.Load() && (rel == "." || rel == "meta.log" || rel == "meta.log.tmp") {
+			failed.Add(1)
+			return errors.New("injected fsync failure")
+		}
+		return nil
+	}}}
+	disk.Install(&opts)
+	s, stop := startFileStan(t, dir, opts, limits)
+	sc := stanConnect(t, s, "pub")
+	publishN(t, sc, "idle", 1, 2)
+	armed.Store(true)
+	waitFor(t, 10*time.Second, func() error {
+		if failed.Load() == 0 {
+			return errors.New("no deletion attempted")
+		}
+		return nil
+	})
+	if _, err := sc.PublishAsync("idle", []byte("x"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := sc.Publish("idle", []byte("refused")); err == nil {
+		t.Fatal("PubAck while meta.log cannot name the channel")
+	}
+	armed.Store(false)
+	var acked []string
+	waitFor(t, 10*time.Second, func() error {
+		m := fmt.Sprint("after-", len(acked))
+		if err := sc.Publish("idle", []byte(m)); err != nil {
+			return err
+		}
+		acked = append(acked, m)
+		return nil
+	})
+	publishN(t, sc, "idle", 100, 101)
+	acked = append(acked, "m100", "m101")
+	disk.Freeze()
+	stop()
+	disk.Thaw()
+
+	s2, _ := startFileStan(t, dir, filestore.Options{Limits: limits}, limits)
+	col := newCollector()
+	_, err := stanConnect(t, s2, "sub").Subscribe("idle", col.handler, stan.DeliverAllAvailable())
+	must(t, err)
+	var got []string
+	for len(got) == 0 || got[len(got)-1] != "m101" {
+		select {
+		case m := <-col.ch:
+			got = append(got, string(m.Data))
+		case <-time.After(5 * time.Second):
+			t.Fatalf("after the crash: %q, want %q at the end", got, acked)
+		}
+	}
+	if len(got) < len(acked) || !slices.Equal(got[len(got)-len(acked):], acked) {
+		t.Fatalf("after the crash: %q, want %q at the end", got, acked)
 	}
 }
 
