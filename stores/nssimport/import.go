@@ -117,10 +117,10 @@ func moveInto(tmp, dir string) (err error) {
 	return syncDir(dir)
 }
 
-// lastFiles are moved after every other entry: the file store's clean-close proof
-// (meta.end) speaks of meta.log, and without it the store opens as a crash left it, while
-// a proof whose meta.log is missing makes the store refuse to open.
-var lastFiles = map[string]bool{"meta.end": true}
+// movedLast reports the files moved after every other entry: the file store's clean-close
+// proof (meta.end) speaks of meta.log, and without it the store opens as a crash left it,
+// while a proof whose meta.log is missing makes the store refuse to open.
+func movedLast(name string) bool { return name == "meta.end" }
 
 // moveStep renames from to to, or (from empty) fsyncs the directory to.
 type moveStep struct{ from, to string }
@@ -133,7 +133,7 @@ func (st moveStep) do() error {
 }
 
 // movePlan orders the moves of moveInto: directories first, then the top-level files
-// (filestore's meta.log, bolt's file) that name them, then lastFiles, each group made
+// (filestore's meta.log, bolt's file) that name them, then movedLast ones, each group made
 // durable before the next. A crash in between leaves channel directories that no store
 // file names (refused; opened as a new empty store while only empty ones are there), or a
 // store that opens whole.
@@ -146,7 +146,7 @@ func movePlan(tmp, dir string) ([]moveStep, error) {
 		switch {
 		case e.IsDir():
 			return 0
-		case lastFiles[e.Name()]:
+		case movedLast(e.Name()):
 			return 2
 		}
 		return 1
