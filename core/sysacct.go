@@ -214,15 +214,22 @@ func (s *Server) accountData(kind, acc string, from uint64, o *sysAccOptions) (a
 	if kind == "USERINFO" {
 		return s.userInfo(from), nil
 	}
-	if acc != "" && s.account(acc) == nil {
-		return nil, errors.New("account " + acc + " not found")
-	}
+	// An account this server does not know, as nats-server answers: CONNZ and SUBSZ empty
+	// (other servers may have it), INFO an error, STATZ nothing.
+	known := acc == "" || s.account(acc) != nil
 	switch kind {
 	case "CONNZ":
-		return s.Connz(o.connz(acc))
+		cz, err := s.Connz(o.connz(acc))
+		if err != nil || known {
+			return cz, err
+		}
+		return &Connz{Now: cz.Now, Offset: cz.Offset, Limit: cz.Limit}, nil // nats-server's: no server_id
 	case "SUBSZ":
 		return s.Subsz(SubszOptions{Subs: o.Subs, Offset: o.Offset, Limit: o.Limit, Test: o.Test, Account: acc})
 	case "INFO":
+		if !known {
+			return nil, errors.New("Account " + acc + " does not exist")
+		}
 		az, err := s.Accountz(acc)
 		if err != nil {
 			return nil, err

@@ -305,11 +305,6 @@ func TestSystemAccountAccountRequests(t *testing.T) {
 	if strings.Join(accs, ",") != "A,B,SYS" {
 		t.Fatalf("account statz as sys: %v", accs)
 	}
-	m2, err := sys.Request("$SYS.REQ.ACCOUNT.NOPE.CONNZ", nil, time.Second)
-	must(t, err)
-	if !strings.Contains(string(m2.Data), `"error"`) {
-		t.Fatalf("connz of an unknown account: %s", m2.Data)
-	}
 
 	// natscli's account info shows the user and account.
 	cli := natsCLI(t)

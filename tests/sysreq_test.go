@@ -1,0 +1,63 @@
+package tests
+
+import (
+	"encoding/json"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// sysRaw sends a request and decodes the whole answer; none within d is an error.
+func sysRaw(t *testing.T, nc *nats.Conn, subj, body string, d time.Duration) (map[string]json.RawMessage, error) {
+	t.Helper()
+	m, err := nc.Request(subj, []byte(body), d)
+	if err != nil {
+		return nil, err
+	}
+	var r map[string]json.RawMessage
+	if err := json.Unmarshal(m.Data, &r); err != nil {
+		t.Fatalf("%s: %v: %s", subj, err, m.Data)
+	}
+	return r, nil
+}
+
+// A request about an account this server does not know answers as nats-server's does: an
+// empty CONNZ (no server_id, no connections) and SUBSZ, an error for INFO, nothing for
+// STATZ (another server of the cluster may have the account).
+func TestSystemAccountRequestsAboutAnUnknownAccount(t *testing.T) {
+	m := startAccounts(t, sysConf)
+	sys := connect(t, m, nats.UserInfo("sys", "sys"))
+	connect(t, m, nats.UserInfo("a", "a"))
+
+	r, err := sysRaw(t, sys, "$SYS.REQ.ACCOUNT.NOPE.CONNZ", `{"limit":5}`, 2*time.Second)
+	must(t, err)
+	var cz struct {
+		ID    *string           `json:"server_id"`
+		Num   *int              `json:"num_connections"`
+		Limit int               `json:"limit"`
+		Conns []json.RawMessage `json:"connections"`
+	}
+	if r["error"] != nil || json.Unmarshal(r["data"], &cz) != nil || cz.ID == nil || *cz.ID != "" ||
+		cz.Num == nil || *cz.Num != 0 || cz.Limit != 5 || cz.Conns != nil || string(r["data"]) == "" {
+		t.Fatalf("connz of an unknown account: %s %s", r["data"], r["error"])
+	}
+	r, err = sysRaw(t, sys, "$SYS.REQ.ACCOUNT.NOPE.SUBSZ", "", 2*time.Second)
+	must(t, err)
+	var sz struct {
+		ID   string `json:"server_id"`
+		Subs *int   `json:"num_subscriptions"`
+	}
+	if r["error"] != nil || json.Unmarshal(r["data"], &sz) != nil || sz.ID != m.Server().ID() || sz.Subs == nil || *sz.Subs != 0 {
+		t.Fatalf("subsz of an unknown account: %s %s", r["data"], r["error"])
+	}
+	r, err = sysRaw(t, sys, "$SYS.REQ.ACCOUNT.NOPE.INFO", "", 2*time.Second)
+	must(t, err)
+	if string(r["error"]) != `{"code":500,"description":"Account NOPE does not exist"}` {
+		t.Fatalf("info of an unknown account: %s", r["error"])
+	}
+	if _, err := sysRaw(t, sys, "$SYS.REQ.ACCOUNT.NOPE.STATZ", "", 300*time.Millisecond); !errors.Is(err, nats.ErrTimeout) {
+		t.Fatalf("statz of an unknown account: %v", err)
+	}
+}
