@@ -224,8 +224,8 @@ func (s *Server) accountData(kind, acc string, from uint64, o *sysAccOptions) (a
 			return cz, err
 		}
 		return &Connz{Now: cz.Now, Offset: cz.Offset, Limit: cz.Limit}, nil // nats-server's: no server_id
-	case "SUBSZ":
-		return s.Subsz(SubszOptions{Subs: o.Subs, Offset: o.Offset, Limit: o.Limit, Test: o.Test, Account: acc})
+	case "SUBSZ": // always with the list, as nats-server's
+		return s.Subsz(SubszOptions{Subs: true, Offset: o.Offset, Limit: o.Limit, Test: o.Test, Account: acc})
 	case "INFO":
 		if !known {
 			return nil, errors.New("Account " + acc + " does not exist")

@@ -61,3 +61,25 @@ func TestSystemAccountRequestsAboutAnUnknownAccount(t *testing.T) {
 		t.Fatalf("statz of an unknown account: %v", err)
 	}
 }
+
+// $SYS.REQ.ACCOUNT.<acc>.SUBSZ lists the account's subscriptions without being asked to,
+// as nats-server's does.
+func TestSystemAccountSubszListsSubscriptions(t *testing.T) {
+	m := startAccounts(t, sysConf)
+	sys := connect(t, m, nats.UserInfo("sys", "sys"))
+	a := connect(t, m, nats.UserInfo("a", "a"))
+	chanSub(t, a, "mine.a")
+	var sz struct {
+		Subs []struct {
+			Subject string `json:"subject"`
+		} `json:"subscriptions_list"`
+	}
+	must(t, json.Unmarshal(sysRequest(t, sys, "$SYS.REQ.ACCOUNT.A.SUBSZ", "").Data, &sz))
+	found := false
+	for _, s := range sz.Subs {
+		found = found || s.Subject == "mine.a"
+	}
+	if !found {
+		t.Fatalf("subsz of A: %+v", sz)
+	}
+}
