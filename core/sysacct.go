@@ -17,8 +17,8 @@ import (
 //
 //	$SYS.REQ.USER.INFO                 in every account: who the requester is (user, account, permissions)
 //	$SYS.REQ.ACCOUNT.<acc>.<KIND>      system account: CONNZ, SUBSZ, INFO or STATZ of account acc
-//	$SYS.REQ.ACCOUNT.PING.<KIND>       CONNZ or STATZ of the requester's account (the system
-//	                                   account's STATZ: every account with connections)
+//	$SYS.REQ.ACCOUNT.PING.<KIND>       CONNZ or STATZ of the requester's account (in the system
+//	                                   account: STATZ of every account with connections)
 //	$SYS.REQ.SERVER.PING.CONNZ         in the other accounts: CONNZ of the requester's account
 //
 // In an ordinary account the last two are service imports of the system account's
@@ -188,12 +188,9 @@ func (s *Server) serveAccountReq(r sysReq) []byte {
 	switch {
 	case r.subject == sysUserInfo:
 		kind = "USERINFO"
-	case strings.HasPrefix(r.subject, sysAccPingPrefix):
-		kind = r.subject[len(sysAccPingPrefix):]
-		if kind == "STATZ" && from == s.sysAcc {
-			acc = "" // every account
-		}
-	default: // $SYS.REQ.ACCOUNT.<acc>.<KIND>, in the system account only
+	case r.subject == sysAccPingPrefix+"STATZ": // the system account's own (the others' are imports)
+		acc, kind = "", "STATZ" // every account
+	default: // $SYS.REQ.ACCOUNT.<acc>.<KIND>, in the system account only (PING.CONNZ: of account PING, as nats-server)
 		rest := r.subject[len(sysAccReqPrefix):]
 		i := strings.LastIndexByte(rest, '.')
 		if i < 0 {

@@ -83,3 +83,33 @@ func TestSystemAccountSubszListsSubscriptions(t *testing.T) {
 		t.Fatalf("subsz of A: %+v", sz)
 	}
 }
+
+// In the system account, $SYS.REQ.ACCOUNT.PING.<KIND> is about an account named PING, as
+// with nats-server, except STATZ (every account's).
+func TestSystemAccountPingRequestsOfTheSystemUser(t *testing.T) {
+	m := startAccounts(t, sysConf)
+	sys := connect(t, m, nats.UserInfo("sys", "sys"))
+	r, err := sysRaw(t, sys, "$SYS.REQ.ACCOUNT.PING.CONNZ", "", 2*time.Second)
+	must(t, err)
+	var cz struct {
+		ID  string `json:"server_id"`
+		Num int    `json:"num_connections"`
+	}
+	if r["error"] != nil || json.Unmarshal(r["data"], &cz) != nil || cz.ID != "" || cz.Num != 0 {
+		t.Fatalf("PING.CONNZ as sys: %s %s", r["data"], r["error"])
+	}
+	r, err = sysRaw(t, sys, "$SYS.REQ.ACCOUNT.PING.INFO", "", 2*time.Second)
+	must(t, err)
+	if string(r["error"]) != `{"code":500,"description":"Account PING does not exist"}` {
+		t.Fatalf("PING.INFO as sys: %s %s", r["data"], r["error"])
+	}
+	var st struct {
+		Stats []struct {
+			Account string `json:"acc"`
+		} `json:"account_statz"`
+	}
+	must(t, json.Unmarshal(sysRequest(t, sys, "$SYS.REQ.ACCOUNT.PING.STATZ", "").Data, &st))
+	if len(st.Stats) != 1 || st.Stats[0].Account != "SYS" {
+		t.Fatalf("PING.STATZ as sys: %+v", st)
+	}
+}
