@@ -17,6 +17,7 @@ import (
 //
 //	$SYS.REQ.USER.INFO                 in every account: who the requester is (user, account, permissions)
 //	$SYS.REQ.ACCOUNT.<acc>.<KIND>      system account: CONNZ, SUBSZ, INFO or STATZ of account acc
+//	                                   (CONNS: sysbeat.go)
 //	$SYS.REQ.ACCOUNT.PING.<KIND>       CONNZ or STATZ of the requester's account (in the system
 //	                                   account: STATZ of every account with connections)
 //	$SYS.REQ.SERVER.PING.CONNZ         in the other accounts: CONNZ of the requester's account
@@ -44,7 +45,7 @@ func isAccountReq(subj string) bool {
 func (s *Server) setupAccountRequests() error {
 	sys := s.sysAcc
 	// Every server answers for its own clients of any account, as for the server requests.
-	for _, kind := range []string{"CONNZ", "SUBSZ", "INFO", "STATZ"} { // other kinds: no responders, as nats-server
+	for _, kind := range []string{"CONNZ", "SUBSZ", "INFO", "STATZ", "CONNS"} { // other kinds: no responders, as nats-server
 		subj := sysAccReqPrefix + "*." + kind
 		sub := &subscription{client: sys.internal, acc: sys, subject: subj, sid: subj, handler: s.takeSysReq}
 		if err := sys.subs.Insert(subj, "", sub); err != nil {
@@ -171,6 +172,9 @@ func (s *Server) serveAccountReq(r sysReq) []byte {
 	from := r.acc
 	if from == nil {
 		from = s.sysAcc
+	}
+	if rest, ok := strings.CutPrefix(r.subject, sysAccReqPrefix); ok && strings.HasSuffix(rest, ".CONNS") {
+		return s.connsAnswer(strings.TrimSuffix(rest, ".CONNS"), r.data) // no filter, no envelope
 	}
 	info := s.sysInfo()
 	var opts sysAccOptions

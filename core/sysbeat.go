@@ -12,11 +12,14 @@ import (
 //	$SYS.ACCOUNT.<acc>.SERVER.CONNS         an account's connections on this server, when they
 //	$SYS.SERVER.ACCOUNT.<acc>.CONNS         change and every 30 s while there are any (the
 //	                                        second subject is the older name; both are sent)
+//	$SYS.REQ.ACCOUNT.<acc>.CONNS            request: the account's CONNS event, from every
+//	                                        server where it has connections
 //	$SYS.SERVER.<id>.LAMEDUCK / SHUTDOWN    the server enters lame duck mode / shuts down
 //	                                        (its ServerInfo), before it disconnects anyone
 //
-// The global account has no CONNS events (nats-server's neither). `nats server watch` and
-// monitoring tools follow these rather than polling.
+// The global account has no CONNS events (nats-server's neither), but the request is
+// answered for it. `nats server watch` and monitoring tools follow these rather than
+// polling.
 
 const (
 	firstStatsz     = 250 * time.Millisecond
@@ -70,13 +73,42 @@ func (s *Server) publishAccConns(a *account, conns int64) {
 	if a == nil || a == s.gacc {
 		return
 	}
+	b := s.accConnsMsg(a, conns)
+	s.sysPublish("$SYS.SERVER.ACCOUNT."+a.name+".CONNS", b)
+	s.sysPublish("$SYS.ACCOUNT."+a.name+".SERVER.CONNS", b)
+}
+
+// accConnsMsg is a's CONNS event with conns connections; on sysLoop.
+func (s *Server) accConnsMsg(a *account, conns int64) []byte {
 	st := s.accTraffic(a)
 	st.Account, st.Name = a.name, a.name
 	st.Conns, st.TotalConns = int(conns), int(conns)
 	st.NumSubs = uint32(a.subs.Count())
 	b, _ := json.Marshal(sysAccConns{Type: accConnsType, ID: nuid(), Time: time.Now().UTC(), Server: s.sysInfo(), sysAccStat: st})
-	s.sysPublish("$SYS.SERVER.ACCOUNT."+a.name+".CONNS", b)
-	s.sysPublish("$SYS.ACCOUNT."+a.name+".SERVER.CONNS", b)
+	return b
+}
+
+// connsAnswer answers $SYS.REQ.ACCOUNT.<acc>.CONNS with the account's CONNS event, as
+// nats-server does, where it has connections here; its body, if any, must name acc too.
+// Nothing else is answered (no error either: nats-server's neither).
+func (s *Server) connsAnswer(acc string, body []byte) []byte {
+	if len(body) > 0 {
+		var req struct {
+			Account *string `json:"acc"`
+		}
+		if json.Unmarshal(body, &req) != nil || (req.Account != nil && *req.Account != acc) {
+			return nil
+		}
+	}
+	a := s.account(acc)
+	if acc == "" || a == nil {
+		return nil
+	}
+	n := a.conns.Load()
+	if n <= 0 {
+		return nil
+	}
+	return s.accConnsMsg(a, n)
 }
 
 // accTraffic is the traffic of a's open connections, from one scan of all clients made

@@ -113,3 +113,36 @@ func TestSystemAccountPingRequestsOfTheSystemUser(t *testing.T) {
 		t.Fatalf("PING.STATZ as sys: %+v", st)
 	}
 }
+
+// $SYS.REQ.ACCOUNT.<acc>.CONNS is answered with the account's CONNS event by a server
+// where the account has connections, as nats-server's; otherwise (or when the body names
+// another account) by nobody, though the subject is served.
+func TestSystemAccountConnsRequest(t *testing.T) {
+	m := startAccounts(t, sysConf)
+	sys := connect(t, m, nats.UserInfo("sys", "sys"))
+	connect(t, m, nats.UserInfo("a", "a"))
+	connect(t, m, nats.UserInfo("g", "g"))
+	for _, c := range []struct{ acc, body string }{{"A", ""}, {"A", `{"acc":"A"}`}, {"$G", ""}} {
+		msg, err := sys.Request("$SYS.REQ.ACCOUNT."+c.acc+".CONNS", []byte(c.body), 2*time.Second)
+		must(t, err)
+		var ev struct {
+			Type   string `json:"type"`
+			Server struct {
+				ID string `json:"id"`
+			} `json:"server"`
+			Account string `json:"acc"`
+			Conns   int    `json:"conns"`
+			Total   int    `json:"total_conns"`
+		}
+		must(t, json.Unmarshal(msg.Data, &ev))
+		if ev.Type != "io.nats.server.advisory.v1.account_connections" || ev.Server.ID != m.Server().ID() ||
+			ev.Account != c.acc || ev.Conns != 1 || ev.Total != 1 {
+			t.Fatalf("CONNS of %s: %s", c.acc, msg.Data)
+		}
+	}
+	for _, c := range []struct{ acc, body string }{{"C", ""}, {"NOPE", ""}, {"A", `{"acc":"B"}`}, {"A", "junk"}} {
+		if _, err := sys.Request("$SYS.REQ.ACCOUNT."+c.acc+".CONNS", []byte(c.body), 300*time.Millisecond); !errors.Is(err, nats.ErrTimeout) {
+			t.Fatalf("CONNS of %s %q: %v, want no answer", c.acc, c.body, err)
+		}
+	}
+}
