@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -21,6 +22,8 @@ import (
 //	$SYS.REQ.ACCOUNT.PING.<KIND>       CONNZ or STATZ of the requester's account (in the system
 //	                                   account: STATZ of every account with connections)
 //	$SYS.REQ.SERVER.PING.CONNZ         in the other accounts: CONNZ of the requester's account
+//	$SYS.REQ.ACCOUNT.NSUBS             system account: how many client subscriptions of an account
+//	                                   match a subject, from every server where it has connections
 //
 // In an ordinary account the last two are service imports of the system account's
 // $SYS.REQ.ACCOUNT.<acc>.CONNZ / STATZ, as nats-server adds to every account: every server
@@ -34,6 +37,7 @@ const (
 	sysAccReqPrefix   = "$SYS.REQ.ACCOUNT."
 	sysAccPingPrefix  = sysAccReqPrefix + "PING."
 	sysServerPingConn = sysReqPrefix + "PING.CONNZ"
+	sysAccNumSubs     = sysAccReqPrefix + "NSUBS"
 )
 
 // isAccountReq reports whether subj is an account-level request rather than a server one.
@@ -45,8 +49,11 @@ func isAccountReq(subj string) bool {
 func (s *Server) setupAccountRequests() error {
 	sys := s.sysAcc
 	// Every server answers for its own clients of any account, as for the server requests.
+	subjs := []string{sysAccNumSubs}
 	for _, kind := range []string{"CONNZ", "SUBSZ", "INFO", "STATZ", "CONNS"} { // other kinds: no responders, as nats-server
-		subj := sysAccReqPrefix + "*." + kind
+		subjs = append(subjs, sysAccReqPrefix+"*."+kind)
+	}
+	for _, subj := range subjs {
 		sub := &subscription{client: sys.internal, acc: sys, subject: subj, sid: subj, handler: s.takeSysReq}
 		if err := sys.subs.Insert(subj, "", sub); err != nil {
 			return err
@@ -172,6 +179,9 @@ func (s *Server) serveAccountReq(r sysReq) []byte {
 	from := r.acc
 	if from == nil {
 		from = s.sysAcc
+	}
+	if r.subject == sysAccNumSubs {
+		return s.numSubsAnswer(r.data)
 	}
 	if rest, ok := strings.CutPrefix(r.subject, sysAccReqPrefix); ok && strings.HasSuffix(rest, ".CONNS") {
 		return s.connsAnswer(strings.TrimSuffix(rest, ".CONNS"), r.data) // no filter, no envelope
@@ -328,4 +338,53 @@ func (s *Server) accountStatz(acc string, o *sysAccOptions) *sysAccStatz {
 		}
 	}
 	return &sysAccStatz{ID: s.id, Now: time.Now().UTC(), Accounts: list}
+}
+
+// numSubsAnswer answers $SYS.REQ.ACCOUNT.NSUBS, nats-server's {"acc","subject","queue"}
+// (queue in base64), with the number of the account's client subscriptions that the
+// subject reaches (a wildcard subject: those within it), only queue members of that group
+// when queue is given; a bare JSON number. As nats-server, a server where the account has
+// no connections, or a body it cannot read, gives no answer.
+func (s *Server) numSubsAnswer(body []byte) []byte {
+	var req struct {
+		Account string `json:"acc"`
+		Subject string `json:"subject"`
+		Queue   []byte `json:"queue"`
+	}
+	if len(body) == 0 || json.Unmarshal(body, &req) != nil {
+		return nil
+	}
+	a := s.account(req.Account)
+	if req.Account == "" || a == nil || a.conns.Load() <= 0 {
+		return nil
+	}
+	counts := func(sub *subscription, queue string) bool {
+		return sub.client != nil && sub.client.kind == kindClient && (req.Queue == nil || queue == string(req.Queue))
+	}
+	n := 0
+	if subject.IsLiteral(req.Subject) {
+		r := a.subs.MatchString(req.Subject)
+		if req.Queue == nil {
+			for _, sub := range r.Plain {
+				if counts(sub, "") {
+					n++
+				}
+			}
+		}
+		for _, g := range r.Queues {
+			for _, sub := range g.Members {
+				if counts(sub, g.Name) {
+					n++
+				}
+			}
+		}
+	} else if subject.ValidSubject(req.Subject) {
+		a.subs.All(func(subj, queue string, sub *subscription) bool {
+			if counts(sub, queue) && subject.SubsetOf(subj, req.Subject) {
+				n++
+			}
+			return true
+		})
+	}
+	return strconv.AppendInt(nil, int64(n), 10)
 }

@@ -146,3 +146,40 @@ func TestSystemAccountConnsRequest(t *testing.T) {
 		}
 	}
 }
+
+// $SYS.REQ.ACCOUNT.NSUBS counts an account's client subscriptions for a subject, as
+// nats-server's does (the counts below are the reference server's for the same
+// subscriptions); servers where the account has no connections do not answer.
+func TestSystemAccountNumSubsRequest(t *testing.T) {
+	m := startAccounts(t, sysConf)
+	sys := connect(t, m, nats.UserInfo("sys", "sys"))
+	a := connect(t, m, nats.UserInfo("a", "a"))
+	for _, subj := range []string{"foo", "foo", "bar.x"} {
+		chanSub(t, a, subj)
+	}
+	_, err := a.QueueSubscribe("foo", "q1", func(*nats.Msg) {})
+	must(t, err)
+	must(t, a.Flush())
+	for body, want := range map[string]string{
+		`{"acc":"A","subject":"foo"}`:                "3",
+		`{"acc":"A","subject":"foo","queue":"cTE="}`: "1", // q1
+		`{"acc":"A","subject":">"}`:                  "4",
+		`{"acc":"A","subject":"bar.*"}`:              "1",
+		`{"acc":"A","subject":"nothing"}`:            "0",
+		`{"acc":"A"}`:                                "0",
+	} {
+		msg, err := sys.Request("$SYS.REQ.ACCOUNT.NSUBS", []byte(body), 2*time.Second)
+		must(t, err)
+		if string(msg.Data) != want {
+			t.Errorf("NSUBS %s: %s, want %s", body, msg.Data, want)
+		}
+	}
+	for _, body := range []string{`{"acc":"C","subject":"foo"}`, `{"acc":"NOPE","subject":"foo"}`, "junk", ""} {
+		if _, err := sys.Request("$SYS.REQ.ACCOUNT.NSUBS", []byte(body), 300*time.Millisecond); !errors.Is(err, nats.ErrTimeout) {
+			t.Fatalf("NSUBS %q: %v, want no answer", body, err)
+		}
+	}
+	if _, err := sys.Request("$SYS.REQ.ACCOUNT.A.NSUBS", []byte(`{"acc":"A","subject":"foo"}`), time.Second); !errors.Is(err, nats.ErrNoResponders) {
+		t.Fatalf("$SYS.REQ.ACCOUNT.A.NSUBS: %v, want no responders", err)
+	}
+}
