@@ -55,6 +55,9 @@ func (s *Server) infoJSON(c *client, connectInfo bool) []byte {
 	if s.ldm {
 		c.ldmTold = true // guarded by s.mu, like the rest of this INFO's inputs
 	}
+	if s.ldmFor == c {
+		info.LameDuckMode, s.ldmFor = true, nil
+	}
 	if o := s.o(); o.Auth != nil {
 		info.AuthRequired = o.Auth.Required()
 	}

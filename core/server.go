@@ -49,6 +49,7 @@ type Server struct {
 	shutdown bool
 	ldm      bool
 	ldmURLs  []string // in lame duck: the other servers' client URLs advertised since it began
+	ldmFor   *client  // the client whose next INFO has ldm: an LDM request's (sysreq.go)
 	urls     []string // our client URLs (connect_urls)
 	// routeMeta is advertised in our route INFO (route_meta.go); replaced, never changed in place.
 	routeMeta map[string]string

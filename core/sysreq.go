@@ -21,8 +21,9 @@ import (
 //
 // KIND is STATSZ, VARZ, CONNZ, SUBSZ, ROUTEZ, HEALTHZ, ACCOUNTZ or IDZ; the request body may
 // hold the endpoint's options and nats-server's filter (server_name, cluster, host,
-// exact_match). KICK ({"cid":N}) closes a client, on the server named only; so does RELOAD
-// re-read the configuration file (when the binary gave Options.ReloadConfig).
+// exact_match). KICK ({"cid":N}) closes a client, on the server named only; LDM ({"cid":N})
+// tells it (an INFO with ldm) to move to another server, as lame duck mode tells them all;
+// RELOAD re-reads the configuration file (when the binary gave Options.ReloadConfig).
 // Other accounts are separate subject spaces, so their users can neither send these
 // requests nor see the answers; they have the account-level requests of sysacct.go.
 //
@@ -89,7 +90,7 @@ func (s *Server) setupSystem(o *Options) error {
 	// Each kind answered is its own subscription, as nats-server's: a kind nobody answers
 	// (PING.KICK, which needs a server named, or one we lack) gets "no responders" at once
 	// rather than a timeout.
-	subjs := []string{sysReqPrefix + "PING", sysReqPrefix + s.id + ".KICK"}
+	subjs := []string{sysReqPrefix + "PING", sysReqPrefix + s.id + ".KICK", sysReqPrefix + s.id + ".LDM"}
 	if o.ReloadConfig != nil {
 		subjs = append(subjs, sysReqPrefix+s.id+".RELOAD")
 	}
@@ -262,6 +263,9 @@ func (s *Server) serveSysReq(r sysReq) []byte {
 		b, _ := json.Marshal(map[string]string{"name": info.Name, "host": info.Host, "id": info.ID})
 		return b
 	}
+	if kind == "LDM" && json.Unmarshal(r.data, &struct{ CID uint64 }{}) != nil {
+		return nil // as nats-server: no answer without a body naming the client
+	}
 	var opts sysOptions
 	if len(bytes.TrimSpace(r.data)) > 0 {
 		if err := json.Unmarshal(r.data, &opts); err != nil {
@@ -271,6 +275,9 @@ func (s *Server) serveSysReq(r sysReq) []byte {
 	}
 	if opts.skip(info.Name, info.Cluster, info.Host) {
 		return nil
+	}
+	if kind == "LDM" {
+		return sysAnswer(info, nil, s.ldmClient(opts.CID))
 	}
 	if kind == "RELOAD" {
 		s.reloadByRequest(r)
@@ -356,6 +363,28 @@ func (s *Server) kick(cid uint64) error {
 	}
 	c.log.Info("closing connection", "cause", "kicked by a system account request")
 	c.closeConnection(reasonKicked)
+	return nil
+}
+
+// ldmClient sends client cid an INFO with ldm (an LDM request, nats-server's
+// LDMClientByID): the client moves to another server of the cluster, as in lame duck mode.
+func (s *Server) ldmClient(cid uint64) error {
+	s.mu.Lock()
+	c := s.clients[cid]
+	s.mu.Unlock()
+	if c == nil || c.kind != kindClient {
+		return errors.New("no such client id")
+	}
+	if !c.proto1.Load() {
+		return errors.New("client does not support Lame Duck Mode or is not ready to receive the notification")
+	}
+	s.mu.Lock()
+	s.ldmFor = c
+	s.mu.Unlock()
+	c.sendAsyncInfo() // renders the INFO now, with ldm
+	s.mu.Lock()
+	s.ldmFor = nil // rendered, or the client was closed meanwhile
+	s.mu.Unlock()
 	return nil
 }
 

@@ -3,6 +3,7 @@ package tests
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -181,5 +182,48 @@ func TestSystemAccountNumSubsRequest(t *testing.T) {
 	}
 	if _, err := sys.Request("$SYS.REQ.ACCOUNT.A.NSUBS", []byte(`{"acc":"A","subject":"foo"}`), time.Second); !errors.Is(err, nats.ErrNoResponders) {
 		t.Fatalf("$SYS.REQ.ACCOUNT.A.NSUBS: %v, want no responders", err)
+	}
+}
+
+// $SYS.REQ.SERVER.<id>.LDM {"cid":N} tells one client, as nats-server does, that the
+// server is in lame duck mode: its lame duck handler runs, and it stays connected. The
+// request names a server: PING.LDM has no responders. Without a body naming the client
+// there is no answer, as with nats-server.
+func TestSystemAccountLameDuckOneClient(t *testing.T) {
+	m := startAccounts(t, sysConf)
+	sys := connect(t, m, nats.UserInfo("sys", "sys"))
+	ldm := make(chan struct{}, 1)
+	a := connect(t, m, nats.UserInfo("a", "a"), nats.LameDuckModeHandler(func(*nats.Conn) { ldm <- struct{}{} }))
+	b := connect(t, m, nats.UserInfo("b", "b"), nats.LameDuckModeHandler(func(*nats.Conn) { t.Error("b told lame duck") }))
+	cid, err := a.GetClientID()
+	must(t, err)
+	subj := "$SYS.REQ.SERVER." + m.Server().ID() + ".LDM"
+	r, err := sysRaw(t, sys, subj, fmt.Sprintf(`{"cid":%d}`, cid), 2*time.Second)
+	must(t, err)
+	if r["error"] != nil || r["server"] == nil {
+		t.Fatalf("LDM: %v", r)
+	}
+	select {
+	case <-ldm:
+	case <-time.After(2 * time.Second):
+		t.Fatal("no lame duck INFO")
+	}
+	must(t, a.Flush())
+	must(t, b.Flush())
+	if !a.IsConnected() {
+		t.Fatal("client closed by LDM")
+	}
+	r, err = sysRaw(t, sys, subj, `{"cid":99999}`, 2*time.Second)
+	must(t, err)
+	if string(r["error"]) != `{"code":500,"description":"no such client id"}` {
+		t.Fatalf("LDM of no client: %s", r["error"])
+	}
+	for _, body := range []string{"", "junk"} {
+		if _, err := sysRaw(t, sys, subj, body, 300*time.Millisecond); !errors.Is(err, nats.ErrTimeout) {
+			t.Fatalf("LDM %q: %v, want no answer", body, err)
+		}
+	}
+	if _, err := sysRaw(t, sys, "$SYS.REQ.SERVER.PING.LDM", fmt.Sprintf(`{"cid":%d}`, cid), time.Second); !errors.Is(err, nats.ErrNoResponders) {
+		t.Fatalf("PING.LDM: %v", err)
 	}
 }
