@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -263,7 +262,7 @@ func (s *Server) serveSysReq(r sysReq) []byte {
 		b, _ := json.Marshal(map[string]string{"name": info.Name, "host": info.Host, "id": info.ID})
 		return b
 	}
-	if kind == "LDM" && json.Unmarshal(r.data, &struct{ CID uint64 }{}) != nil {
+	if (kind == "LDM" || kind == "KICK") && json.Unmarshal(r.data, &struct{ CID uint64 }{}) != nil {
 		return nil // as nats-server: no answer without a body naming the client
 	}
 	var opts sysOptions
@@ -359,7 +358,7 @@ func (s *Server) kick(cid uint64) error {
 	c := s.clients[cid]
 	s.mu.Unlock()
 	if c == nil || c.kind != kindClient {
-		return fmt.Errorf("no client with id %d", cid)
+		return errors.New("no such client or leafnode id") // nats-server's text
 	}
 	c.log.Info("closing connection", "cause", "kicked by a system account request")
 	c.closeConnection(reasonKicked)

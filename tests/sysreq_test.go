@@ -227,3 +227,23 @@ func TestSystemAccountLameDuckOneClient(t *testing.T) {
 		t.Fatalf("PING.LDM: %v", err)
 	}
 }
+
+// KICK answers nats-server's error text for an unknown client, and nothing at all without
+// a body naming the client (nats-server's neither).
+func TestSystemAccountKickErrors(t *testing.T) {
+	m := startAccounts(t, sysConf)
+	sys := connect(t, m, nats.UserInfo("sys", "sys"))
+	subj := "$SYS.REQ.SERVER." + m.Server().ID() + ".KICK"
+	for _, body := range []string{`{"cid":987654}`, `{}`} {
+		r, err := sysRaw(t, sys, subj, body, 2*time.Second)
+		must(t, err)
+		if string(r["error"]) != `{"code":500,"description":"no such client or leafnode id"}` {
+			t.Fatalf("KICK %s: %s", body, r["error"])
+		}
+	}
+	for _, body := range []string{"", "junk"} {
+		if _, err := sysRaw(t, sys, subj, body, 300*time.Millisecond); !errors.Is(err, nats.ErrTimeout) {
+			t.Fatalf("KICK %q: %v, want no answer", body, err)
+		}
+	}
+}
