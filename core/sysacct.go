@@ -17,6 +17,7 @@ import (
 // Account-level system requests, as nats-server answers them when it has a system account:
 //
 //	$SYS.REQ.USER.INFO                 in every account: who the requester is (user, account, permissions)
+//	$SYS.REQ.USER.<acc>.INFO           system account: the requester's permissions only, as nats-server
 //	$SYS.REQ.ACCOUNT.<acc>.<KIND>      system account: CONNZ, SUBSZ, INFO or STATZ of account acc
 //	                                   (CONNS: sysbeat.go)
 //	$SYS.REQ.ACCOUNT.PING.<KIND>       CONNZ or STATZ of the requester's account (in the system
@@ -34,6 +35,7 @@ import (
 
 const (
 	sysUserInfo       = "$SYS.REQ.USER.INFO"
+	sysUserPrefix     = "$SYS.REQ.USER."
 	sysAccReqPrefix   = "$SYS.REQ.ACCOUNT."
 	sysAccPingPrefix  = sysAccReqPrefix + "PING."
 	sysServerPingConn = sysReqPrefix + "PING.CONNZ"
@@ -42,7 +44,7 @@ const (
 
 // isAccountReq reports whether subj is an account-level request rather than a server one.
 func isAccountReq(subj string) bool {
-	return subj == sysUserInfo || strings.HasPrefix(subj, sysAccReqPrefix)
+	return strings.HasPrefix(subj, sysUserPrefix) || strings.HasPrefix(subj, sysAccReqPrefix)
 }
 
 // setupAccountRequests subscribes every account to the account-level requests.
@@ -59,6 +61,14 @@ func (s *Server) setupAccountRequests() error {
 			return err
 		}
 		s.subAdded(sub)
+	}
+	// nats-server's target of the USER.INFO imports, which the system user may also ask
+	// directly (answered by its own server, with no user or account: nats-server's knows
+	// them from the import only).
+	subj := sysUserPrefix + "*.INFO"
+	sub := &subscription{client: sys.internal, acc: sys, subject: subj, sid: subj, handler: s.takeSysReq, local: true}
+	if err := sys.subs.Insert(subj, "", sub); err != nil {
+		return err
 	}
 	for _, a := range s.accountMap() {
 		if err := s.accountRequests(a); err != nil {
@@ -188,7 +198,8 @@ func (s *Server) serveAccountReq(r sysReq) []byte {
 	}
 	info := s.sysInfo()
 	var opts sysAccOptions
-	if r.subject != sysUserInfo && len(bytes.TrimSpace(r.data)) > 0 { // USER.INFO takes no options, as nats-server's
+	user := strings.HasPrefix(r.subject, sysUserPrefix)
+	if !user && len(bytes.TrimSpace(r.data)) > 0 { // USER.INFO takes no options, as nats-server's
 		if err := json.Unmarshal(r.data, &opts); err != nil {
 			b, _ := json.Marshal(sysAPIResponse{Server: info, Error: &sysAPIError{Code: http.StatusBadRequest, Description: err.Error()}})
 			return b
@@ -202,6 +213,8 @@ func (s *Server) serveAccountReq(r sysReq) []byte {
 	switch {
 	case r.subject == sysUserInfo:
 		kind = "USERINFO"
+	case user: // $SYS.REQ.USER.<acc>.INFO
+		kind = "USERINFO-DIRECT"
 	case r.subject == sysAccPingPrefix+"STATZ": // the system account's own (the others' are imports)
 		acc, kind = "", "STATZ" // every account
 	default: // $SYS.REQ.ACCOUNT.<acc>.<KIND>, in the system account only (PING.CONNZ: of account PING, as nats-server)
@@ -222,8 +235,13 @@ func (s *Server) serveAccountReq(r sysReq) []byte {
 // accountData builds the data of an account request of kind about account acc ("" for
 // STATZ: every account) for the requester with cid from.
 func (s *Server) accountData(kind, acc string, from uint64, o *sysAccOptions) (any, error) {
-	if kind == "USERINFO" {
+	switch kind {
+	case "USERINFO":
 		return s.userInfo(from), nil
+	case "USERINFO-DIRECT": // nats-server's: only the requester's permissions
+		ui := s.userInfo(from)
+		ui.User, ui.Account, ui.AccountName = "", "", ""
+		return ui, nil
 	}
 	// An account this server does not know, as nats-server answers: CONNZ and SUBSZ empty
 	// (other servers may have it), INFO an error, STATZ nothing.

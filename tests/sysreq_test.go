@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -245,5 +246,31 @@ func TestSystemAccountKickErrors(t *testing.T) {
 		if _, err := sysRaw(t, sys, subj, body, 300*time.Millisecond); !errors.Is(err, nats.ErrTimeout) {
 			t.Fatalf("KICK %q: %v, want no answer", body, err)
 		}
+	}
+}
+
+// $SYS.REQ.USER.<acc>.INFO, the target of nats-server's USER.INFO imports, answers the
+// system user directly as nats-server does: the requester's permissions, no user or
+// account. Ordinary users cannot reach it.
+func TestSystemAccountDirectUserInfo(t *testing.T) {
+	conf := strings.Replace(sysConf, "{user: sys, password: sys}",
+		`{user: sys, password: sys}, {user: sys2, password: sys2, permissions: {publish: {deny: ["x.>"]}, subscribe: {allow: [">"]}}}`, 1)
+	m := startAccounts(t, conf)
+	for _, c := range []struct{ user, want string }{
+		{"sys", `{"user":"","account":""}`},
+		{"sys2", `{"user":"","account":"","permissions":{"publish":{"deny":["x.\u003e"]},"subscribe":{"allow":["\u003e"]}}}`},
+	} {
+		nc := connect(t, m, nats.UserInfo(c.user, c.user))
+		for _, subj := range []string{"$SYS.REQ.USER.A.INFO", "$SYS.REQ.USER.SYS.INFO"} {
+			r, err := sysRaw(t, nc, subj, "", 2*time.Second)
+			must(t, err)
+			if string(r["data"]) != c.want || r["error"] != nil {
+				t.Fatalf("%s as %s: %s %s", subj, c.user, r["data"], r["error"])
+			}
+		}
+	}
+	a := connect(t, m, nats.UserInfo("a", "a"))
+	if _, err := a.Request("$SYS.REQ.USER.A.INFO", nil, time.Second); !errors.Is(err, nats.ErrNoResponders) {
+		t.Fatalf("$SYS.REQ.USER.A.INFO as a: %v", err)
 	}
 }
