@@ -407,7 +407,9 @@ type sysStats struct {
 	ActiveAccounts   int              `json:"active_accounts"`
 	NumSubs          uint32           `json:"subscriptions"`
 	Sent             sysMsgBytes      `json:"sent"`
+	SentToClients    sysMsgBytes      `json:"sent_to_clients"`
 	Received         sysMsgBytes      `json:"received"`
+	FromClients      sysMsgBytes      `json:"received_from_clients"`
 	SlowConsumers    int64            `json:"slow_consumers"`
 	Routes           []*sysRouteStats `json:"routes,omitempty"`
 	ActiveServers    int              `json:"active_servers,omitempty"`
@@ -438,6 +440,7 @@ func (s *Server) statsz() *sysStats {
 	st := &sysStats{Start: v.Start, Mem: v.Mem, Cores: v.Cores, CPU: v.CPU, Connections: v.Connections,
 		TotalConnections: v.TotalConnections, NumSubs: v.Subscriptions,
 		Sent: sysMsgBytes{v.OutMsgs, v.OutBytes}, Received: sysMsgBytes{v.InMsgs, v.InBytes},
+		SentToClients: sysMsgBytes{v.OutClientMsgs, v.OutClientBytes}, FromClients: sysMsgBytes{v.InClientMsgs, v.InClientBytes},
 		SlowConsumers: v.SlowConsumers, MaxProcs: v.MaxProcs}
 	for _, r := range s.Routez(false, false) {
 		st.Routes = append(st.Routes, &sysRouteStats{ID: r.Rid, Name: r.RemoteName, Pending: r.Pending,

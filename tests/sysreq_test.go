@@ -274,3 +274,30 @@ func TestSystemAccountDirectUserInfo(t *testing.T) {
 		t.Fatalf("$SYS.REQ.USER.A.INFO as a: %v", err)
 	}
 }
+
+// STATSZ counts the clients' traffic apart, as nats-server's sent_to_clients and
+// received_from_clients.
+func TestSystemAccountStatszClientTraffic(t *testing.T) {
+	m := startAccounts(t, sysConf)
+	sys := connect(t, m, nats.UserInfo("sys", "sys"))
+	a := connect(t, m, nats.UserInfo("a", "a"))
+	ch := chanSub(t, a, "foo")
+	must(t, a.Publish("foo", []byte("hello")))
+	<-ch
+	m2, err := sys.Request("$SYS.REQ.SERVER.PING.STATSZ", nil, 2*time.Second)
+	must(t, err)
+	type mb struct {
+		Msgs  int64 `json:"msgs"`
+		Bytes int64 `json:"bytes"`
+	}
+	var r struct {
+		Statsz struct {
+			ToClients   *mb `json:"sent_to_clients"`
+			FromClients *mb `json:"received_from_clients"`
+		} `json:"statsz"`
+	}
+	must(t, json.Unmarshal(m2.Data, &r))
+	if st := r.Statsz; st.ToClients == nil || st.FromClients == nil || st.ToClients.Msgs < 1 || st.FromClients.Bytes < 5 {
+		t.Fatalf("statsz: %s", m2.Data)
+	}
+}
