@@ -18,8 +18,8 @@ import (
 //	$SYS.REQ.SERVER.PING.<KIND>          KIND of every server, in a ServerAPIResponse
 //	$SYS.REQ.SERVER.<server id>.<KIND>   KIND of one server
 //
-// KIND is STATSZ, VARZ, CONNZ, SUBSZ, ROUTEZ, HEALTHZ, ACCOUNTZ or IDZ; the request body may
-// hold the endpoint's options and nats-server's filter (server_name, cluster, host,
+// KIND is STATSZ, VARZ, CONNZ, SUBSZ, ROUTEZ, GATEWAYZ, HEALTHZ, ACCOUNTZ or IDZ; the request
+// body may hold the endpoint's options and nats-server's filter (server_name, cluster, host,
 // exact_match). KICK ({"cid":N}) closes a client, on the server named only; LDM ({"cid":N})
 // tells it (an INFO with ldm) to move to another server, as lame duck mode tells them all;
 // RELOAD re-reads the configuration file (when the binary gave Options.ReloadConfig).
@@ -33,7 +33,7 @@ import (
 const sysReqPrefix = "$SYS.REQ.SERVER."
 
 // sysKinds are the server requests answered both by PING and by server id.
-var sysKinds = []string{"STATSZ", "VARZ", "CONNZ", "SUBSZ", "ROUTEZ", "HEALTHZ", "ACCOUNTZ", "IDZ"}
+var sysKinds = []string{"STATSZ", "VARZ", "CONNZ", "SUBSZ", "ROUTEZ", "GATEWAYZ", "HEALTHZ", "ACCOUNTZ", "IDZ"}
 
 // sysReqQueue bounds the system requests waiting for sysLoop.
 const sysReqQueue = 256
@@ -314,6 +314,13 @@ func (s *Server) sysData(kind string, o *sysOptions) (any, error) {
 	case "ROUTEZ":
 		return map[string]any{"server_id": s.id, "server_name": s.name, "now": time.Now().UTC(),
 			"num_routes": s.NumRoutes(), "routes": s.Routez(o.Subs, o.SubsDetail)}, nil
+	case "GATEWAYZ": // no gateways: the empty form, as /gatewayz
+		return struct {
+			ID       string         `json:"server_id"`
+			Now      time.Time      `json:"now"`
+			Outbound map[string]any `json:"outbound_gateways"`
+			Inbound  map[string]any `json:"inbound_gateways"`
+		}{s.id, time.Now().UTC(), map[string]any{}, map[string]any{}}, nil
 	case "HEALTHZ":
 		// nats-server's HealthStatus: natscli counts a server healthy by its status_code.
 		h := s.Healthz()

@@ -301,3 +301,21 @@ func TestSystemAccountStatszClientTraffic(t *testing.T) {
 		t.Fatalf("statsz: %s", m2.Data)
 	}
 }
+
+// GATEWAYZ is answered in its empty form (Starling has no gateways), as /gatewayz and as
+// nats-server without gateways.
+func TestSystemAccountGatewayz(t *testing.T) {
+	m := startAccounts(t, sysConf)
+	sys := connect(t, m, nats.UserInfo("sys", "sys"))
+	for _, subj := range []string{"$SYS.REQ.SERVER.PING.GATEWAYZ", "$SYS.REQ.SERVER." + m.Server().ID() + ".GATEWAYZ"} {
+		var gz struct {
+			ID  string                     `json:"server_id"`
+			Out map[string]json.RawMessage `json:"outbound_gateways"`
+			In  map[string]json.RawMessage `json:"inbound_gateways"`
+		}
+		must(t, json.Unmarshal(sysRequest(t, sys, subj, "").Data, &gz))
+		if gz.ID != m.Server().ID() || gz.Out == nil || len(gz.Out) != 0 || gz.In == nil || len(gz.In) != 0 {
+			t.Fatalf("%s: %+v", subj, gz)
+		}
+	}
+}
