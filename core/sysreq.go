@@ -289,15 +289,17 @@ func (s *Server) serveSysReq(r sysReq) []byte {
 	return sysAnswer(info, data, err)
 }
 
-// sysAnswer is the ServerAPIResponse to a request: data, or err with its HTTP-like code.
+// sysAnswer is the ServerAPIResponse to a request: data, or err. As nats-server's, an
+// endpoint's error is a 500 whatever it is (400 is for a body that is not JSON), in the
+// endpoint's words (without the HTTP side's "bad request: ").
 func sysAnswer(info *sysServerInfo, data any, err error) []byte {
 	resp := sysAPIResponse{Server: info, Data: data}
 	if err != nil {
-		code := http.StatusInternalServerError
+		desc := err.Error()
 		if errors.Is(err, ErrBadRequest) {
-			code = http.StatusBadRequest
+			desc = strings.TrimPrefix(desc, ErrBadRequest.Error()+": ")
 		}
-		resp = sysAPIResponse{Server: info, Error: &sysAPIError{Code: code, Description: err.Error()}}
+		resp = sysAPIResponse{Server: info, Error: &sysAPIError{Code: http.StatusInternalServerError, Description: desc}}
 	}
 	b, _ := json.Marshal(resp)
 	return b

@@ -319,3 +319,23 @@ func TestSystemAccountGatewayz(t *testing.T) {
 		}
 	}
 }
+
+// An endpoint's error is a 500 in the endpoint's words, as nats-server answers it; a body
+// that is not JSON is a 400.
+func TestSystemAccountRequestErrors(t *testing.T) {
+	m := startAccounts(t, sysConf)
+	sys := connect(t, m, nats.UserInfo("sys", "sys"))
+	for _, c := range []struct{ subj, body, want string }{
+		{"$SYS.REQ.SERVER.PING.CONNZ", `{"sort":"bogus"}`, `{"code":500,"description":"invalid sorting option: bogus"}`},
+		{"$SYS.REQ.SERVER.PING.SUBSZ", `{"test":"a.*"}`, `{"code":500,"description":"invalid test subject, must be valid publish subject: a.*"}`},
+		{"$SYS.REQ.SERVER.PING.ACCOUNTZ", `{"account":"NOPE"}`, `{"code":500,"description":"Account NOPE does not exist"}`},
+		{"$SYS.REQ.ACCOUNT.A.CONNZ", `{"sort":"stop"}`, `{"code":500,"description":"sort by stop only valid on closed connections"}`},
+		{"$SYS.REQ.SERVER.PING.CONNZ", `junk`, `{"code":400,"description":"invalid character 'j' looking for beginning of value"}`},
+	} {
+		r, err := sysRaw(t, sys, c.subj, c.body, 2*time.Second)
+		must(t, err)
+		if string(r["error"]) != c.want {
+			t.Errorf("%s %s: %s, want %s", c.subj, c.body, r["error"], c.want)
+		}
+	}
+}
