@@ -330,7 +330,11 @@ func (s *Server) sysData(kind string, o *sysOptions) (any, error) {
 		if h.Status != "ok" {
 			code = http.StatusServiceUnavailable
 		}
-		return map[string]any{"status": h.Status, "status_code": code, "error": h.Error}, nil
+		return struct {
+			Status string `json:"status"`
+			Code   int    `json:"status_code"`
+			Error  string `json:"error,omitempty"` // none when healthy, as nats-server's
+		}{h.Status, code, h.Error}, nil
 	case "ACCOUNTZ":
 		return s.Accountz(o.Account)
 	case "KICK":

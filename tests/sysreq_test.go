@@ -339,3 +339,14 @@ func TestSystemAccountRequestErrors(t *testing.T) {
 		}
 	}
 }
+
+// A healthy server's HEALTHZ has no error field, as nats-server's.
+func TestSystemAccountHealthzShape(t *testing.T) {
+	m := startAccounts(t, sysConf)
+	sys := connect(t, m, nats.UserInfo("sys", "sys"))
+	r, err := sysRaw(t, sys, "$SYS.REQ.SERVER.PING.HEALTHZ", "", 2*time.Second)
+	must(t, err)
+	if string(r["data"]) != `{"status":"ok","status_code":200}` {
+		t.Fatalf("healthz: %s", r["data"])
+	}
+}
