@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -283,4 +284,56 @@ func TestClusterServerShutdownEvents(t *testing.T) {
 			t.Fatalf("%s of %s: %s %s", c.kind, c.n.name, m.Subject, m.Data)
 		}
 	}
+}
+
+// $SYS.REQ.ACCOUNT.<acc>.CONNS and $SYS.REQ.ACCOUNT.NSUBS are answered by every server of a
+// mesh where the account has connections, and only by those, as nats-server's (this test
+// passes with CLUSTER_REF_SERVER too).
+func TestClusterSystemAccountConnsAndNumSubs(t *testing.T) {
+	n1, n2, n3 := startAccountsMesh(t, sysConf)
+	a1 := n1.dial(nats.UserInfo("a", "a"))
+	a3 := n3.dial(nats.UserInfo("a", "a"))
+	for _, nc := range []*nats.Conn{a1, a3, a3} {
+		_, err := nc.SubscribeSync("foo")
+		must(t, err)
+		must(t, nc.Flush())
+	}
+	sys := n2.dial(nats.UserInfo("sys", "sys"))
+	inbox := nats.NewInbox()
+	ch := make(chan *nats.Msg, 16)
+	_, err := sys.ChanSubscribe(inbox, ch)
+	must(t, err)
+	must(t, sys.Flush())
+	gather := func(subj, body, want string) {
+		t.Helper()
+		waitFor(t, meshTimeout, func() error {
+			must(t, sys.PublishRequest(subj, inbox, []byte(body)))
+			var got []string
+			deadline := time.After(500 * time.Millisecond)
+			for done := false; !done; {
+				select {
+				case m := <-ch:
+					var ev struct {
+						Server struct{ Name string } `json:"server"`
+						Conns  int                   `json:"conns"`
+					}
+					if json.Unmarshal(m.Data, &ev) == nil && ev.Server.Name != "" {
+						got = append(got, fmt.Sprintf("%s:%d", ev.Server.Name, ev.Conns))
+					} else {
+						got = append(got, string(m.Data))
+					}
+				case <-deadline:
+					done = true
+				}
+			}
+			slices.Sort(got)
+			if s := strings.Join(got, ","); s != want {
+				return fmt.Errorf("%s: %s, want %s", subj, s, want)
+			}
+			return nil
+		})
+	}
+	gather("$SYS.REQ.ACCOUNT.NSUBS", `{"acc":"A","subject":"foo"}`, "1,2")
+	gather("$SYS.REQ.ACCOUNT.A.CONNS", "", n1.name+":1,"+n3.name+":1")
+	gather("$SYS.REQ.ACCOUNT.C.CONNS", "", "")
 }
