@@ -20,11 +20,12 @@ import (
 //	$SYS.REQ.USER.<acc>.INFO           system account: the requester's permissions only, as nats-server
 //	$SYS.REQ.ACCOUNT.<acc>.<KIND>      system account: CONNZ, SUBSZ, INFO or STATZ of account acc
 //	                                   (CONNS: sysbeat.go)
-//	$SYS.REQ.ACCOUNT.PING.<KIND>       CONNZ or STATZ of the requester's account (in the system
-//	                                   account: STATZ of every account with connections)
-//	$SYS.REQ.SERVER.PING.CONNZ         in the other accounts: CONNZ of the requester's account
 //	$SYS.REQ.ACCOUNT.NSUBS             system account: how many client subscriptions of an account
 //	                                   match a subject, from every server where it has connections
+//	$SYS.REQ.ACCOUNT.PING.<KIND>       CONNZ or STATZ of the requester's account (in the system
+//	                                   account: STATZ of every account with connections, and
+//	                                   CONNZ of an account named PING, as nats-server)
+//	$SYS.REQ.SERVER.PING.CONNZ         in the other accounts: CONNZ of the requester's account
 //
 // In an ordinary account the last two are service imports of the system account's
 // $SYS.REQ.ACCOUNT.<acc>.CONNZ / STATZ, as nats-server adds to every account: every server
