@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -177,28 +176,27 @@ func (s *Server) replyFetch(req *raftpb.FetchRequest, reply string, out *raftpb.
 	s.bus.Flush() // the route's writer sends it now, not with the engine's next batch
 }
 
-// fetch is the state machine's fetcher: requests over the bus until from..to arrived. Each
-// request has a reply subject of its own, so that the answers to an earlier one (every node
-// holding the messages answers, the slower after the next request went out) are told apart
-// and dropped. Once a node answered, the next requests name it (FetchRequest.Node), so that
-// only it reads and sends the messages. A request that brings nothing new — unanswered (the nodes that hold the
-// messages drop requests while busy with another answer), or answered with nothing (a read
-// that failed) — is sent again after fetchRetry, to every node; the fetch fails after
-// fetchTimeout without progress.
+// fetch is the state machine's fetcher: requests over the bus until from..to arrived. Its
+// requests share a reply subject of its own, so that the answers of another fetch (another
+// channel, another restore) never reach it. Any answer of this fetch counts for what it brings
+// past what arrived: one to an earlier request (a slow link, a slow read: it came after the
+// next request went out, or from the slower of two nodes) gives its messages from the next
+// needed on and nothing twice, and one that brings nothing new is dropped without asking
+// again. Once a node answered, the next requests name it (FetchRequest.Node), so that only
+// it reads and sends the messages. A request that brings nothing new — unanswered (the nodes
+// that hold the messages drop requests while busy with another answer), or answered with
+// nothing (a read that failed) — is sent again after fetchRetry, to every node; the fetch
+// fails after fetchTimeout without progress.
 func (s *Server) fetch(ctx context.Context, channel string, id, from, to uint64, got func(uint64, []stores.Msg) error) (err error) {
-	inbox := "_STARLING.raft." + s.opts.ClusterID + ".fetched." + nuid() + "."
-	type answer struct {
-		req  string // the request's token
-		data []byte
-	}
-	replies := make(chan answer, 4)
-	sub, err := s.bus.Subscribe(inbox+"*", "", func(m core.Msg) {
-		if !s.routeOnly(m.From) || len(m.Subject) < len(inbox) {
+	inbox := "_STARLING.raft." + s.opts.ClusterID + ".fetched." + nuid()
+	replies := make(chan []byte, 4)
+	sub, err := s.bus.Subscribe(inbox, "", func(m core.Msg) {
+		if !s.routeOnly(m.From) {
 			return
 		}
 		select {
-		case replies <- answer{string(m.Subject[len(inbox):]), append([]byte(nil), m.Data...)}:
-		default:
+		case replies <- append([]byte(nil), m.Data...):
+		default: // the fetcher is behind: a request that brings nothing is sent again
 		}
 	})
 	if err != nil {
@@ -213,13 +211,10 @@ func (s *Server) fetch(ctx context.Context, channel string, id, from, to uint64,
 		}
 		s.log.Info("fetched the messages a snapshot names from the other nodes", "channel", channel, "from", first, "to", to, "msgs", n, "took", time.Since(start))
 	}()
-	var asked uint64
-	var token, node string // node: the one that answered the last request, "" to ask every one
+	var node string // the one that answered last, "" to ask every one
 	ask := func() error {
-		asked++
-		token = strconv.FormatUint(asked, 10)
 		req, _ := proto.Marshal(&raftpb.FetchRequest{Channel: channel, ChannelID: id, From: from, To: to, Node: node})
-		if err := s.bus.Publish(s.fetchSubject(), inbox+token, nil, req); err != nil {
+		if err := s.bus.Publish(s.fetchSubject(), inbox, nil, req); err != nil {
 			return fmt.Errorf("%w: %v", errFetch, err)
 		}
 		s.bus.Flush()
@@ -236,9 +231,9 @@ func (s *Server) fetch(ctx context.Context, channel string, id, from, to uint64,
 	for from <= to {
 		var rep raftpb.FetchReply
 		select {
-		case a := <-replies:
-			if a.req != token || proto.Unmarshal(a.data, &rep) != nil {
-				continue // an answer to an earlier request, or a damaged one
+		case data := <-replies:
+			if proto.Unmarshal(data, &rep) != nil {
+				continue // a damaged answer
 			}
 		case <-retry.C:
 			if time.Since(progress) >= timeout {
@@ -253,7 +248,10 @@ func (s *Server) fetch(ctx context.Context, channel string, id, from, to uint64,
 		case <-ctx.Done():
 			return fmt.Errorf("%w: %q from %d: %v", errFetch, channel, from, ctx.Err())
 		}
-		if rep.First < from || len(rep.Msgs) == 0 && rep.First <= from {
+		// Requests ask from what arrived so far, which only grows: an answer's first after
+		// from means that node expired the messages before it (as one to the last request).
+		// One before from is to an earlier request: only what follows from counts.
+		if rep.First+uint64(len(rep.Msgs)) <= from {
 			continue // nothing new: another node may answer, else the retry asks again
 		}
 		batch = batch[:0]
@@ -261,13 +259,16 @@ func (s *Server) fetch(ctx context.Context, channel string, id, from, to uint64,
 			if mp.Sequence != rep.First+uint64(i) || mp.Sequence > to {
 				return fmt.Errorf("%w: %q: a reply out of order at %d", errFetch, channel, mp.Sequence)
 			}
-			batch = append(batch, stores.Msg{Seq: mp.Sequence, Time: mp.Timestamp, Reply: mp.Reply, Data: mp.Data})
+			if mp.Sequence >= from {
+				batch = append(batch, stores.Msg{Seq: mp.Sequence, Time: mp.Timestamp, Reply: mp.Reply, Data: mp.Data})
+			}
 		}
-		if err := got(rep.First, batch); err != nil {
+		next := max(rep.First, from)
+		if err := got(next, batch); err != nil {
 			return err
 		}
 		n += len(batch)
-		from = rep.First + uint64(len(batch))
+		from = next + uint64(len(batch))
 		progress, node = time.Now(), rep.Node
 		if from <= to {
 			if err := ask(); err != nil {

@@ -568,3 +568,97 @@ func TestRestoreFetchHasNoOverallDeadline(t *testing.T) {
 		t.Fatalf("a fetch that stopped progressing failed %v after the last message, want about %v", afterLast, timeout)
 	}
 }
+
+// TestFetchTakesLateAnswers: the only node that holds the messages answers each request
+// after twice the retry interval (a 512 KiB reply over a slow link, a slow read), so every
+// answer comes after the next request went out. Three fetches run at once, of two channels
+// and of two incarnations of one (each its own restore): each gets its channel whole, in
+// order, nothing twice, and nothing of the others. Times are scaled down (retry 25 ms).
+// Before, an answer to an earlier request was dropped: each fetch asked again every retry
+// and failed after the no-progress timeout with nothing ("no node sent").
+func TestFetchTakesLateAnswers(t *testing.T) {
+	const retry, n = 25 * time.Millisecond, 45
+	bus := &meshBus{}
+	fetchPeer(t, bus, func(req *raftpb.FetchRequest) *raftpb.FetchReply {
+		time.Sleep(2 * retry)
+		rep := &raftpb.FetchReply{First: req.From, Node: "p1"}
+		for seq := req.From; seq <= min(req.To, req.From+9); seq++ {
+			rep.Msgs = append(rep.Msgs, &raftpb.MsgProto{Sequence: seq, Data: fmt.Appendf(nil, "%s#%d:%d", req.Channel, req.ChannelID, seq)})
+		}
+		return rep
+	})
+	type fetchOf struct {
+		channel string
+		id      uint64
+	}
+	fetches := []fetchOf{{"a", 1}, {"a", 2}, {"b", 1}}
+	errs := make(chan error, len(fetches))
+	for _, f := range fetches {
+		go func() {
+			s := fetchServer(bus, nil)
+			setFetchTimes(s, 20*retry, retry)
+			next := uint64(1)
+			err := s.fetch(context.Background(), f.channel, f.id, 1, n, func(first uint64, msgs []stores.Msg) error {
+				if first != next {
+					return fmt.Errorf("batch at %d, want %d", first, next)
+				}
+				for i, msg := range msgs {
+					if want := fmt.Sprintf("%s#%d:%d", f.channel, f.id, first+uint64(i)); msg.Seq != first+uint64(i) || string(msg.Data) != want {
+						return fmt.Errorf("message %d %q, want %q", msg.Seq, msg.Data, want)
+					}
+				}
+				next += uint64(len(msgs))
+				return nil
+			})
+			if err == nil && next != n+1 {
+				err = fmt.Errorf("fetched up to %d, want %d", next-1, n)
+			}
+			if err != nil {
+				err = fmt.Errorf("%s#%d: %w", f.channel, f.id, err)
+			}
+			errs <- err
+		}()
+	}
+	for range fetches {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// TestFetchTakesWhatALateAnswerAdds: a fast node sends 1..3 and then nothing; a slow one
+// answers every request after twice the retry interval, 10 messages a reply. Its answers
+// overlap what arrived: only the messages past it are taken, in order, none twice.
+func TestFetchTakesWhatALateAnswerAdds(t *testing.T) {
+	const retry, n = 25 * time.Millisecond, 30
+	bus := &meshBus{}
+	fetchPeer(t, bus, func(req *raftpb.FetchRequest) *raftpb.FetchReply {
+		if req.From != 1 {
+			return nil
+		}
+		return batchOf(3)(req)
+	})
+	fetchPeer(t, bus, func(req *raftpb.FetchRequest) *raftpb.FetchReply {
+		time.Sleep(2 * retry)
+		return batchOf(10)(req)
+	})
+	s := fetchServer(bus, nil)
+	setFetchTimes(s, 20*retry, retry)
+	var got []uint64
+	err := s.fetch(context.Background(), "ch", 1, 1, n, func(first uint64, msgs []stores.Msg) error {
+		for i, msg := range msgs {
+			if msg.Seq != first+uint64(i) || string(msg.Data) != fmt.Sprint(msg.Seq) {
+				return fmt.Errorf("batch at %d: message %d %q", first, msg.Seq, msg.Data)
+			}
+			got = append(got, msg.Seq)
+		}
+		return nil
+	})
+	want := make([]uint64, n)
+	for i := range want {
+		want[i] = uint64(i + 1)
+	}
+	if err != nil || fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("fetched %v: %v", got, err)
+	}
+}
