@@ -520,9 +520,9 @@ func TestRestoreFetchHasNoOverallDeadline(t *testing.T) {
 	snap := persist(t, leader)
 
 	// restore restores snap on a new follower whose only peer sends one message every 10 ms
-	// up to last, then nothing. It returns the restore's error, how long the restore took,
-	// how long after the last answer it ended, and the follower.
-	restore := func(last uint64) (err error, took, afterLast time.Duration, follower *stateMachine) {
+	// up to last, then nothing. It returns how long the restore took, how long after the
+	// last answer it ended, the follower and the restore's error.
+	restore := func(last uint64) (took, afterLast time.Duration, follower *stateMachine, err error) {
 		bus := &meshBus{}
 		var answered atomic.Int64 // unix nanoseconds of the last answer
 		fetchPeer(t, bus, func(req *raftpb.FetchRequest) *raftpb.FetchReply {
@@ -546,10 +546,10 @@ func TestRestoreFetchHasNoOverallDeadline(t *testing.T) {
 			follower.stopFetching()
 			t.Fatalf("restore still running after 8 s (last %d): %v", last, <-done)
 		}
-		return err, time.Since(start), time.Since(time.Unix(0, answered.Load())), follower
+		return time.Since(start), time.Since(time.Unix(0, answered.Load())), follower, err
 	}
 
-	err, took, _, follower := restore(n)
+	took, _, follower, err := restore(n)
 	if err != nil {
 		t.Fatalf("a fetch progressing all along failed after %v: %v", took, err)
 	}
@@ -560,7 +560,7 @@ func TestRestoreFetchHasNoOverallDeadline(t *testing.T) {
 		t.Fatalf("after the restore: %+v, want channel a with %d messages", chans, n)
 	}
 
-	err, took, afterLast, _ := restore(50)
+	took, afterLast, _, err := restore(50)
 	if !errors.Is(err, errFetch) {
 		t.Fatalf("a fetch that stopped progressing: %v after %v, want errFetch", err, took)
 	}
