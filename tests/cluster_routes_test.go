@@ -92,22 +92,9 @@ func TestClusterRouteReaderNeverStalls(t *testing.T) {
 	waitMesh(t, a, b)
 
 	// The stuck subscriber: subscribes, then never reads.
-	raw, err := net.Dial("tcp", b.hostPort())
-	must(t, err)
-	defer raw.Close()
-	_ = raw.(*net.TCPConn).SetReadBuffer(4096)
-	br := bufio.NewReader(raw)
-	_, _ = fmt.Fprintf(raw, "CONNECT {\"verbose\":false,\"name\":\"stuck\"}\r\nSUB stuck 1\r\nPING\r\n")
-	_ = raw.SetReadDeadline(time.Now().Add(5 * time.Second))
-	for {
-		l, err := br.ReadString('\n')
-		must(t, err)
-		if strings.HasPrefix(l, "PONG") {
-			break
-		}
-	}
+	rawSubscribe(t, b, "stuck", 4096)
 	ncB := b.dial()
-	_, err = ncB.Subscribe("svc", func(m *nats.Msg) { _ = m.Respond(nil) })
+	_, err := ncB.Subscribe("svc", func(m *nats.Msg) { _ = m.Respond(nil) })
 	must(t, err)
 	must(t, ncB.Flush())
 	pub := a.dial()
@@ -174,19 +161,7 @@ func TestClusterBacklogThroughRouteInOrder(t *testing.T) {
 	b.start(b.clusterArgs("st", a)...)
 	waitMesh(t, a, b)
 
-	raw, err := net.Dial("tcp", b.hostPort())
-	must(t, err)
-	defer raw.Close()
-	br := bufio.NewReaderSize(raw, 1<<16)
-	_, _ = fmt.Fprintf(raw, "CONNECT {\"verbose\":false,\"name\":\"late\"}\r\nSUB late 1\r\nPING\r\n")
-	_ = raw.SetReadDeadline(time.Now().Add(30 * time.Second))
-	for {
-		l, err := br.ReadString('\n')
-		must(t, err)
-		if strings.HasPrefix(l, "PONG") {
-			break
-		}
-	}
+	br := rawSubscribe(t, b, "late", 0)
 	pub := a.dial()
 	ncB := b.dial()
 	awaitInterest(t, pub, ncB)
@@ -214,6 +189,29 @@ func TestClusterBacklogThroughRouteInOrder(t *testing.T) {
 		}
 		if _, err := br.Discard(2); err != nil {
 			t.Fatal(err)
+		}
+	}
+}
+
+// rawSubscribe connects a raw socket to n named name, subscribed to subject name with sid
+// 1 (a socket receive buffer of rcvBuf bytes unless 0), and returns its reader once the
+// subscription is in place; it reads within 30 s of that or fails. Closed at the test's end.
+func rawSubscribe(t *testing.T, n *node, name string, rcvBuf int) *bufio.Reader {
+	t.Helper()
+	raw, err := net.Dial("tcp", n.hostPort())
+	must(t, err)
+	t.Cleanup(func() { raw.Close() })
+	if rcvBuf > 0 {
+		_ = raw.(*net.TCPConn).SetReadBuffer(rcvBuf)
+	}
+	br := bufio.NewReaderSize(raw, 1<<16)
+	_, _ = fmt.Fprintf(raw, "CONNECT {\"verbose\":false,\"name\":%q}\r\nSUB %s 1\r\nPING\r\n", name, name)
+	_ = raw.SetReadDeadline(time.Now().Add(30 * time.Second))
+	for {
+		l, err := br.ReadString('\n')
+		must(t, err)
+		if strings.HasPrefix(l, "PONG") {
+			return br
 		}
 	}
 }
