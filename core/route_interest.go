@@ -67,6 +67,7 @@ func (s *Server) toRoutes(add func([]byte) []byte) {
 		r.mu.Lock()
 		if !r.closed {
 			r.out.buf = add(r.out.buf)
+			r.out.sealIfLarge() // interest churn toward a backlogged route
 		}
 		r.mu.Unlock()
 		r.flushSignal()

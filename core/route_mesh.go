@@ -76,6 +76,7 @@ func (s *Server) registerRoute(c *client, info *routeInfo, raw []byte) error {
 	c.mu.Lock()
 	for k, n := range s.interest {
 		c.out.buf = wire.AppendRouteSub(c.out.buf, k.acc, k.subject, k.queue, int(n))
+		c.out.sealIfLarge() // a large interest set: chunks, not one buffer grown by append
 	}
 	c.mu.Unlock()
 	others := slices.DeleteFunc(slices.Collect(maps.Values(s.routes)), func(r *client) bool { return r == c })
