@@ -169,6 +169,17 @@ func TestSystemAccountNumSubsRequest(t *testing.T) {
 		`{"acc":"A","subject":"bar.*"}`:              "1",
 		`{"acc":"A","subject":"nothing"}`:            "0",
 		`{"acc":"A"}`:                                "0",
+		// Odd bodies, answered as nats-server v2.15.2 answers them: an empty queue
+		// counts only plain subscriptions for a wildcard subject, none for a literal one.
+		`{"acc":"A","subject":">","queue":""}`:   "3",
+		`{"acc":"A","subject":"foo","queue":""}`: "0",
+		`{"acc":"A","subject":"*.>"}`:            "1",
+		`{"acc":"A","subject":"a..b"}`:           "0",
+		`{"acc":"A","subject":"foo bar"}`:        "0",
+		`{"acc":"A","subject":""}`:               "0",
+		// nats-server reads a '>' that is not last as matching the rest (it answers 4);
+		// an invalid subject reaches nothing here, deliberately: no client relies on it.
+		`{"acc":"A","subject":">.a"}`: "0",
 	} {
 		msg, err := sys.Request("$SYS.REQ.ACCOUNT.NSUBS", []byte(body), 2*time.Second)
 		must(t, err)
