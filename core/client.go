@@ -247,7 +247,7 @@ func (s *Server) createClient(nc net.Conn) {
 	s.mu.Unlock()
 
 	c.tlsFirst.Store(o.TLS != nil && o.TLSHandshakeFirst)
-	info := s.infoJSON(c, false)
+	info := s.infoJSON(c, infoPlain)
 	if over {
 		b := wire.AppendErr(wire.AppendInfo(nil, info), wire.ErrMaxConnections.Text)
 		c.log.Debug("connection refused", "reason", "maximum connections exceeded")
@@ -489,13 +489,13 @@ func (c *client) sendErr(text string) {
 	c.prod.addPending(c)
 }
 
-// sendAsyncInfo sends the current INFO to a client that can take async INFOs; used for
-// lame duck and (later) topology changes.
-func (c *client) sendAsyncInfo() {
+// sendAsyncInfo sends the current INFO of kind to a client that can take async INFOs; used
+// for lame duck, an LDM request and topology changes.
+func (c *client) sendAsyncInfo(kind infoKind) {
 	if c.kind != kindClient || !c.proto1.Load() {
 		return
 	}
-	info := c.srv.infoJSON(c, false)
+	info := c.srv.infoJSON(c, kind)
 	c.mu.Lock()
 	if !c.closed {
 		c.out.buf = wire.AppendInfo(c.out.buf, info)

@@ -32,9 +32,17 @@ type serverInfo struct {
 	AccIsSys      bool     `json:"acc_is_sys,omitempty"`
 }
 
-// infoJSON renders the INFO for one client; connectInfo marks the INFO that follows the
-// first PONG.
-func (s *Server) infoJSON(c *client, connectInfo bool) []byte {
+// infoKind says which INFO infoJSON renders.
+type infoKind uint8
+
+const (
+	infoPlain        infoKind = iota
+	infoAfterConnect          // the INFO that follows the first PONG (connect_info)
+	infoLDM                   // an LDM request's: ldm set for this client alone
+)
+
+// infoJSON renders the INFO of kind for one client.
+func (s *Server) infoJSON(c *client, kind infoKind) []byte {
 	s.mu.Lock()
 	info := serverInfo{
 		ServerID:     s.id,
@@ -48,15 +56,12 @@ func (s *Server) infoJSON(c *client, connectInfo bool) []byte {
 		MaxPayload:   s.o().MaxPayload,
 		ClientID:     c.cid,
 		ClientIP:     c.ip,
-		LameDuckMode: s.ldm && !c.ldmTold, // once: a client reacts to each INFO that has it
+		LameDuckMode: s.ldm && !c.ldmTold || kind == infoLDM, // once: a client reacts to each INFO that has it
 		Nonce:        string(c.nonce),
 		ConnectURLs:  s.connectURLs(),
 	}
 	if s.ldm {
 		c.ldmTold = true // guarded by s.mu, like the rest of this INFO's inputs
-	}
-	if s.ldmFor == c {
-		info.LameDuckMode, s.ldmFor = true, nil
 	}
 	if o := s.o(); o.Auth != nil {
 		info.AuthRequired = o.Auth.Required()
@@ -67,7 +72,7 @@ func (s *Server) infoJSON(c *client, connectInfo bool) []byte {
 		info.TLSVerify = o.TLS.ClientAuth >= tls.VerifyClientCertIfGiven
 	}
 	s.mu.Unlock()
-	if connectInfo {
+	if kind == infoAfterConnect {
 		info.ConnectInfo = true
 		info.RemoteAccount = c.acc.name // the read goroutine, which alone sets it
 		info.AccIsSys = c.acc == s.sysAcc

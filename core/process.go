@@ -247,7 +247,7 @@ func (c *client) ProcessPing() error {
 	if c.connected && !c.gotPing {
 		c.gotPing = true
 		if c.opts.Protocol >= 1 {
-			info := c.srv.infoJSON(c, true)
+			info := c.srv.infoJSON(c, infoAfterConnect)
 			c.mu.Lock()
 			if !c.closed {
 				c.out.buf = wire.AppendInfo(c.out.buf, info)

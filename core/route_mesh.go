@@ -266,7 +266,7 @@ func (s *Server) clientURLsChanged() {
 	cls := s.clientList()
 	s.mu.Unlock()
 	for _, c := range cls {
-		c.sendAsyncInfo()
+		c.sendAsyncInfo(infoPlain)
 	}
 }
 

@@ -49,7 +49,6 @@ type Server struct {
 	shutdown bool
 	ldm      bool
 	ldmURLs  []string // in lame duck: the other servers' client URLs advertised since it began
-	ldmFor   *client  // the client whose next INFO has ldm: an LDM request's (sysreq.go)
 	urls     []string // our client URLs (connect_urls)
 	// routeMeta is advertised in our route INFO (route_meta.go); replaced, never changed in place.
 	routeMeta map[string]string
@@ -336,7 +335,7 @@ func (s *Server) LameDuck(ctx context.Context) error {
 	s.log.Info("entering lame duck mode", "clients", countClients(cls), "grace", s.o().LameDuckGracePeriod, "duration", s.o().LameDuckDuration)
 	s.serverEvent("LAMEDUCK")
 	for _, c := range cls {
-		c.sendAsyncInfo()
+		c.sendAsyncInfo(infoPlain)
 	}
 	s.lameDuckRoutes()
 	sleepCtx(ctx, s.o().LameDuckGracePeriod)

@@ -390,13 +390,7 @@ func (s *Server) ldmClient(cid uint64) error {
 	if !c.proto1.Load() {
 		return errors.New("client does not support Lame Duck Mode or is not ready to receive the notification")
 	}
-	s.mu.Lock()
-	s.ldmFor = c
-	s.mu.Unlock()
-	c.sendAsyncInfo() // renders the INFO now, with ldm
-	s.mu.Lock()
-	s.ldmFor = nil // rendered, or the client was closed meanwhile
-	s.mu.Unlock()
+	c.sendAsyncInfo(infoLDM)
 	return nil
 }
 

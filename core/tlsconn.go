@@ -37,7 +37,7 @@ func (c *client) upgradeAndRun(o *Options) {
 	secure := true
 	if !first {
 		_ = raw.SetWriteDeadline(time.Now().Add(o.TLSTimeout))
-		if _, err := raw.Write(wire.AppendInfo(nil, c.srv.infoJSON(c, false))); err != nil {
+		if _, err := raw.Write(wire.AppendInfo(nil, c.srv.infoJSON(c, infoPlain))); err != nil {
 			c.closeConnection(reasonWriteError)
 			_ = raw.Close()
 			return
@@ -79,7 +79,7 @@ func (c *client) upgradeAndRun(o *Options) {
 	c.raw = nil // in-place raw writes would bypass TLS
 	c.tlsState = &st
 	if first {
-		c.out.buf = wire.AppendInfo(c.out.buf, c.srv.infoJSON(c, false))
+		c.out.buf = wire.AppendInfo(c.out.buf, c.srv.infoJSON(c, infoPlain))
 	}
 	c.mu.Unlock()
 	c.run()
