@@ -26,29 +26,9 @@ import (
 // meta.log, and the restarted server removed the channel's directory: the subscriber got
 // nothing.
 func TestStanFailedInactiveDeletionKeepsAckedMessages(t *testing.T) {
-	dir := t.TempDir()
-	limits := &stores.LimitsSet{Global: stores.DefaultLimits()}
-	limits.Global.MaxInactivity = time.Second
-	var armed atomic.Bool
-	var failed atomic.Int64
-	disk := crashtest.New()
-	opts := filestore.Options{Limits: limits, Hooks: filestore.Hooks{BeforeSync: func(p string) error {
-		if armed.Load() && filepath.Base(p) == "meta.log" && failed.Add(1) == 1 {
-			return errors.New("injected fsync failure")
-		}
-		return nil
-	}}}
-	disk.Install(&opts)
-	s, stop := startFileStan(t, dir, opts, limits)
-	sc := stanConnect(t, s, "pub")
-	publishN(t, sc, "idle", 1, 2)
-	armed.Store(true) // the next fsync of meta.log is the deletion's: no other client change
-	waitFor(t, 10*time.Second, func() error {
-		if failed.Load() == 0 {
-			return errors.New("no deletion attempted")
-		}
-		return nil
-	})
+	// The next fsync of meta.log is the deletion's: no other client change.
+	f := failIdleDeletion(t, func(rel string, n int64) bool { return rel == "meta.log" && n == 1 })
+	dir, limits, s, sc, disk, stop := f.dir, f.limits, f.s, f.sc, f.disk, f.stop
 	found := false
 	for _, ch := range s.st.Channels(false) {
 		found = found || ch.Name == "idle"
@@ -77,38 +57,17 @@ func TestStanFailedInactiveDeletionKeepsAckedMessages(t *testing.T) {
 // succeeds and the publish creates the channel again), and after a crash every message
 // acknowledged since is there.
 func TestStanFailedDeletionFenceHeals(t *testing.T) {
-	dir := t.TempDir()
-	limits := &stores.LimitsSet{Global: stores.DefaultLimits()}
-	limits.Global.MaxInactivity = time.Second
-	var armed atomic.Bool
-	var failed atomic.Int64
-	disk := crashtest.New()
-	opts := filestore.Options{Limits: limits, Hooks: filestore.Hooks{BeforeSync: func(p string) error {
-		rel, _ := filepath.Rel(dir, p)
-		if armed.Load() && (rel == "." || rel == "meta.log" || rel == "meta.log.tmp") {
-			failed.Add(1)
-			return errors.New("injected fsync failure")
-		}
-		return nil
-	}}}
-	disk.Install(&opts)
-	s, stop := startFileStan(t, dir, opts, limits)
-	sc := stanConnect(t, s, "pub")
-	publishN(t, sc, "idle", 1, 2)
-	armed.Store(true)
-	waitFor(t, 10*time.Second, func() error {
-		if failed.Load() == 0 {
-			return errors.New("no deletion attempted")
-		}
-		return nil
+	f := failIdleDeletion(t, func(rel string, _ int64) bool {
+		return rel == "." || rel == "meta.log" || rel == "meta.log.tmp"
 	})
+	dir, limits, sc, disk, stop := f.dir, f.limits, f.sc, f.disk, f.stop
 	if _, err := sc.PublishAsync("idle", []byte("x"), nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := sc.Publish("idle", []byte("refused")); err == nil {
 		t.Fatal("PubAck while meta.log cannot name the channel")
 	}
-	armed.Store(false)
+	f.armed.Store(false)
 	var acked []string
 	waitFor(t, 10*time.Second, func() error {
 		m := fmt.Sprint("after-", len(acked))
@@ -140,6 +99,50 @@ func TestStanFailedDeletionFenceHeals(t *testing.T) {
 	if len(got) < len(acked) || !slices.Equal(got[len(got)-len(acked):], acked) {
 		t.Fatalf("after the crash: %q, want %q at the end", got, acked)
 	}
+}
+
+// failedDeletion is a file-store server whose inactive channel "idle" (2 messages) just
+// failed to be deleted: an injected fsync failure, while armed.
+type failedDeletion struct {
+	dir    string
+	limits *stores.LimitsSet
+	s      *stanServer
+	stop   func()
+	sc     stan.Conn
+	disk   *crashtest.Disk
+	armed  *atomic.Bool
+}
+
+// failIdleDeletion starts a server on a crashtest disk whose channels are deleted after 1 s
+// of inactivity, publishes messages 1 and 2 to "idle", then fails the fsyncs for which
+// fail(path relative to the store, how many failed so far + 1) is true, and returns once
+// one failed.
+func failIdleDeletion(t *testing.T, fail func(rel string, n int64) bool) *failedDeletion {
+	t.Helper()
+	f := &failedDeletion{dir: t.TempDir(), limits: &stores.LimitsSet{Global: stores.DefaultLimits()},
+		disk: crashtest.New(), armed: new(atomic.Bool)}
+	f.limits.Global.MaxInactivity = time.Second
+	var failed atomic.Int64
+	opts := filestore.Options{Limits: f.limits, Hooks: filestore.Hooks{BeforeSync: func(p string) error {
+		rel, _ := filepath.Rel(f.dir, p)
+		if f.armed.Load() && fail(rel, failed.Load()+1) {
+			failed.Add(1)
+			return errors.New("injected fsync failure")
+		}
+		return nil
+	}}}
+	f.disk.Install(&opts)
+	f.s, f.stop = startFileStan(t, f.dir, opts, f.limits)
+	f.sc = stanConnect(t, f.s, "pub")
+	publishN(t, f.sc, "idle", 1, 2)
+	f.armed.Store(true)
+	waitFor(t, 10*time.Second, func() error {
+		if failed.Load() == 0 {
+			return errors.New("no deletion attempted")
+		}
+		return nil
+	})
+	return f
 }
 
 // startFileStan starts a server on the file store in dir; stop shuts it down (also at the
