@@ -10,7 +10,7 @@ NATS_STREAMING_SERVER_VERSION := v0.25.6
 FUZZTIME ?= 20s
 UNIT_PKGS = $$($(GO) list ./... | grep -v '/tests$$')
 
-.PHONY: compare-quick all build run cluster test vet unit e2e cluster-ref bench fuzz lint tools compare compare-ab clean proto soak chromium dashboard-png docs
+.PHONY: allocs compare-quick all build run cluster test vet unit e2e cluster-ref bench fuzz lint tools compare compare-ab clean proto soak chromium dashboard-png docs
 
 all: build
 
@@ -32,8 +32,8 @@ cluster: build
 	    --store file --dir ./data/cluster/n$$i --clustered --cluster_node_id n$$i --cluster_peers n1,n2,n3 & \
 	done; wait
 
-# The whole suite: vet, unit tests with the race detector, end-to-end tests.
-test: vet unit e2e
+# The whole suite: vet, unit tests with the race detector, the allocation gate, end-to-end tests.
+test: vet unit allocs e2e
 
 vet:
 	$(GO) vet ./...
@@ -51,6 +51,30 @@ cluster-ref: $(BIN)/nats-server
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# The allocation gate: the hot paths' benchmarks (core delivery and routing, the streaming
+# engine's publish/deliver and replay, the standalone log, the memory and file stores'
+# append and load) at a fixed count, without the race detector (its sync.Pool drops items);
+# any of them at 1 allocs/op or more fails. Deterministic, unlike a rate: a regression
+# check CI can run. Each entry: package:benchmarks:count.
+ALLOC_GATE = \
+  './core/:Deliver|RouteForward|PubSubSocket|ConnPublish|InProcessHandler:20000' \
+  './streaming/:PublishDeliver|ReplaySend:20000' \
+  './raftlog/:LocalPropose:20000' \
+  './stores/memstore/:Store/Append/batch=64:20000' \
+  './stores/memstore/:Store/Load:20000' \
+  './stores/filestore/:Store/Append/batch=64/size=16$$:2000' \
+  './stores/filestore/:Store/Load:20000'
+allocs:
+	@set -eo pipefail; fail=0; for spec in $(ALLOC_GATE); do \
+	  pkg=$${spec%%:*}; rest=$${spec#*:}; re=$${rest%:*}; n=$${rest##*:}; \
+	  out=$$($(GO) test -run '^$$' -bench "$$re" -benchmem -benchtime $${n}x $$pkg); \
+	  lines=$$(grep -E '^Benchmark.* allocs/op' <<<"$$out" || true); \
+	  if [ -z "$$lines" ]; then echo "allocs: no benchmark matched $$re in $$pkg"; echo "$$out"; exit 1; fi; \
+	  bad=$$(awk '{for (i = 2; i <= NF; i++) if ($$i == "allocs/op" && $$(i-1) + 0 > 0) print}' <<<"$$lines"); \
+	  if [ -n "$$bad" ]; then echo "allocs: a hot path allocates ($$pkg):"; echo "$$bad"; fail=1; fi; \
+	  echo "allocs: $$pkg $$re: $$(wc -l <<<"$$lines") benchmarks at 0 allocs/op$$([ -z "$$bad" ] || echo ', but the above')"; \
+	done; exit $$fail
 
 # Each fuzz target for a bounded time (FUZZTIME each).
 fuzz:
