@@ -37,6 +37,12 @@ func startRaftGroup(t *testing.T) []*raftMember {
 // startRaftGroupWith starts the group with each member's options.
 func startRaftGroupWith(t *testing.T, opts func(id string) Options) []*raftMember {
 	t.Helper()
+	return startRaftGroupOn(t, opts, func(string) stores.Store { return newMemStore(t) })
+}
+
+// startRaftGroupOn starts the group with each member's options and store.
+func startRaftGroupOn(t *testing.T, opts func(id string) Options, store func(id string) stores.Store) []*raftMember {
+	t.Helper()
 	ids := []string{"n1", "n2", "n3"}
 	trans := map[string]*raft.InmemTransport{}
 	for _, id := range ids {
@@ -51,7 +57,7 @@ func startRaftGroupWith(t *testing.T, opts func(id string) Options) []*raftMembe
 	}
 	var ms []*raftMember
 	for _, id := range ids {
-		m := &raftMember{id: id, store: newMemStore(t), bus: &dataBus{}, trans: trans[id]}
+		m := &raftMember{id: id, store: store(id), bus: &dataBus{}, trans: trans[id]}
 		m.srv = startEngineWith(t, m.bus, m.store, opts(id), func(sm raftlog.StateMachine) (raftlog.Log, error) {
 			n, err := raftlog.NewNode(raftlog.Config{Group: "g0", NodeID: id, Peers: ids, Dir: t.TempDir(),
 				Transport: trans[id], HeartbeatTimeout: 500 * time.Millisecond, ElectionTimeout: 500 * time.Millisecond,
