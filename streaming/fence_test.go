@@ -1,6 +1,7 @@
 package streaming
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -227,5 +228,82 @@ func TestReplicaStopsAtAFailedDeletion(t *testing.T) {
 	}
 	if got := storeDigest(t, store2); got != want {
 		t.Fatalf("the restarted replica holds\n%s\nwant\n%s", got, want)
+	}
+}
+
+// TestRestoreRetriedAfterAFailedDeletion: a follower restores a snapshot that no longer
+// holds a channel it has (or holds another incarnation of it), and the store fails that
+// deletion (meta.log's fsyncs fail: the channel is kept, fenced), so the restore fails. Once
+// the disk works the leader sends the snapshot again, or a new leader that kept the log the
+// follower missed sends that instead: either must delete the channel, and the channel
+// created again under its name must reach the follower as it reaches the others. Before,
+// the failed restore forgot the channel the store kept: the retry left it in the store
+// unseen, the creation was refused as "already exists" — a refusal taken as shared — and
+// the follower went on without the channel; or, another incarnation in the snapshot, every
+// retry of the restore failed so.
+func TestRestoreRetriedAfterAFailedDeletion(t *testing.T) {
+	gone := []any{&cmdDeleteChannel{chanRef{"a", 1}}, &cmdCreateChannel{name: "b", id: 2}}
+	createdAgain := []any{
+		&cmdCreateChannel{name: "a", id: 3},
+		&cmdPublish{chanRef: chanRef{"a", 3}, msgs: msgRun(4, 2)},
+	}
+	for _, tc := range []struct {
+		name          string
+		oldLog        bool
+		missed, after []any
+	}{
+		{name: "gone/snapshot-again", missed: gone, after: createdAgain},
+		{name: "gone/old-log", oldLog: true, missed: gone, after: createdAgain},
+		// The snapshot holds a new, empty incarnation (replaced as a fetch would).
+		{name: "incarnation/snapshot-again", missed: []any{&cmdDeleteChannel{chanRef{"a", 1}}, &cmdCreateChannel{name: "a", id: 2}},
+			after: []any{&cmdPublish{chanRef: chanRef{"a", 2}, msgs: msgRun(4, 2)}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { restoreRetriedAfterAFailedDeletion(t, tc.oldLog, tc.missed, tc.after) })
+	}
+}
+
+func restoreRetriedAfterAFailedDeletion(t *testing.T, oldLog bool, missed, after []any) {
+	leader, leaderStore := newReplica(t)
+	leader.setReplicated(true)
+	common := []any{
+		&cmdCreateChannel{name: "a", id: 1},
+		&cmdPublish{chanRef: chanRef{"a", 1}, msgs: msgRun(1, 3)},
+	}
+	var snap []byte
+	for i, c := range append(append(common[:len(common):len(common)], missed...), after...) {
+		if i == len(common)+len(missed) {
+			snap = persist(t, leader)
+		}
+		if err, _ := applyCmds(t, leader, c)[0].(error); err != nil {
+			t.Fatalf("leader: %T: %v", c, err)
+		}
+	}
+	want := storeDigest(t, leaderStore)
+
+	var fail atomic.Bool
+	m, store := metaFailingReplica(t, t.TempDir(), &fail)
+	for _, c := range common {
+		if err, _ := applyCmds(t, m, c)[0].(error); err != nil {
+			t.Fatalf("%T: %v", c, err)
+		}
+	}
+	fail.Store(true)
+	if err := m.Restore(bytes.NewReader(snap)); err == nil {
+		t.Fatal("the restore succeeded while meta.log's fsyncs fail")
+	}
+	fail.Store(false)
+	rest := after
+	if oldLog {
+		rest = append(missed[:len(missed):len(missed)], after...)
+	} else if err := m.Restore(bytes.NewReader(snap)); err != nil {
+		t.Fatalf("the restore sent again once the disk works: %v", err)
+	}
+	for _, c := range rest {
+		if err, _ := applyCmds(t, m, c)[0].(error); err != nil && !(oldLog && errors.Is(err, errNoChannel)) {
+			t.Fatalf("after the failed restore: %T: %v", c, err)
+		}
+	}
+	if got := storeDigest(t, store); got != want {
+		t.Fatalf("the follower holds\n%s\nwant\n%s", got, want)
 	}
 }

@@ -195,8 +195,9 @@ func (m *stateMachine) Restore(r io.Reader) (err error) {
 		}
 		ch := m.chans[cs.Name]
 		if ch != nil && ch.ID != cs.ID { // another incarnation (it holds no message the snapshot needs)
-			errs = append(errs, m.store.DeleteChannel(cs.Name))
-			m.forget(ch)
+			if !m.restoreDelete(ch, &errs) {
+				continue
+			}
 			ch = nil
 		}
 		if ch == nil {
@@ -248,11 +249,27 @@ func (m *stateMachine) dropChannelsNotIn(inSnap map[string]bool, next uint64, er
 		// snapshot create it again, idempotently, and a store never takes back sequences it
 		// gave, so deleting it would lose its messages for good.
 		if !inSnap[name] && ch.ID <= next {
-			errs = append(errs, m.store.DeleteChannel(name))
-			m.forget(ch)
+			m.restoreDelete(ch, &errs)
 		}
 	}
 	return errs
+}
+
+// restoreDelete deletes ch from the store for a restore and forgets it, reporting whether it is
+// gone. A deletion the store failed keeps the channel (the file store may fence it until
+// meta.log commits): it stays known, so that the restore sent again, or the log that
+// follows instead, deletes it; forgotten, it stayed in the store unseen, and its name's next
+// creation was refused as existing on this replica alone. m.mu is held.
+func (m *stateMachine) restoreDelete(ch *stores.Channel, errs *[]error) bool {
+	err := m.store.DeleteChannel(ch.Name)
+	if err != nil {
+		*errs = append(*errs, err)
+		if !errors.Is(err, stores.ErrNotFound) {
+			return false
+		}
+	}
+	m.forget(ch)
+	return true
 }
 
 // fetchMissing gets from the other nodes the messages the snapshot names and the store
