@@ -240,7 +240,9 @@ func TestReplicaStopsAtAFailedDeletion(t *testing.T) {
 // the failed restore forgot the channel the store kept: the retry left it in the store
 // unseen, the creation was refused as "already exists" — a refusal taken as shared — and
 // the follower went on without the channel; or, another incarnation in the snapshot, every
-// retry of the restore failed so.
+// retry of the restore failed so. And the log's commands for the kept channel found it
+// still fenced with the disk working again (only a commit of meta.log lifts the fence, and
+// nothing on a replica made one): the follower stopped at the first.
 func TestRestoreRetriedAfterAFailedDeletion(t *testing.T) {
 	gone := []any{&cmdDeleteChannel{chanRef{"a", 1}}, &cmdCreateChannel{name: "b", id: 2}}
 	createdAgain := []any{
@@ -254,7 +256,17 @@ func TestRestoreRetriedAfterAFailedDeletion(t *testing.T) {
 	}{
 		{name: "gone/snapshot-again", missed: gone, after: createdAgain},
 		{name: "gone/old-log", oldLog: true, missed: gone, after: createdAgain},
+		// The old log publishes to the channel before it deletes it: the store fenced the
+		// channel at the failed deletion, and no commit of meta.log has lifted the fence yet.
+		{name: "gone/old-log-publishing", oldLog: true, after: createdAgain,
+			missed: append([]any{&cmdPublish{chanRef: chanRef{"a", 1}, msgs: msgRun(4, 2)}}, gone...)},
 		// The snapshot holds a new, empty incarnation (replaced as a fetch would).
+		// The snapshot holds another incarnation with messages: the restore replaces it
+		// (fetchMissing), and that deletion fails.
+		{name: "incarnation/old-log-publishing", oldLog: true,
+			missed: []any{&cmdPublish{chanRef: chanRef{"a", 1}, msgs: msgRun(4, 2)}, &cmdDeleteChannel{chanRef{"a", 1}},
+				&cmdCreateChannel{name: "a", id: 2}, &cmdPublish{chanRef: chanRef{"a", 2}, msgs: msgRun(6, 2)}},
+			after: []any{&cmdPublish{chanRef: chanRef{"a", 2}, msgs: msgRun(8, 2)}}},
 		{name: "incarnation/snapshot-again", missed: []any{&cmdDeleteChannel{chanRef{"a", 1}}, &cmdCreateChannel{name: "a", id: 2}},
 			after: []any{&cmdPublish{chanRef: chanRef{"a", 2}, msgs: msgRun(4, 2)}}},
 	} {

@@ -50,6 +50,9 @@ type stateMachine struct {
 	// the engine rolls a failed channel back instead (durable.go).
 	replicated bool
 	failed     error
+	// fenced: a restore's deletion failed, and the store may refuse the channel it kept
+	// until it commits its metadata (the file store's fence): Apply commits it first.
+	fenced bool
 
 	// What changed since the engine last flushed it into a commit (durable.go).
 	dirtySubs    []*stores.Channel // channels whose SubStore changed
@@ -102,6 +105,7 @@ func (m *stateMachine) Apply(index uint64, cmds []raftlog.Command) []any {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	out := m.applyOut[:0] // the log copies results it keeps before the next Apply
+	m.liftFence()
 	for i := 0; i < len(cmds); i++ {
 		if m.failed != nil {
 			out = append(out, m.failed)

@@ -195,7 +195,8 @@ func (m *stateMachine) Restore(r io.Reader) (err error) {
 		}
 		ch := m.chans[cs.Name]
 		if ch != nil && ch.ID != cs.ID { // another incarnation (it holds no message the snapshot needs)
-			if !m.restoreDelete(ch, &errs) {
+			if err := m.dropStored(ch); err != nil {
+				errs = append(errs, err)
 				continue
 			}
 			ch = nil
@@ -249,27 +250,39 @@ func (m *stateMachine) dropChannelsNotIn(inSnap map[string]bool, next uint64, er
 		// snapshot create it again, idempotently, and a store never takes back sequences it
 		// gave, so deleting it would lose its messages for good.
 		if !inSnap[name] && ch.ID <= next {
-			m.restoreDelete(ch, &errs)
+			if err := m.dropStored(ch); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
 	return errs
 }
 
-// restoreDelete deletes ch from the store for a restore and forgets it, reporting whether it is
-// gone. A deletion the store failed keeps the channel (the file store may fence it until
-// meta.log commits): it stays known, so that the restore sent again, or the log that
-// follows instead, deletes it; forgotten, it stayed in the store unseen, and its name's next
-// creation was refused as existing on this replica alone. m.mu is held.
-func (m *stateMachine) restoreDelete(ch *stores.Channel, errs *[]error) bool {
+// dropStored deletes ch from the store for a restore and forgets it once gone. A deletion
+// the store failed keeps the channel, so it stays known: the restore sent again, or the
+// log that follows instead, deletes it (forgotten, it stayed in the store unseen, and its
+// name's next creation was refused as existing on this replica alone). The store may also
+// refuse the channel until it commits its metadata (the file store's fence): liftFence.
+// m.mu is held.
+func (m *stateMachine) dropStored(ch *stores.Channel) error {
 	err := m.store.DeleteChannel(ch.Name)
-	if err != nil {
-		*errs = append(*errs, err)
-		if !errors.Is(err, stores.ErrNotFound) {
-			return false
-		}
+	if err != nil && !errors.Is(err, stores.ErrNotFound) {
+		m.fenced = true
+		return err
 	}
 	m.forget(ch)
-	return true
+	return err
+}
+
+// liftFence commits the store's metadata after a restore's failed deletion: the file store
+// fences the channel it kept until meta.log commits, and only an unrelated change would
+// commit it on a replica, so the log's commands for the channel (the log that follows a
+// failed restore) failed, and stopped the replica, with the disk working again. The commit
+// changes no replicated state; failing, it is tried at the next Apply. m.mu is held.
+func (m *stateMachine) liftFence() {
+	if m.fenced && m.store.Sync() == nil {
+		m.fenced = false
+	}
 }
 
 // fetchMissing gets from the other nodes the messages the snapshot names and the store
@@ -355,10 +368,9 @@ func (m *stateMachine) dropRemoved(ch *stores.Channel, cs *raftpb.ChannelSnapsho
 // continuing after sequence after at least. m.mu is held.
 func (m *stateMachine) replaceChannel(old *stores.Channel, name string, id, after uint64) (*stores.Channel, error) {
 	if old != nil {
-		if err := m.store.DeleteChannel(name); err != nil {
+		if err := m.dropStored(old); err != nil {
 			return nil, err
 		}
-		m.forget(old)
 	}
 	ch, err := m.store.CreateChannelAfter(name, id, after)
 	if err != nil {
