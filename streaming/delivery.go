@@ -139,7 +139,7 @@ func (s *Server) bestMember(g *queueGroup, force bool) *subState {
 // when the message cannot be read: stores.ErrNotFound when it is gone (limits removed it),
 // anything else when the store failed (then nothing changed: the caller tries again later).
 func (s *Server) sendMsg(sub *subState, seq uint64, count uint32, first bool) error {
-	now := s.scratch.sendTime(s.replicated)
+	now, wall := s.scratch.sendTime(s.replicated, &s.clock)
 	if !s.leaseHeld(now) {
 		return errNoLease
 	}
@@ -167,7 +167,7 @@ func (s *Server) sendMsg(sub *subState, seq uint64, count uint32, first bool) er
 	s.scratch.stats.OutBytes += uint64(len(ld.Data))
 	s.scratch.sentBytes += uint64(len(b))
 	if first {
-		at := now.Add(sub.ackWait).UnixNano()
+		at := wall + int64(sub.ackWait)
 		sub.pending.Set(seq, pendingMsg{expiry: at, count: count})
 		sub.expPush(expiry{seq: seq, at: at})
 		s.recordEvent(sub, stores.SubEvent{SubID: sub.id, Seq: seq})
@@ -283,13 +283,14 @@ func (s *Server) processRetryHeld() {
 func (s *Server) redeliver(sub *subState, seq uint64) {
 	p, _ := sub.pending.Get(seq)
 	now := time.Now()
+	wall := s.clock.wall(now)
 	// A former leader's sendMsg refuses, as before; a backlogged destination gets it later.
 	send := !s.leader || (s.leaseHeld(now) && !s.bus.Backlogged(sub.inbox))
 	if send {
 		p.count++
-		p.expiry = now.Add(sub.ackWait).UnixNano()
+		p.expiry = wall + int64(sub.ackWait)
 	} else {
-		p.expiry = now.Add(retrySendsAfter).UnixNano()
+		p.expiry = wall + int64(retrySendsAfter)
 	}
 	sub.pending.Set(seq, p)
 	sub.expPush(expiry{seq: seq, at: p.expiry})
@@ -332,12 +333,12 @@ func (s *Server) armTimer(sub *subState) {
 	if sub.expLen() == 0 {
 		return
 	}
-	at := time.Unix(0, sub.expFront().at)
-	if sub.timer != nil && !sub.timerAt.IsZero() && !at.Before(sub.timerAt) {
+	at := sub.expFront().at
+	if sub.timer != nil && sub.timerAt != 0 && at >= sub.timerAt {
 		return // already due no later than that
 	}
+	d := s.clock.until(at)
 	sub.timerAt = at
-	d := time.Until(at)
 	if sub.timer == nil {
 		sub.timer = time.AfterFunc(d, func() { s.push(op{kind: opRedeliver, sub: sub}) })
 		return
@@ -351,12 +352,12 @@ func (sub *subState) stopTimer() {
 	if sub.timer != nil {
 		sub.timer.Stop()
 	}
-	sub.timerAt = time.Time{}
+	sub.timerAt = 0
 }
 
 // processRedeliver resends every message whose ack deadline has passed (§8.3).
 func (s *Server) processRedeliver(sub *subState) {
-	sub.timerAt = time.Time{}
+	sub.timerAt = 0
 	if !sub.ready || sub.offline {
 		return
 	}
@@ -377,7 +378,7 @@ func (s *Server) processRedeliver(sub *subState) {
 		s.armLater(sub)
 		return
 	}
-	due := time.Now().Add(redeliverSlack).UnixNano()
+	due := s.clock.now() + int64(redeliverSlack)
 	wasStalled := sub.stalled()
 	for sub.expLen() > 0 {
 		e := sub.expFront()
@@ -467,7 +468,7 @@ func (s *Server) resume(sub *subState) {
 
 // armLater retries a redelivery pass one ack wait later.
 func (s *Server) armLater(sub *subState) {
-	sub.timerAt = time.Now().Add(sub.ackWait)
+	sub.timerAt = s.clock.now() + int64(sub.ackWait)
 	if sub.timer != nil {
 		sub.timer.Reset(sub.ackWait)
 	}

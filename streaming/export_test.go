@@ -16,3 +16,11 @@ func HoldEngine(s *Server, wait time.Duration) (release func()) {
 func setFetchTimes(s *Server, timeout, retry time.Duration) {
 	s.fetchTimes = fetchTimes{timeout, retry}
 }
+
+// StepClock steps the wall clock s's engine reads by d, as NTP or an operator stepping the
+// system clock would: its wall time moves, its monotonic time does not.
+func StepClock(s *Server, d time.Duration) {
+	s.runMu.Lock()
+	s.clock.step += int64(d)
+	s.runMu.Unlock()
+}

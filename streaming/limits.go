@@ -31,7 +31,7 @@ func (s *Server) armExpire(ch *channel, at int64) {
 		return
 	}
 	ch.ageAt = at
-	d := time.Until(time.Unix(0, at))
+	d := s.clock.until(at)
 	if ch.ageTimer == nil {
 		ch.ageTimer = time.AfterFunc(d, func() { s.push(op{kind: opExpire, ch: ch}) })
 		return
@@ -45,7 +45,7 @@ func (s *Server) processExpire(ch *channel) {
 	if ch.deleted {
 		return
 	}
-	s.proposeThen(&cmdExpire{chanRef: refOf(ch), now: time.Now().UnixNano()}, func(v any, err error) {
+	s.proposeThen(&cmdExpire{chanRef: refOf(ch), now: s.clock.now()}, func(v any, err error) {
 		s.expired(ch, v, err)
 	})
 }
@@ -56,7 +56,7 @@ func (s *Server) expired(ch *channel, v any, err error) {
 	if err != nil {
 		s.log.Error("expiring messages failed", "channel", ch.name, "err", err)
 		if !ch.deleted { // else nothing but the next publish would try again
-			s.armExpire(ch, time.Now().Add(limitRetryWait).UnixNano())
+			s.armExpire(ch, s.clock.now()+int64(limitRetryWait))
 		}
 		return
 	}
@@ -87,7 +87,7 @@ func (s *Server) dueAtStart(ch *channel, state stores.ChannelState) bool {
 	if err := ch.store.Msgs.Load(state.First, &first); err != nil {
 		return true // Expire finds out what is due
 	}
-	if ch.limits.Expired(first.Time, time.Now().UnixNano()) {
+	if ch.limits.Expired(first.Time, s.clock.now()) {
 		return true
 	}
 	s.armAge(ch, ch.limits.ExpiresAt(first.Time))
@@ -103,7 +103,7 @@ func (s *Server) expireNow(chans []*channel) {
 	if len(chans) == 0 {
 		return
 	}
-	now := time.Now().UnixNano()
+	now := s.clock.now()
 	cs := make([]raftlog.Command, 0, len(chans))
 	var err error
 	for _, ch := range chans {
@@ -140,7 +140,7 @@ func (s *Server) touch(ch *channel) {
 	if ch.limits.MaxInactivity <= 0 {
 		return
 	}
-	ch.active = time.Now().UnixNano()
+	ch.active = s.clock.now()
 	if ch.idleTimer == nil {
 		ch.idleTimer = time.AfterFunc(ch.limits.MaxInactivity, func() { s.push(op{kind: opIdle, ch: ch}) })
 		return
@@ -211,7 +211,7 @@ func (s *Server) idle(ch *channel, rearm bool) bool {
 	if ch.deleted {
 		return false
 	}
-	idle := time.Duration(time.Now().UnixNano() - ch.active)
+	idle := time.Duration(s.clock.now() - ch.active)
 	// Publishes in flight count as activity: replicated, a publish touches its channel only
 	// once committed, and a deletion proposed behind it would drop the acknowledged message.
 	if idle < ch.limits.MaxInactivity || s.activeSubs(ch) || ch.assigned > ch.synced {

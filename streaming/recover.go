@@ -25,7 +25,7 @@ func (s *Server) restore(st *stores.RecoveredState) error {
 	var due []*channel
 	for _, rc := range st.Channels {
 		ch := s.addChannel(rc.Channel)
-		ch.lastTime = time.Now().UnixNano()
+		ch.lastTime = s.clock.now()
 		state := ch.store.Msgs.State()
 		if state.Msgs > 0 {
 			var last stores.Msg
@@ -67,7 +67,7 @@ func (s *Server) restoreSub(ch *channel, rs *stores.RecoveredSub, uncertain uint
 	}
 	var m stores.Msg
 	for _, seq := range rs.Pending {
-		at := time.Now().UnixNano()
+		at := s.clock.now()
 		if ch.store.Msgs.Load(seq, &m) == nil {
 			at = m.Time + int64(sub.ackWait)
 		}
@@ -135,7 +135,7 @@ func (s *Server) activate(sub *subState, c *client) {
 	// The first redelivery of what was already due goes to this member, not to the best
 	// one: after a restart or a takeover the reference's first pass (isStartup) keeps a
 	// queue message on the member that had it, lest it reach several members.
-	sub.restoredDue = time.Now().Add(redeliverSlack).UnixNano()
+	sub.restoredDue = s.clock.now() + int64(redeliverSlack)
 	s.armTimer(sub)
 }
 

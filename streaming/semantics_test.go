@@ -311,7 +311,7 @@ func TestReassignedMessagesAreDueShortly(t *testing.T) {
 	if e := b.expFront(); e.seq != 1 || time.Until(time.Unix(0, e.at)) > reassignDelay {
 		t.Fatalf("b's first deadline: seq %d in %v, want seq 1 within %v", e.seq, time.Until(time.Unix(0, e.at)), reassignDelay)
 	}
-	if d := time.Until(b.timerAt); d > reassignDelay {
+	if d := time.Until(time.Unix(0, b.timerAt)); d > reassignDelay {
 		t.Fatalf("b's ack timer fires in %v, want within %v", d, reassignDelay)
 	}
 	time.Sleep(reassignDelay)

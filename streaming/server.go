@@ -160,6 +160,7 @@ type Server struct {
 	snapWait      atomic.Int64 // bounds a monitoring snapshot's wait for the engine, ns (0: snapshotWait)
 	leaderTerm    uint64       // the log's term when the engine last took over (termer)
 	hbTickAt      time.Time    // engine: when a heartbeat tick was last handled (processHbTick)
+	clock         engineClock  // engine: the wall time of its deadlines (clock.go)
 
 	mu      sync.Mutex // guards stats read by monitoring
 	stats   Stats

@@ -71,7 +71,7 @@ type subState struct {
 	expiries []expiry // deadlines in order from expHead (expPush); acked entries skipped lazily
 	expHead  int
 	timer    *time.Timer
-	timerAt  time.Time
+	timerAt  int64  // the engine's wall time (clock.go) the timer is armed for; 0: none
 	ready    bool   // response sent: delivery may start
 	heir     bool   // not ready when members that left handed it the group (forgetSub)
 	held     bool   // its destination is backlogged: first deliveries wait for opRetryHeld

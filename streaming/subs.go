@@ -195,7 +195,7 @@ func (s *Server) startPosition(ch *channel, req *stanpb.SubscriptionRequest) uin
 	case stanpb.StartPosition_LastReceived:
 		return last - 1
 	case stanpb.StartPosition_TimeDeltaStart:
-		return ch.store.Msgs.SeqAtTime(time.Now().UnixNano()-req.StartTimeDelta) - 1
+		return ch.store.Msgs.SeqAtTime(s.clock.now()-req.StartTimeDelta) - 1
 	case stanpb.StartPosition_SequenceStart:
 		switch seq := req.StartSequence; {
 		case seq == 0 || seq < first:
@@ -419,7 +419,7 @@ func (s *Server) removeSub(sub *subState, unsubscribe bool) raftlog.Future {
 // one's messages as it leaves, and they would count a redelivery more (RedeliveryCount 2
 // for the member that takes over a durable group's shadow, instead of 1).
 func (s *Server) reassign(from *subState, g *queueGroup) {
-	at := time.Now().Add(reassignDelay).UnixNano()
+	at := s.clock.now() + int64(reassignDelay)
 	i := 0
 	from.pending.Range(func(seq uint64, p pendingMsg) {
 		to := g.members[i%len(g.members)]

@@ -1,0 +1,73 @@
+package streaming_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/stan.go"
+
+	"github.com/starling-io/starling/core"
+	"github.com/starling-io/starling/raftlog"
+	"github.com/starling-io/starling/stores/memstore"
+	"github.com/starling-io/starling/streaming"
+)
+
+// TestStanClockStepBack: a stan.go subscriber at max in flight whose message is not acked
+// gets it again one ack wait after it was sent although the server's clock stepped back an
+// hour meanwhile, and the next message once it acks. Before, the redelivery waited for the
+// clock to come back (an hour more), and the subscriber got nothing meanwhile.
+func TestStanClockStepBack(t *testing.T) {
+	cs, err := core.New(core.Options{Host: "127.0.0.1", Port: -1})
+	check(t, err)
+	check(t, cs.Start())
+	conn, err := cs.Connect("_STARLING-test-cluster")
+	check(t, err)
+	store, err := memstore.New(memstore.Options{})
+	check(t, err)
+	st, err := streaming.New(streaming.InProcess(conn), store, raftlog.Standalone, streaming.Options{ClusterID: "test-cluster"})
+	check(t, err)
+	check(t, st.Start())
+	t.Cleanup(func() {
+		_ = st.Shutdown()
+		conn.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = cs.Shutdown(ctx)
+	})
+	sc, err := stan.Connect("test-cluster", "client-1", stan.NatsURL(cs.ClientURL()))
+	check(t, err)
+	defer sc.Close()
+
+	got := make(chan *stan.Msg, 16)
+	const ackWait = time.Second
+	_, err = sc.Subscribe("foo", func(m *stan.Msg) { got <- m },
+		stan.SetManualAckMode(), stan.MaxInflight(1), stan.AckWait(ackWait))
+	check(t, err)
+	next := func(what string, within time.Duration) *stan.Msg {
+		t.Helper()
+		select {
+		case m := <-got:
+			return m
+		case <-time.After(within):
+			t.Fatalf("%s: nothing within %v", what, within)
+			return nil
+		}
+	}
+	check(t, sc.Publish("foo", []byte("one")))
+	first := next("first delivery", 5*time.Second)
+	sent := time.Now()
+	check(t, sc.Publish("foo", []byte("two"))) // waits: max in flight reached
+	streaming.StepClock(st, -time.Hour)
+	again := next("redelivery after the clock stepped back", 3*ackWait)
+	if again.Sequence != first.Sequence || !again.Redelivered {
+		t.Fatalf("got seq %d (redelivered %v), want seq %d redelivered", again.Sequence, again.Redelivered, first.Sequence)
+	}
+	if took := time.Since(sent); took > 2*ackWait {
+		t.Fatalf("redelivered %v after the first delivery, want about the ack wait (%v)", took, ackWait)
+	}
+	check(t, again.Ack())
+	if m := next("the next message after the ack", 2*time.Second); m.Sequence != first.Sequence+1 || m.Redelivered {
+		t.Fatalf("after the ack: seq %d (redelivered %v), want seq %d, first delivery", m.Sequence, m.Redelivered, first.Sequence+1)
+	}
+}
