@@ -1,6 +1,7 @@
 package streaming
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -80,5 +81,79 @@ func TestClockStepBackExpiresOnTime(t *testing.T) {
 	}
 	if ch.ageTimer != nil {
 		ch.ageTimer.Stop()
+	}
+}
+
+// TestRestoredDeadlineAheadIsDueWithinAckWait: a restored pending message stamped by a
+// clock an hour ahead of this node's (a former leader's, or this node's own before its
+// clock stepped back while it was down) is redelivered one ack wait after the restart, not
+// an hour later, as it was before.
+func TestRestoredDeadlineAheadIsDueWithinAckWait(t *testing.T) {
+	st, err := memstore.New(memstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Init(stores.ServerInfo{ClusterID: DefaultClusterID, NodeID: "node"}); err != nil {
+		t.Fatal(err)
+	}
+	ch, err := st.CreateChannel("foo", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ahead := time.Now().Add(time.Hour).UnixNano()
+	if err := ch.Msgs.Append([]stores.Msg{{Seq: 1, Time: ahead, Data: []byte("x")}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.AddClient(stores.ClientInfo{ID: "c1", HbInbox: "hb"}); err != nil {
+		t.Fatal(err)
+	}
+	ss := stores.SubState{ID: 1, ClientID: "c1", DurableName: "d", IsDurable: true, Inbox: "in", MaxInFlight: 1, AckWaitSecs: 1, LastSent: 1}
+	if err := ch.Subs.CreateSub(&ss); err != nil {
+		t.Fatal(err)
+	}
+	record(t, ch, 1, 1)
+	bus := &recBus{}
+	s, err := New(bus, st, raftlog.Standalone, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := s.recover(); err != nil {
+		t.Fatal(err)
+	}
+	var sub *subState
+	for sb := range s.channels["foo"].subs {
+		sub = sb
+	}
+	if sub == nil || !sub.pending.Has(1) {
+		t.Fatal("setup: seq 1 not pending after the restart")
+	}
+	t.Cleanup(func() { stopTimers(sub) })
+	pumpUntil(t, s, "a restored message stamped an hour ahead was not redelivered", func() bool { return bus.count("in") == 1 })
+	if took := time.Since(start); took > 2*sub.ackWait {
+		t.Fatalf("redelivered %v after the restart, want within the ack wait (%v)", took, sub.ackWait)
+	}
+}
+
+// clampExpiries keeps the deadlines up to at, makes the later ones of pending messages due
+// at at in their order, and drops the entries of acked or re-queued messages.
+func TestClampExpiries(t *testing.T) {
+	sub := &subState{}
+	for seq, at := range map[uint64]int64{1: 10, 2: 50, 3: 60, 4: 70} {
+		sub.pending.Set(seq, pendingMsg{expiry: at})
+	}
+	for _, e := range []expiry{{1, 10}, {2, 20}, {2, 50}, {5, 55}, {3, 60}, {4, 70}} { // {2 20} re-queued, 5 acked
+		sub.expPush(e)
+	}
+	sub.expPop() // seq 1 handled
+	sub.clampExpiries(30)
+	want := []expiry{{2, 20}, {2, 30}, {3, 30}, {4, 30}}
+	if got := sub.expiries[sub.expHead:]; !slices.Equal(got, want) {
+		t.Fatalf("deadlines %v, want %v", got, want)
+	}
+	for seq := uint64(2); seq <= 4; seq++ {
+		if p, _ := sub.pending.Get(seq); p.expiry != 30 {
+			t.Fatalf("seq %d due at %d, want 30", seq, p.expiry)
+		}
 	}
 }

@@ -322,6 +322,11 @@ func (s *Server) redeliverAll(sub *subState) {
 func sortSeqs(a []uint64) { slices.Sort(a) }
 
 // armTimer keeps one timer per subscription, set to its earliest ack deadline.
+//
+// A deadline further away than the ack wait was not set by this engine's clock: it was
+// restored from a message's timestamp, stamped by a clock ahead of this one (another
+// leader's, or this node's before its clock stepped back while it was down). It is due one
+// ack wait from now, not when this clock gets there (an hour later, after a step of an hour).
 func (s *Server) armTimer(sub *subState) {
 	for sub.expLen() > 0 {
 		e := sub.expFront()
@@ -337,7 +342,13 @@ func (s *Server) armTimer(sub *subState) {
 	if sub.timer != nil && sub.timerAt != 0 && at >= sub.timerAt {
 		return // already due no later than that
 	}
-	d := s.clock.until(at)
+	now := s.clock.now()
+	d := time.Duration(at - now)
+	if d > sub.ackWait+redeliverSlack {
+		d = sub.ackWait
+		at = now + int64(d)
+		sub.clampExpiries(at)
+	}
 	sub.timerAt = at
 	if sub.timer == nil {
 		sub.timer = time.AfterFunc(d, func() { s.push(op{kind: opRedeliver, sub: sub}) })

@@ -167,4 +167,26 @@ func (sub *subState) expPush(e expiry) {
 	sub.expiries[i] = e
 }
 
+// clampExpiries makes every deadline later than at due at at (armTimer), dropping the
+// entries of acked or re-queued messages on the way; the order stays.
+func (sub *subState) clampExpiries(at int64) {
+	n := len(sub.expiries)
+	i := sub.expHead + sort.Search(n-sub.expHead, func(k int) bool { return sub.expiries[sub.expHead+k].at > at })
+	j := i
+	for _, e := range sub.expiries[i:n] {
+		p, ok := sub.pending.Get(e.seq)
+		if !ok || p.expiry != e.at {
+			continue
+		}
+		p.expiry = at
+		sub.pending.Set(e.seq, p)
+		sub.expiries[j] = expiry{seq: e.seq, at: at}
+		j++
+	}
+	sub.expiries = sub.expiries[:j]
+	if sub.expHead == j {
+		sub.expReset()
+	}
+}
+
 func (sub *subState) expReset() { sub.expiries, sub.expHead = sub.expiries[:0], 0 }
