@@ -26,6 +26,7 @@ type outbound struct {
 	fullSpare    [][]byte      // the flusher's last list, kept for reuse
 	inflight     int           // bytes being written right now
 	flushing     bool          // a flusher owns the socket
+	flushed      chan struct{} // closed when that flusher is done: a closing writer waits on it
 	flushOnClose bool          // on close, give queued bytes a last chance (an -ERR)
 	shut         bool          // a retired route's write side is shut: output is dropped
 	stall        chan struct{} // closed when pending drops below the stall mark
@@ -78,6 +79,9 @@ func (c *client) flushSignal() {
 	}
 }
 
+// closeFlushMax is how long a closing client's last output may take to leave.
+const closeFlushMax = time.Second
+
 // writeLoop is the client's writer: it flushes whenever signalled, and after the client is
 // closed it makes a last flush (if asked), closes the socket and exits.
 func (c *client) writeLoop() {
@@ -94,6 +98,25 @@ func (c *client) writeLoop() {
 // finishClose runs on the writer once the client is closed.
 func (c *client) finishClose() {
 	c.mu.Lock()
+	if c.out.flushOnClose && c.out.flushing {
+		// Another goroutine (a producer writing in place, the client's own reader) is
+		// writing frames queued before ours: ours go after them, and the socket is not
+		// closed under that write. No flusher starts once closed, so one wait is enough;
+		// one that takes longer than our own last chance is cut short, and nothing follows.
+		ch := make(chan struct{})
+		c.out.flushed = ch
+		c.mu.Unlock()
+		t := time.NewTimer(closeFlushMax)
+		select {
+		case <-ch:
+		case <-t.C:
+		}
+		t.Stop()
+		c.mu.Lock()
+		if c.out.flushing {
+			c.out.flushOnClose = false
+		}
+	}
 	full, b := c.out.full, c.out.buf
 	flush := c.out.flushOnClose
 	c.out.buf, c.out.spare, c.out.full, c.out.fullSpare, c.out.fullLen = nil, nil, nil, nil, 0
@@ -103,7 +126,7 @@ func (c *client) finishClose() {
 	}
 	c.mu.Unlock()
 	if flush && (len(b) > 0 || len(full) > 0) {
-		_ = c.nc.SetWriteDeadline(time.Now().Add(time.Second))
+		_ = c.nc.SetWriteDeadline(time.Now().Add(closeFlushMax))
 		bufs := net.Buffers(append(full, b)) // what was queued before b goes first
 		_, _ = bufs.WriteTo(c.nc)
 	}
@@ -145,8 +168,7 @@ func (c *client) tryFlushInPlace() {
 	done := n == len(b)
 
 	c.mu.Lock()
-	c.out.inflight = 0
-	c.out.flushing = false
+	c.out.endFlush()
 	if !done && len(c.out.full) > 0 {
 		// Put the rest back in front of anything appended meanwhile: producers sealed
 		// chunks, so in front of the first.
@@ -168,6 +190,16 @@ func (c *client) tryFlushInPlace() {
 	}
 	if !done || more || (err != nil && err != syscall.EAGAIN) {
 		c.flushSignal() // the writer finishes the job or reports the error
+	}
+}
+
+// endFlush gives the socket back after a write; c.mu must be held.
+func (o *outbound) endFlush() {
+	o.inflight = 0
+	o.flushing = false
+	if o.flushed != nil {
+		close(o.flushed)
+		o.flushed = nil
 	}
 }
 
@@ -197,8 +229,7 @@ func (c *client) flushOut() (closed bool) {
 		}
 
 		c.mu.Lock()
-		c.out.inflight = 0
-		c.out.flushing = false
+		c.out.endFlush()
 		c.releaseStall()
 		if c.out.spare == nil && (cap(b) <= maxSpareOut || len(c.out.buf) > 0) {
 			// A large buffer is kept only while more output is already queued: a
@@ -210,6 +241,7 @@ func (c *client) flushOut() (closed bool) {
 		clear(full)
 		c.out.fullSpare = full[:0]
 		if err != nil {
+			c.out.flushOnClose = false // a frame may be cut: nothing may follow it
 			c.mu.Unlock()
 			reason := reasonWriteError
 			if errors.Is(err, os.ErrDeadlineExceeded) || isTimeout(err) {
