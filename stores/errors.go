@@ -39,4 +39,7 @@ var (
 	// ErrInvalidLimits: LimitsSet.Validate found a negative global limit, a malformed
 	// per-channel name or more literal per-channel entries than MaxChannels.
 	ErrInvalidLimits = errors.New("stores: invalid limits")
+
+	// ErrImportUnfinished: the store's directory holds ImportMarker (CheckImportMarker).
+	ErrImportUnfinished = errors.New("stores: an import into the directory has not finished")
 )

@@ -211,6 +211,9 @@ func Open(dir string, opts Options) (*Store, error) {
 	if opts.NoSync && opts.AutoSync > 0 {
 		opts.pending = newSyncSet()
 	}
+	if err := stores.CheckImportMarker(dir); err != nil {
+		return nil, fmt.Errorf("filestore: %w", err) // before anything is created or removed
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}

@@ -125,6 +125,9 @@ type chanInfo struct {
 
 func verify(dir string) (Report, []*chanInfo, error) {
 	rep := Report{Dir: dir}
+	if err := stores.CheckImportMarker(dir); err != nil {
+		return rep, nil, fmt.Errorf("filestore: %w", err)
+	}
 	metaPath := filepath.Join(dir, "meta.log")
 	end, _, err := readMetaEnd(dir)
 	if err != nil {

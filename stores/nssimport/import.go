@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -29,7 +30,8 @@ type OpenFunc func(dir string) (stores.Store, error)
 // temporary directory beside target (opened with open), closes it, and renames it to
 // target: on any error the temporary directory is removed and target is left as it was.
 // target must not exist, or be an empty directory (then the temporary directory is made
-// inside it, and its entries are moved into it: see moveInto). The messages are read again from the
+// inside it, and its entries are moved into it, the directory holding stores.ImportMarker
+// until they all are: see moveInto). The messages are read again from the
 // nss files and checked as Scan did, so a file changed since Scan fails the import.
 // progress, if not nil, gets a line per channel.
 func Import(src *Source, target string, open OpenFunc, progress io.Writer) error {
@@ -51,8 +53,17 @@ func ImportContext(ctx context.Context, src *Source, target string, open OpenFun
 	if emptyDir {
 		// An existing empty directory may be a mount point (it cannot be removed, and its
 		// parent is another file system) or the only one the importing user may write:
-		// build inside it, and move the result into it.
+		// build inside it, and move the result into it. Until the whole store is in place
+		// the directory holds the marker stores refuse to open (see movePlan).
 		buildIn = target
+		if err := writeMarker(target); err != nil {
+			return err
+		}
+		defer func() {
+			if err != nil {
+				removeLoneMarker(target)
+			}
+		}()
 	} else if err := os.MkdirAll(parent, 0o755); err != nil {
 		return err
 	}
@@ -88,8 +99,9 @@ func ImportContext(ctx context.Context, src *Source, target string, open OpenFun
 	return syncDir(parent)
 }
 
-// moveInto moves the entries of the store built in tmp into dir (tmp's parent), then
-// removes tmp, in movePlan's order. On failure, what was moved is removed again.
+// moveInto moves the entries of the store built in tmp into dir (tmp's parent), removes
+// tmp, then the import's marker, in movePlan's order. On failure, what was moved is
+// removed again.
 func moveInto(tmp, dir string) (err error) {
 	steps, err := movePlan(tmp, dir)
 	if err != nil {
@@ -107,14 +119,11 @@ func moveInto(tmp, dir string) (err error) {
 		if err := st.do(); err != nil {
 			return err
 		}
-		if st.from != "" {
+		if st.from != "" && st.to != "" {
 			moved = append(moved, st.to)
 		}
 	}
-	if err := os.Remove(tmp); err != nil {
-		return err
-	}
-	return syncDir(dir)
+	return nil
 }
 
 // movedLast reports the files moved after every other entry: the file store's clean-close
@@ -122,21 +131,26 @@ func moveInto(tmp, dir string) (err error) {
 // while a proof whose meta.log is missing makes the store refuse to open.
 func movedLast(name string) bool { return name == "meta.end" }
 
-// moveStep renames from to to, or (from empty) fsyncs the directory to.
+// moveStep renames from to to; or (from empty) fsyncs the directory to; or (to empty)
+// removes from.
 type moveStep struct{ from, to string }
 
 func (st moveStep) do() error {
-	if st.from == "" {
+	switch {
+	case st.from == "":
 		return syncDir(st.to)
+	case st.to == "":
+		return os.Remove(st.from)
 	}
 	return os.Rename(st.from, st.to)
 }
 
 // movePlan orders the moves of moveInto: directories first, then the top-level files
 // (filestore's meta.log, bolt's file) that name them, then movedLast ones, each group made
-// durable before the next. A crash in between leaves channel directories that no store
-// file names (refused; opened as a new empty store while only empty ones are there), or a
-// store that opens whole.
+// durable before the next; then tmp is removed and, last, the marker (writeMarker), each
+// made durable. A crash before the marker's removal leaves a directory stores refuse to
+// open, whatever was moved (channel directories no store file names, or nothing, would
+// otherwise open as a new empty store); one after it, the whole store.
 func movePlan(tmp, dir string) ([]moveStep, error) {
 	entries, err := os.ReadDir(tmp)
 	if err != nil {
@@ -159,7 +173,42 @@ func movePlan(tmp, dir string) ([]moveStep, error) {
 		}
 		steps = append(steps, moveStep{from: filepath.Join(tmp, e.Name()), to: filepath.Join(dir, e.Name())})
 	}
-	return steps, nil
+	return append(steps, moveStep{from: tmp}, moveStep{to: dir},
+		moveStep{from: filepath.Join(dir, stores.ImportMarker)}, moveStep{to: dir}), nil
+}
+
+// writeMarker writes stores.ImportMarker into dir, durably (file and directory fsynced).
+func writeMarker(dir string) error {
+	f, err := os.OpenFile(filepath.Join(dir, stores.ImportMarker), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString("starling store import is filling this directory: until it removes this file, no store opens here\n")
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = syncDir(dir)
+	}
+	if err != nil {
+		_ = os.Remove(f.Name())
+	}
+	return err
+}
+
+// removeLoneMarker removes the marker of a failed import once its cleanup left nothing else
+// in dir; otherwise the marker stays, refusing what is left.
+func removeLoneMarker(dir string) {
+	entries, err := os.ReadDir(dir)
+	if err != nil || len(entries) != 1 || entries[0].Name() != stores.ImportMarker {
+		return
+	}
+	if os.Remove(filepath.Join(dir, stores.ImportMarker)) == nil {
+		_ = syncDir(dir)
+	}
 }
 
 // CheckTarget returns ErrTargetExists if Import would refuse target (so that a caller can
@@ -187,6 +236,10 @@ func checkTarget(target string) (bool, error) {
 		return false, err
 	}
 	if len(entries) > 0 {
+		if slices.ContainsFunc(entries, func(e os.DirEntry) bool { return e.Name() == stores.ImportMarker }) {
+			return false, fmt.Errorf("%w: %s holds %s, left by an interrupted import with what it had written: empty it and import again",
+				ErrTargetExists, target, stores.ImportMarker)
+		}
 		if left := leftoverImports(target, entries); left != "" {
 			// Only an import killed before it could clean up leaves these (any error or
 			// interrupt removes its own): say so, as the directory looks empty to ls.

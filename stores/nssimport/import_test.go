@@ -205,6 +205,14 @@ func TestImportNamesAnInterruptedImport(t *testing.T) {
 	if _, err := os.Stat(left); err != nil {
 		t.Fatalf("the leftover was touched: %v", err)
 	}
+	// Killed with the marker written (and maybe part of the store moved): named too.
+	if err := os.WriteFile(filepath.Join(target, stores.ImportMarker), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err = Import(src, target, openFile, nil)
+	if !errors.Is(err, ErrTargetExists) || !strings.Contains(err.Error(), stores.ImportMarker) || !strings.Contains(err.Error(), "interrupted import") {
+		t.Fatalf("import over an interrupted one that left its marker: %v", err)
+	}
 }
 
 // TestImportFailureLeavesNothing: a store that fails mid-import leaves no target and no
@@ -220,14 +228,18 @@ func TestImportFailureLeavesNothing(t *testing.T) {
 	b, _ := os.ReadFile(dat)
 	writeFile(t, dat, b[:len(b)-3])
 	parent := t.TempDir()
-	target := filepath.Join(parent, "new")
-	err = Import(src, target, openFile, nil)
-	var fe *FormatError
-	if !errors.As(err, &fe) || fe.File != dat {
-		t.Fatalf("import of a changed store: %v", err)
-	}
-	if entries, _ := os.ReadDir(parent); len(entries) != 0 {
-		t.Fatalf("left behind: %v", entries)
+	for _, target := range []string{filepath.Join(parent, "new"), t.TempDir()} { // created; existing, empty
+		err = Import(src, target, openFile, nil)
+		var fe *FormatError
+		if !errors.As(err, &fe) || fe.File != dat {
+			t.Fatalf("import of a changed store: %v", err)
+		}
+		if entries, _ := os.ReadDir(parent); len(entries) != 0 {
+			t.Fatalf("left behind: %v", entries)
+		}
+		if entries, _ := os.ReadDir(target); len(entries) != 0 {
+			t.Fatalf("left behind in the target: %v", entries) // the marker too
+		}
 	}
 }
 

@@ -12,72 +12,125 @@ import (
 	"github.com/starling-io/starling/stores/filestore"
 )
 
-// TestMoveIntoCrashAtEachStep: an import into an existing empty directory moves the store's
-// entries into it one by one; a crash after any step leaves no partial store, and once the
-// first top-level file is in place the whole store opens. The files were moved in name order, the file store's
-// clean-close proof (meta.end) before meta.log: a crash between the two left a store that
-// refused to open (a proof of a missing meta.log) where meta.log alone opens.
+// TestMoveIntoCrashAtEachStep: an import into an existing empty directory builds the store in
+// a directory inside it, then moves the store's entries into it one by one. A crash at any
+// point — while the store is written, or after any step of the move — leaves a directory
+// that opens as the whole store or is refused: never one that opens as a new empty store,
+// which the server would serve (and publish into) as if nothing had been imported.
+// The files were once moved in name order, the file store's clean-close proof (meta.end)
+// before meta.log: a crash between the two left a store that refused to open where
+// meta.log alone opens. A crash while the store was written, or before meta.log was moved
+// (only empty channel directories, or none, in place), left a target that opened as a new
+// empty store without a word.
 func TestMoveIntoCrashAtEachStep(t *testing.T) {
 	src, err := Scan(sampleStore(t), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	open := func(dir string) (stores.Store, error) { // synced: Close writes meta.end
+	openFile := func(dir string) (stores.Store, error) { // synced: Close writes meta.end
 		return filestore.Open(dir, filestore.Options{Limits: &stores.LimitsSet{}})
 	}
-	built := filepath.Join(t.TempDir(), "built")
-	if err := Import(src, built, open, nil); err != nil {
+	target := t.TempDir()
+	// Copies of target as a crash would leave it: while the store is written, and once it
+	// is closed, before the move.
+	var writing, written string
+	open := func(dir string) (stores.Store, error) {
+		st, err := openFile(dir)
+		if err != nil {
+			return nil, err
+		}
+		writing = t.TempDir()
+		copyTree(t, target, writing)
+		return closeHook{st, func() {
+			written = t.TempDir()
+			copyTree(t, target, written)
+		}}, nil
+	}
+	if err := Import(src, target, open, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(built, "meta.end")); err != nil {
-		t.Fatal(err)
+	want, err := openLasts(openFile, target)
+	if err != nil || len(want) != len(src.Channels) {
+		t.Fatalf("imported store: %v, %v", want, err)
 	}
-	var want map[string]uint64
+	if got, err := openLasts(openFile, writing); err == nil && !reflect.DeepEqual(got, want) {
+		t.Errorf("crash while the store was written: the target opened as channels %v, want a refusal", got)
+	}
+	tmps, _ := filepath.Glob(filepath.Join(written, ".*.import-*"))
+	if len(tmps) != 1 {
+		t.Fatalf("before the move, the target holds %v", tmps)
+	}
+	tmpName := filepath.Base(tmps[0])
 	for k := 0; ; k++ {
-		target := t.TempDir()
-		tmp := filepath.Join(target, ".x.import-1")
-		copyTree(t, built, tmp)
-		steps, err := movePlan(tmp, target)
+		dir := t.TempDir()
+		copyTree(t, written, dir)
+		tmp := filepath.Join(dir, tmpName)
+		steps, err := movePlan(tmp, dir)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if k > len(steps) {
 			break
 		}
-		fileMoved := false
 		for _, st := range steps[:k] {
 			if err := st.do(); err != nil {
 				t.Fatal(err)
 			}
-			if fi, err := os.Stat(st.to); st.from != "" && err == nil && !fi.IsDir() {
-				fileMoved = true
-			}
 		}
 		if k == len(steps) {
-			if err := os.Remove(tmp); err != nil {
+			if err := os.RemoveAll(tmp); err != nil { // a plan that left it to moveInto
 				t.Fatal(err)
 			}
 		}
-		got, err := openLasts(open, target)
+		got, err := openLasts(openFile, dir)
+		if err != nil && storeFileIn(t, dir) {
+			// Refused for the marker: removed (as the refusal offers), what was moved opens
+			// whole once a store file is in place (meta.end only once meta.log is).
+			if err := os.Remove(filepath.Join(dir, stores.ImportMarker)); err != nil {
+				t.Fatal(err)
+			}
+			got, err = openLasts(openFile, dir)
+			if err != nil || !reflect.DeepEqual(got, want) {
+				t.Fatalf("crash after %d of %d steps, marker removed: channels %v, %v; want %v", k, len(steps), got, err, want)
+			}
+		}
 		switch {
-		case fileMoved && err != nil:
-			t.Fatalf("crash after %d of %d moves (a store file in place): %v", k, len(steps), err)
-		case fileMoved:
-			if want == nil {
-				want = got
-			}
-			if !reflect.DeepEqual(got, want) || len(got) != len(src.Channels) {
-				t.Fatalf("crash after %d of %d moves: channels %v, want %v", k, len(steps), got, want)
-			}
-		case err == nil && len(got) > 0:
-			// Before meta.log the target is refused (channel directories holding data no
-			// record names) or, while only empty ones are there, opens as a new store.
-			t.Fatalf("crash after %d of %d moves (no store file in place) opened a partial store: %v", k, len(steps), got)
+		case k == len(steps) && (err != nil || !reflect.DeepEqual(got, want)):
+			t.Fatalf("every step done: channels %v, %v; want %v", got, err, want)
+		case err == nil && !reflect.DeepEqual(got, want):
+			t.Errorf("crash after %d of %d steps: opened without an error as channels %v, want the whole store %v or a refusal",
+				k, len(steps), got, want)
 		}
 	}
-	if want == nil {
-		t.Fatal("no crash point had a store file in place")
+}
+
+// storeFileIn reports whether dir holds a file other than the import's marker.
+func storeFileIn(t *testing.T, dir string) bool {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
 	}
+	for _, e := range entries {
+		if !e.IsDir() && e.Name() != stores.ImportMarker {
+			return true
+		}
+	}
+	return false
+}
+
+// closeHook is a store that calls after once Close succeeded.
+type closeHook struct {
+	stores.Store
+	after func()
+}
+
+func (s closeHook) Close() error {
+	if err := s.Store.Close(); err != nil {
+		return err
+	}
+	s.after()
+	return nil
 }
 
 // openLasts opens the store in dir and returns each channel's Last.

@@ -338,6 +338,11 @@ func otherStore(dir, kind string) error {
 func (m *Main) startStreaming(c *settings) error {
 	st := &c.streaming
 	if t := st.storeType(); t == storeFile || t == storeBolt {
+		// Before claimDir writes into it: an unfinished import's directory is no store
+		// (the file store refuses it too; the bolt store only here).
+		if err := stores.CheckImportMarker(st.dir); err != nil {
+			return fmt.Errorf("streaming store: %w", err)
+		}
 		nodeID := ""
 		if st.cluster.on {
 			nodeID = st.cluster.nodeID

@@ -699,6 +699,31 @@ func TestClusteredNodeWithADamagedSnapshotOpensNoPort(t *testing.T) {
 	}
 }
 
+// TestStoreDirOfAnUnfinishedImport: a directory an nss import was filling when it was
+// killed holds the import's marker (and its temporary directory, or part of the store).
+// The server started on it, with either durable store, opened a new empty store there and
+// served it; now it exits, its error line naming the marker, and leaves the directory as
+// it was.
+func TestStoreDirOfAnUnfinishedImport(t *testing.T) {
+	for _, kind := range []string{"file", "bolt"} {
+		dir := t.TempDir()
+		marker := filepath.Join(dir, stores.ImportMarker)
+		check(t, os.WriteFile(marker, nil, 0o644))
+		check(t, os.Mkdir(filepath.Join(dir, ".x.import-1"), 0o755))
+		var stderr syncBuffer
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second) // a server that starts runs until then
+		code := Execute(ctx, []string{"-a", "127.0.0.1", "-p", "-1", "-m", "-1", "-cid", "test-cluster",
+			"--store", kind, "--dir", dir}, io.Discard, &stderr)
+		cancel()
+		if code == 0 || !strings.Contains(stderr.String(), marker) {
+			t.Errorf("--store %s on an unfinished import: exit %d, stderr %q; want a failure naming %s", kind, code, stderr.String(), marker)
+		}
+		if after, _ := os.ReadDir(dir); len(after) != 2 {
+			t.Errorf("--store %s: the directory changed: %v", kind, after)
+		}
+	}
+}
+
 // TestStoreDirOfAnotherKind: --dir naming a directory that holds another kind of store (a
 // nats-streaming-server store not imported yet — nss's own configuration reused as is —
 // or a Starling store of the other --store) fails the start, saying what to do, instead of
