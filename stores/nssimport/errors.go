@@ -20,6 +20,11 @@ var (
 	// creates a new store.
 	ErrTargetExists = errors.New("target directory exists and is not empty")
 
+	// ErrInterruptedImport: the target does not exist, but the temporary directory of an
+	// earlier import into it (.TARGET.import-*) is beside it: one killed before it could
+	// clean up, or one still running.
+	ErrInterruptedImport = errors.New("an earlier import into the target did not finish")
+
 	// ErrTargetNotEmpty: the store opened in the temporary directory already holds state
 	// (a bug in the caller's Open, which must create a fresh store).
 	ErrTargetNotEmpty = errors.New("target store is not empty")

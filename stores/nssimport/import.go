@@ -211,18 +211,25 @@ func removeLoneMarker(dir string) {
 	}
 }
 
-// CheckTarget returns ErrTargetExists if Import would refuse target (so that a caller can
-// say so before a long Scan).
+// CheckTarget returns ErrTargetExists or ErrInterruptedImport if Import would refuse
+// target (so that a caller can say so before a long Scan).
 func CheckTarget(target string) error {
 	_, err := checkTarget(target)
 	return err
 }
 
-// checkTarget refuses a target that exists with something in it; it reports whether an
-// empty directory is there (removed just before the rename).
+// checkTarget refuses a target that exists with something in it, or that does not exist
+// while an earlier import's temporary directory is beside it; it reports whether an empty
+// directory is there (the store is then built in it and moved up).
 func checkTarget(target string) (bool, error) {
 	fi, err := os.Stat(target)
 	if errors.Is(err, os.ErrNotExist) {
+		// Only an import killed before it could clean up (or one running) leaves these:
+		// hidden, maybe as big as the store, they were never reported.
+		if left := leftoverBeside(target); left != "" {
+			return false, fmt.Errorf("%w: %s holds %s, left by an import into %s that was interrupted (or is still running): remove it and import again",
+				ErrInterruptedImport, filepath.Dir(filepath.Clean(target)), left, target)
+		}
 		return false, nil
 	}
 	if err != nil {
@@ -261,6 +268,24 @@ func leftoverImports(target string, entries []os.DirEntry) string {
 			return ""
 		}
 		names = append(names, filepath.Join(target, e.Name()))
+	}
+	return strings.Join(names, ", ")
+}
+
+// leftoverBeside names the temporary directories of earlier imports into target in its
+// parent, or returns "".
+func leftoverBeside(target string) string {
+	parent := filepath.Dir(filepath.Clean(target))
+	entries, err := os.ReadDir(parent)
+	if err != nil {
+		return "" // a missing parent is created; an unreadable one fails MkdirTemp
+	}
+	prefix := "." + filepath.Base(filepath.Clean(target)) + ".import-"
+	var names []string
+	for _, e := range entries {
+		if e.IsDir() && strings.HasPrefix(e.Name(), prefix) {
+			names = append(names, filepath.Join(parent, e.Name()))
+		}
 	}
 	return strings.Join(names, ", ")
 }

@@ -215,6 +215,36 @@ func TestImportNamesAnInterruptedImport(t *testing.T) {
 	}
 }
 
+// TestImportNamesAnInterruptedImportBeside: an import killed into a target that did not exist
+// leaves its hidden temporary directory beside it (maybe as big as the store). The next
+// import ignored it (and built another); now it names it and writes nothing until it is
+// removed.
+func TestImportNamesAnInterruptedImportBeside(t *testing.T) {
+	src, err := Scan(sampleStore(t), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent := t.TempDir()
+	target := filepath.Join(parent, "new")
+	left := filepath.Join(parent, ".new.import-123")
+	writeFile(t, filepath.Join(left, "meta.log"), []byte("partial"))
+	for _, check := range []func() error{func() error { return CheckTarget(target) }, func() error { return Import(src, target, openFile, nil) }} {
+		err := check()
+		if !errors.Is(err, ErrInterruptedImport) || !strings.Contains(err.Error(), left) {
+			t.Fatalf("import beside an interrupted one: %v", err)
+		}
+	}
+	if entries, _ := os.ReadDir(parent); len(entries) != 1 {
+		t.Fatalf("the refused import wrote: %v", entries)
+	}
+	if err := os.RemoveAll(left); err != nil {
+		t.Fatal(err)
+	}
+	if err := Import(src, target, openFile, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestImportFailureLeavesNothing: a store that fails mid-import leaves no target and no
 // temporary directory.
 func TestImportFailureLeavesNothing(t *testing.T) {
