@@ -100,6 +100,18 @@ func (r *responses) remove(subj []byte) {
 	r.mu.Unlock()
 }
 
+// forget drops the entries whose reply goes into one of the accounts gone: no reply can
+// reach them, and each entry would keep its whole account alive until swept.
+func (r *responses) forget(gone map[*account]bool) {
+	r.mu.Lock()
+	for k, t := range r.m {
+		if gone[t.acc] {
+			delete(r.m, k)
+		}
+	}
+	r.mu.Unlock()
+}
+
 // take returns where the reply on subj goes; a single-response entry is used up unless
 // keep (a trace-only reply, which is not delivered).
 func (r *responses) take(subj []byte, keep bool) (respTarget, bool) {

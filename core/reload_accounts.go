@@ -20,8 +20,9 @@ import (
 //     gone (a user must name an existing account), so their clients were closed with an
 //     Authorization Violation; any left (a CONNECT checked under the old users, an
 //     in-process connection) is closed then, and a CONNECT still to bind to it is refused
-//     (bindAccount). A route that still names a removed account delivers into its empty
-//     index until it names another (routeAccount's one-entry cache).
+//     (bindAccount). The exporters that stay drop their reply entries into them. A route
+//     that still names a removed account delivers into its empty index until it names
+//     another (routeAccount's one-entry cache).
 
 // accountPlan is what a reload does to the accounts.
 type accountPlan struct {
@@ -136,6 +137,13 @@ func (s *Server) removePlanned(p *accountPlan, all []AccountConfig) int {
 			c.log.Info("closing connection after reload", "cause", "account removed")
 			c.closeFlushing(reasonAuthFailure)
 			closed++
+		}
+	}
+	// The exporters that stay forget the requests of the accounts gone (the system
+	// account's imports make it one).
+	for _, a := range m {
+		if a.resp != nil {
+			a.resp.forget(gone)
 		}
 	}
 	for a := range gone {

@@ -1,0 +1,124 @@
+package core
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/starling-io/starling/core/auth"
+)
+
+// respTargets counts the entries of account a's reply map whose reply goes to account to.
+func respTargets(a, to *account) int {
+	a.resp.mu.Lock()
+	defer a.resp.mu.Unlock()
+	n := 0
+	for _, t := range a.resp.m {
+		if t.acc == to {
+			n++
+		}
+	}
+	return n
+}
+
+// serviceAccounts is B exporting the service "svc", with A importing it when withA.
+func serviceAccounts(t *testing.T, withA bool) (*auth.Authenticator, []AccountConfig) {
+	us := []*auth.User{{Username: "b", Password: "b", Account: "B"}}
+	accs := []AccountConfig{{Name: "B", Exports: []Export{{Service: true, Subject: "svc"}}}}
+	if withA {
+		us = append(us, &auth.User{Username: "a", Password: "a", Account: "A"})
+		accs = append(accs, AccountConfig{Name: "A", Imports: []Import{{Service: true, Account: "B", Subject: "svc"}}})
+	}
+	au, err := auth.New(auth.Options{Users: us})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return au, accs
+}
+
+func connectUser(t *testing.T, s *Server, user string) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(s.ClientURL(), nats.UserInfo(user, user), nats.NoReconnect())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// A reload that removes a service importer drops the exporter's reply map entries that
+// lead into it, and the account added back under the same name gets none of the old
+// replies. Before, a request left unanswered when its importer went kept its entry — and
+// through it the whole removed account — until a later request of another importer swept
+// it after the response threshold, forever when none came ("1 entries into the removed
+// account").
+func TestReloadRemovedImporterLeavesNoReplyEntry(t *testing.T) {
+	au, accs := serviceAccounts(t, true)
+	s, err := New(Options{Host: "127.0.0.1", Port: -1, Auth: au, Accounts: accs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Shutdown(context.Background()) })
+	svc := connectUser(t, s, "b")
+	reqs, err := svc.SubscribeSync("svc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	a := connectUser(t, s, "a")
+	if err := a.PublishRequest("svc", "answer", []byte("q")); err != nil {
+		t.Fatal(err)
+	}
+	req, err := reqs.NextMsg(2 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, oldA := s.account("B"), s.account("A")
+	if n := respTargets(b, oldA); n != 1 {
+		t.Fatalf("%d reply entries into A before the reload, want 1", n)
+	}
+
+	au, accs = serviceAccounts(t, false)
+	if err := s.Reload(Options{Host: "127.0.0.1", Port: -1, Auth: au, Accounts: accs}); err != nil {
+		t.Fatal(err)
+	}
+	if n := respTargets(b, oldA); n != 0 {
+		t.Fatalf("%d entries into the removed account left in the exporter's reply map, want 0", n)
+	}
+
+	// A back under the same name: the old request's reply reaches nobody of it.
+	au, accs = serviceAccounts(t, true)
+	if err := s.Reload(Options{Host: "127.0.0.1", Port: -1, Auth: au, Accounts: accs}); err != nil {
+		t.Fatal(err)
+	}
+	a2 := connectUser(t, s, "a")
+	answers, err := a2.SubscribeSync("answer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a2.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := req.Respond([]byte("old")); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := answers.NextMsg(300 * time.Millisecond); err == nil {
+		t.Fatalf("the removed account's reply %q reached the account added back", m.Data)
+	}
+	// The new A's own requests are served.
+	go func() {
+		if m, err := reqs.NextMsg(2 * time.Second); err == nil {
+			_ = m.Respond([]byte("new"))
+		}
+	}()
+	if m, err := a2.Request("svc", nil, 2*time.Second); err != nil || string(m.Data) != "new" {
+		t.Fatalf("request of the account added back: %v %v", m, err)
+	}
+}
