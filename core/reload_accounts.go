@@ -20,9 +20,10 @@ import (
 //     gone (a user must name an existing account), so their clients were closed with an
 //     Authorization Violation; any left (a CONNECT checked under the old users, an
 //     in-process connection) is closed then, and a CONNECT still to bind to it is refused
-//     (bindAccount). The exporters that stay drop their reply entries into them. A route
-//     that still names a removed account delivers into its empty index until it names
-//     another (routeAccount's one-entry cache).
+//     (bindAccount). The exporters that stay drop their reply entries into them. Routes
+//     drop what a peer sends for a removed account (routeAccount) but keep its interest
+//     there, recorded: an account added back under that name takes it over
+//     (moveRouteInterest).
 
 // accountPlan is what a reload does to the accounts.
 type accountPlan struct {
@@ -103,8 +104,50 @@ func (s *Server) addPlanned(p *accountPlan, all []AccountConfig) error {
 		}
 	}
 	s.accs.Store(&accountSet{m: m, digest: accountsDigest(all)})
+	s.moveRouteInterest(m)
 	s.log.Info("accounts added", "accounts", len(p.add))
 	return nil
+}
+
+// moveRouteInterest moves the peers' interest that the routes recorded in a removed
+// account to the account of that name in m, added back: a peer announces its interest once,
+// so it would never reach the subscribers it had meanwhile. (What it announced while the
+// account was missing here was dropped, and logged: see routeAccount.)
+func (s *Server) moveRouteInterest(m map[string]*account) {
+	s.rmu.Lock()
+	routes := make([]*client, 0, len(s.routeConns))
+	for _, c := range s.routeConns {
+		routes = append(routes, c)
+	}
+	s.rmu.Unlock()
+	var stale []*subscription
+	for _, c := range routes {
+		c.mu.Lock()
+		if c.closed { // its subscriptions are gone with it
+			c.mu.Unlock()
+			continue
+		}
+		for key, sub := range c.subs {
+			a := m[sub.acc.name]
+			if a == nil || a == sub.acc {
+				continue
+			}
+			// The route's reader, which alone adds or drops its subscriptions, waits for
+			// c.mu: it finds the new one.
+			moved := &subscription{client: c, acc: a, subject: sub.subject, queue: sub.queue, sid: key}
+			moved.weight.Store(sub.weight.Load())
+			if a.subs.Insert(moved.subject, moved.queue, moved) != nil {
+				continue
+			}
+			c.subs[key] = moved
+			stale = append(stale, sub)
+		}
+		c.mu.Unlock()
+	}
+	for _, sub := range stale {
+		sub.closed.Store(true)
+		_ = sub.acc.subs.Remove(sub.subject, sub.queue, sub)
+	}
 }
 
 // removePlanned takes the plan's removed accounts out of force and closes what is left of

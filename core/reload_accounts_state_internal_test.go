@@ -122,3 +122,73 @@ func TestReloadRemovedImporterLeavesNoReplyEntry(t *testing.T) {
 		t.Fatalf("request of the account added back: %v %v", m, err)
 	}
 }
+
+// An account a reload removes and adds back on one server, while the other server keeps
+// it, still reaches the other server's subscribers of before: their interest, which the
+// other server does not announce again, moves to the account added back. Before, it
+// stayed in the removed account's index, the route's record of it blocked its later RS+
+// (weight updates), and the new account's messages never crossed ("nats: timeout").
+func TestRouteInterestMovesToAccountAddedBack(t *testing.T) {
+	au, accs := serviceAccounts(t, true)
+	srvs := startMesh(t, 2, func(i int, o *Options) { o.Auth, o.Accounts = au, accs })
+	sub := connectUser(t, srvs[1], "a")
+	plain, err := sub.SubscribeSync("x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	queue, err := sub.QueueSubscribeSync("q", "workers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sub.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	routeInterest := func(subj string) int {
+		a := srvs[0].account("A")
+		if a == nil {
+			return 0
+		}
+		r := a.subs.Match([]byte(subj))
+		n := len(r.Plain)
+		for _, g := range r.Queues {
+			n += len(g.Members)
+		}
+		return n
+	}
+	waitFor(t, 5*time.Second, func() bool { return routeInterest("x") == 1 && routeInterest("q") == 1 })
+
+	for _, withA := range []bool{false, true} {
+		au, accs := serviceAccounts(t, withA)
+		o := *srvs[0].o()
+		o.Auth, o.Accounts = au, accs
+		if err := srvs[0].Reload(o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := routeInterest("x"); n != 1 {
+		t.Fatalf("the account added back knows %d route subscriptions on x, want 1", n)
+	}
+	pub := connectUser(t, srvs[0], "a")
+	for _, subj := range []string{"x", "q"} {
+		if err := pub.Publish(subj, []byte("hi")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := pub.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := plain.NextMsg(2 * time.Second); err != nil {
+		t.Fatalf("plain subscriber of the other server: %v", err)
+	}
+	if _, err := queue.NextMsg(2 * time.Second); err != nil {
+		t.Fatalf("queue subscriber of the other server: %v", err)
+	}
+	// The other server's unsubscribe reaches the subscriptions moved.
+	if err := plain.Unsubscribe(); err != nil {
+		t.Fatal(err)
+	}
+	if err := sub.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, func() bool { return routeInterest("x") == 0 })
+}
