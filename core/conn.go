@@ -114,6 +114,12 @@ func (s *Server) connectIn(name string, acc *account) (*Conn, error) {
 		s.mu.Unlock()
 		return nil, ErrServerClosed
 	}
+	// A reload that removes acc puts the new accounts in force, then closes the
+	// connections it finds under s.mu: one registered after that must see them.
+	if s.accountMap()[acc.name] != acc {
+		s.mu.Unlock()
+		return nil, fmt.Errorf("%w %q", ErrUnknownAccount, acc.name)
+	}
 	s.clients[c.cid] = c
 	s.internal++ // not a client connection: not in /varz or /connz
 	s.mu.Unlock()

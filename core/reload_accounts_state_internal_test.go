@@ -2,6 +2,7 @@ package core
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -191,4 +192,64 @@ func TestRouteInterestMovesToAccountAddedBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 5*time.Second, func() bool { return routeInterest("x") == 0 })
+}
+
+// An in-process connection opened in an account while a reload removes it is either
+// refused or closed by the reload, never left open in the removed account. Before, one
+// that found the account just before the reload took it out of force, and registered just
+// after the reload's sweep of the connections, stayed open there for good: its
+// subscriptions and publishes in an index nothing else reaches.
+func TestConnectAccountRacingItsRemoval(t *testing.T) {
+	accs := func(withC bool) []AccountConfig {
+		out := []AccountConfig{{Name: "B"}}
+		if withC {
+			out = append(out, AccountConfig{Name: "C"})
+		}
+		return out
+	}
+	s, err := New(Options{Host: "127.0.0.1", Port: -1, Accounts: accs(true)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Shutdown(context.Background()) })
+	stop := make(chan struct{})
+	var open []*Conn // those not seen closed yet
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if nc, err := s.ConnectAccount("racer", "C"); err == nil {
+				open = append(open, nc)
+			}
+			if len(open) >= 256 {
+				open = slices.DeleteFunc(open, func(nc *Conn) bool { return nc.c.isClosed() })
+			}
+		}
+	}()
+	for i := range 1000 {
+		if err := s.Reload(Options{Host: "127.0.0.1", Port: -1, Accounts: accs(i%2 == 0)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	<-done
+	// The last reload removed C.
+	left := 0
+	for _, nc := range open {
+		if !nc.c.isClosed() {
+			left++
+		}
+		nc.Close()
+	}
+	if left > 0 {
+		t.Fatalf("%d in-process connections left open in the removed account", left)
+	}
 }
