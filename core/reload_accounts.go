@@ -21,9 +21,9 @@ import (
 //     Authorization Violation; any left (a CONNECT checked under the old users, an
 //     in-process connection) is closed then, and a CONNECT still to bind to it is refused
 //     (bindAccount). The exporters that stay drop their reply entries into them. Routes
-//     drop what a peer sends for a removed account (routeAccount) but keep its interest
-//     there, recorded: an account added back under that name takes it over
-//     (moveRouteInterest).
+//     drop the messages a peer sends for an account this server does not have
+//     (routeAccount) but keep its interest there, recorded: an account added (back) under
+//     that name takes it over (moveRouteInterest).
 
 // accountPlan is what a reload does to the accounts.
 type accountPlan struct {
@@ -109,10 +109,10 @@ func (s *Server) addPlanned(p *accountPlan, all []AccountConfig) error {
 	return nil
 }
 
-// moveRouteInterest moves the peers' interest that the routes recorded in a removed
-// account to the account of that name in m, added back: a peer announces its interest once,
-// so it would never reach the subscribers it had meanwhile. (What it announced while the
-// account was missing here was dropped, and logged: see routeAccount.)
+// moveRouteInterest moves the peers' interest that the routes recorded in an account not
+// in force — one removed, or kept aside while this server did not have it (RouteSub) — to
+// the account of that name in m, just added: a peer announces its interest once, so the
+// new account would never reach the subscribers it had before.
 func (s *Server) moveRouteInterest(m map[string]*account) {
 	s.rmu.Lock()
 	routes := make([]*client, 0, len(s.routeConns))
@@ -141,6 +141,11 @@ func (s *Server) moveRouteInterest(m map[string]*account) {
 			}
 			c.subs[key] = moved
 			stale = append(stale, sub)
+		}
+		for name := range c.route.limbo {
+			if m[name] != nil {
+				delete(c.route.limbo, name)
+			}
 		}
 		c.mu.Unlock()
 	}

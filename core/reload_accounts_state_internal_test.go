@@ -253,3 +253,54 @@ func TestConnectAccountRacingItsRemoval(t *testing.T) {
 		t.Fatalf("%d in-process connections left open in the removed account", left)
 	}
 }
+
+// An account added by a reload on one server after another server of the mesh had it
+// reaches that server's subscribers of before, as a rolling reload that adds an account
+// does: their interest, which came while this server did not have the account, is kept
+// aside and taken over when it comes. Before, it was dropped, and this server's clients of
+// the new account never reached them ("nats: timeout").
+func TestRouteInterestKeptForAnAccountAddedLater(t *testing.T) {
+	srvs := startMesh(t, 2, func(i int, o *Options) {
+		o.Auth, o.Accounts = serviceAccounts(t, i == 1)
+	})
+	sub := connectUser(t, srvs[1], "a")
+	plain, err := sub.SubscribeSync("x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	queue, err := sub.QueueSubscribeSync("q", "workers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sub.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // the RS+ reach server 0, which has no A yet
+	o := *srvs[0].o()
+	o.Auth, o.Accounts = serviceAccounts(t, true)
+	if err := srvs[0].Reload(o); err != nil {
+		t.Fatal(err)
+	}
+	pub := connectUser(t, srvs[0], "a")
+	for _, subj := range []string{"x", "q"} {
+		if err := pub.Publish(subj, []byte("hi")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := pub.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := plain.NextMsg(2 * time.Second); err != nil {
+		t.Fatalf("plain subscriber of the other server: %v", err)
+	}
+	if _, err := queue.NextMsg(2 * time.Second); err != nil {
+		t.Fatalf("queue subscriber of the other server: %v", err)
+	}
+	if err := plain.Unsubscribe(); err != nil {
+		t.Fatal(err)
+	}
+	if err := sub.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, func() bool { return len(srvs[0].account("A").subs.MatchString("x").Plain) == 0 })
+}

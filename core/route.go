@@ -56,6 +56,10 @@ type routeState struct {
 	lastSet     *accountSet // the account set lastAcc was found in
 	unknownAccs map[string]bool
 
+	// Guarded by the client's mu: the peer's interest in accounts this server does not
+	// have, kept for an account of that name a reload may add (moveRouteInterest).
+	limbo map[string]*account
+
 	retiring atomic.Bool // lost a tie-break: drained, then closed (route_retire.go)
 
 	// Guarded by the server's rmu.

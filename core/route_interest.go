@@ -82,9 +82,6 @@ func (c *client) RouteSub(accName, subj, queue []byte, weight int) error {
 	}
 	c.inBatch.active = true
 	acc := c.routeAccount(accName)
-	if acc == nil {
-		return nil
-	}
 	key := routeSubKey(accName, subj, queue)
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -98,6 +95,25 @@ func (c *client) RouteSub(accName, subj, queue []byte, weight int) error {
 		sub.weight.Store(int32(max(weight, 1)))
 		return nil
 	}
+	if acc == nil && (c.route.limbo[string(accName)] != nil || len(c.route.limbo) < maxLimboAccounts) {
+		// Kept aside for an account of that name a reload may add: the peer announces its
+		// interest once. A reload that added it since routeAccount looked may have moved
+		// the limbo already (moveRouteInterest takes c.mu after the new set is in force):
+		// look again.
+		if acc = c.srv.accountMap()[string(accName)]; acc == nil {
+			acc = c.route.limbo[string(accName)]
+			if acc == nil {
+				acc = &account{name: string(accName), subs: subject.NewIndex[*subscription]()}
+				if c.route.limbo == nil {
+					c.route.limbo = make(map[string]*account)
+				}
+				c.route.limbo[acc.name] = acc
+			}
+		}
+	}
+	if acc == nil {
+		return nil
+	}
 	sub := &subscription{client: c, acc: acc, subject: string(subj), queue: string(queue), sid: key}
 	sub.weight.Store(int32(max(weight, 1)))
 	if err := acc.subs.Insert(sub.subject, sub.queue, sub); err != nil {
@@ -107,6 +123,10 @@ func (c *client) RouteSub(accName, subj, queue []byte, weight int) error {
 	c.subs[key] = sub
 	return nil
 }
+
+// maxLimboAccounts bounds the accounts a route keeps the peer's interest in without this
+// server having them.
+const maxLimboAccounts = 64
 
 // RouteUnsub drops the peer's interest.
 func (c *client) RouteUnsub(accName, subj, queue []byte) error {
@@ -163,7 +183,8 @@ func routeSubKey(acc, subj, queue []byte) string {
 // routeAccount returns the account a route line names: the last one again without a lookup
 // (a route's traffic is mostly one account), else from the server's map. An account this
 // server does not have means the two account configurations differ: it is logged once per
-// route and account, and what the peer sent for it is dropped.
+// route and account, and the messages the peer sent for it are dropped (its interest is
+// kept aside: RouteSub).
 func (c *client) routeAccount(name []byte) *account {
 	st := c.route
 	set := c.srv.accountSet() // a reload that removes and adds an account back replaces it
