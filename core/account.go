@@ -24,6 +24,7 @@ type account struct {
 	resp     *responses       // this account exports services: its reply map; else nil
 	internal *client          // owns the account's own subscriptions (imports, replies)
 	conns    atomic.Int64     // clients whose connect was announced (only with a system account)
+	removed  atomic.Bool      // a reload took it out of force: no reply entry may lead into it
 }
 
 // streamImport brings the exporter's subjects into the importer's space.

@@ -62,12 +62,17 @@ func newResponses() *responses {
 	return &responses{prefix: "_R_." + nuid()[:10] + ".", m: make(map[string]respTarget)}
 }
 
-// add remembers where a reply goes and returns the reply subject to use in the exporter.
+// add remembers where a reply goes and returns the reply subject to use in the exporter,
+// or nil when t's account was removed: its client's reader may still be going through a
+// buffer read before the reload closed it, after forget ran.
 func (r *responses) add(t respTarget, threshold time.Duration) []byte {
 	now := time.Now()
 	t.deadline = now.Add(threshold)
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if t.acc.removed.Load() { // set before forget takes r.mu
+		return nil
+	}
 	if now.After(r.nextSweep) {
 		// Forgotten requests (nobody answered) are dropped in one pass every few seconds,
 		// rather than a timer per request.
@@ -171,7 +176,9 @@ func (p *producer) serviceRequest(si *serviceImport, subj, reply []byte, hdrLen 
 	}
 	var rreply []byte
 	if len(reply) > 0 && !p.traceOnly() { // no reply can come to a message not delivered
-		rreply = si.to.resp.add(respTarget{acc: si.from, reply: string(reply), multi: si.multi}, si.threshold)
+		if rreply = si.to.resp.add(respTarget{acc: si.from, reply: string(reply), multi: si.multi}, si.threshold); rreply == nil {
+			return false // the importer is gone
+		}
 	}
 	if p.routeNested(si.to, mapped, rreply, hdrLen, msg) > 0 {
 		return true

@@ -166,6 +166,7 @@ func (s *Server) removePlanned(p *accountPlan, all []AccountConfig) int {
 	for _, name := range p.remove {
 		if a := m[name]; a != nil {
 			gone[a] = true
+			a.removed.Store(true)
 			delete(m, name)
 		}
 	}
@@ -188,7 +189,7 @@ func (s *Server) removePlanned(p *accountPlan, all []AccountConfig) int {
 		}
 	}
 	// The exporters that stay forget the requests of the accounts gone (the system
-	// account's imports make it one).
+	// account's imports make it one), and take no more (responses.add).
 	for _, a := range m {
 		if a.resp != nil {
 			a.resp.forget(gone)

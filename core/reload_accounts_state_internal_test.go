@@ -304,3 +304,57 @@ func TestRouteInterestKeptForAnAccountAddedLater(t *testing.T) {
 	}
 	waitFor(t, 5*time.Second, func() bool { return len(srvs[0].account("A").subs.MatchString("x").Plain) == 0 })
 }
+
+// A request the importer's client had sent when a reload removed its account, and that the
+// client's reader handles after the reload closed it, leaves no reply entry either. Before,
+// the reader went on through its last buffer after the reload had cleaned the reply map
+// ("1624 entries into the removed account left").
+func TestReloadRemovedImporterInFlightRequests(t *testing.T) {
+	for round := range 10 {
+		au, accs := serviceAccounts(t, true)
+		s, err := New(Options{Host: "127.0.0.1", Port: -1, Auth: au, Accounts: accs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Start(); err != nil {
+			t.Fatal(err)
+		}
+		svc := connectUser(t, s, "b")
+		if _, err := svc.Subscribe("svc", func(*nats.Msg) {}); err != nil {
+			t.Fatal(err)
+		}
+		if err := svc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		a := connectUser(t, s, "a")
+		stop := make(chan struct{})
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if a.PublishRequest("svc", "answer", []byte("q")) != nil {
+					return
+				}
+			}
+		}()
+		b, oldA := s.account("B"), s.account("A")
+		waitFor(t, 2*time.Second, func() bool { return respTargets(b, oldA) > 1000 })
+		au, accs = serviceAccounts(t, false)
+		if err := s.Reload(Options{Host: "127.0.0.1", Port: -1, Auth: au, Accounts: accs}); err != nil {
+			t.Fatal(err)
+		}
+		close(stop)
+		<-done
+		time.Sleep(50 * time.Millisecond) // the closed client's reader ends its last buffer
+		n := respTargets(b, oldA)
+		_ = s.Shutdown(context.Background())
+		if n != 0 {
+			t.Fatalf("round %d: %d entries into the removed account left in the exporter's reply map, want 0", round, n)
+		}
+	}
+}
