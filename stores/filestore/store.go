@@ -172,6 +172,58 @@ type channel struct {
 
 // Open opens (creating if needed) the file store in dir and recovers what it holds.
 func Open(dir string, opts Options) (*Store, error) {
+	limits, err := checkOptions(&opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := stores.CheckImportMarker(dir); err != nil {
+		return nil, fmt.Errorf("filestore: %w", err) // before anything is created or removed
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	s := &Store{dir: dir, opts: opts, limits: limits, clients: map[string]stores.ClientInfo{},
+		channels: map[string]*channel{}, damaged: map[string]*channel{}, tombs: map[string]uint64{}, nextDir: 1,
+		fds: &fdCache{max: opts.MaxOpenSegments}}
+	if !s.opts.NoSync {
+		s.opts.wb = newWritebacker()
+	}
+	n, err := s.loadMeta()
+	if err != nil {
+		return nil, err // loadMeta stopped the writebacker
+	}
+	if n == 0 {
+		if err := s.checkMetaNotLost(); err != nil {
+			s.abandon()
+			return nil, err
+		}
+	}
+	if err := s.removeStrayDirs(); err != nil {
+		s.abandon()
+		return nil, err
+	}
+	if err := s.openChannels(); err != nil {
+		s.abandon()
+		return nil, err
+	}
+	s.closeAt, s.deadDirs = nil, nil // the rewrite keeps only the damaged channels' T and L records
+	err = s.meta.rewrite()
+	if err == nil {
+		err = s.meta.syncLocked()
+	}
+	if err != nil {
+		s.abandon()
+		return nil, err
+	}
+	if s.opts.pending != nil {
+		s.stopSync = stores.Periodic(s.opts.AutoSync, func() { _ = s.autoSyncPass() })
+	}
+	return s, nil
+}
+
+// checkOptions validates opts and fills in its defaults; it returns the limits to use,
+// which it takes out of opts.
+func checkOptions(opts *Options) (*stores.LimitsSet, error) {
 	if opts.SegmentBytes < 0 || opts.SegmentBytes > 1<<30 {
 		return nil, fmt.Errorf("filestore: invalid SegmentBytes %d", opts.SegmentBytes)
 	}
@@ -211,34 +263,28 @@ func Open(dir string, opts Options) (*Store, error) {
 	if opts.NoSync && opts.AutoSync > 0 {
 		opts.pending = newSyncSet()
 	}
-	if err := stores.CheckImportMarker(dir); err != nil {
-		return nil, fmt.Errorf("filestore: %w", err) // before anything is created or removed
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	s := &Store{dir: dir, opts: opts, limits: limits, clients: map[string]stores.ClientInfo{},
-		channels: map[string]*channel{}, damaged: map[string]*channel{}, tombs: map[string]uint64{}, nextDir: 1,
-		fds: &fdCache{max: opts.MaxOpenSegments}}
-	if !s.opts.NoSync {
-		s.opts.wb = newWritebacker()
-	}
+	return limits, nil
+}
+
+// loadMeta opens meta.log and replays its records into s; it returns how many it holds.
+// On failure it stops the writebacker (nothing else runs yet).
+func (s *Store) loadMeta() (int, error) {
 	// A meta.log cut below what the last clean Close fsynced of it (meta.end) is damage,
 	// not a torn tail.
-	end, why, err := readMetaEnd(dir)
+	end, why, err := readMetaEnd(s.dir)
 	if err != nil {
 		s.opts.wb.stop()
-		return nil, err
+		return 0, err
 	}
 	if why != "" {
-		s.opts.Logger.Warn("filestore: clean close record ignored", "file", filepath.Join(dir, metaEndName), "why", why)
+		s.opts.Logger.Warn("filestore: clean close record ignored", "file", filepath.Join(s.dir, metaEndName), "why", why)
 	}
-	l, ld, err := openRecLog(filepath.Join(dir, "meta.log"), magicMeta, &s.opts, end)
+	l, ld, err := openRecLog(filepath.Join(s.dir, "meta.log"), magicMeta, &s.opts, end)
 	if err != nil {
 		s.opts.wb.stop() // nothing else runs yet
-		return nil, err
+		return 0, err
 	}
-	// Clean only if Close's mark is the last record. The rewrite below drops it, so any
+	// Clean only if Close's mark is the last record. The rewrite in Open drops it, so any
 	// change after this open — or a crash — leaves the next open not clean.
 	recs := ld.recs
 	s.clean = ld.intact() && len(recs) > 0 && len(recs[len(recs)-1]) == 1 && recs[len(recs)-1][0] == metaClean
@@ -247,19 +293,23 @@ func Open(dir string, opts Options) (*Store, error) {
 	for _, r := range recs {
 		s.replay(r)
 	}
-	if len(recs) == 0 {
-		// meta.log holds nothing (new, or emptied): channel directories holding messages
-		// mean it was lost, and the stray removal below would delete them all.
-		if segs, _ := filepath.Glob(filepath.Join(dir, "ch[0-9]*", "*.seg")); len(segs) > 0 {
-			s.abandon()
-			return nil, fmt.Errorf("filestore: %w: %s holds no record, yet %s holds messages: the store's metadata is lost (not opened, which would delete the channel directories)",
-				ErrCorrupt, filepath.Join(dir, "meta.log"), filepath.Dir(segs[0]))
-		}
+	return len(recs), nil
+}
+
+// checkMetaNotLost is for a meta.log that holds nothing (new, or emptied): channel
+// directories holding messages mean it was lost, and the stray removal in Open would
+// delete them all.
+func (s *Store) checkMetaNotLost() error {
+	if segs, _ := filepath.Glob(filepath.Join(s.dir, "ch[0-9]*", "*.seg")); len(segs) > 0 {
+		return fmt.Errorf("filestore: %w: %s holds no record, yet %s holds messages: the store's metadata is lost (not opened, which would delete the channel directories)",
+			ErrCorrupt, filepath.Join(s.dir, "meta.log"), filepath.Dir(segs[0]))
 	}
-	if err := s.removeStrayDirs(); err != nil {
-		s.abandon()
-		return nil, err
-	}
+	return nil
+}
+
+// openChannels opens the channels meta.log names. A channel whose data fails its checks
+// (a DamageError) is set aside in s.damaged; any other error is returned.
+func (s *Store) openChannels() error {
 	// Channels open in parallel: recovery scans each tail segment (CRCs), which is CPU
 	// work that spreads over the cores. openChannel touches only its own channel and the
 	// shared handle cache (which has its own lock).
@@ -285,8 +335,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		if err := errs[i]; err != nil {
 			var de *DamageError
 			if !errors.As(err, &de) {
-				s.abandon()
-				return nil, err
+				return err
 			}
 			// Fail this channel loudly; the others are served. Its files stay as they are.
 			de.Channel = name
@@ -297,19 +346,7 @@ func Open(dir string, opts Options) (*Store, error) {
 			delete(s.channels, name)
 		}
 	}
-	s.closeAt, s.deadDirs = nil, nil // the rewrite keeps only the damaged channels' T and L records
-	err = s.meta.rewrite()
-	if err == nil {
-		err = s.meta.syncLocked()
-	}
-	if err != nil {
-		s.abandon()
-		return nil, err
-	}
-	if s.opts.pending != nil {
-		s.stopSync = stores.Periodic(s.opts.AutoSync, func() { _ = s.autoSyncPass() })
-	}
-	return s, nil
+	return nil
 }
 
 func (s *Store) chanDir(n uint64) string { return filepath.Join(s.dir, fmt.Sprintf("ch%08d", n)) }
