@@ -106,16 +106,8 @@ type tailAt struct {
 // than clean's, or shorter than it, is damage.
 func openMsgStore(dir, name string, base uint64, limits stores.Limits, opts *Options, fds *fdCache, collect bool, clean *tailAt) (*msgStore, error) {
 	ms := &msgStore{dir: dir, name: name, base: base, overhead: uint64(len(name) + stores.MsgOverhead), limits: limits, opts: opts, fds: fds, collect: collect}
-	// A tail being created with the journal records it carries (journal.go) is renamed into
-	// place once synced: one left over was never the tail.
-	tmps, err := filepath.Glob(filepath.Join(dir, "*.seg.tmp"))
-	if err != nil {
+	if err := removeTmpSegs(dir, opts); err != nil {
 		return nil, err
-	}
-	for _, t := range tmps {
-		if err := removeFile(t, opts); err != nil {
-			return nil, err
-		}
 	}
 	names, err := filepath.Glob(filepath.Join(dir, "*.seg"))
 	if err != nil {
@@ -123,19 +115,72 @@ func openMsgStore(dir, name string, base uint64, limits stores.Limits, opts *Opt
 	}
 	sort.Strings(names)
 	if clean != nil {
-		tail := ""
-		for _, n := range names {
-			var first uint64
-			if _, err := fmt.Sscanf(filepath.Base(n), "%020d.seg", &first); err == nil {
-				tail = n
-			}
+		if err := ms.checkCleanTail(names, clean); err != nil {
+			return nil, err
 		}
-		if want := segPath(dir, clean.first) + ".seg"; tail != want {
-			return nil, &DamageError{Channel: name, File: want, Reason: fmt.Sprintf(
-				"tail segment missing: the clean shutdown left it holding %d synced bytes (Last %d)", clean.size, clean.last)}
-		}
-		ms.cleanSize = int64(clean.size)
 	}
+	markFirst, markLast, err := ms.openSegments(names)
+	if err != nil {
+		ms.abandon()
+		return nil, err
+	}
+	if markFirst == 0 {
+		markFirst, markLast = ms.sealedMarker()
+	}
+	ms.setBounds(markFirst, markLast)
+	ms.dropBeforeFirst()
+	if err := ms.checkContiguous(); err != nil {
+		ms.abandon() // after the check: it empties segs
+		return nil, err
+	}
+	ms.countMsgs()
+	ms.markFirst = markFirst
+	if n := len(ms.segs); n > 0 && ms.segs[n-1].markEnd == 0 {
+		ms.markFirst = 0 // the tail lost its marker: the next flush writes one
+	}
+	ms.syncedLast, ms.syncedFirst = ms.last, ms.first
+	deleteFiles(ms.doomed, ms.opts) // the segments recovery dropped (nobody else holds ms yet)
+	ms.doomed = nil
+	return ms, nil
+}
+
+// removeTmpSegs removes the *.seg.tmp files in dir. A tail being created with the journal
+// records it carries (journal.go) is renamed into place once synced: one left over was
+// never the tail.
+func removeTmpSegs(dir string, opts *Options) error {
+	tmps, err := filepath.Glob(filepath.Join(dir, "*.seg.tmp"))
+	if err != nil {
+		return err
+	}
+	for _, t := range tmps {
+		if err := removeFile(t, opts); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkCleanTail checks that the tail segment among names (sorted) is the one the clean
+// close fsynced, and keeps the bytes it fsynced of it in ms.cleanSize.
+func (ms *msgStore) checkCleanTail(names []string, clean *tailAt) error {
+	tail := ""
+	for _, n := range names {
+		var first uint64
+		if _, err := fmt.Sscanf(filepath.Base(n), "%020d.seg", &first); err == nil {
+			tail = n
+		}
+	}
+	if want := segPath(ms.dir, clean.first) + ".seg"; tail != want {
+		return &DamageError{Channel: ms.name, File: want, Reason: fmt.Sprintf(
+			"tail segment missing: the clean shutdown left it holding %d synced bytes (Last %d)", clean.size, clean.last)}
+	}
+	ms.cleanSize = int64(clean.size)
+	return nil
+}
+
+// openSegments opens the segments names (sorted; the last is the tail) into ms.segs and
+// returns the last marker found. On error the caller abandons ms.
+func (ms *msgStore) openSegments(names []string) (uint64, uint64, error) {
 	markFirst, markLast := uint64(0), uint64(0)
 	for i, n := range names {
 		var first uint64
@@ -144,13 +189,12 @@ func openMsgStore(dir, name string, base uint64, limits stores.Limits, opts *Opt
 		}
 		seg, mf, ml, err := ms.openSegment(strings.TrimSuffix(n, ".seg"), first, i == len(names)-1)
 		if err != nil {
-			ms.abandon()
 			var de *DamageError
 			if errors.As(err, &de) {
-				de.Channel = name
-				return nil, de
+				de.Channel = ms.name
+				return 0, 0, de
 			}
-			return nil, fmt.Errorf("filestore: channel %q: %w", name, err)
+			return 0, 0, fmt.Errorf("filestore: channel %q: %w", ms.name, err)
 		}
 		if mf != 0 {
 			markFirst, markLast = mf, ml
@@ -160,23 +204,32 @@ func openMsgStore(dir, name string, base uint64, limits stores.Limits, opts *Opt
 		}
 		ms.segs = append(ms.segs, seg)
 	}
-	if markFirst == 0 {
-		// The tail lost its marker (a crash right after a roll): the latest one is in an
-		// earlier segment, which was loaded from its index.
-		for i := len(ms.segs) - 2; i >= 0 && markFirst == 0; i-- {
-			seg := ms.segs[i]
-			f, err := os.Open(seg.base + ".seg")
-			if err != nil {
-				continue
-			}
-			saved := seg.ents
-			seg.ents, seg.f = chunked.Seq[entry]{}, f
-			_, markFirst, markLast, _, _ = seg.scan(seg.size, nil)
-			seg.ents, seg.f = saved, nil
-			f.Close()
+	return markFirst, markLast, nil
+}
+
+// sealedMarker returns the latest marker of the sealed segments. The tail lost its marker
+// (a crash right after a roll): the latest one is in an earlier segment, which was loaded
+// from its index.
+func (ms *msgStore) sealedMarker() (markFirst, markLast uint64) {
+	for i := len(ms.segs) - 2; i >= 0 && markFirst == 0; i-- {
+		seg := ms.segs[i]
+		f, err := os.Open(seg.base + ".seg")
+		if err != nil {
+			continue
 		}
+		saved := seg.ents
+		seg.ents, seg.f = chunked.Seq[entry]{}, f
+		_, markFirst, markLast, _, _ = seg.scan(seg.size, nil)
+		seg.ents, seg.f = saved, nil
+		f.Close()
 	}
-	last := max(base, markLast)
+	return markFirst, markLast
+}
+
+// setBounds sets First and Last from the latest marker, the floor ms.base and the records
+// the segments hold.
+func (ms *msgStore) setBounds(markFirst, markLast uint64) {
+	last := max(ms.base, markLast)
 	for i := len(ms.segs) - 1; i >= 0; i-- {
 		if t := ms.segs[i]; t.ents.Len() > 0 {
 			last = max(last, t.first+uint64(t.ents.Len())-1)
@@ -189,9 +242,12 @@ func openMsgStore(dir, name string, base uint64, limits stores.Limits, opts *Opt
 	}
 	ms.last = last
 	ms.first = max(first, 1)
-	// Drop sealed segments wholly before First; check that the rest are contiguous. The last
-	// one stays while the tail has no marker (it states Last) and continues into it: one a
-	// gap separates from it (left by an earlier build) would only be found a gap.
+}
+
+// dropBeforeFirst drops sealed segments wholly before First. The last one stays while the
+// tail has no marker (it states Last) and continues into it: one a gap separates from it
+// (left by an earlier build) would only be found a gap.
+func (ms *msgStore) dropBeforeFirst() {
 	for len(ms.segs) > 1 {
 		p, next := ms.segs[0], ms.segs[1]
 		end := p.first + uint64(p.ents.Len())
@@ -200,15 +256,23 @@ func openMsgStore(dir, name string, base uint64, limits stores.Limits, opts *Opt
 		}
 		ms.dropSegment()
 	}
+}
+
+// checkContiguous checks that each segment continues the one before it.
+func (ms *msgStore) checkContiguous() error {
 	for i := 1; i < len(ms.segs); i++ {
 		p := ms.segs[i-1]
 		if p.first+uint64(p.ents.Len()) != ms.segs[i].first {
-			de := &DamageError{Channel: name, File: ms.segs[i].base + ".seg", Offset: 0,
+			return &DamageError{Channel: ms.name, File: ms.segs[i].base + ".seg", Offset: 0,
 				Reason: fmt.Sprintf("gap: the previous segment ends at sequence %d, this one starts at %d", p.first+uint64(p.ents.Len())-1, ms.segs[i].first)}
-			ms.abandon() // after: it empties segs
-			return nil, de
 		}
 	}
+	return nil
+}
+
+// countMsgs moves First to the first segment's if it is before it, and counts the
+// messages and bytes from First to Last.
+func (ms *msgStore) countMsgs() {
 	if len(ms.segs) > 0 && ms.first < ms.segs[0].first {
 		ms.first = ms.segs[0].first
 	}
@@ -228,14 +292,6 @@ func openMsgStore(dir, name string, base uint64, limits stores.Limits, opts *Opt
 		}
 		seq = seg.first + uint64(seg.ents.Len())
 	}
-	ms.markFirst = markFirst
-	if n := len(ms.segs); n > 0 && ms.segs[n-1].markEnd == 0 {
-		ms.markFirst = 0 // the tail lost its marker: the next flush writes one
-	}
-	ms.syncedLast, ms.syncedFirst = ms.last, ms.first
-	deleteFiles(ms.doomed, ms.opts) // the segments recovery dropped (nobody else holds ms yet)
-	ms.doomed = nil
-	return ms, nil
 }
 
 // fail makes the channel failed with err (see msgStore.failed) and returns the error.
