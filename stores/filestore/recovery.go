@@ -23,99 +23,28 @@ func (ms *msgStore) openSegment(base string, first uint64, tail bool) (*segment,
 		return nil, 0, 0, err
 	}
 	seg := &segment{first: first, base: base, path: base + ".seg", f: f}
-	fi, err := f.Stat()
+	size, err := ms.readSegHeader(seg, tail)
 	if err != nil {
 		f.Close()
 		return nil, 0, 0, err
 	}
-	size := fi.Size()
-	h, torn, err := readHeader(f, magicSeg)
-	if tail && errors.Is(err, errBadMagic) && zeroHeader(f) {
-		torn, err = true, nil
-	}
-	if torn && tail && ms.cleanSize > 0 {
-		f.Close()
-		return nil, 0, 0, &DamageError{File: base + ".seg", Offset: 0, Reason: fmt.Sprintf(
-			"tail segment holds %d bytes, but the clean shutdown left %d synced: acknowledged messages are lost", size, ms.cleanSize)}
-	}
-	if errors.Is(err, errBadMagic) || (torn && !tail) {
-		f.Close()
-		return nil, 0, 0, &DamageError{File: base + ".seg", Offset: 0, Reason: "bad or missing file header", Err: err}
-	}
-	if err != nil {
-		f.Close()
-		return nil, 0, 0, err
-	}
-	if torn { // a crash right after the tail was created: rewrite its header
-		ms.opts.Logger.Warn("filestore: torn tail cut", "file", base+".seg", "offset", 0, "bytes", size)
-		var hb []byte
-		h, hb = newHeader(magicSeg)
-		err := truncateFile(f, base+".seg", 0, ms.opts)
-		if err == nil {
-			err = writeAt(f, base+".seg", hb, 0, ms.opts)
-		}
-		if err != nil {
+	why := ""
+	if !tail {
+		if why, err = seg.checkIndex(size); err != nil {
 			f.Close()
 			return nil, 0, 0, err
 		}
-		size = int64(h.size)
-	}
-	seg.hdr = h
-	var mf, ml uint64
-	why := ""
-	if !tail {
-		if f, err := os.Open(base + ".idx"); err == nil {
-			_, _, err = readHeader(f, magicIdx)
-			f.Close()
-			if errors.Is(err, ErrVersion) {
-				seg.f.Close()
-				return nil, 0, 0, err
-			}
-		}
-		if why = seg.loadIndex(size); why == "" {
+		if why == "" {
 			seg.size, seg.flushed, seg.synced = size, size, size
 			f.Close()
 			seg.f = nil
 			return seg, 0, 0, nil
 		}
 	}
-	var jr *[]jrec
-	if tail && ms.collect {
-		jr = &ms.recovered
-	}
-	end, mf, ml, proof, err := seg.scan(size, jr)
+	end, mf, ml, err := ms.recoverEnd(seg, size, tail)
 	if err != nil {
 		f.Close()
 		return nil, 0, 0, err
-	}
-	if tail && end < ms.cleanSize {
-		f.Close()
-		return nil, 0, 0, &DamageError{File: base + ".seg", Offset: end, Reason: fmt.Sprintf(
-			"intact records end at offset %d, but the clean shutdown left %d bytes synced: acknowledged messages are lost", end, ms.cleanSize)}
-	}
-	if end != size {
-		reason, err := seg.damage(end, size, proof, tail)
-		if err != nil {
-			f.Close()
-			return nil, 0, 0, err
-		}
-		if reason != "" {
-			f.Close()
-			return nil, 0, 0, &DamageError{File: base + ".seg", Offset: end, Reason: reason}
-		}
-		if zeros, err := zeroFrom(f, end, size); err != nil {
-			f.Close()
-			return nil, 0, 0, err
-		} else if zeros {
-			// Preallocated and never written (prealloc.go), or pages a crash left unwritten.
-			ms.opts.Logger.Debug("filestore: zero tail cut", "file", base+".seg", "offset", end, "bytes", size-end)
-		} else {
-			ms.opts.Logger.Warn("filestore: torn tail cut", "file", base+".seg", "offset", end, "bytes", size-end)
-		}
-		if err := truncateFile(f, base+".seg", end, ms.opts); err != nil {
-			f.Close()
-			return nil, 0, 0, err
-		}
 	}
 	seg.size, seg.flushed, seg.synced = end, end, end
 	if !tail { // its index disagreed: rebuilt
@@ -135,6 +64,100 @@ func (ms *msgStore) openSegment(base string, first uint64, tail bool) (*segment,
 	}
 	seg.w = bufio.NewWriterSize(newFileWriter(f, base+".seg", ms.opts), ms.opts.BufferSize)
 	return seg, mf, ml, nil
+}
+
+// readSegHeader reads the header of seg's open file into seg.hdr and returns the file's
+// size. The header of a tail a crash tore right after its creation is rewritten. The
+// caller closes the file on error.
+func (ms *msgStore) readSegHeader(seg *segment, tail bool) (int64, error) {
+	f := seg.f
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	size := fi.Size()
+	h, torn, err := readHeader(f, magicSeg)
+	if tail && errors.Is(err, errBadMagic) && zeroHeader(f) {
+		torn, err = true, nil
+	}
+	if torn && tail && ms.cleanSize > 0 {
+		return 0, &DamageError{File: seg.path, Offset: 0, Reason: fmt.Sprintf(
+			"tail segment holds %d bytes, but the clean shutdown left %d synced: acknowledged messages are lost", size, ms.cleanSize)}
+	}
+	if errors.Is(err, errBadMagic) || (torn && !tail) {
+		return 0, &DamageError{File: seg.path, Offset: 0, Reason: "bad or missing file header", Err: err}
+	}
+	if err != nil {
+		return 0, err
+	}
+	if torn { // a crash right after the tail was created: rewrite its header
+		ms.opts.Logger.Warn("filestore: torn tail cut", "file", seg.path, "offset", 0, "bytes", size)
+		var hb []byte
+		h, hb = newHeader(magicSeg)
+		err := truncateFile(f, seg.path, 0, ms.opts)
+		if err == nil {
+			err = writeAt(f, seg.path, hb, 0, ms.opts)
+		}
+		if err != nil {
+			return 0, err
+		}
+		size = int64(h.size)
+	}
+	seg.hdr = h
+	return size, nil
+}
+
+// checkIndex loads a sealed segment's index if it is consistent with a segment of size
+// bytes, or returns why not (the segment is then scanned and its index rebuilt). An index
+// of an unknown version is an error.
+func (seg *segment) checkIndex(size int64) (string, error) {
+	if f, err := os.Open(seg.base + ".idx"); err == nil {
+		_, _, err = readHeader(f, magicIdx)
+		f.Close()
+		if errors.Is(err, ErrVersion) {
+			return "", err
+		}
+	}
+	return seg.loadIndex(size), nil
+}
+
+// recoverEnd scans seg (of size bytes) and returns where its intact records end and the
+// last marker found. Bytes after that end are damage (a DamageError) or a torn tail, which
+// is cut. The caller closes the file on error.
+func (ms *msgStore) recoverEnd(seg *segment, size int64, tail bool) (end int64, mf, ml uint64, err error) {
+	var jr *[]jrec
+	if tail && ms.collect {
+		jr = &ms.recovered
+	}
+	end, mf, ml, proof, err := seg.scan(size, jr)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	if tail && end < ms.cleanSize {
+		return 0, 0, 0, &DamageError{File: seg.path, Offset: end, Reason: fmt.Sprintf(
+			"intact records end at offset %d, but the clean shutdown left %d bytes synced: acknowledged messages are lost", end, ms.cleanSize)}
+	}
+	if end != size {
+		reason, err := seg.damage(end, size, proof, tail)
+		if err != nil {
+			return 0, 0, 0, err
+		}
+		if reason != "" {
+			return 0, 0, 0, &DamageError{File: seg.path, Offset: end, Reason: reason}
+		}
+		if zeros, err := zeroFrom(seg.f, end, size); err != nil {
+			return 0, 0, 0, err
+		} else if zeros {
+			// Preallocated and never written (prealloc.go), or pages a crash left unwritten.
+			ms.opts.Logger.Debug("filestore: zero tail cut", "file", seg.path, "offset", end, "bytes", size-end)
+		} else {
+			ms.opts.Logger.Warn("filestore: torn tail cut", "file", seg.path, "offset", end, "bytes", size-end)
+		}
+		if err := truncateFile(seg.f, seg.path, end, ms.opts); err != nil {
+			return 0, 0, 0, err
+		}
+	}
+	return end, mf, ml, nil
 }
 
 // zeroFrom reports whether f's bytes from off to size are all zero.
