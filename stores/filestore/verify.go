@@ -222,28 +222,58 @@ func verifyLog(rep *Report, channel, path, magic string, data []byte) ([][]byte,
 
 func verifyChannel(rep *Report, ci *chanInfo) error {
 	st := ci.stats
-	damage := func(p Problem) {
-		p.Channel = ci.name
-		rep.Problems = append(rep.Problems, p)
-		if !p.Repairable {
-			st.Damaged = true
-		}
-	}
 	if _, err := os.Stat(ci.dir); errors.Is(err, os.ErrNotExist) {
-		damage(Problem{File: ci.dir, Kind: ProblemMissing, Detail: "channel directory missing: its messages and subscriptions are lost", Repairable: true})
+		ci.damage(rep, Problem{File: ci.dir, Kind: ProblemMissing, Detail: "channel directory missing: its messages and subscriptions are lost", Repairable: true})
 		st.Damaged = true // Open fails the channel until Repair recreates the directory
 		st.First, st.Last = ci.ch.base+1, ci.ch.base
 		return nil
 	}
+	subsLSN, err := verifySubsLog(rep, ci)
+	if err != nil {
+		return err
+	}
+	if err := ci.listSegs(); err != nil {
+		return err
+	}
+	cleanSize := ci.cleanTailSize(rep)
+	markF, markL, err := ci.checkSegs(rep, cleanSize)
+	if err != nil {
+		return err
+	}
+	// The tail's journal must continue subs.log, as Open requires.
+	if n := len(ci.segs); n > 0 && !ci.segs[n-1].bad && !ci.segs[n-1].verError {
+		tail := ci.segs[n-1]
+		if i, why := journalBreak(subsLSN, tail.journal); i >= 0 {
+			ci.damage(rep, Problem{File: tail.path, Offset: tail.journal[i].off, Kind: ProblemJournal, Detail: why})
+		}
+	}
+	ci.setBounds(rep, markF, markL)
+	return nil
+}
+
+// damage adds p to rep as a problem of the channel; one Repair cannot fix marks the
+// channel damaged.
+func (ci *chanInfo) damage(rep *Report, p Problem) {
+	p.Channel = ci.name
+	rep.Problems = append(rep.Problems, p)
+	if !p.Repairable {
+		ci.stats.Damaged = true
+	}
+}
+
+// verifySubsLog checks the channel's subs.log, counts its subscriptions and returns the
+// LSN it reaches.
+func verifySubsLog(rep *Report, ci *chanInfo) (uint64, error) {
+	st := ci.stats
 	subsPath := filepath.Join(ci.dir, "subs.log")
 	var subsLSN uint64 // the LSN subs.log reaches
 	data, err := os.ReadFile(subsPath)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
+		return 0, err
 	}
 	if ld, perr := parseLog(subsPath, magicSubs, data); perr == nil { // as Open checks it
 		if why := (cleanProof{size: ci.clean.subs}).cut(ld); why != "" {
-			damage(Problem{File: subsPath, Offset: int64(ld.end), Kind: ProblemCorrupt, Detail: why})
+			ci.damage(rep, Problem{File: subsPath, Offset: int64(ld.end), Kind: ProblemCorrupt, Detail: why})
 			data = data[:ld.end:ld.end] // the cut is damage, not also a torn tail to cut
 		}
 	}
@@ -262,6 +292,11 @@ func verifyChannel(rep *Report, ci *chanInfo) error {
 		}
 		subsLSN = logLSN(recs)
 	}
+	return subsLSN, nil
+}
+
+// listSegs fills ci.segs with the channel's segment files, in order.
+func (ci *chanInfo) listSegs() error {
 	names, err := filepath.Glob(filepath.Join(ci.dir, "*.seg"))
 	if err != nil {
 		return err
@@ -274,16 +309,29 @@ func verifyChannel(rep *Report, ci *chanInfo) error {
 		}
 		ci.segs = append(ci.segs, &segInfo{path: n, base: strings.TrimSuffix(n, ".seg"), first: first})
 	}
-	st.Segments = len(ci.segs)
+	ci.stats.Segments = len(ci.segs)
+	return nil
+}
+
+// cleanTailSize returns the bytes of the tail a clean Close fsynced (0: unknown), after
+// checking, as Open does, that the tail is the segment it fsynced.
+func (ci *chanInfo) cleanTailSize(rep *Report) int64 {
 	var cleanSize int64
 	if c := ci.clean.tail; c != nil { // as Open checks it
 		if want := segPath(ci.dir, c.first) + ".seg"; len(ci.segs) == 0 || ci.segs[len(ci.segs)-1].path != want {
-			damage(Problem{File: want, Kind: ProblemCorrupt, Detail: fmt.Sprintf(
+			ci.damage(rep, Problem{File: want, Kind: ProblemCorrupt, Detail: fmt.Sprintf(
 				"tail segment missing: the clean shutdown left it holding %d synced bytes (Last %d)", c.size, c.last)})
 		} else {
 			cleanSize = int64(c.size)
 		}
 	}
+	return cleanSize
+}
+
+// checkSegs checks each segment and reports its problems; it returns the last marker
+// found.
+func (ci *chanInfo) checkSegs(rep *Report, cleanSize int64) (uint64, uint64, error) {
+	st := ci.stats
 	markF, markL := uint64(0), uint64(0)
 	for i, si := range ci.segs {
 		tail, want := i == len(ci.segs)-1, int64(0)
@@ -291,34 +339,33 @@ func verifyChannel(rep *Report, ci *chanInfo) error {
 			want = cleanSize
 		}
 		if err := si.check(tail, want); err != nil {
-			return err
+			return 0, 0, err
 		}
 		st.Bytes += si.size
 		switch {
 		case si.verError:
-			damage(Problem{File: si.path, Kind: ProblemVersion, Detail: si.idxWhy})
+			ci.damage(rep, Problem{File: si.path, Kind: ProblemVersion, Detail: si.idxWhy})
 			continue
 		case si.bad:
-			damage(Problem{File: si.path, Offset: si.end, Kind: ProblemCorrupt, Detail: si.why})
+			ci.damage(rep, Problem{File: si.path, Offset: si.end, Kind: ProblemCorrupt, Detail: si.why})
 		case si.torn:
-			damage(Problem{File: si.path, Offset: si.end, Kind: ProblemTornTail,
+			ci.damage(rep, Problem{File: si.path, Offset: si.end, Kind: ProblemTornTail,
 				Detail: fmt.Sprintf("%d bytes after the last intact record", si.size-si.end), Repairable: true})
 		}
 		if si.idxWhy != "" && !si.bad {
-			damage(Problem{File: si.base + ".idx", Kind: ProblemIndex, Detail: si.idxWhy, Repairable: true})
+			ci.damage(rep, Problem{File: si.base + ".idx", Kind: ProblemIndex, Detail: si.idxWhy, Repairable: true})
 		}
 		if si.markF != 0 {
 			markF, markL = si.markF, si.markL
 		}
 	}
-	// The tail's journal must continue subs.log, as Open requires.
-	if n := len(ci.segs); n > 0 && !ci.segs[n-1].bad && !ci.segs[n-1].verError {
-		tail := ci.segs[n-1]
-		if i, why := journalBreak(subsLSN, tail.journal); i >= 0 {
-			damage(Problem{File: tail.path, Offset: tail.journal[i].off, Kind: ProblemJournal, Detail: why})
-		}
-	}
-	// First and Last as Open computes them; continuity of the segments that hold them.
+	return markF, markL, nil
+}
+
+// setBounds sets the channel's First, Last and message count as Open computes them, and
+// reports gaps between the segments that hold them.
+func (ci *chanInfo) setBounds(rep *Report, markF, markL uint64) {
+	st := ci.stats
 	last := max(ci.ch.base, markL)
 	for i := len(ci.segs) - 1; i >= 0; i-- {
 		if si := ci.segs[i]; len(si.ents) > 0 {
@@ -341,7 +388,7 @@ func verifyChannel(rep *Report, ci *chanInfo) error {
 			continue
 		}
 		if p.first+uint64(len(p.ents)) != c.first {
-			damage(Problem{File: c.path, Kind: ProblemGap,
+			ci.damage(rep, Problem{File: c.path, Kind: ProblemGap,
 				Detail: fmt.Sprintf("the previous segment ends at sequence %d, this one starts at %d", p.first+uint64(len(p.ents))-1, c.first)})
 		}
 	}
@@ -359,7 +406,6 @@ func verifyChannel(rep *Report, ci *chanInfo) error {
 	if st.First > st.Last {
 		st.First = st.Last + 1
 	}
-	return nil
 }
 
 // check scans one segment file (read-only). cleanSize: the bytes of this tail a clean Close
@@ -370,30 +416,9 @@ func (si *segInfo) check(tail bool, cleanSize int64) error {
 		return err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
+	h, ok, err := si.checkHeader(f, tail, cleanSize)
+	if err != nil || !ok {
 		return err
-	}
-	si.size = fi.Size()
-	h, torn, err := readHeader(f, magicSeg)
-	if tail && errors.Is(err, errBadMagic) && zeroHeader(f) {
-		torn, err = true, nil // as Open decides: a tail created and never synced
-	}
-	switch {
-	case errors.Is(err, ErrVersion):
-		si.verError, si.idxWhy = true, err.Error()
-		return nil
-	case errors.Is(err, errBadMagic) || (torn && !tail):
-		si.bad, si.why = true, "bad or missing file header"
-		return nil
-	case err != nil:
-		return err
-	case torn && cleanSize > 0:
-		si.bad, si.why = true, fmt.Sprintf("tail segment holds %d bytes, but the clean shutdown left %d synced: acknowledged messages are lost", si.size, cleanSize)
-		return nil
-	case torn:
-		si.torn = true
-		return nil
 	}
 	seg := &segment{hdr: h, first: si.first, base: si.base, f: f}
 	var jr *[]jrec
@@ -409,52 +434,105 @@ func (si *segInfo) check(tail bool, cleanSize int64) error {
 		si.maxSeq = si.first + uint64(n) - 1
 	}
 	si.maxSeq = max(si.maxSeq, ml)
-	if short := end < cleanSize; end != si.size || short {
-		why := ""
-		if short {
-			why = fmt.Sprintf("intact records end at offset %d, but the clean shutdown left %d bytes synced: acknowledged messages are lost", end, cleanSize)
-		} else if why, err = seg.damage(end, si.size, proof, tail); err != nil {
+	if end != si.size || end < cleanSize {
+		if err := si.checkEnd(seg, end, proof, tail, cleanSize); err != nil {
 			return err
-		}
-		if why != "" {
-			si.bad, si.why = true, why
-			// The highest sequence past the damage, so that quarantine never reuses one.
-			data := make([]byte, si.size-end)
-			if _, err := f.ReadAt(data, end); err != nil && !errors.Is(err, io.EOF) {
-				return err
-			}
-			for p := 0; p+hdrSize <= len(data); {
-				if !intactAt(data[p:], si.first) {
-					p++
-					continue
-				}
-				seq := binary.LittleEndian.Uint64(data[p+8:])
-				switch binary.LittleEndian.Uint32(data[p+24:]) {
-				case flagMarker:
-					seq = binary.LittleEndian.Uint64(data[p+16:])
-				case flagSync:
-					seq = 0 // an offset, not a sequence
-				}
-				si.maxSeq = max(si.maxSeq, seq)
-				p += hdrSize + int(binary.LittleEndian.Uint32(data[p:]))
-			}
-		} else if zeros, err := zeroFrom(f, end, si.size); err != nil {
-			return err
-		} else if zeros {
-			si.size = end // allocated ahead of the records (prealloc.go): nothing is torn
-		} else {
-			si.torn = true
 		}
 	}
 	if !tail && !si.bad {
-		idx := &segment{first: si.first, base: si.base}
-		if why := idx.loadIndex(si.size); why != "" {
-			si.idxWhy = why
-		} else if !slices.Equal(idx.ents.Slice(), si.ents) {
-			si.idxWhy = fmt.Sprintf("index holds %d entries that differ from the segment's %d records", idx.ents.Len(), len(si.ents))
-		}
+		si.compareIndex()
 	}
 	return nil
+}
+
+// checkHeader reads the size and header of the segment file f. It returns false, with no
+// error, when the header settles what the segment is (si says it).
+func (si *segInfo) checkHeader(f *os.File, tail bool, cleanSize int64) (fileHdr, bool, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return fileHdr{}, false, err
+	}
+	si.size = fi.Size()
+	h, torn, err := readHeader(f, magicSeg)
+	if tail && errors.Is(err, errBadMagic) && zeroHeader(f) {
+		torn, err = true, nil // as Open decides: a tail created and never synced
+	}
+	switch {
+	case errors.Is(err, ErrVersion):
+		si.verError, si.idxWhy = true, err.Error()
+		return fileHdr{}, false, nil
+	case errors.Is(err, errBadMagic) || (torn && !tail):
+		si.bad, si.why = true, "bad or missing file header"
+		return fileHdr{}, false, nil
+	case err != nil:
+		return fileHdr{}, false, err
+	case torn && cleanSize > 0:
+		si.bad, si.why = true, fmt.Sprintf("tail segment holds %d bytes, but the clean shutdown left %d synced: acknowledged messages are lost", si.size, cleanSize)
+		return fileHdr{}, false, nil
+	case torn:
+		si.torn = true
+		return fileHdr{}, false, nil
+	}
+	return h, true, nil
+}
+
+// checkEnd decides what the bytes of seg after its intact records (which end at end) are:
+// damage, preallocated zeros, or a torn tail.
+func (si *segInfo) checkEnd(seg *segment, end, proof int64, tail bool, cleanSize int64) error {
+	var why string
+	var err error
+	if end < cleanSize {
+		why = fmt.Sprintf("intact records end at offset %d, but the clean shutdown left %d bytes synced: acknowledged messages are lost", end, cleanSize)
+	} else if why, err = seg.damage(end, si.size, proof, tail); err != nil {
+		return err
+	}
+	if why != "" {
+		si.bad, si.why = true, why
+		// The highest sequence past the damage, so that quarantine never reuses one.
+		return si.maxSeqPast(seg.f, end)
+	}
+	if zeros, err := zeroFrom(seg.f, end, si.size); err != nil {
+		return err
+	} else if zeros {
+		si.size = end // allocated ahead of the records (prealloc.go): nothing is torn
+	} else {
+		si.torn = true
+	}
+	return nil
+}
+
+// maxSeqPast raises si.maxSeq to the highest sequence of any intact record of f from off.
+func (si *segInfo) maxSeqPast(f *os.File, off int64) error {
+	data := make([]byte, si.size-off)
+	if _, err := f.ReadAt(data, off); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	for p := 0; p+hdrSize <= len(data); {
+		if !intactAt(data[p:], si.first) {
+			p++
+			continue
+		}
+		seq := binary.LittleEndian.Uint64(data[p+8:])
+		switch binary.LittleEndian.Uint32(data[p+24:]) {
+		case flagMarker:
+			seq = binary.LittleEndian.Uint64(data[p+16:])
+		case flagSync:
+			seq = 0 // an offset, not a sequence
+		}
+		si.maxSeq = max(si.maxSeq, seq)
+		p += hdrSize + int(binary.LittleEndian.Uint32(data[p:]))
+	}
+	return nil
+}
+
+// compareIndex sets si.idxWhy when the sealed segment's index file disagrees with it.
+func (si *segInfo) compareIndex() {
+	idx := &segment{first: si.first, base: si.base}
+	if why := idx.loadIndex(si.size); why != "" {
+		si.idxWhy = why
+	} else if !slices.Equal(idx.ents.Slice(), si.ents) {
+		si.idxWhy = fmt.Sprintf("index holds %d entries that differ from the segment's %d records", idx.ents.Len(), len(si.ents))
+	}
 }
 
 // Repair fixes what Verify finds, offline (the store must not be open): it cuts torn tails
