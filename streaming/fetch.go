@@ -5,6 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -28,6 +31,7 @@ const (
 	fetchTimeout   = 5 * time.Second // without progress (the fetch fails)
 	fetchRetry     = time.Second     // a request that brought nothing is sent again
 	fetchReplySize = 512 << 10       // bytes of messages per reply, at most
+	fetchMaxUnread = 64              // unreadable messages a reply skips, at most (a failing disk)
 )
 
 // fetchTimes replace fetchTimeout and fetchRetry where set (tests shorten them).
@@ -88,8 +92,13 @@ func (s *Server) serveFetch() error {
 // channel (same ID) up to req.From at least; otherwise it stays silent for another to answer.
 // A channel that holds none (every one expired) answers that its first is after its last,
 // and so does one this node deleted since: an empty reply past its messages.
+//
+// A message it holds but cannot read (damaged on its disk: the store refuses it) it never
+// sends: it logs it and, when the request allows skips, answers the ones after it, naming
+// it in the reply's unread for the node asking to get it from another. An older node asking
+// gets the messages before it only, as it always did.
 func (s *Server) answerFetch(req *raftpb.FetchRequest, reply string) {
-	if req.Node != "" && req.Node != s.id {
+	if req.Node != "" && req.Node != s.id || slices.Contains(req.Exclude, s.id) {
 		return // asked of another node
 	}
 	m := s.sm
@@ -112,22 +121,41 @@ func (s *Server) answerFetch(req *raftpb.FetchRequest, reply string) {
 		st.First = st.Last + 1
 	}
 	out := &raftpb.FetchReply{First: max(req.From, st.First)}
+	var unreadErr error // the first read that failed (a damaged message, named by the store)
 	size := 0
 	budget := min(fetchReplySize, s.bus.MaxPayload()/2)
 	for seq := out.First; seq <= min(req.To, st.Last); seq++ {
 		var msg stores.Msg
 		if err := ch.Msgs.Load(seq, &msg); err != nil {
-			if errors.Is(err, stores.ErrNotFound) && len(out.Msgs) == 0 {
+			notFound := errors.Is(err, stores.ErrNotFound)
+			if notFound && len(out.Msgs)+len(out.Unread) == 0 {
 				out.First = seq + 1 // expired while we read
 				continue
 			}
-			break
+			if notFound || errors.Is(err, stores.ErrClosed) {
+				break
+			}
+			if unreadErr == nil {
+				unreadErr = err
+			}
+			out.Unread = append(out.Unread, seq) // an older node asking gets it in the log only
+			if !req.Skips || len(out.Unread) >= fetchMaxUnread {
+				break
+			}
+			continue
 		}
 		if size > 0 && size+len(msg.Data)+len(msg.Reply)+32 > budget {
 			break
 		}
 		size += len(msg.Data) + len(msg.Reply) + 32
 		out.Msgs = append(out.Msgs, &raftpb.MsgProto{Sequence: msg.Seq, Timestamp: msg.Time, Reply: msg.Reply, Data: msg.Data})
+	}
+	if unreadErr != nil {
+		s.log.Warn("cannot read stored messages another node fetches: the store needs repair",
+			"channel", req.Channel, "seqs", out.Unread, "skipped", req.Skips, "err", unreadErr)
+		if !req.Skips {
+			out.Unread = nil
+		}
 	}
 	s.replyFetch(req, reply, out)
 }
@@ -187,6 +215,11 @@ func (s *Server) replyFetch(req *raftpb.FetchRequest, reply string, out *raftpb.
 // that hold the messages drop requests while busy with another answer), or answered with
 // nothing (a read that failed) — is sent again after fetchRetry, to every node; the fetch
 // fails after fetchTimeout without progress.
+//
+// A node that cannot read a message (damaged on its disk) names it in its reply's unread and
+// sends those after it, kept here until the gap is filled: the next request, sent at once,
+// asks every node but the ones that reported it. Should none send it within fetchTimeout,
+// the fetch fails naming the channel, the message and those nodes: nothing is skipped.
 func (s *Server) fetch(ctx context.Context, channel string, id, from, to uint64, got func(uint64, []stores.Msg) error) (err error) {
 	inbox := "_STARLING.raft." + s.opts.ClusterID + ".fetched." + nuid()
 	replies := make(chan []byte, 4)
@@ -212,8 +245,13 @@ func (s *Server) fetch(ctx context.Context, channel string, id, from, to uint64,
 		s.log.Info("fetched the messages a snapshot names from the other nodes", "channel", channel, "from", first, "to", to, "msgs", n, "took", time.Since(start))
 	}()
 	var node string // the one that answered last, "" to ask every one
+	// ahead holds the messages past from that came before from did (it was unread); unread,
+	// for a message past from, the nodes that could not read it.
+	ahead := map[uint64]stores.Msg{}
+	unread := map[uint64][]string{}
 	ask := func() error {
-		req, _ := proto.Marshal(&raftpb.FetchRequest{Channel: channel, ChannelID: id, From: from, To: to, Node: node})
+		req, _ := proto.Marshal(&raftpb.FetchRequest{Channel: channel, ChannelID: id, From: from, To: to, Node: node,
+			Skips: true, Exclude: unread[from]})
 		if err := s.bus.Publish(s.fetchSubject(), inbox, nil, req); err != nil {
 			return fmt.Errorf("%w: %v", errFetch, err)
 		}
@@ -228,6 +266,7 @@ func (s *Server) fetch(ctx context.Context, channel string, id, from, to uint64,
 	defer retry.Stop()
 	progress := time.Now()
 	batch := []stores.Msg{}
+	var reported []uint64
 	for from <= to {
 		var rep raftpb.FetchReply
 		select {
@@ -237,6 +276,10 @@ func (s *Server) fetch(ctx context.Context, channel string, id, from, to uint64,
 			}
 		case <-retry.C:
 			if time.Since(progress) >= timeout {
+				if bad := unread[from]; len(bad) > 0 {
+					return fmt.Errorf("%w: message %d of %q is damaged on %s (unreadable), and no other node sent it within %v",
+						errFetch, from, channel, strings.Join(bad, ", "), timeout)
+				}
 				return fmt.Errorf("%w: no node sent %q from %d within %v", errFetch, channel, from, timeout)
 			}
 			node = ""
@@ -251,30 +294,72 @@ func (s *Server) fetch(ctx context.Context, channel string, id, from, to uint64,
 		// Requests ask from what arrived so far, which only grows: an answer's first after
 		// from means that node expired the messages before it (as one to the last request).
 		// One before from is to an earlier request: only what follows from counts.
-		if rep.First+uint64(len(rep.Msgs)) <= from {
+		if rep.First+uint64(len(rep.Msgs))+uint64(len(rep.Unread)) <= from {
 			continue // nothing new: another node may answer, else the retry asks again
 		}
-		batch = batch[:0]
-		for i, mp := range rep.Msgs {
-			if mp.Sequence != rep.First+uint64(i) || mp.Sequence > to {
-				return fmt.Errorf("%w: %q: a reply out of order at %d", errFetch, channel, mp.Sequence)
-			}
+		if err := checkFetchReply(&rep, to); err != nil {
+			return fmt.Errorf("%w: %q: %v", errFetch, channel, err)
+		}
+		jumped := rep.First > from
+		if jumped {
+			from = rep.First
+			maps.DeleteFunc(ahead, func(seq uint64, _ stores.Msg) bool { return seq < from })
+			maps.DeleteFunc(unread, func(seq uint64, _ []string) bool { return seq < from })
+		}
+		for _, mp := range rep.Msgs {
 			if mp.Sequence >= from {
-				batch = append(batch, stores.Msg{Seq: mp.Sequence, Time: mp.Timestamp, Reply: mp.Reply, Data: mp.Data})
+				ahead[mp.Sequence] = stores.Msg{Seq: mp.Sequence, Time: mp.Timestamp, Reply: mp.Reply, Data: mp.Data}
 			}
 		}
-		next := max(rep.First, from)
-		if err := got(next, batch); err != nil {
-			return err
+		reported = reported[:0]
+		for _, seq := range rep.Unread {
+			if seq >= from && !slices.Contains(unread[seq], rep.Node) {
+				unread[seq] = append(unread[seq], rep.Node)
+				reported = append(reported, seq)
+			}
 		}
-		n += len(batch)
-		from = next + uint64(len(batch))
-		progress, node = time.Now(), rep.Node
-		if from <= to {
+		batch = batch[:0]
+		next := from
+		for m, ok := ahead[from]; ok; m, ok = ahead[from] {
+			batch = append(batch, m)
+			delete(ahead, from)
+			delete(unread, from)
+			from++
+		}
+		if len(batch) > 0 || jumped {
+			if err := got(next, batch); err != nil {
+				return err
+			}
+			n += len(batch)
+			progress, node = time.Now(), rep.Node
+		}
+		if len(unread[from]) > 0 {
+			node = "" // every node but those asks for it
+		}
+		if from <= to && (len(batch) > 0 || jumped || slices.Contains(reported, from)) {
 			if err := ask(); err != nil {
 				return err
 			}
 			retry.Reset(every)
+		}
+	}
+	return nil
+}
+
+// checkFetchReply checks that a reply's messages and unread sequences are consecutive from
+// its first, and none past to.
+func checkFetchReply(rep *raftpb.FetchReply, to uint64) error {
+	i, j := 0, 0
+	for seq := rep.First; i < len(rep.Msgs) || j < len(rep.Unread); seq++ {
+		switch {
+		case seq > to:
+			return fmt.Errorf("a reply past %d", to)
+		case i < len(rep.Msgs) && rep.Msgs[i].Sequence == seq:
+			i++
+		case j < len(rep.Unread) && rep.Unread[j] == seq:
+			j++
+		default:
+			return fmt.Errorf("a reply out of order at %d", seq)
 		}
 	}
 	return nil

@@ -1965,12 +1965,17 @@ func (x *SubState) GetPending() []uint64 {
 // one named by node when it is set (the server ID of the node that answered the previous
 // request; older nodes ignore it and answer all the same).
 type FetchRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Channel       string                 `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
-	ChannelID     uint64                 `protobuf:"varint,2,opt,name=channelID,proto3" json:"channelID,omitempty"`
-	From          uint64                 `protobuf:"varint,3,opt,name=from,proto3" json:"from,omitempty"`
-	To            uint64                 `protobuf:"varint,4,opt,name=to,proto3" json:"to,omitempty"`
-	Node          string                 `protobuf:"bytes,5,opt,name=node,proto3" json:"node,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Channel   string                 `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
+	ChannelID uint64                 `protobuf:"varint,2,opt,name=channelID,proto3" json:"channelID,omitempty"`
+	From      uint64                 `protobuf:"varint,3,opt,name=from,proto3" json:"from,omitempty"`
+	To        uint64                 `protobuf:"varint,4,opt,name=to,proto3" json:"to,omitempty"`
+	Node      string                 `protobuf:"bytes,5,opt,name=node,proto3" json:"node,omitempty"`
+	// The asking node takes a reply that skips the messages the answering node cannot read
+	// (FetchReply.unread). Without it (an older node asks), a reply stops before the first.
+	Skips bool `protobuf:"varint,6,opt,name=skips,proto3" json:"skips,omitempty"`
+	// Nodes that must not answer: they reported from unreadable. Older nodes ignore it.
+	Exclude       []string `protobuf:"bytes,7,rep,name=exclude,proto3" json:"exclude,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2040,13 +2045,31 @@ func (x *FetchRequest) GetNode() string {
 	return ""
 }
 
+func (x *FetchRequest) GetSkips() bool {
+	if x != nil {
+		return x.Skips
+	}
+	return false
+}
+
+func (x *FetchRequest) GetExclude() []string {
+	if x != nil {
+		return x.Exclude
+	}
+	return nil
+}
+
 // FetchReply carries consecutive messages starting at from, or at first when the answering
-// node no longer holds from (expired by limits): first is its first sequence then.
+// node no longer holds from (expired by limits): first is its first sequence then. With
+// skips asked, the sequences in unread (ascending), which the node holds but cannot read
+// (damaged on its disk), are left out of msgs: msgs and unread together are consecutive from
+// first. Older nodes never set it.
 type FetchReply struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	First         uint64                 `protobuf:"varint,1,opt,name=first,proto3" json:"first,omitempty"`
 	Msgs          []*MsgProto            `protobuf:"bytes,2,rep,name=msgs,proto3" json:"msgs,omitempty"`
 	Node          string                 `protobuf:"bytes,3,opt,name=node,proto3" json:"node,omitempty"` // the answering node's server ID
+	Unread        []uint64               `protobuf:"varint,4,rep,packed,name=unread,proto3" json:"unread,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2100,6 +2123,13 @@ func (x *FetchReply) GetNode() string {
 		return x.Node
 	}
 	return ""
+}
+
+func (x *FetchReply) GetUnread() []uint64 {
+	if x != nil {
+		return x.Unread
+	}
+	return nil
 }
 
 var File_proto_raftpb_raft_proto protoreflect.FileDescriptor
@@ -2251,18 +2281,21 @@ const file_proto_raftpb_raft_proto_rawDesc = "" +
 	" \x01(\bR\tisDurable\x12\x1a\n" +
 	"\bisClosed\x18\v \x01(\bR\bisClosed\x12\x12\n" +
 	"\x04user\x18\f \x01(\tR\x04user\x12\x18\n" +
-	"\apending\x18\r \x03(\x04R\apending\"~\n" +
+	"\apending\x18\r \x03(\x04R\apending\"\xae\x01\n" +
 	"\fFetchRequest\x12\x18\n" +
 	"\achannel\x18\x01 \x01(\tR\achannel\x12\x1c\n" +
 	"\tchannelID\x18\x02 \x01(\x04R\tchannelID\x12\x12\n" +
 	"\x04from\x18\x03 \x01(\x04R\x04from\x12\x0e\n" +
 	"\x02to\x18\x04 \x01(\x04R\x02to\x12\x12\n" +
-	"\x04node\x18\x05 \x01(\tR\x04node\"e\n" +
+	"\x04node\x18\x05 \x01(\tR\x04node\x12\x14\n" +
+	"\x05skips\x18\x06 \x01(\bR\x05skips\x12\x18\n" +
+	"\aexclude\x18\a \x03(\tR\aexclude\"}\n" +
 	"\n" +
 	"FetchReply\x12\x14\n" +
 	"\x05first\x18\x01 \x01(\x04R\x05first\x12-\n" +
 	"\x04msgs\x18\x02 \x03(\v2\x19.starling.raftpb.MsgProtoR\x04msgs\x12\x12\n" +
-	"\x04node\x18\x03 \x01(\tR\x04node*`\n" +
+	"\x04node\x18\x03 \x01(\tR\x04node\x12\x16\n" +
+	"\x06unread\x18\x04 \x03(\x04R\x06unread*`\n" +
 	"\rStartPosition\x12\v\n" +
 	"\aNewOnly\x10\x00\x12\x10\n" +
 	"\fLastReceived\x10\x01\x12\x12\n" +
