@@ -241,10 +241,8 @@ func (s *Store) StoreLogs(logs []*raft.Log) error {
 	if len(logs) == 0 {
 		return nil
 	}
-	for i := 1; i < len(logs); i++ {
-		if logs[i].Index != logs[i-1].Index+1 {
-			return fmt.Errorf("seglog: entries %d and %d are not contiguous", logs[i-1].Index, logs[i].Index)
-		}
+	if err := checkContiguous(logs); err != nil {
+		return err
 	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
@@ -252,19 +250,54 @@ func (s *Store) StoreLogs(logs []*raft.Log) error {
 		return s.failed
 	}
 	idx := logs[0].Index
+	tail, err := s.tailFor(idx)
+	if err != nil {
+		return err
+	}
+	// Made here, not in writeRecords: a slice that does not escape stays on the stack
+	// for a small batch.
+	offs := make([]int64, len(logs))
+	end, err := s.writeRecords(tail, logs, offs)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	tail.offs = append(tail.offs, offs...)
+	tail.end = end
+	if s.first == 0 {
+		s.first = idx
+	}
+	s.last = logs[len(logs)-1].Index
+	s.mu.Unlock()
+	return nil
+}
+
+func checkContiguous(logs []*raft.Log) error {
+	for i := 1; i < len(logs); i++ {
+		if logs[i].Index != logs[i-1].Index+1 {
+			return fmt.Errorf("seglog: entries %d and %d are not contiguous", logs[i-1].Index, logs[i].Index)
+		}
+	}
+	return nil
+}
+
+// tailFor returns the segment that entries from idx on go to, created if need be: first it
+// drops the entries they replace, starts the log again past a gap, or seals a full tail.
+// The caller holds wmu.
+func (s *Store) tailFor(idx uint64) (*segment, error) {
 	s.mu.RLock()
 	closed, first, last := s.closed, s.first, s.last
 	s.mu.RUnlock()
 	if closed {
-		return errClosed
+		return nil, errClosed
 	}
 	if first != 0 && idx <= last {
 		if idx <= first {
 			if err := s.deleteAll(); err != nil {
-				return err
+				return nil, err
 			}
 		} else if err := s.deleteSuffix(idx); err != nil {
-			return err
+			return nil, err
 		}
 		s.mu.RLock()
 		first, last = s.first, s.last
@@ -279,7 +312,7 @@ func (s *Store) StoreLogs(logs []*raft.Log) error {
 		// older than the snapshot. The log starts again at idx (recovery drops what is
 		// before a gap the same way).
 		if err := s.deleteAll(); err != nil {
-			return err
+			return nil, err
 		}
 		tail = nil
 	case tail.end >= s.opts.SegmentSize:
@@ -289,25 +322,31 @@ func (s *Store) StoreLogs(logs []*raft.Log) error {
 	if tail == nil {
 		seg, err := createSegment(s.dir, idx, s.opts.Hook)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		s.mu.Lock()
 		s.segs = append(s.segs, seg)
 		s.mu.Unlock()
 		tail = seg
 	}
+	return tail, nil
+}
+
+// writeRecords writes the records of logs at tail's end and fdatasyncs them, filling offs
+// with where each starts, and returns where they end. A failed write or fdatasync stops
+// the store taking writes. The caller holds wmu.
+func (s *Store) writeRecords(tail *segment, logs []*raft.Log, offs []int64) (int64, error) {
 	size := int64(0)
 	for _, l := range logs {
 		size += recordSize(l)
 	}
 	end := tail.end + size
 	if err := tail.grow(end); err != nil {
-		return err // nothing written: a full disk is refused cleanly
+		return 0, err // nothing written: a full disk is refused cleanly
 	}
 	// Written in pieces of at most writeChunk through one reused buffer, so that a batch
 	// of large entries (raft sends up to MaxAppendEntries at once) takes no buffer of its
 	// size; one fdatasync covers them all.
-	offs := make([]int64, len(logs))
 	b, at, err := s.buf[:0], tail.end, error(nil)
 	for i, l := range logs {
 		offs[i] = at + int64(len(b))
@@ -328,17 +367,9 @@ func (s *Store) StoreLogs(logs []*raft.Log) error {
 	}
 	if err != nil {
 		s.failed = fmt.Errorf("seglog: writing %s failed; the log takes no more writes until reopened: %w", tail.path, err)
-		return s.failed
+		return 0, s.failed
 	}
-	s.mu.Lock()
-	tail.offs = append(tail.offs, offs...)
-	tail.end = end
-	if s.first == 0 {
-		s.first = idx
-	}
-	s.last = logs[len(logs)-1].Index
-	s.mu.Unlock()
-	return nil
+	return end, nil
 }
 
 func (s *Store) tail() *segment {
