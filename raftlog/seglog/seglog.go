@@ -57,6 +57,31 @@ func Open(dir string, o Options) (*Store, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	firsts, err := segmentFirsts(dir)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{dir: dir, opts: o}
+	if err := s.openSegments(firsts); err != nil {
+		s.closeFiles()
+		return nil, err
+	}
+	if err := s.dropBeforeGap(); err != nil {
+		s.closeFiles()
+		return nil, err
+	}
+	if len(s.segs) > 0 && len(s.segs[0].offs) > 0 {
+		s.first, s.last = s.segs[0].first, s.tail().last()
+		if len(s.tail().offs) == 0 {
+			s.last = s.tail().first - 1
+		}
+	}
+	return s, nil
+}
+
+// segmentFirsts creates dir if need be and returns the first indexes of its segments,
+// sorted.
+func segmentFirsts(dir string) ([]uint64, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -71,87 +96,99 @@ func Open(dir string, o Options) (*Store, error) {
 		}
 	}
 	slices.Sort(firsts)
-	s := &Store{dir: dir, opts: o}
-	fail := func(err error) (*Store, error) {
-		s.closeFiles()
-		return nil, err
-	}
+	return firsts, nil
+}
+
+// openSegments opens and checks the segments, oldest first, into s.segs: it cuts the
+// newest one's torn tail and removes what a crash left of a segment's creation or roll.
+// On error s.segs holds the files opened so far.
+func (s *Store) openSegments(firsts []uint64) error {
+	o := s.opts
 	for i, first := range firsts {
-		path := filepath.Join(dir, segName(first))
+		path := filepath.Join(s.dir, segName(first))
 		tail := i == len(firsts)-1
 		seg, err := openSegment(path, first, tail, o.Hook)
 		if errors.Is(err, errTornCreation) {
 			o.Logger.Warn("seglog: removing a segment whose creation a crash cut short", "file", path)
 			if err := o.Hook.run(OpRemove, path, 0, func() error { return os.Remove(path) }); err != nil {
-				return fail(err)
+				return err
 			}
 			continue
 		}
 		if err != nil {
-			return fail(err)
+			return err
 		}
 		s.segs = append(s.segs, seg)
 		if seg.torn != "" {
 			o.Logger.Warn("seglog: cutting the torn end of the last write", "file", path, "at", seg.torn)
 			if err := cut(seg, seg.end, o.NoSync); err != nil {
-				return fail(err)
+				return err
 			}
 		}
 		if len(seg.offs) == 0 && !tail {
 			// Never a log of its own (a roll or a restart the crash cut short).
 			o.Logger.Warn("seglog: removing an empty segment", "file", path)
 			if err := s.removeSeg(len(s.segs) - 1); err != nil {
-				return fail(err)
+				return err
 			}
 		}
 	}
-	// The log is the run of contiguous segments that ends with the newest. Before a gap:
-	// raft deleted the whole log (a snapshot installed past it) and went on after it, and a
-	// crash kept files that deletion had removed.
+	return nil
+}
+
+// dropBeforeGap makes the log the run of contiguous segments that ends with the newest.
+// Before a gap: raft deleted the whole log (a snapshot installed past it) and went on
+// after it, and a crash kept files that deletion had removed. Segments that overlap, or
+// whose terms fall where they join, are refused (ErrDamaged).
+func (s *Store) dropBeforeGap() error {
 	keep := len(s.segs) - 1
 	for keep > 0 {
 		prev, next := s.segs[keep-1], s.segs[keep]
 		if len(next.offs) == 0 && next.first != prev.last()+1 {
-			o.Logger.Warn("seglog: removing an empty segment after a gap", "file", next.path)
+			s.opts.Logger.Warn("seglog: removing an empty segment after a gap", "file", next.path)
 			if err := s.removeSeg(keep); err != nil {
-				return fail(err)
+				return err
 			}
 			keep--
 			continue
 		}
 		if next.first <= prev.last() {
-			return fail(fmt.Errorf("%w: %s overlaps %s", ErrDamaged, next.path, prev.path))
+			return fmt.Errorf("%w: %s overlaps %s", ErrDamaged, next.path, prev.path)
 		}
 		if next.first != prev.last()+1 {
 			break
 		}
-		if len(next.offs) > 0 {
-			var a, b raft.Log
-			if err := prev.read(len(prev.offs)-1, &a); err != nil {
-				return fail(err)
-			}
-			if err := next.read(0, &b); err != nil {
-				return fail(err)
-			}
-			if b.Term < a.Term {
-				return fail(fmt.Errorf("%w: %s begins with term %d after term %d", ErrDamaged, next.path, b.Term, a.Term))
-			}
+		if err := checkTermsJoin(prev, next); err != nil {
+			return err
 		}
 		keep--
 	}
 	if keep > 0 {
-		o.Logger.Warn("seglog: dropping the segments before a gap", "dir", dir, "from", s.segs[keep].first)
+		s.opts.Logger.Warn("seglog: dropping the segments before a gap", "dir", s.dir, "from", s.segs[keep].first)
 		if err := s.removeSegs(keep); err != nil {
-			return fail(err)
+			return err
 		}
 	}
-	if len(s.segs) > 0 && len(s.segs[0].offs) > 0 {
-		s.first, s.last = s.segs[0].first, s.tail().last()
-		if len(s.tail().offs) == 0 {
-			s.last = s.tail().first - 1
-		}
+	return nil
+}
+
+// checkTermsJoin refuses next, which continues prev, if its first entry's term is below
+// prev's last.
+func checkTermsJoin(prev, next *segment) error {
+	if len(next.offs) == 0 {
+		return nil
 	}
-	return s, nil
+	var a, b raft.Log
+	if err := prev.read(len(prev.offs)-1, &a); err != nil {
+		return err
+	}
+	if err := next.read(0, &b); err != nil {
+		return err
+	}
+	if b.Term < a.Term {
+		return fmt.Errorf("%w: %s begins with term %d after term %d", ErrDamaged, next.path, b.Term, a.Term)
+	}
+	return nil
 }
 
 // cut truncates seg at off (a torn tail, a deleted suffix) and fsyncs the cut, so that no
