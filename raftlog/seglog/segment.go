@@ -234,16 +234,42 @@ func openSegment(path string, first uint64, tail bool, hook Hook) (*segment, err
 	// Read sequentially through one buffer: a segment is up to 64 MiB, and reading it
 	// into memory whole cost a restart 175 ms for 12 MiB (page faults of a growing buffer).
 	r := bufio.NewReaderSize(io.NewSectionReader(f, 0, size), 256<<10)
+	if err := s.readHeader(r, size, tail); err != nil {
+		return fail(err)
+	}
+	off, why, err := s.readRecords(r, size)
+	if err != nil {
+		return fail(err)
+	}
+	if why != "" {
+		if err := s.badRecord(off, size, why, tail); err != nil {
+			return fail(err)
+		}
+	}
+	s.end = off
+	return s, nil
+}
+
+// readHeader reads and checks the header and takes the file's nonce from it; a tail whose
+// creation a crash cut short is errTornCreation.
+func (s *segment) readHeader(r *bufio.Reader, size int64, tail bool) error {
 	var h [headerSize]byte
 	if k, _ := io.ReadFull(r, h[:]); k < headerSize || string(h[:5]) != segMagic || h[5] != segVersion {
 		if tail && (size <= headerSize || restZero(r)) {
 			// A creation torn before its fsync: records are written only after it, so the
 			// file holds nothing that was ever acknowledged.
-			return fail(errTornCreation)
+			return errTornCreation
 		}
-		return fail(fmt.Errorf("%w: %s: bad header", ErrDamaged, path))
+		return fmt.Errorf("%w: %s: bad header", ErrDamaged, s.path)
 	}
 	copy(s.nonce[:], h[8:16])
+	return nil
+}
+
+// readRecords reads the valid records after the header into s.offs, and returns the
+// offset where they end and, if what follows is not zeros or the file's end, why the
+// record there is bad.
+func (s *segment) readRecords(r *bufio.Reader, size int64) (int64, string, error) {
 	off := int64(headerSize)
 	var prevTerm uint64
 	var rh [recHeader]byte
@@ -255,11 +281,11 @@ func openSegment(path string, first uint64, tail bool, hook Hook) (*segment, err
 		switch {
 		case err != nil && k == 0:
 			if err != io.EOF {
-				return fail(err)
+				return 0, "", err
 			}
 		case err != nil:
 			if err != io.ErrUnexpectedEOF {
-				return fail(err)
+				return 0, "", err
 			}
 			if !isZero(rh[:k]) {
 				why = "a record header cut short"
@@ -276,14 +302,14 @@ func openSegment(path string, first uint64, tail bool, hook Hook) (*segment, err
 			}
 			p = p[:n]
 			if _, err := io.ReadFull(r, p); err != nil {
-				return fail(err)
+				return 0, "", err
 			}
 			idx, term := binary.LittleEndian.Uint64(p[8:]), binary.LittleEndian.Uint64(p[16:])
 			switch {
 			case recordCRC(&s.nonce, p) != binary.LittleEndian.Uint32(rh[4:]):
 				why = "checksum mismatch"
-			case idx != first+uint64(len(s.offs)):
-				why = fmt.Sprintf("entry %d where %d was due", idx, first+uint64(len(s.offs)))
+			case idx != s.first+uint64(len(s.offs)):
+				why = fmt.Sprintf("entry %d where %d was due", idx, s.first+uint64(len(s.offs)))
 			case term < prevTerm:
 				why = fmt.Sprintf("entry %d of term %d after term %d", idx, term, prevTerm)
 			default:
@@ -293,25 +319,29 @@ func openSegment(path string, first uint64, tail bool, hook Hook) (*segment, err
 				continue
 			}
 		}
-		if why == "" {
-			break // the end: zeros (preallocated) or the file's end
-		}
-		if !tail {
-			return fail(fmt.Errorf("%w: %s at offset %d: %s", ErrDamaged, path, off, why))
-		}
-		rest := make([]byte, size-off)
-		if _, err := f.ReadAt(rest, off); err != nil && err != io.EOF {
-			return fail(err)
-		}
-		idx := first + uint64(len(s.offs))
-		if laterWriteAfter(rest, off, idx, &s.nonce) || laterWriteChained(rest, off, idx) {
-			return fail(fmt.Errorf("%w: %s at offset %d: %s", ErrDamaged, path, off, why))
-		}
-		s.torn = fmt.Sprintf("%s at offset %d", why, off)
-		break
+		// why is "" at the end: zeros (preallocated) or the file's end.
+		return off, why, nil
 	}
-	s.end = off
-	return s, nil
+}
+
+// badRecord judges the bad record at off (why: what is wrong with it). In a segment but
+// the tail, or followed by a record of a later write, it is damage to fsynced data
+// (ErrDamaged); otherwise it is the torn end of the last write, noted in s.torn for Open
+// to cut.
+func (s *segment) badRecord(off, size int64, why string, tail bool) error {
+	if !tail {
+		return fmt.Errorf("%w: %s at offset %d: %s", ErrDamaged, s.path, off, why)
+	}
+	rest := make([]byte, size-off)
+	if _, err := s.f.ReadAt(rest, off); err != nil && err != io.EOF {
+		return err
+	}
+	idx := s.first + uint64(len(s.offs))
+	if laterWriteAfter(rest, off, idx, &s.nonce) || laterWriteChained(rest, off, idx) {
+		return fmt.Errorf("%w: %s at offset %d: %s", ErrDamaged, s.path, off, why)
+	}
+	s.torn = fmt.Sprintf("%s at offset %d", why, off)
+	return nil
 }
 
 // restZero reports whether r holds only zeros to its end.
