@@ -95,6 +95,23 @@ type Config struct {
 
 // withDefaults returns c with defaults filled in, or why it cannot be used.
 func (c Config) withDefaults() (Config, error) {
+	errs := c.checkRequired()
+	errs = append(errs, c.setPeers()...)
+	c.fillDefaults()
+	errs = append(errs, c.checkValues()...)
+	if len(errs) == 0 {
+		if err := raft.ValidateConfig(c.raftConfig(nil, nil)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return c, fmt.Errorf("raftlog: config: %w", err)
+	}
+	return c, nil
+}
+
+// checkRequired refuses a Config without its required fields.
+func (c *Config) checkRequired() []error {
 	var errs []error
 	if err := checkName("Group", c.Group); err != nil {
 		errs = append(errs, err)
@@ -108,6 +125,12 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Transport == nil {
 		errs = append(errs, errors.New("a transport (Transport) is required"))
 	}
+	return errs
+}
+
+// setPeers makes Peers the set of voters NodeID included, sorted, and refuses empty IDs.
+func (c *Config) setPeers() []error {
+	var errs []error
 	peers := []string{c.NodeID}
 	for _, p := range c.Peers {
 		if p == "" {
@@ -121,7 +144,11 @@ func (c Config) withDefaults() (Config, error) {
 	// Sorted, so that every node bootstraps the same configuration entry.
 	slices.Sort(peers)
 	c.Peers = peers
+	return errs
+}
 
+// fillDefaults sets every zero duration, count, LogStore and Logger to its default.
+func (c *Config) fillDefaults() {
 	def := func(d *time.Duration, v time.Duration) {
 		if *d == 0 {
 			*d = v
@@ -159,6 +186,14 @@ func (c Config) withDefaults() (Config, error) {
 	if c.LogStore == "" {
 		c.LogStore = LogStoreSegments
 	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// checkValues refuses an unknown LogStore and sizes that are not positive.
+func (c *Config) checkValues() []error {
+	var errs []error
 	if c.LogStore != LogStoreSegments && c.LogStore != LogStoreBolt {
 		errs = append(errs, fmt.Errorf("LogStore %q is neither %q nor %q", c.LogStore, LogStoreSegments, LogStoreBolt))
 	}
@@ -166,18 +201,7 @@ func (c Config) withDefaults() (Config, error) {
 		errs = append(errs, fmt.Errorf("SnapshotRetain %d, LogCacheSize %d, LogCacheBytes %d and MaxEntryBytes %d must be positive",
 			c.SnapshotRetain, c.LogCacheSize, c.LogCacheBytes, c.MaxEntryBytes))
 	}
-	if c.Logger == nil {
-		c.Logger = slog.Default()
-	}
-	if len(errs) == 0 {
-		if err := raft.ValidateConfig(c.raftConfig(nil, nil)); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return c, fmt.Errorf("raftlog: config: %w", err)
-	}
-	return c, nil
+	return errs
 }
 
 // checkName refuses IDs that cannot name a directory or would escape Dir.
