@@ -120,32 +120,63 @@ func NewNode(cfg Config, sm StateMachine) (_ *Node, err error) {
 	}
 	hl := newHCLogger(logger, "raft", level)
 
-	dbPath := filepath.Join(dir, "raft.db")
-	if err := checkLogFile(dbPath); err != nil {
+	st, err := openStores(&c, dir, logger, hl)
+	if err != nil {
 		return nil, err
 	}
-	store, err := raftboltdb.New(raftboltdb.Options{
-		Path: dbPath,
-		// The freelist is not synced: bolt writes all of it at every commit otherwise, and
-		// after raft compacts its log it lists hundreds of thousands of pages (a follower
-		// wrote 14 KB per 1 KiB message). bolt rebuilds it at Open by walking the file, a
-		// walk that faults beyond anyone's recover on a damaged page: checkLogFile walks
-		// the file first, with every bound checked, and refuses it.
-		BoltOptions: &bbolt.Options{Timeout: time.Second, FreelistType: bbolt.FreelistMapType, NoFreelistSync: true},
-		NoSync:      c.NoSync,
-	})
-	if err != nil {
-		if errors.Is(err, bolterrors.ErrTimeout) {
-			err = fmt.Errorf("%w (is another node using %s?)", err, dir)
+	defer func() {
+		if err != nil {
+			st.close()
 		}
-		return nil, fmt.Errorf("raftlog: opening %s: %w", dbPath, err)
+	}()
+	n := newNode(c, logger, st, sm)
+	rc := c.raftConfig(hl, n.notify)
+	if err = n.bootstrapIfNew(rc, st, dir); err != nil {
+		return nil, err
+	}
+	if c.BeforeStart != nil {
+		if err = c.BeforeStart(); err != nil {
+			return nil, err
+		}
+	}
+	if err = n.startRaft(rc, st, dir); err != nil {
+		return nil, err
+	}
+	go n.watch()
+	go n.reaper.run()
+	return n, nil
+}
+
+// raftStores are the stores NewNode opened for raft.
+type raftStores struct {
+	bolt      *raftboltdb.BoltStore // the stable store (and the log, LogStoreBolt)
+	logCloser io.Closer             // the segment log, nil for bolt's
+	guarded   *failStop             // the log store, halting the node when it fails
+	logs      *logCache             // the cache over guarded: the log raft uses
+	snaps     *raft.FileSnapshotStore
+}
+
+// close closes the log, then bolt.
+func (st *raftStores) close() {
+	if st.logCloser != nil {
+		_ = st.logCloser.Close()
+	}
+	_ = st.bolt.Close()
+}
+
+// openStores opens the group's stores in dir — raft.db, the log, the snapshots — and
+// refuses a log or snapshots that fail their checks.
+func openStores(c *Config, dir string, logger *slog.Logger, hl *hcLogger) (_ *raftStores, err error) {
+	store, err := openBolt(filepath.Join(dir, "raft.db"), dir, c.NoSync)
+	if err != nil {
+		return nil, err
 	}
 	defer func() {
 		if err != nil {
 			_ = store.Close()
 		}
 	}()
-	logStore, logCloser, logPath, err := openLog(&c, dir, store, logger)
+	logStore, logCloser, logPath, err := openLog(c, dir, store, logger)
 	if err != nil {
 		return nil, err
 	}
@@ -173,47 +204,80 @@ func NewNode(cfg Config, sm StateMachine) (_ *Node, err error) {
 	if err = checkSnapshots(dir, snaps); err != nil {
 		return nil, err
 	}
+	return &raftStores{bolt: store, logCloser: logCloser, guarded: guarded, logs: logs, snaps: snaps}, nil
+}
 
+// openBolt checks and opens raft.db (dbPath) in dir.
+func openBolt(dbPath, dir string, noSync bool) (*raftboltdb.BoltStore, error) {
+	if err := checkLogFile(dbPath); err != nil {
+		return nil, err
+	}
+	store, err := raftboltdb.New(raftboltdb.Options{
+		Path: dbPath,
+		// The freelist is not synced: bolt writes all of it at every commit otherwise, and
+		// after raft compacts its log it lists hundreds of thousands of pages (a follower
+		// wrote 14 KB per 1 KiB message). bolt rebuilds it at Open by walking the file, a
+		// walk that faults beyond anyone's recover on a damaged page: checkLogFile walks
+		// the file first, with every bound checked, and refuses it.
+		BoltOptions: &bbolt.Options{Timeout: time.Second, FreelistType: bbolt.FreelistMapType, NoFreelistSync: true},
+		NoSync:      noSync,
+	})
+	if err != nil {
+		if errors.Is(err, bolterrors.ErrTimeout) {
+			err = fmt.Errorf("%w (is another node using %s?)", err, dir)
+		}
+		return nil, fmt.Errorf("raftlog: opening %s: %w", dbPath, err)
+	}
+	return store, nil
+}
+
+// newNode makes the Node over st, before raft starts.
+func newNode(c Config, logger *slog.Logger, st *raftStores, sm StateMachine) *Node {
 	n := &Node{
-		cfg: c, log: logger, store: store, logCloser: logCloser, leader: newLeadershipChan(),
+		cfg: c, log: logger, store: st.bolt, logCloser: st.logCloser, leader: newLeadershipChan(),
 		resolved: make(chan struct{}), notify: make(chan bool, 16), haltCh: make(chan struct{}),
 		watchStop: make(chan struct{}), watchDone: make(chan struct{}),
 	}
 	close(n.resolved)
 	n.transfer.init(c.ElectionTimeout)
-	guarded.fail = n.logFailed
+	st.guarded.fail = n.logFailed
 	// The log cache empties itself on any DeleteRange; 1..0 deletes nothing (failStop).
+	logs := st.logs
 	n.fsm = &fsm{sm: sm, halt: n.halt, restored: func() { _ = logs.DeleteRange(1, 0) }, snapshotted: n.snapshotted}
 	n.reaper = newReaper(n.raftErr)
-	rc := c.raftConfig(hl, n.notify)
+	return n
+}
 
-	existing, err := raft.HasExistingState(logs, store, snaps)
+// bootstrapIfNew bootstraps Config.Peers in a directory that holds no raft state yet (no
+// term, no log, no snapshot); an existing one keeps its recorded configuration.
+func (n *Node) bootstrapIfNew(rc *raft.Config, st *raftStores, dir string) error {
+	existing, err := raft.HasExistingState(st.logs, st.bolt, st.snaps)
 	if err != nil {
-		return nil, fmt.Errorf("raftlog: reading the raft state in %s: %w", dir, err)
+		return fmt.Errorf("raftlog: reading the raft state in %s: %w", dir, err)
 	}
 	if !existing {
-		if err := raft.BootstrapCluster(rc, logs, store, snaps, c.Transport, c.bootstrap()); err != nil {
-			return nil, fmt.Errorf("raftlog: bootstrapping %v: %w", c.Peers, err)
+		if err := raft.BootstrapCluster(rc, st.logs, st.bolt, st.snaps, n.cfg.Transport, n.cfg.bootstrap()); err != nil {
+			return fmt.Errorf("raftlog: bootstrapping %v: %w", n.cfg.Peers, err)
 		}
-		logger.Info("raftlog: bootstrapped a new raft group", "peers", c.Peers)
+		n.log.Info("raftlog: bootstrapped a new raft group", "peers", n.cfg.Peers)
 	}
-	if c.BeforeStart != nil {
-		if err = c.BeforeStart(); err != nil {
-			return nil, err
-		}
-	}
-	trans := c.Transport
-	if n.contacts = newContacts(trans, c.NodeID, &n.transfer); n.contacts != nil {
+	return nil
+}
+
+// startRaft starts raft over st, through a transport that notes the peers' contacts for
+// the lease (lease.go) where it can.
+func (n *Node) startRaft(rc *raft.Config, st *raftStores, dir string) error {
+	trans := n.cfg.Transport
+	if n.contacts = newContacts(trans, n.cfg.NodeID, &n.transfer); n.contacts != nil {
 		trans = n.contacts
 	}
-	if n.raft, err = raft.NewRaft(rc, n.fsm, logs, store, &snapStore{SnapshotStore: snaps, failed: n.snapshotted}, trans); err != nil {
+	var err error
+	if n.raft, err = raft.NewRaft(rc, n.fsm, st.logs, st.bolt, &snapStore{SnapshotStore: st.snaps, failed: n.snapshotted}, trans); err != nil {
 		// Name the directory: raft's own errors do not ("failed to load any existing
 		// snapshots" when every snapshot fails its CRC), and the operator must find it.
-		return nil, fmt.Errorf("raftlog: starting raft in %s: %w", dir, err)
+		return fmt.Errorf("raftlog: starting raft in %s: %w", dir, err)
 	}
-	go n.watch()
-	go n.reaper.run()
-	return n, nil
+	return nil
 }
 
 // Propose proposes c.Data (Value is not replicated) as one raft entry. See ProposeBatch.
