@@ -53,14 +53,15 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 # The allocation gate: the hot paths' benchmarks (core delivery and routing, the streaming
-# engine's publish/deliver and replay, the standalone log, the memory and file stores'
-# append and load) at a fixed count, without the race detector (its sync.Pool drops items);
-# any of them at 1 allocs/op or more fails. Deterministic, unlike a rate: a regression
-# check CI can run. Each entry: package:benchmarks:count.
+# engine's publish/deliver and replay, the standalone log, the raft segment log's write, the
+# memory and file stores' append and load) at a fixed count, without the race detector (its
+# sync.Pool drops items); any of them at 1 allocs/op or more fails. Deterministic, unlike a
+# rate: a regression check CI can run. Each entry: package:benchmarks:count.
 ALLOC_GATE = \
   './core/:Deliver|RouteForward|PubSubSocket|ConnPublish|InProcessHandler:20000' \
   './streaming/:PublishDeliver|ReplaySend:20000' \
   './raftlog/:LocalPropose:20000' \
+  './raftlog/seglog/:StoreLogs:20000' \
   './stores/memstore/:Store/Append/batch=64:20000' \
   './stores/memstore/:Store/Load:20000' \
   './stores/filestore/:Store/Append/batch=64/size=16$$:2000' \

@@ -41,7 +41,8 @@ type Store struct {
 
 	wmu    sync.Mutex
 	buf    []byte
-	failed error // a write or fsync failed: what reached the disk is unknown until reopened
+	offs   []int64 // StoreLogs' scratch: the batch's record offsets
+	failed error   // a write or fsync failed: what reached the disk is unknown until reopened
 
 	mu          sync.RWMutex
 	segs        []*segment // by first index; the last one is written
@@ -291,9 +292,10 @@ func (s *Store) StoreLogs(logs []*raft.Log) error {
 	if err != nil {
 		return err
 	}
-	// Made here, not in writeRecords: a slice that does not escape stays on the stack
-	// for a small batch.
-	offs := make([]int64, len(logs))
+	// The records' offsets, in a slice kept for the next batch (wmu): a fresh one per
+	// call escaped to the heap past a few entries.
+	offs := slices.Grow(s.offs[:0], len(logs))[:len(logs)]
+	s.offs = offs
 	end, err := s.writeRecords(tail, logs, offs)
 	if err != nil {
 		return err
