@@ -378,10 +378,13 @@ func (c *client) handleParseError(err error) {
 }
 
 // closeFlushing closes after giving queued output (typically an -ERR) a short chance to
-// reach the client.
+// reach the client. A client closed already keeps its choice: a flush that failed there
+// may have cut a frame, and nothing may follow it.
 func (c *client) closeFlushing(reason string) {
 	c.mu.Lock()
-	c.out.flushOnClose = true
+	if !c.closed {
+		c.out.flushOnClose = true
+	}
 	c.mu.Unlock()
 	c.closeConnection(reason)
 }

@@ -131,3 +131,22 @@ func TestCloseFlushGivesUpOnStuckWrite(t *testing.T) {
 	}
 	release() // the held write now finds the socket closed
 }
+
+// A close that finds the client closed already (its flush failed mid-frame and closed it,
+// say) must not ask for a last flush again: the writer would write the queued bytes right
+// after the cut frame. Before, closeFlushing set flushOnClose whatever the state (the
+// reader's parse error after its own failed flush did, found by review).
+func TestCloseFlushingAClosedClientAddsNoLastFlush(t *testing.T) {
+	_, _, dst := rawSubscriber(t, 0)
+	dst.mu.Lock()
+	dst.out.flushOnClose = false // as a failed flush leaves it
+	dst.mu.Unlock()
+	dst.closeConnection(reasonWriteError)
+	dst.closeFlushing(reasonProtocolViolation)
+	dst.mu.Lock()
+	again := dst.out.flushOnClose
+	dst.mu.Unlock()
+	if again {
+		t.Fatal("closeFlushing on a closed client asked for a last flush")
+	}
+}
