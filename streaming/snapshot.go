@@ -90,39 +90,22 @@ func (s *metaSnapshot) Release() {}
 // it recreate idempotently. It refuses a snapshot that does not decode, and one naming
 // messages past what the store holds, before changing anything (but deleting the channels
 // the snapshot does not hold, when it fetches).
+//
+// Its steps touch the store in this order: limits; when it fetches, the deletions, then the
+// fetches; clients; the deletions (again: one that failed is tried once more); each
+// channel's re-creation or creation and its subscriptions; a sync.
 func (m *stateMachine) Restore(r io.Reader) (err error) {
-	b, err := io.ReadAll(r)
+	sn, err := decodeSnapshot(r)
 	if err != nil {
-		return fmt.Errorf("streaming: reading snapshot: %w", err)
-	}
-	var sn raftpb.Snapshot
-	if err := proto.Unmarshal(b, &sn); err != nil {
-		return fmt.Errorf("%w: %v", errBadSnapshot, err)
+		return err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for _, cs := range sn.Channels {
-		for _, ss := range cs.Subs {
-			if ss.State == nil {
-				return fmt.Errorf("%w: a subscription of %q has no state", errBadSnapshot, cs.Name)
-			}
-		}
-	}
 	limits := m.limits // what the replicas apply once restored
 	if sn.Limits != nil {
-		// Installed first: fetched messages are trimmed by the limits the snapshot's
-		// replicas applied. But its channels and subscriptions exist on them however many
-		// the limits allow now (lowered limits remove none): they are restored under limits
-		// that count none, and the replicated ones are installed once restored.
-		ls, err := limitsSet(sn.Limits)
-		if err == nil {
-			err = ls.Validate()
-		}
+		ls, err := m.setRestoreLimits(sn.Limits)
 		if err != nil {
-			return fmt.Errorf("%w: %v", errBadSnapshot, err)
-		}
-		if err := m.store.SetLimits(uncounted(ls)); err != nil {
-			return fmt.Errorf("streaming: restore: %w", err)
+			return err
 		}
 		limits = ls
 		defer func() {
@@ -147,23 +130,96 @@ func (m *stateMachine) Restore(r io.Reader) (err error) {
 	}
 	var errs []error
 	if m.fetch != nil {
-		// The channels gone go first: created first, the ones fetchMissing creates would
-		// count against MaxChannels beside them, and be refused. Should a fetch fail, the log
-		// this replica had may follow instead of the snapshot (a new leader kept it), and its
-		// deletions of these channels then find them gone: each is remembered as ending where
-		// the snapshot says, so that one created again with the name continues after the same
-		// sequence as on the others.
-		for _, d := range sn.Deleted {
-			if ch := m.chans[d.Name]; ch != nil && !inSnap[d.Name] && ch.ID <= sn.NextChannelID {
-				m.deleted[d.Name] = max(m.deleted[d.Name], d.Last)
-			}
-		}
-		errs = m.dropChannelsNotIn(inSnap, sn.NextChannelID, errs)
+		errs = m.dropBeforeFetch(sn, inSnap)
 		if err := m.fetchMissing(sn.Channels, later); err != nil {
 			return errors.Join(append(errs, err)...)
 		}
 	}
+	if err := m.checkHolds(sn.Channels, later); err != nil {
+		return err
+	}
+	errs = m.restoreClients(sn.Clients, errs)
+	errs = m.dropChannelsNotIn(inSnap, sn.NextChannelID, errs)
 	for _, cs := range sn.Channels {
+		if later(cs) {
+			continue
+		}
+		if err := m.restoreChannel(cs, limits); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	m.nextChanID = sn.NextChannelID
+	m.rememberDeleted(sn.Deleted)
+	errs = append(errs, syncAll(m.store, slices.Collect(maps.Values(m.chans))))
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("streaming: restore: %w", err)
+	}
+	return nil
+}
+
+// decodeSnapshot reads a snapshot and refuses one that does not decode, or whose
+// subscriptions lack their state.
+func decodeSnapshot(r io.Reader) (*raftpb.Snapshot, error) {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("streaming: reading snapshot: %w", err)
+	}
+	sn := &raftpb.Snapshot{}
+	if err := proto.Unmarshal(b, sn); err != nil {
+		return nil, fmt.Errorf("%w: %v", errBadSnapshot, err)
+	}
+	for _, cs := range sn.Channels {
+		for _, ss := range cs.Subs {
+			if ss.State == nil {
+				return nil, fmt.Errorf("%w: a subscription of %q has no state", errBadSnapshot, cs.Name)
+			}
+		}
+	}
+	return sn, nil
+}
+
+// setRestoreLimits gives the store the snapshot's limits for the restore, and returns them
+// for Restore to install once done. m.mu is held.
+//
+// Installed first: fetched messages are trimmed by the limits the snapshot's replicas
+// applied. But its channels and subscriptions exist on them however many the limits allow
+// now (lowered limits remove none): they are restored under limits that count none, and the
+// replicated ones are installed once restored.
+func (m *stateMachine) setRestoreLimits(pb *raftpb.SetLimits) (*stores.LimitsSet, error) {
+	ls, err := limitsSet(pb)
+	if err == nil {
+		err = ls.Validate()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errBadSnapshot, err)
+	}
+	if err := m.store.SetLimits(uncounted(ls)); err != nil {
+		return nil, fmt.Errorf("streaming: restore: %w", err)
+	}
+	return ls, nil
+}
+
+// dropBeforeFetch deletes the channels the snapshot does not hold before fetchMissing
+// creates any, and returns the deletions' errors. m.mu is held.
+//
+// The channels gone go first: created first, the ones fetchMissing creates would count
+// against MaxChannels beside them, and be refused. Should a fetch fail, the log this replica
+// had may follow instead of the snapshot (a new leader kept it), and its deletions of these
+// channels then find them gone: each is remembered as ending where the snapshot says, so
+// that one created again with the name continues after the same sequence as on the others.
+func (m *stateMachine) dropBeforeFetch(sn *raftpb.Snapshot, inSnap map[string]bool) []error {
+	for _, d := range sn.Deleted {
+		if ch := m.chans[d.Name]; ch != nil && !inSnap[d.Name] && ch.ID <= sn.NextChannelID {
+			m.deleted[d.Name] = max(m.deleted[d.Name], d.Last)
+		}
+	}
+	return m.dropChannelsNotIn(inSnap, sn.NextChannelID, nil)
+}
+
+// checkHolds refuses a snapshot naming messages the store lacks (errMissingMsgs), in a
+// channel not created after it (later). m.mu is held.
+func (m *stateMachine) checkHolds(chans []*raftpb.ChannelSnapshot, later func(*raftpb.ChannelSnapshot) bool) error {
+	for _, cs := range chans {
 		if ch := m.chans[cs.Name]; cs.Last > 0 && !later(cs) && (ch == nil || ch.ID != cs.ID || ch.Msgs.State().Last < cs.Last) {
 			have := uint64(0)
 			if ch != nil && ch.ID == cs.ID {
@@ -172,8 +228,14 @@ func (m *stateMachine) Restore(r io.Reader) (err error) {
 			return fmt.Errorf("%w: %q holds up to %d, the snapshot up to %d", errMissingMsgs, cs.Name, have, cs.Last)
 		}
 	}
+	return nil
+}
+
+// restoreClients makes the store's clients exactly the snapshot's, adding the errors to
+// errs. m.mu is held.
+func (m *stateMachine) restoreClients(clients []*raftpb.ClientInfo, errs []error) []error {
 	keep := map[string]bool{}
-	for _, ci := range sn.Clients {
+	for _, ci := range clients {
 		keep[ci.ID] = true
 		info := clientInfo(ci)
 		if old, ok := m.clients[ci.ID]; !ok || !sameClient(old, info) {
@@ -188,47 +250,44 @@ func (m *stateMachine) Restore(r io.Reader) (err error) {
 		}
 	}
 	m.clientsDirty = true
-	errs = m.dropChannelsNotIn(inSnap, sn.NextChannelID, errs)
-	for _, cs := range sn.Channels {
-		if later(cs) {
-			continue
+	return errs
+}
+
+// restoreChannel makes channel cs as the snapshot holds it: another incarnation replaced,
+// a missing one created, the messages its replicas removed dropped, its subscriptions
+// restored. limits are the replicated limits (nil: none yet). m.mu is held.
+func (m *stateMachine) restoreChannel(cs *raftpb.ChannelSnapshot, limits *stores.LimitsSet) error {
+	ch := m.chans[cs.Name]
+	if ch != nil && ch.ID != cs.ID { // another incarnation (it holds no message the snapshot needs)
+		if err := m.dropStored(ch); err != nil {
+			return err
 		}
-		ch := m.chans[cs.Name]
-		if ch != nil && ch.ID != cs.ID { // another incarnation (it holds no message the snapshot needs)
-			if err := m.dropStored(ch); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			ch = nil
-		}
-		if ch == nil {
-			var err error
-			if ch, err = m.store.CreateChannelAfter(cs.Name, cs.ID, cs.Last); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			m.chans[cs.Name] = ch
-		}
-		var err error
-		if ch, err = m.dropRemoved(ch, cs, limits); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		errs = append(errs, restoreSubs(ch, cs.Subs))
-		m.markSubsDirty(ch)
+		ch = nil
 	}
-	m.nextChanID = sn.NextChannelID
+	var err error
+	if ch == nil {
+		if ch, err = m.store.CreateChannelAfter(cs.Name, cs.ID, cs.Last); err != nil {
+			return err
+		}
+		m.chans[cs.Name] = ch
+	}
+	if ch, err = m.dropRemoved(ch, cs, limits); err != nil {
+		return err
+	}
+	err = restoreSubs(ch, cs.Subs)
+	m.markSubsDirty(ch)
+	return err
+}
+
+// rememberDeleted replaces the deleted channels' last sequences with the snapshot's. m.mu
+// is held.
+func (m *stateMachine) rememberDeleted(deleted []*raftpb.DeletedChannel) {
 	clear(m.deleted)
-	for _, d := range sn.Deleted {
+	for _, d := range deleted {
 		if m.chans[d.Name] == nil { // else created again after the snapshot
 			m.deleted[d.Name] = d.Last
 		}
 	}
-	errs = append(errs, syncAll(m.store, slices.Collect(maps.Values(m.chans))))
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("streaming: restore: %w", err)
-	}
-	return nil
 }
 
 // uncounted is ls without limits on the number of channels and of subscriptions.
