@@ -78,53 +78,78 @@ func (s *Server) subscribe(o *op, req *stanpb.SubscriptionRequest) {
 	resume := false
 	switch {
 	case req.QGroup != "":
-		qid := queueID{user: c.user, key: queueKey(req.QGroup, req.DurableName)}
-		g := ch.queues[qid]
-		if g == nil {
-			g = &queueGroup{id: qid, key: qid.key, durable: req.DurableName != "", lastSent: s.startPosition(ch, req)}
-			ch.queues[qid] = g
-		}
-		if g.shadow != nil { // a durable group coming back: take over its last member's state
-			sh := g.shadow
-			sub.pending, sub.expiries, sub.expHead, sub.id = sh.pending, sh.expiries, sh.expHead, sh.id
-			delete(s.byAck, sh.ackInbox)
-			delete(s.byAckID, sh.ack)
-			g.shadow = nil
-			resume = true
-		}
-		sub.group = g
-		g.members = append(g.members, sub)
+		resume = s.joinQueue(ch, sub, req)
 	case req.DurableName != "":
-		key := durableID{user: c.user, clientID: req.ClientID, name: req.DurableName}
-		if d := ch.durables[key]; d != nil {
-			if !d.offline {
-				switch {
-				case s.opts.ReplaceDurable:
-				case !s.bus.HasInterest(d.inbox):
-					// Its client dropped the inbox: the subscribe's reply was lost (a leader
-					// change) or came too late. Nobody receives this subscription, so it is
-					// no duplicate; refused, it stayed online until the client closed.
-					s.log.Info("durable online with nobody on its inbox: resumed", "client_id", logID(req.ClientID), "channel", req.Subject)
-				default:
-					s.log.Info("subscription refused", "client_id", logID(req.ClientID), "channel", req.Subject, "cause", "durable already online")
-					s.subError(o.reply, errDuplicateDurable)
-					return
-				}
-				s.removeSub(d, false)
-			}
-			// Resume: position and pending kept; inbox, limits and ack inbox renewed.
-			d.inbox, d.maxInFlight, d.ackWait, d.offline, d.gone = sub.inbox, sub.maxInFlight, sub.ackWait, false, false
-			sub = d
-			resume = true
-		} else {
-			sub.lastSent = s.startPosition(ch, req)
-			ch.durables[key] = sub
+		var ok bool
+		if sub, resume, ok = s.addDurable(o.reply, ch, sub, req); !ok {
+			return
 		}
 		ch.subs[sub] = struct{}{}
 	default:
 		sub.lastSent = s.startPosition(ch, req)
 		ch.subs[sub] = struct{}{}
 	}
+	s.registerSub(ch, sub, c)
+	s.proposeSub(o.reply, ch, sub, resume)
+}
+
+// joinQueue adds sub to its queue group on ch, created if none, and reports whether sub
+// resumes a durable group: it takes over the state of the group's last member.
+func (s *Server) joinQueue(ch *channel, sub *subState, req *stanpb.SubscriptionRequest) (resume bool) {
+	qid := queueID{user: sub.user, key: queueKey(req.QGroup, req.DurableName)}
+	g := ch.queues[qid]
+	if g == nil {
+		g = &queueGroup{id: qid, key: qid.key, durable: req.DurableName != "", lastSent: s.startPosition(ch, req)}
+		ch.queues[qid] = g
+	}
+	if g.shadow != nil { // a durable group coming back: take over its last member's state
+		sh := g.shadow
+		sub.pending, sub.expiries, sub.expHead, sub.id = sh.pending, sh.expiries, sh.expHead, sh.id
+		delete(s.byAck, sh.ackInbox)
+		delete(s.byAckID, sh.ack)
+		g.shadow = nil
+		resume = true
+	}
+	sub.group = g
+	g.members = append(g.members, sub)
+	return resume
+}
+
+// addDurable makes sub durable req.DurableName of its client on ch, or resumes the durable
+// of that name: it returns the durable, and whether it resumes one. A durable still online
+// is taken over when ReplaceDurable is set or nobody listens on its inbox; else the request
+// is refused (answered here, ok false).
+func (s *Server) addDurable(reply string, ch *channel, sub *subState, req *stanpb.SubscriptionRequest) (_ *subState, resume, ok bool) {
+	key := durableID{user: sub.user, clientID: req.ClientID, name: req.DurableName}
+	d := ch.durables[key]
+	if d == nil {
+		sub.lastSent = s.startPosition(ch, req)
+		ch.durables[key] = sub
+		return sub, false, true
+	}
+	if !d.offline {
+		switch {
+		case s.opts.ReplaceDurable:
+		case !s.bus.HasInterest(d.inbox):
+			// Its client dropped the inbox: the subscribe's reply was lost (a leader
+			// change) or came too late. Nobody receives this subscription, so it is
+			// no duplicate; refused, it stayed online until the client closed.
+			s.log.Info("durable online with nobody on its inbox: resumed", "client_id", logID(req.ClientID), "channel", req.Subject)
+		default:
+			s.log.Info("subscription refused", "client_id", logID(req.ClientID), "channel", req.Subject, "cause", "durable already online")
+			s.subError(reply, errDuplicateDurable)
+			return nil, false, false
+		}
+		s.removeSub(d, false)
+	}
+	// Resume: position and pending kept; inbox, limits and ack inbox renewed.
+	d.inbox, d.maxInFlight, d.ackWait, d.offline, d.gone = sub.inbox, sub.maxInFlight, sub.ackWait, false, false
+	return d, true, true
+}
+
+// registerSub gives sub an ID on ch if it has none and a new ack inbox, and makes c its
+// owner.
+func (s *Server) registerSub(ch *channel, sub *subState, c *client) {
 	if sub.id == 0 {
 		ch.nextSubID++
 		sub.id = ch.nextSubID
@@ -139,49 +164,65 @@ func (s *Server) subscribe(o *op, req *stanpb.SubscriptionRequest) {
 	s.byAckID[sub.ack] = sub
 	sub.owner = c
 	c.subs[sub] = struct{}{}
+}
+
+// proposeSub proposes sub's record (an update when it resumes) and answers the request on
+// reply once it is committed.
+//
+// The response confirms the subscription: it waits until its record is committed and
+// durable, and only after it may messages flow (spec §7.2 step 13). Meanwhile the engine
+// has the subscription (not ready): a close or a resubscribe behind it sees it. Once it
+// was closed, or resumed by a later request (a new ack inbox), this one only answers.
+func (s *Server) proposeSub(reply string, ch *channel, sub *subState, resume bool) {
 	cmd := any(&cmdSubscribe{chanRef: refOf(ch), state: sub.storeState()})
 	if resume {
 		cmd = &cmdUpdateSub{chanRef: refOf(ch), state: sub.storeState()}
 	}
 	s.touch(ch)
-	reply, ackInbox := o.reply, sub.ackInbox
-	// The response confirms the subscription: it waits until its record is committed and
-	// durable, and only after it may messages flow (spec §7.2 step 13). Meanwhile the engine
-	// has the subscription (not ready): a close or a resubscribe behind it sees it. Once it
-	// was closed, or resumed by a later request (a new ack inbox), this one only answers.
+	ackInbox := sub.ackInbox
 	s.proposeReply(cmd, func(_ any, err error) {
 		current := !sub.gone && sub.ackInbox == ackInbox
 		if err != nil {
-			if isNotDurable(err) {
-				s.log.Error("storing subscription failed", "client_id", sub.clientID, "channel", ch.name, "err", err)
-				if current {
-					s.removeSub(sub, false)
-				}
-			} else {
-				s.log.Info("subscription refused", "client_id", logID(sub.clientID), "channel", ch.name, "cause", err)
-				if current {
-					s.forgetSub(sub, resume)
-				}
-			}
-			s.subError(reply, err.Error())
+			s.subscribeFailed(reply, ch, sub, current, resume, err)
 			return
 		}
 		s.reply(reply, &stanpb.SubscriptionResponse{AckInbox: ackInbox})
-		if !current {
-			return
-		}
-		sub.ready = true
-		if resume {
-			s.redeliverAll(sub)
-		} else {
-			s.armTimer(sub) // messages reassigned to it meanwhile: their timer found it not ready
-		}
-		if sub.group != nil {
-			s.sendGroup(sub.group)
-		} else {
-			s.sendAvailable(sub)
+		if current {
+			s.startSub(sub, resume)
 		}
 	})
+}
+
+// subscribeFailed answers a subscription whose record was not stored, and undoes it unless
+// it is no longer current.
+func (s *Server) subscribeFailed(reply string, ch *channel, sub *subState, current, resume bool, err error) {
+	if isNotDurable(err) {
+		s.log.Error("storing subscription failed", "client_id", sub.clientID, "channel", ch.name, "err", err)
+		if current {
+			s.removeSub(sub, false)
+		}
+	} else {
+		s.log.Info("subscription refused", "client_id", logID(sub.clientID), "channel", ch.name, "cause", err)
+		if current {
+			s.forgetSub(sub, resume)
+		}
+	}
+	s.subError(reply, err.Error())
+}
+
+// startSub makes a confirmed subscription ready and sends it what it may receive.
+func (s *Server) startSub(sub *subState, resume bool) {
+	sub.ready = true
+	if resume {
+		s.redeliverAll(sub)
+	} else {
+		s.armTimer(sub) // messages reassigned to it meanwhile: their timer found it not ready
+	}
+	if sub.group != nil {
+		s.sendGroup(sub.group)
+	} else {
+		s.sendAvailable(sub)
+	}
 }
 
 // startPosition resolves a start position to the last sequence considered sent (§7.3).
