@@ -221,9 +221,68 @@ func (s *Server) replyFetch(req *raftpb.FetchRequest, reply string, out *raftpb.
 // asks every node but the ones that reported it. Should none send it within fetchTimeout,
 // the fetch fails naming the channel, the message and those nodes: nothing is skipped.
 func (s *Server) fetch(ctx context.Context, channel string, id, from, to uint64, got func(uint64, []stores.Msg) error) (err error) {
-	inbox := "_STARLING.raft." + s.opts.ClusterID + ".fetched." + nuid()
+	f := &fetchRun{s: s, channel: channel, id: id, from: from, to: to,
+		inbox: "_STARLING.raft." + s.opts.ClusterID + ".fetched." + nuid(),
+		ahead: map[uint64]stores.Msg{}, unread: map[uint64][]string{}, batch: []stores.Msg{}}
 	replies := make(chan []byte, 4)
-	sub, err := s.bus.Subscribe(inbox, "", func(m core.Msg) {
+	sub, err := s.subscribeFetchReplies(f.inbox, replies)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errFetch, err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	start, first := time.Now(), from
+	defer func() {
+		if err != nil {
+			s.log.Warn("could not fetch the messages a snapshot names from the other nodes", "channel", channel, "from", first, "to", to, "msgs", f.n, "took", time.Since(start), "err", err)
+			return
+		}
+		s.log.Info("fetched the messages a snapshot names from the other nodes", "channel", channel, "from", first, "to", to, "msgs", f.n, "took", time.Since(start))
+	}()
+	if err := f.ask(); err != nil {
+		return err
+	}
+	timeout, every := s.fetchTimes.get()
+	retry := time.NewTimer(every)
+	defer retry.Stop()
+	f.progress = time.Now()
+	for f.from <= to {
+		var rep raftpb.FetchReply
+		select {
+		case data := <-replies:
+			if proto.Unmarshal(data, &rep) != nil {
+				continue // a damaged answer
+			}
+		case <-retry.C:
+			if err := f.stalled(timeout); err != nil {
+				return err
+			}
+			f.node = ""
+			if err := f.ask(); err != nil {
+				return err
+			}
+			retry.Reset(every)
+			continue
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %q from %d: %v", errFetch, channel, f.from, ctx.Err())
+		}
+		askNow, err := f.take(&rep, got)
+		if err != nil {
+			return err
+		}
+		if askNow {
+			if err := f.ask(); err != nil {
+				return err
+			}
+			retry.Reset(every)
+		}
+	}
+	return nil
+}
+
+// subscribeFetchReplies passes the replies to inbox that come over a route to replies, as
+// long as it has room.
+func (s *Server) subscribeFetchReplies(inbox string, replies chan<- []byte) (Subscription, error) {
+	return s.bus.Subscribe(inbox, "", func(m core.Msg) {
 		if !s.routeOnly(m.From) {
 			return
 		}
@@ -232,118 +291,106 @@ func (s *Server) fetch(ctx context.Context, channel string, id, from, to uint64,
 		default: // the fetcher is behind: a request that brings nothing is sent again
 		}
 	})
-	if err != nil {
-		return fmt.Errorf("%w: %v", errFetch, err)
-	}
-	defer func() { _ = sub.Unsubscribe() }()
-	start, n, first := time.Now(), 0, from
-	defer func() {
-		if err != nil {
-			s.log.Warn("could not fetch the messages a snapshot names from the other nodes", "channel", channel, "from", first, "to", to, "msgs", n, "took", time.Since(start), "err", err)
-			return
-		}
-		s.log.Info("fetched the messages a snapshot names from the other nodes", "channel", channel, "from", first, "to", to, "msgs", n, "took", time.Since(start))
-	}()
-	var node string // the one that answered last, "" to ask every one
+}
+
+// fetchRun is the state of one fetch (Server.fetch).
+type fetchRun struct {
+	s        *Server
+	channel  string
+	id, to   uint64
+	from     uint64    // the next message needed
+	inbox    string    // the fetch's reply subject
+	node     string    // the one that answered last, "" to ask every one
+	n        int       // messages got
+	progress time.Time // when the fetch last progressed (at first, when it first asked)
 	// ahead holds the messages past from that came before from did (it was unread); unread,
 	// for a message past from, the nodes that could not read it.
-	ahead := map[uint64]stores.Msg{}
-	unread := map[uint64][]string{}
-	ask := func() error {
-		req, _ := proto.Marshal(&raftpb.FetchRequest{Channel: channel, ChannelID: id, From: from, To: to, Node: node,
-			Skips: true, Exclude: unread[from]})
-		if err := s.bus.Publish(s.fetchSubject(), inbox, nil, req); err != nil {
-			return fmt.Errorf("%w: %v", errFetch, err)
-		}
-		s.bus.Flush()
+	ahead    map[uint64]stores.Msg
+	unread   map[uint64][]string
+	batch    []stores.Msg // the consecutive messages from a reply, reused
+	reported []uint64     // the sequences a reply newly named unread, reused
+}
+
+// ask sends a request for the messages from f.from on.
+func (f *fetchRun) ask() error {
+	req, _ := proto.Marshal(&raftpb.FetchRequest{Channel: f.channel, ChannelID: f.id, From: f.from, To: f.to, Node: f.node,
+		Skips: true, Exclude: f.unread[f.from]})
+	if err := f.s.bus.Publish(f.s.fetchSubject(), f.inbox, nil, req); err != nil {
+		return fmt.Errorf("%w: %v", errFetch, err)
+	}
+	f.s.bus.Flush()
+	return nil
+}
+
+// stalled fails the fetch once timeout passed without progress, naming the nodes that
+// reported the next message unreadable, if any.
+func (f *fetchRun) stalled(timeout time.Duration) error {
+	if time.Since(f.progress) < timeout {
 		return nil
 	}
-	if err := ask(); err != nil {
-		return err
+	if bad := f.unread[f.from]; len(bad) > 0 {
+		return fmt.Errorf("%w: message %d of %q is damaged on %s (unreadable), and no other node sent it within %v",
+			errFetch, f.from, f.channel, strings.Join(bad, ", "), timeout)
 	}
-	timeout, every := s.fetchTimes.get()
-	retry := time.NewTimer(every)
-	defer retry.Stop()
-	progress := time.Now()
-	batch := []stores.Msg{}
-	var reported []uint64
-	for from <= to {
-		var rep raftpb.FetchReply
-		select {
-		case data := <-replies:
-			if proto.Unmarshal(data, &rep) != nil {
-				continue // a damaged answer
-			}
-		case <-retry.C:
-			if time.Since(progress) >= timeout {
-				if bad := unread[from]; len(bad) > 0 {
-					return fmt.Errorf("%w: message %d of %q is damaged on %s (unreadable), and no other node sent it within %v",
-						errFetch, from, channel, strings.Join(bad, ", "), timeout)
-				}
-				return fmt.Errorf("%w: no node sent %q from %d within %v", errFetch, channel, from, timeout)
-			}
-			node = ""
-			if err := ask(); err != nil {
-				return err
-			}
-			retry.Reset(every)
-			continue
-		case <-ctx.Done():
-			return fmt.Errorf("%w: %q from %d: %v", errFetch, channel, from, ctx.Err())
+	return fmt.Errorf("%w: no node sent %q from %d within %v", errFetch, f.channel, f.from, timeout)
+}
+
+// take keeps what rep brings past f.from, passes got the messages now consecutive from it,
+// and reports whether to ask for the next ones at once.
+func (f *fetchRun) take(rep *raftpb.FetchReply, got func(uint64, []stores.Msg) error) (askNow bool, err error) {
+	// Requests ask from what arrived so far, which only grows: an answer's first after
+	// from means that node expired the messages before it (as one to the last request).
+	// One before from is to an earlier request: only what follows from counts.
+	if rep.First+uint64(len(rep.Msgs))+uint64(len(rep.Unread)) <= f.from {
+		return false, nil // nothing new: another node may answer, else the retry asks again
+	}
+	if err := checkFetchReply(rep, f.to); err != nil {
+		return false, fmt.Errorf("%w: %q: %v", errFetch, f.channel, err)
+	}
+	jumped := f.keep(rep)
+	f.batch = f.batch[:0]
+	next := f.from
+	for m, ok := f.ahead[f.from]; ok; m, ok = f.ahead[f.from] {
+		f.batch = append(f.batch, m)
+		delete(f.ahead, f.from)
+		delete(f.unread, f.from)
+		f.from++
+	}
+	if len(f.batch) > 0 || jumped {
+		if err := got(next, f.batch); err != nil {
+			return false, err
 		}
-		// Requests ask from what arrived so far, which only grows: an answer's first after
-		// from means that node expired the messages before it (as one to the last request).
-		// One before from is to an earlier request: only what follows from counts.
-		if rep.First+uint64(len(rep.Msgs))+uint64(len(rep.Unread)) <= from {
-			continue // nothing new: another node may answer, else the retry asks again
-		}
-		if err := checkFetchReply(&rep, to); err != nil {
-			return fmt.Errorf("%w: %q: %v", errFetch, channel, err)
-		}
-		jumped := rep.First > from
-		if jumped {
-			from = rep.First
-			maps.DeleteFunc(ahead, func(seq uint64, _ stores.Msg) bool { return seq < from })
-			maps.DeleteFunc(unread, func(seq uint64, _ []string) bool { return seq < from })
-		}
-		for _, mp := range rep.Msgs {
-			if mp.Sequence >= from {
-				ahead[mp.Sequence] = stores.Msg{Seq: mp.Sequence, Time: mp.Timestamp, Reply: mp.Reply, Data: mp.Data}
-			}
-		}
-		reported = reported[:0]
-		for _, seq := range rep.Unread {
-			if seq >= from && !slices.Contains(unread[seq], rep.Node) {
-				unread[seq] = append(unread[seq], rep.Node)
-				reported = append(reported, seq)
-			}
-		}
-		batch = batch[:0]
-		next := from
-		for m, ok := ahead[from]; ok; m, ok = ahead[from] {
-			batch = append(batch, m)
-			delete(ahead, from)
-			delete(unread, from)
-			from++
-		}
-		if len(batch) > 0 || jumped {
-			if err := got(next, batch); err != nil {
-				return err
-			}
-			n += len(batch)
-			progress, node = time.Now(), rep.Node
-		}
-		if len(unread[from]) > 0 {
-			node = "" // every node but those asks for it
-		}
-		if from <= to && (len(batch) > 0 || jumped || slices.Contains(reported, from)) {
-			if err := ask(); err != nil {
-				return err
-			}
-			retry.Reset(every)
+		f.n += len(f.batch)
+		f.progress, f.node = time.Now(), rep.Node
+	}
+	if len(f.unread[f.from]) > 0 {
+		f.node = "" // every node but those asks for it
+	}
+	return f.from <= f.to && (len(f.batch) > 0 || jumped || slices.Contains(f.reported, f.from)), nil
+}
+
+// keep moves f.from to rep's first when that node expired the messages before it (and
+// reports that it jumped), then records rep's messages and unread sequences from f.from on.
+func (f *fetchRun) keep(rep *raftpb.FetchReply) (jumped bool) {
+	jumped = rep.First > f.from
+	if jumped {
+		f.from = rep.First
+		maps.DeleteFunc(f.ahead, func(seq uint64, _ stores.Msg) bool { return seq < f.from })
+		maps.DeleteFunc(f.unread, func(seq uint64, _ []string) bool { return seq < f.from })
+	}
+	for _, mp := range rep.Msgs {
+		if mp.Sequence >= f.from {
+			f.ahead[mp.Sequence] = stores.Msg{Seq: mp.Sequence, Time: mp.Timestamp, Reply: mp.Reply, Data: mp.Data}
 		}
 	}
-	return nil
+	f.reported = f.reported[:0]
+	for _, seq := range rep.Unread {
+		if seq >= f.from && !slices.Contains(f.unread[seq], rep.Node) {
+			f.unread[seq] = append(f.unread[seq], rep.Node)
+			f.reported = append(f.reported, seq)
+		}
+	}
+	return jumped
 }
 
 // checkFetchReply checks that a reply's messages and unread sequences are consecutive from
