@@ -19,106 +19,11 @@ import (
 // as $variables. Every problem goes to p with its file:line:col and the key's dotted path.
 func readFile(s *settings, m *conf.Map, p *problems) {
 	r := &fileReader{p: p}
-	o := &s.core
 	each(m, "", func(key, path string, e *conf.Entry) {
+		if r.listenKey(s, key, path, e) || r.limitKey(s, key, path, e) || r.logKey(s, key, path, e) || r.securityKey(s, key, path, e) {
+			return
+		}
 		switch key {
-		case "listen":
-			if host, port, ok := r.hostPort(e, path); ok {
-				o.Host, o.Port = orString(host, o.Host), port
-			}
-		case "host", "net":
-			o.Host, _ = r.str(e, path)
-		case "port":
-			o.Port, _ = r.intIn(e, path, -1, 65535)
-		case "http", "http_port", "monitor_port":
-			if host, port, ok := r.hostPort(e, path); ok {
-				s.httpHost, s.httpPort = orString(host, s.httpHost), port
-			}
-		case "https", "https_port":
-			if host, port, ok := r.hostPort(e, path); ok {
-				s.httpHost, s.httpsPort, s.httpsAt = orString(host, s.httpHost), port, fileOrigin(e.KeyPos, path)
-			}
-		case "http_base_path":
-			s.basePath, _ = r.str(e, path)
-		case "prof_port", "profile":
-			s.profilePort, _ = r.intIn(e, path, -1, 65535)
-		case "server_name":
-			o.ServerName, _ = r.str(e, path)
-		case "client_advertise":
-			o.ClientAdvertise, _ = r.str(e, path)
-		case "max_payload":
-			s.limitAt[key] = fileOrigin(e.KeyPos, path)
-			o.MaxPayload, _ = r.size(e, path, 1<<30)
-		case "max_control_line":
-			o.MaxControlLine, _ = r.size(e, path, 1<<30)
-		case "max_connections", "max_conn":
-			if n, ok := r.intIn(e, path, 0, math.MaxInt32); ok {
-				o.MaxConnections = cmp.Or(n, core.NoClientConnections) // 0: none, as nats-server
-			}
-		case "max_subscriptions", "max_subs":
-			o.MaxSubscriptions, _ = r.intIn(e, path, 0, math.MaxInt32)
-		case "max_pending":
-			s.limitAt[key] = fileOrigin(e.KeyPos, path)
-			n, _ := r.size(e, path, math.MaxInt64)
-			o.MaxPending = int64(n)
-		case "ping_interval":
-			o.PingInterval, _ = r.duration(e, path)
-		case "ping_max":
-			o.PingMax, _ = r.intIn(e, path, 0, math.MaxInt32)
-		case "write_deadline":
-			o.WriteDeadline, _ = r.duration(e, path)
-		case "lame_duck_duration":
-			s.limitAt[key] = fileOrigin(e.KeyPos, path)
-			o.LameDuckDuration, _ = r.duration(e, path)
-		case "lame_duck_grace_period":
-			s.limitAt[key] = fileOrigin(e.KeyPos, path)
-			o.LameDuckGracePeriod, _ = r.duration(e, path)
-		case "no_header_support":
-			o.NoHeaderSupport, _ = r.boolean(e, path)
-		case "debug":
-			s.debug, _ = r.boolean(e, path)
-		case "trace":
-			s.trace, _ = r.boolean(e, path)
-		case "logfile", "log_file":
-			s.logFile, _ = r.str(e, path)
-		case "logfile_size_limit", "log_size_limit":
-			n, _ := r.size(e, path, math.MaxInt64)
-			s.logSizeLimit = int64(n)
-		case "logfile_max_num", "log_max_num":
-			s.logMaxNum, _ = r.intIn(e, path, 0, math.MaxInt32)
-		case "log_format":
-			if v, ok := r.str(e, path); ok {
-				if v != logText && v != logJSON {
-					r.p.at(e.KeyPos, path, "%q is not a log format (text or json)", v)
-					break
-				}
-				s.logFormat = v
-			}
-		case "logtime":
-			s.logTime, _ = r.boolean(e, path)
-		case "logtime_utc":
-			s.logUTC, _ = r.boolean(e, path)
-		case "pid_file":
-			s.pidFile, _ = r.str(e, path)
-		case "ports_file_dir":
-			s.portsDir, _ = r.str(e, path)
-			s.portsAt = fileOrigin(e.KeyPos, path)
-		case "no_auth_user":
-			s.auth.noAuthUser, _ = r.str(e, path)
-			s.auth.noAuthAt = fileOrigin(e.KeyPos, path)
-		case "authorization":
-			r.authorization(s, e, path)
-		case "accounts":
-			r.accounts(s, e, path)
-		case "system_account":
-			s.core.SystemAccount, _ = r.str(e, path)
-			s.systemAt = fileOrigin(e.KeyPos, path)
-		case "allow_non_tls":
-			s.core.AllowNonTLS, _ = r.boolean(e, path)
-		case "tls":
-			if t, ok := r.tlsBlock(e, path); ok {
-				s.tls = t
-			}
 		case "cluster":
 			s.cluster = r.reserved(e, path, clusterSchema())
 			s.clusterAt = fileOrigin(e.KeyPos, path)
@@ -134,6 +39,145 @@ func readFile(s *settings, m *conf.Map, p *problems) {
 			r.unknown(e, path)
 		}
 	})
+}
+
+// listenKey reads a top-level key of where the server listens and what it is called,
+// reporting whether key is one.
+func (r *fileReader) listenKey(s *settings, key, path string, e *conf.Entry) bool {
+	o := &s.core
+	switch key {
+	case "listen":
+		if host, port, ok := r.hostPort(e, path); ok {
+			o.Host, o.Port = orString(host, o.Host), port
+		}
+	case "host", "net":
+		o.Host, _ = r.str(e, path)
+	case "port":
+		o.Port, _ = r.intIn(e, path, -1, 65535)
+	case "http", "http_port", "monitor_port":
+		if host, port, ok := r.hostPort(e, path); ok {
+			s.httpHost, s.httpPort = orString(host, s.httpHost), port
+		}
+	case "https", "https_port":
+		if host, port, ok := r.hostPort(e, path); ok {
+			s.httpHost, s.httpsPort, s.httpsAt = orString(host, s.httpHost), port, fileOrigin(e.KeyPos, path)
+		}
+	case "http_base_path":
+		s.basePath, _ = r.str(e, path)
+	case "prof_port", "profile":
+		s.profilePort, _ = r.intIn(e, path, -1, 65535)
+	case "server_name":
+		o.ServerName, _ = r.str(e, path)
+	case "client_advertise":
+		o.ClientAdvertise, _ = r.str(e, path)
+	default:
+		return false
+	}
+	return true
+}
+
+// limitKey reads a top-level key of the client limits, pings and lame duck mode, reporting
+// whether key is one.
+func (r *fileReader) limitKey(s *settings, key, path string, e *conf.Entry) bool {
+	o := &s.core
+	switch key {
+	case "max_payload":
+		s.limitAt[key] = fileOrigin(e.KeyPos, path)
+		o.MaxPayload, _ = r.size(e, path, 1<<30)
+	case "max_control_line":
+		o.MaxControlLine, _ = r.size(e, path, 1<<30)
+	case "max_connections", "max_conn":
+		if n, ok := r.intIn(e, path, 0, math.MaxInt32); ok {
+			o.MaxConnections = cmp.Or(n, core.NoClientConnections) // 0: none, as nats-server
+		}
+	case "max_subscriptions", "max_subs":
+		o.MaxSubscriptions, _ = r.intIn(e, path, 0, math.MaxInt32)
+	case "max_pending":
+		s.limitAt[key] = fileOrigin(e.KeyPos, path)
+		n, _ := r.size(e, path, math.MaxInt64)
+		o.MaxPending = int64(n)
+	case "ping_interval":
+		o.PingInterval, _ = r.duration(e, path)
+	case "ping_max":
+		o.PingMax, _ = r.intIn(e, path, 0, math.MaxInt32)
+	case "write_deadline":
+		o.WriteDeadline, _ = r.duration(e, path)
+	case "lame_duck_duration":
+		s.limitAt[key] = fileOrigin(e.KeyPos, path)
+		o.LameDuckDuration, _ = r.duration(e, path)
+	case "lame_duck_grace_period":
+		s.limitAt[key] = fileOrigin(e.KeyPos, path)
+		o.LameDuckGracePeriod, _ = r.duration(e, path)
+	case "no_header_support":
+		o.NoHeaderSupport, _ = r.boolean(e, path)
+	default:
+		return false
+	}
+	return true
+}
+
+// logKey reads a top-level key of logging and of the files the process writes (PID,
+// ports), reporting whether key is one.
+func (r *fileReader) logKey(s *settings, key, path string, e *conf.Entry) bool {
+	switch key {
+	case "debug":
+		s.debug, _ = r.boolean(e, path)
+	case "trace":
+		s.trace, _ = r.boolean(e, path)
+	case "logfile", "log_file":
+		s.logFile, _ = r.str(e, path)
+	case "logfile_size_limit", "log_size_limit":
+		n, _ := r.size(e, path, math.MaxInt64)
+		s.logSizeLimit = int64(n)
+	case "logfile_max_num", "log_max_num":
+		s.logMaxNum, _ = r.intIn(e, path, 0, math.MaxInt32)
+	case "log_format":
+		if v, ok := r.str(e, path); ok {
+			if v != logText && v != logJSON {
+				r.p.at(e.KeyPos, path, "%q is not a log format (text or json)", v)
+				break
+			}
+			s.logFormat = v
+		}
+	case "logtime":
+		s.logTime, _ = r.boolean(e, path)
+	case "logtime_utc":
+		s.logUTC, _ = r.boolean(e, path)
+	case "pid_file":
+		s.pidFile, _ = r.str(e, path)
+	case "ports_file_dir":
+		s.portsDir, _ = r.str(e, path)
+		s.portsAt = fileOrigin(e.KeyPos, path)
+	default:
+		return false
+	}
+	return true
+}
+
+// securityKey reads a top-level key of authentication, accounts and TLS, reporting whether
+// key is one.
+func (r *fileReader) securityKey(s *settings, key, path string, e *conf.Entry) bool {
+	switch key {
+	case "no_auth_user":
+		s.auth.noAuthUser, _ = r.str(e, path)
+		s.auth.noAuthAt = fileOrigin(e.KeyPos, path)
+	case "authorization":
+		r.authorization(s, e, path)
+	case "accounts":
+		r.accounts(s, e, path)
+	case "system_account":
+		s.core.SystemAccount, _ = r.str(e, path)
+		s.systemAt = fileOrigin(e.KeyPos, path)
+	case "allow_non_tls":
+		s.core.AllowNonTLS, _ = r.boolean(e, path)
+	case "tls":
+		if t, ok := r.tlsBlock(e, path); ok {
+			s.tls = t
+		}
+	default:
+		return false
+	}
+	return true
 }
 
 func orString(s, otherwise string) string {

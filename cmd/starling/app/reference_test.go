@@ -95,6 +95,10 @@ func TestReferenceKeysCoverTheReaders(t *testing.T) {
 	docs := documented(t)
 	prefixes := map[string][]string{ // reader → the paths of the blocks it reads
 		"readFile":          {""},
+		"listenKey":         {""},
+		"limitKey":          {""},
+		"logKey":            {""},
+		"securityKey":       {""},
 		"authorization":     {"authorization."},
 		"users":             {"authorization.users[]."},
 		"accounts":          {"accounts.<account>."},
