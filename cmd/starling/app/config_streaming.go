@@ -17,103 +17,131 @@ func (r *fileReader) streamingBlock(s *settings, e *conf.Entry, path string) {
 		return
 	}
 	st := &s.streaming
-	o := &st.opts
-	str := func(dst *string, key string, e *conf.Entry, kpath string) {
-		if v, ok := r.str(e, kpath); ok {
-			*dst = v
-			st.setAt(key, fileOrigin(e.KeyPos, kpath))
-		}
-	}
 	each(m, path, func(key, kpath string, e *conf.Entry) {
+		if r.streamingServerKey(st, key, kpath, e) || r.streamingNATSKey(st, key, kpath, e) {
+			return
+		}
+		r.streamingReservedKey(st, key, kpath, e)
+	})
+}
+
+// streamingString reads a string key into dst, recording where key was set.
+func (r *fileReader) streamingString(st *streamSettings, dst *string, key string, e *conf.Entry, kpath string) {
+	if v, ok := r.str(e, kpath); ok {
+		*dst = v
+		st.setAt(key, fileOrigin(e.KeyPos, kpath))
+	}
+}
+
+// streamingServerKey reads a key of the streaming server itself (identity, store, client
+// heartbeats and limits), reporting whether key is one.
+func (r *fileReader) streamingServerKey(st *streamSettings, key, kpath string, e *conf.Entry) bool {
+	o := &st.opts
+	switch key {
+	case "enabled":
+		if on, ok := r.boolean(e, kpath); ok {
+			st.off = !on
+		}
+	case "id", "cid", "cluster_id", "clusterid":
+		r.streamingString(st, &o.ClusterID, "cluster_id", e, kpath)
+	case "discover_prefix", "discoverprefix":
+		r.streamingString(st, &o.DiscoverPrefix, "discover_prefix", e, kpath)
+	case "store", "st", "store_type", "storetype":
+		r.streamingString(st, &st.store, "store", e, kpath)
+	case "dir", "datastore", "file_store_dir":
+		r.streamingString(st, &st.dir, "dir", e, kpath)
+	case "sd", "stan_debug":
+		st.debug, _ = r.boolean(e, kpath)
+	case "sv", "stan_trace":
+		st.trace, _ = r.boolean(e, kpath)
+	case "hb_interval", "hbi", "server_to_client_hb_interval":
+		o.HBInterval, _ = r.duration(e, kpath)
+	case "hb_timeout", "hbt", "server_to_client_hb_timeout":
+		o.HBTimeout, _ = r.duration(e, kpath)
+	case "hb_fail_count", "hbf", "server_to_client_hb_fail_count":
+		o.HBFailCount, _ = r.intIn(e, kpath, 0, math.MaxInt32)
+	case "io_batch_size":
+		o.IOBatchSize, _ = r.intIn(e, kpath, 0, math.MaxInt32)
+	case "replace_durable", "replace_durables", "replace_duplicate_durable", "replace_duplicate_durables":
+		o.ReplaceDurable, _ = r.boolean(e, kpath)
+	case "max_clients":
+		o.MaxClients, _ = r.intIn(e, kpath, -1, math.MaxInt32)
+	case "store_limits", "limits", "storelimits":
+		r.storeLimits(st, e, kpath)
+	case "cluster":
+		r.stanClusterBlock(st, e, kpath)
+	case "file_options", "file":
+		r.fileOptions(st, e, kpath)
+	case "sql_options", "sql":
+		r.p.at(e.KeyPos, kpath, "the SQL store is not supported (stores: memory, file, bolt)")
+	case "account":
+		r.streamingString(st, &st.account, "account", e, kpath)
+	default:
+		return false
+	}
+	return true
+}
+
+// streamingNATSKey reads a key of the connection to an external NATS server (-ns): its URL,
+// credentials and TLS, reporting whether key is one.
+func (r *fileReader) streamingNATSKey(st *streamSettings, key, kpath string, e *conf.Entry) bool {
+	switch key {
+	case "nats_server_url", "ns", "nats_server":
+		r.streamingString(st, &st.ns.url, "nats_server_url", e, kpath)
+	case "username", "user", "password", "pass", "token", "nkey_seed_file", "credentials", "syslog_name":
+		v, ok := r.str(e, kpath)
+		if !ok {
+			break
+		}
 		switch key {
-		case "enabled":
-			if on, ok := r.boolean(e, kpath); ok {
-				st.off = !on
-			}
-		case "id", "cid", "cluster_id", "clusterid":
-			str(&o.ClusterID, "cluster_id", e, kpath)
-		case "discover_prefix", "discoverprefix":
-			str(&o.DiscoverPrefix, "discover_prefix", e, kpath)
-		case "store", "st", "store_type", "storetype":
-			str(&st.store, "store", e, kpath)
-		case "dir", "datastore", "file_store_dir":
-			str(&st.dir, "dir", e, kpath)
-		case "sd", "stan_debug":
-			st.debug, _ = r.boolean(e, kpath)
-		case "sv", "stan_trace":
-			st.trace, _ = r.boolean(e, kpath)
-		case "hb_interval", "hbi", "server_to_client_hb_interval":
-			o.HBInterval, _ = r.duration(e, kpath)
-		case "hb_timeout", "hbt", "server_to_client_hb_timeout":
-			o.HBTimeout, _ = r.duration(e, kpath)
-		case "hb_fail_count", "hbf", "server_to_client_hb_fail_count":
-			o.HBFailCount, _ = r.intIn(e, kpath, 0, math.MaxInt32)
-		case "io_batch_size":
-			o.IOBatchSize, _ = r.intIn(e, kpath, 0, math.MaxInt32)
-		case "replace_durable", "replace_durables", "replace_duplicate_durable", "replace_duplicate_durables":
-			o.ReplaceDurable, _ = r.boolean(e, kpath)
-		case "max_clients":
-			o.MaxClients, _ = r.intIn(e, kpath, -1, math.MaxInt32)
-		case "store_limits", "limits", "storelimits":
-			r.storeLimits(st, e, kpath)
-		case "cluster":
-			r.stanClusterBlock(st, e, kpath)
-		case "file_options", "file":
-			r.fileOptions(st, e, kpath)
-		case "sql_options", "sql":
-			r.p.at(e.KeyPos, kpath, "the SQL store is not supported (stores: memory, file, bolt)")
-		case "account":
-			str(&st.account, "account", e, kpath)
-		case "nats_server_url", "ns", "nats_server":
-			str(&st.ns.url, "nats_server_url", e, kpath)
-		case "username", "user", "password", "pass", "token", "nkey_seed_file", "credentials", "syslog_name":
-			v, ok := r.str(e, kpath)
-			if !ok {
-				break
-			}
-			switch key {
-			case "username", "user":
-				st.ns.user = v
-			case "password", "pass":
-				st.ns.pass = v
-			case "token":
-				st.ns.token = v
-			case "nkey_seed_file":
-				st.ns.nkeySeedFile = v
-			case "credentials":
-				st.ns.credsFile = v
-			default: // syslog_name
-				st.ignored = append(st.ignored, fileOrigin(e.KeyPos, kpath))
-				return
+		case "username", "user":
+			st.ns.user = v
+		case "password", "pass":
+			st.ns.pass = v
+		case "token":
+			st.ns.token = v
+		case "nkey_seed_file":
+			st.ns.nkeySeedFile = v
+		case "credentials":
+			st.ns.credsFile = v
+		default: // syslog_name
+			st.ignored = append(st.ignored, fileOrigin(e.KeyPos, kpath))
+			return true
+		}
+		st.nsKeys = append(st.nsKeys, fileOrigin(e.KeyPos, kpath))
+	case "secure": // a boolean in nats-streaming-server
+		if on, ok := r.boolean(e, kpath); ok {
+			if on && st.ns.tls == nil {
+				st.ns.tls = &tlsSettings{on: true}
 			}
 			st.nsKeys = append(st.nsKeys, fileOrigin(e.KeyPos, kpath))
-		case "secure": // a boolean in nats-streaming-server
-			if on, ok := r.boolean(e, kpath); ok {
-				if on && st.ns.tls == nil {
-					st.ns.tls = &tlsSettings{on: true}
-				}
-				st.nsKeys = append(st.nsKeys, fileOrigin(e.KeyPos, kpath))
-			}
-		case "tls":
-			if t, ok := r.nsTLSBlock(st, e, kpath); ok {
-				st.ns.tls = &t
-				st.nsKeys = append(st.nsKeys, fileOrigin(e.KeyPos, kpath))
-			}
-		default:
-			fd, known := streamingReservedSchema().lookup(key)
-			if !known {
-				r.unknown(e, kpath)
-				return
-			}
-			if v, ok := r.reservedValue(e, kpath, fd); ok {
-				if st.reserved == nil {
-					st.reserved = map[string]any{}
-				}
-				st.reserved[fd.names[0]] = v
-				st.setAt("reserved."+fd.names[0], fileOrigin(e.KeyPos, kpath))
-			}
 		}
-	})
+	case "tls":
+		if t, ok := r.nsTLSBlock(st, e, kpath); ok {
+			st.ns.tls = &t
+			st.nsKeys = append(st.nsKeys, fileOrigin(e.KeyPos, kpath))
+		}
+	default:
+		return false
+	}
+	return true
+}
+
+// streamingReservedKey reads a key of a later milestone (streamingReservedSchema) and
+// keeps it, unused; any other key is unknown.
+func (r *fileReader) streamingReservedKey(st *streamSettings, key, kpath string, e *conf.Entry) {
+	fd, known := streamingReservedSchema().lookup(key)
+	if !known {
+		r.unknown(e, kpath)
+		return
+	}
+	if v, ok := r.reservedValue(e, kpath, fd); ok {
+		if st.reserved == nil {
+			st.reserved = map[string]any{}
+		}
+		st.reserved[fd.names[0]] = v
+		st.setAt("reserved."+fd.names[0], fileOrigin(e.KeyPos, kpath))
+	}
 }
 
 // isStreamingKey reports a key of the streaming block that nats-streaming-server also
