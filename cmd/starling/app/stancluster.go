@@ -175,89 +175,114 @@ func (r *fileReader) stanClusterBlock(st *streamSettings, e *conf.Entry, path st
 	c.on = true
 	st.setAt("cluster.on", fileOrigin(e.KeyPos, path))
 	each(m, path, func(key, kpath string, e *conf.Entry) {
-		at := fileOrigin(e.KeyPos, kpath)
-		set := func(name string) { st.setAt("cluster."+name, at) }
-		dur := func(name string, dst *time.Duration) {
-			if d, ok := r.duration(e, kpath); ok {
-				*dst = d
-				set(name)
-			}
-		}
-		num := func(name string, dst *int) {
-			if n, ok := r.intIn(e, kpath, 0, math.MaxInt32); ok {
-				*dst = n
-				set(name)
-			}
+		if r.stanClusterNodeKey(st, key, kpath, e) || r.stanClusterTuningKey(st, key, kpath, e) {
+			return
 		}
 		switch key {
-		case "node_id":
-			if v, ok := r.str(e, kpath); ok {
-				c.nodeID = v
-				set("node_id")
-			}
-		case "peers":
-			c.peers = c.peers[:0]
-			for _, it := range r.list(e, kpath) {
-				c.peers = append(c.peers, splitList(it.s)...)
-			}
-			set("peers")
-		case "bootstrap":
-			c.bootstrap, _ = r.boolean(e, kpath)
-			set("bootstrap")
-		case "log_path", "raft_log_path":
-			if v, ok := r.str(e, kpath); ok {
-				c.logPath = v
-				set("log_path")
-			}
-		case "log_store":
-			if v, ok := r.str(e, kpath); ok {
-				c.logStore = v
-				set("log_store")
-			}
-		case "sync", "raft_sync":
-			c.sync, _ = r.boolean(e, kpath)
-			set("sync")
-		case "raft_logging":
-			c.raftLogging, _ = r.boolean(e, kpath)
-		case "raft_listen":
-			if host, port, ok := r.hostPort(e, kpath); ok {
-				c.raftListen = host + ":" + strconv.Itoa(port)
-				set("raft_listen")
-			}
-		case "raft_peer_addrs":
-			c.peerAddrs = nil
-			for _, it := range r.list(e, kpath) {
-				if err := c.addPeerAddrs(splitList(it.s)); err != nil {
-					r.p.at(it.pos, it.path, "%v", err)
-				}
-			}
-			set("raft_peer_addrs")
-		case "raft_heartbeat_timeout":
-			dur("raft_heartbeat_timeout", &c.heartbeat)
-		case "raft_election_timeout":
-			dur("raft_election_timeout", &c.election)
-		case "raft_lease_timeout":
-			dur("raft_lease_timeout", &c.lease)
-		case "raft_commit_timeout":
-			dur("raft_commit_timeout", &c.commit)
-		case "snapshot_interval":
-			dur("snapshot_interval", &c.snapshotInterval)
-		case "log_cache_size", "raft_log_cache_size":
-			num("log_cache_size", &c.logCacheSize)
-		case "log_snapshots", "raft_log_snapshots":
-			num("log_snapshots", &c.logSnapshots)
-		case "trailing_logs", "raft_trailing_logs":
-			num("trailing_logs", &c.trailingLogs)
-		case "snapshot_threshold":
-			num("snapshot_threshold", &c.snapshotThreshold)
 		case "proceed_on_restore_failure", "allow_add_remove_node", "bolt_free_list_sync", "bolt_free_list_map", "nodes_connections":
 			if _, ok := r.boolean(e, kpath); ok {
-				c.ignored = append(c.ignored, ignoredKey{at: at, why: clusterIgnoredWhy(key)})
+				c.ignored = append(c.ignored, ignoredKey{at: fileOrigin(e.KeyPos, kpath), why: clusterIgnoredWhy(key)})
 			}
 		default:
 			r.unknown(e, kpath)
 		}
 	})
+}
+
+// stanClusterNodeKey reads a cluster key of who this node and its peers are, and where raft
+// keeps its state and listens, reporting whether key is one.
+func (r *fileReader) stanClusterNodeKey(st *streamSettings, key, kpath string, e *conf.Entry) bool {
+	c := &st.cluster
+	set := func(name string) { st.setAt("cluster."+name, fileOrigin(e.KeyPos, kpath)) }
+	switch key {
+	case "node_id":
+		if v, ok := r.str(e, kpath); ok {
+			c.nodeID = v
+			set("node_id")
+		}
+	case "peers":
+		c.peers = c.peers[:0]
+		for _, it := range r.list(e, kpath) {
+			c.peers = append(c.peers, splitList(it.s)...)
+		}
+		set("peers")
+	case "bootstrap":
+		c.bootstrap, _ = r.boolean(e, kpath)
+		set("bootstrap")
+	case "log_path", "raft_log_path":
+		if v, ok := r.str(e, kpath); ok {
+			c.logPath = v
+			set("log_path")
+		}
+	case "log_store":
+		if v, ok := r.str(e, kpath); ok {
+			c.logStore = v
+			set("log_store")
+		}
+	case "sync", "raft_sync":
+		c.sync, _ = r.boolean(e, kpath)
+		set("sync")
+	case "raft_logging":
+		c.raftLogging, _ = r.boolean(e, kpath)
+	case "raft_listen":
+		if host, port, ok := r.hostPort(e, kpath); ok {
+			c.raftListen = host + ":" + strconv.Itoa(port)
+			set("raft_listen")
+		}
+	case "raft_peer_addrs":
+		c.peerAddrs = nil
+		for _, it := range r.list(e, kpath) {
+			if err := c.addPeerAddrs(splitList(it.s)); err != nil {
+				r.p.at(it.pos, it.path, "%v", err)
+			}
+		}
+		set("raft_peer_addrs")
+	default:
+		return false
+	}
+	return true
+}
+
+// stanClusterTuningKey reads a cluster key of raft's timeouts, caches and snapshots,
+// reporting whether key is one.
+func (r *fileReader) stanClusterTuningKey(st *streamSettings, key, kpath string, e *conf.Entry) bool {
+	c := &st.cluster
+	set := func(name string) { st.setAt("cluster."+name, fileOrigin(e.KeyPos, kpath)) }
+	dur := func(name string, dst *time.Duration) {
+		if d, ok := r.duration(e, kpath); ok {
+			*dst = d
+			set(name)
+		}
+	}
+	num := func(name string, dst *int) {
+		if n, ok := r.intIn(e, kpath, 0, math.MaxInt32); ok {
+			*dst = n
+			set(name)
+		}
+	}
+	switch key {
+	case "raft_heartbeat_timeout":
+		dur("raft_heartbeat_timeout", &c.heartbeat)
+	case "raft_election_timeout":
+		dur("raft_election_timeout", &c.election)
+	case "raft_lease_timeout":
+		dur("raft_lease_timeout", &c.lease)
+	case "raft_commit_timeout":
+		dur("raft_commit_timeout", &c.commit)
+	case "snapshot_interval":
+		dur("snapshot_interval", &c.snapshotInterval)
+	case "log_cache_size", "raft_log_cache_size":
+		num("log_cache_size", &c.logCacheSize)
+	case "log_snapshots", "raft_log_snapshots":
+		num("log_snapshots", &c.logSnapshots)
+	case "trailing_logs", "raft_trailing_logs":
+		num("trailing_logs", &c.trailingLogs)
+	case "snapshot_threshold":
+		num("snapshot_threshold", &c.snapshotThreshold)
+	default:
+		return false
+	}
+	return true
 }
 
 // clusterIgnoredWhy says why a nats-streaming-server cluster key is accepted and not used.
