@@ -183,49 +183,67 @@ func newFlags(s *settings) *flags {
 // Limits and the settings build checks record where they were given.
 func (f *flags) streaming(s *settings) {
 	st := &s.streaming
-	o := &st.opts
-	// tracked records where key was set, for the problems build finds.
-	tracked := func(key string, set func(string) error) func(name, v string) error {
-		return func(name, v string) error {
-			if err := set(v); err != nil {
-				return err
-			}
-			st.setAt(key, flagOrigin(name))
-			return nil
-		}
-	}
+	f.streamingServer(st)
+	f.streamingNATSTLS(st)
+	f.streamingStore(st)
+	f.streamingLimits(st)
+	f.streamingClients(st)
+	f.streamingFileStore(st)
+	f.streamingLogging(st)
+}
 
+// trackFlag records where key was set, for the problems build finds.
+func (st *streamSettings) trackFlag(key string, set func(string) error) func(name, v string) error {
+	return func(name, v string) error {
+		if err := set(v); err != nil {
+			return err
+		}
+		st.setAt(key, flagOrigin(name))
+		return nil
+	}
+}
+
+// streamingServer defines whether streaming runs, its cluster ID and discover prefix, and
+// the external NATS server it may run on (-ns).
+func (f *flags) streamingServer(st *streamSettings) {
+	o := &st.opts
 	f.boolean(option{names: names("--no_streaming"), sec: secStreaming, usage: "run the core NATS router only, without the streaming layer"}, &st.off, false)
 	o.ClusterID, o.DiscoverPrefix = streaming.DefaultClusterID, streaming.DefaultDiscoverPrefix
 	f.addNamed(option{names: names("-cid", "--cluster_id"), sec: secStreaming, typ: "string", def: streaming.DefaultClusterID,
-		usage: "cluster ID streaming clients connect with (letters, digits, '-', '_')"}, tracked("cluster_id", setString(&o.ClusterID)))
+		usage: "cluster ID streaming clients connect with (letters, digits, '-', '_')"}, st.trackFlag("cluster_id", setString(&o.ClusterID)))
 	f.addNamed(option{names: names("--discover_prefix"), sec: secStreaming, typ: "string", def: streaming.DefaultDiscoverPrefix,
-		usage: "prefix of the subject clients connect on (<prefix>.<cluster_id>)"}, tracked("discover_prefix", setString(&o.DiscoverPrefix)))
+		usage: "prefix of the subject clients connect on (<prefix>.<cluster_id>)"}, st.trackFlag("discover_prefix", setString(&o.DiscoverPrefix)))
 	f.addNamed(option{names: names("-ns", "--nats_server"), sec: secStreaming, typ: "string", arg: "<url>",
 		usage: "run streaming as a client of this external NATS server (nats://[user:pass@]host:port) instead of in-process on this server's router",
 		doc:   "As nats-streaming-server's `-ns`: clients reach streaming through that server (or its cluster). Credentials: in the URL, or the streaming block's `username`, `password`, `token`, `nkey_seed_file`, `credentials` and `tls`. Streaming requests then carry no connection or user, so clients are bound to neither (as with nats-streaming-server); not with `--clustered`."},
-		tracked("nats_server_url", setString(&st.ns.url)))
-	// nats-streaming-server's flags for TLS to the NATS server: with -ns, as the streaming
-	// block's secure and tls keys.
-	nsTLS := func(set func(t *tlsSettings, v string) error) func(name, v string) error {
-		return func(name, v string) error {
-			t := st.ns.tls
-			if t == nil {
-				t = &tlsSettings{on: true, onAt: flagOrigin(name)}
-			}
-			if err := set(t, v); err != nil {
-				return err
-			}
-			if t.on {
-				st.ns.tls = t
-			}
-			st.nsKeys = append(st.nsKeys, flagOrigin(name))
-			return nil
+		st.trackFlag("nats_server_url", setString(&st.ns.url)))
+}
+
+// nsTLSFlag applies set to the TLS settings for the external NATS server (made by the first
+// such flag) and records where it was given.
+func (st *streamSettings) nsTLSFlag(set func(t *tlsSettings, v string) error) func(name, v string) error {
+	return func(name, v string) error {
+		t := st.ns.tls
+		if t == nil {
+			t = &tlsSettings{on: true, onAt: flagOrigin(name)}
 		}
+		if err := set(t, v); err != nil {
+			return err
+		}
+		if t.on {
+			st.ns.tls = t
+		}
+		st.nsKeys = append(st.nsKeys, flagOrigin(name))
+		return nil
 	}
+}
+
+// streamingNATSTLS defines nats-streaming-server's flags for TLS to the NATS server: with
+// -ns, as the streaming block's secure and tls keys.
+func (f *flags) streamingNATSTLS(st *streamSettings) {
 	f.addNamed(option{names: names("--secure"), sec: secStreaming, typ: "bool",
 		usage: "with -ns: TLS to the external NATS server (with the system's CAs)"},
-		nsTLS(func(t *tlsSettings, v string) error {
+		st.nsTLSFlag(func(t *tlsSettings, v string) error {
 			on, err := strconv.ParseBool(v)
 			if !on && st.ns.tls == nil {
 				t.on = false // --secure=false alone: no TLS
@@ -234,80 +252,98 @@ func (f *flags) streaming(s *settings) {
 		}))
 	f.addNamed(option{names: names("--tls_client_cert"), sec: secStreaming, typ: "string", arg: "<file>",
 		usage: "with -ns: client certificate (PEM) for the external NATS server"},
-		nsTLS(func(t *tlsSettings, v string) error { t.cert = v; return nil }))
+		st.nsTLSFlag(func(t *tlsSettings, v string) error { t.cert = v; return nil }))
 	f.addNamed(option{names: names("--tls_client_key"), sec: secStreaming, typ: "string", arg: "<file>",
 		usage: "with -ns: the client certificate's key"},
-		nsTLS(func(t *tlsSettings, v string) error { t.key = v; return nil }))
+		st.nsTLSFlag(func(t *tlsSettings, v string) error { t.key = v; return nil }))
 	f.addNamed(option{names: names("--tls_client_cacert"), sec: secStreaming, typ: "string", arg: "<file>",
 		usage: "with -ns: CAs (PEM) the external NATS server's certificate is checked against"},
-		nsTLS(func(t *tlsSettings, v string) error { t.ca = v; return nil }))
+		st.nsTLSFlag(func(t *tlsSettings, v string) error { t.ca = v; return nil }))
+}
+
+// streamingStore defines the store type and its directory.
+func (f *flags) streamingStore(st *streamSettings) {
 	st.store = storeMemory
 	f.addNamed(option{names: names("-st", "--store"), sec: secStreaming, typ: "string", def: storeMemory,
 		usage: "store type: memory, file or bolt (case-insensitive)",
 		doc:   "`memory` keeps nothing across restarts; `file` (segment files of CRC-checked records and an index) and `bolt` (one BoltDB file) keep everything under `--dir` and send a PubAck only once the message is synced. `sql` is not supported."},
-		tracked("store", setString(&st.store)))
+		st.trackFlag("store", setString(&st.store)))
 	f.addNamed(option{names: names("--dir"), sec: secStreaming, typ: "string", arg: "<dir>", def: defaultDataDir,
-		usage: "directory of the file and bolt stores (not used by the memory store)"}, tracked("dir", setString(&st.dir)))
+		usage: "directory of the file and bolt stores (not used by the memory store)"}, st.trackFlag("dir", setString(&st.dir)))
+}
 
+// streamingLimits defines the global channel limits.
+func (f *flags) streamingLimits(st *streamSettings) {
 	g := &st.limits.Global
 	*g = stores.DefaultLimits()
 	f.addNamed(option{names: names("-mc", "--max_channels"), sec: secStreaming, typ: "int", def: strconv.Itoa(g.MaxChannels),
-		usage: "maximum number of channels (0: unlimited)"}, tracked("max_channels", setInt(&g.MaxChannels)))
+		usage: "maximum number of channels (0: unlimited)"}, st.trackFlag("max_channels", setInt(&g.MaxChannels)))
 	f.addNamed(option{names: names("-msu", "--max_subs"), sec: secStreaming, typ: "int", def: strconv.Itoa(g.MaxSubs),
-		usage: "maximum subscriptions per channel (0: unlimited)"}, tracked("max_subs", setInt(&g.MaxSubs)))
+		usage: "maximum subscriptions per channel (0: unlimited)"}, st.trackFlag("max_subs", setInt(&g.MaxSubs)))
 	f.addNamed(option{names: names("-mm", "--max_msgs"), sec: secStreaming, typ: "int", def: strconv.Itoa(g.MaxMsgs),
-		usage: "maximum messages per channel; the oldest are removed beyond (0: unlimited)"}, tracked("max_msgs", setInt(&g.MaxMsgs)))
+		usage: "maximum messages per channel; the oldest are removed beyond (0: unlimited)"}, st.trackFlag("max_msgs", setInt(&g.MaxMsgs)))
 	f.addNamed(option{names: names("-mb", "--max_bytes"), sec: secStreaming, typ: "size", def: strconv.FormatInt(g.MaxBytes, 10),
-		usage: "maximum bytes of messages per channel, e.g. 1GB; the oldest are removed beyond (0: unlimited)"}, tracked("max_bytes", setSize64(&g.MaxBytes)))
+		usage: "maximum bytes of messages per channel, e.g. 1GB; the oldest are removed beyond (0: unlimited)"}, st.trackFlag("max_bytes", setSize64(&g.MaxBytes)))
 	f.addNamed(option{names: names("-ma", "--max_age"), sec: secStreaming, typ: "duration",
-		usage: "maximum age of a channel's messages, e.g. 24h (0: unlimited)"}, tracked("max_age", setDuration(&g.MaxAge)))
+		usage: "maximum age of a channel's messages, e.g. 24h (0: unlimited)"}, st.trackFlag("max_age", setDuration(&g.MaxAge)))
 	f.addNamed(option{names: names("-mi", "--max_inactivity"), sec: secStreaming, typ: "duration",
-		usage: "delete a channel with no subscription and no new message for this long, e.g. 1h (0: never)"}, tracked("max_inactivity", setDuration(&g.MaxInactivity)))
+		usage: "delete a channel with no subscription and no new message for this long, e.g. 1h (0: never)"}, st.trackFlag("max_inactivity", setDuration(&g.MaxInactivity)))
+}
 
+// streamingClients defines the heartbeats to clients, the store batch size and the limits
+// on clients and durables.
+func (f *flags) streamingClients(st *streamSettings) {
+	o := &st.opts
 	o.HBInterval, o.HBTimeout, o.HBFailCount = streaming.DefaultHBInterval, streaming.DefaultHBTimeout, streaming.DefaultHBFailCount
 	f.addNamed(option{names: names("-hbi", "--hb_interval"), sec: secStreaming, typ: "duration", def: o.HBInterval.String(),
-		usage: "interval of the heartbeats sent to streaming clients"}, tracked("hb_interval", setDuration(&o.HBInterval)))
+		usage: "interval of the heartbeats sent to streaming clients"}, st.trackFlag("hb_interval", setDuration(&o.HBInterval)))
 	f.addNamed(option{names: names("-hbt", "--hb_timeout"), sec: secStreaming, typ: "duration", def: o.HBTimeout.String(),
-		usage: "how long a client has to answer a heartbeat"}, tracked("hb_timeout", setDuration(&o.HBTimeout)))
+		usage: "how long a client has to answer a heartbeat"}, st.trackFlag("hb_timeout", setDuration(&o.HBTimeout)))
 	f.addNamed(option{names: names("-hbf", "--hb_fail_count"), sec: secStreaming, typ: "int", def: strconv.Itoa(o.HBFailCount),
-		usage: "unanswered heartbeats before a client is closed"}, tracked("hb_fail_count", setInt(&o.HBFailCount)))
+		usage: "unanswered heartbeats before a client is closed"}, st.trackFlag("hb_fail_count", setInt(&o.HBFailCount)))
 	o.IOBatchSize = streaming.DefaultIOBatchSize
 	f.addNamed(option{names: names("--io_batch_size"), sec: secStreaming, typ: "int", def: strconv.Itoa(o.IOBatchSize),
-		usage: "maximum messages stored in one batch"}, tracked("io_batch_size", setInt(&o.IOBatchSize)))
+		usage: "maximum messages stored in one batch"}, st.trackFlag("io_batch_size", setInt(&o.IOBatchSize)))
 	f.boolean(option{names: names("--replace_durable"), sec: secStreaming,
 		usage: "a subscribe request for a durable that is online replaces it instead of failing"}, &o.ReplaceDurable, false)
 	o.MaxClients = streaming.DefaultMaxClients
 	f.addNamed(option{names: names("--max_clients"), sec: secStreaming, typ: "int", def: strconv.Itoa(o.MaxClients),
-		usage: "maximum registered streaming clients; a connect beyond gets \"stan: too many clients\" (-1: unlimited)"}, tracked("max_clients", setInt(&o.MaxClients)))
+		usage: "maximum registered streaming clients; a connect beyond gets \"stan: too many clients\" (-1: unlimited)"}, st.trackFlag("max_clients", setInt(&o.MaxClients)))
+}
 
+// streamingFileStore defines the file store's flags (and --file_sync, which bolt reads too).
+func (f *flags) streamingFileStore(st *streamSettings) {
 	fo := &st.file
 	fo.sync, fo.autoSync, fo.sliceMaxBytes = true, time.Minute, filestore.DefaultSegmentBytes
 	f.addNamed(option{names: names("--file_buffer_size"), sec: secStreamingStore, typ: "size", def: "256KB",
-		usage: "file store: write buffer per channel"}, tracked("file.buffer_size", setSize(&fo.bufferSize)))
+		usage: "file store: write buffer per channel"}, st.trackFlag("file.buffer_size", setSize(&fo.bufferSize)))
 	f.addNamed(option{names: names("--file_sync"), sec: secStreamingStore, typ: "bool", def: "true",
 		usage: "file and bolt stores: fsync before every PubAck and every connect, subscribe, unsubscribe and close response (false: faster, survives a process crash but not a power loss, and with bolt a power loss can leave the whole file unreadable)",
 		doc:   "With `--file_sync=false` each batch is still written to the OS before it is acknowledged. A bolt file left unreadable by a power loss makes the server refuse to start with a corrupt-file error."},
-		tracked("file.sync", setBool(&fo.sync)))
+		st.trackFlag("file.sync", setBool(&fo.sync)))
 	f.addNamed(option{names: names("--file_slice_max_msgs"), sec: secStreamingStore, typ: "int",
 		usage: "file store: roll a channel's segment after this many messages (0: no limit)",
-		doc:   "Limits remove whole segments."}, tracked("file.slice_max_msgs", setInt(&fo.sliceMaxMsgs)))
+		doc:   "Limits remove whole segments."}, st.trackFlag("file.slice_max_msgs", setInt(&fo.sliceMaxMsgs)))
 	f.addNamed(option{names: names("--file_slice_max_bytes"), sec: secStreamingStore, typ: "size", def: "64MB",
-		usage: "file store: segment size, e.g. 64MB (at most 1GB)"}, tracked("file.slice_max_bytes", setSize64(&fo.sliceMaxBytes)))
+		usage: "file store: segment size, e.g. 64MB (at most 1GB)"}, st.trackFlag("file.slice_max_bytes", setSize64(&fo.sliceMaxBytes)))
 	f.addNamed(option{names: names("--file_slice_max_age"), sec: secStreamingStore, typ: "duration",
-		usage: "file store: roll a segment whose first message is older than this, e.g. 1h (0: no limit)"}, tracked("file.slice_max_age", setDuration(&fo.sliceMaxAge)))
+		usage: "file store: roll a segment whose first message is older than this, e.g. 1h (0: no limit)"}, st.trackFlag("file.slice_max_age", setDuration(&fo.sliceMaxAge)))
 	f.addNamed(option{names: names("--file_fds_limit"), sec: secStreamingStore, typ: "int", def: "256",
-		usage: "file store: sealed segments kept open across all channels"}, tracked("file.file_descriptors_limit", setInt(&fo.fdsLimit)))
+		usage: "file store: sealed segments kept open across all channels"}, st.trackFlag("file.file_descriptors_limit", setInt(&fo.fdsLimit)))
 	f.addNamed(option{names: names("--file_parallel_recovery"), sec: secStreamingStore, typ: "int", def: "one per core",
-		usage: "file store: channels recovered at once at startup"}, tracked("file.parallel_recovery", setInt(&fo.parallelRecovery)))
+		usage: "file store: channels recovered at once at startup"}, st.trackFlag("file.parallel_recovery", setInt(&fo.parallelRecovery)))
 	f.addNamed(option{names: names("--file_auto_sync"), sec: secStreamingStore, typ: "duration", def: "1m",
 		usage: "with --file_sync=false, fsync what was written at least this often, e.g. 1s (0: never)",
 		doc:   "A power loss then takes at most about this much of acknowledged writes."},
-		tracked("file.auto_sync", func(v string) error {
+		st.trackFlag("file.auto_sync", func(v string) error {
 			d, err := time.ParseDuration(v)
 			fo.autoSync = max(d, 0)
 			return err
 		}))
+}
 
+// streamingLogging defines the streaming layer's own log levels.
+func (f *flags) streamingLogging(st *streamSettings) {
 	f.boolean(option{names: names("-SD", "--stan_debug"), sec: secStreamingLog,
 		usage: "debug logging of the streaming layer only (-D lowers both layers)"}, &st.debug, false)
 	f.boolean(option{names: names("-SV", "--stan_trace"), sec: secStreamingLog,
