@@ -52,16 +52,30 @@ func (s *settings) buildCluster(p *problems) *core.ClusterOptions {
 	if m == nil && fl.listen == "" {
 		return nil
 	}
-	at := func(key string) origin { // where the key is written, else the block
-		pos := s.clusterAt.pos
-		if o, ok := s.clusterKeyAt[key]; ok {
-			pos = o.pos
-		}
-		if pos.Line == 0 {
-			return origin{name: "cluster." + key}
-		}
-		return origin{pos: pos, name: "cluster." + key}
+	co := s.clusterBlockOptions(p)
+	// Flags last: they win.
+	if !fl.override(co, p) {
+		return nil
 	}
+	s.addRoutes(co, p)
+	return co
+}
+
+// clusterKeyOrigin is where the cluster block's key is written, else the block.
+func (s *settings) clusterKeyOrigin(key string) origin {
+	pos := s.clusterAt.pos
+	if o, ok := s.clusterKeyAt[key]; ok {
+		pos = o.pos
+	}
+	if pos.Line == 0 {
+		return origin{name: "cluster." + key}
+	}
+	return origin{pos: pos, name: "cluster." + key}
+}
+
+// clusterBlockOptions maps the cluster block (all but its routes) onto core options.
+func (s *settings) clusterBlockOptions(p *problems) *core.ClusterOptions {
+	m := s.cluster
 	co := &core.ClusterOptions{}
 	str := func(key string) string { v, _ := m[key].(string); return v }
 	co.Name = str("name")
@@ -83,19 +97,22 @@ func (s *settings) buildCluster(p *problems) *core.ClusterOptions {
 		co.Password, _ = a["password"].(string)
 		co.AuthTimeout, _ = a["timeout"].(time.Duration)
 		if _, tok := a["token"]; tok {
-			p.add(at("authorization.token").errorf("routes authenticate with user and password (or TLS), not a token"))
+			p.add(s.clusterKeyOrigin("authorization.token").errorf("routes authenticate with user and password (or TLS), not a token"))
 		}
 	}
 	if t, ok := m["tls"].(tlsSettings); ok {
 		co.TLS, co.TLSClient = buildRouteTLS(&t, p)
 	}
-	routes, _ := m["routes"].([]string)
-	// Flags last: they win.
+	return co
+}
+
+// override sets the cluster flags given over co; false when --cluster is not a listen URL.
+func (fl *clusterFlags) override(co *core.ClusterOptions, p *problems) bool {
 	if fl.listen != "" {
 		host, port, user, pass, ok := parseListenURL(fl.listen)
 		if !ok {
 			p.add(flagOrigin("cluster").errorf("want nats://HOST:PORT (PORT -1: any free port), got %q", fl.listen))
-			return nil
+			return false
 		}
 		co.Host, co.Port = host, port
 		if user != "" {
@@ -111,9 +128,15 @@ func (s *settings) buildCluster(p *problems) *core.ClusterOptions {
 	if fl.noAdvertise != nil {
 		co.NoAdvertise = *fl.noAdvertise
 	}
-	routesAt := at("routes")
-	if fl.routes != "" {
-		routes, routesAt = strings.Split(fl.routes, ","), flagOrigin("routes")
+	return true
+}
+
+// addRoutes parses the routes to dial into co: --routes, else the block's routes.
+func (s *settings) addRoutes(co *core.ClusterOptions, p *problems) {
+	routes, _ := s.cluster["routes"].([]string)
+	routesAt := s.clusterKeyOrigin("routes")
+	if s.clusterFlags.routes != "" {
+		routes, routesAt = strings.Split(s.clusterFlags.routes, ","), flagOrigin("routes")
 	}
 	for _, r := range routes {
 		r = strings.TrimSpace(r)
@@ -127,7 +150,6 @@ func (s *settings) buildCluster(p *problems) *core.ClusterOptions {
 		}
 		co.Routes = append(co.Routes, u)
 	}
-	return co
 }
 
 // buildRouteTLS makes the route TLS configurations from the cluster's tls block: the same
