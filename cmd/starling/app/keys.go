@@ -30,6 +30,7 @@ func aka(n ...string) []string { return n }
 
 // fileKeys is every key the configuration file takes, block by block in the order of the
 // reference.
+// Long on purpose: a table, one entry per key; splitting it would only scatter the reference.
 func fileKeys() []fileKey {
 	keys := []fileKey{
 		{path: "listen", typ: "host:port", doc: "client listener: `host:port`, or a port (sets -a and -p)"},
