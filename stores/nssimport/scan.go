@@ -212,19 +212,52 @@ func readClients(path string, table *crc32.Table, user string) ([]stores.ClientI
 // scanChannel reads one channel directory: its message slices, then subs.dat.
 func (src *Source) scanChannel(name, user string) (*Channel, error) {
 	dir := filepath.Join(src.Dir, name)
+	if err := checkChannelDir(dir, name); err != nil {
+		return nil, err
+	}
+	ch := &Channel{Name: name, First: 1}
+	var err error
+	if ch.slices, err = listSlices(dir); err != nil {
+		return nil, err
+	}
+	src.checkIndexes(name, ch.slices)
+	src.setSliceEnds(ch.slices)
+	if err := src.readChannelMsgs(ch); err != nil {
+		return nil, err
+	}
+	if ch.Msgs == 0 {
+		ch.First = ch.Last + 1
+	}
+	subs, err := src.readSubs(filepath.Join(dir, subsFile), ch, user)
+	if err != nil {
+		return nil, err
+	}
+	ch.Subs = subs
+	return ch, nil
+}
+
+// checkChannelDir checks that a channel directory's name is a channel name both nss and
+// Starling accept.
+func checkChannelDir(dir, name string) error {
 	if !validChannel(name) {
-		return nil, fmt.Errorf("%s: directory name %q is not a channel name nats-streaming-server accepts", dir, name)
+		return fmt.Errorf("%s: directory name %q is not a channel name nats-streaming-server accepts", dir, name)
 	}
 	if !utf8.ValidString(name) {
 		// nss took any bytes; Starling's channel names travel in protobuf string fields
 		// (MsgProto, raft snapshots), which must be UTF-8: no client could read the channel.
-		return nil, fmt.Errorf("%s: channel name %q is not UTF-8, which Starling requires (stan.go clients cannot subscribe to it): rename or remove the directory, then import", dir, name)
+		return fmt.Errorf("%s: channel name %q is not UTF-8, which Starling requires (stan.go clients cannot subscribe to it): rename or remove the directory, then import", dir, name)
 	}
-	ch := &Channel{Name: name, First: 1}
+	return nil
+}
+
+// listSlices finds a channel directory's message files (msgs.N.dat, with msgs.N.idx when
+// there is one), in slice order.
+func listSlices(dir string) ([]*slice, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err
 	}
+	var out []*slice
 	for _, e := range entries {
 		fn := e.Name()
 		if e.IsDir() || !strings.HasPrefix(fn, msgsPrefix) || !strings.HasSuffix(fn, datSuffix) {
@@ -239,29 +272,45 @@ func (src *Source) scanChannel(name, user string) (*Channel, error) {
 		if _, err := os.Stat(idx); err == nil {
 			sl.idx = idx
 		}
-		ch.slices = append(ch.slices, sl)
+		out = append(out, sl)
 	}
-	sort.Slice(ch.slices, func(i, j int) bool { return ch.slices[i].num < ch.slices[j].num })
-	var (
-		seq                 seqCheck
-		nonEmpty, encrypted uint64
-	)
-	for _, sl := range ch.slices {
+	sort.Slice(out, func(i, j int) bool { return out[i].num < out[j].num })
+	return out, nil
+}
+
+// checkIndexes decides for each slice of channel name whether its index can be used, with
+// a note when not.
+func (src *Source) checkIndexes(name string, slices []*slice) {
+	for _, sl := range slices {
 		var why string
 		sl.useIndex, why = checkIndex(sl, src.table)
 		if why != "" {
 			src.note("%s: index unusable (%s): messages read from %s instead, as nats-streaming-server does", name, why, filepath.Base(sl.dat))
 		}
 	}
-	// Records past a slice's index that the next slice wrote again (nss went on after
-	// ignoring them) are stale: stop before the next slice's first sequence.
+}
+
+// setSliceEnds sets each slice's before. Records past a slice's index that the next slice
+// wrote again (nss went on after ignoring them) are stale: stop before the next slice's
+// first sequence.
+func (src *Source) setSliceEnds(slices []*slice) {
 	var next uint64
-	for i := len(ch.slices) - 1; i >= 0; i-- {
-		ch.slices[i].before = next
-		if f := firstSeq(ch.slices[i], src.table); f != 0 {
+	for i := len(slices) - 1; i >= 0; i-- {
+		slices[i].before = next
+		if f := firstSeq(slices[i], src.table); f != 0 {
 			next = f
 		}
 	}
+}
+
+// readChannelMsgs reads every message of ch's slices in order, checking sequences and times,
+// and counts them into each slice and ch; it notes raised times and a channel whose messages
+// all look encrypted.
+func (src *Source) readChannelMsgs(ch *Channel) error {
+	var (
+		seq                 seqCheck
+		nonEmpty, encrypted uint64
+	)
 	for _, sl := range ch.slices {
 		err := readSlice(sl, src.table, func(s string) { src.note("%s", s) }, func(m *nssMsg, file string, at int64) error {
 			if _, err := seq.next(m, file, at); err != nil {
@@ -282,7 +331,7 @@ func (src *Source) scanChannel(name, user string) (*Channel, error) {
 			return nil
 		})
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if sl.msgs > 0 {
 			if ch.Msgs == 0 {
@@ -292,20 +341,12 @@ func (src *Source) scanChannel(name, user string) (*Channel, error) {
 		}
 	}
 	if seq.raised > 0 {
-		src.note("%s: %d message time(s) earlier than the message before raised to it (Starling's store keeps times in order)", name, seq.raised)
+		src.note("%s: %d message time(s) earlier than the message before raised to it (Starling's store keeps times in order)", ch.Name, seq.raised)
 	}
 	if nonEmpty > 0 && encrypted == nonEmpty {
-		src.note("%s: every message looks encrypted (nats-streaming-server --encrypt): the import copies the data as stored, and Starling does not decrypt it", name)
+		src.note("%s: every message looks encrypted (nats-streaming-server --encrypt): the import copies the data as stored, and Starling does not decrypt it", ch.Name)
 	}
-	if ch.Msgs == 0 {
-		ch.First = ch.Last + 1
-	}
-	subs, err := src.readSubs(filepath.Join(dir, subsFile), ch, user)
-	if err != nil {
-		return nil, err
-	}
-	ch.Subs = subs
-	return ch, nil
+	return nil
 }
 
 // seqCheck follows a channel's messages across its slices: sequences must follow each other
@@ -362,61 +403,85 @@ func (src *Source) readSubs(path string, ch *Channel, user string) ([]stores.Rec
 	if err != nil {
 		return nil, err
 	}
-	type sub struct {
-		st      nssSub
-		pending map[uint64]struct{}
+	subs, err := src.replaySubs(path, rr)
+	if err != nil {
+		return nil, err
 	}
-	subs := map[uint64]*sub{}
+	return src.recoveredSubs(ch, subs, user), nil
+}
+
+// replayedSub is a subscription as the records of subs.dat so far leave it.
+type replayedSub struct {
+	st      nssSub
+	pending map[uint64]struct{}
+}
+
+// replaySubs replays every record of subs.dat, noting zero padding at its end.
+func (src *Source) replaySubs(path string, rr *recordReader) (map[uint64]*replayedSub, error) {
+	subs := map[uint64]*replayedSub{}
 	for {
 		typ, payload, at, err := rr.next()
 		if err == io.EOF {
 			if rr.padding > 0 {
 				src.note("%s: zero padding from offset %d to the end ignored (nss cuts it too)", path, rr.padding)
 			}
-			break
+			return subs, nil
 		}
 		if err != nil {
 			return nil, err
 		}
-		switch typ {
-		case recSubNew, recSubUpdate:
-			st, err := decodeSub(payload)
-			if err != nil {
-				return nil, damaged(path, at, "subscription record does not decode: %v", err)
-			}
-			if st.ID == 0 {
-				return nil, damaged(path, at, "subscription record with ID 0")
-			}
-			if s := subs[st.ID]; s != nil && typ == recSubUpdate {
-				s.st = st
-			} else {
-				subs[st.ID] = &sub{st: st, pending: map[uint64]struct{}{}}
-			}
-		case recSubDel:
-			id, _, err := decodeIDSeq(payload)
-			if err != nil {
-				return nil, damaged(path, at, "subscription delete record does not decode: %v", err)
-			}
-			delete(subs, id)
-		case recSubMsg, recSubAck:
-			id, seq, err := decodeIDSeq(payload)
-			if err != nil {
-				return nil, damaged(path, at, "subscription update record does not decode: %v", err)
-			}
-			s := subs[id]
-			if s == nil {
-				continue
-			}
-			if typ == recSubAck {
-				delete(s.pending, seq)
-				continue
-			}
-			s.pending[seq] = struct{}{}
-			s.st.LastSent = max(s.st.LastSent, seq)
-		default:
-			return nil, damaged(path, at, "unknown subscription record type %d", typ)
+		if err := replaySubRecord(subs, typ, payload, path, at); err != nil {
+			return nil, err
 		}
 	}
+}
+
+// replaySubRecord replays one record of subs.dat (at offset at of path) into subs.
+func replaySubRecord(subs map[uint64]*replayedSub, typ byte, payload []byte, path string, at int64) error {
+	switch typ {
+	case recSubNew, recSubUpdate:
+		st, err := decodeSub(payload)
+		if err != nil {
+			return damaged(path, at, "subscription record does not decode: %v", err)
+		}
+		if st.ID == 0 {
+			return damaged(path, at, "subscription record with ID 0")
+		}
+		if s := subs[st.ID]; s != nil && typ == recSubUpdate {
+			s.st = st
+		} else {
+			subs[st.ID] = &replayedSub{st: st, pending: map[uint64]struct{}{}}
+		}
+	case recSubDel:
+		id, _, err := decodeIDSeq(payload)
+		if err != nil {
+			return damaged(path, at, "subscription delete record does not decode: %v", err)
+		}
+		delete(subs, id)
+	case recSubMsg, recSubAck:
+		id, seq, err := decodeIDSeq(payload)
+		if err != nil {
+			return damaged(path, at, "subscription update record does not decode: %v", err)
+		}
+		s := subs[id]
+		if s == nil {
+			return nil
+		}
+		if typ == recSubAck {
+			delete(s.pending, seq)
+			return nil
+		}
+		s.pending[seq] = struct{}{}
+		s.st.LastSent = max(s.st.LastSent, seq)
+	default:
+		return damaged(path, at, "unknown subscription record type %d", typ)
+	}
+	return nil
+}
+
+// recoveredSubs converts the replayed subscriptions of ch, by ID, dropping pending
+// sequences ch no longer holds and lowering LastSent to ch.Last, with a note for each.
+func (src *Source) recoveredSubs(ch *Channel, subs map[uint64]*replayedSub, user string) []stores.RecoveredSub {
 	out := make([]stores.RecoveredSub, 0, len(subs))
 	for _, s := range subs {
 		rs := stores.RecoveredSub{State: convertSub(s.st, user)}
@@ -439,7 +504,7 @@ func (src *Source) readSubs(path string, ch *Channel, user string) ([]stores.Rec
 		out = append(out, rs)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].State.ID < out[j].State.ID })
-	return out, nil
+	return out
 }
 
 // convertSub maps an nss subscription to Starling's: nss stores a durable queue group's
