@@ -220,3 +220,33 @@ func TestRefusedQueueMemberKeepsTheDurableGroup(t *testing.T) {
 	}
 	converged(t, ms, leader)
 }
+
+// limitsFailAfter fails SetLimits after its first n calls.
+type limitsFailAfter struct {
+	stores.Store
+	n int
+}
+
+func (s *limitsFailAfter) SetLimits(ls *stores.LimitsSet) error {
+	if s.n--; s.n < 0 {
+		return errors.New("set limits: injected failure")
+	}
+	return s.Store.SetLimits(ls)
+}
+
+// A restore that cannot install the snapshot's limits once done fails: the store would keep
+// the uncounted ones it restored under, and the replica the limits it had. Before, the
+// error was set on a variable the limits' own check shadowed, and Restore returned nil.
+func TestRestoreFailsWhenItsLimitsCannotBeInstalled(t *testing.T) {
+	leader, _ := newReplica(t)
+	ls := &stores.LimitsSet{Global: stores.Limits{MaxMsgs: 3, MaxSubs: 10}}
+	if r := applyCmds(t, leader, &cmdSetLimits{limits: ls}); r[0] != nil {
+		t.Fatal(r[0])
+	}
+	snap := persist(t, leader)
+	follower, _ := newReplica(t)
+	follower.store = &limitsFailAfter{Store: follower.store, n: 1} // the uncounted ones pass
+	if err := follower.Restore(bytes.NewReader(snap)); err == nil || !strings.Contains(err.Error(), "injected") {
+		t.Fatalf("restore whose limits failed to install: %v", err)
+	}
+}

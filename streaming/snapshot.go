@@ -103,9 +103,9 @@ func (m *stateMachine) Restore(r io.Reader) (err error) {
 	defer m.mu.Unlock()
 	limits := m.limits // what the replicas apply once restored
 	if sn.Limits != nil {
-		ls, err := m.setRestoreLimits(sn.Limits)
-		if err != nil {
-			return err
+		ls, lerr := m.setRestoreLimits(sn.Limits) // not err: the deferred check sets the result
+		if lerr != nil {
+			return lerr
 		}
 		limits = ls
 		defer func() {
