@@ -40,6 +40,10 @@ var (
 	// per-channel name or more literal per-channel entries than MaxChannels.
 	ErrInvalidLimits = errors.New("stores: invalid limits")
 
+	// ErrDeletedUncleaned: DeleteChannel deleted the channel durably, but removing its files
+	// failed; the store removes them at its next Open. The deletion itself succeeded.
+	ErrDeletedUncleaned = errors.New("stores: channel deleted, but removing its files failed")
+
 	// ErrImportUnfinished: the store's directory holds ImportMarker (CheckImportMarker).
 	ErrImportUnfinished = errors.New("stores: an import into the directory has not finished")
 )

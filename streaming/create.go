@@ -231,7 +231,7 @@ func (m *stateMachine) deleteRun(cmds []raftlog.Command) []any {
 		return rs
 	}
 	for k, err := range stores.DeleteChannels(m.store, names) {
-		if err != nil {
+		if err = deletedAnyway(err); err != nil {
 			rs[idx[k]] = err
 			continue
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -317,5 +318,62 @@ func restoreRetriedAfterAFailedDeletion(t *testing.T, oldLog bool, missed, after
 	}
 	if got := storeDigest(t, store); got != want {
 		t.Fatalf("the follower holds\n%s\nwant\n%s", got, want)
+	}
+}
+
+// A deletion the store made durable, but whose files it could not remove (it removes them
+// at its next open), is a deletion: the replica forgets the channel as the others do, and
+// the name's next creation goes through. Before, the error counted as the replica's own
+// failure (stopping it), and a restore kept the channel known though the store had dropped
+// it (found by review).
+func TestDeletionWithFilesLeftIsADeletion(t *testing.T) {
+	var fail atomic.Bool
+	dir := t.TempDir()
+	store, err := filestore.Open(dir, filestore.Options{Hooks: filestore.Hooks{Change: func(op, p string, _ int64, do func() error) error {
+		if fail.Load() && strings.HasSuffix(p, ".deleted") {
+			return fmt.Errorf("injected: %s %s", op, p)
+		}
+		return do()
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	if err := store.Init(stores.ServerInfo{ClusterID: "replica"}); err != nil {
+		t.Fatal(err)
+	}
+	m := newStateMachine(store)
+	m.setReplicated(true)
+	applyCmds(t, m, &cmdCreateChannel{name: "gone", id: 1}, &cmdCreateChannel{name: "alone", id: 2})
+	applyCmds(t, m, &cmdPublish{chanRef: chanRef{"gone", 1}, msgs: msgRun(1, 3)})
+	fail.Store(true)
+	// A run of two deletions (deleteRun) and one alone (applyOne).
+	if r := applyCmds(t, m, &cmdDeleteChannel{chanRef{"gone", 1}}); r[0] != nil {
+		t.Fatalf("deletion with its files left: %v", r[0])
+	}
+	for _, v := range applyCmds(t, m, &cmdCreateChannel{name: "x", id: 3}, &cmdCreateChannel{name: "y", id: 4}) {
+		if err, ok := v.(error); ok {
+			t.Fatal(err)
+		}
+	}
+	if r := applyCmds(t, m, &cmdDeleteChannel{chanRef{"x", 3}}, &cmdDeleteChannel{chanRef{"y", 4}}); r[0] != nil || r[1] != nil {
+		t.Fatalf("deletions with their files left: %v", r)
+	}
+	if m.failed != nil {
+		t.Fatalf("the replica stopped: %v", m.failed)
+	}
+	for _, name := range []string{"gone", "x", "y"} {
+		if m.chans[name] != nil {
+			t.Fatalf("%s still known", name)
+		}
+	}
+	fail.Store(false)
+	if r := applyCmds(t, m, &cmdCreateChannel{name: "gone", id: 5}); r[0] == nil {
+		t.Fatal("no channel created")
+	} else if _, ok := r[0].(error); ok {
+		t.Fatalf("creating the name again: %v", r[0])
+	}
+	if st := m.chans["gone"].Msgs.State(); st.Last != 3 {
+		t.Fatalf("gone again continues after %d, want 3", st.Last)
 	}
 }

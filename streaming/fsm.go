@@ -176,6 +176,16 @@ func replicaFailure(err error) bool {
 	return true
 }
 
+// deletedAnyway clears the error of a deletion that is durable though the store could not
+// remove the channel's files (it removes them at its next open, and logged it): the channel
+// is gone on this replica as on the others.
+func deletedAnyway(err error) error {
+	if errors.Is(err, stores.ErrDeletedUncleaned) {
+		return nil
+	}
+	return err
+}
+
 // applyOne applies one command. Results: nil or an error; the *stores.Channel created by
 // cmdCreateChannel; the expireResult of cmdExpire.
 func (m *stateMachine) applyOne(v any) any {
@@ -238,7 +248,7 @@ func (m *stateMachine) applyOne(v any) any {
 		return expireResult{removed: removed, next: next}
 	case *cmdDeleteChannel:
 		last := ch.Msgs.State().Last
-		if err := m.store.DeleteChannel(ch.Name); err != nil {
+		if err := deletedAnyway(m.store.DeleteChannel(ch.Name)); err != nil {
 			return err
 		}
 		m.dropped(ch, last)

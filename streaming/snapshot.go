@@ -324,13 +324,13 @@ func (m *stateMachine) dropChannelsNotIn(inSnap map[string]bool, next uint64, er
 // refuse the channel until it commits its metadata (the file store's fence): liftFence.
 // m.mu is held.
 func (m *stateMachine) dropStored(ch *stores.Channel) error {
-	err := m.store.DeleteChannel(ch.Name)
+	err := deletedAnyway(m.store.DeleteChannel(ch.Name))
 	if err != nil && !errors.Is(err, stores.ErrNotFound) {
 		m.fenced = true
 		return err
 	}
-	m.forget(ch)
-	return err
+	m.forget(ch) // gone, whether now or before
+	return nil
 }
 
 // liftFence commits the store's metadata after a restore's failed deletion: the file store

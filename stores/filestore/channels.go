@@ -208,12 +208,23 @@ func (s *Store) DeleteChannels(names []string) []error {
 		// directory (a meta.log rewrite's, which is what drops the number) makes it so.
 		dir := s.chanDir(d.ch.dirNum)
 		if rerr := renameFile(dir, dir+deletedSuffix, &s.opts); rerr != nil {
-			errs[d.i] = errors.Join(rerr, removeAll(dir, &s.opts))
+			errs[d.i] = s.uncleaned(d.ch.ch.Name, errors.Join(rerr, removeAll(dir, &s.opts)))
 			continue
 		}
-		errs[d.i] = removeAll(dir+deletedSuffix, &s.opts)
+		errs[d.i] = s.uncleaned(d.ch.ch.Name, removeAll(dir+deletedSuffix, &s.opts))
 	}
 	return errs
+}
+
+// uncleaned marks a failure to remove a channel's files after meta.log made its deletion
+// durable: the deletion stands (the caller must not keep the channel), and Open removes the
+// files left (stray.go).
+func (s *Store) uncleaned(name string, err error) error {
+	if err == nil {
+		return nil
+	}
+	s.opts.Logger.Warn("filestore: a deleted channel's files were not removed; the next open removes them", "channel", name, "err", err)
+	return fmt.Errorf("%w: %w", stores.ErrDeletedUncleaned, err)
 }
 
 // keepNamed is a failed DeleteChannels' undo: the channels kept must stay named in

@@ -1,6 +1,7 @@
 package filestore_test
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -151,4 +152,53 @@ func deleteSyncFails(t *testing.T, broken bool, fail func(string, int) bool, hea
 		}
 	}
 	t.Fatalf("channel a lost after the crash, %d messages acknowledged", seq)
+}
+
+// TestDeleteChannelFilesLeftIsADeletion: once meta.log holds the deletion, a failure to
+// remove the channel's files does not undo it: DeleteChannel says so with
+// stores.ErrDeletedUncleaned (callers take the channel as deleted), and the next Open
+// removes the files left.
+func TestDeleteChannelFilesLeftIsADeletion(t *testing.T) {
+	dir := t.TempDir()
+	fail := true
+	s, err := filestore.Open(dir, filestore.Options{Hooks: filestore.Hooks{Change: func(op, p string, _ int64, do func() error) error {
+		if fail && op == filestore.ChangeRemove && filepath.Ext(p) == ".deleted" {
+			return fmt.Errorf("injected: %s %s", op, p)
+		}
+		return do()
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Init(stores.ServerInfo{ClusterID: "c"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateChannel("a", 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteChannel("a"); !errors.Is(err, stores.ErrDeletedUncleaned) {
+		t.Fatalf("deletion with its files left: %v", err)
+	}
+	if err := s.DeleteChannel("a"); !errors.Is(err, stores.ErrNotFound) {
+		t.Fatalf("deleting it again: %v", err)
+	}
+	fail = false
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	left, _ := filepath.Glob(filepath.Join(dir, "*.deleted"))
+	if len(left) == 0 {
+		t.Fatal("the injected failure left nothing to clean up")
+	}
+	s, err = filestore.Open(dir, filestore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if st, err := s.Recover(); err != nil || len(st.Channels) != 0 {
+		t.Fatalf("after reopening: %v %v", st, err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "*.deleted")); len(left) != 0 {
+		t.Fatalf("left after reopening: %v", left)
+	}
 }
