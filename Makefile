@@ -69,9 +69,10 @@ ALLOC_GATE = \
 allocs:
 	@set -eo pipefail; fail=0; for spec in $(ALLOC_GATE); do \
 	  pkg=$${spec%%:*}; rest=$${spec#*:}; re=$${rest%:*}; n=$${rest##*:}; \
-	  out=$$($(GO) test -run '^$$' -bench "$$re" -benchmem -benchtime $${n}x $$pkg); \
+	  out=$$($(GO) test -run '^$$' -bench "$$re" -benchmem -benchtime $${n}x $$pkg) || { echo "$$out"; echo "allocs: $$pkg failed"; exit 1; }; \
 	  lines=$$(grep -E '^Benchmark.* allocs/op' <<<"$$out" || true); \
 	  if [ -z "$$lines" ]; then echo "allocs: no benchmark matched $$re in $$pkg"; echo "$$out"; exit 1; fi; \
+	  if grep -E '^Benchmark' <<<"$$out" | grep -qv ' allocs/op'; then echo "allocs: a result line was cut by other output ($$pkg):"; echo "$$out"; exit 1; fi; \
 	  bad=$$(awk '{for (i = 2; i <= NF; i++) if ($$i == "allocs/op" && $$(i-1) + 0 > 0) print}' <<<"$$lines"); \
 	  if [ -n "$$bad" ]; then echo "allocs: a hot path allocates ($$pkg):"; echo "$$bad"; fail=1; fi; \
 	  echo "allocs: $$pkg $$re: $$(wc -l <<<"$$lines") benchmarks at 0 allocs/op$$([ -z "$$bad" ] || echo ', but the above')"; \
