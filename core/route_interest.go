@@ -95,6 +95,11 @@ func (c *client) RouteSub(accName, subj, queue []byte, weight int) error {
 		sub.weight.Store(int32(max(weight, 1)))
 		return nil
 	}
+	if acc != nil && c.srv.accountMap()[string(accName)] != acc {
+		// Reloads removed it (and maybe added one back, moving the interest they found)
+		// since routeAccount looked: what is in force now, or the limbo below.
+		acc = c.srv.accountMap()[string(accName)]
+	}
 	if acc == nil && (c.route.limbo[string(accName)] != nil || len(c.route.limbo) < maxLimboAccounts) {
 		// Kept aside for an account of that name a reload may add: the peer announces its
 		// interest once. A reload that added it since routeAccount looked may have moved
