@@ -159,10 +159,7 @@ func (nc *Conn) IsConnected(cid uint64) bool { return nc.c.srv.IsConnected(cid) 
 // connection. A route connection (a message from a client on another server) reports
 // "" and true: the user is known to that server only.
 func (s *Server) ConnUser(cid uint64) (string, bool) {
-	s.mu.Lock()
-	c, ok := s.clients[cid]
-	s.mu.Unlock()
-	if ok {
+	if c := s.clientByID(cid); c != nil {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		if c.ident != nil {
@@ -174,9 +171,16 @@ func (s *Server) ConnUser(cid uint64) (string, bool) {
 		return "", false
 	}
 	s.rmu.Lock()
-	_, ok = s.routeConns[cid]
+	_, ok := s.routeConns[cid]
 	s.rmu.Unlock()
 	return "", ok
+}
+
+// clientByID returns the open connection cid (a client, or an in-process one), or nil.
+func (s *Server) clientByID(cid uint64) *client {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.clients[cid]
 }
 
 // IsRoute reports whether cid is a route connection: a message with this From came from

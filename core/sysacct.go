@@ -273,9 +273,7 @@ func (s *Server) accountData(kind, acc string, from uint64, o *sysAccOptions) (a
 
 // userInfo describes the client with cid from: its user, account and permissions.
 func (s *Server) userInfo(from uint64) *sysUserInfoData {
-	s.mu.Lock()
-	c := s.clients[from]
-	s.mu.Unlock()
+	c := s.clientByID(from)
 	ui := &sysUserInfoData{Account: GlobalAccount, AccountName: GlobalAccount}
 	if c == nil {
 		return ui

@@ -367,9 +367,7 @@ const reasonKicked = "Kicked"
 // kick closes the client connection cid (a KICK request, nats-server's
 // DisconnectClientByID).
 func (s *Server) kick(cid uint64) error {
-	s.mu.Lock()
-	c := s.clients[cid]
-	s.mu.Unlock()
+	c := s.clientByID(cid)
 	if c == nil || c.kind != kindClient {
 		return errors.New("no such client or leafnode id") // nats-server's text
 	}
@@ -381,9 +379,7 @@ func (s *Server) kick(cid uint64) error {
 // ldmClient sends client cid an INFO with ldm (an LDM request, nats-server's
 // LDMClientByID): the client moves to another server of the cluster, as in lame duck mode.
 func (s *Server) ldmClient(cid uint64) error {
-	s.mu.Lock()
-	c := s.clients[cid]
-	s.mu.Unlock()
+	c := s.clientByID(cid)
 	if c == nil || c.kind != kindClient {
 		return errors.New("no such client id")
 	}
