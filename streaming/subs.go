@@ -218,11 +218,7 @@ func (s *Server) startSub(sub *subState, resume bool) {
 	} else {
 		s.armTimer(sub) // messages reassigned to it meanwhile: their timer found it not ready
 	}
-	if sub.group != nil {
-		s.sendGroup(sub.group)
-	} else {
-		s.sendAvailable(sub)
-	}
+	s.resume(sub)
 }
 
 // startPosition resolves a start position to the last sequence considered sent (§7.3).
