@@ -67,7 +67,7 @@ func ImportContext(ctx context.Context, src *Source, target string, open OpenFun
 	} else if err := os.MkdirAll(parent, 0o755); err != nil {
 		return err
 	}
-	tmp, err := os.MkdirTemp(buildIn, "."+filepath.Base(target)+".import-")
+	tmp, err := os.MkdirTemp(buildIn, tmpPrefix(target))
 	if err != nil {
 		return err
 	}
@@ -261,7 +261,7 @@ func checkTarget(target string) (bool, error) {
 // leftoverImports names the temporary directories of earlier imports into target when
 // they are all it holds, else returns "".
 func leftoverImports(target string, entries []os.DirEntry) string {
-	prefix := "." + filepath.Base(filepath.Clean(target)) + ".import-"
+	prefix := tmpPrefix(target)
 	var names []string
 	for _, e := range entries {
 		if !e.IsDir() || !strings.HasPrefix(e.Name(), prefix) {
@@ -272,6 +272,9 @@ func leftoverImports(target string, entries []os.DirEntry) string {
 	return strings.Join(names, ", ")
 }
 
+// tmpPrefix begins the name of an import's temporary directory for target (.TARGET.import-).
+func tmpPrefix(target string) string { return "." + filepath.Base(filepath.Clean(target)) + ".import-" }
+
 // leftoverBeside names the temporary directories of earlier imports into target in its
 // parent, or returns "".
 func leftoverBeside(target string) string {
@@ -280,7 +283,7 @@ func leftoverBeside(target string) string {
 	if err != nil {
 		return "" // a missing parent is created; an unreadable one fails MkdirTemp
 	}
-	prefix := "." + filepath.Base(filepath.Clean(target)) + ".import-"
+	prefix := tmpPrefix(target)
 	var names []string
 	for _, e := range entries {
 		if e.IsDir() && strings.HasPrefix(e.Name(), prefix) {
