@@ -132,18 +132,7 @@ func TestReloadRemovedImporterLeavesNoReplyEntry(t *testing.T) {
 func TestRouteInterestMovesToAccountAddedBack(t *testing.T) {
 	au, accs := serviceAccounts(t, true)
 	srvs := startMesh(t, 2, func(i int, o *Options) { o.Auth, o.Accounts = au, accs })
-	sub := connectUser(t, srvs[1], "a")
-	plain, err := sub.SubscribeSync("x")
-	if err != nil {
-		t.Fatal(err)
-	}
-	queue, err := sub.QueueSubscribeSync("q", "workers")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sub.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	sub, plain, queue := plainAndQueueSubs(t, srvs[1])
 	routeInterest := func(subj string) int {
 		a := srvs[0].account("A")
 		if a == nil {
@@ -169,21 +158,7 @@ func TestRouteInterestMovesToAccountAddedBack(t *testing.T) {
 	if n := routeInterest("x"); n != 1 {
 		t.Fatalf("the account added back knows %d route subscriptions on x, want 1", n)
 	}
-	pub := connectUser(t, srvs[0], "a")
-	for _, subj := range []string{"x", "q"} {
-		if err := pub.Publish(subj, []byte("hi")); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := pub.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := plain.NextMsg(2 * time.Second); err != nil {
-		t.Fatalf("plain subscriber of the other server: %v", err)
-	}
-	if _, err := queue.NextMsg(2 * time.Second); err != nil {
-		t.Fatalf("queue subscriber of the other server: %v", err)
-	}
+	reachesPlainAndQueue(t, srvs[0], plain, queue)
 	// The other server's unsubscribe reaches the subscriptions moved.
 	if err := plain.Unsubscribe(); err != nil {
 		t.Fatal(err)
@@ -263,39 +238,14 @@ func TestRouteInterestKeptForAnAccountAddedLater(t *testing.T) {
 	srvs := startMesh(t, 2, func(i int, o *Options) {
 		o.Auth, o.Accounts = serviceAccounts(t, i == 1)
 	})
-	sub := connectUser(t, srvs[1], "a")
-	plain, err := sub.SubscribeSync("x")
-	if err != nil {
-		t.Fatal(err)
-	}
-	queue, err := sub.QueueSubscribeSync("q", "workers")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sub.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	sub, plain, queue := plainAndQueueSubs(t, srvs[1])
 	time.Sleep(100 * time.Millisecond) // the RS+ reach server 0, which has no A yet
 	o := *srvs[0].o()
 	o.Auth, o.Accounts = serviceAccounts(t, true)
 	if err := srvs[0].Reload(o); err != nil {
 		t.Fatal(err)
 	}
-	pub := connectUser(t, srvs[0], "a")
-	for _, subj := range []string{"x", "q"} {
-		if err := pub.Publish(subj, []byte("hi")); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := pub.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := plain.NextMsg(2 * time.Second); err != nil {
-		t.Fatalf("plain subscriber of the other server: %v", err)
-	}
-	if _, err := queue.NextMsg(2 * time.Second); err != nil {
-		t.Fatalf("queue subscriber of the other server: %v", err)
-	}
+	reachesPlainAndQueue(t, srvs[0], plain, queue)
 	if err := plain.Unsubscribe(); err != nil {
 		t.Fatal(err)
 	}
@@ -356,5 +306,45 @@ func TestReloadRemovedImporterInFlightRequests(t *testing.T) {
 		if n != 0 {
 			t.Fatalf("round %d: %d entries into the removed account left in the exporter's reply map, want 0", round, n)
 		}
+	}
+}
+
+// plainAndQueueSubs connects user a to srv with a plain subscriber on x and a queue
+// subscriber on q (group workers).
+func plainAndQueueSubs(t *testing.T, srv *Server) (*nats.Conn, *nats.Subscription, *nats.Subscription) {
+	t.Helper()
+	nc := connectUser(t, srv, "a")
+	plain, err := nc.SubscribeSync("x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	queue, err := nc.QueueSubscribeSync("q", "workers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return nc, plain, queue
+}
+
+// reachesPlainAndQueue publishes on x and q as user a of srv and expects plain and queue
+// (plainAndQueueSubs, on the other server) to get them.
+func reachesPlainAndQueue(t *testing.T, srv *Server, plain, queue *nats.Subscription) {
+	t.Helper()
+	pub := connectUser(t, srv, "a")
+	for _, subj := range []string{"x", "q"} {
+		if err := pub.Publish(subj, []byte("hi")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := pub.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := plain.NextMsg(2 * time.Second); err != nil {
+		t.Fatalf("plain subscriber of the other server: %v", err)
+	}
+	if _, err := queue.NextMsg(2 * time.Second); err != nil {
+		t.Fatalf("queue subscriber of the other server: %v", err)
 	}
 }
