@@ -35,14 +35,8 @@ func syncNames(dir string, got *[]string) func(string) error {
 func TestCreateChannelFsyncs(t *testing.T) {
 	dir := t.TempDir()
 	var got []string
-	s, err := filestore.Open(dir, filestore.Options{Hooks: filestore.Hooks{BeforeSync: syncNames(dir, &got)}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openInit(t, dir, filestore.Options{Hooks: filestore.Hooks{BeforeSync: syncNames(dir, &got)}})
 	defer s.Close()
-	if err := s.Init(stores.ServerInfo{ClusterID: "c"}); err != nil {
-		t.Fatal(err)
-	}
 	var chans []*stores.Channel
 	for i := 1; i <= 3; i++ {
 		got = nil
@@ -170,13 +164,7 @@ func createCutRun(t *testing.T, subFirst bool, cut int, seed uint64, lose int) i
 		}
 		return nil
 	}
-	s, err := filestore.Open(dir, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Init(stores.ServerInfo{ClusterID: "c"}); err != nil {
-		t.Fatal(err)
-	}
+	s := openInit(t, dir, opts)
 	old, err := s.CreateChannel("old", 1)
 	if err == nil {
 		err = old.Msgs.Append([]stores.Msg{{Seq: 1, Time: 1, Data: []byte("old")}})
@@ -324,14 +312,8 @@ func createCutRun(t *testing.T, subFirst bool, cut int, seed uint64, lose int) i
 
 // BenchmarkCreateChannel: one durable CreateChannel per op, on the test's disk.
 func BenchmarkCreateChannel(b *testing.B) {
-	s, err := filestore.Open(b.TempDir(), filestore.Options{Limits: &stores.LimitsSet{Global: stores.Limits{}}})
-	if err != nil {
-		b.Fatal(err)
-	}
+	s := openInit(b, b.TempDir(), filestore.Options{Limits: &stores.LimitsSet{Global: stores.Limits{}}})
 	defer s.Close()
-	if err := s.Init(stores.ServerInfo{ClusterID: "c"}); err != nil {
-		b.Fatal(err)
-	}
 	b.ResetTimer()
 	for i := range b.N {
 		if _, err := s.CreateChannel(fmt.Sprint("c", i), uint64(i+1)); err != nil {
@@ -344,14 +326,8 @@ func BenchmarkCreateChannel(b *testing.B) {
 // (Append and Flush, the tail's creation included); its commit (SyncFlushed) and the
 // creation are not timed.
 func BenchmarkFirstAppend(b *testing.B) {
-	s, err := filestore.Open(b.TempDir(), filestore.Options{Limits: &stores.LimitsSet{Global: stores.Limits{}}})
-	if err != nil {
-		b.Fatal(err)
-	}
+	s := openInit(b, b.TempDir(), filestore.Options{Limits: &stores.LimitsSet{Global: stores.Limits{}}})
 	defer s.Close()
-	if err := s.Init(stores.ServerInfo{ClusterID: "c"}); err != nil {
-		b.Fatal(err)
-	}
 	msg := []stores.Msg{{Seq: 1, Time: 1, Data: []byte("x")}}
 	b.ResetTimer()
 	for i := range b.N {
@@ -384,13 +360,7 @@ func BenchmarkFirstAppend(b *testing.B) {
 func TestCreateAndDeleteAtMetaRewrite(t *testing.T) {
 	dir := t.TempDir()
 	opts := filestore.Options{CompactBytes: 300}
-	s, err := filestore.Open(dir, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Init(stores.ServerInfo{ClusterID: "c"}); err != nil {
-		t.Fatal(err)
-	}
+	s := openInit(t, dir, opts)
 	want := map[string]bool{}
 	for i := 1; i <= 60; i++ {
 		name := fmt.Sprint("a-channel-with-a-long-name-", i)
@@ -446,14 +416,8 @@ func TestCreateAndDeleteAtMetaRewrite(t *testing.T) {
 func TestCreateChannelsFsyncs(t *testing.T) {
 	dir := t.TempDir()
 	var got []string
-	s, err := filestore.Open(dir, filestore.Options{Hooks: filestore.Hooks{BeforeSync: syncNames(dir, &got)}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openInit(t, dir, filestore.Options{Hooks: filestore.Hooks{BeforeSync: syncNames(dir, &got)}})
 	defer s.Close()
-	if err := s.Init(stores.ServerInfo{ClusterID: "c"}); err != nil {
-		t.Fatal(err)
-	}
 	got = nil
 	var cs []stores.NewChannel
 	for i := 1; i <= 20; i++ {
@@ -529,14 +493,8 @@ func TestCreateChannelsSyncFails(t *testing.T) {
 func BenchmarkCreateChannels64(b *testing.B) {
 	for _, batch := range []bool{false, true} {
 		b.Run(map[bool]string{false: "single", true: "batch"}[batch], func(b *testing.B) {
-			s, err := filestore.Open(b.TempDir(), filestore.Options{Limits: &stores.LimitsSet{Global: stores.Limits{}}})
-			if err != nil {
-				b.Fatal(err)
-			}
+			s := openInit(b, b.TempDir(), filestore.Options{Limits: &stores.LimitsSet{Global: stores.Limits{}}})
 			defer s.Close()
-			if err := s.Init(stores.ServerInfo{ClusterID: "c"}); err != nil {
-				b.Fatal(err)
-			}
 			cs := make([]stores.NewChannel, 64)
 			id := uint64(0)
 			b.ResetTimer()
@@ -566,14 +524,8 @@ func BenchmarkCreateChannels64(b *testing.B) {
 func TestDeleteChannelsFsyncs(t *testing.T) {
 	dir := t.TempDir()
 	var got []string
-	s, err := filestore.Open(dir, filestore.Options{Hooks: filestore.Hooks{BeforeSync: syncNames(dir, &got)}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openInit(t, dir, filestore.Options{Hooks: filestore.Hooks{BeforeSync: syncNames(dir, &got)}})
 	defer s.Close()
-	if err := s.Init(stores.ServerInfo{ClusterID: "c"}); err != nil {
-		t.Fatal(err)
-	}
 	var names []string
 	for i := 1; i <= 10; i++ {
 		names = append(names, fmt.Sprint("c", i))
@@ -593,4 +545,17 @@ func TestDeleteChannelsFsyncs(t *testing.T) {
 	if ents, err := os.ReadDir(dir); err != nil || len(ents) != 1 {
 		t.Fatalf("store directory after the deletions: %v %v", ents, err)
 	}
+}
+
+// openInit opens a file store in dir, initialised for cluster "c".
+func openInit(tb testing.TB, dir string, opts filestore.Options) *filestore.Store {
+	tb.Helper()
+	s, err := filestore.Open(dir, opts)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := s.Init(stores.ServerInfo{ClusterID: "c"}); err != nil {
+		tb.Fatal(err)
+	}
+	return s
 }

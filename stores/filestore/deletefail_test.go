@@ -57,13 +57,7 @@ func deleteSyncFails(t *testing.T, broken bool, fail func(string, int) bool, hea
 		}
 		return nil
 	}}}
-	s, err := filestore.Open(dir, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Init(stores.ServerInfo{ClusterID: "c"}); err != nil {
-		t.Fatal(err)
-	}
+	s := openInit(t, dir, opts)
 	ch, err := s.CreateChannel("a", 1)
 	if err != nil {
 		t.Fatal(err)

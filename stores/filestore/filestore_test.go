@@ -241,13 +241,7 @@ func TestSegmentRollLimits(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			tc.opts.NoSync = true
-			s, err := Open(dir, tc.opts)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := s.Init(stores.ServerInfo{ClusterID: "c"}); err != nil {
-				t.Fatal(err)
-			}
+			s := openInit(t, dir, tc.opts)
 			ch, err := s.CreateChannel("foo", 1)
 			if err != nil {
 				t.Fatal(err)
@@ -288,4 +282,17 @@ func openWithFoo(t *testing.T, dir string, opts Options) (*Store, *stores.Channe
 		t.Fatal(err)
 	}
 	return s, ch
+}
+
+// openInit opens a file store in dir, initialised for cluster "c".
+func openInit(tb testing.TB, dir string, opts Options) *Store {
+	tb.Helper()
+	s, err := Open(dir, opts)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := s.Init(stores.ServerInfo{ClusterID: "c"}); err != nil {
+		tb.Fatal(err)
+	}
+	return s
 }

@@ -131,23 +131,16 @@ func TestCleanCloseMetaLogCutIsDamage(t *testing.T) {
 func TestCrashMetaLogTornTailStillCut(t *testing.T) {
 	// crash runs a store that adds clients, three synced and one flushed, then is killed.
 	crash := func(t *testing.T, dir string) {
-		s, err := Open(dir, Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := s.Init(stores.ServerInfo{ClusterID: "c"}); err != nil {
-			t.Fatal(err)
-		}
+		s := openInit(t, dir, Options{})
 		for i := range 4 {
 			if err := s.AddClient(stores.ClientInfo{ID: fmt.Sprint("k", i), HbInbox: strings.Repeat("h", 100)}); err != nil {
 				t.Fatal(err)
 			}
-			if i < 3 {
-				err = s.Sync()
-			} else {
-				err = s.Flush()
+			sync := s.Sync
+			if i == 3 {
+				sync = s.Flush
 			}
-			if err != nil {
+			if err := sync(); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -169,13 +169,7 @@ func powerLossRun(t *testing.T, seed uint64) {
 		Limits: &stores.LimitsSet{Global: stores.DefaultLimits(), Channels: map[string]stores.Limits{"b": {MaxMsgs: 50}}}}
 	faults.install(&opts)
 	disk.Install(&opts) // around the faults: a frozen disk fails before them
-	st, err := filestore.Open(dir, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.Init(stores.ServerInfo{ClusterID: "c"}); err != nil {
-		t.Fatal(err)
-	}
+	st := openInit(t, dir, opts)
 	m := &plModel{clients: map[string]stores.ClientInfo{}}
 	for i, name := range plChans {
 		if _, err := st.CreateChannel(name, uint64(i+1)); err != nil {
@@ -491,13 +485,7 @@ func powerLossExpiryRun(t *testing.T, seed uint64) {
 	opts := filestore.Options{SegmentMsgs: 2 + rng.IntN(6), BufferSize: 512}
 	faults.install(&opts)
 	disk.Install(&opts)
-	st, err := filestore.Open(dir, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.Init(stores.ServerInfo{ClusterID: "c"}); err != nil {
-		t.Fatal(err)
-	}
+	st := openInit(t, dir, opts)
 	ch, err := st.CreateChannel("e", 1)
 	if err != nil {
 		t.Fatal(err)
