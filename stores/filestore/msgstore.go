@@ -27,7 +27,10 @@ const (
 // past SegmentBytes, which counts the messages only.
 const maxSegFile = 3 << 30
 
-// msgStore is one channel's messages in segment files.
+// msgStore is one channel's messages in segment files. Its many methods (STYLE.md asks a
+// reason past ~40) are the steps of one segment log — open and recover, append, flush and
+// sync, load, limits, roll back, verify — over the same segments, index and locks; split
+// into types, each would reach into the others' state under the same mutex.
 type msgStore struct {
 	mu sync.RWMutex // guards everything below; leaf lock
 

@@ -188,7 +188,9 @@ func orString(s, otherwise string) string {
 }
 
 // fileReader reads typed values out of a configuration tree, reporting problems to p. Every
-// getter returns ok=false after reporting.
+// getter returns ok=false after reporting. Its many methods (STYLE.md asks a reason past
+// ~40) are the typed getters and one reader per block or group of keys: they share p and
+// the file's position for every error, and hold no other state.
 type fileReader struct {
 	p *problems
 }
