@@ -8,6 +8,9 @@ STATICCHECK_VERSION := v0.8.2
 STAN_BENCH_VERSION := v0.10.4
 NATS_STREAMING_SERVER_VERSION := v0.25.6
 FUZZTIME ?= 20s
+# Fuzz targets that write files run on tmpfs when there is one: a disk's allocation and
+# discard cost made seglog's FuzzOpen manage ~6 inputs/s instead of ~900.
+FUZZ_TMPDIR ?= $(shell [ -d /dev/shm ] && [ -w /dev/shm ] && echo /dev/shm || echo $${TMPDIR:-/tmp})
 UNIT_PKGS = $$($(GO) list ./... | grep -v '/tests$$')
 
 .PHONY: allocs compare-quick all build run cluster test vet unit e2e cluster-ref bench fuzz lint tools compare compare-ab clean proto soak chromium dashboard-png docs
@@ -83,7 +86,7 @@ fuzz:
 	@set -e; for pkg in $$($(GO) list ./...); do \
 	  for t in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz' || true); do \
 	    echo "== $$pkg $$t ($(FUZZTIME))"; \
-	    $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg; \
+	    TMPDIR=$(FUZZ_TMPDIR) $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg; \
 	  done; \
 	done
 
