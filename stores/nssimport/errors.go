@@ -25,6 +25,11 @@ var (
 	// clean up, or one still running.
 	ErrInterruptedImport = errors.New("an earlier import into the target did not finish")
 
+	// ErrMarkerLeft: the store was imported whole into the target, but the import could
+	// not remove its temporary directory or stores.ImportMarker (or fsync the removal):
+	// the store is left in place, and the error names what to remove by hand.
+	ErrMarkerLeft = errors.New("store imported, but its import marker is left")
+
 	// ErrTargetNotEmpty: the store opened in the temporary directory already holds state
 	// (a bug in the caller's Open, which must create a fresh store).
 	ErrTargetNotEmpty = errors.New("target store is not empty")

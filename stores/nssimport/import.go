@@ -72,7 +72,7 @@ func ImportContext(ctx context.Context, src *Source, target string, open OpenFun
 		return err
 	}
 	defer func() {
-		if err != nil {
+		if err != nil && !errors.Is(err, ErrMarkerLeft) {
 			_ = os.RemoveAll(tmp)
 		}
 	}()
@@ -100,23 +100,30 @@ func ImportContext(ctx context.Context, src *Source, target string, open OpenFun
 }
 
 // moveInto moves the entries of the store built in tmp into dir (tmp's parent), removes
-// tmp, then the import's marker, in movePlan's order. On failure, what was moved is
-// removed again.
+// tmp, then the import's marker, in movePlan's order. A failure while entries are moved
+// removes what was moved again; one after the last is moved leaves the whole store in
+// place (ErrMarkerLeft, saying what is left to remove): a marker that cannot be removed is
+// no reason to delete a complete import.
 func moveInto(tmp, dir string) (err error) {
 	steps, err := movePlan(tmp, dir)
 	if err != nil {
 		return err
 	}
+	// From the first removal on (tmp's, then the marker's), the whole store is in place.
+	whole := slices.IndexFunc(steps, func(st moveStep) bool { return st.to == "" })
 	var moved []string
 	defer func() {
-		if err != nil {
+		if err != nil && !errors.Is(err, ErrMarkerLeft) {
 			for _, p := range moved {
 				_ = os.RemoveAll(p)
 			}
 		}
 	}()
-	for _, st := range steps {
+	for i, st := range steps {
 		if err := st.do(); err != nil {
+			if i >= whole {
+				return markerLeft(tmp, dir, err)
+			}
 			return err
 		}
 		if st.from != "" && st.to != "" {
@@ -124,6 +131,24 @@ func moveInto(tmp, dir string) (err error) {
 		}
 	}
 	return nil
+}
+
+// markerLeft is the error of an import whose store is whole in dir but whose last steps
+// (removing tmp, then the marker, each fsynced) failed with err: it names what to remove.
+func markerLeft(tmp, dir string, err error) error {
+	marker := filepath.Join(dir, stores.ImportMarker)
+	var left []string
+	for _, p := range []string{tmp, marker} {
+		if _, serr := os.Lstat(p); serr == nil {
+			left = append(left, p)
+		}
+	}
+	if len(left) == 0 { // only the last fsync failed
+		return fmt.Errorf("%w: the store is whole in %s and %s removed, but: %w (a crash before the file system "+
+			"writes it out may bring the marker back: remove it then)", ErrMarkerLeft, dir, marker, err)
+	}
+	return fmt.Errorf("%w: the store is whole in %s, but: %w; no store opens there until you remove %s by hand",
+		ErrMarkerLeft, dir, err, strings.Join(left, " and "))
 }
 
 // movedLast reports the files moved after every other entry: the file store's clean-close

@@ -1,11 +1,13 @@
 package nssimport
 
 import (
+	"errors"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/starling-io/starling/stores"
@@ -183,5 +185,43 @@ func copyTree(t *testing.T, from, to string) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestImportKeepsTheStoreWhenTheMarkerStays: the last step of an import into an empty
+// directory, removing its marker, failed (here the marker is a directory that is not
+// empty). The rollback then removed every entry moved in: the whole store was deleted
+// for want of removing one file. Now the store stays, and the error names the marker to
+// remove; removed, the store opens whole.
+func TestImportKeepsTheStoreWhenTheMarkerStays(t *testing.T) {
+	src, err := Scan(sampleStore(t), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := t.TempDir()
+	marker := filepath.Join(target, stores.ImportMarker)
+	open := func(dir string) (stores.Store, error) {
+		if err := os.Remove(marker); err != nil {
+			return nil, err
+		}
+		writeFile(t, filepath.Join(marker, "x"), nil) // os.Remove fails on it
+		return openFile(dir)
+	}
+	err = Import(src, target, open, nil)
+	if _, serr := os.Stat(filepath.Join(target, "meta.log")); serr != nil {
+		t.Fatalf("the imported store was removed: %v (import: %v)", serr, err)
+	}
+	if !errors.Is(err, ErrMarkerLeft) || !strings.Contains(err.Error(), "remove "+marker) {
+		t.Fatalf("import whose marker stays: %v, want ErrMarkerLeft naming %s", err, marker)
+	}
+	if _, err := openLasts(openFile, target); !errors.Is(err, stores.ErrImportUnfinished) {
+		t.Fatalf("open with the marker there: %v", err)
+	}
+	if err := os.RemoveAll(marker); err != nil {
+		t.Fatal(err)
+	}
+	got, err := openLasts(openFile, target)
+	if err != nil || len(got) != len(src.Channels) || got["orders"] != 30 {
+		t.Fatalf("the store once the marker is removed: %v, %v", got, err)
 	}
 }

@@ -201,7 +201,9 @@ func runStoreImport(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	if err := nssimport.ImportContext(ctx, src, *dir, open, stdout); err != nil {
 		fmt.Fprintln(stderr, "starling store import:", err)
-		fmt.Fprintln(stderr, "starling store import: nothing was written")
+		if !errors.Is(err, nssimport.ErrMarkerLeft) { // else the store is whole, and the error says what is left
+			fmt.Fprintln(stderr, "starling store import: nothing was written")
+		}
 		return 1
 	}
 	fmt.Fprintf(stdout, "imported into %s (%s store): start Starling with --store %s --dir %s --cluster_id %s\n",
