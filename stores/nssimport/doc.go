@@ -12,9 +12,10 @@
 // from the data file, as nss does), zero padding at the end of a file, timestamps going
 // back (raised, since Starling's stores keep times in order).
 //
-// Import then builds the Starling store in a temporary directory beside the target,
-// reading the messages again, and renames it into place once it is closed: a failure
-// leaves nothing behind. The store is opened by the caller (OpenFunc), so this package
+// Import then builds the Starling store in a temporary directory inside the target (made
+// if missing), reading the messages again, and moves it into place once it is closed, the
+// target holding a marker stores refuse to open until it is whole: a failure leaves
+// nothing behind, a crash nothing that opens as a store it is not. The store is opened by the caller (OpenFunc), so this package
 // depends on the stores contract only.
 //
 // FORMAT.md describes the nss layout as read here, and what is not imported.

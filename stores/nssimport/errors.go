@@ -21,8 +21,8 @@ var (
 	ErrTargetExists = errors.New("target directory exists and is not empty")
 
 	// ErrInterruptedImport: the target does not exist, but the temporary directory of an
-	// earlier import into it (.TARGET.import-*) is beside it: one killed before it could
-	// clean up, or one still running.
+	// earlier import into it (.TARGET.import-*) is beside it: one by an earlier version
+	// (which built beside the target) killed before it could clean up, or still running.
 	ErrInterruptedImport = errors.New("an earlier import into the target did not finish")
 
 	// ErrMarkerLeft: the store was imported whole into the target, but the import could

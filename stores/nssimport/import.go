@@ -26,14 +26,14 @@ const (
 // OpenFunc opens (creating) a Starling store in dir: the caller picks the store type.
 type OpenFunc func(dir string) (stores.Store, error)
 
-// Import writes src into a new Starling store at target. It builds the store in a
-// temporary directory beside target (opened with open), closes it, and renames it to
-// target: on any error the temporary directory is removed and target is left as it was.
-// target must not exist, or be an empty directory (then the temporary directory is made
-// inside it, and its entries are moved into it, the directory holding stores.ImportMarker
-// until they all are: see moveInto). The messages are read again from the
-// nss files and checked as Scan did, so a file changed since Scan fails the import.
-// progress, if not nil, gets a line per channel.
+// Import writes src into a new Starling store at target, which must not exist or be an
+// empty directory (made if missing). It writes stores.ImportMarker into target, builds the
+// store (opened with open) in a temporary directory inside it, closes it, moves its entries
+// into target and removes the marker last (see moveInto): a crash leaves the whole store
+// or a directory stores refuse to open. On any error what it wrote is removed and target
+// is left as it was (ErrMarkerLeft aside: the whole store is then in place). The messages
+// are read again from the nss files and checked as Scan did, so a file changed since Scan
+// fails the import. progress, if not nil, gets a line per channel.
 func Import(src *Source, target string, open OpenFunc, progress io.Writer) error {
 	return ImportContext(context.Background(), src, target, open, progress)
 }
@@ -48,26 +48,32 @@ func ImportContext(ctx context.Context, src *Source, target string, open OpenFun
 	if err != nil {
 		return err
 	}
-	parent := filepath.Dir(filepath.Clean(target))
-	buildIn := parent
-	if emptyDir {
-		// An existing empty directory may be a mount point (it cannot be removed, and its
-		// parent is another file system) or the only one the importing user may write:
-		// build inside it, and move the result into it. Until the whole store is in place
-		// the directory holds the marker stores refuse to open (see movePlan).
-		buildIn = target
-		if err := writeMarker(target); err != nil {
+	// The store is built inside target and moved up: an existing empty directory may be a
+	// mount point (it cannot be removed, and its parent is another file system) or the only
+	// one the importing user may write. A missing one is made first, so that a crash leaves
+	// it holding the marker, as an existing one would, rather than no target (which a
+	// server opens as a new empty store) and the store hidden beside it.
+	created := false
+	if !emptyDir {
+		if created, err = makeTarget(target); err != nil {
 			return err
 		}
-		defer func() {
-			if err != nil {
-				removeLoneMarker(target)
-			}
-		}()
-	} else if err := os.MkdirAll(parent, 0o755); err != nil {
+	}
+	if err := writeMarker(target); err != nil {
+		if created {
+			removeCreated(target)
+		}
 		return err
 	}
-	tmp, err := os.MkdirTemp(buildIn, tmpPrefix(target))
+	defer func() {
+		if err != nil && !errors.Is(err, ErrMarkerLeft) {
+			removeLoneMarker(target)
+			if created {
+				removeCreated(target)
+			}
+		}
+	}()
+	tmp, err := os.MkdirTemp(target, tmpPrefix(target))
 	if err != nil {
 		return err
 	}
@@ -90,13 +96,31 @@ func ImportContext(ctx context.Context, src *Source, target string, open OpenFun
 	if err := st.Close(); err != nil {
 		return fmt.Errorf("close the target store: %w", err)
 	}
-	if emptyDir {
-		return moveInto(tmp, target)
+	return moveInto(tmp, target)
+}
+
+// makeTarget makes the directory target (its parents too), durably; it reports true once
+// target is made.
+func makeTarget(target string) (bool, error) {
+	parent := filepath.Dir(filepath.Clean(target))
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return false, err
 	}
-	if err := os.Rename(tmp, target); err != nil {
-		return err
+	if err := os.Mkdir(target, 0o755); err != nil {
+		return false, err
 	}
-	return syncDir(parent)
+	if err := syncDir(parent); err != nil {
+		removeCreated(target)
+		return false, err
+	}
+	return true, nil
+}
+
+// removeCreated removes the directory target made by makeTarget if it is empty again.
+func removeCreated(target string) {
+	if os.Remove(target) == nil {
+		_ = syncDir(filepath.Dir(filepath.Clean(target)))
+	}
 }
 
 // moveInto moves the entries of the store built in tmp into dir (tmp's parent), removes
@@ -245,12 +269,12 @@ func CheckTarget(target string) error {
 
 // checkTarget refuses a target that exists with something in it, or that does not exist
 // while an earlier import's temporary directory is beside it; it reports whether an empty
-// directory is there (the store is then built in it and moved up).
+// directory is there (false: target is to be made).
 func checkTarget(target string) (bool, error) {
 	fi, err := os.Stat(target)
 	if errors.Is(err, os.ErrNotExist) {
-		// Only an import killed before it could clean up (or one running) leaves these:
-		// hidden, maybe as big as the store, they were never reported.
+		// Imports by earlier versions built beside the target: killed, they left these,
+		// hidden, maybe as big as the store (imports now build inside the target).
 		if left := leftoverBeside(target); left != "" {
 			return false, fmt.Errorf("%w: %s holds %s, left by an import into %s that was interrupted (or is still running): remove it and import again",
 				ErrInterruptedImport, filepath.Dir(filepath.Clean(target)), left, target)

@@ -14,7 +14,7 @@ import (
 	"github.com/starling-io/starling/stores/filestore"
 )
 
-// TestMoveIntoCrashAtEachStep: an import into an existing empty directory builds the store in
+// TestMoveIntoCrashAtEachStep: an import into an empty directory (made if missing) builds the store in
 // a directory inside it, then moves the store's entries into it one by one. A crash at any
 // point — while the store is written, or after any step of the move — leaves a directory
 // that opens as the whole store or is refused: never one that opens as a new empty store,
@@ -29,11 +29,22 @@ func TestMoveIntoCrashAtEachStep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A missing target was built beside and renamed in: a crash left no target, which
+	// opened as a new empty store, the data hidden beside it.
+	for name, rel := range map[string]string{"existing": "", "missing": "new"} {
+		t.Run(name, func(t *testing.T) { moveCrashes(t, src, rel) })
+	}
+}
+
+// moveCrashes is TestMoveIntoCrashAtEachStep for the target rel in a temporary directory
+// ("" the directory itself: an existing empty target). Each crash copies that directory.
+func moveCrashes(t *testing.T, src *Source, rel string) {
 	openFile := func(dir string) (stores.Store, error) { // synced: Close writes meta.end
 		return filestore.Open(dir, filestore.Options{Limits: &stores.LimitsSet{}})
 	}
-	target := t.TempDir()
-	// Copies of target as a crash would leave it: while the store is written, and once it
+	root := t.TempDir()
+	target := filepath.Join(root, rel)
+	// Copies of root as a crash would leave it: while the store is written, and once it
 	// is closed, before the move.
 	var writing, written string
 	open := func(dir string) (stores.Store, error) {
@@ -42,10 +53,10 @@ func TestMoveIntoCrashAtEachStep(t *testing.T) {
 			return nil, err
 		}
 		writing = t.TempDir()
-		copyTree(t, target, writing)
+		copyTree(t, root, writing)
 		return closeHook{st, func() {
 			written = t.TempDir()
-			copyTree(t, target, written)
+			copyTree(t, root, written)
 		}}, nil
 	}
 	if err := Import(src, target, open, nil); err != nil {
@@ -55,17 +66,17 @@ func TestMoveIntoCrashAtEachStep(t *testing.T) {
 	if err != nil || len(want) != len(src.Channels) {
 		t.Fatalf("imported store: %v, %v", want, err)
 	}
-	if got, err := openLasts(openFile, writing); err == nil && !reflect.DeepEqual(got, want) {
+	if got, err := openLasts(openFile, filepath.Join(writing, rel)); err == nil && !reflect.DeepEqual(got, want) {
 		t.Errorf("crash while the store was written: the target opened as channels %v, want a refusal", got)
 	}
-	tmps, _ := filepath.Glob(filepath.Join(written, ".*.import-*"))
+	tmps, _ := filepath.Glob(filepath.Join(written, rel, ".*.import-*"))
 	if len(tmps) != 1 {
 		t.Fatalf("before the move, the target holds %v", tmps)
 	}
 	tmpName := filepath.Base(tmps[0])
 	for k := 0; ; k++ {
 		dir := t.TempDir()
-		copyTree(t, written, dir)
+		copyTree(t, filepath.Join(written, rel), dir)
 		tmp := filepath.Join(dir, tmpName)
 		steps, err := movePlan(tmp, dir)
 		if err != nil {
