@@ -343,6 +343,13 @@ func (m *Main) startStreaming(c *settings) error {
 		if err := stores.CheckImportMarker(st.dir); err != nil {
 			return fmt.Errorf("streaming store: %w", err)
 		}
+		// The marker removed by hand (as its error offers) leaves the import's temporary
+		// directory, hidden, maybe holding the imported store: named at every start, never
+		// removed (what it holds is the user's to judge).
+		for _, p := range stores.ImportLeftovers(st.dir) {
+			m.stanLog.Warn("store directory holds the temporary directory of an interrupted import: no part of the store, "+
+				"it may hold what the import did not move (up to the whole store); remove it once you no longer need it", "dir", p)
+		}
 		nodeID := ""
 		if st.cluster.on {
 			nodeID = st.cluster.nodeID

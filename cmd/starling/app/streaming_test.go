@@ -724,6 +724,37 @@ func TestStoreDirOfAnUnfinishedImport(t *testing.T) {
 	}
 }
 
+// TestStoreDirWithAnImportLeftover: an interrupted import leaves its hidden temporary
+// directory in the target beside the marker, maybe holding the whole store. The refusal named
+// only the marker, and once it was removed by hand (as the refusal offers) the server
+// started without a word about the directory. Now the refusal names it, and every start
+// logs it; it is never removed.
+func TestStoreDirWithAnImportLeftover(t *testing.T) {
+	for _, kind := range []string{"file", "bolt"} {
+		dir := t.TempDir()
+		marker := filepath.Join(dir, stores.ImportMarker)
+		left := filepath.Join(dir, "."+filepath.Base(dir)+".import-123")
+		check(t, os.WriteFile(marker, nil, 0o644))
+		check(t, os.MkdirAll(filepath.Join(left, "ch00000001"), 0o755))
+		m := NewMain(io.Discard, &syncBuffer{})
+		check(t, m.ParseFlags([]string{"-a", "127.0.0.1", "-p", "-1", "-m", "-1", "-cid", "test-cluster", "--store", kind, "--dir", dir}))
+		err := m.Start()
+		_ = m.Close()
+		if err == nil || !strings.Contains(err.Error(), marker) || !strings.Contains(err.Error(), left) {
+			t.Fatalf("--store %s on an unfinished import: %v, want a refusal naming %s and %s", kind, err, marker, left)
+		}
+		check(t, os.Remove(marker))
+		m, logs := startMain(t, "-cid", "test-cluster", "--store", kind, "--dir", dir)
+		check(t, m.Close())
+		if !strings.Contains(logs.String(), left) {
+			t.Errorf("--store %s, marker removed: the log does not name %s:\n%s", kind, left, logs.String())
+		}
+		if _, err := os.Stat(filepath.Join(left, "ch00000001")); err != nil {
+			t.Errorf("--store %s: the leftover was touched: %v", kind, err)
+		}
+	}
+}
+
 // TestStoreDirOfAnotherKind: --dir naming a directory that holds another kind of store (a
 // nats-streaming-server store not imported yet — nss's own configuration reused as is —
 // or a Starling store of the other --store) fails the start, saying what to do, instead of
