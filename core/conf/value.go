@@ -129,24 +129,38 @@ func (e *Entry) mismatch(want string) *Error {
 	return &Error{Pos: e.KeyPos, Msg: e.Key + ": expected " + want + ", got " + describe(e.Value), Err: ErrType}
 }
 
-// scalarText returns the text of a scalar: a string's value, or any other scalar as written.
-func scalarText(v *Value) (string, bool) {
+// stringText returns the text of a value read as a string: a string's value, or a bare
+// duration as written (nats-server's parser has no durations: 10s is a string to it). A
+// number or a boolean is not one: nats-server and nats-streaming-server refuse them where a
+// string is expected (server_name: 5, streaming { id: 5 }), and so do we, rather than take
+// a password: 0123 as "0123" where they stop.
+func stringText(v *Value) (string, bool) {
 	switch v.Kind {
 	case KindString:
 		return v.Str, true
-	case KindInt, KindFloat, KindBool, KindDuration:
+	case KindDuration:
 		return v.Raw, true
 	}
 	return "", false
 }
 
-// AsString returns a string value. Other scalars are accepted as written (password: 0123
-// gives "0123"); a map or array is an error.
+// notString is the error for v where a string is expected, at pos, named name.
+func notString(pos Pos, name, want string, v *Value) *Error {
+	msg := name + ": expected " + want + ", got " + describe(v)
+	switch v.Kind {
+	case KindInt, KindFloat, KindBool:
+		msg += " (quote it to give it as a string: \"" + v.Raw + "\")"
+	}
+	return &Error{Pos: pos, Msg: msg, Err: ErrType}
+}
+
+// AsString returns a string value, or a bare duration (10s) as written; a number, a
+// boolean, a map or an array is an error (quote a number meant as a string: "0123").
 func (e *Entry) AsString() (string, error) {
-	if s, ok := scalarText(e.Value); ok {
+	if s, ok := stringText(e.Value); ok {
 		return s, nil
 	}
-	return "", e.mismatch("a string")
+	return "", notString(e.KeyPos, e.Key, "a string", e.Value)
 }
 
 // asKind returns the value, or for a quoted string the value its text would have unquoted
@@ -256,20 +270,20 @@ func (e *Entry) AsArray() ([]*Value, error) {
 	return nil, e.mismatch("an array")
 }
 
-// AsStrings returns a string or an array of strings as a slice (scalars accepted as in
-// AsString). A map or nested array element is an error at the element's position.
+// AsStrings returns a string or an array of strings as a slice (elements read as by
+// AsString). An element of another kind is an error at the element's position.
 func (e *Entry) AsStrings() ([]string, error) {
-	if s, ok := scalarText(e.Value); ok {
+	if s, ok := stringText(e.Value); ok {
 		return []string{s}, nil
 	}
 	if e.Value.Kind != KindArray {
-		return nil, e.mismatch("a string or an array of strings")
+		return nil, notString(e.KeyPos, e.Key, "a string or an array of strings", e.Value)
 	}
 	out := make([]string, 0, len(e.Value.Array))
 	for i, v := range e.Value.Array {
-		s, ok := scalarText(v)
+		s, ok := stringText(v)
 		if !ok {
-			return nil, &Error{Pos: v.Pos, Msg: fmt.Sprintf("%s[%d]: expected a string, got %s", e.Key, i, describe(v)), Err: ErrType}
+			return nil, notString(v.Pos, fmt.Sprintf("%s[%d]", e.Key, i), "a string", v)
 		}
 		out = append(out, s)
 	}

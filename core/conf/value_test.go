@@ -29,6 +29,7 @@ bad_arr: [a, {x: 1}]
 nan: (
 not a number
 )
+strs: [a, "1", 10s]
 `
 
 func TestEntryHelpers(t *testing.T) {
@@ -56,7 +57,14 @@ func TestEntryHelpers(t *testing.T) {
 		want result
 	}{
 		{"AsString string", call(get("s").AsString()), result{"abc", ""}},
-		{"AsString int as written", call(get("pw").AsString()), result{"000123", ""}},
+		// nats-server and nats-streaming-server refuse a number or a boolean for a string
+		// (it was taken as written, password: 0123 as "0123"); a bare duration is a string to
+		// them.
+		{"AsString int", call(get("pw").AsString()), result{nil, `test.conf:14:1: pw: expected a string, got integer 000123 (quote it to give it as a string: "000123")`}},
+		{"AsString float", call(get("f").AsString()), result{nil, `test.conf:6:1: f: expected a string, got float 2.5 (quote it to give it as a string: "2.5")`}},
+		{"AsString bool", call(get("b").AsString()), result{nil, `test.conf:7:1: b: expected a string, got boolean on (quote it to give it as a string: "on")`}},
+		{"AsString quoted int", call(get("qn").AsString()), result{"30", ""}},
+		{"AsString duration as written", call(get("d").AsString()), result{"1500ms", ""}},
 		{"AsString map", call(get("obj").AsString()), result{nil, "test.conf:15:1: obj: expected a string, got map"}},
 
 		{"AsInt int", call(get("n").AsInt()), result{int64(42), ""}},
@@ -90,7 +98,9 @@ func TestEntryHelpers(t *testing.T) {
 		{"AsArray map", call(get("obj").AsArray()), result{nil, "test.conf:15:1: obj: expected an array, got map"}},
 
 		{"AsStrings single", call(get("s").AsStrings()), result{"[abc]", ""}},
-		{"AsStrings array", call(get("arr").AsStrings()), result{"[a 1 true]", ""}},
+		{"AsStrings array", call(get("strs").AsStrings()), result{"[a 1 10s]", ""}},
+		{"AsStrings int element", call(get("arr").AsStrings()), result{nil, `test.conf:16:10: arr[1]: expected a string, got integer 1 (quote it to give it as a string: "1")`}},
+		{"AsStrings int", call(get("n").AsStrings()), result{nil, `test.conf:3:1: n: expected a string or an array of strings, got integer 42 (quote it to give it as a string: "42")`}},
 		{"AsStrings map element", call(get("bad_arr").AsStrings()), result{nil, "test.conf:17:14: bad_arr[1]: expected a string, got map"}},
 		{"AsStrings map", call(get("obj").AsStrings()), result{nil, "test.conf:15:1: obj: expected a string or an array of strings, got map"}},
 		{"AsStrings block", call(get("nan").AsStrings()), result{"[not a number]", ""}},

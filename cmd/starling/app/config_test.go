@@ -82,6 +82,26 @@ func TestConfigErrors(t *testing.T) {
 			[]string{`3:3: cluster.port: expected an integer, got string "six"`,
 				`7:3: streaming.store: "paper" is not a store type (memory, file or bolt)`,
 				`8:18: streaming.store_limits.max_age: expected a duration`}},
+		// A number or a boolean where a string is expected was taken as written; nats-server
+		// and nats-streaming-server refuse it (server_name: 5, streaming { id: 5 }).
+		{"number for a core string", "server_name: 5\nclient_advertise: 1.5\nno_auth_user: true\n",
+			[]string{`1:1: server_name: expected a string, got integer 5 (quote it to give it as a string: "5")`,
+				`2:1: client_advertise: expected a string, got float 1.5`,
+				`3:1: no_auth_user: expected a string, got boolean true`}},
+		{"number for a route string", "cluster {\n  name: 5\n}\n",
+			[]string{`2:3: cluster.name: expected a string, got integer 5`}},
+		{"number for a password", "authorization {\n  user: a\n  password: 0123\n}\n",
+			[]string{`3:3: authorization.password: expected a string, got integer 0123 (quote it to give it as a string: "0123")`}},
+		{"number in a list of strings", "authorization {\n  users: [ {user: a, password: b, permissions: {publish: [\"ok\", 5]}} ]\n}\n",
+			[]string{`2:65: authorization.users[0].permissions.publish[1]: expected a string, got integer 5`}},
+		{"number for a streaming string", "streaming {\n  id: 5\n  dir: 2MB\n}\n",
+			[]string{`2:3: streaming.id: expected a string, got integer 5`,
+				`3:3: streaming.dir: expected a string, got integer 2MB`}},
+		{"number for a streaming cluster string", "streaming {\n  store: file\n  dir: d\n  cluster {\n    node_id: 1\n    peers: [a, 2]\n  }\n}\n",
+			[]string{`5:5: streaming.cluster.node_id: expected a string, got integer 1`,
+				`6:16: streaming.cluster.peers[1]: expected a string, got integer 2`,
+				`4:3: streaming.cluster: a clustered streaming server needs a node ID`, // as for any node_id refused
+				`6:5: streaming.cluster.peers: the peers are reached over the route mesh`}},
 		{"syntax error from the parser", "port: 4222\nmax_payload: [1\n",
 			[]string{`2:14: unterminated array`}},
 		{"several errors at once", "port: \"x\"\nbogus: 1\ntls {\n  cert_file: \"/nonexistent/c.pem\"\n  key_file: \"/nonexistent/k.pem\"\n  curve_preferences: [P999]\n}\nauthorization { users: [ {user: u} ] }\n",
@@ -193,6 +213,18 @@ func TestReadmeExampleConfig(t *testing.T) {
 	if o.MaxPayload != 2048 || o.Port != 5222 || o.ServerName != "flagged" || m.cfg.httpPort != 0 ||
 		o.MaxConnections != 10000 || o.Host != "0.0.0.0" || o.Auth == nil {
 		t.Errorf("flags over file: %+v http %d", o, m.cfg.httpPort)
+	}
+}
+
+// A quoted number is a string where one is expected, and so is a bare duration (nats-server's
+// parser has none: server_name: 5s starts nats-server named "5s").
+func TestStringKeysTakeQuotedNumbers(t *testing.T) {
+	path := writeFile(t, t.TempDir(), "q.conf", "server_name: 5s\nauthorization { user: \"1\", password: \"0123\" }\nstreaming { id: \"5\" }\n")
+	m := NewMain(&bytes.Buffer{}, &bytes.Buffer{})
+	check(t, m.ParseFlags([]string{"-c", path}))
+	c := m.cfg
+	if c.core.ServerName != "5s" || c.auth.user != "1" || c.auth.pass != "0123" || c.streaming.opts.ClusterID != "5" {
+		t.Errorf("server_name %q user %q password %q streaming.id %q", c.core.ServerName, c.auth.user, c.auth.pass, c.streaming.opts.ClusterID)
 	}
 }
 

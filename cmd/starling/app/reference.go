@@ -93,7 +93,8 @@ else the environment). Keys are case-insensitive. An unknown key is an error, ex
 used only as a ` + "`$variable`" + `. A key's path is written with dots: ` + "`streaming.store_limits.max_msgs`" + `
 is ` + "`max_msgs`" + ` inside ` + "`store_limits { }`" + ` inside ` + "`streaming { }`" + `; ` + "`[]`" + ` is an element of a list,
 ` + "`<channel>`" + ` a channel name or wildcard pattern. Where a key has a flag, the flag's description
-applies.
+applies. A number or a boolean given for a string key is an error, as in nats-server and
+nats-streaming-server: quote it (` + "`password: \"0123\"`" + `, ` + "`node_id: \"1\"`" + `).
 `
 
 // code writes names as `a`, `b`.
