@@ -13,11 +13,10 @@ import (
 	"github.com/starling-io/starling/streaming"
 )
 
-// TestStanClockStepBack: a stan.go subscriber at max in flight whose message is not acked
-// gets it again one ack wait after it was sent although the server's clock stepped back an
-// hour meanwhile, and the next message once it acks. Before, the redelivery waited for the
-// clock to come back (an hour more), and the subscriber got nothing meanwhile.
-func TestStanClockStepBack(t *testing.T) {
+// stanClockServer starts a core server and a streaming server over memory, and returns
+// the streaming server and a stan.go connection to it as client-1.
+func stanClockServer(t *testing.T) (*streaming.Server, stan.Conn) {
+	t.Helper()
 	cs, err := core.New(core.Options{Host: "127.0.0.1", Port: -1})
 	check(t, err)
 	check(t, cs.Start())
@@ -37,23 +36,34 @@ func TestStanClockStepBack(t *testing.T) {
 	})
 	sc, err := stan.Connect("test-cluster", "client-1", stan.NatsURL(cs.ClientURL()))
 	check(t, err)
-	defer sc.Close()
+	t.Cleanup(func() { _ = sc.Close() })
+	return st, sc
+}
 
+// nextMsg returns the next message got receives within within.
+func nextMsg(t *testing.T, got chan *stan.Msg, what string, within time.Duration) *stan.Msg {
+	t.Helper()
+	select {
+	case m := <-got:
+		return m
+	case <-time.After(within):
+		t.Fatalf("%s: nothing within %v", what, within)
+		return nil
+	}
+}
+
+// TestStanClockStepBack: a stan.go subscriber at max in flight whose message is not acked
+// gets it again one ack wait after it was sent although the server's clock stepped back an
+// hour meanwhile, and the next message once it acks. Before, the redelivery waited for the
+// clock to come back (an hour more), and the subscriber got nothing meanwhile.
+func TestStanClockStepBack(t *testing.T) {
+	st, sc := stanClockServer(t)
 	got := make(chan *stan.Msg, 16)
 	const ackWait = time.Second
-	_, err = sc.Subscribe("foo", func(m *stan.Msg) { got <- m },
+	_, err := sc.Subscribe("foo", func(m *stan.Msg) { got <- m },
 		stan.SetManualAckMode(), stan.MaxInflight(1), stan.AckWait(ackWait))
 	check(t, err)
-	next := func(what string, within time.Duration) *stan.Msg {
-		t.Helper()
-		select {
-		case m := <-got:
-			return m
-		case <-time.After(within):
-			t.Fatalf("%s: nothing within %v", what, within)
-			return nil
-		}
-	}
+	next := func(what string, within time.Duration) *stan.Msg { t.Helper(); return nextMsg(t, got, what, within) }
 	check(t, sc.Publish("foo", []byte("one")))
 	first := next("first delivery", 5*time.Second)
 	sent := time.Now()
@@ -69,5 +79,36 @@ func TestStanClockStepBack(t *testing.T) {
 	check(t, again.Ack())
 	if m := next("the next message after the ack", 2*time.Second); m.Sequence != first.Sequence+1 || m.Redelivered {
 		t.Fatalf("after the ack: seq %d (redelivered %v), want seq %d, first delivery", m.Sequence, m.Redelivered, first.Sequence+1)
+	}
+}
+
+// TestStanClockStepForward: a stan.go subscriber sent two messages half an ack wait apart,
+// then the server's clock stepped an hour forward, gets each again one ack wait after it
+// was sent. Before, the redelivery pass of the first message found the second an hour
+// overdue and resent it half an ack wait after its first delivery.
+func TestStanClockStepForward(t *testing.T) {
+	st, sc := stanClockServer(t)
+	got := make(chan *stan.Msg, 16)
+	const ackWait = time.Second
+	_, err := sc.Subscribe("foo", func(m *stan.Msg) { got <- m },
+		stan.SetManualAckMode(), stan.MaxInflight(2), stan.AckWait(ackWait))
+	check(t, err)
+	check(t, sc.Publish("foo", []byte("one")))
+	first := nextMsg(t, got, "first delivery", 5*time.Second)
+	time.Sleep(ackWait / 2)
+	check(t, sc.Publish("foo", []byte("two")))
+	second := nextMsg(t, got, "second delivery", 5*time.Second)
+	sent := time.Now()
+	streaming.StepClock(st, time.Hour)
+	if second.Sequence != first.Sequence+1 {
+		t.Fatalf("got seq %d, want %d", second.Sequence, first.Sequence+1)
+	}
+	for range 2 {
+		m := nextMsg(t, got, "redelivery", 3*ackWait)
+		if m.Sequence == second.Sequence {
+			if took := time.Since(sent); took < ackWait*3/4 {
+				t.Fatalf("seq %d redelivered %v after its first delivery, want about the ack wait (%v)", m.Sequence, took, ackWait)
+			}
+		}
 	}
 }

@@ -63,6 +63,32 @@ func TestClockStepBackRedeliversOnTime(t *testing.T) {
 	}
 }
 
+// TestClockStepForwardKeepsAckWait: of two messages sent half an ack wait apart, then the
+// system clock stepped an hour forward, each is redelivered one ack wait after its send.
+// Before (deadlines were engine wall times), the pass for the first message found the
+// second an hour overdue and resent it too, half an ack wait after its send.
+func TestClockStepForwardKeepsAckWait(t *testing.T) {
+	const ackWait = 400 * time.Millisecond
+	s, bus, sub := clockEngine(t, nil, ackWait)
+	sub.maxInFlight = 2
+	publishTo(s, "foo", 1)
+	time.Sleep(ackWait / 2)
+	publishTo(s, "foo", 2)
+	sent := time.Now()
+	StepClock(s, time.Hour)
+	if n := bus.count("in"); n != 2 {
+		t.Fatalf("setup: %d deliveries, want 2", n)
+	}
+	pumpUntil(t, s, "seq 1 not redelivered", func() bool { return bus.count("in") >= 3 })
+	if p, _ := sub.pending.Get(2); p.count != 0 {
+		t.Fatalf("seq 2 redelivered %v after its send, with seq 1; want one ack wait (%v) after", time.Since(sent), ackWait)
+	}
+	pumpUntil(t, s, "seq 2 not redelivered", func() bool { return bus.count("in") == 4 })
+	if took := time.Since(sent); took < ackWait-redeliverSlack {
+		t.Fatalf("seq 2 redelivered %v after its send, want the ack wait (%v)", took, ackWait)
+	}
+}
+
 // TestClockStepBackExpiresOnTime: MaxAge keeps expiring messages when the system clock
 // steps back. Before, the expiry pass compared message times with the stepped clock, and
 // removed nothing for an hour more.

@@ -272,7 +272,7 @@ func TestIdleDeletionsOfAnIterationAreOneCommit(t *testing.T) {
 			keep = o.ch
 		}
 	}
-	keep.active = time.Now().UnixNano() // as a publish would
+	keep.active = s.clock.monoNow() // as a publish would
 	s.runMu.Lock()
 	s.iterate(batch, false)
 	s.runMu.Unlock()
@@ -405,7 +405,7 @@ func TestFailedIdleRunWaitsBeforeRetrying(t *testing.T) {
 		publishTo(s, fmt.Sprint("idle", i), i)
 		ch := s.channels[fmt.Sprint("idle", i)]
 		ch.idleTimer.Stop()
-		ch.active = time.Now().Add(-time.Second).UnixNano()
+		ch.active = s.clock.monoNow() - int64(time.Second)
 		batch = append(batch, op{kind: opIdle, ch: ch})
 	}
 	s.runMu.Lock()

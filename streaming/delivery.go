@@ -139,7 +139,7 @@ func (s *Server) bestMember(g *queueGroup, force bool) *subState {
 // when the message cannot be read: stores.ErrNotFound when it is gone (limits removed it),
 // anything else when the store failed (then nothing changed: the caller tries again later).
 func (s *Server) sendMsg(sub *subState, seq uint64, count uint32, first bool) error {
-	now, wall := s.scratch.sendTime(s.replicated, &s.clock)
+	now, mono := s.scratch.sendTime(s.replicated, &s.clock)
 	if !s.leaseHeld(now) {
 		return errNoLease
 	}
@@ -167,7 +167,7 @@ func (s *Server) sendMsg(sub *subState, seq uint64, count uint32, first bool) er
 	s.scratch.stats.OutBytes += uint64(len(ld.Data))
 	s.scratch.sentBytes += uint64(len(b))
 	if first {
-		at := wall + int64(sub.ackWait)
+		at := mono + int64(sub.ackWait)
 		sub.pending.Set(seq, pendingMsg{expiry: at, count: count})
 		sub.expPush(expiry{seq: seq, at: at})
 		s.recordEvent(sub, stores.SubEvent{SubID: sub.id, Seq: seq})
@@ -283,14 +283,14 @@ func (s *Server) processRetryHeld() {
 func (s *Server) redeliver(sub *subState, seq uint64) {
 	p, _ := sub.pending.Get(seq)
 	now := time.Now()
-	wall := s.clock.wall(now)
+	mono := s.clock.mono(now)
 	// A former leader's sendMsg refuses, as before; a backlogged destination gets it later.
 	send := !s.leader || (s.leaseHeld(now) && !s.bus.Backlogged(sub.inbox))
 	if send {
 		p.count++
-		p.expiry = wall + int64(sub.ackWait)
+		p.expiry = mono + int64(sub.ackWait)
 	} else {
-		p.expiry = wall + int64(retrySendsAfter)
+		p.expiry = mono + int64(retrySendsAfter)
 	}
 	sub.pending.Set(seq, p)
 	sub.expPush(expiry{seq: seq, at: p.expiry})
@@ -323,10 +323,10 @@ func sortSeqs(a []uint64) { slices.Sort(a) }
 
 // armTimer keeps one timer per subscription, set to its earliest ack deadline.
 //
-// A deadline further away than the ack wait was not set by this engine's clock: it was
-// restored from a message's timestamp, stamped by a clock ahead of this one (another
-// leader's, or this node's before its clock stepped back while it was down). It is due one
-// ack wait from now, not when this clock gets there (an hour later, after a step of an hour).
+// A deadline further away than the ack wait was not set by this engine: it was restored
+// from a message's timestamp, stamped by a clock ahead of this one (another leader's, or
+// this node's before its clock stepped back while it was down). It is due one ack wait from
+// now, not an hour later after a step of an hour.
 func (s *Server) armTimer(sub *subState) {
 	for sub.expLen() > 0 {
 		e := sub.expFront()
@@ -342,7 +342,7 @@ func (s *Server) armTimer(sub *subState) {
 	if sub.timer != nil && sub.timerAt != 0 && at >= sub.timerAt {
 		return // already due no later than that
 	}
-	now := s.clock.now()
+	now := s.clock.monoNow()
 	d := time.Duration(at - now)
 	if d > sub.ackWait+redeliverSlack {
 		d = sub.ackWait
@@ -389,7 +389,7 @@ func (s *Server) processRedeliver(sub *subState) {
 		s.armLater(sub)
 		return
 	}
-	due := s.clock.now() + int64(redeliverSlack)
+	due := s.clock.monoNow() + int64(redeliverSlack)
 	wasStalled := sub.stalled()
 	for sub.expLen() > 0 {
 		e := sub.expFront()
@@ -479,7 +479,7 @@ func (s *Server) resume(sub *subState) {
 
 // armLater retries a redelivery pass one ack wait later.
 func (s *Server) armLater(sub *subState) {
-	sub.timerAt = s.clock.now() + int64(sub.ackWait)
+	sub.timerAt = s.clock.monoNow() + int64(sub.ackWait)
 	if sub.timer != nil {
 		sub.timer.Reset(sub.ackWait)
 	}

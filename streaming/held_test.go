@@ -63,7 +63,7 @@ func TestBackloggedDestinationDefersRedelivery(t *testing.T) {
 	sub := s.byAckID[ackID]
 	due := func() {
 		p, _ := sub.pending.Get(1)
-		p.expiry = time.Now().Add(-time.Second).UnixNano()
+		p.expiry = s.clock.monoNow() - int64(time.Second)
 		sub.pending.Set(1, p)
 		sub.expReset()
 		sub.expPush(expiry{seq: 1, at: p.expiry})
@@ -75,7 +75,7 @@ func TestBackloggedDestinationDefersRedelivery(t *testing.T) {
 	if n := bus.count("in"); n != 1 || p.count != 0 {
 		t.Fatalf("redelivered to a backlogged destination: %d sends, count %d", n, p.count)
 	}
-	if wait := time.Until(time.Unix(0, p.expiry)); wait <= 0 || wait > retrySendsAfter {
+	if wait := time.Duration(p.expiry - s.clock.monoNow()); wait <= 0 || wait > retrySendsAfter {
 		t.Fatalf("deferred redelivery due in %v, want within %v", wait, retrySendsAfter)
 	}
 	bus.backlog["in"] = false

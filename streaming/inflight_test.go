@@ -432,7 +432,7 @@ func TestInFlightPublishKeepsItsChannel(t *testing.T) {
 		s.runMu.Lock() // foo was idle longer than its limit
 		ch := s.channels["foo"]
 		ch.limits.MaxInactivity = time.Hour
-		ch.active = time.Now().Add(-2 * time.Hour).UnixNano()
+		ch.active = s.clock.monoNow() - int64(2*time.Hour)
 		if ch.idleTimer == nil {
 			ch.idleTimer = time.AfterFunc(time.Hour, func() {})
 		}

@@ -140,7 +140,7 @@ func (s *Server) touch(ch *channel) {
 	if ch.limits.MaxInactivity <= 0 {
 		return
 	}
-	ch.active = s.clock.now()
+	ch.active = s.clock.monoNow()
 	if ch.idleTimer == nil {
 		ch.idleTimer = time.AfterFunc(ch.limits.MaxInactivity, func() { s.push(op{kind: opIdle, ch: ch}) })
 		return
@@ -211,7 +211,7 @@ func (s *Server) idle(ch *channel, rearm bool) bool {
 	if ch.deleted {
 		return false
 	}
-	idle := time.Duration(s.clock.now() - ch.active)
+	idle := time.Duration(s.clock.monoNow() - ch.active)
 	// Publishes in flight count as activity: replicated, a publish touches its channel only
 	// once committed, and a deletion proposed behind it would drop the acknowledged message.
 	if idle < ch.limits.MaxInactivity || s.activeSubs(ch) || ch.assigned > ch.synced {

@@ -37,7 +37,7 @@ type scratch struct {
 	batchCh   *channel          // the channel whose batch is being delivered
 	batch     []stores.Msg      // its messages, for those limits evicted at once
 	clock     time.Time         // the time sends stamp standalone (sendTime)
-	wall      int64             // and the engine's wall time then (engineClock)
+	mono      int64             // and the engine's deadline time then (engineClock)
 	clockUses int               // sends stamped with it so far; 0: read the clock again
 	stats     Stats             // counted since the last flushStats
 	sentBytes uint64            // MsgProto bytes sent, ever (heldBack paces its looks by them)
@@ -46,8 +46,8 @@ type scratch struct {
 // sendClockUses is how many sends share one reading of the clock, standalone.
 const sendClockUses = 64
 
-// sendTime is the time a send stamps: for its lease check, and as the engine's wall time
-// (engineClock) for its ack-wait deadline. Standalone, the clock is read once per
+// sendTime is the time a send stamps: for its lease check, and as the engine's deadline
+// time (engineClock.mono) for its ack-wait deadline. Standalone, the clock is read once per
 // sendClockUses sends and again at every engine iteration (resetSendClock): deadlines are
 // seconds apart, and a reading costs ~60 ns on this VM, 7 % of the server's CPU in a
 // replay. Replicated, every send reads it: the lease check must see a pause (SIGSTOP) the
@@ -55,16 +55,16 @@ const sendClockUses = 64
 func (sc *scratch) sendTime(replicated bool, c *engineClock) (time.Time, int64) {
 	if replicated {
 		t := time.Now()
-		return t, c.wall(t)
+		return t, c.mono(t)
 	}
 	if sc.clockUses == 0 {
 		sc.clock = time.Now()
-		sc.wall = c.wall(sc.clock)
+		sc.mono = c.mono(sc.clock)
 	}
 	if sc.clockUses++; sc.clockUses == sendClockUses {
 		sc.clockUses = 0
 	}
-	return sc.clock, sc.wall
+	return sc.clock, sc.mono
 }
 
 // resetSendClock makes the next send read the clock: at every engine iteration, so that no

@@ -66,10 +66,11 @@ func (s *Server) restoreSub(ch *channel, rs *stores.RecoveredSub, uncertain uint
 		c = nil // the client ID now belongs to another user's client
 	}
 	var m stores.Msg
+	now, wall := s.clock.monoNow(), s.clock.now()
 	for _, seq := range rs.Pending {
-		at := s.clock.now()
+		at := now
 		if ch.store.Msgs.Load(seq, &m) == nil {
-			at = m.Time + int64(sub.ackWait)
+			at += m.Time + int64(sub.ackWait) - wall // due when its timestamp says
 		}
 		sub.pending.Set(seq, pendingMsg{expiry: at})
 		sub.expPush(expiry{seq: seq, at: at})
@@ -135,7 +136,7 @@ func (s *Server) activate(sub *subState, c *client) {
 	// The first redelivery of what was already due goes to this member, not to the best
 	// one: after a restart or a takeover the reference's first pass (isStartup) keeps a
 	// queue message on the member that had it, lest it reach several members.
-	sub.restoredDue = s.clock.now() + int64(redeliverSlack)
+	sub.restoredDue = s.clock.monoNow() + int64(redeliverSlack)
 	s.armTimer(sub)
 }
 

@@ -39,10 +39,11 @@ func publishTo(s *Server, channel string, i int) {
 		Subject: channel, Data: []byte("x"), ConnID: []byte("conn")})})
 }
 
-// expireNow makes sub's pending seq due at (as if its ack wait had run out then).
-func expireNow(sub *subState, seq uint64, at time.Time) {
+// expireNow makes sub's pending seq due at, engineClock.mono (as if its ack wait had run
+// out then).
+func expireNow(sub *subState, seq uint64, at int64) {
 	p, _ := sub.pending.Get(seq)
-	p.expiry = at.UnixNano()
+	p.expiry = at
 	sub.pending.Set(seq, p)
 	sub.expReset()
 	sub.expPush(expiry{seq: seq, at: p.expiry})
@@ -87,7 +88,7 @@ func TestQueueRedeliveryMovesToBestMemberAndIsRecorded(t *testing.T) {
 	if !a.pending.Has(1) || bus.count("qa") != 1 {
 		t.Fatalf("seq 1 did not go to the first member: sent %q", bus.subjects)
 	}
-	expireNow(a, 1, time.Now().Add(-time.Second))
+	expireNow(a, 1, s.clock.monoNow()-int64(time.Second))
 	s.step(op{kind: opRedeliver, sub: a})
 	p, ok := b.pending.Get(1)
 	if a.pending.Has(1) || !ok || p.count != 1 || bus.count("qb") != 1 {
@@ -113,13 +114,13 @@ func TestQueueRedeliveryMovesToBestMemberAndIsRecorded(t *testing.T) {
 	if a == nil || b == nil || !b.pending.Has(1) || a.pending.Len() != 0 {
 		t.Fatalf("restored: a %v, b %v", a, b)
 	}
-	expireNow(b, 1, time.Unix(0, b.restoredDue).Add(-time.Second)) // due when restored
+	expireNow(b, 1, b.restoredDue-int64(time.Second)) // due when restored
 	s.step(op{kind: opRedeliver, sub: b})
 	if !b.pending.Has(1) || a.pending.Has(1) {
 		t.Fatal("the restart's first redelivery moved the message off the member that had it")
 	}
 	time.Sleep(2 * redeliverSlack)
-	expireNow(b, 1, time.Now()) // due after the restore: the best member (a) gets it
+	expireNow(b, 1, s.clock.monoNow()) // due after the restore: the best member (a) gets it
 	s.step(op{kind: opRedeliver, sub: b})
 	if b.pending.Has(1) || !a.pending.Has(1) {
 		t.Fatal("a later expiry after the restart stayed on the member that had it")
@@ -308,10 +309,10 @@ func TestReassignedMessagesAreDueShortly(t *testing.T) {
 	if !ok || bus.count("qb") != 1 || p.count != 0 {
 		t.Fatalf("after a left: b has seq 1 %v (count %d), %d sent to b; want it pending, not sent yet", ok, p.count, bus.count("qb"))
 	}
-	if e := b.expFront(); e.seq != 1 || time.Until(time.Unix(0, e.at)) > reassignDelay {
-		t.Fatalf("b's first deadline: seq %d in %v, want seq 1 within %v", e.seq, time.Until(time.Unix(0, e.at)), reassignDelay)
+	if e := b.expFront(); e.seq != 1 || time.Duration(e.at-s.clock.monoNow()) > reassignDelay {
+		t.Fatalf("b's first deadline: seq %d in %v, want seq 1 within %v", e.seq, time.Duration(e.at-s.clock.monoNow()), reassignDelay)
 	}
-	if d := time.Until(time.Unix(0, b.timerAt)); d > reassignDelay {
+	if d := time.Duration(b.timerAt - s.clock.monoNow()); d > reassignDelay {
 		t.Fatalf("b's ack timer fires in %v, want within %v", d, reassignDelay)
 	}
 	time.Sleep(reassignDelay)

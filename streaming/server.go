@@ -160,7 +160,7 @@ type Server struct {
 	snapWait      atomic.Int64 // bounds a monitoring snapshot's wait for the engine, ns (0: snapshotWait)
 	leaderTerm    uint64       // the log's term when the engine last took over (termer)
 	hbTickAt      time.Time    // engine: when a heartbeat tick was last handled (processHbTick)
-	clock         engineClock  // engine: the wall time of its deadlines (clock.go)
+	clock         engineClock  // engine: its deadline and wall times (clock.go)
 
 	mu      sync.Mutex // guards stats read by monitoring
 	stats   Stats
@@ -193,6 +193,7 @@ func New(bus Bus, store stores.Store, newLog LogFactory, opts Options) (*Server,
 		otherAckPrefixes: map[string]struct{}{},
 		stop:             make(chan struct{}), done: make(chan struct{}),
 	}
+	s.clock.base = s.start.Add(-time.Duration(s.start.UnixNano())) // mono starts at the wall time
 	c := o.ClusterID
 	s.discover = o.DiscoverPrefix + "." + c
 	s.pings = s.discover + ".pings"

@@ -39,7 +39,7 @@ type channel struct {
 	ageTimer  *time.Timer // one per channel with MaxAge: the next message to expire
 	ageAt     int64
 	idleTimer *time.Timer // one per channel with MaxInactivity
-	active    int64       // unix ns of the last publish or subscription change
+	active    int64       // engineClock.mono of the last publish or subscription change
 	deleted   bool
 	events    []stores.SubEvent // sent/ack events waiting for flushSentAcks
 	broken    bool              // a store write failed: roll back before the next append (durable.go)
@@ -65,13 +65,13 @@ type subState struct {
 	offline     bool
 	gone        bool   // removed: a reply still waiting for its commit must not start it
 	uncertain   uint64 // after a crash, sequences up to this may have been sent already (flag them)
-	restoredDue int64  // unix ns: pending messages restored due by then are redelivered to this member
+	restoredDue int64  // engineClock.mono: pending messages restored due by then are redelivered to this member
 
 	pending  pendingSet
 	expiries []expiry // deadlines in order from expHead (expPush); acked entries skipped lazily
 	expHead  int
 	timer    *time.Timer
-	timerAt  int64  // the engine's wall time (clock.go) the timer is armed for; 0: none
+	timerAt  int64  // the engine's deadline time (engineClock.mono) the timer is armed for; 0: none
 	ready    bool   // response sent: delivery may start
 	heir     bool   // not ready when members that left handed it the group (forgetSub)
 	held     bool   // its destination is backlogged: first deliveries wait for opRetryHeld
@@ -79,7 +79,7 @@ type subState struct {
 }
 
 type pendingMsg struct {
-	expiry int64 // unix ns
+	expiry int64 // engineClock.mono
 	count  uint32
 }
 

@@ -456,7 +456,7 @@ func (s *Server) removeSub(sub *subState, unsubscribe bool) raftlog.Future {
 // one's messages as it leaves, and they would count a redelivery more (RedeliveryCount 2
 // for the member that takes over a durable group's shadow, instead of 1).
 func (s *Server) reassign(from *subState, g *queueGroup) {
-	at := s.clock.now() + int64(reassignDelay)
+	at := s.clock.monoNow() + int64(reassignDelay)
 	i := 0
 	from.pending.Range(func(seq uint64, p pendingMsg) {
 		to := g.members[i%len(g.members)]
