@@ -112,3 +112,36 @@ func TestStanClockStepForward(t *testing.T) {
 		}
 	}
 }
+
+// TestStanClockStepForwardAndBack: after the server's clock stepped an hour forward and back
+// again, a stan.go subscriber sees a message published then stamped with the wall time, and
+// the timestamps of a channel published to meanwhile in order. Before, the server's clock
+// stayed an hour ahead until real time caught up, and stamped every message so.
+func TestStanClockStepForwardAndBack(t *testing.T) {
+	st, sc := stanClockServer(t)
+	streaming.StepClock(st, time.Hour)
+	check(t, sc.Publish("bar", []byte("during")))
+	streaming.StepClock(st, -time.Hour)
+	check(t, sc.Publish("foo", []byte("after")))
+	check(t, sc.Publish("bar", []byte("after")))
+	got := make(chan *stan.Msg, 16)
+	for _, channel := range []string{"foo", "bar"} {
+		sub, err := sc.Subscribe(channel, func(m *stan.Msg) { got <- m }, stan.DeliverAllAvailable())
+		check(t, err)
+		defer func() { _ = sub.Unsubscribe() }()
+	}
+	var bar []int64
+	for range 3 {
+		m := nextMsg(t, got, "replay", 5*time.Second)
+		if m.Subject == "foo" {
+			if d := time.Since(time.Unix(0, m.Timestamp)); d < -time.Second || d > time.Second {
+				t.Fatalf("foo stamped %v from now, want the wall time", -d)
+			}
+			continue
+		}
+		bar = append(bar, m.Timestamp)
+	}
+	if len(bar) != 2 || bar[1] < bar[0] {
+		t.Fatalf("bar's timestamps %v, want two in order", bar)
+	}
+}

@@ -161,6 +161,81 @@ func TestRestoredDeadlineAheadIsDueWithinAckWait(t *testing.T) {
 	}
 }
 
+// TestClockStepForwardAndBackStampsNearWall: after the system clock stepped an hour forward
+// and back again, a channel stamped meanwhile keeps its timestamps in order, and any other
+// is stamped with the wall time. Before, the engine's one never-back clock stamped every
+// message an hour ahead until real time caught up.
+func TestClockStepForwardAndBackStampsNearWall(t *testing.T) {
+	s, _, _ := clockEngine(t, nil, time.Second)
+	StepClock(s, time.Hour)
+	publishTo(s, "bar", 1)
+	StepClock(s, -time.Hour)
+	publishTo(s, "foo", 2)
+	publishTo(s, "bar", 3)
+	stamp := func(channel string, seq uint64) time.Time {
+		var m stores.Msg
+		if err := s.channels[channel].store.Msgs.Load(seq, &m); err != nil {
+			t.Fatalf("%s seq %d: %v", channel, seq, err)
+		}
+		return time.Unix(0, m.Time)
+	}
+	if d := time.Since(stamp("foo", 1)); d < -time.Second || d > time.Second {
+		t.Fatalf("foo stamped %v from now, want the wall time", -d)
+	}
+	if b1, b2 := stamp("bar", 1), stamp("bar", 2); b2.Before(b1) {
+		t.Fatalf("bar's timestamps went back by %v", b1.Sub(b2))
+	}
+}
+
+// TestRestoredStampAheadExpiresOnTime: messages stamped an hour ahead of this node's clock
+// (by a former leader's) expire MaxAge after the restart or takeover, on the channel's
+// clock raised to their timestamps, and a new message is stamped after them. Before, they
+// expired an hour late: MaxAge was measured from this node's wall time.
+func TestRestoredStampAheadExpiresOnTime(t *testing.T) {
+	const maxAge = 300 * time.Millisecond
+	st, err := memstore.New(memstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Init(stores.ServerInfo{ClusterID: DefaultClusterID, NodeID: "node"}); err != nil {
+		t.Fatal(err)
+	}
+	ch, err := st.CreateChannel("foo", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ahead := time.Now().Add(time.Hour).UnixNano()
+	if err := ch.Msgs.Append([]stores.Msg{{Seq: 1, Time: ahead, Data: []byte("x")}}); err != nil {
+		t.Fatal(err)
+	}
+	limits := &stores.LimitsSet{Global: stores.DefaultLimits()}
+	limits.Global.MaxAge = maxAge
+	s, err := New(&recBus{}, st, raftlog.Standalone, Options{Limits: limits})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := s.recover(); err != nil {
+		t.Fatal(err)
+	}
+	s.step(op{kind: opConnect, reply: "r", data: marshal(&stanpb.ConnectRequest{ClientID: "c1", HeartbeatInbox: "hb", Protocol: 1, ConnID: []byte("conn")})})
+	publishTo(s, "foo", 1)
+	var m stores.Msg
+	if err := ch.Msgs.Load(2, &m); err != nil || m.Time < ahead {
+		t.Fatalf("the new message stamped %v before the restored one (%v)", time.Duration(ahead-m.Time), err)
+	}
+	fc := s.channels["foo"]
+	t.Cleanup(func() {
+		if fc.ageTimer != nil {
+			fc.ageTimer.Stop()
+		}
+	})
+	pumpUntil(t, s, "messages stamped an hour ahead did not expire", func() bool { return ch.Msgs.State().Msgs == 0 })
+	if took := time.Since(start); took > 3*maxAge {
+		t.Fatalf("expired %v after the restart, want about MaxAge (%v)", took, maxAge)
+	}
+}
+
 // clampExpiries keeps the deadlines up to at, makes the later ones of pending messages due
 // at at in their order, and drops the entries of acked or re-queued messages.
 func TestClampExpiries(t *testing.T) {

@@ -212,7 +212,7 @@ func (s *Server) processHeal(ch *channel) {
 	}
 	s.deliverNew(ch)
 	if ch.limits.MaxAge > 0 {
-		s.armAge(ch, time.Now().UnixNano()) // the pass re-arms for the next message due
+		s.armAge(ch, s.clock.chanNow(&ch.clock)) // the pass re-arms for the next message due
 	}
 }
 

@@ -22,7 +22,7 @@ func (s *Server) armAge(ch *channel, at int64) {
 	}
 }
 
-// armExpire schedules an expiry pass of ch (opExpire) at at, unix ns, on the channel's age
+// armExpire schedules an expiry pass of ch (opExpire) at at, its clock's time, on its age
 // timer: the next age expiry, or the retry of a pass whose proposal failed — with or
 // without MaxAge, as the trim at start of a channel over MaxMsgs or MaxBytes is such a
 // pass (restore).
@@ -31,7 +31,7 @@ func (s *Server) armExpire(ch *channel, at int64) {
 		return
 	}
 	ch.ageAt = at
-	d := s.clock.until(at)
+	d := time.Duration(at - s.clock.chanNow(&ch.clock))
 	if ch.ageTimer == nil {
 		ch.ageTimer = time.AfterFunc(d, func() { s.push(op{kind: opExpire, ch: ch}) })
 		return
@@ -45,7 +45,7 @@ func (s *Server) processExpire(ch *channel) {
 	if ch.deleted {
 		return
 	}
-	s.proposeThen(&cmdExpire{chanRef: refOf(ch), now: s.clock.now()}, func(v any, err error) {
+	s.proposeThen(&cmdExpire{chanRef: refOf(ch), now: s.clock.chanNow(&ch.clock)}, func(v any, err error) {
 		s.expired(ch, v, err)
 	})
 }
@@ -56,7 +56,7 @@ func (s *Server) expired(ch *channel, v any, err error) {
 	if err != nil {
 		s.log.Error("expiring messages failed", "channel", ch.name, "err", err)
 		if !ch.deleted { // else nothing but the next publish would try again
-			s.armExpire(ch, s.clock.now()+int64(limitRetryWait))
+			s.armExpire(ch, s.clock.chanNow(&ch.clock)+int64(limitRetryWait))
 		}
 		return
 	}
@@ -87,7 +87,7 @@ func (s *Server) dueAtStart(ch *channel, state stores.ChannelState) bool {
 	if err := ch.store.Msgs.Load(state.First, &first); err != nil {
 		return true // Expire finds out what is due
 	}
-	if ch.limits.Expired(first.Time, s.clock.now()) {
+	if ch.limits.Expired(first.Time, s.clock.chanNow(&ch.clock)) {
 		return true
 	}
 	s.armAge(ch, ch.limits.ExpiresAt(first.Time))
@@ -103,12 +103,11 @@ func (s *Server) expireNow(chans []*channel) {
 	if len(chans) == 0 {
 		return
 	}
-	now := s.clock.now()
 	cs := make([]raftlog.Command, 0, len(chans))
 	var err error
 	for _, ch := range chans {
 		var c raftlog.Command
-		if c, err = s.command(&cmdExpire{chanRef: refOf(ch), now: now}); err != nil {
+		if c, err = s.command(&cmdExpire{chanRef: refOf(ch), now: s.clock.chanNow(&ch.clock)}); err != nil {
 			break
 		}
 		cs = append(cs, c)

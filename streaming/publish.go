@@ -170,7 +170,7 @@ func (s *Server) flushPublishes() {
 		return
 	}
 	start := time.Now()
-	now := s.clock.wall(start)
+	mono := s.clock.mono(start)
 	touched := s.scratch.touched[:0]
 	g := s.commit.group()
 	g.start = start
@@ -184,7 +184,7 @@ func (s *Server) flushPublishes() {
 		touched = append(touched, ch)
 		from := len(g.msgs)
 		last := ch.assigned
-		t := max(now, ch.lastTime)
+		t := s.clock.chanTime(&ch.clock, start)
 		for j := i; j < len(pubs); j++ {
 			if pubs[j].ch == ch {
 				last++
@@ -197,7 +197,7 @@ func (s *Server) flushPublishes() {
 		g.n += len(g.msgs) - from
 		g.spans = append(g.spans, commitSpan{from, len(g.msgs)})
 		g.chans = append(g.chans, commitChan{ch: ch})
-		ch.assigned, ch.lastTime = last, t
+		ch.assigned, ch.clock = last, chanClock{t, mono}
 	}
 	clear(touched)
 	s.scratch.touched = touched[:0]

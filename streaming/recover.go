@@ -25,12 +25,13 @@ func (s *Server) restore(st *stores.RecoveredState) error {
 	var due []*channel
 	for _, rc := range st.Channels {
 		ch := s.addChannel(rc.Channel)
-		ch.lastTime = s.clock.now()
 		state := ch.store.Msgs.State()
 		if state.Msgs > 0 {
 			var last stores.Msg
 			if ch.store.Msgs.Load(state.Last, &last) == nil {
-				ch.lastTime = last.Time
+				// Its time is not known: taken as now, the channel's clock is at least
+				// its newest timestamp, whatever the clock that stamped it.
+				ch.clock = chanClock{last.Time, s.clock.monoNow()}
 			}
 		}
 		// Messages that aged while the server was down, or that lowered limits drop (or a
@@ -66,7 +67,7 @@ func (s *Server) restoreSub(ch *channel, rs *stores.RecoveredSub, uncertain uint
 		c = nil // the client ID now belongs to another user's client
 	}
 	var m stores.Msg
-	now, wall := s.clock.monoNow(), s.clock.now()
+	now, wall := s.clock.monoNow(), s.clock.chanNow(&ch.clock)
 	for _, seq := range rs.Pending {
 		at := now
 		if ch.store.Msgs.Load(seq, &m) == nil {

@@ -32,9 +32,9 @@ type channel struct {
 	durables  map[durableID]*subState // online or offline
 	queues    map[queueID]*queueGroup
 	nextSubID uint64
-	lastTime  int64  // timestamp of the last message: timestamps never go back
-	synced    uint64 // the last sequence known durable: deliveries stop there (commit.go)
-	assigned  uint64 // the proposer's last sequence: the next batch starts after it
+	clock     chanClock // its timestamps' and MaxAge's time (clock.go)
+	synced    uint64    // the last sequence known durable: deliveries stop there (commit.go)
+	assigned  uint64    // the proposer's last sequence: the next batch starts after it
 	limits    stores.Limits
 	ageTimer  *time.Timer // one per channel with MaxAge: the next message to expire
 	ageAt     int64

@@ -232,7 +232,7 @@ func (s *Server) startPosition(ch *channel, req *stanpb.SubscriptionRequest) uin
 	case stanpb.StartPosition_LastReceived:
 		return last - 1
 	case stanpb.StartPosition_TimeDeltaStart:
-		return ch.store.Msgs.SeqAtTime(s.clock.now()-req.StartTimeDelta) - 1
+		return ch.store.Msgs.SeqAtTime(s.clock.chanNow(&ch.clock)-req.StartTimeDelta) - 1
 	case stanpb.StartPosition_SequenceStart:
 		switch seq := req.StartSequence; {
 		case seq == 0 || seq < first:
