@@ -244,7 +244,7 @@ func (s *Server) processHbTick() {
 
 // sendHeartbeat sends client c a heartbeat request; it is outstanding until answered.
 func (s *Server) sendHeartbeat(c *client) {
-	c.hbOut, c.hbSent = true, time.Now()
+	c.hbOut, c.hbSent = true, s.clock.monoNow()
 	_ = s.bus.Publish(c.hbInbox, s.hbPrefix+"."+c.id, nil, nil)
 }
 
@@ -260,11 +260,11 @@ func (s *Server) processHbReply(o *op) {
 		s.refusedLog(&s.hbLog, "heartbeat answer refused", "client_id", c.id, "cause", "not from the client's connection")
 		return
 	}
-	arrived := time.Now()
-	if o.at != 0 {
-		arrived = time.Unix(0, o.at) // not when the engine got to it
+	arrived := o.at // not when the engine got to it
+	if arrived == 0 {
+		arrived = s.clock.monoNow()
 	}
-	if !c.hbOut || arrived.Sub(c.hbSent) > s.opts.HBTimeout {
+	if !c.hbOut || time.Duration(arrived-c.hbSent) > s.opts.HBTimeout {
 		// Late (or unasked): as the reference, whose request timed out by then, counts it.
 		return
 	}

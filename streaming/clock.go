@@ -1,15 +1,18 @@
 package streaming
 
-import "time"
+import (
+	"sync/atomic"
+	"time"
+)
 
-// engineClock holds the engine's two times. Deadlines (ack waits, reassigned and restored
-// messages, MaxInactivity) are durations: they count monotonic ns (mono), which no step of
-// the system clock moves, either way; from the wall time at New, so they stay positive (0
-// means none) and read as unix ns in a debugger. Message timestamps and MaxAge expiry are
-// wall times, read per channel (chanTime). Engine-owned (runMu), but for base, set by New.
+// engineClock holds the engine's two times. Deadlines (ack waits, heartbeat answers,
+// reassigned and restored messages, MaxInactivity) are durations: they count monotonic ns
+// (mono), which no step of the system clock moves, either way; from the wall time at New,
+// so they stay positive (0 means none) and read as unix ns in a debugger. Message timestamps and MaxAge expiry are
+// wall times, read per channel (chanTime). Set by New, read-only since (step aside).
 type engineClock struct {
-	base time.Time // mono's origin: a time.Now reading (its monotonic part counts) moved back
-	step int64     // added to the system's wall time: tests step the clock with it
+	base time.Time    // mono's origin: a time.Now reading (its monotonic part counts) moved back
+	step atomic.Int64 // added to the system's wall time: tests step the clock with it, anywhere
 }
 
 // mono returns the engine's deadline time at t, a reading of time.Now.
@@ -35,7 +38,7 @@ type chanClock struct {
 
 // chanTime returns cc's wall time at t, a reading of time.Now.
 func (c *engineClock) chanTime(cc *chanClock, t time.Time) int64 {
-	w := t.UnixNano() + c.step
+	w := t.UnixNano() + c.step.Load()
 	if cc.last != 0 {
 		w = max(w, cc.last+c.mono(t)-cc.at)
 	}

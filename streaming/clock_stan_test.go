@@ -2,6 +2,8 @@ package streaming_test
 
 import (
 	"context"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,6 +19,13 @@ import (
 // the streaming server and a stan.go connection to it as client-1.
 func stanClockServer(t *testing.T) (*streaming.Server, stan.Conn) {
 	t.Helper()
+	return stanClockServerWith(t, streaming.Options{}, nil)
+}
+
+// stanClockServerWith is stanClockServer with options o (ClusterID set), and the bus
+// wrapped by wrap unless nil, which is called with the server before it starts.
+func stanClockServerWith(t *testing.T, o streaming.Options, wrap func(streaming.Bus) (streaming.Bus, func(*streaming.Server))) (*streaming.Server, stan.Conn) {
+	t.Helper()
 	cs, err := core.New(core.Options{Host: "127.0.0.1", Port: -1})
 	check(t, err)
 	check(t, cs.Start())
@@ -24,8 +33,17 @@ func stanClockServer(t *testing.T) (*streaming.Server, stan.Conn) {
 	check(t, err)
 	store, err := memstore.New(memstore.Options{})
 	check(t, err)
-	st, err := streaming.New(streaming.InProcess(conn), store, raftlog.Standalone, streaming.Options{ClusterID: "test-cluster"})
+	bus := streaming.InProcess(conn)
+	var started func(*streaming.Server)
+	if wrap != nil {
+		bus, started = wrap(bus)
+	}
+	o.ClusterID = "test-cluster"
+	st, err := streaming.New(bus, store, raftlog.Standalone, o)
 	check(t, err)
+	if started != nil {
+		started(st)
+	}
 	check(t, st.Start())
 	t.Cleanup(func() {
 		_ = st.Shutdown()
@@ -143,5 +161,40 @@ func TestStanClockStepForwardAndBack(t *testing.T) {
 	}
 	if len(bar) != 2 || bar[1] < bar[0] {
 		t.Fatalf("bar's timestamps %v, want two in order", bar)
+	}
+}
+
+// steppingBus steps its server's clock an hour forward as it sends each heartbeat request,
+// before the client can answer it.
+type steppingBus struct {
+	streaming.Bus
+	st    *streaming.Server
+	steps atomic.Int32
+}
+
+func (b *steppingBus) Publish(subject, reply string, hdr, data []byte) error {
+	if strings.HasPrefix(reply, "_STAN.hb.") {
+		streaming.StepClock(b.st, time.Hour)
+		b.steps.Add(1)
+	}
+	return b.Bus.Publish(subject, reply, hdr, data)
+}
+
+// TestStanHeartbeatsThroughClockSteps: a stan.go client, which answers every heartbeat at
+// once, stays registered although the server's clock steps an hour forward between each
+// heartbeat request and its answer. Before, every answer was timed by the wall clock, an
+// hour late, and the server closed the client after hb_fail_count of them: its publishes
+// were refused.
+func TestStanHeartbeatsThroughClockSteps(t *testing.T) {
+	o := streaming.Options{HBInterval: 50 * time.Millisecond, HBTimeout: time.Second, HBFailCount: 2}
+	b := &steppingBus{}
+	_, sc := stanClockServerWith(t, o, func(bus streaming.Bus) (streaming.Bus, func(*streaming.Server)) {
+		b.Bus = bus
+		return b, func(st *streaming.Server) { b.st = st }
+	})
+	time.Sleep(20 * o.HBInterval)
+	check(t, sc.Publish("foo", []byte("still registered")))
+	if n := b.steps.Load(); n < 10 {
+		t.Fatalf("%d heartbeats in %v, want about 20", n, 20*o.HBInterval)
 	}
 }

@@ -51,7 +51,7 @@ type op struct {
 	snap    chan *snapshot // opSnapshot: where the copy goes
 	subsToo bool
 	leader  bool  // opLeadership: this replica leads now
-	at      int64 // opHbReply: when it arrived (unix ns): a backlog must not make it late
+	at      int64 // opHbReply: when it arrived (engineClock.mono): a backlog must not make it late
 }
 
 // handler turns a core delivery into an op. It runs on the publisher's goroutine, so it
@@ -87,7 +87,7 @@ func (s *Server) handler(kind opKind) core.MsgHandler {
 			subj := string(m.Subject)
 			o.token = subj[strings.LastIndexByte(subj, '.')+1:]
 			o.subject = subj
-			o.at = time.Now().UnixNano()
+			o.at = s.clock.monoNow()
 		}
 		// The queue is bounded by bytes as well as by count: 1 MiB publishes fill memory
 		// long before a million of them are queued (audit finding 7).

@@ -18,9 +18,6 @@ func setFetchTimes(s *Server, timeout, retry time.Duration) {
 }
 
 // StepClock steps the wall clock s's engine reads by d, as NTP or an operator stepping the
-// system clock would: its wall time moves, its monotonic time does not.
-func StepClock(s *Server, d time.Duration) {
-	s.runMu.Lock()
-	s.clock.step += int64(d)
-	s.runMu.Unlock()
-}
+// system clock would: its wall time moves, its monotonic time does not. It may be called
+// from any goroutine, the engine's included (a Bus's Publish).
+func StepClock(s *Server, d time.Duration) { s.clock.step.Add(int64(d)) }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/starling-io/starling/core"
 	"github.com/starling-io/starling/proto/stanpb"
 	"github.com/starling-io/starling/raftlog"
 	"github.com/starling-io/starling/stores"
@@ -45,11 +46,36 @@ func TestLateHeartbeatAnswerCountsAsMissed(t *testing.T) {
 	if !c.hbOut {
 		t.Fatal("the tick sent no heartbeat")
 	}
-	arrived := time.Now().UnixNano()
+	arrived := s.clock.monoNow()
 	time.Sleep(40 * time.Millisecond)
 	s.step(op{kind: opHbReply, token: "c1", from: 1, at: arrived})
 	if c.hbOut {
 		t.Fatal("an answer that arrived in time, processed late, counted as missed")
+	}
+}
+
+// TestHeartbeatAnswerAfterClockStepForward: a heartbeat answered at once counts although the
+// system clock stepped an hour forward between the request and the answer. Before, the
+// answer was timed by the wall clock, an hour after the request: it counted as missed, and
+// past hb_fail_count such steps closed a live client.
+func TestHeartbeatAnswerAfterClockStepForward(t *testing.T) {
+	s, err := New(&dataBus{}, newMemStore(t), raftlog.Standalone, Options{HBInterval: time.Hour, HBTimeout: time.Second, HBFailCount: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.recover(); err != nil {
+		t.Fatal(err)
+	}
+	s.step(requestOp(opConnect, "r", &stanpb.ConnectRequest{ClientID: "c1", HeartbeatInbox: "hb.c1", Protocol: 1, ConnID: []byte("x")}))
+	c := s.clients["c1"]
+	s.processHbTick()
+	StepClock(s, time.Hour)
+	s.handler(opHbReply)(core.Msg{Subject: []byte(s.hbPrefix + ".c1"), From: 1})
+	for _, o := range s.q.Pop(nil) {
+		s.step(o)
+	}
+	if c.hbOut {
+		t.Fatal("an answer sent at once counted as missed after the clock stepped forward")
 	}
 }
 
@@ -61,7 +87,7 @@ type answeringBus struct {
 
 func (b *answeringBus) Publish(subject, reply string, hdr, data []byte) error {
 	if strings.HasPrefix(subject, "hb.") && reply != "" {
-		b.s.push(op{kind: opHbReply, token: subject[len("hb."):], from: 1, at: time.Now().UnixNano()})
+		b.s.push(op{kind: opHbReply, token: subject[len("hb."):], from: 1, at: b.s.clock.monoNow()})
 	}
 	return nil
 }

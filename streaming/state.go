@@ -18,8 +18,8 @@ type client struct {
 	nats         uint64 // cid of the NATS connection it is bound to (0: none yet, after a restart)
 	user         string // the authenticated user that registered it ("" without auth)
 	subs         map[*subState]struct{}
-	hbOut        bool      // a heartbeat is outstanding
-	hbSent       time.Time // when: an answer after hb_timeout counts as none
+	hbOut        bool  // a heartbeat is outstanding
+	hbSent       int64 // when (engineClock.mono): an answer after hb_timeout counts as none
 	hbFails      int
 }
 
