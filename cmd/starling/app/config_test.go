@@ -100,7 +100,6 @@ func TestConfigErrors(t *testing.T) {
 		{"number for a streaming cluster string", "streaming {\n  store: file\n  dir: d\n  cluster {\n    node_id: 1\n    peers: [a, 2]\n  }\n}\n",
 			[]string{`5:5: streaming.cluster.node_id: expected a string, got integer 1`,
 				`6:16: streaming.cluster.peers[1]: expected a string, got integer 2`,
-				`4:3: streaming.cluster: a clustered streaming server needs a node ID`, // as for any node_id refused
 				`6:5: streaming.cluster.peers: the peers are reached over the route mesh`}},
 		{"syntax error from the parser", "port: 4222\nmax_payload: [1\n",
 			[]string{`2:14: unterminated array`}},

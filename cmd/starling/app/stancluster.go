@@ -27,6 +27,7 @@ import (
 type stanCluster struct {
 	on          bool
 	nodeID      string
+	nodeIDBad   bool // the config file gave one that is not a string: reported there, not again as missing
 	peers       []string
 	bootstrap   bool   // a group of this node alone, when no raft state exists yet
 	logPath     string // "" = <dir>/raft
@@ -199,6 +200,8 @@ func (r *fileReader) stanClusterNodeKey(st *streamSettings, key, kpath string, e
 		if v, ok := r.str(e, kpath); ok {
 			c.nodeID = v
 			set("node_id")
+		} else {
+			c.nodeIDBad = true
 		}
 	case "peers":
 		c.peers = c.peers[:0]
@@ -308,9 +311,11 @@ func (c *stanCluster) build(st *streamSettings, p *problems, routed bool) {
 	if t := st.storeType(); t == storeMemory {
 		p.add(at.errorf("a clustered streaming server needs a file or bolt store (--store file): the memory store loses its messages at a restart and a node could not catch up"))
 	}
-	if c.nodeID == "" {
+	switch {
+	case c.nodeIDBad: // reported where the file gives it
+	case c.nodeID == "":
 		p.add(at.errorf("a clustered streaming server needs a node ID (--cluster_node_id)"))
-	} else if !validNodeID(c.nodeID) {
+	case !validNodeID(c.nodeID):
 		p.add(st.origin("cluster.node_id", "cluster_node_id").errorf("node ID %q: only letters, digits, '-', '_' and '.' are allowed", c.nodeID))
 	}
 	for _, id := range c.peers {
