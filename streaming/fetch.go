@@ -186,7 +186,7 @@ type largePublisher interface {
 
 // replyFetch sends a fetch reply.
 func (s *Server) replyFetch(req *raftpb.FetchRequest, reply string, out *raftpb.FetchReply) {
-	out.Node = s.id
+	out.Node, out.NodeName = s.id, cmp.Or(s.opts.NodeID, s.id)
 	b, err := proto.Marshal(out)
 	if err != nil {
 		return
@@ -223,7 +223,7 @@ func (s *Server) replyFetch(req *raftpb.FetchRequest, reply string, out *raftpb.
 func (s *Server) fetch(ctx context.Context, channel string, id, from, to uint64, got func(uint64, []stores.Msg) error) (err error) {
 	f := &fetchRun{s: s, channel: channel, id: id, from: from, to: to,
 		inbox: "_STARLING.raft." + s.opts.ClusterID + ".fetched." + nuid(),
-		ahead: map[uint64]stores.Msg{}, unread: map[uint64][]string{}, batch: []stores.Msg{}}
+		ahead: map[uint64]stores.Msg{}, unread: map[uint64][]string{}, names: map[string]string{}, batch: []stores.Msg{}}
 	replies := make(chan []byte, 4)
 	sub, err := s.subscribeFetchReplies(f.inbox, replies)
 	if err != nil {
@@ -233,10 +233,10 @@ func (s *Server) fetch(ctx context.Context, channel string, id, from, to uint64,
 	start, first := time.Now(), from
 	defer func() {
 		if err != nil {
-			s.log.Warn("could not fetch the messages a snapshot names from the other nodes", "channel", channel, "from", first, "to", to, "msgs", f.n, "took", time.Since(start), "err", err)
+			s.log.Warn("could not fetch the messages a snapshot names from the other nodes", "channel", channel, "from", first, "to", to, "msgs", f.n, "last_sender", f.sender, "took", time.Since(start), "err", err)
 			return
 		}
-		s.log.Info("fetched the messages a snapshot names from the other nodes", "channel", channel, "from", first, "to", to, "msgs", f.n, "took", time.Since(start))
+		s.log.Info("fetched the messages a snapshot names from the other nodes", "channel", channel, "from", first, "to", to, "msgs", f.n, "last_sender", f.sender, "took", time.Since(start))
 	}()
 	if err := f.ask(); err != nil {
 		return err
@@ -301,12 +301,15 @@ type fetchRun struct {
 	from     uint64    // the next message needed
 	inbox    string    // the fetch's reply subject
 	node     string    // the one that answered last, "" to ask every one
+	sender   string    // the node ID of the one that last sent messages, for the log
 	n        int       // messages got
 	progress time.Time // when the fetch last progressed (at first, when it first asked)
 	// ahead holds the messages past from that came before from did (it was unread); unread,
-	// for a message past from, the nodes that could not read it.
+	// for a message past from, the nodes (server IDs, which requests exclude) that could not
+	// read it, and names their node IDs, for errors.
 	ahead    map[uint64]stores.Msg
 	unread   map[uint64][]string
+	names    map[string]string
 	batch    []stores.Msg // the consecutive messages from a reply, reused
 	reported []uint64     // the sequences a reply newly named unread, reused
 }
@@ -330,9 +333,26 @@ func (f *fetchRun) stalled(timeout time.Duration) error {
 	}
 	if bad := f.unread[f.from]; len(bad) > 0 {
 		return fmt.Errorf("%w: message %d of %q is damaged on %s (unreadable), and no other node sent it within %v",
-			errFetch, f.from, f.channel, strings.Join(bad, ", "), timeout)
+			errFetch, f.from, f.channel, f.nodeNames(bad), timeout)
 	}
 	return fmt.Errorf("%w: no node sent %q from %d within %v", errFetch, f.channel, f.from, timeout)
+}
+
+// nodeNames names the nodes of server IDs ids by their node IDs, with the server ID beside
+// one that differs (an older node sends none: its server ID).
+func (f *fetchRun) nodeNames(ids []string) string {
+	var b strings.Builder
+	for i, id := range ids {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		name := cmp.Or(f.names[id], id)
+		b.WriteString(name)
+		if name != id {
+			fmt.Fprintf(&b, " (server %s)", id)
+		}
+	}
+	return b.String()
 }
 
 // take keeps what rep brings past f.from, passes got the messages now consecutive from it,
@@ -361,7 +381,7 @@ func (f *fetchRun) take(rep *raftpb.FetchReply, got func(uint64, []stores.Msg) e
 			return false, err
 		}
 		f.n += len(f.batch)
-		f.progress, f.node = time.Now(), rep.Node
+		f.progress, f.node, f.sender = time.Now(), rep.Node, cmp.Or(rep.NodeName, rep.Node)
 	}
 	if len(f.unread[f.from]) > 0 {
 		f.node = "" // every node but those asks for it
@@ -387,6 +407,9 @@ func (f *fetchRun) keep(rep *raftpb.FetchReply) (jumped bool) {
 	for _, seq := range rep.Unread {
 		if seq >= f.from && !slices.Contains(f.unread[seq], rep.Node) {
 			f.unread[seq] = append(f.unread[seq], rep.Node)
+			if rep.NodeName != "" {
+				f.names[rep.Node] = rep.NodeName
+			}
 			f.reported = append(f.reported, seq)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -262,5 +263,28 @@ func TestRestorePastADamagedMessage(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestFetchErrorsNameNodeIDs: the nodes holding message 8 damaged are named in the fetch's
+// error by their cluster node IDs (cluster_node_id, what the operator configured and looks
+// for), with the server ID beside, and the log says which node last sent messages. Before,
+// the error named only the random server IDs ("damaged on SRV1, SRV2"), which appear in no
+// configuration.
+func TestFetchErrorsNameNodeIDs(t *testing.T) {
+	bus := &meshBus{}
+	p1 := boltPeer(t, slowReplies{bus, 5 * time.Millisecond}, "SRV1", 20, 8)
+	p2 := boltPeer(t, slowReplies{bus, 5 * time.Millisecond}, "SRV2", 20, 8)
+	p1.opts.NodeID, p2.opts.NodeID = "n1", "n2"
+	var logs bytes.Buffer
+	s := fetchServer(bus, slog.New(slog.NewTextHandler(&logs, nil)))
+	s.fetchTimes = fetchTimes{timeout: time.Second, retry: 100 * time.Millisecond}
+	err := fetchChecked(t, s, 20)
+	if !errors.Is(err, errFetch) || !strings.Contains(err.Error(), `damaged on n1 (server SRV1), n2 (server SRV2)`) &&
+		!strings.Contains(err.Error(), `damaged on n2 (server SRV2), n1 (server SRV1)`) {
+		t.Fatalf("fetch = %v, want message 8 named damaged on n1 and n2 (their server IDs beside)", err)
+	}
+	if l := logs.String(); !strings.Contains(l, "last_sender=n1") && !strings.Contains(l, "last_sender=n2") {
+		t.Fatalf("the log names no node ID of a node that sent messages:\n%s", l)
 	}
 }

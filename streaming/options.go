@@ -58,7 +58,10 @@ type Options struct {
 	// MaxClients bounds the registered clients (0: DefaultMaxClients; negative:
 	// unlimited); past it a connect is refused with an error.
 	MaxClients int
-	Logger     *slog.Logger
+	// NodeID is this node's cluster node ID (cluster_node_id), which names it to the other
+	// nodes in their logs and errors about catch-up fetches ("": the server ID).
+	NodeID string
+	Logger *slog.Logger
 	// Context, cancelled, abandons the fetches of a snapshot restore under way — in New too,
 	// where a replicated log restores its snapshot (a stop asked for while the node starts);
 	// Shutdown does the same. nil: never.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -107,5 +108,9 @@ func TestStanClusterCatchUpPastADamagedMessage(t *testing.T) {
 	}
 	if strings.Contains(out, "fetched the messages a snapshot names") {
 		t.Errorf("n3 says it fetched the messages:\n%s", tail(out, 3000))
+	}
+	// By their cluster_node_id, the server IDs beside (before, only the random server IDs).
+	if !regexp.MustCompile(`is damaged on n[12] \(server [^)]+\), n[12] \(server `).MatchString(out) {
+		t.Errorf("n3's error does not name n1 and n2 by their node IDs:\n%s", tail(out, 3000))
 	}
 }

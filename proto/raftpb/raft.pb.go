@@ -2065,11 +2065,14 @@ func (x *FetchRequest) GetExclude() []string {
 // (damaged on its disk), are left out of msgs: msgs and unread together are consecutive from
 // first. Older nodes never set it.
 type FetchReply struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	First         uint64                 `protobuf:"varint,1,opt,name=first,proto3" json:"first,omitempty"`
-	Msgs          []*MsgProto            `protobuf:"bytes,2,rep,name=msgs,proto3" json:"msgs,omitempty"`
-	Node          string                 `protobuf:"bytes,3,opt,name=node,proto3" json:"node,omitempty"` // the answering node's server ID
-	Unread        []uint64               `protobuf:"varint,4,rep,packed,name=unread,proto3" json:"unread,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	First  uint64                 `protobuf:"varint,1,opt,name=first,proto3" json:"first,omitempty"`
+	Msgs   []*MsgProto            `protobuf:"bytes,2,rep,name=msgs,proto3" json:"msgs,omitempty"`
+	Node   string                 `protobuf:"bytes,3,opt,name=node,proto3" json:"node,omitempty"` // the answering node's server ID
+	Unread []uint64               `protobuf:"varint,4,rep,packed,name=unread,proto3" json:"unread,omitempty"`
+	// The answering node's cluster node ID (cluster_node_id), naming it in the asking node's
+	// logs and errors; node stays what requests name. Older nodes never set it.
+	NodeName      string `protobuf:"bytes,5,opt,name=node_name,json=nodeName,proto3" json:"node_name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2130,6 +2133,13 @@ func (x *FetchReply) GetUnread() []uint64 {
 		return x.Unread
 	}
 	return nil
+}
+
+func (x *FetchReply) GetNodeName() string {
+	if x != nil {
+		return x.NodeName
+	}
+	return ""
 }
 
 var File_proto_raftpb_raft_proto protoreflect.FileDescriptor
@@ -2289,13 +2299,14 @@ const file_proto_raftpb_raft_proto_rawDesc = "" +
 	"\x02to\x18\x04 \x01(\x04R\x02to\x12\x12\n" +
 	"\x04node\x18\x05 \x01(\tR\x04node\x12\x14\n" +
 	"\x05skips\x18\x06 \x01(\bR\x05skips\x12\x18\n" +
-	"\aexclude\x18\a \x03(\tR\aexclude\"}\n" +
+	"\aexclude\x18\a \x03(\tR\aexclude\"\x9a\x01\n" +
 	"\n" +
 	"FetchReply\x12\x14\n" +
 	"\x05first\x18\x01 \x01(\x04R\x05first\x12-\n" +
 	"\x04msgs\x18\x02 \x03(\v2\x19.starling.raftpb.MsgProtoR\x04msgs\x12\x12\n" +
 	"\x04node\x18\x03 \x01(\tR\x04node\x12\x16\n" +
-	"\x06unread\x18\x04 \x03(\x04R\x06unread*`\n" +
+	"\x06unread\x18\x04 \x03(\x04R\x06unread\x12\x1b\n" +
+	"\tnode_name\x18\x05 \x01(\tR\bnodeName*`\n" +
 	"\rStartPosition\x12\v\n" +
 	"\aNewOnly\x10\x00\x12\x10\n" +
 	"\fLastReceived\x10\x01\x12\x12\n" +

@@ -390,6 +390,9 @@ func (m *Main) startStreaming(c *settings) error {
 	o := st.opts
 	o.Context = m.starting
 	o.Logger = m.stanLog
+	if st.cluster.on {
+		o.NodeID = st.cluster.nodeID
+	}
 	o.Limits = st.limits.Clone() // streaming installs them in the store and runs age and inactivity
 	newLog := streaming.LogFactory(raftlog.Standalone)
 	// Clustered, core starts inside the log factory, once the raft directory has been opened
