@@ -8,7 +8,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -62,22 +62,29 @@ func (s *Server) routeOnly(from uint64) bool {
 }
 
 // serveFetch subscribes to fetch requests (replicated servers only).
+//
+// One answer at a time: catch-up is rare, and reads are bulky. A request to every node that
+// arrives meanwhile is dropped (another node answers it, or the asking node asks again after
+// fetchRetry); one that only this node may answer — naming it, or excluding the nodes that
+// reported a message unreadable — waits for the answer under way (fetchQueue), else the
+// asking node would wait for its retry while this node holds what it needs.
 func (s *Server) serveFetch() error {
-	var busy atomic.Bool // one answer at a time: catch-up is rare, and reads are bulky
+	var q fetchQueue
 	sub, err := s.bus.Subscribe(s.fetchSubject(), "", func(m core.Msg) {
-		if len(m.Reply) == 0 || !s.routeOnly(m.From) || !busy.CompareAndSwap(false, true) {
+		if len(m.Reply) == 0 || !s.routeOnly(m.From) {
 			return
 		}
-		var req raftpb.FetchRequest
-		if err := proto.Unmarshal(m.Data, &req); err != nil {
-			busy.Store(false)
+		req := &raftpb.FetchRequest{}
+		if err := proto.Unmarshal(m.Data, req); err != nil || !s.asked(req) {
 			return
 		}
-		reply := string(m.Reply)
-		go func() {
-			defer busy.Store(false)
-			s.answerFetch(&req, reply)
-		}()
+		if q.add(req, string(m.Reply)) {
+			go func() {
+				for a := (fetchAsk{req, string(m.Reply)}); a.req != nil; a = q.next() {
+					s.answerFetch(a.req, a.reply)
+				}
+			}()
+		}
 	})
 	if err != nil {
 		return fmt.Errorf("streaming: subscribe %s: %w", s.fetchSubject(), err)
@@ -86,6 +93,66 @@ func (s *Server) serveFetch() error {
 	s.fetchSub = sub
 	s.mu.Unlock()
 	return nil
+}
+
+// fetchQueueMax bounds the requests waiting for an answer under way (one per fetch: a
+// restoring node fetches one channel at a time).
+const fetchQueueMax = 8
+
+// fetchAsk is a fetch request and its reply subject.
+type fetchAsk struct {
+	req   *raftpb.FetchRequest
+	reply string
+}
+
+// fetchQueue holds the fetch requests waiting while this node answers another.
+type fetchQueue struct {
+	mu      sync.Mutex
+	busy    bool
+	waiting []fetchAsk
+}
+
+// add reports whether the caller is to answer req now (nothing under way); otherwise it
+// keeps req if only this node may answer it, replacing a request of the same fetch (its
+// reply subject), which req supersedes.
+func (q *fetchQueue) add(req *raftpb.FetchRequest, reply string) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if !q.busy {
+		q.busy = true
+		return true
+	}
+	if req.Node == "" && len(req.Exclude) == 0 {
+		return false // to every node: another answers it, or the retry asks again
+	}
+	for i := range q.waiting {
+		if q.waiting[i].reply == reply {
+			q.waiting[i].req = req
+			return false
+		}
+	}
+	if len(q.waiting) < fetchQueueMax {
+		q.waiting = append(q.waiting, fetchAsk{req, reply})
+	}
+	return false
+}
+
+// next returns the next waiting request, or none (nil req) once the node is free.
+func (q *fetchQueue) next() fetchAsk {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.waiting) == 0 {
+		q.busy = false
+		return fetchAsk{}
+	}
+	a := q.waiting[0]
+	q.waiting = slices.Delete(q.waiting, 0, 1)
+	return a
+}
+
+// asked reports whether req is for this node: not naming another, not excluding this one.
+func (s *Server) asked(req *raftpb.FetchRequest) bool {
+	return (req.Node == "" || req.Node == s.id) && !slices.Contains(req.Exclude, s.id)
 }
 
 // answerFetch replies with the messages this node holds from req.From on, if it holds the
@@ -98,7 +165,7 @@ func (s *Server) serveFetch() error {
 // it in the reply's unread for the node asking to get it from another. An older node asking
 // gets the messages before it only, as it always did.
 func (s *Server) answerFetch(req *raftpb.FetchRequest, reply string) {
-	if req.Node != "" && req.Node != s.id || slices.Contains(req.Exclude, s.id) {
+	if !s.asked(req) {
 		return // asked of another node
 	}
 	m := s.sm
