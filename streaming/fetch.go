@@ -434,15 +434,11 @@ func (f *fetchRun) take(rep *raftpb.FetchReply, got func(uint64, []stores.Msg) e
 	if err := checkFetchReply(rep, f.to); err != nil {
 		return false, fmt.Errorf("%w: %q: %v", errFetch, f.channel, err)
 	}
-	jumped := f.keep(rep)
+	jumped := f.jump(rep.First)
 	f.batch = f.batch[:0]
 	next := f.from
-	for m, ok := f.ahead[f.from]; ok; m, ok = f.ahead[f.from] {
-		f.batch = append(f.batch, m)
-		delete(f.ahead, f.from)
-		delete(f.unread, f.from)
-		f.from++
-	}
+	f.drain()
+	f.keep(rep)
 	if len(f.batch) > 0 || jumped {
 		if err := got(next, f.batch); err != nil {
 			return false, err
@@ -456,18 +452,30 @@ func (f *fetchRun) take(rep *raftpb.FetchReply, got func(uint64, []stores.Msg) e
 	return f.from <= f.to && (len(f.batch) > 0 || jumped || slices.Contains(f.reported, f.from)), nil
 }
 
-// keep moves f.from to rep's first when that node expired the messages before it (and
-// reports that it jumped), then records rep's messages and unread sequences from f.from on.
-func (f *fetchRun) keep(rep *raftpb.FetchReply) (jumped bool) {
-	jumped = rep.First > f.from
-	if jumped {
-		f.from = rep.First
-		maps.DeleteFunc(f.ahead, func(seq uint64, _ stores.Msg) bool { return seq < f.from })
-		maps.DeleteFunc(f.unread, func(seq uint64, _ []string) bool { return seq < f.from })
+// jump moves f.from to first when that node expired the messages before it, forgetting
+// what was kept before it, and reports whether it did.
+func (f *fetchRun) jump(first uint64) bool {
+	if first <= f.from {
+		return false
 	}
+	f.from = first
+	maps.DeleteFunc(f.ahead, func(seq uint64, _ stores.Msg) bool { return seq < f.from })
+	maps.DeleteFunc(f.unread, func(seq uint64, _ []string) bool { return seq < f.from })
+	return true
+}
+
+// keep adds rep's messages to the batch while they continue it — the usual case, without a
+// map — and keeps those past a gap in ahead; then it records rep's unread sequences from
+// f.from on.
+func (f *fetchRun) keep(rep *raftpb.FetchReply) {
 	for _, mp := range rep.Msgs {
-		if mp.Sequence >= f.from {
-			f.ahead[mp.Sequence] = stores.Msg{Seq: mp.Sequence, Time: mp.Timestamp, Reply: mp.Reply, Data: mp.Data}
+		m := stores.Msg{Seq: mp.Sequence, Time: mp.Timestamp, Reply: mp.Reply, Data: mp.Data}
+		switch {
+		case m.Seq == f.from:
+			f.next(m)
+			f.drain()
+		case m.Seq > f.from:
+			f.ahead[m.Seq] = m
 		}
 	}
 	f.reported = f.reported[:0]
@@ -480,7 +488,27 @@ func (f *fetchRun) keep(rep *raftpb.FetchReply) (jumped bool) {
 			f.reported = append(f.reported, seq)
 		}
 	}
-	return jumped
+}
+
+// next adds m, the message at f.from, to the batch.
+func (f *fetchRun) next(m stores.Msg) {
+	f.batch = append(f.batch, m)
+	if len(f.unread) > 0 {
+		delete(f.unread, f.from)
+	}
+	f.from++
+}
+
+// drain adds to the batch the messages kept ahead that now continue it.
+func (f *fetchRun) drain() {
+	for len(f.ahead) > 0 {
+		m, ok := f.ahead[f.from]
+		if !ok {
+			return
+		}
+		delete(f.ahead, f.from)
+		f.next(m)
+	}
 }
 
 // checkFetchReply checks that a reply's messages and unread sequences are consecutive from
