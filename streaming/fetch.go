@@ -44,6 +44,9 @@ func (f fetchTimes) get() (timeout, retry time.Duration) {
 // errFetch: the missing messages could not be fetched from any node.
 var errFetch = errors.New("streaming: fetching missing messages from the other nodes")
 
+// errNoAnswer: besides errFetch, a fetch that no node answered at all (none up or reachable).
+var errNoAnswer = errors.New("no node answered the fetch")
+
 // fetcher gets messages of a channel from another node: it calls got with consecutive
 // batches starting at from (or later, when the others expired from meanwhile) up to to. It
 // fails after fetchTimeout without a new message, or when ctx ends: nothing else bounds it.
@@ -319,6 +322,7 @@ func (s *Server) fetch(ctx context.Context, channel string, id, from, to uint64,
 			if proto.Unmarshal(data, &rep) != nil {
 				continue // a damaged answer
 			}
+			f.answered = true
 		case <-retry.C:
 			if err := f.stalled(timeout); err != nil {
 				return err
@@ -370,6 +374,7 @@ type fetchRun struct {
 	node     string    // the one that answered last, "" to ask every one
 	sender   string    // the node ID of the one that last sent messages, for the log
 	n        int       // messages got
+	answered bool      // a node answered (a reply decoded)
 	progress time.Time // when the fetch last progressed (at first, when it first asked)
 	// ahead holds the messages past from that came before from did (it was unread); unread,
 	// for a message past from, the nodes (server IDs, which requests exclude) that could not
@@ -401,6 +406,9 @@ func (f *fetchRun) stalled(timeout time.Duration) error {
 	if bad := f.unread[f.from]; len(bad) > 0 {
 		return fmt.Errorf("%w: message %d of %q is damaged on %s (unreadable), and no other node sent it within %v",
 			errFetch, f.from, f.channel, f.nodeNames(bad), timeout)
+	}
+	if !f.answered {
+		return fmt.Errorf("%w: %w of %q from %d within %v", errFetch, errNoAnswer, f.channel, f.from, timeout)
 	}
 	return fmt.Errorf("%w: no node sent %q from %d within %v", errFetch, f.channel, f.from, timeout)
 }

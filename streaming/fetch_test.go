@@ -459,6 +459,56 @@ func TestRestoreAtStartOnANewStore(t *testing.T) {
 	}
 }
 
+// TestStartRestoreFetchesOnceForAllSnapshots: a node starts on three snapshots — B (ch
+// 1..30), C (1..25), A (1..10) — holding 1..10, and raft tries them newest first. B's fetch
+// fails (no node answers, or none sends message 11); C names message 11 too and fails at once
+// with that error, without a fetch of its own; A, which the store holds, restores. Before,
+// C fetched again: with the real fetch, one more timeout (5 s) per snapshot kept.
+func TestStartRestoreFetchesOnceForAllSnapshots(t *testing.T) {
+	leader, _ := newReplica(t)
+	applyCmds(t, leader, &cmdCreateChannel{name: "ch", id: 1}, &cmdPublish{chanRef: chanRef{"ch", 1}, msgs: msgRun(1, 10)})
+	snapA := persist(t, leader)
+	applyCmds(t, leader, &cmdPublish{chanRef: chanRef{"ch", 1}, msgs: msgRun(11, 15)})
+	snapC := persist(t, leader)
+	applyCmds(t, leader, &cmdPublish{chanRef: chanRef{"ch", 1}, msgs: msgRun(26, 5)})
+	snapB := persist(t, leader)
+	for _, failure := range []error{fmt.Errorf("%w: %w of \"ch\" from 11", errFetch, errNoAnswer),
+		fmt.Errorf("%w: no node sent \"ch\" from 11", errFetch)} {
+		t.Run(failure.Error(), func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "store.db")
+			store, err := boltstore.Open(path, boltstore.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer store.Close()
+			if err := store.Init(stores.ServerInfo{ClusterID: "test-cluster"}); err != nil {
+				t.Fatal(err)
+			}
+			applyCmds(t, newStateMachine(store), &cmdCreateChannel{name: "ch", id: 1},
+				&cmdPublish{chanRef: chanRef{"ch", 1}, msgs: msgRun(1, 10)})
+			var fetches []string
+			_, err = New(&fakeBus{}, store, func(sm raftlog.StateMachine) (raftlog.Log, error) {
+				sm.(*stateMachine).fetch = func(_ context.Context, ch string, _, from, to uint64, _ func(uint64, []stores.Msg) error) error {
+					fetches = append(fetches, fmt.Sprintf("%s %d..%d", ch, from, to))
+					return failure
+				}
+				for _, snap := range [][]byte{snapB, snapC, snapA} { // as raft does at start
+					if err := sm.Restore(bytes.NewReader(snap)); err == nil {
+						return raftlog.NewLocal(sm), nil
+					}
+				}
+				return nil, errors.New("no snapshot restored")
+			}, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(fetches) != 1 {
+				t.Fatalf("fetches %q, want only B's (ch 11..30)", fetches)
+			}
+		})
+	}
+}
+
 // smallBus is a node's bus with a max_payload of its own, which its Publish enforces as
 // core.Conn's does; PublishOverMaxPayload passes a message between servers of the mesh past
 // it (core.Conn.PublishOverMaxPayload).

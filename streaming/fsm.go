@@ -45,6 +45,11 @@ type stateMachine struct {
 	fetching     context.Context
 	stopFetching context.CancelFunc
 	catchingUp   atomic.Bool // a restore fetches (monitoring)
+	// atStart is set while the log restores its newest snapshot as the node starts (New),
+	// where raft tries the older ones in turn should it fail; unfetched is what a fetch of
+	// those restores failed to get (snapshot.go: fetchMissing).
+	atStart   bool
+	unfetched *unfetched
 	// failed is set, replicated only, once a command failed for a reason of this replica's
 	// own (replicaFailure): nothing more is applied, every later command gets it. Standalone,
 	// the engine rolls a failed channel back instead (durable.go).

@@ -243,7 +243,9 @@ func New(bus Bus, store stores.Store, newLog LogFactory, opts Options) (*Server,
 	s.recovered = st
 	s.sm.fetch = s.fetch
 	s.sm.setReplicated(true) // a replicated log may apply as soon as it exists
+	s.sm.restoringAtStart(true)
 	rlog, err := newLog(s.sm)
+	s.sm.restoringAtStart(false)
 	if err != nil {
 		return nil, fmt.Errorf("streaming: replication log: %w", err)
 	}

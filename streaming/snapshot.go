@@ -370,6 +370,9 @@ func (m *stateMachine) fetchMissing(chans []*raftpb.ChannelSnapshot, later func(
 			continue // nothing to fetch
 		}
 		from := max(ch.Msgs.State().Last+1, cs.First)
+		if err := m.unfetched.covers(cs, from); err != nil {
+			return fmt.Errorf("streaming: restoring %q (%d..%d): %w", cs.Name, from, cs.Last, err)
+		}
 		// Without mu while the fetch waits (until fetchTimeout passes without a new message,
 		// however long the channel takes, or the node stops): monitoring and the answers to
 		// other nodes' fetches go on meanwhile, showing what arrived so far. Restore runs on
@@ -393,6 +396,10 @@ func (m *stateMachine) fetchMissing(chans []*raftpb.ChannelSnapshot, later func(
 		m.catchingUp.Store(false)
 		m.mu.Lock()
 		if err != nil {
+			if m.atStart && errors.Is(err, errFetch) && m.fetching.Err() == nil {
+				m.unfetched = &unfetched{channel: cs.Name, id: cs.ID, seq: ch.Msgs.State().Last + 1,
+					noAnswer: errors.Is(err, errNoAnswer), err: err}
+			}
 			return fmt.Errorf("streaming: restoring %q (%d..%d): %w", cs.Name, from, cs.Last, err)
 		}
 		if err := ch.Msgs.Sync(); err != nil {
@@ -400,6 +407,36 @@ func (m *stateMachine) fetchMissing(chans []*raftpb.ChannelSnapshot, later func(
 		}
 	}
 	return nil
+}
+
+// unfetched is what a fetch failed to get while the node restored a snapshot at start:
+// message seq of channel (ID id), or anything when no node answered at all. raft then tries
+// the older snapshots in turn, which name the same messages or fewer; one naming that message
+// (or, with no node answering, any message the store lacks) fails at once with the same
+// error, rather than after another fetch timeout each: with N snapshots kept, a start without
+// the others took N times the timeout to fail. One the store holds restores as before.
+type unfetched struct {
+	channel  string
+	id, seq  uint64
+	noAnswer bool
+	err      error
+}
+
+// covers returns, if u (nil: none) says fetching cs's messages from on fails, why.
+func (u *unfetched) covers(cs *raftpb.ChannelSnapshot, from uint64) error {
+	if u == nil || !u.noAnswer && (u.channel != cs.Name || u.id != cs.ID || u.seq < from || u.seq > cs.Last) {
+		return nil
+	}
+	return fmt.Errorf("%w (a newer snapshot's fetch failed at this start; not asked again)", u.err)
+}
+
+// restoringAtStart marks the log's restore at start (New) under way, or over: a failed
+// fetch is remembered for the older snapshots meanwhile, and forgotten afterwards, when
+// every restore (a leader sending its snapshot) fetches afresh.
+func (m *stateMachine) restoringAtStart(on bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.atStart, m.unfetched = on, nil
 }
 
 // dropRemoved removes from ch the messages before the snapshot's first: the snapshot's

@@ -249,6 +249,70 @@ func TestStanClusterStopDuringStartCatchUp(t *testing.T) {
 	c.converged(30 * time.Second)
 }
 
+// TestStanClusterStartWithoutAnswersFetchesOnce: a node keeping 4 snapshots restarts on them,
+// its store lacking the messages they name, while the others (paused) answer nothing. raft
+// tries each snapshot in turn; the older ones name the same messages, so after the newest
+// one's fetch fails (5 s) they fail at once and the start fails after about 5 s. Once the
+// others are back the next start catches up. Before, every snapshot's fetch waited its
+// timeout: the start failed after about 20 s.
+func TestStanClusterStartWithoutAnswersFetchesOnce(t *testing.T) {
+	const kept = 4
+	var dir string
+	c := startStanClusterWith(t, func(c *stanCluster, i int) []string {
+		if i != 2 {
+			return nil
+		}
+		dir = t.TempDir()
+		return []string{"--store", "bolt", "--dir", dir}
+	}, "--cluster_snapshot_interval", "200ms", "--cluster_snapshot_threshold", "16", "--cluster_log_snapshots", fmt.Sprint(kept))
+	lacking := c.nodes[2]
+	pub := stanOn(t, c.leader(10*time.Second), "pub")
+	snaps := func() int {
+		m, _ := filepath.Glob(filepath.Join(dir, "raft", "*", "snapshots", "*"))
+		return len(m)
+	}
+	for i := 0; snaps() < kept; i++ {
+		if i == 40 {
+			t.Fatalf("%d snapshots on the node after %d messages, want %d", snaps(), 20*i, kept)
+		}
+		for j := range 20 {
+			publishRetry(t, pub, "kept", []byte(fmt.Sprint("k-", i, "-", j)), 10*time.Second)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	c.converged(20 * time.Second)
+	lacking.kill()
+	if err := os.Remove(filepath.Join(dir, "starling.db")); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range c.nodes[:2] {
+		_ = n.p.cmd.Process.Signal(syscall.SIGSTOP)
+		defer func() { _ = n.p.cmd.Process.Signal(syscall.SIGCONT) }() // on failure
+	}
+	bin, _ := clusterServer(t)
+	start := time.Now()
+	lacking.p = startProc(t, bin, lacking.args...)
+	select {
+	case err := <-lacking.p.done:
+		lacking.p.done <- err
+		took := time.Since(start)
+		t.Logf("the start failed after %v (%d snapshots kept)", took, snaps())
+		if err == nil {
+			t.Fatalf("the start succeeded without the messages:\n%s", tail(lacking.p.out.String(), 3000))
+		}
+		if took > 12*time.Second {
+			t.Fatalf("the start failed after %v: each snapshot's fetch waited its timeout", took)
+		}
+	case <-time.After(40 * time.Second):
+		t.Fatalf("still starting after 40s:\n%s", tail(lacking.p.out.String(), 3000))
+	}
+	for _, n := range c.nodes[:2] {
+		_ = n.p.cmd.Process.Signal(syscall.SIGCONT)
+	}
+	lacking.restart()
+	c.converged(30 * time.Second)
+}
+
 // TestStanClusterCatchUpOfAMessageOverMaxPayload: n1 (max_payload 256KB) leads and takes a
 // 100 KB message while n2 is away; n2 and n3 have a max_payload of 64KB (a rolling change
 // of max_payload, one node at a time). n1 goes down, n2 comes back and installs n3's snapshot,
