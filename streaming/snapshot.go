@@ -17,8 +17,9 @@ import (
 
 // A snapshot holds the replicated metadata, not message bodies: clients, and every channel
 // with its ID, first and last sequence and its subscriptions with their pending sets. A
-// replica restored from one must already hold the messages it names (or fetch them from a
-// peer: errMissingMsgs until that exists).
+// replica restored from one fetches the messages it names and lacks from a peer
+// (fetchMissing, fetch.go); one still lacking some then (or without a fetcher) refuses the
+// snapshot (errMissingMsgs).
 
 // errMissingMsgs: a snapshot names messages the store does not hold.
 var errMissingMsgs = errors.New("streaming: the store lacks messages the snapshot names")
