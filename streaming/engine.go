@@ -205,7 +205,7 @@ func (s *Server) unlockInline() {
 // publishers' goroutines, hence the atomics.
 func (s *Server) warnOverloaded() {
 	n := s.refusedPubs.Add(1)
-	now := time.Now().UnixNano()
+	now := s.clock.monoNow() // a step of the system clock back would silence it until caught up
 	last := s.lastOverload.Load()
 	if now-last < int64(deliveryLogEvery) || !s.lastOverload.CompareAndSwap(last, now) {
 		return

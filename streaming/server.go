@@ -147,7 +147,7 @@ type Server struct {
 
 	pubAckLatency histogram    // latency.go
 	refusedPubs   atomic.Int64 // publishes refused because q was full
-	lastOverload  atomic.Int64 // unix ns of the last "queue full" line
+	lastOverload  atomic.Int64 // engineClock.mono of the last "queue full" line
 	maxPayload    int          // core's max_payload, read at each engine batch
 	leader        bool         // engine: this replica leads (opLeadership)
 	leaseUntil    time.Time    // engine: no other replica can lead before then (delivery.go)
