@@ -62,7 +62,7 @@ bench:
 # rate: a regression check CI can run. Each entry: package:benchmarks:count.
 ALLOC_GATE = \
   './core/:Deliver|RouteForward|PubSubSocket|ConnPublish|InProcessHandler:20000' \
-  './streaming/:PublishDeliver|ReplaySend:20000' \
+  './streaming/:PublishDeliver|ReplaySend|FetchTake:20000' \
   './raftlog/:LocalPropose:20000' \
   './raftlog/seglog/:StoreLogs:20000' \
   './stores/memstore/:Store/Append/batch=64:20000' \
