@@ -56,9 +56,10 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 # The allocation gate: the hot paths' benchmarks (core delivery and routing, the streaming
-# engine's publish/deliver and replay, the standalone log, the raft segment log's write, the
-# memory and file stores' append and load) at a fixed count, without the race detector (its
-# sync.Pool drops items); any of them at 1 allocs/op or more fails. Deterministic, unlike a
+# engine's publish/deliver and replay and a catch-up fetch's intake, the standalone log, the
+# raft segment log's write, the memory and file stores' append and load) at a fixed count,
+# without the race detector (its sync.Pool drops items); any of them at 1 allocs/op or more
+# fails. Deterministic, unlike a
 # rate: a regression check CI can run. Each entry: package:benchmarks:count.
 ALLOC_GATE = \
   './core/:Deliver|RouteForward|PubSubSocket|ConnPublish|InProcessHandler:20000' \
