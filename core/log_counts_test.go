@@ -73,3 +73,35 @@ func TestLogLinesCountClientsOnly(t *testing.T) {
 		}
 	}
 }
+
+// With no client to move elsewhere, lame duck mode shuts down at once, as nats-server's does,
+// instead of sitting out the grace period; an in-process connection (streaming's) is no client.
+func TestLameDuckWithoutClientsStopsAtOnce(t *testing.T) {
+	s, err := New(Options{Host: "127.0.0.1", Port: -1, LameDuckDuration: 20 * time.Second, LameDuckGracePeriod: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Shutdown(context.Background()) })
+	in, err := s.Connect("in-process")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := s.LameDuck(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("lame duck mode without clients took %v to shut down, want no grace period", d)
+	}
+	select {
+	case <-s.Done():
+	default:
+		t.Fatal("server not shut down after lame duck mode")
+	}
+}

@@ -344,6 +344,16 @@ func TestRouteLameDuckKeepsPeerURLs(t *testing.T) {
 		return ldm.connectURLs()
 	}
 	waitFor(t, 2*time.Second, func() bool { return len(urls()) == 3 })
+	// A client keeps the lame duck in its grace period (without one it shuts down at once).
+	nc, err := net.Dial("tcp", ldm.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if _, err := nc.Write([]byte("CONNECT {\"verbose\":false}\r\nPING\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 2*time.Second, func() bool { return ldm.NumClients() == 1 })
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	go func() { _ = ldm.LameDuck(ctx) }()

@@ -314,7 +314,8 @@ func (s *Server) Done() <-chan struct{} { return s.done }
 
 // LameDuck stops accepting, tells clients (INFO with ldm) so they move elsewhere, waits the
 // grace period, closes clients spread over the rest of the lame-duck duration (at most one
-// second apart), then shuts down. ctx cancels the waits, not the shutdown.
+// second apart), then shuts down; without clients it shuts down at once. ctx cancels the
+// waits, not the shutdown.
 func (s *Server) LameDuck(ctx context.Context) error {
 	s.mu.Lock()
 	if s.shutdown || s.ldm {
@@ -338,10 +339,12 @@ func (s *Server) LameDuck(ctx context.Context) error {
 		c.sendAsyncInfo(infoPlain)
 	}
 	s.lameDuckRoutes()
-	sleepCtx(ctx, s.o().LameDuckGracePeriod)
-	s.mu.Lock()
-	cls = s.clientList()
-	s.mu.Unlock()
+	if countClients(cls) > 0 { // with none to move, shut down now, as nats-server does
+		sleepCtx(ctx, s.o().LameDuckGracePeriod)
+		s.mu.Lock()
+		cls = s.clientList()
+		s.mu.Unlock()
+	}
 	if n := countClients(cls); n > 0 {
 		gap := min((s.o().LameDuckDuration-s.o().LameDuckGracePeriod)/time.Duration(n), time.Second)
 		for _, c := range cls { // map order is already random
