@@ -67,7 +67,9 @@ func runStoreCommand(args []string, stdout, stderr io.Writer) int {
 		if ch.Damaged {
 			state = "DAMAGED"
 		}
-		fmt.Fprintf(stdout, "channel %-30s %s  first %d last %d msgs %d bytes %d segments %d subs %d\n",
+		// subs.log's records, not subscriptions: one durable is several records (its
+		// creation, updates), and the journal in the tail segment holds more.
+		fmt.Fprintf(stdout, "channel %-30s %s  first %d last %d msgs %d bytes %d segments %d subs.log records %d\n",
 			ch.Name, state, ch.First, ch.Last, ch.Msgs, ch.Bytes, ch.Segments, ch.Subs)
 	}
 	for _, p := range rep.Problems {

@@ -46,7 +46,8 @@ func TestStoreVerifyAndRepair(t *testing.T) {
 		code := Execute(context.Background(), append([]string{"store"}, args...), &out, &errOut)
 		return code, out.String() + errOut.String()
 	}
-	if code, out := run("verify", dir); code != 0 || !strings.Contains(out, "channel foo") {
+	// "subs.log records", not "subs": they count records (a durable is several), not subscriptions.
+	if code, out := run("verify", dir); code != 0 || !strings.Contains(out, "channel foo") || !strings.Contains(out, "segments 1 subs.log records 0") {
 		t.Fatalf("verify healthy: %d\n%s", code, out)
 	}
 	// Tear the tail of the segment: verify reports it, repair fixes it.
