@@ -3,6 +3,8 @@ package raftlog_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -95,5 +97,28 @@ func TestNodeFollowersLearnCommitsTCP(t *testing.T) {
 		t.Errorf("the followers took %v to learn the last commit once the entries stopped (commit timeout %v)", took, commit)
 	} else {
 		t.Logf("level %v after the last entry", took)
+	}
+}
+
+// TestTransferLogNamesTheNewLeader: the log line of a leadership transfer names the node
+// that leads now. It read LeaderWithID as the transfer ended, before the new leader's first
+// heartbeat had reached this node, and so often named none (to="").
+func TestTransferLogNamesTheNewLeader(t *testing.T) {
+	logs := &lockedBuffer{}
+	logger := slog.New(slog.NewTextHandler(logs, nil))
+	_, _, leader := startTCPGroup(t, func(c *raftlog.Config) { c.Logger = logger })
+	ctx := context.Background()
+	old := leader()
+	if err := old.node.TransferLeadership(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var line string
+	for _, l := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(l, "leadership transferred") {
+			line = l
+		}
+	}
+	if !strings.Contains(line, " to=") || strings.Contains(line, ` to=""`) || strings.Contains(line, " to="+old.id+" ") {
+		t.Fatalf("the transfer's log line names no new leader: %q", line)
 	}
 }

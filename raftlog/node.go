@@ -507,10 +507,29 @@ func (n *Node) TransferLeadership(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	_, id := n.raft.LeaderWithID()
-	n.log.Info("raftlog: leadership transferred", "to", id, "took", time.Since(start))
+	took := time.Since(start)
+	n.log.Info("raftlog: leadership transferred", "to", n.newLeader(ctx), "took", took)
 	return nil
 }
+
+// newLeader names the leader after a transfer, for the log: this node learns it from the
+// new leader's first heartbeat, usually within milliseconds of the transfer's end (it named
+// none at all before that). It waits at most newLeaderWait.
+func (n *Node) newLeader(ctx context.Context) string {
+	deadline := time.Now().Add(newLeaderWait)
+	for {
+		if _, id := n.raft.LeaderWithID(); id != "" {
+			return string(id)
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return "not known yet"
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// newLeaderWait bounds how long TransferLeadership waits to name the new leader.
+const newLeaderWait = 500 * time.Millisecond
 
 // Snapshot makes raft take a snapshot now and compact its log (keeping TrailingLogs
 // entries), as it does by itself every SnapshotThreshold entries. It returns once the
