@@ -13,7 +13,7 @@ FUZZTIME ?= 20s
 FUZZ_TMPDIR ?= $(shell [ -d /dev/shm ] && [ -w /dev/shm ] && echo /dev/shm || echo $${TMPDIR:-/tmp})
 UNIT_PKGS = $$($(GO) list ./... | grep -v '/tests$$')
 
-.PHONY: allocs compare-quick all build run cluster test vet unit e2e cluster-ref bench fuzz lint tools compare compare-ab clean proto soak chromium dashboard-png docs
+.PHONY: upgrade-check allocs compare-quick all build run cluster test vet unit e2e cluster-ref bench fuzz lint tools compare compare-ab clean proto soak chromium dashboard-png docs
 
 all: build
 
@@ -159,6 +159,21 @@ chromium:
 # realistic traffic (TestDashboardScreenshot).
 dashboard-png: chromium
 	STARLING_DASHBOARD_PNG=$(CURDIR)/docs/dashboard.png $(GO) test -count=1 -run '^TestDashboardScreenshot$$' -v ./tests/
+
+# A mixed-version streaming cluster (tests/stancluster_upgrade_test.go): three nodes of the
+# starling built from UPGRADE_FROM (a git ref), replaced one by one under load by this tree's
+# build, then the reverse (one node of this build downgraded). The old build comes from a
+# temporary git worktree, removed after with the binary. Not part of `make test`: it needs
+# the git history.
+UPGRADE_FROM ?= e04653b
+upgrade-check: build
+	@set -e; tmp=$$(mktemp -d -t starling-upgrade.XXXXXX); \
+	trap 'set +e; git worktree remove --force "$$tmp/src" 2>/dev/null; rm -rf "$$tmp"; git worktree prune' EXIT; \
+	git worktree add -q --detach "$$tmp/src" "$(UPGRADE_FROM)"; \
+	(cd "$$tmp/src" && $(GO) build -o "$$tmp/starling-old" ./cmd/starling); \
+	echo "upgrade-check: $(UPGRADE_FROM) ($$(git rev-parse --short "$(UPGRADE_FROM)")) -> this tree"; \
+	STARLING_OLD_BIN="$$tmp/starling-old" STARLING_BIN=$(BIN)/starling $(GO) test -count=1 -timeout 15m \
+	  -run '^TestStanCluster(RollingUpgrade|DowngradeOne)$$' -v ./tests/
 
 # Regenerate docs/configuration.md from the option table (cmd/starling/app); a unit test
 # fails when the committed file is out of date.

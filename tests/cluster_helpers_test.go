@@ -49,7 +49,8 @@ type node struct {
 	args               []string // the full command line
 	p                  *proc
 	ref                bool
-	stan               bool // runs streaming (clustered); else started with --no_streaming
+	stan               bool   // runs streaming (clustered); else started with --no_streaming
+	bin                string // the binary to run, when not the one under test (mixed versions)
 }
 
 // newNode picks free ports for a server; nothing runs until start.
@@ -145,6 +146,9 @@ func (n *node) clusterArgs(cluster string, seeds ...*node) []string {
 func (n *node) start(args ...string) *node {
 	n.t.Helper()
 	bin, ref := clusterServer(n.t)
+	if n.bin != "" {
+		bin, ref = n.bin, false
+	}
 	n.ref, n.extra = ref, args
 	n.args = append([]string{"-a", "127.0.0.1", "-p", fmt.Sprint(n.port), "-m", fmt.Sprint(n.mport), "-n", n.name}, args...)
 	if !ref && !n.stan {
