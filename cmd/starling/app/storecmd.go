@@ -48,6 +48,10 @@ func runStoreCommand(args []string, stdout, stderr io.Writer) int {
 	if verb != "verify" && verb != "repair" {
 		return usage()
 	}
+	// Not part of the store, so no problem of it: but hidden, and maybe as big as the store.
+	for _, p := range stores.ImportLeftovers(dir) {
+		fmt.Fprintf(stdout, "warning: %s: the temporary directory of an interrupted import, no part of the store: it may hold what the import did not move (up to the whole store); remove it once you no longer need it\n", p)
+	}
 	if isBoltStore(dir) {
 		return runBoltStoreCommand(verb, dir, stdout, stderr)
 	}

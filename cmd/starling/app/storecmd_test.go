@@ -319,3 +319,43 @@ func TestStoreImport(t *testing.T) {
 		}
 	}
 }
+
+// TestStoreVerifyNamesAnImportLeftover: the hidden temporary directory an interrupted import
+// leaves in the store directory (the marker removed by hand) is named by verify and repair,
+// which pass all the same (it is no part of the store) and leave it. Before, they said
+// nothing of a directory that may hold the whole imported store.
+func TestStoreVerifyNamesAnImportLeftover(t *testing.T) {
+	for _, kind := range []string{"file", "bolt"} {
+		dir := t.TempDir()
+		var st stores.Store
+		var err error
+		if kind == "bolt" {
+			st, err = boltstore.Open(filepath.Join(dir, "starling.db"), boltstore.Options{NoSync: true})
+		} else {
+			st, err = filestore.Open(dir, filestore.Options{NoSync: true})
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Init(stores.ServerInfo{ClusterID: "c"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Close(); err != nil {
+			t.Fatal(err)
+		}
+		left := filepath.Join(dir, "."+filepath.Base(dir)+".import-42")
+		if err := os.MkdirAll(filepath.Join(left, "ch00000001"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for _, verb := range []string{"verify", "repair"} {
+			var out, errOut bytes.Buffer
+			code := Execute(context.Background(), []string{"store", verb, dir}, &out, &errOut)
+			if code != 0 || !strings.Contains(out.String(), "warning: "+left+": the temporary directory of an interrupted import") {
+				t.Errorf("%s store %s: exit %d, want 0 and the leftover named:\n%s%s", kind, verb, code, out.String(), errOut.String())
+			}
+		}
+		if _, err := os.Stat(filepath.Join(left, "ch00000001")); err != nil {
+			t.Errorf("%s: the leftover was touched: %v", kind, err)
+		}
+	}
+}
