@@ -78,7 +78,9 @@ func (c *client) connectEvent() {
 	}
 	c.mu.Lock()
 	prev := c.announced
-	if prev == c.acc { // a second CONNECT on the same connection, in the same account
+	// A client closed meanwhile (auth timer, kick, reload) had its disconnect counted by
+	// closeConnection, under c.mu, from what was announced then: it is not counted again.
+	if c.closed || prev == c.acc { // or a second CONNECT on the same connection, in the same account
 		c.mu.Unlock()
 		return
 	}
