@@ -111,6 +111,10 @@ type client struct {
 	pubCacheFor *auth.Checker
 	reauthMu    sync.Mutex // serialises reauthenticate (a reload and a CONNECT finishing its check)
 
+	// gone mirrors closed for the read loop, which checks it at each PUB without c.mu: a
+	// client closed from elsewhere publishes nothing more of its read buffer.
+	gone atomic.Bool
+
 	mu        sync.Mutex // guards everything below
 	out       outbound
 	subs      map[string]*subscription // by sid
@@ -358,6 +362,9 @@ func (c *client) applyLimits(o *Options) {
 
 // handleParseError answers a protocol error the way the spec says and closes.
 func (c *client) handleParseError(err error) {
+	if errors.Is(err, errClosed) {
+		return
+	}
 	var we *wire.Error
 	if !errors.As(err, &we) {
 		c.log.Debug("closing connection", "cause", err)
@@ -398,6 +405,7 @@ func (c *client) closeConnection(reason string) {
 		return
 	}
 	c.closed = true
+	c.gone.Store(true)
 	c.reason = reason
 	c.stop = time.Now()
 	if c.pingTimer != nil {

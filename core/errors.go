@@ -26,4 +26,7 @@ var (
 
 	// errClientErr stops parsing after a client sent -ERR (it has been closed already).
 	errClientErr = errors.New("core: client sent -ERR")
+	// errClosed stops parsing a client closed meanwhile (by another goroutine, or by its
+	// own delivery to itself): the rest of its read buffer is dropped.
+	errClosed = errors.New("core: client closed")
 )

@@ -19,6 +19,9 @@ import (
 var _ wire.Handler = (*client)(nil)
 
 func (c *client) ProcessConnect(arg []byte) error {
+	if c.gone.Load() {
+		return errClosed // no password check for a client closed already
+	}
 	opts := connectOpts{Verbose: true, Pedantic: true, Echo: true}
 	if err := json.Unmarshal(arg, &opts); err != nil {
 		c.log.Debug("invalid CONNECT", "cause", err)
@@ -97,6 +100,9 @@ func (c *client) ProcessHPub(subj, reply []byte, hdrLen int, msg []byte) error {
 }
 
 func (c *client) processMsg(subj, reply []byte, hdrLen int, msg []byte) error {
+	if c.gone.Load() {
+		return errClosed
+	}
 	c.inBatch.msgs++
 	c.inBatch.bytes += int64(len(msg))
 	if !c.canPublish(subj) {
@@ -149,7 +155,7 @@ func (c *client) ProcessSub(subj, queue, sid []byte) error {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
-		return nil
+		return errClosed
 	}
 	if max := c.srv.o().MaxSubscriptions; max > 0 && len(c.subs) >= max {
 		c.mu.Unlock()
