@@ -75,7 +75,8 @@ func (s *Server) toRoutes(add func([]byte) []byte) {
 }
 
 // RouteSub records the peer's interest as a subscription of the route, in the account it
-// names; interest in an account we do not have is ignored (and logged once).
+// names; interest in an account we do not have is kept aside (limbo) for a reload that adds
+// it, up to maxLimboAccounts accounts, and past that dropped with a warning.
 func (c *client) RouteSub(accName, subj, queue []byte, weight int) error {
 	if !c.routeReady() {
 		return errRouteClose(wire.ErrAuthorization.Text, reasonRouteRejected)
@@ -117,6 +118,7 @@ func (c *client) RouteSub(accName, subj, queue []byte, weight int) error {
 		}
 	}
 	if acc == nil {
+		c.limboFull(accName)
 		return nil
 	}
 	sub := &subscription{client: c, acc: acc, subject: string(subj), queue: string(queue), sid: key}
@@ -130,8 +132,36 @@ func (c *client) RouteSub(accName, subj, queue []byte, weight int) error {
 }
 
 // maxLimboAccounts bounds the accounts a route keeps the peer's interest in without this
-// server having them.
-const maxLimboAccounts = 64
+// server having them. Loose on purpose: a rolling reload that adds accounts puts all of
+// them there on the servers reloaded last, and interest dropped is lost until the peer's
+// subscriptions change (the protocol has no way to ask for it again). The peer's own
+// configuration bounds what it sends; this bounds a peer configured far apart. A var for
+// tests.
+var maxLimboAccounts = 4096
+
+// limboFull warns that the peer's interest in an account this server lacks was dropped,
+// limbo being full: once per account and route, naming at most maxDroppedLogged of them.
+// On the read goroutine.
+func (c *client) limboFull(accName []byte) {
+	st := c.route
+	if st.droppedAccs[string(accName)] || len(st.droppedAccs) > maxDroppedLogged {
+		return
+	}
+	if st.droppedAccs == nil {
+		st.droppedAccs = make(map[string]bool)
+	}
+	st.droppedAccs[string(accName)] = true
+	if len(st.droppedAccs) > maxDroppedLogged {
+		c.log.Warn("route interest dropped in more accounts this server does not have; not naming them",
+			"limit", maxLimboAccounts, "remote", st.remoteName)
+		return
+	}
+	c.log.Warn("route interest dropped: too many accounts this server does not have; a reload adding this one will not reach the peer's subscribers until they change",
+		"account", string(accName), "limit", maxLimboAccounts, "remote", st.remoteName)
+}
+
+// maxDroppedLogged bounds the accounts named by limboFull's warnings, per route.
+const maxDroppedLogged = 64
 
 // RouteUnsub drops the peer's interest.
 func (c *client) RouteUnsub(accName, subj, queue []byte) error {
@@ -146,6 +176,11 @@ func (c *client) RouteUnsub(accName, subj, queue []byte) error {
 	if sub != nil {
 		sub.closed.Store(true)
 		_ = sub.acc.subs.Remove(sub.subject, sub.queue, sub)
+		c.mu.Lock()
+		if a := c.route.limbo[sub.acc.name]; a == sub.acc && a.subs.Count() == 0 {
+			delete(c.route.limbo, a.name) // no interest left to keep: room for another
+		}
+		c.mu.Unlock()
 	}
 	return nil
 }
