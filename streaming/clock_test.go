@@ -115,17 +115,7 @@ func TestClockStepBackExpiresOnTime(t *testing.T) {
 // clock stepped back while it was down) is redelivered one ack wait after the restart, not
 // an hour later, as it was before.
 func TestRestoredDeadlineAheadIsDueWithinAckWait(t *testing.T) {
-	st, err := memstore.New(memstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.Init(stores.ServerInfo{ClusterID: DefaultClusterID, NodeID: "node"}); err != nil {
-		t.Fatal(err)
-	}
-	ch, err := st.CreateChannel("foo", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, ch := memChannel(t)
 	ahead := time.Now().Add(time.Hour).UnixNano()
 	if err := ch.Msgs.Append([]stores.Msg{{Seq: 1, Time: ahead, Data: []byte("x")}}); err != nil {
 		t.Fatal(err)
@@ -193,17 +183,7 @@ func TestClockStepForwardAndBackStampsNearWall(t *testing.T) {
 // expired an hour late: MaxAge was measured from this node's wall time.
 func TestRestoredStampAheadExpiresOnTime(t *testing.T) {
 	const maxAge = 300 * time.Millisecond
-	st, err := memstore.New(memstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.Init(stores.ServerInfo{ClusterID: DefaultClusterID, NodeID: "node"}); err != nil {
-		t.Fatal(err)
-	}
-	ch, err := st.CreateChannel("foo", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, ch := memChannel(t)
 	ahead := time.Now().Add(time.Hour).UnixNano()
 	if err := ch.Msgs.Append([]stores.Msg{{Seq: 1, Time: ahead, Data: []byte("x")}}); err != nil {
 		t.Fatal(err)

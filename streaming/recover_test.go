@@ -12,9 +12,9 @@ import (
 	"github.com/starling-io/starling/stores/memstore"
 )
 
-// restoredEngine builds a server over a store prepared by fill (as a previous run left
-// it) and restores from it.
-func restoredEngine(t *testing.T, clean bool, fill func(st stores.Store, ch *stores.Channel)) *Server {
+// memChannel returns a memory store initialised as a previous run left it, holding the
+// channel foo (ID 1).
+func memChannel(t *testing.T) (stores.Store, *stores.Channel) {
 	t.Helper()
 	st, err := memstore.New(memstore.Options{})
 	if err != nil {
@@ -27,6 +27,14 @@ func restoredEngine(t *testing.T, clean bool, fill func(st stores.Store, ch *sto
 	if err != nil {
 		t.Fatal(err)
 	}
+	return st, ch
+}
+
+// restoredEngine builds a server over a store prepared by fill (as a previous run left
+// it) and restores from it.
+func restoredEngine(t *testing.T, clean bool, fill func(st stores.Store, ch *stores.Channel)) *Server {
+	t.Helper()
+	st, ch := memChannel(t)
 	msgs := make([]stores.Msg, 10)
 	for i := range msgs {
 		msgs[i] = stores.Msg{Seq: uint64(i + 1), Time: int64(i + 1), Data: []byte("x")}
@@ -209,17 +217,7 @@ func TestRestoredForeignAckInboxes(t *testing.T) {
 // hour) an hour ago, with those limits set as Start sets them.
 func agedStore(t *testing.T, n int) (stores.Store, *stores.LimitsSet) {
 	t.Helper()
-	st, err := memstore.New(memstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.Init(stores.ServerInfo{ClusterID: DefaultClusterID, NodeID: "node"}); err != nil {
-		t.Fatal(err)
-	}
-	ch, err := st.CreateChannel("foo", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, ch := memChannel(t)
 	old := time.Now().Add(-2 * time.Hour).UnixNano()
 	var msgs []stores.Msg
 	for i := range n {
