@@ -314,7 +314,7 @@ func TestFetchBusyNodeAnswersAnExcludeRequest(t *testing.T) {
 	boltPeer(t, slowReplies{bus, 5 * time.Millisecond}, "p1", 20, 8)
 	boltPeer(t, busyReplies{bus, 200 * time.Millisecond}, "p2", 20)
 	s := fetchServer(bus, nil)
-	s.fetchTimes = fetchTimes{timeout: 6 * time.Second, retry: 3 * time.Second}
+	s.fetchTimes = fetchTimes{timeout: 20 * time.Second, retry: 10 * time.Second}
 	start := time.Now()
 	if err := fetchChecked(t, s, 20); err != nil {
 		t.Fatal(err)
