@@ -46,6 +46,8 @@ type tcpNode struct {
 	dir  string
 	sm   *raftlogtest.SM
 	node *raftlog.Node
+	// restoreDelay, when set, makes the first restore after the next start that much longer.
+	restoreDelay time.Duration
 }
 
 // startTCP starts node n over TCP with the test timings, adjusted by tune if given.
@@ -93,6 +95,7 @@ func startTCP(t *testing.T, book *addressBook, n *tcpNode, peers []string, tune 
 	}
 	book.set(n.id, trans.LocalAddr())
 	n.sm = &raftlogtest.SM{}
+	n.sm.DelayNextRestore(n.restoreDelay)
 	cfg := raftlog.Config{
 		Group: "g0", NodeID: n.id, Peers: peers, Dir: n.dir, Transport: trans,
 		HeartbeatTimeout: raftlogtest.HeartbeatTimeout, ElectionTimeout: raftlogtest.ElectionTimeout,
