@@ -3,6 +3,7 @@ package raftlog
 import (
 	"context"
 	"errors"
+	"io"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -26,6 +27,9 @@ type contacts struct {
 	self     raft.ServerID
 	view     atomic.Pointer[voters] // nil until the first Lease
 	transfer *transferGuard         // the node's: a TimeoutNow may elect its target
+
+	raft atomic.Pointer[raft.Raft] // set once raft runs: whether it still leads (awaitPeer)
+	stop chan struct{}             // closed as the node shuts raft down: awaitPeer gives up
 }
 
 // voters are the voters of raft's configuration (not Config.Peers: they count only at
@@ -44,7 +48,7 @@ func newContacts(t raft.Transport, self string, g *transferGuard) *contacts {
 	if !ok {
 		return nil
 	}
-	return &contacts{Transport: t, preVote: pv, origin: time.Now(), self: raft.ServerID(self), transfer: g}
+	return &contacts{Transport: t, preVote: pv, origin: time.Now(), self: raft.ServerID(self), transfer: g, stop: make(chan struct{})}
 }
 
 // voters returns the voters of term, read from raft's latest configuration the first time
@@ -77,10 +81,15 @@ func (c *contacts) voters(term uint64, r *raft.Raft) *voters {
 }
 
 // AppendEntries notes the peer's acceptance of the term (even of an append it refused for
-// a log mismatch: it took the sender for its leader).
+// a log mismatch: it took the sender for its leader). A peer that cannot be dialled is
+// waited for (awaitPeer).
 func (c *contacts) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
 	sent := int64(time.Since(c.origin))
 	err := c.Transport.AppendEntries(id, target, args, resp)
+	for w := (peerWait{}); unreachable(err) && c.awaitPeer(args.Term, &w); {
+		sent = int64(time.Since(c.origin))
+		err = c.Transport.AppendEntries(id, target, args, resp)
+	}
 	v := c.view.Load()
 	if v == nil || v.term != args.Term {
 		return err // another term's: it proves nothing about this one
@@ -90,6 +99,61 @@ func (c *contacts) AppendEntries(id raft.ServerID, target raft.ServerAddress, ar
 		}
 	}
 	return err
+}
+
+// InstallSnapshot waits for a peer that cannot be dialled, as AppendEntries does: the
+// transport dials before it reads data, so nothing of it is consumed by a failed dial.
+func (c *contacts) InstallSnapshot(id raft.ServerID, target raft.ServerAddress, args *raft.InstallSnapshotRequest, resp *raft.InstallSnapshotResponse, data io.Reader) error {
+	err := c.Transport.InstallSnapshot(id, target, args, resp, data)
+	for w := (peerWait{}); unreachable(err) && c.awaitPeer(args.Term, &w); {
+		err = c.Transport.InstallSnapshot(id, target, args, resp, data)
+	}
+	return err
+}
+
+// A leader's appends to a peer that is down (its process gone, the host up: the dial is
+// refused at once) fail one after the other, and hashicorp/raft waits after each failure,
+// doubling from 10 ms up to 10.24 s (replication.go, backoff), with nothing to cut a wait
+// short when the peer returns: a follower back after a few seconds waited seconds more
+// for the entries it missed, short of the group's margin all that time
+// (TestNodeRestartedFollowerCatchesUpAtOnce: 3.8 s after 6 s away). So the transport keeps
+// trying the dial every peerPoll instead, and the append goes out within a poll of the
+// peer's return. It gives the failure to raft after peerWaitMax, or at once if this node no
+// longer leads the request's term (its replication goroutines are stopping) or is shutting
+// down. Heartbeats to that peer wait the same way, on their own goroutine; the lease counts
+// only answers, so it is not stretched.
+const (
+	peerPoll    = 50 * time.Millisecond
+	peerWaitMax = 30 * time.Second
+)
+
+// peerWait is one RPC's wait for its peer: when it began.
+type peerWait struct{ since time.Time }
+
+// unreachable reports whether err is a failed dial: the RPC sent nothing.
+func unreachable(err error) bool {
+	var ue *unreachableError
+	return err != nil && errors.As(err, &ue)
+}
+
+// awaitPeer waits peerPoll before the RPC of a term is tried again; false when it should
+// not be: past peerWaitMax, this node no longer leading that term, or stopping.
+func (c *contacts) awaitPeer(term uint64, w *peerWait) bool {
+	if w.since.IsZero() {
+		w.since = time.Now()
+	}
+	r := c.raft.Load()
+	if r == nil || time.Since(w.since) > peerWaitMax {
+		return false
+	}
+	t := time.NewTimer(peerPoll)
+	defer t.Stop()
+	select {
+	case <-c.stop:
+		return false
+	case <-t.C:
+	}
+	return r.State() == raft.Leader && r.CurrentTerm() == term
 }
 
 // TimeoutNow holds the lease off while raft tells a transfer's target to stand: raft may

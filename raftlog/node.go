@@ -277,6 +277,9 @@ func (n *Node) startRaft(rc *raft.Config, st *raftStores, dir string) error {
 		// snapshots" when every snapshot fails its CRC), and the operator must find it.
 		return fmt.Errorf("raftlog: starting raft in %s: %w", dir, err)
 	}
+	if n.contacts != nil {
+		n.contacts.raft.Store(n.raft)
+	}
 	return nil
 }
 
@@ -684,6 +687,9 @@ func (n *Node) watch() {
 // shutdownRaft stops raft (and closes the transport) once, waiting for its goroutines.
 func (n *Node) shutdownRaft() {
 	n.shutOnce.Do(func() {
+		if n.contacts != nil {
+			close(n.contacts.stop) // RPCs waiting for a peer give up: raft waits for them
+		}
 		if err := n.raft.Shutdown().Error(); err != nil {
 			n.log.Warn("raftlog: raft shutdown", "err", err)
 		}

@@ -186,11 +186,12 @@ func (t *tcpStream) dialAddr(addr raft.ServerAddress) string {
 	return string(a)
 }
 
-// Dial connects to addr, a node ID resolved at each dial (and redial).
+// Dial connects to addr, a node ID resolved at each dial (and redial). A failure is an
+// *unreachableError: no RPC reached the peer, so the caller may try it again (contacts).
 func (t *tcpStream) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	nc, err := net.DialTimeout("tcp", t.dialAddr(addr), timeout)
 	if err != nil {
-		return nil, err
+		return nil, &unreachableError{addr: addr, err: err}
 	}
 	c := &redialConn{Conn: nc, addr: addr, timeout: timeout, s: t}
 	if !t.track(c) {
@@ -199,6 +200,19 @@ func (t *tcpStream) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Co
 	}
 	return c, nil
 }
+
+// unreachableError is a failed dial of a peer: the RPC that needed the connection sent
+// nothing (raft's transport dials before it reads or writes anything).
+type unreachableError struct {
+	addr raft.ServerAddress
+	err  error
+}
+
+func (e *unreachableError) Error() string {
+	return fmt.Sprintf("raftlog: dialling %s: %v", e.addr, e.err)
+}
+
+func (e *unreachableError) Unwrap() error { return e.err }
 
 // acceptedConn is an accepted connection, forgotten by its stream once closed.
 type acceptedConn struct {
