@@ -81,9 +81,10 @@ func (s *Server) serveFetch() error {
 		if err := proto.Unmarshal(m.Data, req); err != nil || !s.asked(req) {
 			return
 		}
-		if q.add(req, string(m.Reply)) {
+		reply := string(m.Reply) // here: m's bytes are core's again once the handler returns
+		if q.add(req, reply) {
 			go func() {
-				for a := (fetchAsk{req, string(m.Reply)}); a.req != nil; a = q.next() {
+				for a := (fetchAsk{req, reply}); a.req != nil; a = q.next() {
 					s.answerFetch(a.req, a.reply)
 				}
 			}()

@@ -325,3 +325,33 @@ func TestFetchBusyNodeAnswersAnExcludeRequest(t *testing.T) {
 		t.Fatalf("the fetch took %v: the busy node dropped the request excluding p1, and the fetch waited for its retry", took)
 	}
 }
+
+// reusedReply is a node's bus that, as core's read loop does with a route's buffer, reuses a
+// delivered message's bytes once its handler returns (core.Msg is valid only during the call).
+type reusedReply struct{ *meshBus }
+
+func (b reusedReply) Subscribe(subject, queue string, h core.MsgHandler) (Subscription, error) {
+	return b.meshBus.Subscribe(subject, queue, func(m core.Msg) {
+		buf := []byte(string(m.Reply))
+		m.Reply = buf
+		h(m)
+		for i := range buf {
+			buf[i] = 'X' // the next read
+		}
+	})
+}
+
+// TestFetchAnswerKeepsItsReplySubject: the answering node replies to the subject the request
+// named, though core reuses the request's bytes once the handler returns. bbd183c read it in
+// the answering goroutine, after the handler: the reply went to "XXXX…" (or, as fetch inboxes
+// have one length, to another node's fetch, which would take one channel's messages for
+// another's), and the fetch failed for want of an answer.
+func TestFetchAnswerKeepsItsReplySubject(t *testing.T) {
+	bus := &meshBus{}
+	boltPeer(t, reusedReply{bus}, "p1", 20)
+	s := fetchServer(bus, nil)
+	s.fetchTimes = fetchTimes{timeout: 2 * time.Second, retry: 200 * time.Millisecond}
+	if err := fetchChecked(t, s, 20); err != nil {
+		t.Fatal(err)
+	}
+}
