@@ -18,12 +18,19 @@ import (
 // streaming state machine fetches the messages a snapshot names from the other nodes). The
 // leader is alive and heartbeating throughout, so no node may start an election: the term
 // stays the same until well after the follower caught up (issue 11: no leader flapping).
+//
+// Timeouts of 1 s, not the harness's 200 ms: under -race on a loaded 2-core machine a stall
+// of 200 ms (GC, other jobs) makes a legitimate election, which this test would take for a
+// flap; the restore is held for four of them.
 func TestNodeSlowSnapshotRestoreKeepsTheLeader(t *testing.T) {
+	const hb = time.Second
 	logs := &lockedBuffer{}
-	book, nodes, leader := startTCPGroup(t, func(c *raftlog.Config) {
+	tune := func(c *raftlog.Config) {
 		c.TrailingLogs = 8
+		c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout = hb, hb, hb
 		c.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})).With("node", c.NodeID)
-	})
+	}
+	book, nodes, leader := startTCPGroup(t, tune)
 	peers := []string{"a", "b", "c"}
 	propose := func(cs ...raftlog.Command) uint64 {
 		for {
@@ -57,13 +64,10 @@ func TestNodeSlowSnapshotRestoreKeepsTheLeader(t *testing.T) {
 	}
 	term := l.node.Stats().Term
 
-	const restore = 15 * raftlogtest.HeartbeatTimeout
+	const restore = 4 * hb
 	f.restoreDelay = restore
 	restarted := time.Now()
-	startTCP(t, book, f, peers, func(c *raftlog.Config) {
-		c.TrailingLogs = 8
-		c.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})).With("node", c.NodeID)
-	})
+	startTCP(t, book, f, peers, tune)
 	var changes []string
 	var silence time.Duration // the follower's longest silence from the leader, once heard
 	caughtUp := time.Time{}
