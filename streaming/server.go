@@ -387,22 +387,28 @@ func (s *Server) recover() error {
 	return s.restore(st)
 }
 
-// Shutdown stops the engine and closes the store. A replicated leader first hands its
-// leadership over, so that another node serves within a transfer, not an election timeout.
-func (s *Server) Shutdown() error {
+// HandOver makes a replicated leader hand its leadership to another node, so that the
+// others serve within a transfer rather than an election timeout once this one goes: at
+// Shutdown, and as lame duck mode begins, while core still routes requests here. A no-op
+// on a follower, standalone, or once shut down.
+func (s *Server) HandOver() {
 	s.mu.Lock()
 	closed := s.closed
 	s.mu.Unlock()
-	if closed {
-		return nil
+	if closed || !s.replicated || !s.rlog.IsLeader() {
+		return
 	}
-	if s.replicated && s.rlog.IsLeader() {
-		ctx, cancel := context.WithTimeout(context.Background(), transferTimeout)
-		if err := s.rlog.TransferLeadership(ctx); err != nil {
-			s.log.Warn("leadership not handed over before shutdown: the others elect a leader after their timeout", "err", err)
-		}
-		cancel()
+	ctx, cancel := context.WithTimeout(context.Background(), transferTimeout)
+	defer cancel()
+	if err := s.rlog.TransferLeadership(ctx); err != nil {
+		s.log.Warn("leadership not handed over: the others elect a leader after their timeout", "err", err)
 	}
+}
+
+// Shutdown stops the engine and closes the store. A replicated leader first hands its
+// leadership over (HandOver).
+func (s *Server) Shutdown() error {
+	s.HandOver()
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()

@@ -298,7 +298,16 @@ func (m *Main) Run(ctx context.Context) error {
 				continue
 			case syscall.SIGUSR2:
 				m.log.Info("received signal, entering lame duck mode", "signal", sig.String())
-				go func() { _ = m.srv.LameDuck(ctx) }()
+				st := m.stan
+				go func() {
+					// A streaming leader hands over first, while core still routes the
+					// others' requests here: its clients stay for the grace period, and
+					// core goes down before the streaming layer does.
+					if st != nil {
+						st.HandOver()
+					}
+					_ = m.srv.LameDuck(ctx)
+				}()
 				continue
 			}
 			m.log.Info("received signal, shutting down", "signal", sig.String())
