@@ -167,11 +167,9 @@ func (s *Server) asked(req *raftpb.FetchRequest) bool {
 // A message it holds but cannot read (damaged on its disk: the store refuses it) it never
 // sends: it logs it and, when the request allows skips, answers the ones after it, naming
 // it in the reply's unread for the node asking to get it from another. An older node asking
-// gets the messages before it only, as it always did.
+// gets the messages before it only, as it always did. serveFetch passes only requests
+// asked of this node (asked).
 func (s *Server) answerFetch(req *raftpb.FetchRequest, reply string) {
-	if !s.asked(req) {
-		return // asked of another node
-	}
 	m := s.sm
 	m.mu.Lock()
 	ch := m.chans[req.Channel]
