@@ -1,8 +1,6 @@
 package raftlog_test
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -32,26 +30,10 @@ func TestNodeSlowSnapshotRestoreKeepsTheLeader(t *testing.T) {
 	}
 	book, nodes, leader := startTCPGroup(t, tune)
 	peers := []string{"a", "b", "c"}
-	propose := func(cs ...raftlog.Command) uint64 {
-		for {
-			idx, err := leader().node.ProposeBatch(context.Background(), cs).Wait()
-			if idx != 0 {
-				return idx
-			}
-			if !errors.Is(err, raftlog.ErrNotLeader) && !errors.Is(err, raftlog.ErrLeadershipLost) {
-				t.Fatal(err)
-			}
-		}
-	}
+	propose := func(cs ...raftlog.Command) uint64 { return proposeRetry(t, leader, cs...) }
 	propose(raftlogtest.Put("first"))
 	l := leader()
-	var f *tcpNode
-	for _, n := range nodes {
-		if n != l {
-			f = n
-			break
-		}
-	}
+	f := followerOf(nodes, l)
 	if err := f.node.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -19,13 +19,7 @@ func TestNodeRestartedFollowerCatchesUpAtOnce(t *testing.T) {
 	book, nodes, leader := startTCPGroup(t)
 	ctx := context.Background()
 	l := leader()
-	var f *tcpNode
-	for _, n := range nodes {
-		if n != l {
-			f = n
-			break
-		}
-	}
+	f := followerOf(nodes, l)
 	if _, err := l.node.Propose(ctx, raftlogtest.Put("before")).Wait(); err != nil {
 		t.Fatal(err)
 	}

@@ -111,6 +111,32 @@ func startTCP(t *testing.T, book *addressBook, n *tcpNode, peers []string, tune 
 	}
 }
 
+// followerOf returns a node of nodes other than l.
+func followerOf(nodes []*tcpNode, l *tcpNode) *tcpNode {
+	for _, n := range nodes {
+		if n != l {
+			return n
+		}
+	}
+	return nil
+}
+
+// proposeRetry proposes cs to the node that leads, again when leadership moved meanwhile
+// (a loaded machine can miss a heartbeat). A proposal may then be applied twice: the tests
+// that use it compare the replicas with each other.
+func proposeRetry(t *testing.T, leader func() *tcpNode, cs ...raftlog.Command) uint64 {
+	t.Helper()
+	for {
+		idx, err := leader().node.ProposeBatch(context.Background(), cs).Wait()
+		if idx != 0 {
+			return idx
+		}
+		if !errors.Is(err, raftlog.ErrNotLeader) && !errors.Is(err, raftlog.ErrLeadershipLost) {
+			t.Fatal(err)
+		}
+	}
+}
+
 // TestNodeTCP: three nodes over raft's TCP transport on loopback, with raft-boltdb files
 // fsynced under t.TempDir(); addresses are resolved by node ID when dialling, so a node may
 // come back on another port.
@@ -129,19 +155,7 @@ func TestNodeTCP(t *testing.T) {
 		})
 	}
 
-	// propose retries when the leader changes (a loaded machine can miss a heartbeat): the
-	// test compares the replicas with each other, so a proposal applied twice does no harm.
-	propose := func(cs ...raftlog.Command) uint64 {
-		for {
-			idx, err := leader().node.ProposeBatch(context.Background(), cs).Wait()
-			if idx != 0 {
-				return idx
-			}
-			if !errors.Is(err, raftlog.ErrNotLeader) && !errors.Is(err, raftlog.ErrLeadershipLost) {
-				t.Fatal(err)
-			}
-		}
-	}
+	propose := func(cs ...raftlog.Command) uint64 { return proposeRetry(t, leader, cs...) }
 	var last uint64
 	for i := range 20 {
 		last = propose(puts(fmt.Sprint(i), 5)...) + 4
@@ -170,13 +184,7 @@ func TestNodeTCP(t *testing.T) {
 	}
 
 	// A follower restarts on another port; the others find it by its ID.
-	var f *tcpNode
-	for _, n := range nodes {
-		if n != l {
-			f = n
-			break
-		}
-	}
+	f := followerOf(nodes, l)
 	if err := f.node.Close(); err != nil {
 		t.Fatal(err)
 	}
