@@ -120,6 +120,10 @@ type ClusterOptions struct {
 	// TLS, when set, secures every route: TLS is the server side, TLSClient the dialing side
 	// (both normally verify the peer's certificate).
 	TLS, TLSClient *tls.Config
+
+	// MaxLimboAccounts bounds, per route, the accounts this server lacks whose interest the
+	// peer announced and a reload may still add (0: DefaultMaxLimboAccounts).
+	MaxLimboAccounts int
 }
 
 // DefaultClusterPort is the conventional route port.

@@ -76,14 +76,20 @@ func (s *Server) toRoutes(add func([]byte) []byte) {
 
 // RouteSub records the peer's interest as a subscription of the route, in the account it
 // names; interest in an account we do not have is kept aside (limbo) for a reload that adds
-// it, up to maxLimboAccounts accounts, and past that dropped with a warning.
-func (c *client) RouteSub(accName, subj, queue []byte, weight int) error {
+// it, up to ClusterOptions.MaxLimboAccounts accounts, and past that dropped with a warning.
+func (c *client) RouteSub(accName, subj, queue []byte, weight int) (err error) {
 	if !c.routeReady() {
 		return errRouteClose(wire.ErrAuthorization.Text, reasonRouteRejected)
 	}
 	c.inBatch.active = true
 	acc := c.routeAccount(accName)
 	key := routeSubKey(accName, subj, queue)
+	dropped := false
+	defer func() {
+		if dropped {
+			c.limboFull(accName)
+		}
+	}()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
@@ -101,7 +107,7 @@ func (c *client) RouteSub(accName, subj, queue []byte, weight int) error {
 		// since routeAccount looked: what is in force now, or the limbo below.
 		acc = c.srv.accountMap()[string(accName)]
 	}
-	if acc == nil && (c.route.limbo[string(accName)] != nil || len(c.route.limbo) < maxLimboAccounts) {
+	if acc == nil && (c.route.limbo[string(accName)] != nil || len(c.route.limbo) < c.srv.maxLimbo()) {
 		// Kept aside for an account of that name a reload may add: the peer announces its
 		// interest once. A reload that added it since routeAccount looked may have moved
 		// the limbo already (moveRouteInterest takes c.mu after the new set is in force):
@@ -118,7 +124,7 @@ func (c *client) RouteSub(accName, subj, queue []byte, weight int) error {
 		}
 	}
 	if acc == nil {
-		c.limboFull(accName)
+		dropped = true // logged once c.mu is released
 		return nil
 	}
 	sub := &subscription{client: c, acc: acc, subject: string(subj), queue: string(queue), sid: key}
@@ -131,17 +137,24 @@ func (c *client) RouteSub(accName, subj, queue []byte, weight int) error {
 	return nil
 }
 
-// maxLimboAccounts bounds the accounts a route keeps the peer's interest in without this
-// server having them. Loose on purpose: a rolling reload that adds accounts puts all of
+// DefaultMaxLimboAccounts bounds the accounts a route keeps the peer's interest in without
+// this server having them. Loose on purpose: a rolling reload that adds accounts puts all of
 // them there on the servers reloaded last, and interest dropped is lost until the peer's
 // subscriptions change (the protocol has no way to ask for it again). The peer's own
-// configuration bounds what it sends; this bounds a peer configured far apart. A var for
-// tests.
-var maxLimboAccounts = 4096
+// configuration bounds what it sends; this bounds a peer configured far apart.
+const DefaultMaxLimboAccounts = 4096
+
+// maxLimbo is ClusterOptions.MaxLimboAccounts or its default.
+func (s *Server) maxLimbo() int {
+	if c := s.opts.Load().Cluster; c != nil && c.MaxLimboAccounts > 0 {
+		return c.MaxLimboAccounts
+	}
+	return DefaultMaxLimboAccounts
+}
 
 // limboFull warns that the peer's interest in an account this server lacks was dropped,
-// limbo being full: once per account and route, naming at most maxDroppedLogged of them.
-// On the read goroutine.
+// limbo being full: once per account and route until the limbo has room again, naming at
+// most maxDroppedLogged of them. On the read goroutine, c.mu not held (it logs).
 func (c *client) limboFull(accName []byte) {
 	st := c.route
 	if st.droppedAccs[string(accName)] || len(st.droppedAccs) > maxDroppedLogged {
@@ -153,11 +166,11 @@ func (c *client) limboFull(accName []byte) {
 	st.droppedAccs[string(accName)] = true
 	if len(st.droppedAccs) > maxDroppedLogged {
 		c.log.Warn("route interest dropped in more accounts this server does not have; not naming them",
-			"limit", maxLimboAccounts, "remote", st.remoteName)
+			"limit", c.srv.maxLimbo(), "remote", st.remoteName)
 		return
 	}
 	c.log.Warn("route interest dropped: too many accounts this server does not have; a reload adding this one will not reach the peer's subscribers until they change",
-		"account", string(accName), "limit", maxLimboAccounts, "remote", st.remoteName)
+		"account", string(accName), "limit", c.srv.maxLimbo(), "remote", st.remoteName)
 }
 
 // maxDroppedLogged bounds the accounts named by limboFull's warnings, per route.
@@ -179,6 +192,8 @@ func (c *client) RouteUnsub(accName, subj, queue []byte) error {
 		c.mu.Lock()
 		if a := c.route.limbo[sub.acc.name]; a == sub.acc && a.subs.Count() == 0 {
 			delete(c.route.limbo, a.name) // no interest left to keep: room for another
+			// A drop after this one is news again: log it (owned by this goroutine).
+			clear(c.route.droppedAccs)
 		}
 		c.mu.Unlock()
 	}

@@ -114,13 +114,12 @@ func TestRouteInterestKeptForManyAccountsAddedLater(t *testing.T) {
 // Past the bound on the accounts a route keeps aside, the interest dropped is logged with
 // its account's name. Before, it was dropped without a word.
 func TestRouteInterestDroppedIsLogged(t *testing.T) {
-	old := maxLimboAccounts
-	maxLimboAccounts = 3
-	t.Cleanup(func() { maxLimboAccounts = old }) // after the servers' shutdown (cleanups run last first)
+	const maxLimbo = 3
 	logs := &routeLogs{}
 	const n = 5
 	srvs := startMesh(t, 2, func(i int, o *Options) {
 		o.Auth, o.Accounts = limboAccounts(t, n, i == 1)
+		o.Cluster.MaxLimboAccounts = maxLimbo
 		if i == 0 {
 			o.Logger = slog.New(slog.NewTextHandler(logs, nil))
 		}
@@ -149,9 +148,39 @@ func TestRouteInterestDroppedIsLogged(t *testing.T) {
 		}
 		return -1
 	}
-	if n := limbo(); n != maxLimboAccounts {
-		t.Fatalf("the route keeps %d accounts aside, want %d", n, maxLimboAccounts)
+	if n := limbo(); n != maxLimbo {
+		t.Fatalf("the route keeps %d accounts aside, want %d", n, maxLimbo)
 	}
 	fillers[0].Close()
-	waitFor(t, 5*time.Second, func() bool { return limbo() == maxLimboAccounts-1 })
+	waitFor(t, 5*time.Second, func() bool { return limbo() == maxLimbo-1 })
+
+	// With room made, a drop is news again: A4 takes the place, and A3's next interest,
+	// dropped once more, is logged once more. Before, each account was named once per route.
+	for _, acc := range []string{"A4", "A3"} {
+		nc, err := srvs[1].ConnectAccount("again", acc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		if _, err := nc.Subscribe("again", "", func(Msg) {}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := connectUser(t, srvs[1], "b")
+	if _, err := b.SubscribeSync("sentinel2"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, func() bool { return len(srvs[0].account("B").subs.MatchString("sentinel2").Plain) == 1 })
+	logs.mu.Lock()
+	text = logs.b.String()
+	logs.mu.Unlock()
+	named := 0
+	for _, line := range strings.Split(text, "\n") {
+		if strings.Contains(line, "interest dropped") && strings.Contains(line, "account=A3 ") {
+			named++
+		}
+	}
+	if named != 2 {
+		t.Fatalf("the interest in A3 dropped twice is named %d times, want 2; the log:\n%s", named, text)
+	}
 }
