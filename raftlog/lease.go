@@ -27,6 +27,7 @@ type contacts struct {
 	self     raft.ServerID
 	view     atomic.Pointer[voters] // nil until the first Lease
 	transfer *transferGuard         // the node's: a TimeoutNow may elect its target
+	leaving  *leaving               // the node's: whether it may ask for votes (leave.go)
 
 	raft atomic.Pointer[raft.Raft] // set once raft runs: whether it still leads (awaitPeer)
 	stop chan struct{}             // closed as the node shuts raft down: awaitPeer gives up
@@ -43,12 +44,12 @@ type voters struct {
 
 // newContacts wraps t for the node self; nil when t cannot carry pre-votes (then the node
 // confirms every lapsed lease with a round trip instead).
-func newContacts(t raft.Transport, self string, g *transferGuard) *contacts {
+func newContacts(t raft.Transport, self string, g *transferGuard, l *leaving) *contacts {
 	pv, ok := t.(raft.WithPreVote)
 	if !ok {
 		return nil
 	}
-	return &contacts{Transport: t, preVote: pv, origin: time.Now(), self: raft.ServerID(self), transfer: g, stop: make(chan struct{})}
+	return &contacts{Transport: t, preVote: pv, origin: time.Now(), self: raft.ServerID(self), transfer: g, leaving: l, stop: make(chan struct{})}
 }
 
 // voters returns the voters of term, read from raft's latest configuration the first time
@@ -164,8 +165,12 @@ func (c *contacts) TimeoutNow(id raft.ServerID, target raft.ServerAddress, args 
 	return c.Transport.TimeoutNow(id, target, args, resp)
 }
 
-// RequestPreVote passes pre-votes through: raft enables them only for a transport that has it.
+// RequestPreVote passes pre-votes through (raft enables them only for a transport that has
+// it), but not a leaving node's (Leave).
 func (c *contacts) RequestPreVote(id raft.ServerID, target raft.ServerAddress, args *raft.RequestPreVoteRequest, resp *raft.RequestPreVoteResponse) error {
+	if !c.mayStand() {
+		return errLeaving
+	}
 	return c.preVote.RequestPreVote(id, target, args, resp)
 }
 

@@ -41,6 +41,7 @@ type Node struct {
 	leader    *leadershipChan
 	contacts  *contacts             // the peers' last acceptances of this node's term (lease.go); nil: not noted
 	transfer  transferGuard         // leadership transfers that may elect their target: no lease
+	leaving   leaving               // Leave: the node no longer stands for election (leave.go)
 	snapErr   atomic.Pointer[error] // the latest snapshot's failure; nil once one succeeds
 	resolved  chan struct{}         // closed: the Done channel of futures resolved when made
 
@@ -240,6 +241,7 @@ func newNode(c Config, logger *slog.Logger, st *raftStores, sm StateMachine) *No
 	}
 	close(n.resolved)
 	n.transfer.init(c.ElectionTimeout)
+	n.leaving.init(c)
 	st.guarded.fail = n.logFailed
 	// The log cache empties itself on any DeleteRange; 1..0 deletes nothing (failStop).
 	logs := st.logs
@@ -268,7 +270,7 @@ func (n *Node) bootstrapIfNew(rc *raft.Config, st *raftStores, dir string) error
 // the lease (lease.go) where it can.
 func (n *Node) startRaft(rc *raft.Config, st *raftStores, dir string) error {
 	trans := n.cfg.Transport
-	if n.contacts = newContacts(trans, n.cfg.NodeID, &n.transfer); n.contacts != nil {
+	if n.contacts = newContacts(trans, n.cfg.NodeID, &n.transfer, &n.leaving); n.contacts != nil {
 		trans = n.contacts
 	}
 	var err error

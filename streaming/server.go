@@ -387,15 +387,22 @@ func (s *Server) recover() error {
 	return s.restore(st)
 }
 
-// HandOver makes a replicated leader hand its leadership to another node, so that the
-// others serve within a transfer rather than an election timeout once this one goes: at
-// Shutdown, and as lame duck mode begins, while core still routes requests here. A no-op
-// on a follower, standalone, or once shut down.
+// HandOver makes a replicated node that is going (at Shutdown, and as lame duck mode
+// begins, while core still routes requests here) stop standing for election, and a leader
+// hand its leadership to another node: the others serve within a transfer rather than an
+// election timeout, and none of them elects this node again before it goes. A no-op
+// standalone, or once shut down.
 func (s *Server) HandOver() {
 	s.mu.Lock()
 	closed := s.closed
 	s.mu.Unlock()
-	if closed || !s.replicated || !s.rlog.IsLeader() {
+	if closed || !s.replicated {
+		return
+	}
+	if l, ok := s.rlog.(leaver); ok {
+		l.Leave()
+	}
+	if !s.rlog.IsLeader() {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), transferTimeout)
@@ -404,6 +411,9 @@ func (s *Server) HandOver() {
 		s.log.Warn("leadership not handed over: the others elect a leader after their timeout", "err", err)
 	}
 }
+
+// leaver is a log whose node can stop standing for election (raftlog.Node.Leave).
+type leaver interface{ Leave() }
 
 // Shutdown stops the engine and closes the store. A replicated leader first hands its
 // leadership over (HandOver).

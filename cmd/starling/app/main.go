@@ -302,7 +302,8 @@ func (m *Main) Run(ctx context.Context) error {
 				go func() {
 					// A streaming leader hands over first, while core still routes the
 					// others' requests here: its clients stay for the grace period, and
-					// core goes down before the streaming layer does.
+					// core goes down before the streaming layer does. Leader or not, the
+					// node stands for election no more.
 					if st != nil {
 						st.HandOver()
 					}
