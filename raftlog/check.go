@@ -3,6 +3,7 @@ package raftlog
 import (
 	"errors"
 	"fmt"
+	"io"
 	"path/filepath"
 
 	"github.com/hashicorp/raft"
@@ -100,27 +101,36 @@ func checkLogReach(path string, logs raft.LogStore, snaps raft.SnapshotStore) er
 // checkSnapshots refuses a raft directory whose snapshots all fail to open (raft's store
 // checks each one's CRC as it opens it), as raft would at its start — but before the
 // application starts anything for it (Config.BeforeStart), so that a damaged directory
-// never has the node accept clients, only to exit a moment later.
-func checkSnapshots(dir string, snaps raft.SnapshotStore) error {
+// never has the node accept clients, only to exit a moment later. The newest snapshot that
+// opens is returned open, checked, for raft's restore (snapStore): its CRC pass reads the
+// whole file, and raft's own Open would read it all once more before restoring it.
+func checkSnapshots(dir string, snaps raft.SnapshotStore) (*checkedSnapshot, error) {
 	metas, err := snaps.List()
 	if err != nil {
-		return fmt.Errorf("raftlog: listing the snapshots: %w", err)
+		return nil, fmt.Errorf("raftlog: listing the snapshots: %w", err)
 	}
 	var errs []error
 	for _, m := range metas {
-		_, rc, err := snaps.Open(m.ID)
+		meta, rc, err := snaps.Open(m.ID)
 		if err == nil {
-			_ = rc.Close()
-			return nil // raft restores this one, or a newer one that opens
+			return &checkedSnapshot{id: m.ID, meta: meta, rc: rc}, nil // raft restores this one, or a newer one that opens
 		}
 		errs = append(errs, fmt.Errorf("snapshot %s: %w", m.ID, err))
 	}
 	if len(errs) == 0 {
-		return nil
+		return nil, nil
 	}
-	return fmt.Errorf("raftlog: the raft snapshots in %s are damaged (%w); this node does not start, and so does not vote, "+
+	return nil, fmt.Errorf("raftlog: the raft snapshots in %s are damaged (%w); this node does not start, and so does not vote, "+
 		"until it is repaired: stop it, move %s aside and start it again; it rejoins with an empty log and catches up "+
 		"from the others", filepath.Join(dir, "snapshots"), errors.Join(errs...), dir)
+}
+
+// checkedSnapshot is a snapshot checkSnapshots opened, its CRC checked and its reader at
+// the start.
+type checkedSnapshot struct {
+	id   string
+	meta *raft.SnapshotMeta
+	rc   io.ReadCloser
 }
 
 // damagedLog is the refusal of a damaged raft log: what is wrong, and how to repair it.
@@ -128,4 +138,15 @@ func damagedLog(path, what string) error {
 	return fmt.Errorf("raftlog: the raft log %s is damaged: %s; this node does not start, and so does not vote, until "+
 		"it is repaired: stop it, move %s aside and start it again; it rejoins with an empty log and catches up from "+
 		"the others (a snapshot, then the messages its store lacks)", path, what, path)
+}
+
+// openHook is the snapshot store with Config.snapshotOpened called on every Open.
+type openHook struct {
+	raft.SnapshotStore
+	opened func(id string)
+}
+
+func (h *openHook) Open(id string) (*raft.SnapshotMeta, io.ReadCloser, error) {
+	h.opened(id)
+	return h.SnapshotStore.Open(id)
 }

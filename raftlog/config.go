@@ -91,6 +91,8 @@ type Config struct {
 	// Info); NoRaftLog drops them all. The Node's own messages are not affected.
 	RaftLogLevel slog.Level
 	NoRaftLog    bool
+
+	snapshotOpened func(id string) // tests: called as a snapshot file is opened (and read through)
 }
 
 // withDefaults returns c with defaults filled in, or why it cannot be used.

@@ -154,11 +154,15 @@ type raftStores struct {
 	logCloser io.Closer             // the segment log, nil for bolt's
 	guarded   *failStop             // the log store, halting the node when it fails
 	logs      *logCache             // the cache over guarded: the log raft uses
-	snaps     *raft.FileSnapshotStore
+	snaps     raft.SnapshotStore
+	checked   *checkedSnapshot // the newest snapshot that opened, held open for raft's restore; nil: none
 }
 
 // close closes the log, then bolt.
 func (st *raftStores) close() {
+	if st.checked != nil {
+		_ = st.checked.rc.Close()
+	}
 	if st.logCloser != nil {
 		_ = st.logCloser.Close()
 	}
@@ -195,17 +199,22 @@ func openStores(c *Config, dir string, logger *slog.Logger, hl *hcLogger) (_ *ra
 	}
 	guarded := &failStop{LogStore: logStore}
 	logs := newLogCache(guarded, c.LogCacheSize, c.LogCacheBytes)
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, c.SnapshotRetain, hl.Named("snapshots"))
+	fileSnaps, err := raft.NewFileSnapshotStoreWithLogger(dir, c.SnapshotRetain, hl.Named("snapshots"))
 	if err != nil {
 		return nil, fmt.Errorf("raftlog: snapshot store in %s: %w", dir, err)
+	}
+	var snaps raft.SnapshotStore = fileSnaps
+	if c.snapshotOpened != nil {
+		snaps = &openHook{SnapshotStore: snaps, opened: c.snapshotOpened}
 	}
 	if err = checkLogReach(logPath, logStore, snaps); err != nil {
 		return nil, err
 	}
-	if err = checkSnapshots(dir, snaps); err != nil {
+	checked, err := checkSnapshots(dir, snaps)
+	if err != nil {
 		return nil, err
 	}
-	return &raftStores{bolt: store, logCloser: logCloser, guarded: guarded, logs: logs, snaps: snaps}, nil
+	return &raftStores{bolt: store, logCloser: logCloser, guarded: guarded, logs: logs, snaps: snaps, checked: checked}, nil
 }
 
 // openBolt checks and opens raft.db (dbPath) in dir.
@@ -273,8 +282,12 @@ func (n *Node) startRaft(rc *raft.Config, st *raftStores, dir string) error {
 	if n.contacts = newContacts(trans, n.cfg.NodeID, &n.transfer, &n.leaving); n.contacts != nil {
 		trans = n.contacts
 	}
+	snaps := &snapStore{SnapshotStore: st.snaps, failed: n.snapshotted, checked: st.checked}
+	st.checked = nil // snaps closes it
 	var err error
-	if n.raft, err = raft.NewRaft(rc, n.fsm, st.logs, st.bolt, &snapStore{SnapshotStore: st.snaps, failed: n.snapshotted}, trans); err != nil {
+	n.raft, err = raft.NewRaft(rc, n.fsm, st.logs, st.bolt, snaps, trans)
+	snaps.dropChecked() // raft restored it, or a newer snapshot, or failed
+	if err != nil {
 		// Name the directory: raft's own errors do not ("failed to load any existing
 		// snapshots" when every snapshot fails its CRC), and the operator must find it.
 		return fmt.Errorf("raftlog: starting raft in %s: %w", dir, err)
@@ -569,10 +582,38 @@ func (n *Node) snapshotted(err error) {
 	n.log.Error("raftlog: snapshot failed: the raft log is not compacted until one succeeds", "err", err)
 }
 
-// snapStore reports the snapshots that fail before the state machine's Persist.
+// snapStore reports the snapshots that fail before the state machine's Persist, and gives
+// raft's restore at its start the snapshot checkSnapshots opened and checked.
 type snapStore struct {
 	raft.SnapshotStore
 	failed func(error)
+
+	mu      sync.Mutex
+	checked *checkedSnapshot // until raft opens it or NewRaft returns
+}
+
+// Open opens snapshot id, already open and checked if it is the one checkSnapshots opened.
+func (s *snapStore) Open(id string) (*raft.SnapshotMeta, io.ReadCloser, error) {
+	s.mu.Lock()
+	c := s.checked
+	if c != nil && c.id == id {
+		s.checked = nil
+		s.mu.Unlock()
+		return c.meta, c.rc, nil
+	}
+	s.mu.Unlock()
+	return s.SnapshotStore.Open(id)
+}
+
+// dropChecked closes the checked snapshot if raft did not open it.
+func (s *snapStore) dropChecked() {
+	s.mu.Lock()
+	c := s.checked
+	s.checked = nil
+	s.mu.Unlock()
+	if c != nil {
+		_ = c.rc.Close()
+	}
 }
 
 func (s *snapStore) Create(version raft.SnapshotVersion, index, term uint64, configuration raft.Configuration,
