@@ -210,9 +210,7 @@ func (s *Server) createClient(nc net.Conn) {
 	c := s.newSocketClient(kindClient, nc)
 	c.log = s.log.With("cid", c.cid, "remote", nc.RemoteAddr().String())
 	c.parser = wire.NewParser(c)
-	// Until CONNECT the default control-line limit applies even when a smaller one is
-	// configured, so a client's CONNECT (which carries credentials) still fits; this is
-	// what the reference does (spec appendix A4).
+	// max_control_line applies from the first byte, CONNECT included, as in nats-server.
 	c.applyLimits(s.o())
 	// Until CONNECT, defaults apply: verbose and pedantic on (telnet users), echo on.
 	c.opts = connectOpts{Verbose: true, Pedantic: true, Echo: true}
@@ -353,11 +351,7 @@ func (c *client) applyLimits(o *Options) {
 		return
 	}
 	c.parser.MaxPayload = o.MaxPayload
-	if c.connected {
-		c.parser.MaxControlLine = o.MaxControlLine
-	} else {
-		c.parser.MaxControlLine = max(o.MaxControlLine, DefaultMaxControlLine)
-	}
+	c.parser.MaxControlLine = o.MaxControlLine
 }
 
 // handleParseError answers a protocol error the way the spec says and closes.

@@ -60,7 +60,6 @@ func (c *client) ProcessConnect(arg []byte) error {
 	c.echo.Store(opts.Echo)
 	c.headers.Store(opts.Headers)
 	c.parser.ExpectConnect = false
-	c.parser.MaxControlLine = c.srv.o().MaxControlLine
 	c.parser.Headers = opts.Headers
 	c.connected = true
 	c.gotPing = false

@@ -207,7 +207,7 @@ func TestTranscriptLimits(t *testing.T) {
 		o.MaxConnections = 3
 	})
 	c, _ := dial(t, s)
-	c.send(natsGoConnect + "PING\r\n")
+	c.send(`CONNECT {"verbose":false,"protocol":1}` + "\r\nPING\r\n") // within the 64 bytes
 	c.expect("PONG\r\n")
 	c.line() // connect-info INFO
 	c.send("PUB pub.a 101\r\n")
@@ -215,13 +215,18 @@ func TestTranscriptLimits(t *testing.T) {
 	c.expectClosed()
 
 	c, _ = dial(t, s)
-	c.send(`CONNECT {"verbose":false,"user":"bob","pass":"a password longer than the limit"}` + "\r\n")
+	c.send(`CONNECT {"verbose":false,"user":"bob"}` + "\r\n")
 	c.send("SUB " + strings.Repeat("a", 79) + " 1\r\n")
 	c.expect("-ERR 'maximum control line exceeded'\r\n")
 	c.expectClosed()
 
-	// A long line without a newline is refused as soon as it passes the limit. Before
-	// CONNECT the default limit (4 KiB) applies, so CONNECT itself fits.
+	// The limit applies to CONNECT too, as in nats-server.
+	c, _ = dial(t, s)
+	c.send(`CONNECT {"verbose":false,"user":"bob","pass":"a password longer than the limit"}` + "\r\n")
+	c.expect("-ERR 'maximum control line exceeded'\r\n")
+	c.expectClosed()
+
+	// A long line without a newline is refused as soon as it passes the limit.
 	c, _ = dial(t, s)
 	c.send(`CONNECT {"verbose":false}` + "\r\n")
 	c.send("PUB " + strings.Repeat("b", 200))
