@@ -104,20 +104,22 @@ func (c *client) processMsg(subj, reply []byte, hdrLen int, msg []byte) error {
 	}
 	c.inBatch.msgs++
 	c.inBatch.bytes += int64(len(msg))
+	// nats-server's order: the pedantic check (it makes it on the control line), then
+	// permissions, reserved subjects, reserved replies.
+	if c.opts.Pedantic && !subject.ValidLiteral(subj) {
+		c.sendErr(wire.ErrInvalidPubSubject.Text) // and still routed, like the reference
+	}
 	if !c.canPublish(subj) {
 		c.sendErr(wire.PermPub(subj))
-		return nil
-	}
-	if len(reply) > 0 && reservedReply(reply) {
-		c.sendErr(wire.PermPubReply(reply))
 		return nil
 	}
 	if len(subj) > 0 && (subj[0] == '_' || subj[0] == '$') && reservedSubject(subj) {
 		c.sendErr(wire.PermPub(subj))
 		return nil
 	}
-	if c.opts.Pedantic && !subject.ValidLiteral(subj) {
-		c.sendErr(wire.ErrInvalidPubSubject.Text) // and still routed, like the reference
+	if len(reply) > 0 && reservedReply(reply) {
+		c.sendErr(wire.PermPubReply(reply))
+		return nil
 	}
 	if c.opts.Verbose {
 		c.sendProto(wire.OKLine)

@@ -422,3 +422,14 @@ func TestNoClientConnections(t *testing.T) {
 		t.Errorf("varz max_connections %d, want -1 as nats-server shows", v)
 	}
 }
+
+// A PUB's checks run in nats-server's order: the pedantic subject check first (nats-server
+// makes it on the control line), then permissions, reserved subjects, reserved replies.
+func TestPubChecksOrder(t *testing.T) {
+	s := startCore(t, nil)
+	c, _ := dial(t, s)
+	c.send(`CONNECT {"verbose":false,"pedantic":true}` + "\r\nPUB .foo _R_.abc 0\r\n\r\nPUB $NRG.x _R_.abc 0\r\n\r\nPING\r\n")
+	c.expect("-ERR 'Invalid Publish Subject'\r\n")
+	c.expect("-ERR 'Permissions Violation for Publish with Reply of \"_R_.abc\"'\r\n")
+	c.expect("-ERR 'Permissions Violation for Publish to \"$NRG.x\"'\r\nPONG\r\n")
+}
