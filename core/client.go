@@ -80,7 +80,7 @@ type client struct {
 	prod      producer
 	l1        map[string]*subject.Result[*subscription]
 	l1gen     uint64
-	gotPing   bool     // first PING after CONNECT answered (connect_info INFO sent)
+	gotPing   bool     // first PING after a CONNECT answered (connect_info INFO sent), once per connection
 	optsSeen  *Options // the options the parser limits were taken from
 	inBatch   inBatch
 	connected bool // CONNECT processed

@@ -62,7 +62,11 @@ func (c *client) ProcessConnect(arg []byte) error {
 	c.parser.ExpectConnect = false
 	c.parser.Headers = opts.Headers
 	c.connected = true
-	c.gotPing = false
+	if c.gotPing {
+		// A later CONNECT: no second connect-info INFO (nats-server sends it after the
+		// connection's first PONG only), but async INFOs follow the new protocol.
+		c.proto1.Store(opts.Protocol >= 1)
+	}
 	c.mu.Lock()
 	c.name, c.lang, c.version = opts.Name, opts.Lang, opts.Version
 	if c.rtt == 0 {

@@ -433,3 +433,17 @@ func TestPubChecksOrder(t *testing.T) {
 	c.expect("-ERR 'Permissions Violation for Publish with Reply of \"_R_.abc\"'\r\n")
 	c.expect("-ERR 'Permissions Violation for Publish to \"$NRG.x\"'\r\nPONG\r\n")
 }
+
+// The connect-info INFO follows the first PONG of the connection only, as in nats-server:
+// not again after a second CONNECT.
+func TestConnectInfoOncePerConnection(t *testing.T) {
+	s := startCore(t, nil)
+	c, _ := dial(t, s)
+	c.send(`CONNECT {"verbose":false,"protocol":1}` + "\r\nPING\r\n")
+	c.expect("PONG\r\n")
+	if l := c.line(); !strings.Contains(l, `"connect_info":true`) {
+		t.Fatalf("got %q, want the connect-info INFO", l)
+	}
+	c.send(`CONNECT {"verbose":false,"protocol":1}` + "\r\nPING\r\nPING\r\n")
+	c.expect("PONG\r\nPONG\r\n")
+}
