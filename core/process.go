@@ -286,7 +286,7 @@ func (c *client) ProcessOK() error { return nil }
 // ProcessErr: a client that sends -ERR is closed, like the reference does.
 func (c *client) ProcessErr(arg []byte) error {
 	c.log.Debug("client sent -ERR", "text", strconv.Quote(string(arg)))
-	c.closeConnection(reasonClientClosed)
+	c.closeFlushing(reasonClientClosed) // replies to what came before it still go out
 	return errClientErr
 }
 

@@ -374,6 +374,12 @@ func TestClientSendingErrIsClosed(t *testing.T) {
 	c, _ := dial(t, s)
 	c.send("-ERR 'oops'\r\n")
 	c.expectClosed()
+
+	// What it asked for before the -ERR is answered first, as in nats-server.
+	c, _ = dial(t, s)
+	c.send("CONNECT {}\r\nSUB foo 1\r\n-ERR 'oops'\r\n")
+	c.expect("+OK\r\n+OK\r\n")
+	c.expectClosed()
 }
 
 func TestReservedReplyAndSubjects(t *testing.T) {
