@@ -3,6 +3,7 @@ package tests
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 )
@@ -19,5 +20,29 @@ func TestMaxControlLineAppliesToConnect(t *testing.T) {
 	nc := connect(t, m, nats.Name("short"))
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Subjects in permission errors are quoted as nats-server quotes them (Go's %q): a control
+// byte in the subject arrives escaped, not raw, in the error nats.go reports.
+func TestPermissionErrorQuotesSubject(t *testing.T) {
+	m := startServer(t)
+	errs := make(chan error, 1)
+	nc := connect(t, m, nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		select {
+		case errs <- err:
+		default:
+		}
+	}))
+	must(t, nc.Publish("$NRG.a\x01b\"c", nil)) // a reserved subject: refused
+	must(t, nc.Flush())
+	select {
+	case err := <-errs:
+		want := `Permissions Violation for Publish to "$NRG.a\x01b\"c"`
+		if !strings.Contains(err.Error(), want) {
+			t.Fatalf("async error %q, want it to contain %q", err, want)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("no permissions error")
 	}
 }

@@ -1,5 +1,7 @@
 package wire
 
+import "strconv"
+
 // Error is a protocol error, typed by its consequence for the connection.
 //
 // Text is sent to the peer as -ERR 'Text'; an empty Text means the connection is closed
@@ -91,25 +93,28 @@ var (
 	ErrTLSRequired = &Error{Text: "Secure Connection - TLS Required", Close: true, Reason: "TLS Handshake Failure"}
 )
 
+// The subjects, queues and sids in permission errors are quoted as nats-server quotes them
+// (Go's %q): control bytes, quotes and backslashes escaped.
+
 // PermPub returns the -ERR text for a publish permission violation:
 // Permissions Violation for Publish to "<subject>".
 func PermPub(subject []byte) string {
-	return `Permissions Violation for Publish to "` + string(subject) + `"`
+	return `Permissions Violation for Publish to ` + strconv.Quote(string(subject))
 }
 
 // PermPubReply returns the -ERR text for a forbidden reply subject:
 // Permissions Violation for Publish with Reply of "<reply>".
 func PermPubReply(reply []byte) string {
-	return `Permissions Violation for Publish with Reply of "` + string(reply) + `"`
+	return `Permissions Violation for Publish with Reply of ` + strconv.Quote(string(reply))
 }
 
 // PermSub returns the -ERR text for a subscribe permission violation:
 // Permissions Violation for Subscription to "<subject>", followed by
 // ` using queue "<queue>"` when queue is not empty.
 func PermSub(subject, queue []byte) string {
-	s := `Permissions Violation for Subscription to "` + string(subject) + `"`
+	s := `Permissions Violation for Subscription to ` + strconv.Quote(string(subject))
 	if len(queue) > 0 {
-		s += ` using queue "` + string(queue) + `"`
+		s += ` using queue ` + strconv.Quote(string(queue))
 	}
 	return s
 }
@@ -118,5 +123,5 @@ func PermSub(subject, queue []byte) string {
 // configuration reload revoked it: PermSub followed by ` (sid "<sid>")`, as the
 // reference server sends, so the client can tell which subscription went.
 func PermSubRevoked(subject, queue, sid []byte) string {
-	return PermSub(subject, queue) + ` (sid "` + string(sid) + `")`
+	return PermSub(subject, queue) + ` (sid ` + strconv.Quote(string(sid)) + `)`
 }
