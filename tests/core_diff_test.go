@@ -154,7 +154,7 @@ func (g *diffGen) pick(xs ...string) string { return xs[g.r.Intn(len(xs))] }
 
 var diffSubjects = []string{"foo", "foo", "foo.bar", "foo.bar", "foo.*", "foo.>", ">", "*", "*.bar",
 	"foo.bar.baz", "a.>.b", "a*", "f>o", "foo..bar", ".foo", "foo.", "_INBOX.x.*", "_INBOX.x.y",
-	"föö.bar", "*.*", "foo.*.baz", ">.foo", "foo.>.", "x", "$NRG.x", "_GR_.x", "$GR.y"}
+	"föö.bar", "*.*", "foo.*.baz", ">.foo", "foo.>.", "x", "$NRG.x", "_GR_.x", "$GR.y", "a\x01b", "foo.bar\x7f"}
 
 var diffReplies = []string{"", "", "", "_INBOX.x.y", "_INBOX.x.z", "reply", "foo.bar", "r.*", "_R_.abc", "a..b"}
 
@@ -219,14 +219,19 @@ func (g *diffGen) connect(all bool) string {
 	case 3:
 		f = append(f, `"protocol":`+g.pick("2", "-1"))
 	}
-	if g.r.Intn(8) == 0 {
+	switch g.r.Intn(16) {
+	case 0, 1:
 		f = append(f, `"lang":"go","version":"1.55.0","name":"x","unknown_field":[1,2]`)
+	case 2:
+		f = append(f, `"user":"u","pass":"p","auth_token":"t"`) // no auth configured: ignored
+	case 3:
+		f = append(f, g.pick(`"account":"A"`, `"new_account":true`, `"verbose":1`, `"name":7`))
 	}
 	return g.verb("CONNECT") + g.pick(" ", " ", "") + "{" + strings.Join(f, ",") + "}" + g.eol()
 }
 
 // sid returns one of a few sids, so that duplicates and unknown ones happen.
-func (g *diffGen) sid() string { return g.pick("1", "2", "3", "4", "5", "x") }
+func (g *diffGen) sid() string { return g.pick("1", "2", "3", "4", "5", "x", "ü") }
 
 func (g *diffGen) sub(conn int) string {
 	subj, sid := g.subject(), g.sid()
@@ -235,7 +240,7 @@ func (g *diffGen) sub(conn int) string {
 	}
 	args := []string{subj}
 	if g.r.Intn(4) == 0 {
-		q := g.pick("q", "q", "w", "_sys_")
+		q := g.pick("q", "q", "w", "_sys_", "q.*", ">")
 		args = append(args, q)
 		g.qsids[fmt.Sprintf("%d/%s", conn, sid)] = q
 	}
@@ -295,7 +300,14 @@ func (g *diffGen) pub() string {
 	if r := g.pick(diffReplies...); r != "" {
 		args = append(args, r)
 	}
-	args = append(args, strconv.Itoa(g.size(len(p))))
+	size := strconv.Itoa(g.size(len(p)))
+	if g.r.Intn(30) == 0 {
+		// Leading zeros, within nats-server's 9 digits (it refuses longer sizes as
+		// unparsable, where Starling reads the number: both refuse what is too large,
+		// nats-server without an -ERR).
+		size = ("00000000" + size)[len(size)-1:]
+	}
+	args = append(args, size)
 	if g.r.Intn(25) == 0 {
 		args = append(args[:1], "a", "b", "1")
 	}
