@@ -591,3 +591,25 @@ func TestVarzAuthRequiredWithNoAuthUser(t *testing.T) {
 		t.Fatal("/varz auth_required true without credentials configured")
 	}
 }
+
+// CONNECT is authenticated before its other checks, as in nats-server: a client with wrong
+// credentials gets the authorization violation whatever else is wrong with its CONNECT,
+// and an authenticated one naming an account gets it too.
+func TestConnectAuthenticatedFirst(t *testing.T) {
+	s := startCore(t, func(o *core.Options) { o.Auth = aliceBob(t) })
+	for _, connect := range []string{
+		`{"verbose":false,"user":"bob","pass":"wrong","protocol":2}`,
+		`{"verbose":false,"user":"bob","pass":"wrong","no_responders":true}`,
+		`{"verbose":false,"user":"nobody","account":"A"}`,
+		`{"verbose":false,"user":"bob","pass":"bobpw","account":"A","protocol":2}`,
+	} {
+		c, _ := dial(t, s)
+		c.send("CONNECT " + connect + "\r\n")
+		c.expect("-ERR 'Authorization Violation'\r\n")
+		c.expectClosed()
+	}
+	c, _ := dial(t, s)
+	c.send(`CONNECT {"verbose":false,"user":"bob","pass":"bobpw","protocol":2}` + "\r\n")
+	c.expect("-ERR 'invalid client protocol'\r\n")
+	c.expectClosed()
+}

@@ -29,6 +29,14 @@ func (c *client) ProcessConnect(arg []byte) error {
 	}
 	srvHeaders := !c.srv.o().NoHeaderSupport
 	opts.Headers = opts.Headers && srvHeaders
+	// nats-server's order: credentials first, then the CONNECT's other faults.
+	if err := c.authenticate(&opts); err != nil {
+		if !errors.Is(err, auth.ErrCheckAborted) { // else the auth timer has logged it
+			c.srv.logRefusedLogin(c, "authentication failed", loginName(&opts), err)
+			c.refusedConnect(&opts)
+		} // else timed out (no event, as nats-server), or refused by a reload, which announced it
+		return wire.ErrAuthorization
+	}
 	switch {
 	case opts.Account != nil || opts.NewAccount != nil:
 		c.srv.logRefusedLogin(c, "authentication failed", loginName(&opts), "CONNECT names an account: a client's account is its user's")
@@ -38,13 +46,6 @@ func (c *client) ProcessConnect(arg []byte) error {
 		return wire.ErrBadProtocol
 	case opts.NoResponders && !opts.Headers:
 		return wire.ErrNoRespondersNeedsHeaders
-	}
-	if err := c.authenticate(&opts); err != nil {
-		if !errors.Is(err, auth.ErrCheckAborted) { // else the auth timer has logged it
-			c.srv.logRefusedLogin(c, "authentication failed", loginName(&opts), err)
-			c.refusedConnect(&opts)
-		} // else timed out (no event, as nats-server), or refused by a reload, which announced it
-		return wire.ErrAuthorization
 	}
 	if c.connected {
 		// A second CONNECT: what was subscribed under the first identity (and account)
