@@ -16,7 +16,7 @@ import (
 // without headers on the request), a request with headers answered with headers, and queue
 // groups where each message reaches exactly one member of each group (which one may differ).
 func TestCoreDiffClients(t *testing.T) {
-	ref, star := startDiffServers(t)
+	ref, star := startDiffServers(t, "")
 	r := diffClientScenario(t, "nats://"+ref)
 	s := diffClientScenario(t, "nats://"+star)
 	if !slices.Equal(r, s) {

@@ -40,14 +40,14 @@ const (
 
 // startDiffServers starts nats-server and Starling with the same settings and returns
 // their client addresses.
-func startDiffServers(t *testing.T) (ref, star string) {
+func startDiffServers(t *testing.T, extraConf string) (ref, star string) {
 	t.Helper()
 	natsBin := madeTool(t, "NATS_SERVER", "nats-server")
 	conf := func(port int) string {
 		p := filepath.Join(t.TempDir(), "diff.conf")
 		must(t, os.WriteFile(p, fmt.Appendf(nil,
-			"listen: 127.0.0.1:%d\nmax_payload: %d\nmax_control_line: %d\nmax_subscriptions: %d\nping_interval: \"10m\"\n",
-			port, diffMaxPayload, diffMaxControl, diffMaxSubs), 0o600))
+			"listen: 127.0.0.1:%d\nmax_payload: %d\nmax_control_line: %d\nmax_subscriptions: %d\nping_interval: \"10m\"\n%s",
+			port, diffMaxPayload, diffMaxControl, diffMaxSubs, extraConf), 0o600))
 		return p
 	}
 	rp, sp := freePort(t), freePort(t)

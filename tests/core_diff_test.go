@@ -18,40 +18,53 @@ import (
 // same. A few fixed seeds run by default; COREDIFF_SEEDS=N runs N random ones,
 // COREDIFF_SEED=S replays one.
 func TestCoreDiff(t *testing.T) {
-	var seeds []int64
-	for s := range int64(150) {
-		seeds = append(seeds, s+1)
-	}
-	if s := os.Getenv("COREDIFF_SEED"); s != "" {
-		n, err := strconv.ParseInt(s, 10, 64)
-		must(t, err)
-		seeds = []int64{n}
-	} else if s := os.Getenv("COREDIFF_SEEDS"); s != "" {
-		n, err := strconv.Atoi(s)
-		must(t, err)
-		base := time.Now().UnixNano()
-		seeds = seeds[:0]
-		for i := range n {
-			seeds = append(seeds, base+int64(i))
-		}
-	}
-	ref, star := startDiffServers(t)
-	failed := 0
-	for _, seed := range seeds {
-		acts, qsids := genDiffSession(seed)
-		if !diffMismatch(ref, star, acts, qsids) {
-			continue
-		}
-		// Again, to rule out timing; then shrink it for the report.
-		if !diffMismatch(ref, star, acts, qsids) {
-			t.Logf("seed %d: mismatch did not repeat", seed)
-			continue
-		}
-		acts = shrinkDiff(ref, star, acts, qsids)
-		t.Errorf("seed %d: servers differ (replay: COREDIFF_SEED=%d), shrunk session:\n%s", seed, seed, diffReport(ref, star, acts, qsids))
-		if failed++; failed >= 5 {
-			break
-		}
+	for _, mode := range []struct {
+		name, conf string
+		auth       bool
+		seeds      int64
+	}{
+		{"no auth", "", false, 150},
+		// The auth timer long enough not to fire within a session: its timing is not
+		// protocol.
+		{"user auth", "authorization { user: u, password: p, timeout: 30 }\n", true, 50},
+	} {
+		t.Run(mode.name, func(t *testing.T) {
+			var seeds []int64
+			for s := range mode.seeds {
+				seeds = append(seeds, s+1)
+			}
+			if s := os.Getenv("COREDIFF_SEED"); s != "" {
+				n, err := strconv.ParseInt(s, 10, 64)
+				must(t, err)
+				seeds = []int64{n}
+			} else if s := os.Getenv("COREDIFF_SEEDS"); s != "" {
+				n, err := strconv.Atoi(s)
+				must(t, err)
+				base := time.Now().UnixNano()
+				seeds = seeds[:0]
+				for i := range n {
+					seeds = append(seeds, base+int64(i))
+				}
+			}
+			ref, star := startDiffServers(t, mode.conf)
+			failed := 0
+			for _, seed := range seeds {
+				acts, qsids := genDiffSession(seed, mode.auth)
+				if !diffMismatch(ref, star, acts, qsids) {
+					continue
+				}
+				// Again, to rule out timing; then shrink it for the report.
+				if !diffMismatch(ref, star, acts, qsids) {
+					t.Logf("seed %d: mismatch did not repeat", seed)
+					continue
+				}
+				acts = shrinkDiff(ref, star, acts, qsids)
+				t.Errorf("seed %d: servers differ (replay: COREDIFF_SEED=%d), shrunk session:\n%s", seed, seed, diffReport(ref, star, acts, qsids))
+				if failed++; failed >= 5 {
+					break
+				}
+			}
+		})
 	}
 }
 
@@ -148,6 +161,7 @@ type diffGen struct {
 	r     *rand.Rand
 	qsids map[string]string // "conn/sid" ever used for a queue subscription
 	nr    map[int]bool      // connections that ever asked for no_responders
+	auth  bool              // the servers want user u, password p
 }
 
 func (g *diffGen) pick(xs ...string) string { return xs[g.r.Intn(len(xs))] }
@@ -218,6 +232,13 @@ func (g *diffGen) connect(all bool) string {
 		f = append(f, `"protocol":1`)
 	case 3:
 		f = append(f, `"protocol":`+g.pick("2", "-1"))
+	}
+	if g.auth {
+		creds := []string{`"user":"u","pass":"p"`, `"user":"u","pass":"p"`, `"user":"u","pass":"x"`, `"user":"x","pass":"p"`}
+		if !all { // a later CONNECT keeps nats-server's earlier user and password unless it names both
+			creds = append(creds, `"user":"x"`, `"auth_token":"p"`)
+		}
+		f = append(f, g.pick(creds...))
 	}
 	switch g.r.Intn(16) {
 	case 0, 1:
@@ -371,8 +392,8 @@ func (g *diffGen) op(conn int) (string, bool) {
 	}
 }
 
-func genDiffSession(seed int64) ([]diffAction, map[string]string) {
-	g := &diffGen{r: rand.New(rand.NewSource(seed)), qsids: map[string]string{}, nr: map[int]bool{}}
+func genDiffSession(seed int64, auth bool) ([]diffAction, map[string]string) {
+	g := &diffGen{r: rand.New(rand.NewSource(seed)), qsids: map[string]string{}, nr: map[int]bool{}, auth: auth}
 	nconn := 2 + g.r.Intn(3)
 	var acts []diffAction
 	for c := range nconn {
