@@ -245,7 +245,9 @@ func (g *diffGen) connect(all bool) string {
 	case 0, 1:
 		f = append(f, `"lang":"go","version":"1.55.0","name":"x","unknown_field":[1,2]`)
 	case 2:
-		f = append(f, `"user":"u","pass":"p","auth_token":"t"`) // no auth configured: ignored
+		if !g.auth {
+			f = append(f, `"user":"u","pass":"p","auth_token":"t"`) // no auth configured: ignored
+		}
 	case 3:
 		f = append(f, g.pick(`"account":"A"`, `"new_account":true`, `"verbose":1`, `"name":7`))
 	}
