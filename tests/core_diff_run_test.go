@@ -72,12 +72,16 @@ type diffConn struct {
 	dead bool
 }
 
-// diffWait bounds a barrier: only a server stuck waiting for payload bytes that never
-// come (both should be) reaches it.
-const diffWait = 300 * time.Millisecond
+// A barrier's wait: only a server stuck waiting for payload bytes that never come (both
+// should be) reaches it. A mismatch is checked again with the long one, in case a loaded
+// machine made an answer late.
+const (
+	diffWait     = 300 * time.Millisecond
+	diffWaitLong = 2 * time.Second
+)
 
 // runDiffSession plays acts against addr and returns each connection's tokens.
-func runDiffSession(addr string, acts []diffAction) map[int][]diffTok {
+func runDiffSession(addr string, acts []diffAction, wait time.Duration) map[int][]diffTok {
 	out := map[int][]diffTok{}
 	conns := map[int]*diffConn{}
 	defer func() {
@@ -106,7 +110,7 @@ func runDiffSession(addr string, acts []diffAction) map[int][]diffTok {
 		if _, err := dc.c.Write([]byte(data + "PUB " + mark + " 0\r\n\r\n")); err != nil {
 			_ = err // the close shows on the read below
 		}
-		dc.c.SetReadDeadline(time.Now().Add(diffWait))
+		dc.c.SetReadDeadline(time.Now().Add(wait))
 		for {
 			tok, err := readDiffTok(dc.r)
 			if err != nil {

@@ -51,11 +51,11 @@ func TestCoreDiff(t *testing.T) {
 			failed := 0
 			for _, seed := range seeds {
 				acts, qsids := genDiffSession(seed, mode.auth)
-				if !diffMismatch(ref, star, acts, qsids) {
+				if !diffMismatch(ref, star, acts, qsids, diffWait) {
 					continue
 				}
 				// Again, to rule out timing; then shrink it for the report.
-				if !diffMismatch(ref, star, acts, qsids) {
+				if !diffMismatch(ref, star, acts, qsids, diffWaitLong) {
 					t.Logf("seed %d: mismatch did not repeat", seed)
 					continue
 				}
@@ -69,10 +69,10 @@ func TestCoreDiff(t *testing.T) {
 	}
 }
 
-func diffMismatch(ref, star string, acts []diffAction, qsids map[string]string) bool {
+func diffMismatch(ref, star string, acts []diffAction, qsids map[string]string, wait time.Duration) bool {
 	rc := make(chan map[int][]diffTok, 1)
-	go func() { rc <- runDiffSession(ref, acts) }()
-	s := runDiffSession(star, acts)
+	go func() { rc <- runDiffSession(ref, acts, wait) }()
+	s := runDiffSession(star, acts, wait)
 	r := <-rc
 	cutResets(r, s)
 	rp, rq := normDiff(r, qsids)
@@ -126,7 +126,7 @@ func shrinkDiff(ref, star string, acts []diffAction, qsids map[string]string) []
 			continue
 		}
 		try := slices.Delete(slices.Clone(acts), i, i+1)
-		if diffMismatch(ref, star, try, qsids) && diffMismatch(ref, star, try, qsids) {
+		if diffMismatch(ref, star, try, qsids, diffWait) && diffMismatch(ref, star, try, qsids, diffWaitLong) {
 			acts = try
 		}
 	}
@@ -142,8 +142,10 @@ func diffReport(ref, star string, acts []diffAction, qsids map[string]string) st
 			fmt.Fprintf(&b, "  %2d c%d > %q\n", i, a.conn, a.data)
 		}
 	}
-	rp, rq := normDiff(runDiffSession(ref, acts), qsids)
-	sp, sq := normDiff(runDiffSession(star, acts), qsids)
+	r, s := runDiffSession(ref, acts, diffWaitLong), runDiffSession(star, acts, diffWaitLong)
+	cutResets(r, s)
+	rp, rq := normDiff(r, qsids)
+	sp, sq := normDiff(s, qsids)
 	for c := range len(acts) {
 		if !slices.Equal(rp[c], sp[c]) {
 			fmt.Fprintf(&b, "  c%d nats-server:\n    %s\n  c%d starling:\n    %s\n", c,
