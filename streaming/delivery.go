@@ -386,6 +386,13 @@ func (s *Server) processRedeliver(sub *subState) {
 		heir = s.listeningMember(sub.group, sub)
 	}
 	if deaf && heir == nil {
+		if sub.restoredDue != 0 && s.clients[sub.clientID] != nil && s.clock.monoNow() < sub.restoredDue+int64(restoredGrace) {
+			// Just restored: the client is likely reconnecting. Look again shortly, not
+			// one ack wait later, or a restart delays by an ack wait what is due at once
+			// (and a stall on messages that limits removed, which the first pass drops).
+			s.armIn(sub, restoredRetry)
+			return
+		}
 		s.armLater(sub)
 		return
 	}
@@ -478,12 +485,23 @@ func (s *Server) resume(sub *subState) {
 }
 
 // armLater retries a redelivery pass one ack wait later.
-func (s *Server) armLater(sub *subState) {
-	sub.timerAt = s.clock.monoNow() + int64(sub.ackWait)
+func (s *Server) armLater(sub *subState) { s.armIn(sub, sub.ackWait) }
+
+// armIn retries a redelivery pass d later.
+func (s *Server) armIn(sub *subState, d time.Duration) {
+	sub.timerAt = s.clock.monoNow() + int64(d)
 	if sub.timer != nil {
-		sub.timer.Reset(sub.ackWait)
+		sub.timer.Reset(d)
 	}
 }
+
+// After a restore (restart or takeover), a deaf subscription of a registered client is
+// looked at every restoredRetry for restoredGrace, the time its client has to reconnect,
+// before its redeliveries wait an ack wait.
+const (
+	restoredGrace = 10 * time.Second
+	restoredRetry = 100 * time.Millisecond
+)
 
 // processAck removes an acknowledged sequence from the subscription (or, for a queue
 // member, from whichever member has it) and resumes a stalled delivery.
