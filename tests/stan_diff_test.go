@@ -9,7 +9,7 @@ package tests
 // returned and what each subscription was delivered must be the same.
 //
 // `go test -run TestStanDiff` runs a few fixed seeds; STANDIFF_SEEDS=N runs N random seeds
-// more, STANDIFF_SEED=S one seed, STANDIFF_OPS the operations per seed (default 60).
+// more, STANDIFF_SEED=S one seed, STANDIFF_OPS the operations per seed (default 40).
 
 import (
 	"fmt"
@@ -26,7 +26,13 @@ import (
 	"github.com/starling-io/starling/stores"
 )
 
-var diffChannels = []string{"a", "b"}
+var (
+	diffChannels = []string{"a", "b"}
+	// Invalid channels, now and then. Not "a b": nss takes a subscription to it (its
+	// channel check looks only for wildcards and empty tokens) on a channel nobody can
+	// publish to (no NATS subject has a space), where Starling refuses it as invalid.
+	diffBadChannels = []string{"a.*", "a.>", "a..b", ".a"}
+)
 
 // diffGen draws the operations; it looks at the nss world to pick plausible ones (a
 // connected client, an open subscription), which is the Starling world too as long as
@@ -69,8 +75,19 @@ func (g *diffGen) manualSubs(subs []int) []int {
 }
 
 func (g *diffGen) next() diffOp {
+	op := g.draw()
+	if op.kind == dPublish && op.channel == "a..b" {
+		op.channel = "a.*" // both ignore a publish to a..b: a slow ack timeout
+	}
+	return op
+}
+
+func (g *diffGen) draw() diffOp {
 	r := g.r
 	op := diffOp{client: r.IntN(diffClients), channel: diffChannels[r.IntN(len(diffChannels))]}
+	if r.IntN(15) == 0 {
+		op.channel = diffBadChannels[r.IntN(len(diffBadChannels))]
+	}
 	conn := g.connected()
 	if len(conn) == 0 {
 		op.kind = dConnect
@@ -126,6 +143,9 @@ func (g *diffGen) next() diffOp {
 		}
 		if r.IntN(2) == 0 {
 			op.durable = fmt.Sprintf("d%d", r.IntN(2))
+			if r.IntN(15) == 0 {
+				op.durable = "d:x" // invalid
+			}
 		}
 		// No queue groups across restarts: nss recovers a channel's subscriptions from a
 		// map, so after a restart the order of a group's members, and with it which member
@@ -136,6 +156,12 @@ func (g *diffGen) next() diffOp {
 		if r.IntN(3) > 0 {
 			op.manual = true
 			op.inflight = 1 + r.IntN(3)
+			if r.IntN(20) == 0 {
+				op.inflight = -r.IntN(2) // invalid
+			}
+		}
+		if r.IntN(20) == 0 {
+			op.shortAckWait = true
 		}
 	case n < 86 && len(g.manualSubs(subs)) > 0:
 		op.kind = dAck
@@ -230,8 +256,7 @@ func runDiff(t *testing.T, seed uint64, ops int, ref, got *diffWorld, file bool)
 	}
 }
 
-func diffSeeds(t *testing.T, fixed []uint64) ([]uint64, int) {
-	ops := 60
+func diffSeeds(t *testing.T, fixed []uint64, ops int) ([]uint64, int) {
 	if s := os.Getenv("STANDIFF_OPS"); s != "" {
 		ops, _ = strconv.Atoi(s)
 	}
@@ -253,7 +278,7 @@ func diffSeeds(t *testing.T, fixed []uint64) ([]uint64, int) {
 
 func TestStanDiff(t *testing.T) {
 	nssBinary(t)
-	seeds, ops := diffSeeds(t, []uint64{1, 2, 3})
+	seeds, ops := diffSeeds(t, []uint64{1, 2, 3}, 40)
 	for _, seed := range seeds {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			ref := &diffWorld{name: "nss", url: startNSSMem(t)}
@@ -268,7 +293,7 @@ func TestStanDiff(t *testing.T) {
 // survive alike.
 func TestStanDiffFileRestart(t *testing.T) {
 	nss := nssBinary(t)
-	seeds, ops := diffSeeds(t, []uint64{1})
+	seeds, ops := diffSeeds(t, []uint64{1}, 40)
 	for _, seed := range seeds {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			rp, gp := startDiffProc(t, nss), startDiffProc(t, starlingBinary(t))
