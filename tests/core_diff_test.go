@@ -158,16 +158,16 @@ func diffReport(ref, star string, acts []diffAction, qsids map[string]string) st
 	return b.String()
 }
 
-// diffGen produces one session's steps from a seed; it never looks at the servers' answers,
+// coreDiffGen produces one session's steps from a seed; it never looks at the servers' answers,
 // so both get exactly the same bytes.
-type diffGen struct {
+type coreDiffGen struct {
 	r     *rand.Rand
 	qsids map[string]string // "conn/sid" ever used for a queue subscription
 	nr    map[int]bool      // connections that ever asked for no_responders
 	auth  bool              // the servers want user u, password p
 }
 
-func (g *diffGen) pick(xs ...string) string { return xs[g.r.Intn(len(xs))] }
+func (g *coreDiffGen) pick(xs ...string) string { return xs[g.r.Intn(len(xs))] }
 
 var diffSubjects = []string{"foo", "foo", "foo.bar", "foo.bar", "foo.*", "foo.>", ">", "*", "*.bar",
 	"foo.bar.baz", "a.>.b", "a*", "f>o", "foo..bar", ".foo", "foo.", "_INBOX.x.*", "_INBOX.x.y",
@@ -175,10 +175,10 @@ var diffSubjects = []string{"foo", "foo", "foo.bar", "foo.bar", "foo.*", "foo.>"
 
 var diffReplies = []string{"", "", "", "_INBOX.x.y", "_INBOX.x.z", "reply", "foo.bar", "r.*", "_R_.abc", "a..b"}
 
-func (g *diffGen) subject() string { return diffSubjects[g.r.Intn(len(diffSubjects))] }
+func (g *coreDiffGen) subject() string { return diffSubjects[g.r.Intn(len(diffSubjects))] }
 
 // verb returns op in one of the spellings the server must accept.
-func (g *diffGen) verb(op string) string {
+func (g *coreDiffGen) verb(op string) string {
 	switch g.r.Intn(8) {
 	case 0:
 		return strings.ToLower(op)
@@ -189,11 +189,11 @@ func (g *diffGen) verb(op string) string {
 }
 
 // sep returns a field separator: mostly one space, sometimes tabs or several.
-func (g *diffGen) sep() string { return g.pick(" ", " ", " ", " ", " ", "  ", "\t", " \t ") }
+func (g *coreDiffGen) sep() string { return g.pick(" ", " ", " ", " ", " ", "  ", "\t", " \t ") }
 
-func (g *diffGen) eol() string { return g.pick("\r\n", "\r\n", "\r\n", "\r\n", "\n", " \r\n") }
+func (g *coreDiffGen) eol() string { return g.pick("\r\n", "\r\n", "\r\n", "\r\n", "\n", " \r\n") }
 
-func (g *diffGen) payload() string {
+func (g *coreDiffGen) payload() string {
 	switch g.r.Intn(6) {
 	case 0:
 		return ""
@@ -206,7 +206,7 @@ func (g *diffGen) payload() string {
 }
 
 // connect returns a CONNECT; with all set it gives every option the generator varies.
-func (g *diffGen) connect(all bool) string {
+func (g *coreDiffGen) connect(all bool) string {
 	if g.r.Intn(12) == 0 {
 		return g.pick("CONNECT {\r\n", "CONNECT\r\n", "CONNECT [1]\r\n", `CONNECT {"verbose":"yes"}`+"\r\n",
 			"CONNECT "+`{"name":"`+strings.Repeat("n", diffMaxControl)+`"}`+"\r\n")
@@ -257,9 +257,9 @@ func (g *diffGen) connect(all bool) string {
 }
 
 // sid returns one of a few sids, so that duplicates and unknown ones happen.
-func (g *diffGen) sid() string { return g.pick("1", "2", "3", "4", "5", "x", "ü") }
+func (g *coreDiffGen) sid() string { return g.pick("1", "2", "3", "4", "5", "x", "ü") }
 
-func (g *diffGen) sub(conn int) string {
+func (g *coreDiffGen) sub(conn int) string {
 	subj, sid := g.subject(), g.sid()
 	if g.r.Intn(30) == 0 {
 		subj = strings.Repeat("s", diffMaxControl-3+g.r.Intn(6))
@@ -280,7 +280,7 @@ func (g *diffGen) sub(conn int) string {
 	return g.verb("SUB") + g.sep() + strings.Join(args, g.sep()) + g.eol()
 }
 
-func (g *diffGen) unsub(conn int) string {
+func (g *coreDiffGen) unsub(conn int) string {
 	sid := g.sid()
 	args := []string{sid}
 	if _, q := g.qsids[fmt.Sprintf("%d/%s", conn, sid)]; !q && !g.nr[conn] && g.r.Intn(3) == 0 {
@@ -310,7 +310,7 @@ func (g *diffGen) unsub(conn int) string {
 
 // size returns the byte count to declare for n bytes: mostly n, sometimes a small error
 // (small enough that the barrier's PING ends the confusion) or over max_payload.
-func (g *diffGen) size(n int) int {
+func (g *coreDiffGen) size(n int) int {
 	switch g.r.Intn(25) {
 	case 0:
 		return n + []int{-3, -1, 1, 2, 3, 5}[g.r.Intn(6)]
@@ -320,7 +320,7 @@ func (g *diffGen) size(n int) int {
 	return n
 }
 
-func (g *diffGen) pub() string {
+func (g *coreDiffGen) pub() string {
 	p := g.payload()
 	args := []string{g.subject()}
 	if r := g.pick(diffReplies...); r != "" {
@@ -343,7 +343,7 @@ func (g *diffGen) pub() string {
 	return g.verb("PUB") + g.sep() + strings.Join(args, g.sep()) + g.eol() + p + "\r\n"
 }
 
-func (g *diffGen) hpub() string {
+func (g *coreDiffGen) hpub() string {
 	h := g.pick("NATS/1.0\r\n\r\n", "NATS/1.0\r\nA: b\r\n\r\n", "NATS/1.0 503\r\n\r\n", "X\r\n\r\n", "")
 	p := g.payload()
 	if len(h)+len(p) > diffMaxPayload {
@@ -365,7 +365,7 @@ func (g *diffGen) hpub() string {
 }
 
 // op returns one protocol operation, and whether it must be the last of its step.
-func (g *diffGen) op(conn int) (string, bool) {
+func (g *coreDiffGen) op(conn int) (string, bool) {
 	switch n := g.r.Intn(100); {
 	case n < 22:
 		return g.sub(conn), false
@@ -405,7 +405,7 @@ func (g *diffGen) op(conn int) (string, bool) {
 }
 
 func genDiffSession(seed int64, auth bool) ([]diffAction, map[string]string) {
-	g := &diffGen{r: rand.New(rand.NewSource(seed)), qsids: map[string]string{}, nr: map[int]bool{}, auth: auth}
+	g := &coreDiffGen{r: rand.New(rand.NewSource(seed)), qsids: map[string]string{}, nr: map[int]bool{}, auth: auth}
 	nconn := 2 + g.r.Intn(3)
 	var acts []diffAction
 	for c := range nconn {
