@@ -240,3 +240,27 @@ func TestClampExpiries(t *testing.T) {
 		}
 	}
 }
+
+// A deaf subscription just restored is looked at again after half the time since the
+// restore: a reconnecting client waits at most half again its own delay, and the passes
+// over the grace period stay near a dozen (one every 100 ms was a hundred).
+func TestRestoredLookAgainBacksOff(t *testing.T) {
+	passes := 0
+	for since := time.Duration(0); since < restoredGrace; since += restoredLookAgain(since, time.Minute) {
+		passes++
+	}
+	if passes > 16 {
+		t.Fatalf("%d passes in the grace period, want a dozen or so", passes)
+	}
+	for _, c := range []struct{ since, ackWait, want time.Duration }{
+		{0, time.Minute, restoredRetry},
+		{-time.Second, time.Minute, restoredRetry}, // before restoredDue
+		{time.Second, time.Minute, 500 * time.Millisecond},
+		{8 * time.Second, time.Second, time.Second}, // never past an ack wait
+		{0, 10 * time.Millisecond, restoredRetry},
+	} {
+		if got := restoredLookAgain(c.since, c.ackWait); got != c.want {
+			t.Errorf("restoredLookAgain(%v, %v) = %v, want %v", c.since, c.ackWait, got, c.want)
+		}
+	}
+}
