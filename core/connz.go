@@ -159,7 +159,7 @@ func tlsVersion(v uint16) string {
 
 // asRequested returns a copy of a closed connection's ConnInfo, recorded with all of its
 // details, with those o asks for: subscriptions only with subs (subjects) or subs=detail,
-// the user and account only with auth.
+// the user and account (and its name tag) only with auth.
 func (ci *ConnInfo) asRequested(o ConnzOptions) *ConnInfo {
 	cp := *ci
 	cp.Subs, cp.SubsDetail = nil, nil
@@ -172,7 +172,7 @@ func (ci *ConnInfo) asRequested(o ConnzOptions) *ConnInfo {
 		}
 	}
 	if !o.Auth {
-		cp.AuthorizedUser, cp.Account = "", ""
+		cp.AuthorizedUser, cp.Account, cp.NameTag = "", "", ""
 	}
 	return &cp
 }
@@ -258,8 +258,8 @@ func (s *Server) Connz(o ConnzOptions) (*Connz, error) {
 			continue
 		}
 		if ci := c.connInfo(withUser, now); keep(ci) {
-			if !o.Auth {
-				ci.AuthorizedUser, ci.Account = "", ""
+			if !o.Auth { // the account's name tag too, as nats-server
+				ci.AuthorizedUser, ci.Account, ci.NameTag = "", "", ""
 			}
 			all = append(all, ci)
 		}

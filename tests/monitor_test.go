@@ -2,6 +2,7 @@ package tests
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -219,5 +220,32 @@ func TestVarzHTTPBasePath(t *testing.T) {
 	}
 	if code := getJSON(t, m, "/mon/varz", &varz); code != 200 || varz.BasePath != "/mon" {
 		t.Fatalf("/mon/varz: %d, http_base_path %q", code, varz.BasePath)
+	}
+}
+
+// /connz names a connection's account (name_tag as well as account) only with auth=1, as
+// nats-server does: without it the account stays hidden, open or closed.
+func TestConnzNameTagOnlyWithAuth(t *testing.T) {
+	m := startServer(t)
+	connect(t, m, nats.Name("open")).Flush()
+	connect(t, m, nats.Name("gone")).Close()
+	waitFor(t, 2*time.Second, func() error {
+		var connz core.Connz
+		getJSON(t, m, "/connz?state=all", &connz)
+		if connz.NumConns != 2 {
+			return errString("gone not closed yet")
+		}
+		return nil
+	})
+	for _, q := range []string{"/connz", "/connz?state=closed"} {
+		var plain, auth core.Connz
+		getJSON(t, m, q, &plain)
+		getJSON(t, m, q+map[bool]string{true: "&", false: "?"}[strings.Contains(q, "?")]+"auth=1", &auth)
+		if len(plain.Conns) != 1 || len(auth.Conns) != 1 {
+			t.Fatalf("%s: %d and %d connections", q, len(plain.Conns), len(auth.Conns))
+		}
+		if plain.Conns[0].NameTag != "" || auth.Conns[0].NameTag != core.GlobalAccount {
+			t.Errorf("%s: name_tag %q without auth, %q with auth=1", q, plain.Conns[0].NameTag, auth.Conns[0].NameTag)
+		}
 	}
 }
