@@ -150,6 +150,7 @@ func (s *Server) Varz() *Varz {
 		rin, rout, rinb, routb := s.routeTraffic()
 		in, out, inb, outb = in+rin, out+rout, inb+rinb, outb+routb
 		v.Routes = s.NumRoutes()
+		v.Remotes = v.Routes // the servers routed to: one route each (nats-server pools several)
 		v.Cluster = ClusterOptsVarz{Name: co.Name, Host: co.Host, AuthTimeout: co.AuthTimeout.Seconds(), TLSTimeout: o.TLSTimeout.Seconds(), PoolSize: 1}
 		if a := s.ClusterAddr(); a != nil {
 			v.Cluster.Port = a.Port

@@ -95,3 +95,13 @@ func TestVarzTotalsNeverGoBack(t *testing.T) {
 		t.Fatalf("in_msgs went back %d times", n)
 	}
 }
+
+// /varz remotes counts the servers routed to, as nats-server's does (it was always 0).
+func TestVarzRemotes(t *testing.T) {
+	srvs := startMesh(t, 3, nil)
+	for i, s := range srvs {
+		if v := s.Varz(); v.Remotes != 2 || v.Routes != 2 {
+			t.Errorf("server %d: remotes %d, routes %d; want 2 and 2", i, v.Remotes, v.Routes)
+		}
+	}
+}
