@@ -57,6 +57,7 @@ func New(srv *core.Server, basePath string, log *slog.Logger) *Monitor {
 		"/healthz":        m.HandleHealthz,
 		"/accountz":       m.HandleAccountz,
 		"/gatewayz":       m.HandleGatewayz,
+		"/leafz":          m.HandleLeafz,
 		MetricsPath:       m.metricsHandler(),
 	}
 	for path, a := range m.assets {
@@ -393,4 +394,10 @@ func (m *Monitor) HandleAccountz(w http.ResponseWriter, r *http.Request) {
 func (m *Monitor) HandleGatewayz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, map[string]any{"server_id": m.srv.ID(), "now": time.Now().UTC(),
 		"outbound_gateways": map[string]any{}, "inbound_gateways": map[string]any{}}, true)
+}
+
+// HandleLeafz serves /leafz in its empty form: Starling has no leafnode connections.
+// prometheus-nats-exporter -leafz decodes it; a 404 would be an error on every scrape.
+func (m *Monitor) HandleLeafz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, map[string]any{"server_id": m.srv.ID(), "now": time.Now().UTC(), "leafnodes": 0, "leafs": []any{}}, true)
 }

@@ -274,3 +274,20 @@ func TestRoutezSubsDetail(t *testing.T) {
 		t.Errorf("subs=1: %+v", r)
 	}
 }
+
+// TestLeafzEmpty: /leafz answers nats-server's form for a server without leafnodes (it
+// was a 404, which prometheus-nats-exporter -leafz fails to decode on every scrape).
+func TestLeafzEmpty(t *testing.T) {
+	srv := startCore(t)
+	rec := httptest.NewRecorder()
+	New(srv, "", nil).Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/leafz", nil))
+	var lz struct {
+		ID        string `json:"server_id"`
+		LeafNodes *int   `json:"leafnodes"`
+		Leafs     []any  `json:"leafs"`
+	}
+	if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &lz) != nil || lz.ID != srv.ID() ||
+		lz.LeafNodes == nil || *lz.LeafNodes != 0 || lz.Leafs == nil || len(lz.Leafs) != 0 {
+		t.Fatalf("/leafz: %d %s", rec.Code, rec.Body)
+	}
+}
