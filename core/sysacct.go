@@ -326,6 +326,12 @@ type sysAccStatz struct {
 	Accounts []*sysAccStat `json:"account_statz"`
 }
 
+// AccountStatz is /accstatz: the statistics of the accounts with connections here, of
+// every account with unused (nats-server's AccountStatz, as the STATZ request answers).
+func (s *Server) AccountStatz(unused bool) any {
+	return s.accountStatz("", &sysAccOptions{IncludeUnused: unused})
+}
+
 // accountStatz is nats-server's AccountStatz: the accounts named (acc, else o.Accounts, else
 // all), those without connections only with include_unused. Traffic is that of the
 // connections open now.

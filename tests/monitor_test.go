@@ -249,3 +249,43 @@ func TestConnzNameTagOnlyWithAuth(t *testing.T) {
 		}
 	}
 }
+
+// /accstatz (prometheus-nats-exporter -accstatz polls it with unused=1) lists each
+// account's connections, subscriptions and traffic; without unused, only accounts with
+// connections. It was a 404.
+func TestAccstatz(t *testing.T) {
+	m := startServer(t, "-c", writeConf(t, "accstatz.conf", "accounts { A { users [{user: a, password: a}] }, B {} }\n"))
+	nc := connect(t, m, nats.UserInfo("a", "a"))
+	got := make(chan *nats.Msg, 10)
+	_, err := nc.ChanSubscribe("acc.x", got)
+	must(t, err)
+	for range 3 {
+		must(t, nc.Publish("acc.x", []byte("abcd")))
+	}
+	recvN(t, got, 3, 2*time.Second)
+	type stat struct {
+		Account string `json:"acc"`
+		Conns   int    `json:"conns"`
+		NumSubs int    `json:"num_subscriptions"`
+		Sent    struct{ Msgs, Bytes int64 }
+		Recv    struct{ Msgs, Bytes int64 } `json:"received"`
+	}
+	var az struct {
+		ID       string `json:"server_id"`
+		Accounts []stat `json:"account_statz"`
+	}
+	if code := getJSON(t, m, "/accstatz", &az); code != 200 || az.ID == "" || len(az.Accounts) != 1 {
+		t.Fatalf("/accstatz: %d %+v", code, az)
+	}
+	if a := az.Accounts[0]; a.Account != "A" || a.Conns != 1 || a.NumSubs < 1 ||
+		a.Sent.Msgs != 3 || a.Sent.Bytes != 12 || a.Recv.Msgs != 3 || a.Recv.Bytes != 12 {
+		t.Fatalf("/accstatz: %+v", a)
+	}
+	getJSON(t, m, "/accstatz?unused=1", &az)
+	if len(az.Accounts) < 2 { // B, without connections, as well
+		t.Fatalf("/accstatz?unused=1: %+v", az.Accounts)
+	}
+	if code := getJSON(t, m, "/accstatz?unused=maybe", nil); code != http.StatusBadRequest {
+		t.Fatalf("/accstatz?unused=maybe: %d", code)
+	}
+}

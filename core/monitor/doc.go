@@ -1,7 +1,8 @@
 // Package monitor serves core's monitoring data over HTTP: /varz, /connz, /subsz
-// (/subscriptionsz), /routez, /healthz, /accountz, plus /gatewayz and /leafz in their empty
-// forms, and /metrics in the Prometheus text format (metrics.go: a collector that reads, at
-// scrape time, the counters core keeps anyway; other layers Register their own).
+// (/subscriptionsz), /routez, /healthz, /accountz, /accstatz, plus /gatewayz and /leafz in
+// their empty forms, and /metrics in the Prometheus text format (metrics.go: a collector
+// that reads, at scrape time, the counters core keeps anyway; other layers Register their
+// own).
 // It only adapts: the data comes from core.Server methods, so it can be tested without
 // HTTP and other layers (streaming) can mount their own handlers beside it.
 //

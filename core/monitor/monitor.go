@@ -56,6 +56,7 @@ func New(srv *core.Server, basePath string, log *slog.Logger) *Monitor {
 		"/routez":         m.HandleRoutez,
 		"/healthz":        m.HandleHealthz,
 		"/accountz":       m.HandleAccountz,
+		"/accstatz":       m.HandleAccountStatz,
 		"/gatewayz":       m.HandleGatewayz,
 		"/leafz":          m.HandleLeafz,
 		MetricsPath:       m.metricsHandler(),
@@ -388,6 +389,17 @@ func (m *Monitor) HandleAccountz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, az, true)
+}
+
+// HandleAccountStatz serves /accstatz: each account's connections, subscriptions and
+// traffic; unused=1 includes the accounts without connections.
+func (m *Monitor) HandleAccountStatz(w http.ResponseWriter, r *http.Request) {
+	unused, err := boolParam(r, "unused")
+	if err != nil {
+		badRequest(w, err)
+		return
+	}
+	writeJSON(w, m.srv.AccountStatz(unused), true)
 }
 
 // HandleGatewayz serves /gatewayz in its empty form.
