@@ -16,17 +16,31 @@ type Accountz struct {
 
 // AccountInfo describes one account.
 type AccountInfo struct {
-	AccountName string       `json:"account_name"`
-	UpdateTime  time.Time    `json:"update_time"` // when it was configured: at start (a reload cannot change accounts)
-	IsSystem    bool         `json:"is_system,omitempty"`
-	Expired     bool         `json:"expired"`
-	Complete    bool         `json:"complete"`
-	JetStream   bool         `json:"jetstream_enabled"`
-	LeafCnt     int          `json:"leafnode_connections"`
-	ClientCnt   int          `json:"client_connections"`
-	SubCnt      uint32       `json:"subscriptions"`
-	Exports     []ExportInfo `json:"exports,omitempty"`
-	Imports     []ImportInfo `json:"imports,omitempty"`
+	AccountName string        `json:"account_name"`
+	UpdateTime  time.Time     `json:"update_time"` // when it was configured: at start (a reload cannot change accounts)
+	IsSystem    bool          `json:"is_system,omitempty"`
+	Expired     bool          `json:"expired"`
+	Complete    bool          `json:"complete"`
+	JetStream   bool          `json:"jetstream_enabled"`
+	LeafCnt     int           `json:"leafnode_connections"`
+	ClientCnt   int           `json:"client_connections"`
+	SubCnt      uint32        `json:"subscriptions"`
+	Exports     []ExportInfo  `json:"exports,omitempty"`
+	Imports     []ImportInfo  `json:"imports,omitempty"`
+	NameTag     string        `json:"name_tag,omitempty"` // the name: no JWT gives another (prometheus-nats-exporter's account_name label)
+	Sublist     *SublistStats `json:"sublist_stats,omitempty"`
+}
+
+// SublistStats is an account's subject index statistics, as /subsz shows the server's.
+type SublistStats struct {
+	NumSubs      uint32  `json:"num_subscriptions"`
+	NumCache     uint32  `json:"num_cache"`
+	NumInserts   uint64  `json:"num_inserts"`
+	NumRemoves   uint64  `json:"num_removes"`
+	NumMatches   uint64  `json:"num_matches"`
+	CacheHitRate float64 `json:"cache_hit_rate"`
+	MaxFanout    uint32  `json:"max_fanout"`
+	AvgFanout    float64 `json:"avg_fanout"`
 }
 
 // ExportInfo is one export in AccountInfo.
@@ -60,7 +74,11 @@ func (s *Server) Accountz(name string) (*Accountz, error) {
 	if a == nil {
 		return nil, fmt.Errorf("%w: Account %s does not exist", ErrBadRequest, name)
 	}
-	ai := &AccountInfo{AccountName: a.name, UpdateTime: s.start.UTC(), IsSystem: a == s.sysAcc, Complete: true, SubCnt: uint32(a.subs.Count())}
+	ai := &AccountInfo{AccountName: a.name, UpdateTime: s.start.UTC(), IsSystem: a == s.sysAcc, Complete: true, SubCnt: uint32(a.subs.Count()),
+		NameTag: a.name}
+	st := a.subs.Stats()
+	ai.Sublist = &SublistStats{NumSubs: uint32(st.NumSubs), NumCache: uint32(st.NumCache), NumInserts: st.NumInserts,
+		NumRemoves: st.NumRemoves, NumMatches: st.NumMatches, CacheHitRate: st.CacheHitRate, MaxFanout: st.MaxFanout, AvgFanout: st.AvgFanout}
 	for _, ex := range a.cfg.Exports {
 		ei := ExportInfo{Subject: ex.Subject, Type: kindName(ex.Service), Accounts: ex.Accounts}
 		if ex.Service {

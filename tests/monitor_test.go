@@ -289,3 +289,32 @@ func TestAccstatz(t *testing.T) {
 		t.Fatalf("/accstatz?unused=maybe: %d", code)
 	}
 }
+
+// /accountz?acc= gives the account's name_tag (prometheus-nats-exporter's account_name
+// label) and its subject index statistics, as nats-server does.
+func TestAccountzNameTagSublistStats(t *testing.T) {
+	m := startServer(t, "-c", writeConf(t, "accountz.conf", "accounts { A { users [{user: a, password: a}] } }\n"))
+	nc := connect(t, m, nats.UserInfo("a", "a"))
+	for _, s := range []string{"az.one", "az.two"} {
+		_, err := nc.SubscribeSync(s)
+		must(t, err)
+	}
+	must(t, nc.Flush())
+	var az struct {
+		Detail struct {
+			Subs    uint32 `json:"subscriptions"`
+			NameTag string `json:"name_tag"`
+			Sublist *struct {
+				NumSubs    uint32 `json:"num_subscriptions"`
+				NumInserts uint64 `json:"num_inserts"`
+			} `json:"sublist_stats"`
+		} `json:"account_detail"`
+	}
+	if code := getJSON(t, m, "/accountz?acc=A", &az); code != 200 {
+		t.Fatalf("/accountz?acc=A: %d", code)
+	}
+	d := az.Detail
+	if d.NameTag != "A" || d.Sublist == nil || d.Sublist.NumSubs != d.Subs || d.Subs < 2 || d.Sublist.NumInserts < 2 {
+		t.Fatalf("/accountz?acc=A: name_tag %q, subscriptions %d, sublist_stats %+v", d.NameTag, d.Subs, d.Sublist)
+	}
+}
