@@ -27,6 +27,7 @@ type RouteInfo struct {
 	NumSubs      uint32      `json:"subscriptions"`
 	Subs         []string    `json:"subscriptions_list,omitempty"`
 	SubsDetail   []SubDetail `json:"subscriptions_list_detail,omitempty"`
+	Compression  string      `json:"compression,omitempty"` // "off": Starling never compresses a route
 }
 
 // Routez lists the registered routes, by rid; subs adds each route's interest by subject,
@@ -43,6 +44,7 @@ func (s *Server) Routez(subs, detail bool) []RouteInfo {
 			IP: c.ip, Port: c.port, Start: c.start.UTC(),
 			InMsgs: c.stats.inMsgs.Load(), OutMsgs: c.stats.outMsgs.Load(),
 			InBytes: c.stats.inBytes.Load(), OutBytes: c.stats.outBytes.Load(),
+			Compression: "off", // as nats-server names an uncompressed route (prometheus-nats-exporter's label)
 		}
 		last := time.Unix(0, c.lastAct.Load())
 		ri.LastActivity = last.UTC()

@@ -105,3 +105,13 @@ func TestVarzRemotes(t *testing.T) {
 		}
 	}
 }
+
+// /routez names each route's compression "off", as nats-server names an uncompressed route
+// (prometheus-nats-exporter's compression label); it was left out.
+func TestRoutezCompressionOff(t *testing.T) {
+	srvs := startMesh(t, 2, nil)
+	rs := srvs[0].Routez(false, false)
+	if len(rs) != 1 || rs[0].Compression != "off" {
+		t.Fatalf("routez: %+v", rs)
+	}
+}
