@@ -74,13 +74,14 @@ type ConnInfo struct {
 
 // SubDetail describes one subscription (in /connz and /subsz).
 type SubDetail struct {
-	Account string `json:"account,omitempty"`
-	Subject string `json:"subject"`
-	Queue   string `json:"qgroup,omitempty"`
-	Sid     string `json:"sid"`
-	Msgs    int64  `json:"msgs"`
-	Max     int64  `json:"max,omitempty"`
-	Cid     uint64 `json:"cid"`
+	Account    string `json:"account,omitempty"`
+	AccountTag string `json:"account_tag,omitempty"` // in /subsz: the account's name tag (no JWT: its name)
+	Subject    string `json:"subject"`
+	Queue      string `json:"qgroup,omitempty"`
+	Sid        string `json:"sid"`
+	Msgs       int64  `json:"msgs"`
+	Max        int64  `json:"max,omitempty"`
+	Cid        uint64 `json:"cid"`
 }
 
 // ErrBadRequest wraps invalid monitoring query parameters (HTTP 400).
@@ -399,6 +400,9 @@ func (s *Server) Subsz(o SubszOptions) (*Subsz, error) {
 		}
 		return list[i].Sid < list[j].Sid
 	})
+	for i := range list {
+		list[i].AccountTag = list[i].Account
+	}
 	sz.Total = len(list)
 	lo := min(o.Offset, len(list))
 	sz.Subs = list[lo : lo+min(o.Limit, len(list)-lo)] // lo+limit could overflow

@@ -318,3 +318,22 @@ func TestAccountzNameTagSublistStats(t *testing.T) {
 		t.Fatalf("/accountz?acc=A: name_tag %q, subscriptions %d, sublist_stats %+v", d.NameTag, d.Subs, d.Sublist)
 	}
 }
+
+// /subsz?subs=1 gives each subscription's account_tag beside its account, as nats-server.
+func TestSubszAccountTag(t *testing.T) {
+	m := startServer(t)
+	nc := connect(t, m)
+	_, err := nc.SubscribeSync("tag.x")
+	must(t, err)
+	must(t, nc.Flush())
+	var sz struct {
+		Subs []struct {
+			Account    string `json:"account"`
+			AccountTag string `json:"account_tag"`
+		} `json:"subscriptions_list"`
+	}
+	getJSON(t, m, "/subsz?subs=1&test=tag.x", &sz)
+	if len(sz.Subs) != 1 || sz.Subs[0].Account != core.GlobalAccount || sz.Subs[0].AccountTag != core.GlobalAccount {
+		t.Fatalf("/subsz: %+v", sz.Subs)
+	}
+}
