@@ -42,6 +42,8 @@ type Serverz struct {
 	InBytes       uint64    `json:"in_bytes"`
 	OutMsgs       uint64    `json:"out_msgs"`
 	OutBytes      uint64    `json:"out_bytes"`
+	OpenFDs       int       `json:"open_fds,omitempty"` // the process's, filled in by the HTTP handler
+	MaxFDs        int       `json:"max_fds,omitempty"`
 }
 
 // RaftInfo is a clustered node's place in the replicated log.

@@ -3,8 +3,11 @@ package monitor
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
+	"os"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/starling-io/starling/stores"
@@ -153,6 +156,7 @@ func (m *Monitor) HandleServerz(w http.ResponseWriter, r *http.Request) {
 		unavailable(w, err)
 		return
 	}
+	z.OpenFDs, z.MaxFDs = fds()
 	if r.URL.Query().Get("digest") == "1" {
 		d, err := m.s.StateDigest()
 		if err != nil {
@@ -162,6 +166,20 @@ func (m *Monitor) HandleServerz(w http.ResponseWriter, r *http.Request) {
 		z.Digest = d
 	}
 	writeJSON(w, z)
+}
+
+// fds returns the process's open file descriptors and their limit, as
+// nats-streaming-server's serverz shows them; 0 (left out) where /proc cannot tell.
+func fds() (open, limit int) {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return 0, 0
+	}
+	var rl syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl) == nil && rl.Cur <= math.MaxInt32 {
+		limit = int(rl.Cur)
+	}
+	return len(ents), limit
 }
 
 // HandleStorez serves /streaming/storez.

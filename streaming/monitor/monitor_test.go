@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"reflect"
 	"slices"
 	"strings"
@@ -340,5 +341,22 @@ func TestBounds(t *testing.T) {
 		if o, l := page(r); o != want[0] || l != want[1] {
 			t.Errorf("page(%q) = %d, %d; want %v", q, o, l, want)
 		}
+	}
+}
+
+// serverz shows the process's open file descriptors and their limit, as
+// nats-streaming-server does (where /proc tells: Linux).
+func TestServerzFDs(t *testing.T) {
+	if _, err := os.Stat("/proc/self/fd"); err != nil {
+		t.Skip("no /proc/self/fd")
+	}
+	f := start(t)
+	var z struct {
+		OpenFDs int `json:"open_fds"`
+		MaxFDs  int `json:"max_fds"`
+	}
+	f.getJSON(t, ServerPath, &z)
+	if z.OpenFDs <= 0 || z.MaxFDs < z.OpenFDs {
+		t.Fatalf("serverz open_fds %d, max_fds %d", z.OpenFDs, z.MaxFDs)
 	}
 }
