@@ -123,7 +123,9 @@ func (c *client) connInfo(o ConnzOptions, now time.Time) *ConnInfo {
 	if o.Subs || o.SubsDetail {
 		for _, sub := range c.subs {
 			if o.SubsDetail {
-				ci.SubsDetail = append(ci.SubsDetail, sub.detail())
+				d := sub.detail()
+				d.Account = "" // as nats-server: under a connection, whose account auth=1 alone names
+				ci.SubsDetail = append(ci.SubsDetail, d)
 			} else {
 				ci.Subs = append(ci.Subs, sub.subject)
 			}

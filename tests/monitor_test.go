@@ -337,3 +337,25 @@ func TestSubszAccountTag(t *testing.T) {
 		t.Fatalf("/subsz: %+v", sz.Subs)
 	}
 }
+
+// /connz?subs=detail does not name the account in each subscription, as nats-server: the
+// connection's account is shown with auth=1 alone.
+func TestConnzSubsDetailNoAccount(t *testing.T) {
+	m := startServer(t)
+	nc := connect(t, m)
+	_, err := nc.SubscribeSync("detail.x")
+	must(t, err)
+	must(t, nc.Flush())
+	connect(t, m, nats.Name("gone")).Close()
+	for _, q := range []string{"/connz?subs=detail", "/connz?subs=detail&state=all"} {
+		var connz core.Connz
+		getJSON(t, m, q, &connz)
+		for _, c := range connz.Conns {
+			for _, d := range c.SubsDetail {
+				if d.Account != "" {
+					t.Errorf("%s: subscription %s names account %q", q, d.Subject, d.Account)
+				}
+			}
+		}
+	}
+}
