@@ -120,6 +120,9 @@ func (fl *clusterFlags) override(co *core.ClusterOptions, p *problems) bool {
 		}
 	}
 	if fl.name != "" {
+		if strings.Contains(fl.name, " ") {
+			p.add(flagOrigin("cluster_name").errorf("%q cannot contain spaces", fl.name))
+		}
 		co.Name = fl.name
 	}
 	if fl.advertise != "" {

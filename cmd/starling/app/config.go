@@ -67,7 +67,7 @@ func (r *fileReader) listenKey(s *settings, key, path string, e *conf.Entry) boo
 	case "prof_port", "profile":
 		s.profilePort, _ = r.intIn(e, path, -1, 65535)
 	case "server_name":
-		o.ServerName, _ = r.str(e, path)
+		o.ServerName, _ = r.name(e, path)
 	case "client_advertise":
 		o.ClientAdvertise, _ = r.str(e, path)
 	default:
@@ -253,6 +253,17 @@ func (r *fileReader) str(e *conf.Entry, path string) (string, bool) {
 		return "", false
 	}
 	return v, true
+}
+
+// name reads a server or cluster name: nats-server refuses spaces in one (it is sent in
+// route INFO and in $SYS subjects), so a configuration it refuses is refused here too.
+func (r *fileReader) name(e *conf.Entry, path string) (string, bool) {
+	v, ok := r.str(e, path)
+	if ok && strings.Contains(v, " ") {
+		r.p.at(e.KeyPos, path, "%q cannot contain spaces", v)
+		return "", false
+	}
+	return v, ok
 }
 
 func (r *fileReader) boolean(e *conf.Entry, path string) (bool, bool) {

@@ -38,6 +38,11 @@ func TestConfigErrors(t *testing.T) {
 			[]string{`1:1: server_name: expected a string, got map`}},
 		{"bad duration", "write_deadline: 1s\nping_interval: \"soon\"\n",
 			[]string{`2:1: ping_interval: expected a duration, got string "soon"`}},
+		// nats-server refuses names with spaces (they go into subjects and route INFO).
+		{"server name with a space", "server_name: \"a b\"\n",
+			[]string{`1:1: server_name: "a b" cannot contain spaces`}},
+		{"cluster name with a space", "cluster {\n  listen: \"127.0.0.1:-1\"\n  name: \"a b\"\n}\n",
+			[]string{`3:3: cluster.name: "a b" cannot contain spaces`}},
 		{"port out of range", "port: 70000",
 			[]string{`1:1: port: 70000 is out of range (-1..65535)`}},
 		{"bad listen", "listen: \"nohostport\"",

@@ -269,7 +269,7 @@ func fileKeys() []fileKey {
 // String names a schema kind in the reference.
 func (k kind) String() string {
 	switch k {
-	case kString:
+	case kString, kName:
 		return "string"
 	case kInt:
 		return "int"

@@ -33,6 +33,7 @@ const (
 	kMap           // a nested block with keys
 	kMapOf         // a block of named blocks (e.g. per-channel limits), each with keys
 	kTLS           // a tls block, read like the top-level one
+	kName          // a string without spaces (server and cluster names, as nats-server)
 )
 
 // field is one key of a reserved block: its canonical name first, then its aliases.
@@ -59,7 +60,7 @@ func (s schema) lookup(key string) (field, bool) {
 // clusterSchema is nats-server's cluster block.
 func clusterSchema() schema {
 	return schema{
-		f(kString, "name"),
+		f(kName, "name"),
 		f(kAddr, "listen"),
 		f(kString, "host", "net"),
 		f(kPort, "port"),
@@ -110,6 +111,8 @@ func (r *fileReader) reservedValue(e *conf.Entry, path string, fd field) (any, b
 			return nil, false
 		}
 		return s, ok
+	case kName:
+		return r.name(e, path)
 	case kInt:
 		return r.intIn(e, path, -1, math.MaxInt64)
 	case kPort:

@@ -156,6 +156,9 @@ func (s *settings) build(p *problems) {
 	case s.httpsPort != 0 && !s.tls.on:
 		p.add(s.httpsAt.errorf("HTTPS monitoring needs a tls block (or --tlscert/--tlskey) with the server certificate"))
 	}
+	if strings.Contains(s.core.ServerName, " ") { // the file's is refused where it is read
+		p.add(flagOrigin("server_name").errorf("%q cannot contain spaces", s.core.ServerName))
+	}
 	s.core.Cluster = s.buildCluster(p)
 	s.warnings = nil
 	for _, k := range s.clusterUnused {
