@@ -49,7 +49,7 @@ type Options struct {
 	MaxPayload       int
 	MaxControlLine   int
 	MaxConnections   int // 0: DefaultMaxConnections; NoClientConnections: none
-	MaxSubscriptions int // per connection; 0 = unlimited
+	MaxSubscriptions int // per connection; 0 or negative = unlimited
 	MaxPending       int64
 	PingInterval     time.Duration
 	PingMax          int

@@ -91,7 +91,7 @@ func (r *fileReader) limitKey(s *settings, key, path string, e *conf.Entry) bool
 			o.MaxConnections = cmp.Or(n, core.NoClientConnections) // 0: none, as nats-server
 		}
 	case "max_subscriptions", "max_subs":
-		o.MaxSubscriptions, _ = r.intIn(e, path, 0, math.MaxInt32)
+		o.MaxSubscriptions, _ = r.intIn(e, path, -1, math.MaxInt32) // below 1: unlimited (-1 as nats-server)
 	case "max_pending":
 		s.limitAt[key] = fileOrigin(e.KeyPos, path)
 		n, _ := r.size(e, path, math.MaxInt64)

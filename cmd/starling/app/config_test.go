@@ -502,3 +502,16 @@ func TestMaxConnectionsZeroMeansNone(t *testing.T) {
 		t.Errorf("a negative flag value: %v", err)
 	}
 }
+
+// A negative max_subscriptions is unlimited, as nats-server takes it (its /varz shows -1);
+// before, the file was refused as out of range.
+func TestMaxSubscriptionsNegativeIsUnlimited(t *testing.T) {
+	dir := t.TempDir()
+	m := NewMain(&bytes.Buffer{}, &bytes.Buffer{})
+	if err := m.ParseFlags([]string{"-c", writeFile(t, dir, "subs.conf", "max_subscriptions: -1\n")}); err != nil {
+		t.Fatal(err)
+	}
+	if got := m.cfg.core.MaxSubscriptions; got != -1 {
+		t.Errorf("MaxSubscriptions %d, want -1", got)
+	}
+}
