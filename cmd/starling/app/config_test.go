@@ -43,6 +43,11 @@ func TestConfigErrors(t *testing.T) {
 			[]string{`1:1: server_name: "a b" cannot contain spaces`}},
 		{"cluster name with a space", "cluster {\n  listen: \"127.0.0.1:-1\"\n  name: \"a b\"\n}\n",
 			[]string{`3:3: cluster.name: "a b" cannot contain spaces`}},
+		// A nats-server feature Starling lacks is named as such, not as a typo.
+		{"nats-server only key", "port: 4222\njetstream {\n  store_dir: /tmp/js\n}\n",
+			[]string{`2:1: jetstream: a nats-server setting Starling does not support`}},
+		{"nats-server only account key", "accounts {\n  A {\n    jetstream: enabled\n  }\n}\n",
+			[]string{`3:5: accounts.A.jetstream: a nats-server setting Starling does not support`}},
 		{"port out of range", "port: 70000",
 			[]string{`1:1: port: 70000 is out of range (-1..65535)`}},
 		{"bad listen", "listen: \"nohostport\"",
