@@ -64,6 +64,7 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"--tlscert", filepath.Join(dir, "missing.pem"), "--tlskey", "x"}, 1, "flag --tlscert"},
 		{[]string{"-t", "-n", "a b"}, 1, `flag --server_name: "a b" cannot contain spaces`},
 		{[]string{"-t", "--cluster", "nats://127.0.0.1:-1", "--cluster_name", "a b"}, 1, `flag --cluster_name: "a b" cannot contain spaces`},
+		{[]string{"-t", "-p", "70000"}, 1, "flag --port: 70000 is out of range (-1..65535)"},
 		{[]string{"--signal", "reload"}, 1, "no process to signal"},
 		{[]string{"--signal", "reload=" + filepath.Join(dir, "none.pid")}, 1, "PID file"},
 	} {

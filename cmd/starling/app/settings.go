@@ -164,8 +164,14 @@ func (s *settings) build(p *problems) {
 	for _, k := range s.clusterUnused {
 		s.warnings = append(s.warnings, k.at.String()+" "+k.why)
 	}
+	// The file's port is range-checked where it is read; one out of range here is the
+	// flag's, named as such rather than by core's "invalid options".
+	portBad := s.core.Port < -1 || s.core.Port > 65535
+	if portBad {
+		p.add(flagOrigin("port").errorf("%d is out of range (-1..65535)", s.core.Port))
+	}
 	limitsBad := s.checkLimits(p)
-	if s.accountsBad || limitsBad {
+	if s.accountsBad || limitsBad || portBad {
 		// already reported where they were written
 	} else if _, err := core.New(s.coreOptions(nil)); err != nil {
 		p.add(err)
