@@ -365,7 +365,7 @@ func configureFor(args []string, help io.Writer, starting bool) (*settings, erro
 		if errors.Is(err, ErrHelp) {
 			f.writeHelp(help)
 		}
-		return nil, err
+		return nil, natsServerFlag(err)
 	}
 	if f.fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q (flags start with -)", f.fs.Arg(0))
@@ -396,6 +396,26 @@ func configureFor(args []string, help io.Writer, starting bool) (*settings, erro
 		return s, err
 	}
 	return s, nil
+}
+
+// natsServerOnlyFlags are nats-server flags of what Starling does not implement (JetStream,
+// syslog, route connect retries, -VV/-DVV trace levels).
+var natsServerOnlyFlags = map[string]bool{"js": true, "jetstream": true, "store_dir": true, "syslog": true,
+	"s": true, "remote_syslog": true, "r": true, "connect_retries": true, "max_traced_msg_len": true,
+	"help_tls": true, "VV": true, "DVV": true}
+
+// natsServerFlag turns "flag provided but not defined" for a nats-server flag into an
+// error saying Starling does not support it, rather than that it does not exist.
+func natsServerFlag(err error) error {
+	name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: -")
+	if !ok || !natsServerOnlyFlags[name] {
+		return err
+	}
+	dashes := "-"
+	if len(name) > 3 { // as the user most likely wrote it (nats-server's help shows --name)
+		dashes = "--"
+	}
+	return fmt.Errorf("flag %s%s: a nats-server flag Starling does not support", dashes, name)
 }
 
 // checkStart checks, for a start and -t, what is used only once the server runs: the ports
