@@ -383,7 +383,7 @@ func TestCreateAndDeleteAtMetaRewrite(t *testing.T) {
 			delete(want, del)
 		}
 	}
-	// No Close: as after a crash (everything above was synced).
+	filestore.Abandon(s) // no Close: as after a crash (everything above was synced)
 	s2, err := filestore.Open(dir, opts)
 	if err != nil {
 		t.Fatalf("reopen: %v", err)
@@ -542,8 +542,8 @@ func TestDeleteChannelsFsyncs(t *testing.T) {
 	if want := []string{"meta.log"}; !slices.Equal(got, want) {
 		t.Fatalf("DeleteChannels of 10 fsynced %v, want %v", got, want)
 	}
-	if ents, err := os.ReadDir(dir); err != nil || len(ents) != 1 {
-		t.Fatalf("store directory after the deletions: %v %v", ents, err)
+	if ents, err := os.ReadDir(dir); err != nil || len(ents) != 2 || ents[0].Name() != "LOCK" || ents[1].Name() != "meta.log" {
+		t.Fatalf("store directory after the deletions: %v %v, want LOCK and meta.log", ents, err)
 	}
 }
 

@@ -508,6 +508,7 @@ func TestDamageBeforeSyncMark(t *testing.T) {
 			if d := s.Damaged(); len(d) != 1 || !errors.As(d[0], &de) || de.File != tail || !strings.Contains(de.Reason, "sync mark") {
 				t.Fatalf("Damaged() = %v", d)
 			}
+			s.abandon() // Verify refuses a store in use
 			r, err := Verify(dir, Options{})
 			if err != nil || len(r.Problems) != 1 || r.Problems[0].Kind != ProblemCorrupt || r.Problems[0].File != tail {
 				t.Fatalf("Verify: %v %+v", err, r.Problems)

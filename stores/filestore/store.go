@@ -134,6 +134,7 @@ type Store struct {
 	tombs    map[string]uint64
 	nextDir  uint64
 	fds      *fdCache
+	lock     *os.File // the directory's lock (lock.go), held until Close
 	closed   bool
 	clean    bool // the previous run ended with Close (Recover's Clean)
 	// closeAt: meta.log's T and L records by directory number: what a clean Close fsynced
@@ -182,6 +183,21 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
+	lock, err := lockDir(dir, false)
+	if err != nil {
+		return nil, err
+	}
+	s, err := openLocked(dir, opts, limits)
+	if err != nil {
+		_ = lock.Close()
+		return nil, err
+	}
+	s.lock = lock
+	return s, nil
+}
+
+// openLocked is Open once the directory is locked.
+func openLocked(dir string, opts Options, limits *stores.LimitsSet) (*Store, error) {
 	s := &Store{dir: dir, opts: opts, limits: limits, clients: map[string]stores.ClientInfo{},
 		channels: map[string]*channel{}, damaged: map[string]*channel{}, tombs: map[string]uint64{}, nextDir: 1,
 		fds: &fdCache{max: opts.MaxOpenSegments}}
@@ -710,7 +726,18 @@ func (s *Store) Close() error {
 	if s.opts.pending != nil { // a clean stop leaves everything on disk
 		errs = append(errs, s.autoSyncPass())
 	}
+	s.mu.Lock()
+	s.unlock() // last: everything above is written
+	s.mu.Unlock()
 	return errors.Join(errs...)
+}
+
+// unlock releases the directory's lock; caller holds mu.
+func (s *Store) unlock() {
+	if s.lock != nil {
+		_ = s.lock.Close()
+		s.lock = nil
+	}
 }
 
 // stopAutoSync stops the AutoSync goroutine and waits for it. Caller holds mu (the
@@ -738,4 +765,5 @@ func (s *Store) abandon() {
 	}
 	s.meta.close(false)
 	s.opts.wb.stop()
+	s.unlock()
 }

@@ -110,6 +110,13 @@ type segInfo struct {
 // record CRCs, sequence continuity within and across segments, and indexes. The store must
 // not be open. The error is for failures to read the directory; defects are in Report.
 func Verify(dir string, opts Options) (Report, error) {
+	lock, err := lockDir(dir, true)
+	if err != nil {
+		return Report{Dir: dir}, err
+	}
+	if lock != nil {
+		defer lock.Close()
+	}
 	r, _, err := verify(dir)
 	return r, err
 }
@@ -547,6 +554,14 @@ func Repair(dir string, opts Options) (Report, error) {
 	if opts.Logger == nil {
 		opts.Logger = slogDiscard()
 	}
+	if err := stores.CheckImportMarker(dir); err != nil { // before the lock file is made
+		return Report{Dir: dir}, fmt.Errorf("filestore: %w", err)
+	}
+	lock, err := lockDir(dir, false)
+	if err != nil {
+		return Report{Dir: dir}, err
+	}
+	defer lock.Close()
 	rep, infos, err := verify(dir)
 	if err != nil {
 		return rep, err

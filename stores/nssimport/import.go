@@ -180,6 +180,10 @@ func markerLeft(tmp, dir string, err error) error {
 // while a proof whose meta.log is missing makes the store refuse to open.
 func movedLast(name string) bool { return name == "meta.end" }
 
+// notMoved: the file store's lock file (filestore's LOCK), which guards the store while it
+// is open and holds nothing: removed with tmp, the target makes its own when opened.
+func notMoved(name string) bool { return name == "LOCK" }
+
 // moveStep renames from to to; or (from empty) fsyncs the directory to; or (to empty)
 // removes from.
 type moveStep struct{ from, to string }
@@ -194,16 +198,25 @@ func (st moveStep) do() error {
 	return os.Rename(st.from, st.to)
 }
 
-// movePlan orders the moves of moveInto: directories first, then the top-level files
+// movePlan orders the moves of moveInto: the lock file removed (notMoved), directories first, then the top-level files
 // (filestore's meta.log, bolt's file) that name them, then movedLast ones, each group made
 // durable before the next; then tmp is removed and, last, the marker (writeMarker), each
 // made durable. A crash before the marker's removal leaves a directory stores refuse to
 // open, whatever was moved (channel directories no store file names, or nothing, would
 // otherwise open as a new empty store); one after it, the whole store.
 func movePlan(tmp, dir string) ([]moveStep, error) {
-	entries, err := os.ReadDir(tmp)
+	all, err := os.ReadDir(tmp)
 	if err != nil {
 		return nil, err
+	}
+	var steps []moveStep
+	entries := all[:0]
+	for _, e := range all {
+		if !e.IsDir() && notMoved(e.Name()) {
+			steps = append(steps, moveStep{from: filepath.Join(tmp, e.Name())})
+			continue
+		}
+		entries = append(entries, e)
 	}
 	rank := func(e os.DirEntry) int {
 		switch {
@@ -215,7 +228,6 @@ func movePlan(tmp, dir string) ([]moveStep, error) {
 		return 1
 	}
 	sort.SliceStable(entries, func(i, j int) bool { return rank(entries[i]) < rank(entries[j]) })
-	var steps []moveStep
 	for i, e := range entries {
 		if i > 0 && rank(entries[i-1]) != rank(e) {
 			steps = append(steps, moveStep{to: dir})
