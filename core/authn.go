@@ -47,11 +47,11 @@ func (c *client) authTimeout() {
 }
 
 // authenticate checks CONNECT's credentials (or the TLS certificate with verify_and_map)
-// and installs the identity's permissions. The returned error is for the server log only:
-// it never carries a secret. One wrapping auth.ErrCheckAborted means the auth timer fired
-// (or the client closed) while the check waited for bcrypt, or a reload during the check
-// refused the client: the client has its answer.
-func (c *client) authenticate(opts *connectOpts) error {
+// and returns the identity and the authenticator that vouched for it, for adoptIdentity
+// once the CONNECT's other checks pass. The returned error is for the server log only: it
+// never carries a secret. One wrapping auth.ErrCheckAborted means the auth timer fired (or
+// the client closed) while the check waited for bcrypt: the client has its answer.
+func (c *client) authenticate(opts *connectOpts) (*auth.Identity, *auth.Authenticator, error) {
 	o := c.srv.o()
 	var id *auth.Identity
 	if o.Auth != nil {
@@ -73,13 +73,19 @@ func (c *client) authenticate(opts *connectOpts) error {
 			c.mu.Unlock()
 		}
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 	}
-	c.setIdentity(id, o.Auth)
+	return id, o.Auth, nil
+}
+
+// adoptIdentity installs the identity authenticate returned, with its permissions. An
+// error wrapping auth.ErrCheckAborted means a reload since the check refused the client.
+func (c *client) adoptIdentity(id *auth.Identity, by *auth.Authenticator) error {
+	c.setIdentity(id, by)
 	// A reload during the check skipped this client as not yet authenticated: apply it
 	// now (after setIdentity, so that one of the two always sees the other).
-	if c.srv.o().Auth != o.Auth && !c.reauthenticate() {
+	if c.srv.o().Auth != by && !c.reauthenticate() {
 		return fmt.Errorf("%w: user removed or credentials changed by a reload during the check", auth.ErrCheckAborted)
 	}
 	return nil

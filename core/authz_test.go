@@ -613,3 +613,29 @@ func TestConnectAuthenticatedFirst(t *testing.T) {
 	c.expect("-ERR 'invalid client protocol'\r\n")
 	c.expectClosed()
 }
+
+// A second CONNECT refused for another fault than its credentials leaves the connection
+// as it was: its user stays the first one (as the closed connection's record shows).
+// Before, the valid credentials of the refused CONNECT were adopted first.
+func TestRefusedSecondConnectKeepsTheIdentity(t *testing.T) {
+	s := startCore(t, func(o *core.Options) { o.Auth = aliceBob(t) })
+	c, _ := dial(t, s)
+	c.send(`CONNECT {"verbose":false,"user":"alice","pass":"password"}` + "\r\nPING\r\n")
+	c.expect("PONG\r\n")
+	c.send(`CONNECT {"verbose":false,"user":"bob","pass":"bobpw","protocol":2}` + "\r\n")
+	c.expect("-ERR 'invalid client protocol'\r\n")
+	c.expectClosed()
+	var z *core.Connz
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		var err error
+		if z, err = s.Connz(core.ConnzOptions{State: "closed", Auth: true}); err == nil && len(z.Conns) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no closed connection recorded: %v %+v", err, z)
+		}
+	}
+	if u := z.Conns[0].AuthorizedUser; u != "alice" {
+		t.Fatalf("the closed connection's user is %q, want alice", u)
+	}
+}

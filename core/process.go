@@ -29,13 +29,18 @@ func (c *client) ProcessConnect(arg []byte) error {
 	}
 	srvHeaders := !c.srv.o().NoHeaderSupport
 	opts.Headers = opts.Headers && srvHeaders
-	// nats-server's order: credentials first, then the CONNECT's other faults.
-	if err := c.authenticate(&opts); err != nil {
+	// nats-server's order: credentials first, then the CONNECT's other faults; the identity
+	// is adopted only once all of them pass (a refused second CONNECT changes nothing).
+	refused := func(err error) error {
 		if !errors.Is(err, auth.ErrCheckAborted) { // else the auth timer has logged it
 			c.srv.logRefusedLogin(c, "authentication failed", loginName(&opts), err)
 			c.refusedConnect(&opts)
 		} // else timed out (no event, as nats-server), or refused by a reload, which announced it
 		return wire.ErrAuthorization
+	}
+	id, by, err := c.authenticate(&opts)
+	if err != nil {
+		return refused(err)
 	}
 	switch {
 	case opts.Account != nil || opts.NewAccount != nil:
@@ -46,6 +51,9 @@ func (c *client) ProcessConnect(arg []byte) error {
 		return wire.ErrBadProtocol
 	case opts.NoResponders && !opts.Headers:
 		return wire.ErrNoRespondersNeedsHeaders
+	}
+	if err := c.adoptIdentity(id, by); err != nil {
+		return refused(err)
 	}
 	if c.connected {
 		// A second CONNECT: what was subscribed under the first identity (and account)
