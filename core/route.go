@@ -52,10 +52,11 @@ type routeState struct {
 
 	// Owned by the read goroutine: the account of the last line, and the unknown account
 	// names already logged (those whose interest was dropped too).
-	lastAcc     *account
-	lastSet     *accountSet // the account set lastAcc was found in
-	unknownAccs map[string]bool
-	droppedAccs map[string]bool
+	lastAcc      *account
+	lastSet      *accountSet // the account set lastAcc was found in
+	unknownAccs  map[string]bool
+	droppedAccs  map[string]bool
+	droppedReset time.Time // when droppedAccs was last cleared (limboFreed)
 
 	// Guarded by the client's mu: the peer's interest in accounts this server does not
 	// have, kept for an account of that name a reload may add (moveRouteInterest).

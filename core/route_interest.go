@@ -6,6 +6,7 @@ import (
 
 	"github.com/starling-io/starling/core/subject"
 	"github.com/starling-io/starling/core/wire"
+	"time"
 )
 
 // Interest propagation: every route learns, per subject and queue group, whether this
@@ -176,6 +177,21 @@ func (c *client) limboFull(accName []byte) {
 // maxDroppedLogged bounds the accounts named by limboFull's warnings, per route.
 const maxDroppedLogged = 64
 
+// droppedRenamedEvery bounds how often limboFull's warnings start again, per route: a drop
+// once the limbo had room again is news, but interest churning at the bound is not worth
+// 65 lines each time.
+const droppedRenamedEvery = time.Minute
+
+// limboFreed: the limbo made room, so later drops are logged again (at most every
+// droppedRenamedEvery). On the read goroutine, which owns droppedAccs.
+func (st *routeState) limboFreed() {
+	if len(st.droppedAccs) == 0 || time.Since(st.droppedReset) < droppedRenamedEvery {
+		return
+	}
+	clear(st.droppedAccs)
+	st.droppedReset = time.Now()
+}
+
 // RouteUnsub drops the peer's interest.
 func (c *client) RouteUnsub(accName, subj, queue []byte) error {
 	if !c.routeReady() {
@@ -192,8 +208,7 @@ func (c *client) RouteUnsub(accName, subj, queue []byte) error {
 		c.mu.Lock()
 		if a := c.route.limbo[sub.acc.name]; a == sub.acc && a.subs.Count() == 0 {
 			delete(c.route.limbo, a.name) // no interest left to keep: room for another
-			// A drop after this one is news again: log it (owned by this goroutine).
-			clear(c.route.droppedAccs)
+			c.route.limboFreed()
 		}
 		c.mu.Unlock()
 	}

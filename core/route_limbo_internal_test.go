@@ -184,3 +184,23 @@ func TestRouteInterestDroppedIsLogged(t *testing.T) {
 		t.Fatalf("the interest in A3 dropped twice is named %d times, want 2; the log:\n%s", named, text)
 	}
 }
+
+// The warnings start again when the limbo makes room, but at most every
+// droppedRenamedEvery: interest churning at the bound does not log 65 lines each time.
+func TestLimboFreedRenamesAtMostEveryMinute(t *testing.T) {
+	st := &routeState{droppedAccs: map[string]bool{"A": true}}
+	st.limboFreed()
+	if len(st.droppedAccs) != 0 {
+		t.Fatal("the first room made did not clear the accounts named")
+	}
+	st.droppedAccs["A"] = true
+	st.limboFreed()
+	if !st.droppedAccs["A"] {
+		t.Fatal("cleared again within a minute")
+	}
+	st.droppedReset = time.Now().Add(-droppedRenamedEvery)
+	st.limboFreed()
+	if len(st.droppedAccs) != 0 {
+		t.Fatal("not cleared a minute later")
+	}
+}
