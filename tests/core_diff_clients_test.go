@@ -48,17 +48,17 @@ func diffClientScenario(t *testing.T, url string) []string {
 
 	nc := conn()
 	// No responders, new and old request styles, with and without headers.
-	_, err := nc.Request("nobody", []byte("x"), time.Second)
+	_, err := nc.Request("nobody", []byte("x"), 5*time.Second)
 	add("request to nobody: %s", errText(err))
 	m := nats.NewMsg("nobody")
 	m.Header.Set("K", "v")
-	_, err = nc.RequestMsg(m, time.Second)
+	_, err = nc.RequestMsg(m, 5*time.Second)
 	add("request with headers to nobody: %s", errText(err))
 	old := conn(nats.UseOldRequestStyle())
-	_, err = old.Request("nobody", []byte("x"), time.Second)
+	_, err = old.Request("nobody", []byte("x"), 5*time.Second)
 	add("old-style request to nobody: %s", errText(err))
 	// The old style subscribes a fresh inbox with "UNSUB sid 1" each time.
-	_, err = old.Request("nobody", nil, time.Second)
+	_, err = old.Request("nobody", nil, 5*time.Second)
 	add("second old-style request to nobody: %s", errText(err))
 
 	// A responder echoing headers and payload, with one of its own.

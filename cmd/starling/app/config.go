@@ -241,24 +241,29 @@ func (r *fileReader) unknown(e *conf.Entry, path string) {
 	if parts := strings.Split(key, "."); len(parts) == 3 && parts[0] == "accounts" {
 		key = "accounts.*." + parts[2]
 	}
-	if natsServerOnly[key] {
+	if natsServerOnly(key) {
 		r.p.at(e.KeyPos, path, "a nats-server setting Starling does not support")
 		return
 	}
 	r.p.at(e.KeyPos, path, "unknown configuration key")
 }
 
-// natsServerOnly are nats-server keys of features Starling does not implement (JetStream,
-// leaf nodes, gateways, websocket, MQTT, operator mode, syslog and some tuning knobs).
-var natsServerOnly = map[string]bool{
-	"jetstream": true, "leafnodes": true, "leaf": true, "websocket": true, "ws": true, "mqtt": true,
-	"gateway": true, "operator": true, "operators": true, "resolver": true, "resolver_preload": true,
-	"trusted": true, "trusted_keys": true, "syslog": true, "remote_syslog": true,
-	"connect_error_reports": true, "reconnect_error_reports": true, "max_traced_msg_len": true,
-	"disable_sublist_cache": true, "no_sublist_cache": true, "max_closed_clients": true, "ocsp": true,
-	"ocsp_cache": true, "default_js_domain": true, "no_system_account": true, "mappings": true,
-	"no_fast_producer_stall": true, "write_timeout": true,
-	"accounts.*.jetstream": true, "accounts.*.mappings": true,
+// natsServerOnly reports nats-server keys of features Starling does not implement
+// (JetStream, leaf nodes, gateways, websocket, MQTT, operator mode, syslog and some tuning
+// knobs).
+func natsServerOnly(key string) bool {
+	switch key {
+	case "jetstream", "leafnodes", "leaf", "websocket", "ws", "mqtt",
+		"gateway", "operator", "operators", "resolver", "resolver_preload",
+		"trusted", "trusted_keys", "syslog", "remote_syslog",
+		"connect_error_reports", "reconnect_error_reports", "max_traced_msg_len",
+		"disable_sublist_cache", "no_sublist_cache", "max_closed_clients", "ocsp",
+		"ocsp_cache", "default_js_domain", "no_system_account", "mappings",
+		"no_fast_producer_stall", "write_timeout",
+		"accounts.*.jetstream", "accounts.*.mappings":
+		return true
+	}
+	return false
 }
 
 // fail reports an error from an Entry.As* helper, naming the key by its full path.

@@ -117,7 +117,7 @@ func TestReferenceKeysCoverTheReaders(t *testing.T) {
 		"limit":              {"streaming.store_limits.", "streaming.store_limits.channels.<channel>."},
 		"fileOptions":        {"streaming.file_options."},
 	}
-	notReaders := []string{"isStreamingKey", "reservedFor", "flagSuffix"}
+	notReaders := []string{"isStreamingKey", "reservedFor", "flagSuffix", "natsServerOnly"}
 	fset := token.NewFileSet()
 	for _, file := range []string{"config.go", "config_auth.go", "config_streaming.go", "config_fileopts.go", "config_accounts.go", "tls.go", "cluster.go", "reserved.go"} {
 		af, err := parser.ParseFile(fset, file, nil, 0)

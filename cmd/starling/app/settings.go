@@ -398,17 +398,22 @@ func configureFor(args []string, help io.Writer, starting bool) (*settings, erro
 	return s, nil
 }
 
-// natsServerOnlyFlags are nats-server flags of what Starling does not implement (JetStream,
-// syslog, route connect retries, -VV/-DVV trace levels).
-var natsServerOnlyFlags = map[string]bool{"js": true, "jetstream": true, "store_dir": true, "syslog": true,
-	"s": true, "remote_syslog": true, "r": true, "connect_retries": true, "max_traced_msg_len": true,
-	"help_tls": true, "VV": true, "DVV": true}
+// natsServerOnlyFlag reports nats-server flags of what Starling does not implement
+// (JetStream, syslog, route connect retries, -VV/-DVV trace levels).
+func natsServerOnlyFlag(name string) bool {
+	switch name {
+	case "js", "jetstream", "store_dir", "syslog", "s", "remote_syslog", "r", "connect_retries",
+		"max_traced_msg_len", "help_tls", "VV", "DVV":
+		return true
+	}
+	return false
+}
 
 // natsServerFlag turns "flag provided but not defined" for a nats-server flag into an
 // error saying Starling does not support it, rather than that it does not exist.
 func natsServerFlag(err error) error {
 	name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: -")
-	if !ok || !natsServerOnlyFlags[name] {
+	if !ok || !natsServerOnlyFlag(name) {
 		return err
 	}
 	dashes := "-"
