@@ -48,6 +48,10 @@ func TestConfigErrors(t *testing.T) {
 			[]string{`2:1: jetstream: a nats-server setting Starling does not support`}},
 		{"nats-server only account key", "accounts {\n  A {\n    jetstream: enabled\n  }\n}\n",
 			[]string{`3:5: accounts.A.jetstream: a nats-server setting Starling does not support`}},
+		// Encryption asked for, which Starling's stores do not do: refused, not a warning
+		// (the messages would be kept in plain text).
+		{"streaming encrypt", "streaming {\n  encrypt: true\n  encryption_key: \"k\"\n}\n",
+			[]string{`2:3: streaming.encrypt: is true, but Starling does not encrypt its stores: the messages would be kept in plain text; set it false (or remove it) and encrypt the file system instead`}},
 		{"port out of range", "port: 70000",
 			[]string{`1:1: port: 70000 is out of range (-1..65535)`}},
 		{"bad listen", "listen: \"nohostport\"",

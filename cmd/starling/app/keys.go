@@ -257,6 +257,9 @@ func fileKeys() []fileKey {
 	// The keys of later milestones, straight from their schema.
 	for _, fd := range streamingReservedSchema() {
 		doc := "accepted and type-checked; it " + reservedFor(fd.names[0]) + " (a warning at start)"
+		if fd.names[0] == "encrypt" {
+			doc = "`false` is accepted; `true` is refused: the stores do not encrypt, and the messages would be kept in plain text (encrypt the file system instead)"
+		}
 		keys = append(keys, fileKey{path: "streaming." + fd.names[0], aliases: fd.names[1:], typ: fd.kind.String(), doc: doc})
 		for _, sub := range fd.keys {
 			keys = append(keys, fileKey{path: "streaming." + fd.names[0] + "." + sub.names[0], aliases: sub.names[1:], typ: sub.kind.String(),

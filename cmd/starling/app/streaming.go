@@ -150,6 +150,13 @@ func (st *streamSettings) build(p *problems, routed bool) {
 		if !ok {
 			o = origin{name: "streaming." + k}
 		}
+		if k == "encrypt" && st.reserved[k] == true {
+			// A warning alone let a migrated configuration keep its messages in plain text
+			// where its author asked for them encrypted.
+			p.add(o.errorf("is true, but Starling does not encrypt its stores: the messages would be kept in plain text; " +
+				"set it false (or remove it) and encrypt the file system instead"))
+			continue
+		}
 		st.warn("%s %s", o, reservedFor(k))
 	}
 }
