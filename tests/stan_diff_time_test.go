@@ -25,6 +25,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/stan.go"
+	"github.com/nats-io/stan.go/pb"
 
 	"github.com/starling-io/starling/core"
 	"github.com/starling-io/starling/raftlog"
@@ -461,6 +462,267 @@ func pingScenario(s *timeSrv, l *tlog) {
 	wait("stop")
 }
 
+// timeRawClient registers client id over a bare NATS connection whose heartbeat inbox is
+// subscribed (when listen) but never answered: a client that is paused, not gone.
+func timeRawClient(url, id string, listen bool) (*nats.Conn, *pb.ConnectResponse, error) {
+	nc, err := nats.Connect(url)
+	if err != nil {
+		return nil, nil, err
+	}
+	hb := nats.NewInbox()
+	if listen {
+		if _, err := nc.SubscribeSync(hb); err != nil {
+			return nc, nil, err
+		}
+	}
+	req, _ := (&pb.ConnectRequest{ClientID: id, HeartbeatInbox: hb}).Marshal()
+	m, err := nc.Request("_STAN.discover.test-cluster", req, 5*time.Second)
+	if err != nil {
+		return nc, nil, err
+	}
+	cr := &pb.ConnectResponse{}
+	if err := cr.Unmarshal(m.Data); err != nil {
+		return nc, nil, err
+	}
+	if cr.Error != "" {
+		return nc, nil, fmt.Errorf("%s", cr.Error)
+	}
+	return nc, cr, nil
+}
+
+// timeRawSubscribe subscribes the raw client (auto ack wait 30 s; nothing is acknowledged).
+func timeRawSubscribe(nc *nats.Conn, cr *pb.ConnectResponse, id, ch, durable string) string {
+	inbox := nats.NewInbox()
+	if _, err := nc.SubscribeSync(inbox); err != nil {
+		return errStr(err)
+	}
+	req, _ := (&pb.SubscriptionRequest{ClientID: id, Subject: ch, Inbox: inbox, MaxInFlight: 10, AckWaitInSecs: 30,
+		DurableName: durable, StartPosition: pb.StartPosition_NewOnly}).Marshal()
+	m, err := nc.Request(cr.SubRequests, req, 5*time.Second)
+	if err != nil {
+		return errStr(err)
+	}
+	r := &pb.SubscriptionResponse{}
+	if err := r.Unmarshal(m.Data); err != nil {
+		return errStr(err)
+	}
+	if r.Error != "" {
+		return "error: " + r.Error
+	}
+	return "ok"
+}
+
+// pausedScenario (the heartbeat server): a client that does not answer heartbeats is
+// closed like a gone one.
+func pausedScenario(s *timeSrv, l *tlog) {
+	nc, cr, err := timeRawClient(s.url, "pz", true)
+	if nc != nil {
+		defer nc.Close()
+	}
+	l.add("raw connect: %s", errStr(err))
+	if err != nil {
+		return
+	}
+	l.add("raw plain: %s", timeRawSubscribe(nc, cr, "pz", "pzc", ""))
+	l.add("raw durable: %s", timeRawSubscribe(nc, cr, "pz", "pzc", "pd"))
+	p, err := tconn(s.url, "pzp")
+	if err != nil {
+		l.add("connect: %v", err)
+		return
+	}
+	defer p.Close()
+	l.add("publish: %s", errStr(p.Publish("pzc", []byte("m1"))))
+	time.Sleep(2500 * time.Millisecond)
+	if sub := collect(l, p, "other", "pzc", false); sub != nil {
+		l.add("close: %s", errStr(sub.Close()))
+	}
+	sc, err := tconn(s.url, "pz")
+	l.add("connect pz: %s", errStr(err))
+	if err != nil {
+		return
+	}
+	defer sc.Close()
+	collect(l, sc, "durable again", "pzc", false, stan.DurableName("pd"))
+	time.Sleep(300 * time.Millisecond)
+}
+
+// dupPausedScenario: a connect with the ID of a registered client that does not answer
+// (no subscriber on its heartbeat inbox, or one that never replies) replaces it.
+func dupPausedScenario(s *timeSrv, l *tlog) {
+	for _, listen := range []bool{false, true} {
+		id := fmt.Sprintf("dp-%v", listen)
+		nc, _, err := timeRawClient(s.url, id, listen)
+		l.add("raw %s: %s", id, errStr(err))
+		sc, err := tconn(s.url, id)
+		l.add("connect %s: %s", id, errStr(err))
+		if sc != nil {
+			_ = sc.Close()
+		}
+		if nc != nil {
+			nc.Close()
+		}
+	}
+}
+
+// durableResumeScenario: a durable closed with unacknowledged messages gets them again,
+// flagged, as soon as it is back, then the rest.
+func durableResumeScenario(s *timeSrv, l *tlog) {
+	sc, err := tconn(s.url, "dr")
+	if err != nil {
+		l.add("connect: %v", err)
+		return
+	}
+	defer sc.Close()
+	for i := 1; i <= 4; i++ {
+		l.add("publish: %s", errStr(sc.Publish("dr", []byte(fmt.Sprint(i)))))
+	}
+	opts := []stan.SubscriptionOption{stan.DurableName("d"), stan.DeliverAllAvailable(), stan.SetManualAckMode(),
+		stan.MaxInflight(2), stan.AckWait(time.Second)}
+	sub := collect(l, sc, "first", "dr", false, opts...)
+	time.Sleep(300 * time.Millisecond)
+	if sub != nil {
+		l.add("close: %s", errStr(sub.Close()))
+	}
+	sub, err = sc.Subscribe("dr", func(m *stan.Msg) {
+		l.deliver("again", "%d%s", m.Sequence, redelivMark(m.Redelivered))
+		_ = m.Ack()
+	}, opts...)
+	l.add("subscribe again: %s", errStr(err))
+	time.Sleep(1500 * time.Millisecond)
+}
+
+// queueLeaveScenario: a queue member that leaves with unacknowledged messages hands them
+// to the member that stays.
+func queueLeaveScenario(s *timeSrv, l *tlog) {
+	sc, err := tconn(s.url, "ql")
+	if err != nil {
+		l.add("connect: %v", err)
+		return
+	}
+	defer sc.Close()
+	a, err := sc.QueueSubscribe("ql", "q", func(m *stan.Msg) {
+		l.deliver("a", "%d%s", m.Sequence, redelivMark(m.Redelivered))
+	}, stan.SetManualAckMode(), stan.MaxInflight(2), stan.AckWait(time.Second))
+	l.add("subscribe a: %s", errStr(err))
+	for i := 1; i <= 2; i++ {
+		l.add("publish: %s", errStr(sc.Publish("ql", []byte(fmt.Sprint(i)))))
+	}
+	time.Sleep(200 * time.Millisecond)
+	_, err = sc.QueueSubscribe("ql", "q", func(m *stan.Msg) {
+		l.deliver("b", "%d%s", m.Sequence, redelivMark(m.Redelivered))
+		_ = m.Ack()
+	}, stan.SetManualAckMode(), stan.AckWait(time.Second))
+	l.add("subscribe b: %s", errStr(err))
+	if a != nil {
+		l.add("close a: %s", errStr(a.Close()))
+	}
+	time.Sleep(1500 * time.Millisecond)
+}
+
+// ageDurableScenario (max_age 1 s): a durable's unacknowledged message that expires
+// while the durable is offline is not sent on its return.
+func ageDurableScenario(s *timeSrv, l *tlog) {
+	sc, err := tconn(s.url, "agd")
+	if err != nil {
+		l.add("connect: %v", err)
+		return
+	}
+	defer sc.Close()
+	opts := []stan.SubscriptionOption{stan.DurableName("d"), stan.DeliverAllAvailable(), stan.SetManualAckMode(), stan.AckWait(10 * time.Second)}
+	sub := collect(l, sc, "first", "agd", false, opts...)
+	l.add("publish: %s", errStr(sc.Publish("agd", []byte("old"))))
+	time.Sleep(200 * time.Millisecond)
+	if sub != nil {
+		l.add("close: %s", errStr(sub.Close()))
+	}
+	time.Sleep(1500 * time.Millisecond)
+	l.add("publish: %s", errStr(sc.Publish("agd", []byte("new"))))
+	collect(l, sc, "again", "agd", false, opts...)
+	time.Sleep(300 * time.Millisecond)
+}
+
+// inactivityUnsubScenario (max_inactivity 1 s): the inactivity counts from the last
+// subscription's removal, not from the last publish. Looked at 0.65 s after each.
+func inactivityUnsubScenario(s *timeSrv, l *tlog) {
+	sc, err := tconn(s.url, "inu")
+	if err != nil {
+		l.add("connect: %v", err)
+		return
+	}
+	defer sc.Close()
+	l.add("publish: %s", errStr(sc.Publish("inu", []byte("a"))))
+	sub := collect(l, sc, "first", "inu", false, stan.DeliverAllAvailable())
+	time.Sleep(700 * time.Millisecond)
+	if sub != nil {
+		l.add("unsubscribe: %s", errStr(sub.Unsubscribe()))
+	}
+	time.Sleep(650 * time.Millisecond)
+	collect(l, sc, "look", "inu", true, stan.DeliverAllAvailable())
+	time.Sleep(300 * time.Millisecond)
+}
+
+// durableShrinkScenario: a durable back with a smaller MaxInflight than its unacknowledged
+// messages.
+func durableShrinkScenario(s *timeSrv, l *tlog) {
+	sc, err := tconn(s.url, "ds")
+	if err != nil {
+		l.add("connect: %v", err)
+		return
+	}
+	defer sc.Close()
+	for i := 1; i <= 4; i++ {
+		l.add("publish: %s", errStr(sc.Publish("ds", []byte(fmt.Sprint(i)))))
+	}
+	sub := collect(l, sc, "first", "ds", false, stan.DurableName("d"), stan.DeliverAllAvailable(), stan.SetManualAckMode(),
+		stan.MaxInflight(3), stan.AckWait(time.Second))
+	time.Sleep(300 * time.Millisecond)
+	if sub != nil {
+		l.add("close: %s", errStr(sub.Close()))
+	}
+	var mu sync.Mutex
+	n := 0
+	_, err = sc.Subscribe("ds", func(m *stan.Msg) {
+		l.deliver("again", "%d%s", m.Sequence, redelivMark(m.Redelivered))
+		mu.Lock()
+		defer mu.Unlock()
+		if n++; n > 2 { // the first two stay unacknowledged for an ack wait
+			_ = m.Ack()
+		}
+	}, stan.DurableName("d"), stan.SetManualAckMode(), stan.MaxInflight(1), stan.AckWait(time.Second))
+	l.add("subscribe again: %s", errStr(err))
+	time.Sleep(2500 * time.Millisecond)
+}
+
+// queueLastLeaveScenario: the last member of a plain queue group leaves with unacknowledged
+// messages; a new member of that name starts a new group.
+func queueLastLeaveScenario(s *timeSrv, l *tlog) {
+	sc, err := tconn(s.url, "qx")
+	if err != nil {
+		l.add("connect: %v", err)
+		return
+	}
+	defer sc.Close()
+	for _, durable := range []string{"", "dq"} {
+		ch := "qx" + durable
+		a, err := sc.QueueSubscribe(ch, "q", func(m *stan.Msg) {
+			l.deliver(ch+" a", "%d%s", m.Sequence, redelivMark(m.Redelivered))
+		}, stan.DurableName(durable), stan.SetManualAckMode(), stan.MaxInflight(2), stan.AckWait(time.Second))
+		l.add("subscribe a: %s", errStr(err))
+		l.add("publish: %s", errStr(sc.Publish(ch, []byte("1"))))
+		time.Sleep(200 * time.Millisecond)
+		if a != nil {
+			l.add("close a: %s", errStr(a.Close()))
+		}
+		l.add("publish: %s", errStr(sc.Publish(ch, []byte("2"))))
+		_, err = sc.QueueSubscribe(ch, "q", func(m *stan.Msg) {
+			l.deliver(ch+" b", "%d%s", m.Sequence, redelivMark(m.Redelivered))
+			_ = m.Ack()
+		}, stan.DurableName(durable), stan.SetManualAckMode(), stan.AckWait(time.Second))
+		l.add("subscribe b: %s", errStr(err))
+	}
+	time.Sleep(1500 * time.Millisecond)
+}
+
 func TestStanDiffTime(t *testing.T) {
 	nssBinary(t)
 	base := [2]*timeSrv{startNSSTime(t), startStarlingTime(t, nil, nil)}
@@ -486,5 +748,13 @@ func TestStanDiffTime(t *testing.T) {
 	add("heartbeats", hb, hbScenario)
 	add("duplicate-id", base, dupScenario)
 	add("pings", ping, pingScenario)
+	add("paused", hb, pausedScenario)
+	add("duplicate-paused", base, dupPausedScenario)
+	add("durable-resume", base, durableResumeScenario)
+	add("queue-leave", base, queueLeaveScenario)
+	add("maxage-durable", age, ageDurableScenario)
+	add("maxinactivity-unsub", inact, inactivityUnsubScenario)
+	add("durable-shrink", base, durableShrinkScenario)
+	add("queue-last-leave", base, queueLastLeaveScenario)
 	diffTime(t, cases)
 }
