@@ -723,16 +723,109 @@ func queueLastLeaveScenario(s *timeSrv, l *tlog) {
 	time.Sleep(1500 * time.Millisecond)
 }
 
+// startTimeScenario: StartAtTime and StartAtTimeDelta pick by the messages' timestamps.
+func startTimeScenario(s *timeSrv, l *tlog) {
+	sc, err := tconn(s.url, "st")
+	if err != nil {
+		l.add("connect: %v", err)
+		return
+	}
+	defer sc.Close()
+	before := time.Now().Add(-time.Second)
+	l.add("publish: %s", errStr(sc.Publish("st", []byte("m1"))))
+	time.Sleep(400 * time.Millisecond)
+	between := time.Now()
+	time.Sleep(400 * time.Millisecond)
+	l.add("publish: %s", errStr(sc.Publish("st", []byte("m2"))))
+	collect(l, sc, "before", "st", false, stan.StartAtTime(before))
+	collect(l, sc, "between", "st", false, stan.StartAtTime(between))
+	collect(l, sc, "delta", "st", false, stan.StartAtTimeDelta(200*time.Millisecond))
+	collect(l, sc, "future", "st", false, stan.StartAtTime(time.Now().Add(time.Hour)))
+	time.Sleep(200 * time.Millisecond)
+	l.add("publish: %s", errStr(sc.Publish("st", []byte("m3"))))
+	time.Sleep(300 * time.Millisecond)
+}
+
+// inactivityGroupScenario (max_inactivity 1 s, heartbeats of 300 ms): a channel whose only
+// subscription is an offline durable queue group, and one whose subscriber's client the
+// heartbeats close.
+func inactivityGroupScenario(s *timeSrv, l *tlog) {
+	sc, err := tconn(s.url, "ig")
+	if err != nil {
+		l.add("connect: %v", err)
+		return
+	}
+	defer sc.Close()
+	dead, err := tconn(s.url, "igdead")
+	if err != nil {
+		l.add("connect: %v", err)
+		return
+	}
+	q, err := sc.QueueSubscribe("ig1", "q", func(m *stan.Msg) { l.deliver("member", "%d", m.Sequence) },
+		stan.DurableName("dq"), stan.DeliverAllAvailable())
+	l.add("subscribe member: %s", errStr(err))
+	l.add("publish: %s", errStr(sc.Publish("ig1", []byte("a"))))
+	collect(l, dead, "dead", "ig2", false)
+	l.add("publish: %s", errStr(sc.Publish("ig2", []byte("b"))))
+	time.Sleep(100 * time.Millisecond)
+	if q != nil {
+		l.add("close member: %s", errStr(q.Close()))
+	}
+	dead.NatsConn().Close()
+	time.Sleep(3 * time.Second)
+	_, err = sc.QueueSubscribe("ig1", "q", func(m *stan.Msg) { l.deliver("member again", "%s", m.Data) },
+		stan.DurableName("dq"), stan.DeliverAllAvailable())
+	l.add("subscribe member again: %s", errStr(err))
+	// Deleted channels: sequences not compared (see inactivityScenario).
+	collect(l, sc, "ig1 all", "ig1", true, stan.DeliverAllAvailable())
+	collect(l, sc, "ig2 all", "ig2", true, stan.DeliverAllAvailable())
+	l.add("publish: %s", errStr(sc.Publish("ig1", []byte("c"))))
+	time.Sleep(300 * time.Millisecond)
+}
+
+// hbQueueScenario (heartbeats of 300 ms): the heartbeats close a client whose durable queue
+// member holds unacknowledged messages; the live member gets them.
+func hbQueueScenario(s *timeSrv, l *tlog) {
+	live, err := tconn(s.url, "hqlive")
+	if err != nil {
+		l.add("connect: %v", err)
+		return
+	}
+	defer live.Close()
+	dead, err := tconn(s.url, "hqdead")
+	if err != nil {
+		l.add("connect: %v", err)
+		return
+	}
+	_, err = dead.QueueSubscribe("hq", "q", func(m *stan.Msg) { l.deliver("dead", "%d%s", m.Sequence, redelivMark(m.Redelivered)) },
+		stan.DurableName("d"), stan.SetManualAckMode(), stan.MaxInflight(5), stan.AckWait(30*time.Second))
+	l.add("subscribe dead: %s", errStr(err))
+	for i := 1; i <= 2; i++ {
+		l.add("publish: %s", errStr(live.Publish("hq", []byte(fmt.Sprint(i)))))
+	}
+	time.Sleep(200 * time.Millisecond)
+	_, err = live.QueueSubscribe("hq", "q", func(m *stan.Msg) {
+		l.deliver("live", "%d%s", m.Sequence, redelivMark(m.Redelivered))
+		_ = m.Ack()
+	}, stan.DurableName("d"), stan.SetManualAckMode(), stan.AckWait(30*time.Second))
+	l.add("subscribe live: %s", errStr(err))
+	dead.NatsConn().Close()
+	time.Sleep(2500 * time.Millisecond)
+}
+
+// hbFast: heartbeats every 300 ms, 300 ms to answer, closed after 2 failures.
+func hbFast(o *streaming.Options) {
+	o.HBInterval, o.HBTimeout, o.HBFailCount = 300*time.Millisecond, 300*time.Millisecond, 2
+}
+
 func TestStanDiffTime(t *testing.T) {
 	nssBinary(t)
 	base := [2]*timeSrv{startNSSTime(t), startStarlingTime(t, nil, nil)}
 	age := [2]*timeSrv{startNSSTime(t, "-ma", "1s"), startStarlingTime(t, func(l *stores.Limits) { l.MaxAge = time.Second }, nil)}
-	inact := [2]*timeSrv{startNSSTime(t, "-mi", "1s"),
-		startStarlingTime(t, func(l *stores.Limits) { l.MaxInactivity = time.Second }, nil)}
+	inact := [2]*timeSrv{startNSSTime(t, "-mi", "1s", "-hbi", "300ms", "-hbt", "300ms", "-hbf", "2"),
+		startStarlingTime(t, func(l *stores.Limits) { l.MaxInactivity = time.Second }, hbFast)}
 	hb := [2]*timeSrv{startNSSTime(t, "-hbi", "300ms", "-hbt", "300ms", "-hbf", "2", "-msu", "2"),
-		startStarlingTime(t, func(l *stores.Limits) { l.MaxSubs = 2 }, func(o *streaming.Options) {
-			o.HBInterval, o.HBTimeout, o.HBFailCount = 300*time.Millisecond, 300*time.Millisecond, 2
-		})}
+		startStarlingTime(t, func(l *stores.Limits) { l.MaxSubs = 2 }, hbFast)}
 	ping := [2]*timeSrv{startNSSTime(t), startStarlingTime(t, nil, nil)}
 	var cases []*timeCase
 	add := func(name string, srv [2]*timeSrv, f func(*timeSrv, *tlog)) {
@@ -756,5 +849,8 @@ func TestStanDiffTime(t *testing.T) {
 	add("maxinactivity-unsub", inact, inactivityUnsubScenario)
 	add("durable-shrink", base, durableShrinkScenario)
 	add("queue-last-leave", base, queueLastLeaveScenario)
+	add("start-time", base, startTimeScenario)
+	add("maxinactivity-groups", inact, inactivityGroupScenario)
+	add("heartbeats-queue", hb, hbQueueScenario)
 	diffTime(t, cases)
 }
