@@ -813,6 +813,55 @@ func hbQueueScenario(s *timeSrv, l *tlog) {
 	time.Sleep(2500 * time.Millisecond)
 }
 
+// ageStaggerScenario (max_age 1 s): messages expire one by one, each at its own age.
+func ageStaggerScenario(s *timeSrv, l *tlog) {
+	sc, err := tconn(s.url, "ags")
+	if err != nil {
+		l.add("connect: %v", err)
+		return
+	}
+	defer sc.Close()
+	l.add("publish: %s", errStr(sc.Publish("ags", []byte("m1"))))
+	time.Sleep(600 * time.Millisecond)
+	l.add("publish: %s", errStr(sc.Publish("ags", []byte("m2"))))
+	time.Sleep(700 * time.Millisecond) // m1 is 1.3 s old, m2 0.7 s
+	collect(l, sc, "all", "ags", false, stan.DeliverAllAvailable())
+	collect(l, sc, "seq1", "ags", false, stan.StartAtSequence(1))
+	time.Sleep(200 * time.Millisecond)
+}
+
+// limitPendingScenario (max_msgs 2): an unacknowledged message that the limit removes is
+// not redelivered.
+func limitPendingScenario(s *timeSrv, l *tlog) {
+	sc, err := tconn(s.url, "lp")
+	if err != nil {
+		l.add("connect: %v", err)
+		return
+	}
+	defer sc.Close()
+	collect(l, sc, "unacked", "lp", false, stan.SetManualAckMode(), stan.MaxInflight(1), stan.AckWait(time.Second))
+	for i := 1; i <= 3; i++ {
+		l.add("publish: %s", errStr(sc.Publish("lp", []byte(fmt.Sprint(i)))))
+	}
+	time.Sleep(2500 * time.Millisecond)
+}
+
+// inactivityKeptScenario (max_inactivity 1 s): publishes every 0.6 s keep a channel.
+func inactivityKeptScenario(s *timeSrv, l *tlog) {
+	sc, err := tconn(s.url, "ik")
+	if err != nil {
+		l.add("connect: %v", err)
+		return
+	}
+	defer sc.Close()
+	for i := 1; i <= 4; i++ {
+		l.add("publish: %s", errStr(sc.Publish("ik", []byte(fmt.Sprint(i)))))
+		time.Sleep(600 * time.Millisecond)
+	}
+	collect(l, sc, "all", "ik", false, stan.DeliverAllAvailable())
+	time.Sleep(300 * time.Millisecond)
+}
+
 // hbFast: heartbeats every 300 ms, 300 ms to answer, closed after 2 failures.
 func hbFast(o *streaming.Options) {
 	o.HBInterval, o.HBTimeout, o.HBFailCount = 300*time.Millisecond, 300*time.Millisecond, 2
@@ -826,6 +875,7 @@ func TestStanDiffTime(t *testing.T) {
 		startStarlingTime(t, func(l *stores.Limits) { l.MaxInactivity = time.Second }, hbFast)}
 	hb := [2]*timeSrv{startNSSTime(t, "-hbi", "300ms", "-hbt", "300ms", "-hbf", "2", "-msu", "2"),
 		startStarlingTime(t, func(l *stores.Limits) { l.MaxSubs = 2 }, hbFast)}
+	mm := [2]*timeSrv{startNSSTime(t, "-mm", "2"), startStarlingTime(t, func(l *stores.Limits) { l.MaxMsgs = 2 }, nil)}
 	ping := [2]*timeSrv{startNSSTime(t), startStarlingTime(t, nil, nil)}
 	var cases []*timeCase
 	add := func(name string, srv [2]*timeSrv, f func(*timeSrv, *tlog)) {
@@ -852,5 +902,8 @@ func TestStanDiffTime(t *testing.T) {
 	add("start-time", base, startTimeScenario)
 	add("maxinactivity-groups", inact, inactivityGroupScenario)
 	add("heartbeats-queue", hb, hbQueueScenario)
+	add("maxage-stagger", age, ageStaggerScenario)
+	add("maxmsgs-pending", mm, limitPendingScenario)
+	add("maxinactivity-kept", inact, inactivityKeptScenario)
 	diffTime(t, cases)
 }
