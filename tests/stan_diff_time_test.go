@@ -475,7 +475,8 @@ func timeRawClient(url, id string, listen bool) (*nats.Conn, *pb.ConnectResponse
 			return nc, nil, err
 		}
 	}
-	req, _ := (&pb.ConnectRequest{ClientID: id, HeartbeatInbox: hb}).Marshal()
+	req, _ := (&pb.ConnectRequest{ClientID: id, HeartbeatInbox: hb, Protocol: 1, ConnID: []byte(id + "-conn"),
+		PingInterval: 1, PingMaxOut: 3}).Marshal()
 	m, err := nc.Request("_STAN.discover.test-cluster", req, 5*time.Second)
 	if err != nil {
 		return nc, nil, err
@@ -512,6 +513,24 @@ func timeRawSubscribe(nc *nats.Conn, cr *pb.ConnectResponse, id, ch, durable str
 	return "ok"
 }
 
+// timeRawPing sends a client ping with the connection ID of timeRawClient(id) and returns
+// the server's answer.
+func timeRawPing(nc *nats.Conn, cr *pb.ConnectResponse, id string) string {
+	req, _ := (&pb.Ping{ConnID: []byte(id + "-conn")}).Marshal()
+	m, err := nc.Request(cr.PingRequests, req, 3*time.Second)
+	if err != nil {
+		return errStr(err)
+	}
+	r := &pb.PingResponse{}
+	if err := r.Unmarshal(m.Data); err != nil {
+		return errStr(err)
+	}
+	if r.Error != "" {
+		return "error: " + r.Error
+	}
+	return "ok"
+}
+
 // pausedScenario (the heartbeat server): a client that does not answer heartbeats is
 // closed like a gone one.
 func pausedScenario(s *timeSrv, l *tlog) {
@@ -532,7 +551,9 @@ func pausedScenario(s *timeSrv, l *tlog) {
 	}
 	defer p.Close()
 	l.add("publish: %s", errStr(p.Publish("pzc", []byte("m1"))))
+	l.add("ping: %s", timeRawPing(nc, cr, "pz"))
 	time.Sleep(2500 * time.Millisecond)
+	l.add("ping after heartbeats: %s", timeRawPing(nc, cr, "pz"))
 	if sub := collect(l, p, "other", "pzc", false); sub != nil {
 		l.add("close: %s", errStr(sub.Close()))
 	}
@@ -551,10 +572,13 @@ func pausedScenario(s *timeSrv, l *tlog) {
 func dupPausedScenario(s *timeSrv, l *tlog) {
 	for _, listen := range []bool{false, true} {
 		id := fmt.Sprintf("dp-%v", listen)
-		nc, _, err := timeRawClient(s.url, id, listen)
+		nc, cr, err := timeRawClient(s.url, id, listen)
 		l.add("raw %s: %s", id, errStr(err))
 		sc, err := tconn(s.url, id)
 		l.add("connect %s: %s", id, errStr(err))
+		if cr != nil {
+			l.add("old one pings: %s", timeRawPing(nc, cr, id))
+		}
 		if sc != nil {
 			_ = sc.Close()
 		}
