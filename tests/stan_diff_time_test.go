@@ -157,7 +157,11 @@ func inactivityScenario(s *timeSrv, l *tlog) {
 }
 
 // durableResumeScenario: a durable closed with unacknowledged messages gets them again,
-// flagged, as soon as it is back, then the rest.
+// flagged, as soon as it is back, then the rest. With the same ack wait only: when the
+// durable comes back with another one, nss times the resume's redeliveries by the old ack
+// wait and the ack timer armed before the close (old 4 s, new 1 s: next redelivery 5 s
+// after the first delivery, then every second), where Starling applies the new ack wait
+// at once (1.2 s), as the spec's §7.4 says: an artifact of nss's single ack timer.
 func durableResumeScenario(s *timeSrv, l *tlog) {
 	sc, err := tconn(s.url, "dr")
 	if err != nil {
@@ -424,6 +428,31 @@ func inactivityKeptScenario(s *timeSrv, l *tlog) {
 	time.Sleep(300 * time.Millisecond)
 }
 
+// queueStallScenario: in a queue group, a member that holds its one message unacknowledged
+// and one that acknowledges everything; where the timed-out message goes.
+func queueStallScenario(s *timeSrv, l *tlog) {
+	sc, err := tconn(s.url, "qs")
+	if err != nil {
+		l.add("connect: %v", err)
+		return
+	}
+	defer sc.Close()
+	_, err = sc.QueueSubscribe("qs", "q", func(m *stan.Msg) { l.deliver("a", "%d%s", m.Sequence, redelivMark(m.Redelivered)) },
+		stan.SetManualAckMode(), stan.MaxInflight(1), stan.AckWait(time.Second))
+	l.add("subscribe a: %s", errStr(err))
+	time.Sleep(100 * time.Millisecond)
+	_, err = sc.QueueSubscribe("qs", "q", func(m *stan.Msg) {
+		l.deliver("b", "%d%s", m.Sequence, redelivMark(m.Redelivered))
+		_ = m.Ack()
+	}, stan.SetManualAckMode(), stan.AckWait(time.Second))
+	l.add("subscribe b: %s", errStr(err))
+	for i := 1; i <= 3; i++ {
+		l.add("publish: %s", errStr(sc.Publish("qs", []byte(fmt.Sprint(i)))))
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(1600 * time.Millisecond)
+}
+
 func TestStanDiffTime(t *testing.T) {
 	nssBinary(t)
 	rounds := 1
@@ -477,5 +506,6 @@ func timeRound(t *testing.T) {
 	add("maxage-stagger", age, ageStaggerScenario)
 	add("maxmsgs-pending", mm, limitPendingScenario)
 	add("maxinactivity-kept", inact, inactivityKeptScenario)
+	add("queue-stall", base, queueStallScenario)
 	diffTime(t, cases)
 }
