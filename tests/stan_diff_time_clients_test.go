@@ -5,10 +5,12 @@ package tests
 
 import (
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/stan.go"
+	"github.com/nats-io/stan.go/pb"
 )
 
 // hbScenario (heartbeats every 300 ms, 300 ms to answer, closed after 2 failures, at most
@@ -195,4 +197,73 @@ func hbQueueScenario(s *timeSrv, l *tlog) {
 	l.add("subscribe live: %s", errStr(err))
 	dead.NatsConn().Close()
 	time.Sleep(2500 * time.Millisecond)
+}
+
+// hbFailingScenario (heartbeats every 300 ms, closed only after 30 failures): while a client
+// misses heartbeats, its plain subscription gets no redeliveries and its queue member no
+// messages (the other member gets them); once it answers again, the redeliveries resume.
+func hbFailingScenario(s *timeSrv, l *tlog) {
+	var answer atomic.Bool
+	answer.Store(true)
+	phase := atomic.Int32{}
+	nc, err := nats.Connect(s.url)
+	if err != nil {
+		l.add("connect: %v", err)
+		return
+	}
+	defer nc.Close()
+	hb := nats.NewInbox()
+	_, _ = nc.Subscribe(hb, func(m *nats.Msg) {
+		if answer.Load() {
+			_ = m.Respond(nil)
+		}
+	})
+	req, _ := (&pb.ConnectRequest{ClientID: "hf", HeartbeatInbox: hb}).Marshal()
+	m, err := nc.Request("_STAN.discover.test-cluster", req, 5*time.Second)
+	cr := &pb.ConnectResponse{}
+	if err == nil {
+		err = cr.Unmarshal(m.Data)
+	}
+	if err != nil || cr.Error != "" {
+		l.add("raw connect: %v %s", err, cr.Error)
+		return
+	}
+	sub := func(ch, queue string, ackWait int32) {
+		inbox := nats.NewInbox()
+		_, _ = nc.Subscribe(inbox, func(m *nats.Msg) {
+			mp := &pb.MsgProto{}
+			if mp.Unmarshal(m.Data) == nil {
+				l.deliver(fmt.Sprintf("raw %s phase%d", ch, phase.Load()), "%d%s", mp.Sequence, redelivMark(mp.Redelivered))
+			}
+		})
+		req, _ := (&pb.SubscriptionRequest{ClientID: "hf", Subject: ch, QGroup: queue, Inbox: inbox, MaxInFlight: 10,
+			AckWaitInSecs: ackWait, StartPosition: pb.StartPosition_NewOnly}).Marshal()
+		m, err := nc.Request(cr.SubRequests, req, 5*time.Second)
+		r := &pb.SubscriptionResponse{}
+		if err == nil {
+			err = r.Unmarshal(m.Data)
+		}
+		l.add("raw subscribe %s: %s %s", ch, errStr(err), r.Error)
+	}
+	sub("hf1", "", 1)
+	sub("hf2", "q", 30)
+	o, err := tconn(s.url, "hfo")
+	if err != nil {
+		l.add("connect: %v", err)
+		return
+	}
+	defer o.Close()
+	_, err = o.QueueSubscribe("hf2", "q", func(m *stan.Msg) { l.deliver("other hf2", "%d", m.Sequence) })
+	l.add("subscribe other: %s", errStr(err))
+	l.add("publish: %s", errStr(o.Publish("hf1", []byte("1"))))
+	time.Sleep(100 * time.Millisecond)
+	answer.Store(false) // from here, the first failure is seen within 0.6 s
+	time.Sleep(900 * time.Millisecond)
+	for i := 1; i <= 3; i++ {
+		l.add("publish: %s", errStr(o.Publish("hf2", []byte(fmt.Sprint(i)))))
+	}
+	time.Sleep(1300 * time.Millisecond)
+	phase.Store(1)
+	answer.Store(true)
+	time.Sleep(1100 * time.Millisecond)
 }

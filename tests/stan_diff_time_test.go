@@ -25,6 +25,7 @@ import (
 	"github.com/nats-io/stan.go"
 
 	"github.com/starling-io/starling/stores"
+	"github.com/starling-io/starling/streaming"
 )
 
 // redeliverScenario publishes one message per element of needs on its own channel, then
@@ -477,6 +478,8 @@ func timeRound(t *testing.T) {
 	hb := [2]*timeSrv{startNSSTime(t, "-hbi", "300ms", "-hbt", "300ms", "-hbf", "2", "-msu", "2"),
 		startStarlingTime(t, func(l *stores.Limits) { l.MaxSubs = 2 }, hbFast)}
 	mm := [2]*timeSrv{startNSSTime(t, "-mm", "2"), startStarlingTime(t, func(l *stores.Limits) { l.MaxMsgs = 2 }, nil)}
+	hbSlow := [2]*timeSrv{startNSSTime(t, "-hbi", "300ms", "-hbt", "300ms", "-hbf", "30"),
+		startStarlingTime(t, nil, func(o *streaming.Options) { hbFast(o); o.HBFailCount = 30 })}
 	ping := [2]*timeSrv{startNSSTime(t), startStarlingTime(t, nil, nil)}
 	var cases []*timeCase
 	add := func(name string, srv [2]*timeSrv, f func(*timeSrv, *tlog)) {
@@ -507,5 +510,6 @@ func timeRound(t *testing.T) {
 	add("maxmsgs-pending", mm, limitPendingScenario)
 	add("maxinactivity-kept", inact, inactivityKeptScenario)
 	add("queue-stall", base, queueStallScenario)
+	add("heartbeats-failing", hbSlow, hbFailingScenario)
 	diffTime(t, cases)
 }
