@@ -71,11 +71,17 @@ func dupScenario(s *timeSrv, l *tlog) {
 		l.add("connect: %v", err)
 		return
 	}
+	// The dead client's durable, with an unacknowledged message, goes to its replacement.
+	collect(l, c, "dead durable", "dup", false, stan.DurableName("dd"), stan.SetManualAckMode(), stan.AckWait(30*time.Second))
+	l.add("publish: %s", errStr(a.Publish("dup", []byte("z"))))
+	time.Sleep(200 * time.Millisecond)
 	c.NatsConn().Close()
 	d, err := tconn(s.url, "dup2")
 	l.add("second dup2 when dead: %s", errStr(err))
 	if d != nil {
+		collect(l, d, "durable again", "dup", false, stan.DurableName("dd"))
 		l.add("it publishes: %s", errStr(d.Publish("dup", []byte("y"))))
+		time.Sleep(300 * time.Millisecond)
 		_ = d.Close()
 	}
 }
