@@ -180,7 +180,7 @@ func durableResumeScenario(s *timeSrv, l *tlog) {
 	if sub != nil {
 		l.add("close: %s", errStr(sub.Close()))
 	}
-	sub, err = sc.Subscribe("dr", func(m *stan.Msg) {
+	_, err = sc.Subscribe("dr", func(m *stan.Msg) {
 		l.deliver("again", "%d%s", m.Sequence, redelivMark(m.Redelivered))
 		_ = m.Ack()
 	}, opts...)
