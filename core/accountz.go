@@ -3,6 +3,8 @@ package core
 import (
 	"fmt"
 	"time"
+
+	"github.com/starling-io/starling/core/subject"
 )
 
 // Accountz is /accountz (and the ACCOUNTZ system request), in nats-server's shape.
@@ -31,7 +33,7 @@ type AccountInfo struct {
 	Sublist     *SublistStats `json:"sublist_stats,omitempty"`
 }
 
-// SublistStats is an account's subject index statistics, as /subsz shows the server's.
+// SublistStats is subject index statistics: an account's in /accountz, at /subsz's top level.
 type SublistStats struct {
 	NumSubs      uint32  `json:"num_subscriptions"`
 	NumCache     uint32  `json:"num_cache"`
@@ -41,6 +43,12 @@ type SublistStats struct {
 	CacheHitRate float64 `json:"cache_hit_rate"`
 	MaxFanout    uint32  `json:"max_fanout"`
 	AvgFanout    float64 `json:"avg_fanout"`
+}
+
+// sublistStats is st as the monitoring endpoints show it.
+func sublistStats(st subject.Stats) SublistStats {
+	return SublistStats{NumSubs: uint32(st.NumSubs), NumCache: uint32(st.NumCache), NumInserts: st.NumInserts,
+		NumRemoves: st.NumRemoves, NumMatches: st.NumMatches, CacheHitRate: st.CacheHitRate, MaxFanout: st.MaxFanout, AvgFanout: st.AvgFanout}
 }
 
 // ExportInfo is one export in AccountInfo.
@@ -76,9 +84,8 @@ func (s *Server) Accountz(name string) (*Accountz, error) {
 	}
 	ai := &AccountInfo{AccountName: a.name, UpdateTime: s.start.UTC(), IsSystem: a == s.sysAcc, Complete: true, SubCnt: uint32(a.subs.Count()),
 		NameTag: a.name}
-	st := a.subs.Stats()
-	ai.Sublist = &SublistStats{NumSubs: uint32(st.NumSubs), NumCache: uint32(st.NumCache), NumInserts: st.NumInserts,
-		NumRemoves: st.NumRemoves, NumMatches: st.NumMatches, CacheHitRate: st.CacheHitRate, MaxFanout: st.MaxFanout, AvgFanout: st.AvgFanout}
+	ss := sublistStats(a.subs.Stats())
+	ai.Sublist = &ss
 	for _, ex := range a.cfg.Exports {
 		ei := ExportInfo{Subject: ex.Subject, Type: kindName(ex.Service), Accounts: ex.Accounts}
 		if ex.Service {

@@ -339,20 +339,13 @@ func (s *Server) subStats(account string) subject.Stats {
 
 // Subsz is /subsz: index statistics flattened to the top level.
 type Subsz struct {
-	ID           string      `json:"server_id"`
-	Now          time.Time   `json:"now"`
-	NumSubs      uint32      `json:"num_subscriptions"`
-	NumCache     uint32      `json:"num_cache"`
-	NumInserts   uint64      `json:"num_inserts"`
-	NumRemoves   uint64      `json:"num_removes"`
-	NumMatches   uint64      `json:"num_matches"`
-	CacheHitRate float64     `json:"cache_hit_rate"`
-	MaxFanout    uint32      `json:"max_fanout"`
-	AvgFanout    float64     `json:"avg_fanout"`
-	Total        int         `json:"total"`
-	Offset       int         `json:"offset"`
-	Limit        int         `json:"limit"`
-	Subs         []SubDetail `json:"subscriptions_list,omitempty"`
+	ID  string    `json:"server_id"`
+	Now time.Time `json:"now"`
+	SublistStats
+	Total  int         `json:"total"`
+	Offset int         `json:"offset"`
+	Limit  int         `json:"limit"`
+	Subs   []SubDetail `json:"subscriptions_list,omitempty"`
 }
 
 // Subsz returns subscription statistics and optionally the subscriptions themselves.
@@ -363,10 +356,7 @@ func (s *Server) Subsz(o SubszOptions) (*Subsz, error) {
 	if o.Offset < 0 {
 		o.Offset = 0
 	}
-	st := s.subStats(o.Account)
-	sz := &Subsz{ID: s.id, Now: time.Now().UTC(), NumSubs: uint32(st.NumSubs), NumCache: uint32(st.NumCache),
-		NumInserts: st.NumInserts, NumRemoves: st.NumRemoves, NumMatches: st.NumMatches,
-		CacheHitRate: st.CacheHitRate, MaxFanout: st.MaxFanout, AvgFanout: st.AvgFanout,
+	sz := &Subsz{ID: s.id, Now: time.Now().UTC(), SublistStats: sublistStats(s.subStats(o.Account)),
 		Offset: o.Offset, Limit: o.Limit}
 	if o.Test != "" && !subject.ValidLiteral([]byte(o.Test)) {
 		return nil, fmt.Errorf("%w: invalid test subject, must be valid publish subject: %s", ErrBadRequest, o.Test)
