@@ -594,26 +594,29 @@ type snapStore struct {
 
 // Open opens snapshot id, already open and checked if it is the one checkSnapshots opened.
 func (s *snapStore) Open(id string) (*raft.SnapshotMeta, io.ReadCloser, error) {
-	s.mu.Lock()
-	c := s.checked
-	if c != nil && c.id == id {
-		s.checked = nil
-		s.mu.Unlock()
+	if c := s.take(id); c != nil {
 		return c.meta, c.rc, nil
 	}
-	s.mu.Unlock()
 	return s.SnapshotStore.Open(id)
 }
 
 // dropChecked closes the checked snapshot if raft did not open it.
 func (s *snapStore) dropChecked() {
-	s.mu.Lock()
-	c := s.checked
-	s.checked = nil
-	s.mu.Unlock()
-	if c != nil {
+	if c := s.take(""); c != nil {
 		_ = c.rc.Close()
 	}
+}
+
+// take hands the checked snapshot over once: if it is snapshot id, or whichever with "".
+func (s *snapStore) take(id string) *checkedSnapshot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.checked
+	if c == nil || id != "" && c.id != id {
+		return nil
+	}
+	s.checked = nil
+	return c
 }
 
 func (s *snapStore) Create(version raft.SnapshotVersion, index, term uint64, configuration raft.Configuration,
