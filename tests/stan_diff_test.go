@@ -21,8 +21,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/stan.go"
-
 	"github.com/starling-io/starling/stores"
 )
 
@@ -192,15 +190,7 @@ func startNSSMem(t *testing.T) string {
 }
 
 // waitNATS waits until the streaming server at url registers clients.
-func waitNATS(t *testing.T, url string) {
-	waitFor(t, 10*time.Second, func() error {
-		sc, err := stan.Connect("test-cluster", "probe", stan.NatsURL(url), stan.ConnectWait(time.Second))
-		if err != nil {
-			return err
-		}
-		return sc.Close()
-	})
-}
+func waitNATS(t *testing.T, url string) { must(t, waitUp(url)) }
 
 func diffLimits() *stores.LimitsSet {
 	l := &stores.LimitsSet{Global: stores.DefaultLimits()}
