@@ -196,6 +196,25 @@ func (nc *Conn) IsRoute(cid uint64) bool {
 	return ok
 }
 
+// RoutePeer returns the server ID at the other end of route connection cid, and false when
+// cid is no route or its peer has not introduced itself yet. Two routes to one server
+// coexist for a moment when both servers dialed (the loser is retired, route_retire.go, and
+// still reads for a while): a layer that binds a remote client to the route its requests
+// came over takes either of them as the same.
+func (nc *Conn) RoutePeer(cid uint64) (string, bool) {
+	s := nc.c.srv
+	if s.routeConns == nil {
+		return "", false
+	}
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	c := s.routeConns[cid]
+	if c == nil || c.route.remoteID == "" {
+		return "", false
+	}
+	return c.route.remoteID, true
+}
+
 // ConnUser returns the authenticated user of the connection cid (see Server.ConnUser).
 func (nc *Conn) ConnUser(cid uint64) (string, bool) { return nc.c.srv.ConnUser(cid) }
 

@@ -53,6 +53,10 @@ func (s *Server) bind(c *client, o *op) bindResult {
 		c.nats = from
 		return bindOK
 	}
+	if s.sameRoutePeer(from, c.nats) {
+		c.nats = from // the remote client's server replaced its route to us: it did not move
+		return bindOK
+	}
 	dc := s.checkOf(c.id)
 	switch {
 	case dc == nil:
@@ -84,7 +88,7 @@ func (s *Server) checkOf(clientID string) *dupCheck {
 // rebindIfGone is bind without a liveness check: for heartbeat answers, which must never
 // start one.
 func (s *Server) rebindIfGone(c *client, from uint64) bool {
-	if c.nats != 0 && s.bus.IsConnected(c.nats) {
+	if c.nats != 0 && s.bus.IsConnected(c.nats) && !s.sameRoutePeer(from, c.nats) {
 		return false
 	}
 	user, ok := s.connUser(from)
@@ -243,4 +247,24 @@ func (s *Server) connUser(cid uint64) (string, bool) {
 		user = ""
 	}
 	return user, ok
+}
+
+// routePeers is what a Bus over a route mesh adds (core.Conn.RoutePeer): the server at the
+// other end of a route connection.
+type routePeers interface {
+	RoutePeer(cid uint64) (string, bool)
+}
+
+// sameRoutePeer reports whether connections a and b are two routes to the same server. A
+// client on that server whose requests came over one and now come over the other has not
+// moved: when two routes to a server briefly coexist, its answers to a liveness check may
+// come back over either, and the check would refuse a live client.
+func (s *Server) sameRoutePeer(a, b uint64) bool {
+	rp, ok := s.bus.(routePeers)
+	if !ok || a == b {
+		return false
+	}
+	pa, okA := rp.RoutePeer(a)
+	pb, okB := rp.RoutePeer(b)
+	return okA && okB && pa == pb
 }
