@@ -25,6 +25,8 @@ type account struct {
 	internal *client          // owns the account's own subscriptions (imports, replies)
 	conns    atomic.Int64     // clients whose connect was announced (only with a system account)
 	removed  atomic.Bool      // a reload took it out of force: no reply entry may lead into it
+	gone     counters         // traffic of its closed client connections (/accstatz keeps it)
+	slow     atomic.Int64     // its clients closed as slow consumers
 }
 
 // streamImport brings the exporter's subjects into the importer's space.

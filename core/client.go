@@ -178,6 +178,14 @@ type counters struct {
 	inMsgs, inBytes, outMsgs, outBytes atomic.Int64
 }
 
+// add adds o's counts to c.
+func (c *counters) add(o *counters) {
+	c.inMsgs.Add(o.inMsgs.Load())
+	c.inBytes.Add(o.inBytes.Load())
+	c.outMsgs.Add(o.outMsgs.Load())
+	c.outBytes.Add(o.outBytes.Load())
+}
+
 // newSocketClient builds what every socket connection has — a client or a route — before
 // its protocol is set up.
 func (s *Server) newSocketClient(kind clientKind, nc net.Conn) *client {
@@ -452,6 +460,9 @@ func (c *client) dropSubs(subs []*subscription) {
 }
 
 func (s *Server) removeClient(c *client) {
+	c.mu.Lock()
+	acc := c.acc
+	c.mu.Unlock()
 	s.mu.Lock()
 	if _, ok := s.clients[c.cid]; ok && c.kind == kindInternal {
 		s.internal--
@@ -466,6 +477,9 @@ func (s *Server) removeClient(c *client) {
 	s.gone.inBytes.Add(c.stats.inBytes.Load())
 	s.gone.outMsgs.Add(c.stats.outMsgs.Load())
 	s.gone.outBytes.Add(c.stats.outBytes.Load())
+	if c.kind == kindClient && acc != nil { // addTraffic reads these under s.mu too
+		acc.gone.add(&c.stats)
+	}
 	s.mu.Unlock()
 }
 

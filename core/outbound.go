@@ -353,4 +353,10 @@ func (s *Server) countSlow(c *client) {
 		return
 	}
 	s.slow.Add(1)
+	c.mu.Lock()
+	acc := c.acc
+	c.mu.Unlock()
+	if acc != nil {
+		acc.slow.Add(1) // and under its account (/accstatz slow_consumers)
+	}
 }

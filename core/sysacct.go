@@ -294,10 +294,18 @@ func (s *Server) userInfo(from uint64) *sysUserInfoData {
 	return ui
 }
 
-// addTraffic adds the connections of each account in stats and their traffic.
+// addTraffic adds the connections of each account in stats and their traffic, that of its
+// closed connections included, and its slow consumers (nats-server's account totals).
 func (s *Server) addTraffic(stats map[*account]*sysAccStat) {
 	s.mu.Lock()
 	cls := s.clientList()
+	for a, st := range stats { // with the list: a connection is in one or the other
+		st.Sent.Msgs += a.gone.outMsgs.Load()
+		st.Sent.Bytes += a.gone.outBytes.Load()
+		st.Received.Msgs += a.gone.inMsgs.Load()
+		st.Received.Bytes += a.gone.inBytes.Load()
+		st.SlowCons += a.slow.Load()
+	}
 	s.mu.Unlock()
 	for _, c := range cls {
 		if c.kind != kindClient {
@@ -333,8 +341,8 @@ func (s *Server) AccountStatz(unused bool) any {
 }
 
 // accountStatz is nats-server's AccountStatz: the accounts named (acc, else o.Accounts, else
-// all), those without connections only with include_unused. Traffic is that of the
-// connections open now.
+// all), those without connections only with include_unused. Traffic is that of every
+// client connection the account has had.
 func (s *Server) accountStatz(acc string, o *sysAccOptions) *sysAccStatz {
 	stats := map[*account]*sysAccStat{}
 	var names []string

@@ -194,7 +194,7 @@ var monVolatile = map[string]bool{"server_id": true, "now": true, "cid": true, "
 // monUnordered are the lists whose order is the servers' own (nats-server's is map order).
 // Streaming's per-client lists (under .subscriptions.<channel>) too.
 var monUnordered = map[string]bool{"subscriptions_list": true, "subscriptions_list_detail": true, "accounts": true,
-	"account_statz": true, "subscriptions": true}
+	"account_statz": true, "subscriptions": true, "exports": true, "imports": true, "approved_accounts": true}
 
 // diffValues reports the values that differ at the keys both have, volatile ones aside;
 // arrays must have the same length, and the same order unless monUnordered.
@@ -244,7 +244,7 @@ func sortedBy(list []any) []any {
 	key := func(e any) string {
 		if m, ok := e.(map[string]any); ok {
 			return fmt.Sprint(m["acc"], m["name"], m["subject"], m["qgroup"], m["sid"], m["client_id"], m["queue_name"],
-				m["durable_name"], m["is_offline"])
+				m["durable_name"], m["is_offline"], m["type"], m["account"])
 		}
 		return fmt.Sprint(e)
 	}
@@ -347,9 +347,6 @@ func coreScenario(t *testing.T, tg monTarget) map[string]*nats.Conn {
 		return nc
 	}
 	noop := func(*nats.Msg) {}
-	gone := dial("gone", "a")
-	must(t, gone.Flush())
-	gone.Close()
 	alpha := dial("alpha", "a")
 	for _, s := range []string{"d.one", "d.two", "d.*"} {
 		_, err := alpha.Subscribe(s, noop)
@@ -358,6 +355,23 @@ func coreScenario(t *testing.T, tg monTarget) map[string]*nats.Conn {
 	beta := dial("beta", "a")
 	_, err := beta.QueueSubscribe("d.one", "workers", noop)
 	must(t, err)
+	must(t, alpha.Flush())
+	must(t, beta.Flush())
+	// gone's traffic stays in its account's /accstatz totals after it closes.
+	gone := dial("gone", "a")
+	_, err = gone.Subscribe("d.two", noop)
+	must(t, err)
+	must(t, gone.Publish("d.one", []byte("bye")))
+	must(t, gone.Flush())
+	must(t, beta.Publish("d.two", []byte("to gone")))
+	must(t, beta.Flush())
+	waitFor(t, 5*time.Second, func() error { // gone has its copy of d.two
+		if m := gone.Stats().InMsgs; m != 1 {
+			return fmt.Errorf("%s: gone received %d", tg.name, m)
+		}
+		return nil
+	})
+	gone.Close()
 	gamma := dial("gamma", "b")
 	_, err = gamma.Subscribe("e.>", noop)
 	must(t, err)
