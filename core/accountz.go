@@ -59,12 +59,19 @@ type ExportInfo struct {
 	ResponseType string   `json:"response_type,omitempty"`
 }
 
-// ImportInfo is one import in AccountInfo.
+// ImportInfo is one import in AccountInfo: Subject is the exporter's, LocalSubject the
+// importer's; a service's To repeats LocalSubject (nats-server's deprecated field). Starling
+// has no invalid imports (the configuration is refused), shared requester information nor
+// latency tracking: those are always false.
 type ImportInfo struct {
 	Subject      string `json:"subject"`
 	Type         string `json:"type"`
 	Account      string `json:"account"`
+	To           string `json:"to,omitempty"`
 	LocalSubject string `json:"local_subject"`
+	Invalid      bool   `json:"invalid"`
+	Share        bool   `json:"share"`
+	Tracking     bool   `json:"tracking"`
 }
 
 // Accountz lists the accounts, or describes the one named (an unknown name wraps
@@ -90,13 +97,17 @@ func (s *Server) Accountz(name string) (*Accountz, error) {
 		ei := ExportInfo{Subject: ex.Subject, Type: kindName(ex.Service), Accounts: ex.Accounts}
 		if ex.Service {
 			ai.Exports = append(ai.Exports, ei)
-			ai.Exports[len(ai.Exports)-1].ResponseType = cmpOr(ex.Responses, ResponseSingleton)
+			ai.Exports[len(ai.Exports)-1].ResponseType = responseTypeName(ex.Responses)
 			continue
 		}
 		ai.Exports = append(ai.Exports, ei)
 	}
 	for _, im := range a.cfg.Imports {
-		ai.Imports = append(ai.Imports, ImportInfo{Subject: im.Subject, Type: kindName(im.Service), Account: im.Account, LocalSubject: im.local()})
+		ii := ImportInfo{Subject: im.Subject, Type: kindName(im.Service), Account: im.Account, LocalSubject: im.local()}
+		if im.Service {
+			ii.To = ii.LocalSubject
+		}
+		ai.Imports = append(ai.Imports, ii)
 	}
 	s.mu.Lock()
 	cls := s.clientList()
@@ -119,9 +130,13 @@ func kindName(service bool) string {
 	return "stream"
 }
 
-func cmpOr(s, otherwise string) string {
-	if s == "" {
-		return otherwise
+// responseTypeName is a service export's response type as nats-server shows it.
+func responseTypeName(r string) string {
+	switch r {
+	case ResponseStream:
+		return "Streamed"
+	case ResponseChunked:
+		return "Chunked"
 	}
-	return s
+	return "Singleton"
 }
