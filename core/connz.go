@@ -295,9 +295,9 @@ var connzSorts = map[string]func(a, b *ConnInfo) bool{
 	"bytes_from": func(a, b *ConnInfo) bool { return a.InBytes > b.InBytes },
 	"last":       func(a, b *ConnInfo) bool { return a.LastActivity.After(b.LastActivity) },
 	"idle":       func(a, b *ConnInfo) bool { return a.LastActivity.Before(b.LastActivity) },
-	"uptime":     func(a, b *ConnInfo) bool { return a.up > b.up },
+	"uptime":     func(a, b *ConnInfo) bool { return a.up < b.up }, // the newest first, as nats-server's
 	"stop":       func(a, b *ConnInfo) bool { return a.Stop != nil && b.Stop != nil && a.Stop.After(*b.Stop) },
-	"reason":     func(a, b *ConnInfo) bool { return a.Reason > b.Reason },
+	"reason":     func(a, b *ConnInfo) bool { return a.Reason < b.Reason }, // A to Z, as nats-server's
 	"rtt":        func(a, b *ConnInfo) bool { return a.rtt > b.rtt },
 }
 

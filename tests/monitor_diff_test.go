@@ -53,9 +53,13 @@ var monValueAllowed = map[string]string{
 
 // monShapeOnly are the requests whose values differ for reasons of their own: the servers'
 // internal subscriptions (nats-server has more), nats-server's route pool, its $SYS
-// account's internal traffic (Starling counts client connections' only).
+// account's internal traffic (Starling counts client connections' only), orders that depend
+// on timing (last activity, rtt) or on how nats-server's unstable sort breaks ties.
 var monShapeOnly = map[string]bool{"/subsz?subs=1": true, "/subsz?subs=1&acc=A": true, "/routez": true,
-	"/routez?subs=1": true, "/routez?subs=detail": true, "/accstatz?unused=1": true}
+	"/routez?subs=1": true, "/routez?subs=detail": true, "/accstatz?unused=1": true, "/subsz?subs=1&acc=B": true,
+	"/connz?sort=last": true, "/connz?sort=idle": true, "/connz?sort=rtt": true, "/connz?sort=subs": true,
+	"/connz?state=closed&sort=idle": true, "/connz?sort=pending": true, "/connz?state=closed&sort=uptime": true,
+	"/subsz?acc=C&subs=1&limit=1": true}
 
 // monVarzValues are the /varz fields that agree for the same scenario and options.
 var monVarzValues = []string{"connections", "total_connections", "remotes", "leafnodes", "in_client_msgs",

@@ -170,7 +170,8 @@ func TestHTTPReqStatsWithBasePath(t *testing.T) {
 	}
 }
 
-// sort=uptime puts the longest-lived connection first; a closed one lived from its start to
+// sort=uptime puts the shortest-lived connection first, as nats-server's (its SortByUptime
+// is the one ascending order besides cid and start); a closed one lived from its start to
 // its stop, not until now.
 func TestConnzSortUptimeClosed(t *testing.T) {
 	m := startServer(t)
@@ -187,8 +188,8 @@ func TestConnzSortUptimeClosed(t *testing.T) {
 		}
 		return nil
 	})
-	if connz.Conns[0].Name != "long" {
-		t.Fatalf("sort=uptime on closed connections: %s first, want long", connz.Conns[0].Name)
+	if connz.Conns[0].Name != "short" {
+		t.Fatalf("sort=uptime on closed connections: %s first, want short", connz.Conns[0].Name)
 	}
 }
 
