@@ -165,7 +165,11 @@ func TestMonitorDiffAccounts(t *testing.T) {
 		"/connz?state=open&sort=stop", "/connz?state=all&sort=reason", "/connz?sort=idle", "/connz?sort=last",
 		"/connz?sort=pending", "/connz?sort=subs", "/connz?sort=uptime", "/connz?state=closed&sort=uptime",
 		"/connz?sort=rtt", "/connz?state=closed&sort=idle", "/connz?sort=bytes_from&limit=2&offset=1",
-		"/subsz?subs=1&acc=B", "/subsz?subs=1&acc=A&test=svc.echo", "/subsz?acc=C&subs=1&limit=1"}
+		"/subsz?subs=1&acc=B", "/subsz?subs=1&acc=A&test=svc.echo", "/subsz?acc=C&subs=1&limit=1",
+		"/healthz?js-server-only=true", "/healthz?js-meta-only=1", "/healthz?js-enabled=1", "/healthz?details=true",
+		"/healthz?account=A", "/healthz?account=A&stream=x", "/healthz?stream=x", "/healthz?stream=x&details=1",
+		"/healthz?consumer=c", "/healthz?account=A&consumer=c&details=true", "/healthz?details=maybe",
+		"/healthz?js-server-only=2"}
 	for _, p := range paths {
 		r, g := ref.get(t, p), got.get(t, p)
 		if strings.HasPrefix(p, "/accountz?acc=") {

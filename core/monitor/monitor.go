@@ -338,41 +338,6 @@ func (m *Monitor) HandleRoutez(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, Routez{ID: m.srv.ID(), Name: m.srv.Name(), Now: time.Now().UTC(), NumRoutes: len(rs), Routes: rs}, true)
 }
 
-// HandleHealthz serves /healthz (compact JSON; 503 when unhealthy).
-func (m *Monitor) HandleHealthz(w http.ResponseWriter, r *http.Request) {
-	// Not used without JetStream, but nats-server rejects a malformed one: a probe with a
-	// typo must not pass.
-	p := params{r: r}
-	for _, name := range []string{"js-enabled", "js-enabled-only", "js-server-only", "js-meta-only", "details"} {
-		p.bool(name)
-	}
-	if p.err != nil {
-		badRequest(w, p.err)
-		return
-	}
-	h := m.srv.Healthz()
-	if h.Status == "ok" {
-		m.mu.Lock()
-		checks := m.checks
-		m.mu.Unlock()
-		for _, check := range checks {
-			if err := check(); err != nil {
-				h = core.Healthz{Status: "error", Error: err.Error()}
-				break
-			}
-		}
-	}
-	if h.Status != "ok" {
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Access-Control-Allow-Origin", "*")
-		w.WriteHeader(http.StatusServiceUnavailable)
-		b, _ := json.Marshal(h)
-		_, _ = w.Write(b)
-		return
-	}
-	writeJSON(w, h, false)
-}
-
 // AddHealthCheck adds a check to /healthz: while it returns an error, /healthz answers 503
 // with that error (streaming adds one that says why it cannot acknowledge anything).
 func (m *Monitor) AddHealthCheck(check func() error) {
