@@ -470,7 +470,11 @@ func (s *Server) removeClient(c *client) {
 	delete(s.clients, c.cid)
 	if c.kind != kindInternal {
 		// All of it: Connz shows what each request asks for (ConnInfo.asRequested).
-		s.closed.add(c.connInfo(ConnzOptions{SubsDetail: true, Auth: true}, time.Now()))
+		ci := c.connInfo(ConnzOptions{SubsDetail: true, Auth: true}, time.Now())
+		for i := range ci.SubsDetail { // as nats-server keeps them: with the account and its tag
+			ci.SubsDetail[i].Account, ci.SubsDetail[i].AccountTag = ci.acc, ci.acc
+		}
+		s.closed.add(ci)
 	}
 	// Under s.mu, as Varz reads them: its totals never miss the connection in between.
 	s.gone.inMsgs.Add(c.stats.inMsgs.Load())

@@ -134,11 +134,13 @@ func monAccUncomparable(p string, v any) {
 		delete(m, "out_client_msgs")
 		delete(m, "out_client_bytes")
 	case strings.HasPrefix(p, "/accstatz"):
-		for _, e := range m["account_statz"].([]any) {
+		list, _ := m["account_statz"].([]any)
+		for _, e := range list {
 			delete(e.(map[string]any), "sent")
 		}
 	case strings.HasPrefix(p, "/connz"):
-		for _, e := range m["connections"].([]any) {
+		list, _ := m["connections"].([]any)
+		for _, e := range list {
 			switch ci := e.(map[string]any); ci["name"] {
 			case "slow":
 				delete(ci, "out_msgs")
@@ -169,7 +171,12 @@ func TestMonitorDiffAccounts(t *testing.T) {
 		"/healthz?js-server-only=true", "/healthz?js-meta-only=1", "/healthz?js-enabled=1", "/healthz?details=true",
 		"/healthz?account=A", "/healthz?account=A&stream=x", "/healthz?stream=x", "/healthz?stream=x&details=1",
 		"/healthz?consumer=c", "/healthz?account=A&consumer=c&details=true", "/healthz?details=maybe",
-		"/healthz?js-server-only=2"}
+		"/healthz?js-server-only=2",
+		"/connz?state=closed&subs=detail", "/connz?state=closed&subs=1&auth=1", "/connz?user=b&auth=1",
+		"/connz?user=b", "/connz?state=closed&sort=rtt",
+		"/connz?state=closed&sort=msgs_from", "/connz?state=CLOSED&limit=5&offset=-1", "/connz?acc=nope",
+		"/connz?state=all&sort=stop", "/connz?sort=start&limit=3", "/connz?auth=1&subs=detail&acc=A",
+		"/accountz?acc=", "/accountz?acc=%24SYS", "/accstatz?acc=A", "/accstatz?unused=true&acc=C"}
 	for _, p := range paths {
 		r, g := ref.get(t, p), got.get(t, p)
 		if strings.HasPrefix(p, "/accountz?acc=") {

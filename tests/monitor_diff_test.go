@@ -35,6 +35,7 @@ var monDiffAllowed = map[string]string{
 	"/routez routes[].account":                    "a route pinned to one account: Starling has one route per server, for all accounts",
 	"/routez routes[].rtt":                        "shown once measured (the first route PING); nats-server's \"0s\" before is no measurement, and the exporter skips a missing rtt",
 	"/accountz?acc=A account_detail.imports":      "nats-server lists its automatic $SYS service imports; Starling answers those requests without listing them",
+	"/accountz?acc=%24SYS account_detail.exports": "nats-server lists the system services its accounts import; Starling answers those requests without listing them",
 	"/accstatz account_statz[].sent.gateways":     "account traffic is not split by connection kind",
 	"/accstatz account_statz[].sent.routes":       "account traffic is not split by connection kind",
 	"/accstatz account_statz[].sent.leafs":        "account traffic is not split by connection kind",
@@ -47,6 +48,8 @@ var monDiffAllowed = map[string]string{
 // value may differ from the reference's.
 var monValueAllowed = map[string]string{
 	"/connz?cid=BETA .total":        "nats-server counts every open connection, Starling the one that matches cid",
+	"/connz?user=b .total":          "nats-server counts every open connection, Starling the ones that match user",
+	"/connz?user=b&auth=1 .total":   "nats-server counts every open connection, Starling the ones that match user",
 	"/streaming/serverz .in_bytes":  "Starling counts message payload, nats-streaming-server the PubMsg protocol messages",
 	"/streaming/serverz .out_bytes": "Starling counts message payload, nats-streaming-server the MsgProto protocol messages",
 	"/streaming/serverz .open_fds":  "the process's own: the two processes differ",
@@ -54,13 +57,16 @@ var monValueAllowed = map[string]string{
 
 // monShapeOnly are the requests whose values differ for reasons of their own: the servers'
 // internal subscriptions (nats-server has more), nats-server's route pool, its $SYS
-// account's internal traffic (Starling counts client connections' only), orders that depend
+// account's internal traffic (Starling counts client connections' only), request inboxes
+// (random), orders that depend
 // on timing (last activity, rtt) or on how nats-server's unstable sort breaks ties.
 var monShapeOnly = map[string]bool{"/subsz?subs=1": true, "/subsz?subs=1&acc=A": true, "/routez": true,
 	"/routez?subs=1": true, "/routez?subs=detail": true, "/accstatz?unused=1": true, "/subsz?subs=1&acc=B": true,
 	"/connz?sort=last": true, "/connz?sort=idle": true, "/connz?sort=rtt": true, "/connz?sort=subs": true,
 	"/connz?state=closed&sort=idle": true, "/connz?sort=pending": true, "/connz?state=closed&sort=uptime": true,
-	"/subsz?acc=C&subs=1&limit=1": true}
+	"/subsz?acc=C&subs=1&limit=1": true, "/connz?state=closed&subs=detail": true, "/connz?state=closed&subs=1&auth=1": true,
+	"/connz?state=closed&sort=rtt": true, "/accountz?acc=%24SYS": true,
+	"/connz?acc=nope": true} // nats-server: connections null for an unknown account, Starling [] (both decode)
 
 // monVarzValues are the /varz fields that agree for the same scenario and options.
 var monVarzValues = []string{"connections", "total_connections", "remotes", "leafnodes", "in_client_msgs",
