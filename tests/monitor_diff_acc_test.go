@@ -43,7 +43,7 @@ accounts {
 
 // accScenario runs the same traffic on tg: a service request from B to A, a stream from A
 // into B, a closed connection with traffic, and a slow consumer in C.
-func accScenario(t *testing.T, tg monTarget) {
+func accScenario(t *testing.T, tg monTarget) (reqCID string) {
 	dial := func(name, user string, o ...nats.Option) *nats.Conn {
 		nc, err := nats.Connect(tg.url, append(o, nats.Name(name), nats.UserInfo(user, user))...)
 		must(t, err)
@@ -65,6 +65,9 @@ func accScenario(t *testing.T, tg monTarget) {
 	if _, err := req.Request("echo", []byte("ping"), 5*time.Second); err != nil {
 		t.Fatalf("%s: request: %v", tg.name, err)
 	}
+	id, err := req.GetClientID()
+	must(t, err)
+	reqCID = fmt.Sprint(id)
 	req.Close() // closed, with traffic, before slow is (sort=stop)
 	waitFor(t, 5*time.Second, func() error {
 		var cz struct{ Total int }
@@ -98,6 +101,7 @@ func accScenario(t *testing.T, tg monTarget) {
 		}
 		return nil
 	})
+	return reqCID
 }
 
 // withoutSysImports drops from an /accountz?acc= answer the service imports from $SYS that
@@ -157,8 +161,7 @@ func TestMonitorDiffAccounts(t *testing.T) {
 	conf := filepath.Join(dir, "acc.conf")
 	must(t, os.WriteFile(conf, []byte(monAccConf), 0o600))
 	ref, got := startRefCore(t, conf), startStarlingCore(t, conf)
-	accScenario(t, ref)
-	accScenario(t, got)
+	refReq, gotReq := accScenario(t, ref), accScenario(t, got)
 	paths := []string{"/varz", "/accstatz", "/accstatz?unused=1",
 		"/accountz", "/accountz?acc=A", "/accountz?acc=B", "/accountz?acc=C",
 		"/connz?state=closed", "/connz?state=closed&sort=reason", "/connz?state=closed&sort=stop",
@@ -176,9 +179,10 @@ func TestMonitorDiffAccounts(t *testing.T) {
 		"/connz?user=b", "/connz?state=closed&sort=rtt",
 		"/connz?state=closed&sort=msgs_from", "/connz?state=CLOSED&limit=5&offset=-1", "/connz?acc=nope",
 		"/connz?state=all&sort=stop", "/connz?sort=start&limit=3", "/connz?auth=1&subs=detail&acc=A",
-		"/accountz?acc=", "/accountz?acc=%24SYS", "/accstatz?acc=A", "/accstatz?unused=true&acc=C"}
+		"/accountz?acc=", "/accountz?acc=%24SYS", "/accstatz?acc=A", "/accstatz?unused=true&acc=C",
+		"/connz?state=closed&cid=REQ", "/connz?state=all&cid=REQ", "/connz?cid=REQ", "/connz?state=closed&cid=REQ&acc=A"}
 	for _, p := range paths {
-		r, g := ref.get(t, p), got.get(t, p)
+		r, g := ref.get(t, strings.Replace(p, "REQ", refReq, 1)), got.get(t, strings.Replace(p, "REQ", gotReq, 1))
 		if strings.HasPrefix(p, "/accountz?acc=") {
 			r = withoutSysImports(r)
 		}

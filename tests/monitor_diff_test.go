@@ -47,12 +47,15 @@ var monDiffAllowed = map[string]string{
 // monValueAllowed: "endpoint path" (the request's, or its endpoint's for any query) → why the
 // value may differ from the reference's.
 var monValueAllowed = map[string]string{
-	"/connz?cid=BETA .total":        "nats-server counts every open connection, Starling the one that matches cid",
-	"/connz?user=b .total":          "nats-server counts every open connection, Starling the ones that match user",
-	"/connz?user=b&auth=1 .total":   "nats-server counts every open connection, Starling the ones that match user",
-	"/streaming/serverz .in_bytes":  "Starling counts message payload, nats-streaming-server the PubMsg protocol messages",
-	"/streaming/serverz .out_bytes": "Starling counts message payload, nats-streaming-server the MsgProto protocol messages",
-	"/streaming/serverz .open_fds":  "the process's own: the two processes differ",
+	"/connz?cid=BETA .total":             "nats-server counts every open connection, Starling the one that matches cid",
+	"/connz?state=closed&cid=REQ .total": "nats-server counts every closed connection, Starling the one that matches cid",
+	"/connz?state=all&cid=REQ .total":    "nats-server counts every connection, Starling the one that matches cid",
+	"/connz?cid=REQ .total":              "nats-server counts every open connection, Starling the ones that match cid (none open)",
+	"/connz?user=b .total":               "nats-server counts every open connection, Starling the ones that match user",
+	"/connz?user=b&auth=1 .total":        "nats-server counts every open connection, Starling the ones that match user",
+	"/streaming/serverz .in_bytes":       "Starling counts message payload, nats-streaming-server the PubMsg protocol messages",
+	"/streaming/serverz .out_bytes":      "Starling counts message payload, nats-streaming-server the MsgProto protocol messages",
+	"/streaming/serverz .open_fds":       "the process's own: the two processes differ",
 }
 
 // monShapeOnly are the requests whose values differ for reasons of their own: the servers'
