@@ -19,11 +19,13 @@ import (
 // The runner of TestCoreDiff: it plays a generated session of raw protocol bytes against
 // one server and turns what each connection receives into a comparable token stream.
 
-// diffAction is one step of a session: open connection conn, or send data on it.
+// diffAction is one step of a session: open connection conn, or send data on it, in one
+// write or, with cuts, in pieces split at those offsets.
 type diffAction struct {
 	conn int
 	open bool
 	data string
+	cuts []int
 }
 
 // diffTok is one thing a connection received, tagged with the step it arrived in.
@@ -97,7 +99,7 @@ func runDiffSession(addr string, acts []diffAction, wait time.Duration) map[int]
 	// cannot be mistaken for the answer to a PING in data (or to a "PINGX" line, or to a
 	// PING that a wrong byte count turned into payload).
 	seq := 0
-	barrier := func(i, step int, data string) {
+	barrier := func(i, step int, data string, cuts []int) {
 		dc := conns[i]
 		if dc == nil || dc.dead {
 			return
@@ -105,9 +107,24 @@ func runDiffSession(addr string, acts []diffAction, wait time.Duration) map[int]
 		seq++
 		mark := fmt.Sprintf("$NRG.sync.%d", seq)
 		want := fmt.Sprintf(`-ERR 'Permissions Violation for Publish to "%s"'`, mark)
-		// One write: a server that closes on data must have read the marker too, or it
-		// would reset the connection, and the reset can drop what it sent before.
-		if _, err := dc.c.Write([]byte(data + "PUB " + mark + " 0\r\n\r\n")); err != nil {
+		// The pieces, each a write of its own. With a few, a pause after each makes it
+		// likely a read of its own too; byte by byte, the pauses would cost too much time
+		// (a short sleep takes a millisecond on a loaded machine), and the server's reads
+		// take what has come.
+		last := 0
+		for _, c := range cuts {
+			if _, err := dc.c.Write([]byte(data[last:c])); err != nil {
+				break // the close shows on the read below
+			}
+			last = c
+			if len(cuts) <= 3 {
+				time.Sleep(50 * time.Microsecond)
+			}
+		}
+		// The marker in the same write as the last piece: a server that closes on data must
+		// have read the marker too, or it would reset the connection, and the reset can drop
+		// what it sent before.
+		if _, err := dc.c.Write([]byte(data[last:] + "PUB " + mark + " 0\r\n\r\n")); err != nil {
 			_ = err // the close shows on the read below
 		}
 		dc.c.SetReadDeadline(time.Now().Add(wait))
@@ -152,10 +169,10 @@ func runDiffSession(addr string, acts []diffAction, wait time.Duration) map[int]
 			add(a.conn, step, tok)
 			continue
 		}
-		barrier(a.conn, step, a.data)
+		barrier(a.conn, step, a.data, a.cuts)
 		for i := range conns {
 			if i != a.conn {
-				barrier(i, step, "")
+				barrier(i, step, "", nil)
 			}
 		}
 	}
@@ -189,7 +206,9 @@ func readDiffTok(r *bufio.Reader) (string, error) {
 		b, _ := json.Marshal(info)
 		return "INFO " + string(b), nil
 	case "MSG", "HMSG":
-		f := strings.Fields(rest)
+		// Split at single spaces, as both servers write them: a CR a PUB left in the
+		// subject or reply must show.
+		f := strings.Split(rest, " ")
 		if len(f) < 3 {
 			return "BAD " + line, nil
 		}

@@ -139,7 +139,11 @@ func diffReport(ref, star string, acts []diffAction, qsids map[string]string) st
 		if a.open {
 			fmt.Fprintf(&b, "  %2d c%d open\n", i, a.conn)
 		} else {
-			fmt.Fprintf(&b, "  %2d c%d > %q\n", i, a.conn, a.data)
+			fmt.Fprintf(&b, "  %2d c%d > %q", i, a.conn, a.data)
+			if a.cuts != nil {
+				fmt.Fprintf(&b, " written in pieces cut at %v", a.cuts)
+			}
+			b.WriteString("\n")
 		}
 	}
 	r, s := runDiffSession(ref, acts, diffWaitLong), runDiffSession(star, acts, diffWaitLong)
@@ -165,6 +169,10 @@ type coreDiffGen struct {
 	qsids map[string]string // "conn/sid" ever used for a queue subscription
 	nr    map[int]bool      // connections that ever asked for no_responders
 	auth  bool              // the servers want user u, password p
+	// crOK: the next control line may carry a CR inside its arguments (see crLine); only
+	// the first op of a step, which starts a read of its own on nats-server. crUsed: the
+	// step has such a line, so it is written whole.
+	crOK, crUsed bool
 }
 
 func (g *coreDiffGen) pick(xs ...string) string { return xs[g.r.Intn(len(xs))] }
@@ -184,6 +192,14 @@ func (g *coreDiffGen) verb(op string) string {
 		return strings.ToLower(op)
 	case 1:
 		return strings.ToLower(op[:1]) + op[1:]
+	case 2:
+		b := []byte(op)
+		for i := range b {
+			if g.r.Intn(2) == 0 {
+				b[i] = strings.ToLower(string(b[i]))[0]
+			}
+		}
+		return string(b)
 	}
 	return op
 }
@@ -191,7 +207,69 @@ func (g *coreDiffGen) verb(op string) string {
 // sep returns a field separator: mostly one space, sometimes tabs or several.
 func (g *coreDiffGen) sep() string { return g.pick(" ", " ", " ", " ", " ", "  ", "\t", " \t ") }
 
-func (g *coreDiffGen) eol() string { return g.pick("\r\n", "\r\n", "\r\n", "\r\n", "\n", " \r\n") }
+func (g *coreDiffGen) eol() string {
+	return g.pick("\r\n", "\r\n", "\r\n", "\r\n", "\r\n", "\n", " \r\n", "\t\r\n", "  \r\n")
+}
+
+// crLine returns verb, separators, args and eol as one control line, sometimes (only where
+// crOK allows) with a CR inside the arguments: in a field, in place of or next to a
+// separator, or before the end of line. nats-server keeps such a CR in a PUB or HPUB field
+// (so "PUB foo\r 1" publishes to "foo\r" and "PUB foo 1\r \r\n" has a bad size) and splits
+// SUB and UNSUB arguments at it.
+//
+// Not generated, accepted differences (nats-server parser accidents, no client sends them):
+//   - an inner CR with a bare '\n' ending the line: nats-server's "drop the CR" count stays
+//     set from the inner CR and it cuts the line's last byte instead ("PUB foo\r 3\n" loses
+//     the size and closes; "SUB foo\r 1\n" too); Starling keeps the byte;
+//   - an inner CR in a line that nats-server gets in two reads: it then drops every CR of
+//     the line, and the last byte of the first read if a CR came before it in that read;
+//     Starling reads the line as if it came in one piece. So the line is kept short (it is
+//     in nats-server's first read of the step, at least 64 bytes) and the step is not split.
+//
+// split says the op is SUB or UNSUB, where a CR inside a field would make two fields out
+// of it: that changes what the generator tracks (a queue group, an UNSUB max that does not
+// parse), so there the CR goes only at a field's ends.
+func (g *coreDiffGen) crLine(verb string, args []string, eol string, split bool) string {
+	line := func() string {
+		var b strings.Builder
+		b.WriteString(verb)
+		for _, a := range args {
+			b.WriteString(g.sep())
+			b.WriteString(a)
+		}
+		return b.String()
+	}
+	if !g.crOK || len(args) == 0 || g.r.Intn(6) != 0 {
+		g.crOK = false
+		return line() + eol
+	}
+	g.crOK = false
+	args = slices.Clone(args)
+	j := g.r.Intn(len(args))
+	switch g.r.Intn(4) {
+	case 0: // inside or at either end of a field
+		k := g.r.Intn(len(args[j]) + 1)
+		if split && k > 0 {
+			k = len(args[j])
+		}
+		args[j] = args[j][:k] + "\r" + args[j][k:]
+	case 1: // a separator of its own, or around one
+		args[j] = g.pick("\r", "\r ", " \r", "\r\t") + args[j]
+	case 2: // before the end of line
+		eol = g.pick("\r\r\n", "\r \r\n", "\r\t\r\n", " \r\r\n")
+	default:
+		args[j] += "\r"
+	}
+	if !strings.HasSuffix(eol, "\r\n") {
+		eol = "\r\n"
+	}
+	l := line() + eol
+	if len(l) > 60 {
+		return strings.ReplaceAll(strings.TrimSuffix(l, "\n"), "\r", "") + "\r\n"
+	}
+	g.crUsed = true
+	return l
+}
 
 func (g *coreDiffGen) payload() string {
 	switch g.r.Intn(6) {
@@ -253,7 +331,15 @@ func (g *coreDiffGen) connect(all bool) string {
 	case 3:
 		f = append(f, g.pick(`"account":"A"`, `"new_account":true`, `"verbose":1`, `"name":7`))
 	}
-	return g.verb("CONNECT") + g.pick(" ", " ", "") + "{" + strings.Join(f, ",") + "}" + g.eol()
+	pre, eol := g.pick(" ", " ", "", "\t"), g.eol()
+	if g.crOK && g.r.Intn(6) == 0 {
+		// The JSON may have CRs around it as whitespace: nats-server drops only the last
+		// one, the JSON decoder the rest. Not with a bare '\n' (see crLine).
+		pre, eol = g.pick("\r", " \r", "\r "), g.pick("\r\n", "\r \r\n", "\r\r\n")
+		g.crUsed = true
+	}
+	g.crOK = false
+	return g.verb("CONNECT") + pre + "{" + strings.Join(f, ",") + "}" + eol
 }
 
 // sid returns one of a few sids, so that duplicates and unknown ones happen.
@@ -277,7 +363,7 @@ func (g *coreDiffGen) sub(conn int) string {
 	case 1:
 		args = append(args, "extra", "more")
 	}
-	return g.verb("SUB") + g.sep() + strings.Join(args, g.sep()) + g.eol()
+	return g.crLine(g.verb("SUB"), args, g.eol(), true)
 }
 
 func (g *coreDiffGen) unsub(conn int) string {
@@ -305,7 +391,11 @@ func (g *coreDiffGen) unsub(conn int) string {
 		// parser starts the argument at the '\n'); Starling refuses the empty line.
 		eol = "\r\n"
 	}
-	return g.verb("UNSUB") + g.sep() + strings.Join(args, g.sep()) + eol
+	if args == nil {
+		g.crOK = false
+		return g.verb("UNSUB") + g.sep() + eol
+	}
+	return g.crLine(g.verb("UNSUB"), args, eol, true)
 }
 
 // size returns the byte count to declare for n bytes: mostly n, sometimes a small error
@@ -340,7 +430,7 @@ func (g *coreDiffGen) pub() string {
 	if g.r.Intn(25) == 0 {
 		args[len(args)-1] = g.pick("x", "-1", "99999999999999999999", "1a")
 	}
-	return g.verb("PUB") + g.sep() + strings.Join(args, g.sep()) + g.eol() + p + "\r\n"
+	return g.crLine(g.verb("PUB"), args, g.eol(), false) + p + "\r\n"
 }
 
 func (g *coreDiffGen) hpub() string {
@@ -361,7 +451,7 @@ func (g *coreDiffGen) hpub() string {
 	if g.r.Intn(25) == 0 {
 		args = args[len(args)-1:]
 	}
-	return g.verb("HPUB") + g.sep() + strings.Join(args, g.sep()) + g.eol() + h + p + "\r\n"
+	return g.crLine(g.verb("HPUB"), args, g.eol(), false) + h + p + "\r\n"
 }
 
 // op returns one protocol operation, and whether it must be the last of its step.
@@ -376,9 +466,10 @@ func (g *coreDiffGen) op(conn int) (string, bool) {
 	case n < 74:
 		return g.hpub(), false
 	case n < 80:
-		return g.pick("PING\r\n", "ping\r\n", "PiNg\r\n", "PING junk\r\n", "PING\n"), false
+		return g.pick("PING\r\n", "ping\r\n", "PiNg\r\n", "PING junk\r\n", "PING\n", "PING\r\r\n",
+			"PING \r \r\n", "pInG\t\r\n"), false
 	case n < 83:
-		return g.pick("PONG\r\n", "pong\r\n"), false
+		return g.pick("PONG\r\n", "pong\r\n", "PONG \r\n", "PoNg\r\r\n"), false
 	case n < 86:
 		// A later CONNECT says everything: nats-server decodes it over the previous one's
 		// options, Starling over the defaults (spec §3.2); no client sends two.
@@ -392,16 +483,34 @@ func (g *coreDiffGen) op(conn int) (string, bool) {
 			"PINGX\r\n", " PING\r\n", "UNSUB\r\n", "HPUB\r\n", "PUB\r\n",
 			"SUB\vfoo 3\r\n", "PUB foo 2\r\nhi\n", "PUB foo 2\r\nhi\r\r\n", "SUB foo 1\r\r\n",
 			"PUB\r\nfoo 1\r\n"), false
-		// Not generated: a CR inside arguments. In PUB ("PUB foo\r 2") nats-server (and
-		// the spec) keep it in the subject, Starling's parser takes it for a separator as
-		// in SUB; in SUB nats-server drops the byte before a read boundary after it (a
-		// stale "drop" count), a read-timing accident. A form feed in a SUB subject: the
-		// spec (7.1) makes it invalid, nats-server's index takes it.
+		// A CR inside arguments: see crLine. Not generated: a form feed in a SUB subject:
+		// the spec (7.1) makes it invalid, nats-server's index takes it.
 	case n < 96:
 		return g.verb("PUB") + " " + strings.Repeat("p", diffMaxControl-4+g.r.Intn(8)) + " 0\r\n\r\n", false
 	default:
 		return "SUB " + g.pick("foo", "foo.bar", ">") + " " + g.sid() + "\r\n" + g.pub(), false
 	}
+}
+
+// cuts returns where to split a step of n bytes into separate writes: a few random points,
+// or (short steps) every byte, so that the servers read an op in pieces (see barrier).
+func (g *coreDiffGen) cuts(n int) []int {
+	if n < 2 {
+		return nil
+	}
+	if n <= 48 && g.r.Intn(3) == 0 {
+		cs := make([]int, n-1)
+		for i := range cs {
+			cs[i] = i + 1
+		}
+		return cs
+	}
+	var cs []int
+	for range 1 + g.r.Intn(3) {
+		cs = append(cs, 1+g.r.Intn(n-1))
+	}
+	slices.Sort(cs)
+	return slices.Compact(cs)
 }
 
 func genDiffSession(seed int64, auth bool) ([]diffAction, map[string]string) {
@@ -421,13 +530,18 @@ func genDiffSession(seed int64, auth bool) ([]diffAction, map[string]string) {
 	for range 20 + g.r.Intn(20) {
 		c := g.r.Intn(nconn)
 		a := diffAction{conn: c}
+		g.crOK, g.crUsed = true, false
 		for range 1 + g.r.Intn(3) + g.r.Intn(2)*g.r.Intn(4) {
 			d, last := g.op(c)
+			g.crOK = false
 			a.data += d
 			g.nr[c] = g.nr[c] || strings.Contains(d, `"no_responders":true`)
 			if last {
 				break
 			}
+		}
+		if !g.crUsed && g.r.Intn(12) == 0 {
+			a.cuts = g.cuts(len(a.data))
 		}
 		acts = append(acts, a)
 	}
