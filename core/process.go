@@ -119,7 +119,7 @@ func (c *client) processMsg(subj, reply []byte, hdrLen int, msg []byte) error {
 	c.inBatch.bytes += int64(len(msg))
 	// nats-server's order: the pedantic check (it makes it on the control line), then
 	// permissions, reserved subjects, reserved replies.
-	if c.opts.Pedantic && !subject.ValidLiteral(subj) {
+	if c.opts.Pedantic && !subject.ValidPedantic(subj) {
 		c.sendErr(wire.ErrInvalidPubSubject.Text) // and still routed, like the reference
 	}
 	if !c.canPublish(subj) {

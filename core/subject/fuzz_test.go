@@ -42,6 +42,13 @@ func FuzzValidSubject(f *testing.F) {
 		if got := ValidPublish(s); got != (want && !hasWildcard && !hasControl(s)) {
 			t.Fatalf("ValidPublish(%q) = %v", s, got)
 		}
+		pedantic := true // nats-server's IsValidLiteralSubject: no whitespace rule
+		for _, tok := range toks {
+			pedantic = pedantic && tok != "" && tok != "*" && tok != ">"
+		}
+		if got := ValidPedantic(b); got != pedantic {
+			t.Fatalf("ValidPedantic(%q) = %v", s, got)
+		}
 		if got := IsLiteral(s); got != !hasWildcard {
 			t.Fatalf("IsLiteral(%q) = %v", s, got)
 		}

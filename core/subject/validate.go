@@ -39,6 +39,25 @@ func ValidSubjectBytes(s []byte) bool { return validSubject(s, false) }
 // server requires): a valid subject with no '*' or '>' token.
 func ValidLiteral(s []byte) bool { return validSubject(s, true) }
 
+// ValidPedantic reports whether s passes nats-server's pedantic check of a PUB subject
+// (IsValidLiteralSubject): no empty token and no '*' or '>' token. Unlike ValidLiteral it
+// does not look for other whitespace: a PUB subject may hold a form feed (its arguments are
+// split at spaces, tabs and CRs), and nats-server routes it without an error even when
+// pedantic. It does not allocate.
+func ValidPedantic(s []byte) bool {
+	start := 0
+	for i := 0; i <= len(s); i++ {
+		if i < len(s) && s[i] != tsep {
+			continue
+		}
+		if n := i - start; n == 0 || n == 1 && (s[start] == pwc || s[start] == fwc) {
+			return false
+		}
+		start = i + 1
+	}
+	return true
+}
+
 // ValidPublish reports whether s is a subject the server may publish on its own
 // behalf (the in-process connection) and write into MSG, HMSG and RMSG frames: a
 // valid literal subject (see ValidLiteral) that also has no control byte

@@ -297,3 +297,21 @@ func TestValidPublishAgainstReference(t *testing.T) {
 		}
 	}
 }
+
+// ValidPedantic is nats-server's pedantic PUB check: no empty or wildcard token, and
+// whitespace allowed (a PUB subject may hold a CR or a form feed).
+func TestValidPedantic(t *testing.T) {
+	for s, want := range map[string]bool{
+		"foo": true, "foo.bar": true, "foo*.>>": true, "foo\rbar": true, "a\fb": true, "a.\r": true,
+		"a. .b": true, "": false, ".": false, "foo..bar": false, ".foo": false, "foo.": false,
+		"*": false, ">": false, "foo.*": false, "foo.>": false, "\r.>": false,
+	} {
+		if got := ValidPedantic([]byte(s)); got != want {
+			t.Errorf("ValidPedantic(%q) = %v, want %v", s, got, want)
+		}
+	}
+	b := []byte("foo.bar.baz.qux")
+	if a := testing.AllocsPerRun(100, func() { _ = ValidPedantic(b) }); a != 0 {
+		t.Fatalf("allocs = %v, want 0", a)
+	}
+}
