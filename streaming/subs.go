@@ -59,8 +59,6 @@ func (s *Server) subRefusal(req *stanpb.SubscriptionRequest) (errText, why strin
 		errText, why = errInvalidSubReq, "inbox is not a subject the client may own: "+quote(req.Inbox)
 	case s.clients[req.ClientID] == nil:
 		errText, why = errUnknownClient, "unknown client"
-	case req.QGroup != "" && req.DurableName != "" && strings.Contains(req.DurableName, ":"):
-		errText, why = errDurableQueueColon, "durable queue name with ':'"
 	}
 	return errText, why
 }
@@ -70,6 +68,13 @@ func (s *Server) subscribe(o *op, req *stanpb.SubscriptionRequest) {
 	ch, chErr := s.lookupOrCreateChannel(req.Subject)
 	if ch == nil {
 		s.subError(o.reply, chErr)
+		return
+	}
+	// Refused only now, as by nss: the channel stays created (and counts toward
+	// max_channels).
+	if req.QGroup != "" && req.DurableName != "" && strings.Contains(req.DurableName, ":") {
+		s.log.Info("subscription refused", "client_id", logID(req.ClientID), "channel", req.Subject, "cause", "durable queue name with ':'")
+		s.subError(o.reply, errDurableQueueColon)
 		return
 	}
 	c := s.clients[req.ClientID]

@@ -40,3 +40,30 @@ func TestStanRestartDropsEvictedPending(t *testing.T) {
 		t.Fatalf("after the restart got %d (redelivered %v), want 5 first delivered", m.Sequence, m.Redelivered)
 	}
 }
+
+// A durable queue subscription whose durable name has a ':' is refused, but nss creates its
+// channel first (processSubscriptionRequest looks up or creates the channel, then checks
+// the name), so with max_channels 1 a publish to another channel then gets "too many
+// channels". Starling refused the name before creating the channel. Run against both.
+func TestStanDurableColonCreatesChannel(t *testing.T) {
+	port := freePort(t)
+	startProc(t, nssBinary(t), "-cid", "test-cluster", "-a", "127.0.0.1", "-p", fmt.Sprint(port), "-mc", "1")
+	nssURL := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	waitNATS(t, nssURL)
+	lim := diffLimits()
+	lim.Global.MaxChannels = 1
+	for i, url := range []string{nssURL, startStan(t, lim, nil).url} {
+		name := [...]string{"nss", "starling"}[i]
+		sc, err := stan.Connect("test-cluster", "c", stan.NatsURL(url))
+		must(t, err)
+		_, err = sc.QueueSubscribe("x", "q", func(*stan.Msg) {}, stan.DurableName("d:x"))
+		if got := errStr(err); got != "error: stan: durable name of a durable queue subscriber can't contain the character ':'" {
+			t.Fatalf("%s: subscribe: %s", name, got)
+		}
+		if got := errStr(sc.Publish("y", []byte("m"))); got != "error: too many channels" {
+			t.Fatalf("%s: publish to a second channel: %s, want too many channels (x exists)", name, got)
+		}
+		must(t, sc.Publish("x", []byte("m")))
+		_ = sc.Close()
+	}
+}
