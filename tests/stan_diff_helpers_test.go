@@ -31,6 +31,9 @@ const (
 	dCloseSub
 	dAck
 	dRestart // file store mode: stop and start the server on the same directory and port
+	// The wide generator's (stan_diff_wide_test.go):
+	dConnectOdd // connect with an odd client ID (oddID), publish once, close
+	dAckOdd     // ack again the oldest acknowledged message (or, oddSeq, a sequence never sent)
 )
 
 // Start positions of a subscription.
@@ -57,6 +60,10 @@ type diffOp struct {
 	kill     bool // dRestart: SIGKILL, not SIGTERM
 	// shortAckWait asks for an ack wait under a second, which the servers refuse.
 	shortAckWait bool
+	payload      int           // dPublish: payloadOp (0), empty, the largest that fits, one too large
+	delta        time.Duration // startDelta: the StartAtTimeDelta (0: an hour)
+	oddID        string        // dConnectOdd
+	oddSeq       bool          // dAckOdd: a sequence the subscription never got
 }
 
 func (o diffOp) String() string {
@@ -69,11 +76,14 @@ func (o diffOp) String() string {
 	case dDropClient:
 		return "drop " + c
 	case dPublish:
-		return fmt.Sprintf("publish %s %s", c, o.channel)
+		return fmt.Sprintf("publish %s %s%s", c, o.channel, [...]string{"", " empty", " max-payload", " over-max-payload"}[o.payload])
 	case dSubscribe:
-		s := fmt.Sprintf("subscribe %s %s start=%s", c, o.channel, [...]string{"new", "last", "all", "seq", "delta1h"}[o.start])
+		s := fmt.Sprintf("subscribe %s %q start=%s", c, o.channel, [...]string{"new", "last", "all", "seq", "delta"}[o.start])
 		if o.start == startSeq {
 			s += fmt.Sprint(o.seq)
+		}
+		if o.start == startDelta {
+			s += fmt.Sprint(o.deltaOrHour())
 		}
 		if o.durable != "" {
 			s += " durable=" + o.durable
@@ -97,6 +107,13 @@ func (o diffOp) String() string {
 			return fmt.Sprintf("ack all of sub%d", o.sub)
 		}
 		return fmt.Sprintf("ack oldest of sub%d", o.sub)
+	case dConnectOdd:
+		return fmt.Sprintf("connect odd ID %q (%d chars)", abbrev(o.oddID), len(o.oddID))
+	case dAckOdd:
+		if o.oddSeq {
+			return fmt.Sprintf("ack unknown sequence on sub%d", o.sub)
+		}
+		return fmt.Sprintf("ack again on sub%d", o.sub)
 	case dRestart:
 		if o.kill {
 			return "restart server (SIGKILL)"
@@ -198,7 +215,7 @@ func (w *diffWorld) apply(op diffOp, step int) string {
 		if sc == nil {
 			return "no client"
 		}
-		return errStr(sc.Publish(op.channel, []byte(fmt.Sprintf("op%d", step))))
+		return errStr(sc.Publish(op.channel, diffPayload(op, step)))
 	case dSubscribe:
 		if sc == nil {
 			return "no client"
@@ -216,6 +233,10 @@ func (w *diffWorld) apply(op diffOp, step int) string {
 		return errStr(s.sub.Close())
 	case dAck:
 		return w.ack(op)
+	case dConnectOdd:
+		return w.connectOdd(op, step)
+	case dAckOdd:
+		return w.ackOdd(op)
 	case dRestart:
 		// The clients stay registered (in the store) and reconnect.
 		w.restart(op.kill)
@@ -239,7 +260,7 @@ func (w *diffWorld) subscribe(sc stan.Conn, op diffOp) string {
 	s := &diffSub{op: op}
 	handler := func(m *stan.Msg) {
 		w.mu.Lock()
-		s.msgs = append(s.msgs, &diffMsg{step: w.step, seq: m.Sequence, data: string(m.Data), redelivered: m.Redelivered, m: m})
+		s.msgs = append(s.msgs, &diffMsg{step: w.step, seq: m.Sequence, data: abbrev(string(m.Data)), redelivered: m.Redelivered, m: m})
 		w.last = time.Now()
 		w.mu.Unlock()
 	}
@@ -255,7 +276,7 @@ func (w *diffWorld) subscribe(sc stan.Conn, op diffOp) string {
 	case startSeq:
 		opts = append(opts, stan.StartAtSequence(op.seq))
 	case startDelta:
-		opts = append(opts, stan.StartAtTimeDelta(time.Hour))
+		opts = append(opts, stan.StartAtTimeDelta(op.deltaOrHour()))
 	}
 	if op.durable != "" {
 		opts = append(opts, stan.DurableName(op.durable))
@@ -445,11 +466,14 @@ type diffProc struct {
 }
 
 // startDiffProc runs bin on a file store in a new directory with the test's limits.
-func startDiffProc(t *testing.T, bin string) *diffProc {
+func startDiffProc(t *testing.T, bin string) *diffProc { return startDiffProcStore(t, bin, "file") }
+
+// startDiffProcStore is startDiffProc on store (file or bolt).
+func startDiffProcStore(t *testing.T, bin, store string) *diffProc {
 	port := freePort(t)
 	d := &diffProc{t: t, bin: bin, url: fmt.Sprintf("nats://127.0.0.1:%d", port),
 		args: []string{"-cid", "test-cluster", "-a", "127.0.0.1", "-p", fmt.Sprint(port),
-			"-mm", "20", "-msu", "5", "-st", "file", "--dir", t.TempDir()}}
+			"-mm", "20", "-msu", "5", "-st", store, "--dir", t.TempDir()}}
 	d.p = startProc(t, bin, d.args...)
 	waitNATS(t, d.url)
 	return d
