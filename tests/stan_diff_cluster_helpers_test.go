@@ -38,9 +38,22 @@ func stanConnectTo(url, id string) (stan.Conn, error) {
 // own, up to sequence last (waiting up to 5 s for it), and returns them as "seq:payload"
 // in sequence order, or the error met.
 func (w *diffWorld) replay(channel string, last uint64) string {
-	sc, err := stanConnectTo(w.url, "cdiff-replay")
+	var out string
+	for attempt := 0; attempt < 3; attempt++ {
+		var ok bool
+		if out, ok = w.replayOnce(channel, last); ok {
+			break
+		}
+	}
+	return out
+}
+
+// replayOnce is one attempt of replay; false when a request failed (tried again: a request
+// lost with a retired route times out).
+func (w *diffWorld) replayOnce(channel string, last uint64) (string, bool) {
+	sc, err := stanConnectTo(w.url, fmt.Sprintf("cdiff-replay-%d", time.Now().UnixNano()))
 	if err != nil {
-		return "connect: " + err.Error()
+		return "connect: " + err.Error(), false
 	}
 	defer sc.Close()
 	var mu sync.Mutex
@@ -53,7 +66,7 @@ func (w *diffWorld) replay(channel string, last uint64) string {
 		mu.Unlock()
 	}, stan.DeliverAllAvailable(), stan.MaxInflight(1024))
 	if err != nil {
-		return "subscribe: " + err.Error()
+		return "subscribe: " + err.Error(), false
 	}
 	defer sub.Close()
 	for start := time.Now(); time.Since(start) < 5*time.Second; {
@@ -68,7 +81,7 @@ func (w *diffWorld) replay(channel string, last uint64) string {
 	time.Sleep(50 * time.Millisecond) // anything past last: a difference
 	mu.Lock()
 	defer mu.Unlock()
-	return b.String()
+	return b.String(), true
 }
 
 // clusterSnapDiff lists the keys whose deliveries differ beyond what TestStanDiffCluster
