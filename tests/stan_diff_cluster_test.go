@@ -38,8 +38,10 @@ package tests
 import (
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -153,6 +155,16 @@ func (c *stanCluster) raftStates() string {
 		fmt.Fprintf(&b, "  %s: role %s term %d commit %d applied %d msgs %d digest %.12s (%v)\n", n.name, z.Role,
 			z.Raft.Term, z.Raft.CommitIndex, z.Raft.AppliedIndex, z.TotalMsgs, z.Digest, err)
 		if os.Getenv("STANDIFF_CLUSTER_DUMP") != "" {
+			for i, a := range n.args {
+				if a == "--dir" && i+1 < len(n.args) {
+					_ = filepath.WalkDir(n.args[i+1], func(p string, d fs.DirEntry, err error) error {
+						if err == nil && strings.Contains(p, "snap") {
+							fmt.Fprintf(&b, "    %s\n", p)
+						}
+						return nil
+					})
+				}
+			}
 			for _, path := range []string{"/streaming/channelsz?subs=1", "/streaming/clientsz?subs=1"} {
 				var v any
 				err := n.monGet(path, &v)
