@@ -1,6 +1,7 @@
 package streaming
 
 import (
+	"errors"
 	"strings"
 	"time"
 
@@ -210,9 +211,25 @@ func (s *Server) subscribeFailed(reply string, ch *channel, sub *subState, curre
 		s.log.Info("subscription refused", "client_id", logID(sub.clientID), "channel", ch.name, "cause", err)
 		if current {
 			s.forgetSub(sub, resume)
+			s.buryRefused(ch, sub, resume, err)
 		}
 	}
 	s.subError(reply, err.Error())
+}
+
+// buryRefused proposes the removal of a new subscription refused for max_subs, which
+// every replica finds already gone — except one that replays its log onto a store synced
+// past it (a restart): the subscriptions the store has from later commands count against
+// max_subs early in the replay, so a subscription that existed then may be refused and
+// missing later, and the refused one finds room there. Without the removal that replica
+// kept it for good (TestStanClusterRefusedSubNotRevivedByReplay). Not for a queue member,
+// whose ID a durable group's shadow may take on (forgetSub).
+func (s *Server) buryRefused(ch *channel, sub *subState, resume bool, err error) {
+	if !s.replicated || resume || sub.group != nil || !errors.Is(err, stores.ErrTooManySubs) {
+		return
+	}
+	ref := refOf(ch)
+	s.proposeLogged(&cmdDeleteSub{chanRef: ref, id: sub.id}, "removing a refused subscription", ref)
 }
 
 // startSub makes a confirmed subscription ready and sends it what it may receive.
