@@ -36,7 +36,8 @@
 // 1000 in one parse), and maps and arrays nested more than 64 deep are errors, so no input
 // can exhaust the stack or make the work explode.
 //
-// A key given twice keeps the last value and position (nats-server behaviour).
+// A key given twice keeps the last value and position (nats-server behaviour). A file that
+// starts with a UTF-8 byte order mark is refused at 1:1, as nats-server refuses it.
 //
 // # Errors
 //

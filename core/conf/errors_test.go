@@ -96,6 +96,10 @@ func TestParseErrors(t *testing.T) {
 			`test.conf:1:7: unexpected "2" in array: separate elements with ',' or a newline`, ErrSyntax},
 		{"no key", ": 1\nb: 2", `test.conf:1:1: expected a key, got ':'`, ErrSyntax},
 		{"brace as key", "{a: 1}", `test.conf:1:1: expected a key, got '{'`, ErrSyntax},
+		// nats-server reads a byte order mark as part of the first key and refuses the file.
+		{"byte order mark", "\xEF\xBB\xBFa: 1\nb: [1",
+			"test.conf:1:1: the file starts with a UTF-8 byte order mark (U+FEFF), which nats-server refuses: save it without one\n" +
+				"test.conf:2:4: unterminated array: missing ']'", ErrSyntax},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -24,10 +24,17 @@ type scanner struct {
 
 func newScanner(file string, data []byte) *scanner {
 	s := &scanner{file: file, data: data, line: 1}
-	if len(data) >= 3 && data[0] == 0xEF && data[1] == 0xBB && data[2] == 0xBF {
-		s.off, s.lineStart = 3, 3 // a UTF-8 byte order mark is not part of the text
+	if hasBOM(data) {
+		s.off, s.lineStart = 3, 3 // reported by the parser; the text after it is still checked
 	}
 	return s
+}
+
+// hasBOM reports whether data starts with a UTF-8 byte order mark. nats-server reads it as
+// part of the first key ("unknown field \ufeffport"), so a file with one is refused, with a
+// message that names the invisible character.
+func hasBOM(data []byte) bool {
+	return len(data) >= 3 && data[0] == 0xEF && data[1] == 0xBB && data[2] == 0xBF
 }
 
 func (s *scanner) pos() Pos {

@@ -49,7 +49,7 @@ func ParseFile(path string, opts Options) (*Map, error) {
 func Parse(name string, data []byte, opts Options) (*Map, error) {
 	p := &parser{opts: opts, includes: []string{filepath.Clean(name)}}
 	root := newMap()
-	p.body(newScanner(name, data), root, []*Map{root}, 0, 0, Pos{})
+	p.body(p.scanner(name, data), root, []*Map{root}, 0, 0, Pos{})
 	if len(p.errs) > 0 {
 		return nil, p.errs
 	}
@@ -66,6 +66,15 @@ type parser struct {
 	// file, innermost last, so a container that meets a bracket closing an outer one knows
 	// it is unterminated rather than that the bracket is stray.
 	open []byte
+}
+
+// scanner returns a scanner of one file's text, reporting a byte order mark at its start.
+func (p *parser) scanner(name string, data []byte) *scanner {
+	if hasBOM(data) {
+		p.errorf(Pos{File: name, Line: 1, Col: 1}, ErrSyntax,
+			"the file starts with a UTF-8 byte order mark (U+FEFF), which nats-server refuses: save it without one")
+	}
+	return newScanner(name, data)
 }
 
 func (p *parser) full() bool { return len(p.errs) > maxErrors }
@@ -397,7 +406,7 @@ func (p *parser) include(s *scanner, m *Map, scopes []*Map, depth int, pos Pos) 
 	p.includes = append(p.includes, clean)
 	saved := p.open
 	p.open = nil // an included file cannot close its includer's brackets
-	p.body(newScanner(full, data), m, scopes, depth, 0, Pos{})
+	p.body(p.scanner(full, data), m, scopes, depth, 0, Pos{})
 	p.open = saved
 	p.includes = p.includes[:len(p.includes)-1]
 }

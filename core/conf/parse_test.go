@@ -28,7 +28,6 @@ func TestParseConstructs(t *testing.T) {
 		{"comma separated", "a: 1, b: 2", "{a=i:1, b=i:2}"},
 		{"semicolon separated", "a: 1; b: 2;", "{a=i:1, b=i:2}"},
 		{"crlf", "a: 1\r\nb: x\r\n", `{a=i:1, b="x"}`},
-		{"bom", "\xEF\xBB\xBFa: 1", "{a=i:1}"},
 		{"trailing comment", "a: 1 # one\nb: 2 // two", "{a=i:1, b=i:2}"},
 		{"comment right after value", "a: x#y", `{a="x#y"}`},
 
