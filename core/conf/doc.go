@@ -23,9 +23,10 @@
 //     (10s, 500ms, 1h30m) is a time.Duration; anything else is a string (127.0.0.1,
 //     0.0.0.0:4222, nats-route://h:6222). A word that looks numeric but is not valid, such
 //     as 99999999999999999999, 1.5MB or 1h30, is an error rather than a string;
-//   - $NAME or ${NAME}: the value of the nearest earlier key NAME in this or an enclosing
+//   - $NAME: the value of the nearest earlier key NAME in this or an enclosing
 //     map, else the environment variable NAME (its text classified like a bare word), else
 //     an error. Inside quotes '$' is literal, so a bcrypt hash ($2a$11$...) must be quoted.
+//     ${NAME} is an error, as in nats-server (which looks for a variable named "{NAME").
 //
 // One spelling is ambiguous: a bare 2m is the size 2000000 (nats-server reads it so), and
 // Entry.AsDuration reads it back as two minutes. A quoted "2m" stays a string until asked.

@@ -61,7 +61,9 @@ func TestParseErrors(t *testing.T) {
 			`test.conf:1:4: bad duration "5ss" (write Go durations such as 1h30m, 10s or 500ms)`, ErrSyntax},
 		{"undefined variable", "a: 1\n  b: $FOO",
 			`test.conf:2:6: undefined variable "FOO"`, ErrUndefined},
-		{"undefined braced variable", "b: ${FOO}", `test.conf:1:4: undefined variable "FOO"`, ErrUndefined},
+		// nats-server has no ${NAME}: it looks for a variable "{A" and refuses the file.
+		{"braced variable", "A: 1\nb: ${A}",
+			"test.conf:2:4: ${A}: braces around a variable name are not supported (nats-server refuses them): write $A", ErrSyntax},
 		{"unquoted bcrypt hash", "pass: $2a$11$abcdef",
 			`test.conf:1:7: undefined variable "2a$11$abcdef" (a bcrypt hash must be quoted)`, ErrUndefined},
 		{"variable defined later", "b: $A\nA: 1", `test.conf:1:4: undefined variable "A"`, ErrUndefined},

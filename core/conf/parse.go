@@ -296,7 +296,7 @@ func (p *parser) array(s *scanner, scopes []*Map, depth int, open Pos) []*Value 
 	return arr
 }
 
-// variable resolves $NAME or ${NAME} at the '$': the nearest earlier key of that name in
+// variable resolves $NAME at the '$' (${NAME} is an error): the nearest earlier key of that name in
 // an enclosing map, else the environment. An environment value is classified like a bare
 // word, so PORT=4222 gives an integer.
 func (p *parser) variable(s *scanner, scopes []*Map, pos Pos) *Value {
@@ -314,6 +314,10 @@ func (p *parser) variable(s *scanner, scopes []*Map, pos Pos) *Value {
 		}
 		name = string(s.data[start:s.off])
 		s.advance()
+		// nats-server reads "${A}" as the variable "{A" and finds none: refused here too,
+		// with the spelling it takes.
+		p.errorf(pos, ErrSyntax, "${%s}: braces around a variable name are not supported (nats-server refuses them): write $%s", name, name)
+		return nil
 	} else {
 		name = s.word(isValueEnd)
 	}

@@ -84,7 +84,6 @@ func TestParseConstructs(t *testing.T) {
 		{"array closes bare url", "r: [nats://h:1]", `{r=["nats://h:1"]}`},
 
 		{"variable", "A: 1\nb: $A", "{A=i:1, b=i:1}"},
-		{"braced variable", "A: x\nb: ${A}", `{A="x", b="x"}`},
 		{"variable map", "A { x: 1 }\nb: $A", "{A={x=i:1}, b={x=i:1}}"},
 		{"variable in array", "A: 1\nb: [$A, 2]", "{A=i:1, b=[i:1, i:2]}"},
 		{"variable from enclosing map", "A: 1\nm { n { b: $A } }", "{A=i:1, m={n={b=i:1}}}"},
@@ -94,7 +93,7 @@ func TestParseConstructs(t *testing.T) {
 		{"self name uses outer", "A: 1\nm { A: $A }", "{A=i:1, m={A=i:1}}"},
 		{"env string", "h: $HOME_DIR", `{h="/home/x"}`},
 		{"env int", "p: $PORT", "{p=i:4222}"},
-		{"env bool", "f: ${FLAG}", "{f=true}"},
+		{"env bool", "f: $FLAG", "{f=true}"},
 		{"env with spaces", "s: $SPACED", `{s="a b"}`},
 
 		{"duplicate last wins", "a: 1\nb: 2\na: 3", "{a=i:3, b=i:2}"},
