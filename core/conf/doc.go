@@ -24,8 +24,9 @@
 //     0.0.0.0:4222, nats-route://h:6222). A word that looks numeric but is not valid, such
 //     as 99999999999999999999, 1.5MB or 1h30, is an error rather than a string;
 //   - $NAME: the value of the nearest earlier key NAME in this or an enclosing
-//     map, else the environment variable NAME (its text classified like a bare word), else
-//     an error. Inside quotes '$' is literal, so a bcrypt hash ($2a$11$...) must be quoted.
+//     map, else the environment variable NAME, else an error. As in nats-server, the
+//     variable's text is read as a value: A=4222 is an integer, A='"x y"' the string x y,
+//     A='[a, b]' a list, A='$B' the variable B (a cycle is an error), A='a b' an error. Inside quotes '$' is literal, so a bcrypt hash ($2a$11$...) must be quoted.
 //     ${NAME} is an error, as in nats-server (which looks for a variable named "{NAME").
 //
 // One spelling is ambiguous: a bare 2m is the size 2000000 (nats-server reads it so), and

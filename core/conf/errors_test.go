@@ -15,6 +15,7 @@ func TestParseErrors(t *testing.T) {
 		"dir/b.conf":     "include a.conf\n",
 		"dir/undef.conf": "\n  v: $NOPE\n",
 	}
+	env := map[string]string{"SPACED": "a b", "CYCLE_A": "$CYCLE_B", "CYCLE_B": "$CYCLE_A", "TO_NOWHERE": "$NOWHERE_H"}
 	deep := "a: " + strings.Repeat("{b: ", 65) + "1" + strings.Repeat("}", 65) + "\nc: 1"
 	deepArr := "a: " + strings.Repeat("[", 70) + strings.Repeat("]", 70) + "\nc: ["
 	tests := []struct {
@@ -64,6 +65,13 @@ func TestParseErrors(t *testing.T) {
 		// nats-server has no ${NAME}: it looks for a variable "{A" and refuses the file.
 		{"braced variable", "A: 1\nb: ${A}",
 			"test.conf:2:4: ${A}: braces around a variable name are not supported (nats-server refuses them): write $A", ErrSyntax},
+		// Environment values are read as nats-server reads them, errors named at the reference.
+		{"env with spaces", "a: 1\nb: $SPACED",
+			`test.conf:2:4: environment variable SPACED: unexpected "b" (quote a value that contains spaces) (at character 3 of its value)`, ErrSyntax},
+		{"env cycle", "b: $CYCLE_A",
+			"test.conf:1:4: environment variable CYCLE_A: environment variable CYCLE_B: environment variable CYCLE_A refers back to itself", ErrUndefined},
+		{"env undefined inside", "b: $TO_NOWHERE",
+			`test.conf:1:4: environment variable TO_NOWHERE: undefined variable "NOWHERE_H"`, ErrUndefined},
 		{"unquoted bcrypt hash", "pass: $2a$11$abcdef",
 			`test.conf:1:7: undefined variable "2a$11$abcdef" (a bcrypt hash must be quoted)`, ErrUndefined},
 		{"variable defined later", "b: $A\nA: 1", `test.conf:1:4: undefined variable "A"`, ErrUndefined},
@@ -105,7 +113,7 @@ func TestParseErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			m, err := Parse("test.conf", []byte(tc.src), memFS(files, nil))
+			m, err := Parse("test.conf", []byte(tc.src), memFS(files, env))
 			if err == nil {
 				t.Fatalf("Parse(%q) = %s, want error", tc.src, dumpMap(m))
 			}

@@ -17,6 +17,7 @@ const (
 	maxIncludeDepth = 10   // includes nested in one another
 	maxIncludes     = 1000 // include directives followed in one parse
 	maxErrors       = 100  // then "too many errors" and the parse stops
+	maxEnvs         = 1000 // environment variables read in one parse (A=[$B,$B], B=[$C,$C], ...)
 )
 
 // Options are the parser's dependencies. The zero value uses the process environment and
@@ -62,6 +63,9 @@ type parser struct {
 	errs     Errors
 	includes []string // cleaned paths of the files being parsed, outermost first
 	included int      // include directives followed so far
+	// env holds the environment variables being resolved, to catch A=$B, B=$A.
+	env  map[string]bool
+	envs int // environment variables read so far
 	// open holds the closing bracket of each map and array being parsed in the current
 	// file, innermost last, so a container that meets a bracket closing an outer one knows
 	// it is unterminated rather than that the bracket is stray.
@@ -238,7 +242,7 @@ func (p *parser) value(s *scanner, scopes []*Map, depth int) *Value {
 		}
 		return &Value{Kind: KindString, Pos: pos, Str: str, Raw: raw}
 	case '$':
-		return p.variable(s, scopes, pos)
+		return p.variable(s, scopes, pos, depth)
 	}
 	w := s.word(isValueEnd)
 	if w == "" { // callers make sure a value starts here; never loop without progress
@@ -296,10 +300,9 @@ func (p *parser) array(s *scanner, scopes []*Map, depth int, open Pos) []*Value 
 	return arr
 }
 
-// variable resolves $NAME at the '$' (${NAME} is an error): the nearest earlier key of that name in
-// an enclosing map, else the environment. An environment value is classified like a bare
-// word, so PORT=4222 gives an integer.
-func (p *parser) variable(s *scanner, scopes []*Map, pos Pos) *Value {
+// variable resolves $NAME at the '$' (${NAME} is an error): the nearest earlier key of that
+// name in an enclosing map, else the environment (envValue).
+func (p *parser) variable(s *scanner, scopes []*Map, pos Pos, depth int) *Value {
 	s.advance() // '$'
 	var name string
 	if s.peek() == '{' {
@@ -338,12 +341,7 @@ func (p *parser) variable(s *scanner, scopes []*Map, pos Pos) *Value {
 		lookup = os.LookupEnv
 	}
 	if env, ok := lookup(name); ok {
-		v, msg := classify(env)
-		if msg != "" {
-			v = Value{Kind: KindString, Str: env, Raw: env}
-		}
-		v.Pos = pos
-		return &v
+		return p.envValue(name, env, pos, depth)
 	}
 	hint := ""
 	if len(name) > 3 && name[0] == '2' && name[2] == '$' {

@@ -11,7 +11,8 @@ import (
 )
 
 func TestParseConstructs(t *testing.T) {
-	env := map[string]string{"HOME_DIR": "/home/x", "PORT": "4222", "FLAG": "yes", "SPACED": "a b"}
+	env := map[string]string{"HOME_DIR": "/home/x", "PORT": "4222", "FLAG": "yes", "QUOTED": `"a b"`,
+		"LIST": "[x, 2]", "MAP": "{a: 1}", "INDIRECT": "$PORT", "COMMENTED": "7 # seven\nother: 1", "BLANK": " "}
 	tests := []struct {
 		name, src, want string
 	}{
@@ -94,7 +95,13 @@ func TestParseConstructs(t *testing.T) {
 		{"env string", "h: $HOME_DIR", `{h="/home/x"}`},
 		{"env int", "p: $PORT", "{p=i:4222}"},
 		{"env bool", "f: $FLAG", "{f=true}"},
-		{"env with spaces", "s: $SPACED", `{s="a b"}`},
+		// An environment value is read as nats-server reads it: as the value of an entry.
+		{"env quoted", "s: $QUOTED", `{s="a b"}`},
+		{"env list", "r: $LIST", `{r=["x", i:2]}`},
+		{"env map", "m: $MAP", `{m={a=i:1}}`},
+		{"env refers to env", "p: $INDIRECT", "{p=i:4222}"},
+		{"env comment and next line", "c: $COMMENTED", "{c=i:7}"},
+		{"env blank", "e: $BLANK", `{e=""}`},
 
 		{"duplicate last wins", "a: 1\nb: 2\na: 3", "{a=i:3, b=i:2}"},
 		{"key named include", "include: 5", "{include=i:5}"},
@@ -335,5 +342,19 @@ func TestIncludeTotalLimit(t *testing.T) {
 	if !errors.As(err, &es) || !errors.Is(es[0], ErrTooDeep) ||
 		es[0].Msg != `include "f10.conf": more than 1000 includes in all` {
 		t.Errorf("err = %v", err)
+	}
+}
+
+// Environment values that refer to one another fan out: their number is bounded.
+func TestEnvExpansionBounded(t *testing.T) {
+	env := map[string]string{}
+	for i := range 20 {
+		env[fmt.Sprintf("E%d", i)] = fmt.Sprintf("[$E%d, $E%d]", i+1, i+1)
+	}
+	env["E20"] = "1"
+	_, err := Parse("x.conf", []byte("a: $E0\n"), memFS(nil, env))
+	var es Errors
+	if !errors.As(err, &es) || !errors.Is(es[0], ErrTooDeep) {
+		t.Fatalf("got %v, want a too-deep error", err)
 	}
 }
