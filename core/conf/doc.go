@@ -33,8 +33,10 @@
 // Entry.AsDuration reads it back as two minutes. A quoted "2m" stays a string until asked.
 //
 // "include path" (a directive: no ':' or '=') parses the file at path, relative to the
-// including file's directory, into the current map as if its text stood there. Errors in it
-// carry its own name and lines. Include cycles, includes nested more than 10 deep (or more than
+// including file's directory (an absolute path too, as nats-server joins them), and merges
+// its keys into the current map. As in nats-server the file is parsed on its own: its
+// $variables see its own keys and the environment, not the includer's. Errors in it carry
+// its own name and lines. Include cycles, includes nested more than 10 deep (or more than
 // 1000 in one parse), and maps and arrays nested more than 64 deep are errors, so no input
 // can exhaust the stack or make the work explode.
 //

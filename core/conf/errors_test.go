@@ -9,11 +9,13 @@ import (
 
 func TestParseErrors(t *testing.T) {
 	files := map[string]string{
-		"dir/bad.conf":   "ok: 1\nbroken: \"oops\n",
-		"dir/self.conf":  "include self.conf\n",
-		"dir/a.conf":     "x: 1\ninclude b.conf\n",
-		"dir/b.conf":     "include a.conf\n",
-		"dir/undef.conf": "\n  v: $NOPE\n",
+		"dir/bad.conf":    "ok: 1\nbroken: \"oops\n",
+		"dir/self.conf":   "include self.conf\n",
+		"dir/a.conf":      "x: 1\ninclude b.conf\n",
+		"dir/b.conf":      "include a.conf\n",
+		"dir/undef.conf":  "\n  v: $NOPE\n",
+		"dir/usevar.conf": "a: $V\n",
+		"/dir/leaf.conf":  "a: 1\n",
 	}
 	env := map[string]string{"SPACED": "a b", "CYCLE_A": "$CYCLE_B", "CYCLE_B": "$CYCLE_A", "TO_NOWHERE": "$NOWHERE_H"}
 	deep := "a: " + strings.Repeat("{b: ", 65) + "1" + strings.Repeat("}", 65) + "\nc: 1"
@@ -82,6 +84,13 @@ func TestParseErrors(t *testing.T) {
 			`dir/undef.conf:2:6: undefined variable "NOPE"`, ErrUndefined},
 		{"include not found", "a: 1\ninclude ./missing.conf",
 			`test.conf:2:1: include "./missing.conf": file not found`, ErrInclude},
+		// nats-server parses an included file on its own: the includer's keys are no
+		// variables there.
+		{"include sees no outer variable", "V: 1\ninclude dir/usevar.conf",
+			`dir/usevar.conf:1:4: undefined variable "V"`, ErrUndefined},
+		// and it joins even an absolute include path to the including file's directory.
+		{"absolute include", "include /dir/leaf.conf",
+			`test.conf:1:1: include "/dir/leaf.conf": file not found (looked for dir/leaf.conf: include paths are relative to the including file's directory, absolute ones too, as in nats-server)`, ErrInclude},
 		{"include missing name", "include\n", "test.conf:1:1: missing file name after include", ErrSyntax},
 		{"error inside include", "x: 1\ninclude \"dir/bad.conf\"",
 			`dir/bad.conf:2:9: unterminated string: missing closing '"'`, ErrSyntax},

@@ -161,7 +161,7 @@ func (p *parser) entry(s *scanner, m *Map, scopes []*Map, depth int) {
 	}
 	s.skipSpace()
 	if !quoted && key == "include" && s.peek() != ':' && s.peek() != '=' {
-		p.include(s, m, scopes, depth, keyPos)
+		p.include(s, m, depth, keyPos)
 		return
 	}
 	if c := s.peek(); c == ':' || c == '=' {
@@ -352,9 +352,10 @@ func (p *parser) variable(s *scanner, scopes []*Map, pos Pos, depth int) *Value 
 }
 
 // include reads the file named after an include keyword at pos and merges its entries into
-// m, as if its text stood here: it sees the variables in scope and the keys it defines are
-// visible after it. The file's errors carry its own name and lines.
-func (p *parser) include(s *scanner, m *Map, scopes []*Map, depth int, pos Pos) {
+// m: the keys it defines are visible after it, but it sees only its own keys and the
+// environment as variables (nats-server parses it on its own). The file's errors carry its
+// own name and lines.
+func (p *parser) include(s *scanner, m *Map, depth int, pos Pos) {
 	var path string
 	if c := s.peek(); c == '"' || c == '\'' {
 		str, _, err := s.quoted()
@@ -371,10 +372,9 @@ func (p *parser) include(s *scanner, m *Map, scopes []*Map, depth int, pos Pos) 
 		return
 	}
 	p.endValue(s, "include")
-	full := path
-	if !filepath.IsAbs(path) {
-		full = filepath.Join(filepath.Dir(s.file), path)
-	}
+	// As in nats-server, even an absolute path is taken relative to the including file's
+	// directory: a file it refuses is refused here too.
+	full := filepath.Join(filepath.Dir(s.file), path)
 	clean := filepath.Clean(full)
 	for i, f := range p.includes {
 		if f == clean {
@@ -401,6 +401,9 @@ func (p *parser) include(s *scanner, m *Map, scopes []*Map, depth int, pos Pos) 
 		msg := err.Error()
 		if errors.Is(err, fs.ErrNotExist) {
 			msg = "file not found"
+			if filepath.IsAbs(path) {
+				msg += " (looked for " + full + ": include paths are relative to the including file's directory, absolute ones too, as in nats-server)"
+			}
 		}
 		p.add(&Error{Pos: pos, Msg: fmt.Sprintf("include %q: %s", path, msg), Err: fmt.Errorf("%w: %w", ErrInclude, err)})
 		return
@@ -408,7 +411,17 @@ func (p *parser) include(s *scanner, m *Map, scopes []*Map, depth int, pos Pos) 
 	p.includes = append(p.includes, clean)
 	saved := p.open
 	p.open = nil // an included file cannot close its includer's brackets
-	p.body(p.scanner(full, data), m, scopes, depth, 0, Pos{})
+	// The file is parsed on its own, as nats-server does: it does not see the includer's
+	// variables, and its keys are then merged into m (later ones replacing earlier ones),
+	// where the text after the include sees them.
+	inc := newMap()
+	p.body(p.scanner(full, data), inc, []*Map{inc}, depth, 0, Pos{})
+	for _, k := range inc.Keys {
+		if _, ok := m.Entries[k]; !ok {
+			m.Keys = append(m.Keys, k)
+		}
+		m.Entries[k] = inc.Entries[k]
+	}
 	p.open = saved
 	p.includes = p.includes[:len(p.includes)-1]
 }

@@ -233,10 +233,10 @@ func TestInclude(t *testing.T) {
 	files := map[string]string{
 		"conf/main.conf":       "a: 1\ninclude ./auth.conf\nm {\n  include 'sub/inner.conf'\n}\nz: $FROM_AUTH",
 		"conf/auth.conf":       "# auth\nFROM_AUTH: 7\nauthorization {\n  token: $TOKEN\n}\n",
-		"conf/sub/inner.conf":  "\n  x: $a\n  include \"deeper.conf\"",
+		"conf/sub/inner.conf":  "\n  x: $TOKEN_LEN\n  include \"deeper.conf\"",
 		"conf/sub/deeper.conf": "y: yes",
 	}
-	opts := memFS(files, map[string]string{"TOKEN": "s3cr3t"})
+	opts := memFS(files, map[string]string{"TOKEN": "s3cr3t", "TOKEN_LEN": "1"})
 	m, err := ParseFile("conf/main.conf", opts)
 	if err != nil {
 		t.Fatal(err)
