@@ -462,7 +462,6 @@ var allowedStanDiffs = []struct{ name, reason, nss, star string }{
 		"subjects and store directories); nss also takes dots", "", "only letters, digits"},
 	{"file store directory", "Starling's --dir defaults to ./data; nss requires dir with store: file",
 		"root directory must be specified", ""},
-	{"bare-number durations", "Starling documents a bare number as seconds; nss wants a string", "expected to be string, got int64", ""},
 	{"array lexer", "as for nats-server: nss's parser fails on some arrays followed by a key on the next line",
 		"Expected an array value terminator", ""},
 	{"quoted scalars", "as for nats-server: Starling reads a quoted number as its value", "expected to be int64, got string", ""},

@@ -29,8 +29,10 @@
 //     A='[a, b]' a list, A='$B' the variable B (a cycle is an error), A='a b' an error. Inside quotes '$' is literal, so a bcrypt hash ($2a$11$...) must be quoted.
 //     ${NAME} is an error, as in nats-server (which looks for a variable named "{NAME").
 //
-// One spelling is ambiguous: a bare 2m is the size 2000000 (nats-server reads it so), and
-// Entry.AsDuration reads it back as two minutes. A quoted "2m" stays a string until asked.
+// One spelling is ambiguous: a bare 2m is the size 2000000, as nats-server reads it, and
+// stays that number where a duration is expected (Entry.AsDuration refuses it, AsSeconds
+// takes 2000000 seconds, as nats-server's ping_interval does). A quoted "2m" stays a string
+// until asked.
 //
 // "include path" (a directive: no ':' or '=') parses the file at path, relative to the
 // including file's directory (an absolute path too, as nats-server joins them), and merges

@@ -370,7 +370,7 @@ func looksLikeDuration(w string) bool {
 // clearly meant as a number or duration but is not a valid one gives an error message.
 //
 // One spelling is ambiguous: a lower-case m is both "mega" and "minutes". 2m classifies as
-// the integer 2000000 with Raw "2m", and Entry.AsDuration reads it back as two minutes.
+// the integer 2000000 with Raw "2m", as in nats-server.
 func classify(w string) (Value, string) {
 	v := Value{Kind: KindString, Str: w, Raw: w}
 	switch strings.ToLower(w) {

@@ -167,11 +167,11 @@ func TestParseExample(t *testing.T) {
 		t.Errorf("max_payload = %d, %v", n, err)
 	}
 	e, _ = m.Get("ping_interval")
-	if d, err := e.AsDuration(); err != nil || d != 30*time.Second {
+	if d, err := e.AsSeconds(); err != nil || d != 30*time.Second {
 		t.Errorf("ping_interval = %v, %v", d, err)
 	}
 	e, _ = lookup(t, m, "authorization.timeout")
-	if d, err := e.AsDuration(); err != nil || d != 2500*time.Millisecond {
+	if d, err := e.AsTimeout(); err != nil || d != 2500*time.Millisecond {
 		t.Errorf("timeout = %v, %v", d, err)
 	}
 	e, _ = lookup(t, m, "authorization.users.0.permissions.publish.deny")

@@ -223,35 +223,89 @@ func (e *Entry) AsFloat() (float64, error) {
 	return 0, e.mismatch("a number")
 }
 
-// AsDuration returns a duration. It accepts a Go duration, bare (10s) or quoted ("2m"), and,
-// like nats-server, a plain number as seconds (write_deadline: 5, timeout: 2.5). A bare 2m,
-// which classifies as the size 2000000, is read back as two minutes.
+// AsDuration returns a duration written as one, bare (10s, 500ms) or quoted ("2m"), as
+// nats-server reads lame_duck_duration or an export's response_threshold and
+// nats-streaming-server every duration. A number is an error, including a bare 2m, which is
+// the size 2000000 to both (quote it: "2m"); so is a quoted number without a unit ("2").
+// AsSeconds and AsTimeout take numbers where the references do.
 func (e *Entry) AsDuration() (time.Duration, error) {
-	v := e.Value
-	if v.Kind == KindString {
-		if d, err := time.ParseDuration(strings.TrimSpace(v.Str)); err == nil {
-			return d, nil
-		}
-		c := asKind(v)
-		v = &c
+	if d, ok := durationText(e.Value); ok {
+		return d, nil
 	}
+	return 0, e.durationMismatch()
+}
+
+// durationText reads a string or a bare duration as a Go duration.
+func durationText(v *Value) (time.Duration, bool) {
 	switch v.Kind {
 	case KindDuration:
-		return v.Dur, nil
-	case KindInt:
-		if d, err := time.ParseDuration(v.Raw); err == nil {
-			return d, nil
-		}
-		if n, err := strconv.ParseInt(v.Raw, 10, 64); err == nil && n == v.Int &&
-			n <= math.MaxInt64/int64(time.Second) && n >= math.MinInt64/int64(time.Second) {
-			return time.Duration(n) * time.Second, nil
-		}
-	case KindFloat:
-		if s := v.Float * float64(time.Second); s < math.MaxInt64 && s > math.MinInt64 {
-			return time.Duration(s), nil
+		return v.Dur, true
+	case KindString:
+		d, err := time.ParseDuration(strings.TrimSpace(v.Str))
+		return d, err == nil
+	}
+	return 0, false
+}
+
+// isDurationWord reports whether a bare number with a suffix also reads as a duration (2m).
+func isDurationWord(w string) bool {
+	_, err := time.ParseDuration(w)
+	return err == nil && strings.IndexFunc(w, func(r rune) bool { return r > '9' }) >= 0
+}
+
+func (e *Entry) durationMismatch() *Error {
+	err := e.mismatch("a duration")
+	switch v := e.Value; {
+	case v.Kind == KindInt && isDurationWord(v.Raw):
+		err.Msg += fmt.Sprintf(" (a bare %s is the number %d, as in nats-server: write \"%s\")", v.Raw, v.Int, v.Raw)
+	case v.Kind == KindFloat || (v.Kind == KindInt && strings.Trim(v.Raw, "-0123456789") == ""):
+		err.Msg += fmt.Sprintf(" (write it with a unit: \"%ss\")", v.Raw)
+	case v.Kind == KindString && strings.TrimSpace(v.Str) != "":
+		if _, err2 := strconv.ParseFloat(strings.TrimSpace(v.Str), 64); err2 == nil {
+			err.Msg += fmt.Sprintf(" (write it with a unit: \"%ss\")", strings.TrimSpace(v.Str))
 		}
 	}
-	return 0, e.mismatch("a duration")
+	return err
+}
+
+// AsSeconds is AsDuration that also takes a whole number as seconds, as nats-server's
+// ping_interval and write_deadline do: ping_interval: 30 is 30s. nats-server applies the
+// number's size suffix first, so a bare 2m is 2000000 seconds, and so it is here. A
+// fraction (1.5) is an error, as in nats-server.
+func (e *Entry) AsSeconds() (time.Duration, error) {
+	if d, ok := durationText(e.Value); ok {
+		return d, nil
+	}
+	if v := e.Value; v.Kind == KindInt && v.Int <= math.MaxInt64/int64(time.Second) && v.Int >= math.MinInt64/int64(time.Second) {
+		return time.Duration(v.Int) * time.Second, nil
+	}
+	if e.Value.Kind == KindFloat {
+		err := e.mismatch("a duration or a whole number of seconds")
+		err.Msg += fmt.Sprintf(" (write it with a unit: \"%ss\")", e.Value.Raw)
+		return 0, err
+	}
+	return 0, e.durationMismatch()
+}
+
+// AsTimeout is AsDuration that also takes a number of seconds, whole or not (timeout: 0.5),
+// as nats-server's authorization and tls timeouts do.
+func (e *Entry) AsTimeout() (time.Duration, error) {
+	if d, ok := durationText(e.Value); ok {
+		return d, nil
+	}
+	var secs float64
+	switch v := e.Value; v.Kind {
+	case KindInt:
+		secs = float64(v.Int)
+	case KindFloat:
+		secs = v.Float
+	default:
+		return 0, e.durationMismatch()
+	}
+	if ns := secs * float64(time.Second); ns < math.MaxInt64 && ns > math.MinInt64 {
+		return time.Duration(ns), nil
+	}
+	return 0, e.durationMismatch()
 }
 
 // AsMap returns a map value.

@@ -84,12 +84,26 @@ func TestEntryHelpers(t *testing.T) {
 
 		{"AsDuration bare", call(get("d").AsDuration()), result{1500 * time.Millisecond, ""}},
 		{"AsDuration quoted", call(get("qd").AsDuration()), result{2 * time.Minute, ""}},
-		{"AsDuration bare 2m", call(get("m2").AsDuration()), result{2 * time.Minute, ""}},
-		{"AsDuration int seconds", call(get("sec").AsDuration()), result{5 * time.Second, ""}},
-		{"AsDuration quoted int seconds", call(get("qn").AsDuration()), result{30 * time.Second, ""}},
-		{"AsDuration float seconds", call(get("f").AsDuration()), result{2500 * time.Millisecond, ""}},
+		// nats-server and nats-streaming-server take only a string where a duration is
+		// expected (lame_duck_duration, hb_interval): a bare 2m is the number 2000000 to them.
+		{"AsDuration bare 2m", call(get("m2").AsDuration()), result{nil, `test.conf:5:1: m2: expected a duration, got integer 2m (a bare 2m is the number 2000000, as in nats-server: write "2m")`}},
+		{"AsDuration int", call(get("sec").AsDuration()), result{nil, `test.conf:12:1: sec: expected a duration, got integer 5 (write it with a unit: "5s")`}},
+		{"AsDuration quoted int", call(get("qn").AsDuration()), result{nil, `test.conf:11:1: qn: expected a duration, got string "30" (write it with a unit: "30s")`}},
+		{"AsDuration float", call(get("f").AsDuration()), result{nil, `test.conf:6:1: f: expected a duration, got float 2.5 (write it with a unit: "2.5s")`}},
 		{"AsDuration size", call(get("size").AsDuration()), result{nil, "test.conf:4:1: size: expected a duration, got integer 2MB"}},
-		{"AsDuration overflow", call(get("huge").AsDuration()), result{nil, "test.conf:13:1: huge: expected a duration, got integer 9223372036854775807"}},
+		// nats-server's ping_interval and write_deadline: a whole number is seconds, after
+		// its size suffix (2m: 2000000 s); a fraction or a quoted number is refused.
+		{"AsSeconds int", call(get("sec").AsSeconds()), result{5 * time.Second, ""}},
+		{"AsSeconds bare 2m", call(get("m2").AsSeconds()), result{2000000 * time.Second, ""}},
+		{"AsSeconds quoted", call(get("qd").AsSeconds()), result{2 * time.Minute, ""}},
+		{"AsSeconds float", call(get("f").AsSeconds()), result{nil, `test.conf:6:1: f: expected a duration or a whole number of seconds, got float 2.5 (write it with a unit: "2.5s")`}},
+		{"AsSeconds quoted int", call(get("qn").AsSeconds()), result{nil, `test.conf:11:1: qn: expected a duration, got string "30" (write it with a unit: "30s")`}},
+		{"AsSeconds overflow", call(get("huge").AsSeconds()), result{nil, "test.conf:13:1: huge: expected a duration, got integer 9223372036854775807 (write it with a unit: \"9223372036854775807s\")"}},
+		// nats-server's authorization and tls timeouts: any number of seconds.
+		{"AsTimeout float", call(get("f").AsTimeout()), result{2500 * time.Millisecond, ""}},
+		{"AsTimeout int", call(get("sec").AsTimeout()), result{5 * time.Second, ""}},
+		{"AsTimeout bare", call(get("d").AsTimeout()), result{1500 * time.Millisecond, ""}},
+		{"AsTimeout string", call(get("s").AsTimeout()), result{nil, `test.conf:1:1: s: expected a duration, got string "abc"`}},
 		{"AsDuration string", call(get("s").AsDuration()), result{nil, `test.conf:1:1: s: expected a duration, got string "abc"`}},
 
 		{"AsMap", call(get("obj").AsMap()), result{"{x=i:1}", ""}},

@@ -97,11 +97,11 @@ func (r *fileReader) limitKey(s *settings, key, path string, e *conf.Entry) bool
 		n, _ := r.size(e, path, math.MaxInt64)
 		o.MaxPending = int64(n)
 	case "ping_interval":
-		o.PingInterval, _ = r.duration(e, path)
+		o.PingInterval, _ = r.seconds(e, path)
 	case "ping_max":
 		o.PingMax, _ = r.intIn(e, path, 0, math.MaxInt32)
 	case "write_deadline":
-		o.WriteDeadline, _ = r.duration(e, path)
+		o.WriteDeadline, _ = r.seconds(e, path)
 	case "lame_duck_duration":
 		s.limitAt[key] = fileOrigin(e.KeyPos, path)
 		o.LameDuckDuration, _ = r.duration(e, path)
@@ -331,9 +331,26 @@ func (r *fileReader) size(e *conf.Entry, path string, hi int64) (int, bool) {
 	return int(v), true
 }
 
-// duration reads a non-negative duration ("2m", 500ms, or a number of seconds).
+// duration reads a non-negative duration written as one ("2m", 500ms): a number is
+// refused, as nats-server and nats-streaming-server refuse it for most durations.
 func (r *fileReader) duration(e *conf.Entry, path string) (time.Duration, bool) {
-	v, err := e.AsDuration()
+	return r.nonNegative(e, path, e.AsDuration)
+}
+
+// seconds reads a non-negative duration or a whole number of seconds, as nats-server reads
+// ping_interval and write_deadline (a bare 2m is 2000000 seconds there, and here).
+func (r *fileReader) seconds(e *conf.Entry, path string) (time.Duration, bool) {
+	return r.nonNegative(e, path, e.AsSeconds)
+}
+
+// timeout reads a non-negative duration or a number of seconds (0.5), as nats-server reads
+// the authorization and tls timeouts.
+func (r *fileReader) timeout(e *conf.Entry, path string) (time.Duration, bool) {
+	return r.nonNegative(e, path, e.AsTimeout)
+}
+
+func (r *fileReader) nonNegative(e *conf.Entry, path string, as func() (time.Duration, error)) (time.Duration, bool) {
+	v, err := as()
 	if err != nil {
 		r.fail(err, e, path)
 		return 0, false

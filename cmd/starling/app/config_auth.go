@@ -33,7 +33,7 @@ func (r *fileReader) authorization(s *settings, e *conf.Entry, path string) {
 			a.token, _ = r.str(e, kpath)
 			a.tokenAt = fileOrigin(e.KeyPos, kpath)
 		case "timeout":
-			s.core.AuthTimeout, _ = r.duration(e, kpath)
+			s.core.AuthTimeout, _ = r.timeout(e, kpath)
 		case "users":
 			a.users = append(a.users, r.users(e, kpath, perms)...)
 			a.usersAt = fileOrigin(e.KeyPos, kpath)

@@ -135,7 +135,7 @@ func fileOptionsSchema() schema {
 	return schema{
 		f(kBool, "compact", "compact_enabled"),
 		f(kInt, "compact_fragmentation", "compact_frag"),
-		f(kDuration, "compact_interval"),
+		f(kInt, "compact_interval"), // seconds, an integer to nats-streaming-server
 		f(kSize, "compact_min_size"),
 		f(kSize, "buffer_size"),
 		f(kBool, "crc", "do_crc"),

@@ -52,6 +52,16 @@ func TestConfigErrors(t *testing.T) {
 		// (the messages would be kept in plain text).
 		{"streaming encrypt", "streaming {\n  encrypt: true\n  encryption_key: \"k\"\n}\n",
 			[]string{`2:3: streaming.encrypt: is true, but Starling does not encrypt its stores: the messages would be kept in plain text; set it false (or remove it) and encrypt the file system instead`}},
+		// Durations are read per key as nats-server and nats-streaming-server read them:
+		// ping_interval and write_deadline take whole seconds but no fraction and no quoted
+		// number; lame_duck_* and every streaming duration want a duration, not a number.
+		{"fractional seconds", "ping_interval: 1.5\nwrite_deadline: \"2\"\n",
+			[]string{`1:1: ping_interval: expected a duration or a whole number of seconds, got float 1.5 (write it with a unit: "1.5s")`,
+				`2:1: write_deadline: expected a duration, got string "2" (write it with a unit: "2s")`}},
+		{"number for a duration", "lame_duck_duration: 45\nlame_duck_grace_period: 2m\nstreaming {\n  hb_interval: 10\n}\n",
+			[]string{`1:1: lame_duck_duration: expected a duration, got integer 45 (write it with a unit: "45s")`,
+				`2:1: lame_duck_grace_period: expected a duration, got integer 2m (a bare 2m is the number 2000000, as in nats-server: write "2m")`,
+				`4:3: streaming.hb_interval: expected a duration, got integer 10 (write it with a unit: "10s")`}},
 		{"port out of range", "port: 70000",
 			[]string{`1:1: port: 70000 is out of range (-1..65535)`}},
 		{"bad listen", "listen: \"nohostport\"",
@@ -522,5 +532,19 @@ func TestMaxSubscriptionsNegativeIsUnlimited(t *testing.T) {
 	}
 	if got := m.cfg.core.MaxSubscriptions; got != -1 {
 		t.Errorf("MaxSubscriptions %d, want -1", got)
+	}
+}
+
+// ping_interval and write_deadline take a whole number as seconds, as nats-server does, after
+// its size suffix: a bare 2m is 2000000 seconds there and here (quote "2m" for two minutes).
+// The timeouts take any number of seconds.
+func TestDurationsAsNatsServerReadsThem(t *testing.T) {
+	dir := t.TempDir()
+	path := writeFile(t, dir, "d.conf", "ping_interval: 2m\nwrite_deadline: 3\nauthorization { token: t, timeout: 0.5 }\n")
+	m := NewMain(&bytes.Buffer{}, &bytes.Buffer{})
+	check(t, m.ParseFlags([]string{"-c", path}))
+	o := m.cfg.core
+	if o.PingInterval != 2000000*time.Second || o.WriteDeadline != 3*time.Second || o.AuthTimeout != 500*time.Millisecond {
+		t.Errorf("ping_interval %v, write_deadline %v, auth timeout %v", o.PingInterval, o.WriteDeadline, o.AuthTimeout)
 	}
 }

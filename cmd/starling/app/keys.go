@@ -226,7 +226,7 @@ func fileKeys() []fileKey {
 		{path: "streaming.file_options.read_buffer_size", aliases: aka("file_read_buffer_size"), typ: "size", doc: "not used (a warning): a message is read with one read of its record"},
 		{path: "streaming.file_options.compact", aliases: aka("compact_enabled"), typ: "bool", doc: "not used (a warning): meta.log and each channel's subscription log are compacted while the store runs, once past 4MB and twice their live size"},
 		{path: "streaming.file_options.compact_fragmentation", aliases: aka("compact_frag"), typ: "int", doc: "not used (a warning), as `compact`"},
-		{path: "streaming.file_options.compact_interval", typ: "duration", doc: "not used (a warning), as `compact`"},
+		{path: "streaming.file_options.compact_interval", typ: "int", doc: "not used (a warning), as `compact` (seconds, a number as in nats-streaming-server)"},
 		{path: "streaming.file_options.compact_min_size", typ: "size", doc: "not used (a warning), as `compact`"},
 		{path: "streaming.sql_options", aliases: aka("sql"), typ: "block", doc: "refused: the SQL store is not supported"},
 		{path: "streaming.nats_server_url", aliases: aka("ns", "nats_server"), flag: "nats_server"},
@@ -282,7 +282,7 @@ func (k kind) String() string {
 		return "size"
 	case kBool:
 		return "bool"
-	case kDuration:
+	case kDuration, kSeconds, kTimeout:
 		return "duration"
 	case kStrings:
 		return "string or list"

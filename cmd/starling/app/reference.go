@@ -83,7 +83,8 @@ the concept is the same. Flags given on the command line win over the configurat
 sections below.
 
 Values: a size takes ` + "`KB`, `MB`, `GB`" + ` (` + "`64MB`" + `; powers of 1024, also written ` + "`KiB`, `MiB`, `GiB`" + `) or ` + "`K`, `M`, `G`" + ` (powers of 1000), on the command line as in the file and as nats-streaming-server reads both; a duration is Go's (` + "`2m`, `500ms`, `24h`" + `; in the
-file also a number of seconds); a boolean flag needs no value (` + "`--tls`" + `) and takes one after
+file, as nats-server reads it, ` + "`ping_interval`, `write_deadline`" + ` also take a whole number of seconds and the
+` + "`timeout`" + ` keys any number of seconds, while a bare ` + "`2m`" + ` is the number 2000000: quote ` + "`\"2m\"`" + `); a boolean flag needs no value (` + "`--tls`" + `) and takes one after
 ` + "`=`" + ` (` + "`--tls=false`" + `).
 `
 

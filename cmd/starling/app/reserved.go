@@ -27,7 +27,9 @@ const (
 	kPort          // -1..65535
 	kSize          // a byte count (1MB), -1 allowed
 	kBool          //
-	kDuration      // "2m", 500ms or seconds
+	kDuration      // "2m" or 500ms: a number is refused (AsDuration)
+	kSeconds       // a duration or a whole number of seconds (AsSeconds: ping_interval)
+	kTimeout       // a duration or any number of seconds (AsTimeout: authorization.timeout)
 	kStrings       // a string or a list of strings
 	kAddr          // host:port or a port
 	kMap           // a nested block with keys
@@ -69,14 +71,14 @@ func clusterSchema() schema {
 			f(kString, "user", "username"),
 			f(kString, "password", "pass"),
 			f(kString, "token"),
-			f(kDuration, "timeout"),
+			f(kTimeout, "timeout"),
 		}},
 		f(kTLS, "tls"),
 		f(kString, "advertise", "cluster_advertise"),
 		f(kBool, "no_advertise"),
 		f(kInt, "pool_size"),
 		f(kInt, "connect_retries"),
-		f(kDuration, "ping_interval"),
+		f(kSeconds, "ping_interval"),
 		f(kInt, "ping_max"),
 	}
 }
@@ -132,6 +134,10 @@ func (r *fileReader) reservedValue(e *conf.Entry, path string, fd field) (any, b
 		return r.boolean(e, path)
 	case kDuration:
 		return r.duration(e, path)
+	case kSeconds:
+		return r.seconds(e, path)
+	case kTimeout:
+		return r.timeout(e, path)
 	case kStrings:
 		var out []string
 		for _, it := range r.list(e, path) {

@@ -99,7 +99,7 @@ streaming {
   sd: true
   stan_trace: false
   hb_interval: "20s"
-  server_to_client_hb_timeout: 4
+  server_to_client_hb_timeout: "4s"
   hb_fail_count: 5
   io_batch_size: 256
   replace_durable: true

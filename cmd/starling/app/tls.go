@@ -146,7 +146,7 @@ func (r *fileReader) tlsBlock(e *conf.Entry, path string) (tlsSettings, bool) {
 		case "verify_and_map":
 			t.mapUsers, _ = r.boolean(e, kpath)
 		case "timeout":
-			t.timeout, _ = r.duration(e, kpath)
+			t.timeout, _ = r.timeout(e, kpath)
 		case "handshake_first", "first", "immediate":
 			t.first, t.firstFallback = r.handshakeFirst(e, kpath)
 		case "cipher_suites":
