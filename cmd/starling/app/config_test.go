@@ -62,6 +62,9 @@ func TestConfigErrors(t *testing.T) {
 			[]string{`1:1: lame_duck_duration: expected a duration, got integer 45 (write it with a unit: "45s")`,
 				`2:1: lame_duck_grace_period: expected a duration, got integer 2m (a bare 2m is the number 2000000, as in nats-server: write "2m")`,
 				`4:3: streaming.hb_interval: expected a duration, got integer 10 (write it with a unit: "10s")`}},
+		// nats-server refuses a lone route string (it wants a list).
+		{"route as a string", "cluster {\n  listen: \"127.0.0.1:-1\"\n  routes: \"nats://127.0.0.1:1\"\n}\n",
+			[]string{`3:3: cluster.routes: expected a list of strings, got string "nats://127.0.0.1:1" (write ["nats://127.0.0.1:1"], as nats-server requires)`}},
 		{"port out of range", "port: 70000",
 			[]string{`1:1: port: 70000 is out of range (-1..65535)`}},
 		{"bad listen", "listen: \"nohostport\"",

@@ -136,7 +136,7 @@ func fileKeys() []fileKey {
 		{path: "cluster.listen", typ: "host:port", flag: "cluster", doc: "route listener: `host:port` (port -1: random); turns clustering on"},
 		{path: "cluster.host", aliases: aka("net"), typ: "string", doc: "route listen host"},
 		{path: "cluster.port", typ: "port", doc: "route listen port"},
-		{path: "cluster.routes", flag: "routes", typ: "string or list", doc: "routes to dial: `nats://[user:pass@]HOST:PORT`, the seeds of the mesh; a configured route is retried with backoff until shutdown"},
+		{path: "cluster.routes", flag: "routes", typ: "list", doc: "routes to dial: `nats://[user:pass@]HOST:PORT`, the seeds of the mesh; a configured route is retried with backoff until shutdown"},
 		{path: "cluster.authorization", typ: "block", doc: "what routes must present"},
 		{path: "cluster.authorization.user", aliases: aka("username"), typ: "string", doc: "user routes log in as (also what this server dials with, unless the route URL has its own)"},
 		{path: "cluster.authorization.password", aliases: aka("pass"), typ: "string", doc: "its password"},
@@ -285,7 +285,7 @@ func (k kind) String() string {
 	case kDuration, kSeconds, kTimeout:
 		return "duration"
 	case kStrings:
-		return "string or list"
+		return "list"
 	case kAddr:
 		return "host:port"
 	case kMap, kTLS:

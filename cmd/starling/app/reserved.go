@@ -30,7 +30,7 @@ const (
 	kDuration      // "2m" or 500ms: a number is refused (AsDuration)
 	kSeconds       // a duration or a whole number of seconds (AsSeconds: ping_interval)
 	kTimeout       // a duration or any number of seconds (AsTimeout: authorization.timeout)
-	kStrings       // a string or a list of strings
+	kStrings       // a list of strings (nats-server refuses a lone string for routes)
 	kAddr          // host:port or a port
 	kMap           // a nested block with keys
 	kMapOf         // a block of named blocks (e.g. per-channel limits), each with keys
@@ -139,6 +139,10 @@ func (r *fileReader) reservedValue(e *conf.Entry, path string, fd field) (any, b
 	case kTimeout:
 		return r.timeout(e, path)
 	case kStrings:
+		if e.Value.Kind != conf.KindArray {
+			r.p.at(e.KeyPos, path, "expected a list of strings, got %s %s (write [%s], as nats-server requires)", e.Value.Kind, e.Value.Raw, e.Value.Raw)
+			return nil, false
+		}
 		var out []string
 		for _, it := range r.list(e, path) {
 			out = append(out, it.s)
