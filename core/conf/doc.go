@@ -50,6 +50,8 @@
 // Parse does not stop at the first problem: after a bad entry it carries on at the next
 // separator or line, after an unterminated map or array at the bracket that closes the outer
 // one, and reports everything (up to 100) as Errors, one "file:line:col: message" per line.
+// An error in a value (an undefined variable, a bad number) names the key's dotted path
+// first: "file:line:col: authorization.timeout: undefined variable \"T\"".
 // Each *Error wraps a sentinel (ErrSyntax, ErrUndefined, ErrInclude, ErrTooDeep, ErrType).
 //
 // The parser is a recursive descent over the bytes of each file, with no token stream: the

@@ -17,11 +17,11 @@ func (p *parser) envValue(name, text string, pos Pos, depth int) *Value {
 		return &Value{Kind: KindString, Pos: pos, Raw: text}
 	}
 	if p.env[name] {
-		p.errorf(pos, ErrUndefined, "environment variable %s refers back to itself", name)
+		p.keyErrorf(pos, ErrUndefined, "environment variable %s refers back to itself", name)
 		return nil
 	}
 	if p.envs >= maxEnvs {
-		p.errorf(pos, ErrTooDeep, "environment variable %s: more than %d environment variables read in all", name, maxEnvs)
+		p.keyErrorf(pos, ErrTooDeep, "environment variable %s: more than %d environment variables read in all", name, maxEnvs)
 		return nil
 	}
 	p.envs++
@@ -42,16 +42,16 @@ func (p *parser) envValue(name, text string, pos Pos, depth int) *Value {
 		if !errors.Is(kind, ErrUndefined) && !errors.Is(kind, ErrTooDeep) {
 			kind = ErrSyntax
 		}
-		msg := strings.Replace(e.Msg, ` after the value of "`+key+`"`, "", 1)
+		msg := strings.Replace(strings.TrimPrefix(e.Msg, key+": "), ` after the value of "`+key+`"`, "", 1)
 		if e.Pos.File == "$"+name && kind == ErrSyntax {
 			msg += " (at character " + strconv.Itoa(max(e.Pos.Col-len(key)-1, 1)) + " of its value)"
 		}
-		p.add(&Error{Pos: pos, Msg: "environment variable " + name + ": " + msg, Err: kind})
+		p.keyErrorf(pos, kind, "environment variable %s: %s", name, msg)
 		return nil
 	}
 	e, ok := m.Entries[key]
 	if !ok { // cannot happen: a non-blank text gives the key a value or an error
-		p.errorf(pos, ErrSyntax, "environment variable %s: no value", name)
+		p.keyErrorf(pos, ErrSyntax, "environment variable %s: no value", name)
 		return nil
 	}
 	v := *e.Value

@@ -52,42 +52,42 @@ func TestParseErrors(t *testing.T) {
 		{"missing value before brace", "m { a: }", `test.conf:1:5: missing value for key "a"`, ErrSyntax},
 		{"missing value before comment", "a: # none", `test.conf:1:1: missing value for key "a"`, ErrSyntax},
 		{"bad number out of range", "a: 99999999999999999999",
-			`test.conf:1:4: bad number "99999999999999999999": out of range`, ErrSyntax},
+			`test.conf:1:4: a: bad number "99999999999999999999": out of range`, ErrSyntax},
 		{"bad size out of range", "a: 10000000PB",
-			`test.conf:1:4: bad number "10000000PB": out of range`, ErrSyntax},
+			`test.conf:1:4: a: bad number "10000000PB": out of range`, ErrSyntax},
 		{"bad fractional size", "a: 1.5MB",
-			`test.conf:1:4: bad number "1.5MB": a size must be a whole number`, ErrSyntax},
-		{"bad float", "a: 1e999", `test.conf:1:4: bad number "1e999": out of range`, ErrSyntax},
+			`test.conf:1:4: a: bad number "1.5MB": a size must be a whole number`, ErrSyntax},
+		{"bad float", "a: 1e999", `test.conf:1:4: a: bad number "1e999": out of range`, ErrSyntax},
 		{"bad duration", "t: 1h30",
-			`test.conf:1:4: bad duration "1h30" (write Go durations such as 1h30m, 10s or 500ms)`, ErrSyntax},
+			`test.conf:1:4: t: bad duration "1h30" (write Go durations such as 1h30m, 10s or 500ms)`, ErrSyntax},
 		{"bad duration unit", "t: 5ss",
-			`test.conf:1:4: bad duration "5ss" (write Go durations such as 1h30m, 10s or 500ms)`, ErrSyntax},
+			`test.conf:1:4: t: bad duration "5ss" (write Go durations such as 1h30m, 10s or 500ms)`, ErrSyntax},
 		{"undefined variable", "a: 1\n  b: $FOO",
-			`test.conf:2:6: undefined variable "FOO"`, ErrUndefined},
+			`test.conf:2:6: b: undefined variable "FOO"`, ErrUndefined},
 		// nats-server has no ${NAME}: it looks for a variable "{A" and refuses the file.
 		{"braced variable", "A: 1\nb: ${A}",
-			"test.conf:2:4: ${A}: braces around a variable name are not supported (nats-server refuses them): write $A", ErrSyntax},
+			"test.conf:2:4: b: ${A}: braces around a variable name are not supported (nats-server refuses them): write $A", ErrSyntax},
 		// Environment values are read as nats-server reads them, errors named at the reference.
 		{"env with spaces", "a: 1\nb: $SPACED",
-			`test.conf:2:4: environment variable SPACED: unexpected "b" (quote a value that contains spaces) (at character 3 of its value)`, ErrSyntax},
+			`test.conf:2:4: b: environment variable SPACED: unexpected "b" (quote a value that contains spaces) (at character 3 of its value)`, ErrSyntax},
 		{"env cycle", "b: $CYCLE_A",
-			"test.conf:1:4: environment variable CYCLE_A: environment variable CYCLE_B: environment variable CYCLE_A refers back to itself", ErrUndefined},
+			"test.conf:1:4: b: environment variable CYCLE_A: environment variable CYCLE_B: environment variable CYCLE_A refers back to itself", ErrUndefined},
 		{"env undefined inside", "b: $TO_NOWHERE",
-			`test.conf:1:4: environment variable TO_NOWHERE: undefined variable "NOWHERE_H"`, ErrUndefined},
+			`test.conf:1:4: b: environment variable TO_NOWHERE: undefined variable "NOWHERE_H"`, ErrUndefined},
 		{"unquoted bcrypt hash", "pass: $2a$11$abcdef",
-			`test.conf:1:7: undefined variable "2a$11$abcdef" (a bcrypt hash must be quoted)`, ErrUndefined},
-		{"variable defined later", "b: $A\nA: 1", `test.conf:1:4: undefined variable "A"`, ErrUndefined},
-		{"variable in sibling map", "m { A: 1 }\nn { b: $A }", `test.conf:2:8: undefined variable "A"`, ErrUndefined},
+			`test.conf:1:7: pass: undefined variable "2a$11$abcdef" (a bcrypt hash must be quoted)`, ErrUndefined},
+		{"variable defined later", "b: $A\nA: 1", `test.conf:1:4: b: undefined variable "A"`, ErrUndefined},
+		{"variable in sibling map", "m { A: 1 }\nn { b: $A }", `test.conf:2:8: n.b: undefined variable "A"`, ErrUndefined},
 		{"empty variable", "a: $", "test.conf:1:4: missing variable name after '$'", ErrSyntax},
 		{"unterminated braced variable", "a: ${X", "test.conf:1:4: unterminated variable reference: missing '}'", ErrSyntax},
 		{"undefined variable in include", "include dir/undef.conf",
-			`dir/undef.conf:2:6: undefined variable "NOPE"`, ErrUndefined},
+			`dir/undef.conf:2:6: v: undefined variable "NOPE"`, ErrUndefined},
 		{"include not found", "a: 1\ninclude ./missing.conf",
 			`test.conf:2:1: include "./missing.conf": file not found`, ErrInclude},
 		// nats-server parses an included file on its own: the includer's keys are no
 		// variables there.
 		{"include sees no outer variable", "V: 1\ninclude dir/usevar.conf",
-			`dir/usevar.conf:1:4: undefined variable "V"`, ErrUndefined},
+			`dir/usevar.conf:1:4: a: undefined variable "V"`, ErrUndefined},
 		// and it joins even an absolute include path to the including file's directory.
 		{"absolute include", "include /dir/leaf.conf",
 			`test.conf:1:1: include "/dir/leaf.conf": file not found (looked for dir/leaf.conf: include paths are relative to the including file's directory, absolute ones too, as in nats-server)`, ErrInclude},
@@ -174,12 +174,12 @@ l: ok
 	want := strings.Join([]string{
 		`many.conf:2:4: unterminated string: missing closing '"'`,
 		`many.conf:4:1: missing value for key "d"`,
-		`many.conf:5:4: bad number "99999999999999999999": out of range`,
+		`many.conf:5:4: e: bad number "99999999999999999999": out of range`,
 		`many.conf:6:8: unterminated array: missing ']'`,
-		`many.conf:7:4: undefined variable "UNDEF"`,
+		`many.conf:7:4: h: undefined variable "UNDEF"`,
 		`many.conf:8:1: unexpected '}'`,
 		`many.conf:9:10: unexpected "world" after the value of "i" (quote a value that contains spaces)`,
-		`many.conf:10:4: bad duration "5ss" (write Go durations such as 1h30m, 10s or 500ms)`,
+		`many.conf:10:4: k: bad duration "5ss" (write Go durations such as 1h30m, 10s or 500ms)`,
 		`many.conf:11:17: unexpected "key:" after the value of "cert" (quote a value that contains spaces)`,
 	}, "\n")
 	if err == nil || err.Error() != want {
@@ -218,7 +218,7 @@ func TestTooDeepSkipsWholeValue(t *testing.T) {
 	src := "a: " + strings.Repeat("[", 65) + "\"]]\" # ]]]\n 'x}' " + strings.Repeat("]", 65) + "\nb: $NOPE\nc: 1"
 	_, err := Parse("t.conf", []byte(src), memFS(nil, nil))
 	want := "t.conf:1:68: nesting too deep: more than 64 maps and arrays inside one another\n" +
-		`t.conf:3:4: undefined variable "NOPE"`
+		`t.conf:3:4: b: undefined variable "NOPE"`
 	if err == nil || err.Error() != want {
 		t.Errorf("err:\n%v\nwant:\n%s", err, want)
 	}

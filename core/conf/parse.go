@@ -64,6 +64,7 @@ type parser struct {
 	includes []string // cleaned paths of the files being parsed, outermost first
 	included int      // include directives followed so far
 	// env holds the environment variables being resolved, to catch A=$B, B=$A.
+	key  string // the dotted path of the key being parsed, named in errors about its $variables
 	env  map[string]bool
 	envs int // environment variables read so far
 	// open holds the closing bracket of each map and array being parsed in the current
@@ -95,6 +96,15 @@ func (p *parser) add(e *Error) {
 
 func (p *parser) errorf(pos Pos, kind error, format string, args ...any) {
 	p.add(&Error{Pos: pos, Msg: fmt.Sprintf(format, args...), Err: kind})
+}
+
+// keyErrorf is errorf naming the key whose value is being parsed: "key: message".
+func (p *parser) keyErrorf(pos Pos, kind error, format string, args ...any) {
+	if p.key != "" {
+		format = "%s: " + format
+		args = append([]any{p.key}, args...)
+	}
+	p.errorf(pos, kind, format, args...)
 }
 
 // enclosedBy reports whether some container outside the innermost one closes with c.
@@ -172,7 +182,13 @@ func (p *parser) entry(s *scanner, m *Map, scopes []*Map, depth int) {
 		p.errorf(keyPos, ErrSyntax, "missing value for key %q", key)
 		return
 	}
+	outer := p.key
+	p.key = key
+	if outer != "" {
+		p.key = outer + "." + key
+	}
 	v := p.value(s, scopes, depth)
+	p.key = outer
 	if v != nil {
 		m.set(key, keyPos, v)
 	}
@@ -254,7 +270,7 @@ func (p *parser) value(s *scanner, scopes []*Map, depth int) *Value {
 	}
 	v, msg := classify(w)
 	if msg != "" {
-		p.errorf(pos, ErrSyntax, "%s", msg)
+		p.keyErrorf(pos, ErrSyntax, "%s", msg)
 		return nil
 	}
 	v.Pos = pos
@@ -319,7 +335,7 @@ func (p *parser) variable(s *scanner, scopes []*Map, pos Pos, depth int) *Value 
 		s.advance()
 		// nats-server reads "${A}" as the variable "{A" and finds none: refused here too,
 		// with the spelling it takes.
-		p.errorf(pos, ErrSyntax, "${%s}: braces around a variable name are not supported (nats-server refuses them): write $%s", name, name)
+		p.keyErrorf(pos, ErrSyntax, "${%s}: braces around a variable name are not supported (nats-server refuses them): write $%s", name, name)
 		return nil
 	} else {
 		name = s.word(isValueEnd)
@@ -347,7 +363,7 @@ func (p *parser) variable(s *scanner, scopes []*Map, pos Pos, depth int) *Value 
 	if len(name) > 3 && name[0] == '2' && name[2] == '$' {
 		hint = " (a bcrypt hash must be quoted)"
 	}
-	p.errorf(pos, ErrUndefined, "undefined variable %q%s", name, hint)
+	p.keyErrorf(pos, ErrUndefined, "undefined variable %q%s", name, hint)
 	return nil
 }
 
