@@ -17,12 +17,16 @@
 //   - "double-quoted" strings with escapes \t \n \r \" \\ \/ \xXX \uXXXX, 'single-quoted'
 //     raw strings (both end on their line), and block strings: '(' up to a line holding
 //     only ')', kept raw;
-//   - bare words, classified: true/false/yes/no/on/off (any case) are booleans; -?digits
-//     are int64; a size suffix multiplies (K M G T P are powers of 1000, KB/Ki/KiB ... are
-//     powers of 1024, any case, as nats-server); 2.5 and 1e3 are floats; a Go duration
-//     (10s, 500ms, 1h30m) is a time.Duration; anything else is a string (127.0.0.1,
-//     0.0.0.0:4222, nats-route://h:6222). A word that looks numeric but is not valid, such
-//     as 99999999999999999999, 1.5MB or 1h30, is an error rather than a string;
+//   - bare words, classified as nats-server's lexer reads them: true/false/yes/no/on/off
+//     (any case) are booleans; -?digits are int64; a size suffix multiplies (K M G T P E
+//     are powers of 1000, KB/Ki/KiB ... are powers of 1024, any case); 2.5 is a float; a
+//     word that starts with digits and goes on with letters is a string (1e3, 3secret,
+//     1h30), a time.Duration when it is a Go duration (10s, 500ms, 1h30m; it reads back as
+//     its text where a string is expected); anything else is a string (127.0.0.1,
+//     0.0.0.0:4222, nats-route://h:6222). What nats-server's lexer refuses is an error: a
+//     number out of range, a fraction or a negative number followed by letters (1.5s, -5s,
+//     1.5MB), digits followed by '-' (a date: 2024-01-02), a word starting with '.' or with
+//     a '-' not followed by a digit;
 //   - $NAME: the value of the nearest earlier key NAME in this or an enclosing
 //     map, else the environment variable NAME, else an error. As in nats-server, the
 //     variable's text is read as a value: A=4222 is an integer, A='"x y"' the string x y,

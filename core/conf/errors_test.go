@@ -56,12 +56,18 @@ func TestParseErrors(t *testing.T) {
 		{"bad size out of range", "a: 10000000PB",
 			`test.conf:1:4: a: bad number "10000000PB": out of range`, ErrSyntax},
 		{"bad fractional size", "a: 1.5MB",
-			`test.conf:1:4: a: bad number "1.5MB": a size must be a whole number`, ErrSyntax},
-		{"bad float", "a: 1e999", `test.conf:1:4: a: bad number "1e999": out of range`, ErrSyntax},
-		{"bad duration", "t: 1h30",
-			`test.conf:1:4: t: bad duration "1h30" (write Go durations such as 1h30m, 10s or 500ms)`, ErrSyntax},
-		{"bad duration unit", "t: 5ss",
-			`test.conf:1:4: t: bad duration "5ss" (write Go durations such as 1h30m, 10s or 500ms)`, ErrSyntax},
+			`test.conf:1:4: a: bad number "1.5MB": a number with a fraction takes no suffix (write a whole number, as 1500ms for 1.5s, or quote it)`, ErrSyntax},
+		{"bad float", "a: 1.5e999", `test.conf:1:4: a: bad number "1.5e999": a number with a fraction takes no suffix (write a whole number, as 1500ms for 1.5s, or quote it)`, ErrSyntax},
+		// Words nats-server's lexer refuses are refused here too.
+		{"fractional duration", "t: 1.5s",
+			`test.conf:1:4: t: bad number "1.5s": a number with a fraction takes no suffix (write a whole number, as 1500ms for 1.5s, or quote it)`, ErrSyntax},
+		{"negative duration", "t: -5s",
+			`test.conf:1:4: t: bad number "-5s": a negative number takes no suffix but a size (quote it to give it as a string)`, ErrSyntax},
+		{"date", "d: 2024-01-02",
+			`test.conf:1:4: d: bad value "2024-01-02": digits followed by '-' are read as a date, which no setting takes (quote it to give it as a string)`, ErrSyntax},
+		{"dash", "a: -", `test.conf:1:4: a: bad value "-": a word starting with '-' must be a number (quote it to give it as a string)`, ErrSyntax},
+		{"leading dot", "a: .5", `test.conf:1:4: a: bad number ".5": a number must start with a digit (quote it to give it as a string)`, ErrSyntax},
+		{"float then junk", "a: 1.2.3x", `test.conf:1:4: a: bad number "1.2.3x": a number with a fraction takes no suffix (write a whole number, as 1500ms for 1.5s, or quote it)`, ErrSyntax},
 		{"undefined variable", "a: 1\n  b: $FOO",
 			`test.conf:2:6: b: undefined variable "FOO"`, ErrUndefined},
 		// nats-server has no ${NAME}: it looks for a variable "{A" and refuses the file.
@@ -166,7 +172,7 @@ f { g: [1, 2 }
 h: $UNDEF
 }
 i: hello world, j: 3
-k: 5ss
+k: 1.5h
 tls { cert: "x" key: "y" }
 l: ok
 `
@@ -179,7 +185,7 @@ l: ok
 		`many.conf:7:4: h: undefined variable "UNDEF"`,
 		`many.conf:8:1: unexpected '}'`,
 		`many.conf:9:10: unexpected "world" after the value of "i" (quote a value that contains spaces)`,
-		`many.conf:10:4: k: bad duration "5ss" (write Go durations such as 1h30m, 10s or 500ms)`,
+		`many.conf:10:4: k: bad number "1.5h": a number with a fraction takes no suffix (write a whole number, as 1500ms for 1.5s, or quote it)`,
 		`many.conf:11:17: unexpected "key:" after the value of "cert" (quote a value that contains spaces)`,
 	}, "\n")
 	if err == nil || err.Error() != want {

@@ -302,7 +302,7 @@ func (s *scanner) skipNested() {
 	}
 }
 
-// Size multipliers, by lower-case suffix. As in nats-server, K M G T P are decimal and the
+// Size multipliers, by lower-case suffix. As in nats-server, K M G T P E are decimal and the
 // forms with B or i are binary: 1K is 1000, 1KB, 1Ki and 1KiB are 1024.
 func sizeMultiplier(suffix string) (int64, bool) {
 	if len(suffix) == 0 || len(suffix) > 3 {
@@ -320,6 +320,8 @@ func sizeMultiplier(suffix string) (int64, bool) {
 		exp = 4
 	case 'p':
 		exp = 5
+	case 'e':
+		exp = 6
 	default:
 		return 0, false
 	}
@@ -348,26 +350,64 @@ func digits(w string, i int) int {
 	return i
 }
 
-// looksLikeDuration reports whether w (without its sign) is written only with digits, dots
-// and duration units, at least one unit among them, so a word like 1h30 (a mistyped
-// duration) is an error rather than silently a string, while 127.0.0.1 stays a string.
-func looksLikeDuration(w string) bool {
-	unit := false
-	for _, r := range w {
-		switch r {
-		case '0', '1', '2', '3', '4', '5', '6', '7', '8', '9', '.':
-		case 'n', 'u', 'm', 's', 'h', 'µ', 'μ':
-			unit = true
-		default:
-			return false
+// isNumberSuffix reports whether c starts a size suffix to nats-server's lexer (E, exa, too).
+func isNumberSuffix(c byte) bool { return strings.IndexByte("kKmMgGtTpPeE", c) >= 0 }
+
+// numberShape is how nats-server's lexer reads a bare word that starts with a digit, '-' or
+// '.': an integer (with a size suffix), a float, a string (10s, 3secret, 1e3,
+// 127.0.0.1:4222), or an error, with the message to give. Starling reads such words the same
+// way, so that a file one server takes the other takes with the same values.
+func numberShape(w string) (Kind, string) {
+	quote := " (quote it to give it as a string)"
+	i := 0
+	switch {
+	case w[0] == '.':
+		return 0, fmt.Sprintf("bad number %q: a number must start with a digit%s", w, quote)
+	case w[0] == '-':
+		if len(w) == 1 || !isDigit(w[1]) {
+			return 0, fmt.Sprintf("bad value %q: a word starting with '-' must be a number%s", w, quote)
 		}
+		i = 1
 	}
-	return unit
+	j := digits(w, i)
+	if j == len(w) {
+		return KindInt, ""
+	}
+	switch c := w[j]; {
+	case c == '-' && i == 0:
+		return 0, fmt.Sprintf("bad value %q: digits followed by '-' are read as a date, which no setting takes%s", w, quote)
+	case c == '.':
+		if j+1 == len(w) || !isDigit(w[j+1]) {
+			return 0, fmt.Sprintf("bad number %q: a digit must follow the '.'%s", w, quote)
+		}
+		k := digits(w, j+1)
+		if k == len(w) {
+			return KindFloat, ""
+		}
+		if w[k] == '.' && strings.Trim(w[k:], "0123456789.:-") == "" {
+			return KindString, "" // 127.0.0.1, 127.0.0.1:4222
+		}
+		return 0, fmt.Sprintf("bad number %q: a number with a fraction takes no suffix (write a whole number, as 1500ms for 1.5s, or quote it)", w)
+	case isNumberSuffix(c):
+		k := j + 1
+		for k < len(w) && strings.IndexByte("bBiI", w[k]) >= 0 {
+			k++
+		}
+		if k == len(w) {
+			return KindInt, ""
+		}
+		return KindString, "" // 10ms, 1m30s, 1e3
+	case i == 1:
+		return 0, fmt.Sprintf("bad number %q: a negative number takes no suffix but a size%s", w, quote)
+	}
+	return KindString, "" // 10s, 3secret
 }
 
-// classify turns a bare word into a scalar Value (without position): a boolean, an integer
-// (with an optional size suffix), a float, a Go duration, or else a string. A word that is
-// clearly meant as a number or duration but is not a valid one gives an error message.
+// classify turns a bare word into a scalar Value (without position) as nats-server's lexer
+// reads it: a boolean, an integer (with an optional size suffix), a float, or a string; a
+// string that is a Go duration (10s, 500ms, 1h30m) is a KindDuration, which reads back as its
+// text where a string is expected. A word nats-server's lexer refuses (1.5s, -5s, 2024-01-02,
+// -x) gives an error message.
 //
 // One spelling is ambiguous: a lower-case m is both "mega" and "minutes". 2m classifies as
 // the integer 2000000 with Raw "2m", as in nats-server.
@@ -379,60 +419,37 @@ func classify(w string) (Value, string) {
 	case "false", "no", "off":
 		return Value{Kind: KindBool, Raw: w}, ""
 	}
-	i := 0
-	if len(w) > 1 && w[0] == '-' {
-		i = 1
-	}
-	if i >= len(w) || !isDigit(w[i]) {
+	if w == "" || !(isDigit(w[0]) || w[0] == '-' || w[0] == '.') {
 		return v, ""
 	}
-	j := digits(w, i)
-	if j == len(w) {
-		n, err := strconv.ParseInt(w, 10, 64)
-		if err != nil {
-			return v, fmt.Sprintf("bad number %q: out of range", w)
-		}
-		return Value{Kind: KindInt, Int: n, Raw: w}, ""
-	}
-	k := j // end of the float part, if any
-	if w[k] == '.' && k+1 < len(w) && isDigit(w[k+1]) {
-		k = digits(w, k+1)
-	}
-	if k < len(w) && (w[k] == 'e' || w[k] == 'E') {
-		e := k + 1
-		if e < len(w) && (w[e] == '+' || w[e] == '-') {
-			e++
-		}
-		if e < len(w) && isDigit(w[e]) {
-			k = digits(w, e)
-		}
-	}
-	if mult, ok := sizeMultiplier(w[k:]); ok {
-		if k != j {
-			if d, err := time.ParseDuration(w); err == nil {
-				return Value{Kind: KindDuration, Dur: d, Raw: w}, "" // 1.5m
+	kind, msg := numberShape(w)
+	switch kind {
+	case KindInt:
+		j := digits(w, strings.IndexFunc(w, func(r rune) bool { return r != '-' }))
+		mult := int64(1)
+		if j < len(w) {
+			m, ok := sizeMultiplier(w[j:])
+			if !ok {
+				return v, fmt.Sprintf("bad number %q: unknown size suffix %q", w, w[j:])
 			}
-			return v, fmt.Sprintf("bad number %q: a size must be a whole number", w)
+			mult = m
 		}
 		n, err := strconv.ParseInt(w[:j], 10, 64)
 		if err != nil || n > math.MaxInt64/mult || n < math.MinInt64/mult {
 			return v, fmt.Sprintf("bad number %q: out of range", w)
 		}
 		return Value{Kind: KindInt, Int: n * mult, Raw: w}, ""
-	}
-	if k == len(w) {
+	case KindFloat:
 		f, err := strconv.ParseFloat(w, 64)
 		if err != nil {
 			return v, fmt.Sprintf("bad number %q: out of range", w)
 		}
 		return Value{Kind: KindFloat, Float: f, Raw: w}, ""
-	}
-	if looksLikeDuration(w[i:]) {
-		d, err := time.ParseDuration(w)
-		if err != nil {
-			return v, fmt.Sprintf("bad duration %q (write Go durations such as 1h30m, 10s or 500ms)", w)
+	case KindString:
+		if d, err := time.ParseDuration(w); err == nil {
+			return Value{Kind: KindDuration, Dur: d, Raw: w}, ""
 		}
-		return Value{Kind: KindDuration, Dur: d, Raw: w}, ""
+		return v, ""
 	}
-	return v, "" // 127.0.0.1, 0.0.0.0:4222, 3secret: strings that start with a digit
+	return v, msg
 }
