@@ -69,6 +69,9 @@ func TestConfigErrors(t *testing.T) {
 			[]string{`1:1: port: 70000 is out of range (-1..65535)`}},
 		{"bad listen", "listen: \"nohostport\"",
 			[]string{`1:1: listen: expected host:port or a port, got "nohostport"`}},
+		// nats-server wants a boolean or a string: a bare 2m is the number 2000000 to it.
+		{"number for handshake_first", "tls {\n  cert_file: \"@CERT@\"\n  key_file: \"@KEY@\"\n  handshake_first: 2m\n}\n",
+			[]string{`4:3: tls.handshake_first: 2m is a number, not a boolean, auto or a duration (quote it: "2m")`}},
 		{"bad handshake_first", "tls {\n  cert_file: \"@CERT@\"\n  key_file: \"@KEY@\"\n  handshake_first: sometimes\n}\n",
 			[]string{`4:3: tls.handshake_first: sometimes is not a boolean, auto or a duration`}},
 		{"bad allow_non_tls", "allow_non_tls: maybe\n",

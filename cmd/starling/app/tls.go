@@ -63,10 +63,15 @@ func (r *fileReader) handshakeFirst(e *conf.Entry, path string) (bool, time.Dura
 			return true, defaultFirstFallback
 		}
 	}
-	if v.Kind == conf.KindString || v.Kind == conf.KindDuration || v.Kind == conf.KindInt {
+	// A number is not taken, even 2m (the size 2000000): nats-server wants a string.
+	if v.Kind == conf.KindString || v.Kind == conf.KindDuration {
 		if d, err := time.ParseDuration(strings.Trim(v.Raw, `"'`)); err == nil && d >= 0 {
 			return true, d
 		}
+	}
+	if v.Kind == conf.KindInt {
+		r.p.at(e.KeyPos, path, "%s is a number, not a boolean, auto or a duration (quote it: \"%s\")", v.Raw, v.Raw)
+		return false, 0
 	}
 	r.p.at(e.KeyPos, path, "%s is not a boolean, auto or a duration", v.Raw)
 	return false, 0
