@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -432,11 +433,14 @@ func (p *parser) include(s *scanner, m *Map, depth int, pos Pos) {
 	// where the text after the include sees them.
 	inc := newMap()
 	p.body(p.scanner(full, data), inc, []*Map{inc}, depth, 0, Pos{})
-	for _, k := range inc.Keys {
+	merged := slices.Clone(inc.Keys)
+	slices.SortFunc(merged, func(a, b string) int { return inc.Entries[a].seq - inc.Entries[b].seq })
+	for _, k := range merged { // in the order they were set, so the later spelling stays later
 		if _, ok := m.Entries[k]; !ok {
 			m.Keys = append(m.Keys, k)
 		}
 		m.Entries[k] = inc.Entries[k]
+		m.stamp(m.Entries[k])
 	}
 	p.open = saved
 	p.includes = p.includes[:len(p.includes)-1]

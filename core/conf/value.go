@@ -65,6 +65,7 @@ type Value struct {
 type Map struct {
 	Keys    []string // each key once, in the order it first appeared
 	Entries map[string]*Entry
+	sets    int // entries set so far: the next Entry.seq
 }
 
 // Entry is one key of a Map. A key defined twice keeps the last value and that definition's
@@ -76,6 +77,7 @@ type Entry struct {
 	// Referenced is set when a $variable resolved to this entry. Mapping code can use it
 	// to let keys that exist only as variables pass its unknown-key check, as nats-server does.
 	Referenced bool
+	seq        int // when it was set in its map: the later of two spellings of a key wins
 }
 
 func newMap() *Map { return &Map{Entries: make(map[string]*Entry)} }
@@ -87,11 +89,41 @@ func (m *Map) set(key string, pos Pos, v *Value) {
 		m.Keys = append(m.Keys, key)
 	}
 	m.Entries[key] = &Entry{Key: key, KeyPos: pos, Value: v}
+	m.stamp(m.Entries[key])
+}
+
+// stamp records that e is the latest entry set in m.
+func (m *Map) stamp(e *Entry) {
+	m.sets++
+	e.seq = m.sets
+}
+
+// FoldedKeys returns Keys with the keys that differ only in letter case folded into one,
+// the one set last, at the place of the first spelling. nats-server keeps Max_Payload and
+// max_payload apart and applies both in random order; taking the later one treats them as
+// a key given twice, whose last value wins.
+func (m *Map) FoldedKeys() []string {
+	last := make(map[string]*Entry, len(m.Keys))
+	for _, k := range m.Keys {
+		e := m.Entries[k]
+		if l := strings.ToLower(k); last[l] == nil || e.seq > last[l].seq {
+			last[l] = e
+		}
+	}
+	out := make([]string, 0, len(m.Keys))
+	for _, k := range m.Keys {
+		l := strings.ToLower(k)
+		if e := last[l]; e != nil {
+			out = append(out, e.Key)
+			delete(last, l)
+		}
+	}
+	return out
 }
 
 // Get returns the entry for key. It tries the exact key first, then a case-insensitive match
-// (nats-server treats option names case-insensitively; the last such key in file order wins).
-// It is safe on a nil Map.
+// (nats-server treats option names case-insensitively; of several spellings the one set
+// last wins). It is safe on a nil Map.
 func (m *Map) Get(key string) (*Entry, bool) {
 	if m == nil {
 		return nil, false
@@ -99,12 +131,13 @@ func (m *Map) Get(key string) (*Entry, bool) {
 	if e, ok := m.Entries[key]; ok {
 		return e, true
 	}
-	for i := len(m.Keys) - 1; i >= 0; i-- {
-		if strings.EqualFold(m.Keys[i], key) {
-			return m.Entries[m.Keys[i]], true
+	var found *Entry
+	for _, k := range m.Keys {
+		if e := m.Entries[k]; strings.EqualFold(k, key) && (found == nil || e.seq > found.seq) {
+			found = e
 		}
 	}
-	return nil, false
+	return found, found != nil
 }
 
 // Errorf returns an error at the entry's key position whose message starts with the key:

@@ -161,3 +161,21 @@ func TestKindString(t *testing.T) {
 		}
 	}
 }
+
+// Spellings of a key that differ in case fold into the one set last, an included one too.
+func TestFoldedKeys(t *testing.T) {
+	m := mustParse(t, "A: 1\nb: 2\na: 3\ninclude inc.conf\n", memFS(map[string]string{"inc.conf": "B: 4\n"}, nil))
+	if got := fmt.Sprint(m.FoldedKeys()); got != "[a B]" {
+		t.Errorf("FoldedKeys = %s, want [a B]", got)
+	}
+	if e, _ := m.Get("B"); e.Value.Int != 4 {
+		t.Errorf("Get(B) = %d", e.Value.Int)
+	}
+	if e, _ := m.Get("A"); e.Value.Int != 1 {
+		t.Errorf("Get(A) = %d: the exact spelling first", e.Value.Int)
+	}
+	m = mustParse(t, "Foo: 5\nFOO: 6\nFoo: 7\nfOO: 8\nFOO: 9\n", Options{})
+	if e, _ := m.Get("foo"); e.Value.Int != 9 {
+		t.Errorf("Get(foo) = %d, want the last set, 9", e.Value.Int)
+	}
+}

@@ -196,9 +196,10 @@ type fileReader struct {
 }
 
 // each calls fn for every entry of m in file order, with the key lower-cased (nats-server
-// reads keys case-insensitively) and its dotted path under parent.
+// reads keys case-insensitively) and its dotted path under parent. Of two spellings of a key
+// (Accounts, accounts) only the one set last is read, as a key given twice.
 func each(m *conf.Map, parent string, fn func(key, path string, e *conf.Entry)) {
-	for _, k := range m.Keys {
+	for _, k := range m.FoldedKeys() {
 		fn(strings.ToLower(k), child(parent, k), m.Entries[k])
 	}
 }

@@ -554,3 +554,20 @@ func TestDurationsAsNatsServerReadsThem(t *testing.T) {
 		t.Errorf("ping_interval %v, write_deadline %v, auth timeout %v", o.PingInterval, o.WriteDeadline, o.AuthTimeout)
 	}
 }
+
+// Two spellings of a key are one key given twice: the later wins. nats-server keeps them
+// apart and applies both in random order; reading both here made two accounts blocks define
+// account A twice, an error nats-server does not give.
+func TestCaseVariantKeysLastWins(t *testing.T) {
+	dir := t.TempDir()
+	path := writeFile(t, dir, "c.conf", "Accounts: { A { users: [{user: u, password: p}] } }\n"+
+		"accounts { A: { users: [{user: u1, password: p1}] } }\nMax_Payload: 1000\nmax_payload: 2000\n")
+	m := NewMain(&bytes.Buffer{}, &bytes.Buffer{})
+	check(t, m.ParseFlags([]string{"-c", path}))
+	if got := m.cfg.core.MaxPayload; got != 2000 {
+		t.Errorf("max_payload %d, want the later 2000", got)
+	}
+	if n := len(m.cfg.auth.users); n != 1 || m.cfg.auth.users[0].user.Username != "u1" {
+		t.Errorf("users %+v, want only u1 of the later accounts block", m.cfg.auth.users)
+	}
+}
