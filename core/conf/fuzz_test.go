@@ -10,8 +10,9 @@ import (
 
 // FuzzParse checks that no input panics or hangs the parser, that every error has a
 // position, and that a successful parse yields a consistent, fully positioned tree.
-// Includes read the input itself (any "*.conf" under dir/), so include chains, cycles and
-// the include limits are explored too.
+// Includes read the input itself (any "*.conf" under dir/), and so does the environment
+// variable Y, so include chains, cycles, environment values and the limits of both are
+// explored too.
 func FuzzParse(f *testing.F) {
 	seeds := []string{
 		example,
@@ -25,6 +26,9 @@ func FuzzParse(f *testing.F) {
 		"// c\n# c\na: nats://h:1 // c\n",
 		"a: \"unterminated\nb: 'x\nc: [1 2\n",
 		"key: $2a$11$abc\n",
+		"\xEF\xBB\xBFa: ${X}\nb: $Z\n",
+		"a: 1.5s\nb: -5s\nc: 2024-01-02\nd: -\ne: .5\nf: 1e3\ng: 1E\nh: 1.2.3.4:5\n",
+		"A: 1\na: 2\ninclude x.conf\nm { Q: $Y }\n",
 	}
 	for _, s := range seeds {
 		f.Add([]byte(s))
@@ -38,8 +42,13 @@ func FuzzParse(f *testing.F) {
 				return nil, fs.ErrNotExist
 			},
 			LookupEnv: func(name string) (string, bool) {
-				if name == "X" {
+				switch name {
+				case "X":
 					return "42", true
+				case "Y": // the input itself: environment values are parsed as values
+					return string(data), true
+				case "Z":
+					return "[$X, {a: $Y}]", true
 				}
 				return "", false
 			},
