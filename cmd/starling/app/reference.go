@@ -89,8 +89,10 @@ file, as nats-server reads it, ` + "`ping_interval`, `write_deadline`" + ` also 
 `
 
 const keysIntro = `The file is nats-server's format: ` + "`key: value`" + ` (or ` + "`=`" + `, or a space), ` + "`{ }`" + ` blocks, ` + "`[ ]`" + `
-lists, ` + "`#`" + ` and ` + "`//`" + ` comments, ` + "`include other.conf`" + `, and ` + "`$NAME`" + ` variables (an earlier key,
-else the environment). Keys are case-insensitive. An unknown key is an error, except a key
+lists, ` + "`#`" + ` and ` + "`//`" + ` comments, ` + "`include other.conf`" + ` (relative to the including file, parsed on
+its own: it does not see the includer's variables), and ` + "`$NAME`" + ` variables (an earlier key, else the
+environment variable, whose text is read as a value: ` + "`'[\"nats://a:6222\"]'`" + ` is a list; ` + "`${NAME}`" + ` is not
+taken, as in nats-server). Keys are case-insensitive: of two spellings, the later wins. An unknown key is an error, except a key
 used only as a ` + "`$variable`" + `. A key's path is written with dots: ` + "`streaming.store_limits.max_msgs`" + `
 is ` + "`max_msgs`" + ` inside ` + "`store_limits { }`" + ` inside ` + "`streaming { }`" + `; ` + "`[]`" + ` is an element of a list,
 ` + "`<channel>`" + ` a channel name or wildcard pattern. Where a key has a flag, the flag's description
