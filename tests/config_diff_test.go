@@ -296,6 +296,16 @@ func caseVariants(text, key string) bool {
 	return len(seen) > 1
 }
 
+// anyCaseVariant reports whether some generated key is written in more than one letter case.
+func anyCaseVariant(text string) bool {
+	for _, k := range confKeys {
+		if caseVariants(text, k.key) {
+			return true
+		}
+	}
+	return false
+}
+
 // startVarz starts bin on random ports with the file and returns its /varz.
 func startVarz(t *testing.T, bin, conf string, env []string, extra ...string) (map[string]any, error) {
 	dir := t.TempDir()
@@ -387,6 +397,13 @@ func TestConfigDiff(t *testing.T) {
 				if _, err := startVarz(t, natsBin, conf, env); err != nil {
 					name = "nats-server fails at start"
 				}
+			}
+			if name == "" && !nOK && anyCaseVariant(string(text)) {
+				// nats-server applies every spelling of a key (Max_Payload, max_payload) in
+				// random order, so a bad value under one fails the file; Starling reads the
+				// spellings as one key given twice (the later wins, as a repeated key does in
+				// both servers), so an overridden bad value is not read.
+				name = "case-variant duplicate"
 			}
 			if name == "" {
 				report("nats-server accepts=%v, Starling accepts=%v\nnats-server: %s\nstarling: %s", nOK, sr.ok, nr.out, sr.out)
