@@ -473,6 +473,7 @@ func genStan(seed int64, dir string) string {
 	r := rand.New(rand.NewSource(seed))
 	var b strings.Builder
 	b.WriteString("streaming {\n")
+	hasID := false
 	for i, n := 0, 1+r.Intn(4); i < n; i++ {
 		k := stanKeys[r.Intn(len(stanKeys))]
 		val := ""
@@ -488,6 +489,12 @@ func genStan(seed int64, dir string) string {
 		sep := []string{": ", " = ", " "}[r.Intn(3)]
 		if strings.HasPrefix(val, "{") {
 			sep = " "
+		}
+		if k.key == "id" {
+			if hasID { // id and cluster_id together: nss applies them in random order
+				continue
+			}
+			hasID = true
 		}
 		fmt.Fprintf(&b, "  %s%s%s\n", key, sep, strings.ReplaceAll(val, "@DIR@", dir))
 	}
