@@ -302,12 +302,16 @@ func (e *Entry) durationMismatch() *Error {
 }
 
 // AsSeconds is AsDuration that also takes a whole number as seconds, as nats-server's
-// ping_interval and write_deadline do: ping_interval: 30 is 30s. nats-server applies the
-// number's size suffix first, so a bare 2m is 2000000 seconds, and so it is here. A
-// fraction (1.5) is an error, as in nats-server.
+// ping_interval and write_deadline do: ping_interval: 30 is 30s. A fraction (1.5) is an
+// error, as in nats-server. nats-server applies a number's size suffix first, so it takes a
+// bare 2m as 2000000 seconds (23 days) without a word; here that is an error that says to
+// quote it: surely two minutes were meant.
 func (e *Entry) AsSeconds() (time.Duration, error) {
 	if d, ok := durationText(e.Value); ok {
 		return d, nil
+	}
+	if v := e.Value; v.Kind == KindInt && isDurationWord(v.Raw) {
+		return 0, e.durationMismatch()
 	}
 	if v := e.Value; v.Kind == KindInt && v.Int <= math.MaxInt64/int64(time.Second) && v.Int >= math.MinInt64/int64(time.Second) {
 		return time.Duration(v.Int) * time.Second, nil

@@ -339,7 +339,7 @@ func (r *fileReader) duration(e *conf.Entry, path string) (time.Duration, bool) 
 }
 
 // seconds reads a non-negative duration or a whole number of seconds, as nats-server reads
-// ping_interval and write_deadline (a bare 2m is 2000000 seconds there, and here).
+// ping_interval and write_deadline (a bare 2m, 2000000 seconds there, is refused here).
 func (r *fileReader) seconds(e *conf.Entry, path string) (time.Duration, bool) {
 	return r.nonNegative(e, path, e.AsSeconds)
 }

@@ -546,12 +546,18 @@ func TestMaxSubscriptionsNegativeIsUnlimited(t *testing.T) {
 // The timeouts take any number of seconds.
 func TestDurationsAsNatsServerReadsThem(t *testing.T) {
 	dir := t.TempDir()
-	path := writeFile(t, dir, "d.conf", "ping_interval: 2m\nwrite_deadline: 3\nauthorization { token: t, timeout: 0.5 }\n")
+	path := writeFile(t, dir, "d.conf", "ping_interval: 45\nwrite_deadline: 3\nauthorization { token: t, timeout: 0.5 }\n")
 	m := NewMain(&bytes.Buffer{}, &bytes.Buffer{})
 	check(t, m.ParseFlags([]string{"-c", path}))
 	o := m.cfg.core
-	if o.PingInterval != 2000000*time.Second || o.WriteDeadline != 3*time.Second || o.AuthTimeout != 500*time.Millisecond {
+	if o.PingInterval != 45*time.Second || o.WriteDeadline != 3*time.Second || o.AuthTimeout != 500*time.Millisecond {
 		t.Errorf("ping_interval %v, write_deadline %v, auth timeout %v", o.PingInterval, o.WriteDeadline, o.AuthTimeout)
+	}
+	// nats-server takes a bare 2m as 2000000 seconds; here it is an error that says to quote it.
+	path = writeFile(t, dir, "m.conf", "ping_interval: 2m\n")
+	err := NewMain(&bytes.Buffer{}, &bytes.Buffer{}).ParseFlags([]string{"-c", path})
+	if err == nil || !strings.Contains(err.Error(), `m.conf:1:1: ping_interval: expected a duration`) || !strings.Contains(err.Error(), `write "2m"`) {
+		t.Errorf("bare 2m ping_interval: %v", err)
 	}
 }
 
