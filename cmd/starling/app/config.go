@@ -204,6 +204,14 @@ func each(m *conf.Map, parent string, fn func(key, path string, e *conf.Entry)) 
 	}
 }
 
+// eachName is each for a block whose keys are names, not options (channels, per-channel
+// limits): case-sensitive, so two names that differ only in case are two entries.
+func eachName(m *conf.Map, parent string, fn func(path string, e *conf.Entry)) {
+	for _, k := range m.Keys {
+		fn(child(parent, k), m.Entries[k])
+	}
+}
+
 // keyOrigins maps each key of block e, lower case and dotted below it
 // ("authorization.token"), to where it is written: an error about a key names its line.
 func keyOrigins(e *conf.Entry, path string) map[string]origin {

@@ -194,7 +194,7 @@ func (r *fileReader) channelLimits(st *streamSettings, e *conf.Entry, path strin
 	if st.limits.Channels == nil {
 		st.limits.Channels = map[string]stores.Limits{}
 	}
-	each(m, path, func(_, cpath string, ce *conf.Entry) {
+	eachName(m, path, func(cpath string, ce *conf.Entry) {
 		name := ce.Key // channel names keep their case
 		cm, ok := r.mapOf(ce, cpath)
 		if !ok {

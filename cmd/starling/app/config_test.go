@@ -577,3 +577,18 @@ func TestCaseVariantKeysLastWins(t *testing.T) {
 		t.Errorf("users %+v, want only u1 of the later accounts block", m.cfg.auth.users)
 	}
 }
+
+// Channel names are case-sensitive: two per-channel blocks whose names differ only in case
+// are two channels' limits, as nats-streaming-server keeps them. Before, the key folding of
+// option names dropped the first of them without a word.
+func TestChannelLimitsKeepNameCase(t *testing.T) {
+	dir := t.TempDir()
+	path := writeFile(t, dir, "c.conf", "streaming {\n  store_limits {\n    channels {\n"+
+		"      Foo: { max_msgs: 10 }\n      foo: { max_msgs: 20 }\n      \"Bar.*\": { max_msgs: 30 }\n      \"bar.*\": { max_msgs: 40 }\n    }\n  }\n}\n")
+	m := NewMain(&bytes.Buffer{}, &bytes.Buffer{})
+	check(t, m.ParseFlags([]string{"-c", path}))
+	ch := m.cfg.streaming.limits.Channels
+	if len(ch) != 4 || ch["Foo"].MaxMsgs != 10 || ch["foo"].MaxMsgs != 20 || ch["Bar.*"].MaxMsgs != 30 || ch["bar.*"].MaxMsgs != 40 {
+		t.Errorf("channel limits %+v", ch)
+	}
+}

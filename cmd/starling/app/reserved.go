@@ -160,7 +160,7 @@ func (r *fileReader) reservedValue(e *conf.Entry, path string, fd field) (any, b
 			return nil, false
 		}
 		out := map[string]any{}
-		each(m, path, func(_, kpath string, e *conf.Entry) {
+		eachName(m, path, func(kpath string, e *conf.Entry) {
 			if sub := r.reserved(e, kpath, fd.keys); sub != nil {
 				out[e.Key] = sub
 			}
