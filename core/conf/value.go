@@ -325,10 +325,13 @@ func (e *Entry) AsSeconds() (time.Duration, error) {
 }
 
 // AsTimeout is AsDuration that also takes a number of seconds, whole or not (timeout: 0.5),
-// as nats-server's authorization and tls timeouts do.
+// as nats-server's authorization and tls timeouts do; a bare 2m is refused, as in AsSeconds.
 func (e *Entry) AsTimeout() (time.Duration, error) {
 	if d, ok := durationText(e.Value); ok {
 		return d, nil
+	}
+	if v := e.Value; v.Kind == KindInt && isDurationWord(v.Raw) {
+		return 0, e.durationMismatch() // a bare 2m: as AsSeconds
 	}
 	var secs float64
 	switch v := e.Value; v.Kind {

@@ -95,6 +95,7 @@ func TestEntryHelpers(t *testing.T) {
 		// its size suffix (2m: 2000000 s); a fraction or a quoted number is refused.
 		{"AsSeconds int", call(get("sec").AsSeconds()), result{5 * time.Second, ""}},
 		{"AsSeconds bare 2m", call(get("m2").AsSeconds()), result{nil, `test.conf:5:1: m2: expected a duration, got integer 2m (a bare 2m is the number 2000000, as in nats-server: write "2m")`}},
+		{"AsTimeout bare 2m", call(get("m2").AsTimeout()), result{nil, `test.conf:5:1: m2: expected a duration, got integer 2m (a bare 2m is the number 2000000, as in nats-server: write "2m")`}},
 		{"AsSeconds quoted", call(get("qd").AsSeconds()), result{2 * time.Minute, ""}},
 		{"AsSeconds float", call(get("f").AsSeconds()), result{nil, `test.conf:6:1: f: expected a duration or a whole number of seconds, got float 2.5 (write it with a unit: "2.5s")`}},
 		{"AsSeconds quoted int", call(get("qn").AsSeconds()), result{nil, `test.conf:11:1: qn: expected a duration, got string "30" (write it with a unit: "30s")`}},
