@@ -175,10 +175,11 @@ func (s *Server) processCheckReply(o *op, alive bool) {
 // meanwhile, when they run and bind the client as any reconnect would.
 func (s *Server) settleBind(o *op, dc *dupCheck, alive bool) {
 	if alive {
-		switch o.from {
-		case dc.from:
+		// Over either of two routes to one server: the answer came from that server.
+		switch {
+		case o.from == dc.from || s.sameRoutePeer(o.from, dc.from):
 			dc.newAnswered = true
-		case dc.old:
+		case o.from == dc.old || s.sameRoutePeer(o.from, dc.old):
 			dc.oldAnswered = true
 		}
 		return

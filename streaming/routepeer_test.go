@@ -58,3 +58,30 @@ func TestRemoteClientKeptAcrossARouteSwap(t *testing.T) {
 		t.Fatalf("over a route to another server: %d checks, bound to %d (want one check, still 1)", len(s.checks), c.nats)
 	}
 }
+
+// A liveness check's answer that comes back over the other route to the asking server
+// counts as that server's: a client that moved from a half-open local connection (7) to
+// server B, whose request came over route 1 while its answer returns over route 3, is
+// moved. Before, the answer was taken for nobody's and the held publish refused.
+func TestCheckAnswerOverTheOtherRouteCounts(t *testing.T) {
+	bus := &routeBus{}
+	s := newEngineOn(t, bus)
+	s.step(op{kind: opConnect, reply: "r", from: 7, data: marshal(&stanpb.ConnectRequest{ClientID: "c1", HeartbeatInbox: "hb.c1", Protocol: 1, ConnID: []byte("x")})})
+	c := s.clients["c1"]
+	s.step(op{kind: opPublish, reply: "ack", from: 1, data: marshal(&stanpb.PubMsg{ClientID: "c1", Guid: "g", Subject: "foo", Data: []byte("m"), ConnID: []byte("x")})})
+	if len(s.checks) != 1 {
+		t.Fatalf("%d checks, want one (connection 7 looks alive)", len(s.checks))
+	}
+	var token string
+	for tk := range s.checks {
+		token = tk
+	}
+	s.step(op{kind: opCheckReply, token: token, from: 3}) // the answer, over the other route
+	s.step(op{kind: opCheckTimeout, token: token, seq: checkTimer})
+	if c.nats != 1 {
+		t.Fatalf("client bound to %d after its server answered, want 1", c.nats)
+	}
+	if n := len(bus.to("ack")); n != 1 {
+		t.Fatalf("%d PubAcks for the held publish, want 1", n)
+	}
+}
