@@ -101,6 +101,7 @@ func (c *client) RouteSub(accName, subj, queue []byte, weight int) (err error) {
 	}
 	if sub := c.subs[key]; sub != nil {
 		sub.weight.Store(int32(max(weight, 1)))
+		delete(c.route.carried, key) // announced again: it stays
 		return nil
 	}
 	if acc != nil && c.srv.accountMap()[string(accName)] != acc {
@@ -201,6 +202,7 @@ func (c *client) RouteUnsub(accName, subj, queue []byte) error {
 	c.mu.Lock()
 	sub := c.subs[key]
 	delete(c.subs, key)
+	delete(c.route.carried, key)
 	c.mu.Unlock()
 	if sub != nil {
 		sub.closed.Store(true)
@@ -302,6 +304,11 @@ var hitPool = sync.Pool{New: func() any { return new(hitBuf) }}
 
 // add records that dst gets the message (once), for queue if not empty.
 func (hb *hitBuf) add(dst *client, queue string) {
+	if st := dst.route; st != nil {
+		if next := st.next.Load(); next != nil {
+			dst = next // matched on a retired route's interest, carried over to next
+		}
+	}
 	for i := range hb.hits {
 		if h := &hb.hits[i]; h.c == dst {
 			if queue != "" {
