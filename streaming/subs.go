@@ -222,10 +222,13 @@ func (s *Server) subscribeFailed(reply string, ch *channel, sub *subState, curre
 // past it (a restart): the subscriptions the store has from later commands count against
 // max_subs early in the replay, so a subscription that existed then may be refused and
 // missing later, and the refused one finds room there. Without the removal that replica
-// kept it for good (TestStanClusterRefusedSubNotRevivedByReplay). Not for a queue member,
-// whose ID a durable group's shadow may take on (forgetSub).
+// kept it for good (TestStanClusterRefusedSubNotRevivedByReplay). A queue member too,
+// unless forgetSub made it its durable group's shadow, whose record keeps its ID.
 func (s *Server) buryRefused(ch *channel, sub *subState, resume bool, err error) {
-	if !s.replicated || resume || sub.group != nil || !errors.Is(err, stores.ErrTooManySubs) {
+	if !s.replicated || resume || !errors.Is(err, stores.ErrTooManySubs) {
+		return
+	}
+	if g := sub.group; g != nil && g.shadow == sub {
 		return
 	}
 	ref := refOf(ch)

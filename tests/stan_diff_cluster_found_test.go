@@ -17,7 +17,14 @@ import (
 // node had refused (S and E filling it) found room. That node kept a subscription the
 // others never had, and the state digests differed for good (TestStanDiffCluster, seed
 // 325043042, after a leader's SIGTERM).
+//
+// The queue case: the refused subscription is a new queue group's first member.
 func TestStanClusterRefusedSubNotRevivedByReplay(t *testing.T) {
+	t.Run("plain", func(t *testing.T) { refusedSubNotRevived(t, false) })
+	t.Run("queue", func(t *testing.T) { refusedSubNotRevived(t, true) })
+}
+
+func refusedSubNotRevived(t *testing.T, queue bool) {
 	c := startStanCluster(t, "-msu", "2")
 	lead := c.leader(10 * time.Second)
 	sc := stanOn(t, lead, "c")
@@ -29,7 +36,11 @@ func TestStanClusterRefusedSubNotRevivedByReplay(t *testing.T) {
 	must(t, tsub.Unsubscribe())
 	_, err = sub() // E
 	must(t, err)
-	if _, err := sub(); err == nil || !strings.Contains(err.Error(), "too many subscriptions") {
+	refused := sub
+	if queue {
+		refused = func() (stan.Subscription, error) { return sc.QueueSubscribe("b", "q", func(*stan.Msg) {}) }
+	}
+	if _, err := refused(); err == nil || !strings.Contains(err.Error(), "too many subscriptions") {
 		t.Fatalf("third subscription: %v, want refused for max_subs", err)
 	}
 	must(t, s.Unsubscribe())
