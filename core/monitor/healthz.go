@@ -34,15 +34,19 @@ func (m *Monitor) HandleHealthz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	code, kind, msg := http.StatusOK, "", ""
+	code := http.StatusOK
+	var errs []healthError // the first decides the answer; details=true lists them all
 	switch {
 	case q.Get("account") == "" && q.Get("stream") != "":
-		code, kind, msg = http.StatusBadRequest, "BAD_REQUEST", `"account" must not be empty when checking stream health`
+		code = http.StatusBadRequest
+		errs = append(errs, healthError{"BAD_REQUEST", `"account" must not be empty when checking stream health`})
 	case q.Get("stream") == "" && q.Get("consumer") != "":
-		code, kind, msg = http.StatusBadRequest, "BAD_REQUEST", `"stream" must not be empty when checking consumer health`
+		code = http.StatusBadRequest
+		errs = append(errs, healthError{"BAD_REQUEST", `"stream" must not be empty when checking consumer health`})
 	default:
 		if h := m.srv.Healthz(); h.Status != "ok" {
-			code, kind, msg = http.StatusInternalServerError, "CONNECTION", h.Error
+			code = http.StatusInternalServerError
+			errs = append(errs, healthError{"CONNECTION", h.Error})
 			break
 		}
 		m.mu.Lock()
@@ -50,18 +54,23 @@ func (m *Monitor) HandleHealthz(w http.ResponseWriter, r *http.Request) {
 		m.mu.Unlock()
 		for _, check := range checks {
 			if err := check(); err != nil {
-				code, kind, msg = http.StatusServiceUnavailable, "CONNECTION", err.Error()
-				break
+				if len(errs) == 0 {
+					code = http.StatusServiceUnavailable
+				}
+				errs = append(errs, healthError{"CONNECTION", err.Error()})
+				if !details {
+					break
+				}
 			}
 		}
 	}
 	hs := healthStatus{Status: "ok"}
 	switch {
-	case msg == "":
+	case len(errs) == 0:
 	case details:
-		hs.Status, hs.Errors = "error", []healthError{{Type: kind, Error: msg}}
+		hs.Status, hs.Errors = "error", errs
 	default:
-		hs.Status, hs.Error = "error", msg
+		hs.Status, hs.Error = "error", errs[0].Error
 	}
 	b, _ := json.Marshal(hs)
 	w.Header().Set("Content-Type", "application/json")

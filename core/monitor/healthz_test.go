@@ -1,6 +1,7 @@
 package monitor
 
 import (
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -26,6 +27,26 @@ func TestHealthzNotReady(t *testing.T) {
 		h.ServeHTTP(rec, httptest.NewRequest("GET", "/healthz?"+q, nil))
 		if rec.Code != http.StatusInternalServerError || strings.TrimSpace(rec.Body.String()) != want {
 			t.Errorf("/healthz?%s: %d %s, want 500 %s", q, rec.Code, rec.Body, want)
+		}
+	}
+}
+
+// With details=true every failing check is listed, as nats-server lists every error; the
+// first decides the status code and is the plain answer's error. Before, only the first.
+func TestHealthzDetailsListsEveryFailure(t *testing.T) {
+	m := New(startCore(t), "", nil)
+	m.AddHealthCheck(func() error { return errors.New("first") })
+	m.AddHealthCheck(func() error { return nil })
+	m.AddHealthCheck(func() error { return errors.New("second") })
+	h := m.Handler()
+	for q, want := range map[string]string{
+		"":             `{"status":"error","error":"first"}`,
+		"details=true": `{"status":"error","errors":[{"type":"CONNECTION","error":"first"},{"type":"CONNECTION","error":"second"}]}`,
+	} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", "/healthz?"+q, nil))
+		if rec.Code != http.StatusServiceUnavailable || strings.TrimSpace(rec.Body.String()) != want {
+			t.Errorf("/healthz?%s: %d %s, want 503 %s", q, rec.Code, rec.Body, want)
 		}
 	}
 }
