@@ -1,8 +1,6 @@
 package core
 
 import (
-	"net"
-	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -14,24 +12,8 @@ import (
 // remote client to the route its requests come over can tell that it has not moved. A
 // client connection is no route.
 func TestRoutePeerNamesTheServerOfBothRoutes(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	srvs := startMesh(t, 1, func(_ int, o *Options) {
-		o.Cluster.Routes = []*url.URL{{Scheme: "nats-route", Host: ln.Addr().String()}}
-	})
-	s := srvs[0]
-	fid := "Z" + strings.Repeat("Y", 55) // s's dial wins the tie-break
-	lost := fakeRoute(t, s, fid, "")
-	dialed, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dialed.Close()
-	waitFor(t, 2*time.Second, func() bool { return s.NumRoutes() == 1 })
-
+	s, lost, dialed, info := simultaneousDial(t, "")
+	fid := strings.TrimSuffix(strings.TrimPrefix(info, `INFO {"server_id":"`), `","cluster":"mesh"}`+"\r\n")
 	local := mustConnect(t, s)
 	var mu sync.Mutex
 	from := map[string]uint64{}
@@ -42,7 +24,7 @@ func TestRoutePeerNamesTheServerOfBothRoutes(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := dialed.Write([]byte(`INFO {"server_id":"` + fid + `","cluster":"mesh"}` + "\r\n")); err != nil {
+	if _, err := dialed.Write([]byte(info)); err != nil {
 		t.Fatal(err)
 	}
 	// Both routes are open now: the loser retired (it still reads), the winner registered.

@@ -1,9 +1,6 @@
 package core
 
 import (
-	"net"
-	"net/url"
-	"strings"
 	"testing"
 	"time"
 )
@@ -14,25 +11,7 @@ import (
 // again by the PONG that follows its INFO leaves the index. (Before, retire dropped it at
 // once: a publish after the retire and before the peer's RS+ on the kept route was lost.)
 func TestRetiredRouteInterestCarriesOver(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	srvs := startMesh(t, 1, func(_ int, o *Options) {
-		o.Cluster.Routes = []*url.URL{{Scheme: "nats-route", Host: ln.Addr().String()}}
-	})
-	s := srvs[0]
-	fid := "Z" + strings.Repeat("Y", 55) // larger than s's id: the route s dialed wins
-	info := `INFO {"server_id":"` + fid + `","cluster":"mesh"}` + "\r\n"
-
-	lost := fakeRoute(t, s, fid, "RS+ $G bar\r\nRS+ $G baz\r\nRS+ $G qq grp 3\r\n")
-	dialed, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dialed.Close()
-	waitFor(t, 2*time.Second, func() bool { return s.NumRoutes() == 1 })
+	s, lost, dialed, info := simultaneousDial(t, "RS+ $G bar\r\nRS+ $G baz\r\nRS+ $G qq grp 3\r\n")
 	onLoser := readRoute(lost, "bar")
 	onWinner := readRoute(dialed, "bar")
 	local := mustConnect(t, s)

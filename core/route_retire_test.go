@@ -53,33 +53,40 @@ func readRoute(nc net.Conn, subject string) *routePeer {
 	return p
 }
 
+// simultaneousDial starts a server whose route is configured to a fake peer, which dials it
+// too: lost is the peer's own dial, registered first (with extra sent on it); dialed is the
+// one the server made, which waits for the peer's INFO, returned as info — the peer's id is
+// larger than any server's, so once info is written on dialed, that route wins the
+// tie-break and lost is retired.
+func simultaneousDial(t *testing.T, extra string) (s *Server, lost, dialed net.Conn, info string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	srvs := startMesh(t, 1, func(_ int, o *Options) {
+		o.Cluster.Routes = []*url.URL{{Scheme: "nats-route", Host: ln.Addr().String()}}
+	})
+	s = srvs[0]
+	fid := "Z" + strings.Repeat("Y", 55)
+	info = `INFO {"server_id":"` + fid + `","cluster":"mesh"}` + "\r\n"
+	lost = fakeRoute(t, s, fid, extra)
+	if dialed, err = ln.Accept(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = dialed.Close() })
+	waitFor(t, 2*time.Second, func() bool { return s.NumRoutes() == 1 })
+	return s, lost, dialed, info
+}
+
 // A simultaneous dial leaves two routes between two servers, and the tie-break retires one.
 // What either side sent on the loser before it learned the outcome must still arrive: the
 // server writes what it queued there, shuts its side, and reads the peer's until the peer
 // shuts its own. (Before, it closed the loser at once: a request or reply crossing it in that
 // millisecond was lost.)
 func TestRetiredRouteLosesNothingInFlight(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	srvs := startMesh(t, 1, func(_ int, o *Options) {
-		o.Cluster.Routes = []*url.URL{{Scheme: "nats-route", Host: ln.Addr().String()}}
-	})
-	s := srvs[0]
-	// A larger id than any server's, so the connection s dialed wins the tie-break.
-	fid := "Z" + strings.Repeat("Y", 55)
-	info := `INFO {"server_id":"` + fid + `","cluster":"mesh"}` + "\r\n"
-
-	// The peer's own dial (the loser), registered first; the one s dialed waits for INFO.
-	lost := fakeRoute(t, s, fid, "RS+ $G bar\r\n")
-	dialed, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dialed.Close()
-	waitFor(t, 2*time.Second, func() bool { return s.NumRoutes() == 1 })
+	s, lost, dialed, info := simultaneousDial(t, "RS+ $G bar\r\n")
 	onLoser := readRoute(lost, "bar")
 	onWinner := readRoute(dialed, "bar")
 

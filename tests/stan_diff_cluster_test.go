@@ -67,23 +67,7 @@ func TestStanDiffCluster(t *testing.T) {
 }
 
 func clusterDiffSeeds(t *testing.T, fixed []uint64, ops int) ([]uint64, int) {
-	if s := os.Getenv("STANDIFF_CLUSTER_OPS"); s != "" {
-		ops, _ = strconv.Atoi(s)
-	}
-	if s := os.Getenv("STANDIFF_CLUSTER_SEED"); s != "" {
-		n, err := strconv.ParseUint(s, 10, 64)
-		must(t, err)
-		return []uint64{n}, ops
-	}
-	seeds := fixed
-	if s := os.Getenv("STANDIFF_CLUSTER_SEEDS"); s != "" {
-		n, _ := strconv.Atoi(s)
-		base := uint64(time.Now().UnixNano() % 1e9)
-		for i := range n {
-			seeds = append(seeds, base+uint64(i))
-		}
-	}
-	return seeds, ops
+	return envSeeds(t, "STANDIFF_CLUSTER", fixed, ops)
 }
 
 // urlList is every node's client URL, for a client that may connect to any.

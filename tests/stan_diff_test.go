@@ -270,16 +270,22 @@ func runDiffGen(t *testing.T, seed uint64, ops int, ref, got *diffWorld, g *diff
 }
 
 func diffSeeds(t *testing.T, fixed []uint64, ops int) ([]uint64, int) {
-	if s := os.Getenv("STANDIFF_OPS"); s != "" {
+	return envSeeds(t, "STANDIFF", fixed, ops)
+}
+
+// envSeeds is the fixed seeds and op count, or what the environment asks for: <prefix>_OPS
+// operations, one seed <prefix>_SEED, or <prefix>_SEEDS random ones after the fixed.
+func envSeeds(t *testing.T, prefix string, fixed []uint64, ops int) ([]uint64, int) {
+	if s := os.Getenv(prefix + "_OPS"); s != "" {
 		ops, _ = strconv.Atoi(s)
 	}
-	if s := os.Getenv("STANDIFF_SEED"); s != "" {
+	if s := os.Getenv(prefix + "_SEED"); s != "" {
 		n, err := strconv.ParseUint(s, 10, 64)
 		must(t, err)
 		return []uint64{n}, ops
 	}
 	seeds := fixed
-	if s := os.Getenv("STANDIFF_SEEDS"); s != "" {
+	if s := os.Getenv(prefix + "_SEEDS"); s != "" {
 		n, _ := strconv.Atoi(s)
 		base := uint64(time.Now().UnixNano() % 1e9)
 		for i := range n {
