@@ -63,13 +63,6 @@ type routeState struct {
 	limbo map[string]*account
 
 	retiring atomic.Bool // lost a tie-break: drained, then closed (route_retire.go)
-	// next is the route that replaced this retired one: hits matched on this route's
-	// interest go there (route_carry.go).
-	next atomic.Pointer[client]
-
-	// Owned by the read goroutine: keys of c.subs carried over from the route this one
-	// replaced, not yet announced again by the peer on this one (route_carry.go).
-	carried map[string]struct{}
 
 	// Guarded by the server's rmu.
 	registered  bool
@@ -501,10 +494,7 @@ func (c *client) RoutePing() error {
 	return nil
 }
 
-func (c *client) RoutePong() error {
-	c.dropCarried()
-	return c.ProcessPong()
-}
+func (c *client) RoutePong() error { return c.ProcessPong() }
 
 // RouteErr: the peer refused us; it closes the connection, we log why.
 func (c *client) RouteErr(arg []byte) error {

@@ -101,7 +101,6 @@ func (c *client) RouteSub(accName, subj, queue []byte, weight int) (err error) {
 	}
 	if sub := c.subs[key]; sub != nil {
 		sub.weight.Store(int32(max(weight, 1)))
-		delete(c.route.carried, key) // announced again: it stays
 		return nil
 	}
 	if acc != nil && c.srv.accountMap()[string(accName)] != acc {
@@ -202,7 +201,6 @@ func (c *client) RouteUnsub(accName, subj, queue []byte) error {
 	c.mu.Lock()
 	sub := c.subs[key]
 	delete(c.subs, key)
-	delete(c.route.carried, key)
 	c.mu.Unlock()
 	if sub != nil {
 		sub.closed.Store(true)
@@ -304,11 +302,6 @@ var hitPool = sync.Pool{New: func() any { return new(hitBuf) }}
 
 // add records that dst gets the message (once), for queue if not empty.
 func (hb *hitBuf) add(dst *client, queue string) {
-	if st := dst.route; st != nil {
-		if next := st.next.Load(); next != nil {
-			dst = next // matched on a retired route's interest, carried over to next
-		}
-	}
 	for i := range hb.hits {
 		if h := &hb.hits[i]; h.c == dst {
 			if queue != "" {

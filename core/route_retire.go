@@ -9,22 +9,17 @@ import "time"
 // (our queued output went unwritten; the peer's, unread, and the close turned into a reset
 // that can discard what the peer had not read yet either). So the loser is retired instead:
 //
-//   - its interest moves to the route that stays (carryTo), so nothing new is routed to
-//     it, and what the peer tells it (RS+, INFO) is ignored: the route that stays carries that;
+//   - its interest leaves the index at once, so nothing new is routed to it, and what the
+//     peer tells it (RS+, INFO) is ignored: the route that stays carries that;
 //   - the writer writes what is queued, then shuts the write side: the peer reads EOF right
 //     after our last frame, and it does the same once it decides;
 //   - the reader goes on delivering the peer's frames until the peer's EOF (or dupWindow
 //     passes) and only then is the connection closed, with nothing unread.
 
-// retire starts the end of a route that lost the tie-break to next (nil: next had been
-// registered first, and c never took the peer's interest). It does not block. Given next,
-// it runs on next's read goroutine: c's interest moves to next (carryTo).
-func (c *client) retire(next *client) {
+// retire starts the end of a route that lost the tie-break. It does not block.
+func (c *client) retire() {
 	if !c.route.retiring.CompareAndSwap(false, true) {
 		return
-	}
-	if next != nil {
-		c.route.next.Store(next) // before its interest leaves the index
 	}
 	c.mu.Lock()
 	if c.closed {
@@ -39,12 +34,7 @@ func (c *client) retire(next *client) {
 		subs = append(subs, sub)
 		delete(c.subs, k)
 	}
-	limbo := c.route.limbo
-	c.route.limbo = nil
 	c.mu.Unlock()
-	if next != nil {
-		subs = c.carryTo(next, subs, limbo)
-	}
 	c.dropSubs(subs)
 	_ = c.nc.SetReadDeadline(time.Now().Add(dupWindow))
 	c.flushSignal() // the writer writes what is queued, then shuts (flushOut)
