@@ -51,6 +51,7 @@ type node struct {
 	ref                bool
 	stan               bool   // runs streaming (clustered); else started with --no_streaming
 	bin                string // the binary to run, when not the one under test (mixed versions)
+	lives              int    // processes started (logOnFailure)
 }
 
 // newNode picks free ports for a server; nothing runs until start.
@@ -155,11 +156,7 @@ func (n *node) start(args ...string) *node {
 		n.args = append(n.args, "--no_streaming") // these tests are about the core mesh
 	}
 	n.p = startProc(n.t, bin, n.args...)
-	n.t.Cleanup(func() {
-		if n.t.Failed() {
-			n.t.Logf("server %s (%s %s) output:\n%s", n.name, bin, strings.Join(n.args, " "), tail(n.p.out.String(), 4000))
-		}
-	})
+	n.logOnFailure(bin)
 	waitFor(n.t, readyTimeout, func() error {
 		select {
 		case err := <-n.p.done:
@@ -176,6 +173,30 @@ func (n *node) start(args ...string) *node {
 		return err
 	})
 	return n
+}
+
+// logOnFailure prints this lifetime's output if the test fails: the last two lifetimes of
+// each node (a fault test restarts nodes dozens of times), every one in full to files under
+// $STARLING_TEST_LOGDIR when set. Each lifetime's own process: the output of the node's
+// latest run, printed once per restart, hid what the node said before it was killed.
+func (n *node) logOnFailure(bin string) {
+	p, life, args := n.p, n.lives, strings.Join(n.args, " ")
+	n.lives++
+	n.t.Cleanup(func() {
+		if !n.t.Failed() {
+			return
+		}
+		out := p.out.String()
+		if dir := os.Getenv("STARLING_TEST_LOGDIR"); dir != "" {
+			name := fmt.Sprintf("%s-%s-%03d.log", strings.ReplaceAll(n.t.Name(), "/", "_"), n.name, life)
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(args+"\n"+out), 0o644); err != nil {
+				n.t.Logf("keeping %s's output: %v", n.name, err)
+			}
+		}
+		if life >= n.lives-2 {
+			n.t.Logf("server %s, run %d of %d (%s %s) output:\n%s", n.name, life+1, n.lives, bin, args, tail(out, 4000))
+		}
+	})
 }
 
 // restart starts the server again with the same flags and ports.

@@ -230,6 +230,7 @@ func TestStanClusterStopDuringStartCatchUp(t *testing.T) {
 	}
 	bin, _ := clusterServer(t) // started without waiting for it: its start is the catch-up
 	lacking.p = startProc(t, bin, lacking.args...)
+	lacking.logOnFailure(bin)
 	time.Sleep(time.Second) // fetching
 	_ = lacking.p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
@@ -292,6 +293,7 @@ func TestStanClusterStartWithoutAnswersFetchesOnce(t *testing.T) {
 	bin, _ := clusterServer(t)
 	start := time.Now()
 	lacking.p = startProc(t, bin, lacking.args...)
+	lacking.logOnFailure(bin)
 	select {
 	case err := <-lacking.p.done:
 		lacking.p.done <- err

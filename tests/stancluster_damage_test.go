@@ -95,6 +95,7 @@ func TestStanClusterCatchUpPastADamagedMessage(t *testing.T) {
 	}
 	bin, _ := clusterServer(t) // started without waiting for it: its start is the catch-up, failing
 	n3.p = startProc(t, bin, n3.args...)
+	n3.logOnFailure(bin)
 	var out string
 	err = poll(30*time.Second, func() error {
 		out = n3.p.out.String()

@@ -43,6 +43,7 @@ func (n *node) tryRestart() (string, bool) {
 	n.t.Helper()
 	bin := starlingBinary(n.t)
 	n.p = startProc(n.t, bin, n.args...)
+	n.logOnFailure(bin)
 	var exited bool
 	waitFor(n.t, readyTimeout, func() error {
 		select {
