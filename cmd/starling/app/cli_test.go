@@ -133,3 +133,26 @@ tls { cert_file: "`+pki.serverCert+`", key_file: "`+pki.serverKey+`" }
 		t.Fatalf("GET /varz over HTTPS: %d %s", resp.StatusCode, body)
 	}
 }
+
+// TestEmptyConfigWarns: a file with no values (empty, or comments only) is accepted with a
+// warning naming it, as nats-server warns "config has no values or is empty": a file read
+// in place of the intended one (an empty mount, a wrong path's placeholder) should not go
+// unnoticed.
+func TestEmptyConfigWarns(t *testing.T) {
+	dir := t.TempDir()
+	for name, text := range map[string]string{"empty.conf": "", "comments.conf": "# nothing yet\n// nor here\n"} {
+		f := writeFile(t, dir, name, text)
+		var out, errOut bytes.Buffer
+		if code := Execute(context.Background(), []string{"-t", "-c", f}, &out, &errOut); code != 0 {
+			t.Fatalf("%s: code %d: %s", name, code, errOut.String())
+		}
+		if want := f + ": the configuration has no values or is empty"; !strings.Contains(errOut.String(), want) {
+			t.Errorf("%s: stderr %q lacks %q", name, errOut.String(), want)
+		}
+	}
+	good := writeFile(t, dir, "one.conf", "port: 4333\n")
+	var out, errOut bytes.Buffer
+	if code := Execute(context.Background(), []string{"-t", "-c", good}, &out, &errOut); code != 0 || strings.Contains(errOut.String(), "no values") {
+		t.Errorf("a file with a value: code %d, stderr %q", code, errOut.String())
+	}
+}

@@ -32,6 +32,7 @@ type settings struct {
 	portsDir    string // ports_file_dir: where <executable>_<pid>.ports goes
 	portsAt     origin
 	configFile  string
+	configEmpty bool // the file has no values: a warning, as nats-server's
 
 	logFile      string // -l: "" is stderr
 	logSizeLimit int64  // rotate the log file past this size (0: never)
@@ -161,6 +162,9 @@ func (s *settings) build(p *problems) {
 	}
 	s.core.Cluster = s.buildCluster(p)
 	s.warnings = nil
+	if s.configEmpty {
+		s.warnings = append(s.warnings, s.configFile+": the configuration has no values or is empty")
+	}
 	for _, k := range s.clusterUnused {
 		s.warnings = append(s.warnings, k.at.String()+" "+k.why)
 	}
@@ -383,6 +387,7 @@ func configureFor(args []string, help io.Writer, starting bool) (*settings, erro
 			p.add(fmt.Errorf("flag -c: %w", err))
 		default:
 			readFile(s, m, &p)
+			s.configEmpty = len(m.Keys) == 0
 		}
 	}
 	if err := f.fs.Parse(args); err != nil { // parsed once already: cannot fail
