@@ -13,21 +13,6 @@ import (
 
 // Helpers of TestStanDiffCluster (stan_diff_cluster_test.go).
 
-// clusterGen is the file variant's generator, with restarts more often when odds > 0 (one
-// in odds operations, drawn before the usual draw; the same sequence as the file variant
-// when odds is 0).
-type clusterGen struct {
-	*diffGen
-	odds int
-}
-
-func (g *clusterGen) next() diffOp {
-	if g.odds > 0 && len(g.connected()) > 0 && g.r.IntN(g.odds) == 0 {
-		return diffOp{kind: dRestart}
-	}
-	return g.diffGen.next()
-}
-
 // stanConnectTo connects a stan.go client with id to url (a list of URLs too).
 func stanConnectTo(url, id string) (stan.Conn, error) {
 	return stan.Connect("test-cluster", id, stan.NatsURL(url), stan.ConnectWait(5*time.Second), stan.PubAckWait(3*time.Second),

@@ -44,7 +44,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -173,89 +172,53 @@ func waitServing(t *testing.T, n *node) {
 	})
 }
 
-// runClusterDiff is runDiff with the cluster's allowed differences and a channel replay
-// after each restart and at the end.
+// runClusterDiff is runDiff on the file variant's generator with the cluster's allowed
+// differences and a channel replay after each restart and at the end.
 func runClusterDiff(t *testing.T, seed uint64, ops int, ref, got *diffWorld, fo *clusterFailover) {
-	defer ref.closeAll()
-	defer got.closeAll()
-	g := &clusterGen{diffGen: &diffGen{r: rand.New(rand.NewPCG(seed, 0)), w: ref, pubs: map[string]uint64{}, file: true}}
+	g := &diffGen{file: true}
 	if s := os.Getenv("STANDIFF_CLUSTER_RESTARTS"); s != "" {
 		g.odds, _ = strconv.Atoi(s)
-	}
-	var log []string
-	fail := func(format string, a ...any) {
-		t.Helper()
-		t.Fatalf("seed %d (rerun: STANDIFF_CLUSTER_SEED=%d): %s\nop log:\n%s", seed, seed, fmt.Sprintf(format, a...), strings.Join(log, "\n"))
 	}
 	restarted := false // a failover happened: publishes may need a retry
 	// uncertain is each channel's last sequence at the last failover: Starling's new leader
 	// flags every message up to it redelivered when first sent (see clusterSnapDiff).
 	uncertain := map[string]uint64{}
-	t0 := time.Now()
 	retries := 0
-	for step := 1; step <= ops; step++ {
-		op := g.next()
-		var ra, rg string
-		var wg sync.WaitGroup
-		wg.Add(2)
-		go func() { defer wg.Done(); ra = ref.apply(op, step); ref.quiesce() }()
-		go func() {
-			defer wg.Done()
-			rg = got.apply(op, step)
-			// Allowed: a publish failing on Starling after a failover is retried.
-			for i := 0; op.kind == dPublish && restarted && rg != "ok" && rg != ra && i < 3; i++ {
+	runDiffOps(t, seed, ops, ref, got, g, diffHooks{
+		seedEnv: "STANDIFF_CLUSTER_SEED",
+		clock:   true,
+		// Allowed: a publish failing on Starling after a failover is retried.
+		retry: func(op diffOp, ra, rg string) bool {
+			if op.kind == dPublish && restarted && rg != "ok" && rg != ra {
 				retries++
-				rg = got.apply(op, step)
+				return true
 			}
-			got.quiesce()
-		}()
-		wg.Wait()
-		desc := op.String()
-		if op.kind == dSubscribe {
-			desc = fmt.Sprintf("sub%d: %s", len(ref.subs)-1, desc)
-		}
-		if op.kind == dRestart {
+			return false
+		},
+		restarted: func() (string, error) {
 			if fo.err != nil {
-				fail("step %d: %v", step, fo.err)
+				return "", fo.err
 			}
-			desc += " [starling: " + fo.last + "]"
 			restarted = true
 			for ch, n := range g.pubs {
 				uncertain[ch] = n
 			}
-		}
-		log = append(log, fmt.Sprintf("%3d %6.2fs %-64s nss: %s | starling: %s", step, time.Since(t0).Seconds(), desc, ra, rg))
-		if ra != rg {
-			fail("step %d (%s): nss returned %q, Starling %q\nqueue members of nss:\n%sof Starling:\n%s", step, op, ra, rg, ref.members(), got.members())
-		}
-		if op.kind == dPublish && ra == "ok" {
-			g.pubs[op.channel]++
-		}
-		sa, sg := ref.snapshot(), got.snapshot()
-		for deadline := time.Now().Add(3 * time.Second); len(clusterSnapDiff(sa, sg, ref, uncertain)) > 0 && time.Now().Before(deadline); {
-			time.Sleep(50 * time.Millisecond)
-			sa, sg = ref.snapshot(), got.snapshot()
-		}
-		if keys := clusterSnapDiff(sa, sg, ref, uncertain); len(keys) > 0 {
-			var b strings.Builder
-			for _, k := range keys {
-				fmt.Fprintf(&b, "%s:\n  nss:     %s\n  starling:%s\n", k, sa[k], sg[k])
-			}
-			fail("after step %d (%s) deliveries differ:\n%squeue members of nss:\n%sof Starling:\n%s", step, op, b.String(), ref.members(), got.members())
-		}
-		if op.kind == dRestart || step == ops {
+			return " [starling: " + fo.last + "]", nil
+		},
+		differ: func(sa, sg map[string]string) []string { return clusterSnapDiff(sa, sg, ref, uncertain) },
+		check: func() string {
 			for _, ch := range diffChannels {
 				a, b := ref.replay(ch, g.pubs[ch]), got.replay(ch, g.pubs[ch])
 				if a != b {
-					fail("after step %d channel %s holds\n  nss:     %s\n  starling:%s", step, ch, a, b)
+					return fmt.Sprintf("channel %s holds\n  nss:     %s\n  starling:%s", ch, a, b)
 				}
 			}
-		}
-	}
-	if retries > 0 {
-		t.Logf("seed %d: %d publishes retried on Starling after a failover", seed, retries)
-	}
-	if os.Getenv("STANDIFF_LOG") != "" {
-		t.Logf("seed %d:\n%s", seed, strings.Join(log, "\n"))
-	}
+			return ""
+		},
+		done: func() {
+			if retries > 0 {
+				t.Logf("seed %d: %d publishes retried on Starling after a failover", seed, retries)
+			}
+		},
+	})
 }

@@ -41,6 +41,9 @@ type diffGen struct {
 	pubs map[string]uint64 // publishes that succeeded, by channel
 	file bool              // file store mode: restarts too
 	wide bool              // the wide generator (stan_diff_wide_test.go)
+	// odds > 0: one in odds operations is a restart as well, drawn before the usual draw
+	// (TestStanDiffCluster's STANDIFF_CLUSTER_RESTARTS; 0 draws nothing more)
+	odds int
 }
 
 func (g *diffGen) connected() []int {
@@ -74,6 +77,9 @@ func (g *diffGen) manualSubs(subs []int) []int {
 }
 
 func (g *diffGen) next() diffOp {
+	if g.odds > 0 && len(g.connected()) > 0 && g.r.IntN(g.odds) == 0 {
+		return diffOp{kind: dRestart}
+	}
 	var op diffOp
 	if g.wide {
 		op = g.wideDraw()
@@ -212,36 +218,85 @@ func diffLimits() *stores.LimitsSet {
 
 // runDiff runs ops operations of seed against the two worlds.
 func runDiff(t *testing.T, seed uint64, ops int, ref, got *diffWorld, file bool) {
-	runDiffGen(t, seed, ops, ref, got, &diffGen{file: file})
+	runDiffOps(t, seed, ops, ref, got, &diffGen{file: file}, diffHooks{})
 }
 
 // runDiffWide runs ops operations of the wide generator.
 func runDiffWide(t *testing.T, seed uint64, ops int, ref, got *diffWorld, file bool) {
-	runDiffGen(t, seed, ops, ref, got, &diffGen{file: file, wide: true})
+	runDiffOps(t, seed, ops, ref, got, &diffGen{file: file, wide: true}, diffHooks{})
 }
 
-func runDiffGen(t *testing.T, seed uint64, ops int, ref, got *diffWorld, g *diffGen) {
+// diffHooks is what a variant adds to runDiffOps' loop (the cluster's: runClusterDiff); a
+// nil hook does nothing.
+type diffHooks struct {
+	seedEnv string // the variable that reruns one seed, named on a failure (STANDIFF_SEED when "")
+	clock   bool   // the op log shows the time since the first operation
+	// retry reports whether Starling's call of op, which returned rg where nss returned ra,
+	// is made again (at most 3 times). It runs on Starling's goroutine.
+	retry func(op diffOp, ra, rg string) bool
+	// restarted runs after a restart operation: a note for the op log, or the error that
+	// fails the run.
+	restarted func() (string, error)
+	// differ lists the keys whose deliveries differ beyond what the variant allows
+	// (diffSnapshots when nil).
+	differ func(sa, sg map[string]string) []string
+	// check compares what the two servers store, after each restart operation and after the
+	// last operation: the difference, or "".
+	check func() string
+	// done runs after the last operation.
+	done func()
+}
+
+// runDiffOps runs ops operations of g, seeded with seed, against the two worlds: each
+// applied to both at once, then, once both are quiet, what each call returned and what each
+// subscription was delivered compared.
+func runDiffOps(t *testing.T, seed uint64, ops int, ref, got *diffWorld, g *diffGen, h diffHooks) {
 	defer ref.closeAll()
 	defer got.closeAll()
 	g.r, g.w, g.pubs = rand.New(rand.NewPCG(seed, 0)), ref, map[string]uint64{}
+	if h.seedEnv == "" {
+		h.seedEnv = "STANDIFF_SEED"
+	}
+	if h.differ == nil {
+		h.differ = diffSnapshots
+	}
 	var log []string
 	fail := func(format string, a ...any) {
 		t.Helper()
-		t.Fatalf("seed %d (rerun: STANDIFF_SEED=%d): %s\nop log:\n%s", seed, seed, fmt.Sprintf(format, a...), strings.Join(log, "\n"))
+		t.Fatalf("seed %d (rerun: %s=%d): %s\nop log:\n%s", seed, h.seedEnv, seed, fmt.Sprintf(format, a...), strings.Join(log, "\n"))
 	}
+	t0 := time.Now()
 	for step := 1; step <= ops; step++ {
 		op := g.next()
 		var ra, rg string
 		var wg sync.WaitGroup
 		wg.Add(2)
 		go func() { defer wg.Done(); ra = ref.apply(op, step); ref.quiesce() }()
-		go func() { defer wg.Done(); rg = got.apply(op, step); got.quiesce() }()
+		go func() {
+			defer wg.Done()
+			rg = got.apply(op, step)
+			for i := 0; h.retry != nil && i < 3 && h.retry(op, ra, rg); i++ {
+				rg = got.apply(op, step)
+			}
+			got.quiesce()
+		}()
 		wg.Wait()
 		desc := op.String()
 		if op.kind == dSubscribe {
 			desc = fmt.Sprintf("sub%d: %s", len(ref.subs)-1, desc)
 		}
-		log = append(log, fmt.Sprintf("%3d %-64s nss: %s | starling: %s", step, desc, ra, rg))
+		if op.kind == dRestart && h.restarted != nil {
+			note, err := h.restarted()
+			if err != nil {
+				fail("step %d: %v", step, err)
+			}
+			desc += note
+		}
+		at := ""
+		if h.clock {
+			at = fmt.Sprintf(" %6.2fs", time.Since(t0).Seconds())
+		}
+		log = append(log, fmt.Sprintf("%3d%s %-64s nss: %s | starling: %s", step, at, desc, ra, rg))
 		if ra != rg {
 			fail("step %d (%s): nss returned %q, Starling %q\nqueue members of nss:\n%sof Starling:\n%s", step, op, ra, rg, ref.members(), got.members())
 		}
@@ -252,17 +307,25 @@ func runDiffGen(t *testing.T, seed uint64, ops int, ref, got *diffWorld, g *diff
 		// A slow delivery, not a difference? Look again for up to 3 s: after a restart a
 		// server sends what is due only once its subscriber is back (Starling looks at a
 		// deaf subscription again after half the time since its restore).
-		for deadline := time.Now().Add(3 * time.Second); len(diffSnapshots(sa, sg)) > 0 && time.Now().Before(deadline); {
+		for deadline := time.Now().Add(3 * time.Second); len(h.differ(sa, sg)) > 0 && time.Now().Before(deadline); {
 			time.Sleep(50 * time.Millisecond)
 			sa, sg = ref.snapshot(), got.snapshot()
 		}
-		if keys := diffSnapshots(sa, sg); len(keys) > 0 {
+		if keys := h.differ(sa, sg); len(keys) > 0 {
 			var b strings.Builder
 			for _, k := range keys {
 				fmt.Fprintf(&b, "%s:\n  nss:     %s\n  starling:%s\n", k, sa[k], sg[k])
 			}
 			fail("after step %d (%s) deliveries differ:\n%squeue members of nss:\n%sof Starling:\n%s", step, op, b.String(), ref.members(), got.members())
 		}
+		if h.check != nil && (op.kind == dRestart || step == ops) {
+			if d := h.check(); d != "" {
+				fail("after step %d %s", step, d)
+			}
+		}
+	}
+	if h.done != nil {
+		h.done()
 	}
 	if os.Getenv("STANDIFF_LOG") != "" {
 		t.Logf("seed %d:\n%s", seed, strings.Join(log, "\n"))
