@@ -229,17 +229,52 @@ func (n *node) terminate() {
 	_ = n.p.wait(n.t, 15*time.Second)
 }
 
-// stanOn connects a stan.go client to node n.
+// stanOn connects a stan.go client to node n, within its ConnectWait (5 s unless opts say
+// otherwise): see stanConnectWithin.
 func stanOn(t *testing.T, n *node, clientID string, opts ...stan.Option) stan.Conn {
 	t.Helper()
 	opts = append([]stan.Option{stan.NatsURL(n.url()), stan.ConnectWait(5 * time.Second), stan.PubAckWait(3 * time.Second)}, opts...)
-	sc, err := stan.Connect("test-cluster", clientID, opts...)
+	start := time.Now()
+	sc, attempts, err := stanConnectWithin(clientID, opts...)
 	if err != nil {
-		t.Fatalf("stan connect to %s: %v", n.name, err)
+		t.Fatalf("stan connect to %s: %v (%d attempts in %v)", n.name, err, attempts, time.Since(start).Round(time.Millisecond))
+	}
+	if attempts > 1 {
+		t.Logf("stan connect to %s: nobody served at first; connected at attempt %d, after %v", n.name, attempts, time.Since(start).Round(time.Millisecond))
 	}
 	t.Cleanup(func() { _ = sc.Close() })
 	return sc
 }
+
+// stanConnectWithin connects as stan.Connect does, but gives the cluster the whole
+// ConnectWait to answer, and reports how many connect requests it sent. A node that raft
+// just elected (as /streaming/serverz's role shows it) serves a moment later, once its engine
+// has taken over (streaming/leader.go, takeOver: the barrier, then the protocol
+// subscriptions): a connect request meanwhile finds nobody on the discover subject and
+// fails at once with no responders, which stan.go reports as ErrConnectReqTimeout. A single
+// attempt would then not wait its ConnectWait at all. So such a failure is tried again
+// until ConnectWait has passed since the first attempt; a request that found a responder
+// and timed out used the rest of it and is not repeated (its client ID may be registered).
+func stanConnectWithin(clientID string, opts ...stan.Option) (stan.Conn, int, error) {
+	o := stan.GetDefaultOptions()
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, 0, err
+		}
+	}
+	budget, start := o.ConnectTimeout, time.Now()
+	for attempts := 1; ; attempts++ {
+		left := budget - time.Since(start)
+		sc, err := stan.Connect("test-cluster", clientID, append(slices.Clone(opts), stan.ConnectWait(max(left, time.Millisecond)))...)
+		if err == nil || !errors.Is(err, stan.ErrConnectReqTimeout) || time.Since(start)+stanRetryGap >= budget {
+			return sc, attempts, err
+		}
+		time.Sleep(stanRetryGap)
+	}
+}
+
+// stanRetryGap separates stanConnectWithin's attempts.
+const stanRetryGap = 20 * time.Millisecond
 
 // publishRetry publishes data until a PubAck confirms it, retrying failures (a publish in
 // flight across a leader change may fail without its outcome being known): at-least-once.
