@@ -124,6 +124,14 @@ func (s *Server) processPing(o *op) {
 	}
 	switch s.bind(c, o) {
 	case bindRefused:
+		if _, ok := s.connUser(o.from); !ok {
+			// The connection it came over closed before the engine got to it (the route from
+			// a server that stopped right after forwarding it): nobody asks any more, as for
+			// a connect. Refused, "replaced" would reach the client on the connection it
+			// moved to, and stan.go would close it; its next ping comes over that one.
+			s.log.Debug("ping not answered", "client_id", c.id, "cause", "its connection closed before it was read")
+			return
+		}
 		s.log.Info("ping refused", "client_id", c.id, "cause", "from a connection of another user")
 		s.reply(o.reply, &stanpb.PingResponse{Error: errClientReplaced})
 		return
