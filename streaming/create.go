@@ -141,7 +141,29 @@ func (s *Server) createChannels(name string) {
 		}
 		s.log.Debug("cannot create channel", "channel", n, "err", cause)
 		s.createFailed[n] = cause.Error()
+		if index != 0 {
+			s.buryRefusedChannel(chanRef{channel: n, chanID: vals[i].id}, cause)
+		}
 	}
+}
+
+// buryRefusedChannel proposes the deletion of a channel whose creation was refused for
+// max_channels (applied: in the log), which every replica finds missing — except one that
+// replays its log onto a store synced past it (a restart): the channels the store has from
+// later creations count against max_channels early in the replay, so a channel that existed
+// then may be refused and missing later, and the creation every replica refused finds room.
+// Without the deletion that replica kept the channel for good
+// (TestReplayRefusedChannelNotRevived). The chanRef names the refused incarnation only: no
+// command of the log names it, and a channel created again with the name has another ID.
+func (s *Server) buryRefusedChannel(ref chanRef, err error) {
+	if !s.replicated || !errors.Is(err, stores.ErrTooManyChannels) {
+		return
+	}
+	s.proposeThen(&cmdDeleteChannel{ref}, func(_ any, err error) {
+		if err != nil && !errors.Is(err, errNoChannel) { // errNoChannel: refused here too
+			s.log.Error("removing a channel refused for max_channels failed", "channel", ref.channel, "err", err)
+		}
+	})
 }
 
 // aheadNames appends to names the channels that the ops ahead will ask to create: the

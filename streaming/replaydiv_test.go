@@ -1,0 +1,240 @@
+package streaming
+
+import (
+	"bytes"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/starling-io/starling/proto/stanpb"
+	"github.com/starling-io/starling/raftlog"
+	"github.com/starling-io/starling/stores"
+	"github.com/starling-io/starling/stores/boltstore"
+	"github.com/starling-io/starling/stores/filestore"
+)
+
+// Replay divergences: a node that restarts replays its raft log (the entries after its last
+// snapshot) onto a store that is durable on its own and may already reflect later entries.
+// Every command whose outcome depends on state the store holds from a later command could
+// then end otherwise on that node than on the others. Each test below applies a log to two
+// replicas, restarts one of them (its store closed and opened again, as a clean stop
+// leaves it; or the same memory store), replays the whole log, or a snapshot and the rest,
+// and requires the two stores to be the same.
+
+// replayStore opens a store of one kind, and opens it again at a restart.
+type replayStore struct {
+	kind string
+	dir  string
+	st   stores.Store
+}
+
+func openReplayStore(t *testing.T, kind string) *replayStore {
+	t.Helper()
+	r := &replayStore{kind: kind, dir: t.TempDir()}
+	r.open(t)
+	if err := r.st.Init(stores.ServerInfo{ClusterID: "replay"}); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func (r *replayStore) open(t *testing.T) {
+	t.Helper()
+	var err error
+	switch r.kind {
+	case "memory":
+		r.st = newMemStore(t)
+	case "file":
+		r.st, err = filestore.Open(r.dir, filestore.Options{})
+	case "bolt":
+		r.st, err = boltstore.Open(filepath.Join(r.dir, "bolt.db"), boltstore.Options{})
+	default:
+		t.Fatalf("store kind %q", r.kind)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.st.Close() })
+}
+
+// restart closes and opens the store again (memory: the same store, which a memory
+// store's node never has after a restart, but which holds what a durable one would).
+func (r *replayStore) restart(t *testing.T) {
+	t.Helper()
+	if r.kind == "memory" {
+		return
+	}
+	if err := r.st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r.open(t)
+}
+
+var replayStoreKinds = []string{"memory", "file", "bolt"}
+
+// checkReplay applies log (one entry per element, each a batch of commands) to a replica
+// that never restarts and to one that restarts after the whole log, then — its store holding
+// all of it — restores its snapshot taken after entry k (none for k < 0) and replays the
+// entries after it. The two must hold the same state.
+func checkReplay(t *testing.T, kind string, k int, log [][]any) {
+	t.Helper()
+	ref := openReplayStore(t, "memory")
+	other := newStateMachine(ref.st)
+	node := openReplayStore(t, kind)
+	first := newStateMachine(node.st)
+	var snap []byte
+	for i, entry := range log {
+		applyCmds(t, other, entry...)
+		applyCmds(t, first, entry...)
+		if i == k {
+			snap = persist(t, first)
+		}
+	}
+	if l, r := storeDigest(t, ref.st), storeDigest(t, node.st); l != r {
+		t.Fatalf("before the restart the replicas differ\nother:\n%s\nnode:\n%s", l, r)
+	}
+	node.restart(t)
+	restarted := newStateMachine(node.st)
+	if _, err := restarted.recover(); err != nil {
+		t.Fatal(err)
+	}
+	if snap != nil {
+		if err := restarted.Restore(bytes.NewReader(snap)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, entry := range log[k+1:] {
+		applyCmds(t, restarted, entry...)
+	}
+	if l, r := storeDigest(t, ref.st), storeDigest(t, node.st); l != r {
+		t.Fatalf("after the replay the restarted replica differs\nother:\n%s\nrestarted:\n%s", l, r)
+	}
+}
+
+// forEachReplay runs checkReplay for every store kind, replaying the whole log and from a
+// snapshot after each of the entries in snaps.
+func forEachReplay(t *testing.T, log [][]any, snaps ...int) {
+	for _, kind := range replayStoreKinds {
+		for _, k := range append([]int{-1}, snaps...) {
+			t.Run(fmt.Sprintf("%s/snapshot_after_%d", kind, k), func(t *testing.T) { checkReplay(t, kind, k, log) })
+		}
+	}
+}
+
+func limitsCmd(l stores.Limits) *cmdSetLimits {
+	return &cmdSetLimits{limits: &stores.LimitsSet{Global: l}}
+}
+
+func entries(cmds ...any) [][]any {
+	out := make([][]any, len(cmds))
+	for i, c := range cmds {
+		out[i] = []any{c}
+	}
+	return out
+}
+
+// A channel refused for max_channels must stay refused on a node that replays its log onto
+// a store holding the channels created later: those fill the store early in the replay, so
+// a creation every replica made (S) is refused there, and once another channel (T) is
+// deleted, the creation every replica refused (R) finds room. The leader follows the
+// refusal with R's deletion (buryRefusedChannel, TestReplayRefusedChannelBuried), which
+// every other replica finds missing; without it (log[:6] then S's deletion) the replaying
+// node kept R for good.
+func TestReplayRefusedChannelNotRevived(t *testing.T) {
+	l := stores.DefaultLimits()
+	l.MaxChannels = 2
+	T, S, E, R := chanRef{"T", 1}, chanRef{"S", 2}, chanRef{"E", 3}, chanRef{"R", 4}
+	log := entries(
+		limitsCmd(l),
+		&cmdCreateChannel{name: T.channel, id: T.chanID},
+		&cmdCreateChannel{name: S.channel, id: S.chanID},
+		&cmdDeleteChannel{T},
+		&cmdCreateChannel{name: E.channel, id: E.chanID},
+		&cmdCreateChannel{name: R.channel, id: R.chanID}, // refused: S and E
+		&cmdDeleteChannel{R},                             // buryRefusedChannel
+		&cmdDeleteChannel{S},
+	)
+	forEachReplay(t, log, 2, 5)
+}
+
+// newLimitedRecordedEngine is newRecordedEngine with limits.
+func newLimitedRecordedEngine(t *testing.T, l stores.Limits) (*Server, *recordingLog) {
+	t.Helper()
+	store := newMemStore(t)
+	var rec *recordingLog
+	s, err := New(&fakeBus{}, store, func(sm raftlog.StateMachine) (raftlog.Log, error) {
+		rec = &recordingLog{Local: raftlog.NewLocal(sm), t: t}
+		return rec, nil
+	}, Options{Limits: &stores.LimitsSet{Global: l}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.recover(); err != nil {
+		t.Fatal(err)
+	}
+	return s, rec
+}
+
+// replayRecorded replays what leader's log recorded onto leader's store, as a node restarted
+// with no snapshot does, and requires the store to end as it was.
+func replayRecorded(t *testing.T, leader *Server, rec *recordingLog) {
+	t.Helper()
+	want := storeDigest(t, leader.store)
+	// A restart installs the configured limits (New), and the log the replicated ones.
+	if err := leader.store.SetLimits(leader.opts.Limits); err != nil {
+		t.Fatal(err)
+	}
+	restarted := newStateMachine(leader.store)
+	if _, err := restarted.recover(); err != nil {
+		t.Fatal(err)
+	}
+	for i, e := range rec.entries {
+		cmd, err := restarted.Decode(e.data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		restarted.Apply(uint64(i+1), []raftlog.Command{cmd})
+	}
+	if got := storeDigest(t, leader.store); got != want {
+		t.Fatalf("the node that replayed its log differs\nothers:\n%s\nreplayed:\n%s", want, got)
+	}
+}
+
+// The engine's side of TestReplayRefusedChannelNotRevived: a creation refused for
+// max_channels is followed in the log by the refused channel's deletion, so that the node
+// replaying its log onto its store removes it again.
+func TestReplayRefusedChannelBuried(t *testing.T) {
+	l := stores.DefaultLimits()
+	l.MaxChannels, l.MaxInactivity = 2, time.Hour
+	s, rec := newLimitedRecordedEngine(t, l)
+	req := func(kind opKind, m proto.Message) op { return op{kind: kind, data: marshal(m), reply: "r", from: 1} }
+	pub := func(ch string) {
+		s.step(req(opPublish, &stanpb.PubMsg{ClientID: "c1", Guid: "g" + ch, Subject: ch, Data: []byte(ch)}))
+	}
+	idle := func(name string) {
+		ch := s.channels[name]
+		if ch == nil {
+			t.Fatalf("no channel %q", name)
+		}
+		ch.active -= int64(2 * time.Hour)
+		s.step(op{kind: opIdle, ch: ch})
+		if s.channels[name] != nil {
+			t.Fatalf("channel %q not deleted", name)
+		}
+	}
+	s.step(req(opConnect, &stanpb.ConnectRequest{ClientID: "c1", HeartbeatInbox: "hb.c1", Protocol: 1, ConnID: []byte("x")}))
+	pub("T")
+	pub("S")
+	idle("T")
+	pub("E")
+	n := len(rec.entries)
+	pub("R") // refused: S and E
+	if s.channels["R"] != nil || len(rec.entries) == n || !rec.entries[n].refused {
+		t.Fatal("R not refused for max_channels")
+	}
+	idle("S")
+	replayRecorded(t, s, rec)
+}
