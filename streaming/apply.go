@@ -42,6 +42,10 @@ type (
 	cmdExpire struct {
 		chanRef
 		now int64 // chosen by the proposer: Apply never reads the clock
+		// last is the channel's last sequence as the proposer knew it (ch.assigned): a store
+		// holding a later one already holds what the pass left (0: not known, an older
+		// proposer's pass).
+		last uint64
 	}
 	cmdDeleteChannel struct{ chanRef }
 )

@@ -45,7 +45,7 @@ func (s *Server) processExpire(ch *channel) {
 	if ch.deleted {
 		return
 	}
-	s.proposeThen(&cmdExpire{chanRef: refOf(ch), now: s.clock.chanNow(&ch.clock)}, func(v any, err error) {
+	s.proposeThen(&cmdExpire{chanRef: refOf(ch), now: s.clock.chanNow(&ch.clock), last: ch.assigned}, func(v any, err error) {
 		s.expired(ch, v, err)
 	})
 }
@@ -107,7 +107,7 @@ func (s *Server) expireNow(chans []*channel) {
 	var err error
 	for _, ch := range chans {
 		var c raftlog.Command
-		if c, err = s.command(&cmdExpire{chanRef: refOf(ch), now: s.clock.chanNow(&ch.clock)}); err != nil {
+		if c, err = s.command(&cmdExpire{chanRef: refOf(ch), now: s.clock.chanNow(&ch.clock), last: ch.assigned}); err != nil {
 			break
 		}
 		cs = append(cs, c)

@@ -136,6 +136,14 @@ func entries(cmds ...any) [][]any {
 	return out
 }
 
+func pubAt(ref chanRef, from, n uint64, t0 int64) *cmdPublish {
+	msgs := make([]stores.Msg, n)
+	for i := range n {
+		msgs[i] = stores.Msg{Seq: from + i, Time: t0 + int64(from+i), Data: fmt.Appendf(nil, "m%d", from+i)}
+	}
+	return &cmdPublish{chanRef: ref, msgs: msgs}
+}
+
 // A channel refused for max_channels must stay refused on a node that replays its log onto
 // a store holding the channels created later: those fill the store early in the replay, so
 // a creation every replica made (S) is refused there, and once another channel (T) is
@@ -158,6 +166,28 @@ func TestReplayRefusedChannelNotRevived(t *testing.T) {
 		&cmdDeleteChannel{S},
 	)
 	forEachReplay(t, log, 2, 5)
+}
+
+// An expiry pass made under lower MaxMsgs (or MaxBytes) than the channel's later messages
+// were appended under removes nothing more on a node that replays it onto a store holding
+// those messages. Before, that node trimmed them to the pass's MaxMsgs: it kept 2 messages
+// of the 5 every other node holds. The pass names the channel's last sequence when it was
+// proposed (2): the store holding 5 holds what it left.
+func TestReplayExpiryUnderRaisedLimits(t *testing.T) {
+	lo, hi := stores.DefaultLimits(), stores.DefaultLimits()
+	lo.MaxMsgs, lo.MaxAge = 2, time.Hour
+	hi.MaxMsgs, hi.MaxAge = 5, time.Hour
+	A := chanRef{"A", 1}
+	t0 := time.Now().UnixNano()
+	log := entries(
+		limitsCmd(lo),
+		&cmdCreateChannel{name: A.channel, id: A.chanID},
+		pubAt(A, 1, 2, t0),
+		&cmdExpire{chanRef: A, now: t0 + 10, last: 2},
+		limitsCmd(hi),
+		pubAt(A, 3, 3, t0),
+	)
+	forEachReplay(t, log, 2)
 }
 
 // newLimitedRecordedEngine is newRecordedEngine with limits.
@@ -236,5 +266,34 @@ func TestReplayRefusedChannelBuried(t *testing.T) {
 		t.Fatal("R not refused for max_channels")
 	}
 	idle("S")
+	replayRecorded(t, s, rec)
+}
+
+// The engine's side of TestReplayExpiryUnderRaisedLimits: the expiry pass it proposes names
+// the channel's last sequence, and the log replays onto its store without a change after
+// the limits were raised and more messages appended.
+func TestReplayEngineExpiryUnderRaisedLimits(t *testing.T) {
+	lo := stores.DefaultLimits()
+	lo.MaxMsgs, lo.MaxAge = 2, time.Hour
+	s, rec := newLimitedRecordedEngine(t, lo)
+	req := func(kind opKind, m proto.Message) op { return op{kind: kind, data: marshal(m), reply: "r", from: 1} }
+	pub := func(i int) {
+		s.step(req(opPublish, &stanpb.PubMsg{ClientID: "c1", Guid: fmt.Sprint("g", i), Subject: "A", Data: []byte(fmt.Sprint("m", i))}))
+	}
+	s.step(req(opConnect, &stanpb.ConnectRequest{ClientID: "c1", HeartbeatInbox: "hb.c1", Protocol: 1, ConnID: []byte("x")}))
+	pub(1)
+	pub(2)
+	s.step(op{kind: opExpire, ch: s.channels["A"]})
+	hi := lo
+	hi.MaxMsgs = 5
+	if _, err := s.proposeAsync(&cmdSetLimits{limits: &stores.LimitsSet{Global: hi}}).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 3; i <= 5; i++ {
+		pub(i)
+	}
+	if st := s.channels["A"].store.Msgs.State(); st.Msgs != 5 {
+		t.Fatalf("A holds %+v, want 5 messages", st)
+	}
 	replayRecorded(t, s, rec)
 }

@@ -63,7 +63,7 @@ func commandOp(v any) (*raftpb.Op, error) {
 		return &raftpb.Op{Op: &raftpb.Op_SentAndAck{SentAndAck: sa}}, nil
 	case *cmdExpire:
 		return &raftpb.Op{Op: &raftpb.Op_Expire{Expire: &raftpb.Expire{
-			Channel: c.channel, ChannelID: c.chanID, Now: c.now}}}, nil
+			Channel: c.channel, ChannelID: c.chanID, Now: c.now, Last: c.last}}}, nil
 	case *cmdDeleteChannel:
 		return &raftpb.Op{Op: &raftpb.Op_DeleteChannel{DeleteChannel: &raftpb.DeleteChannel{
 			Channel: c.channel, ChannelID: c.chanID}}}, nil
@@ -144,7 +144,7 @@ func opCommand(op *raftpb.Op) (any, error) {
 		return &cmdSentAck{chanRef: chanRef{sa.Channel, sa.ChannelID}, events: events}, nil
 	case *raftpb.Op_Expire:
 		e := o.Expire
-		return &cmdExpire{chanRef: chanRef{e.Channel, e.ChannelID}, now: e.Now}, nil
+		return &cmdExpire{chanRef: chanRef{e.Channel, e.ChannelID}, now: e.Now, last: e.Last}, nil
 	case *raftpb.Op_DeleteChannel:
 		d := o.DeleteChannel
 		return &cmdDeleteChannel{chanRef{d.Channel, d.ChannelID}}, nil

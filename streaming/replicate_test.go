@@ -170,7 +170,7 @@ func TestCommandsRoundTrip(t *testing.T) {
 		&cmdUpdateSub{chanRef: ref, state: st},
 		&cmdDeleteSub{chanRef: ref, id: 3},
 		&cmdSentAck{chanRef: ref, events: []stores.SubEvent{{SubID: 3, Seq: 5}, {SubID: 3, Seq: 5, Acked: true}, {SubID: 4, Seq: 6}}},
-		&cmdExpire{chanRef: ref, now: 1_700_000_000_000_000_000},
+		&cmdExpire{chanRef: ref, now: 1_700_000_000_000_000_000, last: 41},
 		&cmdDeleteChannel{ref},
 		&cmdSetLimits{limits: &stores.LimitsSet{Global: stores.DefaultLimits(),
 			Channels: map[string]stores.Limits{"orders.>": {MaxMsgs: 10, MaxAge: time.Hour, MaxInactivity: -1}, "x": {MaxBytes: 5}}}},

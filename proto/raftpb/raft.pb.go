@@ -904,12 +904,16 @@ func (x *DeleteChannel) GetChannelID() uint64 {
 }
 
 // Expire removes the channel's messages older than its MaxAge at now (unix ns), the proposer's
-// clock.
+// clock, and those past MaxMsgs and MaxBytes. last is the channel's last sequence as the proposer
+// knew it (every message proposed before the pass): a replica whose store already holds a later
+// message (one replaying its log onto a store synced past the pass) holds what the pass left, and
+// skips it. 0 (an older proposer): applied in any case.
 type Expire struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Channel       string                 `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
 	ChannelID     uint64                 `protobuf:"varint,2,opt,name=channelID,proto3" json:"channelID,omitempty"`
 	Now           int64                  `protobuf:"varint,3,opt,name=now,proto3" json:"now,omitempty"`
+	Last          uint64                 `protobuf:"varint,4,opt,name=last,proto3" json:"last,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -961,6 +965,13 @@ func (x *Expire) GetChannelID() uint64 {
 func (x *Expire) GetNow() int64 {
 	if x != nil {
 		return x.Now
+	}
+	return 0
+}
+
+func (x *Expire) GetLast() uint64 {
+	if x != nil {
+		return x.Last
 	}
 	return 0
 }
@@ -2198,11 +2209,12 @@ const file_proto_raftpb_raft_proto_rawDesc = "" +
 	"\x05acked\x18\b \x03(\bB\x02\x10\x01R\x05ackedJ\x04\b\x02\x10\x03J\x04\b\x03\x10\x04J\x04\b\x04\x10\x05\"G\n" +
 	"\rDeleteChannel\x12\x18\n" +
 	"\achannel\x18\x01 \x01(\tR\achannel\x12\x1c\n" +
-	"\tchannelID\x18\x02 \x01(\x04R\tchannelID\"R\n" +
+	"\tchannelID\x18\x02 \x01(\x04R\tchannelID\"f\n" +
 	"\x06Expire\x12\x18\n" +
 	"\achannel\x18\x01 \x01(\tR\achannel\x12\x1c\n" +
 	"\tchannelID\x18\x02 \x01(\x04R\tchannelID\x12\x10\n" +
-	"\x03now\x18\x03 \x01(\x03R\x03now\"v\n" +
+	"\x03now\x18\x03 \x01(\x03R\x03now\x12\x12\n" +
+	"\x04last\x18\x04 \x01(\x04R\x04last\"v\n" +
 	"\tSetLimits\x12/\n" +
 	"\x06global\x18\x01 \x01(\v2\x17.starling.raftpb.LimitsR\x06global\x128\n" +
 	"\bchannels\x18\x02 \x03(\v2\x1c.starling.raftpb.NamedLimitsR\bchannels\"\xb8\x01\n" +
