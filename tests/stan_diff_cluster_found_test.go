@@ -49,6 +49,6 @@ func refusedSubNotRevived(t *testing.T, queue bool) {
 		n.terminate()
 		c.leader(10 * time.Second)
 		n.restart()
-		c.converged(10 * time.Second)
+		c.replayed(10 * time.Second)
 	}
 }

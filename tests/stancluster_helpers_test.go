@@ -183,11 +183,28 @@ func (c *stanCluster) converged(timeout time.Duration) {
 	}
 }
 
+// replayed is converged for a node just restarted: every running node has also applied the
+// same raft index. Until it has replayed its log (which waits for a leader's commit index),
+// a restarted node shows what its store recovered, equal to the others' state as often as
+// not: converged alone then proves nothing about the replay.
+func (c *stanCluster) replayed(timeout time.Duration) {
+	c.t.Helper()
+	if err := c.convergedIndexErr(timeout, true); err != nil {
+		c.t.Fatalf("not converged after %v: %v", timeout, err)
+	}
+}
+
 // convergedErr is converged returning the last difference after timeout.
 func (c *stanCluster) convergedErr(timeout time.Duration) error {
 	c.t.Helper()
+	return c.convergedIndexErr(timeout, false)
+}
+
+// convergedIndexErr is convergedErr, requiring equal applied indexes too if applied is set.
+func (c *stanCluster) convergedIndexErr(timeout time.Duration, applied bool) error {
+	c.t.Helper()
 	return poll(timeout, func() error {
-		var digests []string
+		var digests, indexes []string
 		for _, n := range c.nodes {
 			if !n.up() {
 				if err := n.crashed(); err != nil {
@@ -200,6 +217,12 @@ func (c *stanCluster) convergedErr(timeout time.Duration) error {
 				return err
 			}
 			digests = append(digests, n.name+"("+z.ServerID+")="+z.Digest)
+			indexes = append(indexes, fmt.Sprintf("%s=%d", n.name, z.Raft.AppliedIndex))
+		}
+		for _, x := range indexes[1:] {
+			if applied && x[strings.Index(x, "=")+1:] != indexes[0][strings.Index(indexes[0], "=")+1:] {
+				return fmt.Errorf("applied indexes differ: %v", indexes)
+			}
 		}
 		for _, d := range digests[1:] {
 			if d[strings.Index(d, "=")+1:] != digests[0][strings.Index(digests[0], "=")+1:] {
