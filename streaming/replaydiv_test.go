@@ -297,3 +297,171 @@ func TestReplayEngineExpiryUnderRaisedLimits(t *testing.T) {
 	}
 	replayRecorded(t, s, rec)
 }
+
+// The replays below end as the other replicas: kept as evidence that these commands do not
+// depend on what the store holds from later ones (each checked at several snapshot points,
+// on every store kind).
+
+func storedSub(id uint64, client, inbox string) stores.SubState {
+	return stores.SubState{ID: id, ClientID: client, Inbox: inbox, AckInbox: inbox + ".ack", MaxInFlight: 10, AckWaitSecs: 30}
+}
+
+func sentAck(ref chanRef, events ...stores.SubEvent) *cmdSentAck {
+	return &cmdSentAck{chanRef: ref, events: events}
+}
+
+func sent(sub, seq uint64) stores.SubEvent { return stores.SubEvent{SubID: sub, Seq: seq} }
+func acked(sub, seq uint64) stores.SubEvent {
+	return stores.SubEvent{SubID: sub, Seq: seq, Acked: true}
+}
+
+func connectCmd(id, hb string) *cmdConnect {
+	return &cmdConnect{info: stores.ClientInfo{ID: id, HbInbox: hb, ConnID: []byte(hb), Protocol: 1}}
+}
+
+// A durable subscribed, closed, resumed with another inbox, unsubscribed and subscribed again
+// under the same name: the store's later record of it changes nothing in the replay.
+func TestReplayDurableResumedClosedUnsubscribed(t *testing.T) {
+	A := chanRef{"A", 1}
+	t0 := time.Now().UnixNano()
+	d1 := storedSub(1, "c", "in1")
+	d1.DurableName, d1.IsDurable = "d", true
+	closed := d1
+	closed.IsClosed, closed.LastSent = true, 3
+	resumed := d1
+	resumed.Inbox, resumed.AckInbox, resumed.LastSent = "in2", "in2.ack", 3
+	d2 := storedSub(2, "c", "in3")
+	d2.DurableName, d2.IsDurable = "d", true
+	d2closed := d2
+	d2closed.IsClosed, d2closed.LastSent = true, 2
+	log := entries(
+		&cmdCreateChannel{name: A.channel, id: A.chanID},
+		connectCmd("c", "hb1"),
+		pubAt(A, 1, 5, t0),
+		&cmdSubscribe{chanRef: A, state: d1},
+		sentAck(A, sent(1, 1), sent(1, 2), sent(1, 3), acked(1, 1)),
+		&cmdUpdateSub{chanRef: A, state: closed},
+		&cmdDisconnect{clientID: "c"},
+		connectCmd("c", "hb2"),
+		&cmdUpdateSub{chanRef: A, state: resumed},
+		sentAck(A, sent(1, 4), sent(1, 5), acked(1, 2), acked(1, 3), acked(1, 4)),
+		&cmdDeleteSub{chanRef: A, id: 1},
+		&cmdSubscribe{chanRef: A, state: d2},
+		sentAck(A, sent(2, 1), sent(2, 2), acked(2, 1)),
+		&cmdUpdateSub{chanRef: A, state: d2closed},
+	)
+	forEachReplay(t, log, 3, 6, 9, 12)
+}
+
+// A client that closes and connects again with the same ID, one replaced by a new connect
+// with its ID, and one that goes for good.
+func TestReplayClientsReconnectedUnderTheSameID(t *testing.T) {
+	log := entries(
+		connectCmd("c", "hb1"),
+		connectCmd("d", "hb.d"),
+		&cmdDisconnect{clientID: "c"},
+		connectCmd("c", "hb2"),
+		connectCmd("e", "hb.e1"),
+		connectCmd("e", "hb.e2"),
+		&cmdDisconnect{clientID: "d"},
+		&cmdDisconnect{clientID: "c"},
+		connectCmd("c", "hb3"),
+	)
+	forEachReplay(t, log, 1, 3, 5)
+}
+
+// Queue members joining and leaving, a durable queue group left to its shadow and joined
+// again, under a max_subs that the store's later members would exceed early in the replay
+// were any membership refused.
+func TestReplayQueueMembershipChanges(t *testing.T) {
+	l := stores.DefaultLimits()
+	l.MaxSubs = 3
+	A := chanRef{"A", 1}
+	t0 := time.Now().UnixNano()
+	member := func(id uint64, group, inbox string) stores.SubState {
+		s := storedSub(id, "c", inbox)
+		s.QGroup = group
+		if group == "dq:q" {
+			s.DurableName, s.IsDurable = "dq", true
+		}
+		return s
+	}
+	shadow := member(4, "dq:q", "dq1")
+	shadow.IsClosed, shadow.LastSent = true, 2
+	log := entries(
+		limitsCmd(l),
+		&cmdCreateChannel{name: A.channel, id: A.chanID},
+		connectCmd("c", "hb"),
+		pubAt(A, 1, 4, t0),
+		&cmdSubscribe{chanRef: A, state: member(1, "q", "q1")},
+		&cmdSubscribe{chanRef: A, state: member(2, "q", "q2")},
+		sentAck(A, sent(1, 1), sent(2, 2), acked(1, 1)),
+		&cmdDeleteSub{chanRef: A, id: 1},
+		sentAck(A, sent(2, 3)),
+		&cmdSubscribe{chanRef: A, state: member(3, "q", "q3")},
+		&cmdDeleteSub{chanRef: A, id: 2},
+		&cmdSubscribe{chanRef: A, state: member(4, "dq:q", "dq1")},
+		sentAck(A, sent(4, 1), sent(4, 2)),
+		&cmdUpdateSub{chanRef: A, state: shadow},
+		&cmdSubscribe{chanRef: A, state: member(5, "dq:q", "dq2")},
+		&cmdDeleteSub{chanRef: A, id: 4},
+		sentAck(A, sent(5, 1), sent(5, 2), acked(5, 1)),
+		&cmdDeleteSub{chanRef: A, id: 3},
+		&cmdSubscribe{chanRef: A, state: member(6, "q", "q4")},
+	)
+	forEachReplay(t, log, 4, 8, 12, 15)
+}
+
+// A channel deleted and created again, twice, with messages and subscriptions each time, and
+// another deleted for good: every incarnation continues after the last one's sequence on the
+// replaying node as on the others, though its store remembers the later deletions.
+func TestReplayChannelDeletedAndCreatedAgain(t *testing.T) {
+	A1, A2, A3, B := chanRef{"A", 1}, chanRef{"A", 2}, chanRef{"A", 3}, chanRef{"B", 4}
+	t0 := time.Now().UnixNano()
+	log := entries(
+		connectCmd("c", "hb"),
+		&cmdCreateChannel{name: "A", id: 1},
+		pubAt(A1, 1, 5, t0),
+		&cmdSubscribe{chanRef: A1, state: storedSub(1, "c", "a1")},
+		sentAck(A1, sent(1, 5)),
+		&cmdDeleteChannel{A1},
+		&cmdCreateChannel{name: "A", id: 2},
+		pubAt(A2, 6, 3, t0),
+		&cmdSubscribe{chanRef: A2, state: storedSub(1, "c", "a2")},
+		sentAck(A2, sent(1, 6), acked(1, 6), sent(1, 7)),
+		&cmdDeleteChannel{A2},
+		&cmdCreateChannel{name: "A", id: 3},
+		pubAt(A3, 9, 2, t0),
+		&cmdSubscribe{chanRef: A3, state: storedSub(1, "c", "a3")},
+		sentAck(A3, sent(1, 9)),
+		&cmdCreateChannel{name: "B", id: 4},
+		pubAt(B, 1, 2, t0),
+		&cmdDeleteChannel{B},
+	)
+	forEachReplay(t, log, 2, 6, 10, 13)
+}
+
+// Publishes trimmed by MaxMsgs, then MaxBytes, with the limits raised and lowered between
+// them, and an expiry pass under each: the replay appends nothing it holds and trims nothing
+// more.
+func TestReplayPublishesTrimmedByLimits(t *testing.T) {
+	A := chanRef{"A", 1}
+	t0 := time.Now().UnixNano()
+	msgs3, msgs10, bytes60 := stores.DefaultLimits(), stores.DefaultLimits(), stores.DefaultLimits()
+	msgs3.MaxMsgs, msgs10.MaxMsgs, bytes60.MaxBytes = 3, 10, 60
+	log := entries(
+		limitsCmd(msgs3),
+		&cmdCreateChannel{name: A.channel, id: A.chanID},
+		pubAt(A, 1, 5, t0),
+		&cmdExpire{chanRef: A, now: t0 + 5, last: 5},
+		limitsCmd(msgs10),
+		pubAt(A, 6, 4, t0),
+		&cmdExpire{chanRef: A, now: t0 + 9, last: 9},
+		limitsCmd(bytes60),
+		pubAt(A, 10, 1, t0),
+		&cmdExpire{chanRef: A, now: t0 + 10, last: 10},
+		limitsCmd(msgs10),
+		pubAt(A, 11, 3, t0),
+	)
+	forEachReplay(t, log, 2, 5, 8, 10)
+}
