@@ -63,6 +63,13 @@ type routeState struct {
 	limbo map[string]*account
 
 	retiring atomic.Bool // lost a tie-break: drained, then closed (route_retire.go)
+	// next is the route that replaced this retired one and took its interest over: a
+	// message matched on this route's interest goes there (route_carry.go).
+	next atomic.Pointer[client]
+	// carried: guarded by the client's mu, the keys of subs taken over from retired routes
+	// (each with the route it came from) that the peer has not announced again here yet;
+	// the PONG to the PING sent when they came ends the wait (route_carry.go).
+	carried map[string]*client
 
 	// Guarded by the server's rmu.
 	registered  bool
@@ -494,7 +501,10 @@ func (c *client) RoutePing() error {
 	return nil
 }
 
-func (c *client) RoutePong() error { return c.ProcessPong() }
+func (c *client) RoutePong() error {
+	c.dropCarried()
+	return c.ProcessPong()
+}
 
 // RouteErr: the peer refused us; it closes the connection, we log why.
 func (c *client) RouteErr(arg []byte) error {

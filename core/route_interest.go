@@ -2,6 +2,7 @@ package core
 
 import (
 	"math/rand/v2"
+	"slices"
 	"sync"
 
 	"github.com/starling-io/starling/core/subject"
@@ -101,6 +102,7 @@ func (c *client) RouteSub(accName, subj, queue []byte, weight int) (err error) {
 	}
 	if sub := c.subs[key]; sub != nil {
 		sub.weight.Store(int32(max(weight, 1)))
+		delete(c.route.carried, key) // announced again: it stays (route_carry.go)
 		return nil
 	}
 	if acc != nil && c.srv.accountMap()[string(accName)] != acc {
@@ -201,7 +203,11 @@ func (c *client) RouteUnsub(accName, subj, queue []byte) error {
 	c.mu.Lock()
 	sub := c.subs[key]
 	delete(c.subs, key)
+	delete(c.route.carried, key)
 	c.mu.Unlock()
+	if sub == nil && c.route.retiring.Load() {
+		c.unsubCarried(key) // its interest moved to the route that stays
+	}
 	if sub != nil {
 		sub.closed.Store(true)
 		_ = sub.acc.subs.Remove(sub.subject, sub.queue, sub)
@@ -300,8 +306,12 @@ type hitBuf struct{ hits []routeHit }
 
 var hitPool = sync.Pool{New: func() any { return new(hitBuf) }}
 
-// add records that dst gets the message (once), for queue if not empty.
+// add records that dst gets the message (once), for queue if not empty. A retired route's
+// hit goes to the route that took its interest over (route_carry.go).
 func (hb *hitBuf) add(dst *client, queue string) {
+	if st := dst.route; st != nil && st.next.Load() != nil {
+		dst = dst.successor()
+	}
 	for i := range hb.hits {
 		if h := &hb.hits[i]; h.c == dst {
 			if queue != "" {
@@ -322,6 +332,28 @@ func (hb *hitBuf) add(dst *client, queue string) {
 	if queue != "" {
 		h.queues = append(h.queues, queue)
 	}
+}
+
+// redirect handles hit i, on a route retired after the message was matched on interest
+// that has moved since (add redirects what is matched later): it goes to the route that
+// has that interest now, once: when that route is among the hits already, hit i's queue
+// groups join its hit and hit i is dropped. Before any hit is sent; rare, so it may
+// allocate.
+func (hb *hitBuf) redirect(i int) {
+	h := &hb.hits[i]
+	succ := h.c.successor()
+	for j := range hb.hits {
+		if o := &hb.hits[j]; j != i && o.c == succ {
+			for _, q := range h.queues {
+				if !slices.Contains(o.queues, q) {
+					o.queues = append(o.queues, q)
+				}
+			}
+			succ = nil
+			break
+		}
+	}
+	h.c = succ
 }
 
 // listed reports whether a routed message named queue group q for this server.
@@ -417,11 +449,19 @@ func (p *producer) routeQueue(hb *hitBuf, qg *subject.QueueGroup[*subscription],
 // sendToRoutes writes the message once to each route recorded in hb and returns to how many
 // it was written: a route that closed since it was matched, or past max_pending, is skipped.
 func (p *producer) sendToRoutes(hb *hitBuf, acc string, subj, reply []byte, hdrLen int, msg []byte) int {
+	for i := range hb.hits {
+		if st := hb.hits[i].c.route; st != nil && st.next.Load() != nil {
+			hb.redirect(i)
+		}
+	}
 	sent := 0
 	for i := range hb.hits {
 		h := &hb.hits[i]
 		dst := h.c
 		h.c = nil
+		if dst == nil {
+			continue // a retired route's hit, dropped by hb.redirect
+		}
 		frame := len(acc) + len(subj) + len(reply) + len(msg) + 48
 		for _, q := range h.queues {
 			frame += len(q) + 1

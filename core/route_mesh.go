@@ -58,7 +58,7 @@ func (s *Server) registerRoute(c *client, info *routeInfo, raw []byte) error {
 	if old != nil && !s.keepNewRoute(c, old) {
 		s.rmu.Unlock()
 		c.log.Debug("duplicate route retired", "remote_id", info.ServerID)
-		c.retire()
+		c.retire(nil) // unregistered until now: the peer told it no interest
 		return nil
 	}
 	st.registered = true
@@ -83,7 +83,7 @@ func (s *Server) registerRoute(c *client, info *routeInfo, raw []byte) error {
 	s.rmu.Unlock()
 	if old != nil {
 		old.log.Debug("duplicate route retired", "remote_id", info.ServerID)
-		old.retire()
+		old.retire(c)
 	}
 	c.setPingTimer(min(s.o().PingInterval, routePingMax))
 	c.flushSignal()

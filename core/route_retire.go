@@ -9,17 +9,24 @@ import "time"
 // (our queued output went unwritten; the peer's, unread, and the close turned into a reset
 // that can discard what the peer had not read yet either). So the loser is retired instead:
 //
-//   - its interest leaves the index at once, so nothing new is routed to it, and what the
-//     peer tells it (RS+, INFO) is ignored: the route that stays carries that;
+//   - its interest moves to the route that stays (carryTo, route_carry.go), so nothing new
+//     is routed to it; what the peer tells it (RS+, INFO) is ignored, the route that stays
+//     carries that, but for an RS- (the peer may have sent it before it decided);
 //   - the writer writes what is queued, then shuts the write side: the peer reads EOF right
 //     after our last frame, and it does the same once it decides;
 //   - the reader goes on delivering the peer's frames until the peer's EOF (or dupWindow
 //     passes) and only then is the connection closed, with nothing unread.
 
-// retire starts the end of a route that lost the tie-break. It does not block.
-func (c *client) retire() {
+// retire starts the end of a route that lost the tie-break to next, which takes its
+// interest over (carryTo). next is nil when c lost at its own registration: it never took
+// the peer's interest then. Given next, it runs on next's read goroutine, in next's
+// registration. It does not block.
+func (c *client) retire(next *client) {
 	if !c.route.retiring.CompareAndSwap(false, true) {
 		return
+	}
+	if next != nil {
+		c.route.next.Store(next) // before its interest leaves the index
 	}
 	c.mu.Lock()
 	if c.closed {
@@ -34,8 +41,13 @@ func (c *client) retire() {
 		subs = append(subs, sub)
 		delete(c.subs, k)
 	}
+	if next != nil {
+		// Under c.mu, which an RS- on c takes: it finds the entry here or carried on next.
+		c.carryTo(next, subs, c.route.carried, c.route.limbo)
+	}
+	c.route.carried, c.route.limbo = nil, nil
 	c.mu.Unlock()
-	c.dropSubs(subs)
+	c.dropSubs(subs) // after their copies on next are in the index: no gap
 	_ = c.nc.SetReadDeadline(time.Now().Add(dupWindow))
 	c.flushSignal() // the writer writes what is queued, then shuts (flushOut)
 }
