@@ -401,6 +401,9 @@ func (s *Server) termChanged() bool {
 // processLeadership records the role. Only the leader performs effects (replies, PubAcks,
 // deliveries, heartbeats); standalone the log leads from the start and never stops.
 func (s *Server) processLeadership(leader bool) {
+	if !leader {
+		s.clearTakeOverFailures() // before the check below: a failed takeover left s.leader false
+	}
 	// Lost and regained between two reports (the log keeps only the newest value): the
 	// view is of the old term, and the other leader's commands are not in it.
 	regained := leader && s.leader && s.termChanged()
@@ -416,15 +419,11 @@ func (s *Server) processLeadership(leader bool) {
 		if err := s.takeOver(); err != nil {
 			// Still a follower for the engine. The log reports only changes, so while it
 			// goes on leading nothing else would try again.
-			s.log.Error("cannot take over as streaming leader", "err", err, "retry_in", takeOverRetry)
 			s.stepDown()
-			time.AfterFunc(takeOverRetry, func() {
-				if s.rlog.IsLeader() {
-					s.push(op{kind: opLeadership, leader: true})
-				}
-			})
+			s.takeOverFailed(err)
 			return
 		}
+		s.clearTakeOverFailures()
 	} else {
 		s.stepDown()
 	}

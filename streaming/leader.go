@@ -3,10 +3,12 @@ package streaming
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
 
+	"github.com/starling-io/starling/raftlog"
 	"github.com/starling-io/starling/stores"
 )
 
@@ -127,6 +129,97 @@ func (s *Server) takeOver() error {
 	s.leaseAsked = false // ask again: whatever was asked in this iteration was asked as a follower
 	s.deliverAll()
 	return nil
+}
+
+// takeOverAttempts is how many takeovers in a row, in one term, a leader tries before it
+// gives leadership up. A transient failure (a barrier that timed out behind a long apply, a
+// store hiccup) gets two more tries, a second apart; one that persists — a store that cannot
+// restore, snapshot data that cannot be fetched, a disk that refuses writes raft does not
+// make — would otherwise keep the group's leadership on a node that serves nobody while the
+// others could serve. Counted in attempts, not time: one attempt can wait a whole
+// barrierTimeout, and a time bound would cut off the first of them.
+const takeOverAttempts = 3
+
+// takeOverFailure is a takeover that keeps failing, for monitoring (Health, Serverz).
+type takeOverFailure struct {
+	attempts int
+	err      error
+}
+
+// giveUpTimeout bounds giveUpLeadership's hand-off: a transfer to each other voter in turn
+// until one takes it, each of which raft bounds by its election timeout. Nothing waits
+// for it.
+const giveUpTimeout = 10 * time.Second
+
+// handOffer is a log that hands leadership to the voter after it in turn
+// (raftlog.Node.HandOff), where TransferLeadership lets raft choose.
+type handOffer interface {
+	HandOff(ctx context.Context) error
+}
+
+// takeOverFailed handles a failed takeover (engine): while the log still leads it tries
+// again after takeOverRetry, and after takeOverAttempts failures in a row it hands
+// leadership to another node (giveUpLeadership). A takeover that failed because the log
+// no longer leads is nobody's fault here: the next leader takes over.
+func (s *Server) takeOverFailed(err error) {
+	if errors.Is(err, raftlog.ErrNotLeader) || errors.Is(err, raftlog.ErrLeadershipLost) || !s.rlog.IsLeader() {
+		s.log.Warn("streaming takeover abandoned: raft leadership lost", "err", err)
+		s.clearTakeOverFailures()
+		s.retryTakeOver() // in case it was regained meanwhile, unreported
+		return
+	}
+	if s.failTerm != s.leaderTerm { // a new term: its leadership starts counting afresh
+		s.takeOverFails, s.failTerm = 0, s.leaderTerm
+	}
+	s.takeOverFails++
+	s.takeOverErr.Store(&takeOverFailure{attempts: s.takeOverFails, err: err})
+	if s.takeOverFails < takeOverAttempts || !s.replicated {
+		s.log.Error("cannot take over as streaming leader", "err", err, "attempt", s.takeOverFails, "retry_in", takeOverRetry)
+		s.retryTakeOver()
+		return
+	}
+	s.log.Error("cannot take over as streaming leader: giving raft leadership up so that another node serves",
+		"err", err, "attempts", s.takeOverFails)
+	s.takeOverFails = 0 // should it still lead after the hand-off, it tries as many times again
+	go s.giveUpLeadership(s.leaderTerm)
+}
+
+// retryTakeOver makes the engine take over again after takeOverRetry if the log leads then.
+func (s *Server) retryTakeOver() {
+	time.AfterFunc(takeOverRetry, func() {
+		if s.rlog.IsLeader() {
+			s.push(op{kind: opLeadership, leader: true})
+		}
+	})
+}
+
+// clearTakeOverFailures forgets failed takeovers: one succeeded, or the log no longer leads.
+func (s *Server) clearTakeOverFailures() {
+	s.takeOverFails = 0
+	s.takeOverErr.Store(nil)
+}
+
+// giveUpLeadership hands the log's leadership of term to another node, off the engine: a
+// transfer waits for raft. Each node that cannot take over gives up in turn (HandOff goes
+// round the voters), so one that can is reached; if none can, leadership goes round the
+// group, each node holding it for its takeOverAttempts, and nobody serves, as before, until
+// one can. Should this node still lead afterwards (a group of one, a transfer that failed),
+// it tries to take over again.
+func (s *Server) giveUpLeadership(term uint64) {
+	ctx, cancel := context.WithTimeout(context.Background(), giveUpTimeout)
+	defer cancel()
+	if t, ok := s.rlog.(termer); s.rlog.IsLeader() && (!ok || t.Term() == term) {
+		var err error
+		if h, ok := s.rlog.(handOffer); ok {
+			err = h.HandOff(ctx)
+		} else {
+			err = s.rlog.TransferLeadership(ctx)
+		}
+		if err != nil {
+			s.log.Error("streaming leadership not given up: the transfer failed; taking over again", "err", err)
+		}
+	}
+	s.retryTakeOver()
 }
 
 // stepDown stops serving and drops the engine's view (engine).

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/starling-io/starling/raftlog"
 )
@@ -15,11 +16,15 @@ type failingBarrierLog struct {
 	*switchLog
 	fails atomic.Int32 // barriers still to fail
 	calls atomic.Int32
+	err   error // what they fail with; context.DeadlineExceeded if nil
 }
 
 func (l *failingBarrierLog) Barrier(ctx context.Context) error {
 	l.calls.Add(1)
 	if l.fails.Add(-1) >= 0 {
+		if l.err != nil {
+			return l.err
+		}
 		return context.DeadlineExceeded
 	}
 	return l.switchLog.Barrier(ctx)
@@ -52,5 +57,103 @@ func TestFailedTakeoverIsRetried(t *testing.T) {
 	h.mu.Unlock()
 	if got := fl.calls.Load(); got != 3 || failed != 2 || changed != 1 {
 		t.Fatalf("%d barriers, %d failures logged, %d changes logged; want 3, 2, 1", got, failed, changed)
+	}
+}
+
+// handOffLog is a failingBarrierLog that hands its leadership off when asked
+// (raftlog.Node.HandOff), as a three-node group does.
+type handOffLog struct {
+	*failingBarrierLog
+	leading  atomic.Bool
+	handOffs atomic.Int32
+}
+
+func (l *handOffLog) IsLeader() bool { return l.leading.Load() }
+func (l *handOffLog) lead() {
+	l.leading.Store(true)
+	l.leadership <- true
+}
+func (l *handOffLog) HandOff(context.Context) error {
+	l.handOffs.Add(1)
+	l.leading.Store(false)
+	l.leadership <- false
+	return nil
+}
+
+// startHandOff runs an engine over a handOffLog whose first fails barriers fail with err
+// (nil: a timeout), and makes it leader.
+func startHandOff(t *testing.T, fails int32, err error) (*Server, *handOffLog, *countHandler) {
+	t.Helper()
+	h := &countHandler{n: map[string]int{}}
+	var hl *handOffLog
+	s, e := New(&fakeBus{}, newMemStore(t), func(sm raftlog.StateMachine) (raftlog.Log, error) {
+		hl = &handOffLog{failingBarrierLog: &failingBarrierLog{switchLog: newSwitchLog(sm), err: err}}
+		hl.fails.Store(fails)
+		return hl, nil
+	}, Options{Logger: slog.New(h)})
+	if e != nil {
+		t.Fatal(e)
+	}
+	if e := s.recover(); e != nil {
+		t.Fatal(e)
+	}
+	runEngine(s)
+	t.Cleanup(func() { close(s.stop); <-s.done })
+	hl.lead()
+	return s, hl, h
+}
+
+// TestPersistentlyFailingTakeoverHandsLeadershipOff: a leader whose takeover keeps failing
+// shows it to monitoring and, after takeOverAttempts failures in a row, hands raft
+// leadership to another node, which may serve, saying why; before, it stayed raft leader,
+// serving nobody, for as long as the failure lasted. It tries no more once it no longer
+// leads.
+func TestPersistentlyFailingTakeoverHandsLeadershipOff(t *testing.T) {
+	s, hl, h := startHandOff(t, 1000, nil)
+	waitUntil(t, "a failure shown", func() bool {
+		f := s.failingTakeOver()
+		return f != nil && f.attempts == 1
+	})
+	waitUntil(t, "leadership handed off", func() bool { return hl.handOffs.Load() == 1 })
+	if got := hl.calls.Load(); got != takeOverAttempts {
+		t.Fatalf("%d takeovers before the hand-off, want %d", got, takeOverAttempts)
+	}
+	time.Sleep(2 * takeOverRetry)
+	h.mu.Lock()
+	failed, gaveUp := h.n["cannot take over as streaming leader"], h.n["cannot take over as streaming leader: giving raft leadership up so that another node serves"]
+	h.mu.Unlock()
+	if got := hl.calls.Load(); got != takeOverAttempts || hl.handOffs.Load() != 1 || failed != takeOverAttempts-1 || gaveUp != 1 {
+		t.Fatalf("%d takeovers, %d hand-offs, %d failures and %d give-ups logged; want %d, 1, %d, 1",
+			got, hl.handOffs.Load(), failed, gaveUp, takeOverAttempts, takeOverAttempts-1)
+	}
+	if f := s.failingTakeOver(); f != nil || s.takeSnapshot(false).leader {
+		t.Fatalf("after the hand-off: failure shown %v, engine leads %v", f, s.takeSnapshot(false).leader)
+	}
+}
+
+// TestTransientTakeoverFailureKeepsLeadership: fewer failures than takeOverAttempts are
+// retried, and the leader serves, handing nothing off; monitoring forgets them.
+func TestTransientTakeoverFailureKeepsLeadership(t *testing.T) {
+	s, hl, _ := startHandOff(t, takeOverAttempts-1, nil)
+	waitUntil(t, "a takeover after the failed ones", func() bool { return s.takeSnapshot(false).leader })
+	if n := hl.handOffs.Load(); n != 0 {
+		t.Fatalf("%d hand-offs after a transient failure", n)
+	}
+	if f := s.failingTakeOver(); f != nil {
+		t.Fatalf("a failure still shown once serving: %v", f.err)
+	}
+}
+
+// TestTakeoverLostToRaftHandsNothingOff: a takeover that fails because raft no longer
+// names this node leader (the barrier's ErrNotLeader, however often, even while IsLeader is
+// stale) is not this node's failure: it hands nothing off and shows nothing.
+func TestTakeoverLostToRaftHandsNothingOff(t *testing.T) {
+	s, hl, _ := startHandOff(t, 1000, raftlog.ErrNotLeader)
+	waitUntil(t, "four takeovers", func() bool { return hl.calls.Load() >= takeOverAttempts+1 })
+	if n := hl.handOffs.Load(); n != 0 {
+		t.Fatalf("%d hand-offs when raft lost leadership", n)
+	}
+	if f := s.failingTakeOver(); f != nil {
+		t.Fatalf("failure shown when raft lost leadership: %v", f.err)
 	}
 }

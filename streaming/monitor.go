@@ -61,6 +61,11 @@ type RaftInfo struct {
 	// LastContact is, on a follower, how long ago it last heard from the leader, as a Go
 	// duration ("12.5ms"; "never"): past the heartbeat timeout it starts an election.
 	LastContact string `json:"last_contact,omitempty"`
+	// TakeoverError is, while this node leads the raft group but its streaming engine
+	// cannot take over (so nobody serves), why its latest takeover failed;
+	// TakeoverFailures counts those in a row (it gives leadership up after a few).
+	TakeoverError    string `json:"takeover_error,omitempty"`
+	TakeoverFailures int    `json:"takeover_failures,omitempty"`
 	// CatchingUp is set while the node restores a snapshot and fetches the messages it names
 	// from the others: the counts show what arrived so far.
 	CatchingUp bool `json:"catching_up,omitempty"`
@@ -257,6 +262,9 @@ func (s *Server) ServerzErr() (*Serverz, error) {
 			z.Raft.SnapshotError = st.SnapshotErr.Error()
 		}
 		z.Raft.CatchingUp = s.sm.catchingUp.Load()
+		if f := s.failingTakeOver(); f != nil {
+			z.Raft.TakeoverError, z.Raft.TakeoverFailures = f.err.Error(), f.attempts
+		}
 		switch {
 		case st.LastContact < 0:
 			z.Raft.LastContact = "never"
@@ -310,8 +318,8 @@ func (s *Server) RaftStats() (raftlog.Stats, bool) {
 
 // Health says why the streaming layer cannot acknowledge anything now, or nil: shut down,
 // or — replicated — its node stopped (an op it does not know, a corrupt entry, a log or store
-// that could not write) or no leader
-// is known (no majority of the group reachable). For /healthz.
+// that could not write), no leader is known (no majority of the group reachable), or this
+// node leads but its engine cannot take over (takeOverFailed). For /healthz.
 func (s *Server) Health() error {
 	s.mu.Lock()
 	closed := s.closed
@@ -328,7 +336,19 @@ func (s *Server) Health() error {
 	case st.LeaderID == "":
 		return fmt.Errorf("streaming: raft group %s has no leader (no majority reachable): nothing can be acknowledged", st.Group)
 	}
+	if f := s.failingTakeOver(); f != nil {
+		return fmt.Errorf("streaming: this node leads raft group %s but cannot take over as streaming leader (%d attempts in a row): %v", st.Group, f.attempts, f.err)
+	}
 	return nil
+}
+
+// failingTakeOver is the takeover that keeps failing while the log still leads, or nil.
+func (s *Server) failingTakeOver() *takeOverFailure {
+	f := s.takeOverErr.Load()
+	if f == nil || !s.rlog.IsLeader() {
+		return nil
+	}
+	return f
 }
 
 // LeaderChanges returns how many times this server's engine gained or lost leadership.

@@ -162,6 +162,10 @@ type Server struct {
 	hbTickAt      time.Time    // engine: when a heartbeat tick was last handled (processHbTick)
 	clock         engineClock  // engine: its deadline and wall times (clock.go)
 
+	takeOverFails int                             // engine: takeovers failed in a row in failTerm (takeOverFailed)
+	failTerm      uint64                          // engine: the term of those failures
+	takeOverErr   atomic.Pointer[takeOverFailure] // the failing takeover, for monitoring (failingTakeOver)
+
 	mu      sync.Mutex // guards stats read by monitoring
 	stats   Stats
 	closed  bool

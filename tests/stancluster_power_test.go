@@ -49,6 +49,7 @@ type powerNode struct {
 	fake         *node // carries the client port for the load's helpers
 	raftAddrOf   map[string]string
 	full         atomic.Bool // the raft log's disk is full (logHook)
+	noTakeOver   atomic.Bool // its engine cannot take over (powerCluster.wrapLog, failingTakeoverLog)
 	logs         syncBuffer  // warnings and errors, raft's own included
 }
 
@@ -65,11 +66,19 @@ type powerCluster struct {
 	t     *testing.T
 	nodes []*powerNode
 	rng   *rand.Rand
+	// wrapLog, when set, is the log a node's engine sees over its raft node.
+	wrapLog func(n *powerNode, rn *raftlog.Node) raftlog.Log
 }
 
 func startPowerCluster(t *testing.T, seed uint64) *powerCluster {
 	t.Helper()
-	pc := &powerCluster{t: t, rng: rand.New(rand.NewPCG(seed, 0x5eed))}
+	return startPowerClusterWith(t, seed, nil)
+}
+
+// startPowerClusterWith is startPowerCluster with pc.wrapLog set to wrapLog.
+func startPowerClusterWith(t *testing.T, seed uint64, wrapLog func(n *powerNode, rn *raftlog.Node) raftlog.Log) *powerCluster {
+	t.Helper()
+	pc := &powerCluster{t: t, rng: rand.New(rand.NewPCG(seed, 0x5eed)), wrapLog: wrapLog}
 	addrs := map[string]string{}
 	for _, id := range []string{"n1", "n2", "n3"} {
 		p := nodePorts(t)
@@ -121,6 +130,9 @@ func (pc *powerCluster) start(n *powerNode) {
 	srv, err := streaming.New(streaming.InProcess(conn), store, func(sm raftlog.StateMachine) (raftlog.Log, error) {
 		rn, err := raftlog.NewNode(cfg, sm)
 		n.log = rn
+		if err == nil && pc.wrapLog != nil {
+			return pc.wrapLog(n, rn), nil
+		}
 		return rn, err
 	}, streaming.Options{ClusterID: "test-cluster", Logger: quiet})
 	if err == nil {
