@@ -38,9 +38,11 @@ type sysClientInfo struct {
 
 // sysEvent is a connect (disconnect false) or disconnect event waiting for sysLoop.
 type sysEvent struct {
-	disconnect     bool
-	authErr        bool // a refused login: the disconnect event goes to $SYS.SERVER.<id>.CLIENT.AUTH.ERR
-	client         sysClientInfo
+	disconnect bool
+	authErr    bool // a refused login: the disconnect event goes to $SYS.SERVER.<id>.CLIENT.AUTH.ERR
+	client     sysClientInfo
+	// The client's traffic, the client's way round as nats-server's: sent is what it
+	// published (our in_msgs), received what it was delivered (our out_msgs).
 	sent, received sysMsgBytes
 	reason         string
 	// The account whose connection count changed, and the count after the change: its
@@ -100,8 +102,8 @@ func (c *client) disconnectEvent() *sysEvent {
 		return nil
 	}
 	ev := &sysEvent{disconnect: true, client: c.clientInfo(s), reason: c.reason, acc: c.announced, conns: c.announced.conns.Add(-1),
-		sent:     sysMsgBytes{c.stats.outMsgs.Load(), c.stats.outBytes.Load()},
-		received: sysMsgBytes{c.stats.inMsgs.Load(), c.stats.inBytes.Load()}}
+		sent:     sysMsgBytes{c.stats.inMsgs.Load(), c.stats.inBytes.Load()},
+		received: sysMsgBytes{c.stats.outMsgs.Load(), c.stats.outBytes.Load()}}
 	stop := c.stop.UTC()
 	ev.client.Stop = &stop
 	return ev
@@ -117,8 +119,8 @@ func (c *client) authErrorEvent(user string) {
 	}
 	c.mu.Lock()
 	ev := sysEvent{disconnect: true, authErr: true, client: c.clientInfo(s), reason: reasonAuthFailure,
-		sent:     sysMsgBytes{c.stats.outMsgs.Load(), c.stats.outBytes.Load()},
-		received: sysMsgBytes{c.stats.inMsgs.Load(), c.stats.inBytes.Load()}}
+		sent:     sysMsgBytes{c.stats.inMsgs.Load(), c.stats.inBytes.Load()},
+		received: sysMsgBytes{c.stats.outMsgs.Load(), c.stats.outBytes.Load()}}
 	c.mu.Unlock()
 	ev.client.User = user
 	stop := time.Now().UTC()
