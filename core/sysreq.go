@@ -18,7 +18,8 @@ import (
 //	$SYS.REQ.SERVER.PING.<KIND>          KIND of every server, in a ServerAPIResponse
 //	$SYS.REQ.SERVER.<server id>.<KIND>   KIND of one server
 //
-// KIND is STATSZ, VARZ, CONNZ, SUBSZ, ROUTEZ, GATEWAYZ, HEALTHZ, ACCOUNTZ or IDZ; the request
+// KIND is STATSZ, VARZ, CONNZ, SUBSZ, ROUTEZ, GATEWAYZ, LEAFZ, JSZ, HEALTHZ, ACCOUNTZ or IDZ
+// (LEAFZ and JSZ in the empty forms of a nats-server without leaf nodes or JetStream); the request
 // body may hold the endpoint's options and nats-server's filter (server_name, cluster, host,
 // exact_match). KICK ({"cid":N}) closes a client, on the server named only; LDM ({"cid":N})
 // tells it (an INFO with ldm) to move to another server, as lame duck mode tells them all;
@@ -33,7 +34,7 @@ import (
 const sysReqPrefix = "$SYS.REQ.SERVER."
 
 // sysKinds are the server requests answered both by PING and by server id.
-var sysKinds = []string{"STATSZ", "VARZ", "CONNZ", "SUBSZ", "ROUTEZ", "GATEWAYZ", "HEALTHZ", "ACCOUNTZ", "IDZ"}
+var sysKinds = []string{"STATSZ", "VARZ", "CONNZ", "SUBSZ", "ROUTEZ", "GATEWAYZ", "LEAFZ", "JSZ", "HEALTHZ", "ACCOUNTZ", "IDZ"}
 
 // sysReqQueue bounds the system requests waiting for sysLoop.
 const sysReqQueue = 256
@@ -323,6 +324,15 @@ func (s *Server) sysData(kind string, o *sysOptions) (any, error) {
 			Outbound map[string]any `json:"outbound_gateways"`
 			Inbound  map[string]any `json:"inbound_gateways"`
 		}{s.id, time.Now().UTC(), map[string]any{}, map[string]any{}}, nil
+	case "LEAFZ": // no leaf nodes: the empty form, as /leafz
+		return struct {
+			ID        string    `json:"server_id"`
+			Now       time.Time `json:"now"`
+			LeafNodes int       `json:"leafnodes"`
+			Leafs     []any     `json:"leafs"`
+		}{s.id, time.Now().UTC(), 0, []any{}}, nil
+	case "JSZ":
+		return s.jszDisabled(), nil
 	case "HEALTHZ":
 		// nats-server's HealthStatus: natscli counts a server healthy by its status_code.
 		h := s.Healthz()
@@ -341,6 +351,39 @@ func (s *Server) sysData(kind string, o *sysOptions) (any, error) {
 		return nil, s.kick(o.CID)
 	}
 	return nil, errors.New("unknown request " + kind)
+}
+
+// jszDisabled is nats-server's JSZ answer (JSInfo) with JetStream disabled, which
+// Starling does not implement: `nats server report jetstream` shows zeros, as against a
+// nats-server without JetStream, rather than failing for want of an answer.
+func (s *Server) jszDisabled() any {
+	type counts struct {
+		Level  int `json:"level"`
+		Total  int `json:"total"`
+		Errors int `json:"errors"`
+	}
+	type limits struct {
+		MaxMemory  int64 `json:"max_memory"`
+		MaxStorage int64 `json:"max_storage"`
+	}
+	return struct {
+		Memory          uint64    `json:"memory"`
+		Storage         uint64    `json:"storage"`
+		ReservedMemory  uint64    `json:"reserved_memory"`
+		ReservedStorage uint64    `json:"reserved_storage"`
+		Accounts        int       `json:"accounts"`
+		HAAssets        int       `json:"ha_assets"`
+		API             counts    `json:"api"`
+		ID              string    `json:"server_id"`
+		Now             time.Time `json:"now"`
+		Disabled        bool      `json:"disabled"`
+		Config          limits    `json:"config"`
+		Streams         int       `json:"streams"`
+		Consumers       int       `json:"consumers"`
+		Messages        uint64    `json:"messages"`
+		Bytes           uint64    `json:"bytes"`
+		Total           int       `json:"total"`
+	}{ID: s.id, Now: time.Now().UTC(), Disabled: true}
 }
 
 // reloadByRequest runs Options.ReloadConfig for a RELOAD request on a goroutine of its own

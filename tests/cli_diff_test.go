@@ -2,6 +2,7 @@ package tests
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -111,5 +112,51 @@ func TestNatsCLIEventsTraffic(t *testing.T) {
 				t.Fatalf("disconnect event:\n%s", block)
 			}
 		})
+	}
+}
+
+// `nats server report leafnodes|jetstream` and `nats server request leafnodes|jetstream`
+// get nats-server's answers of a server without leaf nodes or JetStream (an empty leaf
+// list; JetStream disabled, all zeros). Starling did not answer LEAFZ or JSZ, so each
+// failed with "server request failed, ensure the account used has system privileges".
+func TestNatsCLILeafzJsz(t *testing.T) {
+	var answers []map[string]string
+	for _, tg := range startCLITargets(t, cliSysConf) {
+		sys := func(args ...string) string {
+			t.Helper()
+			out, err := runCLI(t, tg, append([]string{"--user", "sys", "--password", "sys"}, args...)...)
+			if err != nil {
+				t.Fatalf("%s: nats %s: %v\n%s", tg.name, strings.Join(args, " "), err, out)
+			}
+			return out
+		}
+		if out := sys("server", "report", "leafnodes", "1"); !strings.Contains(out, "Leafnode Report") {
+			t.Errorf("%s: nats server report leafnodes:\n%s", tg.name, out)
+		}
+		if out := sys("server", "report", "jetstream", "1"); !strings.Contains(out, "│ CLI ") {
+			t.Errorf("%s: nats server report jetstream:\n%s", tg.name, out)
+		}
+		got := map[string]string{}
+		for _, kind := range []string{"leafnodes", "jetstream"} {
+			var r struct {
+				Data map[string]any `json:"data"`
+			}
+			out := sys("server", "request", kind, "1")
+			if err := json.Unmarshal([]byte(out), &r); err != nil || r.Data == nil {
+				t.Fatalf("%s: nats server request %s: %v\n%s", tg.name, kind, err, out)
+			}
+			delete(r.Data, "server_id")
+			delete(r.Data, "now")
+			b, _ := json.Marshal(r.Data)
+			got[kind] = string(b)
+		}
+		answers = append(answers, got)
+	}
+	if len(answers) == 2 {
+		for k, v := range answers[0] {
+			if answers[1][k] != v {
+				t.Errorf("nats server request %s:\nnats-server %s\nstarling    %s", k, v, answers[1][k])
+			}
+		}
 	}
 }
