@@ -92,6 +92,9 @@ type Options struct {
 	// SystemAccount names the system account ("" with accounts: DefaultSystemAccount,
 	// created if not configured).
 	SystemAccount string
+	// NoSystemAccount: no default system account (nats-server's no_system_account); a
+	// SystemAccount named still is one.
+	NoSystemAccount bool
 
 	// Cluster, when set, opens a route listener and joins the servers it names into a mesh.
 	Cluster *ClusterOptions

@@ -65,12 +65,13 @@ type sysState struct {
 }
 
 // setupSystem picks the system account (Options.SystemAccount, else $SYS when accounts are
-// configured; created if no account of that name is configured) and subscribes it to the
-// server requests.
+// configured and not NoSystemAccount; created if no account of that name is configured) and
+// subscribes it to the server requests. (The binary names $SYS even without accounts, as
+// nats-server has it.)
 func (s *Server) setupSystem(o *Options) error {
 	name := o.SystemAccount
 	if name == "" {
-		if len(o.Accounts) == 0 {
+		if len(o.Accounts) == 0 || o.NoSystemAccount {
 			return nil
 		}
 		name = DefaultSystemAccount

@@ -28,9 +28,18 @@ type cliTarget struct {
 // ../bin/nats-server (or $NATS_SERVER) exists, nats-server on the same file; nats-server
 // comes first.
 func startCLITargets(t *testing.T, conf string) []cliTarget {
+	return startCLITargetsEach(t, func(string) string { return conf })
+}
+
+// startCLITargetsEach is startCLITargets with each server's own configuration, conf(name)
+// (for ports that cannot be shared).
+func startCLITargetsEach(t *testing.T, conf func(name string) string) []cliTarget {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "cli.conf")
-	must(t, os.WriteFile(path, []byte(conf), 0o600))
+	write := func(name string) string {
+		path := filepath.Join(t.TempDir(), name+".conf")
+		must(t, os.WriteFile(path, []byte(conf(name)), 0o600))
+		return path
+	}
 	var out []cliTarget
 	ref := os.Getenv("NATS_SERVER")
 	if ref == "" {
@@ -38,7 +47,7 @@ func startCLITargets(t *testing.T, conf string) []cliTarget {
 	}
 	if _, err := os.Stat(ref); err == nil {
 		port := freePort(t)
-		startProc(t, ref, "-c", path, "-a", "127.0.0.1", "-p", fmt.Sprint(port))
+		startProc(t, ref, "-c", write("nats-server"), "-a", "127.0.0.1", "-p", fmt.Sprint(port))
 		addr := fmt.Sprintf("127.0.0.1:%d", port)
 		waitFor(t, 10*time.Second, func() error {
 			c, err := net.Dial("tcp", addr)
@@ -49,7 +58,7 @@ func startCLITargets(t *testing.T, conf string) []cliTarget {
 		})
 		out = append(out, cliTarget{"nats-server", "nats://" + addr})
 	}
-	m := startServer(t, "-c", path)
+	m := startServer(t, "-c", write("starling"))
 	return append(out, cliTarget{"starling", clientURL(m)})
 }
 
@@ -156,6 +165,52 @@ func TestNatsCLILeafzJsz(t *testing.T) {
 		for k, v := range answers[0] {
 			if answers[1][k] != v {
 				t.Errorf("nats server request %s:\nnats-server %s\nstarling    %s", k, v, answers[1][k])
+			}
+		}
+	}
+}
+
+// A server configured without accounts has the system account $SYS all the same, as
+// nats-server has, so that its users (all in $G) learn who they are and about their
+// account: `nats account info` shows the user and account, `nats account report
+// connections|statistics` work. Starling set no system account up without an accounts
+// block: account info lacked them, and both reports failed ("server request failed").
+// no_system_account turns it off, as in nats-server.
+func TestNatsCLIAccountWithoutAccounts(t *testing.T) {
+	for _, c := range []struct {
+		conf string
+		auth []string
+		user string // the account info's User line; "" when there is no system account
+	}{
+		{conf: "server_name: CLI\n", user: "User: \n"},
+		{conf: "server_name: CLI\nauthorization { token: s3cret }\n", auth: []string{"--token", "s3cret"}, user: "User:"}, // nats-server's says [REDACTED]
+		{conf: "server_name: CLI\nno_system_account: true\n"},
+	} {
+		for _, tg := range startCLITargets(t, c.conf) {
+			run := func(args ...string) (string, error) {
+				return runCLI(t, tg, append(append([]string{}, c.auth...), args...)...)
+			}
+			out, err := run("account", "info")
+			if err != nil {
+				t.Fatalf("%s %q: nats account info: %v\n%s", tg.name, c.conf, err, out)
+			}
+			if c.user == "" {
+				if strings.Contains(out, "User:") || strings.Contains(out, "Account:") {
+					t.Errorf("%s %q: nats account info without a system account:\n%s", tg.name, c.conf, out)
+				}
+				if out, err := run("account", "report", "connections"); err == nil {
+					t.Errorf("%s %q: nats account report connections without a system account:\n%s", tg.name, c.conf, out)
+				}
+				continue
+			}
+			if !strings.Contains(out, c.user) || !strings.Contains(out, "Account: $G ($G)") {
+				t.Errorf("%s %q: nats account info:\n%s", tg.name, c.conf, out)
+			}
+			if out, err := run("account", "report", "connections"); err != nil || !strings.Contains(out, "NATS CLI Version") {
+				t.Errorf("%s %q: nats account report connections: %v\n%s", tg.name, c.conf, err, out)
+			}
+			if out, err := run("account", "report", "statistics"); err != nil || !strings.Contains(out, "Server Statistics") {
+				t.Errorf("%s %q: nats account report statistics: %v\n%s", tg.name, c.conf, err, out)
 			}
 		}
 	}

@@ -39,7 +39,7 @@ func BenchmarkCorePubSub(b *testing.B) {
 				must(b, sub.Flush())
 				if clustered {
 					waitFor(b, 5*time.Second, func() error {
-						if pubSrv.Server().NumSubscriptions() == 0 {
+						if numClientSubs(pubSrv) == 0 {
 							return fmt.Errorf("no interest yet")
 						}
 						return nil

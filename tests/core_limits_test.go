@@ -62,7 +62,7 @@ func TestSlowConsumerCutOff(t *testing.T) {
 	_, err = raw.Write([]byte("CONNECT {\"verbose\":false}\r\nSUB flood 1\r\nPING\r\n"))
 	must(t, err)
 	waitFor(t, 2*time.Second, func() error {
-		if n := m.Server().NumSubscriptions(); n != 2 {
+		if n := numClientSubs(m); n != 2 {
 			return fmt.Errorf("%d subscriptions", n)
 		}
 		return nil
@@ -176,7 +176,7 @@ func TestReconnectAfterServerRestart(t *testing.T) {
 	// The subscription was re-created by the client on the new server.
 	pub := connect(t, m2)
 	waitFor(t, 5*time.Second, func() error {
-		if m2.Server().NumSubscriptions() < 1 {
+		if numClientSubs(m2) < 1 {
 			return errors.New("subscription not restored yet")
 		}
 		return nil

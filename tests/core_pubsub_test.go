@@ -270,7 +270,7 @@ func TestAutoUnsubscribe(t *testing.T) {
 		t.Fatalf("got %d messages, want 5", n)
 	}
 	waitFor(t, 2*time.Second, func() error {
-		if n := m.Server().NumSubscriptions(); n != 0 {
+		if n := numClientSubs(m); n != 0 {
 			return fmt.Errorf("%d subscriptions left on the server", n)
 		}
 		return nil

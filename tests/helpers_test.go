@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/starling-io/starling/cmd/starling/app"
+	"github.com/starling-io/starling/core"
 )
 
 // syncBuffer collects server logs so a failing test can show them.
@@ -137,3 +139,20 @@ func must(t testing.TB, err error) {
 }
 
 func msgf(format string, a ...any) []byte { return []byte(fmt.Sprintf(format, a...)) }
+
+// numClientSubs is the server's subscription count less the system's own (the system
+// account's, and the $SYS. requests it answers in every account, as nats-server's; those
+// of the other servers of a mesh too): the clients'.
+func numClientSubs(m *app.Main) int {
+	sz, err := m.Server().Subsz(core.SubszOptions{Subs: true, Limit: 1 << 20})
+	if err != nil {
+		panic(err)
+	}
+	n := 0
+	for _, sub := range sz.Subs {
+		if sub.Account != core.DefaultSystemAccount && !strings.HasPrefix(sub.Subject, "$SYS.") {
+			n++
+		}
+	}
+	return n
+}

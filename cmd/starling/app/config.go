@@ -168,6 +168,8 @@ func (r *fileReader) securityKey(s *settings, key, path string, e *conf.Entry) b
 	case "system_account":
 		s.core.SystemAccount, _ = r.str(e, path)
 		s.systemAt = fileOrigin(e.KeyPos, path)
+	case "no_system_account":
+		s.noSystemAccount, _ = r.boolean(e, path)
 	case "allow_non_tls":
 		s.core.AllowNonTLS, _ = r.boolean(e, path)
 	case "tls":
@@ -267,7 +269,7 @@ func natsServerOnly(key string) bool {
 		"trusted", "trusted_keys", "syslog", "remote_syslog",
 		"connect_error_reports", "reconnect_error_reports", "max_traced_msg_len",
 		"disable_sublist_cache", "no_sublist_cache", "max_closed_clients", "ocsp",
-		"ocsp_cache", "default_js_domain", "no_system_account", "mappings",
+		"ocsp_cache", "default_js_domain", "mappings",
 		"no_fast_producer_stall", "write_timeout",
 		"accounts.*.jetstream", "accounts.*.mappings":
 		return true

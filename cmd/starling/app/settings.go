@@ -59,6 +59,8 @@ type settings struct {
 	accountsAt  origin
 	accountsBad bool // the accounts have problems (reported): core.New would repeat them
 	systemAt    origin
+	// noSystemAccount: no_system_account, nats-server's: without system_account, no $SYS.
+	noSystemAccount bool
 
 	streaming streamSettings
 
@@ -232,9 +234,17 @@ func orDefault[T int | int64 | time.Duration](v, def T) T {
 }
 
 // coreOptions returns the core options with the logger and the monitoring address filled.
+// As nats-server's, the system account is $SYS when none is named, with or without an
+// accounts block, unless no_system_account: a server with no accounts still tells its $G
+// users who they are and about their account ($SYS.REQ.USER.INFO, the $SYS.REQ.ACCOUNT
+// requests of `nats account info` and `nats account report`).
 func (s *settings) coreOptions(log *slog.Logger) core.Options {
 	o := s.core
 	o.Logger = log
+	o.NoSystemAccount = s.noSystemAccount
+	if o.SystemAccount == "" && !s.noSystemAccount {
+		o.SystemAccount = core.DefaultSystemAccount
+	}
 	if port := s.monitorPort(); port != 0 {
 		o.HTTPHost, o.HTTPBasePath = s.monitorHost(), s.basePath
 		if s.httpsPort == 0 {
