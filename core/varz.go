@@ -131,9 +131,11 @@ func (s *Server) Varz() *Varz {
 		v.TLSTimeout = o.TLSTimeout.Seconds()
 	}
 	s.mu.Lock()
-	v.ConnectURLs = append([]string(nil), s.urls...)
-	if urls := s.connectURLs(); urls != nil {
-		v.ConnectURLs = urls
+	// As nats-server's: the cluster's client URLs, ours among them, once other servers of
+	// the cluster have told theirs; none on a server alone, clustered or not, with
+	// client_advertise or not (`nats server info` shows no "Client URLs" there).
+	if p := s.clusterURLs.Load(); p != nil && len(*p) > 0 {
+		v.ConnectURLs = s.connectURLs()
 	}
 	v.Connections = len(s.clients) - s.internal // client connections, as nats-server counts them
 	in, out := s.gone.inMsgs.Load(), s.gone.outMsgs.Load()

@@ -215,3 +215,26 @@ func TestNatsCLIAccountWithoutAccounts(t *testing.T) {
 		}
 	}
 }
+
+// `nats server info` of a server alone shows no "Client URLs", as nats-server's /varz has no
+// connect_urls until other servers of a cluster tell theirs: Starling listed its own URL
+// (or its client_advertise) there, clustered or not.
+func TestNatsCLIServerInfoClientURLs(t *testing.T) {
+	for _, extra := range []string{"", "client_advertise: \"example.com:4222\"\n", "cluster"} {
+		conf := func(string) string {
+			if extra == "cluster" { // a cluster port of its own for each
+				return cliSysConf + fmt.Sprintf("cluster { name: alone, listen: \"127.0.0.1:%d\" }\n", freePort(t))
+			}
+			return cliSysConf + extra
+		}
+		for _, tg := range startCLITargetsEach(t, conf) {
+			out, err := runCLI(t, tg, "--user", "sys", "--password", "sys", "server", "info", "CLI")
+			if err != nil || !strings.Contains(out, "Server information for CLI") {
+				t.Fatalf("%s %q: nats server info: %v\n%s", tg.name, extra, err, out)
+			}
+			if strings.Contains(out, "Client URLs") {
+				t.Errorf("%s %q: nats server info of a server alone:\n%s", tg.name, extra, out)
+			}
+		}
+	}
+}
