@@ -19,7 +19,8 @@ import (
 //	$SYS.REQ.SERVER.<server id>.<KIND>   KIND of one server
 //
 // KIND is STATSZ, VARZ, CONNZ, SUBSZ, ROUTEZ, GATEWAYZ, LEAFZ, JSZ, HEALTHZ, ACCOUNTZ or IDZ
-// (LEAFZ and JSZ in the empty forms of a nats-server without leaf nodes or JetStream); the request
+// (LEAFZ and JSZ in the empty forms of a nats-server without leaf nodes or JetStream) or
+// PROFILEZ (a runtime profile, sysprofile.go); the request
 // body may hold the endpoint's options and nats-server's filter (server_name, cluster, host,
 // exact_match). KICK ({"cid":N}) closes a client, on the server named only; LDM ({"cid":N})
 // tells it (an INFO with ldm) to move to another server, as lame duck mode tells them all;
@@ -34,7 +35,7 @@ import (
 const sysReqPrefix = "$SYS.REQ.SERVER."
 
 // sysKinds are the server requests answered both by PING and by server id.
-var sysKinds = []string{"STATSZ", "VARZ", "CONNZ", "SUBSZ", "ROUTEZ", "GATEWAYZ", "LEAFZ", "JSZ", "HEALTHZ", "ACCOUNTZ", "IDZ"}
+var sysKinds = []string{"STATSZ", "VARZ", "CONNZ", "SUBSZ", "ROUTEZ", "GATEWAYZ", "LEAFZ", "JSZ", "HEALTHZ", "ACCOUNTZ", "IDZ", "PROFILEZ"}
 
 // sysReqQueue bounds the system requests waiting for sysLoop.
 const sysReqQueue = 256
@@ -283,6 +284,9 @@ func (s *Server) serveSysReq(r sysReq) []byte {
 	if kind == "RELOAD" {
 		s.reloadByRequest(r)
 		return nil // answered when done
+	}
+	if kind == "PROFILEZ" {
+		return s.profilez(r, info) // sysprofile.go
 	}
 	if kind == "STATSZ" {
 		return s.statszMsg(info)

@@ -238,3 +238,28 @@ func TestNatsCLIServerInfoClientURLs(t *testing.T) {
 		}
 	}
 }
+
+// `nats server request profile <name> <dir>` writes each server's profile, as against
+// nats-server, whose system account answers $SYS.REQ.SERVER.PING.PROFILEZ with a runtime
+// profile. Starling did not answer it: "server request failed".
+func TestNatsCLIServerProfile(t *testing.T) {
+	for _, tg := range startCLITargets(t, cliSysConf) {
+		dir := t.TempDir()
+		for _, name := range []string{"goroutine", "heap"} {
+			out, err := runCLI(t, tg, "--user", "sys", "--password", "sys", "server", "request", "profile", name, dir)
+			if err != nil || !strings.Contains(out, `Server "CLI" profile written`) {
+				t.Fatalf("%s: nats server request profile %s: %v\n%s", tg.name, name, err, out)
+			}
+		}
+		files, err := filepath.Glob(filepath.Join(dir, "*-CLI"))
+		must(t, err)
+		if len(files) != 2 {
+			t.Fatalf("%s: profiles written: %v", tg.name, files)
+		}
+		for _, f := range files {
+			if fi, err := os.Stat(f); err != nil || fi.Size() == 0 {
+				t.Fatalf("%s: profile %s: %v", tg.name, f, err)
+			}
+		}
+	}
+}
