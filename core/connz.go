@@ -108,7 +108,7 @@ func (c *client) connInfo(o ConnzOptions, now time.Time) *ConnInfo {
 		ci.TLSCipher = tls.CipherSuiteName(st.CipherSuite)
 	}
 	if o.Auth && c.ident != nil {
-		ci.AuthorizedUser = c.ident.Name
+		ci.AuthorizedUser = c.ident.Shown()
 	}
 	if c.rtt > 0 {
 		ci.rtt = c.rtt

@@ -165,7 +165,7 @@ func (c *client) reauthenticate() bool {
 	c.log.Info("closing connection after reload", "cause", "user removed or credentials changed")
 	user := ""
 	if id != nil {
-		user = id.Name
+		user = id.Shown()
 	}
 	c.authErrorEvent(user)
 	c.mu.Lock()

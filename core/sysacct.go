@@ -283,7 +283,7 @@ func (s *Server) userInfo(from uint64) *sysUserInfoData {
 	c.mu.Unlock()
 	ui.Account, ui.AccountName = acc.name, acc.name
 	if id != nil {
-		ui.User = id.Name
+		ui.User = id.Shown()
 		if p := id.Permissions; p != nil {
 			ui.Permissions = &sysPermissions{Publish: subjectPerm(p.Publish), Subscribe: subjectPerm(p.Subscribe)}
 			if rp := p.AllowResponses; rp != nil {

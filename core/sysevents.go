@@ -64,7 +64,7 @@ func (c *client) clientInfo(s *Server) sysClientInfo {
 	ci := sysClientInfo{Start: &start, Host: c.ip, ID: c.cid, Account: c.acc.name, Name: c.name, Lang: c.lang,
 		Version: c.version, RTT: c.rtt, Server: s.name, Kind: "Client", Type: "nats"}
 	if c.ident != nil {
-		ci.User = c.ident.Name
+		ci.User = c.ident.Shown()
 	}
 	if co := s.o().Cluster; co != nil {
 		ci.Cluster = co.Name

@@ -183,7 +183,7 @@ func TestNatsCLIAccountWithoutAccounts(t *testing.T) {
 		user string // the account info's User line; "" when there is no system account
 	}{
 		{conf: "server_name: CLI\n", user: "User: \n"},
-		{conf: "server_name: CLI\nauthorization { token: s3cret }\n", auth: []string{"--token", "s3cret"}, user: "User:"}, // nats-server's says [REDACTED]
+		{conf: "server_name: CLI\nauthorization { token: s3cret }\n", auth: []string{"--token", "s3cret"}, user: "User: [REDACTED]\n"},
 		{conf: "server_name: CLI\nno_system_account: true\n"},
 	} {
 		for _, tg := range startCLITargets(t, c.conf) {
@@ -261,5 +261,27 @@ func TestNatsCLIServerProfile(t *testing.T) {
 				t.Fatalf("%s: profile %s: %v", tg.name, f, err)
 			}
 		}
+	}
+}
+
+// A token's client is shown as nats-server shows it, "[REDACTED]": the User of `nats account
+// info` ($SYS.REQ.USER.INFO), /connz?auth=1's authorized_user and the events' client user.
+// Starling showed no user at all.
+func TestTokenUserShownRedacted(t *testing.T) {
+	m := startServer(t, "--auth", "s3cret")
+	nc := connect(t, m, nats.Token("s3cret"))
+	var connz struct {
+		Conns []struct {
+			User string `json:"authorized_user"`
+		} `json:"connections"`
+	}
+	getJSON(t, m, "/connz?auth=1", &connz)
+	if len(connz.Conns) != 1 || connz.Conns[0].User != "[REDACTED]" {
+		t.Fatalf("/connz?auth=1: %+v", connz.Conns)
+	}
+	r, err := nc.Request("$SYS.REQ.USER.INFO", nil, 2*time.Second)
+	must(t, err)
+	if !strings.Contains(string(r.Data), `"user":"[REDACTED]"`) || strings.Contains(string(r.Data), "s3cret") {
+		t.Fatalf("user info: %s", r.Data)
 	}
 }

@@ -59,10 +59,20 @@ type Credentials struct {
 // Identity is an authenticated client. Identities are built once, by New, and
 // shared by every connection of the user: do not modify them.
 type Identity struct {
-	Name        string       // user name or nkey ("" for token and no auth): /connz authorized_user
+	Name        string       // user name or nkey ("" for token and no auth)
+	Token       bool         // the token's identity: shown as nats-server shows it (Shown)
 	Permissions *Permissions // as configured; nil: everything allowed
 	Checker     *Checker     // Permissions compiled; nil: everything allowed
 	Account     string       // the user's account ("": the global account)
+}
+
+// Shown is the user as nats-server shows it (/connz authorized_user, $SYS.REQ.USER.INFO,
+// the events' client user): the name, or "[REDACTED]" for a token's client, never the token.
+func (id *Identity) Shown() string {
+	if id.Token {
+		return "[REDACTED]"
+	}
+	return id.Name
 }
 
 // mode is the authentication mechanism in force.
@@ -186,7 +196,7 @@ func New(o Options) (*Authenticator, error) {
 		if err != nil {
 			bad("token: %v", err)
 		}
-		a.single = &account{id: &Identity{}, pass: tok}
+		a.single = &account{id: &Identity{Token: true}, pass: tok}
 		if tok.bcrypt == nil {
 			a.plain = append(a.plain, "token")
 		}
