@@ -285,3 +285,43 @@ func TestTokenUserShownRedacted(t *testing.T) {
 		t.Fatalf("user info: %s", r.Data)
 	}
 }
+
+// A login refused for its credentials is announced twice, as nats-server does: on
+// $SYS.SERVER.<id>.CLIENT.AUTH.ERR and, as every client it closes, on its account's
+// $SYS.ACCOUNT.<acc>.DISCONNECT; `nats events` shows both. Starling sent the first alone,
+// so a listener on the accounts' disconnections never heard of refused logins.
+func TestNatsCLIEventsAuthFailure(t *testing.T) {
+	for _, tg := range startCLITargets(t, cliSysConf) {
+		t.Run(tg.name, func(t *testing.T) {
+			ev := startProc(t, natsCLI(t), "-s", tg.url, "--user", "sys", "--password", "sys", "events")
+			waitFor(t, 10*time.Second, func() error {
+				if !strings.Contains(ev.out.String(), "Listening for Authentication Errors") {
+					return fmt.Errorf("nats events not listening yet:\n%s", ev.out.String())
+				}
+				return nil
+			})
+			count := func(name string) int {
+				n := 0
+				for _, b := range strings.Split(ev.out.String(), "] Client Disconnection") {
+					if strings.Contains(b, "Name: "+name+"\n") && strings.Contains(b, "Reason: Authentication Failure") {
+						n++
+					}
+				}
+				return n
+			}
+			got := 0
+			for i := 0; got < 2 && i < 10; i++ { // until the listener's subscriptions are in
+				name := fmt.Sprintf("guesser-%d", i)
+				if nc, err := nats.Connect(tg.url, nats.UserInfo("a", "wrong"), nats.Name(name), nats.NoReconnect()); err == nil {
+					nc.Close()
+					t.Fatal("connected with a wrong password")
+				}
+				time.Sleep(500 * time.Millisecond)
+				got = count(name)
+			}
+			if got != 2 {
+				t.Fatalf("%d authentication failure events, want 2:\n%s", got, ev.out.String())
+			}
+		})
+	}
+}
