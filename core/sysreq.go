@@ -19,7 +19,8 @@ import (
 //	$SYS.REQ.SERVER.<server id>.<KIND>   KIND of one server
 //
 // KIND is STATSZ, VARZ, CONNZ, SUBSZ, ROUTEZ, GATEWAYZ, LEAFZ, JSZ, HEALTHZ, ACCOUNTZ or IDZ
-// (LEAFZ and JSZ in the empty forms of a nats-server without leaf nodes or JetStream) or
+// (LEAFZ, JSZ and RAFTZ in the empty forms of a nats-server without leaf nodes or
+// JetStream; the streaming cluster's raft is not JetStream's, and not listed) or
 // PROFILEZ (a runtime profile, sysprofile.go); the request
 // body may hold the endpoint's options and nats-server's filter (server_name, cluster, host,
 // exact_match). KICK ({"cid":N}) closes a client, on the server named only; LDM ({"cid":N})
@@ -35,7 +36,7 @@ import (
 const sysReqPrefix = "$SYS.REQ.SERVER."
 
 // sysKinds are the server requests answered both by PING and by server id.
-var sysKinds = []string{"STATSZ", "VARZ", "CONNZ", "SUBSZ", "ROUTEZ", "GATEWAYZ", "LEAFZ", "JSZ", "HEALTHZ", "ACCOUNTZ", "IDZ", "PROFILEZ"}
+var sysKinds = []string{"STATSZ", "VARZ", "CONNZ", "SUBSZ", "ROUTEZ", "GATEWAYZ", "LEAFZ", "JSZ", "RAFTZ", "HEALTHZ", "ACCOUNTZ", "IDZ", "PROFILEZ"}
 
 // sysReqQueue bounds the system requests waiting for sysLoop.
 const sysReqQueue = 256
@@ -338,6 +339,8 @@ func (s *Server) sysData(kind string, o *sysOptions) (any, error) {
 		}{s.id, time.Now().UTC(), 0, []any{}}, nil
 	case "JSZ":
 		return s.jszDisabled(), nil
+	case "RAFTZ": // JetStream's raft groups by account: none without JetStream, as nats-server's
+		return map[string]any{}, nil
 	case "HEALTHZ":
 		// nats-server's HealthStatus: natscli counts a server healthy by its status_code.
 		h := s.Healthz()

@@ -124,10 +124,11 @@ func TestNatsCLIEventsTraffic(t *testing.T) {
 	}
 }
 
-// `nats server report leafnodes|jetstream` and `nats server request leafnodes|jetstream`
+// `nats server report leafnodes|jetstream` and `nats server request leafnodes|jetstream|raft`
 // get nats-server's answers of a server without leaf nodes or JetStream (an empty leaf
-// list; JetStream disabled, all zeros). Starling did not answer LEAFZ or JSZ, so each
-// failed with "server request failed, ensure the account used has system privileges".
+// list; JetStream disabled, all zeros; no raft groups). Starling did not answer LEAFZ,
+// JSZ or RAFTZ, so each failed with "server request failed, ensure the account used has
+// system privileges".
 func TestNatsCLILeafzJsz(t *testing.T) {
 	var answers []map[string]string
 	for _, tg := range startCLITargets(t, cliSysConf) {
@@ -146,11 +147,15 @@ func TestNatsCLILeafzJsz(t *testing.T) {
 			t.Errorf("%s: nats server report jetstream:\n%s", tg.name, out)
 		}
 		got := map[string]string{}
-		for _, kind := range []string{"leafnodes", "jetstream"} {
+		for _, kind := range []string{"leafnodes", "jetstream", "raft"} {
 			var r struct {
 				Data map[string]any `json:"data"`
 			}
-			out := sys("server", "request", kind, "1")
+			args := []string{"server", "request", kind, "1"}
+			if kind == "raft" { // takes no count
+				args = args[:3]
+			}
+			out := sys(args...)
 			if err := json.Unmarshal([]byte(out), &r); err != nil || r.Data == nil {
 				t.Fatalf("%s: nats server request %s: %v\n%s", tg.name, kind, err, out)
 			}
