@@ -40,10 +40,6 @@ type sysClientInfo struct {
 type sysEvent struct {
 	disconnect bool
 	authErr    bool // a refused login: the disconnect event goes to $SYS.SERVER.<id>.CLIENT.AUTH.ERR
-	// With authErr, a client never announced (its CONNECT refused): a disconnect event
-	// on its account's $SYS.ACCOUNT.<acc>.DISCONNECT too, as nats-server sends for every
-	// client it closes (an announced one has that from closeConnection).
-	accountToo bool
 	client     sysClientInfo
 	// The client's traffic, the client's way round as nats-server's: sent is what it
 	// published (our in_msgs), received what it was delivered (our out_msgs).
@@ -99,15 +95,22 @@ func (c *client) connectEvent() {
 	s.queueEvent(ev)
 }
 
-// disconnectEvent announces the end of a client whose connect was announced; c.mu held.
+// disconnectEvent announces the end of a client connection; c.mu held. As nats-server,
+// every client connection closed has one, on its account's DISCONNECT: one whose connect
+// was never announced (closed before or at its CONNECT: a refused login, a protocol error,
+// a socket closed at once) too, on the account it was in ($G), and no CONNS event, as it
+// was never counted.
 func (c *client) disconnectEvent() *sysEvent {
 	s := c.srv
-	if s.sys == nil || c.announced == nil {
+	if s.sys == nil || c.kind != kindClient {
 		return nil
 	}
-	ev := &sysEvent{disconnect: true, client: c.clientInfo(s), reason: c.reason, acc: c.announced, conns: c.announced.conns.Add(-1),
+	ev := &sysEvent{disconnect: true, client: c.clientInfo(s), reason: c.reason,
 		sent:     sysMsgBytes{c.stats.inMsgs.Load(), c.stats.inBytes.Load()},
 		received: sysMsgBytes{c.stats.outMsgs.Load(), c.stats.outBytes.Load()}}
+	if c.announced != nil {
+		ev.acc, ev.conns = c.announced, c.announced.conns.Add(-1)
+	}
 	stop := c.stop.UTC()
 	ev.client.Stop = &stop
 	return ev
@@ -115,15 +118,15 @@ func (c *client) disconnectEvent() *sysEvent {
 
 // authErrorEvent announces a refused login (a CONNECT whose credentials failed, or a client
 // a reload refused) on $SYS.SERVER.<id>.CLIENT.AUTH.ERR, as nats-server does; user is who
-// it claimed to be (a CONNECT refused has no identity). A refused CONNECT's client, never
-// announced, has a disconnect event on its account too (accountToo). c.mu must not be held.
+// it claimed to be (a CONNECT refused has no identity). Its close has the account's
+// disconnect event too (disconnectEvent). c.mu must not be held.
 func (c *client) authErrorEvent(user string) {
 	s := c.srv
 	if s.sys == nil || c.kind != kindClient {
 		return
 	}
 	c.mu.Lock()
-	ev := sysEvent{disconnect: true, authErr: true, accountToo: c.announced == nil, client: c.clientInfo(s), reason: reasonAuthFailure,
+	ev := sysEvent{disconnect: true, authErr: true, client: c.clientInfo(s), reason: reasonAuthFailure,
 		sent:     sysMsgBytes{c.stats.inMsgs.Load(), c.stats.inBytes.Load()},
 		received: sysMsgBytes{c.stats.outMsgs.Load(), c.stats.outBytes.Load()}}
 	c.mu.Unlock()
@@ -160,11 +163,6 @@ func (s *Server) publishEvent(ev *sysEvent) {
 	b, _ := json.Marshal(msg)
 	if ev.authErr {
 		s.sysPublish("$SYS.SERVER."+s.id+".CLIENT.AUTH.ERR", b)
-		if ev.accountToo { // its own event: another id and seq, as nats-server's
-			msg["id"], msg["server"] = nuid(), s.sysInfo()
-			b, _ = json.Marshal(msg)
-			s.sysPublish("$SYS.ACCOUNT."+ev.client.Account+verb, b)
-		}
 		return
 	}
 	if ev.prevAcc != nil {

@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -327,6 +328,38 @@ func TestNatsCLIEventsAuthFailure(t *testing.T) {
 			if got != 2 {
 				t.Fatalf("%d authentication failure events, want 2:\n%s", got, ev.out.String())
 			}
+		})
+	}
+}
+
+// Every client connection closed is announced on its account's DISCONNECT, as nats-server
+// does: one closed before its CONNECT too (a socket opened and closed; a protocol error),
+// on $G, without a CONNS event. Starling announced only the connections whose connect it
+// had announced.
+func TestNatsCLIEventsClosedBeforeConnect(t *testing.T) {
+	for _, tg := range startCLITargets(t, cliSysConf) {
+		t.Run(tg.name, func(t *testing.T) {
+			ev := startProc(t, natsCLI(t), "-s", tg.url, "--user", "sys", "--password", "sys", "events", "--json")
+			addr := strings.TrimPrefix(tg.url, "nats://")
+			count := func() (n int) {
+				for _, l := range strings.Split(ev.out.String(), "\n") {
+					if strings.Contains(l, `"acc":"$G"`) && strings.Contains(l, "client_disconnect") {
+						n++
+					}
+				}
+				return n
+			}
+			waitFor(t, 10*time.Second, func() error {
+				c, err := net.Dial("tcp", addr) // opened and closed at once
+				must(t, err)
+				_, _ = bufio.NewReader(c).ReadString('\n') // INFO
+				c.Close()
+				time.Sleep(200 * time.Millisecond)
+				if count() == 0 {
+					return fmt.Errorf("no $G disconnect event yet:\n%s", ev.out.String())
+				}
+				return nil
+			})
 		})
 	}
 }
