@@ -128,6 +128,7 @@ type client struct {
 	pingTimer *time.Timer
 	authTimer *time.Timer
 	authDone  bool                // CONNECT authenticated (or no auth needed)
+	authErred bool                // an authentication error event was sent (authErrorEvent)
 	ident     *auth.Identity      // who the client is; nil without auth
 	authBy    *auth.Authenticator // the one that issued ident; nil without auth
 	announced *account            // a connect event was sent (counted in this account's conns): a disconnect event follows
@@ -374,6 +375,9 @@ func (c *client) handleParseError(err error) {
 		return
 	}
 	c.log.Debug("protocol error", "cause", we.Error())
+	if we == wire.ErrAuthorization {
+		c.authViolationEvent()
+	}
 	if we.Text != "" {
 		c.sendErr(we.Text)
 	}

@@ -126,6 +126,7 @@ func (c *client) authErrorEvent(user string) {
 		return
 	}
 	c.mu.Lock()
+	c.authErred = true
 	ev := sysEvent{disconnect: true, authErr: true, client: c.clientInfo(s), reason: reasonAuthFailure,
 		sent:     sysMsgBytes{c.stats.inMsgs.Load(), c.stats.inBytes.Load()},
 		received: sysMsgBytes{c.stats.outMsgs.Load(), c.stats.outBytes.Load()}}
@@ -134,6 +135,19 @@ func (c *client) authErrorEvent(user string) {
 	stop := time.Now().UTC()
 	ev.client.Stop = &stop
 	s.queueEvent(ev)
+}
+
+// authViolationEvent announces a client closed with "Authorization Violation" on
+// $SYS.SERVER.<id>.CLIENT.AUTH.ERR unless that was done (a CONNECT refused for its
+// credentials): an operation before CONNECT where authentication is required, as
+// nats-server's authViolation announces it. c.mu must not be held.
+func (c *client) authViolationEvent() {
+	c.mu.Lock()
+	done := c.closed || c.authErred
+	c.mu.Unlock()
+	if !done {
+		c.authErrorEvent("")
+	}
 }
 
 func (s *Server) queueEvent(ev sysEvent) {

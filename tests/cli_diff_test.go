@@ -363,3 +363,50 @@ func TestNatsCLIEventsClosedBeforeConnect(t *testing.T) {
 		})
 	}
 }
+
+// An operation before CONNECT where authentication is required is an authorization
+// violation announced as a refused login, as nats-server's: on
+// $SYS.SERVER.<id>.CLIENT.AUTH.ERR as well as on $SYS.ACCOUNT.$G.DISCONNECT. Starling sent
+// the second alone.
+func TestNatsCLIEventsOpBeforeConnect(t *testing.T) {
+	for _, tg := range startCLITargets(t, cliSysConf) {
+		t.Run(tg.name, func(t *testing.T) {
+			ev := startProc(t, natsCLI(t), "-s", tg.url, "--user", "sys", "--password", "sys", "events", "--json")
+			failures := func() (n int) {
+				for _, l := range strings.Split(ev.out.String(), "\n") {
+					if strings.Contains(l, `"reason":"Authentication Failure"`) {
+						n++
+					}
+				}
+				return n
+			}
+			// Both of the listener's subscriptions are in once a refused login shows twice.
+			waitFor(t, 10*time.Second, func() error {
+				before := failures()
+				if nc, err := nats.Connect(tg.url, nats.UserInfo("a", "wrong"), nats.NoReconnect()); err == nil {
+					nc.Close()
+				}
+				time.Sleep(300 * time.Millisecond)
+				if failures()-before != 2 {
+					return fmt.Errorf("listener not ready:\n%s", ev.out.String())
+				}
+				return nil
+			})
+			before := failures()
+			c, err := net.Dial("tcp", strings.TrimPrefix(tg.url, "nats://"))
+			must(t, err)
+			r := bufio.NewReader(c)
+			_, _ = r.ReadString('\n') // INFO
+			_, err = c.Write([]byte("SUB foo 1\r\n"))
+			must(t, err)
+			if line, _ := r.ReadString('\n'); line != "-ERR 'Authorization Violation'\r\n" {
+				t.Fatalf("SUB before CONNECT: %q", line)
+			}
+			c.Close()
+			time.Sleep(500 * time.Millisecond)
+			if n := failures() - before; n != 2 {
+				t.Fatalf("%d authentication failure events for SUB before CONNECT, want 2:\n%s", n, ev.out.String())
+			}
+		})
+	}
+}
