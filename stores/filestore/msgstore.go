@@ -333,9 +333,11 @@ func (ms *msgStore) Append(batch []stores.Msg) error {
 	if err := ms.check(batch); err != nil {
 		return err
 	}
+	rolled := false
 	if ms.msgs == 0 {
 		// An empty channel may resume after a gap: start a new segment at the batch.
 		if n := len(ms.segs); n == 0 || ms.segs[n-1].first+uint64(ms.segs[n-1].ents.Len()) != batch[0].Seq {
+			rolled = true
 			// The tail rolls first to a synced new tail (carrying any live journal records,
 			// journal.go), and the old segments go once its marker is durable: dropped
 			// before, a crash would lose the Last they hold. A crash in between leaves old
@@ -369,6 +371,16 @@ func (ms *msgStore) Append(batch []stores.Msg) error {
 					return ms.fail(err)
 				}
 			}
+		}
+	}
+	if ms.first != ms.markFirst && !rolled {
+		// Removals since the last marker (an expiry pass, limits) go into the tail ahead of
+		// the records that follow them, not at the next flush behind records the buffered
+		// writer may have spilled already: a store that recovers a message recovers every
+		// removal made before it was appended. A replica replaying its raft log relies on
+		// it (streaming: an expiry pass is skipped on a store holding later messages).
+		if err := ms.writeMarker(ms.segs[len(ms.segs)-1]); err != nil {
+			return ms.fail(err)
 		}
 	}
 	for i := range batch {
