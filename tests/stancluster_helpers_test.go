@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -279,13 +280,13 @@ func stanOn(t *testing.T, n *node, clientID string, opts ...stan.Option) stan.Co
 // until ConnectWait has passed since the first attempt; a request that found a responder
 // and timed out used the rest of it and is not repeated (its client ID may be registered).
 func stanConnectWithin(clientID string, opts ...stan.Option) (stan.Conn, int, error) {
-	o := stan.GetDefaultOptions()
+	var o stan.Options // only to read the ConnectWait the options set (stan.go's default if none)
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
 			return nil, 0, err
 		}
 	}
-	budget, start := o.ConnectTimeout, time.Now()
+	budget, start := cmp.Or(o.ConnectTimeout, stan.DefaultConnectWait), time.Now()
 	for attempts := 1; ; attempts++ {
 		left := budget - time.Since(start)
 		sc, err := stan.Connect("test-cluster", clientID, append(slices.Clone(opts), stan.ConnectWait(max(left, time.Millisecond)))...)
