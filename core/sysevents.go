@@ -38,12 +38,10 @@ type sysClientInfo struct {
 
 // sysEvent is a connect (disconnect false) or disconnect event waiting for sysLoop.
 type sysEvent struct {
-	disconnect bool
-	authErr    bool // a refused login: the disconnect event goes to $SYS.SERVER.<id>.CLIENT.AUTH.ERR
-	client     sysClientInfo
-	// The client's traffic, the client's way round as nats-server's: sent is what it
-	// published (our in_msgs), received what it was delivered (our out_msgs).
-	sent, received sysMsgBytes
+	disconnect     bool
+	authErr        bool // a refused login: the disconnect event goes to $SYS.SERVER.<id>.CLIENT.AUTH.ERR
+	client         sysClientInfo
+	sent, received sysMsgBytes // the client's traffic (traffic)
 	reason         string
 	// The account whose connection count changed, and the count after the change: its
 	// CONNS event precedes the connect or disconnect event, as nats-server's.
@@ -105,15 +103,21 @@ func (c *client) disconnectEvent() *sysEvent {
 	if s.sys == nil || c.kind != kindClient {
 		return nil
 	}
-	ev := &sysEvent{disconnect: true, client: c.clientInfo(s), reason: c.reason,
-		sent:     sysMsgBytes{c.stats.inMsgs.Load(), c.stats.inBytes.Load()},
-		received: sysMsgBytes{c.stats.outMsgs.Load(), c.stats.outBytes.Load()}}
+	ev := &sysEvent{disconnect: true, client: c.clientInfo(s), reason: c.reason}
+	ev.sent, ev.received = c.traffic()
 	if c.announced != nil {
 		ev.acc, ev.conns = c.announced, c.announced.conns.Add(-1)
 	}
 	stop := c.stop.UTC()
 	ev.client.Stop = &stop
 	return ev
+}
+
+// traffic is the client's traffic the client's way round, as nats-server's events give it:
+// sent is what it published (our in_msgs), received what it was delivered (our out_msgs).
+func (c *client) traffic() (sent, received sysMsgBytes) {
+	st := &c.stats
+	return sysMsgBytes{st.inMsgs.Load(), st.inBytes.Load()}, sysMsgBytes{st.outMsgs.Load(), st.outBytes.Load()}
 }
 
 // authErrorEvent announces a refused login (a CONNECT whose credentials failed, or a client
@@ -127,9 +131,8 @@ func (c *client) authErrorEvent(user string) {
 	}
 	c.mu.Lock()
 	c.authErred = true
-	ev := sysEvent{disconnect: true, authErr: true, client: c.clientInfo(s), reason: reasonAuthFailure,
-		sent:     sysMsgBytes{c.stats.inMsgs.Load(), c.stats.inBytes.Load()},
-		received: sysMsgBytes{c.stats.outMsgs.Load(), c.stats.outBytes.Load()}}
+	ev := sysEvent{disconnect: true, authErr: true, client: c.clientInfo(s), reason: reasonAuthFailure}
+	ev.sent, ev.received = c.traffic()
 	c.mu.Unlock()
 	ev.client.User = user
 	stop := time.Now().UTC()
