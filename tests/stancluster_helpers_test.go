@@ -205,7 +205,10 @@ func (c *stanCluster) convergedErr(timeout time.Duration) error {
 func (c *stanCluster) convergedIndexErr(timeout time.Duration, applied bool) error {
 	c.t.Helper()
 	return poll(timeout, func() error {
-		var digests, indexes []string
+		var digests, indexes []string // for the error: name(server ID)=digest, name=index
+		var digest0 string
+		var index0 uint64
+		digestsDiffer, indexesDiffer := false, false
 		for _, n := range c.nodes {
 			if !n.up() {
 				if err := n.crashed(); err != nil {
@@ -217,18 +220,19 @@ func (c *stanCluster) convergedIndexErr(timeout time.Duration, applied bool) err
 			if err != nil {
 				return err
 			}
+			if len(digests) == 0 {
+				digest0, index0 = z.Digest, z.Raft.AppliedIndex
+			}
+			digestsDiffer = digestsDiffer || z.Digest != digest0
+			indexesDiffer = indexesDiffer || z.Raft.AppliedIndex != index0
 			digests = append(digests, n.name+"("+z.ServerID+")="+z.Digest)
 			indexes = append(indexes, fmt.Sprintf("%s=%d", n.name, z.Raft.AppliedIndex))
 		}
-		for _, x := range indexes[1:] {
-			if applied && x[strings.Index(x, "=")+1:] != indexes[0][strings.Index(indexes[0], "=")+1:] {
-				return fmt.Errorf("applied indexes differ: %v", indexes)
-			}
+		if applied && indexesDiffer {
+			return fmt.Errorf("applied indexes differ: %v", indexes)
 		}
-		for _, d := range digests[1:] {
-			if d[strings.Index(d, "=")+1:] != digests[0][strings.Index(digests[0], "=")+1:] {
-				return fmt.Errorf("state digests differ: %v", digests)
-			}
+		if digestsDiffer {
+			return fmt.Errorf("state digests differ: %v", digests)
 		}
 		return nil
 	})
