@@ -560,7 +560,8 @@ func (s *Server) recordEvent(sub *subState, e stores.SubEvent) {
 
 // flushSentAcks proposes the waiting sent/ack records, one command per channel, as one
 // proposal. Not waited for: the records go into the log before the next publish group,
-// which therefore covers them, and a lost one only means a redelivery.
+// which therefore covers them, and a lost one only means a redelivery — but a visible one:
+// a proposal still in flight is looked at once it resolves (pollSentAcks).
 func (s *Server) flushSentAcks() {
 	if !s.sentPending() {
 		return
@@ -573,9 +574,68 @@ func (s *Server) flushSentAcks() {
 			s.sentAcksFailed(f, cs, err)
 		}
 	default: // replicated: in flight
+		if len(cs) > 0 {
+			p := ackProposal{f: f, channel: cs[0].Value.(*cmdSentAck).channel, channels: len(cs)}
+			for _, c := range cs {
+				p.records += len(c.Value.(*cmdSentAck).events)
+			}
+			s.acksInFlight = append(s.acksInFlight, p)
+		}
 	}
 	clear(cs)
 	s.scratch.sentCmds = cs[:0]
+}
+
+// ackProposal is a proposal of sent/ack records that was in flight when made: what its
+// failure's log line says (its commands were engine scratch, gone since).
+type ackProposal struct {
+	f        raftlog.Future
+	channel  string // its first channel
+	channels int
+	records  int // sent and ack records
+}
+
+// pollSentAcks logs the failures among the sent/ack proposals that resolved since the last
+// call, oldest first, without waiting: it stops at the first still in flight (one resolved
+// behind it waits for a later call). One line per call: a lost leadership fails every
+// proposal in flight at once (engine, at the end of every iteration).
+func (s *Server) pollSentAcks() {
+	var (
+		first                        error
+		channel                      string
+		i, failed, channels, records int
+	)
+	for ; i < len(s.acksInFlight); i++ {
+		p := &s.acksInFlight[i]
+		if !resolved(p.f) {
+			break
+		}
+		if _, err := p.f.Wait(); err != nil {
+			if first == nil {
+				first, channel = err, p.channel
+			}
+			failed++
+			channels += p.channels
+			records += p.records
+		}
+	}
+	n := copy(s.acksInFlight, s.acksInFlight[i:])
+	clear(s.acksInFlight[n:])
+	s.acksInFlight = s.acksInFlight[:n]
+	if failed > 0 {
+		s.log.Error("recording deliveries failed", "proposals", failed, "records", records,
+			"channels", channels, "channel", channel, "err", first)
+	}
+}
+
+// resolved reports whether f is resolved, without waiting.
+func resolved(f raftlog.Future) bool {
+	select {
+	case <-f.Done():
+		return true
+	default:
+		return false
+	}
 }
 
 // sentAcksFailed logs a proposal of sent/ack records that failed: each channel whose

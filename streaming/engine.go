@@ -288,6 +288,7 @@ func (s *Server) endBatch() {
 		s.flushSentAcks()
 	}
 	s.commitMeta()
+	s.pollSentAcks()
 	s.scratch.resetSendClock()
 	s.flushStats()
 }

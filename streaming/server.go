@@ -129,12 +129,13 @@ type Server struct {
 	otherAckPrefixes map[string]struct{} // subjects of restored ack inboxes another server handed out (recover.go)
 	checks           map[string]*dupCheck
 	scratch          scratch
-	commit           *committer // the completion stage (commit.go)
-	failLog          rateLog    // delivery failures (delivery.go)
-	ackLog           rateLog    // refused acks
-	hbLog            rateLog    // refused heartbeat answers
-	pubLog           rateLog    // refused publishes (a client may send many)
-	healLog          rateLog    // channel stores still failing (durable.go: every broken channel, every second)
+	commit           *committer    // the completion stage (commit.go)
+	failLog          rateLog       // delivery failures (delivery.go)
+	ackLog           rateLog       // refused acks
+	hbLog            rateLog       // refused heartbeat answers
+	pubLog           rateLog       // refused publishes (a client may send many)
+	healLog          rateLog       // channel stores still failing (durable.go: every broken channel, every second)
+	acksInFlight     []ackProposal // sent/ack proposals not resolved when made (delivery.go)
 
 	// Metadata waiting for its commit (durable.go).
 	waiting     []afterCommit // replies (and undos) waiting for the commit of what they confirm
