@@ -85,6 +85,7 @@ func refOf(ch *channel) chanRef { return chanRef{channel: ch.name, chanID: ch.id
 type expireResult struct {
 	removed int
 	next    int64
+	skipped bool // the pass was not applied (fsm.go): next is unknown, not "none"
 }
 
 // errUnknownCommand: state must not diverge, so an unknown command stops the node.

@@ -61,12 +61,33 @@ func (s *Server) expired(ch *channel, v any, err error) {
 		return
 	}
 	r, _ := v.(expireResult)
+	if r.skipped {
+		r.next = s.oldestExpiry(ch)
+	}
 	if r.removed > 0 {
 		s.log.Debug("expired messages", "channel", ch.name, "removed", r.removed)
 	}
 	if !ch.deleted {
 		s.armAge(ch, r.next)
 	}
+}
+
+// oldestExpiry is when ch's oldest message reaches MaxAge (0: never), for a pass that was
+// skipped and so computed no deadline; a message it cannot read is tried limitRetryWait
+// later. Never sooner than that either: a skipped pass removed nothing, so for a message
+// due already the next pass — skipped likewise while the store holds more than this
+// engine assigned — would follow at once, again and again.
+func (s *Server) oldestExpiry(ch *channel) int64 {
+	st := ch.store.Msgs.State()
+	if st.Msgs == 0 || ch.limits.MaxAge <= 0 {
+		return 0
+	}
+	soonest := s.clock.chanNow(&ch.clock) + int64(limitRetryWait)
+	var first stores.Msg
+	if err := ch.store.Msgs.Load(st.First, &first); err != nil {
+		return soonest
+	}
+	return max(ch.limits.ExpiresAt(first.Time), soonest)
 }
 
 // dueAtStart reports whether a channel as restored holds what its limits drop: messages

@@ -465,3 +465,44 @@ func TestReplayPublishesTrimmedByLimits(t *testing.T) {
 	)
 	forEachReplay(t, log, 2, 5, 8, 10)
 }
+
+// TestSkippedExpiryKeepsAgeTimer: an expiry pass the state machine skips (the store holds a
+// message past the pass's last sequence) still re-arms the channel's age timer for its
+// oldest message, as a pass that ran does. Before, the skipped pass returned no deadline,
+// so the channel's MaxAge expiry was no longer scheduled until its next publish.
+func TestSkippedExpiryKeepsAgeTimer(t *testing.T) {
+	st, ch := memChannel(t)
+	t0 := time.Now().UnixNano()
+	if err := ch.Msgs.Append([]stores.Msg{{Seq: 1, Time: t0, Data: []byte("a")}}); err != nil {
+		t.Fatal(err)
+	}
+	limits := &stores.LimitsSet{Global: stores.DefaultLimits()}
+	limits.Global.MaxAge = time.Hour
+	if err := st.SetLimits(limits); err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(&fakeBus{}, st, raftlog.Standalone, Options{Limits: limits})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.recover(); err != nil {
+		t.Fatal(err)
+	}
+	c := s.channels["foo"]
+	want := limits.Global.ExpiresAt(t0)
+	if c.ageAt != want {
+		t.Fatalf("age timer at %d after the restore, want %d", c.ageAt, want)
+	}
+	// A message the engine did not assign: the pass it proposes now names an earlier last
+	// sequence, and Apply skips it.
+	if err := ch.Msgs.Append([]stores.Msg{{Seq: 2, Time: t0 + 1, Data: []byte("b")}}); err != nil {
+		t.Fatal(err)
+	}
+	s.step(op{kind: opExpire, ch: c})
+	if n := ch.Msgs.State().Msgs; n != 2 {
+		t.Fatalf("%d messages after the skipped pass, want 2", n)
+	}
+	if c.ageAt != want {
+		t.Fatalf("age timer at %d after a skipped pass, want %d (the oldest message's expiry)", c.ageAt, want)
+	}
+}
