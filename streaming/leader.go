@@ -148,7 +148,7 @@ type takeOverFailure struct {
 
 // giveUpTimeout bounds giveUpLeadership's hand-off: a transfer to each other voter in turn
 // until one takes it, each of which raft bounds by its election timeout. Nothing waits
-// for it.
+// for it but Shutdown, which ends it first.
 const giveUpTimeout = 10 * time.Second
 
 // handOffer is a log that hands leadership to the voter after it in turn
@@ -181,7 +181,11 @@ func (s *Server) takeOverFailed(err error) {
 	s.log.Error("cannot take over as streaming leader: giving raft leadership up so that another node serves",
 		"err", err, "attempts", s.takeOverFails)
 	s.takeOverFails = 0 // should it still lead after the hand-off, it tries as many times again
-	go s.giveUpLeadership(s.leaderTerm)
+	s.giveUps.Add(1)
+	go func(term uint64) {
+		defer s.giveUps.Done()
+		s.giveUpLeadership(term)
+	}(s.leaderTerm)
 }
 
 // retryTakeOver makes the engine take over again after takeOverRetry if the log leads then.
@@ -204,9 +208,12 @@ func (s *Server) clearTakeOverFailures() {
 // round the voters), so one that can is reached; if none can, leadership goes round the
 // group, each node holding it for its takeOverAttempts, and nobody serves, as before, until
 // one can. Should this node still lead afterwards (a group of one, a transfer that failed),
-// it tries to take over again.
+// it tries to take over again. Shutdown ends it (giveUpCtx) and waits for it (giveUps).
 func (s *Server) giveUpLeadership(term uint64) {
-	ctx, cancel := context.WithTimeout(context.Background(), giveUpTimeout)
+	if s.giveUpCtx.Err() != nil {
+		return // shutting down
+	}
+	ctx, cancel := context.WithTimeout(s.giveUpCtx, giveUpTimeout)
 	defer cancel()
 	if t, ok := s.rlog.(termer); s.rlog.IsLeader() && (!ok || t.Term() == term) {
 		var err error
@@ -214,6 +221,9 @@ func (s *Server) giveUpLeadership(term uint64) {
 			err = h.HandOff(ctx)
 		} else {
 			err = s.rlog.TransferLeadership(ctx)
+		}
+		if s.giveUpCtx.Err() != nil {
+			return // shutting down: the server hands its leadership over itself (HandOver)
 		}
 		if err != nil {
 			s.log.Error("streaming leadership not given up: the transfer failed; taking over again", "err", err)

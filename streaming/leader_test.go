@@ -157,3 +157,56 @@ func TestTakeoverLostToRaftHandsNothingOff(t *testing.T) {
 		t.Fatalf("failure shown when raft lost leadership: %v", f.err)
 	}
 }
+
+// stuckHandOffLog is a handOffLog whose hand-off waits until its ctx ends, as a transfer to
+// voters that do not answer does.
+type stuckHandOffLog struct {
+	*handOffLog
+	entered  chan struct{}
+	returned atomic.Bool
+}
+
+func (l *stuckHandOffLog) HandOff(ctx context.Context) error {
+	close(l.entered)
+	<-ctx.Done()
+	time.Sleep(20 * time.Millisecond) // a transfer takes a moment to stop
+	l.returned.Store(true)
+	return ctx.Err()
+}
+
+// TestShutdownEndsTheHandOff: Shutdown ends a hand-off under way (giveUpLeadership, off the
+// engine) and waits for it, so that nothing of the server runs once it returns. Before, the
+// hand-off went on for up to giveUpTimeout after Shutdown, on a closed log.
+func TestShutdownEndsTheHandOff(t *testing.T) {
+	var sl *stuckHandOffLog
+	s, err := New(&fakeBus{}, newMemStore(t), func(sm raftlog.StateMachine) (raftlog.Log, error) {
+		hl := &handOffLog{failingBarrierLog: &failingBarrierLog{switchLog: newSwitchLog(sm)}}
+		hl.fails.Store(1000)
+		sl = &stuckHandOffLog{handOffLog: hl, entered: make(chan struct{})}
+		return sl, nil
+	}, Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.recover(); err != nil {
+		t.Fatal(err)
+	}
+	runEngine(s)
+	sl.lead()
+	select {
+	case <-sl.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no hand-off")
+	}
+	sl.leading.Store(false) // Shutdown's own hand-over has nothing to do
+	began := time.Now()
+	if err := s.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	if !sl.returned.Load() {
+		t.Fatal("the hand-off still runs after Shutdown returned")
+	}
+	if d := time.Since(began); d > giveUpTimeout/2 {
+		t.Fatalf("Shutdown took %v: it waited for the hand-off's timeout instead of ending it", d)
+	}
+}

@@ -166,6 +166,9 @@ type Server struct {
 	takeOverFails int                             // engine: takeovers failed in a row in failTerm (takeOverFailed)
 	failTerm      uint64                          // engine: the term of those failures
 	takeOverErr   atomic.Pointer[takeOverFailure] // the failing takeover, for monitoring (failingTakeOver)
+	giveUps       sync.WaitGroup                  // giveUpLeadership hand-offs running: Shutdown waits for them
+	giveUpCtx     context.Context                 // their context: ended by Shutdown
+	endGiveUps    context.CancelFunc
 
 	mu      sync.Mutex // guards stats read by monitoring
 	stats   Stats
@@ -198,6 +201,7 @@ func New(bus Bus, store stores.Store, newLog LogFactory, opts Options) (*Server,
 		otherAckPrefixes: map[string]struct{}{},
 		stop:             make(chan struct{}), done: make(chan struct{}),
 	}
+	s.giveUpCtx, s.endGiveUps = context.WithCancel(context.Background())
 	s.clock.base = s.start.Add(-time.Duration(s.start.UnixNano())) // mono starts at the wall time
 	c := o.ClusterID
 	s.discover = o.DiscoverPrefix + "." + c
@@ -423,6 +427,7 @@ type leaver interface{ Leave() }
 // Shutdown stops the engine and closes the store. A replicated leader first hands its
 // leadership over (HandOver).
 func (s *Server) Shutdown() error {
+	s.endGiveUps() // a hand-off of a failing takeover stops: HandOver's is the one now
 	s.HandOver()
 	s.mu.Lock()
 	if s.closed {
@@ -447,6 +452,8 @@ func (s *Server) Shutdown() error {
 	if s.started {
 		<-s.done
 	}
+	// Only the engine starts hand-offs (takeOverFailed): none starts after it stopped.
+	s.giveUps.Wait()
 	return errors.Join(s.rlog.Close(), s.store.Close())
 }
 
