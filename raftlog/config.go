@@ -93,6 +93,7 @@ type Config struct {
 	NoRaftLog    bool
 
 	snapshotOpened func(id string) // tests: called as a snapshot file is opened (and read through)
+	handingOffTo   func(id string) // tests: called as HandOff turns to the next voter
 }
 
 // withDefaults returns c with defaults filled in, or why it cannot be used.

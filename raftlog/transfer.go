@@ -31,11 +31,22 @@ func (n *Node) TransferLeadership(ctx context.Context) error {
 // each gave leadership up would hand it to each other forever and never to a third that
 // could serve. Taken in turn, every voter is reached. Should that voter not take it (down,
 // or not caught up within raft's transfer timeout), the next one is tried, and so on. A
-// follower, or a group of one, returns nil at once.
+// follower, or a group of one, returns nil at once. It hands off the leadership of the term
+// it was called in only: one lost meanwhile — even if won back since, in a later term, as a
+// failed transfer can end — is no longer its to give up, and it returns nil.
 func (n *Node) HandOff(ctx context.Context) error {
+	if !n.IsLeader() {
+		return nil
+	}
+	term := n.Term() // read after IsLeader: the term of that leadership, or a later one
 	var err error
 	for _, s := range n.votersAfter() {
-		if !n.IsLeader() {
+		if n.cfg.handingOffTo != nil {
+			n.cfg.handingOffTo(string(s.ID))
+		}
+		// IsLeader before Term: a term still the same then means the leadership was held
+		// throughout (terms only grow), not lost and won again.
+		if !n.IsLeader() || n.Term() != term {
 			return nil
 		}
 		for {

@@ -1,0 +1,5 @@
+package raftlog
+
+// SetHandOffHook makes every HandOff of a node started with c call f with the ID of each
+// voter it is about to try, before it checks that it still holds the leadership it hands off.
+func SetHandOffHook(c *Config, f func(to string)) { c.handingOffTo = f }
