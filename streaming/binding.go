@@ -75,6 +75,30 @@ func (s *Server) bind(c *client, o *op) bindResult {
 	return bindHeld
 }
 
+// bindRefusal says why bind refused a request from connection from acting for client c
+// (nil: unknown), for the log line of the refusal.
+func (s *Server) bindRefusal(c *client, from uint64) string {
+	if c == nil {
+		return "unknown client"
+	}
+	user, ok := s.connUser(from)
+	switch {
+	case !ok:
+		// It closed before the engine read the request (a route whose server stopped):
+		// nobody there to act for, whoever it was.
+		return "its connection is gone"
+	case user != c.user:
+		return "from a connection of another user"
+	}
+	if dc := s.checkOf(c.id); dc != nil {
+		if dc.req == nil && dc.from == from {
+			return "too many requests waiting for the liveness check of its connection"
+		}
+		return "not from the client's connection, while a liveness check for another runs"
+	}
+	return "not from the client's connection"
+}
+
 // checkOf returns the liveness check running for a client ID, or nil.
 func (s *Server) checkOf(clientID string) *dupCheck {
 	for _, dc := range s.checks {

@@ -132,7 +132,7 @@ func (s *Server) processPing(o *op) {
 			s.log.Debug("ping not answered", "client_id", c.id, "cause", "its connection closed before it was read")
 			return
 		}
-		s.log.Info("ping refused", "client_id", c.id, "cause", "from a connection of another user")
+		s.log.Info("ping refused", "client_id", c.id, "cause", s.bindRefusal(c, o.from))
 		s.reply(o.reply, &stanpb.PingResponse{Error: errClientReplaced})
 		return
 	case bindHeld:
@@ -164,7 +164,7 @@ func (s *Server) processClose(o *op) {
 	case bindHeld:
 		return
 	case bindRefused:
-		s.log.Info("close refused", "client_id", logID(req.ClientID), "cause", refusal(c))
+		s.log.Info("close refused", "client_id", logID(req.ClientID), "cause", s.bindRefusal(c, o.from))
 		s.reply(o.reply, &stanpb.CloseResponse{Error: errUnknownClient})
 		return
 	}
@@ -176,14 +176,6 @@ func (s *Server) processClose(o *op) {
 		}
 		s.reply(reply, resp)
 	})
-}
-
-// refusal says why a request naming client c (nil: unknown) was refused.
-func refusal(c *client) string {
-	if c == nil {
-		return "unknown client"
-	}
-	return "not from the client's connection"
 }
 
 // closeClient unregisters a client and applies close semantics to its subscriptions

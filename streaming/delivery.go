@@ -520,9 +520,17 @@ func (s *Server) processAck(o *op) {
 	}
 	// Only the subscriber's own connection may acknowledge (binding.go): an ack inbox
 	// seen elsewhere (monitoring lists them) is no licence to ack.
-	if c := sub.owner; c == nil || (o.from != c.nats && s.bind(c, o) != bindOK) {
+	if c := sub.owner; c == nil {
 		s.refusedLog(&s.ackLog, "ack refused", "client_id", sub.clientID, "channel", sub.ch.name, "cause", "not from the subscriber's connection")
 		return
+	} else if o.from != c.nats {
+		switch s.bind(c, o) {
+		case bindHeld:
+			return // kept: it runs if the liveness check binds the client to its connection
+		case bindRefused:
+			s.refusedLog(&s.ackLog, "ack refused", "client_id", sub.clientID, "channel", sub.ch.name, "cause", s.bindRefusal(c, o.from))
+			return
+		}
 	}
 	seq := o.seq
 	owner := sub

@@ -1,6 +1,9 @@
 package streaming
 
 import (
+	"bytes"
+	"log/slog"
+	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -57,5 +60,36 @@ func TestPingFromAGoneConnectionIsNotAnswered(t *testing.T) {
 	}
 	if c.nats != 5 {
 		t.Fatalf("client bound to %d, want 5", c.nats)
+	}
+}
+
+// Requests other than pings from a connection that closed before the engine read them are
+// refused (there is no client there to act for) with a line saying the connection is gone.
+// Before, the line said "not from the client's connection", which reads as a request from
+// somebody else; and a refused ping's line said "from a connection of another user" whatever
+// the cause.
+func TestRefusalFromAGoneConnectionSaysSo(t *testing.T) {
+	bus := &goneBus{gone: map[uint64]bool{}}
+	s := newEngineOn(t, bus)
+	var logs bytes.Buffer
+	s.log = slog.New(slog.NewTextHandler(&logs, nil))
+	s.step(op{kind: opConnect, reply: "r", from: 1, data: marshal(&stanpb.ConnectRequest{ClientID: "c1", HeartbeatInbox: "hb.c1", Protocol: 1, ConnID: []byte("c1")})})
+	bus.gone[3] = true
+	s.step(publishReq("c1", "foo", "g1", 3, "r.pub"))
+	s.step(subscribeReq("c1", "foo", "", "in.c1", 3, "r.sub"))
+	s.step(closeReq("c1", 3, "r.close"))
+	for _, what := range []string{"publish refused", "subscription refused", "close refused"} {
+		line := ""
+		for _, l := range strings.Split(logs.String(), "\n") {
+			if strings.Contains(l, `msg="`+what+`"`) {
+				line = l
+			}
+		}
+		if !strings.Contains(line, `cause="its connection is gone"`) {
+			t.Errorf("%s: logged %q, want the cause: its connection is gone", what, line)
+		}
+	}
+	if c := s.clients["c1"]; c == nil || c.nats != 1 {
+		t.Fatalf("client after the refusals: %+v, want it bound to connection 1", c)
 	}
 }

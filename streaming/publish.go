@@ -103,7 +103,7 @@ func (s *Server) queuePublish(o *op) {
 		case bindHeld:
 			return
 		case bindRefused:
-			s.refusedLog(&s.pubLog, "publish refused", "client_id", c.id, "cause", "not from the client's connection")
+			s.refusedLog(&s.pubLog, "publish refused", "client_id", c.id, "cause", s.bindRefusal(c, o.from))
 			s.sendPubAck(o.reply, pm.guid, errInvalidPubReq)
 			return
 		}

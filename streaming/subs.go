@@ -27,11 +27,11 @@ func (s *Server) processSubscribe(o *op) {
 		errText, why = s.subRefusal(req)
 	}
 	if errText == "" {
-		switch s.bind(s.clients[req.ClientID], o) {
+		switch c := s.clients[req.ClientID]; s.bind(c, o) {
 		case bindHeld:
 			return
 		case bindRefused:
-			errText, why = errUnknownClient, "not from the client's connection"
+			errText, why = errUnknownClient, s.bindRefusal(c, o.from)
 		}
 	}
 	if errText != "" {
@@ -320,7 +320,7 @@ func (s *Server) processUnsubscribe(o *op, closeOnly bool) {
 	case bindHeld:
 		return
 	case bindRefused:
-		refuse(errUnknownClient, "not from the client's connection")
+		refuse(errUnknownClient, s.bindRefusal(c, o.from))
 		return
 	}
 	s.flushSentAcks()
