@@ -124,13 +124,24 @@ func (s *Server) processPing(o *op) {
 	}
 	switch s.bind(c, o) {
 	case bindRefused:
-		if _, ok := s.connUser(o.from); !ok {
+		user, ok := s.connUser(o.from)
+		if !ok {
 			// The connection it came over closed before the engine got to it (the route from
 			// a server that stopped right after forwarding it): nobody asks any more, as for
 			// a connect. Refused, "replaced" would reach the client on the connection it
 			// moved to, and stan.go would close it; its next ping comes over that one.
 			s.log.Debug("ping not answered", "client_id", c.id, "cause", "its connection closed before it was read")
 			return
+		}
+		if user == c.user {
+			// A live connection of the client's user while a liveness check decides whether
+			// the client moved to another: answered, as when no check runs (bindHeld) and as
+			// nats-streaming-server answers every ping naming a registered ConnID
+			// (processClientPings). "Replaced" would make stan.go close the client — perhaps
+			// this very one, reconnected once more — before the check decided anything. A
+			// ping binds nothing; the check, and the client's next requests, do.
+			s.log.Debug("ping answered during a liveness check", "client_id", c.id, "cause", s.bindRefusal(c, o.from))
+			break
 		}
 		s.log.Info("ping refused", "client_id", c.id, "cause", s.bindRefusal(c, o.from))
 		s.reply(o.reply, &stanpb.PingResponse{Error: errClientReplaced})

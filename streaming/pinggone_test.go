@@ -93,3 +93,32 @@ func TestRefusalFromAGoneConnectionSaysSo(t *testing.T) {
 		t.Fatalf("client after the refusals: %+v, want it bound to connection 1", c)
 	}
 }
+
+// A ping from a third live connection of the client's user, while a liveness check decides
+// whether the client moved to a second one, is answered OK, as nats-streaming-server
+// answers every ping naming a registered ConnID (v0.25.6 server/server.go:3459-3501,
+// processClientPings).
+// Before, it was answered "client has been replaced or is no longer registered", on which
+// stan.go closes the client — perhaps the very client, reconnected once more — although
+// the check had not decided anything. It binds nothing.
+func TestPingFromAThirdConnectionDuringABindCheck(t *testing.T) {
+	bus := &goneBus{gone: map[uint64]bool{}}
+	s := newEngineOn(t, bus)
+	s.step(op{kind: opConnect, reply: "r", from: 1, data: marshal(&stanpb.ConnectRequest{ClientID: "c1", HeartbeatInbox: "hb.c1", Protocol: 1, ConnID: []byte("x")})})
+	s.step(closeReq("c1", 3, "r.close")) // from a second connection: held for a liveness check
+	if len(s.checks) != 1 || len(bus.to("r.close")) != 0 {
+		t.Fatalf("%d checks, %d close replies; want the close held for one check", len(s.checks), len(bus.to("r.close")))
+	}
+	s.step(op{kind: opPing, reply: "pong", from: 5, data: marshal(&stanpb.Ping{ConnID: []byte("x")})})
+	got := bus.to("pong")
+	if len(got) != 1 {
+		t.Fatalf("%d answers to the ping, want 1", len(got))
+	}
+	resp := &stanpb.PingResponse{}
+	if err := proto.Unmarshal(got[0].data, resp); err != nil || resp.Error != "" {
+		t.Fatalf("the ping from a third connection was answered %q (%v)", resp.Error, err)
+	}
+	if c := s.clients["c1"]; c == nil || c.nats != 1 {
+		t.Fatalf("client after the ping: %+v, want it still bound to connection 1", c)
+	}
+}
