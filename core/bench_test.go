@@ -154,6 +154,68 @@ func BenchmarkPubSubSocket(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 }
 
+// BenchmarkPubOnlySocket is make compare's pub-only rows in process: a client writes batches
+// of 16-byte PUBs on one subject that nobody subscribes to, as a user without permissions
+// (open) and as one with compare's 20 publish rules, 10 allow and 10 deny (rules20). The
+// difference is what the publish check costs a publish.
+func BenchmarkPubOnlySocket(b *testing.B) {
+	allow := []string{"bench.>", "orders.*.created", "metrics.>", "a.b.c.*", "events.*.*.updated",
+		"logs.app.>", "telemetry.*.cpu", "svc.*.request", "inventory.eu.*", "_INBOX.>"}
+	deny := []string{"bench.secret.>", "bench.*.private", "admin.>", "orders.*.deleted", "metrics.internal.>",
+		"a.b.c.d", "system.>", "bench.perm.*", "events.*.*.purged", "logs.app.audit.>"}
+	for _, tc := range []struct {
+		name  string
+		perms *auth.Permissions
+	}{{"open", nil}, {"rules20", &auth.Permissions{Publish: &auth.SubjectPermission{Allow: allow, Deny: deny}}}} {
+		b.Run(tc.name, func(b *testing.B) {
+			au, err := auth.New(auth.Options{Users: []*auth.User{{Username: "bench", Password: "bench", Permissions: tc.perms}}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			s, err := core.New(core.Options{Host: "127.0.0.1", Port: -1, Auth: au})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := s.Start(); err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { _ = s.Shutdown(b.Context()) })
+			pub, err := net.Dial("tcp", s.Addr().String())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer pub.Close()
+			r := bufio.NewReader(pub)
+			_, _ = r.ReadString('\n')
+			fmt.Fprint(pub, "CONNECT {\"verbose\":false,\"pedantic\":false,\"user\":\"bench\",\"pass\":\"bench\"}\r\nPING\r\n")
+			if l, err := r.ReadString('\n'); err != nil || l != "PONG\r\n" {
+				b.Fatalf("handshake: %q %v", l, err)
+			}
+			frame := []byte("PUB bench.perm 16\r\n0123456789abcdef\r\n")
+			const perWrite = 1024
+			batch := make([]byte, 0, len(frame)*perWrite)
+			for range perWrite {
+				batch = append(batch, frame...)
+			}
+			b.SetBytes(16)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for sent := 0; sent < b.N; sent += perWrite {
+				n := min(perWrite, b.N-sent)
+				if _, err := pub.Write(batch[:n*len(frame)]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			fmt.Fprint(pub, "PING\r\n")
+			if l, err := r.ReadString('\n'); err != nil || l != "PONG\r\n" { // an -ERR: the publish was refused
+				b.Fatalf("%q %v", l, err)
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+		})
+	}
+}
+
 func startCoreB(b *testing.B) *core.Server {
 	b.Helper()
 	s, err := core.New(core.Options{Host: "127.0.0.1", Port: -1})

@@ -42,6 +42,21 @@ func BenchmarkPubCacheHit(b *testing.B) {
 	}
 }
 
+// BenchmarkPubCacheSameSubject is a publisher repeating its subject, as `nats bench pub`
+// does: the common case, answered by the last subject allowed.
+func BenchmarkPubCacheSameSubject(b *testing.B) {
+	c := mustCompile(b, rules20())
+	pc := auth.NewPubCache(c, 0)
+	subj := []byte("orders.eu.new")
+	pc.CanPublish(subj)
+	b.ReportAllocs()
+	for b.Loop() {
+		if !pc.CanPublish(subj) {
+			b.Fatal("refused")
+		}
+	}
+}
+
 func BenchmarkCheckerCanPublish20Rules(b *testing.B) {
 	c := mustCompile(b, rules20())
 	b.ReportAllocs()

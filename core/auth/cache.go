@@ -11,14 +11,28 @@ import (
 const DefaultPubCacheSize = 128
 
 // PubCache remembers a Checker's publish decisions for one connection, so
-// that an authorised publish costs one map lookup with no allocation. It is
-// owned by the connection's reading goroutine and is not safe for concurrent
-// use. A nil *PubCache allows everything.
+// that an authorised publish costs one comparison with the last subject
+// allowed, or else one map lookup, with no allocation. It is owned by the
+// connection's reading goroutine and is not safe for concurrent use. A nil
+// *PubCache allows everything.
 type PubCache struct {
 	c   *Checker
-	m   map[string]bool
+	m   map[string]pubDecision
 	max int
 	all bool // the checker has no publish rules: no map at all
+	// last is the last subject allowed (valid when hasLast), the map's own copy: a
+	// publisher usually repeats its subject, and comparing it costs a fraction of
+	// hashing it for the map (the lookup was ~16 % of the CPU samples of a pub-only
+	// server with 20 rules, `nats bench pub`; ~3 % now).
+	last    string
+	hasLast bool
+}
+
+// pubDecision is a PubCache entry: the decision, and the key it is stored under
+// (so that PubCache.last can point at it without copying the subject).
+type pubDecision struct {
+	subj string
+	ok   bool
 }
 
 // NewPubCache returns a cache in front of c holding at most max decisions
@@ -33,26 +47,35 @@ func NewPubCache(c *Checker, max int) *PubCache {
 		pc.all = true
 		return pc
 	}
-	pc.m = make(map[string]bool, min(max, 16))
+	pc.m = make(map[string]pubDecision, min(max, 16))
 	return pc
 }
 
-// CanPublish is Checker.CanPublish, remembered. A hit does not allocate; a
-// miss copies subj into the map. When the map is full about a quarter of it,
-// chosen at random, is dropped first.
+// CanPublish is Checker.CanPublish, remembered. The subject last allowed is
+// answered without the map, in a call small enough to be inlined. A hit does
+// not allocate; a miss copies subj into the map. When the map is full about a
+// quarter of it, chosen at random, is dropped first.
 func (pc *PubCache) CanPublish(subj []byte) bool {
-	if pc == nil || pc.all {
+	if pc == nil || pc.all || (pc.hasLast && string(subj) == pc.last) {
 		return true
 	}
-	if ok, hit := pc.m[string(subj)]; hit {
-		return ok
+	return pc.lookup(subj)
+}
+
+// lookup is CanPublish for a subject other than the last one allowed.
+func (pc *PubCache) lookup(subj []byte) bool {
+	d, hit := pc.m[string(subj)]
+	if !hit {
+		d = pubDecision{subj: string(subj), ok: pc.c.CanPublish(subj)}
+		if len(pc.m) >= pc.max {
+			pc.evict()
+		}
+		pc.m[d.subj] = d
 	}
-	ok := pc.c.CanPublish(subj)
-	if len(pc.m) >= pc.max {
-		pc.evict()
+	if d.ok {
+		pc.last, pc.hasLast = d.subj, true
 	}
-	pc.m[string(subj)] = ok
-	return ok
+	return d.ok
 }
 
 // evict deletes a quarter of the entries (at least one). Map iteration starts

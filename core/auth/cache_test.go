@@ -2,6 +2,7 @@ package auth_test
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -29,6 +30,26 @@ func TestPubCacheAgreesWithChecker(t *testing.T) {
 	}
 }
 
+// TestPubCacheLastSubject: the last subject allowed is answered without the map; subjects
+// next to it (same length, prefix, extension, denied, long) still get the checker's answer,
+// in every order.
+func TestPubCacheLastSubject(t *testing.T) {
+	long := "a." + strings.Repeat("x", 200)
+	c := mustCompile(t, pubPerm([]string{"a.>", "b.*"}, []string{"a.secret", "b.x", "a." + strings.Repeat("x", 199) + "y"}))
+	subjects := []string{"a.b", "a.c", "a.secret", "a.secre", "a.secrets", "b.x", "b.y", "b", "a", "",
+		long, long[:len(long)-1] + "y", long + ".z"}
+	for _, first := range subjects {
+		for _, second := range subjects {
+			pc := auth.NewPubCache(c, 4)
+			for _, s := range []string{first, second, first, first, second, second} {
+				if got, want := pc.CanPublish([]byte(s)), c.CanPublish([]byte(s)); got != want {
+					t.Fatalf("%q after %q, %q: PubCache says %v, Checker %v", s, first, second, got, want)
+				}
+			}
+		}
+	}
+}
+
 func TestPubCacheWithoutRules(t *testing.T) {
 	for _, c := range []*auth.Checker{nil, mustCompile(t, subPerm([]string{"x"}, nil))} {
 		pc := auth.NewPubCache(c, 0)
@@ -46,11 +67,20 @@ func TestPubCacheHitAllocs(t *testing.T) {
 	c := mustCompile(t, pubPerm([]string{"orders.>"}, []string{"orders.secret"}))
 	pc := auth.NewPubCache(c, 0)
 	yes, no := []byte("orders.new"), []byte("orders.secret")
-	pc.CanPublish(yes)
-	pc.CanPublish(no)
+	other, long := []byte("orders.other"), []byte("orders."+strings.Repeat("x", 300))
+	for _, s := range [][]byte{yes, no, other, long} {
+		pc.CanPublish(s)
+	}
+	// the last subject allowed twice, a denied one, alternating allowed ones, a long one twice
+	seq := []struct {
+		subj []byte
+		want bool
+	}{{yes, true}, {yes, true}, {no, false}, {other, true}, {yes, true}, {long, true}, {long, true}}
 	if n := testing.AllocsPerRun(1000, func() {
-		if !pc.CanPublish(yes) || pc.CanPublish(no) {
-			t.Fatal("wrong answer")
+		for _, p := range seq {
+			if pc.CanPublish(p.subj) != p.want {
+				t.Fatalf("CanPublish(%q) != %v", p.subj, p.want)
+			}
 		}
 	}); n != 0 {
 		t.Fatalf("PubCache hit: %v allocs/op, want 0", n)
