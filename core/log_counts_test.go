@@ -3,6 +3,7 @@ package core
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -103,5 +104,16 @@ func TestLameDuckWithoutClientsStopsAtOnce(t *testing.T) {
 	case <-s.Done():
 	default:
 		t.Fatal("server not shut down after lame duck mode")
+	}
+}
+
+// As nats-server's validateOptions (server.go): the lame duck grace period must be strictly
+// lower than the duration; an equal one leaves no time to spread the closes over.
+func TestLameDuckGraceStrictlyLower(t *testing.T) {
+	for _, grace := range []time.Duration{30 * time.Second, 31 * time.Second} {
+		_, err := New(Options{Host: "127.0.0.1", Port: -1, LameDuckDuration: 30 * time.Second, LameDuckGracePeriod: grace})
+		if !errors.Is(err, ErrInvalidOptions) || !strings.Contains(err.Error(), "is not less than lame_duck_duration") {
+			t.Errorf("grace %v: %v", grace, err)
+		}
 	}
 }

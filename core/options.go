@@ -216,8 +216,8 @@ func (o Options) withDefaults() (Options, error) {
 		return o, fmt.Errorf("%w: max_connections %d is negative", ErrInvalidOptions, o.MaxConnections)
 	case o.PingMax < 0 || o.PingInterval < 0 || o.WriteDeadline < 0:
 		return o, fmt.Errorf("%w: ping and write settings must not be negative", ErrInvalidOptions)
-	case o.LameDuckGracePeriod > o.LameDuckDuration:
-		return o, fmt.Errorf("%w: lame_duck_grace_period exceeds lame_duck_duration", ErrInvalidOptions)
+	case o.LameDuckGracePeriod >= o.LameDuckDuration: // as nats-server's validateOptions: strictly lower
+		return o, fmt.Errorf("%w: lame_duck_grace_period (%v) is not less than lame_duck_duration (%v)", ErrInvalidOptions, o.LameDuckGracePeriod, o.LameDuckDuration)
 	}
 	if o.MaxPayload > 8<<20 {
 		o.Logger.Warn("max_payload above 8MB is not recommended", "max_payload", o.MaxPayload)

@@ -335,7 +335,7 @@ func TestRouteLameDuckWithdrawsURLs(t *testing.T) {
 // and need every server they know), one that joins is added, and its own URL stays out.
 func TestRouteLameDuckKeepsPeerURLs(t *testing.T) {
 	srvs := startMesh(t, 3, func(_ int, o *Options) {
-		o.LameDuckDuration, o.LameDuckGracePeriod = time.Minute, time.Minute
+		o.LameDuckDuration, o.LameDuckGracePeriod = time.Minute+time.Second, time.Minute // grace strictly lower, as nats-server
 	})
 	ldm := srvs[0]
 	urls := func() []string {
@@ -465,7 +465,7 @@ func TestRouteConnPublishRefusesForgery(t *testing.T) {
 // every INFO that has it.
 func TestLameDuckToldOnce(t *testing.T) {
 	srvs := startMesh(t, 2, func(_ int, o *Options) {
-		o.LameDuckDuration, o.LameDuckGracePeriod = time.Minute, time.Minute
+		o.LameDuckDuration, o.LameDuckGracePeriod = time.Minute+time.Second, time.Minute // grace strictly lower, as nats-server
 	})
 	ldm := srvs[0]
 	nc, err := net.Dial("tcp", ldm.Addr().String())

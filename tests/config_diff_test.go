@@ -132,14 +132,6 @@ var allowedDiffs = []struct {
 	{"System_account", "Starling's keys are case-insensitive (documented); nats-server applies a " +
 		"capitalised System_account nowhere, so it takes an undefined account there",
 		func(ok bool, n, s string) bool { return ok && strings.Contains(s, `System_account: "`) }},
-	{"lame duck minimum", "Starling allows a lame_duck_duration under nats-server's 30 s minimum (it only needs " +
-		"to exceed the grace period); shorter drains are useful in tests and small deployments",
-		func(ok bool, n, s string) bool { return !ok && strings.Contains(n, "minimum is 30 seconds") }},
-	{"lame duck order", "Starling refuses a grace period longer than lame_duck_duration, which nats-server " +
-		"takes (its lame duck mode then closes nobody gradually)",
-		func(ok bool, n, s string) bool {
-			return ok && (strings.Contains(s, "exceeds lame_duck_duration") || strings.Contains(s, "is less than lame_duck_grace_period"))
-		}},
 }
 
 // genConfig writes the configuration of a seed into dir (main file and maybe an include)

@@ -76,6 +76,10 @@ func (r *fileReader) listenKey(s *settings, key, path string, e *conf.Entry) boo
 	return true
 }
 
+// minLameDuckDuration is nats-server's minimum for the lame_duck_duration key (its
+// opts.go refuses a shorter one); the Go API and Starling's flag take shorter drains.
+const minLameDuckDuration = 30 * time.Second
+
 // limitKey reads a top-level key of the client limits, pings and lame duck mode, reporting
 // whether key is one.
 func (r *fileReader) limitKey(s *settings, key, path string, e *conf.Entry) bool {
@@ -104,7 +108,12 @@ func (r *fileReader) limitKey(s *settings, key, path string, e *conf.Entry) bool
 		o.WriteDeadline, _ = r.seconds(e, path)
 	case "lame_duck_duration":
 		s.limitAt[key] = fileOrigin(e.KeyPos, path)
-		o.LameDuckDuration, _ = r.duration(e, path)
+		if d, ok := r.duration(e, path); ok && d < minLameDuckDuration {
+			// As nats-server's config parser (opts.go): the key, not the Go API, has a minimum.
+			r.p.at(e.KeyPos, path, "invalid lame_duck_duration of %v, minimum is 30 seconds", d)
+		} else {
+			o.LameDuckDuration = d
+		}
 	case "lame_duck_grace_period":
 		s.limitAt[key] = fileOrigin(e.KeyPos, path)
 		o.LameDuckGracePeriod, _ = r.duration(e, path)

@@ -104,8 +104,16 @@ func TestConfigErrors(t *testing.T) {
 			[]string{`1:1: max_payload: 104857600 exceeds max_pending (67108864)`}},
 		{"max_pending under the default max_payload", "max_pending: 1000\n",
 			[]string{`1:1: max_pending: 1000 is less than max_payload (1048576)`}},
-		{"lame duck grace over its duration", "lame_duck_duration: 5s\nlame_duck_grace_period: 10s\n",
-			[]string{`2:1: lame_duck_grace_period: 10s exceeds lame_duck_duration (5s)`}},
+		// As nats-server: lame_duck_duration in a file is at least 30 s (opts.go), and the grace
+		// period is strictly lower than the duration (validateOptions).
+		{"lame duck grace over its duration", "lame_duck_duration: 40s\nlame_duck_grace_period: 50s\n",
+			[]string{`2:1: lame_duck_grace_period: 50s is not less than lame_duck_duration (40s)`}},
+		{"lame duck grace equal to its duration", "lame_duck_duration: \"30s\"\nlame_duck_grace_period: \"30s\"\n",
+			[]string{`2:1: lame_duck_grace_period: 30s is not less than lame_duck_duration (30s)`}},
+		{"lame duck duration under 30s", "lame_duck_duration: \"10s\"\n",
+			[]string{`1:1: lame_duck_duration: invalid lame_duck_duration of 10s, minimum is 30 seconds`}},
+		{"lame duck duration zero", "lame_duck_duration: 0s\n",
+			[]string{`1:1: lame_duck_duration: invalid lame_duck_duration of 0s, minimum is 30 seconds`}},
 		{"https without tls", "https: 8443",
 			[]string{`1:1: https: HTTPS monitoring needs a tls block`}},
 		{"reserved block type", "cluster {\n  name: c1\n  port: \"six\"\n  pool_size: 3\n}\nstreaming {\n  store: paper\n  store_limits { max_age: soon }\n}\n",
@@ -300,7 +308,7 @@ tls { cert_file: "/nonexistent/c.pem", key_file: "/nonexistent/k.pem" }
 		t.Errorf("got %v", err)
 	}
 	err = m.ParseFlags([]string{"--lame_duck_grace_period", "3m"})
-	if err == nil || !strings.Contains(err.Error(), "flag --lame_duck_grace_period: 3m0s exceeds lame_duck_duration (2m0s)") {
+	if err == nil || !strings.Contains(err.Error(), "flag --lame_duck_grace_period: 3m0s is not less than lame_duck_duration (2m0s)") {
 		t.Errorf("got %v", err)
 	}
 	// The flag given wins over the file: the problem names it, not the file's key.

@@ -198,8 +198,8 @@ func (s *settings) build(p *problems) {
 }
 
 // checkLimits reports, where they were written, the settings that core would refuse
-// together (max_payload over max_pending, a lame duck grace period longer than the lame
-// duck duration); true if there was one. The one written is blamed; with both written, the
+// together (max_payload over max_pending, a lame duck grace period not shorter than the
+// lame duck duration); true if there was one. The one written is blamed; with both written, the
 // first named in the message.
 func (s *settings) checkLimits(p *problems) bool {
 	o := &s.core
@@ -214,12 +214,12 @@ func (s *settings) checkLimits(p *problems) bool {
 			p.add(s.limitAt["max_payload"].errorf("%d exceeds max_pending (%d)", payload, pending))
 		}
 	}
-	if grace > duration {
+	if grace >= duration { // as nats-server: the grace period must be strictly lower
 		bad = true
 		if at, ok := s.limitAt["lame_duck_duration"]; ok && s.limitAt["lame_duck_grace_period"] == (origin{}) {
-			p.add(at.errorf("%v is less than lame_duck_grace_period (%v)", duration, grace))
+			p.add(at.errorf("%v is not greater than lame_duck_grace_period (%v)", duration, grace))
 		} else {
-			p.add(s.limitAt["lame_duck_grace_period"].errorf("%v exceeds lame_duck_duration (%v)", grace, duration))
+			p.add(s.limitAt["lame_duck_grace_period"].errorf("%v is not less than lame_duck_duration (%v)", grace, duration))
 		}
 	}
 	return bad
