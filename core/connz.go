@@ -139,7 +139,7 @@ func (c *client) connInfo(o ConnzOptions, now time.Time) *ConnInfo {
 }
 
 // interestedIn reports whether one of c's subscriptions matches a subject that filter
-// matches (/connz's filter_subject).
+// matches (the filter_subject of a CONNZ system request; /connz has none, as in nats-server).
 func (c *client) interestedIn(filter string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -1,10 +1,12 @@
 package tests
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -466,23 +468,50 @@ func TestSubszAccountStats(t *testing.T) {
 	}
 }
 
-// /connz?acc=NAME&filter_subject=S lists the account's connections with interest in S, as
-// nats-server does; without acc it is refused.
+// filter_subject is not an HTTP parameter of /connz: nats-server's HandleConnz never reads
+// it (server/monitor.go:748-791), so /connz?filter_subject=S lists every connection (of the
+// account with acc=NAME), subs=1 and subs=detail included, and needs no acc. It is a field
+// of the CONNZ system request's options (ConnzOptions.FilterSubject, monitor.go:98-99), where
+// it selects the account's connections with interest in S.
 func TestConnzFilterSubject(t *testing.T) {
-	m := startAccounts(t, accountsConf)
+	m := startAccounts(t, sysConf)
 	in := connect(t, m, nats.UserInfo("a", "a"), nats.Name("in"))
 	out := connect(t, m, nats.UserInfo("a", "a"), nats.Name("out"))
+	other := connect(t, m, nats.UserInfo("b", "b"), nats.Name("b-in"))
 	chanSub(t, in, "orders.new")
 	chanSub(t, out, "other")
-	var cz struct {
+	chanSub(t, other, "orders.x")
+	type connz struct {
 		Conns []struct {
 			Name string `json:"name"`
 		} `json:"connections"`
 	}
-	if code := getJSON(t, m, "/connz?acc=A&filter_subject=orders.*", &cz); code != 200 || len(cz.Conns) != 1 || cz.Conns[0].Name != "in" {
-		t.Fatalf("filter_subject=orders.*: %d %+v", code, cz.Conns)
+	names := func(cz connz) string {
+		var n []string
+		for _, c := range cz.Conns {
+			if c.Name != "" {
+				n = append(n, c.Name)
+			}
+		}
+		sort.Strings(n)
+		return strings.Join(n, ",")
 	}
-	if code := getJSON(t, m, "/connz?filter_subject=orders.*", nil); code != 400 {
-		t.Fatalf("filter_subject without acc: %d", code)
+	for q, want := range map[string]string{
+		"acc=A&filter_subject=orders.*":             "in,out",
+		"acc=A&filter_subject=orders.*&subs=1":      "in,out",
+		"acc=A&filter_subject=orders.*&subs=detail": "in,out",
+		"filter_subject=orders.*":                   "b-in,in,out",
+		"filter_subject=orders.*&subs=detail":       "b-in,in,out",
+	} {
+		var cz connz
+		if code := getJSON(t, m, "/connz?"+q, &cz); code != 200 || names(cz) != want {
+			t.Errorf("/connz?%s: %d %q, want 200 %q", q, code, names(cz), want)
+		}
+	}
+	sys := connect(t, m, nats.UserInfo("sys", "sys"))
+	var cz connz
+	must(t, json.Unmarshal(sysRequest(t, sys, "$SYS.REQ.ACCOUNT.A.CONNZ", `{"filter_subject":"orders.*"}`).Data, &cz))
+	if names(cz) != "in" {
+		t.Fatalf("CONNZ of A with filter_subject orders.*: %q", names(cz))
 	}
 }

@@ -264,8 +264,9 @@ func (m *Monitor) HandleVarz(w http.ResponseWriter, r *http.Request) {
 // HandleConnz serves /connz.
 func (m *Monitor) HandleConnz(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	o := core.ConnzOptions{Sort: q.Get("sort"), State: q.Get("state"), Account: q.Get("acc"), User: q.Get("user"),
-		Filter: q.Get("filter_subject")}
+	// No filter_subject: nats-server's HandleConnz does not read it (it is a field of the
+	// CONNZ system request only), so /connz?filter_subject=S lists every connection.
+	o := core.ConnzOptions{Sort: q.Get("sort"), State: q.Get("state"), Account: q.Get("acc"), User: q.Get("user")}
 	p := params{r: r}
 	if strings.EqualFold(q.Get("subs"), "detail") { // any case, as nats-server
 		o.SubsDetail = true
