@@ -30,7 +30,8 @@
 //   - $NAME: the value of the nearest earlier key NAME in this or an enclosing
 //     map, else the environment variable NAME, else an error. As in nats-server, the
 //     variable's text is read as a value: A=4222 is an integer, A='"x y"' the string x y,
-//     A='[a, b]' a list, A='$B' the variable B (a cycle is an error), A='a b' an error. Inside quotes '$' is literal, so a bcrypt hash ($2a$11$...) must be quoted.
+//     A='[a, b]' a list, A='$B' the variable B (a cycle is an error), A='a b' an error. Inside quotes '$' is literal. As in nats-server, a bare
+//     $2a$... is a bcrypt hash, not a variable; $2b$, $2x$ and $2y$ hashes must be quoted.
 //     ${NAME} is an error, as in nats-server (which looks for a variable named "{NAME").
 //
 // One spelling is ambiguous: a bare 2m is the size 2000000, as nats-server reads it, and

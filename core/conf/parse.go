@@ -345,6 +345,13 @@ func (p *parser) variable(s *scanner, scopes []*Map, pos Pos, depth int) *Value 
 		p.errorf(pos, ErrSyntax, "missing variable name after '$'")
 		return nil
 	}
+	if strings.HasPrefix(name, "2a$") {
+		// As nats-server (conf/parse.go, lookupVariable and bcryptPrefix): a bare $2a$...
+		// is a bcrypt hash, taken as written before any variable or environment lookup.
+		// Only $2a$: $2b$, $2x$ and $2y$ are variable references there too.
+		raw := "$" + name
+		return &Value{Kind: KindString, Pos: pos, Str: raw, Raw: raw}
+	}
 	for i := len(scopes) - 1; i >= 0; i-- {
 		if e, ok := scopes[i].Entries[name]; ok {
 			e.Referenced = true
@@ -362,7 +369,7 @@ func (p *parser) variable(s *scanner, scopes []*Map, pos Pos, depth int) *Value 
 	}
 	hint := ""
 	if len(name) > 3 && name[0] == '2' && name[2] == '$' {
-		hint = " (a bcrypt hash must be quoted)"
+		hint = " (a bcrypt hash other than $2a$ must be quoted)"
 	}
 	p.keyErrorf(pos, ErrUndefined, "undefined variable %q%s", name, hint)
 	return nil

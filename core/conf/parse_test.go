@@ -37,6 +37,11 @@ func TestParseConstructs(t *testing.T) {
 		{"unicode escape", `a: "\u00e9\x41"`, `{a="éA"}`},
 		{"single-quoted raw", `a: 'c:\temp\n'`, `{a="c:\\temp\\n"}`},
 		{"quoted keeps dollar", `a: "$2a$11$abc"`, `{a="$2a$11$abc"}`},
+		// As nats-server: a bare $2a$ word is a bcrypt hash, not a variable, even where a
+		// variable of that name could be looked up.
+		{"bare 2a bcrypt hash", "a: $2a$11$UHR7lIUuPz6wgyx9ngBvQOHvFu8g./SXLH//I4sBvyAKg5vPMWWBu\nb: 2",
+			`{a="$2a$11$UHR7lIUuPz6wgyx9ngBvQOHvFu8g./SXLH//I4sBvyAKg5vPMWWBu", b=i:2}`},
+		{"bare 2a bcrypt hash in a map", "m { u: a, p: $2a$10$x }", `{m={u="a", p="$2a$10$x"}}`},
 		{"quoted keeps hash", `a: "x # y"`, `{a="x # y"}`},
 		{"empty string", `a: ""`, `{a=""}`},
 		{"block string", "a: (\nline one\n  line two\n)\nb: 1", `{a="line one\n  line two", b=i:1}`},
