@@ -11,7 +11,7 @@ var ErrAuthorization = errors.New("authorization violation")
 
 // ErrInvalidOptions is wrapped by the errors New returns for a configuration
 // that cannot work: unknown or duplicate users, bad nkeys, conflicting
-// mechanisms, malformed bcrypt hashes. Each error names the user at fault.
+// mechanisms. Each error names the user at fault.
 var ErrInvalidOptions = errors.New("auth: invalid options")
 
 // ErrInvalidPermission is wrapped by the errors Compile (and New, for each

@@ -102,14 +102,27 @@ func isBcrypt(s string) bool {
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
+// newSecret never fails: a malformed bcrypt hash is kept as a hash that no password
+// matches (bcrypt refuses it at once), as nats-server keeps it (see MalformedBcrypt).
 func newSecret(s string) (secret, error) {
 	if isBcrypt(s) {
-		if _, err := bcrypt.Cost([]byte(s)); err != nil {
-			return secret{}, fmt.Errorf("malformed bcrypt hash: %v", err)
-		}
 		return secret{bcrypt: []byte(s)}, nil
 	}
 	return secret{digest: sha256.Sum256([]byte(s))}, nil
+}
+
+// MalformedBcrypt reports why s, which looks like a bcrypt hash (^\$2[abxy]\$\d{2}\$),
+// is not a valid one, or nil (for a valid hash or a plain secret). As in nats-server, such
+// a password or token is no error: no password matches it, so its user cannot log in (a
+// way to lock a user); the configuration reader warns.
+func MalformedBcrypt(s string) error {
+	if !isBcrypt(s) {
+		return nil
+	}
+	if _, err := bcrypt.Cost([]byte(s)); err != nil {
+		return err
+	}
+	return nil
 }
 
 // match reports whether the client's plain text p is the secret. With bcrypt
@@ -150,8 +163,8 @@ type Authenticator struct {
 // New validates o and builds an Authenticator. All problems are reported at
 // once (errors.Join), each wrapping ErrInvalidOptions or ErrInvalidPermission
 // and naming the user at fault: conflicting mechanisms, users with neither or
-// both of a name and an nkey, duplicate names or nkeys, invalid nkeys,
-// malformed bcrypt hashes, an unknown NoAuthUser, invalid permission subjects.
+// both of a name and an nkey, duplicate names or nkeys, invalid nkeys, an
+// unknown NoAuthUser, invalid permission subjects.
 // New logs nothing; see PlainPasswords.
 func New(o Options) (*Authenticator, error) {
 	a := &Authenticator{nonce: o.AlwaysEnableNonce, verify: newVerifier(o.BcryptConcurrency)}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/starling-io/starling/core"
+	"github.com/starling-io/starling/core/auth"
 	"github.com/starling-io/starling/core/conf"
 )
 
@@ -39,6 +40,7 @@ func readFile(s *settings, m *conf.Map, p *problems) {
 			r.unknown(e, path)
 		}
 	})
+	s.fileWarnings = r.warnings
 }
 
 // listenKey reads a top-level key of where the server listens and what it is called,
@@ -203,7 +205,31 @@ func orString(s, otherwise string) string {
 // ~40) are the typed getters and one reader per block or group of keys: they share p and
 // the file's position for every error, and hold no other state.
 type fileReader struct {
-	p *problems
+	p        *problems
+	warnings []ignoredKey // taken, but logged at start with their file:line:col
+}
+
+// secret reads a user's password: a malformed bcrypt hash is taken, as nats-server takes
+// it, with a warning naming its file:line:col (the single user's password and the token,
+// which a flag may set instead, are checked in build).
+func (r *fileReader) secret(e *conf.Entry, path, who string) (string, bool) {
+	v, ok := r.str(e, path)
+	if ok {
+		if w, bad := malformedHash(v, fileOrigin(e.KeyPos, path), who); bad {
+			r.warnings = append(r.warnings, w)
+		}
+	}
+	return v, ok
+}
+
+// malformedHash returns the warning for a password or token v, written at at, that looks
+// like a bcrypt hash but is not one: nothing matches it (who says what that locks out).
+func malformedHash(v string, at origin, who string) (ignoredKey, bool) {
+	err := auth.MalformedBcrypt(v)
+	if err == nil {
+		return ignoredKey{}, false
+	}
+	return ignoredKey{at, fmt.Sprintf("is a malformed bcrypt hash (%v): nothing matches it, so %s (as in nats-server)", err, who)}, true
 }
 
 // each calls fn for every entry of m in file order, with the key lower-cased (nats-server

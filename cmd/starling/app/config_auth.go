@@ -27,7 +27,7 @@ func (r *fileReader) authorization(s *settings, e *conf.Entry, path string) {
 			a.user, _ = r.str(e, kpath)
 			a.userAt = fileOrigin(e.KeyPos, kpath)
 		case "pass", "password":
-			a.pass, _ = r.str(e, kpath)
+			a.pass, _ = r.str(e, kpath) // a malformed bcrypt hash: warned of in build
 			a.passAt = fileOrigin(e.KeyPos, kpath)
 		case "token":
 			a.token, _ = r.str(e, kpath)
@@ -70,7 +70,7 @@ func (r *fileReader) users(e *conf.Entry, path string, perms map[*conf.Map]*auth
 			case "user", "username":
 				u.user.Username, ok = r.str(e, kpath)
 			case "pass", "password":
-				u.user.Password, ok = r.str(e, kpath)
+				u.user.Password, ok = r.secret(e, kpath, "its user cannot log in")
 				u.hasPass = true
 			case "nkey":
 				u.user.Nkey, ok = r.str(e, kpath)

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
@@ -72,7 +73,8 @@ type settings struct {
 	clusterUnused []ignoredKey
 	clusterFlags  clusterFlags
 
-	warnings []string // built: logged at start (and by -t); the streaming layer has its own
+	warnings     []string     // built: logged at start (and by -t); the streaming layer has its own
+	fileWarnings []ignoredKey // the file's keys taken with a warning (a malformed bcrypt hash)
 
 	plain []string // users with plain-text passwords, "token" for a plain token (built)
 }
@@ -167,7 +169,14 @@ func (s *settings) build(p *problems) {
 	if s.configEmpty {
 		s.warnings = append(s.warnings, s.configFile+": the configuration has no values or is empty")
 	}
-	for _, k := range s.clusterUnused {
+	warned := slices.Concat(s.clusterUnused, s.fileWarnings)
+	if w, bad := malformedHash(s.auth.pass, s.auth.passAt, "its user cannot log in"); bad {
+		warned = append(warned, w)
+	}
+	if w, bad := malformedHash(s.auth.token, s.auth.tokenAt, "no client can log in with the token"); bad {
+		warned = append(warned, w)
+	}
+	for _, k := range warned {
 		s.warnings = append(s.warnings, k.at.String()+" "+k.why)
 	}
 	// The file's port is range-checked where it is read; one out of range here is the
