@@ -62,7 +62,7 @@ bench:
 # fails. Deterministic, unlike a
 # rate: a regression check CI can run. Each entry: package:benchmarks:count.
 ALLOC_GATE = \
-  './core/:Deliver|RouteForward|PubSubSocket|PubOnlySocket|ConnPublish|InProcessHandler:20000' \
+  './core/:Deliver|RouteForward|PubSubSocket|PubOnlySocket|ConnPublish|InProcessHandler|ClientMatch:20000' \
   './streaming/:PublishDeliver|ReplaySend|FetchTake:20000' \
   './raftlog/:LocalPropose:20000' \
   './raftlog/seglog/:StoreLogs:20000' \

@@ -108,7 +108,7 @@ func (c *client) bindAccount() bool {
 	}
 	if acc != c.acc {
 		c.acc = acc
-		c.l1, c.l1gen = nil, 0 // the cache belonged to the other index
+		c.resetL1(0) // the cache belonged to the other index
 	}
 	return true
 }

@@ -39,6 +39,13 @@ const (
 	l1Max = 128
 )
 
+// l1Entry is an L1 match cache entry: the result, and the key it is stored under (so that
+// client.l1last can hold it without copying the subject).
+type l1Entry struct {
+	subj string
+	r    *subject.Result[*subscription]
+}
+
 // connectOpts holds what the client said in CONNECT (defaults per the spec: verbose,
 // pedantic and echo on when absent).
 type connectOpts struct {
@@ -78,8 +85,9 @@ type client struct {
 	// Owned by the read goroutine.
 	parser    *wire.Parser
 	prod      producer
-	l1        map[string]*subject.Result[*subscription]
-	l1gen     uint64
+	l1        map[string]l1Entry
+	l1gen     uint64   // the index generation the L1 entries were matched in
+	l1last    l1Entry  // the subject matched last, an entry of l1 (its key: no copy); r nil: none
 	gotPing   bool     // first PING after a CONNECT answered (connect_info INFO sent), once per connection
 	optsSeen  *Options // the options the parser limits were taken from
 	inBatch   inBatch

@@ -169,24 +169,48 @@ func (p *producer) waitStall(ch chan struct{}) {
 }
 
 // match looks the subject up in the per-client L1 cache (no lock), falling back to the
-// shared index. The L1 is dropped whenever the index generation moves.
+// shared index. The L1 is dropped whenever the index generation moves; the generation is
+// read before the index is matched, so an entry is never older than the generation it is
+// kept under. The subject matched last is answered by one comparison, before any hashing:
+// a publisher usually repeats its subject, and the map lookup (hash and compare) was ~17 %
+// of a pub-only server's CPU samples (`nats bench pub`, 16 B). It is an L1 entry like the
+// others (l1last holds the map's key: no copy), under the same generation check, and is
+// forgotten with the rest of the L1 (resetL1).
 func (c *client) match(subj []byte) *subject.Result[*subscription] {
+	if e := &c.l1last; string(subj) == e.subj && e.r != nil && c.acc.subs.Generation() == c.l1gen {
+		return e.r
+	}
+	return c.matchL1(subj)
+}
+
+// matchL1 is match for a subject other than the last one, or after the index changed.
+func (c *client) matchL1(subj []byte) *subject.Result[*subscription] {
 	idx := c.acc.subs
 	if g := idx.Generation(); g != c.l1gen {
-		clear(c.l1)
-		c.l1gen = g
+		c.resetL1(g)
 	}
-	if r, ok := c.l1[string(subj)]; ok {
-		return r
+	if e, ok := c.l1[string(subj)]; ok {
+		c.l1last = e
+		return e.r
 	}
 	r := idx.Match(subj)
 	if c.l1 == nil {
-		c.l1 = make(map[string]*subject.Result[*subscription], l1Max)
+		c.l1 = make(map[string]l1Entry, l1Max)
 	}
 	if len(c.l1) < l1Max {
-		c.l1[string(subj)] = r
+		e := l1Entry{subj: string(subj), r: r}
+		c.l1[e.subj] = e
+		c.l1last = e
 	}
 	return r
+}
+
+// resetL1 empties the L1 cache, the last subject included, for generation g of the index
+// (0 for another account's index: bindAccount).
+func (c *client) resetL1(g uint64) {
+	clear(c.l1)
+	c.l1gen = g
+	c.l1last = l1Entry{}
 }
 
 // route delivers one message, published in account acc, to every plain match and to one
