@@ -76,6 +76,8 @@ type client struct {
 	cid  uint64
 	nc   net.Conn        // nil for kindInternal
 	raw  syscall.RawConn // for non-blocking in-place writes; nil when not a plain TCP socket
+	rin  rawOp           // the read goroutine's raw reads (readInput)
+	rout rawOp           // in-place writes (writeInPlace), by whoever holds c.out.flushing
 	ip   string
 	port int
 	log  *slog.Logger
@@ -211,6 +213,7 @@ func (s *Server) newSocketClient(kind clientKind, nc net.Conn) *client {
 	}
 	if tc, ok := nc.(*net.TCPConn); ok {
 		c.raw, _ = tc.SyscallConn()
+		c.initRaw()
 	}
 	if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
 		c.ip, c.port = a.IP.String(), a.Port
@@ -308,8 +311,9 @@ func (c *client) readLoop() {
 	defer c.srv.wg.Done()
 	buf := make([]byte, minReadBuf)
 	small := 0
+	c.startReads()
 	for {
-		n, err := c.nc.Read(buf)
+		n, err := c.readInput(buf)
 		if n > 0 {
 			now := time.Now().UnixNano()
 			c.lastAct.Store(now)

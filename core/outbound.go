@@ -154,17 +154,7 @@ func (c *client) tryFlushInPlace() {
 	c.out.flushing = true
 	c.mu.Unlock()
 
-	n, err := 0, error(nil)
-	rerr := c.raw.Write(func(fd uintptr) bool {
-		n, err = syscall.Write(int(fd), b)
-		return true // never wait for writability: that is the writer's job
-	})
-	if n < 0 {
-		n = 0
-	}
-	if rerr != nil && err == nil {
-		err = rerr
-	}
+	n, err := c.writeInPlace(b)
 	done := n == len(b)
 
 	c.mu.Lock()

@@ -1,0 +1,108 @@
+package core
+
+import (
+	"io"
+	"net"
+	"syscall"
+	"unsafe"
+)
+
+// rawOp is one non-blocking read or write made through a connection's syscall.RawConn: a
+// raw system call (syscall.RawSyscall), which the runtime does not account as a system call
+// (entersyscall). For a non-blocking socket that is sound — the call never blocks its
+// thread — and it spares the runtime's bookkeeping: coming back from idle, a process's first
+// accounted system call wakes the runtime's monitor thread (sysmon), which then polls every
+// 20 µs until the process is idle again. A synchronous publisher idles the server between
+// its messages, so that was one futex wake-up and a few sleeps of another thread per
+// message, on the core the client needs. fn is bound once (the method value), so a call
+// allocates nothing.
+type rawOp struct {
+	rc    syscall.RawConn // rin: the socket read, nil unless the client reads the socket itself (startReads)
+	b     []byte
+	n     int
+	errno syscall.Errno
+	fn    func(fd uintptr) bool
+}
+
+// rawRead reads into o.b; false (EAGAIN) has the poller wait for input.
+func (o *rawOp) rawRead(fd uintptr) bool {
+	o.n, o.errno = rawSyscallRW(syscall.SYS_READ, fd, o.b)
+	return o.errno != syscall.EAGAIN
+}
+
+// rawWrite writes o.b once and never waits for writability: that is the writer's job.
+func (o *rawOp) rawWrite(fd uintptr) bool {
+	o.n, o.errno = rawSyscallRW(syscall.SYS_WRITE, fd, o.b)
+	return true
+}
+
+// rawSyscallRW makes a read or write system call on b, again when interrupted.
+func rawSyscallRW(trap, fd uintptr, b []byte) (int, syscall.Errno) {
+	if len(b) == 0 {
+		return 0, 0
+	}
+	for {
+		r, _, e := syscall.RawSyscall(trap, fd, uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)))
+		if e == syscall.EINTR {
+			continue
+		}
+		if e != 0 {
+			return 0, e
+		}
+		return int(r), 0
+	}
+}
+
+// initRaw binds the client's raw operations (newSocketClient, with c.raw set).
+func (c *client) initRaw() {
+	c.rin.fn = c.rin.rawRead
+	c.rout.fn = c.rout.rawWrite
+}
+
+// startReads sets up readInput as the read goroutine starts, on the connection's final
+// transport: raw reads only when the client reads the TCP socket itself — not over TLS, nor
+// through a connection that replays bytes peeked before it (upgradeAndRun's prefixConn).
+func (c *client) startReads() {
+	c.rin.rc = nil
+	if _, ok := c.nc.(*net.TCPConn); ok {
+		c.rin.rc = c.raw
+	}
+}
+
+// readInput reads what the client sent into buf: net.Conn.Read, but on a plain TCP socket
+// with a raw read (rawOp) made through the poller, which parks the goroutine on EAGAIN as
+// net.Conn.Read does. Read goroutine only.
+func (c *client) readInput(buf []byte) (int, error) {
+	o := &c.rin
+	if o.rc == nil || len(buf) == 0 {
+		return c.nc.Read(buf)
+	}
+	o.b = buf
+	err := o.rc.Read(o.fn)
+	o.b = nil
+	switch {
+	case err != nil:
+		return 0, err
+	case o.errno != 0:
+		return 0, o.errno
+	case o.n == 0:
+		return 0, io.EOF
+	}
+	return o.n, nil
+}
+
+// writeInPlace makes one non-blocking write of b on the raw socket (tryFlushInPlace, which
+// owns the socket meanwhile: c.out.flushing).
+func (c *client) writeInPlace(b []byte) (int, error) {
+	o := &c.rout
+	o.b = b
+	rerr := c.raw.Write(o.fn)
+	o.b = nil
+	if rerr != nil {
+		return 0, rerr
+	}
+	if o.errno != 0 {
+		return 0, o.errno
+	}
+	return o.n, nil
+}
