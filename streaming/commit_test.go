@@ -287,3 +287,110 @@ func TestPassSyncsChannelsSideBySide(t *testing.T) {
 		t.Fatalf("%d PubAcks, want 4", n)
 	}
 }
+
+// publishGroup publishes n messages (GUIDs from first on) as one batch: one commit group.
+func publishGroup(s *Server, first, n int) {
+	for i := first; i < first+n; i++ {
+		o := op{kind: opPublish, reply: fmt.Sprintf("ack.%d", i),
+			data: marshal(&stanpb.PubMsg{ClientID: "c1", Guid: fmt.Sprint("g", i), Subject: "foo", Data: []byte("x"), ConnID: []byte("conn")})}
+		s.queuePublish(&o)
+	}
+	s.flushPublishes()
+}
+
+// passCount is the number of passes that ran fsyncs.
+func passCount(c *committer) int { return int(c.syncLatency.snapshot().Count) }
+
+// passesRun waits until the committer has run n passes of fsyncs (a wait, not a timed
+// assertion: the test fails only if it never happens).
+func passesRun(t *testing.T, c *committer, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(time.Millisecond) {
+		got := passCount(c)
+		if got >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d passes, want %d", got, n)
+		}
+	}
+}
+
+// A publisher with a window of acks in flight (stan.go's MaxPubAcksInflight) left the
+// pipeline at two passes sharing the window, each covering about half of it. Once the
+// committer has seen the window (a pass of 100 plus 100 queued while it ran), the next pass
+// waits until the queue holds nearly all of it, and then covers it in one commit; an engine
+// that waits for its commits (waitCommits) is never kept waiting.
+func TestPassCoalescesWindow(t *testing.T) {
+	gate := make(chan error)
+	s, bus, _ := newPipelinedEngine(t, gate)
+	entered := make(chan struct{}, 64)
+	s.store.(*splitStore).entered = entered
+	c := s.commit
+	c.waitBound = time.Hour // no deadline: only the window or the engine start a pass
+	passesRun(t, c, 1)      // the setup's publish
+
+	publishGroup(s, 1, 100)
+	<-entered // pass 2 holds the first 100 ...
+	publishGroup(s, 101, 100)
+	gate <- nil // ... while 100 more queued: a window of 200
+	passesRun(t, c, 2)
+	select {
+	case <-entered:
+		t.Fatal("a pass began with 100 of a window of 200 queued")
+	case <-time.After(50 * time.Millisecond):
+	}
+	publishGroup(s, 201, 80) // 180 queued: nearly the window
+	select {
+	case <-entered:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no pass began with 180 of a window of 200 queued")
+	}
+	gate <- nil
+	s.waitCommits(0)
+	if n := passCount(c); n != 3 || bus.count("ack.") != 281 {
+		t.Fatalf("%d passes, %d PubAcks; want 3 passes (the last covering 180), 281 PubAcks", n, bus.count("ack."))
+	}
+
+	// Ten queued of a window of about 180: the engine waiting for its commits starts the pass.
+	publishGroup(s, 281, 10)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.waitCommits(0)
+	}()
+	select {
+	case <-entered:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the engine waited for a pass that waited for more of the window")
+	}
+	gate <- nil
+	<-done
+	if n := passCount(c); n != 4 || bus.count("ack.") != 291 {
+		t.Fatalf("%d passes, %d PubAcks; want 4, 291", n, bus.count("ack."))
+	}
+}
+
+// A lone synchronous publisher (one PubAck in flight) never waits: each publish has a pass
+// of its own at once, however long the coalescing bound.
+func TestLonePublishNotCoalesced(t *testing.T) {
+	gate := make(chan error)
+	s, bus, _ := newPipelinedEngine(t, gate)
+	entered := make(chan struct{}, 64)
+	s.store.(*splitStore).entered = entered
+	s.commit.waitBound = time.Hour
+	for i := 1; i <= 3; i++ {
+		publish(s, i)
+		select {
+		case <-entered:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("publish %d: no pass began", i)
+		}
+		gate <- nil
+		passesRun(t, s.commit, i+1)
+		s.completeCommits()
+		if bus.count("ack.") != i+1 {
+			t.Fatalf("publish %d: %d PubAcks", i, bus.count("ack."))
+		}
+	}
+}

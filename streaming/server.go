@@ -261,6 +261,7 @@ func New(bus Bus, store stores.Store, newLog LogFactory, opts Options) (*Server,
 	s.rlog = rlog
 	_, standalone := rlog.(*raftlog.Local)
 	s.replicated = !standalone
+	s.commit.coalesceOff = s.replicated // groups wait for the log's commit: no added wait
 	s.sm.setReplicated(s.replicated)
 	s.leader = rlog.IsLeader() // later changes arrive as opLeadership
 	return s, nil
