@@ -39,8 +39,9 @@ import (
 // ran) and, once that is at least coalesceMin, starts a pass only when the queue holds
 // nearly all of it, or when waiting has lasted coalescePasses pass durations since the
 // previous pass ended (then the estimate is dropped: it was wrong). A lone synchronous
-// publisher (a window of 1), a replicated group and an engine waiting for the committer
-// never wait.
+// publisher (a window of 1), a replicated server and an engine waiting for the committer
+// never wait; nor does a store that does not ask for it (stores.CommitCoalescer: bolt
+// does, the file store, whose commit is one fdatasync, does not).
 
 // maxUncommitted, maxUncommittedBytes and maxUncommittedGroups bound what the pipeline
 // holds in flight.
@@ -157,7 +158,7 @@ type committer struct {
 	lastBegan   time.Time
 	lastDur     time.Duration
 	hurry       atomic.Bool   // the engine waits for completions (waitCommits)
-	coalesceOff bool          // replicated: set before the engine starts
+	coalesceOff bool          // replicated, or the store did not ask (New, before the engine starts)
 	timer       *time.Timer   // committer goroutine: coalesce's deadline
 	waitBound   time.Duration // tests: the wait's bound instead of coalescePasses passes
 

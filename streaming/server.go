@@ -261,7 +261,10 @@ func New(bus Bus, store stores.Store, newLog LogFactory, opts Options) (*Server,
 	s.rlog = rlog
 	_, standalone := rlog.(*raftlog.Local)
 	s.replicated = !standalone
-	s.commit.coalesceOff = s.replicated // groups wait for the log's commit: no added wait
+	// Replicated, groups wait for the log's commit: no added wait. Standalone, only a store
+	// whose commits are costly asks for it.
+	cc, ok := store.(stores.CommitCoalescer)
+	s.commit.coalesceOff = s.replicated || !ok || !cc.CoalesceCommits()
 	s.sm.setReplicated(s.replicated)
 	s.leader = rlog.IsLeader() // later changes arrive as opLeadership
 	return s, nil
