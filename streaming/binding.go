@@ -256,6 +256,11 @@ func (s *Server) refuseHeld(dc *dupCheck, why string) {
 		case opClose:
 			s.log.Info("close refused", "client_id", dc.clientID, "cause", why)
 			s.reply(o.reply, &stanpb.CloseResponse{Error: errUnknownClient})
+		case opAck:
+			// No reply carries it: the (rate-limited) line is all that is left of it.
+			if sub := s.byAckID[o.ack]; sub != nil {
+				s.refusedLog(&s.ackLog, "ack refused", "client_id", dc.clientID, "channel", sub.ch.name, "cause", why)
+			}
 		}
 	}
 }

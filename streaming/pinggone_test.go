@@ -122,3 +122,54 @@ func TestPingFromAThirdConnectionDuringABindCheck(t *testing.T) {
 		t.Fatalf("client after the ping: %+v, want it still bound to connection 1", c)
 	}
 }
+
+// An ack from a second live connection of the subscriber's user is held while a liveness
+// check decides whether the client moved there. If it moved, the ack is applied; if the
+// check keeps the client on its old connection, the ack is refused with an "ack refused"
+// line naming the cause, as any other refused ack. Before, refuseHeld skipped acks: the
+// refused ack left no trace at all (before 7c0d60d the hold itself logged "ack refused").
+func TestHeldAckAfterALivenessCheck(t *testing.T) {
+	for _, moved := range []bool{true, false} {
+		bus := &dataBus{}
+		s := newEngineOn(t, bus)
+		var logs bytes.Buffer
+		s.log = slog.New(slog.NewTextHandler(&logs, nil))
+		s.step(connectReq("c1", "hb.c1", 1, "r"))
+		s.step(subscribeReq("c1", "foo", "", "in.c1", 1, "r.sub"))
+		s.step(publishReq("c1", "foo", "g1", 1, "r.pub"))
+		var sub *subState
+		for sb := range s.clients["c1"].subs {
+			sub = sb
+		}
+		if sub == nil || !sub.pending.Has(1) {
+			t.Fatalf("message 1 not pending on the subscription")
+		}
+		s.step(op{kind: opAck, ack: sub.ack, seq: 1, from: 3}) // connection 3 is open too: a check
+		if len(s.checks) != 1 || !sub.pending.Has(1) {
+			t.Fatalf("moved=%v: %d checks, pending %v; want the ack held for one check", moved, len(s.checks), sub.pending.Has(1))
+		}
+		var token string
+		for tk := range s.checks {
+			token = tk
+		}
+		answer := uint64(1) // the bound connection answers: the client did not move
+		if moved {
+			answer = 3
+		}
+		s.step(op{kind: opCheckReply, token: token, from: answer})
+		s.step(op{kind: opCheckTimeout, token: token, seq: checkTimer})
+		refused := strings.Contains(logs.String(), `msg="ack refused"`)
+		if moved {
+			if sub.pending.Has(1) || refused {
+				t.Errorf("moved: pending %v, refusal logged %v; want the ack applied\n%s", sub.pending.Has(1), refused, logs.String())
+			}
+			continue
+		}
+		if !sub.pending.Has(1) {
+			t.Errorf("not moved: the held ack was applied")
+		}
+		if !refused || !strings.Contains(logs.String(), `cause="not from the client's connection (its own answered the liveness check)"`) {
+			t.Errorf("not moved: the refused ack was not logged with its cause:\n%s", logs.String())
+		}
+	}
+}
