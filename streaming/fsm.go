@@ -256,8 +256,9 @@ func (m *stateMachine) applyOne(v any) any {
 			// trim those later messages by the limits of its time, lower perhaps than those
 			// they were appended under (TestReplayExpiryUnderRaisedLimits). A replica that
 			// applies it in turn never holds more than its proposer assigned. An engine
-			// that waits for the result (its view behind the store) still needs the next
-			// deadline: it finds it (expired), as a skipped pass computes none.
+			// that waits for the result has a view behind the store: it resyncs it and
+			// finds the next deadline itself (limits.go, expired), as a skipped pass
+			// computes none.
 			return expireResult{skipped: true}
 		}
 		removed, next := ch.Msgs.Expire(c.now)

@@ -2,6 +2,7 @@ package streaming
 
 import (
 	"context"
+	"log/slog"
 	"time"
 
 	"github.com/starling-io/starling/raftlog"
@@ -45,14 +46,16 @@ func (s *Server) processExpire(ch *channel) {
 	if ch.deleted {
 		return
 	}
-	s.proposeThen(&cmdExpire{chanRef: refOf(ch), now: s.clock.chanNow(&ch.clock), last: ch.assigned}, func(v any, err error) {
-		s.expired(ch, v, err)
+	last := ch.assigned
+	s.proposeThen(&cmdExpire{chanRef: refOf(ch), now: s.clock.chanNow(&ch.clock), last: last}, func(v any, err error) {
+		s.expired(ch, last, v, err)
 	})
 }
 
-// expired handles the outcome of an expiry pass of ch: it re-arms the age timer for the
-// next message to expire, or for a retry if the pass failed.
-func (s *Server) expired(ch *channel, v any, err error) {
+// expired handles the outcome of an expiry pass of ch proposed with last (its view of the
+// channel's last sequence then): it re-arms the age timer for the next message to expire,
+// or for a retry if the pass failed or was skipped.
+func (s *Server) expired(ch *channel, last uint64, v any, err error) {
 	if err != nil {
 		s.log.Error("expiring messages failed", "channel", ch.name, "err", err)
 		if !ch.deleted { // else nothing but the next publish would try again
@@ -62,7 +65,11 @@ func (s *Server) expired(ch *channel, v any, err error) {
 	}
 	r, _ := v.(expireResult)
 	if r.skipped {
-		r.next = s.oldestExpiry(ch)
+		if !ch.deleted {
+			s.viewBehind(ch, last)
+			s.armExpire(ch, s.afterSkip(ch))
+		}
+		return
 	}
 	if r.removed > 0 {
 		s.log.Debug("expired messages", "channel", ch.name, "removed", r.removed)
@@ -72,17 +79,46 @@ func (s *Server) expired(ch *channel, v any, err error) {
 	}
 }
 
-// oldestExpiry is when ch's oldest message reaches MaxAge (0: never), for a pass that was
-// skipped and so computed no deadline; a message it cannot read is tried limitRetryWait
-// later. Never sooner than that either: a skipped pass removed nothing, so for a message
-// due already the next pass — skipped likewise while the store holds more than this
-// engine assigned — would follow at once, again and again.
-func (s *Server) oldestExpiry(ch *channel) int64 {
+// viewBehind handles a pass of ch that Apply skipped (fsm.go) although this engine
+// proposed it: the store holds a message past the pass's last sequence, so the engine's
+// view of the channel (ch.assigned) is behind its store — a publish whose proposal failed
+// (a timeout) but that was applied after heal had set the view from the store. Every later
+// pass would be skipped likewise, and MaxAge (or a lowered MaxMsgs or MaxBytes) never
+// enforced, until the channel's next publish failed and healed it. The view is set from the
+// store as heal sets it, at once if nothing of the channel can be in flight (no proposal
+// since the pass, no commit group in flight); else the channel is marked broken and heal,
+// which first waits for what is in flight, does it.
+func (s *Server) viewBehind(ch *channel, last uint64) {
+	storeLast := ch.store.Msgs.State().Last
+	s.rateLogged(&s.viewLog, slog.LevelWarn, "channel view behind its store: an expiry pass was skipped; resyncing the view from the store",
+		"skipped_since_last_report", "channel", ch.name, "view_last", last, "store_last", storeLast)
+	switch {
+	case ch.broken: // heal runs already
+	case ch.assigned == last && s.commit.groups == 0 && s.replicated:
+		ch.assigned = max(ch.assigned, storeLast)
+		ch.synced = min(ch.synced, ch.assigned)
+	default:
+		// Standalone, heal also rolls the store back to what is durable: nothing else may.
+		s.markBroken(ch)
+	}
+}
+
+// afterSkip is when to run again a pass of ch that was skipped (0: no pass due): when its
+// oldest message reaches MaxAge, or — a channel over MaxMsgs or MaxBytes, or a message it
+// cannot read — now; never sooner than limitRetryWait, so that a pass skipped again (its
+// view not yet resynced: heal waits for what is in flight) cannot spin the engine.
+func (s *Server) afterSkip(ch *channel) int64 {
 	st := ch.store.Msgs.State()
-	if st.Msgs == 0 || ch.limits.MaxAge <= 0 {
+	if st.Msgs == 0 {
 		return 0
 	}
 	soonest := s.clock.chanNow(&ch.clock) + int64(limitRetryWait)
+	if ch.limits.Exceeded(st.Msgs, st.Bytes) {
+		return soonest
+	}
+	if ch.limits.MaxAge <= 0 {
+		return 0
+	}
 	var first stores.Msg
 	if err := ch.store.Msgs.Load(st.First, &first); err != nil {
 		return soonest
@@ -148,10 +184,10 @@ func (s *Server) expireNow(chans []*channel) {
 			v = f.ResultAt(i)
 		}
 		if r, ok := v.(error); ok && r != nil {
-			s.expired(ch, nil, r)
+			s.expired(ch, ch.assigned, nil, r)
 			continue
 		}
-		s.expired(ch, v, err)
+		s.expired(ch, ch.assigned, v, err)
 	}
 }
 

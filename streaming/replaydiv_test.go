@@ -2,8 +2,11 @@ package streaming
 
 import (
 	"bytes"
+	"context"
 	"fmt"
+	"log/slog"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -504,5 +507,114 @@ func TestSkippedExpiryKeepsAgeTimer(t *testing.T) {
 	}
 	if c.ageAt != want {
 		t.Fatalf("age timer at %d after a skipped pass, want %d (the oldest message's expiry)", c.ageAt, want)
+	}
+}
+
+// expireCountLog is a Local (the engine then runs as replicated: commands travel encoded)
+// that counts the expiry passes proposed.
+type expireCountLog struct {
+	*raftlog.Local
+	expires int
+}
+
+func (l *expireCountLog) Propose(ctx context.Context, c raftlog.Command) raftlog.Future {
+	if _, ok := c.Value.(*cmdExpire); ok {
+		l.expires++
+	}
+	return l.Local.Propose(ctx, c)
+}
+
+// TestSkippedExpiryResyncsTheView: a pass skipped because the store holds a message past
+// its last sequence — a publish whose proposal failed (a timeout) but that was applied
+// after heal had set the channel's view (ch.assigned) from the store — means the engine's
+// view is behind: it is resynced from the store as heal does, and the next pass, a
+// limitRetryWait later, applies and expires the due messages; then nothing is proposed
+// again. Before (218b733), every pass was skipped, re-armed a second later, forever: one
+// cmdExpire a second on a channel that got no more publishes, and MaxAge never enforced.
+// The same for a trim pass (MaxAge 0, limits lowered under MaxMsgs), which before was not
+// even re-armed.
+func TestSkippedExpiryResyncsTheView(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		maxAge    time.Duration
+		maxMsgs   int
+		wantLeft  uint64
+		wantPass  int
+		stepClock bool
+	}{
+		{name: "MaxAge", maxAge: time.Hour, wantLeft: 0, wantPass: 2, stepClock: true},
+		{name: "MaxMsgs", maxMsgs: 1, wantLeft: 1, wantPass: 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st, ch := memChannel(t)
+			t0 := time.Now().UnixNano()
+			if err := ch.Msgs.Append([]stores.Msg{{Seq: 1, Time: t0, Data: []byte("a")}}); err != nil {
+				t.Fatal(err)
+			}
+			limits := &stores.LimitsSet{Global: stores.DefaultLimits()}
+			limits.Global.MaxAge = tc.maxAge
+			if err := st.SetLimits(limits); err != nil {
+				t.Fatal(err)
+			}
+			var cl *expireCountLog
+			var logs bytes.Buffer
+			s, err := New(&fakeBus{}, st, func(sm raftlog.StateMachine) (raftlog.Log, error) {
+				cl = &expireCountLog{Local: raftlog.NewLocal(sm)}
+				return cl, nil
+			}, Options{Limits: limits, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.recover(); err != nil {
+				t.Fatal(err)
+			}
+			c := s.channels["foo"]
+			defer func() {
+				if c.ageTimer != nil {
+					c.ageTimer.Stop()
+				}
+			}()
+			if c.assigned != 1 {
+				t.Fatalf("assigned %d after the restore, want 1", c.assigned)
+			}
+			// Applied behind the engine's back: the store is ahead of its view.
+			if err := ch.Msgs.Append([]stores.Msg{{Seq: 2, Time: t0 + 1, Data: []byte("b")}, {Seq: 3, Time: t0 + 2, Data: []byte("c")}}); err != nil {
+				t.Fatal(err)
+			}
+			if tc.maxMsgs > 0 { // limits lowered: a trim pass is due
+				limits.Global.MaxMsgs = tc.maxMsgs
+				if err := st.SetLimits(limits); err != nil {
+					t.Fatal(err)
+				}
+				c.limits.MaxMsgs = tc.maxMsgs
+			}
+			if tc.stepClock {
+				s.clock.step.Add(int64(2 * tc.maxAge)) // every message is due
+			}
+			before := cl.expires
+			s.step(op{kind: opExpire, ch: c}) // skipped: its last (1) is behind the store (3)
+			if n := ch.Msgs.State().Msgs; n != 3 {
+				t.Fatalf("%d messages after the first pass, want 3 (skipped)", n)
+			}
+			// The timer fires as long as the channel is armed (at most 5 times here).
+			for i := 0; i < 5 && c.ageAt != 0; i++ {
+				if wait := time.Duration(c.ageAt - s.clock.chanNow(&c.clock)); wait > limitRetryWait {
+					t.Fatalf("pass %d armed %v ahead, want at most %v", i+2, wait, limitRetryWait)
+				}
+				s.step(op{kind: opExpire, ch: c})
+			}
+			if n := ch.Msgs.State().Msgs; n != tc.wantLeft {
+				t.Fatalf("%d messages left after the passes, want %d", n, tc.wantLeft)
+			}
+			if n := cl.expires - before; n != tc.wantPass || c.ageAt != 0 {
+				t.Fatalf("%d passes proposed, armed at %d; want %d and nothing armed", n, c.ageAt, tc.wantPass)
+			}
+			if c.assigned != 3 {
+				t.Fatalf("assigned %d, want 3 (the store's last)", c.assigned)
+			}
+			if got := strings.Count(logs.String(), "behind its store"); got != 1 {
+				t.Fatalf("%d lines about the view behind the store, want 1:\n%s", got, logs.String())
+			}
+		})
 	}
 }

@@ -135,6 +135,7 @@ type Server struct {
 	hbLog            rateLog       // refused heartbeat answers
 	pubLog           rateLog       // refused publishes (a client may send many)
 	healLog          rateLog       // channel stores still failing (durable.go: every broken channel, every second)
+	viewLog          rateLog       // expiry passes skipped: a channel's view behind its store (limits.go)
 	acksInFlight     []ackProposal // sent/ack proposals not resolved when made (delivery.go)
 
 	// Metadata waiting for its commit (durable.go).
