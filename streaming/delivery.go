@@ -605,12 +605,14 @@ type ackProposal struct {
 
 // pollSentAcks logs the failures among the sent/ack proposals that resolved since the last
 // call, oldest first, without waiting: it stops at the first still in flight (one resolved
-// behind it waits for a later call). One line per call: a lost leadership fails every
-// proposal in flight at once (engine, at the end of every iteration).
+// behind it waits for a later call). At most one line per call, and per deliveryLogEvery
+// (sentAcksLost): a lost leadership fails every proposal in flight at once (engine, at the
+// end of every iteration).
 func (s *Server) pollSentAcks() {
 	var (
-		first                        error
+		first, firstBad              error // the first failure; the first not a lost leadership
 		channel                      string
+		oneChannel                   = true // every failure was of one command, of channel
 		i, failed, channels, records int
 	)
 	for ; i < len(s.acksInFlight); i++ {
@@ -622,6 +624,10 @@ func (s *Server) pollSentAcks() {
 			if first == nil {
 				first, channel = err, p.channel
 			}
+			if firstBad == nil && !leadershipGone(err) {
+				firstBad = err
+			}
+			oneChannel = oneChannel && p.channels == 1 && p.channel == channel
 			failed++
 			channels += p.channels
 			records += p.records
@@ -630,10 +636,35 @@ func (s *Server) pollSentAcks() {
 	n := copy(s.acksInFlight, s.acksInFlight[i:])
 	clear(s.acksInFlight[n:])
 	s.acksInFlight = s.acksInFlight[:n]
-	if failed > 0 {
-		s.log.Error("recording deliveries failed", "proposals", failed, "records", records,
-			"channels", channels, "channel", channel, "err", first)
+	if failed == 0 {
+		return
 	}
+	args := []any{"proposals", failed, "records", records, "channels", channels}
+	if oneChannel {
+		args = append(args, "channel", channel)
+	}
+	if firstBad != nil {
+		first = firstBad
+	}
+	s.sentAcksLost(first, append(args, "err", first)...)
+}
+
+// sentAcksLost logs sent/ack records that were not recorded (their messages are then
+// redelivered after their ack wait), at most once per deliveryLogEvery: at Info if err is
+// a leadership lost, not held or ended by a shutdown, which every leadership change
+// brings to the proposals then in flight; else at Error.
+func (s *Server) sentAcksLost(err error, args ...any) {
+	if leadershipGone(err) {
+		s.rateLogged(&s.sentLostLog, slog.LevelInfo, "recording deliveries failed", "failures_since_last_report", args...)
+		return
+	}
+	s.rateLogged(&s.sentFailLog, slog.LevelError, "recording deliveries failed", "failures_since_last_report", args...)
+}
+
+// leadershipGone reports whether a proposal failed because this node does not (or no
+// longer) lead, or its log closed (a shutdown).
+func leadershipGone(err error) bool {
+	return errors.Is(err, raftlog.ErrNotLeader) || errors.Is(err, raftlog.ErrLeadershipLost) || errors.Is(err, raftlog.ErrClosed)
 }
 
 // resolved reports whether f is resolved, without waiting.
@@ -646,19 +677,16 @@ func resolved(f raftlog.Future) bool {
 	}
 }
 
-// sentAcksFailed logs a proposal of sent/ack records that failed: each channel whose
+// sentAcksFailed logs a proposal of sent/ack records that failed: the first channel whose
 // command Apply refused, or the refusal of the whole proposal.
 func (s *Server) sentAcksFailed(f raftlog.Future, cs []raftlog.Command, err error) {
-	logged := false
 	for i, c := range cs {
 		if r, ok := f.ResultAt(i).(error); ok && r != nil {
-			s.log.Error("recording deliveries failed", "channel", c.Value.(*cmdSentAck).channel, "err", r)
-			logged = true
+			s.sentAcksLost(r, "channel", c.Value.(*cmdSentAck).channel, "err", r)
+			return // one line: the rest of this proposal would be rate-limited anyway
 		}
 	}
-	if !logged {
-		s.log.Error("recording deliveries failed", "err", err)
-	}
+	s.sentAcksLost(err, "err", err)
 }
 
 // appendSentAcks appends the waiting sent/ack events to cs, one command per channel,

@@ -136,6 +136,8 @@ type Server struct {
 	pubLog           rateLog       // refused publishes (a client may send many)
 	healLog          rateLog       // channel stores still failing (durable.go: every broken channel, every second)
 	viewLog          rateLog       // expiry passes skipped: a channel's view behind its store (limits.go)
+	sentFailLog      rateLog       // sent/ack records not recorded (delivery.go)
+	sentLostLog      rateLog       // the same, for a leadership lost
 	acksInFlight     []ackProposal // sent/ack proposals not resolved when made (delivery.go)
 
 	// Metadata waiting for its commit (durable.go).
