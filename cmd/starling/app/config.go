@@ -110,12 +110,16 @@ func (r *fileReader) limitKey(s *settings, key, path string, e *conf.Entry) bool
 		o.WriteDeadline, _ = r.seconds(e, path)
 	case "lame_duck_duration":
 		s.limitAt[key] = fileOrigin(e.KeyPos, path)
-		if d, ok := r.duration(e, path); ok && d < minLameDuckDuration {
+		d, ok := r.duration(e, path)
+		if ok && d < minLameDuckDuration {
 			// As nats-server's config parser (opts.go): the key, not the Go API, has a minimum.
 			r.p.at(e.KeyPos, path, "invalid lame_duck_duration of %v, minimum is 30 seconds", d)
-		} else {
+			ok = false
+		}
+		if ok {
 			o.LameDuckDuration = d
 		}
+		s.lameDuckRefused = !ok // reported: the grace period is not checked against the default
 	case "lame_duck_grace_period":
 		s.limitAt[key] = fileOrigin(e.KeyPos, path)
 		o.LameDuckGracePeriod, _ = r.duration(e, path)

@@ -114,6 +114,10 @@ func TestConfigErrors(t *testing.T) {
 			[]string{`1:1: lame_duck_duration: invalid lame_duck_duration of 10s, minimum is 30 seconds`}},
 		{"lame duck duration zero", "lame_duck_duration: 0s\n",
 			[]string{`1:1: lame_duck_duration: invalid lame_duck_duration of 0s, minimum is 30 seconds`}},
+		// The duration refused, the grace period is not also checked against the default
+		// duration (2m), which the file did not write.
+		{"lame duck duration under 30s with a long grace", "lame_duck_duration: 20s\nlame_duck_grace_period: \"3m\"\n",
+			[]string{`1:1: lame_duck_duration: invalid lame_duck_duration of 20s, minimum is 30 seconds`}},
 		{"https without tls", "https: 8443",
 			[]string{`1:1: https: HTTPS monitoring needs a tls block`}},
 		{"reserved block type", "cluster {\n  name: c1\n  port: \"six\"\n  pool_size: 3\n}\nstreaming {\n  store: paper\n  store_limits { max_age: soon }\n}\n",
@@ -310,6 +314,15 @@ tls { cert_file: "/nonexistent/c.pem", key_file: "/nonexistent/k.pem" }
 	err = m.ParseFlags([]string{"--lame_duck_grace_period", "3m"})
 	if err == nil || !strings.Contains(err.Error(), "flag --lame_duck_grace_period: 3m0s is not less than lame_duck_duration (2m0s)") {
 		t.Errorf("got %v", err)
+	}
+	// The flag takes a duration under the file's 30 s minimum, but not one the default grace
+	// period (10s) is not strictly lower than: the problem says which flag to set too.
+	err = m.ParseFlags([]string{"--lame_duck_duration", "10s"})
+	if err == nil || !strings.Contains(err.Error(), "flag --lame_duck_duration: 10s is not greater than the default lame_duck_grace_period (10s): set --lame_duck_grace_period lower too") {
+		t.Errorf("got %v", err)
+	}
+	if err := m.ParseFlags([]string{"--lame_duck_duration", "10s", "--lame_duck_grace_period", "5s"}); err != nil {
+		t.Errorf("a 10s drain with a 5s grace period: %v", err)
 	}
 	// The flag given wins over the file: the problem names it, not the file's key.
 	err = m.ParseFlags([]string{"-c", writeFile(t, dir, "pending.conf", "max_pending: 1MB\n"), "--max_payload", "2MB"})

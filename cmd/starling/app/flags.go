@@ -397,9 +397,11 @@ func (f *flags) server(s *settings) {
 	f.duration(option{names: names("--ping_interval"), sec: secServer, def: "2m", usage: "server PING interval"}, &o.PingInterval, 0)
 	f.integer(option{names: names("--ping_max"), sec: secServer, def: "2", usage: "unanswered PINGs before a connection is stale"}, &o.PingMax, 0)
 	f.duration(option{names: names("--write_deadline"), sec: secServer, def: "10s", usage: "a write that takes longer makes the client a slow consumer"}, &o.WriteDeadline, 0)
-	f.addNamed(option{names: names("--lame_duck_duration"), sec: secServer, typ: "duration", def: "2m", usage: "time lame duck mode spreads client closes over"},
+	f.addNamed(option{names: names("--lame_duck_duration"), sec: secServer, typ: "duration", def: "2m", usage: "time lame duck mode spreads client closes over",
+		doc: "Must be greater than the grace period, as nats-server requires: `--lame_duck_duration 10s` alone is refused (the default grace period is 10s); set `--lame_duck_grace_period` lower too. The flag takes a duration under the configuration key's 30s minimum (nats-server has no such flag)."},
 		s.limitFlag("lame_duck_duration", setDuration(&o.LameDuckDuration)))
-	f.addNamed(option{names: names("--lame_duck_grace_period"), sec: secServer, typ: "duration", def: "10s", usage: "wait before lame duck mode starts closing clients"},
+	f.addNamed(option{names: names("--lame_duck_grace_period"), sec: secServer, typ: "duration", def: "10s", usage: "wait before lame duck mode starts closing clients",
+		doc: "Must be strictly lower than the lame duck duration (refused otherwise, from the file or the flags, as nats-server refuses it)."},
 		s.limitFlag("lame_duck_grace_period", setDuration(&o.LameDuckGracePeriod)))
 
 	f.add(option{names: names("-m", "--http_port"), sec: secMonitoring, typ: "int", arg: "<port>",

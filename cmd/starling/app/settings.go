@@ -55,6 +55,9 @@ type settings struct {
 	// lame_duck_grace_period were written (the flag or file:line:col), for the checks that
 	// compare them (checkLimits); a setting left at its default has none.
 	limitAt map[string]origin
+	// lameDuckRefused: the file's lame_duck_duration was refused (reported there), so
+	// checkLimits does not also compare the grace period with a default nobody wrote.
+	lameDuckRefused bool
 
 	accounts    []accountEntry // the accounts block
 	accountsAt  origin
@@ -208,8 +211,9 @@ func (s *settings) build(p *problems) {
 
 // checkLimits reports, where they were written, the settings that core would refuse
 // together (max_payload over max_pending, a lame duck grace period not shorter than the
-// lame duck duration); true if there was one. The one written is blamed; with both written, the
-// first named in the message.
+// lame duck duration); true if there was one, or if the file's lame_duck_duration was
+// refused where it was read (nothing to compare then). The one written is blamed; with both
+// written, the first named in the message.
 func (s *settings) checkLimits(p *problems) bool {
 	o := &s.core
 	payload, pending := orDefault(o.MaxPayload, core.DefaultMaxPayload), orDefault(o.MaxPending, core.DefaultMaxPending)
@@ -223,10 +227,15 @@ func (s *settings) checkLimits(p *problems) bool {
 			p.add(s.limitAt["max_payload"].errorf("%d exceeds max_pending (%d)", payload, pending))
 		}
 	}
-	if grace >= duration { // as nats-server: the grace period must be strictly lower
+	switch {
+	case s.lameDuckRefused:
+		bad = true // reported where it was written; core would compare the default
+	case grace >= duration: // as nats-server: the grace period must be strictly lower
 		bad = true
 		if at, ok := s.limitAt["lame_duck_duration"]; ok && s.limitAt["lame_duck_grace_period"] == (origin{}) {
-			p.add(at.errorf("%v is not greater than lame_duck_grace_period (%v)", duration, grace))
+			// Only the duration was written (a flag: the file's key is at least 30s): say what
+			// else to set.
+			p.add(at.errorf("%v is not greater than the default lame_duck_grace_period (%v): set --lame_duck_grace_period lower too", duration, grace))
 		} else {
 			p.add(s.limitAt["lame_duck_grace_period"].errorf("%v is not less than lame_duck_duration (%v)", grace, duration))
 		}
