@@ -91,10 +91,13 @@ func (s *Server) bindRefusal(c *client, from uint64) string {
 		return "from a connection of another user"
 	}
 	if dc := s.checkOf(c.id); dc != nil {
-		if dc.req == nil && dc.from == from {
+		switch {
+		case dc.req != nil:
+			return "not from the client's connection, while a connect with its client ID waits for a liveness check"
+		case dc.from == from:
 			return "too many requests waiting for the liveness check of its connection"
 		}
-		return "not from the client's connection, while a liveness check for another runs"
+		return "not from the client's connection, while a liveness check for another connection runs"
 	}
 	return "not from the client's connection"
 }

@@ -1,6 +1,8 @@
 package streaming
 
 import (
+	"context"
+	"log/slog"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -140,7 +142,9 @@ func (s *Server) processPing(o *op) {
 			// (processClientPings). "Replaced" would make stan.go close the client — perhaps
 			// this very one, reconnected once more — before the check decided anything. A
 			// ping binds nothing; the check, and the client's next requests, do.
-			s.log.Debug("ping answered during a liveness check", "client_id", c.id, "cause", s.bindRefusal(c, o.from))
+			if s.log.Enabled(context.Background(), slog.LevelDebug) { // bindRefusal looks the check up
+				s.log.Debug("ping answered during a liveness check", "client_id", c.id, "cause", s.bindRefusal(c, o.from))
+			}
 			break
 		}
 		s.log.Info("ping refused", "client_id", c.id, "cause", s.bindRefusal(c, o.from))

@@ -173,3 +173,23 @@ func TestHeldAckAfterALivenessCheck(t *testing.T) {
 		}
 	}
 }
+
+// A request refused because a connect with the client's ID waits for a liveness check of
+// the registered client says so; before, the line said "while a liveness check for another
+// runs", as for a check of another connection of the client, which is not what runs.
+func TestRefusalDuringAConnectCheckSaysSo(t *testing.T) {
+	bus := &goneBus{gone: map[uint64]bool{}} // every connection open, of one user
+	s := newEngineOn(t, bus)
+	var logs bytes.Buffer
+	s.log = slog.New(slog.NewTextHandler(&logs, nil))
+	s.step(connectReq("c1", "hb.c1", 1, "r"))
+	s.step(connectReq("c1", "hb.c1b", 3, "r2")) // connection 1 looks alive: a liveness check
+	if len(s.checks) != 1 {
+		t.Fatalf("%d checks after a second connect with the ID, want 1", len(s.checks))
+	}
+	s.step(publishReq("c1", "foo", "g1", 5, "r.pub")) // a third connection of the user
+	want := `cause="not from the client's connection, while a connect with its client ID waits for a liveness check"`
+	if !strings.Contains(logs.String(), `msg="publish refused"`) || !strings.Contains(logs.String(), want) {
+		t.Fatalf("logged:\n%s\nwant the publish refused with %s", logs.String(), want)
+	}
+}
