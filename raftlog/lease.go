@@ -52,6 +52,16 @@ func newContacts(t raft.Transport, self string, g *transferGuard, l *leaving) *c
 	return &contacts{Transport: t, preVote: pv, origin: time.Now(), self: raft.ServerID(self), transfer: g, leaving: l, stop: make(chan struct{})}
 }
 
+// AppendEntriesPipeline opens the transport's pipeline, drained (pipeline.go): raft's own
+// can deadlock its replication to a follower that rejected an append, and its shutdown.
+func (c *contacts) AppendEntriesPipeline(id raft.ServerID, target raft.ServerAddress) (raft.AppendPipeline, error) {
+	p, err := c.Transport.AppendEntriesPipeline(id, target)
+	if err != nil {
+		return nil, err
+	}
+	return drainPipeline(p), nil
+}
+
 // voters returns the voters of term, read from raft's latest configuration the first time
 // the term is seen: once per term, off the hot path. Starling changes no membership, so a
 // leader's configuration holds for its term.
