@@ -39,7 +39,10 @@ func drainPipeline(p raft.AppendPipeline) *drainedPipeline {
 
 // forward passes the responses from in to out, in order, never waiting on out to take one.
 func (d *drainedPipeline) forward(in <-chan raft.AppendFuture) {
-	var queue []raft.AppendFuture
+	// queue is a window of buf: emptied, it starts again at buf's front, so a steady
+	// stream of responses (one or two in flight) allocates nothing.
+	buf := make([]raft.AppendFuture, 0, 8)
+	queue := buf
 	for {
 		var out chan raft.AppendFuture
 		var next raft.AppendFuture
@@ -52,10 +55,19 @@ func (d *drainedPipeline) forward(in <-chan raft.AppendFuture) {
 				in = nil
 				continue
 			}
+			if len(queue) == cap(queue) && len(queue) < cap(buf) {
+				queue = append(buf[:0], queue...) // room at buf's front: move there
+			}
 			queue = append(queue, f)
+			if cap(queue) > cap(buf) {
+				buf = queue[:0] // grew: a new backing array, starting at queue's front
+			}
 		case out <- next:
 			queue[0] = nil
 			queue = queue[1:]
+			if len(queue) == 0 {
+				queue = buf[:0]
+			}
 		case <-d.stop:
 			return
 		}
