@@ -4,12 +4,12 @@ import (
 	"io"
 	"net"
 	"syscall"
-	"unsafe"
 )
 
-// rawOp is one non-blocking read or write made through a connection's syscall.RawConn: a
-// raw system call (syscall.RawSyscall), which the runtime does not account as a system call
-// (entersyscall). For a non-blocking socket that is sound — the call never blocks its
+// rawOp is one non-blocking read or write made through a connection's syscall.RawConn: on
+// Linux (rawio_linux.go) a raw system call (syscall.RawSyscall), which the runtime does not
+// account as a system call (entersyscall); elsewhere, and in race builds, a plain one
+// (rawio_other.go). For a non-blocking socket that is sound — the call never blocks its
 // thread — and it spares the runtime's bookkeeping: coming back from idle, a process's first
 // accounted system call wakes the runtime's monitor thread (sysmon), which then polls every
 // 20 µs until the process is idle again. A synchronous publisher idles the server between
@@ -26,31 +26,14 @@ type rawOp struct {
 
 // rawRead reads into o.b; false (EAGAIN) has the poller wait for input.
 func (o *rawOp) rawRead(fd uintptr) bool {
-	o.n, o.errno = rawSyscallRW(syscall.SYS_READ, fd, o.b)
+	o.n, o.errno = sysRead(fd, o.b)
 	return o.errno != syscall.EAGAIN
 }
 
 // rawWrite writes o.b once and never waits for writability: that is the writer's job.
 func (o *rawOp) rawWrite(fd uintptr) bool {
-	o.n, o.errno = rawSyscallRW(syscall.SYS_WRITE, fd, o.b)
+	o.n, o.errno = sysWrite(fd, o.b)
 	return true
-}
-
-// rawSyscallRW makes a read or write system call on b, again when interrupted.
-func rawSyscallRW(trap, fd uintptr, b []byte) (int, syscall.Errno) {
-	if len(b) == 0 {
-		return 0, 0
-	}
-	for {
-		r, _, e := syscall.RawSyscall(trap, fd, uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)))
-		if e == syscall.EINTR {
-			continue
-		}
-		if e != 0 {
-			return 0, e
-		}
-		return int(r), 0
-	}
 }
 
 // initRaw binds the client's raw operations (newSocketClient, with c.raw set).
