@@ -150,17 +150,18 @@ type committer struct {
 
 	syncLatency histogram // one observation per pass of fsyncs (latency.go)
 
-	// Coalescing, guarded by mu: the messages and replicated groups queued, the estimated
-	// window and the previous pass's start and duration.
-	queuedMsgs  int
-	queuedRepl  int
-	window      int
-	lastBegan   time.Time
-	lastDur     time.Duration
-	hurry       atomic.Bool   // the engine waits for completions (waitCommits)
-	coalesceOff bool          // replicated, or the store did not ask (New, before the engine starts)
-	timer       *time.Timer   // committer goroutine: coalesce's deadline
-	waitBound   time.Duration // tests: the wait's bound instead of coalescePasses passes
+	// Coalescing, guarded by mu: the messages queued, the groups queued that may not wait
+	// (urgent: replies wait for them, or the replicated log does), the estimated window and
+	// the previous pass's start and duration.
+	queuedMsgs   int
+	queuedUrgent int
+	window       int
+	lastBegan    time.Time
+	lastDur      time.Duration
+	hurry        atomic.Bool   // the engine waits for completions (waitCommits)
+	coalesceOff  bool          // replicated, or the store did not ask (New, before the engine starts)
+	timer        *time.Timer   // committer goroutine: coalesce's deadline
+	waitBound    time.Duration // tests: the wait's bound instead of coalescePasses passes
 
 	synced  []syncedStore // committer goroutine: one SyncFlushed per store per pass
 	workers syncWorkers   // the pass's fsyncs of several channels at once (passMu)
@@ -239,10 +240,15 @@ func (c *committer) coalesce() bool {
 	}
 }
 
+// urgent reports whether g may not wait for the window to fill: replies wait for it (a
+// connect, a subscribe, a close: a client waits for each, not a stream of PubAcks), or it
+// waits for the replicated log's commit.
+func (g *commitGroup) urgent() bool { return g.inflight || len(g.after) > 0 }
+
 // shouldWait reports whether the next pass should wait for more of the window, and until
 // when at most. Caller holds mu.
 func (c *committer) shouldWait() (bool, time.Time) {
-	if c.coalesceOff || c.queuedMsgs == 0 || c.queuedRepl > 0 || c.window < coalesceMin ||
+	if c.coalesceOff || c.queuedMsgs == 0 || c.queuedUrgent > 0 || c.window < coalesceMin ||
 		c.queuedMsgs >= c.window-c.window/8 || c.hurry.Load() {
 		return false, time.Time{}
 	}
@@ -290,7 +296,7 @@ func (c *committer) pass() {
 	c.mu.Lock()
 	gs := c.queued
 	c.queued, c.spareQ = c.spareQ[:0], nil
-	c.queuedMsgs, c.queuedRepl = 0, 0
+	c.queuedMsgs, c.queuedUrgent = 0, 0
 	c.mu.Unlock()
 	if len(gs) == 0 {
 		c.mu.Lock()
@@ -478,8 +484,8 @@ func (c *committer) enqueue(g *commitGroup) {
 	c.mu.Lock()
 	c.queued = append(c.queued, g)
 	c.queuedMsgs += g.n
-	if g.inflight {
-		c.queuedRepl++
+	if g.urgent() {
+		c.queuedUrgent++
 	}
 	c.mu.Unlock()
 	if !c.quietWake {

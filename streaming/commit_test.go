@@ -439,3 +439,28 @@ func TestCoalescingOnlyWhereAsked(t *testing.T) {
 		}
 	}
 }
+
+// A group that replies wait for (a connect, a subscribe, a close) is not held back for the
+// publishers' window: a client waits for each such reply, while coalescing is for a stream
+// of PubAcks. Before, only a queue with no message at all went at once, and a subscribe
+// queued beside a few publishes waited with them (up to coalesceMaxWait).
+func TestCoalescingDoesNotHoldReplies(t *testing.T) {
+	c := newCommitter()
+	c.running = true // no goroutine: shouldWait is looked at directly
+	c.window, c.lastBegan, c.lastDur = 200, time.Now(), time.Second
+	c.enqueue(&commitGroup{n: 100})
+	if wait, _ := c.shouldWait(); !wait {
+		t.Fatal("100 publishes of a window of 200 did not wait")
+	}
+	c.enqueue(&commitGroup{after: []afterCommit{{}}})
+	if wait, _ := c.shouldWait(); wait {
+		t.Fatal("a group that a reply waits for waited for the window")
+	}
+	c.pass() // empties the queue (no store to sync)
+	c.window, c.lastBegan, c.lastDur = 200, time.Now(), time.Second
+	c.enqueue(&commitGroup{n: 100})
+	c.enqueue(&commitGroup{n: 1, after: []afterCommit{{}}})
+	if wait, _ := c.shouldWait(); wait {
+		t.Fatal("publishes queued with a reply's group waited for the window")
+	}
+}
