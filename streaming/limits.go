@@ -95,8 +95,7 @@ func (s *Server) viewBehind(ch *channel, last uint64) {
 	switch {
 	case ch.broken: // heal runs already
 	case ch.assigned == last && s.commit.groups == 0 && s.replicated:
-		ch.assigned = max(ch.assigned, storeLast)
-		ch.synced = min(ch.synced, ch.assigned)
+		s.heal(ch) // replicated, heal only sets the view from the store (never fails)
 	default:
 		// Standalone, heal also rolls the store back to what is durable: nothing else may.
 		s.markBroken(ch)
