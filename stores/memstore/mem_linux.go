@@ -5,8 +5,11 @@ package memstore
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 )
 
@@ -61,14 +64,13 @@ func munmap(b []byte) {
 
 // The blocks of a busy channel's full chunks (DefaultChunkMsgs entries and
 // DefaultChunkBytes of arena: 1 MiB) are halves of 2 MiB regions aligned for a transparent
-// huge page (MADV_HUGEPAGE). Filling a block of 4 KiB pages takes a page fault per 4 KiB
-// — on the benchmark machine 12 µs each, 3 µs per KiB stored, more than all the rest of
-// a 1 KiB publish — where a huge page takes one fault per 2 MiB. Blocks a little smaller
-// (a full arena with fewer entries) take a half too, wasting at most halfSlack. A region
-// goes back to the kernel once both halves are free; a free half is reused first, cleared
-// (a directory from makeDir must start zeroed; 1 MiB clears in tens of µs, against ~3 ms of
-// faults for a fresh one in 4 KiB pages). Smaller blocks — small channels, the memory of
-// short messages, where a huge page would hold mostly unused bytes — keep 4 KiB pages.
+// huge page, so that a region can fault in as one huge page when that is cheaper than 512
+// small ones (newRegion says when). Blocks a little smaller (a full arena with fewer
+// entries) take a half too, wasting at most halfSlack. A region goes back to the kernel
+// once both halves are free; a free half is reused first, cleared (a directory from
+// makeDir must start zeroed; 1 MiB clears in tens of µs, against ~1 ms to fault in a fresh
+// one). Smaller blocks — small channels, the memory of short messages, where a huge page
+// would hold mostly unused bytes — keep 4 KiB pages and fault in as they are written.
 const (
 	regionBytes = 2 << 20
 	halfBytes   = regionBytes / 2
@@ -81,22 +83,28 @@ var halves = halfPool{free: map[uintptr]uintptr{}}
 
 // halfPool hands out the halves of huge regions.
 type halfPool struct {
-	mu   sync.Mutex
-	free map[uintptr]uintptr // region start → the address of its one free half
+	mu    sync.Mutex
+	free  map[uintptr]uintptr // region start → the address of its one free half
+	pages pageChooser
 }
 
 func (p *halfPool) get() []byte {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	for region, half := range p.free {
 		delete(p.free, region)
+		p.mu.Unlock()
 		b := unsafe.Slice(*(**byte)(unsafe.Pointer(&half)), halfBytes)
 		clear(b)
 		return b
 	}
-	r := alignedRegion()
+	huge := p.pages.choose()
+	p.mu.Unlock()
+	r, cost := newRegion(huge) // ~1 ms: not under the lock
 	base := uintptr(unsafe.Pointer(unsafe.SliceData(r)))
+	p.mu.Lock()
+	p.pages.observe(huge, cost)
 	p.free[base] = base + halfBytes
+	p.mu.Unlock()
 	return r[:halfBytes:halfBytes]
 }
 
@@ -113,9 +121,43 @@ func (p *halfPool) put(b []byte) {
 	p.free[region] = addr
 }
 
+// newRegion maps a region in huge pages or small ones, faults it in whole and says how
+// long that took; halfPool.get asks its pageChooser which kind.
+//
+// Why not always huge pages: how much a fresh page costs depends on the host. This VM's
+// balloon reports free 2 MiB blocks to the host after ~2 s, and a huge page taken from such
+// a block faults in from the host 4 KiB at a time: 5–8 ms per region on 2026-12-06, where a
+// huge page from a block freed moments before (another process just exited) took 0.2 ms
+// and 512 small pages — which the kernel takes from memory it has not reported — 0.9–1.5
+// ms. On 2026-12-03 small pages cost 12 µs each, 6 ms a region. So the store measures
+// rather than assumes: it faults each region in at once (MADV_POPULATE_WRITE, one system
+// call for the whole region; the second half is needed by the next full chunk anyway),
+// times it, and keeps to the cheaper kind, trying the other now and then.
+func newRegion(huge bool) ([]byte, time.Duration) {
+	r := alignedRegion(huge)
+	// The thread's CPU time, not the clock: a thread preempted mid-fault on a busy
+	// machine would make a warm region look cold. (A host stall is CPU time to the guest.)
+	runtime.LockOSThread()
+	start := threadCPU()
+	populate(r)
+	d := threadCPU() - start
+	runtime.UnlockOSThread()
+	return r, d
+}
+
+// threadCPU is the calling thread's CPU time.
+func threadCPU() time.Duration {
+	var ts syscall.Timespec
+	_, _, _ = syscall.Syscall(syscall.SYS_CLOCK_GETTIME, clockThreadCPUTimeID, uintptr(unsafe.Pointer(&ts)), 0)
+	return time.Duration(ts.Nano())
+}
+
+const clockThreadCPUTimeID = 3 // CLOCK_THREAD_CPUTIME_ID
+
 // alignedRegion maps regionBytes at an address aligned to regionBytes (more is mapped,
-// the rest unmapped) and asks for a huge page there.
-func alignedRegion() []byte {
+// the rest unmapped) and asks for huge pages there, or for small ones (where transparent
+// huge pages are "always" on).
+func alignedRegion(huge bool) []byte {
 	m := mmap(2 * regionBytes)
 	start := uintptr(unsafe.Pointer(unsafe.SliceData(m)))
 	skip := int((regionBytes - start%regionBytes) % regionBytes)
@@ -126,12 +168,98 @@ func alignedRegion() []byte {
 		munmap(tail)
 	}
 	r := m[skip : skip+regionBytes : skip+regionBytes]
+	advice := uintptr(madvNoHugepage)
+	if huge {
+		advice = madvHugepage
+	}
 	// Advice only: without transparent huge pages the region still works, page by page.
-	_, _, _ = syscall.Syscall(syscall.SYS_MADVISE, uintptr(unsafe.Pointer(unsafe.SliceData(r))), regionBytes, madvHugepage)
+	_, _, _ = syscall.Syscall(syscall.SYS_MADVISE, uintptr(unsafe.Pointer(unsafe.SliceData(r))), regionBytes, advice)
 	return r
 }
 
-const madvHugepage = 14 // MADV_HUGEPAGE
+// populate faults b in for writing: one system call where the kernel has
+// MADV_POPULATE_WRITE (5.14), else a write to each small page (a huge page faults in
+// whole at its first).
+func populate(b []byte) {
+	_, _, errno := syscall.Syscall(syscall.SYS_MADVISE, uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)), madvPopulateWrite)
+	if errno == 0 {
+		return
+	}
+	page := os.Getpagesize()
+	for i := 0; i < len(b); i += page {
+		// An atomic store: a plain one of a zero the compiler could prove redundant.
+		atomic.StoreUint32((*uint32)(unsafe.Pointer(&b[i])), 0)
+	}
+}
+
+// pageChooser picks the page size for the next region from what regions of each kind
+// cost to fault in: the kind in use by a moving average of its regions, the other by its
+// last trial. Now and then it maps one region of the other kind, so a change in the
+// host's state shows: every probeMin regions after a switch, twice as far apart each time
+// the trial confirms the choice, up to probeMax (a cold huge region costs about six
+// small ones here, so a trial should be rare while small pages win). A kind not yet
+// measured is tried first.
+type pageChooser struct {
+	cost     [2]time.Duration // [small, huge]
+	seen     [2]bool
+	n, every int // regions since the last trial, and how many between trials
+	trial    bool
+}
+
+const (
+	probeMin = 16
+	probeMax = 256
+)
+
+// hugeWarm is a fault-in time a huge region only reaches when the host backs it (about
+// 0.2 ms here); small pages never come close.
+const hugeWarm = 500 * time.Microsecond
+
+func (c *pageChooser) best() bool { return c.cost[1] <= c.cost[0] }
+
+func (c *pageChooser) choose() (huge bool) {
+	c.trial = false
+	switch {
+	case !c.seen[1]:
+		return true
+	case !c.seen[0]:
+		return c.cost[1] <= hugeWarm // a warm huge page needs no comparison
+	}
+	if c.every == 0 {
+		c.every = probeMin
+	}
+	if c.n++; c.n >= c.every {
+		c.n, c.trial = 0, true
+		return !c.best()
+	}
+	return c.best()
+}
+
+func (c *pageChooser) observe(huge bool, d time.Duration) {
+	k := 0
+	if huge {
+		k = 1
+	}
+	switch was := c.best(); {
+	case !c.seen[k] || c.trial:
+		c.seen[k], c.cost[k] = true, d
+		if c.trial {
+			if c.best() == was {
+				c.every = min(2*c.every, probeMax)
+			} else {
+				c.every = probeMin
+			}
+		}
+	default:
+		c.cost[k] = (3*c.cost[k] + d) / 4
+	}
+}
+
+const (
+	madvHugepage      = 14 // MADV_HUGEPAGE
+	madvNoHugepage    = 15 // MADV_NOHUGEPAGE
+	madvPopulateWrite = 23 // MADV_POPULATE_WRITE
+)
 
 const chunkSize = int(unsafe.Sizeof(chunk{}))
 
