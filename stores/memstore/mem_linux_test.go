@@ -27,6 +27,11 @@ func TestHalves(t *testing.T) {
 	if addr(a)%halfBytes != 0 || addr(b)&^(regionBytes-1) != ra || addr(a) == addr(b) {
 		t.Fatalf("halves at %#x and %#x: not the two halves of one aligned region", addr(a), addr(b))
 	}
+	for i := 0; i < halfBytes; i += 4096 { // the fresh half is handed out without a clear
+		if a[i] != 0 || b[i] != 0 {
+			t.Fatalf("byte %d of a fresh half is not zero", i)
+		}
+	}
 	a[0], a[halfBytes-1], b[0], b[halfBytes-1] = 1, 2, 3, 4 // both writable, end to end
 	unmapBytes(a)
 	if c := mapBytes(n); addr(c) != addr(a) {
