@@ -1,6 +1,11 @@
 package raftlog
 
-import "github.com/hashicorp/raft"
+import (
+	"context"
+	"fmt"
+
+	"github.com/hashicorp/raft"
+)
 
 // SetHandOffHook makes every HandOff of a node started with c call f with the ID of each
 // voter it is about to try, before it checks that it still holds the leadership it hands off.
@@ -12,4 +17,16 @@ func RaftTransport(t raft.Transport) raft.Transport {
 		return c
 	}
 	return t
+}
+
+// TransferTo hands n's leadership to the voter id, as HandOff does to each voter it tries:
+// for a test that needs leadership on a given node, where TransferLeadership lets raft
+// choose.
+func TransferTo(ctx context.Context, n *Node, id string) error {
+	for _, s := range n.votersAfter() {
+		if string(s.ID) == id {
+			return n.transferWith(ctx, func() raft.Future { return n.raft.LeadershipTransferToServer(s.ID, s.Address) })
+		}
+	}
+	return fmt.Errorf("raftlog: %s is not a voter besides %s", id, n.cfg.NodeID)
 }
