@@ -2,6 +2,7 @@ package raftlog_test
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -117,9 +118,17 @@ func TestNodeHandOffGoesRoundTheVoters(t *testing.T) {
 }
 
 // TestNodeHandOffPastADownVoter: when the next voter cannot take leadership (down), HandOff
-// lets raft choose among the others.
+// goes on to the voter after it, which takes it.
+//
+// An attempt that raft disturbed (an election of its own, a pre-vote; or the transfer to
+// the third voter failing, under load, within raft's transfer timeout) says nothing either
+// way and is made again, up to handOffAttempts in all.
 func TestNodeHandOffPastADownVoter(t *testing.T) {
-	_, nodes, leader := startTCPGroup(t)
+	w := newElectionWatch()
+	var tried []string // by the HandOff under way, on the test's goroutine
+	_, nodes, leader := startTCPGroup(t, w.tune, func(c *raftlog.Config) {
+		raftlog.SetHandOffHook(c, func(to string) { tried = append(tried, to) })
+	})
 	proposeRetry(t, leader, raftlogtest.Put("x"))
 	l := leader()
 	var down, third *tcpNode
@@ -135,13 +144,37 @@ func TestNodeHandOffPastADownVoter(t *testing.T) {
 	if err := down.node.Close(); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*wait) // all the attempts
 	defer cancel()
-	if err := l.node.HandOff(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if got := leader(); got != third {
-		t.Fatalf("%s handed off to %s, want %s", l.id, got.id, third.id)
+	for attempt := 1; ; attempt++ {
+		if attempt > handOffAttempts {
+			t.Fatalf("no undisturbed hand-off in %d attempts", handOffAttempts)
+		}
+		// l leads, so that HandOff tries down first. third's next voter is l.
+		raftlogtest.Eventually(t, wait, l.id+" leads", func() bool {
+			if !l.node.IsLeader() && third.node.IsLeader() {
+				_ = third.node.HandOff(ctx)
+			}
+			return l.node.IsLeader()
+		})
+		preVotes := w.preVotes.Load()
+		tried = nil
+		err := l.node.HandOff(ctx)
+		if len(tried) > 0 && tried[0] != down.id {
+			t.Fatalf("%s tried %s first, want %s", l.id, tried[0], down.id)
+		}
+		got := leader()
+		switch {
+		case ctx.Err() != nil:
+			t.Fatalf("no undisturbed hand-off in %d attempts: %v", attempt, err)
+		case err == nil && got == third && slices.Equal(tried, []string{down.id, third.id}):
+			return
+		case w.preVotes.Load() != preVotes || err != nil || len(tried) != 2:
+			t.Logf("attempt %d: %s's hand-off disturbed (tried %v, %d pre-votes, err %v); %s leads, again",
+				attempt, l.id, tried, w.preVotes.Load()-preVotes, err, got.id)
+		default:
+			t.Fatalf("%s handed off to %s, want %s", l.id, got.id, third.id)
+		}
 	}
 }
 
