@@ -112,6 +112,17 @@ func (fi sizedInfo) Size() int64 { return fi.size }
 // fsyncUpTo is fsync for a file whose written bytes end at written (a preallocated tail;
 // -1: the file's size), which is what Hooks.AfterSync learns the fsync covered.
 func fsyncUpTo(f *os.File, path string, written int64, opts *Options) error {
+	return fsyncWith(f, path, written, opts, (*os.File).Sync)
+}
+
+// fsyncCommit is fsyncUpTo for a commit pass's fsync of a tail (syncPoint), the one fsync of
+// the publish path: it keeps its P (syncHoldingP).
+func fsyncCommit(f *os.File, path string, written int64, opts *Options) error {
+	return fsyncWith(f, path, written, opts, syncHoldingP)
+}
+
+// fsyncWith is fsyncUpTo making the file durable with sync.
+func fsyncWith(f *os.File, path string, written int64, opts *Options, sync func(*os.File) error) error {
 	h := &opts.Hooks
 	if h.BeforeSync != nil {
 		if err := h.BeforeSync(path); err != nil {
@@ -125,7 +136,7 @@ func fsyncUpTo(f *os.File, path string, written int64, opts *Options) error {
 		return nil
 	}
 	if h.AfterSync == nil {
-		return f.Sync()
+		return sync(f)
 	}
 	fi, err := f.Stat() // what the fsync covers at least
 	if err != nil {
@@ -134,7 +145,7 @@ func fsyncUpTo(f *os.File, path string, written int64, opts *Options) error {
 	if written >= 0 && written < fi.Size() {
 		fi = sizedInfo{fi, written}
 	}
-	err = f.Sync()
+	err = sync(f)
 	h.AfterSync(path, fi, err)
 	return err
 }

@@ -152,7 +152,7 @@ func (ms *msgStore) syncPoint(fp flushPoint) error {
 		derr = syncDir(ms.dir, ms.opts)
 	}
 	if f != nil && derr == nil { // else covered already, or sealed since the Flush: the seal fsynced it
-		serr = fsyncUpTo(f, seg.path, size, ms.opts)
+		serr = fsyncCommit(f, seg.path, size, ms.opts)
 	}
 	ms.mu.Lock()
 	defer ms.unlock()
