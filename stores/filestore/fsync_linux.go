@@ -4,7 +4,9 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
+	"time"
 )
 
 // syncHoldingP fsyncs f as a raw system call, which keeps the goroutine's P for its duration,
@@ -24,15 +26,35 @@ import (
 // per store: the committer's, or a reader's passHere), and a stop of the world (a GC phase)
 // waits for the fsync to return. With a single P that would stop every goroutine for each
 // fsync, so there it is the ordinary call.
+//
+// A disk that stalls would make that wait long: after an fsync slower than slowFsync, the
+// ordinary call is used for slowBackoff (a slow disk's fsync dwarfs what the retake costs),
+// so one stall at most holds the P.
 func syncHoldingP(f *os.File) error {
-	if runtime.GOMAXPROCS(0) < 2 {
+	if !holdP() {
 		return f.Sync()
 	}
+	start := time.Now()
 	s := rawSyncers.Get().(*rawSyncer)
 	err := s.sync(f)
 	rawSyncers.Put(s)
+	if time.Since(start) > slowFsync {
+		ordinaryUntil.Store(time.Now().Add(slowBackoff).UnixNano())
+	}
 	return err
 }
+
+// holdP tells whether a commit's fsync may keep its P now.
+func holdP() bool {
+	return runtime.GOMAXPROCS(0) >= 2 && time.Now().UnixNano() >= ordinaryUntil.Load()
+}
+
+var (
+	slowFsync     = 20 * time.Millisecond // a var for tests
+	ordinaryUntil atomic.Int64            // Unix ns: until then, the ordinary call
+)
+
+const slowBackoff = 10 * time.Second
 
 // rawSyncer is one fsync's state, pooled so that an fsync allocates nothing: f's RawConn
 // (kept while the same file is synced again) and the callback bound once.
