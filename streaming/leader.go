@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/starling-io/starling/raftlog"
@@ -189,9 +190,33 @@ func (s *Server) takeOverFailed(err error) {
 }
 
 // retryTakeOver makes the engine take over again after takeOverRetry if the log leads then.
+// Shutdown ends the wait (giveUpCtx) and waits for a retry under way (giveUps), as for a
+// hand-off: before, the timer outlived Shutdown, holding the server for up to takeOverRetry
+// and queueing an op for an engine that had stopped. It is called on the engine (before
+// Shutdown waits for giveUps) or from a hand-off giveUps counts, so its Add comes before
+// that Wait.
 func (s *Server) retryTakeOver() {
-	time.AfterFunc(takeOverRetry, func() {
-		if s.rlog.IsLeader() {
+	if s.giveUpCtx.Err() != nil {
+		return // shutting down
+	}
+	s.giveUps.Add(1)
+	var mu sync.Mutex // orders the timer's assignment before both callbacks read it
+	var t *time.Timer
+	mu.Lock()
+	defer mu.Unlock()
+	unhook := context.AfterFunc(s.giveUpCtx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if t.Stop() { // the retry will not run: it is done
+			s.giveUps.Done()
+		}
+	})
+	t = time.AfterFunc(takeOverRetry, func() {
+		defer s.giveUps.Done()
+		mu.Lock()
+		unhook()
+		mu.Unlock()
+		if s.giveUpCtx.Err() == nil && s.rlog.IsLeader() {
 			s.push(op{kind: opLeadership, leader: true})
 		}
 	})

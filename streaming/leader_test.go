@@ -210,3 +210,39 @@ func TestShutdownEndsTheHandOff(t *testing.T) {
 		t.Fatalf("Shutdown took %v: it waited for the hand-off's timeout instead of ending it", d)
 	}
 }
+
+// TestShutdownStopsTheTakeoverRetry: a takeover that failed arms a retry; Shutdown stops
+// it, so that once Shutdown returned nothing of the server runs and no op is queued for
+// the engine that stopped. Before, the retry's timer outlived Shutdown by up to
+// takeOverRetry and, over a log that still named this node leader after Close, queued a
+// takeover nobody would take.
+func TestShutdownStopsTheTakeoverRetry(t *testing.T) {
+	h := &countHandler{n: map[string]int{}}
+	var fl *failingBarrierLog
+	s, err := New(&fakeBus{}, newMemStore(t), func(sm raftlog.StateMachine) (raftlog.Log, error) {
+		fl = &failingBarrierLog{switchLog: newSwitchLog(sm)}
+		fl.fails.Store(1000)
+		return fl, nil
+	}, Options{Logger: slog.New(h)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.recover(); err != nil {
+		t.Fatal(err)
+	}
+	runEngine(s)
+	fl.set(true) // and it stays leader, Close or not
+	waitUntil(t, "a failed takeover", func() bool {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return h.n["cannot take over as streaming leader"] > 0
+	})
+	if err := s.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	queued := s.q.Len()
+	time.Sleep(takeOverRetry + takeOverRetry/2)
+	if n := s.q.Len(); n != queued {
+		t.Fatalf("%d ops queued after Shutdown returned (a takeover retry still armed)", n-queued)
+	}
+}
