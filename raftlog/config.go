@@ -94,6 +94,7 @@ type Config struct {
 
 	snapshotOpened func(id string) // tests: called as a snapshot file is opened (and read through)
 	handingOffTo   func(id string) // tests: called as HandOff turns to the next voter
+	handOffStarts  func(id string) // tests: called as HandOff, still leading, starts a transfer
 }
 
 // withDefaults returns c with defaults filled in, or why it cannot be used.

@@ -11,6 +11,11 @@ import (
 // voter it is about to try, before it checks that it still holds the leadership it hands off.
 func SetHandOffHook(c *Config, f func(to string)) { c.handingOffTo = f }
 
+// SetHandOffStartHook makes every HandOff of a node started with c call f with the ID of
+// each voter it is about to start a transfer to, after it checked that it still holds the
+// leadership it hands off.
+func SetHandOffStartHook(c *Config, f func(to string)) { c.handOffStarts = f }
+
 // RaftTransport is the transport a Node gives raft over t.
 func RaftTransport(t raft.Transport) raft.Transport {
 	if c := newContacts(t, "self", &transferGuard{}, &leaving{}); c != nil {

@@ -274,3 +274,79 @@ func TestNodeHandOffStopsAtANewTerm(t *testing.T) {
 		t.Fatalf("%s handed off the leadership it won back in term %d (leads %v, term %d)", l.id, term, leads, now)
 	}
 }
+
+// TestNodeHandOffLostBeforeTheTransfer: a leadership lost after HandOff checked it and
+// before its transfer to the last voter begins leaves nothing to hand off: HandOff returns
+// nil, as its doc says. Before, raft refused the transfer of a follower and HandOff
+// returned raft's "node is not the leader". (Lost before a transfer to a voter that is not
+// the last, the check before the next one returned nil already.)
+//
+// The leader l's next voter is down, so HandOff turns to the third voter, the last; just
+// after HandOff checked that l still leads, the test moves leadership to that voter. An
+// attempt in which l lost leadership on its own before that check (a loaded machine missed
+// a heartbeat) says nothing and is made again.
+func TestNodeHandOffLostBeforeTheTransfer(t *testing.T) {
+	var hook atomic.Pointer[func(string)]
+	_, nodes, leader := startTCPGroup(t, func(c *raftlog.Config) {
+		raftlog.SetHandOffStartHook(c, func(to string) {
+			if f := hook.Load(); f != nil {
+				(*f)(to)
+			}
+		})
+	})
+	proposeRetry(t, leader, raftlogtest.Put("x"))
+	l := leader()
+	var down, third *tcpNode
+	for _, n := range nodes {
+		switch n.id {
+		case l.id:
+		case nextID(l.id):
+			down = n
+		default:
+			third = n
+		}
+	}
+	if err := down.node.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*wait)
+	defer cancel()
+	var lost bool
+	lose := func(to string) {
+		if lost || to != third.id {
+			return
+		}
+		lost = true
+		// A transfer that fails under load is made again.
+		raftlogtest.Eventually(t, wait, l.id+" no longer leads", func() bool {
+			if l.node.IsLeader() {
+				_ = raftlog.TransferTo(ctx, l.node, third.id)
+			}
+			return !l.node.IsLeader()
+		})
+	}
+	for attempt := 1; ; attempt++ {
+		if attempt > handOffAttempts {
+			t.Fatalf("%s lost leadership on its own in each of %d attempts", l.id, handOffAttempts)
+		}
+		// l leads, so that HandOff tries down, then third. third's next voter is l.
+		raftlogtest.Eventually(t, wait, l.id+" leads", func() bool {
+			if !l.node.IsLeader() && third.node.IsLeader() {
+				_ = third.node.HandOff(ctx)
+			}
+			return l.node.IsLeader()
+		})
+		lost = false
+		hook.Store(&lose)
+		err := l.node.HandOff(ctx)
+		hook.Store(nil)
+		if !lost {
+			t.Logf("attempt %d: %s lost leadership on its own before HandOff turned to %s (err %v); again", attempt, l.id, third.id, err)
+			continue
+		}
+		if err != nil {
+			t.Fatalf("HandOff, its leadership lost before its transfer began: %v; want nil", err)
+		}
+		return
+	}
+}

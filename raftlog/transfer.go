@@ -49,6 +49,9 @@ func (n *Node) HandOff(ctx context.Context) error {
 		if !n.IsLeader() || n.Term() != term {
 			return nil
 		}
+		if n.cfg.handOffStarts != nil {
+			n.cfg.handOffStarts(string(s.ID))
+		}
 		for {
 			err = n.transferWith(ctx, func() raft.Future { return n.raft.LeadershipTransferToServer(s.ID, s.Address) })
 			// raft answers a failed transfer just before it clears its flag: a transfer
@@ -57,6 +60,12 @@ func (n *Node) HandOff(ctx context.Context) error {
 				break
 			}
 			time.Sleep(10 * time.Millisecond)
+		}
+		// Lost between the check above and the transfer's start (raft refuses a follower's
+		// transfer: ErrNotLeader), or while it failed: nothing is left to hand off, even when
+		// this was the last voter to try.
+		if err != nil && (errors.Is(err, raft.ErrNotLeader) || !n.IsLeader() || n.Term() != term) {
+			return nil
 		}
 		if err == nil || ctx.Err() != nil {
 			return err
