@@ -3,7 +3,6 @@ package filestore
 import (
 	"os"
 	"runtime"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -22,25 +21,24 @@ import (
 // context switches fell from ~94 to ~50-58 per 1,000 messages, futex calls from ~27 to
 // ~9-12, sysmon's nanosleeps from ~35 to ~8-11, and the server's CPU per message by ~20 %.
 //
-// The cost: during the fsync the P runs nothing else — the other P does (one pass at a time
-// per store: the committer's, or a reader's passHere), and a stop of the world (a GC phase)
-// waits for the fsync to return. With a single P that would stop every goroutine for each
-// fsync, so there it is the ordinary call.
-//
-// A disk that stalls would make that wait long: after an fsync slower than slowFsync, the
-// ordinary call is used for slowBackoff (a slow disk's fsync dwarfs what the retake costs),
-// so one stall at most holds the P.
+// The cost: during the fsync the P runs nothing else, and a stop of the world (a GC phase)
+// waits for the fsync to return — with every other P already stopped for it, so the whole
+// process waits. Hence: only one raw fsync at a time (a pass syncing several channels side
+// by side makes the others ordinary calls, so at least one P stays free and they still
+// reach the disk together); with a single P, always the ordinary call; and after an fsync
+// slower than slowFsync (a disk that stalls), the ordinary call for slowBackoff. A stall
+// that begins during a raw fsync still holds the process up at the next GC until that
+// fsync returns: once per stall at most.
 func syncHoldingP(f *os.File) error {
-	if !holdP() {
+	if !holdP() || !rawBusy.CompareAndSwap(false, true) {
 		return f.Sync()
 	}
 	start := time.Now()
-	s := rawSyncers.Get().(*rawSyncer)
-	err := s.sync(f)
-	rawSyncers.Put(s)
+	err := raw.sync(f)
 	if time.Since(start) > slowFsync {
 		ordinaryUntil.Store(time.Now().Add(slowBackoff).UnixNano())
 	}
+	rawBusy.Store(false)
 	return err
 }
 
@@ -56,8 +54,9 @@ var (
 
 const slowBackoff = 10 * time.Second
 
-// rawSyncer is one fsync's state, pooled so that an fsync allocates nothing: f's RawConn
-// (kept while the same file is synced again) and the callback bound once.
+// rawSyncer is the raw fsync's state, reused so that an fsync allocates nothing: f's
+// RawConn (kept while the same file is synced again) and the callback bound once. One, as
+// one raw fsync runs at a time (rawBusy).
 type rawSyncer struct {
 	f     *os.File
 	rc    syscall.RawConn
@@ -65,11 +64,10 @@ type rawSyncer struct {
 	errno syscall.Errno
 }
 
-var rawSyncers = sync.Pool{New: func() any {
-	s := new(rawSyncer)
-	s.do = s.fsync
-	return s
-}}
+var (
+	raw     rawSyncer
+	rawBusy atomic.Bool // raw is in use
+)
 
 func (s *rawSyncer) fsync(fd uintptr) {
 	for {
@@ -84,6 +82,9 @@ func (s *rawSyncer) fsync(fd uintptr) {
 // sync fsyncs f; the RawConn's Control holds f open during the call (a roll may close the
 // tail meanwhile: f.Sync then reports os.ErrClosed, as syncPoint expects).
 func (s *rawSyncer) sync(f *os.File) error {
+	if s.do == nil {
+		s.do = s.fsync
+	}
 	if s.f != f {
 		rc, err := f.SyscallConn()
 		if err != nil {
