@@ -67,9 +67,9 @@ func munmap(b []byte) {
 // huge page, so that a region can fault in as one huge page when that is cheaper than 512
 // small ones (newRegion says when). Blocks a little smaller (a full arena with fewer
 // entries) take a half too, wasting at most halfSlack. A region goes back to the kernel
-// once both halves are free; a free half is reused first, cleared (a directory from
-// makeDir must start zeroed; 1 MiB clears in tens of µs, against ~1 ms to fault in a fresh
-// one). Smaller blocks — small channels, the memory of short messages, where a huge page
+// once both halves are free; a free half is reused first, cleared if it held data (a
+// directory from makeDir must start zeroed; 1 MiB clears in tens of µs, against ~1 ms to
+// fault in a fresh one). Smaller blocks — small channels, the memory of short messages, where a huge page
 // would hold mostly unused bytes — keep 4 KiB pages and fault in as they are written.
 const (
 	regionBytes = 2 << 20
@@ -100,12 +100,12 @@ func (p *halfPool) get() []byte {
 		}
 		return b
 	}
-	huge := p.pages.choose()
+	huge, trial := p.pages.choose()
 	p.mu.Unlock()
 	r, cost := newRegion(huge) // ~1 ms: not under the lock
 	base := uintptr(unsafe.Pointer(unsafe.SliceData(r)))
 	p.mu.Lock()
-	p.pages.observe(huge, cost)
+	p.pages.observe(huge, trial, cost)
 	p.free[base] = base + halfBytes
 	p.mu.Unlock()
 	return r[:halfBytes:halfBytes]
@@ -154,7 +154,7 @@ func newRegion(huge bool) ([]byte, time.Duration) {
 // threadCPU is the calling thread's CPU time.
 func threadCPU() time.Duration {
 	var ts syscall.Timespec
-	_, _, _ = syscall.Syscall(syscall.SYS_CLOCK_GETTIME, clockThreadCPUTimeID, uintptr(unsafe.Pointer(&ts)), 0)
+	_, _, _ = syscall.RawSyscall(syscall.SYS_CLOCK_GETTIME, clockThreadCPUTimeID, uintptr(unsafe.Pointer(&ts)), 0)
 	return time.Duration(ts.Nano())
 }
 
@@ -191,7 +191,8 @@ func alignedRegion(huge bool) []byte {
 // millisecond or so it takes. Through syscall.Syscall, Go's sysmon would hand the P to
 // another thread midway (a wake-up, and sysmon itself polling every 20 µs again): with
 // the region faulted in that way, the two were 9 % of the server's CPU in a 1 KiB
-// publish-and-subscribe run.
+// publish-and-subscribe run. The price: a stop of the world waits for the whole region
+// (~1–1.5 ms in small pages here) where it waited for one page fault at a time.
 func populate(b []byte) {
 	_, _, errno := syscall.RawSyscall(syscall.SYS_MADVISE, uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)), madvPopulateWrite)
 	if errno == 0 {
@@ -215,7 +216,6 @@ type pageChooser struct {
 	cost     [2]time.Duration // [small, huge]
 	seen     [2]bool
 	n, every int // regions since the last trial, and how many between trials
-	trial    bool
 }
 
 const (
@@ -229,33 +229,35 @@ const hugeWarm = 500 * time.Microsecond
 
 func (c *pageChooser) best() bool { return c.cost[1] <= c.cost[0] }
 
-func (c *pageChooser) choose() (huge bool) {
-	c.trial = false
+// choose says which kind the next region takes, and whether it is a trial of the other;
+// observe takes both back with the region's cost (regions are mapped outside the pool's
+// lock, so another's choice may come in between).
+func (c *pageChooser) choose() (huge, trial bool) {
 	switch {
 	case !c.seen[1]:
-		return true
+		return true, false
 	case !c.seen[0]:
-		return c.cost[1] <= hugeWarm // a warm huge page needs no comparison
+		return c.cost[1] <= hugeWarm, false // a warm huge page needs no comparison
 	}
 	if c.every == 0 {
 		c.every = probeMin
 	}
 	if c.n++; c.n >= c.every {
-		c.n, c.trial = 0, true
-		return !c.best()
+		c.n = 0
+		return !c.best(), true
 	}
-	return c.best()
+	return c.best(), false
 }
 
-func (c *pageChooser) observe(huge bool, d time.Duration) {
+func (c *pageChooser) observe(huge, trial bool, d time.Duration) {
 	k := 0
 	if huge {
 		k = 1
 	}
 	switch was := c.best(); {
-	case !c.seen[k] || c.trial:
+	case !c.seen[k] || trial:
 		c.seen[k], c.cost[k] = true, d
-		if c.trial {
+		if trial {
 			if c.best() == was {
 				c.every = min(2*c.every, probeMax)
 			} else {

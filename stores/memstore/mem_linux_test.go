@@ -3,6 +3,7 @@
 package memstore
 
 import (
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -89,70 +90,81 @@ func BenchmarkFill1KiB(b *testing.B) {
 func TestPageChooser(t *testing.T) {
 	const ms = time.Millisecond
 	var c pageChooser
-	if !c.choose() {
-		t.Fatal("the first region is not huge")
+	// step maps one region at these costs and says whether it was huge.
+	step := func(hugeCost, smallCost time.Duration) bool {
+		huge, trial := c.choose()
+		d := smallCost
+		if huge {
+			d = hugeCost
+		}
+		c.observe(huge, trial, d)
+		return huge
 	}
-	c.observe(true, ms/5) // warm: stays huge, small never tried
-	for i := 0; i < 3*probeMax; i++ {
-		if !c.choose() {
+	for i := 0; i < 3*probeMax; i++ { // warm huge pages: small ones never tried
+		if !step(ms/5, ms) {
 			t.Fatalf("region %d: small pages tried while huge ones fault in at 0.2 ms", i)
 		}
-		c.observe(true, ms/5)
 	}
 
 	// The host goes cold: huge regions take 6 ms, small ones 1.
-	run := func(regions int, hugeCost time.Duration) (trials []int) {
-		for i := 0; i < regions; i++ {
-			if c.choose() {
-				trials = append(trials, i)
-				c.observe(true, hugeCost)
-			} else {
-				c.observe(false, ms)
-			}
-		}
-		return trials
-	}
 	c = pageChooser{}
-	c.choose()
-	c.observe(true, 6*ms)
-	if c.choose() {
+	if !step(6*ms, ms) {
+		t.Fatal("the first region is not huge")
+	}
+	if step(6*ms, ms) {
 		t.Fatal("small pages not tried after a huge region took 6 ms")
 	}
-	c.observe(false, ms)
-	trials := run(2000, 6*ms)
+	var trials []int
+	for i := 0; i < 2000; i++ {
+		if step(6*ms, ms) {
+			trials = append(trials, i)
+		}
+	}
 	var gaps []int
 	for i := 1; i < len(trials); i++ {
 		gaps = append(gaps, trials[i]-trials[i-1])
 	}
 	want := []int{32, 64, 128, 256, 256}
-	if len(gaps) < len(want) {
-		t.Fatalf("huge trials at %v: want gaps starting %v", trials, want)
-	}
-	for i, g := range want {
-		if gaps[i] != g {
-			t.Fatalf("huge trials at %v (gaps %v): want gaps starting %v", trials, gaps, want)
-		}
+	if len(gaps) < len(want) || !slices.Equal(gaps[:len(want)], want) {
+		t.Fatalf("huge trials at %v (gaps %v): want gaps starting %v", trials, gaps, want)
 	}
 
 	// The host warms up: the next trial of huge pages wins, and huge pages are used from then on.
-	for i := 0; !c.choose(); i++ {
+	for i := 0; !step(ms/5, ms); i++ {
 		if i > probeMax {
 			t.Fatalf("no trial of huge pages in %d regions", i)
 		}
-		c.observe(false, ms)
 	}
-	c.observe(true, ms/5)
 	for i := 0; i < probeMin-1; i++ {
-		if !c.choose() {
+		if !step(ms/5, ms) {
 			t.Fatalf("region %d after a winning trial: small pages (average small %v, huge %v)", i, c.cost[0], c.cost[1])
 		}
-		c.observe(true, ms/5)
+	}
+
+	// A trial's result counts as a trial even when another region's result comes in
+	// between (regions are mapped outside the pool's lock).
+	c = pageChooser{}
+	step(6*ms, ms)
+	step(6*ms, ms)
+	for {
+		huge, trial := c.choose()
+		if !trial {
+			c.observe(huge, false, ms)
+			continue
+		}
+		other, _ := c.choose() // mapped meanwhile, finishes first
+		c.observe(other, false, ms)
+		c.observe(huge, trial, ms/5) // the huge trial wins
+		break
+	}
+	if h, _ := c.choose(); !h {
+		t.Fatalf("a winning trial observed late did not switch to huge pages (small %v, huge %v)", c.cost[0], c.cost[1])
 	}
 }
 
-// TestSmallRegionZeroed: a region in small pages, faulted in at once, is whole, writable
-// and zeroed, as mapBytes promises.
-func TestSmallRegionZeroed(t *testing.T) {
+// TestRegionZeroed: a region in small pages or huge ones, faulted in at once, is whole,
+// writable and zeroed, as mapBytes promises.
+func TestRegionZeroed(t *testing.T) {
 	for _, huge := range []bool{false, true} {
 		r := alignedRegion(huge)
 		populate(r)
