@@ -158,6 +158,8 @@ type client struct {
 	start      time.Time
 	lastIn     atomic.Int64 // unix nanos of the last inbound PUB/SUB/PING
 	lastAct    atomic.Int64 // unix nanos of the last activity either way
+	lastOut    atomic.Int64 // unix nanos of the last write to the socket (spin.go)
+	spin       spinState    // read goroutine's
 	stats      counters
 	writerDone chan struct{}
 }
@@ -265,6 +267,7 @@ func (s *Server) createClient(nc net.Conn) {
 	if !over {
 		s.clients[c.cid] = c
 		s.totalConn.Add(1)
+		s.sockets.Add(1)
 	}
 	s.mu.Unlock()
 
@@ -317,6 +320,8 @@ func (c *client) readLoop() {
 		if n > 0 {
 			now := time.Now().UnixNano()
 			c.lastAct.Store(now)
+			c.noteRead(now)
+			out0 := c.lastOut.Load()
 			if o := c.srv.o(); o != c.optsSeen {
 				c.applyLimits(o)
 			}
@@ -326,8 +331,10 @@ func (c *client) readLoop() {
 			} else {
 				perr = c.parser.Parse(buf[:n])
 			}
+			msgs := c.inBatch.msgs
 			c.publishInBatch(now)
 			c.prod.flushPending()
+			c.noteBatch(msgs, out0)
 			if perr != nil {
 				if c.route != nil {
 					c.handleRouteError(perr)
@@ -482,6 +489,9 @@ func (s *Server) removeClient(c *client) {
 	s.mu.Lock()
 	if _, ok := s.clients[c.cid]; ok && c.kind == kindInternal {
 		s.internal--
+	}
+	if _, ok := s.clients[c.cid]; ok && c.kind == kindClient {
+		s.sockets.Add(-1)
 	}
 	delete(s.clients, c.cid)
 	if c.kind != kindInternal {

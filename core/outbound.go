@@ -176,7 +176,9 @@ func (c *client) tryFlushInPlace() {
 	more := len(c.out.buf) > 0 || len(c.out.full) > 0
 	c.mu.Unlock()
 	if n > 0 {
-		c.lastAct.Store(time.Now().UnixNano())
+		now := time.Now().UnixNano()
+		c.lastAct.Store(now)
+		c.lastOut.Store(now)
 	}
 	if !done || more || (err != nil && err != syscall.EAGAIN) {
 		c.flushSignal() // the writer finishes the job or reports the error
@@ -259,7 +261,9 @@ func (c *client) writeOut(b []byte) error {
 	_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.o().WriteDeadline))
 	n, err := c.nc.Write(b)
 	if n > 0 {
-		c.lastAct.Store(time.Now().UnixNano())
+		now := time.Now().UnixNano()
+		c.lastAct.Store(now)
+		c.lastOut.Store(now)
 	}
 	return err
 }

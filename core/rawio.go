@@ -22,7 +22,11 @@ type rawOp struct {
 	n     int
 	errno syscall.Errno
 	fn    func(fd uintptr) bool
+	probe func(fd uintptr) // rin: one raw read that never waits (spinRead)
 }
+
+// rawProbe reads into o.b once, whatever the result (EAGAIN included).
+func (o *rawOp) rawProbe(fd uintptr) { o.n, o.errno = sysRead(fd, o.b) }
 
 // rawRead reads into o.b; false (EAGAIN) has the poller wait for input.
 func (o *rawOp) rawRead(fd uintptr) bool {
@@ -39,6 +43,7 @@ func (o *rawOp) rawWrite(fd uintptr) bool {
 // initRaw binds the client's raw operations (newSocketClient, with c.raw set).
 func (c *client) initRaw() {
 	c.rin.fn = c.rin.rawRead
+	c.rin.probe = c.rin.rawProbe
 	c.rout.fn = c.rout.rawWrite
 }
 
@@ -61,7 +66,10 @@ func (c *client) readInput(buf []byte) (int, error) {
 		return c.nc.Read(buf)
 	}
 	o.b = buf
-	err := o.rc.Read(o.fn)
+	done, err := c.spinRead()
+	if !done {
+		err = o.rc.Read(o.fn)
+	}
 	o.b = nil
 	switch {
 	case err != nil:

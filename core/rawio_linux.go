@@ -32,3 +32,10 @@ func rawSyscallRW(trap, fd uintptr, b []byte) (int, syscall.Errno) {
 		return int(r), 0
 	}
 }
+
+// spinOS: the reader may spin for a request (spin.go), polling with raw reads.
+const spinOS = true
+
+// osYield gives the CPU to another runnable thread, if any (spin.go), without the
+// runtime's system call accounting.
+func osYield() { syscall.RawSyscall(syscall.SYS_SCHED_YIELD, 0, 0, 0) }

@@ -2,7 +2,10 @@
 
 package core
 
-import "syscall"
+import (
+	"runtime"
+	"syscall"
+)
 
 // sysRead and sysWrite are plain system calls: outside Linux a raw one is not portable
 // (OpenBSD's syscall.RawSyscall always fails with ENOSYS; illumos has no SYS_READ), and in
@@ -45,3 +48,10 @@ func rwResult(n int, err error) (int, syscall.Errno, bool) {
 	}
 	return 0, e, false
 }
+
+// spinOS: no spinning for requests (spin.go) where reads are accounted system calls (they
+// would wake the runtime's monitor thread at every poll); tests turn it on.
+const spinOS = false
+
+// osYield: the tests' spins yield to Go's scheduler.
+func osYield() { runtime.Gosched() }

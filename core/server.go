@@ -57,6 +57,7 @@ type Server struct {
 	nextCID   atomic.Uint64
 	configAt  atomic.Int64  // unix ns: when the options in force were loaded (/varz config_load_time)
 	totalConn atomic.Uint64 // client connections accepted (in-process ones not)
+	sockets   atomic.Int32  // client sockets connected now (spin.go bounds spinning by it)
 	slow      atomic.Int64
 	stale     atomic.Int64
 	cpu       cpuMeter
