@@ -66,6 +66,25 @@ func (t *watchedTransport) TimeoutNow(id raft.ServerID, target raft.ServerAddres
 	return t.NetworkTransport.TimeoutNow(id, target, args, resp)
 }
 
+// closeNextVoter closes the voter after l (the one HandOff tries first) and returns it
+// and the third voter.
+func closeNextVoter(t *testing.T, nodes []*tcpNode, l *tcpNode) (down, third *tcpNode) {
+	t.Helper()
+	for _, n := range nodes {
+		switch n.id {
+		case l.id:
+		case nextID(l.id):
+			down = n
+		default:
+			third = n
+		}
+	}
+	if err := down.node.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return down, third
+}
+
 // TestNodeHandOffGoesRoundTheVoters: HandOff hands leadership to the voter after the leader
 // in the sorted order of their IDs, so that nodes that each give leadership up in turn (a
 // streaming engine that cannot take over) reach every voter. raft's own choice
@@ -131,19 +150,7 @@ func TestNodeHandOffPastADownVoter(t *testing.T) {
 	})
 	proposeRetry(t, leader, raftlogtest.Put("x"))
 	l := leader()
-	var down, third *tcpNode
-	for _, n := range nodes {
-		switch n.id {
-		case l.id:
-		case nextID(l.id):
-			down = n
-		default:
-			third = n
-		}
-	}
-	if err := down.node.Close(); err != nil {
-		t.Fatal(err)
-	}
+	down, third := closeNextVoter(t, nodes, l)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*wait) // all the attempts
 	defer cancel()
 	for attempt := 1; ; attempt++ {
@@ -200,19 +207,7 @@ func TestNodeHandOffStopsAtANewTerm(t *testing.T) {
 	})
 	proposeRetry(t, leader, raftlogtest.Put("x"))
 	l := leader()
-	var down, third *tcpNode
-	for _, n := range nodes {
-		switch n.id {
-		case l.id:
-		case nextID(l.id):
-			down = n
-		default:
-			third = n
-		}
-	}
-	if err := down.node.Close(); err != nil {
-		t.Fatal(err)
-	}
+	_, third := closeNextVoter(t, nodes, l)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*wait)
 	defer cancel()
 	var moved bool
@@ -296,19 +291,7 @@ func TestNodeHandOffLostBeforeTheTransfer(t *testing.T) {
 	})
 	proposeRetry(t, leader, raftlogtest.Put("x"))
 	l := leader()
-	var down, third *tcpNode
-	for _, n := range nodes {
-		switch n.id {
-		case l.id:
-		case nextID(l.id):
-			down = n
-		default:
-			third = n
-		}
-	}
-	if err := down.node.Close(); err != nil {
-		t.Fatal(err)
-	}
+	_, third := closeNextVoter(t, nodes, l)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*wait)
 	defer cancel()
 	var lost bool
