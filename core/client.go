@@ -487,11 +487,13 @@ func (s *Server) removeClient(c *client) {
 	acc := c.acc
 	c.mu.Unlock()
 	s.mu.Lock()
-	if _, ok := s.clients[c.cid]; ok && c.kind == kindInternal {
-		s.internal--
-	}
-	if _, ok := s.clients[c.cid]; ok && c.kind == kindClient {
-		s.sockets.Add(-1)
+	if _, ok := s.clients[c.cid]; ok {
+		switch c.kind {
+		case kindInternal:
+			s.internal--
+		case kindClient:
+			s.sockets.Add(-1)
+		}
 	}
 	delete(s.clients, c.cid)
 	if c.kind != kindInternal {

@@ -10,24 +10,17 @@ import (
 // sysRead and sysWrite are plain system calls: outside Linux a raw one is not portable
 // (OpenBSD's syscall.RawSyscall always fails with ENOSYS; illumos has no SYS_READ), and in
 // race builds the detector must see the kernel's accesses to b.
-func sysRead(fd uintptr, b []byte) (int, syscall.Errno) {
-	if len(b) == 0 {
-		return 0, 0
-	}
-	for {
-		n, err := syscall.Read(int(fd), b)
-		if r, e, again := rwResult(n, err); !again {
-			return r, e
-		}
-	}
-}
+func sysRead(fd uintptr, b []byte) (int, syscall.Errno) { return plainRW(syscall.Read, fd, b) }
 
-func sysWrite(fd uintptr, b []byte) (int, syscall.Errno) {
+func sysWrite(fd uintptr, b []byte) (int, syscall.Errno) { return plainRW(syscall.Write, fd, b) }
+
+// plainRW makes a read or write system call on b, again when interrupted.
+func plainRW(rw func(int, []byte) (int, error), fd uintptr, b []byte) (int, syscall.Errno) {
 	if len(b) == 0 {
 		return 0, 0
 	}
 	for {
-		n, err := syscall.Write(int(fd), b)
+		n, err := rw(int(fd), b)
 		if r, e, again := rwResult(n, err); !again {
 			return r, e
 		}
