@@ -320,8 +320,7 @@ func (c *client) readLoop() {
 		if n > 0 {
 			now := time.Now().UnixNano()
 			c.lastAct.Store(now)
-			c.noteRead(now)
-			out0 := c.lastOut.Load()
+			out0 := c.noteRead(now)
 			if o := c.srv.o(); o != c.optsSeen {
 				c.applyLimits(o)
 			}

@@ -96,10 +96,11 @@ type spinState struct {
 
 // noteRead records a read that returned data at now (read goroutine): if output was
 // written to the connection since the previous read, the gap since that write updates the
-// average (1/4 of each new sample).
-func (c *client) noteRead(now int64) {
+// average (1/4 of each new sample). It returns the last write's time it saw, for
+// noteBatch.
+func (c *client) noteRead(now int64) (out int64) {
 	s := &c.spin
-	if out := c.lastOut.Load(); out > s.lastIn && out <= now {
+	if out = c.lastOut.Load(); out > s.lastIn && out <= now {
 		g := now - out
 		if s.gap == 0 {
 			s.gap = g
@@ -111,6 +112,7 @@ func (c *client) noteRead(now int64) {
 	if lastReader.Load() != c.cid {
 		lastReader.Store(c.cid)
 	}
+	return out
 }
 
 // noteBatch records how many messages the read buffer just handled held, and whether
