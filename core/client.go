@@ -74,6 +74,7 @@ type client struct {
 	srv  *Server
 	kind clientKind
 	cid  uint64
+	rid  uint64          // process-wide id of a socket's reader (lastReader); cid is per server
 	nc   net.Conn        // nil for kindInternal
 	raw  syscall.RawConn // for non-blocking in-place writes; nil when not a plain TCP socket
 	rin  rawOp           // the read goroutine's raw reads (readInput)
@@ -207,6 +208,7 @@ func (s *Server) newSocketClient(kind clientKind, nc net.Conn) *client {
 		srv:        s,
 		kind:       kind,
 		cid:        s.nextCID.Add(1),
+		rid:        readerIDs.Add(1),
 		nc:         nc,
 		start:      now,
 		subs:       make(map[string]*subscription),

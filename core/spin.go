@@ -77,12 +77,16 @@ var spinYield = osYield
 // spinner is held (true) by the one read goroutine spinning now.
 var spinner atomic.Bool
 
-// lastReader is the id of the client whose reader last read data, process-wide: a spin
+// lastReader is the reader id (rid) of the connection that last read data, process-wide: a spin
 // starts only when no other connection read anything since its own last read, and ends
 // when one does: a synchronous client alone spins, not one among several busy connections
 // (many requesters, a publisher and a subscriber's acks). Written only when it changes:
 // one connection reading alone (the case that spins) does not write the shared line.
 var lastReader atomic.Uint64
+
+// readerIDs numbers socket connections process-wide, for lastReader: client IDs are per
+// server, and two servers in one process (tests, embedding) would share them.
+var readerIDs atomic.Uint64
 
 // spinState is the read goroutine's view of its connection's reply → request gaps.
 type spinState struct {
@@ -109,8 +113,8 @@ func (c *client) noteRead(now int64) (out int64) {
 		}
 	}
 	s.lastIn = now
-	if lastReader.Load() != c.cid {
-		lastReader.Store(c.cid)
+	if lastReader.Load() != c.rid {
+		lastReader.Store(c.rid)
 	}
 	return out
 }
@@ -151,7 +155,7 @@ func (c *client) spinRead() (done bool, err error) {
 	if !spinEnabled.Load() || c.kind != kindClient || !s.own || s.single < spinSingles || s.gap == 0 || s.gap > spinMax || c.lastOut.Load() <= s.lastIn {
 		return false, nil // the cheap checks first: no clock read, no shared write
 	}
-	if lastReader.Load() != c.cid || c.srv == nil || c.srv.sockets.Load() > spinMaxConns || runtime.GOMAXPROCS(0) < 2 {
+	if lastReader.Load() != c.rid || c.srv == nil || c.srv.sockets.Load() > spinMaxConns || runtime.GOMAXPROCS(0) < 2 {
 		return false, nil
 	}
 	if !spinner.CompareAndSwap(false, true) {
@@ -174,7 +178,7 @@ func (c *client) spinRead() (done bool, err error) {
 			return true, nil
 		}
 		now := time.Now().UnixNano()
-		if now >= deadline || now-prev > spinStall || lastReader.Load() != c.cid {
+		if now >= deadline || now-prev > spinStall || lastReader.Load() != c.rid {
 			return false, nil
 		}
 		prev = now

@@ -1,6 +1,7 @@
 package core
 
 import (
+	"net"
 	"runtime"
 	"slices"
 	"testing"
@@ -13,11 +14,11 @@ func spinPair(t *testing.T, gap time.Duration) *client {
 	t.Helper()
 	c, _ := rawPair(t)
 	c.srv = &Server{}
-	c.cid = 1 << 40
+	c.rid = 1 << 40
 	was := spinEnabled.Load()
 	spinEnabled.Store(true)
 	t.Cleanup(func() { spinEnabled.Store(was) })
-	lastReader.Store(c.cid) // the last connection that read anything
+	lastReader.Store(c.rid) // the last connection that read anything
 	now := time.Now().UnixNano()
 	c.spin.lastIn = now - int64(time.Millisecond)
 	c.spin.gap = int64(gap)
@@ -76,7 +77,7 @@ func TestSpinBounds(t *testing.T) {
 	noSpin("budget over", c)
 
 	c = spinPair(t, 50*time.Microsecond)
-	lastReader.Store(c.cid + 1)
+	lastReader.Store(c.rid + 1)
 	noSpin("another connection read since", c)
 
 	c = spinPair(t, 50*time.Microsecond)
@@ -156,7 +157,7 @@ func TestSpinCatchesAndLearns(t *testing.T) {
 	}
 	c, peer := rawPair(t)
 	c.srv = &Server{}
-	c.cid = 1 << 41 // no real server's client: lastReader is process-wide
+	c.rid = 1 << 41 // no real server's client: lastReader is process-wide
 	c.spin.single = spinSingles
 	c.spin.own = true
 	was := spinEnabled.Load()
@@ -195,7 +196,7 @@ func TestSpinCatchesAndLearns(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 		spins := c.spin.spins
 		c.spin.gap = 50000
-		lastReader.Store(c.cid)
+		lastReader.Store(c.rid)
 		c.lastOut.Store(time.Now().UnixNano())
 		n, err := c.readInput(buf)
 		if err != nil || string(buf[:n]) != "PUB x 1\r\n1\r\n" {
@@ -216,12 +217,12 @@ func TestSpinCatchesAndLearns(t *testing.T) {
 		}
 		spins := c.spin.spins
 		c.spin.gap = int64(500 * time.Millisecond)
-		lastReader.Store(c.cid)
+		lastReader.Store(c.rid)
 		c.lastOut.Store(time.Now().UnixNano())
 		flipped := make(chan struct{})
 		go func() {
 			time.Sleep(time.Millisecond)
-			lastReader.Store(c.cid + 1)
+			lastReader.Store(c.rid + 1)
 			close(flipped)
 		}()
 		c.rin.b = buf
@@ -239,12 +240,31 @@ func TestSpinCatchesAndLearns(t *testing.T) {
 		}
 		break
 	}
-	lastReader.Store(c.cid)
+	lastReader.Store(c.rid)
 	c.spin.gap = 50000
 	c.rin.b = buf
 	c.lastOut.Store(time.Now().UnixNano())
 	c.spin.lastIn = 0
 	if a := testing.AllocsPerRun(100, func() { _, _ = c.spinRead() }); a != 0 {
 		t.Fatalf("spinRead allocates %v times", a)
+	}
+}
+
+// TestLastReaderAcrossServers: two servers in one process number their clients alike, and a
+// read on one server's connection still ends another's claim to be the only reader.
+func TestLastReaderAcrossServers(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	c1 := (&Server{}).newSocketClient(kindClient, a)
+	c2 := (&Server{}).newSocketClient(kindClient, b)
+	if c1.cid != c2.cid {
+		t.Fatalf("client ids %d and %d: the test wants two servers' first clients", c1.cid, c2.cid)
+	}
+	now := time.Now().UnixNano()
+	c1.noteRead(now)
+	c2.noteRead(now + 1)
+	if lastReader.Load() == c1.rid {
+		t.Fatal("a read on another server's connection with the same client id left c1 the last reader")
 	}
 }
