@@ -105,6 +105,9 @@ func measureDurable(ctx context.Context, o options, timeout time.Duration, logDi
 		if ctx.Err() != nil {
 			break
 		}
+		if o.onlyReplay && !sc.replay {
+			continue
+		}
 		rw := durableRow{sc: sc, msgs: sc.msgs, servers: storeServers(o, sc.store)}
 		if o.quick {
 			rw.msgs = sc.quickMsgs

@@ -39,6 +39,7 @@ type options struct {
 	skipSync      bool
 	skipCluster   bool
 	skipStanClust bool
+	onlyReplay    bool // only the durable section's replay rows (file and memory)
 }
 
 func parseFlags(args []string, errOut io.Writer) (options, error) {
@@ -64,8 +65,13 @@ func parseFlags(args []string, errOut io.Writer) (options, error) {
 	fs.BoolVar(&o.skipCore, "skip-core", false, "skip the core NATS (nats bench) rows")
 	fs.BoolVar(&o.skipCluster, "skip-cluster", false, "skip the cluster rows (nats bench across a route, idle 3-server mesh)")
 	fs.BoolVar(&o.skipStanClust, "skip-stan-cluster", false, "skip the streaming cluster rows (stan-bench against three Raft nodes)")
+	fs.BoolVar(&o.onlyReplay, "only-replay", false, "run only the replay rows (file and memory stores); every other section and row is skipped")
 	if err := fs.Parse(args); err != nil {
 		return o, err
+	}
+	if o.onlyReplay {
+		o.skipCore, o.skipMem, o.skipStreaming, o.skipSync, o.skipCluster, o.skipStanClust = true, true, true, true, true, true
+		o.skipDurable = false
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
@@ -83,7 +89,7 @@ func parseFlags(args []string, errOut io.Writer) (options, error) {
 	if !o.skipCore || !o.skipCluster {
 		bins["-nats"] = o.nats
 	}
-	if !o.skipStreaming || !o.skipDurable || !o.skipStanClust {
+	if !o.skipStreaming || (!o.skipDurable && !o.onlyReplay) || !o.skipStanClust {
 		bins["-stan-bench"] = o.stanBench
 	}
 	if !o.skipStreaming || !o.skipDurable || !o.skipSync || !o.skipStanClust {

@@ -222,3 +222,16 @@ func TestWriteCPUTable(t *testing.T) {
 		t.Errorf("A/B table:\n%s", out)
 	}
 }
+
+// -only-replay runs the replay rows alone: every other section is skipped, the durable one is
+// not (whatever -skip-durable says), and stan-bench is not needed.
+func TestParseFlagsOnlyReplay(t *testing.T) {
+	o, err := parseFlags([]string{"-starling", "true", "-nats-streaming-server", "true", "-stan-bench", "/nonexistent/stan-bench",
+		"-nats-server", "/nonexistent/nats-server", "-nats", "/nonexistent/nats", "-skip-durable", "-only-replay"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !o.skipCore || !o.skipMem || !o.skipStreaming || !o.skipSync || !o.skipCluster || !o.skipStanClust || o.skipDurable {
+		t.Errorf("-only-replay: %+v", o)
+	}
+}
