@@ -52,9 +52,32 @@ func sizeName(n int) string {
 
 // BenchmarkReplaySend is a replay's hot path per message: subscriptions from the first
 // sequence are sent the stored messages of 128 B in one go each (load, encode MsgProto,
-// publish to the inbox, record it pending). Run: go test -run '^$' -bench ReplaySend -benchmem ./streaming/
+// publish to the inbox, record it pending): one publish per message on a bus without runs,
+// runs of them on one that takes runs (core's in-process bus).
+// Run: go test -run '^$' -bench ReplaySend -benchmem ./streaming/
 func BenchmarkReplaySend(b *testing.B) {
-	s, bus := newEngine(b)
+	b.Run("publish", func(b *testing.B) { benchmarkReplaySend(b, &fakeBus{}) })
+	b.Run("run", func(b *testing.B) { benchmarkReplaySend(b, &runCountBus{}) })
+}
+
+// runCountBus is fakeBus taking runs, counting their messages.
+type runCountBus struct{ fakeBus }
+
+func (b *runCountBus) PublishRun(_ string, _ []byte, ends []int) error {
+	b.published += len(ends)
+	return nil
+}
+
+// busCount is what a benchmark's bus published.
+type busCount interface {
+	Bus
+	count() int
+}
+
+func (b *fakeBus) count() int { return b.published }
+
+func benchmarkReplaySend(b *testing.B, bus busCount) {
+	s := newEngineOn(b, bus)
 	s.step(op{kind: opConnect, reply: "r", data: marshal(&stanpb.ConnectRequest{ClientID: "c1", HeartbeatInbox: "hb", Protocol: 1, ConnID: []byte("conn")})})
 	pub := marshal(&stanpb.PubMsg{ClientID: "c1", Guid: "0123456789012345678901", Subject: "bench", Data: make([]byte, 128), ConnID: []byte("conn")})
 	reply := []byte("_STAN.acks.x")
@@ -67,11 +90,11 @@ func BenchmarkReplaySend(b *testing.B) {
 		}
 	}
 	s.endBatch()
-	before := bus.published
+	before := bus.count()
 	b.SetBytes(128)
 	b.ReportAllocs()
 	b.ResetTimer()
-	for i := 0; bus.published-before < b.N; i++ {
+	for i := 0; bus.count()-before < b.N; i++ {
 		inbox := fmt.Sprintf("in.%d", i)
 		s.step(op{kind: opSubscribe, reply: "r", data: marshal(&stanpb.SubscriptionRequest{ClientID: "c1", Subject: "bench",
 			Inbox: inbox, MaxInFlight: int32(stored) + 1, AckWaitInSecs: 30, StartPosition: stanpb.StartPosition_First})})

@@ -281,6 +281,7 @@ func (s *Server) iterate(batch []op, inline bool) {
 // deliveries and acks — standalone now; replicated they ride the next group's entry, or
 // one of their own once nothing is in flight (commitMeta).
 func (s *Server) endBatch() {
+	s.flushResumes()
 	clear(s.createFailed) // refusals are the batch's: the next one tries again
 	s.flushPublishes()
 	s.completeCommits() // an fsync that returned meanwhile: its PubAcks go in this flush
@@ -310,6 +311,9 @@ func (s *Server) flushStats() {
 }
 
 func (s *Server) process(o *op) {
+	if o.kind != opAck && len(s.resumes) > 0 {
+		s.flushResumes() // before anything but another ack sees the subscriptions
+	}
 	switch o.kind {
 	case opConnect, opPing, opSubscribe, opUnsubscribe, opSubClose, opClose:
 		// Requests queued before the engine stepped down find no view: answering them would

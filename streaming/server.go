@@ -57,6 +57,11 @@ func (b inProcess) Subscribe(subject, queue string, h core.MsgHandler) (Subscrip
 	return sub, nil
 }
 
+// PublishRun implements runBus.
+func (b inProcess) PublishRun(subject string, data []byte, ends []int) error {
+	return b.Conn.PublishRun(subject, data, ends)
+}
+
 // SubscribeBatch implements batchBus.
 func (b inProcess) SubscribeBatch(subject, queue string, h core.MsgHandler, end func(idle func() bool)) (Subscription, error) {
 	sub, err := b.Conn.SubscribeBatch(subject, queue, h, end)
@@ -73,6 +78,13 @@ type batchBus interface {
 	SubscribeBatch(subject, queue string, h core.MsgHandler, end func(idle func() bool)) (Subscription, error)
 	// FlushInPlace is Flush on a publisher's read goroutine (core.Conn.FlushInPlace).
 	FlushInPlace()
+}
+
+// runBus is a Bus that takes a run of messages to one subject in one call
+// (core.Conn.PublishRun): message i is data[ends[i-1]:ends[i]], and a message over max
+// payload refuses the whole run (ErrMaxPayload) having delivered none of it.
+type runBus interface {
+	PublishRun(subject string, data []byte, ends []int) error
 }
 
 // Server is the streaming layer. Create it with New, then Start it.
@@ -104,6 +116,7 @@ type Server struct {
 	kick        chan struct{}    // endOfBuffer armed the metadata timer: run looks again
 	inlineBatch []op             // endOfBuffer's batch
 	batchBus    batchBus         // bus, when it can run the engine on its publishers' goroutines
+	runBus      runBus           // bus, when it takes runs of messages to one subject (sendRun)
 
 	pubBufs pubChunks      // the copies of queued publishes (pubbuf.go)
 	subs    []Subscription // the protocol subscriptions, while leading (guarded by mu)
@@ -159,6 +172,7 @@ type Server struct {
 	retryTimer    *time.Timer  // engine: armed while sends refused for want of a lease wait
 	held          []*subState  // engine: subscriptions whose deliveries wait for their destination (heldBack)
 	heldTimer     *time.Timer  // engine: armed while held is not empty
+	resumes       []*subState  // engine: subscriptions an ack unstalled, resumed after the run of acks (flushResumes)
 	leaderChanges atomic.Int64 // how many times the engine's role changed (engine writes)
 	snapsQueued   atomic.Int32 // monitoring snapshot ops queued, not yet processed (monitor.go)
 	snapWait      atomic.Int64 // bounds a monitoring snapshot's wait for the engine, ns (0: snapshotWait)
@@ -220,6 +234,7 @@ func New(bus Bus, store stores.Store, newLog LogFactory, opts Options) (*Server,
 	s.q = ipq.New[op]("streaming", o.QueueLimit)
 	s.kick = make(chan struct{}, 1)
 	s.batchBus, _ = s.bus.(batchBus)
+	s.runBus, _ = s.bus.(runBus)
 	s.commit = newCommitter()
 	s.commit.completeHere = s.completeInline
 	// The configured limits go to the store before the log starts: a replicated log may

@@ -76,6 +76,7 @@ type subState struct {
 	heir     bool   // not ready when members that left handed it the group (forgetSub)
 	held     bool   // its destination is backlogged: first deliveries wait for opRetryHeld
 	lookAt   uint64 // look at its destination's backlog once the engine's sentBytes reach this
+	resuming bool   // in the engine's resumes: an ack unstalled it (processAck)
 }
 
 type pendingMsg struct {
