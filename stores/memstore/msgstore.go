@@ -176,6 +176,14 @@ func (ms *msgStore) locate(seq uint64) (*chunk, int) {
 	n := len(chunks)
 	c := &chunks[n-1]
 	if seq < c.first {
+		// Chunks of messages of one size hold as many each as the oldest: a guess by
+		// division finds a replay's chunk without a binary search (a closure call per
+		// step; ~3 % of the server's CPU in a replay of 1,000,000 messages).
+		if per := uint64(len(chunks[0].ents)); per > 0 {
+			if i := (seq - chunks[0].first) / per; i < uint64(n-1) && chunks[i].first <= seq && seq < chunks[i+1].first {
+				return &chunks[i], int(seq - chunks[i].first)
+			}
+		}
 		// The last chunk whose first is <= seq, among chunks[0:n-1].
 		i := sort.Search(n-1, func(i int) bool { return chunks[i].first > seq }) - 1
 		c = &chunks[i]
