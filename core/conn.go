@@ -388,11 +388,16 @@ func digits(n int) int {
 // Flush: the in-process "end of read buffer".
 func (nc *Conn) Flush() { nc.c.prod.flushPending() }
 
-// FlushInPlace is Flush for a caller that answers requests itself rather than through a
-// worker's goroutine (a SubscribeBatch end function on a client's read goroutine, say): like
-// a reader's own end of buffer, it gives a few small outputs one non-blocking write each
-// instead of waking their writers.
-func (nc *Conn) FlushInPlace() { nc.c.prod.flush(true) }
+// FlushInPlace is Flush for a caller that answers requests itself (a SubscribeBatch end
+// function on a client's read goroutine, say) or whose outputs are mostly small replies
+// (the streaming engine's PubAcks): like a reader's own end of buffer, it gives a few small
+// outputs one non-blocking write each instead of waking their writers — but only when none
+// of them has bulk output (more than inPlaceMax) for its writer: then every writer is
+// woken, as by Flush. A caller busy producing deliveries (the engine with a subscriber
+// taking 1 KiB messages) keeps its core for that, and a write in place of the small
+// outputs only delayed it (measured: that row's server CPU a message 3.05 → 3.45 µs, its
+// msgs/s lower, where rows of small outputs gained 15–20 %).
+func (nc *Conn) FlushInPlace() { nc.c.prod.flush(true, true) }
 
 // Request publishes data with a fresh reply subject and waits for the first answer.
 func (nc *Conn) Request(ctx context.Context, subj string, hdr, data []byte) (Msg, error) {

@@ -89,10 +89,11 @@ func (p *producer) addPending(c *client) {
 
 // flushPending is the end of a read buffer: flush our own output in place (our own socket
 // may block us — that is natural back-pressure) and wake every other destination once.
-func (p *producer) flushPending() { p.flush(p.lock == nil) }
+func (p *producer) flushPending() { p.flush(p.lock == nil, false) }
 
-// flush is flushPending; inPlace lets it write a few small outputs itself.
-func (p *producer) flush(inPlace bool) {
+// flush is flushPending; inPlace lets it write a few small outputs itself, and smallOnly
+// (with inPlace) only when no destination has bulk output: see Conn.FlushInPlace.
+func (p *producer) flush(inPlace, smallOnly bool) {
 	if len(p.ends) > 0 {
 		p.runEnds()
 	}
@@ -101,12 +102,21 @@ func (p *producer) flush(inPlace bool) {
 		defer p.lock.Unlock()
 	}
 	self := false
+	inPlace = inPlace && len(p.pending) <= 4
+	if inPlace && smallOnly {
+		for c := range p.pending {
+			if c != p.self && c.bulkOut() {
+				inPlace = false
+				break
+			}
+		}
+	}
 	for c := range p.pending {
 		if c == p.self {
 			self = true
 			continue
 		}
-		if inPlace && len(p.pending) <= 4 {
+		if inPlace {
 			c.tryFlushInPlace()
 		} else {
 			c.flushSignal()

@@ -133,6 +133,13 @@ func (c *client) finishClose() {
 	_ = c.nc.Close()
 }
 
+// bulkOut reports whether c's pending output is more than tryFlushInPlace writes itself.
+func (c *client) bulkOut() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.out.buf) > inPlaceMax || len(c.out.full) > 0
+}
+
 // tryFlushInPlace makes one non-blocking write of c's small pending output from the
 // producer's goroutine; whatever the socket does not take (or a busy flusher, or a large
 // backlog) is left to the writer, which is then signalled.

@@ -120,3 +120,79 @@ func TestRawIOAllocatesNothing(t *testing.T) {
 		t.Fatalf("the peer read %q", back[:len(frame)])
 	}
 }
+
+// TestFlushInPlaceSmallOnly: the streaming engine's flush (Conn.FlushInPlace: smallOnly)
+// writes small outputs in place only while no destination has bulk output; with one that
+// has, every destination's writer is woken, as by Flush, and nothing is written here. A
+// reader's own end of buffer (smallOnly false) still writes the small one in place.
+func TestFlushInPlaceSmallOnly(t *testing.T) {
+	small, smallPeer := rawPair(t)
+	bulk, _ := rawPair(t)
+	for _, c := range []*client{small, bulk} {
+		c.out.signal = make(chan struct{}, 1)
+	}
+	var p producer
+	p.init(&client{})
+	frame := []byte("MSG a 1 2\r\nhi\r\n")
+	queue := func(withBulk bool) {
+		small.mu.Lock()
+		small.out.buf = append(small.out.buf[:0], frame...)
+		small.mu.Unlock()
+		p.addPending(small)
+		if withBulk {
+			bulk.mu.Lock()
+			bulk.out.buf = append(bulk.out.buf[:0], make([]byte, inPlaceMax+1)...)
+			bulk.mu.Unlock()
+			p.addPending(bulk)
+		}
+	}
+	signalled := func(c *client) bool {
+		select {
+		case <-c.out.signal:
+			return true
+		default:
+			return false
+		}
+	}
+	pending := func(c *client) int {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return len(c.out.buf)
+	}
+
+	queue(false)
+	p.flush(true, true)
+	if pending(small) != 0 || signalled(small) {
+		t.Fatal("a lone small output was not written in place")
+	}
+	back := make([]byte, len(frame))
+	if _, err := io.ReadFull(smallPeer, back); err != nil || string(back) != string(frame) {
+		t.Fatalf("the peer read %q, %v", back, err)
+	}
+
+	queue(true)
+	p.flush(true, true)
+	if pending(small) != len(frame) || !signalled(small) || !signalled(bulk) {
+		t.Fatal("beside bulk output, the small output was written in place or a writer was not woken")
+	}
+
+	queue(true)
+	p.flush(true, false)
+	if pending(small) != 0 || signalled(small) || !signalled(bulk) {
+		t.Fatal("a reader's end of buffer did not write the small output in place beside bulk output")
+	}
+	if _, err := io.ReadFull(smallPeer, back); err != nil {
+		t.Fatal(err)
+	}
+
+	// The engine's flush of a batch's PubAcks allocates nothing.
+	if a := testing.AllocsPerRun(100, func() {
+		queue(false)
+		p.flush(true, true)
+		if _, err := io.ReadFull(smallPeer, back); err != nil {
+			t.Fatal(err)
+		}
+	}); a != 0 {
+		t.Fatalf("%v allocations per flush, want 0", a)
+	}
+}

@@ -47,7 +47,7 @@ func BenchmarkNewChannelBurst(b *testing.B) {
 				Subject: fmt.Sprint("burst.", n), Data: []byte("x"), ConnID: []byte("conn")})}
 		}
 		s.runMu.Lock()
-		s.iterate(batch, false)
+		s.iterate(batch)
 		s.runMu.Unlock()
 		s.waitCommits(0)
 	}

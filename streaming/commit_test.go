@@ -272,7 +272,7 @@ func TestPassSyncsChannelsSideBySide(t *testing.T) {
 			Guid: fmt.Sprint("g", i), Subject: fmt.Sprint("c", i), Data: []byte("x"), ConnID: []byte("conn")})})
 	}
 	s.runMu.Lock()
-	s.iterate(batch, false)
+	s.iterate(batch)
 	s.runMu.Unlock()
 	deadline := time.After(5 * time.Second)
 	for n := 0; n < 4; n++ {

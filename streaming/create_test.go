@@ -85,7 +85,7 @@ func TestCreationsOfAnIterationAreOneCommit(t *testing.T) {
 			Inbox: "in", MaxInFlight: 10, AckWaitInSecs: 30})},
 		pubOp("foo", "foo"), pubOp("bad", "bad2"), pubOp("s1", "s1"))
 	s.runMu.Lock()
-	s.iterate(batch, false)
+	s.iterate(batch)
 	s.runMu.Unlock()
 	s.waitCommits(0)
 
@@ -132,7 +132,7 @@ func TestCreationsOfAnIterationAreOneCommit(t *testing.T) {
 	// The failure is the iteration's: the next one tries again.
 	delete(st.refuse, "bad")
 	s.runMu.Lock()
-	s.iterate([]op{pubOp("bad", "bad3")}, false)
+	s.iterate([]op{pubOp("bad", "bad3")})
 	s.runMu.Unlock()
 	s.waitCommits(0)
 	if e := ackErr("bad3"); e != "" || s.channels["bad"] == nil {
@@ -274,7 +274,7 @@ func TestIdleDeletionsOfAnIterationAreOneCommit(t *testing.T) {
 	}
 	keep.active = s.clock.monoNow() // as a publish would
 	s.runMu.Lock()
-	s.iterate(batch, false)
+	s.iterate(batch)
 	s.runMu.Unlock()
 	if !reflect.DeepEqual(st.batches, []int{10}) || st.singles != 0 {
 		t.Fatalf("DeleteChannels calls %v and %d single deletions, want one of 10", st.batches, st.singles)
@@ -367,7 +367,7 @@ func TestCreationLookAheadKeepsRequestOrder(t *testing.T) {
 		t.Fatal("channel old not created")
 	}
 	s.runMu.Lock()
-	s.iterate([]op{pub("c1", "conn", "x", "gx"), connect("c2", "conn2"), pub("c2", "conn2", "y", "gy"), pub("c1", "conn", "z", "gz")}, false)
+	s.iterate([]op{pub("c1", "conn", "x", "gx"), connect("c2", "conn2"), pub("c2", "conn2", "y", "gy"), pub("c1", "conn", "z", "gz")})
 	s.runMu.Unlock()
 	s.waitCommits(0)
 	for guid, refused := range map[string]bool{"gx": false, "gy": false, "gz": true} {
@@ -409,7 +409,7 @@ func TestFailedIdleRunWaitsBeforeRetrying(t *testing.T) {
 		batch = append(batch, op{kind: opIdle, ch: ch})
 	}
 	s.runMu.Lock()
-	s.iterate(batch, false)
+	s.iterate(batch)
 	s.runMu.Unlock()
 	if !reflect.DeepEqual(st.batches, []int{3}) {
 		t.Fatalf("DeleteChannels calls %v, want one of 3", st.batches)

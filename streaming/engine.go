@@ -144,7 +144,7 @@ func (s *Server) endOfBuffer(idle func() bool) {
 	s.inlineBatch = s.q.Pop(s.inlineBatch[:0])
 	c := s.commit
 	c.quietWake = true
-	s.iterate(s.inlineBatch, true)
+	s.iterate(s.inlineBatch)
 	c.quietWake = false
 	clear(s.inlineBatch)
 	pass := c.groups > 0 // enqueued by this iteration: none were in flight before it
@@ -172,7 +172,7 @@ func (s *Server) completeInline(msgs int) bool {
 	if msgs > inlineMax || !s.lockInline(func() bool { return s.commit.queuedLen() == 0 }) {
 		return false
 	}
-	s.iterate(nil, true)
+	s.iterate(nil)
 	s.unlockInline()
 	return true
 }
@@ -242,15 +242,15 @@ func (s *Server) run() {
 			s.metaFired = true
 		}
 		batch = s.q.Pop(batch[:0])
-		s.iterate(batch, false)
+		s.iterate(batch)
 		s.runMu.Unlock()
 		clear(batch)
 	}
 }
 
-// iterate is one pass of the engine over a batch of ops; inline when it runs on a client's
-// read goroutine (endOfBuffer). Caller holds runMu.
-func (s *Server) iterate(batch []op, inline bool) {
+// iterate is one pass of the engine over a batch of ops, on the engine's goroutine or inline
+// on a client's read goroutine (endOfBuffer). Caller holds runMu.
+func (s *Server) iterate(batch []op) {
 	s.leaseAsked = false // asked again in this iteration if it sends (leaseHeld)
 	s.scratch.resetSendClock()
 	s.completeCommits()
@@ -270,8 +270,18 @@ func (s *Server) iterate(batch []op, inline bool) {
 	}
 	s.ahead = nil
 	s.endBatch()
-	if inline {
-		s.batchBus.FlushInPlace() // on a reader's goroutine, as its own replies are
+	if s.batchBus != nil {
+		// A few small outputs (an async publisher's PubAcks: ~110 bytes each) leave in
+		// one non-blocking write each from here, wherever the iteration runs, unless a
+		// destination has bulk output (deliveries past core's inPlaceMax): then every
+		// writer is woken, as by Flush (core.Conn.FlushInPlace says why). On the engine's
+		// goroutine a plain Flush woke the publisher's writer for every batch: a goroutine
+		// hand-off, often a parked thread's futex wake-up, and a write accounted as a
+		// system call, whose first after an idle spell sets Go's sysmon polling every 20 µs
+		// again. Measured (perf stat, memory store, 1 KiB, no subscriber, per message):
+		// accounted system calls 0.010 → 0.003, sysmon's sleeps 0.021 → 0.011, context
+		// switches 0.051 → 0.036.
+		s.batchBus.FlushInPlace()
 	} else {
 		s.bus.Flush()
 	}

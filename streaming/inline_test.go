@@ -1,7 +1,9 @@
 package streaming
 
 import (
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,6 +29,8 @@ type readerBus struct {
 	busy     bool     // deliver reports more input waiting (not idle)
 	sent     []string // subjects published, in order
 	inPlace  int      // FlushInPlace calls
+	reader   uint64   // the goroutine running deliver, 0 outside it
+	offRead  int      // FlushInPlace calls from any other goroutine (the engine's)
 }
 
 func newReaderBus() *readerBus {
@@ -48,9 +52,30 @@ func (b *readerBus) Publish(subject, _ string, _, _ []byte) error {
 }
 
 func (b *readerBus) FlushInPlace() {
+	g := goid()
 	b.mu.Lock()
-	b.inPlace++
+	if g == b.reader {
+		b.inPlace++
+	} else {
+		b.offRead++
+	}
 	b.mu.Unlock()
+}
+
+// offReaderCalls is how many FlushInPlace calls came from a goroutine other than a
+// deliver's (the engine's own).
+func (b *readerBus) offReaderCalls() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.offRead
+}
+
+// goid is the calling goroutine's id, from its stack trace's first line.
+func goid() uint64 {
+	var buf [64]byte
+	s := strings.TrimPrefix(string(buf[:runtime.Stack(buf[:], false)]), "goroutine ")
+	id, _ := strconv.ParseUint(s[:strings.IndexByte(s, ' ')], 10, 64)
+	return id
 }
 
 func (b *readerBus) has(subject string) bool {
@@ -59,6 +84,8 @@ func (b *readerBus) has(subject string) bool {
 	return slices.Contains(b.sent, subject)
 }
 
+// inPlaceCalls is how many FlushInPlace calls a deliver's goroutine made (an inline
+// iteration's).
 func (b *readerBus) inPlaceCalls() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -69,6 +96,12 @@ func (b *readerBus) inPlaceCalls() int {
 // ".>") as one read buffer, then runs its end.
 func (b *readerBus) deliver(subject string, reqs ...core.Msg) {
 	b.mu.Lock()
+	b.reader = goid()
+	defer func() {
+		b.mu.Lock()
+		b.reader = 0
+		b.mu.Unlock()
+	}()
 	h, end := b.handlers[subject], b.ends[subject]
 	if h == nil {
 		key := subject[:strings.LastIndexByte(subject, '.')] + ".>"
@@ -175,6 +208,31 @@ func TestIdleEngineRunsOnTheReadersGoroutine(t *testing.T) {
 	}
 }
 
+// The engine's goroutine flushes its batch's output as an inline iteration does: a few
+// small replies (an async publisher's PubAcks) leave in one non-blocking write each from
+// there, rather than waking each client's writer (core.Conn.FlushInPlace decides what is
+// small). Before, it called Flush, a wake-up of the publisher's writer for every batch.
+func TestEngineGoroutineFlushesInPlace(t *testing.T) {
+	store, err := memstore.New(memstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bus := newReaderBus()
+	s := startOn(t, bus, store)
+	connectC1(bus, s)
+	quiesce(t, s)
+
+	before := bus.offReaderCalls()
+	s.runMu.Lock() // busy: the reader only queues, the engine's goroutine answers
+	bus.deliver(s.pubPrefix+".foo", pubReq("r.ack", "g1"))
+	s.runMu.Unlock()
+	waitUntil(t, "the engine's goroutine answers the publish", func() bool { return bus.has("r.ack") })
+	quiesce(t, s)
+	if bus.offReaderCalls() == before {
+		t.Fatal("the engine's goroutine did not flush its PubAck in place")
+	}
+}
+
 // With a store that splits its Sync, an idle engine's reader also runs the fsync pass
 // (outside runMu) and the completion: the PubAck and the delivery leave before end
 // returns. With a pass already running, the committer's goroutine does the next one and
@@ -214,10 +272,10 @@ func TestCommitterCompletesASmallPass(t *testing.T) {
 		s.commit.passMu.Unlock()
 		t.Fatal("a PubAck was sent before its fsync")
 	}
-	flushes := bus.inPlaceCalls()
+	flushes := bus.offReaderCalls()
 	s.commit.passMu.Unlock()
 	waitUntil(t, "the committer's goroutine completes the publish", func() bool { return bus.has("r.ack2") })
-	if bus.inPlaceCalls() == flushes {
+	if bus.offReaderCalls() == flushes {
 		t.Fatal("the committer's goroutine did not complete the small pass in place")
 	}
 }
