@@ -264,9 +264,20 @@ func (c *client) flushOut() (closed bool) {
 }
 
 // writeOut writes b to the socket within the write deadline.
+//
+// On a plain TCP socket (c.raw) the write is raw (rawio.go): through net.Conn.Write, an
+// accounted system call, the first after an idle spell woke Go's sysmon into polling every
+// 20 µs again, and a large write to a reader that keeps up takes tens of µs, long enough
+// for sysmon to hand the writer's P to another thread midway.
 func (c *client) writeOut(b []byte) error {
 	_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.o().WriteDeadline))
-	n, err := c.nc.Write(b)
+	var n int
+	var err error
+	if c.raw != nil {
+		n, err = c.writeRaw(b)
+	} else {
+		n, err = c.nc.Write(b)
+	}
 	if n > 0 {
 		now := time.Now().UnixNano()
 		c.lastAct.Store(now)

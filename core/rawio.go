@@ -21,6 +21,7 @@ type rawOp struct {
 	b     []byte
 	n     int
 	errno syscall.Errno
+	all   bool // rawWrite: the whole of b, waiting for writability as needed (writeRaw)
 	fn    func(fd uintptr) bool
 	probe func(fd uintptr) // rin: one raw read that never waits (spinRead)
 }
@@ -34,9 +35,28 @@ func (o *rawOp) rawRead(fd uintptr) bool {
 	return o.errno != syscall.EAGAIN
 }
 
-// rawWrite writes o.b once and never waits for writability: that is the writer's job.
+// rawWrite writes o.b once and never waits for writability (an in-place write), or, with
+// o.all, writes on from o.n until all of o.b is written or an error, having the poller wait
+// whenever the socket is full (the writer's writeOut).
 func (o *rawOp) rawWrite(fd uintptr) bool {
-	o.n, o.errno = sysWrite(fd, o.b)
+	if !o.all {
+		o.n, o.errno = sysWrite(fd, o.b)
+		return true
+	}
+	for o.n < len(o.b) {
+		n, errno := sysWrite(fd, o.b[o.n:])
+		switch {
+		case errno == syscall.EAGAIN:
+			return false
+		case errno != 0:
+			o.errno = errno
+			return true
+		case n == 0:
+			o.errno = syscall.EIO // a socket that takes nothing and says nothing: do not spin
+			return true
+		}
+		o.n += n
+	}
 	return true
 }
 
@@ -96,4 +116,22 @@ func (c *client) writeInPlace(b []byte) (int, error) {
 		return 0, o.errno
 	}
 	return o.n, nil
+}
+
+// writeRaw writes all of b on the raw socket, waiting on the poller while the socket is
+// full and honouring the write deadline as net.Conn.Write does; the caller holds
+// c.out.flushing (writeOut).
+func (c *client) writeRaw(b []byte) (int, error) {
+	o := &c.rout
+	o.b, o.n, o.errno, o.all = b, 0, 0, true
+	err := c.raw.Write(o.fn)
+	n, errno := o.n, o.errno
+	o.b, o.all = nil, false
+	if err != nil {
+		return n, err
+	}
+	if errno != 0 {
+		return n, errno
+	}
+	return n, nil
 }

@@ -196,3 +196,72 @@ func TestFlushInPlaceSmallOnly(t *testing.T) {
 		t.Fatalf("%v allocations per flush, want 0", a)
 	}
 }
+
+// TestWriteRawWhole: the writer's raw write (writeOut on a TCP socket) delivers all of a
+// buffer far larger than the socket holds, in order, waiting on the poller while the peer
+// reads slowly; past the write deadline it fails as net.Conn.Write does (the slow consumer
+// check relies on it), having said how much went; and it allocates nothing.
+func TestWriteRawWhole(t *testing.T) {
+	c, peer := rawPair(t)
+	sent := make([]byte, 8<<20)
+	for i := range sent {
+		sent[i] = byte(i % 251)
+	}
+	got := make(chan []byte)
+	go func() {
+		var b []byte
+		buf := make([]byte, 64<<10)
+		for len(b) < len(sent) {
+			time.Sleep(time.Millisecond) // slower than the writer: the socket fills
+			n, err := peer.Read(buf)
+			if err != nil {
+				break
+			}
+			b = append(b, buf[:n]...)
+		}
+		got <- b
+	}()
+	if err := c.nc.SetWriteDeadline(time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := c.writeRaw(sent); n != len(sent) || err != nil {
+		t.Fatalf("wrote %d of %d: %v", n, len(sent), err)
+	}
+	if b := <-got; string(b) != string(sent) {
+		t.Fatalf("the peer read %d bytes, not what was sent", len(b))
+	}
+
+	small := []byte("MSG a 1 2\r\nhi\r\n")
+	back := make([]byte, len(small))
+	if a := testing.AllocsPerRun(100, func() {
+		if n, err := c.writeRaw(small); n != len(small) || err != nil {
+			t.Fatalf("wrote %d: %v", n, err)
+		}
+		if _, err := io.ReadFull(peer, back); err != nil {
+			t.Fatal(err)
+		}
+	}); a != 0 {
+		t.Fatalf("%v allocations per write, want 0", a)
+	}
+
+	c2, _ := rawPair(t) // its peer never reads
+	if err := c2.nc.SetWriteDeadline(time.Now().Add(50 * time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	n, err := c2.writeRaw(sent)
+	if !errors.Is(err, os.ErrDeadlineExceeded) || !isTimeout(err) {
+		t.Fatalf("a write nobody reads: %v; want a deadline error", err)
+	}
+	if n <= 0 || n >= len(sent) {
+		t.Fatalf("the failed write says %d of %d bytes went", n, len(sent))
+	}
+	c2.nc.Close()
+	if _, err := c2.writeRaw(small); err == nil {
+		t.Fatal("a write on a closed connection did not fail")
+	}
+	// An in-place write after a whole one is a single attempt again.
+	c.nc.SetWriteDeadline(time.Time{})
+	if n, err := c.writeInPlace(small); n != len(small) || err != nil || c.rout.all {
+		t.Fatalf("in-place write after writeRaw: %d, %v, all=%v", n, err, c.rout.all)
+	}
+}
