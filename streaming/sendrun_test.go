@@ -86,14 +86,14 @@ func TestRunOfAcksSendsTheFreedSlotsAsOneRun(t *testing.T) {
 		}
 		return b
 	}
-	s.iterate(acks(1, 2, 3), false)
+	s.iterate(acks(1, 2, 3))
 	if want := []uint64{1, 2, 3, 4, 5, 6, 7}; !slices.Equal(bus.seqs, want) || !slices.Equal(bus.calls, []int{4, 3}) {
 		t.Fatalf("after 3 acks: sequences %v in calls %v, want %v, the last 3 in one call", bus.seqs, bus.calls, want)
 	}
 	// Another op after the acks: the freed slots go out before it is handled.
 	b := append(acks(4, 5), subscribeReq("c1", "other", "", "in2", 1, "r2"))
 	bus.order = nil
-	s.iterate(b, false)
+	s.iterate(b)
 	if !slices.Equal(bus.order, []string{"in", "r2"}) {
 		t.Fatalf("after 2 acks and a subscribe: published to %q, want the inbox's run, then the response", bus.order)
 	}
