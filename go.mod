@@ -40,3 +40,5 @@ require (
 	go.etcd.io/bbolt v1.5.0
 	golang.org/x/sys v0.48.0 // indirect
 )
+
+replace go.etcd.io/bbolt => ./third_party/bbolt
