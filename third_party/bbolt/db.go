@@ -151,6 +151,8 @@ type DB struct {
 		writeAt func(b []byte, off int64) (n int, err error)
 	}
 
+	fileOps FileOps // Starling's patch (third_party/bbolt/README.md)
+
 	// Read only mode.
 	// When true, Update() and Begin(true) return ErrDatabaseReadOnly immediately.
 	readOnly bool
@@ -258,6 +260,11 @@ func Open(path string, mode os.FileMode, options *Options) (db *DB, err error) {
 
 	// Default values for test hooks
 	db.ops.writeAt = db.file.WriteAt
+	db.fileOps = options.FileOps
+	if writeAt := db.fileOps.WriteAt; writeAt != nil {
+		f := db.file
+		db.ops.writeAt = func(b []byte, off int64) (int, error) { return writeAt(f, b, off) }
+	}
 
 	if db.pageSize = options.PageSize; db.pageSize == 0 {
 		// Set the default page size to the OS page size.
@@ -440,11 +447,20 @@ func (db *DB) hasSyncedFreelist() bool {
 }
 
 func (db *DB) fileSize() (int, error) {
-	info, err := db.file.Stat()
+	var size int64
+	var err error
+	if db.fileOps.Size != nil {
+		size, err = db.fileOps.Size(db.file)
+	} else {
+		var info os.FileInfo
+		if info, err = db.file.Stat(); err == nil {
+			size = info.Size()
+		}
+	}
 	if err != nil {
 		return 0, fmt.Errorf("file stat error: %w", err)
 	}
-	sz := int(info.Size())
+	sz := int(size)
 	if sz < db.pageSize*2 {
 		return 0, fmt.Errorf("file size too small %d", sz)
 	}
@@ -1393,6 +1409,24 @@ type Options struct {
 	// return empty structure in this case. This can be beneficial for
 	// performance under high-concurrency read-only transactions.
 	NoStatistics bool
+
+	// FileOps replaces system calls on the database file (Starling's patch,
+	// third_party/bbolt/README.md). The zero value is upstream's behaviour.
+	FileOps FileOps
+}
+
+// FileOps are optional replacements for the system calls bbolt makes on its
+// database file while writing (Starling's patch, third_party/bbolt/README.md).
+// A nil field keeps upstream's call. Each must behave like the call it
+// replaces: report an error for anything not done.
+type FileOps struct {
+	// Fdatasync replaces syscall.Fdatasync(int(f.Fd())) (Linux only; other
+	// systems keep their own call).
+	Fdatasync func(f *os.File) error
+	// Size replaces f.Stat().Size() when bbolt checks the file's size.
+	Size func(f *os.File) (int64, error)
+	// WriteAt replaces f.WriteAt: it writes all of b at off or returns an error.
+	WriteAt func(f *os.File, b []byte, off int64) (int, error)
 }
 
 func (o *Options) String() string {
