@@ -20,6 +20,7 @@ var allowed = map[string][]string{
 	"core/conf":           {},
 	"core/ipq":            {},
 	"stores/seqset":       {},
+	"stores/rawsync":      {}, // raw fsync/fdatasync/fstat/pwrite and their policy: filestore's and boltstore's
 	"stores/chunked":      {},
 	"boltcheck":           {}, // validates a bbolt file before bbolt maps it: boltstore's and the raft log's
 	"proto/stanpb":        {},
@@ -30,8 +31,8 @@ var allowed = map[string][]string{
 	"core/monitor":        {"core"},
 	"stores":              {},
 	"stores/memstore":     {"stores", "stores/seqset", "proto/storepb"},
-	"stores/filestore":    {"stores", "stores/seqset", "stores/chunked", "proto/storepb"},
-	"stores/boltstore":    {"stores", "stores/seqset", "stores/chunked", "proto/storepb", "boltcheck"},
+	"stores/filestore":    {"stores", "stores/seqset", "stores/chunked", "stores/rawsync", "proto/storepb"},
+	"stores/boltstore":    {"stores", "stores/seqset", "stores/chunked", "stores/rawsync", "proto/storepb", "boltcheck"},
 	"stores/storetest":    {"stores", "stores/seqset", "proto/storepb"},
 	"stores/nssimport":    {"stores"}, // reads nss files, writes through the stores contract
 	"raftlog":             {"boltcheck", "raftlog/seglog"},

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+
+	"github.com/starling-io/starling/stores/rawsync"
 )
 
 // Every change the store makes to its files goes through the helpers of this file, so that
@@ -116,9 +118,9 @@ func fsyncUpTo(f *os.File, path string, written int64, opts *Options) error {
 }
 
 // fsyncCommit is fsyncUpTo for a commit pass's fsync of a tail (syncPoint), the one fsync of
-// the publish path: it keeps its P (syncHoldingP).
+// the publish path: it keeps its P on Linux (rawsync.Fsync).
 func fsyncCommit(f *os.File, path string, written int64, opts *Options) error {
-	return fsyncWith(f, path, written, opts, syncHoldingP)
+	return fsyncWith(f, path, written, opts, rawsync.Fsync)
 }
 
 // fsyncWith is fsyncUpTo making the file durable with sync.

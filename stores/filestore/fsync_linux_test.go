@@ -2,26 +2,23 @@ package filestore
 
 import (
 	"bytes"
-	"os"
-	"path/filepath"
 	"runtime"
 	"testing"
 	"time"
 
 	"github.com/starling-io/starling/stores"
+	"github.com/starling-io/starling/stores/rawsync"
 )
 
 // A commit pass's fsync (SyncFlushed) keeps its goroutine's P: the goroutine is never seen
 // in a system call the scheduler can take the P from ("[syscall" in a stack dump), which
 // is what made the runtime's sysmon hand that P to another thread at every pass while the
-// engine and a reader kept the other one busy (fsync_linux.go). Before, f.Sync's ordinary
+// engine and a reader kept the other one busy (stores/rawsync). Before, f.Sync's ordinary
 // call showed up there in most samples.
 func TestCommitFsyncKeepsItsP(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
 	// A loaded machine's slow fsync must not switch to the ordinary call here.
-	defer func(d time.Duration) { slowFsync = d }(slowFsync)
-	slowFsync = time.Hour
-	ordinaryUntil.Store(0)
+	defer rawsync.SetSlow(rawsync.SetSlow(time.Hour))
 	s, err := Open(t.TempDir(), Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -90,38 +87,4 @@ func TestCommitFsyncKeepsItsP(t *testing.T) {
 		t.Fatalf("the commit's fsync was in a system call that lends its P away in %d of %d samples (%d passes), as:\n%s", inSyscall, seen, passes, example)
 	}
 	t.Logf("%d samples in syncPoint, %d passes", seen, passes)
-}
-
-// TestSlowFsyncLetsThePGo: after a commit fsync slower than slowFsync (a stalling disk,
-// during which a stop of the world would wait), commit fsyncs use the ordinary call for
-// slowBackoff.
-func TestSlowFsyncLetsThePGo(t *testing.T) {
-	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
-	defer func(d time.Duration) { slowFsync = d; ordinaryUntil.Store(0) }(slowFsync)
-	slowFsync = time.Hour // the quick part: a loaded disk must not make it slow
-	ordinaryUntil.Store(0)
-	f, err := os.Create(filepath.Join(t.TempDir(), "f"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if !holdP() {
-		t.Fatal("the P is not held at the start")
-	}
-	if err := syncHoldingP(f); err != nil || !holdP() {
-		t.Fatalf("after a quick fsync: %v, holdP %v", err, holdP())
-	}
-	slowFsync = 0 // every fsync is slow now
-	if err := syncHoldingP(f); err != nil {
-		t.Fatal(err)
-	}
-	if holdP() {
-		t.Fatal("the P is still held after a slow fsync")
-	}
-	if left := time.Until(time.Unix(0, ordinaryUntil.Load())); left < slowBackoff-time.Second || left > slowBackoff {
-		t.Fatalf("ordinary calls for %v more, want about %v", left, slowBackoff)
-	}
-	if err := syncHoldingP(f); err != nil { // the ordinary call, and no error
-		t.Fatal(err)
-	}
 }

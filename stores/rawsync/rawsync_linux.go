@@ -1,0 +1,218 @@
+package rawsync
+
+import (
+	"io"
+	"os"
+	"runtime"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+)
+
+// Fsync is f.Sync, as a raw fsync(2) when the policy allows (package comment).
+func Fsync(f *os.File) error {
+	if !acquire() {
+		return f.Sync()
+	}
+	errno, ok := the.run(f, the.fsync)
+	release()
+	if !ok {
+		return f.Sync()
+	}
+	if errno != 0 {
+		return &os.PathError{Op: "sync", Path: f.Name(), Err: errno}
+	}
+	return nil
+}
+
+// Fdatasync is fdatasync(2) of f, as a raw call when the policy allows; its error is an
+// *os.PathError with Op "fdatasync".
+func Fdatasync(f *os.File) error {
+	if acquire() {
+		errno, ok := the.run(f, the.fdatasync)
+		release()
+		if ok {
+			if errno != 0 {
+				return &os.PathError{Op: "fdatasync", Path: f.Name(), Err: errno}
+			}
+			return nil
+		}
+	}
+	if err := syscall.Fdatasync(int(f.Fd())); err != nil {
+		return &os.PathError{Op: "fdatasync", Path: f.Name(), Err: err}
+	}
+	return nil
+}
+
+// Size is f.Stat().Size(), as a raw fstat(2) when the policy allows.
+func Size(f *os.File) (int64, error) {
+	if acquire() {
+		errno, ok := the.run(f, the.fstat)
+		size := the.st.Size
+		release()
+		if ok {
+			if errno != 0 {
+				return 0, &os.PathError{Op: "stat", Path: f.Name(), Err: errno}
+			}
+			return size, nil
+		}
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	return fi.Size(), nil
+}
+
+// WriteAt is f.WriteAt, as raw pwrite(2)s when the policy allows: it writes all of b at off
+// (a short write is continued, EINTR retried) or returns an *os.PathError with Op "write"
+// (io.ErrUnexpectedEOF if a pwrite wrote nothing) and, as f.WriteAt does then, n = 0 even
+// if part of b was written (os's loop drops the count of a failed internal/poll Pwrite).
+func WriteAt(f *os.File, b []byte, off int64) (int, error) {
+	if len(b) == 0 || off < 0 || !acquire() { // off < 0: f.WriteAt's own error
+		return f.WriteAt(b, off)
+	}
+	the.b, the.off, the.n = b, off, 0
+	errno, ok := the.run(f, the.pwrite)
+	n := the.n
+	the.b = nil
+	release()
+	if !ok {
+		return f.WriteAt(b, off)
+	}
+	if errno != 0 {
+		if errno == errWroteNothing {
+			return 0, &os.PathError{Op: "write", Path: f.Name(), Err: io.ErrUnexpectedEOF}
+		}
+		return 0, &os.PathError{Op: "write", Path: f.Name(), Err: errno}
+	}
+	return n, nil
+}
+
+// RawCalls counts the raw calls made (each call of this package that took the raw path).
+func RawCalls() uint64 { return rawCalls.Load() }
+
+// SetSlow sets the slow-call threshold and ends a back-off under way; it returns the
+// previous threshold. For tests (a loaded machine's slow fsync must not switch a test to
+// the ordinary call, or a test wants every call to be slow).
+func SetSlow(d time.Duration) time.Duration {
+	prev := time.Duration(slow.Swap(int64(d)))
+	ordinaryUntil.Store(0)
+	return prev
+}
+
+var (
+	slow          atomic.Int64  // the slow-call threshold, ns
+	ordinaryUntil atomic.Int64  // Unix ns: until then, the ordinary call
+	busy          atomic.Bool   // a raw call is under way: "the" is in use
+	rawCalls      atomic.Uint64 // raw calls made
+	the           caller        // the one raw call's state (busy)
+)
+
+func init() { slow.Store(int64(20 * time.Millisecond)) }
+
+const slowBackoff = 10 * time.Second
+
+// holdP tells whether a call may keep its P now.
+func holdP() bool {
+	return runtime.GOMAXPROCS(0) >= 2 && time.Now().UnixNano() >= ordinaryUntil.Load()
+}
+
+// acquire takes the raw call's slot if the policy allows a raw call now; the caller then
+// calls the.run, reads the results and releases the slot.
+func acquire() bool {
+	return holdP() && busy.CompareAndSwap(false, true)
+}
+
+func release() { busy.Store(false) }
+
+// errWroteNothing is the pwrite callback's report of a pwrite that wrote nothing.
+const errWroteNothing = ^syscall.Errno(0)
+
+// caller is the raw call's state, reused so that a call allocates nothing: f's RawConn
+// (kept while the same file is used again), the callbacks bound once, the arguments and
+// results. One, as one raw call runs at a time (busy).
+type caller struct {
+	f  *os.File
+	rc syscall.RawConn
+
+	fsync, fdatasync, fstat, pwrite func(fd uintptr)
+
+	b     []byte // pwrite's
+	off   int64
+	n     int
+	st    syscall.Stat_t // fstat's
+	errno syscall.Errno
+}
+
+// run calls do with f's descriptor, which the RawConn's Control holds open for the call,
+// and times it; it returns the call's errno, or !ok if f's RawConn refused (a closed
+// file): the caller then makes the ordinary call, which reports that.
+func (c *caller) run(f *os.File, do func(fd uintptr)) (errno syscall.Errno, ok bool) {
+	if c.f != f {
+		rc, err := f.SyscallConn()
+		if err != nil {
+			return 0, false
+		}
+		c.f, c.rc = f, rc
+	}
+	c.errno = 0
+	start := time.Now()
+	err := c.rc.Control(do)
+	if time.Since(start) > time.Duration(slow.Load()) {
+		ordinaryUntil.Store(time.Now().Add(slowBackoff).UnixNano())
+	}
+	if err != nil {
+		c.f, c.rc = nil, nil
+		return 0, false
+	}
+	rawCalls.Add(1)
+	return c.errno, true
+}
+
+func (c *caller) bind() {
+	c.fsync = func(fd uintptr) { c.errno = rawRetry(syscall.SYS_FSYNC, fd, 0) }
+	c.fdatasync = func(fd uintptr) { c.errno = rawRetry(syscall.SYS_FDATASYNC, fd, 0) }
+	c.fstat = func(fd uintptr) { c.errno = rawRetry(syscall.SYS_FSTAT, fd, uintptr(unsafe.Pointer(&c.st))) }
+	c.pwrite = c.pwriteAll
+}
+
+func init() { the.bind() }
+
+// rawRetry makes the raw call trap(a1, a2), again while it fails with EINTR.
+func rawRetry(trap, a1, a2 uintptr) syscall.Errno {
+	for {
+		_, _, e := syscall.RawSyscall(trap, a1, a2, 0)
+		if e != syscall.EINTR {
+			return e
+		}
+	}
+}
+
+// maxRW caps one pwrite, as os does (internal/poll: some systems fail larger ones).
+const maxRW = 1 << 30
+
+// pwriteAll writes all of c.b at c.off, as internal/poll's Pwrite loop does: a short write is
+// continued, EINTR retried, a pwrite writing nothing stops it (errWroteNothing).
+func (c *caller) pwriteAll(fd uintptr) {
+	b, off := c.b, c.off
+	for len(b) > 0 {
+		m := min(len(b), maxRW)
+		r, _, e := syscall.RawSyscall6(syscall.SYS_PWRITE64, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(m), uintptr(off), 0, 0)
+		if e == syscall.EINTR {
+			continue
+		}
+		if e != 0 {
+			c.errno = e
+			return
+		}
+		if r == 0 {
+			c.errno = errWroteNothing
+			return
+		}
+		c.n += int(r)
+		b = b[r:]
+		off += int64(r)
+	}
+}

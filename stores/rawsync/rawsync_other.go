@@ -1,0 +1,33 @@
+//go:build !linux
+
+package rawsync
+
+import (
+	"os"
+	"time"
+)
+
+// Fsync is f.Sync: the raw call is Linux's (rawsync_linux.go).
+func Fsync(f *os.File) error { return f.Sync() }
+
+// Fdatasync is f.Sync: the raw call is Linux's.
+func Fdatasync(f *os.File) error { return f.Sync() }
+
+// Size is f.Stat's size: the raw call is Linux's.
+func Size(f *os.File) (int64, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	return fi.Size(), nil
+}
+
+// WriteAt is f.WriteAt: the raw call is Linux's.
+func WriteAt(f *os.File, b []byte, off int64) (int, error) { return f.WriteAt(b, off) }
+
+// RawCalls counts the raw calls made: none here.
+func RawCalls() uint64 { return 0 }
+
+// SetSlow sets the slow-call threshold and ends a back-off under way; it returns the
+// previous threshold. For tests.
+func SetSlow(d time.Duration) time.Duration { return d }
