@@ -155,6 +155,7 @@ func openStore(path string, opts Options) (*Store, error) {
 		// no measurable commit time (BenchmarkStore/Append) and makes Open faster
 		// (BenchmarkOpen 254 -> 170 ms); boltcheck.File validates it before bbolt reads it.
 		FreelistType: bolt.FreelistMapType,
+		FileOps:      fileOps,
 	})
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("boltstore: open %s: the file is in use by another process (another server on this "+
