@@ -16,8 +16,10 @@
 
 FROM golang:1.26 AS build
 WORKDIR /src
-# Modules first: this layer is reused while go.mod and go.sum do not change.
+# Modules first: this layer is reused while go.mod and go.sum do not change. go.mod replaces
+# go.etcd.io/bbolt with ./third_party/bbolt, whose go.mod go mod download reads.
 COPY go.mod go.sum ./
+COPY third_party/bbolt/go.mod third_party/bbolt/
 RUN go mod download
 COPY . .
 # CGO_ENABLED=0: a static binary that needs no libc in the final image.
