@@ -8,7 +8,7 @@ import (
 
 // fileOps make bbolt's system calls on the store's file while it commits — the pwrites of
 // pages and meta, the fstat of DB.grow (at every commit that raises the high-water mark, so
-// at nearly every commit of messages) and fdatasync — raw calls on Linux, through the
+// at nearly every commit of messages) and fdatasync — raw calls on 64-bit Linux (amd64, arm64), through the
 // vendored bbolt's FileOps (third_party/bbolt/README.md), under stores/rawsync's policy:
 // one raw call at a time, none with a single P, none for 10 s after one slower than 20 ms.
 // Elsewhere rawsync's functions are the ordinary calls.

@@ -118,7 +118,7 @@ func fsyncUpTo(f *os.File, path string, written int64, opts *Options) error {
 }
 
 // fsyncCommit is fsyncUpTo for a commit pass's fsync of a tail (syncPoint), the one fsync of
-// the publish path: it keeps its P on Linux (rawsync.Fsync).
+// the publish path: it keeps its P on 64-bit Linux (rawsync.Fsync).
 func fsyncCommit(f *os.File, path string, written int64, opts *Options) error {
 	return fsyncWith(f, path, written, opts, rawsync.Fsync)
 }

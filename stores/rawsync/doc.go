@@ -1,5 +1,5 @@
 // Package rawsync makes a store's system calls on its commit path — fsync, fdatasync,
-// fstat, pwrite — as raw system calls on Linux, which keep the calling goroutine's P,
+// fstat, pwrite — as raw system calls on 64-bit Linux (amd64, arm64), which keep the calling goroutine's P,
 // under one policy shared by the file store (its commit fsync) and the bolt store (bbolt's
 // pwrites, size check and fdatasync, through the vendored bbolt's FileOps).
 //
@@ -20,6 +20,8 @@
 // the process up at the next GC until that call returns: once per stall at most.
 //
 // Errors are what the ordinary calls return: *os.PathError wrapping the errno (EINTR is
-// retried), os.ErrClosed for a closed file; WriteAt writes all of b or reports an error, as
-// os.File.WriteAt does. Elsewhere than Linux every function is the ordinary call.
+// retried), os.ErrClosed for a closed file (Fdatasync: EBADF, as bbolt's own
+// syscall.Fdatasync(int(f.Fd())) reports); WriteAt writes all of b or reports an error, as
+// os.File.WriteAt does. Elsewhere (other systems, 32-bit or other Linux ports, whose
+// pwrite64 and fstat take other arguments) every function is the ordinary call.
 package rawsync

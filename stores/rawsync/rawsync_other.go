@@ -1,4 +1,4 @@
-//go:build !linux
+//go:build !(linux && (amd64 || arm64))
 
 package rawsync
 
@@ -7,13 +7,13 @@ import (
 	"time"
 )
 
-// Fsync is f.Sync: the raw call is Linux's (rawsync_linux.go).
+// Fsync is f.Sync: the raw calls are 64-bit amd64 and arm64 Linux's (rawsync_raw.go).
 func Fsync(f *os.File) error { return f.Sync() }
 
-// Fdatasync is f.Sync: the raw call is Linux's.
+// Fdatasync is f.Sync: the raw call is 64-bit Linux's.
 func Fdatasync(f *os.File) error { return f.Sync() }
 
-// Size is f.Stat's size: the raw call is Linux's.
+// Size is f.Stat's size: the raw call is 64-bit Linux's.
 func Size(f *os.File) (int64, error) {
 	fi, err := f.Stat()
 	if err != nil {
@@ -22,7 +22,7 @@ func Size(f *os.File) (int64, error) {
 	return fi.Size(), nil
 }
 
-// WriteAt is f.WriteAt: the raw call is Linux's.
+// WriteAt is f.WriteAt: the raw call is 64-bit Linux's.
 func WriteAt(f *os.File, b []byte, off int64) (int, error) { return f.WriteAt(b, off) }
 
 // RawCalls counts the raw calls made: none here.

@@ -1,3 +1,9 @@
+//go:build linux && (amd64 || arm64)
+
+// The raw calls' arguments (pwrite64's offset in one register, fstat filling a Stat_t as the
+// kernel's struct stat) hold on 64-bit amd64 and arm64 Linux only: 32-bit ports pass the
+// offset in a register pair and use fstat64, loong64 has no fstat. Elsewhere rawsync_other.go.
+
 package rawsync
 
 import (
