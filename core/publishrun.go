@@ -35,11 +35,15 @@ func (nc *Conn) PublishRun(subj string, data []byte, ends []int) error {
 	c.stats.inMsgs.Add(int64(len(ends)))
 	c.stats.inBytes.Add(int64(prev))
 	r := c.acc.subs.Match(s)
-	if len(r.Queues) == 0 && len(r.Plain) == 1 && c.prod.deliverRun(r.Plain[0], s, data, ends) {
-		return nil
+	done := 0
+	if len(r.Queues) == 0 && len(r.Plain) == 1 {
+		done = c.prod.deliverRun(r.Plain[0], s, data, ends)
 	}
 	prev = 0
-	for _, e := range ends {
+	if done > 0 {
+		prev = ends[done-1]
+	}
+	for _, e := range ends[done:] {
 		c.prod.route(c.acc, r, s, nil, 0, data[prev:e])
 		prev = e
 	}
@@ -48,27 +52,32 @@ func (nc *Conn) PublishRun(subj string, data []byte, ends []int) error {
 
 // deliverRun appends a run of MSG frames (no reply, no header) for one plain subscription
 // of a socket client, under one lock of its connection, as deliver and deliverFrame would
-// one by one. It reports false, having done nothing, for any subscription deliver must
-// look at message by message (in-process, a route, an import, subscribe denies checked per
-// message, an auto-unsubscribe limit); a closed one takes nothing and reports true, as
-// deliver's false would route nothing elsewhere for a plain subscription.
-func (p *producer) deliverRun(sub *subscription, subj, data []byte, ends []int) bool {
+// one by one, and returns how many of the messages it took. It takes none for a
+// subscription deliver must look at message by message (in-process, a route, an import,
+// subscribe denies checked per message, an auto-unsubscribe limit), and stops at a limit or
+// an unsubscribe that arrives meanwhile: the caller routes the rest one by one, as before. A
+// closed subscription or connection takes them all and delivers nothing, as deliver's false
+// would route nothing elsewhere for a plain subscription.
+func (p *producer) deliverRun(sub *subscription, subj, data []byte, ends []int) int {
 	dst := sub.client
 	if sub.handler != nil || sub.imp != nil || dst.kind != kindClient || p.lock == nil || p.trace != nil ||
 		sub.filter.Load() || sub.max.Load() != 0 {
-		return false
+		return 0
 	}
 	if sub.closed.Load() {
-		return true
+		return len(ends)
 	}
 	n, prev := 0, 0
 	dst.mu.Lock()
 	if dst.closed {
 		dst.mu.Unlock()
-		return true
+		return len(ends)
 	}
 	slow := false
 	for _, e := range ends {
+		if sub.max.Load() != 0 || sub.closed.Load() {
+			break // an UNSUB (with a limit or not) meanwhile: the rest message by message
+		}
 		msg := data[prev:e]
 		if dst.overPending(len(subj) + len(sub.sid) + len(msg) + 32) {
 			slow = true
@@ -90,6 +99,7 @@ func (p *producer) deliverRun(sub *subscription, subj, data []byte, ends []int) 
 	}
 	if slow {
 		dst.markSlowConsumer()
+		return len(ends) // the rest dropped, as deliver drops each past the pending limit
 	}
-	return true
+	return n
 }

@@ -69,6 +69,20 @@ func TestConnPublishRun(t *testing.T) {
 		t.Fatalf("in-process handler got %q", got)
 	}
 
+	// An auto-unsubscribe limit: message by message, so the limit holds (the third is not
+	// delivered, and the subscription is gone after the second).
+	c2, _ := dial(t, s)
+	c2.send("CONNECT {\"verbose\":false}\r\nSUB lim.1 4\r\nUNSUB 4 2\r\nPING\r\n")
+	c2.expect("PONG\r\n")
+	data, ends = run("x", "y", "z")
+	if err := ic.PublishRun("lim.1", data, ends); err != nil {
+		t.Fatal(err)
+	}
+	ic.Flush()
+	c2.expect("MSG lim.1 4 1\r\nx\r\nMSG lim.1 4 1\r\ny\r\n")
+	c2.send("PING\r\n")
+	c2.expect("PONG\r\n") // and not the third message before it
+
 	// Refused whole: a message over max_payload, a bad subject.
 	data, ends = run("x", strings.Repeat("y", core.DefaultMaxPayload+1))
 	if err := ic.PublishRun("in.1", data, ends); !errors.Is(err, core.ErrMaxPayload) {
