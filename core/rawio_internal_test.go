@@ -244,7 +244,14 @@ func TestWriteRawWhole(t *testing.T) {
 		t.Fatalf("%v allocations per write, want 0", a)
 	}
 
-	c2, _ := rawPair(t) // its peer never reads
+	c2, peer2 := rawPair(t) // its peer never reads
+	// Small socket buffers: 8 MiB must not fit in them, whatever the host's TCP tuning.
+	if err := c2.nc.(*net.TCPConn).SetWriteBuffer(64 << 10); err != nil {
+		t.Fatal(err)
+	}
+	if err := peer2.(*net.TCPConn).SetReadBuffer(64 << 10); err != nil {
+		t.Fatal(err)
+	}
 	if err := c2.nc.SetWriteDeadline(time.Now().Add(50 * time.Millisecond)); err != nil {
 		t.Fatal(err)
 	}

@@ -264,7 +264,7 @@ func TestLastReaderAcrossServers(t *testing.T) {
 	now := time.Now().UnixNano()
 	c1.noteRead(now)
 	c2.noteRead(now + 1)
-	if lastReader.Load() == c1.rid {
+	if lastReader.Load() != c2.rid || lastReader.Load() == c1.rid {
 		t.Fatal("a read on another server's connection with the same client id left c1 the last reader")
 	}
 }
