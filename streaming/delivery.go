@@ -265,6 +265,9 @@ func (s *Server) endRun(outer bool) {
 func (s *Server) flushRun() {
 	r := &s.scratch.run
 	if len(r.ends) == 0 {
+		if cap(r.data) > maxScratchEnc {
+			r.data = nil // a lone message over max_payload grew it (publishMsg)
+		}
 		return
 	}
 	sub := r.sub
@@ -629,7 +632,8 @@ func restoredLookAgain(since, ackWait time.Duration) time.Duration {
 }
 
 // processAck removes an acknowledged sequence from the subscription (or, for a queue
-// member, from whichever member has it) and resumes a stalled delivery.
+// member, from whichever member has it); a delivery the ack unstalled is resumed after the
+// run of acks (flushResumes).
 func (s *Server) processAck(o *op) {
 	sub := s.byAckID[o.ack]
 	if sub == nil {
@@ -676,11 +680,14 @@ func (s *Server) processAck(o *op) {
 
 // flushResumes resumes the subscriptions that acks unstalled since the last call, in the
 // order of those acks. processAck defers the resume to the end of its run of acks (process
-// calls this before any other op, endBatch at the end of the batch): a stalled subscriber's
-// acks arrive by the hundred per read buffer, and resuming at each ack sent its messages
-// one by one, each a sendAvailable of its own; now the run's freed slots go out together.
-// Only acks ran meanwhile, and an ack only frees slots: what is sent, and in which order on
-// each inbox, is what the resume at each ack sent.
+// calls this before any other op it handles, endBatch at the end of the batch): a stalled
+// subscriber's acks arrive by the hundred per read buffer, and resuming at each ack sent its
+// messages one by one, each a sendAvailable of its own; now the run's freed slots go out
+// together. Only acks ran meanwhile, and an ack only frees slots: each inbox still gets its
+// messages in sequence order. Publishes of the same batch (flushPublishes, at endBatch) may
+// reach an unstalled subscription first, through deliverNew, and the resume then finds
+// nothing new; in a queue group, which member gets a freed slot's message may differ from
+// resuming at each ack.
 func (s *Server) flushResumes() {
 	for i := 0; i < len(s.resumes); i++ { // a resume may not add any, but stay safe if it does
 		sub := s.resumes[i]
