@@ -173,6 +173,7 @@ func (s *Server) completeInline(msgs int) bool {
 		return false
 	}
 	s.iterate(nil)
+	s.inlineDone++
 	s.unlockInline()
 	return true
 }

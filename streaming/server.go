@@ -173,6 +173,7 @@ type Server struct {
 	held          []*subState  // engine: subscriptions whose deliveries wait for their destination (heldBack)
 	heldTimer     *time.Timer  // engine: armed while held is not empty
 	resumes       []*subState  // engine: subscriptions an ack unstalled, resumed after the run of acks (flushResumes)
+	inlineDone    int          // passes the committer's goroutine completed itself (completeInline; under runMu; tests)
 	leaderChanges atomic.Int64 // how many times the engine's role changed (engine writes)
 	snapsQueued   atomic.Int32 // monitoring snapshot ops queued, not yet processed (monitor.go)
 	snapWait      atomic.Int64 // bounds a monitoring snapshot's wait for the engine, ns (0: snapshotWait)
