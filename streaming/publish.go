@@ -41,7 +41,7 @@ type scratch struct {
 	clockUses int               // sends stamped with it so far; 0: read the clock again
 	stats     Stats             // counted since the last flushStats
 	sentBytes uint64            // MsgProto bytes sent, ever (heldBack paces its looks by them)
-	run       sendRun           // first deliveries to one inbox, published together (delivery.go)
+	run       sendRun           // first deliveries to one inbox, published together (sendrun.go)
 }
 
 // sendClockUses is how many sends share one reading of the clock, standalone.
