@@ -199,11 +199,7 @@ func TestNodeHandOffStopsAtANewTerm(t *testing.T) {
 	w := newElectionWatch()
 	var hook atomic.Pointer[func(string)]
 	_, nodes, leader := startTCPGroup(t, w.tune, func(c *raftlog.Config) {
-		raftlog.SetHandOffHook(c, func(to string) {
-			if f := hook.Load(); f != nil {
-				(*f)(to)
-			}
-		})
+		raftlog.SetHandOffHook(c, callHook(&hook))
 	})
 	proposeRetry(t, leader, raftlogtest.Put("x"))
 	l := leader()
@@ -283,11 +279,7 @@ func TestNodeHandOffStopsAtANewTerm(t *testing.T) {
 func TestNodeHandOffLostBeforeTheTransfer(t *testing.T) {
 	var hook atomic.Pointer[func(string)]
 	_, nodes, leader := startTCPGroup(t, func(c *raftlog.Config) {
-		raftlog.SetHandOffStartHook(c, func(to string) {
-			if f := hook.Load(); f != nil {
-				(*f)(to)
-			}
-		})
+		raftlog.SetHandOffStartHook(c, callHook(&hook))
 	})
 	proposeRetry(t, leader, raftlogtest.Put("x"))
 	l := leader()
@@ -331,5 +323,14 @@ func TestNodeHandOffLostBeforeTheTransfer(t *testing.T) {
 			t.Fatalf("HandOff, its leadership lost before its transfer began: %v; want nil", err)
 		}
 		return
+	}
+}
+
+// callHook calls the function hook holds, if any: a test sets it once the group runs.
+func callHook(hook *atomic.Pointer[func(string)]) func(string) {
+	return func(to string) {
+		if f := hook.Load(); f != nil {
+			(*f)(to)
+		}
 	}
 }

@@ -148,6 +148,17 @@ func request(reply string, m any) core.Msg {
 	return core.Msg{Reply: []byte(reply), Data: marshalAny(m)}
 }
 
+// startOnMemory is startOn a readerBus and a memory store.
+func startOnMemory(t *testing.T) (*readerBus, *Server) {
+	t.Helper()
+	store, err := memstore.New(memstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bus := newReaderBus()
+	return bus, startOn(t, bus, store)
+}
+
 func pubReq(reply, guid string) core.Msg {
 	return request(reply, &stanpb.PubMsg{ClientID: "c1", Guid: guid, Subject: "foo", Data: []byte("hi"), ConnID: []byte("conn")})
 }
@@ -157,12 +168,7 @@ func pubReq(reply, guid string) core.Msg {
 // the engine busy, or more requests queued than a latency-bound exchange has, end only
 // wakes the engine, whose goroutine answers them.
 func TestIdleEngineRunsOnTheReadersGoroutine(t *testing.T) {
-	store, err := memstore.New(memstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	bus := newReaderBus()
-	s := startOn(t, bus, store)
+	bus, s := startOnMemory(t)
 
 	connectC1(bus, s)
 	if !bus.has("r.conn") {
@@ -213,12 +219,7 @@ func TestIdleEngineRunsOnTheReadersGoroutine(t *testing.T) {
 // there, rather than waking each client's writer (core.Conn.FlushInPlace decides what is
 // small). Before, it called Flush, a wake-up of the publisher's writer for every batch.
 func TestEngineGoroutineFlushesInPlace(t *testing.T) {
-	store, err := memstore.New(memstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	bus := newReaderBus()
-	s := startOn(t, bus, store)
+	bus, s := startOnMemory(t)
 	connectC1(bus, s)
 	quiesce(t, s)
 

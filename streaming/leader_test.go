@@ -30,16 +30,15 @@ func (l *failingBarrierLog) Barrier(ctx context.Context) error {
 	return l.switchLog.Barrier(ctx)
 }
 
-// TestFailedTakeoverIsRetried: a new leader whose takeover fails says why and tries again
-// while its log goes on naming it leader (the log reports only changes: nothing else would),
-// and serves once a takeover succeeds. It is never left a raft leader that silently serves
-// nobody.
-func TestFailedTakeoverIsRetried(t *testing.T) {
+// startFailingTakeovers runs a standalone engine over a log whose first fails barriers
+// (takeovers) fail, logging to a countHandler.
+func startFailingTakeovers(t *testing.T, fails int32) (*Server, *failingBarrierLog, *countHandler) {
+	t.Helper()
 	h := &countHandler{n: map[string]int{}}
 	var fl *failingBarrierLog
 	s, err := New(&fakeBus{}, newMemStore(t), func(sm raftlog.StateMachine) (raftlog.Log, error) {
 		fl = &failingBarrierLog{switchLog: newSwitchLog(sm)}
-		fl.fails.Store(2)
+		fl.fails.Store(fails)
 		return fl, nil
 	}, Options{Logger: slog.New(h)})
 	if err != nil {
@@ -49,6 +48,15 @@ func TestFailedTakeoverIsRetried(t *testing.T) {
 		t.Fatal(err)
 	}
 	runEngine(s)
+	return s, fl, h
+}
+
+// TestFailedTakeoverIsRetried: a new leader whose takeover fails says why and tries again
+// while its log goes on naming it leader (the log reports only changes: nothing else would),
+// and serves once a takeover succeeds. It is never left a raft leader that silently serves
+// nobody.
+func TestFailedTakeoverIsRetried(t *testing.T) {
+	s, fl, h := startFailingTakeovers(t, 2)
 	defer func() { close(s.stop); <-s.done }()
 	fl.set(true)
 	waitUntil(t, "a takeover after two failed ones", func() bool { return s.takeSnapshot(false).leader })
@@ -217,20 +225,7 @@ func TestShutdownEndsTheHandOff(t *testing.T) {
 // takeOverRetry and, over a log that still named this node leader after Close, queued a
 // takeover nobody would take.
 func TestShutdownStopsTheTakeoverRetry(t *testing.T) {
-	h := &countHandler{n: map[string]int{}}
-	var fl *failingBarrierLog
-	s, err := New(&fakeBus{}, newMemStore(t), func(sm raftlog.StateMachine) (raftlog.Log, error) {
-		fl = &failingBarrierLog{switchLog: newSwitchLog(sm)}
-		fl.fails.Store(1000)
-		return fl, nil
-	}, Options{Logger: slog.New(h)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.recover(); err != nil {
-		t.Fatal(err)
-	}
-	runEngine(s)
+	s, fl, h := startFailingTakeovers(t, 1000)
 	fl.set(true) // and it stays leader, Close or not
 	waitUntil(t, "a failed takeover", func() bool {
 		h.mu.Lock()
