@@ -90,3 +90,41 @@ func TestCommitFsyncKeepsItsP(t *testing.T) {
 	}
 	t.Logf("%d samples in syncPoint, %d passes", seen, passes)
 }
+
+// TestFlushWritesAreRaw: the write a Flush hands the OS is a raw write(2) (rawsync.Write):
+// as an ordinary call it woke the runtime's sysmon before every commit pass of an idle
+// server (fileWriter). Before, a Flush made no raw call.
+func TestFlushWritesAreRaw(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
+	defer rawsync.SetSlow(rawsync.SetSlow(time.Hour))
+	s, err := Open(t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.Init(stores.ServerInfo{ClusterID: "c"})
+	ch, err := s.CreateChannel("foo", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msp := ch.Msgs.(stores.SplitSyncer)
+	for seq := uint64(1); seq <= 3; seq++ {
+		if err := ch.Msgs.Append([]stores.Msg{{Seq: seq, Time: int64(seq), Data: []byte("hello")}}); err != nil {
+			t.Fatal(err)
+		}
+		before := rawsync.RawCalls()
+		if err := msp.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if got := rawsync.RawCalls() - before; got == 0 {
+			t.Fatalf("message %d: Flush made no raw call", seq)
+		}
+		if err := msp.SyncFlushed(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var m stores.Msg
+	if err := ch.Msgs.Load(3, &m); err != nil || string(m.Data) != "hello" {
+		t.Fatalf("Load(3) = %q, %v", m.Data, err)
+	}
+}

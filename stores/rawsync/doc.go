@@ -1,7 +1,7 @@
 // Package rawsync makes a store's system calls on its commit path — fsync, fdatasync,
-// fstat, pwrite — as raw system calls on 64-bit Linux (amd64, arm64), which keep the calling goroutine's P,
-// under one policy shared by the file store (its commit fsync) and the bolt store (bbolt's
-// pwrites, size check and fdatasync, through the vendored bbolt's FileOps).
+// fstat, pwrite, write — as raw system calls on 64-bit Linux (amd64, arm64), which keep the calling goroutine's P,
+// under one policy shared by the file store (its commit fsync and its files' writes) and the
+// bolt store (bbolt's pwrites, size check and fdatasync, through the vendored bbolt's FileOps).
 //
 // Why: an ordinary system call (entersyscall) lets the runtime's sysmon take the caller's P
 // once the call has run 20-40 µs while the other Ps are busy — it wakes or starts a thread
@@ -22,6 +22,7 @@
 // Errors are what the ordinary calls return: *os.PathError wrapping the errno (EINTR is
 // retried), os.ErrClosed for a closed file (Fdatasync: EBADF, as bbolt's own
 // syscall.Fdatasync(int(f.Fd())) reports); WriteAt writes all of b or reports an error, as
-// os.File.WriteAt does. Elsewhere (other systems, 32-bit or other Linux ports, whose
-// pwrite64 and fstat take other arguments) every function is the ordinary call.
+// os.File.WriteAt does; Write, as os.File.Write, returns the bytes written with its error.
+// Elsewhere (other systems, 32-bit or other Linux ports, whose pwrite64 and fstat take
+// other arguments) every function is the ordinary call.
 package rawsync

@@ -96,6 +96,31 @@ func WriteAt(f *os.File, b []byte, off int64) (int, error) {
 	return n, nil
 }
 
+// Write is f.Write, as raw write(2)s at f's offset when the policy allows: it writes all of b
+// (a short write is continued, EINTR retried) or returns the bytes written and an
+// *os.PathError with Op "write" (io.ErrUnexpectedEOF if a write wrote nothing), as f.Write
+// does.
+func Write(f *os.File, b []byte) (int, error) {
+	if len(b) == 0 || !acquire() {
+		return f.Write(b)
+	}
+	the.b, the.n = b, 0
+	errno, ok := the.run(f, the.write)
+	n := the.n
+	the.b = nil
+	release()
+	if !ok {
+		return f.Write(b)
+	}
+	if errno != 0 {
+		if errno == errWroteNothing {
+			return n, &os.PathError{Op: "write", Path: f.Name(), Err: io.ErrUnexpectedEOF}
+		}
+		return n, &os.PathError{Op: "write", Path: f.Name(), Err: errno}
+	}
+	return n, nil
+}
+
 // RawCalls counts the raw calls made (each call of this package that took the raw path).
 func RawCalls() uint64 { return rawCalls.Load() }
 
@@ -143,10 +168,10 @@ type caller struct {
 	f  *os.File
 	rc syscall.RawConn
 
-	fsync, fdatasync, fstat, pwrite func(fd uintptr)
+	fsync, fdatasync, fstat, pwrite, write func(fd uintptr)
 
-	b     []byte // pwrite's
-	off   int64
+	b     []byte // pwrite's and write's
+	off   int64  // pwrite's
 	n     int
 	st    syscall.Stat_t // fstat's
 	errno syscall.Errno
@@ -181,7 +206,8 @@ func (c *caller) bind() {
 	c.fsync = func(fd uintptr) { c.errno = rawRetry(syscall.SYS_FSYNC, fd, 0) }
 	c.fdatasync = func(fd uintptr) { c.errno = rawRetry(syscall.SYS_FDATASYNC, fd, 0) }
 	c.fstat = func(fd uintptr) { c.errno = rawRetry(syscall.SYS_FSTAT, fd, uintptr(unsafe.Pointer(&c.st))) }
-	c.pwrite = c.pwriteAll
+	c.pwrite = func(fd uintptr) { c.writeAll(fd, true) }
+	c.write = func(fd uintptr) { c.writeAll(fd, false) }
 }
 
 func init() { the.bind() }
@@ -199,13 +225,20 @@ func rawRetry(trap, a1, a2 uintptr) syscall.Errno {
 // maxRW caps one pwrite, as os does (internal/poll: some systems fail larger ones).
 const maxRW = 1 << 30
 
-// pwriteAll writes all of c.b at c.off, as internal/poll's Pwrite loop does: a short write is
-// continued, EINTR retried, a pwrite writing nothing stops it (errWroteNothing).
-func (c *caller) pwriteAll(fd uintptr) {
+// writeAll writes all of c.b, at c.off with pwrite (at) or at the file's offset with write, as
+// internal/poll's loops do: a short write is continued, EINTR retried, a call writing nothing
+// stops it (errWroteNothing). c.n counts the bytes written.
+func (c *caller) writeAll(fd uintptr, at bool) {
 	b, off := c.b, c.off
 	for len(b) > 0 {
 		m := min(len(b), maxRW)
-		r, _, e := syscall.RawSyscall6(syscall.SYS_PWRITE64, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(m), uintptr(off), 0, 0)
+		var r uintptr
+		var e syscall.Errno
+		if at {
+			r, _, e = syscall.RawSyscall6(syscall.SYS_PWRITE64, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(m), uintptr(off), 0, 0)
+		} else {
+			r, _, e = syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(m))
+		}
 		if e == syscall.EINTR {
 			continue
 		}

@@ -222,3 +222,86 @@ func TestShortWrite(t *testing.T) {
 		t.Fatalf("WriteAt = %d, %v; f.WriteAt = %d, %v", n, err, wantN, wantErr)
 	}
 }
+
+// TestRawWrite: Write is a raw write(2) at the file's offset, which it shares with the
+// ordinary calls around it; its errors, and its count when cut short, are f.Write's.
+func TestRawWrite(t *testing.T) {
+	quick(t)
+	f := tempFile(t)
+	data := bytes.Repeat([]byte("0123456789abcdef"), 40000)
+	if _, err := f.Write([]byte("abc")); err != nil {
+		t.Fatal(err)
+	}
+	rawly(t, "Write", true, func() {
+		if n, err := Write(f, data); n != len(data) || err != nil {
+			t.Fatalf("Write = %d, %v", n, err)
+		}
+	})
+	if _, err := f.Write([]byte("xyz")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(f.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := append(append([]byte("abc"), data...), "xyz"...); !bytes.Equal(got, want) {
+		t.Fatalf("the file holds %d bytes, not abc, the data and xyz in order", len(got))
+	}
+
+	path := filepath.Join(t.TempDir(), "ro")
+	if err := os.WriteFile(path, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ro, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	_, want := ro.Write([]byte("y"))
+	rawly(t, "Write on a read-only file", true, func() {
+		n, err := Write(ro, []byte("y"))
+		if n != 0 || !errors.Is(err, syscall.EBADF) || err.Error() != want.Error() {
+			t.Fatalf("Write = %d, %v; want 0, %v", n, err, want)
+		}
+	})
+	closed := tempFile(t)
+	closed.Close()
+	_, want = closed.Write([]byte("y"))
+	rawly(t, "Write on a closed file", false, func() {
+		if _, err := Write(closed, []byte("y")); !errors.Is(err, os.ErrClosed) || err.Error() != want.Error() {
+			t.Fatalf("Write = %v, want %v", err, want)
+		}
+	})
+}
+
+// TestShortRawWrite: a write cut short by the file size limit (see TestShortWrite) returns
+// what f.Write returns: the bytes that fit and EFBIG.
+func TestShortRawWrite(t *testing.T) {
+	quick(t)
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	const limit = 10000
+	if lim.Max < limit {
+		t.Skipf("RLIMIT_FSIZE hard limit %d", lim.Max)
+	}
+	small := lim
+	small.Cur = limit
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &small); err != nil {
+		t.Skip(err)
+	}
+	defer syscall.Setrlimit(syscall.RLIMIT_FSIZE, &lim)
+	data := bytes.Repeat([]byte("x"), 12288)
+	ordinary, raw := tempFile(t), tempFile(t)
+	wantN, wantErr := ordinary.Write(data)
+	var n int
+	var err error
+	rawly(t, "a short Write", true, func() { n, err = Write(raw, data) })
+	if wantN != limit || !errors.Is(wantErr, syscall.EFBIG) {
+		t.Fatalf("f.Write = %d, %v: the limit did not cut the write", wantN, wantErr)
+	}
+	if n != wantN || err == nil || err.Error() != strings.Replace(wantErr.Error(), ordinary.Name(), raw.Name(), 1) {
+		t.Fatalf("Write = %d, %v; f.Write = %d, %v", n, err, wantN, wantErr)
+	}
+}
