@@ -144,8 +144,8 @@ func (r *report) writeSelfRatios(w io.Writer) {
 
 func (r *report) writeDetails(w io.Writer) {
 	fmt.Fprintf(w, "## Details\n\n")
-	fmt.Fprintf(w, "| scenario | server | rate measured at | msgs/run | msgs/s per round | median bytes/s | median publisher msgs/s |\n")
-	fmt.Fprintf(w, "|---|---|---|---:|---|---:|---:|\n")
+	fmt.Fprintf(w, "| scenario | server | rate measured at | msgs/run | msgs/s per round | median bytes/s | median publisher msgs/s | median server CPU µs/msg |\n")
+	fmt.Fprintf(w, "|---|---|---|---:|---|---:|---:|---:|\n")
 	for _, row := range r.rows {
 		side := row.sc.plan("", row.msgs).side
 		for i, c := range row.cells {
@@ -156,8 +156,9 @@ func (r *report) writeDetails(w io.Writer) {
 			if c.err != nil {
 				rounds = append(rounds, "failed") // later rounds were skipped
 			}
-			fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s |\n", row.sc.name, r.servers[i].name, side,
-				fmtInt(int64(row.msgs)), strings.Join(rounds, ", "), fmtBytes(c.medianOf(bytesOf)), fmtRate(c.medianOf(pubOf)))
+			fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", row.sc.name, r.servers[i].name, side,
+				fmtInt(int64(row.msgs)), strings.Join(rounds, ", "), fmtBytes(c.medianOf(bytesOf)), fmtRate(c.medianOf(pubOf)),
+				fmtServerUs(usOf(c, func(res runResult) time.Duration { return res.serverCPUPerMsg })))
 		}
 	}
 	fmt.Fprintln(w)
@@ -171,6 +172,14 @@ func (r *report) writeDetails(w io.Writer) {
 		}
 	}
 	fmt.Fprintln(w)
+}
+
+// fmtServerUs prints a median server CPU per message; "–" when it was not measured.
+func fmtServerUs(us float64) string {
+	if us <= 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f", us)
 }
 
 func (r *report) writeMemory(w io.Writer) {

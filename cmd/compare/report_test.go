@@ -1,6 +1,10 @@
 package main
 
-import "testing"
+import (
+	"strings"
+	"testing"
+	"time"
+)
 
 func TestMedian(t *testing.T) {
 	for _, tc := range []struct {
@@ -32,5 +36,37 @@ func TestFormatting(t *testing.T) {
 	}
 	if got := fmtRatio(1, 0); got != "–" {
 		t.Errorf("fmtRatio with no baseline = %q", got)
+	}
+}
+
+// TestDetailsShowServerCPU: the core rows' Details table gives each server's median CPU per
+// message (the figure of record where the client caps msgs/s), "–" where none was measured.
+func TestDetailsShowServerCPU(t *testing.T) {
+	sc := scenarios()[0]
+	r := &report{
+		servers: [2]serverSpec{{name: "nats-server"}, {name: "starling"}},
+		rows: []row{{sc: sc, msgs: 10, cells: [2]cell{
+			{runs: []runResult{{serverCPUPerMsg: 3 * time.Microsecond}, {serverCPUPerMsg: 5 * time.Microsecond}, {serverCPUPerMsg: 4 * time.Microsecond}}},
+			{runs: []runResult{{}}},
+		}}},
+	}
+	var b strings.Builder
+	r.writeDetails(&b)
+	out := b.String()
+	if !strings.Contains(out, "| median server CPU µs/msg |") {
+		t.Fatalf("no server CPU column:\n%s", out)
+	}
+	lines := strings.Split(out, "\n")
+	var nats, starling string
+	for _, l := range lines {
+		switch {
+		case strings.Contains(l, "| nats-server |"):
+			nats = l
+		case strings.Contains(l, "| starling |"):
+			starling = l
+		}
+	}
+	if !strings.HasSuffix(nats, "| 4.00 |") || !strings.HasSuffix(starling, "| – |") {
+		t.Fatalf("server CPU cells: %q, %q", nats, starling)
 	}
 }
