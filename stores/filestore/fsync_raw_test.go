@@ -12,26 +12,32 @@ import (
 	"github.com/starling-io/starling/stores/rawsync"
 )
 
+// rawChannel opens a store with one channel for a test of the raw calls: two Ps, and no
+// switch to the ordinary calls after a loaded machine's slow fsync.
+func rawChannel(t *testing.T) (*stores.Channel, stores.SplitSyncer) {
+	prevProcs := runtime.GOMAXPROCS(2)
+	prevSlow := rawsync.SetSlow(time.Hour)
+	t.Cleanup(func() { rawsync.SetSlow(prevSlow); runtime.GOMAXPROCS(prevProcs) })
+	s, err := Open(t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	s.Init(stores.ServerInfo{ClusterID: "c"})
+	ch, err := s.CreateChannel("foo", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ch, ch.Msgs.(stores.SplitSyncer)
+}
+
 // A commit pass's fsync (SyncFlushed) keeps its goroutine's P: the goroutine is never seen
 // in a system call the scheduler can take the P from ("[syscall" in a stack dump), which
 // is what made the runtime's sysmon hand that P to another thread at every pass while the
 // engine and a reader kept the other one busy (stores/rawsync). Before, f.Sync's ordinary
 // call showed up there in most samples.
 func TestCommitFsyncKeepsItsP(t *testing.T) {
-	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
-	// A loaded machine's slow fsync must not switch to the ordinary call here.
-	defer rawsync.SetSlow(rawsync.SetSlow(time.Hour))
-	s, err := Open(t.TempDir(), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	s.Init(stores.ServerInfo{ClusterID: "c"})
-	ch, err := s.CreateChannel("foo", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	msp := ch.Msgs.(stores.SplitSyncer)
+	ch, msp := rawChannel(t)
 	batch := make([]stores.Msg, 64)
 	for i := range batch {
 		batch[i].Data = make([]byte, 1024)
@@ -95,19 +101,7 @@ func TestCommitFsyncKeepsItsP(t *testing.T) {
 // as an ordinary call it woke the runtime's sysmon before every commit pass of an idle
 // server (fileWriter). Before, a Flush made no raw call.
 func TestFlushWritesAreRaw(t *testing.T) {
-	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
-	defer rawsync.SetSlow(rawsync.SetSlow(time.Hour))
-	s, err := Open(t.TempDir(), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	s.Init(stores.ServerInfo{ClusterID: "c"})
-	ch, err := s.CreateChannel("foo", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	msp := ch.Msgs.(stores.SplitSyncer)
+	ch, msp := rawChannel(t)
 	for seq := uint64(1); seq <= 3; seq++ {
 		if err := ch.Msgs.Append([]stores.Msg{{Seq: seq, Time: int64(seq), Data: []byte("hello")}}); err != nil {
 			t.Fatal(err)

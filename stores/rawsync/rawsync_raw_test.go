@@ -184,17 +184,13 @@ func TestSlowCallLetsThePGo(t *testing.T) {
 	})
 }
 
-// TestShortWrite: a pwrite that writes part of its buffer is continued, and a write that
-// cannot go on returns the error and n = 0 — as f.WriteAt does, though part of the buffer
-// was written. The file size limit (RLIMIT_FSIZE; Go ignores its SIGXFSZ) makes the kernel
-// write only what fits, then fail the rest with EFBIG.
-func TestShortWrite(t *testing.T) {
-	quick(t)
+// limitFileSize sets the process's file size limit (RLIMIT_FSIZE) to limit bytes for the
+// test, or skips it where that cannot be done.
+func limitFileSize(t *testing.T, limit uint64) {
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &lim); err != nil {
 		t.Fatal(err)
 	}
-	const limit = 10000
 	if lim.Max < limit {
 		t.Skipf("RLIMIT_FSIZE hard limit %d", lim.Max)
 	}
@@ -203,7 +199,17 @@ func TestShortWrite(t *testing.T) {
 	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &small); err != nil {
 		t.Skip(err)
 	}
-	defer syscall.Setrlimit(syscall.RLIMIT_FSIZE, &lim)
+	t.Cleanup(func() { syscall.Setrlimit(syscall.RLIMIT_FSIZE, &lim) })
+}
+
+// TestShortWrite: a pwrite that writes part of its buffer is continued, and a write that
+// cannot go on returns the error and n = 0 — as f.WriteAt does, though part of the buffer
+// was written. The file size limit (RLIMIT_FSIZE; Go ignores its SIGXFSZ) makes the kernel
+// write only what fits, then fail the rest with EFBIG.
+func TestShortWrite(t *testing.T) {
+	quick(t)
+	const limit = 10000
+	limitFileSize(t, limit)
 	data := bytes.Repeat([]byte("x"), 8192)
 	ordinary, raw := tempFile(t), tempFile(t)
 	wantN, wantErr := ordinary.WriteAt(data, 4096)
@@ -278,20 +284,8 @@ func TestRawWrite(t *testing.T) {
 // what f.Write returns: the bytes that fit and EFBIG.
 func TestShortRawWrite(t *testing.T) {
 	quick(t)
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &lim); err != nil {
-		t.Fatal(err)
-	}
 	const limit = 10000
-	if lim.Max < limit {
-		t.Skipf("RLIMIT_FSIZE hard limit %d", lim.Max)
-	}
-	small := lim
-	small.Cur = limit
-	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &small); err != nil {
-		t.Skip(err)
-	}
-	defer syscall.Setrlimit(syscall.RLIMIT_FSIZE, &lim)
+	limitFileSize(t, limit)
 	data := bytes.Repeat([]byte("x"), 12288)
 	ordinary, raw := tempFile(t), tempFile(t)
 	wantN, wantErr := ordinary.Write(data)
