@@ -153,6 +153,11 @@ type DB struct {
 
 	fileOps FileOps // Starling's patch (third_party/bbolt/README.md)
 
+	// Multi-page buffers (Starling's patch, third_party/bbolt/README.md): those allocate
+	// lent to writable transactions, and free ones for reuse. Guarded by rwlock.
+	runBufsLent [][]byte
+	runBufsFree [][]byte
+
 	// Read only mode.
 	// When true, Update() and Begin(true) return ErrDatabaseReadOnly immediately.
 	readOnly bool
@@ -883,6 +888,7 @@ func (db *DB) beginRWTx() (*Tx, error) {
 	t := &Tx{writable: true}
 	t.init(db)
 	db.rwtx = t
+	db.reclaimRunBufs() // Starling's patch
 	db.freelist.ReleasePendingPages()
 	return t, nil
 }
@@ -1184,7 +1190,7 @@ func (db *DB) allocate(txid common.Txid, count int) (*common.Page, error) {
 	if count == 1 {
 		buf = db.pagePool.Get().([]byte)
 	} else {
-		buf = make([]byte, count*db.pageSize)
+		buf = db.runBuf(count * db.pageSize) // Starling's patch
 	}
 	p := (*common.Page)(unsafe.Pointer(&buf[0]))
 	p.SetOverflow(uint32(count - 1))
@@ -1233,6 +1239,62 @@ func (db *DB) allocate(txid common.Txid, count int) (*common.Page, error) {
 	db.rwtx.meta.SetPgid(curPgid + common.Pgid(count))
 
 	return p, nil
+}
+
+// Starling's patch (third_party/bbolt/README.md): allocate's buffers for runs of more
+// than one page are reused rather than made (and zeroed) for every run.
+
+// runBufsKeep is how many bytes of free run buffers the DB keeps.
+const runBufsKeep = 4 << 20
+
+// runBuf returns a zeroed buffer of n bytes for a run of more than one page: the smallest
+// free one large enough, cleared (as tx.write clears the single pages it returns to
+// pagePool), else a new one with room to spare (a power of two), so that runs of slightly
+// different sizes reuse it. Clearing a buffer still in the CPU's caches costs a fraction
+// of a new one (page faults, garbage collection). The buffer is lent until the next
+// writable transaction begins: nothing refers to it once the transaction that used it
+// ended (tx.pages is its only reference, and is dropped).
+func (db *DB) runBuf(n int) []byte {
+	best := -1
+	for i, b := range db.runBufsFree {
+		if cap(b) >= n && (best < 0 || cap(b) < cap(db.runBufsFree[best])) {
+			best = i
+		}
+	}
+	var buf []byte
+	if best < 0 {
+		c := 1
+		for c < n {
+			c <<= 1
+		}
+		buf = make([]byte, n, c)
+	} else {
+		buf = db.runBufsFree[best][:n]
+		last := len(db.runBufsFree) - 1
+		db.runBufsFree[best] = db.runBufsFree[last]
+		db.runBufsFree[last] = nil
+		db.runBufsFree = db.runBufsFree[:last]
+		clear(buf)
+	}
+	db.runBufsLent = append(db.runBufsLent, buf)
+	return buf
+}
+
+// reclaimRunBufs frees the buffers lent to earlier writable transactions, keeping at most
+// runBufsKeep bytes of them. Called once the next writable transaction holds rwlock.
+func (db *DB) reclaimRunBufs() {
+	kept := 0
+	for _, b := range db.runBufsFree {
+		kept += cap(b)
+	}
+	for i, b := range db.runBufsLent {
+		if kept+cap(b) <= runBufsKeep {
+			db.runBufsFree = append(db.runBufsFree, b)
+			kept += cap(b)
+		}
+		db.runBufsLent[i] = nil
+	}
+	db.runBufsLent = db.runBufsLent[:0]
 }
 
 // grow grows the size of the database to the given sz.
