@@ -121,6 +121,16 @@ func TestBoltReusesRunBuffers(t *testing.T) {
 		t.Errorf("a commit of a 200 KiB value allocated %d bytes, want its run buffer reused (< 64 KiB)", got)
 	}
 
+	// A run larger than the free buffers kept (4 MiB) is made at its size: rounded up to
+	// a power of two it would take 8 MiB, never to be reused.
+	big := filled(5<<20, 0xee)
+	runtime.ReadMemStats(&m0)
+	put("e", big)
+	runtime.ReadMemStats(&m1)
+	if got := m1.TotalAlloc - m0.TotalAlloc; got > 6<<20 {
+		t.Errorf("a commit of a 5 MiB value allocated %d bytes, want about its run (< 6 MiB)", got)
+	}
+
 	check := func(when string) {
 		t.Helper()
 		err := db.View(func(tx *bolt.Tx) error {

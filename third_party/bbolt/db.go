@@ -1249,9 +1249,9 @@ const runBufsKeep = 4 << 20
 
 // runBuf returns a zeroed buffer of n bytes for a run of more than one page: the smallest
 // free one large enough, cleared (as tx.write clears the single pages it returns to
-// pagePool), else a new one with room to spare (a power of two), so that runs of slightly
-// different sizes reuse it. Clearing a buffer still in the CPU's caches costs a fraction
-// of a new one (page faults, garbage collection). The buffer is lent until the next
+// pagePool), else a new one with room to spare (a power of two, unless past what is kept),
+// so that runs of slightly different sizes reuse it. Clearing a buffer still in the CPU's
+// caches costs a fraction of a new one (page faults, garbage collection). The buffer is lent until the next
 // writable transaction begins: nothing refers to it once the transaction that used it
 // ended (tx.pages is its only reference, and is dropped).
 func (db *DB) runBuf(n int) []byte {
@@ -1266,6 +1266,9 @@ func (db *DB) runBuf(n int) []byte {
 		c := 1
 		for c < n {
 			c <<= 1
+		}
+		if c > runBufsKeep {
+			c = n // never kept for reuse (reclaimRunBufs): no room to spare
 		}
 		buf = make([]byte, n, c)
 	} else {
