@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/bits"
 	"os"
 	"runtime"
 	"sync"
@@ -154,7 +155,7 @@ type DB struct {
 	fileOps FileOps // Starling's patch (third_party/bbolt/README.md)
 
 	// Multi-page buffers (Starling's patch, third_party/bbolt/README.md): those allocate
-	// lent to writable transactions, and free ones for reuse. Guarded by rwlock.
+	// lent to the writable transaction, and free ones for reuse. Guarded by rwlock.
 	runBufsLent [][]byte
 	runBufsFree [][]byte
 
@@ -733,6 +734,7 @@ func (db *DB) close() error {
 	db.opened = false
 
 	db.freelist = nil
+	db.runBufsLent, db.runBufsFree = nil, nil // Starling's patch
 
 	// Clear ops.
 	db.ops.writeAt = nil
@@ -888,7 +890,6 @@ func (db *DB) beginRWTx() (*Tx, error) {
 	t := &Tx{writable: true}
 	t.init(db)
 	db.rwtx = t
-	db.reclaimRunBufs() // Starling's patch
 	db.freelist.ReleasePendingPages()
 	return t, nil
 }
@@ -1249,11 +1250,11 @@ const runBufsKeep = 4 << 20
 
 // runBuf returns a zeroed buffer of n bytes for a run of more than one page: the smallest
 // free one large enough, cleared (as tx.write clears the single pages it returns to
-// pagePool), else a new one with room to spare (a power of two, unless past what is kept),
-// so that runs of slightly different sizes reuse it. Clearing a buffer still in the CPU's
-// caches costs a fraction of a new one (page faults, garbage collection). The buffer is lent until the next
-// writable transaction begins: nothing refers to it once the transaction that used it
-// ended (tx.pages is its only reference, and is dropped).
+// pagePool), else a new one with room to spare (a power of two, unless past what is
+// kept), so that runs of slightly different sizes reuse it. Clearing a buffer still in
+// the CPU's caches costs a fraction of a new one (page faults, garbage collection). The
+// buffer is lent until its transaction closes (tx.close): nothing refers to it then
+// (tx.pages was its only reference, and is dropped).
 func (db *DB) runBuf(n int) []byte {
 	best := -1
 	for i, b := range db.runBufsFree {
@@ -1263,12 +1264,9 @@ func (db *DB) runBuf(n int) []byte {
 	}
 	var buf []byte
 	if best < 0 {
-		c := 1
-		for c < n {
-			c <<= 1
-		}
-		if c > runBufsKeep {
-			c = n // never kept for reuse (reclaimRunBufs): no room to spare
+		c := n // past what is kept, never reused (reclaimRunBufs): no room to spare
+		if n <= runBufsKeep {
+			c = 1 << bits.Len(uint(n-1))
 		}
 		buf = make([]byte, n, c)
 	} else {
@@ -1283,8 +1281,8 @@ func (db *DB) runBuf(n int) []byte {
 	return buf
 }
 
-// reclaimRunBufs frees the buffers lent to earlier writable transactions, keeping at most
-// runBufsKeep bytes of them. Called once the next writable transaction holds rwlock.
+// reclaimRunBufs frees the buffers lent to the writable transaction, keeping at most
+// runBufsKeep bytes of them. Called as it closes, still holding rwlock.
 func (db *DB) reclaimRunBufs() {
 	kept := 0
 	for _, b := range db.runBufsFree {

@@ -352,6 +352,11 @@ func (tx *Tx) close() {
 		var freelistPendingN = tx.db.freelist.PendingCount()
 		var freelistAlloc = tx.db.freelist.EstimatedWritePageSize()
 
+		// Starling's patch (third_party/bbolt/README.md): the run buffers lent to this
+		// transaction are free again; tx.pages was their only reference.
+		tx.pages = nil
+		tx.db.reclaimRunBufs()
+
 		// Remove transaction ref & writer lock.
 		tx.db.rwtx = nil
 		tx.db.rwlock.Unlock()
