@@ -15,6 +15,7 @@ import (
 // rawChannel opens a store with one channel for a test of the raw calls: two Ps, and no
 // switch to the ordinary calls after a loaded machine's slow fsync.
 func rawChannel(t *testing.T) (*stores.Channel, stores.SplitSyncer) {
+	t.Helper()
 	prevProcs := runtime.GOMAXPROCS(2)
 	prevSlow := rawsync.SetSlow(time.Hour)
 	t.Cleanup(func() { rawsync.SetSlow(prevSlow); runtime.GOMAXPROCS(prevProcs) })

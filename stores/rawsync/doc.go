@@ -1,7 +1,9 @@
 // Package rawsync makes a store's system calls on its commit path — fsync, fdatasync,
-// fstat, pwrite, write — as raw system calls on 64-bit Linux (amd64, arm64), which keep the calling goroutine's P,
-// under one policy shared by the file store (its commit fsync and its files' writes) and the
-// bolt store (bbolt's pwrites, size check and fdatasync, through the vendored bbolt's FileOps).
+// fstat, pwrite, write — as raw system calls on 64-bit Linux (amd64, arm64), which keep
+// the calling goroutine's P, under one policy shared by the file store (its commit fsync,
+// and its files' writes up to 1 MiB: a pass's flush, and the logs' and journal's writes
+// besides) and the bolt store (bbolt's pwrites, size check and fdatasync, through the
+// vendored bbolt's FileOps).
 //
 // Why: an ordinary system call (entersyscall) lets the runtime's sysmon take the caller's P
 // once the call has run 20-40 µs while the other Ps are busy — it wakes or starts a thread

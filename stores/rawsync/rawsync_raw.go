@@ -76,49 +76,61 @@ func Size(f *os.File) (int64, error) {
 // (io.ErrUnexpectedEOF if a pwrite wrote nothing) and, as f.WriteAt does then, n = 0 even
 // if part of b was written (os's loop drops the count of a failed internal/poll Pwrite).
 func WriteAt(f *os.File, b []byte, off int64) (int, error) {
-	if len(b) == 0 || off < 0 || !acquire() { // off < 0: f.WriteAt's own error
+	if len(b) == 0 || off < 0 { // off < 0: f.WriteAt's own error
 		return f.WriteAt(b, off)
 	}
-	the.b, the.off, the.n = b, off, 0
-	errno, ok := the.run(f, the.pwrite)
-	n := the.n
-	the.b = nil
-	release()
-	if !ok {
+	n, ok, err := rawWrite(f, b, off, the.pwrite)
+	switch {
+	case !ok:
 		return f.WriteAt(b, off)
-	}
-	if errno != 0 {
-		if errno == errWroteNothing {
-			return 0, &os.PathError{Op: "write", Path: f.Name(), Err: io.ErrUnexpectedEOF}
-		}
-		return 0, &os.PathError{Op: "write", Path: f.Name(), Err: errno}
+	case err != nil:
+		return 0, err
 	}
 	return n, nil
 }
 
-// Write is f.Write, as raw write(2)s at f's offset when the policy allows: it writes all of b
-// (a short write is continued, EINTR retried) or returns the bytes written and an
-// *os.PathError with Op "write" (io.ErrUnexpectedEOF if a write wrote nothing), as f.Write
-// does.
+// maxRawWrite: a larger Write is the ordinary call. The raw writes are for a commit pass's
+// flush (at most a tail's buffer, 256 KiB by default); a log's rewrite or a carried segment
+// (MiBs) is not on the publish path, and a large write is where writeback throttling may
+// hold the call (and, raw, a stop of the world) for long.
+const maxRawWrite = 1 << 20
+
+// Write is f.Write, as raw write(2)s at f's offset when the policy allows and b is at most
+// maxRawWrite: it writes all of b (a short write is continued, EINTR retried) or returns
+// the bytes written and an *os.PathError with Op "write" (io.ErrUnexpectedEOF if a write
+// wrote nothing), as f.Write does.
 func Write(f *os.File, b []byte) (int, error) {
-	if len(b) == 0 || !acquire() {
+	if len(b) == 0 || len(b) > maxRawWrite {
 		return f.Write(b)
 	}
-	the.b, the.n = b, 0
-	errno, ok := the.run(f, the.write)
-	n := the.n
-	the.b = nil
-	release()
+	n, ok, err := rawWrite(f, b, 0, the.write)
 	if !ok {
 		return f.Write(b)
 	}
-	if errno != 0 {
-		if errno == errWroteNothing {
-			return n, &os.PathError{Op: "write", Path: f.Name(), Err: io.ErrUnexpectedEOF}
-		}
-		return n, &os.PathError{Op: "write", Path: f.Name(), Err: errno}
+	return n, err
+}
+
+// rawWrite makes do, the pwrite (at off) or write loop over b, as a raw call if the policy
+// allows (!ok: it made none, and the caller makes the ordinary call); it returns the bytes
+// written and the loop's error as an *os.PathError with Op "write".
+func rawWrite(f *os.File, b []byte, off int64, do func(fd uintptr)) (n int, ok bool, err error) {
+	if !acquire() {
+		return 0, false, nil
 	}
-	return n, nil
+	the.b, the.off, the.n = b, off, 0
+	errno, ok := the.run(f, do)
+	n = the.n
+	the.b = nil
+	release()
+	switch {
+	case !ok:
+		return 0, false, nil
+	case errno == errWroteNothing:
+		return n, true, &os.PathError{Op: "write", Path: f.Name(), Err: io.ErrUnexpectedEOF}
+	case errno != 0:
+		return n, true, &os.PathError{Op: "write", Path: f.Name(), Err: errno}
+	}
+	return n, true, nil
 }
 
 // RawCalls counts the raw calls made (each call of this package that took the raw path).
@@ -158,7 +170,7 @@ func acquire() bool {
 
 func release() { busy.Store(false) }
 
-// errWroteNothing is the pwrite callback's report of a pwrite that wrote nothing.
+// errWroteNothing is the write loops' report of a pwrite or write that wrote nothing.
 const errWroteNothing = ^syscall.Errno(0)
 
 // caller is the raw call's state, reused so that a call allocates nothing: f's RawConn
@@ -222,7 +234,7 @@ func rawRetry(trap, a1, a2 uintptr) syscall.Errno {
 	}
 }
 
-// maxRW caps one pwrite, as os does (internal/poll: some systems fail larger ones).
+// maxRW caps one pwrite or write, as os does (internal/poll: some systems fail larger ones).
 const maxRW = 1 << 30
 
 // writeAll writes all of c.b, at c.off with pwrite (at) or at the file's offset with write, as

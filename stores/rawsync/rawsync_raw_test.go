@@ -185,8 +185,10 @@ func TestSlowCallLetsThePGo(t *testing.T) {
 }
 
 // limitFileSize sets the process's file size limit (RLIMIT_FSIZE) to limit bytes for the
-// test, or skips it where that cannot be done.
+// test, or skips it where that cannot be done. The limit is the whole process's: a
+// -test.cpuprofile or -test.trace file written meanwhile would fail past it.
 func limitFileSize(t *testing.T, limit uint64) {
+	t.Helper()
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &lim); err != nil {
 		t.Fatal(err)
@@ -268,6 +270,12 @@ func TestRawWrite(t *testing.T) {
 		n, err := Write(ro, []byte("y"))
 		if n != 0 || !errors.Is(err, syscall.EBADF) || err.Error() != want.Error() {
 			t.Fatalf("Write = %d, %v; want 0, %v", n, err, want)
+		}
+	})
+	// A write larger than maxRawWrite (a log's rewrite) is the ordinary call.
+	rawly(t, "a Write over maxRawWrite", false, func() {
+		if n, err := Write(f, make([]byte, maxRawWrite+1)); n != maxRawWrite+1 || err != nil {
+			t.Fatalf("Write = %d, %v", n, err)
 		}
 	})
 	closed := tempFile(t)
