@@ -139,12 +139,15 @@ func TestStanRestartDuplicateOfLiveClientRefused(t *testing.T) {
 		stan.SetConnectionLostHandler(func(_ stan.Conn, err error) { lost <- err }))
 	must(t, err)
 	defer sc.Close()
+	reconnects := sc.NatsConn().Stats().Reconnects
 	stop()
 
 	s2, stop2 := boltServer(t, dir, port)
 	defer stop2()
+	// Connected is not enough: right after the stop the client may not have seen its
+	// connection close yet (the duplicate's probe then found nobody: a flaky accept).
 	waitFor(t, 10*time.Second, func() error {
-		if nc := sc.NatsConn(); nc == nil || !nc.IsConnected() {
+		if nc := sc.NatsConn(); nc == nil || !nc.IsConnected() || nc.Stats().Reconnects == reconnects {
 			return fmt.Errorf("the client has not reconnected")
 		}
 		return nil
