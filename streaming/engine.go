@@ -123,6 +123,14 @@ func (s *Server) pushOp(o op, n int64, batched bool) error {
 // work, which the engine's goroutine does beside the publishers' readers.
 const inlineMax = 8
 
+// syncedInlineMax is the longest queue endOfBuffer handles itself where every commit
+// group completes as it is made (syncedAtOnce: the memory store, standalone). There the
+// throughput work has nothing to overlap with (no fsync, no log round), and handing it to
+// the engine's goroutine costs a goroutine hand-off per read buffer, often a thread's
+// wake-up. A bound all the same: a read buffer holds at most a few hundred requests, a
+// longer queue has other clients' requests in it too.
+const syncedInlineMax = 1024
+
 // endOfBuffer runs on a client's read goroutine at the end of a read buffer that queued
 // requests quietly. If the engine is idle (no iteration running, no commit group in
 // flight) and only a few ops wait, it runs the engine's iteration right here: a request
@@ -136,8 +144,13 @@ func (s *Server) endOfBuffer(idle func() bool) {
 		return // drained already
 	}
 	// Commit groups in flight mean a client keeps requests in flight (an async publisher):
-	// that is throughput work, and the engine's goroutine batches it better.
-	if n > inlineMax || !s.lockInline(func() bool { return s.commit.groups == 0 }) {
+	// that is throughput work, and the engine's goroutine batches it better — unless
+	// groups complete as they are made, and there is nothing to batch for.
+	limit := inlineMax
+	if s.syncedAtOnce {
+		limit = syncedInlineMax
+	}
+	if n > limit || !s.lockInline(func() bool { return s.commit.groups == 0 }) {
 		s.q.Wake()
 		return
 	}

@@ -192,25 +192,53 @@ func TestIdleEngineRunsOnTheReadersGoroutine(t *testing.T) {
 	s.runMu.Unlock()
 	waitUntil(t, "the engine's goroutine answers the queued publish", func() bool { return bus.has("r.ack2") })
 
-	// A run longer than inlineMax is the engine goroutine's work.
-	reqs := make([]core.Msg, inlineMax+1)
-	for i := range reqs {
-		reqs[i] = pubReq("r.burst", "b"+string(rune('a'+i)))
-	}
-	bus.deliver(s.pubPrefix+".foo", reqs...)
-	waitUntil(t, "the burst's PubAcks", func() bool {
-		bus.mu.Lock()
-		defer bus.mu.Unlock()
-		n := 0
-		for _, subj := range bus.sent {
-			if subj == "r.burst" {
-				n++
-			}
-		}
-		return n == len(reqs)
-	})
+	// A run longer than syncedInlineMax is the engine goroutine's work.
+	quiesce(t, s)
+	flushes = bus.inPlaceCalls()
+	bus.deliver(s.pubPrefix+".foo", burst("r.burst", syncedInlineMax+1)...)
+	waitUntil(t, "the burst's PubAcks", func() bool { return bus.count("r.burst") == syncedInlineMax+1 })
 	if got := bus.inPlaceCalls(); got != flushes {
 		t.Fatalf("the burst was flushed in place %d times: it ran on the reader's goroutine", got-flushes)
+	}
+}
+
+// burst is n publishes of one client, all answered to reply.
+func burst(reply string, n int) []core.Msg {
+	reqs := make([]core.Msg, n)
+	for i := range reqs {
+		reqs[i] = pubReq(reply, "b"+strconv.Itoa(i))
+	}
+	return reqs
+}
+
+// Where every commit group completes as it is made (the memory store, standalone), an idle
+// engine runs an async publisher's whole read buffer on the reader — a run longer than
+// inlineMax too: there is no fsync or log round for the engine's goroutine to overlap, and
+// handing the run over cost a goroutine hand-off per read buffer. A store that splits its
+// Sync leaves such a run to the engine's goroutine, which batches it beside the committer.
+func TestIdleMemoryEngineRunsAReadBufferInline(t *testing.T) {
+	bus, s := startOnMemory(t)
+	connectC1(bus, s)
+	quiesce(t, s)
+	flushes := bus.inPlaceCalls()
+	bus.deliver(s.pubPrefix+".foo", burst("r.burst", 64)...)
+	if n := bus.count("r.burst"); n != 64 || bus.inPlaceCalls() == flushes {
+		t.Fatalf("%d of 64 PubAcks sent on the reader's goroutine (in-place flushes %d → %d)", n, flushes, bus.inPlaceCalls())
+	}
+
+	store, err := filestore.Open(t.TempDir(), filestore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fbus := newReaderBus()
+	fs := startOn(t, fbus, store)
+	connectC1(fbus, fs)
+	quiesce(t, fs)
+	flushes = fbus.inPlaceCalls()
+	fbus.deliver(fs.pubPrefix+".foo", burst("r.burst", inlineMax+1)...)
+	waitUntil(t, "the file store's burst PubAcks", func() bool { return fbus.count("r.burst") == inlineMax+1 })
+	if got := fbus.inPlaceCalls(); got != flushes {
+		t.Fatalf("the file store's burst was flushed in place %d times: it ran on the reader's goroutine", got-flushes)
 	}
 }
 
