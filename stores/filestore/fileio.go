@@ -23,11 +23,11 @@ const (
 )
 
 // fileWriter writes to a store file through Hooks.Write: it is the io.Writer under a
-// segment's or an index's bufio.Writer, and a log's. Its writes are raw write(2)s on
-// 64-bit Linux (rawsync.Write): an ordinary one, the first system call of a commit pass,
-// woke the runtime's sysmon out of its deep sleep whenever the server had been idle — a
-// thread wake-up (a futex call) before every synchronous publish's write, and sysmon then
-// polling through the pass's fsync.
+// segment's or an index's bufio.Writer, and a log's. Its writes up to 1 MiB are raw
+// write(2)s on 64-bit Linux (rawsync.Write): an ordinary one, the first system call of a
+// commit pass, woke the runtime's sysmon out of its deep sleep whenever the server had been
+// idle — a thread wake-up (a futex call) before every synchronous publish's write, and
+// sysmon then polling through the pass's fsync.
 type fileWriter struct {
 	f    *os.File
 	path string // the file's current name (a log's changes when its rewrite is renamed)
