@@ -188,7 +188,6 @@ func TestIdleEngineRunsOnTheReadersGoroutine(t *testing.T) {
 		s.runMu.Unlock()
 		t.Fatal("a PubAck was sent while the engine was busy")
 	}
-	flushes = bus.inPlaceCalls()
 	s.runMu.Unlock()
 	waitUntil(t, "the engine's goroutine answers the queued publish", func() bool { return bus.has("r.ack2") })
 
