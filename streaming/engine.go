@@ -123,6 +123,10 @@ func (s *Server) pushOp(o op, n int64, batched bool) error {
 // work, which the engine's goroutine does beside the publishers' readers.
 const inlineMax = 8
 
+// syncedAtOnce: every commit group completes as it is made — standalone, on a store that
+// never splits its Sync (memory).
+func (s *Server) syncedAtOnce() bool { return !s.replicated && !s.splitMeta }
+
 // syncedInlineMax is the longest queue endOfBuffer handles itself where every commit
 // group completes as it is made (syncedAtOnce: the memory store, standalone). There the
 // throughput work has nothing to overlap with (no fsync, no log round), and handing it to
@@ -147,7 +151,7 @@ func (s *Server) endOfBuffer(idle func() bool) {
 	// that is throughput work, and the engine's goroutine batches it better — unless
 	// groups complete as they are made, and there is nothing to batch for.
 	limit := inlineMax
-	if s.syncedAtOnce {
+	if s.syncedAtOnce() {
 		limit = syncedInlineMax
 	}
 	if n > limit || !s.lockInline(func() bool { return s.commit.groups == 0 }) {

@@ -154,14 +154,13 @@ type Server struct {
 	acksInFlight     []ackProposal // sent/ack proposals not resolved when made (delivery.go)
 
 	// Metadata waiting for its commit (durable.go).
-	waiting      []afterCommit // replies (and undos) waiting for the commit of what they confirm
-	splitMeta    bool          // the store's client and subscription records split their Sync
-	syncedAtOnce bool          // standalone on a store that never splits its Sync (memory): groups complete as made
-	metaRetryAt  time.Time     // after a failed metadata commit: when to try again unasked
-	metaTimer    *time.Timer   // wakes the engine when records waited metaDelay (metaDue)
-	metaC        <-chan time.Time
-	metaAt       time.Time
-	metaFired    bool // the engine woke on metaC since the timer was last armed (armMeta)
+	waiting     []afterCommit // replies (and undos) waiting for the commit of what they confirm
+	splitMeta   bool          // the store's client and subscription records split their Sync
+	metaRetryAt time.Time     // after a failed metadata commit: when to try again unasked
+	metaTimer   *time.Timer   // wakes the engine when records waited metaDelay (metaDue)
+	metaC       <-chan time.Time
+	metaAt      time.Time
+	metaFired   bool // the engine woke on metaC since the timer was last armed (armMeta)
 
 	pubAckLatency histogram    // latency.go
 	refusedPubs   atomic.Int64 // publishes refused because q was full
@@ -281,7 +280,6 @@ func New(bus Bus, store stores.Store, newLog LogFactory, opts Options) (*Server,
 	s.rlog = rlog
 	_, standalone := rlog.(*raftlog.Local)
 	s.replicated = !standalone
-	s.syncedAtOnce = !s.replicated && !s.splitMeta
 	// Replicated, groups wait for the log's commit: no added wait. Standalone, only a store
 	// whose commits are costly asks for it.
 	cc, ok := store.(stores.CommitCoalescer)
