@@ -159,6 +159,18 @@ func startOnMemory(t *testing.T) (*readerBus, *Server) {
 	return bus, startOn(t, bus, store)
 }
 
+// startOnFile is startOnMemory on a file store (default options): a store that splits
+// its Sync.
+func startOnFile(t *testing.T) (*readerBus, *Server) {
+	t.Helper()
+	store, err := filestore.Open(t.TempDir(), filestore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bus := newReaderBus()
+	return bus, startOn(t, bus, store)
+}
+
 func pubReq(reply, guid string) core.Msg {
 	return request(reply, &stanpb.PubMsg{ClientID: "c1", Guid: guid, Subject: "foo", Data: []byte("hi"), ConnID: []byte("conn")})
 }
@@ -225,12 +237,7 @@ func TestIdleMemoryEngineRunsAReadBufferInline(t *testing.T) {
 		t.Fatalf("%d of 64 PubAcks sent on the reader's goroutine (in-place flushes %d → %d)", n, flushes, bus.inPlaceCalls())
 	}
 
-	store, err := filestore.Open(t.TempDir(), filestore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fbus := newReaderBus()
-	fs := startOn(t, fbus, store)
+	fbus, fs := startOnFile(t)
 	connectC1(fbus, fs)
 	quiesce(t, fs)
 	flushes = fbus.inPlaceCalls()
@@ -268,12 +275,7 @@ func TestEngineGoroutineFlushesInPlace(t *testing.T) {
 // metadata timer an inline iteration armed: the engine's goroutine, idle all along, must be
 // told to wait on it, or the record would never be committed.
 func TestCommitterCompletesASmallPass(t *testing.T) {
-	store, err := filestore.Open(t.TempDir(), filestore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	bus := newReaderBus()
-	s := startOn(t, bus, store)
+	bus, s := startOnFile(t)
 
 	connectC1(bus, s)
 	quiesce(t, s)
@@ -398,12 +400,7 @@ func quiesce(t *testing.T, s *Server) {
 // the engine found the records not yet due and waited for the next unrelated wake-up
 // (a stress run of TestCommitterCompletesASmallPass saw it wait over 10 s).
 func TestMetadataTimerCommitsWhenItFires(t *testing.T) {
-	store, err := filestore.Open(t.TempDir(), filestore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	bus := newReaderBus()
-	s := startOn(t, bus, store)
+	bus, s := startOnFile(t)
 	connectC1(bus, s)
 	quiesce(t, s)
 	subscribeFoo(bus, s, 1024, 30)
