@@ -236,17 +236,14 @@ func runOnce(ctx context.Context, r runner, spec serverSpec, sc scenario, msgs i
 			return runResult{}, fmt.Errorf("%w (server log: %s)", err, s.logPath)
 		}
 	}
-	pid := s.cmd.Process.Pid
-	ticks0, cpuErr := cpuTicks(pid)
+	cpu := startCPU(s.pid())
 	res, err := r.run(ctx, s, sc.plan(s.url(), msgs))
 	if err != nil {
 		return res, fmt.Errorf("%w (server log: %s)", err, s.logPath)
 	}
 	// The server's CPU per message of the run, clients' set-up included (a queue group's
 	// members join inside r.run): the figure of record where the client caps msgs/s.
-	if ticks1, err := cpuTicks(pid); err == nil && cpuErr == nil && msgs > 0 {
-		res.serverCPUPerMsg = ticksDuration(ticks1-ticks0) / time.Duration(msgs)
-	}
+	res.serverCPUPerMsg = cpu.perMsg(msgs)
 	return res, nil
 }
 

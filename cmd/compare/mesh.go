@@ -188,3 +188,26 @@ func cpuPercent(ticks int64, elapsed time.Duration) float64 {
 
 // ticksDuration converts /proc clock ticks to time.
 func ticksDuration(ticks int64) time.Duration { return time.Duration(ticks) * time.Second / clockTicks }
+
+// cpuMeter measures one server process's CPU over a run (/proc, in clock ticks).
+type cpuMeter struct {
+	pid    int
+	ticks0 int64
+	err    error
+}
+
+// startCPU reads pid's CPU at the start of a run.
+func startCPU(pid int) cpuMeter {
+	t, err := cpuTicks(pid)
+	return cpuMeter{pid: pid, ticks0: t, err: err}
+}
+
+// perMsg is the CPU pid used since startCPU, per message of msgs; 0 when /proc could not
+// be read or there were no messages.
+func (m cpuMeter) perMsg(msgs int) time.Duration {
+	t, err := cpuTicks(m.pid)
+	if err != nil || m.err != nil || msgs <= 0 {
+		return 0
+	}
+	return ticksDuration(t-m.ticks0) / time.Duration(msgs)
+}

@@ -45,7 +45,7 @@ func runReplay(ctx context.Context, s *server, size, msgs int, timeout time.Dura
 	// CPU while reading back: the server's from /proc, the reader's (this process, which
 	// runs nothing else meanwhile) from getrusage. When the reader caps the rate, the
 	// server's CPU per message is the figure that shows a faster server.
-	ticks0, cpuErr := cpuTicks(s.pid())
+	cpu := startCPU(s.pid())
 	self0, selfErr := selfCPU()
 	readDur, err := replayRead(ctx, s.url(), msgs, deadline)
 	if err != nil {
@@ -58,9 +58,7 @@ func runReplay(ctx context.Context, s *server, size, msgs int, timeout time.Dura
 		duration: time.Since(start),
 		rssAdded: rssAdded,
 	}
-	if ticks1, err := cpuTicks(s.pid()); err == nil && cpuErr == nil && msgs > 0 {
-		res.serverCPUPerMsg = ticksDuration(ticks1-ticks0) / time.Duration(msgs)
-	}
+	res.serverCPUPerMsg = cpu.perMsg(msgs)
 	if self1, err := selfCPU(); err == nil && selfErr == nil && msgs > 0 {
 		res.clientCPUPerMsg = (self1 - self0) / time.Duration(msgs)
 	}

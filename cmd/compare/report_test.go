@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -68,5 +69,25 @@ func TestDetailsShowServerCPU(t *testing.T) {
 	}
 	if !strings.HasSuffix(nats, "| 4.00 |") || !strings.HasSuffix(starling, "| – |") {
 		t.Fatalf("server CPU cells: %q, %q", nats, starling)
+	}
+}
+
+// TestCPUMeter: perMsg is the process's CPU since startCPU over the messages; 0 without any.
+func TestCPUMeter(t *testing.T) {
+	m := startCPU(os.Getpid())
+	// Spin until /proc counts some CPU (10 ms ticks): a loaded machine may lend less.
+	for end := time.Now().Add(5 * time.Second); m.perMsg(1) < 20*time.Millisecond; {
+		if time.Now().After(end) {
+			t.Fatalf("perMsg(1) = %v after 5 s of spinning", m.perMsg(1))
+		}
+	}
+	if d1, d2 := m.perMsg(1), m.perMsg(2); d2 > d1/2+10*time.Millisecond {
+		t.Fatalf("perMsg(2) = %v, perMsg(1) = %v: not divided by the messages", d2, d1)
+	}
+	if d := m.perMsg(0); d != 0 {
+		t.Fatalf("perMsg(0) = %v", d)
+	}
+	if d := startCPU(-1).perMsg(1); d != 0 {
+		t.Fatalf("an unreadable process: perMsg = %v", d)
 	}
 }

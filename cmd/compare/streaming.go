@@ -142,8 +142,7 @@ func runStan(ctx context.Context, benchPath string, s *server, sc stanScenario, 
 		return runResult{}, err
 	}
 	start := time.Now()
-	pid := s.cmd.Process.Pid
-	ticks0, cpuErr := cpuTicks(pid)
+	cpu := startCPU(s.pid())
 	p, err := natsCLI{benchPath}.start(stanArgs(s.url(), sc, msgs))
 	if err != nil {
 		return runResult{}, err
@@ -162,9 +161,7 @@ func runStan(ctx context.Context, benchPath string, s *server, sc stanScenario, 
 		return runResult{}, err
 	}
 	res := runResult{stan: st, rate: st.pub, pubRate: st.pub.msgsPerSec, notes: p.warnings(), duration: time.Since(start)}
-	if ticks1, err := cpuTicks(pid); err == nil && cpuErr == nil && msgs > 0 {
-		res.serverCPUPerMsg = ticksDuration(ticks1-ticks0) / time.Duration(msgs)
-	}
+	res.serverCPUPerMsg = cpu.perMsg(msgs)
 	if ps := p.cmd.ProcessState; ps != nil && msgs > 0 {
 		res.clientCPUPerMsg = (ps.UserTime() + ps.SystemTime()) / time.Duration(msgs)
 	}

@@ -124,7 +124,7 @@ func runSyncPub(ctx context.Context, s *server, size, msgs int, timeout time.Dur
 	defer sc.Close()
 	payload := make([]byte, size)
 	lat := make([]time.Duration, 0, msgs)
-	ticks0, cpuErr := cpuTicks(s.pid())
+	cpu := startCPU(s.pid())
 	start := time.Now()
 	for i := range msgs {
 		if err := ctx.Err(); err != nil {
@@ -145,9 +145,7 @@ func runSyncPub(ctx context.Context, s *server, size, msgs int, timeout time.Dur
 		duration: d,
 	}
 	res.pubRate = res.rate.msgsPerSec
-	if ticks1, err := cpuTicks(s.pid()); err == nil && cpuErr == nil && msgs > 0 {
-		res.serverCPUPerMsg = ticksDuration(ticks1-ticks0) / time.Duration(msgs)
-	}
+	res.serverCPUPerMsg = cpu.perMsg(msgs)
 	res.p50, res.p99 = percentiles(lat)
 	return res, nil
 }
