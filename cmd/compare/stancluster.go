@@ -172,7 +172,7 @@ func (r *stanClusterReport) write(w io.Writer) {
 	}
 	fmt.Fprintf(w, "\n|---|---|%s\n", strings.Repeat("---:|", 2*len(r.servers)+2*last))
 	us := func(c cell) float64 {
-		return c.medianOf(func(x runResult) float64 { return float64(x.serverCPUPerMsg) / float64(time.Microsecond) })
+		return usOf(c, func(x runResult) time.Duration { return x.serverCPUPerMsg })
 	}
 	var misses []string
 	for _, row := range r.rows {

@@ -69,8 +69,16 @@ func (r cpuRow) serverUs(i int) float64 {
 	return usOf(r.cells[i], func(res runResult) time.Duration { return res.serverCPUPerMsg })
 }
 
+// usOf is the median of f over c's rounds in µs, over the rounds where it was measured
+// (f > 0): an unmeasured round is not a round that cost nothing.
 func usOf(c cell, f func(runResult) time.Duration) float64 {
-	return c.medianOf(func(r runResult) float64 { return float64(f(r)) / float64(time.Microsecond) })
+	xs := make([]float64, 0, len(c.runs))
+	for _, r := range c.runs {
+		if d := f(r); d > 0 {
+			xs = append(xs, float64(d)/float64(time.Microsecond))
+		}
+	}
+	return median(xs)
 }
 
 // cpuMet: both servers measured every round (a median over fewer rounds is not comparable, as
@@ -79,8 +87,22 @@ func (r cpuRow) cpuMet() bool {
 	if r.cells[0].err != nil || r.cells[1].err != nil {
 		return false
 	}
+	if !everyRoundCPU(r.cells[0]) || !everyRoundCPU(r.cells[1]) {
+		return false
+	}
 	a, b := r.serverUs(0), r.serverUs(1)
 	return a > 0 && b > 0 && a/b >= cpuTarget
+}
+
+// everyRoundCPU: the server's CPU was read in every round of c (a round whose /proc read
+// failed reports 0, and a median counting it would flatter that server).
+func everyRoundCPU(c cell) bool {
+	for _, r := range c.runs {
+		if r.serverCPUPerMsg <= 0 {
+			return false
+		}
+	}
+	return len(c.runs) > 0
 }
 
 // rateMet: both servers measured every round, and the second is at least as fast.

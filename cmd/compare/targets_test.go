@@ -101,6 +101,20 @@ func TestCPUTargetNeedsEveryRound(t *testing.T) {
 	}
 }
 
+// A round whose /proc read failed reports 0 µs/msg: it neither lowers the median nor lets
+// the row meet its CPU target.
+func TestUnmeasuredCPURound(t *testing.T) {
+	starling := cpuCell(200, 3)
+	starling.runs = append(starling.runs, runResult{rate: benchRate{msgsPerSec: 200}}, runResult{rate: benchRate{msgsPerSec: 200}, serverCPUPerMsg: 4 * time.Microsecond})
+	row := cpuRow{name: "memory, async pub 16 B, 0 subs", cells: [2]cell{cpuCell(100, 9), starling}}
+	if got := row.serverUs(1); got != 3.5 {
+		t.Errorf("median over the measured rounds: got %v µs, want 3.5", got)
+	}
+	if row.cpuMet() {
+		t.Errorf("CPU target met by a row with an unmeasured round")
+	}
+}
+
 // A target against nats-streaming-server whose nats-streaming-server cell failed was not
 // measured: it is listed as such, not as missed.
 func TestSyncGoalUnmeasuredWhenNSSFailed(t *testing.T) {
