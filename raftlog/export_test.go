@@ -3,6 +3,7 @@ package raftlog
 import (
 	"context"
 	"fmt"
+	"strconv"
 
 	"github.com/hashicorp/raft"
 )
@@ -34,4 +35,16 @@ func TransferTo(ctx context.Context, n *Node, id string) error {
 		}
 	}
 	return fmt.Errorf("raftlog: %s is not a voter besides %s", id, n.cfg.NodeID)
+}
+
+// ApplyUnchecked hands cs to raft as one entry without the Node's leadership check: a
+// proposal that passed that check just before something changed the node's state.
+func ApplyUnchecked(n *Node, cs ...Command) raft.ApplyFuture {
+	return n.raft.ApplyLog(raft.Log{Data: encodeEntry(cs)}, 0)
+}
+
+// RaftTerms reports raft's state, its current term and the term of its last log entry.
+func RaftTerms(n *Node) (state raft.RaftState, term, lastLogTerm uint64) {
+	lastLogTerm, _ = strconv.ParseUint(n.raft.Stats()["last_log_term"], 10, 64)
+	return n.raft.State(), n.raft.CurrentTerm(), lastLogTerm
 }

@@ -276,11 +276,16 @@ func (n *Node) bootstrapIfNew(rc *raft.Config, st *raftStores, dir string) error
 }
 
 // startRaft starts raft over st, through a transport that notes the peers' contacts for
-// the lease (lease.go) where it can.
+// the lease (lease.go) where it can, and that keeps raft's heartbeat fast path from
+// changing the node's term or state (heartbeat.go).
 func (n *Node) startRaft(rc *raft.Config, st *raftStores, dir string) error {
 	trans := n.cfg.Transport
+	var guard *beatGuard // the heartbeat fast path's guard (heartbeat.go), when contacts is not
 	if n.contacts = newContacts(trans, n.cfg.NodeID, &n.transfer, &n.leaving); n.contacts != nil {
 		trans = n.contacts
+	} else {
+		guard = &beatGuard{Transport: trans}
+		trans = guard
 	}
 	snaps := &snapStore{SnapshotStore: st.snaps, failed: n.snapshotted, checked: st.checked}
 	st.checked = nil // snaps closes it
@@ -294,6 +299,8 @@ func (n *Node) startRaft(rc *raft.Config, st *raftStores, dir string) error {
 	}
 	if n.contacts != nil {
 		n.contacts.raft.Store(n.raft)
+	} else {
+		guard.raft.Store(n.raft)
 	}
 	return nil
 }
