@@ -44,6 +44,9 @@ type Serverz struct {
 	OutBytes      uint64    `json:"out_bytes"`
 	OpenFDs       int       `json:"open_fds,omitempty"` // the process's, filled in by the HTTP handler
 	MaxFDs        int       `json:"max_fds,omitempty"`
+	// DigestParts, with ?digest=parts (and Digest): StateDigestParts, which tells the part
+	// of the state that differs between nodes whose digests differ.
+	DigestParts map[string]string `json:"digest_parts,omitempty"`
 }
 
 // RaftInfo is a clustered node's place in the replicated log.

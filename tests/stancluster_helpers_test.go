@@ -82,10 +82,13 @@ type stanServerz struct {
 		Term         uint64   `json:"term"`
 		CommitIndex  uint64   `json:"commit_index"`
 		AppliedIndex uint64   `json:"applied_index"`
+		LastIndex    uint64   `json:"last_index"`
 		Voters       []string `json:"voters"`
 		LastContact  string   `json:"last_contact"`
+		Stopped      string   `json:"stopped"`
 	} `json:"raft"`
-	TotalMsgs int `json:"total_msgs"`
+	TotalMsgs   int               `json:"total_msgs"`
+	DigestParts map[string]string `json:"digest_parts"`
 }
 
 // raftAddr is the node's raft listener.
@@ -204,7 +207,9 @@ func (c *stanCluster) convergedErr(timeout time.Duration) error {
 // convergedIndexErr is convergedErr, requiring equal applied indexes too if applied is set.
 func (c *stanCluster) convergedIndexErr(timeout time.Duration, applied bool) error {
 	c.t.Helper()
-	return poll(timeout, func() error {
+	digestsDiffered := false
+	err := poll(timeout, func() error {
+		digestsDiffered = false
 		var digests, indexes []string // for the error: name(server ID)=digest, name=index
 		var digest0 string
 		var index0 uint64
@@ -232,10 +237,73 @@ func (c *stanCluster) convergedIndexErr(timeout time.Duration, applied bool) err
 			return fmt.Errorf("applied indexes differ: %v", indexes)
 		}
 		if digestsDiffer {
+			digestsDiffered = true
 			return fmt.Errorf("state digests differ: %v", digests)
 		}
 		return nil
 	})
+	if err != nil && digestsDiffered {
+		err = fmt.Errorf("%w%s", err, c.digestDiff())
+	}
+	return err
+}
+
+// digestDiff describes, for an error, where the running nodes' states differ: each node's
+// place in the log, and every part of the state (StateDigestParts) not the same on all of
+// them, at most 20. The parts are read after the digests compared: a node still applying
+// may have moved on meanwhile.
+func (c *stanCluster) digestDiff() string {
+	var b strings.Builder
+	var names []string
+	parts := map[string]map[string]string{} // part -> node -> its description
+	for _, n := range c.nodes {
+		if !n.up() {
+			continue
+		}
+		var z stanServerz
+		if err := n.monGet("/streaming/serverz?digest=parts", &z); err != nil {
+			fmt.Fprintf(&b, "\n  %s: %v", n.name, err)
+			continue
+		}
+		names = append(names, n.name)
+		r := z.Raft
+		fmt.Fprintf(&b, "\n  %s: %s term %d last %d commit %d applied %d", n.name, z.Role, r.Term, r.LastIndex, r.CommitIndex, r.AppliedIndex)
+		if r.Stopped != "" {
+			fmt.Fprintf(&b, ", stopped: %s", r.Stopped)
+		}
+		for k, v := range z.DigestParts {
+			if parts[k] == nil {
+				parts[k] = map[string]string{}
+			}
+			parts[k][n.name] = v
+		}
+	}
+	var differ []string
+	for k, byNode := range parts {
+		same := len(byNode) == len(names)
+		for _, v := range byNode {
+			same = same && v == byNode[names[0]]
+		}
+		if !same {
+			differ = append(differ, k)
+		}
+	}
+	slices.Sort(differ)
+	for i, k := range differ {
+		if i == 20 {
+			fmt.Fprintf(&b, "\n  … %d parts differ in all", len(differ))
+			break
+		}
+		fmt.Fprintf(&b, "\n  %s:", k)
+		for _, name := range names {
+			v, ok := parts[k][name]
+			if !ok {
+				v = "(none)"
+			}
+			fmt.Fprintf(&b, "\n    %s: %s", name, v)
+		}
+	}
+	return b.String()
 }
 
 // poll calls cond until it returns nil or timeout passes, and returns its last error.

@@ -149,7 +149,8 @@ func (m *Monitor) HandleRoot(w http.ResponseWriter, r *http.Request) {
 }
 
 // HandleServerz serves /streaming/serverz.
-// With digest=1 it adds the replicated state's digest (StateDigest: it reads every message).
+// With digest=1 it adds the replicated state's digest (StateDigest: it reads every message);
+// with digest=parts, that digest and the state's parts (StateDigestParts).
 func (m *Monitor) HandleServerz(w http.ResponseWriter, r *http.Request) {
 	z, err := m.s.ServerzErr()
 	if err != nil {
@@ -157,13 +158,21 @@ func (m *Monitor) HandleServerz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	z.OpenFDs, z.MaxFDs = fds()
-	if r.URL.Query().Get("digest") == "1" {
+	switch r.URL.Query().Get("digest") {
+	case "1":
 		d, err := m.s.StateDigest()
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
 		z.Digest = d
+	case "parts":
+		d, parts, err := m.s.StateDigestParts()
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		z.Digest, z.DigestParts = d, parts
 	}
 	writeJSON(w, z)
 }
