@@ -652,8 +652,9 @@ func (s *Server) completeGroup(g *commitGroup) {
 				break
 			}
 		}
-		s.sendPubAck(g.pubs[i].reply, g.pubs[i].guid, errText)
+		s.addPubAck(g.pubs[i].reply, g.pubs[i].guid, errText)
 	}
+	s.flushPubAcks()
 	if len(g.pubs) > 0 {
 		s.pubAckLatency.observeN(time.Since(g.start), len(g.pubs))
 	}

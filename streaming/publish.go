@@ -2,11 +2,13 @@ package streaming
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
 
+	"github.com/starling-io/starling/core"
 	"github.com/starling-io/starling/raftlog"
 	"github.com/starling-io/starling/stores"
 )
@@ -42,6 +44,7 @@ type scratch struct {
 	stats     Stats             // counted since the last flushStats
 	sentBytes uint64            // MsgProto bytes sent, ever (heldBack paces its looks by them)
 	run       sendRun           // first deliveries to one inbox, published together (sendrun.go)
+	acks      pubAckRun         // a group's PubAcks to one reply subject, published together
 }
 
 // sendClockUses is how many sends share one reading of the clock, standalone.
@@ -78,6 +81,58 @@ func (s *Server) sendPubAck(reply string, guid []byte, errText string) {
 	}
 	s.scratch.out = appendPubAck(s.scratch.out[:0], guid, errText)
 	_ = s.bus.Publish(reply, "", nil, s.scratch.out)
+}
+
+// pubAckRun collects consecutive PubAcks to one reply subject — an async publisher's ack
+// inbox, the same for all its messages — published in one call (runBus) when the subject
+// changes or the group's PubAcks end (flushPubAcks). One Publish each cost a subject check,
+// a match, a lock of the publisher's connection and a wake-up mark per PubAck (~11 % of the
+// server's CPU in an async 1 KiB publish run with no subscriber), now paid once per run.
+// Nothing else is published between addPubAck and flushPubAcks, so each connection gets
+// what it got before, in the same order.
+type pubAckRun struct {
+	reply string
+	data  []byte // the PubAcks
+	ends  []int  // where each ends in data
+}
+
+// addPubAck is sendPubAck for a run of them (completeGroup): on a bus that takes runs, the
+// PubAck joins the run, which goes out at flushPubAcks or when the reply subject changes.
+func (s *Server) addPubAck(reply string, guid []byte, errText string) {
+	r := &s.scratch.acks
+	if s.runBus == nil || reply == "" {
+		s.sendPubAck(reply, guid, errText)
+		return
+	}
+	if len(r.ends) > 0 && r.reply != reply {
+		s.flushPubAcks()
+	}
+	r.reply = reply
+	r.data = appendPubAck(r.data, guid, errText)
+	r.ends = append(r.ends, len(r.data))
+}
+
+// flushPubAcks publishes the PubAcks collected by addPubAck. A run refused for max_payload
+// (a reload lowered it below a PubAck, some tens of bytes) is published one by one, so that
+// each fails or not as it did before runs; any other error drops them, as sendPubAck does.
+func (s *Server) flushPubAcks() {
+	r := &s.scratch.acks
+	if len(r.ends) == 0 {
+		return
+	}
+	if err := s.runBus.PublishRun(r.reply, r.data, r.ends); errors.Is(err, core.ErrMaxPayload) {
+		prev := 0
+		for _, e := range r.ends {
+			_ = s.bus.Publish(r.reply, "", nil, r.data[prev:e])
+			prev = e
+		}
+	}
+	r.reply = ""
+	r.ends = r.ends[:0]
+	r.data = r.data[:0]
+	if cap(r.data) > maxScratchEnc {
+		r.data = nil
+	}
 }
 
 // queuePublish validates one PubMsg and adds it to the current batch (spec §6).
