@@ -91,9 +91,10 @@ func (p *producer) addPending(c *client) {
 // may block us — that is natural back-pressure) and wake every other destination once.
 func (p *producer) flushPending() { p.flush(p.lock == nil, false) }
 
-// flush is flushPending; inPlace lets it write a few small outputs itself, and smallOnly
-// (with inPlace) only when no destination has bulk output: see Conn.FlushInPlace.
-func (p *producer) flush(inPlace, smallOnly bool) {
+// flush is flushPending; inPlace lets it write a few destinations' small outputs itself (up
+// to inPlaceMax each), and bulk (with inPlace) their bulk output too, short of a sealed
+// backlog: see Conn.FlushInPlace.
+func (p *producer) flush(inPlace, bulk bool) {
 	if len(p.ends) > 0 {
 		p.runEnds()
 	}
@@ -103,13 +104,9 @@ func (p *producer) flush(inPlace, smallOnly bool) {
 	}
 	self := false
 	inPlace = inPlace && len(p.pending) <= 4
-	if inPlace && smallOnly {
-		for c := range p.pending {
-			if c != p.self && c.bulkOut() {
-				inPlace = false
-				break
-			}
-		}
+	limit := inPlaceMax
+	if bulk {
+		limit = sealAt
 	}
 	for c := range p.pending {
 		if c == p.self {
@@ -117,7 +114,7 @@ func (p *producer) flush(inPlace, smallOnly bool) {
 			continue
 		}
 		if inPlace {
-			c.tryFlushInPlace()
+			c.tryFlushInPlace(limit)
 		} else {
 			c.flushSignal()
 		}

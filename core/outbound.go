@@ -9,9 +9,10 @@ import (
 	"time"
 )
 
-// inPlaceMax is the most a producer writes to another client's socket itself at the end of
-// its read buffer. Small frames (requests, replies) then skip the writer's wake-up; bulk
-// output is left to the writer so that parsing and writing use both cores.
+// inPlaceMax is the most a client's reader writes to another client's socket itself at the
+// end of its read buffer. Small frames (requests, replies) then skip the writer's wake-up;
+// bulk output is left to the writer so that parsing and writing use both cores. (The
+// streaming engine's flush, Conn.FlushInPlace, writes bulk output in place too.)
 const inPlaceMax = 16 << 10
 
 // outbound is a client's pending output: producers append whole frames to buf under the
@@ -133,23 +134,16 @@ func (c *client) finishClose() {
 	_ = c.nc.Close()
 }
 
-// bulkOut reports whether c's pending output is more than tryFlushInPlace writes itself.
-func (c *client) bulkOut() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.out.buf) > inPlaceMax || len(c.out.full) > 0
-}
-
-// tryFlushInPlace makes one non-blocking write of c's small pending output from the
-// producer's goroutine; whatever the socket does not take (or a busy flusher, or a large
-// backlog) is left to the writer, which is then signalled.
-func (c *client) tryFlushInPlace() {
+// tryFlushInPlace makes one non-blocking write of c's pending output, up to limit bytes,
+// from the producer's goroutine; whatever the socket does not take (or a busy flusher, more
+// than limit, or a sealed backlog) is left to the writer, which is then signalled.
+func (c *client) tryFlushInPlace(limit int) {
 	if c.raw == nil {
 		c.flushSignal()
 		return
 	}
 	c.mu.Lock()
-	if c.closed || c.out.flushing || c.out.shut || len(c.out.buf) == 0 || len(c.out.buf) > inPlaceMax || len(c.out.full) > 0 {
+	if c.closed || c.out.flushing || c.out.shut || len(c.out.buf) == 0 || len(c.out.buf) > limit || len(c.out.full) > 0 {
 		c.mu.Unlock()
 		c.flushSignal()
 		return

@@ -99,7 +99,7 @@ func TestRawIOAllocatesNothing(t *testing.T) {
 		c.mu.Lock()
 		c.out.buf = append(c.out.buf, frame...)
 		c.mu.Unlock()
-		c.tryFlushInPlace()
+		c.tryFlushInPlace(inPlaceMax)
 		if _, err := io.ReadFull(peer, back[:len(frame)]); err != nil {
 			t.Fatal(err)
 		}
@@ -121,27 +121,33 @@ func TestRawIOAllocatesNothing(t *testing.T) {
 	}
 }
 
-// TestFlushInPlaceSmallOnly: the streaming engine's flush (Conn.FlushInPlace: smallOnly)
-// writes small outputs in place only while no destination has bulk output; with one that
-// has, every destination's writer is woken, as by Flush, and nothing is written here. A
-// reader's own end of buffer (smallOnly false) still writes the small one in place.
-func TestFlushInPlaceSmallOnly(t *testing.T) {
+// TestFlushInPlaceBulk: the streaming engine's flush (Conn.FlushInPlace: bulk) writes a
+// destination's bulk output in place as well as another's small output, waking no writer
+// (before, bulk output made it wake every writer and write nothing). A reader's own end of
+// buffer (bulk false) still writes only the small one in place and wakes the bulk one's
+// writer; a sealed backlog is always left to the writer.
+func TestFlushInPlaceBulk(t *testing.T) {
 	small, smallPeer := rawPair(t)
-	bulk, _ := rawPair(t)
+	bulk, bulkPeer := rawPair(t)
 	for _, c := range []*client{small, bulk} {
 		c.out.signal = make(chan struct{}, 1)
 	}
 	var p producer
 	p.init(&client{})
-	frame := []byte("MSG a 1 2\r\nhi\r\n")
-	queue := func(withBulk bool) {
+	frame := []byte("MSG a 1 2\r\n" + "hi\r\n")
+	big := make([]byte, inPlaceMax+1)
+	queue := func(withBulk, sealed bool) {
 		small.mu.Lock()
 		small.out.buf = append(small.out.buf[:0], frame...)
 		small.mu.Unlock()
 		p.addPending(small)
 		if withBulk {
 			bulk.mu.Lock()
-			bulk.out.buf = append(bulk.out.buf[:0], make([]byte, inPlaceMax+1)...)
+			bulk.out.buf = append(bulk.out.buf[:0], big...)
+			if sealed {
+				bulk.out.full = append(bulk.out.full, []byte("sealed"))
+				bulk.out.fullLen += len("sealed")
+			}
 			bulk.mu.Unlock()
 			p.addPending(bulk)
 		}
@@ -159,39 +165,62 @@ func TestFlushInPlaceSmallOnly(t *testing.T) {
 		defer c.mu.Unlock()
 		return len(c.out.buf)
 	}
+	back := make([]byte, len(frame))
+	readSmall := func() {
+		t.Helper()
+		if _, err := io.ReadFull(smallPeer, back); err != nil || string(back) != string(frame) {
+			t.Fatalf("the small peer read %q, %v", back, err)
+		}
+	}
+	bigBack := make([]byte, len(big))
+	readBulk := func() {
+		t.Helper()
+		if _, err := io.ReadFull(bulkPeer, bigBack); err != nil {
+			t.Fatalf("the bulk peer: %v", err)
+		}
+	}
 
-	queue(false)
+	queue(false, false)
 	p.flush(true, true)
 	if pending(small) != 0 || signalled(small) {
 		t.Fatal("a lone small output was not written in place")
 	}
-	back := make([]byte, len(frame))
-	if _, err := io.ReadFull(smallPeer, back); err != nil || string(back) != string(frame) {
-		t.Fatalf("the peer read %q, %v", back, err)
-	}
+	readSmall()
 
-	queue(true)
+	queue(true, false)
 	p.flush(true, true)
-	if pending(small) != len(frame) || !signalled(small) || !signalled(bulk) {
-		t.Fatal("beside bulk output, the small output was written in place or a writer was not woken")
+	if pending(small) != 0 || signalled(small) || pending(bulk) != 0 || signalled(bulk) {
+		t.Fatalf("the engine's flush left %d and %d bytes (writers woken: %v, %v), want both written in place",
+			pending(small), pending(bulk), signalled(small), signalled(bulk))
 	}
+	readSmall()
+	readBulk()
 
-	queue(true)
+	queue(true, false)
 	p.flush(true, false)
-	if pending(small) != 0 || signalled(small) || !signalled(bulk) {
-		t.Fatal("a reader's end of buffer did not write the small output in place beside bulk output")
+	if pending(small) != 0 || signalled(small) || pending(bulk) != len(big) || !signalled(bulk) {
+		t.Fatal("a reader's end of buffer did not write the small output in place and leave the bulk one to its writer")
 	}
-	if _, err := io.ReadFull(smallPeer, back); err != nil {
-		t.Fatal(err)
+	readSmall()
+	bulk.mu.Lock()
+	bulk.out.buf = bulk.out.buf[:0]
+	bulk.mu.Unlock()
+
+	queue(true, true)
+	p.flush(true, true)
+	if pending(small) != 0 || pending(bulk) != len(big) || !signalled(bulk) {
+		t.Fatal("a sealed backlog was not left to its writer")
 	}
+	readSmall()
+	bulk.mu.Lock()
+	bulk.out.buf, bulk.out.full, bulk.out.fullLen = bulk.out.buf[:0], nil, 0
+	bulk.mu.Unlock()
 
 	// The engine's flush of a batch's PubAcks allocates nothing.
 	if a := testing.AllocsPerRun(100, func() {
-		queue(false)
+		queue(false, false)
 		p.flush(true, true)
-		if _, err := io.ReadFull(smallPeer, back); err != nil {
-			t.Fatal(err)
-		}
+		readSmall()
 	}); a != 0 {
 		t.Fatalf("%v allocations per flush, want 0", a)
 	}

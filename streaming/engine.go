@@ -289,10 +289,10 @@ func (s *Server) iterate(batch []op) {
 	s.ahead = nil
 	s.endBatch()
 	if s.batchBus != nil {
-		// A few small outputs (an async publisher's PubAcks: ~110 bytes each) leave in
-		// one non-blocking write each from here, wherever the iteration runs, unless a
-		// destination has bulk output (deliveries past core's inPlaceMax): then every
-		// writer is woken, as by Flush (core.Conn.FlushInPlace says why). On the engine's
+		// The outputs of up to four destinations (an async publisher's PubAcks, ~110
+		// bytes each; a subscriber's deliveries) leave in one non-blocking write each
+		// from here, wherever the iteration runs; with more destinations every writer is
+		// woken, as by Flush (core.Conn.FlushInPlace says why). On the engine's
 		// goroutine a plain Flush woke the publisher's writer for every batch: a goroutine
 		// hand-off, often a parked thread's futex wake-up, and a write accounted as a
 		// system call, whose first after an idle spell sets Go's sysmon polling every 20 µs
