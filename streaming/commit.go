@@ -158,6 +158,7 @@ type committer struct {
 	window       int
 	lastBegan    time.Time
 	lastDur      time.Duration
+	coalescing   bool          // the goroutine waits in coalesce (for the window or its deadline)
 	hurry        atomic.Bool   // the engine waits for completions (waitCommits)
 	coalesceOff  bool          // replicated, or the store did not ask (New, before the engine starts)
 	timer        *time.Timer   // committer goroutine: coalesce's deadline
@@ -213,15 +214,13 @@ func (c *committer) coalesce() bool {
 	for {
 		c.mu.Lock()
 		wait, deadline := c.shouldWait()
-		c.mu.Unlock()
-		if !wait {
-			return true
-		}
 		d := time.Until(deadline)
-		if d <= 0 {
-			c.mu.Lock()
+		if wait && d <= 0 {
 			c.window = 0 // the queue did not fill: the next pass sets the estimate anew
-			c.mu.Unlock()
+		}
+		c.coalescing = wait && d > 0
+		c.mu.Unlock()
+		if !wait || d <= 0 {
 			return true
 		}
 		if c.timer == nil {
@@ -487,8 +486,15 @@ func (c *committer) enqueue(g *commitGroup) {
 	if g.urgent() {
 		c.queuedUrgent++
 	}
+	// A committer waiting in coalesce for the window would only look, find the queue still
+	// short of it and wait again (its deadline does not move): it is woken once the queue
+	// holds enough, or g may not wait.
+	quiet := c.quietWake
+	if !quiet && c.coalescing {
+		quiet, _ = c.shouldWait()
+	}
 	c.mu.Unlock()
-	if !c.quietWake {
+	if !quiet {
 		signal(c.wake)
 	}
 }

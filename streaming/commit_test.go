@@ -464,3 +464,39 @@ func TestCoalescingDoesNotHoldReplies(t *testing.T) {
 		t.Fatal("publishes queued with a reply's group waited for the window")
 	}
 }
+
+// While the committer waits in coalesce for the window, a group that leaves the queue short
+// of it does not wake the committer (it would only look and wait again: a goroutine
+// hand-off, often a thread's wake-up, per read buffer of an async publisher); the group
+// that fills the queue does, and so does one a reply waits for.
+func TestCoalescingWakesOnlyWhenReady(t *testing.T) {
+	c := newCommitter()
+	c.running = true // no goroutine: its wake-ups stay in c.wake
+	c.window, c.lastBegan, c.lastDur = 200, time.Now(), time.Second
+	c.coalescing = true
+	for i := 0; i < 10; i++ {
+		c.enqueue(&commitGroup{n: 10})
+	}
+	if len(c.wake) != 0 {
+		t.Fatal("100 publishes of a window of 200 woke the coalescing committer")
+	}
+	c.enqueue(&commitGroup{n: 80}) // 180: nearly the window
+	if len(c.wake) != 1 {
+		t.Fatal("180 publishes of a window of 200 did not wake the coalescing committer")
+	}
+	<-c.wake
+	c.pass()
+	c.window, c.lastBegan, c.lastDur = 200, time.Now(), time.Second
+	c.coalescing = true
+	c.enqueue(&commitGroup{n: 1, after: []afterCommit{{}}})
+	if len(c.wake) != 1 {
+		t.Fatal("a group a reply waits for did not wake the coalescing committer")
+	}
+	<-c.wake
+	c.pass()
+	c.coalescing = false // between passes (in run, not coalesce): every group wakes it
+	c.enqueue(&commitGroup{n: 10})
+	if len(c.wake) != 1 {
+		t.Fatal("a group did not wake the committer waiting for work")
+	}
+}
