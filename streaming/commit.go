@@ -666,6 +666,14 @@ func (s *Server) completeGroup(g *commitGroup) {
 	}
 }
 
+// roomFor reports whether the pipeline holds at most half of what it may with n more ops
+// of qbytes payload bytes: an iteration over them (and what arrives meanwhile) will not find
+// it full and wait for the committer (engine).
+func (c *committer) roomFor(n int, qbytes int64) bool {
+	return c.inflight+n <= maxUncommitted/2 && int64(c.bytes)+qbytes <= maxUncommittedBytes/2 &&
+		c.groups+n <= maxUncommittedGroups/2
+}
+
 // full reports whether the pipeline holds as much as it may (engine).
 func (c *committer) full() bool {
 	return c.inflight > maxUncommitted || c.bytes > maxUncommittedBytes || c.groups > maxUncommittedGroups

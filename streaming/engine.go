@@ -149,22 +149,31 @@ func (s *Server) endOfBuffer(idle func() bool) {
 	}
 	// Commit groups in flight mean a client keeps requests in flight (an async publisher):
 	// that is throughput work, and the engine's goroutine batches it better — unless
-	// groups complete as they are made, and there is nothing to batch for.
+	// groups complete as they are made, and there is nothing to batch for, or the store
+	// coalesces its commits (bolt): the committer then waits for the publishers' window
+	// anyway, and the hand-off to the engine's goroutine cost a wake-up per read buffer
+	// (~7 per commit at 1 KiB) for no overlap. Such an iteration starts only with the
+	// pipeline at most half full (roomFor), so a reader does not wait for the committer
+	// (waitCommits) to make room.
+	c := s.commit
 	limit := inlineMax
-	if s.syncedAtOnce() {
+	if s.syncedAtOnce() || !c.coalesceOff {
 		limit = syncedInlineMax
 	}
-	if n > limit || !s.lockInline(func() bool { return s.commit.groups == 0 }) {
+	before := 0
+	if n > limit || !s.lockInline(func() bool {
+		before = c.groups
+		return before == 0 || !c.coalesceOff && c.roomFor(n, s.q.Bytes())
+	}) {
 		s.q.Wake()
 		return
 	}
 	s.inlineBatch = s.q.Pop(s.inlineBatch[:0])
-	c := s.commit
-	c.quietWake = true
+	c.quietWake = before == 0
 	s.iterate(s.inlineBatch)
 	c.quietWake = false
 	clear(s.inlineBatch)
-	pass := c.groups > 0 // enqueued by this iteration: none were in flight before it
+	pass := before == 0 && c.groups > 0 // enqueued quietly by this iteration
 	s.unlockInline()
 	switch {
 	case pass && idle():
@@ -241,10 +250,11 @@ func (s *Server) run() {
 		metaC := s.metaC
 		s.metaSeen = metaC
 		s.runMu.Unlock()
-		fired := false
+		fired, readied := false, false
 		select {
 		case <-s.q.Ready():
 		case <-s.readyCommits():
+			readied = true
 		case <-metaC: // records waited metaDelay: commitMeta commits them
 			fired = true
 		case <-s.kick:
@@ -255,7 +265,14 @@ func (s *Server) run() {
 			s.runMu.Unlock()
 			return
 		}
-		s.runMu.Lock()
+		if !s.runMu.TryLock() {
+			if readied {
+				// An inline iteration holds the engine, and may wait in waitCommits for
+				// the completion this goroutine just took the signal of: hand it back.
+				signal(s.commit.ready)
+			}
+			s.runMu.Lock()
+		}
 		if fired && s.metaC != nil {
 			s.metaFired = true
 		}
