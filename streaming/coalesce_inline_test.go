@@ -103,3 +103,41 @@ func TestInlineWaitGetsTheCompletionSignal(t *testing.T) {
 	s.runMu.Unlock()
 	waitUntil(t, "the PubAck", func() bool { return bus.has("r.ack1") })
 }
+
+// Over a store that coalesces its commits (bolt), the committer completes a large pass too
+// where it ran, when the engine is idle: the next pass waits for the publishers' window,
+// which refills only once these PubAcks are out, so handing the pass to the engine's
+// goroutine overlapped nothing and cost a hand-off per commit. Over the file store a large
+// pass is still the engine's (the committer goes back to its fsyncs).
+func TestCoalescingCommitterCompletesALargePass(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		start func(*testing.T) (*readerBus, *Server)
+		here  bool
+	}{{"bolt", startOnBolt, true}, {"file", startOnFile, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			bus, s := tc.start(t)
+			connectC1(bus, s)
+			quiesce(t, s)
+			bus.deliver(s.pubPrefix+".foo", pubReq("r.ack0", "g0")) // creates the channel
+			waitUntil(t, "the first PubAck", func() bool { return bus.has("r.ack0") })
+			quiesce(t, s)
+
+			s.runMu.Lock()
+			before := s.inlineDone
+			s.runMu.Unlock()
+			s.commit.passMu.Lock() // the pass waits until the burst is queued
+			bus.busy = true        // more input waiting: the reader does not run the pass itself
+			bus.deliver(s.pubPrefix+".foo", burst("r.a", 4*inlineMax)...)
+			waitUntil(t, "the burst's group", func() bool { return s.commit.queuedLen() > 0 })
+			s.commit.passMu.Unlock()
+			waitUntil(t, "every PubAck", func() bool { return bus.count("r.a") == 4*inlineMax })
+			s.runMu.Lock()
+			here := s.inlineDone > before
+			s.runMu.Unlock()
+			if here != tc.here {
+				t.Fatalf("the committer completed a pass of %d in place: %v, want %v", 4*inlineMax, here, tc.here)
+			}
+		})
+	}
+}

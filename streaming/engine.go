@@ -190,12 +190,14 @@ func (s *Server) endOfBuffer(idle func() bool) {
 // messages: if the pass is small, the engine idle and no other group waits for an fsync,
 // it completes the pass right there, so a synchronous publisher's PubAck leaves without
 // waking the engine's goroutine (and then a writer's). A large pass is throughput work:
-// the committer goes back to its fsyncs while the engine completes it. It reports whether
-// it did; if not, the engine is signalled.
+// the committer goes back to its fsyncs while the engine completes it — unless the store
+// coalesces its commits (bolt): the next pass waits for the publishers' window, which
+// refills only once this pass's PubAcks are out, so the hand-off overlapped nothing. It
+// reports whether it did; if not, the engine is signalled.
 func (s *Server) completeInline(msgs int) bool {
 	// The engine enqueues only while holding runMu: nothing queued now means this
 	// iteration cannot wait for the committer (waitCommits), which is this goroutine.
-	if msgs > inlineMax || !s.lockInline(func() bool { return s.commit.queuedLen() == 0 }) {
+	if msgs > inlineMax && s.commit.coalesceOff || !s.lockInline(func() bool { return s.commit.queuedLen() == 0 }) {
 		return false
 	}
 	s.iterate(nil)
