@@ -268,13 +268,24 @@ func (c *committer) passHere() {
 		signal(c.wake)
 		return
 	}
-	if c.waitsOnLog() {
+	if c.waitsOnLog() || c.waitsForWindow() {
 		c.passMu.Unlock()
 		signal(c.wake)
 		return
 	}
 	c.pass()
 	c.passMu.Unlock()
+}
+
+// waitsForWindow reports whether the committer would hold the queue back for the
+// publishers' window (shouldWait): an async publisher's reader that found no more input
+// for a moment, at the start of a window, then leaves the pass to the committer, which
+// coalesces it with the rest of the window, rather than commit a fraction of it here.
+func (c *committer) waitsForWindow() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	wait, _ := c.shouldWait()
+	return wait
 }
 
 // waitsOnLog reports whether a queued group waits for the replicated log's commit.
