@@ -168,8 +168,15 @@ func (c *client) tryFlushInPlace(limit int) {
 		c.out.full[0] = append([]byte(nil), b[n:]...)
 		c.out.fullLen += len(b) - n
 	} else if !done {
-		// Put the rest back in front of anything appended meanwhile.
-		c.out.buf = append(append(make([]byte, 0, len(b)-n+len(c.out.buf)), b[n:]...), c.out.buf...)
+		// Put the rest back in front of anything appended meanwhile, in b itself: a bulk
+		// output (up to sealAt) that a full socket did not take is moved, not copied anew
+		// at each try, and the buffer producers appended to becomes the spare again.
+		rest := copy(b, b[n:])
+		appended := c.out.buf
+		c.out.buf = append(b[:rest], appended...)
+		if c.out.spare == nil {
+			c.out.spare = appended[:0]
+		}
 	} else if c.out.spare == nil {
 		c.out.spare = b[:0]
 	}

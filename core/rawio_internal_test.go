@@ -301,3 +301,42 @@ func TestWriteRawWhole(t *testing.T) {
 		t.Fatalf("in-place write after writeRaw: %d, %v, all=%v", n, err, c.rout.all)
 	}
 }
+
+// TestFlushInPlaceIntoAFullSocket: a bulk output (the streaming engine's flush writes up to
+// sealAt in place) that a full socket does not take is kept in its buffer, not copied into
+// a new one at every try; what is left goes out whole and in order once the peer reads.
+func TestFlushInPlaceIntoAFullSocket(t *testing.T) {
+	c, peer := rawPair(t)
+	c.out.signal = make(chan struct{}, 1)
+	fill := make([]byte, 64<<10)
+	for { // fill the socket until it takes nothing more: the peer does not read yet
+		n, err := c.writeInPlace(fill)
+		if n == 0 || err != nil {
+			break
+		}
+	}
+	chunk := make([]byte, 256<<10)
+	for i := range chunk {
+		chunk[i] = byte(i)
+	}
+	queue := func() {
+		c.mu.Lock()
+		c.out.buf = append(c.out.buf[:0], chunk...)
+		c.mu.Unlock()
+	}
+	queue()
+	c.tryFlushInPlace(sealAt) // the spare is set up by the first try
+	if a := testing.AllocsPerRun(20, func() {
+		queue()
+		c.tryFlushInPlace(sealAt)
+	}); a != 0 {
+		t.Fatalf("%v allocations per in-place flush into a full socket, want 0", a)
+	}
+	c.mu.Lock()
+	left := append([]byte(nil), c.out.buf...)
+	c.mu.Unlock()
+	if len(left) != len(chunk) || string(left) != string(chunk) {
+		t.Fatalf("%d bytes left pending, want the chunk's %d unchanged", len(left), len(chunk))
+	}
+	peer.Close()
+}
