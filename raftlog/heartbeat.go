@@ -23,19 +23,21 @@ import (
 // under load: a leader SIGSTOPped and resumed reads its successor's heartbeat and its
 // engine's proposals at the same moment).
 //
-// So the fast path takes only a heartbeat that changes nothing but the leader's last
-// contact: to a follower, of the term it is in — or of an older one, which raft answers
-// with its own term and no change. Any other is answered with errBeatNotFast, and its term
-// reaches the node in order through the main loop: the leader's replication sends an append
-// that names a previous entry (never taken for a heartbeat) at once on election and then
-// every commit timeout, and the old leader's own appends are refused with the newer term,
-// which steps it down in its loop. Neither the check nor raft's handling is atomic with the
-// main loop, but a term only grows, and a follower leaves that state only by standing for
-// election, which raises its term before it can lead: a heartbeat of the term a follower
-// was found in never reaches a leader of that term.
+// So the fast path takes a heartbeat only to a follower — of any term: a follower
+// dispatches no entries of its own, and one restarted after its group moved on to a newer
+// term keeps taking its leader's heartbeats, as before — or one of an older term, which
+// raft answers with its own term and no change. A leader or a candidate (which counts
+// votes for its own term, and would lead in the term a heartbeat set) answers any other
+// with errBeatNotFast, and its term reaches the node in order through the main loop: the
+// leader's replication sends an append that names a previous entry (never taken for a
+// heartbeat) at once on election and then every commit timeout, and the old leader's own
+// appends are refused with the newer term, which steps it down in its loop. The check is
+// not atomic with the main loop: a follower that stands for election between the check and
+// raft's handling can still be made a follower of the heartbeat's term there — a window of
+// microseconds where before it was the whole pause.
 
 // errBeatNotFast answers a heartbeat the fast path must not take.
-var errBeatNotFast = errors.New("raftlog: a heartbeat of a newer term, or to a node that is not a follower, " +
+var errBeatNotFast = errors.New("raftlog: a heartbeat to a leader or a candidate " +
 	"is not taken on the fast path: the leader's next append brings its term")
 
 // guardBeats wraps raft's heartbeat handler fn so that it runs only on heartbeats that
@@ -59,8 +61,7 @@ func beatIsHarmless(rpc raft.RPC, r *raft.Raft) bool {
 	if !ok || r == nil {
 		return false
 	}
-	term := r.CurrentTerm()
-	return req.Term < term || req.Term == term && r.State() == raft.Follower
+	return req.Term < r.CurrentTerm() || r.State() == raft.Follower
 }
 
 // SetHeartbeatHandler installs raft's heartbeat handler, guarded (guardBeats).

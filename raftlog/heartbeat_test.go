@@ -83,4 +83,13 @@ func TestHeartbeatOfANewerTermLeavesALeaderToItsLoop(t *testing.T) {
 	if err := client.AppendEntries(raft.ServerID(f.id), fAddr, hb, &resp); err != nil || !resp.Success {
 		t.Errorf("follower %s refused its leader's heartbeat of term %d: %v (term %d, success %v)", f.id, term, err, resp.Term, resp.Success)
 	}
+
+	// And a follower in an older term (restarted after its group moved on) takes the
+	// heartbeat of the newer one on the fast path, rather than stand for election while
+	// raft's replication to it backs off.
+	hb.Term = term + 1
+	resp = raft.AppendEntriesResponse{}
+	if err := client.AppendEntries(raft.ServerID(f.id), fAddr, hb, &resp); err != nil || !resp.Success {
+		t.Errorf("follower %s of term %d refused a heartbeat of term %d: %v (term %d, success %v)", f.id, term, term+1, err, resp.Term, resp.Success)
+	}
 }
