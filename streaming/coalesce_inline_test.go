@@ -33,12 +33,7 @@ func TestCoalescingEngineRunsReadBuffersInline(t *testing.T) {
 		inline bool
 	}{{"bolt", startOnBolt, true}, {"file", startOnFile, false}} {
 		t.Run(tc.name, func(t *testing.T) {
-			bus, s := tc.start(t)
-			connectC1(bus, s)
-			quiesce(t, s)
-			bus.deliver(s.pubPrefix+".foo", pubReq("r.ack0", "g0")) // creates the channel
-			waitUntil(t, "the first PubAck", func() bool { return bus.has("r.ack0") })
-			quiesce(t, s)
+			bus, s := startWithFoo(t, tc.start)
 
 			// A pass running: the first buffer's group stays in flight.
 			s.commit.passMu.Lock()
@@ -116,12 +111,7 @@ func TestCoalescingCommitterCompletesALargePass(t *testing.T) {
 		here  bool
 	}{{"bolt", startOnBolt, true}, {"file", startOnFile, false}} {
 		t.Run(tc.name, func(t *testing.T) {
-			bus, s := tc.start(t)
-			connectC1(bus, s)
-			quiesce(t, s)
-			bus.deliver(s.pubPrefix+".foo", pubReq("r.ack0", "g0")) // creates the channel
-			waitUntil(t, "the first PubAck", func() bool { return bus.has("r.ack0") })
-			quiesce(t, s)
+			bus, s := startWithFoo(t, tc.start)
 
 			s.runMu.Lock()
 			before := s.inlineDone
@@ -140,4 +130,17 @@ func TestCoalescingCommitterCompletesALargePass(t *testing.T) {
 			}
 		})
 	}
+}
+
+// startWithFoo starts a server with start, connects client c1 and publishes one message to
+// channel foo (which creates it), and returns once its PubAck is out and the engine idle.
+func startWithFoo(t *testing.T, start func(*testing.T) (*readerBus, *Server)) (*readerBus, *Server) {
+	t.Helper()
+	bus, s := start(t)
+	connectC1(bus, s)
+	quiesce(t, s)
+	bus.deliver(s.pubPrefix+".foo", pubReq("r.ack0", "g0")) // creates the channel
+	waitUntil(t, "the first PubAck", func() bool { return bus.has("r.ack0") })
+	quiesce(t, s)
+	return bus, s
 }
