@@ -41,7 +41,8 @@ var errBeatNotFast = errors.New("raftlog: a heartbeat to a leader or a candidate
 	"is not taken on the fast path: the leader's next append brings its term")
 
 // guardBeats wraps raft's heartbeat handler fn so that it runs only on heartbeats that
-// cannot change the state or term of the node node returns (nil before raft runs: none).
+// cannot change the term or state of a leader or a candidate (beatIsHarmless), for the
+// node node returns (nil before raft runs: none are taken).
 func guardBeats(fn func(raft.RPC), node func() *raft.Raft) func(raft.RPC) {
 	if fn == nil {
 		return nil
