@@ -285,9 +285,9 @@ func TestRouteRefusalsAreLogged(t *testing.T) {
 		nc.Close()
 		waitFor(t, 2*time.Second, func() bool { return logs.has(c.log) })
 	}
-	if srvs[0].NumRoutes() != 1 {
-		t.Fatalf("routes %d", srvs[0].NumRoutes())
-	}
+	// The route registered as NNEW is dropped after its protocol error is logged and its
+	// socket closed: wait for it rather than look once (CI under load saw 2 routes here).
+	waitFor(t, 2*time.Second, func() bool { return srvs[0].NumRoutes() == 1 })
 }
 
 // A route port that accepts and says nothing does not hold the dialer forever.
